@@ -1,0 +1,438 @@
+// conv2d (NCHW, groups, stride, padding, dilation) via im2col + GEMM, its input/weight backward kernels
+// (col2im), and max/avg pooling with backward.
+#ifndef KILN_ISA
+#include "kiln/cpu_common.h"
+#define KILN_ISA_FILE "cpu/conv.cc"
+#include "kiln/isa_passes.h"
+#else
+#include "kiln/isa_helpers.inl"
+#include "kiln/gemm.inl"
+
+namespace cv {
+
+struct ConvGeom {
+  int64_t N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, groups;
+  int64_t Cg() const { return C / groups; }
+  int64_t Og() const { return O / groups; }
+  int64_t ckk() const { return Cg() * kh * kw; }
+  int64_t P() const { return OH * OW; }
+};
+
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  const int64_t span = d * (k - 1) + 1;
+  if (in + 2 * p < span) return 0;
+  return (in + 2 * p - span) / s + 1;
+}
+
+static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
+  g.sh = static_cast<int64_t>(attrs[0]); g.sw = static_cast<int64_t>(attrs[1]);
+  g.ph = static_cast<int64_t>(attrs[2]); g.pw = static_cast<int64_t>(attrs[3]);
+  g.dh = static_cast<int64_t>(attrs[4]); g.dw = static_cast<int64_t>(attrs[5]);
+  g.groups = static_cast<int64_t>(attrs[6]);
+  KILN_REQUIRE(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0 && g.groups >= 1, ST_ARG,
+               "conv2d needs stride >= 1, dilation >= 1, padding >= 0, groups >= 1; got stride [", g.sh, ", ", g.sw,
+               "] padding [", g.ph, ", ", g.pw, "] dilation [", g.dh, ", ", g.dw, "] groups ", g.groups);
+  return Status::ok();
+}
+
+static Status geom_from(const TensorView& x4, const TensorView& w4, const double* attrs, ConvGeom& g, bool x_is_input) {
+  if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
+  KILN_REQUIRE(w4.ndim == 4, ST_SHAPE, "conv2d weight must be [O, C/groups, kH, kW], got ", shape_str(w4));
+  g.O = w4.shape[0]; g.kh = w4.shape[2]; g.kw = w4.shape[3];
+  KILN_REQUIRE(g.O % g.groups == 0, ST_SHAPE, "conv2d out channels ", g.O, " not divisible by groups ", g.groups);
+  g.C = w4.shape[1] * g.groups;
+  (void)x4; (void)x_is_input;
+  return Status::ok();
+}
+
+static void im2col(const float* x, const ConvGeom& g, float* col) {
+  // col[(c*kh + i)*kw + j][oh*OW + ow] for the Cg channels starting at x
+  for (int64_t c = 0; c < g.Cg(); ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        float* dst = col + ((c * g.kh + i) * g.kw + j) * g.P();
+        const float* src = x + c * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          float* d = dst + oh * g.OW;
+          if (ih < 0 || ih >= g.H) {
+            for (int64_t ow = 0; ow < g.OW; ++ow) d[ow] = 0.f;
+            continue;
+          }
+          const float* srow = src + ih * g.W;
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+            d[ow] = (iw >= 0 && iw < g.W) ? srow[iw] : 0.f;
+          }
+        }
+      }
+}
+
+static void col2im(const float* col, const ConvGeom& g, float* x) {
+  for (int64_t c = 0; c < g.Cg(); ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const float* srcc = col + ((c * g.kh + i) * g.kw + j) * g.P();
+        float* dst = x + c * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          float* drow = dst + ih * g.W;
+          const float* s = srcc + oh * g.OW;
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+            if (iw >= 0 && iw < g.W) drow[iw] += s[ow];
+          }
+        }
+      }
+}
+
+static bool pointwise(const ConvGeom& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+static Status check_f32(const TensorView* in, int nin, const TensorView& out, const char* op) {
+  for (int i = 0; i < nin; ++i) {
+    KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, " takes float32, got ", kDTypeNames[in[i].dtype]);
+    KILN_REQUIRE(in[i].contiguous(), ST_ARG, op, " needs contiguous inputs");
+  }
+  KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, op, " writes float32");
+  return Status::ok();
+}
+
+static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "conv2d"); !s.good()) return s;
+  const TensorView& x = in[0];
+  const TensorView& w = in[1];
+  KILN_REQUIRE(x.ndim == 4, ST_SHAPE, "conv2d input must be [N, C, H, W], got ", shape_str(x));
+  ConvGeom g{};
+  if (Status s = geom_from(x, w, attrs, g, true); !s.good()) return s;
+  g.N = x.shape[0]; g.H = x.shape[2]; g.W = x.shape[3];
+  KILN_REQUIRE(x.shape[1] == g.C, ST_SHAPE, "conv2d input has ", x.shape[1], " channels but the weight ",
+               shape_str(w), " with groups ", g.groups, " expects ", g.C);
+  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O && out.shape[2] == g.OH &&
+                   out.shape[3] == g.OW,
+               ST_SHAPE, "conv2d output ", shape_str(out), " does not match the expected [", g.N, ", ", g.O, ", ",
+               g.OH, ", ", g.OW, "]");
+  if (out.numel() == 0) return Status::ok();
+  const float* px = x.ptr<float>();
+  const float* pw = w.ptr<float>();
+  float* po = out.ptr<float>();
+  const bool pw1 = pointwise(g);
+  auto image = [&](int64_t n, bool par, std::vector<float>& col) {
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
+      const float* src = xg;
+      if (!pw1) {
+        col.resize(static_cast<size_t>(g.ckk() * g.P()));
+        im2col(xg, g, col.data());
+        src = col.data();
+      }
+      GemmArgs a{g.Og(), g.P(), g.ckk(), pw + gi * g.Og() * g.ckk(), g.ckk(), 1, src, g.P(), 1,
+                 po + (n * g.O + gi * g.Og()) * g.P(), g.P(), false, par};
+      sgemm(a);
+    }
+  };
+  if (g.N >= num_threads() && num_threads() > 1) {
+    parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<float> col;
+      for (int64_t n = lo; n < hi; ++n) image(n, false, col);
+    });
+  } else {
+    std::vector<float> col;
+    for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
+  }
+  return Status::ok();
+}
+
+// in: gy [N, O, OH, OW], w; attrs: conv attrs + inH, inW -> dx [N, C, H, W]
+static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "conv2dBackwardInput"); !s.good()) return s;
+  const TensorView& gy = in[0];
+  const TensorView& w = in[1];
+  ConvGeom g{};
+  if (Status s = geom_from(gy, w, attrs, g, false); !s.good()) return s;
+  KILN_REQUIRE(gy.ndim == 4 && gy.shape[1] == g.O, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
+               " does not match weight ", shape_str(w));
+  g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[7]); g.W = static_cast<int64_t>(attrs[8]);
+  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  KILN_REQUIRE(gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
+               " does not match input size ", g.H, "x", g.W);
+  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.C && out.shape[2] == g.H &&
+                   out.shape[3] == g.W,
+               ST_SHAPE, "conv2dBackwardInput output ", shape_str(out), " has the wrong shape");
+  float* pdx = out.ptr<float>();
+  const int64_t total = out.numel();
+  for (int64_t i = 0; i < total; ++i) pdx[i] = 0.f;
+  if (gy.numel() == 0) return Status::ok();
+  const float* pgy = gy.ptr<float>();
+  const float* pw = w.ptr<float>();
+  auto image = [&](int64_t n, bool par, std::vector<float>& col) {
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      float* dxg = pdx + (n * g.C + gi * g.Cg()) * g.H * g.W;
+      const float* wg = pw + gi * g.Og() * g.ckk();
+      const float* gyg = pgy + (n * g.O + gi * g.Og()) * g.P();
+      if (pointwise(g)) {  // dx = W^T gy directly
+        GemmArgs a{g.ckk(), g.P(), g.Og(), wg, 1, g.ckk(), gyg, g.P(), 1, dxg, g.P(), true, par};
+        sgemm(a);
+        continue;
+      }
+      col.resize(static_cast<size_t>(g.ckk() * g.P()));
+      GemmArgs a{g.ckk(), g.P(), g.Og(), wg, 1, g.ckk(), gyg, g.P(), 1, col.data(), g.P(), false, par};
+      sgemm(a);
+      col2im(col.data(), g, dxg);
+    }
+  };
+  if (g.N >= num_threads() && num_threads() > 1) {
+    parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<float> col;
+      for (int64_t n = lo; n < hi; ++n) image(n, false, col);
+    });
+  } else {
+    std::vector<float> col;
+    for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
+  }
+  return Status::ok();
+}
+
+// in: x [N, C, H, W], gy [N, O, OH, OW]; attrs: conv attrs + kH, kW -> dw [O, C/groups, kH, kW]
+static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "conv2dBackwardWeight"); !s.good()) return s;
+  const TensorView& x = in[0];
+  const TensorView& gy = in[1];
+  ConvGeom g{};
+  if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
+  KILN_REQUIRE(x.ndim == 4 && gy.ndim == 4 && out.ndim == 4, ST_SHAPE, "conv2dBackwardWeight needs 4-d tensors, got ",
+               shape_str(x), ", ", shape_str(gy), " -> ", shape_str(out));
+  g.N = x.shape[0]; g.C = x.shape[1]; g.H = x.shape[2]; g.W = x.shape[3];
+  g.O = gy.shape[1];
+  g.kh = static_cast<int64_t>(attrs[7]); g.kw = static_cast<int64_t>(attrs[8]);
+  KILN_REQUIRE(g.kh >= 1 && g.kw >= 1, ST_ARG, "conv2dBackwardWeight kernel size must be >= 1");
+  KILN_REQUIRE(g.C % g.groups == 0 && g.O % g.groups == 0, ST_SHAPE, "channels ", g.C, "/", g.O,
+               " not divisible by groups ", g.groups);
+  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  KILN_REQUIRE(gy.shape[0] == g.N && gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE,
+               "conv2dBackwardWeight gradient ", shape_str(gy), " does not match input ", shape_str(x));
+  KILN_REQUIRE(out.shape[0] == g.O && out.shape[1] == g.Cg() && out.shape[2] == g.kh && out.shape[3] == g.kw,
+               ST_SHAPE, "conv2dBackwardWeight output ", shape_str(out), " has the wrong shape");
+  float* pdw = out.ptr<float>();
+  const int64_t total = out.numel();
+  for (int64_t i = 0; i < total; ++i) pdw[i] = 0.f;
+  if (x.numel() == 0 || gy.numel() == 0) return Status::ok();
+  const float* px = x.ptr<float>();
+  const float* pgy = gy.ptr<float>();
+  std::vector<float> col;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
+      const float* src = xg;
+      if (!pointwise(g)) {
+        col.resize(static_cast<size_t>(g.ckk() * g.P()));
+        im2col(xg, g, col.data());
+        src = col.data();
+      }
+      // dW_g [Og, ckk] += gy_g [Og, P] * col^T [P, ckk]
+      GemmArgs a{g.Og(), g.ckk(), g.P(), pgy + (n * g.O + gi * g.Og()) * g.P(), g.P(), 1, src, 1, g.P(),
+                 pdw + gi * g.Og() * g.ckk(), g.ckk(), true, true};
+      sgemm(a);
+    }
+  return Status::ok();
+}
+
+struct PoolGeom {
+  int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW;
+};
+
+static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, const char* op, int64_t H = -1,
+                        int64_t W = -1) {
+  p.kh = static_cast<int64_t>(attrs[0]); p.kw = static_cast<int64_t>(attrs[1]);
+  p.sh = static_cast<int64_t>(attrs[2]); p.sw = static_cast<int64_t>(attrs[3]);
+  p.ph = static_cast<int64_t>(attrs[4]); p.pw = static_cast<int64_t>(attrs[5]);
+  KILN_REQUIRE(p.kh >= 1 && p.kw >= 1 && p.sh >= 1 && p.sw >= 1 && p.ph >= 0 && p.pw >= 0, ST_ARG, op,
+               " needs kernel >= 1, stride >= 1, padding >= 0");
+  KILN_REQUIRE(p.ph * 2 <= p.kh && p.pw * 2 <= p.kw, ST_ARG, op, " padding must be at most half the kernel size");
+  KILN_REQUIRE(x.ndim == 4, ST_SHAPE, op, " input must be [N, C, H, W], got ", shape_str(x));
+  p.N = x.shape[0]; p.C = x.shape[1];
+  p.H = H >= 0 ? H : x.shape[2];
+  p.W = W >= 0 ? W : x.shape[3];
+  p.OH = out_size(p.H, p.kh, p.sh, p.ph, 1);
+  p.OW = out_size(p.W, p.kw, p.sw, p.pw, 1);
+  return Status::ok();
+}
+
+static Status k_maxpool(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "maxPool2d"); !s.good()) return s;
+  PoolGeom p{};
+  if (Status s = pool_geom(in[0], attrs, p, "maxPool2d"); !s.good()) return s;
+  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH &&
+                   out.shape[3] == p.OW,
+               ST_SHAPE, "maxPool2d output ", shape_str(out), " has the wrong shape");
+  const float* x = in[0].ptr<float>();
+  float* o = out.ptr<float>();
+  parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const float* xp = x + nc * p.H * p.W;
+      float* op = o + nc * p.OH * p.OW;
+      for (int64_t oh = 0; oh < p.OH; ++oh)
+        for (int64_t ow = 0; ow < p.OW; ++ow) {
+          float m = -__builtin_inff();
+          bool nan = false;
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh * p.sh - p.ph + i;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t iw = ow * p.sw - p.pw + j;
+              if (iw < 0 || iw >= p.W) continue;
+              const float v = xp[ih * p.W + iw];
+              nan |= v != v;
+              m = v > m ? v : m;
+            }
+          }
+          op[oh * p.OW + ow] = nan ? __builtin_nanf("") : m;
+        }
+    }
+  });
+  return Status::ok();
+}
+
+// in: x, gy -> dx; the gradient goes to the first maximum of each window (as the forward picked it)
+static Status k_maxpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "maxPool2dBackward"); !s.good()) return s;
+  PoolGeom p{};
+  if (Status s = pool_geom(in[0], attrs, p, "maxPool2dBackward"); !s.good()) return s;
+  KILN_REQUIRE(same_shape(in[0], out), ST_SHAPE, "maxPool2dBackward output must match the input shape");
+  const TensorView& gy = in[1];
+  KILN_REQUIRE(gy.ndim == 4 && gy.shape[0] == p.N && gy.shape[1] == p.C && gy.shape[2] == p.OH &&
+                   gy.shape[3] == p.OW,
+               ST_SHAPE, "maxPool2dBackward gradient ", shape_str(gy), " does not match the pooled shape");
+  const float* x = in[0].ptr<float>();
+  const float* g = gy.ptr<float>();
+  float* o = out.ptr<float>();
+  parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const float* xp = x + nc * p.H * p.W;
+      const float* gp = g + nc * p.OH * p.OW;
+      float* op = o + nc * p.H * p.W;
+      for (int64_t i = 0; i < p.H * p.W; ++i) op[i] = 0.f;
+      for (int64_t oh = 0; oh < p.OH; ++oh)
+        for (int64_t ow = 0; ow < p.OW; ++ow) {
+          float m = -__builtin_inff();
+          int64_t best = -1;
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh * p.sh - p.ph + i;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t iw = ow * p.sw - p.pw + j;
+              if (iw < 0 || iw >= p.W) continue;
+              const float v = xp[ih * p.W + iw];
+              if (best < 0 || v > m || (v != v && m == m)) { m = v; best = ih * p.W + iw; }
+            }
+          }
+          if (best >= 0) op[best] += gp[oh * p.OW + ow];
+        }
+    }
+  });
+  return Status::ok();
+}
+
+static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "avgPool2d"); !s.good()) return s;
+  PoolGeom p{};
+  if (Status s = pool_geom(in[0], attrs, p, "avgPool2d"); !s.good()) return s;
+  const bool include_pad = attrs[6] != 0;
+  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH &&
+                   out.shape[3] == p.OW,
+               ST_SHAPE, "avgPool2d output ", shape_str(out), " has the wrong shape");
+  const float* x = in[0].ptr<float>();
+  float* o = out.ptr<float>();
+  parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const float* xp = x + nc * p.H * p.W;
+      float* op = o + nc * p.OH * p.OW;
+      for (int64_t oh = 0; oh < p.OH; ++oh)
+        for (int64_t ow = 0; ow < p.OW; ++ow) {
+          float s = 0.f;
+          int64_t cnt = 0;
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh * p.sh - p.ph + i;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t iw = ow * p.sw - p.pw + j;
+              if (iw < 0 || iw >= p.W) continue;
+              s += xp[ih * p.W + iw];
+              ++cnt;
+            }
+          }
+          const int64_t div = include_pad ? p.kh * p.kw : cnt;
+          op[oh * p.OW + ow] = div > 0 ? s / static_cast<float>(div) : 0.f;
+        }
+    }
+  });
+  return Status::ok();
+}
+
+// in: gy; attrs: pool attrs + countIncludePad + inH, inW -> dx
+static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
+  PoolGeom p{};
+  const int64_t H = static_cast<int64_t>(attrs[7]), W = static_cast<int64_t>(attrs[8]);
+  KILN_REQUIRE(H >= 0 && W >= 0, ST_ARG, "avgPool2dBackward input size must be >= 0");
+  if (Status s = pool_geom(in[0], attrs, p, "avgPool2dBackward", H, W); !s.good()) return s;
+  const bool include_pad = attrs[6] != 0;
+  const TensorView& gy = in[0];
+  KILN_REQUIRE(gy.shape[2] == p.OH && gy.shape[3] == p.OW, ST_SHAPE, "avgPool2dBackward gradient ", shape_str(gy),
+               " does not match the input size ", H, "x", W);
+  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == H && out.shape[3] == W,
+               ST_SHAPE, "avgPool2dBackward output ", shape_str(out), " has the wrong shape");
+  const float* g = gy.ptr<float>();
+  float* o = out.ptr<float>();
+  parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const float* gp = g + nc * p.OH * p.OW;
+      float* op = o + nc * p.H * p.W;
+      for (int64_t i = 0; i < p.H * p.W; ++i) op[i] = 0.f;
+      for (int64_t oh = 0; oh < p.OH; ++oh)
+        for (int64_t ow = 0; ow < p.OW; ++ow) {
+          int64_t cnt = 0;
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh * p.sh - p.ph + i;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t iw = ow * p.sw - p.pw + j;
+              if (iw >= 0 && iw < p.W) ++cnt;
+            }
+          }
+          const int64_t div = include_pad ? p.kh * p.kw : cnt;
+          if (div == 0) continue;
+          const float v = gp[oh * p.OW + ow] / static_cast<float>(div);
+          for (int64_t i = 0; i < p.kh; ++i) {
+            const int64_t ih = oh * p.sh - p.ph + i;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t iw = ow * p.sw - p.pw + j;
+              if (iw >= 0 && iw < p.W) op[ih * p.W + iw] += v;
+            }
+          }
+        }
+    }
+  });
+  return Status::ok();
+}
+
+}  // namespace cv
+
+void register_conv(KernelTable& t) {
+  t.fn[OP_CONV2D] = cv::k_conv2d;
+  t.fn[OP_CONV2D_BACKWARD_INPUT] = cv::k_conv2d_bwd_input;
+  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = cv::k_conv2d_bwd_weight;
+  t.fn[OP_MAX_POOL2D] = cv::k_maxpool;
+  t.fn[OP_MAX_POOL2D_BACKWARD] = cv::k_maxpool_bwd;
+  t.fn[OP_AVG_POOL2D] = cv::k_avgpool;
+  t.fn[OP_AVG_POOL2D_BACKWARD] = cv::k_avgpool_bwd;
+}
+
+#endif

@@ -1,0 +1,221 @@
+// float32 GEMM: packed A/B panels, an MR x NR register-blocked micro-kernel (vector extensions, so each ISA
+// pass gets its own width: 12x32 on AVX-512, 6x16 on AVX2, 6x8 baseline), K/M/N cache blocking, and the
+// thread pool over (M block, N chunk) tiles. Batched matmul loops over broadcast batch strides.
+#ifndef KILN_ISA
+#include "kiln/cpu_common.h"
+#define KILN_ISA_FILE "cpu/matmul.cc"
+#include "kiln/isa_passes.h"
+#else
+#include "kiln/isa_helpers.inl"
+#include "kiln/gemm.inl"
+
+namespace mm {
+
+static constexpr int NV = 2;  // vectors per micro-tile row
+static constexpr int NR = NV * kVL;
+static constexpr int MR = kVL == 16 ? 12 : 6;
+static constexpr int64_t KC = 256;
+static constexpr int64_t MC = MR * (kVL == 16 ? 8 : 16);
+static constexpr int64_t NC = 4096;
+
+// packs B[k0:k0+kc, j0:j0+nc] into NR-wide panels, zero-padded: panel p, row k -> dst[(p*kc + k)*NR + jj]
+static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const int64_t panels = (nc + NR - 1) / NR;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t jb = j0 + p * NR;
+    const int64_t w = std::min<int64_t>(NR, g.N - jb);
+    float* d = dst + p * kc * NR;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = g.B + (k0 + k) * g.rsB + jb * g.csB;
+      float* dk = d + k * NR;
+      if (g.csB == 1 && w == NR) {
+        for (int jj = 0; jj < NR; ++jj) dk[jj] = src[jj];
+      } else {
+        int64_t jj = 0;
+        for (; jj < w; ++jj) dk[jj] = src[jj * g.csB];
+        for (; jj < NR; ++jj) dk[jj] = 0.f;
+      }
+    }
+  }
+}
+
+// packs A[i0:i0+mc, k0:k0+kc] into MR-tall panels: panel p, col k -> dst[(p*kc + k)*MR + ii]
+static void pack_a(const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  const int64_t panels = (mc + MR - 1) / MR;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t ib = i0 + p * MR;
+    const int64_t h = std::min<int64_t>(MR, g.M - ib);
+    float* d = dst + p * kc * MR;
+    if (g.rsA == 1) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = g.A + ib + (k0 + k) * g.csA;
+        int64_t ii = 0;
+        for (; ii < h; ++ii) d[k * MR + ii] = src[ii];
+        for (; ii < MR; ++ii) d[k * MR + ii] = 0.f;
+      }
+    } else {
+      for (int64_t ii = 0; ii < MR; ++ii) {
+        if (ii < h) {
+          const float* src = g.A + (ib + ii) * g.rsA + k0 * g.csA;
+          for (int64_t k = 0; k < kc; ++k) d[k * MR + ii] = src[k * g.csA];
+        } else {
+          for (int64_t k = 0; k < kc; ++k) d[k * MR + ii] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+                         int64_t mr, int64_t nr, bool acc_c) {
+  vfloat acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vfloat bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * NR + v * kVL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const float av = a[k * MR + i];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+  }
+  if (mr == MR && nr == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* p = c + i * ldc + v * kVL;
+        vstore(p, acc_c ? vload(p) + acc[i][v] : acc[i][v]);
+      }
+  } else {
+    float tile[MR * NR];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) vstore(tile + i * NR + v * kVL, acc[i][v]);
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t j = 0; j < nr; ++j) {
+        float* p = c + i * ldc + j;
+        *p = acc_c ? *p + tile[i * NR + j] : tile[i * NR + j];
+      }
+  }
+}
+
+}  // namespace mm
+
+void sgemm(const GemmArgs& g) {
+  using namespace mm;
+  if (g.M <= 0 || g.N <= 0) return;
+  if (g.K <= 0) {
+    if (!g.accumulate)
+      for (int64_t i = 0; i < g.M; ++i)
+        for (int64_t j = 0; j < g.N; ++j) g.C[i * g.ldc + j] = 0.f;
+    return;
+  }
+  const int threads = g.parallel ? num_threads() : 1;
+  std::vector<float> bpack;
+  for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
+    const int64_t nc = std::min(NC, g.N - j0);
+    const int64_t npanels = (nc + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+      const int64_t kc = std::min(KC, g.K - k0);
+      bpack.resize(static_cast<size_t>(npanels * kc * NR));
+      float* bp = bpack.data();
+      // pack B in parallel over panels
+      parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels, [&](int64_t lo, int64_t hi) {
+        GemmArgs sub = g;
+        pack_b(sub, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
+      });
+      const bool acc_c = g.accumulate || k0 > 0;
+      const int64_t mblocks = (g.M + MC - 1) / MC;
+      int64_t nchunks = 1;
+      if (threads > 1 && mblocks < 2 * threads) nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+      const int64_t panels_per_chunk = (npanels + nchunks - 1) / nchunks;
+      nchunks = (npanels + panels_per_chunk - 1) / panels_per_chunk;
+      const int64_t tasks = mblocks * nchunks;
+      const double flops = 2.0 * static_cast<double>(g.M) * nc * kc;
+      const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
+      parallel_for(tasks, grain, [&](int64_t lo, int64_t hi) {
+        std::vector<float> apack(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
+        int64_t packed_block = -1;
+        for (int64_t t = lo; t < hi; ++t) {
+          const int64_t mb = t / nchunks, ch = t % nchunks;
+          const int64_t i0 = mb * MC, mc = std::min(MC, g.M - i0);
+          if (packed_block != mb) {
+            pack_a(g, i0, mc, k0, kc, apack.data());
+            packed_block = mb;
+          }
+          const int64_t p0 = ch * panels_per_chunk, p1 = std::min(npanels, p0 + panels_per_chunk);
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t jb = j0 + p * NR, nr = std::min<int64_t>(NR, g.N - jb);
+            const float* bpp = bp + p * kc * NR;
+            for (int64_t ip = 0; ip * MR < mc; ++ip) {
+              const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
+              micro(kc, apack.data() + ip * kc * MR, bpp, g.C + (i0 + ip * MR) * g.ldc + jb, g.ldc, mr, nr, acc_c);
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+namespace mm {
+
+static Status k_matmul(const TensorView* in, int, const TensorView& out, const double*) {
+  const TensorView& a = in[0];
+  const TensorView& b = in[1];
+  KILN_REQUIRE(a.dtype == DT_FLOAT32 && b.dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE,
+               "matmul takes float32, got ", kDTypeNames[a.dtype], " and ", kDTypeNames[b.dtype]);
+  KILN_REQUIRE(a.ndim >= 2 && a.ndim == b.ndim && a.ndim == out.ndim, ST_SHAPE,
+               "matmul kernel needs equal-rank operands of rank >= 2, got ", shape_str(a), " and ", shape_str(b));
+  const int nd = a.ndim;
+  for (int i = 0; i < nd - 2; ++i)
+    KILN_REQUIRE(a.shape[i] == out.shape[i] && b.shape[i] == out.shape[i], ST_SHAPE,
+                 "matmul batch dims must be broadcast first: ", shape_str(a), " x ", shape_str(b), " -> ",
+                 shape_str(out));
+  const int64_t M = a.shape[nd - 2], K = a.shape[nd - 1], N = b.shape[nd - 1];
+  KILN_REQUIRE(b.shape[nd - 2] == K, ST_SHAPE, "matmul inner dims differ: ", shape_str(a), " x ", shape_str(b));
+  KILN_REQUIRE(out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, "matmul output shape ", shape_str(out),
+               " does not match ", shape_str(a), " x ", shape_str(b));
+  int64_t batch = 1;
+  for (int i = 0; i < nd - 2; ++i) batch *= out.shape[i];
+  if (batch == 0 || M == 0 || N == 0) return Status::ok();
+  const float* pa = a.ptr<float>();
+  const float* pb = b.ptr<float>();
+  float* pc = out.ptr<float>();
+  auto batch_offsets = [&](int64_t bi, int64_t& oa, int64_t& ob) {
+    oa = 0;
+    ob = 0;
+    for (int d = nd - 3; d >= 0; --d) {
+      const int64_t idx = bi % out.shape[d];
+      bi /= out.shape[d];
+      oa += idx * a.strides[d];
+      ob += idx * b.strides[d];
+    }
+  };
+  auto one = [&](int64_t bi, bool par) {
+    int64_t oa, ob;
+    batch_offsets(bi, oa, ob);
+    GemmArgs g{M, N, K, pa + oa, a.strides[nd - 2], a.strides[nd - 1], pb + ob, b.strides[nd - 2],
+               b.strides[nd - 1], pc + bi * M * N, N, false, par};
+    sgemm(g);
+  };
+  const double flops = 2.0 * M * N * static_cast<double>(K);
+  if (batch > 1 && flops < 2.0 * 128 * 128 * 128) {
+    parallel_for(batch, std::max<int64_t>(1, static_cast<int64_t>(2e5 / std::max(flops, 1.0))),
+                 [&](int64_t lo, int64_t hi) { for (int64_t bi = lo; bi < hi; ++bi) one(bi, false); });
+  } else {
+    for (int64_t bi = 0; bi < batch; ++bi) one(bi, true);
+  }
+  return Status::ok();
+}
+
+}  // namespace mm
+
+void register_matmul(KernelTable& t) { t.fn[OP_MATMUL] = mm::k_matmul; }
+
+#endif

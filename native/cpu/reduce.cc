@@ -1,0 +1,247 @@
+// Reductions over a contiguous axis range of a contiguous input, seen as [outer, r, inner];
+// arg-reductions and (log)softmax over one axis.
+#ifndef KILN_ISA
+#include "kiln/cpu_common.h"
+#define KILN_ISA_FILE "cpu/reduce.cc"
+#include "kiln/isa_passes.h"
+#else
+#include "kiln/isa_helpers.inl"
+
+namespace rd {
+
+struct Dims3 {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+
+static Status split(const TensorView& in, int64_t a0, int64_t a1, Dims3& d) {
+  KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= in.ndim, ST_ARG, "reduction axes [", a0, ", ", a1,
+               ") out of range for a ", in.ndim, "-d tensor");
+  for (int i = 0; i < a0; ++i) d.outer *= in.shape[i];
+  for (int i = static_cast<int>(a0); i < a1; ++i) d.r *= in.shape[i];
+  for (int i = static_cast<int>(a1); i < in.ndim; ++i) d.inner *= in.shape[i];
+  return Status::ok();
+}
+
+static Status check_reduce(const TensorView* in, const TensorView& out, const double* attrs, Dims3& d,
+                           const char* op) {
+  KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
+  KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op,
+               " takes float32 or int32, got ", kDTypeNames[in[0].dtype]);
+  KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, op, " keeps the dtype");
+  const int64_t a0 = static_cast<int64_t>(attrs[0]), a1 = static_cast<int64_t>(attrs[1]);
+  if (Status s = split(in[0], a0, a1, d); !s.good()) return s;
+  // expected output shape = input shape without [a0, a1)
+  bool ok = out.ndim == in[0].ndim - (a1 - a0);
+  for (int i = 0, j = 0; ok && i < in[0].ndim; ++i) {
+    if (i >= a0 && i < a1) continue;
+    ok = out.shape[j++] == in[0].shape[i];
+  }
+  KILN_REQUIRE(ok, ST_SHAPE, op, " over axes [", a0, ", ", a1, ") of ", shape_str(in[0]), " gives a different shape than ",
+               shape_str(out));
+  return Status::ok();
+}
+
+// float sum of a contiguous run with vector accumulators (much closer to exact than a serial float sum)
+static inline double sum_run(const float* p, int64_t n) {
+  vfloat a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  int64_t i = 0;
+  for (; i + 4 * kVL <= n; i += 4 * kVL) {
+    a0 += vload(p + i);
+    a1 += vload(p + i + kVL);
+    a2 += vload(p + i + 2 * kVL);
+    a3 += vload(p + i + 3 * kVL);
+  }
+  const vfloat a = (a0 + a1) + (a2 + a3);
+  double s = 0;
+  for (int l = 0; l < kVL; ++l) s += a[l];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+static Status k_sum(const TensorView* in, int, const TensorView& out, const double* attrs) {
+  Dims3 d;
+  if (Status s = check_reduce(in, out, attrs, d, "sum"); !s.good()) return s;
+  const int64_t outer = d.outer, r = d.r, inner = d.inner;
+  if (in[0].dtype == DT_FLOAT32) {
+    const float* x = in[0].ptr<float>();
+    float* o = out.ptr<float>();
+    if (inner == 1) {
+      parallel_for(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(r, 1)), [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) o[i] = static_cast<float>(sum_run(x + i * r, r));
+      });
+    } else {
+      parallel_for(outer * inner, std::max<int64_t>(kVL, kGrain / std::max<int64_t>(r, 1)), [&](int64_t lo, int64_t hi) {
+        // each task owns a range of output cells; accumulate rows of the reduced axis in double
+        std::vector<double> acc;
+        for (int64_t c = lo; c < hi;) {
+          const int64_t oi = c / inner, j0 = c % inner;
+          const int64_t j1 = std::min(inner, j0 + (hi - c));
+          acc.assign(static_cast<size_t>(j1 - j0), 0.0);
+          double* pa = acc.data();
+          const float* base = x + oi * r * inner;
+          for (int64_t k = 0; k < r; ++k) {
+            const float* row = base + k * inner;
+            for (int64_t j = j0; j < j1; ++j) pa[j - j0] += row[j];
+          }
+          for (int64_t j = j0; j < j1; ++j) o[oi * inner + j] = static_cast<float>(pa[j - j0]);
+          c += j1 - j0;
+        }
+      });
+    }
+  } else {
+    const uint32_t* x = reinterpret_cast<const uint32_t*>(in[0].ptr<int32_t>());
+    int32_t* o = out.ptr<int32_t>();
+    for (int64_t oi = 0; oi < outer; ++oi)
+      for (int64_t j = 0; j < inner; ++j) {
+        uint32_t s = 0;
+        for (int64_t k = 0; k < r; ++k) s += x[(oi * r + k) * inner + j];
+        o[oi * inner + j] = static_cast<int32_t>(s);
+      }
+  }
+  return Status::ok();
+}
+
+template <bool IsMax>
+static Status k_extreme(const TensorView* in, int, const TensorView& out, const double* attrs) {
+  Dims3 d;
+  if (Status s = check_reduce(in, out, attrs, d, IsMax ? "max" : "min"); !s.good()) return s;
+  KILN_REQUIRE(d.r > 0 || d.outer * d.inner == 0, ST_SHAPE, IsMax ? "max" : "min",
+               " over an empty axis has no identity; the reduced axes of ", shape_str(in[0]), " have size 0");
+  const int64_t outer = d.outer, r = d.r, inner = d.inner;
+  auto run = [&](auto* x, auto* o) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    parallel_for(outer, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t oi = lo; oi < hi; ++oi) {
+        T* po = o + oi * inner;
+        const T* px = x + oi * r * inner;
+        for (int64_t j = 0; j < inner; ++j) po[j] = px[j];
+        std::vector<uint8_t> nan(static_cast<size_t>(inner), 0);
+        for (int64_t k = 1; k < r; ++k) {
+          const T* row = px + k * inner;
+          for (int64_t j = 0; j < inner; ++j) {
+            const T v = row[j];
+            po[j] = IsMax ? (v > po[j] ? v : po[j]) : (v < po[j] ? v : po[j]);
+          }
+        }
+        if constexpr (std::is_same_v<T, float>) {  // NaN anywhere in the slice -> NaN
+          for (int64_t k = 0; k < r; ++k)
+            for (int64_t j = 0; j < inner; ++j) nan[j] |= (px[k * inner + j] != px[k * inner + j]);
+          for (int64_t j = 0; j < inner; ++j)
+            if (nan[j]) po[j] = __builtin_nanf("");
+        }
+      }
+    });
+  };
+  if (in[0].dtype == DT_FLOAT32) run(in[0].ptr<float>(), out.ptr<float>());
+  else run(in[0].ptr<int32_t>(), out.ptr<int32_t>());
+  return Status::ok();
+}
+
+template <bool IsMax>
+static Status k_arg(const TensorView* in, int, const TensorView& out, const double* attrs) {
+  const char* op = IsMax ? "argmax" : "argmin";
+  KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
+  KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op, " takes float32 or int32, got ",
+               kDTypeNames[in[0].dtype]);
+  KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, op, " writes int32");
+  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  Dims3 d;
+  if (Status s = split(in[0], axis, axis + 1, d); !s.good()) return s;
+  KILN_REQUIRE(axis < in[0].ndim, ST_ARG, op, " axis ", axis, " out of range");
+  KILN_REQUIRE(out.numel() == d.outer * d.inner, ST_SHAPE, op, " output has the wrong size");
+  KILN_REQUIRE(d.r > 0 || d.outer * d.inner == 0, ST_SHAPE, op, " over an empty axis of ", shape_str(in[0]));
+  int32_t* o = out.ptr<int32_t>();
+  auto run = [&](auto* x) {
+    for (int64_t oi = 0; oi < d.outer; ++oi)
+      for (int64_t j = 0; j < d.inner; ++j) {
+        int64_t best = 0;
+        auto bv = x[oi * d.r * d.inner + j];
+        for (int64_t k = 1; k < d.r; ++k) {
+          const auto v = x[(oi * d.r + k) * d.inner + j];
+          if (bv != bv) break;  // first NaN wins
+          if (v != v || (IsMax ? v > bv : v < bv)) { bv = v; best = k; }
+        }
+        o[oi * d.inner + j] = static_cast<int32_t>(best);
+      }
+  };
+  if (in[0].dtype == DT_FLOAT32) run(in[0].ptr<float>());
+  else run(in[0].ptr<int32_t>());
+  return Status::ok();
+}
+
+template <bool Log>
+static Status k_softmax(const TensorView* in, int, const TensorView& out, const double* attrs) {
+  const char* op = Log ? "logSoftmax" : "softmax";
+  KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
+  KILN_REQUIRE(in[0].dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE, op, " takes float32, got ",
+               kDTypeNames[in[0].dtype]);
+  KILN_REQUIRE(same_shape(in[0], out), ST_SHAPE, op, " keeps the shape");
+  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  KILN_REQUIRE(axis >= 0 && axis < in[0].ndim, ST_ARG, op, " axis ", axis, " out of range for ", shape_str(in[0]));
+  Dims3 d;
+  if (Status s = split(in[0], axis, axis + 1, d); !s.good()) return s;
+  const float* x = in[0].ptr<float>();
+  float* o = out.ptr<float>();
+  const int64_t n = d.r, inner = d.inner;
+  if (inner == 1) {
+    parallel_for(d.outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1) / 8), [&](int64_t lo, int64_t hi) {
+      for (int64_t row = lo; row < hi; ++row) {
+        const float* px = x + row * n;
+        float* po = o + row * n;
+        float m = -__builtin_inff();
+        for (int64_t i = 0; i < n; ++i) m = px[i] > m ? px[i] : m;
+        if (m == -__builtin_inff()) m = 0.f;  // all -inf: keep exp(-inf - 0) = 0 (softmax NaN as in torch? no: 0/0)
+        const float mm = m;
+        vmap1(po, px, 1, n, [mm](vfloat v) { return vexp(v - mm); });
+        const double s = sum_run(po, n);
+        if (Log) {
+          const float ls = static_cast<float>(std::log(s)) + m;
+          for (int64_t i = 0; i < n; ++i) po[i] = px[i] - ls;
+        } else {
+          const float inv = static_cast<float>(1.0 / s);
+          for (int64_t i = 0; i < n; ++i) po[i] *= inv;
+        }
+      }
+    });
+  } else {
+    parallel_for(d.outer * inner, 64, [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c) {
+        const int64_t oi = c / inner, j = c % inner;
+        const float* px = x + oi * n * inner + j;
+        float* po = o + oi * n * inner + j;
+        float m = -__builtin_inff();
+        for (int64_t i = 0; i < n; ++i) m = px[i * inner] > m ? px[i * inner] : m;
+        if (m == -__builtin_inff()) m = 0.f;
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float e = fexp(px[i * inner] - m);
+          po[i * inner] = e;
+          s += e;
+        }
+        if (Log) {
+          const float ls = static_cast<float>(std::log(s)) + m;
+          for (int64_t i = 0; i < n; ++i) po[i * inner] = px[i * inner] - ls;
+        } else {
+          const float inv = static_cast<float>(1.0 / s);
+          for (int64_t i = 0; i < n; ++i) po[i * inner] *= inv;
+        }
+      }
+    });
+  }
+  // NaN in a row propagates through max (comparisons ignore it) only via exp(NaN - m) = NaN -> sum NaN: correct.
+  return Status::ok();
+}
+
+}  // namespace rd
+
+void register_reduce(KernelTable& t) {
+  t.fn[OP_SUM] = rd::k_sum;
+  t.fn[OP_MAX] = rd::k_extreme<true>;
+  t.fn[OP_MIN] = rd::k_extreme<false>;
+  t.fn[OP_ARGMAX] = rd::k_arg<true>;
+  t.fn[OP_ARGMIN] = rd::k_arg<false>;
+  t.fn[OP_SOFTMAX] = rd::k_softmax<false>;
+  t.fn[OP_LOG_SOFTMAX] = rd::k_softmax<true>;
+}
+
+#endif

@@ -1,0 +1,131 @@
+// A small persistent thread pool. parallel_for splits [0, n) into at most num_threads() chunks; the calling
+// thread takes one. Calls from inside a worker (nested parallelism) run inline.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "kiln/cpu_common.h"
+
+namespace kiln {
+namespace {
+
+thread_local bool t_in_parallel = false;
+
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop(); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int n) {
+    stop();
+    stopping_ = false;
+    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this, i] { loop(i); });
+  }
+
+  void run(int64_t chunks, const std::function<void(int64_t)>& task) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      task_.store(&task);
+      chunks_.store(chunks);
+      next_.store(0);
+      pending_ = chunks;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    task_.store(nullptr);
+  }
+
+ private:
+  void work() {
+    t_in_parallel = true;
+    for (;;) {
+      const int64_t c = next_.fetch_add(1);
+      if (c >= chunks_.load()) break;
+      (*task_.load())(c);
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--pending_ == 0) done_cv_.notify_all();
+    }
+    t_in_parallel = false;
+  }
+
+  void loop(int) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+      }
+      work();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::atomic<const std::function<void(int64_t)>*> task_{nullptr};
+  std::atomic<int64_t> next_{0};
+  std::atomic<int64_t> chunks_{0};
+  int64_t pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+int default_threads() {
+  if (const char* e = std::getenv("KILN_NUM_THREADS")) {
+    const int v = std::atoi(e);
+    if (v >= 1 && v <= 1024) return v;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(std::min(hc, 256u));
+}
+
+Pool& pool() {
+  static Pool* p = new Pool(default_threads());  // leaked on purpose: no join at process exit
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().size(); }
+
+void set_num_threads(int n) { pool().resize(std::max(1, std::min(n, 1024))); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int threads = t_in_parallel ? 1 : num_threads();
+  const int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / grain);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t per = (n + chunks - 1) / chunks;
+  const std::function<void(int64_t)> task = [&](int64_t c) {
+    const int64_t lo = c * per, hi = std::min(n, lo + per);
+    if (lo < hi) fn(lo, hi);
+  };
+  pool().run(chunks, task);
+}
+
+}  // namespace kiln

@@ -1,0 +1,57 @@
+// Shared by every CPU kernel file, outside the ISA passes: thread pool, kernel table, validation helpers.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <immintrin.h>
+
+#include "kiln/op_ids.h"
+#include "kiln/tensor_view.h"
+
+namespace kiln {
+
+// Runs fn(begin, end) over [0, n) in chunks of at least `grain` on the pool. Nested calls run inline.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+int num_threads();
+void set_num_threads(int n);
+
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+#define KILN_REQUIRE(cond, code, ...)                                  \
+  do {                                                                 \
+    if (!(cond)) return ::kiln::fail((code), ::kiln::cat(__VA_ARGS__)); \
+  } while (0)
+
+inline bool same_shape(const TensorView& a, const TensorView& b) {
+  if (a.ndim != b.ndim) return false;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a.shape[i] != b.shape[i]) return false;
+  return true;
+}
+
+inline bool is_float_like(int32_t dt) { return dt == DT_FLOAT32; }
+
+// Kernel tables, one per instruction set. Each family file fills its ops in each pass.
+struct KernelTable {
+  KernelFn fn[OP_COUNT] = {};
+};
+
+}  // namespace kiln
+
+#define KILN_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random)
+#define KILN_DECLARE_REGISTER(family) void register_##family(::kiln::KernelTable& t);
+namespace kiln {
+namespace scalar { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
+#if defined(__x86_64__)
+namespace avx2 { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
+namespace avx512 { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
+#endif
+}  // namespace kiln

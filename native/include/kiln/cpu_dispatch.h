@@ -1,0 +1,28 @@
+#pragma once
+#include <string>
+
+#include "kiln/tensor_view.h"
+
+namespace kiln {
+int isa_index(const std::string& name);  // -1 if unknown
+const char* isa_name(int idx);
+int active_isa();
+bool isa_supported(int idx);
+bool set_isa(int idx);
+const std::string& isa_error();
+KernelFn kernel_for(int op);
+KernelFn kernel_for_isa(int isa, int op);
+int num_threads();
+void set_num_threads(int n);
+
+// CUDA (native/cuda/device.cc when built with CUDA, native/cuda/no_cuda.cc otherwise)
+struct CudaInfo {
+  bool compiled = false;
+  bool available = false;
+  int device_count = 0;
+  std::string reason;  // why it is unavailable
+  std::string name;    // device 0
+  int cc_major = 0, cc_minor = 0;
+};
+CudaInfo cuda_info();
+}  // namespace kiln

@@ -20,14 +20,15 @@ export interface OpSpec {
   readonly dtypes: KernelDTypes;
 }
 
-const op = (name: string, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes): OpSpec =>
+type Spec<N extends string> = OpSpec & { readonly name: N };
+const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes): Spec<N> =>
   ({ name, family, inputs, attrs, dtypes });
 
-const unaryF = (name: string): OpSpec => op(name, 'elementwise', 1, [], 'float');
-const unaryN = (name: string): OpSpec => op(name, 'elementwise', 1, [], 'numeric');
-const binaryN = (name: string): OpSpec => op(name, 'elementwise', 2, [], 'numeric');
-const binaryF = (name: string): OpSpec => op(name, 'elementwise', 2, [], 'float');
-const compare = (name: string): OpSpec => op(name, 'elementwise', 2, [], 'numeric');
+const unaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1, [], 'float');
+const unaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1, [], 'numeric');
+const binaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric');
+const binaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'float');
+const compare = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric');
 const RNG = ['key0', 'key1', 'ctrLo', 'ctrHi'] as const;
 const CONV = ['strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups'] as const;
 const POOL = ['kernelH', 'kernelW', 'strideH', 'strideW', 'padH', 'padW'] as const;

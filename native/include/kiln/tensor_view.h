@@ -48,6 +48,7 @@ struct TensorView {
     return n;
   }
   bool contiguous() const {
+    if (numel() == 0) return true;  // nothing to address: any strides describe it
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; --i) {
       if (shape[i] != 1 && strides[i] != s) return false;

@@ -1,0 +1,117 @@
+import { ArgumentError, ShapeError } from '../errors.js';
+import { keep, tidy, untrack } from '../engine/memory.js';
+import * as ops from '../ops/index.js';
+import { shapeStr, sameShape } from '../tensor/shape.js';
+import { assertTensor, type Tensor } from '../tensor/tensor.js';
+import { noGrad, setAliasUntracker, type Node } from './tape.js';
+
+setAliasUntracker(untrack);
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (!sameShape(leaf.shape, g.shape)) {
+    throw new ShapeError(`internal: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
+  }
+  if (leaf.isDisposed) return;
+  let gg = g.dtype === leaf.dtype ? g : ops.cast(g, leaf.dtype);
+  if (!gg.isContiguous() || gg === g) gg = ops.contiguous(gg); // a leaf's grad owns its storage
+  const prev = leaf.grad;
+  leaf.grad = keep(prev ? ops.add(prev, gg) : gg);
+  if (prev) prev.dispose();
+}
+
+/**
+ * Reverse-mode differentiation from `root` into the `.grad` of every leaf that requires a gradient.
+ * Frees the graph afterwards unless `retainGraph` is set.
+ */
+export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
+  assertTensor(root, 'backward()');
+  if (!root.requiresGrad) {
+    throw new ArgumentError('backward(): this tensor does not require a gradient (no input had requiresGrad: true)');
+  }
+  if (grad === undefined && root.size !== 1) {
+    throw new ShapeError(`backward() without a gradient needs a one-element output, got shape ${shapeStr(root.shape)}; pass the output gradient`);
+  }
+  if (grad !== undefined) {
+    assertTensor(grad, 'backward(grad)');
+    if (!sameShape(grad.shape, root.shape)) throw new ShapeError(`backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`);
+  }
+  noGrad(() => tidy(() => {
+    const g0 = grad ?? ops.onesLike(root);
+    const rootNode = root.node;
+    if (!rootNode) {
+      accumulateLeaf(root, g0);
+      return;
+    }
+    // iterative post-order DFS: inputs before consumers
+    const order: Node[] = [];
+    const seen = new Set<Node>([rootNode]);
+    const stack: [Node, number][] = [[rootNode, 0]];
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      const [n, i] = top;
+      if (i < n.edges.length) {
+        top[1]++;
+        const e = n.edges[i];
+        if (e && 'node' in e && !seen.has(e.node)) {
+          seen.add(e.node);
+          stack.push([e.node, 0]);
+        }
+      } else {
+        stack.pop();
+        order.push(n);
+      }
+    }
+    const grads = new Map<Node, Tensor>([[rootNode, g0]]);
+    for (let k = order.length - 1; k >= 0; k--) {
+      const n = order[k]!;
+      const g = grads.get(n);
+      if (!g) continue;
+      grads.delete(n);
+      if (n.freed) {
+        throw new ArgumentError(`backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
+          'pass { retainGraph: true } to the first call to backpropagate twice');
+      }
+      const needs = n.edges.map((e) => e !== null);
+      const inGrads = n.vjp(g, n.saved, needs);
+      n.edges.forEach((e, i) => {
+        const gi = inGrads[i];
+        if (!e || !gi) return;
+        if ('leaf' in e) {
+          accumulateLeaf(e.leaf, gi);
+        } else {
+          const prev = grads.get(e.node);
+          grads.set(e.node, prev ? ops.add(prev, gi) : gi);
+        }
+      });
+    }
+    if (!opts.retainGraph) for (const n of order) n.freeSaved();
+  }));
+}
+
+/**
+ * Returns a function computing the gradient of scalar-valued `f` with respect to each of its tensor arguments.
+ * @example const df = kn.grad((x) => x.mul(x).sum()); df(kn.tensor([3])) // [6]
+ */
+export function grad(f: (...args: Tensor[]) => Tensor): (...args: Tensor[]) => Tensor | Tensor[] {
+  if (typeof f !== 'function') throw new ArgumentError('grad(f) takes a function');
+  return (...args: Tensor[]) => {
+    const leaves = args.map((a, i) => {
+      assertTensor(a, `grad(f) argument ${i}`);
+      const l = a.detach();
+      l.requiresGrad = true;
+      return l;
+    });
+    const grads = tidy(() => {
+      const out = f(...leaves);
+      assertTensor(out, 'grad(f): the value f returns');
+      backward(out);
+      return leaves.map((l) => {
+        const g = l.grad ?? ops.zerosLike(l);
+        l.grad = null;
+        return g;
+      });
+    });
+    for (const l of leaves) l.dispose();
+    return grads.length === 1 ? grads[0]! : grads;
+  };
+}

@@ -1,0 +1,93 @@
+import { ArgumentError } from '../../errors.js';
+import type { KernelFn } from './kernels.js';
+import { erfc, gatherView, outBuf, prod, writeCanon } from './util.js';
+import { castValue } from '../../tensor/dtype.js';
+
+const SQRT1_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+export const gelu = (x: number): number => 0.5 * x * erfc(-x * SQRT1_2);
+export const geluGrad = (x: number): number => 0.5 * erfc(-x * SQRT1_2) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
+
+const unaryF: Record<string, (x: number) => number> = {
+  exp: Math.exp,
+  log: Math.log,
+  sqrt: Math.sqrt,
+  tanh: Math.tanh,
+  sigmoid: (x) => 1 / (1 + Math.exp(-x)),
+  gelu,
+};
+
+function unary(f: (x: number) => number, intF?: (x: number) => number): KernelFn {
+  return (ins, out) => {
+    const a = gatherView(ins[0]!);
+    const g = ins[0]!.dtype === 'int32' && intF ? intF : f;
+    const r = new Float64Array(a.length);
+    for (let i = 0; i < a.length; i++) r[i] = g(a[i]!);
+    writeCanon(out, r);
+  };
+}
+
+function binary(f: (x: number, y: number) => number, intF?: (x: number, y: number) => number): KernelFn {
+  return (ins, out) => {
+    const a = gatherView(ins[0]!);
+    const b = gatherView(ins[1]!);
+    const g = ins[0]!.dtype === 'int32' && intF ? intF : f;
+    const r = new Float64Array(a.length);
+    for (let i = 0; i < a.length; i++) r[i] = g(a[i]!, b[i]!);
+    writeCanon(out, r);
+  };
+}
+
+const maxNaN = (x: number, y: number): number => (Number.isNaN(x) || x > y ? x : y);
+const minNaN = (x: number, y: number): number => (Number.isNaN(x) || x < y ? x : y);
+
+export const elementwiseKernels: Record<string, KernelFn> = {
+  fill: (_ins, out, attrs) => {
+    outBuf(out).fill(castValue(attrs[0]!, out.dtype));
+  },
+  arange: (_ins, out, attrs) => {
+    const o = outBuf(out);
+    for (let i = 0; i < o.length; i++) o[i] = castValue(attrs[0]! + i * attrs[1]!, out.dtype);
+  },
+  ...Object.fromEntries(Object.entries(unaryF).map(([k, f]) => [k, unary(f)])),
+  neg: unary((x) => -x, (x) => -x | 0),
+  abs: unary(Math.abs, (x) => Math.abs(x) | 0),
+  sign: unary((x) => (Number.isNaN(x) ? x : Math.sign(x) + 0)),
+  relu: unary((x) => (x < 0 ? 0 : x)),
+  clamp: (ins, out, attrs) => {
+    let lo = attrs[0]!, hi = attrs[1]!;
+    if (lo > hi) throw new ArgumentError(`clamp needs min <= max, got min=${lo} max=${hi}`);
+    if (ins[0]!.dtype === 'int32') {
+      lo = Math.ceil(lo);
+      hi = Math.floor(hi);
+    }
+    unary((x) => (x < lo ? lo : x > hi ? hi : x))(ins, out, attrs);
+  },
+  cast: (ins, out) => {
+    writeCanon(out, gatherView(ins[0]!));
+  },
+  add: binary((x, y) => x + y, (x, y) => (x + y) | 0),
+  sub: binary((x, y) => x - y, (x, y) => (x - y) | 0),
+  mul: binary((x, y) => x * y, (x, y) => Math.imul(x, y)),
+  div: binary((x, y) => x / y),
+  pow: binary((x, y) => Math.pow(x, y)),
+  maximum: binary(maxNaN),
+  minimum: binary(minNaN),
+  eq: binary((x, y) => +(x === y)),
+  ne: binary((x, y) => +(x !== y)),
+  lt: binary((x, y) => +(x < y)),
+  le: binary((x, y) => +(x <= y)),
+  gt: binary((x, y) => +(x > y)),
+  ge: binary((x, y) => +(x >= y)),
+  geluGrad: binary((x, g) => geluGrad(x) * g),
+  where: (ins, out) => {
+    const c = gatherView(ins[0]!);
+    const a = gatherView(ins[1]!);
+    const b = gatherView(ins[2]!);
+    const r = new Float64Array(c.length);
+    for (let i = 0; i < c.length; i++) r[i] = c[i] ? a[i]! : b[i]!;
+    writeCanon(out, r);
+  },
+};
+
+export { prod };

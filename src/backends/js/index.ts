@@ -1,0 +1,50 @@
+// The `js` backend: every op in plain TypeScript, computing in float64. It is the reference every other
+// backend is checked against, and it is always available.
+import { BackendError, ShapeError } from '../../errors.js';
+import type { OpName } from '../../ops/table.js';
+import { decodeStorage, encodeStorage, type DType, type StorageArray } from '../../tensor/dtype.js';
+import type { Backend, Handle, KernelOut, KernelView } from '../backend.js';
+import { convKernels } from './conv.js';
+import { elementwiseKernels } from './elementwise.js';
+import type { KernelFn } from './kernels.js';
+import { matmulKernels } from './matmul.js';
+import { movementKernels } from './movement.js';
+import { randomKernels } from './random.js';
+import { reduceKernels } from './reduce.js';
+import { buf, type JsHandle } from './util.js';
+
+const KERNELS: Record<string, KernelFn> = {
+  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels,
+};
+
+export class JsBackend implements Backend {
+  readonly name = 'js' as const;
+
+  alloc(dtype: DType, numel: number): Handle {
+    try {
+      return { data: new Float64Array(numel) } satisfies JsHandle;
+    } catch {
+      throw new BackendError(`out of memory: the js backend could not allocate ${numel} ${dtype} elements`);
+    }
+  }
+  free(_h: Handle): void { /* garbage collected */ }
+  bytes(_d: DType, numel: number): number { return numel * 8; }
+  write(h: Handle, dtype: DType, data: StorageArray, offset: number): void {
+    const dst = buf(h);
+    if (offset + data.length > dst.length) throw new ShapeError(`write of ${data.length} at ${offset} overruns ${dst.length}`);
+    dst.set(decodeStorage(data, dtype), offset);
+  }
+  read(h: Handle, dtype: DType, offset: number, count: number): StorageArray {
+    return encodeStorage(buf(h).subarray(offset, offset + count), dtype);
+  }
+  async readAsync(h: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray> {
+    return this.read(h, dtype, offset, count);
+  }
+  run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void {
+    const k = KERNELS[op];
+    if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'js'`);
+    k(inputs, out, attrs);
+  }
+  has(op: OpName): boolean { return op in KERNELS; }
+  async sync(): Promise<void> { /* synchronous */ }
+}

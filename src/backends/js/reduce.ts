@@ -1,0 +1,100 @@
+import { ShapeError } from '../../errors.js';
+import type { KernelFn } from './kernels.js';
+import { gatherView, prod, writeCanon } from './util.js';
+
+function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
+  return [prod(shape, 0, a0), prod(shape, a0, a1), prod(shape, a1)];
+}
+
+function reduceWith(name: string, init: (x: Float64Array, base: number) => number,
+  step: (acc: number, v: number) => number, needsNonEmpty: boolean): KernelFn {
+  return (ins, out, attrs) => {
+    const v = ins[0]!;
+    const x = gatherView(v);
+    const [outer, r, inner] = dims3(v.shape, attrs[0]!, attrs[1]!);
+    if (needsNonEmpty && r === 0 && outer * inner > 0) {
+      throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
+    }
+    const o = new Float64Array(outer * inner);
+    const f = name === 'sum' && v.dtype === 'int32' ? (a: number, b: number): number => (a + b) | 0 : step;
+    for (let i = 0; i < outer; i++) {
+      for (let j = 0; j < inner; j++) {
+        const base = i * r * inner + j;
+        let acc = init(x, base);
+        for (let k = needsNonEmpty ? 1 : 0; k < r; k++) acc = f(acc, x[base + k * inner]!);
+        o[i * inner + j] = acc;
+      }
+    }
+    writeCanon(out, o);
+  };
+}
+
+const nanMax = (a: number, v: number): number => (Number.isNaN(a) || Number.isNaN(v) ? NaN : v > a ? v : a);
+const nanMin = (a: number, v: number): number => (Number.isNaN(a) || Number.isNaN(v) ? NaN : v < a ? v : a);
+
+function argReduce(isMax: boolean): KernelFn {
+  return (ins, out, attrs) => {
+    const v = ins[0]!;
+    const axis = attrs[0]!;
+    const x = gatherView(v);
+    const [outer, r, inner] = dims3(v.shape, axis, axis + 1);
+    if (r === 0 && outer * inner > 0) throw new ShapeError(`${isMax ? 'argmax' : 'argmin'} over an empty axis of [${v.shape.join(', ')}]`);
+    const o = new Float64Array(outer * inner);
+    for (let i = 0; i < outer; i++) {
+      for (let j = 0; j < inner; j++) {
+        const base = i * r * inner + j;
+        let best = 0, bv = x[base]!;
+        for (let k = 1; k < r; k++) {
+          if (Number.isNaN(bv)) break;
+          const val = x[base + k * inner]!;
+          if (Number.isNaN(val) || (isMax ? val > bv : val < bv)) {
+            bv = val;
+            best = k;
+          }
+        }
+        o[i * inner + j] = best;
+      }
+    }
+    writeCanon(out, o);
+  };
+}
+
+function softmaxKernel(log: boolean): KernelFn {
+  return (ins, out, attrs) => {
+    const v = ins[0]!;
+    const axis = attrs[0]!;
+    const x = gatherView(v);
+    const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
+    const o = new Float64Array(x.length);
+    for (let i = 0; i < outer; i++) {
+      for (let j = 0; j < inner; j++) {
+        const base = i * n * inner + j;
+        let m = -Infinity;
+        for (let k = 0; k < n; k++) {
+          const val = x[base + k * inner]!;
+          if (val > m) m = val;
+        }
+        if (m === -Infinity) m = 0;
+        let s = 0;
+        for (let k = 0; k < n; k++) s += Math.exp(x[base + k * inner]! - m);
+        if (log) {
+          const ls = Math.log(s) + m;
+          for (let k = 0; k < n; k++) o[base + k * inner] = x[base + k * inner]! - ls;
+        } else {
+          for (let k = 0; k < n; k++) o[base + k * inner] = Math.exp(x[base + k * inner]! - m) / s;
+        }
+      }
+    }
+    writeCanon(out, o);
+  };
+}
+
+export const reduceKernels: Record<string, KernelFn> = {
+  sum: reduceWith('sum', () => 0, (a, v) => a + v, false),
+  max: reduceWith('max', (x, b) => x[b]!, nanMax, true),
+  min: reduceWith('min', (x, b) => x[b]!, nanMin, true),
+  argmax: argReduce(true),
+  argmin: argReduce(false),
+  softmax: softmaxKernel(false),
+  logSoftmax: softmaxKernel(true),
+};

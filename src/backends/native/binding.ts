@@ -1,0 +1,89 @@
+// Loads the addon built by `npm install` (cmake-js -> build/Release/kiln.node) and maps its errors onto
+// KilnError subclasses. Refuses an addon whose op list differs from src/ops/table.ts.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ArgumentError, BackendError, DTypeError, KilnError, ShapeError } from '../../errors.js';
+import { OP_TABLE } from '../../ops/table.js';
+import type { StorageArray } from '../../tensor/dtype.js';
+
+export interface CudaInfo {
+  compiled: boolean;
+  available: boolean;
+  deviceCount: number;
+  reason: string;
+  device: string;
+}
+
+export interface AddonInfo {
+  opNames: string[];
+  opCount: number;
+  isa: string;
+  isaError: string;
+  supportedIsas: string[];
+  threads: number;
+  cuda: CudaInfo;
+  compiler?: string;
+}
+
+export interface Addon {
+  alloc(dtype: number, numel: number): number;
+  free(id: number): void;
+  write(id: number, data: StorageArray, offset: number): void;
+  read(id: number, into: StorageArray, offset: number): void;
+  run(op: number, inputs: Float64Array, output: Float64Array, attrs: Float64Array): void;
+  supports(op: number): boolean;
+  sync(): void;
+  info(): AddonInfo;
+  setIsa(name: string): void;
+  setThreads(n: number): void;
+  stats(): { buffers: number; bytes: number };
+}
+
+/** Converts an error thrown by the addon into the matching KilnError subclass. */
+export function mapNativeError(e: unknown): KilnError {
+  if (e instanceof KilnError) return e;
+  const err = e as { code?: string; message?: string };
+  const msg = err?.message ?? String(e);
+  switch (err?.code) {
+    case 'KILN_SHAPE': return new ShapeError(msg);
+    case 'KILN_DTYPE': return new DTypeError(msg);
+    case 'KILN_ARG': return new ArgumentError(msg);
+    default: return new BackendError(msg);
+  }
+}
+
+let cached: { addon: Addon | null; reason: string } | undefined;
+
+export function addonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // src/backends/native -> repo root (also dist/backends/native)
+  return join(here, '..', '..', '..', 'build', 'Release', 'kiln.node');
+}
+
+/** The addon, or null with the reason it could not be loaded. */
+export function loadAddon(): { addon: Addon | null; reason: string } {
+  if (cached) return cached;
+  const path = process.env.KILN_ADDON_PATH ?? addonPath();
+  if (!existsSync(path)) {
+    cached = { addon: null, reason: `native addon not built (${path} is missing); run 'npm install' or 'npm run build:native'` };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const addon = require(path) as Addon;
+    const info = addon.info();
+    const names = OP_TABLE.map((o) => o.name);
+    if (info.opCount !== names.length || info.opNames.some((n, i) => n !== names[i])) {
+      cached = { addon: null, reason: 'native addon is stale: its op table differs from src/ops/table.ts; run npm run build:native' };
+    } else if (info.isaError) {
+      cached = { addon: null, reason: info.isaError };
+    } else {
+      cached = { addon, reason: '' };
+    }
+  } catch (e) {
+    cached = { addon: null, reason: `native addon failed to load: ${(e as Error).message}` };
+  }
+  return cached;
+}

@@ -1,0 +1,76 @@
+import { ArgumentError, BackendError, describe } from '../errors.js';
+import type { Backend, BackendName } from './backend.js';
+import { BACKEND_NAMES } from './backend.js';
+import { JsBackend } from './js/index.js';
+import { loadAddon } from './native/binding.js';
+import { CpuBackend } from './native/cpu.js';
+import { cudaStatus } from './native/cuda.js';
+
+const instances = new Map<BackendName, Backend>();
+let current: BackendName | null = null;
+
+/** Why a backend is unavailable, or null if it is available. */
+export function unavailableReason(name: BackendName): string | null {
+  switch (name) {
+    case 'js': return null;
+    case 'cpu': {
+      const { addon, reason } = loadAddon();
+      return addon ? null : reason;
+    }
+    case 'cuda': {
+      const s = cudaStatus();
+      return s.available ? null : s.reason;
+    }
+    case 'webgpu':
+      return 'the webgpu backend is not part of this build yet (WebGPU backend issue)';
+  }
+}
+
+export function getBackendInstance(name: BackendName): Backend {
+  let b = instances.get(name);
+  if (b) return b;
+  const why = unavailableReason(name);
+  if (why !== null) throw new BackendError(`backend '${name}' is not available: ${why}`);
+  if (name === 'js') b = new JsBackend();
+  else if (name === 'cpu') b = new CpuBackend(loadAddon().addon!);
+  else throw new BackendError(`backend '${name}' is not available`);
+  instances.set(name, b);
+  return b;
+}
+
+function assertName(name: unknown): BackendName {
+  if (typeof name !== 'string' || !(BACKEND_NAMES as readonly string[]).includes(name)) {
+    throw new ArgumentError(`backend must be one of ${BACKEND_NAMES.join(', ')}; got ${describe(name)}`);
+  }
+  return name as BackendName;
+}
+
+/**
+ * Selects the backend new tensors are created on.
+ * @example kn.setBackend('js'); const t = kn.ones([2]); // lives on the js reference backend
+ */
+export function setBackend(name: BackendName): void {
+  const n = assertName(name);
+  getBackendInstance(n);
+  current = n;
+}
+
+/** The current default backend: 'cpu' when the addon loads, else 'js'. */
+export function getBackend(): BackendName {
+  if (current === null) current = unavailableReason('cpu') === null ? 'cpu' : 'js';
+  return current;
+}
+
+export function currentBackend(): Backend {
+  return getBackendInstance(getBackend());
+}
+
+/** Names of the backends available in this process. */
+export function backends(): BackendName[] {
+  return BACKEND_NAMES.filter((n) => unavailableReason(n) === null);
+}
+
+/** Resolves when the current backend is ready (async initialisation for GPU backends). */
+export async function ready(): Promise<void> {
+  currentBackend();
+}

@@ -1,0 +1,87 @@
+// Runs one kernel: checks backends and kernels, converts inputs to the dtypes the kernel computes in,
+// makes inputs contiguous where the kernel needs it, allocates the output, and maps failures to errors.
+import type { Backend, KernelView } from '../backends/backend.js';
+import { currentBackend } from '../backends/registry.js';
+import { BackendError } from '../errors.js';
+import { OP_BY_NAME, type OpName } from '../ops/table.js';
+import type { DType } from '../tensor/dtype.js';
+import { numel } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import { allocStorage } from './memory.js';
+
+const NEEDS_CONTIGUOUS = new Set<OpName>([
+  'sum', 'max', 'min', 'argmax', 'argmin', 'softmax', 'logSoftmax',
+  'conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'maxPool2d', 'maxPool2dBackward', 'avgPool2d',
+  'avgPool2dBackward', 'gather', 'scatterAdd',
+]);
+
+function computeDType(kind: 'float' | 'numeric' | 'any', d: DType): DType {
+  if (kind === 'any') return d;
+  if (kind === 'float') return 'float32';
+  if (d === 'float32' || d === 'int32') return d;
+  if (d === 'float16' || d === 'bfloat16') return 'float32';
+  return 'int32';
+}
+
+export function commonBackend(inputs: readonly Tensor[], op: string, fallback?: Backend): Backend {
+  if (inputs.length === 0) return fallback ?? currentBackend();
+  const b = inputs[0]!.backendInstance;
+  for (const t of inputs) {
+    if (t.backendInstance !== b) {
+      throw new BackendError(`op '${op}' got tensors on different backends ('${b.name}' and '${t.backend}'); move one with t.to('${b.name}')`);
+    }
+  }
+  return b;
+}
+
+/** Runs a kernel with no autograd. The result is a new, contiguous tensor. */
+export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly number[], outShape: readonly number[],
+  outDtype: DType, on?: Backend): Tensor {
+  for (const t of inputs) t.assertAlive(op);
+  const backend = commonBackend(inputs, op, on);
+  if (!backend.has(op)) throw new BackendError(`op '${op}' has no kernel on backend '${backend.name}'`);
+  const spec = OP_BY_NAME[op];
+  const temps: Tensor[] = [];
+  try {
+    const prepared = inputs.map((t, i) => {
+      let x = t;
+      // where's condition and gather/scatter indices keep their own dtypes
+      const keepDtype = (op === 'where' && i === 0) || ((op === 'gather' || op === 'scatterAdd') && i === 1);
+      const want = keepDtype ? x.dtype : computeDType(spec.dtypes, x.dtype);
+      if (want !== x.dtype) {
+        x = runKernel('cast', [x], [], x.shape, want);
+        temps.push(x);
+      }
+      if (NEEDS_CONTIGUOUS.has(op) && !x.isContiguous()) {
+        x = runKernel('copy', [x], [], x.shape, x.dtype);
+        temps.push(x);
+      }
+      return x;
+    });
+    let kernelOut = outDtype;
+    if (spec.dtypes !== 'any' && op !== 'argmax' && op !== 'argmin') {
+      const isCompare = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'].includes(op);
+      if (!isCompare) kernelOut = computeDType(spec.dtypes, outDtype);
+      if (spec.dtypes === 'numeric' && prepared.length > 0 && !isCompare && op !== 'scatterAdd') {
+        kernelOut = prepared[0]!.dtype;
+      }
+    }
+    const views: KernelView[] = prepared.map((t) => t.kernelView());
+    const storage = allocStorage(backend, kernelOut, numel(outShape));
+    try {
+      backend.run(op, views, { handle: storage.handle, dtype: kernelOut, shape: outShape }, attrs);
+    } catch (e) {
+      storage.release();
+      throw e;
+    }
+    const out = Tensor.fromStorage(storage, outShape, kernelOut);
+    if (kernelOut === outDtype) return out;
+    try {
+      return runKernel('cast', [out], [], outShape, outDtype);
+    } finally {
+      out.dispose();
+    }
+  } finally {
+    for (const t of temps) t.dispose();
+  }
+}

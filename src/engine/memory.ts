@@ -1,0 +1,131 @@
+// Deterministic memory: reference-counted storage, tidy() scopes, kn.memory() accounting.
+import type { Backend, BackendName, Handle } from '../backends/backend.js';
+import { ArgumentError } from '../errors.js';
+import type { DType } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+interface Counts { buffers: number; bytes: number; tensors: number }
+const perBackend = new Map<BackendName, Counts>();
+let liveTensors = 0;
+
+function counts(b: BackendName): Counts {
+  let c = perBackend.get(b);
+  if (!c) perBackend.set(b, (c = { buffers: 0, bytes: 0, tensors: 0 }));
+  return c;
+}
+
+/** A backend buffer shared by a tensor and its views; freed when the last reference goes. */
+export class Storage {
+  private refs = 1;
+  readonly bytes: number;
+  constructor(readonly backend: Backend, readonly handle: Handle, readonly dtype: DType, readonly numel: number) {
+    this.bytes = backend.bytes(dtype, numel);
+    const c = counts(backend.name);
+    c.buffers++;
+    c.bytes += this.bytes;
+  }
+  get alive(): boolean { return this.refs > 0; }
+  retain(): void { this.refs++; }
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0) {
+      const c = counts(this.backend.name);
+      c.buffers--;
+      c.bytes -= this.bytes;
+      this.backend.free(this.handle);
+    }
+  }
+}
+
+export function allocStorage(backend: Backend, dtype: DType, numel: number): Storage {
+  return new Storage(backend, backend.alloc(dtype, numel), dtype, numel);
+}
+
+export function tensorCreated(b: BackendName): void { liveTensors++; counts(b).tensors++; }
+export function tensorReleased(b: BackendName): void { liveTensors--; counts(b).tensors--; }
+
+// ---------------- scopes ----------------
+const scopes: Set<Tensor>[] = [];
+
+export function track(t: Tensor): void {
+  const s = scopes[scopes.length - 1];
+  if (s) s.add(t);
+}
+/** Removes a tensor from every open scope so tidy() will not dispose it. */
+export function untrack(t: Tensor): void {
+  for (const s of scopes) s.delete(t);
+}
+
+function collect(v: unknown, out: Set<Tensor>, seen: Set<unknown>, isTensor: (x: unknown) => x is Tensor): void {
+  if (v === null || typeof v !== 'object' || seen.has(v)) return;
+  seen.add(v);
+  if (isTensor(v)) {
+    out.add(v);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collect(x, out, seen, isTensor);
+  else if (v instanceof Map) for (const x of v.values()) collect(x, out, seen, isTensor);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, seen, isTensor);
+}
+
+let tensorCheck: ((x: unknown) => x is Tensor) | null = null;
+export function setTensorCheck(f: (x: unknown) => x is Tensor): void { tensorCheck = f; }
+
+/**
+ * Runs `fn` and disposes every tensor it created, except the ones it returns (a tensor, or tensors inside
+ * arrays / plain objects / Maps) and the ones passed to `kn.keep()`.
+ * @example const y = kn.tidy(() => x.mul(2).add(1).relu()); // intermediates are freed, y is kept
+ */
+export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new ArgumentError('tidy(fn) takes a function');
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of scope) t.dispose();
+    throw new ArgumentError('tidy(fn) cannot take an async function: tensors would be disposed before the promise settles');
+  }
+  const keepSet = new Set<Tensor>();
+  collect(result, keepSet, new Set(), tensorCheck!);
+  for (const t of scope) {
+    if (keepSet.has(t)) track(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Keeps a tensor alive past the tidy() it was created in. Returns the tensor. */
+export function keep<T extends Tensor>(t: T): T {
+  untrack(t);
+  return t;
+}
+
+export interface MemoryInfo {
+  /** Live (not disposed) tensors, views included. */
+  numTensors: number;
+  /** Live backend buffers (several tensors may share one). */
+  numBuffers: number;
+  /** Bytes held by live buffers, all backends. */
+  numBytes: number;
+  backends: Partial<Record<BackendName, { tensors: number; buffers: number; bytes: number }>>;
+}
+
+/** Live tensors, buffers and bytes per backend. */
+export function memory(): MemoryInfo {
+  let buffers = 0, bytes = 0;
+  const backends: MemoryInfo['backends'] = {};
+  for (const [name, c] of perBackend) {
+    buffers += c.buffers;
+    bytes += c.bytes;
+    backends[name] = { tensors: c.tensors, buffers: c.buffers, bytes: c.bytes };
+  }
+  return { numTensors: liveTensors, numBuffers: buffers, numBytes: bytes, backends };
+}

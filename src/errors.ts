@@ -1,0 +1,37 @@
+/**
+ * Every error kiln throws is a {@link KilnError}. Subclasses say what kind of thing was wrong; messages say
+ * what was expected and what was found.
+ */
+export class KilnError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+/** Shapes that do not fit together (broadcasting, matmul inner dims, conv geometry, ...). */
+export class ShapeError extends KilnError {}
+/** A dtype an op does not take, or two dtypes that do not mix. */
+export class DTypeError extends KilnError {}
+/** A backend that is missing, failed, or lacks a kernel; out of memory. */
+export class BackendError extends KilnError {}
+/** A file or byte stream that is not what it claims to be. */
+export class FormatError extends KilnError {}
+/** Data or arguments that fail validation. */
+export class ValidationError extends KilnError {}
+/** A wrong argument: wrong type, out of range, or a disposed tensor. */
+export class ArgumentError extends ValidationError {}
+
+/** Short, readable description of any value for error messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'boolean' || typeof v === 'symbol') return String(v);
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return v.length <= 8 ? `[${v.map(describe).join(', ')}]` : `an array of length ${v.length}`;
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  const name = (v as object).constructor?.name;
+  return name && name !== 'Object' ? `a ${name}` : 'an object';
+}

@@ -1,0 +1,28 @@
+/**
+ * kiln: machine learning for Node.js with native kernels.
+ * @example
+ * import * as kn from 'kiln';
+ * kn.seed(0);
+ * const x = kn.randn([4, 3]), w = kn.randn([3, 2]), loss = x.matmul(w).relu().sum();
+ * @packageDocumentation
+ */
+export { KilnError, ShapeError, DTypeError, BackendError, FormatError, ValidationError, ArgumentError } from './errors.js';
+export { Tensor, isTensor } from './tensor/tensor.js';
+export type { DType, HostArray } from './tensor/dtype.js';
+export type { BackendName } from './backends/backend.js';
+export { setBackend, getBackend, backends, ready } from './backends/registry.js';
+export { tidy, keep, memory, type MemoryInfo } from './engine/memory.js';
+export { noGrad } from './autograd/tape.js';
+export { backward, grad } from './autograd/backward.js';
+export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
+export {
+  tensor, zeros, ones, full, zerosLike, onesLike, arange, type TensorOptions,
+  rand, randn, randint, seed, getRngState, setRngState,
+  add, sub, mul, div, neg, abs, sign, exp, log, sqrt, pow, tanh, sigmoid, relu, gelu, clamp, cast,
+  maximum, minimum, eq, ne, lt, le, gt, ge, where,
+  sum, mean, max, min, argmax, argmin, variance as var, softmax, logSoftmax,
+  matmul, conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions,
+  reshape, transpose, permute, slice, concat, stack, gather, expand, squeeze, unsqueeze, flatten, contiguous, clone,
+} from './ops/index.js';
+export { info, type KilnInfo } from './info.js';
+export { OP_TABLE } from './ops/table.js';

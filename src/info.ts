@@ -1,0 +1,25 @@
+import { BACKEND_NAMES, type BackendName } from './backends/backend.js';
+import { unavailableReason } from './backends/registry.js';
+import { loadAddon } from './backends/native/binding.js';
+
+export interface KilnInfo {
+  node: string;
+  backends: { name: BackendName; available: boolean; reason: string | null }[];
+  cpu: { isa: string; supportedIsas: string[]; threads: number; compiler?: string } | null;
+  cuda: { compiled: boolean; available: boolean; device: string; reason: string } | null;
+}
+
+/** Versions, CPU features in use, and every backend with the reason a missing one is missing. */
+export function info(): KilnInfo {
+  const { addon } = loadAddon();
+  const a = addon?.info();
+  return {
+    node: process.version,
+    backends: BACKEND_NAMES.map((name) => {
+      const reason = unavailableReason(name);
+      return { name, available: reason === null, reason };
+    }),
+    cpu: a ? { isa: a.isa, supportedIsas: a.supportedIsas, threads: a.threads, compiler: a.compiler } : null,
+    cuda: a ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason } : null,
+  };
+}

@@ -1,0 +1,60 @@
+// Helpers shared by the op definitions: scalar promotion, broadcasting, and reducing gradients back to
+// an input's shape.
+import { commonBackend, runKernel } from '../engine/dispatch.js';
+import { ArgumentError, describe } from '../errors.js';
+import { isFloat, promote, type DType } from '../tensor/dtype.js';
+import { broadcastShapes, sameShape } from '../tensor/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { OpName } from './table.js';
+
+export type TensorLike = Tensor | number | boolean;
+
+/** Converts the second operand of a binary op to a tensor next to `a`. */
+export function asTensor(x: TensorLike, like: Tensor, what: string): Tensor {
+  if (x instanceof Tensor) {
+    x.assertAlive(what);
+    return x;
+  }
+  if (typeof x === 'boolean') x = x ? 1 : 0;
+  if (typeof x !== 'number') throw new ArgumentError(`${what} must be a Tensor or a number, got ${describe(x)}`);
+  let dtype: DType = like.dtype;
+  if (!isFloat(dtype) && !Number.isInteger(x)) dtype = 'float32';
+  if (dtype === 'bool') dtype = Number.isInteger(x) ? 'int32' : 'float32';
+  return runKernel('fill', [], [x], [], dtype, like.backendInstance);
+}
+
+/** Broadcast views of a and b to their common shape (no copy: stride-0 dims). */
+export function broadcastPair(a: Tensor, b: Tensor, op: string): [Tensor, Tensor, number[]] {
+  const shape = broadcastShapes(a.shape, b.shape, op);
+  return [expandView(a, shape), expandView(b, shape), shape];
+}
+
+/** A stride-0 view of t broadcast to `shape` (t's shape must broadcast to it). */
+export function expandView(t: Tensor, shape: readonly number[]): Tensor {
+  const nd = shape.length;
+  const strides = new Array<number>(nd).fill(0);
+  for (let i = 0; i < t.ndim; i++) {
+    const j = nd - t.ndim + i;
+    strides[j] = t.shape[i] === 1 && shape[j] !== 1 ? 0 : t.strides[i]!;
+  }
+  return t.view(shape, strides, t.offset);
+}
+
+/** Result dtype of a binary op on tensors a and b. */
+export function resultDType(a: Tensor, b: Tensor): DType {
+  return promote(a.dtype, b.dtype);
+}
+
+/** Runs a kernel on operands that are broadcast first; disposes the temporary views. */
+export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, attrs: number[] = []): Tensor {
+  commonBackend([a, b], op);
+  const [va, vb, shape] = broadcastPair(a, b, op);
+  try {
+    return runKernel(op, [va, vb], attrs, shape, outDtype);
+  } finally {
+    va.dispose();
+    vb.dispose();
+  }
+}
+
+export { sameShape };

@@ -1,0 +1,218 @@
+// Elementwise ops with NumPy broadcasting. Each vjp is written in other ops and reduces the gradient back
+// to its input's shape (sumTo).
+import { record } from '../autograd/tape.js';
+import { runKernel } from '../engine/dispatch.js';
+import { ArgumentError, DTypeError, describe } from '../errors.js';
+import { assertDType, isFloat, promote, type DType } from '../tensor/dtype.js';
+import { broadcastShapes } from '../tensor/shape.js';
+import { assertTensor, Tensor } from '../tensor/tensor.js';
+import { asTensor, expandView, runBroadcast, type TensorLike } from './define.js';
+import { sumTo } from './reduce.js';
+import type { OpName } from './table.js';
+
+function floatOut(d: DType): DType { return isFloat(d) ? d : 'float32'; }
+
+/** Casts to dtype (a copy; differentiable for float -> float). */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  assertTensor(x, 'cast');
+  const d = assertDType(dtype);
+  if (d === x.dtype) return x.view(x.shape, x.strides, x.offset);
+  const y = runKernel('cast', [x], [], x.shape, d);
+  if (!isFloat(d) || !isFloat(x.dtype)) return y;
+  return record('cast', y, [x], [], (g) => [cast(g, x.dtype)]);
+}
+
+function unaryF(op: OpName, x: Tensor): Tensor {
+  assertTensor(x, op);
+  return runKernel(op, [x], [], x.shape, floatOut(x.dtype));
+}
+function unaryN(op: OpName, x: Tensor): Tensor {
+  assertTensor(x, op);
+  if (x.dtype === 'bool') throw new DTypeError(`${op} does not take bool tensors; cast to int32 or float32 first`);
+  return runKernel(op, [x], [], x.shape, x.dtype);
+}
+
+/** Elementwise e^x. */
+export function exp(x: Tensor): Tensor {
+  const y = unaryF('exp', x);
+  return record('exp', y, [x], [y], (g, [yy]) => [mul(g, yy!)]);
+}
+/** Natural logarithm (log(0) = -inf, log(<0) = NaN). */
+export function log(x: Tensor): Tensor {
+  const y = unaryF('log', x);
+  return record('log', y, [x], [x], (g, [xx]) => [div(g, xx!)]);
+}
+export function sqrt(x: Tensor): Tensor {
+  const y = unaryF('sqrt', x);
+  return record('sqrt', y, [x], [y], (g, [yy]) => [div(g, mul(yy!, 2))]);
+}
+export function tanh(x: Tensor): Tensor {
+  const y = unaryF('tanh', x);
+  return record('tanh', y, [x], [y], (g, [yy]) => [mul(g, sub(1, mul(yy!, yy!)))]);
+}
+export function sigmoid(x: Tensor): Tensor {
+  const y = unaryF('sigmoid', x);
+  return record('sigmoid', y, [x], [y], (g, [yy]) => [mul(g, mul(yy!, sub(1, yy!)))]);
+}
+/** GELU, exact form x * Phi(x) (erf), like PyTorch's default. */
+export function gelu(x: Tensor): Tensor {
+  const y = unaryF('gelu', x);
+  return record('gelu', y, [x], [x], (g, [xx]) => [runBroadcast('geluGrad', xx!, g, floatOut(xx!.dtype))]);
+}
+export function neg(x: Tensor): Tensor {
+  const y = unaryN('neg', x);
+  return record('neg', y, [x], [], (g) => [neg(g)]);
+}
+export function abs(x: Tensor): Tensor {
+  const y = unaryN('abs', x);
+  return record('abs', y, [x], [x], (g, [xx]) => [mul(g, sign(xx!))]);
+}
+export function sign(x: Tensor): Tensor {
+  return unaryN('sign', x);
+}
+export function relu(x: Tensor): Tensor {
+  const y = unaryN('relu', x);
+  return record('relu', y, [x], [x], (g, [xx]) => [where(gt(xx!, 0), g, 0)]);
+}
+
+/** Clamps to [min, max]; either bound may be null/undefined (unbounded). */
+export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
+  assertTensor(x, 'clamp');
+  const lo = min ?? -Infinity, hi = max ?? Infinity;
+  if (typeof lo !== 'number' || Number.isNaN(lo)) throw new ArgumentError(`clamp: min must be a number, got ${describe(min)}`);
+  if (typeof hi !== 'number' || Number.isNaN(hi)) throw new ArgumentError(`clamp: max must be a number, got ${describe(max)}`);
+  if (lo > hi) throw new ArgumentError(`clamp: min (${lo}) must not exceed max (${hi})`);
+  if (x.dtype === 'bool') throw new DTypeError('clamp does not take bool tensors');
+  const y = runKernel('clamp', [x], [lo, hi], x.shape, x.dtype);
+  return record('clamp', y, [x], [x], (g, [xx]) => [mul(g, mul(cast(ge(xx!, lo), g.dtype), cast(le(xx!, hi), g.dtype)))]);
+}
+
+type Bin = (a: TensorLike, b: TensorLike) => Tensor;
+
+function operands(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor, DType] {
+  let ta: Tensor, tb: Tensor;
+  if (a instanceof Tensor) {
+    ta = assertTensor(a, `${op}: first operand`);
+    tb = asTensor(b, ta, `${op}: second operand`);
+  } else if (b instanceof Tensor) {
+    tb = assertTensor(b, `${op}: second operand`);
+    ta = asTensor(a, tb, `${op}: first operand`);
+  } else {
+    throw new ArgumentError(`${op} needs at least one Tensor operand, got ${describe(a)} and ${describe(b)}`);
+  }
+  return [ta, tb, promote(ta.dtype, tb.dtype)];
+}
+
+/** Runs a binary kernel after promoting both operands to `dt`; temporaries are disposed. */
+function binaryRaw(op: OpName, ta: Tensor, tb: Tensor, dt: DType, out: DType): Tensor {
+  const ca = ta.dtype === dt ? ta : runKernel('cast', [ta], [], ta.shape, dt);
+  const cb = tb.dtype === dt ? tb : runKernel('cast', [tb], [], tb.shape, dt);
+  try {
+    return runBroadcast(op, ca, cb, out);
+  } finally {
+    if (ca !== ta) ca.dispose();
+    if (cb !== tb) cb.dispose();
+  }
+}
+
+function cleanup(ta: Tensor, tb: Tensor, a: TensorLike, b: TensorLike): void {
+  if (ta !== a) ta.dispose();
+  if (tb !== b) tb.dispose();
+}
+
+function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null, saveOut = false): Bin {
+  return (a, b) => {
+    const [ta, tb, dt] = operands(a, b, op);
+    try {
+      if (dt === 'bool') throw new DTypeError(`${op} does not take two bool tensors; cast to int32 or float32 first`);
+      const y = binaryRaw(op, ta, tb, dt, dt);
+      if (!vjp) return y;
+      return record(op, y, [ta, tb], saveOut ? [ta, tb, y] : [ta, tb], vjp);
+    } finally {
+      cleanup(ta, tb, a, b);
+    }
+  };
+}
+
+function floatBinary(op: OpName, vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[], saveOut = false): Bin {
+  return (a, b) => {
+    const [ta, tb, dt0] = operands(a, b, op);
+    try {
+      const dt = floatOut(dt0);
+      const y = binaryRaw(op, ta, tb, dt, dt);
+      return record(op, y, [ta, tb], saveOut ? [ta, tb, y] : [ta, tb], vjp);
+    } finally {
+      cleanup(ta, tb, a, b);
+    }
+  };
+}
+
+function compareOp(op: OpName): Bin {
+  return (a, b) => {
+    const [ta, tb, dt] = operands(a, b, op);
+    try {
+      return binaryRaw(op, ta, tb, dt === 'bool' ? 'int32' : dt, 'bool');
+    } finally {
+      cleanup(ta, tb, a, b);
+    }
+  };
+}
+
+/** a + b with broadcasting. @example kn.tensor([1, 2]).add(1) // [2, 3] */
+export const add: Bin = numericBinary('add', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(g, b!.shape)]);
+export const sub: Bin = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(neg(g), b!.shape)]);
+export const mul: Bin = numericBinary('mul', (g, [a, b]) => [sumTo(mul(g, b!), a!.shape), sumTo(mul(g, a!), b!.shape)]);
+/** True division (integers divide as float32). */
+export const div: Bin = floatBinary('div', (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)], true);
+/** a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere. */
+export const pow: Bin = floatBinary('pow', (g, [a, b, y]) => [
+  sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
+  sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
+], true);
+/** Elementwise maximum (NaN propagates; ties split the gradient evenly). */
+export const maximum: Bin = numericBinary('maximum', (g, [a, b]) => {
+  const wa = add(cast(gt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
+  return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
+});
+export const minimum: Bin = numericBinary('minimum', (g, [a, b]) => {
+  const wa = add(cast(lt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
+  return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
+});
+export const eq: Bin = compareOp('eq');
+export const ne: Bin = compareOp('ne');
+export const lt: Bin = compareOp('lt');
+export const le: Bin = compareOp('le');
+export const gt: Bin = compareOp('gt');
+export const ge: Bin = compareOp('ge');
+
+/** Picks a where cond is true, else b (all three broadcast). */
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  assertTensor(cond, 'where: condition');
+  const [ta, tb, dt] = operands(a, b, 'where');
+  const c = cond.dtype === 'bool' ? cond : runKernel('cast', [cond], [], cond.shape, 'bool');
+  const ca = ta.dtype === dt ? ta : runKernel('cast', [ta], [], ta.shape, dt);
+  const cb = tb.dtype === dt ? tb : runKernel('cast', [tb], [], tb.shape, dt);
+  try {
+    let shape = c.shape as readonly number[];
+    for (const t of [ca, cb]) shape = broadcastShapes(shape, t.shape, 'where');
+    const vs = [c, ca, cb].map((t) => expandView(t, shape));
+    let y: Tensor;
+    try {
+      y = runKernel('where', vs, [], shape, dt);
+    } finally {
+      vs.forEach((v) => v.dispose());
+    }
+    if (!isFloat(dt)) return y;
+    return record('where', y, [c, ta, tb], [c], (g, [cc]) => [
+      null,
+      sumTo(where(cc!, g, 0), ta.shape),
+      sumTo(where(cc!, 0, g), tb.shape),
+    ]);
+  } finally {
+    if (c !== cond) c.dispose();
+    if (ca !== ta) ca.dispose();
+    if (cb !== tb) cb.dispose();
+    cleanup(ta, tb, a, b);
+  }
+}
+

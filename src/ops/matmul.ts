@@ -1,0 +1,52 @@
+import { record } from '../autograd/tape.js';
+import { runKernel } from '../engine/dispatch.js';
+import { ShapeError } from '../errors.js';
+import { isFloat } from '../tensor/dtype.js';
+import { broadcastShapes, shapeStr } from '../tensor/shape.js';
+import { assertTensor, type Tensor } from '../tensor/tensor.js';
+import { expandView } from './define.js';
+import { reshape, transpose } from './movement.js';
+import { sumTo } from './reduce.js';
+
+/**
+ * Matrix product with NumPy semantics: 1-D operands are promoted (and the added dim removed after),
+ * leading batch dims broadcast. Transposed views are read in place, without a copy.
+ * @example kn.matmul(kn.ones([2, 3]), kn.ones([3, 4])).shape // [2, 4]
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  assertTensor(a, 'matmul: a');
+  assertTensor(b, 'matmul: b');
+  if (a.ndim === 0 || b.ndim === 0) throw new ShapeError(`matmul needs operands of rank >= 1, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
+  const a2 = a.ndim === 1 ? reshape(a, [1, a.shape[0]!]) : a;
+  const b2 = b.ndim === 1 ? reshape(b, [b.shape[0]!, 1]) : b;
+  try {
+    const M = a2.shape[a2.ndim - 2]!, K = a2.shape[a2.ndim - 1]!, K2 = b2.shape[b2.ndim - 2]!, N = b2.shape[b2.ndim - 1]!;
+    if (K !== K2) throw new ShapeError(`matmul: inner dimensions differ: ${shapeStr(a.shape)} x ${shapeStr(b.shape)} (${K} vs ${K2})`);
+    const batch = broadcastShapes(a2.shape.slice(0, -2), b2.shape.slice(0, -2), 'matmul batch dims');
+    const va = expandView(a2, [...batch, M, K]);
+    const vb = expandView(b2, [...batch, K, N]);
+    let y: Tensor;
+    try {
+      y = runKernel('matmul', [va, vb], [], [...batch, M, N], isFloat(a.dtype) ? a.dtype : 'float32');
+    } finally {
+      va.dispose();
+      vb.dispose();
+    }
+    const outShape = [...batch, ...(a.ndim === 1 ? [] : [M]), ...(b.ndim === 1 ? [] : [N])];
+    if (outShape.length !== y.ndim) {
+      const r = reshape(y, outShape);
+      y.dispose();
+      y = r;
+    }
+    const as = a.shape, bs = b.shape;
+    return record('matmul', y, [a, b], [a2, b2], (g, [sa, sb], needs) => {
+      const g2 = reshape(g, [...batch, M, N]);
+      const ga = needs[0] ? reshape(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
+      const gb = needs[1] ? reshape(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs) : null;
+      return [ga, gb];
+    });
+  } finally {
+    if (a2 !== a) a2.dispose();
+    if (b2 !== b) b2.dispose();
+  }
+}

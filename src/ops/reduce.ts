@@ -1,0 +1,176 @@
+// Reductions, arg-reductions and (log)softmax. Kernels reduce one contiguous axis range; several ranges are
+// reduced one after another.
+import { record } from '../autograd/tape.js';
+import { runKernel } from '../engine/dispatch.js';
+import { ArgumentError, DTypeError, describe } from '../errors.js';
+import { isFloat, type DType } from '../tensor/dtype.js';
+import { normalizeAxes, normalizeAxis, sameShape } from '../tensor/shape.js';
+import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';
+import { add, cast, div, eq, exp, mul, sub } from './elementwise.js';
+import { expand, reshape } from './movement.js';
+import type { OpName } from './table.js';
+
+/** Splits sorted axes into maximal runs of consecutive axes. */
+function runs(axes: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const a of axes) {
+    const last = out[out.length - 1];
+    if (last && last[1] === a) last[1] = a + 1;
+    else out.push([a, a + 1]);
+  }
+  return out;
+}
+
+function keptShape(shape: readonly number[], axes: readonly number[]): number[] {
+  return shape.map((d, i) => (axes.includes(i) ? 1 : d));
+}
+
+function reduceRaw(op: OpName, x: Tensor, axes: readonly number[], outDtype: DType): Tensor {
+  let cur = x;
+  let removed = 0;
+  const rs = runs(axes);
+  // reduce from the last run so earlier axis numbers stay valid
+  for (let k = rs.length - 1; k >= 0; k--) {
+    const [a0, a1] = rs[k]!;
+    const shape = cur.shape.filter((_, i) => i < a0 || i >= a1);
+    const next = runKernel(op, [cur], [a0, a1], shape, outDtype);
+    if (cur !== x) cur.dispose();
+    cur = next;
+    removed += a1 - a0;
+  }
+  if (cur === x) return runKernel('copy', [x], [], x.shape, x.dtype);
+  void removed;
+  return cur;
+}
+
+function finish(y: Tensor, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
+  if (!keepdims) return y;
+  const r = reshape(y, keptShape(x.shape, axes));
+  y.dispose();
+  return r;
+}
+
+function sumDType(d: DType): DType {
+  if (isFloat(d)) return d;
+  return 'int32';
+}
+
+/**
+ * Sum over `axis` (all axes when omitted).
+ * @example kn.tensor([[1, 2], [3, 4]]).sum(0) // [4, 6]
+ */
+export function sum(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
+  assertTensor(x, 'sum');
+  const axes = normalizeAxes(axis, x.ndim);
+  const y = reduceRaw('sum', x, axes, sumDType(x.dtype));
+  const out = finish(y, x, axes, keepdims);
+  return record('sum', out, [x], [], (g) => [expand(reshape(g, keptShape(x.shape, axes)), x.shape)]);
+}
+
+/** Mean over `axis` (all axes when omitted); integers average as float32. */
+export function mean(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
+  assertTensor(x, 'mean');
+  const axes = normalizeAxes(axis, x.ndim);
+  let count = 1;
+  for (const a of axes) count *= x.shape[a]!;
+  const xf = isFloat(x.dtype) ? x : cast(x, 'float32');
+  const s = sum(xf, axes, keepdims);
+  const m = div(s, count);
+  s.dispose();
+  if (xf !== x) xf.dispose();
+  return m;
+}
+
+function extreme(op: 'max' | 'min', x: Tensor, axis: AxisArg | undefined, keepdims: boolean): Tensor {
+  assertTensor(x, op);
+  if (x.dtype === 'bool') throw new DTypeError(`${op} does not take bool tensors`);
+  const axes = normalizeAxes(axis, x.ndim);
+  const y = reduceRaw(op, x, axes, x.dtype);
+  const out = finish(y, x, axes, keepdims);
+  if (!isFloat(x.dtype)) return out;
+  return record(op, out, [x], [x, out], (g, [xx, yy]) => {
+    // gradient flows to every position equal to the extreme, split evenly among ties
+    const yk = expand(reshape(yy!, keptShape(xx!.shape, axes)), xx!.shape);
+    const mask = cast(eq(xx!, yk), g.dtype);
+    const count = sum(mask, axes, true);
+    const gk = expand(reshape(g, keptShape(xx!.shape, axes)), xx!.shape);
+    return [div(mul(gk, mask), count)];
+  });
+}
+
+/** Maximum over `axis` (NaN propagates). */
+export function max(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('max', x, axis, keepdims); }
+/** Minimum over `axis` (NaN propagates). */
+export function min(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('min', x, axis, keepdims); }
+
+function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined, keepdims: boolean): Tensor {
+  assertTensor(x, op);
+  if (x.dtype === 'bool') throw new DTypeError(`${op} does not take bool tensors`);
+  if (axis === undefined) {
+    const flat = reshape(x, [x.size]);
+    try {
+      const r = runKernel(op, [flat], [0], [], 'int32');
+      if (!keepdims) return r;
+      const k = reshape(r, x.shape.map(() => 1));
+      r.dispose();
+      return k;
+    } finally {
+      flat.dispose();
+    }
+  }
+  const a = normalizeAxis(axis, x.ndim);
+  const shape = x.shape.filter((_, i) => i !== a);
+  const r = runKernel(op, [x], [a], shape, 'int32');
+  return finish(r, x, [a], keepdims);
+}
+
+/** Index of the first maximum along `axis` (of the flattened tensor when omitted), as int32. */
+export function argmax(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmax', x, axis, keepdims); }
+export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmin', x, axis, keepdims); }
+
+/** Variance over `axis` with Bessel's `correction` (default 1, like PyTorch; 0 = population variance). */
+export function variance(x: Tensor, axis?: AxisArg, opts: { correction?: number; keepdims?: boolean } = {}): Tensor {
+  assertTensor(x, 'var');
+  const correction = opts.correction ?? 1;
+  if (typeof correction !== 'number' || !(correction >= 0)) throw new ArgumentError(`var: correction must be a number >= 0, got ${describe(opts.correction)}`);
+  const axes = normalizeAxes(axis, x.ndim);
+  let n = 1;
+  for (const a of axes) n *= x.shape[a]!;
+  const m = mean(x, axes, true);
+  const d = sub(x, m);
+  const sq = mul(d, d);
+  const s = sum(sq, axes, opts.keepdims ?? false);
+  const v = div(s, Math.max(n - correction, 0));
+  for (const t of [m, d, sq, s]) t.dispose();
+  return v;
+}
+
+function softmaxLike(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Tensor {
+  assertTensor(x, op);
+  const a = normalizeAxis(axis, x.ndim);
+  const y = runKernel(op, [x], [a], x.shape, isFloat(x.dtype) ? x.dtype : 'float32');
+  return record(op, y, [x], [y], (g, [yy]) => {
+    if (op === 'softmax') return [mul(yy!, sub(g, sum(mul(g, yy!), a, true)))];
+    return [sub(g, mul(exp(yy!), sum(g, a, true)))];
+  });
+}
+
+/** Softmax along `axis` (default last), computed stably. */
+export function softmax(x: Tensor, axis = -1): Tensor { return softmaxLike('softmax', x, axis); }
+/** log(softmax(x)) along `axis`, computed stably (log-sum-exp). */
+export function logSoftmax(x: Tensor, axis = -1): Tensor { return softmaxLike('logSoftmax', x, axis); }
+
+/** Sums a broadcast gradient back down to `shape`. */
+export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.ndim - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.ndim; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  const s = axes.length ? sum(g, axes, true) : g;
+  const r = reshape(s, shape);
+  return r;
+}
+
+export { add };

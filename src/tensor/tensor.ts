@@ -1,0 +1,287 @@
+import type { Backend, BackendName, KernelView } from '../backends/backend.js';
+import { getBackendInstance } from '../backends/registry.js';
+import type { Node } from '../autograd/tape.js';
+import { ArgumentError, DTypeError, describe } from '../errors.js';
+import { allocStorage, setTensorCheck, Storage, tensorCreated, tensorReleased, track, untrack } from '../engine/memory.js';
+import * as ops from '../ops/index.js';
+import { encodeStorage, isFloat, toHostArray, type DType, type HostArray, type StorageArray } from './dtype.js';
+import { contiguousStrides, isContiguous, numel, shapeStr, type Shape } from './shape.js';
+
+/** What the finalizer needs to release a tensor nobody disposed (must not reference the tensor). */
+interface Resources {
+  storage: Storage;
+  node: Node | null;
+  backend: BackendName;
+  released: boolean;
+}
+
+function releaseResources(r: Resources): void {
+  if (r.released) return;
+  r.released = true;
+  r.storage.release();
+  r.node?.release();
+  tensorReleased(r.backend);
+}
+
+const finalizer = new FinalizationRegistry<Resources>(releaseResources);
+
+export type AxisArg = number | readonly number[];
+
+/**
+ * An n-dimensional array on one backend. Views (reshape of contiguous data, transpose, permute, slice,
+ * expand) share storage with their source. Free memory with `dispose()` or `kn.tidy()`; a finalizer is the
+ * safety net.
+ */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** @internal element strides */
+  readonly strides: readonly number[];
+  /** @internal element offset into storage */
+  readonly offset: number;
+  private readonly res: Resources;
+  private _requiresGrad = false;
+  /** Gradient accumulated by `backward()` (leaf tensors only). */
+  grad: Tensor | null = null;
+
+  private constructor(storage: Storage, shape: Shape, strides: readonly number[], offset: number, dtype: DType) {
+    this.shape = Object.freeze(shape.slice());
+    this.strides = Object.freeze(strides.slice());
+    this.offset = offset;
+    this.dtype = dtype;
+    this.res = { storage, node: null, backend: storage.backend.name, released: false };
+    tensorCreated(storage.backend.name);
+    finalizer.register(this, this.res, this.res);
+    track(this);
+  }
+
+  /** @internal wraps a freshly allocated storage (takes over its reference). */
+  static fromStorage(storage: Storage, shape: Shape, dtype: DType): Tensor {
+    return new Tensor(storage, shape, contiguousStrides(shape), 0, dtype);
+  }
+
+  /** @internal a view sharing this tensor's storage. */
+  view(shape: Shape, strides: readonly number[], offset: number): Tensor {
+    this.assertAlive('view');
+    this.res.storage.retain();
+    return new Tensor(this.res.storage, shape, strides, offset, this.dtype);
+  }
+
+  /** @internal uploads host data into a new tensor on a backend. */
+  static fromHost(data: StorageArray, shape: Shape, dtype: DType, backend: Backend): Tensor {
+    const storage = allocStorage(backend, dtype, data.length);
+    try {
+      backend.write(storage.handle, dtype, data, 0);
+    } catch (e) {
+      storage.release();
+      throw e;
+    }
+    return Tensor.fromStorage(storage, shape, dtype);
+  }
+
+  /** @internal numbers -> tensor; exact float64 on the js backend (used by gradcheck). */
+  static fromHostNumbers(values: ArrayLike<number>, shape: Shape, backend: BackendName, dtype: DType = 'float32'): Tensor {
+    const b = getBackendInstance(backend);
+    if (b.name === 'js' && dtype === 'float32') {
+      const storage = allocStorage(b, dtype, values.length);
+      (storage.handle as { data: Float64Array }).data.set(values);
+      return Tensor.fromStorage(storage, shape, dtype);
+    }
+    return Tensor.fromHost(encodeStorage(values, dtype), shape, dtype, b);
+  }
+
+  get size(): number { return numel(this.shape); }
+  get ndim(): number { return this.shape.length; }
+  get backend(): BackendName { return this.res.backend; }
+  /** @internal */
+  get backendInstance(): Backend { return this.res.storage.backend; }
+  get isDisposed(): boolean { return this.res.released; }
+  /** @internal autograd node that produced this tensor (null for leaves and constants). */
+  get node(): Node | null { return this.res.node; }
+  /** @internal */
+  setNode(n: Node): void {
+    if (this.res.node) this.res.node.release();
+    n.retain();
+    this.res.node = n;
+    this._requiresGrad = true;
+  }
+
+  get requiresGrad(): boolean { return this._requiresGrad; }
+  set requiresGrad(v: boolean) {
+    if (typeof v !== 'boolean') throw new ArgumentError(`requiresGrad must be a boolean, got ${describe(v)}`);
+    if (v && !isFloat(this.dtype)) throw new DTypeError(`only floating-point tensors can require gradients, this one is ${this.dtype}`);
+    if (!v && this.res.node) throw new ArgumentError('requiresGrad cannot be turned off on a non-leaf tensor; use t.detach()');
+    this._requiresGrad = v;
+  }
+
+  /** True for tensors created by the user (not the result of a recorded op). */
+  get isLeaf(): boolean { return this.res.node === null; }
+
+  isContiguous(): boolean { return isContiguous(this.shape, this.strides); }
+
+  /** @internal */
+  assertAlive(what = 'this operation'): void {
+    if (this.res.released) {
+      throw new ArgumentError(`${what}: tensor ${shapeStr(this.shape)} ${this.dtype} was disposed and cannot be used`);
+    }
+  }
+
+  /** @internal */
+  kernelView(): KernelView {
+    this.assertAlive();
+    return { handle: this.res.storage.handle, dtype: this.dtype, shape: this.shape, strides: this.strides, offset: this.offset };
+  }
+
+  /** Frees this tensor's memory (shared storage is freed when its last view goes). Idempotent. */
+  dispose(): void {
+    if (this.res.released) return;
+    finalizer.unregister(this.res);
+    untrack(this);
+    releaseResources(this.res);
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  private readStorage(): StorageArray {
+    this.assertAlive('toArray');
+    if (this.isContiguous()) {
+      return this.backendInstance.read(this.res.storage.handle, this.dtype, this.offset, this.size);
+    }
+    const c = ops.contiguous(this);
+    try {
+      return c.backendInstance.read(c.res.storage.handle, c.dtype, 0, c.size);
+    } finally {
+      c.dispose();
+    }
+  }
+
+  /**
+   * Copies the values to a typed array (row-major). float16/bfloat16 come back as Float32Array, bool as Uint8Array.
+   * @example kn.tensor([[1, 2], [3, 4]]).toArray() // Float32Array [1, 2, 3, 4]
+   */
+  toArray(): HostArray { return toHostArray(this.readStorage(), this.dtype); }
+
+  /** Values as float64. On the js backend this is the exact float64 reference value (no float32 rounding). */
+  toFloat64Array(): Float64Array {
+    this.assertAlive('toFloat64Array');
+    if (this.backend === 'js' && this.isFloat32()) {
+      const c = ops.contiguous(this);
+      try {
+        const data = (c.res.storage.handle as { data: Float64Array }).data;
+        return data.slice(c.offset, c.offset + c.size);
+      } finally {
+        c.dispose();
+      }
+    }
+    return Float64Array.from(this.toArray() as ArrayLike<number>);
+  }
+
+  private isFloat32(): boolean { return this.dtype === 'float32'; }
+
+  /** Async read (waits for the device on GPU backends). */
+  async data(): Promise<HostArray> {
+    this.assertAlive('data');
+    await this.backendInstance.sync();
+    return this.toArray();
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new ArgumentError(`item() needs a tensor with one element, this one has shape ${shapeStr(this.shape)}`);
+    return this.toArray()[0]!;
+  }
+
+  /** Nested JS arrays of the values. */
+  toList(): unknown {
+    const flat = Array.from(this.toArray() as ArrayLike<number>);
+    if (this.ndim === 0) return flat[0];
+    const build = (d: number, off: number): unknown => {
+      const n = this.shape[d]!;
+      const stride = numel(this.shape.slice(d + 1));
+      return Array.from({ length: n }, (_, i) => (d === this.ndim - 1 ? flat[off + i] : build(d + 1, off + i * stride)));
+    };
+    return build(0, 0);
+  }
+
+  toString(): string {
+    if (this.isDisposed) return `Tensor(disposed, shape=${shapeStr(this.shape)}, dtype=${this.dtype})`;
+    const body = this.size <= 100 ? JSON.stringify(this.toList()) : `<${this.size} values>`;
+    return `Tensor(${body}, shape=${shapeStr(this.shape)}, dtype=${this.dtype}, backend=${this.backend})`;
+  }
+
+  /** Copies this tensor to another backend. */
+  to(backend: BackendName): Tensor {
+    this.assertAlive('to');
+    const target = getBackendInstance(backend);
+    if (target === this.backendInstance) return ops.clone(this);
+    return Tensor.fromHost(this.readStorage(), this.shape, this.dtype, target);
+  }
+
+  // ---- autograd ----
+  /** Backpropagates from this tensor (a scalar unless `grad` is given) into the `.grad` of the leaves. */
+  backward(grad?: Tensor, opts?: { retainGraph?: boolean }): void { ops.backward(this, grad, opts); }
+  /** A tensor sharing this storage, cut from the graph. */
+  detach(): Tensor { return this.view(this.shape, this.strides, this.offset); }
+
+  // ---- ops as methods (see the functions in kn for docs) ----
+  add(b: Tensor | number): Tensor { return ops.add(this, b); }
+  sub(b: Tensor | number): Tensor { return ops.sub(this, b); }
+  mul(b: Tensor | number): Tensor { return ops.mul(this, b); }
+  div(b: Tensor | number): Tensor { return ops.div(this, b); }
+  pow(b: Tensor | number): Tensor { return ops.pow(this, b); }
+  maximum(b: Tensor | number): Tensor { return ops.maximum(this, b); }
+  minimum(b: Tensor | number): Tensor { return ops.minimum(this, b); }
+  eq(b: Tensor | number): Tensor { return ops.eq(this, b); }
+  ne(b: Tensor | number): Tensor { return ops.ne(this, b); }
+  lt(b: Tensor | number): Tensor { return ops.lt(this, b); }
+  le(b: Tensor | number): Tensor { return ops.le(this, b); }
+  gt(b: Tensor | number): Tensor { return ops.gt(this, b); }
+  ge(b: Tensor | number): Tensor { return ops.ge(this, b); }
+  neg(): Tensor { return ops.neg(this); }
+  abs(): Tensor { return ops.abs(this); }
+  sign(): Tensor { return ops.sign(this); }
+  exp(): Tensor { return ops.exp(this); }
+  log(): Tensor { return ops.log(this); }
+  sqrt(): Tensor { return ops.sqrt(this); }
+  tanh(): Tensor { return ops.tanh(this); }
+  sigmoid(): Tensor { return ops.sigmoid(this); }
+  relu(): Tensor { return ops.relu(this); }
+  gelu(): Tensor { return ops.gelu(this); }
+  clamp(min?: number | null, max?: number | null): Tensor { return ops.clamp(this, min, max); }
+  cast(dtype: DType): Tensor { return ops.cast(this, dtype); }
+  softmax(axis = -1): Tensor { return ops.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return ops.logSoftmax(this, axis); }
+  matmul(b: Tensor): Tensor { return ops.matmul(this, b); }
+  sum(axis?: AxisArg, keepdims = false): Tensor { return ops.sum(this, axis, keepdims); }
+  mean(axis?: AxisArg, keepdims = false): Tensor { return ops.mean(this, axis, keepdims); }
+  max(axis?: AxisArg, keepdims = false): Tensor { return ops.max(this, axis, keepdims); }
+  min(axis?: AxisArg, keepdims = false): Tensor { return ops.min(this, axis, keepdims); }
+  argmax(axis?: number, keepdims = false): Tensor { return ops.argmax(this, axis, keepdims); }
+  argmin(axis?: number, keepdims = false): Tensor { return ops.argmin(this, axis, keepdims); }
+  var(axis?: AxisArg, opts?: { correction?: number; keepdims?: boolean }): Tensor { return ops.variance(this, axis, opts); }
+  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
+  transpose(a0?: number, a1?: number): Tensor { return ops.transpose(this, a0, a1); }
+  permute(axes: readonly number[]): Tensor { return ops.permute(this, axes); }
+  slice(begin: readonly number[], end?: readonly (number | null)[], step?: readonly number[]): Tensor { return ops.slice(this, begin, end, step); }
+  expand(shape: readonly number[]): Tensor { return ops.expand(this, shape); }
+  squeeze(axis?: AxisArg): Tensor { return ops.squeeze(this, axis); }
+  unsqueeze(axis: number): Tensor { return ops.unsqueeze(this, axis); }
+  flatten(startAxis = 0, endAxis = -1): Tensor { return ops.flatten(this, startAxis, endAxis); }
+  gather(indices: Tensor, axis = 0): Tensor { return ops.gather(this, indices, axis); }
+  contiguous(): Tensor { return ops.contiguous(this); }
+  clone(): Tensor { return ops.clone(this); }
+}
+
+setTensorCheck((x: unknown): x is Tensor => x instanceof Tensor);
+
+export function isTensor(x: unknown): x is Tensor {
+  return x instanceof Tensor;
+}
+
+export function assertTensor(x: unknown, what: string): Tensor {
+  if (!(x instanceof Tensor)) throw new ArgumentError(`${what} must be a kiln Tensor, got ${describe(x)}`);
+  x.assertAlive(what);
+  return x;
+}

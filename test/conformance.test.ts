@@ -1,0 +1,65 @@
+// Every op case on every available backend against the float64 js reference.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { OP_TABLE } from '../src/ops/table.js';
+import { CASES, makeInputs } from './cases.js';
+import { allclose, nativeBackends, onBackend, rng } from './helpers.js';
+
+function evaluate(b: kn.BackendName, i: number): { values: Float64Array; shape: readonly number[]; dtype: kn.DType } {
+  const c = CASES[i]!;
+  return onBackend(b, () => kn.tidy(() => {
+    const xs = makeInputs(c, i, rng(1000 + i));
+    const y = c.run(...xs);
+    return { values: y.toFloat64Array(), shape: y.shape.slice(), dtype: y.dtype };
+  }));
+}
+
+test('the cases cover every op in the table', () => {
+  const covered = new Set(CASES.flatMap((c) => c.ops));
+  const missing = OP_TABLE.map((o) => o.name).filter((n) => !covered.has(n));
+  assert.equal(missing, [], `ops without a conformance case: ${missing.join(', ')}`);
+});
+
+test('a native backend is available to compare (cpu must load in CI)', () => {
+  assert.ok(nativeBackends().includes('cpu'), `cpu backend missing: ${JSON.stringify(kn.info().backends)}`);
+});
+
+CASES.forEach((c, i) => {
+  test(`${c.name}: js reference runs`, () => {
+    const r = evaluate('js', i);
+    assert.ok(r.values.length >= 0);
+  });
+  for (const b of nativeBackends()) {
+    test(`${c.name}: ${b} matches js`, () => {
+      const ref = evaluate('js', i);
+      const got = evaluate(b, i);
+      assert.equal(got.shape, ref.shape, 'shape');
+      assert.is(got.dtype, ref.dtype, 'dtype');
+      const refVals = ref.dtype === 'float32' ? ref.values.map((v) => Math.fround(v)) : ref.values;
+      const r = allclose(got.values, refVals, c.atol ?? 1e-5, c.rtol ?? 1e-4, true);
+      assert.ok(r.ok, `${b} vs js: ${r.message}`);
+    });
+  }
+});
+
+test('NaN never passes the comparison helper', () => {
+  assert.not.ok(allclose([NaN], [1]).ok);
+  assert.not.ok(allclose([1], [NaN]).ok);
+  assert.not.ok(allclose([NaN], [NaN]).ok);
+  assert.ok(allclose([NaN], [NaN], 0, 0, true).ok);
+});
+
+test('NaN propagates through reductions and max on every backend', () => {
+  for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
+    onBackend(b, () => kn.tidy(() => {
+      const x = kn.tensor([1, NaN, 3]);
+      assert.ok(Number.isNaN(x.max().item()), `${b} max`);
+      assert.ok(Number.isNaN(x.sum().item()), `${b} sum`);
+      assert.ok(Number.isNaN(x.softmax().toArray()[0]!), `${b} softmax`);
+      assert.is(x.argmax().item(), 1, `${b} argmax picks NaN`);
+    }));
+  }
+});
+
+test.run();

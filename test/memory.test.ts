@@ -1,0 +1,93 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { nativeBackends, onBackend } from './helpers.js';
+
+for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
+  test(`10k ops inside tidy leave memory where it started (${b})`, () => onBackend(b, () => {
+    const x = kn.randn([8, 8]);
+    const before = kn.memory();
+    kn.tidy(() => {
+      let y = x;
+      for (let i = 0; i < 2500; i++) y = y.mul(0.5).add(x).tanh().reshape([64]).reshape([8, 8]);
+    });
+    const after = kn.memory();
+    assert.is(after.numTensors, before.numTensors);
+    assert.is(after.numBuffers, before.numBuffers);
+    assert.is(after.numBytes, before.numBytes);
+    x.dispose();
+  }));
+
+  test(`tidy keeps returned tensors and autograd survives disposal (${b})`, () => onBackend(b, () => {
+    const start = kn.memory();
+    const w = kn.randn([4, 3]);
+    w.requiresGrad = true;
+    const { loss, kept } = kn.tidy(() => {
+      const h = kn.randn([5, 4]).matmul(w).relu();
+      const l = h.sum();
+      return { loss: l, kept: [h.shape.length] };
+    });
+    assert.equal(kept, [2]);
+    loss.backward(); // intermediates were disposed by tidy, but the graph holds its own aliases
+    assert.ok(w.grad !== null);
+    assert.equal(w.grad!.shape, [4, 3]);
+    loss.dispose();
+    w.dispose();
+    const end = kn.memory();
+    assert.is(end.numBuffers, start.numBuffers);
+    assert.is(end.numTensors, start.numTensors);
+  }));
+
+  test(`a graph that is never backpropagated frees its saved tensors when disposed (${b})`, () => onBackend(b, () => {
+    const start = kn.memory();
+    const w = kn.randn([3, 3]);
+    w.requiresGrad = true;
+    kn.tidy(() => {
+      for (let i = 0; i < 50; i++) w.mul(w).exp().sum();
+    });
+    w.dispose();
+    assert.is(kn.memory().numBuffers, start.numBuffers);
+  }));
+
+  test(`views share storage (${b})`, () => onBackend(b, () => {
+    const start = kn.memory().numBuffers;
+    const base = kn.arange(12);
+    const x = base.reshape([3, 4]);
+    base.dispose();
+    const v = x.transpose().slice([1], [3]);
+    assert.is(kn.memory().numBuffers, start + 1);
+    assert.equal(v.toList(), [[1, 5, 9], [2, 6, 10]]);
+    x.dispose();
+    assert.equal(v.toList(), [[1, 5, 9], [2, 6, 10]]); // still alive through the view
+    v.dispose();
+    assert.is(kn.memory().numBuffers, start);
+  }));
+}
+
+test('tidy rejects async functions and disposes on throw', () => {
+  const start = kn.memory().numTensors;
+  assert.throws(() => kn.tidy(() => { kn.ones([2]); throw new Error('boom'); }), /boom/);
+  assert.is(kn.memory().numTensors, start);
+  assert.throws(() => kn.tidy((async () => kn.ones([1])) as unknown as () => kn.Tensor), (e: Error) => e instanceof kn.ArgumentError);
+});
+
+test('kn.keep survives tidy', () => {
+  let k: kn.Tensor | null = null;
+  kn.tidy(() => { k = kn.keep(kn.ones([2])); });
+  assert.equal(Array.from(k!.toArray()), [1, 1]);
+  k!.dispose();
+});
+
+test('the finalizer releases tensors nobody disposed', async () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return; // needs --expose-gc; covered when available
+  const start = kn.memory().numBuffers;
+  (() => { for (let i = 0; i < 100; i++) kn.ones([16]); })();
+  for (let i = 0; i < 10 && kn.memory().numBuffers > start; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.is(kn.memory().numBuffers, start);
+});
+
+test.run();

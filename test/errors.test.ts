@@ -90,7 +90,7 @@ test('addon rejects hostile descriptors without touching memory', () => {
   expectCode(() => run([1, id, 0, 1, 0, 4, 1], [id, 0, 1, 4]), 'KILN_ARG', /aliases/);                        // in-place
   expectCode(() => run([1, id, 0, 1, 0, 4, 1], [out, 0, 1, 3]), 'KILN_SHAPE', /element count/);               // output size
   expectCode(() => run([2, id, 0, 1, 0, 4, 1, id, 0, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /takes 1 inputs/); // arity
-  expectCode(() => run([0], [out, 0, 1, 4], [NaN, 0], 28), 'KILN_ARG', /attribute 0/);                        // NaN attr (sum)
+  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [out, 0, 0], [NaN, 1], kn.OP_TABLE.findIndex((o) => o.name === 'sum')), 'KILN_ARG', /attribute 0/); // NaN attr
   expectCode(() => addon.run(999, new Float64Array([0]), new Float64Array([out, 0, 1, 4]), new Float64Array()), 'KILN_ARG', /op id/);
   expectCode(() => addon.run(2, [1, id] as unknown as Float64Array, new Float64Array([out, 0, 1, 4]), new Float64Array()), 'KILN_ARG', /Float64Array/);
   expectCode(() => addon.write(id, new Float32Array(5), 0), 'KILN_ARG', /overruns/);

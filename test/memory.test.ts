@@ -54,7 +54,9 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
     const base = kn.arange(12);
     const x = base.reshape([3, 4]);
     base.dispose();
-    const v = x.transpose().slice([1], [3]);
+    const xt = x.transpose();
+    const v = xt.slice([1], [3]);
+    xt.dispose();
     assert.is(kn.memory().numBuffers, start + 1);
     assert.equal(v.toList(), [[1, 5, 9], [2, 6, 10]]);
     x.dispose();

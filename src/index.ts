@@ -10,7 +10,7 @@ export { KilnError, ShapeError, DTypeError, BackendError, FormatError, Validatio
 export { Tensor, isTensor } from './tensor/tensor.js';
 export type { DType, HostArray } from './tensor/dtype.js';
 export type { BackendName } from './backends/backend.js';
-export { setBackend, getBackend, backends, ready } from './backends/registry.js';
+export { setBackend, getBackend, backends, ready, emptyCache } from './backends/registry.js';
 export { tidy, keep, memory, type MemoryInfo } from './engine/memory.js';
 export { noGrad } from './autograd/tape.js';
 export { backward, grad } from './autograd/backward.js';

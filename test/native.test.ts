@@ -78,4 +78,66 @@ test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on
   assert.match(bad.reason, /not one of avx512, avx2, scalar/);
 });
 
+
+test('concurrent use from worker threads: correct results, no crash', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const { addonPath } = await import('../src/backends/native/binding.js');
+  const opExp = kn.OP_TABLE.findIndex((o) => o.name === 'exp');
+  const opMatmul = kn.OP_TABLE.findIndex((o) => o.name === 'matmul');
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const a = require(workerData.path);
+    let bad = 0;
+    for (let it = 0; it < 300; it++) {
+      const n = 64;
+      const x = a.alloc(0, n * n), y = a.alloc(0, n * n), z = a.alloc(0, n * n);
+      const v = new Float32Array(n * n).fill(0.5);
+      a.write(x, v, 0);
+      a.run(workerData.exp, new Float64Array([1, x, 0, 2, 0, n, n, n, 1]), new Float64Array([y, 0, 2, n, n]), new Float64Array());
+      a.run(workerData.mm, new Float64Array([2, x, 0, 2, 0, n, n, n, 1, y, 0, 2, 0, n, n, n, 1]), new Float64Array([z, 0, 2, n, n]), new Float64Array());
+      const o = new Float32Array(n * n);
+      a.read(z, o, 0);
+      if (Math.abs(o[0] - n * 0.5 * Math.exp(0.5)) > 1e-3) bad++;
+      a.free(x); a.free(y); a.free(z);
+    }
+    parentPort.postMessage(bad);
+  `;
+  const results = await Promise.all([0, 1, 2].map(() => new Promise<number>((resolve, reject) => {
+    const w = new Worker(code, { eval: true, workerData: { path: addonPath(), exp: opExp, mm: opMatmul } });
+    w.on('message', resolve);
+    w.on('error', reject);
+  })));
+  assert.equal(results, [0, 0, 0]);
+});
+
+test('oversized conv/pool attributes are rejected by the addon', () => {
+  onBackend('cpu', () => kn.tidy(() => {
+    assert.throws(() => kn.conv2d(kn.ones([1, 1, 4, 4]), kn.ones([1, 1, 3, 3]), null, { stride: 2 ** 40 }), (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message));
+    assert.throws(() => kn.maxPool2d(kn.ones([1, 1, 4, 4]), 2, { stride: 2 ** 40 }), (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message));
+  }));
+});
+
+test('the buffer cache reuses freed memory, never leaks values, and can be emptied', () => {
+  const { addon } = loadAddon();
+  onBackend('cpu', () => {
+    kn.emptyCache();
+    const s0 = addon!.stats();
+    assert.is(s0.cachedBytes, 0);
+    const a = kn.full([100000], 3);
+    const bytes = addon!.stats().bytes;
+    a.dispose();
+    assert.ok(addon!.stats().cachedBytes >= 400000, 'freed buffer is cached');
+    assert.is(addon!.stats().bytes, bytes - 400000, 'live bytes drop on dispose');
+    const hits = addon!.stats().cacheHits;
+    const b = kn.arange(100000); // same size class: reuses a's memory
+    assert.is(addon!.stats().cacheHits, hits + 1);
+    const v = b.toArray();
+    assert.is(v[0], 0);
+    assert.is(v[99999], 99999);
+    b.dispose();
+    kn.emptyCache();
+    assert.is(addon!.stats().cachedBytes, 0);
+  });
+});
+
 test.run();

@@ -29,6 +29,10 @@ static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
   g.ph = static_cast<int64_t>(attrs[2]); g.pw = static_cast<int64_t>(attrs[3]);
   g.dh = static_cast<int64_t>(attrs[4]); g.dw = static_cast<int64_t>(attrs[5]);
   g.groups = static_cast<int64_t>(attrs[6]);
+  constexpr int64_t kMax = int64_t{1} << 30;  // keeps every geometry product far from int64 overflow
+  KILN_REQUIRE(g.sh <= kMax && g.sw <= kMax && g.ph <= kMax && g.pw <= kMax && g.dh <= kMax && g.dw <= kMax &&
+                   g.groups <= kMax,
+               ST_ARG, "conv2d stride, padding, dilation and groups must be at most 2^30");
   KILN_REQUIRE(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0 && g.groups >= 1, ST_ARG,
                "conv2d needs stride >= 1, dilation >= 1, padding >= 0, groups >= 1; got stride [", g.sh, ", ", g.sw,
                "] padding [", g.ph, ", ", g.pw, "] dilation [", g.dh, ", ", g.dw, "] groups ", g.groups);
@@ -157,6 +161,8 @@ static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView
   KILN_REQUIRE(gy.ndim == 4 && gy.shape[1] == g.O, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match weight ", shape_str(w));
   g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[7]); g.W = static_cast<int64_t>(attrs[8]);
+  KILN_REQUIRE(g.H >= 0 && g.W >= 0 && g.H <= (int64_t{1} << 30) && g.W <= (int64_t{1} << 30), ST_ARG,
+               "conv2dBackwardInput input size must be in [0, 2^30]");
   g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
   g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
@@ -210,7 +216,8 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
   g.N = x.shape[0]; g.C = x.shape[1]; g.H = x.shape[2]; g.W = x.shape[3];
   g.O = gy.shape[1];
   g.kh = static_cast<int64_t>(attrs[7]); g.kw = static_cast<int64_t>(attrs[8]);
-  KILN_REQUIRE(g.kh >= 1 && g.kw >= 1, ST_ARG, "conv2dBackwardWeight kernel size must be >= 1");
+  KILN_REQUIRE(g.kh >= 1 && g.kw >= 1 && g.kh <= (int64_t{1} << 30) && g.kw <= (int64_t{1} << 30), ST_ARG,
+               "conv2dBackwardWeight kernel size must be in [1, 2^30]");
   KILN_REQUIRE(g.C % g.groups == 0 && g.O % g.groups == 0, ST_SHAPE, "channels ", g.C, "/", g.O,
                " not divisible by groups ", g.groups);
   g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
@@ -252,6 +259,9 @@ static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, c
   p.kh = static_cast<int64_t>(attrs[0]); p.kw = static_cast<int64_t>(attrs[1]);
   p.sh = static_cast<int64_t>(attrs[2]); p.sw = static_cast<int64_t>(attrs[3]);
   p.ph = static_cast<int64_t>(attrs[4]); p.pw = static_cast<int64_t>(attrs[5]);
+  constexpr int64_t kMax = int64_t{1} << 30;
+  KILN_REQUIRE(p.kh <= kMax && p.kw <= kMax && p.sh <= kMax && p.sw <= kMax && p.ph <= kMax && p.pw <= kMax, ST_ARG, op,
+               " kernel, stride and padding must be at most 2^30");
   KILN_REQUIRE(p.kh >= 1 && p.kw >= 1 && p.sh >= 1 && p.sw >= 1 && p.ph >= 0 && p.pw >= 0, ST_ARG, op,
                " needs kernel >= 1, stride >= 1, padding >= 0");
   KILN_REQUIRE(p.ph * 2 <= p.kh && p.pw * 2 <= p.kw, ST_ARG, op, " padding must be at most half the kernel size");
@@ -380,7 +390,8 @@ static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out
   if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
   PoolGeom p{};
   const int64_t H = static_cast<int64_t>(attrs[7]), W = static_cast<int64_t>(attrs[8]);
-  KILN_REQUIRE(H >= 0 && W >= 0, ST_ARG, "avgPool2dBackward input size must be >= 0");
+  KILN_REQUIRE(H >= 0 && W >= 0 && H <= (int64_t{1} << 30) && W <= (int64_t{1} << 30), ST_ARG,
+               "avgPool2dBackward input size must be in [0, 2^30]");
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2dBackward", H, W); !s.good()) return s;
   const bool include_pad = attrs[6] != 0;
   const TensorView& gy = in[0];

@@ -28,7 +28,11 @@ class Pool {
     for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this, i] { loop(i); });
   }
 
+  // Runs task(0..chunks-1) on the pool and the calling thread. One job at a time (callers from several JS
+  // threads queue here). The first exception thrown by any chunk is rethrown on the calling thread.
   void run(int64_t chunks, const std::function<void(int64_t)>& task) {
+    std::lock_guard<std::mutex> job(job_mu_);
+    error_ = nullptr;
     {
       std::unique_lock<std::mutex> lk(mu_);
       task_.store(&task);
@@ -39,9 +43,15 @@ class Pool {
     }
     cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
-    task_.store(nullptr);
+    std::exception_ptr err;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return pending_ == 0; });
+      task_.store(nullptr);
+      err = error_;
+      error_ = nullptr;
+    }
+    if (err) std::rethrow_exception(err);
   }
 
  private:
@@ -50,8 +60,14 @@ class Pool {
     for (;;) {
       const int64_t c = next_.fetch_add(1);
       if (c >= chunks_.load()) break;
-      (*task_.load())(c);
+      std::exception_ptr err;
+      try {
+        (*task_.load())(c);
+      } catch (...) {
+        err = std::current_exception();
+      }
       std::lock_guard<std::mutex> lk(mu_);
+      if (err && !error_) error_ = err;
       if (--pending_ == 0) done_cv_.notify_all();
     }
     t_in_parallel = false;
@@ -81,7 +97,9 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
+  std::mutex job_mu_;
   std::mutex mu_;
+  std::exception_ptr error_;
   std::condition_variable cv_, done_cv_;
   std::atomic<const std::function<void(int64_t)>*> task_{nullptr};
   std::atomic<int64_t> next_{0};
@@ -109,7 +127,7 @@ Pool& pool() {
 
 int num_threads() { return pool().size(); }
 
-void set_num_threads(int n) { pool().resize(std::max(1, std::min(n, 1024))); }
+void set_num_threads(int n) { pool().resize(std::max(1, std::min(n, 1024))); }  // never called while a job runs: N-API is single-threaded per env, and resize joins idle workers
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -74,3 +74,11 @@ export function backends(): BackendName[] {
 export async function ready(): Promise<void> {
   currentBackend();
 }
+
+/**
+ * Returns memory the cpu backend keeps for reuse (freed buffers of >= 64 KiB, up to KILN_CPU_CACHE_MB,
+ * default 1024) to the system. Live tensors are not affected.
+ */
+export function emptyCache(): void {
+  loadAddon().addon?.emptyCache();
+}

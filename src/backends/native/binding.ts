@@ -38,7 +38,9 @@ export interface Addon {
   info(): AddonInfo;
   setIsa(name: string): void;
   setThreads(n: number): void;
-  stats(): { buffers: number; bytes: number };
+  stats(): { buffers: number; bytes: number; cachedBytes: number; cacheHits: number; cacheMisses: number };
+  /** Returns cached (freed, kept for reuse) buffers to the system. */
+  emptyCache(): void;
 }
 
 /** Converts an error thrown by the addon into the matching KilnError subclass. */

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune, bench, serve); `info` is here.
+import { parseArgs } from 'node:util';
+import { info } from '../info.js';
+
+const HELP = `usage: kiln <command> [options]
+
+commands:
+  info [--json]   versions, CPU features in use, available backends and why a missing one is missing
+`;
+
+export function main(argv: string[]): number {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    process.stdout.write(HELP);
+    return cmd ? 0 : 1;
+  }
+  if (cmd === 'info') {
+    const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, strict: true });
+    const i = info();
+    if (values.json) {
+      process.stdout.write(JSON.stringify(i, null, 2) + '\n');
+      return 0;
+    }
+    const lines = [`kiln on Node ${i.node}`];
+    if (i.cpu) lines.push(`cpu: kernels ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads${i.cpu.compiler ? `, built with GCC ${i.cpu.compiler}` : ''}`);
+    lines.push('backends:');
+    for (const b of i.backends) lines.push(`  ${b.name.padEnd(7)} ${b.available ? 'available' : `missing: ${b.reason}`}`);
+    process.stdout.write(lines.join('\n') + '\n');
+    return 0;
+  }
+  process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
+  return 2;
+}
+
+process.exitCode = main(process.argv.slice(2));

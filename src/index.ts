@@ -7,7 +7,12 @@
  * @packageDocumentation
  */
 export { KilnError, ShapeError, DTypeError, BackendError, FormatError, ValidationError, ArgumentError } from './errors.js';
-export { Tensor, isTensor } from './tensor/tensor.js';
+export { Tensor, isTensor, type AxisArg } from './tensor/tensor.js';
+export type { TensorLike } from './ops/define.js';
+export type { BinaryOp } from './ops/elementwise.js';
+export type { NestedArray } from './ops/creation.js';
+export type { Pair } from './ops/conv.js';
+export type { OpSpec, Spec, OpFamily, KernelDTypes } from './ops/table.js';
 export type { DType, HostArray } from './tensor/dtype.js';
 export type { BackendName } from './backends/backend.js';
 export { setBackend, getBackend, backends, ready, emptyCache } from './backends/registry.js';

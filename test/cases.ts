@@ -163,8 +163,7 @@ export const CASES: OpCase[] = [
 ];
 
 /** Builds a case's input tensors on the current backend from the case's seeded values. */
-export function makeInputs(c: OpCase, seed: number, r: () => number): kn.Tensor[] {
-  void seed;
+export function makeInputs(c: OpCase, r: () => number): kn.Tensor[] {
   return c.inputs.map((s) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
     const lo = s.lo ?? -2, hi = s.hi ?? 2;

@@ -7,7 +7,6 @@ import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { add } from './elementwise.js';
 import { reshape } from './movement.js';
-import { sum } from './reduce.js';
 
 export type Pair = number | readonly [number, number];
 
@@ -108,4 +107,3 @@ export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Te
   return record('avgPool2d', y, [x], [], (g) => [runKernel('avgPool2dBackward', [g], [...attrs, inc, H, W], [N, C, H, W], g.dtype)]);
 }
 
-export { sum };

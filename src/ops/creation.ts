@@ -10,7 +10,9 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
-type Nested = number | boolean | readonly Nested[];
+/** Nested arrays of numbers or booleans, as accepted by kn.tensor. */
+export type NestedArray = number | boolean | readonly NestedArray[];
+type Nested = NestedArray;
 
 function inferShape(data: Nested): number[] {
   const shape: number[] = [];
@@ -114,6 +116,5 @@ export function arange(start: number, stop?: number, step = 1, opts: { dtype?: D
   }
   if (step === 0) throw new ArgumentError('arange: step must not be 0');
   const n = Math.max(0, Math.ceil((b - a) / step));
-  const dtype = opts.dtype ?? (Number.isInteger(a) && Number.isInteger(step) ? 'float32' : 'float32');
-  return runKernel('arange', [], [a, step], [n], assertDType(dtype), currentBackend());
+  return runKernel('arange', [], [a, step], [n], assertDType(opts.dtype ?? 'float32'), currentBackend());
 }

@@ -2,8 +2,8 @@
 // an input's shape.
 import { commonBackend, runKernel } from '../engine/dispatch.js';
 import { ArgumentError, describe } from '../errors.js';
-import { isFloat, promote, type DType } from '../tensor/dtype.js';
-import { broadcastShapes, sameShape } from '../tensor/shape.js';
+import { isFloat, type DType } from '../tensor/dtype.js';
+import { broadcastShapes } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { OpName } from './table.js';
 
@@ -40,11 +40,6 @@ export function expandView(t: Tensor, shape: readonly number[]): Tensor {
   return t.view(shape, strides, t.offset);
 }
 
-/** Result dtype of a binary op on tensors a and b. */
-export function resultDType(a: Tensor, b: Tensor): DType {
-  return promote(a.dtype, b.dtype);
-}
-
 /** Runs a kernel on operands that are broadcast first; disposes the temporary views. */
 export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, attrs: number[] = []): Tensor {
   commonBackend([a, b], op);
@@ -57,4 +52,3 @@ export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, 
   }
 }
 
-export { sameShape };

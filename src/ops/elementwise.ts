@@ -87,7 +87,8 @@ export function clamp(x: Tensor, min?: number | null, max?: number | null): Tens
   return record('clamp', y, [x], [x], (g, [xx]) => [mul(g, mul(cast(ge(xx!, lo), g.dtype), cast(le(xx!, hi), g.dtype)))]);
 }
 
-type Bin = (a: TensorLike, b: TensorLike) => Tensor;
+/** A binary elementwise op: tensors or numbers, broadcast like NumPy. */
+export type BinaryOp = (a: TensorLike, b: TensorLike) => Tensor;
 
 function operands(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor, DType] {
   let ta: Tensor, tb: Tensor;
@@ -120,7 +121,7 @@ function cleanup(ta: Tensor, tb: Tensor, a: TensorLike, b: TensorLike): void {
   if (tb !== b) tb.dispose();
 }
 
-function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null, saveOut = false): Bin {
+function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null, saveOut = false): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt] = operands(a, b, op);
     try {
@@ -134,7 +135,7 @@ function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (T
   };
 }
 
-function floatBinary(op: OpName, vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[], saveOut = false): Bin {
+function floatBinary(op: OpName, vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[], saveOut = false): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt0] = operands(a, b, op);
     try {
@@ -147,7 +148,7 @@ function floatBinary(op: OpName, vjp: (g: Tensor, s: readonly Tensor[]) => (Tens
   };
 }
 
-function compareOp(op: OpName): Bin {
+function compareOp(op: OpName): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt] = operands(a, b, op);
     try {
@@ -159,31 +160,31 @@ function compareOp(op: OpName): Bin {
 }
 
 /** a + b with broadcasting. @example kn.tensor([1, 2]).add(1) // [2, 3] */
-export const add: Bin = numericBinary('add', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(g, b!.shape)]);
-export const sub: Bin = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(neg(g), b!.shape)]);
-export const mul: Bin = numericBinary('mul', (g, [a, b]) => [sumTo(mul(g, b!), a!.shape), sumTo(mul(g, a!), b!.shape)]);
+export const add: BinaryOp = numericBinary('add', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(g, b!.shape)]);
+export const sub: BinaryOp = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(neg(g), b!.shape)]);
+export const mul: BinaryOp = numericBinary('mul', (g, [a, b]) => [sumTo(mul(g, b!), a!.shape), sumTo(mul(g, a!), b!.shape)]);
 /** True division (integers divide as float32). */
-export const div: Bin = floatBinary('div', (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)], true);
+export const div: BinaryOp = floatBinary('div', (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)], true);
 /** a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere. */
-export const pow: Bin = floatBinary('pow', (g, [a, b, y]) => [
+export const pow: BinaryOp = floatBinary('pow', (g, [a, b, y]) => [
   sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
   sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
 ], true);
 /** Elementwise maximum (NaN propagates; ties split the gradient evenly). */
-export const maximum: Bin = numericBinary('maximum', (g, [a, b]) => {
+export const maximum: BinaryOp = numericBinary('maximum', (g, [a, b]) => {
   const wa = add(cast(gt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
   return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
 });
-export const minimum: Bin = numericBinary('minimum', (g, [a, b]) => {
+export const minimum: BinaryOp = numericBinary('minimum', (g, [a, b]) => {
   const wa = add(cast(lt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
   return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
 });
-export const eq: Bin = compareOp('eq');
-export const ne: Bin = compareOp('ne');
-export const lt: Bin = compareOp('lt');
-export const le: Bin = compareOp('le');
-export const gt: Bin = compareOp('gt');
-export const ge: Bin = compareOp('ge');
+export const eq: BinaryOp = compareOp('eq');
+export const ne: BinaryOp = compareOp('ne');
+export const lt: BinaryOp = compareOp('lt');
+export const le: BinaryOp = compareOp('le');
+export const gt: BinaryOp = compareOp('gt');
+export const ge: BinaryOp = compareOp('ge');
 
 /** Picks a where cond is true, else b (all three broadcast). */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {

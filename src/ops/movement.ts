@@ -4,7 +4,7 @@ import { record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
-import { broadcastShapes, isContiguous, normalizeAxes, normalizeAxis, numel, shapeStr, validateShape } from '../tensor/shape.js';
+import { broadcastShapes, normalizeAxes, normalizeAxis, numel, shapeStr, validateShape } from '../tensor/shape.js';
 import { assertTensor, Tensor, type AxisArg } from '../tensor/tensor.js';
 import { expandView } from './define.js';
 import { sumTo } from './reduce.js';
@@ -248,4 +248,3 @@ export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   return res;
 }
 
-export { isContiguous };

@@ -6,7 +6,7 @@ import { ArgumentError, DTypeError, describe } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
 import { normalizeAxes, normalizeAxis, sameShape } from '../tensor/shape.js';
 import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';
-import { add, cast, div, eq, exp, mul, sub } from './elementwise.js';
+import { cast, div, eq, exp, mul, sub } from './elementwise.js';
 import { expand, reshape } from './movement.js';
 import type { OpName } from './table.js';
 
@@ -27,7 +27,6 @@ function keptShape(shape: readonly number[], axes: readonly number[]): number[] 
 
 function reduceRaw(op: OpName, x: Tensor, axes: readonly number[], outDtype: DType): Tensor {
   let cur = x;
-  let removed = 0;
   const rs = runs(axes);
   // reduce from the last run so earlier axis numbers stay valid
   for (let k = rs.length - 1; k >= 0; k--) {
@@ -36,10 +35,8 @@ function reduceRaw(op: OpName, x: Tensor, axes: readonly number[], outDtype: DTy
     const next = runKernel(op, [cur], [a0, a1], shape, outDtype);
     if (cur !== x) cur.dispose();
     cur = next;
-    removed += a1 - a0;
   }
   if (cur === x) return runKernel('copy', [x], [], x.shape, x.dtype);
-  void removed;
   return cur;
 }
 
@@ -173,4 +170,3 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   return r;
 }
 
-export { add };

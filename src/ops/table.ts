@@ -20,7 +20,7 @@ export interface OpSpec {
   readonly dtypes: KernelDTypes;
 }
 
-type Spec<N extends string> = OpSpec & { readonly name: N };
+export type Spec<N extends string> = OpSpec & { readonly name: N };
 const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes): Spec<N> =>
   ({ name, family, inputs, attrs, dtypes });
 

@@ -1,6 +1,6 @@
 import { ArgumentError } from '../../errors.js';
 import type { KernelFn } from './kernels.js';
-import { erfc, gatherView, outBuf, prod, writeCanon } from './util.js';
+import { erfc, gatherView, outBuf, writeCanon } from './util.js';
 import { castValue } from '../../tensor/dtype.js';
 
 const SQRT1_2 = Math.SQRT1_2;
@@ -90,4 +90,3 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   },
 };
 
-export { prod };

@@ -103,7 +103,7 @@ test('concurrent use from worker threads: correct results, no crash', async () =
     parentPort.postMessage(bad);
   `;
   const results = await Promise.all([0, 1, 2].map(() => new Promise<number>((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { path: addonPath(), exp: opExp, mm: opMatmul } });
+    const w = new Worker(code, { eval: true, workerData: { path: process.env.KILN_ADDON_PATH ?? addonPath(), exp: opExp, mm: opMatmul } });
     w.on('message', resolve);
     w.on('error', reject);
   })));

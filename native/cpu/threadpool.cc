@@ -1,7 +1,6 @@
 // A small persistent thread pool. parallel_for splits [0, n) into at most num_threads() chunks; the calling
 // thread takes one. Calls from inside a worker (nested parallelism) run inline.
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -23,31 +22,35 @@ class Pool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   void resize(int n) {
+    std::lock_guard<std::mutex> job(job_mu_);  // never while a job runs
     stop();
     stopping_ = false;
-    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this, i] { loop(i); });
+    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { loop(); });
   }
 
   // Runs task(0..chunks-1) on the pool and the calling thread. One job at a time (callers from several JS
-  // threads queue here). The first exception thrown by any chunk is rethrown on the calling thread.
+  // threads queue on job_mu_). Chunks are claimed under mu_ and tagged with the job's generation, so a worker
+  // that wakes late can never take a chunk of a later job. The first exception thrown by any chunk is
+  // rethrown on the calling thread once every chunk has finished.
   void run(int64_t chunks, const std::function<void(int64_t)>& task) {
     std::lock_guard<std::mutex> job(job_mu_);
-    error_ = nullptr;
+    uint64_t gen;
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      task_.store(&task);
-      chunks_.store(chunks);
-      next_.store(0);
+      std::lock_guard<std::mutex> lk(mu_);
+      task_ = &task;
+      chunks_ = chunks;
+      next_ = 0;
       pending_ = chunks;
-      ++generation_;
+      error_ = nullptr;
+      gen = ++generation_;
     }
     cv_.notify_all();
-    work();
+    work(gen);
     std::exception_ptr err;
     {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [&] { return pending_ == 0; });
-      task_.store(nullptr);
+      task_ = nullptr;
       err = error_;
       error_ = nullptr;
     }
@@ -55,14 +58,20 @@ class Pool {
   }
 
  private:
-  void work() {
+  void work(uint64_t gen) {
     t_in_parallel = true;
     for (;;) {
-      const int64_t c = next_.fetch_add(1);
-      if (c >= chunks_.load()) break;
+      int64_t c;
+      const std::function<void(int64_t)>* task;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (generation_ != gen || next_ >= chunks_) break;
+        c = next_++;
+        task = task_;
+      }
       std::exception_ptr err;
       try {
-        (*task_.load())(c);
+        (*task)(c);
       } catch (...) {
         err = std::current_exception();
       }
@@ -73,7 +82,7 @@ class Pool {
     t_in_parallel = false;
   }
 
-  void loop(int) {
+  void loop() {
     uint64_t seen = 0;
     for (;;) {
       {
@@ -82,7 +91,7 @@ class Pool {
         if (stopping_) return;
         seen = generation_;
       }
-      work();
+      work(seen);
     }
   }
 
@@ -97,15 +106,15 @@ class Pool {
   }
 
   std::vector<std::thread> workers_;
-  std::mutex job_mu_;
-  std::mutex mu_;
-  std::exception_ptr error_;
+  std::mutex job_mu_;  // one job at a time
+  std::mutex mu_;      // everything below
   std::condition_variable cv_, done_cv_;
-  std::atomic<const std::function<void(int64_t)>*> task_{nullptr};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int64_t> chunks_{0};
+  const std::function<void(int64_t)>* task_ = nullptr;
+  int64_t chunks_ = 0;
+  int64_t next_ = 0;
   int64_t pending_ = 0;
   uint64_t generation_ = 0;
+  std::exception_ptr error_;
   bool stopping_ = false;
 };
 
@@ -127,7 +136,7 @@ Pool& pool() {
 
 int num_threads() { return pool().size(); }
 
-void set_num_threads(int n) { pool().resize(std::max(1, std::min(n, 1024))); }  // never called while a job runs: N-API is single-threaded per env, and resize joins idle workers
+void set_num_threads(int n) { pool().resize(std::max(1, std::min(n, 1024))); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -199,6 +199,8 @@ static inline StridedIter make_iter(const TensorView* const* ops, int nops) {
 template <class Body>
 static inline void for_each_row(const StridedIter& it, int64_t grain, const Body& body) {
   const int nd = it.ndim;
+  for (int d = 0; d < nd; ++d)
+    if (it.shape[d] == 0) return;  // empty: nothing to visit (and no division by a zero extent below)
   const int64_t inner = it.shape[nd - 1];
   int64_t inner_st[4] = {0, 0, 0, 0};
   for (int k = 0; k < it.nops; ++k) inner_st[k] = it.st[k][nd - 1];

@@ -51,6 +51,7 @@ constexpr uint64_t kCacheMin = 64 * 1024;
 uint64_t size_class(uint64_t bytes) {
   uint64_t c = ((bytes + 63) / 64) * 64;
   if (c < 64) c = 64;
+  if (c < kCacheMin) return c;  // small: not cached, so no rounding beyond the 64-byte alignment
   if (c <= (1u << 20)) return ((c + 4095) / 4096) * 4096;
   uint64_t p = 1;
   while ((p << 1) <= c) p <<= 1;

@@ -3,7 +3,7 @@
 import { commonBackend, runKernel } from '../engine/dispatch.js';
 import { ArgumentError, describe } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
-import { broadcastShapes } from '../tensor/shape.js';
+import { broadcastShapes, sameShape } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { OpName } from './table.js';
 
@@ -40,15 +40,16 @@ export function expandView(t: Tensor, shape: readonly number[]): Tensor {
   return t.view(shape, strides, t.offset);
 }
 
-/** Runs a kernel on operands that are broadcast first; disposes the temporary views. */
+/** Runs a kernel on operands that are broadcast first (views only where a shape differs). */
 export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, attrs: number[] = []): Tensor {
   commonBackend([a, b], op);
-  const [va, vb, shape] = broadcastPair(a, b, op);
+  const shape = broadcastShapes(a.shape, b.shape, op);
+  const va = sameShape(a.shape, shape) ? a : expandView(a, shape);
+  const vb = sameShape(b.shape, shape) ? b : expandView(b, shape);
   try {
     return runKernel(op, [va, vb], attrs, shape, outDtype);
   } finally {
-    va.dispose();
-    vb.dispose();
+    if (va !== a) va.dispose();
+    if (vb !== b) vb.dispose();
   }
 }
-

@@ -47,10 +47,16 @@ export class CpuBackend implements Backend {
   async readAsync(h: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray> {
     return this.read(h, dtype, offset, count);
   }
+  // Descriptor scratch, reused across calls (kernels run synchronously, so one set is enough).
+  private scratch = new Float64Array(256);
+  private outScratch = new Float64Array(3 + 12);
+  private readonly attrScratch: Float64Array[] = Array.from({ length: 16 }, (_, n) => new Float64Array(n));
+
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void {
     let len = 1;
     for (const v of inputs) len += 4 + 2 * v.shape.length;
-    const desc = new Float64Array(len);
+    if (len > this.scratch.length) this.scratch = new Float64Array(len * 2);
+    const desc = this.scratch;
     desc[0] = inputs.length;
     let p = 1;
     for (const v of inputs) {
@@ -59,15 +65,19 @@ export class CpuBackend implements Backend {
       desc[p++] = v.shape.length;
       desc[p++] = v.offset;
       for (const d of v.shape) desc[p++] = d;
-      for (const s of v.strides) desc[p++] = s;
+      for (const st of v.strides) desc[p++] = st;
     }
-    const od = new Float64Array(3 + out.shape.length);
+    const olen = 3 + out.shape.length;
+    if (olen > this.outScratch.length) this.outScratch = new Float64Array(olen);
+    const od = this.outScratch;
     od[0] = out.handle as number;
     od[1] = DTYPE_CODES[out.dtype];
     od[2] = out.shape.length;
-    out.shape.forEach((d, i) => { od[3 + i] = d; });
+    for (let i = 0; i < out.shape.length; i++) od[3 + i] = out.shape[i]!;
+    const at = attrs.length < this.attrScratch.length ? this.attrScratch[attrs.length]! : new Float64Array(attrs.length);
+    for (let i = 0; i < attrs.length; i++) at[i] = attrs[i]!;
     try {
-      this.addon.run(OP_IDS[op], desc, od, Float64Array.from(attrs));
+      this.addon.run(OP_IDS[op], desc.subarray(0, len), od.subarray(0, olen), at);
     } catch (e) {
       throw mapNativeError(e);
     }

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { BACKEND_NAMES, type BackendName } from './backends/backend.js';
 import { unavailableReason } from './backends/registry.js';
 import { loadAddon } from './backends/native/binding.js';
 
 export interface KilnInfo {
+  kiln: string;
   node: string;
   backends: { name: BackendName; available: boolean; reason: string | null }[];
   cpu: { isa: string; supportedIsas: string[]; threads: number; compiler?: string } | null;
@@ -14,6 +16,7 @@ export function info(): KilnInfo {
   const { addon } = loadAddon();
   const a = addon?.info();
   return {
+    kiln: packageVersion(),
     node: process.version,
     backends: BACKEND_NAMES.map((name) => {
       const reason = unavailableReason(name);
@@ -22,4 +25,14 @@ export function info(): KilnInfo {
     cpu: a ? { isa: a.isa, supportedIsas: a.supportedIsas, threads: a.threads, compiler: a.compiler } : null,
     cuda: a ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason } : null,
   };
+}
+
+function packageVersion(): string {
+  try {
+    // src/info.ts and dist/info.js both sit one level below package.json
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

@@ -22,7 +22,7 @@ export function main(argv: string[]): number {
       process.stdout.write(JSON.stringify(i, null, 2) + '\n');
       return 0;
     }
-    const lines = [`kiln on Node ${i.node}`];
+    const lines = [`kiln ${i.kiln} on Node ${i.node} (${process.platform}-${process.arch})`];
     if (i.cpu) lines.push(`cpu: kernels ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads${i.cpu.compiler ? `, built with GCC ${i.cpu.compiler}` : ''}`);
     lines.push('backends:');
     for (const b of i.backends) lines.push(`  ${b.name.padEnd(7)} ${b.available ? 'available' : `missing: ${b.reason}`}`);
@@ -33,4 +33,9 @@ export function main(argv: string[]): number {
   return 2;
 }
 
-process.exitCode = main(process.argv.slice(2));
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (e) {
+  process.stderr.write(`kiln: ${(e as Error).message}\n\n${HELP}`);
+  process.exitCode = 2;
+}

@@ -23,12 +23,6 @@ export function asTensor(x: TensorLike, like: Tensor, what: string): Tensor {
   return runKernel('fill', [], [x], [], dtype, like.backendInstance);
 }
 
-/** Broadcast views of a and b to their common shape (no copy: stride-0 dims). */
-export function broadcastPair(a: Tensor, b: Tensor, op: string): [Tensor, Tensor, number[]] {
-  const shape = broadcastShapes(a.shape, b.shape, op);
-  return [expandView(a, shape), expandView(b, shape), shape];
-}
-
 /** A stride-0 view of t broadcast to `shape` (t's shape must broadcast to it). */
 export function expandView(t: Tensor, shape: readonly number[]): Tensor {
   const nd = shape.length;

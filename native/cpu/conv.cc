@@ -39,13 +39,13 @@ static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
   return Status::ok();
 }
 
-static Status geom_from(const TensorView& x4, const TensorView& w4, const double* attrs, ConvGeom& g, bool x_is_input) {
+// Reads the conv attributes and the weight's geometry (O, C = C/groups * groups, kH, kW).
+static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) {
   if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
   KILN_REQUIRE(w4.ndim == 4, ST_SHAPE, "conv2d weight must be [O, C/groups, kH, kW], got ", shape_str(w4));
   g.O = w4.shape[0]; g.kh = w4.shape[2]; g.kw = w4.shape[3];
   KILN_REQUIRE(g.O % g.groups == 0, ST_SHAPE, "conv2d out channels ", g.O, " not divisible by groups ", g.groups);
   g.C = w4.shape[1] * g.groups;
-  (void)x4; (void)x_is_input;
   return Status::ok();
 }
 
@@ -110,7 +110,7 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
   const TensorView& w = in[1];
   KILN_REQUIRE(x.ndim == 4, ST_SHAPE, "conv2d input must be [N, C, H, W], got ", shape_str(x));
   ConvGeom g{};
-  if (Status s = geom_from(x, w, attrs, g, true); !s.good()) return s;
+  if (Status s = geom_from(w, attrs, g); !s.good()) return s;
   g.N = x.shape[0]; g.H = x.shape[2]; g.W = x.shape[3];
   KILN_REQUIRE(x.shape[1] == g.C, ST_SHAPE, "conv2d input has ", x.shape[1], " channels but the weight ",
                shape_str(w), " with groups ", g.groups, " expects ", g.C);
@@ -157,7 +157,7 @@ static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView
   const TensorView& gy = in[0];
   const TensorView& w = in[1];
   ConvGeom g{};
-  if (Status s = geom_from(gy, w, attrs, g, false); !s.good()) return s;
+  if (Status s = geom_from(w, attrs, g); !s.good()) return s;
   KILN_REQUIRE(gy.ndim == 4 && gy.shape[1] == g.O, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match weight ", shape_str(w));
   g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[7]); g.W = static_cast<int64_t>(attrs[8]);

@@ -111,11 +111,12 @@ static Status k_extreme(const TensorView* in, int, const TensorView& out, const 
   auto run = [&](auto* x, auto* o) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
     parallel_for(outer, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<uint8_t> nan(std::is_same_v<T, float> ? static_cast<size_t>(inner) : 0);
       for (int64_t oi = lo; oi < hi; ++oi) {
         T* po = o + oi * inner;
         const T* px = x + oi * r * inner;
         for (int64_t j = 0; j < inner; ++j) po[j] = px[j];
-        std::vector<uint8_t> nan(static_cast<size_t>(inner), 0);
+        std::fill(nan.begin(), nan.end(), uint8_t{0});
         for (int64_t k = 1; k < r; ++k) {
           const T* row = px + k * inner;
           for (int64_t j = 0; j < inner; ++j) {

@@ -37,6 +37,9 @@ export interface Backend {
   /** Reads `count` elements starting at `offset` (contiguous) into a storage array. */
   read(handle: Handle, dtype: DType, offset: number, count: number): StorageArray;
   readAsync(handle: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray>;
+  /** Backends that store more than float32 precision (the js reference) move float32 values as exact float64. */
+  writeFloat64?(handle: Handle, values: ArrayLike<number>, offset: number): void;
+  readFloat64?(handle: Handle, offset: number, count: number): Float64Array;
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void;
   has(op: OpName): boolean;
   sync(): Promise<void>;

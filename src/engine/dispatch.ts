@@ -9,12 +9,6 @@ import { numel } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import { allocStorage } from './memory.js';
 
-const NEEDS_CONTIGUOUS = new Set<OpName>([
-  'sum', 'max', 'min', 'argmax', 'argmin', 'softmax', 'logSoftmax',
-  'conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'maxPool2d', 'maxPool2dBackward', 'avgPool2d',
-  'avgPool2dBackward', 'gather', 'scatterAdd',
-]);
-
 function computeDType(kind: 'float' | 'numeric' | 'any', d: DType): DType {
   if (kind === 'any') return d;
   if (kind === 'float') return 'float32';
@@ -45,27 +39,21 @@ export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly
   try {
     const prepared = inputs.map((t, i) => {
       let x = t;
-      // where's condition and gather/scatter indices keep their own dtypes
-      const keepDtype = (op === 'where' && i === 0) || ((op === 'gather' || op === 'scatterAdd') && i === 1);
-      const want = keepDtype ? x.dtype : computeDType(spec.dtypes, x.dtype);
+      const want = spec.fixedInputs[i] ?? computeDType(spec.dtypes, x.dtype);
       if (want !== x.dtype) {
         x = runKernel('cast', [x], [], x.shape, want);
         temps.push(x);
       }
-      if (NEEDS_CONTIGUOUS.has(op) && !x.isContiguous()) {
+      if (spec.contiguous && !x.isContiguous()) {
         x = runKernel('copy', [x], [], x.shape, x.dtype);
         temps.push(x);
       }
       return x;
     });
-    let kernelOut = outDtype;
-    if (spec.dtypes !== 'any' && op !== 'argmax' && op !== 'argmin') {
-      const isCompare = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'].includes(op);
-      if (!isCompare) kernelOut = computeDType(spec.dtypes, outDtype);
-      if (spec.dtypes === 'numeric' && prepared.length > 0 && !isCompare && op !== 'scatterAdd') {
-        kernelOut = prepared[0]!.dtype;
-      }
-    }
+    const kernelOut: DType =
+      spec.out === 'requested' ? outDtype
+        : spec.out === 'bool' || spec.out === 'int32' ? spec.out
+          : prepared.length > 0 ? prepared[0]!.dtype : computeDType(spec.dtypes, outDtype);
     const views: KernelView[] = prepared.map((t) => t.kernelView());
     const storage = allocStorage(backend, kernelOut, numel(outShape));
     try {

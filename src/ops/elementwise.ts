@@ -190,13 +190,12 @@ export const ge: BinaryOp = compareOp('ge');
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   assertTensor(cond, 'where: condition');
   const [ta, tb, dt] = operands(a, b, 'where');
-  const c = cond.dtype === 'bool' ? cond : runKernel('cast', [cond], [], cond.shape, 'bool');
   const ca = ta.dtype === dt ? ta : runKernel('cast', [ta], [], ta.shape, dt);
   const cb = tb.dtype === dt ? tb : runKernel('cast', [tb], [], tb.shape, dt);
   try {
-    let shape = c.shape as readonly number[];
+    let shape = cond.shape as readonly number[];
     for (const t of [ca, cb]) shape = broadcastShapes(shape, t.shape, 'where');
-    const vs = [c, ca, cb].map((t) => expandView(t, shape));
+    const vs = [cond, ca, cb].map((t) => expandView(t, shape));
     let y: Tensor;
     try {
       y = runKernel('where', vs, [], shape, dt);
@@ -204,13 +203,12 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
       vs.forEach((v) => v.dispose());
     }
     if (!isFloat(dt)) return y;
-    return record('where', y, [c, ta, tb], [c], (g, [cc]) => [
+    return record('where', y, [cond, ta, tb], [cond], (g, [cc]) => [
       null,
       sumTo(where(cc!, g, 0), ta.shape),
       sumTo(where(cc!, 0, g), tb.shape),
     ]);
   } finally {
-    if (c !== cond) c.dispose();
     if (ca !== ta) ca.dispose();
     if (cb !== tb) cb.dispose();
     cleanup(ta, tb, a, b);

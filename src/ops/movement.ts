@@ -233,18 +233,9 @@ export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
     throw new DTypeError(`gather: indices must be an integer tensor (int32, int8, uint8), got ${indices.dtype}`);
   }
   const a = normalizeAxis(axis, x.ndim);
-  const idx = indices.dtype === 'int32' ? indices : runKernel('cast', [indices], [], indices.shape, 'int32');
-  const shape = [...x.shape.slice(0, a), ...idx.shape, ...x.shape.slice(a + 1)];
-  let y: Tensor;
-  try {
-    y = runKernel('gather', [x, idx], [a], shape, x.dtype);
-  } catch (e) {
-    if (idx !== indices) idx.dispose();
-    throw e;
-  }
+  const shape = [...x.shape.slice(0, a), ...indices.shape, ...x.shape.slice(a + 1)];
+  const y = runKernel('gather', [x, indices], [a], shape, x.dtype); // indices are cast to int32 by the dispatcher
   const D = x.shape[a]!;
-  const res = record('gather', y, [x], [idx], (g, [ii]) => [runKernel('scatterAdd', [g, ii!], [a, D], x.shape, g.dtype)]);
-  if (idx !== indices) idx.dispose();
-  return res;
+  return record('gather', y, [x], [indices], (g, [ii]) => [runKernel('scatterAdd', [g, ii!], [a, D], x.shape, g.dtype)]);
 }
 

@@ -7,9 +7,17 @@
  * `attrs` are passed to kernels as a Float64Array in exactly this order.
  * `dtypes`: which input dtypes the kernel takes natively. 'float' = float32 only (others are promoted by the
  * dispatcher), 'numeric' = float32 and int32, 'any' = every storage dtype.
+ * `out`: the dtype the kernel writes. 'compute' = the dtype it computes in (its first input's, after promotion),
+ * 'requested' = whatever the caller asks for, or a fixed dtype. The dispatcher casts to the caller's dtype after.
+ * `contiguous`: the kernel needs contiguous inputs (the dispatcher copies views first).
+ * `fixedInputs`: inputs with a dtype of their own (indices, conditions), cast to it instead of promoted.
  */
 export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random';
 export type KernelDTypes = 'float' | 'numeric' | 'any';
+
+export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
+/** Storage dtype names, repeated here so the table has no imports (scripts/gen-op-ids.ts reads it). */
+export type FixedDType = 'bool' | 'int32';
 
 export interface OpSpec {
   readonly name: string;
@@ -18,17 +26,32 @@ export interface OpSpec {
   readonly inputs: number;
   readonly attrs: readonly string[];
   readonly dtypes: KernelDTypes;
+  readonly out: OutRule;
+  readonly contiguous: boolean;
+  readonly fixedInputs: Readonly<Record<number, FixedDType>>;
+}
+
+interface Extra {
+  out?: OutRule;
+  contiguous?: boolean;
+  fixedInputs?: Readonly<Record<number, FixedDType>>;
 }
 
 export type Spec<N extends string> = OpSpec & { readonly name: N };
-const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes): Spec<N> =>
-  ({ name, family, inputs, attrs, dtypes });
+const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes,
+  extra: Extra = {}): Spec<N> => ({
+  name, family, inputs, attrs, dtypes,
+  out: extra.out ?? (dtypes === 'any' ? 'requested' : 'compute'),
+  contiguous: extra.contiguous ?? false,
+  fixedInputs: extra.fixedInputs ?? {},
+});
+const C = { contiguous: true } as const;
 
 const unaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1, [], 'float');
 const unaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1, [], 'numeric');
 const binaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric');
 const binaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'float');
-const compare = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric');
+const compare = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric', { out: 'bool' });
 const RNG = ['key0', 'key1', 'ctrLo', 'ctrHi'] as const;
 const CONV = ['strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups'] as const;
 const POOL = ['kernelH', 'kernelW', 'strideH', 'strideW', 'padH', 'padW'] as const;
@@ -47,30 +70,30 @@ export const OP_TABLE = [
   binaryN('maximum'), binaryN('minimum'),
   compare('eq'), compare('ne'), compare('lt'), compare('le'), compare('gt'), compare('ge'),
   binaryF('geluGrad'),
-  op('where', 'elementwise', 3, [], 'any'),
+  op('where', 'elementwise', 3, [], 'any', { fixedInputs: { 0: 'bool' } }),
   // reductions (input contiguous; reduce over the axis range [axisStart, axisEnd))
-  op('sum', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric'),
-  op('max', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric'),
-  op('min', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric'),
-  op('argmax', 'reduce', 1, ['axis'], 'numeric'),
-  op('argmin', 'reduce', 1, ['axis'], 'numeric'),
-  op('softmax', 'reduce', 1, ['axis'], 'float'),
-  op('logSoftmax', 'reduce', 1, ['axis'], 'float'),
+  op('sum', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
+  op('max', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
+  op('min', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
+  op('argmax', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
+  op('argmin', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
+  op('softmax', 'reduce', 1, ['axis'], 'float', C),
+  op('logSoftmax', 'reduce', 1, ['axis'], 'float', C),
   // matmul: a [...batch, M, K] x b [...batch, K, N]; batch dims already broadcast; last two dims may be transposed
   op('matmul', 'matmul', 2, [], 'float'),
   // conv / pooling, NCHW
-  op('conv2d', 'conv', 2, CONV, 'float'),
-  op('conv2dBackwardInput', 'conv', 2, [...CONV, 'inH', 'inW'], 'float'),
-  op('conv2dBackwardWeight', 'conv', 2, [...CONV, 'kernelH', 'kernelW'], 'float'),
-  op('maxPool2d', 'conv', 1, POOL, 'float'),
-  op('maxPool2dBackward', 'conv', 2, POOL, 'float'),
-  op('avgPool2d', 'conv', 1, [...POOL, 'countIncludePad'], 'float'),
-  op('avgPool2dBackward', 'conv', 1, [...POOL, 'countIncludePad', 'inH', 'inW'], 'float'),
+  op('conv2d', 'conv', 2, CONV, 'float', C),
+  op('conv2dBackwardInput', 'conv', 2, [...CONV, 'inH', 'inW'], 'float', C),
+  op('conv2dBackwardWeight', 'conv', 2, [...CONV, 'kernelH', 'kernelW'], 'float', C),
+  op('maxPool2d', 'conv', 1, POOL, 'float', C),
+  op('maxPool2dBackward', 'conv', 2, POOL, 'float', C),
+  op('avgPool2d', 'conv', 1, [...POOL, 'countIncludePad'], 'float', C),
+  op('avgPool2dBackward', 'conv', 1, [...POOL, 'countIncludePad', 'inH', 'inW'], 'float', C),
   // movement
   op('copy', 'movement', 1, [], 'any'),
   op('concat', 'movement', -1, ['axis'], 'any'),
-  op('gather', 'movement', 2, ['axis'], 'any'),
-  op('scatterAdd', 'movement', 2, ['axis', 'size'], 'numeric'),
+  op('gather', 'movement', 2, ['axis'], 'any', { ...C, fixedInputs: { 1: 'int32' } }),
+  op('scatterAdd', 'movement', 2, ['axis', 'size'], 'numeric', { ...C, fixedInputs: { 1: 'int32' } }),
   // random (counter-based Philox4x32-10; identical numbers on every backend)
   op('randomUniform', 'random', 0, [...RNG, 'low', 'high'], 'float'),
   op('randomNormal', 'random', 0, [...RNG, 'mean', 'std'], 'float'),

@@ -79,15 +79,18 @@ export class Tensor {
     return Tensor.fromStorage(storage, shape, dtype);
   }
 
-  /** @internal numbers -> tensor; exact float64 on the js backend (used by gradcheck). */
+  /** @internal numbers -> tensor; exact float64 where the backend stores it (the js reference; used by gradcheck). */
   static fromHostNumbers(values: ArrayLike<number>, shape: Shape, backend: BackendName, dtype: DType = 'float32'): Tensor {
     const b = getBackendInstance(backend);
-    if (b.name === 'js' && dtype === 'float32') {
-      const storage = allocStorage(b, dtype, values.length);
-      (storage.handle as { data: Float64Array }).data.set(values);
-      return Tensor.fromStorage(storage, shape, dtype);
+    if (!b.writeFloat64 || dtype !== 'float32') return Tensor.fromHost(encodeStorage(values, dtype), shape, dtype, b);
+    const storage = allocStorage(b, dtype, values.length);
+    try {
+      b.writeFloat64(storage.handle, values, 0);
+    } catch (e) {
+      storage.release();
+      throw e;
     }
-    return Tensor.fromHost(encodeStorage(values, dtype), shape, dtype, b);
+    return Tensor.fromStorage(storage, shape, dtype);
   }
 
   get size(): number { return numel(this.shape); }
@@ -166,19 +169,15 @@ export class Tensor {
   /** Values as float64. On the js backend this is the exact float64 reference value (no float32 rounding). */
   toFloat64Array(): Float64Array {
     this.assertAlive('toFloat64Array');
-    if (this.backend === 'js' && this.isFloat32()) {
-      const c = ops.contiguous(this);
-      try {
-        const data = (c.res.storage.handle as { data: Float64Array }).data;
-        return data.slice(c.offset, c.offset + c.size);
-      } finally {
-        c.dispose();
-      }
+    const b = this.backendInstance;
+    if (!b.readFloat64 || this.dtype !== 'float32') return Float64Array.from(this.toArray() as ArrayLike<number>);
+    const c = ops.contiguous(this);
+    try {
+      return b.readFloat64(c.res.storage.handle, c.offset, c.size);
+    } finally {
+      c.dispose();
     }
-    return Float64Array.from(this.toArray() as ArrayLike<number>);
   }
-
-  private isFloat32(): boolean { return this.dtype === 'float32'; }
 
   /** Async read (waits for the device on GPU backends). */
   async data(): Promise<HostArray> {

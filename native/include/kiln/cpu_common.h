@@ -37,8 +37,6 @@ inline bool same_shape(const TensorView& a, const TensorView& b) {
   return true;
 }
 
-inline bool is_float_like(int32_t dt) { return dt == DT_FLOAT32; }
-
 // Kernel tables, one per instruction set. Each family file fills its ops in each pass.
 struct KernelTable {
   KernelFn fn[OP_COUNT] = {};

@@ -40,6 +40,14 @@ export class JsBackend implements Backend {
   async readAsync(h: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray> {
     return this.read(h, dtype, offset, count);
   }
+  writeFloat64(h: Handle, values: ArrayLike<number>, offset: number): void {
+    const dst = buf(h);
+    if (offset + values.length > dst.length) throw new ShapeError(`write of ${values.length} at ${offset} overruns ${dst.length}`);
+    dst.set(values, offset);
+  }
+  readFloat64(h: Handle, offset: number, count: number): Float64Array {
+    return buf(h).slice(offset, offset + count);
+  }
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void {
     const k = KERNELS[op];
     if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'js'`);

@@ -155,6 +155,23 @@ export const CASES: OpCase[] = [
   { name: 'gather axis 1 with 2-D index', ops: ['gather'], inputs: [f([2, 6, 3]), ints([2, 2], 0, 6)], run: (x, i) => x.gather(i, 1), grad: true },
   { name: 'gather int32 data', ops: ['gather'], inputs: [ints([6], 0, 100), ints([3], 0, 6)], run: (x, i) => x.gather(i) },
   { name: 'scatterAdd via gather grad (repeats)', ops: ['scatterAdd'], inputs: [f([4, 3]), ints([9], 0, 4)], run: (x, i) => kn.grad((t) => t.gather(i).mul(t.gather(i)).sum())(x) as kn.Tensor },
+  // large enough to take the multi-threaded paths (grain is 16k elements)
+  { name: 'large broadcast add + exp (threads)', ops: ['add', 'exp'], inputs: [f([300, 257]), f([257])], run: (a, b) => a.add(b).exp() },
+  { name: 'large transposed tanh (threads)', ops: ['tanh'], inputs: [f([257, 300], { transposed: true })], run: (x) => x.tanh() },
+  { name: 'large sum both axes (threads)', ops: ['sum'], inputs: [f([300, 257])], run: (x) => kn.concat([x.sum(0), x.sum(1)]), atol: 1e-4 },
+  { name: 'large max/softmax (threads)', ops: ['max', 'softmax', 'logSoftmax'], inputs: [f([300, 257])], run: (x) => kn.concat([x.max(0), x.softmax(1).sum(0), x.logSoftmax(0).sum(1)]), atol: 1e-4 },
+  { name: 'large conv2d batch (threads)', ops: ['conv2d'], inputs: [f([6, 3, 20, 20]), f([8, 3, 3, 3])], run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }), atol: 1e-4 },
+  { name: 'large conv2d backward (threads)', ops: ['conv2dBackwardInput', 'conv2dBackwardWeight'], inputs: [f([4, 3, 16, 16]), f([5, 3, 3, 3])], run: (x, w) => { const [gx, gw] = kn.grad((a, b) => kn.conv2d(a, b, null, { padding: 1, stride: 2 }).sum())(x, w) as kn.Tensor[]; return kn.concat([gx!.flatten(), gw!.flatten()]); }, atol: 1e-3 },
+  { name: 'large pools (threads)', ops: ['maxPool2d', 'avgPool2d'], inputs: [f([4, 8, 24, 24])], run: (x) => kn.maxPool2d(x, 2).add(kn.avgPool2d(x, 2)) },
+  { name: 'large gather/copy (threads)', ops: ['gather', 'copy'], inputs: [f([500, 64]), ints([700], 0, 500)], run: (x, i) => x.gather(i).transpose().contiguous() },
+  { name: 'large batched small matmuls (batch-parallel path)', ops: ['matmul'], inputs: [f([64, 8, 9]), f([64, 9, 7])], run: (a, b) => a.matmul(b) },
+  { name: 'large matmul M=1 (N-split path)', ops: ['matmul'], inputs: [f([1, 300]), f([300, 700])], run: (a, b) => a.matmul(b), atol: 1e-4 },
+  { name: 'large rand (threads)', ops: ['randomUniform', 'randomNormal'], inputs: [], run: () => { kn.seed(21); return kn.rand([40000]).add(kn.randn([40000])); }, atol: 1e-6, rtol: 0 },
+  // half and small integer dtypes compute through promotion and are cast back
+  { name: 'float16 add + exp', ops: ['add', 'exp', 'cast'], inputs: [f([5, 6], { dtype: 'float16' }), f([6], { dtype: 'float16' })], run: (a, b) => a.add(b).exp(), rtol: 1e-3 },
+  { name: 'bfloat16 matmul', ops: ['matmul', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
+  { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
+  { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
   // random (exactly the same numbers on every backend)
   { name: 'rand', ops: ['randomUniform'], inputs: [], run: () => { kn.seed(11); return kn.rand([3, 7], { low: -2, high: 5 }); }, atol: 0, rtol: 0 },
   { name: 'randn', ops: ['randomNormal'], inputs: [], run: () => { kn.seed(12); return kn.randn([33], { mean: 1, std: 2 }); }, atol: 1e-6, rtol: 0 },

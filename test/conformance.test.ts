@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { OP_TABLE } from '../src/ops/table.js';
+import { loadAddon } from '../src/backends/native/binding.js';
 import { CASES, makeInputs } from './cases.js';
 import { allclose, nativeBackends, onBackend, rng } from './helpers.js';
 
@@ -25,15 +26,28 @@ test('a native backend is available to compare (cpu must load in CI)', () => {
   assert.ok(nativeBackends().includes('cpu'), `cpu backend missing: ${JSON.stringify(kn.info().backends)}`);
 });
 
+// the cpu backend is checked once per instruction set the CPU supports (AVX-512, AVX2, baseline)
+const addon = loadAddon().addon;
+const isas = addon ? addon.info().supportedIsas : [];
+const targets: { backend: kn.BackendName; isa?: string }[] = nativeBackends().flatMap((b) =>
+  b === 'cpu' ? isas.map((isa) => ({ backend: b, isa })) : [{ backend: b }]);
+
 CASES.forEach((c, i) => {
   test(`${c.name}: js reference runs`, () => {
     const r = evaluate('js', i);
     assert.ok(r.values.length >= 0);
   });
-  for (const b of nativeBackends()) {
-    test(`${c.name}: ${b} matches js`, () => {
+  for (const { backend: b, isa } of targets) {
+    test(`${c.name}: ${b}${isa ? `/${isa}` : ''} matches js`, () => {
       const ref = evaluate('js', i);
-      const got = evaluate(b, i);
+      const prev = addon?.info().isa;
+      if (isa) addon!.setIsa(isa);
+      let got: ReturnType<typeof evaluate>;
+      try {
+        got = evaluate(b, i);
+      } finally {
+        if (isa && prev) addon!.setIsa(prev);
+      }
       assert.equal(got.shape, ref.shape, 'shape');
       assert.is(got.dtype, ref.dtype, 'dtype');
       const refVals = ref.dtype === 'float32' ? ref.values.map((v) => Math.fround(v)) : ref.values;

@@ -29,7 +29,8 @@ test('a native backend is available to compare (cpu must load in CI)', () => {
 // the cpu backend is checked once per instruction set the CPU supports (AVX-512, AVX2, baseline)
 const addon = loadAddon().addon;
 const isas = addon ? addon.info().supportedIsas : [];
-const targets: { backend: kn.BackendName; isa?: string }[] = nativeBackends().flatMap((b) =>
+interface Target { backend: kn.BackendName; isa?: string }
+const targets: Target[] = nativeBackends().flatMap((b): Target[] =>
   b === 'cpu' ? isas.map((isa) => ({ backend: b, isa })) : [{ backend: b }]);
 
 CASES.forEach((c, i) => {

@@ -15,7 +15,7 @@ let passed = 0, failed = 0, skipped = 0;
 for (const f of files) {
   const pattern = '^' + f.replace(/[.]/g, '\\.') + '$';
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [uvu, '-r', 'tsx', 'test', pattern], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', NODE_DISABLE_COLORS: '1', FORCE_COLOR: '0' }, maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, ['--expose-gc', uvu, '-r', 'tsx', 'test', pattern], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', NODE_DISABLE_COLORS: '1', FORCE_COLOR: '0' }, maxBuffer: 64 << 20 });
   const out = (r.stdout ?? '') + (r.stderr ?? '');
   process.stdout.write(`\n=== ${f} (${((Date.now() - t0) / 1000).toFixed(1)}s)\n${out}`);
   const num = (k) => Number((out.match(new RegExp(`${k}:\\s+(\\d+)`)) ?? [])[1] ?? NaN);

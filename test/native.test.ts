@@ -140,4 +140,17 @@ test('the buffer cache reuses freed memory, never leaks values, and can be empti
   });
 });
 
+test('without the addon, kiln falls back to the js backend and says why', () => {
+  const script = "import('./src/index.ts').then(kn => { const t = kn.tensor([1, 2]).add(1); const i = kn.info(); " +
+    "console.log(JSON.stringify({ backend: kn.getBackend(), backends: kn.backends(), v: Array.from(t.toArray()), cpu: i.backends.find(b => b.name === 'cpu') })); })";
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script],
+    { env: { ...process.env, KILN_ADDON_PATH: '/nonexistent/kiln.node' }, encoding: 'utf8' }).trim().split('\n').pop()!;
+  const r = JSON.parse(out) as { backend: string; backends: string[]; v: number[]; cpu: { available: boolean; reason: string } };
+  assert.is(r.backend, 'js');
+  assert.equal(r.backends, ['js']);
+  assert.equal(r.v, [2, 3]);
+  assert.not.ok(r.cpu.available);
+  assert.match(r.cpu.reason, /not built .*npm install/);
+});
+
 test.run();

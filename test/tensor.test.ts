@@ -45,6 +45,9 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
     assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).div(2).toList(), [0.5, 1]);
     assert.equal(kn.tensor([1, 5]).gt(2).toList(), [0, 1]);
     assert.equal(kn.tensor([[1, 9], [7, 3]]).argmax(1).toList(), [1, 0]);
+    const w = kn.where(kn.tensor([true, false]), 10, -10);
+    assert.equal([w.toList(), w.dtype, w.backend], [[10, -10], 'int32', b]);
+    assert.is(kn.where(kn.tensor([true, false]), 0.5, 2).dtype, 'float32');
   })));
 
   test(`async data() and toString (${b})`, async () => {

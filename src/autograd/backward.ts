@@ -22,6 +22,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
 /**
  * Reverse-mode differentiation from `root` into the `.grad` of every leaf that requires a gradient.
  * Frees the graph afterwards unless `retainGraph` is set.
+ * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
  */
 export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
   assertTensor(root, 'backward()');

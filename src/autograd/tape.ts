@@ -13,7 +13,7 @@ export function isGradEnabled(): boolean { return gradEnabled; }
 
 /**
  * Runs `fn` without recording operations for autograd.
- * @example const y = kn.noGrad(() => model.forward(x));
+ * @example const w = kn.ones([2], { requiresGrad: true }); kn.noGrad(() => w.mul(2)).requiresGrad // false
  */
 export function noGrad<T>(fn: () => T): T {
   const prev = gradEnabled;

@@ -55,7 +55,10 @@ export function setBackend(name: BackendName): void {
   current = n;
 }
 
-/** The current default backend: 'cpu' when the addon loads, else 'js'. */
+/**
+ * The current default backend: 'cpu' when the addon loads, else 'js'.
+ * @example ['cpu', 'js'].includes(kn.getBackend()) // true
+ */
 export function getBackend(): BackendName {
   if (current === null) current = unavailableReason('cpu') === null ? 'cpu' : 'js';
   return current;
@@ -65,7 +68,10 @@ export function currentBackend(): Backend {
   return getBackendInstance(getBackend());
 }
 
-/** Names of the backends available in this process. */
+/**
+ * Names of the backends available in this process.
+ * @example kn.backends().includes('js') // true
+ */
 export function backends(): BackendName[] {
   return BACKEND_NAMES.filter((n) => unavailableReason(n) === null);
 }
@@ -78,6 +84,7 @@ export async function ready(): Promise<void> {
 /**
  * Returns memory the cpu backend keeps for reuse (freed buffers of >= 64 KiB, up to KILN_CPU_CACHE_MB,
  * default 1024) to the system. Live tensors are not affected.
+ * @example kn.emptyCache()
  */
 export function emptyCache(): void {
   loadAddon().addon?.emptyCache();

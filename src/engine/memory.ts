@@ -74,7 +74,7 @@ export function setTensorCheck(f: (x: unknown) => x is Tensor): void { tensorChe
 /**
  * Runs `fn` and disposes every tensor it created, except the ones it returns (a tensor, or tensors inside
  * arrays / plain objects / Maps) and the ones passed to `kn.keep()`.
- * @example const y = kn.tidy(() => x.mul(2).add(1).relu()); // intermediates are freed, y is kept
+ * @example const x = kn.ones([2]); const y = kn.tidy(() => x.mul(2).add(1).relu()); y.toList() // [3, 3]
  */
 export function tidy<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new ArgumentError('tidy(fn) takes a function');
@@ -102,7 +102,10 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
-/** Keeps a tensor alive past the tidy() it was created in. Returns the tensor. */
+/**
+ * Keeps a tensor alive past the tidy() it was created in. Returns the tensor.
+ * @example let k; kn.tidy(() => { k = kn.keep(kn.ones([2])); kn.zeros([2]); }); k.toList() // [1, 1]
+ */
 export function keep<T extends Tensor>(t: T): T {
   untrack(t);
   return t;
@@ -118,7 +121,10 @@ export interface MemoryInfo {
   backends: Partial<Record<BackendName, { tensors: number; buffers: number; bytes: number }>>;
 }
 
-/** Live tensors, buffers and bytes per backend. */
+/**
+ * Live tensors, buffers and bytes per backend.
+ * @example typeof kn.memory().numTensors // "number"
+ */
 export function memory(): MemoryInfo {
   let buffers = 0, bytes = 0;
   const backends: MemoryInfo['backends'] = {};

@@ -90,7 +90,10 @@ function poolSetup(x: Tensor, kernel: Pair, opts: Pool2dOptions, op: string): { 
   return { attrs: [kh, kw, sh, sw, ph, pw], OH, OW };
 }
 
-/** Max pooling over kH x kW windows (stride defaults to the kernel size). */
+/**
+ * Max pooling over kH x kW windows (stride defaults to the kernel size).
+ * @example kn.maxPool2d(kn.arange(16).reshape([1, 1, 4, 4]), 2).reshape([4]) // [5, 7, 13, 15]
+ */
 export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const { attrs, OH, OW } = poolSetup(x, kernel, opts, 'maxPool2d');
   const [N, C] = x.shape as [number, number];
@@ -98,7 +101,10 @@ export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Te
   return record('maxPool2d', y, [x], [x], (g, [xx]) => [runKernel('maxPool2dBackward', [xx!, g], attrs, xx!.shape, g.dtype)]);
 }
 
-/** Average pooling over kH x kW windows. */
+/**
+ * Average pooling over kH x kW windows.
+ * @example kn.avgPool2d(kn.arange(16).reshape([1, 1, 4, 4]), 2).reshape([4]) // [2.5, 4.5, 10.5, 12.5]
+ */
 export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const { attrs, OH, OW } = poolSetup(x, kernel, opts, 'avgPool2d');
   const inc = opts.countIncludePad ?? true ? 1 : 0;

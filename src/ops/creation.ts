@@ -83,7 +83,10 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
   return t;
 }
 
-/** A tensor filled with `value`. */
+/**
+ * A tensor filled with `value`.
+ * @example kn.full([2], 7) // [7, 7]
+ */
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const s = validateShape(shape);
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
@@ -91,14 +94,30 @@ export function full(shape: readonly number[], value: number, opts: TensorOption
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
+/**
+ * A tensor of zeros.
+ * @example kn.zeros([2]) // [0, 0]
+ */
 export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor { return full(shape, 0, opts); }
+/**
+ * A tensor of ones.
+ * @example kn.ones([2, 2]) // [[1, 1], [1, 1]]
+ */
 export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor { return full(shape, 1, opts); }
 
 function like(x: Tensor, value: number): Tensor {
   assertTensor(x, 'like');
   return runKernel('fill', [], [value], x.shape, x.dtype, x.backendInstance);
 }
+/**
+ * Zeros with the shape, dtype and backend of `x`.
+ * @example kn.zerosLike(kn.ones([2])) // [0, 0]
+ */
 export function zerosLike(x: Tensor): Tensor { return like(x, 0); }
+/**
+ * Ones with the shape, dtype and backend of `x`.
+ * @example kn.onesLike(kn.zeros([2])) // [1, 1]
+ */
 export function onesLike(x: Tensor): Tensor { return like(x, 1); }
 
 /**

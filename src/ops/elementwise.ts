@@ -12,7 +12,10 @@ import type { OpName } from './table.js';
 
 function floatOut(d: DType): DType { return isFloat(d) ? d : 'float32'; }
 
-/** Casts to dtype (a copy; differentiable for float -> float). */
+/**
+ * Casts to dtype (a copy; differentiable for float -> float).
+ * @example kn.tensor([1.7, -1.7]).cast('int32') // [1, -1]
+ */
 export function cast(x: Tensor, dtype: DType): Tensor {
   assertTensor(x, 'cast');
   const d = assertDType(dtype);
@@ -32,50 +35,90 @@ function unaryN(op: OpName, x: Tensor): Tensor {
   return runKernel(op, [x], [], x.shape, x.dtype);
 }
 
-/** Elementwise e^x. */
+/**
+ * Elementwise e^x.
+ * @example kn.tensor([0]).exp() // [1]
+ */
 export function exp(x: Tensor): Tensor {
   const y = unaryF('exp', x);
   return record('exp', y, [x], [y], (g, [yy]) => [mul(g, yy!)]);
 }
-/** Natural logarithm (log(0) = -inf, log(<0) = NaN). */
+/**
+ * Natural logarithm (log(0) = -inf, log(<0) = NaN).
+ * @example kn.tensor([1]).log() // [0]
+ */
 export function log(x: Tensor): Tensor {
   const y = unaryF('log', x);
   return record('log', y, [x], [x], (g, [xx]) => [div(g, xx!)]);
 }
+/**
+ * Elementwise square root (NaN below 0).
+ * @example kn.tensor([4, 9]).sqrt() // [2, 3]
+ */
 export function sqrt(x: Tensor): Tensor {
   const y = unaryF('sqrt', x);
   return record('sqrt', y, [x], [y], (g, [yy]) => [div(g, mul(yy!, 2))]);
 }
+/**
+ * Hyperbolic tangent.
+ * @example kn.tensor([0]).tanh() // [0]
+ */
 export function tanh(x: Tensor): Tensor {
   const y = unaryF('tanh', x);
   return record('tanh', y, [x], [y], (g, [yy]) => [mul(g, sub(1, mul(yy!, yy!)))]);
 }
+/**
+ * 1 / (1 + e^-x).
+ * @example kn.tensor([0]).sigmoid() // [0.5]
+ */
 export function sigmoid(x: Tensor): Tensor {
   const y = unaryF('sigmoid', x);
   return record('sigmoid', y, [x], [y], (g, [yy]) => [mul(g, mul(yy!, sub(1, yy!)))]);
 }
-/** GELU, exact form x * Phi(x) (erf), like PyTorch's default. */
+/**
+ * GELU, exact form x * Phi(x) (erf), like PyTorch's default.
+ * @example kn.tensor([0]).gelu() // [0]
+ */
 export function gelu(x: Tensor): Tensor {
   const y = unaryF('gelu', x);
   return record('gelu', y, [x], [x], (g, [xx]) => [runBroadcast('geluGrad', xx!, g, floatOut(xx!.dtype))]);
 }
+/**
+ * Elementwise -x.
+ * @example kn.tensor([1, -2]).neg() // [-1, 2]
+ */
 export function neg(x: Tensor): Tensor {
   const y = unaryN('neg', x);
   return record('neg', y, [x], [], (g) => [neg(g)]);
 }
+/**
+ * Elementwise |x|.
+ * @example kn.tensor([-2, 3]).abs() // [2, 3]
+ */
 export function abs(x: Tensor): Tensor {
   const y = unaryN('abs', x);
   return record('abs', y, [x], [x], (g, [xx]) => [mul(g, sign(xx!))]);
 }
+/**
+ * -1, 0 or 1 (NaN stays NaN).
+ * @example kn.tensor([-3, 0, 2]).sign() // [-1, 0, 1]
+ */
 export function sign(x: Tensor): Tensor {
   return unaryN('sign', x);
 }
+/**
+ * max(x, 0).
+ * @example kn.tensor([-1, 2]).relu() // [0, 2]
+ */
 export function relu(x: Tensor): Tensor {
   const y = unaryN('relu', x);
   return record('relu', y, [x], [x], (g, [xx]) => [where(gt(xx!, 0), g, 0)]);
 }
 
-/** Clamps to [min, max]; either bound may be null/undefined (unbounded). */
+/**
+ * Clamps to [min, max]; either bound may be null/undefined (unbounded).
+ * @example kn.tensor([-2, 0.5, 3]).clamp(0, 1) // [0, 0.5, 1]
+ */
 export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
   assertTensor(x, 'clamp');
   const lo = min ?? -Infinity, hi = max ?? Infinity;
@@ -90,9 +133,13 @@ export function clamp(x: Tensor, min?: number | null, max?: number | null): Tens
 /** A binary elementwise op: tensors or numbers, broadcast like NumPy. */
 export type BinaryOp = (a: TensorLike, b: TensorLike) => Tensor;
 
-function operands(a: TensorLike, b: TensorLike, op: string): [Tensor, Tensor, DType] {
+function operands(a: TensorLike, b: TensorLike, op: string, fallback?: Tensor): [Tensor, Tensor, DType] {
   let ta: Tensor, tb: Tensor;
-  if (a instanceof Tensor) {
+  if (!(a instanceof Tensor) && !(b instanceof Tensor) && fallback) {
+    // two scalars (where's branches): build them next to the condition
+    ta = asTensor(a, fallback, `${op}: first operand`);
+    tb = asTensor(b, fallback, `${op}: second operand`);
+  } else if (a instanceof Tensor) {
     ta = assertTensor(a, `${op}: first operand`);
     tb = asTensor(b, ta, `${op}: second operand`);
   } else if (b instanceof Tensor) {
@@ -161,35 +208,83 @@ function compareOp(op: OpName): BinaryOp {
 
 /** a + b with broadcasting. @example kn.tensor([1, 2]).add(1) // [2, 3] */
 export const add: BinaryOp = numericBinary('add', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(g, b!.shape)]);
+/**
+ * a - b with broadcasting.
+ * @example kn.tensor([5, 7]).sub(2) // [3, 5]
+ */
 export const sub: BinaryOp = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(neg(g), b!.shape)]);
+/**
+ * a * b with broadcasting.
+ * @example kn.tensor([[1], [2]]).mul(kn.tensor([3, 4])) // [[3, 4], [6, 8]]
+ */
 export const mul: BinaryOp = numericBinary('mul', (g, [a, b]) => [sumTo(mul(g, b!), a!.shape), sumTo(mul(g, a!), b!.shape)]);
-/** True division (integers divide as float32). */
+/**
+ * True division (integers divide as float32).
+ * @example kn.tensor([1, 3]).div(2) // [0.5, 1.5]
+ */
 export const div: BinaryOp = floatBinary('div', (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)], true);
-/** a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere. */
+/**
+ * a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere.
+ * @example kn.tensor([2, 3]).pow(2) // [4, 9]
+ */
 export const pow: BinaryOp = floatBinary('pow', (g, [a, b, y]) => [
   sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
   sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
 ], true);
-/** Elementwise maximum (NaN propagates; ties split the gradient evenly). */
+/**
+ * Elementwise maximum (NaN propagates; ties split the gradient evenly).
+ * @example kn.tensor([1, 5]).maximum(kn.tensor([3, 2])) // [3, 5]
+ */
 export const maximum: BinaryOp = numericBinary('maximum', (g, [a, b]) => {
   const wa = add(cast(gt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
   return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
 });
+/**
+ * Elementwise minimum (NaN propagates; ties split the gradient evenly).
+ * @example kn.tensor([1, 5]).minimum(kn.tensor([3, 2])) // [1, 2]
+ */
 export const minimum: BinaryOp = numericBinary('minimum', (g, [a, b]) => {
   const wa = add(cast(lt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
   return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
 });
+/**
+ * Elementwise a == b (bool).
+ * @example kn.tensor([1, 2]).eq(kn.tensor([1, 3])) // [1, 0]
+ */
 export const eq: BinaryOp = compareOp('eq');
+/**
+ * Elementwise a != b (bool).
+ * @example kn.tensor([1, 2]).ne(2) // [1, 0]
+ */
 export const ne: BinaryOp = compareOp('ne');
+/**
+ * Elementwise a < b (bool).
+ * @example kn.tensor([1, 2]).lt(2) // [1, 0]
+ */
 export const lt: BinaryOp = compareOp('lt');
+/**
+ * Elementwise a <= b (bool).
+ * @example kn.tensor([1, 2]).le(1) // [1, 0]
+ */
 export const le: BinaryOp = compareOp('le');
+/**
+ * Elementwise a > b (bool).
+ * @example kn.tensor([1, 2]).gt(1) // [0, 1]
+ */
 export const gt: BinaryOp = compareOp('gt');
+/**
+ * Elementwise a >= b (bool).
+ * @example kn.tensor([1, 2]).ge(2) // [0, 1]
+ */
 export const ge: BinaryOp = compareOp('ge');
 
-/** Picks a where cond is true, else b (all three broadcast). */
+/**
+ * Picks a where cond is true, else b (all three broadcast).
+ * @example kn.where(kn.tensor([1, -1]).gt(0), 10, -10) // [10, -10]
+ */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   assertTensor(cond, 'where: condition');
-  const [ta, tb, dt] = operands(a, b, 'where');
+  const [ta, tb, dt] = operands(a, b, 'where', cond);
   const ca = ta.dtype === dt ? ta : runKernel('cast', [ta], [], ta.shape, dt);
   const cb = tb.dtype === dt ? tb : runKernel('cast', [tb], [], tb.shape, dt);
   try {

@@ -9,7 +9,10 @@ import { assertTensor, Tensor, type AxisArg } from '../tensor/tensor.js';
 import { expandView } from './define.js';
 import { sumTo } from './reduce.js';
 
-/** A contiguous tensor with the same values (a view when already contiguous). */
+/**
+ * A contiguous tensor with the same values (a view when already contiguous).
+ * @example kn.arange(6).reshape([2, 3]).transpose().contiguous().isContiguous() // true
+ */
 export function contiguous(x: Tensor): Tensor {
   assertTensor(x, 'contiguous');
   if (x.isContiguous()) return keepGraph(x, x.view(x.shape, x.strides, x.offset));
@@ -17,7 +20,10 @@ export function contiguous(x: Tensor): Tensor {
   return record('contiguous', y, [x], [], (g) => [g]);
 }
 
-/** A copy with its own storage. */
+/**
+ * A copy with its own storage.
+ * @example kn.tensor([1, 2]).clone() // [1, 2]
+ */
 export function clone(x: Tensor): Tensor {
   assertTensor(x, 'clone');
   const y = runKernel('copy', [x], [], x.shape, x.dtype);
@@ -28,7 +34,10 @@ function keepGraph(x: Tensor, v: Tensor): Tensor {
   return record('view', v, [x], [], (g) => [g]);
 }
 
-/** Reshape (one dim may be -1). A view when the data is contiguous, else a copy. */
+/**
+ * Reshape (one dim may be -1). A view when the data is contiguous, else a copy.
+ * @example kn.arange(6).reshape([2, -1]) // [[0, 1, 2], [3, 4, 5]]
+ */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   assertTensor(x, 'reshape');
   if (!Array.isArray(shape)) throw new ArgumentError(`reshape: shape must be an array, got ${describe(shape)}`);
@@ -52,7 +61,10 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return record('reshape', v, [x], [], (g) => [reshape(g, xs)]);
 }
 
-/** Reorders axes (a view). */
+/**
+ * Reorders axes (a view).
+ * @example kn.ones([2, 3, 4]).permute([2, 0, 1]).shape // [4, 2, 3]
+ */
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
   assertTensor(x, 'permute');
   if (!Array.isArray(axes) || axes.length !== x.ndim) {
@@ -66,7 +78,10 @@ export function permute(x: Tensor, axes: readonly number[]): Tensor {
   return record('permute', v, [x], [], (g) => [permute(g, inv)]);
 }
 
-/** Swaps two axes (default: the last two; for 1-D, a no-op view). */
+/**
+ * Swaps two axes (default: the last two; for 1-D, a no-op view).
+ * @example kn.tensor([[1, 2], [3, 4]]).transpose() // [[1, 3], [2, 4]]
+ */
 export function transpose(x: Tensor, a0?: number, a1?: number): Tensor {
   assertTensor(x, 'transpose');
   if (x.ndim < 2) return permute(x, x.shape.map((_, i) => i));
@@ -126,7 +141,10 @@ export function slice(x: Tensor, begin: readonly number[], end?: readonly (numbe
   });
 }
 
-/** Broadcasts to `shape` (a stride-0 view). */
+/**
+ * Broadcasts to `shape` (a stride-0 view).
+ * @example kn.tensor([[1], [2]]).expand([2, 2]) // [[1, 1], [2, 2]]
+ */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   assertTensor(x, 'expand');
   const s = validateShape(shape, 'expand shape');
@@ -139,7 +157,10 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   return record('expand', v, [x], [], (g) => [sumTo(g, xs)]);
 }
 
-/** Removes size-1 axes (all of them, or the given ones). */
+/**
+ * Removes size-1 axes (all of them, or the given ones).
+ * @example kn.ones([1, 3, 1]).squeeze().shape // [3]
+ */
 export function squeeze(x: Tensor, axis?: AxisArg): Tensor {
   assertTensor(x, 'squeeze');
   const axes = axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : normalizeAxes(axis, x.ndim);
@@ -147,7 +168,10 @@ export function squeeze(x: Tensor, axis?: AxisArg): Tensor {
   return reshape(x, x.shape.filter((_, i) => !axes.includes(i)));
 }
 
-/** Inserts a size-1 axis at `axis` (may be ndim, or negative). */
+/**
+ * Inserts a size-1 axis at `axis` (may be ndim, or negative).
+ * @example kn.ones([3]).unsqueeze(0).shape // [1, 3]
+ */
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   assertTensor(x, 'unsqueeze');
   const a = normalizeAxis(axis, x.ndim + 1);
@@ -156,7 +180,10 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
   return reshape(x, s);
 }
 
-/** Flattens axes startAxis..endAxis (inclusive) into one. */
+/**
+ * Flattens axes startAxis..endAxis (inclusive) into one.
+ * @example kn.ones([2, 3, 4]).flatten(1).shape // [2, 12]
+ */
 export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
   assertTensor(x, 'flatten');
   if (x.ndim === 0) return reshape(x, [1]);
@@ -170,7 +197,10 @@ function checkList(ts: unknown, op: string): Tensor[] {
   return ts.map((t, i) => assertTensor(t, `${op} input ${i}`));
 }
 
-/** Joins tensors along an existing axis. */
+/**
+ * Joins tensors along an existing axis.
+ * @example kn.concat([kn.ones([1, 2]), kn.zeros([1, 2])]) // [[1, 1], [0, 0]]
+ */
 export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   const ts = checkList(tensors, 'concat');
   const first = ts[0]!;
@@ -204,7 +234,10 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   });
 }
 
-/** Joins tensors along a new axis. */
+/**
+ * Joins tensors along a new axis.
+ * @example kn.stack([kn.tensor([1, 2]), kn.tensor([3, 4])]) // [[1, 2], [3, 4]]
+ */
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   const ts = checkList(tensors, 'stack');
   const a = normalizeAxis(axis, ts[0]!.ndim + 1);

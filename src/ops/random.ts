@@ -27,8 +27,15 @@ export function seed(n: number): void {
 }
 seed(0);
 
-/** The generator state (saved in checkpoints so a resumed run draws the same numbers). */
+/**
+ * The generator state (saved in checkpoints so a resumed run draws the same numbers).
+ * @example const s = kn.getRngState(); kn.rand([2]); kn.setRngState(s)
+ */
 export function getRngState(): { key0: number; key1: number; counter: number } { return { ...state }; }
+/**
+ * Restores a state from getRngState().
+ * @example const s = kn.getRngState(); const a = kn.rand([2]).toList(); kn.setRngState(s); JSON.stringify(kn.rand([2]).toList()) === JSON.stringify(a) // true
+ */
 export function setRngState(s: { key0: number; key1: number; counter: number }): void {
   for (const k of ['key0', 'key1', 'counter'] as const) {
     if (!Number.isSafeInteger(s?.[k]) || s[k] < 0) throw new ArgumentError(`RNG state ${k} must be a non-negative safe integer, got ${describe(s?.[k])}`);
@@ -47,7 +54,10 @@ function num(v: unknown, what: string): number {
   return v;
 }
 
-/** Uniform in [low, high) (default [0, 1)). */
+/**
+ * Uniform in [low, high) (default [0, 1)).
+ * @example kn.rand([3]).shape // [3]
+ */
 export function rand(shape: readonly number[], opts: { low?: number; high?: number; dtype?: DType } = {}): Tensor {
   const s = validateShape(shape);
   const low = num(opts.low ?? 0, 'rand low'), high = num(opts.high ?? 1, 'rand high');
@@ -55,7 +65,10 @@ export function rand(shape: readonly number[], opts: { low?: number; high?: numb
   return runKernel('randomUniform', [], [...nextAttrs(numel(s)), low, high], s, assertDType(opts.dtype ?? 'float32'));
 }
 
-/** Normal with mean and std (default 0, 1). */
+/**
+ * Normal with mean and std (default 0, 1).
+ * @example kn.randn([2, 3], { std: 0.1 }).shape // [2, 3]
+ */
 export function randn(shape: readonly number[], opts: { mean?: number; std?: number; dtype?: DType } = {}): Tensor {
   const s = validateShape(shape);
   const mean = num(opts.mean ?? 0, 'randn mean'), std = num(opts.std ?? 1, 'randn std');
@@ -63,7 +76,10 @@ export function randn(shape: readonly number[], opts: { mean?: number; std?: num
   return runKernel('randomNormal', [], [...nextAttrs(numel(s)), mean, std], s, assertDType(opts.dtype ?? 'float32'));
 }
 
-/** Integers uniform in [low, high), int32. */
+/**
+ * Integers uniform in [low, high), int32.
+ * @example kn.randint([4], 0, 1) // [0, 0, 0, 0]
+ */
 export function randint(shape: readonly number[], low: number, high: number): Tensor {
   const s = validateShape(shape);
   if (!Number.isInteger(low) || !Number.isInteger(high) || !(low < high) || low < -2147483648 || high > 2147483648) {

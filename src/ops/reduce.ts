@@ -64,7 +64,10 @@ export function sum(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
   return record('sum', out, [x], [], (g) => [expand(reshape(g, keptShape(x.shape, axes)), x.shape)]);
 }
 
-/** Mean over `axis` (all axes when omitted); integers average as float32. */
+/**
+ * Mean over `axis` (all axes when omitted); integers average as float32.
+ * @example kn.tensor([[1, 2], [3, 4]]).mean(1) // [1.5, 3.5]
+ */
 export function mean(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
   assertTensor(x, 'mean');
   const axes = normalizeAxes(axis, x.ndim);
@@ -95,9 +98,15 @@ function extreme(op: 'max' | 'min', x: Tensor, axis: AxisArg | undefined, keepdi
   });
 }
 
-/** Maximum over `axis` (NaN propagates). */
+/**
+ * Maximum over `axis` (NaN propagates).
+ * @example kn.tensor([[1, 5], [7, 2]]).max(1) // [5, 7]
+ */
 export function max(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('max', x, axis, keepdims); }
-/** Minimum over `axis` (NaN propagates). */
+/**
+ * Minimum over `axis` (NaN propagates).
+ * @example kn.tensor([[1, 5], [7, 2]]).min(0) // [1, 2]
+ */
 export function min(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('min', x, axis, keepdims); }
 
 function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined, keepdims: boolean): Tensor {
@@ -121,11 +130,21 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined,
   return finish(r, x, [a], keepdims);
 }
 
-/** Index of the first maximum along `axis` (of the flattened tensor when omitted), as int32. */
+/**
+ * Index of the first maximum along `axis` (of the flattened tensor when omitted), as int32.
+ * @example kn.tensor([[3, 1], [0, 5]]).argmax(1) // [0, 1]
+ */
 export function argmax(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmax', x, axis, keepdims); }
+/**
+ * Index of the first minimum along `axis` (of the flattened tensor when omitted), as int32.
+ * @example kn.tensor([[3, 1], [0, 5]]).argmin(1) // [1, 0]
+ */
 export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmin', x, axis, keepdims); }
 
-/** Variance over `axis` with Bessel's `correction` (default 1, like PyTorch; 0 = population variance). */
+/**
+ * Variance over `axis` with Bessel's `correction` (default 1, like PyTorch; 0 = population variance).
+ * @example kn.tensor([1, 2, 3, 4]).var() // 1.6666666666666667
+ */
 export function variance(x: Tensor, axis?: AxisArg, opts: { correction?: number; keepdims?: boolean } = {}): Tensor {
   assertTensor(x, 'var');
   const correction = opts.correction ?? 1;
@@ -152,9 +171,15 @@ function softmaxLike(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Ten
   });
 }
 
-/** Softmax along `axis` (default last), computed stably. */
+/**
+ * Softmax along `axis` (default last), computed stably.
+ * @example kn.tensor([1, 1]).softmax() // [0.5, 0.5]
+ */
 export function softmax(x: Tensor, axis = -1): Tensor { return softmaxLike('softmax', x, axis); }
-/** log(softmax(x)) along `axis`, computed stably (log-sum-exp). */
+/**
+ * log(softmax(x)) along `axis`, computed stably (log-sum-exp).
+ * @example kn.tensor([0, 0]).logSoftmax().exp() // [0.5, 0.5]
+ */
 export function logSoftmax(x: Tensor, axis = -1): Tensor { return softmaxLike('logSoftmax', x, axis); }
 
 /** Sums a broadcast gradient back down to `shape`. */

@@ -56,6 +56,10 @@ const RNG = ['key0', 'key1', 'ctrLo', 'ctrHi'] as const;
 const CONV = ['strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups'] as const;
 const POOL = ['kernelH', 'kernelW', 'strideH', 'strideW', 'padH', 'padW'] as const;
 
+/**
+ * The kernel-level op table (name, family, inputs, attributes, dtype rules), in op-id order.
+ * @example kn.OP_TABLE.length > 40 // true
+ */
 export const OP_TABLE = [
   // creation
   op('fill', 'elementwise', 0, ['value'], 'any'),

@@ -275,6 +275,10 @@ export class Tensor {
 
 setTensorCheck((x: unknown): x is Tensor => x instanceof Tensor);
 
+/**
+ * True for kiln tensors.
+ * @example kn.isTensor(kn.ones([1])) // true
+ */
 export function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;
 }

@@ -12,7 +12,7 @@ export type { TensorLike } from './ops/define.js';
 export type { BinaryOp } from './ops/elementwise.js';
 export type { NestedArray } from './ops/creation.js';
 export type { Pair } from './ops/conv.js';
-export type { OpSpec, Spec, OpFamily, KernelDTypes } from './ops/table.js';
+export type { OpSpec, Spec, OpFamily, KernelDTypes, OutRule, FixedDType } from './ops/table.js';
 export type { DType, HostArray } from './tensor/dtype.js';
 export type { BackendName } from './backends/backend.js';
 export { setBackend, getBackend, backends, ready, emptyCache } from './backends/registry.js';

@@ -6,7 +6,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-#include <immintrin.h>
 
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"

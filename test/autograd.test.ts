@@ -13,6 +13,18 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
     assert.equal(Array.from(x.grad!.toArray()), [5, 7, 9]);
   })));
 
+  test(`leaves that receive the same gradient get separate storage (${b})`, () => onBackend(b, () => kn.tidy(() => {
+    const a = kn.ones([3], { requiresGrad: true });
+    const c = kn.ones([3], { requiresGrad: true });
+    // mul's vjp gives add a contiguous gradient, which add's vjp hands to both inputs as the same tensor
+    const y = a.add(c).mul(kn.tensor([1, 2, 3])).sum();
+    const before = kn.memory().numBuffers;
+    y.backward();
+    assert.is(kn.memory().numBuffers - before, 2, 'one buffer per leaf grad, not one shared');
+    assert.equal(Array.from(a.grad!.toArray()), [1, 2, 3]);
+    assert.equal(Array.from(c.grad!.toArray()), [1, 2, 3]);
+  })));
+
   test(`broadcast gradients reduce to the input shape (${b})`, () => onBackend(b, () => kn.tidy(() => {
     const a = kn.ones([3, 1], { requiresGrad: true });
     const c = kn.ones([4], { requiresGrad: true });

@@ -12,10 +12,11 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     throw new ShapeError(`internal: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
   }
   if (leaf.isDisposed) return;
-  let gg = g.dtype === leaf.dtype ? g : ops.cast(g, leaf.dtype);
-  if (!gg.isContiguous() || gg === g) gg = ops.contiguous(gg); // a leaf's grad owns its storage
+  const gg = g.dtype === leaf.dtype ? g : ops.cast(g, leaf.dtype);
+  // A leaf's grad owns its storage: never a view of an intermediate or of another leaf's grad (add's vjp
+  // hands the same tensor to both inputs), so an optimizer may later update it in place.
   const prev = leaf.grad;
-  leaf.grad = keep(prev ? ops.add(prev, gg) : gg);
+  leaf.grad = keep(prev ? ops.add(prev, gg) : ops.clone(gg));
   if (prev) prev.dispose();
 }
 

@@ -495,6 +495,18 @@ napi_value Run(napi_env env, napi_callback_info info) {
   for (int i = 0; i < nin; ++i)
     if (in_ids[i] == out_id)
       return throw_js(env, {"KILN_ARG", "op '" + opname + "': the output buffer aliases input " + std::to_string(i)});
+  // In-place inputs (optimizer state): contiguous float32, and no other input may share their buffer, so a
+  // kernel that writes them cannot change what it reads through another input.
+  for (int i = 0; i < nin && i < 32; ++i) {
+    if (!(kOpInplace[op] & (1u << i))) continue;
+    if (ins[i].dtype != DT_FLOAT32 || !ins[i].contiguous())
+      return throw_js(env, {"KILN_ARG", "op '" + opname + "': input " + std::to_string(i) +
+                                            " is updated in place and must be a contiguous float32 tensor"});
+    for (int j = 0; j < nin; ++j)
+      if (j != i && in_ids[j] == in_ids[i])
+        return throw_js(env, {"KILN_ARG", "op '" + opname + "': input " + std::to_string(i) +
+                                              " is updated in place but shares its buffer with input " + std::to_string(j)});
+  }
   const KernelFn fn = kernel_for(static_cast<int>(op));
   if (!fn) return throw_js(env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend 'cpu'"});
   Status st;

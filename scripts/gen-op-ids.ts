@@ -27,6 +27,10 @@ export function renderOpIds(): string {
   lines.push('inline constexpr int kOpAttrCount[OP_COUNT] = {');
   lines.push('  ' + OP_TABLE.map((o) => String(o.attrs.length)).join(', '));
   lines.push('};', '');
+  lines.push('// Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).');
+  lines.push('inline constexpr uint32_t kOpInplace[OP_COUNT] = {');
+  lines.push('  ' + OP_TABLE.map((o) => String(o.inplace.reduce((m: number, i: number) => m | (1 << i), 0))).join(', '));
+  lines.push('};', '');
   lines.push('// Attribute indices, in the order the TS side packs them.');
   for (const o of OP_TABLE) {
     o.attrs.forEach((a, j) => lines.push(`inline constexpr int ATTR_${snake(o.name)}_${snake(a)} = ${j};`));

@@ -30,4 +30,6 @@ export {
   reshape, transpose, permute, slice, concat, stack, gather, expand, squeeze, unsqueeze, flatten, contiguous, clone,
 } from './ops/index.js';
 export { info, type KilnInfo } from './info.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
 export { OP_TABLE } from './ops/table.js';

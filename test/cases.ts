@@ -172,6 +172,30 @@ export const CASES: OpCase[] = [
   { name: 'bfloat16 matmul', ops: ['matmul', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
   { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
   { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
+  // fused optimizer steps, in place (three steps so momentum/moments/bias correction all matter)
+  ...([
+    ['adam', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05 })],
+    ['adam L2 + amsgrad', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05, weightDecay: 0.1, amsgrad: true, betas: [0.8, 0.9] })],
+    ['adamw', (w: kn.Tensor) => new kn.optim.AdamW([w], { lr: 0.05, weightDecay: 0.2 })],
+    ['sgd plain + decay', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, weightDecay: 0.1 })],
+    ['sgd momentum dampening', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, dampening: 0.3 })],
+    ['sgd nesterov', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, nesterov: true })],
+  ] as [string, (w: kn.Tensor) => kn.optim.Optimizer][]).map(([n, make]) => ({
+    name: `optimizer step: ${n}`, ops: [n.startsWith('sgd') ? 'sgdStep' : 'adamStep'] as OpName[],
+    inputs: [f([7, 300]), f([7, 300])], atol: 1e-5,
+    run: (p: kn.Tensor, g: kn.Tensor) => {
+      const w = p.clone();
+      w.requiresGrad = true;
+      const opt = make(w);
+      for (let k = 1; k <= 3; k++) {
+        w.grad = g.mul(k === 2 ? -0.5 : k);
+        opt.step();
+      }
+      opt.dispose();
+      w.grad?.dispose();
+      return w;
+    },
+  })),
   // random (exactly the same numbers on every backend)
   { name: 'rand', ops: ['randomUniform'], inputs: [], run: () => { kn.seed(11); return kn.rand([3, 7], { low: -2, high: 5 }); }, atol: 0, rtol: 0 },
   { name: 'randn', ops: ['randomNormal'], inputs: [], run: () => { kn.seed(12); return kn.randn([33], { mean: 1, std: 2 }); }, atol: 1e-6, rtol: 0 },

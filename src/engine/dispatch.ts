@@ -2,7 +2,7 @@
 // makes inputs contiguous where the kernel needs it, allocates the output, and maps failures to errors.
 import type { Backend, KernelView } from '../backends/backend.js';
 import { currentBackend } from '../backends/registry.js';
-import { BackendError } from '../errors.js';
+import { ArgumentError, BackendError, DTypeError } from '../errors.js';
 import { OP_BY_NAME, type OpName } from '../ops/table.js';
 import type { DType } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
@@ -68,6 +68,48 @@ export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly
       return runKernel('cast', [out], [], outShape, outDtype);
     } finally {
       out.dispose();
+    }
+  } finally {
+    for (const t of temps) t.dispose();
+  }
+}
+
+/**
+ * Runs an op that updates some of its inputs in place (the table's `inplace` list; optimizer steps). Those
+ * inputs must be contiguous float32 tensors whose storage no other input shares; the others are converted
+ * like any kernel input. Nothing is recorded for autograd.
+ */
+export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonly number[]): void {
+  for (const t of inputs) t.assertAlive(op);
+  const backend = commonBackend(inputs, op);
+  if (!backend.has(op)) throw new BackendError(`op '${op}' has no kernel on backend '${backend.name}'`);
+  const spec = OP_BY_NAME[op];
+  const temps: Tensor[] = [];
+  try {
+    const views = inputs.map((t, i) => {
+      if (spec.inplace.includes(i)) {
+        if (t.dtype !== 'float32') throw new DTypeError(`${op}: input ${i} is updated in place and must be float32, got ${t.dtype}`);
+        if (!t.isContiguous()) throw new ArgumentError(`${op}: input ${i} is updated in place and must be contiguous`);
+        return t.kernelView();
+      }
+      let x = t;
+      if (x.dtype !== 'float32') { x = runKernel('cast', [x], [], x.shape, 'float32'); temps.push(x); }
+      if (!x.isContiguous()) { x = runKernel('copy', [x], [], x.shape, x.dtype); temps.push(x); }
+      return x.kernelView();
+    });
+    for (const i of spec.inplace) {
+      if (i >= views.length) continue;
+      for (let j = 0; j < views.length; j++) {
+        if (j !== i && views[j]!.handle === views[i]!.handle) {
+          throw new ArgumentError(`${op}: input ${i} is updated in place but shares its storage with input ${j}`);
+        }
+      }
+    }
+    const storage = allocStorage(backend, 'float32', 0);
+    try {
+      backend.run(op, views, { handle: storage.handle, dtype: 'float32', shape: [0] }, attrs);
+    } finally {
+      storage.release();
     }
   } finally {
     for (const t of temps) t.dispose();

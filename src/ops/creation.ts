@@ -1,4 +1,5 @@
-import { currentBackend } from '../backends/registry.js';
+import type { Backend, BackendName } from '../backends/backend.js';
+import { currentBackend, getBackendInstance } from '../backends/registry.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { assertDType, dtypeOfTypedArray, encodeStorage, type DType } from '../tensor/dtype.js';
@@ -8,6 +9,12 @@ import { assertTensor, Tensor } from '../tensor/tensor.js';
 export interface TensorOptions {
   dtype?: DType;
   requiresGrad?: boolean;
+  /** where to create it (default: the current backend, see kn.setBackend) */
+  backend?: BackendName;
+}
+
+function target(opts: TensorOptions): Backend | undefined {
+  return opts.backend === undefined ? undefined : getBackendInstance(opts.backend);
 }
 
 /** Nested arrays of numbers or booleans, as accepted by kn.tensor. */
@@ -78,7 +85,7 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
       throw new ShapeError(`tensor: shape ${shapeStr(s)} needs ${numel(s)} values, but the data has ${values.length}`);
     }
   }
-  const t = Tensor.fromHost(encodeStorage(values, dtype), s, dtype, currentBackend());
+  const t = Tensor.fromHost(encodeStorage(values, dtype), s, dtype, target(opts) ?? currentBackend());
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -90,7 +97,7 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const s = validateShape(shape);
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
-  const t = runKernel('fill', [], [+value], s, assertDType(opts.dtype ?? 'float32'));
+  const t = runKernel('fill', [], [+value], s, assertDType(opts.dtype ?? 'float32'), target(opts));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }

@@ -11,8 +11,10 @@
  * 'requested' = whatever the caller asks for, or a fixed dtype. The dispatcher casts to the caller's dtype after.
  * `contiguous`: the kernel needs contiguous inputs (the dispatcher copies views first).
  * `fixedInputs`: inputs with a dtype of their own (indices, conditions), cast to it instead of promoted.
+ * `inplace`: inputs the kernel updates in place (optimizer state). They must be contiguous float32 tensors whose
+ * buffers no other input shares; such ops write no output (the dispatcher hands them an empty one).
  */
-export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random';
+export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random' | 'optim';
 export type KernelDTypes = 'float' | 'numeric' | 'any';
 
 export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
@@ -29,9 +31,11 @@ export interface OpSpec {
   readonly out: OutRule;
   readonly contiguous: boolean;
   readonly fixedInputs: Readonly<Record<number, FixedDType>>;
+  readonly inplace: readonly number[];
 }
 
 interface Extra {
+  inplace?: readonly number[];
   out?: OutRule;
   contiguous?: boolean;
   fixedInputs?: Readonly<Record<number, FixedDType>>;
@@ -44,6 +48,7 @@ const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: 
   out: extra.out ?? (dtypes === 'any' ? 'requested' : 'compute'),
   contiguous: extra.contiguous ?? false,
   fixedInputs: extra.fixedInputs ?? {},
+  inplace: extra.inplace ?? [],
 });
 const C = { contiguous: true } as const;
 
@@ -102,6 +107,13 @@ export const OP_TABLE = [
   op('randomUniform', 'random', 0, [...RNG, 'low', 'high'], 'float'),
   op('randomNormal', 'random', 0, [...RNG, 'mean', 'std'], 'float'),
   op('randomInt', 'random', 0, [...RNG, 'low', 'high'], 'numeric'),
+  // optimizer updates, one fused pass per parameter, in place.
+  // adamStep(param, grad, m, v[, vmax]): with vmax it is AMSGrad. bias1/bias2 = 1 - beta^t.
+  op('adamStep', 'optim', -1, ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'decoupled', 'bias1', 'bias2'], 'float',
+    { ...C, inplace: [0, 2, 3, 4] }),
+  // sgdStep(param, grad[, momentumBuffer])
+  op('sgdStep', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float',
+    { ...C, inplace: [0, 2] }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];

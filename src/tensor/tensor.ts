@@ -1,7 +1,7 @@
 import type { Backend, BackendName, KernelView } from '../backends/backend.js';
 import { getBackendInstance } from '../backends/registry.js';
-import type { Node } from '../autograd/tape.js';
-import { ArgumentError, DTypeError, describe } from '../errors.js';
+import { noGrad, type Node } from '../autograd/tape.js';
+import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { allocStorage, setTensorCheck, Storage, tensorCreated, tensorReleased, track, untrack } from '../engine/memory.js';
 import * as ops from '../ops/index.js';
 import { encodeStorage, isFloat, toHostArray, type DType, type HostArray, type StorageArray } from './dtype.js';
@@ -208,6 +208,31 @@ export class Tensor {
     if (this.isDisposed) return `Tensor(disposed, shape=${shapeStr(this.shape)}, dtype=${this.dtype})`;
     const body = this.size <= 100 ? JSON.stringify(this.toList()) : `<${this.size} values>`;
     return `Tensor(${body}, shape=${shapeStr(this.shape)}, dtype=${this.dtype}, backend=${this.backend})`;
+  }
+
+  /**
+   * @internal Overwrites this tensor's values in place with `src`'s (same shape; cast to this dtype; any
+   * backend). This tensor must be contiguous. Not recorded for autograd: it is how parameters and buffers are
+   * loaded and updated outside the graph.
+   */
+  assign(src: Tensor): void {
+    this.assertAlive('assign');
+    src.assertAlive('assign');
+    if (src.shape.length !== this.shape.length || src.shape.some((d, i) => d !== this.shape[i])) {
+      throw new ShapeError(`cannot assign a tensor of shape ${shapeStr(src.shape)} to one of shape ${shapeStr(this.shape)}`);
+    }
+    if (!this.isContiguous()) throw new ArgumentError('assign: the target tensor must be contiguous');
+    const b = this.backendInstance;
+    if (b.writeFloat64 && src.backendInstance === b && this.dtype === 'float32' && src.dtype === 'float32') {
+      b.writeFloat64(this.res.storage.handle, src.toFloat64Array(), this.offset);
+      return;
+    }
+    const c = src.dtype === this.dtype ? src : noGrad(() => ops.cast(src, this.dtype));
+    try {
+      b.write(this.res.storage.handle, this.dtype, c.readStorage(), this.offset);
+    } finally {
+      if (c !== src) c.dispose();
+    }
   }
 
   /** Copies this tensor to another backend. */

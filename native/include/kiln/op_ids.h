@@ -56,10 +56,12 @@ enum OpId : int32_t {
   OP_RANDOM_UNIFORM = 48,
   OP_RANDOM_NORMAL = 49,
   OP_RANDOM_INT = 50,
-  OP_COUNT = 51
+  OP_ADAM_STEP = 51,
+  OP_SGD_STEP = 52,
+  OP_COUNT = 53
 };
 
-static_assert(OP_COUNT == 51, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 53, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -113,15 +115,22 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "randomUniform",
   "randomNormal",
   "randomInt",
+  "adamStep",
+  "sgdStep",
 };
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6
+};
+
+// Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
+inline constexpr uint32_t kOpInplace[OP_COUNT] = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5
 };
 
 // Attribute indices, in the order the TS side packs them.
@@ -215,5 +224,19 @@ inline constexpr int ATTR_RANDOM_INT_CTR_LO = 2;
 inline constexpr int ATTR_RANDOM_INT_CTR_HI = 3;
 inline constexpr int ATTR_RANDOM_INT_LOW = 4;
 inline constexpr int ATTR_RANDOM_INT_HIGH = 5;
+inline constexpr int ATTR_ADAM_STEP_LR = 0;
+inline constexpr int ATTR_ADAM_STEP_BETA1 = 1;
+inline constexpr int ATTR_ADAM_STEP_BETA2 = 2;
+inline constexpr int ATTR_ADAM_STEP_EPS = 3;
+inline constexpr int ATTR_ADAM_STEP_WEIGHT_DECAY = 4;
+inline constexpr int ATTR_ADAM_STEP_DECOUPLED = 5;
+inline constexpr int ATTR_ADAM_STEP_BIAS1 = 6;
+inline constexpr int ATTR_ADAM_STEP_BIAS2 = 7;
+inline constexpr int ATTR_SGD_STEP_LR = 0;
+inline constexpr int ATTR_SGD_STEP_MOMENTUM = 1;
+inline constexpr int ATTR_SGD_STEP_DAMPENING = 2;
+inline constexpr int ATTR_SGD_STEP_WEIGHT_DECAY = 3;
+inline constexpr int ATTR_SGD_STEP_NESTEROV = 4;
+inline constexpr int ATTR_SGD_STEP_FIRST_STEP = 5;
 
 }  // namespace kiln

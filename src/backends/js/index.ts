@@ -9,12 +9,13 @@ import { elementwiseKernels } from './elementwise.js';
 import type { KernelFn } from './kernels.js';
 import { matmulKernels } from './matmul.js';
 import { movementKernels } from './movement.js';
+import { optimKernels } from './optim.js';
 import { randomKernels } from './random.js';
 import { reduceKernels } from './reduce.js';
 import { buf, type JsHandle } from './util.js';
 
 const KERNELS: Record<string, KernelFn> = {
-  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels,
+  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels, ...optimKernels,
 };
 
 export class JsBackend implements Backend {

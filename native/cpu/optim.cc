@@ -1,0 +1,105 @@
+// Fused optimizer updates: one pass over a parameter reads its gradient and state and writes the parameter and
+// state back in place (the addon has already checked that in-place inputs are contiguous float32 buffers that no
+// other input shares). The loops are plain float code over restrict pointers, which GCC vectorizes for each ISA
+// pass (sqrt included, as the build uses -fno-math-errno).
+#ifndef KILN_ISA
+#include "kiln/cpu_common.h"
+#define KILN_ISA_FILE "cpu/optim.cc"
+#include "kiln/isa_passes.h"
+#else
+
+namespace optim {
+
+constexpr int64_t kGrain = 1 << 14;
+
+static Status check_same(const TensorView* in, int nin, const char* op) {
+  for (int i = 0; i < nin; ++i) {
+    KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, ": input ", i, " must be float32");
+    KILN_REQUIRE(in[i].contiguous(), ST_ARG, op, ": input ", i, " must be contiguous");
+    KILN_REQUIRE(same_shape(in[i], in[0]), ST_SHAPE, op, ": input ", i, " has shape ", shape_str(in[i]),
+                 " but the parameter has shape ", shape_str(in[0]));
+  }
+  return Status::ok();
+}
+
+// attrs: lr, beta1, beta2, eps, weightDecay, decoupled, bias1 (1 - beta1^t), bias2 (1 - beta2^t)
+static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* a) {
+  KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes param, grad, m, v and optionally vmax, got ", nin, " inputs");
+  const Status s = check_same(in, nin, "adamStep");
+  if (!s.good()) return s;
+  KILN_REQUIRE(a[6] > 0 && a[6] <= 1 && a[7] > 0 && a[7] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ",
+               a[6], " and ", a[7]);
+  float* __restrict p = in[0].ptr<float>();
+  const float* __restrict g = in[1].ptr<float>();
+  float* __restrict m = in[2].ptr<float>();
+  float* __restrict v = in[3].ptr<float>();
+  float* __restrict vmax = nin == 5 ? in[4].ptr<float>() : nullptr;
+  const float lr = static_cast<float>(a[0]), b1 = static_cast<float>(a[1]), b2 = static_cast<float>(a[2]);
+  const float eps = static_cast<float>(a[3]), wd = static_cast<float>(a[4]);
+  const bool decoupled = a[5] != 0;
+  const float step = static_cast<float>(a[0] / a[6]);               // lr / (1 - beta1^t)
+  const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[7]));
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+  const float l2 = decoupled ? 0.0f : wd;
+  parallel_for(in[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
+    if (vmax) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const float gi = g[i] + l2 * p[i];
+        const float mi = b1 * m[i] + c1 * gi;
+        const float vi = b2 * v[i] + c2 * gi * gi;
+        const float vm = vmax[i] > vi ? vmax[i] : vi;
+        m[i] = mi;
+        v[i] = vi;
+        vmax[i] = vm;
+        p[i] = p[i] * shrink - step * mi / (__builtin_sqrtf(vm) * inv_sqrt_bias2 + eps);
+      }
+    } else {
+      for (int64_t i = lo; i < hi; ++i) {
+        const float gi = g[i] + l2 * p[i];
+        const float mi = b1 * m[i] + c1 * gi;
+        const float vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * shrink - step * mi / (__builtin_sqrtf(vi) * inv_sqrt_bias2 + eps);
+      }
+    }
+  });
+  return Status::ok();
+}
+
+// attrs: lr, momentum, dampening, weightDecay, nesterov, firstStep
+static Status k_sgd(const TensorView* in, int nin, const TensorView&, const double* a) {
+  KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes param, grad and optionally a momentum buffer, got ", nin, " inputs");
+  const Status s = check_same(in, nin, "sgdStep");
+  if (!s.good()) return s;
+  float* __restrict p = in[0].ptr<float>();
+  const float* __restrict g = in[1].ptr<float>();
+  float* __restrict buf = nin == 3 ? in[2].ptr<float>() : nullptr;
+  const float lr = static_cast<float>(a[0]), mom = static_cast<float>(a[1]), damp = 1.0f - static_cast<float>(a[2]);
+  const float wd = static_cast<float>(a[3]);
+  const bool nesterov = a[4] != 0, first = a[5] != 0;
+  KILN_REQUIRE(!(nesterov && !buf), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+  parallel_for(in[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
+    if (!buf) {
+      for (int64_t i = lo; i < hi; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+      return;
+    }
+    for (int64_t i = lo; i < hi; ++i) {
+      const float gi = g[i] + wd * p[i];
+      const float b = first ? gi : mom * buf[i] + damp * gi;
+      buf[i] = b;
+      p[i] -= lr * (nesterov ? gi + mom * b : b);
+    }
+  });
+  return Status::ok();
+}
+
+}  // namespace optim
+
+void register_optim(KernelTable& t) {
+  t.fn[OP_ADAM_STEP] = optim::k_adam;
+  t.fn[OP_SGD_STEP] = optim::k_sgd;
+}
+
+#endif

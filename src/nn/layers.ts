@@ -1,0 +1,309 @@
+// The standard layers. Each forward is written in kiln ops, so every backend runs it and autograd gives the
+// backward pass.
+import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ones, zeros } from '../ops/creation.js';
+import { conv2d, maxPool2d, type Pair } from '../ops/conv.js';
+import { add, gelu, mul, relu, sigmoid, sub, tanh, where } from '../ops/elementwise.js';
+import { flatten, gather, reshape } from '../ops/movement.js';
+import { rand, randn } from '../ops/random.js';
+import { noGrad } from '../autograd/tape.js';
+import { mean, variance } from '../ops/reduce.js';
+import { shapeStr } from '../tensor/shape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { initBias, initWeight, type InitName } from './init.js';
+import { Module } from './module.js';
+
+function posInt(x: unknown, what: string): number {
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) throw new ArgumentError(`${what} must be a positive integer, got ${describe(x)}`);
+  return x;
+}
+function lastDim(x: Tensor, want: number, layer: string): void {
+  if (x.ndim < 1 || x.shape[x.ndim - 1] !== want) {
+    throw new ShapeError(`${layer} expects inputs whose last dimension is ${want}, got ${shapeStr(x.shape)}`);
+  }
+}
+
+/** Options for layers with weights. */
+export interface LayerOptions {
+  bias?: boolean;
+  init?: InitName;
+}
+
+/**
+ * y = x W^T + b, with W [out, in] (PyTorch's layout).
+ * @example new kn.nn.Linear(4, 2).call(kn.ones([3, 4])).shape // [3, 2]
+ */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions = {}) {
+    super();
+    posInt(inFeatures, 'Linear inFeatures');
+    posInt(outFeatures, 'Linear outFeatures');
+    this.weight = this.registerParameter('weight', initWeight([outFeatures, inFeatures], opts.init));
+    this.bias = opts.bias === false ? null : this.registerParameter('bias', initBias(outFeatures, inFeatures, opts.init));
+  }
+  forward(x: Tensor): Tensor {
+    lastDim(x, this.inFeatures, 'Linear');
+    const y = x.matmul(this.weight.transpose());
+    if (!this.bias) return y;
+    const r = y.add(this.bias);
+    y.dispose();
+    return r;
+  }
+  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, bias=${this.bias !== null}`; }
+}
+
+/** Conv2d options: stride, padding, dilation, groups, bias, init. */
+export interface Conv2dLayerOptions extends LayerOptions {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+/**
+ * 2-D convolution over NCHW input; weight [out, in/groups, kH, kW].
+ * @example new kn.nn.Conv2d(1, 4, 3, { padding: 1 }).call(kn.ones([2, 1, 8, 8])).shape // [2, 4, 8, 8]
+ */
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: Pair,
+    readonly opts: Conv2dLayerOptions = {}) {
+    super();
+    posInt(inChannels, 'Conv2d inChannels');
+    posInt(outChannels, 'Conv2d outChannels');
+    const groups = posInt(opts.groups ?? 1, 'Conv2d groups');
+    if (inChannels % groups || outChannels % groups) throw new ShapeError(`Conv2d: channels ${inChannels} and ${outChannels} must be divisible by groups ${groups}`);
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    posInt(kh, 'Conv2d kernel height');
+    posInt(kw, 'Conv2d kernel width');
+    this.weight = this.registerParameter('weight', initWeight([outChannels, inChannels / groups, kh!, kw!], opts.init));
+    this.bias = opts.bias === false ? null
+      : this.registerParameter('bias', initBias(outChannels, (inChannels / groups) * kh! * kw!, opts.init));
+  }
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.opts);
+  }
+  protected override extraRepr(): string { return `${this.inChannels}, ${this.outChannels}, kernel=${String(this.kernelSize)}`; }
+}
+
+/**
+ * Max pooling over NCHW input (stride defaults to the kernel size).
+ * @example new kn.nn.MaxPool2d(2).call(kn.ones([1, 1, 4, 4])).shape // [1, 1, 2, 2]
+ */
+export class MaxPool2d extends Module {
+  constructor(readonly kernelSize: Pair, readonly opts: { stride?: Pair; padding?: Pair } = {}) { super(); }
+  forward(x: Tensor): Tensor { return maxPool2d(x, this.kernelSize, this.opts); }
+}
+
+/**
+ * Flattens dims [startAxis, endAxis] (default: all but the batch dim).
+ * @example new kn.nn.Flatten().call(kn.ones([2, 3, 4])).shape // [2, 12]
+ */
+export class Flatten extends Module {
+  constructor(readonly startAxis = 1, readonly endAxis = -1) { super(); }
+  forward(x: Tensor): Tensor { return flatten(x, this.startAxis, this.endAxis); }
+}
+
+/**
+ * max(x, 0).
+ * @example new kn.nn.ReLU().call(kn.tensor([-1, 2])).toList() // [0, 2]
+ */
+export class ReLU extends Module { forward(x: Tensor): Tensor { return relu(x); } }
+/**
+ * Exact (erf) GELU.
+ * @example new kn.nn.GELU().call(kn.tensor([0])).item() // 0
+ */
+export class GELU extends Module { forward(x: Tensor): Tensor { return gelu(x); } }
+/**
+ * tanh.
+ * @example new kn.nn.Tanh().call(kn.tensor([0])).item() // 0
+ */
+export class Tanh extends Module { forward(x: Tensor): Tensor { return tanh(x); } }
+/**
+ * Logistic sigmoid.
+ * @example new kn.nn.Sigmoid().call(kn.tensor([0])).item() // 0.5
+ */
+export class Sigmoid extends Module { forward(x: Tensor): Tensor { return sigmoid(x); } }
+
+/**
+ * Inverted dropout: in training, zeroes each value with probability p and scales the rest by 1/(1-p);
+ * identity in eval mode. The mask comes from kiln's seeded generator.
+ * @example new kn.nn.Dropout(0.5).eval().call(kn.ones([4])).toList() // [1, 1, 1, 1]
+ */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new ArgumentError(`Dropout p must be in [0, 1), got ${describe(p)}`);
+  }
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
+    const keep = noGrad(() => {
+      const u = rand(x.shape);
+      const k = where(u.ge(this.p), 1 / (1 - this.p), 0);
+      u.dispose();
+      return k;
+    });
+    const y = mul(x, keep);
+    keep.dispose();
+    return y;
+  }
+}
+
+/**
+ * Lookup table: int32 indices of any shape -> [...shape, dim]. Weight N(0, 1) like PyTorch.
+ * @example new kn.nn.Embedding(10, 4).call(kn.tensor(new Int32Array([1, 2]), [2])).shape // [2, 4]
+ */
+export class Embedding extends Module {
+  readonly weight: Tensor;
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number) {
+    super();
+    posInt(numEmbeddings, 'Embedding numEmbeddings');
+    posInt(embeddingDim, 'Embedding embeddingDim');
+    this.weight = this.registerParameter('weight', randn([numEmbeddings, embeddingDim]));
+  }
+  forward(idx: Tensor): Tensor {
+    if (idx.dtype !== 'int32' && idx.dtype !== 'int8' && idx.dtype !== 'uint8') {
+      throw new ShapeError(`Embedding takes integer indices, got ${idx.dtype}`);
+    }
+    const flat = reshape(idx, [idx.size]);
+    const rows = gather(this.weight, flat, 0);
+    const y = reshape(rows, [...idx.shape, this.embeddingDim]);
+    flat.dispose();
+    rows.dispose();
+    return y;
+  }
+}
+
+/** Shared by BatchNorm1d/2d: normalises over every axis except the channel axis (1). */
+abstract class BatchNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly eps: number;
+  readonly momentum: number;
+  constructor(readonly numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean }) {
+    super();
+    posInt(numFeatures, `${new.target.name} numFeatures`);
+    this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
+    if (!(this.eps > 0)) throw new ArgumentError(`BatchNorm eps must be > 0, got ${describe(opts.eps)}`);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new ArgumentError(`BatchNorm momentum must be in [0, 1], got ${describe(opts.momentum)}`);
+    const affine = opts.affine ?? true;
+    this.weight = affine ? this.registerParameter('weight', ones([numFeatures])) : null;
+    this.bias = affine ? this.registerParameter('bias', zeros([numFeatures])) : null;
+    this.runningMean = this.registerBuffer('runningMean', zeros([numFeatures]));
+    this.runningVar = this.registerBuffer('runningVar', ones([numFeatures]));
+  }
+  protected abstract checkInput(x: Tensor): void;
+  forward(x: Tensor): Tensor {
+    this.checkInput(x);
+    const C = this.numFeatures;
+    const axes = [0, ...Array.from({ length: x.ndim - 2 }, (_, i) => i + 2)];
+    const bshape = [1, C, ...Array.from({ length: x.ndim - 2 }, () => 1)];
+    let mu: Tensor, v: Tensor;
+    if (this.training) {
+      const count = x.size / C;
+      if (count < 2) throw new ShapeError(`${this.constructor.name} in training needs more than one value per channel, got input ${shapeStr(x.shape)}`);
+      mu = mean(x, axes, true);
+      v = variance(x, axes, { correction: 0, keepdims: true });
+      noGrad(() => {
+        const m = this.momentum;
+        const newMean = this.runningMean.mul(1 - m).add(reshape(mu, [C]).mul(m));
+        const newVar = this.runningVar.mul(1 - m).add(reshape(v, [C]).mul(m * count / (count - 1)));
+        this.runningMean.assign(newMean);
+        this.runningVar.assign(newVar);
+        newMean.dispose();
+        newVar.dispose();
+      });
+    } else {
+      mu = reshape(this.runningMean, bshape);
+      v = reshape(this.runningVar, bshape);
+    }
+    let y = sub(x, mu).div(v.add(this.eps).sqrt());
+    if (this.weight && this.bias) y = add(mul(y, reshape(this.weight, bshape)), reshape(this.bias, bshape));
+    return y;
+  }
+}
+
+/**
+ * Batch normalisation over [N, C] or [N, C, L] (statistics per channel; running averages for eval).
+ * @example new kn.nn.BatchNorm1d(3).call(kn.randn([8, 3])).shape // [8, 3]
+ */
+export class BatchNorm1d extends BatchNorm {
+  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) { super(numFeatures, opts); }
+  protected checkInput(x: Tensor): void {
+    if ((x.ndim !== 2 && x.ndim !== 3) || x.shape[1] !== this.numFeatures) {
+      throw new ShapeError(`BatchNorm1d(${this.numFeatures}) expects [N, ${this.numFeatures}] or [N, ${this.numFeatures}, L], got ${shapeStr(x.shape)}`);
+    }
+  }
+}
+
+/**
+ * Batch normalisation over [N, C, H, W].
+ * @example new kn.nn.BatchNorm2d(2).call(kn.randn([2, 2, 3, 3])).shape // [2, 2, 3, 3]
+ */
+export class BatchNorm2d extends BatchNorm {
+  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) { super(numFeatures, opts); }
+  protected checkInput(x: Tensor): void {
+    if (x.ndim !== 4 || x.shape[1] !== this.numFeatures) {
+      throw new ShapeError(`BatchNorm2d(${this.numFeatures}) expects [N, ${this.numFeatures}, H, W], got ${shapeStr(x.shape)}`);
+    }
+  }
+}
+
+/**
+ * Layer normalisation over the trailing `normalizedShape` dims, with elementwise affine weight and bias.
+ * @example new kn.nn.LayerNorm([4]).call(kn.randn([2, 4])).shape // [2, 4]
+ */
+export class LayerNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly normalizedShape: readonly number[];
+  constructor(normalizedShape: number | readonly number[], readonly opts: { eps?: number; affine?: boolean } = {}) {
+    super();
+    this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
+    if (this.normalizedShape.length === 0) throw new ArgumentError('LayerNorm needs at least one normalized dimension');
+    this.normalizedShape.forEach((d) => posInt(d, 'LayerNorm dimension'));
+    const affine = opts.affine ?? true;
+    this.weight = affine ? this.registerParameter('weight', ones(this.normalizedShape)) : null;
+    this.bias = affine ? this.registerParameter('bias', zeros(this.normalizedShape)) : null;
+  }
+  forward(x: Tensor): Tensor {
+    const k = this.normalizedShape.length;
+    if (x.ndim < k || this.normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
+      throw new ShapeError(`LayerNorm expects inputs ending in ${shapeStr(this.normalizedShape)}, got ${shapeStr(x.shape)}`);
+    }
+    const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
+    const mu = mean(x, axes, true);
+    const v = variance(x, axes, { correction: 0, keepdims: true });
+    let y = sub(x, mu).div(v.add(this.opts.eps ?? 1e-5).sqrt());
+    if (this.weight && this.bias) y = add(mul(y, this.weight), this.bias);
+    return y;
+  }
+}
+
+/**
+ * Runs modules in order.
+ * @example new kn.nn.Sequential(new kn.nn.Linear(4, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 2)).call(kn.ones([1, 4])).shape // [1, 2]
+ */
+export class Sequential extends Module {
+  readonly layers: readonly Module[];
+  constructor(...layers: Module[]) {
+    super();
+    layers.forEach((m, i) => this.registerModule(String(i), m));
+    this.layers = layers;
+  }
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const m of this.layers) {
+      const next = m.call(h);
+      if (h !== x && next !== h) h.dispose();
+      h = next;
+    }
+    return h;
+  }
+}

@@ -1,0 +1,200 @@
+// Losses. Each forward runs without recording and a single autograd node carries a closed-form gradient
+// (softmax - target for cross-entropy, sigmoid - target for BCE with logits), which is both cheaper than
+// differentiating the composite and exact where the composite is not (|x| at 0, log(0)).
+import { noGrad, record } from '../autograd/tape.js';
+import { tidy } from '../engine/memory.js';
+import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import { tensor } from '../ops/creation.js';
+import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
+import { gather, reshape } from '../ops/movement.js';
+import { logSoftmax, mean, sum } from '../ops/reduce.js';
+import { isFloat } from '../tensor/dtype.js';
+import { shapeStr } from '../tensor/shape.js';
+import { assertTensor, type Tensor } from '../tensor/tensor.js';
+
+/** Runs without recording and frees every temporary the result does not hold. */
+const quiet = <T>(fn: () => T): T => noGrad(() => tidy(fn));
+
+/** How per-sample losses are combined. */
+export type Reduction = 'mean' | 'sum' | 'none';
+
+function reduction(r: unknown, what: string): Reduction {
+  const v = r ?? 'mean';
+  if (v !== 'mean' && v !== 'sum' && v !== 'none') throw new ArgumentError(`${what}: reduction must be 'mean', 'sum' or 'none', got ${describe(r)}`);
+  return v;
+}
+
+function floatInput(x: unknown, what: string): Tensor {
+  const t = assertTensor(x, what);
+  if (!isFloat(t.dtype)) throw new DTypeError(`${what} must be a floating-point tensor, got ${t.dtype}`);
+  return t;
+}
+
+function sameShapeAs(a: Tensor, b: Tensor, what: string): void {
+  if (a.ndim !== b.ndim || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new ShapeError(`${what}: target has shape ${shapeStr(b.shape)} but the input has ${shapeStr(a.shape)}; they must match exactly`);
+  }
+}
+
+/** Options of crossEntropy. */
+export interface CrossEntropyOptions {
+  /** per-class weights [C] (class imbalance); the mean divides by the summed weights of the targets, as in PyTorch */
+  weight?: Tensor | null;
+  /** in [0, 1): the target puts 1 - s on the label and s/C on every class */
+  labelSmoothing?: number;
+  reduction?: Reduction;
+}
+
+/**
+ * Softmax cross-entropy of logits [N, C] against integer labels [N], computed from log-softmax (stable for
+ * any logit size). Matches PyTorch's `F.cross_entropy` including `weight` and `label_smoothing`.
+ * @example kn.nn.loss.crossEntropy(kn.zeros([2, 4]), kn.tensor(new Int32Array([0, 3]), [2])).item() // ln(4) = 1.386...
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  floatInput(logits, 'crossEntropy logits');
+  assertTensor(labels, 'crossEntropy labels');
+  if (logits.ndim !== 2) throw new ShapeError(`crossEntropy logits must be [N, C], got ${shapeStr(logits.shape)}`);
+  const [N, C] = logits.shape as [number, number];
+  if (labels.ndim !== 1 || labels.shape[0] !== N) throw new ShapeError(`crossEntropy labels must be [${N}] (one per row of logits), got ${shapeStr(labels.shape)}`);
+  if (labels.dtype !== 'int32' && labels.dtype !== 'int8' && labels.dtype !== 'uint8') {
+    throw new DTypeError(`crossEntropy labels must be integer class indices (int32), got ${labels.dtype}`);
+  }
+  const eps = opts.labelSmoothing ?? 0;
+  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1)) throw new ArgumentError(`crossEntropy labelSmoothing must be in [0, 1), got ${describe(opts.labelSmoothing)}`);
+  const red = reduction(opts.reduction, 'crossEntropy');
+  const w = opts.weight ?? null;
+  if (w !== null) {
+    floatInput(w, 'crossEntropy weight');
+    if (w.ndim !== 1 || w.shape[0] !== C) throw new ShapeError(`crossEntropy weight must be [${C}] (one per class), got ${shapeStr(w.shape)}`);
+  }
+  if (labels.backend !== logits.backend) throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
+  if (w && w.backend !== logits.backend) throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
+  const lab = labels.toArray() as ArrayLike<number>;
+  const hot = new Float32Array(N * C);
+  for (let i = 0; i < N; i++) {
+    const v = lab[i]!;
+    if (!(v >= 0 && v < C)) throw new ValidationError(`crossEntropy label ${v} at index ${i} is out of range; expected a class in [0, ${C})`);
+    hot[i * C + v] = 1;
+  }
+
+  const [out, saved] = quiet(() => {
+    const lp = logSoftmax(logits, 1);
+    const onehot = tensor(hot, [N, C], { backend: logits.backend });
+    // per-row weight of the label (w[y_i]) and, for smoothing, sum_c w_c * lp_ic
+    const wRow = w ? gather(w, labels, 0) : null;
+    const picked = sum(mul(lp, onehot), 1);                       // lp[i, y_i]
+    let rowLoss = mul(picked, -(1 - eps));
+    if (wRow) rowLoss = mul(rowLoss, wRow);
+    if (eps > 0) rowLoss = sub(rowLoss, mul(sum(w ? mul(lp, w) : lp, 1), eps / C));
+    const Z = red === 'mean' ? (wRow ? sum(wRow).item() : N) : 1;
+    const loss = red === 'none' ? rowLoss : div(sum(rowLoss), Z);
+    return [loss, { lp, onehot, wRow, Z }] as const;
+  });
+  return record('crossEntropy', out, [logits], [saved.lp, saved.onehot, ...(saved.wRow ? [saved.wRow] : [])], (g, s) => {
+    const [lp, onehot, wRow] = s as [Tensor, Tensor, Tensor | undefined];
+    const p = exp(lp);
+    let d = mul(sub(p, onehot), 1 - eps);                        // (1-eps) * (p - onehot), rows scaled by w[y]
+    if (wRow) d = mul(d, reshape(wRow, [N, 1]));
+    if (eps > 0) {
+      const W = w ? sum(w) : null;
+      const smooth = w ? sub(mul(p, W!), reshape(w, [1, C])) : sub(p, 1 / C);
+      d = add(d, mul(smooth, eps / C));
+    }
+    const scale = red === 'none' ? reshape(g, [N, 1]) : div(g, saved.Z);
+    return [mul(d, scale)];
+  });
+}
+
+/**
+ * Mean squared error (pred and target must have the same shape).
+ * @example kn.nn.loss.mse(kn.tensor([1, 2]), kn.tensor([1, 4])).item() // 2
+ */
+export function mse(pred: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  floatInput(pred, 'mse prediction');
+  floatInput(target, 'mse target');
+  sameShapeAs(pred, target, 'mse');
+  const red = reduction(opts.reduction, 'mse');
+  const d = sub(pred, target);
+  const sq = mul(d, d);
+  d.dispose();
+  if (red === 'none') return sq;
+  const r = red === 'mean' ? mean(sq) : sum(sq);
+  sq.dispose();
+  return r;
+}
+
+function reduceRows(per: Tensor, red: Reduction): Tensor {
+  return red === 'none' ? per : red === 'mean' ? mean(per) : sum(per);
+}
+
+/**
+ * Binary cross-entropy on probabilities in [0, 1]; log terms are clamped at -100 like PyTorch, so p = 0 or 1
+ * gives a finite loss and gradient.
+ * @example kn.nn.loss.bce(kn.tensor([0.5]), kn.tensor([1])).item() // ln(2) = 0.693...
+ */
+export function bce(probs: Tensor, target: Tensor, opts: { weight?: Tensor | null; reduction?: Reduction } = {}): Tensor {
+  floatInput(probs, 'bce input');
+  floatInput(target, 'bce target');
+  sameShapeAs(probs, target, 'bce');
+  const red = reduction(opts.reduction, 'bce');
+  const w = opts.weight ?? null;
+  const [lo, hi] = quiet(() => [probs.min().item(), probs.max().item()]);
+  if (probs.size > 0 && !(lo! >= 0 && hi! <= 1)) {
+    throw new ValidationError(`bce expects probabilities in [0, 1], got values in [${lo}, ${hi}]; use bceWithLogits for raw scores`);
+  }
+  const [per, n] = quiet(() => {
+    const lp = clamp(log(probs), -100);
+    const l1p = clamp(log(sub(1, probs)), -100);
+    let l = mul(add(mul(target, lp), mul(sub(1, target), l1p)), -1);
+    if (w) l = mul(l, w);
+    const r = reduceRows(l, red);
+    return [r, l.size] as const;
+  });
+  return record('bce', per, [probs], [probs, target, ...(w ? [w] : [])], (g, s) => {
+    const [p, t, ww] = s as [Tensor, Tensor, Tensor | undefined];
+    let d = div(sub(p, t), maximum(mul(p, sub(1, p)), 1e-12));
+    if (ww) d = mul(d, ww);
+    return [mul(d, red === 'mean' ? div(g, n) : g)];
+  });
+}
+
+/**
+ * Binary cross-entropy on raw scores: sigmoid and log fused in the stable form
+ * max(x, 0) - x t + log(1 + e^-|x|). `posWeight` multiplies the positive term (class imbalance).
+ * @example kn.nn.loss.bceWithLogits(kn.tensor([0]), kn.tensor([1])).item() // ln(2) = 0.693...
+ */
+export function bceWithLogits(logits: Tensor, target: Tensor,
+  opts: { weight?: Tensor | null; posWeight?: Tensor | number | null; reduction?: Reduction } = {}): Tensor {
+  floatInput(logits, 'bceWithLogits input');
+  floatInput(target, 'bceWithLogits target');
+  sameShapeAs(logits, target, 'bceWithLogits');
+  const red = reduction(opts.reduction, 'bceWithLogits');
+  const w = opts.weight ?? null;
+  const pw = opts.posWeight ?? null;
+  if (typeof pw === 'number' && !(Number.isFinite(pw) && pw > 0)) throw new ArgumentError(`bceWithLogits posWeight must be a positive number, got ${pw}`);
+  const [per, n] = quiet(() => {
+    const softplusNeg = add(log(add(exp(mul(abs(logits), -1)), 1)), relu(mul(logits, -1)));  // log(1 + e^-x)
+    // (1 - t) x + (1 + (pw - 1) t) log(1 + e^-x)
+    const coef = pw === null ? null : add(mul(target, typeof pw === 'number' ? pw - 1 : sub(pw, 1)), 1);
+    let l = add(mul(sub(1, target), logits), coef ? mul(coef, softplusNeg) : softplusNeg);
+    if (w) l = mul(l, w);
+    return [reduceRows(l, red), l.size] as const;
+  });
+  const pwT = typeof pw === 'number' ? null : pw;
+  return record('bceWithLogits', per, [logits], [logits, target, ...(w ? [w] : []), ...(pwT ? [pwT] : [])], (g, s) => {
+    const [x, t] = s as [Tensor, Tensor];
+    const ww = w ? s[2]! : null;
+    const pwt = pwT ? s[w ? 3 : 2]! : null;
+    const sg = sigmoid(x);
+    // d/dx = sigmoid(x) (pw t + 1 - t) - pw t
+    let d: Tensor;
+    if (pw === null) d = sub(sg, t);
+    else {
+      const pt = pwt ? mul(t, pwt) : mul(t, pw as number);
+      d = sub(mul(sg, add(sub(pt, t), 1)), pt);
+    }
+    if (ww) d = mul(d, ww);
+    return [mul(d, red === 'mean' ? div(g, n) : g)];
+  });
+}
+

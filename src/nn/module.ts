@@ -1,0 +1,174 @@
+// Module: a tree of named parameters, buffers (state that is saved but not trained, like BatchNorm's running
+// statistics) and child modules, with a train/eval flag. Names are dotted paths, as in PyTorch, so state dicts
+// of the same architecture line up across libraries.
+import { noGrad } from '../autograd/tape.js';
+import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import { shapeStr } from '../tensor/shape.js';
+import { isTensor, Tensor } from '../tensor/tensor.js';
+
+/** A Record of tensors keyed by dotted parameter/buffer names. */
+export type StateDict = Record<string, Tensor>;
+
+/**
+ * Base class of every layer. Subclasses register parameters, buffers and children in their constructor and
+ * implement `forward`.
+ * @example
+ * class Affine extends kn.nn.Module {
+ *   w = this.registerParameter('w', kn.ones([3]));
+ *   forward(x: kn.Tensor) { return x.mul(this.w); }
+ * }
+ * new Affine().call(kn.tensor([1, 2, 3])).toArray() // [1, 2, 3]
+ */
+export abstract class Module {
+  /** True in training mode (Dropout drops, BatchNorm uses batch statistics). */
+  training = true;
+  private readonly _params = new Map<string, Tensor>();
+  private readonly _buffers = new Map<string, Tensor>();
+  private readonly _children = new Map<string, Module>();
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** Runs `forward` after checking the input is a live tensor. */
+  call(x: Tensor): Tensor {
+    if (!isTensor(x)) throw new ArgumentError(`${this.constructor.name}: input must be a kiln Tensor, got ${describe(x)}`);
+    x.assertAlive(this.constructor.name);
+    return this.forward(x);
+  }
+
+  /** Registers a trainable tensor (made a leaf that requires gradients). */
+  registerParameter(name: string, t: Tensor): Tensor {
+    this.checkName(name);
+    if (!isTensor(t)) throw new ArgumentError(`parameter '${name}' must be a Tensor, got ${describe(t)}`);
+    if (t.dtype !== 'float32' && t.dtype !== 'float16' && t.dtype !== 'bfloat16') {
+      throw new DTypeError(`parameter '${name}' must be a floating-point tensor, got ${t.dtype}`);
+    }
+    if (!t.isLeaf) throw new ArgumentError(`parameter '${name}' must be a leaf tensor (use t.detach())`);
+    t.requiresGrad = true;
+    this._params.set(name, t);
+    return t;
+  }
+
+  /** Registers a non-trainable tensor that is part of the state dict. */
+  registerBuffer(name: string, t: Tensor): Tensor {
+    this.checkName(name);
+    if (!isTensor(t)) throw new ArgumentError(`buffer '${name}' must be a Tensor, got ${describe(t)}`);
+    this._buffers.set(name, t);
+    return t;
+  }
+
+  /** Registers a child module. */
+  registerModule<M extends Module>(name: string, m: M): M {
+    this.checkName(name);
+    if (!(m instanceof Module)) throw new ArgumentError(`child '${name}' must be a Module, got ${describe(m)}`);
+    this._children.set(name, m);
+    return m;
+  }
+
+  private checkName(name: string): void {
+    if (typeof name !== 'string' || name === '' || name.includes('.')) {
+      throw new ArgumentError(`a parameter/buffer/module name must be a non-empty string without dots, got ${describe(name)}`);
+    }
+    if (this._params.has(name) || this._buffers.has(name) || this._children.has(name)) {
+      throw new ArgumentError(`${this.constructor.name} already has a member named '${name}'`);
+    }
+  }
+
+  /** Direct children, in registration order. */
+  children(): Module[] { return [...this._children.values()]; }
+  /** Named direct children. */
+  namedChildren(): [string, Module][] { return [...this._children.entries()]; }
+
+  /** [dotted name, parameter] for this module and every descendant. */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [n, t] of this._params) out.push([prefix + n, t]);
+    for (const [n, c] of this._children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    return out;
+  }
+  /**
+   * Every trainable tensor in the tree.
+   * @example new kn.nn.Linear(3, 2).parameters().length // 2
+   */
+  parameters(): Tensor[] { return this.namedParameters().map(([, t]) => t); }
+  /** [dotted name, buffer] for this module and every descendant. */
+  namedBuffers(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [n, t] of this._buffers) out.push([prefix + n, t]);
+    for (const [n, c] of this._children) out.push(...c.namedBuffers(`${prefix}${n}.`));
+    return out;
+  }
+  /** Total number of trainable values. */
+  numParameters(): number { return this.parameters().reduce((s, p) => s + p.size, 0); }
+
+  /** Sets training mode on the whole tree. */
+  train(mode = true): this {
+    if (typeof mode !== 'boolean') throw new ArgumentError(`train(mode) takes a boolean, got ${describe(mode)}`);
+    this.training = mode;
+    for (const c of this._children.values()) c.train(mode);
+    return this;
+  }
+  /**
+   * Evaluation mode (same as train(false)).
+   * @example new kn.nn.Dropout(0.5).eval().training // false
+   */
+  eval(): this { return this.train(false); }
+
+  /**
+   * Parameters and buffers by dotted name. The tensors are views that share storage with the module (a snapshot
+   * needs `.clone()`); disposing them does not affect the module.
+   * @example Object.keys(new kn.nn.Linear(3, 2).stateDict()) // ['weight', 'bias']
+   */
+  stateDict(): StateDict {
+    const sd: StateDict = {};
+    for (const [n, t] of [...this.namedParameters(), ...this.namedBuffers()]) sd[n] = t.detach();
+    return sd;
+  }
+
+  /**
+   * Copies values into this module's parameters and buffers in place (optimizers keep working). With
+   * `strict` (default) the keys must match exactly; shapes must always match.
+   */
+  loadStateDict(sd: Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
+    if (sd === null || typeof sd !== 'object') throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
+    const strict = opts.strict ?? true;
+    const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
+    const missing = [...mine.keys()].filter((k) => !(k in sd));
+    const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
+    if (strict && (missing.length || unexpected.length)) {
+      throw new ValidationError(`state dict does not match ${this.constructor.name}: ` +
+        `missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
+    }
+    for (const [k, dst] of mine) {
+      const src = sd[k];
+      if (src === undefined) continue;
+      if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
+      if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
+        throw new ShapeError(`state dict entry '${k}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(dst.shape)}`);
+      }
+    }
+    noGrad(() => {
+      for (const [k, dst] of mine) if (sd[k] !== undefined) dst.assign(sd[k]!);
+    });
+    return { missing, unexpected };
+  }
+
+  /** Clears the gradients of every parameter. */
+  zeroGrad(): void {
+    for (const p of this.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Frees every parameter and buffer. */
+  dispose(): void {
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.dispose();
+  }
+
+  toString(): string {
+    const inner = this.namedChildren().map(([n, c]) => `  (${n}): ${String(c).replace(/\n/g, '\n  ')}`);
+    return inner.length ? `${this.constructor.name}(\n${inner.join('\n')}\n)` : `${this.constructor.name}(${this.extraRepr()})`;
+  }
+  /** Extra text for toString (layer sizes). */
+  protected extraRepr(): string { return ''; }
+}

@@ -1,0 +1,130 @@
+// The optimizer base: the parameter list, a learning rate schedulers can change, per-parameter state tensors,
+// and a state dict (numbers + tensors) that checkpoints save and restore exactly.
+import { noGrad } from '../autograd/tape.js';
+import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import { zerosLike } from '../ops/creation.js';
+import { shapeStr } from '../tensor/shape.js';
+import { isTensor, type Tensor } from '../tensor/tensor.js';
+
+/** What an optimizer saves: its kind, hyper-parameters and step counts, and its state tensors by name. */
+export interface OptimizerState {
+  kind: string;
+  hyper: Record<string, number | boolean>;
+  /** steps taken per parameter (bias correction) */
+  steps: number[];
+  /** `${paramIndex}.${slot}` -> tensor */
+  tensors: Record<string, Tensor>;
+}
+
+export function checkNumber(v: unknown, what: string, lo: number, hi: number, loOpen = false, hiOpen = false): number {
+  const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
+  if (!ok) throw new ArgumentError(`${what} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`);
+  return v as number;
+}
+
+/** Base class of the optimizers: holds parameters and per-parameter state slots. */
+export abstract class Optimizer {
+  readonly params: readonly Tensor[];
+  /** Learning rate; schedulers set it. */
+  lr: number;
+  /** Learning rate given at construction (schedulers scale from it). */
+  readonly baseLr: number;
+  protected steps: number[];
+  protected state: Map<string, Tensor>[];
+
+  constructor(params: Iterable<Tensor>, lr: number) {
+    if (params === null || typeof params !== 'object' || !(Symbol.iterator in params)) {
+      throw new ArgumentError(`an optimizer takes an array of parameters (model.parameters()), got ${describe(params)}`);
+    }
+    const ps = [...params];
+    if (ps.length === 0) throw new ArgumentError('the optimizer got an empty parameter list');
+    ps.forEach((p, i) => {
+      if (!isTensor(p)) throw new ArgumentError(`parameter ${i} is not a Tensor: ${describe(p)}`);
+      p.assertAlive(`parameter ${i}`);
+      if (p.dtype !== 'float32') throw new DTypeError(`parameter ${i} is ${p.dtype}; optimizers update float32 parameters (keep float32 master weights)`);
+      if (!p.isContiguous()) throw new ArgumentError(`parameter ${i} ${shapeStr(p.shape)} is a non-contiguous view; optimize the tensor it views`);
+    });
+    if (new Set(ps).size !== ps.length) throw new ArgumentError('the same parameter appears twice in the optimizer');
+    this.params = ps;
+    this.lr = checkNumber(lr, 'lr', 0, Infinity);
+    this.baseLr = this.lr;
+    this.steps = ps.map(() => 0);
+    this.state = ps.map(() => new Map());
+  }
+
+  /** The state slot `name` of parameter i (zeros on first use). */
+  protected slot(i: number, name: string): Tensor {
+    let t = this.state[i]!.get(name);
+    if (!t) {
+      t = noGrad(() => zerosLike(this.params[i]!));
+      this.state[i]!.set(name, t);
+    }
+    return t;
+  }
+
+  /** Applies one update to every parameter that has a gradient. */
+  step(): void {
+    checkNumber(this.lr, 'lr', 0, Infinity);
+    this.params.forEach((p, i) => {
+      p.assertAlive(`optimizer parameter ${i}`);
+      const g = p.grad;
+      if (!g) return;
+      if (g.shape.length !== p.shape.length || g.shape.some((d, k) => d !== p.shape[k])) {
+        throw new ShapeError(`parameter ${i} ${shapeStr(p.shape)} has a gradient of shape ${shapeStr(g.shape)}`);
+      }
+      this.steps[i]!++;
+      this.update(i, p, g, this.steps[i]!);
+    });
+  }
+  protected abstract update(i: number, p: Tensor, g: Tensor, t: number): void;
+  protected abstract hyper(): Record<string, number | boolean>;
+  protected abstract get kind(): string;
+
+  /** Clears every parameter's gradient (sets it to null and frees it). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Step counts, hyper-parameters (including the current lr) and copies of the state tensors. */
+  stateDict(): OptimizerState {
+    const tensors: Record<string, Tensor> = {};
+    this.state.forEach((m, i) => { for (const [k, t] of m) tensors[`${i}.${k}`] = t.clone(); });
+    return { kind: this.kind, hyper: { ...this.hyper(), lr: this.lr }, steps: [...this.steps], tensors };
+  }
+
+  /** Restores a state dict saved from an optimizer of the same kind over parameters of the same shapes. */
+  loadStateDict(sd: OptimizerState): void {
+    if (sd === null || typeof sd !== 'object' || typeof sd.kind !== 'string') throw new ArgumentError(`loadStateDict takes an optimizer state dict, got ${describe(sd)}`);
+    if (sd.kind !== this.kind) throw new ValidationError(`optimizer state is for ${sd.kind}, this optimizer is ${this.kind}`);
+    if (!Array.isArray(sd.steps) || sd.steps.length !== this.params.length || !sd.steps.every((s) => Number.isInteger(s) && s >= 0)) {
+      throw new ValidationError(`optimizer state has ${Array.isArray(sd.steps) ? sd.steps.length : 'no'} step counts, this optimizer has ${this.params.length} parameters`);
+    }
+    const next: Map<string, Tensor>[] = this.params.map(() => new Map());
+    for (const [key, t] of Object.entries(sd.tensors ?? {})) {
+      const m = /^(\d+)\.(\w+)$/.exec(key);
+      const i = m ? Number(m[1]) : -1;
+      if (!m || i >= this.params.length) throw new ValidationError(`optimizer state has an unexpected entry '${key}'`);
+      if (!isTensor(t)) throw new ArgumentError(`optimizer state entry '${key}' is not a Tensor`);
+      const p = this.params[i]!;
+      if (t.shape.length !== p.shape.length || t.shape.some((d, k) => d !== p.shape[k])) {
+        throw new ShapeError(`optimizer state '${key}' has shape ${shapeStr(t.shape)} but parameter ${i} is ${shapeStr(p.shape)}`);
+      }
+      const c = noGrad(() => zerosLike(p));
+      c.assign(t);
+      next[i]!.set(m[2]!, c);
+    }
+    for (const m of this.state) for (const t of m.values()) t.dispose();
+    this.state = next;
+    this.steps = [...sd.steps];
+    if (typeof sd.hyper?.lr === 'number') this.lr = checkNumber(sd.hyper.lr, 'lr', 0, Infinity);
+  }
+
+  /** Frees the state tensors. */
+  dispose(): void {
+    for (const m of this.state) for (const t of m.values()) t.dispose();
+    this.state = this.params.map(() => new Map());
+  }
+}

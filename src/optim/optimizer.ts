@@ -1,6 +1,7 @@
 // The optimizer base: the parameter list, a learning rate schedulers can change, per-parameter state tensors,
 // and a state dict (numbers + tensors) that checkpoints save and restore exactly.
 import { noGrad } from '../autograd/tape.js';
+import { keep } from '../engine/memory.js';
 import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { zerosLike } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -56,7 +57,7 @@ export abstract class Optimizer {
   protected slot(i: number, name: string): Tensor {
     let t = this.state[i]!.get(name);
     if (!t) {
-      t = noGrad(() => zerosLike(this.params[i]!));
+      t = keep(noGrad(() => zerosLike(this.params[i]!)));  // state outlives any kn.tidy the step runs in
       this.state[i]!.set(name, t);
     }
     return t;
@@ -112,7 +113,7 @@ export abstract class Optimizer {
       if (t.shape.length !== p.shape.length || t.shape.some((d, k) => d !== p.shape[k])) {
         throw new ShapeError(`optimizer state '${key}' has shape ${shapeStr(t.shape)} but parameter ${i} is ${shapeStr(p.shape)}`);
       }
-      const c = noGrad(() => zerosLike(p));
+      const c = keep(noGrad(() => zerosLike(p)));
       c.assign(t);
       next[i]!.set(m[2]!, c);
     }

@@ -1,0 +1,140 @@
+// kn.io: safetensors files and training checkpoints, always written atomically.
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import type { BackendName } from '../backends/backend.js';
+import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { Module } from '../nn/module.js';
+import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
+import type { LRScheduler } from '../optim/schedulers.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
+import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
+
+export { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
+
+function checkPath(p: unknown, what: string): string {
+  if (typeof p !== 'string' || p === '') throw new ArgumentError(`${what} needs a file path, got ${describe(p)}`);
+  return p;
+}
+
+function tensorsOf(x: Module | Record<string, Tensor>): { tensors: Record<string, Tensor>; owned: boolean } {
+  if (x instanceof Module) return { tensors: x.stateDict(), owned: true };
+  return { tensors: x, owned: false };
+}
+
+/**
+ * Saves a module's state dict or named tensors to a safetensors file (atomically).
+ * @example await kn.io.save('/tmp/kiln-doc.safetensors', { w: kn.ones([2]) }) // undefined
+ */
+export async function save(path: string, what: Module | Record<string, Tensor>, opts: { metadata?: Record<string, string> } = {}): Promise<void> {
+  checkPath(path, 'save');
+  const { tensors, owned } = tensorsOf(what);
+  try {
+    await writeFileAtomic(path, encodeSafetensors(tensors, opts.metadata));
+  } finally {
+    if (owned) for (const t of Object.values(tensors)) t.dispose();
+  }
+}
+
+/**
+ * Loads a safetensors file into tensors (on `backend`, default the current one). Truncated or malformed
+ * files throw FormatError.
+ * @example (await kn.io.load('/tmp/kiln-doc.safetensors')).w.toList() // [1, 1]
+ */
+export async function load(path: string, opts: { backend?: BackendName } = {}): Promise<Record<string, Tensor>> {
+  checkPath(path, 'load');
+  return decodeSafetensors(await readFile(path), path, opts.backend).tensors;
+}
+
+/** Like load, returning the file's metadata strings too. */
+export async function loadWithMetadata(path: string, opts: { backend?: BackendName } = {}): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
+  checkPath(path, 'loadWithMetadata');
+  return decodeSafetensors(await readFile(path), path, opts.backend);
+}
+
+/** What a checkpoint holds. `state` is any JSON-serialisable value (epoch, history, RNG state...). */
+export interface CheckpointParts {
+  model: Module;
+  optimizer?: Optimizer | null;
+  scheduler?: LRScheduler | null;
+  state?: unknown;
+}
+
+const META_KEY = 'kiln.checkpoint';
+
+function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
+  if (!(parts?.model instanceof Module)) throw new ArgumentError(`a checkpoint needs { model: Module }, got ${describe(parts?.model)}`);
+  const tensors: Record<string, Tensor> = {};
+  const owned: Tensor[] = [];
+  for (const [k, t] of Object.entries(parts.model.stateDict())) { tensors[`model.${k}`] = t; owned.push(t); }
+  let optim: Omit<OptimizerState, 'tensors'> | null = null;
+  if (parts.optimizer) {
+    const sd = parts.optimizer.stateDict();
+    for (const [k, t] of Object.entries(sd.tensors)) { tensors[`optim.${k}`] = t; owned.push(t); }
+    optim = { kind: sd.kind, hyper: sd.hyper, steps: sd.steps };
+  }
+  try {
+    const meta = { version: 1, optimizer: optim, scheduler: parts.scheduler?.stateDict() ?? null, state: parts.state ?? null };
+    return encodeSafetensors(tensors, { [META_KEY]: JSON.stringify(meta) });
+  } finally {
+    for (const t of owned) t.dispose();
+  }
+}
+
+/**
+ * Saves model, optimizer state, scheduler position and a JSON `state` to one file, atomically (temp file +
+ * fsync + rename), so an interrupted save never damages the previous checkpoint.
+ */
+export async function saveCheckpoint(path: string, parts: CheckpointParts): Promise<void> {
+  checkPath(path, 'saveCheckpoint');
+  await writeFileAtomic(path, checkpointChunks(parts));
+}
+/** Synchronous saveCheckpoint. */
+export function saveCheckpointSync(path: string, parts: CheckpointParts): void {
+  checkPath(path, 'saveCheckpointSync');
+  writeFileAtomicSync(path, checkpointChunks(parts));
+}
+
+function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unknown {
+  if (!(parts?.model instanceof Module)) throw new ArgumentError(`loadCheckpoint needs { model: Module }, got ${describe(parts?.model)}`);
+  const backend = parts.model.parameters()[0]?.backend;
+  const { tensors, metadata } = decodeSafetensors(bytes, path, backend);
+  try {
+    const raw = metadata[META_KEY];
+    if (raw === undefined) throw new FormatError(`${path} is a safetensors file but not a kiln checkpoint (no '${META_KEY}' metadata)`);
+    let meta: { version?: number; optimizer?: Omit<OptimizerState, 'tensors'> | null; scheduler?: { stepCount: number } | null; state?: unknown };
+    try { meta = JSON.parse(raw); } catch { throw new FormatError(`${path}: checkpoint metadata is not valid JSON`); }
+    if (meta.version !== 1) throw new FormatError(`${path}: checkpoint version ${describe(meta.version)} is not supported (expected 1)`);
+    const model: Record<string, Tensor> = {}, optim: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(tensors)) {
+      if (k.startsWith('model.')) model[k.slice(6)] = t;
+      else if (k.startsWith('optim.')) optim[k.slice(6)] = t;
+      else throw new FormatError(`${path}: unexpected tensor '${k}' in a checkpoint`);
+    }
+    parts.model.loadStateDict(model);
+    if (parts.optimizer) {
+      if (!meta.optimizer) throw new ValidationError(`${path} holds no optimizer state`);
+      parts.optimizer.loadStateDict({ ...meta.optimizer, tensors: optim });
+    }
+    if (parts.scheduler) {
+      if (!meta.scheduler) throw new ValidationError(`${path} holds no scheduler state`);
+      parts.scheduler.loadStateDict(meta.scheduler);
+    }
+    return meta.state ?? null;
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
+}
+
+/**
+ * Restores a checkpoint into `model` (and `optimizer` / `scheduler` when given) and returns its JSON state.
+ */
+export async function loadCheckpoint(path: string, parts: CheckpointParts): Promise<unknown> {
+  checkPath(path, 'loadCheckpoint');
+  return restore(await readFile(path), path, parts);
+}
+/** Synchronous loadCheckpoint. */
+export function loadCheckpointSync(path: string, parts: CheckpointParts): unknown {
+  checkPath(path, 'loadCheckpointSync');
+  return restore(readFileSync(path), path, parts);
+}

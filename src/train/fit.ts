@@ -1,0 +1,331 @@
+// kn.train.fit: the training loop. Seeded and resumable: batch order depends only on (loader seed, epoch),
+// kiln's RNG state is saved with each checkpoint, and checkpoints hold model, optimizer and scheduler state,
+// so stopping after epoch k and resuming gives bit-identical weights to an uninterrupted run (cpu backend).
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { noGrad } from '../autograd/tape.js';
+import { keep, tidy } from '../engine/memory.js';
+import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { DataLoader, type Batch } from '../data/loader.js';
+import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
+import * as M from '../metrics/index.js';
+import type { Module } from '../nn/module.js';
+import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
+import { clipGradNorm } from '../optim/clip.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import type { LRScheduler } from '../optim/schedulers.js';
+import { getRngState, setRngState } from '../ops/random.js';
+import { concat } from '../ops/movement.js';
+import { isTensor, type Tensor } from '../tensor/tensor.js';
+
+/** A loss: (model output, target) -> scalar tensor, or the name of a built-in one. */
+export type LossFn = ((output: Tensor, target: Tensor) => Tensor) | 'crossEntropy' | 'mse' | 'bce' | 'bceWithLogits';
+/** Metrics computed on the validation set each epoch. */
+export type MetricName = 'accuracy' | 'precision' | 'recall' | 'f1' | 'rocAuc';
+
+/** Early stopping: stop when `monitor` has not improved by more than minDelta for `patience` epochs. */
+export interface EarlyStopping {
+  /** 'valLoss' (default) or a metric name */
+  monitor?: 'valLoss' | 'trainLoss' | MetricName;
+  mode?: 'min' | 'max';
+  patience?: number;
+  minDelta?: number;
+  /** put the best epoch's weights back at the end (default true) */
+  restoreBest?: boolean;
+}
+
+/** One epoch's numbers (also what the JSON-lines log prints). */
+export interface EpochLog {
+  epoch: number;
+  trainLoss: number;
+  valLoss?: number;
+  lr: number;
+  seconds: number;
+  metrics: Partial<Record<MetricName, number>>;
+}
+
+/** Options of fit. */
+export interface FitOptions {
+  train: DataLoader;
+  val?: DataLoader | null;
+  loss: LossFn;
+  optimizer: Optimizer;
+  epochs: number;
+  /** per-class weights for the built-in crossEntropy loss (class imbalance) */
+  classWeights?: Tensor | null;
+  scheduler?: LRScheduler | null;
+  /** step the scheduler once per 'epoch' (default) or per optimizer 'step' */
+  schedulerStep?: 'epoch' | 'step';
+  metrics?: readonly MetricName[];
+  /** averaging of precision/recall/f1 (default 'macro') */
+  average?: M.Average;
+  earlyStopping?: EarlyStopping | null;
+  /** write checkpoints here each epoch (atomically); with `resume`, continue from the last one */
+  checkpointDir?: string | null;
+  resume?: boolean;
+  /** accumulate gradients over this many batches per optimizer step (default 1) */
+  accumulate?: number;
+  /** clip the global gradient norm before each step */
+  clipGradNorm?: number | null;
+  /** names of the input and target tensors in each batch (default 'x' and 'y') */
+  inputKey?: string;
+  targetKey?: string;
+  /** 'auto' (progress bar on a TTY, JSON lines otherwise), 'bar', 'json' or 'silent' */
+  verbose?: 'auto' | 'bar' | 'json' | 'silent';
+  /** where JSON lines go (default process.stdout) */
+  logStream?: NodeJS.WritableStream;
+  /** called after each epoch; return false to stop */
+  onEpoch?: (log: EpochLog) => boolean | void | Promise<boolean | void>;
+}
+
+/** What fit returns. */
+export interface FitResult {
+  history: EpochLog[];
+  bestEpoch: number | null;
+  best: number | null;
+  stoppedEarly: boolean;
+  /** epoch the run resumed after (null if it started fresh) */
+  resumedFrom: number | null;
+}
+
+interface RunState {
+  epoch: number;
+  history: EpochLog[];
+  best: number | null;
+  bestEpoch: number | null;
+  wait: number;
+  rng: { key0: number; key1: number; counter: number };
+}
+
+const LAST = 'last.ckpt.safetensors';
+const BEST = 'best.safetensors';
+
+function lossFn(l: LossFn, weight: Tensor | null): (o: Tensor, t: Tensor) => Tensor {
+  if (typeof l === 'function') return l;
+  switch (l) {
+    case 'crossEntropy': return (o, t) => crossEntropy(o, t, { weight });
+    case 'mse': return (o, t) => mse(o, t);
+    case 'bce': return (o, t) => bce(o, t);
+    case 'bceWithLogits': return (o, t) => bceWithLogits(o, t);
+    default: throw new ArgumentError(`loss must be a function or one of crossEntropy, mse, bce, bceWithLogits; got ${describe(l)}`);
+  }
+}
+
+function posInt(v: unknown, what: string): number {
+  if (!Number.isInteger(v) || (v as number) < 1) throw new ArgumentError(`${what} must be a positive integer, got ${describe(v)}`);
+  return v as number;
+}
+
+function field(b: Batch, key: string, what: string): Tensor {
+  const t = b[key];
+  if (!isTensor(t)) throw new ArgumentError(`each batch needs a '${key}' tensor (${what}); the dataset has [${Object.keys(b).join(', ')}] (set inputKey/targetKey)`);
+  return t;
+}
+
+/** Predictions and scores from model outputs, for the metrics. */
+function labelsAndScores(out: Tensor): { pred: Int32Array; score: Tensor | null } {
+  return noGrad(() => tidy(() => {
+    if (out.ndim === 2 && out.shape[1]! > 1) {
+      return { pred: Int32Array.from(out.argmax(1).toArray() as ArrayLike<number>), score: out.softmax(1) };
+    }
+    const flat = out.reshape([out.shape[0] ?? 1]);
+    const pred = Int32Array.from(flat.toArray() as ArrayLike<number>, (v) => (v > 0 ? 1 : 0));
+    return { pred, score: flat };
+  }));
+}
+
+/** Evaluates a model on a loader: mean loss over samples and the requested metrics. */
+export function evaluate(model: Module, loader: DataLoader, opts: {
+  loss: LossFn; classWeights?: Tensor | null; metrics?: readonly MetricName[]; average?: M.Average; inputKey?: string; targetKey?: string;
+}): { loss: number; metrics: Partial<Record<MetricName, number>> } {
+  if (!(loader instanceof DataLoader)) throw new ArgumentError(`evaluate takes a DataLoader, got ${describe(loader)}`);
+  const lf = lossFn(opts.loss, opts.classWeights ?? null);
+  const ik = opts.inputKey ?? 'x', tk = opts.targetKey ?? 'y';
+  const wasTraining = model.training;
+  model.eval();
+  let total = 0, n = 0;
+  const preds: Int32Array[] = [], targets: number[][] = [], scores: Tensor[] = [];
+  const want = opts.metrics ?? [];
+  try {
+    for (const batch of loader.batches(0)) {
+      tidy(() => noGrad(() => {
+        const x = field(batch, ik, 'input'), y = field(batch, tk, 'target');
+        const out = model.call(x);
+        const l = lf(out, y).item();
+        const bs = x.shape[0] ?? 1;
+        total += l * bs;
+        n += bs;
+        if (want.length) {
+          const { pred, score } = labelsAndScores(out);
+          preds.push(pred);
+          targets.push(Array.from(y.toArray() as ArrayLike<number>));
+          if (want.includes('rocAuc') && score) scores.push(keep(score));
+        }
+      }));
+    }
+    const metrics: Partial<Record<MetricName, number>> = {};
+    if (want.length && n > 0) {
+      const yt = targets.flat();
+      const yp = preds.flatMap((p) => Array.from(p));
+      const avg = opts.average ?? 'macro';
+      for (const m of want) {
+        if (m === 'accuracy') metrics.accuracy = M.accuracy(yt, yp);
+        else if (m === 'precision') metrics.precision = M.precision(yt, yp, { average: avg });
+        else if (m === 'recall') metrics.recall = M.recall(yt, yp, { average: avg });
+        else if (m === 'f1') metrics.f1 = M.f1(yt, yp, { average: avg });
+        else if (m === 'rocAuc') {
+          const s = concat(scores, 0);
+          try { metrics.rocAuc = M.rocAuc(yt, s); } finally { s.dispose(); }
+        } else throw new ArgumentError(`unknown metric ${describe(m)}; expected accuracy, precision, recall, f1 or rocAuc`);
+      }
+    }
+    return { loss: n ? total / n : NaN, metrics };
+  } finally {
+    for (const s of scores) s.dispose();
+    model.train(wasTraining);
+  }
+}
+
+/**
+ * Trains `model`. Each epoch: batches from `train` (seeded order), forward, loss, backward, optional
+ * accumulation and clipping, a fused optimizer step; then validation loss and metrics on `val`, early
+ * stopping, a checkpoint, and a log line. A non-finite loss stops training with a ValidationError.
+ */
+export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
+  if (!model || typeof (model as Module).parameters !== 'function') throw new ArgumentError(`fit takes a kn.nn.Module, got ${describe(model)}`);
+  if (!opts || typeof opts !== 'object') throw new ArgumentError(`fit needs options { train, loss, optimizer, epochs }, got ${describe(opts)}`);
+  if (!(opts.train instanceof DataLoader)) throw new ArgumentError(`fit: train must be a kn.data.DataLoader, got ${describe(opts.train)}`);
+  if (opts.val != null && !(opts.val instanceof DataLoader)) throw new ArgumentError(`fit: val must be a kn.data.DataLoader, got ${describe(opts.val)}`);
+  if (!opts.optimizer || typeof opts.optimizer.step !== 'function') throw new ArgumentError(`fit: optimizer must be a kn.optim optimizer, got ${describe(opts.optimizer)}`);
+  const epochs = posInt(opts.epochs, 'fit epochs');
+  const accumulate = posInt(opts.accumulate ?? 1, 'fit accumulate');
+  const lf = lossFn(opts.loss, opts.classWeights ?? null);
+  const metrics = [...(opts.metrics ?? [])];
+  const es = opts.earlyStopping ?? null;
+  const monitor = es?.monitor ?? 'valLoss';
+  if (es && monitor !== 'trainLoss' && !opts.val) throw new ArgumentError(`early stopping on '${monitor}' needs a val loader`);
+  if (es && monitor !== 'valLoss' && monitor !== 'trainLoss' && !metrics.includes(monitor)) metrics.push(monitor);
+  const mode = es?.mode ?? (monitor === 'valLoss' || monitor === 'trainLoss' ? 'min' : 'max');
+  const patience = es?.patience ?? 5;
+  if (!Number.isInteger(patience) || patience < 0) throw new ArgumentError(`earlyStopping patience must be an integer >= 0, got ${describe(es?.patience)}`);
+  const minDelta = es?.minDelta ?? 0;
+  if (typeof minDelta !== 'number' || !(minDelta >= 0)) throw new ArgumentError(`earlyStopping minDelta must be >= 0, got ${describe(minDelta)}`);
+  const restoreBest = es?.restoreBest ?? true;
+  const ik = opts.inputKey ?? 'x', tk = opts.targetKey ?? 'y';
+  const clip = opts.clipGradNorm ?? null;
+  if (clip !== null && !(typeof clip === 'number' && clip > 0)) throw new ArgumentError(`clipGradNorm must be a positive number, got ${describe(clip)}`);
+  const verbose = opts.verbose ?? 'auto';
+  const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
+  const useJson = verbose === 'json' || (verbose === 'auto' && !useBar);
+  const logStream = opts.logStream ?? process.stdout;
+  const opt = opts.optimizer;
+  const sched = opts.scheduler ?? null;
+  const dir = opts.checkpointDir ?? null;
+  if (dir !== null) mkdirSync(dir, { recursive: true });
+
+  let st: RunState = { epoch: 0, history: [], best: null, bestEpoch: null, wait: 0, rng: getRngState() };
+  let bestWeights: Record<string, Tensor> | null = null;
+  let resumedFrom: number | null = null;
+  if (opts.resume) {
+    if (dir === null) throw new ArgumentError('fit: resume needs a checkpointDir');
+    const last = join(dir, LAST);
+    if (existsSync(last)) {
+      st = (await loadCheckpoint(last, { model, optimizer: opt, scheduler: sched })) as RunState;
+      if (!st || typeof st.epoch !== 'number' || !Array.isArray(st.history)) throw new ValidationError(`${last} holds no training state`);
+      setRngState(st.rng);
+      resumedFrom = st.epoch;
+      if (es && restoreBest && existsSync(join(dir, BEST))) bestWeights = await load(join(dir, BEST), { backend: model.parameters()[0]?.backend });
+    }
+  }
+
+  const better = (v: number, best: number | null): boolean =>
+    best === null || (mode === 'min' ? v < best - minDelta : v > best + minDelta);
+  let stoppedEarly = false;
+  model.train();
+  try {
+    for (let epoch = st.epoch + 1; epoch <= epochs; epoch++) {
+      const t0 = performance.now();
+      let lossSum = 0, count = 0, pending = 0, step = 0;
+      const bar = useBar ? new SingleBar({
+        format: `epoch ${epoch}/${epochs} |{bar}| {value}/{total} batches | loss {loss}`, stream: process.stderr, hideCursor: true,
+      }) : null;
+      bar?.start(opts.train.length, 0, { loss: '-' });
+      opt.zeroGrad();
+      const doStep = (): void => {
+        if (clip !== null) clipGradNorm(opt.params, clip);
+        opt.step();
+        opt.zeroGrad();
+        pending = 0;
+        if (sched && opts.schedulerStep === 'step') sched.step();
+      };
+      for (const batch of opts.train.batches(epoch - 1)) {
+        const l = tidy(() => {
+          try {
+            const x = field(batch, ik, 'input'), y = field(batch, tk, 'target');
+            const out = model.call(x);
+            const loss = lf(out, y);
+            if (!isTensor(loss) || loss.size !== 1) throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
+            const v = loss.item();
+            if (!Number.isFinite(v)) {
+              throw new ValidationError(`training diverged: the loss is ${v} at epoch ${epoch}, batch ${step + 1}; ` +
+                'check the data for NaN/Inf, lower the learning rate, or clip gradients');
+            }
+            (accumulate > 1 ? loss.div(accumulate) : loss).backward();
+            return v;
+          } finally {
+            for (const t of Object.values(batch)) t.dispose();
+          }
+        });
+        const bs = batch[ik]?.shape[0] ?? 1;
+        lossSum += l * bs;
+        count += bs;
+        step++;
+        if (++pending === accumulate) doStep();
+        bar?.update(step, { loss: (lossSum / count).toFixed(4) });
+      }
+      if (pending > 0) doStep();
+      bar?.stop();
+      if (sched && opts.schedulerStep !== 'step') sched.step();
+      const log: EpochLog = { epoch, trainLoss: lossSum / Math.max(count, 1), lr: opt.lr, seconds: 0, metrics: {} };
+      if (opts.val) {
+        const ev = evaluate(model, opts.val, { loss: lf, metrics, average: opts.average, inputKey: ik, targetKey: tk });
+        log.valLoss = ev.loss;
+        log.metrics = ev.metrics;
+      }
+      log.seconds = (performance.now() - t0) / 1000;
+      st.history.push(log);
+      st.epoch = epoch;
+      if (es || dir) {
+        const v = monitor === 'valLoss' ? log.valLoss : monitor === 'trainLoss' ? log.trainLoss : log.metrics[monitor];
+        if (v !== undefined && better(v, st.best)) {
+          st.best = v;
+          st.bestEpoch = epoch;
+          st.wait = 0;
+          if (es && restoreBest) {
+            if (bestWeights) for (const t of Object.values(bestWeights)) t.dispose();
+            bestWeights = Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => { const c = t.clone(); t.dispose(); return [k, c]; }));
+            if (dir) await save(join(dir, BEST), bestWeights);
+          }
+        } else st.wait++;
+      }
+      st.rng = getRngState();
+      if (dir) await saveCheckpoint(join(dir, LAST), { model, optimizer: opt, scheduler: sched, state: st });
+      if (useJson) logStream.write(JSON.stringify({ ...log, metrics: undefined, ...log.metrics }) + '\n');
+      else if (useBar) {
+        const m = Object.entries(log.metrics).map(([k, v]) => `${k} ${v!.toFixed(4)}`).join(' ');
+        process.stderr.write(`epoch ${epoch}: train loss ${log.trainLoss.toFixed(4)}` +
+          (log.valLoss !== undefined ? `, val loss ${log.valLoss.toFixed(4)}` : '') + (m ? `, ${m}` : '') + ` (${log.seconds.toFixed(1)} s)\n`);
+      }
+      if ((await opts.onEpoch?.(log)) === false) break;
+      if (es && st.wait > 0 && st.wait >= patience) {
+        stoppedEarly = true;
+        break;
+      }
+    }
+    if (es && restoreBest && bestWeights) model.loadStateDict(bestWeights);
+  } finally {
+    if (bestWeights) for (const t of Object.values(bestWeights)) t.dispose();
+  }
+  return { history: st.history, bestEpoch: st.bestEpoch, best: st.best, stoppedEarly, resumedFrom };
+}

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 import { renderOpIds } from '../scripts/gen-op-ids.js';
+import { OP_IDS } from '../src/ops/table.js';
 import { allclose, onBackend, rng, randomArray } from './helpers.js';
 
 test('op_ids.h is generated from the current op table', () => {
@@ -154,3 +155,18 @@ test('without the addon, kiln falls back to the js backend and says why', () => 
 });
 
 test.run();
+
+test('addon: in-place optimizer inputs must be contiguous float32 buffers shared with no other input', () => {
+  if (!addon) return;
+  const p = addon.alloc(0, 4), g = addon.alloc(0, 4), o = addon.alloc(0, 0), i32 = addon.alloc(3, 4);
+  const view = (id: number, dtype = 0, stride = 1, n = 4): number[] => [id, dtype, 1, 0, n, stride];
+  const run = (ins: number[][], attrs: number[]): void =>
+    addon.run(OP_IDS.sgdStep, new Float64Array([ins.length, ...ins.flat()]), new Float64Array([o, 0, 1, 0]), new Float64Array(attrs));
+  const attrs = [0.1, 0.9, 0, 0, 0, 1];
+  run([view(p), view(g), view(g === p ? g : addon.alloc(0, 4))], attrs); // distinct buffers: fine
+  assert.throws(() => run([view(p), view(g), view(p)], attrs), /input 0 is updated in place but shares its buffer with input 2/);
+  assert.throws(() => run([view(p), view(p)], [0.1, 0, 0, 0, 0, 1]), /shares its buffer with input 1/);
+  assert.throws(() => run([view(i32, 3), view(g)], [0.1, 0, 0, 0, 0, 1]), /contiguous float32/);
+  assert.throws(() => run([view(p, 0, 2, 2), view(g, 0, 1, 2)], [0.1, 0, 0, 0, 0, 1]), /contiguous float32/);
+  for (const id of [p, g, o, i32]) addon.free(id);
+});

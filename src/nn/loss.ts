@@ -97,7 +97,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
     if (wRow) d = mul(d, reshape(wRow, [N, 1]));
     if (eps > 0) {
       const W = w ? sum(w) : null;
-      const smooth = w ? sub(mul(p, W!), reshape(w, [1, C])) : sub(p, 1 / C);
+      const smooth = w ? sub(mul(p, W!), reshape(w, [1, C])) : sub(mul(p, C), 1);   // p * sum(w) - w_c
       d = add(d, mul(smooth, eps / C));
     }
     const scale = red === 'none' ? reshape(g, [N, 1]) : div(g, saved.Z);

@@ -172,6 +172,21 @@ export const CASES: OpCase[] = [
   { name: 'bfloat16 matmul', ops: ['matmul', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
   { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
   { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
+  // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits
+  ...([[null, 0], [null, 0.1], [[0.5, 2, 1, 3, 0.2], 0], [[0.5, 2, 1, 3, 0.2], 0.3]] as [number[] | null, number][]).map(([w, eps]) => ({
+    name: `crossEntropy weight=${w !== null} smoothing=${eps}`, ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],
+    inputs: [f([6, 5], { lo: -6, hi: 6 }), ints([6], 0, 5)], grad: false, atol: 1e-5,
+    run: (x: kn.Tensor, y: kn.Tensor) => {
+      const lg = x.clone();
+      lg.requiresGrad = true;
+      const weight = w ? kn.tensor(w, undefined, { backend: x.backend }) : null;
+      const l = kn.nn.loss.crossEntropy(lg, y, { weight, labelSmoothing: eps, reduction: 'none' });
+      l.mul(kn.tensor([1, -2, 0.5, 3, 1, 2], undefined, { backend: x.backend })).sum().backward();
+      return kn.concat([l, lg.grad!.flatten()]);
+    },
+  })),
+  { name: 'crossEntropy large rows (threads)', ops: ['softmaxCrossEntropy'], inputs: [f([3000, 37], { lo: -50, hi: 50 }), ints([3000], 0, 37)],
+    run: (x: kn.Tensor, y: kn.Tensor) => kn.nn.loss.crossEntropy(x, y, { reduction: 'none' }), atol: 1e-4 },
   // fused optimizer steps, in place (three steps so momentum/moments/bias correction all matter)
   ...([
     ['adam', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05 })],

@@ -233,9 +233,116 @@ static Status k_softmax(const TensorView* in, int, const TensorView& out, const 
   return Status::ok();
 }
 
+// Fused softmax cross-entropy over rows of logits [N, C] with int32 labels [N] and optional class weights [C].
+// Row loss = -(1-s) w[y] lp[y] - (s/C) sum_c w[c] lp[c], lp = log-softmax (max-shifted, so any logit size is safe).
+// Backward (given the upstream gradient per row g): g * ((1-s) w[y] (p - onehot) + (s/C) (p sum(w) - w)).
+struct CeArgs {
+  const float* x = nullptr;
+  const int32_t* y = nullptr;
+  const float* w = nullptr;
+  int64_t n = 0, c = 0;
+  float smooth = 0;
+};
+
+static Status ce_check(const TensorView* in, int nin, int want, const char* op, CeArgs& a) {
+  KILN_REQUIRE(nin == want || nin == want + 1, ST_ARG, op, " takes ", want, " inputs and an optional weight, got ", nin);
+  const TensorView &x = in[0], &y = in[1];
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, op, ": logits must be contiguous float32 [N, C], got ",
+               shape_str(x));
+  KILN_REQUIRE(y.ndim == 1 && y.dtype == DT_INT32 && y.contiguous() && y.shape[0] == x.shape[0], ST_SHAPE, op,
+               ": labels must be int32 [", x.shape[0], "], got ", shape_str(y));
+  a.x = x.ptr<float>();
+  a.y = y.ptr<int32_t>();
+  a.n = x.shape[0];
+  a.c = x.shape[1];
+  if (nin == want + 1) {
+    const TensorView& w = in[want];
+    KILN_REQUIRE(w.ndim == 1 && w.dtype == DT_FLOAT32 && w.contiguous() && w.shape[0] == a.c, ST_SHAPE, op,
+                 ": weight must be float32 [", a.c, "], got ", shape_str(w));
+    a.w = w.ptr<float>();
+  }
+  for (int64_t i = 0; i < a.n; ++i)
+    KILN_REQUIRE(a.y[i] >= 0 && a.y[i] < a.c, ST_ARG, "crossEntropy label ", a.y[i], " at index ", i,
+                 " is out of range; expected a class in [0, ", a.c, ")");
+  KILN_REQUIRE(a.c > 0 || a.n == 0, ST_SHAPE, op, ": logits need at least one class");
+  return Status::ok();
+}
+
+// Writes exp(x - max) of one row to e and returns log-sum-exp.
+static inline float row_lse(const float* px, float* e, int64_t c) {
+  float m = -__builtin_inff();
+  for (int64_t i = 0; i < c; ++i) m = px[i] > m ? px[i] : m;
+  if (m == -__builtin_inff()) m = 0.f;
+  const float mm = m;
+  vmap1(e, px, 1, c, [mm](vfloat v) { return vexp(v - mm); });
+  return static_cast<float>(std::log(sum_run(e, c))) + m;
+}
+
+static Status k_ce(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  CeArgs a;
+  if (Status s = ce_check(in, nin, 2, "softmaxCrossEntropy", a); !s.good()) return s;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n, ST_SHAPE, "softmaxCrossEntropy writes [", a.n, "]");
+  a.smooth = static_cast<float>(attrs[0]);
+  float* o = out.ptr<float>();
+  parallel_for(a.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(a.c, 1) / 4), [&](int64_t lo, int64_t hi) {
+    std::vector<float> e(static_cast<size_t>(a.c));
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* px = a.x + r * a.c;
+      const float lse = row_lse(px, e.data(), a.c);
+      const int32_t y = a.y[r];
+      const float wy = a.w ? a.w[y] : 1.f;
+      float loss = -(1.f - a.smooth) * wy * (px[y] - lse);
+      if (a.smooth != 0.f) {
+        double acc = 0;
+        for (int64_t k = 0; k < a.c; ++k) acc += static_cast<double>(a.w ? a.w[k] : 1.f) * (px[k] - lse);
+        loss -= a.smooth / static_cast<float>(a.c) * static_cast<float>(acc);
+      }
+      o[r] = loss;
+    }
+  });
+  return Status::ok();
+}
+
+static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  CeArgs a;
+  if (Status s = ce_check(in, nin, 3, "softmaxCrossEntropyBackward", a); !s.good()) return s;
+  const TensorView& g = in[2];
+  KILN_REQUIRE(g.dtype == DT_FLOAT32 && g.contiguous() && g.numel() == a.n, ST_SHAPE,
+               "softmaxCrossEntropyBackward: the row gradient must be float32 [", a.n, "], got ", shape_str(g));
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n * a.c, ST_SHAPE, "softmaxCrossEntropyBackward writes [", a.n, ", ", a.c, "]");
+  a.smooth = static_cast<float>(attrs[0]);
+  const float* pg = g.ptr<float>();
+  float* o = out.ptr<float>();
+  double wsum = static_cast<double>(a.c);
+  if (a.w) {
+    wsum = 0;
+    for (int64_t k = 0; k < a.c; ++k) wsum += a.w[k];
+  }
+  const float W = static_cast<float>(wsum), sc = a.smooth / static_cast<float>(a.c);
+  parallel_for(a.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(a.c, 1) / 4), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* px = a.x + r * a.c;
+      float* po = o + r * a.c;
+      const float lse = row_lse(px, po, a.c);  // po is scratch here; overwritten below
+      const int32_t y = a.y[r];
+      const float gr = pg[r];
+      const float hard = (1.f - a.smooth) * (a.w ? a.w[y] : 1.f);
+      for (int64_t k = 0; k < a.c; ++k) {
+        const float p = fexp(px[k] - lse);
+        const float wk = a.w ? a.w[k] : 1.f;
+        po[k] = gr * (hard * p + sc * (p * W - wk));
+      }
+      po[y] -= gr * hard;
+    }
+  });
+  return Status::ok();
+}
+
 }  // namespace rd
 
 void register_reduce(KernelTable& t) {
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = rd::k_ce;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = rd::k_ce_backward;
   t.fn[OP_SUM] = rd::k_sum;
   t.fn[OP_MAX] = rd::k_extreme<true>;
   t.fn[OP_MIN] = rd::k_extreme<false>;

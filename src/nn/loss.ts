@@ -1,13 +1,13 @@
-// Losses. Each forward runs without recording and a single autograd node carries a closed-form gradient
-// (softmax - target for cross-entropy, sigmoid - target for BCE with logits), which is both cheaper than
-// differentiating the composite and exact where the composite is not (|x| at 0, log(0)).
+// Losses. Cross-entropy is one fused kernel per direction (log-softmax + loss per row, and softmax - target
+// for the gradient). The BCE losses run their forward without recording and carry a closed-form gradient
+// (sigmoid - target), which is cheaper than differentiating the composite and exact where the composite is
+// not (|x| at 0, log(0)).
 import { noGrad, record } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
-import { tensor } from '../ops/creation.js';
 import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
-import { gather, reshape } from '../ops/movement.js';
-import { logSoftmax, mean, sum } from '../ops/reduce.js';
+import { gather } from '../ops/movement.js';
+import { mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
@@ -46,8 +46,8 @@ export interface CrossEntropyOptions {
 }
 
 /**
- * Softmax cross-entropy of logits [N, C] against integer labels [N], computed from log-softmax (stable for
- * any logit size). Matches PyTorch's `F.cross_entropy` including `weight` and `label_smoothing`.
+ * Softmax cross-entropy of logits [N, C] against integer labels [N]: a fused kernel computes the max-shifted
+ * log-softmax and the loss of each row (stable for any logit size), and its backward kernel the gradient. Matches PyTorch's `F.cross_entropy` including `weight` and `label_smoothing`.
  * @example kn.nn.loss.crossEntropy(kn.zeros([2, 4]), kn.tensor(new Int32Array([0, 3]), [2])).item() // ln(4) = 1.386...
  */
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
@@ -69,40 +69,18 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   }
   if (labels.backend !== logits.backend) throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
   if (w && w.backend !== logits.backend) throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
-  const lab = labels.toArray() as ArrayLike<number>;
-  const hot = new Float32Array(N * C);
-  for (let i = 0; i < N; i++) {
-    const v = lab[i]!;
-    if (!(v >= 0 && v < C)) throw new ValidationError(`crossEntropy label ${v} at index ${i} is out of range; expected a class in [0, ${C})`);
-    hot[i * C + v] = 1;
-  }
-
-  const [out, saved] = quiet(() => {
-    const lp = logSoftmax(logits, 1);
-    const onehot = tensor(hot, [N, C], { backend: logits.backend });
-    // per-row weight of the label (w[y_i]) and, for smoothing, sum_c w_c * lp_ic
-    const wRow = w ? gather(w, labels, 0) : null;
-    const picked = sum(mul(lp, onehot), 1);                       // lp[i, y_i]
-    let rowLoss = mul(picked, -(1 - eps));
-    if (wRow) rowLoss = mul(rowLoss, wRow);
-    if (eps > 0) rowLoss = sub(rowLoss, mul(sum(w ? mul(lp, w) : lp, 1), eps / C));
-    const Z = red === 'mean' ? (wRow ? sum(wRow).item() : N) : 1;
-    const loss = red === 'none' ? rowLoss : div(sum(rowLoss), Z);
-    return [loss, { lp, onehot, wRow, Z }] as const;
-  });
-  return record('crossEntropy', out, [logits], [saved.lp, saved.onehot, ...(saved.wRow ? [saved.wRow] : [])], (g, s) => {
-    const [lp, onehot, wRow] = s as [Tensor, Tensor, Tensor | undefined];
-    const p = exp(lp);
-    let d = mul(sub(p, onehot), 1 - eps);                        // (1-eps) * (p - onehot), rows scaled by w[y]
-    if (wRow) d = mul(d, reshape(wRow, [N, 1]));
-    if (eps > 0) {
-      const W = w ? sum(w) : null;
-      const smooth = w ? sub(mul(p, W!), reshape(w, [1, C])) : sub(mul(p, C), 1);   // p * sum(w) - w_c
-      d = add(d, mul(smooth, eps / C));
-    }
-    const scale = red === 'none' ? reshape(g, [N, 1]) : div(g, saved.Z);
-    return [mul(d, scale)];
-  });
+  // one fused kernel per direction: per-row losses (labels range-checked in the kernel), then the reduction
+  const rows = softmaxCrossEntropy(logits, labels, w, eps);
+  if (red === 'none') return rows;
+  const total = sum(rows);
+  rows.dispose();
+  if (red === 'sum') return total;
+  // the mean divides by the summed weights of the targets (N without weights), as PyTorch does
+  const denom = w ? quiet(() => sum(gather(w, labels, 0))) : N;
+  const out = div(total, denom);
+  total.dispose();
+  if (typeof denom !== 'number') denom.dispose();
+  return out;
 }
 
 /**

@@ -182,6 +182,19 @@ export function softmax(x: Tensor, axis = -1): Tensor { return softmaxLike('soft
  */
 export function logSoftmax(x: Tensor, axis = -1): Tensor { return softmaxLike('logSoftmax', x, axis); }
 
+/**
+ * @internal Fused softmax cross-entropy per row: logits [N, C], int32 labels [N], optional class weights [C]
+ * -> loss [N] (see kn.nn.loss.crossEntropy). Differentiable in the logits, by a fused backward kernel.
+ */
+export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, weight: Tensor | null, labelSmoothing: number): Tensor {
+  const N = logits.shape[0]!;
+  const extra = weight ? [weight] : [];
+  const y = runKernel('softmaxCrossEntropy', [logits, labels, ...extra], [labelSmoothing], [N], 'float32');
+  return record('softmaxCrossEntropy', y, [logits], [logits, labels, ...extra], (g, [lg, lb, w]) => [
+    runKernel('softmaxCrossEntropyBackward', [lg!, lb!, g, ...(w ? [w] : [])], [labelSmoothing], lg!.shape, 'float32'),
+  ]);
+}
+
 /** Sums a broadcast gradient back down to `shape`. */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(g.shape, shape)) return g;

@@ -88,6 +88,10 @@ export const OP_TABLE = [
   op('argmin', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
   op('softmax', 'reduce', 1, ['axis'], 'float', C),
   op('logSoftmax', 'reduce', 1, ['axis'], 'float', C),
+  // fused softmax cross-entropy per row: (logits [N, C], labels int32 [N][, weight [C]]) -> loss [N]
+  op('softmaxCrossEntropy', 'reduce', -1, ['labelSmoothing'], 'float', { ...C, fixedInputs: { 1: 'int32' } }),
+  // (logits, labels, rowGrad [N][, weight]) -> dlogits [N, C]
+  op('softmaxCrossEntropyBackward', 'reduce', -1, ['labelSmoothing'], 'float', { ...C, fixedInputs: { 1: 'int32' } }),
   // matmul: a [...batch, M, K] x b [...batch, K, N]; batch dims already broadcast; last two dims may be transposed
   op('matmul', 'matmul', 2, [], 'float'),
   // conv / pooling, NCHW

@@ -1,6 +1,7 @@
-import { ShapeError } from '../../errors.js';
+import { ArgumentError, ShapeError } from '../../errors.js';
+import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
-import { gatherView, prod, writeCanon } from './util.js';
+import { gatherView, outBuf, prod, writeCanon } from './util.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
   return [prod(shape, 0, a0), prod(shape, a0, a1), prod(shape, a1)];
@@ -95,6 +96,59 @@ export const reduceKernels: Record<string, KernelFn> = {
   min: reduceWith('min', (x, b) => x[b]!, nanMin, true),
   argmax: argReduce(true),
   argmin: argReduce(false),
+  softmaxCrossEntropy: (ins, out, at) => {
+    const { x, y, w, n, c } = ceArgs(ins, 2, 'softmaxCrossEntropy');
+    const s = at[0]!, o = outBuf(out);
+    for (let r = 0; r < n; r++) {
+      const lse = rowLse(x, r * c, c);
+      const wy = w ? w[y[r]!]! : 1;
+      let loss = -(1 - s) * wy * (x[r * c + y[r]!]! - lse);
+      if (s !== 0) {
+        let acc = 0;
+        for (let k = 0; k < c; k++) acc += (w ? w[k]! : 1) * (x[r * c + k]! - lse);
+        loss -= (s / c) * acc;
+      }
+      o[r] = loss;
+    }
+  },
+  softmaxCrossEntropyBackward: (ins, out, at) => {
+    const { x, y, w, n, c } = ceArgs(ins, 3, 'softmaxCrossEntropyBackward');
+    const g = gatherView(ins[2]!);
+    if (g.length !== n) throw new ShapeError(`softmaxCrossEntropyBackward: the row gradient must have ${n} values`);
+    const s = at[0]!, o = outBuf(out);
+    const W = w ? w.reduce((a, v) => a + v, 0) : c;
+    for (let r = 0; r < n; r++) {
+      const lse = rowLse(x, r * c, c);
+      const hard = (1 - s) * (w ? w[y[r]!]! : 1);
+      for (let k = 0; k < c; k++) {
+        const p = Math.exp(x[r * c + k]! - lse);
+        o[r * c + k] = g[r]! * (hard * p + (s / c) * (p * W - (w ? w[k]! : 1)));
+      }
+      o[r * c + y[r]!]! -= g[r]! * hard;
+    }
+  },
   softmax: softmaxKernel(false),
   logSoftmax: softmaxKernel(true),
 };
+
+function ceArgs(ins: readonly KernelView[], want: number, op: string): { x: Float64Array; y: Float64Array; w: Float64Array | null; n: number; c: number } {
+  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
+  const [n, c] = ins[0]!.shape as [number, number];
+  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
+  const w = ins.length === want + 1 ? gatherView(ins[want]!) : null;
+  if (w && w.length !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
+  const y = gatherView(ins[1]!);
+  for (let i = 0; i < n; i++) {
+    if (!(y[i]! >= 0 && y[i]! < c)) throw new ArgumentError(`crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c})`);
+  }
+  return { x: gatherView(ins[0]!), y, w, n, c };
+}
+
+function rowLse(x: Float64Array, off: number, c: number): number {
+  let m = -Infinity;
+  for (let k = 0; k < c; k++) m = Math.max(m, x[off + k]!);
+  if (m === -Infinity) m = 0;
+  let s = 0;
+  for (let k = 0; k < c; k++) s += Math.exp(x[off + k]! - m);
+  return Math.log(s) + m;
+}

@@ -1,6 +1,6 @@
-// `npm run demo`: trains a small MLP with kiln's autograd on a seeded two-spirals problem, on the native cpu
-// backend and on the float64 js reference, checks that both learn the same thing, and runs gradient checks.
-// (The MNIST job replaces this demo with the training-stack issue.)
+// `npx tsx examples/quickstart.ts`: autograd without the nn/optim layers — a small MLP written with raw ops
+// on a seeded two-spirals problem, trained on the native cpu backend and on the float64 js reference, which
+// must learn the same thing, plus gradient checks. (`npm run demo` is examples/mnist.ts.)
 import * as kn from '../src/index.js';
 
 function spirals(n: number): { x: kn.Tensor; labels: Int32Array } {

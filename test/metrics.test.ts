@@ -46,6 +46,24 @@ test('rocAuc: binary with ties, multi-class one-vs-rest', () => {
   near(kn.metrics.rocAuc(y, s), cols.reduce((a, b) => a + b, 0) / 3, 1e-9);
 });
 
+test('edge cases: a class never predicted, a single class, perfect and all-wrong predictions', () => {
+  // class 2 is never predicted: its precision is 0 (not NaN) and it still counts in the macro average
+  const t = [0, 1, 2, 2], p = [0, 1, 1, 1];
+  near(kn.metrics.precision(t, p), (1 + 1 / 3 + 0) / 3);
+  near(kn.metrics.recall(t, p), (1 + 1 + 0) / 3);
+  near(kn.metrics.f1(t, p), (1 + 0.5 + 0) / 3);
+  assert.equal(kn.metrics.confusionMatrix(t, p), [[1, 0, 0], [0, 1, 0], [0, 2, 0]]);
+  // a single class everywhere
+  near(kn.metrics.accuracy([1, 1, 1], [1, 1, 1]), 1);
+  near(kn.metrics.f1([1, 1, 1], [1, 1, 1]), 1);
+  near(kn.metrics.precision([1, 1, 1], [1, 1, 1], { average: 'weighted' }), 1);
+  // all wrong
+  near(kn.metrics.accuracy([0, 0], [1, 1]), 0);
+  near(kn.metrics.f1([0, 0], [1, 1], { average: 'micro' }), 0);
+  // labels as tensors of each integer dtype
+  near(kn.metrics.accuracy(kn.tensor(new Uint8Array([0, 1]), [2]), kn.tensor(new Int32Array([0, 0]), [2])), 0.5);
+});
+
 test('metrics reject bad input clearly', () => {
   throwsKiln(() => kn.metrics.accuracy([0, 1], [0]), kn.ShapeError, /2 labels but yPred has 1/);
   throwsKiln(() => kn.metrics.accuracy([], []), kn.ValidationError, /at least one sample/);

@@ -1,6 +1,9 @@
 // Reductions over a contiguous axis range of a contiguous input, seen as [outer, r, inner];
 // arg-reductions and (log)softmax over one axis.
 #ifndef KILN_ISA
+#include <algorithm>
+#include <vector>
+
 #include "kiln/cpu_common.h"
 #define KILN_ISA_FILE "cpu/reduce.cc"
 #include "kiln/isa_passes.h"
@@ -338,9 +341,48 @@ static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out
   return Status::ok();
 }
 
+// Quantile q of each column of x [N, F], ignoring NaN, with linear interpolation between order statistics
+// (position q * (n - 1), as NumPy's default). A column with no finite-or-inf values gives NaN.
+static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, const double* attrs) {
+  const TensorView& x = in[0];
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "nanQuantile takes contiguous float32 [N, F], got ",
+               shape_str(x));
+  const int64_t n = x.shape[0], f = x.shape[1];
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == f, ST_SHAPE, "nanQuantile writes [", f, "]");
+  const double q = attrs[0];
+  KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
+  const float* px = x.ptr<float>();
+  float* o = out.ptr<float>();
+  parallel_for(f, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> col;
+    col.reserve(static_cast<size_t>(n));
+    for (int64_t j = lo; j < hi; ++j) {
+      col.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = px[i * f + j];
+        if (v == v) col.push_back(v);
+      }
+      if (col.empty()) {
+        o[j] = __builtin_nanf("");
+        continue;
+      }
+      const double pos = q * static_cast<double>(col.size() - 1);
+      const size_t k = static_cast<size_t>(pos);
+      std::nth_element(col.begin(), col.begin() + k, col.end());
+      const float a = col[k];
+      float b = a;
+      if (k + 1 < col.size()) b = *std::min_element(col.begin() + k + 1, col.end());
+      const double frac = pos - static_cast<double>(k);
+      o[j] = frac == 0 ? a : static_cast<float>(a + (static_cast<double>(b) - a) * frac);
+    }
+  });
+  return Status::ok();
+}
+
 }  // namespace rd
 
 void register_reduce(KernelTable& t) {
+  t.fn[OP_NAN_QUANTILE] = rd::k_nan_quantile;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY] = rd::k_ce;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = rd::k_ce_backward;
   t.fn[OP_SUM] = rd::k_sum;

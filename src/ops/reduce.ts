@@ -2,9 +2,9 @@
 // reduced one after another.
 import { record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, DTypeError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
-import { normalizeAxes, normalizeAxis, sameShape } from '../tensor/shape.js';
+import { normalizeAxes, normalizeAxis, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';
 import { cast, div, eq, exp, mul, sub } from './elementwise.js';
 import { expand, reshape } from './movement.js';
@@ -193,6 +193,18 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, weight: Tens
   return record('softmaxCrossEntropy', y, [logits], [logits, labels, ...extra], (g, [lg, lb, w]) => [
     runKernel('softmaxCrossEntropyBackward', [lg!, lb!, g, ...(w ? [w] : [])], [labelSmoothing], lg!.shape, 'float32'),
   ]);
+}
+
+/**
+ * Quantile `q` in [0, 1] of each column of x [N, F], ignoring NaN (linear interpolation, NumPy's default);
+ * an all-NaN column gives NaN. Not differentiable.
+ * @example kn.nanQuantile(kn.tensor([[1, 10], [NaN, 20], [3, 30]]), 0.5) // [2, 20]
+ */
+export function nanQuantile(x: Tensor, q: number): Tensor {
+  assertTensor(x, 'nanQuantile');
+  if (x.ndim !== 2) throw new ShapeError(`nanQuantile takes a table [N, F], got ${shapeStr(x.shape)}`);
+  if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be a number in [0, 1], got ${describe(q)}`);
+  return runKernel('nanQuantile', [x], [q], [x.shape[1]!], 'float32');
 }
 
 /** Sums a broadcast gradient back down to `shape`. */

@@ -88,6 +88,8 @@ export const OP_TABLE = [
   op('argmin', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
   op('softmax', 'reduce', 1, ['axis'], 'float', C),
   op('logSoftmax', 'reduce', 1, ['axis'], 'float', C),
+  // NaN-ignoring quantile of each column of [N, F] (linear interpolation, like NumPy's default) -> [F]
+  op('nanQuantile', 'reduce', 1, ['q'], 'float', C),
   // fused softmax cross-entropy per row: (logits [N, C], labels int32 [N][, weight [C]]) -> loss [N]
   op('softmaxCrossEntropy', 'reduce', -1, ['labelSmoothing'], 'float', { ...C, fixedInputs: { 1: 'int32' } }),
   // (logits, labels, rowGrad [N][, weight]) -> dlogits [N, C]

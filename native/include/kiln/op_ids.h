@@ -41,29 +41,30 @@ enum OpId : int32_t {
   OP_ARGMIN = 33,
   OP_SOFTMAX = 34,
   OP_LOG_SOFTMAX = 35,
-  OP_SOFTMAX_CROSS_ENTROPY = 36,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 37,
-  OP_MATMUL = 38,
-  OP_CONV2D = 39,
-  OP_CONV2D_BACKWARD_INPUT = 40,
-  OP_CONV2D_BACKWARD_WEIGHT = 41,
-  OP_MAX_POOL2D = 42,
-  OP_MAX_POOL2D_BACKWARD = 43,
-  OP_AVG_POOL2D = 44,
-  OP_AVG_POOL2D_BACKWARD = 45,
-  OP_COPY = 46,
-  OP_CONCAT = 47,
-  OP_GATHER = 48,
-  OP_SCATTER_ADD = 49,
-  OP_RANDOM_UNIFORM = 50,
-  OP_RANDOM_NORMAL = 51,
-  OP_RANDOM_INT = 52,
-  OP_ADAM_STEP = 53,
-  OP_SGD_STEP = 54,
-  OP_COUNT = 55
+  OP_NAN_QUANTILE = 36,
+  OP_SOFTMAX_CROSS_ENTROPY = 37,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 38,
+  OP_MATMUL = 39,
+  OP_CONV2D = 40,
+  OP_CONV2D_BACKWARD_INPUT = 41,
+  OP_CONV2D_BACKWARD_WEIGHT = 42,
+  OP_MAX_POOL2D = 43,
+  OP_MAX_POOL2D_BACKWARD = 44,
+  OP_AVG_POOL2D = 45,
+  OP_AVG_POOL2D_BACKWARD = 46,
+  OP_COPY = 47,
+  OP_CONCAT = 48,
+  OP_GATHER = 49,
+  OP_SCATTER_ADD = 50,
+  OP_RANDOM_UNIFORM = 51,
+  OP_RANDOM_NORMAL = 52,
+  OP_RANDOM_INT = 53,
+  OP_ADAM_STEP = 54,
+  OP_SGD_STEP = 55,
+  OP_COUNT = 56
 };
 
-static_assert(OP_COUNT == 55, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 56, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -102,6 +103,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "argmin",
   "softmax",
   "logSoftmax",
+  "nanQuantile",
   "softmaxCrossEntropy",
   "softmaxCrossEntropyBackward",
   "matmul",
@@ -125,16 +127,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5
 };
 
 // Attribute indices, in the order the TS side packs them.
@@ -153,6 +155,7 @@ inline constexpr int ATTR_ARGMAX_AXIS = 0;
 inline constexpr int ATTR_ARGMIN_AXIS = 0;
 inline constexpr int ATTR_SOFTMAX_AXIS = 0;
 inline constexpr int ATTR_LOG_SOFTMAX_AXIS = 0;
+inline constexpr int ATTR_NAN_QUANTILE_Q = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING = 0;
 inline constexpr int ATTR_CONV2D_STRIDE_H = 0;

@@ -96,6 +96,21 @@ export const reduceKernels: Record<string, KernelFn> = {
   min: reduceWith('min', (x, b) => x[b]!, nanMin, true),
   argmax: argReduce(true),
   argmin: argReduce(false),
+  nanQuantile: (ins, out, at) => {
+    const [n, f] = ins[0]!.shape as [number, number];
+    if (ins[0]!.shape.length !== 2) throw new ShapeError('nanQuantile takes [N, F]');
+    const q = at[0]!;
+    if (!(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be in [0, 1], got ${q}`);
+    const x = gatherView(ins[0]!), o = outBuf(out);
+    for (let j = 0; j < f; j++) {
+      const col: number[] = [];
+      for (let i = 0; i < n; i++) if (!Number.isNaN(x[i * f + j]!)) col.push(x[i * f + j]!);
+      if (!col.length) { o[j] = NaN; continue; }
+      col.sort((a, b) => a - b);
+      const pos = q * (col.length - 1), k = Math.floor(pos), frac = pos - k;
+      o[j] = frac === 0 ? col[k]! : col[k]! + (col[k + 1]! - col[k]!) * frac;
+    }
+  },
   softmaxCrossEntropy: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 2, 'softmaxCrossEntropy');
     const s = at[0]!, o = outBuf(out);

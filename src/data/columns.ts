@@ -5,7 +5,7 @@ import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
 /** What kn.data.validate and kn.data.driftReport accept. */
-export type TableLike = A.Table | Tensor | Record<string, Tensor | ArrayLike<number> | readonly (string | null)[]>;
+export type TableLike = A.Table | Tensor | Record<string, Tensor | ArrayLike<number> | readonly (string | number | boolean | null)[]>;
 
 /** A column: values (null = missing) and the kind of data it holds. */
 export interface Column {
@@ -49,7 +49,7 @@ export function columnsOf(table: TableLike, what: string): Column[] {
     if (col === null || typeof col !== 'object' || typeof (col as ArrayLike<unknown>).length !== 'number') {
       throw new ArgumentError(`${what}: column '${name}' must be a Tensor or an array, got ${describe(col)}`);
     }
-    const arr = Array.from(col as ArrayLike<number | string | null>);
+    const arr = Array.from(col as ArrayLike<number | string | boolean | null>);
     const first = arr.find((v) => v !== null && v !== undefined);
     const kind: Column['kind'] = typeof first === 'string' ? 'string' : typeof first === 'boolean' ? 'bool' : arr.every((v) => v === null || Number.isInteger(v)) ? 'int' : 'float';
     return { name, kind, values: arr.map((v) => (v === undefined || (typeof v === 'number' && Number.isNaN(v)) ? null : v)) };

@@ -182,6 +182,11 @@ export const CASES: OpCase[] = [
       const a = kn.nanQuantile(kn.full([4, 2], NaN), 0.5), c = kn.nanQuantile(kn.zeros([0, 2]), 0.5);
       return kn.concat([a.ne(a).cast('float32'), kn.nanQuantile(x, 0.3), c.ne(c).cast('float32')]);
     } },
+  { name: 'nanColumnStats with NaN and an all-NaN column', ops: ['nanColumnStats'], inputs: [f([7, 3])],
+    run: (x: kn.Tensor) => { const s = kn.nanColumnStats(kn.concat([kn.where(x.gt(1), NaN, x), kn.full([7, 1], NaN)], 1)); return kn.where(s.ne(s), -999, s); } },
+  { name: 'nanColumnStats large (threads, chunk merge)', ops: ['nanColumnStats'], inputs: [f([9000, 5], { lo: 100, hi: 101 })], run: (x: kn.Tensor) => kn.nanColumnStats(x), rtol: 1e-5 },
+  { name: 'rowHash (NaN payloads hash alike; identical on every backend)', ops: ['rowHash'], inputs: [f([40, 3])], atol: 0, rtol: 0,
+    run: (x: kn.Tensor) => kn.rowHash(kn.concat([kn.where(x.gt(1.5), NaN, x), x.slice([0, 0], [40, 1])], 1)) },
   { name: 'nanQuantile large (threads)', ops: ['nanQuantile'], inputs: [f([5000, 7])], run: (x: kn.Tensor) => kn.nanQuantile(x, 0.75) },
   // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits
   ...([[null, 0], [null, 0.1], [[0.5, 2, 1, 3, 0.2], 0], [[0.5, 2, 1, 3, 0.2], 0.3]] as [number[] | null, number][]).map(([w, eps]) => ({

@@ -379,9 +379,92 @@ static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, c
   return Status::ok();
 }
 
+// Count, mean, population variance, min and max of each column of x [N, F], ignoring NaN, in one pass:
+// row chunks accumulate Welford moments in double, then merge with Chan et al.'s pairwise formula.
+static Status k_nan_column_stats(const TensorView* in, int, const TensorView& out, const double*) {
+  const TensorView& x = in[0];
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "nanColumnStats takes contiguous float32 [N, F], got ",
+               shape_str(x));
+  const int64_t n = x.shape[0], f = x.shape[1];
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == 5 * f, ST_SHAPE, "nanColumnStats writes [5, ", f, "]");
+  struct Acc { double cnt = 0, mean = 0, m2 = 0; float lo = __builtin_inff(), hi = -__builtin_inff(); };
+  const int64_t rows_per = std::max<int64_t>(1024, (n + 63) / 64);
+  const int64_t chunks = n == 0 ? 0 : (n + rows_per - 1) / rows_per;
+  std::vector<Acc> part(static_cast<size_t>(chunks * f));
+  const float* px = x.ptr<float>();
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      Acc* a = part.data() + c * f;
+      for (int64_t i = c * rows_per, e = std::min(n, (c + 1) * rows_per); i < e; ++i) {
+        const float* row = px + i * f;
+        for (int64_t j = 0; j < f; ++j) {
+          const float v = row[j];
+          if (v != v) continue;
+          Acc& s = a[j];
+          s.cnt += 1;
+          const double d = v - s.mean;
+          s.mean += d / s.cnt;
+          s.m2 += d * (v - s.mean);
+          s.lo = v < s.lo ? v : s.lo;
+          s.hi = v > s.hi ? v : s.hi;
+        }
+      }
+    }
+  });
+  float* o = out.ptr<float>();
+  for (int64_t j = 0; j < f; ++j) {
+    Acc t;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const Acc& b = part[static_cast<size_t>(c * f + j)];
+      if (b.cnt == 0) continue;
+      const double tot = t.cnt + b.cnt, d = b.mean - t.mean;
+      t.mean += d * b.cnt / tot;
+      t.m2 += b.m2 + d * d * t.cnt * b.cnt / tot;
+      t.cnt = tot;
+      t.lo = std::min(t.lo, b.lo);
+      t.hi = std::max(t.hi, b.hi);
+    }
+    const float nan = __builtin_nanf("");
+    o[j] = static_cast<float>(t.cnt);
+    o[f + j] = t.cnt > 0 ? static_cast<float>(t.mean) : nan;
+    o[2 * f + j] = t.cnt > 0 ? static_cast<float>(t.m2 / t.cnt) : nan;
+    o[3 * f + j] = t.cnt > 0 ? t.lo : nan;
+    o[4 * f + j] = t.cnt > 0 ? t.hi : nan;
+  }
+  return Status::ok();
+}
+
+// Row fingerprints for leakage checks: per row of x [N, F], two multiplicative hashes of the float32 bit
+// patterns (NaNs canonicalised). src/backends/js/reduce.ts computes the same numbers.
+static Status k_row_hash(const TensorView* in, int, const TensorView& out, const double*) {
+  const TensorView& x = in[0];
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "rowHash takes contiguous float32 [N, F], got ", shape_str(x));
+  const int64_t n = x.shape[0], f = x.shape[1];
+  KILN_REQUIRE(out.dtype == DT_INT32 && out.numel() == 2 * n, ST_SHAPE, "rowHash writes int32 [", n, ", 2]");
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(x.ptr<float>());
+  int32_t* o = out.ptr<int32_t>();
+  parallel_for(n, 256, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      uint32_t h1 = 0x811c9dc5u ^ static_cast<uint32_t>(f), h2 = 0x9e3779b9u;
+      for (int64_t k = i * f, e = k + f; k < e; ++k) {
+        const uint32_t raw = w[k];
+        const uint32_t v = (raw & 0x7f800000u) == 0x7f800000u && (raw & 0x7fffffu) != 0 ? 0x7fc00000u : raw;
+        h1 = (h1 ^ v) * 0x01000193u;
+        h2 = (h2 ^ v) * 0x5bd1e995u;
+        h2 ^= h2 >> 13;
+      }
+      o[2 * i] = static_cast<int32_t>(h1);
+      o[2 * i + 1] = static_cast<int32_t>(h2);
+    }
+  });
+  return Status::ok();
+}
+
 }  // namespace rd
 
 void register_reduce(KernelTable& t) {
+  t.fn[OP_ROW_HASH] = rd::k_row_hash;
+  t.fn[OP_NAN_COLUMN_STATS] = rd::k_nan_column_stats;
   t.fn[OP_NAN_QUANTILE] = rd::k_nan_quantile;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY] = rd::k_ce;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = rd::k_ce_backward;

@@ -4,8 +4,7 @@ import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { tensor } from '../ops/creation.js';
-import { cast, mul, sub, where } from '../ops/elementwise.js';
-import { max, min, nanQuantile, sum } from '../ops/reduce.js';
+import { nanColumnStats, nanQuantile, rowHash } from '../ops/reduce.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
@@ -30,26 +29,19 @@ export function asRow(values: ArrayLike<number>, like: Tensor): Tensor {
 
 /** Per column: count of non-NaN values, mean and population variance over them (NaN where count is 0). */
 export function nanMoments(x: Tensor): { count: Float64Array; mean: Float64Array; variance: Float64Array } {
-  return noGrad(() => tidy(() => {
-    const missing = x.ne(x);
-    const clean = where(missing, 0, x);
-    const count = host(sum(cast(missing.eq(0), 'float32'), 0));
-    const mean = host(sum(clean, 0)).map((v, j) => (count[j]! > 0 ? v / count[j]! : NaN));
-    const centred = where(missing, 0, sub(clean, asRow(mean.map((m) => (Number.isNaN(m) ? 0 : m)), x)));
-    const variance = host(sum(mul(centred, centred), 0)).map((v, j) => (count[j]! > 0 ? v / count[j]! : NaN));
-    return { count, mean, variance };
-  }));
+  const s = columnStats(x), F = x.shape[1]!;
+  return { count: s.subarray(0, F), mean: s.subarray(F, 2 * F), variance: s.subarray(2 * F, 3 * F) };
 }
 
 /** Per column min and max ignoring NaN (NaN for an all-NaN column). */
 export function nanMinMax(x: Tensor): { min: Float64Array; max: Float64Array } {
-  return noGrad(() => tidy(() => {
-    const missing = x.ne(x);
-    const any = host(sum(cast(missing.eq(0), 'float32'), 0));
-    const lo = host(min(where(missing, Infinity, x), 0)).map((v, j) => (any[j]! > 0 ? v : NaN));
-    const hi = host(max(where(missing, -Infinity, x), 0)).map((v, j) => (any[j]! > 0 ? v : NaN));
-    return { min: lo, max: hi };
-  }));
+  const s = columnStats(x), F = x.shape[1]!;
+  return { min: s.subarray(3 * F, 4 * F), max: s.subarray(4 * F, 5 * F) };
+}
+
+/** One native pass: [count, mean, variance, min, max] x F. */
+function columnStats(x: Tensor): Float64Array {
+  return noGrad(() => tidy(() => host(nanColumnStats(x))));
 }
 
 /** Per column quantile q in [0, 1], ignoring NaN. */
@@ -57,19 +49,10 @@ export function nanQuantiles(x: Tensor, q: number): Float64Array {
   return noGrad(() => tidy(() => host(nanQuantile(x, q))));
 }
 
-/** 52-bit fingerprints of each row's float32 values (two FNV-1a hashes), for leakage checks. */
+/** 52-bit fingerprints of each row's float32 bit patterns (the native rowHash kernel), for leakage checks. */
 export function rowFingerprints(x: Tensor): Float64Array {
-  const a = Float32Array.from(x.toArray() as ArrayLike<number>);
-  const bytes = new Uint8Array(a.buffer);
-  const n = x.shape[0]!, rowBytes = (x.shape[1]! * 4);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let h1 = 0x811c9dc5, h2 = 0x01000193 ^ rowBytes;
-    for (let k = i * rowBytes; k < (i + 1) * rowBytes; k++) {
-      h1 = Math.imul(h1 ^ bytes[k]!, 0x01000193);
-      h2 = Math.imul(h2 ^ bytes[k]!, 0x5bd1e995) ^ (h2 >>> 15);
-    }
-    out[i] = (h1 >>> 0) * 1048576 + ((h2 >>> 0) & 0xfffff);
-  }
+  const h = noGrad(() => tidy(() => rowHash(x).toArray())) as Int32Array;
+  const out = new Float64Array(x.shape[0]!);
+  for (let i = 0; i < out.length; i++) out[i] = (h[2 * i]! >>> 0) * 1048576 + ((h[2 * i + 1]! >>> 0) & 0xfffff);
   return out;
 }

@@ -207,6 +207,28 @@ export function nanQuantile(x: Tensor, q: number): Tensor {
   return runKernel('nanQuantile', [x], [q], [x.shape[1]!], 'float32');
 }
 
+/**
+ * Per-column statistics of x [N, F] ignoring NaN, in one pass: rows count, mean, population variance, min,
+ * max (-> [5, F]; NaN for a column without values). Not differentiable.
+ * @example kn.nanColumnStats(kn.tensor([[1], [NaN], [3]])).toList() // [[2], [2], [1], [1], [3]]
+ */
+export function nanColumnStats(x: Tensor): Tensor {
+  assertTensor(x, 'nanColumnStats');
+  if (x.ndim !== 2) throw new ShapeError(`nanColumnStats takes a table [N, F], got ${shapeStr(x.shape)}`);
+  return runKernel('nanColumnStats', [x], [], [5, x.shape[1]!], 'float32');
+}
+
+/**
+ * Two 32-bit hashes of each row of a float table [N, F] (its float32 bit patterns; every NaN hashes alike)
+ * -> int32 [N, 2]. Equal rows give equal hashes on every backend; used to find rows shared between splits.
+ * @example kn.rowHash(kn.tensor([[1, 2], [1, 2]])).toList()[0] // is the same pair as row 1
+ */
+export function rowHash(x: Tensor): Tensor {
+  assertTensor(x, 'rowHash');
+  if (x.ndim !== 2) throw new ShapeError(`rowHash takes a table [N, F], got ${shapeStr(x.shape)}`);
+  return runKernel('rowHash', [x], [], [x.shape[0]!, 2], 'int32');
+}
+
 /** Sums a broadcast gradient back down to `shape`. */
 export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(g.shape, shape)) return g;

@@ -90,6 +90,10 @@ export const OP_TABLE = [
   op('logSoftmax', 'reduce', 1, ['axis'], 'float', C),
   // NaN-ignoring quantile of each column of [N, F] (linear interpolation, like NumPy's default) -> [F]
   op('nanQuantile', 'reduce', 1, ['q'], 'float', C),
+  // NaN-ignoring column statistics of [N, F] in one pass -> [5, F]: count, mean, population variance, min, max
+  op('nanColumnStats', 'reduce', 1, [], 'float', C),
+  // two 32-bit hashes of each row's float32 bit patterns (every NaN hashes alike) -> int32 [N, 2]
+  op('rowHash', 'reduce', 1, [], 'float', { ...C, out: 'int32' }),
   // fused softmax cross-entropy per row: (logits [N, C], labels int32 [N][, weight [C]]) -> loss [N]
   op('softmaxCrossEntropy', 'reduce', -1, ['labelSmoothing'], 'float', { ...C, fixedInputs: { 1: 'int32' } }),
   // (logits, labels, rowGrad [N][, weight]) -> dlogits [N, C]

@@ -42,29 +42,31 @@ enum OpId : int32_t {
   OP_SOFTMAX = 34,
   OP_LOG_SOFTMAX = 35,
   OP_NAN_QUANTILE = 36,
-  OP_SOFTMAX_CROSS_ENTROPY = 37,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 38,
-  OP_MATMUL = 39,
-  OP_CONV2D = 40,
-  OP_CONV2D_BACKWARD_INPUT = 41,
-  OP_CONV2D_BACKWARD_WEIGHT = 42,
-  OP_MAX_POOL2D = 43,
-  OP_MAX_POOL2D_BACKWARD = 44,
-  OP_AVG_POOL2D = 45,
-  OP_AVG_POOL2D_BACKWARD = 46,
-  OP_COPY = 47,
-  OP_CONCAT = 48,
-  OP_GATHER = 49,
-  OP_SCATTER_ADD = 50,
-  OP_RANDOM_UNIFORM = 51,
-  OP_RANDOM_NORMAL = 52,
-  OP_RANDOM_INT = 53,
-  OP_ADAM_STEP = 54,
-  OP_SGD_STEP = 55,
-  OP_COUNT = 56
+  OP_NAN_COLUMN_STATS = 37,
+  OP_ROW_HASH = 38,
+  OP_SOFTMAX_CROSS_ENTROPY = 39,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 40,
+  OP_MATMUL = 41,
+  OP_CONV2D = 42,
+  OP_CONV2D_BACKWARD_INPUT = 43,
+  OP_CONV2D_BACKWARD_WEIGHT = 44,
+  OP_MAX_POOL2D = 45,
+  OP_MAX_POOL2D_BACKWARD = 46,
+  OP_AVG_POOL2D = 47,
+  OP_AVG_POOL2D_BACKWARD = 48,
+  OP_COPY = 49,
+  OP_CONCAT = 50,
+  OP_GATHER = 51,
+  OP_SCATTER_ADD = 52,
+  OP_RANDOM_UNIFORM = 53,
+  OP_RANDOM_NORMAL = 54,
+  OP_RANDOM_INT = 55,
+  OP_ADAM_STEP = 56,
+  OP_SGD_STEP = 57,
+  OP_COUNT = 58
 };
 
-static_assert(OP_COUNT == 56, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 58, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -104,6 +106,8 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "softmax",
   "logSoftmax",
   "nanQuantile",
+  "nanColumnStats",
+  "rowHash",
   "softmaxCrossEntropy",
   "softmaxCrossEntropyBackward",
   "matmul",
@@ -127,16 +131,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5
 };
 
 // Attribute indices, in the order the TS side packs them.

@@ -96,6 +96,40 @@ export const reduceKernels: Record<string, KernelFn> = {
   min: reduceWith('min', (x, b) => x[b]!, nanMin, true),
   argmax: argReduce(true),
   argmin: argReduce(false),
+  rowHash: (ins, out) => {
+    if (ins[0]!.shape.length !== 2) throw new ShapeError('rowHash takes [N, F]');
+    const [n, f] = ins[0]!.shape as [number, number];
+    const words = new Uint32Array(Float32Array.from(gatherView(ins[0]!)).buffer), o = outBuf(out);
+    for (let i = 0; i < n; i++) {
+      let h1 = (0x811c9dc5 ^ f) >>> 0, h2 = 0x9e3779b9;
+      for (let k = i * f; k < (i + 1) * f; k++) {
+        const raw = words[k]!;
+        const v = (raw & 0x7f800000) === 0x7f800000 && (raw & 0x7fffff) !== 0 ? 0x7fc00000 : raw;
+        h1 = Math.imul(h1 ^ v, 0x01000193) >>> 0;
+        h2 = Math.imul(h2 ^ v, 0x5bd1e995) >>> 0;
+        h2 = (h2 ^ (h2 >>> 13)) >>> 0;
+      }
+      o[2 * i] = h1 | 0;
+      o[2 * i + 1] = h2 | 0;
+    }
+  },
+  nanColumnStats: (ins, out) => {
+    if (ins[0]!.shape.length !== 2) throw new ShapeError('nanColumnStats takes [N, F]');
+    const [n, f] = ins[0]!.shape as [number, number];
+    const x = gatherView(ins[0]!), o = outBuf(out);
+    for (let j = 0; j < f; j++) {
+      let cnt = 0, sum = 0, lo = Infinity, hi = -Infinity;
+      for (let i = 0; i < n; i++) { const v = x[i * f + j]!; if (!Number.isNaN(v)) { cnt++; sum += v; lo = Math.min(lo, v); hi = Math.max(hi, v); } }
+      const mean = sum / cnt;
+      let ss = 0;
+      for (let i = 0; i < n; i++) { const v = x[i * f + j]!; if (!Number.isNaN(v)) ss += (v - mean) ** 2; }
+      o[j] = cnt;
+      o[f + j] = cnt ? mean : NaN;
+      o[2 * f + j] = cnt ? ss / cnt : NaN;
+      o[3 * f + j] = cnt ? lo : NaN;
+      o[4 * f + j] = cnt ? hi : NaN;
+    }
+  },
   nanQuantile: (ins, out, at) => {
     const [n, f] = ins[0]!.shape as [number, number];
     if (ins[0]!.shape.length !== 2) throw new ShapeError('nanQuantile takes [N, F]');

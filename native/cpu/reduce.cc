@@ -353,15 +353,18 @@ static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, c
   KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
   const float* px = x.ptr<float>();
   float* o = out.ptr<float>();
+  // one row-major pass splits the table into its columns (reading a column with stride F would touch a cache
+  // line per value, once per column), then each column is selected in parallel
+  std::vector<std::vector<float>> cols(static_cast<size_t>(f));
+  for (auto& c : cols) c.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < f; ++j) {
+      const float v = px[i * f + j];
+      if (v == v) cols[static_cast<size_t>(j)].push_back(v);
+    }
   parallel_for(f, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<float> col;
-    col.reserve(static_cast<size_t>(n));
     for (int64_t j = lo; j < hi; ++j) {
-      col.clear();
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = px[i * f + j];
-        if (v == v) col.push_back(v);
-      }
+      std::vector<float>& col = cols[static_cast<size_t>(j)];
       if (col.empty()) {
         o[j] = __builtin_nanf("");
         continue;

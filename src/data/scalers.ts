@@ -24,8 +24,14 @@ const finiteOr = (v: number, d: number): number => (Number.isFinite(v) ? v : d);
 export abstract class Transformer {
   nFeatures: number | null = null;
   protected params: Record<string, Float64Array> = {};
-  /** Fingerprints of the rows this was fitted on (for kn.data.leakageReport). @internal */
-  fittedRows: Set<number> | null = null;
+  /** Fingerprints of the rows this was fitted on (sorted on first use by kn.data.leakageReport). @internal */
+  fittedRows: Float64Array | null = null;
+  private sortedRows = false;
+  /** @internal the fingerprints, sorted (once) for binary search */
+  sortedFingerprints(): Float64Array | null {
+    if (this.fittedRows && !this.sortedRows) { this.fittedRows.sort(); this.sortedRows = true; }
+    return this.fittedRows;
+  }
   abstract readonly kind: string;
   protected abstract computeParams(x: Tensor): Record<string, Float64Array>;
   protected abstract apply(x: Tensor): Tensor;
@@ -37,7 +43,8 @@ export abstract class Transformer {
     if (t.shape[0] === 0) throw new ValidationError(`${this.kind}.fit needs at least one row`);
     this.params = this.computeParams(t);
     this.nFeatures = t.shape[1]!;
-    this.fittedRows = new Set(rowFingerprints(t));
+    this.fittedRows = rowFingerprints(t);
+    this.sortedRows = false;
     return this;
   }
   protected ready(x: Tensor, what: string): Tensor {

@@ -156,6 +156,12 @@ export function groupKFold(groups: Tensor | ArrayLike<number>, k: number): Split
   return folds(assign, k);
 }
 
+function sortedHas(a: Float64Array, v: number): boolean {
+  let lo = 0, hi = a.length;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (a[m]! < v) lo = m + 1; else hi = m; }
+  return lo < a.length && a[lo] === v;
+}
+
 /** A leakage finding. */
 export interface Leak {
   kind: 'duplicate-rows' | 'scaler-saw-rows';
@@ -190,11 +196,12 @@ export function leakageReport(opts: { splits: Record<string, Tensor>; transforme
   }
   const fitSplit = opts.fitSplit ?? 'train';
   for (const [tn, t] of Object.entries(opts.transformers ?? {})) {
-    if (!t.fittedRows) throw new ValidationError(`transformer '${tn}' is not fitted`);
+    const fitted = t.sortedFingerprints();
+    if (!fitted) throw new ValidationError(`transformer '${tn}' is not fitted`);
     for (const n of names) {
       if (n === fitSplit) continue;
       const rows: number[] = [];
-      prints.get(n)!.forEach((h, i) => { if (t.fittedRows!.has(h)) rows.push(i); });
+      prints.get(n)!.forEach((h, i) => { if (sortedHas(fitted, h)) rows.push(i); });
       if (rows.length) {
         leaks.push({ kind: 'scaler-saw-rows', between: [tn, n], rows,
           message: `${t.kind} '${tn}' was fitted on data that includes ${rows.length} row(s) of '${n}'; fit it on '${fitSplit}' only` });

@@ -120,6 +120,32 @@ test('checkpoints: resume after a stop gives bit-identical weights (dropout + sh
   assert.ok(existsSync(join(dirB, 'last.ckpt.safetensors')) && existsSync(join(dirB, 'best.safetensors')));
 });
 
+test('no leaks: more epochs, evaluation and the checks leave the live tensor count where it was', async () => {
+  const ds = blobs(96, 12);
+  kn.seed(1);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(2, 8), new kn.nn.BatchNorm1d(8), new kn.nn.ReLU(), new kn.nn.Dropout(0.1), new kn.nn.Linear(8, 3));
+  const optimizer = new kn.optim.Adam(model.parameters(), { amsgrad: true });
+  const train = new kn.data.DataLoader(ds, { batchSize: 16, shuffle: true, seed: 1 }), val = new kn.data.DataLoader(ds, { batchSize: 40 });
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-leak-'));
+  const go = (epochs: number): Promise<kn.train.FitResult> => kn.train.fit(model, {
+    train, val, loss: 'crossEntropy', optimizer, epochs, metrics: ['accuracy', 'f1', 'rocAuc'], verbose: 'silent',
+    earlyStopping: { patience: 50 }, clipGradNorm: 1, accumulate: 2, checkpointDir: dir,
+  });
+  await go(1);
+  const before = kn.memory();
+  await go(3);
+  const [batch] = train.batches(0);
+  kn.train.checks.initialLoss(model, batch!);
+  kn.train.checks.gradientFlow(model, batch!);
+  kn.train.checks.overfitOneBatch(model, batch!, { steps: 3 });
+  kn.train.checks.zeroInputBaseline(model, batch!, { steps: 3 });
+  kn.train.evaluate(model, val, { loss: 'crossEntropy', metrics: ['rocAuc'] });
+  Object.values(batch!).forEach((t) => t.dispose());
+  const after = kn.memory();
+  assert.is(after.numTensors, before.numTensors);
+  assert.is(after.numBytes, before.numBytes);
+});
+
 test('gradient accumulation over k batches equals one k-times larger batch (SGD)', async () => {
   const ds = blobs(64, 8);
   const go = async (batchSize: number, accumulate: number): Promise<number[][]> => {

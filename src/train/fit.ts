@@ -163,6 +163,7 @@ export function evaluate(model: Module, loader: DataLoader, opts: {
           if (want.includes('rocAuc') && score) scores.push(keep(score));
         }
       }));
+      for (const t of Object.values(batch)) t.dispose();    // the loader made them outside the tidy
     }
     const metrics: Partial<Record<MetricName, number>> = {};
     if (want.length && n > 0) {

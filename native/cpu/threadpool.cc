@@ -1,6 +1,7 @@
 // A small persistent thread pool. parallel_for splits [0, n) into at most num_threads() chunks; the calling
 // thread takes one. Calls from inside a worker (nested parallelism) run inline.
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -14,6 +15,17 @@ namespace {
 
 thread_local bool t_in_parallel = false;
 
+// How long an idle thread polls before it sleeps on a condition variable: waking a sleeping thread costs
+// tens of microseconds on this kind of VM, which small kernels (an MLP's GEMMs) paid on every call.
+constexpr int kSpin = 4000;
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 class Pool {
  public:
   explicit Pool(int n) { resize(n); }
@@ -25,6 +37,7 @@ class Pool {
     std::lock_guard<std::mutex> job(job_mu_);  // never while a job runs
     stop();
     stopping_ = false;
+    stop_hint_.store(false, std::memory_order_relaxed);
     for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { loop(); });
   }
 
@@ -43,9 +56,13 @@ class Pool {
       pending_ = chunks;
       error_ = nullptr;
       gen = ++generation_;
+      pending_hint_.store(chunks, std::memory_order_relaxed);
+      gen_hint_.store(gen, std::memory_order_release);
     }
     cv_.notify_all();
     work(gen);
+    // the hints only decide whether to poll a little longer; the state itself is read under mu_ below
+    for (int i = 0; i < kSpin && pending_hint_.load(std::memory_order_acquire) > 0; ++i) cpu_relax();
     std::exception_ptr err;
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -77,7 +94,8 @@ class Pool {
       }
       std::lock_guard<std::mutex> lk(mu_);
       if (err && !error_) error_ = err;
-      if (--pending_ == 0) done_cv_.notify_all();
+      pending_hint_.store(--pending_, std::memory_order_release);
+      if (pending_ == 0) done_cv_.notify_all();
     }
     t_in_parallel = false;
   }
@@ -85,6 +103,8 @@ class Pool {
   void loop() {
     uint64_t seen = 0;
     for (;;) {
+      for (int i = 0; i < kSpin && gen_hint_.load(std::memory_order_acquire) == seen && !stop_hint_.load(std::memory_order_relaxed); ++i)
+        cpu_relax();
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
@@ -99,6 +119,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(mu_);
       stopping_ = true;
+      stop_hint_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -116,6 +137,9 @@ class Pool {
   uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stopping_ = false;
+  std::atomic<uint64_t> gen_hint_{0};
+  std::atomic<int64_t> pending_hint_{0};
+  std::atomic<bool> stop_hint_{false};
 };
 
 int default_threads() {

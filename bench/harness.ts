@@ -22,3 +22,18 @@ export async function measure(fn: () => void, opts: { warmup?: number; repeats?:
 export function fmt(n: number, digits = 1): string {
   return n.toFixed(digits).padStart(8);
 }
+
+/** measure() for an async step (awaited each time). */
+export async function measureAsync(fn: () => Promise<void>, opts: { warmup?: number; repeats?: number; minTimeMs?: number } = {}): Promise<Timing> {
+  for (let i = 0; i < (opts.warmup ?? 3); i++) await fn();
+  const times: number[] = [];
+  const deadline = performance.now() + (opts.minTimeMs ?? 300);
+  const maxRepeats = opts.repeats ?? 50;
+  while (times.length < 5 || (times.length < maxRepeats && performance.now() < deadline)) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { medianMs: times[Math.floor(times.length / 2)]!, minMs: times[0]!, maxMs: times[times.length - 1]!, repeats: times.length };
+}

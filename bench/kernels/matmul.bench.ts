@@ -1,9 +1,26 @@
-// float32 GEMM and elementwise throughput of the cpu backend, on 1 thread and on all threads.
-// Peers (OpenBLAS, TensorFlow.js, onnxruntime-node) join this table with the CPU-performance issue.
+// float32 GEMM side by side with peers in one run (OpenBLAS with its SkylakeX kernels, onnxruntime-node,
+// TensorFlow.js wasm and cpu), as GFLOP/s, the ratio to the best peer and the fraction of the measured peak
+// FMA rate; then elementwise throughput of the cpu backend.
 import { cpus } from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
 import { loadAddon } from '../../src/backends/native/binding.js';
-import { fmt, measure } from '../harness.js';
+import { fmt, measure, measureAsync } from '../harness.js';
+import { helper, openblasSgemm, peakFma } from '../peers/openblas.js';
+import { ortMatmul } from '../peers/onnxruntime.js';
+
+const SIZES = [128, 256, 512, 1024, 2048];
+const gflops = (n: number, ms: number): number => (2 * n ** 3) / (ms * 1e6);
+
+async function tfjsMatmul(backend: 'wasm' | 'cpu', n: number): Promise<number> {
+  await tf.setBackend(backend);
+  await tf.ready();
+  const a = tf.randomNormal([n, n]), b = tf.randomNormal([n, n]);
+  const t = await measure(() => { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); }, { warmup: 1, repeats: n >= 512 ? 3 : 10, minTimeMs: 200 });
+  tf.dispose([a, b]);
+  return gflops(n, t.medianMs);
+}
 
 export async function run(): Promise<void> {
   const { addon } = loadAddon();
@@ -11,18 +28,37 @@ export async function run(): Promise<void> {
   kn.setBackend('cpu');
   const info = addon.info();
   const maxThreads = info.threads;
-  console.log(`# cpu: ${cpus()[0]?.model} | kernels ${info.isa} | threads up to ${maxThreads}`);
-  console.log('## matmul float32 (C = A B, square N), GFLOP/s: median (min-max)');
+  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${maxThreads}`);
+  const blas = helper();
+  if (!blas.exe) console.log(`# OpenBLAS: unavailable (${blas.reason})`);
+  console.log('## matmul float32 C = A B (square N), GFLOP/s (median); ratio = kiln / best peer; %peak = kiln / measured peak FMA');
   for (const threads of [...new Set([1, maxThreads])]) {
     addon.setThreads(threads);
-    for (const n of [128, 256, 512, 1024, 2048]) {
+    const peak = blas.exe ? peakFma(threads) : NaN;
+    console.log(`### ${threads} thread(s), measured peak FMA ${peak.toFixed(1)} GFLOP/s`);
+    console.log('     N     kiln  OpenBLAS  onnxruntime  tfjs-wasm  tfjs-cpu   ratio  %peak');
+    for (const n of SIZES) {
       kn.seed(n);
       const a = kn.randn([n, n]), b = kn.randn([n, n]);
       const t = await measure(() => a.matmul(b).dispose(), { repeats: n >= 1024 ? 8 : 40, minTimeMs: 400 });
-      const gf = (ms: number): number => (2 * n ** 3) / (ms * 1e6);
-      console.log(`matmul N=${String(n).padStart(4)} threads=${threads}  ${fmt(gf(t.medianMs))} GFLOP/s (${gf(t.maxMs).toFixed(1)}-${gf(t.minMs).toFixed(1)})`);
       a.dispose();
       b.dispose();
+      const kiln = gflops(n, t.medianMs);
+      const peers: Record<string, number> = {};
+      if (blas.exe) peers.openblas = gflops(n, openblasSgemm(n, threads, n >= 1024 ? 8 : 30).medianMs);
+      try {
+        const ort = await ortMatmul(n, threads);
+        peers.ort = gflops(n, (await measureAsync(ort.run, { repeats: n >= 1024 ? 8 : 40, minTimeMs: 400 })).medianMs);
+        await ort.close();
+      } catch (e) {
+        console.log(`# onnxruntime-node: unavailable (${(e as Error).message.split('\n')[0]})`);
+      }
+      // tfjs-wasm is single-threaded under Node; tfjs cpu is plain JS (only small sizes, it is slow)
+      if (threads === 1 && n <= 1024) peers.wasm = await tfjsMatmul('wasm', n);
+      if (threads === 1 && n <= 256) peers.tfcpu = await tfjsMatmul('cpu', n);
+      const best = Math.max(...Object.values(peers));
+      const cell = (v: number | undefined): string => (v === undefined ? '       -' : fmt(v));
+      console.log(`${String(n).padStart(6)} ${fmt(kiln)} ${cell(peers.openblas)}   ${cell(peers.ort)}   ${cell(peers.wasm)}  ${cell(peers.tfcpu)}  ${fmt(kiln / best, 2)}  ${fmt(100 * kiln / peak, 0)}%`);
     }
   }
   addon.setThreads(maxThreads);

@@ -1,15 +1,19 @@
 #!/usr/bin/env node
-// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune, bench, serve); `info` is here.
+// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune, serve); `info` and
+// `bench` are here.
 import { parseArgs } from 'node:util';
 import { info } from '../info.js';
+import { benchCommand } from './bench.js';
 
 const HELP = `usage: kiln <command> [options]
 
 commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
+  bench [matmul|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
+                  time kiln's kernels (median, min-max; GFLOP/s or steps/s)
 `;
 
-export function main(argv: string[]): number {
+export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     process.stdout.write(HELP);
@@ -29,12 +33,13 @@ export function main(argv: string[]): number {
     process.stdout.write(lines.join('\n') + '\n');
     return 0;
   }
+  if (cmd === 'bench') return benchCommand(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;
 }
 
 try {
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2));
 } catch (e) {
   process.stderr.write(`kiln: ${(e as Error).message}\n\n${HELP}`);
   process.exitCode = 2;

@@ -93,4 +93,24 @@ test('the finalizer releases tensors nobody disposed', async () => {
   assert.is(kn.memory().numBuffers, start);
 });
 
+test('tensors that leave tidy() (returned, kept, saved for backward) are still under the finalizer', async () => {
+  const gc = (globalThis as { gc?: () => void }).gc!;
+  const start = kn.memory().numBuffers;
+  (() => {
+    for (let i = 0; i < 30; i++) {
+      kn.tidy(() => kn.ones([16]).add(1));                           // returned out of the only scope
+      kn.tidy(() => { kn.keep(kn.ones([16]).mul(2)); });               // kept
+      kn.tidy(() => kn.tidy(() => kn.ones([16]).neg()));              // returned through two scopes
+      const w = kn.ones([4], { requiresGrad: true });
+      kn.tidy(() => w.mul(w).sum());                                   // a graph that saved aliases of w
+    }
+  })();
+  assert.ok(kn.memory().numBuffers >= start + 120);
+  for (let i = 0; i < 30 && kn.memory().numBuffers > start; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.is(kn.memory().numBuffers, start);
+});
+
 test.run();

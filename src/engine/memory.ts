@@ -47,13 +47,23 @@ export function tensorReleased(b: BackendName): void { liveTensors--; counts(b).
 // ---------------- scopes ----------------
 const scopes: Set<Tensor>[] = [];
 
+/**
+ * Puts a tensor in the innermost tidy() scope. A tensor outside every scope gets the finalizer safety net
+ * instead: temporaries that a tidy() disposes never pay for FinalizationRegistry bookkeeping.
+ */
 export function track(t: Tensor): void {
   const s = scopes[scopes.length - 1];
   if (s) s.add(t);
+  else t.ensureFinalizer();
 }
-/** Removes a tensor from every open scope so tidy() will not dispose it. */
-export function untrack(t: Tensor): void {
+/** Removes a tensor from every open scope (on dispose). */
+export function forget(t: Tensor): void {
   for (const s of scopes) s.delete(t);
+}
+/** Removes a tensor from every open scope so tidy() will not dispose it (it now relies on dispose() or the finalizer). */
+export function untrack(t: Tensor): void {
+  forget(t);
+  t.ensureFinalizer();
 }
 
 function collect(v: unknown, out: Set<Tensor>, seen: Set<unknown>, isTensor: (x: unknown) => x is Tensor): void {

@@ -2,7 +2,7 @@ import type { Backend, BackendName, KernelView } from '../backends/backend.js';
 import { getBackendInstance } from '../backends/registry.js';
 import { noGrad, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
-import { allocStorage, setTensorCheck, Storage, tensorCreated, tensorReleased, track, untrack } from '../engine/memory.js';
+import { allocStorage, forget, setTensorCheck, Storage, tensorCreated, tensorReleased, track } from '../engine/memory.js';
 import * as ops from '../ops/index.js';
 import { encodeStorage, isFloat, toHostArray, type DType, type HostArray, type StorageArray } from './dtype.js';
 import { contiguousStrides, isContiguous, numel, shapeStr, type Shape } from './shape.js';
@@ -13,6 +13,7 @@ interface Resources {
   node: Node | null;
   backend: BackendName;
   released: boolean;
+  registered: boolean;
 }
 
 function releaseResources(r: Resources): void {
@@ -49,10 +50,9 @@ export class Tensor {
     this.strides = Object.freeze(strides.slice());
     this.offset = offset;
     this.dtype = dtype;
-    this.res = { storage, node: null, backend: storage.backend.name, released: false };
+    this.res = { storage, node: null, backend: storage.backend.name, released: false, registered: false };
     tensorCreated(storage.backend.name);
-    finalizer.register(this, this.res, this.res);
-    track(this);
+    track(this);   // into the current tidy() scope, or under the finalizer when there is none
   }
 
   /** @internal wraps a freshly allocated storage (takes over its reference). */
@@ -135,11 +135,18 @@ export class Tensor {
     return { handle: this.res.storage.handle, dtype: this.dtype, shape: this.shape, strides: this.strides, offset: this.offset };
   }
 
+  /** @internal registers the finalizer safety net (once), for tensors that outlive every tidy() scope. */
+  ensureFinalizer(): void {
+    if (this.res.registered || this.res.released) return;
+    this.res.registered = true;
+    finalizer.register(this, this.res, this.res);
+  }
+
   /** Frees this tensor's memory (shared storage is freed when its last view goes). Idempotent. */
   dispose(): void {
     if (this.res.released) return;
-    finalizer.unregister(this.res);
-    untrack(this);
+    if (this.res.registered) finalizer.unregister(this.res);
+    forget(this);
     releaseResources(this.res);
     if (this.grad) {
       this.grad.dispose();

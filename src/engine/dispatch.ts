@@ -3,7 +3,7 @@
 import type { Backend, KernelView } from '../backends/backend.js';
 import { currentBackend } from '../backends/registry.js';
 import { ArgumentError, BackendError, DTypeError } from '../errors.js';
-import { OP_BY_NAME, type OpName } from '../ops/table.js';
+import { OP_BY_NAME, type OpName, type OpSpec } from '../ops/table.js';
 import type { DType } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -28,6 +28,22 @@ export function commonBackend(inputs: readonly Tensor[], op: string, fallback?: 
   return b;
 }
 
+/** Converts input i to the dtype the kernel computes in and makes it contiguous if the kernel needs that;
+ * converted copies go to `temps` for the caller to free. */
+function prepareInput(spec: OpSpec, t: Tensor, i: number, temps: Tensor[]): Tensor {
+  let x = t;
+  const want = spec.fixedInputs[i] ?? computeDType(spec.dtypes, x.dtype);
+  if (want !== x.dtype) {
+    x = runKernel('cast', [x], [], x.shape, want);
+    temps.push(x);
+  }
+  if (spec.contiguous && !x.isContiguous()) {
+    x = runKernel('copy', [x], [], x.shape, x.dtype);
+    temps.push(x);
+  }
+  return x;
+}
+
 /** Runs a kernel with no autograd. The result is a new, contiguous tensor. */
 export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly number[], outShape: readonly number[],
   outDtype: DType, on?: Backend): Tensor {
@@ -37,19 +53,7 @@ export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly
   const spec = OP_BY_NAME[op];
   const temps: Tensor[] = [];
   try {
-    const prepared = inputs.map((t, i) => {
-      let x = t;
-      const want = spec.fixedInputs[i] ?? computeDType(spec.dtypes, x.dtype);
-      if (want !== x.dtype) {
-        x = runKernel('cast', [x], [], x.shape, want);
-        temps.push(x);
-      }
-      if (spec.contiguous && !x.isContiguous()) {
-        x = runKernel('copy', [x], [], x.shape, x.dtype);
-        temps.push(x);
-      }
-      return x;
-    });
+    const prepared = inputs.map((t, i) => prepareInput(spec, t, i, temps));
     const kernelOut: DType =
       spec.out === 'requested' ? outDtype
         : spec.out === 'bool' || spec.out === 'int32' ? spec.out
@@ -92,10 +96,7 @@ export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonl
         if (!t.isContiguous()) throw new ArgumentError(`${op}: input ${i} is updated in place and must be contiguous`);
         return t.kernelView();
       }
-      let x = t;
-      if (x.dtype !== 'float32') { x = runKernel('cast', [x], [], x.shape, 'float32'); temps.push(x); }
-      if (!x.isContiguous()) { x = runKernel('copy', [x], [], x.shape, x.dtype); temps.push(x); }
-      return x.kernelView();
+      return prepareInput(spec, t, i, temps).kernelView();
     });
     for (const i of spec.inplace) {
       if (i >= views.length) continue;

@@ -172,3 +172,12 @@ export abstract class Module {
   /** Extra text for toString (layer sizes). */
   protected extraRepr(): string { return ''; }
 }
+
+/** Independent copies of a module's parameters and buffers (a snapshot to restore later with loadStateDict). */
+export function cloneStateDict(m: Module): StateDict {
+  return Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => {
+    const c = t.clone();
+    t.dispose();
+    return [k, c];
+  }));
+}

@@ -5,13 +5,12 @@ import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import type { Batch } from '../data/loader.js';
-import type { Module } from '../nn/module.js';
-import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
+import { cloneStateDict, type Module } from '../nn/module.js';
 import { Adam } from '../optim/adam.js';
 import { getRngState, setRngState } from '../ops/random.js';
 import { zerosLike } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
-import type { LossFn } from './fit.js';
+import { lossFn, type LossFn } from './fit.js';
 
 /** A batch of input and target, or a Batch with `x` and `y`. */
 export interface XY { x: Tensor; y: Tensor }
@@ -22,20 +21,11 @@ function xy(b: unknown, what: string): XY {
   return { x: o.x, y: o.y };
 }
 
-function resolveLoss(l: LossFn | undefined): (o: Tensor, t: Tensor) => Tensor {
-  if (typeof l === 'function') return l;
-  switch (l ?? 'crossEntropy') {
-    case 'crossEntropy': return (o, t) => crossEntropy(o, t);
-    case 'mse': return mse;
-    case 'bce': return (o, t) => bce(o, t);
-    case 'bceWithLogits': return (o, t) => bceWithLogits(o, t);
-    default: throw new ArgumentError(`loss must be a function or a built-in loss name, got ${describe(l)}`);
-  }
-}
+const resolveLoss = (l: LossFn | undefined): ((o: Tensor, t: Tensor) => Tensor) => lossFn(l ?? 'crossEntropy');
 
 /** Runs fn, then puts back the model's weights/buffers/mode, clears gradients and restores the RNG. */
 function trial<T>(model: Module, fn: () => T): T {
-  const snap = Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => { const c = t.clone(); t.dispose(); return [k, c]; }));
+  const snap = cloneStateDict(model);
   const rng = getRngState();
   const training = model.training;
   try {

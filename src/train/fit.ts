@@ -10,7 +10,7 @@ import { ArgumentError, ValidationError, describe } from '../errors.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
 import * as M from '../metrics/index.js';
-import type { Module } from '../nn/module.js';
+import { cloneStateDict, type Module } from '../nn/module.js';
 import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
 import { clipGradNorm } from '../optim/clip.js';
 import type { Optimizer } from '../optim/optimizer.js';
@@ -101,7 +101,8 @@ interface RunState {
 const LAST = 'last.ckpt.safetensors';
 const BEST = 'best.safetensors';
 
-function lossFn(l: LossFn, weight: Tensor | null): (o: Tensor, t: Tensor) => Tensor {
+/** A loss function from a LossFn (a built-in name; crossEntropy with class weights when given). */
+export function lossFn(l: LossFn, weight: Tensor | null = null): (o: Tensor, t: Tensor) => Tensor {
   if (typeof l === 'function') return l;
   switch (l) {
     case 'crossEntropy': return (o, t) => crossEntropy(o, t, { weight });
@@ -124,14 +125,14 @@ function field(b: Batch, key: string, what: string): Tensor {
 }
 
 /** Predictions and scores from model outputs, for the metrics. */
-function labelsAndScores(out: Tensor): { pred: Int32Array; score: Tensor | null } {
+function labelsAndScores(out: Tensor, withScores: boolean): { pred: Int32Array; score: Tensor | null } {
   return noGrad(() => tidy(() => {
     if (out.ndim === 2 && out.shape[1]! > 1) {
-      return { pred: Int32Array.from(out.argmax(1).toArray() as ArrayLike<number>), score: out.softmax(1) };
+      return { pred: Int32Array.from(out.argmax(1).toArray() as ArrayLike<number>), score: withScores ? out.softmax(1) : null };
     }
     const flat = out.reshape([out.shape[0] ?? 1]);
     const pred = Int32Array.from(flat.toArray() as ArrayLike<number>, (v) => (v > 0 ? 1 : 0));
-    return { pred, score: flat };
+    return { pred, score: withScores ? flat : null };
   }));
 }
 
@@ -157,10 +158,10 @@ export function evaluate(model: Module, loader: DataLoader, opts: {
         total += l * bs;
         n += bs;
         if (want.length) {
-          const { pred, score } = labelsAndScores(out);
+          const { pred, score } = labelsAndScores(out, want.includes('rocAuc'));
           preds.push(pred);
           targets.push(Array.from(y.toArray() as ArrayLike<number>));
-          if (want.includes('rocAuc') && score) scores.push(keep(score));
+          if (score) scores.push(keep(score));
         }
       }));
       for (const t of Object.values(batch)) t.dispose();    // the loader made them outside the tidy
@@ -305,7 +306,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
           st.wait = 0;
           if (es && restoreBest) {
             if (bestWeights) for (const t of Object.values(bestWeights)) t.dispose();
-            bestWeights = Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => { const c = t.clone(); t.dispose(); return [k, c]; }));
+            bestWeights = cloneStateDict(model);
             if (dir) await save(join(dir, BEST), bestWeights);
           }
         } else st.wait++;

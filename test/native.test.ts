@@ -68,6 +68,37 @@ for (const isa of isas) {
   });
 }
 
+for (const isa of isas) {
+  test(`ISA ${isa}: few-row matmul (the unpacked path, M <= 8) matches js for every operand layout`, () => {
+    const prev = addon!.info().isa;
+    addon!.setIsa(isa);
+    try {
+      let seed = 7;
+      for (const M of [1, 2, 3, 4, 5, 8, 9]) {
+        for (const K of [1, 7, 31, 33, 257]) {
+          for (const N of [1, 7, 33, 257]) {
+            const r = rng(seed++);
+            const a = randomArray(r, M * K), b = randomArray(r, K * N);
+            const calc = (be: kn.BackendName): Float64Array[] => onBackend(be, () => kn.tidy(() => {
+              const A = kn.tensor(a, [M, K]), At = kn.tensor(a, [K, M]).transpose();
+              const B = kn.tensor(b, [K, N]), Bt = kn.tensor(b, [N, K]).transpose();
+              const A3 = kn.tensor(a, [1, M, K]).expand([2, M, K]);
+              return [A.matmul(B), A.matmul(Bt), At.matmul(B), At.matmul(Bt), A3.matmul(Bt), A3.matmul(B)].map((t) => t.toFloat64Array());
+            }));
+            const ref = calc('js'), got = calc('cpu');
+            ref.forEach((rv, i) => {
+              const res = allclose(got[i]!, rv, 1e-4, 1e-4);
+              assert.ok(res.ok, `${isa} M=${M} K=${K} N=${N} layout ${i}: ${res.message}`);
+            });
+          }
+        }
+      }
+    } finally {
+      addon!.setIsa(prev);
+    }
+  });
+}
+
 test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on', () => {
   const script = "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";
   const run = (isa: string): { ok: boolean; isa?: string; reason: string } => JSON.parse(execFileSync(process.execPath,

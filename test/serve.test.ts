@@ -430,6 +430,26 @@ test('backpressure, timeouts, client aborts and model failures map to 503/504/50
   }
 });
 
+test('batching: false runs each example alone, with the same answers and errors', async () => {
+  const sizes: number[] = [];
+  const s = await kn.serve.createServer((x: kn.Tensor) => {
+    sizes.push(x.shape[0]!);
+    if (x.toArray()[0] === 666) throw new Error('cursed input');
+    return x.mul(2);
+  }, { port: 0, inputShape: [2], batching: false, warmup: false });
+  try {
+    const res = await Promise.all([[1, 2], [3, 4], [5, 6]].map((input) => post(s, { input })));
+    assert.equal(res.map((r) => r.json.output), [[2, 4], [6, 8], [10, 12]]);
+    assert.equal(sizes, [1, 1, 1]);
+    const bad = await post(s, { input: [666, 0] });
+    assert.is(bad.status, 500);
+    assert.match(String(bad.json.message), /the model failed: cursed input/);
+    assert.is(metricValue(await s.metrics(), 'kiln_batch_size_count'), 4);
+  } finally {
+    await s.close();
+  }
+});
+
 test('the LRU cache answers repeated inputs without the model and is keyed by version', async () => {
   let rowsRun = 0;
   const s = await kn.serve.createServer((x: kn.Tensor) => { rowsRun += x.shape[0]!; return x.neg(); }, { port: 0, inputShape: [3], cache: 2, warmup: false, maxDelayMs: 0 });

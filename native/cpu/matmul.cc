@@ -104,6 +104,119 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
   }
 }
 
+// ---- few rows (M <= kSmallM): no packing. Packing B costs K*N copies, as much as the product itself when M
+// is 1-2 (a served request, a Linear layer on one example), so these kernels stream B once instead.
+
+static constexpr int64_t kSmallM = 8;
+
+static inline float hsum(vfloat v) {
+  float s = 0.f;
+  for (int l = 0; l < kVL; ++l) s += v[l];
+  return s;
+}
+
+// B column-contiguous (rsB == 1, as for x W^T with W [N, K] row-major) and A row-contiguous: C[i, j] is a dot
+// product of two contiguous rows. MM rows x JB columns of accumulators per step.
+template <int MM, int JB>
+static void small_m_dot(const GemmArgs& g, int64_t j0, int64_t j1) {
+  const int64_t K = g.K, kv = K / kVL * kVL;
+  int64_t j = j0;
+  for (; j < j1; j += JB) {
+    const int jb = static_cast<int>(std::min<int64_t>(JB, j1 - j));
+    const float* b[JB];
+    for (int c = 0; c < JB; ++c) b[c] = g.B + (j + (c < jb ? c : 0)) * g.csB;
+    vfloat acc[MM][JB];
+#pragma GCC unroll 8
+    for (int i = 0; i < MM; ++i)
+#pragma GCC unroll 4
+      for (int c = 0; c < JB; ++c) acc[i][c] = vfloat{};
+    for (int64_t k = 0; k < kv; k += kVL) {
+      vfloat bv[JB];
+#pragma GCC unroll 4
+      for (int c = 0; c < JB; ++c) bv[c] = vload(b[c] + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i) {
+        const vfloat av = vload(g.A + i * g.rsA + k);
+#pragma GCC unroll 4
+        for (int c = 0; c < JB; ++c) acc[i][c] += av * bv[c];
+      }
+    }
+    for (int i = 0; i < MM; ++i)
+      for (int c = 0; c < jb; ++c) {
+        float s = hsum(acc[i][c]);
+        for (int64_t k = kv; k < K; ++k) s += g.A[i * g.rsA + k] * b[c][k];
+        float* p = g.C + i * g.ldc + j + c;
+        *p = g.accumulate ? *p + s : s;
+      }
+  }
+}
+
+// B row-contiguous (csB == 1): each C row is a sum of scaled B rows; NV vectors of columns per step.
+template <int MM>
+static void small_m_axpy(const GemmArgs& g, int64_t j0, int64_t j1) {
+  constexpr int W = NV * kVL;
+  int64_t j = j0;
+  for (; j + W <= j1; j += W) {
+    vfloat acc[MM][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MM; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
+    for (int64_t k = 0; k < g.K; ++k) {
+      const float* br = g.B + k * g.rsB + j;
+      vfloat bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = vload(br + v * kVL);
+#pragma GCC unroll 8
+      for (int i = 0; i < MM; ++i) {
+        const float a = g.A[i * g.rsA + k * g.csA];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] += a * bv[v];
+      }
+    }
+    for (int i = 0; i < MM; ++i)
+      for (int v = 0; v < NV; ++v) {
+        float* p = g.C + i * g.ldc + j + v * kVL;
+        vstore(p, g.accumulate ? vload(p) + acc[i][v] : acc[i][v]);
+      }
+  }
+  for (; j < j1; ++j)
+    for (int i = 0; i < MM; ++i) {
+      float s = 0.f;
+      for (int64_t k = 0; k < g.K; ++k) s += g.A[i * g.rsA + k * g.csA] * g.B[k * g.rsB + j];
+      float* p = g.C + i * g.ldc + j;
+      *p = g.accumulate ? *p + s : s;
+    }
+}
+
+template <int MM>
+static void small_m_rows(const GemmArgs& g, int64_t j0, int64_t j1) {
+  if (g.rsB == 1 && g.csA == 1) small_m_dot<MM, (MM <= 2 ? 4 : 2)>(g, j0, j1);
+  else small_m_axpy<MM>(g, j0, j1);
+}
+
+static void small_m(const GemmArgs& g) {
+  const double flops = 2.0 * static_cast<double>(g.M) * g.N * g.K;
+  const int64_t step = 4 * NR;  // column chunk per task (a multiple of every block width above)
+  const int64_t chunks = (g.N + step - 1) / step;
+  const int threads = g.parallel ? num_threads() : 1;
+  const int64_t grain = (threads > 1 && flops > 4e5) ? std::max<int64_t>(1, chunks / (2 * threads)) : chunks;
+  parallel_for(chunks, grain, [&](int64_t lo, int64_t hi) {
+    const int64_t j0 = lo * step, j1 = std::min(g.N, hi * step);
+    for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
+      GemmArgs r = g;
+      r.A = g.A + i0 * g.rsA;
+      r.C = g.C + i0 * g.ldc;
+      switch (std::min<int64_t>(4, g.M - i0)) {
+        case 1: small_m_rows<1>(r, j0, j1); break;
+        case 2: small_m_rows<2>(r, j0, j1); break;
+        case 3: small_m_rows<3>(r, j0, j1); break;
+        default: small_m_rows<4>(r, j0, j1); break;
+      }
+    }
+  });
+}
+
 }  // namespace mm
 
 void sgemm(const GemmArgs& g) {
@@ -113,6 +226,10 @@ void sgemm(const GemmArgs& g) {
     if (!g.accumulate)
       for (int64_t i = 0; i < g.M; ++i)
         for (int64_t j = 0; j < g.N; ++j) g.C[i * g.ldc + j] = 0.f;
+    return;
+  }
+  if (g.M <= kSmallM && ((g.rsB == 1 && g.csA == 1) || g.csB == 1)) {
+    small_m(g);
     return;
   }
   const int threads = g.parallel ? num_threads() : 1;

@@ -10,7 +10,7 @@ import { createServer, type ServerOptions } from '../serve/server.js';
 
 export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--input-shape 784] [--max-batch 32]
         [--max-delay-ms 2] [--timeout-ms 5000] [--max-queue 1024] [--cache N] [--log requests.jsonl]
-        [--scaler scaler.json] [--backend cpu|js] [--no-warmup]
+        [--scaler scaler.json] [--backend cpu|js] [--no-warmup] [--no-batching]
                   serve a model over HTTP (POST /predict, GET /health /ready /metrics); SIGHUP reloads the file
 `;
 
@@ -29,12 +29,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'input-shape': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
       'timeout-ms': { type: 'string' }, 'max-queue': { type: 'string' }, cache: { type: 'string' },
       log: { type: 'string' }, scaler: { type: 'string' }, backend: { type: 'string' },
-      'no-warmup': { type: 'boolean', default: false },
+      'no-warmup': { type: 'boolean', default: false }, 'no-batching': { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new ArgumentError(`serve takes one model file, got ${positionals.length}`);
   const file = positionals[0]!;
-  const opts: ServerOptions = { port: int(values.port, 'port', 0)!, host: values.host!, warmup: !values['no-warmup'] };
+  const opts: ServerOptions = { port: int(values.port, 'port', 0)!, host: values.host!, warmup: !values['no-warmup'], batching: !values['no-batching'] };
   if (values['input-shape']) opts.inputShape = values['input-shape'].split(/[,x]/).map((d) => int(d, 'input-shape', 1)!);
   const set = <K extends keyof ServerOptions>(k: K, v: ServerOptions[K] | undefined): void => { if (v !== undefined) opts[k] = v; };
   set('maxBatchSize', int(values['max-batch'], 'max-batch', 1));

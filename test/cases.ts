@@ -227,6 +227,15 @@ export const CASES: OpCase[] = [
       return w;
     },
   })),
+  // int8 linear (the quantization is bit-identical across backends; only the float epilogue rounds)
+  { name: 'qlinearInt8 dynamic + bias', ops: ['qlinearInt8'], inputs: [f([5, 37]), ints([7, 37], -127, 127, 'int8'), f([7], { lo: 0.001, hi: 0.02 }), f([7])],
+    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b), atol: 1e-4 },
+  { name: 'qlinearInt8 static, clamped, no bias, 3-D x', ops: ['qlinearInt8'], inputs: [f([2, 3, 9], { lo: -3, hi: 3 }), ints([4, 9], -127, 127, 'int8'), f([4], { lo: 0.001, hi: 0.02 })],
+    run: (x, w, s) => kn.qlinearInt8(x, w, s, null, { scale: 0.02, zeroPoint: 128 }), atol: 1e-4 },
+  { name: 'qlinearInt8 large (panels, threads)', ops: ['qlinearInt8'], inputs: [f([70, 301]), ints([100, 301], -127, 127, 'int8'), f([100], { lo: 0.001, hi: 0.01 }), f([100])],
+    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b), atol: 1e-4 },
+  { name: 'qlinearInt8 constant row and K=1', ops: ['qlinearInt8'], inputs: [f([3, 1]), ints([2, 1], -127, 127, 'int8'), f([2], { lo: 0.01, hi: 0.02 })],
+    run: (x, w, s) => kn.qlinearInt8(kn.concat([x, kn.zeros([1, 1])]), w, s), atol: 1e-5 },
   // random (exactly the same numbers on every backend)
   { name: 'rand', ops: ['randomUniform'], inputs: [], run: () => { kn.seed(11); return kn.rand([3, 7], { low: -2, high: 5 }); }, atol: 0, rtol: 0 },
   { name: 'randn', ops: ['randomNormal'], inputs: [], run: () => { kn.seed(12); return kn.randn([33], { mean: 1, std: 2 }); }, atol: 1e-6, rtol: 0 },

@@ -47,7 +47,7 @@ test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 wi
   assert.match(c.out, /^conv {3}cpu threads=1 {2}2x16x28x28 \* 32x16x3x3 \(fwd\+bwd\) +[\d.]+ GFLOP\/s/);
   const bad = cli('bench', 'fft');
   assert.is(bad.code, 2);
-  assert.match(bad.err, /unknown benchmark 'fft'; choose from matmul, conv, mlp/);
+  assert.match(bad.err, /unknown benchmark 'fft'; choose from matmul, int8, conv, mlp/);
   const bad2 = cli('bench', 'matmul', '--sizes', 'x');
   assert.is(bad2.code, 2);
   assert.match(bad2.err, /--sizes takes positive integers/);

@@ -1,6 +1,6 @@
 /* Bench helper (not part of the addon): times OpenBLAS cblas_sgemm and a peak-FMA loop, and prints one JSON
  * line per measurement. Built on demand by bench/peers/openblas.ts:  cc -O2 -mavx512f -mfma gemm_peer.c -lopenblas
- * Usage: gemm_peer sgemm N REPS   |   gemm_peer peak THREADS
+ * Usage: gemm_peer sgemm N REPS   |   gemm_peer peak THREADS   |   gemm_peer peakvnni THREADS
  * Thread count for sgemm comes from OPENBLAS_NUM_THREADS; run with OPENBLAS_CORETYPE=SkylakeX (Debian's
  * OpenBLAS 0.3.21 does not recognise this CPU and otherwise falls back to SSE3 kernels). */
 #define _GNU_SOURCE
@@ -37,8 +37,23 @@ static void* fma_loop(void* arg) {
   return NULL;
 }
 
+/* 12 independent AVX512-VNNI chains (vpdpbusd: 64 u8 x s8 multiply-adds each): the int8 limit */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void* vnni_loop(void* arg) {
+  long iters = *(long*)arg;
+  __m512i acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi32(0x01010101), b = _mm512_set1_epi32(0x02020202);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+  int sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_epi32(acc[i]);
+  *(int*)arg = sink;
+  return NULL;
+}
+
 int main(int argc, char** argv) {
-  if (argc >= 3 && strcmp(argv[1], "peak") == 0) {
+  if (argc >= 3 && (strcmp(argv[1], "peak") == 0 || strcmp(argv[1], "peakvnni") == 0)) {
+    const int vnni = strcmp(argv[1], "peakvnni") == 0;
     int threads = atoi(argv[2]);
     if (threads < 1 || threads > 64) return 2;
     long iters = 20000000;
@@ -47,12 +62,12 @@ int main(int argc, char** argv) {
       pthread_t th[64];
       long args[64];
       double t0 = now();
-      for (int i = 0; i < threads; ++i) { args[i] = iters; pthread_create(&th[i], NULL, fma_loop, &args[i]); }
+      for (int i = 0; i < threads; ++i) { args[i] = iters; pthread_create(&th[i], NULL, vnni ? vnni_loop : fma_loop, &args[i]); }
       for (int i = 0; i < threads; ++i) pthread_join(th[i], NULL);
-      double gf = threads * (double)iters * 12 * 16 * 2 / (now() - t0) / 1e9;
+      double gf = threads * (double)iters * 12 * 16 * 2 * (vnni ? 4 : 1) / (now() - t0) / 1e9;
       if (gf > best) best = gf;
     }
-    printf("{\"kind\":\"peak\",\"threads\":%d,\"gflops\":%.2f}\n", threads, best);
+    printf("{\"kind\":\"%s\",\"threads\":%d,\"gflops\":%.2f}\n", argv[1], threads, best);
     return 0;
   }
   if (argc >= 4 && strcmp(argv[1], "sgemm") == 0) {
@@ -74,6 +89,6 @@ int main(int argc, char** argv) {
            openblas_get_corename());
     return 0;
   }
-  fprintf(stderr, "usage: gemm_peer sgemm N REPS | gemm_peer peak THREADS\n");
+  fprintf(stderr, "usage: gemm_peer sgemm N REPS | gemm_peer peak THREADS | gemm_peer peakvnni THREADS\n");
   return 2;
 }

@@ -39,6 +39,11 @@ export function openblasSgemm(n: number, threads: number, reps: number): { media
   return { medianMs: r.medianMs as number, core: r.core as string };
 }
 
+/** Measured peak AVX512-VNNI throughput (GOP/s, u8 x s8 multiply-adds count 2) on `threads` threads. */
+export function peakVnni(threads: number): number {
+  return run(['peakvnni', String(threads)], threads).gflops as number;
+}
+
 /** Measured peak FMA throughput (GFLOP/s, float32 AVX-512) on `threads` threads. */
 export function peakFma(threads: number): number {
   return run(['peak', String(threads)], threads).gflops as number;

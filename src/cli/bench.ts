@@ -1,4 +1,4 @@
-// `kiln bench [matmul|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu] [--json]`: kiln's own
+// `kiln bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu] [--json]`: kiln's own
 // kernels, timed with warm-up and repeats (median, min-max). The comparison with peers (OpenBLAS,
 // onnxruntime-node, TensorFlow.js) is `npm run bench` in a source checkout.
 import { parseArgs } from 'node:util';
@@ -11,24 +11,25 @@ import { Linear, ReLU, Sequential } from '../nn/layers.js';
 import { crossEntropy } from '../nn/loss.js';
 import { Adam } from '../optim/adam.js';
 import { conv2d } from '../ops/conv.js';
+import { qlinearInt8 } from '../ops/quant.js';
 import { randint, randn, seed } from '../ops/random.js';
 import { measure } from './timing.js';
 
 /** One measured configuration. */
 export interface BenchRow {
-  bench: 'matmul' | 'conv' | 'mlp';
+  bench: 'matmul' | 'int8' | 'conv' | 'mlp';
   backend: BackendName;
   threads: number;
   size: string;
   medianMs: number;
   minMs: number;
   maxMs: number;
-  /** GFLOP/s (matmul, conv) or steps/s (mlp), from the median */
+  /** GFLOP/s (matmul, conv), GOP/s (int8: multiply-adds count 2) or steps/s (mlp), from the median */
   rate: number;
-  unit: 'GFLOP/s' | 'steps/s';
+  unit: 'GFLOP/s' | 'GOP/s' | 'steps/s';
 }
 
-const BENCHES = ['matmul', 'conv', 'mlp'] as const;
+const BENCHES = ['matmul', 'int8', 'conv', 'mlp'] as const;
 
 function list(v: string | undefined, what: string, def: number[]): number[] {
   if (v === undefined) return def;
@@ -39,7 +40,7 @@ function list(v: string | undefined, what: string, def: number[]): number[] {
 
 function rowOf(bench: BenchRow['bench'], backend: BackendName, threads: number, size: string, t: { medianMs: number; minMs: number; maxMs: number },
   work: number, unit: BenchRow['unit']): BenchRow {
-  return { bench, backend, threads, size, ...t, rate: unit === 'GFLOP/s' ? work / (t.medianMs * 1e6) : 1000 / t.medianMs, unit };
+  return { bench, backend, threads, size, ...t, rate: unit === 'steps/s' ? 1000 / t.medianMs : work / (t.medianMs * 1e6), unit };
 }
 
 /** Runs the selected benchmarks and returns their rows (also used by the tests). */
@@ -66,6 +67,15 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
             a.dispose();
             c.dispose();
             rows.push(rowOf('matmul', backend, th, `${n}x${n}x${n}`, t, 2 * n ** 3, 'GFLOP/s'));
+          }
+        } else if (b === 'int8') {
+          // the int8 linear kernel on an N x N x N product: x float32 quantized per row inside the kernel
+          for (const n of opts.sizes ?? [128, 256, 512, 1024]) {
+            seed(n);
+            const x = randn([n, n]), wq = randint([n, n], -127, 128).cast('int8'), ws = randn([n]).abs();
+            const t = await measure(() => qlinearInt8(x, wq, ws).dispose(), { repeats: n >= 1024 ? 8 : 40, minTimeMs });
+            [x, wq, ws].forEach((v) => v.dispose());
+            rows.push(rowOf('int8', backend, th, `${n}x${n}x${n} (dynamic int8 linear)`, t, 2 * n ** 3, 'GOP/s'));
           }
         } else if (b === 'conv') {
           // a LeNet/ResNet-like 3x3 layer, forward and backward: [N, C, H, W] x [O, C, 3, 3], padding 1

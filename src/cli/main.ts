@@ -10,7 +10,7 @@ const HELP = `usage: kiln <command> [options]
 
 commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
-  bench [matmul|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
+  bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
 ${SERVE_HELP}`;
 

@@ -14,12 +14,12 @@
  * `inplace`: inputs the kernel updates in place (optimizer state). They must be contiguous float32 tensors whose
  * buffers no other input shares; such ops write no output (the dispatcher hands them an empty one).
  */
-export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random' | 'optim';
+export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random' | 'optim' | 'quant';
 export type KernelDTypes = 'float' | 'numeric' | 'any';
 
 export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
 /** Storage dtype names, repeated here so the table has no imports (scripts/gen-op-ids.ts reads it). */
-export type FixedDType = 'bool' | 'int32';
+export type FixedDType = 'bool' | 'int32' | 'int8';
 
 export interface OpSpec {
   readonly name: string;
@@ -124,6 +124,9 @@ export const OP_TABLE = [
   // sgdStep(param, grad[, momentumBuffer])
   op('sgdStep', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float',
     { ...C, inplace: [0, 2] }),
+  // int8 linear: (x float32 [M, K], wq int8 [N, K], wscale [N][, bias [N]]) -> float32 [M, N]; x is quantized to
+  // uint8 with (xScale, xZero), or per row from its range when xScale = 0 (dynamic quantization)
+  op('qlinearInt8', 'quant', -1, ['xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];

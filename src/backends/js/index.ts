@@ -10,12 +10,13 @@ import type { KernelFn } from './kernels.js';
 import { matmulKernels } from './matmul.js';
 import { movementKernels } from './movement.js';
 import { optimKernels } from './optim.js';
+import { quantKernels } from './quant.js';
 import { randomKernels } from './random.js';
 import { reduceKernels } from './reduce.js';
 import { buf, type JsHandle } from './util.js';
 
 const KERNELS: Record<string, KernelFn> = {
-  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels, ...optimKernels,
+  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels, ...optimKernels, ...quantKernels,
 };
 
 export class JsBackend implements Backend {

@@ -1,0 +1,54 @@
+// Reference int8 linear (the same rules as native/cpu/quant.cc): x is quantized to uint8 exactly as the native
+// kernel does it in float32 (round half to even, clamp to [0, 255]); the integer sum and the dequantization
+// are then computed in float64.
+import { ArgumentError, ShapeError } from '../../errors.js';
+import type { KernelFn } from './kernels.js';
+import { buf, outBuf } from './util.js';
+
+const f32 = Math.fround;
+/** rint in round-half-to-even mode, as C's nearbyint under the default rounding mode. */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export const quantKernels: Record<string, KernelFn> = {
+  qlinearInt8: (ins, out, at) => {
+    if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
+    const [x, w, ws, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
+    if (x!.shape.length !== 2 || w!.shape.length !== 2 || w!.shape[1] !== x!.shape[1]) {
+      throw new ShapeError(`qlinearInt8: x [${x!.shape}] and wq [${w!.shape}] must be [M, K] and [N, K]`);
+    }
+    const M = x!.shape[0]!, K = x!.shape[1]!, N = w!.shape[0]!;
+    const [sx, zx] = at as [number, number];
+    if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255) throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
+    const px = buf(x!.handle), pw = buf(w!.handle), psw = buf(ws!.handle), pb = b ? buf(b.handle) : null, o = outBuf(out);
+    const wsum = new Float64Array(N);
+    for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + pw[w!.offset + j * K + k]!;
+    const q = new Float64Array(K);
+    for (let i = 0; i < M; i++) {
+      let mn = 0, mx = 0;
+      for (let k = 0; k < K; k++) {
+        const v = f32(px[x!.offset + i * K + k]!);
+        if (!Number.isFinite(v)) throw new ArgumentError('qlinearInt8: x has NaN or infinite values (cannot be quantized)');
+        mn = Math.min(mn, v);
+        mx = Math.max(mx, v);
+      }
+      let s = f32(sx), z = zx;
+      if (sx === 0) {
+        const range = f32(mx - mn);
+        if (range === 0) { s = 1; z = 0; } else {
+          s = f32(range / 255);
+          z = Math.min(255, Math.max(0, roundHalfEven(f32(-mn / s))));
+        }
+      }
+      const inv = f32(1 / s);
+      for (let k = 0; k < K; k++) q[k] = Math.min(255, Math.max(0, roundHalfEven(f32(f32(px[x!.offset + i * K + k]!) * inv)) + z));
+      for (let j = 0; j < N; j++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += q[k]! * pw[w!.offset + j * K + k]!;
+        o[i * N + j] = (acc - z * wsum[j]!) * s * f32(psw[ws!.offset + j]!) + (pb ? pb[b!.offset + j]! : 0);
+      }
+    }
+  },
+};

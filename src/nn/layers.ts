@@ -291,11 +291,18 @@ export class LayerNorm extends Module {
  * @example new kn.nn.Sequential(new kn.nn.Linear(4, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 2)).call(kn.ones([1, 4])).shape // [1, 2]
  */
 export class Sequential extends Module {
-  readonly layers: readonly Module[];
+  private _layers: Module[];
   constructor(...layers: Module[]) {
     super();
     layers.forEach((m, i) => this.registerModule(String(i), m));
-    this.layers = layers;
+    this._layers = [...layers];
+  }
+  /** The layers, in order. */
+  get layers(): readonly Module[] { return this._layers; }
+  override replaceChild(name: string, m: Module): Module {
+    const old = super.replaceChild(name, m);
+    this._layers = this.children();
+    return old;
   }
   forward(x: Tensor): Tensor {
     let h = x;

@@ -64,6 +64,26 @@ export abstract class Module {
     return m;
   }
 
+  /**
+   * Swaps the child registered as `name` for another module (quantization and pruning rebuild layers this
+   * way). Throws if there is no such child.
+   */
+  replaceChild(name: string, m: Module): Module {
+    if (!this._children.has(name)) throw new ArgumentError(`${this.constructor.name} has no child named ${describe(name)}`);
+    if (!(m instanceof Module)) throw new ArgumentError(`child '${name}' must be a Module, got ${describe(m)}`);
+    const old = this._children.get(name)!;
+    this._children.set(name, m);
+    m.train(this.training);
+    return old;
+  }
+
+  /** [dotted name, module] for this module and every descendant (this one first, named prefix or ''). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, c] of this._children) out.push(...c.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
   private checkName(name: string): void {
     if (typeof name !== 'string' || name === '' || name.includes('.')) {
       throw new ArgumentError(`a parameter/buffer/module name must be a non-empty string without dots, got ${describe(name)}`);

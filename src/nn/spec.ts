@@ -8,6 +8,7 @@ import {
   Sequential, Sigmoid, Tanh,
 } from './layers.js';
 import type { Module } from './module.js';
+import { Int4Linear, QuantConv2d, QuantLinear } from '../quant/layers.js';
 
 type Pair2 = number | [number, number];
 
@@ -23,7 +24,10 @@ export type LayerSpec =
   | { type: 'Embedding'; numEmbeddings: number; embeddingDim: number }
   | { type: 'BatchNorm1d' | 'BatchNorm2d'; numFeatures: number; eps: number; momentum: number; affine: boolean }
   | { type: 'LayerNorm'; normalizedShape: number[]; eps: number; affine: boolean }
-  | { type: 'Sequential'; layers: LayerSpec[] };
+  | { type: 'Sequential'; layers: LayerSpec[] }
+  | { type: 'QuantLinear'; inFeatures: number; outFeatures: number; bias: boolean }
+  | { type: 'QuantConv2d'; inChannels: number; outChannels: number; kernelSize: Pair2; stride: Pair2; padding: Pair2; dilation: Pair2; bias: boolean }
+  | { type: 'Int4Linear'; inFeatures: number; outFeatures: number; groupSize: number; bias: boolean };
 
 /** Metadata key under which kn.io.save stores a model's spec. */
 export const SPEC_METADATA_KEY = 'kiln.spec';
@@ -70,6 +74,13 @@ function specOf(m: Module, path: string): LayerSpec {
     }
     case LayerNorm: { const l = m as LayerNorm; return { type: 'LayerNorm', normalizedShape: [...l.normalizedShape], eps: l.opts.eps ?? 1e-5, affine: l.weight !== null }; }
     case Sequential: return { type: 'Sequential', layers: (m as Sequential).layers.map((c, i) => specOf(c, `${path}.${i}`)) };
+    case QuantLinear: { const q = m as QuantLinear; return { type: 'QuantLinear', inFeatures: q.inFeatures, outFeatures: q.outFeatures, bias: q.bias !== null }; }
+    case QuantConv2d: {
+      const q = m as QuantConv2d;
+      return { type: 'QuantConv2d', inChannels: q.inChannels, outChannels: q.outChannels, kernelSize: [...q.kernelSize], stride: [...q.stride],
+        padding: [...q.padding], dilation: [...q.dilation], bias: q.bias !== null };
+    }
+    case Int4Linear: { const q = m as Int4Linear; return { type: 'Int4Linear', inFeatures: q.inFeatures, outFeatures: q.outFeatures, groupSize: q.groupSize, bias: q.bias !== null }; }
     default:
       throw new ArgumentError(`${path} is a ${m.constructor.name}, which is not one of kiln's standard layers, so it has no ` +
         'architecture spec; save and load its weights with kn.io.save/load and rebuild it in code');
@@ -184,6 +195,29 @@ class SpecReader {
         if (affine) this.addParams(2 * dims.reduce((a, b) => a * b, 1), path);
         return new LayerNorm(dims, { eps: this.num(o, 'eps', path, (x) => x > 0 && Number.isFinite(x), 'a finite number > 0', 1e-5), affine });
       }
+      case 'QuantLinear': {
+        const i = this.int(o, 'inFeatures', path, 1), out = this.int(o, 'outFeatures', path, 1);
+        this.addParams(i * out / 4 + out + 2, path);
+        return new QuantLinear(i, out, { bias: this.bool(o, 'bias', path, true) });
+      }
+      case 'QuantConv2d': {
+        const ci = this.int(o, 'inChannels', path, 1), co = this.int(o, 'outChannels', path, 1);
+        const k = this.pair(o, 'kernelSize', path, 1);
+        const [kh, kw] = typeof k === 'number' ? [k, k] : k;
+        this.addParams(co * ci * kh * kw / 4 + co + 2, path);
+        const p2 = (v: Pair2): [number, number] => (typeof v === 'number' ? [v, v] : v);
+        return new QuantConv2d(ci, co, [kh, kw], {
+          stride: p2(this.pair(o, 'stride', path, 1, 1)), padding: p2(this.pair(o, 'padding', path, 0, 0)),
+          dilation: p2(this.pair(o, 'dilation', path, 1, 1)), bias: this.bool(o, 'bias', path, true),
+        });
+      }
+      case 'Int4Linear': {
+        const i = this.int(o, 'inFeatures', path, 1), out = this.int(o, 'outFeatures', path, 1);
+        const g = this.int(o, 'groupSize', path, 1);
+        if (![32, 64, 128].includes(g)) this.fail(path, `'groupSize' must be 32, 64 or 128, got ${g}`);
+        this.addParams(i * out / 8 + out * Math.ceil(i / g) + out, path);
+        return new Int4Linear(i, out, g, { bias: this.bool(o, 'bias', path, true) });
+      }
       case 'Sequential': {
         const ls = o.layers;
         if (!Array.isArray(ls)) this.fail(path, `'layers' must be a list, got ${describe(ls)}`);
@@ -191,7 +225,7 @@ class SpecReader {
       }
       default:
         this.fail(path, `unknown layer type ${describe(type)} (kiln knows Linear, Conv2d, MaxPool2d, Flatten, ReLU, GELU, ` +
-          'Tanh, Sigmoid, Dropout, Embedding, BatchNorm1d, BatchNorm2d, LayerNorm, Sequential)');
+          'Tanh, Sigmoid, Dropout, Embedding, BatchNorm1d, BatchNorm2d, LayerNorm, Sequential, QuantLinear, QuantConv2d, Int4Linear)');
     }
   }
   /** Dry run: validates a subtree and counts its parameters without allocating. */
@@ -218,6 +252,7 @@ class SpecReader {
       this.addParams(I('inChannels') * I('outChannels') * (typeof ks === 'number' ? ks * ks : ks[0] * ks[1]), path);
     }
     else if (k === 'Embedding') this.addParams(I('numEmbeddings') * I('embeddingDim'), path);
+    else if (k === 'QuantLinear' || k === 'Int4Linear') this.addParams(I('inFeatures') * I('outFeatures') / 8, path);
     else if (k === 'BatchNorm1d' || k === 'BatchNorm2d') this.addParams(4 * I('numFeatures'), path);
   }
 }

@@ -1,0 +1,216 @@
+// Quantized layers. Their weights are buffers (saved, not trained): int8 with a float32 scale per output
+// channel, or int4 in groups along the input dimension. QuantLinear and QuantConv2d run on the int8 kernel
+// (kn.qlinearInt8, AVX512-VNNI on CPU); Int4Linear dequantizes its weights for each call and runs the float
+// GEMM (int4 saves storage and bandwidth; there is no int4 product kernel yet).
+import { noGrad } from '../autograd/tape.js';
+import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { Module } from '../nn/module.js';
+import { tensor, zeros } from '../ops/creation.js';
+import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
+import { concat, permute, reshape, slice, stack } from '../ops/movement.js';
+import { qlinearInt8, type ActivationQuant } from '../ops/quant.js';
+import { shapeStr } from '../tensor/shape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { INT4_LAYOUT } from './layout.js';
+
+type Pair2 = [number, number];
+
+function actFrom(buf: Tensor): ActivationQuant {
+  const [scale, zeroPoint] = Array.from(buf.toArray() as Float32Array);
+  return scale! > 0 ? { scale: scale!, zeroPoint: zeroPoint! } : 'dynamic';
+}
+function actTensor(act: ActivationQuant): Tensor {
+  return tensor(act === 'dynamic' ? [0, 0] : [act.scale, act.zeroPoint]);
+}
+
+/** Symmetric per-output-channel int8 weights: w [N, ...] -> q int8 [N, ...] and scale [N] (max|w| / 127). */
+export function quantizeWeightsInt8(w: Tensor): { q: Tensor; scale: Tensor } {
+  return noGrad(() => {
+    const N = w.shape[0]!;
+    const flat = reshape(w, [N, w.size / N]);
+    const amax = flat.abs().max(1, true);
+    const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
+    const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
+    const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };
+    [flat, amax, scale, q].forEach((t) => { if (t !== out.q && t !== out.scale) t.dispose(); });
+    return out;
+  });
+}
+
+/** Rounds to the nearest integer, ties to even (as the kernels' nearbyint), with tensor ops. */
+export function roundHalfEven(x: Tensor): Tensor {
+  return noGrad(() => {
+    // floor(x + 0.5), then step back where x + 0.5 was an odd integer exactly (a tie rounded up to odd)
+    const y = x.add(0.5);
+    const f = floorT(y);
+    const tie = f.eq(y);
+    const odd = f.sub(floorT(f.div(2)).mul(2)).ne(0);
+    const r = f.sub(tie.cast('float32').mul(odd.cast('float32')));
+    [y, tie, odd].forEach((t) => t.dispose());
+    f.dispose();
+    return r;
+  });
+}
+/** floor for float32 tensors: truncation corrected for negative non-integers. */
+function floorT(x: Tensor): Tensor {
+  const t = cast(cast(x, 'int32'), 'float32');
+  const fix = t.gt(x).cast('float32');
+  const r = sub(t, fix);
+  t.dispose();
+  fix.dispose();
+  return r;
+}
+
+/** int8 Linear: y = qlinearInt8(x, wq, wscale, bias) with static or dynamic activation quantization. */
+export class QuantLinear extends Module {
+  readonly weightQ: Tensor;
+  readonly weightScale: Tensor;
+  readonly bias: Tensor | null;
+  /** [scale, zeroPoint] of the input; scale 0 = dynamic (per row) */
+  readonly inputQuant: Tensor;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; act?: ActivationQuant } = {}) {
+    super();
+    this.weightQ = this.registerBuffer('weightQ', zeros([outFeatures, inFeatures], { dtype: 'int8' }));
+    this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures]).add(1));
+    this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
+    this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
+  }
+  /** True when the input is quantized per row at run time. */
+  get dynamic(): boolean { return actFrom(this.inputQuant) === 'dynamic'; }
+  forward(x: Tensor): Tensor {
+    if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
+      throw new ShapeError(`QuantLinear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`);
+    }
+    return qlinearInt8(x, this.weightQ, this.weightScale, this.bias, actFrom(this.inputQuant));
+  }
+  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, int8, input ${this.dynamic ? 'dynamic' : 'static'}`; }
+}
+
+/** int8 Conv2d (groups = 1): im2col with tensor ops, then the int8 kernel. */
+export class QuantConv2d extends Module {
+  readonly weightQ: Tensor;
+  readonly weightScale: Tensor;
+  readonly bias: Tensor | null;
+  readonly inputQuant: Tensor;
+  readonly kernelSize: Pair2;
+  readonly stride: Pair2;
+  readonly padding: Pair2;
+  readonly dilation: Pair2;
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | Pair2,
+    opts: { stride?: number | Pair2; padding?: number | Pair2; dilation?: number | Pair2; bias?: boolean; act?: ActivationQuant } = {}) {
+    super();
+    const p = (v: number | Pair2 | undefined, d: number): Pair2 => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+    this.kernelSize = p(kernelSize, 1);
+    this.stride = p(opts.stride, 1);
+    this.padding = p(opts.padding, 0);
+    this.dilation = p(opts.dilation, 1);
+    const [kh, kw] = this.kernelSize;
+    this.weightQ = this.registerBuffer('weightQ', zeros([outChannels, inChannels, kh, kw], { dtype: 'int8' }));
+    this.weightScale = this.registerBuffer('weightScale', zeros([outChannels]).add(1));
+    this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outChannels]));
+    this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
+      throw new ShapeError(`QuantConv2d expects [N, ${this.inChannels}, H, W], got ${shapeStr(x.shape)}`);
+    }
+    const [N, C, H, W] = x.shape as [number, number, number, number];
+    const [kh, kw] = this.kernelSize, [sh, sw] = this.stride, [ph, pw] = this.padding, [dh, dw] = this.dilation;
+    const OH = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1, OW = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+    if (OH < 1 || OW < 1) throw new ShapeError(`QuantConv2d: input ${shapeStr(x.shape)} is smaller than the kernel`);
+    const temps: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T): T => { temps.push(t); return t; };
+    try {
+      let xp = x;
+      if (ph) xp = keep(concat([keep(zeros([N, C, ph, W])), xp, keep(zeros([N, C, ph, W]))], 2));
+      if (pw) xp = keep(concat([keep(zeros([N, C, H + 2 * ph, pw])), xp, keep(zeros([N, C, H + 2 * ph, pw]))], 3));
+      const cols: Tensor[] = [];
+      for (let i = 0; i < kh; i++) {
+        for (let j = 0; j < kw; j++) {
+          cols.push(keep(slice(xp, [0, 0, i * dh, j * dw], [N, C, i * dh + sh * (OH - 1) + 1, j * dw + sw * (OW - 1) + 1], [1, 1, sh, sw])));
+        }
+      }
+      const st = keep(stack(cols, 2)); // [N, C, kh*kw, OH, OW]
+      const m = keep(reshape(keep(permute(st, [0, 3, 4, 1, 2]).contiguous()), [N * OH * OW, C * kh * kw]));
+      const w2 = keep(reshape(this.weightQ, [this.outChannels, C * kh * kw]));
+      const y = keep(qlinearInt8(m, w2, this.weightScale, this.bias, actFrom(this.inputQuant))); // [N*OH*OW, O]
+      return permute(keep(reshape(y, [N, OH, OW, this.outChannels])), [0, 3, 1, 2]).contiguous();
+    } finally {
+      for (const t of temps) if (t !== x) t.dispose();
+    }
+  }
+  protected override extraRepr(): string { return `${this.inChannels}, ${this.outChannels}, kernel=${this.kernelSize.join('x')}, int8`; }
+}
+
+/**
+ * int4 weight-only Linear: weights in [-8, 7] with one float32 scale per (row, group of `groupSize` inputs),
+ * two per byte (INT4_LAYOUT); dequantized for each call, then the float GEMM.
+ */
+export class Int4Linear extends Module {
+  readonly weightPacked: Tensor;
+  readonly weightScale: Tensor;
+  readonly bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly groupSize: number, opts: { bias?: boolean } = {}) {
+    super();
+    if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
+      throw new ArgumentError(`Int4Linear groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+    }
+    const G = Math.ceil(inFeatures / groupSize);
+    this.weightPacked = this.registerBuffer('weightPacked', zeros([outFeatures, (G * groupSize) / 2], { dtype: 'uint8' }));
+    this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures, G]).add(1));
+    this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
+  }
+  /** The float32 weight [out, in] these int4 values stand for. */
+  dequantized(): Tensor {
+    return noGrad(() => {
+      const N = this.outFeatures, G = this.weightScale.shape[1]!, g = this.groupSize;
+      const p = cast(this.weightPacked, 'int32');
+      const hi = cast(cast(div(p, 16), 'int32'), 'float32'); // p >= 0: truncation is floor
+      const lo = sub(cast(p, 'float32'), mul(hi, 16));
+      // byte b of a row holds element 2b in its low nibble and 2b + 1 in its high nibble, stored with +8
+      const vals = sub(reshape(stack([lo, hi], 2), [N, G, g]), INT4_LAYOUT.offset);
+      const w = mul(vals, reshape(this.weightScale, [N, G, 1]));
+      const full = reshape(w, [N, G * g]);
+      const out = G * g === this.inFeatures ? full.clone() : slice(full, [0, 0], [N, this.inFeatures]).contiguous();
+      [p, hi, lo, vals, w, full].forEach((t) => t.dispose());
+      return out;
+    });
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
+      throw new ShapeError(`Int4Linear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`);
+    }
+    const w = this.dequantized();
+    const y = x.matmul(w.transpose());
+    w.dispose();
+    if (!this.bias) return y;
+    const r = add(y, this.bias);
+    y.dispose();
+    return r;
+  }
+  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, int4 groups of ${this.groupSize}`; }
+}
+
+/** Quantizes w [N, K] to int4 groups: packed uint8 [N, G*g/2] and scales [N, G] (max|w| of the group / 7). */
+export function quantizeWeightsInt4(w: Tensor, groupSize: number): { packed: Tensor; scale: Tensor } {
+  if (w.ndim !== 2) throw new ShapeError(`int4 quantization takes a 2-D weight, got ${shapeStr(w.shape)}`);
+  if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
+    throw new ArgumentError(`int4 groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+  }
+  return noGrad(() => {
+    const [N, K] = w.shape as [number, number];
+    const G = Math.ceil(K / groupSize), g = groupSize;
+    const padded = G * g === K ? w.clone() : concat([w, zeros([N, G * g - K])], 1);
+    const grouped = reshape(padded, [N, G, g]);
+    const amax = grouped.abs().max(2, true);
+    const scale = div(amax, 7).maximum(1e-12);
+    const q = clamp(roundHalfEven(div(grouped, scale)), -8, 7).add(INT4_LAYOUT.offset); // 0..15
+    const pairs = reshape(q, [N, (G * g) / 2, 2]);
+    const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]), hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);
+    const byte = reshape(add(lo, mul(hi, 16)), [N, (G * g) / 2]);
+    const packed = cast(byte, 'uint8');
+    const sc = reshape(scale, [N, G]);
+    [padded, grouped, amax, scale, q, pairs, lo, hi, byte].forEach((t) => { if (t !== sc) t.dispose(); });
+    return { packed, scale: sc };
+  });
+}

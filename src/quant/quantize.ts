@@ -1,0 +1,249 @@
+// Post-training quantization of a model built from kiln's standard layers: a copy of the model with its
+// Linear (and, for int8, Conv2d) layers replaced by quantized ones, plus a per-layer sensitivity report.
+//   int8          weights symmetric per output channel; activations per tensor, asymmetric uint8, from
+//                 calibration data (min-max or percentile ranges)
+//   int8-dynamic  weights as above; activations quantized per row at run time (no calibration needed)
+//   int4          weight-only, groups of 32/64/128 inputs per scale (Linear layers)
+import { noGrad } from '../autograd/tape.js';
+import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { tidy } from '../engine/memory.js';
+import { Conv2d, Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import { fromSpec, toSpec } from '../nn/spec.js';
+import type { ActivationQuant } from '../ops/quant.js';
+import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { INT4_LAYOUT } from './layout.js';
+import { Int4Linear, QuantConv2d, QuantLinear, quantizeWeightsInt4, quantizeWeightsInt8 } from './layers.js';
+
+/** Quantization schemes. */
+export type Scheme = 'int8' | 'int8-dynamic' | 'int4';
+
+/** quantize options. */
+export interface QuantizeOptions {
+  scheme: Scheme;
+  /** Model inputs: required for 'int8' (activation ranges) and for the sensitivity report. */
+  calibration?: Tensor | readonly Tensor[];
+  /** How activation ranges are taken from calibration data (default 'minmax'). */
+  method?: 'minmax' | 'percentile';
+  /** For 'percentile': the upper percentile kept (default 99.99; the lower one is 100 - p). */
+  percentile?: number;
+  /** int4 group size (default 32). */
+  groupSize?: number;
+  /** Dotted module names to keep in float. */
+  keepFloat?: readonly string[];
+  /** Keep in float every layer whose quantization alone drops the model output's SQNR below this (dB). */
+  minSqnrDb?: number;
+}
+
+/** One row of the report. */
+export interface LayerReport {
+  name: string;
+  type: string;
+  /** what the layer became */
+  quantized: Scheme | 'float';
+  /** SQNR of the model output with only this layer quantized (dB; null without calibration data) */
+  sqnrDb: number | null;
+  /** why a layer was kept in float */
+  reason: string | null;
+  /** the input range used for static activation quantization */
+  inputRange: [number, number] | null;
+}
+
+/** What quantize returns. */
+export interface QuantizeResult {
+  model: Module;
+  layers: LayerReport[];
+  /** SQNR of the quantized model's output against the float model on the calibration data (dB) */
+  sqnrDb: number | null;
+}
+
+/** Signal-to-quantization-noise ratio of `approx` against `ref`, in dB (Infinity when they are equal). */
+export function sqnr(ref: Tensor, approx: Tensor): number {
+  return tidy(() => {
+    const s = ref.mul(ref).sum().item();
+    const n = ref.sub(approx).pow(2).sum().item();
+    return n === 0 ? Infinity : 10 * Math.log10(s / n);
+  });
+}
+
+interface Target { name: string; parent: Module; key: string; layer: Linear | Conv2d }
+
+function batchesOf(c: Tensor | readonly Tensor[] | undefined): Tensor[] {
+  if (c === undefined) return [];
+  const list = isTensor(c) ? [c] : c;
+  if (!Array.isArray(list) || !list.every(isTensor)) throw new ArgumentError(`calibration must be a Tensor or a list of Tensors, got ${describe(c)}`);
+  return [...list];
+}
+
+/** Collects the inputs of every target layer over the calibration batches (forward is wrapped, then restored). */
+function observeInputs(model: Module, targets: Target[], batches: Tensor[], method: 'minmax' | 'percentile', pct: number): Map<string, [number, number]> {
+  const lo = new Map<string, number>(), hi = new Map<string, number>(), samples = new Map<string, number[]>();
+  const MAX_SAMPLES = 200_000;
+  for (const t of targets) {
+    const layer = t.layer as Module & { forward: (x: Tensor) => Tensor };
+    const orig = Object.getPrototypeOf(layer).forward as (x: Tensor) => Tensor;
+    layer.forward = (x: Tensor): Tensor => {
+      const v = x.toArray() as Float32Array;
+      if (method === 'minmax') {
+        let a = lo.get(t.name) ?? 0, b = hi.get(t.name) ?? 0;
+        for (let i = 0; i < v.length; i++) { const e = v[i]!; if (e < a) a = e; if (e > b) b = e; }
+        lo.set(t.name, a);
+        hi.set(t.name, b);
+      } else {
+        const s = samples.get(t.name) ?? [];
+        const step = Math.max(1, Math.ceil(v.length / (MAX_SAMPLES / batches.length)));
+        for (let i = 0; i < v.length; i += step) s.push(v[i]!);
+        samples.set(t.name, s);
+      }
+      return orig.call(layer, x);
+    };
+  }
+  try {
+    noGrad(() => { for (const b of batches) tidy(() => { model.call(b); }); });
+  } finally {
+    for (const t of targets) delete (t.layer as unknown as Record<string, unknown>).forward;
+  }
+  const out = new Map<string, [number, number]>();
+  for (const t of targets) {
+    if (method === 'minmax') out.set(t.name, [lo.get(t.name) ?? 0, hi.get(t.name) ?? 0]);
+    else {
+      const s = Float64Array.from(samples.get(t.name) ?? [0]).sort();
+      const q = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.round((p / 100) * (s.length - 1))))]!;
+      out.set(t.name, [Math.min(0, q(100 - pct)), Math.max(0, q(pct))]);
+    }
+  }
+  return out;
+}
+
+/** uint8 affine parameters for a range that holds 0. */
+export function affineParams(range: readonly [number, number]): { scale: number; zeroPoint: number } {
+  const lo = Math.min(0, range[0]), hi = Math.max(0, range[1]);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi))) throw new ValidationError(`activation range [${lo}, ${hi}] is not finite`);
+  if (hi === lo) return { scale: 1, zeroPoint: 0 };
+  const scale = Math.fround((hi - lo) / 255);
+  return { scale, zeroPoint: Math.min(255, Math.max(0, Math.round(-lo / scale))) };
+}
+
+function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQuant, groupSize: number): Module {
+  return noGrad(() => {
+    if (scheme === 'int4') {
+      const l = layer as Linear;
+      const q = new Int4Linear(l.inFeatures, l.outFeatures, groupSize, { bias: l.bias !== null });
+      const { packed, scale } = quantizeWeightsInt4(l.weight, groupSize);
+      q.weightPacked.assign(packed);
+      q.weightScale.assign(scale);
+      if (l.bias) q.bias!.assign(l.bias);
+      packed.dispose();
+      scale.dispose();
+      return q;
+    }
+    const { q: wq, scale } = quantizeWeightsInt8(layer.weight);
+    let m: QuantLinear | QuantConv2d;
+    if (layer instanceof Linear) {
+      m = new QuantLinear(layer.inFeatures, layer.outFeatures, { bias: layer.bias !== null, act });
+    } else {
+      const o = layer.opts;
+      m = new QuantConv2d(layer.inChannels, layer.outChannels, layer.weight.shape.slice(2) as [number, number], {
+        ...(o.stride !== undefined ? { stride: o.stride as number | [number, number] } : {}),
+        ...(o.padding !== undefined ? { padding: o.padding as number | [number, number] } : {}),
+        ...(o.dilation !== undefined ? { dilation: o.dilation as number | [number, number] } : {}),
+        bias: layer.bias !== null, act,
+      });
+    }
+    m.weightQ.assign(wq);
+    m.weightScale.assign(scale);
+    if (layer.bias) m.bias!.assign(layer.bias);
+    wq.dispose();
+    scale.dispose();
+    return m;
+  });
+}
+
+/**
+ * Quantizes a copy of `model` (the original is not changed). Needs a model made of kiln's standard layers
+ * (kn.nn.toSpec); other layers stay as they are. With calibration data the report gives each layer's SQNR.
+ */
+export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
+  if (!(model instanceof Module)) throw new ArgumentError(`quantize takes a kn.nn.Module, got ${describe(model)}`);
+  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`quantize options must be an object, got ${describe(opts)}`);
+  const scheme = opts.scheme;
+  if (scheme !== 'int8' && scheme !== 'int8-dynamic' && scheme !== 'int4') throw new ArgumentError(`scheme must be 'int8', 'int8-dynamic' or 'int4', got ${describe(scheme)}`);
+  const method = opts.method ?? 'minmax';
+  if (method !== 'minmax' && method !== 'percentile') throw new ArgumentError(`method must be 'minmax' or 'percentile', got ${describe(method)}`);
+  const pct = opts.percentile ?? 99.99;
+  if (!(pct > 50 && pct <= 100)) throw new ArgumentError(`percentile must be in (50, 100], got ${describe(pct)}`);
+  const groupSize = opts.groupSize ?? 32;
+  if (scheme === 'int4' && !(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
+    throw new ArgumentError(`groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+  }
+  const batches = batchesOf(opts.calibration);
+  if (scheme === 'int8' && batches.length === 0) {
+    throw new ArgumentError("scheme 'int8' quantizes activations with ranges from calibration data: pass calibration inputs, or use 'int8-dynamic'");
+  }
+  const keepFloat = new Set(opts.keepFloat ?? []);
+
+  const copy = fromSpec(toSpec(model));
+  const sd = model.stateDict();
+  copy.loadStateDict(sd);
+  Object.values(sd).forEach((t) => t.dispose());
+  copy.eval();
+
+  const targets: Target[] = [];
+  const reports = new Map<string, LayerReport>();
+  for (const [name, m] of copy.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv2d)) continue;
+    const dot = name.lastIndexOf('.');
+    const parentName = dot < 0 ? '' : name.slice(0, dot);
+    const parent = copy.namedModules().find(([n]) => n === parentName)?.[1];
+    const rep: LayerReport = { name, type: m.constructor.name, quantized: 'float', sqnrDb: null, reason: null, inputRange: null };
+    reports.set(name, rep);
+    if (!parent || name === '') { rep.reason = 'the model itself is a single layer; wrap it in a Sequential'; continue; }
+    if (keepFloat.has(name)) { rep.reason = 'keepFloat'; continue; }
+    if (m instanceof Conv2d && scheme === 'int4') { rep.reason = 'int4 covers Linear layers only'; continue; }
+    if (m instanceof Conv2d && (m.opts.groups ?? 1) !== 1) { rep.reason = 'grouped convolution is not quantized'; continue; }
+    targets.push({ name, parent, key: name.slice(dot + 1), layer: m });
+  }
+
+  const ranges = scheme === 'int8' ? observeInputs(copy, targets, batches, method, pct) : new Map<string, [number, number]>();
+  const replacement = new Map<string, Module>();
+  for (const t of targets) {
+    const range = ranges.get(t.name);
+    const act: ActivationQuant = scheme === 'int8' ? affineParams(range!) : 'dynamic';
+    if (range) reports.get(t.name)!.inputRange = [Math.min(0, range[0]), Math.max(0, range[1])];
+    replacement.set(t.name, quantizedLayer(t.layer, scheme, act, groupSize));
+  }
+
+  // sensitivity: each layer quantized alone, the model output compared with the float model's
+  const refs = batches.length ? noGrad(() => batches.map((b) => copy.call(b))) : [];
+  const outputSqnr = (): number => noGrad(() => {
+    let s = 0, n = 0;
+    batches.forEach((b, i) => tidy(() => {
+      const y = copy.call(b);
+      s += refs[i]!.mul(refs[i]!).sum().item();
+      n += refs[i]!.sub(y).pow(2).sum().item();
+    }));
+    return n === 0 ? Infinity : 10 * Math.log10(s / n);
+  });
+  if (batches.length) {
+    for (const t of targets) {
+      t.parent.replaceChild(t.key, replacement.get(t.name)!);
+      reports.get(t.name)!.sqnrDb = outputSqnr();
+      t.parent.replaceChild(t.key, t.layer);
+    }
+  }
+  for (const t of targets) {
+    const rep = reports.get(t.name)!;
+    if (opts.minSqnrDb !== undefined && rep.sqnrDb !== null && rep.sqnrDb < opts.minSqnrDb) {
+      rep.reason = `sensitive: SQNR ${rep.sqnrDb.toFixed(1)} dB < ${opts.minSqnrDb} dB`;
+      replacement.get(t.name)!.dispose();
+      continue;
+    }
+    t.parent.replaceChild(t.key, replacement.get(t.name)!);
+    t.layer.dispose();
+    rep.quantized = scheme;
+  }
+  const total = batches.length ? outputSqnr() : null;
+  refs.forEach((r) => r.dispose());
+  copy.eval();
+  return { model: copy, layers: [...reports.values()], sqnrDb: total };
+}

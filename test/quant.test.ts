@@ -216,6 +216,48 @@ test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves
   assert.throws(() => kn.quant.quantize(new Custom(), { scheme: 'int8-dynamic' }), /not one of kiln's standard layers/);
 });
 
+test('fakeQuant: the quant-dequant value and the straight-through gradient', () => {
+  for (const b of kn.backends().filter((n) => n === 'js' || n === 'cpu')) {
+    const x = kn.tensor([0.26, 5, -20, 0.05, 0.15], [5], { backend: b });
+    x.requiresGrad = true;
+    const y = kn.quant.fakeQuant(x, 0.1, 0, -127, 127);
+    const v = Array.from(y.toArray() as Float32Array);
+    [0.3, 5, -12.7, 0, 0.2].forEach((e, i) => assert.ok(Math.abs(v[i]! - e) < 1e-6, `${b}: ${v[i]} vs ${e}`));
+    y.mul(kn.tensor([1, 2, 3, 4, 5], [5], { backend: b })).sum().backward();
+    assert.equal(Array.from(x.grad!.toArray() as Float32Array), [1, 2, 0, 4, 5], 'gradient passes inside the range only');
+    // per-channel scales broadcast; uint8 with a zero point
+    const w = kn.tensor([[1, -1], [10, -10]], undefined, { backend: b });
+    const fq = kn.quant.fakeQuant(w, kn.tensor([[1 / 127], [10 / 127]], undefined, { backend: b }), 0, -127, 127);
+    const fv = Array.from(fq.toArray() as Float32Array);
+    [1, -1, 10, -10].forEach((e, i) => assert.ok(Math.abs(fv[i]! - e) < 1e-5));
+    const u = Array.from(kn.quant.fakeQuant(kn.tensor([-1, 0, 0.5, 5], [4], { backend: b }), 0.02, 50, 0, 255).toArray() as Float32Array);
+    [-1, 0, 0.5, 4.1].forEach((e, i) => assert.ok(Math.abs(u[i]! - e) < 1e-5, `uint8: ${u[i]} vs ${e}`));
+  }
+  assert.throws(() => kn.quant.fakeQuant(kn.ones([2]), 0, 0, -1, 1), /scale must be > 0/);
+});
+
+test('QAT: prepare, fine-tune with fake quantization, convert to int8 (MNIST)', async () => {
+  const { model, train, acc } = await trainedMnistMlp(2);
+  const base = acc(model);
+  const qat = kn.quant.prepareQat(model);
+  assert.ok((qat as kn.nn.Sequential).layers[0] instanceof kn.quant.QatLinear);
+  qat.train();
+  await kn.train.fit(qat, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(qat.parameters(), { lr: 1e-4 }), epochs: 1, verbose: 'silent' });
+  const qatAcc = acc(qat);
+  qat.eval();
+  const probe = kn.randn([16, 784]);
+  const fakeOut = qat.call(probe);
+  const int8 = kn.quant.convertQat(qat);
+  assert.ok((int8 as kn.nn.Sequential).layers[0] instanceof kn.quant.QuantLinear);
+  const realOut = int8.call(probe);
+  // the fake-quantized float model predicts what the int8 kernels compute
+  assert.ok(kn.quant.sqnr(realOut, fakeOut) > 40, `fake vs real int8 SQNR ${kn.quant.sqnr(realOut, fakeOut)}`);
+  const a8 = acc(int8);
+  console.log(`QAT: float ${base}, QAT (fake quant) ${qatAcc}, converted int8 ${a8}`);
+  assert.ok(base - a8 <= 0.005, `QAT int8 ${a8} vs float ${base}`);
+  assert.throws(() => kn.quant.convertQat(model), /no QAT layers/);
+});
+
 test('MNIST acceptance: int8 PTQ loses <= 0.5 points, int4 <= 1.5, on a trained MLP', async () => {
   const { model, trainX, acc } = await trainedMnistMlp();
   const base = acc(model);

@@ -2,3 +2,4 @@
 export { quantize, sqnr, affineParams, type Scheme, type QuantizeOptions, type QuantizeResult, type LayerReport } from './quantize.js';
 export { QuantLinear, QuantConv2d, Int4Linear, quantizeWeightsInt8, quantizeWeightsInt4, roundHalfEven } from './layers.js';
 export { INT4_LAYOUT } from './layout.js';
+export { fakeQuant, prepareQat, convertQat, QatLinear, QatConv2d } from './qat.js';

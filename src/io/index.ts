@@ -191,3 +191,4 @@ export function loadCheckpointSync(path: string, parts: CheckpointParts): unknow
   checkPath(path, 'loadCheckpointSync');
   return restore(readFileSync(path), path, parts);
 }
+export { exportOnnx, toOnnx, type OnnxExportOptions } from './onnx.js';

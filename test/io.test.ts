@@ -95,6 +95,25 @@ test('atomic writes: no temp files left, a failed write keeps the old file', asy
   assert.equal(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
 });
 
+test('checkpoints carry a fitted scaler and the RNG state with the model', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-ckpt-scaler-'));
+  const p = join(dir, 'c.safetensors');
+  const scaler = new kn.data.StandardScaler().fit(kn.tensor([[1, 10], [3, 30], [5, 20]]));
+  kn.seed(77);
+  const rng = kn.getRngState();
+  const m = new kn.nn.Linear(2, 1);
+  await kn.io.saveCheckpoint(p, { model: m, scaler, state: { rng } });
+  const back = await kn.io.checkpointScaler(p);
+  assert.ok(back instanceof kn.data.StandardScaler);
+  assert.equal(back!.toJSON(), scaler.toJSON());
+  const x = kn.tensor([[2, 15]]);
+  assert.equal(Array.from(back!.transform(x).toArray()), Array.from(scaler.transform(x).toArray()));
+  const state = await kn.io.loadCheckpoint(p, { model: new kn.nn.Linear(2, 1) }) as { rng: unknown };
+  assert.equal(state.rng, rng);
+  await kn.io.saveCheckpoint(p, { model: m });
+  assert.is(await kn.io.checkpointScaler(p), null);
+});
+
 test('checkpoints restore model, optimizer, scheduler and state; bad files are refused', async () => {
   kn.seed(2);
   const m = new kn.nn.Sequential(new kn.nn.Linear(2, 3), new kn.nn.BatchNorm1d(3));

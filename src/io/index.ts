@@ -5,6 +5,7 @@ import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { SPEC_METADATA_KEY, fromSpec, toSpec } from '../nn/spec.js';
+import { transformerFromJSON, type Transformer, type TransformerJSON } from '../data/scalers.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -110,6 +111,8 @@ export interface CheckpointParts {
   model: Module;
   optimizer?: Optimizer | null;
   scheduler?: LRScheduler | null;
+  /** A fitted feature scaler (or any kn.data transformer) saved with the model; read back with checkpointScaler. */
+  scaler?: Transformer | null;
   state?: unknown;
 }
 
@@ -127,7 +130,7 @@ function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
     optim = { kind: sd.kind, hyper: sd.hyper, steps: sd.steps };
   }
   try {
-    const meta = { version: 1, optimizer: optim, scheduler: parts.scheduler?.stateDict() ?? null, state: parts.state ?? null };
+    const meta = { version: 1, optimizer: optim, scheduler: parts.scheduler?.stateDict() ?? null, scaler: parts.scaler?.toJSON() ?? null, state: parts.state ?? null };
     return encodeSafetensors(tensors, { [META_KEY]: JSON.stringify(meta) });
   } finally {
     for (const t of owned) t.dispose();
@@ -186,6 +189,20 @@ export async function loadCheckpoint(path: string, parts: CheckpointParts): Prom
   checkPath(path, 'loadCheckpoint');
   return restore(await readFile(path), path, parts);
 }
+/**
+ * The scaler saved in a checkpoint (null when it has none), rebuilt with kn.data.transformerFromJSON.
+ */
+export async function checkpointScaler(path: string): Promise<Transformer | null> {
+  checkPath(path, 'checkpointScaler');
+  const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+  Object.values(tensors).forEach((t) => t.dispose());
+  const raw = metadata[META_KEY];
+  if (raw === undefined) throw new FormatError(`${path} is not a kiln checkpoint (no '${META_KEY}' metadata)`);
+  let meta: { scaler?: TransformerJSON | null };
+  try { meta = JSON.parse(raw); } catch { throw new FormatError(`${path}: checkpoint metadata is not valid JSON`); }
+  return meta.scaler ? transformerFromJSON(meta.scaler) : null;
+}
+
 /** Synchronous loadCheckpoint. */
 export function loadCheckpointSync(path: string, parts: CheckpointParts): unknown {
   checkPath(path, 'loadCheckpointSync');

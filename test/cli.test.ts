@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -42,6 +45,10 @@ test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 wi
   assert.equal(rows.map((x) => [x.bench, x.size, x.threads]), [['matmul', '32x32x32', 1], ['matmul', '48x48x48', 1], ['mlp', '784-256-10, batch 32, Adam', 1]]);
   assert.ok(rows.every((x) => x.rate > 0 && x.minMs <= x.medianMs && x.medianMs <= x.maxMs));
   assert.equal(rows.map((x) => x.unit), ['GFLOP/s', 'GFLOP/s', 'steps/s']);
+  const q = cli('bench', 'int8', '--sizes', '40', '--threads', '1', '--json', '--min-time-ms', '1');
+  assert.is(q.code, 0, q.err);
+  const qr = JSON.parse(q.out.trim());
+  assert.equal([qr.bench, qr.unit, qr.size], ['int8', 'GOP/s', '40x40x40 (dynamic int8 linear)']);
   const c = cli('bench', 'conv', '--sizes', '2', '--threads', '1', '--min-time-ms', '1');
   assert.is(c.code, 0, c.err);
   assert.match(c.out, /^conv {3}cpu threads=1 {2}2x16x28x28 \* 32x16x3x3 \(fwd\+bwd\) +[\d.]+ GFLOP\/s/);
@@ -51,6 +58,44 @@ test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 wi
   const bad2 = cli('bench', 'matmul', '--sizes', 'x');
   assert.is(bad2.code, 2);
   assert.match(bad2.err, /--sizes takes positive integers/);
+});
+
+test('kiln quantize and kiln prune: files in, smaller files out, reports; bad arguments exit 2', async () => {
+  const kn = await import('../src/index.js');
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-q-'));
+  kn.seed(3);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(64, 128), new kn.nn.ReLU(), new kn.nn.Linear(128, 4));
+  const file = join(dir, 'm.safetensors');
+  await kn.io.save(file, model);
+  kn.data.writeArrow(join(dir, 'calib.arrow'), { x: kn.randn([200, 64]) });
+  const q = cli('quantize', file, '--scheme', 'int8', '--calib', join(dir, 'calib.arrow'), '-o', join(dir, 'q.safetensors'), '--json');
+  assert.is(q.code, 0, q.err);
+  const rep = JSON.parse(q.out);
+  assert.ok(rep.bytesBefore / rep.bytesAfter > 3, JSON.stringify(rep));
+  assert.ok(rep.sqnrDb > 30);
+  assert.equal(rep.layers.map((l: { quantized: string }) => l.quantized), ['int8', 'int8']);
+  const { model: qm } = await kn.io.loadModel(join(dir, 'q.safetensors'));
+  assert.ok((qm as InstanceType<typeof kn.nn.Sequential>).layers[0] instanceof kn.quant.QuantLinear);
+  const text = cli('quantize', file, '--scheme', 'int4', '--group-size', '32', '-o', join(dir, 'q4.safetensors'));
+  assert.is(text.code, 0, text.err);
+  assert.match(text.out, /scheme int4/);
+  const p = cli('prune', file, '--amount', '0.5', '--structured', '-o', join(dir, 'p.safetensors'), '--json');
+  assert.is(p.code, 0, p.err);
+  const pr = JSON.parse(p.out);
+  assert.ok(pr.paramsAfter < pr.paramsBefore * 0.6, JSON.stringify(pr));
+  assert.equal(pr.layers, [{ name: '0', before: 128, after: 64 }]);
+  const mag = cli('prune', file, '--amount', '0.5', '--scope', 'global', '-o', join(dir, 'pm.safetensors'));
+  assert.is(mag.code, 0, mag.err);
+  assert.match(mag.out, /weight sparsity 50\.0%/);
+  const noCalib = cli('quantize', file, '--scheme', 'int8', '-o', join(dir, 'x.safetensors'));
+  assert.is(noCalib.code, 2);
+  assert.match(noCalib.err, /calibration data/);
+  const noOut = cli('prune', file, '--amount', '0.5');
+  assert.is(noOut.code, 2);
+  assert.match(noOut.err, /needs -o/);
+  const badCols = cli('quantize', file, '--scheme', 'int8', '--calib', join(dir, 'calib.arrow'), '--input-shape', '4', '-o', join(dir, 'x.safetensors'));
+  assert.is(badCols.code, 2);
+  assert.match(badCols.err, /has 64 columns per row, the model takes 4 values/);
 });
 
 test.run();

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// `kiln` command line. Subcommands arrive with their issues (train, quantize, prune); `info`, `bench` and
-// `serve` are here.
+// `kiln` command line: info, bench, serve, quantize, prune (`train` is still to come).
 import { parseArgs } from 'node:util';
 import { info } from '../info.js';
 import { benchCommand } from './bench.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
+import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 
 const HELP = `usage: kiln <command> [options]
 
@@ -12,7 +12,7 @@ commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${SERVE_HELP}`;
+${SERVE_HELP}${QUANTIZE_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -36,6 +36,8 @@ export function main(argv: string[]): number | Promise<number> {
   }
   if (cmd === 'bench') return benchCommand(rest);
   if (cmd === 'serve') return serveCommand(rest);
+  if (cmd === 'quantize') return quantizeCommand(rest);
+  if (cmd === 'prune') return pruneCommand(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;
 }

@@ -45,7 +45,10 @@ export async function save(path: string, what: Module | Record<string, Tensor>, 
   checkPath(path, 'save');
   const { tensors, owned } = tensorsOf(what);
   try {
-    await writeFileAtomic(path, encodeSafetensors(tensors, { ...specMetadata(what), ...opts.metadata }));
+    // the module's own spec wins over a stale one carried in opts.metadata (e.g. from the file it was loaded from)
+    const meta: Record<string, string> = { ...opts.metadata, ...specMetadata(what) };
+    if (what instanceof Module && !(SPEC_METADATA_KEY in specMetadata(what))) delete meta[SPEC_METADATA_KEY];
+    await writeFileAtomic(path, encodeSafetensors(tensors, meta));
   } finally {
     if (owned) for (const t of Object.values(tensors)) t.dispose();
   }

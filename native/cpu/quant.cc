@@ -145,6 +145,51 @@ static bool has_vnni() {
 }
 #endif
 
+// ---- few rows (M <= kSmallM): no packing. Each int8 weight row is streamed once and dotted with the quantized
+// rows (a served request, one example at a time), instead of paying to pack all of W for one product.
+static constexpr int64_t kSmallM = 4;
+
+// acc[i] = sum_k xq[i][k] w[k]; *wsum = sum_k w[k]
+static void dot_rows_generic(const uint8_t* xq, int64_t Kp, int64_t M, const int8_t* w, int64_t K, int32_t* acc, int32_t* wsum) {
+  int32_t s = 0;
+  for (int64_t k = 0; k < K; ++k) s += w[k];
+  *wsum = s;
+  for (int64_t i = 0; i < M; ++i) {
+    const uint8_t* x = xq + i * Kp;
+    int32_t a = 0;
+    for (int64_t k = 0; k < K; ++k) a += static_cast<int32_t>(x[k]) * static_cast<int32_t>(w[k]);
+    acc[i] = a;
+  }
+}
+
+#if KILN_VEC_BYTES == 64
+// GCC 12's _mm512_reduce_add_epi32 trips -Wuninitialized on an internal placeholder (a false positive)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void dot_rows_vnni(const uint8_t* xq, int64_t Kp, int64_t M, const int8_t* w,
+                                                                             int64_t K, int32_t* acc, int32_t* wsum) {
+  __m512i c[kSmallM], cs = _mm512_setzero_si512();
+  for (int i = 0; i < kSmallM; ++i) c[i] = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int64_t kv = K / 64 * 64;
+  for (int64_t k = 0; k < kv; k += 64) {
+    const __m512i wb = _mm512_loadu_si512(w + k);
+    cs = _mm512_dpbusd_epi32(cs, ones, wb);
+    for (int64_t i = 0; i < M; ++i) c[i] = _mm512_dpbusd_epi32(c[i], _mm512_loadu_si512(xq + i * Kp + k), wb);
+  }
+  int32_t s = _mm512_reduce_add_epi32(cs);
+  for (int64_t k = kv; k < K; ++k) s += w[k];
+  *wsum = s;
+  for (int64_t i = 0; i < M; ++i) {
+    int32_t a = _mm512_reduce_add_epi32(c[i]);
+    for (int64_t k = kv; k < K; ++k) a += static_cast<int32_t>(xq[i * Kp + k]) * static_cast<int32_t>(w[k]);
+    acc[i] = a;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
@@ -209,6 +254,25 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) quant_row(px + i * K, K, Kp, rq[i].scale, rq[i].zero, xq.data() + i * Kp);
   });
+  if (M <= kSmallM) {
+    const double ops = 2.0 * static_cast<double>(M) * N * K;
+    parallel_for(N, ops > 2e6 ? std::max<int64_t>(1, N / (4 * num_threads())) : N, [&](int64_t lo, int64_t hi) {
+      int32_t acc[kSmallM], ws;
+      for (int64_t j = lo; j < hi; ++j) {
+#if KILN_VEC_BYTES == 64
+        if (has_vnni()) dot_rows_vnni(xq.data(), Kp, M, pw + j * K, K, acc, &ws);
+        else
+#endif
+          dot_rows_generic(xq.data(), Kp, M, pw + j * K, K, acc, &ws);
+        for (int64_t i = 0; i < M; ++i) {
+          const int64_t a = static_cast<int64_t>(acc[i]) - static_cast<int64_t>(rq[i].zero) * ws;
+          po[i * N + j] = static_cast<float>(a) * (rq[i].scale * psw[j]) + (bias ? bias[j] : 0.f);
+        }
+      }
+    });
+    return Status::ok();
+  }
+
   const int64_t npanels = (N + NR - 1) / NR;
   std::vector<int8_t> bpack(static_cast<size_t>(npanels * K4 * NR * 4));
   std::vector<int32_t> wsum(static_cast<size_t>(npanels * NR));

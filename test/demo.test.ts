@@ -24,6 +24,8 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   assert.ok(q8, 'the demo quantizes the model');
   assert.ok(acc - Number(q8![1]) <= 0.5 && Number(q8![2]) > 3.5, q8![0]);
   assert.match(text, /QUANT mlp int4: accuracy [\d.]+%/);
+  const pr = /PRUNE mlp 50% global: accuracy [\d.]+% after pruning, ([\d.]+)% after one epoch of fine-tuning .*weight sparsity ([\d.]+)%/.exec(text);
+  assert.ok(pr && Number(pr[2]) >= 49.9 && Number(pr[1]) > 85, pr?.[0] ?? text.slice(-500));
   const file = join(out, 'mnist-mlp.safetensors');
   assert.ok(existsSync(file) && existsSync(join(out, 'mlp-checkpoints', 'last.ckpt.safetensors')));
   const w = await kn.io.load(file);

@@ -169,7 +169,10 @@ export const CASES: OpCase[] = [
   { name: 'large rand (threads)', ops: ['randomUniform', 'randomNormal'], inputs: [], run: () => { kn.seed(21); return kn.rand([40000]).add(kn.randn([40000])); }, atol: 1e-6, rtol: 0 },
   // half and small integer dtypes compute through promotion and are cast back
   { name: 'float16 add + exp', ops: ['add', 'exp', 'cast'], inputs: [f([5, 6], { dtype: 'float16' }), f([6], { dtype: 'float16' })], run: (a, b) => a.add(b).exp(), rtol: 1e-3 },
-  { name: 'bfloat16 matmul', ops: ['matmul', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
+  { name: 'bfloat16 matmul', ops: ['matmulBf16', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
+  { name: 'bfloat16 matmul odd sizes (panels, odd K)', ops: ['matmulBf16'], inputs: [f([33, 65], { dtype: 'bfloat16' }), f([65, 37], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 2e-2 },
+  { name: 'bfloat16 matmul K over a block (accumulate)', ops: ['matmulBf16'], inputs: [f([13, 1031], { dtype: 'bfloat16' }), f([1031, 20], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b).cast('float32'), rtol: 1e-2, atol: 1e-1 },
+  { name: 'bfloat16 matmul transposed views, batched broadcast', ops: ['matmulBf16'], inputs: [f([2, 1, 6, 7], { dtype: 'bfloat16' }), f([3, 5, 7], { dtype: 'bfloat16', transposed: true })], run: (a, b) => a.matmul(b.transpose()), rtol: 1e-2, atol: 2e-2 },
   { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
   { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
   // NaN-ignoring column quantiles (sorted order statistics, interpolated)

@@ -99,6 +99,31 @@ for (const isa of isas) {
   });
 }
 
+test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32) match js on every ISA', () => {
+  const script = `
+    const kn = await import('./src/index.ts');
+    const { loadAddon } = await import('./src/backends/native/binding.ts');
+    const { addon } = loadAddon();
+    const bad = [];
+    for (const isa of addon.info().supportedIsas) {
+      addon.setIsa(isa);
+      for (const [M, K, N] of [[1, 3, 2], [13, 65, 37], [40, 1100, 33]]) {
+        kn.seed(M + K + N);
+        const a = kn.randn([M, K]).cast('bfloat16'), b = kn.randn([N, K]).cast('bfloat16').transpose();
+        const got = a.matmul(b).cast('float32').toArray();
+        kn.setBackend('js');
+        const want = a.to('js').matmul(b.to('js')).cast('float32').toArray();
+        kn.setBackend('cpu');
+        for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= 0.02 * Math.max(1, Math.abs(want[i])))) { bad.push(isa + ' ' + M + 'x' + K + 'x' + N + ' [' + i + '] ' + got[i] + ' vs ' + want[i]); break; }
+      }
+    }
+    console.log(JSON.stringify(bad));`;
+  for (const mode of ['packed', 'widen']) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, KILN_BF16_GEMM: mode }, encoding: 'utf8' });
+    assert.equal(JSON.parse(out.trim().split('\n').pop()!), [], `${mode}: ${out}`);
+  }
+});
+
 test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on', () => {
   const script = "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";
   const run = (isa: string): { ok: boolean; isa?: string; reason: string } => JSON.parse(execFileSync(process.execPath,

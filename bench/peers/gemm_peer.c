@@ -1,6 +1,6 @@
 /* Bench helper (not part of the addon): times OpenBLAS cblas_sgemm and a peak-FMA loop, and prints one JSON
  * line per measurement. Built on demand by bench/peers/openblas.ts:  cc -O2 -mavx512f -mfma gemm_peer.c -lopenblas
- * Usage: gemm_peer sgemm N REPS   |   gemm_peer peak THREADS   |   gemm_peer peakvnni THREADS
+ * Usage: gemm_peer sgemm N REPS | gemm_peer peak THREADS | gemm_peer peakvnni THREADS | gemm_peer peakbf16 THREADS
  * Thread count for sgemm comes from OPENBLAS_NUM_THREADS; run with OPENBLAS_CORETYPE=SkylakeX (Debian's
  * OpenBLAS 0.3.21 does not recognise this CPU and otherwise falls back to SSE3 kernels). */
 #define _GNU_SOURCE
@@ -51,9 +51,23 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void* vnni_loop(vo
   return NULL;
 }
 
+/* 12 independent AVX512-BF16 chains (vdpbf16ps: 32 bfloat16 multiply-adds each into float32) */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void* bf16_loop(void* arg) {
+  long iters = *(long*)arg;
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps((float)i);
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x3c003c00);
+  for (long k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  float sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  *(float*)arg = sink;
+  return NULL;
+}
+
 int main(int argc, char** argv) {
-  if (argc >= 3 && (strcmp(argv[1], "peak") == 0 || strcmp(argv[1], "peakvnni") == 0)) {
-    const int vnni = strcmp(argv[1], "peakvnni") == 0;
+  if (argc >= 3 && (strcmp(argv[1], "peak") == 0 || strcmp(argv[1], "peakvnni") == 0 || strcmp(argv[1], "peakbf16") == 0)) {
+    const int vnni = strcmp(argv[1], "peakvnni") == 0, bf16 = strcmp(argv[1], "peakbf16") == 0;
     int threads = atoi(argv[2]);
     if (threads < 1 || threads > 64) return 2;
     long iters = 20000000;
@@ -62,9 +76,9 @@ int main(int argc, char** argv) {
       pthread_t th[64];
       long args[64];
       double t0 = now();
-      for (int i = 0; i < threads; ++i) { args[i] = iters; pthread_create(&th[i], NULL, vnni ? vnni_loop : fma_loop, &args[i]); }
+      for (int i = 0; i < threads; ++i) { args[i] = iters; pthread_create(&th[i], NULL, vnni ? vnni_loop : bf16 ? bf16_loop : fma_loop, &args[i]); }
       for (int i = 0; i < threads; ++i) pthread_join(th[i], NULL);
-      double gf = threads * (double)iters * 12 * 16 * 2 * (vnni ? 4 : 1) / (now() - t0) / 1e9;
+      double gf = threads * (double)iters * 12 * 16 * 2 * (vnni ? 4 : bf16 ? 2 : 1) / (now() - t0) / 1e9;
       if (gf > best) best = gf;
     }
     printf("{\"kind\":\"%s\",\"threads\":%d,\"gflops\":%.2f}\n", argv[1], threads, best);

@@ -44,6 +44,11 @@ export function peakVnni(threads: number): number {
   return run(['peakvnni', String(threads)], threads).gflops as number;
 }
 
+/** Measured peak AVX512-BF16 throughput (GFLOP/s, vdpbf16ps) on `threads` threads. */
+export function peakBf16(threads: number): number {
+  return run(['peakbf16', String(threads)], threads).gflops as number;
+}
+
 /** Measured peak FMA throughput (GFLOP/s, float32 AVX-512) on `threads` threads. */
 export function peakFma(threads: number): number {
   return run(['peak', String(threads)], threads).gflops as number;

@@ -27,7 +27,14 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const vb = expandView(b2, [...batch, K, N]);
     let y: Tensor;
     try {
-      y = runKernel('matmul', [va, vb], [], [...batch, M, N], isFloat(a.dtype) ? a.dtype : 'float32');
+      if (a.dtype === 'bfloat16' && b.dtype === 'bfloat16' && va.backendInstance.has('matmulBf16')) {
+        // bfloat16 operands, float32 accumulation (AVX512-BF16 on CPU), bfloat16 result like the inputs
+        const acc = runKernel('matmulBf16', [va, vb], [], [...batch, M, N], 'float32');
+        y = runKernel('cast', [acc], [], acc.shape, 'bfloat16');
+        acc.dispose();
+      } else {
+        y = runKernel('matmul', [va, vb], [], [...batch, M, N], isFloat(a.dtype) ? a.dtype : 'float32');
+      }
     } finally {
       va.dispose();
       vb.dispose();

@@ -19,7 +19,7 @@ export type KernelDTypes = 'float' | 'numeric' | 'any';
 
 export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
 /** Storage dtype names, repeated here so the table has no imports (scripts/gen-op-ids.ts reads it). */
-export type FixedDType = 'bool' | 'int32' | 'int8';
+export type FixedDType = 'bool' | 'int32' | 'int8' | 'bfloat16';
 
 export interface OpSpec {
   readonly name: string;
@@ -100,6 +100,8 @@ export const OP_TABLE = [
   op('softmaxCrossEntropyBackward', 'reduce', -1, ['labelSmoothing'], 'float', { ...C, fixedInputs: { 1: 'int32' } }),
   // matmul: a [...batch, M, K] x b [...batch, K, N]; batch dims already broadcast; last two dims may be transposed
   op('matmul', 'matmul', 2, [], 'float'),
+  // bfloat16 x bfloat16 with float32 accumulation -> float32 (AVX512-BF16 where the CPU has it)
+  op('matmulBf16', 'matmul', 2, [], 'float', { fixedInputs: { 0: 'bfloat16', 1: 'bfloat16' }, out: 'requested' }),
   // conv / pooling, NCHW
   op('conv2d', 'conv', 2, CONV, 'float', C),
   op('conv2dBackwardInput', 'conv', 2, [...CONV, 'inH', 'inW'], 'float', C),

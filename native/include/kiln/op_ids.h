@@ -47,27 +47,28 @@ enum OpId : int32_t {
   OP_SOFTMAX_CROSS_ENTROPY = 39,
   OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 40,
   OP_MATMUL = 41,
-  OP_CONV2D = 42,
-  OP_CONV2D_BACKWARD_INPUT = 43,
-  OP_CONV2D_BACKWARD_WEIGHT = 44,
-  OP_MAX_POOL2D = 45,
-  OP_MAX_POOL2D_BACKWARD = 46,
-  OP_AVG_POOL2D = 47,
-  OP_AVG_POOL2D_BACKWARD = 48,
-  OP_COPY = 49,
-  OP_CONCAT = 50,
-  OP_GATHER = 51,
-  OP_SCATTER_ADD = 52,
-  OP_RANDOM_UNIFORM = 53,
-  OP_RANDOM_NORMAL = 54,
-  OP_RANDOM_INT = 55,
-  OP_ADAM_STEP = 56,
-  OP_SGD_STEP = 57,
-  OP_QLINEAR_INT8 = 58,
-  OP_COUNT = 59
+  OP_MATMUL_BF16 = 42,
+  OP_CONV2D = 43,
+  OP_CONV2D_BACKWARD_INPUT = 44,
+  OP_CONV2D_BACKWARD_WEIGHT = 45,
+  OP_MAX_POOL2D = 46,
+  OP_MAX_POOL2D_BACKWARD = 47,
+  OP_AVG_POOL2D = 48,
+  OP_AVG_POOL2D_BACKWARD = 49,
+  OP_COPY = 50,
+  OP_CONCAT = 51,
+  OP_GATHER = 52,
+  OP_SCATTER_ADD = 53,
+  OP_RANDOM_UNIFORM = 54,
+  OP_RANDOM_NORMAL = 55,
+  OP_RANDOM_INT = 56,
+  OP_ADAM_STEP = 57,
+  OP_SGD_STEP = 58,
+  OP_QLINEAR_INT8 = 59,
+  OP_COUNT = 60
 };
 
-static_assert(OP_COUNT == 59, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 60, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -112,6 +113,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "softmaxCrossEntropy",
   "softmaxCrossEntropyBackward",
   "matmul",
+  "matmulBf16",
   "conv2d",
   "conv2dBackwardInput",
   "conv2dBackwardWeight",
@@ -133,16 +135,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0
 };
 
 // Attribute indices, in the order the TS side packs them.

@@ -1,8 +1,9 @@
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf, prod } from './util.js';
 
-export const matmulKernels: Record<string, KernelFn> = {
-  matmul: (ins, out) => {
+function matmul(...args: Parameters<KernelFn>): void {
+  const [ins, out] = args;
+  {
     const a = ins[0]!, b = ins[1]!;
     const nd = a.shape.length;
     const M = a.shape[nd - 2]!, K = a.shape[nd - 1]!, N = b.shape[nd - 1]!;
@@ -25,5 +26,11 @@ export const matmulKernels: Record<string, KernelFn> = {
         }
       }
     }
-  },
+  }
+}
+
+export const matmulKernels: Record<string, KernelFn> = {
+  matmul,
+  // the inputs hold exact bfloat16 values; the product is computed in float64 like matmul's
+  matmulBf16: matmul,
 };

@@ -24,7 +24,7 @@ export {
   tensor, zeros, ones, full, zerosLike, onesLike, arange, type TensorOptions,
   rand, randn, randint, seed, getRngState, setRngState,
   add, sub, mul, div, neg, abs, sign, exp, log, sqrt, pow, tanh, sigmoid, relu, gelu, clamp, cast,
-  maximum, minimum, eq, ne, lt, le, gt, ge, where,
+  maximum, minimum, eq, ne, lt, le, gt, ge, where, biasAct, type FusedActivation,
   sum, mean, max, min, argmax, argmin, variance as var, softmax, logSoftmax, nanQuantile, nanColumnStats, rowHash,
   matmul, conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, qlinearInt8, type ActivationQuant,
   reshape, transpose, permute, slice, concat, stack, gather, expand, squeeze, unsqueeze, flatten, contiguous, clone,

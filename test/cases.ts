@@ -120,6 +120,12 @@ export const CASES: OpCase[] = [
   { name: 'softmax axis 0', ops: ['softmax'], inputs: [f([5, 3, 2])], run: (x) => x.softmax(0), grad: true },
   { name: 'logSoftmax last axis', ops: ['logSoftmax'], inputs: [f([4, 9], { lo: -30, hi: 30 })], run: (x) => x.logSoftmax(), grad: true },
   { name: 'logSoftmax axis 1 transposed', ops: ['logSoftmax'], inputs: [f([3, 4], { transposed: true })], run: (x) => x.logSoftmax(0), grad: true },
+  // fused bias + activation
+  ...(['none', 'relu', 'gelu'] as const).map((act) => ({
+    name: `biasAct ${act}`, ops: ['biasAct'] as OpName[], inputs: [f([5, 37]), f([37])], run: (x: kn.Tensor, b: kn.Tensor) => kn.biasAct(x, b, act), grad: true,
+  })),
+  { name: 'biasAct relu 3-D x, view input', ops: ['biasAct'], inputs: [f([2, 7, 3], { transposed: true }), f([3])], run: (x, b) => kn.biasAct(x, b, 'relu'), grad: true },
+  { name: 'biasAct gelu large rows (threads)', ops: ['biasAct'], inputs: [f([300, 129]), f([129])], run: (x, b) => kn.biasAct(x, b, 'gelu') },
   // matmul
   { name: 'matmul [5,7]x[7,3]', ops: ['matmul'], inputs: [f([5, 7]), f([7, 3])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul odd sizes', ops: ['matmul'], inputs: [f([33, 31]), f([31, 37])], run: (a, b) => a.matmul(b), atol: 1e-4 },

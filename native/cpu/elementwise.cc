@@ -181,6 +181,39 @@ KILN_UNARY_NUM(abs, __builtin_fabsf(x), (x < 0 ? wrap_neg(x) : x))
 KILN_UNARY_NUM(sign, (x != x ? x : static_cast<float>((x > 0.f) - (x < 0.f))), ((x > 0) - (x < 0)))
 KILN_UNARY_NUM(relu, (x < 0.f ? 0.f : x), (x < 0 ? 0 : x))
 
+// y = act(x + bias) row by row (Linear's bias and activation in one pass over the output)
+static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias), got ", nin, " inputs");
+  const TensorView &x = in[0], &b = in[1];
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && b.dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE, "biasAct takes and writes float32");
+  KILN_REQUIRE(x.ndim >= 1 && x.contiguous() && b.contiguous() && out.contiguous() && same_shape(x, out), ST_SHAPE,
+               "biasAct needs contiguous x and output of one shape, got ", shape_str(x), " -> ", shape_str(out));
+  const int64_t N = x.shape[x.ndim - 1];
+  KILN_REQUIRE(b.numel() == N, ST_SHAPE, "biasAct: bias has ", b.numel(), " values, the last dim of x is ", N);
+  const int act = static_cast<int>(attrs[0]);
+  KILN_REQUIRE(attrs[0] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", attrs[0]);
+  const int64_t M = N ? x.numel() / N : 0;
+  const float* px = x.ptr<float>();
+  const float* pb = b.ptr<float>();
+  float* po = out.ptr<float>();
+  parallel_for(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(N, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* xr = px + i * N;
+      float* o = po + i * N;
+      int64_t j = 0;
+      for (; j + kVL <= N; j += kVL) {
+        const vfloat v = vload(xr + j) + vload(pb + j);
+        vstore(o + j, act == 1 ? vsel(v < vsplat(0.f), vsplat(0.f), v) : act == 2 ? vgelu(v) : v);
+      }
+      for (; j < N; ++j) {
+        const float v = xr[j] + pb[j];
+        o[j] = act == 1 ? (v < 0.f ? 0.f : v) : act == 2 ? vgelu(vsplat(v))[0] : v;
+      }
+    }
+  });
+  return Status::ok();
+}
+
 static Status k_clamp(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_same(in, nin, out); !s.good()) return s;
   if (Status s = need_dtype(in[0], true, "clamp"); !s.good()) return s;
@@ -377,6 +410,7 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_GT] = k_gt;
   t.fn[OP_GE] = k_ge;
   t.fn[OP_GELU_GRAD] = k_geluGrad;
+  t.fn[OP_BIAS_ACT] = k_biasAct;
   t.fn[OP_WHERE] = k_where;
 }
 

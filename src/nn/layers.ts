@@ -3,7 +3,7 @@
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
 import { conv2d, maxPool2d, type Pair } from '../ops/conv.js';
-import { add, gelu, mul, relu, sigmoid, sub, tanh, where } from '../ops/elementwise.js';
+import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedActivation } from '../ops/elementwise.js';
 import { flatten, gather, reshape } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
 import { noGrad } from '../autograd/tape.js';
@@ -44,10 +44,21 @@ export class Linear extends Module {
     this.bias = opts.bias === false ? null : this.registerParameter('bias', initBias(outFeatures, inFeatures, opts.init));
   }
   forward(x: Tensor): Tensor {
+    return this.forwardAct(x, 'none');
+  }
+  /** forward followed by an activation, with the bias and the activation fused into one kernel. */
+  forwardAct(x: Tensor, act: FusedActivation): Tensor {
     lastDim(x, this.inFeatures, 'Linear');
-    const y = x.matmul(this.weight.transpose());
-    if (!this.bias) return y;
-    const r = y.add(this.bias);
+    const wt = this.weight.transpose();
+    const y = x.matmul(wt);
+    wt.dispose();
+    if (!this.bias) {
+      if (act === 'none') return y;
+      const r = act === 'relu' ? relu(y) : gelu(y);
+      y.dispose();
+      return r;
+    }
+    const r = biasAct(y, this.bias, act);
     y.dispose();
     return r;
   }
@@ -286,6 +297,16 @@ export class LayerNorm extends Module {
   }
 }
 
+/** The activation a Linear + next-layer pair can fuse: a plain Linear (no instance-level forward override, which
+ * quantization calibration uses) followed by ReLU or GELU. */
+function fusableActivation(m: Module, next: Module | undefined): FusedActivation | null {
+  if (m.constructor !== Linear || Object.prototype.hasOwnProperty.call(m, 'forward') || !next) return null;
+  if (Object.prototype.hasOwnProperty.call(next, 'forward')) return null;
+  if (next.constructor === ReLU) return 'relu';
+  if (next.constructor === GELU) return 'gelu';
+  return null;
+}
+
 /**
  * Runs modules in order.
  * @example new kn.nn.Sequential(new kn.nn.Linear(4, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 2)).call(kn.ones([1, 4])).shape // [1, 2]
@@ -306,8 +327,19 @@ export class Sequential extends Module {
   }
   forward(x: Tensor): Tensor {
     let h = x;
-    for (const m of this.layers) {
-      const next = m.call(h);
+    const ls = this._layers;
+    for (let i = 0; i < ls.length; i++) {
+      const m = ls[i]!;
+      let next: Tensor;
+      const act = fusableActivation(m, ls[i + 1]);
+      if (act) {
+        // Linear then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step)
+        h.assertAlive('Linear');
+        next = (m as Linear).forwardAct(h, act);
+        i++;
+      } else {
+        next = m.call(h);
+      }
       if (h !== x && next !== h) h.dispose();
       h = next;
     }

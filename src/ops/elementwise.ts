@@ -115,6 +115,40 @@ export function relu(x: Tensor): Tensor {
   return record('relu', y, [x], [x], (g, [xx]) => [where(gt(xx!, 0), g, 0)]);
 }
 
+/** Activations biasAct fuses. */
+export type FusedActivation = 'none' | 'relu' | 'gelu';
+const ACT_CODES: Record<FusedActivation, number> = { none: 0, relu: 1, gelu: 2 };
+
+/**
+ * act(x + bias) with bias over the last dim, in one pass (a Linear layer's bias and activation).
+ * @example kn.biasAct(kn.tensor([[-1, 2]]), kn.tensor([0.5, 0.5]), 'relu') // [[0, 2.5]]
+ */
+export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'): Tensor {
+  assertTensor(x, 'biasAct: x');
+  assertTensor(bias, 'biasAct: bias');
+  const code = ACT_CODES[act];
+  if (code === undefined) throw new ArgumentError(`biasAct: act must be 'none', 'relu' or 'gelu', got ${describe(act)}`);
+  const N = x.shape[x.ndim - 1];
+  if (x.ndim < 1 || bias.size !== N) throw new ArgumentError(`biasAct: bias must have one value per last-dim entry of x (${N ?? 'none'}), got ${bias.size}`);
+  const b1 = bias.ndim === 1 ? bias : bias.reshape([N!]);
+  try {
+    const y = runKernel('biasAct', [x, b1], [code], x.shape, floatOut(x.dtype));
+    const bshape = [...bias.shape];
+    if (act === 'relu') return record('biasAct', y, [x, bias], [y], (g, [yy]) => { const gp = where(gt(yy!, 0), g, 0); return [gp, sumTo(gp, bshape)]; });
+    if (act === 'gelu') {
+      return record('biasAct', y, [x, bias], [x, b1], (g, [xx, bb]) => {
+        const pre = add(xx!, bb!);
+        const gp = runBroadcast('geluGrad', pre, g, floatOut(pre.dtype));
+        pre.dispose();
+        return [gp, sumTo(gp, bshape)];
+      });
+    }
+    return record('biasAct', y, [x, bias], [], (g) => [g, sumTo(g, bshape)]);
+  } finally {
+    if (b1 !== bias) b1.dispose();
+  }
+}
+
 /**
  * Clamps to [min, max]; either bound may be null/undefined (unbounded).
  * @example kn.tensor([-2, 0.5, 3]).clamp(0, 1) // [0, 0.5, 1]

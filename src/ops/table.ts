@@ -79,6 +79,8 @@ export const OP_TABLE = [
   binaryN('maximum'), binaryN('minimum'),
   compare('eq'), compare('ne'), compare('lt'), compare('le'), compare('gt'), compare('ge'),
   binaryF('geluGrad'),
+  // fused bias + activation over the last dim: (x [M, N], bias [N]) -> act(x + bias); act 0 none, 1 relu, 2 gelu
+  op('biasAct', 'elementwise', 2, ['act'], 'float', C),
   op('where', 'elementwise', 3, [], 'any', { fixedInputs: { 0: 'bool' } }),
   // reductions (input contiguous; reduce over the axis range [axisStart, axisEnd))
   op('sum', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),

@@ -33,42 +33,43 @@ enum OpId : int32_t {
   OP_GT = 25,
   OP_GE = 26,
   OP_GELU_GRAD = 27,
-  OP_WHERE = 28,
-  OP_SUM = 29,
-  OP_MAX = 30,
-  OP_MIN = 31,
-  OP_ARGMAX = 32,
-  OP_ARGMIN = 33,
-  OP_SOFTMAX = 34,
-  OP_LOG_SOFTMAX = 35,
-  OP_NAN_QUANTILE = 36,
-  OP_NAN_COLUMN_STATS = 37,
-  OP_ROW_HASH = 38,
-  OP_SOFTMAX_CROSS_ENTROPY = 39,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 40,
-  OP_MATMUL = 41,
-  OP_MATMUL_BF16 = 42,
-  OP_CONV2D = 43,
-  OP_CONV2D_BACKWARD_INPUT = 44,
-  OP_CONV2D_BACKWARD_WEIGHT = 45,
-  OP_MAX_POOL2D = 46,
-  OP_MAX_POOL2D_BACKWARD = 47,
-  OP_AVG_POOL2D = 48,
-  OP_AVG_POOL2D_BACKWARD = 49,
-  OP_COPY = 50,
-  OP_CONCAT = 51,
-  OP_GATHER = 52,
-  OP_SCATTER_ADD = 53,
-  OP_RANDOM_UNIFORM = 54,
-  OP_RANDOM_NORMAL = 55,
-  OP_RANDOM_INT = 56,
-  OP_ADAM_STEP = 57,
-  OP_SGD_STEP = 58,
-  OP_QLINEAR_INT8 = 59,
-  OP_COUNT = 60
+  OP_BIAS_ACT = 28,
+  OP_WHERE = 29,
+  OP_SUM = 30,
+  OP_MAX = 31,
+  OP_MIN = 32,
+  OP_ARGMAX = 33,
+  OP_ARGMIN = 34,
+  OP_SOFTMAX = 35,
+  OP_LOG_SOFTMAX = 36,
+  OP_NAN_QUANTILE = 37,
+  OP_NAN_COLUMN_STATS = 38,
+  OP_ROW_HASH = 39,
+  OP_SOFTMAX_CROSS_ENTROPY = 40,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 41,
+  OP_MATMUL = 42,
+  OP_MATMUL_BF16 = 43,
+  OP_CONV2D = 44,
+  OP_CONV2D_BACKWARD_INPUT = 45,
+  OP_CONV2D_BACKWARD_WEIGHT = 46,
+  OP_MAX_POOL2D = 47,
+  OP_MAX_POOL2D_BACKWARD = 48,
+  OP_AVG_POOL2D = 49,
+  OP_AVG_POOL2D_BACKWARD = 50,
+  OP_COPY = 51,
+  OP_CONCAT = 52,
+  OP_GATHER = 53,
+  OP_SCATTER_ADD = 54,
+  OP_RANDOM_UNIFORM = 55,
+  OP_RANDOM_NORMAL = 56,
+  OP_RANDOM_INT = 57,
+  OP_ADAM_STEP = 58,
+  OP_SGD_STEP = 59,
+  OP_QLINEAR_INT8 = 60,
+  OP_COUNT = 61
 };
 
-static_assert(OP_COUNT == 60, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 61, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -99,6 +100,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "gt",
   "ge",
   "geluGrad",
+  "biasAct",
   "where",
   "sum",
   "max",
@@ -135,16 +137,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0
 };
 
 // Attribute indices, in the order the TS side packs them.
@@ -153,6 +155,7 @@ inline constexpr int ATTR_ARANGE_START = 0;
 inline constexpr int ATTR_ARANGE_STEP = 1;
 inline constexpr int ATTR_CLAMP_MIN = 0;
 inline constexpr int ATTR_CLAMP_MAX = 1;
+inline constexpr int ATTR_BIAS_ACT_ACT = 0;
 inline constexpr int ATTR_SUM_AXIS_START = 0;
 inline constexpr int ATTR_SUM_AXIS_END = 1;
 inline constexpr int ATTR_MAX_AXIS_START = 0;

@@ -54,6 +54,17 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   abs: unary(Math.abs, (x) => Math.abs(x) | 0),
   sign: unary((x) => (Number.isNaN(x) ? x : Math.sign(x) + 0)),
   relu: unary((x) => (x < 0 ? 0 : x)),
+  biasAct: (ins, out, attrs) => {
+    const act = attrs[0]!;
+    if (act !== 0 && act !== 1 && act !== 2) throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
+    const x = gatherView(ins[0]!), b = gatherView(ins[1]!), r = new Float64Array(x.length);
+    const N = b.length;
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]! + b[i % N]!;
+      r[i] = act === 1 ? (v < 0 ? 0 : v) : act === 2 ? gelu(v) : v;
+    }
+    writeCanon(out, r);
+  },
   clamp: (ins, out, attrs) => {
     let lo = attrs[0]!, hi = attrs[1]!;
     if (lo > hi) throw new ArgumentError(`clamp needs min <= max, got min=${lo} max=${hi}`);

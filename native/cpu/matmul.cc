@@ -238,13 +238,15 @@ void sgemm(const GemmArgs& g) {
     return;
   }
   const int threads = g.parallel ? num_threads() : 1;
-  std::vector<float> bpack;
+  // packing buffers live per thread and only grow: a fresh 256 KiB std::vector per call went to mmap (glibc's
+  // threshold) and paid its page faults on every call, which cost 256x256 products ~40% of their time
+  static thread_local std::vector<float> bpack;
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
     const int64_t nc = std::min(NC, g.N - j0);
     const int64_t npanels = (nc + NR - 1) / NR;
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
       const int64_t kc = std::min(KC, g.K - k0);
-      bpack.resize(static_cast<size_t>(npanels * kc * NR));
+      if (bpack.size() < static_cast<size_t>(npanels * kc * NR)) bpack.resize(static_cast<size_t>(npanels * kc * NR));
       float* bp = bpack.data();
       // pack B in parallel over panels
       parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels, [&](int64_t lo, int64_t hi) {
@@ -261,7 +263,8 @@ void sgemm(const GemmArgs& g) {
       const double flops = 2.0 * static_cast<double>(g.M) * nc * kc;
       const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
       parallel_for(tasks, grain, [&](int64_t lo, int64_t hi) {
-        std::vector<float> apack(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
+        static thread_local std::vector<float> apack;
+        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
         int64_t packed_block = -1;
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t mb = t / nchunks, ch = t % nchunks;
@@ -424,12 +427,13 @@ static bool packed_mode() {
 static void gemm(const Args& g) {
   const int64_t npanels = (g.N + NR - 1) / NR, mblocks = (g.M + MC - 1) / MC;
   const int threads = num_threads();
-  std::vector<uint16_t> bpack;
+  static thread_local std::vector<uint16_t> bpack;  // grow-only, per thread (see sgemm)
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
-    bpack.resize(static_cast<size_t>(npanels * k2n * NR * 2));
+    if (bpack.size() < static_cast<size_t>(npanels * k2n * NR * 2)) bpack.resize(static_cast<size_t>(npanels * k2n * NR * 2));
+    uint16_t* const bp = bpack.data();  // the lambdas run on other threads: a thread_local must not be named there
     parallel_for(npanels, std::max<int64_t>(1, npanels / std::max(1, threads)), [&](int64_t lo, int64_t hi) {
-      for (int64_t p = lo; p < hi; ++p) pack_b(g, k0, kc, p, bpack.data() + p * k2n * NR * 2);
+      for (int64_t p = lo; p < hi; ++p) pack_b(g, k0, kc, p, bp + p * k2n * NR * 2);
     });
     int64_t nchunks = 1;
     if (threads > 1 && mblocks < 2 * threads) nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
@@ -437,7 +441,8 @@ static void gemm(const Args& g) {
     nchunks = (npanels + ppc - 1) / ppc;
     const double flops = 2.0 * static_cast<double>(g.M) * g.N * kc;
     parallel_for(mblocks * nchunks, flops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
-      std::vector<uint16_t> apack(static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2));
+      static thread_local std::vector<uint16_t> apack;
+      if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2));
       int64_t packed = -1;
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t mb = t / nchunks, ch = t % nchunks;
@@ -452,10 +457,10 @@ static void gemm(const Args& g) {
             for (int r = 0; r < MR; ++r)
               for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
 #if KILN_VEC_BYTES == 64
-            if (has_bf16()) micro_bf16(k2n, apack.data() + ap * k2n * MR * 2, bpack.data() + p * k2n * NR * 2, acc);
+            if (has_bf16()) micro_bf16(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
             else
 #endif
-              micro_generic(k2n, apack.data() + ap * k2n * MR * 2, bpack.data() + p * k2n * NR * 2, acc);
+              micro_generic(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
             for (int r = 0; r < MR; ++r) {
               const int64_t i = i0 + ap * MR + r;
               if (i >= g.M) break;

@@ -250,9 +250,11 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qlinearInt8: x has NaN or infinite values (cannot be quantized)");
 
   const int64_t K4 = (K + 3) / 4, Kp = 4 * K4;
-  std::vector<uint8_t> xq(static_cast<size_t>(M * Kp));
+  static thread_local std::vector<uint8_t> xq;  // grow-only per-thread buffers: no mmap + page faults per call
+  if (xq.size() < static_cast<size_t>(M * Kp)) xq.resize(static_cast<size_t>(M * Kp));
+  uint8_t* const xqp = xq.data();  // the lambdas run on other threads: a thread_local must not be named there
   parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) quant_row(px + i * K, K, Kp, rq[i].scale, rq[i].zero, xq.data() + i * Kp);
+    for (int64_t i = lo; i < hi; ++i) quant_row(px + i * K, K, Kp, rq[i].scale, rq[i].zero, xqp + i * Kp);
   });
   if (M <= kSmallM) {
     const double ops = 2.0 * static_cast<double>(M) * N * K;
@@ -260,10 +262,10 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
       int32_t acc[kSmallM], ws;
       for (int64_t j = lo; j < hi; ++j) {
 #if KILN_VEC_BYTES == 64
-        if (has_vnni()) dot_rows_vnni(xq.data(), Kp, M, pw + j * K, K, acc, &ws);
+        if (has_vnni()) dot_rows_vnni(xqp, Kp, M, pw + j * K, K, acc, &ws);
         else
 #endif
-          dot_rows_generic(xq.data(), Kp, M, pw + j * K, K, acc, &ws);
+          dot_rows_generic(xqp, Kp, M, pw + j * K, K, acc, &ws);
         for (int64_t i = 0; i < M; ++i) {
           const int64_t a = static_cast<int64_t>(acc[i]) - static_cast<int64_t>(rq[i].zero) * ws;
           po[i * N + j] = static_cast<float>(a) * (rq[i].scale * psw[j]) + (bias ? bias[j] : 0.f);
@@ -274,10 +276,12 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   }
 
   const int64_t npanels = (N + NR - 1) / NR;
-  std::vector<int8_t> bpack(static_cast<size_t>(npanels * K4 * NR * 4));
+  static thread_local std::vector<int8_t> bpack;
+  if (bpack.size() < static_cast<size_t>(npanels * K4 * NR * 4)) bpack.resize(static_cast<size_t>(npanels * K4 * NR * 4));
+  int8_t* const bpp = bpack.data();
   std::vector<int32_t> wsum(static_cast<size_t>(npanels * NR));
   parallel_for(npanels, std::max<int64_t>(1, 65536 / std::max<int64_t>(K4 * NR * 4, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) pack_b(pw, N, K, K4, p, bpack.data() + p * K4 * NR * 4, wsum.data());
+    for (int64_t p = lo; p < hi; ++p) pack_b(pw, N, K, K4, p, bpp + p * K4 * NR * 4, wsum.data());
   });
 
   const int64_t mblocks = (M + MC - 1) / MC;
@@ -288,18 +292,19 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   nchunks = (npanels + ppc - 1) / ppc;
   const double ops = 2.0 * static_cast<double>(M) * N * K;
   parallel_for(mblocks * nchunks, ops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
-    std::vector<uint8_t> apack(static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4));
+    static thread_local std::vector<uint8_t> apack;
+    if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4));
     int64_t packed = -1;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t mb = t / nchunks, ch = t % nchunks;
       const int64_t i0 = mb * MC, mc = std::min(MC, M - i0);
       const int64_t apanels = (mc + MR - 1) / MR;
       if (packed != mb) {
-        for (int64_t ap = 0; ap < apanels; ++ap) pack_a(xq.data(), M, Kp, K4, i0 + ap * MR, apack.data() + ap * K4 * MR * 4);
+        for (int64_t ap = 0; ap < apanels; ++ap) pack_a(xqp, M, Kp, K4, i0 + ap * MR, apack.data() + ap * K4 * MR * 4);
         packed = mb;
       }
       for (int64_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
-        const int8_t* bp = bpack.data() + p * K4 * NR * 4;
+        const int8_t* bp = bpp + p * K4 * NR * 4;
         for (int64_t ap = 0; ap < apanels; ++ap) {
           vint acc[MR][NV];
           for (int r = 0; r < MR; ++r)

@@ -1,5 +1,20 @@
 // Benchmark harness: the timing helpers are shared with `kiln bench` (src/cli/timing.ts).
+import { cpus } from 'node:os';
+import * as kn from '../src/index.js';
+import { loadAddon } from '../src/backends/native/binding.js';
 export { measure, measureAsync, type Timing, type MeasureOptions } from '../src/cli/timing.js';
+
+type Addon = NonNullable<ReturnType<typeof loadAddon>['addon']>;
+
+/** The cpu backend for a kernel bench: selected, with its addon and info, and the machine line printed. */
+export function cpuBench(note = ''): { addon: Addon; info: ReturnType<Addon['info']> } {
+  const { addon } = loadAddon();
+  if (!addon) throw new Error('cpu backend unavailable');
+  kn.setBackend('cpu');
+  const info = addon.info();
+  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${info.threads}${note ? ` | ${note}` : ''}`);
+  return { addon, info };
+}
 
 export function fmt(n: number, digits = 1): string {
   return n.toFixed(digits).padStart(8);

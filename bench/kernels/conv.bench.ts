@@ -2,13 +2,11 @@
 // model) and TensorFlow.js wasm and cpu (NHWC, the layout tfjs prefers), on a LeNet/ResNet-like 3x3 layer
 // [N, 16, 28, 28] * [32, 16, 3, 3], padding 1. GFLOP/s (median) and the ratio to the best peer.
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type * as Ort from 'onnxruntime-node';
 import * as kn from '../../src/index.js';
-import { loadAddon } from '../../src/backends/native/binding.js';
-import { fmt, measure, measureAsync } from '../harness.js';
+import { cpuBench, fmt, measure, measureAsync } from '../harness.js';
 
 const require = createRequire(import.meta.url);
 const C = 16, O = 32, H = 28, K = 3;
@@ -32,11 +30,7 @@ function convModel(n: number): Uint8Array {
 }
 
 export async function run(): Promise<void> {
-  const { addon } = loadAddon();
-  if (!addon) throw new Error('cpu backend unavailable');
-  kn.setBackend('cpu');
-  const info = addon.info();
-  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${info.threads}`);
+  const { addon, info } = cpuBench();
   console.log(`## conv2d forward [N, ${C}, ${H}, ${H}] * [${O}, ${C}, ${K}, ${K}], padding 1: GFLOP/s (median); ratio = kiln / best peer`);
   const ort = require('onnxruntime-node') as typeof Ort;
   for (const threads of [...new Set([1, info.threads])]) {

@@ -2,20 +2,14 @@
 // figure is also a fraction of the physical limit. Goals (CPU issue): int8 >= 3x float32, bf16 >= 2x.
 //   int8: the dynamic int8 linear kernel (x float32 quantized per row inside the kernel, int8 weights, VNNI)
 //   bf16: bfloat16 x bfloat16 with float32 accumulation (AVX512-BF16), the mixed-precision training path
-import { cpus } from 'node:os';
 import * as kn from '../../src/index.js';
-import { loadAddon } from '../../src/backends/native/binding.js';
-import { fmt, measure } from '../harness.js';
+import { cpuBench, fmt, measure } from '../harness.js';
 import { helper, peakBf16, peakFma, peakVnni } from '../peers/openblas.js';
 
 const SIZES = [256, 512, 1024, 2048];
 
 export async function run(): Promise<void> {
-  const { addon } = loadAddon();
-  if (!addon) throw new Error('cpu backend unavailable');
-  kn.setBackend('cpu');
-  const info = addon.info();
-  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${info.threads}`);
+  const { addon, info } = cpuBench();
   const peaks = helper().exe !== null;
   console.log('## int8 linear and bf16 matmul vs float32 matmul (square N): GOP/s / GFLOP/s (median)');
   for (const threads of [...new Set([1, info.threads])]) {

@@ -1,12 +1,10 @@
 // float32 GEMM side by side with peers in one run (OpenBLAS with its SkylakeX kernels, onnxruntime-node,
 // TensorFlow.js wasm and cpu), as GFLOP/s, the ratio to the best peer and the fraction of the measured peak
 // FMA rate; then elementwise throughput of the cpu backend.
-import { cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
-import { loadAddon } from '../../src/backends/native/binding.js';
-import { fmt, measure, measureAsync } from '../harness.js';
+import { cpuBench, fmt, measure, measureAsync } from '../harness.js';
 import { helper, openblasSgemm, peakFma } from '../peers/openblas.js';
 import { ortMatmul } from '../peers/onnxruntime.js';
 
@@ -23,12 +21,8 @@ async function tfjsMatmul(backend: 'wasm' | 'cpu', n: number): Promise<number> {
 }
 
 export async function run(): Promise<void> {
-  const { addon } = loadAddon();
-  if (!addon) throw new Error('cpu backend unavailable');
-  kn.setBackend('cpu');
-  const info = addon.info();
+  const { addon, info } = cpuBench();
   const maxThreads = info.threads;
-  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${maxThreads}`);
   const blas = helper();
   if (!blas.exe) console.log(`# OpenBLAS: unavailable (${blas.reason})`);
   console.log('## matmul float32 C = A B (square N), GFLOP/s (median); ratio = kiln / best peer; %peak = kiln / measured peak FMA');

@@ -2,20 +2,15 @@
 // onnxruntime-node running kiln's own ONNX exports (float, and QDQ int8 which onnxruntime turns into its
 // integer kernels), on the MNIST MLP (784-512-256-10) at batch sizes 1, 32 and 256. Examples per second.
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import * as kn from '../../src/index.js';
-import { loadAddon } from '../../src/backends/native/binding.js';
-import { measure, measureAsync } from '../harness.js';
+import { cpuBench, measure, measureAsync } from '../harness.js';
 
 const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
 
 export async function run(): Promise<void> {
-  const { addon } = loadAddon();
-  if (!addon) throw new Error('cpu backend unavailable');
-  kn.setBackend('cpu');
-  const threads = addon.info().threads;
-  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${addon.info().isa} | ${threads} threads (kiln and onnxruntime)`);
+  const { info } = cpuBench('kiln and onnxruntime use every thread');
+  const threads = info.threads;
   kn.seed(1);
   const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10)).eval();
   const calib = [kn.randn([256, 784])];

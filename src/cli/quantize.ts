@@ -4,12 +4,11 @@ import { statSync } from 'node:fs';
 import { arrowToMatrix, readArrow } from '../data/arrow.js';
 import { ArgumentError } from '../errors.js';
 import { loadModel, save } from '../io/index.js';
-import { Linear, Sequential } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import { reshape, slice } from '../ops/movement.js';
 import { magnitude, sparsity, structured } from '../prune/index.js';
 import { quantize, type Scheme } from '../quant/quantize.js';
-import { INPUT_SHAPE_METADATA_KEY } from '../serve/server.js';
+import { INPUT_SHAPE_METADATA_KEY, resolveInputShape } from '../serve/model.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export const QUANTIZE_HELP = `  quantize IN.safetensors --scheme int8|int8-dynamic|int4 -o OUT.safetensors [--calib data.arrow]
@@ -34,12 +33,9 @@ function num(v: string | undefined, what: string): number | undefined {
 }
 
 function inputShapeOf(model: Module, metadata: Record<string, string>, flag: string | undefined): number[] {
-  if (flag) return ints(flag, 'input-shape');
-  if (metadata[INPUT_SHAPE_METADATA_KEY]) return JSON.parse(metadata[INPUT_SHAPE_METADATA_KEY]!) as number[];
-  let m: Module | undefined = model;
-  while (m instanceof Sequential) m = m.layers[0];
-  if (m instanceof Linear) return [m.inFeatures];
-  throw new ArgumentError(`cannot tell the model's input shape: pass --input-shape (e.g. 1,28,28)`);
+  const shape = resolveInputShape(model, metadata, flag ? ints(flag, 'input-shape') : undefined);
+  if (!shape) throw new ArgumentError(`cannot tell the model's input shape: pass --input-shape (e.g. 1,28,28)`);
+  return shape;
 }
 
 export async function quantizeCommand(argv: string[]): Promise<number> {

@@ -10,6 +10,7 @@ import {
   Sequential, Sigmoid, Tanh,
 } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
+import { inferInputShape } from '../nn/spec.js';
 import { Int4Linear, QuantConv2d, QuantLinear } from '../quant/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
@@ -158,12 +159,7 @@ function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
 /** The ONNX model (bytes) for a kiln model. */
 export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array {
   if (!(model instanceof Module)) throw new ArgumentError(`exportOnnx takes a kn.nn.Module, got ${describe(model)}`);
-  let inputShape = opts.inputShape;
-  if (!inputShape) {
-    let first: Module | undefined = model;
-    while (first instanceof Sequential) first = first.layers[0];
-    if (first instanceof Linear || first instanceof QuantLinear || first instanceof Int4Linear) inputShape = [first.inFeatures];
-  }
+  const inputShape = opts.inputShape ?? inferInputShape(model);
   if (!inputShape || !Array.isArray(inputShape) || inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
     throw new ArgumentError(`exportOnnx needs inputShape (one example, no batch dim), got ${describe(inputShape)}`);
   }

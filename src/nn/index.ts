@@ -7,4 +7,4 @@ export {
 export * as init from './init.js';
 export * as loss from './loss.js';
 export type { InitName } from './init.js';
-export { toSpec, fromSpec, SPEC_METADATA_KEY, type LayerSpec } from './spec.js';
+export { toSpec, fromSpec, cloneModule, inferInputShape, SPEC_METADATA_KEY, type LayerSpec } from './spec.js';

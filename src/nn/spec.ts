@@ -272,3 +272,31 @@ export function fromSpec(spec: unknown, opts: { where?: string; maxParams?: numb
   r.check(v, 'model', 0);
   return r.build(v, 'model', 0);
 }
+
+/**
+ * An independent copy of a model made of standard (or quantized) layers: rebuilt from its spec, then its
+ * parameters and buffers copied in. Training mode follows the original.
+ * @example kn.nn.cloneModule(new kn.nn.Linear(2, 3)).weight.shape // [3, 2]
+ */
+export function cloneModule<M extends Module>(m: M): M {
+  const copy = fromSpec(toSpec(m));
+  const sd = m.stateDict();
+  try {
+    copy.loadStateDict(sd);
+  } finally {
+    Object.values(sd).forEach((t) => t.dispose());
+  }
+  copy.train(m.training);
+  return copy as M;
+}
+
+/**
+ * The per-example input shape a model implies when its first layer (inside Sequentials) is a Linear or a
+ * quantized Linear: [inFeatures]. Null otherwise (a convolution's spatial size is not in the model).
+ * @example kn.nn.inferInputShape(new kn.nn.Sequential(new kn.nn.Linear(4, 2))) // [4]
+ */
+export function inferInputShape(model: Module | ((x: never) => unknown)): number[] | null {
+  let m: unknown = model;
+  while (m instanceof Sequential && m.layers.length) m = m.layers[0];
+  return m instanceof Linear || m instanceof QuantLinear || m instanceof Int4Linear ? [m.inFeatures] : null;
+}

@@ -7,7 +7,7 @@ import {
   BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GELU, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Tanh,
 } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { fromSpec, toSpec } from '../nn/spec.js';
+import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { gather } from '../ops/movement.js';
 import type { Optimizer } from '../optim/optimizer.js';
@@ -230,11 +230,7 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
   const amount = checkAmount(opts.amount);
   const norm = opts.norm ?? 'l2';
   if (norm !== 'l1' && norm !== 'l2') throw new ArgumentError(`norm must be 'l1' or 'l2', got ${describe(norm)}`);
-  const copy = fromSpec(toSpec(model)) as Sequential;
-  const sd = model.stateDict();
-  copy.loadStateDict(sd);
-  Object.values(sd).forEach((t) => t.dispose());
-  copy.train(model.training);
+  const copy = cloneModule(model);
   const layers = [...copy.layers];
   const kept: StructuredResult['kept'] = [];
   noGrad(() => {

@@ -6,14 +6,14 @@ import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, describe } from '../errors.js';
 import { Conv2d, Linear, type Conv2dLayerOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { fromSpec, toSpec } from '../nn/spec.js';
+import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { add, clamp, div, maximum, minimum, mul, sub } from '../ops/elementwise.js';
 import { conv2d } from '../ops/conv.js';
 import { reshape } from '../ops/movement.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { QuantConv2d, QuantLinear, quantizeWeightsInt8, roundHalfEven } from './layers.js';
-import { affineParams } from './quantize.js';
+import { quantizeWeightsInt8, roundHalfEven } from './layers.js';
+import { affineParams, childSlots, int8Layer } from './quantize.js';
 
 /**
  * Fake quantization: the value of dequant(quant(x)) with scale (a number, or a tensor that broadcasts, e.g.
@@ -137,13 +137,11 @@ export class QatConv2d extends QatBase {
 }
 
 function swapAll(model: Module, make: (m: Module) => Module | null): void {
+  const slots = childSlots(model);
   for (const [name, m] of model.namedModules()) {
-    if (name === '') continue;
-    const n = make(m);
-    if (!n) continue;
-    const dot = name.lastIndexOf('.');
-    const parent = model.namedModules().find(([p]) => p === (dot < 0 ? '' : name.slice(0, dot)))![1];
-    parent.replaceChild(name.slice(dot + 1), n).dispose();
+    const slot = slots.get(name);
+    const n = slot ? make(m) : null;
+    if (n) slot!.parent.replaceChild(slot!.key, n).dispose();
   }
 }
 
@@ -153,13 +151,9 @@ function swapAll(model: Module, make: (m: Module) => Module | null): void {
  */
 export function prepareQat(model: Module): Module {
   if (!(model instanceof Module)) throw new ArgumentError(`prepareQat takes a kn.nn.Module, got ${describe(model)}`);
-  const copy = fromSpec(toSpec(model));
-  const sd = model.stateDict();
-  copy.loadStateDict(sd);
-  Object.values(sd).forEach((t) => t.dispose());
+  const copy = cloneModule(model);
   swapAll(copy, (m) => (m instanceof Linear ? new QatLinear(m.inFeatures, m.outFeatures, m)
     : m instanceof Conv2d && (m.opts.groups ?? 1) === 1 ? new QatConv2d(m) : null));
-  copy.train(model.training);
   return copy;
 }
 
@@ -172,28 +166,8 @@ export function convertQat(model: Module): Module {
     if (!(m instanceof QatBase)) return null;
     const [lo, hi] = Array.from(m.inputRange.toArray() as Float32Array) as [number, number];
     const act = Number.isFinite(lo) ? affineParams([lo, hi]) : 'dynamic' as const;
-    return noGrad(() => {
-      const { q, scale } = quantizeWeightsInt8((m as QatLinear | QatConv2d).weight);
-      let out: QuantLinear | QuantConv2d;
-      if (m instanceof QatLinear) out = new QuantLinear(m.inFeatures, m.outFeatures, { bias: m.bias !== null, act });
-      else {
-        const c = m as QatConv2d;
-        const o = c.opts;
-        out = new QuantConv2d(c.inChannels, c.outChannels, c.kernelSize, {
-          ...(o.stride !== undefined ? { stride: o.stride as number | [number, number] } : {}),
-          ...(o.padding !== undefined ? { padding: o.padding as number | [number, number] } : {}),
-          ...(o.dilation !== undefined ? { dilation: o.dilation as number | [number, number] } : {}),
-          bias: c.bias !== null, act,
-        });
-      }
-      out.weightQ.assign(q);
-      out.weightScale.assign(scale);
-      const b = (m as QatLinear | QatConv2d).bias;
-      if (b) out.bias!.assign(b);
-      q.dispose();
-      scale.dispose();
-      return out;
-    });
+    const q = m as QatLinear | QatConv2d;
+    return int8Layer(q.weight, q.bias, act, q instanceof QatConv2d ? q.opts : {});
   });
   model.eval();
   return model;

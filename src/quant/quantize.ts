@@ -7,9 +7,10 @@
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
-import { Conv2d, Linear } from '../nn/layers.js';
+import { Conv2d, Linear, type Conv2dLayerOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { fromSpec, toSpec } from '../nn/spec.js';
+import { cloneModule } from '../nn/spec.js';
+import type { Pair } from '../ops/conv.js';
 import type { ActivationQuant } from '../ops/quant.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { INT4_LAYOUT } from './layout.js';
@@ -124,38 +125,52 @@ export function affineParams(range: readonly [number, number]): { scale: number;
   return { scale, zeroPoint: Math.min(255, Math.max(0, Math.round(-lo / scale))) };
 }
 
-function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQuant, groupSize: number): Module {
+/**
+ * An int8 layer standing for a float Linear ([out, in] weight) or Conv2d ([out, in, kh, kw] weight, groups 1):
+ * the weight quantized per output channel, the bias, and how the input is quantized.
+ */
+export function int8Layer(weight: Tensor, bias: Tensor | null, act: ActivationQuant, conv: Conv2dLayerOptions = {}): QuantLinear | QuantConv2d {
   return noGrad(() => {
-    if (scheme === 'int4') {
-      const l = layer as Linear;
-      const q = new Int4Linear(l.inFeatures, l.outFeatures, groupSize, { bias: l.bias !== null });
-      const { packed, scale } = quantizeWeightsInt4(l.weight, groupSize);
-      q.weightPacked.assign(packed);
-      q.weightScale.assign(scale);
-      if (l.bias) q.bias!.assign(l.bias);
-      packed.dispose();
-      scale.dispose();
-      return q;
-    }
-    const { q: wq, scale } = quantizeWeightsInt8(layer.weight);
-    let m: QuantLinear | QuantConv2d;
-    if (layer instanceof Linear) {
-      m = new QuantLinear(layer.inFeatures, layer.outFeatures, { bias: layer.bias !== null, act });
-    } else {
-      const o = layer.opts;
-      m = new QuantConv2d(layer.inChannels, layer.outChannels, layer.weight.shape.slice(2) as [number, number], {
-        ...(o.stride !== undefined ? { stride: o.stride as number | [number, number] } : {}),
-        ...(o.padding !== undefined ? { padding: o.padding as number | [number, number] } : {}),
-        ...(o.dilation !== undefined ? { dilation: o.dilation as number | [number, number] } : {}),
-        bias: layer.bias !== null, act,
+    const { q, scale } = quantizeWeightsInt8(weight);
+    const [out, inp, kh, kw] = weight.shape as [number, number, number?, number?];
+    const p2 = (v: Pair | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+    const m = weight.ndim === 2 ? new QuantLinear(inp, out, { bias: bias !== null, act })
+      : new QuantConv2d(inp, out, [kh!, kw!], {
+        stride: p2(conv.stride, 1), padding: p2(conv.padding, 0), dilation: p2(conv.dilation, 1), bias: bias !== null, act,
       });
-    }
-    m.weightQ.assign(wq);
+    m.weightQ.assign(q);
     m.weightScale.assign(scale);
-    if (layer.bias) m.bias!.assign(layer.bias);
-    wq.dispose();
+    if (bias) m.bias!.assign(bias);
+    q.dispose();
     scale.dispose();
     return m;
+  });
+}
+
+/** Where each named module hangs: its parent and its key there (the root, named '', has none). */
+export function childSlots(model: Module): Map<string, { parent: Module; key: string }> {
+  const byName = new Map(model.namedModules());
+  const out = new Map<string, { parent: Module; key: string }>();
+  for (const name of byName.keys()) {
+    if (name === '') continue;
+    const dot = name.lastIndexOf('.');
+    out.set(name, { parent: byName.get(dot < 0 ? '' : name.slice(0, dot))!, key: name.slice(dot + 1) });
+  }
+  return out;
+}
+
+function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQuant, groupSize: number): Module {
+  if (scheme !== 'int4') return int8Layer(layer.weight, layer.bias, act, layer instanceof Conv2d ? layer.opts : {});
+  return noGrad(() => {
+    const l = layer as Linear;
+    const q = new Int4Linear(l.inFeatures, l.outFeatures, groupSize, { bias: l.bias !== null });
+    const { packed, scale } = quantizeWeightsInt4(l.weight, groupSize);
+    q.weightPacked.assign(packed);
+    q.weightScale.assign(scale);
+    if (l.bias) q.bias!.assign(l.bias);
+    packed.dispose();
+    scale.dispose();
+    return q;
   });
 }
 
@@ -182,26 +197,21 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
   }
   const keepFloat = new Set(opts.keepFloat ?? []);
 
-  const copy = fromSpec(toSpec(model));
-  const sd = model.stateDict();
-  copy.loadStateDict(sd);
-  Object.values(sd).forEach((t) => t.dispose());
-  copy.eval();
+  const copy = cloneModule(model).eval();
 
   const targets: Target[] = [];
   const reports = new Map<string, LayerReport>();
+  const slots = childSlots(copy);
   for (const [name, m] of copy.namedModules()) {
     if (!(m instanceof Linear || m instanceof Conv2d)) continue;
-    const dot = name.lastIndexOf('.');
-    const parentName = dot < 0 ? '' : name.slice(0, dot);
-    const parent = copy.namedModules().find(([n]) => n === parentName)?.[1];
     const rep: LayerReport = { name, type: m.constructor.name, quantized: 'float', sqnrDb: null, reason: null, inputRange: null };
     reports.set(name, rep);
-    if (!parent || name === '') { rep.reason = 'the model itself is a single layer; wrap it in a Sequential'; continue; }
+    const slot = slots.get(name);
+    if (!slot) { rep.reason = 'the model itself is a single layer; wrap it in a Sequential'; continue; }
     if (keepFloat.has(name)) { rep.reason = 'keepFloat'; continue; }
     if (m instanceof Conv2d && scheme === 'int4') { rep.reason = 'int4 covers Linear layers only'; continue; }
     if (m instanceof Conv2d && (m.opts.groups ?? 1) !== 1) { rep.reason = 'grouped convolution is not quantized'; continue; }
-    targets.push({ name, parent, key: name.slice(dot + 1), layer: m });
+    targets.push({ name, ...slot, layer: m });
   }
 
   const ranges = scheme === 'int8' ? observeInputs(copy, targets, batches, method, pct) : new Map<string, [number, number]>();

@@ -4,8 +4,8 @@ import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
-import { Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
+import { inferInputShape } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { reshape } from '../ops/movement.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -28,11 +28,25 @@ export interface RowModel {
   dispose(): void;
 }
 
-/** The per-example input shape of a model whose first layer is Linear (else null). */
-export function inferInputShape(model: ServableModel): number[] | null {
-  let m: unknown = model;
-  while (m instanceof Sequential && m.layers.length) m = m.layers[0];
-  return m instanceof Linear ? [m.inFeatures] : null;
+export { inferInputShape };
+
+/** Metadata key for a model's per-example input shape (JSON list), written by the demo and `kiln quantize`. */
+export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
+
+/**
+ * A model's per-example input shape: the one given, else the file metadata's (INPUT_SHAPE_METADATA_KEY; a
+ * malformed entry is ignored), else what its first layer implies. Null when none of them says.
+ */
+export function resolveInputShape(model: ServableModel, metadata: Record<string, string> = {}, given?: readonly number[]): number[] | null {
+  if (given) return [...given];
+  const raw = metadata[INPUT_SHAPE_METADATA_KEY];
+  if (raw !== undefined) {
+    try {
+      const v: unknown = JSON.parse(raw);
+      if (Array.isArray(v) && v.length > 0 && v.every((d) => Number.isInteger(d) && d > 0)) return v as number[];
+    } catch { /* fall through to the layers */ }
+  }
+  return inferInputShape(model);
 }
 
 /**

@@ -17,13 +17,12 @@ import {
   Batcher, BatcherClosedError, ModelError, QueueFullError, RequestAbortedError, RequestTimeoutError, ServeError,
 } from './batcher.js';
 import { RequestLog } from './log.js';
-import { inferInputShape, rowModel, type BatchTransform, type RowModel, type ServableModel } from './model.js';
+import { INPUT_SHAPE_METADATA_KEY, resolveInputShape, rowModel, type BatchTransform, type RowModel, type ServableModel } from './model.js';
 
 /** A reload that was refused (the server keeps serving the version it had). */
 export class ReloadError extends ServeError {}
 
-/** Metadata key for a model's per-example input shape (JSON list), read by the server. */
-export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
+export { INPUT_SHAPE_METADATA_KEY };
 
 /** createServer options. */
 export interface ServerOptions {
@@ -141,20 +140,16 @@ function statusOf(e: unknown): { code: number; kind: string } {
 
 async function loadSource(source: ServableModel | string, opts: ServerOptions, counter: number,
   transform: BatchTransform | undefined, version?: string): Promise<{ rm: RowModel; version: string }> {
-  let model: ServableModel, owned = false, inputShape = opts.inputShape, v = version;
+  let model: ServableModel, owned = false, metadata: Record<string, string> = {}, v = version;
   if (typeof source === 'string') {
     const bytes = await readFile(source);
-    const { model: m, metadata } = modelFromBytes(bytes, { where: source, ...(opts.backend ? { backend: opts.backend } : {}) });
-    model = m;
+    ({ model, metadata } = modelFromBytes(bytes, { where: source, ...(opts.backend ? { backend: opts.backend } : {}) }));
     owned = true;
-    if (!inputShape && metadata[INPUT_SHAPE_METADATA_KEY]) {
-      try { inputShape = JSON.parse(metadata[INPUT_SHAPE_METADATA_KEY]!) as number[]; } catch { /* checked below */ }
-    }
     v ??= metadata['kiln.version'] ?? `${basename(source)}@${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
   } else {
     model = source;
   }
-  inputShape ??= inferInputShape(model) ?? undefined;
+  const inputShape = resolveInputShape(model, metadata, opts.inputShape);
   if (!inputShape) {
     if (owned) (model as Module).dispose();
     throw new ArgumentError('the server needs inputShape (the shape of one example): pass it, or save the model with ' +

@@ -31,7 +31,7 @@ async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => Error, r
 
 test('Batcher coalesces concurrent requests and gives each caller its own row', async () => {
   const sizes: number[] = [];
-  const b = new kn.serve.Batcher(async (xs: number[]) => { sizes.push(xs.length); return xs.map((x) => x * 10); }, { maxBatchSize: 4, maxDelayMs: 5 });
+  const b = new kn.serve.Batcher(async (xs: number[]) => { sizes.push(xs.length); return xs.map((x) => x * 10); }, { maxBatchSize: 4, maxDelayMs: 200 });
   const out = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(i)));
   assert.equal(out, Array.from({ length: 10 }, (_, i) => i * 10));
   assert.equal(sizes, [4, 4, 2]);
@@ -169,7 +169,9 @@ test('randomized load: every request settles exactly once, none is lost or run t
       else if (e instanceof kn.serve.QueueFullError) kinds.full++;
       else throw e;
     }).finally(() => settled.set(i, (settled.get(i) ?? 0) + 1)));
-    if (i % 25 === 0) await sleep(2);
+    // requests 276..375 arrive in one synchronous burst: at most 2 batches of 7 are taken and the queue holds 40,
+    // so some are refused whatever the machine's speed (a loaded machine must not decide the outcome)
+    if (i % 25 === 0 && (i < 300 || i > 350)) await sleep(2);
   }
   await Promise.all(jobs);
   await b.close();

@@ -5,6 +5,7 @@ import { JsBackend } from './js/index.js';
 import { loadAddon } from './native/binding.js';
 import { CpuBackend } from './native/cpu.js';
 import { cudaStatus } from './native/cuda.js';
+import { WebGpuBackend, webgpuStatus } from './webgpu/index.js';
 
 const instances = new Map<BackendName, Backend>();
 let current: BackendName | null = null;
@@ -21,8 +22,10 @@ export function unavailableReason(name: BackendName): string | null {
       const s = cudaStatus();
       return s.available ? null : s.reason;
     }
-    case 'webgpu':
-      return 'the webgpu backend is not part of this build yet (WebGPU backend issue)';
+    case 'webgpu': {
+      const s = webgpuStatus();
+      return s.available ? null : s.reason;
+    }
   }
 }
 
@@ -33,6 +36,7 @@ export function getBackendInstance(name: BackendName): Backend {
   if (why !== null) throw new BackendError(`backend '${name}' is not available: ${why}`);
   if (name === 'js') b = new JsBackend();
   else if (name === 'cpu') b = new CpuBackend(loadAddon().addon!);
+  else if (name === 'webgpu') b = new WebGpuBackend();
   else throw new BackendError(`backend '${name}' is not available`);
   instances.set(name, b);
   return b;

@@ -1,0 +1,239 @@
+// Elementwise family: fill, arange, unary and binary maths, comparisons, clamp, cast, copy, where, biasAct and
+// geluGrad — one `map` kernel specialised by override constants (pipelines are cached per constant set).
+//
+// Each invocation writes one 32-bit word of the contiguous output (1, 2 or 4 elements). Inputs are strided
+// views (broadcast dims have stride 0) over up to 8 dims, after the host merged the dims it could.
+// Params (u32 words): 0 n (output elements), 1 ndim, 2 a, 3 b (scalar attrs, bits of f32 or i32),
+//   4..11 shape, 12 offset0, 13..20 strides0, 21 offset1, 22..29 strides1, 30 offset2, 31..38 strides2
+
+override OP: u32 = 0u;
+override DT0: u32 = 0u;
+override DT1: u32 = 0u;
+override DT2: u32 = 0u;
+override DTO: u32 = 0u;
+// compute in int32 (numeric ops on int32 inputs); otherwise in float32
+override INT: bool = false;
+
+const OP_FILL: u32 = 0u;
+const OP_ARANGE: u32 = 1u;
+const OP_NEG: u32 = 2u;
+const OP_ABS: u32 = 3u;
+const OP_SIGN: u32 = 4u;
+const OP_RELU: u32 = 5u;
+const OP_EXP: u32 = 6u;
+const OP_LOG: u32 = 7u;
+const OP_SQRT: u32 = 8u;
+const OP_TANH: u32 = 9u;
+const OP_SIGMOID: u32 = 10u;
+const OP_GELU: u32 = 11u;
+const OP_CLAMP: u32 = 12u;
+const OP_CAST: u32 = 13u;
+const OP_COPY: u32 = 14u;
+const OP_ADD: u32 = 15u;
+const OP_SUB: u32 = 16u;
+const OP_MUL: u32 = 17u;
+const OP_DIV: u32 = 18u;
+const OP_POW: u32 = 19u;
+const OP_MAXIMUM: u32 = 20u;
+const OP_MINIMUM: u32 = 21u;
+const OP_EQ: u32 = 22u;
+const OP_NE: u32 = 23u;
+const OP_LT: u32 = 24u;
+const OP_LE: u32 = 25u;
+const OP_GT: u32 = 26u;
+const OP_GE: u32 = 27u;
+const OP_GELU_GRAD: u32 = 28u;
+const OP_BIAS: u32 = 29u;
+const OP_BIAS_RELU: u32 = 30u;
+const OP_BIAS_GELU: u32 = 31u;
+const OP_WHERE: u32 = 32u;
+
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<storage, read> in0: array<u32>;
+@group(0) @binding(3) var<storage, read> in1: array<u32>;
+@group(0) @binding(4) var<storage, read> in2: array<u32>;
+
+fn raw0(i: u32) -> u32 { return raw_of(DT0, i, in0[word_of(DT0, i)]); }
+fn raw1(i: u32) -> u32 { return raw_of(DT1, i, in1[word_of(DT1, i)]); }
+fn raw2(i: u32) -> u32 { return raw_of(DT2, i, in2[word_of(DT2, i)]); }
+
+// x^y for x > 0 (or +inf), y not NaN
+fn pow_pos(x: f32, y: f32) -> f32 {
+  if (x == 1.0) { return 1.0; }
+  if (is_inf(x)) { return select(0.0, f_inf(), y > 0.0); }
+  if (is_inf(y)) {
+    if (x > 1.0) { return select(0.0, f_inf(), y > 0.0); }
+    return select(f_inf(), 0.0, y > 0.0);
+  }
+  return exp2(y * log2(x));
+}
+
+// Math.pow's special cases: negative bases need an integer exponent, signed zeros and infinities
+fn k_pow(x: f32, y: f32) -> f32 {
+  if (y == 0.0) { return 1.0; }
+  if (is_nan(x) || is_nan(y)) { return f_nan(); }
+  let yi = trunc(y) == y && !is_inf(y);
+  let odd = yi && abs(y) < 16777216.0 && (i32(abs(y)) & 1) == 1;
+  if (x == 0.0) {
+    let neg0 = (bitcast<u32>(x) & 0x80000000u) != 0u;
+    if (y > 0.0) { return select(0.0, x, odd && neg0); }
+    return select(f_inf(), -f_inf(), odd && neg0);
+  }
+  if (x < 0.0) {
+    if (is_inf(y)) {
+      if (x == -1.0) { return f_nan(); }
+      return pow_pos(-x, y);
+    }
+    if (!yi) { return f_nan(); }
+    let r = pow_pos(-x, y);
+    return select(r, -r, odd);
+  }
+  return pow_pos(x, y);
+}
+
+fn compare_f(a: f32, b: f32) -> u32 {
+  if (is_nan(a) || is_nan(b)) { return select(0u, 1u, OP == OP_NE); }
+  switch (OP) {
+    case 22u: { return select(0u, 1u, a == b); }
+    case 23u: { return select(0u, 1u, a != b); }
+    case 24u: { return select(0u, 1u, a < b); }
+    case 25u: { return select(0u, 1u, a <= b); }
+    case 26u: { return select(0u, 1u, a > b); }
+    default: { return select(0u, 1u, a >= b); }
+  }
+}
+
+fn compare_i(a: i32, b: i32) -> u32 {
+  switch (OP) {
+    case 22u: { return select(0u, 1u, a == b); }
+    case 23u: { return select(0u, 1u, a != b); }
+    case 24u: { return select(0u, 1u, a < b); }
+    case 25u: { return select(0u, 1u, a <= b); }
+    case 26u: { return select(0u, 1u, a > b); }
+    default: { return select(0u, 1u, a >= b); }
+  }
+}
+
+fn float_op(a: f32, b: f32) -> f32 {
+  switch (OP) {
+    case 2u: { return -a; }
+    case 3u: { return abs(a); }
+    case 4u: {
+      if (is_nan(a)) { return a; }
+      return select(select(0.0, -1.0, a < 0.0), 1.0, a > 0.0);
+    }
+    case 5u: {
+      if (a < 0.0) { return 0.0; }
+      return a;
+    }
+    case 6u: { return k_exp(a); }
+    case 7u: { return k_log(a); }
+    case 8u: {
+      if (a < 0.0) { return f_nan(); }
+      return sqrt(a);
+    }
+    case 9u: { return k_tanh(a); }
+    case 10u: { return k_sigmoid(a); }
+    case 11u: { return k_gelu(a); }
+    case 12u: {
+      if (is_nan(a)) { return a; }
+      if (a < pf(2u)) { return pf(2u); }
+      if (a > pf(3u)) { return pf(3u); }
+      return a;
+    }
+    case 15u: { return a + b; }
+    case 16u: { return a - b; }
+    case 17u: { return a * b; }
+    case 18u: { return a / b; }
+    case 19u: { return k_pow(a, b); }
+    case 20u: { return max_nan(a, b); }
+    case 21u: { return min_nan(a, b); }
+    case 28u: { return k_gelu_grad(a) * b; }
+    case 29u: { return a + b; }
+    case 30u: {
+      let v = a + b;
+      if (v < 0.0) { return 0.0; }
+      return v;
+    }
+    case 31u: { return k_gelu(a + b); }
+    default: { return a; }
+  }
+}
+
+fn int_op(a: i32, b: i32) -> i32 {
+  switch (OP) {
+    case 2u: { return -a; }
+    case 3u: { return select(a, -a, a < 0); }
+    case 4u: { return select(select(0, -1, a < 0), 1, a > 0); }
+    case 5u: { return max(a, 0); }
+    case 12u: { return clamp(a, pi(2u), pi(3u)); }
+    case 15u: { return a + b; }
+    case 16u: { return a - b; }
+    case 17u: { return a * b; }
+    case 20u: { return max(a, b); }
+    case 21u: { return min(a, b); }
+    default: { return a; }
+  }
+}
+
+/** The bits of output element e. */
+fn element(e: u32) -> u32 {
+  if (OP == OP_FILL) { return pu(2u); }
+  if (OP == OP_ARANGE) {
+    if (INT) { return from_i32(DTO, pi(2u) + i32(e) * pi(3u)); }
+    return from_f32(DTO, pf(2u) + f32(e) * pf(3u));
+  }
+  // strided source indices of the three inputs
+  let nd = pu(1u);
+  var rem = e;
+  var i0 = pu(12u);
+  var i1 = pu(21u);
+  var i2 = pu(30u);
+  for (var k = 0u; k < nd; k++) {
+    let d = nd - 1u - k;
+    let s = pu(4u + d);
+    let c = rem % s;
+    rem = rem / s;
+    i0 += c * pu(13u + d);
+    i1 += c * pu(22u + d);
+    i2 += c * pu(31u + d);
+  }
+  if (OP == OP_COPY) { return raw0(i0); }
+  if (OP == OP_WHERE) { return select(raw2(i2), raw1(i1), raw0(i0) != 0u); }
+  if (OP == OP_CAST) {
+    if (is_int_dt(DT0) && is_int_dt(DTO)) { return from_i32(DTO, to_i32(DT0, raw0(i0))); }
+    return from_f32(DTO, to_f32(DT0, raw0(i0)));
+  }
+  let binary = OP >= OP_ADD && OP != OP_CLAMP;
+  if (INT) {
+    let a = to_i32(DT0, raw0(i0));
+    var b = 0;
+    if (binary) { b = to_i32(DT1, raw1(i1)); }
+    if (OP >= OP_EQ && OP <= OP_GE) { return compare_i(a, b); }
+    return from_i32(DTO, int_op(a, b));
+  }
+  let a = to_f32(DT0, raw0(i0));
+  var b = 0.0;
+  if (binary) { b = to_f32(DT1, raw1(i1)); }
+  if (OP >= OP_EQ && OP <= OP_GE) { return compare_f(a, b); }
+  return from_f32(DTO, float_op(a, b));
+}
+
+@compute @workgroup_size(256)
+fn map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let w = linear_id(gid, nwg);
+  let n = pu(0u);
+  let per = per_word(DTO);
+  let e0 = w * per;
+  if (e0 >= n) { return; }
+  if (per == 1u) {
+    dst[w] = element(e0);
+    return;
+  }
+  let bits = 32u / per;
+  var word = 0u;
+  for (var j = 0u; j < per; j++) {
+    if (e0 + j < n) { word = word | (element(e0 + j) << (j * bits)); }
+  }
+  dst[w] = word;
+}

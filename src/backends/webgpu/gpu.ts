@@ -1,0 +1,85 @@
+// What the webgpu kernel files (one per op family, paired with kernels/wgsl/<family>.wgsl) use: the params
+// block, dispatch, scratch buffers, and the view helpers they share.
+import { BackendError } from '../../errors.js';
+import { DTYPE_CODES, type DType } from '../../tensor/dtype.js';
+import type { KernelOut, KernelView } from '../backend.js';
+import { PARAMS_WORDS } from './protocol.js';
+
+/** A dispatch's uniform block: 128 words, written as u32, i32 or f32 by index. */
+export class Params {
+  readonly u = new Uint32Array(PARAMS_WORDS);
+  readonly i = new Int32Array(this.u.buffer);
+  readonly f = new Float32Array(this.u.buffer);
+  /** Writes a u32, refusing values the kernel could not index with. */
+  set(k: number, v: number): this {
+    if (!(Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) throw new BackendError(`webgpu: parameter ${k} = ${v} does not fit a u32 (tensor too large for this kernel)`);
+    this.u[k] = v;
+    return this;
+  }
+}
+
+export interface Gpu {
+  /** Queues one dispatch of `threads` invocations in workgroups of 256 (or an explicit workgroup grid). */
+  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly number[],
+    size: { threads: number } | { groups: [number, number, number] }): void;
+  /** A scratch buffer for intermediate results; release it after the dispatches that use it are queued. */
+  scratch(dtype: DType, numel: number): number;
+  release(id: number): void;
+  /** Buffer id of a 256-byte buffer bound where a kernel's optional input is absent. */
+  readonly dummy: number;
+  /** Buffer id of the error-flag words (atomic) kernels set on bad data. */
+  readonly flags: number;
+  readonly limits: Readonly<Record<string, number>>;
+}
+
+export type GpuKernel = (g: Gpu, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]) => void;
+
+export const code = (d: DType): number => DTYPE_CODES[d];
+export const id = (v: KernelView | KernelOut): number => v.handle as number;
+
+export function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function isContiguous(v: KernelView): boolean {
+  let s = 1;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] !== 1 && v.strides[d] !== s) return false;
+    s *= v.shape[d]!;
+  }
+  return true;
+}
+
+/** Workgroup grid for `groups` workgroups: one row up to the per-dimension limit, more rows after. */
+export function grid(groups: number, maxPerDim: number): [number, number, number] {
+  if (groups <= maxPerDim) return [Math.max(1, groups), 1, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  if (y > maxPerDim) throw new BackendError(`webgpu: ${groups} workgroups exceed the device's ${maxPerDim}^2 grid`);
+  return [Math.ceil(groups / y), y, 1];
+}
+
+/**
+ * Merges the dims of a shape (and the matching strides of several views over it) wherever every view steps
+ * through them as one, and drops size-1 dims: kernels then loop over as few dims as possible.
+ */
+export function mergeDims(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const sh: number[] = [];
+  const st: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = sh.length - 1;
+    if (last >= 0 && strides.every((s, k) => st[k]![last] === s[d]! * shape[d]!)) {
+      sh[last]! *= shape[d]!;
+      strides.forEach((s, k) => { st[k]![last] = s[d]!; });
+    } else {
+      sh.push(shape[d]!);
+      strides.forEach((s, k) => st[k]!.push(s[d]!));
+    }
+  }
+  return { shape: sh, strides: st };
+}
+
+/** Views up to this many (merged) dims go to the strided kernels; the params block has room for 8. */
+export const MAX_DIMS = 8;

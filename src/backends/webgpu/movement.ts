@@ -1,0 +1,2 @@
+import type { GpuKernel } from './gpu.js';
+export const movementKernels: Record<string, GpuKernel> = {};

@@ -1,0 +1,2 @@
+import type { GpuKernel } from './gpu.js';
+export const optimKernels: Record<string, GpuKernel> = {};

@@ -1,0 +1,2 @@
+import type { GpuKernel } from './gpu.js';
+export const reduceKernels: Record<string, GpuKernel> = {};

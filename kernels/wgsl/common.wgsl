@@ -251,3 +251,18 @@ fn k_gelu_grad(x: f32) -> f32 {
 /** max/min that propagate NaN from either side (like the js reference). */
 fn max_nan(x: f32, y: f32) -> f32 { if (is_nan(x) || x > y) { return x; } return y; }
 fn min_nan(x: f32, y: f32) -> f32 { if (is_nan(x) || x < y) { return x; } return y; }
+
+// sin and cos with ~1 ulp accuracy on moderate arguments (WGSL only promises 2^-11 absolute for its builtins):
+// reduction by pi/2 in three parts, then Cephes' sinf/cosf polynomials. Returns (sin x, cos x).
+fn k_sincos(x: f32) -> vec2<f32> {
+  let q = round(x * 0.63661977236758134);
+  let r = ((x - q * 1.5703125) - q * 4.837512969970703125e-4) - q * 7.54978995489188216e-8;
+  let z = r * r;
+  let s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r;
+  let c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z - 0.5 * z + 1.0;
+  let k = i32(q) & 3;
+  if (k == 0) { return vec2<f32>(s, c); }
+  if (k == 1) { return vec2<f32>(c, -s); }
+  if (k == 2) { return vec2<f32>(-s, -c); }
+  return vec2<f32>(-c, s);
+}

@@ -1,2 +1,66 @@
-import type { GpuKernel } from './gpu.js';
-export const convKernels: Record<string, GpuKernel> = {};
+// Conv kernels of the webgpu backend (kernels/wgsl/conv.wgsl). Inputs arrive contiguous float32; the op layer
+// has already checked the geometry.
+import type { KernelOut, KernelView } from '../backend.js';
+import { Params, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+
+type Shape4 = [number, number, number, number];
+
+function geo(p: Params, [N, C, H, W]: Shape4, O: number, kh: number, kw: number, OH: number, OW: number, a: readonly number[]): Params {
+  [N, C, H, W, O, kh, kw, OH, OW].forEach((v, k) => p.set(k, v));
+  // stride, pad, dilation, groups (conv) — pooling passes stride and pad only
+  a.forEach((v, k) => p.set(9 + k, v));
+  return p;
+}
+
+function run(g: Gpu, entry: string, p: Params, out: KernelOut, ins: readonly KernelView[]): void {
+  const n = numelOf(out.shape);
+  if (n === 0) return;
+  g.dispatch('conv', entry, {}, p, [id(out), ...ins.map(id)], { threads: n });
+}
+
+const s4 = (v: KernelView | KernelOut): Shape4 => v.shape as Shape4;
+
+/** Pooling attrs (kernel, stride, pad) as the window size and conv-style attrs (no dilation, one group). */
+function pool(a: readonly number[]): { k: [number, number]; rest: number[] } {
+  return { k: [a[0]!, a[1]!], rest: [a[2]!, a[3]!, a[4]!, a[5]!, 1, 1, 1] };
+}
+
+export const convKernels: Record<string, GpuKernel> = {
+  conv2d: (g, ins, out, a) => {
+    const [O, , kh, kw] = s4(ins[1]!);
+    const [, , OH, OW] = s4(out);
+    run(g, 'conv2d', geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+  },
+  conv2dBackwardInput: (g, ins, out, a) => {
+    const [O, , kh, kw] = s4(ins[1]!);
+    const [, , OH, OW] = s4(ins[0]!);
+    run(g, 'conv2d_bwd_input', geo(new Params(), s4(out), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+  },
+  conv2dBackwardWeight: (g, ins, out, a) => {
+    const [O, , kh, kw] = s4(out);
+    const [, , OH, OW] = s4(ins[1]!);
+    run(g, 'conv2d_bwd_weight', geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+  },
+  maxPool2d: (g, ins, out, a) => {
+    const [N, C, H, W] = s4(ins[0]!);
+    const { k, rest } = pool(a);
+    run(g, 'max_pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins);
+  },
+  maxPool2dBackward: (g, ins, out, a) => {
+    const [N, C, H, W] = s4(ins[0]!);
+    const { k, rest } = pool(a);
+    run(g, 'max_pool_bwd', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest), out, ins);
+  },
+  avgPool2d: (g, ins, out, a) => {
+    const [N, C, H, W] = s4(ins[0]!);
+    const { k, rest } = pool(a);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(16, a[6] ? 1 : 0);
+    run(g, 'avg_pool', p, out, ins);
+  },
+  avgPool2dBackward: (g, ins, out, a) => {
+    const [N, C, H, W] = s4(out);
+    const { k, rest } = pool(a);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(16, a[6] ? 1 : 0);
+    run(g, 'avg_pool_bwd', p, out, ins);
+  },
+};

@@ -20,7 +20,8 @@ export class Params {
 
 export interface Gpu {
   /** Queues one dispatch of `threads` invocations in workgroups of 256 (or an explicit workgroup grid). */
-  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly number[],
+  /** `bufs` are bound at bindings 1, 2, ... in order; null leaves a binding the entry point does not use. */
+  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly (number | null)[],
     size: { threads: number } | { groups: [number, number, number] }): void;
   /** A scratch buffer for intermediate results; release it after the dispatches that use it are queued. */
   scratch(dtype: DType, numel: number): number;

@@ -6,10 +6,10 @@
 // data back (`await t.data()` waits without blocking). Kernels are validated here, before anything is queued, so
 // shape and argument errors throw at the call like on every backend; errors only the GPU can see (an index out of
 // range in gather, device loss, out of memory) are thrown by the next read or sync.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, BackendError } from '../../errors.js';
 import type { OpName } from '../../ops/table.js';
@@ -38,6 +38,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const WGSL_DIR = join(here, '..', '..', '..', 'kernels', 'wgsl');
 const TIMEOUT_MS = Number(process.env.KILN_WEBGPU_TIMEOUT_MS ?? 600_000);
 const decoder = new TextDecoder();
+/** Atomics.waitAsync (Node >= 16), missing from the ES2022 lib typings. */
+interface AtomicsWaitAsync {
+  waitAsync(a: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<'ok' | 'timed-out'> | 'not-equal' | 'timed-out' };
+}
 
 /** A started GPU worker, or why there is none. */
 interface Session { worker: Worker; adapter: AdapterSummary }
@@ -66,11 +70,20 @@ function gpuError(msg: string, what: string): Error {
   return new BackendError(`webgpu: ${what} failed: ${msg}`);
 }
 
+/** Running from TypeScript sources (tests, tsx): the URL of tsx's ESM loader API, which the worker registers. */
+function tsxLoaderUrl(): string {
+  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
+  const api = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']!;
+  return pathToFileURL(join(dirname(pkg), api.import.default)).href;
+}
+
 function start(): Session {
   if (session) return session;
   if (failure !== null) throw new BackendError(failure);
   try {
-    if (process.env.KILN_WEBGPU === '0') throw new Error('disabled by KILN_WEBGPU=0');
+    // Opt-in until the backend is complete (WebGPU backend issue): its conformance run still has two random-number
+    // cases that are not bit-identical to the other backends, and gradchecks/training have not been run on it yet.
+    if (process.env.KILN_WEBGPU !== '1') throw new Error('the webgpu backend is experimental: set KILN_WEBGPU=1 to enable it');
     try {
       createRequire(import.meta.url).resolve('webgpu');
     } catch {
@@ -85,7 +98,7 @@ function start(): Session {
     const workerUrl = new URL(ts ? './worker.ts' : './worker.js', import.meta.url).href;
     // a bootstrap that reports a worker that cannot even load through the same reply buffer (running from
     // sources, it first registers tsx's loader in the worker)
-    const tsx = ts ? import.meta.resolve('tsx/esm/api') : '';
+    const tsx = ts ? tsxLoaderUrl() : '';
     const boot = `const { workerData } = require('node:worker_threads');
 (${ts ? `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); })` : `import(${JSON.stringify(workerUrl)})`})
   .catch((e) => {
@@ -213,7 +226,7 @@ export class WebGpuBackend implements Backend, Gpu {
     const head = new Int32Array(sab, 0, 2);
     if (this.waiting++ === 0) this.worker.ref();
     try {
-      const w = Atomics.waitAsync(head, 0, STATE_PENDING, TIMEOUT_MS);
+      const w = (Atomics as unknown as AtomicsWaitAsync).waitAsync(head, 0, STATE_PENDING, TIMEOUT_MS);
       if ((w.async ? await w.value : w.value) === 'timed-out') throw new BackendError(`webgpu: no answer from the GPU worker in ${TIMEOUT_MS} ms`);
     } finally {
       if (--this.waiting === 0) this.worker.unref();
@@ -236,7 +249,7 @@ export class WebGpuBackend implements Backend, Gpu {
   }
 
   // ---- Gpu (what kernels use) ----
-  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly number[],
+  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly (number | null)[],
     size: { threads: number } | { groups: [number, number, number] }): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     const groups = 'threads' in size ? grid(Math.ceil(size.threads / 256), max) : size.groups;

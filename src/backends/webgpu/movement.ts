@@ -1,2 +1,99 @@
-import type { GpuKernel } from './gpu.js';
-export const movementKernels: Record<string, GpuKernel> = {};
+// Movement kernels of the webgpu backend: copy (elementwise `map`), concat, gather and scatterAdd
+// (kernels/wgsl/movement.wgsl, which moves 32-bit words; narrower dtypes are widened to a word per element and
+// narrowed back, bit for bit).
+import { BackendError } from '../../errors.js';
+import { DTYPE_SIZE, type DType } from '../../tensor/dtype.js';
+import type { KernelOut, KernelView } from '../backend.js';
+import { map } from './elementwise.js';
+import { MAX_DIMS, Params, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+
+const contiguousStrides = (shape: readonly number[]): number[] => {
+  const st = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    st[d] = s;
+    s *= shape[d]!;
+  }
+  return st;
+};
+
+/** A view with one element per 32-bit word: the view itself, or a widened contiguous copy (caller releases). */
+function words(g: Gpu, v: KernelView, temps: number[]): KernelView {
+  if (DTYPE_SIZE[v.dtype] === 4) return v;
+  const w = g.scratch('int32', numelOf(v.shape));
+  temps.push(w);
+  map(g, 'copy', [v], { handle: w, dtype: 'int32', shape: v.shape });
+  return { handle: w, dtype: 'int32', shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
+}
+
+/** Runs `body` into a word-per-element output, then narrows it into `out` when out's dtype is narrower. */
+function intoWords(g: Gpu, out: KernelOut, temps: number[], body: (dst: number) => void): void {
+  if (DTYPE_SIZE[out.dtype] === 4) {
+    body(id(out));
+    return;
+  }
+  const w = g.scratch('int32', numelOf(out.shape));
+  temps.push(w);
+  body(w);
+  map(g, 'copy', [{ handle: w, dtype: 'int32', shape: out.shape, strides: contiguousStrides(out.shape), offset: 0 }], out);
+}
+
+function withTemps(g: Gpu, f: (temps: number[]) => void): void {
+  const temps: number[] = [];
+  try {
+    f(temps);
+  } finally {
+    for (const t of temps) g.release(t);
+  }
+}
+
+const dtypeOk = (d: DType): boolean => d in DTYPE_SIZE;
+
+export const movementKernels: Record<string, GpuKernel> = {
+  copy: (g, ins, out) => map(g, 'copy', ins, out),
+  concat: (g, ins, out, attrs) => {
+    const axis = attrs[0]!;
+    const inner = numelOf(out.shape.slice(axis + 1)), total = out.shape[axis]!;
+    if (numelOf(out.shape) === 0) return;
+    withTemps(g, (temps) => intoWords(g, out, temps, (dst) => {
+      let start = 0;
+      for (const v0 of ins) {
+        if (!dtypeOk(v0.dtype) || v0.dtype !== out.dtype) throw new BackendError(`webgpu concat: inputs must be ${out.dtype}, got ${v0.dtype}`);
+        const len = v0.shape[axis]!;
+        const n = numelOf(v0.shape);
+        if (n > 0) {
+          const v = words(g, v0, temps);
+          const m = mergeDims(v.shape, [v.strides]);
+          if (m.shape.length > MAX_DIMS) throw new BackendError(`webgpu concat: inputs of up to ${MAX_DIMS} dims after merging`);
+          const p = new Params().set(0, n).set(1, m.shape.length).set(2, start * inner).set(3, total * inner).set(4, len * inner).set(5, v.offset);
+          m.shape.forEach((s, d) => p.set(8 + d, s));
+          m.strides[0]!.forEach((s, d) => p.set(16 + d, s));
+          g.dispatch('movement', 'place', {}, p, [dst, id(v)], { threads: n });
+        }
+        start += len;
+      }
+      if (start !== total) throw new BackendError(`webgpu concat: inputs cover ${start} of ${total} along axis ${axis}`);
+    }));
+  },
+  gather: (g, ins, out, attrs) => {
+    const [xv, iv] = ins as [KernelView, KernelView];
+    const axis = attrs[0]!;
+    const pre = numelOf(xv.shape.slice(0, axis)), D = xv.shape[axis]!, post = numelOf(xv.shape.slice(axis + 1)), k = numelOf(iv.shape);
+    if (pre * k * post === 0) return;
+    withTemps(g, (temps) => {
+      const x = words(g, xv, temps);
+      intoWords(g, out, temps, (dst) => {
+        g.dispatch('movement', 'gather', {}, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
+          [dst, id(x), id(iv), g.flags], { threads: pre * k * post });
+      });
+    });
+  },
+  scatterAdd: (g, ins, out, attrs) => {
+    const [gv, iv] = ins as [KernelView, KernelView];
+    const axis = attrs[0]!, D = attrs[1]!;
+    const pre = numelOf(out.shape.slice(0, axis)), post = numelOf(out.shape.slice(axis + 1)), k = numelOf(iv.shape);
+    if (numelOf(out.shape) === 0) return;
+    g.dispatch('movement', 'scatter_add', { INT: gv.dtype === 'int32' ? 1 : 0 }, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
+      [id(out), id(gv), id(iv), g.flags], { threads: pre * post });
+  },
+};

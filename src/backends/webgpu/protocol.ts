@@ -8,13 +8,18 @@ export const PARAMS_BYTES = PARAMS_WORDS * 4;
 /** Buffer id 0 is the worker's error-flag buffer (atomic u32 words kernels set on bad input). */
 export const FLAGS_ID = 0;
 /** Flag words: which kernel found bad data on the GPU. */
-export const FLAG_NAMES = ['gather: an index was out of range', 'scatterAdd: an index was out of range'] as const;
+export const FLAG_NAMES = [
+  'gather: an index was out of range',
+  'scatterAdd: an index was out of range',
+  'crossEntropy: a label was out of range (expected a class in [0, C))',
+  'qlinearInt8: x has NaN or infinite values (cannot be quantized)',
+] as const;
 
 export type Command =
   | { t: 'alloc'; id: number; bytes: number }
   | { t: 'free'; id: number }
   | { t: 'write'; id: number; byteOffset: number; data: Uint8Array }
-  | { t: 'dispatch'; shader: string; entry: string; consts: Record<string, number>; params: Uint32Array; bufs: number[]; groups: [number, number, number] }
+  | { t: 'dispatch'; shader: string; entry: string; consts: Record<string, number>; params: Uint32Array; bufs: (number | null)[]; groups: [number, number, number] }
   | { t: 'copy'; src: number; srcOffset: number; dst: number; dstOffset: number; bytes: number }
   | { t: 'read'; id: number; byteOffset: number; bytes: number; sab: SharedArrayBuffer }
   | { t: 'sync'; sab: SharedArrayBuffer };

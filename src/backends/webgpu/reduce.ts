@@ -1,2 +1,95 @@
-import type { GpuKernel } from './gpu.js';
-export const reduceKernels: Record<string, GpuKernel> = {};
+// Reduce kernels of the webgpu backend (kernels/wgsl/reduce.wgsl). Inputs arrive contiguous.
+import { ArgumentError, ShapeError } from '../../errors.js';
+import type { KernelOut, KernelView } from '../backend.js';
+import { Params, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+
+function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
+  return [numelOf(shape.slice(0, a0)), numelOf(shape.slice(a0, a1)), numelOf(shape.slice(a1))];
+}
+
+const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
+
+function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
+  return (g, ins, out, attrs) => {
+    const v = ins[0]!;
+    const [outer, r, inner] = name.startsWith('arg') ? dims3(v.shape, attrs[0]!, attrs[0]! + 1) : dims3(v.shape, attrs[0]!, attrs[1]!);
+    if (name !== 'sum' && r === 0 && outer * inner > 0) {
+      throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
+    }
+    if (outer * inner === 0) return;
+    const p = new Params().set(0, outer).set(1, r).set(2, inner);
+    const consts = { OP: REDUCE_OP[name], INT: v.dtype === 'int32' ? 1 : 0 };
+    if (inner === 1 && r >= 512 && REDUCE_OP[name] < 3) {
+      g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], { groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1] });
+    } else {
+      g.dispatch('reduce', 'reduce_cols', consts, p, [id(out), id(v)], { threads: outer * inner });
+    }
+  };
+}
+
+function softmax(log: boolean): GpuKernel {
+  return (g, ins, out, attrs) => {
+    const v = ins[0]!;
+    const [outer, n, inner] = dims3(v.shape, attrs[0]!, attrs[0]! + 1);
+    if (outer * n * inner === 0) return;
+    const p = new Params().set(0, outer).set(1, n).set(2, inner);
+    g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
+  };
+}
+
+function ceCheck(ins: readonly KernelView[], want: number, op: string): { n: number; c: number; w: KernelView | null } {
+  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
+  const [n, c] = ins[0]!.shape as [number, number];
+  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
+  const w = ins.length === want + 1 ? ins[want]! : null;
+  if (w && numelOf(w.shape) !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
+  return { n, c, w };
+}
+
+function ce(g: Gpu, entry: string, ins: readonly KernelView[], out: KernelOut, s: number, n: number, c: number, w: KernelView | null): void {
+  if (n === 0) return;
+  const p = new Params().set(0, n).set(1, c);
+  p.f[3] = s;
+  const rowGrad = entry === 'ce_backward' ? id(ins[2]!) : null;
+  g.dispatch('reduce', entry, { HASW: w ? 1 : 0 }, p, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy, g.flags], { threads: n });
+}
+
+function columns(v: KernelView, op: string): [number, number] {
+  if (v.shape.length !== 2) throw new ShapeError(`${op} takes [N, F]`);
+  return v.shape as [number, number];
+}
+
+export const reduceKernels: Record<string, GpuKernel> = {
+  sum: reduce('sum'), max: reduce('max'), min: reduce('min'), argmax: reduce('argmax'), argmin: reduce('argmin'),
+  softmax: softmax(false), logSoftmax: softmax(true),
+  softmaxCrossEntropy: (g, ins, out, at) => {
+    const { n, c, w } = ceCheck(ins, 2, 'softmaxCrossEntropy');
+    ce(g, 'ce_forward', ins, out, at[0]!, n, c, w);
+  },
+  softmaxCrossEntropyBackward: (g, ins, out, at) => {
+    const { n, c, w } = ceCheck(ins, 3, 'softmaxCrossEntropyBackward');
+    if (numelOf(ins[2]!.shape) !== n) throw new ShapeError(`softmaxCrossEntropyBackward: the row gradient must have ${n} values`);
+    ce(g, 'ce_backward', ins, out, at[0]!, n, c, w);
+  },
+  nanColumnStats: (g, ins, out) => {
+    const [n, f] = columns(ins[0]!, 'nanColumnStats');
+    if (f === 0) return;
+    g.dispatch('reduce', 'nan_stats', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: f });
+  },
+  nanQuantile: (g, ins, out, at) => {
+    const [n, f] = columns(ins[0]!, 'nanQuantile');
+    const q = at[0]!;
+    if (!(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be in [0, 1], got ${q}`);
+    if (f === 0) return;
+    const p = new Params().set(0, n).set(1, f);
+    p.f[3] = q;
+    const work = g.scratch('float32', Math.max(1, n * f));
+    g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!), null, null, null, null, work], { threads: f });
+    g.release(work);
+  },
+  rowHash: (g, ins, out) => {
+    const [n, f] = columns(ins[0]!, 'rowHash');
+    if (n === 0) return;
+    g.dispatch('reduce', 'row_hash', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: n });
+  },
+};

@@ -135,7 +135,9 @@ function dispatch(c: Extract<Command, { t: 'dispatch' }>): void {
   const s = slot++;
   uniformStage.set(new Uint8Array(c.params.buffer, c.params.byteOffset, Math.min(c.params.byteLength, PARAMS_BYTES)), s * PARAMS_BYTES);
   const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: s * PARAMS_BYTES, size: PARAMS_BYTES } }];
-  c.bufs.forEach((id, i) => entries.push({ binding: i + 1, resource: { buffer: buffer(id) } }));
+  c.bufs.forEach((id, i) => {
+    if (id !== null) entries.push({ binding: i + 1, resource: { buffer: buffer(id) } });
+  });
   const group = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
   if (!pass) pass = encoderOpen().beginComputePass();
   pass.setPipeline(p);
@@ -176,7 +178,7 @@ async function write(c: Extract<Command, { t: 'write' }>): Promise<void> {
     data = new Uint8Array(data);
     data.set(c.data, c.byteOffset - a0);
   }
-  if (data.length) device.queue.writeBuffer(buf, a0, data);
+  if (data.length) device.queue.writeBuffer(buf, a0, data as Uint8Array<ArrayBuffer>);
 }
 
 async function run(c: Command): Promise<void> {
@@ -243,6 +245,10 @@ async function pump(): Promise<void> {
   running = false;
 }
 
+// Dawn instances stay referenced for the worker's life: dawn.node keeps processing an instance's events after
+// JS dropped it, and a collected instance is a use-after-free (a segfault a few hundred reads later)
+const instances: GPU[] = [];
+
 async function start(): Promise<AdapterSummary> {
   const { create, globals } = await import('webgpu');
   const g = globals as Record<string, { [k: string]: number }>;
@@ -260,6 +266,7 @@ async function start(): Promise<AdapterSummary> {
   let chosen = '';
   for (const b of order) {
     const gpu = create([`backend=${b}`]);
+    instances.push(gpu);
     adapter = b === 'vulkan'
       ? await gpu.requestAdapter({ powerPreference: 'high-performance' })
       : await gpu.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);

@@ -1,0 +1,217 @@
+// Conv family, NCHW, float32, contiguous: conv2d and its two backward kernels, max/avg pooling and their
+// backward kernels. Every kernel is written in gather form (one invocation per output element, summing what
+// flows into it), so there are no atomics and results are deterministic.
+// Params: 0 N, 1 C, 2 H, 3 W, 4 O, 5 kh, 6 kw, 7 OH, 8 OW, 9 sh, 10 sw, 11 ph, 12 pw, 13 dh, 14 dw, 15 groups,
+//         16 countIncludePad (avg pooling)
+
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> in0: array<f32>;
+@group(0) @binding(3) var<storage, read> in1: array<f32>;
+
+struct Geo { N: i32, C: i32, H: i32, W: i32, O: i32, kh: i32, kw: i32, OH: i32, OW: i32, sh: i32, sw: i32, ph: i32, pw: i32, dh: i32, dw: i32, g: i32 }
+fn geo() -> Geo {
+  return Geo(pi(0u), pi(1u), pi(2u), pi(3u), pi(4u), pi(5u), pi(6u), pi(7u), pi(8u), pi(9u), pi(10u), pi(11u), pi(12u), pi(13u), pi(14u), pi(15u));
+}
+
+// y[n, o, oh, ow] = sum over c in o's group, i, j of x[n, c, ih, iw] * w[o, c, i, j]
+@compute @workgroup_size(256)
+fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.O * q.OH * q.OW) { return; }
+  let ow = t % q.OW;
+  let oh = (t / q.OW) % q.OH;
+  let o = (t / (q.OW * q.OH)) % q.O;
+  let n = t / (q.OW * q.OH * q.O);
+  let Cg = q.C / q.g;
+  let grp = o / (q.O / q.g);
+  var acc = 0.0;
+  for (var c = 0; c < Cg; c++) {
+    for (var i = 0; i < q.kh; i++) {
+      let ih = oh * q.sh - q.ph + i * q.dh;
+      if (ih < 0 || ih >= q.H) { continue; }
+      for (var j = 0; j < q.kw; j++) {
+        let iw = ow * q.sw - q.pw + j * q.dw;
+        if (iw < 0 || iw >= q.W) { continue; }
+        acc += in0[((n * q.C + grp * Cg + c) * q.H + ih) * q.W + iw] * in1[((o * Cg + c) * q.kh + i) * q.kw + j];
+      }
+    }
+  }
+  dst[t] = acc;
+}
+
+// dx[n, c, ih, iw] = sum over the outputs this input feeds of gy * w; in0 = gy [N, O, OH, OW], in1 = w
+@compute @workgroup_size(256)
+fn conv2d_bwd_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.C * q.H * q.W) { return; }
+  let iw = t % q.W;
+  let ih = (t / q.W) % q.H;
+  let c = (t / (q.W * q.H)) % q.C;
+  let n = t / (q.W * q.H * q.C);
+  let Cg = q.C / q.g;
+  let Og = q.O / q.g;
+  let grp = c / Cg;
+  let cl = c % Cg;
+  var acc = 0.0;
+  for (var ol = 0; ol < Og; ol++) {
+    let o = grp * Og + ol;
+    for (var i = 0; i < q.kh; i++) {
+      let a = ih + q.ph - i * q.dh;
+      if (a < 0 || a % q.sh != 0) { continue; }
+      let oh = a / q.sh;
+      if (oh >= q.OH) { continue; }
+      for (var j = 0; j < q.kw; j++) {
+        let b = iw + q.pw - j * q.dw;
+        if (b < 0 || b % q.sw != 0) { continue; }
+        let ow = b / q.sw;
+        if (ow >= q.OW) { continue; }
+        acc += in0[((n * q.O + o) * q.OH + oh) * q.OW + ow] * in1[((o * Cg + cl) * q.kh + i) * q.kw + j];
+      }
+    }
+  }
+  dst[t] = acc;
+}
+
+// dw[o, c, i, j] = sum over n, oh, ow of x * gy; in0 = x [N, C, H, W], in1 = gy [N, O, OH, OW]
+@compute @workgroup_size(256)
+fn conv2d_bwd_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let Cg = q.C / q.g;
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.O * Cg * q.kh * q.kw) { return; }
+  let j = t % q.kw;
+  let i = (t / q.kw) % q.kh;
+  let cl = (t / (q.kw * q.kh)) % Cg;
+  let o = t / (q.kw * q.kh * Cg);
+  let c = (o / (q.O / q.g)) * Cg + cl;
+  var acc = 0.0;
+  for (var n = 0; n < q.N; n++) {
+    for (var oh = 0; oh < q.OH; oh++) {
+      let ih = oh * q.sh - q.ph + i * q.dh;
+      if (ih < 0 || ih >= q.H) { continue; }
+      for (var ow = 0; ow < q.OW; ow++) {
+        let iw = ow * q.sw - q.pw + j * q.dw;
+        if (iw < 0 || iw >= q.W) { continue; }
+        acc += in0[((n * q.C + c) * q.H + ih) * q.W + iw] * in1[((n * q.O + o) * q.OH + oh) * q.OW + ow];
+      }
+    }
+  }
+  dst[t] = acc;
+}
+
+// pooling: planes = N*C (param 0 holds N*C, 1 unused), windows kh x kw with stride and padding, no dilation
+
+fn window_max(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
+  var m = -f_inf();
+  for (var i = 0; i < q.kh; i++) {
+    let ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) { continue; }
+    for (var j = 0; j < q.kw; j++) {
+      let iw = ow * q.sw - q.pw + j;
+      if (iw < 0 || iw >= q.W) { continue; }
+      let v = in0[(plane * q.H + ih) * q.W + iw];
+      if (is_nan(v) || is_nan(m)) { m = f_nan(); } else { m = max(m, v); }
+    }
+  }
+  return m;
+}
+
+/** Flat input index of a window's max (the first, or the first NaN), or -1 for an empty window. */
+fn window_argmax(plane: i32, oh: i32, ow: i32, q: Geo) -> i32 {
+  var best = -1;
+  var m = -f_inf();
+  for (var i = 0; i < q.kh; i++) {
+    let ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) { continue; }
+    for (var j = 0; j < q.kw; j++) {
+      let iw = ow * q.sw - q.pw + j;
+      if (iw < 0 || iw >= q.W) { continue; }
+      let t = (plane * q.H + ih) * q.W + iw;
+      let v = in0[t];
+      if (best < 0 || (!is_nan(m) && (v > m || is_nan(v)))) { m = v; best = t; }
+    }
+  }
+  return best;
+}
+
+fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
+  let h0 = max(oh * q.sh - q.ph, 0);
+  let h1 = min(oh * q.sh - q.ph + q.kh, q.H);
+  let w0 = max(ow * q.sw - q.pw, 0);
+  let w1 = min(ow * q.sw - q.pw + q.kw, q.W);
+  return max(h1 - h0, 0) * max(w1 - w0, 0);
+}
+
+@compute @workgroup_size(256)
+fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.OH * q.OW) { return; }
+  dst[t] = window_max(t / (q.OH * q.OW), (t / q.OW) % q.OH, t % q.OW, q);
+}
+
+@compute @workgroup_size(256)
+fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.OH * q.OW) { return; }
+  let plane = t / (q.OH * q.OW);
+  let oh = (t / q.OW) % q.OH;
+  let ow = t % q.OW;
+  var s = 0.0;
+  for (var i = 0; i < q.kh; i++) {
+    let ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) { continue; }
+    for (var j = 0; j < q.kw; j++) {
+      let iw = ow * q.sw - q.pw + j;
+      if (iw < 0 || iw >= q.W) { continue; }
+      s += in0[(plane * q.H + ih) * q.W + iw];
+    }
+  }
+  var div = window_count(oh, ow, q);
+  if (pu(16u) != 0u) { div = q.kh * q.kw; }
+  dst[t] = select(0.0, s / f32(div), div > 0);
+}
+
+// the output windows (oh, ow) whose span covers input row ih / column iw
+fn first_out(x: i32, p: i32, k: i32, s: i32) -> i32 { return max(0, (x + p - k + s) / s); }
+
+// dx of max pooling: in0 = x, in1 = gy; each input sums the gradients of the windows whose max it is
+@compute @workgroup_size(256)
+fn max_pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.H * q.W) { return; }
+  let plane = t / (q.H * q.W);
+  let ih = (t / q.W) % q.H;
+  let iw = t % q.W;
+  var acc = 0.0;
+  for (var oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; oh++) {
+    for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
+      if (window_argmax(plane, oh, ow, q) == t) { acc += in1[(plane * q.OH + oh) * q.OW + ow]; }
+    }
+  }
+  dst[t] = acc;
+}
+
+// dx of average pooling: in0 = gy
+@compute @workgroup_size(256)
+fn avg_pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.H * q.W) { return; }
+  let plane = t / (q.H * q.W);
+  let ih = (t / q.W) % q.H;
+  let iw = t % q.W;
+  var acc = 0.0;
+  for (var oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; oh++) {
+    for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
+      var div = window_count(oh, ow, q);
+      if (pu(16u) != 0u) { div = q.kh * q.kw; }
+      if (div > 0) { acc += in0[(plane * q.OH + oh) * q.OW + ow] / f32(div); }
+    }
+  }
+  dst[t] = acc;
+}

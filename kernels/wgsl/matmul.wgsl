@@ -1,0 +1,93 @@
+// Matmul family: C[b] = A[b] B[b] over strided (transposed, broadcast-batch) float32 or bfloat16 operands, float32
+// accumulation. Tiled: a 16x16 workgroup computes a 64x64 block of C, each invocation a 4x4 register tile;
+// K advances 16 at a time through workgroup memory.
+// Params: 0 M, 1 N, 2 K, 3 batch dims (<= 4), 4 offA, 5 rowStrideA (over M), 6 colStrideA (over K),
+//         7 offB, 8 rowStrideB (over K), 9 colStrideB (over N), 10..13 batch shape, 14..17 batch strides A,
+//         18..21 batch strides B
+
+override DTA: u32 = 0u;
+override DTB: u32 = 0u;
+
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<u32>;
+@group(0) @binding(3) var<storage, read> b: array<u32>;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+var<workgroup> sa: array<array<f32, 64>, 16>;  // [k][m]
+var<workgroup> sb: array<array<f32, 64>, 16>;  // [k][n]
+
+fn load_a(i: u32) -> f32 {
+  if (DTA == DT_F32) { return bitcast<f32>(a[i]); }
+  return to_f32(DTA, raw_of(DTA, i, a[word_of(DTA, i)]));
+}
+fn load_b(i: u32) -> f32 {
+  if (DTB == DT_F32) { return bitcast<f32>(b[i]); }
+  return to_f32(DTB, raw_of(DTB, i, b[word_of(DTB, i)]));
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+  let M = pu(0u);
+  let N = pu(1u);
+  let K = pu(2u);
+  // batch offsets
+  var offA = pu(4u);
+  var offB = pu(7u);
+  var rem = wid.z;
+  let nb = pu(3u);
+  for (var k = 0u; k < nb; k++) {
+    let d = nb - 1u - k;
+    let s = pu(10u + d);
+    let c = rem % s;
+    rem = rem / s;
+    offA += c * pu(14u + d);
+    offB += c * pu(18u + d);
+  }
+  let rsA = pu(5u);
+  let csA = pu(6u);
+  let rsB = pu(8u);
+  let csB = pu(9u);
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < K; k0 += TK) {
+    // 1024 values of each tile, 4 per invocation
+    for (var r = 0u; r < 4u; r++) {
+      let e = li + r * 256u;
+      let kk = e / 64u;
+      let mn = e % 64u;
+      let gk = k0 + kk;
+      var va = 0.0;
+      if (m0 + mn < M && gk < K) { va = load_a(offA + (m0 + mn) * rsA + gk * csA); }
+      sa[kk][mn] = va;
+      var vb = 0.0;
+      if (n0 + mn < N && gk < K) { vb = load_b(offB + gk * rsB + (n0 + mn) * csB); }
+      sb[kk][mn] = vb;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      var av: array<f32, 4>;
+      var bv: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        av[i] = sa[kk][lid.y + i * 16u];
+        bv[i] = sb[kk][lid.x + i * 16u];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(av[i], bv[j], acc[i][j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  let base = wid.z * M * N;
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + i * 16u;
+    if (m >= M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + j * 16u;
+      if (n < N) { dst[base + m * N + n] = acc[i][j]; }
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// Quant family: int8 linear y = dequant(quant_u8(x) . wq^T) * wscale + bias (the rules of native/cpu/quant.cc):
+// x is quantized per row to uint8 with (xScale, xZero), or from the row's range when xScale = 0 (dynamic), with
+// round half to even; int8 weights [N, K] are packed four to a word; products accumulate exactly in int32.
+// Pass 1 (quantize_rows): one invocation per row writes the row's uint8 codes (one per word) and its scale and
+// zero point. Pass 2 (qlinear): one invocation per output.
+// Params: 0 M, 1 K, 2 N, 3 xOffset, 4 wOffset, 5 wsOffset, 6 biasOffset, f32 7 xScale, 8 xZero
+
+override HASB: bool = false;
+
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> xin: array<f32>;
+@group(0) @binding(3) var<storage, read> wq: array<u32>;
+@group(0) @binding(4) var<storage, read> wsc: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> codes: array<u32>;  // [M, K] codes, then [M] scales, [M] zeros
+@group(0) @binding(7) var<storage, read_write> flags: array<atomic<u32>>;
+
+fn rint(v: f32) -> f32 {
+  // round half to even (WGSL's round() is specified that way; spelled out so no driver can differ)
+  let f = floor(v);
+  let d = v - f;
+  if (d > 0.5) { return f + 1.0; }
+  if (d < 0.5) { return f; }
+  return select(f + 1.0, f, (i32(f) & 1) == 0);
+}
+
+@compute @workgroup_size(256)
+fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  let M = pu(0u);
+  let K = pu(1u);
+  if (i >= M) { return; }
+  let xo = pu(3u) + i * K;
+  var mn = 0.0;
+  var mx = 0.0;
+  for (var k = 0u; k < K; k++) {
+    let v = xin[xo + k];
+    if (is_nan(v) || is_inf(v)) { atomicOr(&flags[3], 1u); }
+    mn = min(mn, v);
+    mx = max(mx, v);
+  }
+  var s = pf(7u);
+  var z = pf(8u);
+  if (s == 0.0) {
+    let range = mx - mn;
+    if (range == 0.0) {
+      s = 1.0;
+      z = 0.0;
+    } else {
+      s = range / 255.0;
+      z = clamp(rint(-mn / s), 0.0, 255.0);
+    }
+  }
+  let inv = 1.0 / s;
+  for (var k = 0u; k < K; k++) {
+    codes[i * K + k] = u32(clamp(rint(xin[xo + k] * inv) + z, 0.0, 255.0));
+  }
+  codes[M * K + i] = bitcast<u32>(s);
+  codes[M * K + M + i] = bitcast<u32>(z);
+}
+
+@compute @workgroup_size(256)
+fn qlinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  let M = pu(0u);
+  let K = pu(1u);
+  let N = pu(2u);
+  if (t >= M * N) { return; }
+  let i = t / N;
+  let j = t % N;
+  let wo = pu(4u) + j * K;
+  var acc = 0;
+  var wsum = 0;
+  for (var k = 0u; k < K; k++) {
+    let e = wo + k;
+    let w = sext8((wq[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu);
+    acc += i32(codes[i * K + k]) * w;
+    wsum += w;
+  }
+  let s = bitcast<f32>(codes[M * K + i]);
+  let z = i32(bitcast<f32>(codes[M * K + M + i]));
+  var y = f32(acc - z * wsum) * s * wsc[pu(5u) + j];
+  if (HASB) { y += bias[pu(6u) + j]; }
+  dst[t] = y;
+}

@@ -1,0 +1,321 @@
+// Reduce family: sum/max/min/argmax/argmin over an axis range, softmax/logSoftmax, fused softmax
+// cross-entropy (forward and backward), NaN-ignoring column statistics and quantiles, and row hashes.
+// Inputs are contiguous; a reduction sees its input as [outer, R, inner] and writes [outer, inner].
+// Params: 0 outer, 1 R, 2 inner, 3 a (f32 attr: labelSmoothing or q)
+
+override OP: u32 = 0u;    // reduce: 0 sum, 1 max, 2 min, 3 argmax, 4 argmin
+override INT: bool = false;
+override LOG: bool = false;
+override HASW: bool = false;
+
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<storage, read> in0: array<u32>;
+@group(0) @binding(3) var<storage, read> in1: array<u32>;
+@group(0) @binding(4) var<storage, read> in2: array<u32>;
+@group(0) @binding(5) var<storage, read> in3: array<u32>;
+@group(0) @binding(6) var<storage, read_write> flags: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> work: array<f32>;
+
+fn xf(i: u32) -> f32 { return bitcast<f32>(in0[i]); }
+fn xi(i: u32) -> i32 { return bitcast<i32>(in0[i]); }
+
+fn combine_f(a: f32, v: f32) -> f32 {
+  if (OP == 0u) { return a + v; }
+  if (is_nan(a) || is_nan(v)) { return f_nan(); }
+  if (OP == 1u) { return select(a, v, v > a); }
+  return select(a, v, v < a);
+}
+fn combine_i(a: i32, v: i32) -> i32 {
+  if (OP == 0u) { return a + v; }
+  if (OP == 1u) { return max(a, v); }
+  return min(a, v);
+}
+
+// one invocation per output: sums, extremes and arg-extremes along R with stride `inner`
+@compute @workgroup_size(256)
+fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = linear_id(gid, nwg);
+  let outer = pu(0u);
+  let r = pu(1u);
+  let inner = pu(2u);
+  if (o >= outer * inner) { return; }
+  let base = (o / inner) * r * inner + o % inner;
+  if (OP >= 3u) {
+    var best = 0u;
+    if (INT) {
+      var bv = xi(base);
+      for (var k = 1u; k < r; k++) {
+        let v = xi(base + k * inner);
+        if ((OP == 3u && v > bv) || (OP == 4u && v < bv)) { bv = v; best = k; }
+      }
+    } else {
+      var bv = xf(base);
+      for (var k = 1u; k < r; k++) {
+        if (is_nan(bv)) { break; }
+        let v = xf(base + k * inner);
+        if (is_nan(v) || (OP == 3u && v > bv) || (OP == 4u && v < bv)) { bv = v; best = k; }
+      }
+    }
+    dst[o] = best;
+    return;
+  }
+  if (INT) {
+    var acc = 0;
+    var k0 = 0u;
+    if (OP != 0u) { acc = xi(base); k0 = 1u; }
+    for (var k = k0; k < r; k++) { acc = combine_i(acc, xi(base + k * inner)); }
+    dst[o] = bitcast<u32>(acc);
+  } else {
+    var acc = 0.0;
+    var k0 = 0u;
+    if (OP != 0u) { acc = xf(base); k0 = 1u; }
+    for (var k = k0; k < r; k++) { acc = combine_f(acc, xf(base + k * inner)); }
+    dst[o] = bitcast<u32>(acc);
+  }
+}
+
+var<workgroup> sf: array<f32, 256>;
+var<workgroup> si: array<i32, 256>;
+
+// one workgroup per output row when inner == 1 (sum/max/min of long rows): strided partials, then a tree
+@compute @workgroup_size(256)
+fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  let outer = pu(0u);
+  let r = pu(1u);
+  let live = row < outer;
+  let base = row * r;
+  if (INT) {
+    var acc = 0;
+    if (OP != 0u && live) { acc = xi(base); }
+    if (live) {
+      for (var k = lid; k < r; k += WG) { acc = combine_i(acc, xi(base + k)); }
+    }
+    si[lid] = acc;
+  } else {
+    var acc = 0.0;
+    if (OP != 0u && live) { acc = xf(base); }
+    if (live) {
+      for (var k = lid; k < r; k += WG) { acc = combine_f(acc, xf(base + k)); }
+    }
+    sf[lid] = acc;
+  }
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      if (INT) { si[lid] = combine_i(si[lid], si[lid + s]); } else { sf[lid] = combine_f(sf[lid], sf[lid + s]); }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u && live) {
+    if (INT) { dst[row] = bitcast<u32>(si[0]); } else { dst[row] = bitcast<u32>(sf[0]); }
+  }
+}
+
+// softmax / logSoftmax along R, one invocation per (outer, inner) line
+@compute @workgroup_size(256)
+fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = linear_id(gid, nwg);
+  let outer = pu(0u);
+  let n = pu(1u);
+  let inner = pu(2u);
+  if (o >= outer * inner) { return; }
+  let base = (o / inner) * n * inner + o % inner;
+  var m = -f_inf();
+  for (var k = 0u; k < n; k++) {
+    let v = xf(base + k * inner);
+    if (!is_nan(v) && v > m) { m = v; }
+  }
+  if (m == -f_inf()) { m = 0.0; }
+  var s = 0.0;
+  for (var k = 0u; k < n; k++) { s += k_exp(xf(base + k * inner) - m); }
+  let ls = k_log(s) + m;
+  for (var k = 0u; k < n; k++) {
+    let i = base + k * inner;
+    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+  }
+}
+
+// log-sum-exp of logits row r (in0 is [N, C])
+fn row_lse(off: u32, c: u32) -> f32 {
+  var m = -f_inf();
+  var nan = false;
+  for (var k = 0u; k < c; k++) {
+    let v = xf(off + k);
+    if (is_nan(v)) { nan = true; }
+    if (v > m) { m = v; }
+  }
+  if (nan) { return f_nan(); }
+  if (m == -f_inf()) { m = 0.0; }
+  var s = 0.0;
+  for (var k = 0u; k < c; k++) { s += k_exp(xf(off + k) - m); }
+  return k_log(s) + m;
+}
+
+fn weight(k: u32) -> f32 {
+  if (HASW) { return bitcast<f32>(in3[k]); }
+  return 1.0;
+}
+
+/** The label of row r, or c (and the error flag) when it is out of range. */
+fn label(r: u32, c: u32) -> u32 {
+  let y = bitcast<i32>(in1[r]);
+  if (y < 0 || u32(y) >= c) {
+    atomicOr(&flags[2], 1u);
+    return c;
+  }
+  return u32(y);
+}
+
+// in0 logits [N, C], in1 labels int32 [N], in3 weight [C] (HASW) -> loss [N]; R = C, outer = N
+@compute @workgroup_size(256)
+fn ce_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = linear_id(gid, nwg);
+  let n = pu(0u);
+  let c = pu(1u);
+  let s = pf(3u);
+  if (r >= n) { return; }
+  let y = label(r, c);
+  if (y == c) { dst[r] = 0u; return; }
+  let off = r * c;
+  let lse = row_lse(off, c);
+  var loss = -(1.0 - s) * weight(y) * (xf(off + y) - lse);
+  if (s != 0.0) {
+    var acc = 0.0;
+    for (var k = 0u; k < c; k++) { acc += weight(k) * (xf(off + k) - lse); }
+    loss -= (s / f32(c)) * acc;
+  }
+  dst[r] = bitcast<u32>(loss);
+}
+
+// in0 logits [N, C], in1 labels [N], in2 row gradient [N], in3 weight [C] -> dlogits [N, C]
+@compute @workgroup_size(256)
+fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = linear_id(gid, nwg);
+  let n = pu(0u);
+  let c = pu(1u);
+  let s = pf(3u);
+  if (r >= n) { return; }
+  let y = label(r, c);
+  let off = r * c;
+  if (y == c) {
+    for (var k = 0u; k < c; k++) { dst[off + k] = 0u; }
+    return;
+  }
+  var W = f32(c);
+  if (HASW) {
+    W = 0.0;
+    for (var k = 0u; k < c; k++) { W += weight(k); }
+  }
+  let lse = row_lse(off, c);
+  let g = bitcast<f32>(in2[r]);
+  let hard = (1.0 - s) * weight(y);
+  for (var k = 0u; k < c; k++) {
+    let p = k_exp(xf(off + k) - lse);
+    var v = g * (hard * p + (s / f32(c)) * (p * W - weight(k)));
+    if (k == y) { v -= g * hard; }
+    dst[off + k] = bitcast<u32>(v);
+  }
+}
+
+// NaN-ignoring statistics of each column of [N, F] -> [5, F]: count, mean, population variance, min, max.
+// Params: 0 N, 1 F
+@compute @workgroup_size(256)
+fn nan_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = linear_id(gid, nwg);
+  let n = pu(0u);
+  let f = pu(1u);
+  if (j >= f) { return; }
+  var cnt = 0u;
+  var sum = 0.0;
+  var lo = f_inf();
+  var hi = -f_inf();
+  for (var i = 0u; i < n; i++) {
+    let v = xf(i * f + j);
+    if (!is_nan(v)) { cnt++; sum += v; lo = min(lo, v); hi = max(hi, v); }
+  }
+  let mean = sum / f32(cnt);
+  var ss = 0.0;
+  for (var i = 0u; i < n; i++) {
+    let v = xf(i * f + j);
+    if (!is_nan(v)) { ss += (v - mean) * (v - mean); }
+  }
+  dst[j] = bitcast<u32>(f32(cnt));
+  if (cnt == 0u) {
+    for (var k = 1u; k < 5u; k++) { dst[k * f + j] = NAN_BITS; }
+    return;
+  }
+  dst[f + j] = bitcast<u32>(mean);
+  dst[2u * f + j] = bitcast<u32>(ss / f32(cnt));
+  dst[3u * f + j] = bitcast<u32>(lo);
+  dst[4u * f + j] = bitcast<u32>(hi);
+}
+
+// heap sort of work[b .. b + len)
+fn sift(b: u32, start: u32, end: u32) {
+  var root = start;
+  loop {
+    let child = 2u * root + 1u;
+    if (child >= end) { break; }
+    var sw = root;
+    if (work[b + sw] < work[b + child]) { sw = child; }
+    if (child + 1u < end && work[b + sw] < work[b + child + 1u]) { sw = child + 1u; }
+    if (sw == root) { break; }
+    let t = work[b + root];
+    work[b + root] = work[b + sw];
+    work[b + sw] = t;
+    root = sw;
+  }
+}
+
+// NaN-ignoring quantile q (linear interpolation) of each column of [N, F] -> [F]; work holds N*F floats.
+// Params: 0 N, 1 F, 3 q
+@compute @workgroup_size(256)
+fn nan_quantile(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = linear_id(gid, nwg);
+  let n = pu(0u);
+  let f = pu(1u);
+  let q = pf(3u);
+  if (j >= f) { return; }
+  let b = j * n;
+  var len = 0u;
+  for (var i = 0u; i < n; i++) {
+    let v = xf(i * f + j);
+    if (!is_nan(v)) { work[b + len] = v; len++; }
+  }
+  if (len == 0u) { dst[j] = NAN_BITS; return; }
+  for (var s = len / 2u; s > 0u; s--) { sift(b, s - 1u, len); }
+  for (var e = len - 1u; e > 0u; e--) {
+    let t = work[b];
+    work[b] = work[b + e];
+    work[b + e] = t;
+    sift(b, 0u, e);
+  }
+  let pos = q * f32(len - 1u);
+  let k = u32(floor(pos));
+  let frac = pos - f32(k);
+  var v = work[b + k];
+  if (frac != 0.0) { v = v + (work[b + k + 1u] - v) * frac; }
+  dst[j] = bitcast<u32>(v);
+}
+
+// two 32-bit hashes of each row of [N, F] (float32 bits, every NaN alike) -> int32 [N, 2]. Params: 0 N, 1 F
+@compute @workgroup_size(256)
+fn row_hash(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  let n = pu(0u);
+  let f = pu(1u);
+  if (i >= n) { return; }
+  var h1 = 0x811c9dc5u ^ f;
+  var h2 = 0x9e3779b9u;
+  for (var k = i * f; k < (i + 1u) * f; k++) {
+    var v = in0[k];
+    if ((v & 0x7f800000u) == 0x7f800000u && (v & 0x7fffffu) != 0u) { v = 0x7fc00000u; }
+    h1 = (h1 ^ v) * 0x01000193u;
+    h2 = (h2 ^ v) * 0x5bd1e995u;
+    h2 = h2 ^ (h2 >> 13u);
+  }
+  dst[2u * i] = h1;
+  dst[2u * i + 1u] = h2;
+}

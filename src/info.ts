@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { BACKEND_NAMES, type BackendName } from './backends/backend.js';
 import { unavailableReason } from './backends/registry.js';
 import { loadAddon } from './backends/native/binding.js';
+import { webgpuStatus } from './backends/webgpu/index.js';
 
 export interface KilnInfo {
   kiln: string;
@@ -9,6 +10,8 @@ export interface KilnInfo {
   backends: { name: BackendName; available: boolean; reason: string | null }[];
   cpu: { isa: string; supportedIsas: string[]; threads: number; compiler?: string } | null;
   cuda: { compiled: boolean; available: boolean; device: string; reason: string } | null;
+  /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
+  webgpu: { backend: string; description: string; vendor: string; architecture: string; featureLevel: string; maxBufferBytes: number } | null;
 }
 
 /**
@@ -27,6 +30,16 @@ export function info(): KilnInfo {
     }),
     cpu: a ? { isa: a.isa, supportedIsas: a.supportedIsas, threads: a.threads, compiler: a.compiler } : null,
     cuda: a ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason } : null,
+    webgpu: webgpuInfo(),
+  };
+}
+
+function webgpuInfo(): KilnInfo['webgpu'] {
+  const { adapter } = webgpuStatus();
+  if (!adapter) return null;
+  return {
+    backend: adapter.backend, description: adapter.description, vendor: adapter.vendor, architecture: adapter.architecture,
+    featureLevel: adapter.featureLevel, maxBufferBytes: adapter.limits.maxStorageBufferBindingSize ?? 0,
   };
 }
 

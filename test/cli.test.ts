@@ -17,7 +17,11 @@ test('kiln info lists every backend and says why a missing one is missing', () =
   assert.match(r.out, /cpu\s+available/);
   assert.match(r.out, /js\s+available/);
   assert.match(r.out, /cuda\s+missing: .+/);
-  assert.match(r.out, /webgpu\s+missing: .+/);
+  // the WebGPU adapter is printed too (Mesa's llvmpipe in CI)
+  assert.match(r.out, /webgpu\s+available/);
+  assert.match(r.out, /^webgpu: .+ via (opengles|vulkan) \((compatibility|core)\), buffers up to \d+ MiB$/m);
+  const off = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'info'], { encoding: 'utf8', env: { ...process.env, KILN_WEBGPU: '0' } });
+  assert.match(off.stdout, /webgpu\s+missing: disabled by KILN_WEBGPU=0/);
 });
 
 test('kiln info --json is machine readable', () => {

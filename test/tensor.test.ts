@@ -80,7 +80,8 @@ test('backend selection', () => {
   const cuda = info.backends.find((x) => x.name === 'cuda')!;
   assert.is(cuda.available, false);
   assert.ok(cuda.reason && cuda.reason.length > 10, 'cuda says why it is missing');
-  assert.ok(info.backends.find((x) => x.name === 'webgpu')!.reason);
+  const webgpu = info.backends.find((x) => x.name === 'webgpu')!;
+  assert.ok(webgpu.available || webgpu.reason, 'webgpu is available or says why not');
 });
 
 test.run();

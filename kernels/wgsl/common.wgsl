@@ -13,6 +13,20 @@ fn pu(i: u32) -> u32 { return P.p[i >> 2u][i & 3u]; }
 fn pi(i: u32) -> i32 { return bitcast<i32>(pu(i)); }
 fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 
+// Bad data only the GPU can see (an index or label out of range, NaN into int8 quantization) is reported here:
+// 8 words per kind: [set, position + 1, value, bound, extra] of the first bad element a thread claimed. The
+// worker reads and clears them with every read, and the host throws the user's ArgumentError then.
+@group(0) @binding(15) var<storage, read_write> flags: array<atomic<u32>>;
+fn report(kind: u32, pos: u32, value: i32, bound: u32, extra: u32) {
+  let b = kind * 8u;
+  atomicOr(&flags[b], 1u);
+  if (atomicCompareExchangeWeak(&flags[b + 1u], 0u, pos + 1u).exchanged) {
+    atomicStore(&flags[b + 2u], bitcast<u32>(value));
+    atomicStore(&flags[b + 3u], bound);
+    atomicStore(&flags[b + 4u], extra);
+  }
+}
+
 // 1-D kernels use 256 invocations per workgroup and a 2-D grid of workgroups when one row is not enough.
 const WG: u32 = 256u;
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }

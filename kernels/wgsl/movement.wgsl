@@ -7,7 +7,6 @@ override INT: bool = false;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read> in0: array<u32>;
 @group(0) @binding(3) var<storage, read> in1: array<u32>;
-@group(0) @binding(4) var<storage, read_write> flags: array<atomic<u32>>;
 
 // Params: 0 n (input elements), 1 ndim, 2 dstBase, 3 dstRowStride, 4 rowLen, 5 srcOffset, 8..15 shape, 16..23 strides.
 // The input (a strided view) is placed so that its element e lands at dstBase + (e / rowLen) * dstRowStride + e % rowLen.
@@ -28,7 +27,7 @@ fn place(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
   dst[pu(2u) + (e / len) * pu(3u) + e % len] = in0[src];
 }
 
-// out[p, j, q] = x[p, idx[j], q] over x [pre, D, post] and idx [k]. Params: 0 pre, 1 D, 2 post, 3 k
+// out[p, j, q] = x[p, idx[j], q] over x [pre, D, post] and idx [k]. Params: 0 pre, 1 D, 2 post, 3 k, 4 axis
 @compute @workgroup_size(256)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = linear_id(gid, nwg);
@@ -42,7 +41,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let p = o / (post * k);
   let i = bitcast<i32>(in1[j]);
   if (i < 0 || u32(i) >= D) {
-    atomicOr(&flags[0], 1u);
+    report(0u, j, i, D, pu(4u));
     dst[o] = 0u;
     return;
   }
@@ -65,7 +64,7 @@ fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   for (var j = 0u; j < k; j++) {
     let i = bitcast<i32>(in1[j]);
     if (i < 0 || u32(i) >= D) {
-      atomicOr(&flags[1], 1u);
+      report(1u, j, i, D, 0u);
       continue;
     }
     let o = (p * D + u32(i)) * post + q;

@@ -13,7 +13,6 @@ override HASB: bool = false;
 @group(0) @binding(4) var<storage, read> wsc: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> codes: array<u32>;  // [M, K] codes, then [M] scales, [M] zeros
-@group(0) @binding(7) var<storage, read_write> flags: array<atomic<u32>>;
 
 fn rint(v: f32) -> f32 {
   // round half to even (WGSL's round() is specified that way; spelled out so no driver can differ)
@@ -35,7 +34,7 @@ fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   var mx = 0.0;
   for (var k = 0u; k < K; k++) {
     let v = xin[xo + k];
-    if (is_nan(v) || is_inf(v)) { atomicOr(&flags[3], 1u); }
+    if (is_nan(v) || is_inf(v)) { report(3u, i * K + k, 0, 0u, 0u); }
     mn = min(mn, v);
     mx = max(mx, v);
   }

@@ -45,9 +45,11 @@ fn philox(c0: u32, c1: u32, key0: u32, key1: u32) -> vec4<u32> {
   return vec4<u32>(x0, x1, x2, x3);
 }
 
-// -log(u1) for u1 = (u + 1) / 2^32, accurate near u1 = 1 (where u1 itself rounds in float32)
+// -log(u1) for u1 = (u + 1) / 2^32 without losing digits at either end: small u1 from u + 1 itself (exact),
+// u1 near 1 from t = 1 - u1 = ~u / 2^32 (also exact before the float32 rounding)
 fn neg_log_u1(u: u32) -> f32 {
-  let t = f32(~u) / 4294967296.0;  // 1 - u1
+  if (u < 0x80000000u) { return 22.18070977791825 - k_log(f32(u + 1u)); }
+  let t = f32(~u) / 4294967296.0;
   if (t < 1e-3) { return t + t * t * (0.5 + t * (1.0 / 3.0 + t * 0.25)); }
   return -k_log(1.0 - t);
 }
@@ -65,6 +67,7 @@ fn random(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   if (KIND == 0u) {
     let a = pf(5u);
     let b = pf(6u);
+    // float32 arithmetic: within an ulp of the other backends' double-precision lo + (hi - lo) * x
     for (var l = 0u; l < 4u; l++) { out[l] = bitcast<u32>(a + (b - a) * (f32(u[l] >> 8u) / 16777216.0)); }
   } else if (KIND == 1u) {
     for (var q = 0u; q < 2u; q++) {

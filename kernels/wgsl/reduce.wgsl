@@ -13,7 +13,6 @@ override HASW: bool = false;
 @group(0) @binding(3) var<storage, read> in1: array<u32>;
 @group(0) @binding(4) var<storage, read> in2: array<u32>;
 @group(0) @binding(5) var<storage, read> in3: array<u32>;
-@group(0) @binding(6) var<storage, read_write> flags: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> work: array<f32>;
 
 fn xf(i: u32) -> f32 { return bitcast<f32>(in0[i]); }
@@ -162,7 +161,7 @@ fn weight(k: u32) -> f32 {
 fn label(r: u32, c: u32) -> u32 {
   let y = bitcast<i32>(in1[r]);
   if (y < 0 || u32(y) >= c) {
-    atomicOr(&flags[2], 1u);
+    report(2u, r, y, c, 0u);
     return c;
   }
   return u32(y);

@@ -61,7 +61,7 @@ export function setBackend(name: BackendName): void {
 
 /**
  * The current default backend: 'cpu' when the addon loads, else 'js'.
- * @example ['cpu', 'js'].includes(kn.getBackend()) // true
+ * @example kn.backends().includes(kn.getBackend()) // true
  */
 export function getBackend(): BackendName {
   if (current === null) current = unavailableReason('cpu') === null ? 'cpu' : 'js';

@@ -1,7 +1,8 @@
 // Conv kernels of the webgpu backend (kernels/wgsl/conv.wgsl). Inputs arrive contiguous float32; the op layer
 // has already checked the geometry.
 import type { KernelOut, KernelView } from '../backend.js';
-import { Params, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { copyView } from './elementwise.js';
+import { Params, denseInputs, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -25,7 +26,7 @@ function pool(a: readonly number[]): { k: [number, number]; rest: number[] } {
   return { k: [a[0]!, a[1]!], rest: [a[2]!, a[3]!, a[4]!, a[5]!, 1, 1, 1] };
 }
 
-export const convKernels: Record<string, GpuKernel> = {
+const kernels: Record<string, GpuKernel> = {
   conv2d: (g, ins, out, a) => {
     const [O, , kh, kw] = s4(ins[1]!);
     const [, , OH, OW] = s4(out);
@@ -64,3 +65,7 @@ export const convKernels: Record<string, GpuKernel> = {
     run(g, 'avg_pool_bwd', p, out, ins);
   },
 };
+
+/** Every conv kernel indexes contiguous inputs from element 0. */
+export const convKernels: Record<string, GpuKernel> = Object.fromEntries(
+  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]));

@@ -28,9 +28,17 @@ export interface Gpu {
   release(id: number): void;
   /** Buffer id of a 256-byte buffer bound where a kernel's optional input is absent. */
   readonly dummy: number;
-  /** Buffer id of the error-flag words (atomic) kernels set on bad data. */
+  /** Buffer id of the error-flag words (atomic) kernels set on bad data; see withFlags. */
   readonly flags: number;
   readonly limits: Readonly<Record<string, number>>;
+}
+
+/** Binding list with the error-flag buffer at binding 15 (where common.wgsl declares it). */
+export function withFlags(g: Gpu, bufs: readonly (number | null)[]): (number | null)[] {
+  const out = [...bufs];
+  while (out.length < 14) out.push(null);
+  out.push(g.flags);
+  return out;
 }
 
 export type GpuKernel = (g: Gpu, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]) => void;
@@ -80,6 +88,31 @@ export function mergeDims(shape: readonly number[], strides: readonly (readonly 
     }
   }
   return { shape: sh, strides: st };
+}
+
+/**
+ * Wraps a kernel that indexes its inputs from element 0 of contiguous buffers: inputs that are offset or
+ * strided views (a batch sliced from a dataset, say) are first copied to fresh buffers with `copy`.
+ */
+export function denseInputs(k: GpuKernel, copy: (g: Gpu, v: KernelView, dst: number) => void): GpuKernel {
+  return (g, ins, out, attrs) => {
+    const temps: number[] = [];
+    try {
+      const dense = ins.map((v) => {
+        if (v.offset === 0 && isContiguous(v)) return v;
+        const h = g.scratch(v.dtype, numelOf(v.shape));
+        temps.push(h);
+        copy(g, v, h);
+        let s = 1;
+        const strides = v.shape.map(() => 0);
+        for (let d = v.shape.length - 1; d >= 0; d--) { strides[d] = s; s *= v.shape[d]!; }
+        return { handle: h, dtype: v.dtype, shape: v.shape, strides, offset: 0 };
+      });
+      k(g, dense, out, attrs);
+    } finally {
+      for (const t of temps) g.release(t);
+    }
+  };
 }
 
 /** Views up to this many (merged) dims go to the strided kernels; the params block has room for 8. */

@@ -22,7 +22,7 @@ import { matmulKernels } from './matmul.js';
 import { movementKernels } from './movement.js';
 import { optimKernels } from './optim.js';
 import {
-  FLAG_NAMES, FLAGS_ID, REPLY_HEADER, STATE_ERROR, STATE_OK, STATE_PENDING,
+  ARG_ERROR, FLAGS_ID, REPLY_HEADER, STATE_ERROR, STATE_OK, STATE_PENDING,
   type AdapterSummary, type Command, type InitData,
 } from './protocol.js';
 import { quantKernels } from './quant.js';
@@ -66,7 +66,7 @@ function payload(sab: SharedArrayBuffer, what: string): Uint8Array {
 
 function gpuError(msg: string, what: string): Error {
   // a kernel's error flag is the user's bad data (like the cpu backend's checks), anything else is the backend's
-  if (FLAG_NAMES.some((n) => msg.startsWith(n))) return new ArgumentError(msg);
+  if (msg.startsWith(ARG_ERROR)) return new ArgumentError(msg.slice(ARG_ERROR.length).split(`; ${ARG_ERROR}`).join('; '));
   return new BackendError(`webgpu: ${what} failed: ${msg}`);
 }
 
@@ -81,9 +81,7 @@ function start(): Session {
   if (session) return session;
   if (failure !== null) throw new BackendError(failure);
   try {
-    // Opt-in until the backend is complete (WebGPU backend issue): its conformance run still has two random-number
-    // cases that are not bit-identical to the other backends, and gradchecks/training have not been run on it yet.
-    if (process.env.KILN_WEBGPU !== '1') throw new Error('the webgpu backend is experimental: set KILN_WEBGPU=1 to enable it');
+    if (process.env.KILN_WEBGPU === '0') throw new Error('disabled by KILN_WEBGPU=0');
     try {
       createRequire(import.meta.url).resolve('webgpu');
     } catch {
@@ -114,6 +112,15 @@ function start(): Session {
     worker.unref();
     const adapter = JSON.parse(decoder.decode(waitReply(sab, 'start', 120_000).slice())) as AdapterSummary;
     worker.on('error', (e) => { failure = `the webgpu worker stopped: ${e.message}`; });
+    process.once('exit', () => {
+      // a synchronous goodbye: the worker drains the GPU and destroys the device before Node tears it down
+      if (failure !== null) return;
+      const bye = new SharedArrayBuffer(REPLY_HEADER + 4096);
+      try {
+        worker.postMessage([{ t: 'shutdown', sab: bye } satisfies Command]);
+        Atomics.wait(new Int32Array(bye, 0, 2), 0, STATE_PENDING, 10_000);
+      } catch { /* exiting anyway */ }
+    });
     session = { worker, adapter };
     return session;
   } catch (e) {
@@ -182,7 +189,7 @@ export class WebGpuBackend implements Backend, Gpu {
   alloc(dtype: DType, numel: number): Handle {
     const bytes = this.wordBytes(dtype, numel);
     if (bytes > this.maxBuffer) {
-      throw new BackendError(`webgpu: a ${dtype} tensor of ${numel} elements needs ${bytes} bytes, over this adapter's ${this.maxBuffer}-byte buffer limit`);
+      throw new BackendError(`webgpu: cannot allocate a ${dtype} tensor of ${numel} elements (${bytes} bytes): over this adapter's ${this.maxBuffer}-byte buffer limit`);
     }
     const h = this.nextId++;
     this.send({ t: 'alloc', id: h, bytes });

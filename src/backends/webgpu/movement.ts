@@ -5,7 +5,7 @@ import { BackendError } from '../../errors.js';
 import { DTYPE_SIZE, type DType } from '../../tensor/dtype.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { map } from './elementwise.js';
-import { MAX_DIMS, Params, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { MAX_DIMS, Params, denseInputs, id, mergeDims, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 
 const contiguousStrides = (shape: readonly number[]): number[] => {
   const st = new Array<number>(shape.length);
@@ -75,7 +75,7 @@ export const movementKernels: Record<string, GpuKernel> = {
       if (start !== total) throw new BackendError(`webgpu concat: inputs cover ${start} of ${total} along axis ${axis}`);
     }));
   },
-  gather: (g, ins, out, attrs) => {
+  gather: denseInputs((g, ins, out, attrs) => {
     const [xv, iv] = ins as [KernelView, KernelView];
     const axis = attrs[0]!;
     const pre = numelOf(xv.shape.slice(0, axis)), D = xv.shape[axis]!, post = numelOf(xv.shape.slice(axis + 1)), k = numelOf(iv.shape);
@@ -83,17 +83,17 @@ export const movementKernels: Record<string, GpuKernel> = {
     withTemps(g, (temps) => {
       const x = words(g, xv, temps);
       intoWords(g, out, temps, (dst) => {
-        g.dispatch('movement', 'gather', {}, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
-          [dst, id(x), id(iv), g.flags], { threads: pre * k * post });
+        g.dispatch('movement', 'gather', {}, new Params().set(0, pre).set(1, D).set(2, post).set(3, k).set(4, axis),
+          withFlags(g, [dst, id(x), id(iv)]), { threads: pre * k * post });
       });
     });
-  },
-  scatterAdd: (g, ins, out, attrs) => {
+  }, (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape })),
+  scatterAdd: denseInputs((g, ins, out, attrs) => {
     const [gv, iv] = ins as [KernelView, KernelView];
     const axis = attrs[0]!, D = attrs[1]!;
     const pre = numelOf(out.shape.slice(0, axis)), post = numelOf(out.shape.slice(axis + 1)), k = numelOf(iv.shape);
     if (numelOf(out.shape) === 0) return;
     g.dispatch('movement', 'scatter_add', { INT: gv.dtype === 'int32' ? 1 : 0 }, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
-      [id(out), id(gv), id(iv), g.flags], { threads: pre * post });
-  },
+      withFlags(g, [id(out), id(gv), id(iv)]), { threads: pre * post });
+  }, (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape })),
 };

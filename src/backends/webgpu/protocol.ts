@@ -7,13 +7,24 @@ export const PARAMS_BYTES = PARAMS_WORDS * 4;
 
 /** Buffer id 0 is the worker's error-flag buffer (atomic u32 words kernels set on bad input). */
 export const FLAGS_ID = 0;
-/** Flag words: which kernel found bad data on the GPU. */
-export const FLAG_NAMES = [
-  'gather: an index was out of range',
-  'scatterAdd: an index was out of range',
-  'crossEntropy: a label was out of range (expected a class in [0, C))',
-  'qlinearInt8: x has NaN or infinite values (cannot be quantized)',
-] as const;
+/** Error-flag words: 8 per kind (kernels/wgsl/common.wgsl `report`). */
+export const FLAG_KINDS = 4;
+export const FLAG_BYTES = FLAG_KINDS * 8 * 4;
+/** Marks an error message as the user's bad data (an ArgumentError on the main thread). */
+export const ARG_ERROR = 'ARG:';
+
+/** The message for flag kind k from its words [set, position + 1, value, bound, extra]. */
+export function flagMessage(k: number, w: Uint32Array): string {
+  const known = w[1]! > 0;
+  const pos = w[1]! - 1, value = w[2]! | 0, bound = w[3]!, extra = w[4]!;
+  const where = ' (found on the GPU: this backend checks data-dependent indices when it next reads, and the kernel wrote 0 there)';
+  switch (k) {
+    case 0: return (known ? `gather index ${value} at position ${pos} is out of range for axis ${extra} of size ${bound}` : 'gather: an index is out of range') + where;
+    case 1: return (known ? `scatterAdd index ${value} at position ${pos} is out of range for size ${bound}` : 'scatterAdd: an index is out of range') + where;
+    case 2: return (known ? `crossEntropy label ${value} at index ${pos} is out of range; expected a class in [0, ${bound})` : 'crossEntropy: a label is out of range') + where;
+    default: return `qlinearInt8: x has NaN or infinite values (cannot be quantized)${known ? ` at element ${pos}` : ''}${where}`;
+  }
+}
 
 export type Command =
   | { t: 'alloc'; id: number; bytes: number }
@@ -22,7 +33,8 @@ export type Command =
   | { t: 'dispatch'; shader: string; entry: string; consts: Record<string, number>; params: Uint32Array; bufs: (number | null)[]; groups: [number, number, number] }
   | { t: 'copy'; src: number; srcOffset: number; dst: number; dstOffset: number; bytes: number }
   | { t: 'read'; id: number; byteOffset: number; bytes: number; sab: SharedArrayBuffer }
-  | { t: 'sync'; sab: SharedArrayBuffer };
+  | { t: 'sync'; sab: SharedArrayBuffer }
+  | { t: 'shutdown'; sab: SharedArrayBuffer };
 
 export interface InitData {
   wgslDir: string;

@@ -1,7 +1,7 @@
 // Quant kernels of the webgpu backend (kernels/wgsl/quant.wgsl): int8 linear with per-row (dynamic) or
 // calibrated activation quantization, exact int32 accumulation and a float32 epilogue.
 import { ArgumentError, ShapeError } from '../../errors.js';
-import { Params, id, type GpuKernel } from './gpu.js';
+import { Params, id, withFlags, type GpuKernel } from './gpu.js';
 
 export const quantKernels: Record<string, GpuKernel> = {
   qlinearInt8: (g, ins, out, at) => {
@@ -20,7 +20,7 @@ export const quantKernels: Record<string, GpuKernel> = {
     p.f[8] = zx;
     const codes = g.scratch('int32', M * K + 2 * M);
     const bufs = [id(out), null, id(w!), id(ws!), b ? id(b) : g.dummy, codes];
-    g.dispatch('quant', 'quantize_rows', {}, p, [null, id(x!), null, null, null, codes, g.flags], { threads: M });
+    g.dispatch('quant', 'quantize_rows', {}, p, withFlags(g, [null, id(x!), null, null, null, codes]), { threads: M });
     g.dispatch('quant', 'qlinear', { HASB: b ? 1 : 0 }, p, bufs, { threads: M * N });
     g.release(codes);
   },

@@ -1,7 +1,8 @@
 // Reduce kernels of the webgpu backend (kernels/wgsl/reduce.wgsl). Inputs arrive contiguous.
 import { ArgumentError, ShapeError } from '../../errors.js';
 import type { KernelOut, KernelView } from '../backend.js';
-import { Params, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { copyView } from './elementwise.js';
+import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
   return [numelOf(shape.slice(0, a0)), numelOf(shape.slice(a0, a1)), numelOf(shape.slice(a1))];
@@ -51,7 +52,7 @@ function ce(g: Gpu, entry: string, ins: readonly KernelView[], out: KernelOut, s
   const p = new Params().set(0, n).set(1, c);
   p.f[3] = s;
   const rowGrad = entry === 'ce_backward' ? id(ins[2]!) : null;
-  g.dispatch('reduce', entry, { HASW: w ? 1 : 0 }, p, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy, g.flags], { threads: n });
+  g.dispatch('reduce', entry, { HASW: w ? 1 : 0 }, p, withFlags(g, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy]), { threads: n });
 }
 
 function columns(v: KernelView, op: string): [number, number] {
@@ -59,7 +60,7 @@ function columns(v: KernelView, op: string): [number, number] {
   return v.shape as [number, number];
 }
 
-export const reduceKernels: Record<string, GpuKernel> = {
+const kernels: Record<string, GpuKernel> = {
   sum: reduce('sum'), max: reduce('max'), min: reduce('min'), argmax: reduce('argmax'), argmin: reduce('argmin'),
   softmax: softmax(false), logSoftmax: softmax(true),
   softmaxCrossEntropy: (g, ins, out, at) => {
@@ -93,3 +94,7 @@ export const reduceKernels: Record<string, GpuKernel> = {
     g.dispatch('reduce', 'row_hash', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: n });
   },
 };
+
+/** Every reduce kernel indexes contiguous inputs from element 0. */
+export const reduceKernels: Record<string, GpuKernel> = Object.fromEntries(
+  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]));

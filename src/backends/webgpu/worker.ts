@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  FLAG_NAMES, FLAGS_ID, PARAMS_BYTES, REPLY_HEADER, STATE_ERROR, STATE_OK,
+  ARG_ERROR, FLAG_BYTES, FLAG_KINDS, FLAGS_ID, PARAMS_BYTES, flagMessage, REPLY_HEADER, STATE_ERROR, STATE_OK,
   type AdapterSummary, type Command, type InitData,
 } from './protocol.js';
 
@@ -149,21 +149,21 @@ async function readRange(buf: GPUBuffer, offset: number, bytes: number): Promise
   const a0 = Math.floor(offset / 4) * 4, a1 = Math.ceil((offset + bytes) / 4) * 4;
   const size = Math.max(4, a1 - a0);
   const flagsBuf = buffer(FLAGS_ID);
-  const stage = device.createBuffer({ size: size + 16, usage: mapRead | usage.COPY_DST });
+  const stage = device.createBuffer({ size: size + FLAG_BYTES, usage: mapRead | usage.COPY_DST });
   const e = encoderOpen();
   endPass();
   if (a1 > a0) e.copyBufferToBuffer(buf, a0, stage, 0, a1 - a0);
-  e.copyBufferToBuffer(flagsBuf, 0, stage, size, 16);
-  e.clearBuffer(flagsBuf, 0, 16);
+  e.copyBufferToBuffer(flagsBuf, 0, stage, size, FLAG_BYTES);
+  e.clearBuffer(flagsBuf, 0, FLAG_BYTES);
   flush();
   await stage.mapAsync(mapRead);
   const all = new Uint8Array(stage.getMappedRange().slice(0));
   stage.unmap();
   stage.destroy();
-  const flags = new Uint32Array(all.buffer, size, 4);
-  FLAG_NAMES.forEach((name, i) => {
-    if (flags[i]) errors.push(`${name} (found on the GPU; the output holds 0 there)`);
-  });
+  for (let k = 0; k < FLAG_KINDS; k++) {
+    const w = new Uint32Array(all.buffer, size + k * 32, 8);
+    if (w[0]) errors.push(ARG_ERROR + flagMessage(k, w));
+  }
   return all.subarray(offset - a0, offset - a0 + bytes);
 }
 
@@ -214,6 +214,18 @@ async function run(c: Command): Promise<void> {
       }
       return;
     }
+    case 'shutdown': {
+      // the process is exiting: finish the GPU's work and destroy the device while this thread can still take
+      // Dawn's callbacks (a callback into a torn-down worker aborts the whole process)
+      try {
+        flush();
+        await device.queue.onSubmittedWorkDone();
+        device.destroy();
+      } finally {
+        reply(c.sab, STATE_OK);
+      }
+      return;
+    }
     case 'sync': {
       try {
         await readRange(buffer(FLAGS_ID), 0, 0);
@@ -239,7 +251,7 @@ async function pump(): Promise<void> {
       await run(c);
     } catch (e) {
       errors.push(`webgpu: ${c.t} failed: ${String((e as Error)?.message ?? e)}`);
-      if (c.t === 'read' || c.t === 'sync') replyError(c.sab, errors.splice(0).join('; '));
+      if (c.t === 'read' || c.t === 'sync' || c.t === 'shutdown') replyError(c.sab, errors.splice(0).join('; '));
     }
   }
   running = false;
@@ -284,7 +296,7 @@ async function start(): Promise<AdapterSummary> {
   device = await adapter.requestDevice({ requiredLimits: limits });
   device.addEventListener('uncapturederror', (ev) => {
     // later errors are mostly echoes of the first ("invalid due to a previous error"): keep the first whole
-    if (errors.length < 1) errors.push(`webgpu device error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+    if (!errors.some((e) => !e.startsWith(ARG_ERROR))) errors.push(`webgpu device error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
   });
   // (device.lost is not awaited: dawn.node resolves it while the worker is torn down, which aborts the process)
   uniform = device.createBuffer({ size: UNIFORM_SLOTS * PARAMS_BYTES, usage: usage.UNIFORM | usage.COPY_DST });

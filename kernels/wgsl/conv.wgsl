@@ -144,22 +144,9 @@ fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
   return max(h1 - h0, 0) * max(w1 - w0, 0);
 }
 
-@compute @workgroup_size(256)
-fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let q = geo();
-  let t = i32(linear_id(gid, nwg));
-  if (t >= q.N * q.OH * q.OW) { return; }
-  dst[t] = window_max(t / (q.OH * q.OW), (t / q.OW) % q.OH, t % q.OW, q);
-}
+override MAXP: bool = true;  // pooling kernels: max (true) or average (false)
 
-@compute @workgroup_size(256)
-fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let q = geo();
-  let t = i32(linear_id(gid, nwg));
-  if (t >= q.N * q.OH * q.OW) { return; }
-  let plane = t / (q.OH * q.OW);
-  let oh = (t / q.OW) % q.OH;
-  let ow = t % q.OW;
+fn window_sum(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
   var s = 0.0;
   for (var i = 0; i < q.kh; i++) {
     let ih = oh * q.sh - q.ph + i;
@@ -170,17 +157,38 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
       s += in0[(plane * q.H + ih) * q.W + iw];
     }
   }
-  var div = window_count(oh, ow, q);
-  if (pu(16u) != 0u) { div = q.kh * q.kw; }
-  dst[t] = select(0.0, s / f32(div), div > 0);
+  return s;
+}
+
+/** What average pooling divides a window by: its in-bounds taps, or kh*kw with countIncludePad. */
+fn window_div(oh: i32, ow: i32, q: Geo) -> i32 {
+  if (pu(16u) != 0u) { return q.kh * q.kw; }
+  return window_count(oh, ow, q);
+}
+
+@compute @workgroup_size(256)
+fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.OH * q.OW) { return; }
+  let plane = t / (q.OH * q.OW);
+  let oh = (t / q.OW) % q.OH;
+  let ow = t % q.OW;
+  if (MAXP) {
+    dst[t] = window_max(plane, oh, ow, q);
+    return;
+  }
+  let div = window_div(oh, ow, q);
+  dst[t] = select(0.0, window_sum(plane, oh, ow, q) / f32(div), div > 0);
 }
 
 // the output windows (oh, ow) whose span covers input row ih / column iw
 fn first_out(x: i32, p: i32, k: i32, s: i32) -> i32 { return max(0, (x + p - k + s) / s); }
 
-// dx of max pooling: in0 = x, in1 = gy; each input sums the gradients of the windows whose max it is
+// dx of pooling: each input sums the gradients of the windows it is the max of (max: in0 = x, in1 = gy) or
+// that it is in, divided like the forward (average: in0 = gy)
 @compute @workgroup_size(256)
-fn max_pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let t = i32(linear_id(gid, nwg));
   if (t >= q.N * q.H * q.W) { return; }
@@ -190,27 +198,13 @@ fn max_pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   var acc = 0.0;
   for (var oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; oh++) {
     for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
-      if (window_argmax(plane, oh, ow, q) == t) { acc += in1[(plane * q.OH + oh) * q.OW + ow]; }
-    }
-  }
-  dst[t] = acc;
-}
-
-// dx of average pooling: in0 = gy
-@compute @workgroup_size(256)
-fn avg_pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let q = geo();
-  let t = i32(linear_id(gid, nwg));
-  if (t >= q.N * q.H * q.W) { return; }
-  let plane = t / (q.H * q.W);
-  let ih = (t / q.W) % q.H;
-  let iw = t % q.W;
-  var acc = 0.0;
-  for (var oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; oh++) {
-    for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
-      var div = window_count(oh, ow, q);
-      if (pu(16u) != 0u) { div = q.kh * q.kw; }
-      if (div > 0) { acc += in0[(plane * q.OH + oh) * q.OW + ow] / f32(div); }
+      let o = (plane * q.OH + oh) * q.OW + ow;
+      if (MAXP) {
+        if (window_argmax(plane, oh, ow, q) == t) { acc += in1[o]; }
+      } else {
+        let div = window_div(oh, ow, q);
+        if (div > 0) { acc += in0[o] / f32(div); }
+      }
     }
   }
   dst[t] = acc;

@@ -91,26 +91,16 @@ fn k_pow(x: f32, y: f32) -> f32 {
   return pow_pos(x, y);
 }
 
-fn compare_f(a: f32, b: f32) -> u32 {
-  if (is_nan(a) || is_nan(b)) { return select(0u, 1u, OP == OP_NE); }
+/** A comparison's result from whether a < b and a == b (both false when a NaN is involved). */
+fn compare(lt: bool, eq: bool, unordered: bool) -> u32 {
+  if (unordered) { return select(0u, 1u, OP == OP_NE); }
   switch (OP) {
-    case 22u: { return select(0u, 1u, a == b); }
-    case 23u: { return select(0u, 1u, a != b); }
-    case 24u: { return select(0u, 1u, a < b); }
-    case 25u: { return select(0u, 1u, a <= b); }
-    case 26u: { return select(0u, 1u, a > b); }
-    default: { return select(0u, 1u, a >= b); }
-  }
-}
-
-fn compare_i(a: i32, b: i32) -> u32 {
-  switch (OP) {
-    case 22u: { return select(0u, 1u, a == b); }
-    case 23u: { return select(0u, 1u, a != b); }
-    case 24u: { return select(0u, 1u, a < b); }
-    case 25u: { return select(0u, 1u, a <= b); }
-    case 26u: { return select(0u, 1u, a > b); }
-    default: { return select(0u, 1u, a >= b); }
+    case 22u: { return select(0u, 1u, eq); }
+    case 23u: { return select(0u, 1u, !eq); }
+    case 24u: { return select(0u, 1u, lt); }
+    case 25u: { return select(0u, 1u, lt || eq); }
+    case 26u: { return select(0u, 1u, !lt && !eq); }
+    default: { return select(0u, 1u, !lt); }
   }
 }
 
@@ -209,13 +199,13 @@ fn element(e: u32) -> u32 {
     let a = to_i32(DT0, raw0(i0));
     var b = 0;
     if (binary) { b = to_i32(DT1, raw1(i1)); }
-    if (OP >= OP_EQ && OP <= OP_GE) { return compare_i(a, b); }
+    if (OP >= OP_EQ && OP <= OP_GE) { return compare(a < b, a == b, false); }
     return from_i32(DTO, int_op(a, b));
   }
   let a = to_f32(DT0, raw0(i0));
   var b = 0.0;
   if (binary) { b = to_f32(DT1, raw1(i1)); }
-  if (OP >= OP_EQ && OP <= OP_GE) { return compare_f(a, b); }
+  if (OP >= OP_EQ && OP <= OP_GE) { return compare(a < b, a == b, is_nan(a) || is_nan(b)); }
   return from_f32(DTO, float_op(a, b));
 }
 

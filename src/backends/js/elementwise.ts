@@ -1,4 +1,4 @@
-import { ArgumentError } from '../../errors.js';
+import { checkBiasAct, checkClamp } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { erfc, gatherView, outBuf, writeCanon } from './util.js';
 import { castValue } from '../../tensor/dtype.js';
@@ -56,7 +56,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   relu: unary((x) => (x < 0 ? 0 : x)),
   biasAct: (ins, out, attrs) => {
     const act = attrs[0]!;
-    if (act !== 0 && act !== 1 && act !== 2) throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
+    checkBiasAct(act);
     const x = gatherView(ins[0]!), b = gatherView(ins[1]!), r = new Float64Array(x.length);
     const N = b.length;
     for (let i = 0; i < x.length; i++) {
@@ -67,7 +67,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   },
   clamp: (ins, out, attrs) => {
     let lo = attrs[0]!, hi = attrs[1]!;
-    if (lo > hi) throw new ArgumentError(`clamp needs min <= max, got min=${lo} max=${hi}`);
+    checkClamp(lo, hi);
     if (ins[0]!.dtype === 'int32') {
       lo = Math.ceil(lo);
       hi = Math.floor(hi);

@@ -1,16 +1,12 @@
 // Reference optimizer updates in float64, in place on the parameter and state buffers (the same rules as
 // native/cpu/optim.cc; the dispatcher has checked shapes, contiguity and that no buffer is shared).
-import { ArgumentError, ShapeError } from '../../errors.js';
-import { sameShape } from '../../tensor/shape.js';
+import { checkAdam, checkOptim, checkSgd } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { buf } from './util.js';
 
 function slots(ins: readonly KernelView[], op: string, counts: readonly number[]): { a: Float64Array; o: number }[] {
-  if (!counts.includes(ins.length)) throw new ArgumentError(`${op} takes ${counts.join(' or ')} inputs, got ${ins.length}`);
-  for (const v of ins) {
-    if (!sameShape(v.shape, ins[0]!.shape)) throw new ShapeError(`${op}: an input has shape [${v.shape}] but the parameter has [${ins[0]!.shape}]`);
-  }
+  checkOptim(ins, op, counts);
   return ins.map((v) => ({ a: buf(v.handle), o: v.offset }));
 }
 
@@ -18,7 +14,7 @@ export const optimKernels: Record<string, KernelFn> = {
   adamStep: (ins, _out, at) => {
     const [p, g, m, v, vmax] = slots(ins, 'adamStep', [4, 5]);
     const [lr, b1, b2, eps, wd, decoupled, bias1, bias2] = at as [number, number, number, number, number, number, number, number];
-    if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1)) throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
+    checkAdam(at);
     const n = ins[0]!.shape.reduce((x, y) => x * y, 1);
     for (let i = 0; i < n; i++) {
       const pi = p!.a[p!.o + i]!;
@@ -39,7 +35,7 @@ export const optimKernels: Record<string, KernelFn> = {
   sgdStep: (ins, _out, at) => {
     const [p, g, b] = slots(ins, 'sgdStep', [2, 3]);
     const [lr, mom, damp, wd, nesterov, first] = at as [number, number, number, number, number, number];
-    if (nesterov && !b) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
+    checkSgd(ins, at);
     const n = ins[0]!.shape.reduce((x, y) => x * y, 1);
     for (let i = 0; i < n; i++) {
       const pi = p!.a[p!.o + i]!;

@@ -1,7 +1,8 @@
 // Reference int8 linear (the same rules as native/cpu/quant.cc): x is quantized to uint8 exactly as the native
 // kernel does it in float32 (round half to even, clamp to [0, 255]); the integer sum and the dequantization
 // are then computed in float64.
-import { ArgumentError, ShapeError } from '../../errors.js';
+import { ArgumentError } from '../../errors.js';
+import { checkQlinear } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf } from './util.js';
 
@@ -14,14 +15,8 @@ export function roundHalfEven(v: number): number {
 
 export const quantKernels: Record<string, KernelFn> = {
   qlinearInt8: (ins, out, at) => {
-    if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
+    const { M, K, N, sx, zx } = checkQlinear(ins, at);
     const [x, w, ws, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
-    if (x!.shape.length !== 2 || w!.shape.length !== 2 || w!.shape[1] !== x!.shape[1]) {
-      throw new ShapeError(`qlinearInt8: x [${x!.shape}] and wq [${w!.shape}] must be [M, K] and [N, K]`);
-    }
-    const M = x!.shape[0]!, K = x!.shape[1]!, N = w!.shape[0]!;
-    const [sx, zx] = at as [number, number];
-    if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255) throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
     const px = buf(x!.handle), pw = buf(w!.handle), psw = buf(ws!.handle), pb = b ? buf(b.handle) : null, o = outBuf(out);
     const wsum = new Float64Array(N);
     for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + pw[w!.offset + j * K + k]!;

@@ -1,5 +1,5 @@
 // Philox4x32-10 in exact 32-bit arithmetic: the reference for native/cpu/random.cc (and every other backend).
-import { ArgumentError } from '../../errors.js';
+import { checkRandomInt } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { outBuf } from './util.js';
 
@@ -69,9 +69,7 @@ export const randomKernels: Record<string, KernelFn> = {
   randomInt: (_ins, out, attrs) => {
     const o = outBuf(out);
     const lo = attrs[4]!, hi = attrs[5]!;
-    if (!(hi > lo) || hi - lo > 4294967296 || lo < -2147483648 || hi > 2147483648) {
-      throw new ArgumentError(`randomInt needs low < high within int32, got [${lo}, ${hi})`);
-    }
+    checkRandomInt(lo, hi);
     const range = hi - lo;
     const exact = range < 2 ** 21;
     blocks(attrs, o.length, (i0, u) => {

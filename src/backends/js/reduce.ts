@@ -1,4 +1,5 @@
 import { ArgumentError, ShapeError } from '../../errors.js';
+import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf, prod, writeCanon } from './util.js';
@@ -97,8 +98,7 @@ export const reduceKernels: Record<string, KernelFn> = {
   argmax: argReduce(true),
   argmin: argReduce(false),
   rowHash: (ins, out) => {
-    if (ins[0]!.shape.length !== 2) throw new ShapeError('rowHash takes [N, F]');
-    const [n, f] = ins[0]!.shape as [number, number];
+    const [n, f] = checkColumns(ins[0]!, 'rowHash');
     const words = new Uint32Array(Float32Array.from(gatherView(ins[0]!)).buffer), o = outBuf(out);
     for (let i = 0; i < n; i++) {
       let h1 = (0x811c9dc5 ^ f) >>> 0, h2 = 0x9e3779b9;
@@ -114,8 +114,7 @@ export const reduceKernels: Record<string, KernelFn> = {
     }
   },
   nanColumnStats: (ins, out) => {
-    if (ins[0]!.shape.length !== 2) throw new ShapeError('nanColumnStats takes [N, F]');
-    const [n, f] = ins[0]!.shape as [number, number];
+    const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
     const x = gatherView(ins[0]!), o = outBuf(out);
     for (let j = 0; j < f; j++) {
       let cnt = 0, sum = 0, lo = Infinity, hi = -Infinity;
@@ -131,10 +130,9 @@ export const reduceKernels: Record<string, KernelFn> = {
     }
   },
   nanQuantile: (ins, out, at) => {
-    const [n, f] = ins[0]!.shape as [number, number];
-    if (ins[0]!.shape.length !== 2) throw new ShapeError('nanQuantile takes [N, F]');
+    const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
     const q = at[0]!;
-    if (!(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be in [0, 1], got ${q}`);
+    checkQuantile(q);
     const x = gatherView(ins[0]!), o = outBuf(out);
     for (let j = 0; j < f; j++) {
       const col: number[] = [];
@@ -163,7 +161,6 @@ export const reduceKernels: Record<string, KernelFn> = {
   softmaxCrossEntropyBackward: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 3, 'softmaxCrossEntropyBackward');
     const g = gatherView(ins[2]!);
-    if (g.length !== n) throw new ShapeError(`softmaxCrossEntropyBackward: the row gradient must have ${n} values`);
     const s = at[0]!, o = outBuf(out);
     const W = w ? w.reduce((a, v) => a + v, 0) : c;
     for (let r = 0; r < n; r++) {
@@ -181,11 +178,8 @@ export const reduceKernels: Record<string, KernelFn> = {
 };
 
 function ceArgs(ins: readonly KernelView[], want: number, op: string): { x: Float64Array; y: Float64Array; w: Float64Array | null; n: number; c: number } {
-  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
-  const [n, c] = ins[0]!.shape as [number, number];
-  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
-  const w = ins.length === want + 1 ? gatherView(ins[want]!) : null;
-  if (w && w.length !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
+  const { n, c, weight } = checkCrossEntropy(ins, want, op);
+  const w = weight ? gatherView(weight) : null;
   const y = gatherView(ins[1]!);
   for (let i = 0; i < n; i++) {
     if (!(y[i]! >= 0 && y[i]! < c)) throw new ArgumentError(`crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c})`);

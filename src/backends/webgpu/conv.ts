@@ -13,10 +13,10 @@ function geo(p: Params, [N, C, H, W]: Shape4, O: number, kh: number, kw: number,
   return p;
 }
 
-function run(g: Gpu, entry: string, p: Params, out: KernelOut, ins: readonly KernelView[]): void {
+function run(g: Gpu, entry: string, p: Params, out: KernelOut, ins: readonly KernelView[], consts: Record<string, number> = {}, extra: number[] = []): void {
   const n = numelOf(out.shape);
   if (n === 0) return;
-  g.dispatch('conv', entry, {}, p, [id(out), ...ins.map(id)], { threads: n });
+  g.dispatch('conv', entry, consts, p, [id(out), ...ins.map(id), ...extra], { threads: n });
 }
 
 const s4 = (v: KernelView | KernelOut): Shape4 => v.shape as Shape4;
@@ -45,24 +45,24 @@ const kernels: Record<string, GpuKernel> = {
   maxPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'max_pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins);
+    run(g, 'pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, { MAXP: 1 });
   },
   maxPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'max_pool_bwd', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest), out, ins);
+    run(g, 'pool_bwd', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest), out, ins, { MAXP: 1 });
   },
   avgPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
     const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(16, a[6] ? 1 : 0);
-    run(g, 'avg_pool', p, out, ins);
+    run(g, 'pool', p, out, ins, { MAXP: 0 });
   },
   avgPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(out);
     const { k, rest } = pool(a);
     const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(16, a[6] ? 1 : 0);
-    run(g, 'avg_pool_bwd', p, out, ins);
+    run(g, 'pool_bwd', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool_bwd also declares max pooling's second input
   },
 };
 

@@ -1,6 +1,7 @@
 // Elementwise kernels of the webgpu backend: every op runs kernels/wgsl/elementwise.wgsl's `map` entry point,
 // specialised by op and dtypes through override constants.
-import { ArgumentError, BackendError } from '../../errors.js';
+import { BackendError } from '../../errors.js';
+import { checkBiasAct, checkClamp } from '../checks.js';
 import { encodeStorage, type DType } from '../../tensor/dtype.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { MAX_DIMS, Params, code, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
@@ -70,7 +71,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   exp: simple('exp'), log: simple('log'), sqrt: simple('sqrt'), tanh: simple('tanh'), sigmoid: simple('sigmoid'), gelu: simple('gelu'),
   clamp: (g, ins, out, attrs) => {
     const [lo, hi] = attrs as [number, number];
-    if (lo > hi) throw new ArgumentError(`clamp needs min <= max, got min=${lo} max=${hi}`);
+    checkClamp(lo, hi);
     if (isInt(ins[0]!)) {
       const ilo = Math.max(Math.ceil(lo), -(2 ** 31)), ihi = Math.min(Math.floor(hi), 2 ** 31 - 1);
       map(g, 'clamp', ins, out, { int: true, a: i32bits(ilo), b: i32bits(ihi) });
@@ -85,7 +86,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   geluGrad: simple('geluGrad'),
   biasAct: (g, ins, out, attrs) => {
     const act = attrs[0]!;
-    if (act !== 0 && act !== 1 && act !== 2) throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
+    checkBiasAct(act);
     const [x, b] = ins as [KernelView, KernelView];
     const N = b.shape[b.shape.length - 1] ?? 1;
     // the bias as a view of x's shape: stride 0 everywhere but the last dim

@@ -1,6 +1,6 @@
 // Random kernels of the webgpu backend (kernels/wgsl/random.wgsl): the same Philox4x32-10 stream as every
 // other backend, so a seed gives the same numbers on js, cpu and webgpu.
-import { ArgumentError } from '../../errors.js';
+import { checkRandomInt } from '../checks.js';
 import { Params, id, numelOf, type GpuKernel } from './gpu.js';
 
 function random(kind: 0 | 1 | 2): GpuKernel {
@@ -9,9 +9,7 @@ function random(kind: 0 | 1 | 2): GpuKernel {
     const p = new Params().set(0, n).set(1, at[0]! >>> 0).set(2, at[1]! >>> 0).set(3, at[2]! % 2 ** 32).set(4, at[3]! % 2 ** 32);
     if (kind === 2) {
       const lo = at[4]!, hi = at[5]!;
-      if (!(hi > lo) || hi - lo > 4294967296 || lo < -2147483648 || hi > 2147483648) {
-        throw new ArgumentError(`randomInt needs low < high within int32, got [${lo}, ${hi})`);
-      }
+      checkRandomInt(lo, hi);
       p.i[5] = lo;
       p.u[6] = (hi - lo) % 2 ** 32;
     } else {

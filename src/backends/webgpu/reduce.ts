@@ -1,5 +1,6 @@
 // Reduce kernels of the webgpu backend (kernels/wgsl/reduce.wgsl). Inputs arrive contiguous.
-import { ArgumentError, ShapeError } from '../../errors.js';
+import { ShapeError } from '../../errors.js';
+import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
@@ -38,15 +39,6 @@ function softmax(log: boolean): GpuKernel {
   };
 }
 
-function ceCheck(ins: readonly KernelView[], want: number, op: string): { n: number; c: number; w: KernelView | null } {
-  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
-  const [n, c] = ins[0]!.shape as [number, number];
-  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
-  const w = ins.length === want + 1 ? ins[want]! : null;
-  if (w && numelOf(w.shape) !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
-  return { n, c, w };
-}
-
 function ce(g: Gpu, entry: string, ins: readonly KernelView[], out: KernelOut, s: number, n: number, c: number, w: KernelView | null): void {
   if (n === 0) return;
   const p = new Params().set(0, n).set(1, c);
@@ -55,32 +47,26 @@ function ce(g: Gpu, entry: string, ins: readonly KernelView[], out: KernelOut, s
   g.dispatch('reduce', entry, { HASW: w ? 1 : 0 }, p, withFlags(g, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy]), { threads: n });
 }
 
-function columns(v: KernelView, op: string): [number, number] {
-  if (v.shape.length !== 2) throw new ShapeError(`${op} takes [N, F]`);
-  return v.shape as [number, number];
-}
-
 const kernels: Record<string, GpuKernel> = {
   sum: reduce('sum'), max: reduce('max'), min: reduce('min'), argmax: reduce('argmax'), argmin: reduce('argmin'),
   softmax: softmax(false), logSoftmax: softmax(true),
   softmaxCrossEntropy: (g, ins, out, at) => {
-    const { n, c, w } = ceCheck(ins, 2, 'softmaxCrossEntropy');
-    ce(g, 'ce_forward', ins, out, at[0]!, n, c, w);
+    const { n, c, weight } = checkCrossEntropy(ins, 2, 'softmaxCrossEntropy');
+    ce(g, 'ce_forward', ins, out, at[0]!, n, c, weight);
   },
   softmaxCrossEntropyBackward: (g, ins, out, at) => {
-    const { n, c, w } = ceCheck(ins, 3, 'softmaxCrossEntropyBackward');
-    if (numelOf(ins[2]!.shape) !== n) throw new ShapeError(`softmaxCrossEntropyBackward: the row gradient must have ${n} values`);
-    ce(g, 'ce_backward', ins, out, at[0]!, n, c, w);
+    const { n, c, weight } = checkCrossEntropy(ins, 3, 'softmaxCrossEntropyBackward');
+    ce(g, 'ce_backward', ins, out, at[0]!, n, c, weight);
   },
   nanColumnStats: (g, ins, out) => {
-    const [n, f] = columns(ins[0]!, 'nanColumnStats');
+    const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
     if (f === 0) return;
     g.dispatch('reduce', 'nan_stats', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: f });
   },
   nanQuantile: (g, ins, out, at) => {
-    const [n, f] = columns(ins[0]!, 'nanQuantile');
+    const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
     const q = at[0]!;
-    if (!(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be in [0, 1], got ${q}`);
+    checkQuantile(q);
     if (f === 0) return;
     const p = new Params().set(0, n).set(1, f);
     p.f[3] = q;
@@ -89,7 +75,7 @@ const kernels: Record<string, GpuKernel> = {
     g.release(work);
   },
   rowHash: (g, ins, out) => {
-    const [n, f] = columns(ins[0]!, 'rowHash');
+    const [n, f] = checkColumns(ins[0]!, 'rowHash');
     if (n === 0) return;
     g.dispatch('reduce', 'row_hash', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: n });
   },

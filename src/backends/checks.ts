@@ -1,0 +1,74 @@
+// Kernel argument checks shared by the TypeScript backends (js, webgpu), with the messages the native addon
+// gives for the same mistakes: the same bad call fails the same way on every backend.
+import { ArgumentError, ShapeError } from '../errors.js';
+import { sameShape } from '../tensor/shape.js';
+import type { KernelView } from './backend.js';
+
+const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+
+export function checkBiasAct(act: number): void {
+  if (act !== 0 && act !== 1 && act !== 2) throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
+}
+
+export function checkClamp(lo: number, hi: number): void {
+  if (lo > hi) throw new ArgumentError(`clamp needs min <= max, got min=${lo} max=${hi}`);
+}
+
+export function checkRandomInt(lo: number, hi: number): void {
+  if (!(hi > lo) || hi - lo > 4294967296 || lo < -2147483648 || hi > 2147483648) {
+    throw new ArgumentError(`randomInt needs low < high within int32, got [${lo}, ${hi})`);
+  }
+}
+
+/** [N, F] for the column kernels (rowHash, nanColumnStats, nanQuantile). */
+export function checkColumns(v: KernelView, op: string): [number, number] {
+  if (v.shape.length !== 2) throw new ShapeError(`${op} takes [N, F]`);
+  return v.shape as [number, number];
+}
+
+export function checkQuantile(q: number): void {
+  if (!(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be in [0, 1], got ${q}`);
+}
+
+/** Softmax cross-entropy inputs: logits [N, C], labels [N], `want` inputs plus an optional weight [C]. */
+export function checkCrossEntropy(ins: readonly KernelView[], want: number, op: string): { n: number; c: number; weight: KernelView | null } {
+  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
+  const [n, c] = ins[0]!.shape as [number, number];
+  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
+  const weight = ins.length === want + 1 ? ins[want]! : null;
+  if (weight && numel(weight.shape) !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
+  if (want === 3 && numel(ins[2]!.shape) !== n) throw new ShapeError(`${op}: the row gradient must have ${n} values`);
+  return { n, c, weight };
+}
+
+/** Optimizer step inputs: one of `counts` inputs, all of the parameter's shape; returns its element count. */
+export function checkOptim(ins: readonly KernelView[], op: string, counts: readonly number[]): number {
+  if (!counts.includes(ins.length)) throw new ArgumentError(`${op} takes ${counts.join(' or ')} inputs, got ${ins.length}`);
+  for (const v of ins) {
+    if (!sameShape(v.shape, ins[0]!.shape)) throw new ShapeError(`${op}: an input has shape [${v.shape}] but the parameter has [${ins[0]!.shape}]`);
+  }
+  return numel(ins[0]!.shape);
+}
+
+export function checkAdam(attrs: readonly number[]): void {
+  const bias1 = attrs[6]!, bias2 = attrs[7]!;
+  if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1)) throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
+}
+
+export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): void {
+  if (attrs[4] && ins.length < 3) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
+}
+
+/** The int8 linear's inputs (x [M, K], wq [N, K], wscale [N][, bias [N]]) and activation quantization. */
+export function checkQlinear(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; sx: number; zx: number } {
+  if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
+  const [x, w] = ins as [KernelView, KernelView];
+  if (x.shape.length !== 2 || w.shape.length !== 2 || w.shape[1] !== x.shape[1]) {
+    throw new ShapeError(`qlinearInt8: x [${x.shape}] and wq [${w.shape}] must be [M, K] and [N, K]`);
+  }
+  const M = x.shape[0]!, K = x.shape[1]!, N = w.shape[0]!;
+  if (K > 65536) throw new ShapeError(`qlinearInt8: K = ${K} is over 65536 (int32 accumulators could overflow)`);
+  const [sx, zx] = attrs as [number, number];
+  if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255) throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
+  return { M, K, N, sx, zx };
+}

@@ -26,7 +26,7 @@ export {
   add, sub, mul, div, neg, abs, sign, exp, log, sqrt, pow, tanh, sigmoid, relu, gelu, clamp, cast,
   maximum, minimum, eq, ne, lt, le, gt, ge, where, biasAct, type FusedActivation,
   sum, mean, max, min, argmax, argmin, variance as var, softmax, logSoftmax, nanQuantile, nanColumnStats, rowHash,
-  matmul, conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, qlinearInt8, type ActivationQuant,
+  matmul, conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, qlinearInt4, qlinearInt8, type ActivationQuant,
   reshape, transpose, permute, slice, concat, stack, gather, expand, squeeze, unsqueeze, flatten, contiguous, clone,
 } from './ops/index.js';
 export { info, type KilnInfo } from './info.js';

@@ -251,6 +251,11 @@ export const CASES: OpCase[] = [
     },
   })),
   // int8 linear (the quantization is bit-identical across backends; only the float epilogue rounds)
+  // int4 weight-only linear: packed bytes are any uint8 (two nibbles each), K not a multiple of the group (padding)
+  { name: 'qlinearInt4 bias, K = 45 in groups of 32', ops: ['qlinearInt4'], inputs: [f([5, 45]), ints([7, 32], 0, 256, 'uint8'), f([7, 2], { lo: 0.01, hi: 0.2 }), f([7])],
+    run: (x, w, s, b) => kn.qlinearInt4(x, w, s, b, 32), atol: 1e-4 },
+  { name: 'qlinearInt4 large (tiles, threads), 3-D x, groups of 64', ops: ['qlinearInt4'], inputs: [f([2, 70, 128]), ints([100, 64], 0, 256, 'uint8'), f([100, 2], { lo: 0.01, hi: 0.1 })],
+    run: (x, w, s) => kn.qlinearInt4(x, w, s, null, 64), atol: 1e-3 },
   { name: 'qlinearInt8 dynamic + bias', ops: ['qlinearInt8'], inputs: [f([5, 37]), ints([7, 37], -127, 127, 'int8'), f([7], { lo: 0.001, hi: 0.02 }), f([7])],
     run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b), atol: 1e-4 },
   { name: 'qlinearInt8 static, clamped, no bias, 3-D x', ops: ['qlinearInt8'], inputs: [f([2, 3, 9], { lo: -3, hi: 3 }), ints([4, 9], -127, 127, 'int8'), f([4], { lo: 0.001, hi: 0.02 })],

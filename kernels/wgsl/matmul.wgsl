@@ -4,13 +4,20 @@
 // Params: 0 M, 1 N, 2 K, 3 batch dims (<= 4), 4 offA, 5 rowStrideA (over M), 6 colStrideA (over K),
 //         7 offB, 8 rowStrideB (over K), 9 colStrideB (over N), 10..13 batch shape, 14..17 batch strides A,
 //         18..21 batch strides B
+// int4 weight-only linear (QB4): B[k, n] = W[n, k] = (nibble - 8) * scale[n, k / g] straight from the packed
+// bytes (src/quant/layout.ts), dequantized as the tile is loaded. Params 22 g, 23 G, 24 bytes per packed row,
+// 25 scale offset, 26 bias offset (HASB)
 
 override DTA: u32 = 0u;
 override DTB: u32 = 0u;
+override QB4: bool = false;
+override HASB: bool = false;
 
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<u32>;
 @group(0) @binding(3) var<storage, read> b: array<u32>;
+@group(0) @binding(4) var<storage, read> scales: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -22,6 +29,13 @@ fn load_a(i: u32) -> f32 {
   if (DTA == DT_F32) { return bitcast<f32>(a[i]); }
   return to_f32(DTA, raw_of(DTA, i, a[word_of(DTA, i)]));
 }
+fn load_b4(offB: u32, k: u32, n: u32) -> f32 {
+  let byte = offB + n * pu(24u) + (k >> 1u);
+  let v = (b[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
+  let q = i32(select(v & 15u, v >> 4u, (k & 1u) == 1u)) - 8;
+  return f32(q) * scales[pu(25u) + n * pu(23u) + k / pu(22u)];
+}
+
 fn load_b(i: u32) -> f32 {
   if (DTB == DT_F32) { return bitcast<f32>(b[i]); }
   return to_f32(DTB, raw_of(DTB, i, b[word_of(DTB, i)]));
@@ -64,7 +78,9 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       if (m0 + mn < M && gk < K) { va = load_a(offA + (m0 + mn) * rsA + gk * csA); }
       sa[kk][mn] = va;
       var vb = 0.0;
-      if (n0 + mn < N && gk < K) { vb = load_b(offB + gk * rsB + (n0 + mn) * csB); }
+      if (n0 + mn < N && gk < K) {
+        if (QB4) { vb = load_b4(offB, gk, n0 + mn); } else { vb = load_b(offB + gk * rsB + (n0 + mn) * csB); }
+      }
       sb[kk][mn] = vb;
     }
     workgroupBarrier();
@@ -87,7 +103,11 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     if (m >= M) { continue; }
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + lid.x + j * 16u;
-      if (n < N) { dst[base + m * N + n] = acc[i][j]; }
+      if (n < N) {
+        var y = acc[i][j];
+        if (HASB) { y += bias[pu(26u) + n]; }
+        dst[base + m * N + n] = y;
+      }
     }
   }
 }

@@ -10,10 +10,12 @@
 #include <immintrin.h>
 
 #include "kiln/cpu_common.h"
+#include "kiln/int4_layout.h"
 #define KILN_ISA_FILE "cpu/quant.cc"
 #include "kiln/isa_passes.h"
 #else
 #include "kiln/isa_helpers.inl"
+#include "kiln/gemm.inl"
 
 namespace qt {
 
@@ -357,8 +359,62 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   return Status::ok();
 }
 
+// int4 weight-only linear: W [N, K] is dequantized (nibble - 8) * scale into a per-thread float buffer, row
+// panels in parallel, then multiplied by the packed float32 GEMM as x W^T (B = W viewed transposed, no copy).
+// Layout: native/include/kiln/int4_layout.h.
+static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
+  const TensorView &x = in[0], &w = in[1], &s = in[2];
+  const double gd = attrs[0];
+  KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG,
+               "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
+  const int64_t g = static_cast<int64_t>(gd);
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE, "qlinearInt4: x must be contiguous float32 [M, K], got ",
+               kDTypeNames[x.dtype], " ", shape_str(x));
+  const int64_t M = x.shape[0], K = x.shape[1];
+  const int64_t G = (K + g - 1) / g;
+  KILN_REQUIRE(w.dtype == DT_UINT8 && w.ndim == 2 && w.contiguous() && w.shape[1] == G * g / 2, ST_SHAPE,
+               "qlinearInt4: packed must be contiguous uint8 [N, ", G * g / 2, "], got ", kDTypeNames[w.dtype], " ", shape_str(w));
+  const int64_t N = w.shape[0];
+  KILN_REQUIRE(s.dtype == DT_FLOAT32 && s.ndim == 2 && s.contiguous() && s.shape[0] == N && s.shape[1] == G, ST_SHAPE,
+               "qlinearInt4: scales must be contiguous float32 [", N, ", ", G, "], got ", shape_str(s));
+  const float* bias = nullptr;
+  if (nin == 4) {
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE, "qlinearInt4: bias must be float32 [", N,
+                 "], got ", shape_str(in[3]));
+    bias = in[3].ptr<float>();
+  }
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 2 && out.shape[0] == M && out.shape[1] == N, ST_SHAPE,
+               "qlinearInt4 writes float32 [", M, ", ", N, "]");
+  if (M == 0 || N == 0) return Status::ok();
+  static thread_local std::vector<float> wbuf;  // grow-only
+  if (wbuf.size() < static_cast<size_t>(N * K)) wbuf.resize(static_cast<size_t>(N * K));
+  float* const wd = wbuf.data();  // the lambdas run on other threads: a thread_local must not be named there
+  const uint8_t* pw = w.ptr<uint8_t>();
+  const float* ps = s.ptr<float>();
+  parallel_for(N, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t j = lo; j < hi; ++j) {
+      const uint8_t* row = pw + j * (G * g / 2);
+      float* dst = wd + j * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const int q = ((k & 1) ? (row[k >> 1] >> 4) : (row[k >> 1] & 15)) - kInt4Offset;
+        dst[k] = static_cast<float>(q) * ps[j * G + k / g];
+      }
+    }
+  });
+  float* po = out.ptr<float>();
+  sgemm(GemmArgs{M, N, K, x.ptr<float>(), K, 1, wd, 1, K, po, N, false, true});
+  if (bias)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) po[i * N + j] += bias[j];
+  return Status::ok();
+}
+
 }  // namespace qt
 
-void register_quant(KernelTable& t) { t.fn[OP_QLINEAR_INT8] = qt::k_qlinear; }
+void register_quant(KernelTable& t) {
+  t.fn[OP_QLINEAR_INT8] = qt::k_qlinear;
+  t.fn[OP_QLINEAR_INT4] = qt::k_qlinear_int4;
+}
 
 #endif

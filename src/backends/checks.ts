@@ -59,6 +59,21 @@ export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): 
   if (attrs[4] && ins.length < 3) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
 }
 
+/** The int4 linear's inputs: x [M, K], packed uint8 [N, G*g/2], scales [N, G] with G = ceil(K / g)[, bias [N]]. */
+export function checkQlinearInt4(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; G: number; g: number } {
+  if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt4 takes (x, packed, scales[, bias]), got ${ins.length} inputs`);
+  const g = attrs[0]!;
+  if (![32, 64, 128].includes(g)) throw new ArgumentError(`qlinearInt4: groupSize must be 32, 64 or 128, got ${g}`);
+  const [x, w, s] = ins as [KernelView, KernelView, KernelView];
+  if (x.shape.length !== 2 || w.shape.length !== 2 || s.shape.length !== 2) throw new ShapeError(`qlinearInt4: x, packed and scales must be 2-D, got [${x.shape}], [${w.shape}], [${s.shape}]`);
+  const M = x.shape[0]!, K = x.shape[1]!, N = w.shape[0]!, G = Math.ceil(K / g);
+  if (w.shape[1] !== (G * g) / 2 || s.shape[0] !== N || s.shape[1] !== G) {
+    throw new ShapeError(`qlinearInt4: for K = ${K} in groups of ${g}, packed must be [${N}, ${(G * g) / 2}] and scales [${N}, ${G}], got [${w.shape}] and [${s.shape}]`);
+  }
+  if (ins[3] && numel(ins[3].shape) !== N) throw new ShapeError(`qlinearInt4: bias must have ${N} values, got [${ins[3].shape}]`);
+  return { M, K, N, G, g };
+}
+
 /** The int8 linear's inputs (x [M, K], wq [N, K], wscale [N][, bias [N]]) and activation quantization. */
 export function checkQlinear(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; sx: number; zx: number } {
   if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);

@@ -6,4 +6,4 @@ export { matmul } from './matmul.js';
 export { conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, type Pair } from './conv.js';
 export * from './random.js';
 export { backward, grad } from '../autograd/backward.js';
-export { qlinearInt8, type ActivationQuant } from './quant.js';
+export { qlinearInt4, qlinearInt8, type ActivationQuant } from './quant.js';

@@ -49,3 +49,41 @@ export function qlinearInt8(x: Tensor, wq: Tensor, wscale: Tensor, bias: Tensor 
     b?.dispose();
   }
 }
+
+/**
+ * y = x . W^T (+ bias) for int4 weights W [N, K] stored in kiln's int4 layout (src/quant/layout.ts): packed uint8
+ * [N, G*g/2], two values per byte, and float32 scales [N, G] for groups of g = groupSize inputs. The weights are
+ * dequantized inside the kernel (on the GPU as matmul tiles load), never as a tensor. Records no gradient.
+ * @example Array.from(kn.qlinearInt4(kn.ones([1, 32]), kn.full([2, 16], 0x99, { dtype: 'uint8' }), kn.ones([2, 1]), null, 32).toArray()) // [32, 32]
+ */
+export function qlinearInt4(x: Tensor, packed: Tensor, scales: Tensor, bias: Tensor | null, groupSize: number): Tensor {
+  assertTensor(x, 'qlinearInt4: x');
+  assertTensor(packed, 'qlinearInt4: packed');
+  assertTensor(scales, 'qlinearInt4: scales');
+  if (bias !== null) assertTensor(bias, 'qlinearInt4: bias');
+  if (packed.dtype !== 'uint8') throw new DTypeError(`qlinearInt4: packed must be uint8, got ${packed.dtype}`);
+  if (![32, 64, 128].includes(groupSize)) throw new ArgumentError(`qlinearInt4: groupSize must be 32, 64 or 128, got ${describe(groupSize)}`);
+  if (packed.ndim !== 2 || scales.ndim !== 2) throw new ShapeError(`qlinearInt4: packed and scales must be 2-D, got ${shapeStr(packed.shape)} and ${shapeStr(scales.shape)}`);
+  const N = packed.shape[0]!;
+  const G = scales.shape[1]!;
+  if (x.ndim < 1) throw new ShapeError('qlinearInt4: x must have at least one dimension');
+  const K = x.shape[x.ndim - 1]!;
+  if (Math.ceil(K / groupSize) !== G || packed.shape[1] !== (G * groupSize) / 2 || scales.shape[0] !== N) {
+    throw new ShapeError(`qlinearInt4: x ends in K = ${K}, so packed must be [${N}, ${(Math.ceil(K / groupSize) * groupSize) / 2}] and scales [${N}, ${Math.ceil(K / groupSize)}]; got ${shapeStr(packed.shape)} and ${shapeStr(scales.shape)}`);
+  }
+  if (bias && bias.size !== N) throw new ShapeError(`qlinearInt4: bias must have ${N} values, got ${shapeStr(bias.shape)}`);
+  const lead = x.shape.slice(0, -1);
+  const M = lead.reduce((a, b) => a * b, 1);
+  const x2 = x.reshape([M, K]);
+  const b = bias ? bias.reshape([N]) : null;
+  try {
+    const y = runKernel('qlinearInt4', b ? [x2, packed, scales, b] : [x2, packed, scales], [groupSize], [M, N], 'float32');
+    if (lead.length === 1) return y;
+    const r = y.reshape([...lead, N]);
+    y.dispose();
+    return r;
+  } finally {
+    x2.dispose();
+    b?.dispose();
+  }
+}

@@ -19,7 +19,7 @@ export type KernelDTypes = 'float' | 'numeric' | 'any';
 
 export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
 /** Storage dtype names, repeated here so the table has no imports (scripts/gen-op-ids.ts reads it). */
-export type FixedDType = 'bool' | 'int32' | 'int8' | 'bfloat16';
+export type FixedDType = 'bool' | 'int32' | 'int8' | 'uint8' | 'bfloat16';
 
 export interface OpSpec {
   readonly name: string;
@@ -131,6 +131,9 @@ export const OP_TABLE = [
   // int8 linear: (x float32 [M, K], wq int8 [N, K], wscale [N][, bias [N]]) -> float32 [M, N]; x is quantized to
   // uint8 with (xScale, xZero), or per row from its range when xScale = 0 (dynamic quantization)
   op('qlinearInt8', 'quant', -1, ['xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
+  // int4 weight-only linear: (x float32 [M, K], packed uint8 [N, G*g/2], scales [N, G][, bias [N]]) -> [M, N]
+  // = x . dequant(W)^T (+ bias), W in the layout of src/quant/layout.ts with group size g
+  op('qlinearInt4', 'quant', -1, ['groupSize'], 'float', { ...C, fixedInputs: { 1: 'uint8' } }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];

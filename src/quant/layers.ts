@@ -2,13 +2,13 @@
 // channel, or int4 in groups along the input dimension. QuantLinear and QuantConv2d run on the int8 kernel
 // (kn.qlinearInt8, AVX512-VNNI on CPU); Int4Linear dequantizes its weights for each call and runs the float
 // GEMM (int4 saves storage and bandwidth; there is no int4 product kernel yet).
-import { noGrad } from '../autograd/tape.js';
+import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
 import { concat, permute, reshape, slice, stack } from '../ops/movement.js';
-import { qlinearInt8, type ActivationQuant } from '../ops/quant.js';
+import { qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { INT4_LAYOUT } from './layout.js';
@@ -180,6 +180,8 @@ export class Int4Linear extends Module {
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ShapeError(`Int4Linear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`);
     }
+    // inference: one kernel that dequantizes as it multiplies; with a gradient to carry back to x, the composite
+    if (!(x.requiresGrad && isGradEnabled())) return qlinearInt4(x, this.weightPacked, this.weightScale, this.bias, this.groupSize);
     const w = this.dequantized();
     const y = x.matmul(w.transpose());
     w.dispose();

@@ -2,7 +2,7 @@
 // kernel does it in float32 (round half to even, clamp to [0, 255]); the integer sum and the dequantization
 // are then computed in float64.
 import { ArgumentError } from '../../errors.js';
-import { checkQlinear } from '../checks.js';
+import { checkQlinear, checkQlinearInt4 } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf } from './util.js';
 
@@ -14,6 +14,26 @@ export function roundHalfEven(v: number): number {
 }
 
 export const quantKernels: Record<string, KernelFn> = {
+  // int4 weight-only: W[j, k] = (nibble - 8) * scale[j, k / g]; y = x W^T + b in float64
+  qlinearInt4: (ins, out, at) => {
+    const { M, K, N, G, g } = checkQlinearInt4(ins, at);
+    const [x, w, s, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
+    const px = buf(x!.handle), pw = buf(w!.handle), ps = buf(s!.handle), pb = b ? buf(b.handle) : null, o = outBuf(out);
+    const half = (G * g) / 2;
+    const W = new Float64Array(N * K);
+    for (let j = 0; j < N; j++)
+      for (let k = 0; k < K; k++) {
+        const byte = pw[w!.offset + j * half + (k >> 1)]!;
+        const q = (k & 1 ? byte >> 4 : byte & 15) - 8;
+        W[j * K + k] = q * f32(ps[s!.offset + j * G + Math.floor(k / g)]!);
+      }
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += px[x!.offset + i * K + k]! * W[j * K + k]!;
+        o[i * N + j] = acc + (pb ? pb[b!.offset + j]! : 0);
+      }
+  },
   qlinearInt8: (ins, out, at) => {
     const { M, K, N, sx, zx } = checkQlinear(ins, at);
     const [x, w, ws, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];

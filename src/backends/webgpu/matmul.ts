@@ -22,7 +22,7 @@ const matmul: GpuKernel = (g, ins, out) => {
     p.set(14 + d, merged.strides[0]![d]!);
     p.set(18 + d, merged.strides[1]![d]!);
   });
-  g.dispatch('matmul', 'matmul', { DTA: code(a.dtype), DTB: code(b.dtype) }, p, [id(out), id(a), id(b)],
+  g.dispatch('matmul', 'matmul', { DTA: code(a.dtype), DTB: code(b.dtype) }, p, [id(out), id(a), id(b), g.dummy, g.dummy],
     { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] });
 };
 

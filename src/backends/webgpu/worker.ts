@@ -272,7 +272,7 @@ async function start(): Promise<AdapterSummary> {
     } catch (e) {
       return (e as NodeJS.ErrnoException).code === 'EISDIR';
     }
-  }) || !!process.env.VK_ICD_FILENAMES;
+  }) || !!process.env.VK_ICD_FILENAMES || !!process.env.VK_DRIVER_FILES;
   const order = init.backend === 'auto' ? (hasVulkan ? ['vulkan', 'opengles'] : ['opengles']) : [init.backend];
   let adapter: GPUAdapter | null = null;
   let chosen = '';

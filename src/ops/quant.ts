@@ -4,6 +4,23 @@ import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 
+/** Runs a linear kernel on x [..., K] as rows [M, K] (and bias as [N]), giving back [..., N]. */
+function linearRows(x: Tensor, K: number, N: number, bias: Tensor | null, run: (x2: Tensor, b: Tensor | null) => Tensor): Tensor {
+  const lead = x.shape.slice(0, -1);
+  const x2 = x.reshape([lead.reduce((a, b) => a * b, 1), K]);
+  const b = bias ? bias.reshape([N]) : null;
+  try {
+    const y = run(x2, b);
+    if (lead.length === 1) return y;
+    const r = y.reshape([...lead, N]);
+    y.dispose();
+    return r;
+  } finally {
+    x2.dispose();
+    b?.dispose();
+  }
+}
+
 /** How the input of an int8 linear layer is quantized: a fixed scale and zero point, or per row (dynamic). */
 export type ActivationQuant = { scale: number; zeroPoint: number } | 'dynamic';
 
@@ -32,21 +49,11 @@ export function qlinearInt8(x: Tensor, wq: Tensor, wscale: Tensor, bias: Tensor 
     xs = act.scale;
     xz = act.zeroPoint;
   }
-  const lead = x.shape.slice(0, -1);
-  const M = lead.reduce((a, b) => a * b, 1);
-  const x2 = x.reshape([M, K]);
   const ws = wscale.reshape([N]);
-  const b = bias ? bias.reshape([N]) : null;
   try {
-    const y = runKernel('qlinearInt8', b ? [x2, wq, ws, b] : [x2, wq, ws], [xs, xz], [M, N], 'float32');
-    if (lead.length === 1) return y;
-    const r = y.reshape([...lead, N]);
-    y.dispose();
-    return r;
+    return linearRows(x, K, N, bias, (x2, b) => runKernel('qlinearInt8', b ? [x2, wq, ws, b] : [x2, wq, ws], [xs, xz], [x2.shape[0]!, N], 'float32'));
   } finally {
-    x2.dispose();
     ws.dispose();
-    b?.dispose();
   }
 }
 
@@ -72,18 +79,5 @@ export function qlinearInt4(x: Tensor, packed: Tensor, scales: Tensor, bias: Ten
     throw new ShapeError(`qlinearInt4: x ends in K = ${K}, so packed must be [${N}, ${(Math.ceil(K / groupSize) * groupSize) / 2}] and scales [${N}, ${Math.ceil(K / groupSize)}]; got ${shapeStr(packed.shape)} and ${shapeStr(scales.shape)}`);
   }
   if (bias && bias.size !== N) throw new ShapeError(`qlinearInt4: bias must have ${N} values, got ${shapeStr(bias.shape)}`);
-  const lead = x.shape.slice(0, -1);
-  const M = lead.reduce((a, b) => a * b, 1);
-  const x2 = x.reshape([M, K]);
-  const b = bias ? bias.reshape([N]) : null;
-  try {
-    const y = runKernel('qlinearInt4', b ? [x2, packed, scales, b] : [x2, packed, scales], [groupSize], [M, N], 'float32');
-    if (lead.length === 1) return y;
-    const r = y.reshape([...lead, N]);
-    y.dispose();
-    return r;
-  } finally {
-    x2.dispose();
-    b?.dispose();
-  }
+  return linearRows(x, K, N, bias, (x2, b) => runKernel('qlinearInt4', b ? [x2, packed, scales, b] : [x2, packed, scales], [groupSize], [x2.shape[0]!, N], 'float32'));
 }

@@ -1,4 +1,6 @@
-// The only N-API file. Surface: alloc/free/read/write/run/supports/sync/info/setIsa/setThreads/stats.
+// The only N-API file. Surface: alloc/free/read/write/run/supports/sync/info/setIsa/setThreads/stats, plus
+// cudaAlloc/cudaSupports: a CUDA buffer lives in the same id table (device = 1) and free/read/write/run/sync
+// route to native/cuda/ for it; run refuses to mix devices.
 // Every argument is validated here (ids, dtypes, shapes, strides, bounds, attribute counts) before any
 // pointer is formed; kernels then validate the op-specific shape rules. No C++ exception crosses into JS:
 // every entry point catches and converts to a JS Error whose `code` the TS binding maps to a KilnError.
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "kiln/cpu_dispatch.h"
+#include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"
 
@@ -39,6 +42,7 @@ struct Buffer {
   uint64_t capacity = 0;  // allocated (size class)
   int64_t numel = 0;
   int32_t dtype = 0;
+  int32_t device = 0;  // 0 host (cpu backend), 1 CUDA device memory
 };
 
 // ---- caching allocator ----
@@ -319,19 +323,27 @@ bool parse_view(const double* d, size_t len, size_t& pos, bool is_output, Tensor
 
 // ---------------- entry points ----------------
 
+/** alloc(dtype, numel) arguments, and the byte size (refusing anything above 16 TiB). */
+bool alloc_args(napi_env env, napi_callback_info info, int64_t& dt, int64_t& numel, uint64_t& bytes, JsError& err) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, err)) return false;
+  if (!get_index(env, argv[0], "dtype", 0, DT_COUNT - 1, dt, err)) return false;
+  if (!get_index(env, argv[1], "element count", 0, kMaxIndex, numel, err)) return false;
+  const unsigned __int128 bytes128 = static_cast<unsigned __int128>(numel) * kDTypeSize[dt];
+  if (bytes128 > kMaxBytes) {
+    err = {"KILN_OOM", "cannot allocate " + std::to_string(numel) + " " + kDTypeNames[dt] + " elements: above the 16 TiB limit"};
+    return false;
+  }
+  bytes = static_cast<uint64_t>(bytes128);
+  return true;
+}
+
 napi_value Alloc(napi_env env, napi_callback_info info) {
   std::lock_guard<std::mutex> lock(g_buffers_mu);
-  napi_value argv[2];
   JsError err;
-  if (!get_args(env, info, 2, argv, err)) return throw_js(env, err);
   int64_t dt, numel;
-  if (!get_index(env, argv[0], "dtype", 0, DT_COUNT - 1, dt, err)) return throw_js(env, err);
-  if (!get_index(env, argv[1], "element count", 0, kMaxIndex, numel, err)) return throw_js(env, err);
-  const unsigned __int128 bytes128 = static_cast<unsigned __int128>(numel) * kDTypeSize[dt];
-  if (bytes128 > kMaxBytes)
-    return throw_js(env, {"KILN_OOM", "cannot allocate " + std::to_string(numel) + " " + kDTypeNames[dt] +
-                                          " elements: above the 16 TiB limit"});
-  const uint64_t bytes = static_cast<uint64_t>(bytes128);
+  uint64_t bytes;
+  if (!alloc_args(env, info, dt, numel, bytes, err)) return throw_js(env, err);
   const uint64_t cls = size_class(bytes);
   void* p = cached_alloc(cls);
   if (!p)
@@ -355,8 +367,11 @@ napi_value Free(napi_env env, napi_callback_info info) {
   if (!get_number(env, argv[0], "buffer id", id, err)) return throw_js(env, err);
   Buffer* b = find_buffer(id, err);
   if (!b) return throw_js(env, err);
-  cached_free(b->ptr, b->capacity);
-  g_live_bytes -= b->bytes;
+  if (b->device == 1) cuda::release(b->ptr, b->capacity);
+  else {
+    cached_free(b->ptr, b->capacity);
+    g_live_bytes -= b->bytes;
+  }
   buffers().erase(static_cast<uint64_t>(id));
   return nullptr;
 }
@@ -414,6 +429,11 @@ napi_value Write(napi_env env, napi_callback_info info) {
     return throw_js(env, {"KILN_ARG", "write of " + std::to_string(len) + " elements at " + std::to_string(off) +
                                           " overruns buffer of " + std::to_string(b->numel)});
   const int sz = kDTypeSize[b->dtype];
+  if (b->device == 1) {
+    const Status st = cuda::to_device(static_cast<char*>(b->ptr) + off * sz, data, len * sz);
+    if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+    return nullptr;
+  }
   if (len) std::memcpy(static_cast<char*>(b->ptr) + off * sz, data, len * sz);
   return nullptr;
 }
@@ -437,6 +457,11 @@ napi_value Read(napi_env env, napi_callback_info info) {
     return throw_js(env, {"KILN_ARG", "read of " + std::to_string(len) + " elements at " + std::to_string(off) +
                                           " overruns buffer of " + std::to_string(b->numel)});
   const int sz = kDTypeSize[b->dtype];
+  if (b->device == 1) {
+    const Status st = cuda::to_host(data, static_cast<char*>(b->ptr) + off * sz, len * sz);
+    if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+    return nullptr;
+  }
   if (len) std::memcpy(data, static_cast<char*>(b->ptr) + off * sz, len * sz);
   return nullptr;
 }
@@ -507,8 +532,14 @@ napi_value Run(napi_env env, napi_callback_info info) {
         return throw_js(env, {"KILN_ARG", "op '" + opname + "': input " + std::to_string(i) +
                                               " is updated in place but shares its buffer with input " + std::to_string(j)});
   }
-  const KernelFn fn = kernel_for(static_cast<int>(op));
-  if (!fn) return throw_js(env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend 'cpu'"});
+  // every buffer on one device: host kernels never see device pointers, nor CUDA kernels host ones
+  const int32_t device = buffers()[out_id].device;
+  for (int i = 0; i < nin; ++i)
+    if (buffers()[in_ids[i]].device != device)
+      return throw_js(env, {"KILN_BACKEND", "op '" + opname + "': input " + std::to_string(i) + " is on " +
+                                                (device ? "the cpu" : "a CUDA device") + " but the output is on " + (device ? "a CUDA device" : "the cpu")});
+  const KernelFn fn = device == 1 ? cuda::kernel_for(static_cast<int>(op)) : kernel_for(static_cast<int>(op));
+  if (!fn) return throw_js(env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend '" + (device ? "cuda" : "cpu") + "'"});
   Status st;
   try {
     st = fn(ins.data(), nin, out, attrs);
@@ -535,9 +566,40 @@ napi_value Supports(napi_env env, napi_callback_info info) {
 }
 
 napi_value Sync(napi_env env, napi_callback_info) {
+  // CPU kernels complete before run() returns; CUDA ones are waited for, and their error flags read
+  const Status st = cuda::synchronize();
+  if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
   napi_value u;
   NAPI_OK(napi_get_undefined(env, &u));
-  return u;  // CPU kernels complete before run() returns
+  return u;
+}
+
+// cudaAlloc(dtype, numel): device memory in the same id table
+napi_value CudaAlloc(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  JsError err;
+  int64_t dt, numel;
+  uint64_t bytes;
+  if (!alloc_args(env, info, dt, numel, bytes, err)) return throw_js(env, err);
+  void* p = nullptr;
+  const Status st = cuda::alloc(bytes, &p);
+  if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+  const uint64_t id = g_next_id++;
+  buffers()[id] = Buffer{p, bytes, bytes, numel, static_cast<int32_t>(dt), 1};
+  napi_value r;
+  NAPI_OK(napi_create_double(env, static_cast<double>(id), &r));
+  return r;
+}
+
+napi_value CudaSupports(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  JsError err;
+  if (!get_args(env, info, 1, argv, err)) return throw_js(env, err);
+  int64_t op;
+  if (!get_index(env, argv[0], "op id", 0, OP_COUNT - 1, op, err)) return throw_js(env, err);
+  napi_value r;
+  NAPI_OK(napi_get_boolean(env, cuda::kernel_for(static_cast<int>(op)) != nullptr, &r));
+  return r;
 }
 
 napi_value set_prop(napi_env env, napi_value obj, const char* key, napi_value v) {
@@ -629,6 +691,7 @@ napi_value Stats(napi_env env, napi_callback_info) {
 napi_value EmptyCache(napi_env env, napi_callback_info) {
   std::lock_guard<std::mutex> lock(g_buffers_mu);
   empty_cache();
+  cuda::empty_cache();
   return nullptr;
 }
 
@@ -638,7 +701,8 @@ napi_value Init(napi_env env, napi_value exports) {
     napi_callback cb;
   } fns[] = {{"alloc", Alloc}, {"free", Free},       {"write", Write},           {"read", Read},
              {"run", Run},     {"supports", Supports}, {"sync", Sync},           {"info", Info},
-             {"setIsa", SetIsa}, {"setThreads", SetThreads}, {"stats", Stats}, {"emptyCache", EmptyCache}};
+             {"setIsa", SetIsa}, {"setThreads", SetThreads}, {"stats", Stats}, {"emptyCache", EmptyCache},
+             {"cudaAlloc", CudaAlloc}, {"cudaSupports", CudaSupports}};
   for (const Fn& f : fns) {
     napi_value v;
     if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &v) != napi_ok) return nullptr;

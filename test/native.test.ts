@@ -1,5 +1,5 @@
 // The native build: the generated op table, each ISA's kernels against the js reference, and CUDA reporting.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -24,12 +24,20 @@ test('the addon loads and agrees with the op table', () => {
   assert.ok(info.threads >= 1);
 });
 
-test('CUDA: the addon reports a clear reason when there is no device', () => {
+test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {
   const { addon } = loadAddon();
   const c = addon!.info().cuda;
-  if (c.available) return; // a real GPU: the CUDA suite covers it
-  assert.match(c.reason, /no CUDA device|without CUDA|no CUDA kernels/);
+  const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
+  if (nvcc.status === 0 && !process.env.KILN_ADDON_PATH) assert.ok(c.compiled, 'nvcc is installed, so the addon must be built with CUDA');
+  if (c.compiled) {
+    const missing = kn.OP_TABLE.filter((o) => !addon!.cudaSupports(kn.OP_TABLE.indexOf(o))).map((o) => o.name);
+    assert.equal(missing, [], `ops without a CUDA kernel: ${missing.join(', ')}`);
+  }
+  if (c.available) return; // a real GPU: the conformance suite runs every case on cuda
+  assert.match(c.reason, /no CUDA device|without CUDA/);
   assert.not.ok(kn.backends().includes('cuda'));
+  assert.throws(() => addon!.cudaAlloc(0, 16), (e: Error & { code?: string }) => e.code === 'KILN_BACKEND' && /not available|without CUDA/.test(e.message));
+  assert.throws(() => kn.setBackend('cuda'), (e: Error) => e instanceof kn.BackendError && /backend 'cuda' is not available/.test(e.message));
 });
 
 // Every ISA path on odd sizes and non-contiguous inputs, forced per call.

@@ -1,38 +1,228 @@
-// Built when CMake found a CUDA compiler: device discovery through the CUDA runtime (linked statically).
-// Every runtime call's return code is checked; a machine without a GPU or driver is reported, never fatal.
+// The CUDA backend's runtime, built when CMake found a CUDA compiler (the CUDA runtime is linked statically):
+// device discovery, one stream, a caching device allocator, host<->device copies, the kernel table filled by
+// kernels/cuda/*.cu, and the device-side error flags. Every CUDA call's return code is checked and becomes a
+// Status; a machine without a GPU or driver is reported, never fatal.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
+#include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
+#include "kiln/cuda_runtime.h"
+#include "kiln/op_ids.h"
 
 namespace kiln {
+namespace cuda {
+// declared in kernels/cuda/common.cuh (which needs nvcc), repeated here for the host compiler
+#define KILN_CUDA_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
+#define KILN_CUDA_DECLARE(family) void register_##family(KernelTable& t);
+KILN_CUDA_FAMILIES(KILN_CUDA_DECLARE)
+#define KILN_CUDA_REGISTER_CALL(family) register_##family(*x);
+void empty_cache();
+struct DeviceFlags {
+  unsigned set[4];
+  unsigned pos[4];
+  int value[4];
+  unsigned bound[4];
+};
+
+namespace {
+Status status(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::ok();
+  cudaGetLastError();  // clear a non-sticky error
+  return fail(e == cudaErrorMemoryAllocation ? ST_OOM : ST_BACKEND,
+              std::string("cuda: ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+struct Runtime {
+  bool ok = false;
+  std::string reason;
+  std::string name;
+  int cc_major = 0, cc_minor = 0, count = 0;
+  cudaStream_t stream = nullptr;
+  DeviceFlags* flags = nullptr;
+  std::mutex mu;  // the allocator's lists
+  std::unordered_map<uint64_t, std::vector<void*>> free_lists;
+  uint64_t cached = 0, limit = 0;
+};
+
+Runtime& rt() {
+  static Runtime* r = [] {
+    auto* x = new Runtime();
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      x->reason = std::string("no CUDA device: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+      cudaGetLastError();
+      return x;
+    }
+    if (count == 0) {
+      x->reason = "no CUDA device: the driver reports 0 devices";
+      return x;
+    }
+    x->count = count;
+    cudaDeviceProp prop{};
+    if ((e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess || (e = cudaSetDevice(0)) != cudaSuccess) {
+      x->reason = std::string("CUDA device 0 unusable: ") + cudaGetErrorString(e);
+      return x;
+    }
+    x->name = prop.name;
+    x->cc_major = prop.major;
+    x->cc_minor = prop.minor;
+    if (prop.major < 7) {
+      x->reason = "CUDA device " + x->name + " has compute capability " + std::to_string(prop.major) + "." +
+                  std::to_string(prop.minor) + "; kiln's kernels are built for 8.0 and 9.0";
+      return x;
+    }
+    if ((e = cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaMalloc(reinterpret_cast<void**>(&x->flags), sizeof(DeviceFlags))) != cudaSuccess ||
+        (e = cudaMemset(x->flags, 0, sizeof(DeviceFlags))) != cudaSuccess) {
+      x->reason = std::string("CUDA set-up failed: ") + cudaGetErrorString(e);
+      return x;
+    }
+    uint64_t mb = 4096;
+    if (const char* s = std::getenv("KILN_CUDA_CACHE_MB")) mb = std::strtoull(s, nullptr, 10);
+    x->limit = mb << 20;
+    x->ok = true;
+    return x;
+  }();
+  return *r;
+}
+
+uint64_t size_class(uint64_t bytes) {
+  uint64_t c = bytes < 256 ? 256 : ((bytes + 255) / 256) * 256;
+  if (c <= (1u << 20)) {
+    uint64_t p = 256;
+    while (p < c) p <<= 1;
+    return p;
+  }
+  return ((c + (1u << 20) - 1) >> 20) << 20;
+}
+
+/** Reads and clears the device error flags; a set flag becomes the user's ArgumentError. */
+Status take_flags() {
+  Runtime& r = rt();
+  DeviceFlags f{};
+  if (Status s = status(cudaMemcpyAsync(&f, r.flags, sizeof f, cudaMemcpyDeviceToHost, r.stream), "reading error flags"); !s.good()) return s;
+  if (Status s = status(cudaStreamSynchronize(r.stream), "synchronize"); !s.good()) return s;
+  for (int k = 0; k < 4; ++k) {
+    if (!f.set[k]) continue;
+    cudaMemsetAsync(r.flags, 0, sizeof f, r.stream);
+    const std::string at = " (found on the GPU, at the next read)";
+    switch (k) {
+      case 0: return fail(ST_ARG, "gather index " + std::to_string(f.value[0]) + " at position " + std::to_string(f.pos[0]) + " is out of range for size " + std::to_string(f.bound[0]) + at);
+      case 1: return fail(ST_ARG, "scatterAdd index " + std::to_string(f.value[1]) + " at position " + std::to_string(f.pos[1]) + " is out of range for size " + std::to_string(f.bound[1]) + at);
+      case 2: return fail(ST_ARG, "crossEntropy label " + std::to_string(f.value[2]) + " at index " + std::to_string(f.pos[2]) + " is out of range; expected a class in [0, " + std::to_string(f.bound[2]) + ")" + at);
+      default: return fail(ST_ARG, "qlinearInt8: x has NaN or infinite values (cannot be quantized)" + at);
+    }
+  }
+  return Status::ok();
+}
+}  // namespace
+
+cudaStream_t stream() { return rt().stream; }
+DeviceFlags* device_flags() { return rt().flags; }
+bool ready() { return rt().ok; }
+
+Status alloc(uint64_t bytes, void** p) {
+  Runtime& r = rt();
+  if (!r.ok) return fail(ST_BACKEND, "backend 'cuda' is not available: " + r.reason);
+  const uint64_t cls = size_class(bytes);
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto it = r.free_lists.find(cls);
+    if (it != r.free_lists.end() && !it->second.empty()) {
+      *p = it->second.back();
+      it->second.pop_back();
+      r.cached -= cls;
+      return Status::ok();
+    }
+  }
+  cudaError_t e = cudaMallocAsync(p, cls, r.stream);
+  if (e == cudaErrorMemoryAllocation) {  // hand the cache back to the driver and try once more
+    cudaGetLastError();
+    empty_cache();
+    e = cudaMallocAsync(p, cls, r.stream);
+  }
+  return status(e, "allocate device memory");
+}
+
+void release(void* p, uint64_t bytes) {
+  Runtime& r = rt();
+  if (!p || !r.ok) return;
+  const uint64_t cls = size_class(bytes);
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.cached + cls > r.limit) {
+    cudaFreeAsync(p, r.stream);  // stream-ordered: after the kernels queued before it
+    return;
+  }
+  r.free_lists[cls].push_back(p);  // reuse is stream-ordered too: one stream runs everything in order
+  r.cached += cls;
+}
+
+uint64_t cached_bytes() { return rt().cached; }
+
+void empty_cache() {
+  Runtime& r = rt();
+  if (!r.ok) return;
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (auto& kv : r.free_lists)
+    for (void* p : kv.second) cudaFreeAsync(p, r.stream);
+  r.free_lists.clear();
+  r.cached = 0;
+}
+
+Status scratch(uint64_t bytes, void** p) { return alloc(bytes, p); }
+void release_scratch(void* p, uint64_t bytes) { release(p, bytes); }
+
+Status to_device(void* dst, const void* src, uint64_t bytes) {
+  Runtime& r = rt();
+  if (!r.ok) return fail(ST_BACKEND, "backend 'cuda' is not available: " + r.reason);
+  if (bytes == 0) return Status::ok();
+  // pageable source: the copy is staged before the call returns, so the caller may reuse its memory at once
+  return status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, r.stream), "copy to device");
+}
+
+Status to_host(void* dst, const void* src, uint64_t bytes) {
+  Runtime& r = rt();
+  if (!r.ok) return fail(ST_BACKEND, "backend 'cuda' is not available: " + r.reason);
+  if (bytes) {
+    if (Status s = status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, r.stream), "copy to host"); !s.good()) return s;
+  }
+  return take_flags();
+}
+
+Status synchronize() {
+  if (!rt().ok) return Status::ok();
+  return take_flags();
+}
+
+// The kernel table needs no device: it is filled once, so a build without a GPU can still list what it has.
+KernelFn kernel_for(int op) {
+  static const KernelTable* table = [] {
+    auto* x = new KernelTable();
+    KILN_CUDA_FAMILIES(KILN_CUDA_REGISTER_CALL)
+    return x;
+  }();
+  if (op < 0 || op >= OP_COUNT) return nullptr;
+  return table->fn[op];
+}
+}  // namespace cuda
+
 CudaInfo cuda_info() {
   CudaInfo info;
   info.compiled = true;
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    info.reason = std::string("no CUDA device: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
-    cudaGetLastError();  // clear the sticky-free error state
-    return info;
-  }
-  if (count == 0) {
-    info.reason = "no CUDA device: the driver reports 0 devices";
-    return info;
-  }
-  info.device_count = count;
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
-    info.reason = "no CUDA device: cudaGetDeviceProperties failed";
-    return info;
-  }
-  info.name = prop.name;
-  info.cc_major = prop.major;
-  info.cc_minor = prop.minor;
-  // The kernels arrive with the CUDA backend issue; until then the device is reported but not used.
-  info.reason = "CUDA device found (" + info.name + ") but this build has no CUDA kernels yet";
-  info.available = false;
+  cuda::Runtime& r = cuda::rt();
+  info.device_count = r.count;
+  info.name = r.name;
+  info.cc_major = r.cc_major;
+  info.cc_minor = r.cc_minor;
+  info.available = r.ok;
+  info.reason = r.ok ? "" : r.reason;
   return info;
 }
 }  // namespace kiln

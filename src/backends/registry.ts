@@ -3,7 +3,7 @@ import type { Backend, BackendName } from './backend.js';
 import { BACKEND_NAMES } from './backend.js';
 import { JsBackend } from './js/index.js';
 import { loadAddon } from './native/binding.js';
-import { CpuBackend } from './native/cpu.js';
+import { CpuBackend, CudaBackend } from './native/cpu.js';
 import { cudaStatus } from './native/cuda.js';
 import { WebGpuBackend, webgpuStatus } from './webgpu/index.js';
 
@@ -37,6 +37,7 @@ export function getBackendInstance(name: BackendName): Backend {
   if (name === 'js') b = new JsBackend();
   else if (name === 'cpu') b = new CpuBackend(loadAddon().addon!);
   else if (name === 'webgpu') b = new WebGpuBackend();
+  else if (name === 'cuda') b = new CudaBackend(loadAddon().addon!);
   else throw new BackendError(`backend '${name}' is not available`);
   instances.set(name, b);
   return b;

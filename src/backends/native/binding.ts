@@ -39,8 +39,11 @@ export interface Addon {
   setIsa(name: string): void;
   setThreads(n: number): void;
   stats(): { buffers: number; bytes: number; cachedBytes: number; cacheHits: number; cacheMisses: number };
-  /** Returns cached (freed, kept for reuse) buffers to the system. */
+  /** Returns cached (freed, kept for reuse) buffers to the system (host and CUDA). */
   emptyCache(): void;
+  /** CUDA device memory in the same id table (the addon runs ops on the device its buffers are on). */
+  cudaAlloc(dtype: number, numel: number): number;
+  cudaSupports(op: number): boolean;
 }
 
 /** Converts an error thrown by the addon into the matching KilnError subclass. */

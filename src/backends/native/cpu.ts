@@ -1,21 +1,21 @@
-// The `cpu` backend: buffers live in native memory (64-byte aligned), kernels are the C++ SIMD kernels.
+// The native backends: `cpu` (buffers in host memory, 64-byte aligned; the C++ SIMD kernels) and `cuda` (buffers
+// in device memory; kernels/cuda/). Both talk to the addon the same way: buffer ids, view descriptors, op ids.
 import { BackendError } from '../../errors.js';
 import { OP_IDS, type OpName } from '../../ops/table.js';
 import { DTYPE_CODES, DTYPE_SIZE, storageArray, type DType, type StorageArray } from '../../tensor/dtype.js';
 import type { Backend, Handle, KernelOut, KernelView } from '../backend.js';
 import { mapNativeError, type Addon } from './binding.js';
 
-export class CpuBackend implements Backend {
-  readonly name = 'cpu' as const;
+export class NativeBackend implements Backend {
   private readonly supported: boolean[];
 
-  constructor(readonly addon: Addon) {
-    this.supported = Object.values(OP_IDS).map((id) => addon.supports(id));
+  constructor(readonly addon: Addon, readonly name: 'cpu' | 'cuda') {
+    this.supported = Object.values(OP_IDS).map((id) => (name === 'cuda' ? addon.cudaSupports(id) : addon.supports(id)));
   }
 
   alloc(dtype: DType, numel: number): Handle {
     try {
-      return this.addon.alloc(DTYPE_CODES[dtype], numel);
+      return this.name === 'cuda' ? this.addon.cudaAlloc(DTYPE_CODES[dtype], numel) : this.addon.alloc(DTYPE_CODES[dtype], numel);
     } catch (e) {
       throw mapNativeError(e);
     }
@@ -83,7 +83,22 @@ export class CpuBackend implements Backend {
     }
   }
   has(op: OpName): boolean { return this.supported[OP_IDS[op]] === true; }
-  async sync(): Promise<void> { this.addon.sync(); }
+  async sync(): Promise<void> {
+    try {
+      this.addon.sync();
+    } catch (e) {
+      throw mapNativeError(e);
+    }
+  }
+}
+
+export class CpuBackend extends NativeBackend {
+  constructor(addon: Addon) { super(addon, 'cpu'); }
+}
+
+/** Device memory and the CUDA kernels of the same addon; reads wait for the device (and report device errors). */
+export class CudaBackend extends NativeBackend {
+  constructor(addon: Addon) { super(addon, 'cuda'); }
 }
 
 export function cpuUnavailable(reason: string): BackendError {

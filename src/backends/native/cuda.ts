@@ -1,5 +1,5 @@
-// The `cuda` backend lives in the same addon. Until its kernels land (CUDA backend issue) this module only
-// reports whether a device exists and why the backend is unavailable.
+// Whether the `cuda` backend (kernels/cuda/ in the same addon; NativeBackend in cpu.ts) can run here: compiled
+// with CUDA, a device found, and why not otherwise.
 import { loadAddon } from './binding.js';
 
 export function cudaStatus(): { available: boolean; reason: string; compiled: boolean; device: string } {

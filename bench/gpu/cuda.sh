@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# CUDA backend checks and benchmarks on a lent GPU machine (the `device` tool: NVIDIA H100/H200, image 'cuda' with
+# nvcc, CMake and PyTorch; Node is not in the image, so carry a Node 20+ binary as node/ — e.g. the linux-x64
+# tarball's bin/node — and this repo's node_modules). Runs the conformance suite and gradchecks on every backend
+# (cuda included when a device is found), then kiln's CUDA GEMM and MLP step next to PyTorch/cuBLAS.
+#   bash bench/gpu/cuda.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/node/bin:$PATH"
+node --version
+npm run -s build:native            # builds the CUDA kernels for sm_80 and sm_90
+node --import tsx src/cli/main.ts info
+npx uvu -r tsx test 'conformance|gradcheck' 2>&1 | tail -20
+python3 bench/gpu/torch_ref.py
+npm run -s bench cuda

@@ -1,0 +1,41 @@
+// The cuda backend: float32 (TF32 tensor cores, and SIMT with KILN_CUDA_GEMM=simt) and bfloat16 GEMM in TFLOP/s,
+// and the MNIST MLP training step (784-512-256-10, batch 128, Adam, loss read back each step). Compare with
+// bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash bench/gpu/cuda.sh. Skips without a device.
+import * as kn from '../../src/index.js';
+import { currentBackend, unavailableReason } from '../../src/backends/registry.js';
+import { fmt, measure, measureAsync } from '../harness.js';
+
+export async function run(): Promise<void> {
+  const why = unavailableReason('cuda');
+  if (why !== null) {
+    console.log(`# cuda unavailable: ${why}`);
+    return;
+  }
+  kn.setBackend('cuda');
+  console.log(`## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync)`);
+  for (const n of [1024, 2048, 4096]) {
+    const row: string[] = [];
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      kn.seed(n);
+      const a = kn.randn([n, n]).cast(dtype), b = kn.randn([n, n]).cast(dtype);
+      const t = await measureAsync(async () => { a.matmul(b).dispose(); await currentBackend().sync(); }, { warmup: 3, repeats: 20, minTimeMs: 500 });
+      row.push(`${dtype} ${fmt((2 * n ** 3) / (t.medianMs * 1e9), 1)}`);
+      a.dispose();
+      b.dispose();
+    }
+    console.log(`N=${n}  ${row.join('  ')}`);
+  }
+  kn.seed(1);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
+  const x = kn.randn([128, 784]), y = kn.randint([128], 0, 10);
+  const t = await measure(() => kn.tidy(() => {
+    const loss = kn.nn.loss.crossEntropy(model.call(x), y);
+    opt.zeroGrad();
+    loss.backward();
+    opt.step();
+    loss.item();
+  }), { warmup: 10, repeats: 200, minTimeMs: 2000 });
+  console.log(`## MLP training step: ${fmt(1000 / t.medianMs, 1)} steps/s`);
+  kn.setBackend('cpu');
+}

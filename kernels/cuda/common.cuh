@@ -1,0 +1,148 @@
+// Shared by kiln's CUDA kernels (one .cu file per op family, the stems of native/cpu/). Host launchers validate
+// every op-specific shape rule before launching (the addon has already checked that each view lies inside its
+// buffer), launch on the backend's stream, and turn launch failures into Status values: no CUDA error and no
+// C++ exception crosses into N-API.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "kiln/cpu_common.h"
+#include "kiln/op_ids.h"
+#include "kiln/tensor_view.h"
+
+namespace kiln {
+namespace cuda {
+
+cudaStream_t stream();
+/** Device scratch memory from the caching allocator; release after the kernels that use it are queued. */
+Status scratch(uint64_t bytes, void** p);
+void release_scratch(void* p, uint64_t bytes);
+
+/** Status of the last launch (or of a runtime call). */
+inline Status check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::ok();
+  return fail(e == cudaErrorMemoryAllocation ? ST_OOM : ST_BACKEND,
+              std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+inline Status launched(const char* what) { return check(cudaGetLastError(), what); }
+
+constexpr int kThreads = 256;
+inline unsigned blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
+}
+
+// A strided view as a kernel argument (by value), after merging the dims it can.
+constexpr int kViewDims = 8;
+struct View {
+  int64_t offset;
+  int32_t ndim;
+  int64_t shape[kViewDims];
+  int64_t strides[kViewDims];
+};
+
+/** The views' dims merged where every view steps through two dims as one; false if more than kViewDims remain. */
+bool merge_views(const int64_t* shape, int ndim, const TensorView* const* views, int nviews, View* out);
+
+__device__ inline int64_t view_index(const View& v, int64_t e) {
+  int64_t idx = v.offset;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    const int64_t s = v.shape[d];
+    idx += (e % s) * v.strides[d];
+    e /= s;
+  }
+  return idx;
+}
+
+__host__ __device__ inline bool is_int_dt(int32_t dt) { return dt == DT_INT32 || dt == DT_INT8 || dt == DT_UINT8 || dt == DT_BOOL; }
+__host__ __device__ inline int dt_size(int32_t dt) { return dt == DT_FLOAT32 || dt == DT_INT32 ? 4 : (dt == DT_FLOAT16 || dt == DT_BFLOAT16 ? 2 : 1); }
+
+// ---- dtype-generic element access (bit-exact twins of src/tensor/dtype.ts) ----
+__device__ inline float load_f(const void* p, int32_t dt, int64_t i) {
+  switch (dt) {
+    case DT_FLOAT16: return __half2float(static_cast<const __half*>(p)[i]);
+    case DT_BFLOAT16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DT_INT32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+    case DT_INT8: return static_cast<float>(static_cast<const int8_t*>(p)[i]);
+    case DT_UINT8:
+    case DT_BOOL: return static_cast<float>(static_cast<const uint8_t*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ inline int32_t sat_i32(float x, int32_t lo, int32_t hi) {
+  if (isnan(x)) return 0;
+  if (x <= static_cast<float>(lo)) return lo;
+  if (x >= static_cast<float>(hi)) return hi;
+  return static_cast<int32_t>(truncf(x));
+}
+
+__device__ inline int32_t load_i(const void* p, int32_t dt, int64_t i) {
+  switch (dt) {
+    case DT_INT32: return static_cast<const int32_t*>(p)[i];
+    case DT_INT8: return static_cast<const int8_t*>(p)[i];
+    case DT_UINT8:
+    case DT_BOOL: return static_cast<const uint8_t*>(p)[i];
+    default: return sat_i32(load_f(p, dt, i), INT32_MIN, INT32_MAX);
+  }
+}
+
+__device__ inline void store_f(void* p, int32_t dt, int64_t i, float v) {
+  switch (dt) {
+    case DT_FLOAT16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
+    case DT_BFLOAT16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
+    case DT_INT32: static_cast<int32_t*>(p)[i] = sat_i32(v, INT32_MIN, INT32_MAX); break;
+    case DT_INT8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(sat_i32(v, -128, 127)); break;
+    case DT_UINT8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(sat_i32(v, 0, 255)); break;
+    case DT_BOOL: static_cast<uint8_t*>(p)[i] = v != 0.f || isnan(v) ? 1 : 0; break;
+    default: static_cast<float*>(p)[i] = v;
+  }
+}
+
+__device__ inline void store_i(void* p, int32_t dt, int64_t i, int32_t v) {
+  switch (dt) {
+    case DT_INT32: static_cast<int32_t*>(p)[i] = v; break;
+    case DT_INT8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v < -128 ? -128 : (v > 127 ? 127 : v)); break;
+    case DT_UINT8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v)); break;
+    case DT_BOOL: static_cast<uint8_t*>(p)[i] = v != 0 ? 1 : 0; break;
+    default: store_f(p, dt, i, static_cast<float>(v));
+  }
+}
+
+/** Copies the raw bytes of element i (any dtype) from a to b. */
+__device__ inline void copy_elem(const void* a, int64_t ia, void* b, int64_t ib, int size) {
+  switch (size) {
+    case 4: static_cast<uint32_t*>(b)[ib] = static_cast<const uint32_t*>(a)[ia]; break;
+    case 2: static_cast<uint16_t*>(b)[ib] = static_cast<const uint16_t*>(a)[ia]; break;
+    default: static_cast<uint8_t*>(b)[ib] = static_cast<const uint8_t*>(a)[ia];
+  }
+}
+
+// error flags for data-dependent checks done on the device (an index out of range): kind k's word is set and
+// the first bad (position, value) recorded; the runtime reads them at the next sync or read
+struct DeviceFlags {
+  unsigned set[4];
+  unsigned pos[4];
+  int value[4];
+  unsigned bound[4];
+};
+DeviceFlags* device_flags();
+__device__ inline void report(DeviceFlags* f, int kind, int64_t pos, int value, int64_t bound) {
+  if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {
+    f->pos[kind] = static_cast<unsigned>(pos);
+    f->value[kind] = value;
+    f->bound[kind] = static_cast<unsigned>(bound);
+  }
+}
+
+#define KILN_CUDA_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
+#define KILN_CUDA_DECLARE(family) void register_##family(KernelTable& t);
+KILN_CUDA_FAMILIES(KILN_CUDA_DECLARE)
+
+}  // namespace cuda
+}  // namespace kiln

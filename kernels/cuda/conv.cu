@@ -1,0 +1,243 @@
+// Conv family on CUDA, NCHW float32, contiguous: direct conv2d and its two backward kernels, max/avg pooling and
+// theirs. Every kernel is in gather form (a thread per output element sums what flows into it), so there are
+// no atomics and results are deterministic. The same index maths as kernels/wgsl/conv.wgsl.
+#include "common.cuh"
+
+namespace kiln {
+namespace cuda {
+
+struct Geo {
+  int64_t N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, g;
+  bool include_pad;
+};
+
+__global__ void conv_fwd(const float* x, const float* w, float* y, Geo q) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.N * q.O * q.OH * q.OW) return;
+  const int64_t ow = t % q.OW, oh = (t / q.OW) % q.OH, o = (t / (q.OW * q.OH)) % q.O, n = t / (q.OW * q.OH * q.O);
+  const int64_t Cg = q.C / q.g, grp = o / (q.O / q.g);
+  float acc = 0.f;
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t i = 0; i < q.kh; ++i) {
+      const int64_t ih = oh * q.sh - q.ph + i * q.dh;
+      if (ih < 0 || ih >= q.H) continue;
+      for (int64_t j = 0; j < q.kw; ++j) {
+        const int64_t iw = ow * q.sw - q.pw + j * q.dw;
+        if (iw < 0 || iw >= q.W) continue;
+        acc += x[((n * q.C + grp * Cg + c) * q.H + ih) * q.W + iw] * w[((o * Cg + c) * q.kh + i) * q.kw + j];
+      }
+    }
+  y[t] = acc;
+}
+
+__global__ void conv_bwd_input(const float* gy, const float* w, float* dx, Geo q) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.N * q.C * q.H * q.W) return;
+  const int64_t iw = t % q.W, ih = (t / q.W) % q.H, c = (t / (q.W * q.H)) % q.C, n = t / (q.W * q.H * q.C);
+  const int64_t Cg = q.C / q.g, Og = q.O / q.g, grp = c / Cg, cl = c % Cg;
+  float acc = 0.f;
+  for (int64_t ol = 0; ol < Og; ++ol) {
+    const int64_t o = grp * Og + ol;
+    for (int64_t i = 0; i < q.kh; ++i) {
+      const int64_t a = ih + q.ph - i * q.dh;
+      if (a < 0 || a % q.sh) continue;
+      const int64_t oh = a / q.sh;
+      if (oh >= q.OH) continue;
+      for (int64_t j = 0; j < q.kw; ++j) {
+        const int64_t b = iw + q.pw - j * q.dw;
+        if (b < 0 || b % q.sw) continue;
+        const int64_t ow = b / q.sw;
+        if (ow >= q.OW) continue;
+        acc += gy[((n * q.O + o) * q.OH + oh) * q.OW + ow] * w[((o * Cg + cl) * q.kh + i) * q.kw + j];
+      }
+    }
+  }
+  dx[t] = acc;
+}
+
+__global__ void conv_bwd_weight(const float* x, const float* gy, float* dw, Geo q) {
+  const int64_t Cg = q.C / q.g;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.O * Cg * q.kh * q.kw) return;
+  const int64_t j = t % q.kw, i = (t / q.kw) % q.kh, cl = (t / (q.kw * q.kh)) % Cg, o = t / (q.kw * q.kh * Cg);
+  const int64_t c = (o / (q.O / q.g)) * Cg + cl;
+  float acc = 0.f;
+  for (int64_t n = 0; n < q.N; ++n)
+    for (int64_t oh = 0; oh < q.OH; ++oh) {
+      const int64_t ih = oh * q.sh - q.ph + i * q.dh;
+      if (ih < 0 || ih >= q.H) continue;
+      for (int64_t ow = 0; ow < q.OW; ++ow) {
+        const int64_t iw = ow * q.sw - q.pw + j * q.dw;
+        if (iw < 0 || iw >= q.W) continue;
+        acc += x[((n * q.C + c) * q.H + ih) * q.W + iw] * gy[((n * q.O + o) * q.OH + oh) * q.OW + ow];
+      }
+    }
+  dw[t] = acc;
+}
+
+// pooling: N holds N*C planes
+__device__ inline int64_t window_count(int64_t oh, int64_t ow, const Geo& q) {
+  const int64_t h0 = max(oh * q.sh - q.ph, int64_t{0}), h1 = min(oh * q.sh - q.ph + q.kh, q.H);
+  const int64_t w0 = max(ow * q.sw - q.pw, int64_t{0}), w1 = min(ow * q.sw - q.pw + q.kw, q.W);
+  return max(h1 - h0, int64_t{0}) * max(w1 - w0, int64_t{0});
+}
+__device__ inline int64_t window_div(int64_t oh, int64_t ow, const Geo& q) { return q.include_pad ? q.kh * q.kw : window_count(oh, ow, q); }
+
+/** Window (plane, oh, ow): its max (NaN if any tap is NaN) and the flat index of the first max (or first NaN). */
+__device__ inline float window_max(const float* x, int64_t plane, int64_t oh, int64_t ow, const Geo& q, int64_t* arg) {
+  float m = -INFINITY;
+  int64_t best = -1;
+  for (int64_t i = 0; i < q.kh; ++i) {
+    const int64_t ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) continue;
+    for (int64_t j = 0; j < q.kw; ++j) {
+      const int64_t iw = ow * q.sw - q.pw + j;
+      if (iw < 0 || iw >= q.W) continue;
+      const int64_t t = (plane * q.H + ih) * q.W + iw;
+      const float v = x[t];
+      if (best < 0 || (!isnan(m) && (v > m || isnan(v)))) { m = v; best = t; }
+    }
+  }
+  if (arg) *arg = best;
+  return m;
+}
+
+__global__ void pool_fwd(const float* x, float* y, Geo q, bool maxp) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.N * q.OH * q.OW) return;
+  const int64_t plane = t / (q.OH * q.OW), oh = (t / q.OW) % q.OH, ow = t % q.OW;
+  if (maxp) { y[t] = window_max(x, plane, oh, ow, q, nullptr); return; }
+  float s = 0.f;
+  for (int64_t i = 0; i < q.kh; ++i) {
+    const int64_t ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) continue;
+    for (int64_t j = 0; j < q.kw; ++j) {
+      const int64_t iw = ow * q.sw - q.pw + j;
+      if (iw >= 0 && iw < q.W) s += x[(plane * q.H + ih) * q.W + iw];
+    }
+  }
+  const int64_t div = window_div(oh, ow, q);
+  y[t] = div > 0 ? s / static_cast<float>(div) : 0.f;
+}
+
+__device__ inline int64_t first_out(int64_t x, int64_t p, int64_t k, int64_t s) {
+  const int64_t a = x + p - k + s;
+  return a <= 0 ? 0 : a / s;
+}
+
+// max: x = input, gy = output gradient; avg: gy only
+__global__ void pool_bwd(const float* x, const float* gy, float* dx, Geo q, bool maxp) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.N * q.H * q.W) return;
+  const int64_t plane = t / (q.H * q.W), ih = (t / q.W) % q.H, iw = t % q.W;
+  float acc = 0.f;
+  for (int64_t oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; ++oh)
+    for (int64_t ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ++ow) {
+      const int64_t o = (plane * q.OH + oh) * q.OW + ow;
+      if (maxp) {
+        int64_t arg;
+        window_max(x, plane, oh, ow, q, &arg);
+        if (arg == t) acc += gy[o];
+      } else {
+        const int64_t div = window_div(oh, ow, q);
+        if (div > 0) acc += gy[o] / static_cast<float>(div);
+      }
+    }
+  dx[t] = acc;
+}
+
+static bool f32c(const TensorView& v, int nd) { return v.dtype == DT_FLOAT32 && v.ndim == nd && v.contiguous(); }
+
+static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorView& y4, const double* a, Geo& q, const char* name) {
+  KILN_REQUIRE(f32c(x4, 4) && f32c(w4, 4) && f32c(y4, 4), ST_SHAPE, name, " takes contiguous float32 NCHW tensors");
+  q = Geo{x4.shape[0], x4.shape[1], x4.shape[2], x4.shape[3], w4.shape[0], w4.shape[2], w4.shape[3], y4.shape[2], y4.shape[3],
+          static_cast<int64_t>(a[0]), static_cast<int64_t>(a[1]), static_cast<int64_t>(a[2]), static_cast<int64_t>(a[3]),
+          static_cast<int64_t>(a[4]), static_cast<int64_t>(a[5]), static_cast<int64_t>(a[6]), false};
+  KILN_REQUIRE(q.sh > 0 && q.sw > 0 && q.dh > 0 && q.dw > 0 && q.ph >= 0 && q.pw >= 0 && q.g > 0 && q.C % q.g == 0 && q.O % q.g == 0 &&
+               w4.shape[1] == q.C / q.g && y4.shape[0] == q.N && y4.shape[1] == q.O, ST_SHAPE, name, ": inconsistent geometry x ",
+               shape_str(x4), " w ", shape_str(w4), " y ", shape_str(y4));
+  KILN_REQUIRE(q.OH == (q.H + 2 * q.ph - q.dh * (q.kh - 1) - 1) / q.sh + 1 && q.OW == (q.W + 2 * q.pw - q.dw * (q.kw - 1) - 1) / q.sw + 1,
+               ST_SHAPE, name, ": output ", shape_str(y4), " does not match the geometry");
+  return Status::ok();
+}
+
+static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 2, ST_ARG, "conv2d takes (x, w)");
+  Geo q;
+  if (Status s = conv_geo(in[0], in[1], out, a, q, "conv2d"); !s.good()) return s;
+  const int64_t n = out.numel();
+  if (n == 0) return Status::ok();
+  conv_fwd<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  return launched("conv2d");
+}
+static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardInput takes (gy, w)");
+  Geo q;
+  if (Status s = conv_geo(out, in[1], in[0], a, q, "conv2dBackwardInput"); !s.good()) return s;
+  const int64_t n = out.numel();
+  if (n == 0) return Status::ok();
+  conv_bwd_input<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  return launched("conv2dBackwardInput");
+}
+static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardWeight takes (x, gy)");
+  Geo q;
+  if (Status s = conv_geo(in[0], out, in[1], a, q, "conv2dBackwardWeight"); !s.good()) return s;
+  const int64_t n = out.numel();
+  if (n == 0) return Status::ok();
+  conv_bwd_weight<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  return launched("conv2dBackwardWeight");
+}
+
+/** Pooling geometry from (kernel, stride, pad) attrs: x is the input [N, C, H, W], y the output (or its gradient). */
+static Status pool_geo(const TensorView& x, const TensorView& y, const double* a, bool include_pad, Geo& q, const char* name) {
+  KILN_REQUIRE(f32c(x, 4) && f32c(y, 4) && x.shape[0] == y.shape[0] && x.shape[1] == y.shape[1], ST_SHAPE, name,
+               " takes contiguous float32 NCHW tensors");
+  q = Geo{x.shape[0] * x.shape[1], 1, x.shape[2], x.shape[3], 1, static_cast<int64_t>(a[0]), static_cast<int64_t>(a[1]), y.shape[2], y.shape[3],
+          static_cast<int64_t>(a[2]), static_cast<int64_t>(a[3]), static_cast<int64_t>(a[4]), static_cast<int64_t>(a[5]), 1, 1, 1, include_pad};
+  KILN_REQUIRE(q.kh > 0 && q.kw > 0 && q.sh > 0 && q.sw > 0 && q.ph >= 0 && q.pw >= 0 && q.OH == (q.H + 2 * q.ph - q.kh) / q.sh + 1 &&
+               q.OW == (q.W + 2 * q.pw - q.kw) / q.sw + 1, ST_SHAPE, name, ": output ", shape_str(y), " does not match the geometry");
+  return Status::ok();
+}
+
+static Status k_max_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 1, ST_ARG, "maxPool2d takes x");
+  Geo q;
+  if (Status s = pool_geo(in[0], out, a, false, q, "maxPool2d"); !s.good()) return s;
+  if (out.numel() == 0) return Status::ok();
+  pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, true);
+  return launched("maxPool2d");
+}
+static Status k_max_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 2 && same_shape(in[0], out), ST_ARG, "maxPool2dBackward takes (x, gy) and writes dx like x");
+  Geo q;
+  if (Status s = pool_geo(in[0], in[1], a, false, q, "maxPool2dBackward"); !s.good()) return s;
+  if (out.numel() == 0) return Status::ok();
+  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, true);
+  return launched("maxPool2dBackward");
+}
+static Status k_avg_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 1, ST_ARG, "avgPool2d takes x");
+  Geo q;
+  if (Status s = pool_geo(in[0], out, a, a[6] != 0, q, "avgPool2d"); !s.good()) return s;
+  if (out.numel() == 0) return Status::ok();
+  pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, false);
+  return launched("avgPool2d");
+}
+static Status k_avg_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
+  KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[7] == out.shape[2] && a[8] == out.shape[3], ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
+  Geo q;
+  if (Status s = pool_geo(out, in[0], a, a[6] != 0, q, "avgPool2dBackward"); !s.good()) return s;
+  if (out.numel() == 0) return Status::ok();
+  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(nullptr, in[0].ptr<float>(), out.ptr<float>(), q, false);
+  return launched("avgPool2dBackward");
+}
+
+void register_conv(KernelTable& t) {
+  t.fn[OP_CONV2D] = k_conv2d; t.fn[OP_CONV2D_BACKWARD_INPUT] = k_conv2d_bwd_input; t.fn[OP_CONV2D_BACKWARD_WEIGHT] = k_conv2d_bwd_weight;
+  t.fn[OP_MAX_POOL2D] = k_max_pool; t.fn[OP_MAX_POOL2D_BACKWARD] = k_max_pool_bwd;
+  t.fn[OP_AVG_POOL2D] = k_avg_pool; t.fn[OP_AVG_POOL2D_BACKWARD] = k_avg_pool_bwd;
+}
+
+}  // namespace cuda
+}  // namespace kiln

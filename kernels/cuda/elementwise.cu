@@ -1,0 +1,262 @@
+// Elementwise family on CUDA: one strided `map` kernel for fill, arange, unary and binary maths, comparisons,
+// clamp, cast, copy, where, biasAct and geluGrad (the op is a kernel argument; the same table of op codes as
+// kernels/wgsl/elementwise.wgsl). Inputs are strided views over the output's shape (broadcast = stride 0).
+#include "common.cuh"
+
+namespace kiln {
+namespace cuda {
+
+enum MapOp : int32_t {
+  M_FILL, M_ARANGE, M_NEG, M_ABS, M_SIGN, M_RELU, M_EXP, M_LOG, M_SQRT, M_TANH, M_SIGMOID, M_GELU, M_CLAMP, M_CAST,
+  M_COPY, M_ADD, M_SUB, M_MUL, M_DIV, M_POW, M_MAXIMUM, M_MINIMUM, M_EQ, M_NE, M_LT, M_LE, M_GT, M_GE, M_GELU_GRAD,
+  M_BIAS, M_BIAS_RELU, M_BIAS_GELU, M_WHERE
+};
+
+struct MapArgs {
+  int32_t op, nin, dt[3], dto, as_int;
+  const void* in[3];
+  View v[3];
+  void* out;
+  int64_t n;
+  double a, b;
+};
+
+__device__ inline float gelu(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
+__device__ inline float gelu_grad(float x) {
+  return 0.5f * erfcf(-x * 0.70710678118654752f) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+}
+
+__device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m) {
+  switch (op) {
+    case M_NEG: return -a;
+    case M_ABS: return fabsf(a);
+    case M_SIGN: return isnan(a) ? a : (a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f));
+    case M_RELU: return a < 0.f ? 0.f : a;
+    case M_EXP: return expf(a);
+    case M_LOG: return logf(a);
+    case M_SQRT: return sqrtf(a);
+    case M_TANH: return tanhf(a);
+    case M_SIGMOID: return 1.f / (1.f + expf(-a));
+    case M_GELU: return gelu(a);
+    case M_CLAMP: return isnan(a) ? a : (a < static_cast<float>(m.a) ? static_cast<float>(m.a) : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
+    case M_ADD: return a + b;
+    case M_SUB: return a - b;
+    case M_MUL: return a * b;
+    case M_DIV: return a / b;
+    case M_POW: return powf(a, b);
+    case M_MAXIMUM: return (isnan(a) || a > b) ? a : b;
+    case M_MINIMUM: return (isnan(a) || a < b) ? a : b;
+    case M_GELU_GRAD: return gelu_grad(a) * b;
+    case M_BIAS: return a + b;
+    case M_BIAS_RELU: { const float v = a + b; return v < 0.f ? 0.f : v; }
+    case M_BIAS_GELU: return gelu(a + b);
+    default: return a;
+  }
+}
+
+__device__ inline int32_t int_op(int32_t op, int32_t a, int32_t b, const MapArgs& m) {
+  // wrapping int32 arithmetic, through uint32 (signed overflow is undefined in C++)
+  const uint32_t ua = static_cast<uint32_t>(a), ub = static_cast<uint32_t>(b);
+  switch (op) {
+    case M_NEG: return static_cast<int32_t>(0u - ua);
+    case M_ABS: return a < 0 ? static_cast<int32_t>(0u - ua) : a;
+    case M_SIGN: return a > 0 ? 1 : (a < 0 ? -1 : 0);
+    case M_RELU: return a < 0 ? 0 : a;
+    case M_CLAMP: { const int32_t lo = static_cast<int32_t>(m.a), hi = static_cast<int32_t>(m.b); return a < lo ? lo : (a > hi ? hi : a); }
+    case M_ADD: return static_cast<int32_t>(ua + ub);
+    case M_SUB: return static_cast<int32_t>(ua - ub);
+    case M_MUL: return static_cast<int32_t>(ua * ub);
+    case M_MAXIMUM: return a > b ? a : b;
+    case M_MINIMUM: return a < b ? a : b;
+    default: return a;
+  }
+}
+
+template <class T>
+__device__ inline uint8_t compare(int32_t op, T a, T b, bool unordered) {
+  if (unordered) return op == M_NE ? 1 : 0;
+  switch (op) {
+    case M_EQ: return a == b;
+    case M_NE: return a != b;
+    case M_LT: return a < b;
+    case M_LE: return a <= b;
+    case M_GT: return a > b;
+    default: return a >= b;
+  }
+}
+
+__global__ void map_kernel(MapArgs m) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = e; i < m.n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (m.op == M_FILL) {
+      if (is_int_dt(m.dto)) store_i(m.out, m.dto, i, static_cast<int32_t>(m.a)); else store_f(m.out, m.dto, i, static_cast<float>(m.a));
+      continue;
+    }
+    if (m.op == M_ARANGE) {
+      if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(static_cast<int64_t>(m.a) + i * static_cast<int64_t>(m.b)));
+      else store_f(m.out, m.dto, i, static_cast<float>(m.a + static_cast<double>(i) * m.b));
+      continue;
+    }
+    int64_t idx[3] = {0, 0, 0};
+    for (int k = 0; k < m.nin; ++k) idx[k] = view_index(m.v[k], i);
+    if (m.op == M_COPY) { copy_elem(m.in[0], idx[0], m.out, i, dt_size(m.dto)); continue; }
+    if (m.op == M_WHERE) {
+      const bool c = static_cast<const uint8_t*>(m.in[0])[idx[0]] != 0;
+      copy_elem(c ? m.in[1] : m.in[2], c ? idx[1] : idx[2], m.out, i, dt_size(m.dto));
+      continue;
+    }
+    if (m.op == M_CAST) {
+      if (is_int_dt(m.dt[0]) && is_int_dt(m.dto)) store_i(m.out, m.dto, i, load_i(m.in[0], m.dt[0], idx[0]));
+      else store_f(m.out, m.dto, i, load_f(m.in[0], m.dt[0], idx[0]));
+      continue;
+    }
+    const bool cmp = m.op >= M_EQ && m.op <= M_GE;
+    if (m.as_int) {
+      const int32_t a = load_i(m.in[0], m.dt[0], idx[0]);
+      const int32_t b = m.nin > 1 ? load_i(m.in[1], m.dt[1], idx[1]) : 0;
+      if (cmp) static_cast<uint8_t*>(m.out)[i] = compare<int32_t>(m.op, a, b, false);
+      else store_i(m.out, m.dto, i, int_op(m.op, a, b, m));
+    } else {
+      const float a = load_f(m.in[0], m.dt[0], idx[0]);
+      const float b = m.nin > 1 ? load_f(m.in[1], m.dt[1], idx[1]) : 0.f;
+      if (cmp) static_cast<uint8_t*>(m.out)[i] = compare<float>(m.op, a, b, isnan(a) || isnan(b));
+      else store_f(m.out, m.dto, i, float_op(m.op, a, b, m));
+    }
+  }
+}
+
+static Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int, const char* name) {
+  MapArgs m{};
+  m.op = op;
+  m.nin = nin;
+  m.dto = out.dtype;
+  m.as_int = as_int ? 1 : 0;
+  m.out = static_cast<char*>(out.data) + out.offset * kDTypeSize[out.dtype];
+  m.n = out.numel();
+  m.a = a;
+  m.b = b;
+  if (m.n == 0) return Status::ok();
+  const TensorView* views[3] = {};
+  for (int k = 0; k < nin; ++k) {
+    KILN_REQUIRE(same_shape(in[k], out), ST_SHAPE, name, ": input ", k, " is ", shape_str(in[k]), " but the output is ", shape_str(out),
+                 " (inputs arrive broadcast)");
+    views[k] = &in[k];
+    m.in[k] = in[k].data;
+    m.dt[k] = in[k].dtype;
+  }
+  View merged[3];
+  if (nin > 0) {
+    KILN_REQUIRE(merge_views(out.shape, out.ndim, views, nin, merged), ST_SHAPE, name, ": views of more than ", kViewDims,
+                 " dims that cannot be merged");
+    for (int k = 0; k < nin; ++k) m.v[k] = merged[k];
+  }
+  map_kernel<<<blocks_for(m.n < (int64_t{1} << 24) ? m.n : (int64_t{1} << 24)), kThreads, 0, stream()>>>(m);
+  return launched(name);
+}
+
+#define UNARY(NAME, OP, INTOK)                                                                           \
+  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) {          \
+    KILN_REQUIRE(nin == 1, ST_ARG, #NAME " takes 1 input");                                               \
+    return run_map(OP, in, 1, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);                     \
+  }
+#define BINARY(NAME, OP, INTOK)                                                                          \
+  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) {          \
+    KILN_REQUIRE(nin == 2, ST_ARG, #NAME " takes 2 inputs");                                              \
+    KILN_REQUIRE(in[0].dtype == in[1].dtype, ST_DTYPE, #NAME ": inputs must share a dtype");            \
+    return run_map(OP, in, 2, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);                     \
+  }
+UNARY(neg, M_NEG, true) UNARY(abs, M_ABS, true) UNARY(sign, M_SIGN, true) UNARY(relu, M_RELU, true)
+UNARY(exp, M_EXP, false) UNARY(log, M_LOG, false) UNARY(sqrt, M_SQRT, false) UNARY(tanh, M_TANH, false)
+UNARY(sigmoid, M_SIGMOID, false) UNARY(gelu, M_GELU, false)
+BINARY(add, M_ADD, true) BINARY(sub, M_SUB, true) BINARY(mul, M_MUL, true) BINARY(div, M_DIV, false) BINARY(pow, M_POW, false)
+BINARY(maximum, M_MAXIMUM, true) BINARY(minimum, M_MINIMUM, true) BINARY(eq, M_EQ, true) BINARY(ne, M_NE, true)
+BINARY(lt, M_LT, true) BINARY(le, M_LE, true) BINARY(gt, M_GT, true) BINARY(ge, M_GE, true) BINARY(geluGrad, M_GELU_GRAD, false)
+
+static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
+  return run_map(M_FILL, nullptr, 0, out, at[0], 0, false, "fill");
+}
+static Status k_arange(const TensorView*, int, const TensorView& out, const double* at) {
+  const bool ints = out.dtype == DT_INT32 && at[0] == static_cast<double>(static_cast<int64_t>(at[0])) && at[1] == static_cast<double>(static_cast<int64_t>(at[1]));
+  return run_map(M_ARANGE, nullptr, 0, out, at[0], at[1], ints, "arange");
+}
+static Status k_clamp(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  KILN_REQUIRE(nin == 1, ST_ARG, "clamp takes 1 input");
+  double lo = at[0], hi = at[1];
+  KILN_REQUIRE(lo <= hi, ST_ARG, "clamp needs min <= max, got min=", lo, " max=", hi);
+  const bool ints = in[0].dtype == DT_INT32;
+  if (ints) {
+    lo = lo < -2147483648.0 ? -2147483648.0 : std::ceil(lo);
+    hi = hi > 2147483647.0 ? 2147483647.0 : std::floor(hi);
+  }
+  return run_map(M_CLAMP, in, 1, out, lo, hi, ints, "clamp");
+}
+static Status k_cast(const TensorView* in, int nin, const TensorView& out, const double*) {
+  KILN_REQUIRE(nin == 1, ST_ARG, "cast takes 1 input");
+  return run_map(in[0].dtype == out.dtype ? M_COPY : M_CAST, in, 1, out, 0, 0, false, "cast");
+}
+static Status k_copy(const TensorView* in, int nin, const TensorView& out, const double*) {
+  KILN_REQUIRE(nin == 1 && in[0].dtype == out.dtype, ST_DTYPE, "copy keeps the dtype");
+  return run_map(M_COPY, in, 1, out, 0, 0, false, "copy");
+}
+static Status k_where(const TensorView* in, int nin, const TensorView& out, const double*) {
+  KILN_REQUIRE(nin == 3 && in[0].dtype == DT_BOOL && in[1].dtype == out.dtype && in[2].dtype == out.dtype, ST_DTYPE,
+               "where takes (bool condition, a, b) with a and b of the output's dtype");
+  return run_map(M_WHERE, in, 3, out, 0, 0, false, "where");
+}
+static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias)");
+  const int act = static_cast<int>(at[0]);
+  KILN_REQUIRE(at[0] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", at[0]);
+  const TensorView& x = in[0];
+  KILN_REQUIRE(x.ndim >= 1 && in[1].numel() == x.shape[x.ndim - 1] && in[1].contiguous(), ST_SHAPE, "biasAct: bias must be [", x.ndim ? x.shape[x.ndim - 1] : 0, "]");
+  TensorView bias = x;  // the bias as a view of x's shape: stride 0 but along the last dim
+  bias.data = in[1].data;
+  bias.offset = in[1].offset;
+  bias.dtype = in[1].dtype;
+  for (int d = 0; d < x.ndim; ++d) bias.strides[d] = d == x.ndim - 1 ? 1 : 0;
+  const TensorView both[2] = {x, bias};
+  return run_map(act == 1 ? M_BIAS_RELU : act == 2 ? M_BIAS_GELU : M_BIAS, both, 2, out, 0, 0, false, "biasAct");
+}
+
+bool merge_views(const int64_t* shape, int ndim, const TensorView* const* views, int nviews, View* out) {
+  int n = 0;
+  int64_t sh[kMaxDims];
+  int64_t st[3][kMaxDims];
+  for (int d = 0; d < ndim; ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = n > 0;
+    for (int k = 0; k < nviews && merge; ++k) merge = st[k][n - 1] == views[k]->strides[d] * shape[d];
+    if (merge) {
+      sh[n - 1] *= shape[d];
+      for (int k = 0; k < nviews; ++k) st[k][n - 1] = views[k]->strides[d];
+    } else {
+      sh[n] = shape[d];
+      for (int k = 0; k < nviews; ++k) st[k][n] = views[k]->strides[d];
+      ++n;
+    }
+  }
+  if (n > kViewDims) return false;
+  for (int k = 0; k < nviews; ++k) {
+    out[k].offset = views[k]->offset;
+    out[k].ndim = n;
+    for (int d = 0; d < n; ++d) {
+      out[k].shape[d] = sh[d];
+      out[k].strides[d] = st[k][d];
+    }
+  }
+  return true;
+}
+
+void register_elementwise(KernelTable& t) {
+  t.fn[OP_FILL] = k_fill; t.fn[OP_ARANGE] = k_arange;
+  t.fn[OP_NEG] = k_neg; t.fn[OP_ABS] = k_abs; t.fn[OP_SIGN] = k_sign; t.fn[OP_RELU] = k_relu;
+  t.fn[OP_EXP] = k_exp; t.fn[OP_LOG] = k_log; t.fn[OP_SQRT] = k_sqrt; t.fn[OP_TANH] = k_tanh;
+  t.fn[OP_SIGMOID] = k_sigmoid; t.fn[OP_GELU] = k_gelu; t.fn[OP_CLAMP] = k_clamp; t.fn[OP_CAST] = k_cast;
+  t.fn[OP_ADD] = k_add; t.fn[OP_SUB] = k_sub; t.fn[OP_MUL] = k_mul; t.fn[OP_DIV] = k_div; t.fn[OP_POW] = k_pow;
+  t.fn[OP_MAXIMUM] = k_maximum; t.fn[OP_MINIMUM] = k_minimum;
+  t.fn[OP_EQ] = k_eq; t.fn[OP_NE] = k_ne; t.fn[OP_LT] = k_lt; t.fn[OP_LE] = k_le; t.fn[OP_GT] = k_gt; t.fn[OP_GE] = k_ge;
+  t.fn[OP_GELU_GRAD] = k_geluGrad; t.fn[OP_BIAS_ACT] = k_biasAct; t.fn[OP_WHERE] = k_where; t.fn[OP_COPY] = k_copy;
+}
+
+}  // namespace cuda
+}  // namespace kiln

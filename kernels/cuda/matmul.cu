@@ -1,0 +1,193 @@
+// Matmul family on CUDA: C[b] = A[b] B[b] over strided (transposed, broadcast-batch) operands, float32 or
+// bfloat16 inputs, float32 accumulation. Two kernels:
+// - tensor cores (sm_80+): WMMA m16n16k8 TF32 for float32, m16n16k16 BF16 for bfloat16; a 64x64 block of C per
+//   128 threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and
+//   any strides work;
+// - SIMT fallback (KILN_CUDA_GEMM=simt, or float32 where TF32's 10-bit mantissa is not wanted): 64x64 tiles,
+//   16x16 threads with 4x4 register tiles, like kernels/wgsl/matmul.wgsl.
+#include <mma.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common.cuh"
+
+namespace kiln {
+namespace cuda {
+
+struct MmArgs {
+  const void* a; const void* b; float* c;
+  int32_t dta, dtb;
+  int64_t M, N, K;
+  int64_t offA, rsA, csA, offB, rsB, csB;
+  View batch_a, batch_b;  // batch dims (shape + strides of each operand)
+  int32_t nbatch;
+};
+
+__device__ inline int64_t batch_offset(const View& v, int32_t nb, int64_t z) {
+  int64_t off = 0;
+  for (int d = nb - 1; d >= 0; --d) {
+    off += (z % v.shape[d]) * v.strides[d];
+    z /= v.shape[d];
+  }
+  return off;
+}
+
+__device__ inline float ld(const void* p, int32_t dt, int64_t i) {
+  return dt == DT_BFLOAT16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+
+__global__ void gemm_simt(MmArgs g) {
+  __shared__ float sa[16][64];
+  __shared__ float sb[16][64];
+  const int64_t z = blockIdx.z;
+  const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * 64, n0 = static_cast<int64_t>(blockIdx.x) * 64;
+  const int tx = threadIdx.x, ty = threadIdx.y, li = ty * 16 + tx;
+  float acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < g.K; k0 += 16) {
+    for (int r = 0; r < 4; ++r) {
+      const int e = li + r * 256, kk = e / 64, mn = e % 64;
+      const int64_t gk = k0 + kk;
+      sa[kk][mn] = (m0 + mn < g.M && gk < g.K) ? ld(g.a, g.dta, oa + (m0 + mn) * g.rsA + gk * g.csA) : 0.f;
+      sb[kk][mn] = (n0 + mn < g.N && gk < g.K) ? ld(g.b, g.dtb, ob + gk * g.rsB + (n0 + mn) * g.csB) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 16; ++kk) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) { av[i] = sa[kk][ty + i * 16]; bv[i] = sb[kk][tx + i * 16]; }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  float* c = g.c + z * g.M * g.N;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + i * 16;
+    if (m >= g.M) continue;
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + tx + j * 16;
+      if (n < g.N) c[m * g.N + n] = acc[i][j];
+    }
+  }
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+using namespace nvcuda;
+// Tensor-core GEMM: 4 warps per block, each owning a 32x32 piece of the block's 64x64 C tile (2x2 fragments).
+template <bool BF16>
+__global__ void gemm_wmma(MmArgs g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int KT = BF16 ? 16 : 8;  // k per fragment
+  using In = typename std::conditional<BF16, __nv_bfloat16, wmma::precision::tf32>::type;
+  using Elem = typename std::conditional<BF16, __nv_bfloat16, float>::type;
+  __shared__ Elem sa[64][KT + 8];  // row-major A tile [m][k] (+ padding against bank conflicts)
+  __shared__ Elem sb[KT][64 + 8];  // row-major B tile [k][n]
+  __shared__ float sc[4][32][32 + 4];
+  const int warp = threadIdx.x / 32;
+  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+  const int64_t z = blockIdx.z;
+  const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * 64, n0 = static_cast<int64_t>(blockIdx.x) * 64;
+  wmma::fragment<wmma::accumulator, 16, 16, KT, float> acc[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+  for (int64_t k0 = 0; k0 < g.K; k0 += KT) {
+    for (int e = threadIdx.x; e < 64 * KT; e += blockDim.x) {
+      const int m = e / KT, k = e % KT;
+      const int64_t gm = m0 + m, gk = k0 + k;
+      const float v = (gm < g.M && gk < g.K) ? ld(g.a, g.dta, oa + gm * g.rsA + gk * g.csA) : 0.f;
+      if constexpr (BF16) sa[m][k] = __float2bfloat16_rn(v); else sa[m][k] = wmma::__float_to_tf32(v);
+    }
+    for (int e = threadIdx.x; e < KT * 64; e += blockDim.x) {
+      const int k = e / 64, n = e % 64;
+      const int64_t gk = k0 + k, gn = n0 + n;
+      const float v = (gn < g.N && gk < g.K) ? ld(g.b, g.dtb, ob + gk * g.rsB + gn * g.csB) : 0.f;
+      if constexpr (BF16) sb[k][n] = __float2bfloat16_rn(v); else sb[k][n] = wmma::__float_to_tf32(v);
+    }
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, KT, In, wmma::row_major> fa[2];
+    wmma::fragment<wmma::matrix_b, 16, 16, KT, In, wmma::row_major> fb[2];
+    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &sa[wm + i * 16][0], KT + 8);
+    for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &sb[0][wn + j * 16], 64 + 8);
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    __syncthreads();
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) wmma::store_matrix_sync(&sc[warp][i * 16][j * 16], acc[i][j], 32 + 4, wmma::mem_row_major);
+  __syncwarp();
+  float* c = g.c + z * g.M * g.N;
+  for (int e = threadIdx.x % 32; e < 32 * 32; e += 32) {
+    const int64_t m = m0 + wm + e / 32, n = n0 + wn + e % 32;
+    if (m < g.M && n < g.N) c[m * g.N + n] = sc[warp][e / 32][e % 32];
+  }
+#endif
+}
+#endif
+
+/** Which kernel float32 products use: 'tf32' (tensor cores, the default) or 'simt' (full float32). */
+static bool use_tf32() {
+  static const bool tf32 = [] {
+    const char* e = std::getenv("KILN_CUDA_GEMM");
+    return !(e && std::strcmp(e, "simt") == 0);
+  }();
+  return tf32;
+}
+
+static Status matmul(const TensorView* in, int nin, const TensorView& out, const char* name, bool bf16) {
+  KILN_REQUIRE(nin == 2, ST_ARG, name, " takes 2 inputs");
+  const TensorView &a = in[0], &b = in[1];
+  const int nd = a.ndim;
+  KILN_REQUIRE(nd >= 2 && b.ndim == nd && out.ndim == nd, ST_SHAPE, name, ": operands must have the same rank >= 2");
+  const int32_t want = bf16 ? DT_BFLOAT16 : DT_FLOAT32;
+  KILN_REQUIRE(a.dtype == want && b.dtype == want && out.dtype == DT_FLOAT32, ST_DTYPE, name, ": takes ", kDTypeNames[want], " and writes float32");
+  const int64_t M = a.shape[nd - 2], K = a.shape[nd - 1], N = b.shape[nd - 1];
+  KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, name, ": ", shape_str(a), " x ", shape_str(b),
+               " does not give ", shape_str(out));
+  MmArgs g{a.data, b.data, out.ptr<float>(), a.dtype, b.dtype, M, N, K, a.offset, a.strides[nd - 2], a.strides[nd - 1], b.offset,
+           b.strides[nd - 2], b.strides[nd - 1], {}, {}, 0};
+  int64_t batch = 1;
+  const TensorView* views[2] = {&a, &b};
+  View merged[2];
+  for (int d = 0; d < nd - 2; ++d) {
+    KILN_REQUIRE(a.shape[d] == out.shape[d] && b.shape[d] == out.shape[d], ST_SHAPE, name, ": batch dims arrive broadcast");
+    batch *= out.shape[d];
+  }
+  if (batch * M * N == 0) return Status::ok();
+  KILN_REQUIRE(merge_views(out.shape, nd - 2, views, 2, merged), ST_SHAPE, name, ": more than ", kViewDims, " batch dims");
+  g.batch_a = merged[0];
+  g.batch_b = merged[1];
+  g.nbatch = merged[0].ndim;
+  KILN_REQUIRE(batch <= 65535, ST_SHAPE, name, ": ", batch, " batched products exceed the 65535-block grid");
+  const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), static_cast<unsigned>(batch));
+  KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, name, ": M = ", M, " is too large for one grid");
+  if (bf16) gemm_wmma<true><<<grid, 128, 0, stream()>>>(g);
+  else if (use_tf32()) gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+  else gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  return launched(name);
+}
+
+static Status k_matmul(const TensorView* in, int nin, const TensorView& out, const double*) { return matmul(in, nin, out, "matmul", false); }
+static Status k_matmul_bf16(const TensorView* in, int nin, const TensorView& out, const double*) { return matmul(in, nin, out, "matmulBf16", true); }
+
+/** C = A B^T for contiguous A [M, K] and a row-major weight W [N, K] already in device memory (quant.cu). */
+Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, int64_t K) {
+  MmArgs g{A, W, C, DT_FLOAT32, DT_FLOAT32, M, N, K, 0, K, 1, 0, 1, K, {}, {}, 0};
+  const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
+  if (use_tf32()) gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+  else gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  return launched("gemm");
+}
+
+void register_matmul(KernelTable& t) {
+  t.fn[OP_MATMUL] = k_matmul;
+  t.fn[OP_MATMUL_BF16] = k_matmul_bf16;
+}
+
+}  // namespace cuda
+}  // namespace kiln

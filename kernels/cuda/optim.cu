@@ -1,0 +1,73 @@
+// Optimizer family on CUDA: fused Adam/AMSGrad/AdamW and SGD (momentum, Nesterov) steps, one pass per parameter,
+// in place (the addon has checked the updated inputs are contiguous float32 and share no buffer).
+#include "common.cuh"
+
+namespace kiln {
+namespace cuda {
+
+struct AdamArgs { float* p; const float* g; float* m; float* v; float* vmax; int64_t n; float lr, b1, b2, eps, wd, bias1, bias2; bool decoupled; };
+
+__global__ void adam_kernel(AdamArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.n) return;
+  const float p = a.p[i];
+  const float g = a.g[i] + (a.decoupled ? 0.f : a.wd * p);
+  const float m = a.b1 * a.m[i] + (1.f - a.b1) * g;
+  const float v = a.b2 * a.v[i] + (1.f - a.b2) * g * g;
+  a.m[i] = m;
+  a.v[i] = v;
+  float vd = v;
+  if (a.vmax) { vd = fmaxf(a.vmax[i], v); a.vmax[i] = vd; }
+  const float shrink = a.decoupled ? 1.f - a.lr * a.wd : 1.f;
+  a.p[i] = p * shrink - (a.lr / a.bias1) * m / (sqrtf(vd) / sqrtf(a.bias2) + a.eps);
+}
+
+struct SgdArgs { float* p; const float* g; float* b; int64_t n; float lr, mom, damp, wd; bool nesterov, first; };
+
+__global__ void sgd_kernel(SgdArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.n) return;
+  const float p = a.p[i], g = a.g[i] + a.wd * p;
+  if (!a.b) { a.p[i] = p - a.lr * g; return; }
+  const float b = a.first ? g : a.mom * a.b[i] + (1.f - a.damp) * g;
+  a.b[i] = b;
+  a.p[i] = p - a.lr * (a.nesterov ? g + a.mom * b : b);
+}
+
+static Status same_params(const TensorView* in, int nin, const char* name) {
+  for (int k = 0; k < nin; ++k)
+    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[0]), ST_SHAPE, name, ": input ", k, " is ",
+                 shape_str(in[k]), " but the parameter is ", shape_str(in[0]), " (all contiguous float32)");
+  return Status::ok();
+}
+
+static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
+  if (Status s = same_params(in, nin, "adamStep"); !s.good()) return s;
+  KILN_REQUIRE(at[6] > 0 && at[6] <= 1 && at[7] > 0 && at[7] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[6], " and ", at[7]);
+  AdamArgs a{in[0].ptr<float>(), in[1].ptr<float>(), in[2].ptr<float>(), in[3].ptr<float>(), nin == 5 ? in[4].ptr<float>() : nullptr, in[0].numel(),
+             static_cast<float>(at[0]), static_cast<float>(at[1]), static_cast<float>(at[2]), static_cast<float>(at[3]), static_cast<float>(at[4]),
+             static_cast<float>(at[6]), static_cast<float>(at[7]), at[5] != 0};
+  if (a.n == 0) return Status::ok();
+  adam_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  return launched("adamStep");
+}
+
+static Status k_sgd(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
+  if (Status s = same_params(in, nin, "sgdStep"); !s.good()) return s;
+  KILN_REQUIRE(!(at[4] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+  SgdArgs a{in[0].ptr<float>(), in[1].ptr<float>(), nin == 3 ? in[2].ptr<float>() : nullptr, in[0].numel(), static_cast<float>(at[0]),
+            static_cast<float>(at[1]), static_cast<float>(at[2]), static_cast<float>(at[3]), at[4] != 0, at[5] != 0};
+  if (a.n == 0) return Status::ok();
+  sgd_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  return launched("sgdStep");
+}
+
+void register_optim(KernelTable& t) {
+  t.fn[OP_ADAM_STEP] = k_adam;
+  t.fn[OP_SGD_STEP] = k_sgd;
+}
+
+}  // namespace cuda
+}  // namespace kiln

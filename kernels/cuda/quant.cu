@@ -1,0 +1,155 @@
+// Quant family on CUDA. int8 linear: x rows are quantized to uint8 on the device (per row from the range, or
+// with the calibrated scale and zero point; round half to even), then each output is an exact int32 sum of
+// u8 x s8 products, four at a time with __dp4a, dequantized in float. int4 weight-only linear: the weight is
+// dequantized (nibble - 8) * scale into device scratch and multiplied with the tensor-core GEMM as x W^T.
+// Layouts: native/include/kiln/int4_layout.h.
+#include "common.cuh"
+#include "kiln/int4_layout.h"
+
+namespace kiln {
+namespace cuda {
+
+Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, int64_t K);
+
+__global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t* zero, int64_t M, int64_t K, int64_t Kp, float sx, int32_t zx, DeviceFlags* f) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= M) return;
+  const float* xr = x + i * K;
+  float mn = 0.f, mx = 0.f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = xr[k];
+    if (!isfinite(v)) report(f, 3, i * K + k, 0, 0);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  float s = sx;
+  int32_t z = zx;
+  if (sx == 0.f) {
+    const float range = mx - mn;
+    if (range == 0.f) { s = 1.f; z = 0; }
+    else {
+      s = range / 255.f;
+      z = static_cast<int32_t>(fminf(255.f, fmaxf(0.f, rintf(-mn / s))));
+    }
+  }
+  const float inv = 1.f / s;
+  for (int64_t k = 0; k < Kp; ++k) {
+    const float v = k < K ? rintf(xr[k] * inv) + static_cast<float>(z) : static_cast<float>(z);  // padding quantizes 0
+    q[i * Kp + k] = static_cast<uint8_t>(fminf(255.f, fmaxf(0.f, v)));
+  }
+  scale[i] = s;
+  zero[i] = z;
+}
+
+__global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const float* ws, const float* bias,
+                             float* y, int64_t M, int64_t N, int64_t K, int64_t Kp) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= M * N) return;
+  const int64_t i = t / N, j = t % N;
+  const uint8_t* qr = q + i * Kp;
+  const int8_t* wr = w + j * K;
+  int32_t acc = 0, wsum = 0, wsum4 = 0;
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    int32_t a, b;
+    memcpy(&a, qr + k, 4);
+    int8_t wb[4] = {wr[k], wr[k + 1], wr[k + 2], wr[k + 3]};
+    memcpy(&b, wb, 4);
+    // u8 x s8 through the signed dp4a: (q ^ 0x80) as int8 is q - 128, so q . w = dp4a(q - 128, w) + 128 wsum
+    acc = __dp4a(a ^ static_cast<int32_t>(0x80808080u), b, acc);
+    wsum4 += wb[0] + wb[1] + wb[2] + wb[3];
+  }
+  acc += 128 * wsum4;
+  wsum += wsum4;
+  for (; k < K; ++k) { acc += static_cast<int32_t>(qr[k]) * wr[k]; wsum += wr[k]; }
+  const int32_t a = acc - zero[i] * wsum;
+  y[t] = static_cast<float>(a) * (scale[i] * ws[j]) + (bias ? bias[j] : 0.f);
+}
+
+static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
+  const TensorView &x = in[0], &w = in[1], &ws = in[2];
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous() && w.dtype == DT_INT8 && w.ndim == 2 && w.contiguous(), ST_DTYPE,
+               "qlinearInt8 takes contiguous float32 x [M, K] and int8 wq [N, K]");
+  const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
+  KILN_REQUIRE(w.shape[1] == K && K <= 65536, ST_SHAPE, "qlinearInt8: x ", shape_str(x), " and wq ", shape_str(w), " must share K <= 65536");
+  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == N, ST_SHAPE, "qlinearInt8: wscale must be float32 [", N, "]");
+  const float* bias = nullptr;
+  if (nin == 4) {
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE, "qlinearInt8: bias must be float32 [", N, "]");
+    bias = in[3].ptr<float>();
+  }
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt8 writes float32 [", M, ", ", N, "]");
+  const double sx = at[0], zx = at[1];
+  KILN_REQUIRE(sx >= 0 && zx >= 0 && zx <= 255 && zx == static_cast<double>(static_cast<int>(zx)) && (sx == 0 || static_cast<float>(sx) > 0.f), ST_ARG,
+               "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ", sx, " and ", zx);
+  if (M * N == 0) return Status::ok();
+  const int64_t Kp = (K + 3) / 4 * 4;
+  const uint64_t bytes = static_cast<uint64_t>(M) * Kp + static_cast<uint64_t>(M) * 8;
+  void* work = nullptr;
+  if (Status s = scratch(bytes, &work); !s.good()) return s;
+  uint8_t* q = static_cast<uint8_t*>(work);
+  float* scale = reinterpret_cast<float*>(q + M * Kp);
+  int32_t* zero = reinterpret_cast<int32_t*>(scale + M);
+  quantize_rows<<<blocks_for(M), kThreads, 0, stream()>>>(x.ptr<float>(), q, scale, zero, M, K, Kp, static_cast<float>(sx), static_cast<int32_t>(zx), device_flags());
+  Status st = launched("qlinearInt8 (quantize)");
+  if (st.good()) {
+    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias, out.ptr<float>(), M, N, K, Kp);
+    st = launched("qlinearInt8");
+  }
+  release_scratch(work, bytes);
+  return st;
+}
+
+__global__ void dequant_int4(const uint8_t* w, const float* s, float* W, int64_t N, int64_t K, int64_t G, int64_t g) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= N * K) return;
+  const int64_t j = t / K, k = t % K;
+  const uint8_t b = w[j * (G * g / 2) + (k >> 1)];
+  const int q = ((k & 1) ? (b >> 4) : (b & 15)) - kInt4Offset;
+  W[t] = static_cast<float>(q) * s[j * G + k / g];
+}
+
+__global__ void add_bias(float* y, const float* b, int64_t M, int64_t N) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < M * N) y[t] += b[t % N];
+}
+
+static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
+  const double gd = at[0];
+  KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG, "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
+  const int64_t g = static_cast<int64_t>(gd);
+  const TensorView &x = in[0], &w = in[1], &s = in[2];
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE, "qlinearInt4: x must be contiguous float32 [M, K]");
+  const int64_t M = x.shape[0], K = x.shape[1], G = (K + g - 1) / g;
+  KILN_REQUIRE(w.dtype == DT_UINT8 && w.ndim == 2 && w.contiguous() && w.shape[1] == G * g / 2, ST_SHAPE, "qlinearInt4: packed must be uint8 [N, ", G * g / 2, "]");
+  const int64_t N = w.shape[0];
+  KILN_REQUIRE(s.dtype == DT_FLOAT32 && s.ndim == 2 && s.contiguous() && s.shape[0] == N && s.shape[1] == G, ST_SHAPE, "qlinearInt4: scales must be float32 [", N, ", ", G, "]");
+  KILN_REQUIRE(nin == 3 || (in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N), ST_SHAPE, "qlinearInt4: bias must be float32 [", N, "]");
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt4 writes float32 [", M, ", ", N, "]");
+  if (M * N == 0) return Status::ok();
+  void* wd = nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(N) * K * sizeof(float);
+  if (Status st = scratch(bytes > 0 ? bytes : 4, &wd); !st.good()) return st;
+  Status st = Status::ok();
+  if (N * K > 0) {
+    dequant_int4<<<blocks_for(N * K), kThreads, 0, stream()>>>(w.ptr<uint8_t>(), s.ptr<float>(), static_cast<float*>(wd), N, K, G, g);
+    st = launched("qlinearInt4 (dequantize)");
+  }
+  if (st.good()) st = gemm_abt(x.ptr<float>(), static_cast<float*>(wd), out.ptr<float>(), M, N, K);
+  if (st.good() && nin == 4) {
+    add_bias<<<blocks_for(M * N), kThreads, 0, stream()>>>(out.ptr<float>(), in[3].ptr<float>(), M, N);
+    st = launched("qlinearInt4 (bias)");
+  }
+  release_scratch(wd, bytes > 0 ? bytes : 4);
+  return st;
+}
+
+void register_quant(KernelTable& t) {
+  t.fn[OP_QLINEAR_INT8] = k_qlinear;
+  t.fn[OP_QLINEAR_INT4] = k_qlinear_int4;
+}
+
+}  // namespace cuda
+}  // namespace kiln

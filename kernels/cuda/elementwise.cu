@@ -88,8 +88,8 @@ __device__ inline uint8_t compare(int32_t op, T a, T b, bool unordered) {
 __global__ void map_kernel(MapArgs m) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t i = e; i < m.n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (m.op == M_FILL) {
-      if (is_int_dt(m.dto)) store_i(m.out, m.dto, i, static_cast<int32_t>(m.a)); else store_f(m.out, m.dto, i, static_cast<float>(m.a));
+    if (m.op == M_FILL) {  // the host passes integer fills already saturated to int32 (as_int)
+      if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(m.a)); else store_f(m.out, m.dto, i, static_cast<float>(m.a));
       continue;
     }
     if (m.op == M_ARANGE) {
@@ -173,7 +173,13 @@ BINARY(maximum, M_MAXIMUM, true) BINARY(minimum, M_MINIMUM, true) BINARY(eq, M_E
 BINARY(lt, M_LT, true) BINARY(le, M_LE, true) BINARY(gt, M_GT, true) BINARY(ge, M_GE, true) BINARY(geluGrad, M_GELU_GRAD, false)
 
 static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
-  return run_map(M_FILL, nullptr, 0, out, at[0], 0, false, "fill");
+  const double v = at[0];
+  if (out.dtype == DT_INT32 || out.dtype == DT_INT8 || out.dtype == DT_UINT8) {
+    // truncate toward zero and saturate (NaN -> 0) like src/tensor/dtype.ts, before any cast can overflow
+    const double t = v != v ? 0.0 : (v <= -2147483648.0 ? -2147483648.0 : (v >= 2147483647.0 ? 2147483647.0 : std::trunc(v)));
+    return run_map(M_FILL, nullptr, 0, out, t, 0, true, "fill");
+  }
+  return run_map(M_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round, bool is v != 0 (NaN -> true)
 }
 static Status k_arange(const TensorView*, int, const TensorView& out, const double* at) {
   const bool ints = out.dtype == DT_INT32 && at[0] == static_cast<double>(static_cast<int64_t>(at[0])) && at[1] == static_cast<double>(static_cast<int64_t>(at[1]));

@@ -85,9 +85,10 @@ __global__ void gemm_wmma(MmArgs g) {
   constexpr int KT = BF16 ? 16 : 8;  // k per fragment
   using In = typename std::conditional<BF16, __nv_bfloat16, wmma::precision::tf32>::type;
   using Elem = typename std::conditional<BF16, __nv_bfloat16, float>::type;
-  __shared__ Elem sa[64][KT + 8];  // row-major A tile [m][k] (+ padding against bank conflicts)
-  __shared__ Elem sb[KT][64 + 8];  // row-major B tile [k][n]
-  __shared__ float sc[4][32][32 + 4];
+  // WMMA loads and stores need 256-bit aligned pointers: every fragment offset below is a multiple of 32 bytes
+  __shared__ __align__(32) Elem sa[64][KT + 8];  // row-major A tile [m][k] (+ padding against bank conflicts)
+  __shared__ __align__(32) Elem sb[KT][64 + 8];  // row-major B tile [k][n]
+  __shared__ __align__(32) float sc[4][32][32 + 4];
   const int warp = threadIdx.x / 32;
   const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
   const int64_t z = blockIdx.z;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kiln/cpu_common.h"
+#include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"
 
@@ -125,12 +126,6 @@ __device__ inline void copy_elem(const void* a, int64_t ia, void* b, int64_t ib,
 
 // error flags for data-dependent checks done on the device (an index out of range): kind k's word is set and
 // the first bad (position, value) recorded; the runtime reads them at the next sync or read
-struct DeviceFlags {
-  unsigned set[4];
-  unsigned pos[4];
-  int value[4];
-  unsigned bound[4];
-};
 DeviceFlags* device_flags();
 __device__ inline void report(DeviceFlags* f, int kind, int64_t pos, int value, int64_t bound) {
   if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {
@@ -139,10 +134,6 @@ __device__ inline void report(DeviceFlags* f, int kind, int64_t pos, int value, 
     f->bound[kind] = static_cast<unsigned>(bound);
   }
 }
-
-#define KILN_CUDA_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
-#define KILN_CUDA_DECLARE(family) void register_##family(KernelTable& t);
-KILN_CUDA_FAMILIES(KILN_CUDA_DECLARE)
 
 }  // namespace cuda
 }  // namespace kiln

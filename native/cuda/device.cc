@@ -17,18 +17,7 @@
 
 namespace kiln {
 namespace cuda {
-// declared in kernels/cuda/common.cuh (which needs nvcc), repeated here for the host compiler
-#define KILN_CUDA_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
-#define KILN_CUDA_DECLARE(family) void register_##family(KernelTable& t);
-KILN_CUDA_FAMILIES(KILN_CUDA_DECLARE)
 #define KILN_CUDA_REGISTER_CALL(family) register_##family(*x);
-void empty_cache();
-struct DeviceFlags {
-  unsigned set[4];
-  unsigned pos[4];
-  int value[4];
-  unsigned bound[4];
-};
 
 namespace {
 Status status(cudaError_t e, const char* what) {

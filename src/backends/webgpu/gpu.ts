@@ -2,6 +2,7 @@
 // block, dispatch, scratch buffers, and the view helpers they share.
 import { BackendError } from '../../errors.js';
 import { DTYPE_CODES, type DType } from '../../tensor/dtype.js';
+import { contiguousStrides, isContiguous } from '../../tensor/shape.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { PARAMS_WORDS } from './protocol.js';
 
@@ -52,15 +53,6 @@ export function numelOf(shape: readonly number[]): number {
   return n;
 }
 
-export function isContiguous(v: KernelView): boolean {
-  let s = 1;
-  for (let d = v.shape.length - 1; d >= 0; d--) {
-    if (v.shape[d] !== 1 && v.strides[d] !== s) return false;
-    s *= v.shape[d]!;
-  }
-  return true;
-}
-
 /** Workgroup grid for `groups` workgroups: one row up to the per-dimension limit, more rows after. */
 export function grid(groups: number, maxPerDim: number): [number, number, number] {
   if (groups <= maxPerDim) return [Math.max(1, groups), 1, 1];
@@ -99,14 +91,11 @@ export function denseInputs(k: GpuKernel, copy: (g: Gpu, v: KernelView, dst: num
     const temps: number[] = [];
     try {
       const dense = ins.map((v) => {
-        if (v.offset === 0 && isContiguous(v)) return v;
+        if (v.offset === 0 && isContiguous(v.shape, v.strides)) return v;
         const h = g.scratch(v.dtype, numelOf(v.shape));
         temps.push(h);
         copy(g, v, h);
-        let s = 1;
-        const strides = v.shape.map(() => 0);
-        for (let d = v.shape.length - 1; d >= 0; d--) { strides[d] = s; s *= v.shape[d]!; }
-        return { handle: h, dtype: v.dtype, shape: v.shape, strides, offset: 0 };
+        return { handle: h, dtype: v.dtype, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
       });
       k(g, dense, out, attrs);
     } finally {

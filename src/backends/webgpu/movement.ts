@@ -3,19 +3,10 @@
 // narrowed back, bit for bit).
 import { BackendError } from '../../errors.js';
 import { DTYPE_SIZE, type DType } from '../../tensor/dtype.js';
+import { contiguousStrides } from '../../tensor/shape.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { map } from './elementwise.js';
 import { MAX_DIMS, Params, denseInputs, id, mergeDims, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
-
-const contiguousStrides = (shape: readonly number[]): number[] => {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d]!;
-  }
-  return st;
-};
 
 /** A view with one element per 32-bit word: the view itself, or a widened contiguous copy (caller releases). */
 function words(g: Gpu, v: KernelView, temps: number[]): KernelView {

@@ -4,7 +4,7 @@
 // uniform block in one ring buffer written just before submit) and reads (copied to a staging buffer, mapped,
 // and handed back through a SharedArrayBuffer the main thread waits on). Errors that the GPU finds later (an
 // uncaptured validation or out-of-memory error, or a kernel's error flag) are reported with the next read/sync.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
@@ -266,13 +266,8 @@ async function start(): Promise<AdapterSummary> {
   const g = globals as Record<string, { [k: string]: number }>;
   usage = g.GPUBufferUsage as typeof usage;
   mapRead = g.GPUMapMode!.READ!;
-  const hasVulkan = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((d) => {
-    try {
-      return readFileSync(join(d, '.'), 'utf8') !== undefined;
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code === 'EISDIR';
-    }
-  }) || !!process.env.VK_ICD_FILENAMES || !!process.env.VK_DRIVER_FILES;
+  const hasVulkan = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((d) => existsSync(d)) ||
+    !!process.env.VK_ICD_FILENAMES || !!process.env.VK_DRIVER_FILES;
   const order = init.backend === 'auto' ? (hasVulkan ? ['vulkan', 'opengles'] : ['opengles']) : [init.backend];
   let adapter: GPUAdapter | null = null;
   let chosen = '';

@@ -127,11 +127,12 @@ __device__ inline void copy_elem(const void* a, int64_t ia, void* b, int64_t ib,
 // error flags for data-dependent checks done on the device (an index out of range): kind k's word is set and
 // the first bad (position, value) recorded; the runtime reads them at the next sync or read
 DeviceFlags* device_flags();
-__device__ inline void report(DeviceFlags* f, int kind, int64_t pos, int value, int64_t bound) {
+__device__ inline void report(DeviceFlags* f, FlagKind kind, int64_t pos, int value, int64_t bound, int64_t extra = 0) {
   if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {
     f->pos[kind] = static_cast<unsigned>(pos);
     f->value[kind] = value;
     f->bound[kind] = static_cast<unsigned>(bound);
+    f->extra[kind] = static_cast<unsigned>(extra);
   }
 }
 

@@ -151,8 +151,8 @@ static bool f32c(const TensorView& v, int nd) { return v.dtype == DT_FLOAT32 && 
 static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorView& y4, const double* a, Geo& q, const char* name) {
   KILN_REQUIRE(f32c(x4, 4) && f32c(w4, 4) && f32c(y4, 4), ST_SHAPE, name, " takes contiguous float32 NCHW tensors");
   q = Geo{x4.shape[0], x4.shape[1], x4.shape[2], x4.shape[3], w4.shape[0], w4.shape[2], w4.shape[3], y4.shape[2], y4.shape[3],
-          static_cast<int64_t>(a[0]), static_cast<int64_t>(a[1]), static_cast<int64_t>(a[2]), static_cast<int64_t>(a[3]),
-          static_cast<int64_t>(a[4]), static_cast<int64_t>(a[5]), static_cast<int64_t>(a[6]), false};
+          static_cast<int64_t>(a[ATTR_CONV_STRIDE_H]), static_cast<int64_t>(a[ATTR_CONV_STRIDE_W]), static_cast<int64_t>(a[ATTR_CONV_PAD_H]), static_cast<int64_t>(a[ATTR_CONV_PAD_W]),
+          static_cast<int64_t>(a[ATTR_CONV_DILATION_H]), static_cast<int64_t>(a[ATTR_CONV_DILATION_W]), static_cast<int64_t>(a[ATTR_CONV_GROUPS]), false};
   KILN_REQUIRE(q.sh > 0 && q.sw > 0 && q.dh > 0 && q.dw > 0 && q.ph >= 0 && q.pw >= 0 && q.g > 0 && q.C % q.g == 0 && q.O % q.g == 0 &&
                w4.shape[1] == q.C / q.g && y4.shape[0] == q.N && y4.shape[1] == q.O, ST_SHAPE, name, ": inconsistent geometry x ",
                shape_str(x4), " w ", shape_str(w4), " y ", shape_str(y4));
@@ -193,8 +193,8 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
 static Status pool_geo(const TensorView& x, const TensorView& y, const double* a, bool include_pad, Geo& q, const char* name) {
   KILN_REQUIRE(f32c(x, 4) && f32c(y, 4) && x.shape[0] == y.shape[0] && x.shape[1] == y.shape[1], ST_SHAPE, name,
                " takes contiguous float32 NCHW tensors");
-  q = Geo{x.shape[0] * x.shape[1], 1, x.shape[2], x.shape[3], 1, static_cast<int64_t>(a[0]), static_cast<int64_t>(a[1]), y.shape[2], y.shape[3],
-          static_cast<int64_t>(a[2]), static_cast<int64_t>(a[3]), static_cast<int64_t>(a[4]), static_cast<int64_t>(a[5]), 1, 1, 1, include_pad};
+  q = Geo{x.shape[0] * x.shape[1], 1, x.shape[2], x.shape[3], 1, static_cast<int64_t>(a[ATTR_POOL_KERNEL_H]), static_cast<int64_t>(a[ATTR_POOL_KERNEL_W]), y.shape[2], y.shape[3],
+          static_cast<int64_t>(a[ATTR_POOL_STRIDE_H]), static_cast<int64_t>(a[ATTR_POOL_STRIDE_W]), static_cast<int64_t>(a[ATTR_POOL_PAD_H]), static_cast<int64_t>(a[ATTR_POOL_PAD_W]), 1, 1, 1, include_pad};
   KILN_REQUIRE(q.kh > 0 && q.kw > 0 && q.sh > 0 && q.sw > 0 && q.ph >= 0 && q.pw >= 0 && q.OH == (q.H + 2 * q.ph - q.kh) / q.sh + 1 &&
                q.OW == (q.W + 2 * q.pw - q.kw) / q.sw + 1, ST_SHAPE, name, ": output ", shape_str(y), " does not match the geometry");
   return Status::ok();
@@ -219,15 +219,15 @@ static Status k_max_pool_bwd(const TensorView* in, int nin, const TensorView& ou
 static Status k_avg_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1, ST_ARG, "avgPool2d takes x");
   Geo q;
-  if (Status s = pool_geo(in[0], out, a, a[6] != 0, q, "avgPool2d"); !s.good()) return s;
+  if (Status s = pool_geo(in[0], out, a, a[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0, q, "avgPool2d"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
   pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, false);
   return launched("avgPool2d");
 }
 static Status k_avg_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
-  KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[7] == out.shape[2] && a[8] == out.shape[3], ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
+  KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[ATTR_AVG_POOL2D_BACKWARD_IN_H] == out.shape[2] && a[ATTR_AVG_POOL2D_BACKWARD_IN_W] == out.shape[3], ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
   Geo q;
-  if (Status s = pool_geo(out, in[0], a, a[6] != 0, q, "avgPool2dBackward"); !s.good()) return s;
+  if (Status s = pool_geo(out, in[0], a, a[ATTR_AVG_POOL2D_BACKWARD_COUNT_INCLUDE_PAD] != 0, q, "avgPool2dBackward"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
   pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(nullptr, in[0].ptr<float>(), out.ptr<float>(), q, false);
   return launched("avgPool2dBackward");

@@ -1,16 +1,10 @@
 // Elementwise family on CUDA: one strided `map` kernel for fill, arange, unary and binary maths, comparisons,
-// clamp, cast, copy, where, biasAct and geluGrad (the op is a kernel argument; the same table of op codes as
-// kernels/wgsl/elementwise.wgsl). Inputs are strided views over the output's shape (broadcast = stride 0).
+// clamp, cast, copy, where, biasAct and geluGrad (the op is a kernel argument; MAP_* codes, generated into
+// kiln/tables.h from MAP_OPS in src/ops/table.ts and shared with kernels/wgsl/elementwise.wgsl). Inputs are strided views over the output's shape (broadcast = stride 0).
 #include "common.cuh"
 
 namespace kiln {
 namespace cuda {
-
-enum MapOp : int32_t {
-  M_FILL, M_ARANGE, M_NEG, M_ABS, M_SIGN, M_RELU, M_EXP, M_LOG, M_SQRT, M_TANH, M_SIGMOID, M_GELU, M_CLAMP, M_CAST,
-  M_COPY, M_ADD, M_SUB, M_MUL, M_DIV, M_POW, M_MAXIMUM, M_MINIMUM, M_EQ, M_NE, M_LT, M_LE, M_GT, M_GE, M_GELU_GRAD,
-  M_BIAS, M_BIAS_RELU, M_BIAS_GELU, M_WHERE
-};
 
 struct MapArgs {
   int32_t op, nin, dt[3], dto, as_int;
@@ -28,28 +22,28 @@ __device__ inline float gelu_grad(float x) {
 
 __device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m) {
   switch (op) {
-    case M_NEG: return -a;
-    case M_ABS: return fabsf(a);
-    case M_SIGN: return isnan(a) ? a : (a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f));
-    case M_RELU: return a < 0.f ? 0.f : a;
-    case M_EXP: return expf(a);
-    case M_LOG: return logf(a);
-    case M_SQRT: return sqrtf(a);
-    case M_TANH: return tanhf(a);
-    case M_SIGMOID: return 1.f / (1.f + expf(-a));
-    case M_GELU: return gelu(a);
-    case M_CLAMP: return isnan(a) ? a : (a < static_cast<float>(m.a) ? static_cast<float>(m.a) : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
-    case M_ADD: return a + b;
-    case M_SUB: return a - b;
-    case M_MUL: return a * b;
-    case M_DIV: return a / b;
-    case M_POW: return powf(a, b);
-    case M_MAXIMUM: return (isnan(a) || a > b) ? a : b;
-    case M_MINIMUM: return (isnan(a) || a < b) ? a : b;
-    case M_GELU_GRAD: return gelu_grad(a) * b;
-    case M_BIAS: return a + b;
-    case M_BIAS_RELU: { const float v = a + b; return v < 0.f ? 0.f : v; }
-    case M_BIAS_GELU: return gelu(a + b);
+    case MAP_NEG: return -a;
+    case MAP_ABS: return fabsf(a);
+    case MAP_SIGN: return isnan(a) ? a : (a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f));
+    case MAP_RELU: return a < 0.f ? 0.f : a;
+    case MAP_EXP: return expf(a);
+    case MAP_LOG: return logf(a);
+    case MAP_SQRT: return sqrtf(a);
+    case MAP_TANH: return tanhf(a);
+    case MAP_SIGMOID: return 1.f / (1.f + expf(-a));
+    case MAP_GELU: return gelu(a);
+    case MAP_CLAMP: return isnan(a) ? a : (a < static_cast<float>(m.a) ? static_cast<float>(m.a) : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
+    case MAP_ADD: return a + b;
+    case MAP_SUB: return a - b;
+    case MAP_MUL: return a * b;
+    case MAP_DIV: return a / b;
+    case MAP_POW: return powf(a, b);
+    case MAP_MAXIMUM: return (isnan(a) || a > b) ? a : b;
+    case MAP_MINIMUM: return (isnan(a) || a < b) ? a : b;
+    case MAP_GELU_GRAD: return gelu_grad(a) * b;
+    case MAP_BIAS: return a + b;
+    case MAP_BIAS_RELU: { const float v = a + b; return v < 0.f ? 0.f : v; }
+    case MAP_BIAS_GELU: return gelu(a + b);
     default: return a;
   }
 }
@@ -58,29 +52,29 @@ __device__ inline int32_t int_op(int32_t op, int32_t a, int32_t b, const MapArgs
   // wrapping int32 arithmetic, through uint32 (signed overflow is undefined in C++)
   const uint32_t ua = static_cast<uint32_t>(a), ub = static_cast<uint32_t>(b);
   switch (op) {
-    case M_NEG: return static_cast<int32_t>(0u - ua);
-    case M_ABS: return a < 0 ? static_cast<int32_t>(0u - ua) : a;
-    case M_SIGN: return a > 0 ? 1 : (a < 0 ? -1 : 0);
-    case M_RELU: return a < 0 ? 0 : a;
-    case M_CLAMP: { const int32_t lo = static_cast<int32_t>(m.a), hi = static_cast<int32_t>(m.b); return a < lo ? lo : (a > hi ? hi : a); }
-    case M_ADD: return static_cast<int32_t>(ua + ub);
-    case M_SUB: return static_cast<int32_t>(ua - ub);
-    case M_MUL: return static_cast<int32_t>(ua * ub);
-    case M_MAXIMUM: return a > b ? a : b;
-    case M_MINIMUM: return a < b ? a : b;
+    case MAP_NEG: return static_cast<int32_t>(0u - ua);
+    case MAP_ABS: return a < 0 ? static_cast<int32_t>(0u - ua) : a;
+    case MAP_SIGN: return a > 0 ? 1 : (a < 0 ? -1 : 0);
+    case MAP_RELU: return a < 0 ? 0 : a;
+    case MAP_CLAMP: { const int32_t lo = static_cast<int32_t>(m.a), hi = static_cast<int32_t>(m.b); return a < lo ? lo : (a > hi ? hi : a); }
+    case MAP_ADD: return static_cast<int32_t>(ua + ub);
+    case MAP_SUB: return static_cast<int32_t>(ua - ub);
+    case MAP_MUL: return static_cast<int32_t>(ua * ub);
+    case MAP_MAXIMUM: return a > b ? a : b;
+    case MAP_MINIMUM: return a < b ? a : b;
     default: return a;
   }
 }
 
 template <class T>
 __device__ inline uint8_t compare(int32_t op, T a, T b, bool unordered) {
-  if (unordered) return op == M_NE ? 1 : 0;
+  if (unordered) return op == MAP_NE ? 1 : 0;
   switch (op) {
-    case M_EQ: return a == b;
-    case M_NE: return a != b;
-    case M_LT: return a < b;
-    case M_LE: return a <= b;
-    case M_GT: return a > b;
+    case MAP_EQ: return a == b;
+    case MAP_NE: return a != b;
+    case MAP_LT: return a < b;
+    case MAP_LE: return a <= b;
+    case MAP_GT: return a > b;
     default: return a >= b;
   }
 }
@@ -88,29 +82,29 @@ __device__ inline uint8_t compare(int32_t op, T a, T b, bool unordered) {
 __global__ void map_kernel(MapArgs m) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t i = e; i < m.n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (m.op == M_FILL) {  // the host passes integer fills already saturated to int32 (as_int)
+    if (m.op == MAP_FILL) {  // the host passes integer fills already saturated to int32 (as_int)
       if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(m.a)); else store_f(m.out, m.dto, i, static_cast<float>(m.a));
       continue;
     }
-    if (m.op == M_ARANGE) {
+    if (m.op == MAP_ARANGE) {
       if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(static_cast<int64_t>(m.a) + i * static_cast<int64_t>(m.b)));
       else store_f(m.out, m.dto, i, static_cast<float>(m.a + static_cast<double>(i) * m.b));
       continue;
     }
     int64_t idx[3] = {0, 0, 0};
     for (int k = 0; k < m.nin; ++k) idx[k] = view_index(m.v[k], i);
-    if (m.op == M_COPY) { copy_elem(m.in[0], idx[0], m.out, i, dt_size(m.dto)); continue; }
-    if (m.op == M_WHERE) {
+    if (m.op == MAP_COPY) { copy_elem(m.in[0], idx[0], m.out, i, dt_size(m.dto)); continue; }
+    if (m.op == MAP_WHERE) {
       const bool c = static_cast<const uint8_t*>(m.in[0])[idx[0]] != 0;
       copy_elem(c ? m.in[1] : m.in[2], c ? idx[1] : idx[2], m.out, i, dt_size(m.dto));
       continue;
     }
-    if (m.op == M_CAST) {
+    if (m.op == MAP_CAST) {
       if (is_int_dt(m.dt[0]) && is_int_dt(m.dto)) store_i(m.out, m.dto, i, load_i(m.in[0], m.dt[0], idx[0]));
       else store_f(m.out, m.dto, i, load_f(m.in[0], m.dt[0], idx[0]));
       continue;
     }
-    const bool cmp = m.op >= M_EQ && m.op <= M_GE;
+    const bool cmp = m.op >= MAP_EQ && m.op <= MAP_GE;
     if (m.as_int) {
       const int32_t a = load_i(m.in[0], m.dt[0], idx[0]);
       const int32_t b = m.nin > 1 ? load_i(m.in[1], m.dt[1], idx[1]) : 0;
@@ -165,54 +159,54 @@ static Status run_map(int32_t op, const TensorView* in, int nin, const TensorVie
     KILN_REQUIRE(in[0].dtype == in[1].dtype, ST_DTYPE, #NAME ": inputs must share a dtype");            \
     return run_map(OP, in, 2, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);                     \
   }
-UNARY(neg, M_NEG, true) UNARY(abs, M_ABS, true) UNARY(sign, M_SIGN, true) UNARY(relu, M_RELU, true)
-UNARY(exp, M_EXP, false) UNARY(log, M_LOG, false) UNARY(sqrt, M_SQRT, false) UNARY(tanh, M_TANH, false)
-UNARY(sigmoid, M_SIGMOID, false) UNARY(gelu, M_GELU, false)
-BINARY(add, M_ADD, true) BINARY(sub, M_SUB, true) BINARY(mul, M_MUL, true) BINARY(div, M_DIV, false) BINARY(pow, M_POW, false)
-BINARY(maximum, M_MAXIMUM, true) BINARY(minimum, M_MINIMUM, true) BINARY(eq, M_EQ, true) BINARY(ne, M_NE, true)
-BINARY(lt, M_LT, true) BINARY(le, M_LE, true) BINARY(gt, M_GT, true) BINARY(ge, M_GE, true) BINARY(geluGrad, M_GELU_GRAD, false)
+UNARY(neg, MAP_NEG, true) UNARY(abs, MAP_ABS, true) UNARY(sign, MAP_SIGN, true) UNARY(relu, MAP_RELU, true)
+UNARY(exp, MAP_EXP, false) UNARY(log, MAP_LOG, false) UNARY(sqrt, MAP_SQRT, false) UNARY(tanh, MAP_TANH, false)
+UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false)
+BINARY(add, MAP_ADD, true) BINARY(sub, MAP_SUB, true) BINARY(mul, MAP_MUL, true) BINARY(div, MAP_DIV, false) BINARY(pow, MAP_POW, false)
+BINARY(maximum, MAP_MAXIMUM, true) BINARY(minimum, MAP_MINIMUM, true) BINARY(eq, MAP_EQ, true) BINARY(ne, MAP_NE, true)
+BINARY(lt, MAP_LT, true) BINARY(le, MAP_LE, true) BINARY(gt, MAP_GT, true) BINARY(ge, MAP_GE, true) BINARY(geluGrad, MAP_GELU_GRAD, false)
 
 static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
-  const double v = at[0];
+  const double v = at[ATTR_FILL_VALUE];
   if (out.dtype == DT_INT32 || out.dtype == DT_INT8 || out.dtype == DT_UINT8) {
     // truncate toward zero and saturate (NaN -> 0) like src/tensor/dtype.ts, before any cast can overflow
     const double t = v != v ? 0.0 : (v <= -2147483648.0 ? -2147483648.0 : (v >= 2147483647.0 ? 2147483647.0 : std::trunc(v)));
-    return run_map(M_FILL, nullptr, 0, out, t, 0, true, "fill");
+    return run_map(MAP_FILL, nullptr, 0, out, t, 0, true, "fill");
   }
-  return run_map(M_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round, bool is v != 0 (NaN -> true)
+  return run_map(MAP_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round, bool is v != 0 (NaN -> true)
 }
 static Status k_arange(const TensorView*, int, const TensorView& out, const double* at) {
-  const bool ints = out.dtype == DT_INT32 && at[0] == static_cast<double>(static_cast<int64_t>(at[0])) && at[1] == static_cast<double>(static_cast<int64_t>(at[1]));
-  return run_map(M_ARANGE, nullptr, 0, out, at[0], at[1], ints, "arange");
+  const bool ints = out.dtype == DT_INT32 && at[ATTR_ARANGE_START] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_START])) && at[ATTR_ARANGE_STEP] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_STEP]));
+  return run_map(MAP_ARANGE, nullptr, 0, out, at[ATTR_ARANGE_START], at[ATTR_ARANGE_STEP], ints, "arange");
 }
 static Status k_clamp(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 1, ST_ARG, "clamp takes 1 input");
-  double lo = at[0], hi = at[1];
+  double lo = at[ATTR_CLAMP_MIN], hi = at[ATTR_CLAMP_MAX];
   KILN_REQUIRE(lo <= hi, ST_ARG, "clamp needs min <= max, got min=", lo, " max=", hi);
   const bool ints = in[0].dtype == DT_INT32;
   if (ints) {
     lo = lo < -2147483648.0 ? -2147483648.0 : std::ceil(lo);
     hi = hi > 2147483647.0 ? 2147483647.0 : std::floor(hi);
   }
-  return run_map(M_CLAMP, in, 1, out, lo, hi, ints, "clamp");
+  return run_map(MAP_CLAMP, in, 1, out, lo, hi, ints, "clamp");
 }
 static Status k_cast(const TensorView* in, int nin, const TensorView& out, const double*) {
   KILN_REQUIRE(nin == 1, ST_ARG, "cast takes 1 input");
-  return run_map(in[0].dtype == out.dtype ? M_COPY : M_CAST, in, 1, out, 0, 0, false, "cast");
+  return run_map(in[0].dtype == out.dtype ? MAP_COPY : MAP_CAST, in, 1, out, 0, 0, false, "cast");
 }
 static Status k_copy(const TensorView* in, int nin, const TensorView& out, const double*) {
   KILN_REQUIRE(nin == 1 && in[0].dtype == out.dtype, ST_DTYPE, "copy keeps the dtype");
-  return run_map(M_COPY, in, 1, out, 0, 0, false, "copy");
+  return run_map(MAP_COPY, in, 1, out, 0, 0, false, "copy");
 }
 static Status k_where(const TensorView* in, int nin, const TensorView& out, const double*) {
   KILN_REQUIRE(nin == 3 && in[0].dtype == DT_BOOL && in[1].dtype == out.dtype && in[2].dtype == out.dtype, ST_DTYPE,
                "where takes (bool condition, a, b) with a and b of the output's dtype");
-  return run_map(M_WHERE, in, 3, out, 0, 0, false, "where");
+  return run_map(MAP_WHERE, in, 3, out, 0, 0, false, "where");
 }
 static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias)");
-  const int act = static_cast<int>(at[0]);
-  KILN_REQUIRE(at[0] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", at[0]);
+  const int act = static_cast<int>(at[ATTR_BIAS_ACT_ACT]);
+  KILN_REQUIRE(at[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", at[ATTR_BIAS_ACT_ACT]);
   const TensorView& x = in[0];
   KILN_REQUIRE(x.ndim >= 1 && in[1].numel() == x.shape[x.ndim - 1] && in[1].contiguous(), ST_SHAPE, "biasAct: bias must be [", x.ndim ? x.shape[x.ndim - 1] : 0, "]");
   TensorView bias = x;  // the bias as a view of x's shape: stride 0 but along the last dim
@@ -221,7 +215,7 @@ static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, co
   bias.dtype = in[1].dtype;
   for (int d = 0; d < x.ndim; ++d) bias.strides[d] = d == x.ndim - 1 ? 1 : 0;
   const TensorView both[2] = {x, bias};
-  return run_map(act == 1 ? M_BIAS_RELU : act == 2 ? M_BIAS_GELU : M_BIAS, both, 2, out, 0, 0, false, "biasAct");
+  return run_map(act == 1 ? MAP_BIAS_RELU : act == 2 ? MAP_BIAS_GELU : MAP_BIAS, both, 2, out, 0, 0, false, "biasAct");
 }
 
 bool merge_views(const int64_t* shape, int ndim, const TensorView* const* views, int nviews, View* out) {

@@ -13,7 +13,7 @@ __global__ void place_kernel(const void* src, View v, void* dst, int64_t n, int6
 }
 
 static Status k_concat(const TensorView* in, int nin, const TensorView& out, const double* at) {
-  const int axis = static_cast<int>(at[0]);
+  const int axis = static_cast<int>(at[ATTR_CONCAT_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < out.ndim, ST_ARG, "concat: axis ", axis, " out of range");
   int64_t inner = 1;
   for (int d = axis + 1; d < out.ndim; ++d) inner *= out.shape[d];
@@ -44,13 +44,13 @@ static Status k_concat(const TensorView* in, int nin, const TensorView& out, con
   return Status::ok();
 }
 
-__global__ void gather_kernel(const char* x, const int32_t* idx, char* y, int64_t pre, int64_t D, int64_t post, int64_t k, int size, DeviceFlags* f) {
+__global__ void gather_kernel(const char* x, const int32_t* idx, char* y, int64_t pre, int64_t D, int64_t post, int64_t k, int size, int axis, DeviceFlags* f) {
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= pre * k * post) return;
   const int64_t q = o % post, j = (o / post) % k, p = o / (post * k);
   const int32_t i = idx[j];
   if (i < 0 || i >= D) {
-    report(f, 0, j, i, D);
+    report(f, FLAG_GATHER_INDEX, j, i, D, axis);
     for (int b = 0; b < size; ++b) y[o * size + b] = 0;
     return;
   }
@@ -60,7 +60,7 @@ __global__ void gather_kernel(const char* x, const int32_t* idx, char* y, int64_
 static Status k_gather(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 2 && in[0].contiguous() && in[1].contiguous() && in[1].dtype == DT_INT32, ST_ARG, "gather takes contiguous (x, int32 indices)");
   const TensorView &x = in[0], &idx = in[1];
-  const int axis = static_cast<int>(at[0]);
+  const int axis = static_cast<int>(at[ATTR_GATHER_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < x.ndim && out.dtype == x.dtype, ST_ARG, "gather: axis ", axis, " out of range");
   int64_t pre = 1, post = 1;
   for (int d = 0; d < axis; ++d) pre *= x.shape[d];
@@ -70,7 +70,7 @@ static Status k_gather(const TensorView* in, int nin, const TensorView& out, con
   if (out.numel() == 0) return Status::ok();
   const int size = dt_size(x.dtype);
   gather_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(static_cast<const char*>(x.data) + x.offset * size, idx.ptr<int32_t>(),
-                                                                  static_cast<char*>(out.data) + out.offset * size, pre, D, post, k, size, device_flags());
+                                                                  static_cast<char*>(out.data) + out.offset * size, pre, D, post, k, size, axis, device_flags());
   return launched("gather");
 }
 
@@ -82,7 +82,7 @@ __global__ void scatter_add_kernel(const T* g, const int32_t* idx, T* y, int64_t
   for (int64_t d = 0; d < D; ++d) y[(p * D + d) * post + q] = T(0);
   for (int64_t j = 0; j < k; ++j) {
     const int32_t i = idx[j];
-    if (i < 0 || i >= D) { report(f, 1, j, i, D); continue; }
+    if (i < 0 || i >= D) { report(f, FLAG_SCATTER_INDEX, j, i, D); continue; }
     T& dst = y[(p * D + i) * post + q];
     if constexpr (std::is_same<T, int32_t>::value) dst = static_cast<int32_t>(static_cast<uint32_t>(dst) + static_cast<uint32_t>(g[(p * k + j) * post + q]));
     else dst += g[(p * k + j) * post + q];
@@ -92,8 +92,8 @@ __global__ void scatter_add_kernel(const T* g, const int32_t* idx, T* y, int64_t
 static Status k_scatter_add(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 2 && in[0].contiguous() && in[1].contiguous() && in[1].dtype == DT_INT32, ST_ARG, "scatterAdd takes contiguous (g, int32 indices)");
   const TensorView &g = in[0], &idx = in[1];
-  const int axis = static_cast<int>(at[0]);
-  const int64_t D = static_cast<int64_t>(at[1]);
+  const int axis = static_cast<int>(at[ATTR_SCATTER_ADD_AXIS]);
+  const int64_t D = static_cast<int64_t>(at[ATTR_SCATTER_ADD_SIZE]);
   KILN_REQUIRE(axis >= 0 && axis < out.ndim && out.shape[axis] == D && out.dtype == g.dtype && (g.dtype == DT_FLOAT32 || g.dtype == DT_INT32), ST_ARG,
                "scatterAdd: bad axis/size or dtype");
   int64_t pre = 1, post = 1;

@@ -44,10 +44,10 @@ static Status same_params(const TensorView* in, int nin, const char* name) {
 static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
   if (Status s = same_params(in, nin, "adamStep"); !s.good()) return s;
-  KILN_REQUIRE(at[6] > 0 && at[6] <= 1 && at[7] > 0 && at[7] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[6], " and ", at[7]);
+  KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 && at[ATTR_ADAM_STEP_BIAS2] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ", at[ATTR_ADAM_STEP_BIAS2]);
   AdamArgs a{in[0].ptr<float>(), in[1].ptr<float>(), in[2].ptr<float>(), in[3].ptr<float>(), nin == 5 ? in[4].ptr<float>() : nullptr, in[0].numel(),
-             static_cast<float>(at[0]), static_cast<float>(at[1]), static_cast<float>(at[2]), static_cast<float>(at[3]), static_cast<float>(at[4]),
-             static_cast<float>(at[6]), static_cast<float>(at[7]), at[5] != 0};
+             static_cast<float>(at[ATTR_ADAM_STEP_LR]), static_cast<float>(at[ATTR_ADAM_STEP_BETA1]), static_cast<float>(at[ATTR_ADAM_STEP_BETA2]), static_cast<float>(at[ATTR_ADAM_STEP_EPS]), static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]),
+             static_cast<float>(at[ATTR_ADAM_STEP_BIAS1]), static_cast<float>(at[ATTR_ADAM_STEP_BIAS2]), at[ATTR_ADAM_STEP_DECOUPLED] != 0};
   if (a.n == 0) return Status::ok();
   adam_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("adamStep");
@@ -56,9 +56,9 @@ static Status k_adam(const TensorView* in, int nin, const TensorView&, const dou
 static Status k_sgd(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
   if (Status s = same_params(in, nin, "sgdStep"); !s.good()) return s;
-  KILN_REQUIRE(!(at[4] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
-  SgdArgs a{in[0].ptr<float>(), in[1].ptr<float>(), nin == 3 ? in[2].ptr<float>() : nullptr, in[0].numel(), static_cast<float>(at[0]),
-            static_cast<float>(at[1]), static_cast<float>(at[2]), static_cast<float>(at[3]), at[4] != 0, at[5] != 0};
+  KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+  SgdArgs a{in[0].ptr<float>(), in[1].ptr<float>(), nin == 3 ? in[2].ptr<float>() : nullptr, in[0].numel(), static_cast<float>(at[ATTR_SGD_STEP_LR]),
+            static_cast<float>(at[ATTR_SGD_STEP_MOMENTUM]), static_cast<float>(at[ATTR_SGD_STEP_DAMPENING]), static_cast<float>(at[ATTR_SGD_STEP_WEIGHT_DECAY]), at[ATTR_SGD_STEP_NESTEROV] != 0, at[ATTR_SGD_STEP_FIRST_STEP] != 0};
   if (a.n == 0) return Status::ok();
   sgd_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("sgdStep");

@@ -18,7 +18,7 @@ __global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t*
   float mn = 0.f, mx = 0.f;
   for (int64_t k = 0; k < K; ++k) {
     const float v = xr[k];
-    if (!isfinite(v)) report(f, 3, i * K + k, 0, 0);
+    if (!isfinite(v)) report(f, FLAG_QUANT_NAN, i * K + k, 0, 0);
     mn = fminf(mn, v);
     mx = fmaxf(mx, v);
   }
@@ -80,7 +80,7 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
     bias = in[3].ptr<float>();
   }
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt8 writes float32 [", M, ", ", N, "]");
-  const double sx = at[0], zx = at[1];
+  const double sx = at[ATTR_QLINEAR_INT8_X_SCALE], zx = at[ATTR_QLINEAR_INT8_X_ZERO];
   KILN_REQUIRE(sx >= 0 && zx >= 0 && zx <= 255 && zx == static_cast<double>(static_cast<int>(zx)) && (sx == 0 || static_cast<float>(sx) > 0.f), ST_ARG,
                "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ", sx, " and ", zx);
   if (M * N == 0) return Status::ok();
@@ -117,7 +117,7 @@ __global__ void add_bias(float* y, const float* b, int64_t M, int64_t N) {
 
 static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
-  const double gd = at[0];
+  const double gd = at[ATTR_QLINEAR_INT4_GROUP_SIZE];
   KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG, "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
   const int64_t g = static_cast<int64_t>(gd);
   const TensorView &x = in[0], &w = in[1], &s = in[2];

@@ -48,12 +48,17 @@ __global__ void random_kernel(RngArgs g, void* out) {
   }
 }
 
+// every random op is the Philox key (ATTR_RNG_*) and then its distribution's two parameters
+static_assert(ATTR_RANDOM_NORMAL_MEAN == ATTR_RANDOM_UNIFORM_LOW && ATTR_RANDOM_NORMAL_STD == ATTR_RANDOM_UNIFORM_HIGH &&
+              ATTR_RANDOM_INT_LOW == ATTR_RANDOM_UNIFORM_LOW && ATTR_RANDOM_INT_HIGH == ATTR_RANDOM_UNIFORM_HIGH);
+
 static Status run(const TensorView& out, const double* at, int kind, const char* name) {
-  RngArgs g{static_cast<uint32_t>(at[0]), static_cast<uint32_t>(at[1]),
-            static_cast<uint64_t>(at[2]) | (static_cast<uint64_t>(at[3]) << 32), out.numel(), at[4], at[5], kind, out.dtype};
+  const double p0 = at[ATTR_RANDOM_UNIFORM_LOW], p1 = at[ATTR_RANDOM_UNIFORM_HIGH];
+  RngArgs g{static_cast<uint32_t>(at[ATTR_RNG_KEY0]), static_cast<uint32_t>(at[ATTR_RNG_KEY1]),
+            static_cast<uint64_t>(at[ATTR_RNG_CTR_LO]) | (static_cast<uint64_t>(at[ATTR_RNG_CTR_HI]) << 32), out.numel(), p0, p1, kind, out.dtype};
   if (kind == 2) {
-    KILN_REQUIRE(at[5] > at[4] && at[5] - at[4] <= 4294967296.0 && at[4] >= -2147483648.0 && at[5] <= 2147483648.0, ST_ARG,
-                 "randomInt needs low < high within int32, got [", at[4], ", ", at[5], ")");
+    KILN_REQUIRE(p1 > p0 && p1 - p0 <= 4294967296.0 && p0 >= -2147483648.0 && p1 <= 2147483648.0, ST_ARG,
+                 "randomInt needs low < high within int32, got [", p0, ", ", p1, ")");
     KILN_REQUIRE(out.dtype == DT_INT32 || out.dtype == DT_FLOAT32, ST_DTYPE, name, " writes int32 or float32");
   } else {
     KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, name, " writes float32");

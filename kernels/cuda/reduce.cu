@@ -68,11 +68,14 @@ static void dims3(const TensorView& v, int a0, int a1, int64_t& outer, int64_t& 
   for (int d = 0; d < v.ndim; ++d) (d < a0 ? outer : d < a1 ? r : inner) *= v.shape[d];
 }
 
+// one helper serves sum/max/min (axis range) and argmax/argmin (one axis at the range's start)
+static_assert(ATTR_ARGMAX_AXIS == ATTR_AXES_AXIS_START && ATTR_ARGMIN_AXIS == ATTR_AXES_AXIS_START);
+
 static Status reduce(const TensorView* in, int nin, const TensorView& out, const double* at, int op, const char* name) {
   KILN_REQUIRE(nin == 1 && in[0].contiguous(), ST_ARG, name, " takes one contiguous input");
   const TensorView& x = in[0];
   const bool arg = op >= R_ARGMAX;
-  const int a0 = static_cast<int>(at[0]), a1 = arg ? a0 + 1 : static_cast<int>(at[1]);
+  const int a0 = static_cast<int>(at[ATTR_AXES_AXIS_START]), a1 = arg ? a0 + 1 : static_cast<int>(at[ATTR_AXES_AXIS_END]);
   KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= x.ndim, ST_ARG, name, ": bad axis range [", a0, ", ", a1, ") for ", x.ndim, " dims");
   int64_t outer, r, inner;
   dims3(x, a0, a1, outer, r, inner);
@@ -121,9 +124,11 @@ __global__ void softmax_kernel(const float* x, float* y, bool log, int64_t outer
   }
 }
 
+static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);
+
 static Status softmax(const TensorView* in, int nin, const TensorView& out, const double* at, bool log) {
   KILN_REQUIRE(nin == 1 && in[0].contiguous() && in[0].dtype == DT_FLOAT32 && same_shape(in[0], out), ST_ARG, "softmax takes one contiguous float32 input");
-  const int axis = static_cast<int>(at[0]);
+  const int axis = static_cast<int>(at[ATTR_SOFTMAX_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < in[0].ndim, ST_ARG, "softmax: axis ", axis, " out of range");
   int64_t outer, n, inner;
   dims3(in[0], axis, axis + 1, outer, n, inner);
@@ -155,7 +160,7 @@ __global__ void ce_kernel(CeArgs a, bool backward) {
   const int32_t y = a.y[r];
   const float* x = a.x + r * a.c;
   if (y < 0 || y >= a.c) {
-    report(a.flags, 2, r, y, a.c);
+    report(a.flags, FLAG_LABEL, r, y, a.c);
     if (backward) for (int64_t k = 0; k < a.c; ++k) a.out[r * a.c + k] = 0.f;
     else a.out[r] = 0.f;
     return;
@@ -183,6 +188,8 @@ __global__ void ce_kernel(CeArgs a, bool backward) {
   }
 }
 
+static_assert(ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING == ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING);
+
 static Status ce(const TensorView* in, int nin, const TensorView& out, const double* at, bool backward) {
   const int want = backward ? 3 : 2;
   const char* name = backward ? "softmaxCrossEntropyBackward" : "softmaxCrossEntropy";
@@ -191,7 +198,7 @@ static Status ce(const TensorView* in, int nin, const TensorView& out, const dou
   KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, name, ": logits must be contiguous float32 [N, C]");
   const int64_t n = x.shape[0], c = x.shape[1];
   KILN_REQUIRE(y.ndim == 1 && y.shape[0] == n && y.dtype == DT_INT32 && y.contiguous(), ST_SHAPE, name, ": labels must be int32 [", n, "]");
-  CeArgs a{x.ptr<float>(), y.ptr<int32_t>(), nullptr, nullptr, out.ptr<float>(), n, c, static_cast<float>(at[0]), device_flags()};
+  CeArgs a{x.ptr<float>(), y.ptr<int32_t>(), nullptr, nullptr, out.ptr<float>(), n, c, static_cast<float>(at[ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING]), device_flags()};
   if (backward) {
     KILN_REQUIRE(in[2].numel() == n && in[2].dtype == DT_FLOAT32 && in[2].contiguous(), ST_SHAPE, name, ": the row gradient must have ", n, " values");
     KILN_REQUIRE(same_shape(out, x), ST_SHAPE, name, " writes [N, C]");
@@ -272,7 +279,7 @@ __global__ void nan_quantile_kernel(const float* x, float* o, float* work, int64
 
 static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE, "nanQuantile takes [N, F]");
-  const double q = at[0];
+  const double q = at[ATTR_NAN_QUANTILE_Q];
   KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == f, ST_SHAPE, "nanQuantile writes [F]");

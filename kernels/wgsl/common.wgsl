@@ -1,4 +1,4 @@
-// Shared by every kiln WGSL kernel: the worker prepends this file to each family's file.
+// Shared by every kiln WGSL kernel: the worker prepends tables.wgsl and this file to each family's file.
 //
 // Every buffer is bound as raw 32-bit words (array<u32>); a tensor of a narrower dtype packs 2 (float16,
 // bfloat16) or 4 (int8, uint8, bool) elements per word, little-endian, exactly like host memory. Kernels decode
@@ -31,14 +31,7 @@ fn report(kind: u32, pos: u32, value: i32, bound: u32, extra: u32) {
 const WG: u32 = 256u;
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }
 
-// dtype codes of src/tensor/dtype.ts (DTYPE_CODES)
-const DT_F32: u32 = 0u;
-const DT_F16: u32 = 1u;
-const DT_BF16: u32 = 2u;
-const DT_I32: u32 = 3u;
-const DT_I8: u32 = 4u;
-const DT_U8: u32 = 5u;
-const DT_BOOL: u32 = 6u;
+// dtype codes DT_*, map op codes MAP_* and flag kinds FLAG_* come from tables.wgsl (generated), prepended first
 
 fn per_word(dt: u32) -> u32 {
   if (dt == DT_F16 || dt == DT_BF16) { return 2u; }
@@ -113,10 +106,10 @@ fn sext8(r: u32) -> i32 { return (bitcast<i32>(r << 24u)) >> 24u; }
 /** Element bits -> value as float32. */
 fn to_f32(dt: u32, r: u32) -> f32 {
   switch (dt) {
-    case 1u: { return f16_to_f32(r); }
-    case 2u: { return bitcast<f32>(r << 16u); }
-    case 3u: { return f32(bitcast<i32>(r)); }
-    case 4u: { return f32(sext8(r)); }
+    case DT_F16: { return f16_to_f32(r); }
+    case DT_BF16: { return bitcast<f32>(r << 16u); }
+    case DT_I32: { return f32(bitcast<i32>(r)); }
+    case DT_I8: { return f32(sext8(r)); }
     case 5u, 6u: { return f32(r); }
     default: { return bitcast<f32>(r); }
   }
@@ -133,8 +126,8 @@ fn sat_i32(x: f32, lo: i32, hi: i32) -> i32 {
 /** Element bits -> value as int32 (floats truncate and saturate, like a cast). */
 fn to_i32(dt: u32, r: u32) -> i32 {
   switch (dt) {
-    case 3u: { return bitcast<i32>(r); }
-    case 4u: { return sext8(r); }
+    case DT_I32: { return bitcast<i32>(r); }
+    case DT_I8: { return sext8(r); }
     case 5u, 6u: { return i32(r); }
     default: { return sat_i32(to_f32(dt, r), -2147483647 - 1, 2147483647); }
   }
@@ -143,12 +136,12 @@ fn to_i32(dt: u32, r: u32) -> i32 {
 /** float32 value -> element bits of dtype dt. */
 fn from_f32(dt: u32, v: f32) -> u32 {
   switch (dt) {
-    case 1u: { return f32_to_f16(v); }
-    case 2u: { return f32_to_bf16(v); }
-    case 3u: { return bitcast<u32>(sat_i32(v, -2147483647 - 1, 2147483647)); }
-    case 4u: { return bitcast<u32>(sat_i32(v, -128, 127)) & 0xffu; }
-    case 5u: { return bitcast<u32>(sat_i32(v, 0, 255)); }
-    case 6u: { return select(0u, 1u, (bitcast<u32>(v) & 0x7fffffffu) != 0u); }
+    case DT_F16: { return f32_to_f16(v); }
+    case DT_BF16: { return f32_to_bf16(v); }
+    case DT_I32: { return bitcast<u32>(sat_i32(v, -2147483647 - 1, 2147483647)); }
+    case DT_I8: { return bitcast<u32>(sat_i32(v, -128, 127)) & 0xffu; }
+    case DT_U8: { return bitcast<u32>(sat_i32(v, 0, 255)); }
+    case DT_BOOL: { return select(0u, 1u, (bitcast<u32>(v) & 0x7fffffffu) != 0u); }
     default: { return bitcast<u32>(v); }
   }
 }
@@ -157,9 +150,9 @@ fn from_f32(dt: u32, v: f32) -> u32 {
 fn from_i32(dt: u32, v: i32) -> u32 {
   switch (dt) {
     case 0u, 1u, 2u: { return from_f32(dt, f32(v)); }
-    case 4u: { return bitcast<u32>(clamp(v, -128, 127)) & 0xffu; }
-    case 5u: { return bitcast<u32>(clamp(v, 0, 255)); }
-    case 6u: { return select(0u, 1u, v != 0); }
+    case DT_I8: { return bitcast<u32>(clamp(v, -128, 127)) & 0xffu; }
+    case DT_U8: { return bitcast<u32>(clamp(v, 0, 255)); }
+    case DT_BOOL: { return select(0u, 1u, v != 0); }
     default: { return bitcast<u32>(v); }
   }
 }

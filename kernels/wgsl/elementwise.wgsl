@@ -14,39 +14,7 @@ override DTO: u32 = 0u;
 // compute in int32 (numeric ops on int32 inputs); otherwise in float32
 override INT: bool = false;
 
-const OP_FILL: u32 = 0u;
-const OP_ARANGE: u32 = 1u;
-const OP_NEG: u32 = 2u;
-const OP_ABS: u32 = 3u;
-const OP_SIGN: u32 = 4u;
-const OP_RELU: u32 = 5u;
-const OP_EXP: u32 = 6u;
-const OP_LOG: u32 = 7u;
-const OP_SQRT: u32 = 8u;
-const OP_TANH: u32 = 9u;
-const OP_SIGMOID: u32 = 10u;
-const OP_GELU: u32 = 11u;
-const OP_CLAMP: u32 = 12u;
-const OP_CAST: u32 = 13u;
-const OP_COPY: u32 = 14u;
-const OP_ADD: u32 = 15u;
-const OP_SUB: u32 = 16u;
-const OP_MUL: u32 = 17u;
-const OP_DIV: u32 = 18u;
-const OP_POW: u32 = 19u;
-const OP_MAXIMUM: u32 = 20u;
-const OP_MINIMUM: u32 = 21u;
-const OP_EQ: u32 = 22u;
-const OP_NE: u32 = 23u;
-const OP_LT: u32 = 24u;
-const OP_LE: u32 = 25u;
-const OP_GT: u32 = 26u;
-const OP_GE: u32 = 27u;
-const OP_GELU_GRAD: u32 = 28u;
-const OP_BIAS: u32 = 29u;
-const OP_BIAS_RELU: u32 = 30u;
-const OP_BIAS_GELU: u32 = 31u;
-const OP_WHERE: u32 = 32u;
+// map op codes: MAP_* in tables.wgsl, generated from MAP_OPS in src/ops/table.ts
 
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read> in0: array<u32>;
@@ -93,83 +61,83 @@ fn k_pow(x: f32, y: f32) -> f32 {
 
 /** A comparison's result from whether a < b and a == b (both false when a NaN is involved). */
 fn compare(lt: bool, eq: bool, unordered: bool) -> u32 {
-  if (unordered) { return select(0u, 1u, OP == OP_NE); }
+  if (unordered) { return select(0u, 1u, OP == MAP_NE); }
   switch (OP) {
-    case 22u: { return select(0u, 1u, eq); }
-    case 23u: { return select(0u, 1u, !eq); }
-    case 24u: { return select(0u, 1u, lt); }
-    case 25u: { return select(0u, 1u, lt || eq); }
-    case 26u: { return select(0u, 1u, !lt && !eq); }
+    case MAP_EQ: { return select(0u, 1u, eq); }
+    case MAP_NE: { return select(0u, 1u, !eq); }
+    case MAP_LT: { return select(0u, 1u, lt); }
+    case MAP_LE: { return select(0u, 1u, lt || eq); }
+    case MAP_GT: { return select(0u, 1u, !lt && !eq); }
     default: { return select(0u, 1u, !lt); }
   }
 }
 
 fn float_op(a: f32, b: f32) -> f32 {
   switch (OP) {
-    case 2u: { return -a; }
-    case 3u: { return abs(a); }
-    case 4u: {
+    case MAP_NEG: { return -a; }
+    case MAP_ABS: { return abs(a); }
+    case MAP_SIGN: {
       if (is_nan(a)) { return a; }
       return select(select(0.0, -1.0, a < 0.0), 1.0, a > 0.0);
     }
-    case 5u: {
+    case MAP_RELU: {
       if (a < 0.0) { return 0.0; }
       return a;
     }
-    case 6u: { return k_exp(a); }
-    case 7u: { return k_log(a); }
-    case 8u: {
+    case MAP_EXP: { return k_exp(a); }
+    case MAP_LOG: { return k_log(a); }
+    case MAP_SQRT: {
       if (a < 0.0) { return f_nan(); }
       return sqrt(a);
     }
-    case 9u: { return k_tanh(a); }
-    case 10u: { return k_sigmoid(a); }
-    case 11u: { return k_gelu(a); }
-    case 12u: {
+    case MAP_TANH: { return k_tanh(a); }
+    case MAP_SIGMOID: { return k_sigmoid(a); }
+    case MAP_GELU: { return k_gelu(a); }
+    case MAP_CLAMP: {
       if (is_nan(a)) { return a; }
       if (a < pf(2u)) { return pf(2u); }
       if (a > pf(3u)) { return pf(3u); }
       return a;
     }
-    case 15u: { return a + b; }
-    case 16u: { return a - b; }
-    case 17u: { return a * b; }
-    case 18u: { return a / b; }
-    case 19u: { return k_pow(a, b); }
-    case 20u: { return max_nan(a, b); }
-    case 21u: { return min_nan(a, b); }
-    case 28u: { return k_gelu_grad(a) * b; }
-    case 29u: { return a + b; }
-    case 30u: {
+    case MAP_ADD: { return a + b; }
+    case MAP_SUB: { return a - b; }
+    case MAP_MUL: { return a * b; }
+    case MAP_DIV: { return a / b; }
+    case MAP_POW: { return k_pow(a, b); }
+    case MAP_MAXIMUM: { return max_nan(a, b); }
+    case MAP_MINIMUM: { return min_nan(a, b); }
+    case MAP_GELU_GRAD: { return k_gelu_grad(a) * b; }
+    case MAP_BIAS: { return a + b; }
+    case MAP_BIAS_RELU: {
       let v = a + b;
       if (v < 0.0) { return 0.0; }
       return v;
     }
-    case 31u: { return k_gelu(a + b); }
+    case MAP_BIAS_GELU: { return k_gelu(a + b); }
     default: { return a; }
   }
 }
 
 fn int_op(a: i32, b: i32) -> i32 {
   switch (OP) {
-    case 2u: { return -a; }
-    case 3u: { return select(a, -a, a < 0); }
-    case 4u: { return select(select(0, -1, a < 0), 1, a > 0); }
-    case 5u: { return max(a, 0); }
-    case 12u: { return clamp(a, pi(2u), pi(3u)); }
-    case 15u: { return a + b; }
-    case 16u: { return a - b; }
-    case 17u: { return a * b; }
-    case 20u: { return max(a, b); }
-    case 21u: { return min(a, b); }
+    case MAP_NEG: { return -a; }
+    case MAP_ABS: { return select(a, -a, a < 0); }
+    case MAP_SIGN: { return select(select(0, -1, a < 0), 1, a > 0); }
+    case MAP_RELU: { return max(a, 0); }
+    case MAP_CLAMP: { return clamp(a, pi(2u), pi(3u)); }
+    case MAP_ADD: { return a + b; }
+    case MAP_SUB: { return a - b; }
+    case MAP_MUL: { return a * b; }
+    case MAP_MAXIMUM: { return max(a, b); }
+    case MAP_MINIMUM: { return min(a, b); }
     default: { return a; }
   }
 }
 
 /** The bits of output element e. */
 fn element(e: u32) -> u32 {
-  if (OP == OP_FILL) { return pu(2u); }
-  if (OP == OP_ARANGE) {
+  if (OP == MAP_FILL) { return pu(2u); }
+  if (OP == MAP_ARANGE) {
     if (INT) { return from_i32(DTO, pi(2u) + i32(e) * pi(3u)); }
     return from_f32(DTO, pf(2u) + f32(e) * pf(3u));
   }
@@ -188,24 +156,24 @@ fn element(e: u32) -> u32 {
     i1 += c * pu(22u + d);
     i2 += c * pu(31u + d);
   }
-  if (OP == OP_COPY) { return raw0(i0); }
-  if (OP == OP_WHERE) { return select(raw2(i2), raw1(i1), raw0(i0) != 0u); }
-  if (OP == OP_CAST) {
+  if (OP == MAP_COPY) { return raw0(i0); }
+  if (OP == MAP_WHERE) { return select(raw2(i2), raw1(i1), raw0(i0) != 0u); }
+  if (OP == MAP_CAST) {
     if (is_int_dt(DT0) && is_int_dt(DTO)) { return from_i32(DTO, to_i32(DT0, raw0(i0))); }
     return from_f32(DTO, to_f32(DT0, raw0(i0)));
   }
-  let binary = OP >= OP_ADD && OP != OP_CLAMP;
+  let binary = OP >= MAP_ADD && OP != MAP_CLAMP;
   if (INT) {
     let a = to_i32(DT0, raw0(i0));
     var b = 0;
     if (binary) { b = to_i32(DT1, raw1(i1)); }
-    if (OP >= OP_EQ && OP <= OP_GE) { return compare(a < b, a == b, false); }
+    if (OP >= MAP_EQ && OP <= MAP_GE) { return compare(a < b, a == b, false); }
     return from_i32(DTO, int_op(a, b));
   }
   let a = to_f32(DT0, raw0(i0));
   var b = 0.0;
   if (binary) { b = to_f32(DT1, raw1(i1)); }
-  if (OP >= OP_EQ && OP <= OP_GE) { return compare(a < b, a == b, is_nan(a) || is_nan(b)); }
+  if (OP >= MAP_EQ && OP <= MAP_GE) { return compare(a < b, a == b, is_nan(a) || is_nan(b)); }
   return from_f32(DTO, float_op(a, b));
 }
 

@@ -41,7 +41,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let p = o / (post * k);
   let i = bitcast<i32>(in1[j]);
   if (i < 0 || u32(i) >= D) {
-    report(0u, j, i, D, pu(4u));
+    report(FLAG_GATHER_INDEX, j, i, D, pu(4u));
     dst[o] = 0u;
     return;
   }
@@ -64,7 +64,7 @@ fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   for (var j = 0u; j < k; j++) {
     let i = bitcast<i32>(in1[j]);
     if (i < 0 || u32(i) >= D) {
-      report(1u, j, i, D, 0u);
+      report(FLAG_SCATTER_INDEX, j, i, D, 0u);
       continue;
     }
     let o = (p * D + u32(i)) * post + q;

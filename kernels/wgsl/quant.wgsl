@@ -34,7 +34,7 @@ fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   var mx = 0.0;
   for (var k = 0u; k < K; k++) {
     let v = xin[xo + k];
-    if (is_nan(v) || is_inf(v)) { report(3u, i * K + k, 0, 0u, 0u); }
+    if (is_nan(v) || is_inf(v)) { report(FLAG_QUANT_NAN, i * K + k, 0, 0u, 0u); }
     mn = min(mn, v);
     mx = max(mx, v);
   }

@@ -161,7 +161,7 @@ fn weight(k: u32) -> f32 {
 fn label(r: u32, c: u32) -> u32 {
   let y = bitcast<i32>(in1[r]);
   if (y < 0 || u32(y) >= c) {
-    report(2u, r, y, c, 0u);
+    report(FLAG_LABEL, r, y, c, 0u);
     return c;
   }
   return u32(y);

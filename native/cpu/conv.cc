@@ -25,10 +25,10 @@ static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) 
 }
 
 static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
-  g.sh = static_cast<int64_t>(attrs[0]); g.sw = static_cast<int64_t>(attrs[1]);
-  g.ph = static_cast<int64_t>(attrs[2]); g.pw = static_cast<int64_t>(attrs[3]);
-  g.dh = static_cast<int64_t>(attrs[4]); g.dw = static_cast<int64_t>(attrs[5]);
-  g.groups = static_cast<int64_t>(attrs[6]);
+  g.sh = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_H]); g.sw = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_W]);
+  g.ph = static_cast<int64_t>(attrs[ATTR_CONV_PAD_H]); g.pw = static_cast<int64_t>(attrs[ATTR_CONV_PAD_W]);
+  g.dh = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_H]); g.dw = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_W]);
+  g.groups = static_cast<int64_t>(attrs[ATTR_CONV_GROUPS]);
   constexpr int64_t kMax = int64_t{1} << 30;  // keeps every geometry product far from int64 overflow
   KILN_REQUIRE(g.sh <= kMax && g.sw <= kMax && g.ph <= kMax && g.pw <= kMax && g.dh <= kMax && g.dw <= kMax &&
                    g.groups <= kMax,
@@ -160,7 +160,7 @@ static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView
   if (Status s = geom_from(w, attrs, g); !s.good()) return s;
   KILN_REQUIRE(gy.ndim == 4 && gy.shape[1] == g.O, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match weight ", shape_str(w));
-  g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[7]); g.W = static_cast<int64_t>(attrs[8]);
+  g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_H]); g.W = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_W]);
   KILN_REQUIRE(g.H >= 0 && g.W >= 0 && g.H <= (int64_t{1} << 30) && g.W <= (int64_t{1} << 30), ST_ARG,
                "conv2dBackwardInput input size must be in [0, 2^30]");
   g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
@@ -215,7 +215,7 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
                shape_str(x), ", ", shape_str(gy), " -> ", shape_str(out));
   g.N = x.shape[0]; g.C = x.shape[1]; g.H = x.shape[2]; g.W = x.shape[3];
   g.O = gy.shape[1];
-  g.kh = static_cast<int64_t>(attrs[7]); g.kw = static_cast<int64_t>(attrs[8]);
+  g.kh = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_H]); g.kw = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_W]);
   KILN_REQUIRE(g.kh >= 1 && g.kw >= 1 && g.kh <= (int64_t{1} << 30) && g.kw <= (int64_t{1} << 30), ST_ARG,
                "conv2dBackwardWeight kernel size must be in [1, 2^30]");
   KILN_REQUIRE(g.C % g.groups == 0 && g.O % g.groups == 0, ST_SHAPE, "channels ", g.C, "/", g.O,
@@ -256,9 +256,9 @@ struct PoolGeom {
 
 static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, const char* op, int64_t H = -1,
                         int64_t W = -1) {
-  p.kh = static_cast<int64_t>(attrs[0]); p.kw = static_cast<int64_t>(attrs[1]);
-  p.sh = static_cast<int64_t>(attrs[2]); p.sw = static_cast<int64_t>(attrs[3]);
-  p.ph = static_cast<int64_t>(attrs[4]); p.pw = static_cast<int64_t>(attrs[5]);
+  p.kh = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_H]); p.kw = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_W]);
+  p.sh = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_H]); p.sw = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_W]);
+  p.ph = static_cast<int64_t>(attrs[ATTR_POOL_PAD_H]); p.pw = static_cast<int64_t>(attrs[ATTR_POOL_PAD_W]);
   constexpr int64_t kMax = int64_t{1} << 30;
   KILN_REQUIRE(p.kh <= kMax && p.kw <= kMax && p.sh <= kMax && p.sw <= kMax && p.ph <= kMax && p.pw <= kMax, ST_ARG, op,
                " kernel, stride and padding must be at most 2^30");
@@ -353,7 +353,7 @@ static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, co
   if (Status s = check_f32(in, nin, out, "avgPool2d"); !s.good()) return s;
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2d"); !s.good()) return s;
-  const bool include_pad = attrs[6] != 0;
+  const bool include_pad = attrs[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0;
   KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH &&
                    out.shape[3] == p.OW,
                ST_SHAPE, "avgPool2d output ", shape_str(out), " has the wrong shape");
@@ -389,11 +389,11 @@ static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, co
 static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
   PoolGeom p{};
-  const int64_t H = static_cast<int64_t>(attrs[7]), W = static_cast<int64_t>(attrs[8]);
+  const int64_t H = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_H]), W = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_W]);
   KILN_REQUIRE(H >= 0 && W >= 0 && H <= (int64_t{1} << 30) && W <= (int64_t{1} << 30), ST_ARG,
                "avgPool2dBackward input size must be in [0, 2^30]");
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2dBackward", H, W); !s.good()) return s;
-  const bool include_pad = attrs[6] != 0;
+  const bool include_pad = attrs[ATTR_AVG_POOL2D_BACKWARD_COUNT_INCLUDE_PAD] != 0;
   const TensorView& gy = in[0];
   KILN_REQUIRE(gy.shape[2] == p.OH && gy.shape[3] == p.OW, ST_SHAPE, "avgPool2dBackward gradient ", shape_str(gy),
                " does not match the input size ", H, "x", W);

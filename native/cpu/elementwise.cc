@@ -110,7 +110,7 @@ static Status need_dtype(const TensorView& t, bool allow_int, const char* op) {
 static Status k_fill(const TensorView*, int, const TensorView& out, const double* attrs) {
   const int sz = kDTypeSize[out.dtype];
   char one[8];
-  store_d(one, out.dtype, attrs[0]);
+  store_d(one, out.dtype, attrs[ATTR_FILL_VALUE]);
   char* o = out.bytes();
   const int64_t n = out.numel();
   if (out.dtype == DT_FLOAT32 || out.dtype == DT_INT32) {
@@ -133,7 +133,7 @@ static Status k_arange(const TensorView*, int, const TensorView& out, const doub
   KILN_REQUIRE(out.ndim == 1, ST_SHAPE, "arange output must be 1-D, got ", shape_str(out));
   KILN_REQUIRE(out.dtype == DT_FLOAT32 || out.dtype == DT_INT32, ST_DTYPE, "arange produces float32 or int32, got ",
                kDTypeNames[out.dtype]);
-  const double start = attrs[0], step = attrs[1];
+  const double start = attrs[ATTR_ARANGE_START], step = attrs[ATTR_ARANGE_STEP];
   const int64_t n = out.numel();
   if (out.dtype == DT_FLOAT32) {
     float* p = out.ptr<float>();
@@ -190,8 +190,8 @@ static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, co
                "biasAct needs contiguous x and output of one shape, got ", shape_str(x), " -> ", shape_str(out));
   const int64_t N = x.shape[x.ndim - 1];
   KILN_REQUIRE(b.numel() == N, ST_SHAPE, "biasAct: bias has ", b.numel(), " values, the last dim of x is ", N);
-  const int act = static_cast<int>(attrs[0]);
-  KILN_REQUIRE(attrs[0] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", attrs[0]);
+  const int act = static_cast<int>(attrs[ATTR_BIAS_ACT_ACT]);
+  KILN_REQUIRE(attrs[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", attrs[ATTR_BIAS_ACT_ACT]);
   const int64_t M = N ? x.numel() / N : 0;
   const float* px = x.ptr<float>();
   const float* pb = b.ptr<float>();
@@ -218,7 +218,7 @@ static Status k_clamp(const TensorView* in, int nin, const TensorView& out, cons
   if (Status s = check_same(in, nin, out); !s.good()) return s;
   if (Status s = need_dtype(in[0], true, "clamp"); !s.good()) return s;
   KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, "clamp keeps the dtype");
-  const double lo = attrs[0], hi = attrs[1];
+  const double lo = attrs[ATTR_CLAMP_MIN], hi = attrs[ATTR_CLAMP_MAX];
   KILN_REQUIRE(!(lo > hi), ST_ARG, "clamp needs min <= max, got min=", lo, " max=", hi);
   if (in[0].dtype == DT_FLOAT32) {
     const float l = static_cast<float>(lo), h = static_cast<float>(hi);

@@ -42,7 +42,7 @@ static Status k_copy(const TensorView* in, int, const TensorView& out, const dou
 }
 
 static Status k_concat(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
-  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  const int64_t axis = static_cast<int64_t>(attrs[ATTR_CONCAT_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < out.ndim, ST_ARG, "concat axis ", axis, " out of range for ", shape_str(out));
   int64_t total = 0;
   for (int i = 0; i < nin; ++i) {
@@ -78,7 +78,7 @@ static Status k_concat(const TensorView* in, int nin, const TensorView& out, con
 static Status k_gather(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const TensorView& x = in[0];
   const TensorView& idx = in[1];
-  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  const int64_t axis = static_cast<int64_t>(attrs[ATTR_GATHER_AXIS]);
   KILN_REQUIRE(x.contiguous() && idx.contiguous(), ST_ARG, "gather needs contiguous inputs");
   KILN_REQUIRE(idx.dtype == DT_INT32, ST_DTYPE, "gather indices must be int32, got ", kDTypeNames[idx.dtype]);
   KILN_REQUIRE(out.dtype == x.dtype, ST_DTYPE, "gather keeps the dtype of x");
@@ -118,8 +118,8 @@ static Status k_gather(const TensorView* in, int, const TensorView& out, const d
 static Status k_scatter_add(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const TensorView& g = in[0];
   const TensorView& idx = in[1];
-  const int64_t axis = static_cast<int64_t>(attrs[0]);
-  const int64_t D = static_cast<int64_t>(attrs[1]);
+  const int64_t axis = static_cast<int64_t>(attrs[ATTR_SCATTER_ADD_AXIS]);
+  const int64_t D = static_cast<int64_t>(attrs[ATTR_SCATTER_ADD_SIZE]);
   KILN_REQUIRE(g.contiguous() && idx.contiguous(), ST_ARG, "scatterAdd needs contiguous inputs");
   KILN_REQUIRE(idx.dtype == DT_INT32, ST_DTYPE, "scatterAdd indices must be int32, got ", kDTypeNames[idx.dtype]);
   KILN_REQUIRE((g.dtype == DT_FLOAT32 || g.dtype == DT_INT32) && out.dtype == g.dtype, ST_DTYPE,

@@ -62,18 +62,18 @@ static Status k_adam(const TensorView* in, int nin, const TensorView&, const dou
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes param, grad, m, v and optionally vmax, got ", nin, " inputs");
   const Status s = check_same(in, nin, "adamStep");
   if (!s.good()) return s;
-  KILN_REQUIRE(a[6] > 0 && a[6] <= 1 && a[7] > 0 && a[7] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ",
-               a[6], " and ", a[7]);
+  KILN_REQUIRE(a[ATTR_ADAM_STEP_BIAS1] > 0 && a[ATTR_ADAM_STEP_BIAS1] <= 1 && a[ATTR_ADAM_STEP_BIAS2] > 0 && a[ATTR_ADAM_STEP_BIAS2] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ",
+               a[ATTR_ADAM_STEP_BIAS1], " and ", a[ATTR_ADAM_STEP_BIAS2]);
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict m = in[2].ptr<float>();
   float* __restrict v = in[3].ptr<float>();
   float* __restrict vmax = nin == 5 ? in[4].ptr<float>() : nullptr;
-  const float lr = static_cast<float>(a[0]), b1 = static_cast<float>(a[1]), b2 = static_cast<float>(a[2]);
-  const float eps = static_cast<float>(a[3]), wd = static_cast<float>(a[4]);
-  const bool decoupled = a[5] != 0;
-  const float step = static_cast<float>(a[0] / a[6]);               // lr / (1 - beta1^t)
-  const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[7]));
+  const float lr = static_cast<float>(a[ATTR_ADAM_STEP_LR]), b1 = static_cast<float>(a[ATTR_ADAM_STEP_BETA1]), b2 = static_cast<float>(a[ATTR_ADAM_STEP_BETA2]);
+  const float eps = static_cast<float>(a[ATTR_ADAM_STEP_EPS]), wd = static_cast<float>(a[ATTR_ADAM_STEP_WEIGHT_DECAY]);
+  const bool decoupled = a[ATTR_ADAM_STEP_DECOUPLED] != 0;
+  const float step = static_cast<float>(a[ATTR_ADAM_STEP_LR] / a[ATTR_ADAM_STEP_BIAS1]);               // lr / (1 - beta1^t)
+  const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[ATTR_ADAM_STEP_BIAS2]));
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
   const float shrink = decoupled ? 1.0f - lr * wd : 1.0f;
   const float l2 = decoupled ? 0.0f : wd;
@@ -92,9 +92,9 @@ static Status k_sgd(const TensorView* in, int nin, const TensorView&, const doub
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict buf = nin == 3 ? in[2].ptr<float>() : nullptr;
-  const float lr = static_cast<float>(a[0]), mom = static_cast<float>(a[1]), damp = 1.0f - static_cast<float>(a[2]);
-  const float wd = static_cast<float>(a[3]);
-  const bool nesterov = a[4] != 0, first = a[5] != 0;
+  const float lr = static_cast<float>(a[ATTR_SGD_STEP_LR]), mom = static_cast<float>(a[ATTR_SGD_STEP_MOMENTUM]), damp = 1.0f - static_cast<float>(a[ATTR_SGD_STEP_DAMPENING]);
+  const float wd = static_cast<float>(a[ATTR_SGD_STEP_WEIGHT_DECAY]);
+  const bool nesterov = a[ATTR_SGD_STEP_NESTEROV] != 0, first = a[ATTR_SGD_STEP_FIRST_STEP] != 0;
   KILN_REQUIRE(!(nesterov && !buf), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
   parallel_for(in[0].numel(), kGrain, [=](int64_t lo, int64_t hi) {
     sgd_range(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, lr, mom, damp, wd, nesterov, first);

@@ -212,7 +212,7 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   }
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 2 && out.shape[0] == M && out.shape[1] == N, ST_SHAPE,
                "qlinearInt8 writes float32 [", M, ", ", N, "]");
-  const double sx = attrs[0], zx = attrs[1];
+  const double sx = attrs[ATTR_QLINEAR_INT8_X_SCALE], zx = attrs[ATTR_QLINEAR_INT8_X_ZERO];
   KILN_REQUIRE(std::isfinite(sx) && sx >= 0 && std::isfinite(zx) && zx >= 0 && zx <= 255 && zx == std::floor(zx), ST_ARG,
                "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ", sx, " and ", zx);
   if (M == 0 || N == 0) return Status::ok();
@@ -365,7 +365,7 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
 static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &s = in[2];
-  const double gd = attrs[0];
+  const double gd = attrs[ATTR_QLINEAR_INT4_GROUP_SIZE];
   KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG,
                "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
   const int64_t g = static_cast<int64_t>(gd);

@@ -32,8 +32,8 @@ struct Key {
 };
 
 static Key read_key(const double* a) {
-  return Key{static_cast<uint32_t>(a[0]), static_cast<uint32_t>(a[1]),
-             static_cast<uint64_t>(a[2]) | (static_cast<uint64_t>(a[3]) << 32)};
+  return Key{static_cast<uint32_t>(a[ATTR_RNG_KEY0]), static_cast<uint32_t>(a[ATTR_RNG_KEY1]),
+             static_cast<uint64_t>(a[ATTR_RNG_CTR_LO]) | (static_cast<uint64_t>(a[ATTR_RNG_CTR_HI]) << 32)};
 }
 
 // calls f(i, u32[4]) for each block of four elements starting at element 4*block
@@ -53,7 +53,7 @@ static void blocks(const Key& k, int64_t n, const F& f) {
 static Status k_uniform(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "randomUniform writes float32");
   const Key k = read_key(attrs);
-  const double lo = attrs[4], hi = attrs[5];
+  const double lo = attrs[ATTR_RANDOM_UNIFORM_LOW], hi = attrs[ATTR_RANDOM_UNIFORM_HIGH];
   float* o = out.ptr<float>();
   const int64_t n = out.numel();
   blocks(k, n, [&](int64_t i0, const uint32_t* u) {
@@ -68,7 +68,7 @@ static Status k_uniform(const TensorView*, int, const TensorView& out, const dou
 static Status k_normal(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "randomNormal writes float32");
   const Key k = read_key(attrs);
-  const double mean = attrs[4], sd = attrs[5];
+  const double mean = attrs[ATTR_RANDOM_NORMAL_MEAN], sd = attrs[ATTR_RANDOM_NORMAL_STD];
   float* o = out.ptr<float>();
   const int64_t n = out.numel();
   blocks(k, n, [&](int64_t i0, const uint32_t* u) {
@@ -89,7 +89,7 @@ static Status k_normal(const TensorView*, int, const TensorView& out, const doub
 static Status k_int(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, "randomInt writes int32");
   const Key k = read_key(attrs);
-  const double lo = attrs[4], hi = attrs[5];
+  const double lo = attrs[ATTR_RANDOM_INT_LOW], hi = attrs[ATTR_RANDOM_INT_HIGH];
   KILN_REQUIRE(hi > lo && hi - lo <= 4294967296.0 && lo >= -2147483648.0 && hi <= 2147483648.0, ST_ARG,
                "randomInt needs low < high within int32, got [", lo, ", ", hi, ")");
   const uint64_t range = static_cast<uint64_t>(hi - lo);

@@ -31,7 +31,7 @@ static Status check_reduce(const TensorView* in, const TensorView& out, const do
   KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op,
                " takes float32 or int32, got ", kDTypeNames[in[0].dtype]);
   KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, op, " keeps the dtype");
-  const int64_t a0 = static_cast<int64_t>(attrs[0]), a1 = static_cast<int64_t>(attrs[1]);
+  const int64_t a0 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_START]), a1 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_END]);
   if (Status s = split(in[0], a0, a1, d); !s.good()) return s;
   // expected output shape = input shape without [a0, a1)
   bool ok = out.ndim == in[0].ndim - (a1 - a0);
@@ -141,6 +141,8 @@ static Status k_extreme(const TensorView* in, int, const TensorView& out, const 
   return Status::ok();
 }
 
+static_assert(ATTR_ARGMIN_AXIS == ATTR_ARGMAX_AXIS);  // k_arg serves both
+
 template <bool IsMax>
 static Status k_arg(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const char* op = IsMax ? "argmax" : "argmin";
@@ -148,7 +150,7 @@ static Status k_arg(const TensorView* in, int, const TensorView& out, const doub
   KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op, " takes float32 or int32, got ",
                kDTypeNames[in[0].dtype]);
   KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, op, " writes int32");
-  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  const int64_t axis = static_cast<int64_t>(attrs[ATTR_ARGMAX_AXIS]);
   Dims3 d;
   if (Status s = split(in[0], axis, axis + 1, d); !s.good()) return s;
   KILN_REQUIRE(axis < in[0].ndim, ST_ARG, op, " axis ", axis, " out of range");
@@ -173,6 +175,8 @@ static Status k_arg(const TensorView* in, int, const TensorView& out, const doub
   return Status::ok();
 }
 
+static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);  // k_softmax serves both
+
 template <bool Log>
 static Status k_softmax(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const char* op = Log ? "logSoftmax" : "softmax";
@@ -180,7 +184,7 @@ static Status k_softmax(const TensorView* in, int, const TensorView& out, const 
   KILN_REQUIRE(in[0].dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE, op, " takes float32, got ",
                kDTypeNames[in[0].dtype]);
   KILN_REQUIRE(same_shape(in[0], out), ST_SHAPE, op, " keeps the shape");
-  const int64_t axis = static_cast<int64_t>(attrs[0]);
+  const int64_t axis = static_cast<int64_t>(attrs[ATTR_SOFTMAX_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < in[0].ndim, ST_ARG, op, " axis ", axis, " out of range for ", shape_str(in[0]));
   Dims3 d;
   if (Status s = split(in[0], axis, axis + 1, d); !s.good()) return s;
@@ -285,7 +289,7 @@ static Status k_ce(const TensorView* in, int nin, const TensorView& out, const d
   CeArgs a;
   if (Status s = ce_check(in, nin, 2, "softmaxCrossEntropy", a); !s.good()) return s;
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n, ST_SHAPE, "softmaxCrossEntropy writes [", a.n, "]");
-  a.smooth = static_cast<float>(attrs[0]);
+  a.smooth = static_cast<float>(attrs[ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING]);
   float* o = out.ptr<float>();
   parallel_for(a.n, std::max<int64_t>(1, kGrain / std::max<int64_t>(a.c, 1) / 4), [&](int64_t lo, int64_t hi) {
     std::vector<float> e(static_cast<size_t>(a.c));
@@ -313,7 +317,7 @@ static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out
   KILN_REQUIRE(g.dtype == DT_FLOAT32 && g.contiguous() && g.numel() == a.n, ST_SHAPE,
                "softmaxCrossEntropyBackward: the row gradient must be float32 [", a.n, "], got ", shape_str(g));
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n * a.c, ST_SHAPE, "softmaxCrossEntropyBackward writes [", a.n, ", ", a.c, "]");
-  a.smooth = static_cast<float>(attrs[0]);
+  a.smooth = static_cast<float>(attrs[ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING]);
   const float* pg = g.ptr<float>();
   float* o = out.ptr<float>();
   double wsum = static_cast<double>(a.c);
@@ -349,7 +353,7 @@ static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, c
                shape_str(x));
   const int64_t n = x.shape[0], f = x.shape[1];
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == f, ST_SHAPE, "nanQuantile writes [", f, "]");
-  const double q = attrs[0];
+  const double q = attrs[ATTR_NAN_QUANTILE_Q];
   KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
   const float* px = x.ptr<float>();
   float* o = out.ptr<float>();

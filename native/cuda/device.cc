@@ -92,22 +92,33 @@ uint64_t size_class(uint64_t bytes) {
   return ((c + (1u << 20) - 1) >> 20) << 20;
 }
 
+/** kFlagMessages[k] (generated from DEVICE_FLAGS in src/ops/table.ts) with the recorded words filled in. */
+std::string flag_message(int k, const DeviceFlags& f) {
+  std::string m = kFlagMessages[k], out;
+  for (size_t i = 0; i < m.size(); ++i) {
+    const size_t close = m[i] == '{' ? m.find('}', i) : std::string::npos;
+    if (close == std::string::npos) { out += m[i]; continue; }
+    const std::string key = m.substr(i + 1, close - i - 1);
+    if (key == "pos") out += std::to_string(f.pos[k]);
+    else if (key == "value") out += std::to_string(f.value[k]);
+    else if (key == "bound") out += std::to_string(f.bound[k]);
+    else if (key == "extra") out += std::to_string(f.extra[k]);
+    else out += m.substr(i, close - i + 1);
+    i = close;
+  }
+  return out;
+}
+
 /** Reads and clears the device error flags; a set flag becomes the user's ArgumentError. */
 Status take_flags() {
   Runtime& r = rt();
   DeviceFlags f{};
   if (Status s = status(cudaMemcpyAsync(&f, r.flags, sizeof f, cudaMemcpyDeviceToHost, r.stream), "reading error flags"); !s.good()) return s;
   if (Status s = status(cudaStreamSynchronize(r.stream), "synchronize"); !s.good()) return s;
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < FLAG_COUNT; ++k) {
     if (!f.set[k]) continue;
     cudaMemsetAsync(r.flags, 0, sizeof f, r.stream);
-    const std::string at = " (found on the GPU, at the next read)";
-    switch (k) {
-      case 0: return fail(ST_ARG, "gather index " + std::to_string(f.value[0]) + " at position " + std::to_string(f.pos[0]) + " is out of range for size " + std::to_string(f.bound[0]) + at);
-      case 1: return fail(ST_ARG, "scatterAdd index " + std::to_string(f.value[1]) + " at position " + std::to_string(f.pos[1]) + " is out of range for size " + std::to_string(f.bound[1]) + at);
-      case 2: return fail(ST_ARG, "crossEntropy label " + std::to_string(f.value[2]) + " at index " + std::to_string(f.pos[2]) + " is out of range; expected a class in [0, " + std::to_string(f.bound[2]) + ")" + at);
-      default: return fail(ST_ARG, "qlinearInt8: x has NaN or infinite values (cannot be quantized)" + at);
-    }
+    return fail(ST_ARG, flag_message(k, f) + " (found on the GPU, at the next read)");
   }
   return Status::ok();
 }
@@ -194,7 +205,7 @@ Status synchronize() {
 KernelFn kernel_for(int op) {
   static const KernelTable* table = [] {
     auto* x = new KernelTable();
-    KILN_CUDA_FAMILIES(KILN_CUDA_REGISTER_CALL)
+    KILN_FAMILIES(KILN_CUDA_REGISTER_CALL)
     return x;
   }();
   if (op < 0 || op >= OP_COUNT) return nullptr;

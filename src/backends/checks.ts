@@ -3,6 +3,7 @@
 import { ArgumentError, ShapeError } from '../errors.js';
 import { sameShape } from '../tensor/shape.js';
 import type { KernelView } from './backend.js';
+import { attrsOf } from '../ops/table.js';
 
 const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 
@@ -51,18 +52,18 @@ export function checkOptim(ins: readonly KernelView[], op: string, counts: reado
 }
 
 export function checkAdam(attrs: readonly number[]): void {
-  const bias1 = attrs[6]!, bias2 = attrs[7]!;
+  const { bias1, bias2 } = attrsOf('adamStep', attrs);
   if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1)) throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
 }
 
 export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): void {
-  if (attrs[4] && ins.length < 3) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
+  if (attrsOf('sgdStep', attrs).nesterov && ins.length < 3) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
 }
 
 /** The int4 linear's inputs: x [M, K], packed uint8 [N, G*g/2], scales [N, G] with G = ceil(K / g)[, bias [N]]. */
 export function checkQlinearInt4(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; G: number; g: number } {
   if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt4 takes (x, packed, scales[, bias]), got ${ins.length} inputs`);
-  const g = attrs[0]!;
+  const g = attrsOf('qlinearInt4', attrs).groupSize;
   if (![32, 64, 128].includes(g)) throw new ArgumentError(`qlinearInt4: groupSize must be 32, 64 or 128, got ${g}`);
   const [x, w, s] = ins as [KernelView, KernelView, KernelView];
   if (x.shape.length !== 2 || w.shape.length !== 2 || s.shape.length !== 2) throw new ShapeError(`qlinearInt4: x, packed and scales must be 2-D, got [${x.shape}], [${w.shape}], [${s.shape}]`);

@@ -14,11 +14,17 @@
  * `inplace`: inputs the kernel updates in place (optimizer state). They must be contiguous float32 tensors whose
  * buffers no other input shares; such ops write no output (the dispatcher hands them an empty one).
  */
-export type OpFamily = 'elementwise' | 'reduce' | 'matmul' | 'conv' | 'movement' | 'random' | 'optim' | 'quant';
+/**
+ * The op families, in the order every backend registers them. One file per family, with the same stem, in
+ * src/backends/js/, src/backends/webgpu/, kernels/wgsl/, native/cpu/ and kernels/cuda/; the native build's
+ * family list (KILN_FAMILIES, cmake/families.cmake) is generated from this one.
+ */
+export const FAMILIES = ['elementwise', 'reduce', 'matmul', 'conv', 'movement', 'random', 'optim', 'quant'] as const;
+export type OpFamily = (typeof FAMILIES)[number];
 export type KernelDTypes = 'float' | 'numeric' | 'any';
 
 export type OutRule = 'compute' | 'requested' | 'bool' | 'int32';
-/** Storage dtype names, repeated here so the table has no imports (scripts/gen-op-ids.ts reads it). */
+/** Storage dtype names, repeated here so the table has no imports (scripts/gen-tables.ts reads it). */
 export type FixedDType = 'bool' | 'int32' | 'int8' | 'uint8' | 'bfloat16';
 
 export interface OpSpec {
@@ -41,9 +47,12 @@ interface Extra {
   fixedInputs?: Readonly<Record<number, FixedDType>>;
 }
 
-export type Spec<N extends string> = OpSpec & { readonly name: N };
-const op = <N extends string>(name: N, family: OpFamily, inputs: number, attrs: readonly string[], dtypes: KernelDTypes,
-  extra: Extra = {}): Spec<N> => ({
+export type Spec<N extends string, A extends readonly string[] = readonly string[]> = OpSpec & {
+  readonly name: N;
+  readonly attrs: A;
+};
+const op = <N extends string, const A extends readonly string[] = readonly []>(name: N, family: OpFamily, inputs: number,
+  attrs: A, dtypes: KernelDTypes, extra: Extra = {}): Spec<N, A> => ({
   name, family, inputs, attrs, dtypes,
   out: extra.out ?? (dtypes === 'any' ? 'requested' : 'compute'),
   contiguous: extra.contiguous ?? false,
@@ -57,9 +66,20 @@ const unaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1
 const binaryN = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric');
 const binaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'float');
 const compare = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 2, [], 'numeric', { out: 'bool' });
-const RNG = ['key0', 'key1', 'ctrLo', 'ctrHi'] as const;
-const CONV = ['strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups'] as const;
-const POOL = ['kernelH', 'kernelW', 'strideH', 'strideW', 'padH', 'padW'] as const;
+
+/**
+ * Attribute layouts that several ops start with. A kernel helper shared by those ops (conv geometry, pool
+ * windows, the Philox key) reads the group's generated names: ATTR_CONV_STRIDE_H in C++/CUDA,
+ * `ATTR_GROUPS.conv` indices in TypeScript. Every op listed under a group must start with its attributes
+ * (checked by test/codegen.test.ts).
+ */
+export const ATTR_GROUPS = {
+  axes: ['axisStart', 'axisEnd'],
+  conv: ['strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups'],
+  pool: ['kernelH', 'kernelW', 'strideH', 'strideW', 'padH', 'padW'],
+  rng: ['key0', 'key1', 'ctrLo', 'ctrHi'],
+} as const;
+const { axes: AXES, conv: CONV, pool: POOL, rng: RNG } = ATTR_GROUPS;
 
 /**
  * The kernel-level op table (name, family, inputs, attributes, dtype rules), in op-id order.
@@ -83,9 +103,9 @@ export const OP_TABLE = [
   op('biasAct', 'elementwise', 2, ['act'], 'float', C),
   op('where', 'elementwise', 3, [], 'any', { fixedInputs: { 0: 'bool' } }),
   // reductions (input contiguous; reduce over the axis range [axisStart, axisEnd))
-  op('sum', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
-  op('max', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
-  op('min', 'reduce', 1, ['axisStart', 'axisEnd'], 'numeric', C),
+  op('sum', 'reduce', 1, AXES, 'numeric', C),
+  op('max', 'reduce', 1, AXES, 'numeric', C),
+  op('min', 'reduce', 1, AXES, 'numeric', C),
   op('argmax', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
   op('argmin', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
   op('softmax', 'reduce', 1, ['axis'], 'float', C),
@@ -137,6 +157,10 @@ export const OP_TABLE = [
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];
+/** The attribute names of one op, as the table declares them. */
+export type AttrName<O extends OpName> = Extract<(typeof OP_TABLE)[number], { name: O }>['attrs'][number];
+/** One op's attributes by name. */
+export type Attrs<O extends OpName> = { readonly [K in AttrName<O>]: number };
 export const OP_COUNT = OP_TABLE.length;
 export const OP_IDS: Readonly<Record<OpName, number>> = Object.fromEntries(
   OP_TABLE.map((o, i) => [o.name, i]),
@@ -144,3 +168,65 @@ export const OP_IDS: Readonly<Record<OpName, number>> = Object.fromEntries(
 export const OP_BY_NAME: Readonly<Record<OpName, OpSpec>> = Object.fromEntries(
   OP_TABLE.map((o) => [o.name, o]),
 ) as Record<OpName, OpSpec>;
+
+/** Attribute index by op and name: `ATTR.conv2d.padH` is where `padH` sits in conv2d's attribute array. */
+export const ATTR = Object.fromEntries(
+  OP_TABLE.map((o) => [o.name, Object.fromEntries(o.attrs.map((a: string, i: number) => [a, i]))]),
+) as { readonly [O in OpName]: { readonly [K in AttrName<O>]: number } };
+
+/**
+ * One op's attribute array read by name: `const { strideH, padH } = attrsOf('conv2d', attrs)`. Kernels read
+ * attributes this way (C++ and CUDA through the generated ATTR_<OP>_<NAME> constants), never by position.
+ */
+export function attrsOf<O extends OpName>(name: O, attrs: readonly number[]): Attrs<O> {
+  const spec = OP_BY_NAME[name];
+  const r: Record<string, number> = {};
+  spec.attrs.forEach((a, i) => { r[a] = attrs[i] ?? NaN; });
+  return r as Attrs<O>;
+}
+
+/** A group's attributes by name (kernel helpers shared by every op that starts with the group). */
+export function groupAttrs<G extends keyof typeof ATTR_GROUPS>(group: G, attrs: readonly number[]):
+  { readonly [K in (typeof ATTR_GROUPS)[G][number]]: number } {
+  const r: Record<string, number> = {};
+  ATTR_GROUPS[group].forEach((a, i) => { r[a] = attrs[i] ?? NaN; });
+  return r as { readonly [K in (typeof ATTR_GROUPS)[G][number]]: number };
+}
+
+/**
+ * Op codes of the strided elementwise `map` kernel that the webgpu (kernels/wgsl/elementwise.wgsl) and CUDA
+ * (kernels/cuda/elementwise.cu) backends share: MAP_<NAME> in both, generated. `bias*` are biasAct's three
+ * activations. The order matters: kernels test ranges (binary ops from `add` on, comparisons `eq`..`ge`).
+ */
+export const MAP_OPS = [
+  'fill', 'arange', 'neg', 'abs', 'sign', 'relu', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'clamp', 'cast',
+  'copy', 'add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'geluGrad',
+  'bias', 'biasRelu', 'biasGelu', 'where',
+] as const;
+export type MapOp = (typeof MAP_OPS)[number];
+export const MAP_OP_CODES = Object.fromEntries(MAP_OPS.map((m, i) => [m, i])) as Readonly<Record<MapOp, number>>;
+
+/**
+ * Bad data that only a device kernel can see (CUDA and WGSL): each kind is a slot of error flags that the
+ * kernel sets with the first bad element's position, value, bound and an extra word (FLAG_<NAME>, generated).
+ * The host turns a set flag into the user's ArgumentError with `message` (placeholders {pos} {value} {bound}
+ * {extra}), or `unknown` when the position was not recorded.
+ */
+export const DEVICE_FLAGS = [
+  { name: 'gatherIndex', message: 'gather index {value} at position {pos} is out of range for axis {extra} of size {bound}',
+    unknown: 'gather: an index is out of range' },
+  { name: 'scatterIndex', message: 'scatterAdd index {value} at position {pos} is out of range for size {bound}',
+    unknown: 'scatterAdd: an index is out of range' },
+  { name: 'label', message: 'crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})',
+    unknown: 'crossEntropy: a label is out of range' },
+  { name: 'quantNan', message: 'qlinearInt8: x has NaN or infinite values (cannot be quantized) at element {pos}',
+    unknown: 'qlinearInt8: x has NaN or infinite values (cannot be quantized)' },
+] as const;
+
+/** A device flag's message with its recorded words filled in. */
+export function deviceFlagMessage(kind: number, w: { pos: number; value: number; bound: number; extra: number } | null): string {
+  const f = DEVICE_FLAGS[kind];
+  if (!f) return `device error flag ${kind}`;
+  if (!w) return f.unknown;
+  return f.message.replace(/\{(pos|value|bound|extra)\}/g, (_m, k: 'pos' | 'value' | 'bound' | 'extra') => String(w[k]));
+}

@@ -43,7 +43,7 @@ struct KernelTable {
 
 }  // namespace kiln
 
-#define KILN_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
+// KILN_FAMILIES (the family list) is generated into kiln/tables.h from src/ops/table.ts.
 #define KILN_DECLARE_REGISTER(family) void register_##family(::kiln::KernelTable& t);
 namespace kiln {
 namespace scalar { KILN_FAMILIES(KILN_DECLARE_REGISTER) }

@@ -12,16 +12,16 @@ namespace cuda {
 /** Error flags the kernels set on bad data (kind k: a gather or scatterAdd index, a crossEntropy label, NaN into
  * int8 quantization): the first bad (position, value) of each kind; read and cleared at every read and sync. */
 struct DeviceFlags {
-  unsigned set[4];
-  unsigned pos[4];
-  int value[4];
-  unsigned bound[4];
+  unsigned set[FLAG_COUNT];
+  unsigned pos[FLAG_COUNT];
+  int value[FLAG_COUNT];
+  unsigned bound[FLAG_COUNT];
+  unsigned extra[FLAG_COUNT];
 };
 
-// one kernel file per op family in kernels/cuda/, each filling its ops into the table
-#define KILN_CUDA_FAMILIES(X) X(elementwise) X(reduce) X(matmul) X(conv) X(movement) X(random) X(optim) X(quant)
+// one kernel file per op family in kernels/cuda/ (KILN_FAMILIES, generated), each filling its ops into the table
 #define KILN_CUDA_DECLARE(family) void register_##family(KernelTable& t);
-KILN_CUDA_FAMILIES(KILN_CUDA_DECLARE)
+KILN_FAMILIES(KILN_CUDA_DECLARE)
 
 /** True when a device was found and the kernels are built. */
 bool ready();

@@ -4,22 +4,11 @@
 #include <cstring>
 #include <string>
 
+#include "kiln/tables.h"
+
 namespace kiln {
 
-// Must match DTYPE_CODES in src/tensor/dtype.ts.
-enum DType : int32_t {
-  DT_FLOAT32 = 0,
-  DT_FLOAT16 = 1,
-  DT_BFLOAT16 = 2,
-  DT_INT32 = 3,
-  DT_INT8 = 4,
-  DT_UINT8 = 5,
-  DT_BOOL = 6,
-  DT_COUNT = 7
-};
-
-inline constexpr const char* kDTypeNames[DT_COUNT] = {"float32", "float16", "bfloat16", "int32", "int8", "uint8", "bool"};
-inline constexpr int kDTypeSize[DT_COUNT] = {4, 2, 2, 4, 1, 1, 1};
+// DType, kDTypeNames and kDTypeSize are generated from src/tensor/dtype.ts into kiln/tables.h.
 inline constexpr int kMaxDims = 12;
 
 // Error categories; the binding maps them onto KilnError subclasses.

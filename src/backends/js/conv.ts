@@ -1,9 +1,12 @@
 import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf } from './util.js';
+import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 interface Conv { sh: number; sw: number; ph: number; pw: number; dh: number; dw: number; groups: number }
-const convAttrs = (a: readonly number[]): Conv =>
-  ({ sh: a[0]!, sw: a[1]!, ph: a[2]!, pw: a[3]!, dh: a[4]!, dw: a[5]!, groups: a[6]! });
+const convAttrs = (a: readonly number[]): Conv => {
+  const c = groupAttrs('conv', a);
+  return { sh: c.strideH, sw: c.strideW, ph: c.padH, pw: c.padW, dh: c.dilationH, dw: c.dilationW, groups: c.groups };
+};
 
 /** Calls f(n, o, oh, ow, c, i, j, ih, iw) for every in-bounds tap of a grouped conv (the reference loop nest). */
 function forEachTap(N: number, C: number, H: number, W: number, O: number, kh: number, kw: number, OH: number, OW: number,
@@ -30,7 +33,10 @@ function forEachTap(N: number, C: number, H: number, W: number, O: number, kh: n
 }
 
 interface Pool { kh: number; kw: number; sh: number; sw: number; ph: number; pw: number }
-const poolAttrs = (a: readonly number[]): Pool => ({ kh: a[0]!, kw: a[1]!, sh: a[2]!, sw: a[3]!, ph: a[4]!, pw: a[5]! });
+const poolAttrs = (a: readonly number[]): Pool => {
+  const p = groupAttrs('pool', a);
+  return { kh: p.kernelH, kw: p.kernelW, sh: p.strideH, sw: p.strideW, ph: p.padH, pw: p.padW };
+};
 
 function forEachWindow(NC: number, H: number, W: number, OH: number, OW: number, p: Pool,
   f: (plane: number, oi: number, taps: number[]) => void): void {
@@ -104,7 +110,7 @@ export const convKernels: Record<string, KernelFn> = {
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [, , OH, OW] = out.shape as [number, number, number, number];
     const p = poolAttrs(attrs);
-    const includePad = attrs[6] !== 0;
+    const includePad = attrsOf('avgPool2d', attrs).countIncludePad !== 0;
     forEachWindow(N * C, H, W, OH, OW, p, (_p, oi, taps) => {
       let s = 0;
       for (const t of taps) s += x[t]!;
@@ -117,7 +123,7 @@ export const convKernels: Record<string, KernelFn> = {
     const [N, C, H, W] = out.shape as [number, number, number, number];
     const [, , OH, OW] = ins[0]!.shape as [number, number, number, number];
     const p = poolAttrs(attrs);
-    const includePad = attrs[6] !== 0;
+    const includePad = attrsOf('avgPool2dBackward', attrs).countIncludePad !== 0;
     dx.fill(0);
     forEachWindow(N * C, H, W, OH, OW, p, (_p, oi, taps) => {
       const div = includePad ? p.kh * p.kw : taps.length;

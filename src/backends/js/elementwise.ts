@@ -2,6 +2,7 @@ import { checkBiasAct, checkClamp } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { erfc, gatherView, outBuf, writeCanon } from './util.js';
 import { castValue } from '../../tensor/dtype.js';
+import { attrsOf } from '../../ops/table.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -43,11 +44,12 @@ const minNaN = (x: number, y: number): number => (Number.isNaN(x) || x < y ? x :
 
 export const elementwiseKernels: Record<string, KernelFn> = {
   fill: (_ins, out, attrs) => {
-    outBuf(out).fill(castValue(attrs[0]!, out.dtype));
+    outBuf(out).fill(castValue(attrsOf('fill', attrs).value, out.dtype));
   },
   arange: (_ins, out, attrs) => {
     const o = outBuf(out);
-    for (let i = 0; i < o.length; i++) o[i] = castValue(attrs[0]! + i * attrs[1]!, out.dtype);
+    const { start, step } = attrsOf('arange', attrs);
+    for (let i = 0; i < o.length; i++) o[i] = castValue(start + i * step, out.dtype);
   },
   ...Object.fromEntries(Object.entries(unaryF).map(([k, f]) => [k, unary(f)])),
   neg: unary((x) => -x, (x) => -x | 0),
@@ -55,7 +57,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   sign: unary((x) => (Number.isNaN(x) ? x : Math.sign(x) + 0)),
   relu: unary((x) => (x < 0 ? 0 : x)),
   biasAct: (ins, out, attrs) => {
-    const act = attrs[0]!;
+    const { act } = attrsOf('biasAct', attrs);
     checkBiasAct(act);
     const x = gatherView(ins[0]!), b = gatherView(ins[1]!), r = new Float64Array(x.length);
     const N = b.length;
@@ -66,7 +68,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
     writeCanon(out, r);
   },
   clamp: (ins, out, attrs) => {
-    let lo = attrs[0]!, hi = attrs[1]!;
+    let { min: lo, max: hi } = attrsOf('clamp', attrs);
     checkClamp(lo, hi);
     if (ins[0]!.dtype === 'int32') {
       lo = Math.ceil(lo);

@@ -1,13 +1,14 @@
 import { ArgumentError } from '../../errors.js';
 import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf, prod, writeCanon } from './util.js';
+import { attrsOf } from '../../ops/table.js';
 
 export const movementKernels: Record<string, KernelFn> = {
   copy: (ins, out) => {
     outBuf(out).set(gatherView(ins[0]!));
   },
   concat: (ins, out, attrs) => {
-    const axis = attrs[0]!;
+    const { axis } = attrsOf('concat', attrs);
     const o = outBuf(out);
     const outer = prod(out.shape, 0, axis);
     const inner = prod(out.shape, axis + 1);
@@ -23,7 +24,7 @@ export const movementKernels: Record<string, KernelFn> = {
   },
   gather: (ins, out, attrs) => {
     const xv = ins[0]!;
-    const axis = attrs[0]!;
+    const { axis } = attrsOf('gather', attrs);
     const x = gatherView(xv);
     const idx = gatherView(ins[1]!);
     const D = xv.shape[axis]!;
@@ -40,7 +41,7 @@ export const movementKernels: Record<string, KernelFn> = {
   },
   scatterAdd: (ins, out, attrs) => {
     const gv = ins[0]!;
-    const axis = attrs[0]!, D = attrs[1]!;
+    const { axis, size: D } = attrsOf('scatterAdd', attrs);
     const g = gatherView(gv);
     const idx = gatherView(ins[1]!);
     for (let i = 0; i < idx.length; i++) {

@@ -2,6 +2,7 @@
 import { checkRandomInt } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { outBuf } from './util.js';
+import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 function mulhi(a: number, b: number): number {
   const aL = a & 0xffff, aH = a >>> 16, bL = b & 0xffff, bH = b >>> 16;
@@ -29,8 +30,8 @@ export function philox(c0: number, c1: number, k0: number, k1: number, out: Uint
 }
 
 function blocks(attrs: readonly number[], n: number, f: (i0: number, u: Uint32Array) => void): void {
-  const k0 = attrs[0]! >>> 0, k1 = attrs[1]! >>> 0;
-  const lo = attrs[2]!, hi = attrs[3]!;
+  const { key0, key1, ctrLo: lo, ctrHi: hi } = groupAttrs('rng', attrs);
+  const k0 = key0 >>> 0, k1 = key1 >>> 0;
   const u = new Uint32Array(4);
   for (let b = 0; b * 4 < n; b++) {
     // 64-bit counter = (hi:lo) + b
@@ -45,14 +46,14 @@ function blocks(attrs: readonly number[], n: number, f: (i0: number, u: Uint32Ar
 export const randomKernels: Record<string, KernelFn> = {
   randomUniform: (_ins, out, attrs) => {
     const o = outBuf(out);
-    const lo = attrs[4]!, hi = attrs[5]!;
+    const { low: lo, high: hi } = attrsOf('randomUniform', attrs);
     blocks(attrs, o.length, (i0, u) => {
       for (let l = 0; l < 4 && i0 + l < o.length; l++) o[i0 + l] = Math.fround(lo + (hi - lo) * ((u[l]! >>> 8) / 16777216));
     });
   },
   randomNormal: (_ins, out, attrs) => {
     const o = outBuf(out);
-    const mean = attrs[4]!, sd = attrs[5]!;
+    const { mean, std: sd } = attrsOf('randomNormal', attrs);
     const z = new Float64Array(4);
     blocks(attrs, o.length, (i0, u) => {
       for (let p = 0; p < 2; p++) {
@@ -68,7 +69,7 @@ export const randomKernels: Record<string, KernelFn> = {
   },
   randomInt: (_ins, out, attrs) => {
     const o = outBuf(out);
-    const lo = attrs[4]!, hi = attrs[5]!;
+    const { low: lo, high: hi } = attrsOf('randomInt', attrs);
     checkRandomInt(lo, hi);
     const range = hi - lo;
     const exact = range < 2 ** 21;

@@ -3,6 +3,7 @@ import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf, prod, writeCanon } from './util.js';
+import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
   return [prod(shape, 0, a0), prod(shape, a0, a1), prod(shape, a1)];
@@ -13,7 +14,8 @@ function reduceWith(name: string, init: (x: Float64Array, base: number) => numbe
   return (ins, out, attrs) => {
     const v = ins[0]!;
     const x = gatherView(v);
-    const [outer, r, inner] = dims3(v.shape, attrs[0]!, attrs[1]!);
+    const axes = groupAttrs('axes', attrs);
+    const [outer, r, inner] = dims3(v.shape, axes.axisStart, axes.axisEnd);
     if (needsNonEmpty && r === 0 && outer * inner > 0) {
       throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
     }
@@ -37,7 +39,7 @@ const nanMin = (a: number, v: number): number => (Number.isNaN(a) || Number.isNa
 function argReduce(isMax: boolean): KernelFn {
   return (ins, out, attrs) => {
     const v = ins[0]!;
-    const axis = attrs[0]!;
+    const { axis } = attrsOf(isMax ? 'argmax' : 'argmin', attrs);
     const x = gatherView(v);
     const [outer, r, inner] = dims3(v.shape, axis, axis + 1);
     if (r === 0 && outer * inner > 0) throw new ShapeError(`${isMax ? 'argmax' : 'argmin'} over an empty axis of [${v.shape.join(', ')}]`);
@@ -64,7 +66,7 @@ function argReduce(isMax: boolean): KernelFn {
 function softmaxKernel(log: boolean): KernelFn {
   return (ins, out, attrs) => {
     const v = ins[0]!;
-    const axis = attrs[0]!;
+    const { axis } = attrsOf(log ? 'logSoftmax' : 'softmax', attrs);
     const x = gatherView(v);
     const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
     const o = new Float64Array(x.length);
@@ -131,7 +133,7 @@ export const reduceKernels: Record<string, KernelFn> = {
   },
   nanQuantile: (ins, out, at) => {
     const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
-    const q = at[0]!;
+    const { q } = attrsOf('nanQuantile', at);
     checkQuantile(q);
     const x = gatherView(ins[0]!), o = outBuf(out);
     for (let j = 0; j < f; j++) {
@@ -145,7 +147,7 @@ export const reduceKernels: Record<string, KernelFn> = {
   },
   softmaxCrossEntropy: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 2, 'softmaxCrossEntropy');
-    const s = at[0]!, o = outBuf(out);
+    const s = attrsOf('softmaxCrossEntropy', at).labelSmoothing, o = outBuf(out);
     for (let r = 0; r < n; r++) {
       const lse = rowLse(x, r * c, c);
       const wy = w ? w[y[r]!]! : 1;
@@ -161,7 +163,7 @@ export const reduceKernels: Record<string, KernelFn> = {
   softmaxCrossEntropyBackward: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 3, 'softmaxCrossEntropyBackward');
     const g = gatherView(ins[2]!);
-    const s = at[0]!, o = outBuf(out);
+    const s = attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing, o = outBuf(out);
     const W = w ? w.reduce((a, v) => a + v, 0) : c;
     for (let r = 0; r < n; r++) {
       const lse = rowLse(x, r * c, c);

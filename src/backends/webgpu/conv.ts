@@ -3,6 +3,7 @@
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -23,7 +24,8 @@ const s4 = (v: KernelView | KernelOut): Shape4 => v.shape as Shape4;
 
 /** Pooling attrs (kernel, stride, pad) as the window size and conv-style attrs (no dilation, one group). */
 function pool(a: readonly number[]): { k: [number, number]; rest: number[] } {
-  return { k: [a[0]!, a[1]!], rest: [a[2]!, a[3]!, a[4]!, a[5]!, 1, 1, 1] };
+  const p = groupAttrs('pool', a);
+  return { k: [p.kernelH, p.kernelW], rest: [p.strideH, p.strideW, p.padH, p.padW, 1, 1, 1] };
 }
 
 const kernels: Record<string, GpuKernel> = {
@@ -55,13 +57,13 @@ const kernels: Record<string, GpuKernel> = {
   avgPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(16, a[6] ? 1 : 0);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(16, attrsOf('avgPool2d', a).countIncludePad ? 1 : 0);
     run(g, 'pool', p, out, ins, { MAXP: 0 });
   },
   avgPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(out);
     const { k, rest } = pool(a);
-    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(16, a[6] ? 1 : 0);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(16, attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0);
     run(g, 'pool_bwd', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool_bwd also declares max pooling's second input
   },
 };

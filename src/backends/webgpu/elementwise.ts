@@ -3,15 +3,10 @@
 import { BackendError } from '../../errors.js';
 import { checkBiasAct, checkClamp } from '../checks.js';
 import { encodeStorage, type DType } from '../../tensor/dtype.js';
+import { attrsOf, MAP_OP_CODES, type MapOp } from '../../ops/table.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { MAX_DIMS, Params, code, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
 
-export const MAP_OPS = {
-  fill: 0, arange: 1, neg: 2, abs: 3, sign: 4, relu: 5, exp: 6, log: 7, sqrt: 8, tanh: 9, sigmoid: 10, gelu: 11,
-  clamp: 12, cast: 13, copy: 14, add: 15, sub: 16, mul: 17, div: 18, pow: 19, maximum: 20, minimum: 21,
-  eq: 22, ne: 23, lt: 24, le: 25, gt: 26, ge: 27, geluGrad: 28, bias: 29, biasRelu: 30, biasGelu: 31, where: 32,
-} as const;
-export type MapOp = keyof typeof MAP_OPS;
 
 const PER_WORD: Record<DType, number> = { float32: 1, int32: 1, float16: 2, bfloat16: 2, int8: 4, uint8: 4, bool: 4 };
 
@@ -39,7 +34,7 @@ export function map(g: Gpu, op: MapOp, ins: readonly KernelView[], out: KernelOu
   const bufs = [id(out), ...ins.map(id)];
   while (bufs.length < 4) bufs.push(g.dummy);
   g.dispatch('elementwise', 'map', {
-    OP: MAP_OPS[op], DT0: dts[0] ?? 0, DT1: dts[1] ?? 0, DT2: dts[2] ?? 0, DTO: code(out.dtype), INT: opts.int ? 1 : 0,
+    OP: MAP_OP_CODES[op], DT0: dts[0] ?? 0, DT1: dts[1] ?? 0, DT2: dts[2] ?? 0, DTO: code(out.dtype), INT: opts.int ? 1 : 0,
   }, p, bufs, { threads: Math.ceil(n / PER_WORD[out.dtype]) });
 }
 
@@ -58,9 +53,9 @@ function bitsOf(v: number, d: DType): number {
 }
 
 export const elementwiseKernels: Record<string, GpuKernel> = {
-  fill: (g, _ins, out, attrs) => map(g, 'fill', [], out, { a: bitsOf(attrs[0]!, out.dtype) }),
+  fill: (g, _ins, out, attrs) => map(g, 'fill', [], out, { a: bitsOf(attrsOf('fill', attrs).value, out.dtype) }),
   arange: (g, _ins, out, attrs) => {
-    const [start, step] = attrs as [number, number];
+    const { start, step } = attrsOf('arange', attrs);
     if (out.dtype === 'int32' && Number.isInteger(start) && Number.isInteger(step) && Math.abs(start) < 2 ** 31 && Math.abs(step) < 2 ** 31) {
       map(g, 'arange', [], out, { int: true, a: i32bits(start), b: i32bits(step) });
     } else {
@@ -70,7 +65,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   neg: simple('neg'), abs: simple('abs'), sign: simple('sign'), relu: simple('relu'),
   exp: simple('exp'), log: simple('log'), sqrt: simple('sqrt'), tanh: simple('tanh'), sigmoid: simple('sigmoid'), gelu: simple('gelu'),
   clamp: (g, ins, out, attrs) => {
-    const [lo, hi] = attrs as [number, number];
+    const { min: lo, max: hi } = attrsOf('clamp', attrs);
     checkClamp(lo, hi);
     if (isInt(ins[0]!)) {
       const ilo = Math.max(Math.ceil(lo), -(2 ** 31)), ihi = Math.min(Math.floor(hi), 2 ** 31 - 1);
@@ -85,7 +80,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   eq: simple('eq'), ne: simple('ne'), lt: simple('lt'), le: simple('le'), gt: simple('gt'), ge: simple('ge'),
   geluGrad: simple('geluGrad'),
   biasAct: (g, ins, out, attrs) => {
-    const act = attrs[0]!;
+    const { act } = attrsOf('biasAct', attrs);
     checkBiasAct(act);
     const [x, b] = ins as [KernelView, KernelView];
     const N = b.shape[b.shape.length - 1] ?? 1;

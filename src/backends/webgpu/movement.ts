@@ -7,6 +7,7 @@ import { contiguousStrides } from '../../tensor/shape.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { map } from './elementwise.js';
 import { MAX_DIMS, Params, denseInputs, id, mergeDims, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
+import { attrsOf } from '../../ops/table.js';
 
 /** A view with one element per 32-bit word: the view itself, or a widened contiguous copy (caller releases). */
 function words(g: Gpu, v: KernelView, temps: number[]): KernelView {
@@ -43,7 +44,7 @@ const dtypeOk = (d: DType): boolean => d in DTYPE_SIZE;
 export const movementKernels: Record<string, GpuKernel> = {
   copy: (g, ins, out) => map(g, 'copy', ins, out),
   concat: (g, ins, out, attrs) => {
-    const axis = attrs[0]!;
+    const { axis } = attrsOf('concat', attrs);
     const inner = numelOf(out.shape.slice(axis + 1)), total = out.shape[axis]!;
     if (numelOf(out.shape) === 0) return;
     withTemps(g, (temps) => intoWords(g, out, temps, (dst) => {
@@ -68,7 +69,7 @@ export const movementKernels: Record<string, GpuKernel> = {
   },
   gather: denseInputs((g, ins, out, attrs) => {
     const [xv, iv] = ins as [KernelView, KernelView];
-    const axis = attrs[0]!;
+    const { axis } = attrsOf('gather', attrs);
     const pre = numelOf(xv.shape.slice(0, axis)), D = xv.shape[axis]!, post = numelOf(xv.shape.slice(axis + 1)), k = numelOf(iv.shape);
     if (pre * k * post === 0) return;
     withTemps(g, (temps) => {
@@ -81,7 +82,7 @@ export const movementKernels: Record<string, GpuKernel> = {
   }, (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape })),
   scatterAdd: denseInputs((g, ins, out, attrs) => {
     const [gv, iv] = ins as [KernelView, KernelView];
-    const axis = attrs[0]!, D = attrs[1]!;
+    const { axis, size: D } = attrsOf('scatterAdd', attrs);
     const pre = numelOf(out.shape.slice(0, axis)), post = numelOf(out.shape.slice(axis + 1)), k = numelOf(iv.shape);
     if (numelOf(out.shape) === 0) return;
     g.dispatch('movement', 'scatter_add', { INT: gv.dtype === 'int32' ? 1 : 0 }, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),

@@ -1,5 +1,6 @@
 // Messages between the webgpu backend (main thread) and its GPU worker. The worker owns the Dawn device; the
 // main thread sends it batches of commands and, for reads, blocks on a SharedArrayBuffer the worker fills.
+import { DEVICE_FLAGS, deviceFlagMessage } from '../../ops/table.js';
 
 /** Bytes of one dispatch's uniform block (a Params struct of 128 u32 words in every shader). */
 export const PARAMS_WORDS = 128;
@@ -7,23 +8,17 @@ export const PARAMS_BYTES = PARAMS_WORDS * 4;
 
 /** Buffer id 0 is the worker's error-flag buffer (atomic u32 words kernels set on bad input). */
 export const FLAGS_ID = 0;
-/** Error-flag words: 8 per kind (kernels/wgsl/common.wgsl `report`). */
-export const FLAG_KINDS = 4;
+/** Error-flag words: 8 per kind (kernels/wgsl/common.wgsl `report`), one kind per DEVICE_FLAGS entry. */
+export const FLAG_KINDS = DEVICE_FLAGS.length;
 export const FLAG_BYTES = FLAG_KINDS * 8 * 4;
 /** Marks an error message as the user's bad data (an ArgumentError on the main thread). */
 export const ARG_ERROR = 'ARG:';
 
-/** The message for flag kind k from its words [set, position + 1, value, bound, extra]. */
+/** The message for flag kind k from its words [set, position + 1, value, bound, extra] (DEVICE_FLAGS). */
 export function flagMessage(k: number, w: Uint32Array): string {
-  const known = w[1]! > 0;
-  const pos = w[1]! - 1, value = w[2]! | 0, bound = w[3]!, extra = w[4]!;
-  const where = ' (found on the GPU: this backend checks data-dependent indices when it next reads, and the kernel wrote 0 there)';
-  switch (k) {
-    case 0: return (known ? `gather index ${value} at position ${pos} is out of range for axis ${extra} of size ${bound}` : 'gather: an index is out of range') + where;
-    case 1: return (known ? `scatterAdd index ${value} at position ${pos} is out of range for size ${bound}` : 'scatterAdd: an index is out of range') + where;
-    case 2: return (known ? `crossEntropy label ${value} at index ${pos} is out of range; expected a class in [0, ${bound})` : 'crossEntropy: a label is out of range') + where;
-    default: return `qlinearInt8: x has NaN or infinite values (cannot be quantized)${known ? ` at element ${pos}` : ''}${where}`;
-  }
+  const words = w[1]! > 0 ? { pos: w[1]! - 1, value: w[2]! | 0, bound: w[3]!, extra: w[4]! } : null;
+  return deviceFlagMessage(k, words) +
+    ' (found on the GPU: this backend checks data-dependent indices when it next reads, and the kernel wrote 0 there)';
 }
 
 export type Command =

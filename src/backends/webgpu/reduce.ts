@@ -4,6 +4,7 @@ import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
+import { attrsOf } from '../../ops/table.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
   return [numelOf(shape.slice(0, a0)), numelOf(shape.slice(a0, a1)), numelOf(shape.slice(a1))];
@@ -14,7 +15,9 @@ const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
-    const [outer, r, inner] = name.startsWith('arg') ? dims3(v.shape, attrs[0]!, attrs[0]! + 1) : dims3(v.shape, attrs[0]!, attrs[1]!);
+    const [outer, r, inner] = name === 'argmax' || name === 'argmin'
+      ? ((axis) => dims3(v.shape, axis, axis + 1))(attrsOf(name, attrs).axis)
+      : dims3(v.shape, attrsOf(name, attrs).axisStart, attrsOf(name, attrs).axisEnd);
     if (name !== 'sum' && r === 0 && outer * inner > 0) {
       throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
     }
@@ -32,7 +35,8 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
 function softmax(log: boolean): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
-    const [outer, n, inner] = dims3(v.shape, attrs[0]!, attrs[0]! + 1);
+    const { axis } = attrsOf(log ? 'logSoftmax' : 'softmax', attrs);
+    const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
     if (outer * n * inner === 0) return;
     const p = new Params().set(0, outer).set(1, n).set(2, inner);
     g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
@@ -52,11 +56,11 @@ const kernels: Record<string, GpuKernel> = {
   softmax: softmax(false), logSoftmax: softmax(true),
   softmaxCrossEntropy: (g, ins, out, at) => {
     const { n, c, weight } = checkCrossEntropy(ins, 2, 'softmaxCrossEntropy');
-    ce(g, 'ce_forward', ins, out, at[0]!, n, c, weight);
+    ce(g, 'ce_forward', ins, out, attrsOf('softmaxCrossEntropy', at).labelSmoothing, n, c, weight);
   },
   softmaxCrossEntropyBackward: (g, ins, out, at) => {
     const { n, c, weight } = checkCrossEntropy(ins, 3, 'softmaxCrossEntropyBackward');
-    ce(g, 'ce_backward', ins, out, at[0]!, n, c, weight);
+    ce(g, 'ce_backward', ins, out, attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing, n, c, weight);
   },
   nanColumnStats: (g, ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
@@ -65,7 +69,7 @@ const kernels: Record<string, GpuKernel> = {
   },
   nanQuantile: (g, ins, out, at) => {
     const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
-    const q = at[0]!;
+    const { q } = attrsOf('nanQuantile', at);
     checkQuantile(q);
     if (f === 0) return;
     const p = new Params().set(0, n).set(1, f);

@@ -297,7 +297,8 @@ async function start(): Promise<AdapterSummary> {
   uniform = device.createBuffer({ size: UNIFORM_SLOTS * PARAMS_BYTES, usage: usage.UNIFORM | usage.COPY_DST });
   const flagsBuf = device.createBuffer({ size: 256, usage: usage.STORAGE | usage.COPY_SRC | usage.COPY_DST });
   buffers.set(FLAGS_ID, { buf: flagsBuf, bytes: 256 });
-  common = readFileSync(join(init.wgslDir, 'common.wgsl'), 'utf8');
+  // tables.wgsl (generated codes) first, then the shared helpers
+  common = ['tables.wgsl', 'common.wgsl'].map((f) => readFileSync(join(init.wgslDir, f), 'utf8')).join('\n');
   const info = adapter.info;
   return {
     backend: chosen, vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,

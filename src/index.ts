@@ -6,6 +6,8 @@
  * const x = kn.randn([4, 3]), w = kn.randn([3, 2]), loss = x.matmul(w).relu().sum();
  * @packageDocumentation
  */
+// attaches the op methods to Tensor first (the ops import no tensor method at load time)
+import './tensor/methods.js';
 export { KilnError, ShapeError, DTypeError, BackendError, FormatError, ValidationError, ArgumentError } from './errors.js';
 export { Tensor, isTensor, type AxisArg } from './tensor/tensor.js';
 export type { TensorLike } from './ops/define.js';

@@ -1,22 +1,22 @@
 import { ArgumentError, ShapeError } from '../errors.js';
-import { keep, tidy, untrack } from '../engine/memory.js';
-import * as ops from '../ops/index.js';
+import { keep, tidy } from '../engine/memory.js';
+import { onesLike, zerosLike } from '../ops/creation.js';
+import { add, cast } from '../ops/elementwise.js';
+import { clone } from '../ops/movement.js';
 import { shapeStr, sameShape } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
-import { noGrad, setAliasUntracker, type Node } from './tape.js';
-
-setAliasUntracker(untrack);
+import { noGrad, type Node } from './tape.js';
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (!sameShape(leaf.shape, g.shape)) {
     throw new ShapeError(`internal: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
   }
   if (leaf.isDisposed) return;
-  const gg = g.dtype === leaf.dtype ? g : ops.cast(g, leaf.dtype);
+  const gg = g.dtype === leaf.dtype ? g : cast(g, leaf.dtype);
   // A leaf's grad owns its storage: never a view of an intermediate or of another leaf's grad (add's vjp
   // hands the same tensor to both inputs), so an optimizer may later update it in place.
   const prev = leaf.grad;
-  leaf.grad = keep(prev ? ops.add(prev, gg) : ops.clone(gg));
+  leaf.grad = keep(prev ? add(prev, gg) : clone(gg));
   if (prev) prev.dispose();
 }
 
@@ -38,7 +38,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
     if (!sameShape(grad.shape, root.shape)) throw new ShapeError(`backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`);
   }
   noGrad(() => tidy(() => {
-    const g0 = grad ?? ops.onesLike(root);
+    const g0 = grad ?? onesLike(root);
     const rootNode = root.node;
     if (!rootNode) {
       accumulateLeaf(root, g0);
@@ -82,7 +82,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
           accumulateLeaf(e.leaf, gi);
         } else {
           const prev = grads.get(e.node);
-          grads.set(e.node, prev ? ops.add(prev, gi) : gi);
+          grads.set(e.node, prev ? add(prev, gi) : gi);
         }
       });
     }
@@ -108,7 +108,7 @@ export function grad(f: (...args: Tensor[]) => Tensor): (...args: Tensor[]) => T
       assertTensor(out, 'grad(f): the value f returns');
       backward(out);
       return leaves.map((l) => {
-        const g = l.grad ?? ops.zerosLike(l);
+        const g = l.grad ?? zerosLike(l);
         l.grad = null;
         return g;
       });

@@ -1,6 +1,7 @@
 // The tape: each recorded op output holds a Node with edges to its inputs' nodes (or to leaf tensors) and
 // the tensors its vjp needs, saved as private aliases so user disposal cannot break backward. Nodes are
 // reference counted by the tensors and nodes that point at them; when the last goes, saved tensors are freed.
+import { untrack } from '../engine/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export type Edge = { node: Node } | { leaf: Tensor } | null;
@@ -59,12 +60,10 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved
   const edges: Edge[] = inputs.map((t) => (t.node ? { node: t.node } : t.requiresGrad ? { leaf: t } : null));
   const aliases = saved.map((t) => {
     const a = t.view(t.shape, t.strides, t.offset);
-    untrackAlias(a);
+    untrack(a);
     return a;
   });
   out.setNode(new Node(op, edges, aliases, vjp, out.shape));
   return out;
 }
 
-let untrackAlias: (t: Tensor) => void = () => {};
-export function setAliasUntracker(f: (t: Tensor) => void): void { untrackAlias = f; }

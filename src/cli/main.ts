@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `kiln` command line: info, bench, serve, quantize, prune (`train` is still to come).
 import { parseArgs } from 'node:util';
+// an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
+import '../tensor/methods.js';
 import { info } from '../info.js';
 import { benchCommand } from './bench.js';
 import { SERVE_HELP, serveCommand } from './serve.js';

@@ -7,8 +7,10 @@ import { assertDType, isFloat, promote, type DType } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';
 import { asTensor, expandView, runBroadcast, type TensorLike } from './define.js';
-import { sumTo } from './reduce.js';
 import type { OpName } from './table.js';
+
+// reductions come through Tensor methods (src/tensor/methods.ts), so this module does not import reduce.ts
+const sumTo = (g: Tensor, shape: readonly number[]): Tensor => g.sumTo(shape);
 
 function floatOut(d: DType): DType { return isFloat(d) ? d : 'float32'; }
 

@@ -7,7 +7,6 @@ import { isFloat } from '../tensor/dtype.js';
 import { broadcastShapes, normalizeAxes, normalizeAxis, numel, shapeStr, validateShape } from '../tensor/shape.js';
 import { assertTensor, Tensor, type AxisArg } from '../tensor/tensor.js';
 import { expandView } from './define.js';
-import { sumTo } from './reduce.js';
 
 /**
  * A contiguous tensor with the same values (a view when already contiguous).
@@ -154,7 +153,8 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   }
   const v = expandView(x, s);
   const xs = x.shape;
-  return record('expand', v, [x], [], (g) => [sumTo(g, xs)]);
+  // sumTo through the Tensor method: reduce.ts imports this module, so this one must not import it
+  return record('expand', v, [x], [], (g) => [g.sumTo(xs)]);
 }
 
 /**

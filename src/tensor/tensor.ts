@@ -3,7 +3,6 @@ import { getBackendInstance } from '../backends/registry.js';
 import { noGrad, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { allocStorage, forget, setTensorCheck, Storage, tensorCreated, tensorReleased, track } from '../engine/memory.js';
-import * as ops from '../ops/index.js';
 import { encodeStorage, isFloat, toHostArray, type DType, type HostArray, type StorageArray } from './dtype.js';
 import { contiguousStrides, isContiguous, numel, shapeStr, type Shape } from './shape.js';
 
@@ -159,7 +158,7 @@ export class Tensor {
     if (this.isContiguous()) {
       return this.backendInstance.read(this.res.storage.handle, this.dtype, this.offset, this.size);
     }
-    const c = ops.contiguous(this);
+    const c = this.contiguous();
     try {
       return c.backendInstance.read(c.res.storage.handle, c.dtype, 0, c.size);
     } finally {
@@ -178,7 +177,7 @@ export class Tensor {
     this.assertAlive('toFloat64Array');
     const b = this.backendInstance;
     if (!b.readFloat64 || this.dtype !== 'float32') return Float64Array.from(this.toArray() as ArrayLike<number>);
-    const c = ops.contiguous(this);
+    const c = this.contiguous();
     try {
       return b.readFloat64(c.res.storage.handle, c.offset, c.size);
     } finally {
@@ -234,7 +233,7 @@ export class Tensor {
       b.writeFloat64(this.res.storage.handle, src.toFloat64Array(), this.offset);
       return;
     }
-    const c = src.dtype === this.dtype ? src : noGrad(() => ops.cast(src, this.dtype));
+    const c = src.dtype === this.dtype ? src : noGrad(() => src.cast(this.dtype));
     try {
       b.write(this.res.storage.handle, this.dtype, c.readStorage(), this.offset);
     } finally {
@@ -246,63 +245,15 @@ export class Tensor {
   to(backend: BackendName): Tensor {
     this.assertAlive('to');
     const target = getBackendInstance(backend);
-    if (target === this.backendInstance) return ops.clone(this);
+    if (target === this.backendInstance) return this.clone();
     return Tensor.fromHost(this.readStorage(), this.shape, this.dtype, target);
   }
 
   // ---- autograd ----
-  /** Backpropagates from this tensor (a scalar unless `grad` is given) into the `.grad` of the leaves. */
-  backward(grad?: Tensor, opts?: { retainGraph?: boolean }): void { ops.backward(this, grad, opts); }
+  // backward() is attached with the op methods (src/tensor/methods.ts)
   /** A tensor sharing this storage, cut from the graph. */
   detach(): Tensor { return this.view(this.shape, this.strides, this.offset); }
 
-  // ---- ops as methods (see the functions in kn for docs) ----
-  add(b: Tensor | number): Tensor { return ops.add(this, b); }
-  sub(b: Tensor | number): Tensor { return ops.sub(this, b); }
-  mul(b: Tensor | number): Tensor { return ops.mul(this, b); }
-  div(b: Tensor | number): Tensor { return ops.div(this, b); }
-  pow(b: Tensor | number): Tensor { return ops.pow(this, b); }
-  maximum(b: Tensor | number): Tensor { return ops.maximum(this, b); }
-  minimum(b: Tensor | number): Tensor { return ops.minimum(this, b); }
-  eq(b: Tensor | number): Tensor { return ops.eq(this, b); }
-  ne(b: Tensor | number): Tensor { return ops.ne(this, b); }
-  lt(b: Tensor | number): Tensor { return ops.lt(this, b); }
-  le(b: Tensor | number): Tensor { return ops.le(this, b); }
-  gt(b: Tensor | number): Tensor { return ops.gt(this, b); }
-  ge(b: Tensor | number): Tensor { return ops.ge(this, b); }
-  neg(): Tensor { return ops.neg(this); }
-  abs(): Tensor { return ops.abs(this); }
-  sign(): Tensor { return ops.sign(this); }
-  exp(): Tensor { return ops.exp(this); }
-  log(): Tensor { return ops.log(this); }
-  sqrt(): Tensor { return ops.sqrt(this); }
-  tanh(): Tensor { return ops.tanh(this); }
-  sigmoid(): Tensor { return ops.sigmoid(this); }
-  relu(): Tensor { return ops.relu(this); }
-  gelu(): Tensor { return ops.gelu(this); }
-  clamp(min?: number | null, max?: number | null): Tensor { return ops.clamp(this, min, max); }
-  cast(dtype: DType): Tensor { return ops.cast(this, dtype); }
-  softmax(axis = -1): Tensor { return ops.softmax(this, axis); }
-  logSoftmax(axis = -1): Tensor { return ops.logSoftmax(this, axis); }
-  matmul(b: Tensor): Tensor { return ops.matmul(this, b); }
-  sum(axis?: AxisArg, keepdims = false): Tensor { return ops.sum(this, axis, keepdims); }
-  mean(axis?: AxisArg, keepdims = false): Tensor { return ops.mean(this, axis, keepdims); }
-  max(axis?: AxisArg, keepdims = false): Tensor { return ops.max(this, axis, keepdims); }
-  min(axis?: AxisArg, keepdims = false): Tensor { return ops.min(this, axis, keepdims); }
-  argmax(axis?: number, keepdims = false): Tensor { return ops.argmax(this, axis, keepdims); }
-  argmin(axis?: number, keepdims = false): Tensor { return ops.argmin(this, axis, keepdims); }
-  var(axis?: AxisArg, opts?: { correction?: number; keepdims?: boolean }): Tensor { return ops.variance(this, axis, opts); }
-  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
-  transpose(a0?: number, a1?: number): Tensor { return ops.transpose(this, a0, a1); }
-  permute(axes: readonly number[]): Tensor { return ops.permute(this, axes); }
-  slice(begin: readonly number[], end?: readonly (number | null)[], step?: readonly number[]): Tensor { return ops.slice(this, begin, end, step); }
-  expand(shape: readonly number[]): Tensor { return ops.expand(this, shape); }
-  squeeze(axis?: AxisArg): Tensor { return ops.squeeze(this, axis); }
-  unsqueeze(axis: number): Tensor { return ops.unsqueeze(this, axis); }
-  flatten(startAxis = 0, endAxis = -1): Tensor { return ops.flatten(this, startAxis, endAxis); }
-  gather(indices: Tensor, axis = 0): Tensor { return ops.gather(this, indices, axis); }
-  contiguous(): Tensor { return ops.contiguous(this); }
-  clone(): Tensor { return ops.clone(this); }
 }
 
 setTensorCheck((x: unknown): x is Tensor => x instanceof Tensor);

@@ -1,6 +1,9 @@
 // Every `@example` in the source is run on every backend. A trailing `// <JSON>` is the expected value of the
 // example's last expression (a tensor is compared through toList(), numbers with a 1e-6 relative tolerance).
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { test } from 'uvu';
@@ -100,5 +103,23 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
     });
   }
 }
+
+test("the README's first example runs and learns its weights", () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const m = /## First steps\n\n```ts\n([\s\S]*?)```/.exec(readme);
+  assert.ok(m, 'README has a First steps example');
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-readme-'));
+  try {
+    const file = join(dir, 'first.ts');
+    writeFileSync(file, m![1]!.replace("from 'kiln'", `from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/index.ts')).href)}`));
+    assert.ok(m![1]!.split('\n').length <= 18, 'the first example stays short');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stderr);
+    const w = [...r.stdout.matchAll(/-?\d+\.\d+/g)].map((x) => Number(x[0]));
+    assert.equal(w.map((v) => Math.round(v * 100) / 100), [2, -1, 0.5], r.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();

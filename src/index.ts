@@ -25,7 +25,7 @@ export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autogr
 export {
   tensor, zeros, ones, full, zerosLike, onesLike, arange, type TensorOptions,
   rand, randn, randint, seed, getRngState, setRngState,
-  add, sub, mul, div, neg, abs, sign, exp, log, sqrt, pow, tanh, sigmoid, relu, gelu, clamp, cast,
+  add, sub, mul, div, neg, abs, sign, exp, log, sqrt, pow, tanh, sigmoid, relu, gelu, silu, clamp, cast,
   maximum, minimum, eq, ne, lt, le, gt, ge, where, biasAct, type FusedActivation,
   sum, mean, max, min, argmax, argmin, variance as var, softmax, logSoftmax, nanQuantile, nanColumnStats, rowHash,
   matmul, conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, qlinearInt4, qlinearInt8, type ActivationQuant,

@@ -40,6 +40,7 @@ const unary: [string, OpName, (x: kn.Tensor) => kn.Tensor, boolean][] = [
   ['tanh', 'tanh', (x) => x.tanh(), false],
   ['sigmoid', 'sigmoid', (x) => x.sigmoid(), false],
   ['gelu', 'gelu', (x) => x.gelu(), false],
+  ['silu', 'silu', (x) => x.silu(), false],
 ];
 
 export const CASES: OpCase[] = [
@@ -62,6 +63,7 @@ export const CASES: OpCase[] = [
   { name: 'sqrt', ops: ['sqrt'], inputs: [pos([5, 3])], run: (x) => x.sqrt(), grad: true },
   { name: 'tanh/sigmoid wide range', ops: ['tanh', 'sigmoid'], inputs: [f([200], { lo: -30, hi: 30 })], run: (x) => x.tanh().add(x.sigmoid()) },
   { name: 'gelu wide range', ops: ['gelu'], inputs: [f([200], { lo: -12, hi: 12 })], run: (x) => x.gelu(), atol: 1e-6 },
+  { name: 'silu wide range', ops: ['silu'], inputs: [f([200], { lo: -120, hi: 120 })], run: (x) => x.silu(), atol: 1e-6 },
   { name: 'int32 neg/abs/sign/relu', ops: ['neg', 'abs', 'sign', 'relu'], inputs: [ints([7], -5, 5)], run: (x) => x.neg().abs().add(x.sign()).add(x.relu()) },
   { name: 'clamp', ops: ['clamp'], inputs: [f([4, 5])], run: (x) => x.clamp(-0.5, 0.7), grad: true },
   { name: 'clamp one-sided int32', ops: ['clamp'], inputs: [ints([9], -9, 9)], run: (x) => x.clamp(null, 3) },

@@ -1,7 +1,6 @@
 // The shape of the codebase: generated cross-language tables are fresh, kernels read attributes by name, every
 // family has its file in every backend folder, and src/ has no runtime import cycle.
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generatedFiles, snake, staleFiles } from '../scripts/gen-tables.js';

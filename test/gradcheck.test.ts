@@ -9,7 +9,7 @@ const diff = CASES.map((c, i) => [c, i] as const).filter(([c]) => c.grad);
 
 test('there are gradient checks for the differentiable ops', () => {
   const ops = new Set(diff.flatMap(([c]) => c.ops));
-  for (const op of ['exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'neg', 'abs', 'relu', 'clamp', 'add', 'sub', 'mul', 'div', 'pow',
+  for (const op of ['exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'silu', 'neg', 'abs', 'relu', 'clamp', 'add', 'sub', 'mul', 'div', 'pow',
     'maximum', 'minimum', 'where', 'sum', 'max', 'min', 'softmax', 'logSoftmax', 'matmul', 'conv2d', 'maxPool2d', 'avgPool2d',
     'concat', 'gather', 'copy', 'biasAct'] as const) {
     assert.ok(ops.has(op), `no gradcheck case for ${op}`);

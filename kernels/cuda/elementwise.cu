@@ -32,6 +32,7 @@ __device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m)
     case MAP_TANH: return tanhf(a);
     case MAP_SIGMOID: return 1.f / (1.f + expf(-a));
     case MAP_GELU: return gelu(a);
+    case MAP_SILU: return a / (1.f + expf(-a));
     case MAP_CLAMP: return isnan(a) ? a : (a < static_cast<float>(m.a) ? static_cast<float>(m.a) : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
     case MAP_ADD: return a + b;
     case MAP_SUB: return a - b;
@@ -161,7 +162,7 @@ static Status run_map(int32_t op, const TensorView* in, int nin, const TensorVie
   }
 UNARY(neg, MAP_NEG, true) UNARY(abs, MAP_ABS, true) UNARY(sign, MAP_SIGN, true) UNARY(relu, MAP_RELU, true)
 UNARY(exp, MAP_EXP, false) UNARY(log, MAP_LOG, false) UNARY(sqrt, MAP_SQRT, false) UNARY(tanh, MAP_TANH, false)
-UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false)
+UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false) UNARY(silu, MAP_SILU, false)
 BINARY(add, MAP_ADD, true) BINARY(sub, MAP_SUB, true) BINARY(mul, MAP_MUL, true) BINARY(div, MAP_DIV, false) BINARY(pow, MAP_POW, false)
 BINARY(maximum, MAP_MAXIMUM, true) BINARY(minimum, MAP_MINIMUM, true) BINARY(eq, MAP_EQ, true) BINARY(ne, MAP_NE, true)
 BINARY(lt, MAP_LT, true) BINARY(le, MAP_LE, true) BINARY(gt, MAP_GT, true) BINARY(ge, MAP_GE, true) BINARY(geluGrad, MAP_GELU_GRAD, false)
@@ -251,7 +252,7 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_FILL] = k_fill; t.fn[OP_ARANGE] = k_arange;
   t.fn[OP_NEG] = k_neg; t.fn[OP_ABS] = k_abs; t.fn[OP_SIGN] = k_sign; t.fn[OP_RELU] = k_relu;
   t.fn[OP_EXP] = k_exp; t.fn[OP_LOG] = k_log; t.fn[OP_SQRT] = k_sqrt; t.fn[OP_TANH] = k_tanh;
-  t.fn[OP_SIGMOID] = k_sigmoid; t.fn[OP_GELU] = k_gelu; t.fn[OP_CLAMP] = k_clamp; t.fn[OP_CAST] = k_cast;
+  t.fn[OP_SIGMOID] = k_sigmoid; t.fn[OP_GELU] = k_gelu; t.fn[OP_SILU] = k_silu; t.fn[OP_CLAMP] = k_clamp; t.fn[OP_CAST] = k_cast;
   t.fn[OP_ADD] = k_add; t.fn[OP_SUB] = k_sub; t.fn[OP_MUL] = k_mul; t.fn[OP_DIV] = k_div; t.fn[OP_POW] = k_pow;
   t.fn[OP_MAXIMUM] = k_maximum; t.fn[OP_MINIMUM] = k_minimum;
   t.fn[OP_EQ] = k_eq; t.fn[OP_NE] = k_ne; t.fn[OP_LT] = k_lt; t.fn[OP_LE] = k_le; t.fn[OP_GT] = k_gt; t.fn[OP_GE] = k_ge;

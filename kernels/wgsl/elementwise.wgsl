@@ -93,6 +93,7 @@ fn float_op(a: f32, b: f32) -> f32 {
     case MAP_TANH: { return k_tanh(a); }
     case MAP_SIGMOID: { return k_sigmoid(a); }
     case MAP_GELU: { return k_gelu(a); }
+    case MAP_SILU: { return a * k_sigmoid(a); }
     case MAP_CLAMP: {
       if (is_nan(a)) { return a; }
       if (a < pf(2u)) { return pf(2u); }

@@ -162,6 +162,7 @@ KILN_UNARY_FLOAT(sqrt, vsqrt(x))
 KILN_UNARY_FLOAT(tanh, vtanh(x))
 KILN_UNARY_FLOAT(sigmoid, vsigmoid(x))
 KILN_UNARY_FLOAT(gelu, vgelu(x))
+KILN_UNARY_FLOAT(silu, x * vsigmoid(x))
 
 #define KILN_UNARY_NUM(NAME, FEXPR, IEXPR)                                                    \
   static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
@@ -394,6 +395,7 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_TANH] = k_tanh;
   t.fn[OP_SIGMOID] = k_sigmoid;
   t.fn[OP_GELU] = k_gelu;
+  t.fn[OP_SILU] = k_silu;
   t.fn[OP_CLAMP] = k_clamp;
   t.fn[OP_CAST] = k_cast;
   t.fn[OP_ADD] = k_add;

@@ -86,6 +86,18 @@ export function gelu(x: Tensor): Tensor {
   return record('gelu', y, [x], [x], (g, [xx]) => [runBroadcast('geluGrad', xx!, g, floatOut(xx!.dtype))]);
 }
 /**
+ * SiLU (swish), x * sigmoid(x), the activation of many transformer MLPs.
+ * @example kn.tensor([0, 1]).silu() // [0, 0.7310585786]
+ */
+export function silu(x: Tensor): Tensor {
+  const y = unaryF('silu', x);
+  // d/dx x*s(x) = s * (1 + x * (1 - s)), with s = sigmoid(x)
+  return record('silu', y, [x], [x], (g, [xx]) => {
+    const s = sigmoid(xx!);
+    return [mul(g, mul(s, add(mul(xx!, sub(1, s)), 1)))];
+  });
+}
+/**
  * Elementwise -x.
  * @example kn.tensor([1, -2]).neg() // [-1, 2]
  */

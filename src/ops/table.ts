@@ -91,7 +91,7 @@ export const OP_TABLE = [
   op('arange', 'elementwise', 0, ['start', 'step'], 'numeric'),
   // elementwise, unary
   unaryN('neg'), unaryN('abs'), unaryN('sign'), unaryN('relu'),
-  unaryF('exp'), unaryF('log'), unaryF('sqrt'), unaryF('tanh'), unaryF('sigmoid'), unaryF('gelu'),
+  unaryF('exp'), unaryF('log'), unaryF('sqrt'), unaryF('tanh'), unaryF('sigmoid'), unaryF('gelu'), unaryF('silu'),
   op('clamp', 'elementwise', 1, ['min', 'max'], 'numeric'),
   op('cast', 'elementwise', 1, [], 'any'),
   // elementwise, binary (inputs arrive already broadcast to the output shape, as stride-0 views)
@@ -199,7 +199,7 @@ export function groupAttrs<G extends keyof typeof ATTR_GROUPS>(group: G, attrs: 
  * activations. The order matters: kernels test ranges (binary ops from `add` on, comparisons `eq`..`ge`).
  */
 export const MAP_OPS = [
-  'fill', 'arange', 'neg', 'abs', 'sign', 'relu', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'clamp', 'cast',
+  'fill', 'arange', 'neg', 'abs', 'sign', 'relu', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'silu', 'clamp', 'cast',
   'copy', 'add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'geluGrad',
   'bias', 'biasRelu', 'biasGelu', 'where',
 ] as const;

@@ -7,7 +7,7 @@
 import { backward } from '../autograd/backward.js';
 import {
   abs, add, cast, clamp, div, eq, exp, ge, gelu, gt, le, log, lt, maximum, minimum, mul, ne, neg, pow, relu, sigmoid, sign,
-  sqrt, sub, tanh,
+  silu, sqrt, sub, tanh,
 } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
 import { clone, contiguous, expand, flatten, gather, permute, reshape, slice, squeeze, transpose, unsqueeze } from '../ops/movement.js';
@@ -42,6 +42,7 @@ declare module './tensor.js' {
     sigmoid(): Tensor;
     relu(): Tensor;
     gelu(): Tensor;
+    silu(): Tensor;
     clamp(min?: number | null, max?: number | null): Tensor;
     cast(dtype: DType): Tensor;
     softmax(axis?: number): Tensor;
@@ -98,6 +99,7 @@ export const TENSOR_METHODS = {
   sigmoid() { return sigmoid(this); },
   relu() { return relu(this); },
   gelu() { return gelu(this); },
+  silu() { return silu(this); },
   clamp(lo, hi) { return clamp(this, lo, hi); },
   cast(dtype) { return cast(this, dtype); },
   softmax(axis = -1) { return softmax(this, axis); },

@@ -17,60 +17,61 @@ enum OpId : int32_t {
   OP_TANH = 9,
   OP_SIGMOID = 10,
   OP_GELU = 11,
-  OP_CLAMP = 12,
-  OP_CAST = 13,
-  OP_ADD = 14,
-  OP_SUB = 15,
-  OP_MUL = 16,
-  OP_DIV = 17,
-  OP_POW = 18,
-  OP_MAXIMUM = 19,
-  OP_MINIMUM = 20,
-  OP_EQ = 21,
-  OP_NE = 22,
-  OP_LT = 23,
-  OP_LE = 24,
-  OP_GT = 25,
-  OP_GE = 26,
-  OP_GELU_GRAD = 27,
-  OP_BIAS_ACT = 28,
-  OP_WHERE = 29,
-  OP_SUM = 30,
-  OP_MAX = 31,
-  OP_MIN = 32,
-  OP_ARGMAX = 33,
-  OP_ARGMIN = 34,
-  OP_SOFTMAX = 35,
-  OP_LOG_SOFTMAX = 36,
-  OP_NAN_QUANTILE = 37,
-  OP_NAN_COLUMN_STATS = 38,
-  OP_ROW_HASH = 39,
-  OP_SOFTMAX_CROSS_ENTROPY = 40,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 41,
-  OP_MATMUL = 42,
-  OP_MATMUL_BF16 = 43,
-  OP_CONV2D = 44,
-  OP_CONV2D_BACKWARD_INPUT = 45,
-  OP_CONV2D_BACKWARD_WEIGHT = 46,
-  OP_MAX_POOL2D = 47,
-  OP_MAX_POOL2D_BACKWARD = 48,
-  OP_AVG_POOL2D = 49,
-  OP_AVG_POOL2D_BACKWARD = 50,
-  OP_COPY = 51,
-  OP_CONCAT = 52,
-  OP_GATHER = 53,
-  OP_SCATTER_ADD = 54,
-  OP_RANDOM_UNIFORM = 55,
-  OP_RANDOM_NORMAL = 56,
-  OP_RANDOM_INT = 57,
-  OP_ADAM_STEP = 58,
-  OP_SGD_STEP = 59,
-  OP_QLINEAR_INT8 = 60,
-  OP_QLINEAR_INT4 = 61,
-  OP_COUNT = 62
+  OP_SILU = 12,
+  OP_CLAMP = 13,
+  OP_CAST = 14,
+  OP_ADD = 15,
+  OP_SUB = 16,
+  OP_MUL = 17,
+  OP_DIV = 18,
+  OP_POW = 19,
+  OP_MAXIMUM = 20,
+  OP_MINIMUM = 21,
+  OP_EQ = 22,
+  OP_NE = 23,
+  OP_LT = 24,
+  OP_LE = 25,
+  OP_GT = 26,
+  OP_GE = 27,
+  OP_GELU_GRAD = 28,
+  OP_BIAS_ACT = 29,
+  OP_WHERE = 30,
+  OP_SUM = 31,
+  OP_MAX = 32,
+  OP_MIN = 33,
+  OP_ARGMAX = 34,
+  OP_ARGMIN = 35,
+  OP_SOFTMAX = 36,
+  OP_LOG_SOFTMAX = 37,
+  OP_NAN_QUANTILE = 38,
+  OP_NAN_COLUMN_STATS = 39,
+  OP_ROW_HASH = 40,
+  OP_SOFTMAX_CROSS_ENTROPY = 41,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 42,
+  OP_MATMUL = 43,
+  OP_MATMUL_BF16 = 44,
+  OP_CONV2D = 45,
+  OP_CONV2D_BACKWARD_INPUT = 46,
+  OP_CONV2D_BACKWARD_WEIGHT = 47,
+  OP_MAX_POOL2D = 48,
+  OP_MAX_POOL2D_BACKWARD = 49,
+  OP_AVG_POOL2D = 50,
+  OP_AVG_POOL2D_BACKWARD = 51,
+  OP_COPY = 52,
+  OP_CONCAT = 53,
+  OP_GATHER = 54,
+  OP_SCATTER_ADD = 55,
+  OP_RANDOM_UNIFORM = 56,
+  OP_RANDOM_NORMAL = 57,
+  OP_RANDOM_INT = 58,
+  OP_ADAM_STEP = 59,
+  OP_SGD_STEP = 60,
+  OP_QLINEAR_INT8 = 61,
+  OP_QLINEAR_INT4 = 62,
+  OP_COUNT = 63
 };
 
-static_assert(OP_COUNT == 62, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 63, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -85,6 +86,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "tanh",
   "sigmoid",
   "gelu",
+  "silu",
   "clamp",
   "cast",
   "add",
@@ -139,16 +141,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].

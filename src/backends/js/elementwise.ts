@@ -16,6 +16,7 @@ const unaryF: Record<string, (x: number) => number> = {
   tanh: Math.tanh,
   sigmoid: (x) => 1 / (1 + Math.exp(-x)),
   gelu,
+  silu: (x) => x / (1 + Math.exp(-x)),
 };
 
 function unary(f: (x: number) => number, intF?: (x: number) => number): KernelFn {

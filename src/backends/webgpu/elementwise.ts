@@ -64,6 +64,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   },
   neg: simple('neg'), abs: simple('abs'), sign: simple('sign'), relu: simple('relu'),
   exp: simple('exp'), log: simple('log'), sqrt: simple('sqrt'), tanh: simple('tanh'), sigmoid: simple('sigmoid'), gelu: simple('gelu'),
+  silu: simple('silu'),
   clamp: (g, ins, out, attrs) => {
     const { min: lo, max: hi } = attrsOf('clamp', attrs);
     checkClamp(lo, hi);

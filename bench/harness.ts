@@ -12,7 +12,9 @@ export function cpuBench(note = ''): { addon: Addon; info: ReturnType<Addon['inf
   if (!addon) throw new Error('cpu backend unavailable');
   kn.setBackend('cpu');
   const info = addon.info();
-  console.log(`# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${info.threads}${note ? ` | ${note}` : ''}`);
+  console.log(
+    `# cpu: ${cpus()[0]?.model} | kiln kernels ${info.isa} | threads up to ${info.threads}${note ? ` | ${note}` : ''}`,
+  );
   return { addon, info };
 }
 

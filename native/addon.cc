@@ -34,7 +34,7 @@ std::string shape_str(const TensorView& t) {
 namespace {
 
 constexpr double kMaxIndex = 9007199254740991.0;  // 2^53 - 1
-constexpr uint64_t kMaxBytes = 1ull << 44;           // 16 TiB: anything above is certainly a mistake
+constexpr uint64_t kMaxBytes = 1ull << 44;        // 16 TiB: anything above is certainly a mistake
 
 struct Buffer {
   void* ptr = nullptr;
@@ -149,12 +149,12 @@ const char* code_for(StatusCode c) {
 }
 
 // ---- tiny N-API helpers: every failure becomes a JsError (no exceptions) ----
-#define NAPI_OK(call)                                                           \
-  do {                                                                          \
-    if ((call) != napi_ok) {                                                    \
+#define NAPI_OK(call)                                                              \
+  do {                                                                             \
+    if ((call) != napi_ok) {                                                       \
       napi_throw_error(env, "KILN_BACKEND", "internal N-API call failed: " #call); \
-      return nullptr;                                                           \
-    }                                                                           \
+      return nullptr;                                                              \
+    }                                                                              \
   } while (0)
 
 napi_value throw_js(napi_env env, const JsError& e) {
@@ -278,8 +278,8 @@ bool parse_view(const double* d, size_t len, size_t& pos, bool is_output, Tensor
   unsigned __int128 numel = 1;
   for (int i = 0; i < v.ndim; ++i) {
     if (!is_int_in(d[pos + i], 0, kMaxIndex)) {
-      err = {"KILN_SHAPE", "dimension " + std::to_string(i) + " must be a non-negative integer, got " +
-                               std::to_string(d[pos + i])};
+      err = {"KILN_SHAPE",
+             "dimension " + std::to_string(i) + " must be a non-negative integer, got " + std::to_string(d[pos + i])};
       return false;
     }
     v.shape[i] = static_cast<int64_t>(d[pos + i]);
@@ -302,8 +302,8 @@ bool parse_view(const double* d, size_t len, size_t& pos, bool is_output, Tensor
     unsigned __int128 last = static_cast<unsigned __int128>(v.offset);
     for (int i = 0; i < v.ndim; ++i) {
       if (!is_int_in(d[pos + i], 0, kMaxIndex)) {
-        err = {"KILN_ARG", "stride " + std::to_string(i) + " must be a non-negative integer, got " +
-                               std::to_string(d[pos + i])};
+        err = {"KILN_ARG",
+               "stride " + std::to_string(i) + " must be a non-negative integer, got " + std::to_string(d[pos + i])};
         return false;
       }
       v.strides[i] = static_cast<int64_t>(d[pos + i]);
@@ -331,7 +331,8 @@ bool alloc_args(napi_env env, napi_callback_info info, int64_t& dt, int64_t& num
   if (!get_index(env, argv[1], "element count", 0, kMaxIndex, numel, err)) return false;
   const unsigned __int128 bytes128 = static_cast<unsigned __int128>(numel) * kDTypeSize[dt];
   if (bytes128 > kMaxBytes) {
-    err = {"KILN_OOM", "cannot allocate " + std::to_string(numel) + " " + kDTypeNames[dt] + " elements: above the 16 TiB limit"};
+    err = {"KILN_OOM",
+           "cannot allocate " + std::to_string(numel) + " " + kDTypeNames[dt] + " elements: above the 16 TiB limit"};
     return false;
   }
   bytes = static_cast<uint64_t>(bytes128);
@@ -367,7 +368,8 @@ napi_value Free(napi_env env, napi_callback_info info) {
   if (!get_number(env, argv[0], "buffer id", id, err)) return throw_js(env, err);
   Buffer* b = find_buffer(id, err);
   if (!b) return throw_js(env, err);
-  if (b->device == 1) cuda::release(b->ptr, b->capacity);
+  if (b->device == 1)
+    cuda::release(b->ptr, b->capacity);
   else {
     cached_free(b->ptr, b->capacity);
     g_live_bytes -= b->bytes;
@@ -467,9 +469,9 @@ napi_value Read(napi_env env, napi_callback_info info) {
 }
 
 bool attr_ok(int op, double a) {
-  if (op == OP_FILL) return true;                            // NaN and +-inf are valid fill values
-  if (op == OP_CLAMP) return a == a;                         // +-inf = unbounded
-  return std::isfinite(a) && std::fabs(a) <= kMaxIndex;      // everything else is used as a finite number
+  if (op == OP_FILL) return true;                        // NaN and +-inf are valid fill values
+  if (op == OP_CLAMP) return a == a;                     // +-inf = unbounded
+  return std::isfinite(a) && std::fabs(a) <= kMaxIndex;  // everything else is used as a finite number
 }
 
 // run(opId, inputs: Float64Array, output: Float64Array, attrs: Float64Array)
@@ -498,8 +500,9 @@ napi_value Run(napi_env env, napi_callback_info info) {
   const int nin = static_cast<int>(ind[0]);
   const int want = kOpInputs[op];
   if ((want >= 0 && nin != want) || (want < 0 && nin < 1))
-    return throw_js(env, {"KILN_ARG", "op '" + opname + "' takes " + (want < 0 ? std::string("at least 1") : std::to_string(want)) +
-                                          " inputs, got " + std::to_string(nin)});
+    return throw_js(
+        env, {"KILN_ARG", "op '" + opname + "' takes " + (want < 0 ? std::string("at least 1") : std::to_string(want)) +
+                              " inputs, got " + std::to_string(nin)});
   std::vector<TensorView> ins(static_cast<size_t>(nin));
   std::vector<uint64_t> in_ids(static_cast<size_t>(nin));
   size_t pos = 1;
@@ -529,17 +532,21 @@ napi_value Run(napi_env env, napi_callback_info info) {
                                             " is updated in place and must be a contiguous float32 tensor"});
     for (int j = 0; j < nin; ++j)
       if (j != i && in_ids[j] == in_ids[i])
-        return throw_js(env, {"KILN_ARG", "op '" + opname + "': input " + std::to_string(i) +
-                                              " is updated in place but shares its buffer with input " + std::to_string(j)});
+        return throw_js(env,
+                        {"KILN_ARG", "op '" + opname + "': input " + std::to_string(i) +
+                                         " is updated in place but shares its buffer with input " + std::to_string(j)});
   }
   // every buffer on one device: host kernels never see device pointers, nor CUDA kernels host ones
   const int32_t device = buffers()[out_id].device;
   for (int i = 0; i < nin; ++i)
     if (buffers()[in_ids[i]].device != device)
       return throw_js(env, {"KILN_BACKEND", "op '" + opname + "': input " + std::to_string(i) + " is on " +
-                                                (device ? "the cpu" : "a CUDA device") + " but the output is on " + (device ? "a CUDA device" : "the cpu")});
+                                                (device ? "the cpu" : "a CUDA device") + " but the output is on " +
+                                                (device ? "a CUDA device" : "the cpu")});
   const KernelFn fn = device == 1 ? cuda::kernel_for(static_cast<int>(op)) : kernel_for(static_cast<int>(op));
-  if (!fn) return throw_js(env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend '" + (device ? "cuda" : "cpu") + "'"});
+  if (!fn)
+    return throw_js(
+        env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend '" + (device ? "cuda" : "cpu") + "'"});
   Status st;
   try {
     st = fn(ins.data(), nin, out, attrs);
@@ -547,9 +554,7 @@ napi_value Run(napi_env env, napi_callback_info info) {
     st = fail(ST_OOM, "out of memory while running op '" + opname + "'");
   } catch (const std::exception& e) {
     st = fail(ST_BACKEND, std::string("op '") + opname + "' failed: " + e.what());
-  } catch (...) {
-    st = fail(ST_BACKEND, "op '" + opname + "' failed with an unknown error");
-  }
+  } catch (...) { st = fail(ST_BACKEND, "op '" + opname + "' failed with an unknown error"); }
   if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
   return nullptr;
 }
@@ -661,7 +666,8 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   if (napi_get_value_string_utf8(env, argv[0], buf, sizeof buf, &n) != napi_ok)
     return throw_js(env, {"KILN_ARG", "ISA name must be a string"});
   const int idx = isa_index(buf);
-  if (idx < 0) return throw_js(env, {"KILN_ARG", std::string("unknown ISA '") + buf + "', expected avx512, avx2 or scalar"});
+  if (idx < 0)
+    return throw_js(env, {"KILN_ARG", std::string("unknown ISA '") + buf + "', expected avx512, avx2 or scalar"});
   if (!set_isa(idx)) return throw_js(env, {"KILN_BACKEND", std::string("this CPU does not support ") + buf});
   return nullptr;
 }
@@ -699,10 +705,20 @@ napi_value Init(napi_env env, napi_value exports) {
   struct Fn {
     const char* name;
     napi_callback cb;
-  } fns[] = {{"alloc", Alloc}, {"free", Free},       {"write", Write},           {"read", Read},
-             {"run", Run},     {"supports", Supports}, {"sync", Sync},           {"info", Info},
-             {"setIsa", SetIsa}, {"setThreads", SetThreads}, {"stats", Stats}, {"emptyCache", EmptyCache},
-             {"cudaAlloc", CudaAlloc}, {"cudaSupports", CudaSupports}};
+  } fns[] = {{"alloc", Alloc},
+             {"free", Free},
+             {"write", Write},
+             {"read", Read},
+             {"run", Run},
+             {"supports", Supports},
+             {"sync", Sync},
+             {"info", Info},
+             {"setIsa", SetIsa},
+             {"setThreads", SetThreads},
+             {"stats", Stats},
+             {"emptyCache", EmptyCache},
+             {"cudaAlloc", CudaAlloc},
+             {"cudaSupports", CudaSupports}};
   for (const Fn& f : fns) {
     napi_value v;
     if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &v) != napi_ok) return nullptr;

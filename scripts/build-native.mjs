@@ -13,8 +13,10 @@ const have = (cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status 
 
 for (const tool of ['cmake', 'c++']) {
   if (!have(tool)) {
-    console.error(`kiln: '${tool}' was not found. Install a C++17 compiler and CMake >= 3.18 ` +
-      `(Debian/Ubuntu: apt-get install -y cmake g++), then run 'npm rebuild kiln'.`);
+    console.error(
+      `kiln: '${tool}' was not found. Install a C++17 compiler and CMake >= 3.18 ` +
+        `(Debian/Ubuntu: apt-get install -y cmake g++), then run 'npm rebuild kiln'.`,
+    );
     process.exit(1);
   }
 }

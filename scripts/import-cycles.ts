@@ -17,7 +17,8 @@ function files(dir: string): string[] {
 /** file -> the src files it imports at run time (relative paths from the repository root). */
 export function importGraph(srcDir = join(root, 'src')): Map<string, string[]> {
   const g = new Map<string, string[]>();
-  const re = /(?:^|\n)\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g;
+  const re =
+    /(?:^|\n)\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g;
   for (const f of files(srcDir)) {
     const text = readFileSync(f, 'utf8');
     const deps = new Set<string>();
@@ -26,7 +27,15 @@ export function importGraph(srcDir = join(root, 'src')): Map<string, string[]> {
       if (m[2]) continue; // import type / export type
       const names = m[3] ?? '';
       const braced = /^\{([\s\S]*)\}$/.exec(names.trim());
-      if (braced && braced[1]!.split(',').map((s) => s.trim()).filter(Boolean).every((s) => s.startsWith('type '))) continue;
+      if (
+        braced &&
+        braced[1]!
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .every((s) => s.startsWith('type '))
+      )
+        continue;
       const target = resolve(dirname(f), spec.replace(/\.js$/, '.ts'));
       deps.add(relative(root, target));
     }
@@ -38,20 +47,32 @@ export function importGraph(srcDir = join(root, 'src')): Map<string, string[]> {
 /** Tarjan's strongly connected components with more than one file (or a self-import), each sorted. */
 export function importCycles(g = importGraph()): string[][] {
   let index = 0;
-  const idx = new Map<string, number>(), low = new Map<string, number>(), on = new Set<string>(), stack: string[] = [];
+  const idx = new Map<string, number>(),
+    low = new Map<string, number>(),
+    on = new Set<string>(),
+    stack: string[] = [];
   const out: string[][] = [];
   const visit = (v: string): void => {
-    idx.set(v, index); low.set(v, index); index++;
-    stack.push(v); on.add(v);
+    idx.set(v, index);
+    low.set(v, index);
+    index++;
+    stack.push(v);
+    on.add(v);
     for (const w of g.get(v) ?? []) {
       if (!g.has(w)) continue;
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
-      else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
     }
     if (low.get(v) === idx.get(v)) {
       const comp: string[] = [];
       let w: string;
-      do { w = stack.pop()!; on.delete(w); comp.push(w); } while (w !== v);
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.push(w);
+      } while (w !== v);
       if (comp.length > 1 || (g.get(v) ?? []).includes(v)) out.push(comp.sort());
     }
   };

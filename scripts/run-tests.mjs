@@ -9,17 +9,28 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const uvu = join(root, 'node_modules', 'uvu', 'bin.js');
 const only = process.argv[2];
-const files = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts') && (!only || f.includes(only))).sort();
+const files = readdirSync(join(root, 'test'))
+  .filter((f) => f.endsWith('.test.ts') && (!only || f.includes(only)))
+  .sort();
 
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 for (const f of files) {
   const pattern = '^' + f.replace(/[.]/g, '\\.') + '$';
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--expose-gc', uvu, '-r', 'tsx', 'test', pattern], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', NODE_DISABLE_COLORS: '1', FORCE_COLOR: '0' }, maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, ['--expose-gc', uvu, '-r', 'tsx', 'test', pattern], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1', NODE_DISABLE_COLORS: '1', FORCE_COLOR: '0' },
+    maxBuffer: 64 << 20,
+  });
   const out = (r.stdout ?? '') + (r.stderr ?? '');
   process.stdout.write(`\n=== ${f} (${((Date.now() - t0) / 1000).toFixed(1)}s)\n${out}`);
   const num = (k) => Number((out.match(new RegExp(`${k}:\\s+(\\d+)`)) ?? [])[1] ?? NaN);
-  const total = num('Total'), ok = num('Passed'), skip = num('Skipped') || 0;
+  const total = num('Total'),
+    ok = num('Passed'),
+    skip = num('Skipped') || 0;
   if (Number.isNaN(total) || Number.isNaN(ok)) {
     failed += 1; // crashed before uvu could summarise
     process.stdout.write(`!!! ${f} did not report a summary (exit ${r.status}, signal ${r.signal ?? 'none'})\n`);

@@ -11,7 +11,14 @@ export interface KilnInfo {
   cpu: { isa: string; supportedIsas: string[]; threads: number; compiler?: string } | null;
   cuda: { compiled: boolean; available: boolean; device: string; reason: string } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
-  webgpu: { backend: string; description: string; vendor: string; architecture: string; featureLevel: string; maxBufferBytes: number } | null;
+  webgpu: {
+    backend: string;
+    description: string;
+    vendor: string;
+    architecture: string;
+    featureLevel: string;
+    maxBufferBytes: number;
+  } | null;
 }
 
 /**
@@ -29,7 +36,9 @@ export function info(): KilnInfo {
       return { name, available: reason === null, reason };
     }),
     cpu: a ? { isa: a.isa, supportedIsas: a.supportedIsas, threads: a.threads, compiler: a.compiler } : null,
-    cuda: a ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason } : null,
+    cuda: a
+      ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason }
+      : null,
     webgpu: webgpuInfo(),
   };
 }
@@ -38,8 +47,12 @@ function webgpuInfo(): KilnInfo['webgpu'] {
   const { adapter } = webgpuStatus();
   if (!adapter) return null;
   return {
-    backend: adapter.backend, description: adapter.description, vendor: adapter.vendor, architecture: adapter.architecture,
-    featureLevel: adapter.featureLevel, maxBufferBytes: adapter.limits.maxStorageBufferBindingSize ?? 0,
+    backend: adapter.backend,
+    description: adapter.description,
+    vendor: adapter.vendor,
+    architecture: adapter.architecture,
+    featureLevel: adapter.featureLevel,
+    maxBufferBytes: adapter.limits.maxStorageBufferBindingSize ?? 0,
   };
 }
 

@@ -4,104 +4,135 @@ import * as kn from '../src/index.js';
 import { allclose, nativeBackends, onBackend } from './helpers.js';
 
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
-  test(`known gradients (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor([1, 2, 3], undefined, { requiresGrad: true });
-    x.mul(x).sum().backward();
-    assert.equal(Array.from(x.grad!.toArray()), [2, 4, 6]);
-    // accumulation into leaves across two backward passes
-    x.mul(3).sum().backward();
-    assert.equal(Array.from(x.grad!.toArray()), [5, 7, 9]);
-  })));
+  test(`known gradients (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([1, 2, 3], undefined, { requiresGrad: true });
+        x.mul(x).sum().backward();
+        assert.equal(Array.from(x.grad!.toArray()), [2, 4, 6]);
+        // accumulation into leaves across two backward passes
+        x.mul(3).sum().backward();
+        assert.equal(Array.from(x.grad!.toArray()), [5, 7, 9]);
+      }),
+    ));
 
-  test(`leaves that receive the same gradient get separate storage (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const a = kn.ones([3], { requiresGrad: true });
-    const c = kn.ones([3], { requiresGrad: true });
-    // mul's vjp gives add a contiguous gradient, which add's vjp hands to both inputs as the same tensor
-    const y = a.add(c).mul(kn.tensor([1, 2, 3])).sum();
-    const before = kn.memory().numBuffers;
-    y.backward();
-    assert.is(kn.memory().numBuffers - before, 2, 'one buffer per leaf grad, not one shared');
-    assert.equal(Array.from(a.grad!.toArray()), [1, 2, 3]);
-    assert.equal(Array.from(c.grad!.toArray()), [1, 2, 3]);
-  })));
+  test(`leaves that receive the same gradient get separate storage (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const a = kn.ones([3], { requiresGrad: true });
+        const c = kn.ones([3], { requiresGrad: true });
+        // mul's vjp gives add a contiguous gradient, which add's vjp hands to both inputs as the same tensor
+        const y = a
+          .add(c)
+          .mul(kn.tensor([1, 2, 3]))
+          .sum();
+        const before = kn.memory().numBuffers;
+        y.backward();
+        assert.is(kn.memory().numBuffers - before, 2, 'one buffer per leaf grad, not one shared');
+        assert.equal(Array.from(a.grad!.toArray()), [1, 2, 3]);
+        assert.equal(Array.from(c.grad!.toArray()), [1, 2, 3]);
+      }),
+    ));
 
-  test(`broadcast gradients reduce to the input shape (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const a = kn.ones([3, 1], { requiresGrad: true });
-    const c = kn.ones([4], { requiresGrad: true });
-    a.add(c).sum().backward();
-    assert.equal(a.grad!.shape, [3, 1]);
-    assert.equal(Array.from(a.grad!.toArray()), [4, 4, 4]);
-    assert.equal(Array.from(c.grad!.toArray()), [3, 3, 3, 3]);
-  })));
+  test(`broadcast gradients reduce to the input shape (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const a = kn.ones([3, 1], { requiresGrad: true });
+        const c = kn.ones([4], { requiresGrad: true });
+        a.add(c).sum().backward();
+        assert.equal(a.grad!.shape, [3, 1]);
+        assert.equal(Array.from(a.grad!.toArray()), [4, 4, 4]);
+        assert.equal(Array.from(c.grad!.toArray()), [3, 3, 3, 3]);
+      }),
+    ));
 
-  test(`retainGraph and freed graphs (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor([2], undefined, { requiresGrad: true });
-    const y = x.exp().mul(x);
-    y.backward(undefined, { retainGraph: true });
-    y.backward();
-    assert.ok(allclose(x.grad!.toArray(), [2 * 3 * Math.exp(2)], 1e-4, 1e-5).ok);
-    assert.throws(() => y.backward(), /already freed/);
-  })));
+  test(`retainGraph and freed graphs (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([2], undefined, { requiresGrad: true });
+        const y = x.exp().mul(x);
+        y.backward(undefined, { retainGraph: true });
+        y.backward();
+        assert.ok(allclose(x.grad!.toArray(), [2 * 3 * Math.exp(2)], 1e-4, 1e-5).ok);
+        assert.throws(() => y.backward(), /already freed/);
+      }),
+    ));
 
-  test(`kn.grad, noGrad and detach (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const df = kn.grad((x: kn.Tensor) => x.pow(3).sum());
-    assert.ok(allclose((df(kn.tensor([1, 2])) as kn.Tensor).toArray(), [3, 12], 1e-5).ok);
-    const dxy = kn.grad((x: kn.Tensor, y: kn.Tensor) => x.mul(y).sum()) as (...a: kn.Tensor[]) => kn.Tensor[];
-    const [gx, gy] = dxy(kn.tensor([1, 2]), kn.tensor([3, 4]));
-    assert.equal(Array.from(gx!.toArray()), [3, 4]);
-    assert.equal(Array.from(gy!.toArray()), [1, 2]);
-    const w = kn.ones([2], { requiresGrad: true });
-    const z = kn.noGrad(() => w.mul(2));
-    assert.not.ok(z.requiresGrad);
-    assert.not.ok(w.mul(2).detach().requiresGrad);
-  })));
+  test(`kn.grad, noGrad and detach (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const df = kn.grad((x: kn.Tensor) => x.pow(3).sum());
+        assert.ok(allclose((df(kn.tensor([1, 2])) as kn.Tensor).toArray(), [3, 12], 1e-5).ok);
+        const dxy = kn.grad((x: kn.Tensor, y: kn.Tensor) => x.mul(y).sum()) as (...a: kn.Tensor[]) => kn.Tensor[];
+        const [gx, gy] = dxy(kn.tensor([1, 2]), kn.tensor([3, 4]));
+        assert.equal(Array.from(gx!.toArray()), [3, 4]);
+        assert.equal(Array.from(gy!.toArray()), [1, 2]);
+        const w = kn.ones([2], { requiresGrad: true });
+        const z = kn.noGrad(() => w.mul(2));
+        assert.not.ok(z.requiresGrad);
+        assert.not.ok(w.mul(2).detach().requiresGrad);
+      }),
+    ));
 
-  test(`cast is differentiable between float dtypes (straight through rounding) (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor([0.1, 0.2], undefined, { requiresGrad: true });
-    x.cast('float16').cast('float32').mul(3).sum().backward();
-    assert.equal(Array.from(x.grad!.toArray()), [3, 3]);
-    assert.is(x.grad!.dtype, 'float32');
-  })));
+  test(`cast is differentiable between float dtypes (straight through rounding) (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([0.1, 0.2], undefined, { requiresGrad: true });
+        x.cast('float16').cast('float32').mul(3).sum().backward();
+        assert.equal(Array.from(x.grad!.toArray()), [3, 3]);
+        assert.is(x.grad!.dtype, 'float32');
+      }),
+    ));
 
-  test(`an MLP step: loss decreases with plain gradient descent (${b})`, () => onBackend(b, () => {
-    kn.seed(7);
-    const X = kn.randn([32, 4]);
-    const yTrue = X.matmul(kn.tensor([[1], [-2], [0.5], [3]]));
-    let p1 = kn.randn([4, 16], { std: 0.5 }), p2 = kn.randn([16, 1], { std: 0.5 });
-    const ls: number[] = [];
-    for (let step = 0; step < 40; step++) {
-      const f = (a: kn.Tensor, c: kn.Tensor): kn.Tensor => {
-        const d = X.matmul(a).gelu().matmul(c).sub(yTrue);
-        return d.mul(d).mean();
-      };
-      ls.push(kn.tidy(() => f(p1, p2).item()));
-      const [g1, g2] = kn.grad(f)(p1, p2) as kn.Tensor[];
-      const n1 = kn.noGrad(() => p1.sub(g1!.mul(0.05)));
-      const n2 = kn.noGrad(() => p2.sub(g2!.mul(0.05)));
-      [p1, p2, g1, g2].forEach((t) => t!.dispose());
-      p1 = n1;
-      p2 = n2;
-    }
-    assert.ok(ls[ls.length - 1]! < 0.5 * ls[0]!, `loss went ${ls[0]} -> ${ls[ls.length - 1]}`);
-  }));
+  test(`an MLP step: loss decreases with plain gradient descent (${b})`, () =>
+    onBackend(b, () => {
+      kn.seed(7);
+      const X = kn.randn([32, 4]);
+      const yTrue = X.matmul(kn.tensor([[1], [-2], [0.5], [3]]));
+      let p1 = kn.randn([4, 16], { std: 0.5 }),
+        p2 = kn.randn([16, 1], { std: 0.5 });
+      const ls: number[] = [];
+      for (let step = 0; step < 40; step++) {
+        const f = (a: kn.Tensor, c: kn.Tensor): kn.Tensor => {
+          const d = X.matmul(a).gelu().matmul(c).sub(yTrue);
+          return d.mul(d).mean();
+        };
+        ls.push(kn.tidy(() => f(p1, p2).item()));
+        const [g1, g2] = kn.grad(f)(p1, p2) as kn.Tensor[];
+        const n1 = kn.noGrad(() => p1.sub(g1!.mul(0.05)));
+        const n2 = kn.noGrad(() => p2.sub(g2!.mul(0.05)));
+        [p1, p2, g1, g2].forEach((t) => t!.dispose());
+        p1 = n1;
+        p2 = n2;
+      }
+      assert.ok(ls[ls.length - 1]! < 0.5 * ls[0]!, `loss went ${ls[0]} -> ${ls[ls.length - 1]}`);
+    }));
 }
 
 test('cpu and js compute the same gradients for a small conv net', () => {
   if (!nativeBackends().includes('cpu')) return;
-  const run = (b: kn.BackendName): Float64Array[] => onBackend(b, () => kn.tidy(() => {
-    kn.seed(3);
-    const x = kn.randn([2, 1, 8, 8]);
-    const w = kn.randn([4, 1, 3, 3], { std: 0.3 });
-    const v = kn.randn([64, 3], { std: 0.1 });
-    w.requiresGrad = true;
-    v.requiresGrad = true;
-    const h = kn.maxPool2d(kn.conv2d(x, w, null, { padding: 1 }).relu(), 2).reshape([2, 64]);
-    h.matmul(v).logSoftmax().mean().neg().backward();
-    return [w.grad!.toFloat64Array(), v.grad!.toFloat64Array()];
-  }));
+  const run = (b: kn.BackendName): Float64Array[] =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(3);
+        const x = kn.randn([2, 1, 8, 8]);
+        const w = kn.randn([4, 1, 3, 3], { std: 0.3 });
+        const v = kn.randn([64, 3], { std: 0.1 });
+        w.requiresGrad = true;
+        v.requiresGrad = true;
+        const h = kn.maxPool2d(kn.conv2d(x, w, null, { padding: 1 }).relu(), 2).reshape([2, 64]);
+        h.matmul(v).logSoftmax().mean().neg().backward();
+        return [w.grad!.toFloat64Array(), v.grad!.toFloat64Array()];
+      }),
+    );
   const [a, c] = [run('js'), run('cpu')];
   for (let i = 0; i < 2; i++) {
-    const r = allclose(c[i]!, a[i]!.map((v) => Math.fround(v)), 1e-5, 1e-3);
+    const r = allclose(
+      c[i]!,
+      a[i]!.map((v) => Math.fround(v)),
+      1e-5,
+      1e-3,
+    );
     assert.ok(r.ok, r.message);
   }
 });

@@ -29,7 +29,13 @@ export interface OpCase {
 
 const f = (shape: number[], extra: Partial<InputSpec> = {}): InputSpec => ({ shape, ...extra });
 const pos = (shape: number[]): InputSpec => ({ shape, lo: 0.2, hi: 3 });
-const ints = (shape: number[], lo: number, hi: number, dtype: kn.DType = 'int32'): InputSpec => ({ shape, lo, hi, int: true, dtype });
+const ints = (shape: number[], lo: number, hi: number, dtype: kn.DType = 'int32'): InputSpec => ({
+  shape,
+  lo,
+  hi,
+  int: true,
+  dtype,
+});
 
 const unary: [string, OpName, (x: kn.Tensor) => kn.Tensor, boolean][] = [
   ['neg', 'neg', (x) => x.neg(), false],
@@ -47,198 +53,717 @@ export const CASES: OpCase[] = [
   // creation
   { name: 'full float32', ops: ['fill'], inputs: [], run: () => kn.full([2, 3], 2.5) },
   { name: 'full int32 size-0', ops: ['fill'], inputs: [], run: () => kn.full([0, 3], 7, { dtype: 'int32' }) },
-  { name: 'full NaN', ops: ['fill'], inputs: [], run: () => { const a = kn.full([3], NaN); return a.ne(a); } },
+  {
+    name: 'full NaN',
+    ops: ['fill'],
+    inputs: [],
+    run: () => {
+      const a = kn.full([3], NaN);
+      return a.ne(a);
+    },
+  },
   { name: 'arange', ops: ['arange'], inputs: [], run: () => kn.arange(-3, 10, 2.5) },
   { name: 'arange int32', ops: ['arange'], inputs: [], run: () => kn.arange(2, 17, 3, { dtype: 'int32' }) },
   // unary on several shapes, incl. size-0, size-1, scalar and non-contiguous
-  ...unary.flatMap(([n, op, fn]) => [
-    { name: `${n} [3,4]`, ops: [op], inputs: [f([3, 4], { lo: -4, hi: 4 })], run: fn, grad: n !== 'sign' && n !== 'abs' && n !== 'relu' },
-    { name: `${n} [0,5]`, ops: [op], inputs: [f([0, 5])], run: fn },
-    { name: `${n} scalar`, ops: [op], inputs: [f([])], run: fn },
-    { name: `${n} transposed`, ops: [op], inputs: [f([4, 3], { transposed: true })], run: fn },
-  ] as OpCase[]),
-  { name: 'abs/relu grad (away from 0)', ops: ['abs', 'relu'], inputs: [f([3, 4], { lo: 0.1, hi: 2 })], run: (x) => x.neg().abs().add(x.relu()), grad: true },
-  { name: 'exp large/small', ops: ['exp'], inputs: [f([64], { lo: -100, hi: 88 })], run: (x) => x.exp(), rtol: 1e-5, atol: 1e-30 },
+  ...unary.flatMap(
+    ([n, op, fn]) =>
+      [
+        {
+          name: `${n} [3,4]`,
+          ops: [op],
+          inputs: [f([3, 4], { lo: -4, hi: 4 })],
+          run: fn,
+          grad: n !== 'sign' && n !== 'abs' && n !== 'relu',
+        },
+        { name: `${n} [0,5]`, ops: [op], inputs: [f([0, 5])], run: fn },
+        { name: `${n} scalar`, ops: [op], inputs: [f([])], run: fn },
+        { name: `${n} transposed`, ops: [op], inputs: [f([4, 3], { transposed: true })], run: fn },
+      ] as OpCase[],
+  ),
+  {
+    name: 'abs/relu grad (away from 0)',
+    ops: ['abs', 'relu'],
+    inputs: [f([3, 4], { lo: 0.1, hi: 2 })],
+    run: (x) => x.neg().abs().add(x.relu()),
+    grad: true,
+  },
+  {
+    name: 'exp large/small',
+    ops: ['exp'],
+    inputs: [f([64], { lo: -100, hi: 88 })],
+    run: (x) => x.exp(),
+    rtol: 1e-5,
+    atol: 1e-30,
+  },
   { name: 'log', ops: ['log'], inputs: [pos([5, 3])], run: (x) => x.log(), grad: true },
   { name: 'sqrt', ops: ['sqrt'], inputs: [pos([5, 3])], run: (x) => x.sqrt(), grad: true },
-  { name: 'tanh/sigmoid wide range', ops: ['tanh', 'sigmoid'], inputs: [f([200], { lo: -30, hi: 30 })], run: (x) => x.tanh().add(x.sigmoid()) },
+  {
+    name: 'tanh/sigmoid wide range',
+    ops: ['tanh', 'sigmoid'],
+    inputs: [f([200], { lo: -30, hi: 30 })],
+    run: (x) => x.tanh().add(x.sigmoid()),
+  },
   { name: 'gelu wide range', ops: ['gelu'], inputs: [f([200], { lo: -12, hi: 12 })], run: (x) => x.gelu(), atol: 1e-6 },
-  { name: 'silu wide range', ops: ['silu'], inputs: [f([200], { lo: -120, hi: 120 })], run: (x) => x.silu(), atol: 1e-6 },
-  { name: 'int32 neg/abs/sign/relu', ops: ['neg', 'abs', 'sign', 'relu'], inputs: [ints([7], -5, 5)], run: (x) => x.neg().abs().add(x.sign()).add(x.relu()) },
+  {
+    name: 'silu wide range',
+    ops: ['silu'],
+    inputs: [f([200], { lo: -120, hi: 120 })],
+    run: (x) => x.silu(),
+    atol: 1e-6,
+  },
+  {
+    name: 'int32 neg/abs/sign/relu',
+    ops: ['neg', 'abs', 'sign', 'relu'],
+    inputs: [ints([7], -5, 5)],
+    run: (x) => x.neg().abs().add(x.sign()).add(x.relu()),
+  },
   { name: 'clamp', ops: ['clamp'], inputs: [f([4, 5])], run: (x) => x.clamp(-0.5, 0.7), grad: true },
   { name: 'clamp one-sided int32', ops: ['clamp'], inputs: [ints([9], -9, 9)], run: (x) => x.clamp(null, 3) },
   // casts
-  { name: 'cast float->int32->float', ops: ['cast'], inputs: [f([13], { lo: -50, hi: 50 })], run: (x) => x.cast('int32').cast('float32') },
-  { name: 'cast float16 roundtrip', ops: ['cast'], inputs: [f([50], { lo: -70000, hi: 70000 })], run: (x) => x.cast('float16').cast('float32') },
-  { name: 'cast float16 small', ops: ['cast'], inputs: [f([50], { lo: -1e-4, hi: 1e-4 })], run: (x) => x.cast('float16').cast('float32'), atol: 0, rtol: 0 },
-  { name: 'cast bfloat16 roundtrip', ops: ['cast'], inputs: [f([50], { lo: -1e30, hi: 1e30 })], run: (x) => x.cast('bfloat16').cast('float32'), atol: 0, rtol: 0 },
-  { name: 'cast int8/uint8/bool', ops: ['cast'], inputs: [f([20], { lo: -300, hi: 300 })], run: (x) => x.cast('int8').cast('int32').add(x.cast('uint8').cast('int32')).add(x.cast('bool').cast('int32')) },
+  {
+    name: 'cast float->int32->float',
+    ops: ['cast'],
+    inputs: [f([13], { lo: -50, hi: 50 })],
+    run: (x) => x.cast('int32').cast('float32'),
+  },
+  {
+    name: 'cast float16 roundtrip',
+    ops: ['cast'],
+    inputs: [f([50], { lo: -70000, hi: 70000 })],
+    run: (x) => x.cast('float16').cast('float32'),
+  },
+  {
+    name: 'cast float16 small',
+    ops: ['cast'],
+    inputs: [f([50], { lo: -1e-4, hi: 1e-4 })],
+    run: (x) => x.cast('float16').cast('float32'),
+    atol: 0,
+    rtol: 0,
+  },
+  {
+    name: 'cast bfloat16 roundtrip',
+    ops: ['cast'],
+    inputs: [f([50], { lo: -1e30, hi: 1e30 })],
+    run: (x) => x.cast('bfloat16').cast('float32'),
+    atol: 0,
+    rtol: 0,
+  },
+  {
+    name: 'cast int8/uint8/bool',
+    ops: ['cast'],
+    inputs: [f([20], { lo: -300, hi: 300 })],
+    run: (x) => x.cast('int8').cast('int32').add(x.cast('uint8').cast('int32')).add(x.cast('bool').cast('int32')),
+  },
   // finite differences cannot see through float16 rounding (a step function): cast's gradient is checked in autograd.test.ts
-  { name: 'cast float16 then mul', ops: ['cast'], inputs: [f([6])], run: (x) => x.cast('float16').cast('float32').mul(x), atol: 5e-3 },
+  {
+    name: 'cast float16 then mul',
+    ops: ['cast'],
+    inputs: [f([6])],
+    run: (x) => x.cast('float16').cast('float32').mul(x),
+    atol: 5e-3,
+  },
   // binary with broadcasting
-  ...([
-    ['add', (a: kn.Tensor, b: kn.Tensor) => a.add(b)],
-    ['sub', (a: kn.Tensor, b: kn.Tensor) => a.sub(b)],
-    ['mul', (a: kn.Tensor, b: kn.Tensor) => a.mul(b)],
-    ['div', (a: kn.Tensor, b: kn.Tensor) => a.div(b.abs().add(0.5))],
-    ['maximum', (a: kn.Tensor, b: kn.Tensor) => a.maximum(b)],
-    ['minimum', (a: kn.Tensor, b: kn.Tensor) => a.minimum(b)],
-  ] as [OpName, (a: kn.Tensor, b: kn.Tensor) => kn.Tensor][]).flatMap(([op, fn]) => [
-    { name: `${op} broadcast [3,1,4]x[2,4]`, ops: [op], inputs: [f([3, 1, 4]), f([2, 4])], run: fn, grad: true },
-    { name: `${op} same shape transposed`, ops: [op], inputs: [f([3, 5], { transposed: true }), f([3, 5])], run: fn },
-    { name: `${op} size-0`, ops: [op], inputs: [f([0, 4]), f([1, 4])], run: fn },
-    { name: `${op} scalar operand`, ops: [op], inputs: [f([]), f([2, 3])], run: fn, grad: true },
-  ] as OpCase[]),
-  { name: 'int32 add/sub/mul/max/min', ops: ['add', 'sub', 'mul', 'maximum', 'minimum'], inputs: [ints([4, 3], -100, 100), ints([3], -100, 100)], run: (a, b) => a.add(b).mul(b).sub(a).maximum(b).minimum(a.mul(3)) },
-  { name: 'int32 overflow wraps', ops: ['mul', 'add'], inputs: [ints([6], 100000, 200000)], run: (a) => a.mul(a).add(a.mul(40000)) },
+  ...(
+    [
+      ['add', (a: kn.Tensor, b: kn.Tensor) => a.add(b)],
+      ['sub', (a: kn.Tensor, b: kn.Tensor) => a.sub(b)],
+      ['mul', (a: kn.Tensor, b: kn.Tensor) => a.mul(b)],
+      ['div', (a: kn.Tensor, b: kn.Tensor) => a.div(b.abs().add(0.5))],
+      ['maximum', (a: kn.Tensor, b: kn.Tensor) => a.maximum(b)],
+      ['minimum', (a: kn.Tensor, b: kn.Tensor) => a.minimum(b)],
+    ] as [OpName, (a: kn.Tensor, b: kn.Tensor) => kn.Tensor][]
+  ).flatMap(
+    ([op, fn]) =>
+      [
+        { name: `${op} broadcast [3,1,4]x[2,4]`, ops: [op], inputs: [f([3, 1, 4]), f([2, 4])], run: fn, grad: true },
+        {
+          name: `${op} same shape transposed`,
+          ops: [op],
+          inputs: [f([3, 5], { transposed: true }), f([3, 5])],
+          run: fn,
+        },
+        { name: `${op} size-0`, ops: [op], inputs: [f([0, 4]), f([1, 4])], run: fn },
+        { name: `${op} scalar operand`, ops: [op], inputs: [f([]), f([2, 3])], run: fn, grad: true },
+      ] as OpCase[],
+  ),
+  {
+    name: 'int32 add/sub/mul/max/min',
+    ops: ['add', 'sub', 'mul', 'maximum', 'minimum'],
+    inputs: [ints([4, 3], -100, 100), ints([3], -100, 100)],
+    run: (a, b) => a.add(b).mul(b).sub(a).maximum(b).minimum(a.mul(3)),
+  },
+  {
+    name: 'int32 overflow wraps',
+    ops: ['mul', 'add'],
+    inputs: [ints([6], 100000, 200000)],
+    run: (a) => a.mul(a).add(a.mul(40000)),
+  },
   { name: 'int32 div is float', ops: ['div'], inputs: [ints([6], 1, 20), ints([6], 1, 7)], run: (a, b) => a.div(b) },
   { name: 'pow', ops: ['pow'], inputs: [pos([3, 4]), f([4], { lo: -2, hi: 2 })], run: (a, b) => a.pow(b), grad: true },
   { name: 'pow scalar exponent', ops: ['pow'], inputs: [f([3, 4])], run: (a) => a.pow(2), grad: true },
   { name: 'mixed dtype promotion', ops: ['add', 'cast'], inputs: [ints([5], -5, 5), f([5])], run: (a, b) => a.add(b) },
   // comparisons (integer-valued floats so ties happen)
   ...(['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const).map((op): OpCase => ({
-    name: `${op} broadcast with ties`, ops: [op], inputs: [ints([3, 4], -2, 3, 'float32'), ints([4], -2, 3, 'float32')],
+    name: `${op} broadcast with ties`,
+    ops: [op],
+    inputs: [ints([3, 4], -2, 3, 'float32'), ints([4], -2, 3, 'float32')],
     run: (a, b) => (a as unknown as Record<string, (b: kn.Tensor) => kn.Tensor>)[op]!(b),
   })),
-  { name: 'compare int32 with scalar', ops: ['gt', 'le'], inputs: [ints([8], -4, 4)], run: (a) => a.gt(0).cast('int32').add(a.le(-2).cast('int32')) },
-  { name: 'where broadcast', ops: ['where', 'gt'], inputs: [f([3, 4]), f([4]), f([3, 1])], run: (c, a, b) => kn.where(c.gt(0), a, b), grad: true },
-  { name: 'where int32', ops: ['where'], inputs: [f([5]), ints([5], 0, 9), ints([5], 10, 19)], run: (c, a, b) => kn.where(c.gt(0), a, b) },
-  { name: 'geluGrad via backward', ops: ['geluGrad'], inputs: [f([17], { lo: -6, hi: 6 })], run: (x) => kn.grad((t) => t.gelu().sum())(x) as kn.Tensor },
+  {
+    name: 'compare int32 with scalar',
+    ops: ['gt', 'le'],
+    inputs: [ints([8], -4, 4)],
+    run: (a) => a.gt(0).cast('int32').add(a.le(-2).cast('int32')),
+  },
+  {
+    name: 'where broadcast',
+    ops: ['where', 'gt'],
+    inputs: [f([3, 4]), f([4]), f([3, 1])],
+    run: (c, a, b) => kn.where(c.gt(0), a, b),
+    grad: true,
+  },
+  {
+    name: 'where int32',
+    ops: ['where'],
+    inputs: [f([5]), ints([5], 0, 9), ints([5], 10, 19)],
+    run: (c, a, b) => kn.where(c.gt(0), a, b),
+  },
+  {
+    name: 'geluGrad via backward',
+    ops: ['geluGrad'],
+    inputs: [f([17], { lo: -6, hi: 6 })],
+    run: (x) => kn.grad((t) => t.gelu().sum())(x) as kn.Tensor,
+  },
   // reductions
   { name: 'sum all', ops: ['sum'], inputs: [f([4, 5, 6])], run: (x) => x.sum(), grad: true },
   { name: 'sum axis 1 keepdims', ops: ['sum'], inputs: [f([4, 5, 6])], run: (x) => x.sum(1, true), grad: true },
-  { name: 'sum axes [0,2] transposed', ops: ['sum', 'copy'], inputs: [f([4, 5, 6], { transposed: true })], run: (x) => x.sum([0, 2]), grad: true },
+  {
+    name: 'sum axes [0,2] transposed',
+    ops: ['sum', 'copy'],
+    inputs: [f([4, 5, 6], { transposed: true })],
+    run: (x) => x.sum([0, 2]),
+    grad: true,
+  },
   { name: 'sum long row', ops: ['sum'], inputs: [f([3, 5000])], run: (x) => x.sum(-1), rtol: 1e-4, atol: 1e-3 },
   { name: 'sum size-0 axis', ops: ['sum'], inputs: [f([3, 0, 2])], run: (x) => x.sum(1) },
   { name: 'sum int32', ops: ['sum'], inputs: [ints([4, 6], -1000, 1000)], run: (x) => x.sum(0) },
   { name: 'mean', ops: ['sum', 'div'], inputs: [f([3, 4, 5])], run: (x) => x.mean([1, 2]), grad: true },
   { name: 'max axis', ops: ['max'], inputs: [f([4, 5, 6])], run: (x) => x.max(1), grad: true },
   { name: 'min all', ops: ['min'], inputs: [f([4, 5])], run: (x) => x.min(), grad: true },
-  { name: 'max with ties int-valued', ops: ['max', 'min'], inputs: [ints([6, 4], -2, 2, 'float32')], run: (x) => x.max(0).add(x.min(1, true).sum()) },
+  {
+    name: 'max with ties int-valued',
+    ops: ['max', 'min'],
+    inputs: [ints([6, 4], -2, 2, 'float32')],
+    run: (x) => x.max(0).add(x.min(1, true).sum()),
+  },
   { name: 'max int32', ops: ['max'], inputs: [ints([5, 3], -50, 50)], run: (x) => x.max(-1) },
-  { name: 'argmax/argmin', ops: ['argmax', 'argmin'], inputs: [f([4, 7])], run: (x) => x.argmax(1).add(x.argmin(0).sum()) },
+  {
+    name: 'argmax/argmin',
+    ops: ['argmax', 'argmin'],
+    inputs: [f([4, 7])],
+    run: (x) => x.argmax(1).add(x.argmin(0).sum()),
+  },
   { name: 'argmax flattened', ops: ['argmax'], inputs: [f([3, 4, 2], { transposed: true })], run: (x) => x.argmax() },
   { name: 'var', ops: ['sum', 'sub', 'mul'], inputs: [f([5, 6])], run: (x) => x.var(1), grad: true },
   { name: 'var population', ops: ['sum'], inputs: [f([30])], run: (x) => x.var(undefined, { correction: 0 }) },
-  { name: 'softmax last axis', ops: ['softmax'], inputs: [f([4, 9], { lo: -10, hi: 10 })], run: (x) => x.softmax(), grad: true },
+  {
+    name: 'softmax last axis',
+    ops: ['softmax'],
+    inputs: [f([4, 9], { lo: -10, hi: 10 })],
+    run: (x) => x.softmax(),
+    grad: true,
+  },
   { name: 'softmax axis 0', ops: ['softmax'], inputs: [f([5, 3, 2])], run: (x) => x.softmax(0), grad: true },
-  { name: 'logSoftmax last axis', ops: ['logSoftmax'], inputs: [f([4, 9], { lo: -30, hi: 30 })], run: (x) => x.logSoftmax(), grad: true },
-  { name: 'logSoftmax axis 1 transposed', ops: ['logSoftmax'], inputs: [f([3, 4], { transposed: true })], run: (x) => x.logSoftmax(0), grad: true },
+  {
+    name: 'logSoftmax last axis',
+    ops: ['logSoftmax'],
+    inputs: [f([4, 9], { lo: -30, hi: 30 })],
+    run: (x) => x.logSoftmax(),
+    grad: true,
+  },
+  {
+    name: 'logSoftmax axis 1 transposed',
+    ops: ['logSoftmax'],
+    inputs: [f([3, 4], { transposed: true })],
+    run: (x) => x.logSoftmax(0),
+    grad: true,
+  },
   // fused bias + activation
   ...(['none', 'relu', 'gelu'] as const).map((act) => ({
-    name: `biasAct ${act}`, ops: ['biasAct'] as OpName[], inputs: [f([5, 37]), f([37])], run: (x: kn.Tensor, b: kn.Tensor) => kn.biasAct(x, b, act), grad: true,
+    name: `biasAct ${act}`,
+    ops: ['biasAct'] as OpName[],
+    inputs: [f([5, 37]), f([37])],
+    run: (x: kn.Tensor, b: kn.Tensor) => kn.biasAct(x, b, act),
+    grad: true,
   })),
-  { name: 'biasAct relu 3-D x, view input', ops: ['biasAct'], inputs: [f([2, 7, 3], { transposed: true }), f([3])], run: (x, b) => kn.biasAct(x, b, 'relu'), grad: true },
-  { name: 'biasAct gelu large rows (threads)', ops: ['biasAct'], inputs: [f([300, 129]), f([129])], run: (x, b) => kn.biasAct(x, b, 'gelu') },
+  {
+    name: 'biasAct relu 3-D x, view input',
+    ops: ['biasAct'],
+    inputs: [f([2, 7, 3], { transposed: true }), f([3])],
+    run: (x, b) => kn.biasAct(x, b, 'relu'),
+    grad: true,
+  },
+  {
+    name: 'biasAct gelu large rows (threads)',
+    ops: ['biasAct'],
+    inputs: [f([300, 129]), f([129])],
+    run: (x, b) => kn.biasAct(x, b, 'gelu'),
+  },
   // matmul
-  { name: 'matmul [5,7]x[7,3]', ops: ['matmul'], inputs: [f([5, 7]), f([7, 3])], run: (a, b) => a.matmul(b), grad: true },
-  { name: 'matmul odd sizes', ops: ['matmul'], inputs: [f([33, 31]), f([31, 37])], run: (a, b) => a.matmul(b), atol: 1e-4 },
-  { name: 'matmul 257 (blocking edges)', ops: ['matmul'], inputs: [f([257, 65]), f([65, 70])], run: (a, b) => a.matmul(b), atol: 1e-4 },
-  { name: 'matmul batched broadcast', ops: ['matmul'], inputs: [f([2, 1, 4, 5]), f([3, 5, 6])], run: (a, b) => a.matmul(b), grad: true },
-  { name: 'matmul transposed operands', ops: ['matmul'], inputs: [f([5, 6], { transposed: true }), f([6, 4], { transposed: true })], run: (a, b) => a.matmul(b), grad: true },
+  {
+    name: 'matmul [5,7]x[7,3]',
+    ops: ['matmul'],
+    inputs: [f([5, 7]), f([7, 3])],
+    run: (a, b) => a.matmul(b),
+    grad: true,
+  },
+  {
+    name: 'matmul odd sizes',
+    ops: ['matmul'],
+    inputs: [f([33, 31]), f([31, 37])],
+    run: (a, b) => a.matmul(b),
+    atol: 1e-4,
+  },
+  {
+    name: 'matmul 257 (blocking edges)',
+    ops: ['matmul'],
+    inputs: [f([257, 65]), f([65, 70])],
+    run: (a, b) => a.matmul(b),
+    atol: 1e-4,
+  },
+  {
+    name: 'matmul batched broadcast',
+    ops: ['matmul'],
+    inputs: [f([2, 1, 4, 5]), f([3, 5, 6])],
+    run: (a, b) => a.matmul(b),
+    grad: true,
+  },
+  {
+    name: 'matmul transposed operands',
+    ops: ['matmul'],
+    inputs: [f([5, 6], { transposed: true }), f([6, 4], { transposed: true })],
+    run: (a, b) => a.matmul(b),
+    grad: true,
+  },
   { name: 'matmul 1-D', ops: ['matmul'], inputs: [f([5]), f([5, 3])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },
   { name: 'matmul M=0', ops: ['matmul'], inputs: [f([0, 3]), f([3, 4])], run: (a, b) => a.matmul(b) },
   // conv / pool
-  { name: 'conv2d 3x3 pad 1', ops: ['conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight'], inputs: [f([2, 3, 6, 5]), f([4, 3, 3, 3])], run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }), grad: true, atol: 1e-4 },
-  { name: 'conv2d stride 2 dilation 2 bias', ops: ['conv2d'], inputs: [f([1, 2, 9, 8]), f([3, 2, 3, 2]), f([3])], run: (x, w, b) => kn.conv2d(x, w, b, { stride: 2, dilation: [2, 1], padding: [1, 0] }), grad: true, atol: 1e-4 },
-  { name: 'conv2d groups', ops: ['conv2d'], inputs: [f([2, 4, 5, 5]), f([6, 2, 3, 3])], run: (x, w) => kn.conv2d(x, w, null, { groups: 2, padding: 1 }), grad: true, atol: 1e-4 },
-  { name: 'conv2d 1x1', ops: ['conv2d'], inputs: [f([3, 4, 3, 3]), f([5, 4, 1, 1])], run: (x, w) => kn.conv2d(x, w), grad: true },
-  { name: 'conv2d backward input', ops: ['conv2dBackwardInput'], inputs: [f([2, 3, 7, 6]), f([4, 3, 3, 3])], run: (x, w) => kn.grad((t) => kn.conv2d(t, w, null, { stride: 2, padding: 1 }).mul(t.sum()).sum())(x) as kn.Tensor, atol: 1e-3, rtol: 1e-3 },
-  { name: 'conv2d backward weight', ops: ['conv2dBackwardWeight'], inputs: [f([3, 2, 7, 6]), f([4, 2, 3, 3])], run: (x, w) => kn.grad((t) => kn.conv2d(x, t, null, { stride: [1, 2], padding: 1 }).sum())(w) as kn.Tensor, atol: 1e-3 },
-  { name: 'maxPool2d 2x2', ops: ['maxPool2d', 'maxPool2dBackward'], inputs: [f([2, 3, 6, 6])], run: (x) => kn.maxPool2d(x, 2), grad: true },
-  { name: 'maxPool2d 3x3 s2 pad 1', ops: ['maxPool2d'], inputs: [f([1, 2, 7, 5])], run: (x) => kn.maxPool2d(x, 3, { stride: 2, padding: 1 }), grad: true },
-  { name: 'maxPool2d backward', ops: ['maxPool2dBackward'], inputs: [f([2, 2, 5, 5])], run: (x) => kn.grad((t) => kn.maxPool2d(t, [2, 3], { stride: 1 }).mul(2).sum())(x) as kn.Tensor },
-  { name: 'avgPool2d', ops: ['avgPool2d', 'avgPool2dBackward'], inputs: [f([2, 3, 6, 4])], run: (x) => kn.avgPool2d(x, 2), grad: true },
-  { name: 'avgPool2d pad exclude', ops: ['avgPool2d'], inputs: [f([1, 2, 5, 5])], run: (x) => kn.avgPool2d(x, 3, { stride: 2, padding: 1, countIncludePad: false }), grad: true },
-  { name: 'avgPool2d backward', ops: ['avgPool2dBackward'], inputs: [f([1, 3, 5, 6])], run: (x) => kn.grad((t) => kn.avgPool2d(t, 3, { stride: 2, padding: 1 }).sum())(x) as kn.Tensor },
+  {
+    name: 'conv2d 3x3 pad 1',
+    ops: ['conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight'],
+    inputs: [f([2, 3, 6, 5]), f([4, 3, 3, 3])],
+    run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }),
+    grad: true,
+    atol: 1e-4,
+  },
+  {
+    name: 'conv2d stride 2 dilation 2 bias',
+    ops: ['conv2d'],
+    inputs: [f([1, 2, 9, 8]), f([3, 2, 3, 2]), f([3])],
+    run: (x, w, b) => kn.conv2d(x, w, b, { stride: 2, dilation: [2, 1], padding: [1, 0] }),
+    grad: true,
+    atol: 1e-4,
+  },
+  {
+    name: 'conv2d groups',
+    ops: ['conv2d'],
+    inputs: [f([2, 4, 5, 5]), f([6, 2, 3, 3])],
+    run: (x, w) => kn.conv2d(x, w, null, { groups: 2, padding: 1 }),
+    grad: true,
+    atol: 1e-4,
+  },
+  {
+    name: 'conv2d 1x1',
+    ops: ['conv2d'],
+    inputs: [f([3, 4, 3, 3]), f([5, 4, 1, 1])],
+    run: (x, w) => kn.conv2d(x, w),
+    grad: true,
+  },
+  {
+    name: 'conv2d backward input',
+    ops: ['conv2dBackwardInput'],
+    inputs: [f([2, 3, 7, 6]), f([4, 3, 3, 3])],
+    run: (x, w) => kn.grad((t) => kn.conv2d(t, w, null, { stride: 2, padding: 1 }).mul(t.sum()).sum())(x) as kn.Tensor,
+    atol: 1e-3,
+    rtol: 1e-3,
+  },
+  {
+    name: 'conv2d backward weight',
+    ops: ['conv2dBackwardWeight'],
+    inputs: [f([3, 2, 7, 6]), f([4, 2, 3, 3])],
+    run: (x, w) => kn.grad((t) => kn.conv2d(x, t, null, { stride: [1, 2], padding: 1 }).sum())(w) as kn.Tensor,
+    atol: 1e-3,
+  },
+  {
+    name: 'maxPool2d 2x2',
+    ops: ['maxPool2d', 'maxPool2dBackward'],
+    inputs: [f([2, 3, 6, 6])],
+    run: (x) => kn.maxPool2d(x, 2),
+    grad: true,
+  },
+  {
+    name: 'maxPool2d 3x3 s2 pad 1',
+    ops: ['maxPool2d'],
+    inputs: [f([1, 2, 7, 5])],
+    run: (x) => kn.maxPool2d(x, 3, { stride: 2, padding: 1 }),
+    grad: true,
+  },
+  {
+    name: 'maxPool2d backward',
+    ops: ['maxPool2dBackward'],
+    inputs: [f([2, 2, 5, 5])],
+    run: (x) => kn.grad((t) => kn.maxPool2d(t, [2, 3], { stride: 1 }).mul(2).sum())(x) as kn.Tensor,
+  },
+  {
+    name: 'avgPool2d',
+    ops: ['avgPool2d', 'avgPool2dBackward'],
+    inputs: [f([2, 3, 6, 4])],
+    run: (x) => kn.avgPool2d(x, 2),
+    grad: true,
+  },
+  {
+    name: 'avgPool2d pad exclude',
+    ops: ['avgPool2d'],
+    inputs: [f([1, 2, 5, 5])],
+    run: (x) => kn.avgPool2d(x, 3, { stride: 2, padding: 1, countIncludePad: false }),
+    grad: true,
+  },
+  {
+    name: 'avgPool2d backward',
+    ops: ['avgPool2dBackward'],
+    inputs: [f([1, 3, 5, 6])],
+    run: (x) => kn.grad((t) => kn.avgPool2d(t, 3, { stride: 2, padding: 1 }).sum())(x) as kn.Tensor,
+  },
   // movement
-  { name: 'contiguous of transposed', ops: ['copy'], inputs: [f([3, 4, 5], { transposed: true })], run: (x) => x.permute([2, 0, 1]).contiguous(), grad: true },
-  { name: 'reshape of transposed (copy)', ops: ['copy'], inputs: [f([4, 6], { transposed: true })], run: (x) => x.reshape([3, 8]), grad: true },
-  { name: 'slice with steps', ops: ['copy', 'scatterAdd'], inputs: [f([7, 8])], run: (x) => x.slice([1, -6], [null, 7], [2, 3]).contiguous(), grad: true },
+  {
+    name: 'contiguous of transposed',
+    ops: ['copy'],
+    inputs: [f([3, 4, 5], { transposed: true })],
+    run: (x) => x.permute([2, 0, 1]).contiguous(),
+    grad: true,
+  },
+  {
+    name: 'reshape of transposed (copy)',
+    ops: ['copy'],
+    inputs: [f([4, 6], { transposed: true })],
+    run: (x) => x.reshape([3, 8]),
+    grad: true,
+  },
+  {
+    name: 'slice with steps',
+    ops: ['copy', 'scatterAdd'],
+    inputs: [f([7, 8])],
+    run: (x) => x.slice([1, -6], [null, 7], [2, 3]).contiguous(),
+    grad: true,
+  },
   { name: 'expand + add', ops: ['add'], inputs: [f([3, 1])], run: (x) => x.expand([3, 4]).add(1), grad: true },
-  { name: 'concat axis 1', ops: ['concat'], inputs: [f([2, 3]), f([2, 1]), f([2, 4], { transposed: true })], run: (a, b, c) => kn.concat([a, b, c], 1), grad: true },
+  {
+    name: 'concat axis 1',
+    ops: ['concat'],
+    inputs: [f([2, 3]), f([2, 1]), f([2, 4], { transposed: true })],
+    run: (a, b, c) => kn.concat([a, b, c], 1),
+    grad: true,
+  },
   { name: 'concat with size-0', ops: ['concat'], inputs: [f([0, 3]), f([2, 3])], run: (a, b) => kn.concat([a, b], 0) },
-  { name: 'stack axis 1', ops: ['concat'], inputs: [f([2, 3]), f([2, 3])], run: (a, b) => kn.stack([a, b], 1), grad: true },
+  {
+    name: 'stack axis 1',
+    ops: ['concat'],
+    inputs: [f([2, 3]), f([2, 3])],
+    run: (a, b) => kn.stack([a, b], 1),
+    grad: true,
+  },
   // contiguous kernels fed offset views (a batch sliced from a dataset): they must start at the view's offset
-  { name: 'reductions, softmax and gather on offset slices', ops: ['sum', 'max', 'argmax', 'softmax', 'logSoftmax', 'gather', 'scatterAdd'],
+  {
+    name: 'reductions, softmax and gather on offset slices',
+    ops: ['sum', 'max', 'argmax', 'softmax', 'logSoftmax', 'gather', 'scatterAdd'],
     inputs: [f([7, 5]), ints([6], 0, 5)],
-    run: (x, i) => { const s = x.slice([2], [6]); const j = i.slice([3]); return kn.concat([s.sum(1), s.max(1), s.argmax(1).cast('float32'), s.softmax(1).sum(0), s.logSoftmax(0).mean(1), s.gather(j, 1).reshape([-1])]); }, grad: true },
-  { name: 'conv2d, pooling and crossEntropy on offset slices', ops: ['conv2d', 'maxPool2d', 'avgPool2d', 'softmaxCrossEntropy'],
+    run: (x, i) => {
+      const s = x.slice([2], [6]);
+      const j = i.slice([3]);
+      return kn.concat([
+        s.sum(1),
+        s.max(1),
+        s.argmax(1).cast('float32'),
+        s.softmax(1).sum(0),
+        s.logSoftmax(0).mean(1),
+        s.gather(j, 1).reshape([-1]),
+      ]);
+    },
+    grad: true,
+  },
+  {
+    name: 'conv2d, pooling and crossEntropy on offset slices',
+    ops: ['conv2d', 'maxPool2d', 'avgPool2d', 'softmaxCrossEntropy'],
     inputs: [f([3, 2, 5, 5]), f([3, 2, 3, 3]), ints([5], 0, 3)],
     run: (x, w, y) => {
       const xs = x.slice([1]);
       const c = kn.conv2d(xs, w, null, { padding: 1 });
       const pooled = kn.concat([kn.maxPool2d(c, 2).reshape([2, -1]), kn.avgPool2d(c, 2).reshape([2, -1])], 1);
-      return kn.nn.loss.crossEntropy(pooled.slice([0], [2], [1]).reshape([2, -1]).slice([0, 0], [2, 3]), y.slice([3]).cast('int32')).reshape([1]);
-    }, grad: true, atol: 1e-4 },
-  { name: 'gather axis 0', ops: ['gather', 'scatterAdd'], inputs: [f([5, 3]), ints([4], 0, 5)], run: (x, i) => x.gather(i, 0), grad: true },
-  { name: 'gather axis 1 with 2-D index', ops: ['gather'], inputs: [f([2, 6, 3]), ints([2, 2], 0, 6)], run: (x, i) => x.gather(i, 1), grad: true },
-  { name: 'gather int32 data', ops: ['gather'], inputs: [ints([6], 0, 100), ints([3], 0, 6)], run: (x, i) => x.gather(i) },
-  { name: 'scatterAdd via gather grad (repeats)', ops: ['scatterAdd'], inputs: [f([4, 3]), ints([9], 0, 4)], run: (x, i) => kn.grad((t) => t.gather(i).mul(t.gather(i)).sum())(x) as kn.Tensor },
+      return kn.nn.loss
+        .crossEntropy(pooled.slice([0], [2], [1]).reshape([2, -1]).slice([0, 0], [2, 3]), y.slice([3]).cast('int32'))
+        .reshape([1]);
+    },
+    grad: true,
+    atol: 1e-4,
+  },
+  {
+    name: 'gather axis 0',
+    ops: ['gather', 'scatterAdd'],
+    inputs: [f([5, 3]), ints([4], 0, 5)],
+    run: (x, i) => x.gather(i, 0),
+    grad: true,
+  },
+  {
+    name: 'gather axis 1 with 2-D index',
+    ops: ['gather'],
+    inputs: [f([2, 6, 3]), ints([2, 2], 0, 6)],
+    run: (x, i) => x.gather(i, 1),
+    grad: true,
+  },
+  {
+    name: 'gather int32 data',
+    ops: ['gather'],
+    inputs: [ints([6], 0, 100), ints([3], 0, 6)],
+    run: (x, i) => x.gather(i),
+  },
+  {
+    name: 'scatterAdd via gather grad (repeats)',
+    ops: ['scatterAdd'],
+    inputs: [f([4, 3]), ints([9], 0, 4)],
+    run: (x, i) => kn.grad((t) => t.gather(i).mul(t.gather(i)).sum())(x) as kn.Tensor,
+  },
   // large enough to take the multi-threaded paths (grain is 16k elements)
-  { name: 'large broadcast add + exp (threads)', ops: ['add', 'exp'], inputs: [f([300, 257]), f([257])], run: (a, b) => a.add(b).exp() },
-  { name: 'large transposed tanh (threads)', ops: ['tanh'], inputs: [f([257, 300], { transposed: true })], run: (x) => x.tanh() },
-  { name: 'large sum both axes (threads)', ops: ['sum'], inputs: [f([300, 257])], run: (x) => kn.concat([x.sum(0), x.sum(1)]), atol: 1e-4 },
-  { name: 'large max/softmax (threads)', ops: ['max', 'softmax', 'logSoftmax'], inputs: [f([300, 257])], run: (x) => kn.concat([x.max(0), x.softmax(1).sum(0), x.logSoftmax(0).sum(1)]), atol: 1e-4 },
-  { name: 'large conv2d batch (threads)', ops: ['conv2d'], inputs: [f([6, 3, 20, 20]), f([8, 3, 3, 3])], run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }), atol: 1e-4 },
-  { name: 'large conv2d backward (threads)', ops: ['conv2dBackwardInput', 'conv2dBackwardWeight'], inputs: [f([4, 3, 16, 16]), f([5, 3, 3, 3])], run: (x, w) => { const [gx, gw] = kn.grad((a, b) => kn.conv2d(a, b, null, { padding: 1, stride: 2 }).sum())(x, w) as kn.Tensor[]; return kn.concat([gx!.flatten(), gw!.flatten()]); }, atol: 1e-3 },
-  { name: 'large pools (threads)', ops: ['maxPool2d', 'avgPool2d'], inputs: [f([4, 8, 24, 24])], run: (x) => kn.maxPool2d(x, 2).add(kn.avgPool2d(x, 2)) },
-  { name: 'large gather/copy (threads)', ops: ['gather', 'copy'], inputs: [f([500, 64]), ints([700], 0, 500)], run: (x, i) => x.gather(i).transpose().contiguous() },
-  { name: 'large batched small matmuls (batch-parallel path)', ops: ['matmul'], inputs: [f([64, 8, 9]), f([64, 9, 7])], run: (a, b) => a.matmul(b) },
-  { name: 'large matmul M=1 (N-split path)', ops: ['matmul'], inputs: [f([1, 300]), f([300, 700])], run: (a, b) => a.matmul(b), atol: 1e-4 },
-  { name: 'large rand (threads)', ops: ['randomUniform', 'randomNormal'], inputs: [], run: () => { kn.seed(21); return kn.rand([40000]).add(kn.randn([40000])); }, atol: 1e-6, rtol: 0, float32Tol: [5e-6, 0] },
+  {
+    name: 'large broadcast add + exp (threads)',
+    ops: ['add', 'exp'],
+    inputs: [f([300, 257]), f([257])],
+    run: (a, b) => a.add(b).exp(),
+  },
+  {
+    name: 'large transposed tanh (threads)',
+    ops: ['tanh'],
+    inputs: [f([257, 300], { transposed: true })],
+    run: (x) => x.tanh(),
+  },
+  {
+    name: 'large sum both axes (threads)',
+    ops: ['sum'],
+    inputs: [f([300, 257])],
+    run: (x) => kn.concat([x.sum(0), x.sum(1)]),
+    atol: 1e-4,
+  },
+  {
+    name: 'large max/softmax (threads)',
+    ops: ['max', 'softmax', 'logSoftmax'],
+    inputs: [f([300, 257])],
+    run: (x) => kn.concat([x.max(0), x.softmax(1).sum(0), x.logSoftmax(0).sum(1)]),
+    atol: 1e-4,
+  },
+  {
+    name: 'large conv2d batch (threads)',
+    ops: ['conv2d'],
+    inputs: [f([6, 3, 20, 20]), f([8, 3, 3, 3])],
+    run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }),
+    atol: 1e-4,
+  },
+  {
+    name: 'large conv2d backward (threads)',
+    ops: ['conv2dBackwardInput', 'conv2dBackwardWeight'],
+    inputs: [f([4, 3, 16, 16]), f([5, 3, 3, 3])],
+    run: (x, w) => {
+      const [gx, gw] = kn.grad((a, b) => kn.conv2d(a, b, null, { padding: 1, stride: 2 }).sum())(x, w) as kn.Tensor[];
+      return kn.concat([gx!.flatten(), gw!.flatten()]);
+    },
+    atol: 1e-3,
+  },
+  {
+    name: 'large pools (threads)',
+    ops: ['maxPool2d', 'avgPool2d'],
+    inputs: [f([4, 8, 24, 24])],
+    run: (x) => kn.maxPool2d(x, 2).add(kn.avgPool2d(x, 2)),
+  },
+  {
+    name: 'large gather/copy (threads)',
+    ops: ['gather', 'copy'],
+    inputs: [f([500, 64]), ints([700], 0, 500)],
+    run: (x, i) => x.gather(i).transpose().contiguous(),
+  },
+  {
+    name: 'large batched small matmuls (batch-parallel path)',
+    ops: ['matmul'],
+    inputs: [f([64, 8, 9]), f([64, 9, 7])],
+    run: (a, b) => a.matmul(b),
+  },
+  {
+    name: 'large matmul M=1 (N-split path)',
+    ops: ['matmul'],
+    inputs: [f([1, 300]), f([300, 700])],
+    run: (a, b) => a.matmul(b),
+    atol: 1e-4,
+  },
+  {
+    name: 'large rand (threads)',
+    ops: ['randomUniform', 'randomNormal'],
+    inputs: [],
+    run: () => {
+      kn.seed(21);
+      return kn.rand([40000]).add(kn.randn([40000]));
+    },
+    atol: 1e-6,
+    rtol: 0,
+    float32Tol: [5e-6, 0],
+  },
   // half and small integer dtypes compute through promotion and are cast back
-  { name: 'float16 add + exp', ops: ['add', 'exp', 'cast'], inputs: [f([5, 6], { dtype: 'float16' }), f([6], { dtype: 'float16' })], run: (a, b) => a.add(b).exp(), rtol: 1e-3 },
-  { name: 'bfloat16 matmul', ops: ['matmulBf16', 'cast'], inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 1e-2 },
-  { name: 'bfloat16 matmul odd sizes (panels, odd K)', ops: ['matmulBf16'], inputs: [f([33, 65], { dtype: 'bfloat16' }), f([65, 37], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b), rtol: 1e-2, atol: 2e-2 },
-  { name: 'bfloat16 matmul K over a block (accumulate)', ops: ['matmulBf16'], inputs: [f([13, 1031], { dtype: 'bfloat16' }), f([1031, 20], { dtype: 'bfloat16' })], run: (a, b) => a.matmul(b).cast('float32'), rtol: 1e-2, atol: 1e-1 },
-  { name: 'bfloat16 matmul transposed views, batched broadcast', ops: ['matmulBf16'], inputs: [f([2, 1, 6, 7], { dtype: 'bfloat16' }), f([3, 5, 7], { dtype: 'bfloat16', transposed: true })], run: (a, b) => a.matmul(b.transpose()), rtol: 1e-2, atol: 2e-2 },
-  { name: 'int8 add saturates on cast back', ops: ['add', 'cast'], inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')], run: (a, b) => a.add(b) },
-  { name: 'uint8 max / sum', ops: ['max', 'sum'], inputs: [ints([4, 6], 0, 255, 'uint8')], run: (x) => x.max(1).add(x.sum(1)) },
+  {
+    name: 'float16 add + exp',
+    ops: ['add', 'exp', 'cast'],
+    inputs: [f([5, 6], { dtype: 'float16' }), f([6], { dtype: 'float16' })],
+    run: (a, b) => a.add(b).exp(),
+    rtol: 1e-3,
+  },
+  {
+    name: 'bfloat16 matmul',
+    ops: ['matmulBf16', 'cast'],
+    inputs: [f([4, 5], { dtype: 'bfloat16' }), f([5, 3], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 1e-2,
+  },
+  {
+    name: 'bfloat16 matmul odd sizes (panels, odd K)',
+    ops: ['matmulBf16'],
+    inputs: [f([33, 65], { dtype: 'bfloat16' }), f([65, 37], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 2e-2,
+  },
+  {
+    name: 'bfloat16 matmul K over a block (accumulate)',
+    ops: ['matmulBf16'],
+    inputs: [f([13, 1031], { dtype: 'bfloat16' }), f([1031, 20], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b).cast('float32'),
+    rtol: 1e-2,
+    atol: 1e-1,
+  },
+  {
+    name: 'bfloat16 matmul transposed views, batched broadcast',
+    ops: ['matmulBf16'],
+    inputs: [f([2, 1, 6, 7], { dtype: 'bfloat16' }), f([3, 5, 7], { dtype: 'bfloat16', transposed: true })],
+    run: (a, b) => a.matmul(b.transpose()),
+    rtol: 1e-2,
+    atol: 2e-2,
+  },
+  {
+    name: 'int8 add saturates on cast back',
+    ops: ['add', 'cast'],
+    inputs: [ints([12], -128, 127, 'int8'), ints([12], -128, 127, 'int8')],
+    run: (a, b) => a.add(b),
+  },
+  {
+    name: 'uint8 max / sum',
+    ops: ['max', 'sum'],
+    inputs: [ints([4, 6], 0, 255, 'uint8')],
+    run: (x) => x.max(1).add(x.sum(1)),
+  },
   // NaN-ignoring column quantiles (sorted order statistics, interpolated)
   ...[0, 0.25, 0.5, 0.9, 1].map((q) => ({
-    name: `nanQuantile q=${q}`, ops: ['nanQuantile'] as OpName[], inputs: [f([9, 4])],
+    name: `nanQuantile q=${q}`,
+    ops: ['nanQuantile'] as OpName[],
+    inputs: [f([9, 4])],
     run: (x: kn.Tensor) => kn.nanQuantile(kn.where(x.gt(1.5), NaN, x), q),
   })),
-  { name: 'nanQuantile: all-NaN column, one row, no rows', ops: ['nanQuantile'], inputs: [f([1, 3])],
+  {
+    name: 'nanQuantile: all-NaN column, one row, no rows',
+    ops: ['nanQuantile'],
+    inputs: [f([1, 3])],
     run: (x: kn.Tensor) => {
-      const a = kn.nanQuantile(kn.full([4, 2], NaN), 0.5), c = kn.nanQuantile(kn.zeros([0, 2]), 0.5);
+      const a = kn.nanQuantile(kn.full([4, 2], NaN), 0.5),
+        c = kn.nanQuantile(kn.zeros([0, 2]), 0.5);
       return kn.concat([a.ne(a).cast('float32'), kn.nanQuantile(x, 0.3), c.ne(c).cast('float32')]);
-    } },
-  { name: 'nanColumnStats with NaN and an all-NaN column', ops: ['nanColumnStats'], inputs: [f([7, 3])],
-    run: (x: kn.Tensor) => { const s = kn.nanColumnStats(kn.concat([kn.where(x.gt(1), NaN, x), kn.full([7, 1], NaN)], 1)); return kn.where(s.ne(s), -999, s); } },
-  { name: 'nanColumnStats large (threads, chunk merge)', ops: ['nanColumnStats'], inputs: [f([9000, 5], { lo: 100, hi: 101 })], run: (x: kn.Tensor) => kn.nanColumnStats(x), rtol: 1e-5 },
-  { name: 'rowHash (NaN payloads hash alike; identical on every backend)', ops: ['rowHash'], inputs: [f([40, 3])], atol: 0, rtol: 0,
-    run: (x: kn.Tensor) => kn.rowHash(kn.concat([kn.where(x.gt(1.5), NaN, x), x.slice([0, 0], [40, 1])], 1)) },
-  { name: 'nanQuantile large (threads)', ops: ['nanQuantile'], inputs: [f([5000, 7])], run: (x: kn.Tensor) => kn.nanQuantile(x, 0.75) },
+    },
+  },
+  {
+    name: 'nanColumnStats with NaN and an all-NaN column',
+    ops: ['nanColumnStats'],
+    inputs: [f([7, 3])],
+    run: (x: kn.Tensor) => {
+      const s = kn.nanColumnStats(kn.concat([kn.where(x.gt(1), NaN, x), kn.full([7, 1], NaN)], 1));
+      return kn.where(s.ne(s), -999, s);
+    },
+  },
+  {
+    name: 'nanColumnStats large (threads, chunk merge)',
+    ops: ['nanColumnStats'],
+    inputs: [f([9000, 5], { lo: 100, hi: 101 })],
+    run: (x: kn.Tensor) => kn.nanColumnStats(x),
+    rtol: 1e-5,
+  },
+  {
+    name: 'rowHash (NaN payloads hash alike; identical on every backend)',
+    ops: ['rowHash'],
+    inputs: [f([40, 3])],
+    atol: 0,
+    rtol: 0,
+    run: (x: kn.Tensor) => kn.rowHash(kn.concat([kn.where(x.gt(1.5), NaN, x), x.slice([0, 0], [40, 1])], 1)),
+  },
+  {
+    name: 'nanQuantile large (threads)',
+    ops: ['nanQuantile'],
+    inputs: [f([5000, 7])],
+    run: (x: kn.Tensor) => kn.nanQuantile(x, 0.75),
+  },
   // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits
-  ...([[null, 0], [null, 0.1], [[0.5, 2, 1, 3, 0.2], 0], [[0.5, 2, 1, 3, 0.2], 0.3]] as [number[] | null, number][]).map(([w, eps]) => ({
-    name: `crossEntropy weight=${w !== null} smoothing=${eps}`, ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],
-    inputs: [f([6, 5], { lo: -6, hi: 6 }), ints([6], 0, 5)], grad: false, atol: 1e-5,
+  ...(
+    [
+      [null, 0],
+      [null, 0.1],
+      [[0.5, 2, 1, 3, 0.2], 0],
+      [[0.5, 2, 1, 3, 0.2], 0.3],
+    ] as [number[] | null, number][]
+  ).map(([w, eps]) => ({
+    name: `crossEntropy weight=${w !== null} smoothing=${eps}`,
+    ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],
+    inputs: [f([6, 5], { lo: -6, hi: 6 }), ints([6], 0, 5)],
+    grad: false,
+    atol: 1e-5,
     run: (x: kn.Tensor, y: kn.Tensor) => {
       const lg = x.clone();
       lg.requiresGrad = true;
       const weight = w ? kn.tensor(w, undefined, { backend: x.backend }) : null;
       const l = kn.nn.loss.crossEntropy(lg, y, { weight, labelSmoothing: eps, reduction: 'none' });
-      l.mul(kn.tensor([1, -2, 0.5, 3, 1, 2], undefined, { backend: x.backend })).sum().backward();
+      l.mul(kn.tensor([1, -2, 0.5, 3, 1, 2], undefined, { backend: x.backend }))
+        .sum()
+        .backward();
       return kn.concat([l, lg.grad!.flatten()]);
     },
   })),
-  { name: 'crossEntropy large rows (threads)', ops: ['softmaxCrossEntropy'], inputs: [f([3000, 37], { lo: -50, hi: 50 }), ints([3000], 0, 37)],
-    run: (x: kn.Tensor, y: kn.Tensor) => kn.nn.loss.crossEntropy(x, y, { reduction: 'none' }), atol: 1e-4 },
+  {
+    name: 'crossEntropy large rows (threads)',
+    ops: ['softmaxCrossEntropy'],
+    inputs: [f([3000, 37], { lo: -50, hi: 50 }), ints([3000], 0, 37)],
+    run: (x: kn.Tensor, y: kn.Tensor) => kn.nn.loss.crossEntropy(x, y, { reduction: 'none' }),
+    atol: 1e-4,
+  },
   // fused optimizer steps, in place (three steps so momentum/moments/bias correction all matter)
-  ...([
-    ['adam', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05 })],
-    ['adam L2 + amsgrad', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05, weightDecay: 0.1, amsgrad: true, betas: [0.8, 0.9] })],
-    ['adamw', (w: kn.Tensor) => new kn.optim.AdamW([w], { lr: 0.05, weightDecay: 0.2 })],
-    ['sgd plain + decay', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, weightDecay: 0.1 })],
-    ['sgd momentum dampening', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, dampening: 0.3 })],
-    ['sgd nesterov', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, nesterov: true })],
-  ] as [string, (w: kn.Tensor) => kn.optim.Optimizer][]).map(([n, make]) => ({
-    name: `optimizer step: ${n}`, ops: [n.startsWith('sgd') ? 'sgdStep' : 'adamStep'] as OpName[],
-    inputs: [f([7, 300]), f([7, 300])], atol: 1e-5,
+  ...(
+    [
+      ['adam', (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05 })],
+      [
+        'adam L2 + amsgrad',
+        (w: kn.Tensor) => new kn.optim.Adam([w], { lr: 0.05, weightDecay: 0.1, amsgrad: true, betas: [0.8, 0.9] }),
+      ],
+      ['adamw', (w: kn.Tensor) => new kn.optim.AdamW([w], { lr: 0.05, weightDecay: 0.2 })],
+      ['sgd plain + decay', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, weightDecay: 0.1 })],
+      ['sgd momentum dampening', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, dampening: 0.3 })],
+      ['sgd nesterov', (w: kn.Tensor) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, nesterov: true })],
+    ] as [string, (w: kn.Tensor) => kn.optim.Optimizer][]
+  ).map(([n, make]) => ({
+    name: `optimizer step: ${n}`,
+    ops: [n.startsWith('sgd') ? 'sgdStep' : 'adamStep'] as OpName[],
+    inputs: [f([7, 300]), f([7, 300])],
+    atol: 1e-5,
     run: (p: kn.Tensor, g: kn.Tensor) => {
       const w = p.clone();
       w.requiresGrad = true;
@@ -254,38 +779,116 @@ export const CASES: OpCase[] = [
   })),
   // int8 linear (the quantization is bit-identical across backends; only the float epilogue rounds)
   // int4 weight-only linear: packed bytes are any uint8 (two nibbles each), K not a multiple of the group (padding)
-  { name: 'qlinearInt4 bias, K = 45 in groups of 32', ops: ['qlinearInt4'], inputs: [f([5, 45]), ints([7, 32], 0, 256, 'uint8'), f([7, 2], { lo: 0.01, hi: 0.2 }), f([7])],
-    run: (x, w, s, b) => kn.qlinearInt4(x, w, s, b, 32), atol: 1e-4 },
-  { name: 'qlinearInt4 large (tiles, threads), 3-D x, groups of 64', ops: ['qlinearInt4'], inputs: [f([2, 70, 128]), ints([100, 64], 0, 256, 'uint8'), f([100, 2], { lo: 0.01, hi: 0.1 })],
-    run: (x, w, s) => kn.qlinearInt4(x, w, s, null, 64), atol: 1e-3 },
-  { name: 'qlinearInt8 dynamic + bias', ops: ['qlinearInt8'], inputs: [f([5, 37]), ints([7, 37], -127, 127, 'int8'), f([7], { lo: 0.001, hi: 0.02 }), f([7])],
-    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b), atol: 1e-4 },
-  { name: 'qlinearInt8 static, clamped, no bias, 3-D x', ops: ['qlinearInt8'], inputs: [f([2, 3, 9], { lo: -3, hi: 3 }), ints([4, 9], -127, 127, 'int8'), f([4], { lo: 0.001, hi: 0.02 })],
-    run: (x, w, s) => kn.qlinearInt8(x, w, s, null, { scale: 0.02, zeroPoint: 128 }), atol: 1e-4 },
-  { name: 'qlinearInt8 large (panels, threads)', ops: ['qlinearInt8'], inputs: [f([70, 301]), ints([100, 301], -127, 127, 'int8'), f([100], { lo: 0.001, hi: 0.01 }), f([100])],
-    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b), atol: 1e-4 },
-  { name: 'qlinearInt8 constant row and K=1', ops: ['qlinearInt8'], inputs: [f([3, 1]), ints([2, 1], -127, 127, 'int8'), f([2], { lo: 0.01, hi: 0.02 })],
-    run: (x, w, s) => kn.qlinearInt8(kn.concat([x, kn.zeros([1, 1])]), w, s), atol: 1e-5 },
+  {
+    name: 'qlinearInt4 bias, K = 45 in groups of 32',
+    ops: ['qlinearInt4'],
+    inputs: [f([5, 45]), ints([7, 32], 0, 256, 'uint8'), f([7, 2], { lo: 0.01, hi: 0.2 }), f([7])],
+    run: (x, w, s, b) => kn.qlinearInt4(x, w, s, b, 32),
+    atol: 1e-4,
+  },
+  {
+    name: 'qlinearInt4 large (tiles, threads), 3-D x, groups of 64',
+    ops: ['qlinearInt4'],
+    inputs: [f([2, 70, 128]), ints([100, 64], 0, 256, 'uint8'), f([100, 2], { lo: 0.01, hi: 0.1 })],
+    run: (x, w, s) => kn.qlinearInt4(x, w, s, null, 64),
+    atol: 1e-3,
+  },
+  {
+    name: 'qlinearInt8 dynamic + bias',
+    ops: ['qlinearInt8'],
+    inputs: [f([5, 37]), ints([7, 37], -127, 127, 'int8'), f([7], { lo: 0.001, hi: 0.02 }), f([7])],
+    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b),
+    atol: 1e-4,
+  },
+  {
+    name: 'qlinearInt8 static, clamped, no bias, 3-D x',
+    ops: ['qlinearInt8'],
+    inputs: [f([2, 3, 9], { lo: -3, hi: 3 }), ints([4, 9], -127, 127, 'int8'), f([4], { lo: 0.001, hi: 0.02 })],
+    run: (x, w, s) => kn.qlinearInt8(x, w, s, null, { scale: 0.02, zeroPoint: 128 }),
+    atol: 1e-4,
+  },
+  {
+    name: 'qlinearInt8 large (panels, threads)',
+    ops: ['qlinearInt8'],
+    inputs: [f([70, 301]), ints([100, 301], -127, 127, 'int8'), f([100], { lo: 0.001, hi: 0.01 }), f([100])],
+    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b),
+    atol: 1e-4,
+  },
+  {
+    name: 'qlinearInt8 constant row and K=1',
+    ops: ['qlinearInt8'],
+    inputs: [f([3, 1]), ints([2, 1], -127, 127, 'int8'), f([2], { lo: 0.01, hi: 0.02 })],
+    run: (x, w, s) => kn.qlinearInt8(kn.concat([x, kn.zeros([1, 1])]), w, s),
+    atol: 1e-5,
+  },
   // random (exactly the same numbers on every backend)
-  { name: 'rand', ops: ['randomUniform'], inputs: [], run: () => { kn.seed(11); return kn.rand([3, 7], { low: -2, high: 5 }); }, atol: 0, rtol: 0, float32Tol: [5e-7, 0] },
-  { name: 'randn', ops: ['randomNormal'], inputs: [], run: () => { kn.seed(12); return kn.randn([33], { mean: 1, std: 2 }); }, atol: 1e-6, rtol: 0 },
-  { name: 'randint', ops: ['randomInt'], inputs: [], run: () => { kn.seed(13); return kn.randint([25], -7, 1000); }, atol: 0, rtol: 0 },
-  { name: 'randint wide range', ops: ['randomInt'], inputs: [], run: () => { kn.seed(14); return kn.randint([9], -2000000000, 2000000000); }, atol: 0, rtol: 0 },
+  {
+    name: 'rand',
+    ops: ['randomUniform'],
+    inputs: [],
+    run: () => {
+      kn.seed(11);
+      return kn.rand([3, 7], { low: -2, high: 5 });
+    },
+    atol: 0,
+    rtol: 0,
+    float32Tol: [5e-7, 0],
+  },
+  {
+    name: 'randn',
+    ops: ['randomNormal'],
+    inputs: [],
+    run: () => {
+      kn.seed(12);
+      return kn.randn([33], { mean: 1, std: 2 });
+    },
+    atol: 1e-6,
+    rtol: 0,
+  },
+  {
+    name: 'randint',
+    ops: ['randomInt'],
+    inputs: [],
+    run: () => {
+      kn.seed(13);
+      return kn.randint([25], -7, 1000);
+    },
+    atol: 0,
+    rtol: 0,
+  },
+  {
+    name: 'randint wide range',
+    ops: ['randomInt'],
+    inputs: [],
+    run: () => {
+      kn.seed(14);
+      return kn.randint([9], -2000000000, 2000000000);
+    },
+    atol: 0,
+    rtol: 0,
+  },
 ];
 
 /** Builds a case's input tensors on the current backend from the case's seeded values. */
 export function makeInputs(c: OpCase, r: () => number): kn.Tensor[] {
   return c.inputs.map((s) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
-    const lo = s.lo ?? -2, hi = s.hi ?? 2;
-    const vals = Array.from({ length: n }, () => (s.int ? Math.floor(lo + (hi - lo) * r()) : Math.fround(lo + (hi - lo) * r())));
+    const lo = s.lo ?? -2,
+      hi = s.hi ?? 2;
+    const vals = Array.from({ length: n }, () =>
+      s.int ? Math.floor(lo + (hi - lo) * r()) : Math.fround(lo + (hi - lo) * r()),
+    );
     const dtype = s.dtype ?? 'float32';
     if (s.transposed && s.shape.length >= 2) {
       // store with the last two dims swapped, then transpose back: same logical values, non-contiguous
       const sh = s.shape;
-      const R = sh[sh.length - 2]!, C = sh[sh.length - 1]!, B = n / (R * C);
+      const R = sh[sh.length - 2]!,
+        C = sh[sh.length - 1]!,
+        B = n / (R * C);
       const stored = new Array<number>(n);
-      for (let b = 0; b < B; b++) for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) stored[b * R * C + j * R + i] = vals[b * R * C + i * C + j]!;
+      for (let b = 0; b < B; b++)
+        for (let i = 0; i < R; i++)
+          for (let j = 0; j < C; j++) stored[b * R * C + j * R + i] = vals[b * R * C + i * C + j]!;
       const t = kn.tensor(stored, [...sh.slice(0, -2), C, R], { dtype });
       const v = t.transpose();
       t.dispose();

@@ -5,7 +5,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generatedFiles, snake, staleFiles } from '../scripts/gen-tables.js';
 import { importCycles, importGraph } from '../scripts/import-cycles.js';
-import { ATTR, ATTR_GROUPS, DEVICE_FLAGS, FAMILIES, MAP_OPS, OP_TABLE, attrsOf, deviceFlagMessage } from '../src/ops/table.js';
+import {
+  ATTR,
+  ATTR_GROUPS,
+  DEVICE_FLAGS,
+  FAMILIES,
+  MAP_OPS,
+  OP_TABLE,
+  attrsOf,
+  deviceFlagMessage,
+} from '../src/ops/table.js';
 import { DTYPES, DTYPE_CODES } from '../src/tensor/dtype.js';
 
 const read = (p: string): string => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
@@ -25,7 +34,8 @@ test('a changed table makes the generated files stale', () => {
 });
 
 test('generated codes agree with the TypeScript tables', () => {
-  const tables = read('native/include/kiln/tables.h'), wgsl = read('kernels/wgsl/tables.wgsl');
+  const tables = read('native/include/kiln/tables.h'),
+    wgsl = read('kernels/wgsl/tables.wgsl');
   for (const d of DTYPES) assert.ok(tables.includes(`DT_${snake(d)} = ${DTYPE_CODES[d]},`), d);
   MAP_OPS.forEach((m, i) => {
     assert.ok(tables.includes(`MAP_${snake(m)} = ${i},`), m);
@@ -37,15 +47,22 @@ test('generated codes agree with the TypeScript tables', () => {
 });
 
 test('attribute groups are prefixes of every op that has all their names', () => {
-  const startsWith = (attrs: readonly string[], names: readonly string[]): boolean => names.every((n, i) => attrs[i] === n);
+  const startsWith = (attrs: readonly string[], names: readonly string[]): boolean =>
+    names.every((n, i) => attrs[i] === n);
   for (const [g, names] of Object.entries(ATTR_GROUPS)) {
     let users = 0;
     for (const o of OP_TABLE) {
       const attrs = o.attrs as readonly string[];
       if (!names.every((n) => attrs.includes(n))) continue;
-      if (startsWith(attrs, names)) { users++; continue; }
+      if (startsWith(attrs, names)) {
+        users++;
+        continue;
+      }
       // an op of another group may hold these names too (conv2dBackwardWeight has kernelH... after the conv group)
-      assert.ok(Object.values(ATTR_GROUPS).some((other) => startsWith(attrs, other)), `${o.name} must start with attribute group ${g}`);
+      assert.ok(
+        Object.values(ATTR_GROUPS).some((other) => startsWith(attrs, other)),
+        `${o.name} must start with attribute group ${g}`,
+      );
     }
     assert.ok(users >= 2, `group ${g} is shared by ${users} op(s); a group is for layouts several ops share`);
   }
@@ -54,17 +71,24 @@ test('attribute groups are prefixes of every op that has all their names', () =>
 });
 
 test('device flag messages fill their placeholders', () => {
-  assert.is(deviceFlagMessage(0, { pos: 1, value: 5, bound: 3, extra: 0 }),
-    'gather index 5 at position 1 is out of range for axis 0 of size 3');
+  assert.is(
+    deviceFlagMessage(0, { pos: 1, value: 5, bound: 3, extra: 0 }),
+    'gather index 5 at position 1 is out of range for axis 0 of size 3',
+  );
   assert.is(deviceFlagMessage(2, null), 'crossEntropy: a label is out of range');
-  for (const f of DEVICE_FLAGS) assert.not.match(deviceFlagMessage(DEVICE_FLAGS.indexOf(f), { pos: 0, value: 0, bound: 0, extra: 0 }), /\{/);
+  for (const f of DEVICE_FLAGS)
+    assert.not.match(deviceFlagMessage(DEVICE_FLAGS.indexOf(f), { pos: 0, value: 0, bound: 0, extra: 0 }), /\{/);
 });
 
 test('kernels read attributes by name, never by position', () => {
   const bad: string[] = [];
   const scan = (dir: string, ext: RegExp, re: RegExp): void => {
     for (const f of list(dir).filter((n) => ext.test(n))) {
-      read(`${dir}/${f}`).split('\n').forEach((l, i) => { if (re.test(l)) bad.push(`${dir}/${f}:${i + 1}: ${l.trim()}`); });
+      read(`${dir}/${f}`)
+        .split('\n')
+        .forEach((l, i) => {
+          if (re.test(l)) bad.push(`${dir}/${f}:${i + 1}: ${l.trim()}`);
+        });
     }
   };
   const native = /\b(attrs|at|a)\[\d+\]/; // attrs[ATTR_CONV_PAD_H], never attrs[2]
@@ -77,8 +101,13 @@ test('kernels read attributes by name, never by position', () => {
 });
 
 test('every op family has a file of the same stem in every backend folder', () => {
-  const folders: [string, string][] = [['src/backends/js', '.ts'], ['src/backends/webgpu', '.ts'], ['kernels/wgsl', '.wgsl'],
-    ['native/cpu', '.cc'], ['kernels/cuda', '.cu']];
+  const folders: [string, string][] = [
+    ['src/backends/js', '.ts'],
+    ['src/backends/webgpu', '.ts'],
+    ['kernels/wgsl', '.wgsl'],
+    ['native/cpu', '.cc'],
+    ['kernels/cuda', '.cu'],
+  ];
   for (const [dir, ext] of folders) {
     const have = new Set(list(dir));
     for (const f of FAMILIES) assert.ok(have.has(f + ext), `${dir}/${f}${ext} is missing`);
@@ -90,7 +119,10 @@ test('src/ has no runtime import cycle', () => {
   const g = importGraph();
   assert.ok(g.size > 50, 'the import graph covers src/');
   assert.ok(g.get('src/tensor/methods.ts')!.includes('src/tensor/tensor.ts'));
-  assert.not.ok(g.get('src/tensor/tensor.ts')!.some((d) => d.startsWith('src/ops/')), 'tensor.ts must not import the ops');
+  assert.not.ok(
+    g.get('src/tensor/tensor.ts')!.some((d) => d.startsWith('src/ops/')),
+    'tensor.ts must not import the ops',
+  );
   assert.equal(importCycles(), []);
 });
 
@@ -98,7 +130,9 @@ test('every entry point of the package attaches the Tensor op methods', () => {
   // the package exports map and bin are the only ways in; each must load src/tensor/methods.ts first
   const g = importGraph();
   const pkg = JSON.parse(read('package.json')) as { exports: { '.': { import: string } }; bin: Record<string, string> };
-  const entries = [pkg.exports['.'].import, ...Object.values(pkg.bin)].map((p) => p.replace(/^\.\/dist\//, 'src/').replace(/\.js$/, '.ts'));
+  const entries = [pkg.exports['.'].import, ...Object.values(pkg.bin)].map((p) =>
+    p.replace(/^\.\/dist\//, 'src/').replace(/\.js$/, '.ts'),
+  );
   assert.equal(entries, ['src/index.ts', 'src/cli/main.ts']);
   for (const e of entries) {
     assert.ok(g.get(e)!.includes('src/tensor/methods.ts'), `${e} must import ./tensor/methods.js directly`);
@@ -109,8 +143,19 @@ test('every entry point of the package attaches the Tensor op methods', () => {
 });
 
 test('the cycle finder finds a planted cycle', () => {
-  const g = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']], ['e', ['e']]]);
-  assert.equal(importCycles(g).map((c) => c.join(',')).sort(), ['a,b,c', 'e']);
+  const g = new Map([
+    ['a', ['b']],
+    ['b', ['c']],
+    ['c', ['a']],
+    ['d', ['a']],
+    ['e', ['e']],
+  ]);
+  assert.equal(
+    importCycles(g)
+      .map((c) => c.join(','))
+      .sort(),
+    ['a,b,c', 'e'],
+  );
 });
 
 test.run();

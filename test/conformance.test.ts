@@ -9,11 +9,13 @@ import { allclose, nativeBackends, onBackend, rng } from './helpers.js';
 
 function evaluate(b: kn.BackendName, i: number): { values: Float64Array; shape: readonly number[]; dtype: kn.DType } {
   const c = CASES[i]!;
-  return onBackend(b, () => kn.tidy(() => {
-    const xs = makeInputs(c, rng(1000 + i));
-    const y = c.run(...xs);
-    return { values: y.toFloat64Array(), shape: y.shape.slice(), dtype: y.dtype };
-  }));
+  return onBackend(b, () =>
+    kn.tidy(() => {
+      const xs = makeInputs(c, rng(1000 + i));
+      const y = c.run(...xs);
+      return { values: y.toFloat64Array(), shape: y.shape.slice(), dtype: y.dtype };
+    }),
+  );
 }
 
 test('the cases cover every op in the table', () => {
@@ -29,9 +31,13 @@ test('a native backend is available to compare (cpu must load in CI)', () => {
 // the cpu backend is checked once per instruction set the CPU supports (AVX-512, AVX2, baseline)
 const addon = loadAddon().addon;
 const isas = addon ? addon.info().supportedIsas : [];
-interface Target { backend: kn.BackendName; isa?: string }
+interface Target {
+  backend: kn.BackendName;
+  isa?: string;
+}
 const targets: Target[] = nativeBackends().flatMap((b): Target[] =>
-  b === 'cpu' ? isas.map((isa) => ({ backend: b, isa })) : [{ backend: b }]);
+  b === 'cpu' ? isas.map((isa) => ({ backend: b, isa })) : [{ backend: b }],
+);
 
 CASES.forEach((c, i) => {
   test(`${c.name}: js reference runs`, () => {
@@ -69,13 +75,15 @@ test('NaN never passes the comparison helper', () => {
 
 test('NaN propagates through reductions and max on every backend', () => {
   for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
-    onBackend(b, () => kn.tidy(() => {
-      const x = kn.tensor([1, NaN, 3]);
-      assert.ok(Number.isNaN(x.max().item()), `${b} max`);
-      assert.ok(Number.isNaN(x.sum().item()), `${b} sum`);
-      assert.ok(Number.isNaN(x.softmax().toArray()[0]!), `${b} softmax`);
-      assert.is(x.argmax().item(), 1, `${b} argmax picks NaN`);
-    }));
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([1, NaN, 3]);
+        assert.ok(Number.isNaN(x.max().item()), `${b} max`);
+        assert.ok(Number.isNaN(x.sum().item()), `${b} sum`);
+        assert.ok(Number.isNaN(x.softmax().toArray()[0]!), `${b} softmax`);
+        assert.is(x.argmax().item(), 1, `${b} argmax picks NaN`);
+      }),
+    );
   }
 });
 

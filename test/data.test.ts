@@ -15,81 +15,159 @@ const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1
 const dir = mkdtempSync(join(tmpdir(), 'kiln-data-'));
 
 // 5 rows x 3 features, with NaN as missing; column 2 is constant
-const ROWS = [[1, 10, 7], [2, NaN, 7], [3, 30, 7], [4, 40, 7], [100, 50, 7]];
+const ROWS = [
+  [1, 10, 7],
+  [2, NaN, 7],
+  [3, 30, 7],
+  [4, 40, 7],
+  [100, 50, 7],
+];
 const col = (j: number): number[] => ROWS.map((r) => r[j]!).filter((v) => !Number.isNaN(v));
 const meanOf = (a: number[]): number => a.reduce((s, v) => s + v, 0) / a.length;
 const popStd = (a: number[]): number => Math.sqrt(a.reduce((s, v) => s + (v - meanOf(a)) ** 2, 0) / a.length);
-const quant = (a: number[], q: number): number => { const s = [...a].sort((x, y) => x - y), p = q * (s.length - 1), k = Math.floor(p); return s[k]! + (s[Math.min(k + 1, s.length - 1)]! - s[k]!) * (p - k); };
+const quant = (a: number[], q: number): number => {
+  const s = [...a].sort((x, y) => x - y),
+    p = q * (s.length - 1),
+    k = Math.floor(p);
+  return s[k]! + (s[Math.min(k + 1, s.length - 1)]! - s[k]!) * (p - k);
+};
 
 for (const b of BACKENDS) {
-  test(`scalers match the textbook definitions, NaN-aware, with inverses (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor(ROWS);
-    const st = new kn.data.StandardScaler().fit(x);
-    close(st.fitted.center!, [meanOf(col(0)), meanOf(col(1)), 7]);
-    close(st.fitted.scale!, [popStd(col(0)), popStd(col(1)), 1]);
-    const z = st.transform(x).toArray();
-    close([z[0]!, z[3]!, z[4]!, z[2]!], [(1 - meanOf(col(0))) / popStd(col(0)), (2 - meanOf(col(0))) / popStd(col(0)), NaN, 0]);
-    close(st.inverseTransform(st.transform(x)).toArray(), x.toArray(), 1e-4);
-    const mm = new kn.data.MinMaxScaler({ featureRange: [-1, 1] }).fit(x);
-    const y = mm.transform(x).toArray();
-    close([y[0]!, y[12]!, y[1]!, y[13]!, y[2]!], [-1, 1, -1, 1, -1]);
-    const rb = new kn.data.RobustScaler().fit(x);
-    close(rb.fitted.center!, [3, quant(col(1), 0.5), 7]);
-    close(rb.fitted.scale!, [quant(col(0), 0.75) - quant(col(0), 0.25), quant(col(1), 0.75) - quant(col(1), 0.25), 1]);
-    assert.ok(Math.abs(rb.transform(x).toArray()[12]! - (100 - 3) / 2) < 1e-4, 'the outlier does not move the robust scale');
-    throwsKiln(() => new kn.data.StandardScaler().transform(x), kn.ValidationError, /not fitted: call fit\(\)/);
-    throwsKiln(() => st.transform(kn.ones([2, 4])), kn.ShapeError, /has 4 features but this was fitted on 3/);
-    throwsKiln(() => st.fit(kn.ones([3], { dtype: 'float32' })), kn.ShapeError, /table \[rows, features\]/);
-    throwsKiln(() => st.fit(kn.tensor(new Int32Array([1, 2]), [2, 1])), kn.DTypeError, /floating point/);
-  })));
+  test(`scalers match the textbook definitions, NaN-aware, with inverses (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor(ROWS);
+        const st = new kn.data.StandardScaler().fit(x);
+        close(st.fitted.center!, [meanOf(col(0)), meanOf(col(1)), 7]);
+        close(st.fitted.scale!, [popStd(col(0)), popStd(col(1)), 1]);
+        const z = st.transform(x).toArray();
+        close(
+          [z[0]!, z[3]!, z[4]!, z[2]!],
+          [(1 - meanOf(col(0))) / popStd(col(0)), (2 - meanOf(col(0))) / popStd(col(0)), NaN, 0],
+        );
+        close(st.inverseTransform(st.transform(x)).toArray(), x.toArray(), 1e-4);
+        const mm = new kn.data.MinMaxScaler({ featureRange: [-1, 1] }).fit(x);
+        const y = mm.transform(x).toArray();
+        close([y[0]!, y[12]!, y[1]!, y[13]!, y[2]!], [-1, 1, -1, 1, -1]);
+        const rb = new kn.data.RobustScaler().fit(x);
+        close(rb.fitted.center!, [3, quant(col(1), 0.5), 7]);
+        close(rb.fitted.scale!, [
+          quant(col(0), 0.75) - quant(col(0), 0.25),
+          quant(col(1), 0.75) - quant(col(1), 0.25),
+          1,
+        ]);
+        assert.ok(
+          Math.abs(rb.transform(x).toArray()[12]! - (100 - 3) / 2) < 1e-4,
+          'the outlier does not move the robust scale',
+        );
+        throwsKiln(() => new kn.data.StandardScaler().transform(x), kn.ValidationError, /not fitted: call fit\(\)/);
+        throwsKiln(() => st.transform(kn.ones([2, 4])), kn.ShapeError, /has 4 features but this was fitted on 3/);
+        throwsKiln(() => st.fit(kn.ones([3], { dtype: 'float32' })), kn.ShapeError, /table \[rows, features\]/);
+        throwsKiln(() => st.fit(kn.tensor(new Int32Array([1, 2]), [2, 1])), kn.DTypeError, /floating point/);
+      }),
+    ));
 
-  test(`imputer strategies and outlier clipping (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor([[1, NaN], [NaN, 2], [3, 2], [3, 8]]);
-    close(new kn.data.SimpleImputer().fitTransform(x).toArray(), [1, 4, 7 / 3, 2, 3, 2, 3, 8]);
-    close(new kn.data.SimpleImputer({ strategy: 'median' }).fitTransform(x).toArray(), [1, 2, 3, 2, 3, 2, 3, 8]);
-    close(new kn.data.SimpleImputer({ strategy: 'mostFrequent' }).fitTransform(x).toArray(), [1, 2, 3, 2, 3, 2, 3, 8]);
-    close(new kn.data.SimpleImputer({ strategy: 'constant', fillValue: -1 }).fitTransform(x).toArray(), [1, -1, -1, 2, 3, 2, 3, 8]);
-    throwsKiln(() => new kn.data.SimpleImputer().fit(kn.tensor([[NaN], [NaN]])), kn.ValidationError, /feature 0 has no observed values/);
-    const big = kn.tensor(Array.from({ length: 101 }, (_, i) => [i]));
-    const c = new kn.data.OutlierClipper({ lower: 0.05, upper: 0.95 }).fit(big);
-    close([...c.fitted.low!, ...c.fitted.high!], [5, 95]);
-    close(c.transform(kn.tensor([[-50], [50], [1000], [NaN]])).toArray(), [5, 50, 95, NaN]);
-  })));
+  test(`imputer strategies and outlier clipping (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([
+          [1, NaN],
+          [NaN, 2],
+          [3, 2],
+          [3, 8],
+        ]);
+        close(new kn.data.SimpleImputer().fitTransform(x).toArray(), [1, 4, 7 / 3, 2, 3, 2, 3, 8]);
+        close(new kn.data.SimpleImputer({ strategy: 'median' }).fitTransform(x).toArray(), [1, 2, 3, 2, 3, 2, 3, 8]);
+        close(
+          new kn.data.SimpleImputer({ strategy: 'mostFrequent' }).fitTransform(x).toArray(),
+          [1, 2, 3, 2, 3, 2, 3, 8],
+        );
+        close(
+          new kn.data.SimpleImputer({ strategy: 'constant', fillValue: -1 }).fitTransform(x).toArray(),
+          [1, -1, -1, 2, 3, 2, 3, 8],
+        );
+        throwsKiln(
+          () => new kn.data.SimpleImputer().fit(kn.tensor([[NaN], [NaN]])),
+          kn.ValidationError,
+          /feature 0 has no observed values/,
+        );
+        const big = kn.tensor(Array.from({ length: 101 }, (_, i) => [i]));
+        const c = new kn.data.OutlierClipper({ lower: 0.05, upper: 0.95 }).fit(big);
+        close([...c.fitted.low!, ...c.fitted.high!], [5, 95]);
+        close(c.transform(kn.tensor([[-50], [50], [1000], [NaN]])).toArray(), [5, 50, 95, NaN]);
+      }),
+    ));
 }
 
-test('large tables: the native statistics agree with float64 host maths (threaded paths)', () => kn.tidy(() => {
-  const r = rng(9), N = 20000, F = 6;
-  const vals = Array.from({ length: N * F }, (_, k) => (r() < 0.05 ? NaN : (k % F) * 10 + (r() - 0.5) * (k % F + 1)));
-  const x = kn.tensor(vals, [N, F]);
-  const cols = Array.from({ length: F }, (_, j) => vals.filter((v, k) => k % F === j && !Number.isNaN(v)).map((v) => Math.fround(v)));
-  const st = new kn.data.StandardScaler().fit(x);
-  close(st.fitted.center!, cols.map(meanOf), 1e-4, 1e-5);
-  close(st.fitted.scale!, cols.map(popStd), 1e-4, 1e-4);
-  const rb = new kn.data.RobustScaler().fit(x);
-  close(rb.fitted.center!, cols.map((c) => quant(c, 0.5)), 1e-5, 1e-6);
-}));
+test('large tables: the native statistics agree with float64 host maths (threaded paths)', () =>
+  kn.tidy(() => {
+    const r = rng(9),
+      N = 20000,
+      F = 6;
+    const vals = Array.from({ length: N * F }, (_, k) =>
+      r() < 0.05 ? NaN : (k % F) * 10 + (r() - 0.5) * ((k % F) + 1),
+    );
+    const x = kn.tensor(vals, [N, F]);
+    const cols = Array.from({ length: F }, (_, j) =>
+      vals.filter((v, k) => k % F === j && !Number.isNaN(v)).map((v) => Math.fround(v)),
+    );
+    const st = new kn.data.StandardScaler().fit(x);
+    close(st.fitted.center!, cols.map(meanOf), 1e-4, 1e-5);
+    close(st.fitted.scale!, cols.map(popStd), 1e-4, 1e-4);
+    const rb = new kn.data.RobustScaler().fit(x);
+    close(
+      rb.fitted.center!,
+      cols.map((c) => quant(c, 0.5)),
+      1e-5,
+      1e-6,
+    );
+  }));
 
-test('transformers serialise: toJSON/fromJSON, save/load, and reject bad JSON', () => kn.tidy(() => {
-  const x = kn.tensor(ROWS);
-  for (const t of [new kn.data.StandardScaler(), new kn.data.MinMaxScaler(), new kn.data.RobustScaler({ quantileRange: [10, 90] }),
-    new kn.data.SimpleImputer({ strategy: 'median' }), new kn.data.OutlierClipper()]) {
-    t.fit(x);
-    const path = join(dir, `${t.kind}.json`);
-    t.save(path);
-    const back = kn.data.loadTransformer(path);
-    assert.is(back.kind, t.kind);
-    close(back.transform(x).toArray(), t.transform(x).toArray());
-    close(kn.data.transformerFromJSON(JSON.stringify(t.toJSON())).transform(x).toArray(), t.transform(x).toArray());
-  }
-  throwsKiln(() => kn.data.transformerFromJSON({ kind: 'Nope', nFeatures: 1, params: {}, options: {} }), kn.FormatError, /unknown transformer kind/);
-  throwsKiln(() => kn.data.StandardScaler.fromJSON({ kind: 'StandardScaler', nFeatures: 2, params: { center: [1], scale: [1, 2] }, options: {} }), kn.FormatError, /params.center must be 2 numbers/);
-}));
+test('transformers serialise: toJSON/fromJSON, save/load, and reject bad JSON', () =>
+  kn.tidy(() => {
+    const x = kn.tensor(ROWS);
+    for (const t of [
+      new kn.data.StandardScaler(),
+      new kn.data.MinMaxScaler(),
+      new kn.data.RobustScaler({ quantileRange: [10, 90] }),
+      new kn.data.SimpleImputer({ strategy: 'median' }),
+      new kn.data.OutlierClipper(),
+    ]) {
+      t.fit(x);
+      const path = join(dir, `${t.kind}.json`);
+      t.save(path);
+      const back = kn.data.loadTransformer(path);
+      assert.is(back.kind, t.kind);
+      close(back.transform(x).toArray(), t.transform(x).toArray());
+      close(kn.data.transformerFromJSON(JSON.stringify(t.toJSON())).transform(x).toArray(), t.transform(x).toArray());
+    }
+    throwsKiln(
+      () => kn.data.transformerFromJSON({ kind: 'Nope', nFeatures: 1, params: {}, options: {} }),
+      kn.FormatError,
+      /unknown transformer kind/,
+    );
+    throwsKiln(
+      () =>
+        kn.data.StandardScaler.fromJSON({
+          kind: 'StandardScaler',
+          nFeatures: 2,
+          params: { center: [1], scale: [1, 2] },
+          options: {},
+        }),
+      kn.FormatError,
+      /params.center must be 2 numbers/,
+    );
+  }));
 
 test('splits: seeded, stratified, k-fold, stratified k-fold, group k-fold', () => {
-  const a = kn.data.trainTestSplit(100, { testSize: 0.2, seed: 3 }), b = kn.data.trainTestSplit(100, { testSize: 0.2, seed: 3 });
+  const a = kn.data.trainTestSplit(100, { testSize: 0.2, seed: 3 }),
+    b = kn.data.trainTestSplit(100, { testSize: 0.2, seed: 3 });
   assert.equal(Array.from(a.test), Array.from(b.test));
   assert.is(a.test.length, 20);
-  assert.equal([...a.train, ...a.test].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(
+    [...a.train, ...a.test].sort((x, y) => x - y),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
   assert.not.equal(Array.from(kn.data.trainTestSplit(100, { testSize: 0.2, seed: 4 }).test), Array.from(a.test));
   const y = Array.from({ length: 100 }, (_, i) => (i < 90 ? 0 : 1));
   const s = kn.data.trainTestSplit(100, { testSize: 0.2, seed: 1, stratify: y });
@@ -97,8 +175,14 @@ test('splits: seeded, stratified, k-fold, stratified k-fold, group k-fold', () =
   const ds = new kn.data.Dataset({ x: kn.arange(0, 10).reshape([10, 1]) });
   assert.is(kn.data.trainTestSplit(ds, { testSize: 3 }).test.length, 3);
   const folds = kn.data.kFold(10, 3, { shuffle: true, seed: 2 });
-  assert.equal(folds.map((f) => f.test.length), [4, 3, 3]);
-  assert.equal(folds.flatMap((f) => Array.from(f.test)).sort((p, q) => p - q), Array.from({ length: 10 }, (_, i) => i));
+  assert.equal(
+    folds.map((f) => f.test.length),
+    [4, 3, 3],
+  );
+  assert.equal(
+    folds.flatMap((f) => Array.from(f.test)).sort((p, q) => p - q),
+    Array.from({ length: 10 }, (_, i) => i),
+  );
   folds.forEach((f) => assert.is(f.train.length + f.test.length, 10));
   const sk = kn.data.stratifiedKFold(y, 5, { shuffle: true, seed: 1 });
   assert.ok(sk.every((f) => Array.from(f.test).filter((i) => y[i] === 1).length === 2));
@@ -106,50 +190,86 @@ test('splits: seeded, stratified, k-fold, stratified k-fold, group k-fold', () =
   const gk = kn.data.groupKFold(groups, 3);
   for (const f of gk) {
     const tg = new Set(Array.from(f.test, (i) => groups[i]));
-    assert.ok(Array.from(f.train).every((i) => !tg.has(groups[i]!)), 'no group on both sides');
+    assert.ok(
+      Array.from(f.train).every((i) => !tg.has(groups[i]!)),
+      'no group on both sides',
+    );
   }
   throwsKiln(() => kn.data.kFold(3, 5), kn.ValidationError, /cannot make 5 folds from 3 rows/);
   throwsKiln(() => kn.data.trainTestSplit(10, { testSize: 1.5 }), kn.ArgumentError, /testSize/);
   throwsKiln(() => kn.data.groupKFold([1, 1, 2], 3), kn.ValidationError, /2 groups cannot fill 3 folds/);
 });
 
-test('leakage report: duplicate rows across splits and a scaler fitted on validation rows', () => kn.tidy(() => {
-  const train = kn.tensor([[1, 2], [3, 4], [5, 6]]), val = kn.tensor([[7, 8], [3, 4]]);
-  const clean = new kn.data.StandardScaler().fit(train);
-  const leaky = new kn.data.StandardScaler().fit(kn.concat([train, val]));
-  const r = kn.data.leakageReport({ splits: { train, val }, transformers: { clean, leaky } });
-  assert.not.ok(r.ok);
-  assert.equal(r.leaks.map((l) => [l.kind, l.between, l.rows]), [
-    ['duplicate-rows', ['train', 'val'], [1]],
-    ['scaler-saw-rows', ['clean', 'val'], [1]],        // through the duplicated row
-    ['scaler-saw-rows', ['leaky', 'val'], [0, 1]],
-  ]);
-  assert.ok(kn.data.leakageReport({ splits: { train, val: kn.tensor([[9, 9]]) }, transformers: { clean } }).ok);
-}));
+test('leakage report: duplicate rows across splits and a scaler fitted on validation rows', () =>
+  kn.tidy(() => {
+    const train = kn.tensor([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+      val = kn.tensor([
+        [7, 8],
+        [3, 4],
+      ]);
+    const clean = new kn.data.StandardScaler().fit(train);
+    const leaky = new kn.data.StandardScaler().fit(kn.concat([train, val]));
+    const r = kn.data.leakageReport({ splits: { train, val }, transformers: { clean, leaky } });
+    assert.not.ok(r.ok);
+    assert.equal(
+      r.leaks.map((l) => [l.kind, l.between, l.rows]),
+      [
+        ['duplicate-rows', ['train', 'val'], [1]],
+        ['scaler-saw-rows', ['clean', 'val'], [1]], // through the duplicated row
+        ['scaler-saw-rows', ['leaky', 'val'], [0, 1]],
+      ],
+    );
+    assert.ok(kn.data.leakageReport({ splits: { train, val: kn.tensor([[9, 9]]) }, transformers: { clean } }).ok);
+  }));
 
 test('validate: every violation with row, column, value and rule; throws on demand', () => {
-  const schema: kn.data.Schema = { columns: {
-    age: { type: 'int', min: 0, max: 130 },
-    income: { type: 'float', min: 0, maxMissing: 0.25 },
-    city: { type: 'category', categories: ['paris', 'rome'] },
-    email: { type: 'string', required: false },
-    id: { type: 'int' },
-  } };
-  const r = kn.data.validate(schema, { age: [30, -1, 200, 40.5], income: [1000, null, null, 5], city: ['paris', 'rome', 'oslo', 'paris'], extra: [1, 2, 3, 4] });
+  const schema: kn.data.Schema = {
+    columns: {
+      age: { type: 'int', min: 0, max: 130 },
+      income: { type: 'float', min: 0, maxMissing: 0.25 },
+      city: { type: 'category', categories: ['paris', 'rome'] },
+      email: { type: 'string', required: false },
+      id: { type: 'int' },
+    },
+  };
+  const r = kn.data.validate(schema, {
+    age: [30, -1, 200, 40.5],
+    income: [1000, null, null, 5],
+    city: ['paris', 'rome', 'oslo', 'paris'],
+    extra: [1, 2, 3, 4],
+  });
   assert.not.ok(r.ok);
   const brief = r.violations.map((v) => [v.rule, v.column, v.row, v.value]);
   assert.equal(brief, [
     ['unexpected', 'extra', null, null],
-    ['min', 'age', 1, -1], ['max', 'age', 2, 200], ['type', 'age', 3, 40.5],
+    ['min', 'age', 1, -1],
+    ['max', 'age', 2, 200],
+    ['type', 'age', 3, 40.5],
     ['missing', 'income', null, 2],
     ['category', 'city', 2, 'oslo'],
     ['required', 'id', null, null],
   ]);
   assert.equal(r.byRule, { unexpected: 1, min: 1, max: 1, type: 1, missing: 1, category: 1, required: 1 });
   assert.ok(kn.data.validate({ columns: { a: { type: 'float' } } }, kn.data.toArrow({ a: kn.tensor([1, 2]) })).ok);
-  throwsKiln(() => kn.data.validate(schema, { age: [-5] }, { throw: true }), kn.ValidationError, /violation\(s\)\n {2}- row 0, column 'age': -5 is below the minimum 0/);
-  throwsKiln(() => kn.data.validate({ columns: { a: { type: 'date' as 'int' } } }, {}), kn.ArgumentError, /type must be/);
-  const many = kn.data.validate({ columns: { a: { type: 'int', max: 0 } } }, { a: Array.from({ length: 50 }, (_, i) => i + 1) }, { maxViolations: 10 });
+  throwsKiln(
+    () => kn.data.validate(schema, { age: [-5] }, { throw: true }),
+    kn.ValidationError,
+    /violation\(s\)\n {2}- row 0, column 'age': -5 is below the minimum 0/,
+  );
+  throwsKiln(
+    () => kn.data.validate({ columns: { a: { type: 'date' as 'int' } } }, {}),
+    kn.ArgumentError,
+    /type must be/,
+  );
+  const many = kn.data.validate(
+    { columns: { a: { type: 'int', max: 0 } } },
+    { a: Array.from({ length: 50 }, (_, i) => i + 1) },
+    { maxViolations: 10 },
+  );
   assert.is(many.count, 50);
   assert.is(many.violations.length, 10);
 });
@@ -160,52 +280,102 @@ test('drift: Kolmogorov tail, KS and PSI on known numbers, per-feature report wi
   assert.ok(Math.abs(kn.data.kolmogorovQ(1.6276) - 0.01) < 5e-4);
   const ks = kn.data.ksTest([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]);
   assert.is(ks.statistic, 1);
-  const ne = Math.sqrt(25 / 10), lam = ne + 0.12 + 0.11 / ne;
+  const ne = Math.sqrt(25 / 10),
+    lam = ne + 0.12 + 0.11 / ne;
   assert.ok(Math.abs(ks.pValue - 2 * (Math.exp(-2 * lam * lam) - Math.exp(-8 * lam * lam))) < 1e-9);
   assert.is(kn.data.ksTest([1, 2, 3], [1, 2, 3]).statistic, 0);
   assert.ok(Math.abs(kn.data.ksTest([1, 2, 3, 4], [3, 4, 5, 6]).statistic - 0.5) < 1e-12);
   // all current mass in the last of 10 equal bins: 9 bins (1e-4 - 0.1) ln(1e-4 / 0.1) + (1 - 0.1) ln(1 / 0.1)
-  const ref = Array.from({ length: 1000 }, (_, i) => i / 1000), cur = new Array(100).fill(0.95);
+  const ref = Array.from({ length: 1000 }, (_, i) => i / 1000),
+    cur = new Array(100).fill(0.95);
   const want = 9 * (1e-4 - 0.1) * Math.log(1e-4 / 0.1) + 0.9 * Math.log(10);
   assert.ok(Math.abs(kn.data.psi(ref, cur) - want) < 1e-9);
   const r = rng(5);
-  const gauss = (n: number, mu: number): number[] => Array.from({ length: n }, () => mu + Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
+  const gauss = (n: number, mu: number): number[] =>
+    Array.from({ length: n }, () => mu + Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
   const report = kn.data.driftReport(
-    { stable: gauss(2000, 0), shifted: gauss(2000, 0), city: Array.from({ length: 2000 }, (_, i) => (i % 2 ? 'a' : 'b')) },
-    { stable: gauss(1000, 0), shifted: gauss(1000, 0.5), city: Array.from({ length: 1000 }, (_, i) => (i % 5 ? 'a' : 'b')) });
+    {
+      stable: gauss(2000, 0),
+      shifted: gauss(2000, 0),
+      city: Array.from({ length: 2000 }, (_, i) => (i % 2 ? 'a' : 'b')),
+    },
+    {
+      stable: gauss(1000, 0),
+      shifted: gauss(1000, 0.5),
+      city: Array.from({ length: 1000 }, (_, i) => (i % 5 ? 'a' : 'b')),
+    },
+  );
   assert.equal(report.drifted, ['shifted', 'city']);
   const st = report.features[0]!;
   assert.ok(st.psi < 0.05 && st.pValue! > 0.05, JSON.stringify(st));
   assert.ok(report.features[1]!.ksDrift && report.features[1]!.pValue! < 1e-6);
   assert.is(report.features[2]!.kind, 'categorical');
-  throwsKiln(() => kn.data.driftReport({ a: [1, 2] }, { b: [1, 2] }), kn.ValidationError, /'a' is in the reference but not in the current/);
+  throwsKiln(
+    () => kn.data.driftReport({ a: [1, 2] }, { b: [1, 2] }),
+    kn.ValidationError,
+    /'a' is in the reference but not in the current/,
+  );
 });
 
-test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, matrices', () => kn.tidy(() => {
-  const t = A.tableFromArrays({ f: new Float32Array([1.5, 2, 3]), i: new Int32Array([4, 5, 6]), d: ['x', 'y', 'x'], b8: new Uint8Array([1, 2, 3]) });
-  const { tensors, vocab } = kn.data.fromArrowWithVocab(t);
-  assert.equal(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, [v.dtype, Array.from(v.toArray())]])), {
-    f: ['float32', [1.5, 2, 3]], i: ['int32', [4, 5, 6]], d: ['int32', [0, 1, 0]], b8: ['uint8', [1, 2, 3]],
-  });
-  assert.equal(vocab, { d: ['x', 'y'] });
-  const withNulls = A.tableFromJSON([{ x: 1.5, n: 1, s: 'a', ok: true }, { x: null, n: null, s: null, ok: false }]);
-  const w = kn.data.fromArrowWithVocab(withNulls);
-  close(w.tensors.x!.toArray(), [1.5, NaN]);
-  close(w.tensors.n!.toArray(), [1, NaN]);
-  assert.equal(Array.from(w.tensors.s!.toArray()), [0, -1]);
-  assert.equal(Array.from(w.tensors.ok!.toArray()), [1, 0]);
-  const back = kn.data.toArrow({ f: tensors.f!, d: tensors.d!, m: kn.tensor([[1, 2], [3, 4], [5, 6]]) }, { vocab: { d: vocab.d! } });
-  assert.equal(back.schema.fields.map((f) => f.name), ['f', 'd', 'm.0', 'm.1']);
-  assert.equal(back.getChild('d')!.toArray().map(String), ['x', 'y', 'x']);
-  const path = join(dir, 't.arrow');
-  kn.data.writeArrow(path, back);
-  const read = kn.data.readArrow(path);
-  assert.is(read.numRows, 3);
-  assert.equal(Array.from(kn.data.fromArrow(read).f!.toArray()), [1.5, 2, 3]);
-  assert.equal(kn.data.arrowToMatrix(read, { columns: ['m.0', 'm.1'] }).toList(), [[1, 2], [3, 4], [5, 6]]);
-  throwsKiln(() => kn.data.fromArrow(t, { columns: ['zz'] }), kn.ValidationError, /no column 'zz'/);
-  throwsKiln(() => kn.data.toArrow({ a: kn.ones([2]), b: kn.ones([3]) }), kn.ShapeError, /'b' has 3 rows, others have 2/);
-  throwsKiln(() => kn.data.fromArrow({} as A.Table), kn.ArgumentError, /apache-arrow Table/);
-}));
+test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, matrices', () =>
+  kn.tidy(() => {
+    const t = A.tableFromArrays({
+      f: new Float32Array([1.5, 2, 3]),
+      i: new Int32Array([4, 5, 6]),
+      d: ['x', 'y', 'x'],
+      b8: new Uint8Array([1, 2, 3]),
+    });
+    const { tensors, vocab } = kn.data.fromArrowWithVocab(t);
+    assert.equal(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, [v.dtype, Array.from(v.toArray())]])), {
+      f: ['float32', [1.5, 2, 3]],
+      i: ['int32', [4, 5, 6]],
+      d: ['int32', [0, 1, 0]],
+      b8: ['uint8', [1, 2, 3]],
+    });
+    assert.equal(vocab, { d: ['x', 'y'] });
+    const withNulls = A.tableFromJSON([
+      { x: 1.5, n: 1, s: 'a', ok: true },
+      { x: null, n: null, s: null, ok: false },
+    ]);
+    const w = kn.data.fromArrowWithVocab(withNulls);
+    close(w.tensors.x!.toArray(), [1.5, NaN]);
+    close(w.tensors.n!.toArray(), [1, NaN]);
+    assert.equal(Array.from(w.tensors.s!.toArray()), [0, -1]);
+    assert.equal(Array.from(w.tensors.ok!.toArray()), [1, 0]);
+    const back = kn.data.toArrow(
+      {
+        f: tensors.f!,
+        d: tensors.d!,
+        m: kn.tensor([
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ]),
+      },
+      { vocab: { d: vocab.d! } },
+    );
+    assert.equal(
+      back.schema.fields.map((f) => f.name),
+      ['f', 'd', 'm.0', 'm.1'],
+    );
+    assert.equal(back.getChild('d')!.toArray().map(String), ['x', 'y', 'x']);
+    const path = join(dir, 't.arrow');
+    kn.data.writeArrow(path, back);
+    const read = kn.data.readArrow(path);
+    assert.is(read.numRows, 3);
+    assert.equal(Array.from(kn.data.fromArrow(read).f!.toArray()), [1.5, 2, 3]);
+    assert.equal(kn.data.arrowToMatrix(read, { columns: ['m.0', 'm.1'] }).toList(), [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    throwsKiln(() => kn.data.fromArrow(t, { columns: ['zz'] }), kn.ValidationError, /no column 'zz'/);
+    throwsKiln(
+      () => kn.data.toArrow({ a: kn.ones([2]), b: kn.ones([3]) }),
+      kn.ShapeError,
+      /'b' has 3 rows, others have 2/,
+    );
+    throwsKiln(() => kn.data.fromArrow({} as A.Table), kn.ArgumentError, /apache-arrow Table/);
+  }));
 
 test.run();

@@ -12,10 +12,14 @@ import * as kn from '../src/index.js';
 
 test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test split and saves', async () => {
   const out = mkdtempSync(join(tmpdir(), 'kiln-demo-'));
-  const text = execFileSync(process.execPath, ['--import', 'tsx', 'examples/mnist.ts', '--model', 'mlp', '--epochs', '1', '--out', out],
-    { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' }, timeout: 240_000 });
+  const text = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', 'examples/mnist.ts', '--model', 'mlp', '--epochs', '1', '--out', out],
+    { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' }, timeout: 240_000 },
+  );
   assert.match(text, /10000 digits; split 7000 train \/ 1000 val \/ 2000 test/);
-  for (const c of ['initial loss', 'gradient flow', 'overfit one batch', 'zero-input baseline']) assert.match(text, new RegExp(`check ${c}: ok`));
+  for (const c of ['initial loss', 'gradient flow', 'overfit one batch', 'zero-input baseline'])
+    assert.match(text, new RegExp(`check ${c}: ok`));
   const epoch = JSON.parse(text.split('\n').find((l) => l.startsWith('{"epoch":1'))!);
   assert.ok(epoch.accuracy > 0.85, `val accuracy after one epoch ${epoch.accuracy}`);
   const acc = Number(/TEST mlp: accuracy ([\d.]+)%/.exec(text)![1]);
@@ -24,7 +28,10 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   assert.ok(q8, 'the demo quantizes the model');
   assert.ok(acc - Number(q8![1]) <= 0.5 && Number(q8![2]) > 3.5, q8![0]);
   assert.match(text, /QUANT mlp int4: accuracy [\d.]+%/);
-  const pr = /PRUNE mlp 50% global: accuracy [\d.]+% after pruning, ([\d.]+)% after one epoch of fine-tuning .*weight sparsity ([\d.]+)%/.exec(text);
+  const pr =
+    /PRUNE mlp 50% global: accuracy [\d.]+% after pruning, ([\d.]+)% after one epoch of fine-tuning .*weight sparsity ([\d.]+)%/.exec(
+      text,
+    );
   assert.ok(pr && Number(pr[2]) >= 49.9 && Number(pr[1]) > 85, pr?.[0] ?? text.slice(-500));
   const file = join(out, 'mnist-mlp.safetensors');
   assert.ok(existsSync(file) && existsSync(join(out, 'mlp-checkpoints', 'last.ckpt.safetensors')));
@@ -34,18 +41,29 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
 
   // the saved model serves raw pixels with the saved scaler: architecture, input shape and normalisation
   // all come from the files the demo wrote
-  const s = await kn.serve.createServer(file, { port: 0, transform: kn.data.loadTransformer(join(out, 'mnist-scaler.json')) });
+  const s = await kn.serve.createServer(file, {
+    port: 0,
+    transform: kn.data.loadTransformer(join(out, 'mnist-scaler.json')),
+  });
   try {
     assert.equal(s.inputShape, [1, 28, 28]);
     const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-    let right = 0, n = 0;
+    let right = 0,
+      n = 0;
     for (let d = 0; d < 10; d++) {
       const px = JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[];
       const inputs = Array.from({ length: 5 }, (_, k) => px.slice(k * 784, (k + 1) * 784));
-      const r = await fetch(s.url + '/predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }) });
+      const r = await fetch(s.url + '/predict', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs }),
+      });
       assert.is(r.status, 200);
-      const j = await r.json() as { outputs: { argmax: number }[] };
-      for (const o of j.outputs) { n++; if (o.argmax === d) right++; }
+      const j = (await r.json()) as { outputs: { argmax: number }[] };
+      for (const o of j.outputs) {
+        n++;
+        if (o.argmax === d) right++;
+      }
     }
     assert.ok(right / n > 0.85, `served accuracy on raw digits ${right}/${n}`);
   } finally {

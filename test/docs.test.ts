@@ -11,32 +11,40 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { nativeBackends } from './helpers.js';
 
-interface Example { file: string; line: number; code: string; expected?: unknown }
+interface Example {
+  file: string;
+  line: number;
+  code: string;
+  expected?: unknown;
+}
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 function collect(): Example[] {
   const out: Example[] = [];
   for (const file of sourceFiles('src')) {
-    readFileSync(file, 'utf8').split('\n').forEach((text, i) => {
-      const m = text.match(/@example\s+(.*?)\s*(\*\/)?\s*$/);
-      if (!m || !m[1]) return;
-      let code = m[1];
-      let expected: unknown;
-      const k = code.lastIndexOf(' // ');
-      if (k >= 0) {
-        try {
-          expected = JSON.parse(code.slice(k + 4));
-          code = code.slice(0, k);
-        } catch {
-          code = code.slice(0, k); // a prose comment: run only
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .forEach((text, i) => {
+        const m = text.match(/@example\s+(.*?)\s*(\*\/)?\s*$/);
+        if (!m || !m[1]) return;
+        let code = m[1];
+        let expected: unknown;
+        const k = code.lastIndexOf(' // ');
+        if (k >= 0) {
+          try {
+            expected = JSON.parse(code.slice(k + 4));
+            code = code.slice(0, k);
+          } catch {
+            code = code.slice(0, k); // a prose comment: run only
+          }
         }
-      }
-      out.push({ file, line: i + 1, code, expected });
-    });
+        out.push({ file, line: i + 1, code, expected });
+      });
   }
   return out;
 }
@@ -44,7 +52,9 @@ function collect(): Example[] {
 /** Splits on top-level semicolons (not inside brackets or strings). */
 function statements(code: string): string[] {
   const out: string[] = [];
-  let depth = 0, quote = '', start = 0;
+  let depth = 0,
+    quote = '',
+    start = 0;
   for (let i = 0; i < code.length; i++) {
     const c = code[i]!;
     if (quote) {
@@ -67,16 +77,23 @@ function compile(code: string): string {
   const stmts = statements(code);
   const last = stmts.pop()!;
   const body = [...stmts, /^(const|let|var)\s/.test(last) ? last : `return (${last})`].join(';\n');
-  return ts.transpileModule(`async function __ex(kn: any) {\n${body}\n}`, { compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;
+  return ts.transpileModule(`async function __ex(kn: any) {\n${body}\n}`, {
+    compilerOptions: { target: ts.ScriptTarget.ES2022 },
+  }).outputText;
 }
 
 function close(a: unknown, e: unknown): boolean {
-  if (typeof e === 'number') return typeof a === 'number' && (a === e || Math.abs(a - e) <= 1e-6 * Math.max(1, Math.abs(e)));
+  if (typeof e === 'number')
+    return typeof a === 'number' && (a === e || Math.abs(a - e) <= 1e-6 * Math.max(1, Math.abs(e)));
   if (Array.isArray(e)) return Array.isArray(a) && a.length === e.length && e.every((x, i) => close(a[i], x));
   if (e !== null && typeof e === 'object') {
     if (a === null || typeof a !== 'object' || Array.isArray(a)) return false;
-    const ka = Object.keys(a), ke = Object.keys(e);
-    return ka.length === ke.length && ke.every((k) => close((a as Record<string, unknown>)[k], (e as Record<string, unknown>)[k]));
+    const ka = Object.keys(a),
+      ke = Object.keys(e);
+    return (
+      ka.length === ke.length &&
+      ke.every((k) => close((a as Record<string, unknown>)[k], (e as Record<string, unknown>)[k]))
+    );
   }
   return a === e;
 }
@@ -96,7 +113,8 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
       try {
         let value = await fn(kn);
         if (value instanceof kn.Tensor) value = value.toList();
-        if (ex.expected !== undefined) assert.ok(close(value, ex.expected), `got ${JSON.stringify(value)}, expected ${JSON.stringify(ex.expected)}`);
+        if (ex.expected !== undefined)
+          assert.ok(close(value, ex.expected), `got ${JSON.stringify(value)}, expected ${JSON.stringify(ex.expected)}`);
       } finally {
         kn.setBackend(prev);
       }
@@ -111,12 +129,19 @@ test("the README's first example runs and learns its weights", () => {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-readme-'));
   try {
     const file = join(dir, 'first.ts');
-    writeFileSync(file, m![1]!.replace("from 'kiln'", `from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/index.ts')).href)}`));
+    writeFileSync(
+      file,
+      m![1]!.replace("from 'kiln'", `from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/index.ts')).href)}`),
+    );
     assert.ok(m![1]!.split('\n').length <= 18, 'the first example stays short');
     const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8' });
     assert.is(r.status, 0, r.stderr);
     const w = [...r.stdout.matchAll(/-?\d+\.\d+/g)].map((x) => Number(x[0]));
-    assert.equal(w.map((v) => Math.round(v * 100) / 100), [2, -1, 0.5], r.stdout);
+    assert.equal(
+      w.map((v) => Math.round(v * 100) / 100),
+      [2, -1, 0.5],
+      r.stdout,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,52 +7,106 @@ import { loadAddon } from '../src/backends/native/binding.js';
 import { nativeBackends, onBackend, throwsKiln } from './helpers.js';
 
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
-  test(`shape mismatches on ${b}`, () => onBackend(b, () => kn.tidy(() => {
-    throwsKiln(() => kn.ones([2, 3]).add(kn.ones([4])), kn.ShapeError, /\[2, 3\] and \[4\] cannot be broadcast/);
-    throwsKiln(() => kn.matmul(kn.ones([2, 3]), kn.ones([4, 5])), kn.ShapeError, /inner dimensions differ.*3 vs 4/);
-    throwsKiln(() => kn.ones([2, 3]).reshape([4, 2]), kn.ShapeError, /cannot reshape \[2, 3\] \(6 elements\) to \[4, 2\] \(8 elements\)/);
-    throwsKiln(() => kn.conv2d(kn.ones([1, 3, 4, 4]), kn.ones([2, 2, 3, 3])), kn.ShapeError, /3 channels .* expects 2/);
-    throwsKiln(() => kn.conv2d(kn.ones([1, 1, 2, 2]), kn.ones([1, 1, 3, 3])), kn.ShapeError, /larger than the padded input/);
-    throwsKiln(() => kn.concat([kn.ones([2, 3]), kn.ones([3, 3])], 1), kn.ShapeError, /input 1 has shape \[3, 3\]/);
-    throwsKiln(() => kn.tensor([[1, 2], [3]]), kn.ShapeError, /ragged/);
-    throwsKiln(() => kn.tensor([1, 2, 3], [2, 2]), kn.ShapeError, /needs 4 values, but the data has 3/);
-    throwsKiln(() => kn.ones([0, 3]).max(1).add(kn.ones([0, 3]).max(0)), kn.ShapeError, /empty axis/);
-    throwsKiln(() => kn.ones([2, 3]).backward(), kn.ArgumentError, /does not require a gradient/);
-  })));
+  test(`shape mismatches on ${b}`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        throwsKiln(() => kn.ones([2, 3]).add(kn.ones([4])), kn.ShapeError, /\[2, 3\] and \[4\] cannot be broadcast/);
+        throwsKiln(() => kn.matmul(kn.ones([2, 3]), kn.ones([4, 5])), kn.ShapeError, /inner dimensions differ.*3 vs 4/);
+        throwsKiln(
+          () => kn.ones([2, 3]).reshape([4, 2]),
+          kn.ShapeError,
+          /cannot reshape \[2, 3\] \(6 elements\) to \[4, 2\] \(8 elements\)/,
+        );
+        throwsKiln(
+          () => kn.conv2d(kn.ones([1, 3, 4, 4]), kn.ones([2, 2, 3, 3])),
+          kn.ShapeError,
+          /3 channels .* expects 2/,
+        );
+        throwsKiln(
+          () => kn.conv2d(kn.ones([1, 1, 2, 2]), kn.ones([1, 1, 3, 3])),
+          kn.ShapeError,
+          /larger than the padded input/,
+        );
+        throwsKiln(() => kn.concat([kn.ones([2, 3]), kn.ones([3, 3])], 1), kn.ShapeError, /input 1 has shape \[3, 3\]/);
+        throwsKiln(() => kn.tensor([[1, 2], [3]]), kn.ShapeError, /ragged/);
+        throwsKiln(() => kn.tensor([1, 2, 3], [2, 2]), kn.ShapeError, /needs 4 values, but the data has 3/);
+        throwsKiln(
+          () =>
+            kn
+              .ones([0, 3])
+              .max(1)
+              .add(kn.ones([0, 3]).max(0)),
+          kn.ShapeError,
+          /empty axis/,
+        );
+        throwsKiln(() => kn.ones([2, 3]).backward(), kn.ArgumentError, /does not require a gradient/);
+      }),
+    ));
 
-  test(`dtype and argument errors on ${b}`, () => onBackend(b, () => kn.tidy(() => {
-    throwsKiln(() => kn.ones([2]).gather(kn.ones([1])), kn.DTypeError, /indices must be an integer tensor.*float32/);
-    throwsKiln(() => { kn.ones([2], { dtype: 'int32' }).requiresGrad = true; }, kn.DTypeError, /only floating-point/);
-    throwsKiln(() => kn.ones([2], { dtype: 'float64' as kn.DType }), kn.ArgumentError, /dtype must be one of .* got "float64"/);
-    throwsKiln(() => kn.tensor('abc' as unknown as number[]), kn.ArgumentError, /tensor data must be .* got "abc"/);
-    throwsKiln(() => kn.tensor([1, 'x' as unknown as number]), kn.ArgumentError, /\[1\] must be a number or boolean, got "x"/);
-    throwsKiln(() => kn.zeros([2, -1]), kn.ArgumentError, /shape\[1\] must be a non-negative integer, got -1/);
-    throwsKiln(() => kn.zeros([2.5]), kn.ArgumentError, /non-negative integer, got 2.5/);
-    throwsKiln(() => kn.zeros('3' as unknown as number[]), kn.ArgumentError, /shape must be an array/);
-    throwsKiln(() => kn.ones([2, 3]).sum(2), kn.ArgumentError, /axis 2 is out of range for a 2-d tensor/);
-    throwsKiln(() => kn.ones([2]).add('1' as unknown as number), kn.ArgumentError, /Tensor or a number, got "1"/);
-    // a data-dependent check: at the call on js/cpu, at the next read on webgpu (where only the GPU sees the data)
-    throwsKiln(() => kn.ones([3]).gather(kn.tensor([0, 3], undefined, { dtype: 'int32' })).toArray(), kn.ArgumentError, /index 3 at position 1 is out of range for axis 0 of size 3/);
-    throwsKiln(() => kn.ones([3]).clamp(2, 1), kn.ArgumentError, /min \(2\) must not exceed max \(1\)/);
-    throwsKiln(() => kn.ones([3]).item(), kn.ArgumentError, /one element/);
-    throwsKiln(() => kn.randint([2], 5, 5), kn.ArgumentError, /low < high/);
-    throwsKiln(() => kn.seed(1.5), kn.ArgumentError, /safe integer/);
-    throwsKiln(() => kn.setBackend('tpu' as kn.BackendName), kn.ArgumentError, /backend must be one of/);
-  })));
+  test(`dtype and argument errors on ${b}`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        throwsKiln(
+          () => kn.ones([2]).gather(kn.ones([1])),
+          kn.DTypeError,
+          /indices must be an integer tensor.*float32/,
+        );
+        throwsKiln(
+          () => {
+            kn.ones([2], { dtype: 'int32' }).requiresGrad = true;
+          },
+          kn.DTypeError,
+          /only floating-point/,
+        );
+        throwsKiln(
+          () => kn.ones([2], { dtype: 'float64' as kn.DType }),
+          kn.ArgumentError,
+          /dtype must be one of .* got "float64"/,
+        );
+        throwsKiln(() => kn.tensor('abc' as unknown as number[]), kn.ArgumentError, /tensor data must be .* got "abc"/);
+        throwsKiln(
+          () => kn.tensor([1, 'x' as unknown as number]),
+          kn.ArgumentError,
+          /\[1\] must be a number or boolean, got "x"/,
+        );
+        throwsKiln(() => kn.zeros([2, -1]), kn.ArgumentError, /shape\[1\] must be a non-negative integer, got -1/);
+        throwsKiln(() => kn.zeros([2.5]), kn.ArgumentError, /non-negative integer, got 2.5/);
+        throwsKiln(() => kn.zeros('3' as unknown as number[]), kn.ArgumentError, /shape must be an array/);
+        throwsKiln(() => kn.ones([2, 3]).sum(2), kn.ArgumentError, /axis 2 is out of range for a 2-d tensor/);
+        throwsKiln(() => kn.ones([2]).add('1' as unknown as number), kn.ArgumentError, /Tensor or a number, got "1"/);
+        // a data-dependent check: at the call on js/cpu, at the next read on webgpu (where only the GPU sees the data)
+        throwsKiln(
+          () =>
+            kn
+              .ones([3])
+              .gather(kn.tensor([0, 3], undefined, { dtype: 'int32' }))
+              .toArray(),
+          kn.ArgumentError,
+          /index 3 at position 1 is out of range for axis 0 of size 3/,
+        );
+        throwsKiln(() => kn.ones([3]).clamp(2, 1), kn.ArgumentError, /min \(2\) must not exceed max \(1\)/);
+        throwsKiln(() => kn.ones([3]).item(), kn.ArgumentError, /one element/);
+        throwsKiln(() => kn.randint([2], 5, 5), kn.ArgumentError, /low < high/);
+        throwsKiln(() => kn.seed(1.5), kn.ArgumentError, /safe integer/);
+        throwsKiln(() => kn.setBackend('tpu' as kn.BackendName), kn.ArgumentError, /backend must be one of/);
+      }),
+    ));
 
-  test(`disposed tensors on ${b}`, () => onBackend(b, () => {
-    const t = kn.ones([2]);
-    t.dispose();
-    t.dispose(); // idempotent
-    throwsKiln(() => t.add(1), kn.ArgumentError, /was disposed/);
-    throwsKiln(() => t.toArray(), kn.ArgumentError, /was disposed/);
-    throwsKiln(() => kn.ones([2]).add(t), kn.ArgumentError, /was disposed/);
-  }));
+  test(`disposed tensors on ${b}`, () =>
+    onBackend(b, () => {
+      const t = kn.ones([2]);
+      t.dispose();
+      t.dispose(); // idempotent
+      throwsKiln(() => t.add(1), kn.ArgumentError, /was disposed/);
+      throwsKiln(() => t.toArray(), kn.ArgumentError, /was disposed/);
+      throwsKiln(() => kn.ones([2]).add(t), kn.ArgumentError, /was disposed/);
+    }));
 
-  test(`huge sizes on ${b}`, () => onBackend(b, () => {
-    throwsKiln(() => kn.zeros([1e8, 1e8, 1e8]), kn.ShapeError, /more than the maximum/);
-    throwsKiln(() => kn.zeros([2 ** 26, 2 ** 26]), kn.KilnError, /out of memory|allocate|16 TiB/);
-  }));
+  test(`huge sizes on ${b}`, () =>
+    onBackend(b, () => {
+      throwsKiln(() => kn.zeros([1e8, 1e8, 1e8]), kn.ShapeError, /more than the maximum/);
+      throwsKiln(() => kn.zeros([2 ** 26, 2 ** 26]), kn.KilnError, /out of memory|allocate|16 TiB/);
+    }));
 }
 
 test('mixing backends is an error that says how to fix it', () => {
@@ -69,9 +123,12 @@ test('addon rejects hostile descriptors without touching memory', () => {
   if (!addon) return;
   const id = addon.alloc(0, 4);
   const out = addon.alloc(0, 4);
-  const run = (desc: number[], o: number[], attrs: number[] = [], op = 2): void => addon.run(op, Float64Array.from(desc), Float64Array.from(o), Float64Array.from(attrs));
+  const run = (desc: number[], o: number[], attrs: number[] = [], op = 2): void =>
+    addon.run(op, Float64Array.from(desc), Float64Array.from(o), Float64Array.from(attrs));
   const expectCode = (fn: () => void, code: string, re: RegExp): void => {
-    try { fn(); } catch (e) {
+    try {
+      fn();
+    } catch (e) {
       const err = e as { code?: string; message: string };
       assert.is(err.code, code, err.message);
       assert.match(err.message, re);
@@ -79,21 +136,39 @@ test('addon rejects hostile descriptors without touching memory', () => {
     }
     assert.unreachable('no error');
   };
-  expectCode(() => run([1, id, 0, 1, 0, 5, 1], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/);          // view too long
-  expectCode(() => run([1, id, 0, 1, 2, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/);          // offset overrun
-  expectCode(() => run([1, id, 0, 1, 0, 2, 4], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/);          // stride overrun
-  expectCode(() => run([1, 999, 0, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /does not exist/);               // unknown id
-  expectCode(() => run([1, id, 3, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_DTYPE', /holds float32/);               // dtype lie
-  expectCode(() => run([1, id, 0, 1, -1, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /offset/);                       // negative offset
-  expectCode(() => run([1, id, 0, 1, 0, 4, -1], [out, 0, 1, 4]), 'KILN_ARG', /stride/);                       // negative stride
-  expectCode(() => run([1, id, 0, 13, 0], [out, 0, 1, 4]), 'KILN_SHAPE', /rank/);                              // rank too big
-  expectCode(() => run([1, id, 0, 1, 0, 4], [out, 0, 1, 4]), 'KILN_ARG', /truncated/);                        // truncated
-  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [id, 0, 1, 4]), 'KILN_ARG', /aliases/);                        // in-place
-  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [out, 0, 1, 3]), 'KILN_SHAPE', /element count/);               // output size
+  expectCode(() => run([1, id, 0, 1, 0, 5, 1], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/); // view too long
+  expectCode(() => run([1, id, 0, 1, 2, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/); // offset overrun
+  expectCode(() => run([1, id, 0, 1, 0, 2, 4], [out, 0, 1, 4]), 'KILN_ARG', /reaches past the end/); // stride overrun
+  expectCode(() => run([1, 999, 0, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /does not exist/); // unknown id
+  expectCode(() => run([1, id, 3, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_DTYPE', /holds float32/); // dtype lie
+  expectCode(() => run([1, id, 0, 1, -1, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /offset/); // negative offset
+  expectCode(() => run([1, id, 0, 1, 0, 4, -1], [out, 0, 1, 4]), 'KILN_ARG', /stride/); // negative stride
+  expectCode(() => run([1, id, 0, 13, 0], [out, 0, 1, 4]), 'KILN_SHAPE', /rank/); // rank too big
+  expectCode(() => run([1, id, 0, 1, 0, 4], [out, 0, 1, 4]), 'KILN_ARG', /truncated/); // truncated
+  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [id, 0, 1, 4]), 'KILN_ARG', /aliases/); // in-place
+  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [out, 0, 1, 3]), 'KILN_SHAPE', /element count/); // output size
   expectCode(() => run([2, id, 0, 1, 0, 4, 1, id, 0, 1, 0, 4, 1], [out, 0, 1, 4]), 'KILN_ARG', /takes 1 inputs/); // arity
-  expectCode(() => run([1, id, 0, 1, 0, 4, 1], [out, 0, 0], [NaN, 1], kn.OP_TABLE.findIndex((o) => o.name === 'sum')), 'KILN_ARG', /attribute 0/); // NaN attr
-  expectCode(() => addon.run(999, new Float64Array([0]), new Float64Array([out, 0, 1, 4]), new Float64Array()), 'KILN_ARG', /op id/);
-  expectCode(() => addon.run(2, [1, id] as unknown as Float64Array, new Float64Array([out, 0, 1, 4]), new Float64Array()), 'KILN_ARG', /Float64Array/);
+  expectCode(
+    () =>
+      run(
+        [1, id, 0, 1, 0, 4, 1],
+        [out, 0, 0],
+        [NaN, 1],
+        kn.OP_TABLE.findIndex((o) => o.name === 'sum'),
+      ),
+    'KILN_ARG',
+    /attribute 0/,
+  ); // NaN attr
+  expectCode(
+    () => addon.run(999, new Float64Array([0]), new Float64Array([out, 0, 1, 4]), new Float64Array()),
+    'KILN_ARG',
+    /op id/,
+  );
+  expectCode(
+    () => addon.run(2, [1, id] as unknown as Float64Array, new Float64Array([out, 0, 1, 4]), new Float64Array()),
+    'KILN_ARG',
+    /Float64Array/,
+  );
   expectCode(() => addon.write(id, new Float32Array(5), 0), 'KILN_ARG', /overruns/);
   expectCode(() => addon.write(id, new Int32Array(2) as unknown as Float32Array, 0), 'KILN_DTYPE', /does not match/);
   expectCode(() => addon.read(id, new Float32Array(2), 3), 'KILN_ARG', /overruns/);
@@ -109,7 +184,11 @@ test('addon rejects hostile descriptors without touching memory', () => {
 test('errors from the addon become KilnError subclasses', () => {
   if (!nativeBackends().includes('cpu')) return;
   onBackend('cpu', () => {
-    throwsKiln(() => kn.ones([2, 2]).gather(kn.tensor([[0, 5]], undefined, { dtype: 'int32' }), 1), kn.ArgumentError, /index 5 .* size 2/);
+    throwsKiln(
+      () => kn.ones([2, 2]).gather(kn.tensor([[0, 5]], undefined, { dtype: 'int32' }), 1),
+      kn.ArgumentError,
+      /index 5 .* size 2/,
+    );
   });
 });
 

@@ -20,7 +20,8 @@ test('60k random descriptors: no crash, every failure is a coded KilnError-mappa
     for (const n of [0, 1, 2, 3, 4, 6, 8, 9, 12, 16, 24, 27, 36, 64]) {
       const id = addon.alloc(dt, n);
       const data = new ARRAYS[dt]!(n);
-      for (let i = 0; i < n; i++) data[i] = dt === 6 ? int(0, 1) : dt === 3 ? int(-3, 40) : dt === 0 ? (r() - 0.5) * 8 : int(0, 60);
+      for (let i = 0; i < n; i++)
+        data[i] = dt === 6 ? int(0, 1) : dt === 3 ? int(-3, 40) : dt === 0 ? (r() - 0.5) * 8 : int(0, 60);
       addon.write(id, data as never, 0);
       bufs.push({ id, dtype: dt, n });
     }
@@ -44,10 +45,14 @@ test('60k random descriptors: no crash, every failure is a coded KilnError-mappa
   const contiguous = (s: number[]): number[] => {
     const st = new Array<number>(s.length);
     let acc = 1;
-    for (let i = s.length - 1; i >= 0; i--) { st[i] = acc; acc *= Math.max(s[i]!, 1); }
+    for (let i = s.length - 1; i >= 0; i--) {
+      st[i] = acc;
+      acc *= Math.max(s[i]!, 1);
+    }
     return st;
   };
-  let ran = 0, rejected = 0;
+  let ran = 0,
+    rejected = 0;
   const codes = new Set<string>();
   for (let it = 0; it < 60000; it++) {
     // half the calls are coherent (operands share a size and shape) so they get past validation into kernels
@@ -61,18 +66,33 @@ test('60k random descriptors: no crash, every failure is a coded KilnError-mappa
     const desc: number[] = [nin];
     const used = new Set<number>();
     for (let i = 0; i < nin; i++) {
-      const b = coherent ? (i === 0 ? anchor : pick(sameN.filter((x) => r() < 0.5 || x.dtype === anchor.dtype))) ?? anchor : pick(bufs);
+      const b = coherent
+        ? ((i === 0 ? anchor : pick(sameN.filter((x) => r() < 0.5 || x.dtype === anchor.dtype))) ?? anchor)
+        : pick(bufs);
       used.add(b.id);
       const shape = coherent ? cshape : shapeFor(b.n);
       const strides = r() < 0.8 ? contiguous(shape) : shape.map(() => num(0, 4));
-      desc.push(r() < 0.02 ? num(0, 9999) : b.id, r() < 0.03 ? num(0, 8) : b.dtype, r() < 0.02 ? num(0, 14) : shape.length, r() < 0.1 ? num(0, 3) : 0, ...shape, ...strides);
+      desc.push(
+        r() < 0.02 ? num(0, 9999) : b.id,
+        r() < 0.03 ? num(0, 8) : b.dtype,
+        r() < 0.02 ? num(0, 14) : shape.length,
+        r() < 0.1 ? num(0, 3) : 0,
+        ...shape,
+        ...strides,
+      );
     }
     if (r() < 0.02) desc.push(num(0, 9));
     const candidates = bufs.filter((b) => !used.has(b.id));
     const sameCandidates = candidates.filter((b) => b.n === anchor.n);
     const sameDtype = sameCandidates.filter((b) => b.dtype === anchor.dtype || (r() < 0.2 && b.dtype === 6));
-    const ob = coherent && sameDtype.length && r() < 0.8 ? pick(sameDtype)
-      : coherent && sameCandidates.length ? pick(sameCandidates) : r() < 0.95 ? pick(candidates) : pick(bufs);
+    const ob =
+      coherent && sameDtype.length && r() < 0.8
+        ? pick(sameDtype)
+        : coherent && sameCandidates.length
+          ? pick(sameCandidates)
+          : r() < 0.95
+            ? pick(candidates)
+            : pick(bufs);
     const oshape = coherent && ob.n === anchor.n ? cshape : shapeFor(ob.n);
     const out = [ob.id, r() < 0.9 ? ob.dtype : num(0, 7), oshape.length, ...oshape];
     const nattr = spec && r() < 0.9 ? spec.attrs.length : int(0, 12);

@@ -9,9 +9,40 @@ const diff = CASES.map((c, i) => [c, i] as const).filter(([c]) => c.grad);
 
 test('there are gradient checks for the differentiable ops', () => {
   const ops = new Set(diff.flatMap(([c]) => c.ops));
-  for (const op of ['exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'silu', 'neg', 'abs', 'relu', 'clamp', 'add', 'sub', 'mul', 'div', 'pow',
-    'maximum', 'minimum', 'where', 'sum', 'max', 'min', 'softmax', 'logSoftmax', 'matmul', 'conv2d', 'maxPool2d', 'avgPool2d',
-    'concat', 'gather', 'copy', 'biasAct'] as const) {
+  for (const op of [
+    'exp',
+    'log',
+    'sqrt',
+    'tanh',
+    'sigmoid',
+    'gelu',
+    'silu',
+    'neg',
+    'abs',
+    'relu',
+    'clamp',
+    'add',
+    'sub',
+    'mul',
+    'div',
+    'pow',
+    'maximum',
+    'minimum',
+    'where',
+    'sum',
+    'max',
+    'min',
+    'softmax',
+    'logSoftmax',
+    'matmul',
+    'conv2d',
+    'maxPool2d',
+    'avgPool2d',
+    'concat',
+    'gather',
+    'copy',
+    'biasAct',
+  ] as const) {
     assert.ok(ops.has(op), `no gradcheck case for ${op}`);
   }
 });
@@ -19,19 +50,28 @@ test('there are gradient checks for the differentiable ops', () => {
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
   for (const [c, i] of diff) {
     test(`gradcheck ${c.name} on ${b}`, () => {
-      onBackend(b, () => kn.tidy(() => {
-        const xs = makeInputs(c, rng(5000 + i));
-        const floatIdx = xs.map((x, k) => (x.dtype === 'float32' ? k : -1)).filter((k) => k >= 0);
-        const f = (...fs: kn.Tensor[]): kn.Tensor => {
-          const all = xs.slice();
-          floatIdx.forEach((k, j) => { all[k] = fs[j]!; });
-          // constant (integer) inputs must live where gradcheck evaluates f: js for the numeric pass
-          for (let k = 0; k < all.length; k++) if (all[k]!.backend !== fs[0]!.backend) all[k] = all[k]!.to(fs[0]!.backend);
-          return c.run(...all);
-        };
-        const r = kn.gradcheck(f, floatIdx.map((k) => xs[k]!), b === 'js' ? {} : { atol: 2e-3, rtol: 2e-2 });
-        assert.ok(r.ok, `${b}: maxAbsErr ${r.maxAbsErr} worst ${JSON.stringify(r.worst)}`);
-      }));
+      onBackend(b, () =>
+        kn.tidy(() => {
+          const xs = makeInputs(c, rng(5000 + i));
+          const floatIdx = xs.map((x, k) => (x.dtype === 'float32' ? k : -1)).filter((k) => k >= 0);
+          const f = (...fs: kn.Tensor[]): kn.Tensor => {
+            const all = xs.slice();
+            floatIdx.forEach((k, j) => {
+              all[k] = fs[j]!;
+            });
+            // constant (integer) inputs must live where gradcheck evaluates f: js for the numeric pass
+            for (let k = 0; k < all.length; k++)
+              if (all[k]!.backend !== fs[0]!.backend) all[k] = all[k]!.to(fs[0]!.backend);
+            return c.run(...all);
+          };
+          const r = kn.gradcheck(
+            f,
+            floatIdx.map((k) => xs[k]!),
+            b === 'js' ? {} : { atol: 2e-3, rtol: 2e-2 },
+          );
+          assert.ok(r.ok, `${b}: maxAbsErr ${r.maxAbsErr} worst ${JSON.stringify(r.worst)}`);
+        }),
+      );
     });
   }
 }

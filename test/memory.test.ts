@@ -4,78 +4,100 @@ import * as kn from '../src/index.js';
 import { nativeBackends, onBackend } from './helpers.js';
 
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
-  test(`10k ops inside tidy leave memory where it started (${b})`, () => onBackend(b, () => {
-    const x = kn.randn([8, 8]);
-    const before = kn.memory();
-    kn.tidy(() => {
-      let y = x;
-      for (let i = 0; i < 2500; i++) y = y.mul(0.5).add(x).tanh().reshape([64]).reshape([8, 8]);
-    });
-    const after = kn.memory();
-    assert.is(after.numTensors, before.numTensors);
-    assert.is(after.numBuffers, before.numBuffers);
-    assert.is(after.numBytes, before.numBytes);
-    x.dispose();
-  }));
+  test(`10k ops inside tidy leave memory where it started (${b})`, () =>
+    onBackend(b, () => {
+      const x = kn.randn([8, 8]);
+      const before = kn.memory();
+      kn.tidy(() => {
+        let y = x;
+        for (let i = 0; i < 2500; i++) y = y.mul(0.5).add(x).tanh().reshape([64]).reshape([8, 8]);
+      });
+      const after = kn.memory();
+      assert.is(after.numTensors, before.numTensors);
+      assert.is(after.numBuffers, before.numBuffers);
+      assert.is(after.numBytes, before.numBytes);
+      x.dispose();
+    }));
 
-  test(`tidy keeps returned tensors and autograd survives disposal (${b})`, () => onBackend(b, () => {
-    const start = kn.memory();
-    const w = kn.randn([4, 3]);
-    w.requiresGrad = true;
-    const { loss, kept } = kn.tidy(() => {
-      const h = kn.randn([5, 4]).matmul(w).relu();
-      const l = h.sum();
-      return { loss: l, kept: [h.shape.length] };
-    });
-    assert.equal(kept, [2]);
-    loss.backward(); // intermediates were disposed by tidy, but the graph holds its own aliases
-    assert.ok(w.grad !== null);
-    assert.equal(w.grad!.shape, [4, 3]);
-    loss.dispose();
-    w.dispose();
-    const end = kn.memory();
-    assert.is(end.numBuffers, start.numBuffers);
-    assert.is(end.numTensors, start.numTensors);
-  }));
+  test(`tidy keeps returned tensors and autograd survives disposal (${b})`, () =>
+    onBackend(b, () => {
+      const start = kn.memory();
+      const w = kn.randn([4, 3]);
+      w.requiresGrad = true;
+      const { loss, kept } = kn.tidy(() => {
+        const h = kn.randn([5, 4]).matmul(w).relu();
+        const l = h.sum();
+        return { loss: l, kept: [h.shape.length] };
+      });
+      assert.equal(kept, [2]);
+      loss.backward(); // intermediates were disposed by tidy, but the graph holds its own aliases
+      assert.ok(w.grad !== null);
+      assert.equal(w.grad!.shape, [4, 3]);
+      loss.dispose();
+      w.dispose();
+      const end = kn.memory();
+      assert.is(end.numBuffers, start.numBuffers);
+      assert.is(end.numTensors, start.numTensors);
+    }));
 
-  test(`a graph that is never backpropagated frees its saved tensors when disposed (${b})`, () => onBackend(b, () => {
-    const start = kn.memory();
-    const w = kn.randn([3, 3]);
-    w.requiresGrad = true;
-    kn.tidy(() => {
-      for (let i = 0; i < 50; i++) w.mul(w).exp().sum();
-    });
-    w.dispose();
-    assert.is(kn.memory().numBuffers, start.numBuffers);
-  }));
+  test(`a graph that is never backpropagated frees its saved tensors when disposed (${b})`, () =>
+    onBackend(b, () => {
+      const start = kn.memory();
+      const w = kn.randn([3, 3]);
+      w.requiresGrad = true;
+      kn.tidy(() => {
+        for (let i = 0; i < 50; i++) w.mul(w).exp().sum();
+      });
+      w.dispose();
+      assert.is(kn.memory().numBuffers, start.numBuffers);
+    }));
 
-  test(`views share storage (${b})`, () => onBackend(b, () => {
-    const start = kn.memory().numBuffers;
-    const base = kn.arange(12);
-    const x = base.reshape([3, 4]);
-    base.dispose();
-    const xt = x.transpose();
-    const v = xt.slice([1], [3]);
-    xt.dispose();
-    assert.is(kn.memory().numBuffers, start + 1);
-    assert.equal(v.toList(), [[1, 5, 9], [2, 6, 10]]);
-    x.dispose();
-    assert.equal(v.toList(), [[1, 5, 9], [2, 6, 10]]); // still alive through the view
-    v.dispose();
-    assert.is(kn.memory().numBuffers, start);
-  }));
+  test(`views share storage (${b})`, () =>
+    onBackend(b, () => {
+      const start = kn.memory().numBuffers;
+      const base = kn.arange(12);
+      const x = base.reshape([3, 4]);
+      base.dispose();
+      const xt = x.transpose();
+      const v = xt.slice([1], [3]);
+      xt.dispose();
+      assert.is(kn.memory().numBuffers, start + 1);
+      assert.equal(v.toList(), [
+        [1, 5, 9],
+        [2, 6, 10],
+      ]);
+      x.dispose();
+      assert.equal(v.toList(), [
+        [1, 5, 9],
+        [2, 6, 10],
+      ]); // still alive through the view
+      v.dispose();
+      assert.is(kn.memory().numBuffers, start);
+    }));
 }
 
 test('tidy rejects async functions and disposes on throw', () => {
   const start = kn.memory().numTensors;
-  assert.throws(() => kn.tidy(() => { kn.ones([2]); throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      kn.tidy(() => {
+        kn.ones([2]);
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.is(kn.memory().numTensors, start);
-  assert.throws(() => kn.tidy((async () => kn.ones([1])) as unknown as () => kn.Tensor), (e: Error) => e instanceof kn.ArgumentError);
+  assert.throws(
+    () => kn.tidy((async () => kn.ones([1])) as unknown as () => kn.Tensor),
+    (e: Error) => e instanceof kn.ArgumentError,
+  );
 });
 
 test('kn.keep survives tidy', () => {
   let k: kn.Tensor | null = null;
-  kn.tidy(() => { k = kn.keep(kn.ones([2])); });
+  kn.tidy(() => {
+    k = kn.keep(kn.ones([2]));
+  });
   assert.equal(Array.from(k!.toArray()), [1, 1]);
   k!.dispose();
 });
@@ -84,7 +106,9 @@ test('the finalizer releases tensors nobody disposed', async () => {
   const gc = (globalThis as { gc?: () => void }).gc;
   assert.ok(gc, 'run with node --expose-gc (scripts/run-tests.mjs does)');
   const start = kn.memory().numBuffers;
-  (() => { for (let i = 0; i < 100; i++) kn.ones([16]); })();
+  (() => {
+    for (let i = 0; i < 100; i++) kn.ones([16]);
+  })();
   assert.ok(kn.memory().numBuffers >= start + 100, 'the tensors are live before collection');
   for (let i = 0; i < 20 && kn.memory().numBuffers > start; i++) {
     gc!();
@@ -98,11 +122,13 @@ test('tensors that leave tidy() (returned, kept, saved for backward) are still u
   const start = kn.memory().numBuffers;
   (() => {
     for (let i = 0; i < 30; i++) {
-      kn.tidy(() => kn.ones([16]).add(1));                           // returned out of the only scope
-      kn.tidy(() => { kn.keep(kn.ones([16]).mul(2)); });               // kept
-      kn.tidy(() => kn.tidy(() => kn.ones([16]).neg()));              // returned through two scopes
+      kn.tidy(() => kn.ones([16]).add(1)); // returned out of the only scope
+      kn.tidy(() => {
+        kn.keep(kn.ones([16]).mul(2));
+      }); // kept
+      kn.tidy(() => kn.tidy(() => kn.ones([16]).neg())); // returned through two scopes
       const w = kn.ones([4], { requiresGrad: true });
-      kn.tidy(() => w.mul(w).sum());                                   // a graph that saved aliases of w
+      kn.tidy(() => w.mul(w).sum()); // a graph that saved aliases of w
     }
   })();
   assert.ok(kn.memory().numBuffers >= start + 120);

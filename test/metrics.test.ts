@@ -6,14 +6,27 @@ import { throwsKiln } from './helpers.js';
 const near = (a: number, e: number, tol = 1e-12): void => assert.ok(Math.abs(a - e) <= tol, `${a} vs ${e}`);
 
 // a 3-class example worked by hand (the classic scikit-learn docs example for precision_recall_fscore_support)
-const T = [0, 1, 2, 0, 1, 2], P = [0, 2, 1, 0, 0, 1];
+const T = [0, 1, 2, 0, 1, 2],
+  P = [0, 2, 1, 0, 0, 1];
 
 test('accuracy and confusion matrix', () => {
   near(kn.metrics.accuracy(T, P), 2 / 6);
-  assert.equal(kn.metrics.confusionMatrix(T, P), [[2, 0, 0], [1, 0, 1], [0, 2, 0]]);
-  assert.equal(kn.metrics.confusionMatrix([0, 0], [0, 0], { numClasses: 3 }), [[2, 0, 0], [0, 0, 0], [0, 0, 0]]);
+  assert.equal(kn.metrics.confusionMatrix(T, P), [
+    [2, 0, 0],
+    [1, 0, 1],
+    [0, 2, 0],
+  ]);
+  assert.equal(kn.metrics.confusionMatrix([0, 0], [0, 0], { numClasses: 3 }), [
+    [2, 0, 0],
+    [0, 0, 0],
+    [0, 0, 0],
+  ]);
   // tensors, and 2-D scores through argmax
-  const scores = kn.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]);
+  const scores = kn.tensor([
+    [0.9, 0.1],
+    [0.2, 0.8],
+    [0.6, 0.4],
+  ]);
   near(kn.metrics.accuracy(kn.tensor(new Int32Array([0, 1, 1]), [3]), scores), 2 / 3);
 });
 
@@ -27,10 +40,11 @@ test('precision / recall / f1: macro, micro, weighted (scikit-learn values)', ()
   near(kn.metrics.precision(T, P, { average: 'weighted' }), 0.2222222222222222);
   near(kn.metrics.f1(T, P, { average: 'weighted' }), 0.26666666666666666);
   // imbalanced binary: weighted differs from macro
-  const t = [0, 0, 0, 0, 1, 1], p = [0, 0, 0, 1, 1, 0];
+  const t = [0, 0, 0, 0, 1, 1],
+    p = [0, 0, 0, 1, 1, 0];
   near(kn.metrics.recall(t, p, { average: 'macro' }), (3 / 4 + 1 / 2) / 2);
   near(kn.metrics.recall(t, p, { average: 'weighted' }), (3 / 4) * (4 / 6) + (1 / 2) * (2 / 6));
-  near(kn.metrics.f1(t, p), (2 * 3 / (2 * 3 + 1 + 1) + 2 * 1 / (2 + 1 + 1)) / 2);
+  near(kn.metrics.f1(t, p), ((2 * 3) / (2 * 3 + 1 + 1) + (2 * 1) / (2 + 1 + 1)) / 2);
 });
 
 test('rocAuc: binary with ties, multi-class one-vs-rest', () => {
@@ -41,18 +55,35 @@ test('rocAuc: binary with ties, multi-class one-vs-rest', () => {
   near(kn.metrics.rocAuc([0, 1, 1, 0, 1], [0.2, 0.2, 0.7, 0.7, 0.9]), 4 / 6);
   // multi-class macro = mean of the one-vs-rest AUCs
   const y = [0, 1, 2, 2, 1, 0];
-  const s = kn.tensor([[0.8, 0.1, 0.1], [0.3, 0.4, 0.3], [0.1, 0.2, 0.7], [0.2, 0.5, 0.3], [0.1, 0.8, 0.1], [0.5, 0.2, 0.3]]);
-  const cols = [0, 1, 2].map((c) => kn.metrics.rocAuc(y.map((v) => +(v === c)), [0.8, 0.3, 0.1, 0.2, 0.1, 0.5].map((_, i) => (s.toArray()[i * 3 + c]!))));
+  const s = kn.tensor([
+    [0.8, 0.1, 0.1],
+    [0.3, 0.4, 0.3],
+    [0.1, 0.2, 0.7],
+    [0.2, 0.5, 0.3],
+    [0.1, 0.8, 0.1],
+    [0.5, 0.2, 0.3],
+  ]);
+  const cols = [0, 1, 2].map((c) =>
+    kn.metrics.rocAuc(
+      y.map((v) => +(v === c)),
+      [0.8, 0.3, 0.1, 0.2, 0.1, 0.5].map((_, i) => s.toArray()[i * 3 + c]!),
+    ),
+  );
   near(kn.metrics.rocAuc(y, s), cols.reduce((a, b) => a + b, 0) / 3, 1e-9);
 });
 
 test('edge cases: a class never predicted, a single class, perfect and all-wrong predictions', () => {
   // class 2 is never predicted: its precision is 0 (not NaN) and it still counts in the macro average
-  const t = [0, 1, 2, 2], p = [0, 1, 1, 1];
+  const t = [0, 1, 2, 2],
+    p = [0, 1, 1, 1];
   near(kn.metrics.precision(t, p), (1 + 1 / 3 + 0) / 3);
   near(kn.metrics.recall(t, p), (1 + 1 + 0) / 3);
   near(kn.metrics.f1(t, p), (1 + 0.5 + 0) / 3);
-  assert.equal(kn.metrics.confusionMatrix(t, p), [[1, 0, 0], [0, 1, 0], [0, 2, 0]]);
+  assert.equal(kn.metrics.confusionMatrix(t, p), [
+    [1, 0, 0],
+    [0, 1, 0],
+    [0, 2, 0],
+  ]);
   // a single class everywhere
   near(kn.metrics.accuracy([1, 1, 1], [1, 1, 1]), 1);
   near(kn.metrics.f1([1, 1, 1], [1, 1, 1]), 1);
@@ -68,10 +99,18 @@ test('metrics reject bad input clearly', () => {
   throwsKiln(() => kn.metrics.accuracy([0, 1], [0]), kn.ShapeError, /2 labels but yPred has 1/);
   throwsKiln(() => kn.metrics.accuracy([], []), kn.ValidationError, /at least one sample/);
   throwsKiln(() => kn.metrics.accuracy([0, 1.5], [0, 1]), kn.ValidationError, /yTrue\[1\] = 1.5 is not a class index/);
-  throwsKiln(() => kn.metrics.f1([0, 1], [0, 1], { average: 'binary' as 'macro' }), kn.ArgumentError, /average must be/);
+  throwsKiln(
+    () => kn.metrics.f1([0, 1], [0, 1], { average: 'binary' as 'macro' }),
+    kn.ArgumentError,
+    /average must be/,
+  );
   throwsKiln(() => kn.metrics.rocAuc([1, 1], [0.2, 0.3]), kn.ValidationError, /only one class/);
   throwsKiln(() => kn.metrics.rocAuc([0, 1], [0.2, NaN]), kn.ValidationError, /NaN/);
-  throwsKiln(() => kn.metrics.confusionMatrix([0, 3], [0, 1], { numClasses: 3 }), kn.ValidationError, /numClasses is 3/);
+  throwsKiln(
+    () => kn.metrics.confusionMatrix([0, 3], [0, 1], { numClasses: 3 }),
+    kn.ValidationError,
+    /numClasses is 3/,
+  );
 });
 
 test.run();

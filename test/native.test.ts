@@ -21,7 +21,8 @@ test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason w
   const { addon } = loadAddon();
   const c = addon!.info().cuda;
   const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
-  if (nvcc.status === 0 && !process.env.KILN_ADDON_PATH) assert.ok(c.compiled, 'nvcc is installed, so the addon must be built with CUDA');
+  if (nvcc.status === 0 && !process.env.KILN_ADDON_PATH)
+    assert.ok(c.compiled, 'nvcc is installed, so the addon must be built with CUDA');
   if (c.compiled) {
     const missing = kn.OP_TABLE.filter((o) => !addon!.cudaSupports(kn.OP_TABLE.indexOf(o))).map((o) => o.name);
     assert.equal(missing, [], `ops without a CUDA kernel: ${missing.join(', ')}`);
@@ -29,8 +30,14 @@ test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason w
   if (c.available) return; // a real GPU: the conformance suite runs every case on cuda
   assert.match(c.reason, /no CUDA device|without CUDA/);
   assert.not.ok(kn.backends().includes('cuda'));
-  assert.throws(() => addon!.cudaAlloc(0, 16), (e: Error & { code?: string }) => e.code === 'KILN_BACKEND' && /not available|without CUDA/.test(e.message));
-  assert.throws(() => kn.setBackend('cuda'), (e: Error) => e instanceof kn.BackendError && /backend 'cuda' is not available/.test(e.message));
+  assert.throws(
+    () => addon!.cudaAlloc(0, 16),
+    (e: Error & { code?: string }) => e.code === 'KILN_BACKEND' && /not available|without CUDA/.test(e.message),
+  );
+  assert.throws(
+    () => kn.setBackend('cuda'),
+    (e: Error) => e instanceof kn.BackendError && /backend 'cuda' is not available/.test(e.message),
+  );
 });
 
 // Every ISA path on odd sizes and non-contiguous inputs, forced per call.
@@ -43,23 +50,38 @@ for (const isa of isas) {
     try {
       for (const n of [1, 7, 31, 33, 257]) {
         const r = rng(n);
-        const a = randomArray(r, n * 9), bb = randomArray(r, 9 * (n % 13 + 1)), v = randomArray(r, n * 3, -10, 10);
-        const calc = (b: kn.BackendName): Float64Array[] => onBackend(b, () => kn.tidy(() => {
-          const A = kn.tensor(a, [n, 9]), B = kn.tensor(bb, [9, n % 13 + 1]), V = kn.tensor(v, [3, n]).transpose();
-          return [
-            A.matmul(B).toFloat64Array(),
-            B.transpose().matmul(A.transpose()).toFloat64Array(),
-            V.exp().add(V.tanh()).mul(V.sigmoid()).add(V.gelu()).toFloat64Array(),
-            V.abs().add(0.1).log().toFloat64Array(),
-            V.sum(0).toFloat64Array(),
-            V.softmax(0).toFloat64Array(),
-            V.max(1).toFloat64Array(),
-            kn.conv2d(A.reshape([1, 1, n, 9]), kn.tensor(bb.slice(0, 9), [1, 1, 3, 3]), null, { padding: 1 }).toFloat64Array(),
-          ];
-        }));
-        const ref = calc('js'), got = calc('cpu');
+        const a = randomArray(r, n * 9),
+          bb = randomArray(r, 9 * ((n % 13) + 1)),
+          v = randomArray(r, n * 3, -10, 10);
+        const calc = (b: kn.BackendName): Float64Array[] =>
+          onBackend(b, () =>
+            kn.tidy(() => {
+              const A = kn.tensor(a, [n, 9]),
+                B = kn.tensor(bb, [9, (n % 13) + 1]),
+                V = kn.tensor(v, [3, n]).transpose();
+              return [
+                A.matmul(B).toFloat64Array(),
+                B.transpose().matmul(A.transpose()).toFloat64Array(),
+                V.exp().add(V.tanh()).mul(V.sigmoid()).add(V.gelu()).toFloat64Array(),
+                V.abs().add(0.1).log().toFloat64Array(),
+                V.sum(0).toFloat64Array(),
+                V.softmax(0).toFloat64Array(),
+                V.max(1).toFloat64Array(),
+                kn
+                  .conv2d(A.reshape([1, 1, n, 9]), kn.tensor(bb.slice(0, 9), [1, 1, 3, 3]), null, { padding: 1 })
+                  .toFloat64Array(),
+              ];
+            }),
+          );
+        const ref = calc('js'),
+          got = calc('cpu');
         ref.forEach((rv, i) => {
-          const res = allclose(got[i]!, rv.map((x) => Math.fround(x)), 1e-4, 1e-4);
+          const res = allclose(
+            got[i]!,
+            rv.map((x) => Math.fround(x)),
+            1e-4,
+            1e-4,
+          );
           assert.ok(res.ok, `${isa} n=${n} output ${i}: ${res.message}`);
         });
       }
@@ -79,14 +101,23 @@ for (const isa of isas) {
         for (const K of [1, 7, 31, 33, 257]) {
           for (const N of [1, 7, 33, 257]) {
             const r = rng(seed++);
-            const a = randomArray(r, M * K), b = randomArray(r, K * N);
-            const calc = (be: kn.BackendName): Float64Array[] => onBackend(be, () => kn.tidy(() => {
-              const A = kn.tensor(a, [M, K]), At = kn.tensor(a, [K, M]).transpose();
-              const B = kn.tensor(b, [K, N]), Bt = kn.tensor(b, [N, K]).transpose();
-              const A3 = kn.tensor(a, [1, M, K]).expand([2, M, K]);
-              return [A.matmul(B), A.matmul(Bt), At.matmul(B), At.matmul(Bt), A3.matmul(Bt), A3.matmul(B)].map((t) => t.toFloat64Array());
-            }));
-            const ref = calc('js'), got = calc('cpu');
+            const a = randomArray(r, M * K),
+              b = randomArray(r, K * N);
+            const calc = (be: kn.BackendName): Float64Array[] =>
+              onBackend(be, () =>
+                kn.tidy(() => {
+                  const A = kn.tensor(a, [M, K]),
+                    At = kn.tensor(a, [K, M]).transpose();
+                  const B = kn.tensor(b, [K, N]),
+                    Bt = kn.tensor(b, [N, K]).transpose();
+                  const A3 = kn.tensor(a, [1, M, K]).expand([2, M, K]);
+                  return [A.matmul(B), A.matmul(Bt), At.matmul(B), At.matmul(Bt), A3.matmul(Bt), A3.matmul(B)].map(
+                    (t) => t.toFloat64Array(),
+                  );
+                }),
+              );
+            const ref = calc('js'),
+              got = calc('cpu');
             ref.forEach((rv, i) => {
               const res = allclose(got[i]!, rv, 1e-4, 1e-4);
               assert.ok(res.ok, `${isa} M=${M} K=${K} N=${N} layout ${i}: ${res.message}`);
@@ -120,22 +151,33 @@ test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32)
     }
     console.log(JSON.stringify(bad));`;
   for (const mode of ['packed', 'widen']) {
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, KILN_BF16_GEMM: mode }, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, KILN_BF16_GEMM: mode },
+      encoding: 'utf8',
+    });
     assert.equal(JSON.parse(out.trim().split('\n').pop()!), [], `${mode}: ${out}`);
   }
 });
 
 test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on', () => {
-  const script = "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";
-  const run = (isa: string): { ok: boolean; isa?: string; reason: string } => JSON.parse(execFileSync(process.execPath,
-    ['--import', 'tsx', '-e', script], { env: { ...process.env, KILN_CPU_ISA: isa }, encoding: 'utf8' }).trim().split('\n').pop()!);
+  const script =
+    "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";
+  const run = (isa: string): { ok: boolean; isa?: string; reason: string } =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
+        env: { ...process.env, KILN_CPU_ISA: isa },
+        encoding: 'utf8',
+      })
+        .trim()
+        .split('\n')
+        .pop()!,
+    );
   const s = run('scalar');
   assert.ok(s.ok && s.isa === 'scalar');
   const bad = run('avx9000');
   assert.not.ok(bad.ok);
   assert.match(bad.reason, /not one of avx512, avx2, scalar/);
 });
-
 
 test('concurrent use from worker threads: correct results, no crash', async () => {
   const { Worker } = await import('node:worker_threads');
@@ -160,19 +202,35 @@ test('concurrent use from worker threads: correct results, no crash', async () =
     }
     parentPort.postMessage(bad);
   `;
-  const results = await Promise.all([0, 1, 2].map(() => new Promise<number>((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { path: process.env.KILN_ADDON_PATH ?? addonPath(), exp: opExp, mm: opMatmul } });
-    w.on('message', resolve);
-    w.on('error', reject);
-  })));
+  const results = await Promise.all(
+    [0, 1, 2].map(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const w = new Worker(code, {
+            eval: true,
+            workerData: { path: process.env.KILN_ADDON_PATH ?? addonPath(), exp: opExp, mm: opMatmul },
+          });
+          w.on('message', resolve);
+          w.on('error', reject);
+        }),
+    ),
+  );
   assert.equal(results, [0, 0, 0]);
 });
 
 test('oversized conv/pool attributes are rejected by the addon', () => {
-  onBackend('cpu', () => kn.tidy(() => {
-    assert.throws(() => kn.conv2d(kn.ones([1, 1, 4, 4]), kn.ones([1, 1, 3, 3]), null, { stride: 2 ** 40 }), (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message));
-    assert.throws(() => kn.maxPool2d(kn.ones([1, 1, 4, 4]), 2, { stride: 2 ** 40 }), (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message));
-  }));
+  onBackend('cpu', () =>
+    kn.tidy(() => {
+      assert.throws(
+        () => kn.conv2d(kn.ones([1, 1, 4, 4]), kn.ones([1, 1, 3, 3]), null, { stride: 2 ** 40 }),
+        (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message),
+      );
+      assert.throws(
+        () => kn.maxPool2d(kn.ones([1, 1, 4, 4]), 2, { stride: 2 ** 40 }),
+        (e: Error) => e instanceof kn.ArgumentError && /2\^30/.test(e.message),
+      );
+    }),
+  );
 });
 
 test('the buffer cache reuses freed memory, never leaks values, and can be emptied', () => {
@@ -199,13 +257,28 @@ test('the buffer cache reuses freed memory, never leaks values, and can be empti
 });
 
 test('without the addon, kiln falls back to the js backend and says why', () => {
-  const script = "import('./src/index.ts').then(kn => { const t = kn.tensor([1, 2]).add(1); const i = kn.info(); " +
+  const script =
+    "import('./src/index.ts').then(kn => { const t = kn.tensor([1, 2]).add(1); const i = kn.info(); " +
     "console.log(JSON.stringify({ backend: kn.getBackend(), backends: kn.backends(), v: Array.from(t.toArray()), cpu: i.backends.find(b => b.name === 'cpu') })); })";
-  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script],
-    { env: { ...process.env, KILN_ADDON_PATH: '/nonexistent/kiln.node' }, encoding: 'utf8' }).trim().split('\n').pop()!;
-  const r = JSON.parse(out) as { backend: string; backends: string[]; v: number[]; cpu: { available: boolean; reason: string } };
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
+    env: { ...process.env, KILN_ADDON_PATH: '/nonexistent/kiln.node' },
+    encoding: 'utf8',
+  })
+    .trim()
+    .split('\n')
+    .pop()!;
+  const r = JSON.parse(out) as {
+    backend: string;
+    backends: string[];
+    v: number[];
+    cpu: { available: boolean; reason: string };
+  };
   assert.is(r.backend, 'js');
-  assert.equal(r.backends.filter((b) => b !== 'webgpu'), ['js'], 'no native backend (webgpu does not need the addon)');
+  assert.equal(
+    r.backends.filter((b) => b !== 'webgpu'),
+    ['js'],
+    'no native backend (webgpu does not need the addon)',
+  );
   assert.equal(r.v, [2, 3]);
   assert.not.ok(r.cpu.available);
   assert.match(r.cpu.reason, /not built .*npm install/);
@@ -215,13 +288,24 @@ test.run();
 
 test('addon: in-place optimizer inputs must be contiguous float32 buffers shared with no other input', () => {
   if (!addon) return;
-  const p = addon.alloc(0, 4), g = addon.alloc(0, 4), o = addon.alloc(0, 0), i32 = addon.alloc(3, 4);
+  const p = addon.alloc(0, 4),
+    g = addon.alloc(0, 4),
+    o = addon.alloc(0, 0),
+    i32 = addon.alloc(3, 4);
   const view = (id: number, dtype = 0, stride = 1, n = 4): number[] => [id, dtype, 1, 0, n, stride];
   const run = (ins: number[][], attrs: number[]): void =>
-    addon.run(OP_IDS.sgdStep, new Float64Array([ins.length, ...ins.flat()]), new Float64Array([o, 0, 1, 0]), new Float64Array(attrs));
+    addon.run(
+      OP_IDS.sgdStep,
+      new Float64Array([ins.length, ...ins.flat()]),
+      new Float64Array([o, 0, 1, 0]),
+      new Float64Array(attrs),
+    );
   const attrs = [0.1, 0.9, 0, 0, 0, 1];
   run([view(p), view(g), view(g === p ? g : addon.alloc(0, 4))], attrs); // distinct buffers: fine
-  assert.throws(() => run([view(p), view(g), view(p)], attrs), /input 0 is updated in place but shares its buffer with input 2/);
+  assert.throws(
+    () => run([view(p), view(g), view(p)], attrs),
+    /input 0 is updated in place but shares its buffer with input 2/,
+  );
   assert.throws(() => run([view(p), view(p)], [0.1, 0, 0, 0, 0, 1]), /shares its buffer with input 1/);
   assert.throws(() => run([view(i32, 3), view(g)], [0.1, 0, 0, 0, 0, 1]), /contiguous float32/);
   assert.throws(() => run([view(p, 0, 2, 2), view(g, 0, 1, 2)], [0.1, 0, 0, 0, 0, 1]), /contiguous float32/);

@@ -15,131 +15,208 @@ const gc = (f: (...x: kn.Tensor[]) => kn.Tensor, xs: kn.Tensor[], tol = 1e-3): v
 };
 
 for (const b of BACKENDS) {
-  test(`Linear, Conv2d, MaxPool2d, Flatten compute what the ops compute (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    kn.seed(1);
-    const lin = new kn.nn.Linear(5, 3);
-    const x = kn.tensor(randomArray(rng(1), 10), [2, 5]);
-    const W = lin.weight.toFloat64Array(), B = lin.bias!.toFloat64Array(), X = x.toFloat64Array();
-    const want = Array.from({ length: 6 }, (_, k) => {
-      const i = Math.floor(k / 3), o = k % 3;
-      let s = B[o]!;
-      for (let j = 0; j < 5; j++) s += X[i * 5 + j]! * W[o * 5 + j]!;
-      return s;
-    });
-    close(f64(lin.call(x)), want);
-    assert.equal(lin.weight.shape, [3, 5]);
-    const bound = 1 / Math.sqrt(5);
-    assert.ok(Array.from(W).every((v) => Math.abs(v) <= bound), 'default init is U(+-1/sqrt(fanIn))');
-    const conv = new kn.nn.Conv2d(2, 4, [3, 2], { stride: 2, padding: 1 });
-    const img = kn.tensor(randomArray(rng(2), 2 * 2 * 7 * 6), [2, 2, 7, 6]);
-    close(f64(conv.call(img)), f64(kn.conv2d(img, conv.weight, conv.bias, { stride: 2, padding: 1 })));
-    const net = new kn.nn.Sequential(conv, new kn.nn.ReLU(), new kn.nn.MaxPool2d(2), new kn.nn.Flatten());
-    assert.equal(net.call(img).shape, [2, 4 * 2 * 2]);
-    assert.equal(net.namedParameters().map(([n]) => n), ['0.weight', '0.bias']);
-  })));
+  test(`Linear, Conv2d, MaxPool2d, Flatten compute what the ops compute (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(1);
+        const lin = new kn.nn.Linear(5, 3);
+        const x = kn.tensor(randomArray(rng(1), 10), [2, 5]);
+        const W = lin.weight.toFloat64Array(),
+          B = lin.bias!.toFloat64Array(),
+          X = x.toFloat64Array();
+        const want = Array.from({ length: 6 }, (_, k) => {
+          const i = Math.floor(k / 3),
+            o = k % 3;
+          let s = B[o]!;
+          for (let j = 0; j < 5; j++) s += X[i * 5 + j]! * W[o * 5 + j]!;
+          return s;
+        });
+        close(f64(lin.call(x)), want);
+        assert.equal(lin.weight.shape, [3, 5]);
+        const bound = 1 / Math.sqrt(5);
+        assert.ok(
+          Array.from(W).every((v) => Math.abs(v) <= bound),
+          'default init is U(+-1/sqrt(fanIn))',
+        );
+        const conv = new kn.nn.Conv2d(2, 4, [3, 2], { stride: 2, padding: 1 });
+        const img = kn.tensor(randomArray(rng(2), 2 * 2 * 7 * 6), [2, 2, 7, 6]);
+        close(f64(conv.call(img)), f64(kn.conv2d(img, conv.weight, conv.bias, { stride: 2, padding: 1 })));
+        const net = new kn.nn.Sequential(conv, new kn.nn.ReLU(), new kn.nn.MaxPool2d(2), new kn.nn.Flatten());
+        assert.equal(net.call(img).shape, [2, 4 * 2 * 2]);
+        assert.equal(
+          net.namedParameters().map(([n]) => n),
+          ['0.weight', '0.bias'],
+        );
+      }),
+    ));
 
-  test(`BatchNorm1d/2d: batch statistics in training, running statistics in eval (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const bn = new kn.nn.BatchNorm1d(3, { momentum: 0.1 });
-    const vals = randomArray(rng(3), 8 * 3, -3, 5);
-    const x = kn.tensor(vals, [8, 3]);
-    const y = bn.call(x);
-    const Y = y.toFloat64Array();
-    for (let c = 0; c < 3; c++) {
-      const col = Array.from({ length: 8 }, (_, i) => Y[i * 3 + c]!);
-      const m = col.reduce((a, v) => a + v, 0) / 8;
-      const v = col.reduce((a, u) => a + (u - m) ** 2, 0) / 8;
-      assert.ok(Math.abs(m) < 1e-5 && Math.abs(v - 1) < 1e-3, `channel ${c}: mean ${m} var ${v}`);
-    }
-    // running stats: 0.9 * init + 0.1 * batch (unbiased variance)
-    const mean = [0, 1, 2].map((c) => Array.from({ length: 8 }, (_, i) => vals[i * 3 + c]!).reduce((a, v) => a + v, 0) / 8);
-    const uvar = [0, 1, 2].map((c) => Array.from({ length: 8 }, (_, i) => (vals[i * 3 + c]! - mean[c]!) ** 2).reduce((a, v) => a + v, 0) / 7);
-    close(f64(bn.runningMean), mean.map((m) => 0.1 * m));
-    close(f64(bn.runningVar), uvar.map((v) => 0.9 + 0.1 * v));
-    bn.eval();
-    const e = bn.call(x).toFloat64Array();
-    close([e[0]!], [(vals[0]! - 0.1 * mean[0]!) / Math.sqrt(0.9 + 0.1 * uvar[0]! + 1e-5)]);
-    assert.equal(Object.keys(bn.stateDict()).sort(), ['bias', 'runningMean', 'runningVar', 'weight']);
-    const bn2 = new kn.nn.BatchNorm2d(2);
-    const z = bn2.call(kn.tensor(randomArray(rng(4), 2 * 2 * 3 * 3), [2, 2, 3, 3]));
-    close(f64(z.mean([0, 2, 3])), [0, 0]);
-    throwsKiln(() => bn2.call(kn.ones([2, 3, 2, 2])), kn.ShapeError, /BatchNorm2d\(2\) expects \[N, 2, H, W\]/);
-    throwsKiln(() => new kn.nn.BatchNorm1d(2).call(kn.ones([1, 2])), kn.ShapeError, /more than one value per channel/);
-  })));
+  test(`BatchNorm1d/2d: batch statistics in training, running statistics in eval (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const bn = new kn.nn.BatchNorm1d(3, { momentum: 0.1 });
+        const vals = randomArray(rng(3), 8 * 3, -3, 5);
+        const x = kn.tensor(vals, [8, 3]);
+        const y = bn.call(x);
+        const Y = y.toFloat64Array();
+        for (let c = 0; c < 3; c++) {
+          const col = Array.from({ length: 8 }, (_, i) => Y[i * 3 + c]!);
+          const m = col.reduce((a, v) => a + v, 0) / 8;
+          const v = col.reduce((a, u) => a + (u - m) ** 2, 0) / 8;
+          assert.ok(Math.abs(m) < 1e-5 && Math.abs(v - 1) < 1e-3, `channel ${c}: mean ${m} var ${v}`);
+        }
+        // running stats: 0.9 * init + 0.1 * batch (unbiased variance)
+        const mean = [0, 1, 2].map(
+          (c) => Array.from({ length: 8 }, (_, i) => vals[i * 3 + c]!).reduce((a, v) => a + v, 0) / 8,
+        );
+        const uvar = [0, 1, 2].map(
+          (c) => Array.from({ length: 8 }, (_, i) => (vals[i * 3 + c]! - mean[c]!) ** 2).reduce((a, v) => a + v, 0) / 7,
+        );
+        close(
+          f64(bn.runningMean),
+          mean.map((m) => 0.1 * m),
+        );
+        close(
+          f64(bn.runningVar),
+          uvar.map((v) => 0.9 + 0.1 * v),
+        );
+        bn.eval();
+        const e = bn.call(x).toFloat64Array();
+        close([e[0]!], [(vals[0]! - 0.1 * mean[0]!) / Math.sqrt(0.9 + 0.1 * uvar[0]! + 1e-5)]);
+        assert.equal(Object.keys(bn.stateDict()).sort(), ['bias', 'runningMean', 'runningVar', 'weight']);
+        const bn2 = new kn.nn.BatchNorm2d(2);
+        const z = bn2.call(kn.tensor(randomArray(rng(4), 2 * 2 * 3 * 3), [2, 2, 3, 3]));
+        close(f64(z.mean([0, 2, 3])), [0, 0]);
+        throwsKiln(() => bn2.call(kn.ones([2, 3, 2, 2])), kn.ShapeError, /BatchNorm2d\(2\) expects \[N, 2, H, W\]/);
+        throwsKiln(
+          () => new kn.nn.BatchNorm1d(2).call(kn.ones([1, 2])),
+          kn.ShapeError,
+          /more than one value per channel/,
+        );
+      }),
+    ));
 
-  test(`layers are differentiable: gradcheck through BatchNorm, LayerNorm, Embedding, Linear (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    kn.seed(5);
-    const x = kn.tensor(randomArray(rng(5), 12), [4, 3]);
-    // the module is built on the backend gradcheck evaluates on (it runs the numeric side on js)
-    const on = <M>(t: kn.Tensor, make: () => M): M => onBackend(t.backend, make);
-    gc((xx) => on(xx, () => new kn.nn.BatchNorm1d(3)).call(xx).mul(kn.tensor([1, 2, 3], undefined, { backend: xx.backend })).sum(), [x]);
-    gc((xx) => on(xx, () => new kn.nn.LayerNorm(3)).call(xx).mul(kn.tensor([1, -2, 3], undefined, { backend: xx.backend })).sum(), [x]);
-    const ln = new kn.nn.LayerNorm(3);
-    close(f64(ln.call(x).mean(1)), [0, 0, 0, 0]);
-    const emb = new kn.nn.Embedding(5, 2);
-    const idx = kn.tensor(new Int32Array([1, 3, 1]), [3]);
-    const out = emb.call(idx);
-    assert.equal(out.shape, [3, 2]);
-    out.sum().backward();
-    close(f64(emb.weight.grad!), [0, 0, 2, 2, 0, 0, 1, 1, 0, 0]);
-  })));
+  test(`layers are differentiable: gradcheck through BatchNorm, LayerNorm, Embedding, Linear (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(5);
+        const x = kn.tensor(randomArray(rng(5), 12), [4, 3]);
+        // the module is built on the backend gradcheck evaluates on (it runs the numeric side on js)
+        const on = <M>(t: kn.Tensor, make: () => M): M => onBackend(t.backend, make);
+        gc(
+          (xx) =>
+            on(xx, () => new kn.nn.BatchNorm1d(3))
+              .call(xx)
+              .mul(kn.tensor([1, 2, 3], undefined, { backend: xx.backend }))
+              .sum(),
+          [x],
+        );
+        gc(
+          (xx) =>
+            on(xx, () => new kn.nn.LayerNorm(3))
+              .call(xx)
+              .mul(kn.tensor([1, -2, 3], undefined, { backend: xx.backend }))
+              .sum(),
+          [x],
+        );
+        const ln = new kn.nn.LayerNorm(3);
+        close(f64(ln.call(x).mean(1)), [0, 0, 0, 0]);
+        const emb = new kn.nn.Embedding(5, 2);
+        const idx = kn.tensor(new Int32Array([1, 3, 1]), [3]);
+        const out = emb.call(idx);
+        assert.equal(out.shape, [3, 2]);
+        out.sum().backward();
+        close(f64(emb.weight.grad!), [0, 0, 2, 2, 0, 0, 1, 1, 0, 0]);
+      }),
+    ));
 
-  test(`Dropout: seeded mask, kept values scaled by 1/(1-p), identity in eval (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const d = new kn.nn.Dropout(0.25);
-    kn.seed(9);
-    const a = d.call(kn.ones([4000])).toFloat64Array();
-    kn.seed(9);
-    const a2 = d.call(kn.ones([4000])).toFloat64Array();
-    assert.equal(Array.from(a), Array.from(a2));
-    const zeros = a.filter((v) => v === 0).length;
-    assert.ok(Math.abs(zeros / 4000 - 0.25) < 0.03, `dropped ${zeros / 4000}`);
-    assert.ok(a.every((v) => v === 0 || Math.abs(v - 4 / 3) < 1e-6));
-    d.eval();
-    assert.equal(f64(d.call(kn.ones([3]))), [1, 1, 1]);
-    throwsKiln(() => new kn.nn.Dropout(1), kn.ArgumentError, /\[0, 1\)/);
-  })));
+  test(`Dropout: seeded mask, kept values scaled by 1/(1-p), identity in eval (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const d = new kn.nn.Dropout(0.25);
+        kn.seed(9);
+        const a = d.call(kn.ones([4000])).toFloat64Array();
+        kn.seed(9);
+        const a2 = d.call(kn.ones([4000])).toFloat64Array();
+        assert.equal(Array.from(a), Array.from(a2));
+        const zeros = a.filter((v) => v === 0).length;
+        assert.ok(Math.abs(zeros / 4000 - 0.25) < 0.03, `dropped ${zeros / 4000}`);
+        assert.ok(a.every((v) => v === 0 || Math.abs(v - 4 / 3) < 1e-6));
+        d.eval();
+        assert.equal(f64(d.call(kn.ones([3]))), [1, 1, 1]);
+        throwsKiln(() => new kn.nn.Dropout(1), kn.ArgumentError, /\[0, 1\)/);
+      }),
+    ));
 }
 
-test('Module: state dicts round-trip in place, strict keys, shapes checked', () => kn.tidy(() => {
-  kn.seed(1);
-  const make = (): kn.nn.Sequential => new kn.nn.Sequential(new kn.nn.Linear(3, 4), new kn.nn.BatchNorm1d(4), new kn.nn.ReLU(), new kn.nn.Linear(4, 2));
-  const a = make(), c = make();
-  const w = c.parameters()[0]!;
-  c.loadStateDict(a.stateDict());
-  assert.is(c.parameters()[0], w, 'loading keeps the same tensors (optimizers keep working)');
-  assert.equal(Array.from(w.toArray()), Array.from(a.parameters()[0]!.toArray()));
-  assert.equal(Object.keys(a.stateDict()), ['0.weight', '0.bias', '1.weight', '1.bias', '3.weight', '3.bias', '1.runningMean', '1.runningVar']);
-  assert.is(a.numParameters(), 3 * 4 + 4 + 4 + 4 + 4 * 2 + 2);
-  const sd = a.stateDict();
-  delete sd['3.bias'];
-  throwsKiln(() => c.loadStateDict(sd), kn.ValidationError, /missing \[3.bias\]/);
-  assert.equal(c.loadStateDict(sd, { strict: false }).missing, ['3.bias']);
-  throwsKiln(() => c.loadStateDict({ ...a.stateDict(), extra: kn.ones([1]) }), kn.ValidationError, /unexpected \[extra\]/);
-  throwsKiln(() => c.loadStateDict({ ...a.stateDict(), '0.weight': kn.ones([4, 4]) }), kn.ShapeError, /'0.weight' has shape \[4, 4\], expected \[4, 3\]/);
-  a.eval();
-  assert.ok(a.layers.every((m) => !m.training));
-  throwsKiln(() => new kn.nn.Linear(3, 2).call(kn.ones([2, 4])), kn.ShapeError, /last dimension is 3/);
-  throwsKiln(() => new kn.nn.Linear(0, 2), kn.ArgumentError, /positive integer/);
-}));
+test('Module: state dicts round-trip in place, strict keys, shapes checked', () =>
+  kn.tidy(() => {
+    kn.seed(1);
+    const make = (): kn.nn.Sequential =>
+      new kn.nn.Sequential(new kn.nn.Linear(3, 4), new kn.nn.BatchNorm1d(4), new kn.nn.ReLU(), new kn.nn.Linear(4, 2));
+    const a = make(),
+      c = make();
+    const w = c.parameters()[0]!;
+    c.loadStateDict(a.stateDict());
+    assert.is(c.parameters()[0], w, 'loading keeps the same tensors (optimizers keep working)');
+    assert.equal(Array.from(w.toArray()), Array.from(a.parameters()[0]!.toArray()));
+    assert.equal(Object.keys(a.stateDict()), [
+      '0.weight',
+      '0.bias',
+      '1.weight',
+      '1.bias',
+      '3.weight',
+      '3.bias',
+      '1.runningMean',
+      '1.runningVar',
+    ]);
+    assert.is(a.numParameters(), 3 * 4 + 4 + 4 + 4 + 4 * 2 + 2);
+    const sd = a.stateDict();
+    delete sd['3.bias'];
+    throwsKiln(() => c.loadStateDict(sd), kn.ValidationError, /missing \[3.bias\]/);
+    assert.equal(c.loadStateDict(sd, { strict: false }).missing, ['3.bias']);
+    throwsKiln(
+      () => c.loadStateDict({ ...a.stateDict(), extra: kn.ones([1]) }),
+      kn.ValidationError,
+      /unexpected \[extra\]/,
+    );
+    throwsKiln(
+      () => c.loadStateDict({ ...a.stateDict(), '0.weight': kn.ones([4, 4]) }),
+      kn.ShapeError,
+      /'0.weight' has shape \[4, 4\], expected \[4, 3\]/,
+    );
+    a.eval();
+    assert.ok(a.layers.every((m) => !m.training));
+    throwsKiln(() => new kn.nn.Linear(3, 2).call(kn.ones([2, 4])), kn.ShapeError, /last dimension is 3/);
+    throwsKiln(() => new kn.nn.Linear(0, 2), kn.ArgumentError, /positive integer/);
+  }));
 
-test('init: same seed, same weights; Kaiming/Xavier scales', () => kn.tidy(() => {
-  kn.seed(3);
-  const a = new kn.nn.Linear(50, 40).weight.toArray();
-  kn.seed(3);
-  const c = new kn.nn.Linear(50, 40).weight.toArray();
-  assert.equal(Array.from(a), Array.from(c));
-  const std = (t: kn.Tensor): number => Math.sqrt(t.var().item());
-  assert.ok(Math.abs(std(kn.nn.init.kaimingUniform([400, 200])) - Math.sqrt(2 / 200)) < 0.005);
-  assert.ok(Math.abs(std(kn.nn.init.kaimingNormal([400, 200])) - Math.sqrt(2 / 200)) < 0.005);
-  assert.ok(Math.abs(std(kn.nn.init.xavierUniform([400, 200])) - Math.sqrt(2 / 600)) < 0.005);
-  assert.ok(Math.abs(std(kn.nn.init.xavierNormal([64, 8, 3, 3])) - Math.sqrt(2 / (8 * 9 + 64 * 9))) < 0.005);
-}));
+test('init: same seed, same weights; Kaiming/Xavier scales', () =>
+  kn.tidy(() => {
+    kn.seed(3);
+    const a = new kn.nn.Linear(50, 40).weight.toArray();
+    kn.seed(3);
+    const c = new kn.nn.Linear(50, 40).weight.toArray();
+    assert.equal(Array.from(a), Array.from(c));
+    const std = (t: kn.Tensor): number => Math.sqrt(t.var().item());
+    assert.ok(Math.abs(std(kn.nn.init.kaimingUniform([400, 200])) - Math.sqrt(2 / 200)) < 0.005);
+    assert.ok(Math.abs(std(kn.nn.init.kaimingNormal([400, 200])) - Math.sqrt(2 / 200)) < 0.005);
+    assert.ok(Math.abs(std(kn.nn.init.xavierUniform([400, 200])) - Math.sqrt(2 / 600)) < 0.005);
+    assert.ok(Math.abs(std(kn.nn.init.xavierNormal([64, 8, 3, 3])) - Math.sqrt(2 / (8 * 9 + 64 * 9))) < 0.005);
+  }));
 
 /** Float64 reference of PyTorch's cross_entropy with weight and label smoothing. */
-function ceRef(logits: number[][], y: number[], w: number[] | null, eps: number, red: 'mean' | 'sum' | 'none'): number | number[] {
+function ceRef(
+  logits: number[][],
+  y: number[],
+  w: number[] | null,
+  eps: number,
+  red: 'mean' | 'sum' | 'none',
+): number | number[] {
   const C = logits[0]!.length;
   const W = w ?? new Array(C).fill(1);
   const rows = logits.map((r, i) => {
-    const m = Math.max(...r), lse = m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0));
+    const m = Math.max(...r),
+      lse = m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0));
     const lp = r.map((v) => v - lse);
     return -(1 - eps) * W[y[i]!]! * lp[y[i]!]! - (eps / C) * lp.reduce((a, v, c) => a + W[c]! * v, 0);
   });
@@ -149,56 +226,128 @@ function ceRef(logits: number[][], y: number[], w: number[] | null, eps: number,
 }
 
 for (const b of BACKENDS) {
-  test(`crossEntropy matches the float64 reference (weights, smoothing, reductions) and passes gradcheck (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const r = rng(11);
-    const L = Array.from({ length: 5 }, () => Array.from({ length: 4 }, () => 4 * r() - 2));
-    const y = [0, 3, 1, 1, 2], w = [0.5, 2, 1, 3];
-    const logits = kn.tensor(L), labels = kn.tensor(new Int32Array(y), [5]), wt = kn.tensor(w);
-    for (const [ww, eps] of [[null, 0], [w, 0], [null, 0.1], [w, 0.2]] as [number[] | null, number][]) {
-      for (const red of ['mean', 'sum', 'none'] as const) {
-        const got = kn.nn.loss.crossEntropy(logits, labels, { weight: ww ? wt : null, labelSmoothing: eps, reduction: red });
-        const want = ceRef(L, y, ww, eps, red);
-        close(f64(got), Array.isArray(want) ? want : [want]);
-        gc((lg) => {
-          const l = kn.nn.loss.crossEntropy(lg, labels.to(lg.backend), { weight: ww ? wt.to(lg.backend) : null, labelSmoothing: eps, reduction: red });
-          return red === 'none' ? l.mul(kn.tensor([1, -1, 2, 0.5, 3], undefined, { backend: lg.backend })).sum() : l;
-        }, [logits]);
-      }
-    }
-    // stable for huge logits
-    const big = kn.nn.loss.crossEntropy(kn.tensor([[1000, 0, -1000], [0, 1000, 0]]), kn.tensor(new Int32Array([0, 2]), [2]));
-    close(f64(big), [500]);
-    throwsKiln(() => kn.nn.loss.crossEntropy(logits, kn.tensor(new Int32Array([0, 4, 1, 1, 2]), [5])).item(), kn.ValidationError, /label 4 at index 1 is out of range; expected a class in \[0, 4\)/);
-    throwsKiln(() => kn.nn.loss.crossEntropy(logits, kn.tensor([0, 1, 1, 1, 2])), kn.DTypeError, /integer class indices/);
-    throwsKiln(() => kn.nn.loss.crossEntropy(logits, labels, { weight: kn.ones([3]) }), kn.ShapeError, /weight must be \[4\]/);
-    throwsKiln(() => kn.nn.loss.crossEntropy(logits, labels, { labelSmoothing: 1 }), kn.ArgumentError, /labelSmoothing/);
-  })));
+  test(`crossEntropy matches the float64 reference (weights, smoothing, reductions) and passes gradcheck (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const r = rng(11);
+        const L = Array.from({ length: 5 }, () => Array.from({ length: 4 }, () => 4 * r() - 2));
+        const y = [0, 3, 1, 1, 2],
+          w = [0.5, 2, 1, 3];
+        const logits = kn.tensor(L),
+          labels = kn.tensor(new Int32Array(y), [5]),
+          wt = kn.tensor(w);
+        for (const [ww, eps] of [
+          [null, 0],
+          [w, 0],
+          [null, 0.1],
+          [w, 0.2],
+        ] as [number[] | null, number][]) {
+          for (const red of ['mean', 'sum', 'none'] as const) {
+            const got = kn.nn.loss.crossEntropy(logits, labels, {
+              weight: ww ? wt : null,
+              labelSmoothing: eps,
+              reduction: red,
+            });
+            const want = ceRef(L, y, ww, eps, red);
+            close(f64(got), Array.isArray(want) ? want : [want]);
+            gc(
+              (lg) => {
+                const l = kn.nn.loss.crossEntropy(lg, labels.to(lg.backend), {
+                  weight: ww ? wt.to(lg.backend) : null,
+                  labelSmoothing: eps,
+                  reduction: red,
+                });
+                return red === 'none'
+                  ? l.mul(kn.tensor([1, -1, 2, 0.5, 3], undefined, { backend: lg.backend })).sum()
+                  : l;
+              },
+              [logits],
+            );
+          }
+        }
+        // stable for huge logits
+        const big = kn.nn.loss.crossEntropy(
+          kn.tensor([
+            [1000, 0, -1000],
+            [0, 1000, 0],
+          ]),
+          kn.tensor(new Int32Array([0, 2]), [2]),
+        );
+        close(f64(big), [500]);
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, kn.tensor(new Int32Array([0, 4, 1, 1, 2]), [5])).item(),
+          kn.ValidationError,
+          /label 4 at index 1 is out of range; expected a class in \[0, 4\)/,
+        );
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, kn.tensor([0, 1, 1, 1, 2])),
+          kn.DTypeError,
+          /integer class indices/,
+        );
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, labels, { weight: kn.ones([3]) }),
+          kn.ShapeError,
+          /weight must be \[4\]/,
+        );
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, labels, { labelSmoothing: 1 }),
+          kn.ArgumentError,
+          /labelSmoothing/,
+        );
+      }),
+    ));
 
-  test(`bce, bceWithLogits, mse: values, stability at the edges, gradcheck (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.tensor([-30, -1, 0, 0.5, 40]), t = kn.tensor([0, 1, 1, 0, 1]);
-    const X = [-30, -1, 0, 0.5, 40], T = [0, 1, 1, 0, 1];
-    const ref = X.map((v, i) => Math.max(v, 0) - v * T[i]! + Math.log1p(Math.exp(-Math.abs(v))));
-    close(f64(kn.nn.loss.bceWithLogits(x, t, { reduction: 'none' })), ref);
-    // posWeight multiplies the positive term
-    const pw = X.map((v, i) => -(3 * T[i]! * Math.log(1 / (1 + Math.exp(-v))) + (1 - T[i]!) * Math.log(1 - 1 / (1 + Math.exp(-v)))));
-    close(f64(kn.nn.loss.bceWithLogits(x.slice([1], [4]), t.slice([1], [4]), { posWeight: 3, reduction: 'none' })), pw.slice(1, 4));
-    // the gradient at 0 is sigmoid(0) - t = -0.5, also where |x| has a kink
-    const z = kn.tensor([0], undefined, { requiresGrad: true });
-    kn.nn.loss.bceWithLogits(z, kn.tensor([1])).backward();
-    close(f64(z.grad!), [-0.5]);
-    gc((a) => kn.nn.loss.bceWithLogits(a, t.to(a.backend), { posWeight: 2, weight: kn.tensor([1, 2, 1, 1, 0.5], undefined, { backend: a.backend }) }), [kn.tensor([-2, -1, 0.3, 0.5, 1.5])]);
-    const p = kn.tensor([0, 0.3, 0.5, 1]), pt = kn.tensor([0, 1, 1, 1]);
-    const l = kn.nn.loss.bce(p, pt, { reduction: 'none' });
-    close(f64(l), [0, -Math.log(0.3), Math.LN2, 0]);
-    const pp = kn.tensor([0, 0.3, 1], undefined, { requiresGrad: true });
-    kn.nn.loss.bce(pp, kn.tensor([1, 0, 0])).backward();
-    assert.ok(Array.from(pp.grad!.toArray()).every(Number.isFinite), 'bce gradient is finite at p = 0 and 1');
-    gc((a) => kn.nn.loss.bce(a, kn.tensor([0, 1, 0.3], undefined, { backend: a.backend })), [kn.tensor([0.2, 0.6, 0.9])]);
-    throwsKiln(() => kn.nn.loss.bce(kn.tensor([1.5]), kn.tensor([1])), kn.ValidationError, /probabilities in \[0, 1\].*bceWithLogits/);
-    close(f64(kn.nn.loss.mse(kn.tensor([1, 2, 3]), kn.tensor([1, 4, 0]))), [13 / 3]);
-    gc((a, c) => kn.nn.loss.mse(a, c), [kn.tensor([1, 2, 3]), kn.tensor([0, 2, 5])]);
-    throwsKiln(() => kn.nn.loss.mse(kn.ones([3]), kn.ones([3, 1])), kn.ShapeError, /must match exactly/);
-  })));
+  test(`bce, bceWithLogits, mse: values, stability at the edges, gradcheck (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([-30, -1, 0, 0.5, 40]),
+          t = kn.tensor([0, 1, 1, 0, 1]);
+        const X = [-30, -1, 0, 0.5, 40],
+          T = [0, 1, 1, 0, 1];
+        const ref = X.map((v, i) => Math.max(v, 0) - v * T[i]! + Math.log1p(Math.exp(-Math.abs(v))));
+        close(f64(kn.nn.loss.bceWithLogits(x, t, { reduction: 'none' })), ref);
+        // posWeight multiplies the positive term
+        const pw = X.map(
+          (v, i) =>
+            -(3 * T[i]! * Math.log(1 / (1 + Math.exp(-v))) + (1 - T[i]!) * Math.log(1 - 1 / (1 + Math.exp(-v)))),
+        );
+        close(
+          f64(kn.nn.loss.bceWithLogits(x.slice([1], [4]), t.slice([1], [4]), { posWeight: 3, reduction: 'none' })),
+          pw.slice(1, 4),
+        );
+        // the gradient at 0 is sigmoid(0) - t = -0.5, also where |x| has a kink
+        const z = kn.tensor([0], undefined, { requiresGrad: true });
+        kn.nn.loss.bceWithLogits(z, kn.tensor([1])).backward();
+        close(f64(z.grad!), [-0.5]);
+        gc(
+          (a) =>
+            kn.nn.loss.bceWithLogits(a, t.to(a.backend), {
+              posWeight: 2,
+              weight: kn.tensor([1, 2, 1, 1, 0.5], undefined, { backend: a.backend }),
+            }),
+          [kn.tensor([-2, -1, 0.3, 0.5, 1.5])],
+        );
+        const p = kn.tensor([0, 0.3, 0.5, 1]),
+          pt = kn.tensor([0, 1, 1, 1]);
+        const l = kn.nn.loss.bce(p, pt, { reduction: 'none' });
+        close(f64(l), [0, -Math.log(0.3), Math.LN2, 0]);
+        const pp = kn.tensor([0, 0.3, 1], undefined, { requiresGrad: true });
+        kn.nn.loss.bce(pp, kn.tensor([1, 0, 0])).backward();
+        assert.ok(Array.from(pp.grad!.toArray()).every(Number.isFinite), 'bce gradient is finite at p = 0 and 1');
+        gc(
+          (a) => kn.nn.loss.bce(a, kn.tensor([0, 1, 0.3], undefined, { backend: a.backend })),
+          [kn.tensor([0.2, 0.6, 0.9])],
+        );
+        throwsKiln(
+          () => kn.nn.loss.bce(kn.tensor([1.5]), kn.tensor([1])),
+          kn.ValidationError,
+          /probabilities in \[0, 1\].*bceWithLogits/,
+        );
+        close(f64(kn.nn.loss.mse(kn.tensor([1, 2, 3]), kn.tensor([1, 4, 0]))), [13 / 3]);
+        gc((a, c) => kn.nn.loss.mse(a, c), [kn.tensor([1, 2, 3]), kn.tensor([0, 2, 5])]);
+        throwsKiln(() => kn.nn.loss.mse(kn.ones([3]), kn.ones([3, 1])), kn.ShapeError, /must match exactly/);
+      }),
+    ));
 }
 
 test.run();

@@ -12,21 +12,32 @@ import * as kn from '../src/index.js';
 const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
 const dir = mkdtempSync(join(tmpdir(), 'kiln-onnx-'));
 
-async function compare(model: kn.nn.Module, x: kn.Tensor, opts: kn.io.OnnxExportOptions, file: string, minSqnr: number): Promise<number> {
+async function compare(
+  model: kn.nn.Module,
+  x: kn.Tensor,
+  opts: kn.io.OnnxExportOptions,
+  file: string,
+  minSqnr: number,
+): Promise<number> {
   const path = join(dir, file);
   await kn.io.exportOnnx(model, path, opts);
   const session = await ort.InferenceSession.create(readFileSync(path));
-  const input = x.dtype === 'int32'
-    ? new ort.Tensor('int32', x.toArray() as Int32Array, [...x.shape])
-    : new ort.Tensor('float32', x.toArray() as Float32Array, [...x.shape]);
+  const input =
+    x.dtype === 'int32'
+      ? new ort.Tensor('int32', x.toArray() as Int32Array, [...x.shape])
+      : new ort.Tensor('float32', x.toArray() as Float32Array, [...x.shape]);
   const res = await session.run({ input });
   await session.release();
   const got = res.output!.data as Float32Array;
   const want = model.call(x);
   assert.equal([...res.output!.dims], [...want.shape], `${file}: output shape`);
   const w = want.toArray() as Float32Array;
-  let s = 0, n = 0;
-  for (let i = 0; i < w.length; i++) { s += w[i]! ** 2; n += (w[i]! - got[i]!) ** 2; }
+  let s = 0,
+    n = 0;
+  for (let i = 0; i < w.length; i++) {
+    s += w[i]! ** 2;
+    n += (w[i]! - got[i]!) ** 2;
+  }
   const db = n === 0 ? Infinity : 10 * Math.log10(s / n);
   console.log(`${file}: onnxruntime vs kiln SQNR ${db.toFixed(1)} dB`);
   assert.ok(db >= minSqnr, `${file}: onnxruntime vs kiln SQNR ${db.toFixed(1)} dB < ${minSqnr}`);
@@ -36,28 +47,54 @@ async function compare(model: kn.nn.Module, x: kn.Tensor, opts: kn.io.OnnxExport
 
 test('float models: Linear, Conv2d, BatchNorm, pooling, Flatten, activations, Dropout, LayerNorm', async () => {
   kn.seed(1);
-  const mlp = new kn.nn.Sequential(new kn.nn.Linear(12, 16), new kn.nn.GELU(), new kn.nn.LayerNorm(16), new kn.nn.Dropout(0.3),
-    new kn.nn.Linear(16, 8), new kn.nn.BatchNorm1d(8), new kn.nn.Tanh(), new kn.nn.Linear(8, 3, { bias: false }), new kn.nn.Sigmoid());
+  const mlp = new kn.nn.Sequential(
+    new kn.nn.Linear(12, 16),
+    new kn.nn.GELU(),
+    new kn.nn.LayerNorm(16),
+    new kn.nn.Dropout(0.3),
+    new kn.nn.Linear(16, 8),
+    new kn.nn.BatchNorm1d(8),
+    new kn.nn.Tanh(),
+    new kn.nn.Linear(8, 3, { bias: false }),
+    new kn.nn.Sigmoid(),
+  );
   mlp.train();
   mlp.call(kn.randn([32, 12])).dispose(); // move the running statistics
   mlp.eval();
   await compare(mlp, kn.randn([5, 12]), {}, 'mlp.onnx', 80);
   const cnn = new kn.nn.Sequential(
-    new kn.nn.Conv2d(2, 6, 3, { padding: 1 }), new kn.nn.BatchNorm2d(6), new kn.nn.ReLU(), new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(6, 4, [3, 2], { stride: [1, 2], dilation: [2, 1], padding: [1, 0] }), new kn.nn.ReLU(),
-    new kn.nn.Flatten(), new kn.nn.Linear(4 * 2 * 2, 5),
+    new kn.nn.Conv2d(2, 6, 3, { padding: 1 }),
+    new kn.nn.BatchNorm2d(6),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(6, 4, [3, 2], { stride: [1, 2], dilation: [2, 1], padding: [1, 0] }),
+    new kn.nn.ReLU(),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(4 * 2 * 2, 5),
   ).eval();
   assert.equal(cnn.call(kn.randn([1, 2, 8, 8])).shape, [1, 5]);
   await compare(cnn, kn.randn([3, 2, 8, 8]), { inputShape: [2, 8, 8] }, 'cnn.onnx', 80);
   const emb = new kn.nn.Sequential(new kn.nn.Embedding(10, 4), new kn.nn.Flatten(), new kn.nn.Linear(12, 2));
-  await compare(emb, kn.tensor(new Int32Array([1, 2, 3, 9, 0, 5]), [2, 3]), { inputShape: [3], inputDtype: 'int32' }, 'emb.onnx', 80);
+  await compare(
+    emb,
+    kn.tensor(new Int32Array([1, 2, 3, 9, 0, 5]), [2, 3]),
+    { inputShape: [3], inputDtype: 'int32' },
+    'emb.onnx',
+    80,
+  );
 });
 
 test('quantized models in QDQ form run in onnxruntime and agree with kiln', async () => {
   kn.seed(2);
   const mlp = new kn.nn.Sequential(new kn.nn.Linear(32, 64), new kn.nn.ReLU(), new kn.nn.Linear(64, 10));
-  const cnn = new kn.nn.Sequential(new kn.nn.Conv2d(1, 4, 3, { padding: 1 }), new kn.nn.ReLU(), new kn.nn.Flatten(), new kn.nn.Linear(4 * 36, 3));
-  const xm = kn.randn([8, 32]), xc = kn.randn([4, 1, 6, 6]);
+  const cnn = new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 4, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(4 * 36, 3),
+  );
+  const xm = kn.randn([8, 32]),
+    xc = kn.randn([4, 1, 6, 6]);
   const s8 = kn.quant.quantize(mlp, { scheme: 'int8', calibration: [xm] }).model;
   await compare(s8, xm, {}, 'mlp-int8.onnx', 35);
   const c8 = kn.quant.quantize(cnn, { scheme: 'int8', calibration: [xc] }).model;
@@ -70,7 +107,11 @@ test('quantized models in QDQ form run in onnxruntime and agree with kiln', asyn
 });
 
 test('unsupported layers and bad arguments are refused with a clear error', async () => {
-  class Custom extends kn.nn.Module { forward(x: kn.Tensor): kn.Tensor { return x; } }
+  class Custom extends kn.nn.Module {
+    forward(x: kn.Tensor): kn.Tensor {
+      return x;
+    }
+  }
   try {
     kn.io.toOnnx(new kn.nn.Sequential(new kn.nn.Linear(2, 2), new Custom()));
     assert.unreachable();
@@ -79,7 +120,10 @@ test('unsupported layers and bad arguments are refused with a clear error', asyn
     assert.match((e as Error).message, /model\.1 is a Custom, which ONNX export does not support/);
   }
   assert.throws(() => kn.io.toOnnx(new kn.nn.Sequential(new kn.nn.ReLU())), /needs inputShape/);
-  assert.throws(() => kn.io.toOnnx(new kn.nn.Sequential(new kn.nn.Flatten(0, 1)), { inputShape: [2] }), /Flatten\(1, -1\) only/);
+  assert.throws(
+    () => kn.io.toOnnx(new kn.nn.Sequential(new kn.nn.Flatten(0, 1)), { inputShape: [2] }),
+    /Flatten\(1, -1\) only/,
+  );
   assert.throws(() => kn.io.toOnnx(42 as never), /takes a kn.nn.Module/);
 });
 

@@ -11,8 +11,15 @@ const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-6, rtol = 1
 };
 
 /** Closed-form Adam (Kingma & Ba, Algorithm 1, with PyTorch's eps placement and L2/decoupled decay) in float64. */
-function adamRef(p0: number[], grads: number[][], o: { lr: number; b1: number; b2: number; eps: number; wd?: number; decoupled?: boolean; amsgrad?: boolean }): number[] {
-  const p = [...p0], m = p.map(() => 0), v = p.map(() => 0), vmax = p.map(() => 0);
+function adamRef(
+  p0: number[],
+  grads: number[][],
+  o: { lr: number; b1: number; b2: number; eps: number; wd?: number; decoupled?: boolean; amsgrad?: boolean },
+): number[] {
+  const p = [...p0],
+    m = p.map(() => 0),
+    v = p.map(() => 0),
+    vmax = p.map(() => 0);
   grads.forEach((g, k) => {
     const t = k + 1;
     for (let i = 0; i < p.length; i++) {
@@ -43,66 +50,111 @@ function runSteps(make: (w: kn.Tensor) => kn.optim.Optimizer, p0: number[], grad
 }
 
 const P0 = [0.5, -1.5, 2, 0, 1e-3];
-const GRADS = [[0.1, -0.2, 3, 0, 1e-4], [0.3, 0.1, -1, 2, -1e-4], [-0.05, 0.2, 0.5, -2, 0]];
+const GRADS = [
+  [0.1, -0.2, 3, 0, 1e-4],
+  [0.3, 0.1, -1, 2, -1e-4],
+  [-0.05, 0.2, 0.5, -2, 0],
+];
 
 for (const b of BACKENDS) {
-  test(`Adam matches the closed-form equations on known numbers (${b})`, () => onBackend(b, () => {
-    // first step by hand: m = 0.1 g, v = 0.001 g^2, mhat = g, vhat = g^2 -> p -= lr * g / (|g| + eps)
-    const one = runSteps((w) => new kn.optim.Adam([w], { lr: 0.01 }), [1, 1], [[0.5, -2]]);
-    close(one, [1 - 0.01 * 0.5 / (0.5 + 1e-8), 1 + 0.01 * 2 / (2 + 1e-8)]);
-    close(runSteps((w) => new kn.optim.Adam([w], { lr: 0.01 }), P0, GRADS), adamRef(P0, GRADS, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8 }));
-    close(runSteps((w) => new kn.optim.Adam([w], { lr: 0.1, betas: [0.5, 0.8], eps: 1e-3, weightDecay: 0.1 }), P0, GRADS),
-      adamRef(P0, GRADS, { lr: 0.1, b1: 0.5, b2: 0.8, eps: 1e-3, wd: 0.1 }));
-    close(runSteps((w) => new kn.optim.AdamW([w], { lr: 0.1, weightDecay: 0.5 }), P0, GRADS),
-      adamRef(P0, GRADS, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.5, decoupled: true }));
-  }));
+  test(`Adam matches the closed-form equations on known numbers (${b})`, () =>
+    onBackend(b, () => {
+      // first step by hand: m = 0.1 g, v = 0.001 g^2, mhat = g, vhat = g^2 -> p -= lr * g / (|g| + eps)
+      const one = runSteps((w) => new kn.optim.Adam([w], { lr: 0.01 }), [1, 1], [[0.5, -2]]);
+      close(one, [1 - (0.01 * 0.5) / (0.5 + 1e-8), 1 + (0.01 * 2) / (2 + 1e-8)]);
+      close(
+        runSteps((w) => new kn.optim.Adam([w], { lr: 0.01 }), P0, GRADS),
+        adamRef(P0, GRADS, { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8 }),
+      );
+      close(
+        runSteps((w) => new kn.optim.Adam([w], { lr: 0.1, betas: [0.5, 0.8], eps: 1e-3, weightDecay: 0.1 }), P0, GRADS),
+        adamRef(P0, GRADS, { lr: 0.1, b1: 0.5, b2: 0.8, eps: 1e-3, wd: 0.1 }),
+      );
+      close(
+        runSteps((w) => new kn.optim.AdamW([w], { lr: 0.1, weightDecay: 0.5 }), P0, GRADS),
+        adamRef(P0, GRADS, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.5, decoupled: true }),
+      );
+    }));
 
-  test(`AMSGrad keeps the running max of v (${b})`, () => onBackend(b, () => {
-    // a large gradient then small ones: v decays but vmax does not, so AMSGrad moves less
-    const grads = [[5], [0.01], [0.01], [0.01]];
-    const ams = runSteps((w) => new kn.optim.Adam([w], { lr: 0.1, amsgrad: true }), [0], grads);
-    const plain = runSteps((w) => new kn.optim.Adam([w], { lr: 0.1 }), [0], grads);
-    close(ams, adamRef([0], grads, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, amsgrad: true }));
-    close(plain, adamRef([0], grads, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8 }));
-    assert.ok(Math.abs(ams[0]! - plain[0]!) > 1e-4);
-  }));
+  test(`AMSGrad keeps the running max of v (${b})`, () =>
+    onBackend(b, () => {
+      // a large gradient then small ones: v decays but vmax does not, so AMSGrad moves less
+      const grads = [[5], [0.01], [0.01], [0.01]];
+      const ams = runSteps((w) => new kn.optim.Adam([w], { lr: 0.1, amsgrad: true }), [0], grads);
+      const plain = runSteps((w) => new kn.optim.Adam([w], { lr: 0.1 }), [0], grads);
+      close(ams, adamRef([0], grads, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, amsgrad: true }));
+      close(plain, adamRef([0], grads, { lr: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8 }));
+      assert.ok(Math.abs(ams[0]! - plain[0]!) > 1e-4);
+    }));
 
-  test(`SGD momentum, dampening and Nesterov match the closed form (${b})`, () => onBackend(b, () => {
-    const ref = (mom: number, damp: number, nest: boolean, wd: number): number[] => {
-      const p = [...P0], buf = p.map(() => 0);
-      GRADS.forEach((g, k) => {
-        for (let i = 0; i < p.length; i++) {
-          let gi = g[i]! + wd * p[i]!;
-          if (mom) {
-            buf[i] = k === 0 ? gi : mom * buf[i]! + (1 - damp) * gi;
-            gi = nest ? gi + mom * buf[i]! : buf[i]!;
+  test(`SGD momentum, dampening and Nesterov match the closed form (${b})`, () =>
+    onBackend(b, () => {
+      const ref = (mom: number, damp: number, nest: boolean, wd: number): number[] => {
+        const p = [...P0],
+          buf = p.map(() => 0);
+        GRADS.forEach((g, k) => {
+          for (let i = 0; i < p.length; i++) {
+            let gi = g[i]! + wd * p[i]!;
+            if (mom) {
+              buf[i] = k === 0 ? gi : mom * buf[i]! + (1 - damp) * gi;
+              gi = nest ? gi + mom * buf[i]! : buf[i]!;
+            }
+            p[i]! -= 0.1 * gi;
           }
-          p[i]! -= 0.1 * gi;
-        }
-      });
-      return p;
-    };
-    close(runSteps((w) => new kn.optim.SGD([w], { lr: 0.1 }), P0, GRADS), ref(0, 0, false, 0));
-    close(runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, weightDecay: 0.2 }), P0, GRADS), ref(0, 0, false, 0.2));
-    close(runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, dampening: 0.5 }), P0, GRADS), ref(0.9, 0.5, false, 0));
-    close(runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.8, nesterov: true }), P0, GRADS), ref(0.8, 0, true, 0));
-  }));
+        });
+        return p;
+      };
+      close(
+        runSteps((w) => new kn.optim.SGD([w], { lr: 0.1 }), P0, GRADS),
+        ref(0, 0, false, 0),
+      );
+      close(
+        runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, weightDecay: 0.2 }), P0, GRADS),
+        ref(0, 0, false, 0.2),
+      );
+      close(
+        runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.9, dampening: 0.5 }), P0, GRADS),
+        ref(0.9, 0.5, false, 0),
+      );
+      close(
+        runSteps((w) => new kn.optim.SGD([w], { lr: 0.1, momentum: 0.8, nesterov: true }), P0, GRADS),
+        ref(0.8, 0, true, 0),
+      );
+    }));
 
-  test(`optimizer state dict: resuming gives the same parameters as not stopping (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const grads = [[1, 2], [-1, 0.5], [0.3, 0.3], [2, -2]];
-    const straight = runSteps((w) => new kn.optim.Adam([w], { lr: 0.05, amsgrad: true }), [1, 1], grads);
-    const w = kn.tensor([1, 1], undefined, { requiresGrad: true });
-    const a = new kn.optim.Adam([w], { lr: 0.05, amsgrad: true });
-    for (const g of grads.slice(0, 2)) { w.grad = kn.tensor(g); a.step(); }
-    const sd = a.stateDict();
-    assert.equal(sd.steps, [2]);
-    assert.equal(Object.keys(sd.tensors).sort(), ['0.m', '0.v', '0.vmax']);
-    const b2 = new kn.optim.Adam([w], { lr: 0.05, amsgrad: true });
-    b2.loadStateDict(sd);
-    for (const g of grads.slice(2)) { w.grad = kn.tensor(g); b2.step(); }
-    assert.equal(Array.from(w.toArray()), Array.from(straight));
-    throwsKiln(() => new kn.optim.SGD([w]).loadStateDict(sd), kn.ValidationError, /state is for Adam, this optimizer is SGD/);
-  })));
+  test(`optimizer state dict: resuming gives the same parameters as not stopping (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const grads = [
+          [1, 2],
+          [-1, 0.5],
+          [0.3, 0.3],
+          [2, -2],
+        ];
+        const straight = runSteps((w) => new kn.optim.Adam([w], { lr: 0.05, amsgrad: true }), [1, 1], grads);
+        const w = kn.tensor([1, 1], undefined, { requiresGrad: true });
+        const a = new kn.optim.Adam([w], { lr: 0.05, amsgrad: true });
+        for (const g of grads.slice(0, 2)) {
+          w.grad = kn.tensor(g);
+          a.step();
+        }
+        const sd = a.stateDict();
+        assert.equal(sd.steps, [2]);
+        assert.equal(Object.keys(sd.tensors).sort(), ['0.m', '0.v', '0.vmax']);
+        const b2 = new kn.optim.Adam([w], { lr: 0.05, amsgrad: true });
+        b2.loadStateDict(sd);
+        for (const g of grads.slice(2)) {
+          w.grad = kn.tensor(g);
+          b2.step();
+        }
+        assert.equal(Array.from(w.toArray()), Array.from(straight));
+        throwsKiln(
+          () => new kn.optim.SGD([w]).loadStateDict(sd),
+          kn.ValidationError,
+          /state is for Adam, this optimizer is SGD/,
+        );
+      }),
+    ));
 }
 
 test('Adam defaults: lr 3e-4, betas 0.9/0.999, eps 1e-8', () => {
@@ -115,50 +167,66 @@ test('Adam defaults: lr 3e-4, betas 0.9/0.999, eps 1e-8', () => {
   assert.is(new kn.optim.AdamW(new kn.nn.Linear(2, 2).parameters()).weightDecay, 0.01);
 });
 
-test('the fused step touches only parameters with a gradient, and zeroGrad clears them', () => kn.tidy(() => {
-  const a = kn.ones([2], { requiresGrad: true }), c = kn.ones([2], { requiresGrad: true });
-  const opt = new kn.optim.SGD([a, c], { lr: 1 });
-  a.mul(3).sum().backward();
-  opt.step();
-  assert.equal(Array.from(a.toArray()), [-2, -2]);
-  assert.equal(Array.from(c.toArray()), [1, 1]);
-  opt.zeroGrad();
-  assert.is(a.grad, null);
-}));
+test('the fused step touches only parameters with a gradient, and zeroGrad clears them', () =>
+  kn.tidy(() => {
+    const a = kn.ones([2], { requiresGrad: true }),
+      c = kn.ones([2], { requiresGrad: true });
+    const opt = new kn.optim.SGD([a, c], { lr: 1 });
+    a.mul(3).sum().backward();
+    opt.step();
+    assert.equal(Array.from(a.toArray()), [-2, -2]);
+    assert.equal(Array.from(c.toArray()), [1, 1]);
+    opt.zeroGrad();
+    assert.is(a.grad, null);
+  }));
 
-test('clipGradNorm: global L2 and max norms, scaling, non-finite', () => kn.tidy(() => {
-  const a = kn.tensor([3, 0], undefined, { requiresGrad: true }), c = kn.tensor([0, 4], undefined, { requiresGrad: true });
-  a.mul(a).mul(0.5).sum().add(c.mul(c).mul(0.5).sum()).backward();
-  const n = kn.optim.clipGradNorm([a, c], 1);
-  assert.ok(Math.abs(n - 5) < 1e-6);
-  close(a.grad!.toArray(), [0.6, 0]);
-  close(c.grad!.toArray(), [0, 0.8]);
-  assert.ok(Math.abs(kn.optim.clipGradNorm([a, c], 10) - 1) < 1e-5);     // under the limit: untouched
-  close(a.grad!.toArray(), [0.6, 0]);
-  assert.ok(Math.abs(kn.optim.clipGradNorm([a, c], 0.4, { normType: Infinity }) - 0.8) < 1e-6);
-  close(c.grad!.toArray(), [0, 0.4], 1e-6);
-  c.grad = kn.tensor([NaN, 1]);
-  assert.ok(Number.isNaN(kn.optim.clipGradNorm([a, c], 1)));
-  throwsKiln(() => kn.optim.clipGradNorm([a, c], 1, { errorIfNonfinite: true }), kn.ValidationError, /NaN or Inf/);
-  throwsKiln(() => kn.optim.clipGradNorm([a], -1), kn.ArgumentError, /maxNorm/);
-}));
+test('clipGradNorm: global L2 and max norms, scaling, non-finite', () =>
+  kn.tidy(() => {
+    const a = kn.tensor([3, 0], undefined, { requiresGrad: true }),
+      c = kn.tensor([0, 4], undefined, { requiresGrad: true });
+    a.mul(a).mul(0.5).sum().add(c.mul(c).mul(0.5).sum()).backward();
+    const n = kn.optim.clipGradNorm([a, c], 1);
+    assert.ok(Math.abs(n - 5) < 1e-6);
+    close(a.grad!.toArray(), [0.6, 0]);
+    close(c.grad!.toArray(), [0, 0.8]);
+    assert.ok(Math.abs(kn.optim.clipGradNorm([a, c], 10) - 1) < 1e-5); // under the limit: untouched
+    close(a.grad!.toArray(), [0.6, 0]);
+    assert.ok(Math.abs(kn.optim.clipGradNorm([a, c], 0.4, { normType: Infinity }) - 0.8) < 1e-6);
+    close(c.grad!.toArray(), [0, 0.4], 1e-6);
+    c.grad = kn.tensor([NaN, 1]);
+    assert.ok(Number.isNaN(kn.optim.clipGradNorm([a, c], 1)));
+    throwsKiln(() => kn.optim.clipGradNorm([a, c], 1, { errorIfNonfinite: true }), kn.ValidationError, /NaN or Inf/);
+    throwsKiln(() => kn.optim.clipGradNorm([a], -1), kn.ArgumentError, /maxNorm/);
+  }));
 
 test('schedulers: StepLR, CosineLR, WarmupLR (+ hand-over) and their state', () => {
   const opt = (): kn.optim.SGD => new kn.optim.SGD(new kn.nn.Linear(1, 1).parameters(), { lr: 0.8 });
   const s = new kn.optim.StepLR(opt(), { stepSize: 2, gamma: 0.5 });
   const lrs: number[] = [s.lr];
-  for (let i = 0; i < 5; i++) { s.step(); lrs.push(s.lr); }
+  for (let i = 0; i < 5; i++) {
+    s.step();
+    lrs.push(s.lr);
+  }
   assert.equal(lrs, [0.8, 0.8, 0.4, 0.4, 0.2, 0.2]);
   const c = new kn.optim.CosineLR(opt(), { tMax: 4, etaMin: 0.1 });
   close([c.lrAt(0), c.lrAt(2), c.lrAt(4), c.lrAt(9)], [0.8, 0.45, 0.1, 0.1], 1e-12);
   const o = opt();
-  const w = new kn.optim.WarmupLR(o, { warmupSteps: 4, startFactor: 0.25, after: new kn.optim.CosineLR(o, { tMax: 2 }) });
+  const w = new kn.optim.WarmupLR(o, {
+    warmupSteps: 4,
+    startFactor: 0.25,
+    after: new kn.optim.CosineLR(o, { tMax: 2 }),
+  });
   assert.is(o.lr, 0.2);
   close([w.lrAt(2), w.lrAt(4), w.lrAt(5), w.lrAt(6)], [0.5, 0.8, 0.4, 0], 1e-12);
-  w.step(); w.step();
+  w.step();
+  w.step();
   const st = w.stateDict();
   const o2 = opt();
-  const w2 = new kn.optim.WarmupLR(o2, { warmupSteps: 4, startFactor: 0.25, after: new kn.optim.CosineLR(o2, { tMax: 2 }) });
+  const w2 = new kn.optim.WarmupLR(o2, {
+    warmupSteps: 4,
+    startFactor: 0.25,
+    after: new kn.optim.CosineLR(o2, { tMax: 2 }),
+  });
   w2.loadStateDict(st);
   assert.is(o2.lr, o.lr);
   throwsKiln(() => new kn.optim.StepLR(opt(), { stepSize: 0 }), kn.ArgumentError, /stepSize/);
@@ -168,9 +236,21 @@ test('bad optimizer input gets clear errors', () => {
   throwsKiln(() => new kn.optim.Adam([]), kn.ArgumentError, /empty parameter list/);
   throwsKiln(() => new kn.optim.Adam([kn.ones([2], { dtype: 'float16' })]), kn.DTypeError, /float16.*float32/);
   throwsKiln(() => new kn.optim.Adam([kn.ones([2, 2]).transpose()]), kn.ArgumentError, /non-contiguous/);
-  throwsKiln(() => new kn.optim.Adam(new kn.nn.Linear(1, 1).parameters(), { lr: NaN }), kn.ArgumentError, /lr must be a number/);
-  throwsKiln(() => new kn.optim.Adam(new kn.nn.Linear(1, 1).parameters(), { betas: [1, 0.9] }), kn.ArgumentError, /beta1/);
-  throwsKiln(() => new kn.optim.SGD(new kn.nn.Linear(1, 1).parameters(), { nesterov: true }), kn.ArgumentError, /nesterov needs momentum/);
+  throwsKiln(
+    () => new kn.optim.Adam(new kn.nn.Linear(1, 1).parameters(), { lr: NaN }),
+    kn.ArgumentError,
+    /lr must be a number/,
+  );
+  throwsKiln(
+    () => new kn.optim.Adam(new kn.nn.Linear(1, 1).parameters(), { betas: [1, 0.9] }),
+    kn.ArgumentError,
+    /beta1/,
+  );
+  throwsKiln(
+    () => new kn.optim.SGD(new kn.nn.Linear(1, 1).parameters(), { nesterov: true }),
+    kn.ArgumentError,
+    /nesterov needs momentum/,
+  );
   const w = kn.ones([2], { requiresGrad: true });
   throwsKiln(() => new kn.optim.SGD([w, w]), kn.ArgumentError, /appears twice/);
   const opt = new kn.optim.SGD([w]);
@@ -179,15 +259,40 @@ test('bad optimizer input gets clear errors', () => {
 });
 
 for (const b of BACKENDS) {
-  test(`in-place kernels refuse shared storage and non-float32 state (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const p = kn.ones([4]), g = kn.ones([4]), m = kn.zeros([4]);
-    throwsKiln(() => runInPlace('sgdStep', [p, g, p], [0.1, 0.9, 0, 0, 0, 1]), kn.ArgumentError, /input 0 is updated in place but shares its storage with input 2/);
-    throwsKiln(() => runInPlace('adamStep', [p, p.reshape([4]), m, kn.zeros([4])], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01]), kn.ArgumentError, /shares its storage/);
-    throwsKiln(() => runInPlace('sgdStep', [kn.ones([4], { dtype: 'bfloat16' }), g], [0.1, 0, 0, 0, 0, 1]), kn.DTypeError, /must be float32/);
-    throwsKiln(() => runInPlace('sgdStep', [p, kn.ones([5])], [0.1, 0, 0, 0, 0, 1]), kn.ShapeError, /shape/);
-    throwsKiln(() => runInPlace('adamStep', [p, g, m], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01]), kn.ArgumentError, /adamStep takes/);
-    throwsKiln(() => runInPlace('adamStep', [p, g, m, kn.zeros([4])], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0, 0.01]), kn.ArgumentError, /bias corrections/);
-  })));
+  test(`in-place kernels refuse shared storage and non-float32 state (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const p = kn.ones([4]),
+          g = kn.ones([4]),
+          m = kn.zeros([4]);
+        throwsKiln(
+          () => runInPlace('sgdStep', [p, g, p], [0.1, 0.9, 0, 0, 0, 1]),
+          kn.ArgumentError,
+          /input 0 is updated in place but shares its storage with input 2/,
+        );
+        throwsKiln(
+          () => runInPlace('adamStep', [p, p.reshape([4]), m, kn.zeros([4])], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01]),
+          kn.ArgumentError,
+          /shares its storage/,
+        );
+        throwsKiln(
+          () => runInPlace('sgdStep', [kn.ones([4], { dtype: 'bfloat16' }), g], [0.1, 0, 0, 0, 0, 1]),
+          kn.DTypeError,
+          /must be float32/,
+        );
+        throwsKiln(() => runInPlace('sgdStep', [p, kn.ones([5])], [0.1, 0, 0, 0, 0, 1]), kn.ShapeError, /shape/);
+        throwsKiln(
+          () => runInPlace('adamStep', [p, g, m], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01]),
+          kn.ArgumentError,
+          /adamStep takes/,
+        );
+        throwsKiln(
+          () => runInPlace('adamStep', [p, g, m, kn.zeros([4])], [0.1, 0.9, 0.99, 1e-8, 0, 0, 0, 0.01]),
+          kn.ArgumentError,
+          /bias corrections/,
+        );
+      }),
+    ));
 }
 
 test.run();

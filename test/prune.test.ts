@@ -7,12 +7,20 @@ import { trainedMnistMlp } from './helpers.js';
 
 const mlp = (seed: number): kn.nn.Sequential => {
   kn.seed(seed);
-  return new kn.nn.Sequential(new kn.nn.Linear(20, 30), new kn.nn.ReLU(), new kn.nn.Linear(30, 16), new kn.nn.ReLU(), new kn.nn.Linear(16, 4));
+  return new kn.nn.Sequential(
+    new kn.nn.Linear(20, 30),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(30, 16),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(16, 4),
+  );
 };
 const close = (a: kn.Tensor, b: kn.Tensor, tol = 1e-5): void => {
-  const x = a.toArray(), y = b.toArray();
+  const x = a.toArray(),
+    y = b.toArray();
   assert.is(x.length, y.length);
-  for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= tol * Math.max(1, Math.abs(y[i]!)), `${i}: ${x[i]} vs ${y[i]}`);
+  for (let i = 0; i < x.length; i++)
+    assert.ok(Math.abs(x[i]! - y[i]!) <= tol * Math.max(1, Math.abs(y[i]!)), `${i}: ${x[i]} vs ${y[i]}`);
 };
 const zerosOf = (t: kn.Tensor): number => Array.from(t.toArray()).filter((v) => v === 0).length;
 
@@ -36,7 +44,12 @@ test('magnitude pruning per layer removes the smallest weights of each layer; gl
   p.dispose();
   // global: a layer with 10x smaller weights loses more of them
   const g = mlp(3);
-  kn.noGrad(() => { const w = g.layers[2]!.parameters()[0]!; const s = w.mul(0.1); w.assign(s); s.dispose(); });
+  kn.noGrad(() => {
+    const w = g.layers[2]!.parameters()[0]!;
+    const s = w.mul(0.1);
+    w.assign(s);
+    s.dispose();
+  });
   kn.prune.magnitude(g, { amount: 0.5, scope: 'global' }).dispose();
   const [a, b, c] = g.parameters().filter((t) => t.ndim === 2);
   const total = a!.size + b!.size + c!.size;
@@ -51,17 +64,22 @@ test('attached to an optimizer, the masks survive training steps; detach stops r
   const p = kn.prune.magnitude(m, { amount: 0.5 });
   const opt = new kn.optim.SGD(m.parameters(), { lr: 0.1 });
   const detach = p.attach(opt);
-  const x = kn.randn([8, 20]), y = kn.randint([8], 0, 4);
+  const x = kn.randn([8, 20]),
+    y = kn.randint([8], 0, 4);
   for (let s = 0; s < 3; s++) {
     opt.zeroGrad();
-    kn.tidy(() => { kn.nn.loss.crossEntropy(m.call(x), y).backward(); });
+    kn.tidy(() => {
+      kn.nn.loss.crossEntropy(m.call(x), y).backward();
+    });
     opt.step();
   }
   assert.ok(Math.abs(p.sparsity() - 0.5) < 0.01, `sparsity after fine-tuning steps ${p.sparsity()}`);
   assert.throws(() => p.attach(opt), /already attached/);
   detach();
   opt.zeroGrad();
-  kn.tidy(() => { kn.nn.loss.crossEntropy(m.call(x), y).backward(); });
+  kn.tidy(() => {
+    kn.nn.loss.crossEntropy(m.call(x), y).backward();
+  });
   opt.step();
   assert.ok(p.sparsity() < 0.4, 'without the hook the pruned weights move again');
   p.dispose();
@@ -79,9 +97,15 @@ test('gradual schedule: the cubic ramp, applied every `frequency` steps', () => 
   const opt = new kn.optim.SGD(m.parameters(), { lr: 0.01 });
   p.attach(opt);
   const seen: number[] = [];
-  for (let t = 1; t <= 35; t++) { opt.step(); if (t % 5 === 0) seen.push(Number(p.sparsity().toFixed(2))); }
+  for (let t = 1; t <= 35; t++) {
+    opt.step();
+    if (t % 5 === 0) seen.push(Number(p.sparsity().toFixed(2)));
+  }
   // steps 5 and 10 are before the start; from 15 on the sparsity follows the ramp, then holds at 0.8
-  assert.equal(seen, [5, 10, 15, 20, 25, 30, 35].map((t) => Number(s.sparsityAt(t).toFixed(2))));
+  assert.equal(
+    seen,
+    [5, 10, 15, 20, 25, 30, 35].map((t) => Number(s.sparsityAt(t).toFixed(2))),
+  );
   assert.equal(seen.slice(0, 3), [0, 0, 0.46]);
   assert.throws(() => new kn.prune.GradualSchedule({ final: 0.5, endStep: 0 }), /endStep must be an integer >= 1/);
   p.dispose();
@@ -92,12 +116,26 @@ test('structured pruning removes neurons and equals the original with those neur
   const x = kn.randn([5, 20]);
   const r = kn.prune.structured(m, { amount: 0.5, norm: 'l1' });
   const pm = r.model as kn.nn.Sequential;
-  assert.equal(r.kept.map((k) => [k.name, k.before, k.after]), [['0', 30, 15], ['2', 16, 8]]);
-  assert.equal(pm.parameters().map((t) => t.shape), [[15, 20], [15], [8, 15], [8], [4, 8], [4]]);
+  assert.equal(
+    r.kept.map((k) => [k.name, k.before, k.after]),
+    [
+      ['0', 30, 15],
+      ['2', 16, 8],
+    ],
+  );
+  assert.equal(
+    pm.parameters().map((t) => t.shape),
+    [[15, 20], [15], [8, 15], [8], [4, 8], [4]],
+  );
   assert.ok(pm.numParameters() < m.numParameters() / 2);
   // the kept units are the ones with the largest L1 norms
   const w0 = m.layers[0]!.parameters()[0]!.abs().sum(1).toArray();
-  const best = Array.from(w0).map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 15).map(([, i]) => i).sort((a, b) => a - b);
+  const best = Array.from(w0)
+    .map((v, i) => [v, i] as const)
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 15)
+    .map(([, i]) => i)
+    .sort((a, b) => a - b);
   assert.equal(r.kept[0]!.indices, best);
   // equivalence: zero the dropped rows (and biases) of the original
   const masked = kn.prune.structured(m, { amount: 0 }).model as kn.nn.Sequential;
@@ -105,9 +143,12 @@ test('structured pruning removes neurons and equals the original with those neur
     for (const k of r.kept) {
       const lin = masked.layers[Number(k.name)] as kn.nn.Linear;
       const keep = new Float32Array(k.before);
-      k.indices.forEach((i) => { keep[i] = 1; });
+      k.indices.forEach((i) => {
+        keep[i] = 1;
+      });
       const mk = kn.tensor(keep, [k.before, 1]);
-      const w = lin.weight.mul(mk), b = lin.bias!.mul(mk.reshape([k.before]));
+      const w = lin.weight.mul(mk),
+        b = lin.bias!.mul(mk.reshape([k.before]));
       lin.weight.assign(w);
       lin.bias!.assign(b);
       [mk, w, b].forEach((t) => t.dispose());
@@ -120,21 +161,35 @@ test('structured pruning removes neurons and equals the original with those neur
 test('structured pruning of conv channels shrinks BatchNorm and the next conv / flattened linear', () => {
   kn.seed(7);
   const m = new kn.nn.Sequential(
-    new kn.nn.Conv2d(1, 8, 3, { padding: 1 }), new kn.nn.BatchNorm2d(8), new kn.nn.ReLU(), new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(8, 6, 3, { padding: 1 }), new kn.nn.ReLU(), new kn.nn.Flatten(), new kn.nn.Linear(6 * 4 * 4, 3),
+    new kn.nn.Conv2d(1, 8, 3, { padding: 1 }),
+    new kn.nn.BatchNorm2d(8),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(8, 6, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(6 * 4 * 4, 3),
   ).eval();
   const r = kn.prune.structured(m, { amount: 0.5 });
   const pm = r.model as kn.nn.Sequential;
-  assert.equal(r.kept.map((k) => [k.name, k.after]), [['0', 4], ['4', 3]]);
+  assert.equal(
+    r.kept.map((k) => [k.name, k.after]),
+    [
+      ['0', 4],
+      ['4', 3],
+    ],
+  );
   assert.equal((pm.layers[1] as kn.nn.BatchNorm2d).numFeatures, 4);
   assert.equal((pm.layers[4] as kn.nn.Conv2d).inChannels, 4);
   assert.equal((pm.layers[7] as kn.nn.Linear).inFeatures, 3 * 16);
   const x = kn.randn([2, 1, 8, 8]);
   assert.equal(pm.call(x).shape, [2, 3]);
   // the kept Linear columns are the blocks of the kept channels
-  const lin = m.layers[7] as kn.nn.Linear, plin = pm.layers[7] as kn.nn.Linear;
+  const lin = m.layers[7] as kn.nn.Linear,
+    plin = pm.layers[7] as kn.nn.Linear;
   const k = r.kept[1]!.indices;
-  const want = lin.weight.toList() as number[][], got = plin.weight.toList() as number[][];
+  const want = lin.weight.toList() as number[][],
+    got = plin.weight.toList() as number[][];
   got.forEach((row, o) => row.forEach((v, c) => assert.is(v, want[o]![k[Math.floor(c / 16)]! * 16 + (c % 16)])));
   assert.throws(() => kn.prune.structured(new kn.nn.Linear(2, 2), { amount: 0.5 }), /Sequential/);
 });

@@ -12,8 +12,6 @@ import { trainedMnistMlp } from './helpers.js';
 
 const { addon } = loadAddon();
 
-
-
 function weights(N: number, K: number, seed: number): { w: kn.Tensor; wq: kn.Tensor; ws: kn.Tensor } {
   kn.seed(seed);
   const w = kn.randn([N, K]).mul(0.1);
@@ -28,7 +26,15 @@ test('every ISA computes the same integers (VNNI and portable paths): exact agai
   // power-of-two scales and no bias make the float epilogue exact, so any integer difference would show
   const run = (): Float64Array[] => {
     const out: Float64Array[] = [];
-    for (const [M, K, N] of [[1, 5, 3], [2, 300, 17], [4, 64, 5], [5, 130, 9], [13, 67, 33], [40, 300, 70], [3, 1024, 40]] as const) {
+    for (const [M, K, N] of [
+      [1, 5, 3],
+      [2, 300, 17],
+      [4, 64, 5],
+      [5, 130, 9],
+      [13, 67, 33],
+      [40, 300, 70],
+      [3, 1024, 40],
+    ] as const) {
       kn.seed(M * 1000 + K + N);
       const x = kn.randn([M, K]).mul(2);
       const wq = kn.randint([N, K], -127, 128).cast('int8');
@@ -48,7 +54,9 @@ test('every ISA computes the same integers (VNNI and portable paths): exact agai
     for (const isa of addon.info().supportedIsas) {
       addon.setIsa(isa);
       kn.setBackend('cpu');
-      run().forEach((got, i) => assert.equal(Array.from(got), Array.from(ref[i]!), `${isa}: case ${i} differs from js`));
+      run().forEach((got, i) =>
+        assert.equal(Array.from(got), Array.from(ref[i]!), `${isa}: case ${i} differs from js`),
+      );
     }
   } finally {
     addon.setIsa(prev);
@@ -63,7 +71,8 @@ test('dynamic int8 linear tracks the float product within the quantization error
     const x = kn.randn([32, 256]);
     const yf = x.matmul(w.transpose());
     const yq = kn.qlinearInt8(x, wq, ws);
-    const err = yq.sub(yf).abs().max().item(), ref = yf.abs().max().item();
+    const err = yq.sub(yf).abs().max().item(),
+      ref = yf.abs().max().item();
     assert.ok(err / ref < 0.03, `${b}: relative max error ${err / ref}`);
     // SQNR in dB: signal power over error power
     const sqnr = 10 * Math.log10(yf.mul(yf).mean().item() / yq.sub(yf).pow(2).mean().item());
@@ -74,9 +83,13 @@ test('dynamic int8 linear tracks the float product within the quantization error
 });
 
 test('qlinearInt8 refuses bad operands with clear errors', () => {
-  const wq = kn.tensor(new Int8Array([1, 2, 3, 4, 5, 6]), [2, 3]), ws = kn.tensor([0.1, 0.2]);
+  const wq = kn.tensor(new Int8Array([1, 2, 3, 4, 5, 6]), [2, 3]),
+    ws = kn.tensor([0.1, 0.2]);
   const t = (f: () => unknown, cls: new (...a: never[]) => Error, re: RegExp): void => {
-    try { f(); assert.unreachable('no error'); } catch (e) {
+    try {
+      f();
+      assert.unreachable('no error');
+    } catch (e) {
       assert.instance(e, cls, String(e));
       assert.match((e as Error).message, re);
     }
@@ -84,14 +97,23 @@ test('qlinearInt8 refuses bad operands with clear errors', () => {
   for (const b of kn.backends().filter((n) => n === 'js' || n === 'cpu')) {
     kn.setBackend(b);
     const x = kn.tensor([[1, 2, 3]]);
-    const wqb = kn.tensor(new Int8Array([1, 2, 3, 4, 5, 6]), [2, 3]), wsb = kn.tensor([0.1, 0.2]);
+    const wqb = kn.tensor(new Int8Array([1, 2, 3, 4, 5, 6]), [2, 3]),
+      wsb = kn.tensor([0.1, 0.2]);
     t(() => kn.qlinearInt8(kn.tensor([[1, NaN, 3]]), wqb, wsb), kn.ArgumentError, /NaN or infinite/);
-    t(() => kn.qlinearInt8(kn.tensor([[1, Infinity, 3]]), wqb, wsb, null, { scale: 0.1, zeroPoint: 0 }), kn.ArgumentError, /NaN or infinite/);
+    t(
+      () => kn.qlinearInt8(kn.tensor([[1, Infinity, 3]]), wqb, wsb, null, { scale: 0.1, zeroPoint: 0 }),
+      kn.ArgumentError,
+      /NaN or infinite/,
+    );
     t(() => kn.qlinearInt8(x, kn.ones([2, 3]), wsb), kn.DTypeError, /wq must be int8, got float32/);
     t(() => kn.qlinearInt8(kn.ones([1, 4]), wqb, wsb), kn.ShapeError, /x must end in K = 3/);
     t(() => kn.qlinearInt8(x, wqb, kn.ones([3])), kn.ShapeError, /wscale must have 2 values/);
     t(() => kn.qlinearInt8(x, wqb, wsb, kn.ones([5])), kn.ShapeError, /bias must have 2 values/);
-    t(() => kn.qlinearInt8(x, wqb, wsb, null, { scale: -1, zeroPoint: 0 }), kn.ArgumentError, /'dynamic' or \{scale > 0/);
+    t(
+      () => kn.qlinearInt8(x, wqb, wsb, null, { scale: -1, zeroPoint: 0 }),
+      kn.ArgumentError,
+      /'dynamic' or \{scale > 0/,
+    );
     t(() => kn.qlinearInt8(x, wqb, wsb, null, { scale: 1, zeroPoint: 256 }), kn.ArgumentError, /zeroPoint in 0..255/);
     t(() => kn.qlinearInt8(x, wqb, wsb, null, 'static' as never), kn.ArgumentError, /activation quantization/);
     [x, wqb, wsb].forEach((v) => v.dispose());
@@ -105,7 +127,9 @@ test('the addon checks qlinearInt8 descriptors itself (called directly, bypassin
   const op = kn.OP_TABLE.findIndex((o) => o.name === 'qlinearInt8');
   const cpu = kn.tensor([[1, 2, 3]]);
   // K over the int32-safe limit is refused before any memory is touched
-  const big = kn.zeros([1, 70000]), wbig = kn.zeros([1, 70000], { dtype: 'int8' }), s1 = kn.ones([1]);
+  const big = kn.zeros([1, 70000]),
+    wbig = kn.zeros([1, 70000], { dtype: 'int8' }),
+    s1 = kn.ones([1]);
   try {
     kn.qlinearInt8(big, wbig, s1);
     assert.unreachable();
@@ -122,11 +146,18 @@ test('the addon checks qlinearInt8 descriptors itself (called directly, bypassin
 test('roundHalfEven matches nearbyint on ties and ordinary values', () => {
   const xs = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, -3.49, 3.51, 0, -0, 7.000001, -126.5, 126.5];
   const got = Array.from(kn.quant.roundHalfEven(kn.tensor(xs)).toArray() as Float32Array);
-  assert.equal(got.map((v) => v + 0), [-2, -2, -0, 0, 2, 2, 4, -3, 4, 0, 0, 7, -126, 126].map((v) => v + 0));
+  assert.equal(
+    got.map((v) => v + 0),
+    [-2, -2, -0, 0, 2, 2, 4, -3, 4, 0, 0, 7, -126, 126].map((v) => v + 0),
+  );
 });
 
 test('int8 per-channel weight quantization: scale = max|w| / 127, error within half a step', () => {
-  const w = kn.tensor([[0.5, -1, 0.25], [0, 0, 0], [3, 2, -1]]);
+  const w = kn.tensor([
+    [0.5, -1, 0.25],
+    [0, 0, 0],
+    [3, 2, -1],
+  ]);
   const { q, scale } = kn.quant.quantizeWeightsInt8(w);
   assert.is(q.dtype, 'int8');
   assert.equal(Array.from(q.toArray() as Int8Array), [64, -127, 32, 0, 0, 0, 127, 85, -42]);
@@ -147,14 +178,20 @@ test('int4 groups: the layout of the nibbles, the scales, and the round trip', (
   const bytes = Array.from(packed.toArray() as Uint8Array);
   const { offset } = kn.quant.INT4_LAYOUT;
   // byte 0 holds element 0 (low nibble) and element 1 (high nibble)
-  const q0 = Math.round(vals[0]! / sc[0]!) + offset, q1 = Math.round(vals[1]! / sc[0]!) + offset;
+  const q0 = Math.round(vals[0]! / sc[0]!) + offset,
+    q1 = Math.round(vals[1]! / sc[0]!) + offset;
   assert.is(bytes[0], q0 | (q1 << 4));
-  assert.ok(bytes.slice(20).every((b) => b === (offset | (offset << 4))), 'the padding of the last group is zero');
+  assert.ok(
+    bytes.slice(20).every((b) => b === (offset | (offset << 4))),
+    'the padding of the last group is zero',
+  );
   const layer = new kn.quant.Int4Linear(40, 1, 32, { bias: false });
   layer.weightPacked.assign(packed);
   layer.weightScale.assign(scale);
   const back = Array.from(layer.dequantized().toArray() as Float32Array);
-  back.forEach((v, k) => assert.ok(Math.abs(v - vals[k]!) <= sc[k < 32 ? 0 : 1]! / 2 + 1e-6, `element ${k}: ${v} vs ${vals[k]}`));
+  back.forEach((v, k) =>
+    assert.ok(Math.abs(v - vals[k]!) <= sc[k < 32 ? 0 : 1]! / 2 + 1e-6, `element ${k}: ${v} vs ${vals[k]}`),
+  );
   // the C++ header says the same
   const h = readFileSync('native/include/kiln/int4_layout.h', 'utf8');
   assert.match(h, new RegExp(`kInt4Offset = ${offset};`));
@@ -169,7 +206,8 @@ test('QuantConv2d matches the float convolution (stride, padding, dilation)', ()
     const model = new kn.nn.Sequential(new kn.nn.Conv2d(3, 5, 3, o), new kn.nn.ReLU());
     const x = kn.randn([2, 3, 9, 8]);
     const r = kn.quant.quantize(model, { scheme: 'int8-dynamic' });
-    const yf = model.call(x), yq = r.model.call(x);
+    const yf = model.call(x),
+      yq = r.model.call(x);
     assert.equal(yq.shape, yf.shape);
     const db = kn.quant.sqnr(yf, yq);
     assert.ok(db > 30, `${JSON.stringify(o)}: SQNR ${db.toFixed(1)} dB`);
@@ -179,40 +217,82 @@ test('QuantConv2d matches the float convolution (stride, padding, dilation)', ()
 
 test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves 4x and loads identically', async () => {
   kn.seed(4);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(64, 128), new kn.nn.ReLU(), new kn.nn.Linear(128, 64), new kn.nn.ReLU(), new kn.nn.Linear(64, 10));
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(64, 128),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(128, 64),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(64, 10),
+  );
   const calib = [kn.randn([64, 64]), kn.randn([64, 64])];
   const before = kn.nn.toSpec(model);
   const s8 = kn.quant.quantize(model, { scheme: 'int8', calibration: calib });
   assert.equal(kn.nn.toSpec(model), before, 'the original model is untouched');
-  assert.equal(s8.layers.map((l) => [l.name, l.quantized]), [['0', 'int8'], ['2', 'int8'], ['4', 'int8']]);
+  assert.equal(
+    s8.layers.map((l) => [l.name, l.quantized]),
+    [
+      ['0', 'int8'],
+      ['2', 'int8'],
+      ['4', 'int8'],
+    ],
+  );
   assert.ok(s8.sqnrDb! > 30, `int8 SQNR ${s8.sqnrDb}`);
   assert.ok(s8.layers.every((l) => l.sqnrDb! > s8.sqnrDb! - 1 && l.inputRange !== null));
   assert.ok(s8.layers[1]!.inputRange![0] === 0, 'a ReLU output range starts at 0');
   const pct = kn.quant.quantize(model, { scheme: 'int8', calibration: calib, method: 'percentile', percentile: 99 });
   assert.ok(pct.layers[0]!.inputRange![1] < s8.layers[0]!.inputRange![1], 'percentile ranges are tighter than min-max');
   const dyn = kn.quant.quantize(model, { scheme: 'int8-dynamic', calibration: calib, keepFloat: ['4'] });
-  assert.equal(dyn.layers.map((l) => [l.quantized, l.reason]), [['int8-dynamic', null], ['int8-dynamic', null], ['float', 'keepFloat']]);
+  assert.equal(
+    dyn.layers.map((l) => [l.quantized, l.reason]),
+    [
+      ['int8-dynamic', null],
+      ['int8-dynamic', null],
+      ['float', 'keepFloat'],
+    ],
+  );
   const dl = (dyn.model as kn.nn.Sequential).layers;
   assert.ok(dl[0] instanceof kn.quant.QuantLinear && dl[4] instanceof kn.nn.Linear);
   const i4 = kn.quant.quantize(model, { scheme: 'int4', groupSize: 64, calibration: calib, minSqnrDb: 1e9 });
-  assert.ok(i4.layers.every((l) => l.quantized === 'float' && /sensitive/.test(l.reason!)), 'every layer is below an impossible SQNR bar');
+  assert.ok(
+    i4.layers.every((l) => l.quantized === 'float' && /sensitive/.test(l.reason!)),
+    'every layer is below an impossible SQNR bar',
+  );
   const i4b = kn.quant.quantize(model, { scheme: 'int4', calibration: calib });
   assert.ok(i4b.sqnrDb! > 15 && i4b.sqnrDb! < s8.sqnrDb!, `int4 SQNR ${i4b.sqnrDb} vs int8 ${s8.sqnrDb}`);
   // files: int8 weights are a quarter of float32 (plus scales), int4 about an eighth; reload is exact
   const dir = mkdtempSync(join(tmpdir(), 'kiln-quant-'));
-  const size = async (m: kn.nn.Module, f: string): Promise<number> => { await kn.io.save(join(dir, f), m); return statSync(join(dir, f)).size; };
-  const fFloat = await size(model, 'f.safetensors'), f8 = await size(s8.model, 'q8.safetensors'), f4 = await size(i4b.model, 'q4.safetensors');
+  const size = async (m: kn.nn.Module, f: string): Promise<number> => {
+    await kn.io.save(join(dir, f), m);
+    return statSync(join(dir, f)).size;
+  };
+  const fFloat = await size(model, 'f.safetensors'),
+    f8 = await size(s8.model, 'q8.safetensors'),
+    f4 = await size(i4b.model, 'q4.safetensors');
   assert.ok(fFloat / f8 > 3.5 && fFloat / f4 > 5.5, `sizes ${fFloat} / ${f8} / ${f4}`);
-  for (const [m, f] of [[s8.model, 'q8.safetensors'], [i4b.model, 'q4.safetensors']] as const) {
+  for (const [m, f] of [
+    [s8.model, 'q8.safetensors'],
+    [i4b.model, 'q4.safetensors'],
+  ] as const) {
     const { model: back } = await kn.io.loadModel(join(dir, f));
     assert.equal(Array.from(back.call(calib[0]!).toArray()), Array.from(m.call(calib[0]!).toArray()));
   }
   // errors
   assert.throws(() => kn.quant.quantize(model, { scheme: 'int8' }), /calibration data/);
   assert.throws(() => kn.quant.quantize(model, { scheme: 'int2' as never }), /scheme must be/);
-  assert.throws(() => kn.quant.quantize(model, { scheme: 'int4', groupSize: 16 }), /groupSize must be one of 32, 64, 128/);
-  assert.throws(() => kn.quant.quantize(model, { scheme: 'int8-dynamic', calibration: [1] as never }), /calibration must be a Tensor/);
-  class Custom extends kn.nn.Module { l = this.registerModule('l', new kn.nn.Linear(2, 2)); forward(x: kn.Tensor): kn.Tensor { return this.l.call(x); } }
+  assert.throws(
+    () => kn.quant.quantize(model, { scheme: 'int4', groupSize: 16 }),
+    /groupSize must be one of 32, 64, 128/,
+  );
+  assert.throws(
+    () => kn.quant.quantize(model, { scheme: 'int8-dynamic', calibration: [1] as never }),
+    /calibration must be a Tensor/,
+  );
+  class Custom extends kn.nn.Module {
+    l = this.registerModule('l', new kn.nn.Linear(2, 2));
+    forward(x: kn.Tensor): kn.Tensor {
+      return this.l.call(x);
+    }
+  }
   assert.throws(() => kn.quant.quantize(new Custom(), { scheme: 'int8-dynamic' }), /not one of kiln's standard layers/);
 });
 
@@ -223,14 +303,29 @@ test('fakeQuant: the quant-dequant value and the straight-through gradient', () 
     const y = kn.quant.fakeQuant(x, 0.1, 0, -127, 127);
     const v = Array.from(y.toArray() as Float32Array);
     [0.3, 5, -12.7, 0, 0.2].forEach((e, i) => assert.ok(Math.abs(v[i]! - e) < 1e-6, `${b}: ${v[i]} vs ${e}`));
-    y.mul(kn.tensor([1, 2, 3, 4, 5], [5], { backend: b })).sum().backward();
-    assert.equal(Array.from(x.grad!.toArray() as Float32Array), [1, 2, 0, 4, 5], 'gradient passes inside the range only');
+    y.mul(kn.tensor([1, 2, 3, 4, 5], [5], { backend: b }))
+      .sum()
+      .backward();
+    assert.equal(
+      Array.from(x.grad!.toArray() as Float32Array),
+      [1, 2, 0, 4, 5],
+      'gradient passes inside the range only',
+    );
     // per-channel scales broadcast; uint8 with a zero point
-    const w = kn.tensor([[1, -1], [10, -10]], undefined, { backend: b });
+    const w = kn.tensor(
+      [
+        [1, -1],
+        [10, -10],
+      ],
+      undefined,
+      { backend: b },
+    );
     const fq = kn.quant.fakeQuant(w, kn.tensor([[1 / 127], [10 / 127]], undefined, { backend: b }), 0, -127, 127);
     const fv = Array.from(fq.toArray() as Float32Array);
     [1, -1, 10, -10].forEach((e, i) => assert.ok(Math.abs(fv[i]! - e) < 1e-5));
-    const u = Array.from(kn.quant.fakeQuant(kn.tensor([-1, 0, 0.5, 5], [4], { backend: b }), 0.02, 50, 0, 255).toArray() as Float32Array);
+    const u = Array.from(
+      kn.quant.fakeQuant(kn.tensor([-1, 0, 0.5, 5], [4], { backend: b }), 0.02, 50, 0, 255).toArray() as Float32Array,
+    );
     [-1, 0, 0.5, 4.1].forEach((e, i) => assert.ok(Math.abs(u[i]! - e) < 1e-5, `uint8: ${u[i]} vs ${e}`));
   }
   assert.throws(() => kn.quant.fakeQuant(kn.ones([2]), 0, 0, -1, 1), /scale must be > 0/);
@@ -242,7 +337,13 @@ test('QAT: prepare, fine-tune with fake quantization, convert to int8 (MNIST)', 
   const qat = kn.quant.prepareQat(model);
   assert.ok((qat as kn.nn.Sequential).layers[0] instanceof kn.quant.QatLinear);
   qat.train();
-  await kn.train.fit(qat, { train, loss: 'crossEntropy', optimizer: new kn.optim.Adam(qat.parameters(), { lr: 1e-4 }), epochs: 1, verbose: 'silent' });
+  await kn.train.fit(qat, {
+    train,
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.Adam(qat.parameters(), { lr: 1e-4 }),
+    epochs: 1,
+    verbose: 'silent',
+  });
   const qatAcc = acc(qat);
   qat.eval();
   const probe = kn.randn([16, 784]);

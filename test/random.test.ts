@@ -12,10 +12,17 @@ test('Philox4x32-10 matches the published known-answer vectors', () => {
 });
 
 test('kn.seed makes every backend draw the same numbers', () => {
-  const draw = (b: kn.BackendName): number[][] => onBackend(b, () => kn.tidy(() => {
-    kn.seed(123);
-    return [Array.from(kn.rand([101]).toArray()), Array.from(kn.randint([37], 0, 10).toArray()), Array.from(kn.randn([10]).toArray())];
-  }));
+  const draw = (b: kn.BackendName): number[][] =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(123);
+        return [
+          Array.from(kn.rand([101]).toArray()),
+          Array.from(kn.randint([37], 0, 10).toArray()),
+          Array.from(kn.randn([10]).toArray()),
+        ];
+      }),
+    );
   const ref = draw('js');
   for (const b of nativeBackends()) {
     const got = draw(b);
@@ -50,7 +57,10 @@ test('distributions have the right moments and ranges', () => {
   const r = kn.randint([20000], -3, 4).toArray();
   const counts = new Map<number, number>();
   for (const v of r) counts.set(v, (counts.get(v) ?? 0) + 1);
-  assert.equal([...counts.keys()].sort((x, y) => x - y), [-3, -2, -1, 0, 1, 2, 3]);
+  assert.equal(
+    [...counts.keys()].sort((x, y) => x - y),
+    [-3, -2, -1, 0, 1, 2, 3],
+  );
   for (const c of counts.values()) assert.ok(Math.abs(c / 20000 - 1 / 7) < 0.015);
 });
 

@@ -13,7 +13,9 @@ const dir = mkdtempSync(join(tmpdir(), 'kiln-serve-'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const deferred = (): { promise: Promise<void>; resolve: () => void } => {
   let resolve!: () => void;
-  const promise = new Promise<void>((r) => { resolve = r; });
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
   return { promise, resolve };
 };
 async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => Error, re?: RegExp): Promise<Error> {
@@ -31,9 +33,18 @@ async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => Error, r
 
 test('Batcher coalesces concurrent requests and gives each caller its own row', async () => {
   const sizes: number[] = [];
-  const b = new kn.serve.Batcher(async (xs: number[]) => { sizes.push(xs.length); return xs.map((x) => x * 10); }, { maxBatchSize: 4, maxDelayMs: 200 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      sizes.push(xs.length);
+      return xs.map((x) => x * 10);
+    },
+    { maxBatchSize: 4, maxDelayMs: 200 },
+  );
   const out = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(i)));
-  assert.equal(out, Array.from({ length: 10 }, (_, i) => i * 10));
+  assert.equal(
+    out,
+    Array.from({ length: 10 }, (_, i) => i * 10),
+  );
   assert.equal(sizes, [4, 4, 2]);
   assert.is(b.stats.batches, 3);
   assert.is(b.stats.completed, 10);
@@ -59,7 +70,14 @@ test('Batcher dispatches a full batch at once and a partial one after maxDelayMs
 test('Batcher timeouts reject the caller once; a queued request that times out never reaches the model', async () => {
   const gate = deferred();
   const seen: number[] = [];
-  const b = new kn.serve.Batcher(async (xs: number[]) => { seen.push(...xs); await gate.promise; return xs; }, { maxBatchSize: 1, maxDelayMs: 0 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      seen.push(...xs);
+      await gate.promise;
+      return xs;
+    },
+    { maxBatchSize: 1, maxDelayMs: 0 },
+  );
   const first = b.submit(1, { timeoutMs: 20 }); // runs, then times out inside the model
   await sleep(5);
   const second = b.submit(2, { timeoutMs: 20 }); // times out in the queue
@@ -76,7 +94,13 @@ test('Batcher timeouts reject the caller once; a queued request that times out n
 
 test('Batcher honours AbortSignal before and while queued', async () => {
   const seen: number[] = [];
-  const b = new kn.serve.Batcher(async (xs: number[]) => { seen.push(...xs); return xs; }, { maxBatchSize: 10, maxDelayMs: 30 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      seen.push(...xs);
+      return xs;
+    },
+    { maxBatchSize: 10, maxDelayMs: 30 },
+  );
   const pre = new AbortController();
   pre.abort();
   await rejects(b.submit(1, { signal: pre.signal }), kn.serve.RequestAbortedError, /before it was queued/);
@@ -93,7 +117,13 @@ test('Batcher honours AbortSignal before and while queued', async () => {
 
 test('Batcher rejects with QueueFullError past maxQueue and serves the rest (backpressure)', async () => {
   const gate = deferred();
-  const b = new kn.serve.Batcher(async (xs: number[]) => { await gate.promise; return xs; }, { maxBatchSize: 2, maxDelayMs: 0, maxQueue: 3 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      await gate.promise;
+      return xs;
+    },
+    { maxBatchSize: 2, maxDelayMs: 0, maxQueue: 3 },
+  );
   const running = b.submit(0); // taken into a batch
   await sleep(5);
   const queued = [1, 2, 3].map((x) => b.submit(x));
@@ -106,10 +136,13 @@ test('Batcher rejects with QueueFullError past maxQueue and serves the rest (bac
 });
 
 test('a throwing model fails only its batch, and the batcher keeps serving', async () => {
-  const b = new kn.serve.Batcher(async (xs: number[]) => {
-    if (xs.includes(13)) throw new Error('unlucky input');
-    return xs.map((x) => -x);
-  }, { maxBatchSize: 2, maxDelayMs: 1 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      if (xs.includes(13)) throw new Error('unlucky input');
+      return xs.map((x) => -x);
+    },
+    { maxBatchSize: 2, maxDelayMs: 1 },
+  );
   const [a, c] = [b.submit(13), b.submit(1)];
   const e = await rejects(a, kn.serve.ModelError, /unlucky input/);
   assert.is((e.cause as Error).message, 'unlucky input');
@@ -135,7 +168,10 @@ test('close drains or rejects the queue, and later submits are refused', async (
 
 test('Batcher options are checked', () => {
   assert.throws(() => new kn.serve.Batcher(null as never), /needs a function/);
-  assert.throws(() => new kn.serve.Batcher(async (x: number[]) => x, { maxBatchSize: 0 }), /maxBatchSize must be an integer >= 1/);
+  assert.throws(
+    () => new kn.serve.Batcher(async (x: number[]) => x, { maxBatchSize: 0 }),
+    /maxBatchSize must be an integer >= 1/,
+  );
   assert.throws(() => new kn.serve.Batcher(async (x: number[]) => x, { maxDelayMs: -1 }), /maxDelayMs/);
   assert.throws(() => new kn.serve.Batcher(async (x: number[]) => x, { maxQueue: 1.5 }), /maxQueue/);
   assert.throws(() => new kn.serve.Batcher(async (x: number[]) => x, { onBatch: 3 as never }), /onBatch/);
@@ -143,14 +179,17 @@ test('Batcher options are checked', () => {
 
 test('randomized load: every request settles exactly once, none is lost or run twice', async () => {
   let seed = 12345;
-  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const ran = new Map<number, number>();
-  const b = new kn.serve.Batcher(async (xs: number[]) => {
-    for (const x of xs) ran.set(x, (ran.get(x) ?? 0) + 1);
-    await sleep(rnd() * 3);
-    if (rnd() < 0.1) throw new Error('flaky');
-    return xs.map((x) => x + 0.5);
-  }, { maxBatchSize: 7, maxDelayMs: 1, maxQueue: 40, concurrency: 2 });
+  const b = new kn.serve.Batcher(
+    async (xs: number[]) => {
+      for (const x of xs) ran.set(x, (ran.get(x) ?? 0) + 1);
+      await sleep(rnd() * 3);
+      if (rnd() < 0.1) throw new Error('flaky');
+      return xs.map((x) => x + 0.5);
+    },
+    { maxBatchSize: 7, maxDelayMs: 1, maxQueue: 40, concurrency: 2 },
+  );
   const settled = new Map<number, number>();
   const jobs: Promise<void>[] = [];
   const kinds = { ok: 0, model: 0, timeout: 0, abort: 0, full: 0 };
@@ -159,16 +198,23 @@ test('randomized load: every request settles exactly once, none is lost or run t
     const ac = new AbortController();
     const p = b.submit(i, { signal: ac.signal, ...(r < 0.1 ? { timeoutMs: rnd() * 3 } : {}) });
     if (r > 0.9) setTimeout(() => ac.abort(), rnd() * 3);
-    jobs.push(p.then((v) => {
-      assert.is(v, i + 0.5, 'each caller gets its own row');
-      kinds.ok++;
-    }, (e: unknown) => {
-      if (e instanceof kn.serve.ModelError) kinds.model++;
-      else if (e instanceof kn.serve.RequestTimeoutError) kinds.timeout++;
-      else if (e instanceof kn.serve.RequestAbortedError) kinds.abort++;
-      else if (e instanceof kn.serve.QueueFullError) kinds.full++;
-      else throw e;
-    }).finally(() => settled.set(i, (settled.get(i) ?? 0) + 1)));
+    jobs.push(
+      p
+        .then(
+          (v) => {
+            assert.is(v, i + 0.5, 'each caller gets its own row');
+            kinds.ok++;
+          },
+          (e: unknown) => {
+            if (e instanceof kn.serve.ModelError) kinds.model++;
+            else if (e instanceof kn.serve.RequestTimeoutError) kinds.timeout++;
+            else if (e instanceof kn.serve.RequestAbortedError) kinds.abort++;
+            else if (e instanceof kn.serve.QueueFullError) kinds.full++;
+            else throw e;
+          },
+        )
+        .finally(() => settled.set(i, (settled.get(i) ?? 0) + 1)),
+    );
     // requests 276..375 arrive in one synchronous burst: at most 2 batches of 7 are taken and the queue holds 40,
     // so some are refused whatever the machine's speed (a loaded machine must not decide the outcome)
     if (i % 25 === 0 && (i < 300 || i > 350)) await sleep(2);
@@ -177,7 +223,10 @@ test('randomized load: every request settles exactly once, none is lost or run t
   await b.close();
   assert.is(settled.size, 400);
   assert.ok([...settled.values()].every((n) => n === 1));
-  assert.ok([...ran.values()].every((n) => n === 1), 'no request reached the model twice');
+  assert.ok(
+    [...ran.values()].every((n) => n === 1),
+    'no request reached the model twice',
+  );
   assert.is(kinds.ok + kinds.model + kinds.timeout + kinds.abort + kinds.full, 400);
   assert.ok(kinds.ok > 100 && kinds.model > 0 && kinds.full > 0, JSON.stringify(kinds));
   const s = b.stats;
@@ -186,11 +235,20 @@ test('randomized load: every request settles exactly once, none is lost or run t
 
 // ---------------- architecture specs ----------------
 
-const specModel = (): kn.nn.Module => new kn.nn.Sequential(
-  new kn.nn.Conv2d(1, 4, 3, { padding: 1, stride: [1, 1] }), new kn.nn.BatchNorm2d(4, { momentum: 0.2 }), new kn.nn.GELU(),
-  new kn.nn.MaxPool2d(2), new kn.nn.Flatten(), new kn.nn.Dropout(0.25), new kn.nn.Linear(64, 16, { bias: false }),
-  new kn.nn.LayerNorm(16, { eps: 1e-6 }), new kn.nn.Tanh(), new kn.nn.Linear(16, 3), new kn.nn.Sigmoid(),
-);
+const specModel = (): kn.nn.Module =>
+  new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 4, 3, { padding: 1, stride: [1, 1] }),
+    new kn.nn.BatchNorm2d(4, { momentum: 0.2 }),
+    new kn.nn.GELU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Dropout(0.25),
+    new kn.nn.Linear(64, 16, { bias: false }),
+    new kn.nn.LayerNorm(16, { eps: 1e-6 }),
+    new kn.nn.Tanh(),
+    new kn.nn.Linear(16, 3),
+    new kn.nn.Sigmoid(),
+  );
 
 test('toSpec/fromSpec rebuild every standard layer; a saved model loads with the same outputs', async () => {
   kn.seed(3);
@@ -207,18 +265,30 @@ test('toSpec/fromSpec rebuild every standard layer; a saved model loads with the
   const { model, metadata } = await kn.io.loadModel(file);
   assert.is(metadata.note, 'hi');
   assert.is(model.training, false);
-  const a = m.call(x).toArray(), b = model.call(x).toArray();
+  const a = m.call(x).toArray(),
+    b = model.call(x).toArray();
   assert.equal(Array.from(b), Array.from(a));
   assert.equal(kn.nn.toSpec(new kn.nn.Embedding(5, 2)), { type: 'Embedding', numEmbeddings: 5, embeddingDim: 2 });
-  assert.equal(kn.nn.toSpec(new kn.nn.BatchNorm1d(3, { affine: false })), { type: 'BatchNorm1d', numFeatures: 3, eps: 1e-5, momentum: 0.1, affine: false });
+  assert.equal(kn.nn.toSpec(new kn.nn.BatchNorm1d(3, { affine: false })), {
+    type: 'BatchNorm1d',
+    numFeatures: 3,
+    eps: 1e-5,
+    momentum: 0.1,
+    affine: false,
+  });
 });
 
 test('custom modules have no spec: toSpec says so, save keeps weights only, loadModel explains', async () => {
   class Twice extends kn.nn.Module {
     lin = this.registerModule('lin', new kn.nn.Linear(2, 2));
-    forward(x: kn.Tensor): kn.Tensor { return this.lin.call(this.lin.call(x)); }
+    forward(x: kn.Tensor): kn.Tensor {
+      return this.lin.call(this.lin.call(x));
+    }
   }
-  assert.throws(() => kn.nn.toSpec(new kn.nn.Sequential(new kn.nn.ReLU(), new Twice())), /model\.1 is a Twice, which is not one of kiln's standard layers/);
+  assert.throws(
+    () => kn.nn.toSpec(new kn.nn.Sequential(new kn.nn.ReLU(), new Twice())),
+    /model\.1 is a Twice, which is not one of kiln's standard layers/,
+  );
   const file = join(dir, 'custom.safetensors');
   await kn.io.save(file, new Twice());
   assert.equal(Object.keys(await kn.io.load(file)).sort(), ['lin.bias', 'lin.weight']);
@@ -260,12 +330,31 @@ test('hostile specs are refused with FormatError before anything is allocated', 
   }
   // a file whose spec claims more weights than it holds, or whose tensors do not fit the spec
   const file = join(dir, 'lying.safetensors');
-  await kn.io.save(file, { weight: kn.ones([2, 2]), bias: kn.ones([2]) }, { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 1000, outFeatures: 1000 }) } });
-  try { await kn.io.loadModel(file); assert.unreachable(); } catch (e) { assert.match((e as Error).message, /more than 6 parameter values/); }
-  await kn.io.save(file, { weight: kn.ones([2, 3]), bias: kn.ones([2]) }, { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 2, outFeatures: 2 }) } });
-  try { await kn.io.loadModel(file); assert.unreachable(); } catch (e) {
+  await kn.io.save(
+    file,
+    { weight: kn.ones([2, 2]), bias: kn.ones([2]) },
+    { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 1000, outFeatures: 1000 }) } },
+  );
+  try {
+    await kn.io.loadModel(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /more than 6 parameter values/);
+  }
+  await kn.io.save(
+    file,
+    { weight: kn.ones([2, 3]), bias: kn.ones([2]) },
+    { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 2, outFeatures: 2 }) } },
+  );
+  try {
+    await kn.io.loadModel(file);
+    assert.unreachable();
+  } catch (e) {
     assert.instance(e, kn.FormatError);
-    assert.match((e as Error).message, /weights do not fit the architecture spec: .*'weight' has shape \[2, 3\], expected \[2, 2\]/);
+    assert.match(
+      (e as Error).message,
+      /weights do not fit the architecture spec: .*'weight' has shape \[2, 3\], expected \[2, 2\]/,
+    );
   }
 });
 
@@ -279,10 +368,19 @@ async function untilReady(s: kn.serve.ModelServer): Promise<void> {
   for (let i = 0; i < 500 && !s.ready; i++) await sleep(5);
   assert.ok(s.ready, 'server became ready');
 }
-const post = async (s: kn.serve.ModelServer, body: unknown, init: RequestInit = {}): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> => {
-  const r = await fetch(s.url + '/predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+const post = async (
+  s: kn.serve.ModelServer,
+  body: unknown,
+  init: RequestInit = {},
+): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> => {
+  const r = await fetch(s.url + '/predict', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...init,
+  });
   const text = await r.text();
-  return { status: r.status, json: text ? JSON.parse(text) as Record<string, unknown> : {}, headers: r.headers };
+  return { status: r.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: r.headers };
 };
 const reference = (m: kn.nn.Module, row: number[]): number[] => {
   const y = m.call(kn.tensor([row]));
@@ -291,7 +389,9 @@ const reference = (m: kn.nn.Module, row: number[]): number[] => {
   return v;
 };
 const metricValue = (text: string, name: string): number => {
-  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{') && l.split(' ')[0] === name.split(' ')[0]);
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(name + ' ') || (l.startsWith(name + '{') && l.split(' ')[0] === name.split(' ')[0]));
   return line ? Number(line.split(' ').pop()) : NaN;
 };
 
@@ -301,7 +401,7 @@ test('POST /predict answers with the model output (single and multi-row), /healt
   try {
     assert.match(s.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     await untilReady(s);
-    const health = await (await fetch(s.url + '/health')).json() as { status: string; version: string };
+    const health = (await (await fetch(s.url + '/health')).json()) as { status: string; version: string };
     assert.equal([health.status, health.version], ['ok', 'v1']);
     assert.equal(await (await fetch(s.url + '/ready')).json(), { ready: true, version: 'v1' });
     const row = [0.5, -1, 2, 0.25];
@@ -312,7 +412,11 @@ test('POST /predict answers with the model output (single and multi-row), /healt
     assert.is(r.json.id, 'abc');
     (r.json.output as number[]).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6));
     assert.is(r.json.argmax, want.indexOf(Math.max(...want)));
-    const rows = [[1, 2, 3, 4], [0, 0, 0, 0], [-1, 0.5, 0, 9]];
+    const rows = [
+      [1, 2, 3, 4],
+      [0, 0, 0, 0],
+      [-1, 0.5, 0, 9],
+    ];
     const multi = await post(s, { inputs: rows });
     assert.is(multi.status, 200);
     const outs = multi.json.outputs as { output: number[] }[];
@@ -325,17 +429,42 @@ test('POST /predict answers with the model output (single and multi-row), /healt
 
 test('invalid requests get 400/413/415 with a message and never reach the model', async () => {
   let calls = 0;
-  const s = await kn.serve.createServer((x: kn.Tensor) => { calls++; return x.sum(2); }, { port: 0, inputShape: [2, 3], maxRowsPerRequest: 2, bodyLimit: 4096, warmup: false });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      calls++;
+      return x.sum(2);
+    },
+    { port: 0, inputShape: [2, 3], maxRowsPerRequest: 2, bodyLimit: 4096, warmup: false },
+  );
   try {
     const cases: [unknown, number, RegExp][] = [
       [{ input: [1, 2, 3, 4, 5] }, 400, /body\/input/],
-      [{ input: [[1, 2, 3], [4, 5]] }, 400, /body\/input/],
+      [
+        {
+          input: [
+            [1, 2, 3],
+            [4, 5],
+          ],
+        },
+        400,
+        /body\/input/,
+      ],
       [{ input: [1, 2, 3, 4, 5, 'x'] }, 400, /body\/input/],
       ['{"input": [1, 2, 3, 4, 5, 1e999]}', 400, /body\/input/], // Infinity after JSON.parse
       [{ input: [1, 2, 3, 4, 5, 6], inputs: [[1, 2, 3, 4, 5, 6]] }, 400, /exactly one of 'input'/],
       [{}, 400, /exactly one of 'input'/],
       [{ inputs: [] }, 400, /body\/inputs must NOT have fewer than 1 items/],
-      [{ inputs: [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]] }, 400, /must NOT have more than 2 items/],
+      [
+        {
+          inputs: [
+            [1, 2, 3, 4, 5, 6],
+            [1, 2, 3, 4, 5, 6],
+            [1, 2, 3, 4, 5, 6],
+          ],
+        },
+        400,
+        /must NOT have more than 2 items/,
+      ],
       [{ input: [1, 2, 3, 4, 5, 6], model: 'other' }, 400, /additional properties/],
       ['{"input": [1, 2', 400, /JSON/],
       [JSON.stringify({ input: Array(3000).fill(1) }), 413, /over the limit of 4096 bytes/],
@@ -345,10 +474,19 @@ test('invalid requests get 400/413/415 with a message and never reach the model'
       assert.is(r.status, code, `${String(JSON.stringify(body)).slice(0, 60)} -> ${JSON.stringify(r.json)}`);
       assert.match(String(r.json.message), re);
     }
-    const txt = await fetch(s.url + '/predict', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
+    const txt = await fetch(s.url + '/predict', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'hi',
+    });
     assert.is(txt.status, 415);
     assert.is(calls, 0);
-    const ok = await post(s, { input: [[1, 2, 3], [4, 5, 6]] });
+    const ok = await post(s, {
+      input: [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+    });
     assert.is(ok.status, 200);
     assert.equal(ok.json.output, [6, 15]);
     const flat = await post(s, { input: [1, 2, 3, 4, 5, 6] });
@@ -364,7 +502,13 @@ test('invalid requests get 400/413/415 with a message and never reach the model'
 test('concurrent HTTP requests are batched; /metrics reports batches, latency, queue depth and the version', async () => {
   const sizes: number[] = [];
   const m = mlp(2);
-  const s = await kn.serve.createServer((x: kn.Tensor) => { sizes.push(x.shape[0]!); return m.call(x); }, { port: 0, inputShape: [4], maxBatchSize: 16, maxDelayMs: 25, version: 'model-a' });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      sizes.push(x.shape[0]!);
+      return m.call(x);
+    },
+    { port: 0, inputShape: [4], maxBatchSize: 16, maxDelayMs: 25, version: 'model-a' },
+  );
   try {
     await untilReady(s);
     sizes.length = 0;
@@ -374,7 +518,10 @@ test('concurrent HTTP requests are batched; /metrics reports batches, latency, q
       assert.is(r.status, 200);
       reference(m, rows[k]!).forEach((v, i) => assert.ok(Math.abs((r.json.output as number[])[i]! - v) < 1e-5));
     });
-    assert.is(sizes.reduce((a, b) => a + b, 0), 32);
+    assert.is(
+      sizes.reduce((a, b) => a + b, 0),
+      32,
+    );
     assert.ok(sizes.length < 32 && Math.max(...sizes) > 1, `batched into ${JSON.stringify(sizes)}`);
     const text = await (await fetch(s.url + '/metrics')).text();
     assert.match(text, /# TYPE kiln_request_duration_seconds histogram/);
@@ -392,11 +539,14 @@ test('concurrent HTTP requests are batched; /metrics reports batches, latency, q
 });
 
 test('backpressure, timeouts, client aborts and model failures map to 503/504/500 and the server keeps serving', async () => {
-  const s = await kn.serve.createServer((x: kn.Tensor) => {
-    const v = x.toArray();
-    if (v.includes(666)) throw new Error('cursed input');
-    return x.mul(2);
-  }, { port: 0, inputShape: [1], maxBatchSize: 64, maxDelayMs: 500, maxQueue: 3, timeoutMs: 5000, warmup: false });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      const v = x.toArray();
+      if (v.includes(666)) throw new Error('cursed input');
+      return x.mul(2);
+    },
+    { port: 0, inputShape: [1], maxBatchSize: 64, maxDelayMs: 500, maxQueue: 3, timeoutMs: 5000, warmup: false },
+  );
   try {
     // backpressure: the queue holds 3 while the batch forms
     const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => post(s, { input: [i] })));
@@ -421,7 +571,13 @@ test('backpressure, timeouts, client aborts and model failures map to 503/504/50
   } finally {
     await s.close();
   }
-  const slow = await kn.serve.createServer((x: kn.Tensor) => x.add(1), { port: 0, inputShape: [1], maxDelayMs: 200, timeoutMs: 30, warmup: false });
+  const slow = await kn.serve.createServer((x: kn.Tensor) => x.add(1), {
+    port: 0,
+    inputShape: [1],
+    maxDelayMs: 200,
+    timeoutMs: 30,
+    warmup: false,
+  });
   try {
     const r = await post(slow, { input: [1] });
     assert.is(r.status, 504);
@@ -434,14 +590,30 @@ test('backpressure, timeouts, client aborts and model failures map to 503/504/50
 
 test('batching: false runs each example alone, with the same answers and errors', async () => {
   const sizes: number[] = [];
-  const s = await kn.serve.createServer((x: kn.Tensor) => {
-    sizes.push(x.shape[0]!);
-    if (x.toArray()[0] === 666) throw new Error('cursed input');
-    return x.mul(2);
-  }, { port: 0, inputShape: [2], batching: false, warmup: false });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      sizes.push(x.shape[0]!);
+      if (x.toArray()[0] === 666) throw new Error('cursed input');
+      return x.mul(2);
+    },
+    { port: 0, inputShape: [2], batching: false, warmup: false },
+  );
   try {
-    const res = await Promise.all([[1, 2], [3, 4], [5, 6]].map((input) => post(s, { input })));
-    assert.equal(res.map((r) => r.json.output), [[2, 4], [6, 8], [10, 12]]);
+    const res = await Promise.all(
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ].map((input) => post(s, { input })),
+    );
+    assert.equal(
+      res.map((r) => r.json.output),
+      [
+        [2, 4],
+        [6, 8],
+        [10, 12],
+      ],
+    );
     assert.equal(sizes, [1, 1, 1]);
     const bad = await post(s, { input: [666, 0] });
     assert.is(bad.status, 500);
@@ -454,7 +626,13 @@ test('batching: false runs each example alone, with the same answers and errors'
 
 test('the LRU cache answers repeated inputs without the model and is keyed by version', async () => {
   let rowsRun = 0;
-  const s = await kn.serve.createServer((x: kn.Tensor) => { rowsRun += x.shape[0]!; return x.neg(); }, { port: 0, inputShape: [3], cache: 2, warmup: false, maxDelayMs: 0 });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      rowsRun += x.shape[0]!;
+      return x.neg();
+    },
+    { port: 0, inputShape: [3], cache: 2, warmup: false, maxDelayMs: 0 },
+  );
   try {
     const a = await post(s, { input: [1, 2, 3] });
     const b = await post(s, { input: [1, 2, 3] });
@@ -478,10 +656,19 @@ test('the LRU cache answers repeated inputs without the model and is keyed by ve
 
 test('warm-up runs every batch size before /ready; a model that fails warm-up never becomes ready', async () => {
   const seen = new Set<number>();
-  const s = await kn.serve.createServer((x: kn.Tensor) => { seen.add(x.shape[0]!); return x.relu(); }, { port: 0, inputShape: [2], maxBatchSize: 12 });
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      seen.add(x.shape[0]!);
+      return x.relu();
+    },
+    { port: 0, inputShape: [2], maxBatchSize: 12 },
+  );
   try {
     await untilReady(s);
-    assert.equal([...seen].sort((a, b) => a - b), [1, 2, 4, 8, 12]);
+    assert.equal(
+      [...seen].sort((a, b) => a - b),
+      [1, 2, 4, 8, 12],
+    );
     assert.ok(metricValue(await s.metrics(), 'kiln_warmup_seconds') > 0);
   } finally {
     await s.close();
@@ -502,14 +689,19 @@ test('warm-up runs every batch size before /ready; a model that fails warm-up ne
 });
 
 test('serving a saved file: version from its hash; reload swaps, refuses bad candidates, and rollback returns', async () => {
-  const fileA = join(dir, 'a.safetensors'), fileB = join(dir, 'b.safetensors'), fileC = join(dir, 'c.safetensors');
-  const a = mlp(10), b = mlp(11), c = mlp(12, 5);
+  const fileA = join(dir, 'a.safetensors'),
+    fileB = join(dir, 'b.safetensors'),
+    fileC = join(dir, 'c.safetensors');
+  const a = mlp(10),
+    b = mlp(11),
+    c = mlp(12, 5);
   await kn.io.save(fileA, a);
   await kn.io.save(fileB, b);
   await kn.io.save(fileC, c);
   const s = await kn.serve.createServer(fileA, { port: 0 });
   const row = [0.1, 0.2, 0.3, 0.4];
-  const close = (got: unknown, want: number[]): void => (got as number[]).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${v} vs ${want[i]}`));
+  const close = (got: unknown, want: number[]): void =>
+    (got as number[]).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${v} vs ${want[i]}`));
   try {
     await untilReady(s);
     assert.match(s.version, /^a\.safetensors@[0-9a-f]{12}$/);
@@ -524,9 +716,24 @@ test('serving a saved file: version from its hash; reload swaps, refuses bad can
     close(rb.json.output, reference(b, row));
     // refused: garbage file, different output shape, NaN outputs; the served version stays
     writeFileSync(join(dir, 'garbage.safetensors'), Buffer.from('not a model at all'));
-    await rejects(s.reload(join(dir, 'garbage.safetensors')), kn.serve.ReloadError, new RegExp(`still serving ${vB.replace('.', '\\.')}`));
+    await rejects(
+      s.reload(join(dir, 'garbage.safetensors')),
+      kn.serve.ReloadError,
+      new RegExp(`still serving ${vB.replace('.', '\\.')}`),
+    );
     await rejects(s.reload(fileC), kn.serve.ReloadError, /output shape \[5\] differs from the served model's \[3\]/);
-    await rejects(s.reload((x: kn.Tensor) => x.sum(1, true).div(0).mul(kn.zeros([1, 3])), { version: 'nan' }), kn.serve.ReloadError, /non-finite/);
+    await rejects(
+      s.reload(
+        (x: kn.Tensor) =>
+          x
+            .sum(1, true)
+            .div(0)
+            .mul(kn.zeros([1, 3])),
+        { version: 'nan' },
+      ),
+      kn.serve.ReloadError,
+      /non-finite/,
+    );
     await rejects(s.reload(join(dir, 'missing.safetensors')), kn.serve.ReloadError, /ENOENT/);
     assert.is(s.version, vB);
     close((await post(s, { input: row })).json.output, reference(b, row));
@@ -550,10 +757,13 @@ test('a new version that fails in production during probation is rolled back and
   try {
     await untilReady(s);
     // passes warm-up (zeros) but throws on real inputs
-    await s.reload((x: kn.Tensor) => {
-      if (x.abs().sum().item() > 0) throw new Error('bad deploy');
-      return kn.zeros([x.shape[0]!, 3]);
-    }, { version: 'bad' });
+    await s.reload(
+      (x: kn.Tensor) => {
+        if (x.abs().sum().item() > 0) throw new Error('bad deploy');
+        return kn.zeros([x.shape[0]!, 3]);
+      },
+      { version: 'bad' },
+    );
     assert.is(s.version, 'bad');
     const row = [1, 1, 1, 1];
     const r = await post(s, { input: row });
@@ -570,7 +780,13 @@ test('a new version that fails in production during probation is rolled back and
 
 test('the request log records every example and feeds drift monitoring', async () => {
   const logFile = join(dir, 'requests.jsonl');
-  const s = await kn.serve.createServer((x: kn.Tensor) => x.mul(3), { port: 0, inputShape: [2], requestLog: logFile, warmup: false, version: 'lg' });
+  const s = await kn.serve.createServer((x: kn.Tensor) => x.mul(3), {
+    port: 0,
+    inputShape: [2],
+    requestLog: logFile,
+    warmup: false,
+    version: 'lg',
+  });
   kn.seed(5);
   const ref = kn.randn([300, 2]);
   const shifted = kn.randn([300, 2]).add(kn.tensor([2, 0]));
@@ -591,7 +807,9 @@ test('the request log records every example and feeds drift monitoring', async (
   const logged = await kn.serve.readRequestLog(logFile);
   assert.is(logged.truncatedTail, true);
   assert.equal(logged.inputs.shape, [300, 2]);
-  const inp = logged.inputs.toArray(), out = logged.outputs.toArray(), want = shifted.toArray();
+  const inp = logged.inputs.toArray(),
+    out = logged.outputs.toArray(),
+    want = shifted.toArray();
   for (let i = 0; i < 600; i++) {
     assert.ok(Math.abs(inp[i]! - want[i]!) < 1e-6);
     assert.ok(Math.abs(out[i]! - 3 * want[i]!) < 1e-5);
@@ -599,7 +817,10 @@ test('the request log records every example and feeds drift monitoring', async (
   const drift = kn.data.driftReport(ref, logged.inputs);
   assert.equal(drift.drifted, ['0'], JSON.stringify(drift.features.map((f) => [f.feature, f.psi, f.ks])));
   writeFileSync(join(dir, 'broken.jsonl'), 'not json\n{"input": [1], "version": "x", "output": [1]}\n');
-  try { await kn.serve.readRequestLog(join(dir, 'broken.jsonl')); assert.unreachable(); } catch (e) {
+  try {
+    await kn.serve.readRequestLog(join(dir, 'broken.jsonl'));
+    assert.unreachable();
+  } catch (e) {
     assert.instance(e, kn.FormatError);
     assert.match((e as Error).message, /broken\.jsonl:1: not a JSON line/);
   }
@@ -610,8 +831,16 @@ test('server options and models are checked', async () => {
   const m = mlp(1);
   await rejects(kn.serve.createServer(m, { port: 70000 }), kn.ArgumentError, /port must be an integer in \[0, 65535\]/);
   await rejects(kn.serve.createServer(m, { cache: -1 }), kn.ArgumentError, /cache/);
-  await rejects(kn.serve.createServer((x: kn.Tensor) => x), kn.ArgumentError, /needs inputShape/);
-  await rejects(kn.serve.createServer(42 as never, { inputShape: [1] }), kn.ArgumentError, /kn.nn.Module or a function/);
+  await rejects(
+    kn.serve.createServer((x: kn.Tensor) => x),
+    kn.ArgumentError,
+    /needs inputShape/,
+  );
+  await rejects(
+    kn.serve.createServer(42 as never, { inputShape: [1] }),
+    kn.ArgumentError,
+    /kn.nn.Module or a function/,
+  );
   await rejects(kn.serve.createServer(m, { inputShape: [0] }), kn.ArgumentError, /inputShape/);
   await rejects(kn.serve.createServer(join(dir, 'nope.safetensors')), Error, /ENOENT/);
   const s = await kn.serve.createServer(m, { port: 0, warmup: false });
@@ -627,27 +856,51 @@ test('kiln serve MODEL: serves the file, reloads on SIGHUP, drains and exits 0 o
   const file = join(dir, 'cli.safetensors');
   const m = mlp(30);
   await kn.io.save(file, m);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', file, '--port', '0', '--max-batch', '8', '--cache', '16'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'serve', file, '--port', '0', '--max-batch', '8', '--cache', '16'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   try {
     for (let i = 0; i < 600 && !/listening on (http\S+)/.test(out); i++) await sleep(50);
     const url = /listening on (http\S+)/.exec(out)?.[1];
     assert.ok(url, `no listening line; stdout: ${out} stderr: ${err}`);
     let ready = 0;
-    for (let i = 0; i < 200 && ready !== 200; i++) { ready = (await fetch(url + '/ready')).status; if (ready !== 200) await sleep(25); }
+    for (let i = 0; i < 200 && ready !== 200; i++) {
+      ready = (await fetch(url + '/ready')).status;
+      if (ready !== 200) await sleep(25);
+    }
     assert.is(ready, 200);
     const row = [3, 1, 4, 1];
-    const r = await (await fetch(url + '/predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: row }) })).json() as { output: number[] };
+    const r = (await (
+      await fetch(url + '/predict', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ input: row }),
+      })
+    ).json()) as { output: number[] };
     reference(m, row).forEach((v, i) => assert.ok(Math.abs(r.output[i]! - v) < 1e-6));
     const m2 = mlp(31);
     await kn.io.save(file, m2);
     child.kill('SIGHUP');
     for (let i = 0; i < 200 && !/reloaded/.test(out); i++) await sleep(25);
     assert.match(out, /reloaded .*cli\.safetensors, now serving version cli\.safetensors@/);
-    const r2 = await (await fetch(url + '/predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: row }) })).json() as { output: number[] };
+    const r2 = (await (
+      await fetch(url + '/predict', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ input: row }),
+      })
+    ).json()) as { output: number[] };
     reference(m2, row).forEach((v, i) => assert.ok(Math.abs(r2.output[i]! - v) < 1e-6));
     m2.dispose();
     child.kill('SIGTERM');
@@ -657,9 +910,13 @@ test('kiln serve MODEL: serves the file, reloads on SIGHUP, drains and exits 0 o
     child.kill('SIGKILL');
   }
   m.dispose();
-  const bad = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const bad = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let berr = '';
-  bad.stderr.on('data', (d: Buffer) => { berr += d.toString(); });
+  bad.stderr.on('data', (d: Buffer) => {
+    berr += d.toString();
+  });
   assert.is(await new Promise((r) => bad.on('exit', r)), 2);
   assert.match(berr, /serve takes one model file/);
 });

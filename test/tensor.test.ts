@@ -5,50 +5,91 @@ import { floatToBf16Bits, floatToHalfBits, halfBitsToFloat } from '../src/tensor
 import { nativeBackends, onBackend } from './helpers.js';
 
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
-  test(`creation and dtype inference (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const t = kn.tensor([[1, 2, 3], [4, 5, 6]]);
-    assert.equal(t.shape, [2, 3]);
-    assert.is(t.dtype, 'float32');
-    assert.is(t.size, 6);
-    assert.ok(t.toArray() instanceof Float32Array);
-    assert.is(kn.tensor(new Int32Array([1, 2])).dtype, 'int32');
-    assert.is(kn.tensor([true, false]).dtype, 'bool');
-    assert.equal(Array.from(kn.tensor([true, false]).toArray()), [1, 0]);
-    assert.is(kn.tensor(3).item(), 3);
-    assert.equal(kn.tensor(3).shape, []);
-    assert.equal(kn.zeros([2, 0]).toList(), [[], []]);
-    assert.equal(Array.from(kn.arange(5).toArray()), [0, 1, 2, 3, 4]);
-    assert.equal(Array.from(kn.tensor([1.7, -1.7, 300, -300]).cast('int8').toArray()), [1, -1, 127, -128]);
-    assert.equal(Array.from(kn.tensor([1.5, 70000, 1e-8]).cast('float16').toArray()), [1.5, Infinity, 0]);
-    assert.is(kn.tensor([1, 2], undefined, { dtype: 'bfloat16' }).toArray().constructor, Float32Array);
-  })));
+  test(`creation and dtype inference (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const t = kn.tensor([
+          [1, 2, 3],
+          [4, 5, 6],
+        ]);
+        assert.equal(t.shape, [2, 3]);
+        assert.is(t.dtype, 'float32');
+        assert.is(t.size, 6);
+        assert.ok(t.toArray() instanceof Float32Array);
+        assert.is(kn.tensor(new Int32Array([1, 2])).dtype, 'int32');
+        assert.is(kn.tensor([true, false]).dtype, 'bool');
+        assert.equal(Array.from(kn.tensor([true, false]).toArray()), [1, 0]);
+        assert.is(kn.tensor(3).item(), 3);
+        assert.equal(kn.tensor(3).shape, []);
+        assert.equal(kn.zeros([2, 0]).toList(), [[], []]);
+        assert.equal(Array.from(kn.arange(5).toArray()), [0, 1, 2, 3, 4]);
+        assert.equal(Array.from(kn.tensor([1.7, -1.7, 300, -300]).cast('int8').toArray()), [1, -1, 127, -128]);
+        assert.equal(Array.from(kn.tensor([1.5, 70000, 1e-8]).cast('float16').toArray()), [1.5, Infinity, 0]);
+        assert.is(kn.tensor([1, 2], undefined, { dtype: 'bfloat16' }).toArray().constructor, Float32Array);
+      }),
+    ));
 
-  test(`views: transpose, permute, slice, expand, squeeze (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    const x = kn.arange(24).reshape([2, 3, 4]);
-    assert.equal(x.transpose(0, 2).shape, [4, 3, 2]);
-    assert.not.ok(x.transpose(0, 2).isContiguous());
-    assert.equal(x.permute([1, 2, 0]).contiguous().slice([0, 0], [1, 2]).toList(), [[[0, 12], [1, 13]]]);
-    assert.equal(x.slice([1, -1], [2, null], [1, 1]).toList(), [[[20, 21, 22, 23]]]);
-    assert.equal(kn.tensor([1, 2]).reshape([2, 1]).expand([2, 3]).toList(), [[1, 1, 1], [2, 2, 2]]);
-    assert.equal(kn.ones([1, 3, 1]).squeeze().shape, [3]);
-    assert.equal(kn.ones([3]).unsqueeze(-1).shape, [3, 1]);
-    assert.equal(x.flatten(1).shape, [2, 12]);
-    assert.equal(x.reshape([-1, 6]).shape, [4, 6]);
-    assert.equal(kn.stack([kn.ones([2]), kn.zeros([2])], 1).toList(), [[1, 0], [1, 0]]);
-  })));
+  test(`views: transpose, permute, slice, expand, squeeze (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.arange(24).reshape([2, 3, 4]);
+        assert.equal(x.transpose(0, 2).shape, [4, 3, 2]);
+        assert.not.ok(x.transpose(0, 2).isContiguous());
+        assert.equal(x.permute([1, 2, 0]).contiguous().slice([0, 0], [1, 2]).toList(), [
+          [
+            [0, 12],
+            [1, 13],
+          ],
+        ]);
+        assert.equal(x.slice([1, -1], [2, null], [1, 1]).toList(), [[[20, 21, 22, 23]]]);
+        assert.equal(kn.tensor([1, 2]).reshape([2, 1]).expand([2, 3]).toList(), [
+          [1, 1, 1],
+          [2, 2, 2],
+        ]);
+        assert.equal(kn.ones([1, 3, 1]).squeeze().shape, [3]);
+        assert.equal(kn.ones([3]).unsqueeze(-1).shape, [3, 1]);
+        assert.equal(x.flatten(1).shape, [2, 12]);
+        assert.equal(x.reshape([-1, 6]).shape, [4, 6]);
+        assert.equal(kn.stack([kn.ones([2]), kn.zeros([2])], 1).toList(), [
+          [1, 0],
+          [1, 0],
+        ]);
+      }),
+    ));
 
-  test(`broadcasting and scalars (${b})`, () => onBackend(b, () => kn.tidy(() => {
-    assert.equal(kn.tensor([[1], [2]]).add(kn.tensor([10, 20, 30])).toList(), [[11, 21, 31], [12, 22, 32]]);
-    assert.equal(kn.sub(10, kn.tensor([1, 2])).toList(), [9, 8]);
-    assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).add(1).dtype, 'int32');
-    assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).add(0.5).dtype, 'float32');
-    assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).div(2).toList(), [0.5, 1]);
-    assert.equal(kn.tensor([1, 5]).gt(2).toList(), [0, 1]);
-    assert.equal(kn.tensor([[1, 9], [7, 3]]).argmax(1).toList(), [1, 0]);
-    const w = kn.where(kn.tensor([true, false]), 10, -10);
-    assert.equal([w.toList(), w.dtype, w.backend], [[10, -10], 'int32', b]);
-    assert.is(kn.where(kn.tensor([true, false]), 0.5, 2).dtype, 'float32');
-  })));
+  test(`broadcasting and scalars (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        assert.equal(
+          kn
+            .tensor([[1], [2]])
+            .add(kn.tensor([10, 20, 30]))
+            .toList(),
+          [
+            [11, 21, 31],
+            [12, 22, 32],
+          ],
+        );
+        assert.equal(kn.sub(10, kn.tensor([1, 2])).toList(), [9, 8]);
+        assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).add(1).dtype, 'int32');
+        assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).add(0.5).dtype, 'float32');
+        assert.equal(kn.tensor([1, 2], undefined, { dtype: 'int32' }).div(2).toList(), [0.5, 1]);
+        assert.equal(kn.tensor([1, 5]).gt(2).toList(), [0, 1]);
+        assert.equal(
+          kn
+            .tensor([
+              [1, 9],
+              [7, 3],
+            ])
+            .argmax(1)
+            .toList(),
+          [1, 0],
+        );
+        const w = kn.where(kn.tensor([true, false]), 10, -10);
+        assert.equal([w.toList(), w.dtype, w.backend], [[10, -10], 'int32', b]);
+        assert.is(kn.where(kn.tensor([true, false]), 0.5, 2).dtype, 'float32');
+      }),
+    ));
 
   test(`async data() and toString (${b})`, async () => {
     const t = onBackend(b, () => kn.tensor([1, 2]));

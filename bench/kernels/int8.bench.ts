@@ -14,23 +14,36 @@ export async function run(): Promise<void> {
   console.log('## int8 linear and bf16 matmul vs float32 matmul (square N): GOP/s / GFLOP/s (median)');
   for (const threads of [...new Set([1, info.threads])]) {
     addon.setThreads(threads);
-    const pv = peaks ? peakVnni(threads) : NaN, pf = peaks ? peakFma(threads) : NaN, pb = peaks ? peakBf16(threads) : NaN;
-    console.log(`### ${threads} thread(s), measured peaks: VNNI ${pv.toFixed(1)} GOP/s, BF16 ${pb.toFixed(1)} GFLOP/s, FMA ${pf.toFixed(1)} GFLOP/s`);
-    console.log('     N   int8 GOP/s  bf16 GFLOP/s  f32 GFLOP/s  int8/f32  bf16/f32  int8 %peak  bf16 %peak  f32 %peak');
+    const pv = peaks ? peakVnni(threads) : NaN,
+      pf = peaks ? peakFma(threads) : NaN,
+      pb = peaks ? peakBf16(threads) : NaN;
+    console.log(
+      `### ${threads} thread(s), measured peaks: VNNI ${pv.toFixed(1)} GOP/s, BF16 ${pb.toFixed(1)} GFLOP/s, FMA ${pf.toFixed(1)} GFLOP/s`,
+    );
+    console.log(
+      '     N   int8 GOP/s  bf16 GFLOP/s  f32 GFLOP/s  int8/f32  bf16/f32  int8 %peak  bf16 %peak  f32 %peak',
+    );
     for (const n of SIZES) {
       kn.seed(n);
-      const x = kn.randn([n, n]), w = kn.randn([n, n]);
-      const wq = kn.randint([n, n], -127, 128).cast('int8'), ws = kn.randn([n]).abs();
+      const x = kn.randn([n, n]),
+        w = kn.randn([n, n]);
+      const wq = kn.randint([n, n], -127, 128).cast('int8'),
+        ws = kn.randn([n]).abs();
       const reps = { repeats: n >= 1024 ? 6 : 30, minTimeMs: 300 };
-      const xb = x.cast('bfloat16'), wb = w.cast('bfloat16');
+      const xb = x.cast('bfloat16'),
+        wb = w.cast('bfloat16');
       const tq = await measure(() => kn.qlinearInt8(x, wq, ws).dispose(), reps);
       const tb = await measure(() => xb.matmul(wb).dispose(), reps);
       const tf = await measure(() => x.matmul(w).dispose(), reps);
       [x, w, wq, ws, xb, wb].forEach((t) => t.dispose());
       const g = (ms: number): number => (2 * n ** 3) / (ms * 1e6);
-      const q = g(tq.medianMs), bf = g(tb.medianMs), f = g(tf.medianMs);
-      console.log(`${String(n).padStart(6)} ${fmt(q).padStart(11)} ${fmt(bf).padStart(13)} ${fmt(f).padStart(12)} ${(q / f).toFixed(2).padStart(8)}x ${(bf / f).toFixed(2).padStart(8)}x` +
-        ` ${(100 * q / pv).toFixed(0).padStart(10)}% ${(100 * bf / pb).toFixed(0).padStart(10)}% ${(100 * f / pf).toFixed(0).padStart(9)}%`);
+      const q = g(tq.medianMs),
+        bf = g(tb.medianMs),
+        f = g(tf.medianMs);
+      console.log(
+        `${String(n).padStart(6)} ${fmt(q).padStart(11)} ${fmt(bf).padStart(13)} ${fmt(f).padStart(12)} ${(q / f).toFixed(2).padStart(8)}x ${(bf / f).toFixed(2).padStart(8)}x` +
+          ` ${((100 * q) / pv).toFixed(0).padStart(10)}% ${((100 * bf) / pb).toFixed(0).padStart(10)}% ${((100 * f) / pf).toFixed(0).padStart(9)}%`,
+      );
     }
   }
   addon.setThreads(info.threads);

@@ -14,8 +14,16 @@ const gflops = (n: number, ms: number): number => (2 * n ** 3) / (ms * 1e6);
 async function tfjsMatmul(backend: 'wasm' | 'cpu', n: number): Promise<number> {
   await tf.setBackend(backend);
   await tf.ready();
-  const a = tf.randomNormal([n, n]), b = tf.randomNormal([n, n]);
-  const t = await measure(() => { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); }, { warmup: 1, repeats: n >= 512 ? 3 : 10, minTimeMs: 200 });
+  const a = tf.randomNormal([n, n]),
+    b = tf.randomNormal([n, n]);
+  const t = await measure(
+    () => {
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      c.dispose();
+    },
+    { warmup: 1, repeats: n >= 512 ? 3 : 10, minTimeMs: 200 },
+  );
   tf.dispose([a, b]);
   return gflops(n, t.medianMs);
 }
@@ -25,7 +33,9 @@ export async function run(): Promise<void> {
   const maxThreads = info.threads;
   const blas = helper();
   if (!blas.exe) console.log(`# OpenBLAS: unavailable (${blas.reason})`);
-  console.log('## matmul float32 C = A B (square N), GFLOP/s (median); ratio = kiln / best peer; %peak = kiln / measured peak FMA');
+  console.log(
+    '## matmul float32 C = A B (square N), GFLOP/s (median); ratio = kiln / best peer; %peak = kiln / measured peak FMA',
+  );
   for (const threads of [...new Set([1, maxThreads])]) {
     addon.setThreads(threads);
     const peak = blas.exe ? peakFma(threads) : NaN;
@@ -33,7 +43,8 @@ export async function run(): Promise<void> {
     console.log('     N     kiln  OpenBLAS  onnxruntime  tfjs-wasm  tfjs-cpu   ratio  %peak');
     for (const n of SIZES) {
       kn.seed(n);
-      const a = kn.randn([n, n]), b = kn.randn([n, n]);
+      const a = kn.randn([n, n]),
+        b = kn.randn([n, n]);
       const t = await measure(() => a.matmul(b).dispose(), { repeats: n >= 1024 ? 8 : 40, minTimeMs: 400 });
       a.dispose();
       b.dispose();
@@ -52,13 +63,21 @@ export async function run(): Promise<void> {
       if (threads === 1 && n <= 256) peers.tfcpu = await tfjsMatmul('cpu', n);
       const best = Math.max(...Object.values(peers));
       const cell = (v: number | undefined): string => (v === undefined ? '       -' : fmt(v));
-      console.log(`${String(n).padStart(6)} ${fmt(kiln)} ${cell(peers.openblas)}   ${cell(peers.ort)}   ${cell(peers.wasm)}  ${cell(peers.tfcpu)}  ${fmt(kiln / best, 2)}  ${fmt(100 * kiln / peak, 0)}%`);
+      console.log(
+        `${String(n).padStart(6)} ${fmt(kiln)} ${cell(peers.openblas)}   ${cell(peers.ort)}   ${cell(peers.wasm)}  ${cell(peers.tfcpu)}  ${fmt(kiln / best, 2)}  ${fmt((100 * kiln) / peak, 0)}%`,
+      );
     }
   }
   addon.setThreads(maxThreads);
   console.log('## elementwise, 2^22 float32 elements, Gelem/s (median)');
   const x = kn.randn([1 << 22]);
-  for (const [name, f] of [['add', () => x.add(x)], ['exp', () => x.exp()], ['tanh', () => x.tanh()], ['gelu', () => x.gelu()], ['sum', () => x.sum()]] as const) {
+  for (const [name, f] of [
+    ['add', () => x.add(x)],
+    ['exp', () => x.exp()],
+    ['tanh', () => x.tanh()],
+    ['gelu', () => x.gelu()],
+    ['sum', () => x.sum()],
+  ] as const) {
     const t = await measure(() => f().dispose(), { repeats: 30 });
     console.log(`${name.padEnd(6)} ${fmt((1 << 22) / (t.medianMs * 1e6), 2)} Gelem/s  (${t.medianMs.toFixed(2)} ms)`);
   }

@@ -11,9 +11,16 @@ const gflops = (n: number, ms: number): number => (2 * n ** 3) / (ms * 1e6);
 
 function mlpStep(): { step: () => void; dispose: () => void } {
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(784, 512),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(512, 256),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(256, 10),
+  );
   const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
-  const x = kn.randn([128, 784]), y = kn.randint([128], 0, 10);
+  const x = kn.randn([128, 784]),
+    y = kn.randint([128], 0, 10);
   return {
     step: () => {
       kn.tidy(() => {
@@ -24,7 +31,10 @@ function mlpStep(): { step: () => void; dispose: () => void } {
         loss.item();
       });
     },
-    dispose: () => { x.dispose(); y.dispose(); },
+    dispose: () => {
+      x.dispose();
+      y.dispose();
+    },
   };
 }
 
@@ -36,7 +46,11 @@ export async function run(): Promise<void> {
   }
   const a = st.adapter!;
   console.log(`## webgpu adapter: ${a.description || a.architecture} via ${a.backend} (${a.featureLevel})`);
-  const sizes = (process.env.KILN_BENCH_WEBGPU_SIZES ?? (a.backend === 'vulkan' ? '256,512,1024,2048,4096' : '128,256,512')).split(',').map(Number);
+  const sizes = (
+    process.env.KILN_BENCH_WEBGPU_SIZES ?? (a.backend === 'vulkan' ? '256,512,1024,2048,4096' : '128,256,512')
+  )
+    .split(',')
+    .map(Number);
   console.log('## matmul float32, GFLOP/s (median, each run ends with a read)');
   console.log('     N   webgpu      cpu  webgpu/cpu');
   for (const n of sizes) {
@@ -44,8 +58,15 @@ export async function run(): Promise<void> {
     for (const b of ['webgpu', 'cpu'] as kn.BackendName[]) {
       kn.setBackend(b);
       kn.seed(n);
-      const x = kn.randn([n, n]), w = kn.randn([n, n]);
-      const t = await measure(() => kn.tidy(() => { x.matmul(w).sum().item(); }), { warmup: 2, repeats: n >= 1024 ? 10 : 30, minTimeMs: 300 });
+      const x = kn.randn([n, n]),
+        w = kn.randn([n, n]);
+      const t = await measure(
+        () =>
+          kn.tidy(() => {
+            x.matmul(w).sum().item();
+          }),
+        { warmup: 2, repeats: n >= 1024 ? 10 : 30, minTimeMs: 300 },
+      );
       r[b] = gflops(n, t.medianMs);
       x.dispose();
       w.dispose();
@@ -62,7 +83,9 @@ export async function run(): Promise<void> {
     m.dispose();
   }
   console.log(`webgpu ${fmt(steps.webgpu!)}  cpu ${fmt(steps.cpu!)}  webgpu/cpu ${fmt(steps.webgpu! / steps.cpu!, 2)}`);
-  console.log('## int4 linear 784 -> 512 (groups of 32), batch 256: fused qlinearInt4 vs dequantize + matmul, ms (median)');
+  console.log(
+    '## int4 linear 784 -> 512 (groups of 32), batch 256: fused qlinearInt4 vs dequantize + matmul, ms (median)',
+  );
   for (const b of ['webgpu', 'cpu'] as kn.BackendName[]) {
     kn.setBackend(b);
     kn.seed(2);
@@ -71,9 +94,23 @@ export async function run(): Promise<void> {
     layer.weightPacked.assign(packed);
     layer.weightScale.assign(scale);
     const x = kn.randn([256, 784]);
-    const fused = await measure(() => kn.tidy(() => { kn.qlinearInt4(x, packed, scale, null, 32).sum().item(); }), { repeats: 20, minTimeMs: 300 });
-    const comp = await measure(() => kn.tidy(() => { x.matmul(layer.dequantized().transpose()).sum().item(); }), { repeats: 20, minTimeMs: 300 });
-    console.log(`${b.padEnd(7)} fused ${fmt(fused.medianMs, 2)}  composite ${fmt(comp.medianMs, 2)}  speed-up ${fmt(comp.medianMs / fused.medianMs, 2)}x`);
+    const fused = await measure(
+      () =>
+        kn.tidy(() => {
+          kn.qlinearInt4(x, packed, scale, null, 32).sum().item();
+        }),
+      { repeats: 20, minTimeMs: 300 },
+    );
+    const comp = await measure(
+      () =>
+        kn.tidy(() => {
+          x.matmul(layer.dequantized().transpose()).sum().item();
+        }),
+      { repeats: 20, minTimeMs: 300 },
+    );
+    console.log(
+      `${b.padEnd(7)} fused ${fmt(fused.medianMs, 2)}  composite ${fmt(comp.medianMs, 2)}  speed-up ${fmt(comp.medianMs / fused.medianMs, 2)}x`,
+    );
     [packed, scale, x].forEach((t) => t.dispose());
   }
   kn.setBackend('cpu');

@@ -12,7 +12,13 @@ export async function run(): Promise<void> {
   const { info } = cpuBench('kiln and onnxruntime use every thread');
   const threads = info.threads;
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10)).eval();
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(784, 512),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(512, 256),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(256, 10),
+  ).eval();
   const calib = [kn.randn([256, 784])];
   const variants: [string, kn.nn.Module][] = [
     ['float32', model],
@@ -26,7 +32,13 @@ export async function run(): Promise<void> {
   for (const B of BATCHES) {
     const x = kn.randn([B, 784]);
     for (const [, m] of variants) {
-      const t = await measure(() => kn.tidy(() => { kn.noGrad(() => m.call(x)).toArray(); }), { warmup: 100, repeats: 2000, minTimeMs: 500 });
+      const t = await measure(
+        () =>
+          kn.tidy(() => {
+            kn.noGrad(() => m.call(x)).toArray();
+          }),
+        { warmup: 100, repeats: 2000, minTimeMs: 500 },
+      );
       rates.get(B)!.push((B * 1000) / t.medianMs);
     }
     x.dispose();
@@ -36,14 +48,22 @@ export async function run(): Promise<void> {
     const label = `onnxruntime ${name === 'float32' ? 'float32' : 'QDQ int8'}`;
     names.push(label);
     const s = await ort.InferenceSession.create(kn.io.toOnnx(m), {
-      intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
     });
     for (const B of BATCHES) {
       kn.seed(B);
       const x = kn.randn([B, 784]);
       const ox = new ort.Tensor('float32', x.toArray() as Float32Array, [B, 784]);
       x.dispose();
-      const t = await measureAsync(async () => { await s.run({ input: ox }); }, { warmup: 100, repeats: 2000, minTimeMs: 500 });
+      const t = await measureAsync(
+        async () => {
+          await s.run({ input: ox });
+        },
+        { warmup: 100, repeats: 2000, minTimeMs: 500 },
+      );
       rates.get(B)!.push((B * 1000) / t.medianMs);
     }
     await s.release();
@@ -52,7 +72,9 @@ export async function run(): Promise<void> {
   console.log(`${'batch'.padStart(6)} ${names.map((h) => h.padStart(22)).join('')}`);
   for (const B of BATCHES) {
     const r = rates.get(B)!;
-    console.log(`${String(B).padStart(6)} ${r.map((v) => `${v.toFixed(0)} (${(v / r[0]!).toFixed(2)}x)`.padStart(22)).join('')}`);
+    console.log(
+      `${String(B).padStart(6)} ${r.map((v) => `${v.toFixed(0)} (${(v / r[0]!).toFixed(2)}x)`.padStart(22)).join('')}`,
+    );
   }
 }
 

@@ -15,7 +15,11 @@ export function helper(): { exe: string | null; reason: string } {
   mkdirSync(outDir, { recursive: true });
   const inc = INCLUDES.filter((d) => existsSync(`${d}/cblas.h`));
   try {
-    execFileSync('cc', ['-O3', '-mavx512f', '-mfma', ...inc.map((d) => `-I${d}`), src, '-o', exe, '-lopenblas', '-lpthread'], { stdio: 'pipe' });
+    execFileSync(
+      'cc',
+      ['-O3', '-mavx512f', '-mfma', ...inc.map((d) => `-I${d}`), src, '-o', exe, '-lopenblas', '-lpthread'],
+      { stdio: 'pipe' },
+    );
     return { exe, reason: '' };
   } catch (e) {
     const msg = String((e as { stderr?: Buffer }).stderr ?? e).split('\n')[0];

@@ -12,13 +12,24 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import * as kn from '../../src/index.js';
 
-interface Row { config: string; rps: number; p50: number; p99: number; meanBatch: number; errors: number; requests: number }
+interface Row {
+  config: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  meanBatch: number;
+  errors: number;
+  requests: number;
+}
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 async function startServer(file: string, extra: string[]): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', file, '--port', '0', ...extra],
-    { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', file, '--port', '0', ...extra],
+    { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -34,22 +45,43 @@ async function startServer(file: string, extra: string[]): Promise<{ url: string
   }
   return {
     url,
-    stop: () => new Promise<void>((r) => { child.on('exit', () => r()); child.kill('SIGTERM'); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        child.on('exit', () => r());
+        child.kill('SIGTERM');
+      }),
   };
 }
 
 function meanBatch(metrics: string): number {
-  const v = (n: string): number => Number(metrics.split('\n').find((l) => l.startsWith(n + ' '))?.split(' ')[1] ?? NaN);
+  const v = (n: string): number =>
+    Number(
+      metrics
+        .split('\n')
+        .find((l) => l.startsWith(n + ' '))
+        ?.split(' ')[1] ?? NaN,
+    );
   return v('kiln_batch_size_sum') / v('kiln_batch_size_count');
 }
 
 export async function run(argv: string[] = []): Promise<Row[]> {
-  const { values } = parseArgs({ args: argv, options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '64' } }, strict: false });
-  const seconds = Number(values.seconds), connections = Number(values.connections);
+  const { values } = parseArgs({
+    args: argv,
+    options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '64' } },
+    strict: false,
+  });
+  const seconds = Number(values.seconds),
+    connections = Number(values.connections);
   const dir = mkdtempSync(join(tmpdir(), 'kiln-loadtest-'));
   const file = join(dir, 'mlp.safetensors');
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 512), new kn.nn.ReLU(), new kn.nn.Linear(512, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const model = new kn.nn.Sequential(
+    new kn.nn.Linear(784, 512),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(512, 256),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(256, 10),
+  );
   await kn.io.save(file, model);
   model.dispose();
   const input = Array.from({ length: 784 }, (_, i) => Math.round(1000 * Math.sin(i)) / 1000);
@@ -67,13 +99,43 @@ export async function run(argv: string[] = []): Promise<Row[]> {
     try {
       // short warm-up so connections and allocator caches are set up, then the measured run on a fresh metrics
       // window (batch sizes are read as the difference of the two /metrics snapshots)
-      await autocannon({ url: srv.url + '/predict', method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: 1 });
+      await autocannon({
+        url: srv.url + '/predict',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        connections,
+        duration: 1,
+      });
       const before = await (await fetch(srv.url + '/metrics')).text();
-      const r = await autocannon({ url: srv.url + '/predict', method: 'POST', headers: { 'content-type': 'application/json' }, body, connections, duration: seconds });
+      const r = await autocannon({
+        url: srv.url + '/predict',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        connections,
+        duration: seconds,
+      });
       const after = await (await fetch(srv.url + '/metrics')).text();
-      const v = (t: string, n: string): number => Number(t.split('\n').find((l) => l.startsWith(n + ' '))?.split(' ')[1] ?? NaN);
-      const mb = (v(after, 'kiln_batch_size_sum') - v(before, 'kiln_batch_size_sum')) / (v(after, 'kiln_batch_size_count') - v(before, 'kiln_batch_size_count'));
-      rows.push({ config, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, meanBatch: Number.isFinite(mb) ? mb : meanBatch(after), errors: r.errors + r.non2xx, requests: r.requests.total });
+      const v = (t: string, n: string): number =>
+        Number(
+          t
+            .split('\n')
+            .find((l) => l.startsWith(n + ' '))
+            ?.split(' ')[1] ?? NaN,
+        );
+      const mb =
+        (v(after, 'kiln_batch_size_sum') - v(before, 'kiln_batch_size_sum')) /
+        (v(after, 'kiln_batch_size_count') - v(before, 'kiln_batch_size_count'));
+      rows.push({
+        config,
+        rps: r.requests.average,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        meanBatch: Number.isFinite(mb) ? mb : meanBatch(after),
+        errors: r.errors + r.non2xx,
+        requests: r.requests.total,
+      });
     } finally {
       await srv.stop();
     }
@@ -83,7 +145,9 @@ export async function run(argv: string[] = []): Promise<Row[]> {
   console.log('| configuration | requests/s | vs unbatched | p50 ms | p99 ms | mean batch | errors |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
-    console.log(`| ${r.config} | ${r.rps.toFixed(0)} | ${(r.rps / base).toFixed(2)}x | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.meanBatch.toFixed(1)} | ${r.errors} |`);
+    console.log(
+      `| ${r.config} | ${r.rps.toFixed(0)} | ${(r.rps / base).toFixed(2)}x | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.meanBatch.toFixed(1)} | ${r.errors} |`,
+    );
   }
   return rows;
 }

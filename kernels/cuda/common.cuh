@@ -60,8 +60,12 @@ __device__ inline int64_t view_index(const View& v, int64_t e) {
   return idx;
 }
 
-__host__ __device__ inline bool is_int_dt(int32_t dt) { return dt == DT_INT32 || dt == DT_INT8 || dt == DT_UINT8 || dt == DT_BOOL; }
-__host__ __device__ inline int dt_size(int32_t dt) { return dt == DT_FLOAT32 || dt == DT_INT32 ? 4 : (dt == DT_FLOAT16 || dt == DT_BFLOAT16 ? 2 : 1); }
+__host__ __device__ inline bool is_int_dt(int32_t dt) {
+  return dt == DT_INT32 || dt == DT_INT8 || dt == DT_UINT8 || dt == DT_BOOL;
+}
+__host__ __device__ inline int dt_size(int32_t dt) {
+  return dt == DT_FLOAT32 || dt == DT_INT32 ? 4 : (dt == DT_FLOAT16 || dt == DT_BFLOAT16 ? 2 : 1);
+}
 
 // ---- dtype-generic element access (bit-exact twins of src/tensor/dtype.ts) ----
 __device__ inline float load_f(const void* p, int32_t dt, int64_t i) {

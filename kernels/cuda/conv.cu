@@ -81,7 +81,9 @@ __device__ inline int64_t window_count(int64_t oh, int64_t ow, const Geo& q) {
   const int64_t w0 = max(ow * q.sw - q.pw, int64_t{0}), w1 = min(ow * q.sw - q.pw + q.kw, q.W);
   return max(h1 - h0, int64_t{0}) * max(w1 - w0, int64_t{0});
 }
-__device__ inline int64_t window_div(int64_t oh, int64_t ow, const Geo& q) { return q.include_pad ? q.kh * q.kw : window_count(oh, ow, q); }
+__device__ inline int64_t window_div(int64_t oh, int64_t ow, const Geo& q) {
+  return q.include_pad ? q.kh * q.kw : window_count(oh, ow, q);
+}
 
 /** Window (plane, oh, ow): its max (NaN if any tap is NaN) and the flat index of the first max (or first NaN). */
 __device__ inline float window_max(const float* x, int64_t plane, int64_t oh, int64_t ow, const Geo& q, int64_t* arg) {
@@ -95,7 +97,10 @@ __device__ inline float window_max(const float* x, int64_t plane, int64_t oh, in
       if (iw < 0 || iw >= q.W) continue;
       const int64_t t = (plane * q.H + ih) * q.W + iw;
       const float v = x[t];
-      if (best < 0 || (!isnan(m) && (v > m || isnan(v)))) { m = v; best = t; }
+      if (best < 0 || (!isnan(m) && (v > m || isnan(v)))) {
+        m = v;
+        best = t;
+      }
     }
   }
   if (arg) *arg = best;
@@ -106,7 +111,10 @@ __global__ void pool_fwd(const float* x, float* y, Geo q, bool maxp) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.OH * q.OW) return;
   const int64_t plane = t / (q.OH * q.OW), oh = (t / q.OW) % q.OH, ow = t % q.OW;
-  if (maxp) { y[t] = window_max(x, plane, oh, ow, q, nullptr); return; }
+  if (maxp) {
+    y[t] = window_max(x, plane, oh, ow, q, nullptr);
+    return;
+  }
   float s = 0.f;
   for (int64_t i = 0; i < q.kh; ++i) {
     const int64_t ih = oh * q.sh - q.ph + i;
@@ -148,15 +156,31 @@ __global__ void pool_bwd(const float* x, const float* gy, float* dx, Geo q, bool
 
 static bool f32c(const TensorView& v, int nd) { return v.dtype == DT_FLOAT32 && v.ndim == nd && v.contiguous(); }
 
-static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorView& y4, const double* a, Geo& q, const char* name) {
+static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorView& y4, const double* a, Geo& q,
+                       const char* name) {
   KILN_REQUIRE(f32c(x4, 4) && f32c(w4, 4) && f32c(y4, 4), ST_SHAPE, name, " takes contiguous float32 NCHW tensors");
-  q = Geo{x4.shape[0], x4.shape[1], x4.shape[2], x4.shape[3], w4.shape[0], w4.shape[2], w4.shape[3], y4.shape[2], y4.shape[3],
-          static_cast<int64_t>(a[ATTR_CONV_STRIDE_H]), static_cast<int64_t>(a[ATTR_CONV_STRIDE_W]), static_cast<int64_t>(a[ATTR_CONV_PAD_H]), static_cast<int64_t>(a[ATTR_CONV_PAD_W]),
-          static_cast<int64_t>(a[ATTR_CONV_DILATION_H]), static_cast<int64_t>(a[ATTR_CONV_DILATION_W]), static_cast<int64_t>(a[ATTR_CONV_GROUPS]), false};
-  KILN_REQUIRE(q.sh > 0 && q.sw > 0 && q.dh > 0 && q.dw > 0 && q.ph >= 0 && q.pw >= 0 && q.g > 0 && q.C % q.g == 0 && q.O % q.g == 0 &&
-               w4.shape[1] == q.C / q.g && y4.shape[0] == q.N && y4.shape[1] == q.O, ST_SHAPE, name, ": inconsistent geometry x ",
-               shape_str(x4), " w ", shape_str(w4), " y ", shape_str(y4));
-  KILN_REQUIRE(q.OH == (q.H + 2 * q.ph - q.dh * (q.kh - 1) - 1) / q.sh + 1 && q.OW == (q.W + 2 * q.pw - q.dw * (q.kw - 1) - 1) / q.sw + 1,
+  q = Geo{x4.shape[0],
+          x4.shape[1],
+          x4.shape[2],
+          x4.shape[3],
+          w4.shape[0],
+          w4.shape[2],
+          w4.shape[3],
+          y4.shape[2],
+          y4.shape[3],
+          static_cast<int64_t>(a[ATTR_CONV_STRIDE_H]),
+          static_cast<int64_t>(a[ATTR_CONV_STRIDE_W]),
+          static_cast<int64_t>(a[ATTR_CONV_PAD_H]),
+          static_cast<int64_t>(a[ATTR_CONV_PAD_W]),
+          static_cast<int64_t>(a[ATTR_CONV_DILATION_H]),
+          static_cast<int64_t>(a[ATTR_CONV_DILATION_W]),
+          static_cast<int64_t>(a[ATTR_CONV_GROUPS]),
+          false};
+  KILN_REQUIRE(q.sh > 0 && q.sw > 0 && q.dh > 0 && q.dw > 0 && q.ph >= 0 && q.pw >= 0 && q.g > 0 && q.C % q.g == 0 &&
+                   q.O % q.g == 0 && w4.shape[1] == q.C / q.g && y4.shape[0] == q.N && y4.shape[1] == q.O,
+               ST_SHAPE, name, ": inconsistent geometry x ", shape_str(x4), " w ", shape_str(w4), " y ", shape_str(y4));
+  KILN_REQUIRE(q.OH == (q.H + 2 * q.ph - q.dh * (q.kh - 1) - 1) / q.sh + 1 &&
+                   q.OW == (q.W + 2 * q.pw - q.dw * (q.kw - 1) - 1) / q.sw + 1,
                ST_SHAPE, name, ": output ", shape_str(y4), " does not match the geometry");
   return Status::ok();
 }
@@ -185,18 +209,36 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
   if (Status s = conv_geo(in[0], out, in[1], a, q, "conv2dBackwardWeight"); !s.good()) return s;
   const int64_t n = out.numel();
   if (n == 0) return Status::ok();
-  conv_bwd_weight<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  conv_bwd_weight<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(),
+                                                            q);
   return launched("conv2dBackwardWeight");
 }
 
 /** Pooling geometry from (kernel, stride, pad) attrs: x is the input [N, C, H, W], y the output (or its gradient). */
-static Status pool_geo(const TensorView& x, const TensorView& y, const double* a, bool include_pad, Geo& q, const char* name) {
+static Status pool_geo(const TensorView& x, const TensorView& y, const double* a, bool include_pad, Geo& q,
+                       const char* name) {
   KILN_REQUIRE(f32c(x, 4) && f32c(y, 4) && x.shape[0] == y.shape[0] && x.shape[1] == y.shape[1], ST_SHAPE, name,
                " takes contiguous float32 NCHW tensors");
-  q = Geo{x.shape[0] * x.shape[1], 1, x.shape[2], x.shape[3], 1, static_cast<int64_t>(a[ATTR_POOL_KERNEL_H]), static_cast<int64_t>(a[ATTR_POOL_KERNEL_W]), y.shape[2], y.shape[3],
-          static_cast<int64_t>(a[ATTR_POOL_STRIDE_H]), static_cast<int64_t>(a[ATTR_POOL_STRIDE_W]), static_cast<int64_t>(a[ATTR_POOL_PAD_H]), static_cast<int64_t>(a[ATTR_POOL_PAD_W]), 1, 1, 1, include_pad};
-  KILN_REQUIRE(q.kh > 0 && q.kw > 0 && q.sh > 0 && q.sw > 0 && q.ph >= 0 && q.pw >= 0 && q.OH == (q.H + 2 * q.ph - q.kh) / q.sh + 1 &&
-               q.OW == (q.W + 2 * q.pw - q.kw) / q.sw + 1, ST_SHAPE, name, ": output ", shape_str(y), " does not match the geometry");
+  q = Geo{x.shape[0] * x.shape[1],
+          1,
+          x.shape[2],
+          x.shape[3],
+          1,
+          static_cast<int64_t>(a[ATTR_POOL_KERNEL_H]),
+          static_cast<int64_t>(a[ATTR_POOL_KERNEL_W]),
+          y.shape[2],
+          y.shape[3],
+          static_cast<int64_t>(a[ATTR_POOL_STRIDE_H]),
+          static_cast<int64_t>(a[ATTR_POOL_STRIDE_W]),
+          static_cast<int64_t>(a[ATTR_POOL_PAD_H]),
+          static_cast<int64_t>(a[ATTR_POOL_PAD_W]),
+          1,
+          1,
+          1,
+          include_pad};
+  KILN_REQUIRE(q.kh > 0 && q.kw > 0 && q.sh > 0 && q.sw > 0 && q.ph >= 0 && q.pw >= 0 &&
+                   q.OH == (q.H + 2 * q.ph - q.kh) / q.sh + 1 && q.OW == (q.W + 2 * q.pw - q.kw) / q.sw + 1,
+               ST_SHAPE, name, ": output ", shape_str(y), " does not match the geometry");
   return Status::ok();
 }
 
@@ -213,30 +255,40 @@ static Status k_max_pool_bwd(const TensorView* in, int nin, const TensorView& ou
   Geo q;
   if (Status s = pool_geo(in[0], in[1], a, false, q, "maxPool2dBackward"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
-  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, true);
+  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(),
+                                                               q, true);
   return launched("maxPool2dBackward");
 }
 static Status k_avg_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1, ST_ARG, "avgPool2d takes x");
   Geo q;
-  if (Status s = pool_geo(in[0], out, a, a[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0, q, "avgPool2d"); !s.good()) return s;
+  if (Status s = pool_geo(in[0], out, a, a[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0, q, "avgPool2d"); !s.good())
+    return s;
   if (out.numel() == 0) return Status::ok();
   pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, false);
   return launched("avgPool2d");
 }
 static Status k_avg_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
-  KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[ATTR_AVG_POOL2D_BACKWARD_IN_H] == out.shape[2] && a[ATTR_AVG_POOL2D_BACKWARD_IN_W] == out.shape[3], ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
+  KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[ATTR_AVG_POOL2D_BACKWARD_IN_H] == out.shape[2] &&
+                   a[ATTR_AVG_POOL2D_BACKWARD_IN_W] == out.shape[3],
+               ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
   Geo q;
-  if (Status s = pool_geo(out, in[0], a, a[ATTR_AVG_POOL2D_BACKWARD_COUNT_INCLUDE_PAD] != 0, q, "avgPool2dBackward"); !s.good()) return s;
+  if (Status s = pool_geo(out, in[0], a, a[ATTR_AVG_POOL2D_BACKWARD_COUNT_INCLUDE_PAD] != 0, q, "avgPool2dBackward");
+      !s.good())
+    return s;
   if (out.numel() == 0) return Status::ok();
   pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(nullptr, in[0].ptr<float>(), out.ptr<float>(), q, false);
   return launched("avgPool2dBackward");
 }
 
 void register_conv(KernelTable& t) {
-  t.fn[OP_CONV2D] = k_conv2d; t.fn[OP_CONV2D_BACKWARD_INPUT] = k_conv2d_bwd_input; t.fn[OP_CONV2D_BACKWARD_WEIGHT] = k_conv2d_bwd_weight;
-  t.fn[OP_MAX_POOL2D] = k_max_pool; t.fn[OP_MAX_POOL2D_BACKWARD] = k_max_pool_bwd;
-  t.fn[OP_AVG_POOL2D] = k_avg_pool; t.fn[OP_AVG_POOL2D_BACKWARD] = k_avg_pool_bwd;
+  t.fn[OP_CONV2D] = k_conv2d;
+  t.fn[OP_CONV2D_BACKWARD_INPUT] = k_conv2d_bwd_input;
+  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = k_conv2d_bwd_weight;
+  t.fn[OP_MAX_POOL2D] = k_max_pool;
+  t.fn[OP_MAX_POOL2D_BACKWARD] = k_max_pool_bwd;
+  t.fn[OP_AVG_POOL2D] = k_avg_pool;
+  t.fn[OP_AVG_POOL2D_BACKWARD] = k_avg_pool_bwd;
 }
 
 }  // namespace cuda

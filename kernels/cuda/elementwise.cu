@@ -1,6 +1,7 @@
 // Elementwise family on CUDA: one strided `map` kernel for fill, arange, unary and binary maths, comparisons,
 // clamp, cast, copy, where, biasAct and geluGrad (the op is a kernel argument; MAP_* codes, generated into
-// kiln/tables.h from MAP_OPS in src/ops/table.ts and shared with kernels/wgsl/elementwise.wgsl). Inputs are strided views over the output's shape (broadcast = stride 0).
+// kiln/tables.h from MAP_OPS in src/ops/table.ts and shared with kernels/wgsl/elementwise.wgsl). Inputs are strided
+// views over the output's shape (broadcast = stride 0).
 #include "common.cuh"
 
 namespace kiln {
@@ -33,7 +34,10 @@ __device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m)
     case MAP_SIGMOID: return 1.f / (1.f + expf(-a));
     case MAP_GELU: return gelu(a);
     case MAP_SILU: return a / (1.f + expf(-a));
-    case MAP_CLAMP: return isnan(a) ? a : (a < static_cast<float>(m.a) ? static_cast<float>(m.a) : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
+    case MAP_CLAMP:
+      return isnan(a) ? a
+                      : (a < static_cast<float>(m.a) ? static_cast<float>(m.a)
+                                                     : (a > static_cast<float>(m.b) ? static_cast<float>(m.b) : a));
     case MAP_ADD: return a + b;
     case MAP_SUB: return a - b;
     case MAP_MUL: return a * b;
@@ -43,7 +47,10 @@ __device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m)
     case MAP_MINIMUM: return (isnan(a) || a < b) ? a : b;
     case MAP_GELU_GRAD: return gelu_grad(a) * b;
     case MAP_BIAS: return a + b;
-    case MAP_BIAS_RELU: { const float v = a + b; return v < 0.f ? 0.f : v; }
+    case MAP_BIAS_RELU: {
+      const float v = a + b;
+      return v < 0.f ? 0.f : v;
+    }
     case MAP_BIAS_GELU: return gelu(a + b);
     default: return a;
   }
@@ -57,7 +64,10 @@ __device__ inline int32_t int_op(int32_t op, int32_t a, int32_t b, const MapArgs
     case MAP_ABS: return a < 0 ? static_cast<int32_t>(0u - ua) : a;
     case MAP_SIGN: return a > 0 ? 1 : (a < 0 ? -1 : 0);
     case MAP_RELU: return a < 0 ? 0 : a;
-    case MAP_CLAMP: { const int32_t lo = static_cast<int32_t>(m.a), hi = static_cast<int32_t>(m.b); return a < lo ? lo : (a > hi ? hi : a); }
+    case MAP_CLAMP: {
+      const int32_t lo = static_cast<int32_t>(m.a), hi = static_cast<int32_t>(m.b);
+      return a < lo ? lo : (a > hi ? hi : a);
+    }
     case MAP_ADD: return static_cast<int32_t>(ua + ub);
     case MAP_SUB: return static_cast<int32_t>(ua - ub);
     case MAP_MUL: return static_cast<int32_t>(ua * ub);
@@ -84,43 +94,58 @@ __global__ void map_kernel(MapArgs m) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t i = e; i < m.n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (m.op == MAP_FILL) {  // the host passes integer fills already saturated to int32 (as_int)
-      if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(m.a)); else store_f(m.out, m.dto, i, static_cast<float>(m.a));
+      if (m.as_int)
+        store_i(m.out, m.dto, i, static_cast<int32_t>(m.a));
+      else
+        store_f(m.out, m.dto, i, static_cast<float>(m.a));
       continue;
     }
     if (m.op == MAP_ARANGE) {
-      if (m.as_int) store_i(m.out, m.dto, i, static_cast<int32_t>(static_cast<int64_t>(m.a) + i * static_cast<int64_t>(m.b)));
-      else store_f(m.out, m.dto, i, static_cast<float>(m.a + static_cast<double>(i) * m.b));
+      if (m.as_int)
+        store_i(m.out, m.dto, i, static_cast<int32_t>(static_cast<int64_t>(m.a) + i * static_cast<int64_t>(m.b)));
+      else
+        store_f(m.out, m.dto, i, static_cast<float>(m.a + static_cast<double>(i) * m.b));
       continue;
     }
     int64_t idx[3] = {0, 0, 0};
     for (int k = 0; k < m.nin; ++k) idx[k] = view_index(m.v[k], i);
-    if (m.op == MAP_COPY) { copy_elem(m.in[0], idx[0], m.out, i, dt_size(m.dto)); continue; }
+    if (m.op == MAP_COPY) {
+      copy_elem(m.in[0], idx[0], m.out, i, dt_size(m.dto));
+      continue;
+    }
     if (m.op == MAP_WHERE) {
       const bool c = static_cast<const uint8_t*>(m.in[0])[idx[0]] != 0;
       copy_elem(c ? m.in[1] : m.in[2], c ? idx[1] : idx[2], m.out, i, dt_size(m.dto));
       continue;
     }
     if (m.op == MAP_CAST) {
-      if (is_int_dt(m.dt[0]) && is_int_dt(m.dto)) store_i(m.out, m.dto, i, load_i(m.in[0], m.dt[0], idx[0]));
-      else store_f(m.out, m.dto, i, load_f(m.in[0], m.dt[0], idx[0]));
+      if (is_int_dt(m.dt[0]) && is_int_dt(m.dto))
+        store_i(m.out, m.dto, i, load_i(m.in[0], m.dt[0], idx[0]));
+      else
+        store_f(m.out, m.dto, i, load_f(m.in[0], m.dt[0], idx[0]));
       continue;
     }
     const bool cmp = m.op >= MAP_EQ && m.op <= MAP_GE;
     if (m.as_int) {
       const int32_t a = load_i(m.in[0], m.dt[0], idx[0]);
       const int32_t b = m.nin > 1 ? load_i(m.in[1], m.dt[1], idx[1]) : 0;
-      if (cmp) static_cast<uint8_t*>(m.out)[i] = compare<int32_t>(m.op, a, b, false);
-      else store_i(m.out, m.dto, i, int_op(m.op, a, b, m));
+      if (cmp)
+        static_cast<uint8_t*>(m.out)[i] = compare<int32_t>(m.op, a, b, false);
+      else
+        store_i(m.out, m.dto, i, int_op(m.op, a, b, m));
     } else {
       const float a = load_f(m.in[0], m.dt[0], idx[0]);
       const float b = m.nin > 1 ? load_f(m.in[1], m.dt[1], idx[1]) : 0.f;
-      if (cmp) static_cast<uint8_t*>(m.out)[i] = compare<float>(m.op, a, b, isnan(a) || isnan(b));
-      else store_f(m.out, m.dto, i, float_op(m.op, a, b, m));
+      if (cmp)
+        static_cast<uint8_t*>(m.out)[i] = compare<float>(m.op, a, b, isnan(a) || isnan(b));
+      else
+        store_f(m.out, m.dto, i, float_op(m.op, a, b, m));
     }
   }
 }
 
-static Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int, const char* name) {
+static Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
+                      const char* name) {
   MapArgs m{};
   m.op = op;
   m.nin = nin;
@@ -133,51 +158,56 @@ static Status run_map(int32_t op, const TensorView* in, int nin, const TensorVie
   if (m.n == 0) return Status::ok();
   const TensorView* views[3] = {};
   for (int k = 0; k < nin; ++k) {
-    KILN_REQUIRE(same_shape(in[k], out), ST_SHAPE, name, ": input ", k, " is ", shape_str(in[k]), " but the output is ", shape_str(out),
-                 " (inputs arrive broadcast)");
+    KILN_REQUIRE(same_shape(in[k], out), ST_SHAPE, name, ": input ", k, " is ", shape_str(in[k]), " but the output is ",
+                 shape_str(out), " (inputs arrive broadcast)");
     views[k] = &in[k];
     m.in[k] = in[k].data;
     m.dt[k] = in[k].dtype;
   }
   View merged[3];
   if (nin > 0) {
-    KILN_REQUIRE(merge_views(out.shape, out.ndim, views, nin, merged), ST_SHAPE, name, ": views of more than ", kViewDims,
-                 " dims that cannot be merged");
+    KILN_REQUIRE(merge_views(out.shape, out.ndim, views, nin, merged), ST_SHAPE, name, ": views of more than ",
+                 kViewDims, " dims that cannot be merged");
     for (int k = 0; k < nin; ++k) m.v[k] = merged[k];
   }
   map_kernel<<<blocks_for(m.n < (int64_t{1} << 24) ? m.n : (int64_t{1} << 24)), kThreads, 0, stream()>>>(m);
   return launched(name);
 }
 
-#define UNARY(NAME, OP, INTOK)                                                                           \
-  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) {          \
-    KILN_REQUIRE(nin == 1, ST_ARG, #NAME " takes 1 input");                                               \
-    return run_map(OP, in, 1, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);                     \
+#define UNARY(NAME, OP, INTOK)                                                                  \
+  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
+    KILN_REQUIRE(nin == 1, ST_ARG, #NAME " takes 1 input");                                     \
+    return run_map(OP, in, 1, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);            \
   }
-#define BINARY(NAME, OP, INTOK)                                                                          \
-  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) {          \
-    KILN_REQUIRE(nin == 2, ST_ARG, #NAME " takes 2 inputs");                                              \
-    KILN_REQUIRE(in[0].dtype == in[1].dtype, ST_DTYPE, #NAME ": inputs must share a dtype");            \
-    return run_map(OP, in, 2, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);                     \
+#define BINARY(NAME, OP, INTOK)                                                                 \
+  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
+    KILN_REQUIRE(nin == 2, ST_ARG, #NAME " takes 2 inputs");                                    \
+    KILN_REQUIRE(in[0].dtype == in[1].dtype, ST_DTYPE, #NAME ": inputs must share a dtype");    \
+    return run_map(OP, in, 2, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);            \
   }
-UNARY(neg, MAP_NEG, true) UNARY(abs, MAP_ABS, true) UNARY(sign, MAP_SIGN, true) UNARY(relu, MAP_RELU, true)
-UNARY(exp, MAP_EXP, false) UNARY(log, MAP_LOG, false) UNARY(sqrt, MAP_SQRT, false) UNARY(tanh, MAP_TANH, false)
-UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false) UNARY(silu, MAP_SILU, false)
-BINARY(add, MAP_ADD, true) BINARY(sub, MAP_SUB, true) BINARY(mul, MAP_MUL, true) BINARY(div, MAP_DIV, false) BINARY(pow, MAP_POW, false)
-BINARY(maximum, MAP_MAXIMUM, true) BINARY(minimum, MAP_MINIMUM, true) BINARY(eq, MAP_EQ, true) BINARY(ne, MAP_NE, true)
-BINARY(lt, MAP_LT, true) BINARY(le, MAP_LE, true) BINARY(gt, MAP_GT, true) BINARY(ge, MAP_GE, true) BINARY(geluGrad, MAP_GELU_GRAD, false)
+UNARY(neg, MAP_NEG, true)
+UNARY(abs, MAP_ABS, true) UNARY(sign, MAP_SIGN, true) UNARY(relu, MAP_RELU, true) UNARY(exp, MAP_EXP, false)
+    UNARY(log, MAP_LOG, false) UNARY(sqrt, MAP_SQRT, false) UNARY(tanh, MAP_TANH, false)
+        UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false) UNARY(silu, MAP_SILU, false)
+            BINARY(add, MAP_ADD, true) BINARY(sub, MAP_SUB, true) BINARY(mul, MAP_MUL, true) BINARY(div, MAP_DIV, false)
+                BINARY(pow, MAP_POW, false) BINARY(maximum, MAP_MAXIMUM, true) BINARY(minimum, MAP_MINIMUM, true)
+                    BINARY(eq, MAP_EQ, true) BINARY(ne, MAP_NE, true) BINARY(lt, MAP_LT, true) BINARY(le, MAP_LE, true)
+                        BINARY(gt, MAP_GT, true) BINARY(ge, MAP_GE, true) BINARY(geluGrad, MAP_GELU_GRAD, false)
 
-static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
+                            static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
   const double v = at[ATTR_FILL_VALUE];
   if (out.dtype == DT_INT32 || out.dtype == DT_INT8 || out.dtype == DT_UINT8) {
     // truncate toward zero and saturate (NaN -> 0) like src/tensor/dtype.ts, before any cast can overflow
-    const double t = v != v ? 0.0 : (v <= -2147483648.0 ? -2147483648.0 : (v >= 2147483647.0 ? 2147483647.0 : std::trunc(v)));
+    const double t =
+        v != v ? 0.0 : (v <= -2147483648.0 ? -2147483648.0 : (v >= 2147483647.0 ? 2147483647.0 : std::trunc(v)));
     return run_map(MAP_FILL, nullptr, 0, out, t, 0, true, "fill");
   }
   return run_map(MAP_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round, bool is v != 0 (NaN -> true)
 }
 static Status k_arange(const TensorView*, int, const TensorView& out, const double* at) {
-  const bool ints = out.dtype == DT_INT32 && at[ATTR_ARANGE_START] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_START])) && at[ATTR_ARANGE_STEP] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_STEP]));
+  const bool ints = out.dtype == DT_INT32 &&
+                    at[ATTR_ARANGE_START] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_START])) &&
+                    at[ATTR_ARANGE_STEP] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_STEP]));
   return run_map(MAP_ARANGE, nullptr, 0, out, at[ATTR_ARANGE_START], at[ATTR_ARANGE_STEP], ints, "arange");
 }
 static Status k_clamp(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -207,9 +237,11 @@ static Status k_where(const TensorView* in, int nin, const TensorView& out, cons
 static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias)");
   const int act = static_cast<int>(at[ATTR_BIAS_ACT_ACT]);
-  KILN_REQUIRE(at[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", at[ATTR_BIAS_ACT_ACT]);
+  KILN_REQUIRE(at[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG,
+               "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", at[ATTR_BIAS_ACT_ACT]);
   const TensorView& x = in[0];
-  KILN_REQUIRE(x.ndim >= 1 && in[1].numel() == x.shape[x.ndim - 1] && in[1].contiguous(), ST_SHAPE, "biasAct: bias must be [", x.ndim ? x.shape[x.ndim - 1] : 0, "]");
+  KILN_REQUIRE(x.ndim >= 1 && in[1].numel() == x.shape[x.ndim - 1] && in[1].contiguous(), ST_SHAPE,
+               "biasAct: bias must be [", x.ndim ? x.shape[x.ndim - 1] : 0, "]");
   TensorView bias = x;  // the bias as a view of x's shape: stride 0 but along the last dim
   bias.data = in[1].data;
   bias.offset = in[1].offset;
@@ -249,14 +281,38 @@ bool merge_views(const int64_t* shape, int ndim, const TensorView* const* views,
 }
 
 void register_elementwise(KernelTable& t) {
-  t.fn[OP_FILL] = k_fill; t.fn[OP_ARANGE] = k_arange;
-  t.fn[OP_NEG] = k_neg; t.fn[OP_ABS] = k_abs; t.fn[OP_SIGN] = k_sign; t.fn[OP_RELU] = k_relu;
-  t.fn[OP_EXP] = k_exp; t.fn[OP_LOG] = k_log; t.fn[OP_SQRT] = k_sqrt; t.fn[OP_TANH] = k_tanh;
-  t.fn[OP_SIGMOID] = k_sigmoid; t.fn[OP_GELU] = k_gelu; t.fn[OP_SILU] = k_silu; t.fn[OP_CLAMP] = k_clamp; t.fn[OP_CAST] = k_cast;
-  t.fn[OP_ADD] = k_add; t.fn[OP_SUB] = k_sub; t.fn[OP_MUL] = k_mul; t.fn[OP_DIV] = k_div; t.fn[OP_POW] = k_pow;
-  t.fn[OP_MAXIMUM] = k_maximum; t.fn[OP_MINIMUM] = k_minimum;
-  t.fn[OP_EQ] = k_eq; t.fn[OP_NE] = k_ne; t.fn[OP_LT] = k_lt; t.fn[OP_LE] = k_le; t.fn[OP_GT] = k_gt; t.fn[OP_GE] = k_ge;
-  t.fn[OP_GELU_GRAD] = k_geluGrad; t.fn[OP_BIAS_ACT] = k_biasAct; t.fn[OP_WHERE] = k_where; t.fn[OP_COPY] = k_copy;
+  t.fn[OP_FILL] = k_fill;
+  t.fn[OP_ARANGE] = k_arange;
+  t.fn[OP_NEG] = k_neg;
+  t.fn[OP_ABS] = k_abs;
+  t.fn[OP_SIGN] = k_sign;
+  t.fn[OP_RELU] = k_relu;
+  t.fn[OP_EXP] = k_exp;
+  t.fn[OP_LOG] = k_log;
+  t.fn[OP_SQRT] = k_sqrt;
+  t.fn[OP_TANH] = k_tanh;
+  t.fn[OP_SIGMOID] = k_sigmoid;
+  t.fn[OP_GELU] = k_gelu;
+  t.fn[OP_SILU] = k_silu;
+  t.fn[OP_CLAMP] = k_clamp;
+  t.fn[OP_CAST] = k_cast;
+  t.fn[OP_ADD] = k_add;
+  t.fn[OP_SUB] = k_sub;
+  t.fn[OP_MUL] = k_mul;
+  t.fn[OP_DIV] = k_div;
+  t.fn[OP_POW] = k_pow;
+  t.fn[OP_MAXIMUM] = k_maximum;
+  t.fn[OP_MINIMUM] = k_minimum;
+  t.fn[OP_EQ] = k_eq;
+  t.fn[OP_NE] = k_ne;
+  t.fn[OP_LT] = k_lt;
+  t.fn[OP_LE] = k_le;
+  t.fn[OP_GT] = k_gt;
+  t.fn[OP_GE] = k_ge;
+  t.fn[OP_GELU_GRAD] = k_geluGrad;
+  t.fn[OP_BIAS_ACT] = k_biasAct;
+  t.fn[OP_WHERE] = k_where;
+  t.fn[OP_COPY] = k_copy;
 }
 
 }  // namespace cuda

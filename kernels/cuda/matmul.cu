@@ -16,7 +16,9 @@ namespace kiln {
 namespace cuda {
 
 struct MmArgs {
-  const void* a; const void* b; float* c;
+  const void* a;
+  const void* b;
+  float* c;
   int32_t dta, dtb;
   int64_t M, N, K;
   int64_t offA, rsA, csA, offB, rsB, csB;
@@ -34,7 +36,8 @@ __device__ inline int64_t batch_offset(const View& v, int32_t nb, int64_t z) {
 }
 
 __device__ inline float ld(const void* p, int32_t dt, int64_t i) {
-  return dt == DT_BFLOAT16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
+  return dt == DT_BFLOAT16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i])
+                           : static_cast<const float*>(p)[i];
 }
 
 __global__ void gemm_simt(MmArgs g) {
@@ -57,7 +60,10 @@ __global__ void gemm_simt(MmArgs g) {
     for (int kk = 0; kk < 16; ++kk) {
       float av[4], bv[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) { av[i] = sa[kk][ty + i * 16]; bv[i] = sb[kk][tx + i * 16]; }
+      for (int i = 0; i < 4; ++i) {
+        av[i] = sa[kk][ty + i * 16];
+        bv[i] = sb[kk][tx + i * 16];
+      }
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -102,13 +108,19 @@ __global__ void gemm_wmma(MmArgs g) {
       const int m = e / KT, k = e % KT;
       const int64_t gm = m0 + m, gk = k0 + k;
       const float v = (gm < g.M && gk < g.K) ? ld(g.a, g.dta, oa + gm * g.rsA + gk * g.csA) : 0.f;
-      if constexpr (BF16) sa[m][k] = __float2bfloat16_rn(v); else sa[m][k] = wmma::__float_to_tf32(v);
+      if constexpr (BF16)
+        sa[m][k] = __float2bfloat16_rn(v);
+      else
+        sa[m][k] = wmma::__float_to_tf32(v);
     }
     for (int e = threadIdx.x; e < KT * 64; e += blockDim.x) {
       const int k = e / 64, n = e % 64;
       const int64_t gk = k0 + k, gn = n0 + n;
       const float v = (gn < g.N && gk < g.K) ? ld(g.b, g.dtb, ob + gk * g.rsB + gn * g.csB) : 0.f;
-      if constexpr (BF16) sb[k][n] = __float2bfloat16_rn(v); else sb[k][n] = wmma::__float_to_tf32(v);
+      if constexpr (BF16)
+        sb[k][n] = __float2bfloat16_rn(v);
+      else
+        sb[k][n] = wmma::__float_to_tf32(v);
     }
     __syncthreads();
     wmma::fragment<wmma::matrix_a, 16, 16, KT, In, wmma::row_major> fa[2];
@@ -120,7 +132,8 @@ __global__ void gemm_wmma(MmArgs g) {
     __syncthreads();
   }
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) wmma::store_matrix_sync(&sc[warp][i * 16][j * 16], acc[i][j], 32 + 4, wmma::mem_row_major);
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(&sc[warp][i * 16][j * 16], acc[i][j], 32 + 4, wmma::mem_row_major);
   __syncwarp();
   float* c = g.c + z * g.M * g.N;
   for (int e = threadIdx.x % 32; e < 32 * 32; e += 32) {
@@ -146,42 +159,70 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
   const int nd = a.ndim;
   KILN_REQUIRE(nd >= 2 && b.ndim == nd && out.ndim == nd, ST_SHAPE, name, ": operands must have the same rank >= 2");
   const int32_t want = bf16 ? DT_BFLOAT16 : DT_FLOAT32;
-  KILN_REQUIRE(a.dtype == want && b.dtype == want && out.dtype == DT_FLOAT32, ST_DTYPE, name, ": takes ", kDTypeNames[want], " and writes float32");
+  KILN_REQUIRE(a.dtype == want && b.dtype == want && out.dtype == DT_FLOAT32, ST_DTYPE, name, ": takes ",
+               kDTypeNames[want], " and writes float32");
   const int64_t M = a.shape[nd - 2], K = a.shape[nd - 1], N = b.shape[nd - 1];
-  KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, name, ": ", shape_str(a), " x ", shape_str(b),
-               " does not give ", shape_str(out));
-  MmArgs g{a.data, b.data, out.ptr<float>(), a.dtype, b.dtype, M, N, K, a.offset, a.strides[nd - 2], a.strides[nd - 1], b.offset,
-           b.strides[nd - 2], b.strides[nd - 1], {}, {}, 0};
+  KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, name, ": ",
+               shape_str(a), " x ", shape_str(b), " does not give ", shape_str(out));
+  MmArgs g{a.data,
+           b.data,
+           out.ptr<float>(),
+           a.dtype,
+           b.dtype,
+           M,
+           N,
+           K,
+           a.offset,
+           a.strides[nd - 2],
+           a.strides[nd - 1],
+           b.offset,
+           b.strides[nd - 2],
+           b.strides[nd - 1],
+           {},
+           {},
+           0};
   int64_t batch = 1;
   const TensorView* views[2] = {&a, &b};
   View merged[2];
   for (int d = 0; d < nd - 2; ++d) {
-    KILN_REQUIRE(a.shape[d] == out.shape[d] && b.shape[d] == out.shape[d], ST_SHAPE, name, ": batch dims arrive broadcast");
+    KILN_REQUIRE(a.shape[d] == out.shape[d] && b.shape[d] == out.shape[d], ST_SHAPE, name,
+                 ": batch dims arrive broadcast");
     batch *= out.shape[d];
   }
   if (batch * M * N == 0) return Status::ok();
-  KILN_REQUIRE(merge_views(out.shape, nd - 2, views, 2, merged), ST_SHAPE, name, ": more than ", kViewDims, " batch dims");
+  KILN_REQUIRE(merge_views(out.shape, nd - 2, views, 2, merged), ST_SHAPE, name, ": more than ", kViewDims,
+               " batch dims");
   g.batch_a = merged[0];
   g.batch_b = merged[1];
   g.nbatch = merged[0].ndim;
   KILN_REQUIRE(batch <= 65535, ST_SHAPE, name, ": ", batch, " batched products exceed the 65535-block grid");
-  const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), static_cast<unsigned>(batch));
+  const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64),
+                  static_cast<unsigned>(batch));
   KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, name, ": M = ", M, " is too large for one grid");
-  if (bf16) gemm_wmma<true><<<grid, 128, 0, stream()>>>(g);
-  else if (use_tf32()) gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
-  else gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  if (bf16)
+    gemm_wmma<true><<<grid, 128, 0, stream()>>>(g);
+  else if (use_tf32())
+    gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+  else
+    gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
   return launched(name);
 }
 
-static Status k_matmul(const TensorView* in, int nin, const TensorView& out, const double*) { return matmul(in, nin, out, "matmul", false); }
-static Status k_matmul_bf16(const TensorView* in, int nin, const TensorView& out, const double*) { return matmul(in, nin, out, "matmulBf16", true); }
+static Status k_matmul(const TensorView* in, int nin, const TensorView& out, const double*) {
+  return matmul(in, nin, out, "matmul", false);
+}
+static Status k_matmul_bf16(const TensorView* in, int nin, const TensorView& out, const double*) {
+  return matmul(in, nin, out, "matmulBf16", true);
+}
 
 /** C = A B^T for contiguous A [M, K] and a row-major weight W [N, K] already in device memory (quant.cu). */
 Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, int64_t K) {
   MmArgs g{A, W, C, DT_FLOAT32, DT_FLOAT32, M, N, K, 0, K, 1, 0, 1, K, {}, {}, 0};
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
-  if (use_tf32()) gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
-  else gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  if (use_tf32())
+    gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+  else
+    gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
   return launched("gemm");
 }
 

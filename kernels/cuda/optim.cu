@@ -5,7 +5,16 @@
 namespace kiln {
 namespace cuda {
 
-struct AdamArgs { float* p; const float* g; float* m; float* v; float* vmax; int64_t n; float lr, b1, b2, eps, wd, bias1, bias2; bool decoupled; };
+struct AdamArgs {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  float* vmax;
+  int64_t n;
+  float lr, b1, b2, eps, wd, bias1, bias2;
+  bool decoupled;
+};
 
 __global__ void adam_kernel(AdamArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -17,18 +26,31 @@ __global__ void adam_kernel(AdamArgs a) {
   a.m[i] = m;
   a.v[i] = v;
   float vd = v;
-  if (a.vmax) { vd = fmaxf(a.vmax[i], v); a.vmax[i] = vd; }
+  if (a.vmax) {
+    vd = fmaxf(a.vmax[i], v);
+    a.vmax[i] = vd;
+  }
   const float shrink = a.decoupled ? 1.f - a.lr * a.wd : 1.f;
   a.p[i] = p * shrink - (a.lr / a.bias1) * m / (sqrtf(vd) / sqrtf(a.bias2) + a.eps);
 }
 
-struct SgdArgs { float* p; const float* g; float* b; int64_t n; float lr, mom, damp, wd; bool nesterov, first; };
+struct SgdArgs {
+  float* p;
+  const float* g;
+  float* b;
+  int64_t n;
+  float lr, mom, damp, wd;
+  bool nesterov, first;
+};
 
 __global__ void sgd_kernel(SgdArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.n) return;
   const float p = a.p[i], g = a.g[i] + a.wd * p;
-  if (!a.b) { a.p[i] = p - a.lr * g; return; }
+  if (!a.b) {
+    a.p[i] = p - a.lr * g;
+    return;
+  }
   const float b = a.first ? g : a.mom * a.b[i] + (1.f - a.damp) * g;
   a.b[i] = b;
   a.p[i] = p - a.lr * (a.nesterov ? g + a.mom * b : b);
@@ -36,18 +58,33 @@ __global__ void sgd_kernel(SgdArgs a) {
 
 static Status same_params(const TensorView* in, int nin, const char* name) {
   for (int k = 0; k < nin; ++k)
-    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[0]), ST_SHAPE, name, ": input ", k, " is ",
-                 shape_str(in[k]), " but the parameter is ", shape_str(in[0]), " (all contiguous float32)");
+    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[0]), ST_SHAPE, name,
+                 ": input ", k, " is ", shape_str(in[k]), " but the parameter is ", shape_str(in[0]),
+                 " (all contiguous float32)");
   return Status::ok();
 }
 
 static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
   if (Status s = same_params(in, nin, "adamStep"); !s.good()) return s;
-  KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 && at[ATTR_ADAM_STEP_BIAS2] <= 1, ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ", at[ATTR_ADAM_STEP_BIAS2]);
-  AdamArgs a{in[0].ptr<float>(), in[1].ptr<float>(), in[2].ptr<float>(), in[3].ptr<float>(), nin == 5 ? in[4].ptr<float>() : nullptr, in[0].numel(),
-             static_cast<float>(at[ATTR_ADAM_STEP_LR]), static_cast<float>(at[ATTR_ADAM_STEP_BETA1]), static_cast<float>(at[ATTR_ADAM_STEP_BETA2]), static_cast<float>(at[ATTR_ADAM_STEP_EPS]), static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]),
-             static_cast<float>(at[ATTR_ADAM_STEP_BIAS1]), static_cast<float>(at[ATTR_ADAM_STEP_BIAS2]), at[ATTR_ADAM_STEP_DECOUPLED] != 0};
+  KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 &&
+                   at[ATTR_ADAM_STEP_BIAS2] <= 1,
+               ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ",
+               at[ATTR_ADAM_STEP_BIAS2]);
+  AdamArgs a{in[0].ptr<float>(),
+             in[1].ptr<float>(),
+             in[2].ptr<float>(),
+             in[3].ptr<float>(),
+             nin == 5 ? in[4].ptr<float>() : nullptr,
+             in[0].numel(),
+             static_cast<float>(at[ATTR_ADAM_STEP_LR]),
+             static_cast<float>(at[ATTR_ADAM_STEP_BETA1]),
+             static_cast<float>(at[ATTR_ADAM_STEP_BETA2]),
+             static_cast<float>(at[ATTR_ADAM_STEP_EPS]),
+             static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]),
+             static_cast<float>(at[ATTR_ADAM_STEP_BIAS1]),
+             static_cast<float>(at[ATTR_ADAM_STEP_BIAS2]),
+             at[ATTR_ADAM_STEP_DECOUPLED] != 0};
   if (a.n == 0) return Status::ok();
   adam_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("adamStep");
@@ -57,8 +94,16 @@ static Status k_sgd(const TensorView* in, int nin, const TensorView&, const doub
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
   if (Status s = same_params(in, nin, "sgdStep"); !s.good()) return s;
   KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
-  SgdArgs a{in[0].ptr<float>(), in[1].ptr<float>(), nin == 3 ? in[2].ptr<float>() : nullptr, in[0].numel(), static_cast<float>(at[ATTR_SGD_STEP_LR]),
-            static_cast<float>(at[ATTR_SGD_STEP_MOMENTUM]), static_cast<float>(at[ATTR_SGD_STEP_DAMPENING]), static_cast<float>(at[ATTR_SGD_STEP_WEIGHT_DECAY]), at[ATTR_SGD_STEP_NESTEROV] != 0, at[ATTR_SGD_STEP_FIRST_STEP] != 0};
+  SgdArgs a{in[0].ptr<float>(),
+            in[1].ptr<float>(),
+            nin == 3 ? in[2].ptr<float>() : nullptr,
+            in[0].numel(),
+            static_cast<float>(at[ATTR_SGD_STEP_LR]),
+            static_cast<float>(at[ATTR_SGD_STEP_MOMENTUM]),
+            static_cast<float>(at[ATTR_SGD_STEP_DAMPENING]),
+            static_cast<float>(at[ATTR_SGD_STEP_WEIGHT_DECAY]),
+            at[ATTR_SGD_STEP_NESTEROV] != 0,
+            at[ATTR_SGD_STEP_FIRST_STEP] != 0};
   if (a.n == 0) return Status::ok();
   sgd_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("sgdStep");

@@ -11,7 +11,8 @@ namespace cuda {
 
 Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, int64_t K);
 
-__global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t* zero, int64_t M, int64_t K, int64_t Kp, float sx, int32_t zx, DeviceFlags* f) {
+__global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t* zero, int64_t M, int64_t K, int64_t Kp,
+                              float sx, int32_t zx, DeviceFlags* f) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= M) return;
   const float* xr = x + i * K;
@@ -26,8 +27,10 @@ __global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t*
   int32_t z = zx;
   if (sx == 0.f) {
     const float range = mx - mn;
-    if (range == 0.f) { s = 1.f; z = 0; }
-    else {
+    if (range == 0.f) {
+      s = 1.f;
+      z = 0;
+    } else {
       s = range / 255.f;
       z = static_cast<int32_t>(fminf(255.f, fmaxf(0.f, rintf(-mn / s))));
     }
@@ -41,8 +44,9 @@ __global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t*
   zero[i] = z;
 }
 
-__global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const float* ws, const float* bias,
-                             float* y, int64_t M, int64_t N, int64_t K, int64_t Kp) {
+__global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
+                             const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K,
+                             int64_t Kp) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= M * N) return;
   const int64_t i = t / N, j = t % N;
@@ -61,7 +65,10 @@ __global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t
   }
   acc += 128 * wsum4;
   wsum += wsum4;
-  for (; k < K; ++k) { acc += static_cast<int32_t>(qr[k]) * wr[k]; wsum += wr[k]; }
+  for (; k < K; ++k) {
+    acc += static_cast<int32_t>(qr[k]) * wr[k];
+    wsum += wr[k];
+  }
   const int32_t a = acc - zero[i] * wsum;
   y[t] = static_cast<float>(a) * (scale[i] * ws[j]) + (bias ? bias[j] : 0.f);
 }
@@ -69,20 +76,27 @@ __global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t
 static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
-  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous() && w.dtype == DT_INT8 && w.ndim == 2 && w.contiguous(), ST_DTYPE,
-               "qlinearInt8 takes contiguous float32 x [M, K] and int8 wq [N, K]");
+  KILN_REQUIRE(
+      x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous() && w.dtype == DT_INT8 && w.ndim == 2 && w.contiguous(),
+      ST_DTYPE, "qlinearInt8 takes contiguous float32 x [M, K] and int8 wq [N, K]");
   const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
-  KILN_REQUIRE(w.shape[1] == K && K <= 65536, ST_SHAPE, "qlinearInt8: x ", shape_str(x), " and wq ", shape_str(w), " must share K <= 65536");
-  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == N, ST_SHAPE, "qlinearInt8: wscale must be float32 [", N, "]");
+  KILN_REQUIRE(w.shape[1] == K && K <= 65536, ST_SHAPE, "qlinearInt8: x ", shape_str(x), " and wq ", shape_str(w),
+               " must share K <= 65536");
+  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == N, ST_SHAPE,
+               "qlinearInt8: wscale must be float32 [", N, "]");
   const float* bias = nullptr;
   if (nin == 4) {
-    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE, "qlinearInt8: bias must be float32 [", N, "]");
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE,
+                 "qlinearInt8: bias must be float32 [", N, "]");
     bias = in[3].ptr<float>();
   }
-  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt8 writes float32 [", M, ", ", N, "]");
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt8 writes float32 [", M, ", ", N,
+               "]");
   const double sx = at[ATTR_QLINEAR_INT8_X_SCALE], zx = at[ATTR_QLINEAR_INT8_X_ZERO];
-  KILN_REQUIRE(sx >= 0 && zx >= 0 && zx <= 255 && zx == static_cast<double>(static_cast<int>(zx)) && (sx == 0 || static_cast<float>(sx) > 0.f), ST_ARG,
-               "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ", sx, " and ", zx);
+  KILN_REQUIRE(sx >= 0 && zx >= 0 && zx <= 255 && zx == static_cast<double>(static_cast<int>(zx)) &&
+                   (sx == 0 || static_cast<float>(sx) > 0.f),
+               ST_ARG, "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ",
+               sx, " and ", zx);
   if (M * N == 0) return Status::ok();
   const int64_t Kp = (K + 3) / 4 * 4;
   const uint64_t bytes = static_cast<uint64_t>(M) * Kp + static_cast<uint64_t>(M) * 8;
@@ -91,10 +105,12 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   uint8_t* q = static_cast<uint8_t*>(work);
   float* scale = reinterpret_cast<float*>(q + M * Kp);
   int32_t* zero = reinterpret_cast<int32_t*>(scale + M);
-  quantize_rows<<<blocks_for(M), kThreads, 0, stream()>>>(x.ptr<float>(), q, scale, zero, M, K, Kp, static_cast<float>(sx), static_cast<int32_t>(zx), device_flags());
+  quantize_rows<<<blocks_for(M), kThreads, 0, stream()>>>(
+      x.ptr<float>(), q, scale, zero, M, K, Kp, static_cast<float>(sx), static_cast<int32_t>(zx), device_flags());
   Status st = launched("qlinearInt8 (quantize)");
   if (st.good()) {
-    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias, out.ptr<float>(), M, N, K, Kp);
+    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias,
+                                                               out.ptr<float>(), M, N, K, Kp);
     st = launched("qlinearInt8");
   }
   release_scratch(work, bytes);
@@ -118,23 +134,30 @@ __global__ void add_bias(float* y, const float* b, int64_t M, int64_t N) {
 static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
   const double gd = at[ATTR_QLINEAR_INT4_GROUP_SIZE];
-  KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG, "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
+  KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG,
+               "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
   const int64_t g = static_cast<int64_t>(gd);
   const TensorView &x = in[0], &w = in[1], &s = in[2];
-  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE, "qlinearInt4: x must be contiguous float32 [M, K]");
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE,
+               "qlinearInt4: x must be contiguous float32 [M, K]");
   const int64_t M = x.shape[0], K = x.shape[1], G = (K + g - 1) / g;
-  KILN_REQUIRE(w.dtype == DT_UINT8 && w.ndim == 2 && w.contiguous() && w.shape[1] == G * g / 2, ST_SHAPE, "qlinearInt4: packed must be uint8 [N, ", G * g / 2, "]");
+  KILN_REQUIRE(w.dtype == DT_UINT8 && w.ndim == 2 && w.contiguous() && w.shape[1] == G * g / 2, ST_SHAPE,
+               "qlinearInt4: packed must be uint8 [N, ", G * g / 2, "]");
   const int64_t N = w.shape[0];
-  KILN_REQUIRE(s.dtype == DT_FLOAT32 && s.ndim == 2 && s.contiguous() && s.shape[0] == N && s.shape[1] == G, ST_SHAPE, "qlinearInt4: scales must be float32 [", N, ", ", G, "]");
-  KILN_REQUIRE(nin == 3 || (in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N), ST_SHAPE, "qlinearInt4: bias must be float32 [", N, "]");
-  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt4 writes float32 [", M, ", ", N, "]");
+  KILN_REQUIRE(s.dtype == DT_FLOAT32 && s.ndim == 2 && s.contiguous() && s.shape[0] == N && s.shape[1] == G, ST_SHAPE,
+               "qlinearInt4: scales must be float32 [", N, ", ", G, "]");
+  KILN_REQUIRE(nin == 3 || (in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N), ST_SHAPE,
+               "qlinearInt4: bias must be float32 [", N, "]");
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt4 writes float32 [", M, ", ", N,
+               "]");
   if (M * N == 0) return Status::ok();
   void* wd = nullptr;
   const uint64_t bytes = static_cast<uint64_t>(N) * K * sizeof(float);
   if (Status st = scratch(bytes > 0 ? bytes : 4, &wd); !st.good()) return st;
   Status st = Status::ok();
   if (N * K > 0) {
-    dequant_int4<<<blocks_for(N * K), kThreads, 0, stream()>>>(w.ptr<uint8_t>(), s.ptr<float>(), static_cast<float*>(wd), N, K, G, g);
+    dequant_int4<<<blocks_for(N * K), kThreads, 0, stream()>>>(w.ptr<uint8_t>(), s.ptr<float>(),
+                                                               static_cast<float*>(wd), N, K, G, g);
     st = launched("qlinearInt4 (dequantize)");
   }
   if (st.good()) st = gemm_abt(x.ptr<float>(), static_cast<float*>(wd), out.ptr<float>(), M, N, K);

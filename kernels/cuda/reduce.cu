@@ -58,7 +58,10 @@ __global__ void arg_reduce(const T* x, int32_t* y, bool is_max, int64_t outer, i
     const T v = base[k * inner];
     bool better = is_max ? v > bv : v < bv;
     if constexpr (std::is_same<T, float>::value) better = better || isnan(v);
-    if (better) { bv = v; best = k; }
+    if (better) {
+      bv = v;
+      best = k;
+    }
   }
   y[o] = static_cast<int32_t>(best);
 }
@@ -75,45 +78,73 @@ static Status reduce(const TensorView* in, int nin, const TensorView& out, const
   KILN_REQUIRE(nin == 1 && in[0].contiguous(), ST_ARG, name, " takes one contiguous input");
   const TensorView& x = in[0];
   const bool arg = op >= R_ARGMAX;
-  const int a0 = static_cast<int>(at[ATTR_AXES_AXIS_START]), a1 = arg ? a0 + 1 : static_cast<int>(at[ATTR_AXES_AXIS_END]);
-  KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= x.ndim, ST_ARG, name, ": bad axis range [", a0, ", ", a1, ") for ", x.ndim, " dims");
+  const int a0 = static_cast<int>(at[ATTR_AXES_AXIS_START]),
+            a1 = arg ? a0 + 1 : static_cast<int>(at[ATTR_AXES_AXIS_END]);
+  KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= x.ndim, ST_ARG, name, ": bad axis range [", a0, ", ", a1, ") for ", x.ndim,
+               " dims");
   int64_t outer, r, inner;
   dims3(x, a0, a1, outer, r, inner);
   KILN_REQUIRE(out.numel() == outer * inner, ST_SHAPE, name, " writes ", outer * inner, " values");
   if (outer * inner == 0) return Status::ok();
-  KILN_REQUIRE(op == R_SUM || r > 0, ST_SHAPE, name, " over an empty axis has no identity; the reduced axes of ", shape_str(x), " have size 0");
+  KILN_REQUIRE(op == R_SUM || r > 0, ST_SHAPE, name, " over an empty axis has no identity; the reduced axes of ",
+               shape_str(x), " have size 0");
   const bool ints = x.dtype == DT_INT32;
   KILN_REQUIRE(ints || x.dtype == DT_FLOAT32, ST_DTYPE, name, " takes float32 or int32");
   if (arg) {
     KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, name, " writes int32");
-    if (ints) arg_reduce<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(), op == R_ARGMAX, outer, r, inner);
-    else arg_reduce<float><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<int32_t>(), op == R_ARGMAX, outer, r, inner);
+    if (ints)
+      arg_reduce<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(),
+                                                                                op == R_ARGMAX, outer, r, inner);
+    else
+      arg_reduce<float><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<int32_t>(),
+                                                                              op == R_ARGMAX, outer, r, inner);
     return launched(name);
   }
   KILN_REQUIRE(out.dtype == x.dtype, ST_DTYPE, name, " writes its input's dtype");
   const bool rows = inner == 1 && r >= 1024 && outer <= 2147483647;
   if (ints) {
-    if (rows) reduce_rows<int32_t><<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, r);
-    else reduce_cols<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, outer, r, inner);
+    if (rows)
+      reduce_rows<int32_t>
+          <<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, r);
+    else
+      reduce_cols<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(),
+                                                                                 op, outer, r, inner);
   } else {
-    if (rows) reduce_rows<float><<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, r);
-    else reduce_cols<float><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, outer, r, inner);
+    if (rows)
+      reduce_rows<float>
+          <<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, r);
+    else
+      reduce_cols<float>
+          <<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, outer, r, inner);
   }
   return launched(name);
 }
 
-static Status k_sum(const TensorView* in, int nin, const TensorView& out, const double* at) { return reduce(in, nin, out, at, R_SUM, "sum"); }
-static Status k_max(const TensorView* in, int nin, const TensorView& out, const double* at) { return reduce(in, nin, out, at, R_MAX, "max"); }
-static Status k_min(const TensorView* in, int nin, const TensorView& out, const double* at) { return reduce(in, nin, out, at, R_MIN, "min"); }
-static Status k_argmax(const TensorView* in, int nin, const TensorView& out, const double* at) { return reduce(in, nin, out, at, R_ARGMAX, "argmax"); }
-static Status k_argmin(const TensorView* in, int nin, const TensorView& out, const double* at) { return reduce(in, nin, out, at, R_ARGMIN, "argmin"); }
+static Status k_sum(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return reduce(in, nin, out, at, R_SUM, "sum");
+}
+static Status k_max(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return reduce(in, nin, out, at, R_MAX, "max");
+}
+static Status k_min(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return reduce(in, nin, out, at, R_MIN, "min");
+}
+static Status k_argmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return reduce(in, nin, out, at, R_ARGMAX, "argmax");
+}
+static Status k_argmin(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return reduce(in, nin, out, at, R_ARGMIN, "argmin");
+}
 
 __global__ void softmax_kernel(const float* x, float* y, bool log, int64_t outer, int64_t n, int64_t inner) {
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= outer * inner) return;
   const int64_t base = (o / inner) * n * inner + o % inner;
   float m = -INFINITY;
-  for (int64_t k = 0; k < n; ++k) { const float v = x[base + k * inner]; if (v > m) m = v; }
+  for (int64_t k = 0; k < n; ++k) {
+    const float v = x[base + k * inner];
+    if (v > m) m = v;
+  }
   if (m == -INFINITY) m = 0.f;
   float s = 0.f;
   for (int64_t k = 0; k < n; ++k) s += expf(x[base + k * inner] - m);
@@ -127,26 +158,42 @@ __global__ void softmax_kernel(const float* x, float* y, bool log, int64_t outer
 static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);
 
 static Status softmax(const TensorView* in, int nin, const TensorView& out, const double* at, bool log) {
-  KILN_REQUIRE(nin == 1 && in[0].contiguous() && in[0].dtype == DT_FLOAT32 && same_shape(in[0], out), ST_ARG, "softmax takes one contiguous float32 input");
+  KILN_REQUIRE(nin == 1 && in[0].contiguous() && in[0].dtype == DT_FLOAT32 && same_shape(in[0], out), ST_ARG,
+               "softmax takes one contiguous float32 input");
   const int axis = static_cast<int>(at[ATTR_SOFTMAX_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < in[0].ndim, ST_ARG, "softmax: axis ", axis, " out of range");
   int64_t outer, n, inner;
   dims3(in[0], axis, axis + 1, outer, n, inner);
   if (outer * n * inner == 0) return Status::ok();
-  softmax_kernel<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer, n, inner);
+  softmax_kernel<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer,
+                                                                       n, inner);
   return launched("softmax");
 }
-static Status k_softmax(const TensorView* in, int nin, const TensorView& out, const double* at) { return softmax(in, nin, out, at, false); }
-static Status k_logSoftmax(const TensorView* in, int nin, const TensorView& out, const double* at) { return softmax(in, nin, out, at, true); }
+static Status k_softmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return softmax(in, nin, out, at, false);
+}
+static Status k_logSoftmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return softmax(in, nin, out, at, true);
+}
 
 struct CeArgs {
-  const float* x; const int32_t* y; const float* g; const float* w; float* out; int64_t n, c; float s; DeviceFlags* flags;
+  const float* x;
+  const int32_t* y;
+  const float* g;
+  const float* w;
+  float* out;
+  int64_t n, c;
+  float s;
+  DeviceFlags* flags;
 };
 
 __device__ inline float row_lse(const float* x, int64_t c) {
   float m = -INFINITY;
   bool nan = false;
-  for (int64_t k = 0; k < c; ++k) { nan |= isnan(x[k]); m = x[k] > m ? x[k] : m; }
+  for (int64_t k = 0; k < c; ++k) {
+    nan |= isnan(x[k]);
+    m = x[k] > m ? x[k] : m;
+  }
   if (nan) return nanf("");
   if (m == -INFINITY) m = 0.f;
   float s = 0.f;
@@ -161,8 +208,10 @@ __global__ void ce_kernel(CeArgs a, bool backward) {
   const float* x = a.x + r * a.c;
   if (y < 0 || y >= a.c) {
     report(a.flags, FLAG_LABEL, r, y, a.c);
-    if (backward) for (int64_t k = 0; k < a.c; ++k) a.out[r * a.c + k] = 0.f;
-    else a.out[r] = 0.f;
+    if (backward)
+      for (int64_t k = 0; k < a.c; ++k) a.out[r * a.c + k] = 0.f;
+    else
+      a.out[r] = 0.f;
     return;
   }
   const float lse = row_lse(x, a.c);
@@ -178,7 +227,10 @@ __global__ void ce_kernel(CeArgs a, bool backward) {
     return;
   }
   float W = static_cast<float>(a.c);
-  if (a.w) { W = 0.f; for (int64_t k = 0; k < a.c; ++k) W += a.w[k]; }
+  if (a.w) {
+    W = 0.f;
+    for (int64_t k = 0; k < a.c; ++k) W += a.w[k];
+  }
   const float g = a.g[r], hard = (1.f - a.s) * wt(y);
   for (int64_t k = 0; k < a.c; ++k) {
     const float p = expf(x[k] - lse);
@@ -193,29 +245,46 @@ static_assert(ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING == ATTR_SOFTMA
 static Status ce(const TensorView* in, int nin, const TensorView& out, const double* at, bool backward) {
   const int want = backward ? 3 : 2;
   const char* name = backward ? "softmaxCrossEntropyBackward" : "softmaxCrossEntropy";
-  KILN_REQUIRE(nin == want || nin == want + 1, ST_ARG, name, " takes ", want, " inputs and an optional weight, got ", nin);
+  KILN_REQUIRE(nin == want || nin == want + 1, ST_ARG, name, " takes ", want, " inputs and an optional weight, got ",
+               nin);
   const TensorView &x = in[0], &y = in[1];
-  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, name, ": logits must be contiguous float32 [N, C]");
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, name,
+               ": logits must be contiguous float32 [N, C]");
   const int64_t n = x.shape[0], c = x.shape[1];
-  KILN_REQUIRE(y.ndim == 1 && y.shape[0] == n && y.dtype == DT_INT32 && y.contiguous(), ST_SHAPE, name, ": labels must be int32 [", n, "]");
-  CeArgs a{x.ptr<float>(), y.ptr<int32_t>(), nullptr, nullptr, out.ptr<float>(), n, c, static_cast<float>(at[ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING]), device_flags()};
+  KILN_REQUIRE(y.ndim == 1 && y.shape[0] == n && y.dtype == DT_INT32 && y.contiguous(), ST_SHAPE, name,
+               ": labels must be int32 [", n, "]");
+  CeArgs a{x.ptr<float>(),
+           y.ptr<int32_t>(),
+           nullptr,
+           nullptr,
+           out.ptr<float>(),
+           n,
+           c,
+           static_cast<float>(at[ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING]),
+           device_flags()};
   if (backward) {
-    KILN_REQUIRE(in[2].numel() == n && in[2].dtype == DT_FLOAT32 && in[2].contiguous(), ST_SHAPE, name, ": the row gradient must have ", n, " values");
+    KILN_REQUIRE(in[2].numel() == n && in[2].dtype == DT_FLOAT32 && in[2].contiguous(), ST_SHAPE, name,
+                 ": the row gradient must have ", n, " values");
     KILN_REQUIRE(same_shape(out, x), ST_SHAPE, name, " writes [N, C]");
     a.g = in[2].ptr<float>();
   } else {
     KILN_REQUIRE(out.numel() == n, ST_SHAPE, name, " writes [N]");
   }
   if (nin == want + 1) {
-    KILN_REQUIRE(in[want].numel() == c && in[want].dtype == DT_FLOAT32 && in[want].contiguous(), ST_SHAPE, name, ": weight must be [", c, "]");
+    KILN_REQUIRE(in[want].numel() == c && in[want].dtype == DT_FLOAT32 && in[want].contiguous(), ST_SHAPE, name,
+                 ": weight must be [", c, "]");
     a.w = in[want].ptr<float>();
   }
   if (n == 0) return Status::ok();
   ce_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(a, backward);
   return launched(name);
 }
-static Status k_ce(const TensorView* in, int nin, const TensorView& out, const double* at) { return ce(in, nin, out, at, false); }
-static Status k_ce_bwd(const TensorView* in, int nin, const TensorView& out, const double* at) { return ce(in, nin, out, at, true); }
+static Status k_ce(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return ce(in, nin, out, at, false);
+}
+static Status k_ce_bwd(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return ce(in, nin, out, at, true);
+}
 
 __global__ void nan_stats_kernel(const float* x, float* o, int64_t n, int64_t f) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -224,7 +293,12 @@ __global__ void nan_stats_kernel(const float* x, float* o, int64_t n, int64_t f)
   float lo = INFINITY, hi = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i * f + j];
-    if (!isnan(v)) { cnt += 1; sum += v; lo = fminf(lo, v); hi = fmaxf(hi, v); }
+    if (!isnan(v)) {
+      cnt += 1;
+      sum += v;
+      lo = fminf(lo, v);
+      hi = fmaxf(hi, v);
+    }
   }
   const double mean = sum / cnt;
   double ss = 0;
@@ -240,7 +314,8 @@ __global__ void nan_stats_kernel(const float* x, float* o, int64_t n, int64_t f)
 }
 
 static Status k_nan_stats(const TensorView* in, int nin, const TensorView& out, const double*) {
-  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE, "nanColumnStats takes [N, F]");
+  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE,
+               "nanColumnStats takes [N, F]");
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == 5 * f, ST_SHAPE, "nanColumnStats writes [5, F]");
   if (f == 0) return Status::ok();
@@ -257,7 +332,9 @@ __device__ inline void sift(float* a, int64_t start, int64_t end) {
     if (a[sw] < a[child]) sw = child;
     if (child + 1 < end && a[sw] < a[child + 1]) sw = child + 1;
     if (sw == root) return;
-    const float t = a[root]; a[root] = a[sw]; a[sw] = t;
+    const float t = a[root];
+    a[root] = a[sw];
+    a[sw] = t;
     root = sw;
   }
 }
@@ -267,10 +344,21 @@ __global__ void nan_quantile_kernel(const float* x, float* o, float* work, int64
   if (j >= f) return;
   float* a = work + j * n;
   int64_t len = 0;
-  for (int64_t i = 0; i < n; ++i) { const float v = x[i * f + j]; if (!isnan(v)) a[len++] = v; }
-  if (len == 0) { o[j] = nanf(""); return; }
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i * f + j];
+    if (!isnan(v)) a[len++] = v;
+  }
+  if (len == 0) {
+    o[j] = nanf("");
+    return;
+  }
   for (int64_t s = len / 2; s > 0; --s) sift(a, s - 1, len);
-  for (int64_t e = len - 1; e > 0; --e) { const float t = a[0]; a[0] = a[e]; a[e] = t; sift(a, 0, e); }
+  for (int64_t e = len - 1; e > 0; --e) {
+    const float t = a[0];
+    a[0] = a[e];
+    a[e] = t;
+    sift(a, 0, e);
+  }
   const double pos = q * static_cast<double>(len - 1);
   const int64_t k = static_cast<int64_t>(floor(pos));
   const double frac = pos - static_cast<double>(k);
@@ -278,7 +366,8 @@ __global__ void nan_quantile_kernel(const float* x, float* o, float* work, int64
 }
 
 static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& out, const double* at) {
-  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE, "nanQuantile takes [N, F]");
+  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE,
+               "nanQuantile takes [N, F]");
   const double q = at[ATTR_NAN_QUANTILE_Q];
   KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
@@ -287,7 +376,8 @@ static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& ou
   void* work = nullptr;
   const uint64_t bytes = static_cast<uint64_t>(n > 0 ? n : 1) * f * sizeof(float);
   if (Status s = scratch(bytes, &work); !s.good()) return s;
-  nan_quantile_kernel<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), static_cast<float*>(work), n, f, q);
+  nan_quantile_kernel<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(),
+                                                                static_cast<float*>(work), n, f, q);
   Status st = launched("nanQuantile");
   release_scratch(work, bytes);
   return st;
@@ -309,7 +399,8 @@ __global__ void row_hash_kernel(const uint32_t* x, int32_t* o, int64_t n, int64_
 }
 
 static Status k_row_hash(const TensorView* in, int nin, const TensorView& out, const double*) {
-  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE, "rowHash takes [N, F]");
+  KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE,
+               "rowHash takes [N, F]");
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == 2 * n && out.dtype == DT_INT32, ST_SHAPE, "rowHash writes int32 [N, 2]");
   if (n == 0) return Status::ok();
@@ -318,10 +409,18 @@ static Status k_row_hash(const TensorView* in, int nin, const TensorView& out, c
 }
 
 void register_reduce(KernelTable& t) {
-  t.fn[OP_SUM] = k_sum; t.fn[OP_MAX] = k_max; t.fn[OP_MIN] = k_min; t.fn[OP_ARGMAX] = k_argmax; t.fn[OP_ARGMIN] = k_argmin;
-  t.fn[OP_SOFTMAX] = k_softmax; t.fn[OP_LOG_SOFTMAX] = k_logSoftmax;
-  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = k_ce; t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = k_ce_bwd;
-  t.fn[OP_NAN_COLUMN_STATS] = k_nan_stats; t.fn[OP_NAN_QUANTILE] = k_nan_quantile; t.fn[OP_ROW_HASH] = k_row_hash;
+  t.fn[OP_SUM] = k_sum;
+  t.fn[OP_MAX] = k_max;
+  t.fn[OP_MIN] = k_min;
+  t.fn[OP_ARGMAX] = k_argmax;
+  t.fn[OP_ARGMIN] = k_argmin;
+  t.fn[OP_SOFTMAX] = k_softmax;
+  t.fn[OP_LOG_SOFTMAX] = k_logSoftmax;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = k_ce;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = k_ce_bwd;
+  t.fn[OP_NAN_COLUMN_STATS] = k_nan_stats;
+  t.fn[OP_NAN_QUANTILE] = k_nan_quantile;
+  t.fn[OP_ROW_HASH] = k_row_hash;
 }
 
 }  // namespace cuda

@@ -25,14 +25,17 @@ static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) 
 }
 
 static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
-  g.sh = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_H]); g.sw = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_W]);
-  g.ph = static_cast<int64_t>(attrs[ATTR_CONV_PAD_H]); g.pw = static_cast<int64_t>(attrs[ATTR_CONV_PAD_W]);
-  g.dh = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_H]); g.dw = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_W]);
+  g.sh = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_H]);
+  g.sw = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_W]);
+  g.ph = static_cast<int64_t>(attrs[ATTR_CONV_PAD_H]);
+  g.pw = static_cast<int64_t>(attrs[ATTR_CONV_PAD_W]);
+  g.dh = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_H]);
+  g.dw = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_W]);
   g.groups = static_cast<int64_t>(attrs[ATTR_CONV_GROUPS]);
   constexpr int64_t kMax = int64_t{1} << 30;  // keeps every geometry product far from int64 overflow
-  KILN_REQUIRE(g.sh <= kMax && g.sw <= kMax && g.ph <= kMax && g.pw <= kMax && g.dh <= kMax && g.dw <= kMax &&
-                   g.groups <= kMax,
-               ST_ARG, "conv2d stride, padding, dilation and groups must be at most 2^30");
+  KILN_REQUIRE(
+      g.sh <= kMax && g.sw <= kMax && g.ph <= kMax && g.pw <= kMax && g.dh <= kMax && g.dw <= kMax && g.groups <= kMax,
+      ST_ARG, "conv2d stride, padding, dilation and groups must be at most 2^30");
   KILN_REQUIRE(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0 && g.groups >= 1, ST_ARG,
                "conv2d needs stride >= 1, dilation >= 1, padding >= 0, groups >= 1; got stride [", g.sh, ", ", g.sw,
                "] padding [", g.ph, ", ", g.pw, "] dilation [", g.dh, ", ", g.dw, "] groups ", g.groups);
@@ -43,7 +46,9 @@ static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
 static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) {
   if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
   KILN_REQUIRE(w4.ndim == 4, ST_SHAPE, "conv2d weight must be [O, C/groups, kH, kW], got ", shape_str(w4));
-  g.O = w4.shape[0]; g.kh = w4.shape[2]; g.kw = w4.shape[3];
+  g.O = w4.shape[0];
+  g.kh = w4.shape[2];
+  g.kw = w4.shape[3];
   KILN_REQUIRE(g.O % g.groups == 0, ST_SHAPE, "conv2d out channels ", g.O, " not divisible by groups ", g.groups);
   g.C = w4.shape[1] * g.groups;
   return Status::ok();
@@ -111,15 +116,17 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
   KILN_REQUIRE(x.ndim == 4, ST_SHAPE, "conv2d input must be [N, C, H, W], got ", shape_str(x));
   ConvGeom g{};
   if (Status s = geom_from(w, attrs, g); !s.good()) return s;
-  g.N = x.shape[0]; g.H = x.shape[2]; g.W = x.shape[3];
-  KILN_REQUIRE(x.shape[1] == g.C, ST_SHAPE, "conv2d input has ", x.shape[1], " channels but the weight ",
-               shape_str(w), " with groups ", g.groups, " expects ", g.C);
+  g.N = x.shape[0];
+  g.H = x.shape[2];
+  g.W = x.shape[3];
+  KILN_REQUIRE(x.shape[1] == g.C, ST_SHAPE, "conv2d input has ", x.shape[1], " channels but the weight ", shape_str(w),
+               " with groups ", g.groups, " expects ", g.C);
   g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
   g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
-  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O && out.shape[2] == g.OH &&
-                   out.shape[3] == g.OW,
-               ST_SHAPE, "conv2d output ", shape_str(out), " does not match the expected [", g.N, ", ", g.O, ", ",
-               g.OH, ", ", g.OW, "]");
+  KILN_REQUIRE(
+      out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O && out.shape[2] == g.OH && out.shape[3] == g.OW,
+      ST_SHAPE, "conv2d output ", shape_str(out), " does not match the expected [", g.N, ", ", g.O, ", ", g.OH, ", ",
+      g.OW, "]");
   if (out.numel() == 0) return Status::ok();
   const float* px = x.ptr<float>();
   const float* pw = w.ptr<float>();
@@ -134,8 +141,9 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
         im2col(xg, g, col.data());
         src = col.data();
       }
-      GemmArgs a{g.Og(), g.P(), g.ckk(), pw + gi * g.Og() * g.ckk(), g.ckk(), 1, src, g.P(), 1,
-                 po + (n * g.O + gi * g.Og()) * g.P(), g.P(), false, par};
+      GemmArgs a{g.Og(), g.P(), g.ckk(), pw + gi * g.Og() * g.ckk(),           g.ckk(), 1,
+                 src,    g.P(), 1,       po + (n * g.O + gi * g.Og()) * g.P(), g.P(),   false,
+                 par};
       sgemm(a);
     }
   };
@@ -160,16 +168,18 @@ static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView
   if (Status s = geom_from(w, attrs, g); !s.good()) return s;
   KILN_REQUIRE(gy.ndim == 4 && gy.shape[1] == g.O, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match weight ", shape_str(w));
-  g.N = gy.shape[0]; g.H = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_H]); g.W = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_W]);
+  g.N = gy.shape[0];
+  g.H = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_H]);
+  g.W = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_W]);
   KILN_REQUIRE(g.H >= 0 && g.W >= 0 && g.H <= (int64_t{1} << 30) && g.W <= (int64_t{1} << 30), ST_ARG,
                "conv2dBackwardInput input size must be in [0, 2^30]");
   g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
   g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match input size ", g.H, "x", g.W);
-  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.C && out.shape[2] == g.H &&
-                   out.shape[3] == g.W,
-               ST_SHAPE, "conv2dBackwardInput output ", shape_str(out), " has the wrong shape");
+  KILN_REQUIRE(
+      out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.C && out.shape[2] == g.H && out.shape[3] == g.W,
+      ST_SHAPE, "conv2dBackwardInput output ", shape_str(out), " has the wrong shape");
   float* pdx = out.ptr<float>();
   const int64_t total = out.numel();
   for (int64_t i = 0; i < total; ++i) pdx[i] = 0.f;
@@ -213,9 +223,13 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
   if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
   KILN_REQUIRE(x.ndim == 4 && gy.ndim == 4 && out.ndim == 4, ST_SHAPE, "conv2dBackwardWeight needs 4-d tensors, got ",
                shape_str(x), ", ", shape_str(gy), " -> ", shape_str(out));
-  g.N = x.shape[0]; g.C = x.shape[1]; g.H = x.shape[2]; g.W = x.shape[3];
+  g.N = x.shape[0];
+  g.C = x.shape[1];
+  g.H = x.shape[2];
+  g.W = x.shape[3];
   g.O = gy.shape[1];
-  g.kh = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_H]); g.kw = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_W]);
+  g.kh = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_H]);
+  g.kw = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_WEIGHT_KERNEL_W]);
   KILN_REQUIRE(g.kh >= 1 && g.kw >= 1 && g.kh <= (int64_t{1} << 30) && g.kw <= (int64_t{1} << 30), ST_ARG,
                "conv2dBackwardWeight kernel size must be in [1, 2^30]");
   KILN_REQUIRE(g.C % g.groups == 0 && g.O % g.groups == 0, ST_SHAPE, "channels ", g.C, "/", g.O,
@@ -224,8 +238,8 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
   g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(gy.shape[0] == g.N && gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE,
                "conv2dBackwardWeight gradient ", shape_str(gy), " does not match input ", shape_str(x));
-  KILN_REQUIRE(out.shape[0] == g.O && out.shape[1] == g.Cg() && out.shape[2] == g.kh && out.shape[3] == g.kw,
-               ST_SHAPE, "conv2dBackwardWeight output ", shape_str(out), " has the wrong shape");
+  KILN_REQUIRE(out.shape[0] == g.O && out.shape[1] == g.Cg() && out.shape[2] == g.kh && out.shape[3] == g.kw, ST_SHAPE,
+               "conv2dBackwardWeight output ", shape_str(out), " has the wrong shape");
   float* pdw = out.ptr<float>();
   const int64_t total = out.numel();
   for (int64_t i = 0; i < total; ++i) pdw[i] = 0.f;
@@ -243,8 +257,9 @@ static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorVie
         src = col.data();
       }
       // dW_g [Og, ckk] += gy_g [Og, P] * col^T [P, ckk]
-      GemmArgs a{g.Og(), g.ckk(), g.P(), pgy + (n * g.O + gi * g.Og()) * g.P(), g.P(), 1, src, 1, g.P(),
-                 pdw + gi * g.Og() * g.ckk(), g.ckk(), true, true};
+      GemmArgs a{g.Og(), g.ckk(), g.P(), pgy + (n * g.O + gi * g.Og()) * g.P(), g.P(),   1,
+                 src,    1,       g.P(), pdw + gi * g.Og() * g.ckk(),           g.ckk(), true,
+                 true};
       sgemm(a);
     }
   return Status::ok();
@@ -256,9 +271,12 @@ struct PoolGeom {
 
 static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, const char* op, int64_t H = -1,
                         int64_t W = -1) {
-  p.kh = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_H]); p.kw = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_W]);
-  p.sh = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_H]); p.sw = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_W]);
-  p.ph = static_cast<int64_t>(attrs[ATTR_POOL_PAD_H]); p.pw = static_cast<int64_t>(attrs[ATTR_POOL_PAD_W]);
+  p.kh = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_H]);
+  p.kw = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_W]);
+  p.sh = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_H]);
+  p.sw = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_W]);
+  p.ph = static_cast<int64_t>(attrs[ATTR_POOL_PAD_H]);
+  p.pw = static_cast<int64_t>(attrs[ATTR_POOL_PAD_W]);
   constexpr int64_t kMax = int64_t{1} << 30;
   KILN_REQUIRE(p.kh <= kMax && p.kw <= kMax && p.sh <= kMax && p.sw <= kMax && p.ph <= kMax && p.pw <= kMax, ST_ARG, op,
                " kernel, stride and padding must be at most 2^30");
@@ -266,7 +284,8 @@ static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, c
                " needs kernel >= 1, stride >= 1, padding >= 0");
   KILN_REQUIRE(p.ph * 2 <= p.kh && p.pw * 2 <= p.kw, ST_ARG, op, " padding must be at most half the kernel size");
   KILN_REQUIRE(x.ndim == 4, ST_SHAPE, op, " input must be [N, C, H, W], got ", shape_str(x));
-  p.N = x.shape[0]; p.C = x.shape[1];
+  p.N = x.shape[0];
+  p.C = x.shape[1];
   p.H = H >= 0 ? H : x.shape[2];
   p.W = W >= 0 ? W : x.shape[3];
   p.OH = out_size(p.H, p.kh, p.sh, p.ph, 1);
@@ -278,9 +297,9 @@ static Status k_maxpool(const TensorView* in, int nin, const TensorView& out, co
   if (Status s = check_f32(in, nin, out, "maxPool2d"); !s.good()) return s;
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2d"); !s.good()) return s;
-  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH &&
-                   out.shape[3] == p.OW,
-               ST_SHAPE, "maxPool2d output ", shape_str(out), " has the wrong shape");
+  KILN_REQUIRE(
+      out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH && out.shape[3] == p.OW,
+      ST_SHAPE, "maxPool2d output ", shape_str(out), " has the wrong shape");
   const float* x = in[0].ptr<float>();
   float* o = out.ptr<float>();
   parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
@@ -316,8 +335,7 @@ static Status k_maxpool_bwd(const TensorView* in, int nin, const TensorView& out
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2dBackward"); !s.good()) return s;
   KILN_REQUIRE(same_shape(in[0], out), ST_SHAPE, "maxPool2dBackward output must match the input shape");
   const TensorView& gy = in[1];
-  KILN_REQUIRE(gy.ndim == 4 && gy.shape[0] == p.N && gy.shape[1] == p.C && gy.shape[2] == p.OH &&
-                   gy.shape[3] == p.OW,
+  KILN_REQUIRE(gy.ndim == 4 && gy.shape[0] == p.N && gy.shape[1] == p.C && gy.shape[2] == p.OH && gy.shape[3] == p.OW,
                ST_SHAPE, "maxPool2dBackward gradient ", shape_str(gy), " does not match the pooled shape");
   const float* x = in[0].ptr<float>();
   const float* g = gy.ptr<float>();
@@ -339,7 +357,10 @@ static Status k_maxpool_bwd(const TensorView* in, int nin, const TensorView& out
               const int64_t iw = ow * p.sw - p.pw + j;
               if (iw < 0 || iw >= p.W) continue;
               const float v = xp[ih * p.W + iw];
-              if (best < 0 || v > m || (v != v && m == m)) { m = v; best = ih * p.W + iw; }
+              if (best < 0 || v > m || (v != v && m == m)) {
+                m = v;
+                best = ih * p.W + iw;
+              }
             }
           }
           if (best >= 0) op[best] += gp[oh * p.OW + ow];
@@ -354,9 +375,9 @@ static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, co
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2d"); !s.good()) return s;
   const bool include_pad = attrs[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0;
-  KILN_REQUIRE(out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH &&
-                   out.shape[3] == p.OW,
-               ST_SHAPE, "avgPool2d output ", shape_str(out), " has the wrong shape");
+  KILN_REQUIRE(
+      out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH && out.shape[3] == p.OW,
+      ST_SHAPE, "avgPool2d output ", shape_str(out), " has the wrong shape");
   const float* x = in[0].ptr<float>();
   float* o = out.ptr<float>();
   parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
@@ -389,7 +410,8 @@ static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, co
 static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
   PoolGeom p{};
-  const int64_t H = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_H]), W = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_W]);
+  const int64_t H = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_H]),
+                W = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_W]);
   KILN_REQUIRE(H >= 0 && W >= 0 && H <= (int64_t{1} << 30) && W <= (int64_t{1} << 30), ST_ARG,
                "avgPool2dBackward input size must be in [0, 2^30]");
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2dBackward", H, W); !s.good()) return s;

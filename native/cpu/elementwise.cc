@@ -11,10 +11,26 @@ namespace ew {
 // ---- element conversion (matches src/tensor/dtype.ts castValue) ----
 static inline double load_d(const char* p, int dt) {
   switch (dt) {
-    case DT_FLOAT32: { float v; __builtin_memcpy(&v, p, 4); return v; }
-    case DT_FLOAT16: { uint16_t v; __builtin_memcpy(&v, p, 2); return half_to_float(v); }
-    case DT_BFLOAT16: { uint16_t v; __builtin_memcpy(&v, p, 2); return bf16_to_float(v); }
-    case DT_INT32: { int32_t v; __builtin_memcpy(&v, p, 4); return v; }
+    case DT_FLOAT32: {
+      float v;
+      __builtin_memcpy(&v, p, 4);
+      return v;
+    }
+    case DT_FLOAT16: {
+      uint16_t v;
+      __builtin_memcpy(&v, p, 2);
+      return half_to_float(v);
+    }
+    case DT_BFLOAT16: {
+      uint16_t v;
+      __builtin_memcpy(&v, p, 2);
+      return bf16_to_float(v);
+    }
+    case DT_INT32: {
+      int32_t v;
+      __builtin_memcpy(&v, p, 4);
+      return v;
+    }
     case DT_INT8: return static_cast<int8_t>(*p);
     case DT_UINT8: return static_cast<uint8_t>(*p);
     default: return *p ? 1.0 : 0.0;
@@ -22,10 +38,26 @@ static inline double load_d(const char* p, int dt) {
 }
 static inline void store_d(char* p, int dt, double v) {
   switch (dt) {
-    case DT_FLOAT32: { float f = static_cast<float>(v); __builtin_memcpy(p, &f, 4); break; }
-    case DT_FLOAT16: { uint16_t h = float_to_half(static_cast<float>(v)); __builtin_memcpy(p, &h, 2); break; }
-    case DT_BFLOAT16: { uint16_t h = float_to_bf16(static_cast<float>(v)); __builtin_memcpy(p, &h, 2); break; }
-    case DT_INT32: { int32_t i = sat_cast<int32_t>(v, -2147483648.0, 2147483647.0); __builtin_memcpy(p, &i, 4); break; }
+    case DT_FLOAT32: {
+      float f = static_cast<float>(v);
+      __builtin_memcpy(p, &f, 4);
+      break;
+    }
+    case DT_FLOAT16: {
+      uint16_t h = float_to_half(static_cast<float>(v));
+      __builtin_memcpy(p, &h, 2);
+      break;
+    }
+    case DT_BFLOAT16: {
+      uint16_t h = float_to_bf16(static_cast<float>(v));
+      __builtin_memcpy(p, &h, 2);
+      break;
+    }
+    case DT_INT32: {
+      int32_t i = sat_cast<int32_t>(v, -2147483648.0, 2147483647.0);
+      __builtin_memcpy(p, &i, 4);
+      break;
+    }
     case DT_INT8: *reinterpret_cast<int8_t*>(p) = sat_cast<int8_t>(v, -128.0, 127.0); break;
     case DT_UINT8: *reinterpret_cast<uint8_t*>(p) = sat_cast<uint8_t>(v, 0.0, 255.0); break;
     default: *reinterpret_cast<uint8_t*>(p) = (v != 0.0) ? 1 : 0; break;  // NaN != 0 -> true
@@ -83,7 +115,8 @@ static void vunary(const TensorView& in, const TensorView& out, const F& f) {
   const StridedIter it = make_iter(ops, 2);
   float* o = out.ptr<float>();
   const float* a = in.ptr<float>();
-  for_each_row(it, kGrain, [&](const int64_t* off, int64_t n, const int64_t* st) { vmap1(o + off[0], a + off[1], st[1], n, f); });
+  for_each_row(it, kGrain,
+               [&](const int64_t* off, int64_t n, const int64_t* st) { vmap1(o + off[0], a + off[1], st[1], n, f); });
 }
 
 static inline vfloat vsqrt(vfloat x) {
@@ -102,8 +135,8 @@ static Status check_same(const TensorView* in, int nin, const TensorView& out) {
 static Status need_dtype(const TensorView& t, bool allow_int, const char* op) {
   if (t.dtype == DT_FLOAT32) return Status::ok();
   if (allow_int && t.dtype == DT_INT32) return Status::ok();
-  return fail(ST_DTYPE, cat("op '", op, "' takes ", allow_int ? "float32 or int32" : "float32", ", got ",
-                            kDTypeNames[t.dtype]));
+  return fail(ST_DTYPE,
+              cat("op '", op, "' takes ", allow_int ? "float32 or int32" : "float32", ", got ", kDTypeNames[t.dtype]));
 }
 
 // ---------------- creation ----------------
@@ -117,7 +150,9 @@ static Status k_fill(const TensorView*, int, const TensorView& out, const double
     uint32_t v;
     __builtin_memcpy(&v, one, 4);
     uint32_t* p = reinterpret_cast<uint32_t*>(o);
-    parallel_for(n, kGrain * 4, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) p[i] = v; });
+    parallel_for(n, kGrain * 4, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) p[i] = v;
+    });
   } else if (sz == 2) {
     uint16_t v;
     __builtin_memcpy(&v, one, 2);
@@ -147,13 +182,13 @@ static Status k_arange(const TensorView*, int, const TensorView& out, const doub
 }
 
 // ---------------- unary ----------------
-#define KILN_UNARY_FLOAT(NAME, EXPR)                                                        \
+#define KILN_UNARY_FLOAT(NAME, EXPR)                                                            \
   static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
-    if (Status s = check_same(in, nin, out); !s.good()) return s;                            \
-    if (Status s = need_dtype(in[0], false, #NAME); !s.good()) return s;                     \
-    KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, #NAME " writes float32");                \
-    vunary(in[0], out, [](vfloat x) { return (EXPR); });                                      \
-    return Status::ok();                                                                     \
+    if (Status s = check_same(in, nin, out); !s.good()) return s;                               \
+    if (Status s = need_dtype(in[0], false, #NAME); !s.good()) return s;                        \
+    KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, #NAME " writes float32");                   \
+    vunary(in[0], out, [](vfloat x) { return (EXPR); });                                        \
+    return Status::ok();                                                                        \
   }
 
 KILN_UNARY_FLOAT(exp, vexp(x))
@@ -162,18 +197,18 @@ KILN_UNARY_FLOAT(sqrt, vsqrt(x))
 KILN_UNARY_FLOAT(tanh, vtanh(x))
 KILN_UNARY_FLOAT(sigmoid, vsigmoid(x))
 KILN_UNARY_FLOAT(gelu, vgelu(x))
-KILN_UNARY_FLOAT(silu, x * vsigmoid(x))
+KILN_UNARY_FLOAT(silu, x* vsigmoid(x))
 
-#define KILN_UNARY_NUM(NAME, FEXPR, IEXPR)                                                    \
+#define KILN_UNARY_NUM(NAME, FEXPR, IEXPR)                                                      \
   static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
-    if (Status s = check_same(in, nin, out); !s.good()) return s;                            \
-    if (Status s = need_dtype(in[0], true, #NAME); !s.good()) return s;                      \
-    KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, #NAME " keeps the dtype");              \
-    if (in[0].dtype == DT_FLOAT32)                                                           \
-      unary_apply<float, float>(in[0], out, [](float x) { return (FEXPR); });                \
-    else                                                                                     \
-      unary_apply<int32_t, int32_t>(in[0], out, [](int32_t x) { return (IEXPR); });          \
-    return Status::ok();                                                                     \
+    if (Status s = check_same(in, nin, out); !s.good()) return s;                               \
+    if (Status s = need_dtype(in[0], true, #NAME); !s.good()) return s;                         \
+    KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, #NAME " keeps the dtype");                 \
+    if (in[0].dtype == DT_FLOAT32)                                                              \
+      unary_apply<float, float>(in[0], out, [](float x) { return (FEXPR); });                   \
+    else                                                                                        \
+      unary_apply<int32_t, int32_t>(in[0], out, [](int32_t x) { return (IEXPR); });             \
+    return Status::ok();                                                                        \
   }
 
 static inline int32_t wrap_neg(int32_t x) { return static_cast<int32_t>(0u - static_cast<uint32_t>(x)); }
@@ -186,13 +221,15 @@ KILN_UNARY_NUM(relu, (x < 0.f ? 0.f : x), (x < 0 ? 0 : x))
 static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias), got ", nin, " inputs");
   const TensorView &x = in[0], &b = in[1];
-  KILN_REQUIRE(x.dtype == DT_FLOAT32 && b.dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE, "biasAct takes and writes float32");
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && b.dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE,
+               "biasAct takes and writes float32");
   KILN_REQUIRE(x.ndim >= 1 && x.contiguous() && b.contiguous() && out.contiguous() && same_shape(x, out), ST_SHAPE,
                "biasAct needs contiguous x and output of one shape, got ", shape_str(x), " -> ", shape_str(out));
   const int64_t N = x.shape[x.ndim - 1];
   KILN_REQUIRE(b.numel() == N, ST_SHAPE, "biasAct: bias has ", b.numel(), " values, the last dim of x is ", N);
   const int act = static_cast<int>(attrs[ATTR_BIAS_ACT_ACT]);
-  KILN_REQUIRE(attrs[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG, "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", attrs[ATTR_BIAS_ACT_ACT]);
+  KILN_REQUIRE(attrs[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG,
+               "biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ", attrs[ATTR_BIAS_ACT_ACT]);
   const int64_t M = N ? x.numel() / N : 0;
   const float* px = x.ptr<float>();
   const float* pb = b.ptr<float>();
@@ -237,8 +274,7 @@ static Status k_cast(const TensorView* in, int nin, const TensorView& out, const
   if (Status s = check_same(in, nin, out); !s.good()) return s;
   const int si = in[0].dtype, so = out.dtype;
   if (si == DT_FLOAT32 && so == DT_INT32) {
-    unary_apply<int32_t, float>(in[0], out,
-                                [](float x) { return sat_cast<int32_t>(x, -2147483648.0, 2147483647.0); });
+    unary_apply<int32_t, float>(in[0], out, [](float x) { return sat_cast<int32_t>(x, -2147483648.0, 2147483647.0); });
     return Status::ok();
   }
   if (si == DT_INT32 && so == DT_FLOAT32) {
@@ -286,33 +322,34 @@ static Status check_binary(const TensorView* in, int nin, const TensorView& out,
   return need_dtype(in[0], allow_int, op);
 }
 
-#define KILN_BINARY_NUM(NAME, FEXPR, IEXPR)                                                   \
+#define KILN_BINARY_NUM(NAME, FEXPR, IEXPR)                                                     \
   static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
-    if (Status s = check_binary(in, nin, out, true, #NAME); !s.good()) return s;             \
-    KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, #NAME " keeps the dtype");              \
-    if (in[0].dtype == DT_FLOAT32)                                                           \
-      binary_apply<float, float>(in[0], in[1], out, [](float x, float y) { return (FEXPR); }); \
-    else                                                                                     \
-      binary_apply<int32_t, int32_t>(in[0], in[1], out, [](int32_t x, int32_t y) {           \
-        const uint32_t ux = static_cast<uint32_t>(x), uy = static_cast<uint32_t>(y);         \
-        (void)ux; (void)uy;                                                                  \
-        return static_cast<int32_t>(IEXPR);                                                  \
-      });                                                                                    \
-    return Status::ok();                                                                     \
+    if (Status s = check_binary(in, nin, out, true, #NAME); !s.good()) return s;                \
+    KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, #NAME " keeps the dtype");                 \
+    if (in[0].dtype == DT_FLOAT32)                                                              \
+      binary_apply<float, float>(in[0], in[1], out, [](float x, float y) { return (FEXPR); });  \
+    else                                                                                        \
+      binary_apply<int32_t, int32_t>(in[0], in[1], out, [](int32_t x, int32_t y) {              \
+        const uint32_t ux = static_cast<uint32_t>(x), uy = static_cast<uint32_t>(y);            \
+        (void)ux;                                                                               \
+        (void)uy;                                                                               \
+        return static_cast<int32_t>(IEXPR);                                                     \
+      });                                                                                       \
+    return Status::ok();                                                                        \
   }
 
 KILN_BINARY_NUM(add, x + y, ux + uy)
 KILN_BINARY_NUM(sub, x - y, ux - uy)
-KILN_BINARY_NUM(mul, x * y, ux * uy)
+KILN_BINARY_NUM(mul, x* y, ux* uy)
 KILN_BINARY_NUM(maximum, ((x != x || x > y) ? x : y), (x > y ? x : y))
 KILN_BINARY_NUM(minimum, ((x != x || x < y) ? x : y), (x < y ? x : y))
 
-#define KILN_BINARY_FLOAT(NAME, FEXPR)                                                        \
+#define KILN_BINARY_FLOAT(NAME, FEXPR)                                                          \
   static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
-    if (Status s = check_binary(in, nin, out, false, #NAME); !s.good()) return s;            \
-    KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, #NAME " writes float32");                \
-    binary_apply<float, float>(in[0], in[1], out, [](float x, float y) { return (FEXPR); });  \
-    return Status::ok();                                                                     \
+    if (Status s = check_binary(in, nin, out, false, #NAME); !s.good()) return s;               \
+    KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, #NAME " writes float32");                   \
+    binary_apply<float, float>(in[0], in[1], out, [](float x, float y) { return (FEXPR); });    \
+    return Status::ok();                                                                        \
   }
 
 KILN_BINARY_FLOAT(div, x / y)
@@ -331,17 +368,16 @@ static Status k_geluGrad(const TensorView* in, int nin, const TensorView& out, c
   return Status::ok();
 }
 
-#define KILN_COMPARE(NAME, OPR)                                                               \
-  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) { \
-    if (Status s = check_binary(in, nin, out, true, #NAME); !s.good()) return s;             \
-    KILN_REQUIRE(out.dtype == DT_BOOL, ST_DTYPE, #NAME " writes bool");                      \
-    if (in[0].dtype == DT_FLOAT32)                                                           \
-      binary_apply<uint8_t, float>(in[0], in[1], out,                                        \
-                                   [](float x, float y) { return static_cast<uint8_t>(x OPR y); }); \
-    else                                                                                     \
-      binary_apply<uint8_t, int32_t>(in[0], in[1], out,                                      \
-                                     [](int32_t x, int32_t y) { return static_cast<uint8_t>(x OPR y); }); \
-    return Status::ok();                                                                     \
+#define KILN_COMPARE(NAME, OPR)                                                                                        \
+  static Status k_##NAME(const TensorView* in, int nin, const TensorView& out, const double*) {                        \
+    if (Status s = check_binary(in, nin, out, true, #NAME); !s.good()) return s;                                       \
+    KILN_REQUIRE(out.dtype == DT_BOOL, ST_DTYPE, #NAME " writes bool");                                                \
+    if (in[0].dtype == DT_FLOAT32)                                                                                     \
+      binary_apply<uint8_t, float>(in[0], in[1], out, [](float x, float y) { return static_cast<uint8_t>(x OPR y); }); \
+    else                                                                                                               \
+      binary_apply<uint8_t, int32_t>(in[0], in[1], out,                                                                \
+                                     [](int32_t x, int32_t y) { return static_cast<uint8_t>(x OPR y); });              \
+    return Status::ok();                                                                                               \
   }
 
 KILN_COMPARE(eq, ==)

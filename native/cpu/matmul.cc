@@ -196,8 +196,10 @@ static void small_m_axpy(const GemmArgs& g, int64_t j0, int64_t j1) {
 
 template <int MM>
 static void small_m_rows(const GemmArgs& g, int64_t j0, int64_t j1) {
-  if (g.rsB == 1 && g.csA == 1) small_m_dot<MM, (MM <= 2 ? 4 : 2)>(g, j0, j1);
-  else small_m_axpy<MM>(g, j0, j1);
+  if (g.rsB == 1 && g.csA == 1)
+    small_m_dot<MM, (MM <= 2 ? 4 : 2)>(g, j0, j1);
+  else
+    small_m_axpy<MM>(g, j0, j1);
 }
 
 static void small_m(const GemmArgs& g) {
@@ -249,14 +251,16 @@ void sgemm(const GemmArgs& g) {
       if (bpack.size() < static_cast<size_t>(npanels * kc * NR)) bpack.resize(static_cast<size_t>(npanels * kc * NR));
       float* bp = bpack.data();
       // pack B in parallel over panels
-      parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels, [&](int64_t lo, int64_t hi) {
-        GemmArgs sub = g;
-        pack_b(sub, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
-      });
+      parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
+                   [&](int64_t lo, int64_t hi) {
+                     GemmArgs sub = g;
+                     pack_b(sub, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
+                   });
       const bool acc_c = g.accumulate || k0 > 0;
       const int64_t mblocks = (g.M + MC - 1) / MC;
       int64_t nchunks = 1;
-      if (threads > 1 && mblocks < 2 * threads) nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+      if (threads > 1 && mblocks < 2 * threads)
+        nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
       const int64_t panels_per_chunk = (npanels + nchunks - 1) / nchunks;
       nchunks = (npanels + panels_per_chunk - 1) / panels_per_chunk;
       const int64_t tasks = mblocks * nchunks;
@@ -264,7 +268,8 @@ void sgemm(const GemmArgs& g) {
       const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
       parallel_for(tasks, grain, [&](int64_t lo, int64_t hi) {
         static thread_local std::vector<float> apack;
-        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
+        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc))
+          apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
         int64_t packed_block = -1;
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t mb = t / nchunks, ch = t % nchunks;
@@ -301,8 +306,10 @@ static constexpr int64_t KC = 512;  // k-values per block (even)
 
 struct Args {
   int64_t M, N, K;
-  const uint16_t* A; int64_t rsA, csA;
-  const uint16_t* B; int64_t rsB, csB;
+  const uint16_t* A;
+  int64_t rsA, csA;
+  const uint16_t* B;
+  int64_t rsB, csB;
   float* C;
 };
 
@@ -348,11 +355,15 @@ static void micro_generic(int64_t k2n, const uint16_t* a, const uint16_t* b, vfl
 
 #if KILN_VEC_BYTES == 64
 static bool has_bf16() {
-  static const bool v = [] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512bf16") != 0; }();
+  static const bool v = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
   return v;
 }
-__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void micro_bf16(int64_t k2n, const uint16_t* a, const uint16_t* b,
-                                                                                   vfloat acc[MR][NV]) {
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void micro_bf16(int64_t k2n, const uint16_t* a,
+                                                                                       const uint16_t* b,
+                                                                                       vfloat acc[MR][NV]) {
   __m512 c[MR][NV];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; ++r) {
@@ -430,19 +441,22 @@ static void gemm(const Args& g) {
   static thread_local std::vector<uint16_t> bpack;  // grow-only, per thread (see sgemm)
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
-    if (bpack.size() < static_cast<size_t>(npanels * k2n * NR * 2)) bpack.resize(static_cast<size_t>(npanels * k2n * NR * 2));
+    if (bpack.size() < static_cast<size_t>(npanels * k2n * NR * 2))
+      bpack.resize(static_cast<size_t>(npanels * k2n * NR * 2));
     uint16_t* const bp = bpack.data();  // the lambdas run on other threads: a thread_local must not be named there
     parallel_for(npanels, std::max<int64_t>(1, npanels / std::max(1, threads)), [&](int64_t lo, int64_t hi) {
       for (int64_t p = lo; p < hi; ++p) pack_b(g, k0, kc, p, bp + p * k2n * NR * 2);
     });
     int64_t nchunks = 1;
-    if (threads > 1 && mblocks < 2 * threads) nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+    if (threads > 1 && mblocks < 2 * threads)
+      nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
     const int64_t ppc = (npanels + nchunks - 1) / nchunks;
     nchunks = (npanels + ppc - 1) / ppc;
     const double flops = 2.0 * static_cast<double>(g.M) * g.N * kc;
     parallel_for(mblocks * nchunks, flops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
       static thread_local std::vector<uint16_t> apack;
-      if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2));
+      if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2))
+        apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2));
       int64_t packed = -1;
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t mb = t / nchunks, ch = t % nchunks;
@@ -457,7 +471,8 @@ static void gemm(const Args& g) {
             for (int r = 0; r < MR; ++r)
               for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
 #if KILN_VEC_BYTES == 64
-            if (has_bf16()) micro_bf16(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
+            if (has_bf16())
+              micro_bf16(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
             else
 #endif
               micro_generic(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
@@ -489,17 +504,18 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
   const TensorView& a = in[0];
   const TensorView& b = in[1];
   KILN_REQUIRE(a.dtype == DT_BFLOAT16 && b.dtype == DT_BFLOAT16 && out.dtype == DT_FLOAT32, ST_DTYPE,
-               "matmulBf16 takes bfloat16 operands and writes float32, got ", kDTypeNames[a.dtype], ", ", kDTypeNames[b.dtype], " -> ",
-               kDTypeNames[out.dtype]);
+               "matmulBf16 takes bfloat16 operands and writes float32, got ", kDTypeNames[a.dtype], ", ",
+               kDTypeNames[b.dtype], " -> ", kDTypeNames[out.dtype]);
   KILN_REQUIRE(a.ndim >= 2 && a.ndim == b.ndim && a.ndim == out.ndim, ST_SHAPE,
                "matmulBf16 needs equal-rank operands of rank >= 2, got ", shape_str(a), " and ", shape_str(b));
   const int nd = a.ndim;
   for (int i = 0; i < nd - 2; ++i)
-    KILN_REQUIRE(a.shape[i] == out.shape[i] && b.shape[i] == out.shape[i], ST_SHAPE, "matmulBf16 batch dims must be broadcast first: ",
-                 shape_str(a), " x ", shape_str(b), " -> ", shape_str(out));
+    KILN_REQUIRE(a.shape[i] == out.shape[i] && b.shape[i] == out.shape[i], ST_SHAPE,
+                 "matmulBf16 batch dims must be broadcast first: ", shape_str(a), " x ", shape_str(b), " -> ",
+                 shape_str(out));
   const int64_t M = a.shape[nd - 2], K = a.shape[nd - 1], N = b.shape[nd - 1];
-  KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, "matmulBf16 shapes ", shape_str(a), " x ",
-               shape_str(b), " -> ", shape_str(out), " do not fit");
+  KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, "matmulBf16 shapes ",
+               shape_str(a), " x ", shape_str(b), " -> ", shape_str(out), " do not fit");
   KILN_REQUIRE(out.contiguous(), ST_SHAPE, "matmulBf16 writes a contiguous output");
   int64_t batch = 1;
   for (int i = 0; i < nd - 2; ++i) batch *= out.shape[i];
@@ -518,8 +534,16 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
       for (int64_t i = 0; i < M * N; ++i) c[i] = 0.f;
       continue;
     }
-    bf::Args g{M, N, K, a.ptr<uint16_t>() + oa, a.strides[nd - 2], a.strides[nd - 1], b.ptr<uint16_t>() + ob, b.strides[nd - 2],
-               b.strides[nd - 1], c};
+    bf::Args g{M,
+               N,
+               K,
+               a.ptr<uint16_t>() + oa,
+               a.strides[nd - 2],
+               a.strides[nd - 1],
+               b.ptr<uint16_t>() + ob,
+               b.strides[nd - 2],
+               b.strides[nd - 1],
+               c};
     if (bf::packed_mode()) {
       bf::gemm(g);
       continue;
@@ -575,14 +599,27 @@ static Status k_matmul(const TensorView* in, int, const TensorView& out, const d
   auto one = [&](int64_t bi, bool par) {
     int64_t oa, ob;
     batch_offsets(bi, oa, ob);
-    GemmArgs g{M, N, K, pa + oa, a.strides[nd - 2], a.strides[nd - 1], pb + ob, b.strides[nd - 2],
-               b.strides[nd - 1], pc + bi * M * N, N, false, par};
+    GemmArgs g{M,
+               N,
+               K,
+               pa + oa,
+               a.strides[nd - 2],
+               a.strides[nd - 1],
+               pb + ob,
+               b.strides[nd - 2],
+               b.strides[nd - 1],
+               pc + bi * M * N,
+               N,
+               false,
+               par};
     sgemm(g);
   };
   const double flops = 2.0 * M * N * static_cast<double>(K);
   if (batch > 1 && flops < 2.0 * 128 * 128 * 128) {
     parallel_for(batch, std::max<int64_t>(1, static_cast<int64_t>(2e5 / std::max(flops, 1.0))),
-                 [&](int64_t lo, int64_t hi) { for (int64_t bi = lo; bi < hi; ++bi) one(bi, false); });
+                 [&](int64_t lo, int64_t hi) {
+                   for (int64_t bi = lo; bi < hi; ++bi) one(bi, false);
+                 });
   } else {
     for (int64_t bi = 0; bi < batch; ++bi) one(bi, true);
   }

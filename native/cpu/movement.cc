@@ -128,13 +128,16 @@ static Status k_scatter_add(const TensorView* in, int, const TensorView& out, co
   KILN_REQUIRE(g.ndim == out.ndim - 1 + idx.ndim, ST_SHAPE, "scatterAdd gradient rank ", g.ndim, " is wrong");
   int64_t pre = 1, post = 1;
   for (int d = 0; d < axis; ++d) {
-    KILN_REQUIRE(g.shape[d] == out.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g), " vs ", shape_str(out));
+    KILN_REQUIRE(g.shape[d] == out.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g), " vs ",
+                 shape_str(out));
     pre *= out.shape[d];
   }
   for (int d = 0; d < idx.ndim; ++d)
-    KILN_REQUIRE(g.shape[axis + d] == idx.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g), " vs ", shape_str(idx));
+    KILN_REQUIRE(g.shape[axis + d] == idx.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g), " vs ",
+                 shape_str(idx));
   for (int d = static_cast<int>(axis) + 1; d < out.ndim; ++d) {
-    KILN_REQUIRE(g.shape[d - 1 + idx.ndim] == out.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g), " vs ", shape_str(out));
+    KILN_REQUIRE(g.shape[d - 1 + idx.ndim] == out.shape[d], ST_SHAPE, "scatterAdd shapes disagree: ", shape_str(g),
+                 " vs ", shape_str(out));
     post *= out.shape[d];
   }
   const int64_t k = idx.numel();

@@ -20,10 +20,10 @@
 namespace qt {
 
 static constexpr int NV = 2;
-static constexpr int NR = NV * kVL;                // columns per B panel (32 on AVX-512)
-static constexpr int MR = kVL == 16 ? 12 : 6;      // rows per A panel
-static constexpr int64_t MC = MR * 16;             // rows per task
-static constexpr int64_t kMaxK = 65536;            // |acc| <= K * 255 * 128 < 2^31
+static constexpr int NR = NV * kVL;            // columns per B panel (32 on AVX-512)
+static constexpr int MR = kVL == 16 ? 12 : 6;  // rows per A panel
+static constexpr int64_t MC = MR * 16;         // rows per task
+static constexpr int64_t kMaxK = 65536;        // |acc| <= K * 255 * 128 < 2^31
 
 // B panel p: for each k4, NR lanes of 4 bytes (column c, k = 4 k4 + q at byte q). Zero padded.
 static void pack_b(const int8_t* w, int64_t N, int64_t K, int64_t K4, int64_t p, int8_t* dst, int32_t* wsum) {
@@ -116,8 +116,8 @@ static void micro_generic(int64_t K4, const uint8_t* a, const int8_t* b, vint ac
 }
 
 #if KILN_VEC_BYTES == 64
-__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void micro_vnni(int64_t K4, const uint8_t* a, const int8_t* b,
-                                                                         vint acc[MR][NV]) {
+__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void micro_vnni(int64_t K4, const uint8_t* a,
+                                                                              const int8_t* b, vint acc[MR][NV]) {
   __m512i c[MR][NV];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; ++r) {
@@ -142,7 +142,10 @@ __attribute__((target("avx512vnni,avx512f,avx512bw"))) static void micro_vnni(in
   }
 }
 static bool has_vnni() {
-  static const bool v = [] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni") != 0; }();
+  static const bool v = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") != 0;
+  }();
   return v;
 }
 #endif
@@ -152,7 +155,8 @@ static bool has_vnni() {
 static constexpr int64_t kSmallM = 4;
 
 // acc[i] = sum_k xq[i][k] w[k]; *wsum = sum_k w[k]
-static void dot_rows_generic(const uint8_t* xq, int64_t Kp, int64_t M, const int8_t* w, int64_t K, int32_t* acc, int32_t* wsum) {
+static void dot_rows_generic(const uint8_t* xq, int64_t Kp, int64_t M, const int8_t* w, int64_t K, int32_t* acc,
+                             int32_t* wsum) {
   int32_t s = 0;
   for (int64_t k = 0; k < K; ++k) s += w[k];
   *wsum = s;
@@ -169,8 +173,9 @@ static void dot_rows_generic(const uint8_t* xq, int64_t Kp, int64_t M, const int
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void dot_rows_vnni(const uint8_t* xq, int64_t Kp, int64_t M, const int8_t* w,
-                                                                             int64_t K, int32_t* acc, int32_t* wsum) {
+__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void dot_rows_vnni(const uint8_t* xq, int64_t Kp,
+                                                                                 int64_t M, const int8_t* w, int64_t K,
+                                                                                 int32_t* acc, int32_t* wsum) {
   __m512i c[kSmallM], cs = _mm512_setzero_si512();
   for (int i = 0; i < kSmallM; ++i) c[i] = _mm512_setzero_si512();
   const __m512i ones = _mm512_set1_epi8(1);
@@ -195,26 +200,28 @@ __attribute__((target("avx512vnni,avx512f,avx512bw"))) static void dot_rows_vnni
 static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
-  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE, "qlinearInt8: x must be contiguous float32 [M, K], got ",
-               kDTypeNames[x.dtype], " ", shape_str(x));
-  KILN_REQUIRE(w.dtype == DT_INT8 && w.ndim == 2 && w.contiguous(), ST_DTYPE, "qlinearInt8: wq must be contiguous int8 [N, K], got ",
-               kDTypeNames[w.dtype], " ", shape_str(w));
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE,
+               "qlinearInt8: x must be contiguous float32 [M, K], got ", kDTypeNames[x.dtype], " ", shape_str(x));
+  KILN_REQUIRE(w.dtype == DT_INT8 && w.ndim == 2 && w.contiguous(), ST_DTYPE,
+               "qlinearInt8: wq must be contiguous int8 [N, K], got ", kDTypeNames[w.dtype], " ", shape_str(w));
   const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
   KILN_REQUIRE(w.shape[1] == K, ST_SHAPE, "qlinearInt8: x ", shape_str(x), " and wq ", shape_str(w), " differ in K");
-  KILN_REQUIRE(K <= kMaxK, ST_SHAPE, "qlinearInt8: K = ", K, " is over ", kMaxK, " (int32 accumulators could overflow)");
-  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == N, ST_SHAPE, "qlinearInt8: wscale must be float32 [", N, "], got ",
-               shape_str(ws));
+  KILN_REQUIRE(K <= kMaxK, ST_SHAPE, "qlinearInt8: K = ", K, " is over ", kMaxK,
+               " (int32 accumulators could overflow)");
+  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == N, ST_SHAPE,
+               "qlinearInt8: wscale must be float32 [", N, "], got ", shape_str(ws));
   const float* bias = nullptr;
   if (nin == 4) {
-    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE, "qlinearInt8: bias must be float32 [", N,
-                 "], got ", shape_str(in[3]));
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE,
+                 "qlinearInt8: bias must be float32 [", N, "], got ", shape_str(in[3]));
     bias = in[3].ptr<float>();
   }
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 2 && out.shape[0] == M && out.shape[1] == N, ST_SHAPE,
                "qlinearInt8 writes float32 [", M, ", ", N, "]");
   const double sx = attrs[ATTR_QLINEAR_INT8_X_SCALE], zx = attrs[ATTR_QLINEAR_INT8_X_ZERO];
-  KILN_REQUIRE(std::isfinite(sx) && sx >= 0 && std::isfinite(zx) && zx >= 0 && zx <= 255 && zx == std::floor(zx), ST_ARG,
-               "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ", sx, " and ", zx);
+  KILN_REQUIRE(std::isfinite(sx) && sx >= 0 && std::isfinite(zx) && zx >= 0 && zx <= 255 && zx == std::floor(zx),
+               ST_ARG, "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ",
+               sx, " and ", zx);
   if (M == 0 || N == 0) return Status::ok();
   const float* px = x.ptr<float>();
   const int8_t* pw = w.ptr<int8_t>();
@@ -237,10 +244,19 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
           mx = xr[k] > mx ? xr[k] : mx;
           finite &= std::isfinite(xr[k]);
         }
-        if (!finite) { rq[i] = {NAN, 0}; continue; }
-        if (!dynamic) { rq[i] = {static_cast<float>(sx), static_cast<int32_t>(zx)}; continue; }
+        if (!finite) {
+          rq[i] = {NAN, 0};
+          continue;
+        }
+        if (!dynamic) {
+          rq[i] = {static_cast<float>(sx), static_cast<int32_t>(zx)};
+          continue;
+        }
         const float range = mx - mn;
-        if (range == 0.f) { rq[i] = {1.f, 0}; continue; }
+        if (range == 0.f) {
+          rq[i] = {1.f, 0};
+          continue;
+        }
         const float s = range / 255.f;
         float z = std::nearbyint(-mn / s);
         z = z < 0.f ? 0.f : (z > 255.f ? 255.f : z);
@@ -264,7 +280,8 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
       int32_t acc[kSmallM], ws;
       for (int64_t j = lo; j < hi; ++j) {
 #if KILN_VEC_BYTES == 64
-        if (has_vnni()) dot_rows_vnni(xqp, Kp, M, pw + j * K, K, acc, &ws);
+        if (has_vnni())
+          dot_rows_vnni(xqp, Kp, M, pw + j * K, K, acc, &ws);
         else
 #endif
           dot_rows_generic(xqp, Kp, M, pw + j * K, K, acc, &ws);
@@ -279,7 +296,8 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
 
   const int64_t npanels = (N + NR - 1) / NR;
   static thread_local std::vector<int8_t> bpack;
-  if (bpack.size() < static_cast<size_t>(npanels * K4 * NR * 4)) bpack.resize(static_cast<size_t>(npanels * K4 * NR * 4));
+  if (bpack.size() < static_cast<size_t>(npanels * K4 * NR * 4))
+    bpack.resize(static_cast<size_t>(npanels * K4 * NR * 4));
   int8_t* const bpp = bpack.data();
   std::vector<int32_t> wsum(static_cast<size_t>(npanels * NR));
   parallel_for(npanels, std::max<int64_t>(1, 65536 / std::max<int64_t>(K4 * NR * 4, 1)), [&](int64_t lo, int64_t hi) {
@@ -295,7 +313,8 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
   const double ops = 2.0 * static_cast<double>(M) * N * K;
   parallel_for(mblocks * nchunks, ops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
     static thread_local std::vector<uint8_t> apack;
-    if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4)) apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4));
+    if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4))
+      apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4));
     int64_t packed = -1;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t mb = t / nchunks, ch = t % nchunks;
@@ -312,7 +331,8 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
           for (int r = 0; r < MR; ++r)
             for (int v = 0; v < NV; ++v) acc[r][v] = vint{};
 #if KILN_VEC_BYTES == 64
-          if (has_vnni()) micro_vnni(K4, apack.data() + ap * K4 * MR * 4, bp, acc);
+          if (has_vnni())
+            micro_vnni(K4, apack.data() + ap * K4 * MR * 4, bp, acc);
           else
 #endif
             micro_generic(K4, apack.data() + ap * K4 * MR * 4, bp, acc);
@@ -348,7 +368,8 @@ static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, co
               for (int l = 0; l < kVL; ++l) {
                 const int64_t j = p * NR + v * kVL + l;
                 if (j >= N) break;
-                const int64_t a = static_cast<int64_t>(acc[r][v][l]) - static_cast<int64_t>(zi) * wsum[p * NR + v * kVL + l];
+                const int64_t a =
+                    static_cast<int64_t>(acc[r][v][l]) - static_cast<int64_t>(zi) * wsum[p * NR + v * kVL + l];
                 po[i * N + j] = static_cast<float>(a) * (si * psw[j]) + (bias ? bias[j] : 0.f);
               }
           }
@@ -369,19 +390,20 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
   KILN_REQUIRE(gd == kInt4GroupSizes[0] || gd == kInt4GroupSizes[1] || gd == kInt4GroupSizes[2], ST_ARG,
                "qlinearInt4: groupSize must be 32, 64 or 128, got ", gd);
   const int64_t g = static_cast<int64_t>(gd);
-  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE, "qlinearInt4: x must be contiguous float32 [M, K], got ",
-               kDTypeNames[x.dtype], " ", shape_str(x));
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE,
+               "qlinearInt4: x must be contiguous float32 [M, K], got ", kDTypeNames[x.dtype], " ", shape_str(x));
   const int64_t M = x.shape[0], K = x.shape[1];
   const int64_t G = (K + g - 1) / g;
   KILN_REQUIRE(w.dtype == DT_UINT8 && w.ndim == 2 && w.contiguous() && w.shape[1] == G * g / 2, ST_SHAPE,
-               "qlinearInt4: packed must be contiguous uint8 [N, ", G * g / 2, "], got ", kDTypeNames[w.dtype], " ", shape_str(w));
+               "qlinearInt4: packed must be contiguous uint8 [N, ", G * g / 2, "], got ", kDTypeNames[w.dtype], " ",
+               shape_str(w));
   const int64_t N = w.shape[0];
   KILN_REQUIRE(s.dtype == DT_FLOAT32 && s.ndim == 2 && s.contiguous() && s.shape[0] == N && s.shape[1] == G, ST_SHAPE,
                "qlinearInt4: scales must be contiguous float32 [", N, ", ", G, "], got ", shape_str(s));
   const float* bias = nullptr;
   if (nin == 4) {
-    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE, "qlinearInt4: bias must be float32 [", N,
-                 "], got ", shape_str(in[3]));
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == N, ST_SHAPE,
+                 "qlinearInt4: bias must be float32 [", N, "], got ", shape_str(in[3]));
     bias = in[3].ptr<float>();
   }
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 2 && out.shape[0] == M && out.shape[1] == N, ST_SHAPE,

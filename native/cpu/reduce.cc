@@ -17,21 +17,21 @@ struct Dims3 {
 };
 
 static Status split(const TensorView& in, int64_t a0, int64_t a1, Dims3& d) {
-  KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= in.ndim, ST_ARG, "reduction axes [", a0, ", ", a1,
-               ") out of range for a ", in.ndim, "-d tensor");
+  KILN_REQUIRE(a0 >= 0 && a0 <= a1 && a1 <= in.ndim, ST_ARG, "reduction axes [", a0, ", ", a1, ") out of range for a ",
+               in.ndim, "-d tensor");
   for (int i = 0; i < a0; ++i) d.outer *= in.shape[i];
   for (int i = static_cast<int>(a0); i < a1; ++i) d.r *= in.shape[i];
   for (int i = static_cast<int>(a1); i < in.ndim; ++i) d.inner *= in.shape[i];
   return Status::ok();
 }
 
-static Status check_reduce(const TensorView* in, const TensorView& out, const double* attrs, Dims3& d,
-                           const char* op) {
+static Status check_reduce(const TensorView* in, const TensorView& out, const double* attrs, Dims3& d, const char* op) {
   KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
-  KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op,
-               " takes float32 or int32, got ", kDTypeNames[in[0].dtype]);
+  KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op, " takes float32 or int32, got ",
+               kDTypeNames[in[0].dtype]);
   KILN_REQUIRE(out.dtype == in[0].dtype, ST_DTYPE, op, " keeps the dtype");
-  const int64_t a0 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_START]), a1 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_END]);
+  const int64_t a0 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_START]),
+                a1 = static_cast<int64_t>(attrs[ATTR_AXES_AXIS_END]);
   if (Status s = split(in[0], a0, a1, d); !s.good()) return s;
   // expected output shape = input shape without [a0, a1)
   bool ok = out.ndim == in[0].ndim - (a1 - a0);
@@ -39,8 +39,8 @@ static Status check_reduce(const TensorView* in, const TensorView& out, const do
     if (i >= a0 && i < a1) continue;
     ok = out.shape[j++] == in[0].shape[i];
   }
-  KILN_REQUIRE(ok, ST_SHAPE, op, " over axes [", a0, ", ", a1, ") of ", shape_str(in[0]), " gives a different shape than ",
-               shape_str(out));
+  KILN_REQUIRE(ok, ST_SHAPE, op, " over axes [", a0, ", ", a1, ") of ", shape_str(in[0]),
+               " gives a different shape than ", shape_str(out));
   return Status::ok();
 }
 
@@ -73,23 +73,24 @@ static Status k_sum(const TensorView* in, int, const TensorView& out, const doub
         for (int64_t i = lo; i < hi; ++i) o[i] = static_cast<float>(sum_run(x + i * r, r));
       });
     } else {
-      parallel_for(outer * inner, std::max<int64_t>(kVL, kGrain / std::max<int64_t>(r, 1)), [&](int64_t lo, int64_t hi) {
-        // each task owns a range of output cells; accumulate rows of the reduced axis in double
-        std::vector<double> acc;
-        for (int64_t c = lo; c < hi;) {
-          const int64_t oi = c / inner, j0 = c % inner;
-          const int64_t j1 = std::min(inner, j0 + (hi - c));
-          acc.assign(static_cast<size_t>(j1 - j0), 0.0);
-          double* pa = acc.data();
-          const float* base = x + oi * r * inner;
-          for (int64_t k = 0; k < r; ++k) {
-            const float* row = base + k * inner;
-            for (int64_t j = j0; j < j1; ++j) pa[j - j0] += row[j];
-          }
-          for (int64_t j = j0; j < j1; ++j) o[oi * inner + j] = static_cast<float>(pa[j - j0]);
-          c += j1 - j0;
-        }
-      });
+      parallel_for(outer * inner, std::max<int64_t>(kVL, kGrain / std::max<int64_t>(r, 1)),
+                   [&](int64_t lo, int64_t hi) {
+                     // each task owns a range of output cells; accumulate rows of the reduced axis in double
+                     std::vector<double> acc;
+                     for (int64_t c = lo; c < hi;) {
+                       const int64_t oi = c / inner, j0 = c % inner;
+                       const int64_t j1 = std::min(inner, j0 + (hi - c));
+                       acc.assign(static_cast<size_t>(j1 - j0), 0.0);
+                       double* pa = acc.data();
+                       const float* base = x + oi * r * inner;
+                       for (int64_t k = 0; k < r; ++k) {
+                         const float* row = base + k * inner;
+                         for (int64_t j = j0; j < j1; ++j) pa[j - j0] += row[j];
+                       }
+                       for (int64_t j = j0; j < j1; ++j) o[oi * inner + j] = static_cast<float>(pa[j - j0]);
+                       c += j1 - j0;
+                     }
+                   });
     }
   } else {
     const uint32_t* x = reinterpret_cast<const uint32_t*>(in[0].ptr<int32_t>());
@@ -136,8 +137,10 @@ static Status k_extreme(const TensorView* in, int, const TensorView& out, const 
       }
     });
   };
-  if (in[0].dtype == DT_FLOAT32) run(in[0].ptr<float>(), out.ptr<float>());
-  else run(in[0].ptr<int32_t>(), out.ptr<int32_t>());
+  if (in[0].dtype == DT_FLOAT32)
+    run(in[0].ptr<float>(), out.ptr<float>());
+  else
+    run(in[0].ptr<int32_t>(), out.ptr<int32_t>());
   return Status::ok();
 }
 
@@ -165,13 +168,18 @@ static Status k_arg(const TensorView* in, int, const TensorView& out, const doub
         for (int64_t k = 1; k < d.r; ++k) {
           const auto v = x[(oi * d.r + k) * d.inner + j];
           if (bv != bv) break;  // first NaN wins
-          if (v != v || (IsMax ? v > bv : v < bv)) { bv = v; best = k; }
+          if (v != v || (IsMax ? v > bv : v < bv)) {
+            bv = v;
+            best = k;
+          }
         }
         o[oi * d.inner + j] = static_cast<int32_t>(best);
       }
   };
-  if (in[0].dtype == DT_FLOAT32) run(in[0].ptr<float>());
-  else run(in[0].ptr<int32_t>());
+  if (in[0].dtype == DT_FLOAT32)
+    run(in[0].ptr<float>());
+  else
+    run(in[0].ptr<int32_t>());
   return Status::ok();
 }
 
@@ -252,10 +260,11 @@ struct CeArgs {
 };
 
 static Status ce_check(const TensorView* in, int nin, int want, const char* op, CeArgs& a) {
-  KILN_REQUIRE(nin == want || nin == want + 1, ST_ARG, op, " takes ", want, " inputs and an optional weight, got ", nin);
+  KILN_REQUIRE(nin == want || nin == want + 1, ST_ARG, op, " takes ", want, " inputs and an optional weight, got ",
+               nin);
   const TensorView &x = in[0], &y = in[1];
-  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, op, ": logits must be contiguous float32 [N, C], got ",
-               shape_str(x));
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, op,
+               ": logits must be contiguous float32 [N, C], got ", shape_str(x));
   KILN_REQUIRE(y.ndim == 1 && y.dtype == DT_INT32 && y.contiguous() && y.shape[0] == x.shape[0], ST_SHAPE, op,
                ": labels must be int32 [", x.shape[0], "], got ", shape_str(y));
   a.x = x.ptr<float>();
@@ -316,7 +325,8 @@ static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out
   const TensorView& g = in[2];
   KILN_REQUIRE(g.dtype == DT_FLOAT32 && g.contiguous() && g.numel() == a.n, ST_SHAPE,
                "softmaxCrossEntropyBackward: the row gradient must be float32 [", a.n, "], got ", shape_str(g));
-  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n * a.c, ST_SHAPE, "softmaxCrossEntropyBackward writes [", a.n, ", ", a.c, "]");
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n * a.c, ST_SHAPE, "softmaxCrossEntropyBackward writes [",
+               a.n, ", ", a.c, "]");
   a.smooth = static_cast<float>(attrs[ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING]);
   const float* pg = g.ptr<float>();
   float* o = out.ptr<float>();
@@ -349,8 +359,8 @@ static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out
 // (position q * (n - 1), as NumPy's default). A column with no finite-or-inf values gives NaN.
 static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const TensorView& x = in[0];
-  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "nanQuantile takes contiguous float32 [N, F], got ",
-               shape_str(x));
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE,
+               "nanQuantile takes contiguous float32 [N, F], got ", shape_str(x));
   const int64_t n = x.shape[0], f = x.shape[1];
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == f, ST_SHAPE, "nanQuantile writes [", f, "]");
   const double q = attrs[ATTR_NAN_QUANTILE_Q];
@@ -390,11 +400,14 @@ static Status k_nan_quantile(const TensorView* in, int, const TensorView& out, c
 // row chunks accumulate Welford moments in double, then merge with Chan et al.'s pairwise formula.
 static Status k_nan_column_stats(const TensorView* in, int, const TensorView& out, const double*) {
   const TensorView& x = in[0];
-  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "nanColumnStats takes contiguous float32 [N, F], got ",
-               shape_str(x));
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE,
+               "nanColumnStats takes contiguous float32 [N, F], got ", shape_str(x));
   const int64_t n = x.shape[0], f = x.shape[1];
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == 5 * f, ST_SHAPE, "nanColumnStats writes [5, ", f, "]");
-  struct Acc { double cnt = 0, mean = 0, m2 = 0; float lo = __builtin_inff(), hi = -__builtin_inff(); };
+  struct Acc {
+    double cnt = 0, mean = 0, m2 = 0;
+    float lo = __builtin_inff(), hi = -__builtin_inff();
+  };
   const int64_t rows_per = std::max<int64_t>(1024, (n + 63) / 64);
   const int64_t chunks = n == 0 ? 0 : (n + rows_per - 1) / rows_per;
   std::vector<Acc> part(static_cast<size_t>(chunks * f));
@@ -445,7 +458,8 @@ static Status k_nan_column_stats(const TensorView* in, int, const TensorView& ou
 // patterns (NaNs canonicalised). src/backends/js/reduce.ts computes the same numbers.
 static Status k_row_hash(const TensorView* in, int, const TensorView& out, const double*) {
   const TensorView& x = in[0];
-  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE, "rowHash takes contiguous float32 [N, F], got ", shape_str(x));
+  KILN_REQUIRE(x.ndim == 2 && x.dtype == DT_FLOAT32 && x.contiguous(), ST_SHAPE,
+               "rowHash takes contiguous float32 [N, F], got ", shape_str(x));
   const int64_t n = x.shape[0], f = x.shape[1];
   KILN_REQUIRE(out.dtype == DT_INT32 && out.numel() == 2 * n, ST_SHAPE, "rowHash writes int32 [", n, ", 2]");
   const uint32_t* w = reinterpret_cast<const uint32_t*>(x.ptr<float>());

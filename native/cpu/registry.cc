@@ -11,10 +11,22 @@ namespace {
 
 #define KILN_CALL_REGISTER(family) register_##family(t);
 
-KernelTable make_scalar() { KernelTable t; using namespace scalar; KILN_FAMILIES(KILN_CALL_REGISTER) return t; }
+KernelTable make_scalar() {
+  KernelTable t;
+  using namespace scalar;
+  KILN_FAMILIES(KILN_CALL_REGISTER) return t;
+}
 #if defined(__x86_64__)
-KernelTable make_avx2() { KernelTable t; using namespace avx2; KILN_FAMILIES(KILN_CALL_REGISTER) return t; }
-KernelTable make_avx512() { KernelTable t; using namespace avx512; KILN_FAMILIES(KILN_CALL_REGISTER) return t; }
+KernelTable make_avx2() {
+  KernelTable t;
+  using namespace avx2;
+  KILN_FAMILIES(KILN_CALL_REGISTER) return t;
+}
+KernelTable make_avx512() {
+  KernelTable t;
+  using namespace avx512;
+  KILN_FAMILIES(KILN_CALL_REGISTER) return t;
+}
 #endif
 
 struct State {
@@ -32,7 +44,8 @@ State& state() {
     __builtin_cpu_init();
     st->tables[1] = make_avx2();
     st->tables[2] = make_avx512();
-    st->supported[1] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    st->supported[1] =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     st->supported[2] = st->supported[1] && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 #endif
@@ -40,9 +53,12 @@ State& state() {
     if (const char* e = std::getenv("KILN_CPU_ISA")) {
       const std::string want(e);
       const int idx = isa_index(want);
-      if (idx < 0) st->error = "KILN_CPU_ISA='" + want + "' is not one of avx512, avx2, scalar";
-      else if (!st->supported[idx]) st->error = "KILN_CPU_ISA='" + want + "' but this CPU does not support it";
-      else st->active = idx;
+      if (idx < 0)
+        st->error = "KILN_CPU_ISA='" + want + "' is not one of avx512, avx2, scalar";
+      else if (!st->supported[idx])
+        st->error = "KILN_CPU_ISA='" + want + "' but this CPU does not support it";
+      else
+        st->active = idx;
     }
     return st;
   }();

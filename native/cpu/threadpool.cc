@@ -89,9 +89,7 @@ class Pool {
       std::exception_ptr err;
       try {
         (*task)(c);
-      } catch (...) {
-        err = std::current_exception();
-      }
+      } catch (...) { err = std::current_exception(); }
       std::lock_guard<std::mutex> lk(mu_);
       if (err && !error_) error_ = err;
       pending_hint_.store(--pending_, std::memory_order_release);
@@ -103,7 +101,9 @@ class Pool {
   void loop() {
     uint64_t seen = 0;
     for (;;) {
-      for (int i = 0; i < kSpin && gen_hint_.load(std::memory_order_acquire) == seen && !stop_hint_.load(std::memory_order_relaxed); ++i)
+      for (int i = 0; i < kSpin && gen_hint_.load(std::memory_order_acquire) == seen &&
+                      !stop_hint_.load(std::memory_order_relaxed);
+           ++i)
         cpu_relax();
       {
         std::unique_lock<std::mutex> lk(mu_);

@@ -97,13 +97,21 @@ std::string flag_message(int k, const DeviceFlags& f) {
   std::string m = kFlagMessages[k], out;
   for (size_t i = 0; i < m.size(); ++i) {
     const size_t close = m[i] == '{' ? m.find('}', i) : std::string::npos;
-    if (close == std::string::npos) { out += m[i]; continue; }
+    if (close == std::string::npos) {
+      out += m[i];
+      continue;
+    }
     const std::string key = m.substr(i + 1, close - i - 1);
-    if (key == "pos") out += std::to_string(f.pos[k]);
-    else if (key == "value") out += std::to_string(f.value[k]);
-    else if (key == "bound") out += std::to_string(f.bound[k]);
-    else if (key == "extra") out += std::to_string(f.extra[k]);
-    else out += m.substr(i, close - i + 1);
+    if (key == "pos")
+      out += std::to_string(f.pos[k]);
+    else if (key == "value")
+      out += std::to_string(f.value[k]);
+    else if (key == "bound")
+      out += std::to_string(f.bound[k]);
+    else if (key == "extra")
+      out += std::to_string(f.extra[k]);
+    else
+      out += m.substr(i, close - i + 1);
     i = close;
   }
   return out;
@@ -113,7 +121,10 @@ std::string flag_message(int k, const DeviceFlags& f) {
 Status take_flags() {
   Runtime& r = rt();
   DeviceFlags f{};
-  if (Status s = status(cudaMemcpyAsync(&f, r.flags, sizeof f, cudaMemcpyDeviceToHost, r.stream), "reading error flags"); !s.good()) return s;
+  if (Status s =
+          status(cudaMemcpyAsync(&f, r.flags, sizeof f, cudaMemcpyDeviceToHost, r.stream), "reading error flags");
+      !s.good())
+    return s;
   if (Status s = status(cudaStreamSynchronize(r.stream), "synchronize"); !s.good()) return s;
   for (int k = 0; k < FLAG_COUNT; ++k) {
     if (!f.set[k]) continue;
@@ -191,7 +202,9 @@ Status to_host(void* dst, const void* src, uint64_t bytes) {
   Runtime& r = rt();
   if (!r.ok) return fail(ST_BACKEND, "backend 'cuda' is not available: " + r.reason);
   if (bytes) {
-    if (Status s = status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, r.stream), "copy to host"); !s.good()) return s;
+    if (Status s = status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, r.stream), "copy to host");
+        !s.good())
+      return s;
   }
   return take_flags();
 }

@@ -31,63 +31,72 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
     throw new ArgumentError('backward(): this tensor does not require a gradient (no input had requiresGrad: true)');
   }
   if (grad === undefined && root.size !== 1) {
-    throw new ShapeError(`backward() without a gradient needs a one-element output, got shape ${shapeStr(root.shape)}; pass the output gradient`);
+    throw new ShapeError(
+      `backward() without a gradient needs a one-element output, got shape ${shapeStr(root.shape)}; pass the output gradient`,
+    );
   }
   if (grad !== undefined) {
     assertTensor(grad, 'backward(grad)');
-    if (!sameShape(grad.shape, root.shape)) throw new ShapeError(`backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`);
+    if (!sameShape(grad.shape, root.shape))
+      throw new ShapeError(
+        `backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`,
+      );
   }
-  noGrad(() => tidy(() => {
-    const g0 = grad ?? onesLike(root);
-    const rootNode = root.node;
-    if (!rootNode) {
-      accumulateLeaf(root, g0);
-      return;
-    }
-    // iterative post-order DFS: inputs before consumers
-    const order: Node[] = [];
-    const seen = new Set<Node>([rootNode]);
-    const stack: [Node, number][] = [[rootNode, 0]];
-    while (stack.length) {
-      const top = stack[stack.length - 1]!;
-      const [n, i] = top;
-      if (i < n.edges.length) {
-        top[1]++;
-        const e = n.edges[i];
-        if (e && 'node' in e && !seen.has(e.node)) {
-          seen.add(e.node);
-          stack.push([e.node, 0]);
-        }
-      } else {
-        stack.pop();
-        order.push(n);
+  noGrad(() =>
+    tidy(() => {
+      const g0 = grad ?? onesLike(root);
+      const rootNode = root.node;
+      if (!rootNode) {
+        accumulateLeaf(root, g0);
+        return;
       }
-    }
-    const grads = new Map<Node, Tensor>([[rootNode, g0]]);
-    for (let k = order.length - 1; k >= 0; k--) {
-      const n = order[k]!;
-      const g = grads.get(n);
-      if (!g) continue;
-      grads.delete(n);
-      if (n.freed) {
-        throw new ArgumentError(`backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
-          'pass { retainGraph: true } to the first call to backpropagate twice');
-      }
-      const needs = n.edges.map((e) => e !== null);
-      const inGrads = n.vjp(g, n.saved, needs);
-      n.edges.forEach((e, i) => {
-        const gi = inGrads[i];
-        if (!e || !gi) return;
-        if ('leaf' in e) {
-          accumulateLeaf(e.leaf, gi);
+      // iterative post-order DFS: inputs before consumers
+      const order: Node[] = [];
+      const seen = new Set<Node>([rootNode]);
+      const stack: [Node, number][] = [[rootNode, 0]];
+      while (stack.length) {
+        const top = stack[stack.length - 1]!;
+        const [n, i] = top;
+        if (i < n.edges.length) {
+          top[1]++;
+          const e = n.edges[i];
+          if (e && 'node' in e && !seen.has(e.node)) {
+            seen.add(e.node);
+            stack.push([e.node, 0]);
+          }
         } else {
-          const prev = grads.get(e.node);
-          grads.set(e.node, prev ? add(prev, gi) : gi);
+          stack.pop();
+          order.push(n);
         }
-      });
-    }
-    if (!opts.retainGraph) for (const n of order) n.freeSaved();
-  }));
+      }
+      const grads = new Map<Node, Tensor>([[rootNode, g0]]);
+      for (let k = order.length - 1; k >= 0; k--) {
+        const n = order[k]!;
+        const g = grads.get(n);
+        if (!g) continue;
+        grads.delete(n);
+        if (n.freed) {
+          throw new ArgumentError(
+            `backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
+              'pass { retainGraph: true } to the first call to backpropagate twice',
+          );
+        }
+        const needs = n.edges.map((e) => e !== null);
+        const inGrads = n.vjp(g, n.saved, needs);
+        n.edges.forEach((e, i) => {
+          const gi = inGrads[i];
+          if (!e || !gi) return;
+          if ('leaf' in e) {
+            accumulateLeaf(e.leaf, gi);
+          } else {
+            const prev = grads.get(e.node);
+            grads.set(e.node, prev ? add(prev, gi) : gi);
+          }
+        });
+      }
+      if (!opts.retainGraph) for (const n of order) n.freeSaved();
+    }),
+  );
 }
 
 /**

@@ -35,9 +35,14 @@ function projection(n: number): Float64Array {
  * Compares the autograd gradient of `f` at `inputs` with central finite differences.
  * @example kn.gradcheck((x) => x.tanh(), [kn.randn([3])]).ok // true
  */
-export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: GradcheckOptions = {}): GradcheckResult {
+export function gradcheck(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: GradcheckOptions = {},
+): GradcheckResult {
   if (typeof f !== 'function') throw new ArgumentError(`gradcheck: f must be a function, got ${describe(f)}`);
-  if (!Array.isArray(inputs) || inputs.length === 0) throw new ArgumentError('gradcheck: inputs must be a non-empty array of tensors');
+  if (!Array.isArray(inputs) || inputs.length === 0)
+    throw new ArgumentError('gradcheck: inputs must be a non-empty array of tensors');
   inputs.forEach((t, i) => {
     assertTensor(t, `gradcheck input ${i}`);
     if (!isFloat(t.dtype)) throw new ArgumentError(`gradcheck input ${i} must be floating point, got ${t.dtype}`);
@@ -47,7 +52,8 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tenso
   const atol = opts.atol ?? (onJs ? 1e-6 : 1e-3);
   const rtol = opts.rtol ?? (onJs ? 1e-5 : 1e-2);
   for (const [k, v] of Object.entries({ eps, atol, rtol })) {
-    if (!(typeof v === 'number' && v >= 0 && Number.isFinite(v))) throw new ArgumentError(`gradcheck: ${k} must be a finite number >= 0, got ${describe(v)}`);
+    if (!(typeof v === 'number' && v >= 0 && Number.isFinite(v)))
+      throw new ArgumentError(`gradcheck: ${k} must be a finite number >= 0, got ${describe(v)}`);
   }
 
   // analytic, on the inputs' backend
@@ -61,7 +67,9 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tenso
     assertTensor(out, 'gradcheck: the value f returns');
     const w = Tensor.fromHostNumbers(projection(out.size), out.shape, out.backend);
     backward(ops.sum(ops.mul(out, w)));
-    const res = leaves.map((l) => Float64Array.from(l.grad ? (l.grad.toArray() as ArrayLike<number>) : new Float64Array(l.size)));
+    const res = leaves.map((l) =>
+      Float64Array.from(l.grad ? (l.grad.toArray() as ArrayLike<number>) : new Float64Array(l.size)),
+    );
     leaves.forEach((l) => l.dispose());
     return res;
   });
@@ -69,20 +77,23 @@ export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tenso
   // numeric, in float64 on js
   const prevBackend = getBackend();
   setBackend('js');
-  let maxAbs = 0, maxRel = 0, ok = true;
+  let maxAbs = 0,
+    maxRel = 0,
+    ok = true;
   let worst: GradcheckResult['worst'] = null;
   let worstScore = -1;
   try {
     const base = inputs.map((t) => Float64Array.from(t.toArray() as ArrayLike<number>));
-    const evalAt = (vals: Float64Array[]): number => tidy(() => {
-      const xs = vals.map((v, i) => Tensor.fromHostNumbers(v, inputs[i]!.shape, 'js'));
-      const out = f(...xs);
-      const w = projection(out.size);
-      const o = out.toFloat64Array();
-      let s = 0;
-      for (let j = 0; j < o.length; j++) s += o[j]! * w[j]!;
-      return s;
-    });
+    const evalAt = (vals: Float64Array[]): number =>
+      tidy(() => {
+        const xs = vals.map((v, i) => Tensor.fromHostNumbers(v, inputs[i]!.shape, 'js'));
+        const out = f(...xs);
+        const w = projection(out.size);
+        const o = out.toFloat64Array();
+        let s = 0;
+        for (let j = 0; j < o.length; j++) s += o[j]! * w[j]!;
+        return s;
+      });
     for (let i = 0; i < base.length; i++) {
       for (let j = 0; j < base[i]!.length; j++) {
         const x0 = base[i]![j]!;

@@ -10,7 +10,9 @@ export type Vjp = (g: Tensor, saved: readonly Tensor[], needs: readonly boolean[
 
 let gradEnabled = true;
 
-export function isGradEnabled(): boolean { return gradEnabled; }
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
 
 /**
  * Runs `fn` without recording operations for autograd.
@@ -29,11 +31,18 @@ export function noGrad<T>(fn: () => T): T {
 export class Node {
   private refs = 0;
   freed = false;
-  constructor(readonly op: string, readonly edges: readonly Edge[], public saved: Tensor[], readonly vjp: Vjp,
-    readonly outShape: readonly number[]) {
+  constructor(
+    readonly op: string,
+    readonly edges: readonly Edge[],
+    public saved: Tensor[],
+    readonly vjp: Vjp,
+    readonly outShape: readonly number[],
+  ) {
     for (const e of edges) if (e && 'node' in e) e.node.retain();
   }
-  retain(): void { this.refs++; }
+  retain(): void {
+    this.refs++;
+  }
   /** Drops one reference; frees saved tensors and releases parents when none remain (iteratively). */
   release(): void {
     const stack: Node[] = [this];
@@ -66,4 +75,3 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved
   out.setNode(new Node(op, edges, aliases, vjp, out.shape));
   return out;
 }
-

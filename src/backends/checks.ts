@@ -8,7 +8,8 @@ import { attrsOf } from '../ops/table.js';
 const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 
 export function checkBiasAct(act: number): void {
-  if (act !== 0 && act !== 1 && act !== 2) throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
+  if (act !== 0 && act !== 1 && act !== 2)
+    throw new ArgumentError(`biasAct: act must be 0 (none), 1 (relu) or 2 (gelu), got ${act}`);
 }
 
 export function checkClamp(lo: number, hi: number): void {
@@ -32,10 +33,16 @@ export function checkQuantile(q: number): void {
 }
 
 /** Softmax cross-entropy inputs: logits [N, C], labels [N], `want` inputs plus an optional weight [C]. */
-export function checkCrossEntropy(ins: readonly KernelView[], want: number, op: string): { n: number; c: number; weight: KernelView | null } {
-  if (ins.length !== want && ins.length !== want + 1) throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
+export function checkCrossEntropy(
+  ins: readonly KernelView[],
+  want: number,
+  op: string,
+): { n: number; c: number; weight: KernelView | null } {
+  if (ins.length !== want && ins.length !== want + 1)
+    throw new ArgumentError(`${op} takes ${want} inputs and an optional weight, got ${ins.length}`);
   const [n, c] = ins[0]!.shape as [number, number];
-  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n) throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
+  if (ins[0]!.shape.length !== 2 || ins[1]!.shape.length !== 1 || ins[1]!.shape[0] !== n)
+    throw new ShapeError(`${op}: logits must be [N, C] and labels [N]`);
   const weight = ins.length === want + 1 ? ins[want]! : null;
   if (weight && numel(weight.shape) !== c) throw new ShapeError(`${op}: weight must be [${c}]`);
   if (want === 3 && numel(ins[2]!.shape) !== n) throw new ShapeError(`${op}: the row gradient must have ${n} values`);
@@ -44,47 +51,69 @@ export function checkCrossEntropy(ins: readonly KernelView[], want: number, op: 
 
 /** Optimizer step inputs: one of `counts` inputs, all of the parameter's shape; returns its element count. */
 export function checkOptim(ins: readonly KernelView[], op: string, counts: readonly number[]): number {
-  if (!counts.includes(ins.length)) throw new ArgumentError(`${op} takes ${counts.join(' or ')} inputs, got ${ins.length}`);
+  if (!counts.includes(ins.length))
+    throw new ArgumentError(`${op} takes ${counts.join(' or ')} inputs, got ${ins.length}`);
   for (const v of ins) {
-    if (!sameShape(v.shape, ins[0]!.shape)) throw new ShapeError(`${op}: an input has shape [${v.shape}] but the parameter has [${ins[0]!.shape}]`);
+    if (!sameShape(v.shape, ins[0]!.shape))
+      throw new ShapeError(`${op}: an input has shape [${v.shape}] but the parameter has [${ins[0]!.shape}]`);
   }
   return numel(ins[0]!.shape);
 }
 
 export function checkAdam(attrs: readonly number[]): void {
   const { bias1, bias2 } = attrsOf('adamStep', attrs);
-  if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1)) throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
+  if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1))
+    throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
 }
 
 export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): void {
-  if (attrsOf('sgdStep', attrs).nesterov && ins.length < 3) throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
+  if (attrsOf('sgdStep', attrs).nesterov && ins.length < 3)
+    throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');
 }
 
 /** The int4 linear's inputs: x [M, K], packed uint8 [N, G*g/2], scales [N, G] with G = ceil(K / g)[, bias [N]]. */
-export function checkQlinearInt4(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; G: number; g: number } {
-  if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt4 takes (x, packed, scales[, bias]), got ${ins.length} inputs`);
+export function checkQlinearInt4(
+  ins: readonly KernelView[],
+  attrs: readonly number[],
+): { M: number; K: number; N: number; G: number; g: number } {
+  if (ins.length !== 3 && ins.length !== 4)
+    throw new ArgumentError(`qlinearInt4 takes (x, packed, scales[, bias]), got ${ins.length} inputs`);
   const g = attrsOf('qlinearInt4', attrs).groupSize;
   if (![32, 64, 128].includes(g)) throw new ArgumentError(`qlinearInt4: groupSize must be 32, 64 or 128, got ${g}`);
   const [x, w, s] = ins as [KernelView, KernelView, KernelView];
-  if (x.shape.length !== 2 || w.shape.length !== 2 || s.shape.length !== 2) throw new ShapeError(`qlinearInt4: x, packed and scales must be 2-D, got [${x.shape}], [${w.shape}], [${s.shape}]`);
-  const M = x.shape[0]!, K = x.shape[1]!, N = w.shape[0]!, G = Math.ceil(K / g);
+  if (x.shape.length !== 2 || w.shape.length !== 2 || s.shape.length !== 2)
+    throw new ShapeError(`qlinearInt4: x, packed and scales must be 2-D, got [${x.shape}], [${w.shape}], [${s.shape}]`);
+  const M = x.shape[0]!,
+    K = x.shape[1]!,
+    N = w.shape[0]!,
+    G = Math.ceil(K / g);
   if (w.shape[1] !== (G * g) / 2 || s.shape[0] !== N || s.shape[1] !== G) {
-    throw new ShapeError(`qlinearInt4: for K = ${K} in groups of ${g}, packed must be [${N}, ${(G * g) / 2}] and scales [${N}, ${G}], got [${w.shape}] and [${s.shape}]`);
+    throw new ShapeError(
+      `qlinearInt4: for K = ${K} in groups of ${g}, packed must be [${N}, ${(G * g) / 2}] and scales [${N}, ${G}], got [${w.shape}] and [${s.shape}]`,
+    );
   }
-  if (ins[3] && numel(ins[3].shape) !== N) throw new ShapeError(`qlinearInt4: bias must have ${N} values, got [${ins[3].shape}]`);
+  if (ins[3] && numel(ins[3].shape) !== N)
+    throw new ShapeError(`qlinearInt4: bias must have ${N} values, got [${ins[3].shape}]`);
   return { M, K, N, G, g };
 }
 
 /** The int8 linear's inputs (x [M, K], wq [N, K], wscale [N][, bias [N]]) and activation quantization. */
-export function checkQlinear(ins: readonly KernelView[], attrs: readonly number[]): { M: number; K: number; N: number; sx: number; zx: number } {
-  if (ins.length !== 3 && ins.length !== 4) throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
+export function checkQlinear(
+  ins: readonly KernelView[],
+  attrs: readonly number[],
+): { M: number; K: number; N: number; sx: number; zx: number } {
+  if (ins.length !== 3 && ins.length !== 4)
+    throw new ArgumentError(`qlinearInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
   const [x, w] = ins as [KernelView, KernelView];
   if (x.shape.length !== 2 || w.shape.length !== 2 || w.shape[1] !== x.shape[1]) {
     throw new ShapeError(`qlinearInt8: x [${x.shape}] and wq [${w.shape}] must be [M, K] and [N, K]`);
   }
-  const M = x.shape[0]!, K = x.shape[1]!, N = w.shape[0]!;
+  const M = x.shape[0]!,
+    K = x.shape[1]!,
+    N = w.shape[0]!;
   if (K > 65536) throw new ShapeError(`qlinearInt8: K = ${K} is over 65536 (int32 accumulators could overflow)`);
   const [sx, zx] = attrs as [number, number];
-  if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255) throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
+  if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255)
+    throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
   return { M, K, N, sx, zx };
 }

@@ -13,7 +13,8 @@ let current: BackendName | null = null;
 /** Why a backend is unavailable, or null if it is available. */
 export function unavailableReason(name: BackendName): string | null {
   switch (name) {
-    case 'js': return null;
+    case 'js':
+      return null;
     case 'cpu': {
       const { addon, reason } = loadAddon();
       return addon ? null : reason;

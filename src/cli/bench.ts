@@ -34,19 +34,43 @@ const BENCHES = ['matmul', 'int8', 'conv', 'mlp'] as const;
 function list(v: string | undefined, what: string, def: number[]): number[] {
   if (v === undefined) return def;
   const xs = v.split(',').map((s) => Number(s.trim()));
-  if (!xs.length || !xs.every((x) => Number.isInteger(x) && x > 0)) throw new ArgumentError(`--${what} takes positive integers separated by commas, got '${v}'`);
+  if (!xs.length || !xs.every((x) => Number.isInteger(x) && x > 0))
+    throw new ArgumentError(`--${what} takes positive integers separated by commas, got '${v}'`);
   return xs;
 }
 
-function rowOf(bench: BenchRow['bench'], backend: BackendName, threads: number, size: string, t: { medianMs: number; minMs: number; maxMs: number },
-  work: number, unit: BenchRow['unit']): BenchRow {
-  return { bench, backend, threads, size, ...t, rate: unit === 'steps/s' ? 1000 / t.medianMs : work / (t.medianMs * 1e6), unit };
+function rowOf(
+  bench: BenchRow['bench'],
+  backend: BackendName,
+  threads: number,
+  size: string,
+  t: { medianMs: number; minMs: number; maxMs: number },
+  work: number,
+  unit: BenchRow['unit'],
+): BenchRow {
+  return {
+    bench,
+    backend,
+    threads,
+    size,
+    ...t,
+    rate: unit === 'steps/s' ? 1000 / t.medianMs : work / (t.medianMs * 1e6),
+    unit,
+  };
 }
 
 /** Runs the selected benchmarks and returns their rows (also used by the tests). */
-export async function runBench(opts: { benches: readonly string[]; sizes?: number[]; threads?: number[]; backend?: BackendName; minTimeMs?: number }): Promise<BenchRow[]> {
+export async function runBench(opts: {
+  benches: readonly string[];
+  sizes?: number[];
+  threads?: number[];
+  backend?: BackendName;
+  minTimeMs?: number;
+}): Promise<BenchRow[]> {
   const benches = opts.benches.length ? opts.benches : [...BENCHES];
-  for (const b of benches) if (!(BENCHES as readonly string[]).includes(b)) throw new ArgumentError(`unknown benchmark '${b}'; choose from ${BENCHES.join(', ')}`);
+  for (const b of benches)
+    if (!(BENCHES as readonly string[]).includes(b))
+      throw new ArgumentError(`unknown benchmark '${b}'; choose from ${BENCHES.join(', ')}`);
   const backend = opts.backend ?? getBackend();
   const prevBackend = getBackend();
   setBackend(backend);
@@ -62,7 +86,8 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
         if (b === 'matmul') {
           for (const n of opts.sizes ?? [128, 256, 512, 1024]) {
             seed(n);
-            const a = randn([n, n]), c = randn([n, n]);
+            const a = randn([n, n]),
+              c = randn([n, n]);
             const t = await measure(() => a.matmul(c).dispose(), { repeats: n >= 1024 ? 8 : 40, minTimeMs });
             a.dispose();
             c.dispose();
@@ -72,7 +97,9 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
           // the int8 linear kernel on an N x N x N product: x float32 quantized per row inside the kernel
           for (const n of opts.sizes ?? [128, 256, 512, 1024]) {
             seed(n);
-            const x = randn([n, n]), wq = randint([n, n], -127, 128).cast('int8'), ws = randn([n]).abs();
+            const x = randn([n, n]),
+              wq = randint([n, n], -127, 128).cast('int8'),
+              ws = randn([n]).abs();
             const t = await measure(() => qlinearInt8(x, wq, ws).dispose(), { repeats: n >= 1024 ? 8 : 40, minTimeMs });
             [x, wq, ws].forEach((v) => v.dispose());
             rows.push(rowOf('int8', backend, th, `${n}x${n}x${n} (dynamic int8 linear)`, t, 2 * n ** 3, 'GOP/s'));
@@ -81,17 +108,24 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
           // a LeNet/ResNet-like 3x3 layer, forward and backward: [N, C, H, W] x [O, C, 3, 3], padding 1
           for (const n of opts.sizes ?? [16, 64]) {
             seed(n);
-            const x = randn([n, 16, 28, 28]), w = randn([32, 16, 3, 3]);
+            const x = randn([n, 16, 28, 28]),
+              w = randn([32, 16, 3, 3]);
             w.requiresGrad = true;
             x.requiresGrad = true;
-            const t = await measure(() => tidy(() => {
-              conv2d(x, w, null, { padding: 1 }).sum().backward();
-              x.grad?.dispose(); x.grad = null;
-              w.grad?.dispose(); w.grad = null;
-            }), { repeats: 20, minTimeMs });
+            const t = await measure(
+              () =>
+                tidy(() => {
+                  conv2d(x, w, null, { padding: 1 }).sum().backward();
+                  x.grad?.dispose();
+                  x.grad = null;
+                  w.grad?.dispose();
+                  w.grad = null;
+                }),
+              { repeats: 20, minTimeMs },
+            );
             x.dispose();
             w.dispose();
-            const flops = 3 * 2 * n * 32 * 28 * 28 * 16 * 9;   // forward + input grad + weight grad
+            const flops = 3 * 2 * n * 32 * 28 * 28 * 16 * 9; // forward + input grad + weight grad
             rows.push(rowOf('conv', backend, th, `${n}x16x28x28 * 32x16x3x3 (fwd+bwd)`, t, flops, 'GFLOP/s'));
           }
         } else {
@@ -99,14 +133,19 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
           seed(1);
           const model = new Sequential(new Linear(784, 256), new ReLU(), new Linear(256, 10));
           const opt = new Adam(model.parameters());
-          const x = randn([batch, 784]), y = randint([batch], 0, 10);
-          const t = await measure(() => tidy(() => {
-            opt.zeroGrad();
-            const loss = crossEntropy(model.call(x), y);
-            loss.backward();
-            opt.step();
-            return loss.item();
-          }), { repeats: 200, minTimeMs });
+          const x = randn([batch, 784]),
+            y = randint([batch], 0, 10);
+          const t = await measure(
+            () =>
+              tidy(() => {
+                opt.zeroGrad();
+                const loss = crossEntropy(model.call(x), y);
+                loss.backward();
+                opt.step();
+                return loss.item();
+              }),
+            { repeats: 200, minTimeMs },
+          );
           opt.dispose();
           model.dispose();
           x.dispose();
@@ -125,11 +164,20 @@ export async function runBench(opts: { benches: readonly string[]; sizes?: numbe
 /** The `kiln bench` command. */
 export async function benchCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args, allowPositionals: true, strict: true,
-    options: { sizes: { type: 'string' }, threads: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean', default: false }, 'min-time-ms': { type: 'string' } },
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      sizes: { type: 'string' },
+      threads: { type: 'string' },
+      backend: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'min-time-ms': { type: 'string' },
+    },
   });
   const rows = await runBench({
-    benches: positionals, sizes: values.sizes === undefined ? undefined : list(values.sizes, 'sizes', []),
+    benches: positionals,
+    sizes: values.sizes === undefined ? undefined : list(values.sizes, 'sizes', []),
     threads: values.threads === undefined ? undefined : list(values.threads, 'threads', []),
     backend: values.backend as BackendName | undefined,
     minTimeMs: values['min-time-ms'] === undefined ? undefined : list(values['min-time-ms'], 'min-time-ms', [])[0],
@@ -139,8 +187,10 @@ export async function benchCommand(args: string[]): Promise<number> {
     return 0;
   }
   for (const r of rows) {
-    process.stdout.write(`${r.bench.padEnd(6)} ${r.backend} threads=${r.threads}  ${r.size.padEnd(40)} ${r.rate.toFixed(1).padStart(8)} ${r.unit}` +
-      `  (median ${r.medianMs.toFixed(3)} ms, ${r.minMs.toFixed(3)}-${r.maxMs.toFixed(3)})\n`);
+    process.stdout.write(
+      `${r.bench.padEnd(6)} ${r.backend} threads=${r.threads}  ${r.size.padEnd(40)} ${r.rate.toFixed(1).padStart(8)} ${r.unit}` +
+        `  (median ${r.medianMs.toFixed(3)} ms, ${r.minMs.toFixed(3)}-${r.maxMs.toFixed(3)})\n`,
+    );
   }
   return 0;
 }

@@ -30,13 +30,19 @@ export function main(argv: string[]): number | Promise<number> {
       return 0;
     }
     const lines = [`kiln ${i.kiln} on Node ${i.node} (${process.platform}-${process.arch})`];
-    if (i.cpu) lines.push(`cpu: kernels ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads${i.cpu.compiler ? `, built with GCC ${i.cpu.compiler}` : ''}`);
+    if (i.cpu)
+      lines.push(
+        `cpu: kernels ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads${i.cpu.compiler ? `, built with GCC ${i.cpu.compiler}` : ''}`,
+      );
     if (i.webgpu) {
       const w = i.webgpu;
-      lines.push(`webgpu: ${w.description || w.architecture || w.vendor} via ${w.backend} (${w.featureLevel}), buffers up to ${(w.maxBufferBytes / 2 ** 20).toFixed(0)} MiB`);
+      lines.push(
+        `webgpu: ${w.description || w.architecture || w.vendor} via ${w.backend} (${w.featureLevel}), buffers up to ${(w.maxBufferBytes / 2 ** 20).toFixed(0)} MiB`,
+      );
     }
     lines.push('backends:');
-    for (const b of i.backends) lines.push(`  ${b.name.padEnd(7)} ${b.available ? 'available' : `missing: ${b.reason}`}`);
+    for (const b of i.backends)
+      lines.push(`  ${b.name.padEnd(7)} ${b.available ? 'available' : `missing: ${b.reason}`}`);
     process.stdout.write(lines.join('\n') + '\n');
     return 0;
   }

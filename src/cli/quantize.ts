@@ -22,7 +22,8 @@ export const QUANTIZE_HELP = `  quantize IN.safetensors --scheme int8|int8-dynam
 
 function ints(v: string, what: string): number[] {
   const xs = v.split(/[,x]/).map((s) => Number(s.trim()));
-  if (!xs.length || !xs.every((x) => Number.isInteger(x) && x > 0)) throw new ArgumentError(`--${what} takes positive integers separated by commas, got '${v}'`);
+  if (!xs.length || !xs.every((x) => Number.isInteger(x) && x > 0))
+    throw new ArgumentError(`--${what} takes positive integers separated by commas, got '${v}'`);
   return xs;
 }
 function num(v: string | undefined, what: string): number | undefined {
@@ -40,12 +41,22 @@ function inputShapeOf(model: Module, metadata: Record<string, string>, flag: str
 
 export async function quantizeCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: {
-      scheme: { type: 'string' }, out: { type: 'string', short: 'o' }, calib: { type: 'string' }, 'calib-columns': { type: 'string' },
-      'calib-rows': { type: 'string', default: '512' }, method: { type: 'string' }, percentile: { type: 'string' },
-      'group-size': { type: 'string' }, 'keep-float': { type: 'string' }, 'min-sqnr': { type: 'string' },
-      'input-shape': { type: 'string' }, json: { type: 'boolean', default: false },
+      scheme: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      calib: { type: 'string' },
+      'calib-columns': { type: 'string' },
+      'calib-rows': { type: 'string', default: '512' },
+      method: { type: 'string' },
+      percentile: { type: 'string' },
+      'group-size': { type: 'string' },
+      'keep-float': { type: 'string' },
+      'min-sqnr': { type: 'string' },
+      'input-shape': { type: 'string' },
+      json: { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new ArgumentError(`quantize takes one model file, got ${positionals.length}`);
@@ -60,7 +71,10 @@ export async function quantizeCommand(argv: string[]): Promise<number> {
     const table = readArrow(values.calib);
     const columns = values['calib-columns']?.split(',').map((s) => s.trim());
     const x = arrowToMatrix(table, columns ? { columns } : {});
-    if (x.shape[1] !== per) throw new ArgumentError(`${values.calib} has ${x.shape[1]} columns per row, the model takes ${per} values (input shape [${shape.join(', ')}])`);
+    if (x.shape[1] !== per)
+      throw new ArgumentError(
+        `${values.calib} has ${x.shape[1]} columns per row, the model takes ${per} values (input shape [${shape.join(', ')}])`,
+      );
     const rows = Math.min(x.shape[0]!, ints(values['calib-rows']!, 'calib-rows')[0]!);
     for (let i = 0; i < rows; i += 128) {
       const part = slice(x, [i, 0], [Math.min(rows, i + 128), per]);
@@ -73,21 +87,42 @@ export async function quantizeCommand(argv: string[]): Promise<number> {
   const pct = num(values.percentile, 'percentile');
   const gs = num(values['group-size'], 'group-size');
   const r = quantize(model, {
-    scheme: values.scheme as Scheme, ...(batches.length ? { calibration: batches } : {}),
+    scheme: values.scheme as Scheme,
+    ...(batches.length ? { calibration: batches } : {}),
     ...(values.method ? { method: values.method as 'minmax' | 'percentile' } : {}),
-    ...(pct !== undefined ? { percentile: pct } : {}), ...(gs !== undefined ? { groupSize: gs } : {}),
+    ...(pct !== undefined ? { percentile: pct } : {}),
+    ...(gs !== undefined ? { groupSize: gs } : {}),
     ...(values['keep-float'] ? { keepFloat: values['keep-float'].split(',').map((s) => s.trim()) } : {}),
     ...(minSqnr !== undefined ? { minSqnrDb: minSqnr } : {}),
   });
-  await save(values.out, r.model, { metadata: { ...metadata, [INPUT_SHAPE_METADATA_KEY]: JSON.stringify(shape), 'kiln.quantization': values.scheme } });
-  const before = statSync(input).size, after = statSync(values.out).size;
+  await save(values.out, r.model, {
+    metadata: { ...metadata, [INPUT_SHAPE_METADATA_KEY]: JSON.stringify(shape), 'kiln.quantization': values.scheme },
+  });
+  const before = statSync(input).size,
+    after = statSync(values.out).size;
   if (values.json) {
-    process.stdout.write(JSON.stringify({ input, output: values.out, scheme: values.scheme, bytesBefore: before, bytesAfter: after, sqnrDb: r.sqnrDb, layers: r.layers }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        input,
+        output: values.out,
+        scheme: values.scheme,
+        bytesBefore: before,
+        bytesAfter: after,
+        sqnrDb: r.sqnrDb,
+        layers: r.layers,
+      }) + '\n',
+    );
   } else {
-    const lines = [`quantized ${input} (${before} bytes) -> ${values.out} (${after} bytes, ${(before / after).toFixed(1)}x smaller), scheme ${values.scheme}` +
-      (r.sqnrDb !== null ? `, output SQNR ${r.sqnrDb.toFixed(1)} dB on the calibration data` : '')];
+    const lines = [
+      `quantized ${input} (${before} bytes) -> ${values.out} (${after} bytes, ${(before / after).toFixed(1)}x smaller), scheme ${values.scheme}` +
+        (r.sqnrDb !== null ? `, output SQNR ${r.sqnrDb.toFixed(1)} dB on the calibration data` : ''),
+    ];
     for (const l of r.layers) {
-      lines.push(`  ${l.name.padEnd(8)} ${l.type.padEnd(8)} -> ${l.quantized.padEnd(13)}` + (l.sqnrDb !== null ? ` SQNR alone ${l.sqnrDb.toFixed(1)} dB` : '') + (l.reason ? `  (${l.reason})` : ''));
+      lines.push(
+        `  ${l.name.padEnd(8)} ${l.type.padEnd(8)} -> ${l.quantized.padEnd(13)}` +
+          (l.sqnrDb !== null ? ` SQNR alone ${l.sqnrDb.toFixed(1)} dB` : '') +
+          (l.reason ? `  (${l.reason})` : ''),
+      );
     }
     process.stdout.write(lines.join('\n') + '\n');
   }
@@ -97,10 +132,16 @@ export async function quantizeCommand(argv: string[]): Promise<number> {
 
 export async function pruneCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: {
-      amount: { type: 'string' }, out: { type: 'string', short: 'o' }, scope: { type: 'string', default: 'layer' },
-      structured: { type: 'boolean', default: false }, norm: { type: 'string', default: 'l2' }, json: { type: 'boolean', default: false },
+      amount: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      scope: { type: 'string', default: 'layer' },
+      structured: { type: 'boolean', default: false },
+      norm: { type: 'string', default: 'l2' },
+      json: { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new ArgumentError(`prune takes one model file, got ${positionals.length}`);
@@ -120,12 +161,22 @@ export async function pruneCommand(argv: string[]): Promise<number> {
     magnitude(model, { amount, scope: values.scope as 'layer' | 'global' }).dispose();
   }
   await save(values.out, out, { metadata });
-  const res = { input, output: values.out, structured: values.structured, sparsity: sparsity(out), paramsBefore, paramsAfter: out.numParameters(), layers: kept };
+  const res = {
+    input,
+    output: values.out,
+    structured: values.structured,
+    sparsity: sparsity(out),
+    paramsBefore,
+    paramsAfter: out.numParameters(),
+    layers: kept,
+  };
   if (values.json) process.stdout.write(JSON.stringify(res) + '\n');
   else {
-    process.stdout.write(`pruned ${input} -> ${values.out}: ${values.structured ? 'structured' : `magnitude (${values.scope})`}, ` +
-      `parameters ${paramsBefore} -> ${res.paramsAfter}, weight sparsity ${(100 * res.sparsity).toFixed(1)}%\n` +
-      kept.map((k) => `  layer ${k.name}: ${k.before} -> ${k.after} units\n`).join(''));
+    process.stdout.write(
+      `pruned ${input} -> ${values.out}: ${values.structured ? 'structured' : `magnitude (${values.scope})`}, ` +
+        `parameters ${paramsBefore} -> ${res.paramsAfter}, weight sparsity ${(100 * res.sparsity).toFixed(1)}%\n` +
+        kept.map((k) => `  layer ${k.name}: ${k.before} -> ${k.after} units\n`).join(''),
+    );
   }
   return 0;
 }

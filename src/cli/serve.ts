@@ -23,20 +23,38 @@ function int(v: string | undefined, what: string, min: number): number | undefin
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
+    args: argv,
+    allowPositionals: true,
+    strict: true,
     options: {
-      port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' },
-      'input-shape': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
-      'timeout-ms': { type: 'string' }, 'max-queue': { type: 'string' }, cache: { type: 'string' },
-      log: { type: 'string' }, scaler: { type: 'string' }, backend: { type: 'string' },
-      'no-warmup': { type: 'boolean', default: false }, 'no-batching': { type: 'boolean', default: false },
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'input-shape': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-delay-ms': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'max-queue': { type: 'string' },
+      cache: { type: 'string' },
+      log: { type: 'string' },
+      scaler: { type: 'string' },
+      backend: { type: 'string' },
+      'no-warmup': { type: 'boolean', default: false },
+      'no-batching': { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new ArgumentError(`serve takes one model file, got ${positionals.length}`);
   const file = positionals[0]!;
-  const opts: ServerOptions = { port: int(values.port, 'port', 0)!, host: values.host!, warmup: !values['no-warmup'], batching: !values['no-batching'] };
-  if (values['input-shape']) opts.inputShape = values['input-shape'].split(/[,x]/).map((d) => int(d, 'input-shape', 1)!);
-  const set = <K extends keyof ServerOptions>(k: K, v: ServerOptions[K] | undefined): void => { if (v !== undefined) opts[k] = v; };
+  const opts: ServerOptions = {
+    port: int(values.port, 'port', 0)!,
+    host: values.host!,
+    warmup: !values['no-warmup'],
+    batching: !values['no-batching'],
+  };
+  if (values['input-shape'])
+    opts.inputShape = values['input-shape'].split(/[,x]/).map((d) => int(d, 'input-shape', 1)!);
+  const set = <K extends keyof ServerOptions>(k: K, v: ServerOptions[K] | undefined): void => {
+    if (v !== undefined) opts[k] = v;
+  };
   set('maxBatchSize', int(values['max-batch'], 'max-batch', 1));
   set('maxDelayMs', int(values['max-delay-ms'], 'max-delay-ms', 0));
   set('timeoutMs', int(values['timeout-ms'], 'timeout-ms', 1));
@@ -50,19 +68,28 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.scaler) opts.transform = loadTransformer(values.scaler);
 
   const srv = await createServer(file, opts);
-  process.stdout.write(`kiln serve: ${file} (version ${srv.version}, input shape [${srv.inputShape.join(', ')}]) listening on ${srv.url}\n`);
+  process.stdout.write(
+    `kiln serve: ${file} (version ${srv.version}, input shape [${srv.inputShape.join(', ')}]) listening on ${srv.url}\n`,
+  );
   return new Promise<number>((resolve) => {
     const stop = (sig: string): void => {
       process.stdout.write(`kiln serve: ${sig}, draining and stopping\n`);
       process.off('SIGINT', onInt).off('SIGTERM', onTerm).off('SIGHUP', onHup);
-      srv.close().then(() => resolve(0), (e: unknown) => { process.stderr.write(`kiln serve: ${(e as Error).message}\n`); resolve(1); });
+      srv.close().then(
+        () => resolve(0),
+        (e: unknown) => {
+          process.stderr.write(`kiln serve: ${(e as Error).message}\n`);
+          resolve(1);
+        },
+      );
     };
     const onInt = (): void => stop('SIGINT');
     const onTerm = (): void => stop('SIGTERM');
     const onHup = (): void => {
       srv.reload(file).then(
         (v) => process.stdout.write(`kiln serve: reloaded ${file}, now serving version ${v}\n`),
-        (e: unknown) => process.stderr.write(`kiln serve: ${(e as Error).message}\n`));
+        (e: unknown) => process.stderr.write(`kiln serve: ${(e as Error).message}\n`),
+      );
     };
     process.on('SIGINT', onInt).on('SIGTERM', onTerm).on('SIGHUP', onHup);
   });

@@ -2,12 +2,26 @@
 // clock, warm up, repeat until enough runs and time, report median and spread.
 import { ready } from '../backends/registry.js';
 
-export interface Timing { medianMs: number; minMs: number; maxMs: number; repeats: number }
-export interface MeasureOptions { warmup?: number; repeats?: number; minTimeMs?: number }
+export interface Timing {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  repeats: number;
+}
+export interface MeasureOptions {
+  warmup?: number;
+  repeats?: number;
+  minTimeMs?: number;
+}
 
 function summary(times: number[]): Timing {
   times.sort((a, b) => a - b);
-  return { medianMs: times[Math.floor(times.length / 2)]!, minMs: times[0]!, maxMs: times[times.length - 1]!, repeats: times.length };
+  return {
+    medianMs: times[Math.floor(times.length / 2)]!,
+    minMs: times[0]!,
+    maxMs: times[times.length - 1]!,
+    repeats: times.length,
+  };
 }
 
 /** Times a synchronous step. */

@@ -11,7 +11,10 @@ import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
 /** Tensors by column name, and the vocabulary of every categorical column (code -> string). */
-export interface ArrowTensors { tensors: Record<string, Tensor>; vocab: Record<string, string[]> }
+export interface ArrowTensors {
+  tensors: Record<string, Tensor>;
+  vocab: Record<string, string[]>;
+}
 
 function assertTableArg(t: unknown): A.Table {
   if (!(t instanceof A.Table)) throw new ArgumentError(`expected an apache-arrow Table, got ${describe(t)}`);
@@ -19,7 +22,10 @@ function assertTableArg(t: unknown): A.Table {
 }
 
 /** One column's values as a contiguous typed array (zero-copy view when the column is one chunk without nulls). */
-function numericColumn(v: A.Vector, name: string): { data: Float32Array | Int32Array | Int8Array | Uint8Array; dtype: 'float32' | 'int32' | 'int8' | 'uint8' } {
+function numericColumn(
+  v: A.Vector,
+  name: string,
+): { data: Float32Array | Int32Array | Int8Array | Uint8Array; dtype: 'float32' | 'int32' | 'int8' | 'uint8' } {
   const t = v.type;
   const single = v.data.length === 1 && v.nullCount === 0;
   if (A.DataType.isFloat(t)) {
@@ -49,7 +55,8 @@ function numericColumn(v: A.Vector, name: string): { data: Float32Array | Int32A
     const out = new Int32Array(v.length);
     for (let i = 0; i < v.length; i++) {
       const x = Number(v.get(i));
-      if (!(x >= -2147483648 && x <= 2147483647)) throw new ValidationError(`column '${name}' row ${i}: ${v.get(i)} does not fit in int32`);
+      if (!(x >= -2147483648 && x <= 2147483647))
+        throw new ValidationError(`column '${name}' row ${i}: ${v.get(i)} does not fit in int32`);
       out[i] = x;
     }
     return { data: out, dtype: 'int32' };
@@ -62,24 +69,38 @@ function numericColumn(v: A.Vector, name: string): { data: Float32Array | Int32A
  * int8 / uint8 (float32 with NaN if they have nulls), booleans -> bool, dictionary and string columns -> int32
  * codes (null -> -1) with their vocabulary.
  */
-export function fromArrowWithVocab(table: A.Table, opts: { columns?: readonly string[]; backend?: BackendName } = {}): ArrowTensors {
+export function fromArrowWithVocab(
+  table: A.Table,
+  opts: { columns?: readonly string[]; backend?: BackendName } = {},
+): ArrowTensors {
   const t = assertTableArg(table);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
-  const tensors: Record<string, Tensor> = {}, vocab: Record<string, string[]> = {};
+  const tensors: Record<string, Tensor> = {},
+    vocab: Record<string, string[]> = {};
   try {
     for (const name of names) {
       const v = t.getChild(name);
-      if (!v) throw new ValidationError(`the table has no column '${name}'; it has ${t.schema.fields.map((f) => f.name).join(', ')}`);
+      if (!v)
+        throw new ValidationError(
+          `the table has no column '${name}'; it has ${t.schema.fields.map((f) => f.name).join(', ')}`,
+        );
       const type = v.type;
       if (A.DataType.isDictionary(type) || A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type)) {
         const codes = new Int32Array(v.length);
         const words: string[] = [];
         const index = new Map<string, number>();
         for (let i = 0; i < v.length; i++) {
-          if (!v.isValid(i)) { codes[i] = -1; continue; }
+          if (!v.isValid(i)) {
+            codes[i] = -1;
+            continue;
+          }
           const s = String(v.get(i));
           let c = index.get(s);
-          if (c === undefined) { c = words.length; index.set(s, c); words.push(s); }
+          if (c === undefined) {
+            c = words.length;
+            index.set(s, c);
+            words.push(s);
+          }
           codes[i] = c;
         }
         tensors[name] = tensor(codes, [v.length], { dtype: 'int32', backend: opts.backend });
@@ -87,7 +108,8 @@ export function fromArrowWithVocab(table: A.Table, opts: { columns?: readonly st
       } else if (A.DataType.isBool(type)) {
         const out = new Uint8Array(v.length);
         for (let i = 0; i < v.length; i++) {
-          if (!v.isValid(i)) throw new ValidationError(`boolean column '${name}' has a null at row ${i}; impute it first`);
+          if (!v.isValid(i))
+            throw new ValidationError(`boolean column '${name}' has a null at row ${i}; impute it first`);
           out[i] = v.get(i) ? 1 : 0;
         }
         tensors[name] = tensor(out, [v.length], { dtype: 'bool', backend: opts.backend });
@@ -107,7 +129,10 @@ export function fromArrowWithVocab(table: A.Table, opts: { columns?: readonly st
  * Arrow table -> tensors by column name (see fromArrowWithVocab for the vocabularies of categorical columns).
  * @example kn.data.fromArrow(kn.data.toArrow({ a: kn.tensor([1, 2]) })).a.toList() // [1, 2]
  */
-export function fromArrow(table: A.Table, opts: { columns?: readonly string[]; backend?: BackendName } = {}): Record<string, Tensor> {
+export function fromArrow(
+  table: A.Table,
+  opts: { columns?: readonly string[]; backend?: BackendName } = {},
+): Record<string, Tensor> {
   return fromArrowWithVocab(table, opts).tensors;
 }
 
@@ -115,15 +140,20 @@ export function fromArrow(table: A.Table, opts: { columns?: readonly string[]; b
  * Stacks numeric columns of a table into one float32 table tensor [rows, columns] (NaN for nulls).
  * @example kn.data.arrowToMatrix(kn.data.toArrow({ a: kn.tensor([1, 2]), b: kn.tensor([3, 4]) })).toList() // [[1, 3], [2, 4]]
  */
-export function arrowToMatrix(table: A.Table, opts: { columns?: readonly string[]; backend?: BackendName } = {}): Tensor {
+export function arrowToMatrix(
+  table: A.Table,
+  opts: { columns?: readonly string[]; backend?: BackendName } = {},
+): Tensor {
   const t = assertTableArg(table);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
-  const n = t.numRows, F = names.length;
+  const n = t.numRows,
+    F = names.length;
   const out = new Float32Array(n * F);
   names.forEach((name, j) => {
     const v = t.getChild(name);
     if (!v) throw new ValidationError(`the table has no column '${name}'`);
-    if (!A.DataType.isFloat(v.type) && !A.DataType.isInt(v.type)) throw new ValidationError(`column '${name}' is ${String(v.type)}, not numeric`);
+    if (!A.DataType.isFloat(v.type) && !A.DataType.isInt(v.type))
+      throw new ValidationError(`column '${name}' is ${String(v.type)}, not numeric`);
     for (let i = 0; i < n; i++) out[i * F + j] = v.isValid(i) ? Number(v.get(i)) : NaN;
   });
   return tensor(out, [n, F], { backend: opts.backend });
@@ -134,12 +164,17 @@ export function arrowToMatrix(table: A.Table, opts: { columns?: readonly string[
  * columns listed in `vocab` (int32 codes) become dictionary-encoded string columns.
  * @example kn.data.toArrow({ x: kn.tensor([1, 2, 3]) }).numRows // 3
  */
-export function toArrow(map: Record<string, Tensor>, opts: { vocab?: Record<string, readonly string[]> } = {}): A.Table {
-  if (map === null || typeof map !== 'object') throw new ArgumentError(`toArrow takes named tensors, got ${describe(map)}`);
+export function toArrow(
+  map: Record<string, Tensor>,
+  opts: { vocab?: Record<string, readonly string[]> } = {},
+): A.Table {
+  if (map === null || typeof map !== 'object')
+    throw new ArgumentError(`toArrow takes named tensors, got ${describe(map)}`);
   const cols: Record<string, A.Vector> = {};
   let rows = -1;
   const add = (name: string, v: A.Vector): void => {
-    if (rows >= 0 && v.length !== rows) throw new ShapeError(`column '${name}' has ${v.length} rows, others have ${rows}`);
+    if (rows >= 0 && v.length !== rows)
+      throw new ShapeError(`column '${name}' has ${v.length} rows, others have ${rows}`);
     rows = v.length;
     cols[name] = v;
   };
@@ -148,12 +183,17 @@ export function toArrow(map: Record<string, Tensor>, opts: { vocab?: Record<stri
     if (words) {
       const strs = Array.from(data, (c, i) => {
         if (c === -1) return null;
-        if (!Number.isInteger(c) || c < 0 || c >= words.length) throw new ValidationError(`column '${name}' row ${i}: code ${c} is not in its vocabulary of ${words.length}`);
+        if (!Number.isInteger(c) || c < 0 || c >= words.length)
+          throw new ValidationError(`column '${name}' row ${i}: code ${c} is not in its vocabulary of ${words.length}`);
         return words[c]!;
       });
       return A.vectorFromArray(strs, new A.Dictionary(new A.Utf8(), new A.Int32()));
     }
-    if (t.dtype === 'bool') return A.vectorFromArray(Array.from(data, (b) => b !== 0), new A.Bool());
+    if (t.dtype === 'bool')
+      return A.vectorFromArray(
+        Array.from(data, (b) => b !== 0),
+        new A.Bool(),
+      );
     return A.makeVector(data as Float32Array | Int32Array | Int8Array | Uint8Array);
   };
   for (const [name, t] of Object.entries(map)) {
@@ -163,7 +203,12 @@ export function toArrow(map: Record<string, Tensor>, opts: { vocab?: Record<stri
     else if (t.ndim === 2) {
       const [n, F] = t.shape as [number, number];
       for (let j = 0; j < F; j++) {
-        const col = host.constructor === Float32Array ? new Float32Array(n) : host.constructor === Int32Array ? new Int32Array(n) : new Uint8Array(n);
+        const col =
+          host.constructor === Float32Array
+            ? new Float32Array(n)
+            : host.constructor === Int32Array
+              ? new Int32Array(n)
+              : new Uint8Array(n);
         for (let i = 0; i < n; i++) col[i] = host[i * F + j]!;
         add(`${name}.${j}`, vec(t, `${name}.${j}`, col));
       }
@@ -175,7 +220,11 @@ export function toArrow(map: Record<string, Tensor>, opts: { vocab?: Record<stri
 /** Reads an Arrow IPC file (file or stream format). */
 export function readArrow(path: string): A.Table {
   let bytes: Uint8Array;
-  try { bytes = readFileSync(path); } catch (e) { throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`); }
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
+  }
   try {
     return A.tableFromIPC(bytes);
   } catch (e) {
@@ -184,7 +233,11 @@ export function readArrow(path: string): A.Table {
 }
 
 /** Writes a table (or named tensors) as an Arrow IPC file, atomically. */
-export function writeArrow(path: string, table: A.Table | Record<string, Tensor>, opts: { vocab?: Record<string, readonly string[]> } = {}): void {
+export function writeArrow(
+  path: string,
+  table: A.Table | Record<string, Tensor>,
+  opts: { vocab?: Record<string, readonly string[]> } = {},
+): void {
   const t = table instanceof A.Table ? table : toArrow(table, opts);
   writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
 }

@@ -43,9 +43,12 @@ export function kolmogorovQ(lambda: number): number {
  * @example kn.data.ksTest([1, 2, 3, 4], [1, 2, 3, 4]).statistic // 0
  */
 export function ksTest(a: ArrayLike<number>, b: ArrayLike<number>): { statistic: number; pValue: number } {
-  const x = Float64Array.from(a).sort(), y = Float64Array.from(b).sort();
+  const x = Float64Array.from(a).sort(),
+    y = Float64Array.from(b).sort();
   if (!x.length || !y.length) throw new ValidationError('ksTest needs two non-empty samples');
-  let i = 0, j = 0, d = 0;
+  let i = 0,
+    j = 0,
+    d = 0;
   while (i < x.length && j < y.length) {
     const v = Math.min(x[i]!, y[j]!);
     while (i < x.length && x[i] === v) i++;
@@ -60,7 +63,8 @@ const EPS = 1e-4;
 function psiOf(ref: number[], cur: number[]): number {
   let s = 0;
   for (let k = 0; k < ref.length; k++) {
-    const r = Math.max(ref[k]!, EPS), c = Math.max(cur[k]!, EPS);
+    const r = Math.max(ref[k]!, EPS),
+      c = Math.max(cur[k]!, EPS);
     s += (c - r) * Math.log(c / r);
   }
   return s;
@@ -71,15 +75,26 @@ function psiOf(ref: number[], cur: number[]): number {
  * @example kn.data.psi([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) // 0
  */
 export function psi(reference: ArrayLike<number>, current: ArrayLike<number>, bins = 10): number {
-  if (!Number.isInteger(bins) || bins < 2) throw new ArgumentError(`bins must be an integer >= 2, got ${describe(bins)}`);
-  const r = Float64Array.from(reference).sort(), c = Float64Array.from(current);
+  if (!Number.isInteger(bins) || bins < 2)
+    throw new ArgumentError(`bins must be an integer >= 2, got ${describe(bins)}`);
+  const r = Float64Array.from(reference).sort(),
+    c = Float64Array.from(current);
   if (!r.length || !c.length) throw new ValidationError('psi needs two non-empty samples');
   const edges: number[] = [];
   for (let k = 1; k < bins; k++) {
     const e = r[Math.min(r.length - 1, Math.floor((k * r.length) / bins))]!;
     if (!edges.length || e > edges[edges.length - 1]!) edges.push(e);
   }
-  const bin = (v: number): number => { let lo = 0, hi = edges.length; while (lo < hi) { const m = (lo + hi) >> 1; if (v >= edges[m]!) lo = m + 1; else hi = m; } return lo; };
+  const bin = (v: number): number => {
+    let lo = 0,
+      hi = edges.length;
+    while (lo < hi) {
+      const m = (lo + hi) >> 1;
+      if (v >= edges[m]!) lo = m + 1;
+      else hi = m;
+    }
+    return lo;
+  };
   const hist = (vals: ArrayLike<number>): number[] => {
     const h = new Array<number>(edges.length + 1).fill(0);
     for (let i = 0; i < vals.length; i++) h[bin(vals[i]!)]!++;
@@ -93,34 +108,72 @@ export function psi(reference: ArrayLike<number>, current: ArrayLike<number>, bi
  * categorical: one bin per category) and, for numeric features, the KS statistic and p-value. A feature is
  * flagged when PSI > psiThreshold (default 0.2) or the KS p-value < ksAlpha (default 0.05).
  */
-export function driftReport(reference: TableLike, current: TableLike,
-  opts: { psiThreshold?: number; ksAlpha?: number; bins?: number } = {}): DriftReport {
-  const psiT = opts.psiThreshold ?? 0.2, alpha = opts.ksAlpha ?? 0.05, bins = opts.bins ?? 10;
+export function driftReport(
+  reference: TableLike,
+  current: TableLike,
+  opts: { psiThreshold?: number; ksAlpha?: number; bins?: number } = {},
+): DriftReport {
+  const psiT = opts.psiThreshold ?? 0.2,
+    alpha = opts.ksAlpha ?? 0.05,
+    bins = opts.bins ?? 10;
   if (!(psiT > 0)) throw new ArgumentError(`psiThreshold must be > 0, got ${describe(opts.psiThreshold)}`);
   if (!(alpha > 0 && alpha < 1)) throw new ArgumentError(`ksAlpha must be in (0, 1), got ${describe(opts.ksAlpha)}`);
-  const ref = columnsOf(reference, 'driftReport reference'), cur = new Map(columnsOf(current, 'driftReport current').map((c) => [c.name, c]));
+  const ref = columnsOf(reference, 'driftReport reference'),
+    cur = new Map(columnsOf(current, 'driftReport current').map((c) => [c.name, c]));
   const features: FeatureDrift[] = [];
   for (const rc of ref) {
     const cc = cur.get(rc.name);
     if (!cc) throw new ValidationError(`feature '${rc.name}' is in the reference but not in the current data`);
     const present = <T>(vals: ArrayLike<T | null>): T[] => Array.from(vals).filter((v): v is T => v !== null);
-    const rv = present(rc.values), cv = present(cc.values);
-    if (!rv.length || !cv.length) throw new ValidationError(`feature '${rc.name}' has no observed values in the ${rv.length ? 'current' : 'reference'} data`);
+    const rv = present(rc.values),
+      cv = present(cc.values);
+    if (!rv.length || !cv.length)
+      throw new ValidationError(
+        `feature '${rc.name}' has no observed values in the ${rv.length ? 'current' : 'reference'} data`,
+      );
     const missing = { reference: 1 - rv.length / rc.values.length, current: 1 - cv.length / cc.values.length };
     let f: FeatureDrift;
     if (rc.kind === 'string' || cc.kind === 'string') {
       const cats = [...new Set([...rv, ...cv].map(String))];
-      const hist = (vals: unknown[]): number[] => { const h = new Map(cats.map((k) => [k, 0])); for (const v of vals) h.set(String(v), h.get(String(v))! + 1); return cats.map((k) => h.get(k)! / vals.length); };
+      const hist = (vals: unknown[]): number[] => {
+        const h = new Map(cats.map((k) => [k, 0]));
+        for (const v of vals) h.set(String(v), h.get(String(v))! + 1);
+        return cats.map((k) => h.get(k)! / vals.length);
+      };
       const p = psiOf(hist(rv), hist(cv));
-      f = { feature: rc.name, kind: 'categorical', psi: p, ks: null, pValue: null, missing, psiDrift: p > psiT, ksDrift: false, drift: p > psiT };
+      f = {
+        feature: rc.name,
+        kind: 'categorical',
+        psi: p,
+        ks: null,
+        pValue: null,
+        missing,
+        psiDrift: p > psiT,
+        ksDrift: false,
+        drift: p > psiT,
+      };
     } else {
-      const rn = rv.map(Number), cn = cv.map(Number);
+      const rn = rv.map(Number),
+        cn = cv.map(Number);
       const p = psi(rn, cn, bins);
       const ks = ksTest(rn, cn);
-      f = { feature: rc.name, kind: 'numeric', psi: p, ks: ks.statistic, pValue: ks.pValue, missing,
-        psiDrift: p > psiT, ksDrift: ks.pValue < alpha, drift: p > psiT || ks.pValue < alpha };
+      f = {
+        feature: rc.name,
+        kind: 'numeric',
+        psi: p,
+        ks: ks.statistic,
+        pValue: ks.pValue,
+        missing,
+        psiDrift: p > psiT,
+        ksDrift: ks.pValue < alpha,
+        drift: p > psiT || ks.pValue < alpha,
+      };
     }
     features.push(f);
   }
-  return { features, drifted: features.filter((f) => f.drift).map((f) => f.feature), thresholds: { psi: psiT, ksAlpha: alpha } };
+  return {
+    features,
+    drifted: features.filter((f) => f.drift).map((f) => f.feature),
+    thresholds: { psi: psiT, ksAlpha: alpha },
+  };
 }

@@ -1,12 +1,44 @@
 // kn.data: datasets and loaders, Arrow in/out, scaling and imputation, splits and leakage checks,
 // schema validation and drift.
-export { Dataset, DataLoader, balancedSampleWeights, classWeights, type Batch, type DataLoaderOptions } from './loader.js';
-export { fromArrow, fromArrowWithVocab, toArrow, arrowToMatrix, readArrow, writeArrow, type ArrowTensors } from './arrow.js';
 export {
-  Transformer, StandardScaler, MinMaxScaler, RobustScaler, SimpleImputer, OutlierClipper, transformerFromJSON, loadTransformer,
-  type TransformerJSON, type ImputeStrategy,
+  Dataset,
+  DataLoader,
+  balancedSampleWeights,
+  classWeights,
+  type Batch,
+  type DataLoaderOptions,
+} from './loader.js';
+export {
+  fromArrow,
+  fromArrowWithVocab,
+  toArrow,
+  arrowToMatrix,
+  readArrow,
+  writeArrow,
+  type ArrowTensors,
+} from './arrow.js';
+export {
+  Transformer,
+  StandardScaler,
+  MinMaxScaler,
+  RobustScaler,
+  SimpleImputer,
+  OutlierClipper,
+  transformerFromJSON,
+  loadTransformer,
+  type TransformerJSON,
+  type ImputeStrategy,
 } from './scalers.js';
-export { trainTestSplit, kFold, stratifiedKFold, groupKFold, leakageReport, type Split, type Leak, type TrainTestOptions } from './split.js';
+export {
+  trainTestSplit,
+  kFold,
+  stratifiedKFold,
+  groupKFold,
+  leakageReport,
+  type Split,
+  type Leak,
+  type TrainTestOptions,
+} from './split.js';
 export { validate, type Schema, type ColumnRule, type Violation, type ValidationReport } from './validate.js';
 export { driftReport, psi, ksTest, kolmogorovQ, type DriftReport, type FeatureDrift } from './drift.js';
 export type { TableLike } from './columns.js';

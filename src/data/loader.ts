@@ -28,9 +28,13 @@ export class Dataset {
     for (const [k, t] of entries) {
       if (!isTensor(t)) throw new ArgumentError(`Dataset entry '${k}' is not a Tensor: ${describe(t)}`);
       t.assertAlive(`Dataset entry '${k}'`);
-      if (t.ndim === 0) throw new ShapeError(`Dataset entry '${k}' is a scalar; every entry needs a first (sample) dimension`);
+      if (t.ndim === 0)
+        throw new ShapeError(`Dataset entry '${k}' is a scalar; every entry needs a first (sample) dimension`);
       if (n < 0) n = t.shape[0]!;
-      else if (t.shape[0] !== n) throw new ShapeError(`Dataset entry '${k}' has ${t.shape[0]} samples (shape ${shapeStr(t.shape)}) but '${entries[0]![0]}' has ${n}`);
+      else if (t.shape[0] !== n)
+        throw new ShapeError(
+          `Dataset entry '${k}' has ${t.shape[0]} samples (shape ${shapeStr(t.shape)}) but '${entries[0]![0]}' has ${n}`,
+        );
     }
     this.tensors = Object.freeze({ ...tensors });
     this.length = n;
@@ -39,7 +43,8 @@ export class Dataset {
   take(indices: ArrayLike<number>): Batch {
     const idx = Int32Array.from(indices as ArrayLike<number>);
     for (let i = 0; i < idx.length; i++) {
-      if (!(idx[i]! >= 0 && idx[i]! < this.length)) throw new ValidationError(`sample index ${idx[i]} is out of range [0, ${this.length})`);
+      if (!(idx[i]! >= 0 && idx[i]! < this.length))
+        throw new ValidationError(`sample index ${idx[i]} is out of range [0, ${this.length})`);
     }
     const first = Object.values(this.tensors)[0]!;
     return tidy(() => {
@@ -50,9 +55,13 @@ export class Dataset {
     });
   }
   /** A dataset of the samples at `indices` (copies). */
-  subset(indices: ArrayLike<number>): Dataset { return new Dataset(this.take(indices)); }
+  subset(indices: ArrayLike<number>): Dataset {
+    return new Dataset(this.take(indices));
+  }
   /** Frees the tensors. */
-  dispose(): void { for (const t of Object.values(this.tensors)) t.dispose(); }
+  dispose(): void {
+    for (const t of Object.values(this.tensors)) t.dispose();
+  }
 }
 
 /** A small, fast seeded generator (splitmix32) for host-side shuffles and sampling. */
@@ -122,7 +131,8 @@ export class DataLoader {
     }
     this.dataset = dataset as Dataset;
     const bs = opts.batchSize ?? 32;
-    if (!Number.isInteger(bs) || bs < 1) throw new ArgumentError(`batchSize must be a positive integer, got ${describe(opts.batchSize)}`);
+    if (!Number.isInteger(bs) || bs < 1)
+      throw new ArgumentError(`batchSize must be a positive integer, got ${describe(opts.batchSize)}`);
     this.batchSize = bs;
     this.shuffle = opts.shuffle ?? false;
     this.seed = opts.seed ?? 0;
@@ -130,12 +140,16 @@ export class DataLoader {
     this.dropLast = opts.dropLast ?? false;
     const w = opts.sampleWeights ?? null;
     if (w) {
-      if (w.length !== this.dataset.length) throw new ShapeError(`sampleWeights has ${w.length} entries but the dataset has ${this.dataset.length} samples`);
+      if (w.length !== this.dataset.length)
+        throw new ShapeError(
+          `sampleWeights has ${w.length} entries but the dataset has ${this.dataset.length} samples`,
+        );
       const cdf = new Float64Array(w.length);
       let s = 0;
       for (let i = 0; i < w.length; i++) {
         const v = w[i]!;
-        if (!(v >= 0) || !Number.isFinite(v)) throw new ValidationError(`sampleWeights[${i}] = ${v}; weights must be finite and >= 0`);
+        if (!(v >= 0) || !Number.isFinite(v))
+          throw new ValidationError(`sampleWeights[${i}] = ${v}; weights must be finite and >= 0`);
         s += v;
         cdf[i] = s;
       }
@@ -153,15 +167,21 @@ export class DataLoader {
 
   /** Sample indices of an epoch, in order. */
   order(epoch: number): Int32Array {
-    if (!Number.isInteger(epoch) || epoch < 0) throw new ArgumentError(`epoch must be a non-negative integer, got ${describe(epoch)}`);
+    if (!Number.isInteger(epoch) || epoch < 0)
+      throw new ArgumentError(`epoch must be a non-negative integer, got ${describe(epoch)}`);
     const n = this.dataset.length;
     const rnd = hostRng((this.seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1));
     if (this.cdf) {
       const cdf = this.cdf;
       return Int32Array.from({ length: n }, () => {
         const u = rnd();
-        let lo = 0, hi = n - 1;
-        while (lo < hi) { const mid = (lo + hi) >> 1; if (cdf[mid]! > u) hi = mid; else lo = mid + 1; }
+        let lo = 0,
+          hi = n - 1;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (cdf[mid]! > u) hi = mid;
+          else lo = mid + 1;
+        }
         return lo;
       });
     }
@@ -172,10 +192,13 @@ export class DataLoader {
   /** The batches of one epoch (each a Record of new tensors; dispose them or run inside kn.tidy). */
   *batches(epoch = 0): Generator<Batch> {
     const ord = this.order(epoch);
-    for (let b = 0; b < this.length; b++) yield this.dataset.take(ord.subarray(b * this.batchSize, Math.min(ord.length, (b + 1) * this.batchSize)));
+    for (let b = 0; b < this.length; b++)
+      yield this.dataset.take(ord.subarray(b * this.batchSize, Math.min(ord.length, (b + 1) * this.batchSize)));
   }
 
-  [Symbol.iterator](): Generator<Batch> { return this.batches(this.epoch++); }
+  [Symbol.iterator](): Generator<Batch> {
+    return this.batches(this.epoch++);
+  }
 }
 
 /**
@@ -195,13 +218,18 @@ export function balancedSampleWeights(labels: Tensor | ArrayLike<number>): Float
  * @example kn.data.classWeights([0, 0, 0, 1], 2).toList() // [0.666..., 2]
  */
 export function classWeights(labels: Tensor | ArrayLike<number>, numClasses: number): Tensor {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new ArgumentError(`numClasses must be a positive integer, got ${describe(numClasses)}`);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new ArgumentError(`numClasses must be a positive integer, got ${describe(numClasses)}`);
   const y = isTensor(labels) ? (labels.toArray() as ArrayLike<number>) : labels;
   const counts = new Float64Array(numClasses);
   for (let i = 0; i < y.length; i++) {
     const c = y[i]!;
-    if (!Number.isInteger(c) || c < 0 || c >= numClasses) throw new ValidationError(`label ${c} at index ${i} is not in [0, ${numClasses})`);
+    if (!Number.isInteger(c) || c < 0 || c >= numClasses)
+      throw new ValidationError(`label ${c} at index ${i} is not in [0, ${numClasses})`);
     counts[c]!++;
   }
-  return tensor(Array.from(counts, (c) => (c ? y.length / (numClasses * c) : 0)), [numClasses]);
+  return tensor(
+    Array.from(counts, (c) => (c ? y.length / (numClasses * c) : 0)),
+    [numClasses],
+  );
 }

@@ -29,13 +29,18 @@ export abstract class Transformer {
   private sortedRows = false;
   /** @internal the fingerprints, sorted (once) for binary search */
   sortedFingerprints(): Float64Array | null {
-    if (this.fittedRows && !this.sortedRows) { this.fittedRows.sort(); this.sortedRows = true; }
+    if (this.fittedRows && !this.sortedRows) {
+      this.fittedRows.sort();
+      this.sortedRows = true;
+    }
     return this.fittedRows;
   }
   abstract readonly kind: string;
   protected abstract computeParams(x: Tensor): Record<string, Float64Array>;
   protected abstract apply(x: Tensor): Tensor;
-  protected options(): Record<string, unknown> { return {}; }
+  protected options(): Record<string, unknown> {
+    return {};
+  }
 
   /** Learns the per-feature statistics from x [rows, features]; NaN values are ignored. */
   fit(x: Tensor): this {
@@ -48,7 +53,8 @@ export abstract class Transformer {
     return this;
   }
   protected ready(x: Tensor, what: string): Tensor {
-    if (this.nFeatures === null) throw new ValidationError(`${this.kind} is not fitted: call fit() (on training data only) first`);
+    if (this.nFeatures === null)
+      throw new ValidationError(`${this.kind} is not fitted: call fit() (on training data only) first`);
     return assertTable(x, `${this.kind}.${what} input`, this.nFeatures);
   }
   /** Applies the fitted transform (NaN stays NaN, except in the imputer). */
@@ -57,14 +63,21 @@ export abstract class Transformer {
     return noGrad(() => tidy(() => this.apply(t)));
   }
   /** fit(x) then transform(x). */
-  fitTransform(x: Tensor): Tensor { return this.fit(x).transform(x); }
+  fitTransform(x: Tensor): Tensor {
+    return this.fit(x).transform(x);
+  }
   /** The fitted parameters (per feature). */
   get fitted(): Readonly<Record<string, readonly number[]>> {
     return Object.fromEntries(Object.entries(this.params).map(([k, v]) => [k, Array.from(v)]));
   }
   toJSON(): TransformerJSON {
     if (this.nFeatures === null) throw new ValidationError(`${this.kind} is not fitted; nothing to serialise`);
-    return { kind: this.kind, nFeatures: this.nFeatures, params: this.fitted as Record<string, number[]>, options: this.options() };
+    return {
+      kind: this.kind,
+      nFeatures: this.nFeatures,
+      params: this.fitted as Record<string, number[]>,
+      options: this.options(),
+    };
   }
   /** Writes toJSON() to a file, atomically. */
   save(path: string): void {
@@ -72,8 +85,10 @@ export abstract class Transformer {
   }
   /** @internal */
   restore(j: TransformerJSON, keys: readonly string[]): this {
-    if (!j || typeof j !== 'object' || j.kind !== this.kind) throw new FormatError(`expected a ${this.kind} JSON, got kind ${describe(j?.kind)}`);
-    if (!Number.isInteger(j.nFeatures) || j.nFeatures < 1) throw new FormatError(`${this.kind} JSON has nFeatures ${describe(j.nFeatures)}`);
+    if (!j || typeof j !== 'object' || j.kind !== this.kind)
+      throw new FormatError(`expected a ${this.kind} JSON, got kind ${describe(j?.kind)}`);
+    if (!Number.isInteger(j.nFeatures) || j.nFeatures < 1)
+      throw new FormatError(`${this.kind} JSON has nFeatures ${describe(j.nFeatures)}`);
     const params: Record<string, Float64Array> = {};
     for (const k of keys) {
       const v = j.params?.[k];
@@ -107,8 +122,12 @@ abstract class AffineScaler extends Transformer {
  */
 export class StandardScaler extends AffineScaler {
   readonly kind = 'StandardScaler';
-  constructor(readonly opts: { withMean?: boolean; withStd?: boolean } = {}) { super(); }
-  protected override options(): Record<string, unknown> { return { ...this.opts }; }
+  constructor(readonly opts: { withMean?: boolean; withStd?: boolean } = {}) {
+    super();
+  }
+  protected override options(): Record<string, unknown> {
+    return { ...this.opts };
+  }
   protected computeParams(x: Tensor): Record<string, Float64Array> {
     const { mean, variance } = nanMoments(x);
     return {
@@ -116,7 +135,9 @@ export class StandardScaler extends AffineScaler {
       scale: variance.map((v) => (this.opts.withStd === false || !(v > 0) ? 1 : Math.sqrt(v))),
     };
   }
-  static fromJSON(j: TransformerJSON): StandardScaler { return new StandardScaler(j.options as object).restore(j, ['center', 'scale']); }
+  static fromJSON(j: TransformerJSON): StandardScaler {
+    return new StandardScaler(j.options as object).restore(j, ['center', 'scale']);
+  }
 }
 
 /**
@@ -134,15 +155,25 @@ export class MinMaxScaler extends AffineScaler {
     }
     this.range = [r[0], r[1]];
   }
-  protected override options(): Record<string, unknown> { return { featureRange: this.range }; }
+  protected override options(): Record<string, unknown> {
+    return { featureRange: this.range };
+  }
   protected computeParams(x: Tensor): Record<string, Float64Array> {
     const { min, max } = nanMinMax(x);
     const [lo, hi] = this.range;
-    const scale = min.map((m, j) => { const d = max[j]! - m; return d > 0 ? d / (hi - lo) : 1; });
+    const scale = min.map((m, j) => {
+      const d = max[j]! - m;
+      return d > 0 ? d / (hi - lo) : 1;
+    });
     return { center: min.map((m, j) => finiteOr(m, 0) - lo * scale[j]!), scale, dataMin: min, dataMax: max };
   }
   static fromJSON(j: TransformerJSON): MinMaxScaler {
-    return new MinMaxScaler(j.options as { featureRange: [number, number] }).restore(j, ['center', 'scale', 'dataMin', 'dataMax']);
+    return new MinMaxScaler(j.options as { featureRange: [number, number] }).restore(j, [
+      'center',
+      'scale',
+      'dataMin',
+      'dataMax',
+    ]);
   }
 }
 
@@ -158,15 +189,26 @@ export class RobustScaler extends AffineScaler {
     super();
     const r = opts.quantileRange ?? [25, 75];
     if (!Array.isArray(r) || r.length !== 2 || !(r[0] >= 0 && r[0] < r[1] && r[1] <= 100)) {
-      throw new ArgumentError(`quantileRange must be [low, high] percentages with 0 <= low < high <= 100, got ${describe(opts.quantileRange)}`);
+      throw new ArgumentError(
+        `quantileRange must be [low, high] percentages with 0 <= low < high <= 100, got ${describe(opts.quantileRange)}`,
+      );
     }
     this.quantileRange = [r[0], r[1]];
   }
-  protected override options(): Record<string, unknown> { return { quantileRange: this.quantileRange }; }
+  protected override options(): Record<string, unknown> {
+    return { quantileRange: this.quantileRange };
+  }
   protected computeParams(x: Tensor): Record<string, Float64Array> {
     const med = nanQuantiles(x, 0.5);
-    const q1 = nanQuantiles(x, this.quantileRange[0] / 100), q3 = nanQuantiles(x, this.quantileRange[1] / 100);
-    return { center: med.map((m) => finiteOr(m, 0)), scale: q1.map((a, j) => { const d = q3[j]! - a; return d > 0 ? d : 1; }) };
+    const q1 = nanQuantiles(x, this.quantileRange[0] / 100),
+      q3 = nanQuantiles(x, this.quantileRange[1] / 100);
+    return {
+      center: med.map((m) => finiteOr(m, 0)),
+      scale: q1.map((a, j) => {
+        const d = q3[j]! - a;
+        return d > 0 ? d : 1;
+      }),
+    };
   }
   static fromJSON(j: TransformerJSON): RobustScaler {
     return new RobustScaler(j.options as { quantileRange: [number, number] }).restore(j, ['center', 'scale']);
@@ -189,12 +231,17 @@ export class SimpleImputer extends Transformer {
     super();
     this.strategy = opts.strategy ?? 'mean';
     if (!['mean', 'median', 'mostFrequent', 'constant'].includes(this.strategy)) {
-      throw new ArgumentError(`strategy must be mean, median, mostFrequent or constant; got ${describe(opts.strategy)}`);
+      throw new ArgumentError(
+        `strategy must be mean, median, mostFrequent or constant; got ${describe(opts.strategy)}`,
+      );
     }
     this.fillValue = opts.fillValue ?? 0;
-    if (!Number.isFinite(this.fillValue)) throw new ArgumentError(`fillValue must be a finite number, got ${describe(opts.fillValue)}`);
+    if (!Number.isFinite(this.fillValue))
+      throw new ArgumentError(`fillValue must be a finite number, got ${describe(opts.fillValue)}`);
   }
-  protected override options(): Record<string, unknown> { return { strategy: this.strategy, fillValue: this.fillValue }; }
+  protected override options(): Record<string, unknown> {
+    return { strategy: this.strategy, fillValue: this.fillValue };
+  }
   protected computeParams(x: Tensor): Record<string, Float64Array> {
     const F = x.shape[1]!;
     let fill: Float64Array;
@@ -202,22 +249,38 @@ export class SimpleImputer extends Transformer {
     else if (this.strategy === 'mean') fill = nanMoments(x).mean;
     else if (this.strategy === 'median') fill = nanQuantiles(x, 0.5);
     else {
-      const a = x.toArray() as Float32Array, N = x.shape[0]!;
+      const a = x.toArray() as Float32Array,
+        N = x.shape[0]!;
       fill = new Float64Array(F);
       for (let j = 0; j < F; j++) {
         const counts = new Map<number, number>();
-        for (let i = 0; i < N; i++) { const v = a[i * F + j]!; if (!Number.isNaN(v)) counts.set(v, (counts.get(v) ?? 0) + 1); }
-        let best = NaN, bc = 0;
-        for (const [v, c] of counts) if (c > bc || (c === bc && v < best)) { best = v; bc = c; }
+        for (let i = 0; i < N; i++) {
+          const v = a[i * F + j]!;
+          if (!Number.isNaN(v)) counts.set(v, (counts.get(v) ?? 0) + 1);
+        }
+        let best = NaN,
+          bc = 0;
+        for (const [v, c] of counts)
+          if (c > bc || (c === bc && v < best)) {
+            best = v;
+            bc = c;
+          }
         fill[j] = best;
       }
     }
     const empty = Array.from(fill).findIndex((v) => Number.isNaN(v));
-    if (empty >= 0) throw new ValidationError(`SimpleImputer: feature ${empty} has no observed values to compute a ${this.strategy} from; use strategy 'constant'`);
+    if (empty >= 0)
+      throw new ValidationError(
+        `SimpleImputer: feature ${empty} has no observed values to compute a ${this.strategy} from; use strategy 'constant'`,
+      );
     return { fill };
   }
-  protected apply(x: Tensor): Tensor { return where(x.ne(x), asRow(this.params.fill!, x), x); }
-  static fromJSON(j: TransformerJSON): SimpleImputer { return new SimpleImputer(j.options as object).restore(j, ['fill']); }
+  protected apply(x: Tensor): Tensor {
+    return where(x.ne(x), asRow(this.params.fill!, x), x);
+  }
+  static fromJSON(j: TransformerJSON): SimpleImputer {
+    return new SimpleImputer(j.options as object).restore(j, ['fill']);
+  }
 }
 
 /**
@@ -234,10 +297,14 @@ export class OutlierClipper extends Transformer {
     this.lower = opts.lower ?? 0.01;
     this.upper = opts.upper ?? 0.99;
     if (!(this.lower >= 0 && this.lower < this.upper && this.upper <= 1)) {
-      throw new ArgumentError(`OutlierClipper needs quantiles 0 <= lower < upper <= 1, got ${describe(opts.lower)} and ${describe(opts.upper)}`);
+      throw new ArgumentError(
+        `OutlierClipper needs quantiles 0 <= lower < upper <= 1, got ${describe(opts.lower)} and ${describe(opts.upper)}`,
+      );
     }
   }
-  protected override options(): Record<string, unknown> { return { lower: this.lower, upper: this.upper }; }
+  protected override options(): Record<string, unknown> {
+    return { lower: this.lower, upper: this.upper };
+  }
   protected computeParams(x: Tensor): Record<string, Float64Array> {
     return { low: nanQuantiles(x, this.lower), high: nanQuantiles(x, this.upper) };
   }
@@ -245,7 +312,9 @@ export class OutlierClipper extends Transformer {
     const clipped = minimum(maximum(x, asRow(this.params.low!, x)), asRow(this.params.high!, x));
     return where(x.ne(x), x, clipped);
   }
-  static fromJSON(j: TransformerJSON): OutlierClipper { return new OutlierClipper(j.options as object).restore(j, ['low', 'high']); }
+  static fromJSON(j: TransformerJSON): OutlierClipper {
+    return new OutlierClipper(j.options as object).restore(j, ['low', 'high']);
+  }
 }
 
 const KINDS = { StandardScaler, MinMaxScaler, RobustScaler, SimpleImputer, OutlierClipper } as const;
@@ -255,17 +324,28 @@ const KINDS = { StandardScaler, MinMaxScaler, RobustScaler, SimpleImputer, Outli
  * @example kn.data.transformerFromJSON(new kn.data.StandardScaler().fit(kn.tensor([[1], [3]])).toJSON()).kind // "StandardScaler"
  */
 export function transformerFromJSON(j: TransformerJSON | string): Transformer {
-  const obj = typeof j === 'string' ? JSON.parse(j) as TransformerJSON : j;
+  const obj = typeof j === 'string' ? (JSON.parse(j) as TransformerJSON) : j;
   const cls = KINDS[obj?.kind as keyof typeof KINDS];
-  if (!cls) throw new FormatError(`unknown transformer kind ${describe(obj?.kind)}; expected one of ${Object.keys(KINDS).join(', ')}`);
+  if (!cls)
+    throw new FormatError(
+      `unknown transformer kind ${describe(obj?.kind)}; expected one of ${Object.keys(KINDS).join(', ')}`,
+    );
   return cls.fromJSON(obj);
 }
 
 /** Loads a transformer saved with `save(path)`. */
 export function loadTransformer(path: string): Transformer {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) { throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`); }
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
+  }
   let obj: TransformerJSON;
-  try { obj = JSON.parse(text); } catch { throw new FormatError(`${path} is not valid JSON`); }
+  try {
+    obj = JSON.parse(text);
+  } catch {
+    throw new FormatError(`${path} is not valid JSON`);
+  }
   return transformerFromJSON(obj);
 }

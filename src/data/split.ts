@@ -7,17 +7,22 @@ import { assertTable, rowFingerprints } from './stats.js';
 import type { Transformer } from './scalers.js';
 
 /** Train and test row indices. */
-export interface Split { train: Int32Array; test: Int32Array }
+export interface Split {
+  train: Int32Array;
+  test: Int32Array;
+}
 
 function labelsOf(y: Tensor | ArrayLike<number>, what: string): ArrayLike<number> {
   if (isTensor(y)) return y.toArray() as ArrayLike<number>;
-  if (y === null || typeof y !== 'object' || typeof y.length !== 'number') throw new ArgumentError(`${what} must be a Tensor or an array, got ${describe(y)}`);
+  if (y === null || typeof y !== 'object' || typeof y.length !== 'number')
+    throw new ArgumentError(`${what} must be a Tensor or an array, got ${describe(y)}`);
   return y;
 }
 
 function countOf(n: unknown): number {
   if (n instanceof Dataset) return n.length;
-  if (!Number.isInteger(n) || (n as number) < 0) throw new ArgumentError(`expected a row count or a Dataset, got ${describe(n)}`);
+  if (!Number.isInteger(n) || (n as number) < 0)
+    throw new ArgumentError(`expected a row count or a Dataset, got ${describe(n)}`);
   return n as number;
 }
 
@@ -53,20 +58,27 @@ export interface TrainTestOptions {
  */
 export function trainTestSplit(n: number, opts?: TrainTestOptions): Split;
 export function trainTestSplit(ds: Dataset, opts?: TrainTestOptions): { train: Dataset; test: Dataset };
-export function trainTestSplit(nOrDs: number | Dataset, opts: TrainTestOptions = {}): Split | { train: Dataset; test: Dataset } {
+export function trainTestSplit(
+  nOrDs: number | Dataset,
+  opts: TrainTestOptions = {},
+): Split | { train: Dataset; test: Dataset } {
   const n = countOf(nOrDs);
   const ts = opts.testSize ?? 0.25;
   const nTest = ts > 0 && ts < 1 ? Math.ceil(ts * n) : ts;
   if (!Number.isInteger(nTest) || nTest < 1 || nTest >= n) {
-    throw new ArgumentError(`testSize must be a fraction in (0, 1) or a row count in [1, ${n - 1}] for ${n} rows, got ${describe(opts.testSize)}`);
+    throw new ArgumentError(
+      `testSize must be a fraction in (0, 1) or a row count in [1, ${n - 1}] for ${n} rows, got ${describe(opts.testSize)}`,
+    );
   }
   const rnd = hostRng(opts.seed ?? 0);
-  let test: number[] = [], train: number[] = [];
+  let test: number[] = [],
+    train: number[] = [];
   if (opts.stratify != null) {
     const y = labelsOf(opts.stratify, 'stratify');
     if (y.length !== n) throw new ValidationError(`stratify has ${y.length} labels for ${n} rows`);
     const groups = byLabel(y);
-    if (groups.some((g) => g.length < 2)) throw new ValidationError('stratified split: every class needs at least 2 rows');
+    if (groups.some((g) => g.length < 2))
+      throw new ValidationError('stratified split: every class needs at least 2 rows');
     // largest-remainder allocation of the test rows over the classes
     const exact = groups.map((g) => (g.length * nTest) / n);
     const take = exact.map(Math.floor);
@@ -83,20 +95,25 @@ export function trainTestSplit(nOrDs: number | Dataset, opts: TrainTestOptions =
     test = s.slice(n - nTest);
     train = s.slice(0, n - nTest);
   }
-  const split = { train: Int32Array.from(train.sort((a, b) => a - b)), test: Int32Array.from(test.sort((a, b) => a - b)) };
+  const split = {
+    train: Int32Array.from(train.sort((a, b) => a - b)),
+    test: Int32Array.from(test.sort((a, b) => a - b)),
+  };
   if (nOrDs instanceof Dataset) return { train: nOrDs.subset(split.train), test: nOrDs.subset(split.test) };
   return split;
 }
 
 function checkK(k: unknown, n: number): number {
-  if (!Number.isInteger(k) || (k as number) < 2) throw new ArgumentError(`k must be an integer >= 2, got ${describe(k)}`);
+  if (!Number.isInteger(k) || (k as number) < 2)
+    throw new ArgumentError(`k must be an integer >= 2, got ${describe(k)}`);
   if ((k as number) > n) throw new ValidationError(`cannot make ${k} folds from ${n} rows`);
   return k as number;
 }
 
 function folds(assign: Int32Array, k: number): Split[] {
   return Array.from({ length: k }, (_, f) => {
-    const test: number[] = [], train: number[] = [];
+    const test: number[] = [],
+      train: number[] = [];
     assign.forEach((a, i) => (a === f ? test : train).push(i));
     return { train: Int32Array.from(train), test: Int32Array.from(test) };
   });
@@ -109,7 +126,9 @@ function folds(assign: Int32Array, k: number): Split[] {
 export function kFold(n: number, k: number, opts: { shuffle?: boolean; seed?: number } = {}): Split[] {
   const N = countOf(n);
   checkK(k, N);
-  const order = opts.shuffle ? Array.from(permutation(N, hostRng(opts.seed ?? 0))) : Array.from({ length: N }, (_, i) => i);
+  const order = opts.shuffle
+    ? Array.from(permutation(N, hostRng(opts.seed ?? 0)))
+    : Array.from({ length: N }, (_, i) => i);
   const assign = new Int32Array(N);
   let pos = 0;
   for (let f = 0; f < k; f++) {
@@ -123,7 +142,11 @@ export function kFold(n: number, k: number, opts: { shuffle?: boolean; seed?: nu
  * k folds that each keep the class proportions of `labels` (each class dealt round-robin over the folds).
  * @example kn.data.stratifiedKFold([0, 0, 0, 0, 1, 1], 2).map((f) => f.test.length) // [3, 3]
  */
-export function stratifiedKFold(labels: Tensor | ArrayLike<number>, k: number, opts: { shuffle?: boolean; seed?: number } = {}): Split[] {
+export function stratifiedKFold(
+  labels: Tensor | ArrayLike<number>,
+  k: number,
+  opts: { shuffle?: boolean; seed?: number } = {},
+): Split[] {
   const y = labelsOf(labels, 'labels');
   checkK(k, y.length);
   const rnd = hostRng(opts.seed ?? 0);
@@ -157,8 +180,13 @@ export function groupKFold(groups: Tensor | ArrayLike<number>, k: number): Split
 }
 
 function sortedHas(a: Float64Array, v: number): boolean {
-  let lo = 0, hi = a.length;
-  while (lo < hi) { const m = (lo + hi) >> 1; if (a[m]! < v) lo = m + 1; else hi = m; }
+  let lo = 0,
+    hi = a.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (a[m]! < v) lo = m + 1;
+    else hi = m;
+  }
   return lo < a.length && a[lo] === v;
 }
 
@@ -177,9 +205,13 @@ export interface Leak {
  * whose fit data included rows of a split other than `fitSplit` (default 'train').
  * @example kn.data.leakageReport({ splits: { train: kn.tensor([[1], [2]]), test: kn.tensor([[2], [3]]) } }).leaks[0].rows // [0]
  */
-export function leakageReport(opts: { splits: Record<string, Tensor>; transformers?: Record<string, Transformer>; fitSplit?: string }):
-  { ok: boolean; leaks: Leak[] } {
-  if (!opts || typeof opts.splits !== 'object') throw new ArgumentError('leakageReport takes { splits: { name: table } }');
+export function leakageReport(opts: {
+  splits: Record<string, Tensor>;
+  transformers?: Record<string, Transformer>;
+  fitSplit?: string;
+}): { ok: boolean; leaks: Leak[] } {
+  if (!opts || typeof opts.splits !== 'object')
+    throw new ArgumentError('leakageReport takes { splits: { name: table } }');
   const names = Object.keys(opts.splits);
   const prints = new Map(names.map((n) => [n, rowFingerprints(assertTable(opts.splits[n], `split '${n}'`))]));
   const leaks: Leak[] = [];
@@ -187,10 +219,16 @@ export function leakageReport(opts: { splits: Record<string, Tensor>; transforme
     const seen = new Set(prints.get(names[a]!)!);
     for (let b = a + 1; b < names.length; b++) {
       const rows: number[] = [];
-      prints.get(names[b]!)!.forEach((h, i) => { if (seen.has(h)) rows.push(i); });
+      prints.get(names[b]!)!.forEach((h, i) => {
+        if (seen.has(h)) rows.push(i);
+      });
       if (rows.length) {
-        leaks.push({ kind: 'duplicate-rows', between: [names[a]!, names[b]!], rows,
-          message: `${rows.length} row(s) of '${names[b]}' also appear in '${names[a]}' (first: row ${rows[0]})` });
+        leaks.push({
+          kind: 'duplicate-rows',
+          between: [names[a]!, names[b]!],
+          rows,
+          message: `${rows.length} row(s) of '${names[b]}' also appear in '${names[a]}' (first: row ${rows[0]})`,
+        });
       }
     }
   }
@@ -201,10 +239,16 @@ export function leakageReport(opts: { splits: Record<string, Tensor>; transforme
     for (const n of names) {
       if (n === fitSplit) continue;
       const rows: number[] = [];
-      prints.get(n)!.forEach((h, i) => { if (sortedHas(fitted, h)) rows.push(i); });
+      prints.get(n)!.forEach((h, i) => {
+        if (sortedHas(fitted, h)) rows.push(i);
+      });
       if (rows.length) {
-        leaks.push({ kind: 'scaler-saw-rows', between: [tn, n], rows,
-          message: `${t.kind} '${tn}' was fitted on data that includes ${rows.length} row(s) of '${n}'; fit it on '${fitSplit}' only` });
+        leaks.push({
+          kind: 'scaler-saw-rows',
+          between: [tn, n],
+          rows,
+          message: `${t.kind} '${tn}' was fitted on data that includes ${rows.length} row(s) of '${n}'; fit it on '${fitSplit}' only`,
+        });
       }
     }
   }

@@ -13,7 +13,8 @@ import { assertTensor, type Tensor } from '../tensor/tensor.js';
 export function assertTable(x: unknown, what: string, features?: number): Tensor {
   const t = assertTensor(x, what);
   if (t.ndim !== 2) throw new ShapeError(`${what} must be a table [rows, features], got ${shapeStr(t.shape)}`);
-  if (!isFloat(t.dtype)) throw new DTypeError(`${what} must be floating point (NaN marks missing values), got ${t.dtype}`);
+  if (!isFloat(t.dtype))
+    throw new DTypeError(`${what} must be floating point (NaN marks missing values), got ${t.dtype}`);
   if (features !== undefined && t.shape[1] !== features) {
     throw new ShapeError(`${what} has ${t.shape[1]} features but this was fitted on ${features}`);
   }
@@ -29,13 +30,15 @@ export function asRow(values: ArrayLike<number>, like: Tensor): Tensor {
 
 /** Per column: count of non-NaN values, mean and population variance over them (NaN where count is 0). */
 export function nanMoments(x: Tensor): { count: Float64Array; mean: Float64Array; variance: Float64Array } {
-  const s = columnStats(x), F = x.shape[1]!;
+  const s = columnStats(x),
+    F = x.shape[1]!;
   return { count: s.subarray(0, F), mean: s.subarray(F, 2 * F), variance: s.subarray(2 * F, 3 * F) };
 }
 
 /** Per column min and max ignoring NaN (NaN for an all-NaN column). */
 export function nanMinMax(x: Tensor): { min: Float64Array; max: Float64Array } {
-  const s = columnStats(x), F = x.shape[1]!;
+  const s = columnStats(x),
+    F = x.shape[1]!;
   return { min: s.subarray(3 * F, 4 * F), max: s.subarray(4 * F, 5 * F) };
 }
 

@@ -22,7 +22,9 @@ export function commonBackend(inputs: readonly Tensor[], op: string, fallback?: 
   const b = inputs[0]!.backendInstance;
   for (const t of inputs) {
     if (t.backendInstance !== b) {
-      throw new BackendError(`op '${op}' got tensors on different backends ('${b.name}' and '${t.backend}'); move one with t.to('${b.name}')`);
+      throw new BackendError(
+        `op '${op}' got tensors on different backends ('${b.name}' and '${t.backend}'); move one with t.to('${b.name}')`,
+      );
     }
   }
   return b;
@@ -45,8 +47,14 @@ function prepareInput(spec: OpSpec, t: Tensor, i: number, temps: Tensor[]): Tens
 }
 
 /** Runs a kernel with no autograd. The result is a new, contiguous tensor. */
-export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly number[], outShape: readonly number[],
-  outDtype: DType, on?: Backend): Tensor {
+export function runKernel(
+  op: OpName,
+  inputs: readonly Tensor[],
+  attrs: readonly number[],
+  outShape: readonly number[],
+  outDtype: DType,
+  on?: Backend,
+): Tensor {
   for (const t of inputs) t.assertAlive(op);
   const backend = commonBackend(inputs, op, on);
   if (!backend.has(op)) throw new BackendError(`op '${op}' has no kernel on backend '${backend.name}'`);
@@ -55,9 +63,13 @@ export function runKernel(op: OpName, inputs: readonly Tensor[], attrs: readonly
   try {
     const prepared = inputs.map((t, i) => prepareInput(spec, t, i, temps));
     const kernelOut: DType =
-      spec.out === 'requested' ? outDtype
-        : spec.out === 'bool' || spec.out === 'int32' ? spec.out
-          : prepared.length > 0 ? prepared[0]!.dtype : computeDType(spec.dtypes, outDtype);
+      spec.out === 'requested'
+        ? outDtype
+        : spec.out === 'bool' || spec.out === 'int32'
+          ? spec.out
+          : prepared.length > 0
+            ? prepared[0]!.dtype
+            : computeDType(spec.dtypes, outDtype);
     const views: KernelView[] = prepared.map((t) => t.kernelView());
     const storage = allocStorage(backend, kernelOut, numel(outShape));
     try {
@@ -92,7 +104,8 @@ export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonl
   try {
     const views = inputs.map((t, i) => {
       if (spec.inplace.includes(i)) {
-        if (t.dtype !== 'float32') throw new DTypeError(`${op}: input ${i} is updated in place and must be float32, got ${t.dtype}`);
+        if (t.dtype !== 'float32')
+          throw new DTypeError(`${op}: input ${i} is updated in place and must be float32, got ${t.dtype}`);
         if (!t.isContiguous()) throw new ArgumentError(`${op}: input ${i} is updated in place and must be contiguous`);
         return t.kernelView();
       }

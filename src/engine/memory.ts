@@ -4,7 +4,11 @@ import { ArgumentError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 
-interface Counts { buffers: number; bytes: number; tensors: number }
+interface Counts {
+  buffers: number;
+  bytes: number;
+  tensors: number;
+}
 const perBackend = new Map<BackendName, Counts>();
 let liveTensors = 0;
 
@@ -18,14 +22,23 @@ function counts(b: BackendName): Counts {
 export class Storage {
   private refs = 1;
   readonly bytes: number;
-  constructor(readonly backend: Backend, readonly handle: Handle, readonly dtype: DType, readonly numel: number) {
+  constructor(
+    readonly backend: Backend,
+    readonly handle: Handle,
+    readonly dtype: DType,
+    readonly numel: number,
+  ) {
     this.bytes = backend.bytes(dtype, numel);
     const c = counts(backend.name);
     c.buffers++;
     c.bytes += this.bytes;
   }
-  get alive(): boolean { return this.refs > 0; }
-  retain(): void { this.refs++; }
+  get alive(): boolean {
+    return this.refs > 0;
+  }
+  retain(): void {
+    this.refs++;
+  }
   release(): void {
     if (this.refs <= 0) return;
     if (--this.refs === 0) {
@@ -41,8 +54,14 @@ export function allocStorage(backend: Backend, dtype: DType, numel: number): Sto
   return new Storage(backend, backend.alloc(dtype, numel), dtype, numel);
 }
 
-export function tensorCreated(b: BackendName): void { liveTensors++; counts(b).tensors++; }
-export function tensorReleased(b: BackendName): void { liveTensors--; counts(b).tensors--; }
+export function tensorCreated(b: BackendName): void {
+  liveTensors++;
+  counts(b).tensors++;
+}
+export function tensorReleased(b: BackendName): void {
+  liveTensors--;
+  counts(b).tensors--;
+}
 
 // ---------------- scopes ----------------
 const scopes: Set<Tensor>[] = [];
@@ -75,11 +94,14 @@ function collect(v: unknown, out: Set<Tensor>, seen: Set<unknown>, isTensor: (x:
   }
   if (Array.isArray(v)) for (const x of v) collect(x, out, seen, isTensor);
   else if (v instanceof Map) for (const x of v.values()) collect(x, out, seen, isTensor);
-  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, seen, isTensor);
+  else if (Object.getPrototypeOf(v) === Object.prototype)
+    for (const x of Object.values(v)) collect(x, out, seen, isTensor);
 }
 
 let tensorCheck: ((x: unknown) => x is Tensor) | null = null;
-export function setTensorCheck(f: (x: unknown) => x is Tensor): void { tensorCheck = f; }
+export function setTensorCheck(f: (x: unknown) => x is Tensor): void {
+  tensorCheck = f;
+}
 
 /**
  * Runs `fn` and disposes every tensor it created, except the ones it returns (a tensor, or tensors inside
@@ -101,7 +123,9 @@ export function tidy<T>(fn: () => T): T {
   scopes.pop();
   if (result instanceof Promise) {
     for (const t of scope) t.dispose();
-    throw new ArgumentError('tidy(fn) cannot take an async function: tensors would be disposed before the promise settles');
+    throw new ArgumentError(
+      'tidy(fn) cannot take an async function: tensors would be disposed before the promise settles',
+    );
   }
   const keepSet = new Set<Tensor>();
   collect(result, keepSet, new Set(), tensorCheck!);
@@ -136,7 +160,8 @@ export interface MemoryInfo {
  * @example typeof kn.memory().numTensors // "number"
  */
 export function memory(): MemoryInfo {
-  let buffers = 0, bytes = 0;
+  let buffers = 0,
+    bytes = 0;
   const backends: MemoryInfo['backends'] = {};
   for (const [name, c] of perBackend) {
     buffers += c.buffers;

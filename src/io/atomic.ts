@@ -46,7 +46,9 @@ export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[])
 /** Writes `chunks` to `path` atomically. */
 export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
   const tmp = tempName(path);
-  const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => { throw e; });
+  const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => {
+    throw e;
+  });
   try {
     for (const c of chunks) {
       let off = 0;

@@ -41,7 +41,11 @@ function tensorsOf(x: Module | Record<string, Tensor>): { tensors: Record<string
  * kn.io.loadModel and `kiln serve` can rebuild it.
  * @example await kn.io.save('/tmp/kiln-doc.safetensors', { w: kn.ones([2]) }) // undefined
  */
-export async function save(path: string, what: Module | Record<string, Tensor>, opts: { metadata?: Record<string, string> } = {}): Promise<void> {
+export async function save(
+  path: string,
+  what: Module | Record<string, Tensor>,
+  opts: { metadata?: Record<string, string> } = {},
+): Promise<void> {
   checkPath(path, 'save');
   const { tensors, owned } = tensorsOf(what);
   try {
@@ -65,7 +69,10 @@ export async function load(path: string, opts: { backend?: BackendName } = {}): 
 }
 
 /** Like load, returning the file's metadata strings too. */
-export async function loadWithMetadata(path: string, opts: { backend?: BackendName } = {}): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
+export async function loadWithMetadata(
+  path: string,
+  opts: { backend?: BackendName } = {},
+): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
   checkPath(path, 'loadWithMetadata');
   return decodeSafetensors(await readFile(path), path, opts.backend);
 }
@@ -75,24 +82,35 @@ export async function loadWithMetadata(path: string, opts: { backend?: BackendNa
  * mode. Files without a spec, with a malformed one, or whose tensors do not fit it throw FormatError.
  * @example await kn.io.save('/tmp/kiln-doc-model.safetensors', new kn.nn.Sequential(new kn.nn.Linear(2, 2))); (await kn.io.loadModel('/tmp/kiln-doc-model.safetensors')).model.constructor.name // "Sequential"
  */
-export async function loadModel(path: string, opts: { backend?: BackendName } = {}): Promise<{ model: Module; metadata: Record<string, string> }> {
+export async function loadModel(
+  path: string,
+  opts: { backend?: BackendName } = {},
+): Promise<{ model: Module; metadata: Record<string, string> }> {
   checkPath(path, 'loadModel');
   return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path);
 }
 
 /** loadModel for bytes already in memory (a model received over the wire, or a file read elsewhere). */
-export function modelFromBytes(bytes: Uint8Array, opts: { backend?: BackendName; where?: string } = {}): { model: Module; metadata: Record<string, string> } {
+export function modelFromBytes(
+  bytes: Uint8Array,
+  opts: { backend?: BackendName; where?: string } = {},
+): { model: Module; metadata: Record<string, string> } {
   const where = opts.where ?? 'model bytes';
   return modelFromDecoded(decodeSafetensors(bytes, where, opts.backend), where);
 }
 
-function modelFromDecoded(d: { tensors: Record<string, Tensor>; metadata: Record<string, string> }, where: string): { model: Module; metadata: Record<string, string> } {
+function modelFromDecoded(
+  d: { tensors: Record<string, Tensor>; metadata: Record<string, string> },
+  where: string,
+): { model: Module; metadata: Record<string, string> } {
   const { tensors, metadata } = d;
   try {
     const spec = metadata[SPEC_METADATA_KEY];
     if (spec === undefined) {
-      throw new FormatError(`${where} has no architecture spec (metadata '${SPEC_METADATA_KEY}'): it was saved from a custom ` +
-        'Module or by another tool; build the model in code and use kn.io.load + loadStateDict');
+      throw new FormatError(
+        `${where} has no architecture spec (metadata '${SPEC_METADATA_KEY}'): it was saved from a custom ` +
+          'Module or by another tool; build the model in code and use kn.io.load + loadStateDict',
+      );
     }
     const total = Object.values(tensors).reduce((s, t) => s + t.size, 0);
     const model = fromSpec(spec, { where: `${where} (architecture spec)`, maxParams: total });
@@ -122,18 +140,31 @@ export interface CheckpointParts {
 const META_KEY = 'kiln.checkpoint';
 
 function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
-  if (!(parts?.model instanceof Module)) throw new ArgumentError(`a checkpoint needs { model: Module }, got ${describe(parts?.model)}`);
+  if (!(parts?.model instanceof Module))
+    throw new ArgumentError(`a checkpoint needs { model: Module }, got ${describe(parts?.model)}`);
   const tensors: Record<string, Tensor> = {};
   const owned: Tensor[] = [];
-  for (const [k, t] of Object.entries(parts.model.stateDict())) { tensors[`model.${k}`] = t; owned.push(t); }
+  for (const [k, t] of Object.entries(parts.model.stateDict())) {
+    tensors[`model.${k}`] = t;
+    owned.push(t);
+  }
   let optim: Omit<OptimizerState, 'tensors'> | null = null;
   if (parts.optimizer) {
     const sd = parts.optimizer.stateDict();
-    for (const [k, t] of Object.entries(sd.tensors)) { tensors[`optim.${k}`] = t; owned.push(t); }
+    for (const [k, t] of Object.entries(sd.tensors)) {
+      tensors[`optim.${k}`] = t;
+      owned.push(t);
+    }
     optim = { kind: sd.kind, hyper: sd.hyper, steps: sd.steps };
   }
   try {
-    const meta = { version: 1, optimizer: optim, scheduler: parts.scheduler?.stateDict() ?? null, scaler: parts.scaler?.toJSON() ?? null, state: parts.state ?? null };
+    const meta = {
+      version: 1,
+      optimizer: optim,
+      scheduler: parts.scheduler?.stateDict() ?? null,
+      scaler: parts.scaler?.toJSON() ?? null,
+      state: parts.state ?? null,
+    };
     return encodeSafetensors(tensors, { [META_KEY]: JSON.stringify(meta) });
   } finally {
     for (const t of owned) t.dispose();
@@ -155,16 +186,29 @@ export function saveCheckpointSync(path: string, parts: CheckpointParts): void {
 }
 
 function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unknown {
-  if (!(parts?.model instanceof Module)) throw new ArgumentError(`loadCheckpoint needs { model: Module }, got ${describe(parts?.model)}`);
+  if (!(parts?.model instanceof Module))
+    throw new ArgumentError(`loadCheckpoint needs { model: Module }, got ${describe(parts?.model)}`);
   const backend = parts.model.parameters()[0]?.backend;
   const { tensors, metadata } = decodeSafetensors(bytes, path, backend);
   try {
     const raw = metadata[META_KEY];
-    if (raw === undefined) throw new FormatError(`${path} is a safetensors file but not a kiln checkpoint (no '${META_KEY}' metadata)`);
-    let meta: { version?: number; optimizer?: Omit<OptimizerState, 'tensors'> | null; scheduler?: { stepCount: number } | null; state?: unknown };
-    try { meta = JSON.parse(raw); } catch { throw new FormatError(`${path}: checkpoint metadata is not valid JSON`); }
-    if (meta.version !== 1) throw new FormatError(`${path}: checkpoint version ${describe(meta.version)} is not supported (expected 1)`);
-    const model: Record<string, Tensor> = {}, optim: Record<string, Tensor> = {};
+    if (raw === undefined)
+      throw new FormatError(`${path} is a safetensors file but not a kiln checkpoint (no '${META_KEY}' metadata)`);
+    let meta: {
+      version?: number;
+      optimizer?: Omit<OptimizerState, 'tensors'> | null;
+      scheduler?: { stepCount: number } | null;
+      state?: unknown;
+    };
+    try {
+      meta = JSON.parse(raw);
+    } catch {
+      throw new FormatError(`${path}: checkpoint metadata is not valid JSON`);
+    }
+    if (meta.version !== 1)
+      throw new FormatError(`${path}: checkpoint version ${describe(meta.version)} is not supported (expected 1)`);
+    const model: Record<string, Tensor> = {},
+      optim: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(tensors)) {
       if (k.startsWith('model.')) model[k.slice(6)] = t;
       else if (k.startsWith('optim.')) optim[k.slice(6)] = t;
@@ -202,7 +246,11 @@ export async function checkpointScaler(path: string): Promise<Transformer | null
   const raw = metadata[META_KEY];
   if (raw === undefined) throw new FormatError(`${path} is not a kiln checkpoint (no '${META_KEY}' metadata)`);
   let meta: { scaler?: TransformerJSON | null };
-  try { meta = JSON.parse(raw); } catch { throw new FormatError(`${path}: checkpoint metadata is not valid JSON`); }
+  try {
+    meta = JSON.parse(raw);
+  } catch {
+    throw new FormatError(`${path}: checkpoint metadata is not valid JSON`);
+  }
   return meta.scaler ? transformerFromJSON(meta.scaler) : null;
 }
 

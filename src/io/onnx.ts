@@ -6,8 +6,20 @@ import { createRequire } from 'node:module';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
 import {
-  BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, GELU, LayerNorm, Linear, MaxPool2d, ReLU,
-  Sequential, Sigmoid, Tanh,
+  BatchNorm1d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Embedding,
+  Flatten,
+  GELU,
+  LayerNorm,
+  Linear,
+  MaxPool2d,
+  ReLU,
+  Sequential,
+  Sigmoid,
+  Tanh,
 } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { inferInputShape } from '../nn/spec.js';
@@ -28,7 +40,8 @@ export interface OnnxExportOptions {
 }
 
 type Pair = [number, number];
-const pair = (v: number | readonly number[] | undefined, d: number): Pair => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0]!, v[1]!]);
+const pair = (v: number | readonly number[] | undefined, d: number): Pair =>
+  v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0]!, v[1]!];
 
 class GraphBuilder {
   readonly onnx: typeof OnnxNs;
@@ -38,17 +51,30 @@ class GraphBuilder {
   constructor() {
     this.onnx = (require('onnx-proto') as { onnx: typeof OnnxNs }).onnx;
   }
-  fresh(p: string): string { return `${p}_${this.n++}`; }
+  fresh(p: string): string {
+    return `${p}_${this.n++}`;
+  }
   node(op: string, inputs: string[], attrs: OnnxNs.IAttributeProto[] = [], outName?: string): string {
     const out = outName ?? this.fresh(op.toLowerCase());
     this.nodes.push({ opType: op, input: inputs, output: [out], name: this.fresh(`n_${op}`), attribute: attrs });
     return out;
   }
-  ints(name: string, v: readonly number[]): OnnxNs.IAttributeProto { return { name, type: this.onnx.AttributeProto.AttributeType.INTS, ints: [...v] }; }
-  int(name: string, v: number): OnnxNs.IAttributeProto { return { name, type: this.onnx.AttributeProto.AttributeType.INT, i: v }; }
-  float(name: string, v: number): OnnxNs.IAttributeProto { return { name, type: this.onnx.AttributeProto.AttributeType.FLOAT, f: v }; }
+  ints(name: string, v: readonly number[]): OnnxNs.IAttributeProto {
+    return { name, type: this.onnx.AttributeProto.AttributeType.INTS, ints: [...v] };
+  }
+  int(name: string, v: number): OnnxNs.IAttributeProto {
+    return { name, type: this.onnx.AttributeProto.AttributeType.INT, i: v };
+  }
+  float(name: string, v: number): OnnxNs.IAttributeProto {
+    return { name, type: this.onnx.AttributeProto.AttributeType.FLOAT, f: v };
+  }
   /** An initializer from host values. */
-  init(p: string, dims: readonly number[], values: ArrayLike<number>, dtype: 'float32' | 'int8' | 'uint8' | 'int64'): string {
+  init(
+    p: string,
+    dims: readonly number[],
+    values: ArrayLike<number>,
+    dtype: 'float32' | 'int8' | 'uint8' | 'int64',
+  ): string {
     const name = this.fresh(p);
     const T = this.onnx.TensorProto.DataType;
     let raw: Uint8Array;
@@ -66,18 +92,28 @@ class GraphBuilder {
   }
 }
 
-function host(t: Tensor): number[] { return Array.from(t.toArray() as ArrayLike<number>); }
+function host(t: Tensor): number[] {
+  return Array.from(t.toArray() as ArrayLike<number>);
+}
 
 /** x -> QuantizeLinear -> DequantizeLinear with the layer's static input parameters, or dynamic per tensor. */
 function qdqInput(g: GraphBuilder, x: string, inputQuant: Tensor): string {
   const [scale, zero] = host(inputQuant) as [number, number];
   if (scale > 0) {
-    const s = g.init('x_scale', [], [scale], 'float32'), z = g.init('x_zero', [], [zero], 'uint8');
+    const s = g.init('x_scale', [], [scale], 'float32'),
+      z = g.init('x_zero', [], [zero], 'uint8');
     return g.node('DequantizeLinear', [g.node('QuantizeLinear', [x, s, z]), s, z]);
   }
   // dynamic: onnxruntime's DynamicQuantizeLinear (per tensor; kiln's kernel quantizes per row)
-  const y = g.fresh('dq_y'), s = g.fresh('dq_s'), z = g.fresh('dq_z');
-  g.nodes.push({ opType: 'DynamicQuantizeLinear', input: [x], output: [y, s, z], name: g.fresh('n_DynamicQuantizeLinear') });
+  const y = g.fresh('dq_y'),
+    s = g.fresh('dq_s'),
+    z = g.fresh('dq_z');
+  g.nodes.push({
+    opType: 'DynamicQuantizeLinear',
+    input: [x],
+    output: [y, s, z],
+    name: g.fresh('n_DynamicQuantizeLinear'),
+  });
   return g.node('DequantizeLinear', [y, s, z]);
 }
 
@@ -114,19 +150,37 @@ function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
     const o = m instanceof Conv2d ? m.opts : { stride: m.stride, padding: m.padding, dilation: m.dilation, groups: 1 };
     const k = m instanceof Conv2d ? [m.weight.shape[2]!, m.weight.shape[3]!] : m.kernelSize;
     const [ph, pw] = pair(o.padding, 0);
-    const attrs = [g.ints('kernel_shape', k), g.ints('strides', pair(o.stride, 1)), g.ints('dilations', pair(o.dilation, 1)),
-      g.ints('pads', [ph, pw, ph, pw]), g.int('group', o.groups ?? 1)];
-    const w = isQ ? dqWeight(g, (m as QuantConv2d).weightQ, (m as QuantConv2d).weightScale) : g.tensor('weight', (m as Conv2d).weight);
+    const attrs = [
+      g.ints('kernel_shape', k),
+      g.ints('strides', pair(o.stride, 1)),
+      g.ints('dilations', pair(o.dilation, 1)),
+      g.ints('pads', [ph, pw, ph, pw]),
+      g.int('group', o.groups ?? 1),
+    ];
+    const w = isQ
+      ? dqWeight(g, (m as QuantConv2d).weightQ, (m as QuantConv2d).weightScale)
+      : g.tensor('weight', (m as Conv2d).weight);
     const xin = isQ ? qdqInput(g, x, (m as QuantConv2d).inputQuant) : x;
     return g.node('Conv', m.bias ? [xin, w, g.tensor('bias', m.bias)] : [xin, w], attrs);
   }
   if (m instanceof MaxPool2d) {
     const k = pair(m.kernelSize as number | Pair, 1);
     const [ph, pw] = pair(m.opts.padding as number | Pair | undefined, 0);
-    return g.node('MaxPool', [x], [g.ints('kernel_shape', k), g.ints('strides', pair((m.opts.stride ?? m.kernelSize) as number | Pair, 1)), g.ints('pads', [ph, pw, ph, pw])]);
+    return g.node(
+      'MaxPool',
+      [x],
+      [
+        g.ints('kernel_shape', k),
+        g.ints('strides', pair((m.opts.stride ?? m.kernelSize) as number | Pair, 1)),
+        g.ints('pads', [ph, pw, ph, pw]),
+      ],
+    );
   }
   if (m instanceof Flatten) {
-    if (m.startAxis !== 1 || (m.endAxis !== -1)) throw new ValidationError(`${path}: ONNX export supports Flatten(1, -1) only, got Flatten(${m.startAxis}, ${m.endAxis})`);
+    if (m.startAxis !== 1 || m.endAxis !== -1)
+      throw new ValidationError(
+        `${path}: ONNX export supports Flatten(1, -1) only, got Flatten(${m.startAxis}, ${m.endAxis})`,
+      );
     return g.node('Flatten', [x], [g.int('axis', 1)]);
   }
   if (m instanceof ReLU) return g.node('Relu', [x]);
@@ -141,19 +195,35 @@ function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
   if (m instanceof Dropout) return g.node('Identity', [x]);
   if (m instanceof BatchNorm1d || m instanceof BatchNorm2d) {
     const C = m.numFeatures;
-    const scale = m.weight ? g.tensor('bn_scale', m.weight) : g.init('bn_scale', [C], new Array<number>(C).fill(1), 'float32');
+    const scale = m.weight
+      ? g.tensor('bn_scale', m.weight)
+      : g.init('bn_scale', [C], new Array<number>(C).fill(1), 'float32');
     const bias = m.bias ? g.tensor('bn_bias', m.bias) : g.init('bn_bias', [C], new Array<number>(C).fill(0), 'float32');
-    return g.node('BatchNormalization', [x, scale, bias, g.tensor('bn_mean', m.runningMean), g.tensor('bn_var', m.runningVar)], [g.float('epsilon', m.eps)]);
+    return g.node(
+      'BatchNormalization',
+      [x, scale, bias, g.tensor('bn_mean', m.runningMean), g.tensor('bn_var', m.runningVar)],
+      [g.float('epsilon', m.eps)],
+    );
   }
   if (m instanceof LayerNorm) {
     const shape = m.normalizedShape;
     const n = shape.reduce((a, b) => a * b, 1);
-    const scale = m.weight ? g.tensor('ln_scale', m.weight) : g.init('ln_scale', shape, new Array<number>(n).fill(1), 'float32');
-    const bias = m.bias ? g.tensor('ln_bias', m.bias) : g.init('ln_bias', shape, new Array<number>(n).fill(0), 'float32');
-    return g.node('LayerNormalization', [x, scale, bias], [g.int('axis', -shape.length), g.float('epsilon', m.opts.eps ?? 1e-5)]);
+    const scale = m.weight
+      ? g.tensor('ln_scale', m.weight)
+      : g.init('ln_scale', shape, new Array<number>(n).fill(1), 'float32');
+    const bias = m.bias
+      ? g.tensor('ln_bias', m.bias)
+      : g.init('ln_bias', shape, new Array<number>(n).fill(0), 'float32');
+    return g.node(
+      'LayerNormalization',
+      [x, scale, bias],
+      [g.int('axis', -shape.length), g.float('epsilon', m.opts.eps ?? 1e-5)],
+    );
   }
   if (m instanceof Embedding) return g.node('Gather', [g.tensor('embedding', m.weight), x], [g.int('axis', 0)]);
-  throw new ValidationError(`${path} is a ${m.constructor.name}, which ONNX export does not support (it covers kiln's standard and quantized layers)`);
+  throw new ValidationError(
+    `${path} is a ${m.constructor.name}, which ONNX export does not support (it covers kiln's standard and quantized layers)`,
+  );
 }
 
 /** The ONNX model (bytes) for a kiln model. */
@@ -172,10 +242,25 @@ export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array 
     const T = g.onnx.TensorProto.DataType;
     const elem = (opts.inputDtype ?? 'float32') === 'int32' ? T.INT32 : T.FLOAT;
     const m = g.onnx.ModelProto.create({
-      irVersion: 8, producerName: 'kiln', producerVersion: '0.1.0', opsetImport: [{ domain: '', version: 17 }],
+      irVersion: 8,
+      producerName: 'kiln',
+      producerVersion: '0.1.0',
+      opsetImport: [{ domain: '', version: 17 }],
       graph: {
-        name: opts.name ?? 'kiln', node: g.nodes, initializer: g.inits,
-        input: [{ name: 'input', type: { tensorType: { elemType: elem, shape: { dim: [{ dimParam: 'batch' }, ...inputShape.map((d) => ({ dimValue: d }))] } } } }],
+        name: opts.name ?? 'kiln',
+        node: g.nodes,
+        initializer: g.inits,
+        input: [
+          {
+            name: 'input',
+            type: {
+              tensorType: {
+                elemType: elem,
+                shape: { dim: [{ dimParam: 'batch' }, ...inputShape.map((d) => ({ dimValue: d }))] },
+              },
+            },
+          },
+        ],
         output: [{ name: 'output', type: { tensorType: { elemType: T.FLOAT } } }],
       },
     });
@@ -189,6 +274,7 @@ export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array 
  * Writes `model` as an ONNX file (atomically). Float layers export as their ONNX ops, int8 layers in QDQ form.
  */
 export async function exportOnnx(model: Module, path: string, opts: OnnxExportOptions = {}): Promise<void> {
-  if (typeof path !== 'string' || path === '') throw new ArgumentError(`exportOnnx needs a file path, got ${describe(path)}`);
+  if (typeof path !== 'string' || path === '')
+    throw new ArgumentError(`exportOnnx needs a file path, got ${describe(path)}`);
   await writeFileAtomic(path, [toOnnx(model, opts)]);
 }

@@ -10,22 +10,35 @@ import { getBackendInstance, currentBackend } from '../backends/registry.js';
 import type { BackendName } from '../backends/backend.js';
 
 const TO_ST: Readonly<Record<DType, string>> = {
-  float32: 'F32', float16: 'F16', bfloat16: 'BF16', int32: 'I32', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int32: 'I32',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
 };
-const FROM_ST: Readonly<Record<string, DType>> = Object.fromEntries(Object.entries(TO_ST).map(([k, v]) => [v, k as DType]));
+const FROM_ST: Readonly<Record<string, DType>> = Object.fromEntries(
+  Object.entries(TO_ST).map(([k, v]) => [v, k as DType]),
+);
 /** Header larger than this is refused (the format's reference reader uses 100 MB). */
 const MAX_HEADER = 100_000_000;
 
 /** The raw little-endian bytes of a tensor's values (x86 and ARM are little-endian). */
 function tensorBytes(t: Tensor): Uint8Array {
   const host = t.toArray();
-  const s: StorageArray = t.dtype === 'float16' || t.dtype === 'bfloat16' ? encodeStorage(host as Float32Array, t.dtype) : host;
+  const s: StorageArray =
+    t.dtype === 'float16' || t.dtype === 'bfloat16' ? encodeStorage(host as Float32Array, t.dtype) : host;
   return new Uint8Array(s.buffer, s.byteOffset, s.byteLength);
 }
 
 /** Serialises named tensors (sorted by name) with optional string metadata. */
-export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array[] {
-  if (tensors === null || typeof tensors !== 'object') throw new ArgumentError(`save takes a Record<string, Tensor>, got ${describe(tensors)}`);
+export function encodeSafetensors(
+  tensors: Record<string, Tensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array[] {
+  if (tensors === null || typeof tensors !== 'object')
+    throw new ArgumentError(`save takes a Record<string, Tensor>, got ${describe(tensors)}`);
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(metadata)) {
@@ -44,7 +57,7 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
     off += b.byteLength;
   }
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);            // align the data to 8 bytes, as the spec suggests
+  json += ' '.repeat((8 - (json.length % 8)) % 8); // align the data to 8 bytes, as the spec suggests
   const hbytes = new TextEncoder().encode(json);
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, BigInt(hbytes.byteLength), true);
@@ -59,12 +72,15 @@ export interface Decoded {
 
 /** Parses and validates a safetensors file's bytes, creating tensors on `backend` (default: current). */
 export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', backend?: BackendName): Decoded {
-  const fail = (msg: string): never => { throw new FormatError(`${what}: ${msg}`); };
+  const fail = (msg: string): never => {
+    throw new FormatError(`${what}: ${msg}`);
+  };
   if (bytes.byteLength < 8) fail(`file is ${bytes.byteLength} bytes, too short for the 8-byte header length`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const hlen = dv.getBigUint64(0, true);
   if (hlen > BigInt(MAX_HEADER)) fail(`header length ${hlen} exceeds the ${MAX_HEADER}-byte limit`);
-  if (hlen > BigInt(bytes.byteLength - 8)) fail(`header length ${hlen} runs past the end of the file (${bytes.byteLength} bytes): truncated?`);
+  if (hlen > BigInt(bytes.byteLength - 8))
+    fail(`header length ${hlen} runs past the end of the file (${bytes.byteLength} bytes): truncated?`);
   const h = Number(hlen);
   let header: unknown;
   try {
@@ -78,7 +94,8 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
   const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('__metadata__ must be an object of strings');
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+        fail('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`__metadata__.${k} must be a string`);
         metadata[k] = v as string;
@@ -94,21 +111,34 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
       fail(`tensor '${name}' has shape ${describe(shape)}; expected up to 8 non-negative integers`);
     }
     const offs = e.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0) || offs[0] > offs[1]) {
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      offs[0] > offs[1]
+    ) {
       fail(`tensor '${name}' has data_offsets ${describe(offs)}; expected [begin, end] with 0 <= begin <= end`);
     }
     const [begin, end] = offs as [number, number];
-    if (end > data.byteLength) fail(`tensor '${name}' ends at byte ${end} but the data section has ${data.byteLength} bytes: truncated?`);
+    if (end > data.byteLength)
+      fail(`tensor '${name}' ends at byte ${end} but the data section has ${data.byteLength} bytes: truncated?`);
     const n = numel(shape as number[]);
     if (n * DTYPE_SIZE[dtype!] !== end - begin) {
-      fail(`tensor '${name}' ${shapeStr(shape as number[])} ${e.dtype} needs ${n * DTYPE_SIZE[dtype!]} bytes, its offsets span ${end - begin}`);
+      fail(
+        `tensor '${name}' ${shapeStr(shape as number[])} ${e.dtype} needs ${n * DTYPE_SIZE[dtype!]} bytes, its offsets span ${end - begin}`,
+      );
     }
     entries.push({ name, dtype: dtype!, shape: shape as number[], begin, end });
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   for (const e of entries) {
-    if (e.begin !== pos) fail(e.begin < pos ? `tensor '${e.name}' overlaps another tensor's bytes` : `bytes ${pos}..${e.begin} belong to no tensor`);
+    if (e.begin !== pos)
+      fail(
+        e.begin < pos
+          ? `tensor '${e.name}' overlaps another tensor's bytes`
+          : `bytes ${pos}..${e.begin} belong to no tensor`,
+      );
     pos = e.end;
   }
   if (pos !== data.byteLength) fail(`the data section has ${data.byteLength} bytes but the tensors cover ${pos}`);
@@ -119,7 +149,9 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
       const n = numel(e.shape);
       const arr = storageArray(e.dtype, n);
       new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(data.subarray(e.begin, e.end));
-      if (e.dtype === 'bool') for (let i = 0; i < n; i++) if (arr[i]! > 1) fail(`bool tensor '${e.name}' holds the byte ${arr[i]} (expected 0 or 1)`);
+      if (e.dtype === 'bool')
+        for (let i = 0; i < n; i++)
+          if (arr[i]! > 1) fail(`bool tensor '${e.name}' holds the byte ${arr[i]} (expected 0 or 1)`);
       tensors[e.name] = Tensor.fromHost(arr, e.shape, e.dtype, b);
     }
   } catch (err) {

@@ -13,7 +13,11 @@ function toLabels(x: Labels, what: string): Int32Array {
     x.assertAlive(what);
     if (x.ndim === 2) {
       const a = x.argmax(1);
-      try { return Int32Array.from(a.toArray() as ArrayLike<number>); } finally { a.dispose(); }
+      try {
+        return Int32Array.from(a.toArray() as ArrayLike<number>);
+      } finally {
+        a.dispose();
+      }
     }
     if (x.ndim !== 1) throw new ShapeError(`${what} must be 1-D labels or 2-D scores [N, C], got shape [${x.shape}]`);
     x = x.toArray() as ArrayLike<number>;
@@ -24,14 +28,16 @@ function toLabels(x: Labels, what: string): Int32Array {
   const out = new Int32Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
-    if (!Number.isInteger(v) || v < 0) throw new ValidationError(`${what}[${i}] = ${v} is not a class index (a non-negative integer)`);
+    if (!Number.isInteger(v) || v < 0)
+      throw new ValidationError(`${what}[${i}] = ${v} is not a class index (a non-negative integer)`);
     out[i] = v;
   }
   return out;
 }
 
 function pair(yTrue: Labels, yPred: Labels): [Int32Array, Int32Array] {
-  const t = toLabels(yTrue, 'yTrue'), p = toLabels(yPred, 'yPred');
+  const t = toLabels(yTrue, 'yTrue'),
+    p = toLabels(yPred, 'yPred');
   if (t.length !== p.length) throw new ShapeError(`yTrue has ${t.length} labels but yPred has ${p.length}`);
   if (t.length === 0) throw new ValidationError('metrics need at least one sample');
   return [t, p];
@@ -41,7 +47,8 @@ function classCount(t: Int32Array, p: Int32Array, n?: number): number {
   let m = 0;
   for (let i = 0; i < t.length; i++) m = Math.max(m, t[i]! + 1, p[i]! + 1);
   if (n === undefined) return m;
-  if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`numClasses must be a positive integer, got ${describe(n)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ArgumentError(`numClasses must be a positive integer, got ${describe(n)}`);
   if (m > n) throw new ValidationError(`a label is ${m - 1} but numClasses is ${n}`);
   return n;
 }
@@ -69,7 +76,12 @@ export function confusionMatrix(yTrue: Labels, yPred: Labels, opts: { numClasses
   return m;
 }
 
-interface Counts { tp: number[]; fp: number[]; fn: number[]; support: number[] }
+interface Counts {
+  tp: number[];
+  fp: number[];
+  fn: number[];
+  support: number[];
+}
 function counts(yTrue: Labels, yPred: Labels, numClasses?: number): Counts {
   const cm = confusionMatrix(yTrue, yPred, { numClasses });
   const n = cm.length;
@@ -93,7 +105,8 @@ function average(per: number[], c: Counts, avg: Average, micro: () => number): n
 
 function avgOpt(a: unknown): Average {
   const v = a ?? 'macro';
-  if (v !== 'macro' && v !== 'micro' && v !== 'weighted') throw new ArgumentError(`average must be 'macro', 'micro' or 'weighted', got ${describe(a)}`);
+  if (v !== 'macro' && v !== 'micro' && v !== 'weighted')
+    throw new ArgumentError(`average must be 'macro', 'micro' or 'weighted', got ${describe(a)}`);
   return v;
 }
 const safe = (n: number, d: number): number => (d === 0 ? 0 : n / d);
@@ -135,22 +148,32 @@ export function f1(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}): num
   return average(per, c, avgOpt(opts.average), () => safe(2 * tp, 2 * tp + sum(c.fp) + sum(c.fn)));
 }
 
-function sum(a: number[]): number { return a.reduce((x, y) => x + y, 0); }
+function sum(a: number[]): number {
+  return a.reduce((x, y) => x + y, 0);
+}
 
 /** Binary AUC by the rank-sum (Mann-Whitney U) formula; tied scores get their average rank. */
 function binaryAuc(pos: ArrayLike<boolean>, score: ArrayLike<number>): number {
   const n = score.length;
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => score[a]! - score[b]!);
-  let rankSum = 0, nPos = 0;
+  let rankSum = 0,
+    nPos = 0;
   for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && score[order[j + 1]!] === score[order[i]!]) j++;
     const r = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (pos[order[k]!]) { rankSum += r; nPos++; }
+    for (let k = i; k <= j; k++)
+      if (pos[order[k]!]) {
+        rankSum += r;
+        nPos++;
+      }
     i = j + 1;
   }
   const nNeg = n - nPos;
-  if (nPos === 0 || nNeg === 0) throw new ValidationError(`rocAuc is undefined when only one class is present (${nPos} positive, ${nNeg} negative)`);
+  if (nPos === 0 || nNeg === 0)
+    throw new ValidationError(
+      `rocAuc is undefined when only one class is present (${nPos} positive, ${nNeg} negative)`,
+    );
   return (rankSum - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
 }
 
@@ -159,7 +182,8 @@ function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
     x.assertAlive('rocAuc scores');
     return { values: Float64Array.from(x.toArray() as ArrayLike<number>), shape: [...x.shape] };
   }
-  if (x === null || typeof x !== 'object' || typeof x.length !== 'number') throw new ArgumentError(`rocAuc scores must be a Tensor or an array, got ${describe(x)}`);
+  if (x === null || typeof x !== 'object' || typeof x.length !== 'number')
+    throw new ArgumentError(`rocAuc scores must be a Tensor or an array, got ${describe(x)}`);
   return { values: Float64Array.from(x), shape: [x.length] };
 }
 
@@ -172,20 +196,31 @@ export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: 'macro' 
   const t = toLabels(yTrue, 'yTrue');
   const { values, shape } = scoresOf(scores);
   if (shape[0] !== t.length) throw new ShapeError(`yTrue has ${t.length} labels but scores has ${shape[0]} rows`);
-  for (let i = 0; i < values.length; i++) if (Number.isNaN(values[i])) throw new ValidationError(`rocAuc score ${i} is NaN`);
+  for (let i = 0; i < values.length; i++)
+    if (Number.isNaN(values[i])) throw new ValidationError(`rocAuc score ${i} is NaN`);
   if (shape.length === 1) {
-    for (let i = 0; i < t.length; i++) if (t[i]! > 1) throw new ValidationError(`binary rocAuc takes labels 0/1, got ${t[i]} (pass scores [N, C] for several classes)`);
-    return binaryAuc(Array.from(t, (v) => v === 1), values);
+    for (let i = 0; i < t.length; i++)
+      if (t[i]! > 1)
+        throw new ValidationError(
+          `binary rocAuc takes labels 0/1, got ${t[i]} (pass scores [N, C] for several classes)`,
+        );
+    return binaryAuc(
+      Array.from(t, (v) => v === 1),
+      values,
+    );
   }
   if (shape.length !== 2) throw new ShapeError(`rocAuc scores must be [N] or [N, C], got [${shape}]`);
   const C = shape[1]!;
   const avg = opts.average ?? 'macro';
-  if (avg !== 'macro' && avg !== 'weighted') throw new ArgumentError(`rocAuc average must be 'macro' or 'weighted', got ${describe(avg)}`);
-  let total = 0, weight = 0;
+  if (avg !== 'macro' && avg !== 'weighted')
+    throw new ArgumentError(`rocAuc average must be 'macro' or 'weighted', got ${describe(avg)}`);
+  let total = 0,
+    weight = 0;
   for (let c = 0; c < C; c++) {
     const pos = Array.from(t, (v) => v === c);
     const support = pos.filter(Boolean).length;
-    if (support === 0) throw new ValidationError(`rocAuc: class ${c} has no samples in yTrue, so its one-vs-rest AUC is undefined`);
+    if (support === 0)
+      throw new ValidationError(`rocAuc: class ${c} has no samples in yTrue, so its one-vs-rest AUC is undefined`);
     const col = Float64Array.from({ length: t.length }, (_, i) => values[i * C + c]!);
     const w = avg === 'macro' ? 1 : support;
     total += w * binaryAuc(pos, col);

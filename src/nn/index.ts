@@ -1,8 +1,22 @@
 // kn.nn: modules, layers, initialisers and losses.
 export { Module, type StateDict } from './module.js';
 export {
-  Linear, Conv2d, MaxPool2d, Flatten, ReLU, GELU, Tanh, Sigmoid, Dropout, Embedding, BatchNorm1d, BatchNorm2d,
-  LayerNorm, Sequential, type LayerOptions, type Conv2dLayerOptions,
+  Linear,
+  Conv2d,
+  MaxPool2d,
+  Flatten,
+  ReLU,
+  GELU,
+  Tanh,
+  Sigmoid,
+  Dropout,
+  Embedding,
+  BatchNorm1d,
+  BatchNorm2d,
+  LayerNorm,
+  Sequential,
+  type LayerOptions,
+  type Conv2dLayerOptions,
 } from './layers.js';
 export * as init from './init.js';
 export * as loss from './loss.js';

@@ -12,7 +12,8 @@ export function fans(shape: readonly number[]): { fanIn: number; fanOut: number 
 }
 
 function positive(x: number, what: string): number {
-  if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0) throw new ArgumentError(`${what} must be a positive number, got ${describe(x)}`);
+  if (typeof x !== 'number' || !Number.isFinite(x) || x <= 0)
+    throw new ArgumentError(`${what} must be a positive number, got ${describe(x)}`);
   return x;
 }
 
@@ -63,12 +64,20 @@ export type InitName = 'kaimingUniform' | 'kaimingNormal' | 'xavierUniform' | 'x
  */
 export function initWeight(shape: readonly number[], name: InitName = 'default'): Tensor {
   switch (name) {
-    case 'default': return kaimingUniform(shape, { gain: Math.sqrt(1 / 3) });
-    case 'kaimingUniform': return kaimingUniform(shape);
-    case 'kaimingNormal': return kaimingNormal(shape);
-    case 'xavierUniform': return xavierUniform(shape);
-    case 'xavierNormal': return xavierNormal(shape);
-    default: throw new ArgumentError(`init must be one of default, kaimingUniform, kaimingNormal, xavierUniform, xavierNormal; got ${describe(name)}`);
+    case 'default':
+      return kaimingUniform(shape, { gain: Math.sqrt(1 / 3) });
+    case 'kaimingUniform':
+      return kaimingUniform(shape);
+    case 'kaimingNormal':
+      return kaimingNormal(shape);
+    case 'xavierUniform':
+      return xavierUniform(shape);
+    case 'xavierNormal':
+      return xavierNormal(shape);
+    default:
+      throw new ArgumentError(
+        `init must be one of default, kaimingUniform, kaimingNormal, xavierUniform, xavierNormal; got ${describe(name)}`,
+      );
   }
 }
 

@@ -14,7 +14,8 @@ import { initBias, initWeight, type InitName } from './init.js';
 import { Module } from './module.js';
 
 function posInt(x: unknown, what: string): number {
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) throw new ArgumentError(`${what} must be a positive integer, got ${describe(x)}`);
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < 1)
+    throw new ArgumentError(`${what} must be a positive integer, got ${describe(x)}`);
   return x;
 }
 function lastDim(x: Tensor, want: number, layer: string): void {
@@ -36,12 +37,17 @@ export interface LayerOptions {
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LayerOptions = {},
+  ) {
     super();
     posInt(inFeatures, 'Linear inFeatures');
     posInt(outFeatures, 'Linear outFeatures');
     this.weight = this.registerParameter('weight', initWeight([outFeatures, inFeatures], opts.init));
-    this.bias = opts.bias === false ? null : this.registerParameter('bias', initBias(outFeatures, inFeatures, opts.init));
+    this.bias =
+      opts.bias === false ? null : this.registerParameter('bias', initBias(outFeatures, inFeatures, opts.init));
   }
   forward(x: Tensor): Tensor {
     return this.forwardAct(x, 'none');
@@ -62,7 +68,9 @@ export class Linear extends Module {
     y.dispose();
     return r;
   }
-  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, bias=${this.bias !== null}`; }
+  protected override extraRepr(): string {
+    return `${this.inFeatures}, ${this.outFeatures}, bias=${this.bias !== null}`;
+  }
 }
 
 /** Conv2d options: stride, padding, dilation, groups, bias, init. */
@@ -80,24 +88,33 @@ export interface Conv2dLayerOptions extends LayerOptions {
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernelSize: Pair,
-    readonly opts: Conv2dLayerOptions = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: Pair,
+    readonly opts: Conv2dLayerOptions = {},
+  ) {
     super();
     posInt(inChannels, 'Conv2d inChannels');
     posInt(outChannels, 'Conv2d outChannels');
     const groups = posInt(opts.groups ?? 1, 'Conv2d groups');
-    if (inChannels % groups || outChannels % groups) throw new ShapeError(`Conv2d: channels ${inChannels} and ${outChannels} must be divisible by groups ${groups}`);
+    if (inChannels % groups || outChannels % groups)
+      throw new ShapeError(`Conv2d: channels ${inChannels} and ${outChannels} must be divisible by groups ${groups}`);
     const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
     posInt(kh, 'Conv2d kernel height');
     posInt(kw, 'Conv2d kernel width');
     this.weight = this.registerParameter('weight', initWeight([outChannels, inChannels / groups, kh!, kw!], opts.init));
-    this.bias = opts.bias === false ? null
-      : this.registerParameter('bias', initBias(outChannels, (inChannels / groups) * kh! * kw!, opts.init));
+    this.bias =
+      opts.bias === false
+        ? null
+        : this.registerParameter('bias', initBias(outChannels, (inChannels / groups) * kh! * kw!, opts.init));
   }
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.opts);
   }
-  protected override extraRepr(): string { return `${this.inChannels}, ${this.outChannels}, kernel=${String(this.kernelSize)}`; }
+  protected override extraRepr(): string {
+    return `${this.inChannels}, ${this.outChannels}, kernel=${String(this.kernelSize)}`;
+  }
 }
 
 /**
@@ -105,8 +122,15 @@ export class Conv2d extends Module {
  * @example new kn.nn.MaxPool2d(2).call(kn.ones([1, 1, 4, 4])).shape // [1, 1, 2, 2]
  */
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly opts: { stride?: Pair; padding?: Pair } = {}) { super(); }
-  forward(x: Tensor): Tensor { return maxPool2d(x, this.kernelSize, this.opts); }
+  constructor(
+    readonly kernelSize: Pair,
+    readonly opts: { stride?: Pair; padding?: Pair } = {},
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.kernelSize, this.opts);
+  }
 }
 
 /**
@@ -114,30 +138,53 @@ export class MaxPool2d extends Module {
  * @example new kn.nn.Flatten().call(kn.ones([2, 3, 4])).shape // [2, 12]
  */
 export class Flatten extends Module {
-  constructor(readonly startAxis = 1, readonly endAxis = -1) { super(); }
-  forward(x: Tensor): Tensor { return flatten(x, this.startAxis, this.endAxis); }
+  constructor(
+    readonly startAxis = 1,
+    readonly endAxis = -1,
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return flatten(x, this.startAxis, this.endAxis);
+  }
 }
 
 /**
  * max(x, 0).
  * @example new kn.nn.ReLU().call(kn.tensor([-1, 2])).toList() // [0, 2]
  */
-export class ReLU extends Module { forward(x: Tensor): Tensor { return relu(x); } }
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
 /**
  * Exact (erf) GELU.
  * @example new kn.nn.GELU().call(kn.tensor([0])).item() // 0
  */
-export class GELU extends Module { forward(x: Tensor): Tensor { return gelu(x); } }
+export class GELU extends Module {
+  forward(x: Tensor): Tensor {
+    return gelu(x);
+  }
+}
 /**
  * tanh.
  * @example new kn.nn.Tanh().call(kn.tensor([0])).item() // 0
  */
-export class Tanh extends Module { forward(x: Tensor): Tensor { return tanh(x); } }
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor {
+    return tanh(x);
+  }
+}
 /**
  * Logistic sigmoid.
  * @example new kn.nn.Sigmoid().call(kn.tensor([0])).item() // 0.5
  */
-export class Sigmoid extends Module { forward(x: Tensor): Tensor { return sigmoid(x); } }
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor {
+    return sigmoid(x);
+  }
+}
 
 /**
  * Inverted dropout: in training, zeroes each value with probability p and scales the rest by 1/(1-p);
@@ -147,7 +194,8 @@ export class Sigmoid extends Module { forward(x: Tensor): Tensor { return sigmoi
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {
     super();
-    if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new ArgumentError(`Dropout p must be in [0, 1), got ${describe(p)}`);
+    if (typeof p !== 'number' || !(p >= 0 && p < 1))
+      throw new ArgumentError(`Dropout p must be in [0, 1), got ${describe(p)}`);
   }
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
@@ -169,7 +217,10 @@ export class Dropout extends Module {
  */
 export class Embedding extends Module {
   readonly weight: Tensor;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+  ) {
     super();
     posInt(numEmbeddings, 'Embedding numEmbeddings');
     posInt(embeddingDim, 'Embedding embeddingDim');
@@ -196,13 +247,17 @@ abstract class BatchNorm extends Module {
   readonly runningVar: Tensor;
   readonly eps: number;
   readonly momentum: number;
-  constructor(readonly numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean }) {
+  constructor(
+    readonly numFeatures: number,
+    opts: { eps?: number; momentum?: number; affine?: boolean },
+  ) {
     super();
     posInt(numFeatures, `${new.target.name} numFeatures`);
     this.eps = opts.eps ?? 1e-5;
     this.momentum = opts.momentum ?? 0.1;
     if (!(this.eps > 0)) throw new ArgumentError(`BatchNorm eps must be > 0, got ${describe(opts.eps)}`);
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new ArgumentError(`BatchNorm momentum must be in [0, 1], got ${describe(opts.momentum)}`);
+    if (!(this.momentum >= 0 && this.momentum <= 1))
+      throw new ArgumentError(`BatchNorm momentum must be in [0, 1], got ${describe(opts.momentum)}`);
     const affine = opts.affine ?? true;
     this.weight = affine ? this.registerParameter('weight', ones([numFeatures])) : null;
     this.bias = affine ? this.registerParameter('bias', zeros([numFeatures])) : null;
@@ -218,13 +273,16 @@ abstract class BatchNorm extends Module {
     let mu: Tensor, v: Tensor;
     if (this.training) {
       const count = x.size / C;
-      if (count < 2) throw new ShapeError(`${this.constructor.name} in training needs more than one value per channel, got input ${shapeStr(x.shape)}`);
+      if (count < 2)
+        throw new ShapeError(
+          `${this.constructor.name} in training needs more than one value per channel, got input ${shapeStr(x.shape)}`,
+        );
       mu = mean(x, axes, true);
       v = variance(x, axes, { correction: 0, keepdims: true });
       noGrad(() => {
         const m = this.momentum;
         const newMean = this.runningMean.mul(1 - m).add(reshape(mu, [C]).mul(m));
-        const newVar = this.runningVar.mul(1 - m).add(reshape(v, [C]).mul(m * count / (count - 1)));
+        const newVar = this.runningVar.mul(1 - m).add(reshape(v, [C]).mul((m * count) / (count - 1)));
         this.runningMean.assign(newMean);
         this.runningVar.assign(newVar);
         newMean.dispose();
@@ -245,10 +303,14 @@ abstract class BatchNorm extends Module {
  * @example new kn.nn.BatchNorm1d(3).call(kn.randn([8, 3])).shape // [8, 3]
  */
 export class BatchNorm1d extends BatchNorm {
-  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) { super(numFeatures, opts); }
+  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+    super(numFeatures, opts);
+  }
   protected checkInput(x: Tensor): void {
     if ((x.ndim !== 2 && x.ndim !== 3) || x.shape[1] !== this.numFeatures) {
-      throw new ShapeError(`BatchNorm1d(${this.numFeatures}) expects [N, ${this.numFeatures}] or [N, ${this.numFeatures}, L], got ${shapeStr(x.shape)}`);
+      throw new ShapeError(
+        `BatchNorm1d(${this.numFeatures}) expects [N, ${this.numFeatures}] or [N, ${this.numFeatures}, L], got ${shapeStr(x.shape)}`,
+      );
     }
   }
 }
@@ -258,10 +320,14 @@ export class BatchNorm1d extends BatchNorm {
  * @example new kn.nn.BatchNorm2d(2).call(kn.randn([2, 2, 3, 3])).shape // [2, 2, 3, 3]
  */
 export class BatchNorm2d extends BatchNorm {
-  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) { super(numFeatures, opts); }
+  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+    super(numFeatures, opts);
+  }
   protected checkInput(x: Tensor): void {
     if (x.ndim !== 4 || x.shape[1] !== this.numFeatures) {
-      throw new ShapeError(`BatchNorm2d(${this.numFeatures}) expects [N, ${this.numFeatures}, H, W], got ${shapeStr(x.shape)}`);
+      throw new ShapeError(
+        `BatchNorm2d(${this.numFeatures}) expects [N, ${this.numFeatures}, H, W], got ${shapeStr(x.shape)}`,
+      );
     }
   }
 }
@@ -274,7 +340,10 @@ export class LayerNorm extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly normalizedShape: readonly number[];
-  constructor(normalizedShape: number | readonly number[], readonly opts: { eps?: number; affine?: boolean } = {}) {
+  constructor(
+    normalizedShape: number | readonly number[],
+    readonly opts: { eps?: number; affine?: boolean } = {},
+  ) {
     super();
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     if (this.normalizedShape.length === 0) throw new ArgumentError('LayerNorm needs at least one normalized dimension');
@@ -286,7 +355,9 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     const k = this.normalizedShape.length;
     if (x.ndim < k || this.normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
-      throw new ShapeError(`LayerNorm expects inputs ending in ${shapeStr(this.normalizedShape)}, got ${shapeStr(x.shape)}`);
+      throw new ShapeError(
+        `LayerNorm expects inputs ending in ${shapeStr(this.normalizedShape)}, got ${shapeStr(x.shape)}`,
+      );
     }
     const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
     const mu = mean(x, axes, true);
@@ -319,7 +390,9 @@ export class Sequential extends Module {
     this._layers = [...layers];
   }
   /** The layers, in order. */
-  get layers(): readonly Module[] { return this._layers; }
+  get layers(): readonly Module[] {
+    return this._layers;
+  }
   override replaceChild(name: string, m: Module): Module {
     const old = super.replaceChild(name, m);
     this._layers = this.children();

@@ -20,7 +20,8 @@ export type Reduction = 'mean' | 'sum' | 'none';
 
 function reduction(r: unknown, what: string): Reduction {
   const v = r ?? 'mean';
-  if (v !== 'mean' && v !== 'sum' && v !== 'none') throw new ArgumentError(`${what}: reduction must be 'mean', 'sum' or 'none', got ${describe(r)}`);
+  if (v !== 'mean' && v !== 'sum' && v !== 'none')
+    throw new ArgumentError(`${what}: reduction must be 'mean', 'sum' or 'none', got ${describe(r)}`);
   return v;
 }
 
@@ -32,7 +33,9 @@ function floatInput(x: unknown, what: string): Tensor {
 
 function sameShapeAs(a: Tensor, b: Tensor, what: string): void {
   if (a.ndim !== b.ndim || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new ShapeError(`${what}: target has shape ${shapeStr(b.shape)} but the input has ${shapeStr(a.shape)}; they must match exactly`);
+    throw new ShapeError(
+      `${what}: target has shape ${shapeStr(b.shape)} but the input has ${shapeStr(a.shape)}; they must match exactly`,
+    );
   }
 }
 
@@ -55,20 +58,25 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   assertTensor(labels, 'crossEntropy labels');
   if (logits.ndim !== 2) throw new ShapeError(`crossEntropy logits must be [N, C], got ${shapeStr(logits.shape)}`);
   const [N, C] = logits.shape as [number, number];
-  if (labels.ndim !== 1 || labels.shape[0] !== N) throw new ShapeError(`crossEntropy labels must be [${N}] (one per row of logits), got ${shapeStr(labels.shape)}`);
+  if (labels.ndim !== 1 || labels.shape[0] !== N)
+    throw new ShapeError(`crossEntropy labels must be [${N}] (one per row of logits), got ${shapeStr(labels.shape)}`);
   if (labels.dtype !== 'int32' && labels.dtype !== 'int8' && labels.dtype !== 'uint8') {
     throw new DTypeError(`crossEntropy labels must be integer class indices (int32), got ${labels.dtype}`);
   }
   const eps = opts.labelSmoothing ?? 0;
-  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1)) throw new ArgumentError(`crossEntropy labelSmoothing must be in [0, 1), got ${describe(opts.labelSmoothing)}`);
+  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1))
+    throw new ArgumentError(`crossEntropy labelSmoothing must be in [0, 1), got ${describe(opts.labelSmoothing)}`);
   const red = reduction(opts.reduction, 'crossEntropy');
   const w = opts.weight ?? null;
   if (w !== null) {
     floatInput(w, 'crossEntropy weight');
-    if (w.ndim !== 1 || w.shape[0] !== C) throw new ShapeError(`crossEntropy weight must be [${C}] (one per class), got ${shapeStr(w.shape)}`);
+    if (w.ndim !== 1 || w.shape[0] !== C)
+      throw new ShapeError(`crossEntropy weight must be [${C}] (one per class), got ${shapeStr(w.shape)}`);
   }
-  if (labels.backend !== logits.backend) throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
-  if (w && w.backend !== logits.backend) throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
+  if (labels.backend !== logits.backend)
+    throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
+  if (w && w.backend !== logits.backend)
+    throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
   // one fused kernel per direction: per-row losses (labels range-checked in the kernel), then the reduction
   const rows = softmaxCrossEntropy(logits, labels, w, eps);
   if (red === 'none') return rows;
@@ -110,7 +118,11 @@ function reduceRows(per: Tensor, red: Reduction): Tensor {
  * gives a finite loss and gradient.
  * @example kn.nn.loss.bce(kn.tensor([0.5]), kn.tensor([1])).item() // ln(2) = 0.693...
  */
-export function bce(probs: Tensor, target: Tensor, opts: { weight?: Tensor | null; reduction?: Reduction } = {}): Tensor {
+export function bce(
+  probs: Tensor,
+  target: Tensor,
+  opts: { weight?: Tensor | null; reduction?: Reduction } = {},
+): Tensor {
   floatInput(probs, 'bce input');
   floatInput(target, 'bce target');
   sameShapeAs(probs, target, 'bce');
@@ -118,7 +130,9 @@ export function bce(probs: Tensor, target: Tensor, opts: { weight?: Tensor | nul
   const w = opts.weight ?? null;
   const [lo, hi] = quiet(() => [probs.min().item(), probs.max().item()]);
   if (probs.size > 0 && !(lo! >= 0 && hi! <= 1)) {
-    throw new ValidationError(`bce expects probabilities in [0, 1], got values in [${lo}, ${hi}]; use bceWithLogits for raw scores`);
+    throw new ValidationError(
+      `bce expects probabilities in [0, 1], got values in [${lo}, ${hi}]; use bceWithLogits for raw scores`,
+    );
   }
   const [per, n] = quiet(() => {
     const lp = clamp(log(probs), -100);
@@ -141,17 +155,21 @@ export function bce(probs: Tensor, target: Tensor, opts: { weight?: Tensor | nul
  * max(x, 0) - x t + log(1 + e^-|x|). `posWeight` multiplies the positive term (class imbalance).
  * @example kn.nn.loss.bceWithLogits(kn.tensor([0]), kn.tensor([1])).item() // ln(2) = 0.693...
  */
-export function bceWithLogits(logits: Tensor, target: Tensor,
-  opts: { weight?: Tensor | null; posWeight?: Tensor | number | null; reduction?: Reduction } = {}): Tensor {
+export function bceWithLogits(
+  logits: Tensor,
+  target: Tensor,
+  opts: { weight?: Tensor | null; posWeight?: Tensor | number | null; reduction?: Reduction } = {},
+): Tensor {
   floatInput(logits, 'bceWithLogits input');
   floatInput(target, 'bceWithLogits target');
   sameShapeAs(logits, target, 'bceWithLogits');
   const red = reduction(opts.reduction, 'bceWithLogits');
   const w = opts.weight ?? null;
   const pw = opts.posWeight ?? null;
-  if (typeof pw === 'number' && !(Number.isFinite(pw) && pw > 0)) throw new ArgumentError(`bceWithLogits posWeight must be a positive number, got ${pw}`);
+  if (typeof pw === 'number' && !(Number.isFinite(pw) && pw > 0))
+    throw new ArgumentError(`bceWithLogits posWeight must be a positive number, got ${pw}`);
   const [per, n] = quiet(() => {
-    const softplusNeg = add(log(add(exp(mul(abs(logits), -1)), 1)), relu(mul(logits, -1)));  // log(1 + e^-x)
+    const softplusNeg = add(log(add(exp(mul(abs(logits), -1)), 1)), relu(mul(logits, -1))); // log(1 + e^-x)
     // (1 - t) x + (1 + (pw - 1) t) log(1 + e^-x)
     const coef = pw === null ? null : add(mul(target, typeof pw === 'number' ? pw - 1 : sub(pw, 1)), 1);
     let l = add(mul(sub(1, target), logits), coef ? mul(coef, softplusNeg) : softplusNeg);
@@ -175,4 +193,3 @@ export function bceWithLogits(logits: Tensor, target: Tensor,
     return [mul(d, red === 'mean' ? div(g, n) : g)];
   });
 }
-

@@ -30,7 +30,8 @@ export abstract class Module {
 
   /** Runs `forward` after checking the input is a live tensor. */
   call(x: Tensor): Tensor {
-    if (!isTensor(x)) throw new ArgumentError(`${this.constructor.name}: input must be a kiln Tensor, got ${describe(x)}`);
+    if (!isTensor(x))
+      throw new ArgumentError(`${this.constructor.name}: input must be a kiln Tensor, got ${describe(x)}`);
     x.assertAlive(this.constructor.name);
     return this.forward(x);
   }
@@ -69,7 +70,8 @@ export abstract class Module {
    * way). Throws if there is no such child.
    */
   replaceChild(name: string, m: Module): Module {
-    if (!this._children.has(name)) throw new ArgumentError(`${this.constructor.name} has no child named ${describe(name)}`);
+    if (!this._children.has(name))
+      throw new ArgumentError(`${this.constructor.name} has no child named ${describe(name)}`);
     if (!(m instanceof Module)) throw new ArgumentError(`child '${name}' must be a Module, got ${describe(m)}`);
     const old = this._children.get(name)!;
     this._children.set(name, m);
@@ -86,7 +88,9 @@ export abstract class Module {
 
   private checkName(name: string): void {
     if (typeof name !== 'string' || name === '' || name.includes('.')) {
-      throw new ArgumentError(`a parameter/buffer/module name must be a non-empty string without dots, got ${describe(name)}`);
+      throw new ArgumentError(
+        `a parameter/buffer/module name must be a non-empty string without dots, got ${describe(name)}`,
+      );
     }
     if (this._params.has(name) || this._buffers.has(name) || this._children.has(name)) {
       throw new ArgumentError(`${this.constructor.name} already has a member named '${name}'`);
@@ -94,9 +98,13 @@ export abstract class Module {
   }
 
   /** Direct children, in registration order. */
-  children(): Module[] { return [...this._children.values()]; }
+  children(): Module[] {
+    return [...this._children.values()];
+  }
   /** Named direct children. */
-  namedChildren(): [string, Module][] { return [...this._children.entries()]; }
+  namedChildren(): [string, Module][] {
+    return [...this._children.entries()];
+  }
 
   /** [dotted name, parameter] for this module and every descendant. */
   namedParameters(prefix = ''): [string, Tensor][] {
@@ -109,7 +117,9 @@ export abstract class Module {
    * Every trainable tensor in the tree.
    * @example new kn.nn.Linear(3, 2).parameters().length // 2
    */
-  parameters(): Tensor[] { return this.namedParameters().map(([, t]) => t); }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
   /** [dotted name, buffer] for this module and every descendant. */
   namedBuffers(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
@@ -118,7 +128,9 @@ export abstract class Module {
     return out;
   }
   /** Total number of trainable values. */
-  numParameters(): number { return this.parameters().reduce((s, p) => s + p.size, 0); }
+  numParameters(): number {
+    return this.parameters().reduce((s, p) => s + p.size, 0);
+  }
 
   /** Sets training mode on the whole tree. */
   train(mode = true): this {
@@ -131,7 +143,9 @@ export abstract class Module {
    * Evaluation mode (same as train(false)).
    * @example new kn.nn.Dropout(0.5).eval().training // false
    */
-  eval(): this { return this.train(false); }
+  eval(): this {
+    return this.train(false);
+  }
 
   /**
    * Parameters and buffers by dotted name. The tensors are views that share storage with the module (a snapshot
@@ -148,22 +162,30 @@ export abstract class Module {
    * Copies values into this module's parameters and buffers in place (optimizers keep working). With
    * `strict` (default) the keys must match exactly; shapes must always match.
    */
-  loadStateDict(sd: Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
-    if (sd === null || typeof sd !== 'object') throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
+  loadStateDict(
+    sd: Record<string, Tensor>,
+    opts: { strict?: boolean } = {},
+  ): { missing: string[]; unexpected: string[] } {
+    if (sd === null || typeof sd !== 'object')
+      throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
     const strict = opts.strict ?? true;
     const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
     const missing = [...mine.keys()].filter((k) => !(k in sd));
     const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
     if (strict && (missing.length || unexpected.length)) {
-      throw new ValidationError(`state dict does not match ${this.constructor.name}: ` +
-        `missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
+      throw new ValidationError(
+        `state dict does not match ${this.constructor.name}: ` +
+          `missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`,
+      );
     }
     for (const [k, dst] of mine) {
       const src = sd[k];
       if (src === undefined) continue;
       if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
       if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
-        throw new ShapeError(`state dict entry '${k}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(dst.shape)}`);
+        throw new ShapeError(
+          `state dict entry '${k}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(dst.shape)}`,
+        );
       }
     }
     noGrad(() => {
@@ -187,17 +209,23 @@ export abstract class Module {
 
   toString(): string {
     const inner = this.namedChildren().map(([n, c]) => `  (${n}): ${String(c).replace(/\n/g, '\n  ')}`);
-    return inner.length ? `${this.constructor.name}(\n${inner.join('\n')}\n)` : `${this.constructor.name}(${this.extraRepr()})`;
+    return inner.length
+      ? `${this.constructor.name}(\n${inner.join('\n')}\n)`
+      : `${this.constructor.name}(${this.extraRepr()})`;
   }
   /** Extra text for toString (layer sizes). */
-  protected extraRepr(): string { return ''; }
+  protected extraRepr(): string {
+    return '';
+  }
 }
 
 /** Independent copies of a module's parameters and buffers (a snapshot to restore later with loadStateDict). */
 export function cloneStateDict(m: Module): StateDict {
-  return Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => {
-    const c = t.clone();
-    t.dispose();
-    return [k, c];
-  }));
+  return Object.fromEntries(
+    Object.entries(m.stateDict()).map(([k, t]) => {
+      const c = t.clone();
+      t.dispose();
+      return [k, c];
+    }),
+  );
 }

@@ -35,11 +35,16 @@ function flatten(data: Nested, shape: readonly number[], out: number[], depth: n
   if (depth === shape.length) {
     if (typeof data === 'number') out.push(data);
     else if (typeof data === 'boolean') out.push(data ? 1 : 0);
-    else throw new ArgumentError(`tensor data at ${path || 'the top level'} must be a number or boolean, got ${describe(data)}`);
+    else
+      throw new ArgumentError(
+        `tensor data at ${path || 'the top level'} must be a number or boolean, got ${describe(data)}`,
+      );
     return;
   }
   if (!Array.isArray(data) || data.length !== shape[depth]) {
-    throw new ShapeError(`tensor data is ragged: at ${path || 'the top level'} expected an array of length ${shape[depth]}, got ${describe(data)}`);
+    throw new ShapeError(
+      `tensor data is ragged: at ${path || 'the top level'} expected an array of length ${shape[depth]}, got ${describe(data)}`,
+    );
   }
   for (let i = 0; i < data.length; i++) flatten(data[i] as Nested, shape, out, depth + 1, `${path}[${i}]`);
 }
@@ -51,13 +56,16 @@ function flatten(data: Nested, shape: readonly number[], out: number[], depth: n
  * @example kn.tensor(new Int32Array([1, 2, 3]), [3]) // int32
  */
 export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[], opts: TensorOptions = {}): Tensor {
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`tensor options must be an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(`tensor options must be an object, got ${describe(opts)}`);
   let values: ArrayLike<number>;
   let inferred: number[];
   let dtype: DType | undefined = opts.dtype === undefined ? undefined : assertDType(opts.dtype);
   if (ArrayBuffer.isView(data)) {
     if (data instanceof DataView || data instanceof BigInt64Array || data instanceof BigUint64Array) {
-      throw new ArgumentError(`tensor data cannot be a ${data.constructor.name}; use a Float32Array, Int32Array, Uint8Array or Int8Array`);
+      throw new ArgumentError(
+        `tensor data cannot be a ${data.constructor.name}; use a Float32Array, Int32Array, Uint8Array or Int8Array`,
+      );
     }
     values = data as unknown as ArrayLike<number>;
     inferred = [values.length];
@@ -76,7 +84,9 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
     while (Array.isArray(first) && first.length) first = first[0] as Nested;
     dtype ??= typeof first === 'boolean' ? 'bool' : 'float32';
   } else {
-    throw new ArgumentError(`tensor data must be a number, a nested array of numbers, or a typed array; got ${describe(data)}`);
+    throw new ArgumentError(
+      `tensor data must be a number, a nested array of numbers, or a typed array; got ${describe(data)}`,
+    );
   }
   let s = inferred;
   if (shape !== undefined) {
@@ -96,7 +106,8 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
  */
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const s = validateShape(shape);
-  if (typeof value !== 'number' && typeof value !== 'boolean') throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
+  if (typeof value !== 'number' && typeof value !== 'boolean')
+    throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
   const t = runKernel('fill', [], [+value], s, assertDType(opts.dtype ?? 'float32'), target(opts));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
@@ -105,12 +116,16 @@ export function full(shape: readonly number[], value: number, opts: TensorOption
  * A tensor of zeros.
  * @example kn.zeros([2]) // [0, 0]
  */
-export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor { return full(shape, 0, opts); }
+export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  return full(shape, 0, opts);
+}
 /**
  * A tensor of ones.
  * @example kn.ones([2, 2]) // [[1, 1], [1, 1]]
  */
-export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor { return full(shape, 1, opts); }
+export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+  return full(shape, 1, opts);
+}
 
 function like(x: Tensor, value: number): Tensor {
   assertTensor(x, 'like');
@@ -120,25 +135,31 @@ function like(x: Tensor, value: number): Tensor {
  * Zeros with the shape, dtype and backend of `x`.
  * @example kn.zerosLike(kn.ones([2])) // [0, 0]
  */
-export function zerosLike(x: Tensor): Tensor { return like(x, 0); }
+export function zerosLike(x: Tensor): Tensor {
+  return like(x, 0);
+}
 /**
  * Ones with the shape, dtype and backend of `x`.
  * @example kn.onesLike(kn.zeros([2])) // [1, 1]
  */
-export function onesLike(x: Tensor): Tensor { return like(x, 1); }
+export function onesLike(x: Tensor): Tensor {
+  return like(x, 1);
+}
 
 /**
  * Evenly spaced values in [start, stop). With one argument: [0, start).
  * @example kn.arange(5) // [0, 1, 2, 3, 4]
  */
 export function arange(start: number, stop?: number, step = 1, opts: { dtype?: DType } = {}): Tensor {
-  let a = start, b = stop;
+  let a = start,
+    b = stop;
   if (b === undefined) {
     b = a;
     a = 0;
   }
   for (const [k, v] of Object.entries({ start: a, stop: b, step })) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ArgumentError(`arange: ${k} must be a finite number, got ${describe(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new ArgumentError(`arange: ${k} must be a finite number, got ${describe(v)}`);
   }
   if (step === 0) throw new ArgumentError('arange: step must not be 0');
   const n = Math.max(0, Math.ceil((b - a) / step));

@@ -12,7 +12,9 @@ import type { OpName } from './table.js';
 // reductions come through Tensor methods (src/tensor/methods.ts), so this module does not import reduce.ts
 const sumTo = (g: Tensor, shape: readonly number[]): Tensor => g.sumTo(shape);
 
-function floatOut(d: DType): DType { return isFloat(d) ? d : 'float32'; }
+function floatOut(d: DType): DType {
+  return isFloat(d) ? d : 'float32';
+}
 
 /**
  * Casts to dtype (a copy; differentiable for float -> float).
@@ -141,14 +143,22 @@ export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'):
   assertTensor(x, 'biasAct: x');
   assertTensor(bias, 'biasAct: bias');
   const code = ACT_CODES[act];
-  if (code === undefined) throw new ArgumentError(`biasAct: act must be 'none', 'relu' or 'gelu', got ${describe(act)}`);
+  if (code === undefined)
+    throw new ArgumentError(`biasAct: act must be 'none', 'relu' or 'gelu', got ${describe(act)}`);
   const N = x.shape[x.ndim - 1];
-  if (x.ndim < 1 || bias.size !== N) throw new ArgumentError(`biasAct: bias must have one value per last-dim entry of x (${N ?? 'none'}), got ${bias.size}`);
+  if (x.ndim < 1 || bias.size !== N)
+    throw new ArgumentError(
+      `biasAct: bias must have one value per last-dim entry of x (${N ?? 'none'}), got ${bias.size}`,
+    );
   const b1 = bias.ndim === 1 ? bias : bias.reshape([N!]);
   try {
     const y = runKernel('biasAct', [x, b1], [code], x.shape, floatOut(x.dtype));
     const bshape = [...bias.shape];
-    if (act === 'relu') return record('biasAct', y, [x, bias], [y], (g, [yy]) => { const gp = where(gt(yy!, 0), g, 0); return [gp, sumTo(gp, bshape)]; });
+    if (act === 'relu')
+      return record('biasAct', y, [x, bias], [y], (g, [yy]) => {
+        const gp = where(gt(yy!, 0), g, 0);
+        return [gp, sumTo(gp, bshape)];
+      });
     if (act === 'gelu') {
       return record('biasAct', y, [x, bias], [x, b1], (g, [xx, bb]) => {
         const pre = add(xx!, bb!);
@@ -169,13 +179,18 @@ export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'):
  */
 export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
   assertTensor(x, 'clamp');
-  const lo = min ?? -Infinity, hi = max ?? Infinity;
-  if (typeof lo !== 'number' || Number.isNaN(lo)) throw new ArgumentError(`clamp: min must be a number, got ${describe(min)}`);
-  if (typeof hi !== 'number' || Number.isNaN(hi)) throw new ArgumentError(`clamp: max must be a number, got ${describe(max)}`);
+  const lo = min ?? -Infinity,
+    hi = max ?? Infinity;
+  if (typeof lo !== 'number' || Number.isNaN(lo))
+    throw new ArgumentError(`clamp: min must be a number, got ${describe(min)}`);
+  if (typeof hi !== 'number' || Number.isNaN(hi))
+    throw new ArgumentError(`clamp: max must be a number, got ${describe(max)}`);
   if (lo > hi) throw new ArgumentError(`clamp: min (${lo}) must not exceed max (${hi})`);
   if (x.dtype === 'bool') throw new DTypeError('clamp does not take bool tensors');
   const y = runKernel('clamp', [x], [lo, hi], x.shape, x.dtype);
-  return record('clamp', y, [x], [x], (g, [xx]) => [mul(g, mul(cast(ge(xx!, lo), g.dtype), cast(le(xx!, hi), g.dtype)))]);
+  return record('clamp', y, [x], [x], (g, [xx]) => [
+    mul(g, mul(cast(ge(xx!, lo), g.dtype), cast(le(xx!, hi), g.dtype))),
+  ]);
 }
 
 /** A binary elementwise op: tensors or numbers, broadcast like NumPy. */
@@ -216,7 +231,11 @@ function cleanup(ta: Tensor, tb: Tensor, a: TensorLike, b: TensorLike): void {
   if (tb !== b) tb.dispose();
 }
 
-function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null, saveOut = false): BinaryOp {
+function numericBinary(
+  op: OpName,
+  vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null,
+  saveOut = false,
+): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt] = operands(a, b, op);
     try {
@@ -230,7 +249,11 @@ function numericBinary(op: OpName, vjp: ((g: Tensor, s: readonly Tensor[]) => (T
   };
 }
 
-function floatBinary(op: OpName, vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[], saveOut = false): BinaryOp {
+function floatBinary(
+  op: OpName,
+  vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[],
+  saveOut = false,
+): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt0] = operands(a, b, op);
     try {
@@ -265,20 +288,31 @@ export const sub: BinaryOp = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.sh
  * a * b with broadcasting.
  * @example kn.tensor([[1], [2]]).mul(kn.tensor([3, 4])) // [[3, 4], [6, 8]]
  */
-export const mul: BinaryOp = numericBinary('mul', (g, [a, b]) => [sumTo(mul(g, b!), a!.shape), sumTo(mul(g, a!), b!.shape)]);
+export const mul: BinaryOp = numericBinary('mul', (g, [a, b]) => [
+  sumTo(mul(g, b!), a!.shape),
+  sumTo(mul(g, a!), b!.shape),
+]);
 /**
  * True division (integers divide as float32).
  * @example kn.tensor([1, 3]).div(2) // [0.5, 1.5]
  */
-export const div: BinaryOp = floatBinary('div', (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)], true);
+export const div: BinaryOp = floatBinary(
+  'div',
+  (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)],
+  true,
+);
 /**
  * a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere.
  * @example kn.tensor([2, 3]).pow(2) // [4, 9]
  */
-export const pow: BinaryOp = floatBinary('pow', (g, [a, b, y]) => [
-  sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
-  sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
-], true);
+export const pow: BinaryOp = floatBinary(
+  'pow',
+  (g, [a, b, y]) => [
+    sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
+    sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
+  ],
+  true,
+);
 /**
  * Elementwise maximum (NaN propagates; ties split the gradient evenly).
  * @example kn.tensor([1, 5]).maximum(kn.tensor([3, 2])) // [3, 5]
@@ -357,4 +391,3 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     cleanup(ta, tb, a, b);
   }
 }
-

@@ -16,12 +16,19 @@ import { sumTo } from './reduce.js';
 export function matmul(a: Tensor, b: Tensor): Tensor {
   assertTensor(a, 'matmul: a');
   assertTensor(b, 'matmul: b');
-  if (a.ndim === 0 || b.ndim === 0) throw new ShapeError(`matmul needs operands of rank >= 1, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new ShapeError(`matmul needs operands of rank >= 1, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const a2 = a.ndim === 1 ? reshape(a, [1, a.shape[0]!]) : a;
   const b2 = b.ndim === 1 ? reshape(b, [b.shape[0]!, 1]) : b;
   try {
-    const M = a2.shape[a2.ndim - 2]!, K = a2.shape[a2.ndim - 1]!, K2 = b2.shape[b2.ndim - 2]!, N = b2.shape[b2.ndim - 1]!;
-    if (K !== K2) throw new ShapeError(`matmul: inner dimensions differ: ${shapeStr(a.shape)} x ${shapeStr(b.shape)} (${K} vs ${K2})`);
+    const M = a2.shape[a2.ndim - 2]!,
+      K = a2.shape[a2.ndim - 1]!,
+      K2 = b2.shape[b2.ndim - 2]!,
+      N = b2.shape[b2.ndim - 1]!;
+    if (K !== K2)
+      throw new ShapeError(
+        `matmul: inner dimensions differ: ${shapeStr(a.shape)} x ${shapeStr(b.shape)} (${K} vs ${K2})`,
+      );
     const batch = broadcastShapes(a2.shape.slice(0, -2), b2.shape.slice(0, -2), 'matmul batch dims');
     const va = expandView(a2, [...batch, M, K]);
     const vb = expandView(b2, [...batch, K, N]);
@@ -45,7 +52,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       y.dispose();
       y = r;
     }
-    const as = a.shape, bs = b.shape;
+    const as = a.shape,
+      bs = b.shape;
     return record('matmul', y, [a, b], [a2, b2], (g, [sa, sb], needs) => {
       const g2 = reshape(g, [...batch, M, N]);
       const ga = needs[0] ? reshape(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;

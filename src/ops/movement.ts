@@ -43,14 +43,18 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const s = shape.slice();
   const inferred = s.indexOf(-1);
   if (inferred >= 0) {
-    if (s.indexOf(-1, inferred + 1) >= 0) throw new ShapeError(`reshape: only one dimension may be -1, got ${shapeStr(s)}`);
+    if (s.indexOf(-1, inferred + 1) >= 0)
+      throw new ShapeError(`reshape: only one dimension may be -1, got ${shapeStr(s)}`);
     const rest = numel(s.filter((_, i) => i !== inferred));
-    if (rest === 0 || x.size % rest !== 0) throw new ShapeError(`reshape: cannot infer -1 in ${shapeStr(s)} for ${x.size} elements`);
+    if (rest === 0 || x.size % rest !== 0)
+      throw new ShapeError(`reshape: cannot infer -1 in ${shapeStr(s)} for ${x.size} elements`);
     s[inferred] = x.size / rest;
   }
   validateShape(s, 'reshape shape');
   if (numel(s) !== x.size) {
-    throw new ShapeError(`reshape: cannot reshape ${shapeStr(x.shape)} (${x.size} elements) to ${shapeStr(s)} (${numel(s)} elements)`);
+    throw new ShapeError(
+      `reshape: cannot reshape ${shapeStr(x.shape)} (${x.size} elements) to ${shapeStr(s)} (${numel(s)} elements)`,
+    );
   }
   const src = x.isContiguous() ? x : runKernel('copy', [x], [], x.shape, x.dtype);
   const strides = s.map((_, i) => numel(s.slice(i + 1)));
@@ -71,9 +75,15 @@ export function permute(x: Tensor, axes: readonly number[]): Tensor {
   }
   const p = axes.map((a) => normalizeAxis(a, x.ndim, 'permute axis'));
   if (new Set(p).size !== p.length) throw new ArgumentError(`permute: axes ${describe(axes)} repeat an axis`);
-  const v = x.view(p.map((a) => x.shape[a]!), p.map((a) => x.strides[a]!), x.offset);
+  const v = x.view(
+    p.map((a) => x.shape[a]!),
+    p.map((a) => x.strides[a]!),
+    x.offset,
+  );
   const inv = new Array<number>(p.length);
-  p.forEach((a, i) => { inv[a] = i; });
+  p.forEach((a, i) => {
+    inv[a] = i;
+  });
   return record('permute', v, [x], [], (g) => [permute(g, inv)]);
 }
 
@@ -83,8 +93,13 @@ export function permute(x: Tensor, axes: readonly number[]): Tensor {
  */
 export function transpose(x: Tensor, a0?: number, a1?: number): Tensor {
   assertTensor(x, 'transpose');
-  if (x.ndim < 2) return permute(x, x.shape.map((_, i) => i));
-  const i = normalizeAxis(a0 ?? -2, x.ndim), j = normalizeAxis(a1 ?? -1, x.ndim);
+  if (x.ndim < 2)
+    return permute(
+      x,
+      x.shape.map((_, i) => i),
+    );
+  const i = normalizeAxis(a0 ?? -2, x.ndim),
+    j = normalizeAxis(a1 ?? -1, x.ndim);
   const p = x.shape.map((_, k) => k);
   p[i] = j;
   p[j] = i;
@@ -96,21 +111,35 @@ export function transpose(x: Tensor, a0?: number, a1?: number): Tensor {
  * end, clamped), step (> 0). Missing trailing axes are taken whole. A view.
  * @example kn.arange(10).slice([2], [8], [3]) // [2, 5]
  */
-export function slice(x: Tensor, begin: readonly number[], end?: readonly (number | null)[], step?: readonly number[]): Tensor {
+export function slice(
+  x: Tensor,
+  begin: readonly number[],
+  end?: readonly (number | null)[],
+  step?: readonly number[],
+): Tensor {
   assertTensor(x, 'slice');
-  if (!Array.isArray(begin) || begin.length > x.ndim) throw new ArgumentError(`slice: begin must be an array of at most ${x.ndim} integers, got ${describe(begin)}`);
-  if (end !== undefined && (!Array.isArray(end) || end.length > x.ndim)) throw new ArgumentError(`slice: end must be an array of at most ${x.ndim} entries, got ${describe(end)}`);
-  if (step !== undefined && (!Array.isArray(step) || step.length > x.ndim)) throw new ArgumentError(`slice: step must be an array of at most ${x.ndim} integers, got ${describe(step)}`);
-  const shape: number[] = [], strides: number[] = [], starts: number[] = [], steps: number[] = [];
+  if (!Array.isArray(begin) || begin.length > x.ndim)
+    throw new ArgumentError(`slice: begin must be an array of at most ${x.ndim} integers, got ${describe(begin)}`);
+  if (end !== undefined && (!Array.isArray(end) || end.length > x.ndim))
+    throw new ArgumentError(`slice: end must be an array of at most ${x.ndim} entries, got ${describe(end)}`);
+  if (step !== undefined && (!Array.isArray(step) || step.length > x.ndim))
+    throw new ArgumentError(`slice: step must be an array of at most ${x.ndim} integers, got ${describe(step)}`);
+  const shape: number[] = [],
+    strides: number[] = [],
+    starts: number[] = [],
+    steps: number[] = [];
   let offset = x.offset;
   for (let d = 0; d < x.ndim; d++) {
     const n = x.shape[d]!;
     const st = step?.[d] ?? 1;
-    if (!Number.isInteger(st) || st <= 0) throw new ArgumentError(`slice: step for axis ${d} must be a positive integer, got ${describe(st)}`);
+    if (!Number.isInteger(st) || st <= 0)
+      throw new ArgumentError(`slice: step for axis ${d} must be a positive integer, got ${describe(st)}`);
     let b = begin[d] ?? 0;
     let e = end?.[d] ?? n;
-    if (!Number.isInteger(b)) throw new ArgumentError(`slice: begin for axis ${d} must be an integer, got ${describe(b)}`);
-    if (!Number.isInteger(e)) throw new ArgumentError(`slice: end for axis ${d} must be an integer or null, got ${describe(e)}`);
+    if (!Number.isInteger(b))
+      throw new ArgumentError(`slice: begin for axis ${d} must be an integer, got ${describe(b)}`);
+    if (!Number.isInteger(e))
+      throw new ArgumentError(`slice: end for axis ${d} must be an integer or null, got ${describe(e)}`);
     if (b < 0) b += n;
     if (e < 0) e += n;
     b = Math.min(Math.max(b, 0), n);
@@ -129,7 +158,12 @@ export function slice(x: Tensor, begin: readonly number[], end?: readonly (numbe
     let cur = g;
     for (let d = 0; d < xs.length; d++) {
       if (shape[d] === xs[d] && steps[d] === 1) continue;
-      const idx = Tensor.fromHostNumbers(Array.from({ length: shape[d]! }, (_, i) => starts[d]! + i * steps[d]!), [shape[d]!], g.backend, 'int32');
+      const idx = Tensor.fromHostNumbers(
+        Array.from({ length: shape[d]! }, (_, i) => starts[d]! + i * steps[d]!),
+        [shape[d]!],
+        g.backend,
+        'int32',
+      );
       const outShape = cur.shape.slice();
       outShape[d] = xs[d]!;
       const next = runKernel('scatterAdd', [cur, idx], [d, xs[d]!], outShape, cur.dtype);
@@ -163,9 +197,15 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
  */
 export function squeeze(x: Tensor, axis?: AxisArg): Tensor {
   assertTensor(x, 'squeeze');
-  const axes = axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : normalizeAxes(axis, x.ndim);
-  for (const a of axes) if (x.shape[a] !== 1) throw new ShapeError(`squeeze: axis ${a} of ${shapeStr(x.shape)} has size ${x.shape[a]}, not 1`);
-  return reshape(x, x.shape.filter((_, i) => !axes.includes(i)));
+  const axes =
+    axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : normalizeAxes(axis, x.ndim);
+  for (const a of axes)
+    if (x.shape[a] !== 1)
+      throw new ShapeError(`squeeze: axis ${a} of ${shapeStr(x.shape)} has size ${x.shape[a]}, not 1`);
+  return reshape(
+    x,
+    x.shape.filter((_, i) => !axes.includes(i)),
+  );
 }
 
 /**
@@ -187,13 +227,15 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
 export function flatten(x: Tensor, startAxis = 0, endAxis = -1): Tensor {
   assertTensor(x, 'flatten');
   if (x.ndim === 0) return reshape(x, [1]);
-  const a = normalizeAxis(startAxis, x.ndim), b = normalizeAxis(endAxis, x.ndim);
+  const a = normalizeAxis(startAxis, x.ndim),
+    b = normalizeAxis(endAxis, x.ndim);
   if (a > b) throw new ArgumentError(`flatten: startAxis ${startAxis} is after endAxis ${endAxis}`);
   return reshape(x, [...x.shape.slice(0, a), numel(x.shape.slice(a, b + 1)), ...x.shape.slice(b + 1)]);
 }
 
 function checkList(ts: unknown, op: string): Tensor[] {
-  if (!Array.isArray(ts) || ts.length === 0) throw new ArgumentError(`${op} needs a non-empty array of tensors, got ${describe(ts)}`);
+  if (!Array.isArray(ts) || ts.length === 0)
+    throw new ArgumentError(`${op} needs a non-empty array of tensors, got ${describe(ts)}`);
   return ts.map((t, i) => assertTensor(t, `${op} input ${i}`));
 }
 
@@ -209,7 +251,9 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   const dtype = ts.map((t) => t.dtype).reduce((p, d) => (p === d ? p : 'float32'));
   for (const [i, t] of ts.entries()) {
     if (t.ndim !== first.ndim || t.shape.some((d, k) => k !== a && d !== first.shape[k])) {
-      throw new ShapeError(`concat: input ${i} has shape ${shapeStr(t.shape)}, which does not match ${shapeStr(first.shape)} outside axis ${a}`);
+      throw new ShapeError(
+        `concat: input ${i} has shape ${shapeStr(t.shape)}, which does not match ${shapeStr(first.shape)} outside axis ${a}`,
+      );
     }
   }
   const cast = ts.map((t) => (t.dtype === dtype ? t : runKernel('cast', [t], [], t.shape, dtype)));
@@ -219,13 +263,16 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
   try {
     y = runKernel('concat', cast, [a], shape, dtype);
   } finally {
-    cast.forEach((c, i) => { if (c !== ts[i]) c.dispose(); });
+    cast.forEach((c, i) => {
+      if (c !== ts[i]) c.dispose();
+    });
   }
   const sizes = ts.map((t) => t.shape[a]!);
   return record('concat', y, ts, [], (g) => {
     let start = 0;
     return sizes.map((n) => {
-      const b = g.shape.map(() => 0), e: (number | null)[] = g.shape.map(() => null);
+      const b = g.shape.map(() => 0),
+        e: (number | null)[] = g.shape.map(() => null);
       b[a] = start;
       e[a] = start + n;
       start += n;
@@ -269,6 +316,7 @@ export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   const shape = [...x.shape.slice(0, a), ...indices.shape, ...x.shape.slice(a + 1)];
   const y = runKernel('gather', [x, indices], [a], shape, x.dtype); // indices are cast to int32 by the dispatcher
   const D = x.shape[a]!;
-  return record('gather', y, [x], [indices], (g, [ii]) => [runKernel('scatterAdd', [g, ii!], [a, D], x.shape, g.dtype)]);
+  return record('gather', y, [x], [indices], (g, [ii]) => [
+    runKernel('scatterAdd', [g, ii!], [a, D], x.shape, g.dtype),
+  ]);
 }
-

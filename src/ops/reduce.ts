@@ -102,12 +102,16 @@ function extreme(op: 'max' | 'min', x: Tensor, axis: AxisArg | undefined, keepdi
  * Maximum over `axis` (NaN propagates).
  * @example kn.tensor([[1, 5], [7, 2]]).max(1) // [5, 7]
  */
-export function max(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('max', x, axis, keepdims); }
+export function max(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
+  return extreme('max', x, axis, keepdims);
+}
 /**
  * Minimum over `axis` (NaN propagates).
  * @example kn.tensor([[1, 5], [7, 2]]).min(0) // [1, 2]
  */
-export function min(x: Tensor, axis?: AxisArg, keepdims = false): Tensor { return extreme('min', x, axis, keepdims); }
+export function min(x: Tensor, axis?: AxisArg, keepdims = false): Tensor {
+  return extreme('min', x, axis, keepdims);
+}
 
 function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined, keepdims: boolean): Tensor {
   assertTensor(x, op);
@@ -117,7 +121,10 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined,
     try {
       const r = runKernel(op, [flat], [0], [], 'int32');
       if (!keepdims) return r;
-      const k = reshape(r, x.shape.map(() => 1));
+      const k = reshape(
+        r,
+        x.shape.map(() => 1),
+      );
       r.dispose();
       return k;
     } finally {
@@ -134,12 +141,16 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, axis: number | undefined,
  * Index of the first maximum along `axis` (of the flattened tensor when omitted), as int32.
  * @example kn.tensor([[3, 1], [0, 5]]).argmax(1) // [0, 1]
  */
-export function argmax(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmax', x, axis, keepdims); }
+export function argmax(x: Tensor, axis?: number, keepdims = false): Tensor {
+  return argReduce('argmax', x, axis, keepdims);
+}
 /**
  * Index of the first minimum along `axis` (of the flattened tensor when omitted), as int32.
  * @example kn.tensor([[3, 1], [0, 5]]).argmin(1) // [1, 0]
  */
-export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor { return argReduce('argmin', x, axis, keepdims); }
+export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor {
+  return argReduce('argmin', x, axis, keepdims);
+}
 
 /**
  * Variance over `axis` with Bessel's `correction` (default 1, like PyTorch; 0 = population variance).
@@ -148,7 +159,8 @@ export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor { ret
 export function variance(x: Tensor, axis?: AxisArg, opts: { correction?: number; keepdims?: boolean } = {}): Tensor {
   assertTensor(x, 'var');
   const correction = opts.correction ?? 1;
-  if (typeof correction !== 'number' || !(correction >= 0)) throw new ArgumentError(`var: correction must be a number >= 0, got ${describe(opts.correction)}`);
+  if (typeof correction !== 'number' || !(correction >= 0))
+    throw new ArgumentError(`var: correction must be a number >= 0, got ${describe(opts.correction)}`);
   const axes = normalizeAxes(axis, x.ndim);
   let n = 1;
   for (const a of axes) n *= x.shape[a]!;
@@ -175,18 +187,27 @@ function softmaxLike(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Ten
  * Softmax along `axis` (default last), computed stably.
  * @example kn.tensor([1, 1]).softmax() // [0.5, 0.5]
  */
-export function softmax(x: Tensor, axis = -1): Tensor { return softmaxLike('softmax', x, axis); }
+export function softmax(x: Tensor, axis = -1): Tensor {
+  return softmaxLike('softmax', x, axis);
+}
 /**
  * log(softmax(x)) along `axis`, computed stably (log-sum-exp).
  * @example kn.tensor([0, 0]).logSoftmax().exp() // [0.5, 0.5]
  */
-export function logSoftmax(x: Tensor, axis = -1): Tensor { return softmaxLike('logSoftmax', x, axis); }
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  return softmaxLike('logSoftmax', x, axis);
+}
 
 /**
  * @internal Fused softmax cross-entropy per row: logits [N, C], int32 labels [N], optional class weights [C]
  * -> loss [N] (see kn.nn.loss.crossEntropy). Differentiable in the logits, by a fused backward kernel.
  */
-export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, weight: Tensor | null, labelSmoothing: number): Tensor {
+export function softmaxCrossEntropy(
+  logits: Tensor,
+  labels: Tensor,
+  weight: Tensor | null,
+  labelSmoothing: number,
+): Tensor {
   const N = logits.shape[0]!;
   const extra = weight ? [weight] : [];
   const y = runKernel('softmaxCrossEntropy', [logits, labels, ...extra], [labelSmoothing], [N], 'float32');
@@ -203,7 +224,8 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Tensor, weight: Tens
 export function nanQuantile(x: Tensor, q: number): Tensor {
   assertTensor(x, 'nanQuantile');
   if (x.ndim !== 2) throw new ShapeError(`nanQuantile takes a table [N, F], got ${shapeStr(x.shape)}`);
-  if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw new ArgumentError(`nanQuantile: q must be a number in [0, 1], got ${describe(q)}`);
+  if (typeof q !== 'number' || !(q >= 0 && q <= 1))
+    throw new ArgumentError(`nanQuantile: q must be a number in [0, 1], got ${describe(q)}`);
   return runKernel('nanQuantile', [x], [q], [x.shape[1]!], 'float32');
 }
 
@@ -241,4 +263,3 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   const r = reshape(s, shape);
   return r;
 }
-

@@ -51,9 +51,19 @@ export type Spec<N extends string, A extends readonly string[] = readonly string
   readonly name: N;
   readonly attrs: A;
 };
-const op = <N extends string, const A extends readonly string[] = readonly []>(name: N, family: OpFamily, inputs: number,
-  attrs: A, dtypes: KernelDTypes, extra: Extra = {}): Spec<N, A> => ({
-  name, family, inputs, attrs, dtypes,
+const op = <N extends string, const A extends readonly string[] = readonly []>(
+  name: N,
+  family: OpFamily,
+  inputs: number,
+  attrs: A,
+  dtypes: KernelDTypes,
+  extra: Extra = {},
+): Spec<N, A> => ({
+  name,
+  family,
+  inputs,
+  attrs,
+  dtypes,
   out: extra.out ?? (dtypes === 'any' ? 'requested' : 'compute'),
   contiguous: extra.contiguous ?? false,
   fixedInputs: extra.fixedInputs ?? {},
@@ -90,14 +100,33 @@ export const OP_TABLE = [
   op('fill', 'elementwise', 0, ['value'], 'any'),
   op('arange', 'elementwise', 0, ['start', 'step'], 'numeric'),
   // elementwise, unary
-  unaryN('neg'), unaryN('abs'), unaryN('sign'), unaryN('relu'),
-  unaryF('exp'), unaryF('log'), unaryF('sqrt'), unaryF('tanh'), unaryF('sigmoid'), unaryF('gelu'), unaryF('silu'),
+  unaryN('neg'),
+  unaryN('abs'),
+  unaryN('sign'),
+  unaryN('relu'),
+  unaryF('exp'),
+  unaryF('log'),
+  unaryF('sqrt'),
+  unaryF('tanh'),
+  unaryF('sigmoid'),
+  unaryF('gelu'),
+  unaryF('silu'),
   op('clamp', 'elementwise', 1, ['min', 'max'], 'numeric'),
   op('cast', 'elementwise', 1, [], 'any'),
   // elementwise, binary (inputs arrive already broadcast to the output shape, as stride-0 views)
-  binaryN('add'), binaryN('sub'), binaryN('mul'), binaryF('div'), binaryF('pow'),
-  binaryN('maximum'), binaryN('minimum'),
-  compare('eq'), compare('ne'), compare('lt'), compare('le'), compare('gt'), compare('ge'),
+  binaryN('add'),
+  binaryN('sub'),
+  binaryN('mul'),
+  binaryF('div'),
+  binaryF('pow'),
+  binaryN('maximum'),
+  binaryN('minimum'),
+  compare('eq'),
+  compare('ne'),
+  compare('lt'),
+  compare('le'),
+  compare('gt'),
+  compare('ge'),
   binaryF('geluGrad'),
   // fused bias + activation over the last dim: (x [M, N], bias [N]) -> act(x + bias); act 0 none, 1 relu, 2 gelu
   op('biasAct', 'elementwise', 2, ['act'], 'float', C),
@@ -143,11 +172,15 @@ export const OP_TABLE = [
   op('randomInt', 'random', 0, [...RNG, 'low', 'high'], 'numeric'),
   // optimizer updates, one fused pass per parameter, in place.
   // adamStep(param, grad, m, v[, vmax]): with vmax it is AMSGrad. bias1/bias2 = 1 - beta^t.
-  op('adamStep', 'optim', -1, ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'decoupled', 'bias1', 'bias2'], 'float',
-    { ...C, inplace: [0, 2, 3, 4] }),
+  op('adamStep', 'optim', -1, ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'decoupled', 'bias1', 'bias2'], 'float', {
+    ...C,
+    inplace: [0, 2, 3, 4],
+  }),
   // sgdStep(param, grad[, momentumBuffer])
-  op('sgdStep', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float',
-    { ...C, inplace: [0, 2] }),
+  op('sgdStep', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float', {
+    ...C,
+    inplace: [0, 2],
+  }),
   // int8 linear: (x float32 [M, K], wq int8 [N, K], wscale [N][, bias [N]]) -> float32 [M, N]; x is quantized to
   // uint8 with (xScale, xZero), or per row from its range when xScale = 0 (dynamic quantization)
   op('qlinearInt8', 'quant', -1, ['xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
@@ -181,15 +214,21 @@ export const ATTR = Object.fromEntries(
 export function attrsOf<O extends OpName>(name: O, attrs: readonly number[]): Attrs<O> {
   const spec = OP_BY_NAME[name];
   const r: Record<string, number> = {};
-  spec.attrs.forEach((a, i) => { r[a] = attrs[i] ?? NaN; });
+  spec.attrs.forEach((a, i) => {
+    r[a] = attrs[i] ?? NaN;
+  });
   return r as Attrs<O>;
 }
 
 /** A group's attributes by name (kernel helpers shared by every op that starts with the group). */
-export function groupAttrs<G extends keyof typeof ATTR_GROUPS>(group: G, attrs: readonly number[]):
-  { readonly [K in (typeof ATTR_GROUPS)[G][number]]: number } {
+export function groupAttrs<G extends keyof typeof ATTR_GROUPS>(
+  group: G,
+  attrs: readonly number[],
+): { readonly [K in (typeof ATTR_GROUPS)[G][number]]: number } {
   const r: Record<string, number> = {};
-  ATTR_GROUPS[group].forEach((a, i) => { r[a] = attrs[i] ?? NaN; });
+  ATTR_GROUPS[group].forEach((a, i) => {
+    r[a] = attrs[i] ?? NaN;
+  });
   return r as { readonly [K in (typeof ATTR_GROUPS)[G][number]]: number };
 }
 
@@ -199,9 +238,40 @@ export function groupAttrs<G extends keyof typeof ATTR_GROUPS>(group: G, attrs: 
  * activations. The order matters: kernels test ranges (binary ops from `add` on, comparisons `eq`..`ge`).
  */
 export const MAP_OPS = [
-  'fill', 'arange', 'neg', 'abs', 'sign', 'relu', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'gelu', 'silu', 'clamp', 'cast',
-  'copy', 'add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'geluGrad',
-  'bias', 'biasRelu', 'biasGelu', 'where',
+  'fill',
+  'arange',
+  'neg',
+  'abs',
+  'sign',
+  'relu',
+  'exp',
+  'log',
+  'sqrt',
+  'tanh',
+  'sigmoid',
+  'gelu',
+  'silu',
+  'clamp',
+  'cast',
+  'copy',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'pow',
+  'maximum',
+  'minimum',
+  'eq',
+  'ne',
+  'lt',
+  'le',
+  'gt',
+  'ge',
+  'geluGrad',
+  'bias',
+  'biasRelu',
+  'biasGelu',
+  'where',
 ] as const;
 export type MapOp = (typeof MAP_OPS)[number];
 export const MAP_OP_CODES = Object.fromEntries(MAP_OPS.map((m, i) => [m, i])) as Readonly<Record<MapOp, number>>;
@@ -213,20 +283,37 @@ export const MAP_OP_CODES = Object.fromEntries(MAP_OPS.map((m, i) => [m, i])) as
  * {extra}), or `unknown` when the position was not recorded.
  */
 export const DEVICE_FLAGS = [
-  { name: 'gatherIndex', message: 'gather index {value} at position {pos} is out of range for axis {extra} of size {bound}',
-    unknown: 'gather: an index is out of range' },
-  { name: 'scatterIndex', message: 'scatterAdd index {value} at position {pos} is out of range for size {bound}',
-    unknown: 'scatterAdd: an index is out of range' },
-  { name: 'label', message: 'crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})',
-    unknown: 'crossEntropy: a label is out of range' },
-  { name: 'quantNan', message: 'qlinearInt8: x has NaN or infinite values (cannot be quantized) at element {pos}',
-    unknown: 'qlinearInt8: x has NaN or infinite values (cannot be quantized)' },
+  {
+    name: 'gatherIndex',
+    message: 'gather index {value} at position {pos} is out of range for axis {extra} of size {bound}',
+    unknown: 'gather: an index is out of range',
+  },
+  {
+    name: 'scatterIndex',
+    message: 'scatterAdd index {value} at position {pos} is out of range for size {bound}',
+    unknown: 'scatterAdd: an index is out of range',
+  },
+  {
+    name: 'label',
+    message: 'crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})',
+    unknown: 'crossEntropy: a label is out of range',
+  },
+  {
+    name: 'quantNan',
+    message: 'qlinearInt8: x has NaN or infinite values (cannot be quantized) at element {pos}',
+    unknown: 'qlinearInt8: x has NaN or infinite values (cannot be quantized)',
+  },
 ] as const;
 
 /** A device flag's message with its recorded words filled in. */
-export function deviceFlagMessage(kind: number, w: { pos: number; value: number; bound: number; extra: number } | null): string {
+export function deviceFlagMessage(
+  kind: number,
+  w: { pos: number; value: number; bound: number; extra: number } | null,
+): string {
   const f = DEVICE_FLAGS[kind];
   if (!f) return `device error flag ${kind}`;
   if (!w) return f.unknown;
-  return f.message.replace(/\{(pos|value|bound|extra)\}/g, (_m, k: 'pos' | 'value' | 'bound' | 'extra') => String(w[k]));
+  return f.message.replace(/\{(pos|value|bound|extra)\}/g, (_m, k: 'pos' | 'value' | 'bound' | 'extra') =>
+    String(w[k]),
+  );
 }

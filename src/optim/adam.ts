@@ -33,7 +33,8 @@ export class Adam extends Optimizer {
   constructor(params: Iterable<Tensor>, opts: AdamOptions = {}) {
     super(params, opts.lr ?? 3e-4);
     const betas = opts.betas ?? [0.9, 0.999];
-    if (!Array.isArray(betas) || betas.length !== 2) throw new ArgumentError(`betas must be [beta1, beta2], got ${describe(betas)}`);
+    if (!Array.isArray(betas) || betas.length !== 2)
+      throw new ArgumentError(`betas must be [beta1, beta2], got ${describe(betas)}`);
     this.beta1 = checkNumber(betas[0], 'beta1', 0, 1, false, true);
     this.beta2 = checkNumber(betas[1], 'beta2', 0, 1, false, true);
     this.eps = checkNumber(opts.eps ?? 1e-8, 'eps', 0, Infinity, true);
@@ -41,17 +42,36 @@ export class Adam extends Optimizer {
     this.amsgrad = opts.amsgrad ?? false;
     if (typeof this.amsgrad !== 'boolean') throw new ArgumentError('amsgrad must be a boolean');
   }
-  protected defaultDecay(): number { return 0; }
-  protected get kind(): string { return 'Adam'; }
+  protected defaultDecay(): number {
+    return 0;
+  }
+  protected get kind(): string {
+    return 'Adam';
+  }
   protected hyper(): Record<string, number | boolean> {
-    return { beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, amsgrad: this.amsgrad };
+    return {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      amsgrad: this.amsgrad,
+    };
   }
   protected update(i: number, p: Tensor, g: Tensor, t: number): void {
     const ins = [p, g, this.slot(i, 'm'), this.slot(i, 'v')];
     if (this.amsgrad) ins.push(this.slot(i, 'vmax'));
-    const bias1 = 1 - this.beta1 ** t, bias2 = 1 - this.beta2 ** t;
-    runInPlace('adamStep', ins, [this.lr, this.beta1, this.beta2, this.eps, this.weightDecay, this.decoupled ? 1 : 0,
-      bias1 > 0 ? bias1 : 1, bias2 > 0 ? bias2 : 1]);
+    const bias1 = 1 - this.beta1 ** t,
+      bias2 = 1 - this.beta2 ** t;
+    runInPlace('adamStep', ins, [
+      this.lr,
+      this.beta1,
+      this.beta2,
+      this.eps,
+      this.weightDecay,
+      this.decoupled ? 1 : 0,
+      bias1 > 0 ? bias1 : 1,
+      bias2 > 0 ? bias2 : 1,
+    ]);
   }
 }
 
@@ -61,6 +81,10 @@ export class Adam extends Optimizer {
  */
 export class AdamW extends Adam {
   protected override readonly decoupled = true;
-  protected override defaultDecay(): number { return 0.01; }
-  protected override get kind(): string { return 'AdamW'; }
+  protected override defaultDecay(): number {
+    return 0.01;
+  }
+  protected override get kind(): string {
+    return 'AdamW';
+  }
 }

@@ -15,25 +15,32 @@ import { isTensor, type Tensor } from '../tensor/tensor.js';
  * w.mul(w).mul(0.5).sum().backward(); // grad = [3, 4], norm 5
  * kn.optim.clipGradNorm([w], 1) // 5, and w.grad is now [0.6, 0.8]
  */
-export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number,
-  opts: { normType?: number; errorIfNonfinite?: boolean } = {}): number {
+export function clipGradNorm(
+  params: Iterable<Tensor>,
+  maxNorm: number,
+  opts: { normType?: number; errorIfNonfinite?: boolean } = {},
+): number {
   if (typeof maxNorm !== 'number' || !(maxNorm >= 0) || !Number.isFinite(maxNorm)) {
     throw new ArgumentError(`clipGradNorm maxNorm must be a finite number >= 0, got ${describe(maxNorm)}`);
   }
   const normType = opts.normType ?? 2;
-  if (normType !== 2 && normType !== Infinity) throw new ArgumentError(`clipGradNorm normType must be 2 or Infinity, got ${describe(normType)}`);
+  if (normType !== 2 && normType !== Infinity)
+    throw new ArgumentError(`clipGradNorm normType must be 2 or Infinity, got ${describe(normType)}`);
   const ps = [...params].filter((p) => {
     if (!isTensor(p)) throw new ArgumentError(`clipGradNorm takes tensors, got ${describe(p)}`);
     return p.grad !== null;
   });
   if (ps.length === 0) return 0;
-  const total = noGrad(() => tidy(() => {
-    const parts = ps.map((p) => (normType === 2 ? sum(mul(p.grad!, p.grad!)) : max(p.grad!.abs())).cast('float32'));
-    const all = stack(parts);
-    return normType === 2 ? Math.sqrt(sum(all).item()) : max(all).item();
-  }));
+  const total = noGrad(() =>
+    tidy(() => {
+      const parts = ps.map((p) => (normType === 2 ? sum(mul(p.grad!, p.grad!)) : max(p.grad!.abs())).cast('float32'));
+      const all = stack(parts);
+      return normType === 2 ? Math.sqrt(sum(all).item()) : max(all).item();
+    }),
+  );
   if (!Number.isFinite(total)) {
-    if (opts.errorIfNonfinite) throw new ValidationError(`the total gradient norm is ${total}; a gradient holds NaN or Inf`);
+    if (opts.errorIfNonfinite)
+      throw new ValidationError(`the total gradient norm is ${total}; a gradient holds NaN or Inf`);
     return total;
   }
   const coef = maxNorm / (total + 1e-6);

@@ -19,7 +19,10 @@ export interface OptimizerState {
 
 export function checkNumber(v: unknown, what: string, lo: number, hi: number, loOpen = false, hiOpen = false): number {
   const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
-  if (!ok) throw new ArgumentError(`${what} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`);
+  if (!ok)
+    throw new ArgumentError(
+      `${what} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`,
+    );
   return v as number;
 }
 
@@ -35,15 +38,23 @@ export abstract class Optimizer {
 
   constructor(params: Iterable<Tensor>, lr: number) {
     if (params === null || typeof params !== 'object' || !(Symbol.iterator in params)) {
-      throw new ArgumentError(`an optimizer takes an array of parameters (model.parameters()), got ${describe(params)}`);
+      throw new ArgumentError(
+        `an optimizer takes an array of parameters (model.parameters()), got ${describe(params)}`,
+      );
     }
     const ps = [...params];
     if (ps.length === 0) throw new ArgumentError('the optimizer got an empty parameter list');
     ps.forEach((p, i) => {
       if (!isTensor(p)) throw new ArgumentError(`parameter ${i} is not a Tensor: ${describe(p)}`);
       p.assertAlive(`parameter ${i}`);
-      if (p.dtype !== 'float32') throw new DTypeError(`parameter ${i} is ${p.dtype}; optimizers update float32 parameters (keep float32 master weights)`);
-      if (!p.isContiguous()) throw new ArgumentError(`parameter ${i} ${shapeStr(p.shape)} is a non-contiguous view; optimize the tensor it views`);
+      if (p.dtype !== 'float32')
+        throw new DTypeError(
+          `parameter ${i} is ${p.dtype}; optimizers update float32 parameters (keep float32 master weights)`,
+        );
+      if (!p.isContiguous())
+        throw new ArgumentError(
+          `parameter ${i} ${shapeStr(p.shape)} is a non-contiguous view; optimize the tensor it views`,
+        );
     });
     if (new Set(ps).size !== ps.length) throw new ArgumentError('the same parameter appears twice in the optimizer');
     this.params = ps;
@@ -57,7 +68,7 @@ export abstract class Optimizer {
   protected slot(i: number, name: string): Tensor {
     let t = this.state[i]!.get(name);
     if (!t) {
-      t = keep(noGrad(() => zerosLike(this.params[i]!)));  // state outlives any kn.tidy the step runs in
+      t = keep(noGrad(() => zerosLike(this.params[i]!))); // state outlives any kn.tidy the step runs in
       this.state[i]!.set(name, t);
     }
     return t;
@@ -92,16 +103,26 @@ export abstract class Optimizer {
   /** Step counts, hyper-parameters (including the current lr) and copies of the state tensors. */
   stateDict(): OptimizerState {
     const tensors: Record<string, Tensor> = {};
-    this.state.forEach((m, i) => { for (const [k, t] of m) tensors[`${i}.${k}`] = t.clone(); });
+    this.state.forEach((m, i) => {
+      for (const [k, t] of m) tensors[`${i}.${k}`] = t.clone();
+    });
     return { kind: this.kind, hyper: { ...this.hyper(), lr: this.lr }, steps: [...this.steps], tensors };
   }
 
   /** Restores a state dict saved from an optimizer of the same kind over parameters of the same shapes. */
   loadStateDict(sd: OptimizerState): void {
-    if (sd === null || typeof sd !== 'object' || typeof sd.kind !== 'string') throw new ArgumentError(`loadStateDict takes an optimizer state dict, got ${describe(sd)}`);
-    if (sd.kind !== this.kind) throw new ValidationError(`optimizer state is for ${sd.kind}, this optimizer is ${this.kind}`);
-    if (!Array.isArray(sd.steps) || sd.steps.length !== this.params.length || !sd.steps.every((s) => Number.isInteger(s) && s >= 0)) {
-      throw new ValidationError(`optimizer state has ${Array.isArray(sd.steps) ? sd.steps.length : 'no'} step counts, this optimizer has ${this.params.length} parameters`);
+    if (sd === null || typeof sd !== 'object' || typeof sd.kind !== 'string')
+      throw new ArgumentError(`loadStateDict takes an optimizer state dict, got ${describe(sd)}`);
+    if (sd.kind !== this.kind)
+      throw new ValidationError(`optimizer state is for ${sd.kind}, this optimizer is ${this.kind}`);
+    if (
+      !Array.isArray(sd.steps) ||
+      sd.steps.length !== this.params.length ||
+      !sd.steps.every((s) => Number.isInteger(s) && s >= 0)
+    ) {
+      throw new ValidationError(
+        `optimizer state has ${Array.isArray(sd.steps) ? sd.steps.length : 'no'} step counts, this optimizer has ${this.params.length} parameters`,
+      );
     }
     const next: Map<string, Tensor>[] = this.params.map(() => new Map());
     for (const [key, t] of Object.entries(sd.tensors ?? {})) {
@@ -111,7 +132,9 @@ export abstract class Optimizer {
       if (!isTensor(t)) throw new ArgumentError(`optimizer state entry '${key}' is not a Tensor`);
       const p = this.params[i]!;
       if (t.shape.length !== p.shape.length || t.shape.some((d, k) => d !== p.shape[k])) {
-        throw new ShapeError(`optimizer state '${key}' has shape ${shapeStr(t.shape)} but parameter ${i} is ${shapeStr(p.shape)}`);
+        throw new ShapeError(
+          `optimizer state '${key}' has shape ${shapeStr(t.shape)} but parameter ${i} is ${shapeStr(p.shape)}`,
+        );
       }
       const c = keep(noGrad(() => zerosLike(p)));
       c.assign(t);

@@ -20,10 +20,15 @@ export abstract class LRScheduler {
     this.stepCount++;
     this.optimizer.lr = this.lrAt(this.stepCount);
   }
-  get lr(): number { return this.optimizer.lr; }
-  stateDict(): { stepCount: number } { return { stepCount: this.stepCount }; }
+  get lr(): number {
+    return this.optimizer.lr;
+  }
+  stateDict(): { stepCount: number } {
+    return { stepCount: this.stepCount };
+  }
   loadStateDict(s: { stepCount: number }): void {
-    if (!s || !Number.isInteger(s.stepCount) || s.stepCount < 0) throw new ValidationError(`scheduler state must have a step count, got ${describe(s)}`);
+    if (!s || !Number.isInteger(s.stepCount) || s.stepCount < 0)
+      throw new ValidationError(`scheduler state must have a step count, got ${describe(s)}`);
     this.stepCount = s.stepCount;
     this.optimizer.lr = this.lrAt(this.stepCount);
   }
@@ -38,7 +43,8 @@ export class StepLR extends LRScheduler {
   readonly gamma: number;
   constructor(opt: Optimizer, opts: { stepSize: number; gamma?: number }) {
     const stepSize = opts?.stepSize;
-    if (!Number.isInteger(stepSize) || stepSize < 1) throw new ArgumentError(`StepLR stepSize must be a positive integer, got ${describe(stepSize)}`);
+    if (!Number.isInteger(stepSize) || stepSize < 1)
+      throw new ArgumentError(`StepLR stepSize must be a positive integer, got ${describe(stepSize)}`);
     const gamma = checkNumber(opts.gamma ?? 0.1, 'StepLR gamma', 0, Infinity);
     const base = opt.baseLr;
     super(opt);
@@ -61,7 +67,8 @@ export class CosineLR extends LRScheduler {
   readonly etaMin: number;
   constructor(opt: Optimizer, opts: { tMax: number; etaMin?: number }) {
     const tMax = opts?.tMax;
-    if (!Number.isInteger(tMax) || tMax < 1) throw new ArgumentError(`CosineLR tMax must be a positive integer, got ${describe(tMax)}`);
+    if (!Number.isInteger(tMax) || tMax < 1)
+      throw new ArgumentError(`CosineLR tMax must be a positive integer, got ${describe(tMax)}`);
     const etaMin = checkNumber(opts.etaMin ?? 0, 'CosineLR etaMin', 0, Infinity);
     super(opt);
     this.tMax = tMax;
@@ -71,7 +78,7 @@ export class CosineLR extends LRScheduler {
   lrAt(t: number): number {
     if (this.tMax === undefined) return this.optimizer.baseLr;
     const c = Math.min(t, this.tMax) / this.tMax;
-    return this.etaMin + (this.optimizer.baseLr - this.etaMin) * (1 + Math.cos(Math.PI * c)) / 2;
+    return this.etaMin + ((this.optimizer.baseLr - this.etaMin) * (1 + Math.cos(Math.PI * c))) / 2;
   }
 }
 
@@ -86,9 +93,11 @@ export class WarmupLR extends LRScheduler {
   readonly after: LRScheduler | null;
   constructor(opt: Optimizer, opts: { warmupSteps: number; startFactor?: number; after?: LRScheduler | null }) {
     const w = opts?.warmupSteps;
-    if (!Number.isInteger(w) || w < 1) throw new ArgumentError(`WarmupLR warmupSteps must be a positive integer, got ${describe(w)}`);
+    if (!Number.isInteger(w) || w < 1)
+      throw new ArgumentError(`WarmupLR warmupSteps must be a positive integer, got ${describe(w)}`);
     const f = checkNumber(opts.startFactor ?? 0, 'WarmupLR startFactor', 0, 1);
-    if (opts.after && opts.after.optimizer !== opt) throw new ArgumentError('WarmupLR: `after` must schedule the same optimizer');
+    if (opts.after && opts.after.optimizer !== opt)
+      throw new ArgumentError('WarmupLR: `after` must schedule the same optimizer');
     super(opt);
     this.warmupSteps = w;
     this.startFactor = f;
@@ -97,7 +106,8 @@ export class WarmupLR extends LRScheduler {
   }
   lrAt(t: number): number {
     if (this.warmupSteps === undefined) return this.optimizer.baseLr;
-    if (t < this.warmupSteps) return this.optimizer.baseLr * (this.startFactor + (1 - this.startFactor) * t / this.warmupSteps);
+    if (t < this.warmupSteps)
+      return this.optimizer.baseLr * (this.startFactor + ((1 - this.startFactor) * t) / this.warmupSteps);
     return this.after ? this.after.lrAt(t - this.warmupSteps) : this.optimizer.baseLr;
   }
 }

@@ -36,13 +36,27 @@ export class SGD extends Optimizer {
       throw new ArgumentError('SGD nesterov needs momentum > 0 and dampening 0');
     }
   }
-  protected get kind(): string { return 'SGD'; }
+  protected get kind(): string {
+    return 'SGD';
+  }
   protected hyper(): Record<string, number | boolean> {
-    return { momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov };
+    return {
+      momentum: this.momentum,
+      dampening: this.dampening,
+      weightDecay: this.weightDecay,
+      nesterov: this.nesterov,
+    };
   }
   protected update(i: number, p: Tensor, g: Tensor): void {
     const first = !this.state[i]!.has('momentum');
     const ins = this.momentum > 0 ? [p, g, this.slot(i, 'momentum')] : [p, g];
-    runInPlace('sgdStep', ins, [this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov ? 1 : 0, first ? 1 : 0]);
+    runInPlace('sgdStep', ins, [
+      this.lr,
+      this.momentum,
+      this.dampening,
+      this.weightDecay,
+      this.nesterov ? 1 : 0,
+      first ? 1 : 0,
+    ]);
   }
 }

@@ -4,7 +4,18 @@
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
 import {
-  BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GELU, Linear, MaxPool2d, ReLU, Sequential, Sigmoid, Tanh,
+  BatchNorm1d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Flatten,
+  GELU,
+  Linear,
+  MaxPool2d,
+  ReLU,
+  Sequential,
+  Sigmoid,
+  Tanh,
 } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { cloneModule } from '../nn/spec.js';
@@ -29,7 +40,8 @@ function prunable(model: Module): [string, Tensor][] {
 export function sparsity(x: Module | Tensor): number {
   const ts = isTensor(x) ? [x] : x instanceof Module ? prunable(x).map(([, t]) => t) : null;
   if (!ts) throw new ArgumentError(`sparsity takes a Module or a Tensor, got ${describe(x)}`);
-  let zeros = 0, total = 0;
+  let zeros = 0,
+    total = 0;
   for (const t of ts) {
     const v = t.toArray();
     for (let i = 0; i < v.length; i++) if (v[i] === 0) zeros++;
@@ -39,7 +51,8 @@ export function sparsity(x: Module | Tensor): number {
 }
 
 function checkAmount(a: unknown): number {
-  if (typeof a !== 'number' || !(a >= 0 && a < 1)) throw new ArgumentError(`the pruning amount is a fraction in [0, 1), got ${describe(a)}`);
+  if (typeof a !== 'number' || !(a >= 0 && a < 1))
+    throw new ArgumentError(`the pruning amount is a fraction in [0, 1), got ${describe(a)}`);
   return a;
 }
 
@@ -49,7 +62,10 @@ function threshold(arrays: Float32Array[], k: number): number {
   const n = arrays.reduce((s, a) => s + a.length, 0);
   const all = new Float32Array(n);
   let o = 0;
-  for (const a of arrays) { for (let i = 0; i < a.length; i++) all[o + i] = Math.abs(a[i]!); o += a.length; }
+  for (const a of arrays) {
+    for (let i = 0; i < a.length; i++) all[o + i] = Math.abs(a[i]!);
+    o += a.length;
+  }
   all.sort();
   return all[Math.min(n, k) - 1]!;
 }
@@ -71,11 +87,17 @@ export class Pruner {
   private readonly weights: Map<string, Tensor>;
   private detachFn: (() => void) | null = null;
   private steps = 0;
-  constructor(readonly model: Module, readonly scope: 'layer' | 'global' = 'layer', readonly schedule: GradualSchedule | null = null) {
+  constructor(
+    readonly model: Module,
+    readonly scope: 'layer' | 'global' = 'layer',
+    readonly schedule: GradualSchedule | null = null,
+  ) {
     if (!(model instanceof Module)) throw new ArgumentError(`Pruner takes a kn.nn.Module, got ${describe(model)}`);
-    if (scope !== 'layer' && scope !== 'global') throw new ArgumentError(`scope must be 'layer' or 'global', got ${describe(scope)}`);
+    if (scope !== 'layer' && scope !== 'global')
+      throw new ArgumentError(`scope must be 'layer' or 'global', got ${describe(scope)}`);
     this.weights = new Map(prunable(model));
-    if (this.weights.size === 0) throw new ValidationError(`${model.constructor.name} has no Linear or Conv2d weights to prune`);
+    if (this.weights.size === 0)
+      throw new ValidationError(`${model.constructor.name} has no Linear or Conv2d weights to prune`);
   }
 
   /** Recomputes the masks by magnitude so that `amount` of the weights are zero, and applies them. */
@@ -111,7 +133,9 @@ export class Pruner {
   }
 
   /** Fraction of zeros over the pruned weights. */
-  sparsity(): number { return sparsity(this.model); }
+  sparsity(): number {
+    return sparsity(this.model);
+  }
 
   /**
    * Hooks into `optimizer.step()`: after each step the masks are re-applied, and with a schedule the target
@@ -131,7 +155,10 @@ export class Pruner {
         this.apply();
       }
     };
-    this.detachFn = () => { inst.step = orig; this.detachFn = null; };
+    this.detachFn = () => {
+      inst.step = orig;
+      this.detachFn = null;
+    };
     return this.detachFn;
   }
 
@@ -148,7 +175,8 @@ export class Pruner {
  * holds the masks (attach it to the fine-tuning optimizer).
  */
 export function magnitude(model: Module, opts: MagnitudeOptions): Pruner {
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`magnitude options must be an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(`magnitude options must be an object, got ${describe(opts)}`);
   return new Pruner(model, opts.scope ?? 'layer').prune(checkAmount(opts.amount));
 }
 
@@ -169,7 +197,8 @@ export class GradualSchedule {
     this.endStep = opts.endStep;
     this.frequency = opts.frequency ?? 1;
     const int = (v: number, w: string, min: number): void => {
-      if (!Number.isInteger(v) || v < min) throw new ArgumentError(`GradualSchedule ${w} must be an integer >= ${min}, got ${describe(v)}`);
+      if (!Number.isInteger(v) || v < min)
+        throw new ArgumentError(`GradualSchedule ${w} must be an integer >= ${min}, got ${describe(v)}`);
     };
     int(this.startStep, 'startStep', 0);
     int(this.endStep, 'endStep', this.startStep + 1);
@@ -186,7 +215,8 @@ export class GradualSchedule {
 
 /** A Pruner driven by a GradualSchedule; attach it to the optimizer used for fine-tuning. */
 export function gradual(model: Module, schedule: GradualSchedule, opts: { scope?: 'layer' | 'global' } = {}): Pruner {
-  if (!(schedule instanceof GradualSchedule)) throw new ArgumentError(`gradual needs a kn.prune.GradualSchedule, got ${describe(schedule)}`);
+  if (!(schedule instanceof GradualSchedule))
+    throw new ArgumentError(`gradual needs a kn.prune.GradualSchedule, got ${describe(schedule)}`);
   const p = new Pruner(model, opts.scope ?? 'layer', schedule);
   return schedule.initial > 0 ? p.prune(schedule.initial) : p;
 }
@@ -225,8 +255,10 @@ function take(t: Tensor, idx: number[], axis: number): Tensor {
  * next Linear/Conv2d (through Flatten, column blocks of H*W). Returns a smaller copy; the original stays.
  */
 export function structured(model: Module, opts: StructuredOptions): StructuredResult {
-  if (!(model instanceof Sequential)) throw new ArgumentError(`structured pruning works on a kn.nn.Sequential, got ${describe(model)}`);
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`structured options must be an object, got ${describe(opts)}`);
+  if (!(model instanceof Sequential))
+    throw new ArgumentError(`structured pruning works on a kn.nn.Sequential, got ${describe(model)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(`structured options must be an object, got ${describe(opts)}`);
   const amount = checkAmount(opts.amount);
   const norm = opts.norm ?? 'l2';
   if (norm !== 'l1' && norm !== 'l2') throw new ArgumentError(`norm must be 'l1' or 'l2', got ${describe(norm)}`);
@@ -239,13 +271,24 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
       if (!(l instanceof Linear || l instanceof Conv2d)) continue;
       if (l instanceof Conv2d && (l.opts.groups ?? 1) !== 1) continue;
       // find the consumer: skip pass-through layers, remember BatchNorms and a Flatten on the way
-      let j = i + 1, flatten = false;
+      let j = i + 1,
+        flatten = false;
       const norms: number[] = [];
       while (j < layers.length) {
         const n = layers[j]!;
-        if (PASS_THROUGH.some((c) => n instanceof c)) { j++; continue; }
-        if ((n instanceof BatchNorm1d && l instanceof Linear) || (n instanceof BatchNorm2d && l instanceof Conv2d)) { norms.push(j++); continue; }
-        if (n instanceof Flatten && l instanceof Conv2d && n.startAxis === 1 && (n.endAxis === -1 || n.endAxis === 3)) { flatten = true; j++; continue; }
+        if (PASS_THROUGH.some((c) => n instanceof c)) {
+          j++;
+          continue;
+        }
+        if ((n instanceof BatchNorm1d && l instanceof Linear) || (n instanceof BatchNorm2d && l instanceof Conv2d)) {
+          norms.push(j++);
+          continue;
+        }
+        if (n instanceof Flatten && l instanceof Conv2d && n.startAxis === 1 && (n.endAxis === -1 || n.endAxis === 3)) {
+          flatten = true;
+          j++;
+          continue;
+        }
         break;
       }
       const next = layers[j];
@@ -257,13 +300,20 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
       const keepN = Math.max(1, units - Math.round(amount * units));
       if (keepN === units) continue;
       // unit importance: norm of its weights
-      const w = l.weight.toArray() as Float32Array, per = w.length / units;
+      const w = l.weight.toArray() as Float32Array,
+        per = w.length / units;
       const score = Array.from({ length: units }, (_, u) => {
         let s = 0;
-        for (let k = 0; k < per; k++) { const v = w[u * per + k]!; s += norm === 'l1' ? Math.abs(v) : v * v; }
+        for (let k = 0; k < per; k++) {
+          const v = w[u * per + k]!;
+          s += norm === 'l1' ? Math.abs(v) : v * v;
+        }
         return s;
       });
-      const idx = Array.from({ length: units }, (_, u) => u).sort((a, b) => score[b]! - score[a]! || a - b).slice(0, keepN).sort((a, b) => a - b);
+      const idx = Array.from({ length: units }, (_, u) => u)
+        .sort((a, b) => score[b]! - score[a]! || a - b)
+        .slice(0, keepN)
+        .sort((a, b) => a - b);
       // the pruned layer
       let nl: Linear | Conv2d;
       if (l instanceof Linear) nl = new Linear(l.inFeatures, keepN, { bias: l.bias !== null });
@@ -271,17 +321,28 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
       const w2 = take(l.weight, idx, 0);
       nl.weight.assign(w2);
       w2.dispose();
-      if (l.bias) { const b2 = take(l.bias, idx, 0); nl.bias!.assign(b2); b2.dispose(); }
+      if (l.bias) {
+        const b2 = take(l.bias, idx, 0);
+        nl.bias!.assign(b2);
+        b2.dispose();
+      }
       copy.replaceChild(name, nl); // l is disposed once its consumer has been rebuilt
       layers[i] = nl;
       // the BatchNorms on the way
       for (const k of norms) {
         const bn = layers[k] as BatchNorm1d | BatchNorm2d;
-        const nb = bn instanceof BatchNorm1d ? new BatchNorm1d(keepN, { eps: bn.eps, momentum: bn.momentum, affine: bn.weight !== null })
-          : new BatchNorm2d(keepN, { eps: bn.eps, momentum: bn.momentum, affine: bn.weight !== null });
+        const nb =
+          bn instanceof BatchNorm1d
+            ? new BatchNorm1d(keepN, { eps: bn.eps, momentum: bn.momentum, affine: bn.weight !== null })
+            : new BatchNorm2d(keepN, { eps: bn.eps, momentum: bn.momentum, affine: bn.weight !== null });
         for (const key of ['weight', 'bias', 'runningMean', 'runningVar'] as const) {
-          const src = bn[key], dst = nb[key];
-          if (src && dst) { const t = take(src, idx, 0); dst.assign(t); t.dispose(); }
+          const src = bn[key],
+            dst = nb[key];
+          if (src && dst) {
+            const t = take(src, idx, 0);
+            dst.assign(t);
+            t.dispose();
+          }
         }
         copy.replaceChild(String(k), nb).dispose();
         layers[k] = nb;

@@ -32,7 +32,9 @@ export function quantizeWeightsInt8(w: Tensor): { q: Tensor; scale: Tensor } {
     const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
     const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
     const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };
-    [flat, amax, scale, q].forEach((t) => { if (t !== out.q && t !== out.scale) t.dispose(); });
+    [flat, amax, scale, q].forEach((t) => {
+      if (t !== out.q && t !== out.scale) t.dispose();
+    });
     return out;
   });
 }
@@ -68,7 +70,11 @@ export class QuantLinear extends Module {
   readonly bias: Tensor | null;
   /** [scale, zeroPoint] of the input; scale 0 = dynamic (per row) */
   readonly inputQuant: Tensor;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: { bias?: boolean; act?: ActivationQuant } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { bias?: boolean; act?: ActivationQuant } = {},
+  ) {
     super();
     this.weightQ = this.registerBuffer('weightQ', zeros([outFeatures, inFeatures], { dtype: 'int8' }));
     this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures]).add(1));
@@ -76,14 +82,20 @@ export class QuantLinear extends Module {
     this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
   }
   /** True when the input is quantized per row at run time. */
-  get dynamic(): boolean { return actFrom(this.inputQuant) === 'dynamic'; }
+  get dynamic(): boolean {
+    return actFrom(this.inputQuant) === 'dynamic';
+  }
   forward(x: Tensor): Tensor {
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
-      throw new ShapeError(`QuantLinear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`);
+      throw new ShapeError(
+        `QuantLinear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`,
+      );
     }
     return qlinearInt8(x, this.weightQ, this.weightScale, this.bias, actFrom(this.inputQuant));
   }
-  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, int8, input ${this.dynamic ? 'dynamic' : 'static'}`; }
+  protected override extraRepr(): string {
+    return `${this.inFeatures}, ${this.outFeatures}, int8, input ${this.dynamic ? 'dynamic' : 'static'}`;
+  }
 }
 
 /** int8 Conv2d (groups = 1): im2col with tensor ops, then the int8 kernel. */
@@ -96,10 +108,21 @@ export class QuantConv2d extends Module {
   readonly stride: Pair2;
   readonly padding: Pair2;
   readonly dilation: Pair2;
-  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | Pair2,
-    opts: { stride?: number | Pair2; padding?: number | Pair2; dilation?: number | Pair2; bias?: boolean; act?: ActivationQuant } = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: number | Pair2,
+    opts: {
+      stride?: number | Pair2;
+      padding?: number | Pair2;
+      dilation?: number | Pair2;
+      bias?: boolean;
+      act?: ActivationQuant;
+    } = {},
+  ) {
     super();
-    const p = (v: number | Pair2 | undefined, d: number): Pair2 => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+    const p = (v: number | Pair2 | undefined, d: number): Pair2 =>
+      v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
     this.kernelSize = p(kernelSize, 1);
     this.stride = p(opts.stride, 1);
     this.padding = p(opts.padding, 0);
@@ -115,11 +138,18 @@ export class QuantConv2d extends Module {
       throw new ShapeError(`QuantConv2d expects [N, ${this.inChannels}, H, W], got ${shapeStr(x.shape)}`);
     }
     const [N, C, H, W] = x.shape as [number, number, number, number];
-    const [kh, kw] = this.kernelSize, [sh, sw] = this.stride, [ph, pw] = this.padding, [dh, dw] = this.dilation;
-    const OH = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1, OW = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
+    const [kh, kw] = this.kernelSize,
+      [sh, sw] = this.stride,
+      [ph, pw] = this.padding,
+      [dh, dw] = this.dilation;
+    const OH = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1,
+      OW = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
     if (OH < 1 || OW < 1) throw new ShapeError(`QuantConv2d: input ${shapeStr(x.shape)} is smaller than the kernel`);
     const temps: Tensor[] = [];
-    const keep = <T extends Tensor>(t: T): T => { temps.push(t); return t; };
+    const keep = <T extends Tensor>(t: T): T => {
+      temps.push(t);
+      return t;
+    };
     try {
       let xp = x;
       if (ph) xp = keep(concat([keep(zeros([N, C, ph, W])), xp, keep(zeros([N, C, ph, W]))], 2));
@@ -127,7 +157,16 @@ export class QuantConv2d extends Module {
       const cols: Tensor[] = [];
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
-          cols.push(keep(slice(xp, [0, 0, i * dh, j * dw], [N, C, i * dh + sh * (OH - 1) + 1, j * dw + sw * (OW - 1) + 1], [1, 1, sh, sw])));
+          cols.push(
+            keep(
+              slice(
+                xp,
+                [0, 0, i * dh, j * dw],
+                [N, C, i * dh + sh * (OH - 1) + 1, j * dw + sw * (OW - 1) + 1],
+                [1, 1, sh, sw],
+              ),
+            ),
+          );
         }
       }
       const st = keep(stack(cols, 2)); // [N, C, kh*kw, OH, OW]
@@ -139,7 +178,9 @@ export class QuantConv2d extends Module {
       for (const t of temps) if (t !== x) t.dispose();
     }
   }
-  protected override extraRepr(): string { return `${this.inChannels}, ${this.outChannels}, kernel=${this.kernelSize.join('x')}, int8`; }
+  protected override extraRepr(): string {
+    return `${this.inChannels}, ${this.outChannels}, kernel=${this.kernelSize.join('x')}, int8`;
+  }
 }
 
 /**
@@ -150,20 +191,32 @@ export class Int4Linear extends Module {
   readonly weightPacked: Tensor;
   readonly weightScale: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly groupSize: number, opts: { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    readonly groupSize: number,
+    opts: { bias?: boolean } = {},
+  ) {
     super();
     if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
-      throw new ArgumentError(`Int4Linear groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+      throw new ArgumentError(
+        `Int4Linear groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,
+      );
     }
     const G = Math.ceil(inFeatures / groupSize);
-    this.weightPacked = this.registerBuffer('weightPacked', zeros([outFeatures, (G * groupSize) / 2], { dtype: 'uint8' }));
+    this.weightPacked = this.registerBuffer(
+      'weightPacked',
+      zeros([outFeatures, (G * groupSize) / 2], { dtype: 'uint8' }),
+    );
     this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures, G]).add(1));
     this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
   }
   /** The float32 weight [out, in] these int4 values stand for. */
   dequantized(): Tensor {
     return noGrad(() => {
-      const N = this.outFeatures, G = this.weightScale.shape[1]!, g = this.groupSize;
+      const N = this.outFeatures,
+        G = this.weightScale.shape[1]!,
+        g = this.groupSize;
       const p = cast(this.weightPacked, 'int32');
       const hi = cast(cast(div(p, 16), 'int32'), 'float32'); // p >= 0: truncation is floor
       const lo = sub(cast(p, 'float32'), mul(hi, 16));
@@ -178,10 +231,13 @@ export class Int4Linear extends Module {
   }
   forward(x: Tensor): Tensor {
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
-      throw new ShapeError(`Int4Linear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`);
+      throw new ShapeError(
+        `Int4Linear expects inputs whose last dimension is ${this.inFeatures}, got ${shapeStr(x.shape)}`,
+      );
     }
     // inference: one kernel that dequantizes as it multiplies; with a gradient to carry back to x, the composite
-    if (!(x.requiresGrad && isGradEnabled())) return qlinearInt4(x, this.weightPacked, this.weightScale, this.bias, this.groupSize);
+    if (!(x.requiresGrad && isGradEnabled()))
+      return qlinearInt4(x, this.weightPacked, this.weightScale, this.bias, this.groupSize);
     const w = this.dequantized();
     const y = x.matmul(w.transpose());
     w.dispose();
@@ -190,29 +246,37 @@ export class Int4Linear extends Module {
     y.dispose();
     return r;
   }
-  protected override extraRepr(): string { return `${this.inFeatures}, ${this.outFeatures}, int4 groups of ${this.groupSize}`; }
+  protected override extraRepr(): string {
+    return `${this.inFeatures}, ${this.outFeatures}, int4 groups of ${this.groupSize}`;
+  }
 }
 
 /** Quantizes w [N, K] to int4 groups: packed uint8 [N, G*g/2] and scales [N, G] (max|w| of the group / 7). */
 export function quantizeWeightsInt4(w: Tensor, groupSize: number): { packed: Tensor; scale: Tensor } {
   if (w.ndim !== 2) throw new ShapeError(`int4 quantization takes a 2-D weight, got ${shapeStr(w.shape)}`);
   if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
-    throw new ArgumentError(`int4 groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+    throw new ArgumentError(
+      `int4 groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,
+    );
   }
   return noGrad(() => {
     const [N, K] = w.shape as [number, number];
-    const G = Math.ceil(K / groupSize), g = groupSize;
+    const G = Math.ceil(K / groupSize),
+      g = groupSize;
     const padded = G * g === K ? w.clone() : concat([w, zeros([N, G * g - K])], 1);
     const grouped = reshape(padded, [N, G, g]);
     const amax = grouped.abs().max(2, true);
     const scale = div(amax, 7).maximum(1e-12);
     const q = clamp(roundHalfEven(div(grouped, scale)), -8, 7).add(INT4_LAYOUT.offset); // 0..15
     const pairs = reshape(q, [N, (G * g) / 2, 2]);
-    const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]), hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);
+    const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]),
+      hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);
     const byte = reshape(add(lo, mul(hi, 16)), [N, (G * g) / 2]);
     const packed = cast(byte, 'uint8');
     const sc = reshape(scale, [N, G]);
-    [padded, grouped, amax, scale, q, pairs, lo, hi, byte].forEach((t) => { if (t !== sc) t.dispose(); });
+    [padded, grouped, amax, scale, q, pairs, lo, hi, byte].forEach((t) => {
+      if (t !== sc) t.dispose();
+    });
     return { packed, scale: sc };
   });
 }

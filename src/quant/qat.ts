@@ -22,11 +22,14 @@ import { affineParams, childSlots, int8Layer } from './quantize.js';
  * @example kn.quant.fakeQuant(kn.tensor([0.26, 5]), 0.1, 0, -127, 127).toList() // [0.30000001192092896, 5]
  */
 export function fakeQuant(x: Tensor, scale: number | Tensor, zeroPoint: number, qmin: number, qmax: number): Tensor {
-  if (typeof scale === 'number' && !(scale > 0)) throw new ArgumentError(`fakeQuant scale must be > 0, got ${describe(scale)}`);
-  if (!Number.isInteger(qmin) || !Number.isInteger(qmax) || qmin >= qmax) throw new ArgumentError(`fakeQuant needs integers qmin < qmax, got ${qmin} and ${qmax}`);
+  if (typeof scale === 'number' && !(scale > 0))
+    throw new ArgumentError(`fakeQuant scale must be > 0, got ${describe(scale)}`);
+  if (!Number.isInteger(qmin) || !Number.isInteger(qmax) || qmin >= qmax)
+    throw new ArgumentError(`fakeQuant needs integers qmin < qmax, got ${qmin} and ${qmax}`);
   const st = typeof scale === 'number' ? tensor(scale, [], { backend: x.backend }) : scale;
   // the representable interval [(qmin - z) s, (qmax - z) s]; clamping into it carries the STE mask
-  const lo = mul(st, qmin - zeroPoint), hi = mul(st, qmax - zeroPoint);
+  const lo = mul(st, qmin - zeroPoint),
+    hi = mul(st, qmax - zeroPoint);
   const xc = minimum(maximum(x, lo), hi);
   const q = noGrad(() => {
     const r = roundHalfEven(div(xc, st).add(zeroPoint));
@@ -53,7 +56,8 @@ abstract class QatBase extends Module {
   protected quantInput(x: Tensor): Tensor {
     if (this.training) {
       noGrad(() => {
-        const lo = x.min().item(), hi = x.max().item();
+        const lo = x.min().item(),
+          hi = x.max().item();
         const [rlo, rhi] = Array.from(this.inputRange.toArray() as Float32Array) as [number, number];
         const m = this.rangeMomentum;
         const next = Number.isFinite(rlo) ? [rlo + m * (lo - rlo), rhi + m * (hi - rhi)] : [lo, hi];
@@ -88,7 +92,11 @@ abstract class QatBase extends Module {
 export class QatLinear extends QatBase {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, from?: Linear) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    from?: Linear,
+  ) {
     super();
     const src = from ?? new Linear(inFeatures, outFeatures);
     this.weight = this.registerParameter('weight', src.weight.detach().clone());
@@ -129,7 +137,12 @@ export class QatConv2d extends QatBase {
     const xq = this.quantInput(x);
     const wq = this.quantWeight(this.weight);
     const { stride, padding, dilation, groups } = this.opts;
-    const y = conv2d(xq, wq, this.bias, { ...(stride !== undefined ? { stride } : {}), ...(padding !== undefined ? { padding } : {}), ...(dilation !== undefined ? { dilation } : {}), ...(groups !== undefined ? { groups } : {}) });
+    const y = conv2d(xq, wq, this.bias, {
+      ...(stride !== undefined ? { stride } : {}),
+      ...(padding !== undefined ? { padding } : {}),
+      ...(dilation !== undefined ? { dilation } : {}),
+      ...(groups !== undefined ? { groups } : {}),
+    });
     if (xq !== x) xq.dispose();
     wq.dispose();
     return y;
@@ -152,8 +165,13 @@ function swapAll(model: Module, make: (m: Module) => Module | null): void {
 export function prepareQat(model: Module): Module {
   if (!(model instanceof Module)) throw new ArgumentError(`prepareQat takes a kn.nn.Module, got ${describe(model)}`);
   const copy = cloneModule(model);
-  swapAll(copy, (m) => (m instanceof Linear ? new QatLinear(m.inFeatures, m.outFeatures, m)
-    : m instanceof Conv2d && (m.opts.groups ?? 1) === 1 ? new QatConv2d(m) : null));
+  swapAll(copy, (m) =>
+    m instanceof Linear
+      ? new QatLinear(m.inFeatures, m.outFeatures, m)
+      : m instanceof Conv2d && (m.opts.groups ?? 1) === 1
+        ? new QatConv2d(m)
+        : null,
+  );
   return copy;
 }
 
@@ -161,11 +179,12 @@ export function prepareQat(model: Module): Module {
 export function convertQat(model: Module): Module {
   if (!(model instanceof Module)) throw new ArgumentError(`convertQat takes a kn.nn.Module, got ${describe(model)}`);
   const targets = model.namedModules().filter(([n, m]) => n !== '' && m instanceof QatBase);
-  if (!targets.length) throw new ArgumentError('convertQat: the model has no QAT layers (use kn.quant.prepareQat first)');
+  if (!targets.length)
+    throw new ArgumentError('convertQat: the model has no QAT layers (use kn.quant.prepareQat first)');
   swapAll(model, (m) => {
     if (!(m instanceof QatBase)) return null;
     const [lo, hi] = Array.from(m.inputRange.toArray() as Float32Array) as [number, number];
-    const act = Number.isFinite(lo) ? affineParams([lo, hi]) : 'dynamic' as const;
+    const act = Number.isFinite(lo) ? affineParams([lo, hi]) : ('dynamic' as const);
     const q = m as QatLinear | QatConv2d;
     return int8Layer(q.weight, q.bias, act, q instanceof QatConv2d ? q.opts : {});
   });

@@ -67,18 +67,32 @@ export function sqnr(ref: Tensor, approx: Tensor): number {
   });
 }
 
-interface Target { name: string; parent: Module; key: string; layer: Linear | Conv2d }
+interface Target {
+  name: string;
+  parent: Module;
+  key: string;
+  layer: Linear | Conv2d;
+}
 
 function batchesOf(c: Tensor | readonly Tensor[] | undefined): Tensor[] {
   if (c === undefined) return [];
   const list = isTensor(c) ? [c] : c;
-  if (!Array.isArray(list) || !list.every(isTensor)) throw new ArgumentError(`calibration must be a Tensor or a list of Tensors, got ${describe(c)}`);
+  if (!Array.isArray(list) || !list.every(isTensor))
+    throw new ArgumentError(`calibration must be a Tensor or a list of Tensors, got ${describe(c)}`);
   return [...list];
 }
 
 /** Collects the inputs of every target layer over the calibration batches (forward is wrapped, then restored). */
-function observeInputs(model: Module, targets: Target[], batches: Tensor[], method: 'minmax' | 'percentile', pct: number): Map<string, [number, number]> {
-  const lo = new Map<string, number>(), hi = new Map<string, number>(), samples = new Map<string, number[]>();
+function observeInputs(
+  model: Module,
+  targets: Target[],
+  batches: Tensor[],
+  method: 'minmax' | 'percentile',
+  pct: number,
+): Map<string, [number, number]> {
+  const lo = new Map<string, number>(),
+    hi = new Map<string, number>(),
+    samples = new Map<string, number[]>();
   const MAX_SAMPLES = 200_000;
   for (const t of targets) {
     const layer = t.layer as Module & { forward: (x: Tensor) => Tensor };
@@ -86,8 +100,13 @@ function observeInputs(model: Module, targets: Target[], batches: Tensor[], meth
     layer.forward = (x: Tensor): Tensor => {
       const v = x.toArray() as Float32Array;
       if (method === 'minmax') {
-        let a = lo.get(t.name) ?? 0, b = hi.get(t.name) ?? 0;
-        for (let i = 0; i < v.length; i++) { const e = v[i]!; if (e < a) a = e; if (e > b) b = e; }
+        let a = lo.get(t.name) ?? 0,
+          b = hi.get(t.name) ?? 0;
+        for (let i = 0; i < v.length; i++) {
+          const e = v[i]!;
+          if (e < a) a = e;
+          if (e > b) b = e;
+        }
         lo.set(t.name, a);
         hi.set(t.name, b);
       } else {
@@ -100,7 +119,12 @@ function observeInputs(model: Module, targets: Target[], batches: Tensor[], meth
     };
   }
   try {
-    noGrad(() => { for (const b of batches) tidy(() => { model.call(b); }); });
+    noGrad(() => {
+      for (const b of batches)
+        tidy(() => {
+          model.call(b);
+        });
+    });
   } finally {
     for (const t of targets) delete (t.layer as unknown as Record<string, unknown>).forward;
   }
@@ -118,8 +142,10 @@ function observeInputs(model: Module, targets: Target[], batches: Tensor[], meth
 
 /** uint8 affine parameters for a range that holds 0. */
 export function affineParams(range: readonly [number, number]): { scale: number; zeroPoint: number } {
-  const lo = Math.min(0, range[0]), hi = Math.max(0, range[1]);
-  if (!(Number.isFinite(lo) && Number.isFinite(hi))) throw new ValidationError(`activation range [${lo}, ${hi}] is not finite`);
+  const lo = Math.min(0, range[0]),
+    hi = Math.max(0, range[1]);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi)))
+    throw new ValidationError(`activation range [${lo}, ${hi}] is not finite`);
   if (hi === lo) return { scale: 1, zeroPoint: 0 };
   const scale = Math.fround((hi - lo) / 255);
   return { scale, zeroPoint: Math.min(255, Math.max(0, Math.round(-lo / scale))) };
@@ -129,15 +155,27 @@ export function affineParams(range: readonly [number, number]): { scale: number;
  * An int8 layer standing for a float Linear ([out, in] weight) or Conv2d ([out, in, kh, kw] weight, groups 1):
  * the weight quantized per output channel, the bias, and how the input is quantized.
  */
-export function int8Layer(weight: Tensor, bias: Tensor | null, act: ActivationQuant, conv: Conv2dLayerOptions = {}): QuantLinear | QuantConv2d {
+export function int8Layer(
+  weight: Tensor,
+  bias: Tensor | null,
+  act: ActivationQuant,
+  conv: Conv2dLayerOptions = {},
+): QuantLinear | QuantConv2d {
   return noGrad(() => {
     const { q, scale } = quantizeWeightsInt8(weight);
     const [out, inp, kh, kw] = weight.shape as [number, number, number?, number?];
-    const p2 = (v: Pair | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]]);
-    const m = weight.ndim === 2 ? new QuantLinear(inp, out, { bias: bias !== null, act })
-      : new QuantConv2d(inp, out, [kh!, kw!], {
-        stride: p2(conv.stride, 1), padding: p2(conv.padding, 0), dilation: p2(conv.dilation, 1), bias: bias !== null, act,
-      });
+    const p2 = (v: Pair | undefined, d: number): [number, number] =>
+      v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
+    const m =
+      weight.ndim === 2
+        ? new QuantLinear(inp, out, { bias: bias !== null, act })
+        : new QuantConv2d(inp, out, [kh!, kw!], {
+            stride: p2(conv.stride, 1),
+            padding: p2(conv.padding, 0),
+            dilation: p2(conv.dilation, 1),
+            bias: bias !== null,
+            act,
+          });
     m.weightQ.assign(q);
     m.weightScale.assign(scale);
     if (bias) m.bias!.assign(bias);
@@ -180,20 +218,27 @@ function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQ
  */
 export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
   if (!(model instanceof Module)) throw new ArgumentError(`quantize takes a kn.nn.Module, got ${describe(model)}`);
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`quantize options must be an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(`quantize options must be an object, got ${describe(opts)}`);
   const scheme = opts.scheme;
-  if (scheme !== 'int8' && scheme !== 'int8-dynamic' && scheme !== 'int4') throw new ArgumentError(`scheme must be 'int8', 'int8-dynamic' or 'int4', got ${describe(scheme)}`);
+  if (scheme !== 'int8' && scheme !== 'int8-dynamic' && scheme !== 'int4')
+    throw new ArgumentError(`scheme must be 'int8', 'int8-dynamic' or 'int4', got ${describe(scheme)}`);
   const method = opts.method ?? 'minmax';
-  if (method !== 'minmax' && method !== 'percentile') throw new ArgumentError(`method must be 'minmax' or 'percentile', got ${describe(method)}`);
+  if (method !== 'minmax' && method !== 'percentile')
+    throw new ArgumentError(`method must be 'minmax' or 'percentile', got ${describe(method)}`);
   const pct = opts.percentile ?? 99.99;
   if (!(pct > 50 && pct <= 100)) throw new ArgumentError(`percentile must be in (50, 100], got ${describe(pct)}`);
   const groupSize = opts.groupSize ?? 32;
   if (scheme === 'int4' && !(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
-    throw new ArgumentError(`groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`);
+    throw new ArgumentError(
+      `groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,
+    );
   }
   const batches = batchesOf(opts.calibration);
   if (scheme === 'int8' && batches.length === 0) {
-    throw new ArgumentError("scheme 'int8' quantizes activations with ranges from calibration data: pass calibration inputs, or use 'int8-dynamic'");
+    throw new ArgumentError(
+      "scheme 'int8' quantizes activations with ranges from calibration data: pass calibration inputs, or use 'int8-dynamic'",
+    );
   }
   const keepFloat = new Set(opts.keepFloat ?? []);
 
@@ -204,17 +249,37 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
   const slots = childSlots(copy);
   for (const [name, m] of copy.namedModules()) {
     if (!(m instanceof Linear || m instanceof Conv2d)) continue;
-    const rep: LayerReport = { name, type: m.constructor.name, quantized: 'float', sqnrDb: null, reason: null, inputRange: null };
+    const rep: LayerReport = {
+      name,
+      type: m.constructor.name,
+      quantized: 'float',
+      sqnrDb: null,
+      reason: null,
+      inputRange: null,
+    };
     reports.set(name, rep);
     const slot = slots.get(name);
-    if (!slot) { rep.reason = 'the model itself is a single layer; wrap it in a Sequential'; continue; }
-    if (keepFloat.has(name)) { rep.reason = 'keepFloat'; continue; }
-    if (m instanceof Conv2d && scheme === 'int4') { rep.reason = 'int4 covers Linear layers only'; continue; }
-    if (m instanceof Conv2d && (m.opts.groups ?? 1) !== 1) { rep.reason = 'grouped convolution is not quantized'; continue; }
+    if (!slot) {
+      rep.reason = 'the model itself is a single layer; wrap it in a Sequential';
+      continue;
+    }
+    if (keepFloat.has(name)) {
+      rep.reason = 'keepFloat';
+      continue;
+    }
+    if (m instanceof Conv2d && scheme === 'int4') {
+      rep.reason = 'int4 covers Linear layers only';
+      continue;
+    }
+    if (m instanceof Conv2d && (m.opts.groups ?? 1) !== 1) {
+      rep.reason = 'grouped convolution is not quantized';
+      continue;
+    }
     targets.push({ name, ...slot, layer: m });
   }
 
-  const ranges = scheme === 'int8' ? observeInputs(copy, targets, batches, method, pct) : new Map<string, [number, number]>();
+  const ranges =
+    scheme === 'int8' ? observeInputs(copy, targets, batches, method, pct) : new Map<string, [number, number]>();
   const replacement = new Map<string, Module>();
   for (const t of targets) {
     const range = ranges.get(t.name);
@@ -225,15 +290,19 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
 
   // sensitivity: each layer quantized alone, the model output compared with the float model's
   const refs = batches.length ? noGrad(() => batches.map((b) => copy.call(b))) : [];
-  const outputSqnr = (): number => noGrad(() => {
-    let s = 0, n = 0;
-    batches.forEach((b, i) => tidy(() => {
-      const y = copy.call(b);
-      s += refs[i]!.mul(refs[i]!).sum().item();
-      n += refs[i]!.sub(y).pow(2).sum().item();
-    }));
-    return n === 0 ? Infinity : 10 * Math.log10(s / n);
-  });
+  const outputSqnr = (): number =>
+    noGrad(() => {
+      let s = 0,
+        n = 0;
+      batches.forEach((b, i) =>
+        tidy(() => {
+          const y = copy.call(b);
+          s += refs[i]!.mul(refs[i]!).sum().item();
+          n += refs[i]!.sub(y).pow(2).sum().item();
+        }),
+      );
+      return n === 0 ? Infinity : 10 * Math.log10(s / n);
+    });
   if (batches.length) {
     for (const t of targets) {
       t.parent.replaceChild(t.key, replacement.get(t.name)!);

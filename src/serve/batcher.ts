@@ -79,12 +79,15 @@ interface Pending<I, O> {
 
 function checkCount(v: unknown, what: string, min: number, allowInf = false): number {
   if (typeof v !== 'number' || Number.isNaN(v) || v < min || (!Number.isInteger(v) && !(allowInf && v === Infinity))) {
-    throw new ArgumentError(`${what} must be an integer >= ${min}${allowInf ? ' or Infinity' : ''}, got ${describe(v)}`);
+    throw new ArgumentError(
+      `${what} must be an integer >= ${min}${allowInf ? ' or Infinity' : ''}, got ${describe(v)}`,
+    );
   }
   return v;
 }
 function checkMs(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !(v >= 0)) throw new ArgumentError(`${what} must be a number of milliseconds >= 0, got ${describe(v)}`);
+  if (typeof v !== 'number' || !(v >= 0))
+    throw new ArgumentError(`${what} must be a number of milliseconds >= 0, got ${describe(v)}`);
   return v;
 }
 
@@ -105,30 +108,51 @@ export class Batcher<I, O> {
   private closing = false;
   private readonly idleWaiters: (() => void)[] = [];
   private readonly onBatch: ((info: BatchInfo) => void) | undefined;
-  readonly stats: BatcherStats = { submitted: 0, completed: 0, failed: 0, timedOut: 0, aborted: 0, rejected: 0, batches: 0 };
+  readonly stats: BatcherStats = {
+    submitted: 0,
+    completed: 0,
+    failed: 0,
+    timedOut: 0,
+    aborted: 0,
+    rejected: 0,
+    batches: 0,
+  };
 
-  constructor(private readonly fn: (inputs: I[]) => Promise<O[]> | O[], opts: BatcherOptions = {}) {
-    if (typeof fn !== 'function') throw new ArgumentError(`Batcher needs a function (inputs[]) => outputs[], got ${describe(fn)}`);
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError(`Batcher options must be an object, got ${describe(opts)}`);
+  constructor(
+    private readonly fn: (inputs: I[]) => Promise<O[]> | O[],
+    opts: BatcherOptions = {},
+  ) {
+    if (typeof fn !== 'function')
+      throw new ArgumentError(`Batcher needs a function (inputs[]) => outputs[], got ${describe(fn)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError(`Batcher options must be an object, got ${describe(opts)}`);
     this.maxBatchSize = checkCount(opts.maxBatchSize ?? 32, 'maxBatchSize', 1);
     this.maxDelayMs = checkMs(opts.maxDelayMs ?? 2, 'maxDelayMs');
     this.timeoutMs = opts.timeoutMs === undefined ? undefined : checkMs(opts.timeoutMs, 'timeoutMs');
     this.maxQueue = checkCount(opts.maxQueue ?? 1024, 'maxQueue', 1, true);
     this.concurrency = checkCount(opts.concurrency ?? 1, 'concurrency', 1);
-    if (opts.onBatch !== undefined && typeof opts.onBatch !== 'function') throw new ArgumentError(`onBatch must be a function, got ${describe(opts.onBatch)}`);
+    if (opts.onBatch !== undefined && typeof opts.onBatch !== 'function')
+      throw new ArgumentError(`onBatch must be a function, got ${describe(opts.onBatch)}`);
     this.onBatch = opts.onBatch;
   }
 
   /** Requests waiting for a batch. */
-  get queueDepth(): number { return this.queue.length; }
+  get queueDepth(): number {
+    return this.queue.length;
+  }
   /** Batches in the model now. */
-  get inFlight(): number { return this.running; }
+  get inFlight(): number {
+    return this.running;
+  }
   /** True once close() was called. */
-  get closed(): boolean { return this.closing; }
+  get closed(): boolean {
+    return this.closing;
+  }
 
   /** Queues one input; resolves with its output row, or rejects with a ServeError. */
   submit(input: I, opts: SubmitOptions = {}): Promise<O> {
-    if (opts === null || typeof opts !== 'object') return Promise.reject(new ArgumentError(`submit options must be an object, got ${describe(opts)}`));
+    if (opts === null || typeof opts !== 'object')
+      return Promise.reject(new ArgumentError(`submit options must be an object, got ${describe(opts)}`));
     if (this.closing) {
       this.stats.rejected++;
       return Promise.reject(new BatcherClosedError('the batcher is closed and takes no new requests'));
@@ -137,7 +161,8 @@ export class Batcher<I, O> {
     let timeoutMs: number | undefined;
     try {
       timeoutMs = opts.timeoutMs === undefined ? this.timeoutMs : checkMs(opts.timeoutMs, 'timeoutMs');
-      if (signal !== undefined && !(signal instanceof AbortSignal)) throw new ArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
+      if (signal !== undefined && !(signal instanceof AbortSignal))
+        throw new ArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -147,11 +172,24 @@ export class Batcher<I, O> {
     }
     if (this.queue.length >= this.maxQueue) {
       this.stats.rejected++;
-      return Promise.reject(new QueueFullError(`the queue is full (${this.queue.length} requests waiting, maxQueue ${this.maxQueue}); retry later`));
+      return Promise.reject(
+        new QueueFullError(
+          `the queue is full (${this.queue.length} requests waiting, maxQueue ${this.maxQueue}); retry later`,
+        ),
+      );
     }
     this.stats.submitted++;
     return new Promise<O>((resolve, reject) => {
-      const p: Pending<I, O> = { input, resolve, reject, settled: false, enqueuedAt: performance.now(), timer: undefined, signal, onAbort: undefined };
+      const p: Pending<I, O> = {
+        input,
+        resolve,
+        reject,
+        settled: false,
+        enqueuedAt: performance.now(),
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+      };
       if (timeoutMs !== undefined && timeoutMs !== Infinity) {
         p.timer = setTimeout(() => {
           this.stats.timedOut++;
@@ -177,7 +215,8 @@ export class Batcher<I, O> {
   async close(opts: { drain?: boolean } = {}): Promise<void> {
     this.closing = true;
     if (opts.drain === false) {
-      for (const p of [...this.queue]) this.fail(p, new BatcherClosedError('the batcher was closed before this request ran'));
+      for (const p of [...this.queue])
+        this.fail(p, new BatcherClosedError('the batcher was closed before this request ran'));
     }
     this.schedule();
     if (this.running === 0 && this.queue.length === 0) return;
@@ -203,16 +242,24 @@ export class Batcher<I, O> {
   private schedule(): void {
     while (this.running < this.concurrency && this.queue.length > 0) {
       const oldest = this.queue[0]!;
-      const due = this.closing || this.queue.length >= this.maxBatchSize ||
+      const due =
+        this.closing ||
+        this.queue.length >= this.maxBatchSize ||
         performance.now() - oldest.enqueuedAt >= this.maxDelayMs;
       if (!due) {
         if (!this.timer) {
           const wait = Math.max(0, this.maxDelayMs - (performance.now() - oldest.enqueuedAt));
-          this.timer = setTimeout(() => { this.timer = undefined; this.schedule(); }, wait);
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            this.schedule();
+          }, wait);
         }
         return;
       }
-      if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
       void this.runBatch(this.queue.splice(0, this.maxBatchSize));
     }
     this.checkIdle();
@@ -229,10 +276,15 @@ export class Batcher<I, O> {
       try {
         outs = await this.fn(batch.map((p) => p.input));
       } catch (e) {
-        throw new ModelError(`the model failed on a batch of ${batch.length}: ${e instanceof Error ? e.message : String(e)}`, e);
+        throw new ModelError(
+          `the model failed on a batch of ${batch.length}: ${e instanceof Error ? e.message : String(e)}`,
+          e,
+        );
       }
       if (!Array.isArray(outs) || outs.length !== batch.length) {
-        throw new ModelError(`the model returned ${Array.isArray(outs) ? `${outs.length} outputs` : describe(outs)} for a batch of ${batch.length} inputs (expected one output per input)`);
+        throw new ModelError(
+          `the model returned ${Array.isArray(outs) ? `${outs.length} outputs` : describe(outs)} for a batch of ${batch.length} inputs (expected one output per input)`,
+        );
       }
       batch.forEach((p, i) => {
         if (this.detach(p)) {
@@ -251,8 +303,15 @@ export class Batcher<I, O> {
     } finally {
       this.running--;
       try {
-        this.onBatch?.({ size: batch.length, ms: performance.now() - t0, waitMs, ...(error !== undefined ? { error } : {}) });
-      } catch { /* a metrics hook must not break serving */ }
+        this.onBatch?.({
+          size: batch.length,
+          ms: performance.now() - t0,
+          waitMs,
+          ...(error !== undefined ? { error } : {}),
+        });
+      } catch {
+        /* a metrics hook must not break serving */
+      }
       this.schedule();
     }
   }

@@ -1,8 +1,31 @@
 // kn.serve: dynamic batching and an HTTP model server.
 export {
-  Batcher, ServeError, QueueFullError, RequestTimeoutError, RequestAbortedError, BatcherClosedError, ModelError,
-  type BatcherOptions, type BatchInfo, type SubmitOptions, type BatcherStats,
+  Batcher,
+  ServeError,
+  QueueFullError,
+  RequestTimeoutError,
+  RequestAbortedError,
+  BatcherClosedError,
+  ModelError,
+  type BatcherOptions,
+  type BatchInfo,
+  type SubmitOptions,
+  type BatcherStats,
 } from './batcher.js';
-export { rowModel, inferInputShape, resolveInputShape, type ServableModel, type BatchTransform, type RowModel } from './model.js';
-export { createServer, ReloadError, INPUT_SHAPE_METADATA_KEY, type ServerOptions, type ModelServer, type Served } from './server.js';
+export {
+  rowModel,
+  inferInputShape,
+  resolveInputShape,
+  type ServableModel,
+  type BatchTransform,
+  type RowModel,
+} from './model.js';
+export {
+  createServer,
+  ReloadError,
+  INPUT_SHAPE_METADATA_KEY,
+  type ServerOptions,
+  type ModelServer,
+  type Served,
+} from './server.js';
 export { RequestLog, readRequestLog, type RequestLogRecord, type RequestLogData } from './log.js';

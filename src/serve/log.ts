@@ -27,8 +27,12 @@ export class RequestLog {
   written = 0;
   /** The write error that stopped logging, if any. */
   failure: Error | null = null;
-  constructor(readonly path: string, private readonly onError?: (e: Error) => void) {
-    if (typeof path !== 'string' || path === '') throw new ArgumentError(`the request log needs a file path, got ${describe(path)}`);
+  constructor(
+    readonly path: string,
+    private readonly onError?: (e: Error) => void,
+  ) {
+    if (typeof path !== 'string' || path === '')
+      throw new ArgumentError(`the request log needs a file path, got ${describe(path)}`);
     this.stream = createWriteStream(path, { flags: 'a' });
     this.stream.on('error', (e) => {
       this.failure = e;
@@ -68,12 +72,22 @@ export interface RequestLogData {
  * Reads a request log back. Optionally only records of one model version. Malformed lines throw FormatError
  * with their line number, except a cut-off last line, which is skipped and reported.
  */
-export async function readRequestLog(path: string, opts: { version?: string; backend?: BackendName } = {}): Promise<RequestLogData> {
-  if (typeof path !== 'string' || path === '') throw new ArgumentError(`readRequestLog needs a file path, got ${describe(path)}`);
+export async function readRequestLog(
+  path: string,
+  opts: { version?: string; backend?: BackendName } = {},
+): Promise<RequestLogData> {
+  if (typeof path !== 'string' || path === '')
+    throw new ArgumentError(`readRequestLog needs a file path, got ${describe(path)}`);
   const text = await readFile(path, 'utf8');
   const lines = text.split('\n');
-  const ins: number[][] = [], outs: number[][] = [], versions: string[] = [], ids: string[] = [];
-  let errors = 0, truncatedTail = false, F = -1, K = -1;
+  const ins: number[][] = [],
+    outs: number[][] = [],
+    versions: string[] = [],
+    ids: string[] = [];
+  let errors = 0,
+    truncatedTail = false,
+    F = -1,
+    K = -1;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (line === '') continue;
@@ -81,17 +95,33 @@ export async function readRequestLog(path: string, opts: { version?: string; bac
     try {
       r = JSON.parse(line) as Partial<RequestLogRecord>;
     } catch {
-      if (i === lines.length - 1) { truncatedTail = true; continue; }
+      if (i === lines.length - 1) {
+        truncatedTail = true;
+        continue;
+      }
       throw new FormatError(`${path}:${i + 1}: not a JSON line`);
     }
     if (r === null || typeof r !== 'object' || !Array.isArray(r.input) || typeof r.version !== 'string') {
       throw new FormatError(`${path}:${i + 1}: not a request-log record (needs input[] and version)`);
     }
     if (opts.version !== undefined && r.version !== opts.version) continue;
-    if (!Array.isArray(r.output)) { errors++; continue; }
-    if (F < 0) { F = r.input.length; K = r.output.length; }
-    if (r.input.length !== F || r.output.length !== K || !r.input.every((v) => typeof v === 'number') || !r.output.every((v) => typeof v === 'number')) {
-      throw new FormatError(`${path}:${i + 1}: record has ${r.input.length} inputs and ${r.output.length} outputs of numbers expected, earlier records had ${F} and ${K}`);
+    if (!Array.isArray(r.output)) {
+      errors++;
+      continue;
+    }
+    if (F < 0) {
+      F = r.input.length;
+      K = r.output.length;
+    }
+    if (
+      r.input.length !== F ||
+      r.output.length !== K ||
+      !r.input.every((v) => typeof v === 'number') ||
+      !r.output.every((v) => typeof v === 'number')
+    ) {
+      throw new FormatError(
+        `${path}:${i + 1}: record has ${r.input.length} inputs and ${r.output.length} outputs of numbers expected, earlier records had ${F} and ${K}`,
+      );
     }
     ins.push(r.input);
     outs.push(r.output);
@@ -103,6 +133,9 @@ export async function readRequestLog(path: string, opts: { version?: string; bac
   return {
     inputs: tensor(Float32Array.from(ins.flat()), [N, Math.max(F, 0)], b),
     outputs: tensor(Float32Array.from(outs.flat()), [N, Math.max(K, 0)], b),
-    versions, ids, errors, truncatedTail,
+    versions,
+    ids,
+    errors,
+    truncatedTail,
   };
 }

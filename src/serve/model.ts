@@ -16,7 +16,9 @@ export type ServableModel = Module | ((x: Tensor) => Tensor);
 
 /** Something with `transform(x)`, such as a fitted kn.data.StandardScaler, applied to each batch (as a table
  * [B, features]) before the model. */
-export interface BatchTransform { transform(x: Tensor): Tensor }
+export interface BatchTransform {
+  transform(x: Tensor): Tensor;
+}
 
 /** A model that maps float32 rows to float32 rows. */
 export interface RowModel {
@@ -37,14 +39,20 @@ export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
  * A model's per-example input shape: the one given, else the file metadata's (INPUT_SHAPE_METADATA_KEY; a
  * malformed entry is ignored), else what its first layer implies. Null when none of them says.
  */
-export function resolveInputShape(model: ServableModel, metadata: Record<string, string> = {}, given?: readonly number[]): number[] | null {
+export function resolveInputShape(
+  model: ServableModel,
+  metadata: Record<string, string> = {},
+  given?: readonly number[],
+): number[] | null {
   if (given) return [...given];
   const raw = metadata[INPUT_SHAPE_METADATA_KEY];
   if (raw !== undefined) {
     try {
       const v: unknown = JSON.parse(raw);
       if (Array.isArray(v) && v.length > 0 && v.every((d) => Number.isInteger(d) && d > 0)) return v as number[];
-    } catch { /* fall through to the layers */ }
+    } catch {
+      /* fall through to the layers */
+    }
   }
   return inferInputShape(model);
 }
@@ -53,16 +61,25 @@ export function resolveInputShape(model: ServableModel, metadata: Record<string,
  * Wraps a model as a RowModel. `inputShape` is the shape of one example (without the batch dim).
  * @example const r = kn.serve.rowModel((x) => x.mul(2), { inputShape: [2] }); Array.from((await r.run([new Float32Array([1, 2])]))[0]) // [2, 4]
  */
-export function rowModel(model: ServableModel, opts: { inputShape: readonly number[]; backend?: BackendName; transform?: BatchTransform; dispose?: boolean }): RowModel {
+export function rowModel(
+  model: ServableModel,
+  opts: { inputShape: readonly number[]; backend?: BackendName; transform?: BatchTransform; dispose?: boolean },
+): RowModel {
   if (!(model instanceof Module) && typeof model !== 'function') {
-    throw new ArgumentError(`a servable model is a kn.nn.Module or a function (x: Tensor) => Tensor, got ${describe(model)}`);
+    throw new ArgumentError(
+      `a servable model is a kn.nn.Module or a function (x: Tensor) => Tensor, got ${describe(model)}`,
+    );
   }
   const inputShape = opts.inputShape;
   if (!Array.isArray(inputShape) || inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new ArgumentError(`inputShape must be a list of positive integers (one example, no batch dim), got ${describe(inputShape)}`);
+    throw new ArgumentError(
+      `inputShape must be a list of positive integers (one example, no batch dim), got ${describe(inputShape)}`,
+    );
   }
   if (opts.transform !== undefined && typeof opts.transform?.transform !== 'function') {
-    throw new ArgumentError(`transform must have a transform(x) method (a fitted kn.data scaler), got ${describe(opts.transform)}`);
+    throw new ArgumentError(
+      `transform must have a transform(x) method (a fitted kn.data scaler), got ${describe(opts.transform)}`,
+    );
   }
   if (model instanceof Module) model.eval();
   const per = inputShape.reduce((a, b) => a * b, 1);
@@ -75,22 +92,29 @@ export function rowModel(model: ServableModel, opts: { inputShape: readonly numb
       const buf = new Float32Array(B * per);
       rows.forEach((row, i) => {
         if (!(row instanceof Float32Array) || row.length !== per) {
-          throw new ShapeError(`row ${i} has ${row?.length ?? describe(row)} values, expected ${per} (input shape ${shapeStr(inputShape)})`);
+          throw new ShapeError(
+            `row ${i} has ${row?.length ?? describe(row)} values, expected ${per} (input shape ${shapeStr(inputShape)})`,
+          );
         }
         buf.set(row, i * per);
       });
-      const y = tidy(() => noGrad(() => {
-        const where = opts.backend ? { backend: opts.backend } : {};
-        // a scaler sees the batch as a table [B, features], the model sees [B, ...inputShape]
-        const x = opts.transform ? reshape(opts.transform.transform(tensor(buf, [B, per], where)), [B, ...inputShape])
-          : tensor(buf, [B, ...inputShape], where);
-        const out = forward(x);
-        if (!isTensor(out)) throw new ArgumentError(`the model returned ${describe(out)}, expected a Tensor`);
-        return out;
-      }));
+      const y = tidy(() =>
+        noGrad(() => {
+          const where = opts.backend ? { backend: opts.backend } : {};
+          // a scaler sees the batch as a table [B, features], the model sees [B, ...inputShape]
+          const x = opts.transform
+            ? reshape(opts.transform.transform(tensor(buf, [B, per], where)), [B, ...inputShape])
+            : tensor(buf, [B, ...inputShape], where);
+          const out = forward(x);
+          if (!isTensor(out)) throw new ArgumentError(`the model returned ${describe(out)}, expected a Tensor`);
+          return out;
+        }),
+      );
       try {
         if (y.ndim < 1 || y.shape[0] !== B) {
-          throw new ShapeError(`the model returned shape ${shapeStr(y.shape)} for a batch of ${B}; expected [${B}, ...]`);
+          throw new ShapeError(
+            `the model returned shape ${shapeStr(y.shape)} for a batch of ${B}; expected [${B}, ...]`,
+          );
         }
         const flat = await y.data();
         const outShape = y.shape.slice(1);

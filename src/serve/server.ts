@@ -14,10 +14,23 @@ import { ArgumentError, KilnError, describe } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import {
-  Batcher, BatcherClosedError, ModelError, QueueFullError, RequestAbortedError, RequestTimeoutError, ServeError,
+  Batcher,
+  BatcherClosedError,
+  ModelError,
+  QueueFullError,
+  RequestAbortedError,
+  RequestTimeoutError,
+  ServeError,
 } from './batcher.js';
 import { RequestLog } from './log.js';
-import { INPUT_SHAPE_METADATA_KEY, resolveInputShape, rowModel, type BatchTransform, type RowModel, type ServableModel } from './model.js';
+import {
+  INPUT_SHAPE_METADATA_KEY,
+  resolveInputShape,
+  rowModel,
+  type BatchTransform,
+  type RowModel,
+  type ServableModel,
+} from './model.js';
 
 /** A reload that was refused (the server keeps serving the version it had). */
 export class ReloadError extends ServeError {}
@@ -71,7 +84,10 @@ export interface ModelServer {
   /** The batcher behind /predict (queue depth, stats). */
   readonly batcher: Batcher<Float32Array, Served>;
   /** Runs one example through the same path as /predict (cache, batcher, log). */
-  predict(input: ArrayLike<number>, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<{ output: Float32Array; version: string; cached: boolean }>;
+  predict(
+    input: ArrayLike<number>,
+    opts?: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<{ output: Float32Array; version: string; cached: boolean }>;
   /** Loads a new model (path or module); refused with ReloadError when it fails to load or warm up. */
   reload(source: ServableModel | string, opts?: { version?: string; transform?: BatchTransform }): Promise<string>;
   /** Goes back to the version served before the last reload. */
@@ -83,7 +99,10 @@ export interface ModelServer {
 }
 
 /** One output row and the version that made it. */
-export interface Served { output: Float32Array; version: string }
+export interface Served {
+  output: Float32Array;
+  version: string;
+}
 
 interface Loaded {
   rm: RowModel;
@@ -96,8 +115,8 @@ const F32_MAX = 3.4028234663852886e38;
 
 function rowSchema(shape: readonly number[]): object {
   const leaf = { type: 'number', minimum: -F32_MAX, maximum: F32_MAX };
-  const nested = (s: readonly number[]): object => (s.length === 0 ? leaf
-    : { type: 'array', minItems: s[0], maxItems: s[0], items: nested(s.slice(1)) });
+  const nested = (s: readonly number[]): object =>
+    s.length === 0 ? leaf : { type: 'array', minItems: s[0], maxItems: s[0], items: nested(s.slice(1)) };
   const per = shape.reduce((a, b) => a * b, 1);
   const flat = { type: 'array', minItems: per, maxItems: per, items: leaf };
   return shape.length === 1 ? flat : { anyOf: [nested(shape), flat] };
@@ -138,26 +157,46 @@ function statusOf(e: unknown): { code: number; kind: string } {
   return { code: 500, kind: 'internal' };
 }
 
-async function loadSource(source: ServableModel | string, opts: ServerOptions, counter: number,
-  transform: BatchTransform | undefined, version?: string): Promise<{ rm: RowModel; version: string }> {
-  let model: ServableModel, owned = false, metadata: Record<string, string> = {}, v = version;
+async function loadSource(
+  source: ServableModel | string,
+  opts: ServerOptions,
+  counter: number,
+  transform: BatchTransform | undefined,
+  version?: string,
+): Promise<{ rm: RowModel; version: string }> {
+  let model: ServableModel,
+    owned = false,
+    metadata: Record<string, string> = {},
+    v = version;
   if (typeof source === 'string') {
     const bytes = await readFile(source);
-    ({ model, metadata } = modelFromBytes(bytes, { where: source, ...(opts.backend ? { backend: opts.backend } : {}) }));
+    ({ model, metadata } = modelFromBytes(bytes, {
+      where: source,
+      ...(opts.backend ? { backend: opts.backend } : {}),
+    }));
     owned = true;
-    v ??= metadata['kiln.version'] ?? `${basename(source)}@${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
+    v ??=
+      metadata['kiln.version'] ??
+      `${basename(source)}@${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
   } else {
     model = source;
   }
   const inputShape = resolveInputShape(model, metadata, opts.inputShape);
   if (!inputShape) {
     if (owned) (model as Module).dispose();
-    throw new ArgumentError('the server needs inputShape (the shape of one example): pass it, or save the model with ' +
-      `metadata '${INPUT_SHAPE_METADATA_KEY}', or start the model with a Linear layer`);
+    throw new ArgumentError(
+      'the server needs inputShape (the shape of one example): pass it, or save the model with ' +
+        `metadata '${INPUT_SHAPE_METADATA_KEY}', or start the model with a Linear layer`,
+    );
   }
   try {
     return {
-      rm: rowModel(model, { inputShape, ...(opts.backend ? { backend: opts.backend } : {}), ...(transform ? { transform } : {}), dispose: owned }),
+      rm: rowModel(model, {
+        inputShape,
+        ...(opts.backend ? { backend: opts.backend } : {}),
+        ...(transform ? { transform } : {}),
+        dispose: owned,
+      }),
       version: v ?? `v${counter}`,
     };
   } catch (e) {
@@ -167,7 +206,8 @@ async function loadSource(source: ServableModel | string, opts: ServerOptions, c
 }
 
 function checkOpts(o: ServerOptions): void {
-  if (o === null || typeof o !== 'object') throw new ArgumentError(`server options must be an object, got ${describe(o)}`);
+  if (o === null || typeof o !== 'object')
+    throw new ArgumentError(`server options must be an object, got ${describe(o)}`);
   const int = (k: keyof ServerOptions, min: number, max = Number.MAX_SAFE_INTEGER): void => {
     const v = o[k];
     if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
@@ -179,8 +219,10 @@ function checkOpts(o: ServerOptions): void {
   int('bodyLimit', 64);
   int('cache', 0);
   int('probationBatches', 0);
-  if (o.host !== undefined && (typeof o.host !== 'string' || o.host === '')) throw new ArgumentError(`server option host must be a host name, got ${describe(o.host)}`);
-  if (o.requestLog !== undefined && (typeof o.requestLog !== 'string' || o.requestLog === '')) throw new ArgumentError(`server option requestLog must be a file path, got ${describe(o.requestLog)}`);
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host === ''))
+    throw new ArgumentError(`server option host must be a host name, got ${describe(o.host)}`);
+  if (o.requestLog !== undefined && (typeof o.requestLog !== 'string' || o.requestLog === ''))
+    throw new ArgumentError(`server option requestLog must be a file path, got ${describe(o.requestLog)}`);
 }
 
 /**
@@ -191,7 +233,11 @@ function checkOpts(o: ServerOptions): void {
 export async function createServer(model: ServableModel | string, opts: ServerOptions = {}): Promise<ModelServer> {
   checkOpts(opts);
   let loads = 0;
-  let current: Loaded = { ...(await loadSource(model, opts, ++loads, opts.transform, opts.version)), active: 0, retired: false };
+  let current: Loaded = {
+    ...(await loadSource(model, opts, ++loads, opts.transform, opts.version)),
+    active: 0,
+    retired: false,
+  };
   let previous: Loaded | null = null;
   let probation = 0;
   let ready = false;
@@ -206,27 +252,100 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   for (let b = 1; b < maxBatch; b *= 2) pow2.push(b);
   pow2.push(maxBatch);
   const m = {
-    requests: new Counter({ name: 'kiln_requests_total', help: 'HTTP /predict requests by status code', labelNames: ['code'], registers: [registry] }),
-    latency: new Histogram({ name: 'kiln_request_duration_seconds', help: '/predict latency (receipt to reply)', registers: [registry],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] }),
-    batchSize: new Histogram({ name: 'kiln_batch_size', help: 'examples per model call', buckets: pow2, registers: [registry] }),
-    batchSeconds: new Histogram({ name: 'kiln_batch_duration_seconds', help: 'time in the model per batch', registers: [registry],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] }),
-    queueWait: new Histogram({ name: 'kiln_queue_wait_seconds', help: 'wait of the oldest request of each batch', registers: [registry],
-      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1] }),
-    errors: new Counter({ name: 'kiln_errors_total', help: 'failed requests and internal errors by kind', labelNames: ['kind'], registers: [registry] }),
-    cacheHits: new Counter({ name: 'kiln_cache_hits_total', help: 'examples answered from the cache', registers: [registry] }),
-    cacheMisses: new Counter({ name: 'kiln_cache_misses_total', help: 'examples that ran the model', registers: [registry] }),
-    reloads: new Counter({ name: 'kiln_model_reloads_total', help: 'model reloads by result', labelNames: ['result'], registers: [registry] }),
-    modelInfo: new Gauge({ name: 'kiln_model_info', help: 'the model version being served (value 1)', labelNames: ['version'], registers: [registry] }),
+    requests: new Counter({
+      name: 'kiln_requests_total',
+      help: 'HTTP /predict requests by status code',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'kiln_request_duration_seconds',
+      help: '/predict latency (receipt to reply)',
+      registers: [registry],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    }),
+    batchSize: new Histogram({
+      name: 'kiln_batch_size',
+      help: 'examples per model call',
+      buckets: pow2,
+      registers: [registry],
+    }),
+    batchSeconds: new Histogram({
+      name: 'kiln_batch_duration_seconds',
+      help: 'time in the model per batch',
+      registers: [registry],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    }),
+    queueWait: new Histogram({
+      name: 'kiln_queue_wait_seconds',
+      help: 'wait of the oldest request of each batch',
+      registers: [registry],
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    }),
+    errors: new Counter({
+      name: 'kiln_errors_total',
+      help: 'failed requests and internal errors by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    cacheHits: new Counter({
+      name: 'kiln_cache_hits_total',
+      help: 'examples answered from the cache',
+      registers: [registry],
+    }),
+    cacheMisses: new Counter({
+      name: 'kiln_cache_misses_total',
+      help: 'examples that ran the model',
+      registers: [registry],
+    }),
+    reloads: new Counter({
+      name: 'kiln_model_reloads_total',
+      help: 'model reloads by result',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    modelInfo: new Gauge({
+      name: 'kiln_model_info',
+      help: 'the model version being served (value 1)',
+      labelNames: ['version'],
+      registers: [registry],
+    }),
     warmup: new Gauge({ name: 'kiln_warmup_seconds', help: 'duration of the last warm-up', registers: [registry] }),
   };
   let batcher!: Batcher<Float32Array, Served>;
-  new Gauge({ name: 'kiln_queue_depth', help: 'requests waiting for a batch', registers: [registry], collect() { this.set(batcher.queueDepth); } });
-  new Gauge({ name: 'kiln_batches_in_flight', help: 'batches in the model now', registers: [registry], collect() { this.set(batcher.inFlight); } });
-  new Gauge({ name: 'kiln_ready', help: '1 once warm-up is done', registers: [registry], collect() { this.set(ready ? 1 : 0); } });
+  new Gauge({
+    name: 'kiln_queue_depth',
+    help: 'requests waiting for a batch',
+    registers: [registry],
+    collect() {
+      this.set(batcher.queueDepth);
+    },
+  });
+  new Gauge({
+    name: 'kiln_batches_in_flight',
+    help: 'batches in the model now',
+    registers: [registry],
+    collect() {
+      this.set(batcher.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'kiln_ready',
+    help: '1 once warm-up is done',
+    registers: [registry],
+    collect() {
+      this.set(ready ? 1 : 0);
+    },
+  });
   const cache = opts.cache ? new LRUCache<string, Served>({ max: opts.cache }) : null;
-  new Gauge({ name: 'kiln_cache_entries', help: 'entries in the input cache', registers: [registry], collect() { this.set(cache?.size ?? 0); } });
+  new Gauge({
+    name: 'kiln_cache_entries',
+    help: 'entries in the input cache',
+    registers: [registry],
+    collect() {
+      this.set(cache?.size ?? 0);
+    },
+  });
   m.modelInfo.set({ version: current.version }, 1);
 
   const log = opts.requestLog ? new RequestLog(opts.requestLog, () => m.errors.inc({ kind: 'request_log' })) : null;
@@ -266,7 +385,10 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     } catch (e) {
       if (l === current && probation > 0 && previous) {
         m.reloads.inc({ result: 'rolled_back' });
-        opts.logger && app.log.error(`model ${l.version} failed in probation (${(e as Error).message}); rolling back to ${previous.version}`);
+        if (opts.logger)
+          app.log.error(
+            `model ${l.version} failed in probation (${(e as Error).message}); rolling back to ${previous.version}`,
+          );
         probation = 0;
         swap(previous, false);
         return runOn(current, rows);
@@ -275,7 +397,10 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     }
   };
   batcher = new Batcher<Float32Array, Served>(runBatch, {
-    maxBatchSize: maxBatch, maxDelayMs: opts.maxDelayMs ?? 2, timeoutMs: opts.timeoutMs ?? 5000, maxQueue: opts.maxQueue ?? 1024,
+    maxBatchSize: maxBatch,
+    maxDelayMs: opts.maxDelayMs ?? 2,
+    timeoutMs: opts.timeoutMs ?? 5000,
+    maxQueue: opts.maxQueue ?? 1024,
     onBatch: (b) => {
       m.batchSize.observe(b.size);
       m.batchSeconds.observe(b.ms / 1000);
@@ -290,11 +415,16 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     const sizes = [...new Set([...pow2, maxBatch])];
     let shape: readonly number[] | null = null;
     for (const n of sizes) {
-      const outs = await runOn(l, Array.from({ length: n }, () => new Float32Array(per)));
+      const outs = await runOn(
+        l,
+        Array.from({ length: n }, () => new Float32Array(per)),
+      );
       for (const o of outs) {
-        if (!o.output.every(Number.isFinite)) throw new ModelError(`model ${l.version} gives non-finite outputs on the warm-up input (zeros)`);
+        if (!o.output.every(Number.isFinite))
+          throw new ModelError(`model ${l.version} gives non-finite outputs on the warm-up input (zeros)`);
       }
-      if (shape && !sameShape(shape, l.rm.outputShape)) throw new ModelError(`model ${l.version} changes its output shape with the batch size`);
+      if (shape && !sameShape(shape, l.rm.outputShape))
+        throw new ModelError(`model ${l.version} changes its output shape with the batch size`);
       shape = l.rm.outputShape;
     }
     m.warmup.set((performance.now() - t0) / 1000);
@@ -314,11 +444,16 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   };
 
   const key = (v: string, x: Float32Array): string =>
-    v + ':' + createHash('sha1').update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength)).digest('base64');
+    v +
+    ':' +
+    createHash('sha1')
+      .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
+      .digest('base64');
 
   const predict: ModelServer['predict'] = async (input, o = {}) => {
     const row = input instanceof Float32Array ? input : Float32Array.from(input);
-    if (row.length !== per) throw new ArgumentError(`an example has ${per} values (shape [${inputShape.join(', ')}]), got ${row.length}`);
+    if (row.length !== per)
+      throw new ArgumentError(`an example has ${per} values (shape [${inputShape.join(', ')}]), got ${row.length}`);
     const k = cache ? key(current.version, row) : '';
     const hit = cache?.get(k);
     if (hit) {
@@ -353,8 +488,15 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   };
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err.validation) return fail(reply, 400, 'bad_request', `invalid request: ${err.message}`);
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail(reply, 413, 'too_large', `the request body is over the limit of ${app.initialConfig.bodyLimit} bytes`);
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return fail(reply, 415, 'bad_media_type', 'send the request as application/json');
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      return fail(
+        reply,
+        413,
+        'too_large',
+        `the request body is over the limit of ${app.initialConfig.bodyLimit} bytes`,
+      );
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return fail(reply, 415, 'bad_media_type', 'send the request as application/json');
     const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     return fail(reply, code, code === 500 ? 'internal' : 'bad_request', err.message);
   });
@@ -375,20 +517,27 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   });
 
   app.get('/health', async () => ({ status: 'ok', version: current.version, uptimeSeconds: process.uptime() }));
-  app.get('/ready', async (_req, reply) => (ready
-    ? { ready: true, version: current.version }
-    : reply.code(503).send({ ready: false, message: 'warming up' })));
+  app.get('/ready', async (_req, reply) =>
+    ready ? { ready: true, version: current.version } : reply.code(503).send({ ready: false, message: 'warming up' }),
+  );
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
   app.post('/predict', { schema: { body: bodySchema } }, async (req, reply) => {
     const body = req.body as { input?: unknown[]; inputs?: unknown[][]; id?: string };
     if ((body.input === undefined) === (body.inputs === undefined)) {
-      return fail(reply, 400, 'bad_request', "invalid request: send exactly one of 'input' (one example) or 'inputs' (a list of examples)");
+      return fail(
+        reply,
+        400,
+        'bad_request',
+        "invalid request: send exactly one of 'input' (one example) or 'inputs' (a list of examples)",
+      );
     }
     if (!ready) return fail(reply, 503, 'not_ready', 'the model is warming up; retry when /ready returns 200');
     const rows = (body.input !== undefined ? [body.input] : body.inputs!).map((r) => toRow(r, per));
     const ac = new AbortController();
-    const onClose = (): void => { if (!reply.raw.writableEnded) ac.abort(); };
+    const onClose = (): void => {
+      if (!reply.raw.writableEnded) ac.abort();
+    };
     reply.raw.on('close', onClose);
     const t0 = performance.now();
     const settled = await Promise.allSettled(rows.map((r) => predict(r, { signal: ac.signal })));
@@ -396,13 +545,18 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     const id = body.id ?? String(req.id);
     if (log) {
       const ms = performance.now() - t0;
-      settled.forEach((s, i) => log.write({
-        ts: new Date().toISOString(), id: rows.length > 1 ? `${id}#${i}` : id,
-        version: s.status === 'fulfilled' ? s.value.version : current.version,
-        input: Array.from(rows[i]!), output: s.status === 'fulfilled' ? Array.from(s.value.output) : null,
-        error: s.status === 'rejected' ? String((s.reason as Error)?.message ?? s.reason) : null, latencyMs: ms,
-        cached: s.status === 'fulfilled' && s.value.cached,
-      }));
+      settled.forEach((s, i) =>
+        log.write({
+          ts: new Date().toISOString(),
+          id: rows.length > 1 ? `${id}#${i}` : id,
+          version: s.status === 'fulfilled' ? s.value.version : current.version,
+          input: Array.from(rows[i]!),
+          output: s.status === 'fulfilled' ? Array.from(s.value.output) : null,
+          error: s.status === 'rejected' ? String((s.reason as Error)?.message ?? s.reason) : null,
+          latencyMs: ms,
+          cached: s.status === 'fulfilled' && s.value.cached,
+        }),
+      );
     }
     const bad = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (bad) {
@@ -411,10 +565,14 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       return fail(reply, code, kind, bad.reason instanceof KilnError ? bad.reason.message : 'internal error');
     }
     const outShape = current.rm.outputShape ?? [];
-    const res = (settled as PromiseFulfilledResult<{ output: Float32Array; version: string; cached: boolean }>[]).map(({ value }) => ({
-      output: Array.from(value.output), ...(outShape.length === 1 && value.output.length > 1 ? { argmax: argmax(value.output) } : {}),
-      version: value.version, cached: value.cached,
-    }));
+    const res = (settled as PromiseFulfilledResult<{ output: Float32Array; version: string; cached: boolean }>[]).map(
+      ({ value }) => ({
+        output: Array.from(value.output),
+        ...(outShape.length === 1 && value.output.length > 1 ? { argmax: argmax(value.output) } : {}),
+        version: value.version,
+        cached: value.cached,
+      }),
+    );
     return body.input !== undefined ? { id, shape: outShape, ...res[0] } : { id, shape: outShape, outputs: res };
   });
 
@@ -427,18 +585,25 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8080);
   const host = opts.host ?? '127.0.0.1';
-  const warming = opts.warmup === false ? (ready = true, Promise.resolve()) : warmNow().catch((e: unknown) => {
-    m.errors.inc({ kind: 'warmup' });
-    app.log.error(`warm-up failed: ${(e as Error).message}`);
-  });
+  const warming =
+    opts.warmup === false
+      ? ((ready = true), Promise.resolve())
+      : warmNow().catch((e: unknown) => {
+          m.errors.inc({ kind: 'warmup' });
+          app.log.error(`warm-up failed: ${(e as Error).message}`);
+        });
   let closed = false;
 
   const server: ModelServer = {
     app,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
-    get version() { return current.version; },
-    get ready() { return ready; },
+    get version() {
+      return current.version;
+    },
+    get ready() {
+      return ready;
+    },
     inputShape,
     batcher,
     predict,
@@ -447,7 +612,11 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       await warming;
       let cand: Loaded;
       try {
-        cand = { ...(await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version)), active: 0, retired: false };
+        cand = {
+          ...(await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version)),
+          active: 0,
+          retired: false,
+        };
       } catch (e) {
         m.reloads.inc({ result: 'failed' });
         throw new ReloadError(`reload refused, still serving ${current.version}: ${(e as Error).message}`);
@@ -455,12 +624,16 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       try {
         await warm(cand);
         if (!sameShape(cand.rm.outputShape, current.rm.outputShape)) {
-          throw new ModelError(`its output shape [${cand.rm.outputShape?.join(', ')}] differs from the served model's [${current.rm.outputShape?.join(', ')}]`);
+          throw new ModelError(
+            `its output shape [${cand.rm.outputShape?.join(', ')}] differs from the served model's [${current.rm.outputShape?.join(', ')}]`,
+          );
         }
       } catch (e) {
         cand.rm.dispose();
         m.reloads.inc({ result: 'failed' });
-        throw new ReloadError(`reload of ${cand.version} refused, still serving ${current.version}: ${(e as Error).message}`);
+        throw new ReloadError(
+          `reload of ${cand.version} refused, still serving ${current.version}: ${(e as Error).message}`,
+        );
       }
       swap(cand, true);
       probation = opts.probationBatches ?? 20;
@@ -482,7 +655,10 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       // stop accepting, let the requests in flight finish (the batcher drains them), then close the keep-alive
       // and pre-opened connections that carry no request, which would otherwise hold close() until they time out
       const stopped = app.close();
-      if (httpInFlight > 0) await new Promise<void>((r) => { httpIdle = r; });
+      if (httpInFlight > 0)
+        await new Promise<void>((r) => {
+          httpIdle = r;
+        });
       app.server.closeAllConnections();
       await stopped;
       await batcher.close();

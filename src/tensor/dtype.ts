@@ -5,10 +5,22 @@ export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'int3
 
 /** Must match `enum DType` in native/include/kiln/tensor_view.h. */
 export const DTYPE_CODES: Readonly<Record<DType, number>> = {
-  float32: 0, float16: 1, bfloat16: 2, int32: 3, int8: 4, uint8: 5, bool: 6,
+  float32: 0,
+  float16: 1,
+  bfloat16: 2,
+  int32: 3,
+  int8: 4,
+  uint8: 5,
+  bool: 6,
 };
 export const DTYPE_SIZE: Readonly<Record<DType, number>> = {
-  float32: 4, float16: 2, bfloat16: 2, int32: 4, int8: 1, uint8: 1, bool: 1,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int32: 4,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 /** The raw storage array of each dtype (float16/bfloat16 are raw bits). */
@@ -18,16 +30,26 @@ export type HostArray = Float32Array | Int32Array | Int8Array | Uint8Array;
 
 export function storageArray(dtype: DType, n: number): StorageArray {
   switch (dtype) {
-    case 'float32': return new Float32Array(n);
-    case 'int32': return new Int32Array(n);
-    case 'float16': case 'bfloat16': return new Uint16Array(n);
-    case 'int8': return new Int8Array(n);
-    default: return new Uint8Array(n);
+    case 'float32':
+      return new Float32Array(n);
+    case 'int32':
+      return new Int32Array(n);
+    case 'float16':
+    case 'bfloat16':
+      return new Uint16Array(n);
+    case 'int8':
+      return new Int8Array(n);
+    default:
+      return new Uint8Array(n);
   }
 }
 
-export function isFloat(d: DType): boolean { return d === 'float32' || d === 'float16' || d === 'bfloat16'; }
-export function isInt(d: DType): boolean { return d === 'int32' || d === 'int8' || d === 'uint8'; }
+export function isFloat(d: DType): boolean {
+  return d === 'float32' || d === 'float16' || d === 'bfloat16';
+}
+export function isInt(d: DType): boolean {
+  return d === 'int32' || d === 'int8' || d === 'uint8';
+}
 
 export function assertDType(d: unknown, what = 'dtype'): DType {
   if (typeof d !== 'string' || !(DTYPES as readonly string[]).includes(d)) {
@@ -108,13 +130,20 @@ function sat(v: number, lo: number, hi: number): number {
  */
 export function castValue(v: number, d: DType): number {
   switch (d) {
-    case 'float32': return v;
-    case 'float16': return halfBitsToFloat(floatToHalfBits(Math.fround(v)));
-    case 'bfloat16': return bf16BitsToFloat(floatToBf16Bits(Math.fround(v)));
-    case 'int32': return sat(v, -2147483648, 2147483647);
-    case 'int8': return sat(v, -128, 127);
-    case 'uint8': return sat(v, 0, 255);
-    default: return v !== 0 ? 1 : 0;
+    case 'float32':
+      return v;
+    case 'float16':
+      return halfBitsToFloat(floatToHalfBits(Math.fround(v)));
+    case 'bfloat16':
+      return bf16BitsToFloat(floatToBf16Bits(Math.fround(v)));
+    case 'int32':
+      return sat(v, -2147483648, 2147483647);
+    case 'int8':
+      return sat(v, -128, 127);
+    case 'uint8':
+      return sat(v, 0, 255);
+    default:
+      return v !== 0 ? 1 : 0;
   }
 }
 

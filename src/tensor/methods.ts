@@ -6,11 +6,47 @@
 // src/ops/index.ts, so any entry into the ops has them.
 import { backward } from '../autograd/backward.js';
 import {
-  abs, add, cast, clamp, div, eq, exp, ge, gelu, gt, le, log, lt, maximum, minimum, mul, ne, neg, pow, relu, sigmoid, sign,
-  silu, sqrt, sub, tanh,
+  abs,
+  add,
+  cast,
+  clamp,
+  div,
+  eq,
+  exp,
+  ge,
+  gelu,
+  gt,
+  le,
+  log,
+  lt,
+  maximum,
+  minimum,
+  mul,
+  ne,
+  neg,
+  pow,
+  relu,
+  sigmoid,
+  sign,
+  silu,
+  sqrt,
+  sub,
+  tanh,
 } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
-import { clone, contiguous, expand, flatten, gather, permute, reshape, slice, squeeze, transpose, unsqueeze } from '../ops/movement.js';
+import {
+  clone,
+  contiguous,
+  expand,
+  flatten,
+  gather,
+  permute,
+  reshape,
+  slice,
+  squeeze,
+  transpose,
+  unsqueeze,
+} from '../ops/movement.js';
 import { argmax, argmin, logSoftmax, max, mean, min, softmax, sum, sumTo, variance } from '../ops/reduce.js';
 import type { DType } from './dtype.js';
 import { Tensor } from './tensor.js';
@@ -71,59 +107,159 @@ declare module './tensor.js' {
   }
 }
 
-type Methods = { [K in keyof Tensor]?: Tensor[K] extends (...a: infer A) => infer R ? (this: Tensor, ...a: A) => R : never };
+type Methods = {
+  [K in keyof Tensor]?: Tensor[K] extends (...a: infer A) => infer R ? (this: Tensor, ...a: A) => R : never;
+};
 
 /** Every op method, by name (attached below; also what `kn` documents as methods). */
 export const TENSOR_METHODS = {
-  backward(grad, opts) { backward(this, grad, opts); },
-  add(b) { return add(this, b); },
-  sub(b) { return sub(this, b); },
-  mul(b) { return mul(this, b); },
-  div(b) { return div(this, b); },
-  pow(b) { return pow(this, b); },
-  maximum(b) { return maximum(this, b); },
-  minimum(b) { return minimum(this, b); },
-  eq(b) { return eq(this, b); },
-  ne(b) { return ne(this, b); },
-  lt(b) { return lt(this, b); },
-  le(b) { return le(this, b); },
-  gt(b) { return gt(this, b); },
-  ge(b) { return ge(this, b); },
-  neg() { return neg(this); },
-  abs() { return abs(this); },
-  sign() { return sign(this); },
-  exp() { return exp(this); },
-  log() { return log(this); },
-  sqrt() { return sqrt(this); },
-  tanh() { return tanh(this); },
-  sigmoid() { return sigmoid(this); },
-  relu() { return relu(this); },
-  gelu() { return gelu(this); },
-  silu() { return silu(this); },
-  clamp(lo, hi) { return clamp(this, lo, hi); },
-  cast(dtype) { return cast(this, dtype); },
-  softmax(axis = -1) { return softmax(this, axis); },
-  logSoftmax(axis = -1) { return logSoftmax(this, axis); },
-  matmul(b) { return matmul(this, b); },
-  sum(axis, keepdims = false) { return sum(this, axis, keepdims); },
-  mean(axis, keepdims = false) { return mean(this, axis, keepdims); },
-  max(axis, keepdims = false) { return max(this, axis, keepdims); },
-  min(axis, keepdims = false) { return min(this, axis, keepdims); },
-  argmax(axis, keepdims = false) { return argmax(this, axis, keepdims); },
-  argmin(axis, keepdims = false) { return argmin(this, axis, keepdims); },
-  var(axis, opts) { return variance(this, axis, opts); },
-  sumTo(shape) { return sumTo(this, shape); },
-  reshape(shape) { return reshape(this, shape); },
-  transpose(a0, a1) { return transpose(this, a0, a1); },
-  permute(axes) { return permute(this, axes); },
-  slice(begin, end, step) { return slice(this, begin, end, step); },
-  expand(shape) { return expand(this, shape); },
-  squeeze(axis) { return squeeze(this, axis); },
-  unsqueeze(axis) { return unsqueeze(this, axis); },
-  flatten(startAxis = 0, endAxis = -1) { return flatten(this, startAxis, endAxis); },
-  gather(indices, axis = 0) { return gather(this, indices, axis); },
-  contiguous() { return contiguous(this); },
-  clone() { return clone(this); },
+  backward(grad, opts) {
+    backward(this, grad, opts);
+  },
+  add(b) {
+    return add(this, b);
+  },
+  sub(b) {
+    return sub(this, b);
+  },
+  mul(b) {
+    return mul(this, b);
+  },
+  div(b) {
+    return div(this, b);
+  },
+  pow(b) {
+    return pow(this, b);
+  },
+  maximum(b) {
+    return maximum(this, b);
+  },
+  minimum(b) {
+    return minimum(this, b);
+  },
+  eq(b) {
+    return eq(this, b);
+  },
+  ne(b) {
+    return ne(this, b);
+  },
+  lt(b) {
+    return lt(this, b);
+  },
+  le(b) {
+    return le(this, b);
+  },
+  gt(b) {
+    return gt(this, b);
+  },
+  ge(b) {
+    return ge(this, b);
+  },
+  neg() {
+    return neg(this);
+  },
+  abs() {
+    return abs(this);
+  },
+  sign() {
+    return sign(this);
+  },
+  exp() {
+    return exp(this);
+  },
+  log() {
+    return log(this);
+  },
+  sqrt() {
+    return sqrt(this);
+  },
+  tanh() {
+    return tanh(this);
+  },
+  sigmoid() {
+    return sigmoid(this);
+  },
+  relu() {
+    return relu(this);
+  },
+  gelu() {
+    return gelu(this);
+  },
+  silu() {
+    return silu(this);
+  },
+  clamp(lo, hi) {
+    return clamp(this, lo, hi);
+  },
+  cast(dtype) {
+    return cast(this, dtype);
+  },
+  softmax(axis = -1) {
+    return softmax(this, axis);
+  },
+  logSoftmax(axis = -1) {
+    return logSoftmax(this, axis);
+  },
+  matmul(b) {
+    return matmul(this, b);
+  },
+  sum(axis, keepdims = false) {
+    return sum(this, axis, keepdims);
+  },
+  mean(axis, keepdims = false) {
+    return mean(this, axis, keepdims);
+  },
+  max(axis, keepdims = false) {
+    return max(this, axis, keepdims);
+  },
+  min(axis, keepdims = false) {
+    return min(this, axis, keepdims);
+  },
+  argmax(axis, keepdims = false) {
+    return argmax(this, axis, keepdims);
+  },
+  argmin(axis, keepdims = false) {
+    return argmin(this, axis, keepdims);
+  },
+  var(axis, opts) {
+    return variance(this, axis, opts);
+  },
+  sumTo(shape) {
+    return sumTo(this, shape);
+  },
+  reshape(shape) {
+    return reshape(this, shape);
+  },
+  transpose(a0, a1) {
+    return transpose(this, a0, a1);
+  },
+  permute(axes) {
+    return permute(this, axes);
+  },
+  slice(begin, end, step) {
+    return slice(this, begin, end, step);
+  },
+  expand(shape) {
+    return expand(this, shape);
+  },
+  squeeze(axis) {
+    return squeeze(this, axis);
+  },
+  unsqueeze(axis) {
+    return unsqueeze(this, axis);
+  },
+  flatten(startAxis = 0, endAxis = -1) {
+    return flatten(this, startAxis, endAxis);
+  },
+  gather(indices, axis = 0) {
+    return gather(this, indices, axis);
+  },
+  contiguous() {
+    return contiguous(this);
+  },
+  clone() {
+    return clone(this);
+  },
 } satisfies Methods;
 
 // non-enumerable, like methods declared in the class body

@@ -7,8 +7,10 @@ export const MAX_NUMEL = Number.MAX_SAFE_INTEGER;
 export const MAX_DIMS = 12;
 
 export function validateShape(shape: unknown, what = 'shape'): number[] {
-  if (!Array.isArray(shape)) throw new ArgumentError(`${what} must be an array of non-negative integers, got ${describe(shape)}`);
-  if (shape.length > MAX_DIMS) throw new ShapeError(`${what} has ${shape.length} dims; kiln supports at most ${MAX_DIMS}`);
+  if (!Array.isArray(shape))
+    throw new ArgumentError(`${what} must be an array of non-negative integers, got ${describe(shape)}`);
+  if (shape.length > MAX_DIMS)
+    throw new ShapeError(`${what} has ${shape.length} dims; kiln supports at most ${MAX_DIMS}`);
   let n = 1;
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
@@ -17,7 +19,8 @@ export function validateShape(shape: unknown, what = 'shape'): number[] {
     }
     n *= d;
   }
-  if (n > MAX_NUMEL) throw new ShapeError(`${what} ${describe(shape)} has ${n} elements, more than the maximum ${MAX_NUMEL}`);
+  if (n > MAX_NUMEL)
+    throw new ShapeError(`${what} ${describe(shape)} has ${n} elements, more than the maximum ${MAX_NUMEL}`);
   return shape.slice() as number[];
 }
 
@@ -62,7 +65,9 @@ export function broadcastShapes(a: Shape, b: Shape, what = 'broadcast'): number[
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new ShapeError(`${what}: shapes ${shapeStr(a)} and ${shapeStr(b)} cannot be broadcast (dim ${i}: ${da} vs ${db})`);
+      throw new ShapeError(
+        `${what}: shapes ${shapeStr(a)} and ${shapeStr(b)} cannot be broadcast (dim ${i}: ${da} vs ${db})`,
+      );
     }
     out[i] = da === 1 ? db : da;
   }
@@ -74,7 +79,8 @@ export function normalizeAxis(axis: unknown, ndim: number, what = 'axis'): numbe
     throw new ArgumentError(`${what} must be an integer, got ${describe(axis)}`);
   }
   const a = axis < 0 ? axis + ndim : axis;
-  if (a < 0 || a >= ndim) throw new ArgumentError(`${what} ${axis} is out of range for a ${ndim}-d tensor (valid: ${-ndim}..${ndim - 1})`);
+  if (a < 0 || a >= ndim)
+    throw new ArgumentError(`${what} ${axis} is out of range for a ${ndim}-d tensor (valid: ${-ndim}..${ndim - 1})`);
   return a;
 }
 

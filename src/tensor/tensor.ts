@@ -2,7 +2,15 @@ import type { Backend, BackendName, KernelView } from '../backends/backend.js';
 import { getBackendInstance } from '../backends/registry.js';
 import { noGrad, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
-import { allocStorage, forget, setTensorCheck, Storage, tensorCreated, tensorReleased, track } from '../engine/memory.js';
+import {
+  allocStorage,
+  forget,
+  setTensorCheck,
+  Storage,
+  tensorCreated,
+  tensorReleased,
+  track,
+} from '../engine/memory.js';
 import { encodeStorage, isFloat, toHostArray, type DType, type HostArray, type StorageArray } from './dtype.js';
 import { contiguousStrides, isContiguous, numel, shapeStr, type Shape } from './shape.js';
 
@@ -51,7 +59,7 @@ export class Tensor {
     this.dtype = dtype;
     this.res = { storage, node: null, backend: storage.backend.name, released: false, registered: false };
     tensorCreated(storage.backend.name);
-    track(this);   // into the current tidy() scope, or under the finalizer when there is none
+    track(this); // into the current tidy() scope, or under the finalizer when there is none
   }
 
   /** @internal wraps a freshly allocated storage (takes over its reference). */
@@ -79,7 +87,12 @@ export class Tensor {
   }
 
   /** @internal numbers -> tensor; exact float64 where the backend stores it (the js reference; used by gradcheck). */
-  static fromHostNumbers(values: ArrayLike<number>, shape: Shape, backend: BackendName, dtype: DType = 'float32'): Tensor {
+  static fromHostNumbers(
+    values: ArrayLike<number>,
+    shape: Shape,
+    backend: BackendName,
+    dtype: DType = 'float32',
+  ): Tensor {
     const b = getBackendInstance(backend);
     if (!b.writeFloat64 || dtype !== 'float32') return Tensor.fromHost(encodeStorage(values, dtype), shape, dtype, b);
     const storage = allocStorage(b, dtype, values.length);
@@ -92,14 +105,26 @@ export class Tensor {
     return Tensor.fromStorage(storage, shape, dtype);
   }
 
-  get size(): number { return numel(this.shape); }
-  get ndim(): number { return this.shape.length; }
-  get backend(): BackendName { return this.res.backend; }
+  get size(): number {
+    return numel(this.shape);
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get backend(): BackendName {
+    return this.res.backend;
+  }
   /** @internal */
-  get backendInstance(): Backend { return this.res.storage.backend; }
-  get isDisposed(): boolean { return this.res.released; }
+  get backendInstance(): Backend {
+    return this.res.storage.backend;
+  }
+  get isDisposed(): boolean {
+    return this.res.released;
+  }
   /** @internal autograd node that produced this tensor (null for leaves and constants). */
-  get node(): Node | null { return this.res.node; }
+  get node(): Node | null {
+    return this.res.node;
+  }
   /** @internal */
   setNode(n: Node): void {
     if (this.res.node) this.res.node.release();
@@ -108,18 +133,26 @@ export class Tensor {
     this._requiresGrad = true;
   }
 
-  get requiresGrad(): boolean { return this._requiresGrad; }
+  get requiresGrad(): boolean {
+    return this._requiresGrad;
+  }
   set requiresGrad(v: boolean) {
     if (typeof v !== 'boolean') throw new ArgumentError(`requiresGrad must be a boolean, got ${describe(v)}`);
-    if (v && !isFloat(this.dtype)) throw new DTypeError(`only floating-point tensors can require gradients, this one is ${this.dtype}`);
-    if (!v && this.res.node) throw new ArgumentError('requiresGrad cannot be turned off on a non-leaf tensor; use t.detach()');
+    if (v && !isFloat(this.dtype))
+      throw new DTypeError(`only floating-point tensors can require gradients, this one is ${this.dtype}`);
+    if (!v && this.res.node)
+      throw new ArgumentError('requiresGrad cannot be turned off on a non-leaf tensor; use t.detach()');
     this._requiresGrad = v;
   }
 
   /** True for tensors created by the user (not the result of a recorded op). */
-  get isLeaf(): boolean { return this.res.node === null; }
+  get isLeaf(): boolean {
+    return this.res.node === null;
+  }
 
-  isContiguous(): boolean { return isContiguous(this.shape, this.strides); }
+  isContiguous(): boolean {
+    return isContiguous(this.shape, this.strides);
+  }
 
   /** @internal */
   assertAlive(what = 'this operation'): void {
@@ -131,7 +164,13 @@ export class Tensor {
   /** @internal */
   kernelView(): KernelView {
     this.assertAlive();
-    return { handle: this.res.storage.handle, dtype: this.dtype, shape: this.shape, strides: this.strides, offset: this.offset };
+    return {
+      handle: this.res.storage.handle,
+      dtype: this.dtype,
+      shape: this.shape,
+      strides: this.strides,
+      offset: this.offset,
+    };
   }
 
   /** @internal registers the finalizer safety net (once), for tensors that outlive every tidy() scope. */
@@ -170,7 +209,9 @@ export class Tensor {
    * Copies the values to a typed array (row-major). float16/bfloat16 come back as Float32Array, bool as Uint8Array.
    * @example kn.tensor([[1, 2], [3, 4]]).toArray() // Float32Array [1, 2, 3, 4]
    */
-  toArray(): HostArray { return toHostArray(this.readStorage(), this.dtype); }
+  toArray(): HostArray {
+    return toHostArray(this.readStorage(), this.dtype);
+  }
 
   /** Values as float64. On the js backend this is the exact float64 reference value (no float32 rounding). */
   toFloat64Array(): Float64Array {
@@ -194,7 +235,8 @@ export class Tensor {
 
   /** The value of a one-element tensor. */
   item(): number {
-    if (this.size !== 1) throw new ArgumentError(`item() needs a tensor with one element, this one has shape ${shapeStr(this.shape)}`);
+    if (this.size !== 1)
+      throw new ArgumentError(`item() needs a tensor with one element, this one has shape ${shapeStr(this.shape)}`);
     return this.toArray()[0]!;
   }
 
@@ -205,7 +247,9 @@ export class Tensor {
     const build = (d: number, off: number): unknown => {
       const n = this.shape[d]!;
       const stride = numel(this.shape.slice(d + 1));
-      return Array.from({ length: n }, (_, i) => (d === this.ndim - 1 ? flat[off + i] : build(d + 1, off + i * stride)));
+      return Array.from({ length: n }, (_, i) =>
+        d === this.ndim - 1 ? flat[off + i] : build(d + 1, off + i * stride),
+      );
     };
     return build(0, 0);
   }
@@ -225,7 +269,9 @@ export class Tensor {
     this.assertAlive('assign');
     src.assertAlive('assign');
     if (src.shape.length !== this.shape.length || src.shape.some((d, i) => d !== this.shape[i])) {
-      throw new ShapeError(`cannot assign a tensor of shape ${shapeStr(src.shape)} to one of shape ${shapeStr(this.shape)}`);
+      throw new ShapeError(
+        `cannot assign a tensor of shape ${shapeStr(src.shape)} to one of shape ${shapeStr(this.shape)}`,
+      );
     }
     if (!this.isContiguous()) throw new ArgumentError('assign: the target tensor must be contiguous');
     const b = this.backendInstance;
@@ -252,8 +298,9 @@ export class Tensor {
   // ---- autograd ----
   // backward() is attached with the op methods (src/tensor/methods.ts)
   /** A tensor sharing this storage, cut from the graph. */
-  detach(): Tensor { return this.view(this.shape, this.strides, this.offset); }
-
+  detach(): Tensor {
+    return this.view(this.shape, this.strides, this.offset);
+  }
 }
 
 setTensorCheck((x: unknown): x is Tensor => x instanceof Tensor);

@@ -105,66 +105,98 @@ const BEST = 'best.safetensors';
 export function lossFn(l: LossFn, weight: Tensor | null = null): (o: Tensor, t: Tensor) => Tensor {
   if (typeof l === 'function') return l;
   switch (l) {
-    case 'crossEntropy': return (o, t) => crossEntropy(o, t, { weight });
-    case 'mse': return (o, t) => mse(o, t);
-    case 'bce': return (o, t) => bce(o, t);
-    case 'bceWithLogits': return (o, t) => bceWithLogits(o, t);
-    default: throw new ArgumentError(`loss must be a function or one of crossEntropy, mse, bce, bceWithLogits; got ${describe(l)}`);
+    case 'crossEntropy':
+      return (o, t) => crossEntropy(o, t, { weight });
+    case 'mse':
+      return (o, t) => mse(o, t);
+    case 'bce':
+      return (o, t) => bce(o, t);
+    case 'bceWithLogits':
+      return (o, t) => bceWithLogits(o, t);
+    default:
+      throw new ArgumentError(
+        `loss must be a function or one of crossEntropy, mse, bce, bceWithLogits; got ${describe(l)}`,
+      );
   }
 }
 
 function posInt(v: unknown, what: string): number {
-  if (!Number.isInteger(v) || (v as number) < 1) throw new ArgumentError(`${what} must be a positive integer, got ${describe(v)}`);
+  if (!Number.isInteger(v) || (v as number) < 1)
+    throw new ArgumentError(`${what} must be a positive integer, got ${describe(v)}`);
   return v as number;
 }
 
 function field(b: Batch, key: string, what: string): Tensor {
   const t = b[key];
-  if (!isTensor(t)) throw new ArgumentError(`each batch needs a '${key}' tensor (${what}); the dataset has [${Object.keys(b).join(', ')}] (set inputKey/targetKey)`);
+  if (!isTensor(t))
+    throw new ArgumentError(
+      `each batch needs a '${key}' tensor (${what}); the dataset has [${Object.keys(b).join(', ')}] (set inputKey/targetKey)`,
+    );
   return t;
 }
 
 /** Predictions and scores from model outputs, for the metrics. */
 function labelsAndScores(out: Tensor, withScores: boolean): { pred: Int32Array; score: Tensor | null } {
-  return noGrad(() => tidy(() => {
-    if (out.ndim === 2 && out.shape[1]! > 1) {
-      return { pred: Int32Array.from(out.argmax(1).toArray() as ArrayLike<number>), score: withScores ? out.softmax(1) : null };
-    }
-    const flat = out.reshape([out.shape[0] ?? 1]);
-    const pred = Int32Array.from(flat.toArray() as ArrayLike<number>, (v) => (v > 0 ? 1 : 0));
-    return { pred, score: withScores ? flat : null };
-  }));
+  return noGrad(() =>
+    tidy(() => {
+      if (out.ndim === 2 && out.shape[1]! > 1) {
+        return {
+          pred: Int32Array.from(out.argmax(1).toArray() as ArrayLike<number>),
+          score: withScores ? out.softmax(1) : null,
+        };
+      }
+      const flat = out.reshape([out.shape[0] ?? 1]);
+      const pred = Int32Array.from(flat.toArray() as ArrayLike<number>, (v) => (v > 0 ? 1 : 0));
+      return { pred, score: withScores ? flat : null };
+    }),
+  );
 }
 
 /** Evaluates a model on a loader: mean loss over samples and the requested metrics. */
-export function evaluate(model: Module, loader: DataLoader, opts: {
-  loss: LossFn; classWeights?: Tensor | null; metrics?: readonly MetricName[]; average?: M.Average; inputKey?: string; targetKey?: string;
-}): { loss: number; metrics: Partial<Record<MetricName, number>> } {
+export function evaluate(
+  model: Module,
+  loader: DataLoader,
+  opts: {
+    loss: LossFn;
+    classWeights?: Tensor | null;
+    metrics?: readonly MetricName[];
+    average?: M.Average;
+    inputKey?: string;
+    targetKey?: string;
+  },
+): { loss: number; metrics: Partial<Record<MetricName, number>> } {
   if (!(loader instanceof DataLoader)) throw new ArgumentError(`evaluate takes a DataLoader, got ${describe(loader)}`);
   const lf = lossFn(opts.loss, opts.classWeights ?? null);
-  const ik = opts.inputKey ?? 'x', tk = opts.targetKey ?? 'y';
+  const ik = opts.inputKey ?? 'x',
+    tk = opts.targetKey ?? 'y';
   const wasTraining = model.training;
   model.eval();
-  let total = 0, n = 0;
-  const preds: Int32Array[] = [], targets: number[][] = [], scores: Tensor[] = [];
+  let total = 0,
+    n = 0;
+  const preds: Int32Array[] = [],
+    targets: number[][] = [],
+    scores: Tensor[] = [];
   const want = opts.metrics ?? [];
   try {
     for (const batch of loader.batches(0)) {
-      tidy(() => noGrad(() => {
-        const x = field(batch, ik, 'input'), y = field(batch, tk, 'target');
-        const out = model.call(x);
-        const l = lf(out, y).item();
-        const bs = x.shape[0] ?? 1;
-        total += l * bs;
-        n += bs;
-        if (want.length) {
-          const { pred, score } = labelsAndScores(out, want.includes('rocAuc'));
-          preds.push(pred);
-          targets.push(Array.from(y.toArray() as ArrayLike<number>));
-          if (score) scores.push(keep(score));
-        }
-      }));
-      for (const t of Object.values(batch)) t.dispose();    // the loader made them outside the tidy
+      tidy(() =>
+        noGrad(() => {
+          const x = field(batch, ik, 'input'),
+            y = field(batch, tk, 'target');
+          const out = model.call(x);
+          const l = lf(out, y).item();
+          const bs = x.shape[0] ?? 1;
+          total += l * bs;
+          n += bs;
+          if (want.length) {
+            const { pred, score } = labelsAndScores(out, want.includes('rocAuc'));
+            preds.push(pred);
+            targets.push(Array.from(y.toArray() as ArrayLike<number>));
+            if (score) scores.push(keep(score));
+          }
+        }),
+      );
+      for (const t of Object.values(batch)) t.dispose(); // the loader made them outside the tidy
     }
     const metrics: Partial<Record<MetricName, number>> = {};
     if (want.length && n > 0) {
@@ -178,8 +210,13 @@ export function evaluate(model: Module, loader: DataLoader, opts: {
         else if (m === 'f1') metrics.f1 = M.f1(yt, yp, { average: avg });
         else if (m === 'rocAuc') {
           const s = concat(scores, 0);
-          try { metrics.rocAuc = M.rocAuc(yt, s); } finally { s.dispose(); }
-        } else throw new ArgumentError(`unknown metric ${describe(m)}; expected accuracy, precision, recall, f1 or rocAuc`);
+          try {
+            metrics.rocAuc = M.rocAuc(yt, s);
+          } finally {
+            s.dispose();
+          }
+        } else
+          throw new ArgumentError(`unknown metric ${describe(m)}; expected accuracy, precision, recall, f1 or rocAuc`);
       }
     }
     return { loss: n ? total / n : NaN, metrics };
@@ -195,28 +232,38 @@ export function evaluate(model: Module, loader: DataLoader, opts: {
  * stopping, a checkpoint, and a log line. A non-finite loss stops training with a ValidationError.
  */
 export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
-  if (!model || typeof (model as Module).parameters !== 'function') throw new ArgumentError(`fit takes a kn.nn.Module, got ${describe(model)}`);
-  if (!opts || typeof opts !== 'object') throw new ArgumentError(`fit needs options { train, loss, optimizer, epochs }, got ${describe(opts)}`);
-  if (!(opts.train instanceof DataLoader)) throw new ArgumentError(`fit: train must be a kn.data.DataLoader, got ${describe(opts.train)}`);
-  if (opts.val != null && !(opts.val instanceof DataLoader)) throw new ArgumentError(`fit: val must be a kn.data.DataLoader, got ${describe(opts.val)}`);
-  if (!opts.optimizer || typeof opts.optimizer.step !== 'function') throw new ArgumentError(`fit: optimizer must be a kn.optim optimizer, got ${describe(opts.optimizer)}`);
+  if (!model || typeof (model as Module).parameters !== 'function')
+    throw new ArgumentError(`fit takes a kn.nn.Module, got ${describe(model)}`);
+  if (!opts || typeof opts !== 'object')
+    throw new ArgumentError(`fit needs options { train, loss, optimizer, epochs }, got ${describe(opts)}`);
+  if (!(opts.train instanceof DataLoader))
+    throw new ArgumentError(`fit: train must be a kn.data.DataLoader, got ${describe(opts.train)}`);
+  if (opts.val != null && !(opts.val instanceof DataLoader))
+    throw new ArgumentError(`fit: val must be a kn.data.DataLoader, got ${describe(opts.val)}`);
+  if (!opts.optimizer || typeof opts.optimizer.step !== 'function')
+    throw new ArgumentError(`fit: optimizer must be a kn.optim optimizer, got ${describe(opts.optimizer)}`);
   const epochs = posInt(opts.epochs, 'fit epochs');
   const accumulate = posInt(opts.accumulate ?? 1, 'fit accumulate');
   const lf = lossFn(opts.loss, opts.classWeights ?? null);
   const metrics = [...(opts.metrics ?? [])];
   const es = opts.earlyStopping ?? null;
   const monitor = es?.monitor ?? 'valLoss';
-  if (es && monitor !== 'trainLoss' && !opts.val) throw new ArgumentError(`early stopping on '${monitor}' needs a val loader`);
+  if (es && monitor !== 'trainLoss' && !opts.val)
+    throw new ArgumentError(`early stopping on '${monitor}' needs a val loader`);
   if (es && monitor !== 'valLoss' && monitor !== 'trainLoss' && !metrics.includes(monitor)) metrics.push(monitor);
   const mode = es?.mode ?? (monitor === 'valLoss' || monitor === 'trainLoss' ? 'min' : 'max');
   const patience = es?.patience ?? 5;
-  if (!Number.isInteger(patience) || patience < 0) throw new ArgumentError(`earlyStopping patience must be an integer >= 0, got ${describe(es?.patience)}`);
+  if (!Number.isInteger(patience) || patience < 0)
+    throw new ArgumentError(`earlyStopping patience must be an integer >= 0, got ${describe(es?.patience)}`);
   const minDelta = es?.minDelta ?? 0;
-  if (typeof minDelta !== 'number' || !(minDelta >= 0)) throw new ArgumentError(`earlyStopping minDelta must be >= 0, got ${describe(minDelta)}`);
+  if (typeof minDelta !== 'number' || !(minDelta >= 0))
+    throw new ArgumentError(`earlyStopping minDelta must be >= 0, got ${describe(minDelta)}`);
   const restoreBest = es?.restoreBest ?? true;
-  const ik = opts.inputKey ?? 'x', tk = opts.targetKey ?? 'y';
+  const ik = opts.inputKey ?? 'x',
+    tk = opts.targetKey ?? 'y';
   const clip = opts.clipGradNorm ?? null;
-  if (clip !== null && !(typeof clip === 'number' && clip > 0)) throw new ArgumentError(`clipGradNorm must be a positive number, got ${describe(clip)}`);
+  if (clip !== null && !(typeof clip === 'number' && clip > 0))
+    throw new ArgumentError(`clipGradNorm must be a positive number, got ${describe(clip)}`);
   const verbose = opts.verbose ?? 'auto';
   const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
   const useJson = verbose === 'json' || (verbose === 'auto' && !useBar);
@@ -234,10 +281,12 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     const last = join(dir, LAST);
     if (existsSync(last)) {
       st = (await loadCheckpoint(last, { model, optimizer: opt, scheduler: sched })) as RunState;
-      if (!st || typeof st.epoch !== 'number' || !Array.isArray(st.history)) throw new ValidationError(`${last} holds no training state`);
+      if (!st || typeof st.epoch !== 'number' || !Array.isArray(st.history))
+        throw new ValidationError(`${last} holds no training state`);
       setRngState(st.rng);
       resumedFrom = st.epoch;
-      if (es && restoreBest && existsSync(join(dir, BEST))) bestWeights = await load(join(dir, BEST), { backend: model.parameters()[0]?.backend });
+      if (es && restoreBest && existsSync(join(dir, BEST)))
+        bestWeights = await load(join(dir, BEST), { backend: model.parameters()[0]?.backend });
     }
   }
 
@@ -248,10 +297,17 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   try {
     for (let epoch = st.epoch + 1; epoch <= epochs; epoch++) {
       const t0 = performance.now();
-      let lossSum = 0, count = 0, pending = 0, step = 0;
-      const bar = useBar ? new SingleBar({
-        format: `epoch ${epoch}/${epochs} |{bar}| {value}/{total} batches | loss {loss}`, stream: process.stderr, hideCursor: true,
-      }) : null;
+      let lossSum = 0,
+        count = 0,
+        pending = 0,
+        step = 0;
+      const bar = useBar
+        ? new SingleBar({
+            format: `epoch ${epoch}/${epochs} |{bar}| {value}/{total} batches | loss {loss}`,
+            stream: process.stderr,
+            hideCursor: true,
+          })
+        : null;
       bar?.start(opts.train.length, 0, { loss: '-' });
       opt.zeroGrad();
       const doStep = (): void => {
@@ -264,14 +320,18 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       for (const batch of opts.train.batches(epoch - 1)) {
         const l = tidy(() => {
           try {
-            const x = field(batch, ik, 'input'), y = field(batch, tk, 'target');
+            const x = field(batch, ik, 'input'),
+              y = field(batch, tk, 'target');
             const out = model.call(x);
             const loss = lf(out, y);
-            if (!isTensor(loss) || loss.size !== 1) throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
+            if (!isTensor(loss) || loss.size !== 1)
+              throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
             const v = loss.item();
             if (!Number.isFinite(v)) {
-              throw new ValidationError(`training diverged: the loss is ${v} at epoch ${epoch}, batch ${step + 1}; ` +
-                'check the data for NaN/Inf, lower the learning rate, or clip gradients');
+              throw new ValidationError(
+                `training diverged: the loss is ${v} at epoch ${epoch}, batch ${step + 1}; ` +
+                  'check the data for NaN/Inf, lower the learning rate, or clip gradients',
+              );
             }
             (accumulate > 1 ? loss.div(accumulate) : loss).backward();
             return v;
@@ -315,9 +375,15 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       if (dir) await saveCheckpoint(join(dir, LAST), { model, optimizer: opt, scheduler: sched, state: st });
       if (useJson) logStream.write(JSON.stringify({ ...log, metrics: undefined, ...log.metrics }) + '\n');
       else if (useBar) {
-        const m = Object.entries(log.metrics).map(([k, v]) => `${k} ${v!.toFixed(4)}`).join(' ');
-        process.stderr.write(`epoch ${epoch}: train loss ${log.trainLoss.toFixed(4)}` +
-          (log.valLoss !== undefined ? `, val loss ${log.valLoss.toFixed(4)}` : '') + (m ? `, ${m}` : '') + ` (${log.seconds.toFixed(1)} s)\n`);
+        const m = Object.entries(log.metrics)
+          .map(([k, v]) => `${k} ${v!.toFixed(4)}`)
+          .join(' ');
+        process.stderr.write(
+          `epoch ${epoch}: train loss ${log.trainLoss.toFixed(4)}` +
+            (log.valLoss !== undefined ? `, val loss ${log.valLoss.toFixed(4)}` : '') +
+            (m ? `, ${m}` : '') +
+            ` (${log.seconds.toFixed(1)} s)\n`,
+        );
       }
       if ((await opts.onEpoch?.(log)) === false) break;
       if (es && st.wait > 0 && st.wait >= patience) {

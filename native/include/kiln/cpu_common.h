@@ -24,8 +24,8 @@ std::string cat(const Args&... args) {
   return os.str();
 }
 
-#define KILN_REQUIRE(cond, code, ...)                                  \
-  do {                                                                 \
+#define KILN_REQUIRE(cond, code, ...)                                   \
+  do {                                                                  \
     if (!(cond)) return ::kiln::fail((code), ::kiln::cat(__VA_ARGS__)); \
   } while (0)
 
@@ -46,9 +46,15 @@ struct KernelTable {
 // KILN_FAMILIES (the family list) is generated into kiln/tables.h from src/ops/table.ts.
 #define KILN_DECLARE_REGISTER(family) void register_##family(::kiln::KernelTable& t);
 namespace kiln {
-namespace scalar { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
+namespace scalar {
+KILN_FAMILIES(KILN_DECLARE_REGISTER)
+}
 #if defined(__x86_64__)
-namespace avx2 { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
-namespace avx512 { KILN_FAMILIES(KILN_DECLARE_REGISTER) }
+namespace avx2 {
+KILN_FAMILIES(KILN_DECLARE_REGISTER)
+}
+namespace avx512 {
+KILN_FAMILIES(KILN_DECLARE_REGISTER)
+}
 #endif
 }  // namespace kiln

@@ -2,9 +2,12 @@
 // C[M,N] (row stride ldc) = (accumulate ? C : 0) + A[M,K] * B[K,N]; A and B take any element strides.
 struct GemmArgs {
   int64_t M, N, K;
-  const float* A; int64_t rsA, csA;
-  const float* B; int64_t rsB, csB;
-  float* C; int64_t ldc;
+  const float* A;
+  int64_t rsA, csA;
+  const float* B;
+  int64_t rsB, csB;
+  float* C;
+  int64_t ldc;
   bool accumulate;
   bool parallel;
 };

@@ -4,7 +4,11 @@
 typedef float vfloat __attribute__((vector_size(KILN_VEC_BYTES)));
 static constexpr int kVL = KILN_VEC_BYTES / 4;
 
-static inline vfloat vload(const float* p) { vfloat v; __builtin_memcpy(&v, p, sizeof v); return v; }
+static inline vfloat vload(const float* p) {
+  vfloat v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
 static inline void vstore(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 
 typedef int32_t vint __attribute__((vector_size(KILN_VEC_BYTES)));
@@ -180,7 +184,10 @@ static inline StridedIter make_iter(const TensorView* const* ops, int nops) {
   for (int d = 1; d < nd; ++d) {
     bool merge = true;
     for (int k = 0; k < nops; ++k)
-      if (it.st[k][w] != it.st[k][d] * it.shape[d]) { merge = false; break; }
+      if (it.st[k][w] != it.st[k][d] * it.shape[d]) {
+        merge = false;
+        break;
+      }
     if (merge) {
       it.shape[w] *= it.shape[d];
       for (int k = 0; k < nops; ++k) it.st[k][w] = it.st[k][d];

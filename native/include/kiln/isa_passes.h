@@ -7,9 +7,11 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,prefer-vector-width=512")
 #define KILN_ISA avx512
 #define KILN_VEC_BYTES 64
-namespace kiln { namespace avx512 {
+namespace kiln {
+namespace avx512 {
 #include KILN_ISA_FILE
-} }
+}
+}  // namespace kiln
 #undef KILN_ISA
 #undef KILN_VEC_BYTES
 #pragma GCC pop_options
@@ -18,9 +20,11 @@ namespace kiln { namespace avx512 {
 #pragma GCC target("avx2,fma,f16c")
 #define KILN_ISA avx2
 #define KILN_VEC_BYTES 32
-namespace kiln { namespace avx2 {
+namespace kiln {
+namespace avx2 {
 #include KILN_ISA_FILE
-} }
+}
+}  // namespace kiln
 #undef KILN_ISA
 #undef KILN_VEC_BYTES
 #pragma GCC pop_options
@@ -28,8 +32,10 @@ namespace kiln { namespace avx2 {
 
 #define KILN_ISA scalar
 #define KILN_VEC_BYTES 16
-namespace kiln { namespace scalar {
+namespace kiln {
+namespace scalar {
 #include KILN_ISA_FILE
-} }
+}
+}  // namespace kiln
 #undef KILN_ISA
 #undef KILN_VEC_BYTES

@@ -46,7 +46,9 @@ struct TensorView {
     return true;
   }
   template <class T>
-  T* ptr() const { return reinterpret_cast<T*>(data) + offset; }
+  T* ptr() const {
+    return reinterpret_cast<T*>(data) + offset;
+  }
   char* bytes() const { return reinterpret_cast<char*>(data) + offset * kDTypeSize[dtype]; }
 };
 
@@ -56,8 +58,16 @@ std::string shape_str(const TensorView& t);
 using KernelFn = Status (*)(const TensorView* in, int nin, const TensorView& out, const double* attrs);
 
 // ---- scalar conversions shared by every backend (must match src/tensor/dtype.ts) ----
-inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float bits_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 inline float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

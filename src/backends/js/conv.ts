@@ -2,16 +2,36 @@ import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf } from './util.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
 
-interface Conv { sh: number; sw: number; ph: number; pw: number; dh: number; dw: number; groups: number }
+interface Conv {
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  dh: number;
+  dw: number;
+  groups: number;
+}
 const convAttrs = (a: readonly number[]): Conv => {
   const c = groupAttrs('conv', a);
   return { sh: c.strideH, sw: c.strideW, ph: c.padH, pw: c.padW, dh: c.dilationH, dw: c.dilationW, groups: c.groups };
 };
 
 /** Calls f(n, o, oh, ow, c, i, j, ih, iw) for every in-bounds tap of a grouped conv (the reference loop nest). */
-function forEachTap(N: number, C: number, H: number, W: number, O: number, kh: number, kw: number, OH: number, OW: number,
-  p: Conv, f: (xi: number, wi: number, oi: number) => void): void {
-  const Cg = C / p.groups, Og = O / p.groups;
+function forEachTap(
+  N: number,
+  C: number,
+  H: number,
+  W: number,
+  O: number,
+  kh: number,
+  kw: number,
+  OH: number,
+  OW: number,
+  p: Conv,
+  f: (xi: number, wi: number, oi: number) => void,
+): void {
+  const Cg = C / p.groups,
+    Og = O / p.groups;
   for (let n = 0; n < N; n++)
     for (let o = 0; o < O; o++) {
       const g = Math.floor(o / Og);
@@ -32,14 +52,28 @@ function forEachTap(N: number, C: number, H: number, W: number, O: number, kh: n
     }
 }
 
-interface Pool { kh: number; kw: number; sh: number; sw: number; ph: number; pw: number }
+interface Pool {
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+}
 const poolAttrs = (a: readonly number[]): Pool => {
   const p = groupAttrs('pool', a);
   return { kh: p.kernelH, kw: p.kernelW, sh: p.strideH, sw: p.strideW, ph: p.padH, pw: p.padW };
 };
 
-function forEachWindow(NC: number, H: number, W: number, OH: number, OW: number, p: Pool,
-  f: (plane: number, oi: number, taps: number[]) => void): void {
+function forEachWindow(
+  NC: number,
+  H: number,
+  W: number,
+  OH: number,
+  OW: number,
+  p: Pool,
+  f: (plane: number, oi: number, taps: number[]) => void,
+): void {
   for (let nc = 0; nc < NC; nc++)
     for (let oh = 0; oh < OH; oh++)
       for (let ow = 0; ow < OW; ow++) {
@@ -58,31 +92,44 @@ function forEachWindow(NC: number, H: number, W: number, OH: number, OW: number,
 
 export const convKernels: Record<string, KernelFn> = {
   conv2d: (ins, out, attrs) => {
-    const x = gatherView(ins[0]!), w = gatherView(ins[1]!), o = outBuf(out);
+    const x = gatherView(ins[0]!),
+      w = gatherView(ins[1]!),
+      o = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [O, , kh, kw] = ins[1]!.shape as [number, number, number, number];
     const [, , OH, OW] = out.shape as [number, number, number, number];
     o.fill(0);
-    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => { o[oi]! += x[xi]! * w[wi]!; });
+    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => {
+      o[oi]! += x[xi]! * w[wi]!;
+    });
   },
   conv2dBackwardInput: (ins, out, attrs) => {
-    const gy = gatherView(ins[0]!), w = gatherView(ins[1]!), dx = outBuf(out);
+    const gy = gatherView(ins[0]!),
+      w = gatherView(ins[1]!),
+      dx = outBuf(out);
     const [N, C, H, W] = out.shape as [number, number, number, number];
     const [O, , kh, kw] = ins[1]!.shape as [number, number, number, number];
     const [, , OH, OW] = ins[0]!.shape as [number, number, number, number];
     dx.fill(0);
-    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => { dx[xi]! += gy[oi]! * w[wi]!; });
+    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => {
+      dx[xi]! += gy[oi]! * w[wi]!;
+    });
   },
   conv2dBackwardWeight: (ins, out, attrs) => {
-    const x = gatherView(ins[0]!), gy = gatherView(ins[1]!), dw = outBuf(out);
+    const x = gatherView(ins[0]!),
+      gy = gatherView(ins[1]!),
+      dw = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [O, , kh, kw] = out.shape as [number, number, number, number];
     const [, , OH, OW] = ins[1]!.shape as [number, number, number, number];
     dw.fill(0);
-    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => { dw[wi]! += x[xi]! * gy[oi]!; });
+    forEachTap(N, C, H, W, O, kh, kw, OH, OW, convAttrs(attrs), (xi, wi, oi) => {
+      dw[wi]! += x[xi]! * gy[oi]!;
+    });
   },
   maxPool2d: (ins, out, attrs) => {
-    const x = gatherView(ins[0]!), o = outBuf(out);
+    const x = gatherView(ins[0]!),
+      o = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [, , OH, OW] = out.shape as [number, number, number, number];
     forEachWindow(N * C, H, W, OH, OW, poolAttrs(attrs), (_p, oi, taps) => {
@@ -92,21 +139,28 @@ export const convKernels: Record<string, KernelFn> = {
     });
   },
   maxPool2dBackward: (ins, out, attrs) => {
-    const x = gatherView(ins[0]!), gy = gatherView(ins[1]!), dx = outBuf(out);
+    const x = gatherView(ins[0]!),
+      gy = gatherView(ins[1]!),
+      dx = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [, , OH, OW] = ins[1]!.shape as [number, number, number, number];
     dx.fill(0);
     forEachWindow(N * C, H, W, OH, OW, poolAttrs(attrs), (_p, oi, taps) => {
-      let best = -1, m = -Infinity;
+      let best = -1,
+        m = -Infinity;
       for (const t of taps) {
         const v = x[t]!;
-        if (best < 0 || v > m || (Number.isNaN(v) && !Number.isNaN(m))) { m = v; best = t; }
+        if (best < 0 || v > m || (Number.isNaN(v) && !Number.isNaN(m))) {
+          m = v;
+          best = t;
+        }
       }
       if (best >= 0) dx[best]! += gy[oi]!;
     });
   },
   avgPool2d: (ins, out, attrs) => {
-    const x = gatherView(ins[0]!), o = outBuf(out);
+    const x = gatherView(ins[0]!),
+      o = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [, , OH, OW] = out.shape as [number, number, number, number];
     const p = poolAttrs(attrs);
@@ -119,7 +173,8 @@ export const convKernels: Record<string, KernelFn> = {
     });
   },
   avgPool2dBackward: (ins, out, attrs) => {
-    const gy = gatherView(ins[0]!), dx = outBuf(out);
+    const gy = gatherView(ins[0]!),
+      dx = outBuf(out);
     const [N, C, H, W] = out.shape as [number, number, number, number];
     const [, , OH, OW] = ins[0]!.shape as [number, number, number, number];
     const p = poolAttrs(attrs);

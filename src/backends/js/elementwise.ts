@@ -53,14 +53,19 @@ export const elementwiseKernels: Record<string, KernelFn> = {
     for (let i = 0; i < o.length; i++) o[i] = castValue(start + i * step, out.dtype);
   },
   ...Object.fromEntries(Object.entries(unaryF).map(([k, f]) => [k, unary(f)])),
-  neg: unary((x) => -x, (x) => -x | 0),
+  neg: unary(
+    (x) => -x,
+    (x) => -x | 0,
+  ),
   abs: unary(Math.abs, (x) => Math.abs(x) | 0),
   sign: unary((x) => (Number.isNaN(x) ? x : Math.sign(x) + 0)),
   relu: unary((x) => (x < 0 ? 0 : x)),
   biasAct: (ins, out, attrs) => {
     const { act } = attrsOf('biasAct', attrs);
     checkBiasAct(act);
-    const x = gatherView(ins[0]!), b = gatherView(ins[1]!), r = new Float64Array(x.length);
+    const x = gatherView(ins[0]!),
+      b = gatherView(ins[1]!),
+      r = new Float64Array(x.length);
     const N = b.length;
     for (let i = 0; i < x.length; i++) {
       const v = x[i]! + b[i % N]!;
@@ -80,9 +85,18 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   cast: (ins, out) => {
     writeCanon(out, gatherView(ins[0]!));
   },
-  add: binary((x, y) => x + y, (x, y) => (x + y) | 0),
-  sub: binary((x, y) => x - y, (x, y) => (x - y) | 0),
-  mul: binary((x, y) => x * y, (x, y) => Math.imul(x, y)),
+  add: binary(
+    (x, y) => x + y,
+    (x, y) => (x + y) | 0,
+  ),
+  sub: binary(
+    (x, y) => x - y,
+    (x, y) => (x - y) | 0,
+  ),
+  mul: binary(
+    (x, y) => x * y,
+    (x, y) => Math.imul(x, y),
+  ),
   div: binary((x, y) => x / y),
   pow: binary((x, y) => Math.pow(x, y)),
   maximum: binary(maxNaN),
@@ -103,4 +117,3 @@ export const elementwiseKernels: Record<string, KernelFn> = {
     writeCanon(out, r);
   },
 };
-

@@ -16,7 +16,14 @@ import { reduceKernels } from './reduce.js';
 import { buf, type JsHandle } from './util.js';
 
 const KERNELS: Record<string, KernelFn> = {
-  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels, ...optimKernels, ...quantKernels,
+  ...elementwiseKernels,
+  ...reduceKernels,
+  ...matmulKernels,
+  ...convKernels,
+  ...movementKernels,
+  ...randomKernels,
+  ...optimKernels,
+  ...quantKernels,
 };
 
 export class JsBackend implements Backend {
@@ -29,11 +36,16 @@ export class JsBackend implements Backend {
       throw new BackendError(`out of memory: the js backend could not allocate ${numel} ${dtype} elements`);
     }
   }
-  free(_h: Handle): void { /* garbage collected */ }
-  bytes(_d: DType, numel: number): number { return numel * 8; }
+  free(_h: Handle): void {
+    /* garbage collected */
+  }
+  bytes(_d: DType, numel: number): number {
+    return numel * 8;
+  }
   write(h: Handle, dtype: DType, data: StorageArray, offset: number): void {
     const dst = buf(h);
-    if (offset + data.length > dst.length) throw new ShapeError(`write of ${data.length} at ${offset} overruns ${dst.length}`);
+    if (offset + data.length > dst.length)
+      throw new ShapeError(`write of ${data.length} at ${offset} overruns ${dst.length}`);
     dst.set(decodeStorage(data, dtype), offset);
   }
   read(h: Handle, dtype: DType, offset: number, count: number): StorageArray {
@@ -44,7 +56,8 @@ export class JsBackend implements Backend {
   }
   writeFloat64(h: Handle, values: ArrayLike<number>, offset: number): void {
     const dst = buf(h);
-    if (offset + values.length > dst.length) throw new ShapeError(`write of ${values.length} at ${offset} overruns ${dst.length}`);
+    if (offset + values.length > dst.length)
+      throw new ShapeError(`write of ${values.length} at ${offset} overruns ${dst.length}`);
     dst.set(values, offset);
   }
   readFloat64(h: Handle, offset: number, count: number): Float64Array {
@@ -55,6 +68,10 @@ export class JsBackend implements Backend {
     if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'js'`);
     k(inputs, out, attrs);
   }
-  has(op: OpName): boolean { return op in KERNELS; }
-  async sync(): Promise<void> { /* synchronous */ }
+  has(op: OpName): boolean {
+    return op in KERNELS;
+  }
+  async sync(): Promise<void> {
+    /* synchronous */
+  }
 }

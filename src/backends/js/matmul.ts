@@ -4,14 +4,24 @@ import { buf, outBuf, prod } from './util.js';
 function matmul(...args: Parameters<KernelFn>): void {
   const [ins, out] = args;
   {
-    const a = ins[0]!, b = ins[1]!;
+    const a = ins[0]!,
+      b = ins[1]!;
     const nd = a.shape.length;
-    const M = a.shape[nd - 2]!, K = a.shape[nd - 1]!, N = b.shape[nd - 1]!;
+    const M = a.shape[nd - 2]!,
+      K = a.shape[nd - 1]!,
+      N = b.shape[nd - 1]!;
     const batch = prod(out.shape, 0, nd - 2);
-    const pa = buf(a.handle), pb = buf(b.handle), o = outBuf(out);
-    const ars = a.strides[nd - 2]!, acs = a.strides[nd - 1]!, brs = b.strides[nd - 2]!, bcs = b.strides[nd - 1]!;
+    const pa = buf(a.handle),
+      pb = buf(b.handle),
+      o = outBuf(out);
+    const ars = a.strides[nd - 2]!,
+      acs = a.strides[nd - 1]!,
+      brs = b.strides[nd - 2]!,
+      bcs = b.strides[nd - 1]!;
     for (let bi = 0; bi < batch; bi++) {
-      let oa = a.offset, ob = b.offset, rem = bi;
+      let oa = a.offset,
+        ob = b.offset,
+        rem = bi;
       for (let d = nd - 3; d >= 0; d--) {
         const idx = rem % out.shape[d]!;
         rem = Math.floor(rem / out.shape[d]!);

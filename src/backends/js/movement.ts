@@ -30,10 +30,14 @@ export const movementKernels: Record<string, KernelFn> = {
     const D = xv.shape[axis]!;
     for (let i = 0; i < idx.length; i++) {
       if (!(idx[i]! >= 0 && idx[i]! < D)) {
-        throw new ArgumentError(`gather index ${idx[i]} at position ${i} is out of range for axis ${axis} of size ${D}`);
+        throw new ArgumentError(
+          `gather index ${idx[i]} at position ${i} is out of range for axis ${axis} of size ${D}`,
+        );
       }
     }
-    const pre = prod(xv.shape, 0, axis), post = prod(xv.shape, axis + 1), k = idx.length;
+    const pre = prod(xv.shape, 0, axis),
+      post = prod(xv.shape, axis + 1),
+      k = idx.length;
     const o = outBuf(out);
     for (let p = 0; p < pre; p++)
       for (let j = 0; j < k; j++)
@@ -45,15 +49,19 @@ export const movementKernels: Record<string, KernelFn> = {
     const g = gatherView(gv);
     const idx = gatherView(ins[1]!);
     for (let i = 0; i < idx.length; i++) {
-      if (!(idx[i]! >= 0 && idx[i]! < D)) throw new ArgumentError(`scatterAdd index ${idx[i]} at position ${i} is out of range for size ${D}`);
+      if (!(idx[i]! >= 0 && idx[i]! < D))
+        throw new ArgumentError(`scatterAdd index ${idx[i]} at position ${i} is out of range for size ${D}`);
     }
-    const pre = prod(out.shape, 0, axis), post = prod(out.shape, axis + 1), k = idx.length;
+    const pre = prod(out.shape, 0, axis),
+      post = prod(out.shape, axis + 1),
+      k = idx.length;
     const o = new Float64Array(prod(out.shape));
     for (let p = 0; p < pre; p++)
       for (let j = 0; j < k; j++)
         for (let q = 0; q < post; q++) {
           const di = (p * D + idx[j]!) * post + q;
-          o[di] = gv.dtype === 'int32' ? (o[di]! + g[(p * k + j) * post + q]!) | 0 : o[di]! + g[(p * k + j) * post + q]!;
+          o[di] =
+            gv.dtype === 'int32' ? (o[di]! + g[(p * k + j) * post + q]!) | 0 : o[di]! + g[(p * k + j) * post + q]!;
         }
     writeCanon(out, o);
   },

@@ -13,7 +13,16 @@ function slots(ins: readonly KernelView[], op: string, counts: readonly number[]
 export const optimKernels: Record<string, KernelFn> = {
   adamStep: (ins, _out, at) => {
     const [p, g, m, v, vmax] = slots(ins, 'adamStep', [4, 5]);
-    const [lr, b1, b2, eps, wd, decoupled, bias1, bias2] = at as [number, number, number, number, number, number, number, number];
+    const [lr, b1, b2, eps, wd, decoupled, bias1, bias2] = at as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
     checkAdam(at);
     const n = ins[0]!.shape.reduce((x, y) => x * y, 1);
     for (let i = 0; i < n; i++) {
@@ -29,7 +38,7 @@ export const optimKernels: Record<string, KernelFn> = {
         vmax.a[vmax.o + i] = vd;
       }
       const shrink = decoupled ? 1 - lr * wd : 1;
-      p!.a[p!.o + i] = pi * shrink - (lr / bias1) * mi / (Math.sqrt(vd) / Math.sqrt(bias2) + eps);
+      p!.a[p!.o + i] = pi * shrink - ((lr / bias1) * mi) / (Math.sqrt(vd) / Math.sqrt(bias2) + eps);
     }
   },
   sgdStep: (ins, _out, at) => {

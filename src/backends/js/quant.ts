@@ -17,8 +17,12 @@ export const quantKernels: Record<string, KernelFn> = {
   // int4 weight-only: W[j, k] = (nibble - 8) * scale[j, k / g]; y = x W^T + b in float64
   qlinearInt4: (ins, out, at) => {
     const { M, K, N, G, g } = checkQlinearInt4(ins, at);
-    const [x, w, s, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
-    const px = buf(x!.handle), pw = buf(w!.handle), ps = buf(s!.handle), pb = b ? buf(b.handle) : null, o = outBuf(out);
+    const [x, w, s, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
+    const px = buf(x!.handle),
+      pw = buf(w!.handle),
+      ps = buf(s!.handle),
+      pb = b ? buf(b.handle) : null,
+      o = outBuf(out);
     const half = (G * g) / 2;
     const W = new Float64Array(N * K);
     for (let j = 0; j < N; j++)
@@ -36,29 +40,40 @@ export const quantKernels: Record<string, KernelFn> = {
   },
   qlinearInt8: (ins, out, at) => {
     const { M, K, N, sx, zx } = checkQlinear(ins, at);
-    const [x, w, ws, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
-    const px = buf(x!.handle), pw = buf(w!.handle), psw = buf(ws!.handle), pb = b ? buf(b.handle) : null, o = outBuf(out);
+    const [x, w, ws, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
+    const px = buf(x!.handle),
+      pw = buf(w!.handle),
+      psw = buf(ws!.handle),
+      pb = b ? buf(b.handle) : null,
+      o = outBuf(out);
     const wsum = new Float64Array(N);
     for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + pw[w!.offset + j * K + k]!;
     const q = new Float64Array(K);
     for (let i = 0; i < M; i++) {
-      let mn = 0, mx = 0;
+      let mn = 0,
+        mx = 0;
       for (let k = 0; k < K; k++) {
         const v = f32(px[x!.offset + i * K + k]!);
-        if (!Number.isFinite(v)) throw new ArgumentError('qlinearInt8: x has NaN or infinite values (cannot be quantized)');
+        if (!Number.isFinite(v))
+          throw new ArgumentError('qlinearInt8: x has NaN or infinite values (cannot be quantized)');
         mn = Math.min(mn, v);
         mx = Math.max(mx, v);
       }
-      let s = f32(sx), z = zx;
+      let s = f32(sx),
+        z = zx;
       if (sx === 0) {
         const range = f32(mx - mn);
-        if (range === 0) { s = 1; z = 0; } else {
+        if (range === 0) {
+          s = 1;
+          z = 0;
+        } else {
           s = f32(range / 255);
           z = Math.min(255, Math.max(0, roundHalfEven(f32(-mn / s))));
         }
       }
       const inv = f32(1 / s);
-      for (let k = 0; k < K; k++) q[k] = Math.min(255, Math.max(0, roundHalfEven(f32(f32(px[x!.offset + i * K + k]!) * inv)) + z));
+      for (let k = 0; k < K; k++)
+        q[k] = Math.min(255, Math.max(0, roundHalfEven(f32(f32(px[x!.offset + i * K + k]!) * inv)) + z));
       for (let j = 0; j < N; j++) {
         let acc = 0;
         for (let k = 0; k < K; k++) acc += q[k]! * pw[w!.offset + j * K + k]!;

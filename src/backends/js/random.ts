@@ -5,18 +5,29 @@ import { outBuf } from './util.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 function mulhi(a: number, b: number): number {
-  const aL = a & 0xffff, aH = a >>> 16, bL = b & 0xffff, bH = b >>> 16;
-  const ll = aL * bL, lh = aL * bH, hl = aH * bL, hh = aH * bH;
+  const aL = a & 0xffff,
+    aH = a >>> 16,
+    bL = b & 0xffff,
+    bH = b >>> 16;
+  const ll = aL * bL,
+    lh = aL * bH,
+    hl = aH * bL,
+    hh = aH * bH;
   const cross = (ll >>> 16) + (lh & 0xffff) + (hl & 0xffff);
   return (hh + (lh >>> 16) + (hl >>> 16) + Math.floor(cross / 65536)) >>> 0;
 }
 
 /** One Philox4x32-10 block for counter (c0, c1, 0, 0) and key (k0, k1). */
 export function philox(c0: number, c1: number, k0: number, k1: number, out: Uint32Array): void {
-  let x0 = c0 >>> 0, x1 = c1 >>> 0, x2 = 0, x3 = 0;
+  let x0 = c0 >>> 0,
+    x1 = c1 >>> 0,
+    x2 = 0,
+    x3 = 0;
   for (let r = 0; r < 10; r++) {
-    const hi0 = mulhi(0xd2511f53, x0), lo0 = Math.imul(0xd2511f53, x0) >>> 0;
-    const hi1 = mulhi(0xcd9e8d57, x2), lo1 = Math.imul(0xcd9e8d57, x2) >>> 0;
+    const hi0 = mulhi(0xd2511f53, x0),
+      lo0 = Math.imul(0xd2511f53, x0) >>> 0;
+    const hi1 = mulhi(0xcd9e8d57, x2),
+      lo1 = Math.imul(0xcd9e8d57, x2) >>> 0;
     const n0 = (hi1 ^ x1 ^ k0) >>> 0;
     const n2 = (hi0 ^ x3 ^ k1) >>> 0;
     x1 = lo1;
@@ -26,12 +37,16 @@ export function philox(c0: number, c1: number, k0: number, k1: number, out: Uint
     k0 = (k0 + 0x9e3779b9) >>> 0;
     k1 = (k1 + 0xbb67ae85) >>> 0;
   }
-  out[0] = x0; out[1] = x1; out[2] = x2; out[3] = x3;
+  out[0] = x0;
+  out[1] = x1;
+  out[2] = x2;
+  out[3] = x3;
 }
 
 function blocks(attrs: readonly number[], n: number, f: (i0: number, u: Uint32Array) => void): void {
   const { key0, key1, ctrLo: lo, ctrHi: hi } = groupAttrs('rng', attrs);
-  const k0 = key0 >>> 0, k1 = key1 >>> 0;
+  const k0 = key0 >>> 0,
+    k1 = key1 >>> 0;
   const u = new Uint32Array(4);
   for (let b = 0; b * 4 < n; b++) {
     // 64-bit counter = (hi:lo) + b
@@ -48,7 +63,8 @@ export const randomKernels: Record<string, KernelFn> = {
     const o = outBuf(out);
     const { low: lo, high: hi } = attrsOf('randomUniform', attrs);
     blocks(attrs, o.length, (i0, u) => {
-      for (let l = 0; l < 4 && i0 + l < o.length; l++) o[i0 + l] = Math.fround(lo + (hi - lo) * ((u[l]! >>> 8) / 16777216));
+      for (let l = 0; l < 4 && i0 + l < o.length; l++)
+        o[i0 + l] = Math.fround(lo + (hi - lo) * ((u[l]! >>> 8) / 16777216));
     });
   },
   randomNormal: (_ins, out, attrs) => {

@@ -9,15 +9,21 @@ function dims3(shape: readonly number[], a0: number, a1: number): [number, numbe
   return [prod(shape, 0, a0), prod(shape, a0, a1), prod(shape, a1)];
 }
 
-function reduceWith(name: string, init: (x: Float64Array, base: number) => number,
-  step: (acc: number, v: number) => number, needsNonEmpty: boolean): KernelFn {
+function reduceWith(
+  name: string,
+  init: (x: Float64Array, base: number) => number,
+  step: (acc: number, v: number) => number,
+  needsNonEmpty: boolean,
+): KernelFn {
   return (ins, out, attrs) => {
     const v = ins[0]!;
     const x = gatherView(v);
     const axes = groupAttrs('axes', attrs);
     const [outer, r, inner] = dims3(v.shape, axes.axisStart, axes.axisEnd);
     if (needsNonEmpty && r === 0 && outer * inner > 0) {
-      throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
+      throw new ShapeError(
+        `${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`,
+      );
     }
     const o = new Float64Array(outer * inner);
     const f = name === 'sum' && v.dtype === 'int32' ? (a: number, b: number): number => (a + b) | 0 : step;
@@ -42,12 +48,14 @@ function argReduce(isMax: boolean): KernelFn {
     const { axis } = attrsOf(isMax ? 'argmax' : 'argmin', attrs);
     const x = gatherView(v);
     const [outer, r, inner] = dims3(v.shape, axis, axis + 1);
-    if (r === 0 && outer * inner > 0) throw new ShapeError(`${isMax ? 'argmax' : 'argmin'} over an empty axis of [${v.shape.join(', ')}]`);
+    if (r === 0 && outer * inner > 0)
+      throw new ShapeError(`${isMax ? 'argmax' : 'argmin'} over an empty axis of [${v.shape.join(', ')}]`);
     const o = new Float64Array(outer * inner);
     for (let i = 0; i < outer; i++) {
       for (let j = 0; j < inner; j++) {
         const base = i * r * inner + j;
-        let best = 0, bv = x[base]!;
+        let best = 0,
+          bv = x[base]!;
         for (let k = 1; k < r; k++) {
           if (Number.isNaN(bv)) break;
           const val = x[base + k * inner]!;
@@ -94,16 +102,23 @@ function softmaxKernel(log: boolean): KernelFn {
 }
 
 export const reduceKernels: Record<string, KernelFn> = {
-  sum: reduceWith('sum', () => 0, (a, v) => a + v, false),
+  sum: reduceWith(
+    'sum',
+    () => 0,
+    (a, v) => a + v,
+    false,
+  ),
   max: reduceWith('max', (x, b) => x[b]!, nanMax, true),
   min: reduceWith('min', (x, b) => x[b]!, nanMin, true),
   argmax: argReduce(true),
   argmin: argReduce(false),
   rowHash: (ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'rowHash');
-    const words = new Uint32Array(Float32Array.from(gatherView(ins[0]!)).buffer), o = outBuf(out);
+    const words = new Uint32Array(Float32Array.from(gatherView(ins[0]!)).buffer),
+      o = outBuf(out);
     for (let i = 0; i < n; i++) {
-      let h1 = (0x811c9dc5 ^ f) >>> 0, h2 = 0x9e3779b9;
+      let h1 = (0x811c9dc5 ^ f) >>> 0,
+        h2 = 0x9e3779b9;
       for (let k = i * f; k < (i + 1) * f; k++) {
         const raw = words[k]!;
         const v = (raw & 0x7f800000) === 0x7f800000 && (raw & 0x7fffff) !== 0 ? 0x7fc00000 : raw;
@@ -117,13 +132,28 @@ export const reduceKernels: Record<string, KernelFn> = {
   },
   nanColumnStats: (ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
-    const x = gatherView(ins[0]!), o = outBuf(out);
+    const x = gatherView(ins[0]!),
+      o = outBuf(out);
     for (let j = 0; j < f; j++) {
-      let cnt = 0, sum = 0, lo = Infinity, hi = -Infinity;
-      for (let i = 0; i < n; i++) { const v = x[i * f + j]!; if (!Number.isNaN(v)) { cnt++; sum += v; lo = Math.min(lo, v); hi = Math.max(hi, v); } }
+      let cnt = 0,
+        sum = 0,
+        lo = Infinity,
+        hi = -Infinity;
+      for (let i = 0; i < n; i++) {
+        const v = x[i * f + j]!;
+        if (!Number.isNaN(v)) {
+          cnt++;
+          sum += v;
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+      }
       const mean = sum / cnt;
       let ss = 0;
-      for (let i = 0; i < n; i++) { const v = x[i * f + j]!; if (!Number.isNaN(v)) ss += (v - mean) ** 2; }
+      for (let i = 0; i < n; i++) {
+        const v = x[i * f + j]!;
+        if (!Number.isNaN(v)) ss += (v - mean) ** 2;
+      }
       o[j] = cnt;
       o[f + j] = cnt ? mean : NaN;
       o[2 * f + j] = cnt ? ss / cnt : NaN;
@@ -135,19 +165,26 @@ export const reduceKernels: Record<string, KernelFn> = {
     const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
     const { q } = attrsOf('nanQuantile', at);
     checkQuantile(q);
-    const x = gatherView(ins[0]!), o = outBuf(out);
+    const x = gatherView(ins[0]!),
+      o = outBuf(out);
     for (let j = 0; j < f; j++) {
       const col: number[] = [];
       for (let i = 0; i < n; i++) if (!Number.isNaN(x[i * f + j]!)) col.push(x[i * f + j]!);
-      if (!col.length) { o[j] = NaN; continue; }
+      if (!col.length) {
+        o[j] = NaN;
+        continue;
+      }
       col.sort((a, b) => a - b);
-      const pos = q * (col.length - 1), k = Math.floor(pos), frac = pos - k;
+      const pos = q * (col.length - 1),
+        k = Math.floor(pos),
+        frac = pos - k;
       o[j] = frac === 0 ? col[k]! : col[k]! + (col[k + 1]! - col[k]!) * frac;
     }
   },
   softmaxCrossEntropy: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 2, 'softmaxCrossEntropy');
-    const s = attrsOf('softmaxCrossEntropy', at).labelSmoothing, o = outBuf(out);
+    const s = attrsOf('softmaxCrossEntropy', at).labelSmoothing,
+      o = outBuf(out);
     for (let r = 0; r < n; r++) {
       const lse = rowLse(x, r * c, c);
       const wy = w ? w[y[r]!]! : 1;
@@ -163,7 +200,8 @@ export const reduceKernels: Record<string, KernelFn> = {
   softmaxCrossEntropyBackward: (ins, out, at) => {
     const { x, y, w, n, c } = ceArgs(ins, 3, 'softmaxCrossEntropyBackward');
     const g = gatherView(ins[2]!);
-    const s = attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing, o = outBuf(out);
+    const s = attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing,
+      o = outBuf(out);
     const W = w ? w.reduce((a, v) => a + v, 0) : c;
     for (let r = 0; r < n; r++) {
       const lse = rowLse(x, r * c, c);
@@ -179,12 +217,19 @@ export const reduceKernels: Record<string, KernelFn> = {
   logSoftmax: softmaxKernel(true),
 };
 
-function ceArgs(ins: readonly KernelView[], want: number, op: string): { x: Float64Array; y: Float64Array; w: Float64Array | null; n: number; c: number } {
+function ceArgs(
+  ins: readonly KernelView[],
+  want: number,
+  op: string,
+): { x: Float64Array; y: Float64Array; w: Float64Array | null; n: number; c: number } {
   const { n, c, weight } = checkCrossEntropy(ins, want, op);
   const w = weight ? gatherView(weight) : null;
   const y = gatherView(ins[1]!);
   for (let i = 0; i < n; i++) {
-    if (!(y[i]! >= 0 && y[i]! < c)) throw new ArgumentError(`crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c})`);
+    if (!(y[i]! >= 0 && y[i]! < c))
+      throw new ArgumentError(
+        `crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c})`,
+      );
   }
   return { x: gatherView(ins[0]!), y, w, n, c };
 }

@@ -49,7 +49,8 @@ export function outBuf(o: KernelOut): Float64Array {
 export function writeCanon(o: KernelOut, values: ArrayLike<number>): void {
   const dst = outBuf(o);
   const d: DType = o.dtype;
-  if (values.length !== dst.length) throw new ShapeError(`internal: kernel produced ${values.length} values for ${dst.length}`);
+  if (values.length !== dst.length)
+    throw new ShapeError(`internal: kernel produced ${values.length} values for ${dst.length}`);
   if (d === 'float32') dst.set(values);
   else for (let i = 0; i < dst.length; i++) dst[i] = castValue(values[i]!, d);
 }
@@ -65,7 +66,8 @@ export function erf(x: number): number {
   if (Number.isNaN(x)) return NaN;
   const ax = Math.abs(x);
   if (ax < 3) {
-    let term = ax, sum = ax;
+    let term = ax,
+      sum = ax;
     const x2 = ax * ax;
     for (let n = 1; n < 200; n++) {
       term *= -x2 / n;
@@ -85,7 +87,9 @@ function erfcLarge(x: number): number {
   if (x > 27) return 0;
   // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + 2/(x + ...)))))
   const tiny = 1e-300;
-  let f = x, C = x, D = 0;
+  let f = x,
+    C = x,
+    D = 0;
   for (let n = 1; n < 300; n++) {
     const an = n / 2;
     D = x + an * D;

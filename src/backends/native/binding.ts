@@ -52,10 +52,14 @@ export function mapNativeError(e: unknown): KilnError {
   const err = e as { code?: string; message?: string };
   const msg = err?.message ?? String(e);
   switch (err?.code) {
-    case 'KILN_SHAPE': return new ShapeError(msg);
-    case 'KILN_DTYPE': return new DTypeError(msg);
-    case 'KILN_ARG': return new ArgumentError(msg);
-    default: return new BackendError(msg);
+    case 'KILN_SHAPE':
+      return new ShapeError(msg);
+    case 'KILN_DTYPE':
+      return new DTypeError(msg);
+    case 'KILN_ARG':
+      return new ArgumentError(msg);
+    default:
+      return new BackendError(msg);
   }
 }
 
@@ -72,7 +76,10 @@ export function loadAddon(): { addon: Addon | null; reason: string } {
   if (cached) return cached;
   const path = process.env.KILN_ADDON_PATH ?? addonPath();
   if (!existsSync(path)) {
-    cached = { addon: null, reason: `native addon not built (${path} is missing); run 'npm install' or 'npm run build:native'` };
+    cached = {
+      addon: null,
+      reason: `native addon not built (${path} is missing); run 'npm install' or 'npm run build:native'`,
+    };
     return cached;
   }
   try {
@@ -81,7 +88,10 @@ export function loadAddon(): { addon: Addon | null; reason: string } {
     const info = addon.info();
     const names = OP_TABLE.map((o) => o.name);
     if (info.opCount !== names.length || info.opNames.some((n, i) => n !== names[i])) {
-      cached = { addon: null, reason: 'native addon is stale: its op table differs from src/ops/table.ts; run npm run build:native' };
+      cached = {
+        addon: null,
+        reason: 'native addon is stale: its op table differs from src/ops/table.ts; run npm run build:native',
+      };
     } else if (info.isaError) {
       cached = { addon: null, reason: info.isaError };
     } else {

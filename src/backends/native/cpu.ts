@@ -9,13 +9,18 @@ import { mapNativeError, type Addon } from './binding.js';
 export class NativeBackend implements Backend {
   private readonly supported: boolean[];
 
-  constructor(readonly addon: Addon, readonly name: 'cpu' | 'cuda') {
+  constructor(
+    readonly addon: Addon,
+    readonly name: 'cpu' | 'cuda',
+  ) {
     this.supported = Object.values(OP_IDS).map((id) => (name === 'cuda' ? addon.cudaSupports(id) : addon.supports(id)));
   }
 
   alloc(dtype: DType, numel: number): Handle {
     try {
-      return this.name === 'cuda' ? this.addon.cudaAlloc(DTYPE_CODES[dtype], numel) : this.addon.alloc(DTYPE_CODES[dtype], numel);
+      return this.name === 'cuda'
+        ? this.addon.cudaAlloc(DTYPE_CODES[dtype], numel)
+        : this.addon.alloc(DTYPE_CODES[dtype], numel);
     } catch (e) {
       throw mapNativeError(e);
     }
@@ -27,7 +32,9 @@ export class NativeBackend implements Backend {
       throw mapNativeError(e);
     }
   }
-  bytes(dtype: DType, numel: number): number { return numel * DTYPE_SIZE[dtype]; }
+  bytes(dtype: DType, numel: number): number {
+    return numel * DTYPE_SIZE[dtype];
+  }
   write(h: Handle, _dtype: DType, data: StorageArray, offset: number): void {
     try {
       this.addon.write(h as number, data, offset);
@@ -74,7 +81,8 @@ export class NativeBackend implements Backend {
     od[1] = DTYPE_CODES[out.dtype];
     od[2] = out.shape.length;
     for (let i = 0; i < out.shape.length; i++) od[3 + i] = out.shape[i]!;
-    const at = attrs.length < this.attrScratch.length ? this.attrScratch[attrs.length]! : new Float64Array(attrs.length);
+    const at =
+      attrs.length < this.attrScratch.length ? this.attrScratch[attrs.length]! : new Float64Array(attrs.length);
     for (let i = 0; i < attrs.length; i++) at[i] = attrs[i]!;
     try {
       this.addon.run(OP_IDS[op], desc.subarray(0, len), od.subarray(0, olen), at);
@@ -82,7 +90,9 @@ export class NativeBackend implements Backend {
       throw mapNativeError(e);
     }
   }
-  has(op: OpName): boolean { return this.supported[OP_IDS[op]] === true; }
+  has(op: OpName): boolean {
+    return this.supported[OP_IDS[op]] === true;
+  }
   async sync(): Promise<void> {
     try {
       this.addon.sync();
@@ -93,12 +103,16 @@ export class NativeBackend implements Backend {
 }
 
 export class CpuBackend extends NativeBackend {
-  constructor(addon: Addon) { super(addon, 'cpu'); }
+  constructor(addon: Addon) {
+    super(addon, 'cpu');
+  }
 }
 
 /** Device memory and the CUDA kernels of the same addon; reads wait for the device (and report device errors). */
 export class CudaBackend extends NativeBackend {
-  constructor(addon: Addon) { super(addon, 'cuda'); }
+  constructor(addon: Addon) {
+    super(addon, 'cuda');
+  }
 }
 
 export function cpuUnavailable(reason: string): BackendError {

@@ -7,14 +7,31 @@ import { attrsOf, groupAttrs } from '../../ops/table.js';
 
 type Shape4 = [number, number, number, number];
 
-function geo(p: Params, [N, C, H, W]: Shape4, O: number, kh: number, kw: number, OH: number, OW: number, a: readonly number[]): Params {
+function geo(
+  p: Params,
+  [N, C, H, W]: Shape4,
+  O: number,
+  kh: number,
+  kw: number,
+  OH: number,
+  OW: number,
+  a: readonly number[],
+): Params {
   [N, C, H, W, O, kh, kw, OH, OW].forEach((v, k) => p.set(k, v));
   // stride, pad, dilation, groups (conv) — pooling passes stride and pad only
   a.forEach((v, k) => p.set(9 + k, v));
   return p;
 }
 
-function run(g: Gpu, entry: string, p: Params, out: KernelOut, ins: readonly KernelView[], consts: Record<string, number> = {}, extra: number[] = []): void {
+function run(
+  g: Gpu,
+  entry: string,
+  p: Params,
+  out: KernelOut,
+  ins: readonly KernelView[],
+  consts: Record<string, number> = {},
+  extra: number[] = [],
+): void {
   const n = numelOf(out.shape);
   if (n === 0) return;
   g.dispatch('conv', entry, consts, p, [id(out), ...ins.map(id), ...extra], { threads: n });
@@ -47,27 +64,43 @@ const kernels: Record<string, GpuKernel> = {
   maxPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, { MAXP: 1 });
+    run(g, 'pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, {
+      MAXP: 1,
+    });
   },
   maxPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'pool_bwd', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest), out, ins, { MAXP: 1 });
+    run(
+      g,
+      'pool_bwd',
+      geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest),
+      out,
+      ins,
+      { MAXP: 1 },
+    );
   },
   avgPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(16, attrsOf('avgPool2d', a).countIncludePad ? 1 : 0);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(
+      16,
+      attrsOf('avgPool2d', a).countIncludePad ? 1 : 0,
+    );
     run(g, 'pool', p, out, ins, { MAXP: 0 });
   },
   avgPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(out);
     const { k, rest } = pool(a);
-    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(16, attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0);
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(
+      16,
+      attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0,
+    );
     run(g, 'pool_bwd', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool_bwd also declares max pooling's second input
   },
 };
 
 /** Every conv kernel indexes contiguous inputs from element 0. */
 export const convKernels: Record<string, GpuKernel> = Object.fromEntries(
-  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]));
+  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]),
+);

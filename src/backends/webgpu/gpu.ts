@@ -13,7 +13,8 @@ export class Params {
   readonly f = new Float32Array(this.u.buffer);
   /** Writes a u32, refusing values the kernel could not index with. */
   set(k: number, v: number): this {
-    if (!(Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) throw new BackendError(`webgpu: parameter ${k} = ${v} does not fit a u32 (tensor too large for this kernel)`);
+    if (!(Number.isInteger(v) && v >= 0 && v <= 0xffffffff))
+      throw new BackendError(`webgpu: parameter ${k} = ${v} does not fit a u32 (tensor too large for this kernel)`);
     this.u[k] = v;
     return this;
   }
@@ -22,8 +23,14 @@ export class Params {
 export interface Gpu {
   /** Queues one dispatch of `threads` invocations in workgroups of 256 (or an explicit workgroup grid). */
   /** `bufs` are bound at bindings 1, 2, ... in order; null leaves a binding the entry point does not use. */
-  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly (number | null)[],
-    size: { threads: number } | { groups: [number, number, number] }): void;
+  dispatch(
+    shader: string,
+    entry: string,
+    consts: Record<string, number>,
+    params: Params,
+    bufs: readonly (number | null)[],
+    size: { threads: number } | { groups: [number, number, number] },
+  ): void;
   /** A scratch buffer for intermediate results; release it after the dispatches that use it are queued. */
   scratch(dtype: DType, numel: number): number;
   release(id: number): void;
@@ -65,7 +72,10 @@ export function grid(groups: number, maxPerDim: number): [number, number, number
  * Merges the dims of a shape (and the matching strides of several views over it) wherever every view steps
  * through them as one, and drops size-1 dims: kernels then loop over as few dims as possible.
  */
-export function mergeDims(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+export function mergeDims(
+  shape: readonly number[],
+  strides: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
   const sh: number[] = [];
   const st: number[][] = strides.map(() => []);
   for (let d = 0; d < shape.length; d++) {
@@ -73,7 +83,9 @@ export function mergeDims(shape: readonly number[], strides: readonly (readonly 
     const last = sh.length - 1;
     if (last >= 0 && strides.every((s, k) => st[k]![last] === s[d]! * shape[d]!)) {
       sh[last]! *= shape[d]!;
-      strides.forEach((s, k) => { st[k]![last] = s[d]!; });
+      strides.forEach((s, k) => {
+        st[k]![last] = s[d]!;
+      });
     } else {
       sh.push(shape[d]!);
       strides.forEach((s, k) => st[k]!.push(s[d]!));

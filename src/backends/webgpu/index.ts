@@ -22,16 +22,29 @@ import { matmulKernels } from './matmul.js';
 import { movementKernels } from './movement.js';
 import { optimKernels } from './optim.js';
 import {
-  ARG_ERROR, FLAGS_ID, REPLY_HEADER, STATE_ERROR, STATE_OK, STATE_PENDING,
-  type AdapterSummary, type Command, type InitData,
+  ARG_ERROR,
+  FLAGS_ID,
+  REPLY_HEADER,
+  STATE_ERROR,
+  STATE_OK,
+  STATE_PENDING,
+  type AdapterSummary,
+  type Command,
+  type InitData,
 } from './protocol.js';
 import { quantKernels } from './quant.js';
 import { randomKernels } from './random.js';
 import { reduceKernels } from './reduce.js';
 
 const KERNELS: Record<string, GpuKernel> = {
-  ...elementwiseKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...movementKernels, ...randomKernels,
-  ...optimKernels, ...quantKernels,
+  ...elementwiseKernels,
+  ...reduceKernels,
+  ...matmulKernels,
+  ...convKernels,
+  ...movementKernels,
+  ...randomKernels,
+  ...optimKernels,
+  ...quantKernels,
 };
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,18 +53,29 @@ const TIMEOUT_MS = Number(process.env.KILN_WEBGPU_TIMEOUT_MS ?? 600_000);
 const decoder = new TextDecoder();
 /** Atomics.waitAsync (Node >= 16), missing from the ES2022 lib typings. */
 interface AtomicsWaitAsync {
-  waitAsync(a: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<'ok' | 'timed-out'> | 'not-equal' | 'timed-out' };
+  waitAsync(
+    a: Int32Array,
+    index: number,
+    value: number,
+    timeout?: number,
+  ): { async: boolean; value: Promise<'ok' | 'timed-out'> | 'not-equal' | 'timed-out' };
 }
 
 /** A started GPU worker, or why there is none. */
-interface Session { worker: Worker; adapter: AdapterSummary }
+interface Session {
+  worker: Worker;
+  adapter: AdapterSummary;
+}
 let session: Session | null = null;
 let failure: string | null = null;
 
 function waitReply(sab: SharedArrayBuffer, what: string, timeoutMs = TIMEOUT_MS): Uint8Array {
   const head = new Int32Array(sab, 0, 2);
   const r = Atomics.wait(head, 0, STATE_PENDING, timeoutMs);
-  if (r === 'timed-out') throw new BackendError(`webgpu: ${what} got no answer from the GPU worker in ${timeoutMs} ms (KILN_WEBGPU_TIMEOUT_MS)`);
+  if (r === 'timed-out')
+    throw new BackendError(
+      `webgpu: ${what} got no answer from the GPU worker in ${timeoutMs} ms (KILN_WEBGPU_TIMEOUT_MS)`,
+    );
   return payload(sab, what);
 }
 
@@ -66,14 +90,16 @@ function payload(sab: SharedArrayBuffer, what: string): Uint8Array {
 
 function gpuError(msg: string, what: string): Error {
   // a kernel's error flag is the user's bad data (like the cpu backend's checks), anything else is the backend's
-  if (msg.startsWith(ARG_ERROR)) return new ArgumentError(msg.slice(ARG_ERROR.length).split(`; ${ARG_ERROR}`).join('; '));
+  if (msg.startsWith(ARG_ERROR))
+    return new ArgumentError(msg.slice(ARG_ERROR.length).split(`; ${ARG_ERROR}`).join('; '));
   return new BackendError(`webgpu: ${what} failed: ${msg}`);
 }
 
 /** Running from TypeScript sources (tests, tsx): the URL of tsx's ESM loader API, which the worker registers. */
 function tsxLoaderUrl(): string {
   const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
-  const api = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']!;
+  const api = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> })
+    .exports['./esm/api']!;
   return pathToFileURL(join(dirname(pkg), api.import.default)).href;
 }
 
@@ -111,7 +137,9 @@ function start(): Session {
     const worker = new Worker(boot, { eval: true, workerData: data, stderr: false });
     worker.unref();
     const adapter = JSON.parse(decoder.decode(waitReply(sab, 'start', 120_000).slice())) as AdapterSummary;
-    worker.on('error', (e) => { failure = `the webgpu worker stopped: ${e.message}`; });
+    worker.on('error', (e) => {
+      failure = `the webgpu worker stopped: ${e.message}`;
+    });
     process.once('exit', () => {
       // a synchronous goodbye: the worker drains the GPU and destroys the device before Node tears it down
       if (failure !== null) return;
@@ -119,7 +147,9 @@ function start(): Session {
       try {
         worker.postMessage([{ t: 'shutdown', sab: bye } satisfies Command]);
         Atomics.wait(new Int32Array(bye, 0, 2), 0, STATE_PENDING, 10_000);
-      } catch { /* exiting anyway */ }
+      } catch {
+        /* exiting anyway */
+      }
     });
     session = { worker, adapter };
     return session;
@@ -168,7 +198,9 @@ export class WebGpuBackend implements Backend, Gpu {
       setImmediate(() => {
         try {
           this.post();
-        } catch { /* reported by the next read or sync */ }
+        } catch {
+          /* reported by the next read or sync */
+        }
       });
     }
   }
@@ -189,20 +221,31 @@ export class WebGpuBackend implements Backend, Gpu {
   alloc(dtype: DType, numel: number): Handle {
     const bytes = this.wordBytes(dtype, numel);
     if (bytes > this.maxBuffer) {
-      throw new BackendError(`webgpu: cannot allocate a ${dtype} tensor of ${numel} elements (${bytes} bytes): over this adapter's ${this.maxBuffer}-byte buffer limit`);
+      throw new BackendError(
+        `webgpu: cannot allocate a ${dtype} tensor of ${numel} elements (${bytes} bytes): over this adapter's ${this.maxBuffer}-byte buffer limit`,
+      );
     }
     const h = this.nextId++;
     this.send({ t: 'alloc', id: h, bytes });
     return h;
   }
-  free(h: Handle): void { this.send({ t: 'free', id: h as number }); }
-  bytes(dtype: DType, numel: number): number { return this.wordBytes(dtype, numel); }
+  free(h: Handle): void {
+    this.send({ t: 'free', id: h as number });
+  }
+  bytes(dtype: DType, numel: number): number {
+    return this.wordBytes(dtype, numel);
+  }
   write(h: Handle, dtype: DType, data: StorageArray, offset: number): void {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
     this.send({ t: 'write', id: h as number, byteOffset: offset * DTYPE_SIZE[dtype], data: bytes });
   }
 
-  private readCommand(h: Handle, dtype: DType, offset: number, count: number): { sab: SharedArrayBuffer; bytes: number } {
+  private readCommand(
+    h: Handle,
+    dtype: DType,
+    offset: number,
+    count: number,
+  ): { sab: SharedArrayBuffer; bytes: number } {
     const bytes = count * DTYPE_SIZE[dtype];
     const sab = new SharedArrayBuffer(REPLY_HEADER + Math.max(bytes, 4096));
     this.send({ t: 'read', id: h as number, byteOffset: offset * DTYPE_SIZE[dtype], bytes, sab });
@@ -234,7 +277,8 @@ export class WebGpuBackend implements Backend, Gpu {
     if (this.waiting++ === 0) this.worker.ref();
     try {
       const w = (Atomics as unknown as AtomicsWaitAsync).waitAsync(head, 0, STATE_PENDING, TIMEOUT_MS);
-      if ((w.async ? await w.value : w.value) === 'timed-out') throw new BackendError(`webgpu: no answer from the GPU worker in ${TIMEOUT_MS} ms`);
+      if ((w.async ? await w.value : w.value) === 'timed-out')
+        throw new BackendError(`webgpu: no answer from the GPU worker in ${TIMEOUT_MS} ms`);
     } finally {
       if (--this.waiting === 0) this.worker.unref();
     }
@@ -245,7 +289,9 @@ export class WebGpuBackend implements Backend, Gpu {
     if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'webgpu'`);
     k(this, inputs, out, attrs);
   }
-  has(op: OpName): boolean { return op in KERNELS; }
+  has(op: OpName): boolean {
+    return op in KERNELS;
+  }
 
   async sync(): Promise<void> {
     const sab = new SharedArrayBuffer(REPLY_HEADER + 4096);
@@ -256,13 +302,23 @@ export class WebGpuBackend implements Backend, Gpu {
   }
 
   // ---- Gpu (what kernels use) ----
-  dispatch(shader: string, entry: string, consts: Record<string, number>, params: Params, bufs: readonly (number | null)[],
-    size: { threads: number } | { groups: [number, number, number] }): void {
+  dispatch(
+    shader: string,
+    entry: string,
+    consts: Record<string, number>,
+    params: Params,
+    bufs: readonly (number | null)[],
+    size: { threads: number } | { groups: [number, number, number] },
+  ): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     const groups = 'threads' in size ? grid(Math.ceil(size.threads / 256), max) : size.groups;
     if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
     this.send({ t: 'dispatch', shader, entry, consts, params: params.u.slice(), bufs: [...bufs], groups });
   }
-  scratch(dtype: DType, numel: number): number { return this.alloc(dtype, numel) as number; }
-  release(h: number): void { this.free(h); }
+  scratch(dtype: DType, numel: number): number {
+    return this.alloc(dtype, numel) as number;
+  }
+  release(h: number): void {
+    this.free(h);
+  }
 }

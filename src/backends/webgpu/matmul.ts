@@ -4,26 +4,46 @@ import { BackendError } from '../../errors.js';
 import { Params, code, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
-  const [a, b] = ins as [typeof ins[0] & object, typeof ins[0] & object];
+  const [a, b] = ins as [(typeof ins)[0] & object, (typeof ins)[0] & object];
   const nd = a.shape.length;
-  const M = a.shape[nd - 2]!, K = a.shape[nd - 1]!, N = b.shape[nd - 1]!;
+  const M = a.shape[nd - 2]!,
+    K = a.shape[nd - 1]!,
+    N = b.shape[nd - 1]!;
   const bshape = out.shape.slice(0, nd - 2);
   const batch = numelOf(bshape);
   if (batch * M * N === 0) return;
   const merged = mergeDims(bshape, [a.strides.slice(0, nd - 2), b.strides.slice(0, nd - 2)]);
-  if (merged.shape.length > 4) throw new BackendError(`webgpu matmul: up to 4 batch dims after merging, got ${merged.shape.length}`);
+  if (merged.shape.length > 4)
+    throw new BackendError(`webgpu matmul: up to 4 batch dims after merging, got ${merged.shape.length}`);
   const max = g.limits.maxComputeWorkgroupsPerDimension ?? 65535;
-  if (batch > max) throw new BackendError(`webgpu matmul: ${batch} batched products exceed the device's ${max} workgroups per dimension`);
-  const p = new Params().set(0, M).set(1, N).set(2, K).set(3, merged.shape.length)
-    .set(4, a.offset).set(5, a.strides[nd - 2]!).set(6, a.strides[nd - 1]!)
-    .set(7, b.offset).set(8, b.strides[nd - 2]!).set(9, b.strides[nd - 1]!);
+  if (batch > max)
+    throw new BackendError(
+      `webgpu matmul: ${batch} batched products exceed the device's ${max} workgroups per dimension`,
+    );
+  const p = new Params()
+    .set(0, M)
+    .set(1, N)
+    .set(2, K)
+    .set(3, merged.shape.length)
+    .set(4, a.offset)
+    .set(5, a.strides[nd - 2]!)
+    .set(6, a.strides[nd - 1]!)
+    .set(7, b.offset)
+    .set(8, b.strides[nd - 2]!)
+    .set(9, b.strides[nd - 1]!);
   merged.shape.forEach((s, d) => {
     p.set(10 + d, s);
     p.set(14 + d, merged.strides[0]![d]!);
     p.set(18 + d, merged.strides[1]![d]!);
   });
-  g.dispatch('matmul', 'matmul', { DTA: code(a.dtype), DTB: code(b.dtype) }, p, [id(out), id(a), id(b), g.dummy, g.dummy],
-    { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] });
+  g.dispatch(
+    'matmul',
+    'matmul',
+    { DTA: code(a.dtype), DTB: code(b.dtype) },
+    p,
+    [id(out), id(a), id(b), g.dummy, g.dummy],
+    { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] },
+  );
 };
 
 export const matmulKernels: Record<string, GpuKernel> = { matmul, matmulBf16: matmul };

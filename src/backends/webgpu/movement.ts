@@ -27,7 +27,12 @@ function intoWords(g: Gpu, out: KernelOut, temps: number[], body: (dst: number) 
   const w = g.scratch('int32', numelOf(out.shape));
   temps.push(w);
   body(w);
-  map(g, 'copy', [{ handle: w, dtype: 'int32', shape: out.shape, strides: contiguousStrides(out.shape), offset: 0 }], out);
+  map(
+    g,
+    'copy',
+    [{ handle: w, dtype: 'int32', shape: out.shape, strides: contiguousStrides(out.shape), offset: 0 }],
+    out,
+  );
 }
 
 function withTemps(g: Gpu, f: (temps: number[]) => void): void {
@@ -45,47 +50,82 @@ export const movementKernels: Record<string, GpuKernel> = {
   copy: (g, ins, out) => map(g, 'copy', ins, out),
   concat: (g, ins, out, attrs) => {
     const { axis } = attrsOf('concat', attrs);
-    const inner = numelOf(out.shape.slice(axis + 1)), total = out.shape[axis]!;
+    const inner = numelOf(out.shape.slice(axis + 1)),
+      total = out.shape[axis]!;
     if (numelOf(out.shape) === 0) return;
-    withTemps(g, (temps) => intoWords(g, out, temps, (dst) => {
-      let start = 0;
-      for (const v0 of ins) {
-        if (!dtypeOk(v0.dtype) || v0.dtype !== out.dtype) throw new BackendError(`webgpu concat: inputs must be ${out.dtype}, got ${v0.dtype}`);
-        const len = v0.shape[axis]!;
-        const n = numelOf(v0.shape);
-        if (n > 0) {
-          const v = words(g, v0, temps);
-          const m = mergeDims(v.shape, [v.strides]);
-          if (m.shape.length > MAX_DIMS) throw new BackendError(`webgpu concat: inputs of up to ${MAX_DIMS} dims after merging`);
-          const p = new Params().set(0, n).set(1, m.shape.length).set(2, start * inner).set(3, total * inner).set(4, len * inner).set(5, v.offset);
-          m.shape.forEach((s, d) => p.set(8 + d, s));
-          m.strides[0]!.forEach((s, d) => p.set(16 + d, s));
-          g.dispatch('movement', 'place', {}, p, [dst, id(v)], { threads: n });
-        }
-        start += len;
-      }
-      if (start !== total) throw new BackendError(`webgpu concat: inputs cover ${start} of ${total} along axis ${axis}`);
-    }));
-  },
-  gather: denseInputs((g, ins, out, attrs) => {
-    const [xv, iv] = ins as [KernelView, KernelView];
-    const { axis } = attrsOf('gather', attrs);
-    const pre = numelOf(xv.shape.slice(0, axis)), D = xv.shape[axis]!, post = numelOf(xv.shape.slice(axis + 1)), k = numelOf(iv.shape);
-    if (pre * k * post === 0) return;
-    withTemps(g, (temps) => {
-      const x = words(g, xv, temps);
+    withTemps(g, (temps) =>
       intoWords(g, out, temps, (dst) => {
-        g.dispatch('movement', 'gather', {}, new Params().set(0, pre).set(1, D).set(2, post).set(3, k).set(4, axis),
-          withFlags(g, [dst, id(x), id(iv)]), { threads: pre * k * post });
+        let start = 0;
+        for (const v0 of ins) {
+          if (!dtypeOk(v0.dtype) || v0.dtype !== out.dtype)
+            throw new BackendError(`webgpu concat: inputs must be ${out.dtype}, got ${v0.dtype}`);
+          const len = v0.shape[axis]!;
+          const n = numelOf(v0.shape);
+          if (n > 0) {
+            const v = words(g, v0, temps);
+            const m = mergeDims(v.shape, [v.strides]);
+            if (m.shape.length > MAX_DIMS)
+              throw new BackendError(`webgpu concat: inputs of up to ${MAX_DIMS} dims after merging`);
+            const p = new Params()
+              .set(0, n)
+              .set(1, m.shape.length)
+              .set(2, start * inner)
+              .set(3, total * inner)
+              .set(4, len * inner)
+              .set(5, v.offset);
+            m.shape.forEach((s, d) => p.set(8 + d, s));
+            m.strides[0]!.forEach((s, d) => p.set(16 + d, s));
+            g.dispatch('movement', 'place', {}, p, [dst, id(v)], { threads: n });
+          }
+          start += len;
+        }
+        if (start !== total)
+          throw new BackendError(`webgpu concat: inputs cover ${start} of ${total} along axis ${axis}`);
+      }),
+    );
+  },
+  gather: denseInputs(
+    (g, ins, out, attrs) => {
+      const [xv, iv] = ins as [KernelView, KernelView];
+      const { axis } = attrsOf('gather', attrs);
+      const pre = numelOf(xv.shape.slice(0, axis)),
+        D = xv.shape[axis]!,
+        post = numelOf(xv.shape.slice(axis + 1)),
+        k = numelOf(iv.shape);
+      if (pre * k * post === 0) return;
+      withTemps(g, (temps) => {
+        const x = words(g, xv, temps);
+        intoWords(g, out, temps, (dst) => {
+          g.dispatch(
+            'movement',
+            'gather',
+            {},
+            new Params().set(0, pre).set(1, D).set(2, post).set(3, k).set(4, axis),
+            withFlags(g, [dst, id(x), id(iv)]),
+            { threads: pre * k * post },
+          );
+        });
       });
-    });
-  }, (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape })),
-  scatterAdd: denseInputs((g, ins, out, attrs) => {
-    const [gv, iv] = ins as [KernelView, KernelView];
-    const { axis, size: D } = attrsOf('scatterAdd', attrs);
-    const pre = numelOf(out.shape.slice(0, axis)), post = numelOf(out.shape.slice(axis + 1)), k = numelOf(iv.shape);
-    if (numelOf(out.shape) === 0) return;
-    g.dispatch('movement', 'scatter_add', { INT: gv.dtype === 'int32' ? 1 : 0 }, new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
-      withFlags(g, [id(out), id(gv), id(iv)]), { threads: pre * post });
-  }, (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape })),
+    },
+    (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape }),
+  ),
+  scatterAdd: denseInputs(
+    (g, ins, out, attrs) => {
+      const [gv, iv] = ins as [KernelView, KernelView];
+      const { axis, size: D } = attrsOf('scatterAdd', attrs);
+      const pre = numelOf(out.shape.slice(0, axis)),
+        post = numelOf(out.shape.slice(axis + 1)),
+        k = numelOf(iv.shape);
+      if (numelOf(out.shape) === 0) return;
+      g.dispatch(
+        'movement',
+        'scatter_add',
+        { INT: gv.dtype === 'int32' ? 1 : 0 },
+        new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
+        withFlags(g, [id(out), id(gv), id(iv)]),
+        { threads: pre * post },
+      );
+    },
+    (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape }),
+  ),
 };

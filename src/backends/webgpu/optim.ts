@@ -6,11 +6,20 @@ import { Params, id, type Gpu } from './gpu.js';
 
 /** One optimizer dispatch: element offsets of every input at 1.., the float attrs at 8.., an optional last state
  * buffer (AMSGrad's vmax, SGD's momentum) bound to the dummy when absent. */
-function step(g: Gpu, entry: 'adam' | 'sgd', ins: readonly KernelView[], attrs: readonly number[], n: number, full: number): void {
+function step(
+  g: Gpu,
+  entry: 'adam' | 'sgd',
+  ins: readonly KernelView[],
+  attrs: readonly number[],
+  n: number,
+  full: number,
+): void {
   if (n === 0) return;
   const p = new Params().set(0, n);
   ins.forEach((v, k) => p.set(1 + k, v.offset));
-  attrs.forEach((v, k) => { p.f[8 + k] = v; });
+  attrs.forEach((v, k) => {
+    p.f[8 + k] = v;
+  });
   const bufs = ins.map(id);
   if (bufs.length < full) bufs.push(g.dummy);
   g.dispatch('optim', entry, { HASV: ins.length === full ? 1 : 0 }, p, bufs, { threads: n });

@@ -17,15 +17,25 @@ export const ARG_ERROR = 'ARG:';
 /** The message for flag kind k from its words [set, position + 1, value, bound, extra] (DEVICE_FLAGS). */
 export function flagMessage(k: number, w: Uint32Array): string {
   const words = w[1]! > 0 ? { pos: w[1]! - 1, value: w[2]! | 0, bound: w[3]!, extra: w[4]! } : null;
-  return deviceFlagMessage(k, words) +
-    ' (found on the GPU: this backend checks data-dependent indices when it next reads, and the kernel wrote 0 there)';
+  return (
+    deviceFlagMessage(k, words) +
+    ' (found on the GPU: this backend checks data-dependent indices when it next reads, and the kernel wrote 0 there)'
+  );
 }
 
 export type Command =
   | { t: 'alloc'; id: number; bytes: number }
   | { t: 'free'; id: number }
   | { t: 'write'; id: number; byteOffset: number; data: Uint8Array }
-  | { t: 'dispatch'; shader: string; entry: string; consts: Record<string, number>; params: Uint32Array; bufs: (number | null)[]; groups: [number, number, number] }
+  | {
+      t: 'dispatch';
+      shader: string;
+      entry: string;
+      consts: Record<string, number>;
+      params: Uint32Array;
+      bufs: (number | null)[];
+      groups: [number, number, number];
+    }
   | { t: 'copy'; src: number; srcOffset: number; dst: number; dstOffset: number; bytes: number }
   | { t: 'read'; id: number; byteOffset: number; bytes: number; sab: SharedArrayBuffer }
   | { t: 'sync'; sab: SharedArrayBuffer }

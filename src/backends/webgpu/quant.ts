@@ -10,16 +10,41 @@ export const quantKernels: Record<string, GpuKernel> = {
     const { M, K, N, G, g: group } = checkQlinearInt4(ins, at);
     const [x, w, s, b] = ins as [KernelView, KernelView, KernelView, KernelView | undefined];
     if (M * N === 0) return;
-    const p = new Params().set(0, M).set(1, N).set(2, K).set(3, 0).set(4, x.offset).set(5, K).set(6, 1).set(7, w.offset)
-      .set(22, group).set(23, G).set(24, (G * group) / 2).set(25, s.offset).set(26, b ? b.offset : 0);
-    g.dispatch('matmul', 'matmul', { DTA: code('float32'), DTB: code('uint8'), QB4: 1, HASB: b ? 1 : 0 }, p,
-      [id(out), id(x), id(w), id(s), b ? id(b) : g.dummy], { groups: [Math.ceil(N / 64), Math.ceil(M / 64), 1] });
+    const p = new Params()
+      .set(0, M)
+      .set(1, N)
+      .set(2, K)
+      .set(3, 0)
+      .set(4, x.offset)
+      .set(5, K)
+      .set(6, 1)
+      .set(7, w.offset)
+      .set(22, group)
+      .set(23, G)
+      .set(24, (G * group) / 2)
+      .set(25, s.offset)
+      .set(26, b ? b.offset : 0);
+    g.dispatch(
+      'matmul',
+      'matmul',
+      { DTA: code('float32'), DTB: code('uint8'), QB4: 1, HASB: b ? 1 : 0 },
+      p,
+      [id(out), id(x), id(w), id(s), b ? id(b) : g.dummy],
+      { groups: [Math.ceil(N / 64), Math.ceil(M / 64), 1] },
+    );
   },
   qlinearInt8: (g, ins, out, at) => {
     const { M, K, N, sx, zx } = checkQlinear(ins, at);
-    const [x, w, ws, b] = ins as [typeof ins[0], typeof ins[0], typeof ins[0], typeof ins[0] | undefined];
+    const [x, w, ws, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
     if (M * N === 0) return;
-    const p = new Params().set(0, M).set(1, K).set(2, N).set(3, x!.offset).set(4, w!.offset).set(5, ws!.offset).set(6, b ? b.offset : 0);
+    const p = new Params()
+      .set(0, M)
+      .set(1, K)
+      .set(2, N)
+      .set(3, x!.offset)
+      .set(4, w!.offset)
+      .set(5, ws!.offset)
+      .set(6, b ? b.offset : 0);
     p.f[7] = sx;
     p.f[8] = zx;
     const codes = g.scratch('int32', M * K + 2 * M);

@@ -15,17 +15,22 @@ const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
-    const [outer, r, inner] = name === 'argmax' || name === 'argmin'
-      ? ((axis) => dims3(v.shape, axis, axis + 1))(attrsOf(name, attrs).axis)
-      : dims3(v.shape, attrsOf(name, attrs).axisStart, attrsOf(name, attrs).axisEnd);
+    const [outer, r, inner] =
+      name === 'argmax' || name === 'argmin'
+        ? ((axis) => dims3(v.shape, axis, axis + 1))(attrsOf(name, attrs).axis)
+        : dims3(v.shape, attrsOf(name, attrs).axisStart, attrsOf(name, attrs).axisEnd);
     if (name !== 'sum' && r === 0 && outer * inner > 0) {
-      throw new ShapeError(`${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`);
+      throw new ShapeError(
+        `${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`,
+      );
     }
     if (outer * inner === 0) return;
     const p = new Params().set(0, outer).set(1, r).set(2, inner);
     const consts = { OP: REDUCE_OP[name], INT: v.dtype === 'int32' ? 1 : 0 };
     if (inner === 1 && r >= 512 && REDUCE_OP[name] < 3) {
-      g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], { groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1] });
+      g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
+        groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1],
+      });
     } else {
       g.dispatch('reduce', 'reduce_cols', consts, p, [id(out), id(v)], { threads: outer * inner });
     }
@@ -43,17 +48,38 @@ function softmax(log: boolean): GpuKernel {
   };
 }
 
-function ce(g: Gpu, entry: string, ins: readonly KernelView[], out: KernelOut, s: number, n: number, c: number, w: KernelView | null): void {
+function ce(
+  g: Gpu,
+  entry: string,
+  ins: readonly KernelView[],
+  out: KernelOut,
+  s: number,
+  n: number,
+  c: number,
+  w: KernelView | null,
+): void {
   if (n === 0) return;
   const p = new Params().set(0, n).set(1, c);
   p.f[3] = s;
   const rowGrad = entry === 'ce_backward' ? id(ins[2]!) : null;
-  g.dispatch('reduce', entry, { HASW: w ? 1 : 0 }, p, withFlags(g, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy]), { threads: n });
+  g.dispatch(
+    'reduce',
+    entry,
+    { HASW: w ? 1 : 0 },
+    p,
+    withFlags(g, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy]),
+    { threads: n },
+  );
 }
 
 const kernels: Record<string, GpuKernel> = {
-  sum: reduce('sum'), max: reduce('max'), min: reduce('min'), argmax: reduce('argmax'), argmin: reduce('argmin'),
-  softmax: softmax(false), logSoftmax: softmax(true),
+  sum: reduce('sum'),
+  max: reduce('max'),
+  min: reduce('min'),
+  argmax: reduce('argmax'),
+  argmin: reduce('argmin'),
+  softmax: softmax(false),
+  logSoftmax: softmax(true),
   softmaxCrossEntropy: (g, ins, out, at) => {
     const { n, c, weight } = checkCrossEntropy(ins, 2, 'softmaxCrossEntropy');
     ce(g, 'ce_forward', ins, out, attrsOf('softmaxCrossEntropy', at).labelSmoothing, n, c, weight);
@@ -87,4 +113,5 @@ const kernels: Record<string, GpuKernel> = {
 
 /** Every reduce kernel indexes contiguous inputs from element 0. */
 export const reduceKernels: Record<string, GpuKernel> = Object.fromEntries(
-  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]));
+  Object.entries(kernels).map(([k, f]) => [k, denseInputs(f, copyView)]),
+);

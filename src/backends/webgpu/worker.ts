@@ -8,8 +8,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  ARG_ERROR, FLAG_BYTES, FLAG_KINDS, FLAGS_ID, PARAMS_BYTES, flagMessage, REPLY_HEADER, STATE_ERROR, STATE_OK,
-  type AdapterSummary, type Command, type InitData,
+  ARG_ERROR,
+  FLAG_BYTES,
+  FLAG_KINDS,
+  FLAGS_ID,
+  PARAMS_BYTES,
+  flagMessage,
+  REPLY_HEADER,
+  STATE_ERROR,
+  STATE_OK,
+  type AdapterSummary,
+  type Command,
+  type InitData,
 } from './protocol.js';
 
 const init = workerData as InitData;
@@ -93,7 +103,8 @@ function pipeline(shader: string, entry: string, consts: Record<string, number>)
   let p = pipelines.get(key);
   if (!p) {
     p = device.createComputePipeline({
-      layout: 'auto', label: key,
+      layout: 'auto',
+      label: key,
       compute: { module: module(shader), entryPoint: entry, constants: consts },
     });
     pipelines.set(key, p);
@@ -133,8 +144,13 @@ function dispatch(c: Extract<Command, { t: 'dispatch' }>): void {
   if (slot === UNIFORM_SLOTS) flush();
   const p = pipeline(c.shader, c.entry, c.consts);
   const s = slot++;
-  uniformStage.set(new Uint8Array(c.params.buffer, c.params.byteOffset, Math.min(c.params.byteLength, PARAMS_BYTES)), s * PARAMS_BYTES);
-  const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform, offset: s * PARAMS_BYTES, size: PARAMS_BYTES } }];
+  uniformStage.set(
+    new Uint8Array(c.params.buffer, c.params.byteOffset, Math.min(c.params.byteLength, PARAMS_BYTES)),
+    s * PARAMS_BYTES,
+  );
+  const entries: GPUBindGroupEntry[] = [
+    { binding: 0, resource: { buffer: uniform, offset: s * PARAMS_BYTES, size: PARAMS_BYTES } },
+  ];
   c.bufs.forEach((id, i) => {
     if (id !== null) entries.push({ binding: i + 1, resource: { buffer: buffer(id) } });
   });
@@ -146,7 +162,8 @@ function dispatch(c: Extract<Command, { t: 'dispatch' }>): void {
 }
 
 async function readRange(buf: GPUBuffer, offset: number, bytes: number): Promise<Uint8Array> {
-  const a0 = Math.floor(offset / 4) * 4, a1 = Math.ceil((offset + bytes) / 4) * 4;
+  const a0 = Math.floor(offset / 4) * 4,
+    a1 = Math.ceil((offset + bytes) / 4) * 4;
   const size = Math.max(4, a1 - a0);
   const flagsBuf = buffer(FLAGS_ID);
   const stage = device.createBuffer({ size: size + FLAG_BYTES, usage: mapRead | usage.COPY_DST });
@@ -170,7 +187,8 @@ async function readRange(buf: GPUBuffer, offset: number, bytes: number): Promise
 async function write(c: Extract<Command, { t: 'write' }>): Promise<void> {
   const buf = buffer(c.id);
   flush(); // queued kernels may still read this buffer's old contents (pool reuse): they run first
-  const a0 = Math.floor(c.byteOffset / 4) * 4, a1 = Math.ceil((c.byteOffset + c.data.length) / 4) * 4;
+  const a0 = Math.floor(c.byteOffset / 4) * 4,
+    a1 = Math.ceil((c.byteOffset + c.data.length) / 4) * 4;
   let data = c.data;
   if (a0 !== c.byteOffset || a1 !== c.byteOffset + c.data.length) {
     // sub-word edges: merge with the bytes already there
@@ -266,17 +284,20 @@ async function start(): Promise<AdapterSummary> {
   const g = globals as Record<string, { [k: string]: number }>;
   usage = g.GPUBufferUsage as typeof usage;
   mapRead = g.GPUMapMode!.READ!;
-  const hasVulkan = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((d) => existsSync(d)) ||
-    !!process.env.VK_ICD_FILENAMES || !!process.env.VK_DRIVER_FILES;
+  const hasVulkan =
+    ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((d) => existsSync(d)) ||
+    !!process.env.VK_ICD_FILENAMES ||
+    !!process.env.VK_DRIVER_FILES;
   const order = init.backend === 'auto' ? (hasVulkan ? ['vulkan', 'opengles'] : ['opengles']) : [init.backend];
   let adapter: GPUAdapter | null = null;
   let chosen = '';
   for (const b of order) {
     const gpu = create([`backend=${b}`]);
     instances.push(gpu);
-    adapter = b === 'vulkan'
-      ? await gpu.requestAdapter({ powerPreference: 'high-performance' })
-      : await gpu.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+    adapter =
+      b === 'vulkan'
+        ? await gpu.requestAdapter({ powerPreference: 'high-performance' })
+        : await gpu.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
     if (adapter) {
       chosen = b;
       break;
@@ -291,7 +312,8 @@ async function start(): Promise<AdapterSummary> {
   device = await adapter.requestDevice({ requiredLimits: limits });
   device.addEventListener('uncapturederror', (ev) => {
     // later errors are mostly echoes of the first ("invalid due to a previous error"): keep the first whole
-    if (!errors.some((e) => !e.startsWith(ARG_ERROR))) errors.push(`webgpu device error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+    if (!errors.some((e) => !e.startsWith(ARG_ERROR)))
+      errors.push(`webgpu device error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
   });
   // (device.lost is not awaited: dawn.node resolves it while the worker is torn down, which aborts the process)
   uniform = device.createBuffer({ size: UNIFORM_SLOTS * PARAMS_BYTES, usage: usage.UNIFORM | usage.COPY_DST });
@@ -301,15 +323,24 @@ async function start(): Promise<AdapterSummary> {
   common = ['tables.wgsl', 'common.wgsl'].map((f) => readFileSync(join(init.wgslDir, f), 'utf8')).join('\n');
   const info = adapter.info;
   return {
-    backend: chosen, vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
-    featureLevel: chosen === 'vulkan' ? 'core' : 'compatibility', limits, features: [...adapter.features].sort(),
+    backend: chosen,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    featureLevel: chosen === 'vulkan' ? 'core' : 'compatibility',
+    limits,
+    features: [...adapter.features].sort(),
   };
 }
 
-start().then((summary) => {
-  parentPort!.on('message', (batch: Command[]) => {
-    queue.push(...batch);
-    void pump();
-  });
-  reply(init.sab, STATE_OK, encoder.encode(JSON.stringify(summary)));
-}, (e: unknown) => replyError(init.sab, String((e as Error)?.message ?? e)));
+start().then(
+  (summary) => {
+    parentPort!.on('message', (batch: Command[]) => {
+      queue.push(...batch);
+      void pump();
+    });
+    reply(init.sab, STATE_OK, encoder.encode(JSON.stringify(summary)));
+  },
+  (e: unknown) => replyError(init.sab, String((e as Error)?.message ?? e)),
+);

@@ -185,16 +185,35 @@ static Status run_map(int32_t op, const TensorView* in, int nin, const TensorVie
     KILN_REQUIRE(in[0].dtype == in[1].dtype, ST_DTYPE, #NAME ": inputs must share a dtype");    \
     return run_map(OP, in, 2, out, 0, 0, (INTOK) && in[0].dtype == DT_INT32, #NAME);            \
   }
+// clang-format off (macro invocations without semicolons: one kernel launcher each)
 UNARY(neg, MAP_NEG, true)
-UNARY(abs, MAP_ABS, true) UNARY(sign, MAP_SIGN, true) UNARY(relu, MAP_RELU, true) UNARY(exp, MAP_EXP, false)
-    UNARY(log, MAP_LOG, false) UNARY(sqrt, MAP_SQRT, false) UNARY(tanh, MAP_TANH, false)
-        UNARY(sigmoid, MAP_SIGMOID, false) UNARY(gelu, MAP_GELU, false) UNARY(silu, MAP_SILU, false)
-            BINARY(add, MAP_ADD, true) BINARY(sub, MAP_SUB, true) BINARY(mul, MAP_MUL, true) BINARY(div, MAP_DIV, false)
-                BINARY(pow, MAP_POW, false) BINARY(maximum, MAP_MAXIMUM, true) BINARY(minimum, MAP_MINIMUM, true)
-                    BINARY(eq, MAP_EQ, true) BINARY(ne, MAP_NE, true) BINARY(lt, MAP_LT, true) BINARY(le, MAP_LE, true)
-                        BINARY(gt, MAP_GT, true) BINARY(ge, MAP_GE, true) BINARY(geluGrad, MAP_GELU_GRAD, false)
+UNARY(abs, MAP_ABS, true)
+UNARY(sign, MAP_SIGN, true)
+UNARY(relu, MAP_RELU, true)
+UNARY(exp, MAP_EXP, false)
+UNARY(log, MAP_LOG, false)
+UNARY(sqrt, MAP_SQRT, false)
+UNARY(tanh, MAP_TANH, false)
+UNARY(sigmoid, MAP_SIGMOID, false)
+UNARY(gelu, MAP_GELU, false)
+UNARY(silu, MAP_SILU, false)
+BINARY(add, MAP_ADD, true)
+BINARY(sub, MAP_SUB, true)
+BINARY(mul, MAP_MUL, true)
+BINARY(div, MAP_DIV, false)
+BINARY(pow, MAP_POW, false)
+BINARY(maximum, MAP_MAXIMUM, true)
+BINARY(minimum, MAP_MINIMUM, true)
+BINARY(eq, MAP_EQ, true)
+BINARY(ne, MAP_NE, true)
+BINARY(lt, MAP_LT, true)
+BINARY(le, MAP_LE, true)
+BINARY(gt, MAP_GT, true)
+BINARY(ge, MAP_GE, true)
+BINARY(geluGrad, MAP_GELU_GRAD, false)
+// clang-format on
 
-                            static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
+static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
   const double v = at[ATTR_FILL_VALUE];
   if (out.dtype == DT_INT32 || out.dtype == DT_INT8 || out.dtype == DT_UINT8) {
     // truncate toward zero and saturate (NaN -> 0) like src/tensor/dtype.ts, before any cast can overflow

@@ -1,4 +1,5 @@
-// The only N-API file. Surface: alloc/free/read/write/run/supports/sync/info/setIsa/setThreads/stats, plus
+// The only N-API file: the entry points (the buffer table and allocator are in buffers.cc, the N-API argument
+// helpers in napi_util.h). Surface: alloc/free/read/write/run/supports/sync/info/setIsa/setThreads/stats, plus
 // cudaAlloc/cudaSupports: a CUDA buffer lives in the same id table (device = 1) and free/read/write/run/sync
 // route to native/cuda/ for it; run refuses to mix devices.
 // Every argument is validated here (ids, dtypes, shapes, strides, bounds, attribute counts) before any
@@ -15,10 +16,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "buffers.h"
 #include "kiln/cpu_dispatch.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"
+#include "napi_util.h"
 
 namespace kiln {
 
@@ -33,205 +36,11 @@ std::string shape_str(const TensorView& t) {
 
 namespace {
 
-constexpr double kMaxIndex = 9007199254740991.0;  // 2^53 - 1
-constexpr uint64_t kMaxBytes = 1ull << 44;        // 16 TiB: anything above is certainly a mistake
-
-struct Buffer {
-  void* ptr = nullptr;
-  uint64_t bytes = 0;     // requested
-  uint64_t capacity = 0;  // allocated (size class)
-  int64_t numel = 0;
-  int32_t dtype = 0;
-  int32_t device = 0;  // 0 host (cpu backend), 1 CUDA device memory
-};
-
-// ---- caching allocator ----
-// Fresh large allocations cost an mmap plus a page fault per page on first touch (measured ~35 ms for 16 MiB
-// in this sandbox against ~1 ms for the kernel itself), and a training loop allocates the same sizes every
-// step. Freed buffers of >= 64 KiB go to per-size-class free lists and are reused; the cache is capped
-// (KILN_CPU_CACHE_MB, default 1024) and emptied before an allocation is allowed to fail.
-constexpr uint64_t kCacheMin = 64 * 1024;
-
-uint64_t size_class(uint64_t bytes) {
-  uint64_t c = ((bytes + 63) / 64) * 64;
-  if (c < 64) c = 64;
-  if (c < kCacheMin) return c;  // small: not cached, so no rounding beyond the 64-byte alignment
-  if (c <= (1u << 20)) return ((c + 4095) / 4096) * 4096;
-  uint64_t p = 1;
-  while ((p << 1) <= c) p <<= 1;
-  const uint64_t step = p / 8;  // 12.5% granularity
-  return ((c + step - 1) / step) * step;
-}
-
-struct Cache {
-  std::unordered_map<uint64_t, std::vector<void*>> lists;
-  uint64_t bytes = 0;
-  uint64_t limit = 0;
-  uint64_t hits = 0, misses = 0;
-};
-
-Cache& cache() {
-  static Cache* c = [] {
-    auto* k = new Cache();
-    uint64_t mb = 1024;
-    if (const char* e = std::getenv("KILN_CPU_CACHE_MB")) {
-      char* end = nullptr;
-      const unsigned long long v = std::strtoull(e, &end, 10);
-      if (end && *end == 0) mb = v;
-    }
-    k->limit = mb << 20;
-    return k;
-  }();
-  return *c;
-}
-
-void empty_cache() {
-  Cache& c = cache();
-  for (auto& kv : c.lists)
-    for (void* p : kv.second) std::free(p);
-  c.lists.clear();
-  c.bytes = 0;
-}
-
-void* cached_alloc(uint64_t cls) {
-  Cache& c = cache();
-  if (cls >= kCacheMin) {
-    auto it = c.lists.find(cls);
-    if (it != c.lists.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      c.bytes -= cls;
-      ++c.hits;
-      return p;
-    }
-    ++c.misses;
-  }
-  void* p = std::aligned_alloc(64, cls + 64);  // +64: vector tails may read past the end
-  if (!p && c.bytes > 0) {
-    empty_cache();
-    p = std::aligned_alloc(64, cls + 64);
-  }
-  return p;
-}
-
-void cached_free(void* p, uint64_t cls) {
-  Cache& c = cache();
-  if (cls >= kCacheMin && c.bytes + cls <= c.limit) {
-    c.lists[cls].push_back(p);
-    c.bytes += cls;
-    return;
-  }
-  std::free(p);
-}
-
-std::unordered_map<uint64_t, Buffer>& buffers() {
-  static auto* m = new std::unordered_map<uint64_t, Buffer>();
-  return *m;
-}
-uint64_t g_next_id = 1;
-uint64_t g_live_bytes = 0;
-// Guards the buffer table: several worker_threads may load the addon in one process.
-std::mutex g_buffers_mu;
-
-struct JsError {
-  const char* code;
-  std::string message;
-};
-
-const char* code_for(StatusCode c) {
-  switch (c) {
-    case ST_SHAPE: return "KILN_SHAPE";
-    case ST_DTYPE: return "KILN_DTYPE";
-    case ST_ARG: return "KILN_ARG";
-    case ST_OOM: return "KILN_OOM";
-    default: return "KILN_BACKEND";
-  }
-}
-
-// ---- tiny N-API helpers: every failure becomes a JsError (no exceptions) ----
-#define NAPI_OK(call)                                                              \
-  do {                                                                             \
-    if ((call) != napi_ok) {                                                       \
-      napi_throw_error(env, "KILN_BACKEND", "internal N-API call failed: " #call); \
-      return nullptr;                                                              \
-    }                                                                              \
-  } while (0)
-
-napi_value throw_js(napi_env env, const JsError& e) {
-  napi_throw_error(env, e.code, e.message.c_str());
-  return nullptr;
-}
-
-bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv, JsError& err) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
-    err = {"KILN_BACKEND", "could not read arguments"};
-    return false;
-  }
-  if (argc < want) {
-    err = {"KILN_ARG", "expected " + std::to_string(want) + " arguments, got " + std::to_string(argc)};
-    return false;
-  }
-  return true;
-}
-
-bool get_number(napi_env env, napi_value v, const char* what, double& out, JsError& err) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
-    err = {"KILN_ARG", std::string(what) + " must be a number"};
-    return false;
-  }
-  napi_get_value_double(env, v, &out);
-  return true;
-}
-
-bool get_index(napi_env env, napi_value v, const char* what, double lo, double hi, int64_t& out, JsError& err) {
-  double d;
-  if (!get_number(env, v, what, d, err)) return false;
-  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
-    err = {"KILN_ARG", std::string(what) + " must be an integer in [" + std::to_string(static_cast<int64_t>(lo)) +
-                           ", " + std::to_string(static_cast<int64_t>(hi)) + "], got " + std::to_string(d)};
-    return false;
-  }
-  out = static_cast<int64_t>(d);
-  return true;
-}
-
-bool get_f64_array(napi_env env, napi_value v, const char* what, const double*& data, size_t& len, JsError& err) {
-  bool is_ta = false;
-  napi_is_typedarray(env, v, &is_ta);
-  if (!is_ta) {
-    err = {"KILN_ARG", std::string(what) + " must be a Float64Array"};
-    return false;
-  }
-  napi_typedarray_type type;
-  void* raw = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, v, &type, &len, &raw, &ab, &off) != napi_ok || type != napi_float64_array) {
-    err = {"KILN_ARG", std::string(what) + " must be a Float64Array"};
-    return false;
-  }
-  data = static_cast<const double*>(raw);
-  if (len > 0 && data == nullptr) {
-    err = {"KILN_ARG", std::string(what) + " is detached"};
-    return false;
-  }
-  return true;
-}
-
-Buffer* find_buffer(double id_d, JsError& err) {
-  if (!(id_d >= 1 && id_d <= kMaxIndex) || std::floor(id_d) != id_d) {
-    err = {"KILN_ARG", "invalid buffer id " + std::to_string(id_d)};
-    return nullptr;
-  }
-  auto it = buffers().find(static_cast<uint64_t>(id_d));
-  if (it == buffers().end()) {
-    err = {"KILN_ARG", "buffer " + std::to_string(static_cast<uint64_t>(id_d)) +
-                           " does not exist (it was freed, or the tensor was disposed)"};
-    return nullptr;
-  }
-  return &it->second;
+Buffer* find_buffer(double id, JsError& err) {
+  std::string why;
+  Buffer* b = kiln::find_buffer(id, why);
+  if (!b) err = {"KILN_ARG", why};
+  return b;
 }
 
 bool is_int_in(double d, double lo, double hi) { return d >= lo && d <= hi && std::floor(d) == d; }
@@ -340,7 +149,7 @@ bool alloc_args(napi_env env, napi_callback_info info, int64_t& dt, int64_t& num
 }
 
 napi_value Alloc(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   JsError err;
   int64_t dt, numel;
   uint64_t bytes;
@@ -351,16 +160,14 @@ napi_value Alloc(napi_env env, napi_callback_info info) {
     return throw_js(env, {"KILN_OOM", "out of memory: could not allocate " + std::to_string(bytes) + " bytes for " +
                                           std::to_string(numel) + " " + kDTypeNames[dt] + " elements"});
   // not zeroed: every kernel writes its whole output (the conformance suite checks every element)
-  const uint64_t id = g_next_id++;
-  buffers()[id] = Buffer{p, bytes, cls, numel, static_cast<int32_t>(dt)};
-  g_live_bytes += bytes;
+  const uint64_t id = add_buffer(Buffer{p, bytes, cls, numel, static_cast<int32_t>(dt)});
   napi_value r;
   NAPI_OK(napi_create_double(env, static_cast<double>(id), &r));
   return r;
 }
 
 napi_value Free(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   napi_value argv[1];
   JsError err;
   if (!get_args(env, info, 1, argv, err)) return throw_js(env, err);
@@ -368,13 +175,7 @@ napi_value Free(napi_env env, napi_callback_info info) {
   if (!get_number(env, argv[0], "buffer id", id, err)) return throw_js(env, err);
   Buffer* b = find_buffer(id, err);
   if (!b) return throw_js(env, err);
-  if (b->device == 1)
-    cuda::release(b->ptr, b->capacity);
-  else {
-    cached_free(b->ptr, b->capacity);
-    g_live_bytes -= b->bytes;
-  }
-  buffers().erase(static_cast<uint64_t>(id));
+  remove_buffer(static_cast<uint64_t>(id));
   return nullptr;
 }
 
@@ -412,37 +213,13 @@ bool typed_array_for(napi_env env, napi_value v, const Buffer& b, void*& data, s
   return true;
 }
 
-// write(id, typedArray, elemOffset)
-napi_value Write(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
-  napi_value argv[3];
-  JsError err;
-  if (!get_args(env, info, 3, argv, err)) return throw_js(env, err);
-  double id;
-  if (!get_number(env, argv[0], "buffer id", id, err)) return throw_js(env, err);
-  Buffer* b = find_buffer(id, err);
-  if (!b) return throw_js(env, err);
-  void* data;
-  size_t len;
-  if (!typed_array_for(env, argv[1], *b, data, len, err)) return throw_js(env, err);
-  int64_t off;
-  if (!get_index(env, argv[2], "element offset", 0, kMaxIndex, off, err)) return throw_js(env, err);
-  if (static_cast<unsigned __int128>(off) + len > static_cast<unsigned __int128>(b->numel))
-    return throw_js(env, {"KILN_ARG", "write of " + std::to_string(len) + " elements at " + std::to_string(off) +
-                                          " overruns buffer of " + std::to_string(b->numel)});
-  const int sz = kDTypeSize[b->dtype];
-  if (b->device == 1) {
-    const Status st = cuda::to_device(static_cast<char*>(b->ptr) + off * sz, data, len * sz);
-    if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
-    return nullptr;
-  }
-  if (len) std::memcpy(static_cast<char*>(b->ptr) + off * sz, data, len * sz);
-  return nullptr;
-}
+enum class Direction { kToBuffer, kFromBuffer };
 
-// read(id, typedArray, elemOffset): copies buffer[elemOffset : elemOffset + len] into the typed array
-napi_value Read(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+// write(id, typedArray, elemOffset) / read(id, typedArray, elemOffset): copies between the typed array and
+// buffer[elemOffset : elemOffset + len], after checking the dtype and the range.
+napi_value Copy(napi_env env, napi_callback_info info, Direction dir) {
+  std::lock_guard<std::mutex> lock(buffers_mutex());
+  const bool to_buffer = dir == Direction::kToBuffer;
   napi_value argv[3];
   JsError err;
   if (!get_args(env, info, 3, argv, err)) return throw_js(env, err);
@@ -456,17 +233,26 @@ napi_value Read(napi_env env, napi_callback_info info) {
   int64_t off;
   if (!get_index(env, argv[2], "element offset", 0, kMaxIndex, off, err)) return throw_js(env, err);
   if (static_cast<unsigned __int128>(off) + len > static_cast<unsigned __int128>(b->numel))
-    return throw_js(env, {"KILN_ARG", "read of " + std::to_string(len) + " elements at " + std::to_string(off) +
-                                          " overruns buffer of " + std::to_string(b->numel)});
+    return throw_js(
+        env, {"KILN_ARG", std::string(to_buffer ? "write" : "read") + " of " + std::to_string(len) + " elements at " +
+                              std::to_string(off) + " overruns buffer of " + std::to_string(b->numel)});
   const int sz = kDTypeSize[b->dtype];
+  char* at = static_cast<char*>(b->ptr) + off * sz;
   if (b->device == 1) {
-    const Status st = cuda::to_host(data, static_cast<char*>(b->ptr) + off * sz, len * sz);
-    if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+    const Status st = to_buffer ? cuda::to_device(at, data, len * sz) : cuda::to_host(data, at, len * sz);
+    if (!st.good()) return throw_js(env, js_error(st));
     return nullptr;
   }
-  if (len) std::memcpy(data, static_cast<char*>(b->ptr) + off * sz, len * sz);
+  if (len) {
+    if (to_buffer)
+      std::memcpy(at, data, len * sz);
+    else
+      std::memcpy(data, at, len * sz);
+  }
   return nullptr;
 }
+napi_value Write(napi_env env, napi_callback_info info) { return Copy(env, info, Direction::kToBuffer); }
+napi_value Read(napi_env env, napi_callback_info info) { return Copy(env, info, Direction::kFromBuffer); }
 
 bool attr_ok(int op, double a) {
   if (op == OP_FILL) return true;                        // NaN and +-inf are valid fill values
@@ -476,7 +262,7 @@ bool attr_ok(int op, double a) {
 
 // run(opId, inputs: Float64Array, output: Float64Array, attrs: Float64Array)
 napi_value Run(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   napi_value argv[4];
   JsError err;
   if (!get_args(env, info, 4, argv, err)) return throw_js(env, err);
@@ -537,9 +323,11 @@ napi_value Run(napi_env env, napi_callback_info info) {
                                          " is updated in place but shares its buffer with input " + std::to_string(j)});
   }
   // every buffer on one device: host kernels never see device pointers, nor CUDA kernels host ones
-  const int32_t device = buffers()[out_id].device;
+  std::string unused;
+  const auto device_of = [&](uint64_t id) { return kiln::find_buffer(static_cast<double>(id), unused)->device; };
+  const int32_t device = device_of(out_id);
   for (int i = 0; i < nin; ++i)
-    if (buffers()[in_ids[i]].device != device)
+    if (device_of(in_ids[i]) != device)
       return throw_js(env, {"KILN_BACKEND", "op '" + opname + "': input " + std::to_string(i) + " is on " +
                                                 (device ? "the cpu" : "a CUDA device") + " but the output is on " +
                                                 (device ? "a CUDA device" : "the cpu")});
@@ -555,7 +343,7 @@ napi_value Run(napi_env env, napi_callback_info info) {
   } catch (const std::exception& e) {
     st = fail(ST_BACKEND, std::string("op '") + opname + "' failed: " + e.what());
   } catch (...) { st = fail(ST_BACKEND, "op '" + opname + "' failed with an unknown error"); }
-  if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+  if (!st.good()) return throw_js(env, js_error(st));
   return nullptr;
 }
 
@@ -573,7 +361,7 @@ napi_value Supports(napi_env env, napi_callback_info info) {
 napi_value Sync(napi_env env, napi_callback_info) {
   // CPU kernels complete before run() returns; CUDA ones are waited for, and their error flags read
   const Status st = cuda::synchronize();
-  if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
+  if (!st.good()) return throw_js(env, js_error(st));
   napi_value u;
   NAPI_OK(napi_get_undefined(env, &u));
   return u;
@@ -581,16 +369,15 @@ napi_value Sync(napi_env env, napi_callback_info) {
 
 // cudaAlloc(dtype, numel): device memory in the same id table
 napi_value CudaAlloc(napi_env env, napi_callback_info info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   JsError err;
   int64_t dt, numel;
   uint64_t bytes;
   if (!alloc_args(env, info, dt, numel, bytes, err)) return throw_js(env, err);
   void* p = nullptr;
   const Status st = cuda::alloc(bytes, &p);
-  if (!st.good()) return throw_js(env, {code_for(st.code), st.message});
-  const uint64_t id = g_next_id++;
-  buffers()[id] = Buffer{p, bytes, bytes, numel, static_cast<int32_t>(dt), 1};
+  if (!st.good()) return throw_js(env, js_error(st));
+  const uint64_t id = add_buffer(Buffer{p, bytes, bytes, numel, static_cast<int32_t>(dt), 1});
   napi_value r;
   NAPI_OK(napi_create_double(env, static_cast<double>(id), &r));
   return r;
@@ -605,26 +392,6 @@ napi_value CudaSupports(napi_env env, napi_callback_info info) {
   napi_value r;
   NAPI_OK(napi_get_boolean(env, cuda::kernel_for(static_cast<int>(op)) != nullptr, &r));
   return r;
-}
-
-napi_value set_prop(napi_env env, napi_value obj, const char* key, napi_value v) {
-  if (napi_set_named_property(env, obj, key, v) != napi_ok) return nullptr;
-  return obj;
-}
-napi_value str(napi_env env, const std::string& s) {
-  napi_value v = nullptr;
-  napi_create_string_utf8(env, s.c_str(), s.size(), &v);
-  return v;
-}
-napi_value num(napi_env env, double d) {
-  napi_value v = nullptr;
-  napi_create_double(env, d, &v);
-  return v;
-}
-napi_value boolean(napi_env env, bool b) {
-  napi_value v = nullptr;
-  napi_get_boolean(env, b, &v);
-  return v;
 }
 
 napi_value Info(napi_env env, napi_callback_info) {
@@ -683,19 +450,21 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
 }
 
 napi_value Stats(napi_env env, napi_callback_info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   napi_value o;
   NAPI_OK(napi_create_object(env, &o));
-  set_prop(env, o, "buffers", num(env, static_cast<double>(buffers().size())));
-  set_prop(env, o, "bytes", num(env, static_cast<double>(g_live_bytes)));
-  set_prop(env, o, "cachedBytes", num(env, static_cast<double>(cache().bytes)));
-  set_prop(env, o, "cacheHits", num(env, static_cast<double>(cache().hits)));
-  set_prop(env, o, "cacheMisses", num(env, static_cast<double>(cache().misses)));
+  const TableStats t = table_stats();
+  const CacheStats c = cache_stats();
+  set_prop(env, o, "buffers", num(env, static_cast<double>(t.buffers)));
+  set_prop(env, o, "bytes", num(env, static_cast<double>(t.bytes)));
+  set_prop(env, o, "cachedBytes", num(env, static_cast<double>(c.bytes)));
+  set_prop(env, o, "cacheHits", num(env, static_cast<double>(c.hits)));
+  set_prop(env, o, "cacheMisses", num(env, static_cast<double>(c.misses)));
   return o;
 }
 
 napi_value EmptyCache(napi_env env, napi_callback_info) {
-  std::lock_guard<std::mutex> lock(g_buffers_mu);
+  std::lock_guard<std::mutex> lock(buffers_mutex());
   empty_cache();
   cuda::empty_cache();
   return nullptr;

@@ -1,6 +1,10 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { layerTypes } from '../src/nn/registry.js';
 import { allclose, nativeBackends, onBackend, rng, randomArray, throwsKiln } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
@@ -349,5 +353,164 @@ for (const b of BACKENDS) {
       }),
     ));
 }
+
+// ---------------- architecture specs and the layer registry ----------------
+
+const specDir = mkdtempSync(join(tmpdir(), 'kiln-spec-'));
+
+const specModel = (): kn.nn.Module =>
+  new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 4, 3, { padding: 1, stride: [1, 1] }),
+    new kn.nn.BatchNorm2d(4, { momentum: 0.2 }),
+    new kn.nn.GELU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Dropout(0.25),
+    new kn.nn.Linear(64, 16, { bias: false }),
+    new kn.nn.LayerNorm(16, { eps: 1e-6 }),
+    new kn.nn.Tanh(),
+    new kn.nn.Linear(16, 3),
+    new kn.nn.Sigmoid(),
+  );
+
+test('toSpec/fromSpec rebuild every standard layer; a saved model loads with the same outputs', async () => {
+  kn.seed(3);
+  const m = specModel();
+  const x = kn.randn([2, 1, 8, 8]);
+  m.train();
+  m.call(x).dispose(); // move BatchNorm's running statistics off their initial values
+  m.eval();
+  const spec = kn.nn.toSpec(m);
+  const rebuilt = kn.nn.fromSpec(JSON.stringify(spec));
+  assert.equal(kn.nn.toSpec(rebuilt), spec);
+  const file = join(specDir, 'spec-model.safetensors');
+  await kn.io.save(file, m, { metadata: { note: 'hi' } });
+  const { model, metadata } = await kn.io.loadModel(file);
+  assert.is(metadata.note, 'hi');
+  assert.is(model.training, false);
+  const a = m.call(x).toArray(),
+    b = model.call(x).toArray();
+  assert.equal(Array.from(b), Array.from(a));
+  assert.equal(kn.nn.toSpec(new kn.nn.Embedding(5, 2)), { type: 'Embedding', numEmbeddings: 5, embeddingDim: 2 });
+  assert.equal(kn.nn.toSpec(new kn.nn.BatchNorm1d(3, { affine: false })), {
+    type: 'BatchNorm1d',
+    numFeatures: 3,
+    eps: 1e-5,
+    momentum: 0.1,
+    affine: false,
+  });
+});
+
+test('custom modules have no spec: toSpec says so, save keeps weights only, loadModel explains', async () => {
+  class Twice extends kn.nn.Module {
+    lin = this.registerModule('lin', new kn.nn.Linear(2, 2));
+    forward(x: kn.Tensor): kn.Tensor {
+      return this.lin.call(this.lin.call(x));
+    }
+  }
+  assert.throws(
+    () => kn.nn.toSpec(new kn.nn.Sequential(new kn.nn.ReLU(), new Twice())),
+    /model\.1 is a Twice, which is not one of kiln's standard layers/,
+  );
+  const file = join(specDir, 'custom.safetensors');
+  await kn.io.save(file, new Twice());
+  assert.equal(Object.keys(await kn.io.load(file)).sort(), ['lin.bias', 'lin.weight']);
+  try {
+    await kn.io.loadModel(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, kn.FormatError);
+    assert.match((e as Error).message, /no architecture spec/);
+  }
+});
+
+test('hostile specs are refused with FormatError before anything is allocated', async () => {
+  const bad: [unknown, RegExp][] = [
+    ['{not json', /not valid JSON/],
+    [null, /expected an object/],
+    [{ type: 'Evil' }, /unknown layer type "Evil"/],
+    [{ type: 'Linear', inFeatures: -1, outFeatures: 2 }, /'inFeatures' must be an integer >= 1/],
+    [{ type: 'Linear', inFeatures: 1.5, outFeatures: 2 }, /inFeatures/],
+    [{ type: 'Linear', inFeatures: 2 ** 20, outFeatures: 2 ** 20 }, /more than \d+ parameter values/],
+    [{ type: 'Sequential', layers: 'x' }, /'layers' must be a list/],
+    [{ type: 'Conv2d', inChannels: 3, outChannels: 4, kernelSize: [3], groups: 1 }, /kernelSize/],
+    [{ type: 'Conv2d', inChannels: 3, outChannels: 4, kernelSize: 3, groups: 2 }, /divisible by groups/],
+    [{ type: 'Dropout', p: 1 }, /'p' must be in \[0, 1\)/],
+    [{ type: 'LayerNorm', normalizedShape: [] }, /normalizedShape/],
+    [{ type: 'BatchNorm1d', numFeatures: 4, eps: 0 }, /'eps' must be a finite number > 0/],
+  ];
+  let deep: unknown = { type: 'ReLU' };
+  for (let i = 0; i < 100; i++) deep = { type: 'Sequential', layers: [deep] };
+  bad.push([deep, /nesting deeper than 64/]);
+  for (const [spec, re] of bad) {
+    try {
+      kn.nn.fromSpec(spec);
+      assert.unreachable(`accepted ${JSON.stringify(spec)?.slice(0, 80)}`);
+    } catch (e) {
+      assert.instance(e, kn.FormatError, String(e));
+      assert.match((e as Error).message, re);
+    }
+  }
+  // a file whose spec claims more weights than it holds, or whose tensors do not fit the spec
+  const file = join(specDir, 'lying.safetensors');
+  await kn.io.save(
+    file,
+    { weight: kn.ones([2, 2]), bias: kn.ones([2]) },
+    { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 1000, outFeatures: 1000 }) } },
+  );
+  try {
+    await kn.io.loadModel(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /more than 6 parameter values/);
+  }
+  await kn.io.save(
+    file,
+    { weight: kn.ones([2, 3]), bias: kn.ones([2]) },
+    { metadata: { 'kiln.spec': JSON.stringify({ type: 'Linear', inFeatures: 2, outFeatures: 2 }) } },
+  );
+  try {
+    await kn.io.loadModel(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, kn.FormatError);
+    assert.match(
+      (e as Error).message,
+      /weights do not fit the architecture spec: .*'weight' has shape \[2, 3\], expected \[2, 2\]/,
+    );
+  }
+});
+
+test('every standard and quantized layer class is registered, and each spec round-trips', () => {
+  const classes = Object.values(kn.nn).filter(
+    (v): v is new (...a: never[]) => kn.nn.Module =>
+      typeof v === 'function' && v.prototype instanceof kn.nn.Module && !/^(Qat|Module$)/.test(v.name),
+  );
+  assert.ok(classes.length >= 14, `found ${classes.length} layer classes in kn.nn`);
+  const quant = [kn.quant.QuantLinear, kn.quant.QuantConv2d, kn.quant.Int4Linear];
+  const types = new Set(layerTypes());
+  for (const c of [...classes, ...quant]) assert.ok(types.has(c.name), `${c.name} is not in the layer registry`);
+  const samples: kn.nn.Module[] = [
+    new kn.quant.QuantLinear(8, 4),
+    new kn.quant.QuantConv2d(2, 3, [3, 3], { stride: [2, 2], padding: [1, 1], dilation: [1, 1] }),
+    new kn.quant.Int4Linear(64, 4, 32),
+    new kn.nn.MaxPool2d(2, { stride: 1 }),
+    new kn.nn.Flatten(1, 2),
+    new kn.nn.Conv2d(4, 4, [3, 1], { groups: 2, padding: [1, 0], bias: false }),
+  ];
+  for (const m of samples) {
+    const spec = kn.nn.toSpec(m);
+    assert.equal(kn.nn.toSpec(kn.nn.fromSpec(JSON.parse(JSON.stringify(spec)))), spec);
+  }
+  // the first layer fixes the input size for Linear and its quantized forms only
+  assert.equal(kn.nn.inferInputShape(new kn.nn.Sequential(new kn.quant.Int4Linear(64, 4, 32))), [64]);
+  assert.is(kn.nn.inferInputShape(new kn.nn.Sequential(new kn.nn.ReLU())), null);
+});
+
+test('spec types that are Object.prototype keys are unknown layers, not lookups', () => {
+  for (const type of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    throwsKiln(() => kn.nn.fromSpec({ type }), kn.FormatError, /unknown layer type/);
+  }
+});
 
 test.run();

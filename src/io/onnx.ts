@@ -9,20 +9,16 @@ import {
   BatchNorm1d,
   BatchNorm2d,
   Conv2d,
-  Dropout,
   Embedding,
   Flatten,
-  GELU,
   LayerNorm,
   Linear,
   MaxPool2d,
-  ReLU,
   Sequential,
-  Sigmoid,
-  Tanh,
 } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { inferInputShape } from '../nn/spec.js';
+import { layerOf } from '../nn/registry.js';
+import { inferInputShape, type LayerSpec } from '../nn/spec.js';
 import { Int4Linear, QuantConv2d, QuantLinear } from '../quant/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
@@ -125,105 +121,126 @@ function dqWeight(g: GraphBuilder, wq: Tensor, ws: Tensor): string {
   return g.node('DequantizeLinear', [w, s, z], [g.int('axis', 0)]);
 }
 
-function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
-  if (m instanceof Sequential) return m.layers.reduce((h, l, i) => emit(g, l, h, `${path}.${i}`), x);
-  if (m instanceof Linear) {
-    const wt = g.tensor('weight_t', m.weight.transpose().contiguous());
-    const y = g.node('MatMul', [x, wt]);
-    return m.bias ? g.node('Add', [y, g.tensor('bias', m.bias)]) : y;
-  }
-  if (m instanceof QuantLinear) {
-    const w = dqWeight(g, m.weightQ, m.weightScale);
-    const y = g.node('MatMul', [qdqInput(g, x, m.inputQuant), g.node('Transpose', [w], [g.ints('perm', [1, 0])])]);
-    return m.bias ? g.node('Add', [y, g.tensor('bias', m.bias)]) : y;
-  }
-  if (m instanceof Int4Linear) {
+type Emitter = (g: GraphBuilder, m: Module, x: string, path: string) => string;
+
+function linearOut(g: GraphBuilder, y: string, bias: Tensor | null): string {
+  return bias ? g.node('Add', [y, g.tensor('bias', bias)]) : y;
+}
+
+function convOut(g: GraphBuilder, m: Conv2d | QuantConv2d, x: string): string {
+  const isQ = m instanceof QuantConv2d;
+  const o = isQ ? { stride: m.stride, padding: m.padding, dilation: m.dilation, groups: 1 } : m.opts;
+  const k = isQ ? m.kernelSize : [m.weight.shape[2]!, m.weight.shape[3]!];
+  const [ph, pw] = pair(o.padding, 0);
+  const attrs = [
+    g.ints('kernel_shape', k),
+    g.ints('strides', pair(o.stride, 1)),
+    g.ints('dilations', pair(o.dilation, 1)),
+    g.ints('pads', [ph, pw, ph, pw]),
+    g.int('group', o.groups ?? 1),
+  ];
+  const w = isQ ? dqWeight(g, m.weightQ, m.weightScale) : g.tensor('weight', m.weight);
+  const xin = isQ ? qdqInput(g, x, m.inputQuant) : x;
+  return g.node('Conv', m.bias ? [xin, w, g.tensor('bias', m.bias)] : [xin, w], attrs);
+}
+
+function batchNormOut(g: GraphBuilder, m: BatchNorm1d | BatchNorm2d, x: string): string {
+  const C = m.numFeatures;
+  const scale = m.weight
+    ? g.tensor('bn_scale', m.weight)
+    : g.init('bn_scale', [C], new Array<number>(C).fill(1), 'float32');
+  const bias = m.bias ? g.tensor('bn_bias', m.bias) : g.init('bn_bias', [C], new Array<number>(C).fill(0), 'float32');
+  return g.node(
+    'BatchNormalization',
+    [x, scale, bias, g.tensor('bn_mean', m.runningMean), g.tensor('bn_var', m.runningVar)],
+    [g.float('epsilon', m.eps)],
+  );
+}
+
+/** One ONNX emitter per registered layer type (the type checker wants one for every LayerSpec type). */
+const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
+  Sequential: (g, m, x, path) => (m as Sequential).layers.reduce((h, l, i) => emit(g, l, h, `${path}.${i}`), x),
+  Linear: (g, m, x) => {
+    const l = m as Linear;
+    return linearOut(g, g.node('MatMul', [x, g.tensor('weight_t', l.weight.transpose().contiguous())]), l.bias);
+  },
+  QuantLinear: (g, m, x) => {
+    const q = m as QuantLinear;
+    const w = dqWeight(g, q.weightQ, q.weightScale);
+    const wt = g.node('Transpose', [w], [g.ints('perm', [1, 0])]);
+    return linearOut(g, g.node('MatMul', [qdqInput(g, x, q.inputQuant), wt]), q.bias);
+  },
+  Int4Linear: (g, m, x) => {
     // ONNX int4 needs opset 21; the weight goes out dequantized (float32)
-    const w = m.dequantized();
+    const q = m as Int4Linear;
+    const w = q.dequantized();
     const wt = g.tensor('weight_t', w.transpose().contiguous());
     w.dispose();
-    const y = g.node('MatMul', [x, wt]);
-    return m.bias ? g.node('Add', [y, g.tensor('bias', m.bias)]) : y;
-  }
-  if (m instanceof Conv2d || m instanceof QuantConv2d) {
-    const isQ = m instanceof QuantConv2d;
-    const o = m instanceof Conv2d ? m.opts : { stride: m.stride, padding: m.padding, dilation: m.dilation, groups: 1 };
-    const k = m instanceof Conv2d ? [m.weight.shape[2]!, m.weight.shape[3]!] : m.kernelSize;
-    const [ph, pw] = pair(o.padding, 0);
-    const attrs = [
-      g.ints('kernel_shape', k),
-      g.ints('strides', pair(o.stride, 1)),
-      g.ints('dilations', pair(o.dilation, 1)),
-      g.ints('pads', [ph, pw, ph, pw]),
-      g.int('group', o.groups ?? 1),
-    ];
-    const w = isQ
-      ? dqWeight(g, (m as QuantConv2d).weightQ, (m as QuantConv2d).weightScale)
-      : g.tensor('weight', (m as Conv2d).weight);
-    const xin = isQ ? qdqInput(g, x, (m as QuantConv2d).inputQuant) : x;
-    return g.node('Conv', m.bias ? [xin, w, g.tensor('bias', m.bias)] : [xin, w], attrs);
-  }
-  if (m instanceof MaxPool2d) {
-    const k = pair(m.kernelSize as number | Pair, 1);
-    const [ph, pw] = pair(m.opts.padding as number | Pair | undefined, 0);
+    return linearOut(g, g.node('MatMul', [x, wt]), q.bias);
+  },
+  Conv2d: (g, m, x) => convOut(g, m as Conv2d, x),
+  QuantConv2d: (g, m, x) => convOut(g, m as QuantConv2d, x),
+  MaxPool2d: (g, m, x) => {
+    const p = m as MaxPool2d;
+    const k = pair(p.kernelSize as number | Pair, 1);
+    const [ph, pw] = pair(p.opts.padding as number | Pair | undefined, 0);
     return g.node(
       'MaxPool',
       [x],
       [
         g.ints('kernel_shape', k),
-        g.ints('strides', pair((m.opts.stride ?? m.kernelSize) as number | Pair, 1)),
+        g.ints('strides', pair((p.opts.stride ?? p.kernelSize) as number | Pair, 1)),
         g.ints('pads', [ph, pw, ph, pw]),
       ],
     );
-  }
-  if (m instanceof Flatten) {
-    if (m.startAxis !== 1 || m.endAxis !== -1)
+  },
+  Flatten: (g, m, x, path) => {
+    const f = m as Flatten;
+    if (f.startAxis !== 1 || f.endAxis !== -1)
       throw new ValidationError(
-        `${path}: ONNX export supports Flatten(1, -1) only, got Flatten(${m.startAxis}, ${m.endAxis})`,
+        `${path}: ONNX export supports Flatten(1, -1) only, got Flatten(${f.startAxis}, ${f.endAxis})`,
       );
     return g.node('Flatten', [x], [g.int('axis', 1)]);
-  }
-  if (m instanceof ReLU) return g.node('Relu', [x]);
-  if (m instanceof Sigmoid) return g.node('Sigmoid', [x]);
-  if (m instanceof Tanh) return g.node('Tanh', [x]);
-  if (m instanceof GELU) {
+  },
+  ReLU: (g, _m, x) => g.node('Relu', [x]),
+  Sigmoid: (g, _m, x) => g.node('Sigmoid', [x]),
+  Tanh: (g, _m, x) => g.node('Tanh', [x]),
+  GELU: (g, _m, x) => {
     // exact GELU: 0.5 x (1 + erf(x / sqrt 2))
     const e = g.node('Erf', [g.node('Div', [x, g.init('sqrt2', [], [Math.SQRT2], 'float32')])]);
     const one = g.node('Add', [e, g.init('one', [], [1], 'float32')]);
     return g.node('Mul', [g.node('Mul', [x, one]), g.init('half', [], [0.5], 'float32')]);
-  }
-  if (m instanceof Dropout) return g.node('Identity', [x]);
-  if (m instanceof BatchNorm1d || m instanceof BatchNorm2d) {
-    const C = m.numFeatures;
-    const scale = m.weight
-      ? g.tensor('bn_scale', m.weight)
-      : g.init('bn_scale', [C], new Array<number>(C).fill(1), 'float32');
-    const bias = m.bias ? g.tensor('bn_bias', m.bias) : g.init('bn_bias', [C], new Array<number>(C).fill(0), 'float32');
-    return g.node(
-      'BatchNormalization',
-      [x, scale, bias, g.tensor('bn_mean', m.runningMean), g.tensor('bn_var', m.runningVar)],
-      [g.float('epsilon', m.eps)],
-    );
-  }
-  if (m instanceof LayerNorm) {
-    const shape = m.normalizedShape;
+  },
+  Dropout: (g, _m, x) => g.node('Identity', [x]),
+  BatchNorm1d: (g, m, x) => batchNormOut(g, m as BatchNorm1d, x),
+  BatchNorm2d: (g, m, x) => batchNormOut(g, m as BatchNorm2d, x),
+  LayerNorm: (g, m, x) => {
+    const l = m as LayerNorm;
+    const shape = l.normalizedShape;
     const n = shape.reduce((a, b) => a * b, 1);
-    const scale = m.weight
-      ? g.tensor('ln_scale', m.weight)
+    const scale = l.weight
+      ? g.tensor('ln_scale', l.weight)
       : g.init('ln_scale', shape, new Array<number>(n).fill(1), 'float32');
-    const bias = m.bias
-      ? g.tensor('ln_bias', m.bias)
+    const bias = l.bias
+      ? g.tensor('ln_bias', l.bias)
       : g.init('ln_bias', shape, new Array<number>(n).fill(0), 'float32');
     return g.node(
       'LayerNormalization',
       [x, scale, bias],
-      [g.int('axis', -shape.length), g.float('epsilon', m.opts.eps ?? 1e-5)],
+      [g.int('axis', -shape.length), g.float('epsilon', l.opts.eps ?? 1e-5)],
     );
-  }
-  if (m instanceof Embedding) return g.node('Gather', [g.tensor('embedding', m.weight), x], [g.int('axis', 0)]);
-  throw new ValidationError(
-    `${path} is a ${m.constructor.name}, which ONNX export does not support (it covers kiln's standard and quantized layers)`,
-  );
+  },
+  Embedding: (g, m, x) => g.node('Gather', [g.tensor('embedding', (m as Embedding).weight), x], [g.int('axis', 0)]),
+};
+
+function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
+  // the registry's exact class: a subclass may override forward, so it is not exported as its parent
+  const type = layerOf(m)?.type;
+  if (type === undefined)
+    throw new ValidationError(
+      `${path} is a ${m.constructor.name}, which ONNX export does not support (it covers kiln's standard and quantized layers)`,
+    );
+  return EMITTERS[type](g, m, x, path);
 }
 
 /** The ONNX model (bytes) for a kiln model. */

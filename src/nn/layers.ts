@@ -12,6 +12,9 @@ import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight, type InitName } from './init.js';
 import { Module } from './module.js';
+import { registerLayer, type SpecFields } from './registry.js';
+import type { LayerSpec } from './spec.js';
+import type { Pair2, SpecReader } from './spec_reader.js';
 
 function posInt(x: unknown, what: string): number {
   if (typeof x !== 'number' || !Number.isInteger(x) || x < 1)
@@ -419,3 +422,173 @@ export class Sequential extends Module {
     return h;
   }
 }
+
+// ---- descriptions (nn/registry.ts): each layer's spec both ways and what model transforms need ----
+
+const pair = (p: number | readonly [number, number]): Pair2 => (typeof p === 'number' ? p : [p[0], p[1]]);
+const area = (k: Pair2): number => (typeof k === 'number' ? k * k : k[0] * k[1]);
+const finitePos = (x: number): boolean => x > 0 && Number.isFinite(x);
+
+registerLayer(Linear, {
+  type: 'Linear',
+  toSpec: (l) => ({ type: 'Linear', inFeatures: l.inFeatures, outFeatures: l.outFeatures, bias: l.bias !== null }),
+  params: (o, r, path) => {
+    const out = r.int(o, 'outFeatures', path, 1);
+    return r.int(o, 'inFeatures', path, 1) * out + (r.bool(o, 'bias', path, true) ? out : 0);
+  },
+  fromSpec: (o, r, path) =>
+    new Linear(r.int(o, 'inFeatures', path, 1), r.int(o, 'outFeatures', path, 1), {
+      bias: r.bool(o, 'bias', path, true),
+    }),
+  inputFeatures: (l) => l.inFeatures,
+});
+
+registerLayer(Conv2d, {
+  type: 'Conv2d',
+  toSpec: (c) => ({
+    type: 'Conv2d',
+    inChannels: c.inChannels,
+    outChannels: c.outChannels,
+    kernelSize: pair(c.kernelSize),
+    stride: pair(c.opts.stride ?? 1),
+    padding: pair(c.opts.padding ?? 0),
+    dilation: pair(c.opts.dilation ?? 1),
+    groups: c.opts.groups ?? 1,
+    bias: c.bias !== null,
+  }),
+  params: (o, r, path) => {
+    const ci = r.int(o, 'inChannels', path, 1),
+      co = r.int(o, 'outChannels', path, 1);
+    const k = r.pair(o, 'kernelSize', path, 1),
+      groups = r.int(o, 'groups', path, 1, 1);
+    if (ci % groups || co % groups) r.fail(path, `channels ${ci} and ${co} must be divisible by groups ${groups}`);
+    r.pair(o, 'stride', path, 1, 1);
+    r.pair(o, 'padding', path, 0, 0);
+    r.pair(o, 'dilation', path, 1, 1);
+    return co * (ci / groups) * area(k) + (r.bool(o, 'bias', path, true) ? co : 0);
+  },
+  fromSpec: (o, r, path) =>
+    new Conv2d(r.int(o, 'inChannels', path, 1), r.int(o, 'outChannels', path, 1), r.pair(o, 'kernelSize', path, 1), {
+      stride: r.pair(o, 'stride', path, 1, 1),
+      padding: r.pair(o, 'padding', path, 0, 0),
+      dilation: r.pair(o, 'dilation', path, 1, 1),
+      groups: r.int(o, 'groups', path, 1, 1),
+      bias: r.bool(o, 'bias', path, true),
+    }),
+});
+
+registerLayer(MaxPool2d, {
+  type: 'MaxPool2d',
+  toSpec: (p) => {
+    const s: LayerSpec = { type: 'MaxPool2d', kernelSize: pair(p.kernelSize), padding: pair(p.opts.padding ?? 0) };
+    if (p.opts.stride !== undefined) s.stride = pair(p.opts.stride);
+    return s;
+  },
+  params: (o, r, path) => {
+    r.pair(o, 'kernelSize', path, 1);
+    if (o.stride !== undefined) r.pair(o, 'stride', path, 1);
+    r.pair(o, 'padding', path, 0, 0);
+    return 0;
+  },
+  fromSpec: (o, r, path) =>
+    new MaxPool2d(r.pair(o, 'kernelSize', path, 1), {
+      ...(o.stride !== undefined ? { stride: r.pair(o, 'stride', path, 1) } : {}),
+      padding: r.pair(o, 'padding', path, 0, 0),
+    }),
+  keepsFeatures: true,
+});
+
+const axis = (o: SpecFields, r: SpecReader, path: string, k: string, dflt: number): number =>
+  r.num(o, k, path, Number.isInteger, 'an integer', dflt);
+registerLayer(Flatten, {
+  type: 'Flatten',
+  toSpec: (f) => ({ type: 'Flatten', startAxis: f.startAxis, endAxis: f.endAxis }),
+  params: (o, r, path) => (axis(o, r, path, 'startAxis', 1), axis(o, r, path, 'endAxis', -1), 0),
+  fromSpec: (o, r, path) => new Flatten(axis(o, r, path, 'startAxis', 1), axis(o, r, path, 'endAxis', -1)),
+});
+
+for (const [cls, type] of [
+  [ReLU, 'ReLU'],
+  [GELU, 'GELU'],
+  [Tanh, 'Tanh'],
+  [Sigmoid, 'Sigmoid'],
+] as const) {
+  registerLayer<Module>(cls, {
+    type,
+    toSpec: () => ({ type }),
+    params: () => 0,
+    fromSpec: () => new cls(),
+    keepsFeatures: true,
+  });
+}
+
+const dropoutP = (o: SpecFields, r: SpecReader, path: string): number =>
+  r.num(o, 'p', path, (p) => p >= 0 && p < 1, 'in [0, 1)', 0.5);
+registerLayer(Dropout, {
+  type: 'Dropout',
+  toSpec: (d) => ({ type: 'Dropout', p: d.p }),
+  params: (o, r, path) => (dropoutP(o, r, path), 0),
+  fromSpec: (o, r, path) => new Dropout(dropoutP(o, r, path)),
+  keepsFeatures: true,
+});
+
+registerLayer(Embedding, {
+  type: 'Embedding',
+  toSpec: (e) => ({ type: 'Embedding', numEmbeddings: e.numEmbeddings, embeddingDim: e.embeddingDim }),
+  params: (o, r, path) => r.int(o, 'numEmbeddings', path, 1) * r.int(o, 'embeddingDim', path, 1),
+  fromSpec: (o, r, path) => new Embedding(r.int(o, 'numEmbeddings', path, 1), r.int(o, 'embeddingDim', path, 1)),
+});
+
+const bnOpts = (o: SpecFields, r: SpecReader, path: string): { eps: number; momentum: number; affine: boolean } => ({
+  eps: r.num(o, 'eps', path, finitePos, 'a finite number > 0', 1e-5),
+  momentum: r.num(o, 'momentum', path, (x) => x >= 0 && x <= 1, 'in [0, 1]', 0.1),
+  affine: r.bool(o, 'affine', path, true),
+});
+for (const [cls, type] of [
+  [BatchNorm1d, 'BatchNorm1d'],
+  [BatchNorm2d, 'BatchNorm2d'],
+] as const) {
+  registerLayer<BatchNorm>(cls, {
+    type,
+    toSpec: (b) => ({ type, numFeatures: b.numFeatures, eps: b.eps, momentum: b.momentum, affine: b.weight !== null }),
+    params: (o, r, path) => r.int(o, 'numFeatures', path, 1) * (bnOpts(o, r, path).affine ? 4 : 2),
+    fromSpec: (o, r, path) => new cls(r.int(o, 'numFeatures', path, 1), bnOpts(o, r, path)),
+  });
+}
+
+function lnShape(o: SpecFields, r: SpecReader, path: string): number[] {
+  const s = o.normalizedShape;
+  if (!Array.isArray(s) || s.length === 0 || s.length > 8)
+    r.fail(path, `'normalizedShape' must be a list of 1-8 integers, got ${describe(s)}`);
+  return s.map((d, i) => r.int({ d }, 'd', `${path}.normalizedShape[${i}]`, 1));
+}
+const lnOpts = (o: SpecFields, r: SpecReader, path: string): { eps: number; affine: boolean } => ({
+  eps: r.num(o, 'eps', path, finitePos, 'a finite number > 0', 1e-5),
+  affine: r.bool(o, 'affine', path, true),
+});
+registerLayer(LayerNorm, {
+  type: 'LayerNorm',
+  toSpec: (l) => ({
+    type: 'LayerNorm',
+    normalizedShape: [...l.normalizedShape],
+    eps: l.opts.eps ?? 1e-5,
+    affine: l.weight !== null,
+  }),
+  params: (o, r, path) => {
+    const n = lnShape(o, r, path).reduce((a, b) => a * b, 1);
+    return lnOpts(o, r, path).affine ? 2 * n : 0;
+  },
+  fromSpec: (o, r, path) => new LayerNorm(lnShape(o, r, path), lnOpts(o, r, path)),
+});
+
+registerLayer(Sequential, {
+  type: 'Sequential',
+  toSpec: (s, child) => ({ type: 'Sequential', layers: s.layers.map((c, i) => child(c, i)) }),
+  params: () => 0,
+  children: (o: SpecFields, r: SpecReader, path: string) => {
+    const ls = o.layers;
+    if (!Array.isArray(ls)) r.fail(path, `'layers' must be a list, got ${describe(ls)}`);
+    return ls as unknown[];
+  },
+  fromSpec: (o, _r, _path, child) => new Sequential(...(o.layers as unknown[]).map((_, i) => child(i))),
+});

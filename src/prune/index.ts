@@ -3,21 +3,9 @@
 // shrinks the layers that consume them, so the model really gets smaller and faster.
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
-import {
-  BatchNorm1d,
-  BatchNorm2d,
-  Conv2d,
-  Dropout,
-  Flatten,
-  GELU,
-  Linear,
-  MaxPool2d,
-  ReLU,
-  Sequential,
-  Sigmoid,
-  Tanh,
-} from '../nn/layers.js';
+import { BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
+import { layerOf } from '../nn/registry.js';
 import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { gather } from '../ops/movement.js';
@@ -240,8 +228,6 @@ export interface StructuredResult {
   kept: { name: string; before: number; after: number; indices: number[] }[];
 }
 
-const PASS_THROUGH = [ReLU, GELU, Tanh, Sigmoid, Dropout, MaxPool2d];
-
 function take(t: Tensor, idx: number[], axis: number): Tensor {
   const i = tensor(Int32Array.from(idx), [idx.length], { backend: t.backend });
   const r = gather(t, i, axis);
@@ -276,7 +262,7 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
       const norms: number[] = [];
       while (j < layers.length) {
         const n = layers[j]!;
-        if (PASS_THROUGH.some((c) => n instanceof c)) {
+        if (layerOf(n)?.keepsFeatures) {
           j++;
           continue;
         }

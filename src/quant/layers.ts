@@ -5,6 +5,8 @@
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
+import { registerLayer, type SpecFields } from '../nn/registry.js';
+import type { SpecReader } from '../nn/spec_reader.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
 import { concat, permute, reshape, slice, stack } from '../ops/movement.js';
@@ -280,3 +282,87 @@ export function quantizeWeightsInt4(w: Tensor, groupSize: number): { packed: Ten
     return { packed, scale: sc };
   });
 }
+
+// ---- descriptions (nn/registry.ts): the quantized layers' specs, so quantized files load and serve ----
+
+const p2 = (v: number | [number, number]): Pair2 => (typeof v === 'number' ? [v, v] : v);
+const linearBits = (o: SpecFields, r: SpecReader, path: string): { i: number; out: number; bias: boolean } => ({
+  i: r.int(o, 'inFeatures', path, 1),
+  out: r.int(o, 'outFeatures', path, 1),
+  bias: r.bool(o, 'bias', path, true),
+});
+
+registerLayer(QuantLinear, {
+  type: 'QuantLinear',
+  toSpec: (q) => ({ type: 'QuantLinear', inFeatures: q.inFeatures, outFeatures: q.outFeatures, bias: q.bias !== null }),
+  params: (o, r, path) => {
+    const { i, out } = linearBits(o, r, path);
+    return (i * out) / 4 + out + 2;
+  },
+  fromSpec: (o, r, path) => {
+    const { i, out, bias } = linearBits(o, r, path);
+    return new QuantLinear(i, out, { bias });
+  },
+  inputFeatures: (q) => q.inFeatures,
+});
+
+function qconvFields(o: SpecFields, r: SpecReader, path: string) {
+  const k = p2(r.pair(o, 'kernelSize', path, 1));
+  return {
+    ci: r.int(o, 'inChannels', path, 1),
+    co: r.int(o, 'outChannels', path, 1),
+    k,
+    stride: p2(r.pair(o, 'stride', path, 1, 1)),
+    padding: p2(r.pair(o, 'padding', path, 0, 0)),
+    dilation: p2(r.pair(o, 'dilation', path, 1, 1)),
+    bias: r.bool(o, 'bias', path, true),
+  };
+}
+registerLayer(QuantConv2d, {
+  type: 'QuantConv2d',
+  toSpec: (q) => ({
+    type: 'QuantConv2d',
+    inChannels: q.inChannels,
+    outChannels: q.outChannels,
+    kernelSize: [...q.kernelSize],
+    stride: [...q.stride],
+    padding: [...q.padding],
+    dilation: [...q.dilation],
+    bias: q.bias !== null,
+  }),
+  params: (o, r, path) => {
+    const { ci, co, k } = qconvFields(o, r, path);
+    return (co * ci * k[0] * k[1]) / 4 + co + 2;
+  },
+  fromSpec: (o, r, path) => {
+    const { ci, co, k, stride, padding, dilation, bias } = qconvFields(o, r, path);
+    return new QuantConv2d(ci, co, k, { stride, padding, dilation, bias });
+  },
+});
+
+function int4Group(o: SpecFields, r: SpecReader, path: string): number {
+  const g = r.int(o, 'groupSize', path, 1);
+  if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(g))
+    r.fail(path, `'groupSize' must be 32, 64 or 128, got ${g}`);
+  return g;
+}
+registerLayer(Int4Linear, {
+  type: 'Int4Linear',
+  toSpec: (q) => ({
+    type: 'Int4Linear',
+    inFeatures: q.inFeatures,
+    outFeatures: q.outFeatures,
+    groupSize: q.groupSize,
+    bias: q.bias !== null,
+  }),
+  params: (o, r, path) => {
+    const { i, out } = linearBits(o, r, path);
+    const g = int4Group(o, r, path);
+    return (i * out) / 8 + out * Math.ceil(i / g) + out;
+  },
+  fromSpec: (o, r, path) => {
+    const { i, out, bias } = linearBits(o, r, path);
+    return new Int4Linear(i, out, int4Group(o, r, path), { bias });
+  },
+  inputFeatures: (q) => q.inFeatures,
+});

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { ModelVersions, ReloadError, type ModelVersion } from '../src/serve/versions.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-serve-'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -231,6 +232,96 @@ test('randomized load: every request settles exactly once, none is lost or run t
   assert.ok(kinds.ok > 100 && kinds.model > 0 && kinds.full > 0, JSON.stringify(kinds));
   const s = b.stats;
   assert.is(s.completed + s.failed + s.timedOut + s.aborted + s.rejected, 400);
+});
+
+// ---------------- model versions (no HTTP) ----------------
+
+test('ModelVersions: promote warms up, probation failures roll back and retry, retired versions outlive their batches', async () => {
+  const disposed: string[] = [];
+  let gate: Promise<void> = Promise.resolve();
+  // a real row model, with the disposals recorded and each batch able to wait at a gate
+  const version = (name: string, fn: (x: kn.Tensor) => kn.Tensor): ModelVersion => {
+    const rm = kn.serve.rowModel(fn, { inputShape: [2] });
+    return {
+      version: name,
+      rm: {
+        get inputShape() {
+          return rm.inputShape;
+        },
+        get outputShape() {
+          return rm.outputShape;
+        },
+        run: async (rows) => {
+          await gate;
+          return rm.run(rows);
+        },
+        dispose: () => {
+          disposed.push(name);
+          rm.dispose();
+        },
+      },
+    };
+  };
+  const rollbacks: string[] = [];
+  const swaps: string[] = [];
+  const vs = new ModelVersions(
+    version('a', (x) => x.add(1)),
+    {
+      warmupSizes: [1, 2, 4],
+      probationBatches: 2,
+      onSwap: (v) => swaps.push(v),
+      onProbationRollback: (failed, restored) => rollbacks.push(`${failed}->${restored}`),
+    },
+  );
+  assert.ok((await vs.warm()) >= 0);
+  const row = Float32Array.of(1, 2);
+  assert.equal(
+    (await vs.run([row])).map((r) => [r.version, ...r.output]),
+    [['a', 2, 3]],
+  );
+
+  // a candidate with non-finite outputs or another output shape is refused and disposed; 'a' keeps serving
+  await rejects(vs.promote(version('nan', (x) => x.log().mul(0).div(0))), ReloadError, /non-finite/);
+  await rejects(vs.promote(version('wide', (x) => kn.concat([x, x], 1))), ReloadError, /output shape \[4\]/);
+  assert.equal(disposed, ['nan', 'wide']);
+  assert.is(vs.current.version, 'a');
+
+  // 'b' fails on its second batch, inside the probation window: 'a' answers that batch
+  let calls = 0;
+  await vs.promote(
+    version('b', (x) => {
+      if (++calls > 4) throw new Error('b is broken'); // 3 warm-up batches and one good one
+      return x.mul(10);
+    }),
+  );
+  assert.is(vs.probationLeft, 2);
+  assert.equal((await vs.run([row]))[0]!.version, 'b');
+  const retried = await vs.run([row]);
+  assert.equal([retried[0]!.version, ...retried[0]!.output], ['a', 2, 3]);
+  assert.equal(rollbacks, ['b->a']);
+  assert.is(vs.current.version, 'a');
+  assert.is(vs.previous, null);
+  assert.ok(disposed.includes('b'), 'the failed version is disposed');
+
+  // after probation, failures are the caller's; an explicit rollback returns to the previous version
+  await vs.promote(version('c', (x) => x.mul(2)));
+  assert.throws(() => vs.rollback() && vs.rollback(), /no previous version/);
+  assert.is(vs.current.version, 'a');
+
+  // a version swapped out while a batch runs on it is disposed only when that batch ends
+  await vs.promote(version('d', (x) => x.mul(3)));
+  let open!: () => void;
+  gate = new Promise<void>((r) => {
+    open = r;
+  });
+  const running = vs.run([row]);
+  vs.rollback(); // back to 'a': 'd' is retired but busy
+  assert.not.ok(disposed.includes('d'));
+  open();
+  assert.equal((await running)[0]!.version, 'd');
+  assert.ok(disposed.includes('d'), 'disposed after its last batch');
+  assert.equal(swaps, ['b', 'a', 'c', 'a', 'd', 'a']);
+  vs.dispose();
 });
 
 // ---------------- server ----------------

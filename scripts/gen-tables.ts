@@ -2,12 +2,14 @@
 // (src/ops/table.ts and src/tensor/dtype.ts):
 //   native/include/kiln/op_ids.h   op ids, names, input counts, attribute indices by name (C++ and CUDA)
 //   native/include/kiln/tables.h   dtype codes, map-kernel op codes, device error flags, the family list
-//   kernels/wgsl/tables.wgsl       the same dtype, map-op and flag codes for WGSL (prepended to every shader)
+//   kernels/wgsl/tables.wgsl       the same dtype, map-op and flag codes, attribute indices and the Params
+//                                  word names of src/backends/webgpu/params.ts for WGSL (prepended to every shader)
 //   cmake/families.cmake           the family list for CMake (one kernel file per family and backend)
 // `npm run gen` writes them; `--check` exits 1 when one is stale (test/codegen.test.ts runs the same check).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ATTR_GROUPS, DEVICE_FLAGS, FAMILIES, MAP_OPS, OP_TABLE } from '../src/ops/table.js';
+import { PARAMS } from '../src/backends/webgpu/params.js';
 import { DTYPES, DTYPE_CODES, DTYPE_SIZE } from '../src/tensor/dtype.js';
 
 const HEADER =
@@ -110,6 +112,18 @@ export function renderTablesWgsl(): string {
   l.push('', '// device error-flag kinds (DEVICE_FLAGS)');
   DEVICE_FLAGS.forEach((f, i) => l.push(`const FLAG_${snake(f.name)}: u32 = ${i}u;`));
   l.push(`const FLAG_COUNT: u32 = ${DEVICE_FLAGS.length}u;`, '');
+  l.push('// Params words by name (PARAMS in src/backends/webgpu/params.ts): pu(P_CONV_N), pf(P_OPTIM_ATTRS + ...)');
+  for (const [layout, fields] of Object.entries(PARAMS)) {
+    for (const [f, w] of Object.entries(fields)) l.push(`const P_${snake(layout)}_${snake(f)}: u32 = ${w}u;`);
+  }
+  l.push('', "// attribute indices (the op table), for kernels that get an op's attribute array in their Params");
+  for (const o of OP_TABLE) {
+    o.attrs.forEach((a: string, j: number) => l.push(`const ATTR_${snake(o.name)}_${snake(a)}: u32 = ${j}u;`));
+  }
+  for (const [g, attrs] of Object.entries(ATTR_GROUPS)) {
+    attrs.forEach((a, j) => l.push(`const ATTR_${snake(g)}_${snake(a)}: u32 = ${j}u;`));
+  }
+  l.push('');
   return l.join('\n');
 }
 
@@ -148,7 +162,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       process.exit(1);
     }
   } else {
-    for (const [p, text] of Object.entries(generatedFiles())) writeFileSync(here(p), text);
+    for (const [p, text] of Object.entries(generatedFiles())) {
+      // unchanged files keep their timestamps, so the native build does not recompile for nothing
+      if (!staleFiles().includes(p)) continue;
+      writeFileSync(here(p), text);
+    }
     console.log(`wrote ${Object.keys(generatedFiles()).join(', ')} (${OP_TABLE.length} ops)`);
   }
 }

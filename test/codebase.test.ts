@@ -96,8 +96,60 @@ test('kernels read attributes by name, never by position', () => {
   scan('kernels/cuda', /\.cu$/, /\b(attrs|at)\[\d+\]/);
   scan('src/backends/js', /\.ts$/, native);
   scan('src/backends/webgpu', /\.ts$/, native);
-  scan('kernels/wgsl', /\.wgsl$/, /case \d+u:|report\(\d+u/); // MAP_* / FLAG_* names
+  // WGSL: MAP_*/DT_*/FLAG_* codes and Params words by name (P_CONV_N), never bare numbers
+  scan('kernels/wgsl', /\.wgsl$/, /case \d+u:|report\(\d+u|\bp[uif]\(\d/);
+  scan('src/backends/webgpu', /\.ts$/, /\.set\(\d|\bp\.[uif]\[\d/); // the TS side writes PARAMS.<layout>.<name>
   assert.equal(bad, []);
+});
+
+test('kernels follow one naming scheme on every backend', () => {
+  // host kernels (cpu and CUDA launchers): op fooBar is k_foo_bar, registered as t.fn[OP_FOO_BAR] = k_foo_bar
+  for (const [dir, ext] of [
+    ['native/cpu', '.cc'],
+    ['kernels/cuda', '.cu'],
+  ] as const) {
+    const seen = new Set<string>();
+    for (const f of FAMILIES) {
+      for (const m of read(`${dir}/${f}${ext}`).matchAll(/t\.fn\[OP_([A-Z0-9_]+)\]\s*=\s*([\w:<>]+);/g)) {
+        const fn = m[2]!.replace(/^\w+::/, '');
+        assert.is(fn, `k_${m[1]!.toLowerCase()}`, `${dir}/${f}${ext} registers ${m[2]} for OP_${m[1]}`);
+        seen.add(m[1]!);
+      }
+    }
+    for (const o of OP_TABLE) assert.ok(seen.has(snake(o.name)), `${dir} registers no kernel for ${o.name}`);
+  }
+  // device kernels (WGSL entry points, CUDA __global__s): named after the op they run (snake_case), or after
+  // the computation when one kernel serves several ops
+  const shared = new Set([
+    'map',
+    'pool2d',
+    'pool2d_backward',
+    'reduce_rows',
+    'reduce_cols',
+    'arg_reduce',
+    'place',
+    'quantize_rows',
+    'dequant_int4',
+    'add_bias',
+    'random',
+    'matmul_simt',
+    'matmul_wmma',
+  ]);
+  const ops = new Set(OP_TABLE.map((o) => snake(o.name).toLowerCase()));
+  const names = [
+    ...list('kernels/wgsl').flatMap((f) =>
+      [
+        ...read(`kernels/wgsl/${f}`).matchAll(
+          /@compute[^\n]*\n(?:@[^\n]*\n)*fn (\w+)\(|@compute @workgroup_size\([^)]*\)\s*fn (\w+)\(/g,
+        ),
+      ].map((m) => m[1] ?? m[2]!),
+    ),
+    ...list('kernels/cuda').flatMap((f) =>
+      [...read(`kernels/cuda/${f}`).matchAll(/__global__ void (\w+)\(/g)].map((m) => m[1]!),
+    ),
+  ];
+  assert.ok(names.length > 40, `found ${names.length} device kernels`);
+  for (const n of names) assert.ok(ops.has(n) || shared.has(n), `device kernel ${n} is named after no op`);
 });
 
 test('every op family has a file of the same stem in every backend folder', () => {

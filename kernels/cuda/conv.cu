@@ -11,7 +11,7 @@ struct Geo {
   bool include_pad;
 };
 
-__global__ void conv_fwd(const float* x, const float* w, float* y, Geo q) {
+__global__ void conv2d(const float* x, const float* w, float* y, Geo q) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.O * q.OH * q.OW) return;
   const int64_t ow = t % q.OW, oh = (t / q.OW) % q.OH, o = (t / (q.OW * q.OH)) % q.O, n = t / (q.OW * q.OH * q.O);
@@ -30,7 +30,7 @@ __global__ void conv_fwd(const float* x, const float* w, float* y, Geo q) {
   y[t] = acc;
 }
 
-__global__ void conv_bwd_input(const float* gy, const float* w, float* dx, Geo q) {
+__global__ void conv2d_backward_input(const float* gy, const float* w, float* dx, Geo q) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.C * q.H * q.W) return;
   const int64_t iw = t % q.W, ih = (t / q.W) % q.H, c = (t / (q.W * q.H)) % q.C, n = t / (q.W * q.H * q.C);
@@ -55,7 +55,7 @@ __global__ void conv_bwd_input(const float* gy, const float* w, float* dx, Geo q
   dx[t] = acc;
 }
 
-__global__ void conv_bwd_weight(const float* x, const float* gy, float* dw, Geo q) {
+__global__ void conv2d_backward_weight(const float* x, const float* gy, float* dw, Geo q) {
   const int64_t Cg = q.C / q.g;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.O * Cg * q.kh * q.kw) return;
@@ -107,7 +107,7 @@ __device__ inline float window_max(const float* x, int64_t plane, int64_t oh, in
   return m;
 }
 
-__global__ void pool_fwd(const float* x, float* y, Geo q, bool maxp) {
+__global__ void pool2d(const float* x, float* y, Geo q, bool maxp) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.OH * q.OW) return;
   const int64_t plane = t / (q.OH * q.OW), oh = (t / q.OW) % q.OH, ow = t % q.OW;
@@ -134,7 +134,7 @@ __device__ inline int64_t first_out(int64_t x, int64_t p, int64_t k, int64_t s) 
 }
 
 // max: x = input, gy = output gradient; avg: gy only
-__global__ void pool_bwd(const float* x, const float* gy, float* dx, Geo q, bool maxp) {
+__global__ void pool2d_backward(const float* x, const float* gy, float* dx, Geo q, bool maxp) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.H * q.W) return;
   const int64_t plane = t / (q.H * q.W), ih = (t / q.W) % q.H, iw = t % q.W;
@@ -191,26 +191,27 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
   if (Status s = conv_geo(in[0], in[1], out, a, q, "conv2d"); !s.good()) return s;
   const int64_t n = out.numel();
   if (n == 0) return Status::ok();
-  conv_fwd<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  conv2d<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
   return launched("conv2d");
 }
-static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_conv2d_backward_input(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardInput takes (gy, w)");
   Geo q;
   if (Status s = conv_geo(out, in[1], in[0], a, q, "conv2dBackwardInput"); !s.good()) return s;
   const int64_t n = out.numel();
   if (n == 0) return Status::ok();
-  conv_bwd_input<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
+  conv2d_backward_input<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
+                                                                  out.ptr<float>(), q);
   return launched("conv2dBackwardInput");
 }
-static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_conv2d_backward_weight(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardWeight takes (x, gy)");
   Geo q;
   if (Status s = conv_geo(in[0], out, in[1], a, q, "conv2dBackwardWeight"); !s.good()) return s;
   const int64_t n = out.numel();
   if (n == 0) return Status::ok();
-  conv_bwd_weight<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(),
-                                                            q);
+  conv2d_backward_weight<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
+                                                                   out.ptr<float>(), q);
   return launched("conv2dBackwardWeight");
 }
 
@@ -242,33 +243,33 @@ static Status pool_geo(const TensorView& x, const TensorView& y, const double* a
   return Status::ok();
 }
 
-static Status k_max_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1, ST_ARG, "maxPool2d takes x");
   Geo q;
   if (Status s = pool_geo(in[0], out, a, false, q, "maxPool2d"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
-  pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, true);
+  pool2d<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, true);
   return launched("maxPool2d");
 }
-static Status k_max_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2 && same_shape(in[0], out), ST_ARG, "maxPool2dBackward takes (x, gy) and writes dx like x");
   Geo q;
   if (Status s = pool_geo(in[0], in[1], a, false, q, "maxPool2dBackward"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
-  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(),
-                                                               q, true);
+  pool2d_backward<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
+                                                                      out.ptr<float>(), q, true);
   return launched("maxPool2dBackward");
 }
-static Status k_avg_pool(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_avg_pool2d(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1, ST_ARG, "avgPool2d takes x");
   Geo q;
   if (Status s = pool_geo(in[0], out, a, a[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0, q, "avgPool2d"); !s.good())
     return s;
   if (out.numel() == 0) return Status::ok();
-  pool_fwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, false);
+  pool2d<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), q, false);
   return launched("avgPool2d");
 }
-static Status k_avg_pool_bwd(const TensorView* in, int nin, const TensorView& out, const double* a) {
+static Status k_avg_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1 && out.ndim == 4 && a[ATTR_AVG_POOL2D_BACKWARD_IN_H] == out.shape[2] &&
                    a[ATTR_AVG_POOL2D_BACKWARD_IN_W] == out.shape[3],
                ST_ARG, "avgPool2dBackward takes gy and writes [N, C, inH, inW]");
@@ -277,18 +278,19 @@ static Status k_avg_pool_bwd(const TensorView* in, int nin, const TensorView& ou
       !s.good())
     return s;
   if (out.numel() == 0) return Status::ok();
-  pool_bwd<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(nullptr, in[0].ptr<float>(), out.ptr<float>(), q, false);
+  pool2d_backward<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(nullptr, in[0].ptr<float>(), out.ptr<float>(), q,
+                                                                      false);
   return launched("avgPool2dBackward");
 }
 
 void register_conv(KernelTable& t) {
   t.fn[OP_CONV2D] = k_conv2d;
-  t.fn[OP_CONV2D_BACKWARD_INPUT] = k_conv2d_bwd_input;
-  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = k_conv2d_bwd_weight;
-  t.fn[OP_MAX_POOL2D] = k_max_pool;
-  t.fn[OP_MAX_POOL2D_BACKWARD] = k_max_pool_bwd;
-  t.fn[OP_AVG_POOL2D] = k_avg_pool;
-  t.fn[OP_AVG_POOL2D_BACKWARD] = k_avg_pool_bwd;
+  t.fn[OP_CONV2D_BACKWARD_INPUT] = k_conv2d_backward_input;
+  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = k_conv2d_backward_weight;
+  t.fn[OP_MAX_POOL2D] = k_max_pool2d;
+  t.fn[OP_MAX_POOL2D_BACKWARD] = k_max_pool2d_backward;
+  t.fn[OP_AVG_POOL2D] = k_avg_pool2d;
+  t.fn[OP_AVG_POOL2D_BACKWARD] = k_avg_pool2d_backward;
 }
 
 }  // namespace cuda

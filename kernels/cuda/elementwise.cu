@@ -90,7 +90,7 @@ __device__ inline uint8_t compare(int32_t op, T a, T b, bool unordered) {
   }
 }
 
-__global__ void map_kernel(MapArgs m) {
+__global__ void map(MapArgs m) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t i = e; i < m.n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (m.op == MAP_FILL) {  // the host passes integer fills already saturated to int32 (as_int)
@@ -170,7 +170,7 @@ static Status run_map(int32_t op, const TensorView* in, int nin, const TensorVie
                  kViewDims, " dims that cannot be merged");
     for (int k = 0; k < nin; ++k) m.v[k] = merged[k];
   }
-  map_kernel<<<blocks_for(m.n < (int64_t{1} << 24) ? m.n : (int64_t{1} << 24)), kThreads, 0, stream()>>>(m);
+  map<<<blocks_for(m.n < (int64_t{1} << 24) ? m.n : (int64_t{1} << 24)), kThreads, 0, stream()>>>(m);
   return launched(name);
 }
 
@@ -210,7 +210,7 @@ BINARY(lt, MAP_LT, true)
 BINARY(le, MAP_LE, true)
 BINARY(gt, MAP_GT, true)
 BINARY(ge, MAP_GE, true)
-BINARY(geluGrad, MAP_GELU_GRAD, false)
+BINARY(gelu_grad, MAP_GELU_GRAD, false)
 // clang-format on
 
 static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
@@ -253,7 +253,7 @@ static Status k_where(const TensorView* in, int nin, const TensorView& out, cons
                "where takes (bool condition, a, b) with a and b of the output's dtype");
   return run_map(MAP_WHERE, in, 3, out, 0, 0, false, "where");
 }
-static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* at) {
+static Status k_bias_act(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias)");
   const int act = static_cast<int>(at[ATTR_BIAS_ACT_ACT]);
   KILN_REQUIRE(at[ATTR_BIAS_ACT_ACT] == act && act >= 0 && act <= 2, ST_ARG,
@@ -328,8 +328,8 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_LE] = k_le;
   t.fn[OP_GT] = k_gt;
   t.fn[OP_GE] = k_ge;
-  t.fn[OP_GELU_GRAD] = k_geluGrad;
-  t.fn[OP_BIAS_ACT] = k_biasAct;
+  t.fn[OP_GELU_GRAD] = k_gelu_grad;
+  t.fn[OP_BIAS_ACT] = k_bias_act;
   t.fn[OP_WHERE] = k_where;
   t.fn[OP_COPY] = k_copy;
 }

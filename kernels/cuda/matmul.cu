@@ -40,7 +40,7 @@ __device__ inline float ld(const void* p, int32_t dt, int64_t i) {
                            : static_cast<const float*>(p)[i];
 }
 
-__global__ void gemm_simt(MmArgs g) {
+__global__ void matmul_simt(MmArgs g) {
   __shared__ float sa[16][64];
   __shared__ float sb[16][64];
   const int64_t z = blockIdx.z;
@@ -86,7 +86,7 @@ __global__ void gemm_simt(MmArgs g) {
 using namespace nvcuda;
 // Tensor-core GEMM: 4 warps per block, each owning a 32x32 piece of the block's 64x64 C tile (2x2 fragments).
 template <bool BF16>
-__global__ void gemm_wmma(MmArgs g) {
+__global__ void matmul_wmma(MmArgs g) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int KT = BF16 ? 16 : 8;  // k per fragment
   using In = typename std::conditional<BF16, __nv_bfloat16, wmma::precision::tf32>::type;
@@ -200,11 +200,11 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
                   static_cast<unsigned>(batch));
   KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, name, ": M = ", M, " is too large for one grid");
   if (bf16)
-    gemm_wmma<true><<<grid, 128, 0, stream()>>>(g);
+    matmul_wmma<true><<<grid, 128, 0, stream()>>>(g);
   else if (use_tf32())
-    gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+    matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
   else
-    gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
   return launched(name);
 }
 
@@ -220,9 +220,9 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
   MmArgs g{A, W, C, DT_FLOAT32, DT_FLOAT32, M, N, K, 0, K, 1, 0, 1, K, {}, {}, 0};
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
   if (use_tf32())
-    gemm_wmma<false><<<grid, 128, 0, stream()>>>(g);
+    matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
   else
-    gemm_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
   return launched("gemm");
 }
 

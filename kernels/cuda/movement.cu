@@ -6,8 +6,8 @@
 namespace kiln {
 namespace cuda {
 
-__global__ void place_kernel(const void* src, View v, void* dst, int64_t n, int64_t base, int64_t row_stride,
-                             int64_t row_len, int size) {
+__global__ void place(const void* src, View v, void* dst, int64_t n, int64_t base, int64_t row_stride, int64_t row_len,
+                      int size) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= n) return;
   copy_elem(src, view_index(v, e), dst, base + (e / row_len) * row_stride + e % row_len, size);
@@ -39,9 +39,9 @@ static Status k_concat(const TensorView* in, int nin, const TensorView& out, con
       View m;
       KILN_REQUIRE(merge_views(v.shape, v.ndim, views, 1, &m), ST_SHAPE, "concat: input views of more than ", kViewDims,
                    " dims");
-      place_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(
-          v.data, m, static_cast<char*>(out.data) + out.offset * dt_size(out.dtype), n, start * inner, total * inner,
-          len * inner, dt_size(out.dtype));
+      place<<<blocks_for(n), kThreads, 0, stream()>>>(v.data, m,
+                                                      static_cast<char*>(out.data) + out.offset * dt_size(out.dtype), n,
+                                                      start * inner, total * inner, len * inner, dt_size(out.dtype));
       if (Status s = launched("concat"); !s.good()) return s;
     }
     start += len;
@@ -49,8 +49,8 @@ static Status k_concat(const TensorView* in, int nin, const TensorView& out, con
   return Status::ok();
 }
 
-__global__ void gather_kernel(const char* x, const int32_t* idx, char* y, int64_t pre, int64_t D, int64_t post,
-                              int64_t k, int size, int axis, DeviceFlags* f) {
+__global__ void gather(const char* x, const int32_t* idx, char* y, int64_t pre, int64_t D, int64_t post, int64_t k,
+                       int size, int axis, DeviceFlags* f) {
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= pre * k * post) return;
   const int64_t q = o % post, j = (o / post) % k, p = o / (post * k);
@@ -76,15 +76,15 @@ static Status k_gather(const TensorView* in, int nin, const TensorView& out, con
   KILN_REQUIRE(out.numel() == pre * k * post, ST_SHAPE, "gather writes ", pre * k * post, " values");
   if (out.numel() == 0) return Status::ok();
   const int size = dt_size(x.dtype);
-  gather_kernel<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(
+  gather<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(
       static_cast<const char*>(x.data) + x.offset * size, idx.ptr<int32_t>(),
       static_cast<char*>(out.data) + out.offset * size, pre, D, post, k, size, axis, device_flags());
   return launched("gather");
 }
 
 template <class T>
-__global__ void scatter_add_kernel(const T* g, const int32_t* idx, T* y, int64_t pre, int64_t D, int64_t post,
-                                   int64_t k, DeviceFlags* f) {
+__global__ void scatter_add(const T* g, const int32_t* idx, T* y, int64_t pre, int64_t D, int64_t post, int64_t k,
+                            DeviceFlags* f) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= pre * post) return;
   const int64_t q = c % post, p = c / post;
@@ -119,10 +119,10 @@ static Status k_scatter_add(const TensorView* in, int nin, const TensorView& out
   KILN_REQUIRE(g.numel() == pre * k * post, ST_SHAPE, "scatterAdd: the gradient must have ", pre * k * post, " values");
   if (out.numel() == 0) return Status::ok();
   if (g.dtype == DT_INT32)
-    scatter_add_kernel<int32_t><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
+    scatter_add<int32_t><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
         g.ptr<int32_t>(), idx.ptr<int32_t>(), out.ptr<int32_t>(), pre, D, post, k, device_flags());
   else
-    scatter_add_kernel<float><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
+    scatter_add<float><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
         g.ptr<float>(), idx.ptr<int32_t>(), out.ptr<float>(), pre, D, post, k, device_flags());
   return launched("scatterAdd");
 }

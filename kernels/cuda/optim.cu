@@ -16,7 +16,7 @@ struct AdamArgs {
   bool decoupled;
 };
 
-__global__ void adam_kernel(AdamArgs a) {
+__global__ void adam_step(AdamArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.n) return;
   const float p = a.p[i];
@@ -43,7 +43,7 @@ struct SgdArgs {
   bool nesterov, first;
 };
 
-__global__ void sgd_kernel(SgdArgs a) {
+__global__ void sgd_step(SgdArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.n) return;
   const float p = a.p[i], g = a.g[i] + a.wd * p;
@@ -64,7 +64,7 @@ static Status same_params(const TensorView* in, int nin, const char* name) {
   return Status::ok();
 }
 
-static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* at) {
+static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
   if (Status s = same_params(in, nin, "adamStep"); !s.good()) return s;
   KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 &&
@@ -86,11 +86,11 @@ static Status k_adam(const TensorView* in, int nin, const TensorView&, const dou
              static_cast<float>(at[ATTR_ADAM_STEP_BIAS2]),
              at[ATTR_ADAM_STEP_DECOUPLED] != 0};
   if (a.n == 0) return Status::ok();
-  adam_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  adam_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("adamStep");
 }
 
-static Status k_sgd(const TensorView* in, int nin, const TensorView&, const double* at) {
+static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
   if (Status s = same_params(in, nin, "sgdStep"); !s.good()) return s;
   KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
@@ -105,13 +105,13 @@ static Status k_sgd(const TensorView* in, int nin, const TensorView&, const doub
             at[ATTR_SGD_STEP_NESTEROV] != 0,
             at[ATTR_SGD_STEP_FIRST_STEP] != 0};
   if (a.n == 0) return Status::ok();
-  sgd_kernel<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  sgd_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("sgdStep");
 }
 
 void register_optim(KernelTable& t) {
-  t.fn[OP_ADAM_STEP] = k_adam;
-  t.fn[OP_SGD_STEP] = k_sgd;
+  t.fn[OP_ADAM_STEP] = k_adam_step;
+  t.fn[OP_SGD_STEP] = k_sgd_step;
 }
 
 }  // namespace cuda

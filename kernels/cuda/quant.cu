@@ -73,7 +73,7 @@ __global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t
   y[t] = static_cast<float>(a) * (scale[i] * ws[j]) + (bias ? bias[j] : 0.f);
 }
 
-static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* at) {
+static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
   KILN_REQUIRE(
@@ -170,7 +170,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
 }
 
 void register_quant(KernelTable& t) {
-  t.fn[OP_QLINEAR_INT8] = k_qlinear;
+  t.fn[OP_QLINEAR_INT8] = k_qlinear_int8;
   t.fn[OP_QLINEAR_INT4] = k_qlinear_int4;
 }
 

@@ -30,7 +30,7 @@ struct RngArgs {
   int32_t dto;
 };
 
-__global__ void random_kernel(RngArgs g, void* out) {
+__global__ void random(RngArgs g, void* out) {
   const int64_t blk = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (blk * 4 >= g.n) return;
   const uint64_t c = g.ctr + static_cast<uint64_t>(blk);
@@ -84,25 +84,25 @@ static Status run(const TensorView& out, const double* at, int kind, const char*
     KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, name, " writes float32");
   }
   if (g.n == 0) return Status::ok();
-  random_kernel<<<blocks_for((g.n + 3) / 4), kThreads, 0, stream()>>>(
+  random<<<blocks_for((g.n + 3) / 4), kThreads, 0, stream()>>>(
       g, static_cast<char*>(out.data) + out.offset * dt_size(out.dtype));
   return launched(name);
 }
 
-static Status k_uniform(const TensorView*, int, const TensorView& out, const double* at) {
+static Status k_random_uniform(const TensorView*, int, const TensorView& out, const double* at) {
   return run(out, at, 0, "randomUniform");
 }
-static Status k_normal(const TensorView*, int, const TensorView& out, const double* at) {
+static Status k_random_normal(const TensorView*, int, const TensorView& out, const double* at) {
   return run(out, at, 1, "randomNormal");
 }
-static Status k_int(const TensorView*, int, const TensorView& out, const double* at) {
+static Status k_random_int(const TensorView*, int, const TensorView& out, const double* at) {
   return run(out, at, 2, "randomInt");
 }
 
 void register_random(KernelTable& t) {
-  t.fn[OP_RANDOM_UNIFORM] = k_uniform;
-  t.fn[OP_RANDOM_NORMAL] = k_normal;
-  t.fn[OP_RANDOM_INT] = k_int;
+  t.fn[OP_RANDOM_UNIFORM] = k_random_uniform;
+  t.fn[OP_RANDOM_NORMAL] = k_random_normal;
+  t.fn[OP_RANDOM_INT] = k_random_int;
 }
 
 }  // namespace cuda

@@ -136,7 +136,7 @@ static Status k_argmin(const TensorView* in, int nin, const TensorView& out, con
   return reduce(in, nin, out, at, R_ARGMIN, "argmin");
 }
 
-__global__ void softmax_kernel(const float* x, float* y, bool log, int64_t outer, int64_t n, int64_t inner) {
+__global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64_t n, int64_t inner) {
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= outer * inner) return;
   const int64_t base = (o / inner) * n * inner + o % inner;
@@ -157,7 +157,7 @@ __global__ void softmax_kernel(const float* x, float* y, bool log, int64_t outer
 
 static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);
 
-static Status softmax(const TensorView* in, int nin, const TensorView& out, const double* at, bool log) {
+static Status launch_softmax(const TensorView* in, int nin, const TensorView& out, const double* at, bool log) {
   KILN_REQUIRE(nin == 1 && in[0].contiguous() && in[0].dtype == DT_FLOAT32 && same_shape(in[0], out), ST_ARG,
                "softmax takes one contiguous float32 input");
   const int axis = static_cast<int>(at[ATTR_SOFTMAX_AXIS]);
@@ -165,15 +165,15 @@ static Status softmax(const TensorView* in, int nin, const TensorView& out, cons
   int64_t outer, n, inner;
   dims3(in[0], axis, axis + 1, outer, n, inner);
   if (outer * n * inner == 0) return Status::ok();
-  softmax_kernel<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer,
-                                                                       n, inner);
+  softmax<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer, n,
+                                                                inner);
   return launched("softmax");
 }
 static Status k_softmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
-  return softmax(in, nin, out, at, false);
+  return launch_softmax(in, nin, out, at, false);
 }
-static Status k_logSoftmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
-  return softmax(in, nin, out, at, true);
+static Status k_log_softmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  return launch_softmax(in, nin, out, at, true);
 }
 
 struct CeArgs {
@@ -201,7 +201,7 @@ __device__ inline float row_lse(const float* x, int64_t c) {
   return logf(s) + m;
 }
 
-__global__ void ce_kernel(CeArgs a, bool backward) {
+__global__ void softmax_cross_entropy(CeArgs a, bool backward) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= a.n) return;
   const int32_t y = a.y[r];
@@ -276,17 +276,17 @@ static Status ce(const TensorView* in, int nin, const TensorView& out, const dou
     a.w = in[want].ptr<float>();
   }
   if (n == 0) return Status::ok();
-  ce_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(a, backward);
+  softmax_cross_entropy<<<blocks_for(n), kThreads, 0, stream()>>>(a, backward);
   return launched(name);
 }
-static Status k_ce(const TensorView* in, int nin, const TensorView& out, const double* at) {
+static Status k_softmax_cross_entropy(const TensorView* in, int nin, const TensorView& out, const double* at) {
   return ce(in, nin, out, at, false);
 }
-static Status k_ce_bwd(const TensorView* in, int nin, const TensorView& out, const double* at) {
+static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, const TensorView& out, const double* at) {
   return ce(in, nin, out, at, true);
 }
 
-__global__ void nan_stats_kernel(const float* x, float* o, int64_t n, int64_t f) {
+__global__ void nan_column_stats(const float* x, float* o, int64_t n, int64_t f) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= f) return;
   double cnt = 0, sum = 0;
@@ -313,13 +313,13 @@ __global__ void nan_stats_kernel(const float* x, float* o, int64_t n, int64_t f)
   o[4 * f + j] = cnt ? hi : nanf("");
 }
 
-static Status k_nan_stats(const TensorView* in, int nin, const TensorView& out, const double*) {
+static Status k_nan_column_stats(const TensorView* in, int nin, const TensorView& out, const double*) {
   KILN_REQUIRE(nin == 1 && in[0].ndim == 2 && in[0].dtype == DT_FLOAT32 && in[0].contiguous(), ST_SHAPE,
                "nanColumnStats takes [N, F]");
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == 5 * f, ST_SHAPE, "nanColumnStats writes [5, F]");
   if (f == 0) return Status::ok();
-  nan_stats_kernel<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), n, f);
+  nan_column_stats<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), n, f);
   return launched("nanColumnStats");
 }
 
@@ -339,7 +339,7 @@ __device__ inline void sift(float* a, int64_t start, int64_t end) {
   }
 }
 
-__global__ void nan_quantile_kernel(const float* x, float* o, float* work, int64_t n, int64_t f, double q) {
+__global__ void nan_quantile(const float* x, float* o, float* work, int64_t n, int64_t f, double q) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= f) return;
   float* a = work + j * n;
@@ -376,14 +376,14 @@ static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& ou
   void* work = nullptr;
   const uint64_t bytes = static_cast<uint64_t>(n > 0 ? n : 1) * f * sizeof(float);
   if (Status s = scratch(bytes, &work); !s.good()) return s;
-  nan_quantile_kernel<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(),
-                                                                static_cast<float*>(work), n, f, q);
+  nan_quantile<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(),
+                                                         static_cast<float*>(work), n, f, q);
   Status st = launched("nanQuantile");
   release_scratch(work, bytes);
   return st;
 }
 
-__global__ void row_hash_kernel(const uint32_t* x, int32_t* o, int64_t n, int64_t f) {
+__global__ void row_hash(const uint32_t* x, int32_t* o, int64_t n, int64_t f) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   uint32_t h1 = 0x811c9dc5u ^ static_cast<uint32_t>(f), h2 = 0x9e3779b9u;
@@ -404,7 +404,7 @@ static Status k_row_hash(const TensorView* in, int nin, const TensorView& out, c
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == 2 * n && out.dtype == DT_INT32, ST_SHAPE, "rowHash writes int32 [N, 2]");
   if (n == 0) return Status::ok();
-  row_hash_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<uint32_t>(), out.ptr<int32_t>(), n, f);
+  row_hash<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<uint32_t>(), out.ptr<int32_t>(), n, f);
   return launched("rowHash");
 }
 
@@ -415,10 +415,10 @@ void register_reduce(KernelTable& t) {
   t.fn[OP_ARGMAX] = k_argmax;
   t.fn[OP_ARGMIN] = k_argmin;
   t.fn[OP_SOFTMAX] = k_softmax;
-  t.fn[OP_LOG_SOFTMAX] = k_logSoftmax;
-  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = k_ce;
-  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = k_ce_bwd;
-  t.fn[OP_NAN_COLUMN_STATS] = k_nan_stats;
+  t.fn[OP_LOG_SOFTMAX] = k_log_softmax;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = k_softmax_cross_entropy;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = k_softmax_cross_entropy_backward;
+  t.fn[OP_NAN_COLUMN_STATS] = k_nan_column_stats;
   t.fn[OP_NAN_QUANTILE] = k_nan_quantile;
   t.fn[OP_ROW_HASH] = k_row_hash;
 }

@@ -1,8 +1,8 @@
 // Conv family, NCHW, float32, contiguous: conv2d and its two backward kernels, max/avg pooling and their
 // backward kernels. Every kernel is written in gather form (one invocation per output element, summing what
 // flows into it), so there are no atomics and results are deterministic.
-// Params: 0 N, 1 C, 2 H, 3 W, 4 O, 5 kh, 6 kw, 7 OH, 8 OW, 9 sh, 10 sw, 11 ph, 12 pw, 13 dh, 14 dw, 15 groups,
-//         16 countIncludePad (avg pooling)
+// Params (P_CONV_*, src/backends/webgpu/params.ts): the geometry N, C, H, W, O, kh, kw, OH, OW, then the conv
+// attribute group (stride, pad, dilation, groups at P_CONV_ATTRS + ATTR_CONV_*), then countIncludePad.
 
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
@@ -10,7 +10,9 @@
 
 struct Geo { N: i32, C: i32, H: i32, W: i32, O: i32, kh: i32, kw: i32, OH: i32, OW: i32, sh: i32, sw: i32, ph: i32, pw: i32, dh: i32, dw: i32, g: i32 }
 fn geo() -> Geo {
-  return Geo(pi(0u), pi(1u), pi(2u), pi(3u), pi(4u), pi(5u), pi(6u), pi(7u), pi(8u), pi(9u), pi(10u), pi(11u), pi(12u), pi(13u), pi(14u), pi(15u));
+  return Geo(pi(P_CONV_N), pi(P_CONV_C), pi(P_CONV_H), pi(P_CONV_W), pi(P_CONV_O), pi(P_CONV_KH), pi(P_CONV_KW), pi(P_CONV_OH),
+    pi(P_CONV_OW), pi(P_CONV_ATTRS + ATTR_CONV_STRIDE_H), pi(P_CONV_ATTRS + ATTR_CONV_STRIDE_W), pi(P_CONV_ATTRS + ATTR_CONV_PAD_H), pi(P_CONV_ATTRS + ATTR_CONV_PAD_W),
+    pi(P_CONV_ATTRS + ATTR_CONV_DILATION_H), pi(P_CONV_ATTRS + ATTR_CONV_DILATION_W), pi(P_CONV_ATTRS + ATTR_CONV_GROUPS));
 }
 
 // y[n, o, oh, ow] = sum over c in o's group, i, j of x[n, c, ih, iw] * w[o, c, i, j]
@@ -42,7 +44,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 // dx[n, c, ih, iw] = sum over the outputs this input feeds of gy * w; in0 = gy [N, O, OH, OW], in1 = w
 @compute @workgroup_size(256)
-fn conv2d_bwd_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let t = i32(linear_id(gid, nwg));
   if (t >= q.N * q.C * q.H * q.W) { return; }
@@ -76,7 +78,7 @@ fn conv2d_bwd_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 
 // dw[o, c, i, j] = sum over n, oh, ow of x * gy; in0 = x [N, C, H, W], in1 = gy [N, O, OH, OW]
 @compute @workgroup_size(256)
-fn conv2d_bwd_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let Cg = q.C / q.g;
   let t = i32(linear_id(gid, nwg));
@@ -162,12 +164,12 @@ fn window_sum(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
 
 /** What average pooling divides a window by: its in-bounds taps, or kh*kw with countIncludePad. */
 fn window_div(oh: i32, ow: i32, q: Geo) -> i32 {
-  if (pu(16u) != 0u) { return q.kh * q.kw; }
+  if (pu(P_CONV_INCLUDE_PAD) != 0u) { return q.kh * q.kw; }
   return window_count(oh, ow, q);
 }
 
 @compute @workgroup_size(256)
-fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn pool2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let t = i32(linear_id(gid, nwg));
   if (t >= q.N * q.OH * q.OW) { return; }
@@ -188,7 +190,7 @@ fn first_out(x: i32, p: i32, k: i32, s: i32) -> i32 { return max(0, (x + p - k +
 // dx of pooling: each input sums the gradients of the windows it is the max of (max: in0 = x, in1 = gy) or
 // that it is in, divided like the forward (average: in0 = gy)
 @compute @workgroup_size(256)
-fn pool_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let t = i32(linear_id(gid, nwg));
   if (t >= q.N * q.H * q.W) { return; }

@@ -3,8 +3,8 @@
 //
 // Each invocation writes one 32-bit word of the contiguous output (1, 2 or 4 elements). Inputs are strided
 // views (broadcast dims have stride 0) over up to 8 dims, after the host merged the dims it could.
-// Params (u32 words): 0 n (output elements), 1 ndim, 2 a, 3 b (scalar attrs, bits of f32 or i32),
-//   4..11 shape, 12 offset0, 13..20 strides0, 21 offset1, 22..29 strides1, 30 offset2, 31..38 strides2
+// Params: P_MAP_* (src/backends/webgpu/params.ts): n (output elements), ndim, the scalar attributes a and b
+// (bits of f32 or i32), the shape, and each input's offset and strides.
 
 override OP: u32 = 0u;
 override DT0: u32 = 0u;
@@ -96,8 +96,8 @@ fn float_op(a: f32, b: f32) -> f32 {
     case MAP_SILU: { return a * k_sigmoid(a); }
     case MAP_CLAMP: {
       if (is_nan(a)) { return a; }
-      if (a < pf(2u)) { return pf(2u); }
-      if (a > pf(3u)) { return pf(3u); }
+      if (a < pf(P_MAP_A)) { return pf(P_MAP_A); }
+      if (a > pf(P_MAP_B)) { return pf(P_MAP_B); }
       return a;
     }
     case MAP_ADD: { return a + b; }
@@ -125,7 +125,7 @@ fn int_op(a: i32, b: i32) -> i32 {
     case MAP_ABS: { return select(a, -a, a < 0); }
     case MAP_SIGN: { return select(select(0, -1, a < 0), 1, a > 0); }
     case MAP_RELU: { return max(a, 0); }
-    case MAP_CLAMP: { return clamp(a, pi(2u), pi(3u)); }
+    case MAP_CLAMP: { return clamp(a, pi(P_MAP_A), pi(P_MAP_B)); }
     case MAP_ADD: { return a + b; }
     case MAP_SUB: { return a - b; }
     case MAP_MUL: { return a * b; }
@@ -137,25 +137,25 @@ fn int_op(a: i32, b: i32) -> i32 {
 
 /** The bits of output element e. */
 fn element(e: u32) -> u32 {
-  if (OP == MAP_FILL) { return pu(2u); }
+  if (OP == MAP_FILL) { return pu(P_MAP_A); }
   if (OP == MAP_ARANGE) {
-    if (INT) { return from_i32(DTO, pi(2u) + i32(e) * pi(3u)); }
-    return from_f32(DTO, pf(2u) + f32(e) * pf(3u));
+    if (INT) { return from_i32(DTO, pi(P_MAP_A) + i32(e) * pi(P_MAP_B)); }
+    return from_f32(DTO, pf(P_MAP_A) + f32(e) * pf(P_MAP_B));
   }
   // strided source indices of the three inputs
-  let nd = pu(1u);
+  let nd = pu(P_MAP_NDIM);
   var rem = e;
-  var i0 = pu(12u);
-  var i1 = pu(21u);
-  var i2 = pu(30u);
+  var i0 = pu(P_MAP_OFFSET0);
+  var i1 = pu(P_MAP_OFFSET1);
+  var i2 = pu(P_MAP_OFFSET2);
   for (var k = 0u; k < nd; k++) {
     let d = nd - 1u - k;
-    let s = pu(4u + d);
+    let s = pu(P_MAP_SHAPE + d);
     let c = rem % s;
     rem = rem / s;
-    i0 += c * pu(13u + d);
-    i1 += c * pu(22u + d);
-    i2 += c * pu(31u + d);
+    i0 += c * pu(P_MAP_STRIDES0 + d);
+    i1 += c * pu(P_MAP_STRIDES1 + d);
+    i2 += c * pu(P_MAP_STRIDES2 + d);
   }
   if (OP == MAP_COPY) { return raw0(i0); }
   if (OP == MAP_WHERE) { return select(raw2(i2), raw1(i1), raw0(i0) != 0u); }
@@ -181,7 +181,7 @@ fn element(e: u32) -> u32 {
 @compute @workgroup_size(256)
 fn map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let w = linear_id(gid, nwg);
-  let n = pu(0u);
+  let n = pu(P_MAP_N);
   let per = per_word(DTO);
   let e0 = w * per;
   if (e0 >= n) { return; }

@@ -1,12 +1,11 @@
 // Matmul family: C[b] = A[b] B[b] over strided (transposed, broadcast-batch) float32 or bfloat16 operands, float32
 // accumulation. Tiled: a 16x16 workgroup computes a 64x64 block of C, each invocation a 4x4 register tile;
 // K advances 16 at a time through workgroup memory.
-// Params: 0 M, 1 N, 2 K, 3 batch dims (<= 4), 4 offA, 5 rowStrideA (over M), 6 colStrideA (over K),
-//         7 offB, 8 rowStrideB (over K), 9 colStrideB (over N), 10..13 batch shape, 14..17 batch strides A,
-//         18..21 batch strides B
+// Params: P_MATMUL_* (src/backends/webgpu/params.ts): M, N, K, up to 4 batch dims with their shape and the
+// strides of A and B, and each operand's offset, row stride (over M or K) and column stride (over K or N).
 // int4 weight-only linear (QB4): B[k, n] = W[n, k] = (nibble - 8) * scale[n, k / g] straight from the packed
-// bytes (src/quant/layout.ts), dequantized as the tile is loaded. Params 22 g, 23 G, 24 bytes per packed row,
-// 25 scale offset, 26 bias offset (HASB)
+// bytes (src/quant/layout.ts), dequantized as the tile is loaded, with P_MATMUL_GROUP_SIZE,
+// _GROUPS, _ROW_BYTES (bytes per packed row), _SCALE_OFFSET and _BIAS_OFFSET (HASB).
 
 override DTA: u32 = 0u;
 override DTB: u32 = 0u;
@@ -30,10 +29,10 @@ fn load_a(i: u32) -> f32 {
   return to_f32(DTA, raw_of(DTA, i, a[word_of(DTA, i)]));
 }
 fn load_b4(offB: u32, k: u32, n: u32) -> f32 {
-  let byte = offB + n * pu(24u) + (k >> 1u);
+  let byte = offB + n * pu(P_MATMUL_ROW_BYTES) + (k >> 1u);
   let v = (b[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
   let q = i32(select(v & 15u, v >> 4u, (k & 1u) == 1u)) - 8;
-  return f32(q) * scales[pu(25u) + n * pu(23u) + k / pu(22u)];
+  return f32(q) * scales[pu(P_MATMUL_SCALE_OFFSET) + n * pu(P_MATMUL_GROUPS) + k / pu(P_MATMUL_GROUP_SIZE)];
 }
 
 fn load_b(i: u32) -> f32 {
@@ -44,26 +43,26 @@ fn load_b(i: u32) -> f32 {
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-  let M = pu(0u);
-  let N = pu(1u);
-  let K = pu(2u);
+  let M = pu(P_MATMUL_M);
+  let N = pu(P_MATMUL_N);
+  let K = pu(P_MATMUL_K);
   // batch offsets
-  var offA = pu(4u);
-  var offB = pu(7u);
+  var offA = pu(P_MATMUL_OFF_A);
+  var offB = pu(P_MATMUL_OFF_B);
   var rem = wid.z;
-  let nb = pu(3u);
+  let nb = pu(P_MATMUL_BATCH_DIMS);
   for (var k = 0u; k < nb; k++) {
     let d = nb - 1u - k;
-    let s = pu(10u + d);
+    let s = pu(P_MATMUL_BATCH_SHAPE + d);
     let c = rem % s;
     rem = rem / s;
-    offA += c * pu(14u + d);
-    offB += c * pu(18u + d);
+    offA += c * pu(P_MATMUL_BATCH_STRIDE_A + d);
+    offB += c * pu(P_MATMUL_BATCH_STRIDE_B + d);
   }
-  let rsA = pu(5u);
-  let csA = pu(6u);
-  let rsB = pu(8u);
-  let csB = pu(9u);
+  let rsA = pu(P_MATMUL_ROW_STRIDE_A);
+  let csA = pu(P_MATMUL_COL_STRIDE_A);
+  let rsB = pu(P_MATMUL_ROW_STRIDE_B);
+  let csB = pu(P_MATMUL_COL_STRIDE_B);
   let m0 = wid.y * TM;
   let n0 = wid.x * TN;
   var acc: array<array<f32, 4>, 4>;
@@ -105,7 +104,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       let n = n0 + lid.x + j * 16u;
       if (n < N) {
         var y = acc[i][j];
-        if (HASB) { y += bias[pu(26u) + n]; }
+        if (HASB) { y += bias[pu(P_MATMUL_BIAS_OFFSET) + n]; }
         dst[base + m * N + n] = y;
       }
     }

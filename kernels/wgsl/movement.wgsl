@@ -8,40 +8,40 @@ override INT: bool = false;
 @group(0) @binding(2) var<storage, read> in0: array<u32>;
 @group(0) @binding(3) var<storage, read> in1: array<u32>;
 
-// Params: 0 n (input elements), 1 ndim, 2 dstBase, 3 dstRowStride, 4 rowLen, 5 srcOffset, 8..15 shape, 16..23 strides.
+// Params: P_PLACE_* (n input elements, ndim, dstBase, dstRowStride, rowLen, srcOffset, shape, strides).
 // The input (a strided view) is placed so that its element e lands at dstBase + (e / rowLen) * dstRowStride + e % rowLen.
 @compute @workgroup_size(256)
 fn place(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let e = linear_id(gid, nwg);
-  if (e >= pu(0u)) { return; }
-  let nd = pu(1u);
+  if (e >= pu(P_PLACE_N)) { return; }
+  let nd = pu(P_PLACE_NDIM);
   var rem = e;
-  var src = pu(5u);
+  var src = pu(P_PLACE_SRC_OFFSET);
   for (var k = 0u; k < nd; k++) {
     let d = nd - 1u - k;
-    let s = pu(8u + d);
-    src += (rem % s) * pu(16u + d);
+    let s = pu(P_PLACE_SHAPE + d);
+    src += (rem % s) * pu(P_PLACE_STRIDES + d);
     rem = rem / s;
   }
-  let len = pu(4u);
-  dst[pu(2u) + (e / len) * pu(3u) + e % len] = in0[src];
+  let len = pu(P_PLACE_ROW_LEN);
+  dst[pu(P_PLACE_DST_BASE) + (e / len) * pu(P_PLACE_DST_ROW_STRIDE) + e % len] = in0[src];
 }
 
-// out[p, j, q] = x[p, idx[j], q] over x [pre, D, post] and idx [k]. Params: 0 pre, 1 D, 2 post, 3 k, 4 axis
+// out[p, j, q] = x[p, idx[j], q] over x [pre, D, post] and idx [k]. Params: P_INDEX_* (pre, D, post, k, axis)
 @compute @workgroup_size(256)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = linear_id(gid, nwg);
-  let pre = pu(0u);
-  let D = pu(1u);
-  let post = pu(2u);
-  let k = pu(3u);
+  let pre = pu(P_INDEX_PRE);
+  let D = pu(P_INDEX_D);
+  let post = pu(P_INDEX_POST);
+  let k = pu(P_INDEX_K);
   if (o >= pre * k * post) { return; }
   let q = o % post;
   let j = (o / post) % k;
   let p = o / (post * k);
   let i = bitcast<i32>(in1[j]);
   if (i < 0 || u32(i) >= D) {
-    report(FLAG_GATHER_INDEX, j, i, D, pu(4u));
+    report(FLAG_GATHER_INDEX, j, i, D, pu(P_INDEX_AXIS));
     dst[o] = 0u;
     return;
   }
@@ -49,14 +49,14 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 
 // out [pre, D, post] = sum over j of g[p, j, q] into row idx[j]. One invocation owns a (p, q) column, so sums
-// are deterministic and never race. Params: 0 pre, 1 D, 2 post, 3 k
+// are deterministic and never race. Params: P_INDEX_* (pre, D, post, k)
 @compute @workgroup_size(256)
 fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = linear_id(gid, nwg);
-  let pre = pu(0u);
-  let D = pu(1u);
-  let post = pu(2u);
-  let k = pu(3u);
+  let pre = pu(P_INDEX_PRE);
+  let D = pu(P_INDEX_D);
+  let post = pu(P_INDEX_POST);
+  let k = pu(P_INDEX_K);
   if (c >= pre * post) { return; }
   let q = c % post;
   let p = c / post;

@@ -3,7 +3,7 @@
 // round half to even; int8 weights [N, K] are packed four to a word; products accumulate exactly in int32.
 // Pass 1 (quantize_rows): one invocation per row writes the row's uint8 codes (one per word) and its scale and
 // zero point. Pass 2 (qlinear): one invocation per output.
-// Params: 0 M, 1 K, 2 N, 3 xOffset, 4 wOffset, 5 wsOffset, 6 biasOffset, f32 7 xScale, 8 xZero
+// Params: P_QLINEAR_* (M, K, N, the offsets of x, w, wscale and bias; f32 xScale, xZero)
 
 override HASB: bool = false;
 
@@ -26,10 +26,10 @@ fn rint(v: f32) -> f32 {
 @compute @workgroup_size(256)
 fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
-  let M = pu(0u);
-  let K = pu(1u);
+  let M = pu(P_QLINEAR_M);
+  let K = pu(P_QLINEAR_K);
   if (i >= M) { return; }
-  let xo = pu(3u) + i * K;
+  let xo = pu(P_QLINEAR_X_OFFSET) + i * K;
   var mn = 0.0;
   var mx = 0.0;
   for (var k = 0u; k < K; k++) {
@@ -38,8 +38,8 @@ fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     mn = min(mn, v);
     mx = max(mx, v);
   }
-  var s = pf(7u);
-  var z = pf(8u);
+  var s = pf(P_QLINEAR_X_SCALE);
+  var z = pf(P_QLINEAR_X_ZERO);
   if (s == 0.0) {
     let range = mx - mn;
     if (range == 0.0) {
@@ -59,15 +59,15 @@ fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 }
 
 @compute @workgroup_size(256)
-fn qlinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn qlinear_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg);
-  let M = pu(0u);
-  let K = pu(1u);
-  let N = pu(2u);
+  let M = pu(P_QLINEAR_M);
+  let K = pu(P_QLINEAR_K);
+  let N = pu(P_QLINEAR_N);
   if (t >= M * N) { return; }
   let i = t / N;
   let j = t % N;
-  let wo = pu(4u) + j * K;
+  let wo = pu(P_QLINEAR_W_OFFSET) + j * K;
   var acc = 0;
   var wsum = 0;
   for (var k = 0u; k < K; k++) {
@@ -78,7 +78,7 @@ fn qlinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   }
   let s = bitcast<f32>(codes[M * K + i]);
   let z = i32(bitcast<f32>(codes[M * K + M + i]));
-  var y = f32(acc - z * wsum) * s * wsc[pu(5u) + j];
-  if (HASB) { y += bias[pu(6u) + j]; }
+  var y = f32(acc - z * wsum) * s * wsc[pu(P_QLINEAR_WS_OFFSET) + j];
+  if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + j]; }
   dst[t] = y;
 }

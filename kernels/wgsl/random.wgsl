@@ -1,6 +1,6 @@
 // Random family: counter-based Philox4x32-10, bit-identical to src/backends/js/random.ts and
 // native/cpu/random.cc. Invocation b makes block b (counter (hi:lo) + b), i.e. outputs 4b .. 4b+3.
-// Params: 0 n, 1 key0, 2 key1, 3 ctrLo, 4 ctrHi, 5 a, 6 b
+// Params: P_RANDOM_* (n, the Philox key and counter, the distribution's parameters a and b)
 //   uniform: a = low, b = high (f32); normal: a = mean, b = std (f32); int: a = low (i32), b = range (u32, 0 = 2^32)
 
 override KIND: u32 = 0u;  // 0 uniform, 1 normal, 2 int
@@ -57,16 +57,16 @@ fn neg_log_u1(u: u32) -> f32 {
 @compute @workgroup_size(256)
 fn random(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let blk = linear_id(gid, nwg);
-  let n = pu(0u);
+  let n = pu(P_RANDOM_N);
   if (blk * 4u >= n) { return; }
-  let lo = pu(3u);
+  let lo = pu(P_RANDOM_CTR_LO);
   let c0 = lo + blk;
-  let c1 = pu(4u) + select(0u, 1u, c0 < lo);
-  let u = philox(c0, c1, pu(1u), pu(2u));
+  let c1 = pu(P_RANDOM_CTR_HI) + select(0u, 1u, c0 < lo);
+  let u = philox(c0, c1, pu(P_RANDOM_KEY0), pu(P_RANDOM_KEY1));
   var out: vec4<u32>;
   if (KIND == 0u) {
-    let a = pf(5u);
-    let b = pf(6u);
+    let a = pf(P_RANDOM_A);
+    let b = pf(P_RANDOM_B);
     // float32 arithmetic: within an ulp of the other backends' double-precision lo + (hi - lo) * x
     for (var l = 0u; l < 4u; l++) { out[l] = bitcast<u32>(a + (b - a) * (f32(u[l] >> 8u) / 16777216.0)); }
   } else if (KIND == 1u) {
@@ -74,15 +74,15 @@ fn random(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
       let r = sqrt(2.0 * neg_log_u1(u[2u * q]));
       let th = 6.283185307179586 * (f32(u[2u * q + 1u]) / 4294967296.0);
       let sc = k_sincos(th);
-      out[2u * q] = bitcast<u32>(pf(5u) + pf(6u) * (r * sc.y));
-      out[2u * q + 1u] = bitcast<u32>(pf(5u) + pf(6u) * (r * sc.x));
+      out[2u * q] = bitcast<u32>(pf(P_RANDOM_A) + pf(P_RANDOM_B) * (r * sc.y));
+      out[2u * q + 1u] = bitcast<u32>(pf(P_RANDOM_A) + pf(P_RANDOM_B) * (r * sc.x));
     }
   } else {
-    let range = pu(6u);
+    let range = pu(P_RANDOM_B);
     for (var l = 0u; l < 4u; l++) {
       var v = u[l];
       if (range != 0u) { v = mulhi(u[l], range); }
-      let iv = pi(5u) + bitcast<i32>(v);
+      let iv = pi(P_RANDOM_A) + bitcast<i32>(v);
       out[l] = select(bitcast<u32>(iv), bitcast<u32>(f32(iv)), OUTF);
     }
   }

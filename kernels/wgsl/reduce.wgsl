@@ -1,7 +1,7 @@
 // Reduce family: sum/max/min/argmax/argmin over an axis range, softmax/logSoftmax, fused softmax
 // cross-entropy (forward and backward), NaN-ignoring column statistics and quantiles, and row hashes.
 // Inputs are contiguous; a reduction sees its input as [outer, R, inner] and writes [outer, inner].
-// Params: 0 outer, 1 R, 2 inner, 3 a (f32 attr: labelSmoothing or q)
+// Params: P_REDUCE_* (outer, R, inner; row kernels N with F or C; ATTR, an f32 attribute: labelSmoothing or q)
 
 override OP: u32 = 0u;    // reduce: 0 sum, 1 max, 2 min, 3 argmax, 4 argmin
 override INT: bool = false;
@@ -34,9 +34,9 @@ fn combine_i(a: i32, v: i32) -> i32 {
 @compute @workgroup_size(256)
 fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = linear_id(gid, nwg);
-  let outer = pu(0u);
-  let r = pu(1u);
-  let inner = pu(2u);
+  let outer = pu(P_REDUCE_OUTER);
+  let r = pu(P_REDUCE_R);
+  let inner = pu(P_REDUCE_INNER);
   if (o >= outer * inner) { return; }
   let base = (o / inner) * r * inner + o % inner;
   if (OP >= 3u) {
@@ -81,8 +81,8 @@ var<workgroup> si: array<i32, 256>;
 fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
-  let outer = pu(0u);
-  let r = pu(1u);
+  let outer = pu(P_REDUCE_OUTER);
+  let r = pu(P_REDUCE_R);
   let live = row < outer;
   let base = row * r;
   if (INT) {
@@ -116,9 +116,9 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(256)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = linear_id(gid, nwg);
-  let outer = pu(0u);
-  let n = pu(1u);
-  let inner = pu(2u);
+  let outer = pu(P_REDUCE_OUTER);
+  let n = pu(P_REDUCE_R);
+  let inner = pu(P_REDUCE_INNER);
   if (o >= outer * inner) { return; }
   let base = (o / inner) * n * inner + o % inner;
   var m = -f_inf();
@@ -169,11 +169,11 @@ fn label(r: u32, c: u32) -> u32 {
 
 // in0 logits [N, C], in1 labels int32 [N], in3 weight [C] (HASW) -> loss [N]; R = C, outer = N
 @compute @workgroup_size(256)
-fn ce_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = linear_id(gid, nwg);
-  let n = pu(0u);
-  let c = pu(1u);
-  let s = pf(3u);
+  let n = pu(P_REDUCE_N);
+  let c = pu(P_REDUCE_C);
+  let s = pf(P_REDUCE_ATTR);
   if (r >= n) { return; }
   let y = label(r, c);
   if (y == c) { dst[r] = 0u; return; }
@@ -190,11 +190,11 @@ fn ce_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // in0 logits [N, C], in1 labels [N], in2 row gradient [N], in3 weight [C] -> dlogits [N, C]
 @compute @workgroup_size(256)
-fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = linear_id(gid, nwg);
-  let n = pu(0u);
-  let c = pu(1u);
-  let s = pf(3u);
+  let n = pu(P_REDUCE_N);
+  let c = pu(P_REDUCE_C);
+  let s = pf(P_REDUCE_ATTR);
   if (r >= n) { return; }
   let y = label(r, c);
   let off = r * c;
@@ -219,12 +219,12 @@ fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 }
 
 // NaN-ignoring statistics of each column of [N, F] -> [5, F]: count, mean, population variance, min, max.
-// Params: 0 N, 1 F
+// Params: P_REDUCE_N, _F
 @compute @workgroup_size(256)
-fn nan_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn nan_column_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let j = linear_id(gid, nwg);
-  let n = pu(0u);
-  let f = pu(1u);
+  let n = pu(P_REDUCE_N);
+  let f = pu(P_REDUCE_F);
   if (j >= f) { return; }
   var cnt = 0u;
   var sum = 0.0;
@@ -269,13 +269,13 @@ fn sift(b: u32, start: u32, end: u32) {
 }
 
 // NaN-ignoring quantile q (linear interpolation) of each column of [N, F] -> [F]; work holds N*F floats.
-// Params: 0 N, 1 F, 3 q
+// Params: P_REDUCE_N, _F, _ATTR (q)
 @compute @workgroup_size(256)
 fn nan_quantile(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let j = linear_id(gid, nwg);
-  let n = pu(0u);
-  let f = pu(1u);
-  let q = pf(3u);
+  let n = pu(P_REDUCE_N);
+  let f = pu(P_REDUCE_F);
+  let q = pf(P_REDUCE_ATTR);
   if (j >= f) { return; }
   let b = j * n;
   var len = 0u;
@@ -299,12 +299,12 @@ fn nan_quantile(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   dst[j] = bitcast<u32>(v);
 }
 
-// two 32-bit hashes of each row of [N, F] (float32 bits, every NaN alike) -> int32 [N, 2]. Params: 0 N, 1 F
+// two 32-bit hashes of each row of [N, F] (float32 bits, every NaN alike) -> int32 [N, 2]. Params: P_REDUCE_N, _F
 @compute @workgroup_size(256)
 fn row_hash(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
-  let n = pu(0u);
-  let f = pu(1u);
+  let n = pu(P_REDUCE_N);
+  let f = pu(P_REDUCE_F);
   if (i >= n) { return; }
   var h1 = 0x811c9dc5u ^ f;
   var h2 = 0x9e3779b9u;

@@ -160,7 +160,7 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
 }
 
 // in: gy [N, O, OH, OW], w; attrs: conv attrs + inH, inW -> dx [N, C, H, W]
-static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_conv2d_backward_input(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "conv2dBackwardInput"); !s.good()) return s;
   const TensorView& gy = in[0];
   const TensorView& w = in[1];
@@ -215,7 +215,7 @@ static Status k_conv2d_bwd_input(const TensorView* in, int nin, const TensorView
 }
 
 // in: x [N, C, H, W], gy [N, O, OH, OW]; attrs: conv attrs + kH, kW -> dw [O, C/groups, kH, kW]
-static Status k_conv2d_bwd_weight(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_conv2d_backward_weight(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "conv2dBackwardWeight"); !s.good()) return s;
   const TensorView& x = in[0];
   const TensorView& gy = in[1];
@@ -293,7 +293,7 @@ static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, c
   return Status::ok();
 }
 
-static Status k_maxpool(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "maxPool2d"); !s.good()) return s;
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2d"); !s.good()) return s;
@@ -329,7 +329,7 @@ static Status k_maxpool(const TensorView* in, int nin, const TensorView& out, co
 }
 
 // in: x, gy -> dx; the gradient goes to the first maximum of each window (as the forward picked it)
-static Status k_maxpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "maxPool2dBackward"); !s.good()) return s;
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2dBackward"); !s.good()) return s;
@@ -370,7 +370,7 @@ static Status k_maxpool_bwd(const TensorView* in, int nin, const TensorView& out
   return Status::ok();
 }
 
-static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_avg_pool2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2d"); !s.good()) return s;
   PoolGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2d"); !s.good()) return s;
@@ -407,7 +407,7 @@ static Status k_avgpool(const TensorView* in, int nin, const TensorView& out, co
 }
 
 // in: gy; attrs: pool attrs + countIncludePad + inH, inW -> dx
-static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_avg_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
   PoolGeom p{};
   const int64_t H = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_H]),
@@ -460,12 +460,12 @@ static Status k_avgpool_bwd(const TensorView* in, int nin, const TensorView& out
 
 void register_conv(KernelTable& t) {
   t.fn[OP_CONV2D] = cv::k_conv2d;
-  t.fn[OP_CONV2D_BACKWARD_INPUT] = cv::k_conv2d_bwd_input;
-  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = cv::k_conv2d_bwd_weight;
-  t.fn[OP_MAX_POOL2D] = cv::k_maxpool;
-  t.fn[OP_MAX_POOL2D_BACKWARD] = cv::k_maxpool_bwd;
-  t.fn[OP_AVG_POOL2D] = cv::k_avgpool;
-  t.fn[OP_AVG_POOL2D_BACKWARD] = cv::k_avgpool_bwd;
+  t.fn[OP_CONV2D_BACKWARD_INPUT] = cv::k_conv2d_backward_input;
+  t.fn[OP_CONV2D_BACKWARD_WEIGHT] = cv::k_conv2d_backward_weight;
+  t.fn[OP_MAX_POOL2D] = cv::k_max_pool2d;
+  t.fn[OP_MAX_POOL2D_BACKWARD] = cv::k_max_pool2d_backward;
+  t.fn[OP_AVG_POOL2D] = cv::k_avg_pool2d;
+  t.fn[OP_AVG_POOL2D_BACKWARD] = cv::k_avg_pool2d_backward;
 }
 
 #endif

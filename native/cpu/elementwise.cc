@@ -218,7 +218,7 @@ KILN_UNARY_NUM(sign, (x != x ? x : static_cast<float>((x > 0.f) - (x < 0.f))), (
 KILN_UNARY_NUM(relu, (x < 0.f ? 0.f : x), (x < 0 ? 0 : x))
 
 // y = act(x + bias) row by row (Linear's bias and activation in one pass over the output)
-static Status k_biasAct(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_bias_act(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 2, ST_ARG, "biasAct takes (x, bias), got ", nin, " inputs");
   const TensorView &x = in[0], &b = in[1];
   KILN_REQUIRE(x.dtype == DT_FLOAT32 && b.dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE,
@@ -354,7 +354,7 @@ KILN_BINARY_NUM(minimum, ((x != x || x < y) ? x : y), (x < y ? x : y))
 
 KILN_BINARY_FLOAT(div, x / y)
 KILN_BINARY_FLOAT(pow, std::pow(x, y))
-static Status k_geluGrad(const TensorView* in, int nin, const TensorView& out, const double*) {
+static Status k_gelu_grad(const TensorView* in, int nin, const TensorView& out, const double*) {
   if (Status s = check_binary(in, nin, out, false, "geluGrad"); !s.good()) return s;
   KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "geluGrad writes float32");
   const TensorView* ops[3] = {&out, &in[0], &in[1]};
@@ -447,8 +447,8 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_LE] = k_le;
   t.fn[OP_GT] = k_gt;
   t.fn[OP_GE] = k_ge;
-  t.fn[OP_GELU_GRAD] = k_geluGrad;
-  t.fn[OP_BIAS_ACT] = k_biasAct;
+  t.fn[OP_GELU_GRAD] = k_gelu_grad;
+  t.fn[OP_BIAS_ACT] = k_bias_act;
   t.fn[OP_WHERE] = k_where;
 }
 

@@ -58,7 +58,7 @@ static void sgd_range(float* __restrict p, const float* __restrict g, float* __r
 }
 
 // attrs: lr, beta1, beta2, eps, weightDecay, decoupled, bias1 (1 - beta1^t), bias2 (1 - beta2^t)
-static Status k_adam(const TensorView* in, int nin, const TensorView&, const double* a) {
+static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes param, grad, m, v and optionally vmax, got ", nin,
                " inputs");
   const Status s = check_same(in, nin, "adamStep");
@@ -93,7 +93,7 @@ static Status k_adam(const TensorView* in, int nin, const TensorView&, const dou
 }
 
 // attrs: lr, momentum, dampening, weightDecay, nesterov, firstStep
-static Status k_sgd(const TensorView* in, int nin, const TensorView&, const double* a) {
+static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes param, grad and optionally a momentum buffer, got ", nin,
                " inputs");
   const Status s = check_same(in, nin, "sgdStep");
@@ -115,8 +115,8 @@ static Status k_sgd(const TensorView* in, int nin, const TensorView&, const doub
 }  // namespace optim
 
 void register_optim(KernelTable& t) {
-  t.fn[OP_ADAM_STEP] = optim::k_adam;
-  t.fn[OP_SGD_STEP] = optim::k_sgd;
+  t.fn[OP_ADAM_STEP] = optim::k_adam_step;
+  t.fn[OP_SGD_STEP] = optim::k_sgd_step;
 }
 
 #endif

@@ -197,7 +197,7 @@ __attribute__((target("avx512vnni,avx512f,avx512bw"))) static void dot_rows_vnni
 #pragma GCC diagnostic pop
 #endif
 
-static Status k_qlinear(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
   KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 2 && x.contiguous(), ST_DTYPE,
@@ -435,7 +435,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
 }  // namespace qt
 
 void register_quant(KernelTable& t) {
-  t.fn[OP_QLINEAR_INT8] = qt::k_qlinear;
+  t.fn[OP_QLINEAR_INT8] = qt::k_qlinear_int8;
   t.fn[OP_QLINEAR_INT4] = qt::k_qlinear_int4;
 }
 

@@ -54,7 +54,7 @@ static void blocks(const Key& k, int64_t n, const F& f) {
   });
 }
 
-static Status k_uniform(const TensorView*, int, const TensorView& out, const double* attrs) {
+static Status k_random_uniform(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "randomUniform writes float32");
   const Key k = read_key(attrs);
   const double lo = attrs[ATTR_RANDOM_UNIFORM_LOW], hi = attrs[ATTR_RANDOM_UNIFORM_HIGH];
@@ -69,7 +69,7 @@ static Status k_uniform(const TensorView*, int, const TensorView& out, const dou
   return Status::ok();
 }
 
-static Status k_normal(const TensorView*, int, const TensorView& out, const double* attrs) {
+static Status k_random_normal(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "randomNormal writes float32");
   const Key k = read_key(attrs);
   const double mean = attrs[ATTR_RANDOM_NORMAL_MEAN], sd = attrs[ATTR_RANDOM_NORMAL_STD];
@@ -90,7 +90,7 @@ static Status k_normal(const TensorView*, int, const TensorView& out, const doub
   return Status::ok();
 }
 
-static Status k_int(const TensorView*, int, const TensorView& out, const double* attrs) {
+static Status k_random_int(const TensorView*, int, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, "randomInt writes int32");
   const Key k = read_key(attrs);
   const double lo = attrs[ATTR_RANDOM_INT_LOW], hi = attrs[ATTR_RANDOM_INT_HIGH];
@@ -110,9 +110,9 @@ static Status k_int(const TensorView*, int, const TensorView& out, const double*
 }  // namespace rng
 
 void register_random(KernelTable& t) {
-  t.fn[OP_RANDOM_UNIFORM] = rng::k_uniform;
-  t.fn[OP_RANDOM_NORMAL] = rng::k_normal;
-  t.fn[OP_RANDOM_INT] = rng::k_int;
+  t.fn[OP_RANDOM_UNIFORM] = rng::k_random_uniform;
+  t.fn[OP_RANDOM_NORMAL] = rng::k_random_normal;
+  t.fn[OP_RANDOM_INT] = rng::k_random_int;
 }
 
 #endif

@@ -106,7 +106,7 @@ static Status k_sum(const TensorView* in, int, const TensorView& out, const doub
 }
 
 template <bool IsMax>
-static Status k_extreme(const TensorView* in, int, const TensorView& out, const double* attrs) {
+static Status extreme(const TensorView* in, int, const TensorView& out, const double* attrs) {
   Dims3 d;
   if (Status s = check_reduce(in, out, attrs, d, IsMax ? "max" : "min"); !s.good()) return s;
   KILN_REQUIRE(d.r > 0 || d.outer * d.inner == 0, ST_SHAPE, IsMax ? "max" : "min",
@@ -144,10 +144,10 @@ static Status k_extreme(const TensorView* in, int, const TensorView& out, const 
   return Status::ok();
 }
 
-static_assert(ATTR_ARGMIN_AXIS == ATTR_ARGMAX_AXIS);  // k_arg serves both
+static_assert(ATTR_ARGMIN_AXIS == ATTR_ARGMAX_AXIS);  // arg_reduce serves both
 
 template <bool IsMax>
-static Status k_arg(const TensorView* in, int, const TensorView& out, const double* attrs) {
+static Status arg_reduce(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const char* op = IsMax ? "argmax" : "argmin";
   KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
   KILN_REQUIRE(in[0].dtype == DT_FLOAT32 || in[0].dtype == DT_INT32, ST_DTYPE, op, " takes float32 or int32, got ",
@@ -183,10 +183,10 @@ static Status k_arg(const TensorView* in, int, const TensorView& out, const doub
   return Status::ok();
 }
 
-static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);  // k_softmax serves both
+static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);  // softmax_rows serves both
 
 template <bool Log>
-static Status k_softmax(const TensorView* in, int, const TensorView& out, const double* attrs) {
+static Status softmax_rows(const TensorView* in, int, const TensorView& out, const double* attrs) {
   const char* op = Log ? "logSoftmax" : "softmax";
   KILN_REQUIRE(in[0].contiguous(), ST_ARG, op, " needs a contiguous input");
   KILN_REQUIRE(in[0].dtype == DT_FLOAT32 && out.dtype == DT_FLOAT32, ST_DTYPE, op, " takes float32, got ",
@@ -294,7 +294,7 @@ static inline float row_lse(const float* px, float* e, int64_t c) {
   return static_cast<float>(std::log(sum_run(e, c))) + m;
 }
 
-static Status k_ce(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_softmax_cross_entropy(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   CeArgs a;
   if (Status s = ce_check(in, nin, 2, "softmaxCrossEntropy", a); !s.good()) return s;
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.n, ST_SHAPE, "softmaxCrossEntropy writes [", a.n, "]");
@@ -319,7 +319,8 @@ static Status k_ce(const TensorView* in, int nin, const TensorView& out, const d
   return Status::ok();
 }
 
-static Status k_ce_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, const TensorView& out,
+                                               const double* attrs) {
   CeArgs a;
   if (Status s = ce_check(in, nin, 3, "softmaxCrossEntropyBackward", a); !s.good()) return s;
   const TensorView& g = in[2];
@@ -481,21 +482,26 @@ static Status k_row_hash(const TensorView* in, int, const TensorView& out, const
   return Status::ok();
 }
 
+// the kernels of ops served by one template, under their ops' names
+constexpr KernelFn k_max = extreme<true>, k_min = extreme<false>;
+constexpr KernelFn k_argmax = arg_reduce<true>, k_argmin = arg_reduce<false>;
+constexpr KernelFn k_softmax = softmax_rows<false>, k_log_softmax = softmax_rows<true>;
+
 }  // namespace rd
 
 void register_reduce(KernelTable& t) {
   t.fn[OP_ROW_HASH] = rd::k_row_hash;
   t.fn[OP_NAN_COLUMN_STATS] = rd::k_nan_column_stats;
   t.fn[OP_NAN_QUANTILE] = rd::k_nan_quantile;
-  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = rd::k_ce;
-  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = rd::k_ce_backward;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY] = rd::k_softmax_cross_entropy;
+  t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = rd::k_softmax_cross_entropy_backward;
   t.fn[OP_SUM] = rd::k_sum;
-  t.fn[OP_MAX] = rd::k_extreme<true>;
-  t.fn[OP_MIN] = rd::k_extreme<false>;
-  t.fn[OP_ARGMAX] = rd::k_arg<true>;
-  t.fn[OP_ARGMIN] = rd::k_arg<false>;
-  t.fn[OP_SOFTMAX] = rd::k_softmax<false>;
-  t.fn[OP_LOG_SOFTMAX] = rd::k_softmax<true>;
+  t.fn[OP_MAX] = rd::k_max;
+  t.fn[OP_MIN] = rd::k_min;
+  t.fn[OP_ARGMAX] = rd::k_argmax;
+  t.fn[OP_ARGMIN] = rd::k_argmin;
+  t.fn[OP_SOFTMAX] = rd::k_softmax;
+  t.fn[OP_LOG_SOFTMAX] = rd::k_log_softmax;
 }
 
 #endif

@@ -4,6 +4,7 @@ import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
+import { PARAMS } from './params.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -17,9 +18,10 @@ function geo(
   OW: number,
   a: readonly number[],
 ): Params {
-  [N, C, H, W, O, kh, kw, OH, OW].forEach((v, k) => p.set(k, v));
-  // stride, pad, dilation, groups (conv) — pooling passes stride and pad only
-  a.forEach((v, k) => p.set(9 + k, v));
+  const P = PARAMS.conv;
+  p.set(P.N, N).set(P.C, C).set(P.H, H).set(P.W, W).set(P.O, O).set(P.kh, kh).set(P.kw, kw).set(P.OH, OH).set(P.OW, OW);
+  // the conv attribute group (stride, pad, dilation, groups); pooling passes stride and pad with no dilation
+  a.forEach((v, k) => p.set(P.attrs + k, v));
   return p;
 }
 
@@ -54,17 +56,17 @@ const kernels: Record<string, GpuKernel> = {
   conv2dBackwardInput: (g, ins, out, a) => {
     const [O, , kh, kw] = s4(ins[1]!);
     const [, , OH, OW] = s4(ins[0]!);
-    run(g, 'conv2d_bwd_input', geo(new Params(), s4(out), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+    run(g, 'conv2d_backward_input', geo(new Params(), s4(out), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
   },
   conv2dBackwardWeight: (g, ins, out, a) => {
     const [O, , kh, kw] = s4(out);
     const [, , OH, OW] = s4(ins[1]!);
-    run(g, 'conv2d_bwd_weight', geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+    run(g, 'conv2d_backward_weight', geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
   },
   maxPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'pool', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, {
+    run(g, 'pool2d', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, {
       MAXP: 1,
     });
   },
@@ -73,7 +75,7 @@ const kernels: Record<string, GpuKernel> = {
     const { k, rest } = pool(a);
     run(
       g,
-      'pool_bwd',
+      'pool2d_backward',
       geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest),
       out,
       ins,
@@ -84,19 +86,19 @@ const kernels: Record<string, GpuKernel> = {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
     const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest).set(
-      16,
+      PARAMS.conv.includePad,
       attrsOf('avgPool2d', a).countIncludePad ? 1 : 0,
     );
-    run(g, 'pool', p, out, ins, { MAXP: 0 });
+    run(g, 'pool2d', p, out, ins, { MAXP: 0 });
   },
   avgPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(out);
     const { k, rest } = pool(a);
     const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[0]!.shape[2]!, ins[0]!.shape[3]!, rest).set(
-      16,
+      PARAMS.conv.includePad,
       attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0,
     );
-    run(g, 'pool_bwd', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool_bwd also declares max pooling's second input
+    run(g, 'pool2d_backward', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool2d_backward also declares max pooling's second input
   },
 };
 

@@ -6,6 +6,7 @@ import { encodeStorage, type DType } from '../../tensor/dtype.js';
 import { attrsOf, MAP_OP_CODES, type MapOp } from '../../ops/table.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { MAX_DIMS, Params, code, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { PARAMS } from './params.js';
 
 const PER_WORD: Record<DType, number> = { float32: 1, int32: 1, float16: 2, bfloat16: 2, int8: 4, uint8: 4, bool: 4 };
 
@@ -31,14 +32,15 @@ export function map(
       `webgpu: elementwise kernels take views of up to ${MAX_DIMS} dims after merging, got ${merged.shape.length}`,
     );
   }
+  const P = PARAMS.map;
   const p = new Params();
-  p.set(0, n).set(1, merged.shape.length);
-  p.u[2] = opts.a ?? 0;
-  p.u[3] = opts.b ?? 0;
-  merged.shape.forEach((s, d) => p.set(4 + d, s));
+  p.set(P.n, n).set(P.ndim, merged.shape.length);
+  p.u[P.a] = opts.a ?? 0;
+  p.u[P.b] = opts.b ?? 0;
+  merged.shape.forEach((s, d) => p.set(P.shape + d, s));
   ins.forEach((v, k) => {
-    p.set(12 + 9 * k, v.offset);
-    merged.strides[k]!.forEach((s, d) => p.set(13 + 9 * k + d, s));
+    p.set([P.offset0, P.offset1, P.offset2][k]!, v.offset);
+    merged.strides[k]!.forEach((s, d) => p.set([P.strides0, P.strides1, P.strides2][k]! + d, s));
   });
   const dts = ins.map((v) => code(v.dtype));
   const bufs = [id(out), ...ins.map(id)];

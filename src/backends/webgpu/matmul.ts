@@ -2,6 +2,7 @@
 // accumulation), strided and batch-broadcast views as they come, so transposes cost no copy.
 import { BackendError } from '../../errors.js';
 import { Params, code, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
+import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
   const [a, b] = ins as [(typeof ins)[0] & object, (typeof ins)[0] & object];
@@ -20,21 +21,22 @@ const matmul: GpuKernel = (g, ins, out) => {
     throw new BackendError(
       `webgpu matmul: ${batch} batched products exceed the device's ${max} workgroups per dimension`,
     );
+  const P = PARAMS.matmul;
   const p = new Params()
-    .set(0, M)
-    .set(1, N)
-    .set(2, K)
-    .set(3, merged.shape.length)
-    .set(4, a.offset)
-    .set(5, a.strides[nd - 2]!)
-    .set(6, a.strides[nd - 1]!)
-    .set(7, b.offset)
-    .set(8, b.strides[nd - 2]!)
-    .set(9, b.strides[nd - 1]!);
+    .set(P.M, M)
+    .set(P.N, N)
+    .set(P.K, K)
+    .set(P.batchDims, merged.shape.length)
+    .set(P.offA, a.offset)
+    .set(P.rowStrideA, a.strides[nd - 2]!)
+    .set(P.colStrideA, a.strides[nd - 1]!)
+    .set(P.offB, b.offset)
+    .set(P.rowStrideB, b.strides[nd - 2]!)
+    .set(P.colStrideB, b.strides[nd - 1]!);
   merged.shape.forEach((s, d) => {
-    p.set(10 + d, s);
-    p.set(14 + d, merged.strides[0]![d]!);
-    p.set(18 + d, merged.strides[1]![d]!);
+    p.set(P.batchShape + d, s);
+    p.set(P.batchStrideA + d, merged.strides[0]![d]!);
+    p.set(P.batchStrideB + d, merged.strides[1]![d]!);
   });
   g.dispatch(
     'matmul',

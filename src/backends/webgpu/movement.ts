@@ -8,6 +8,7 @@ import type { KernelOut, KernelView } from '../backend.js';
 import { map } from './elementwise.js';
 import { MAX_DIMS, Params, denseInputs, id, mergeDims, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf } from '../../ops/table.js';
+import { PARAMS } from './params.js';
 
 /** A view with one element per 32-bit word: the view itself, or a widened contiguous copy (caller releases). */
 function words(g: Gpu, v: KernelView, temps: number[]): KernelView {
@@ -44,6 +45,9 @@ function withTemps(g: Gpu, f: (temps: number[]) => void): void {
   }
 }
 
+const indexParams = (pre: number, D: number, post: number, k: number): Params =>
+  new Params().set(PARAMS.index.pre, pre).set(PARAMS.index.D, D).set(PARAMS.index.post, post).set(PARAMS.index.k, k);
+
 const dtypeOk = (d: DType): boolean => d in DTYPE_SIZE;
 
 export const movementKernels: Record<string, GpuKernel> = {
@@ -66,15 +70,16 @@ export const movementKernels: Record<string, GpuKernel> = {
             const m = mergeDims(v.shape, [v.strides]);
             if (m.shape.length > MAX_DIMS)
               throw new BackendError(`webgpu concat: inputs of up to ${MAX_DIMS} dims after merging`);
+            const P = PARAMS.place;
             const p = new Params()
-              .set(0, n)
-              .set(1, m.shape.length)
-              .set(2, start * inner)
-              .set(3, total * inner)
-              .set(4, len * inner)
-              .set(5, v.offset);
-            m.shape.forEach((s, d) => p.set(8 + d, s));
-            m.strides[0]!.forEach((s, d) => p.set(16 + d, s));
+              .set(P.n, n)
+              .set(P.ndim, m.shape.length)
+              .set(P.dstBase, start * inner)
+              .set(P.dstRowStride, total * inner)
+              .set(P.rowLen, len * inner)
+              .set(P.srcOffset, v.offset);
+            m.shape.forEach((s, d) => p.set(P.shape + d, s));
+            m.strides[0]!.forEach((s, d) => p.set(P.strides + d, s));
             g.dispatch('movement', 'place', {}, p, [dst, id(v)], { threads: n });
           }
           start += len;
@@ -100,7 +105,7 @@ export const movementKernels: Record<string, GpuKernel> = {
             'movement',
             'gather',
             {},
-            new Params().set(0, pre).set(1, D).set(2, post).set(3, k).set(4, axis),
+            indexParams(pre, D, post, k).set(PARAMS.index.axis, axis),
             withFlags(g, [dst, id(x), id(iv)]),
             { threads: pre * k * post },
           );
@@ -121,7 +126,7 @@ export const movementKernels: Record<string, GpuKernel> = {
         'movement',
         'scatter_add',
         { INT: gv.dtype === 'int32' ? 1 : 0 },
-        new Params().set(0, pre).set(1, D).set(2, post).set(3, k),
+        indexParams(pre, D, post, k),
         withFlags(g, [id(out), id(gv), id(iv)]),
         { threads: pre * post },
       );

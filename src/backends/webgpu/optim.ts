@@ -3,22 +3,24 @@
 import type { KernelView } from '../backend.js';
 import { checkAdam, checkOptim, checkSgd } from '../checks.js';
 import { Params, id, type Gpu } from './gpu.js';
+import { PARAMS } from './params.js';
 
-/** One optimizer dispatch: element offsets of every input at 1.., the float attrs at 8.., an optional last state
+/** One optimizer dispatch: element offsets of every input, the op's attributes as f32, an optional last state
  * buffer (AMSGrad's vmax, SGD's momentum) bound to the dummy when absent. */
 function step(
   g: Gpu,
-  entry: 'adam' | 'sgd',
+  entry: 'adam_step' | 'sgd_step',
   ins: readonly KernelView[],
   attrs: readonly number[],
   n: number,
   full: number,
 ): void {
   if (n === 0) return;
-  const p = new Params().set(0, n);
-  ins.forEach((v, k) => p.set(1 + k, v.offset));
+  const P = PARAMS.optim;
+  const p = new Params().set(P.n, n);
+  ins.forEach((v, k) => p.set(P.offsets + k, v.offset));
   attrs.forEach((v, k) => {
-    p.f[8 + k] = v;
+    p.f[P.attrs + k] = v;
   });
   const bufs = ins.map(id);
   if (bufs.length < full) bufs.push(g.dummy);
@@ -29,11 +31,11 @@ export const optimKernels = {
   adamStep: (g: Gpu, ins: readonly KernelView[], _out: unknown, at: readonly number[]): void => {
     const n = checkOptim(ins, 'adamStep', [4, 5]);
     checkAdam(at);
-    step(g, 'adam', ins, at.slice(0, 8), n, 5);
+    step(g, 'adam_step', ins, at.slice(0, 8), n, 5);
   },
   sgdStep: (g: Gpu, ins: readonly KernelView[], _out: unknown, at: readonly number[]): void => {
     const n = checkOptim(ins, 'sgdStep', [2, 3]);
     checkSgd(ins, at);
-    step(g, 'sgd', ins, at.slice(0, 6), n, 3);
+    step(g, 'sgd_step', ins, at.slice(0, 6), n, 3);
   },
 };

@@ -3,27 +3,29 @@
 import { checkRandomInt } from '../checks.js';
 import { Params, id, numelOf, type GpuKernel } from './gpu.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
+import { PARAMS } from './params.js';
 
 function random(kind: 0 | 1 | 2): GpuKernel {
   return (g, _ins, out, at) => {
     const n = numelOf(out.shape);
     const { key0, key1, ctrLo, ctrHi } = groupAttrs('rng', at);
+    const P = PARAMS.random;
     const p = new Params()
-      .set(0, n)
-      .set(1, key0 >>> 0)
-      .set(2, key1 >>> 0)
-      .set(3, ctrLo % 2 ** 32)
-      .set(4, ctrHi % 2 ** 32);
+      .set(P.n, n)
+      .set(P.key0, key0 >>> 0)
+      .set(P.key1, key1 >>> 0)
+      .set(P.ctrLo, ctrLo % 2 ** 32)
+      .set(P.ctrHi, ctrHi % 2 ** 32);
     if (kind === 2) {
       const { low: lo, high: hi } = attrsOf('randomInt', at);
       checkRandomInt(lo, hi);
-      p.i[5] = lo;
-      p.u[6] = (hi - lo) % 2 ** 32;
+      p.i[P.a] = lo;
+      p.u[P.b] = (hi - lo) % 2 ** 32;
     } else {
       const { low, high } = attrsOf('randomUniform', at),
         { mean, std } = attrsOf('randomNormal', at);
-      p.f[5] = kind === 0 ? low : mean;
-      p.f[6] = kind === 0 ? high : std;
+      p.f[P.a] = kind === 0 ? low : mean;
+      p.f[P.b] = kind === 0 ? high : std;
     }
     if (n === 0) return;
     g.dispatch('random', 'random', { KIND: kind, OUTF: kind === 2 && out.dtype === 'float32' ? 1 : 0 }, p, [id(out)], {

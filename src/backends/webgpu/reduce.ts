@@ -5,6 +5,7 @@ import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf } from '../../ops/table.js';
+import { PARAMS } from './params.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
   return [numelOf(shape.slice(0, a0)), numelOf(shape.slice(a0, a1)), numelOf(shape.slice(a1))];
@@ -25,7 +26,7 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
       );
     }
     if (outer * inner === 0) return;
-    const p = new Params().set(0, outer).set(1, r).set(2, inner);
+    const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, r).set(PARAMS.reduce.inner, inner);
     const consts = { OP: REDUCE_OP[name], INT: v.dtype === 'int32' ? 1 : 0 };
     if (inner === 1 && r >= 512 && REDUCE_OP[name] < 3) {
       g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
@@ -43,7 +44,7 @@ function softmax(log: boolean): GpuKernel {
     const { axis } = attrsOf(log ? 'logSoftmax' : 'softmax', attrs);
     const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
     if (outer * n * inner === 0) return;
-    const p = new Params().set(0, outer).set(1, n).set(2, inner);
+    const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, n).set(PARAMS.reduce.inner, inner);
     g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
   };
 }
@@ -59,9 +60,9 @@ function ce(
   w: KernelView | null,
 ): void {
   if (n === 0) return;
-  const p = new Params().set(0, n).set(1, c);
-  p.f[3] = s;
-  const rowGrad = entry === 'ce_backward' ? id(ins[2]!) : null;
+  const p = new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.C, c);
+  p.f[PARAMS.reduce.attr] = s;
+  const rowGrad = entry === 'softmax_cross_entropy_backward' ? id(ins[2]!) : null;
   g.dispatch(
     'reduce',
     entry,
@@ -82,24 +83,40 @@ const kernels: Record<string, GpuKernel> = {
   logSoftmax: softmax(true),
   softmaxCrossEntropy: (g, ins, out, at) => {
     const { n, c, weight } = checkCrossEntropy(ins, 2, 'softmaxCrossEntropy');
-    ce(g, 'ce_forward', ins, out, attrsOf('softmaxCrossEntropy', at).labelSmoothing, n, c, weight);
+    ce(g, 'softmax_cross_entropy', ins, out, attrsOf('softmaxCrossEntropy', at).labelSmoothing, n, c, weight);
   },
   softmaxCrossEntropyBackward: (g, ins, out, at) => {
     const { n, c, weight } = checkCrossEntropy(ins, 3, 'softmaxCrossEntropyBackward');
-    ce(g, 'ce_backward', ins, out, attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing, n, c, weight);
+    ce(
+      g,
+      'softmax_cross_entropy_backward',
+      ins,
+      out,
+      attrsOf('softmaxCrossEntropyBackward', at).labelSmoothing,
+      n,
+      c,
+      weight,
+    );
   },
   nanColumnStats: (g, ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
     if (f === 0) return;
-    g.dispatch('reduce', 'nan_stats', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: f });
+    g.dispatch(
+      'reduce',
+      'nan_column_stats',
+      {},
+      new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f),
+      [id(out), id(ins[0]!)],
+      { threads: f },
+    );
   },
   nanQuantile: (g, ins, out, at) => {
     const [n, f] = checkColumns(ins[0]!, 'nanQuantile');
     const { q } = attrsOf('nanQuantile', at);
     checkQuantile(q);
     if (f === 0) return;
-    const p = new Params().set(0, n).set(1, f);
-    p.f[3] = q;
+    const p = new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f);
+    p.f[PARAMS.reduce.attr] = q;
     const work = g.scratch('float32', Math.max(1, n * f));
     g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!), null, null, null, null, work], { threads: f });
     g.release(work);
@@ -107,7 +124,14 @@ const kernels: Record<string, GpuKernel> = {
   rowHash: (g, ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'rowHash');
     if (n === 0) return;
-    g.dispatch('reduce', 'row_hash', {}, new Params().set(0, n).set(1, f), [id(out), id(ins[0]!)], { threads: n });
+    g.dispatch(
+      'reduce',
+      'row_hash',
+      {},
+      new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f),
+      [id(out), id(ins[0]!)],
+      { threads: n },
+    );
   },
 };
 

@@ -5,6 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generatedFiles, snake, staleFiles } from '../scripts/gen-tables.js';
 import { importCycles, importGraph } from '../scripts/import-cycles.js';
+import { FAMILY_KERNELS as JS_KERNELS } from '../src/backends/js/index.js';
+import { FAMILY_KERNELS as GPU_KERNELS } from '../src/backends/webgpu/index.js';
 import {
   ATTR,
   ATTR_GROUPS,
@@ -14,11 +16,14 @@ import {
   OP_TABLE,
   attrsOf,
   deviceFlagMessage,
+  OP_BY_NAME,
+  type OpName,
 } from '../src/ops/table.js';
 import { DTYPES, DTYPE_CODES } from '../src/tensor/dtype.js';
 
 const read = (p: string): string => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
 const list = (dir: string): string[] => readdirSync(new URL(`../${dir}`, import.meta.url));
+const FAMILY_OF = new Map(OP_TABLE.map((o) => [snake(o.name), o.family as string]));
 
 test('every generated file matches its TypeScript source (npm run gen)', () => {
   assert.equal(staleFiles(), [], 'stale generated files: run npm run gen');
@@ -112,6 +117,7 @@ test('kernels follow one naming scheme on every backend', () => {
     for (const f of FAMILIES) {
       for (const m of read(`${dir}/${f}${ext}`).matchAll(/t\.fn\[OP_([A-Z0-9_]+)\]\s*=\s*([\w:<>]+);/g)) {
         const fn = m[2]!.replace(/^\w+::/, '');
+        assert.is(FAMILY_OF.get(m[1]!), f, `OP_${m[1]} is registered in ${dir}/${f}${ext}, not its family's file`);
         assert.is(fn, `k_${m[1]!.toLowerCase()}`, `${dir}/${f}${ext} registers ${m[2]} for OP_${m[1]}`);
         seen.add(m[1]!);
       }
@@ -150,6 +156,22 @@ test('kernels follow one naming scheme on every backend', () => {
   ];
   assert.ok(names.length > 40, `found ${names.length} device kernels`);
   for (const n of names) assert.ok(ops.has(n) || shared.has(n), `device kernel ${n} is named after no op`);
+});
+
+test("the js and webgpu backends take each kernel from its family's file", () => {
+  for (const [name, table] of [
+    ['js', JS_KERNELS],
+    ['webgpu', GPU_KERNELS],
+  ] as const) {
+    const all = new Set<string>();
+    for (const f of FAMILIES) {
+      for (const op of Object.keys(table[f])) {
+        assert.is(OP_BY_NAME[op as OpName]?.family, f, `${name}: ${op} comes from ${f}.ts, not its family's file`);
+        all.add(op);
+      }
+    }
+    for (const o of OP_TABLE) assert.ok(all.has(o.name), `${name} has no kernel for ${o.name}`);
+  }
 });
 
 test('every op family has a file of the same stem in every backend folder', () => {

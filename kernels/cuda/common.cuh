@@ -131,6 +131,11 @@ __device__ inline void copy_elem(const void* a, int64_t ia, void* b, int64_t ib,
 // error flags for data-dependent checks done on the device (an index out of range): kind k's word is set and
 // the first bad (position, value) recorded; the runtime reads them at the next sync or read
 DeviceFlags* device_flags();
+
+/** The strided elementwise map kernel (elementwise.cu) over up to 3 inputs viewed in the output's shape: op is a
+ * MAP_* code; a and b are its scalar attributes. Also runs copy (movement.cu). */
+Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
+               const char* name);
 __device__ inline void report(DeviceFlags* f, FlagKind kind, int64_t pos, int value, int64_t bound, int64_t extra = 0) {
   if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {
     f->pos[kind] = static_cast<unsigned>(pos);

@@ -144,8 +144,8 @@ __global__ void map(MapArgs m) {
   }
 }
 
-static Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
-                      const char* name) {
+Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
+               const char* name) {
   MapArgs m{};
   m.op = op;
   m.nin = nin;
@@ -244,10 +244,6 @@ static Status k_cast(const TensorView* in, int nin, const TensorView& out, const
   KILN_REQUIRE(nin == 1, ST_ARG, "cast takes 1 input");
   return run_map(in[0].dtype == out.dtype ? MAP_COPY : MAP_CAST, in, 1, out, 0, 0, false, "cast");
 }
-static Status k_copy(const TensorView* in, int nin, const TensorView& out, const double*) {
-  KILN_REQUIRE(nin == 1 && in[0].dtype == out.dtype, ST_DTYPE, "copy keeps the dtype");
-  return run_map(MAP_COPY, in, 1, out, 0, 0, false, "copy");
-}
 static Status k_where(const TensorView* in, int nin, const TensorView& out, const double*) {
   KILN_REQUIRE(nin == 3 && in[0].dtype == DT_BOOL && in[1].dtype == out.dtype && in[2].dtype == out.dtype, ST_DTYPE,
                "where takes (bool condition, a, b) with a and b of the output's dtype");
@@ -331,7 +327,6 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_GELU_GRAD] = k_gelu_grad;
   t.fn[OP_BIAS_ACT] = k_bias_act;
   t.fn[OP_WHERE] = k_where;
-  t.fn[OP_COPY] = k_copy;
 }
 
 }  // namespace cuda

@@ -13,6 +13,11 @@ __global__ void place(const void* src, View v, void* dst, int64_t n, int64_t bas
   copy_elem(src, view_index(v, e), dst, base + (e / row_len) * row_stride + e % row_len, size);
 }
 
+static Status k_copy(const TensorView* in, int nin, const TensorView& out, const double*) {
+  KILN_REQUIRE(nin == 1 && in[0].dtype == out.dtype, ST_DTYPE, "copy keeps the dtype");
+  return run_map(MAP_COPY, in, 1, out, 0, 0, false, "copy");  // the strided map kernel of elementwise.cu
+}
+
 static Status k_concat(const TensorView* in, int nin, const TensorView& out, const double* at) {
   const int axis = static_cast<int>(at[ATTR_CONCAT_AXIS]);
   KILN_REQUIRE(axis >= 0 && axis < out.ndim, ST_ARG, "concat: axis ", axis, " out of range");
@@ -128,6 +133,7 @@ static Status k_scatter_add(const TensorView* in, int nin, const TensorView& out
 }
 
 void register_movement(KernelTable& t) {
+  t.fn[OP_COPY] = k_copy;
   t.fn[OP_CONCAT] = k_concat;
   t.fn[OP_GATHER] = k_gather;
   t.fn[OP_SCATTER_ADD] = k_scatter_add;

@@ -1,7 +1,7 @@
 // The `js` backend: every op in plain TypeScript, computing in float64. It is the reference every other
 // backend is checked against, and it is always available.
 import { BackendError, ShapeError } from '../../errors.js';
-import type { OpName } from '../../ops/table.js';
+import type { OpFamily, OpName } from '../../ops/table.js';
 import { decodeStorage, encodeStorage, type DType, type StorageArray } from '../../tensor/dtype.js';
 import type { Backend, Handle, KernelOut, KernelView } from '../backend.js';
 import { convKernels } from './conv.js';
@@ -15,16 +15,18 @@ import { randomKernels } from './random.js';
 import { reduceKernels } from './reduce.js';
 import { buf, type JsHandle } from './util.js';
 
-const KERNELS: Record<string, KernelFn> = {
-  ...elementwiseKernels,
-  ...reduceKernels,
-  ...matmulKernels,
-  ...convKernels,
-  ...movementKernels,
-  ...randomKernels,
-  ...optimKernels,
-  ...quantKernels,
+/** Each family's kernels, from the file of the same stem (every family of the op table must be here). */
+export const FAMILY_KERNELS: { readonly [F in OpFamily]: Readonly<Record<string, KernelFn>> } = {
+  elementwise: elementwiseKernels,
+  reduce: reduceKernels,
+  matmul: matmulKernels,
+  conv: convKernels,
+  movement: movementKernels,
+  random: randomKernels,
+  optim: optimKernels,
+  quant: quantKernels,
 };
+const KERNELS = new Map<string, KernelFn>(Object.values(FAMILY_KERNELS).flatMap((k) => Object.entries(k)));
 
 export class JsBackend implements Backend {
   readonly name = 'js' as const;
@@ -64,12 +66,12 @@ export class JsBackend implements Backend {
     return buf(h).slice(offset, offset + count);
   }
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void {
-    const k = KERNELS[op];
+    const k = KERNELS.get(op);
     if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'js'`);
     k(inputs, out, attrs);
   }
   has(op: OpName): boolean {
-    return op in KERNELS;
+    return KERNELS.has(op);
   }
   async sync(): Promise<void> {
     /* synchronous */

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, BackendError } from '../../errors.js';
-import type { OpName } from '../../ops/table.js';
+import type { OpFamily, OpName } from '../../ops/table.js';
 import { DTYPE_SIZE, storageArray, type DType, type StorageArray } from '../../tensor/dtype.js';
 import type { Backend, Handle, KernelOut, KernelView } from '../backend.js';
 import { convKernels } from './conv.js';
@@ -36,16 +36,18 @@ import { quantKernels } from './quant.js';
 import { randomKernels } from './random.js';
 import { reduceKernels } from './reduce.js';
 
-const KERNELS: Record<string, GpuKernel> = {
-  ...elementwiseKernels,
-  ...reduceKernels,
-  ...matmulKernels,
-  ...convKernels,
-  ...movementKernels,
-  ...randomKernels,
-  ...optimKernels,
-  ...quantKernels,
+/** Each family's kernels, from the file of the same stem (every family of the op table must be here). */
+export const FAMILY_KERNELS: { readonly [F in OpFamily]: Readonly<Record<string, GpuKernel>> } = {
+  elementwise: elementwiseKernels,
+  reduce: reduceKernels,
+  matmul: matmulKernels,
+  conv: convKernels,
+  movement: movementKernels,
+  random: randomKernels,
+  optim: optimKernels,
+  quant: quantKernels,
 };
+const KERNELS = new Map<string, GpuKernel>(Object.values(FAMILY_KERNELS).flatMap((k) => Object.entries(k)));
 
 const here = dirname(fileURLToPath(import.meta.url));
 const WGSL_DIR = join(here, '..', '..', '..', 'kernels', 'wgsl');
@@ -285,12 +287,12 @@ export class WebGpuBackend implements Backend, Gpu {
   }
 
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void {
-    const k = KERNELS[op];
+    const k = KERNELS.get(op);
     if (!k) throw new BackendError(`op '${op}' has no kernel on backend 'webgpu'`);
     k(this, inputs, out, attrs);
   }
   has(op: OpName): boolean {
-    return op in KERNELS;
+    return KERNELS.has(op);
   }
 
   async sync(): Promise<void> {

@@ -3,21 +3,20 @@
 // little-endian tensor bytes. Reading validates everything before a byte of data is used: header size and
 // JSON, dtypes, shapes, offsets in bounds, sizes matching shapes, and no overlapping or missing bytes.
 import { FormatError, ArgumentError, describe } from '../errors.js';
-import { encodeStorage, DTYPE_SIZE, storageArray, type DType, type StorageArray } from '../tensor/dtype.js';
+import {
+  encodeStorage,
+  DTYPE_SHORT_NAMES,
+  DTYPE_SIZE,
+  storageArray,
+  type DType,
+  type StorageArray,
+} from '../tensor/dtype.js';
 import { numel, shapeStr } from '../tensor/shape.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import { getBackendInstance, currentBackend } from '../backends/registry.js';
 import type { BackendName } from '../backends/backend.js';
 
-const TO_ST: Readonly<Record<DType, string>> = {
-  float32: 'F32',
-  float16: 'F16',
-  bfloat16: 'BF16',
-  int32: 'I32',
-  int8: 'I8',
-  uint8: 'U8',
-  bool: 'BOOL',
-};
+const TO_ST = DTYPE_SHORT_NAMES;
 const FROM_ST: Readonly<Record<string, DType>> = Object.fromEntries(
   Object.entries(TO_ST).map(([k, v]) => [v, k as DType]),
 );

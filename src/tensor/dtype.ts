@@ -13,6 +13,16 @@ export const DTYPE_CODES: Readonly<Record<DType, number>> = {
   uint8: 5,
   bool: 6,
 };
+/** Short names (safetensors' dtype strings; the WGSL DT_* constants). */
+export const DTYPE_SHORT_NAMES: Readonly<Record<DType, string>> = {
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int32: 'I32',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
+};
 export const DTYPE_SIZE: Readonly<Record<DType, number>> = {
   float32: 4,
   float16: 2,

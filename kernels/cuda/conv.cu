@@ -2,20 +2,18 @@
 // theirs. Every kernel is in gather form (a thread per output element sums what flows into it), so there are
 // no atomics and results are deterministic. The same index maths as kernels/wgsl/conv.wgsl.
 #include "common.cuh"
+#include "kiln/conv_geom.h"
 
 namespace kiln {
 namespace cuda {
 
-struct Geo {
-  int64_t N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, g;
-  bool include_pad;
-};
+using Geo = ConvGeom;  // kiln/conv_geom.h, shared with the cpu kernels
 
 __global__ void conv2d(const float* x, const float* w, float* y, Geo q) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.O * q.OH * q.OW) return;
   const int64_t ow = t % q.OW, oh = (t / q.OW) % q.OH, o = (t / (q.OW * q.OH)) % q.O, n = t / (q.OW * q.OH * q.O);
-  const int64_t Cg = q.C / q.g, grp = o / (q.O / q.g);
+  const int64_t Cg = q.C / q.groups, grp = o / (q.O / q.groups);
   float acc = 0.f;
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t i = 0; i < q.kh; ++i) {
@@ -34,7 +32,7 @@ __global__ void conv2d_backward_input(const float* gy, const float* w, float* dx
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.C * q.H * q.W) return;
   const int64_t iw = t % q.W, ih = (t / q.W) % q.H, c = (t / (q.W * q.H)) % q.C, n = t / (q.W * q.H * q.C);
-  const int64_t Cg = q.C / q.g, Og = q.O / q.g, grp = c / Cg, cl = c % Cg;
+  const int64_t Cg = q.C / q.groups, Og = q.O / q.groups, grp = c / Cg, cl = c % Cg;
   float acc = 0.f;
   for (int64_t ol = 0; ol < Og; ++ol) {
     const int64_t o = grp * Og + ol;
@@ -56,11 +54,11 @@ __global__ void conv2d_backward_input(const float* gy, const float* w, float* dx
 }
 
 __global__ void conv2d_backward_weight(const float* x, const float* gy, float* dw, Geo q) {
-  const int64_t Cg = q.C / q.g;
+  const int64_t Cg = q.C / q.groups;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.O * Cg * q.kh * q.kw) return;
   const int64_t j = t % q.kw, i = (t / q.kw) % q.kh, cl = (t / (q.kw * q.kh)) % Cg, o = t / (q.kw * q.kh * Cg);
-  const int64_t c = (o / (q.O / q.g)) * Cg + cl;
+  const int64_t c = (o / (q.O / q.groups)) * Cg + cl;
   float acc = 0.f;
   for (int64_t n = 0; n < q.N; ++n)
     for (int64_t oh = 0; oh < q.OH; ++oh) {
@@ -97,7 +95,7 @@ __device__ inline float window_max(const float* x, int64_t plane, int64_t oh, in
       if (iw < 0 || iw >= q.W) continue;
       const int64_t t = (plane * q.H + ih) * q.W + iw;
       const float v = x[t];
-      if (best < 0 || (!isnan(m) && (v > m || isnan(v)))) {
+      if (max_pool_takes(v, m, best < 0)) {
         m = v;
         best = t;
       }
@@ -159,28 +157,20 @@ static bool f32c(const TensorView& v, int nd) { return v.dtype == DT_FLOAT32 && 
 static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorView& y4, const double* a, Geo& q,
                        const char* name) {
   KILN_REQUIRE(f32c(x4, 4) && f32c(w4, 4) && f32c(y4, 4), ST_SHAPE, name, " takes contiguous float32 NCHW tensors");
-  q = Geo{x4.shape[0],
-          x4.shape[1],
-          x4.shape[2],
-          x4.shape[3],
-          w4.shape[0],
-          w4.shape[2],
-          w4.shape[3],
-          y4.shape[2],
-          y4.shape[3],
-          static_cast<int64_t>(a[ATTR_CONV_STRIDE_H]),
-          static_cast<int64_t>(a[ATTR_CONV_STRIDE_W]),
-          static_cast<int64_t>(a[ATTR_CONV_PAD_H]),
-          static_cast<int64_t>(a[ATTR_CONV_PAD_W]),
-          static_cast<int64_t>(a[ATTR_CONV_DILATION_H]),
-          static_cast<int64_t>(a[ATTR_CONV_DILATION_W]),
-          static_cast<int64_t>(a[ATTR_CONV_GROUPS]),
-          false};
-  KILN_REQUIRE(q.sh > 0 && q.sw > 0 && q.dh > 0 && q.dw > 0 && q.ph >= 0 && q.pw >= 0 && q.g > 0 && q.C % q.g == 0 &&
-                   q.O % q.g == 0 && w4.shape[1] == q.C / q.g && y4.shape[0] == q.N && y4.shape[1] == q.O,
+  if (Status s = read_conv_attrs(a, q, name); !s.good()) return s;
+  q.N = x4.shape[0];
+  q.C = x4.shape[1];
+  q.H = x4.shape[2];
+  q.W = x4.shape[3];
+  q.O = w4.shape[0];
+  q.kh = w4.shape[2];
+  q.kw = w4.shape[3];
+  q.OH = y4.shape[2];
+  q.OW = y4.shape[3];
+  KILN_REQUIRE(q.C % q.groups == 0 && q.O % q.groups == 0 && w4.shape[1] == q.C / q.groups && y4.shape[0] == q.N &&
+                   y4.shape[1] == q.O,
                ST_SHAPE, name, ": inconsistent geometry x ", shape_str(x4), " w ", shape_str(w4), " y ", shape_str(y4));
-  KILN_REQUIRE(q.OH == (q.H + 2 * q.ph - q.dh * (q.kh - 1) - 1) / q.sh + 1 &&
-                   q.OW == (q.W + 2 * q.pw - q.dw * (q.kw - 1) - 1) / q.sw + 1,
+  KILN_REQUIRE(q.OH == conv_out_size(q.H, q.kh, q.sh, q.ph, q.dh) && q.OW == conv_out_size(q.W, q.kw, q.sw, q.pw, q.dw),
                ST_SHAPE, name, ": output ", shape_str(y4), " does not match the geometry");
   return Status::ok();
 }
@@ -220,25 +210,15 @@ static Status pool_geo(const TensorView& x, const TensorView& y, const double* a
                        const char* name) {
   KILN_REQUIRE(f32c(x, 4) && f32c(y, 4) && x.shape[0] == y.shape[0] && x.shape[1] == y.shape[1], ST_SHAPE, name,
                " takes contiguous float32 NCHW tensors");
-  q = Geo{x.shape[0] * x.shape[1],
-          1,
-          x.shape[2],
-          x.shape[3],
-          1,
-          static_cast<int64_t>(a[ATTR_POOL_KERNEL_H]),
-          static_cast<int64_t>(a[ATTR_POOL_KERNEL_W]),
-          y.shape[2],
-          y.shape[3],
-          static_cast<int64_t>(a[ATTR_POOL_STRIDE_H]),
-          static_cast<int64_t>(a[ATTR_POOL_STRIDE_W]),
-          static_cast<int64_t>(a[ATTR_POOL_PAD_H]),
-          static_cast<int64_t>(a[ATTR_POOL_PAD_W]),
-          1,
-          1,
-          1,
-          include_pad};
-  KILN_REQUIRE(q.kh > 0 && q.kw > 0 && q.sh > 0 && q.sw > 0 && q.ph >= 0 && q.pw >= 0 &&
-                   q.OH == (q.H + 2 * q.ph - q.kh) / q.sh + 1 && q.OW == (q.W + 2 * q.pw - q.kw) / q.sw + 1,
+  if (Status s = read_pool_attrs(a, q, name); !s.good()) return s;
+  q.N = x.shape[0] * x.shape[1];  // N*C planes
+  q.C = q.O = 1;
+  q.H = x.shape[2];
+  q.W = x.shape[3];
+  q.OH = y.shape[2];
+  q.OW = y.shape[3];
+  q.include_pad = include_pad;
+  KILN_REQUIRE(q.OH == conv_out_size(q.H, q.kh, q.sh, q.ph, 1) && q.OW == conv_out_size(q.W, q.kw, q.sw, q.pw, 1),
                ST_SHAPE, name, ": output ", shape_str(y), " does not match the geometry");
   return Status::ok();
 }

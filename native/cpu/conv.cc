@@ -1,6 +1,7 @@
 // conv2d (NCHW, groups, stride, padding, dilation) via im2col + GEMM, its input/weight backward kernels
 // (col2im), and max/avg pooling with backward.
 #ifndef KILN_ISA
+#include "kiln/conv_geom.h"
 #include "kiln/cpu_common.h"
 #define KILN_ISA_FILE "cpu/conv.cc"
 #include "kiln/isa_passes.h"
@@ -10,41 +11,9 @@
 
 namespace cv {
 
-struct ConvGeom {
-  int64_t N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, groups;
-  int64_t Cg() const { return C / groups; }
-  int64_t Og() const { return O / groups; }
-  int64_t ckk() const { return Cg() * kh * kw; }
-  int64_t P() const { return OH * OW; }
-};
-
-static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  const int64_t span = d * (k - 1) + 1;
-  if (in + 2 * p < span) return 0;
-  return (in + 2 * p - span) / s + 1;
-}
-
-static Status read_conv_attrs(const double* attrs, ConvGeom& g) {
-  g.sh = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_H]);
-  g.sw = static_cast<int64_t>(attrs[ATTR_CONV_STRIDE_W]);
-  g.ph = static_cast<int64_t>(attrs[ATTR_CONV_PAD_H]);
-  g.pw = static_cast<int64_t>(attrs[ATTR_CONV_PAD_W]);
-  g.dh = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_H]);
-  g.dw = static_cast<int64_t>(attrs[ATTR_CONV_DILATION_W]);
-  g.groups = static_cast<int64_t>(attrs[ATTR_CONV_GROUPS]);
-  constexpr int64_t kMax = int64_t{1} << 30;  // keeps every geometry product far from int64 overflow
-  KILN_REQUIRE(
-      g.sh <= kMax && g.sw <= kMax && g.ph <= kMax && g.pw <= kMax && g.dh <= kMax && g.dw <= kMax && g.groups <= kMax,
-      ST_ARG, "conv2d stride, padding, dilation and groups must be at most 2^30");
-  KILN_REQUIRE(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0 && g.groups >= 1, ST_ARG,
-               "conv2d needs stride >= 1, dilation >= 1, padding >= 0, groups >= 1; got stride [", g.sh, ", ", g.sw,
-               "] padding [", g.ph, ", ", g.pw, "] dilation [", g.dh, ", ", g.dw, "] groups ", g.groups);
-  return Status::ok();
-}
-
 // Reads the conv attributes and the weight's geometry (O, C = C/groups * groups, kH, kW).
 static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) {
-  if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
+  if (Status s = read_conv_attrs(attrs, g, "conv2d"); !s.good()) return s;
   KILN_REQUIRE(w4.ndim == 4, ST_SHAPE, "conv2d weight must be [O, C/groups, kH, kW], got ", shape_str(w4));
   g.O = w4.shape[0];
   g.kh = w4.shape[2];
@@ -121,8 +90,8 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
   g.W = x.shape[3];
   KILN_REQUIRE(x.shape[1] == g.C, ST_SHAPE, "conv2d input has ", x.shape[1], " channels but the weight ", shape_str(w),
                " with groups ", g.groups, " expects ", g.C);
-  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
-  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  g.OH = conv_out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = conv_out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(
       out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O && out.shape[2] == g.OH && out.shape[3] == g.OW,
       ST_SHAPE, "conv2d output ", shape_str(out), " does not match the expected [", g.N, ", ", g.O, ", ", g.OH, ", ",
@@ -173,8 +142,8 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
   g.W = static_cast<int64_t>(attrs[ATTR_CONV2D_BACKWARD_INPUT_IN_W]);
   KILN_REQUIRE(g.H >= 0 && g.W >= 0 && g.H <= (int64_t{1} << 30) && g.W <= (int64_t{1} << 30), ST_ARG,
                "conv2dBackwardInput input size must be in [0, 2^30]");
-  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
-  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  g.OH = conv_out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = conv_out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE, "conv2dBackwardInput gradient ", shape_str(gy),
                " does not match input size ", g.H, "x", g.W);
   KILN_REQUIRE(
@@ -220,7 +189,7 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
   const TensorView& x = in[0];
   const TensorView& gy = in[1];
   ConvGeom g{};
-  if (Status s = read_conv_attrs(attrs, g); !s.good()) return s;
+  if (Status s = read_conv_attrs(attrs, g, "conv2d"); !s.good()) return s;
   KILN_REQUIRE(x.ndim == 4 && gy.ndim == 4 && out.ndim == 4, ST_SHAPE, "conv2dBackwardWeight needs 4-d tensors, got ",
                shape_str(x), ", ", shape_str(gy), " -> ", shape_str(out));
   g.N = x.shape[0];
@@ -234,8 +203,8 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
                "conv2dBackwardWeight kernel size must be in [1, 2^30]");
   KILN_REQUIRE(g.C % g.groups == 0 && g.O % g.groups == 0, ST_SHAPE, "channels ", g.C, "/", g.O,
                " not divisible by groups ", g.groups);
-  g.OH = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
-  g.OW = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  g.OH = conv_out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = conv_out_size(g.W, g.kw, g.sw, g.pw, g.dw);
   KILN_REQUIRE(gy.shape[0] == g.N && gy.shape[2] == g.OH && gy.shape[3] == g.OW, ST_SHAPE,
                "conv2dBackwardWeight gradient ", shape_str(gy), " does not match input ", shape_str(x));
   KILN_REQUIRE(out.shape[0] == g.O && out.shape[1] == g.Cg() && out.shape[2] == g.kh && out.shape[3] == g.kw, ST_SHAPE,
@@ -265,37 +234,22 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
   return Status::ok();
 }
 
-struct PoolGeom {
-  int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW;
-};
-
-static Status pool_geom(const TensorView& x, const double* attrs, PoolGeom& p, const char* op, int64_t H = -1,
+static Status pool_geom(const TensorView& x, const double* attrs, ConvGeom& p, const char* op, int64_t H = -1,
                         int64_t W = -1) {
-  p.kh = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_H]);
-  p.kw = static_cast<int64_t>(attrs[ATTR_POOL_KERNEL_W]);
-  p.sh = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_H]);
-  p.sw = static_cast<int64_t>(attrs[ATTR_POOL_STRIDE_W]);
-  p.ph = static_cast<int64_t>(attrs[ATTR_POOL_PAD_H]);
-  p.pw = static_cast<int64_t>(attrs[ATTR_POOL_PAD_W]);
-  constexpr int64_t kMax = int64_t{1} << 30;
-  KILN_REQUIRE(p.kh <= kMax && p.kw <= kMax && p.sh <= kMax && p.sw <= kMax && p.ph <= kMax && p.pw <= kMax, ST_ARG, op,
-               " kernel, stride and padding must be at most 2^30");
-  KILN_REQUIRE(p.kh >= 1 && p.kw >= 1 && p.sh >= 1 && p.sw >= 1 && p.ph >= 0 && p.pw >= 0, ST_ARG, op,
-               " needs kernel >= 1, stride >= 1, padding >= 0");
-  KILN_REQUIRE(p.ph * 2 <= p.kh && p.pw * 2 <= p.kw, ST_ARG, op, " padding must be at most half the kernel size");
+  if (Status s = read_pool_attrs(attrs, p, op); !s.good()) return s;
   KILN_REQUIRE(x.ndim == 4, ST_SHAPE, op, " input must be [N, C, H, W], got ", shape_str(x));
   p.N = x.shape[0];
   p.C = x.shape[1];
   p.H = H >= 0 ? H : x.shape[2];
   p.W = W >= 0 ? W : x.shape[3];
-  p.OH = out_size(p.H, p.kh, p.sh, p.ph, 1);
-  p.OW = out_size(p.W, p.kw, p.sw, p.pw, 1);
+  p.OH = conv_out_size(p.H, p.kh, p.sh, p.ph, 1);
+  p.OW = conv_out_size(p.W, p.kw, p.sw, p.pw, 1);
   return Status::ok();
 }
 
 static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "maxPool2d"); !s.good()) return s;
-  PoolGeom p{};
+  ConvGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2d"); !s.good()) return s;
   KILN_REQUIRE(
       out.ndim == 4 && out.shape[0] == p.N && out.shape[1] == p.C && out.shape[2] == p.OH && out.shape[3] == p.OW,
@@ -331,7 +285,7 @@ static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out,
 // in: x, gy -> dx; the gradient goes to the first maximum of each window (as the forward picked it)
 static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "maxPool2dBackward"); !s.good()) return s;
-  PoolGeom p{};
+  ConvGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "maxPool2dBackward"); !s.good()) return s;
   KILN_REQUIRE(same_shape(in[0], out), ST_SHAPE, "maxPool2dBackward output must match the input shape");
   const TensorView& gy = in[1];
@@ -357,7 +311,7 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
               const int64_t iw = ow * p.sw - p.pw + j;
               if (iw < 0 || iw >= p.W) continue;
               const float v = xp[ih * p.W + iw];
-              if (best < 0 || v > m || (v != v && m == m)) {
+              if (max_pool_takes(v, m, best < 0)) {
                 m = v;
                 best = ih * p.W + iw;
               }
@@ -372,7 +326,7 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
 
 static Status k_avg_pool2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2d"); !s.good()) return s;
-  PoolGeom p{};
+  ConvGeom p{};
   if (Status s = pool_geom(in[0], attrs, p, "avgPool2d"); !s.good()) return s;
   const bool include_pad = attrs[ATTR_AVG_POOL2D_COUNT_INCLUDE_PAD] != 0;
   KILN_REQUIRE(
@@ -409,7 +363,7 @@ static Status k_avg_pool2d(const TensorView* in, int nin, const TensorView& out,
 // in: gy; attrs: pool attrs + countIncludePad + inH, inW -> dx
 static Status k_avg_pool2d_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "avgPool2dBackward"); !s.good()) return s;
-  PoolGeom p{};
+  ConvGeom p{};
   const int64_t H = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_H]),
                 W = static_cast<int64_t>(attrs[ATTR_AVG_POOL2D_BACKWARD_IN_W]);
   KILN_REQUIRE(H >= 0 && W >= 0 && H <= (int64_t{1} << 30) && W <= (int64_t{1} << 30), ST_ARG,

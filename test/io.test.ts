@@ -43,7 +43,7 @@ test('safetensors: every dtype round-trips bit-exactly, metadata kept, names sor
     data_offsets: [header.f16.data_offsets[0], header.f16.data_offsets[0] + 6],
   });
   const { tensors, metadata } = await kn.io.loadWithMetadata(path);
-  assert.equal(metadata, { note: 'hi' });
+  assert.equal({ ...metadata }, { note: 'hi' }); // a null-prototype record (names from the file)
   for (const [k, t] of Object.entries(ts)) {
     const u = tensors[k]!;
     assert.is(u.dtype, t.dtype, k);

@@ -9,6 +9,7 @@ import { writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { nameRecord, own, unrepresentable } from '../records.js';
 
 /** Tensors by column name, and the vocabulary of every categorical column (code -> string). */
 export interface ArrowTensors {
@@ -74,9 +75,11 @@ export function fromArrowWithVocab(
   opts: { columns?: readonly string[]; backend?: BackendName } = {},
 ): ArrowTensors {
   const t = assertTableArg(table);
+  const bad = columnNameProblem(t);
+  if (bad) throw new ValidationError(`fromArrow: ${bad}`);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
-  const tensors: Record<string, Tensor> = {},
-    vocab: Record<string, string[]> = {};
+  const tensors = nameRecord<Tensor>(),
+    vocab = nameRecord<string[]>();
   try {
     for (const name of names) {
       const v = t.getChild(name);
@@ -170,7 +173,7 @@ export function toArrow(
 ): A.Table {
   if (map === null || typeof map !== 'object')
     throw new ArgumentError(`toArrow takes named tensors, got ${describe(map)}`);
-  const cols: Record<string, A.Vector> = {};
+  const cols = nameRecord<A.Vector>();
   let rows = -1;
   const add = (name: string, v: A.Vector): void => {
     if (rows >= 0 && v.length !== rows)
@@ -179,7 +182,7 @@ export function toArrow(
     cols[name] = v;
   };
   const vec = (t: Tensor, name: string, data: ArrayLike<number>): A.Vector => {
-    const words = opts.vocab?.[name];
+    const words = own(opts.vocab, name);
     if (words) {
       const strs = Array.from(data, (c, i) => {
         if (c === -1) return null;
@@ -225,11 +228,27 @@ export function readArrow(path: string): A.Table {
   } catch (e) {
     throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
   }
+  let t: A.Table;
   try {
-    return A.tableFromIPC(bytes);
+    t = A.tableFromIPC(bytes);
   } catch (e) {
     throw new FormatError(`${path} is not a readable Arrow IPC file: ${(e as Error).message}`);
   }
+  const bad = columnNameProblem(t);
+  if (bad) throw new FormatError(`${path}: ${bad}`);
+  return t;
+}
+
+/** Why a table's column names cannot key a record of columns (a duplicate, or a name UTF-8 cannot store). */
+function columnNameProblem(t: A.Table): string | null {
+  const seen = new Set<string>();
+  for (const f of t.schema.fields) {
+    if (seen.has(f.name)) return `column name ${JSON.stringify(f.name)} appears twice`;
+    seen.add(f.name);
+    const why = unrepresentable(f.name);
+    if (why) return `column name ${JSON.stringify(f.name)} cannot be kept: ${why}`;
+  }
+  return null;
 }
 
 /** Writes a table (or named tensors) as an Arrow IPC file, atomically. */

@@ -9,6 +9,7 @@ import { add, div, maximum, minimum, mul, sub, where } from '../ops/elementwise.
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { asRow, assertTable, nanMinMax, nanMoments, nanQuantiles, rowFingerprints } from './stats.js';
+import { own } from '../records.js';
 
 /** The JSON form of a fitted transformer. */
 export interface TransformerJSON {
@@ -91,7 +92,7 @@ export abstract class Transformer {
       throw new FormatError(`${this.kind} JSON has nFeatures ${describe(j.nFeatures)}`);
     const params: Record<string, Float64Array> = {};
     for (const k of keys) {
-      const v = j.params?.[k];
+      const v = own(j.params as Record<string, unknown> | undefined, k) as (number | null)[] | undefined;
       if (!Array.isArray(v) || v.length !== j.nFeatures || !v.every((x) => typeof x === 'number' || x === null)) {
         throw new FormatError(`${this.kind} JSON: params.${k} must be ${j.nFeatures} numbers`);
       }

@@ -1,6 +1,7 @@
 // Schema validation of tabular data: every violation is reported with its row, column, value and rule.
 import { ArgumentError, ValidationError, describe } from '../errors.js';
 import { columnsOf, type Column, type TableLike } from './columns.js';
+import { own } from '../records.js';
 
 /** The rules for one column. */
 export interface ColumnRule {
@@ -89,7 +90,7 @@ export function validate(
         rule: 'rows',
         message: `column '${c.name}' has ${c.values.length} rows, expected ${rows}`,
       });
-    if (!(c.name in schema.columns) && !schema.allowExtra)
+    if (own(schema.columns, c.name) === undefined && !schema.allowExtra)
       add({
         row: null,
         column: c.name,

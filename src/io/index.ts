@@ -11,6 +11,7 @@ import type { LRScheduler } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
+import { nameRecord, own } from '../records.js';
 
 export { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 
@@ -105,7 +106,7 @@ function modelFromDecoded(
 ): { model: Module; metadata: Record<string, string> } {
   const { tensors, metadata } = d;
   try {
-    const spec = metadata[SPEC_METADATA_KEY];
+    const spec = own(metadata, SPEC_METADATA_KEY);
     if (spec === undefined) {
       throw new FormatError(
         `${where} has no architecture spec (metadata '${SPEC_METADATA_KEY}'): it was saved from a custom ` +
@@ -142,7 +143,7 @@ const META_KEY = 'kiln.checkpoint';
 function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
   if (!(parts?.model instanceof Module))
     throw new ArgumentError(`a checkpoint needs { model: Module }, got ${describe(parts?.model)}`);
-  const tensors: Record<string, Tensor> = {};
+  const tensors = nameRecord<Tensor>();
   const owned: Tensor[] = [];
   for (const [k, t] of Object.entries(parts.model.stateDict())) {
     tensors[`model.${k}`] = t;
@@ -191,7 +192,7 @@ function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unkno
   const backend = parts.model.parameters()[0]?.backend;
   const { tensors, metadata } = decodeSafetensors(bytes, path, backend);
   try {
-    const raw = metadata[META_KEY];
+    const raw = own(metadata, META_KEY);
     if (raw === undefined)
       throw new FormatError(`${path} is a safetensors file but not a kiln checkpoint (no '${META_KEY}' metadata)`);
     let meta: {
@@ -207,8 +208,8 @@ function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unkno
     }
     if (meta.version !== 1)
       throw new FormatError(`${path}: checkpoint version ${describe(meta.version)} is not supported (expected 1)`);
-    const model: Record<string, Tensor> = {},
-      optim: Record<string, Tensor> = {};
+    const model = nameRecord<Tensor>(),
+      optim = nameRecord<Tensor>();
     for (const [k, t] of Object.entries(tensors)) {
       if (k.startsWith('model.')) model[k.slice(6)] = t;
       else if (k.startsWith('optim.')) optim[k.slice(6)] = t;
@@ -243,7 +244,7 @@ export async function checkpointScaler(path: string): Promise<Transformer | null
   checkPath(path, 'checkpointScaler');
   const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
   Object.values(tensors).forEach((t) => t.dispose());
-  const raw = metadata[META_KEY];
+  const raw = own(metadata, META_KEY);
   if (raw === undefined) throw new FormatError(`${path} is not a kiln checkpoint (no '${META_KEY}' metadata)`);
   let meta: { scaler?: TransformerJSON | null };
   try {

@@ -15,6 +15,7 @@ import { numel, shapeStr } from '../tensor/shape.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import { getBackendInstance, currentBackend } from '../backends/registry.js';
 import type { BackendName } from '../backends/backend.js';
+import { nameRecord, own, toNameRecord, unrepresentable } from '../records.js';
 
 const TO_ST = DTYPE_SHORT_NAMES;
 const FROM_ST: Readonly<Record<string, DType>> = Object.fromEntries(
@@ -39,15 +40,20 @@ export function encodeSafetensors(
   if (tensors === null || typeof tensors !== 'object')
     throw new ArgumentError(`save takes a Record<string, Tensor>, got ${describe(tensors)}`);
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
+  // keyed by the caller's names: no prototype, so '__proto__' is a tensor name like any other
+  const header = nameRecord<unknown>();
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new ArgumentError(`metadata '${k}' must be a string, got ${describe(v)}`);
+    const bad = unrepresentable(k);
+    if (bad) throw new ArgumentError(`metadata key ${JSON.stringify(k)} cannot be saved: ${bad}`);
   }
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  if (Object.keys(metadata).length) header['__metadata__'] = toNameRecord(metadata);
   const blobs: Uint8Array[] = [];
   let off = 0;
   for (const n of names) {
     if (n === '__metadata__' || n === '') throw new ArgumentError(`'${n}' cannot be used as a tensor name`);
+    const bad = unrepresentable(n);
+    if (bad) throw new ArgumentError(`tensor name ${JSON.stringify(n)} cannot be saved: ${bad}`);
     const t = tensors[n];
     if (!isTensor(t)) throw new ArgumentError(`entry '${n}' is not a Tensor: ${describe(t)}`);
     const b = tensorBytes(t);
@@ -89,21 +95,25 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header must be a JSON object');
   const data = bytes.subarray(8 + h);
-  const metadata: Record<string, string> = {};
+  const metadata = nameRecord<string>();
   const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    const bad = unrepresentable(name);
+    if (bad) fail(`name ${JSON.stringify(name)} cannot be kept: ${bad}`);
     if (name === '__metadata__') {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
         fail('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`__metadata__.${k} must be a string`);
+        const badKey = unrepresentable(k);
+        if (badKey) fail(`metadata key ${JSON.stringify(k)} cannot be kept: ${badKey}`);
         metadata[k] = v as string;
       }
       continue;
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (e === null || typeof e !== 'object') fail(`entry '${name}' must be an object`);
-    const dtype = typeof e.dtype === 'string' ? FROM_ST[e.dtype] : undefined;
+    const dtype = typeof e.dtype === 'string' ? own(FROM_ST, e.dtype) : undefined;
     if (!dtype) fail(`tensor '${name}' has dtype ${describe(e.dtype)}; supported: ${Object.keys(FROM_ST).join(', ')}`);
     const shape = e.shape;
     if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
@@ -142,7 +152,7 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
   }
   if (pos !== data.byteLength) fail(`the data section has ${data.byteLength} bytes but the tensors cover ${pos}`);
   const b = backend ? getBackendInstance(backend) : currentBackend();
-  const tensors: Record<string, Tensor> = {};
+  const tensors = nameRecord<Tensor>();
   try {
     for (const e of entries) {
       const n = numel(e.shape);

@@ -5,6 +5,7 @@ import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
+import { nameRecord, own } from '../records.js';
 
 /** A Record of tensors keyed by dotted parameter/buffer names. */
 export type StateDict = Record<string, Tensor>;
@@ -153,7 +154,7 @@ export abstract class Module {
    * @example Object.keys(new kn.nn.Linear(3, 2).stateDict()) // ['weight', 'bias']
    */
   stateDict(): StateDict {
-    const sd: StateDict = {};
+    const sd = nameRecord<Tensor>();
     for (const [n, t] of [...this.namedParameters(), ...this.namedBuffers()]) sd[n] = t.detach();
     return sd;
   }
@@ -170,7 +171,7 @@ export abstract class Module {
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
     const strict = opts.strict ?? true;
     const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
-    const missing = [...mine.keys()].filter((k) => !(k in sd));
+    const missing = [...mine.keys()].filter((k) => own(sd, k) === undefined);
     const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
     if (strict && (missing.length || unexpected.length)) {
       throw new ValidationError(
@@ -179,7 +180,7 @@ export abstract class Module {
       );
     }
     for (const [k, dst] of mine) {
-      const src = sd[k];
+      const src = own(sd, k);
       if (src === undefined) continue;
       if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
       if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
@@ -189,7 +190,10 @@ export abstract class Module {
       }
     }
     noGrad(() => {
-      for (const [k, dst] of mine) if (sd[k] !== undefined) dst.assign(sd[k]!);
+      for (const [k, dst] of mine) {
+        const src = own(sd, k);
+        if (src !== undefined) dst.assign(src);
+      }
     });
     return { missing, unexpected };
   }

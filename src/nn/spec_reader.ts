@@ -2,6 +2,7 @@
 // the layer path and the field; addParams bounds the total size a spec may declare before anything is
 // allocated. Layer descriptions (nn/registry.ts) read their fields through it.
 import { FormatError, describe } from '../errors.js';
+import { own } from '../records.js';
 
 export type Pair2 = number | [number, number];
 
@@ -27,7 +28,7 @@ export class SpecReader {
     return v as Record<string, unknown>;
   }
   int(o: Record<string, unknown>, k: string, path: string, min: number, dflt?: number): number {
-    const v = o[k] ?? dflt;
+    const v = own(o, k) ?? dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > MAX_DIM) {
       this.fail(path, `'${k}' must be an integer >= ${min}, got ${describe(v)}`);
     }
@@ -41,18 +42,18 @@ export class SpecReader {
     rule: string,
     dflt?: number,
   ): number {
-    const v = o[k] ?? dflt;
+    const v = own(o, k) ?? dflt;
     if (typeof v !== 'number' || !ok(v)) this.fail(path, `'${k}' must be ${rule}, got ${describe(v)}`);
     return v;
   }
   bool(o: Record<string, unknown>, k: string, path: string, dflt: boolean): boolean {
-    const v = o[k] ?? dflt;
+    const v = own(o, k) ?? dflt;
     if (typeof v !== 'boolean') this.fail(path, `'${k}' must be a boolean, got ${describe(v)}`);
     return v;
   }
   /** A number or a pair, kept in the form the spec used (so toSpec(fromSpec(s)) equals s). */
   pair(o: Record<string, unknown>, k: string, path: string, min: number, dflt?: number): Pair2 {
-    const v = o[k] ?? dflt;
+    const v = own(o, k) ?? dflt;
     if (typeof v === 'number') return this.int({ [k]: v }, k, path, min);
     if (!Array.isArray(v) || v.length !== 2)
       this.fail(path, `'${k}' must be an integer or a pair of integers, got ${describe(v)}`);

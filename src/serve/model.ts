@@ -10,6 +10,7 @@ import { tensor } from '../ops/creation.js';
 import { reshape } from '../ops/movement.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { own } from '../records.js';
 
 /** A model the server can run: a kn.nn Module (run in eval mode) or a function of a batch tensor. */
 export type ServableModel = Module | ((x: Tensor) => Tensor);
@@ -45,7 +46,7 @@ export function resolveInputShape(
   given?: readonly number[],
 ): number[] | null {
   if (given) return [...given];
-  const raw = metadata[INPUT_SHAPE_METADATA_KEY];
+  const raw = own(metadata, INPUT_SHAPE_METADATA_KEY);
   if (raw !== undefined) {
     try {
       const v: unknown = JSON.parse(raw);

@@ -25,6 +25,7 @@ import {
   type ServableModel,
 } from './model.js';
 import { ModelVersions, ReloadError, type ModelVersion, type Served } from './versions.js';
+import { own } from '../records.js';
 
 export { INPUT_SHAPE_METADATA_KEY, ReloadError, type Served };
 
@@ -108,7 +109,7 @@ async function loadSource(
     }));
     owned = true;
     v ??=
-      metadata['kiln.version'] ??
+      own(metadata, 'kiln.version') ??
       `${basename(source)}@${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
   } else {
     model = source;

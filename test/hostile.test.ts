@@ -1,0 +1,237 @@
+// Hostile names: every reader keys its results by names that come from files or requests, so names that are
+// Object.prototype members (`__proto__`, `constructor`, `toString`, ...) must be ordinary keys, lookups must
+// never find inherited members, and names a file cannot store are refused with a FormatError naming the file.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as A from 'apache-arrow';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { decodeSafetensors } from '../src/io/safetensors.js';
+import { throwsKiln } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-hostile-'));
+const EVIL = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
+
+/** A safetensors file from a header object (data: the bytes after it). */
+function safetensorsBytes(header: Record<string, unknown> | string, data = new Uint8Array(0)): Uint8Array {
+  const json = typeof header === 'string' ? header : JSON.stringify(header);
+  const h = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + h.byteLength + data.byteLength);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.byteLength), true);
+  out.set(h, 8);
+  out.set(data, 8 + h.byteLength);
+  return out;
+}
+
+test('safetensors: tensor names and metadata keys that are Object.prototype members round-trip as plain keys', async () => {
+  const tensors: Record<string, kn.Tensor> = Object.create(null);
+  EVIL.forEach((n, i) => {
+    tensors[n] = kn.tensor([i, i + 0.5]);
+  });
+  const metadata: Record<string, string> = Object.create(null);
+  for (const n of EVIL) metadata[n] = `meta ${n}`;
+  const file = join(dir, 'evil.safetensors');
+  await kn.io.save(file, tensors, { metadata });
+  const back = await kn.io.loadWithMetadata(file);
+  assert.is(Object.getPrototypeOf(back.tensors), null);
+  assert.equal(Object.keys(back.tensors).sort(), [...EVIL].sort());
+  EVIL.forEach((n, i) => {
+    assert.equal(Array.from(back.tensors[n]!.toArray()), [i, i + 0.5], n);
+    assert.is(back.metadata[n], `meta ${n}`);
+  });
+  // a missing name reads undefined, not an inherited member or the attacker's tensor
+  assert.is((back.tensors as Record<string, unknown>).weight, undefined);
+  assert.is(Object.getPrototypeOf(back.metadata), null);
+});
+
+test('safetensors: a file whose only tensor is named __proto__ keeps it as a tensor', () => {
+  const bytes = safetensorsBytes('{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4));
+  writeFileSync(join(dir, 'proto.safetensors'), bytes);
+  const { tensors } = decodeSafetensors(bytes, 'proto.safetensors');
+  assert.equal(Object.keys(tensors), ['__proto__']);
+  assert.instance(tensors['__proto__'], kn.Tensor);
+  assert.is(Object.getPrototypeOf(tensors), null);
+});
+
+test('safetensors: dtype strings are looked up as own entries; unstorable names are refused naming the file', () => {
+  for (const dtype of ['constructor', 'toString', '__proto__']) {
+    throwsKiln(
+      () =>
+        decodeSafetensors(
+          safetensorsBytes({ x: { dtype, shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
+          'bad.safetensors',
+        ),
+      kn.FormatError,
+      /bad\.safetensors: tensor 'x' has dtype .*supported: /,
+    );
+  }
+  // a lone surrogate cannot be written back as UTF-8: the name would come back changed
+  throwsKiln(
+    () =>
+      decodeSafetensors(
+        safetensorsBytes('{"a\\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4)),
+        'lone.safetensors',
+      ),
+    kn.FormatError,
+    /lone\.safetensors: name .* cannot be kept: it holds a lone UTF-16 surrogate/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(safetensorsBytes('{"__metadata__":{"k\\udc00":"v"}}'), 'meta.safetensors'),
+    kn.FormatError,
+    /meta\.safetensors: metadata key .* cannot be kept/,
+  );
+});
+
+test('checkpoints and state dicts: hostile names are unexpected entries, never prototypes', async () => {
+  const model = new kn.nn.Linear(2, 1);
+  const file = join(dir, 'ckpt.safetensors');
+  await kn.io.saveCheckpoint(file, { model });
+  const { tensors, metadata } = await kn.io.loadWithMetadata(file);
+  const evil = Object.create(null) as Record<string, kn.Tensor>;
+  for (const [k, t] of Object.entries(tensors)) evil[k] = t;
+  evil['model.__proto__'] = kn.ones([1]);
+  await kn.io.save(file, evil, { metadata });
+  try {
+    await kn.io.loadCheckpoint(file, { model: new kn.nn.Linear(2, 1) });
+    assert.unreachable('loaded a checkpoint with an extra tensor');
+  } catch (e) {
+    assert.instance(e, kn.KilnError);
+    assert.match((e as Error).message, /unexpected \[__proto__\]/);
+  }
+  // a state dict given as an object literal with a prototype: inherited entries are not parameters
+  const m = new kn.nn.Linear(2, 1);
+  const inherited = Object.create({ weight: kn.zeros([1, 2]), bias: kn.zeros([1]) }) as Record<string, kn.Tensor>;
+  throwsKiln(() => m.loadStateDict(inherited), kn.ValidationError, /missing \[weight, bias\]/);
+  assert.is(Object.getPrototypeOf(m.stateDict()), null);
+});
+
+test('Arrow: hostile column names become plain keys; duplicates and unstorable names are refused', () => {
+  const cols: Record<string, A.Vector> = Object.create(null);
+  for (const n of EVIL) cols[n] = A.vectorFromArray([1.5, 2.5], new A.Float32());
+  cols['city'] = A.vectorFromArray(['rome', 'paris']);
+  const table = new A.Table(cols);
+  const { tensors, vocab } = kn.data.fromArrowWithVocab(table);
+  assert.is(Object.getPrototypeOf(tensors), null);
+  assert.equal(Object.keys(tensors).sort(), [...EVIL, 'city'].sort());
+  for (const n of EVIL) assert.equal(Array.from(tensors[n]!.toArray()), [1.5, 2.5]);
+  assert.equal(vocab['city'], ['rome', 'paris']);
+  assert.is(own(vocab, 'constructor'), undefined);
+  // toArrow: a column named constructor with no vocabulary stays numeric (Object's constructor is no vocabulary)
+  const back = kn.data.toArrow({ constructor: kn.tensor([0, 1], undefined, { dtype: 'int32' }) });
+  assert.equal(back.getChild('constructor')!.toArray(), Int32Array.of(0, 1));
+  // a file with a repeated column name cannot become a record of columns
+  const schema = new A.Schema([new A.Field('a', new A.Int32()), new A.Field('a', new A.Int32())]);
+  const col = A.makeData({ type: new A.Int32(), data: Int32Array.of(1) });
+  const twice = new A.Table([
+    new A.RecordBatch(
+      schema,
+      A.makeData({ type: new A.Struct(schema.fields), length: 1, nullCount: 0, children: [col, col] }),
+    ),
+  ]);
+  const file = join(dir, 'dup.arrow');
+  writeFileSync(file, A.tableToIPC(twice, 'file'));
+  throwsKiln(() => kn.data.readArrow(file), kn.FormatError, /dup\.arrow: column name "a" appears twice/);
+  throwsKiln(() => kn.data.fromArrow(twice), kn.ValidationError, /column name "a" appears twice/);
+});
+
+test('validate: a column named after an Object.prototype member is still an unexpected column', () => {
+  const report = kn.data.validate({ columns: { age: { type: 'int', min: 0 } } }, { age: [1, 2], constructor: [3, 4] });
+  assert.ok(
+    report.violations.some((v) => v.rule === 'unexpected' && v.column === 'constructor'),
+    JSON.stringify(report.violations),
+  );
+});
+
+test('specs and transformer JSON read own fields only', () => {
+  // an inherited field is not a field of the spec
+  const spec = Object.create({ inFeatures: 4, outFeatures: 2 }) as Record<string, unknown>;
+  spec.type = 'Linear';
+  throwsKiln(() => kn.nn.fromSpec(spec), kn.FormatError, /Features' must be an integer >= 1, got undefined/);
+  // JSON's "__proto__" is an ordinary own field, ignored by the reader
+  const m = kn.nn.fromSpec('{"type":"Linear","inFeatures":2,"outFeatures":3,"__proto__":{"bias":false}}');
+  assert.ok((m as kn.nn.Linear).bias !== null);
+  const fitted = new kn.data.StandardScaler()
+    .fit(
+      kn.tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    )
+    .toJSON();
+  const hostile = JSON.parse(
+    JSON.stringify({ ...fitted, params: {} }).replace(
+      '"params":{}',
+      '"params":{"__proto__":' + JSON.stringify(fitted.params) + '}',
+    ),
+  );
+  throwsKiln(() => kn.data.StandardScaler.fromJSON(hostile), kn.FormatError, /params\.\w+ must be 2 numbers/);
+});
+
+test('request logs: a __proto__ record is not a record', async () => {
+  const file = join(dir, 'requests.jsonl');
+  writeFileSync(
+    file,
+    JSON.stringify({ input: [1, 2], output: [3], version: 'v1' }) +
+      '\n' +
+      '{"__proto__":{"input":[1,2],"output":[3],"version":"v1"}}\n' +
+      JSON.stringify({ input: [5, 6], output: [7], version: 'v1' }) +
+      '\n',
+  );
+  try {
+    await kn.serve.readRequestLog(file);
+    assert.unreachable('read a log with a __proto__ record');
+  } catch (e) {
+    assert.instance(e, kn.FormatError);
+    assert.match((e as Error).message, /requests\.jsonl:2: not a request-log record/);
+  }
+});
+
+test('HTTP bodies with __proto__ are refused with 400 and never reach the model', async () => {
+  let calls = 0;
+  const s = await kn.serve.createServer(
+    (x: kn.Tensor) => {
+      calls++;
+      return x.mul(2);
+    },
+    { port: 0, inputShape: [2], warmup: false },
+  );
+  try {
+    for (const body of [
+      '{"__proto__":{"input":[1,2]}}',
+      '{"input":[1,2],"__proto__":{"x":1}}',
+      '{"constructor":{"prototype":{"x":1}},"input":[1,2]}',
+    ]) {
+      const r = await fetch(s.url + '/predict', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      assert.is(r.status, 400, body);
+      await r.text();
+    }
+    assert.is(calls, 0);
+    assert.is(({} as Record<string, unknown>).x, undefined, 'Object.prototype is untouched');
+  } finally {
+    await s.close();
+  }
+});
+
+test('CLI options named after Object.prototype members are unknown options (exit 2)', () => {
+  for (const flag of ['--__proto__', '--constructor', '--toString']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'prune', 'm.safetensors', flag, 'x'], {
+      encoding: 'utf8',
+    });
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /kiln: .*Unknown option/i);
+  }
+  assert.ok(readFileSync('package.json', 'utf8').length > 0);
+});
+
+function own(o: Record<string, unknown>, k: string): unknown {
+  return Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined;
+}
+
+test.run();

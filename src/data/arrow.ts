@@ -2,6 +2,8 @@
 // the backend's memory; no intermediate JS arrays); nulls become NaN; dictionary-encoded and string columns
 // become int32 codes plus a vocabulary. Arrow IPC files are read and written (atomically).
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ShapeError, ValidationError, describe } from '../errors.js';
@@ -228,6 +230,8 @@ export function readArrow(path: string): A.Table {
   } catch (e) {
     throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
   }
+  const problem = arrowParseProblem(bytes);
+  if (problem) throw new FormatError(`${path} is not a readable Arrow IPC file: ${problem}`);
   let t: A.Table;
   try {
     t = A.tableFromIPC(bytes);
@@ -237,6 +241,54 @@ export function readArrow(path: string): A.Table {
   const bad = columnNameProblem(t);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   return t;
+}
+
+// apache-arrow's reader loops forever on some malformed files (found by scripts/fuzz.ts: a flipped byte in
+// the schema flatbuffer). A file from outside is therefore parsed once in a worker thread with a deadline
+// first; the caller waits synchronously (Atomics.wait) and the worker is terminated if it runs out of time.
+const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
+const PARSE_PROBE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const A = require(workerData.arrow);
+parentPort.on('message', ({ bytes, sab }) => {
+  const state = new Int32Array(sab, 0, 2);
+  const text = new Uint8Array(sab, 8);
+  let msg = '';
+  try {
+    const t = A.tableFromIPC(bytes);
+    // every column decoded once: a length or offset that points outside the file throws here, not later
+    for (const f of t.schema.fields) t.getChild(f.name).toArray();
+  } catch (e) {
+    msg = String((e && e.message) || e) || 'unreadable';
+  }
+  const enc = new TextEncoder().encode(msg).subarray(0, text.length);
+  text.set(enc);
+  state[1] = enc.length;
+  Atomics.store(state, 0, msg ? 2 : 1);
+  Atomics.notify(state, 0);
+});
+`;
+/** The probe worker, kept between reads (started on first use, replaced after a timeout); never holds the process. */
+let probe: Worker | null = null;
+
+/** Null when apache-arrow parses `bytes` in time, else why not (its error, or the deadline it ran past). */
+function arrowParseProblem(bytes: Uint8Array): string | null {
+  const sab = new SharedArrayBuffer(8 + 4096);
+  const state = new Int32Array(sab, 0, 2);
+  const base = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
+  const deadlineMs = base + bytes.byteLength / 1e5; // plus 10 ms per MB
+  if (!probe) {
+    probe = new Worker(PARSE_PROBE, { eval: true, workerData: { arrow: ARROW_PATH } });
+    probe.unref();
+  }
+  probe.postMessage({ bytes, sab });
+  if (Atomics.wait(state, 0, 0, deadlineMs + 2000) === 'timed-out' && Atomics.load(state, 0) === 0) {
+    void probe.terminate();
+    probe = null;
+    return `the Arrow reader did not finish within ${(deadlineMs / 1000).toFixed(1)} s (a malformed file)`;
+  }
+  if (Atomics.load(state, 0) === 1) return null;
+  return new TextDecoder().decode(new Uint8Array(sab, 8, Atomics.load(state, 1)));
 }
 
 /** Why a table's column names cannot key a record of columns (a duplicate, or a name UTF-8 cannot store). */

@@ -137,7 +137,7 @@ export class StandardScaler extends AffineScaler {
     };
   }
   static fromJSON(j: TransformerJSON): StandardScaler {
-    return new StandardScaler(j.options as object).restore(j, ['center', 'scale']);
+    return new StandardScaler(jsonOptions(j, 'StandardScaler')).restore(j, ['center', 'scale']);
   }
 }
 
@@ -169,7 +169,7 @@ export class MinMaxScaler extends AffineScaler {
     return { center: min.map((m, j) => finiteOr(m, 0) - lo * scale[j]!), scale, dataMin: min, dataMax: max };
   }
   static fromJSON(j: TransformerJSON): MinMaxScaler {
-    return new MinMaxScaler(j.options as { featureRange: [number, number] }).restore(j, [
+    return new MinMaxScaler(jsonOptions(j, 'MinMaxScaler') as { featureRange?: [number, number] }).restore(j, [
       'center',
       'scale',
       'dataMin',
@@ -212,7 +212,7 @@ export class RobustScaler extends AffineScaler {
     };
   }
   static fromJSON(j: TransformerJSON): RobustScaler {
-    return new RobustScaler(j.options as { quantileRange: [number, number] }).restore(j, ['center', 'scale']);
+    return new RobustScaler(jsonOptions(j, 'RobustScaler') as { quantileRange?: [number, number] }).restore(j, ['center', 'scale']);
   }
 }
 
@@ -280,7 +280,7 @@ export class SimpleImputer extends Transformer {
     return where(x.ne(x), asRow(this.params.fill!, x), x);
   }
   static fromJSON(j: TransformerJSON): SimpleImputer {
-    return new SimpleImputer(j.options as object).restore(j, ['fill']);
+    return new SimpleImputer(jsonOptions(j, 'SimpleImputer')).restore(j, ['fill']);
   }
 }
 
@@ -314,7 +314,7 @@ export class OutlierClipper extends Transformer {
     return where(x.ne(x), x, clipped);
   }
   static fromJSON(j: TransformerJSON): OutlierClipper {
-    return new OutlierClipper(j.options as object).restore(j, ['low', 'high']);
+    return new OutlierClipper(jsonOptions(j, 'OutlierClipper')).restore(j, ['low', 'high']);
   }
 }
 
@@ -325,13 +325,28 @@ const KINDS = { StandardScaler, MinMaxScaler, RobustScaler, SimpleImputer, Outli
  * @example kn.data.transformerFromJSON(new kn.data.StandardScaler().fit(kn.tensor([[1], [3]])).toJSON()).kind // "StandardScaler"
  */
 export function transformerFromJSON(j: TransformerJSON | string): Transformer {
-  const obj = typeof j === 'string' ? (JSON.parse(j) as TransformerJSON) : j;
-  const cls = KINDS[obj?.kind as keyof typeof KINDS];
+  let obj: TransformerJSON;
+  try {
+    obj = typeof j === 'string' ? (JSON.parse(j) as TransformerJSON) : j;
+  } catch (e) {
+    throw new FormatError(`transformer JSON is not valid JSON (${(e as Error).message})`);
+  }
+  const kind = obj !== null && typeof obj === 'object' && typeof obj.kind === 'string' ? obj.kind : undefined;
+  const cls = kind === undefined ? undefined : own(KINDS as Record<string, (typeof KINDS)[keyof typeof KINDS]>, kind);
   if (!cls)
     throw new FormatError(
       `unknown transformer kind ${describe(obj?.kind)}; expected one of ${Object.keys(KINDS).join(', ')}`,
     );
   return cls.fromJSON(obj);
+}
+
+/** A transformer JSON's options object (missing means defaults); anything else is a FormatError. */
+function jsonOptions(j: TransformerJSON, kind: string): Record<string, unknown> {
+  const o = (j as { options?: unknown }).options;
+  if (o === undefined) return {};
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new FormatError(`${kind} JSON: options must be an object, got ${describe(o)}`);
+  return o as Record<string, unknown>;
 }
 
 /** Loads a transformer saved with `save(path)`. */

@@ -212,7 +212,10 @@ export class RobustScaler extends AffineScaler {
     };
   }
   static fromJSON(j: TransformerJSON): RobustScaler {
-    return new RobustScaler(jsonOptions(j, 'RobustScaler') as { quantileRange?: [number, number] }).restore(j, ['center', 'scale']);
+    return new RobustScaler(jsonOptions(j, 'RobustScaler') as { quantileRange?: [number, number] }).restore(j, [
+      'center',
+      'scale',
+    ]);
   }
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -215,6 +216,41 @@ test('checkpoints restore model, optimizer, scheduler and state; bad files are r
   }
   assert.instance(err, kn.FormatError);
   assert.match((err as Error).message, /not a kiln checkpoint/);
+});
+
+test('a checkpoint write that runs out of space (ENOSPC, a 1 MiB tmpfs) leaves the previous checkpoint intact', async () => {
+  const mnt = mkdtempSync(join(tmpdir(), 'kiln-enospc-'));
+  // mount and umount run without the sanitizer run's LD_PRELOAD
+  const env = { ...process.env, LD_PRELOAD: '' };
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8', env });
+  assert.is(m.status, 0, `mounting a tmpfs for the test failed (needs root): ${m.stderr}`);
+  try {
+    kn.seed(4);
+    const small = new kn.nn.Linear(16, 16);
+    const file = join(mnt, 'ckpt.safetensors');
+    await kn.io.saveCheckpoint(file, { model: small, state: { epoch: 1 } });
+    const before = readFileSync(file);
+    const big = new kn.nn.Linear(1024, 512); // 2 MiB of weights on a 1 MiB file system
+    for (const save of [
+      () => kn.io.saveCheckpoint(file, { model: big, state: { epoch: 2 } }),
+      async () => kn.io.saveCheckpointSync(file, { model: big, state: { epoch: 2 } }),
+    ]) {
+      try {
+        await save();
+        assert.unreachable('a 2 MiB checkpoint fit on a 1 MiB tmpfs');
+      } catch (e) {
+        assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC', String(e));
+      }
+      assert.ok(Buffer.compare(readFileSync(file), before) === 0, 'the previous checkpoint is unchanged');
+      assert.equal(readdirSync(mnt), ['ckpt.safetensors'], 'no temp file is left behind');
+    }
+    const restored = new kn.nn.Linear(16, 16);
+    const state = await kn.io.loadCheckpoint(file, { model: restored });
+    assert.equal(state, { epoch: 1 });
+    assert.equal(Array.from(restored.weight.toArray()), Array.from(small.weight.toArray()));
+  } finally {
+    spawnSync('umount', [mnt], { env });
+  }
 });
 
 test.run();

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { rng } from '../test/rng.js';
 
 export const READERS = ['safetensors', 'checkpoint', 'spec', 'transformer', 'arrow', 'requestlog', 'onnx'] as const;
 export type Reader = (typeof READERS)[number];
@@ -32,17 +33,6 @@ export interface FuzzResult {
 
 // ---------------- mutation tools ----------------
 
-/** mulberry32: a small seeded generator (the same cases for the same seed on every machine). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 const int = (r: Rand, lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));

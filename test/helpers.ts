@@ -1,16 +1,6 @@
 import * as kn from '../src/index.js';
 
-/** Deterministic test RNG (mulberry32), independent of kiln's own generator. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from './rng.js';
 
 export function randomArray(r: () => number, n: number, lo = -2, hi = 2): Float32Array {
   const a = new Float32Array(n);

@@ -10,6 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
+import { own } from '../src/records.js';
 import { throwsKiln } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-hostile-'));
@@ -229,9 +230,5 @@ test('CLI options named after Object.prototype members are unknown options (exit
   }
   assert.ok(readFileSync('package.json', 'utf8').length > 0);
 });
-
-function own(o: Record<string, unknown>, k: string): unknown {
-  return Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined;
-}
 
 test.run();

@@ -4,7 +4,7 @@ import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
-import { attrsOf } from '../../ops/table.js';
+import { attrsOf, groupAttrs } from '../../ops/table.js';
 import { PARAMS } from './params.js';
 
 function dims3(shape: readonly number[], a0: number, a1: number): [number, number, number] {
@@ -16,10 +16,12 @@ const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
-    const [outer, r, inner] =
+    // argmax/argmin reduce one axis; sum/max/min an axis range (the `axes` attribute group)
+    const [a0, a1] =
       name === 'argmax' || name === 'argmin'
-        ? ((axis) => dims3(v.shape, axis, axis + 1))(attrsOf(name, attrs).axis)
-        : dims3(v.shape, attrsOf(name, attrs).axisStart, attrsOf(name, attrs).axisEnd);
+        ? [attrsOf(name, attrs).axis, attrsOf(name, attrs).axis + 1]
+        : [groupAttrs('axes', attrs).axisStart, groupAttrs('axes', attrs).axisEnd];
+    const [outer, r, inner] = dims3(v.shape, a0, a1);
     if (name !== 'sum' && r === 0 && outer * inner > 0) {
       throw new ShapeError(
         `${name} over an empty axis has no identity; the reduced axes of [${v.shape.join(', ')}] have size 0`,

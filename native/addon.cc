@@ -394,6 +394,72 @@ napi_value CudaSupports(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// ---- NCCL (kn.distributed on the cuda backend; dlopen'd at run time, see native/cuda/nccl.cc) ----
+
+// ncclStatus() -> '' when NCCL can be used, else the reason
+napi_value NcclStatus(napi_env env, napi_callback_info) {
+  const Status st = cuda::nccl_status();
+  return str(env, st.good() ? std::string() : st.message);
+}
+
+// ncclUniqueId() -> Uint8Array(128)
+napi_value NcclUniqueId(napi_env env, napi_callback_info) {
+  uint8_t id[128];
+  const Status st = cuda::nccl_unique_id(id);
+  if (!st.good()) return throw_js(env, js_error(st));
+  void* data = nullptr;
+  napi_value ab, arr;
+  NAPI_OK(napi_create_arraybuffer(env, 128, &data, &ab));
+  std::memcpy(data, id, 128);
+  NAPI_OK(napi_create_typedarray(env, napi_uint8_array, 128, ab, 0, &arr));
+  return arr;
+}
+
+// ncclInit(rank, size, id: Uint8Array(128))
+napi_value NcclInit(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  JsError err;
+  if (!get_args(env, info, 3, argv, err)) return throw_js(env, err);
+  int64_t rank, size;
+  if (!get_index(env, argv[1], "size", 1, 1 << 20, size, err) ||
+      !get_index(env, argv[0], "rank", 0, static_cast<double>(size - 1), rank, err))
+    return throw_js(env, err);
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[2], &is_ta);
+  napi_typedarray_type type;
+  size_t len = 0, off = 0;
+  void* raw = nullptr;
+  napi_value ab;
+  if (!is_ta || napi_get_typedarray_info(env, argv[2], &type, &len, &raw, &ab, &off) != napi_ok ||
+      type != napi_uint8_array || len != 128 || raw == nullptr)
+    return throw_js(env, {"KILN_ARG", "the NCCL id must be a Uint8Array of 128 bytes"});
+  const Status st = cuda::nccl_init(static_cast<int>(rank), static_cast<int>(size), static_cast<uint8_t*>(raw));
+  if (!st.good()) return throw_js(env, js_error(st));
+  return nullptr;
+}
+
+// ncclAllreduce(bufferId, op) / ncclBroadcast(bufferId, root): the whole device buffer, in place, on kiln's stream
+napi_value NcclCollective(napi_env env, napi_callback_info info, bool reduce) {
+  std::lock_guard<std::mutex> lock(buffers_mutex());
+  napi_value argv[2];
+  JsError err;
+  if (!get_args(env, info, 2, argv, err)) return throw_js(env, err);
+  double id;
+  if (!get_number(env, argv[0], "buffer id", id, err)) return throw_js(env, err);
+  Buffer* b = find_buffer(id, err);
+  if (!b) return throw_js(env, err);
+  if (b->device != 1) return throw_js(env, {"KILN_ARG", "NCCL collectives take CUDA device buffers"});
+  int64_t arg;
+  if (!get_index(env, argv[1], reduce ? "reduce op" : "root", 0, reduce ? 3 : (1 << 20), arg, err))
+    return throw_js(env, err);
+  const Status st = reduce ? cuda::nccl_allreduce(b->ptr, b->numel, b->dtype, static_cast<int>(arg))
+                           : cuda::nccl_broadcast(b->ptr, b->numel, b->dtype, static_cast<int>(arg));
+  if (!st.good()) return throw_js(env, js_error(st));
+  return nullptr;
+}
+napi_value NcclAllreduce(napi_env env, napi_callback_info info) { return NcclCollective(env, info, true); }
+napi_value NcclBroadcast(napi_env env, napi_callback_info info) { return NcclCollective(env, info, false); }
+
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value o, names, isas;
   NAPI_OK(napi_create_object(env, &o));
@@ -487,7 +553,12 @@ napi_value Init(napi_env env, napi_value exports) {
              {"stats", Stats},
              {"emptyCache", EmptyCache},
              {"cudaAlloc", CudaAlloc},
-             {"cudaSupports", CudaSupports}};
+             {"cudaSupports", CudaSupports},
+             {"ncclStatus", NcclStatus},
+             {"ncclUniqueId", NcclUniqueId},
+             {"ncclInit", NcclInit},
+             {"ncclAllreduce", NcclAllreduce},
+             {"ncclBroadcast", NcclBroadcast}};
   for (const Fn& f : fns) {
     napi_value v;
     if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &v) != napi_ok) return nullptr;

@@ -12,7 +12,7 @@ cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Debug -DKILN_CUDA=OFF \
 cmake --build "$out" -j "$(nproc)" >"$out/build.log"
 find "$out" -name '*.gcda' -delete
 set +e
-NODE_V8_COVERAGE="$(pwd)/$out/v8" KILN_ADDON_PATH="$(pwd)/$out/kiln.node" node scripts/run-tests.mjs >"$out/test.log" 2>&1
+NODE_V8_COVERAGE="$(pwd)/$out/v8" KILN_ADDON_PATH="$(pwd)/$out/kiln.node" KILN_MPI_ADDON_PATH="$(pwd)/$out/kiln_mpi.node" node scripts/run-tests.mjs >"$out/test.log" 2>&1
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then

@@ -15,7 +15,7 @@ ubsan="$(gcc -print-file-name=libubsan.so)"
 log="$out/test.log"
 set +e
 LD_PRELOAD="$asan:$ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 KILN_ADDON_PATH="$(pwd)/$out/kiln.node" \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 KILN_ADDON_PATH="$(pwd)/$out/kiln.node" KILN_MPI_ADDON_PATH="$(pwd)/$out/kiln_mpi.node" \
   node scripts/run-tests.mjs >"$log" 2>&1
 rc=$?
 set -e

@@ -21,6 +21,9 @@ export class ValidationError extends KilnError {}
 /** A wrong argument: wrong type, out of range, or a disposed tensor. */
 export class ArgumentError extends ValidationError {}
 
+/** A multi-process job that cannot run or went wrong: no MPI, a mismatched launcher, ranks that disagree. */
+export class DistributedError extends KilnError {}
+
 /** Short, readable description of any value for error messages. */
 export function describe(v: unknown): string {
   if (v === null) return 'null';

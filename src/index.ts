@@ -16,6 +16,7 @@ export {
   FormatError,
   ValidationError,
   ArgumentError,
+  DistributedError,
 } from './errors.js';
 export { Tensor, isTensor, type AxisArg } from './tensor/tensor.js';
 export type { TensorLike } from './ops/define.js';
@@ -119,4 +120,5 @@ export * as train from './train/index.js';
 export * as serve from './serve/index.js';
 export * as quant from './quant/index.js';
 export * as prune from './prune/index.js';
+export * as distributed from './distributed/index.js';
 export { OP_TABLE } from './ops/table.js';

@@ -13,3 +13,6 @@ node --import tsx src/cli/main.ts info
 npx uvu -r tsx test 'conformance|gradcheck' 2>&1 | tail -20
 python3 bench/gpu/torch_ref.py
 npm run -s bench cuda
+# NCCL for kn.distributed: dlopen'd at run time; PyTorch's wheel ships a libnccl.so.2
+nccl="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(os.path.dirname(nvidia.nccl.__file__), "lib", "libnccl.so.2"))' 2>/dev/null || true)"
+KILN_NCCL_PATH="${KILN_NCCL_PATH:-$nccl}" node --import tsx bench/gpu/nccl_check.ts

@@ -7,6 +7,9 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "kiln/cpu_common.h"
 
@@ -147,7 +150,17 @@ int default_threads() {
     const int v = std::atoi(e);
     if (v >= 1 && v <= 1024) return v;
   }
-  const unsigned hc = std::thread::hardware_concurrency();
+  unsigned hc = std::thread::hardware_concurrency();
+#if defined(__linux__)
+  // the cores this process may run on: under mpirun's default binding (one core per rank), taskset or a cgroup
+  // cpuset that is fewer than the machine has, and a thread per machine core would pile onto them
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) hc = std::min(hc == 0 ? 256u : hc, static_cast<unsigned>(n));
+  }
+#endif
   return hc == 0 ? 1 : static_cast<int>(std::min(hc, 256u));
 }
 

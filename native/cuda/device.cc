@@ -31,7 +31,7 @@ struct Runtime {
   bool ok = false;
   std::string reason;
   std::string name;
-  int cc_major = 0, cc_minor = 0, count = 0;
+  int cc_major = 0, cc_minor = 0, count = 0, device = 0;
   cudaStream_t stream = nullptr;
   DeviceFlags* flags = nullptr;
   std::mutex mu;  // the allocator's lists
@@ -54,9 +54,19 @@ Runtime& rt() {
       return x;
     }
     x->count = count;
+    // one device per process: KILN_CUDA_DEVICE, else the rank on this host under an MPI launcher (one GPU per
+    // rank, as DDP wants), else device 0
+    int dev = 0;
+    for (const char* var : {"KILN_CUDA_DEVICE", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+      if (const char* v = std::getenv(var)) {
+        dev = std::atoi(v) % count;
+        break;
+      }
+    }
+    x->device = dev;
     cudaDeviceProp prop{};
-    if ((e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess || (e = cudaSetDevice(0)) != cudaSuccess) {
-      x->reason = std::string("CUDA device 0 unusable: ") + cudaGetErrorString(e);
+    if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess || (e = cudaSetDevice(dev)) != cudaSuccess) {
+      x->reason = "CUDA device " + std::to_string(dev) + " unusable: " + cudaGetErrorString(e);
       return x;
     }
     x->name = prop.name;
@@ -213,6 +223,8 @@ Status synchronize() {
   if (!rt().ok) return Status::ok();
   return take_flags();
 }
+
+void* stream_handle() { return rt().ok ? rt().stream : nullptr; }
 
 // The kernel table needs no device: it is filled once, so a build without a GPU can still list what it has.
 KernelFn kernel_for(int op) {

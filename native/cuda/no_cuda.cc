@@ -24,5 +24,11 @@ Status synchronize() { return Status::ok(); }
 KernelFn kernel_for(int) { return nullptr; }
 uint64_t cached_bytes() { return 0; }
 void empty_cache() {}
+void* stream_handle() { return nullptr; }
+Status nccl_status() { return fail(ST_BACKEND, kNoCuda); }
+Status nccl_unique_id(uint8_t*) { return fail(ST_BACKEND, kNoCuda); }
+Status nccl_init(int, int, const uint8_t*) { return fail(ST_BACKEND, kNoCuda); }
+Status nccl_allreduce(void*, uint64_t, int, int) { return fail(ST_BACKEND, kNoCuda); }
+Status nccl_broadcast(void*, uint64_t, int, int) { return fail(ST_BACKEND, kNoCuda); }
 }  // namespace cuda
 }  // namespace kiln

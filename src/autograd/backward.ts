@@ -7,6 +7,35 @@ import { shapeStr, sameShape } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { noGrad, type Node } from './tape.js';
 
+/** Called when a leaf's gradient is final for the current backward pass (see onGradReady). */
+export type GradReadyHook = (leaf: Tensor) => void;
+const gradHooks = new WeakMap<Tensor, GradReadyHook>();
+let hookCount = 0;
+const endHooks = new Set<() => void>();
+
+/**
+ * @internal Calls `hook(leaf)` during backward() as soon as no further contribution to `leaf.grad` can arrive
+ * in that pass (every edge into the leaf has been processed). kn.distributed starts a gradient bucket's
+ * allreduce from here, so communication overlaps the rest of backward. Returns a function that removes it.
+ */
+export function onGradReady(leaf: Tensor, hook: GradReadyHook): () => void {
+  if (gradHooks.has(leaf)) throw new ArgumentError('this tensor already has a gradient-ready hook');
+  gradHooks.set(leaf, hook);
+  hookCount++;
+  return () => {
+    if (gradHooks.get(leaf) === hook) {
+      gradHooks.delete(leaf);
+      hookCount--;
+    }
+  };
+}
+
+/** @internal Calls `hook()` at the end of every successful backward(), after all gradients are accumulated. */
+export function onBackwardEnd(hook: () => void): () => void {
+  endHooks.add(hook);
+  return () => endHooks.delete(hook);
+}
+
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (!sameShape(leaf.shape, g.shape)) {
     throw new ShapeError(`internal: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
@@ -69,34 +98,55 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
           order.push(n);
         }
       }
+      // leaves with a gradient-ready hook: how many edges into each are still to be processed
+      const waiting = hookCount > 0 ? new Map<Tensor, number>() : null;
+      if (waiting) {
+        for (const n of order)
+          for (const e of n.edges)
+            if (e && 'leaf' in e && gradHooks.has(e.leaf)) waiting.set(e.leaf, (waiting.get(e.leaf) ?? 0) + 1);
+      }
       const grads = new Map<Node, Tensor>([[rootNode, g0]]);
       for (let k = order.length - 1; k >= 0; k--) {
         const n = order[k]!;
         const g = grads.get(n);
-        if (!g) continue;
-        grads.delete(n);
-        if (n.freed) {
-          throw new ArgumentError(
-            `backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
-              'pass { retainGraph: true } to the first call to backpropagate twice',
-          );
-        }
-        const needs = n.edges.map((e) => e !== null);
-        const inGrads = n.vjp(g, n.saved, needs);
-        n.edges.forEach((e, i) => {
-          const gi = inGrads[i];
-          if (!e || !gi) return;
-          if ('leaf' in e) {
-            accumulateLeaf(e.leaf, gi);
-          } else {
-            const prev = grads.get(e.node);
-            grads.set(e.node, prev ? add(prev, gi) : gi);
+        if (g) {
+          grads.delete(n);
+          if (n.freed) {
+            throw new ArgumentError(
+              `backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
+                'pass { retainGraph: true } to the first call to backpropagate twice',
+            );
           }
-        });
+          const needs = n.edges.map((e) => e !== null);
+          const inGrads = n.vjp(g, n.saved, needs);
+          n.edges.forEach((e, i) => {
+            const gi = inGrads[i];
+            if (!e || !gi) return;
+            if ('leaf' in e) {
+              accumulateLeaf(e.leaf, gi);
+            } else {
+              const prev = grads.get(e.node);
+              grads.set(e.node, prev ? add(prev, gi) : gi);
+            }
+          });
+        }
+        if (waiting) {
+          for (const e of n.edges) {
+            if (!e || !('leaf' in e)) continue;
+            const left = waiting.get(e.leaf);
+            if (left === undefined) continue;
+            if (left > 1) waiting.set(e.leaf, left - 1);
+            else {
+              waiting.delete(e.leaf);
+              gradHooks.get(e.leaf)?.(e.leaf);
+            }
+          }
+        }
       }
       if (!opts.retainGraph) for (const n of order) n.freeSaved();
     }),
   );
+  for (const h of [...endHooks]) h();
 }
 
 /**

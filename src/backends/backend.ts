@@ -37,6 +37,8 @@ export interface Backend {
   /** Reads `count` elements starting at `offset` (contiguous) into a storage array. */
   read(handle: Handle, dtype: DType, offset: number, count: number): StorageArray;
   readAsync(handle: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray>;
+  /** Reads `into.length` elements starting at `offset` into an existing array (no allocation), where supported. */
+  readInto?(handle: Handle, dtype: DType, offset: number, into: StorageArray): void;
   /** Backends that store more than float32 precision (the js reference) move float32 values as exact float64. */
   writeFloat64?(handle: Handle, values: ArrayLike<number>, offset: number): void;
   readFloat64?(handle: Handle, offset: number, count: number): Float64Array;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `kiln` command line: info, bench, serve, quantize, prune (`train` is still to come).
+// `kiln` command line: info, bench, serve, quantize, prune, launch (`train` is still to come).
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -7,6 +7,7 @@ import { info } from '../info.js';
 import { benchCommand } from './bench.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
+import { LAUNCH_HELP, launchCommandLine } from './launch.js';
 
 const HELP = `usage: kiln <command> [options]
 
@@ -14,7 +15,7 @@ commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${SERVE_HELP}${QUANTIZE_HELP}`;
+${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -50,6 +51,7 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === 'serve') return serveCommand(rest);
   if (cmd === 'quantize') return quantizeCommand(rest);
   if (cmd === 'prune') return pruneCommand(rest);
+  if (cmd === 'launch') return launchCommandLine(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;
 }

@@ -89,6 +89,22 @@ export function permutation(n: number, rnd: () => number): Int32Array {
   return p;
 }
 
+/**
+ * The shuffled order of epoch `epoch` for a dataset of `n` samples: depends only on (seed, epoch). DataLoader and
+ * kn.distributed.DistributedSampler share it, so a sharded run sees the same global batches as a one-process one.
+ */
+export function epochPermutation(n: number, seed: number, epoch: number): Int32Array {
+  return permutation(n, hostRng((seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1)));
+}
+
+/** Chooses which samples an epoch visits, in order (kn.distributed.DistributedSampler is one). */
+export interface Sampler {
+  /** number of indices per epoch */
+  readonly length: number;
+  setEpoch(epoch: number): void;
+  indices(): Int32Array;
+}
+
 /** DataLoader options. */
 export interface DataLoaderOptions {
   batchSize?: number;
@@ -101,6 +117,8 @@ export interface DataLoaderOptions {
    * imbalance; see balancedSampleWeights). Replaces shuffling.
    */
   sampleWeights?: ArrayLike<number> | null;
+  /** Chooses the indices of each epoch (e.g. a DistributedSampler: this rank's shard). Replaces shuffling. */
+  sampler?: Sampler | null;
 }
 
 /**
@@ -117,6 +135,7 @@ export class DataLoader {
   readonly shuffle: boolean;
   readonly seed: number;
   readonly dropLast: boolean;
+  readonly sampler: Sampler | null;
   private readonly cdf: Float64Array | null;
   private epoch = 0;
 
@@ -157,11 +176,19 @@ export class DataLoader {
       for (let i = 0; i < cdf.length; i++) cdf[i]! /= s;
       this.cdf = cdf;
     } else this.cdf = null;
+    const sp = opts.sampler ?? null;
+    if (sp !== null) {
+      if (typeof sp !== 'object' || typeof sp.indices !== 'function' || typeof sp.setEpoch !== 'function')
+        throw new ArgumentError(`sampler must have setEpoch(epoch) and indices(), got ${describe(sp)}`);
+      if (w) throw new ArgumentError('a DataLoader takes sampleWeights or a sampler, not both');
+      if (opts.shuffle) throw new ArgumentError('a DataLoader with a sampler does not shuffle: the sampler does');
+    }
+    this.sampler = sp;
   }
 
   /** Batches per epoch. */
   get length(): number {
-    const n = this.dataset.length;
+    const n = this.sampler ? this.sampler.length : this.dataset.length;
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
@@ -169,6 +196,16 @@ export class DataLoader {
   order(epoch: number): Int32Array {
     if (!Number.isInteger(epoch) || epoch < 0)
       throw new ArgumentError(`epoch must be a non-negative integer, got ${describe(epoch)}`);
+    if (this.sampler) {
+      this.sampler.setEpoch(epoch);
+      const idx = this.sampler.indices();
+      for (let i = 0; i < idx.length; i++)
+        if (!(idx[i]! >= 0 && idx[i]! < this.dataset.length))
+          throw new ValidationError(
+            `the sampler gave index ${idx[i]}, outside the dataset [0, ${this.dataset.length})`,
+          );
+      return idx;
+    }
     const n = this.dataset.length;
     const rnd = hostRng((this.seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1));
     if (this.cdf) {
@@ -186,7 +223,7 @@ export class DataLoader {
       });
     }
     if (!this.shuffle) return Int32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, rnd);
+    return epochPermutation(n, this.seed, epoch);
   }
 
   /** The batches of one epoch (each a Record of new tensors; dispose them or run inside kn.tidy). */

@@ -287,6 +287,46 @@ export class Tensor {
     }
   }
 
+  /**
+   * @internal Copies the values into `dst` (row-major, `dst.length === size`) as float32, without allocating
+   * on backends that can read into an existing array. Used by kn.distributed to fill gradient buckets.
+   */
+  copyToFloat32(dst: Float32Array): void {
+    this.assertAlive('copyToFloat32');
+    if (dst.length !== this.size)
+      throw new ShapeError(`copyToFloat32: destination holds ${dst.length} values, the tensor ${this.size}`);
+    const b = this.backendInstance;
+    if (this.dtype === 'float32' && b.readInto && this.isContiguous()) {
+      b.readInto(this.res.storage.handle, this.dtype, this.offset, dst);
+      return;
+    }
+    dst.set(this.toArray() as ArrayLike<number>);
+  }
+
+  /** @internal The backend's handle of this tensor's storage (a native buffer id on cpu and cuda). */
+  storageHandle(): unknown {
+    this.assertAlive('storageHandle');
+    return this.res.storage.handle;
+  }
+
+  /** @internal Overwrites this (contiguous) tensor's values in place from float32 `src` (cast to this dtype). */
+  copyFromFloat32(src: Float32Array): void {
+    this.assertAlive('copyFromFloat32');
+    if (src.length !== this.size)
+      throw new ShapeError(`copyFromFloat32: source holds ${src.length} values, the tensor ${this.size}`);
+    if (!this.isContiguous()) throw new ArgumentError('copyFromFloat32: the target tensor must be contiguous');
+    if (this.dtype === 'float32') {
+      this.backendInstance.write(this.res.storage.handle, this.dtype, src, this.offset);
+      return;
+    }
+    const t = Tensor.fromHost(src, this.shape, 'float32', this.backendInstance);
+    try {
+      this.assign(t);
+    } finally {
+      t.dispose();
+    }
+  }
+
   /** Copies this tensor to another backend. */
   to(backend: BackendName): Tensor {
     this.assertAlive('to');

@@ -17,7 +17,19 @@ import type { Optimizer } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
 import { getRngState, setRngState } from '../ops/random.js';
 import { concat } from '../ops/movement.js';
-import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { isTensor, Tensor } from '../tensor/tensor.js';
+import {
+  allgather,
+  allgatherObject,
+  allreduce,
+  barrier,
+  broadcastObject,
+  isDistributed,
+  rank as worldRank,
+  size as worldSize,
+} from '../distributed/comm.js';
+import { DistributedDataParallel } from '../distributed/ddp.js';
+import { DistributedSampler } from '../distributed/sampler.js';
 
 /** A loss: (model output, target) -> scalar tensor, or the name of a built-in one. */
 export type LossFn = ((output: Tensor, target: Tensor) => Tensor) | 'crossEntropy' | 'mse' | 'bce' | 'bceWithLogits';
@@ -96,6 +108,43 @@ interface RunState {
   bestEpoch: number | null;
   wait: number;
   rng: { key0: number; key1: number; counter: number };
+  /** every rank's RNG state, by rank (distributed runs) */
+  rngs?: { key0: number; key1: number; counter: number }[];
+}
+
+/** True when `model` is a DistributedDataParallel in a job of more than one process. */
+function isDdp(model: Module): model is DistributedDataParallel {
+  return model instanceof DistributedDataParallel && isDistributed();
+}
+
+/**
+ * This rank's share of a loader: the same batch size over a DistributedSampler whose base order is the
+ * loader's own, so the ranks' batch b together are the one-process run's batch b (for a per-rank batch size of
+ * global / world size). `pad` false: shards differ by at most one sample and none repeats (evaluation).
+ */
+function shard(loader: DataLoader, pad: boolean): DataLoader {
+  if (loader.sampler) return loader;
+  const sampler = new DistributedSampler(loader.dataset.length, {
+    pad,
+    order: (epoch) => loader.order(epoch),
+  });
+  return new DataLoader(loader.dataset, { batchSize: loader.batchSize, dropLast: loader.dropLast, sampler });
+}
+
+/** Concatenates every rank's values, in rank order (the ranks may hold different counts). */
+function gatherVar(a: Float64Array): Float64Array {
+  const lens = allgather(new Int32Array([a.length]));
+  const max = Math.max(0, ...lens);
+  const padded = new Float64Array(max);
+  padded.set(a);
+  const all = allgather(padded);
+  const out = new Float64Array(lens.reduce((s, l) => s + l, 0));
+  let o = 0;
+  lens.forEach((l, r) => {
+    out.set(all.subarray(r * max, r * max + l), o);
+    o += l;
+  });
+  return out;
 }
 
 const LAST = 'last.ckpt.safetensors';
@@ -166,6 +215,10 @@ export function evaluate(
   },
 ): { loss: number; metrics: Partial<Record<MetricName, number>> } {
   if (!(loader instanceof DataLoader)) throw new ArgumentError(`evaluate takes a DataLoader, got ${describe(loader)}`);
+  // under DDP each rank evaluates its shard, and the sums and predictions are gathered: every rank gets the
+  // numbers of the whole set
+  const dist = isDdp(model);
+  if (dist) loader = shard(loader, false);
   const lf = lossFn(opts.loss, opts.classWeights ?? null);
   const ik = opts.inputKey ?? 'x',
     tk = opts.targetKey ?? 'y';
@@ -199,9 +252,32 @@ export function evaluate(
       for (const t of Object.values(batch)) t.dispose(); // the loader made them outside the tidy
     }
     const metrics: Partial<Record<MetricName, number>> = {};
+    let yt = targets.flat();
+    let yp = preds.flatMap((p) => Array.from(p));
+    if (dist) {
+      const sums = allreduce(new Float64Array([total, n]), { op: 'sum' });
+      total = sums[0]!;
+      n = sums[1]!;
+      if (want.length) {
+        yt = Array.from(gatherVar(Float64Array.from(yt)));
+        yp = Array.from(gatherVar(Float64Array.from(yp)));
+        if (scores.length) {
+          const local = concat(scores, 0);
+          const inner = local.shape.slice(1);
+          const vals = gatherVar(Float64Array.from(local.toArray() as ArrayLike<number>));
+          local.dispose();
+          for (const t of scores.splice(0)) t.dispose();
+          const rows =
+            vals.length /
+            Math.max(
+              1,
+              inner.reduce((a, b) => a * b, 1),
+            );
+          scores.push(Tensor.fromHostNumbers(vals, [rows, ...inner], model.parameters()[0]?.backend ?? 'cpu'));
+        }
+      }
+    }
     if (want.length && n > 0) {
-      const yt = targets.flat();
-      const yp = preds.flatMap((p) => Array.from(p));
       const avg = opts.average ?? 'macro';
       for (const m of want) {
         if (m === 'accuracy') metrics.accuracy = M.accuracy(yt, yp);
@@ -264,14 +340,20 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const clip = opts.clipGradNorm ?? null;
   if (clip !== null && !(typeof clip === 'number' && clip > 0))
     throw new ArgumentError(`clipGradNorm must be a positive number, got ${describe(clip)}`);
-  const verbose = opts.verbose ?? 'auto';
+  // DDP: each rank trains on its shard; losses and metrics are reduced over ranks; rank 0 logs and writes
+  const dist = isDdp(model);
+  const ddp = dist ? model : null;
+  const main = !dist || worldRank() === 0;
+  const trainLoader = dist ? shard(opts.train, true) : opts.train;
+  const verbose = main ? (opts.verbose ?? 'auto') : 'silent';
   const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
   const useJson = verbose === 'json' || (verbose === 'auto' && !useBar);
   const logStream = opts.logStream ?? process.stdout;
   const opt = opts.optimizer;
   const sched = opts.scheduler ?? null;
   const dir = opts.checkpointDir ?? null;
-  if (dir !== null) mkdirSync(dir, { recursive: true });
+  if (dir !== null && main) mkdirSync(dir, { recursive: true });
+  if (dir !== null && dist) barrier();
 
   let st: RunState = { epoch: 0, history: [], best: null, bestEpoch: null, wait: 0, rng: getRngState() };
   let bestWeights: Record<string, Tensor> | null = null;
@@ -279,11 +361,18 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   if (opts.resume) {
     if (dir === null) throw new ArgumentError('fit: resume needs a checkpointDir');
     const last = join(dir, LAST);
-    if (existsSync(last)) {
+    const have = existsSync(last);
+    if (dist && broadcastObject(have) !== have)
+      throw new ValidationError(
+        `fit resume: rank 0 ${have ? 'does not see' : 'sees'} ${last} but rank ${worldRank()} ${have ? 'does' : 'does not'}; ` +
+          'under DDP the checkpointDir must be on a filesystem every rank sees',
+      );
+    if (have) {
       st = (await loadCheckpoint(last, { model, optimizer: opt, scheduler: sched })) as RunState;
       if (!st || typeof st.epoch !== 'number' || !Array.isArray(st.history))
         throw new ValidationError(`${last} holds no training state`);
-      setRngState(st.rng);
+      const mine = dist && st.rngs?.length === worldSize() ? st.rngs[worldRank()] : undefined;
+      setRngState(mine ?? st.rng);
       resumedFrom = st.epoch;
       if (es && restoreBest && existsSync(join(dir, BEST)))
         bestWeights = await load(join(dir, BEST), { backend: model.parameters()[0]?.backend });
@@ -308,7 +397,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
             hideCursor: true,
           })
         : null;
-      bar?.start(opts.train.length, 0, { loss: '-' });
+      bar?.start(trainLoader.length, 0, { loss: '-' });
       opt.zeroGrad();
       const doStep = (): void => {
         if (clip !== null) clipGradNorm(opt.params, clip);
@@ -317,28 +406,34 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         pending = 0;
         if (sched && opts.schedulerStep === 'step') sched.step();
       };
-      for (const batch of opts.train.batches(epoch - 1)) {
-        const l = tidy(() => {
-          try {
-            const x = field(batch, ik, 'input'),
-              y = field(batch, tk, 'target');
-            const out = model.call(x);
-            const loss = lf(out, y);
-            if (!isTensor(loss) || loss.size !== 1)
-              throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
-            const v = loss.item();
-            if (!Number.isFinite(v)) {
-              throw new ValidationError(
-                `training diverged: the loss is ${v} at epoch ${epoch}, batch ${step + 1}; ` +
-                  'check the data for NaN/Inf, lower the learning rate, or clip gradients',
-              );
+      const nBatches = trainLoader.length;
+      for (const batch of trainLoader.batches(epoch - 1)) {
+        // DDP: micro-batches before the last of an accumulation group skip the gradient allreduce
+        const local = ddp !== null && pending + 1 < accumulate && step + 1 < nBatches;
+        const run = <T>(f: () => T): T => (local ? ddp.noSync(f) : f());
+        const l = run(() =>
+          tidy(() => {
+            try {
+              const x = field(batch, ik, 'input'),
+                y = field(batch, tk, 'target');
+              const out = model.call(x);
+              const loss = lf(out, y);
+              if (!isTensor(loss) || loss.size !== 1)
+                throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
+              const v = loss.item();
+              if (!Number.isFinite(v)) {
+                throw new ValidationError(
+                  `training diverged: the loss is ${v} at epoch ${epoch}, batch ${step + 1}; ` +
+                    'check the data for NaN/Inf, lower the learning rate, or clip gradients',
+                );
+              }
+              (accumulate > 1 ? loss.div(accumulate) : loss).backward();
+              return v;
+            } finally {
+              for (const t of Object.values(batch)) t.dispose();
             }
-            (accumulate > 1 ? loss.div(accumulate) : loss).backward();
-            return v;
-          } finally {
-            for (const t of Object.values(batch)) t.dispose();
-          }
-        });
+          }),
+        );
         const bs = batch[ik]?.shape[0] ?? 1;
         lossSum += l * bs;
         count += bs;
@@ -349,6 +444,11 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       if (pending > 0) doStep();
       bar?.stop();
       if (sched && opts.schedulerStep !== 'step') sched.step();
+      if (dist) {
+        const sums = allreduce(new Float64Array([lossSum, count]), { op: 'sum' });
+        lossSum = sums[0]!;
+        count = sums[1]!;
+      }
       const log: EpochLog = { epoch, trainLoss: lossSum / Math.max(count, 1), lr: opt.lr, seconds: 0, metrics: {} };
       if (opts.val) {
         const ev = evaluate(model, opts.val, { loss: lf, metrics, average: opts.average, inputKey: ik, targetKey: tk });
@@ -367,12 +467,15 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
           if (es && restoreBest) {
             if (bestWeights) for (const t of Object.values(bestWeights)) t.dispose();
             bestWeights = cloneStateDict(model);
-            if (dir) await save(join(dir, BEST), bestWeights);
+            if (dir && main) await save(join(dir, BEST), bestWeights);
           }
         } else st.wait++;
       }
       st.rng = getRngState();
-      if (dir) await saveCheckpoint(join(dir, LAST), { model, optimizer: opt, scheduler: sched, state: st });
+      if (dist) st.rngs = allgatherObject(st.rng);
+      // replicas are identical: rank 0 writes (atomically) and the others wait until the file is complete
+      if (dir && main) await saveCheckpoint(join(dir, LAST), { model, optimizer: opt, scheduler: sched, state: st });
+      if (dir && dist) barrier();
       if (useJson) logStream.write(JSON.stringify({ ...log, metrics: undefined, ...log.metrics }) + '\n');
       else if (useBar) {
         const m = Object.entries(log.metrics)
@@ -385,8 +488,16 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
             ` (${log.seconds.toFixed(1)} s)\n`,
         );
       }
-      if ((await opts.onEpoch?.(log)) === false) break;
-      if (es && st.wait > 0 && st.wait >= patience) {
+      let stop = (await opts.onEpoch?.(log)) === false;
+      let early = es !== null && st.wait > 0 && st.wait >= patience;
+      if (dist) {
+        // one decision for every rank: stop when any rank's callback says so; early stopping as rank 0 decides
+        const any = allreduce(new Int32Array([stop ? 1 : 0]), { op: 'max' });
+        stop = any[0] === 1;
+        early = broadcastObject(early);
+      }
+      if (stop) break;
+      if (early) {
         stoppedEarly = true;
         break;
       }

@@ -37,5 +37,20 @@ KernelFn kernel_for(int op);
 /** Bytes the allocator keeps for reuse, and a way to hand them back. */
 uint64_t cached_bytes();
 void empty_cache();
+/** kiln's CUDA stream (a cudaStream_t), or null without a device. */
+void* stream_handle();
+
+// NCCL (native/cuda/nccl.cc): opened at run time with dlopen("libnccl.so.2"), so kiln needs no NCCL to build or
+// load; kn.distributed uses it to reduce gradients that live on the device. One communicator per process.
+/** Ok when NCCL was found and a device is ready; otherwise why not. */
+Status nccl_status();
+/** A new NCCL unique id (128 bytes), made by rank 0 and sent to the others over MPI. */
+Status nccl_unique_id(uint8_t out[128]);
+/** Joins the communicator of `size` ranks named by `id` (blocks until every rank has joined). */
+Status nccl_init(int rank, int size, const uint8_t id[128]);
+/** In-place allreduce of `count` elements of device memory on kiln's stream; op: 0 sum, 1 mean, 2 max, 3 min. */
+Status nccl_allreduce(void* p, uint64_t count, int dtype, int op);
+/** In-place broadcast from `root` on kiln's stream. */
+Status nccl_broadcast(void* p, uint64_t count, int dtype, int root);
 }  // namespace cuda
 }  // namespace kiln

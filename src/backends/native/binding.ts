@@ -44,6 +44,13 @@ export interface Addon {
   /** CUDA device memory in the same id table (the addon runs ops on the device its buffers are on). */
   cudaAlloc(dtype: number, numel: number): number;
   cudaSupports(op: number): boolean;
+  /** NCCL (dlopen'd at run time): '' when usable, else why not. */
+  ncclStatus(): string;
+  ncclUniqueId(): Uint8Array;
+  ncclInit(rank: number, size: number, id: Uint8Array): void;
+  /** In place over a whole CUDA buffer, on kiln's stream; op 0 sum, 1 mean, 2 max, 3 min. */
+  ncclAllreduce(id: number, op: number): void;
+  ncclBroadcast(id: number, root: number): void;
 }
 
 /** Converts an error thrown by the addon into the matching KilnError subclass. */

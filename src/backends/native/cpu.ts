@@ -51,6 +51,13 @@ export class NativeBackend implements Backend {
     }
     return out;
   }
+  readInto(h: Handle, _dtype: DType, offset: number, into: StorageArray): void {
+    try {
+      this.addon.read(h as number, into, offset);
+    } catch (e) {
+      throw mapNativeError(e);
+    }
+  }
   async readAsync(h: Handle, dtype: DType, offset: number, count: number): Promise<StorageArray> {
     return this.read(h, dtype, offset, count);
   }

@@ -1,0 +1,31 @@
+// kn.distributed: data-parallel training over MPI. See docs/DISTRIBUTED.md.
+export {
+  available,
+  init,
+  isInitialized,
+  info,
+  rank,
+  size,
+  localRank,
+  isMain,
+  isDistributed,
+  allreduce,
+  allreduceAsync,
+  broadcast,
+  broadcastAsync,
+  allgather,
+  barrier,
+  barrierAsync,
+  broadcastObject,
+  allgatherObject,
+  abort,
+  finalize,
+  launcherWorld,
+  mpiAddonPath,
+  type DistInfo,
+  type InitOptions,
+  type ReduceOp,
+  type CommArray,
+} from './comm.js';
+export { DistributedSampler, type DistributedSamplerOptions } from './sampler.js';
+export { DistributedDataParallel, type DDPOptions } from './ddp.js';

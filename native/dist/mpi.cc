@@ -60,7 +60,6 @@ struct State {
   std::mutex mu;
   std::condition_variable cv_work, cv_done;
   std::deque<Job*> queue;
-  bool running = false;  // the comm thread exists
   bool initialized = false, finalized = false;
   napi_env owner = nullptr;  // the one JS environment allowed to use MPI
   int rank = 0, size = 1, local_rank = 0, local_size = 1, provided = 0;
@@ -261,6 +260,33 @@ void wait_done(Job* j) {
   S.cv_done.wait(lk, [j] { return j->done; });
 }
 
+// Runs a job with no buffers (init, finalize) on the comm thread and waits for it; returns its error ('' if none).
+std::string run_control(Kind kind) {
+  Job* j = new Job();
+  j->kind = kind;
+  enqueue(j);
+  wait_done(j);
+  std::string e = j->error;
+  delete j;
+  return e;
+}
+
+// MPI_Finalize on the comm thread, which then ends. The caller made sure no collective is in flight.
+std::string finalize_now() {
+  std::string e = run_control(K_FINALIZE);
+  S.thread.join();
+  S.finalized = true;
+  return e;
+}
+
+// Gives up on MPI without finalizing (a failure, or collectives still in flight): MPI_Finalize synchronises with
+// the other ranks, which may be waiting for this one; the launcher ends them once this rank exits. The comm
+// thread is left as it is.
+void abandon_now() {
+  S.finalized = true;
+  if (S.thread.joinable()) S.thread.detach();
+}
+
 void release(napi_env env, Job* j) {
   if (j->ref_send) napi_delete_reference(env, j->ref_send);
   if (j->ref_recv) napi_delete_reference(env, j->ref_recv);
@@ -390,19 +416,11 @@ napi_value Init(napi_env env, napi_callback_info info) {
         napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, nullptr, settle, &S.tsfn));
     NAPI_OK(napi_unref_threadsafe_function(env, S.tsfn));
     S.thread = std::thread(comm_loop);
-    S.running = true;
-    Job* j = new Job();
-    j->kind = K_INIT;
-    enqueue(j);
-    wait_done(j);
-    if (!j->error.empty()) {
-      S.init_error = j->error;
-      delete j;
-      S.thread.join();
-      S.running = false;
+    S.init_error = run_control(K_INIT);
+    if (!S.init_error.empty()) {
+      S.thread.join();  // comm_loop ends after a failed init
       return kiln::throw_js(env, {"KILN_DIST", S.init_error});
     }
-    delete j;
     S.initialized = true;
     if (term) {
       const int n = snprintf(g_term_msg, sizeof g_term_msg,
@@ -540,15 +558,7 @@ napi_value Finalize(napi_env env, napi_callback_info info) {
     release(env, j);
   }
   S.handles.clear();
-  Job* j = new Job();
-  j->kind = K_FINALIZE;
-  enqueue(j);
-  wait_done(j);
-  std::string e = j->error;
-  delete j;
-  S.thread.join();
-  S.running = false;
-  S.finalized = true;
+  const std::string e = finalize_now();
   if (S.tsfn) {
     napi_release_threadsafe_function(S.tsfn, napi_tsfn_release);
     S.tsfn = nullptr;
@@ -568,14 +578,9 @@ napi_value Abort(napi_env env, napi_callback_info info) {
   _exit(static_cast<int>(code));
 }
 
-// abandon(): the process is exiting after a failure. Never finalize then: MPI_Finalize synchronises with the
-// other ranks, which may be waiting in a collective for this one, and the launcher ends them once this rank
-// exits without finalizing. The comm thread is left as it is.
+// abandon(): the process is exiting after a failure; see abandon_now()
 napi_value Abandon(napi_env env, napi_callback_info) {
-  if (S.initialized && !S.finalized && S.owner == env) {
-    S.finalized = true;
-    if (S.thread.joinable()) S.thread.detach();
-  }
+  if (S.initialized && !S.finalized && S.owner == env) abandon_now();
   napi_value u;
   napi_get_undefined(env, &u);
   return u;
@@ -600,19 +605,10 @@ void cleanup(void* arg) {
     std::lock_guard<std::mutex> lk(S.mu);
     busy = !S.queue.empty() || !S.handles.empty() || S.promises > 0;
   }
-  if (busy) {  // collectives still in flight: finalizing could wait forever for a peer
-    S.finalized = true;
-    S.thread.detach();
-    return;
-  }
-  Job* j = new Job();
-  j->kind = K_FINALIZE;
-  enqueue(j);
-  wait_done(j);
-  delete j;
-  S.thread.join();
-  S.running = false;
-  S.finalized = true;
+  if (busy)  // collectives still in flight: finalizing could wait forever for a peer
+    abandon_now();
+  else
+    finalize_now();
 }
 
 napi_value ModuleInit(napi_env env, napi_value exports) {

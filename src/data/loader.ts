@@ -94,7 +94,12 @@ export function permutation(n: number, rnd: () => number): Int32Array {
  * kn.distributed.DistributedSampler share it, so a sharded run sees the same global batches as a one-process one.
  */
 export function epochPermutation(n: number, seed: number, epoch: number): Int32Array {
-  return permutation(n, hostRng((seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1)));
+  return permutation(n, epochRng(seed, epoch));
+}
+
+/** The host generator of epoch `epoch` under `seed` (shuffles and weighted draws). */
+function epochRng(seed: number, epoch: number): () => number {
+  return hostRng((seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1));
 }
 
 /** Chooses which samples an epoch visits, in order (kn.distributed.DistributedSampler is one). */
@@ -207,9 +212,9 @@ export class DataLoader {
       return idx;
     }
     const n = this.dataset.length;
-    const rnd = hostRng((this.seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1));
     if (this.cdf) {
       const cdf = this.cdf;
+      const rnd = epochRng(this.seed, epoch);
       return Int32Array.from({ length: n }, () => {
         const u = rnd();
         let lo = 0,

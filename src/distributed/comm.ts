@@ -118,6 +118,8 @@ export function launcherWorld(
 }
 
 let world: (DistInfo & { mpi: MpiAddon | null }) | null = null;
+/** The world of a process started without a launcher (or by one that started just it): no MPI. */
+const ONE_PROCESS = { rank: 0, size: 1, localRank: 0, localSize: 1, library: '', mpi: null } as const;
 let exitHooked = false;
 
 function mapError(e: unknown): KilnError {
@@ -148,13 +150,13 @@ export function init(opts: InitOptions = {}): DistInfo {
   if (world) return info();
   const launched = launcherWorld();
   if (!launched) {
-    world = { rank: 0, size: 1, localRank: 0, localSize: 1, library: '', mpi: null };
+    world = { ...ONE_PROCESS };
     return info();
   }
   const { addon, reason } = loadMpi();
   if (!addon) {
     if (launched.size === 1) {
-      world = { rank: 0, size: 1, localRank: 0, localSize: 1, library: '', mpi: null };
+      world = { ...ONE_PROCESS };
       return info();
     }
     throw new DistributedError(`the launcher started ${launched.size} processes, but ${reason}`);
@@ -259,6 +261,15 @@ export function call<T>(f: () => T): T {
   }
 }
 
+/** The asynchronous twin of call(): awaits a native collective's Promise, mapping its errors. */
+async function callAsync(p: () => Promise<void>): Promise<void> {
+  try {
+    await p();
+  } catch (e) {
+    throw mapError(e);
+  }
+}
+
 function checkOp(op: unknown): ReduceOp {
   if (op !== 'sum' && op !== 'mean' && op !== 'max' && op !== 'min')
     throw new ArgumentError(`allreduce op must be 'sum', 'mean', 'max' or 'min', got ${describe(op)}`);
@@ -299,21 +310,30 @@ function writeBack(t: Tensor, a: CommArray): void {
 
 type Target = Tensor | CommArray;
 
+/** What a collective moves for `x`: the array itself, or a host copy of a tensor (written back afterwards). */
+function hostArray(x: Target, what: string): CommArray {
+  return isTensor(x) ? hostOf(x) : checkArray(x, what);
+}
+
+function reduceArgs(x: Target, opts: { op?: ReduceOp }, what: string): { op: number; a: CommArray } {
+  const op = checkOp(opts.op ?? 'sum');
+  const a = hostArray(x, what);
+  if (op === 'mean' && !(a instanceof Float32Array || a instanceof Float64Array))
+    throw new ArgumentError('allreduce op mean needs floating-point values');
+  return { op: REDUCE_OPS[op], a };
+}
+
 /**
  * Reduces `x` over every rank, in place, and returns it: after the call every rank holds the same values.
  * Blocks until done. A one-process world leaves `x` as it is.
  * @example kn.distributed.init(); kn.distributed.allreduce(kn.tensor([1, 2]), { op: 'sum' }) // [1, 2]
  */
 export function allreduce<T extends Target>(x: T, opts: { op?: ReduceOp } = {}): T {
-  const op = checkOp(opts.op ?? 'sum');
   const m = mpi();
-  const tensor = isTensor(x);
-  const a = tensor ? hostOf(x) : checkArray(x, 'allreduce');
-  if (op === 'mean' && !(a instanceof Float32Array || a instanceof Float64Array))
-    throw new ArgumentError('allreduce op mean needs floating-point values');
+  const { op, a } = reduceArgs(x, opts, 'allreduce');
   if (!m) return x;
-  call(() => m.allreduce(a, REDUCE_OPS[op], 0));
-  if (tensor) writeBack(x, a);
+  call(() => m.allreduce(a, op, 0));
+  if (isTensor(x)) writeBack(x, a);
   return x;
 }
 
@@ -322,19 +342,11 @@ export function allreduce<T extends Target>(x: T, opts: { op?: ReduceOp } = {}):
  * Resolves to `x` once every rank's values are in.
  */
 export async function allreduceAsync<T extends Target>(x: T, opts: { op?: ReduceOp } = {}): Promise<T> {
-  const op = checkOp(opts.op ?? 'sum');
   const m = mpi();
-  const tensor = isTensor(x);
-  const a = tensor ? hostOf(x) : checkArray(x, 'allreduceAsync');
-  if (op === 'mean' && !(a instanceof Float32Array || a instanceof Float64Array))
-    throw new ArgumentError('allreduce op mean needs floating-point values');
+  const { op, a } = reduceArgs(x, opts, 'allreduceAsync');
   if (!m) return x;
-  try {
-    await m.allreduce(a, REDUCE_OPS[op], 2);
-  } catch (e) {
-    throw mapError(e);
-  }
-  if (tensor) writeBack(x, a);
+  await callAsync(() => m.allreduce(a, op, 2));
+  if (isTensor(x)) writeBack(x, a);
   return x;
 }
 
@@ -348,11 +360,10 @@ function checkRoot(root: unknown): number {
 export function broadcast<T extends Target>(x: T, root = 0): T {
   const r = checkRoot(root);
   const m = mpi();
-  const tensor = isTensor(x);
-  const a = tensor ? hostOf(x) : checkArray(x, 'broadcast');
+  const a = hostArray(x, 'broadcast');
   if (!m) return x;
   call(() => m.broadcast(a, r, 0));
-  if (tensor) writeBack(x, a);
+  if (isTensor(x)) writeBack(x, a);
   return x;
 }
 
@@ -360,15 +371,10 @@ export function broadcast<T extends Target>(x: T, root = 0): T {
 export async function broadcastAsync<T extends Target>(x: T, root = 0): Promise<T> {
   const r = checkRoot(root);
   const m = mpi();
-  const tensor = isTensor(x);
-  const a = tensor ? hostOf(x) : checkArray(x, 'broadcastAsync');
+  const a = hostArray(x, 'broadcastAsync');
   if (!m) return x;
-  try {
-    await m.broadcast(a, r, 2);
-  } catch (e) {
-    throw mapError(e);
-  }
-  if (tensor) writeBack(x, a);
+  await callAsync(() => m.broadcast(a, r, 2));
+  if (isTensor(x)) writeBack(x, a);
   return x;
 }
 
@@ -380,7 +386,7 @@ export function allgather(x: Tensor): Tensor;
 export function allgather<A extends CommArray>(x: A): A;
 export function allgather(x: Target): Target {
   const tensor = isTensor(x);
-  const a = tensor ? hostOf(x) : checkArray(x, 'allgather');
+  const a = hostArray(x, 'allgather');
   const n = size();
   const Ctor = a.constructor as new (n: number) => CommArray;
   const out = new Ctor(a.length * n);
@@ -401,12 +407,7 @@ export function barrier(): void {
 /** barrier without blocking the event loop. */
 export async function barrierAsync(): Promise<void> {
   const m = mpi();
-  if (!m) return;
-  try {
-    await m.barrier(2);
-  } catch (e) {
-    throw mapError(e);
-  }
+  if (m) await callAsync(() => m.barrier(2));
 }
 
 /** A JSON value from `root` on every rank (small things: a decision, a config, RNG states). */
@@ -422,20 +423,33 @@ export function broadcastObject<T>(value: T, root = 0): T {
   return JSON.parse(new TextDecoder().decode(buf)) as T;
 }
 
+/**
+ * Every rank's `a`, in rank order, where the ranks may hold different lengths: `all` concatenates them and
+ * `lengths[r]` is rank r's count.
+ */
+export function allgatherVariable<A extends Float64Array | Uint8Array>(a: A): { all: A; lengths: Int32Array } {
+  const lengths = allgather(new Int32Array([a.length]));
+  const max = Math.max(0, ...lengths);
+  const Ctor = a.constructor as new (n: number) => A;
+  const padded = new Ctor(max);
+  padded.set(a);
+  const gathered = allgather(padded);
+  const all = new Ctor(lengths.reduce((s, l) => s + l, 0));
+  let o = 0;
+  lengths.forEach((l, r) => {
+    all.set(gathered.subarray(r * max, r * max + l), o);
+    o += l;
+  });
+  return { all, lengths };
+}
+
 /** Every rank's JSON value, in rank order. */
 export function allgatherObject<T>(value: T): T[] {
-  const m = mpi();
-  if (!m) return [value];
-  const bytes = new TextEncoder().encode(JSON.stringify(value ?? null));
-  const lens = new Int32Array(size());
-  call(() => m.allgather(new Int32Array([bytes.length]), lens, 0));
-  const max = Math.max(...lens);
-  const padded = new Uint8Array(max);
-  padded.set(bytes);
-  const all = new Uint8Array(max * size());
-  call(() => m.allgather(padded, all, 0));
+  if (!mpi()) return [value];
+  const { all, lengths } = allgatherVariable(new TextEncoder().encode(JSON.stringify(value ?? null)));
   const dec = new TextDecoder();
-  return Array.from(lens, (l, i) => JSON.parse(dec.decode(all.subarray(i * max, i * max + l))) as T);
+  let o = 0;
+  return Array.from(lengths, (l) => JSON.parse(dec.decode(all.subarray(o, (o += l)))) as T);
 }
 
 let ncclState: { ok: boolean; reason: string } | null = null;

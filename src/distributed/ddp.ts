@@ -80,7 +80,8 @@ export class DistributedDataParallel extends Module {
   readonly broadcastBuffers: boolean;
   readonly overlap: boolean;
   private readonly buckets: Bucket[] = [];
-  private readonly bucketOf = new Map<Tensor, Bucket>();
+  /** each parameter's bucket and its index in it */
+  private readonly slotOf = new Map<Tensor, [Bucket, number]>();
   private readonly unhook: (() => void)[] = [];
   private syncEnabled = true;
   /** a forward that will be followed by a backward whose gradients must be reduced */
@@ -195,7 +196,7 @@ export class DistributedDataParallel extends Module {
         handle: 0,
         launched: false,
       };
-      for (const p of cur) this.bucketOf.set(p, b);
+      cur.forEach((p, i) => this.slotOf.set(p, [b, i]));
       this.buckets.push(b);
       cur = [];
       bytes = 0;
@@ -213,12 +214,10 @@ export class DistributedDataParallel extends Module {
 
   private gradReady(p: Tensor): void {
     if (!this.armed) return;
-    const b = this.bucketOf.get(p)!;
-    const i = b.params.indexOf(p);
-    if (this.nccl) {
-      if (p.grad) b.filled.add(p);
-    } else if (p.grad) {
-      p.grad.copyToFloat32(b.data.subarray(b.offsets[i]!, b.offsets[i]! + p.size));
+    const [b, i] = this.slotOf.get(p)!;
+    if (p.grad) {
+      // host path: into the bucket now; NCCL path: the bucket is concatenated on the device at launch
+      if (!this.nccl) p.grad.copyToFloat32(b.data.subarray(b.offsets[i]!, b.offsets[i]! + p.size));
       b.filled.add(p);
     }
     if (!this.overlap) return;
@@ -230,6 +229,7 @@ export class DistributedDataParallel extends Module {
     }
   }
 
+  /** Starts a bucket's allreduce (mean). A parameter whose gradient never became ready counts as zero. */
   private launch(b: Bucket): void {
     if (this.nccl) {
       // concatenate on the device and reduce there, ordered on kiln's stream after the kernels that made the grads
@@ -241,12 +241,16 @@ export class DistributedDataParallel extends Module {
       );
       const addon = loadAddon().addon!;
       call(() => addon.ncclAllreduce(b.device!.storageHandle() as number, 1));
-      b.launched = true;
-      this.next++;
-      return;
+    } else {
+      b.params.forEach((p, i) => {
+        if (b.filled.has(p)) return;
+        const seg = b.data.subarray(b.offsets[i]!, b.offsets[i]! + p.size);
+        if (p.grad) p.grad.copyToFloat32(seg);
+        else seg.fill(0);
+      });
+      const m = mpi()!;
+      b.handle = call(() => m.allreduce(b.data, 1, 1));
     }
-    const m = mpi()!;
-    b.handle = call(() => m.allreduce(b.data, 1, 1));
     b.launched = true;
     this.next++;
   }
@@ -255,20 +259,7 @@ export class DistributedDataParallel extends Module {
   private finish(): void {
     if (!this.armed) return;
     this.armed = false;
-    for (let k = this.next; k < this.buckets.length; k++) {
-      const b = this.buckets[k]!;
-      if (this.nccl) {
-        this.launch(b);
-        continue;
-      }
-      b.params.forEach((p, i) => {
-        if (!b.filled.has(p)) {
-          if (p.grad) p.grad.copyToFloat32(b.data.subarray(b.offsets[i]!, b.offsets[i]! + p.size));
-          else b.data.fill(0, b.offsets[i]!, b.offsets[i]! + p.size);
-        }
-      });
-      this.launch(b);
-    }
+    while (this.next < this.buckets.length) this.launch(this.buckets[this.next]!);
     if (this.nccl) {
       noGrad(() => {
         for (const b of this.buckets) {

@@ -19,8 +19,8 @@ import { getRngState, setRngState } from '../ops/random.js';
 import { concat } from '../ops/movement.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import {
-  allgather,
   allgatherObject,
+  allgatherVariable,
   allreduce,
   barrier,
   broadcastObject,
@@ -129,22 +129,6 @@ function shard(loader: DataLoader, pad: boolean): DataLoader {
     order: (epoch) => loader.order(epoch),
   });
   return new DataLoader(loader.dataset, { batchSize: loader.batchSize, dropLast: loader.dropLast, sampler });
-}
-
-/** Concatenates every rank's values, in rank order (the ranks may hold different counts). */
-function gatherVar(a: Float64Array): Float64Array {
-  const lens = allgather(new Int32Array([a.length]));
-  const max = Math.max(0, ...lens);
-  const padded = new Float64Array(max);
-  padded.set(a);
-  const all = allgather(padded);
-  const out = new Float64Array(lens.reduce((s, l) => s + l, 0));
-  let o = 0;
-  lens.forEach((l, r) => {
-    out.set(all.subarray(r * max, r * max + l), o);
-    o += l;
-  });
-  return out;
 }
 
 const LAST = 'last.ckpt.safetensors';
@@ -259,12 +243,12 @@ export function evaluate(
       total = sums[0]!;
       n = sums[1]!;
       if (want.length) {
-        yt = Array.from(gatherVar(Float64Array.from(yt)));
-        yp = Array.from(gatherVar(Float64Array.from(yp)));
+        yt = Array.from(allgatherVariable(Float64Array.from(yt)).all);
+        yp = Array.from(allgatherVariable(Float64Array.from(yp)).all);
         if (scores.length) {
           const local = concat(scores, 0);
           const inner = local.shape.slice(1);
-          const vals = gatherVar(Float64Array.from(local.toArray() as ArrayLike<number>));
+          const vals = allgatherVariable(Float64Array.from(local.toArray() as ArrayLike<number>)).all;
           local.dispose();
           for (const t of scores.splice(0)) t.dispose();
           const rows =

@@ -117,19 +117,19 @@ export class DistributedDataParallel extends Module {
       if (!p.isContiguous()) throw new ArgumentError(`parameter '${n}' must be contiguous`);
       params.push([n, p]);
     }
+    if (worldSize() === 1) return; // one process: nothing to align or reduce
     this.checkSameModel(params);
     this.syncInitialState(params);
-    if (worldSize() > 1 && params.length > 0 && params.every(([, p]) => p.backend === 'cuda')) {
+    if (params.length > 0 && params.every(([, p]) => p.backend === 'cuda')) {
       const c = ncclComm();
       this.nccl = c.ok;
       this.ncclReason = c.reason;
     }
-    if (worldSize() > 1) this.makeBuckets(params.map(([, p]) => p));
+    this.makeBuckets(params.map(([, p]) => p));
   }
 
   /** Every rank must wrap the same architecture: compares names, shapes and dtypes with rank 0's. */
   private checkSameModel(params: [string, Tensor][]): void {
-    if (worldSize() === 1) return;
     const mine = [
       ...params.map(([n, p]) => `${n} ${shapeStr(p.shape)} ${p.dtype}`),
       ...this.module.namedBuffers().map(([n, b]) => `buffer ${n} ${shapeStr(b.shape)} ${b.dtype}`),
@@ -152,7 +152,6 @@ export class DistributedDataParallel extends Module {
 
   /** Parameters and buffers from rank 0, as PyTorch's DDP does at construction. */
   private syncInitialState(params: [string, Tensor][]): void {
-    if (worldSize() === 1) return;
     const total = params.reduce((s, [, p]) => s + p.size, 0);
     const flat = new Float32Array(total);
     let off = 0;
@@ -277,10 +276,8 @@ export class DistributedDataParallel extends Module {
           flat.dispose();
           b.device = null;
           b.launched = false;
-          b.filled.clear();
         }
       });
-      this.next = 0;
       return;
     }
     const m = mpi()!;
@@ -305,10 +302,8 @@ export class DistributedDataParallel extends Module {
             }
           }
         });
-        b.filled.clear();
       }
     });
-    this.next = 0;
   }
 
   /** Runs the wrapped module. In training mode with gradients on, the next backward() reduces gradients. */
@@ -321,6 +316,7 @@ export class DistributedDataParallel extends Module {
     if (worldSize() > 1 && this.training && isGradEnabled()) {
       if (this.broadcastBuffers) this.syncBuffers();
       if (this.syncEnabled) {
+        // the bucket state of a pass is reset here, where the pass begins
         this.armed = true;
         this.next = 0;
         for (const b of this.buckets) b.filled.clear();

@@ -71,7 +71,8 @@ export function launchCommand(
   return { cmd: mpirun, args: [...args, ...prog], env: childEnv };
 }
 
-function parse(argv: string[]): LaunchPlan & { mpirun?: string; dryRun: boolean } {
+/** kiln's own options and the script (argv ends at the script; what follows it is the script's). */
+function parse(argv: string[]): Omit<LaunchPlan, 'args'> & { mpirun?: string; dryRun: boolean } {
   // mpirun spells it -np; node's parseArgs wants --np
   const norm = argv.map((a) => (a === '-np' || a === '-n' ? '--np' : a));
   const { values, positionals } = parseArgs({
@@ -88,7 +89,6 @@ function parse(argv: string[]): LaunchPlan & { mpirun?: string; dryRun: boolean 
     },
     allowPositionals: true,
     strict: true,
-    tokens: false,
   });
   const np = Number(values.np ?? 'NaN');
   if (!Number.isInteger(np) || np < 1) throw new Error(`launch needs -np N with N >= 1, got ${values.np ?? 'none'}`);
@@ -96,7 +96,7 @@ function parse(argv: string[]): LaunchPlan & { mpirun?: string; dryRun: boolean 
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1))
     throw new Error(`--threads must be a positive integer, got ${values.threads}`);
   if (values.hostfile && values.H) throw new Error('give --hostfile or -H, not both');
-  const [script, ...args] = positionals;
+  const [script] = positionals;
   if (!script) throw new Error('launch needs the script to run');
   return {
     np,
@@ -106,7 +106,6 @@ function parse(argv: string[]): LaunchPlan & { mpirun?: string; dryRun: boolean 
     iface: values.iface,
     nodeArgs: values['node-arg'] ?? [],
     script,
-    args,
     mpirun: values.mpirun,
     dryRun: values['dry-run'] ?? false,
   };
@@ -118,8 +117,7 @@ export async function launchCommandLine(argv: string[]): Promise<number> {
   const scriptAt = argv.findIndex((a, i) => !a.startsWith('-') && !isOptionValue(argv, i));
   const own = scriptAt < 0 ? argv : argv.slice(0, scriptAt + 1);
   const rest = scriptAt < 0 ? [] : argv.slice(scriptAt + 1);
-  const plan = parse(own);
-  plan.args = rest;
+  const plan = { ...parse(own), args: rest };
   const mpirun = plan.mpirun ?? process.env.KILN_MPIRUN ?? 'mpirun';
   const v = spawnSync(mpirun, ['--version'], { encoding: 'utf8' });
   if (v.error || v.status !== 0) {

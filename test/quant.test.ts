@@ -373,4 +373,26 @@ test('MNIST acceptance: int8 PTQ loses <= 0.5 points, int4 <= 1.5, on a trained 
   assert.ok(base - a4 <= 0.015, `int4 ${a4} vs float ${base}`);
 });
 
+test('quantize frees its intermediates at once: only the new model stays live', () => {
+  kn.seed(4);
+  const model = new kn.nn.Sequential(new kn.nn.Linear(32, 16), new kn.nn.ReLU(), new kn.nn.Linear(16, 4));
+  const x = kn.randn([8, 32]);
+  for (const [scheme, calibration] of [
+    ['int8-dynamic', undefined],
+    ['int8', [x]],
+    ['int4', undefined],
+  ] as const) {
+    const before = kn.memory();
+    const q = kn.quant.quantize(model, { scheme, ...(calibration ? { calibration } : {}) });
+    const live = kn.memory().numTensors - before.numTensors;
+    const own = q.model.parameters().length + q.model.namedBuffers().length;
+    assert.is(live, own, `${scheme}: ${live} new tensors, the model holds ${own}`);
+    q.model.dispose();
+    assert.is(kn.memory().numTensors, before.numTensors, scheme);
+    assert.is(kn.memory().numBytes, before.numBytes, scheme);
+  }
+  model.dispose();
+  x.dispose();
+});
+
 test.run();

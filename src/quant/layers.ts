@@ -7,7 +7,8 @@ import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { registerLayer, type SpecFields } from '../nn/registry.js';
 import type { SpecReader } from '../nn/spec_reader.js';
-import { tensor, zeros } from '../ops/creation.js';
+import { ones, tensor, zeros } from '../ops/creation.js';
+import { tidy } from '../engine/memory.js';
 import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
 import { concat, permute, reshape, slice, stack } from '../ops/movement.js';
 import { qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
@@ -27,33 +28,39 @@ function actTensor(act: ActivationQuant): Tensor {
 
 /** Symmetric per-output-channel int8 weights: w [N, ...] -> q int8 [N, ...] and scale [N] (max|w| / 127). */
 export function quantizeWeightsInt8(w: Tensor): { q: Tensor; scale: Tensor } {
-  return noGrad(() => {
-    const N = w.shape[0]!;
-    const flat = reshape(w, [N, w.size / N]);
-    const amax = flat.abs().max(1, true);
-    const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
-    const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
-    const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };
-    [flat, amax, scale, q].forEach((t) => {
-      if (t !== out.q && t !== out.scale) t.dispose();
-    });
-    return out;
-  });
+  // tidy: every intermediate is freed now, not when the garbage collector gets to it
+  return tidy(() =>
+    noGrad(() => {
+      const N = w.shape[0]!;
+      const flat = reshape(w, [N, w.size / N]);
+      const amax = flat.abs().max(1, true);
+      const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
+      const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
+      const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };
+      [flat, amax, scale, q].forEach((t) => {
+        if (t !== out.q && t !== out.scale) t.dispose();
+      });
+      return out;
+    }),
+  );
 }
 
 /** Rounds to the nearest integer, ties to even (as the kernels' nearbyint), with tensor ops. */
 export function roundHalfEven(x: Tensor): Tensor {
-  return noGrad(() => {
-    // floor(x + 0.5), then step back where x + 0.5 was an odd integer exactly (a tie rounded up to odd)
-    const y = x.add(0.5);
-    const f = floorT(y);
-    const tie = f.eq(y);
-    const odd = f.sub(floorT(f.div(2)).mul(2)).ne(0);
-    const r = f.sub(tie.cast('float32').mul(odd.cast('float32')));
-    [y, tie, odd].forEach((t) => t.dispose());
-    f.dispose();
-    return r;
-  });
+  // tidy: every intermediate is freed now, not when the garbage collector gets to it
+  return tidy(() =>
+    noGrad(() => {
+      // floor(x + 0.5), then step back where x + 0.5 was an odd integer exactly (a tie rounded up to odd)
+      const y = x.add(0.5);
+      const f = floorT(y);
+      const tie = f.eq(y);
+      const odd = f.sub(floorT(f.div(2)).mul(2)).ne(0);
+      const r = f.sub(tie.cast('float32').mul(odd.cast('float32')));
+      [y, tie, odd].forEach((t) => t.dispose());
+      f.dispose();
+      return r;
+    }),
+  );
 }
 /** floor for float32 tensors: truncation corrected for negative non-integers. */
 function floorT(x: Tensor): Tensor {
@@ -79,7 +86,7 @@ export class QuantLinear extends Module {
   ) {
     super();
     this.weightQ = this.registerBuffer('weightQ', zeros([outFeatures, inFeatures], { dtype: 'int8' }));
-    this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures]).add(1));
+    this.weightScale = this.registerBuffer('weightScale', ones([outFeatures]));
     this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
     this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
   }
@@ -131,7 +138,7 @@ export class QuantConv2d extends Module {
     this.dilation = p(opts.dilation, 1);
     const [kh, kw] = this.kernelSize;
     this.weightQ = this.registerBuffer('weightQ', zeros([outChannels, inChannels, kh, kw], { dtype: 'int8' }));
-    this.weightScale = this.registerBuffer('weightScale', zeros([outChannels]).add(1));
+    this.weightScale = this.registerBuffer('weightScale', ones([outChannels]));
     this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outChannels]));
     this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
   }
@@ -210,7 +217,7 @@ export class Int4Linear extends Module {
       'weightPacked',
       zeros([outFeatures, (G * groupSize) / 2], { dtype: 'uint8' }),
     );
-    this.weightScale = this.registerBuffer('weightScale', zeros([outFeatures, G]).add(1));
+    this.weightScale = this.registerBuffer('weightScale', ones([outFeatures, G]));
     this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
   }
   /** The float32 weight [out, in] these int4 values stand for. */
@@ -261,26 +268,29 @@ export function quantizeWeightsInt4(w: Tensor, groupSize: number): { packed: Ten
       `int4 groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,
     );
   }
-  return noGrad(() => {
-    const [N, K] = w.shape as [number, number];
-    const G = Math.ceil(K / groupSize),
-      g = groupSize;
-    const padded = G * g === K ? w.clone() : concat([w, zeros([N, G * g - K])], 1);
-    const grouped = reshape(padded, [N, G, g]);
-    const amax = grouped.abs().max(2, true);
-    const scale = div(amax, 7).maximum(1e-12);
-    const q = clamp(roundHalfEven(div(grouped, scale)), -8, 7).add(INT4_LAYOUT.offset); // 0..15
-    const pairs = reshape(q, [N, (G * g) / 2, 2]);
-    const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]),
-      hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);
-    const byte = reshape(add(lo, mul(hi, 16)), [N, (G * g) / 2]);
-    const packed = cast(byte, 'uint8');
-    const sc = reshape(scale, [N, G]);
-    [padded, grouped, amax, scale, q, pairs, lo, hi, byte].forEach((t) => {
-      if (t !== sc) t.dispose();
-    });
-    return { packed, scale: sc };
-  });
+  // tidy: every intermediate is freed now, not when the garbage collector gets to it
+  return tidy(() =>
+    noGrad(() => {
+      const [N, K] = w.shape as [number, number];
+      const G = Math.ceil(K / groupSize),
+        g = groupSize;
+      const padded = G * g === K ? w.clone() : concat([w, zeros([N, G * g - K])], 1);
+      const grouped = reshape(padded, [N, G, g]);
+      const amax = grouped.abs().max(2, true);
+      const scale = div(amax, 7).maximum(1e-12);
+      const q = clamp(roundHalfEven(div(grouped, scale)), -8, 7).add(INT4_LAYOUT.offset); // 0..15
+      const pairs = reshape(q, [N, (G * g) / 2, 2]);
+      const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]),
+        hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);
+      const byte = reshape(add(lo, mul(hi, 16)), [N, (G * g) / 2]);
+      const packed = cast(byte, 'uint8');
+      const sc = reshape(scale, [N, G]);
+      [padded, grouped, amax, scale, q, pairs, lo, hi, byte].forEach((t) => {
+        if (t !== sc) t.dispose();
+      });
+      return { packed, scale: sc };
+    }),
+  );
 }
 
 // ---- descriptions (nn/registry.ts): the quantized layers' specs, so quantized files load and serve ----

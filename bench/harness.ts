@@ -1,8 +1,9 @@
-// Benchmark harness: the timing helpers are shared with `kiln bench` (src/cli/timing.ts).
+// Benchmark harness: timing is kn.bench (src/profile/bench.ts, a public API), shared with `kiln bench`.
 import { cpus } from 'node:os';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 export { measure, measureAsync, type Timing, type MeasureOptions } from '../src/cli/timing.js';
+export { bench, summarize, type BenchResult } from '../src/profile/bench.js';
 
 type Addon = NonNullable<ReturnType<typeof loadAddon>['addon']>;
 

@@ -7,6 +7,8 @@
 // every entry point catches and converts to a JS Error whose `code` the TS binding maps to a KilnError.
 #include <node_api.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "buffers.h"
+#include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
@@ -515,6 +518,43 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// peakFlops(ms): the measured float32 multiply-add peak of the active ISA on every pool thread, in GFLOP/s,
+// running for about `ms` milliseconds. One thread's rate is timed first to size the run.
+napi_value PeakFlops(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  JsError err;
+  if (!get_args(env, info, 1, argv, err)) return throw_js(env, err);
+  int64_t ms;
+  if (!get_index(env, argv[0], "measurement time (ms)", 1, 10000, ms, err)) return throw_js(env, err);
+  using clock = std::chrono::steady_clock;
+  int64_t iters = 2000;
+  double secs = 0;
+  while (true) {  // grow the probe until it runs long enough to time
+    const auto t0 = clock::now();
+    fma_loop(iters);
+    secs = std::chrono::duration<double>(clock::now() - t0).count();
+    if (secs > 2e-3 || iters > (int64_t{1} << 40)) break;
+    iters *= 4;
+  }
+  const int64_t per_thread = std::max<int64_t>(1, static_cast<int64_t>(iters * (ms * 1e-3) / std::max(secs, 1e-9)));
+  const int threads = num_threads();
+  std::atomic<int64_t> done_flops{0};
+  const auto t0 = clock::now();
+  parallel_for(threads, 1, [&](int64_t lo, int64_t hi) {
+    double f = 0;
+    for (int64_t i = lo; i < hi; ++i) f += fma_loop(per_thread);
+    done_flops.fetch_add(static_cast<int64_t>(f));
+  });
+  const double s = std::chrono::duration<double>(clock::now() - t0).count();
+  napi_value o;
+  NAPI_OK(napi_create_object(env, &o));
+  set_prop(env, o, "gflops", num(env, static_cast<double>(done_flops.load()) / std::max(s, 1e-9) / 1e9));
+  set_prop(env, o, "threads", num(env, threads));
+  set_prop(env, o, "isa", str(env, isa_name(active_isa())));
+  set_prop(env, o, "seconds", num(env, s));
+  return o;
+}
+
 napi_value Stats(napi_env env, napi_callback_info) {
   std::lock_guard<std::mutex> lock(buffers_mutex());
   napi_value o;
@@ -551,6 +591,7 @@ napi_value Init(napi_env env, napi_value exports) {
              {"setIsa", SetIsa},
              {"setThreads", SetThreads},
              {"stats", Stats},
+             {"peakFlops", PeakFlops},
              {"emptyCache", EmptyCache},
              {"cudaAlloc", CudaAlloc},
              {"cudaSupports", CudaSupports},

@@ -27,7 +27,7 @@ export type { OpSpec, Spec, OpFamily, KernelDTypes, OutRule, FixedDType } from '
 export type { DType, HostArray } from './tensor/dtype.js';
 export type { BackendName } from './backends/backend.js';
 export { setBackend, getBackend, backends, ready, emptyCache } from './backends/registry.js';
-export { tidy, keep, memory, type MemoryInfo } from './engine/memory.js';
+export { tidy, keep, memory, resetPeakMemory, type MemoryInfo } from './engine/memory.js';
 export { noGrad } from './autograd/tape.js';
 export { backward, grad } from './autograd/backward.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
@@ -121,4 +121,5 @@ export * as serve from './serve/index.js';
 export * as quant from './quant/index.js';
 export * as prune from './prune/index.js';
 export * as distributed from './distributed/index.js';
+export * from './profile/index.js';
 export { OP_TABLE } from './ops/table.js';

@@ -91,5 +91,6 @@ bool set_isa(int idx) {
 
 KernelFn kernel_for(int op) { return state().tables[state().active].fn[op]; }
 KernelFn kernel_for_isa(int isa, int op) { return state().tables[isa].fn[op]; }
+double fma_loop(int64_t iters) { return state().tables[state().active].fma_loop(iters); }
 
 }  // namespace kiln

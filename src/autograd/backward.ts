@@ -5,6 +5,7 @@ import { add, cast } from '../ops/elementwise.js';
 import { clone } from '../ops/movement.js';
 import { shapeStr, sameShape } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
+import { activeRecorder } from '../profile/recorder.js';
 import { noGrad, type Node } from './tape.js';
 
 /** Called when a leaf's gradient is final for the current backward pass (see onGradReady). */
@@ -55,6 +56,12 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
  * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
  */
 export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
+  const rec = activeRecorder;
+  if (rec === null) backwardPass(root, grad, opts);
+  else rec.phaseSpan('backward', 'backward', () => backwardPass(root, grad, opts));
+}
+
+function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGraph?: boolean }): void {
   assertTensor(root, 'backward()');
   if (!root.requiresGrad) {
     throw new ArgumentError('backward(): this tensor does not require a gradient (no input had requiresGrad: true)');
@@ -118,7 +125,9 @@ export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: bool
             );
           }
           const needs = n.edges.map((e) => e !== null);
-          const inGrads = n.vjp(g, n.saved, needs);
+          const rec = activeRecorder;
+          const inGrads =
+            rec === null ? n.vjp(g, n.saved, needs) : rec.vjpSpan(n, n.op, () => n.vjp(g, n.saved, needs));
           n.edges.forEach((e, i) => {
             const gi = inGrads[i];
             if (!e || !gi) return;

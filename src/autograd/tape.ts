@@ -2,6 +2,7 @@
 // the tensors its vjp needs, saved as private aliases so user disposal cannot break backward. Nodes are
 // reference counted by the tensors and nodes that point at them; when the last goes, saved tensors are freed.
 import { untrack } from '../engine/memory.js';
+import { activeRecorder } from '../profile/recorder.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export type Edge = { node: Node } | { leaf: Tensor } | null;
@@ -72,6 +73,9 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved
     untrack(a);
     return a;
   });
-  out.setNode(new Node(op, edges, aliases, vjp, out.shape));
+  const node = new Node(op, edges, aliases, vjp, out.shape);
+  const rec = activeRecorder;
+  if (rec !== null) rec.tagNode(node);
+  out.setNode(node);
   return out;
 }

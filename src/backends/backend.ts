@@ -45,4 +45,6 @@ export interface Backend {
   run(op: OpName, inputs: readonly KernelView[], out: KernelOut, attrs: readonly number[]): void;
   has(op: OpName): boolean;
   sync(): Promise<void>;
+  /** Blocks until every queued kernel has finished (kn.profile's per-kernel timing on asynchronous backends). */
+  syncNow?(): void;
 }

@@ -1,6 +1,6 @@
-// Timing for benchmarks (used by `kiln bench` and by bench/): synchronise the backend before reading the
-// clock, warm up, repeat until enough runs and time, report median and spread.
-import { ready } from '../backends/registry.js';
+// Timing for `kiln bench` and bench/: thin wrappers over kn.bench (src/profile/bench.ts) with the options the
+// kernel benchmarks use (`repeats` caps the runs, at least 5 are timed).
+import { bench } from '../profile/bench.js';
 
 export interface Timing {
   medianMs: number;
@@ -14,41 +14,23 @@ export interface MeasureOptions {
   minTimeMs?: number;
 }
 
-function summary(times: number[]): Timing {
-  times.sort((a, b) => a - b);
-  return {
-    medianMs: times[Math.floor(times.length / 2)]!,
-    minMs: times[0]!,
-    maxMs: times[times.length - 1]!,
-    repeats: times.length,
-  };
+async function run(fn: () => unknown, opts: MeasureOptions): Promise<Timing> {
+  const maxRepeats = Math.max(5, opts.repeats ?? 50);
+  const r = await bench(fn, {
+    warmup: opts.warmup ?? 3,
+    minRepeats: 5,
+    maxRepeats,
+    minTimeMs: opts.minTimeMs ?? 300,
+  });
+  return { medianMs: r.medianMs, minMs: r.minMs, maxMs: r.maxMs, repeats: r.repeats };
 }
 
 /** Times a synchronous step. */
-export async function measure(fn: () => void, opts: MeasureOptions = {}): Promise<Timing> {
-  for (let i = 0; i < (opts.warmup ?? 3); i++) fn();
-  await ready();
-  const times: number[] = [];
-  const deadline = performance.now() + (opts.minTimeMs ?? 300);
-  const maxRepeats = opts.repeats ?? 50;
-  while (times.length < 5 || (times.length < maxRepeats && performance.now() < deadline)) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  return summary(times);
+export function measure(fn: () => void, opts: MeasureOptions = {}): Promise<Timing> {
+  return run(fn, opts);
 }
 
 /** Times an async step (awaited each time). */
-export async function measureAsync(fn: () => Promise<void>, opts: MeasureOptions = {}): Promise<Timing> {
-  for (let i = 0; i < (opts.warmup ?? 3); i++) await fn();
-  const times: number[] = [];
-  const deadline = performance.now() + (opts.minTimeMs ?? 300);
-  const maxRepeats = opts.repeats ?? 50;
-  while (times.length < 5 || (times.length < maxRepeats && performance.now() < deadline)) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return summary(times);
+export function measureAsync(fn: () => Promise<void>, opts: MeasureOptions = {}): Promise<Timing> {
+  return run(fn, opts);
 }

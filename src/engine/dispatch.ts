@@ -4,6 +4,7 @@ import type { Backend, KernelView } from '../backends/backend.js';
 import { currentBackend } from '../backends/registry.js';
 import { ArgumentError, BackendError, DTypeError } from '../errors.js';
 import { OP_BY_NAME, type OpName, type OpSpec } from '../ops/table.js';
+import { activeRecorder } from '../profile/recorder.js';
 import type { DType } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -55,6 +56,30 @@ export function runKernel(
   outDtype: DType,
   on?: Backend,
 ): Tensor {
+  const rec = activeRecorder;
+  if (rec === null) return kernelCall(op, inputs, attrs, outShape, outDtype, on);
+  // profiled: the same call between two clock reads, recorded with its shapes, bytes and FLOPs
+  rec.enterKernel();
+  let ok = false,
+    out: Tensor | undefined;
+  try {
+    out = kernelCall(op, inputs, attrs, outShape, outDtype, on);
+    ok = true;
+    return out;
+  } finally {
+    const b = out?.backendInstance ?? on ?? currentBackend();
+    rec.exitKernel(ok, op, b, inputs, attrs, outShape, outDtype, out ? b.bytes(out.dtype, numel(outShape)) : 0);
+  }
+}
+
+function kernelCall(
+  op: OpName,
+  inputs: readonly Tensor[],
+  attrs: readonly number[],
+  outShape: readonly number[],
+  outDtype: DType,
+  on?: Backend,
+): Tensor {
   for (const t of inputs) t.assertAlive(op);
   const backend = commonBackend(inputs, op, on);
   if (!backend.has(op)) throw new BackendError(`op '${op}' has no kernel on backend '${backend.name}'`);
@@ -72,8 +97,11 @@ export function runKernel(
             : computeDType(spec.dtypes, outDtype);
     const views: KernelView[] = prepared.map((t) => t.kernelView());
     const storage = allocStorage(backend, kernelOut, numel(outShape));
+    const rec = activeRecorder;
     try {
+      if (rec !== null) rec.beforeRun();
       backend.run(op, views, { handle: storage.handle, dtype: kernelOut, shape: outShape }, attrs);
+      if (rec !== null) rec.afterRun(backend);
     } catch (e) {
       storage.release();
       throw e;
@@ -96,6 +124,20 @@ export function runKernel(
  * like any kernel input. Nothing is recorded for autograd.
  */
 export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonly number[]): void {
+  const rec = activeRecorder;
+  if (rec === null) return inPlaceCall(op, inputs, attrs);
+  rec.enterKernel();
+  let ok = false;
+  try {
+    inPlaceCall(op, inputs, attrs);
+    ok = true;
+  } finally {
+    const b = inputs[0]?.backendInstance ?? currentBackend();
+    rec.exitKernel(ok, op, b, inputs, attrs, inputs[0]?.shape ?? [], 'float32', 0);
+  }
+}
+
+function inPlaceCall(op: OpName, inputs: readonly Tensor[], attrs: readonly number[]): void {
   for (const t of inputs) t.assertAlive(op);
   const backend = commonBackend(inputs, op);
   if (!backend.has(op)) throw new BackendError(`op '${op}' has no kernel on backend '${backend.name}'`);
@@ -120,8 +162,11 @@ export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonl
       }
     }
     const storage = allocStorage(backend, 'float32', 0);
+    const rec = activeRecorder;
     try {
+      if (rec !== null) rec.beforeRun();
       backend.run(op, views, { handle: storage.handle, dtype: 'float32', shape: [0] }, attrs);
+      if (rec !== null) rec.afterRun(backend);
     } finally {
       storage.release();
     }

@@ -8,13 +8,16 @@ interface Counts {
   buffers: number;
   bytes: number;
   tensors: number;
+  peakBytes: number;
 }
 const perBackend = new Map<BackendName, Counts>();
 let liveTensors = 0;
+let totalBytes = 0,
+  peakTotalBytes = 0;
 
 function counts(b: BackendName): Counts {
   let c = perBackend.get(b);
-  if (!c) perBackend.set(b, (c = { buffers: 0, bytes: 0, tensors: 0 }));
+  if (!c) perBackend.set(b, (c = { buffers: 0, bytes: 0, tensors: 0, peakBytes: 0 }));
   return c;
 }
 
@@ -32,6 +35,9 @@ export class Storage {
     const c = counts(backend.name);
     c.buffers++;
     c.bytes += this.bytes;
+    if (c.bytes > c.peakBytes) c.peakBytes = c.bytes;
+    totalBytes += this.bytes;
+    if (totalBytes > peakTotalBytes) peakTotalBytes = totalBytes;
   }
   get alive(): boolean {
     return this.refs > 0;
@@ -45,6 +51,7 @@ export class Storage {
       const c = counts(this.backend.name);
       c.buffers--;
       c.bytes -= this.bytes;
+      totalBytes -= this.bytes;
       this.backend.free(this.handle);
     }
   }
@@ -152,7 +159,9 @@ export interface MemoryInfo {
   numBuffers: number;
   /** Bytes held by live buffers, all backends. */
   numBytes: number;
-  backends: Partial<Record<BackendName, { tensors: number; buffers: number; bytes: number }>>;
+  /** The most bytes live buffers held at once since the process started or resetPeakMemory(), all backends. */
+  peakBytes: number;
+  backends: Partial<Record<BackendName, { tensors: number; buffers: number; bytes: number; peakBytes: number }>>;
 }
 
 /**
@@ -166,7 +175,17 @@ export function memory(): MemoryInfo {
   for (const [name, c] of perBackend) {
     buffers += c.buffers;
     bytes += c.bytes;
-    backends[name] = { tensors: c.tensors, buffers: c.buffers, bytes: c.bytes };
+    backends[name] = { tensors: c.tensors, buffers: c.buffers, bytes: c.bytes, peakBytes: c.peakBytes };
   }
-  return { numTensors: liveTensors, numBuffers: buffers, numBytes: bytes, backends };
+  return { numTensors: liveTensors, numBuffers: buffers, numBytes: bytes, peakBytes: peakTotalBytes, backends };
+}
+
+/**
+ * Starts a new peak: kn.memory().peakBytes (and each backend's) becomes the bytes live now. Measure the peak
+ * of one step by resetting before it and reading after.
+ * @example kn.resetPeakMemory(); kn.tidy(() => kn.zeros([1024])); kn.memory().peakBytes >= 4096 // true
+ */
+export function resetPeakMemory(): void {
+  peakTotalBytes = totalBytes;
+  for (const c of perBackend.values()) c.peakBytes = c.bytes;
 }

@@ -1,5 +1,6 @@
 // The standard layers. Each forward is written in kiln ops, so every backend runs it and autograd gives the
 // backward pass.
+import { activeRecorder } from '../profile/recorder.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
 import { conv2d, maxPool2d, type Pair } from '../ops/conv.js';
@@ -411,7 +412,13 @@ export class Sequential extends Module {
       if (act) {
         // Linear then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step)
         h.assertAlive('Linear');
-        next = (m as Linear).forwardAct(h, act);
+        const rec = activeRecorder;
+        if (rec !== null) rec.enterModule(m);
+        try {
+          next = (m as Linear).forwardAct(h, act);
+        } finally {
+          if (rec !== null) rec.exitModule();
+        }
         i++;
       } else {
         next = m.call(h);

@@ -1,6 +1,7 @@
 // Module: a tree of named parameters, buffers (state that is saved but not trained, like BatchNorm's running
 // statistics) and child modules, with a train/eval flag. Names are dotted paths, as in PyTorch, so state dicts
 // of the same architecture line up across libraries.
+import { activeRecorder } from '../profile/recorder.js';
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -34,7 +35,14 @@ export abstract class Module {
     if (!isTensor(x))
       throw new ArgumentError(`${this.constructor.name}: input must be a kiln Tensor, got ${describe(x)}`);
     x.assertAlive(this.constructor.name);
-    return this.forward(x);
+    const rec = activeRecorder;
+    if (rec === null) return this.forward(x);
+    rec.enterModule(this);
+    try {
+      return this.forward(x);
+    } finally {
+      rec.exitModule();
+    }
   }
 
   /** Registers a trainable tensor (made a leaf that requires gradients). */

@@ -1,5 +1,6 @@
 // The optimizer base: the parameter list, a learning rate schedulers can change, per-parameter state tensors,
 // and a state dict (numbers + tensors) that checkpoints save and restore exactly.
+import { activeRecorder } from '../profile/recorder.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep } from '../engine/memory.js';
 import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
@@ -76,6 +77,11 @@ export abstract class Optimizer {
 
   /** Applies one update to every parameter that has a gradient. */
   step(): void {
+    const rec = activeRecorder;
+    if (rec === null) this.stepAll();
+    else rec.phaseSpan('optimizer', `${this.kind}.step`, () => this.stepAll());
+  }
+  private stepAll(): void {
     checkNumber(this.lr, 'lr', 0, Infinity);
     this.params.forEach((p, i) => {
       p.assertAlive(`optimizer parameter ${i}`);

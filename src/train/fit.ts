@@ -1,6 +1,7 @@
 // kn.train.fit: the training loop. Seeded and resumable: batch order depends only on (loader seed, epoch),
 // kiln's RNG state is saved with each checkpoint, and checkpoints hold model, optimizer and scheduler state,
 // so stopping after epoch k and resuming gives bit-identical weights to an uninterrupted run (cpu backend).
+import { startProfile, type Profile } from '../profile/profile.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
@@ -89,6 +90,24 @@ export interface FitOptions {
   logStream?: NodeJS.WritableStream;
   /** called after each epoch; return false to stop */
   onEpoch?: (log: EpochLog) => boolean | void | Promise<boolean | void>;
+  /**
+   * Profile a few training steps with kn.profile (forward, loss, backward and optimizer step): `true` for the
+   * defaults, or which steps and where to write the Chrome trace. The Profile is in the result; its table is
+   * logged (a JSON line with the totals and top ops in 'json' mode). Under DDP every rank profiles its own steps.
+   */
+  profile?: boolean | FitProfileOptions;
+}
+
+/** fit's `profile` option. */
+export interface FitProfileOptions {
+  /** batches to profile (default 5) */
+  steps?: number;
+  /** batches to run first without profiling, so caches and the JIT are warm (default 1) */
+  skip?: number;
+  /** write the Chrome trace here (atomically); under DDP, rank r > 0 writes PATH with '.rank<r>' before the extension */
+  trace?: string;
+  /** rows in the logged table (default 10) */
+  top?: number;
 }
 
 /** What fit returns. */
@@ -99,6 +118,8 @@ export interface FitResult {
   stoppedEarly: boolean;
   /** epoch the run resumed after (null if it started fresh) */
   resumedFrom: number | null;
+  /** the profile of the steps `profile` asked for (null without it, or when training ended before them) */
+  profile: Profile | null;
 }
 
 interface RunState {
@@ -328,6 +349,10 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const dist = isDdp(model);
   const ddp = dist ? model : null;
   const main = !dist || worldRank() === 0;
+  const prof = profileOptions(opts.profile, dist ? worldRank() : 0);
+  let profiling: ((r: unknown) => Profile) | null = null,
+    profileResult: Profile | null = null,
+    batchesSeen = 0;
   const trainLoader = dist ? shard(opts.train, true) : opts.train;
   const verbose = main ? (opts.verbose ?? 'auto') : 'silent';
   const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
@@ -392,6 +417,8 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       };
       const nBatches = trainLoader.length;
       for (const batch of trainLoader.batches(epoch - 1)) {
+        if (prof && batchesSeen === prof.skip && profileResult === null)
+          profiling = startProfile(prof.trace ? { trace: prof.trace } : {});
         // DDP: micro-batches before the last of an accumulation group skip the gradient allreduce
         const local = ddp !== null && pending + 1 < accumulate && step + 1 < nBatches;
         const run = <T>(f: () => T): T => (local ? ddp.noSync(f) : f());
@@ -424,6 +451,11 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         step++;
         if (++pending === accumulate) doStep();
         bar?.update(step, { loss: (lossSum / count).toFixed(4) });
+        if (profiling && ++batchesSeen - prof!.skip >= prof!.steps) {
+          profileResult = profiling(null);
+          profiling = null;
+          logProfile(profileResult, prof!.top, verbose === 'silent' ? null : useJson ? 'json' : 'text', logStream);
+        } else if (!profiling) batchesSeen++;
       }
       if (pending > 0) doStep();
       bar?.stop();
@@ -488,7 +520,61 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     }
     if (es && restoreBest && bestWeights) model.loadStateDict(bestWeights);
   } finally {
+    if (profiling) {
+      // training ended (or failed) inside the profiled steps: keep what was recorded
+      profileResult = profiling(null);
+    }
     if (bestWeights) for (const t of Object.values(bestWeights)) t.dispose();
   }
-  return { history: st.history, bestEpoch: st.bestEpoch, best: st.best, stoppedEarly, resumedFrom };
+  return {
+    history: st.history,
+    bestEpoch: st.bestEpoch,
+    best: st.best,
+    stoppedEarly,
+    resumedFrom,
+    profile: profileResult,
+  };
+}
+
+function profileOptions(
+  p: FitOptions['profile'],
+  rank: number,
+): { steps: number; skip: number; trace: string | null; top: number } | null {
+  if (p === undefined || p === false) return null;
+  const o: FitProfileOptions = p === true ? {} : p;
+  if (o === null || typeof o !== 'object')
+    throw new ArgumentError(`fit: profile must be true or { steps?, skip?, trace?, top? }, got ${describe(p)}`);
+  const steps = posInt(o.steps ?? 5, 'fit profile.steps');
+  const skip = o.skip ?? 1;
+  if (!Number.isInteger(skip) || skip < 0)
+    throw new ArgumentError(`fit: profile.skip must be an integer >= 0, got ${describe(o.skip)}`);
+  const top = posInt(o.top ?? 10, 'fit profile.top');
+  let trace = o.trace ?? null;
+  if (trace !== null && (typeof trace !== 'string' || trace === ''))
+    throw new ArgumentError(`fit: profile.trace must be a file path, got ${describe(o.trace)}`);
+  if (trace !== null && rank > 0) {
+    const dot = trace.lastIndexOf('.');
+    trace =
+      dot > trace.lastIndexOf('/') ? `${trace.slice(0, dot)}.rank${rank}${trace.slice(dot)}` : `${trace}.rank${rank}`;
+  }
+  return { steps, skip, trace, top };
+}
+
+function logProfile(p: Profile, top: number, how: 'json' | 'text' | null, out: NodeJS.WritableStream): void {
+  if (how === 'text') out.write(`profile of ${p.events.length} kernel calls:\n${p.table({ top })}\n`);
+  else if (how === 'json') {
+    out.write(
+      JSON.stringify({
+        profile: {
+          wallMs: p.wallMs,
+          kernelMs: p.kernelMs,
+          dispatchMs: p.dispatchMs,
+          otherMs: p.otherMs,
+          achievedGflops: p.achievedGflops,
+          peakGflops: p.peakGflops,
+          ops: p.ops.slice(0, top).map((o) => ({ op: o.op, count: o.count, kernelMs: o.kernelMs, gflops: o.gflops })),
+        },
+      }) + '\n',
+    );
+  }
 }

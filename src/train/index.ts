@@ -4,6 +4,7 @@ export {
   evaluate,
   type FitOptions,
   type FitResult,
+  type FitProfileOptions,
   type EpochLog,
   type EarlyStopping,
   type LossFn,

@@ -37,8 +37,12 @@ inline bool same_shape(const TensorView& a, const TensorView& b) {
 }
 
 // Kernel tables, one per instruction set. Each family file fills its ops in each pass.
+// fma_loop(iters): `iters` rounds of independent FMA chains in this ISA's widest vectors; returns the float
+// operations done (the peak measurement behind addon.peakFlops, which profiles compare achieved GFLOP/s to).
+using FmaLoopFn = double (*)(int64_t iters);
 struct KernelTable {
   KernelFn fn[OP_COUNT] = {};
+  FmaLoopFn fma_loop = nullptr;
 };
 
 }  // namespace kiln

@@ -12,6 +12,8 @@ bool set_isa(int idx);
 const std::string& isa_error();
 KernelFn kernel_for(int op);
 KernelFn kernel_for_isa(int isa, int op);
+// the active ISA's FMA loop (see KernelTable::fma_loop): flops done in `iters` rounds
+double fma_loop(int64_t iters);
 int num_threads();
 void set_num_threads(int n);
 

@@ -38,6 +38,8 @@ export interface Addon {
   info(): AddonInfo;
   setIsa(name: string): void;
   setThreads(n: number): void;
+  /** Measured float32 FMA peak of the active ISA on every pool thread (runs about `ms` milliseconds). */
+  peakFlops(ms: number): { gflops: number; threads: number; isa: string; seconds: number };
   stats(): { buffers: number; bytes: number; cachedBytes: number; cacheHits: number; cacheMisses: number };
   /** Returns cached (freed, kept for reuse) buffers to the system (host and CUDA). */
   emptyCache(): void;

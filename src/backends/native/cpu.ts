@@ -101,6 +101,9 @@ export class NativeBackend implements Backend {
     return this.supported[OP_IDS[op]] === true;
   }
   async sync(): Promise<void> {
+    this.syncNow();
+  }
+  syncNow(): void {
     try {
       this.addon.sync();
     } catch (e) {

@@ -302,6 +302,12 @@ export class WebGpuBackend implements Backend, Gpu {
     await this.settle(sab);
     payload(sab, 'sync');
   }
+  syncNow(): void {
+    const sab = new SharedArrayBuffer(REPLY_HEADER + 4096);
+    this.send({ t: 'sync', sab });
+    this.post();
+    waitReply(sab, 'sync');
+  }
 
   // ---- Gpu (what kernels use) ----
   dispatch(

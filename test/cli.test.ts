@@ -145,4 +145,102 @@ test('kiln quantize and kiln prune: files in, smaller files out, reports; bad ar
   assert.match(badCols.err, /has 64 columns per row, the model takes 4 values/);
 });
 
+test('kiln bench MODEL runs every configuration this machine has, with onnxruntime as a peer', async () => {
+  const kn = await import('../src/index.js');
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-model-'));
+  kn.seed(2);
+  // the demo's two models: an MLP (input shape from its first Linear) and a small CNN (shape in the metadata)
+  const mlp = new kn.nn.Sequential(new kn.nn.Linear(64, 32), new kn.nn.ReLU(), new kn.nn.Linear(32, 10));
+  const cnn = new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 4, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(4 * 4 * 4, 10),
+  );
+  await kn.io.save(join(dir, 'mlp.safetensors'), mlp);
+  await kn.io.save(join(dir, 'cnn.safetensors'), cnn, {
+    metadata: { [kn.serve.INPUT_SHAPE_METADATA_KEY]: '[1, 8, 8]' },
+  });
+  const backends = kn.backends();
+  for (const name of ['mlp', 'cnn']) {
+    const r = cli(
+      'bench',
+      join(dir, `${name}.safetensors`),
+      '--batch',
+      '1,4',
+      '--min-time-ms',
+      '1',
+      '--json',
+      '--compare',
+    );
+    assert.is(r.code, 0, r.err);
+    const rows = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const b of ['cpu', 'js', 'webgpu', 'cuda']) {
+      for (const q of ['none', 'int8', 'int4']) {
+        const mine = rows.filter((x) => x.engine === 'kiln' && x.backend === b && x.quant === q);
+        if (!backends.includes(b as never)) {
+          assert.is(mine.length, 1, `${name} ${b} ${q}`);
+          assert.match(String(mine[0]!.reason), /is not available here/);
+          continue;
+        }
+        // cpu: threads 1 and all; other backends: one setting; batches 1 and 4
+        const threads = b === 'cpu' ? new Set(rows.filter((x) => x.backend === 'cpu').map((x) => x.threads)).size : 1;
+        assert.is(mine.length, 2 * threads, `${name} ${b} ${q}: ${JSON.stringify(mine)}`);
+        for (const x of mine) {
+          assert.ok((x.p50Ms as number) > 0 && (x.p99Ms as number) >= (x.p50Ms as number), JSON.stringify(x));
+          assert.ok((x.peakBytes as number) > 0);
+          // output agreement with the float model: float32 kernels near-exact, int8 / int4 within their noise
+          const floor = q === 'none' ? 60 : q === 'int8' ? 20 : 10;
+          // (null in JSON: identical to the reference, as the js backend's own float model is)
+          if (x.sqnrDb !== null)
+            assert.ok((x.sqnrDb as number) > floor, `${name} ${b} ${q} SQNR ${x.sqnrDb as number}`);
+          else assert.ok(b === 'js' && q === 'none');
+          assert.type(x.vsOnnx, 'number'); // --compare: a ratio to onnxruntime on the same configuration
+        }
+      }
+    }
+    const ort = rows.filter((x) => x.engine === 'onnxruntime' && x.quant === 'none');
+    assert.ok(ort.length >= 2, JSON.stringify(ort));
+    for (const x of ort) assert.ok((x.sqnrDb as number) > 60);
+  }
+  // the text table, and clear errors
+  const text = cli(
+    'bench',
+    join(dir, 'mlp.safetensors'),
+    '--backends',
+    'cpu',
+    '--quant',
+    'none',
+    '--batch',
+    '2',
+    '--threads',
+    '1',
+    '--min-time-ms',
+    '1',
+    '--no-onnx',
+  );
+  assert.is(text.code, 0, text.err);
+  assert.match(
+    text.out,
+    /^engine\s+backend\s+quant\s+threads\s+batch\s+p50 ms\s+p99 ms\s+examples\/s\s+peak MB\s+SQNR dB/,
+  );
+  assert.match(text.out, /kiln\s+cpu\s+none\s+1\s+2\s/);
+  await kn.io.save(join(dir, 'cnn-noshape.safetensors'), cnn);
+  const noShape = cli('bench', join(dir, 'cnn-noshape.safetensors'), '--min-time-ms', '1');
+  assert.is(noShape.code, 2);
+  assert.match(noShape.err, /cannot tell the input shape .* pass --input-shape/);
+  const badQuant = cli('bench', join(dir, 'mlp.safetensors'), '--quant', 'int3');
+  assert.is(badQuant.code, 2);
+  assert.match(badQuant.err, /--quant takes none, int8 or int4, got 'int3'/);
+  const missing = cli('bench', join(dir, 'nope.safetensors'));
+  assert.is(missing.code, 2);
+  assert.match(missing.err, /nope\.safetensors/);
+  mlp.dispose();
+  cnn.dispose();
+});
+
 test.run();

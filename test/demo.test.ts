@@ -69,6 +69,44 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   } finally {
     await s.close();
   }
+
+  // kiln bench on the demo's model: every backend and scheme this machine has, onnxruntime as the peer; the
+  // trained model's int8 output stays close to the float model's (SQNR), int4 further away
+  const bench = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'bench',
+      file,
+      '--batch',
+      '1,8',
+      '--threads',
+      '1',
+      '--min-time-ms',
+      '1',
+      '--json',
+    ],
+    { encoding: 'utf8', timeout: 240_000 },
+  );
+  const rows = bench
+    .trim()
+    .split('\n')
+    .map(
+      (l) => JSON.parse(l) as { engine: string; backend: string; quant: string; sqnrDb: number | null; batch?: number },
+    );
+  for (const b of kn.backends())
+    for (const q of ['none', 'int8', 'int4'])
+      assert.is(
+        rows.filter((r) => r.engine === 'kiln' && r.backend === b && r.quant === q && r.batch).length,
+        2,
+        `${b} ${q}`,
+      );
+  const sq = (b: string, q: string): number =>
+    rows.find((r) => r.backend === b && r.quant === q && r.batch === 8)!.sqnrDb ?? Infinity;
+  assert.ok(sq('cpu', 'none') > 80 && sq('cpu', 'int8') > 20 && sq('cpu', 'int4') > 10, bench);
+  assert.ok(sq('ort-cpu', 'none') > 80, bench);
 });
 
 test.run();

@@ -14,6 +14,7 @@ import { conv2d } from '../ops/conv.js';
 import { qlinearInt8 } from '../ops/quant.js';
 import { randint, randn, seed } from '../ops/random.js';
 import { measure } from './timing.js';
+import { benchModel, type ModelBenchRow, type ModelBenchSkip } from './bench_model.js';
 
 /** One measured configuration. */
 export interface BenchRow {
@@ -161,6 +162,19 @@ export async function runBench(opts: {
   return rows;
 }
 
+function modelRowLine(r: ModelBenchRow | ModelBenchSkip): string {
+  if ('reason' in r)
+    return `${r.engine.padEnd(11)} ${r.backend.padEnd(7)} ${r.quant.padEnd(5)}  cannot run: ${r.reason}\n`;
+  const mb = r.peakBytes === null ? '-' : (r.peakBytes / 2 ** 20).toFixed(2);
+  const sq = Number.isFinite(r.sqnrDb) ? r.sqnrDb.toFixed(1) : 'exact';
+  return (
+    `${r.engine.padEnd(11)} ${r.backend.padEnd(7)} ${r.quant.padEnd(5)} ${String(r.threads ?? '-').padStart(7)} ${String(r.batch).padStart(5)}` +
+    ` ${r.p50Ms.toFixed(3).padStart(9)} ${r.p99Ms.toFixed(3).padStart(9)} ${r.throughput.toFixed(1).padStart(11)} ${mb.padStart(8)} ${sq.padStart(8)}` +
+    (r.vsOnnx !== undefined ? ` ${r.vsOnnx.toFixed(2).padStart(7)}x` : '') +
+    '\n'
+  );
+}
+
 /** The `kiln bench` command. */
 export async function benchCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -171,16 +185,57 @@ export async function benchCommand(args: string[]): Promise<number> {
       sizes: { type: 'string' },
       threads: { type: 'string' },
       backend: { type: 'string' },
+      backends: { type: 'string' },
+      batch: { type: 'string' },
+      quant: { type: 'string' },
+      'input-shape': { type: 'string' },
+      'no-onnx': { type: 'boolean', default: false },
+      compare: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       'min-time-ms': { type: 'string' },
     },
   });
+  const minTimeMs = values['min-time-ms'] === undefined ? undefined : list(values['min-time-ms'], 'min-time-ms', [])[0];
+  const threads = values.threads === undefined ? undefined : list(values.threads, 'threads', []);
+  if (positionals.length > 0 && positionals[0]!.endsWith('.safetensors')) {
+    if (positionals.length > 1) throw new ArgumentError(`bench takes one model file, got ${positionals.length}`);
+    const words = (v: string | undefined): string[] | undefined => v?.split(',').map((s) => s.trim());
+    if (!values.json) {
+      process.stdout.write(
+        `${'engine'.padEnd(11)} ${'backend'.padEnd(7)} ${'quant'.padEnd(5)} ${'threads'.padStart(7)} ${'batch'.padStart(5)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'examples/s'.padStart(11)} ${'peak MB'.padStart(8)} ${'SQNR dB'.padStart(8)}` +
+          (values.compare ? ` ${'vs ORT'.padStart(8)}` : '') +
+          '\n',
+      );
+    }
+    const res = await benchModel(positionals[0]!, {
+      backends: words(values.backends ?? values.backend),
+      batches: values.batch === undefined ? undefined : list(values.batch, 'batch', []),
+      quant: words(values.quant),
+      threads,
+      inputShape: values['input-shape'] === undefined ? undefined : list(values['input-shape'], 'input-shape', []),
+      minTimeMs,
+      onnx: !values['no-onnx'],
+      compare: values.compare,
+      // with --compare the ratios are known only at the end: print then
+      onRow: values.compare || values.json ? undefined : (r) => process.stdout.write(modelRowLine(r)),
+    });
+    if (values.json) {
+      for (const r of [...res.rows, ...res.skipped]) process.stdout.write(JSON.stringify(r) + '\n');
+    } else if (values.compare) {
+      for (const r of [...res.rows, ...res.skipped]) process.stdout.write(modelRowLine(r));
+    }
+    if (!values.json)
+      process.stdout.write(
+        `input [batch, ${res.inputShape.join(', ')}], random (seed 1234); SQNR against the float model on the js (float64) backend\n`,
+      );
+    return res.rows.length > 0 ? 0 : 1;
+  }
   const rows = await runBench({
     benches: positionals,
     sizes: values.sizes === undefined ? undefined : list(values.sizes, 'sizes', []),
-    threads: values.threads === undefined ? undefined : list(values.threads, 'threads', []),
+    threads,
     backend: values.backend as BackendName | undefined,
-    minTimeMs: values['min-time-ms'] === undefined ? undefined : list(values['min-time-ms'], 'min-time-ms', [])[0],
+    minTimeMs,
   });
   if (values.json) {
     for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n');

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import '../tensor/methods.js';
 import { info } from '../info.js';
 import { benchCommand } from './bench.js';
+import { BENCH_MODEL_HELP } from './bench_model.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 import { LAUNCH_HELP, launchCommandLine } from './launch.js';
@@ -15,7 +16,7 @@ commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}`;
+${BENCH_MODEL_HELP}${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;

@@ -117,7 +117,7 @@ for (const b of kn.backends()) {
       const t = p.table();
       assert.match(t, /matmul/);
       assert.match(t, /Sequential\.0\s+Linear/);
-      assert.match(t, /profiler overhead ~[\d.]+ µs per op/);
+      assert.match(t, /profiler: recording ~[\d.]+ µs per kernel call/);
       if (b === 'cpu') {
         assert.ok(p.peakGflops! > 0);
         assert.match(t, /% of the measured peak/);

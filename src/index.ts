@@ -29,8 +29,8 @@ export type { BackendName } from './backends/backend.js';
 export { setBackend, getBackend, backends, ready, emptyCache } from './backends/registry.js';
 export { tidy, keep, memory, resetPeakMemory, type MemoryInfo } from './engine/memory.js';
 export { noGrad } from './autograd/tape.js';
-export { backward, grad } from './autograd/backward.js';
-export { gradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
+export { backward, grad, type BackwardOptions } from './autograd/backward.js';
+export { gradcheck, gradgradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
 export {
   tensor,
   zeros,

@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { record } from '../src/autograd/tape.js';
 import { CASES, makeInputs } from './cases.js';
 import { nativeBackends, onBackend, rng } from './helpers.js';
 
@@ -70,11 +71,29 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
             b === 'js' ? {} : { atol: 2e-3, rtol: 2e-2 },
           );
           assert.ok(r.ok, `${b}: maxAbsErr ${r.maxAbsErr} worst ${JSON.stringify(r.worst)}`);
+          // second order: every vjp (fused backward kernels included) is differentiable again, in its input
+          // and in the output gradient
+          const r2 = kn.gradgradcheck(
+            f,
+            floatIdx.map((k) => xs[k]!),
+            b === 'js' ? {} : { atol: 2e-3, rtol: 2e-2 },
+          );
+          assert.ok(r2.ok, `${b} second order: maxAbsErr ${r2.maxAbsErr} worst ${JSON.stringify(r2.worst)}`);
         }),
       );
     });
   }
 }
+
+test('gradgradcheck catches a vjp that is right but not differentiable', () => {
+  // x^2 whose vjp computes 2 x g from a detached x: first order right, second order missing the 2 g term
+  const sq = (x: kn.Tensor): kn.Tensor =>
+    record('badSquare', kn.noGrad(() => x.mul(x)), [x], [x], (g, [xx]) => [g.mul(xx!.detach()).mul(2)]);
+  assert.ok(kn.gradcheck(sq, [kn.tensor([1, 2, 3])]).ok);
+  const r = kn.gradgradcheck(sq, [kn.tensor([1, 2, 3])]);
+  assert.not.ok(r.ok);
+  assert.ok(r.worst !== null && r.worst.input === 0, JSON.stringify(r.worst));
+});
 
 test('gradcheck catches a wrong gradient', () => {
   // a custom op whose recorded gradient is off by a factor of 2: x*x computed through mul of two views

@@ -6,7 +6,7 @@ import { clone } from '../ops/movement.js';
 import { shapeStr, sameShape } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { activeRecorder } from '../profile/recorder.js';
-import { noGrad, type Node } from './tape.js';
+import { SAVED_CONSTANT, SAVED_OUTPUT, isGradEnabled, withGrad, type Node } from './tape.js';
 
 /** Called when a leaf's gradient is final for the current backward pass (see onGradReady). */
 export type GradReadyHook = (leaf: Tensor) => void;
@@ -50,18 +50,45 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (prev) prev.dispose();
 }
 
-/**
- * Reverse-mode differentiation from `root` into the `.grad` of every leaf that requires a gradient.
- * Frees the graph afterwards unless `retainGraph` is set.
- * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
- */
-export function backward(root: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
-  const rec = activeRecorder;
-  if (rec === null) backwardPass(root, grad, opts);
-  else rec.phaseSpan('backward', 'backward', () => backwardPass(root, grad, opts));
+/** backward() options. */
+export interface BackwardOptions {
+  /** keep the graph so backward can run through it again (default: false, or true with createGraph) */
+  retainGraph?: boolean;
+  /** record the backward pass itself, so the gradients are differentiable again (gradients of gradients) */
+  createGraph?: boolean;
 }
 
-function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGraph?: boolean }): void {
+/**
+ * Reverse-mode differentiation from `root` into the `.grad` of every leaf that requires a gradient.
+ * Frees the graph afterwards unless `retainGraph` is set. With `createGraph`, the gradients carry their own
+ * graph (they require gradients), so they can be differentiated again to any order.
+ * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
+ */
+export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+  const rec = activeRecorder;
+  if (rec === null) backwardPass([root], grad, opts, null);
+  else rec.phaseSpan('backward', 'backward', () => backwardPass([root], grad, opts, null));
+}
+
+/**
+ * @internal The gradients of `root` with respect to `inputs` (any tensors that require gradients, leaves or not),
+ * returned instead of accumulated into `.grad` (torch.autograd.grad). Inputs `root` does not depend on get
+ * zeros. With createGraph the results are differentiable again.
+ */
+export function gradients(
+  root: Tensor,
+  inputs: readonly Tensor[],
+  grad: Tensor | undefined,
+  opts: BackwardOptions,
+): Tensor[] {
+  assertTensor(root, 'gradients()');
+  if (!root.requiresGrad) return inputs.map((t) => zerosLike(t)); // root does not depend on any input
+  const out = new Map<Tensor, Tensor>();
+  backwardPass([root], grad, opts, { inputs, out });
+  return inputs.map((t) => out.get(t) ?? zerosLike(t));
+}
+
+function checkRoot(root: Tensor, grad: Tensor | undefined): void {
   assertTensor(root, 'backward()');
   if (!root.requiresGrad) {
     throw new ArgumentError('backward(): this tensor does not require a gradient (no input had requiresGrad: true)');
@@ -78,12 +105,58 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGrap
         `backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`,
       );
   }
-  noGrad(() =>
+}
+
+/** The tensors a node saved, reconnected to their autograd history (for createGraph): a saved input gets the
+ * input's node (or is the leaf itself), a saved output gets this node. */
+function liveSaved(n: Node): Tensor[] {
+  return n.saved.map((a, i) => {
+    const from = n.savedFrom[i] ?? SAVED_CONSTANT;
+    const edge = from >= 0 ? n.edges[from] : null;
+    if (edge && 'leaf' in edge) return edge.leaf.isDisposed ? a : edge.leaf;
+    const node = from === SAVED_OUTPUT ? n : edge && 'node' in edge ? edge.node : null;
+    if (!node) return a;
+    const v = a.view(a.shape, a.strides, a.offset);
+    v.setNode(node);
+    return v;
+  });
+}
+
+function backwardPass(
+  roots: readonly Tensor[],
+  grad: Tensor | undefined,
+  opts: BackwardOptions,
+  capture: { inputs: readonly Tensor[]; out: Map<Tensor, Tensor> } | null,
+  nested = false,
+): void {
+  const root = roots[0]!;
+  checkRoot(root, grad);
+  const createGraph = opts.createGraph === true;
+  const retain = opts.retainGraph ?? createGraph;
+  // with capture: gradients go to these tensors (by node, or by identity for leaves), not into .grad
+  const byNode = new Map<Node, Tensor>();
+  const leafInputs = new Set<Tensor>();
+  if (capture) {
+    for (const t of capture.inputs) {
+      assertTensor(t, 'gradient input');
+      if (!t.requiresGrad) throw new ArgumentError('a gradient input does not require a gradient');
+      if (t.node) byNode.set(t.node, t);
+      else leafInputs.add(t);
+    }
+  }
+  const toLeaf = (leaf: Tensor, g: Tensor): void => {
+    if (!capture) return accumulateLeaf(leaf, g);
+    if (!leafInputs.has(leaf)) return;
+    const prev = capture.out.get(leaf);
+    capture.out.set(leaf, keep(prev ? add(prev, g) : g));
+    if (prev) prev.dispose();
+  };
+  withGrad(createGraph, () =>
     tidy(() => {
       const g0 = grad ?? onesLike(root);
       const rootNode = root.node;
       if (!rootNode) {
-        accumulateLeaf(root, g0);
+        toLeaf(root, g0);
         return;
       }
       // iterative post-order DFS: inputs before consumers
@@ -106,7 +179,7 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGrap
         }
       }
       // leaves with a gradient-ready hook: how many edges into each are still to be processed
-      const waiting = hookCount > 0 ? new Map<Tensor, number>() : null;
+      const waiting = hookCount > 0 && !capture ? new Map<Tensor, number>() : null;
       if (waiting) {
         for (const n of order)
           for (const e of n.edges)
@@ -118,6 +191,8 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGrap
         const g = grads.get(n);
         if (g) {
           grads.delete(n);
+          const input = byNode.get(n);
+          if (input) capture!.out.set(input, keep(g)); // every contribution to n has arrived (reverse post-order)
           if (n.freed) {
             throw new ArgumentError(
               `backward(): the graph through '${n.op}' was already freed by an earlier backward(); ` +
@@ -125,14 +200,14 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGrap
             );
           }
           const needs = n.edges.map((e) => e !== null);
+          const saved = createGraph ? liveSaved(n) : n.saved;
           const rec = activeRecorder;
-          const inGrads =
-            rec === null ? n.vjp(g, n.saved, needs) : rec.vjpSpan(n, n.op, () => n.vjp(g, n.saved, needs));
+          const inGrads = rec === null ? n.vjp(g, saved, needs) : rec.vjpSpan(n, n.op, () => n.vjp(g, saved, needs));
           n.edges.forEach((e, i) => {
             const gi = inGrads[i];
             if (!e || !gi) return;
             if ('leaf' in e) {
-              accumulateLeaf(e.leaf, gi);
+              toLeaf(e.leaf, gi);
             } else {
               const prev = grads.get(e.node);
               grads.set(e.node, prev ? add(prev, gi) : gi);
@@ -152,36 +227,53 @@ function backwardPass(root: Tensor, grad: Tensor | undefined, opts: { retainGrap
           }
         }
       }
-      if (!opts.retainGraph) for (const n of order) n.freeSaved();
+      if (!retain) for (const n of order) n.freeSaved();
     }),
   );
-  for (const h of [...endHooks]) h();
+  if (!capture && !nested) for (const h of [...endHooks]) h();
+}
+
+/**
+ * @internal A backward pass run inside another one's vjp (activation checkpointing): gradients accumulate into
+ * leaves as usual, but the end-of-backward hooks wait for the outer pass.
+ */
+export function nestedBackward(root: Tensor, grad: Tensor, opts: BackwardOptions): void {
+  backwardPass([root], grad, opts, null, true);
 }
 
 /**
  * Returns a function computing the gradient of scalar-valued `f` with respect to each of its tensor arguments.
+ * With `createGraph` the gradients are differentiable again: `kn.grad((x) => kn.grad(f, { createGraph: true })(x).sum())`
+ * is a second derivative. An argument that already requires a gradient (inside another transform) is
+ * differentiated where it is, so transforms nest.
  * @example const df = kn.grad((x) => x.mul(x).sum()); df(kn.tensor([3])) // [6]
  */
-export function grad(f: (...args: Tensor[]) => Tensor): (...args: Tensor[]) => Tensor | Tensor[] {
+export function grad(
+  f: (...args: Tensor[]) => Tensor,
+  opts: { createGraph?: boolean } = {},
+): (...args: Tensor[]) => Tensor | Tensor[] {
   if (typeof f !== 'function') throw new ArgumentError('grad(f) takes a function');
+  if (opts === null || typeof opts !== 'object') throw new ArgumentError('grad(f, opts): opts must be an object');
+  const createGraph = opts.createGraph === true;
   return (...args: Tensor[]) => {
-    const leaves = args.map((a, i) => {
+    const owned: Tensor[] = [];
+    const inputs = args.map((a, i) => {
       assertTensor(a, `grad(f) argument ${i}`);
+      if (a.requiresGrad && isGradEnabled()) return a; // nested in another transform: keep the connection
       const l = a.detach();
       l.requiresGrad = true;
+      owned.push(l);
       return l;
     });
-    const grads = tidy(() => {
-      const out = f(...leaves);
-      assertTensor(out, 'grad(f): the value f returns');
-      backward(out);
-      return leaves.map((l) => {
-        const g = l.grad ?? zerosLike(l);
-        l.grad = null;
-        return g;
+    try {
+      const grads = tidy(() => {
+        const out = f(...inputs);
+        assertTensor(out, 'grad(f): the value f returns');
+        return gradients(out, inputs, undefined, { createGraph });
       });
-    });
-    for (const l of leaves) l.dispose();
-    return grads.length === 1 ? grads[0]! : grads;
+      return grads.length === 1 ? grads[0]! : grads;
+    } finally {
+      for (const l of owned) l.dispose();
+    }
   };
 }

@@ -6,7 +6,7 @@ import { tidy } from '../engine/memory.js';
 import * as ops from '../ops/index.js';
 import { isFloat } from '../tensor/dtype.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';
-import { backward } from './backward.js';
+import { backward, gradients } from './backward.js';
 
 export interface GradcheckOptions {
   /** Finite-difference step (default 1e-6, in float64). */
@@ -122,4 +122,53 @@ export function gradcheck(
     setBackend(prevBackend);
   }
   return { ok, maxAbsErr: maxAbs, maxRelErr: maxRel, worst };
+}
+
+/**
+ * Second-order check: the gradient of `<v, d/dx <w, f(x)>>` with respect to the inputs and to the output
+ * weights `w` (so the vjps of the backward functions themselves are checked, in both of their arguments),
+ * analytic through `createGraph` on the inputs' backend against central differences of the first-order
+ * gradient in float64 on the js reference backend. `v` and `w` are fixed projections.
+ * @example kn.gradgradcheck((x) => x.tanh(), [kn.randn([3])]).ok // true
+ */
+export function gradgradcheck(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: GradcheckOptions = {},
+): GradcheckResult {
+  if (typeof f !== 'function') throw new ArgumentError(`gradgradcheck: f must be a function, got ${describe(f)}`);
+  if (!Array.isArray(inputs) || inputs.length === 0)
+    throw new ArgumentError('gradgradcheck: inputs must be a non-empty array of tensors');
+  inputs.forEach((t, i) => assertTensor(t, `gradgradcheck input ${i}`));
+  const n = inputs.length;
+  const outShape = tidy(() => [...f(...inputs).shape]);
+  const size = outShape.reduce((a, b) => a * b, 1);
+  const w = Tensor.fromHostNumbers(
+    projection(size).map((v) => v - 0.9),
+    outShape,
+    inputs[0]!.backend,
+  );
+  // F(x, w) = sum_i <v_i, d/dx_i <w, f(x)>>
+  const F = (...xw: Tensor[]): Tensor => {
+    const xs = xw.slice(0, n).map((x) => {
+      if (x.requiresGrad) return x;
+      const l = x.detach();
+      l.requiresGrad = true;
+      return l;
+    });
+    const out = f(...xs);
+    const gs = gradients(ops.sum(ops.mul(out, xw[n]!)), xs, undefined, { createGraph: true });
+    let total: Tensor | null = null;
+    gs.forEach((g, i) => {
+      const v = Tensor.fromHostNumbers(projection(g.size).reverse(), g.shape, g.backend);
+      const term = ops.sum(ops.mul(g, v));
+      total = total ? ops.add(total, term) : term;
+    });
+    return total!;
+  };
+  try {
+    return gradcheck(F, [...inputs, w], opts);
+  } finally {
+    w.dispose();
+  }
 }

@@ -20,12 +20,41 @@ export function isGradEnabled(): boolean {
  * @example const w = kn.ones([2], { requiresGrad: true }); kn.noGrad(() => w.mul(2)).requiresGrad // false
  */
 export function noGrad<T>(fn: () => T): T {
+  return withGrad(false, fn);
+}
+
+/** @internal Runs `fn` with gradient recording on or off (backward with createGraph turns it on). */
+export function withGrad<T>(enabled: boolean, fn: () => T): T {
   const prev = gradEnabled;
-  gradEnabled = false;
+  gradEnabled = enabled;
   try {
     return fn();
   } finally {
     gradEnabled = prev;
+  }
+}
+
+/** Where a saved tensor came from: input i of the op (>= 0), the op's own output (SAVED_OUTPUT), or neither (a
+ * constant the op made, SAVED_CONSTANT). Differentiating a vjp again (createGraph) reconnects saved tensors to
+ * their history through this. */
+export const SAVED_OUTPUT = -1;
+export const SAVED_CONSTANT = -2;
+
+let probing = false,
+  probeHit = false;
+/**
+ * @internal Runs `fn` without recording (like noGrad) and tells whether any op it ran had an input that
+ * requires a gradient, i.e. whether the result would have been differentiable (activation checkpointing).
+ */
+export function probeNoGrad<T>(fn: () => T): { value: T; differentiable: boolean } {
+  const prev = [probing, probeHit];
+  probing = true;
+  probeHit = false;
+  try {
+    const value = withGrad(false, fn);
+    return { value, differentiable: probeHit };
+  } finally {
+    [probing, probeHit] = prev as [boolean, boolean];
   }
 }
 
@@ -38,6 +67,7 @@ export class Node {
     public saved: Tensor[],
     readonly vjp: Vjp,
     readonly outShape: readonly number[],
+    readonly savedFrom: readonly number[] = [],
   ) {
     for (const e of edges) if (e && 'node' in e) e.node.retain();
   }
@@ -66,14 +96,21 @@ export class Node {
  * (storage shared, lifetime owned by the node) and handed to `vjp` in order.
  */
 export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved: readonly Tensor[], vjp: Vjp): Tensor {
-  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  if (!gradEnabled) {
+    if (probing && !probeHit) probeHit = inputs.some((t) => t.requiresGrad);
+    return out;
+  }
+  if (!inputs.some((t) => t.requiresGrad)) return out;
   const edges: Edge[] = inputs.map((t) => (t.node ? { node: t.node } : t.requiresGrad ? { leaf: t } : null));
   const aliases = saved.map((t) => {
     const a = t.view(t.shape, t.strides, t.offset);
     untrack(a);
     return a;
   });
-  const node = new Node(op, edges, aliases, vjp, out.shape);
+  const savedFrom = saved.map((t) =>
+    t === out ? SAVED_OUTPUT : inputs.indexOf(t) >= 0 ? inputs.indexOf(t) : SAVED_CONSTANT,
+  );
+  const node = new Node(op, edges, aliases, vjp, out.shape, savedFrom);
   const rec = activeRecorder;
   if (rec !== null) rec.tagNode(node);
   out.setNode(node);

@@ -5,8 +5,10 @@ import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
-import { add } from './elementwise.js';
-import { reshape } from './movement.js';
+import { arange, full } from './creation.js';
+import { add, cast, eq, mul } from './elementwise.js';
+import { concat, reshape, slice, stack } from './movement.js';
+import { argmax, sum } from './reduce.js';
 
 export type Pair = number | readonly [number, number];
 
@@ -48,7 +50,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   const groups = opts.groups ?? 1;
   if (!Number.isInteger(groups) || groups < 1)
     throw new ArgumentError(`conv2d groups must be a positive integer, got ${describe(opts.groups)}`);
-  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [, C, H, W] = x.shape as [number, number, number, number];
   const [O, Cg, kh, kw] = weight.shape as [number, number, number, number];
   if (C % groups !== 0 || O % groups !== 0)
     throw new ShapeError(`conv2d: channels ${C} and filters ${O} must both be divisible by groups ${groups}`);
@@ -64,12 +66,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     );
   }
   const attrs = [sh, sw, ph, pw, dh, dw, groups];
-  const outDtype = isFloat(x.dtype) ? x.dtype : 'float32';
-  const y = runKernel('conv2d', [x, weight], attrs, [N, O, OH, OW], outDtype);
-  const conv = record('conv2d', y, [x, weight], [x, weight], (g, [xx, ww], needs) => [
-    needs[0] ? runKernel('conv2dBackwardInput', [g, ww!], [...attrs, H, W], [N, C, H, W], g.dtype) : null,
-    needs[1] ? runKernel('conv2dBackwardWeight', [xx!, g], [...attrs, kh, kw], [O, Cg, kh, kw], g.dtype) : null,
-  ]);
+  const conv = convCore(x, weight, attrs);
   if (bias === undefined || bias === null) return conv;
   assertTensor(bias, 'conv2d bias');
   if (bias.ndim !== 1 || bias.shape[0] !== O)
@@ -79,6 +76,44 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   conv.dispose();
   b4.dispose();
   return out;
+}
+
+// The convolution and its two gradients as differentiable ops. conv is bilinear in (x, w), so each gradient is
+// bilinear too and their vjps are the other two ops: this is what makes gradients of gradients work through
+// convolutions (attrs = stride, padding, dilation, groups).
+
+/** conv2d without bias, recorded. */
+function convCore(x: Tensor, w: Tensor, attrs: readonly number[]): Tensor {
+  const [N, , H, W] = x.shape as [number, number, number, number];
+  const [O, , kh, kw] = w.shape as [number, number, number, number];
+  const [sh, sw, ph, pw, dh, dw] = attrs as [number, number, number, number, number, number];
+  const shape = [N, O, outSize(H, kh, sh, ph, dh), outSize(W, kw, sw, pw, dw)];
+  const y = runKernel('conv2d', [x, w], attrs, shape, isFloat(x.dtype) ? x.dtype : 'float32');
+  return record('conv2d', y, [x, w], [x, w], (g, [xx, ww], needs) => [
+    needs[0] ? convInputGrad(g, ww!, attrs, H, W) : null,
+    needs[1] ? convWeightGrad(xx!, g, attrs, kh, kw) : null,
+  ]);
+}
+
+/** The input gradient of conv2d: g [N, O, OH, OW] and w -> [N, C, H, W]. */
+function convInputGrad(g: Tensor, w: Tensor, attrs: readonly number[], H: number, W: number): Tensor {
+  const [, Cg, kh, kw] = w.shape as [number, number, number, number];
+  const y = runKernel('conv2dBackwardInput', [g, w], [...attrs, H, W], [g.shape[0]!, Cg * attrs[6]!, H, W], g.dtype);
+  return record('conv2dBackwardInput', y, [g, w], [g, w], (u, [gg, ww], needs) => [
+    needs[0] ? convCore(u, ww!, attrs) : null,
+    needs[1] ? convWeightGrad(u, gg!, attrs, kh, kw) : null,
+  ]);
+}
+
+/** The weight gradient of conv2d: x and g [N, O, OH, OW] -> [O, C/groups, kh, kw]. */
+function convWeightGrad(x: Tensor, g: Tensor, attrs: readonly number[], kh: number, kw: number): Tensor {
+  const [, C, H, W] = x.shape as [number, number, number, number];
+  const O = g.shape[1]!;
+  const y = runKernel('conv2dBackwardWeight', [x, g], [...attrs, kh, kw], [O, C / attrs[6]!, kh, kw], g.dtype);
+  return record('conv2dBackwardWeight', y, [x, g], [x, g], (u, [xx, gg], needs) => [
+    needs[0] ? convInputGrad(gg!, u, attrs, H, W) : null,
+    needs[1] ? convCore(xx!, u, attrs) : null,
+  ]);
 }
 
 export interface Pool2dOptions {
@@ -117,9 +152,42 @@ export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Te
   const { attrs, OH, OW } = poolSetup(x, kernel, opts, 'maxPool2d');
   const [N, C] = x.shape as [number, number];
   const y = runKernel('maxPool2d', [x], attrs, [N, C, OH, OW], isFloat(x.dtype) ? x.dtype : 'float32');
-  return record('maxPool2d', y, [x], [x], (g, [xx]) => [
-    runKernel('maxPool2dBackward', [xx!, g], attrs, xx!.shape, g.dtype),
+  return record('maxPool2d', y, [x], [x], (g, [xx]) => [maxPoolBackward(xx!, g, attrs)]);
+}
+
+/** The max-pool gradient (g routed to each window's first maximum), recorded: linear in g, and its transpose
+ * picks, in each window, the upstream gradient at the maximum (maxPoolSelect); constant in x. */
+function maxPoolBackward(x: Tensor, g: Tensor, attrs: readonly number[]): Tensor {
+  const y = runKernel('maxPool2dBackward', [x, g], attrs, x.shape, g.dtype);
+  return record('maxPool2dBackward', y, [x, g], [x], (u, [xx], needs) => [
+    null,
+    needs[1] ? maxPoolSelect(xx!, u, attrs, g.shape) : null,
   ]);
+}
+
+/** For each pooling window of x, u's value at the window's first maximum (taps in row-major order, as the
+ * kernels scan them): one strided slice per tap, stacked, argmax, gather. Differentiable in u. */
+function maxPoolSelect(x: Tensor, u: Tensor, attrs: readonly number[], outShape: readonly number[]): Tensor {
+  const [kh, kw, sh, sw, ph, pw] = attrs as [number, number, number, number, number, number];
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [, , OH, OW] = outShape as [number, number, number, number];
+  const padded = (t: Tensor, fill: number): Tensor => {
+    if (ph === 0 && pw === 0) return t;
+    const rows = full([N, C, ph, W], fill, { dtype: t.dtype });
+    const tall = concat([rows, t, rows], 2);
+    const cols = full([N, C, H + 2 * ph, pw], fill, { dtype: t.dtype });
+    return concat([cols, tall, cols], 3);
+  };
+  const taps = (t: Tensor): Tensor => {
+    const out: Tensor[] = [];
+    for (let i = 0; i < kh; i++)
+      for (let j = 0; j < kw; j++)
+        out.push(slice(t, [0, 0, i, j], [N, C, i + sh * (OH - 1) + 1, j + sw * (OW - 1) + 1], [1, 1, sh, sw]));
+    return stack(out, 0);
+  };
+  const arg = argmax(taps(padded(x.detach(), -Infinity)), 0, true); // [1, N, C, OH, OW]
+  const onehot = cast(eq(reshape(arange(0, kh * kw), [kh * kw, 1, 1, 1, 1]), arg), u.dtype);
+  return sum(mul(taps(padded(u, 0)), onehot), 0);
 }
 
 /**
@@ -131,7 +199,15 @@ export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Te
   const inc = (opts.countIncludePad ?? true) ? 1 : 0;
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const y = runKernel('avgPool2d', [x], [...attrs, inc], [N, C, OH, OW], isFloat(x.dtype) ? x.dtype : 'float32');
-  return record('avgPool2d', y, [x], [], (g) => [
-    runKernel('avgPool2dBackward', [g], [...attrs, inc, H, W], [N, C, H, W], g.dtype),
+  return record('avgPool2d', y, [x], [], (g) => [avgPoolBackward(g, attrs, inc, [N, C, H, W])]);
+}
+
+/** The average-pool gradient, recorded: linear in g, and its transpose is average pooling itself. */
+function avgPoolBackward(g: Tensor, attrs: readonly number[], inc: number, xShape: readonly number[]): Tensor {
+  const y = runKernel('avgPool2dBackward', [g], [...attrs, inc, xShape[2]!, xShape[3]!], xShape, g.dtype);
+  return record('avgPool2dBackward', y, [g], [], (u) => [
+    record('avgPool2d', runKernel('avgPool2d', [u], [...attrs, inc], g.shape, u.dtype), [u], [], (v) => [
+      avgPoolBackward(v, attrs, inc, xShape),
+    ]),
   ]);
 }

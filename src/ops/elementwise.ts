@@ -85,7 +85,23 @@ export function sigmoid(x: Tensor): Tensor {
  */
 export function gelu(x: Tensor): Tensor {
   const y = unaryF('gelu', x);
-  return record('gelu', y, [x], [x], (g, [xx]) => [runBroadcast('geluGrad', xx!, g, floatOut(xx!.dtype))]);
+  return record('gelu', y, [x], [x], (g, [xx]) => [geluBackward(xx!, g)]);
+}
+
+/**
+ * @internal gelu'(x) * g by the fused kernel, as a differentiable op (for gradients of gradients):
+ * d/dx = g gelu''(x) with gelu''(x) = phi(x) (2 - x^2), d/dg = gelu'(x).
+ */
+export function geluBackward(x: Tensor, g: Tensor): Tensor {
+  const y = runBroadcast('geluGrad', x, g, floatOut(x.dtype));
+  return record('geluGrad', y, [x, g], [x, g], (u, [xx, gg], needs) => {
+    const x2 = mul(xx!, xx!);
+    const phi = mul(exp(mul(x2, -0.5)), 1 / Math.sqrt(2 * Math.PI));
+    return [
+      needs[0] ? sumTo(mul(mul(u, gg!), mul(phi, sub(2, x2))), xx!.shape) : null,
+      needs[1] ? sumTo(geluBackward(xx!, u), gg!.shape) : null,
+    ];
+  });
 }
 /**
  * SiLU (swish), x * sigmoid(x), the activation of many transformer MLPs.
@@ -161,9 +177,7 @@ export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'):
       });
     if (act === 'gelu') {
       return record('biasAct', y, [x, bias], [x, b1], (g, [xx, bb]) => {
-        const pre = add(xx!, bb!);
-        const gp = runBroadcast('geluGrad', pre, g, floatOut(pre.dtype));
-        pre.dispose();
+        const gp = geluBackward(add(xx!, bb!), g);
         return [gp, sumTo(gp, bshape)];
       });
     }

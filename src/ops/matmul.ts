@@ -54,7 +54,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     }
     const as = a.shape,
       bs = b.shape;
-    return record('matmul', y, [a, b], [a2, b2], (g, [sa, sb], needs) => {
+    // saved as given (not the 1-D reshapes), so gradients of gradients reach a and b
+    return record('matmul', y, [a, b], [a, b], (g, [a0, b0], needs) => {
+      const sa = a0!.ndim === 1 ? reshape(a0!, [1, K]) : a0,
+        sb = b0!.ndim === 1 ? reshape(b0!, [K, 1]) : b0;
       const g2 = reshape(g, [...batch, M, N]);
       const ga = needs[0] ? reshape(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
       const gb = needs[1] ? reshape(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs) : null;

@@ -166,7 +166,7 @@ export function slice(
       );
       const outShape = cur.shape.slice();
       outShape[d] = xs[d]!;
-      const next = runKernel('scatterAdd', [cur, idx], [d, xs[d]!], outShape, cur.dtype);
+      const next = scatterAdd(cur, idx, d, xs[d]!, outShape);
       idx.dispose();
       cur = next;
     }
@@ -316,7 +316,12 @@ export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   const shape = [...x.shape.slice(0, a), ...indices.shape, ...x.shape.slice(a + 1)];
   const y = runKernel('gather', [x, indices], [a], shape, x.dtype); // indices are cast to int32 by the dispatcher
   const D = x.shape[a]!;
-  return record('gather', y, [x], [indices], (g, [ii]) => [
-    runKernel('scatterAdd', [g, ii!], [a, D], x.shape, g.dtype),
-  ]);
+  return record('gather', y, [x], [indices], (g, [ii]) => [scatterAdd(g, ii!, a, D, x.shape)]);
+}
+
+/** gather's gradient: g summed into the gathered positions of a zero tensor of `shape`; recorded (its vjp is
+ * gather again), for gradients of gradients. */
+function scatterAdd(g: Tensor, idx: Tensor, a: number, D: number, shape: readonly number[]): Tensor {
+  const y = runKernel('scatterAdd', [g, idx], [a, D], shape, g.dtype);
+  return record('scatterAdd', y, [g], [idx], (u, [ii]) => [gather(u, ii!, a)]);
 }

@@ -1,12 +1,13 @@
 // Reductions, arg-reductions and (log)softmax. Kernels reduce one contiguous axis range; several ranges are
 // reduced one after another.
-import { record } from '../autograd/tape.js';
+import { isGradEnabled, record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
 import { normalizeAxes, normalizeAxis, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';
-import { cast, div, eq, exp, mul, sub } from './elementwise.js';
+import { arange } from './creation.js';
+import { add, cast, div, eq, exp, mul, sub } from './elementwise.js';
 import { expand, reshape } from './movement.js';
 import type { OpName } from './table.js';
 
@@ -212,8 +213,32 @@ export function softmaxCrossEntropy(
   const extra = weight ? [weight] : [];
   const y = runKernel('softmaxCrossEntropy', [logits, labels, ...extra], [labelSmoothing], [N], 'float32');
   return record('softmaxCrossEntropy', y, [logits], [logits, labels, ...extra], (g, [lg, lb, w]) => [
-    runKernel('softmaxCrossEntropyBackward', [lg!, lb!, g, ...(w ? [w] : [])], [labelSmoothing], lg!.shape, 'float32'),
+    isGradEnabled()
+      ? crossEntropyGrad(lg!, lb!, g, w ?? null, labelSmoothing) // recording (createGraph): differentiable form
+      : runKernel(
+          'softmaxCrossEntropyBackward',
+          [lg!, lb!, g, ...(w ? [w] : [])],
+          [labelSmoothing],
+          lg!.shape,
+          'float32',
+        ),
   ]);
+}
+
+/**
+ * The fused backward kernel's formula in differentiable ops, for gradients of gradients:
+ * dlogits = g * (softmax * (hard + s W / C) - hard * onehot(label) - (s / C) w), hard = (1 - s) w[label],
+ * W = sum(w) (w = 1 without class weights).
+ */
+function crossEntropyGrad(lg: Tensor, lb: Tensor, g: Tensor, w: Tensor | null, s: number): Tensor {
+  const [N, C] = lg.shape as [number, number];
+  const onehot = cast(eq(reshape(lb, [N, 1]), reshape(arange(0, C, 1, { dtype: 'int32' }), [1, C])), 'float32');
+  const wy = w ? reshape(sum(mul(onehot, reshape(w, [1, C])), 1), [N, 1]) : null; // w[label] per row
+  const hard = wy ? mul(wy, 1 - s) : 1 - s;
+  const coef = wy ? add(mul(wy, 1 - s), mul(sum(w!), s / C)) : 1;
+  let d = sub(mul(softmax(lg, 1), coef), mul(onehot, hard));
+  if (s !== 0) d = sub(d, w ? mul(reshape(w, [1, C]), s / C) : s / C);
+  return mul(d, reshape(g, [N, 1]));
 }
 
 /**

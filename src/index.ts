@@ -30,6 +30,7 @@ export { setBackend, getBackend, backends, ready, emptyCache } from './backends/
 export { tidy, keep, memory, resetPeakMemory, type MemoryInfo } from './engine/memory.js';
 export { noGrad } from './autograd/tape.js';
 export { backward, grad, type BackwardOptions } from './autograd/backward.js';
+export { vjp, jvp, jacobian, hessian, hvp, checkpoint, type FunctionalOptions } from './autograd/functional.js';
 export { gradcheck, gradgradcheck, type GradcheckOptions, type GradcheckResult } from './autograd/gradcheck.js';
 export {
   tensor,

@@ -141,6 +141,44 @@ for (const b of kn.backends()) {
     }));
 }
 
+// the layers compose ops that gradcheck.test checks to second order on every backend; here they are checked
+// whole on the js reference (gradgradcheck's finite differences run there, and a layer's parameters live on
+// the backend that built it)
+for (const b of ['js'] as const) {
+  test(`second order through the layers: LayerNorm, BatchNorm, Embedding, Conv2d + pooling, losses (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(21);
+        const ln = new kn.nn.LayerNorm([4]);
+        const bn = new kn.nn.BatchNorm1d(4);
+        const idx = kn.tensor(Int32Array.from([0, 3, 3, 1]), [4]);
+        const conv = new kn.nn.Conv2d(2, 3, 3, { padding: 1, stride: 2 });
+        const y = kn.tensor(Int32Array.from([1, 0, 2]), [3]);
+        const checks: [string, (...x: kn.Tensor[]) => kn.Tensor, kn.Tensor[]][] = [
+          ['LayerNorm', (x) => ln.call(x).tanh(), [kn.randn([3, 4])]],
+          ['BatchNorm1d (training)', (x) => bn.call(x).gelu(), [kn.randn([5, 4])]],
+          ['Embedding (gather of rows)', (w) => kn.gather(w, idx, 0).pow(2), [kn.randn([5, 3])]],
+          [
+            'Conv2d + maxPool2d + avgPool2d',
+            (x) => kn.avgPool2d(kn.maxPool2d(conv.call(x).tanh(), 2, { stride: 1 }), 2, { stride: 1 }),
+            [kn.randn([1, 2, 6, 6])],
+          ],
+          [
+            'crossEntropy with label smoothing',
+            (x) => kn.nn.loss.crossEntropy(x, y, { labelSmoothing: 0.2 }),
+            [kn.randn([3, 4])],
+          ],
+          ['bceWithLogits', (x) => kn.nn.loss.bceWithLogits(x, kn.tensor([1, 0, 1])), [kn.randn([3])]],
+          ['mse', (x) => kn.nn.loss.mse(x.tanh(), kn.tensor([0.5, -0.5, 0])), [kn.randn([3])]],
+        ];
+        for (const [name, f, xs] of checks) {
+          const r = kn.gradgradcheck(f, xs);
+          assert.ok(r.ok, `${name} on ${b}: ${JSON.stringify(r.worst)}`);
+        }
+      }),
+    ));
+}
+
 test('checkpoint keeps less memory alive between forward and backward (deep MLP)', () =>
   onBackend('cpu', () => {
     kn.seed(1);

@@ -88,7 +88,13 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
 test('gradgradcheck catches a vjp that is right but not differentiable', () => {
   // x^2 whose vjp computes 2 x g from a detached x: first order right, second order missing the 2 g term
   const sq = (x: kn.Tensor): kn.Tensor =>
-    record('badSquare', kn.noGrad(() => x.mul(x)), [x], [x], (g, [xx]) => [g.mul(xx!.detach()).mul(2)]);
+    record(
+      'badSquare',
+      kn.noGrad(() => x.mul(x)),
+      [x],
+      [x],
+      (g, [xx]) => [g.mul(xx!.detach()).mul(2)],
+    );
   assert.ok(kn.gradcheck(sq, [kn.tensor([1, 2, 3])]).ok);
   const r = kn.gradgradcheck(sq, [kn.tensor([1, 2, 3])]);
   assert.not.ok(r.ok);

@@ -223,6 +223,14 @@ export const CASES: OpCase[] = [
     grad: true,
   },
   {
+    // the cpu kernel's contiguous fast paths: scalar second branch (the ReLU mask), scalar first branch, both full
+    name: 'where contiguous with scalar branches',
+    ops: ['where'],
+    inputs: [f([37, 5]), f([37, 5]), f([37, 5])],
+    run: (c, a, b) => kn.concat([kn.where(c.gt(0), a, 0), kn.where(c.gt(0.3), 2, b), kn.where(c.lt(0), a, b)], 0),
+    grad: true,
+  },
+  {
     name: 'where int32',
     ops: ['where'],
     inputs: [f([5]), ints([5], 0, 9), ints([5], 10, 19)],
@@ -409,6 +417,14 @@ export const CASES: OpCase[] = [
     inputs: [f([1, 2, 7, 5])],
     run: (x) => kn.maxPool2d(x, 3, { stride: 2, padding: 1 }),
     grad: true,
+  },
+  {
+    // windows that tile the input (stride = kernel) with rows and columns left over, and ties (relu's zeros):
+    // the cpu kernel's non-overlapping path
+    name: 'maxPool2d backward, tiled windows with a remainder and ties',
+    ops: ['maxPool2dBackward'],
+    inputs: [f([2, 3, 7, 5])],
+    run: (x) => kn.grad((t) => kn.maxPool2d(t.relu(), [3, 2]).mul(2).sum())(x) as kn.Tensor,
   },
   {
     name: 'maxPool2d backward',

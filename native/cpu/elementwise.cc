@@ -396,8 +396,23 @@ static void where_apply(const TensorView& c, const TensorView& a, const TensorVi
   const T* pa = a.ptr<T>();
   const T* pb = b.ptr<T>();
   for_each_row(it, kGrain, [&](const int64_t* off, int64_t n, const int64_t* st) {
-    for (int64_t i = 0; i < n; ++i)
-      o[off[0] + i] = pc[off[1] + i * st[1]] ? pa[off[2] + i * st[2]] : pb[off[3] + i * st[3]];
+    T* po = o + off[0];
+    const uint8_t* c1 = pc + off[1];
+    const T* a1 = pa + off[2];
+    const T* b1 = pb + off[3];
+    // contiguous condition with contiguous or scalar (stride-0) branches, as autograd's masks use them (the
+    // ReLU gradient is where(x > 0, g, 0)): branch-free loops the compiler vectorises
+    if (st[1] == 1 && st[2] == 1 && st[3] == 0) {
+      const T bv = b1[0];
+      for (int64_t i = 0; i < n; ++i) po[i] = c1[i] ? a1[i] : bv;
+    } else if (st[1] == 1 && st[2] == 0 && st[3] == 1) {
+      const T av = a1[0];
+      for (int64_t i = 0; i < n; ++i) po[i] = c1[i] ? av : b1[i];
+    } else if (st[1] == 1 && st[2] == 1 && st[3] == 1) {
+      for (int64_t i = 0; i < n; ++i) po[i] = c1[i] ? a1[i] : b1[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) po[i] = c1[i * st[1]] ? a1[i * st[2]] : b1[i * st[3]];
+    }
   });
 }
 

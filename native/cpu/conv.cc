@@ -294,6 +294,37 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
   const float* x = in[0].ptr<float>();
   const float* g = gy.ptr<float>();
   float* o = out.ptr<float>();
+  if (p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0) {
+    // windows that tile the input without overlap (2x2 stride 2, the common case): each window writes all its
+    // taps once (the gradient at its first maximum, 0 elsewhere), so no separate zeroing pass and no +=
+    parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
+      for (int64_t nc = lo; nc < hi; ++nc) {
+        const float* xp = x + nc * p.H * p.W;
+        const float* gp = g + nc * p.OH * p.OW;
+        float* op = o + nc * p.H * p.W;
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          for (int64_t ow = 0; ow < p.OW; ++ow) {
+            const int64_t h0 = oh * p.kh, w0 = ow * p.kw;
+            float m = -__builtin_inff();
+            int64_t best = -1;
+            for (int64_t i = 0; i < p.kh; ++i)
+              for (int64_t j = 0; j < p.kw; ++j) {
+                const int64_t at = (h0 + i) * p.W + w0 + j;
+                op[at] = 0.f;
+                if (max_pool_takes(xp[at], m, best < 0)) {
+                  m = xp[at];
+                  best = at;
+                }
+              }
+            op[best] = gp[oh * p.OW + ow];
+          }
+        // rows and columns past the last whole window get no gradient
+        for (int64_t h = 0; h < p.H; ++h)
+          for (int64_t w = (h < p.OH * p.kh ? p.OW * p.kw : 0); w < p.W; ++w) op[h * p.W + w] = 0.f;
+      }
+    });
+    return Status::ok();
+  }
   parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
     for (int64_t nc = lo; nc < hi; ++nc) {
       const float* xp = x + nc * p.H * p.W;

@@ -37,16 +37,21 @@ export function onBackwardEnd(hook: () => void): () => void {
   return () => endHooks.delete(hook);
 }
 
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+/**
+ * Adds `g` into `leaf.grad`. A leaf's grad owns its storage: never a view of an intermediate or of another leaf's
+ * grad (add's vjp hands the same tensor to both inputs), so an optimizer or DDP may later update it in place.
+ * `handOver`: the caller knows no one else holds `g`; if it also owns its whole buffer it becomes the grad as
+ * it is, without a copy.
+ */
+function accumulateLeaf(leaf: Tensor, g: Tensor, handOver = false): void {
   if (!sameShape(leaf.shape, g.shape)) {
     throw new ShapeError(`internal: gradient ${shapeStr(g.shape)} does not match leaf ${shapeStr(leaf.shape)}`);
   }
   if (leaf.isDisposed) return;
   const gg = g.dtype === leaf.dtype ? g : cast(g, leaf.dtype);
-  // A leaf's grad owns its storage: never a view of an intermediate or of another leaf's grad (add's vjp
-  // hands the same tensor to both inputs), so an optimizer may later update it in place.
   const prev = leaf.grad;
-  leaf.grad = keep(prev ? add(prev, gg) : clone(gg));
+  if (prev) leaf.grad = keep(add(prev, gg));
+  else leaf.grad = keep((handOver || gg !== g) && gg.ownsBuffer() ? gg : clone(gg));
   if (prev) prev.dispose();
 }
 
@@ -144,8 +149,8 @@ function backwardPass(
       else leafInputs.add(t);
     }
   }
-  const toLeaf = (leaf: Tensor, g: Tensor): void => {
-    if (!capture) return accumulateLeaf(leaf, g);
+  const toLeaf = (leaf: Tensor, g: Tensor, handOver = false): void => {
+    if (!capture) return accumulateLeaf(leaf, g, handOver && !createGraph);
     if (!leafInputs.has(leaf)) return;
     const prev = capture.out.get(leaf);
     capture.out.set(leaf, keep(prev ? add(prev, g) : g));
@@ -207,7 +212,8 @@ function backwardPass(
             const gi = inGrads[i];
             if (!e || !gi) return;
             if ('leaf' in e) {
-              toLeaf(e.leaf, gi);
+              // a gradient the vjp made for this edge alone (not the incoming one, not repeated) can be handed over
+              toLeaf(e.leaf, gi, gi !== g && inGrads.indexOf(gi) === i && inGrads.lastIndexOf(gi) === i);
             } else {
               const prev = grads.get(e.node);
               grads.set(e.node, prev ? add(prev, gi) : gi);

@@ -42,6 +42,10 @@ export class Storage {
   get alive(): boolean {
     return this.refs > 0;
   }
+  /** How many tensors share this buffer. */
+  get refCount(): number {
+    return this.refs;
+  }
   retain(): void {
     this.refs++;
   }

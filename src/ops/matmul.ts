@@ -2,7 +2,7 @@ import { record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ShapeError } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
-import { broadcastShapes, shapeStr } from '../tensor/shape.js';
+import { broadcastShapes, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { expandView } from './define.js';
 import { reshape, transpose } from './movement.js';
@@ -59,8 +59,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       const sa = a0!.ndim === 1 ? reshape(a0!, [1, K]) : a0,
         sb = b0!.ndim === 1 ? reshape(b0!, [K, 1]) : b0;
       const g2 = reshape(g, [...batch, M, N]);
-      const ga = needs[0] ? reshape(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
-      const gb = needs[1] ? reshape(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs) : null;
+      // no reshape when the shape is already right: a fresh buffer that a leaf can take without a copy
+      const fit = (t: Tensor, shape: readonly number[]): Tensor => (sameShape(t.shape, shape) ? t : reshape(t, shape));
+      const ga = needs[0] ? fit(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
+      const gb = needs[1] ? fit(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs) : null;
       return [ga, gb];
     });
   } finally {

@@ -286,5 +286,6 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   }
   const s = axes.length ? sum(g, axes, true) : g;
   const r = reshape(s, shape);
+  if (s !== g) s.dispose(); // r is then the only holder of the sum's buffer (a leaf can take it without a copy)
   return r;
 }

@@ -150,6 +150,15 @@ export class Tensor {
     return this.res.node === null;
   }
 
+  /** @internal True when no other tensor shares this one's buffer and it covers the buffer exactly (so it can
+   * be handed over instead of copied). */
+  ownsBuffer(): boolean {
+    const st = this.res.storage;
+    return (
+      !this.res.released && st.refCount === 1 && this.offset === 0 && this.size === st.numel && this.isContiguous()
+    );
+  }
+
   isContiguous(): boolean {
     return isContiguous(this.shape, this.strides);
   }

@@ -1,0 +1,133 @@
+// kiln against PyTorch CPU (Debian's python3-torch: oneDNN for convolution, OpenBLAS for GEMM) on the work of
+// issue 18, on 1 and all threads: GEMM (square N), conv2d forward + backward [N,16,28,28] * [32,16,3,3] pad 1,
+// the MLP 784-256-10 training step (batch 128, Adam) and a LeNet-5-like training step (batch 64, Adam), each step
+// reading the loss back. PyTorch runs in a child process (one per thread count) with the same warm-up and time
+// budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
+// count so GFLOP/s figures can be read as a share of the machine.
+import * as kn from '../../src/index.js';
+import { bench, cpuBench, fmt } from '../harness.js';
+import { coreType, torchPython, torchRows, type TorchRow } from '../peers/torch.js';
+
+const MIN_MS = Number(process.env.KILN_BENCH_MIN_MS ?? 600);
+
+function trainer(model: kn.nn.Module, x: kn.Tensor, y: kn.Tensor): { step: () => number; dispose: () => void } {
+  const opt = new kn.optim.Adam(model.parameters());
+  return {
+    step: () =>
+      kn.tidy(() => {
+        opt.zeroGrad();
+        const loss = kn.nn.loss.crossEntropy(model.call(x), y);
+        loss.backward();
+        opt.step();
+        return loss.item();
+      }),
+    dispose: () => {
+      opt.dispose();
+      model.dispose();
+      x.dispose();
+      y.dispose();
+    },
+  };
+}
+
+function lenet(): kn.nn.Module {
+  return new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 6, 5, { padding: 2 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(6, 16, 5),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(400, 120),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(120, 84),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(84, 10),
+  );
+}
+
+/** kiln's median ms for each piece of work, in the order torch_cpu.py prints them. */
+async function kilnRows(): Promise<TorchRow[]> {
+  const rows: TorchRow[] = [];
+  for (const n of [128, 256, 512, 1024]) {
+    kn.seed(n);
+    const a = kn.randn([n, n]),
+      b = kn.randn([n, n]);
+    rows.push({
+      work: 'gemm',
+      size: n,
+      medianMs: (await bench(() => a.matmul(b).dispose(), { minTimeMs: MIN_MS })).medianMs,
+    });
+    a.dispose();
+    b.dispose();
+  }
+  for (const n of [16, 64]) {
+    const x = kn.randn([n, 16, 28, 28]),
+      w = kn.randn([32, 16, 3, 3]);
+    x.requiresGrad = true;
+    w.requiresGrad = true;
+    const t = await bench(
+      () =>
+        kn.tidy(() => {
+          x.grad = null;
+          w.grad = null;
+          kn.conv2d(x, w, null, { padding: 1 }).sum().backward();
+        }),
+      { minTimeMs: MIN_MS },
+    );
+    rows.push({ work: 'conv', size: n, medianMs: t.medianMs });
+    x.dispose();
+    w.dispose();
+  }
+  kn.seed(1);
+  const m = trainer(
+    new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10)),
+    kn.randn([128, 784]),
+    kn.randint([128], 0, 10),
+  );
+  rows.push({ work: 'mlp', size: 128, medianMs: (await bench(m.step, { minTimeMs: MIN_MS })).medianMs });
+  m.dispose();
+  kn.seed(2);
+  const c = trainer(lenet(), kn.randn([64, 1, 28, 28]), kn.randint([64], 0, 10));
+  rows.push({ work: 'cnn', size: 64, medianMs: (await bench(c.step, { minTimeMs: MIN_MS })).medianMs });
+  c.dispose();
+  return rows;
+}
+
+const LABEL: Record<TorchRow['work'], (n: number) => string> = {
+  gemm: (n) => `GEMM ${n}x${n}x${n}`,
+  conv: (n) => `conv2d fwd+bwd N=${n}`,
+  mlp: (n) => `MLP step, batch ${n}`,
+  cnn: (n) => `LeNet step, batch ${n}`,
+};
+const FLOPS: Record<TorchRow['work'], (n: number) => number> = {
+  gemm: (n) => 2 * n ** 3,
+  conv: (n) => 3 * 2 * n * 32 * 28 * 28 * 16 * 9,
+  mlp: () => 0,
+  cnn: () => 0,
+};
+
+export async function run(): Promise<void> {
+  const { addon, info } = cpuBench('against PyTorch CPU');
+  const py = torchPython();
+  if (!py.python) console.log(`# ${py.reason}`);
+  else console.log(`# PyTorch ${py.version} (${py.python}), OPENBLAS_CORETYPE=${coreType()}`);
+  for (const threads of [...new Set([1, info.threads])]) {
+    addon.setThreads(threads);
+    const peak = addon.peakFlops(200).gflops;
+    console.log(`### ${threads} thread(s), measured peak FMA ${peak.toFixed(1)} GFLOP/s`);
+    console.log('work                          kiln ms  PyTorch ms   ratio   kiln GFLOP/s  %peak');
+    const mine = await kilnRows();
+    const theirs = py.python ? torchRows(py.python, threads, MIN_MS / 1000) : [];
+    for (const r of mine) {
+      const t = theirs.find((o) => o.work === r.work && o.size === r.size);
+      const fl = FLOPS[r.work](r.size);
+      const gf = fl ? fl / (r.medianMs * 1e6) : NaN;
+      console.log(
+        `${LABEL[r.work](r.size).padEnd(28)} ${fmt(r.medianMs, 3)}  ${t ? fmt(t.medianMs, 3) : '       -'}  ${t ? fmt(t.medianMs / r.medianMs, 2) : '       -'}  ${Number.isNaN(gf) ? '            -' : fmt(gf, 1).padStart(13)}  ${Number.isNaN(gf) ? '    -' : `${((100 * gf) / peak).toFixed(0).padStart(4)}%`}`,
+      );
+    }
+  }
+  addon.setThreads(info.threads);
+}

@@ -1,0 +1,50 @@
+// PyTorch CPU peer (Debian's python3-torch): runs bench/peers/torch_cpu.py in a child process per thread count
+// and returns its medians. Skipped with a note when no python3 can import torch.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const script = fileURLToPath(new URL('./torch_cpu.py', import.meta.url));
+
+export interface TorchRow {
+  work: 'gemm' | 'conv' | 'mlp' | 'cnn';
+  size: number;
+  medianMs: number;
+}
+
+/** A python3 that imports torch (Debian's /usr/bin/python3 first: a pyenv shim may hide the system packages). */
+export function torchPython(): { python: string | null; version: string; reason: string } {
+  for (const py of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return { python: py, version: r.stdout.trim(), reason: '' };
+  }
+  return {
+    python: null,
+    version: '',
+    reason: 'PyTorch CPU not found (apt-get install -y python3-torch); the PyTorch columns are skipped',
+  };
+}
+
+/** The OpenBLAS kernel set for the peer: SkylakeX (AVX-512) unless KILN_OPENBLAS_CORETYPE says otherwise (an
+ * OPENBLAS_CORETYPE in the environment is ignored: some images set Haswell globally). */
+export function coreType(): string {
+  return process.env.KILN_OPENBLAS_CORETYPE ?? 'SkylakeX';
+}
+
+/** Runs the PyTorch side on `threads` threads with about `minSeconds` per measurement. */
+export function torchRows(python: string, threads: number, minSeconds: number): TorchRow[] {
+  const r = spawnSync(python, [script, String(threads), String(minSeconds)], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      OMP_NUM_THREADS: String(threads),
+      OPENBLAS_NUM_THREADS: String(threads),
+      OPENBLAS_CORETYPE: coreType(),
+    },
+    maxBuffer: 1 << 20,
+  });
+  if (r.status !== 0) throw new Error(`torch peer failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as TorchRow);
+}

@@ -1,0 +1,84 @@
+# PyTorch CPU peer for bench/models/torch.bench.ts: the same work as kiln's benches, timed the same way (warm-up,
+# then repeats until a time budget, median). Usage: python3 torch_cpu.py THREADS MIN_SECONDS
+# Prints one JSON object per line: {"work": ..., "size": ..., "medianMs": ...}.
+# Thread count: torch.set_num_threads for oneDNN/ATen, and the caller sets OPENBLAS_NUM_THREADS (OpenBLAS, which
+# torch uses for GEMM on Debian, ignores set_num_threads) and OPENBLAS_CORETYPE.
+import json
+import sys
+import time
+
+import torch
+
+threads = int(sys.argv[1])
+min_s = float(sys.argv[2])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+
+def timed(fn, warmup=3):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    t_end = time.perf_counter() + min_s
+    while len(ts) < 5 or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+        if len(ts) >= 2000:
+            break
+    ts.sort()
+    return ts[len(ts) // 2] * 1000
+
+
+def emit(work, size, ms):
+    print(json.dumps({"work": work, "size": size, "medianMs": ms}), flush=True)
+
+
+for n in [128, 256, 512, 1024]:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    emit("gemm", n, timed(lambda: torch.mm(a, b)))
+
+for n in [16, 64]:
+    x = torch.randn(n, 16, 28, 28, requires_grad=True)
+    w = torch.randn(32, 16, 3, 3, requires_grad=True)
+
+    def conv_step():
+        x.grad = None
+        w.grad = None
+        torch.nn.functional.conv2d(x, w, padding=1).sum().backward()
+
+    emit("conv", n, timed(conv_step))
+
+
+def train_step(model, x, y):
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+mlp = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+emit("mlp", 128, timed(train_step(mlp, torch.randn(128, 784), torch.randint(0, 10, (128,)))))
+
+lenet = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 6, 5, padding=2),
+    torch.nn.ReLU(),
+    torch.nn.MaxPool2d(2),
+    torch.nn.Conv2d(6, 16, 5),
+    torch.nn.ReLU(),
+    torch.nn.MaxPool2d(2),
+    torch.nn.Flatten(),
+    torch.nn.Linear(400, 120),
+    torch.nn.ReLU(),
+    torch.nn.Linear(120, 84),
+    torch.nn.ReLU(),
+    torch.nn.Linear(84, 10),
+)
+emit("cnn", 64, timed(train_step(lenet, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))))

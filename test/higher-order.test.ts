@@ -197,10 +197,12 @@ test('checkpoint keeps less memory alive between forward and backward (deep MLP)
         for (const blk of blocks) for (const p of blk.parameters()) p.grad = null;
         return kn.memory().peakBytes - before;
       });
-    const plain = peak(false),
-      ck = peak(true);
+    // the parameter gradients are the same in both runs; compare what is left (activations and temporaries)
+    const grads = blocks.flatMap((blk) => blk.parameters()).reduce((s, p) => s + 4 * p.size, 0);
+    const plain = peak(false) - grads,
+      ck = peak(true) - grads;
     // the plain run holds every block's activations until backward; checkpointing holds block outputs only
-    assert.ok(ck < 0.6 * plain, `peak with checkpointing ${ck} vs ${plain} bytes`);
+    assert.ok(ck < 0.6 * plain, `peak beyond the gradients with checkpointing ${ck} vs ${plain} bytes`);
     for (const blk of blocks) blk.dispose();
     x.dispose();
   }));

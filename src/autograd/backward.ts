@@ -191,6 +191,20 @@ function backwardPass(
             if (e && 'leaf' in e && gradHooks.has(e.leaf)) waiting.set(e.leaf, (waiting.get(e.leaf) ?? 0) + 1);
       }
       const grads = new Map<Node, Tensor>([[rootNode, g0]]);
+      // how many pending node gradients are each tensor (a vjp may hand one tensor to several inputs): a gradient
+      // is freed as soon as nothing pending is it, so backward holds less memory and the views a vjp made of it
+      // become the sole holders of their buffers (a leaf can then take them without a copy). Plain first-order
+      // passes only; transforms (capture, createGraph) leave everything to the tidy.
+      const early = !capture && !createGraph;
+      const uses = new Map<Tensor, number>();
+      const release = (t: Tensor, keepIt: boolean): void => {
+        const u = (uses.get(t) ?? 0) - 1;
+        if (u > 0) uses.set(t, u);
+        else {
+          uses.delete(t);
+          if (early && !keepIt && t !== g0) t.dispose();
+        }
+      };
       for (let k = order.length - 1; k >= 0; k--) {
         const n = order[k]!;
         const g = grads.get(n);
@@ -208,6 +222,9 @@ function backwardPass(
           const saved = createGraph ? liveSaved(n) : n.saved;
           const rec = activeRecorder;
           const inGrads = rec === null ? n.vjp(g, saved, needs) : rec.vjpSpan(n, n.op, () => n.vjp(g, saved, needs));
+          // the incoming gradient is consumed (unless the vjp passed it on): free it before the results are handed
+          // out, so a view the vjp made of it is the only holder of the buffer when a leaf takes it
+          release(g, inGrads.includes(g) || input !== undefined);
           n.edges.forEach((e, i) => {
             const gi = inGrads[i];
             if (!e || !gi) return;
@@ -216,7 +233,13 @@ function backwardPass(
               toLeaf(e.leaf, gi, gi !== g && inGrads.indexOf(gi) === i && inGrads.lastIndexOf(gi) === i);
             } else {
               const prev = grads.get(e.node);
-              grads.set(e.node, prev ? add(prev, gi) : gi);
+              if (prev) {
+                grads.set(e.node, add(prev, gi));
+                release(prev, inGrads.includes(prev));
+              } else {
+                grads.set(e.node, gi);
+                uses.set(gi, (uses.get(gi) ?? 0) + 1);
+              }
             }
           });
         }

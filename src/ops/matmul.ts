@@ -62,7 +62,16 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       // no reshape when the shape is already right: a fresh buffer that a leaf can take without a copy
       const fit = (t: Tensor, shape: readonly number[]): Tensor => (sameShape(t.shape, shape) ? t : reshape(t, shape));
       const ga = needs[0] ? fit(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
-      const gb = needs[1] ? fit(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs) : null;
+      let gb: Tensor | null = null;
+      if (needs[1]) {
+        if (sb!.ndim === 2 && sb!.shape[0]! > 1 && sb!.strides[0] === 1 && sb!.strides[1] === sb!.shape[0]) {
+          // b is a transposed matrix (Linear's x W^T): compute the gradient in W's own layout, (g^T a)^T, so
+          // after transpose's vjp W gets a contiguous buffer it can own instead of a copy
+          const t = matmul(transpose(g2), sa!);
+          gb = transpose(t);
+          t.dispose();
+        } else gb = fit(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs);
+      }
       return [ga, gb];
     });
   } finally {

@@ -107,9 +107,11 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved
     untrack(a);
     return a;
   });
-  const savedFrom = saved.map((t) =>
-    t === out ? SAVED_OUTPUT : inputs.indexOf(t) >= 0 ? inputs.indexOf(t) : SAVED_CONSTANT,
-  );
+  const savedFrom = saved.map((t) => {
+    if (t === out) return SAVED_OUTPUT;
+    const i = inputs.indexOf(t);
+    return i >= 0 ? i : SAVED_CONSTANT;
+  });
   const node = new Node(op, edges, aliases, vjp, out.shape, savedFrom);
   const rec = activeRecorder;
   if (rec !== null) rec.tagNode(node);

@@ -22,3 +22,42 @@ export function cpuBench(note = ''): { addon: Addon; info: ReturnType<Addon['inf
 export function fmt(n: number, digits = 1): string {
   return n.toFixed(digits).padStart(8);
 }
+
+/** A training step over fixed data: zeroGrad, cross-entropy, backward, Adam step, loss read back. */
+export function trainer(model: kn.nn.Module, x: kn.Tensor, y: kn.Tensor): { step: () => number; dispose: () => void } {
+  const opt = new kn.optim.Adam(model.parameters());
+  return {
+    step: () =>
+      kn.tidy(() => {
+        opt.zeroGrad();
+        const loss = kn.nn.loss.crossEntropy(model.call(x), y);
+        loss.backward();
+        opt.step();
+        return loss.item();
+      }),
+    dispose: () => {
+      opt.dispose();
+      model.dispose();
+      x.dispose();
+      y.dispose();
+    },
+  };
+}
+
+/** The LeNet-5-like network the CPU benches train (28x28 single-channel input, 10 classes). */
+export function lenet(): kn.nn.Module {
+  return new kn.nn.Sequential(
+    new kn.nn.Conv2d(1, 6, 5, { padding: 2 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(6, 16, 5),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(16 * 5 * 5, 120),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(120, 84),
+    new kn.nn.ReLU(),
+    new kn.nn.Linear(84, 10),
+  );
+}

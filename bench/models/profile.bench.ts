@@ -2,7 +2,7 @@
 // conv step batch 64), with the profiler's cost measured: the same step timed with the profiler off and on,
 // interleaved run by run (kn.bench's compare), and the top of each profile printed.
 import * as kn from '../../src/index.js';
-import { bench, cpuBench } from '../harness.js';
+import { bench, cpuBench, lenet, trainer } from '../harness.js';
 
 function mlp(): { step: () => number; dispose: () => void } {
   kn.seed(1);
@@ -10,51 +10,16 @@ function mlp(): { step: () => number; dispose: () => void } {
   return trainer(model, kn.randn([128, 784]), kn.randint([128], 0, 10));
 }
 
-function lenet(): { step: () => number; dispose: () => void } {
+function lenetStep(): { step: () => number; dispose: () => void } {
   kn.seed(2);
-  const model = new kn.nn.Sequential(
-    new kn.nn.Conv2d(1, 6, 5, { padding: 2 }),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(6, 16, 5),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Flatten(),
-    new kn.nn.Linear(16 * 5 * 5, 120),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(120, 84),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(84, 10),
-  );
-  return trainer(model, kn.randn([64, 1, 28, 28]), kn.randint([64], 0, 10));
-}
-
-function trainer(model: kn.nn.Module, x: kn.Tensor, y: kn.Tensor): { step: () => number; dispose: () => void } {
-  const opt = new kn.optim.Adam(model.parameters());
-  const step = (): number =>
-    kn.tidy(() => {
-      opt.zeroGrad();
-      const loss = kn.nn.loss.crossEntropy(model.call(x), y);
-      loss.backward();
-      opt.step();
-      return loss.item();
-    });
-  return {
-    step,
-    dispose: () => {
-      opt.dispose();
-      model.dispose();
-      x.dispose();
-      y.dispose();
-    },
-  };
+  return trainer(lenet(), kn.randn([64, 1, 28, 28]), kn.randint([64], 0, 10));
 }
 
 export async function run(): Promise<void> {
   cpuBench('kn.profile overhead and per-op profiles');
   for (const [name, make] of [
     ['MLP 784-256-10, batch 128, Adam', mlp],
-    ['LeNet-5-like conv net, batch 64, Adam', lenet],
+    ['LeNet-5-like conv net, batch 64, Adam', lenetStep],
   ] as const) {
     const { step, dispose } = make();
     for (let i = 0; i < 3; i++) step();

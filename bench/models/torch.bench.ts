@@ -5,47 +5,10 @@
 // budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
 // count so GFLOP/s figures can be read as a share of the machine.
 import * as kn from '../../src/index.js';
-import { bench, cpuBench, fmt } from '../harness.js';
+import { bench, cpuBench, fmt, lenet, trainer } from '../harness.js';
 import { coreType, torchPython, torchRows, type TorchRow } from '../peers/torch.js';
 
 const MIN_MS = Number(process.env.KILN_BENCH_MIN_MS ?? 600);
-
-function trainer(model: kn.nn.Module, x: kn.Tensor, y: kn.Tensor): { step: () => number; dispose: () => void } {
-  const opt = new kn.optim.Adam(model.parameters());
-  return {
-    step: () =>
-      kn.tidy(() => {
-        opt.zeroGrad();
-        const loss = kn.nn.loss.crossEntropy(model.call(x), y);
-        loss.backward();
-        opt.step();
-        return loss.item();
-      }),
-    dispose: () => {
-      opt.dispose();
-      model.dispose();
-      x.dispose();
-      y.dispose();
-    },
-  };
-}
-
-function lenet(): kn.nn.Module {
-  return new kn.nn.Sequential(
-    new kn.nn.Conv2d(1, 6, 5, { padding: 2 }),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(6, 16, 5),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Flatten(),
-    new kn.nn.Linear(400, 120),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(120, 84),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(84, 10),
-  );
-}
 
 /** kiln's median ms for each piece of work, in the order torch_cpu.py prints them. */
 async function kilnRows(): Promise<TorchRow[]> {

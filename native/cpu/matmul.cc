@@ -2,7 +2,9 @@
 // pass gets its own width: 12x32 on AVX-512, 6x16 on AVX2, 6x8 baseline), K/M/N cache blocking, and the
 // thread pool over (M block, N chunk) tiles. Batched matmul loops over broadcast batch strides.
 #ifndef KILN_ISA
-#include <immintrin.h>
+#if defined(__x86_64__)
+#include <immintrin.h>  // the AVX-512 BF16 / VNNI paths; other CPUs run the portable vector-extension passes
+#endif
 
 #include <chrono>
 #include <cstdlib>

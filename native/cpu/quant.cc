@@ -7,7 +7,9 @@
 // CPUs without VNNI (and in the AVX2 and baseline passes) the same layout is multiplied with shifts and
 // 32-bit multiplies, so every pass computes identical integers.
 #ifndef KILN_ISA
-#include <immintrin.h>
+#if defined(__x86_64__)
+#include <immintrin.h>  // the AVX-512 BF16 / VNNI paths; other CPUs run the portable vector-extension passes
+#endif
 
 #include "kiln/cpu_common.h"
 #include "kiln/int4_layout.h"

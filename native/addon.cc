@@ -21,21 +21,13 @@
 #include "buffers.h"
 #include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
+#include "kiln/cuda_plugin.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"
 #include "napi_util.h"
 
 namespace kiln {
-
-std::string shape_str(const TensorView& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.ndim; ++i) {
-    if (i) s += ", ";
-    s += std::to_string(t.shape[i]);
-  }
-  return s + "]";
-}
 
 namespace {
 
@@ -508,6 +500,23 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaLoad(path): opens the optional CUDA library (kiln/cuda_plugin.h); '' when loaded, else why not. Called once
+// by the JS loader before anything else touches CUDA; an empty path records that none was built.
+napi_value CudaLoad(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  JsError err;
+  if (!get_args(env, info, 1, argv, err)) return throw_js(env, err);
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, argv[0], nullptr, 0, &n) != napi_ok || n > 4096)
+    return throw_js(env, {"KILN_ARG", "the CUDA library path must be a string of at most 4096 bytes"});
+  std::string path(n, '\0');
+  if (napi_get_value_string_utf8(env, argv[0], path.data(), n + 1, &n) != napi_ok)
+    return throw_js(env, {"KILN_ARG", "the CUDA library path must be a string"});
+  if (path.find('\0') != std::string::npos)
+    return throw_js(env, {"KILN_ARG", "the CUDA library path must not contain a NUL character"});
+  return str(env, cuda::load_plugin(path));
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   JsError err;
@@ -593,6 +602,7 @@ napi_value Init(napi_env env, napi_value exports) {
              {"stats", Stats},
              {"peakFlops", PeakFlops},
              {"emptyCache", EmptyCache},
+             {"cudaLoad", CudaLoad},
              {"cudaAlloc", CudaAlloc},
              {"cudaSupports", CudaSupports},
              {"ncclStatus", NcclStatus},

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build-coverage
 rm -rf "$out/v8" && mkdir -p "$out"
-cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Debug -DKILN_CUDA=OFF \
+cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Debug -DKILN_CUDA=OFF -DKILN_MPI=AUTO \
   -DCMAKE_CXX_FLAGS="--coverage -O1" -DCMAKE_SHARED_LINKER_FLAGS="--coverage" \
   -DCMAKE_JS_INC="$(pwd)/node_modules/node-api-headers/include" >"$out/configure.log"
 cmake --build "$out" -j "$(nproc)" >"$out/build.log"

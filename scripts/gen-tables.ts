@@ -5,6 +5,7 @@
 //   kernels/wgsl/tables.wgsl       the same dtype, map-op and flag codes, attribute indices and the Params
 //                                  word names of src/backends/webgpu/params.ts for WGSL (prepended to every shader)
 //   cmake/families.cmake           the family list for CMake (one kernel file per family and backend)
+//   binding.gyp                    the cpu addon's sources and flags for node-gyp (where CMake is absent)
 // `npm run gen` writes them; `--check` exits 1 when one is stale (test/codegen.test.ts runs the same check).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -122,6 +123,44 @@ export function renderFamiliesCmake(): string {
   return `# ${HEADER}\nset(KILN_FAMILIES ${FAMILIES.join(' ')})\n`;
 }
 
+/**
+ * binding.gyp: the cpu addon for node-gyp (the build where CMake is absent), the same sources and flags as
+ * CMakeLists.txt's kiln target. CUDA and MPI are CMake-only (`kiln build --cuda --mpi`).
+ */
+export function renderBindingGyp(): string {
+  const sources = [
+    'native/addon.cc',
+    'native/buffers.cc',
+    'native/cpu/threadpool.cc',
+    'native/cpu/registry.cc',
+    'native/cuda/plugin_loader.cc',
+    ...FAMILIES.map((f) => `native/cpu/${f}.cc`),
+  ];
+  const flags = [
+    '-O3',
+    '-ffp-contract=fast',
+    '-fno-math-errno',
+    '-Wall',
+    '-Wextra',
+    '-Wno-unused-parameter',
+    '-Wno-psabi',
+  ];
+  const target = {
+    target_name: 'kiln',
+    sources,
+    include_dirs: ['native/include', 'native'],
+    defines: ['NAPI_VERSION=8'],
+    cflags: ['-fvisibility=hidden', ...flags],
+    'cflags!': ['-fno-exceptions', '-fno-rtti', '-O2', '-O0'],
+    cflags_cc: ['-std=c++17', '-fvisibility=hidden', '-fexceptions', ...flags],
+    'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20', '-O2', '-O0'],
+    libraries: ['-ldl', '-pthread'],
+  };
+  return `# ${HEADER}
+${JSON.stringify({ targets: [target] }, null, 2)}
+`;
+}
+
 const here = (p: string): string => fileURLToPath(new URL(`../${p}`, import.meta.url));
 /** Every generated file: repository path -> its text as the sources say it should be. */
 export function generatedFiles(): Record<string, string> {
@@ -130,6 +169,7 @@ export function generatedFiles(): Record<string, string> {
     'native/include/kiln/tables.h': renderTablesH(),
     'kernels/wgsl/tables.wgsl': renderTablesWgsl(),
     'cmake/families.cmake': renderFamiliesCmake(),
+    'binding.gyp': renderBindingGyp(),
   };
 }
 /** The generated files that differ from what is on disk. */

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build-sanitize
 mkdir -p "$out"
-cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_CUDA=OFF \
+cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_CUDA=OFF -DKILN_MPI=AUTO \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize=vptr" \
   -DCMAKE_JS_INC="$(pwd)/node_modules/node-api-headers/include" >"$out/configure.log"
 cmake --build "$out" -j "$(nproc)" >"$out/build.log"

@@ -1,14 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { BACKEND_NAMES, type BackendName } from './backends/backend.js';
 import { unavailableReason } from './backends/registry.js';
-import { loadAddon } from './backends/native/binding.js';
+import { addonOrigin, loadAddon } from './backends/native/binding.js';
 import { webgpuStatus } from './backends/webgpu/index.js';
 
 export interface KilnInfo {
   kiln: string;
   node: string;
   backends: { name: BackendName; available: boolean; reason: string | null }[];
-  cpu: { isa: string; supportedIsas: string[]; threads: number; compiler?: string } | null;
+  cpu: {
+    isa: string;
+    supportedIsas: string[];
+    threads: number;
+    compiler?: string;
+    /** The kiln.node in use and where it came from ('prebuild' shipped in the package, 'source build', 'env'). */
+    addon: { path: string; from: 'env' | 'source build' | 'prebuild' };
+  } | null;
   cuda: { compiled: boolean; available: boolean; device: string; reason: string } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
   webgpu: {
@@ -28,6 +35,7 @@ export interface KilnInfo {
 export function info(): KilnInfo {
   const { addon } = loadAddon();
   const a = addon?.info();
+  const origin = addonOrigin();
   return {
     kiln: packageVersion(),
     node: process.version,
@@ -35,7 +43,15 @@ export function info(): KilnInfo {
       const reason = unavailableReason(name);
       return { name, available: reason === null, reason };
     }),
-    cpu: a ? { isa: a.isa, supportedIsas: a.supportedIsas, threads: a.threads, compiler: a.compiler } : null,
+    cpu: a
+      ? {
+          isa: a.isa,
+          supportedIsas: a.supportedIsas,
+          threads: a.threads,
+          compiler: a.compiler,
+          addon: { path: origin.path ?? '', from: origin.from === 'none' ? 'env' : origin.from },
+        }
+      : null,
     cuda: a
       ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason }
       : null,

@@ -1,4 +1,4 @@
-// The CUDA backend's runtime, built when CMake found a CUDA compiler (the CUDA runtime is linked statically):
+// The CUDA backend's runtime, in the optional library kiln_cuda.so (the CUDA runtime is linked statically):
 // device discovery, one stream, a caching device allocator, host<->device copies, the kernel table filled by
 // kernels/cuda/*.cu, and the device-side error flags. Every CUDA call's return code is checked and becomes a
 // Status; a machine without a GPU or driver is reported, never fatal.
@@ -12,6 +12,7 @@
 
 #include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
+#include "kiln/cuda_plugin.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 
@@ -238,7 +239,8 @@ KernelFn kernel_for(int op) {
 }
 }  // namespace cuda
 
-CudaInfo cuda_info() {
+namespace {
+void info(CudaInfo* out) {
   CudaInfo info;
   info.compiled = true;
   cuda::Runtime& r = cuda::rt();
@@ -248,6 +250,36 @@ CudaInfo cuda_info() {
   info.cc_minor = r.cc_minor;
   info.available = r.ok;
   info.reason = r.ok ? "" : r.reason;
-  return info;
+  *out = info;
 }
+}  // namespace
 }  // namespace kiln
+
+// The one symbol kiln_cuda.so exports: what kiln.node's loader (native/cuda/plugin_loader.cc) calls.
+extern "C" __attribute__((visibility("default"))) const kiln::cuda::Plugin* kiln_cuda_plugin() {
+  using namespace kiln::cuda;  // NOLINT(build/namespaces)
+  static const Plugin table = {
+      kPluginAbi,
+      kiln::OP_COUNT,
+      sizeof(kiln::TensorView),
+      sizeof(kiln::Status),
+      sizeof(kiln::CudaInfo),
+      kiln::info,
+      ready,
+      alloc,
+      release,
+      to_device,
+      to_host,
+      synchronize,
+      kernel_for,
+      cached_bytes,
+      empty_cache,
+      stream_handle,
+      nccl_status,
+      nccl_unique_id,
+      nccl_init,
+      nccl_allreduce,
+      nccl_broadcast,
+  };
+  return &table;
+}

@@ -123,7 +123,7 @@ export async function launchCommandLine(argv: string[]): Promise<number> {
   if (v.error || v.status !== 0) {
     process.stderr.write(
       `kiln launch: '${mpirun}' was not found or failed. Install an MPI (Debian/Ubuntu: ` +
-        `apt-get install -y openmpi-bin libopenmpi-dev), then 'npm rebuild kiln' so kn.distributed is built with it.\n`,
+        `apt-get install -y openmpi-bin libopenmpi-dev), then 'npx kiln build --mpi' so kn.distributed is built with it.\n`,
     );
     return 127;
   }

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// `kiln` command line: info, bench, serve, quantize, prune, launch (`train` is still to come).
+// `kiln` command line: info, build, bench, serve, quantize, prune, launch (`train` is still to come).
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
 import { info } from '../info.js';
 import { benchCommand } from './bench.js';
+import { buildCommand } from './build.js';
 import { BENCH_MODEL_HELP } from './bench_model.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
@@ -14,6 +15,9 @@ const HELP = `usage: kiln <command> [options]
 
 commands:
   info [--json]   versions, CPU features in use, available backends and why a missing one is missing
+  build [--cuda] [--mpi] [--gyp] [--arch=arm64]
+                  build the native code from source (the package ships prebuilt cpu binaries; CUDA and MPI are
+                  built here: --cuda needs nvcc and CMake, --mpi an MPI such as libopenmpi-dev)
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
 ${BENCH_MODEL_HELP}${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}`;
@@ -35,6 +39,7 @@ export function main(argv: string[]): number | Promise<number> {
     if (i.cpu)
       lines.push(
         `cpu: kernels ${i.cpu.isa} (supported: ${i.cpu.supportedIsas.join(', ')}), ${i.cpu.threads} threads${i.cpu.compiler ? `, built with GCC ${i.cpu.compiler}` : ''}`,
+        `addon: ${i.cpu.addon.from} (${i.cpu.addon.path})`,
       );
     if (i.webgpu) {
       const w = i.webgpu;
@@ -48,6 +53,7 @@ export function main(argv: string[]): number | Promise<number> {
     process.stdout.write(lines.join('\n') + '\n');
     return 0;
   }
+  if (cmd === 'build') return buildCommand(rest);
   if (cmd === 'bench') return benchCommand(rest);
   if (cmd === 'serve') return serveCommand(rest);
   if (cmd === 'quantize') return quantizeCommand(rest);

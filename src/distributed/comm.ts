@@ -4,9 +4,8 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadAddon } from '../backends/native/binding.js';
+import { locate } from '../backends/native/locate.js';
 import { ArgumentError, DistributedError, KilnError, describe } from '../errors.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 
@@ -58,11 +57,10 @@ interface MpiAddon {
 
 let loaded: { addon: MpiAddon | null; reason: string } | undefined;
 
-/** Path of kiln_mpi.node (next to kiln.node), or KILN_MPI_ADDON_PATH. */
+/** Path of kiln_mpi.node: KILN_MPI_ADDON_PATH, a source build, or the package's prebuilt binary (locate.ts). */
 export function mpiAddonPath(): string {
-  if (process.env.KILN_MPI_ADDON_PATH) return process.env.KILN_MPI_ADDON_PATH;
-  const here = dirname(fileURLToPath(import.meta.url));
-  return join(here, '..', '..', 'build', 'Release', 'kiln_mpi.node');
+  const l = locate('kiln_mpi');
+  return l.path ?? l.tried[0] ?? '';
 }
 
 function loadMpi(): { addon: MpiAddon | null; reason: string } {
@@ -72,15 +70,20 @@ function loadMpi(): { addon: MpiAddon | null; reason: string } {
     loaded = {
       addon: null,
       reason:
-        `kiln was built without MPI (${path} is missing): install an MPI ` +
-        `(Debian/Ubuntu: apt-get install -y libopenmpi-dev openmpi-bin), then run 'npm rebuild kiln'`,
+        `kiln has no MPI addon here (${path} is missing): install an MPI ` +
+        `(Debian/Ubuntu: apt-get install -y libopenmpi-dev openmpi-bin), then run 'npx kiln build --mpi'`,
     };
     return loaded;
   }
   try {
     loaded = { addon: createRequire(import.meta.url)(path) as MpiAddon, reason: '' };
   } catch (e) {
-    loaded = { addon: null, reason: `kiln_mpi.node failed to load: ${(e as Error).message}` };
+    loaded = {
+      addon: null,
+      reason:
+        `kiln_mpi.node failed to load: ${(e as Error).message} (the prebuilt one needs Open MPI's libmpi.so.40: ` +
+        `apt-get install -y openmpi-bin; for another MPI, build it with 'npx kiln build --mpi')`,
+    };
   }
   return loaded;
 }
@@ -171,7 +174,7 @@ export function init(opts: InitOptions = {}): DistInfo {
     throw new DistributedError(
       `MPI reports a world of ${r.size} process(es) but the launcher started ${launched.size} (${launched.from}): ` +
         `kiln_mpi.node was built against a different MPI than the launcher's (e.g. Open MPI vs MPICH). ` +
-        `Use the mpirun of the MPI kiln was built with, or rebuild kiln against this one ('npm rebuild kiln').`,
+        `Use the mpirun of the MPI kiln was built with, or rebuild kiln against this one ('npx kiln build --mpi').`,
     );
   }
   world = {

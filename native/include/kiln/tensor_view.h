@@ -52,7 +52,14 @@ struct TensorView {
   char* bytes() const { return reinterpret_cast<char*>(data) + offset * kDTypeSize[dtype]; }
 };
 
-std::string shape_str(const TensorView& t);
+inline std::string shape_str(const TensorView& t) {
+  std::string s = "[";
+  for (int i = 0; i < t.ndim; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(t.shape[i]);
+  }
+  return s + "]";
+}
 
 // Kernel entry: inputs, output (contiguous, freshly allocated, never aliasing an input), attributes.
 using KernelFn = Status (*)(const TensorView* in, int nin, const TensorView& out, const double* attrs);

@@ -1,11 +1,10 @@
-// Loads the addon built by `npm install` (cmake-js -> build/Release/kiln.node) and maps its errors onto
+// Loads kiln.node (a source build or the package's prebuilt binary, see locate.ts) and maps its errors onto
 // KilnError subclasses. Refuses an addon whose op list differs from src/ops/table.ts.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ArgumentError, BackendError, DTypeError, KilnError, ShapeError } from '../../errors.js';
 import { OP_TABLE } from '../../ops/table.js';
+import { libc, locate, prebuildName, type Located } from './locate.js';
 import type { StorageArray } from '../../tensor/dtype.js';
 
 export interface CudaInfo {
@@ -44,6 +43,8 @@ export interface Addon {
   /** Returns cached (freed, kept for reuse) buffers to the system (host and CUDA). */
   emptyCache(): void;
   /** CUDA device memory in the same id table (the addon runs ops on the device its buffers are on). */
+  /** Opens the CUDA library kiln_cuda.so ('' when none was built): '' when loaded, else why not. */
+  cudaLoad(path: string): string;
   cudaAlloc(dtype: number, numel: number): number;
   cudaSupports(op: number): boolean;
   /** NCCL (dlopen'd at run time): '' when usable, else why not. */
@@ -74,26 +75,44 @@ export function mapNativeError(e: unknown): KilnError {
 
 let cached: { addon: Addon | null; reason: string } | undefined;
 
+/** The kiln.node this process loads (see locate.ts), or where a source build would put it. */
 export function addonPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // src/backends/native -> repo root (also dist/backends/native)
-  return join(here, '..', '..', '..', 'build', 'Release', 'kiln.node');
+  const l = locate('kiln');
+  return l.path ?? l.tried[0] ?? '';
+}
+
+/** Where the loaded kiln.node came from: an explicit path, a source build, or the package's prebuilt binary. */
+export function addonOrigin(): Located {
+  return locate('kiln');
 }
 
 /** The addon, or null with the reason it could not be loaded. */
 export function loadAddon(): { addon: Addon | null; reason: string } {
   if (cached) return cached;
-  const path = process.env.KILN_ADDON_PATH ?? addonPath();
-  if (!existsSync(path)) {
+  const where = locate('kiln');
+  const path = where.path;
+  if (path === null || !existsSync(path)) {
+    const p = prebuildName('kiln');
     cached = {
       addon: null,
-      reason: `native addon not built (${path} is missing); run 'npm install' or 'npm run build:native'`,
+      reason:
+        where.from === 'env'
+          ? `native addon not found: KILN_ADDON_PATH names ${where.tried[0]}, which does not exist`
+          : `native addon not found (looked at ${where.tried.join(', ')}): kiln ships prebuilt binaries for ` +
+            `linux-x64 and linux-arm64 (glibc) only, and this is ${p.dir}${libc() ? ` (${libc()})` : ''}; ` +
+            `build it from source with 'npx kiln build' (needs cmake or node-gyp, and a C++17 compiler)`,
     };
     return cached;
   }
   try {
     const require = createRequire(import.meta.url);
     const addon = require(path) as Addon;
+    if (typeof addon.cudaLoad !== 'function') {
+      cached = { addon: null, reason: `native addon ${path} is from an older kiln; rebuild it with 'npx kiln build'` };
+      return cached;
+    }
+    // the optional CUDA library (kiln_cuda.so, from 'kiln build --cuda'): opened before anything asks about CUDA
+    addon.cudaLoad(locate('kiln_cuda').path ?? '');
     const info = addon.info();
     const names = OP_TABLE.map((o) => o.name);
     if (info.opCount !== names.length || info.opNames.some((n, i) => n !== names[i])) {

@@ -115,6 +115,8 @@ export { info, type KilnInfo } from './info.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as metrics from './metrics/index.js';
+export * as evaluate from './evaluate/index.js';
+export * as explain from './explain/index.js';
 export * as io from './io/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';

@@ -213,4 +213,123 @@ test('fairness: group rates, parity, equalized odds, disparate impact and the pa
   );
 });
 
+test('errorAnalysis: confused pairs and the highest-loss examples, with attributions', () => {
+  const model = (x: kn.Tensor): kn.Tensor => x; // the inputs are the logits
+  const x = kn.tensor([
+    [3, 0, 0],
+    [0, 3, 0],
+    [0, 3, 0],
+    [0, 0, 3],
+    [0, 2, 0],
+    [1, 0, 0],
+  ]);
+  const y = [0, 0, 0, 2, 2, 0];
+  const r = kn.evaluate.errorAnalysis(model, x, y, { top: 2 });
+  close(r.accuracy, 3 / 6, 1e-12, 'accuracy');
+  assert.equal(r.confusedPairs, [
+    { trueClass: 0, predictedClass: 1, count: 2, rate: 2 / 4 },
+    { trueClass: 2, predictedClass: 1, count: 1, rate: 1 / 2 },
+  ]);
+  // losses: rows 1 and 2 have logit 0 for class 0 against 3: the highest; ties broken by index
+  assert.equal(
+    r.hardest.map((h) => [h.index, h.trueClass, h.predictedClass]),
+    [
+      [1, 0, 1],
+      [2, 0, 1],
+    ],
+  );
+  close(r.hardest[0]!.loss, Math.log(2 + Math.exp(3)), 1e-5, 'loss');
+  // identity model: integrated gradients towards the predicted class 1 from zero = the input's class-1 logit
+  assert.equal(r.hardest[0]!.attributions, [0, 3, 0]);
+});
+
+test('disagreement: who is right when two models differ', () => {
+  const a = (x: kn.Tensor): kn.Tensor => x;
+  const b = (x: kn.Tensor): kn.Tensor => x.mul(-1);
+  const x = kn.tensor([
+    [1, 0],
+    [0, 1],
+    [1, 1],
+  ]);
+  const r = kn.evaluate.disagreement(a, b, x, [0, 0, 1]);
+  assert.equal(r.indices, [0, 1]);
+  close(r.rate, 2 / 3, 1e-12, 'rate');
+  assert.equal([r.aRightBWrong, r.bRightAWrong, r.bothWrong], [1, 1, 1]);
+});
+
+test('adversarial: FGSM on a linear classifier flips exactly the examples within eps * |w|_1 of the boundary', () => {
+  const w = [1, -2, 0.5];
+  const W = kn.tensor([w, w.map((v) => -v)]).transpose(0, 1); // logits [w.x, -w.x]
+  const model = (x: kn.Tensor): kn.Tensor => x.matmul(W);
+  kn.seed(8);
+  const x = kn.randn([300, 3]);
+  const xs = Array.from(x.toArray() as ArrayLike<number>);
+  const score = (i: number): number => w.reduce((a, v, j) => a + v * xs[i * 3 + j]!, 0);
+  const y = Array.from({ length: 300 }, (_, i) => (score(i) > 0 ? 0 : 1));
+  const eps = 0.3,
+    l1 = 3.5;
+  const r = kn.evaluate.adversarial(model, x, y, { epsilon: eps });
+  close(r.cleanAccuracy, 1, 0, 'clean');
+  const expected = y.filter((_, i) => Math.abs(score(i)) > eps * l1).length / 300;
+  close(r.accuracy, expected, 1.5 / 300, 'fgsm accuracy');
+  const adv = Array.from(r.adversarial.toArray() as ArrayLike<number>);
+  assert.ok(
+    adv.every((v, k) => Math.abs(v - xs[k]!) <= eps + 1e-6),
+    'inside the L-inf ball',
+  );
+  const pgd = kn.evaluate.adversarial(model, x, y, { epsilon: eps, method: 'pgd', steps: 10, seed: 1 });
+  assert.ok(pgd.accuracy <= r.accuracy + 1 / 300, `PGD ${pgd.accuracy} is at least as strong as FGSM ${r.accuracy}`);
+  const clipped = kn.evaluate.adversarial(model, x, y, { epsilon: 5, clip: [-1, 1] });
+  const c = Array.from(clipped.adversarial.toArray() as ArrayLike<number>);
+  assert.ok(
+    c.every((v) => v >= -1 && v <= 1),
+    'clipped',
+  );
+  assert.throws(() => kn.evaluate.adversarial(model, x, y, { epsilon: -1 }), /epsilon must be a non-negative number/);
+  assert.throws(
+    () => kn.evaluate.adversarial(model, x, y.slice(1), { epsilon: 1 }),
+    /y has 299 labels but x has 300 rows/,
+  );
+});
+
+test('metamorphic: relations that must keep, change or preserve the output, with their violations', () => {
+  const model = (x: kn.Tensor): kn.Tensor => x;
+  const x = kn.tensor([
+    [2, 1],
+    [1, 3],
+    [4, 4],
+  ]);
+  const r = kn.evaluate.metamorphic(model, x, [
+    { name: 'scale', transform: (z) => z.mul(2), expect: 'same' },
+    {
+      name: 'swap',
+      transform: (z) =>
+        z.matmul(
+          kn.tensor([
+            [0, 1],
+            [1, 0],
+          ]),
+        ),
+      expect: 'different',
+    },
+    { name: 'shift', transform: (z) => z.add(1), expect: 'close', tolerance: 0.5 },
+    { name: 'monotone', transform: (z) => z.add(1), expect: (b, a) => a[0]! > b[0]! },
+  ]);
+  assert.equal(
+    r.map((v) => [v.name, v.violations]),
+    [
+      ['scale', []],
+      ['swap', [2]], // a tie stays class 0 after the swap
+      ['shift', [0, 1, 2]],
+      ['monotone', []],
+    ],
+  );
+  close(r[1]!.rate, 1 / 3, 1e-12, 'rate');
+  assert.throws(() => kn.evaluate.metamorphic(model, x, []), /relations must be a non-empty array/);
+  assert.throws(
+    () => kn.evaluate.metamorphic(model, x, [{ name: 'drop', transform: () => kn.ones([1, 2]), expect: 'same' }]),
+    /changed the number of examples from 3 to 1/,
+  );
+});
+
 test.run();

@@ -224,4 +224,46 @@ test('lime: a linear model is recovered exactly; a curved one fits less well', (
   );
 });
 
+test('counterfactual: the smallest change that flips a linear classifier, respecting immutable features and bounds', () => {
+  // class 0 when 2 x0 + x1 > 1
+  const model = (x: kn.Tensor): kn.Tensor =>
+    kn.concat([x.matmul(kn.tensor([[2], [1]])).sub(1), kn.zeros([x.shape[0]!, 1])], 1);
+  const free = kn.explain.counterfactual(model, [0.2, 0.1], { target: 0 });
+  assert.ok(free.found);
+  assert.is(free.originalClass, 1);
+  assert.is(free.predictedClass, 0);
+  assert.equal(
+    free.changes.map((c) => c.feature),
+    [0],
+    'only x0, which buys the most margin per unit',
+  );
+  close(2 * free.x[0]! + free.x[1]!, 1, 1e-5, 'just over the boundary');
+  assert.is(free.x[1], 0.1);
+  const frozen = kn.explain.counterfactual(model, [0.2, 0.1], { immutable: [0], featureNames: ['age', 'income'] });
+  assert.ok(frozen.found);
+  assert.equal(
+    frozen.changes.map((c) => [c.feature, c.name, c.from]),
+    [[1, 'income', 0.1]],
+  );
+  assert.is(frozen.x[0], 0.2, 'the immutable feature did not move');
+  close(frozen.x[1]!, 0.6, 1e-5, 'x1 just over 1 - 2 * 0.2');
+  close(frozen.distance, Math.abs(frozen.x[1]! - 0.1), 1e-12, 'L1 distance in units of scale 1');
+  const bounded = kn.explain.counterfactual(model, [0.2, 0.1], { immutable: [0], bounds: [null, [0, 0.5]] });
+  assert.is(bounded.found, false, 'no point within bounds flips the class');
+  assert.equal(bounded.x, [0.2, 0.1]);
+  assert.equal(bounded.changes, []);
+  assert.throws(
+    () => kn.explain.counterfactual(model, [0.2, 0.1], { target: 1 }),
+    /target must be a class other than the predicted 1/,
+  );
+  assert.throws(
+    () => kn.explain.counterfactual(model, [0.2, 0.1], { immutable: [2] }),
+    /immutable names feature 2; x has 2/,
+  );
+  assert.throws(
+    () => kn.explain.counterfactual(model, [0.2, 0.1], { bounds: [[0.5, 1], null] }),
+    /x\[0\] = 0.2 is outside bounds\[0\]/,
+  );
+});
+
 test.run();

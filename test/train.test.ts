@@ -377,4 +377,152 @@ test('checks: initial loss, one-batch overfit, zero-input baseline, gradient flo
     assert.match(gf2.message, /no gradient reaches d.weight, d.bias/);
   }));
 
+test('checks.batchIndependence: an MLP keeps examples apart; normalising over the batch leaks', () => {
+  kn.seed(3);
+  const mlp = new kn.nn.Sequential(new kn.nn.Linear(5, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 3));
+  const x = kn.randn([6, 5]);
+  const ok = kn.train.checks.batchIndependence(mlp, x, { index: 2 });
+  assert.ok(ok.ok, ok.message);
+  assert.equal(ok.leaking, []);
+  class BatchCentre extends kn.nn.Module {
+    lin = this.registerModule('lin', new kn.nn.Linear(5, 3));
+    forward(z: kn.Tensor): kn.Tensor {
+      return this.lin.call(z.sub(z.mean(0, true))); // a bug: statistics over the batch in inference
+    }
+  }
+  const bad = kn.train.checks.batchIndependence(new BatchCentre(), { x, y: kn.zeros([6]) });
+  assert.is(bad.ok, false);
+  assert.equal(bad.leaking, [1, 2, 3, 4, 5]);
+  assert.match(bad.message, /sends gradient to 5 other example\(s\)/);
+  // BatchNorm mixes the batch in training mode only
+  const bn = new kn.nn.Sequential(new kn.nn.Linear(5, 4), new kn.nn.BatchNorm1d(4));
+  assert.ok(kn.train.checks.batchIndependence(bn, x).ok, 'eval mode: running statistics');
+  assert.is(kn.train.checks.batchIndependence(bn, x, { mode: 'train' }).ok, false);
+  assert.is(bn.training, true, 'mode restored');
+  assert.throws(() => kn.train.checks.batchIndependence(mlp, kn.randn([1, 5])), /at least 2 examples/);
+  assert.throws(() => kn.train.checks.batchIndependence(mlp, x, { index: 6 }), /index must be an example/);
+});
+
+test('checks.capacity: wider models fit better; a model that ignores its input is flagged', () => {
+  kn.seed(4);
+  const batch = {
+    x: kn.randn([64, 8]),
+    y: kn.tensor(
+      Array.from({ length: 64 }, (_, i) => (i * 7) % 4),
+      [64],
+      { dtype: 'int32' },
+    ),
+  };
+  const mlp = (w: number): kn.nn.Module =>
+    new kn.nn.Sequential(new kn.nn.Linear(8, w), new kn.nn.ReLU(), new kn.nn.Linear(w, 4));
+  const good = kn.train.checks.capacity(mlp, batch, { widths: [2, 64], steps: 150 });
+  assert.ok(good.ok, good.message);
+  assert.ok(good.runs[1]!.loss < good.runs[0]!.loss);
+  class Blind extends kn.nn.Module {
+    b = this.registerParameter('b', kn.zeros([4]));
+    w: number;
+    constructor(w: number) {
+      super();
+      this.w = w;
+    }
+    forward(z: kn.Tensor): kn.Tensor {
+      return z
+        .mul(0)
+        .matmul(kn.zeros([8, 4]))
+        .add(this.b); // ignores its input, whatever the width
+    }
+  }
+  const blind = kn.train.checks.capacity((w) => new Blind(w), batch, { widths: [2, 64], steps: 150 });
+  assert.is(blind.ok, false);
+  assert.match(blind.message, /a wider model does not fit the training data better/);
+  assert.throws(() => kn.train.checks.capacity(mlp, batch, { widths: [8] }), /widths must be at least two/);
+});
+
+test('distill: the loss is alpha T^2 KL + (1 - alpha) CE, and works inside fit', async () => {
+  kn.seed(5);
+  const teacher = new kn.nn.Linear(4, 3);
+  const student = new kn.nn.Linear(4, 3);
+  const d = kn.train.distill(teacher, student, { temperature: 2, alpha: 0.7 });
+  assert.equal(d.parameters().length, 2, "the student's parameters only");
+  const x = kn.randn([5, 4]);
+  const y = kn.tensor([0, 1, 2, 1, 0], [5], { dtype: 'int32' });
+  d.train();
+  const out = d.call(x);
+  const loss = d.loss(out, y).item();
+  const s = Array.from(out.toArray() as ArrayLike<number>);
+  const t = Array.from(kn.noGrad(() => teacher.call(x)).toArray() as ArrayLike<number>);
+  const logsm = (v: number[]): number[] => {
+    const m = Math.max(...v);
+    const z = Math.log(v.reduce((a, b) => a + Math.exp(b - m), 0)) + m;
+    return v.map((u) => u - z);
+  };
+  let kl = 0,
+    ce = 0;
+  for (let i = 0; i < 5; i++) {
+    const ls = logsm(s.slice(i * 3, i * 3 + 3).map((v) => v / 2));
+    const lt = logsm(t.slice(i * 3, i * 3 + 3).map((v) => v / 2));
+    for (let j = 0; j < 3; j++) kl += Math.exp(lt[j]!) * (lt[j]! - ls[j]!);
+    ce -= logsm(s.slice(i * 3, i * 3 + 3))[[0, 1, 2, 1, 0][i]!]!;
+  }
+  const expected = (0.7 * 4 * kl) / 5 + (0.3 * ce) / 5;
+  assert.ok(Math.abs(loss - expected) < 1e-5, `${loss} vs ${expected}`);
+  d.eval();
+  const evalOut = d.call(x);
+  assert.ok(Math.abs(d.loss(evalOut, y).item() - ce / 5) < 1e-5, 'eval mode: plain cross-entropy');
+  assert.throws(() => kn.train.distill(teacher, student, { alpha: 2 }), /alpha must be in \[0, 1\]/);
+  assert.throws(() => kn.train.distill(teacher, student, { temperature: 0 }), /temperature must be a positive number/);
+
+  // a student that sees 24 labelled examples learns more from a teacher's soft targets than from the labels alone
+  kn.seed(6);
+  const n = 2000;
+  const xs = kn.randn([n, 10]);
+  const wTrue = kn.randn([10, 4]);
+  const labels = xs.matmul(wTrue).argmax(1).cast('int32');
+  const big = new kn.nn.Sequential(new kn.nn.Linear(10, 32), new kn.nn.ReLU(), new kn.nn.Linear(32, 4));
+  const all = new kn.data.DataLoader(new kn.data.Dataset({ x: xs, y: labels }), {
+    batchSize: 100,
+    shuffle: true,
+    seed: 1,
+  });
+  await kn.train.fit(big, {
+    train: all,
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.Adam(big.parameters(), { lr: 1e-2 }),
+    epochs: 15,
+    verbose: 'silent',
+  });
+  const idx = kn.tensor(
+    Array.from({ length: 24 }, (_, i) => i),
+    [24],
+    { dtype: 'int32' },
+  );
+  const few = new kn.data.DataLoader(new kn.data.Dataset({ x: xs.gather(idx, 0), y: labels.gather(idx, 0) }), {
+    batchSize: 24,
+  });
+  const acc = (m: kn.nn.Module): number => {
+    m.eval();
+    return kn.metrics.accuracy(
+      labels,
+      kn.noGrad(() => m.call(xs)),
+    );
+  };
+  const train = async (m: kn.nn.Module, withTeacher: boolean): Promise<number> => {
+    const opt = new kn.optim.Adam(m.parameters(), { lr: 1e-2 });
+    if (withTeacher) {
+      const dd = kn.train.distill(big, m, { temperature: 4, alpha: 0.9 });
+      await kn.train.fit(dd, { train: few, loss: dd.loss, optimizer: opt, epochs: 200, verbose: 'silent' });
+    } else await kn.train.fit(m, { train: few, loss: 'crossEntropy', optimizer: opt, epochs: 200, verbose: 'silent' });
+    return acc(m);
+  };
+  kn.seed(7);
+  const s1 = new kn.nn.Linear(10, 4);
+  kn.seed(7);
+  const s2 = new kn.nn.Linear(10, 4);
+  const teacherAcc = acc(big);
+  const alone = await train(s1, false);
+  const distilled = await train(s2, true);
+  assert.ok(teacherAcc > 0.9, `teacher accuracy ${teacherAcc}`);
+  assert.ok(distilled > alone + 0.03, `distilled ${distilled} vs alone ${alone}`);
+});
+
 test.run();

@@ -2,135 +2,27 @@
 // gradient x input, SmoothGrad), permutation importance, KernelSHAP and LIME for tabular data. Attributions are
 // batched: all interpolation steps (or noisy copies, or masked coalitions) of a chunk of examples go through one
 // forward and one backward. Inputs are built on the host in float32; the model runs on kiln's default backend.
-import { grad } from '../autograd/backward.js';
 import { hostRng } from '../data/loader.js';
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
-import { hostValues, runPredictor, type Predictor, type Values } from '../evaluate/index.js';
-import type { Module } from '../nn/module.js';
+import { hostValues, type Predictor, type Values } from '../evaluate/host.js';
 import { tensor } from '../ops/creation.js';
-import { isTensor, type Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
+import {
+  DEFAULT_MAX_ROWS,
+  forwardRows,
+  gradRows,
+  inputOf,
+  normals,
+  outputsOf,
+  positiveInt,
+  predictedClasses,
+  solve,
+  tabular,
+  targetsOf,
+  type Target,
+} from './core.js';
 
-/** The output to explain: one class index for every example, or one per example. */
-export type Target = number | ArrayLike<number>;
-
-/** Rows the attribution methods send through the model at once (steps x examples, samples x background). */
-const DEFAULT_MAX_ROWS = 8192;
-
-function inputOf(x: Tensor, what: string): { v: Float32Array; n: number; shape: number[]; per: number } {
-  if (!isTensor(x)) throw new ArgumentError(`${what} must be a Tensor [N, ...features], got ${describe(x)}`);
-  x.assertAlive(what);
-  if (x.ndim < 2) throw new ShapeError(`${what} must have a batch dimension [N, ...features], got shape [${x.shape}]`);
-  const v = Float32Array.from(x.toArray() as ArrayLike<number>);
-  const n = x.shape[0]!;
-  return { v, n, shape: [...x.shape], per: n ? v.length / n : 0 };
-}
-
-function targetsOf(target: Target | undefined, n: number, fallback: () => Int32Array): Int32Array {
-  if (target === undefined) return fallback();
-  if (typeof target === 'number') {
-    if (!Number.isInteger(target) || target < 0)
-      throw new ArgumentError(`target must be a class index (a non-negative integer), got ${target}`);
-    return new Int32Array(n).fill(target);
-  }
-  if (target === null || typeof target !== 'object' || target.length !== n)
-    throw new ArgumentError(`target must be a class index or one per example (${n}), got ${describe(target)}`);
-  const t = Int32Array.from(target);
-  for (let i = 0; i < n; i++)
-    if (!Number.isInteger(target[i]) || target[i]! < 0)
-      throw new ArgumentError(`target[${i}] = ${target[i]} is not a class index`);
-  return t;
-}
-
-/** Output columns of a model output [M], [M, 1] or [M, C]. */
-function outputCols(out: Tensor): number {
-  if (out.ndim === 1) return 1;
-  if (out.ndim === 2) return out.shape[1]!;
-  throw new ShapeError(`the model must return [N] or [N, C] outputs to be explained, got shape [${out.shape}]`);
-}
-
-/** The selected output of every row, on the host. */
-function selectHost(out: Tensor, t: Int32Array | null): Float64Array {
-  const c = outputCols(out);
-  const v = out.toArray() as ArrayLike<number>;
-  const m = out.shape[0]!;
-  const r = new Float64Array(m);
-  for (let i = 0; i < m; i++) {
-    const k = t ? t[i % t.length]! : 0;
-    if (k >= c) throw new ValidationError(`target class ${k} but the model has ${c} output(s)`);
-    r[i] = v[i * c + (c === 1 ? 0 : k)]!;
-  }
-  return r;
-}
-
-/** Forward on host rows; returns the selected output per row. */
-function forwardRows(model: Predictor, v: Float32Array, shape: number[], t: Int32Array | null): Float64Array {
-  const x = tensor(v, shape);
-  try {
-    const out = runPredictor(model, x);
-    try {
-      return selectHost(out, t);
-    } finally {
-      out.dispose();
-    }
-  } finally {
-    x.dispose();
-  }
-}
-
-/** d(sum of the selected outputs)/d(input) for host rows (rows are independent: the model must not mix the batch). */
-function gradRows(model: Predictor, v: Float32Array, shape: number[], t: Int32Array | null): Float32Array {
-  const call = typeof model === 'function' ? model : (z: Tensor) => (model as Module).call(z);
-  const wasTraining = typeof model !== 'function' && model.training;
-  if (wasTraining) (model as Module).eval();
-  const x = tensor(v, shape);
-  try {
-    const g = grad((z: Tensor) => {
-      const out = call(z);
-      const c = outputCols(out);
-      if (c === 1) return out.sum();
-      const m = shape[0]!;
-      const mask = new Float32Array(m * c);
-      for (let i = 0; i < m; i++) {
-        const k = t ? t[i % t.length]! : 0;
-        if (k >= c) throw new ValidationError(`target class ${k} but the model has ${c} outputs`);
-        mask[i * c + k] = 1;
-      }
-      return out.mul(tensor(mask, [m, c])).sum();
-    })(x) as Tensor;
-    try {
-      return Float32Array.from(g.toArray() as ArrayLike<number>);
-    } finally {
-      g.dispose();
-    }
-  } finally {
-    x.dispose();
-    if (wasTraining) (model as Module).train();
-  }
-}
-
-/** The predicted class of every row (argmax; 0 for a single output). */
-function predictedClasses(model: Predictor, v: Float32Array, shape: number[]): Int32Array {
-  const x = tensor(v, shape);
-  try {
-    const out = runPredictor(model, x);
-    try {
-      const c = outputCols(out);
-      const o = out.toArray() as ArrayLike<number>;
-      const r = new Int32Array(shape[0]!);
-      if (c > 1)
-        for (let i = 0; i < r.length; i++) {
-          let b = 0;
-          for (let j = 1; j < c; j++) if (o[i * c + j]! > o[i * c + b]!) b = j;
-          r[i] = b;
-        }
-      return r;
-    } finally {
-      out.dispose();
-    }
-  } finally {
-    x.dispose();
-  }
-}
+export type { Target } from './core.js';
 
 /** Gauss-Legendre nodes and weights on [0, 1] (Newton iteration on the Legendre polynomial). */
 export function gaussLegendre(n: number): { nodes: number[]; weights: number[] } {
@@ -193,12 +85,6 @@ function igRule(steps: number, method: IgMethod): { alphas: number[]; weights: n
         `method must be 'gaussLegendre', 'riemannLeft', 'riemannRight', 'riemannMiddle' or 'riemannTrapezoid', got ${describe(method)}`,
       );
   }
-}
-
-function positiveInt(v: unknown, what: string, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
-    throw new ArgumentError(`${what} must be an integer in [1, ${max}], got ${describe(v)}`);
-  return v;
 }
 
 export interface IntegratedGradientsResult {
@@ -288,19 +174,6 @@ export function gradientXInput(model: Predictor, x: Tensor, opts: { target?: Tar
   const g = gradRows(model, v, shape, t);
   for (let k = 0; k < g.length; k++) g[k]! *= v[k]!;
   return tensor(g, shape);
-}
-
-/** Standard normal draws from a seeded host generator (Box-Muller). */
-function normals(count: number, rng: () => number): Float64Array {
-  const out = new Float64Array(count);
-  for (let i = 0; i < count; i += 2) {
-    const u = Math.max(rng(), 1e-300),
-      w = rng();
-    const r = Math.sqrt(-2 * Math.log(u));
-    out[i] = r * Math.cos(2 * Math.PI * w);
-    if (i + 1 < count) out[i + 1] = r * Math.sin(2 * Math.PI * w);
-  }
-  return out;
 }
 
 /**
@@ -452,22 +325,6 @@ export interface FeatureImportance {
   scores: number[];
 }
 
-/** Model outputs for host rows [M, F] as a flat host array and its column count. */
-function outputsOf(model: Predictor, v: Float32Array, shape: number[]): { o: Float64Array; c: number } {
-  const x = tensor(v, shape);
-  try {
-    const out = runPredictor(model, x);
-    try {
-      const c = outputCols(out);
-      return { o: Float64Array.from(out.toArray() as ArrayLike<number>), c };
-    } finally {
-      out.dispose();
-    }
-  } finally {
-    x.dispose();
-  }
-}
-
 /**
  * Permutation importance (Breiman 2001): how much the score drops when one column (or a group of columns) is
  * shuffled, breaking its link to the target. All repeats of one column run in one forward.
@@ -533,53 +390,10 @@ export function permutationImportance(
   return { metric: sc.name, baseline, importances };
 }
 
-/** Solves A x = b (A symmetric positive semi-definite, small) by Gaussian elimination with partial pivoting. */
-function solve(a: Float64Array, b: Float64Array, k: number): Float64Array {
-  const m = Float64Array.from(a),
-    r = Float64Array.from(b);
-  let scale = 0;
-  for (let i = 0; i < k; i++) scale = Math.max(scale, Math.abs(m[i * k + i]!));
-  for (let i = 0; i < k; i++) m[i * k + i]! += 1e-12 * (scale || 1); // a whisper of ridge for rank-deficient designs
-  for (let c = 0; c < k; c++) {
-    let p = c;
-    for (let i = c + 1; i < k; i++) if (Math.abs(m[i * k + c]!) > Math.abs(m[p * k + c]!)) p = i;
-    if (p !== c) {
-      for (let j = 0; j < k; j++) [m[c * k + j], m[p * k + j]] = [m[p * k + j]!, m[c * k + j]!];
-      [r[c], r[p]] = [r[p]!, r[c]!];
-    }
-    const d = m[c * k + c]!;
-    if (d === 0) continue;
-    for (let i = c + 1; i < k; i++) {
-      const f = m[i * k + c]! / d;
-      if (f === 0) continue;
-      for (let j = c; j < k; j++) m[i * k + j]! -= f * m[c * k + j]!;
-      r[i]! -= f * r[c]!;
-    }
-  }
-  const x = new Float64Array(k);
-  for (let i = k - 1; i >= 0; i--) {
-    let s = r[i]!;
-    for (let j = i + 1; j < k; j++) s -= m[i * k + j]! * x[j]!;
-    x[i] = m[i * k + i]! === 0 ? 0 : s / m[i * k + i]!;
-  }
-  return x;
-}
-
 function binom(n: number, k: number): number {
   let r = 1;
   for (let i = 1; i <= k; i++) r = (r * (n - k + i)) / i;
   return r;
-}
-
-function tabular(
-  x: Tensor | ArrayLike<number> | readonly (readonly number[])[],
-  what: string,
-): { v: Float64Array; n: number; f: number } {
-  const h = hostValues(x as Values, what);
-  if (h.shape.length === 1) return { v: h.v, n: 1, f: h.shape[0]! };
-  if (h.shape.length !== 2)
-    throw new ShapeError(`${what} must be one example [F] or rows [N, F], got shape [${h.shape}]`);
-  return { v: h.v, n: h.shape[0]!, f: h.shape[1]! };
 }
 
 export interface KernelShapResult {
@@ -817,3 +631,5 @@ export function lime(
     localPrediction: beta[0]!,
   };
 }
+
+export { counterfactual, type CounterfactualChange, type CounterfactualResult } from './counterfactual.js';

@@ -1,14 +1,15 @@
 // Sanity checks to run before training (Karpathy's "recipe for training neural networks"): the loss at
-// initialisation, overfitting one batch, an input-independent baseline, and gradient flow. Every check leaves
-// the model's weights, buffers, gradients and kiln's RNG state exactly as it found them.
+// initialisation, overfitting one batch, an input-independent baseline, gradient flow, batch independence and
+// capacity (the loss falls as the model widens). Every check on a given model leaves its weights, buffers,
+// gradients and kiln's RNG state exactly as it found them.
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
 import type { Batch } from '../data/loader.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { Adam } from '../optim/adam.js';
-import { getRngState, setRngState } from '../ops/random.js';
-import { zerosLike } from '../ops/creation.js';
+import { getRngState, seed, setRngState } from '../ops/random.js';
+import { tensor, zerosLike } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { lossFn, type LossFn } from './fit.js';
 
@@ -263,4 +264,132 @@ export function gradientFlow(model: Module, batch: XY | Batch, opts: { loss?: Lo
             .join('; '),
     };
   });
+}
+
+/** Result of batchIndependence. */
+export interface BatchIndependenceResult {
+  ok: boolean;
+  /** The example whose output was backpropagated. */
+  index: number;
+  /** Other examples whose input received gradient (the batch is mixed). */
+  leaking: number[];
+  message: string;
+}
+
+/**
+ * Backpropagates from one example's output only and checks that no other example's input receives gradient
+ * (Karpathy's recipe). A reshape or transpose that mixes the batch dimension, or a normalisation over the batch,
+ * shows up as leaking examples. Runs in eval mode by default (BatchNorm's training mode mixes the batch on
+ * purpose); pass `mode: 'train'` to test that too.
+ */
+export function batchIndependence(
+  model: Module,
+  batch: XY | Batch | Tensor,
+  opts: { index?: number; mode?: 'eval' | 'train' } = {},
+): BatchIndependenceResult {
+  const x = isTensor(batch) ? batch : xy(batch, 'batchIndependence').x;
+  if (x.ndim < 1 || x.shape[0]! < 2)
+    throw new ArgumentError(`batchIndependence needs a batch of at least 2 examples, got shape [${x.shape}]`);
+  const n = x.shape[0]!;
+  const index = opts.index ?? 0;
+  if (!Number.isInteger(index) || index < 0 || index >= n)
+    throw new ArgumentError(`index must be an example of the batch in [0, ${n}), got ${describe(opts.index)}`);
+  const mode = opts.mode ?? 'eval';
+  if (mode !== 'eval' && mode !== 'train')
+    throw new ArgumentError(`mode must be 'eval' or 'train', got ${describe(mode)}`);
+  return trial(model, () => {
+    model.train(mode === 'train');
+    const leaf = x.detach();
+    leaf.requiresGrad = true;
+    try {
+      const per = tidy(() => {
+        const out = model.call(leaf);
+        if (out.ndim < 1 || out.shape[0] !== n)
+          throw new ValidationError(
+            `the model's output has shape [${out.shape}]: its first dimension is not the batch (${n})`,
+          );
+        const mask = new Float32Array(out.size);
+        const rowSize = out.size / n;
+        mask.fill(1, index * rowSize, (index + 1) * rowSize);
+        out.mul(tensor(mask, out.shape)).sum().backward();
+        const g = leaf.grad;
+        if (!g) return new Float64Array(n);
+        const v = g.toArray() as ArrayLike<number>;
+        const size = v.length / n;
+        const r = new Float64Array(n);
+        for (let i = 0; i < n; i++) for (let j = 0; j < size; j++) r[i] = Math.max(r[i]!, Math.abs(v[i * size + j]!));
+        return r;
+      });
+      const leaking: number[] = [];
+      for (let i = 0; i < n; i++) if (i !== index && per[i]! !== 0) leaking.push(i);
+      const ok = leaking.length === 0;
+      return {
+        ok,
+        index,
+        leaking,
+        message: ok
+          ? `batch independence: only example ${index} receives gradient from its own output`
+          : `batch independence: the output of example ${index} sends gradient to ${leaking.length} other example(s) ` +
+            `(${leaking.slice(0, 5).join(', ')}${leaking.length > 5 ? ', ...' : ''}): something mixes the batch ` +
+            `dimension (a reshape/transpose/view across it, or a normalisation over the batch)`,
+      };
+    } finally {
+      leaf.dispose();
+    }
+  });
+}
+
+/** Result of capacity. */
+export interface CapacityResult {
+  ok: boolean;
+  /** Width and final training loss of each model, in the order given. */
+  runs: { width: number; loss: number }[];
+  message: string;
+}
+
+/**
+ * Trains models of growing width for the same budget on the same batches: the final training loss must fall as
+ * the model widens (by `margin`, default 5%, from the narrowest to the widest). A pipeline where it does not (a
+ * bottleneck, labels that do not match inputs, a frozen layer) is flagged. `build(width)` makes a fresh model.
+ */
+export function capacity(
+  build: (width: number) => Module,
+  batches: XY | Batch | readonly (XY | Batch)[],
+  opts: { widths?: readonly number[]; loss?: LossFn; steps?: number; lr?: number; margin?: number; seed?: number } = {},
+): CapacityResult {
+  if (typeof build !== 'function')
+    throw new ArgumentError(`capacity needs build(width) => Module, got ${describe(build)}`);
+  const bs = (Array.isArray(batches) ? batches : [batches]).map((b) => xy(b, 'capacity'));
+  if (bs.length === 0) throw new ArgumentError('capacity needs at least one batch');
+  const widths = opts.widths ?? [4, 16, 64];
+  if (!Array.isArray(widths) || widths.length < 2 || widths.some((w) => !Number.isInteger(w) || w < 1))
+    throw new ArgumentError(`widths must be at least two positive integers, got ${describe(widths)}`);
+  const lf = resolveLoss(opts.loss);
+  const steps = opts.steps ?? 100,
+    lr = opts.lr ?? 1e-2,
+    margin = opts.margin ?? 0.05;
+  const rng = getRngState();
+  const runs = widths.map((width) => {
+    seed(opts.seed ?? 0);
+    const model = build(width);
+    trainSteps(model, bs, lf, steps, lr);
+    model.eval();
+    const loss = bs.reduce((s, b) => s + lossOn(model, b, lf), 0) / bs.length;
+    for (const p of model.parameters()) p.dispose();
+    return { width, loss };
+  });
+  setRngState(rng);
+  const first = runs[0]!.loss,
+    last = runs[runs.length - 1]!.loss;
+  const ok = Number.isFinite(last) && last < first * (1 - margin);
+  return {
+    ok,
+    runs,
+    message:
+      `after ${steps} steps: training loss ${runs.map((r) => `${r.loss.toFixed(4)} (width ${r.width})`).join(', ')}` +
+      (ok
+        ? ''
+        : ': a wider model does not fit the training data better; look for a bottleneck, a frozen layer or targets ' +
+          'that do not depend on the inputs'),
+  };
 }

@@ -1,4 +1,4 @@
-// kn.train: the training loop and the pre-training sanity checks.
+// kn.train: the training loop, the pre-training sanity checks and knowledge distillation.
 export {
   fit,
   evaluate,
@@ -11,3 +11,4 @@ export {
   type MetricName,
 } from './fit.js';
 export * as checks from './checks.js';
+export { distill, Distiller } from './distill.js';

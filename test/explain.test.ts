@@ -266,4 +266,52 @@ test('counterfactual: the smallest change that flips a linear classifier, respec
   );
 });
 
+test('dropColumnImportance: retraining without a duplicated column loses nothing; without a needed one, much', async () => {
+  // y = 2 x0 + 3 x2 with x1 a copy of x0: permutation would blame x0 or x1, refitting shows either can stand in
+  const n = 200;
+  kn.seed(9);
+  const xv = Array.from(kn.randn([n, 3]).toArray() as ArrayLike<number>);
+  for (let i = 0; i < n; i++) xv[i * 3 + 1] = xv[i * 3]!;
+  const y = Array.from({ length: n }, (_, i) => 2 * xv[i * 3]! + 3 * xv[i * 3 + 2]!);
+  /** least squares on the given columns (ridge 1e-9), scored by R^2 */
+  const fitAndScore = (cols: number[]): number => {
+    const k = cols.length;
+    const a = Array.from({ length: k }, () => new Array<number>(k + 1).fill(0));
+    for (let i = 0; i < n; i++)
+      for (let p = 0; p < k; p++) {
+        for (let q = 0; q < k; q++) a[p]![q]! += xv[i * 3 + cols[p]!]! * xv[i * 3 + cols[q]!]!;
+        a[p]![k]! += xv[i * 3 + cols[p]!]! * y[i]!;
+      }
+    for (let p = 0; p < k; p++) a[p]![p]! += 1e-9;
+    for (let p = 0; p < k; p++)
+      for (let r = p + 1; r < k; r++) {
+        const f = a[r]![p]! / a[p]![p]!;
+        for (let q = p; q <= k; q++) a[r]![q]! -= f * a[p]![q]!;
+      }
+    const w = new Array<number>(k).fill(0);
+    for (let p = k - 1; p >= 0; p--) {
+      let v = a[p]![k]!;
+      for (let q = p + 1; q < k; q++) v -= a[p]![q]! * w[q]!;
+      w[p] = v / a[p]![p]!;
+    }
+    const mean = y.reduce((s, v) => s + v, 0) / n;
+    let ssr = 0,
+      sst = 0;
+    for (let i = 0; i < n; i++) {
+      const pred = cols.reduce((s, c, p) => s + w[p]! * xv[i * 3 + c]!, 0);
+      ssr += (y[i]! - pred) ** 2;
+      sst += (y[i]! - mean) ** 2;
+    }
+    return 1 - ssr / sst;
+  };
+  const r = await kn.explain.dropColumnImportance(fitAndScore, 3, { featureNames: ['x0', 'copy', 'x2'] });
+  close(r.baseline, 1, 1e-6, 'full model');
+  close(r.importances[0]!.mean, 0, 1e-6, 'x0 can be replaced by its copy');
+  close(r.importances[1]!.mean, 0, 1e-6, 'the copy can be dropped');
+  assert.ok(r.importances[2]!.mean > 0.5, `x2 is needed (${r.importances[2]!.mean})`);
+  const calls: number[][] = [];
+  await kn.explain.dropColumnImportance((c) => (calls.push(c), 0), 3, { groups: [{ name: 'pair', columns: [0, 1] }] });
+  assert.equal(calls, [[0, 1, 2], [2]]);
+});
+
 test.run();

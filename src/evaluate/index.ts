@@ -249,14 +249,15 @@ export function temperatureScale(
 /**
  * Class probabilities from any classifier: softmax of its logits [N, C] (divided by `temperature` when given, e.g.
  * from temperatureScale), or for a single output column [N, 1] / [N] the sigmoid as [N, 2] (class 0, class 1).
- * Returns probabilities and each prediction's confidence (its top probability) and class.
- * @example kn.evaluate.predictProba((x) => x, kn.tensor([[0, 0]])).probs // Float64Array [0.5, 0.5]
+ * Returns the probability rows (ready for calibration) and each prediction's confidence (its top probability) and
+ * class.
+ * @example kn.evaluate.predictProba((x) => x, kn.tensor([[0, 0]])).probs // [[0.5, 0.5]]
  */
 export function predictProba(
   model: Predictor,
   x: Tensor,
   opts: { temperature?: number } = {},
-): { probs: Float64Array; classes: number; confidence: Float64Array; predicted: Int32Array } {
+): { probs: number[][]; classes: number; confidence: Float64Array; predicted: Int32Array } {
   const t = opts.temperature ?? 1;
   if (!(t > 0) || !Number.isFinite(t))
     throw new ArgumentError(`temperature must be a positive number, got ${describe(t)}`);
@@ -291,7 +292,8 @@ export function predictProba(
     predicted[i] = best;
     confidence[i] = probs[i * c + best]!;
   }
-  return { probs, classes: c, confidence, predicted };
+  const rows = Array.from({ length: n }, (_, i) => Array.from(probs.subarray(i * c, (i + 1) * c)));
+  return { probs: rows, classes: c, confidence, predicted };
 }
 
 /** A metric by name (kn.metrics) or as a function of (yTrue, yPred) labels. */

@@ -16,7 +16,8 @@ export interface KilnInfo {
     /** The kiln.node in use and where it came from ('prebuild' shipped in the package, 'source build', 'env'). */
     addon: { path: string; from: 'env' | 'source build' | 'prebuild' };
   } | null;
-  cuda: { compiled: boolean; available: boolean; device: string; reason: string } | null;
+  /** `matmul`: the float32 GEMM mode, 'fp32' (exact, default) or 'tf32' (opt-in with KILN_CUDA_GEMM=tf32). */
+  cuda: { compiled: boolean; available: boolean; device: string; reason: string; matmul: string } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
   webgpu: {
     backend: string;
@@ -53,7 +54,13 @@ export function info(): KilnInfo {
         }
       : null,
     cuda: a
-      ? { compiled: a.cuda.compiled, available: a.cuda.available, device: a.cuda.device, reason: a.cuda.reason }
+      ? {
+          compiled: a.cuda.compiled,
+          available: a.cuda.available,
+          device: a.cuda.device,
+          reason: a.cuda.reason,
+          matmul: a.cuda.matmul,
+        }
       : null,
     webgpu: webgpuInfo(),
   };

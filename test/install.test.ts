@@ -78,7 +78,13 @@ test('the addon in use is the one locate found, and kn.info says where it came f
 });
 
 /** Runs kn.info() in a child process with `env` added; returns its cuda section and a cuda tensor's error. */
-function cudaInChild(env: Record<string, string>): { compiled: boolean; reason: string; error: string } {
+function cudaInChild(env: Record<string, string>): {
+  compiled: boolean;
+  reason: string;
+  error: string;
+  matmul: string;
+  required: string;
+} {
   const dir = tmp();
   const script = join(dir, 'cuda.mts');
   writeFileSync(
@@ -87,7 +93,9 @@ function cudaInChild(env: Record<string, string>): { compiled: boolean; reason: 
 const c = kn.info().cuda!;
 let error = '';
 try { kn.tensor([1, 2], [2], { backend: 'cuda' }); } catch (e) { error = (e as Error).name + ': ' + (e as Error).message; }
-console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error }));
+let required = '';
+try { kn.backends(); } catch (e) { required = (e as Error).name + ': ' + (e as Error).message; }
+console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error, matmul: c.matmul, required }));
 process.exit(0);
 `,
   );
@@ -99,7 +107,7 @@ process.exit(0);
     });
     assert.is(r.status, 0, r.stderr);
     const line = r.stdout.trim().split('\n').pop() ?? '';
-    return JSON.parse(line) as { compiled: boolean; reason: string; error: string };
+    return JSON.parse(line) as ReturnType<typeof cudaInChild>;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -129,6 +137,18 @@ test('cuda: without the library (or without a GPU) the backend says why', () => 
     assert.match(info.reason, /installed without its CUDA library \(kiln_cuda\.so\).*npx kiln build --cuda/);
   }
   assert.match(info.error, /^BackendError: backend 'cuda' is not available/);
+});
+
+test('cuda: float32 GEMM is exact by default, TF32 only on request; KILN_REQUIRE_CUDA fails loudly', () => {
+  if (!locate('kiln_cuda').path) return; // the library is not built here (CI builds it with --cuda)
+  assert.is(cudaInChild({}).matmul, 'fp32');
+  assert.is(cudaInChild({ KILN_CUDA_GEMM: 'tf32' }).matmul, 'tf32');
+  assert.is(cudaInChild({ KILN_CUDA_GEMM: 'simt' }).matmul, 'fp32');
+  const plain = cudaInChild({});
+  if (plain.reason === '') return; // a GPU: nothing is missing
+  assert.is(plain.required, '', 'without the variable a missing backend is only left out');
+  const req = cudaInChild({ KILN_REQUIRE_CUDA: '1' });
+  assert.match(req.required, /^BackendError: KILN_REQUIRE_CUDA=1 but backend 'cuda' is not available: /);
 });
 
 const buildScript = (args: string[], env: Record<string, string> = {}) =>

@@ -8,9 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node/bin:$PATH"
 node --version
-npm run -s build:native            # builds the CUDA kernels for sm_80 and sm_90
+npm run -s build:native -- --cuda   # builds kiln_cuda.so (the CUDA kernels for sm_80 and sm_90)
+nvidia-smi || true
 node --import tsx src/cli/main.ts info
-npx uvu -r tsx test 'conformance|gradcheck' 2>&1 | tail -20
+# a missing cuda backend must fail the run, not skip every cuda case
+KILN_REQUIRE_CUDA=1 npx uvu -r tsx test 'conformance|gradcheck|errors' 2>&1 | tail -20
 python3 bench/gpu/torch_ref.py
 npm run -s bench cuda
 # NCCL for kn.distributed: dlopen'd at run time; PyTorch's wheel ships a libnccl.so.2

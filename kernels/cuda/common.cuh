@@ -20,6 +20,8 @@ namespace kiln {
 namespace cuda {
 
 cudaStream_t stream();
+/** The float32 GEMM mode from KILN_CUDA_GEMM: "fp32" (exact, the default; "simt" is an alias) or "tf32". */
+const char* gemm_mode();
 /** Device scratch memory from the caching allocator; release after the kernels that use it are queued. */
 Status scratch(uint64_t bytes, void** p);
 void release_scratch(void* p, uint64_t bytes);

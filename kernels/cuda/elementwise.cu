@@ -101,10 +101,14 @@ __global__ void map(MapArgs m) {
       continue;
     }
     if (m.op == MAP_ARANGE) {
-      if (m.as_int)
-        store_i(m.out, m.dto, i, static_cast<int32_t>(static_cast<int64_t>(m.a) + i * static_cast<int64_t>(m.b)));
+      const double v = m.a + static_cast<double>(i) * m.b;  // in double, as cpu
+      if (m.as_int)                                         // truncate and saturate like cpu's sat_cast (NaN -> 0)
+        store_i(m.out, m.dto, i,
+                v != v ? 0
+                       : (v <= -2147483648.0 ? static_cast<int32_t>(-2147483647 - 1)
+                                             : (v >= 2147483647.0 ? 2147483647 : static_cast<int32_t>(trunc(v)))));
       else
-        store_f(m.out, m.dto, i, static_cast<float>(m.a + static_cast<double>(i) * m.b));
+        store_f(m.out, m.dto, i, static_cast<float>(v));
       continue;
     }
     int64_t idx[3] = {0, 0, 0};
@@ -221,13 +225,14 @@ static Status k_fill(const TensorView*, int, const TensorView& out, const double
         v != v ? 0.0 : (v <= -2147483648.0 ? -2147483648.0 : (v >= 2147483647.0 ? 2147483647.0 : std::trunc(v)));
     return run_map(MAP_FILL, nullptr, 0, out, t, 0, true, "fill");
   }
-  return run_map(MAP_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round, bool is v != 0 (NaN -> true)
+  if (out.dtype == DT_BOOL)  // decided in double, as cpu: a tiny value is true even where float rounds it to 0
+    return run_map(MAP_FILL, nullptr, 0, out, v != 0.0 || v != v ? 1.0 : 0.0, 0, true, "fill");
+  return run_map(MAP_FILL, nullptr, 0, out, v, 0, false, "fill");  // floats round
 }
 static Status k_arange(const TensorView*, int, const TensorView& out, const double* at) {
-  const bool ints = out.dtype == DT_INT32 &&
-                    at[ATTR_ARANGE_START] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_START])) &&
-                    at[ATTR_ARANGE_STEP] == static_cast<double>(static_cast<int64_t>(at[ATTR_ARANGE_STEP]));
-  return run_map(MAP_ARANGE, nullptr, 0, out, at[ATTR_ARANGE_START], at[ATTR_ARANGE_STEP], ints, "arange");
+  // int32 output: start + i * step in double, truncated and saturated per element (cpu's rule), any start/step
+  return run_map(MAP_ARANGE, nullptr, 0, out, at[ATTR_ARANGE_START], at[ATTR_ARANGE_STEP], out.dtype == DT_INT32,
+                 "arange");
 }
 static Status k_clamp(const TensorView* in, int nin, const TensorView& out, const double* at) {
   KILN_REQUIRE(nin == 1, ST_ARG, "clamp takes 1 input");

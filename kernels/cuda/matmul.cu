@@ -1,10 +1,11 @@
 // Matmul family on CUDA: C[b] = A[b] B[b] over strided (transposed, broadcast-batch) operands, float32 or
 // bfloat16 inputs, float32 accumulation. Two kernels:
-// - tensor cores (sm_80+): WMMA m16n16k8 TF32 for float32, m16n16k16 BF16 for bfloat16; a 64x64 block of C per
-//   128 threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and
-//   any strides work;
-// - SIMT fallback (KILN_CUDA_GEMM=simt, or float32 where TF32's 10-bit mantissa is not wanted): 64x64 tiles,
-//   16x16 threads with 4x4 register tiles, like kernels/wgsl/matmul.wgsl.
+// - SIMT (exact float32, the default for float32, as PyTorch's): 64x64 tiles, 16x16 threads with 4x4 register
+//   tiles, like kernels/wgsl/matmul.wgsl;
+// - tensor cores (sm_80+): WMMA m16n16k16 BF16 for bfloat16 always, and m16n16k8 TF32 for float32 only when
+//   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 64x64 block of C per 128
+//   threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and any
+//   strides work. The int4 linear (quant.cu, gemm_abt) always runs exact float32.
 #include <mma.h>
 
 #include <cstdlib>
@@ -144,12 +145,9 @@ __global__ void matmul_wmma(MmArgs g) {
 }
 #endif
 
-/** Which kernel float32 products use: 'tf32' (tensor cores, the default) or 'simt' (full float32). */
+/** Whether float32 products run on TF32 tensor cores: only when KILN_CUDA_GEMM=tf32 (read once; see gemm_mode). */
 static bool use_tf32() {
-  static const bool tf32 = [] {
-    const char* e = std::getenv("KILN_CUDA_GEMM");
-    return !(e && std::strcmp(e, "simt") == 0);
-  }();
+  static const bool tf32 = std::strcmp(gemm_mode(), "tf32") == 0;
   return tf32;
 }
 
@@ -218,11 +216,12 @@ static Status k_matmul_bf16(const TensorView* in, int nin, const TensorView& out
 /** C = A B^T for contiguous A [M, K] and a row-major weight W [N, K] already in device memory (quant.cu). */
 Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, int64_t K) {
   MmArgs g{A, W, C, DT_FLOAT32, DT_FLOAT32, M, N, K, 0, K, 1, 0, 1, K, {}, {}, 0};
+  KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, "qlinearInt4: ", M, " rows exceed one grid (at most ", 65535 * 64,
+               ")");
+  if (M * N == 0) return Status::ok();
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
-  if (use_tf32())
-    matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
-  else
-    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  // exact float32 always: the int4 weights are dequantized exactly, so TF32 would be the only error
+  matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
   return launched("gemm");
 }
 

@@ -1,5 +1,7 @@
 // Optimizer family on CUDA: fused Adam/AMSGrad/AdamW and SGD (momentum, Nesterov) steps, one pass per parameter,
 // in place (the addon has checked the updated inputs are contiguous float32 and share no buffer).
+#include <cmath>
+
 #include "common.cuh"
 
 namespace kiln {
@@ -12,26 +14,25 @@ struct AdamArgs {
   float* v;
   float* vmax;
   int64_t n;
-  float lr, b1, b2, eps, wd, bias1, bias2;
-  bool decoupled;
+  // the same float operands as cpu (native/cpu/optim.cc), computed on the host in double exactly as there
+  float b1, b2, c1, c2, l2, shrink, step, inv_sqrt_bias2, eps;
 };
 
 __global__ void adam_step(AdamArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.n) return;
-  const float p = a.p[i];
-  const float g = a.g[i] + (a.decoupled ? 0.f : a.wd * p);
-  const float m = a.b1 * a.m[i] + (1.f - a.b1) * g;
-  const float v = a.b2 * a.v[i] + (1.f - a.b2) * g * g;
-  a.m[i] = m;
-  a.v[i] = v;
-  float vd = v;
+  // cpu's expression, term for term (only FMA contraction choices may differ by an ulp)
+  const float gi = a.g[i] + a.l2 * a.p[i];
+  const float mi = a.b1 * a.m[i] + a.c1 * gi;
+  const float vi = a.b2 * a.v[i] + a.c2 * gi * gi;
+  a.m[i] = mi;
+  a.v[i] = vi;
+  float vd = vi;
   if (a.vmax) {
-    vd = fmaxf(a.vmax[i], v);
+    vd = a.vmax[i] > vi ? a.vmax[i] : vi;  // keeps a NaN v, as cpu does (fmaxf would drop it)
     a.vmax[i] = vd;
   }
-  const float shrink = a.decoupled ? 1.f - a.lr * a.wd : 1.f;
-  a.p[i] = p * shrink - (a.lr / a.bias1) * m / (sqrtf(vd) / sqrtf(a.bias2) + a.eps);
+  a.p[i] = a.p[i] * a.shrink - a.step * mi / (sqrtf(vd) * a.inv_sqrt_bias2 + a.eps);
 }
 
 struct SgdArgs {
@@ -71,20 +72,25 @@ static Status k_adam_step(const TensorView* in, int nin, const TensorView&, cons
                    at[ATTR_ADAM_STEP_BIAS2] <= 1,
                ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ",
                at[ATTR_ADAM_STEP_BIAS2]);
+  const float lr = static_cast<float>(at[ATTR_ADAM_STEP_LR]), b1 = static_cast<float>(at[ATTR_ADAM_STEP_BETA1]),
+              b2 = static_cast<float>(at[ATTR_ADAM_STEP_BETA2]);
+  const float wd = static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]);
+  const bool decoupled = at[ATTR_ADAM_STEP_DECOUPLED] != 0;
   AdamArgs a{in[0].ptr<float>(),
              in[1].ptr<float>(),
              in[2].ptr<float>(),
              in[3].ptr<float>(),
              nin == 5 ? in[4].ptr<float>() : nullptr,
              in[0].numel(),
-             static_cast<float>(at[ATTR_ADAM_STEP_LR]),
-             static_cast<float>(at[ATTR_ADAM_STEP_BETA1]),
-             static_cast<float>(at[ATTR_ADAM_STEP_BETA2]),
-             static_cast<float>(at[ATTR_ADAM_STEP_EPS]),
-             static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]),
-             static_cast<float>(at[ATTR_ADAM_STEP_BIAS1]),
-             static_cast<float>(at[ATTR_ADAM_STEP_BIAS2]),
-             at[ATTR_ADAM_STEP_DECOUPLED] != 0};
+             b1,
+             b2,
+             1.0f - b1,
+             1.0f - b2,
+             decoupled ? 0.0f : wd,
+             decoupled ? 1.0f - lr * wd : 1.0f,
+             static_cast<float>(at[ATTR_ADAM_STEP_LR] / at[ATTR_ADAM_STEP_BIAS1]),
+             static_cast<float>(1.0 / std::sqrt(at[ATTR_ADAM_STEP_BIAS2])),
+             static_cast<float>(at[ATTR_ADAM_STEP_EPS])};
   if (a.n == 0) return Status::ok();
   adam_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
   return launched("adamStep");

@@ -11,7 +11,12 @@ enum RedOp { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN };
 
 template <class T>
 __device__ inline T combine(int op, T a, T v) {
-  if (op == R_SUM) return a + v;
+  if (op == R_SUM) {
+    if constexpr (std::is_same<T, int32_t>::value)  // wraps like cpu (unsigned arithmetic: no signed overflow)
+      return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(v));
+    else
+      return a + v;
+  }
   if constexpr (std::is_same<T, float>::value) {
     if (isnan(a) || isnan(v)) return nanf("");
   }

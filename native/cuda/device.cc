@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -73,14 +74,15 @@ Runtime& rt() {
     x->name = prop.name;
     x->cc_major = prop.major;
     x->cc_minor = prop.minor;
-    if (prop.major < 7) {
+    if (prop.major < 8) {  // sm_80 / sm_90 code only: PTX cannot be JIT-compiled down to an older GPU
       x->reason = "CUDA device " + x->name + " has compute capability " + std::to_string(prop.major) + "." +
                   std::to_string(prop.minor) + "; kiln's kernels are built for 8.0 and 9.0";
       return x;
     }
     if ((e = cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaMalloc(reinterpret_cast<void**>(&x->flags), sizeof(DeviceFlags))) != cudaSuccess ||
-        (e = cudaMemset(x->flags, 0, sizeof(DeviceFlags))) != cudaSuccess) {
+        (e = cudaMemsetAsync(x->flags, 0, sizeof(DeviceFlags), x->stream)) != cudaSuccess ||
+        (e = cudaStreamSynchronize(x->stream)) != cudaSuccess) {  // on the work stream, done before any kernel
       x->reason = std::string("CUDA set-up failed: ") + cudaGetErrorString(e);
       return x;
     }
@@ -147,6 +149,13 @@ Status take_flags() {
 }  // namespace
 
 cudaStream_t stream() { return rt().stream; }
+const char* gemm_mode() {
+  static const char* mode = [] {
+    const char* e = std::getenv("KILN_CUDA_GEMM");
+    return e && std::strcmp(e, "tf32") == 0 ? "tf32" : "fp32";
+  }();
+  return mode;
+}
 DeviceFlags* device_flags() { return rt().flags; }
 bool ready() { return rt().ok; }
 
@@ -249,6 +258,7 @@ void info(CudaInfo* out) {
   info.cc_major = r.cc_major;
   info.cc_minor = r.cc_minor;
   info.available = r.ok;
+  info.matmul = cuda::gemm_mode();
   info.reason = r.ok ? "" : r.reason;
   *out = info;
 }

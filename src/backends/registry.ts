@@ -75,11 +75,23 @@ export function currentBackend(): Backend {
 }
 
 /**
- * Names of the backends available in this process.
+ * Names of the backends available in this process. With KILN_REQUIRE_CPU, KILN_REQUIRE_CUDA or
+ * KILN_REQUIRE_WEBGPU set to 1 (a GPU test run that must not turn green by skipping), a required backend that is
+ * unavailable throws a BackendError with the reason instead of being left out.
  * @example kn.backends().includes('js') // true
  */
 export function backends(): BackendName[] {
+  for (const n of requiredBackends()) {
+    const why = unavailableReason(n);
+    if (why !== null)
+      throw new BackendError(`KILN_REQUIRE_${n.toUpperCase()}=1 but backend '${n}' is not available: ${why}`);
+  }
   return BACKEND_NAMES.filter((n) => unavailableReason(n) === null);
+}
+
+/** The backends the environment requires (KILN_REQUIRE_<NAME>=1). */
+export function requiredBackends(env: NodeJS.ProcessEnv = process.env): BackendName[] {
+  return BACKEND_NAMES.filter((n) => n !== 'js' && env[`KILN_REQUIRE_${n.toUpperCase()}`] === '1');
 }
 
 /** Resolves when the current backend is ready (async initialisation for GPU backends). */

@@ -25,6 +25,7 @@ struct CudaInfo {
   std::string reason;  // why it is unavailable
   std::string name;    // device 0
   int cc_major = 0, cc_minor = 0;
+  std::string matmul;  // float32 GEMM mode: "fp32" (exact, default) or "tf32" (KILN_CUDA_GEMM=tf32)
 };
 CudaInfo cuda_info();
 }  // namespace kiln

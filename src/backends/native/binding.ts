@@ -13,6 +13,8 @@ export interface CudaInfo {
   deviceCount: number;
   reason: string;
   device: string;
+  /** float32 GEMM mode of the CUDA library: 'fp32' (exact, default) or 'tf32' (KILN_CUDA_GEMM=tf32); '' without it. */
+  matmul: string;
 }
 
 export interface AddonInfo {

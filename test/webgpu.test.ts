@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { webgpuStatus } from '../src/backends/webgpu/index.js';
+import { missingLimits } from '../src/backends/webgpu/limits.js';
 import { allclose, onBackend } from './helpers.js';
 
 const status = webgpuStatus();
@@ -140,6 +141,31 @@ test('the demo MLP trains on MNIST digits on webgpu to the accuracy it reaches o
   assert.ok(cpu.acc > 0.85 && gpu.acc > 0.85, `accuracy cpu ${cpu.acc} webgpu ${gpu.acc}`);
   assert.ok(Math.abs(cpu.acc - gpu.acc) <= 0.02, `accuracy cpu ${cpu.acc} webgpu ${gpu.acc}`);
   assert.ok(Math.abs(cpu.loss - gpu.loss) < 0.05, `last batch loss cpu ${cpu.loss} webgpu ${gpu.loss}`);
+});
+
+test("adapter limits: what kiln's WGSL needs is read from the shaders; a compatibility-default adapter is refused", () => {
+  const dir = join(process.cwd(), 'kernels', 'wgsl');
+  const big = {
+    maxStorageBuffersPerShaderStage: 8,
+    maxComputeInvocationsPerWorkgroup: 256,
+    maxComputeWorkgroupSizeX: 256,
+    maxComputeWorkgroupSizeY: 256,
+  };
+  assert.is(missingLimits(dir, big), '', 'core limits are enough');
+  // WebGPU compatibility-mode defaults: 4 storage buffers, 128 invocations, 128 x 128
+  const compat = {
+    maxStorageBuffersPerShaderStage: 4,
+    maxComputeInvocationsPerWorkgroup: 128,
+    maxComputeWorkgroupSizeX: 128,
+    maxComputeWorkgroupSizeY: 128,
+  };
+  const why = missingLimits(dir, compat);
+  assert.match(why, /^kiln needs \d+ storage buffers per shader stage \(it allows 4\)/);
+  assert.match(why, /256 invocations per workgroup \(it allows 128\)/);
+  assert.match(why, /workgroups 256 wide \(it allows 128\)/);
+  // the adapter in use offers enough (else the backend would be unavailable with that reason)
+  const s = webgpuStatus();
+  if (s.adapter) assert.is(missingLimits(dir, s.adapter.limits as typeof big), '');
 });
 
 test.run();

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { missingLimits } from './limits.js';
 import {
   ARG_ERROR,
   FLAG_BYTES,
@@ -304,6 +305,8 @@ async function start(): Promise<AdapterSummary> {
     }
   }
   if (!adapter) throw new Error(`no WebGPU adapter (tried ${order.join(', ')})`);
+  const lacking = missingLimits(init.wgslDir, adapter.limits);
+  if (lacking) throw new Error(`the WebGPU adapter (${chosen}) is too small for kiln's shaders: ${lacking}`);
   const limits: Record<string, number> = {};
   for (const k in adapter.limits) {
     const v = (adapter.limits as unknown as Record<string, unknown>)[k];

@@ -12,7 +12,7 @@ import { isTensor, type Tensor } from '../tensor/tensor.js';
 export type Target = number | ArrayLike<number>;
 
 /** Rows the attribution methods send through the model at once (steps x examples, samples x background). */
-export const DEFAULT_MAX_ROWS = 8192;
+export const DEFAULT_MAX_ROWS = 512;
 
 export function inputOf(x: Tensor, what: string): { v: Float32Array; n: number; shape: number[]; per: number } {
   if (!isTensor(x)) throw new ArgumentError(`${what} must be a Tensor [N, ...features], got ${describe(x)}`);

@@ -281,6 +281,7 @@ export interface BatchIndependenceResult {
  * (Karpathy's recipe). A reshape or transpose that mixes the batch dimension, or a normalisation over the batch,
  * shows up as leaking examples. Runs in eval mode by default (BatchNorm's training mode mixes the batch on
  * purpose); pass `mode: 'train'` to test that too.
+ * @example kn.train.checks.batchIndependence(new kn.nn.Linear(3, 2), kn.randn([4, 3])).ok // true
  */
 export function batchIndependence(
   model: Module,
@@ -351,6 +352,7 @@ export interface CapacityResult {
  * Trains models of growing width for the same budget on the same batches: the final training loss must fall as
  * the model widens (by `margin`, default 5%, from the narrowest to the widest). A pipeline where it does not (a
  * bottleneck, labels that do not match inputs, a frozen layer) is flagged. `build(width)` makes a fresh model.
+ * @example kn.train.checks.capacity((w) => new kn.nn.Sequential(new kn.nn.Linear(4, w), new kn.nn.ReLU(), new kn.nn.Linear(w, 3)), { x: kn.randn([16, 4]), y: kn.zeros([16], { dtype: 'int32' }) }, { widths: [1, 16], steps: 20 }).runs.length // 2
  */
 export function capacity(
   build: (width: number) => Module,

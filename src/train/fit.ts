@@ -14,6 +14,7 @@ import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
 import { clipGradNorm } from '../optim/clip.js';
+import { Run } from '../track/index.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
 import { getRngState, setRngState } from '../ops/random.js';
@@ -96,6 +97,15 @@ export interface FitOptions {
    * logged (a JSON line with the totals and top ops in 'json' mode). Under DDP every rank profiles its own steps.
    */
   profile?: boolean | FitProfileOptions;
+  /**
+   * A kn.track run to log to (rank 0 only under DDP): the settings as params; per step the loss (train/loss_step)
+   * and, every `trackEvery` steps, the gradient norm (train/grad_norm); per epoch train/loss, val/loss, the
+   * validation metrics (val/<name>), lr and epoch seconds; with TensorBoard on, a histogram of the first
+   * parameter each epoch. The run is not ended: the caller logs more and ends it.
+   */
+  tracker?: Run;
+  /** log the gradient norm every this many optimizer steps (default 10) */
+  trackEvery?: number;
 }
 
 /** fit's `profile` option. */
@@ -154,6 +164,13 @@ function shard(loader: DataLoader, pad: boolean): DataLoader {
 
 const LAST = 'last.ckpt.safetensors';
 const BEST = 'best.safetensors';
+
+/** The global L2 norm of the parameters' gradients (for the tracker). */
+function gradNorm(params: readonly Tensor[]): number {
+  let sq = 0;
+  for (const p of params) if (p.grad) sq += tidy(() => p.grad!.mul(p.grad!).sum().item());
+  return Math.sqrt(sq);
+}
 
 /** A loss function from a LossFn (a built-in name; crossEntropy with class weights when given). */
 export function lossFn(l: LossFn, weight: Tensor | null = null): (o: Tensor, t: Tensor) => Tensor {
@@ -345,6 +362,9 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const clip = opts.clipGradNorm ?? null;
   if (clip !== null && !(typeof clip === 'number' && clip > 0))
     throw new ArgumentError(`clipGradNorm must be a positive number, got ${describe(clip)}`);
+  if (opts.tracker !== undefined && !(opts.tracker instanceof Run))
+    throw new ArgumentError(`fit: tracker must be a run from kn.track.startRun, got ${describe(opts.tracker)}`);
+  const trackEvery = posInt(opts.trackEvery ?? 10, 'fit trackEvery');
   // DDP: each rank trains on its shard; losses and metrics are reduced over ranks; rank 0 logs and writes
   const dist = isDdp(model);
   const ddp = dist ? model : null;
@@ -358,7 +378,20 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
   const useJson = verbose === 'json' || (verbose === 'auto' && !useBar);
   const logStream = opts.logStream ?? process.stdout;
+  const tracker = main ? (opts.tracker ?? null) : null;
+  let optSteps = 0,
+    globalStep = 0;
   const opt = opts.optimizer;
+  tracker?.logParams({
+    epochs,
+    batch_size: opts.train.batchSize,
+    optimizer: opt.constructor.name,
+    lr: opt.lr,
+    loss: typeof opts.loss === 'string' ? opts.loss : 'custom',
+    accumulate,
+    clip_grad_norm: clip,
+    parameters: model.parameters().reduce((n, p) => n + p.size, 0),
+  });
   const sched = opts.scheduler ?? null;
   const dir = opts.checkpointDir ?? null;
   if (dir !== null && main) mkdirSync(dir, { recursive: true });
@@ -409,7 +442,12 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       bar?.start(trainLoader.length, 0, { loss: '-' });
       opt.zeroGrad();
       const doStep = (): void => {
-        if (clip !== null) clipGradNorm(opt.params, clip);
+        if (clip !== null) {
+          const norm = clipGradNorm(opt.params, clip);
+          if (tracker && optSteps % trackEvery === 0) tracker.logMetric('train/grad_norm', norm, optSteps);
+        } else if (tracker && optSteps % trackEvery === 0)
+          tracker.logMetric('train/grad_norm', gradNorm(opt.params), optSteps);
+        optSteps++;
         opt.step();
         opt.zeroGrad();
         pending = 0;
@@ -449,6 +487,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         lossSum += l * bs;
         count += bs;
         step++;
+        tracker?.logMetric('train/loss_step', l, globalStep++);
         if (++pending === accumulate) doStep();
         bar?.update(step, { loss: (lossSum / count).toFixed(4) });
         if (profiling && ++batchesSeen - prof!.skip >= prof!.steps) {
@@ -503,6 +542,15 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
             (m ? `, ${m}` : '') +
             ` (${log.seconds.toFixed(1)} s)\n`,
         );
+      }
+      if (tracker) {
+        tracker.logMetrics({ 'train/loss': log.trainLoss, lr: log.lr, 'epoch/seconds': log.seconds }, epoch);
+        if (log.valLoss !== undefined) tracker.logMetric('val/loss', log.valLoss, epoch);
+        for (const [k, v] of Object.entries(log.metrics))
+          if (typeof v === 'number') tracker.logMetric(`val/${k}`, v, epoch);
+        const first = model.namedParameters()[0];
+        if (first && tracker.tensorboardFile)
+          tracker.logHistogram(`weights/${first[0]}`, first[1].toArray() as ArrayLike<number>, epoch);
       }
       let stop = (await opts.onEpoch?.(log)) === false;
       let early = es !== null && st.wait > 0 && st.wait >= patience;

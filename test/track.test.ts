@@ -1,0 +1,357 @@
+// kn.track: the MLflow file-store layout (checked field by field against what MLflow's FileStore reads), names that
+// must not become paths, parameters that cannot change, whole metric lines under concurrent writers and a torn
+// tail, TensorBoard event files read back by an independent reader written here (its own bitwise CRC-32C and
+// protobuf decoding), and fit's tracker.
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parse } from 'yaml';
+import * as kn from '../src/index.js';
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'kiln-track-'));
+
+test('a run in MLflow file-store layout: meta.yaml, params, metrics lines, tags, artifacts, end', () => {
+  const dir = tmp();
+  try {
+    const run = kn.track.startRun({ dir, experiment: 'mnist', runName: 'first', tags: { team: 'vision' } });
+    assert.is(run.experimentId, '1', 'a new experiment gets the next id (0 is Default)');
+    const exp = parse(readFileSync(join(dir, '1', 'meta.yaml'), 'utf8')) as Record<string, unknown>;
+    assert.is(exp.name, 'mnist');
+    assert.is(exp.experiment_id, '1');
+    assert.is(exp.lifecycle_stage, 'active');
+    let meta = parse(readFileSync(join(run.dir, 'meta.yaml'), 'utf8')) as Record<string, unknown>;
+    assert.is(meta.run_id, run.id);
+    assert.is(meta.run_uuid, run.id);
+    assert.is(meta.status, 1, 'RUNNING');
+    assert.is(meta.end_time, null);
+    assert.match(String(meta.artifact_uri), /^file:\/\/.*\/artifacts$/);
+    run.logParams({ lr: 0.001, layers: [784, 10], name: 'mlp' });
+    run.logMetric('loss', 2.5, 0);
+    run.logMetric('loss', 1.25, 1);
+    run.logMetrics({ 'val/accuracy': 0.75 }, 1);
+    run.setTag('note', 'hello');
+    const file = join(dir, 'weights.bin');
+    writeFileSync(file, 'abc');
+    const dest = run.logArtifact(file, 'models');
+    assert.ok(existsSync(dest) && dest.endsWith(join('artifacts', 'models', 'weights.bin')));
+    assert.is(readFileSync(join(run.dir, 'params', 'lr'), 'utf8'), '0.001');
+    assert.is(readFileSync(join(run.dir, 'params', 'layers'), 'utf8'), '[784,10]');
+    const lines = readFileSync(join(run.dir, 'metrics', 'loss'), 'utf8')
+      .trim()
+      .split('\n');
+    assert.is(lines.length, 2);
+    assert.match(lines[1]!, /^\d{13} 1\.25 1$/, '"timestamp value step"');
+    assert.is(readFileSync(join(run.dir, 'tags', 'team'), 'utf8'), 'vision');
+    assert.is(readFileSync(join(run.dir, 'tags', 'mlflow.runName'), 'utf8'), 'first');
+    assert.ok(existsSync(join(run.dir, 'tags', 'kiln.version')), 'reproducibility tags');
+    assert.ok(existsSync(join(run.dir, 'tags', 'kiln.command')));
+    run.end();
+    meta = parse(readFileSync(join(run.dir, 'meta.yaml'), 'utf8')) as Record<string, unknown>;
+    assert.is(meta.status, 3, 'FINISHED');
+    assert.ok(typeof meta.end_time === 'number' && meta.end_time >= run.startTime);
+    assert.throws(() => run.logMetric('loss', 1, 2), /has ended/);
+    // read back
+    const r = kn.track.readRun(run.dir, 'mnist');
+    assert.is(r.status, 'FINISHED');
+    assert.equal(
+      r.metrics.get('loss')!.map((p) => [p.value, p.step]),
+      [
+        [2.5, 0],
+        [1.25, 1],
+      ],
+    );
+    assert.is(r.metrics.get('val/accuracy')![0]!.value, 0.75);
+    assert.is(r.params.get('name'), 'mlp');
+    const second = kn.track.startRun({ dir, experiment: 'mnist' });
+    const other = kn.track.startRun({ dir });
+    assert.is(second.experimentId, '1', 'the same experiment is found by name');
+    assert.is(other.experimentId, '0', 'Default');
+    const all = kn.track.listRuns(dir);
+    assert.is(all.length, 3);
+    assert.equal(
+      kn.track
+        .listRuns(dir, { experiment: 'mnist' })
+        .map((x) => x.id)
+        .sort(),
+      [run.id, second.id].sort(),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('names that could escape the run directory are refused; params cannot change', () => {
+  const dir = tmp();
+  try {
+    const run = kn.track.startRun({ dir });
+    for (const bad of ['../x', '/abs', 'a//b', 'a\\b', '', 'a/../../b', '.', 'x\n'])
+      assert.throws(() => run.logMetric(bad, 1), /is not allowed|non-empty string/, JSON.stringify(bad));
+    assert.throws(() => run.logArtifact(join(dir, 'nope')), /is not a file/);
+    run.logMetric('__proto__', 1); // a plain file name; names live in Maps, never object keys
+    assert.is(kn.track.readRun(run.dir).metrics.get('__proto__')![0]!.value, 1);
+    run.logParam('seed', 1);
+    run.logParam('seed', 1); // the same value again is fine
+    assert.throws(() => run.logParam('seed', 2), /param seed was already logged as "1"; params cannot change/);
+    assert.throws(() => run.logMetric('m', 1, -1), /step must be an integer >= 0/);
+    assert.throws(() => run.end('DONE' as 'FINISHED'), /status must be FINISHED, FAILED or KILLED/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('two processes appending to one metric leave whole lines; a torn tail is skipped when read', () => {
+  const dir = tmp();
+  try {
+    const run = kn.track.startRun({ dir });
+    const script = join(dir, 'writer.mts');
+    writeFileSync(
+      script,
+      `import { appendFileSync } from 'node:fs';
+const [file, base] = process.argv.slice(2);
+for (let i = 0; i < 2000; i++) appendFileSync(file, \`\${Date.now()} \${Number(base) + i} \${i}\\n\`);`,
+    );
+    const file = join(run.dir, 'metrics', 'shared');
+    // the run's own writer and two other processes at once
+    const kids = [0, 100000].map((b) =>
+      spawnSync(process.execPath, ['--import', 'tsx', script, file, String(b)], { encoding: 'utf8' }),
+    );
+    for (let i = 0; i < 500; i++) run.logMetric('shared', 0.5, i);
+    for (const k of kids) assert.is(k.status, 0, k.stderr);
+    appendFileSync(file, '1700000000000 12'); // a writer killed mid-line
+    const pts = kn.track.readRun(run.dir).metrics.get('shared')!;
+    assert.is(pts.length, 4500, 'every whole line, not the torn one');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    assert.is(lines.filter((l) => l.split(' ').length === 3).length, 4500);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- an independent TensorBoard reader: bitwise CRC-32C, hand-rolled protobuf decoding ----
+
+function crc32cBitwise(b: Uint8Array): number {
+  let c = ~0 >>> 0;
+  for (const byte of b) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
+  return ~c >>> 0;
+}
+const mask = (c: number): number => (((c >>> 15) | (c << 17)) + 0xa282ead8) >>> 0;
+
+type Field = { no: number; wire: number; v: number | bigint | Uint8Array };
+function fields(b: Uint8Array): Field[] {
+  const out: Field[] = [];
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let i = 0;
+  const varint = (): bigint => {
+    let r = 0n,
+      s = 0n;
+    for (;;) {
+      const x = b[i++]!;
+      r |= BigInt(x & 0x7f) << s;
+      if (!(x & 0x80)) return r;
+      s += 7n;
+    }
+  };
+  while (i < b.length) {
+    const key = Number(varint());
+    const no = key >> 3,
+      wire = key & 7;
+    if (wire === 0) out.push({ no, wire, v: varint() });
+    else if (wire === 1) {
+      out.push({ no, wire, v: dv.getFloat64(i, true) });
+      i += 8;
+    } else if (wire === 5) {
+      out.push({ no, wire, v: dv.getFloat32(i, true) });
+      i += 4;
+    } else if (wire === 2) {
+      const n = Number(varint());
+      out.push({ no, wire, v: b.subarray(i, i + n) });
+      i += n;
+    } else throw new Error(`wire type ${wire}`);
+  }
+  return out;
+}
+const packedDoubles = (b: Uint8Array): number[] => {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return Array.from({ length: b.length / 8 }, (_, k) => dv.getFloat64(k * 8, true));
+};
+
+function readEvents(file: string) {
+  const buf = readFileSync(file);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const events: {
+    wallTime: number;
+    step: number;
+    fileVersion?: string;
+    tag?: string;
+    scalar?: number;
+    histo?: Record<string, unknown>;
+  }[] = [];
+  let i = 0;
+  while (i < buf.length) {
+    const len = Number(dv.getBigUint64(i, true));
+    assert.is(dv.getUint32(i + 8, true), mask(crc32cBitwise(buf.subarray(i, i + 8))), 'length CRC');
+    const data = buf.subarray(i + 12, i + 12 + len);
+    assert.is(dv.getUint32(i + 12 + len, true), mask(crc32cBitwise(data)), 'data CRC');
+    i += 16 + len;
+    const ev: (typeof events)[number] = { wallTime: 0, step: 0 };
+    for (const f of fields(data)) {
+      if (f.no === 1) ev.wallTime = f.v as number;
+      if (f.no === 2) ev.step = Number(f.v);
+      if (f.no === 3) ev.fileVersion = new TextDecoder().decode(f.v as Uint8Array);
+      if (f.no === 5)
+        for (const val of fields(f.v as Uint8Array).filter((x) => x.no === 1))
+          for (const g of fields(val.v as Uint8Array)) {
+            if (g.no === 1) ev.tag = new TextDecoder().decode(g.v as Uint8Array);
+            if (g.no === 2) ev.scalar = g.v as number;
+            if (g.no === 5) {
+              const h: Record<string, unknown> = {};
+              for (const x of fields(g.v as Uint8Array)) {
+                const name = ['', 'min', 'max', 'num', 'sum', 'sumSquares', 'bucketLimit', 'bucket'][x.no]!;
+                h[name] = x.wire === 2 ? packedDoubles(x.v as Uint8Array) : x.v;
+              }
+              ev.histo = h;
+            }
+          }
+    }
+    events.push(ev);
+  }
+  assert.is(i, buf.length, 'no trailing bytes');
+  return events;
+}
+
+test('TensorBoard events: TFRecord framing with masked CRC-32C, scalars and histograms, read independently', () => {
+  const dir = tmp();
+  try {
+    assert.is(kn.track.crc32c(new TextEncoder().encode('123456789')), 0xe3069283, 'the CRC-32C check value');
+    const run = kn.track.startRun({ dir, tensorboard: true });
+    run.logMetric('loss', 0.5, 3);
+    run.logHistogram('w', [1, 2, 2, 3, 10], 7);
+    const ev = readEvents(run.tensorboardFile!);
+    assert.is(ev[0]!.fileVersion, 'brain.Event:2');
+    assert.is(ev[1]!.tag, 'loss');
+    assert.is(ev[1]!.step, 3);
+    assert.ok(Math.abs(ev[1]!.scalar! - 0.5) < 1e-7);
+    assert.ok(Math.abs(ev[1]!.wallTime - Date.now() / 1000) < 60);
+    const h = ev[2]!.histo!;
+    assert.equal([h.min, h.max, h.num, h.sum, h.sumSquares], [1, 10, 5, 18, 118]);
+    assert.is(
+      (h.bucket as number[]).reduce((a, b) => a + b, 0),
+      5,
+    );
+    assert.is((h.bucketLimit as number[]).at(-1), 10);
+    assert.is(ev[2]!.step, 7);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fit logs params, per-step loss, grad norms and per-epoch metrics to a tracker', async () => {
+  const dir = tmp();
+  try {
+    kn.seed(1);
+    const x = kn.randn([64, 4]);
+    const y = kn.tensor(
+      Array.from({ length: 64 }, (_, i) => i % 3),
+      [64],
+      { dtype: 'int32' },
+    );
+    const train = new kn.data.DataLoader(new kn.data.Dataset({ x, y }), { batchSize: 16, shuffle: true, seed: 1 });
+    const val = new kn.data.DataLoader(new kn.data.Dataset({ x, y }), { batchSize: 64 });
+    const model = new kn.nn.Sequential(new kn.nn.Linear(4, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 3));
+    const run = kn.track.startRun({ dir, tensorboard: true });
+    await kn.train.fit(model, {
+      train,
+      val,
+      loss: 'crossEntropy',
+      optimizer: new kn.optim.Adam(model.parameters()),
+      epochs: 2,
+      metrics: ['accuracy'],
+      verbose: 'silent',
+      tracker: run,
+      trackEvery: 2,
+    });
+    run.end();
+    const r = kn.track.readRun(run.dir);
+    assert.is(r.params.get('epochs'), '2');
+    assert.is(r.params.get('optimizer'), 'Adam');
+    assert.is(r.params.get('parameters'), String(4 * 8 + 8 + 8 * 3 + 3));
+    assert.is(r.metrics.get('train/loss_step')!.length, 8, '4 batches x 2 epochs');
+    assert.equal(
+      r.metrics.get('train/grad_norm')!.map((p) => p.step),
+      [0, 2, 4, 6],
+    );
+    assert.ok(r.metrics.get('train/grad_norm')!.every((p) => p.value > 0));
+    assert.equal(
+      r.metrics.get('val/loss')!.map((p) => p.step),
+      [1, 2],
+    );
+    assert.is(r.metrics.get('val/accuracy')!.length, 2);
+    assert.is(r.metrics.get('lr')![0]!.value, 3e-4);
+    const ev = readEvents(run.tensorboardFile!);
+    assert.ok(
+      ev.some((e) => e.tag === 'weights/0.weight' && e.histo && e.step === 2),
+      'first layer histogram',
+    );
+    assert.ok(ev.some((e) => e.tag === 'val/accuracy'));
+    assert.ok(readdirSync(join(run.dir, 'tensorboard')).length === 1);
+    let err: unknown = null;
+    try {
+      await kn.train.fit(model, {
+        train,
+        loss: 'crossEntropy',
+        optimizer: new kn.optim.Adam(model.parameters()),
+        epochs: 1,
+        tracker: {} as kn.track.Run,
+      });
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof kn.ArgumentError && /tracker must be a run/.test(err.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('kiln runs ls | show | compare: best first, one run in full, runs side by side', () => {
+  const dir = tmp();
+  try {
+    const a = kn.track.startRun({ dir, runName: 'wide' });
+    a.logParams({ width: 64 });
+    a.logMetric('val/loss', 0.2, 1);
+    a.end();
+    const b = kn.track.startRun({ dir, runName: 'narrow' });
+    b.logParams({ width: 8 });
+    b.logMetric('val/loss', 0.9, 1);
+    b.end();
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'runs', ...args, '--dir', dir], {
+        encoding: 'utf8',
+      });
+    const ls = cli('ls');
+    assert.is(ls.status, 0, ls.stderr);
+    const lines = ls.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^run\s+name\s+experiment\s+status\s+width\s+val\/loss$/);
+    assert.match(lines[1]!, new RegExp(`^${a.id.slice(0, 8)}\\s+wide\\s+Default\\s+FINISHED\\s+64\\s+0\\.2000$`));
+    assert.match(lines[2]!, /narrow/);
+    assert.match(cli('ls', '--max').stdout.trim().split('\n')[1]!, /narrow/, '--max puts the highest first');
+    const show = cli('show', b.id.slice(0, 6));
+    assert.is(show.status, 0, show.stderr);
+    assert.match(show.stdout, /run [0-9a-f]{32} \(narrow\) in experiment Default \[0\]: FINISHED/);
+    assert.match(show.stdout, /val\/loss = 0\.9000 @ 1 \(1\)/);
+    const cmp = cli('compare', 'wide', 'narrow');
+    assert.match(cmp.stdout, /width\s+64\s+8/);
+    const bad = cli('show', 'nosuchrun');
+    assert.is(bad.status, 2);
+    assert.match(bad.stderr, /no run 'nosuchrun'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();

@@ -118,6 +118,7 @@ export * as metrics from './metrics/index.js';
 export * as evaluate from './evaluate/index.js';
 export * as explain from './explain/index.js';
 export * as track from './track/index.js';
+export * as registry from './track/registry.js';
 export * as io from './io/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';

@@ -229,7 +229,7 @@ test('TensorBoard events: TFRecord framing with masked CRC-32C, scalars and hist
   const dir = tmp();
   try {
     assert.is(kn.track.crc32c(new TextEncoder().encode('123456789')), 0xe3069283, 'the CRC-32C check value');
-    const run = kn.track.startRun({ dir, tensorboard: true });
+    const run = kn.track.startRun({ dir, tensorboard: true, systemMetrics: false });
     run.logMetric('loss', 0.5, 3);
     run.logHistogram('w', [1, 2, 2, 3, 10], 7);
     const ev = readEvents(run.tensorboardFile!);
@@ -321,11 +321,11 @@ test('fit logs params, per-step loss, grad norms and per-epoch metrics to a trac
 test('kiln runs ls | show | compare: best first, one run in full, runs side by side', () => {
   const dir = tmp();
   try {
-    const a = kn.track.startRun({ dir, runName: 'wide' });
+    const a = kn.track.startRun({ dir, runName: 'wide', systemMetrics: false });
     a.logParams({ width: 64 });
     a.logMetric('val/loss', 0.2, 1);
     a.end();
-    const b = kn.track.startRun({ dir, runName: 'narrow' });
+    const b = kn.track.startRun({ dir, runName: 'narrow', systemMetrics: false });
     b.logParams({ width: 8 });
     b.logMetric('val/loss', 0.9, 1);
     b.end();
@@ -349,6 +349,196 @@ test('kiln runs ls | show | compare: best first, one run in full, runs side by s
     const bad = cli('show', 'nosuchrun');
     assert.is(bad.status, 2);
     assert.match(bad.stderr, /no run 'nosuchrun'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fingerprints: equal data, equal hash; a changed value, name or type changes it; Arrow tables too', async () => {
+  const a = kn.track.fingerprint({
+    x: kn.tensor([
+      [1, 2],
+      [3, 4],
+    ]),
+    y: kn.tensor([0, 1], [2], { dtype: 'int32' }),
+  });
+  const same = kn.track.fingerprint(
+    new kn.data.Dataset({
+      y: kn.tensor([0, 1], [2], { dtype: 'int32' }),
+      x: kn.tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    }),
+  );
+  assert.is(a.hash, same.hash, 'column order does not matter; a Dataset and a record agree');
+  assert.is(a.rows, 2);
+  assert.equal(a.schema, [
+    { name: 'x', type: 'float32', shape: [2] },
+    { name: 'y', type: 'int32', shape: [] },
+  ]);
+  const x = (last: number): kn.Tensor => kn.tensor([1, 2, 3, last], [2, 2]);
+  const y = (dtype: 'int32' | 'float32'): kn.Tensor => kn.tensor([0, 1], [2], { dtype });
+  assert.is(kn.track.fingerprint({ x: x(4), y: y('int32') }).hash, a.hash);
+  assert.is.not(kn.track.fingerprint({ x: x(5), y: y('int32') }).hash, a.hash, 'a changed value');
+  assert.is.not(kn.track.fingerprint({ x: x(4), z: y('int32') }).hash, a.hash, 'a renamed column');
+  assert.is.not(kn.track.fingerprint({ x: x(4), y: y('float32') }).hash, a.hash, 'a changed type');
+  const { tableFromArrays } = await import('apache-arrow');
+  const t1 = kn.track.fingerprint(tableFromArrays({ a: new Float32Array([1, 2]), b: ['x', 'y'] }));
+  const t2 = kn.track.fingerprint(tableFromArrays({ a: new Float32Array([1, 2]), b: ['x', 'z'] }));
+  assert.is(t1.rows, 2);
+  assert.is.not(t1.hash, t2.hash, 'a changed string');
+  assert.throws(() => kn.track.fingerprint({ x: kn.ones([2]), y: kn.ones([3]) }), /has 3 rows, not 2/);
+});
+
+test('system metrics are sampled at start, in the background and at end; datasets are logged with the run', async () => {
+  const dir = tmp();
+  try {
+    const run = kn.track.startRun({ dir, systemMetrics: 20 });
+    await new Promise((r) => setTimeout(r, 120));
+    run.logDataset('train', { x: kn.ones([4, 2]) });
+    run.end();
+    const r = kn.track.readRun(run.dir);
+    const rss = r.metrics.get('system/rss_mb')!;
+    assert.ok(rss.length >= 3, `${rss.length} samples`);
+    assert.ok(
+      rss.every((p) => p.value > 10 && p.value < 1e5),
+      'RSS in MiB',
+    );
+    assert.equal(
+      rss.map((p) => p.step),
+      rss.map((_, i) => i),
+    );
+    assert.ok(r.metrics.get('system/cpu_percent')!.every((p) => p.value >= 0));
+    assert.match(r.tags.get('dataset.train')!, /^sha256:[0-9a-f]{64} rows=4$/);
+    const saved = JSON.parse(readFileSync(join(run.dir, 'artifacts', 'datasets', 'train.json'), 'utf8'));
+    assert.is(saved.rows, 4);
+    const quiet = kn.track.startRun({ dir, systemMetrics: false });
+    quiet.end();
+    assert.not.ok(kn.track.readRun(quiet.dir).metrics.has('system/rss_mb'));
+    assert.throws(() => kn.track.startRun({ dir, systemMetrics: 1 }), /systemMetrics must be an interval/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('registry: register with lineage and a model card, promote, compare, roll back', async () => {
+  const dir = tmp();
+  try {
+    const reg = join(dir, 'registry');
+    const store = join(dir, 'mlruns');
+    const train = async (lr: number, epochs: number) => {
+      kn.seed(2);
+      const x = kn.randn([32, 4]);
+      const y = kn.tensor(
+        Array.from({ length: 32 }, (_, i) => i % 2),
+        [32],
+        { dtype: 'int32' },
+      );
+      const model = new kn.nn.Sequential(new kn.nn.Linear(4, 2));
+      const run = kn.track.startRun({ dir: store, experiment: 'reg', systemMetrics: false });
+      const loader = new kn.data.DataLoader(new kn.data.Dataset({ x, y }), { batchSize: 8 });
+      await kn.train.fit(model, {
+        train: loader,
+        val: loader,
+        loss: 'crossEntropy',
+        optimizer: new kn.optim.Adam(model.parameters(), { lr }),
+        epochs,
+        metrics: ['accuracy'],
+        verbose: 'silent',
+        tracker: run,
+      });
+      const file = join(dir, `model-${lr}.safetensors`);
+      await kn.io.save(file, model);
+      run.end();
+      return { run, file };
+    };
+    const a = await train(1e-3, 1);
+    const v1 = kn.registry.register(a.file, {
+      name: 'clf',
+      run: a.run.dir,
+      dir: reg,
+      card: {
+        intendedUse: 'Demonstration only.',
+        limitations: 'Trained on 32 random points.',
+        segments: kn.evaluate.bySlice([0, 1, 1, 0], [0, 1, 0, 0], ['a', 'a', 'b', 'b'], { bootstrap: 0 }),
+      },
+    });
+    assert.is(v1.version, '1.0.0');
+    assert.is(v1.lineage.run!.id, a.run.id);
+    assert.equal(
+      v1.lineage.datasets.map((d) => [d.name, d.rows]),
+      [
+        ['train', 32],
+        ['val', 32],
+      ],
+    );
+    assert.match(v1.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(v1.metrics.some((m) => m.name === 'val/accuracy'));
+    assert.ok(!v1.metrics.some((m) => m.name.startsWith('system/') || m.name.endsWith('_step')));
+    const card = readFileSync(join(reg, 'clf', '1.0.0', 'MODEL_CARD.md'), 'utf8');
+    for (const part of [
+      '# Model card: clf 1.0.0',
+      'Demonstration only.',
+      '| train | 32 |',
+      '| val/accuracy |',
+      '### Per segment',
+      '| b | 2 |',
+      'Trained on 32 random points.',
+      a.run.id,
+    ])
+      assert.ok(card.includes(part), `card has ${part}`);
+    const b = await train(1e-2, 3);
+    const v2 = kn.registry.register(b.file, { name: 'clf', run: b.run.dir, parent: 'clf@1.0.0', dir: reg });
+    assert.is(v2.version, '1.1.0', 'the next minor version');
+    assert.is(v2.lineage.parent, 'clf@1.0.0');
+    assert.throws(
+      () => kn.registry.register(b.file, { name: 'clf', version: '1.1.0', dir: reg }),
+      /already registered/,
+    );
+    assert.throws(() => kn.registry.register(b.file, { name: '../x', dir: reg }), /model name must be/);
+    assert.throws(() => kn.registry.register(b.file, { name: 'clf', version: 'v2', dir: reg }), /semantic version/);
+    kn.registry.promote('clf', '1.0.0', 'production', { dir: reg });
+    kn.registry.promote('clf', '1.1.0', 'production', { dir: reg });
+    assert.equal(
+      kn.registry.list('clf', { dir: reg }).map((m) => [m.version, m.stage]),
+      [
+        ['1.0.0', 'archived'],
+        ['1.1.0', 'production'],
+      ],
+    );
+    const cmp = kn.registry.compare('clf', '1.0.0', '1.1.0', { dir: reg });
+    const loss = cmp.find((c) => c.metric === 'train/loss')!;
+    assert.ok(loss.diff !== null && Math.abs(loss.diff - (loss.b! - loss.a!)) < 1e-12);
+    const back = kn.registry.rollback('clf', { dir: reg });
+    assert.is(back.version, '1.0.0');
+    assert.is(kn.registry.production('clf', { dir: reg })!.version, '1.0.0');
+    assert.equal(
+      kn.registry.list('clf', { dir: reg })[0]!.history.map((h) => h.stage),
+      ['none', 'production', 'archived', 'production'],
+    );
+    assert.throws(() => kn.registry.rollback('clf', { dir: reg }), /first production version/);
+    assert.throws(
+      () => kn.registry.promote('clf', '1.0.0', 'live' as 'production', { dir: reg }),
+      /stage must be one of/,
+    );
+    const { model } = await kn.io.loadModel(kn.registry.production('clf', { dir: reg })!.path);
+    assert.ok(model instanceof kn.nn.Module, 'the registered file loads');
+    // the same through the CLI
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'registry', ...args, '--dir', reg], {
+        encoding: 'utf8',
+      });
+    const reg3 = cli('register', b.file, '--name', 'clf', '--version', '2.0.0', '--intended-use', 'CLI test');
+    assert.is(reg3.status, 0, reg3.stderr);
+    assert.match(reg3.stdout, /^registered clf@2\.0\.0/);
+    assert.match(cli('promote', 'clf', '2.0.0', 'production').stdout, /clf@2\.0\.0 is now production/);
+    assert.match(cli('ls', 'clf').stdout, /clf@2\.0\.0 +production/);
+    assert.match(cli('card', 'clf', '2.0.0').stdout, /CLI test/);
+    assert.match(cli('rollback', 'clf').stdout, /production is 1\.0\.0 again/);
+    const bad = cli('promote', 'clf', '9.9.9', 'production');
+    assert.is(bad.status, 2);
+    assert.match(bad.stderr, /the registry has no model clf@9\.9\.9/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

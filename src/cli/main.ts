@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `kiln` command line: info, build, bench, serve, quantize, prune, launch, runs (`train` is still to come).
+// `kiln` command line: info, build, bench, serve, quantize, prune, launch, runs, registry (`train` is still to come).
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -10,6 +10,7 @@ import { BENCH_MODEL_HELP } from './bench_model.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 import { LAUNCH_HELP, launchCommandLine } from './launch.js';
+import { REGISTRY_HELP, registryCommand } from './registry.js';
 import { RUNS_HELP, runsCommand } from './runs.js';
 
 const HELP = `usage: kiln <command> [options]
@@ -21,7 +22,7 @@ commands:
                   built here: --cuda needs nvcc and CMake, --mpi an MPI such as libopenmpi-dev)
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${BENCH_MODEL_HELP}${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}`;
+${BENCH_MODEL_HELP}${SERVE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}${REGISTRY_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -61,6 +62,7 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === 'prune') return pruneCommand(rest);
   if (cmd === 'launch') return launchCommandLine(rest);
   if (cmd === 'runs') return runsCommand(rest);
+  if (cmd === 'registry') return registryCommand(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;
 }

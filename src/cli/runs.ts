@@ -56,7 +56,9 @@ export function runsCommand(argv: string[]): number {
     };
     const sorted = [...runs].sort((a, b) => key(a) - key(b) || b.startTime - a.startTime);
     const metrics = [
-      ...new Set(sorted.flatMap((r) => [...r.metrics.keys()].filter((m) => !m.endsWith('_step')))),
+      ...new Set(
+        sorted.flatMap((r) => [...r.metrics.keys()].filter((m) => !m.endsWith('_step') && !m.startsWith('system/'))),
+      ),
     ].sort();
     const params = [...new Set(sorted.flatMap((r) => [...r.params.keys()]))].sort();
     const rows = [['run', 'name', 'experiment', 'status', ...params, ...metrics]];

@@ -23,9 +23,12 @@ import { parse, stringify } from 'yaml';
 import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { memory } from '../engine/memory.js';
+import { fingerprint, type Fingerprint } from './lineage.js';
 import { EventWriter } from './tensorboard.js';
 
 export { EventWriter, crc32c, maskedCrc32c, tfRecord } from './tensorboard.js';
+export { fingerprint, type Fingerprint } from './lineage.js';
 
 /** MLflow's RunStatus values as they appear in meta.yaml. */
 const STATUS = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } as const;
@@ -67,6 +70,11 @@ export interface StartRunOptions {
   dir?: string;
   /** Also write TensorBoard event files: true for `<run dir>/tensorboard`, or a directory. */
   tensorboard?: boolean | string;
+  /**
+   * Sample system metrics (system/rss_mb, system/heap_mb, system/cpu_percent, system/kiln_mb) in the background
+   * every this many ms (default 10000; false: never). A sample is always taken at the start and at end().
+   */
+  systemMetrics?: number | false;
 }
 
 interface ExperimentMeta {
@@ -130,6 +138,12 @@ export class Run {
   private readonly params = new Map<string, string>();
   private readonly tb: EventWriter | null;
   private ended = false;
+  private timer: NodeJS.Timeout | null = null;
+  private sampleNo = 0;
+  private lastCpu = process.cpuUsage();
+  private lastWall = performance.now();
+  /** Fingerprints of the datasets this run used, by name. */
+  readonly datasets = new Map<string, Fingerprint>();
 
   /** @internal use startRun */
   constructor(opts: StartRunOptions = {}) {
@@ -175,6 +189,51 @@ export class Run {
         : typeof tb === 'string'
           ? new EventWriter(tb)
           : null;
+    const every = opts.systemMetrics ?? 10000;
+    if (every !== false && !(typeof every === 'number' && every >= 10))
+      throw new ArgumentError(`systemMetrics must be an interval in ms (>= 10) or false, got ${describe(every)}`);
+    if (every !== false) {
+      this.sampleSystem();
+      this.timer = setInterval(() => this.sampleSystem(), every);
+      this.timer.unref(); // never keeps the process alive
+    }
+  }
+
+  /** One sample of the process's memory and CPU use, and kiln's live tensor bytes. */
+  private sampleSystem(): void {
+    if (this.ended) return;
+    const cpu = process.cpuUsage(this.lastCpu),
+      wall = performance.now();
+    const mu = process.memoryUsage();
+    const elapsed = Math.max(wall - this.lastWall, 1e-3);
+    this.logMetrics(
+      {
+        'system/rss_mb': mu.rss / 2 ** 20,
+        'system/heap_mb': mu.heapUsed / 2 ** 20,
+        'system/cpu_percent': (100 * (cpu.user + cpu.system)) / 1000 / elapsed,
+        'system/kiln_mb': memory().numBytes / 2 ** 20,
+      },
+      this.sampleNo++,
+    );
+    this.lastCpu = process.cpuUsage();
+    this.lastWall = wall;
+  }
+
+  /**
+   * Records the fingerprint of a dataset the run used (content hash, schema, rows): a `dataset.<name>` tag and an
+   * artifact `datasets/<name>.json`. Returns the fingerprint.
+   */
+  logDataset(name: string, data: Parameters<typeof fingerprint>[0]): Fingerprint {
+    this.live('logDataset');
+    checkName(name, 'dataset name');
+    if (name.includes('/')) throw new ArgumentError(`dataset name ${JSON.stringify(name)} must not contain '/'`);
+    const fp = fingerprint(data);
+    this.datasets.set(name, fp);
+    this.setTag(`dataset.${name}`, `sha256:${fp.hash} rows=${fp.rows}`);
+    const dir = join(this.dir, 'artifacts', 'datasets');
+    mkdirSync(dir, { recursive: true });
+    writeFileAtomicSync(join(dir, `${name}.json`), [enc(JSON.stringify({ name, ...fp }, null, 2))]);
+    return fp;
   }
 
   private writeMeta(status: number, end: number | null): void {

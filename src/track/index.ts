@@ -29,6 +29,17 @@ import { EventWriter } from './tensorboard.js';
 
 export { EventWriter, crc32c, maskedCrc32c, tfRecord } from './tensorboard.js';
 export { fingerprint, type Fingerprint } from './lineage.js';
+export {
+  renderReport,
+  reportDataFromRun,
+  writeReport,
+  type CheckResult,
+  type FixedEpoch,
+  type HistogramEpoch,
+  type HistogramSeries,
+  type ReportData,
+  type ReportOptions,
+} from './report.js';
 
 /** MLflow's RunStatus values as they appear in meta.yaml. */
 const STATUS = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } as const;
@@ -332,6 +343,18 @@ export class Run {
     mkdirSync(dir, { recursive: true });
     const dest = join(dir, basename(file));
     copyFileSync(file, dest);
+    return dest;
+  }
+
+  /** Writes text as an artifact file (atomically), e.g. `logText(json, 'report/report.json')`, as MLflow's log_text. */
+  logText(text: string, artifactFile: string): string {
+    this.live('logText');
+    if (typeof text !== 'string') throw new ArgumentError(`logText: text must be a string, got ${describe(text)}`);
+    const parts = checkName(artifactFile, 'artifact file').split('/');
+    const dir = join(this.dir, 'artifacts', ...parts.slice(0, -1));
+    mkdirSync(dir, { recursive: true });
+    const dest = join(dir, parts.at(-1)!);
+    writeFileAtomicSync(dest, [enc(text)]);
     return dest;
   }
 

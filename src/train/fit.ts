@@ -13,8 +13,17 @@ import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
 import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
-import { clipGradNorm } from '../optim/clip.js';
+import { clipGradNorm, gradNorm } from '../optim/clip.js';
 import { Run } from '../track/index.js';
+import {
+  ReportRecorder,
+  epochSeriesOf,
+  reportOptions,
+  writeReport,
+  type ReportData,
+  type ReportOptions,
+} from '../track/report.js';
+import { batchIndependence, gradientFlow, initialLoss } from './checks.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
 import { getRngState, setRngState } from '../ops/random.js';
@@ -107,6 +116,15 @@ export interface FitOptions {
   tracker?: Run;
   /** log the gradient norm every this many optimizer steps (default 10) */
   trackEvery?: number;
+  /**
+   * Write a self-contained HTML training report here at the end (rank 0): loss, metric, learning-rate and
+   * gradient-norm curves, histograms of the first layer's weights and outputs per epoch, the confusion matrix and
+   * per-class precision/recall of the last validation pass, the predictions on fixed validation examples at every
+   * epoch, and sanity checks run before training (initial loss, gradient flow, batch independence). With a
+   * tracker, the report and its data (report/report.json, which `kiln report` renders) are logged as artifacts.
+   * Recording leaves training unchanged. A file path, or options.
+   */
+  report?: string | ReportOptions;
 }
 
 /** fit's `profile` option. */
@@ -165,13 +183,6 @@ function shard(loader: DataLoader, pad: boolean): DataLoader {
 
 const LAST = 'last.ckpt.safetensors';
 const BEST = 'best.safetensors';
-
-/** The global L2 norm of the parameters' gradients (for the tracker). */
-function gradNorm(params: readonly Tensor[]): number {
-  let sq = 0;
-  for (const p of params) if (p.grad) sq += tidy(() => p.grad!.mul(p.grad!).sum().item());
-  return Math.sqrt(sq);
-}
 
 /** A loss function from a LossFn (a built-in name; crossEntropy with class weights when given). */
 export function lossFn(l: LossFn, weight: Tensor | null = null): (o: Tensor, t: Tensor) => Tensor {
@@ -235,8 +246,14 @@ export function evaluate(
     average?: M.Average;
     inputKey?: string;
     targetKey?: string;
+    /** also return the true and predicted labels (classification outputs) */
+    collect?: boolean;
   },
-): { loss: number; metrics: Partial<Record<MetricName, number>> } {
+): {
+  loss: number;
+  metrics: Partial<Record<MetricName, number>>;
+  labels?: { target: number[]; pred: number[]; numClasses: number | null };
+} {
   if (!(loader instanceof DataLoader)) throw new ArgumentError(`evaluate takes a DataLoader, got ${describe(loader)}`);
   // under DDP each rank evaluates its shard, and the sums and predictions are gathered: every rank gets the
   // numbers of the whole set
@@ -253,6 +270,8 @@ export function evaluate(
     targets: number[][] = [],
     scores: Tensor[] = [];
   const want = opts.metrics ?? [];
+  const collect = want.length > 0 || opts.collect === true;
+  let numClasses: number | null = null;
   try {
     for (const batch of loader.batches(0)) {
       tidy(() =>
@@ -264,7 +283,8 @@ export function evaluate(
           const bs = x.shape[0] ?? 1;
           total += l * bs;
           n += bs;
-          if (want.length) {
+          if (collect) {
+            if (out.ndim === 2) numClasses = Math.max(2, out.shape[1]!);
             const { pred, score } = labelsAndScores(out, want.includes('rocAuc'));
             preds.push(pred);
             targets.push(Array.from(y.toArray() as ArrayLike<number>));
@@ -281,7 +301,7 @@ export function evaluate(
       const sums = allreduce(new Float64Array([total, n]), { op: 'sum' });
       total = sums[0]!;
       n = sums[1]!;
-      if (want.length) {
+      if (collect) {
         yt = Array.from(allgatherVariable(Float64Array.from(yt)).all);
         yp = Array.from(allgatherVariable(Float64Array.from(yp)).all);
         if (scores.length) {
@@ -318,7 +338,11 @@ export function evaluate(
           throw new ArgumentError(`unknown metric ${describe(m)}; expected accuracy, precision, recall, f1 or rocAuc`);
       }
     }
-    return { loss: n ? total / n : NaN, metrics };
+    return {
+      loss: n ? total / n : NaN,
+      metrics,
+      ...(opts.collect ? { labels: { target: yt, pred: yp, numClasses } } : {}),
+    };
   } finally {
     for (const s of scores) s.dispose();
     model.train(wasTraining);
@@ -383,7 +407,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   let optSteps = 0,
     globalStep = 0;
   const opt = opts.optimizer;
-  tracker?.logParams({
+  const settings = {
     epochs,
     batch_size: opts.train.batchSize,
     optimizer: opt.constructor.name,
@@ -392,7 +416,12 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     accumulate,
     clip_grad_norm: clip,
     parameters: model.parameters().reduce((n, p) => n + p.size, 0),
-  });
+  };
+  tracker?.logParams(settings);
+  const ropts = reportOptions(opts.report);
+  const recorder = main && ropts ? startReport(model, opts, ropts, ik, tk) : null;
+  const stepLosses: [number, number][] = [],
+    gradNorms: [number, number][] = [];
   if (tracker) {
     // lineage: the exact data this training used
     tracker.logDataset('train', opts.train.dataset);
@@ -430,6 +459,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const better = (v: number, best: number | null): boolean =>
     best === null || (mode === 'min' ? v < best - minDelta : v > best + minDelta);
   let stoppedEarly = false;
+  let failure: Error | null = null;
   model.train();
   try {
     for (let epoch = st.epoch + 1; epoch <= epochs; epoch++) {
@@ -451,8 +481,12 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         if (clip !== null) {
           const norm = clipGradNorm(opt.params, clip);
           if (tracker && optSteps % trackEvery === 0) tracker.logMetric('train/grad_norm', norm, optSteps);
-        } else if (tracker && optSteps % trackEvery === 0)
-          tracker.logMetric('train/grad_norm', gradNorm(opt.params), optSteps);
+          if (recorder && optSteps % trackEvery === 0) gradNorms.push([optSteps, norm]);
+        } else if ((tracker || recorder) && optSteps % trackEvery === 0) {
+          const norm = gradNorm(opt.params);
+          tracker?.logMetric('train/grad_norm', norm, optSteps);
+          if (recorder) gradNorms.push([optSteps, norm]);
+        }
         optSteps++;
         opt.step();
         opt.zeroGrad();
@@ -493,6 +527,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         lossSum += l * bs;
         count += bs;
         step++;
+        if (recorder) stepLosses.push([globalStep, l]);
         tracker?.logMetric('train/loss_step', l, globalStep++);
         if (++pending === accumulate) doStep();
         bar?.update(step, { loss: (lossSum / count).toFixed(4) });
@@ -512,10 +547,20 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       }
       const log: EpochLog = { epoch, trainLoss: lossSum / Math.max(count, 1), lr: opt.lr, seconds: 0, metrics: {} };
       if (opts.val) {
-        const ev = evaluate(model, opts.val, { loss: lf, metrics, average: opts.average, inputKey: ik, targetKey: tk });
+        const ev = evaluate(model, opts.val, {
+          loss: lf,
+          metrics,
+          average: opts.average,
+          inputKey: ik,
+          targetKey: tk,
+          collect: recorder !== null,
+        });
         log.valLoss = ev.loss;
         log.metrics = ev.metrics;
+        if (recorder && ev.labels && ev.labels.numClasses !== null)
+          recorder.validation(epoch, ev.labels.target, ev.labels.pred, ev.labels.numClasses);
       }
+      recorder?.epoch(epoch);
       log.seconds = (performance.now() - t0) / 1000;
       st.history.push(log);
       st.epoch = epoch;
@@ -573,7 +618,19 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       }
     }
     if (es && restoreBest && bestWeights) model.loadStateDict(bestWeights);
+  } catch (e) {
+    failure = e as Error;
+    throw e;
   } finally {
+    if (recorder)
+      finishReport(recorder, ropts!, {
+        history: st.history,
+        settings,
+        stepLosses,
+        gradNorms,
+        tracker,
+        failure,
+      });
     if (profiling) {
       // training ended (or failed) inside the profiled steps: keep what was recorded
       profileResult = profiling(null);
@@ -630,5 +687,92 @@ function logProfile(p: Profile, top: number, how: 'json' | 'text' | null, out: N
         },
       }) + '\n',
     );
+  }
+}
+
+/** The report's recorder: the fixed validation examples and the sanity checks, run before training. */
+function startReport(model: Module, opts: FitOptions, ro: ReportOptions, ik: string, tk: string): ReportRecorder {
+  const ds = (opts.val ?? opts.train).dataset;
+  const n = Math.min(ro.examples ?? 16, ds.length);
+  let fixed: { x: Tensor; y: Tensor } | null = null;
+  if (n > 0) {
+    const b = ds.take(Array.from({ length: n }, (_, i) => i));
+    const x = b[ik],
+      y = b[tk];
+    for (const [k, t] of Object.entries(b)) if (k !== ik && k !== tk) t.dispose();
+    if (isTensor(x) && isTensor(y)) fixed = { x: keep(x), y: keep(y) };
+  }
+  const rec = new ReportRecorder(model, fixed, ro);
+  if (!opts.val) rec.data.notes.push('no validation set: the fixed examples come from the training set');
+  // the checks use the first training batch; each leaves weights, gradients, mode and RNG as it found them
+  const m = Math.min(opts.train.batchSize, opts.train.dataset.length);
+  const b = opts.train.dataset.take(Array.from({ length: m }, (_, i) => i));
+  const xy = { x: b[ik]!, y: b[tk]! };
+  const run = (name: string, f: () => { ok: boolean; message: string }): void => {
+    try {
+      const r = f();
+      rec.check(name, r.ok, r.message);
+    } catch (e) {
+      rec.check(name, false, `could not run: ${(e as Error).message}`);
+    }
+  };
+  try {
+    if (!isTensor(xy.x) || !isTensor(xy.y)) throw new ArgumentError('no input/target');
+    const loss = opts.loss;
+    if (loss === 'crossEntropy' || loss === 'bce' || loss === 'bceWithLogits')
+      run('initial loss', () => initialLoss(model, xy, { loss }));
+    run('gradient flow', () => gradientFlow(model, xy, { loss }));
+    run('batch independence', () => batchIndependence(model, xy));
+  } catch (e) {
+    rec.check('sanity checks', false, `could not run: ${(e as Error).message}`);
+  } finally {
+    for (const t of Object.values(b)) t.dispose();
+  }
+  return rec;
+}
+
+/** Fills in the curves and the outcome, writes the page, and logs it with its data to the tracker. */
+function finishReport(
+  rec: ReportRecorder,
+  ro: ReportOptions,
+  r: {
+    history: EpochLog[];
+    settings: Record<string, unknown>;
+    stepLosses: [number, number][];
+    gradNorms: [number, number][];
+    tracker: Run | null;
+    failure: Error | null;
+  },
+): void {
+  const d: ReportData = rec.data;
+  d.epochSeries = epochSeriesOf(r.history);
+  d.stepSeries = [
+    ['train/loss_step', r.stepLosses],
+    ['train/grad_norm', r.gradNorms],
+  ];
+  d.params = Object.entries(r.settings).map(([k, v]) => [k, String(v)]);
+  if (r.tracker)
+    d.run = { id: r.tracker.id, name: r.tracker.name, experiment: r.tracker.experimentId, status: 'RUNNING' };
+  const h = r.history;
+  if (h.length >= 2) {
+    const a = h[0]!.trainLoss,
+      b = h.at(-1)!.trainLoss;
+    rec.check(
+      'training loss fell',
+      b < a,
+      `train loss ${a.toFixed(4)} at epoch 1, ${b.toFixed(4)} at epoch ${h.length}`,
+    );
+  }
+  if (r.failure) d.notes.push(`training stopped with an error: ${r.failure.message}`);
+  try {
+    writeReport(ro.path, d);
+    if (r.tracker) {
+      r.tracker.logText(JSON.stringify(d), 'report/report.json');
+      r.tracker.logArtifact(ro.path, 'report');
+    }
+  } catch (e) {
+    if (!r.failure) throw e; // a report failure must not hide the training error
+  } finally {
+    rec.dispose();
   }
 }

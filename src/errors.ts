@@ -24,6 +24,9 @@ export class ArgumentError extends ValidationError {}
 /** A multi-process job that cannot run or went wrong: no MPI, a mismatched launcher, ranks that disagree. */
 export class DistributedError extends KilnError {}
 
+/** A tracking server that refused or could not take what was logged (the local copy keeps everything). */
+export class TrackingError extends KilnError {}
+
 /** Short, readable description of any value for error messages. */
 export function describe(v: unknown): string {
   if (v === null) return 'null';

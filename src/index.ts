@@ -17,6 +17,7 @@ export {
   ValidationError,
   ArgumentError,
   DistributedError,
+  TrackingError,
 } from './errors.js';
 export { Tensor, isTensor, type AxisArg } from './tensor/tensor.js';
 export type { TensorLike } from './ops/define.js';

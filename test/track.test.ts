@@ -2,14 +2,25 @@
 // must not become paths, parameters that cannot change, whole metric lines under concurrent writers and a torn
 // tail, TensorBoard event files read back by an independent reader written here (its own bitwise CRC-32C and
 // protobuf decoding), and fit's tracker.
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
 import * as kn from '../src/index.js';
+import { MlflowTestServer } from './mlflow-server.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'kiln-track-'));
 
@@ -102,29 +113,41 @@ test('names that could escape the run directory are refused; params cannot chang
   }
 });
 
-test('two processes appending to one metric leave whole lines; a torn tail is skipped when read', () => {
+test('two processes appending to one metric leave whole lines; a torn tail is skipped when read', async () => {
   const dir = tmp();
   try {
-    const run = kn.track.startRun({ dir });
-    const script = join(dir, 'writer.mts');
+    const run = kn.track.startRun({ dir, systemMetrics: false });
+    const script = join(dir, 'writer.mjs');
     writeFileSync(
       script,
       `import { appendFileSync } from 'node:fs';
 const [file, base] = process.argv.slice(2);
-for (let i = 0; i < 2000; i++) appendFileSync(file, \`\${Date.now()} \${Number(base) + i} \${i}\\n\`);`,
+for (let i = 0; i < 20000; i++) appendFileSync(file, \`\${Date.now()} \${Number(base) + i} \${i}\\n\`);`,
     );
     const file = join(run.dir, 'metrics', 'shared');
-    // the run's own writer and two other processes at once
-    const kids = [0, 100000].map((b) =>
-      spawnSync(process.execPath, ['--import', 'tsx', script, file, String(b)], { encoding: 'utf8' }),
-    );
-    for (let i = 0; i < 500; i++) run.logMetric('shared', 0.5, i);
-    for (const k of kids) assert.is(k.status, 0, k.stderr);
+    // two other processes and the run's own writer, all at once: the run logs until both have finished
+    const kids = [0, 100000].map((b) => spawn(process.execPath, [script, file, String(b)], { stdio: 'ignore' }));
+    const exits = kids.map((k) => new Promise<number | null>((ok) => k.on('close', ok)));
+    let running = 2,
+      mine = 0;
+    void Promise.all(exits).then(() => (running = 0));
+    while (running > 0) {
+      run.logMetric('shared', 0.5, mine++);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await Promise.all(exits), [0, 0]);
     appendFileSync(file, '1700000000000 12'); // a writer killed mid-line
     const pts = kn.track.readRun(run.dir).metrics.get('shared')!;
-    assert.is(pts.length, 4500, 'every whole line, not the torn one');
+    assert.is(pts.length, 40000 + mine, 'every whole line, not the torn one');
+    assert.ok(mine > 100, `the run wrote while the others did (${mine} lines)`);
     const lines = readFileSync(file, 'utf8').split('\n');
-    assert.is(lines.filter((l) => l.split(' ').length === 3).length, 4500);
+    assert.is(lines.filter((l) => l.split(' ').length === 3).length, 40000 + mine);
+    // each writer's own lines are whole and in order
+    const theirs = pts.filter((p) => p.value >= 100000).map((p) => p.value - 100000);
+    assert.equal(
+      theirs,
+      Array.from({ length: 20000 }, (_, i) => i),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -422,6 +445,41 @@ test('system metrics are sampled at start, in the background and at end; dataset
   }
 });
 
+test('GPU metrics come from nvidia-smi when it is on PATH, one series per device', async () => {
+  // no GPU on this machine: a stand-in prints what nvidia-smi prints for the query kiln sends (and checks it)
+  const dir = tmp();
+  const bin = join(dir, 'bin');
+  const path = process.env.PATH;
+  try {
+    mkdirSync(bin);
+    writeFileSync(
+      join(bin, 'nvidia-smi'),
+      '#!/bin/sh\n[ "$1" = "--query-gpu=utilization.gpu,memory.used,memory.total" ] || exit 3\n' +
+        'printf "37, 20480, 81920\\n5, 0, 81920\\n"\n',
+      { mode: 0o755 },
+    );
+    process.env.PATH = `${bin}:${path}`;
+    const run = kn.track.startRun({ dir, systemMetrics: 30 });
+    await new Promise((r) => setTimeout(r, 400));
+    run.end();
+    const m = kn.track.readRun(run.dir).metrics;
+    const util = m.get('system/gpu0_util_percent')!;
+    assert.ok(util.length >= 2, `${util?.length} samples`);
+    assert.ok(util.every((p) => p.value === 37));
+    assert.ok(m.get('system/gpu0_memory_mb')!.every((p) => p.value === 20480));
+    assert.ok(m.get('system/gpu0_memory_percent')!.every((p) => p.value === 25));
+    assert.ok(m.get('system/gpu1_util_percent')!.every((p) => p.value === 5));
+    const steps = new Set(m.get('system/rss_mb')!.map((p) => p.step));
+    assert.ok(
+      util.every((p) => steps.has(p.step)),
+      'GPU samples share the steps of the CPU samples',
+    );
+  } finally {
+    process.env.PATH = path;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('registry: register with lineage and a model card, promote, compare, roll back', async () => {
   const dir = tmp();
   try {
@@ -539,6 +597,225 @@ test('registry: register with lineage and a model card, promote, compare, roll b
     const bad = cli('promote', 'clf', '9.9.9', 'production');
     assert.is(bad.status, 2);
     assert.match(bad.stderr, /the registry has no model clf@9\.9\.9/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a run mirrored to an MLflow server: params, metrics in batches, tags, artifacts, end; all kept locally', async () => {
+  const dir = tmp();
+  const srv = new MlflowTestServer();
+  try {
+    const uri = await srv.start();
+    const run = kn.track.startRun({
+      dir,
+      experiment: 'mirror',
+      runName: 'remote-1',
+      trackingUri: uri,
+      systemMetrics: false,
+      remote: { flushEvery: false, backoffMs: 1 },
+    });
+    run.logParams({ lr: 0.001, layers: [64, 10] });
+    for (let i = 0; i < 2500; i++) run.logMetric('train/loss_step', 1 / (i + 1), i);
+    run.logMetric('odd', NaN, 0);
+    run.logMetric('odd', -Infinity, 1);
+    run.setTag('team', 'vision');
+    const file = join(dir, 'weights.bin');
+    writeFileSync(file, Buffer.from([1, 2, 3, 250]));
+    run.logArtifact(file, 'models');
+    run.logText('{"a":1}', 'notes/n.json');
+    run.end('FINISHED');
+    const r = await run.flush();
+    assert.is(r.pending, 0);
+    assert.is(r.sent, kn.track.readOutbox(run.dir).length);
+    assert.is(srv.runs.size, 1);
+    const sr = srv.runs.get(r.remoteRunId!)!;
+    assert.is(sr.name, 'remote-1');
+    assert.is(srv.experiments.get('mirror'), sr.experimentId);
+    assert.is(sr.status, 'FINISHED');
+    const local = kn.track.readRun(run.dir);
+    assert.is(sr.endTime, local.endTime);
+    assert.equal([...sr.params].sort(), [...local.params].sort());
+    assert.is(sr.tags.get('team'), 'vision');
+    assert.is(sr.tags.get('kiln.local_run_id'), run.id);
+    assert.is(sr.tags.get('kiln.version'), local.tags.get('kiln.version'));
+    const pts = sr.metrics.get('train/loss_step')!;
+    assert.is(pts.length, 2500);
+    assert.equal(
+      pts.map((p) => [p.step, p.value]),
+      local.metrics.get('train/loss_step')!.map((p) => [p.step, p.value]),
+    );
+    assert.equal(
+      sr.metrics.get('odd')!.map((p) => p.value),
+      ['NaN', '-Infinity'],
+    );
+    // 2500 metric points need at least three log-batch requests (MLflow takes 1000 at most)
+    assert.ok(srv.log.filter((l) => l.endsWith('runs/log-batch')).length >= 3);
+    const root = `${sr.experimentId}/${sr.id}/artifacts`;
+    assert.equal([...srv.artifacts.get(`${root}/models/weights.bin`)!], [1, 2, 3, 250]);
+    assert.is(srv.artifacts.get(`${root}/notes/n.json`)!.toString(), '{"a":1}');
+    // a second flush has nothing to send
+    const n = srv.log.length;
+    assert.is((await run.flush()).pending, 0);
+    assert.is(srv.log.length, n);
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('MLflow server down: logging goes on, nothing is lost, a later sync sends it once; lost answers make no duplicates', async () => {
+  const dir = tmp();
+  const srv = new MlflowTestServer();
+  try {
+    const uri = await srv.start();
+    const port = srv.port;
+    await srv.stop(); // the port now refuses connections
+    const run = kn.track.startRun({
+      dir,
+      trackingUri: uri,
+      systemMetrics: false,
+      remote: { flushEvery: false, retries: 1, backoffMs: 1 },
+    });
+    run.logParams({ seed: 3 });
+    for (let i = 0; i < 50; i++) run.logMetric('loss', 2 - i / 50, i);
+    run.end();
+    try {
+      await run.flush();
+      assert.unreachable('sent to a closed port');
+    } catch (e) {
+      assert.instance(e, kn.TrackingError);
+      assert.match((e as Error).message, /did not answer after 2 tries .*ECONNREFUSED/);
+    }
+    assert.is(kn.track.readRun(run.dir).metrics.get('loss')!.length, 50, 'the local store has everything');
+    // the server comes back; the create and a log-batch are done but their answers are lost on the way
+    await srv.start(port);
+    srv.lose.add('runs/create');
+    srv.lose.add('runs/log-batch');
+    srv.fail = 2; // and it answers 503 twice first
+    const res = await kn.track.syncRuns(dir, { remote: { retries: 4, backoffMs: 1 } });
+    assert.equal(
+      res.map((r) => [r.runId, r.pending, r.error]),
+      [[run.id, 0, null]],
+    );
+    assert.is(srv.runs.size, 1, 'one run on the server although its create was answered by a dropped connection');
+    const sr = [...srv.runs.values()][0]!;
+    assert.is(sr.metrics.get('loss')!.length, 50, 'every point once although a batch was sent twice');
+    assert.is(sr.params.get('seed'), '3');
+    assert.is(sr.status, 'FINISHED');
+    assert.is(srv.log.filter((l) => l.endsWith('runs/create')).length, 1, 'the lost create was found by search');
+    assert.ok(srv.log.filter((l) => l.endsWith('runs/search')).length >= 2);
+    assert.equal(await kn.track.syncRuns(dir), [], 'nothing left to send');
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a process killed before it could send: kiln runs sync sends its outbox; refusals are clear errors', async () => {
+  const dir = tmp();
+  const srv = new MlflowTestServer();
+  try {
+    const uri = await srv.start();
+    const port = srv.port;
+    await srv.stop();
+    // another process logs with MLFLOW_TRACKING_URI pointing at the (down) server and is killed mid-run
+    const script = join(dir, 'child.mts');
+    writeFileSync(
+      script,
+      `import * as kn from ${JSON.stringify(join(process.cwd(), 'src', 'index.ts'))};
+const run = kn.track.startRun({ dir: ${JSON.stringify(dir)}, systemMetrics: false, remote: { retries: 0, backoffMs: 1 } });
+for (let i = 0; i < 200; i++) run.logMetric('loss', i, i);
+process.stdout.write('logged\\n');
+setInterval(() => {}, 1000);`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      env: { ...process.env, MLFLOW_TRACKING_URI: uri, MLFLOW_EXPERIMENT_NAME: 'from-env' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await new Promise<void>((ok, bad) => {
+      child.stdout.on('data', (d: Buffer) => (d.toString().includes('logged') ? ok() : undefined));
+      child.on('exit', (c) => bad(new Error(`child exited ${c}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('close', r));
+    await srv.start(port);
+    // asynchronously: the server runs in this process
+    const cli = await new Promise<{ status: number | null; stdout: string; stderr: string }>((ok) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'runs', 'sync', '--dir', dir]);
+      let stdout = '',
+        stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('close', (status) => ok({ status, stdout, stderr }));
+    });
+    assert.is(cli.status, 0, cli.stderr + cli.stdout);
+    assert.match(cli.stdout, /sent, server run srv\d+ {2}\d+ operations on the server, 0 pending/);
+    const sr = [...srv.runs.values()][0]!;
+    assert.is(srv.experiments.has('from-env'), true);
+    assert.is(sr.metrics.get('loss')!.length, 200);
+    assert.is(sr.status, 'RUNNING', 'killed before end(): the server shows it still running, as MLflow would');
+    // a server that wants a token refuses without one: a TrackingError with its code, no retry storm
+    srv.token = 'secret';
+    const run = kn.track.startRun({ dir, trackingUri: uri, systemMetrics: false, remote: { flushEvery: false } });
+    const before = srv.log.length;
+    try {
+      await run.flush();
+      assert.unreachable('sent without a token');
+    } catch (e) {
+      assert.instance(e, kn.TrackingError);
+      assert.match((e as Error).message, /refused GET .*401 UNAUTHENTICATED: missing or wrong token/);
+    }
+    assert.is(srv.log.length - before, 1, '4xx is not retried');
+    const ok = kn.track.startRun({
+      dir,
+      trackingUri: uri,
+      systemMetrics: false,
+      remote: { flushEvery: false, token: 'secret' },
+    });
+    ok.end();
+    assert.is((await ok.flush()).pending, 0);
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a full disk while logging: a TrackingError naming the file, earlier lines intact, later lines whole', () => {
+  const dir = tmp();
+  try {
+    const run = kn.track.startRun({ dir, systemMetrics: false });
+    run.logMetric('ok', 1, 0);
+    symlinkSync('/dev/full', join(run.dir, 'metrics', 'full'));
+    try {
+      run.logMetric('full', 1, 0);
+      assert.unreachable('wrote to a full device');
+    } catch (e) {
+      assert.instance(e, kn.TrackingError);
+      assert.match(
+        (e as Error).message,
+        /could not append to metric full \(.*full\): the disk is full; what the run wrote before is intact/,
+      );
+    }
+    run.logMetric('ok', 2, 1);
+    // a torn line left by a failed append: the next point starts on a fresh line and reads back
+    const f = join(run.dir, 'metrics', 'ok');
+    appendFileSync(f, '17000000');
+    (run as unknown as { torn: Set<string> }).torn.add(f);
+    run.logMetric('ok', 3, 2);
+    assert.equal(
+      kn.track
+        .readRun(run.dir)
+        .metrics.get('ok')!
+        .map((p) => [p.value, p.step]),
+      [
+        [1, 0],
+        [2, 1],
+        [3, 2],
+      ],
+    );
+    run.end();
+    assert.is(kn.track.readRun(run.dir).status, 'FINISHED');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 // `kiln runs ls|show|compare`: the runs of an MLflow file store (kn.track) in the terminal.
 import { parseArgs } from 'node:util';
-import { listRuns, type RunRecord } from '../track/index.js';
+import { listRuns, syncRuns, type RunRecord } from '../track/index.js';
 import { reportDataFromRun, writeReport } from '../track/report.js';
 
 export const RUNS_HELP = `  runs ls [--dir mlruns] [--experiment NAME] [--sort METRIC] [--max]
@@ -9,6 +9,9 @@ export const RUNS_HELP = `  runs ls [--dir mlruns] [--experiment NAME] [--sort M
   runs show RUN [--dir mlruns]     one run: params, tags, every metric's last value and step
   runs compare RUN RUN... [--dir mlruns]
                   params and final metrics side by side (RUN: a run id or its first characters, or a run name)
+  runs sync [--dir mlruns] [--uri URL]
+                  send what an MLflow server has not taken yet (it was down, or the process was killed) from each
+                  run's outbox; URL defaults to the server the run was logging to, then $MLFLOW_TRACKING_URI
   report RUN [-o report.html] [--dir mlruns]
                   one self-contained HTML page for a run: curves from its metrics; histograms, confusion matrix,
                   fixed-example predictions and sanity checks when fit logged them (fit({ tracker, report }))
@@ -38,8 +41,9 @@ function find(runs: RunRecord[], key: string): RunRecord {
   throw new Error(hits.length ? `'${key}' matches ${hits.length} runs; give more of the id` : `no run '${key}'`);
 }
 
-export function runsCommand(argv: string[]): number {
+export function runsCommand(argv: string[]): number | Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'sync') return syncCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     options: {
@@ -104,7 +108,7 @@ export function runsCommand(argv: string[]): number {
     process.stdout.write(table(rows));
     return 0;
   }
-  throw new Error(`runs takes ls, show or compare, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
+  throw new Error(`runs takes ls, show, compare or sync, got ${sub === undefined ? 'nothing' : `'${sub}'`}`);
 }
 
 export function reportCommand(argv: string[]): number {
@@ -120,4 +124,20 @@ export function reportCommand(argv: string[]): number {
   writeReport(out, reportDataFromRun(r));
   process.stdout.write(`wrote ${out} for run ${r.id} (${r.name})\n`);
   return 0;
+}
+
+async function syncCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { dir: { type: 'string', default: 'mlruns' }, uri: { type: 'string' } },
+    strict: true,
+  });
+  const res = await syncRuns(values.dir!, values.uri === undefined ? {} : { uri: values.uri });
+  for (const r of res)
+    process.stdout.write(
+      `${r.runId.slice(0, 8)}  ${r.error ? `FAILED (${r.error})` : `sent, server run ${r.remoteRunId}`}  ` +
+        `${r.sent} operations on the server, ${r.pending} pending\n`,
+    );
+  if (!res.length) process.stdout.write(`nothing to send in ${values.dir}\n`);
+  return res.some((r) => r.error) ? 1 : 0;
 }

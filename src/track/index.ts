@@ -13,22 +13,34 @@
 // (O_APPEND), so two processes logging to one run, or a killed one, leave whole lines; meta.yaml, params and tags
 // are written atomically. A run records how it was made: kiln version, Node, backend and ISA, command line, the
 // git commit when the working directory is a repository, and the seed when fit logs one.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  appendFileSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+} from 'node:fs';
 import { userInfo } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, TrackingError, ValidationError, describe } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { memory } from '../engine/memory.js';
 import { fingerprint, type Fingerprint } from './lineage.js';
 import { EventWriter } from './tensorboard.js';
+import { MlflowMirror, isHttpUri, readOutbox, type FlushResult, type RemoteOptions } from './mlflow.js';
 
 export { EventWriter, crc32c, maskedCrc32c, tfRecord } from './tensorboard.js';
 export { fingerprint, type Fingerprint } from './lineage.js';
+export { readOutbox, type FlushResult, type OutboxOp, type RemoteOptions } from './mlflow.js';
 export {
   renderReport,
   reportDataFromRun,
@@ -73,16 +85,28 @@ function gitCommit(cwd: string): string | null {
 
 /** Options of startRun. */
 export interface StartRunOptions {
-  /** Experiment name (created when missing). Default 'Default' (MLflow's experiment 0). */
+  /** Experiment name (created when missing). Default $MLFLOW_EXPERIMENT_NAME, else 'Default' (experiment 0). */
   experiment?: string;
   runName?: string;
   tags?: Record<string, string>;
-  /** The tracking directory (MLflow's file store). Default `./mlruns`. */
+  /**
+   * The local tracking directory (MLflow's file store), always written. Default: $MLFLOW_TRACKING_URI when that
+   * is a path or file: URI, else `./mlruns`.
+   */
   dir?: string;
+  /**
+   * An MLflow tracking server (http or https) to mirror the run to; default $MLFLOW_TRACKING_URI when it is an
+   * http(s) URL. Everything is written locally first and sent from the run's outbox, in the background and on
+   * `await run.flush()`; what the server does not take stays there for `kiln runs sync`.
+   */
+  trackingUri?: string;
+  /** Retries, backoff, timeout, background interval and token for the tracking server. */
+  remote?: Omit<RemoteOptions, 'uri'>;
   /** Also write TensorBoard event files: true for `<run dir>/tensorboard`, or a directory. */
   tensorboard?: boolean | string;
   /**
-   * Sample system metrics (system/rss_mb, system/heap_mb, system/cpu_percent, system/kiln_mb) in the background
+   * Sample system metrics (system/rss_mb, system/heap_mb, system/cpu_percent, system/kiln_mb, and with nvidia-smi
+   * on PATH system/gpu<i>_util_percent, _memory_mb and _memory_percent per GPU) in the background
    * every this many ms (default 10000; false: never). A sample is always taken at the start and at end().
    */
   systemMetrics?: number | false;
@@ -151,6 +175,11 @@ export class Run {
   private ended = false;
   private timer: NodeJS.Timeout | null = null;
   private sampleNo = 0;
+  private readonly mirror: MlflowMirror | null;
+  /** nvidia-smi when it is on PATH: GPU utilisation and memory are sampled with the rest */
+  private smi: string | null = null;
+  /** metric files whose last append failed part-way: the next line starts on a fresh line */
+  private readonly torn = new Set<string>();
   private lastCpu = process.cpuUsage();
   private lastWall = performance.now();
   /** Fingerprints of the datasets this run used, by name. */
@@ -158,8 +187,13 @@ export class Run {
 
   /** @internal use startRun */
   constructor(opts: StartRunOptions = {}) {
-    const root = resolve(opts.dir ?? 'mlruns');
-    const experiment = opts.experiment ?? 'Default';
+    const envUri = process.env.MLFLOW_TRACKING_URI || undefined;
+    const uri = opts.trackingUri ?? envUri;
+    if (uri !== undefined && typeof uri !== 'string')
+      throw new ArgumentError(`trackingUri must be an http(s) URL or a directory, got ${describe(uri)}`);
+    const localUri = uri !== undefined && !isHttpUri(uri) ? uri.replace(/^file:\/\//, '') : undefined;
+    const root = resolve(opts.dir ?? localUri ?? 'mlruns');
+    const experiment = opts.experiment ?? (process.env.MLFLOW_EXPERIMENT_NAME || 'Default');
     if (typeof experiment !== 'string' || experiment.length === 0 || experiment.length > 250)
       throw new ArgumentError(`experiment must be a non-empty name, got ${describe(opts.experiment)}`);
     this.experimentId = experimentId(root, experiment);
@@ -171,6 +205,14 @@ export class Run {
     for (const sub of ['params', 'metrics', 'tags', 'artifacts']) mkdirSync(join(this.dir, sub), { recursive: true });
     this.startTime = Date.now();
     this.writeMeta(STATUS.RUNNING, null);
+    this.mirror = isHttpUri(uri) ? new MlflowMirror(this.dir, { ...opts.remote, uri }) : null;
+    this.mirror?.record({
+      op: 'create',
+      experiment,
+      runName: this.name,
+      startTime: this.startTime,
+      localRunId: this.id,
+    });
     const kiln = info();
     const tags = new Map<string, string>([
       ['mlflow.runName', this.name],
@@ -204,6 +246,7 @@ export class Run {
     if (every !== false && !(typeof every === 'number' && every >= 10))
       throw new ArgumentError(`systemMetrics must be an interval in ms (>= 10) or false, got ${describe(every)}`);
     if (every !== false) {
+      this.smi = nvidiaSmi();
       this.sampleSystem();
       this.timer = setInterval(() => this.sampleSystem(), every);
       this.timer.unref(); // never keeps the process alive
@@ -228,6 +271,34 @@ export class Run {
     );
     this.lastCpu = process.cpuUsage();
     this.lastWall = wall;
+    if (this.smi) this.sampleGpus(this.sampleNo - 1);
+  }
+
+  /** GPU utilisation and memory per device from nvidia-smi, asynchronously (a sample that arrives after end() is dropped). */
+  private sampleGpus(step: number): void {
+    execFile(
+      this.smi!,
+      ['--query-gpu=utilization.gpu,memory.used,memory.total', '--format=csv,noheader,nounits'],
+      { timeout: 5000, encoding: 'utf8' },
+      (err, out) => {
+        if (err || this.ended) return;
+        out
+          .trim()
+          .split('\n')
+          .forEach((line, i) => {
+            const [util, used, total] = line.split(',').map((v) => Number(v.trim()));
+            if (![util, used, total].every((v) => Number.isFinite(v))) return;
+            this.logMetrics(
+              {
+                [`system/gpu${i}_util_percent`]: util!,
+                [`system/gpu${i}_memory_mb`]: used!,
+                [`system/gpu${i}_memory_percent`]: (100 * used!) / Math.max(total!, 1),
+              },
+              step,
+            );
+          });
+      },
+    );
   }
 
   /**
@@ -244,31 +315,34 @@ export class Run {
     const dir = join(this.dir, 'artifacts', 'datasets');
     mkdirSync(dir, { recursive: true });
     writeFileAtomicSync(join(dir, `${name}.json`), [enc(JSON.stringify({ name, ...fp }, null, 2))]);
+    this.mirror?.record({ op: 'artifact', path: `datasets/${name}.json` });
     return fp;
   }
 
   private writeMeta(status: number, end: number | null): void {
-    writeFileAtomicSync(join(this.dir, 'meta.yaml'), [
-      enc(
-        stringify({
-          artifact_uri: pathToFileURL(join(this.dir, 'artifacts')).href,
-          end_time: end,
-          entry_point_name: '',
-          experiment_id: this.experimentId,
-          lifecycle_stage: 'active',
-          run_id: this.id,
-          run_name: this.name,
-          run_uuid: this.id,
-          source_name: '',
-          source_type: 4,
-          source_version: '',
-          start_time: this.startTime,
-          status,
-          tags: [],
-          user_id: safeUser(),
-        }),
-      ),
-    ]);
+    io('write the run meta.yaml', join(this.dir, 'meta.yaml'), (f) =>
+      writeFileAtomicSync(f, [
+        enc(
+          stringify({
+            artifact_uri: pathToFileURL(join(this.dir, 'artifacts')).href,
+            end_time: end,
+            entry_point_name: '',
+            experiment_id: this.experimentId,
+            lifecycle_stage: 'active',
+            run_id: this.id,
+            run_name: this.name,
+            run_uuid: this.id,
+            source_name: '',
+            source_type: 4,
+            source_version: '',
+            start_time: this.startTime,
+            status,
+            tags: [],
+            user_id: safeUser(),
+          }),
+        ),
+      ]),
+    );
   }
 
   private live(what: string): void {
@@ -295,7 +369,8 @@ export class Run {
     if (prev !== undefined && prev !== s)
       throw new ValidationError(`param ${name} was already logged as ${JSON.stringify(prev)}; params cannot change`);
     mkdirSync(join(this.dir, 'params', ...name.split('/').slice(0, -1)), { recursive: true });
-    writeFileAtomicSync(join(this.dir, 'params', name), [enc(s)]);
+    io(`write param ${name}`, join(this.dir, 'params', name), (f) => writeFileAtomicSync(f, [enc(s)]));
+    if (!this.params.has(name) && prev === undefined) this.mirror?.record({ op: 'param', key: name, value: s });
     this.params.set(name, s);
   }
 
@@ -309,7 +384,22 @@ export class Run {
       throw new ArgumentError(`metric ${name}: step must be an integer >= 0, got ${describe(step)}`);
     const now = Date.now();
     mkdirSync(join(this.dir, 'metrics', ...name.split('/').slice(0, -1)), { recursive: true });
-    appendFileSync(join(this.dir, 'metrics', name), `${now} ${value} ${step}\n`);
+    const file = join(this.dir, 'metrics', name);
+    const line = `${this.torn.has(file) ? '\n' : ''}${now} ${value} ${step}\n`;
+    try {
+      appendFileSync(file, line);
+      this.torn.delete(file);
+    } catch (e) {
+      this.torn.add(file);
+      throw ioError(`append to metric ${name}`, file, e);
+    }
+    this.mirror?.record({
+      op: 'metric',
+      key: name,
+      value: Number.isFinite(value) ? value : value > 0 ? 'Infinity' : value < 0 ? '-Infinity' : 'NaN',
+      timestamp: now,
+      step,
+    });
     this.tb?.scalar(name, value, step, now / 1000);
   }
 
@@ -330,7 +420,8 @@ export class Run {
     this.live('setTag');
     checkName(name, 'tag name');
     mkdirSync(join(this.dir, 'tags', ...name.split('/').slice(0, -1)), { recursive: true });
-    writeFileAtomicSync(join(this.dir, 'tags', name), [enc(String(value))]);
+    io(`write tag ${name}`, join(this.dir, 'tags', name), (f) => writeFileAtomicSync(f, [enc(String(value))]));
+    this.mirror?.record({ op: 'tag', key: name, value: String(value) });
   }
 
   /** Copies a file into the run's artifacts (under `artifactPath`, default the top). Returns where it went. */
@@ -342,7 +433,8 @@ export class Run {
     const dir = join(this.dir, 'artifacts', ...sub);
     mkdirSync(dir, { recursive: true });
     const dest = join(dir, basename(file));
-    copyFileSync(file, dest);
+    io(`copy artifact ${basename(file)}`, dest, (f) => copyFileSync(file, f));
+    this.mirror?.record({ op: 'artifact', path: [...sub, basename(file)].join('/') });
     return dest;
   }
 
@@ -354,7 +446,8 @@ export class Run {
     const dir = join(this.dir, 'artifacts', ...parts.slice(0, -1));
     mkdirSync(dir, { recursive: true });
     const dest = join(dir, parts.at(-1)!);
-    writeFileAtomicSync(dest, [enc(text)]);
+    io(`write artifact ${artifactFile}`, dest, (f) => writeFileAtomicSync(f, [enc(text)]));
+    this.mirror?.record({ op: 'artifact', path: artifactFile });
     return dest;
   }
 
@@ -363,14 +456,65 @@ export class Run {
     if (this.ended) return;
     if (!(status in STATUS))
       throw new ArgumentError(`status must be FINISHED, FAILED or KILLED, got ${describe(status)}`);
-    this.writeMeta(STATUS[status], Date.now());
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.smi = null; // the last sample is synchronous only
+      this.sampleSystem();
+    }
+    const end = Date.now();
+    this.writeMeta(STATUS[status], end);
     this.ended = true;
+    this.mirror?.record({ op: 'end', status, endTime: end });
+    this.mirror?.schedule(0);
+  }
+
+  /**
+   * Sends what the tracking server does not have yet (nothing to do without one). Rejects with a TrackingError
+   * when the server stays unreachable or refuses something; the outbox keeps it for a later flush or
+   * `kiln runs sync`.
+   */
+  flush(): Promise<FlushResult> {
+    return this.mirror ? this.mirror.flush() : Promise.resolve({ sent: 0, pending: 0, remoteRunId: null });
   }
 
   /** The TensorBoard event file, when enabled. */
   get tensorboardFile(): string | null {
     return this.tb?.file ?? null;
   }
+}
+
+/** A file-system error while logging (a full disk, no permission) as a TrackingError that names the file. */
+export function ioError(what: string, file: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (typeof code !== 'string') return e as Error;
+  const why =
+    code === 'ENOSPC' ? 'the disk is full' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code;
+  return new TrackingError(
+    `could not ${what} (${file}): ${why}; what the run wrote before is intact (${(e as Error).message})`,
+  );
+}
+
+function io(what: string, file: string, f: (file: string) => void): void {
+  try {
+    f(file);
+  } catch (e) {
+    throw ioError(what, file, e);
+  }
+}
+
+/** nvidia-smi's path when it is on PATH and executable. */
+function nvidiaSmi(): string | null {
+  for (const d of (process.env.PATH ?? '').split(delimiter)) {
+    if (!d) continue;
+    const f = join(d, 'nvidia-smi');
+    try {
+      accessSync(f, constants.X_OK);
+      return f;
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
 }
 
 function safeUser(): string {
@@ -468,4 +612,46 @@ export function listRuns(dir = 'mlruns', opts: { experiment?: string } = {}): Ru
       if (r.isDirectory() && existsSync(join(edir, r.name, 'meta.yaml'))) out.push(readRun(join(edir, r.name), e.name));
   }
   return out.sort((a, b) => b.startTime - a.startTime);
+}
+
+/** What syncRuns did for one run. */
+export interface SyncResult extends FlushResult {
+  runId: string;
+  error: string | null;
+}
+
+/**
+ * Sends the outboxes of every run in a local store (default ./mlruns) that a tracking server has not fully taken,
+ * e.g. after the server was down or the process was killed. `uri` defaults to the server each run was logging
+ * to, then $MLFLOW_TRACKING_URI. Runs with nothing pending are left alone.
+ */
+export async function syncRuns(
+  dir = 'mlruns',
+  opts: { uri?: string; remote?: Omit<RemoteOptions, 'uri'> } = {},
+): Promise<SyncResult[]> {
+  const out: SyncResult[] = [];
+  for (const r of listRuns(dir)) {
+    const ops = readOutbox(r.dir);
+    if (!ops.length) continue;
+    let stateUri: string | undefined,
+      sent = 0;
+    try {
+      const st = JSON.parse(readFileSync(join(r.dir, 'mlflow-remote.json'), 'utf8')) as { uri?: string; sent?: number };
+      stateUri = st.uri;
+      sent = st.sent ?? 0;
+    } catch {
+      /* nothing sent yet */
+    }
+    const uri = opts.uri ?? stateUri ?? process.env.MLFLOW_TRACKING_URI;
+    if (!isHttpUri(uri))
+      throw new ArgumentError(`run ${r.id} has unsent MLflow operations: give the server's http(s) URL (uri)`);
+    if (uri.replace(/\/+$/, '') === stateUri && sent >= ops.length) continue;
+    const m = new MlflowMirror(r.dir, { ...opts.remote, flushEvery: false, uri });
+    try {
+      out.push({ runId: r.id, ...(await m.flush()), error: null });
+    } catch (e) {
+      out.push({ runId: r.id, sent, pending: ops.length - sent, remoteRunId: null, error: (e as Error).message });
+    }
+  }
+  return out;
 }

@@ -46,6 +46,7 @@ export {
   randn,
   randint,
   seed,
+  lastSeed,
   getRngState,
   setRngState,
   add,

@@ -288,6 +288,7 @@ test('fit logs params, per-step loss, grad norms and per-epoch metrics to a trac
     const val = new kn.data.DataLoader(new kn.data.Dataset({ x, y }), { batchSize: 64 });
     const model = new kn.nn.Sequential(new kn.nn.Linear(4, 8), new kn.nn.ReLU(), new kn.nn.Linear(8, 3));
     const run = kn.track.startRun({ dir, tensorboard: true });
+    const ckpt = join(dir, 'ckpt');
     await kn.train.fit(model, {
       train,
       val,
@@ -298,9 +299,18 @@ test('fit logs params, per-step loss, grad norms and per-epoch metrics to a trac
       verbose: 'silent',
       tracker: run,
       trackEvery: 2,
+      checkpointDir: ckpt,
     });
     run.end();
     const r = kn.track.readRun(run.dir);
+    // reproducibility: the seed given to kn.seed and the loader's seed
+    assert.is(r.params.get('seed'), '1');
+    assert.is(r.params.get('loader_seed'), '1');
+    assert.is(r.tags.get('kiln.seed'), '1');
+    // the final model and the checkpoints are artifacts; the model loads back with the trained weights
+    const saved = await kn.io.load(join(run.dir, 'artifacts', 'model', 'model.safetensors'));
+    assert.equal(saved['2.bias']!.toArray(), model.stateDict()['2.bias']!.toArray());
+    assert.ok(existsSync(join(run.dir, 'artifacts', 'checkpoints', 'last.ckpt.safetensors')));
     assert.is(r.params.get('epochs'), '2');
     assert.is(r.params.get('optimizer'), 'Adam');
     assert.is(r.params.get('parameters'), String(4 * 8 + 8 + 8 * 3 + 3));

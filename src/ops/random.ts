@@ -7,6 +7,7 @@ import { numel, validateShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 const state = { key0: 0, key1: 0, counter: 0 };
+let last = 0;
 
 function mix32(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x7feb352d);
@@ -26,8 +27,17 @@ export function seed(n: number): void {
   state.key0 = mix32(lo ^ 0x9e3779b9);
   state.key1 = mix32(hi ^ mix32(lo + 0x85ebca6b));
   state.counter = 0;
+  last = n;
 }
 seed(0);
+
+/**
+ * The number last given to kn.seed (0 until it is called): what experiment tracking records as the seed.
+ * @example kn.seed(1234); kn.lastSeed() // 1234
+ */
+export function lastSeed(): number {
+  return last;
+}
 
 /**
  * The generator state (saved in checkpoints so a resumed run draws the same numbers).

@@ -12,7 +12,7 @@
 // letters, digits and _ - . space /, no empty or '..' segment. Metric points are appended with one write per line
 // (O_APPEND), so two processes logging to one run, or a killed one, leave whole lines; meta.yaml, params and tags
 // are written atomically. A run records how it was made: kiln version, Node, backend and ISA, command line, the
-// git commit when the working directory is a repository, and the seed when fit logs one.
+// git commit when the working directory is a repository, and the seed last given to kn.seed.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
@@ -30,11 +30,13 @@ import { userInfo } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { ArgumentError, FormatError, TrackingError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { memory } from '../engine/memory.js';
+import { lastSeed } from '../ops/random.js';
 import { fingerprint, type Fingerprint } from './lineage.js';
+import { io, ioError } from './io.js';
 import { EventWriter } from './tensorboard.js';
 import { MlflowMirror, isHttpUri, readOutbox, type FlushResult, type RemoteOptions } from './mlflow.js';
 
@@ -230,6 +232,7 @@ export class Run {
       ],
       ['kiln.cpu.isa', kiln.cpu?.isa ?? 'none'],
       ['kiln.command', process.argv.join(' ')],
+      ['kiln.seed', String(lastSeed())],
     ]);
     const commit = gitCommit(process.cwd());
     if (commit) tags.set('mlflow.source.git.commit', commit);
@@ -480,25 +483,6 @@ export class Run {
   /** The TensorBoard event file, when enabled. */
   get tensorboardFile(): string | null {
     return this.tb?.file ?? null;
-  }
-}
-
-/** A file-system error while logging (a full disk, no permission) as a TrackingError that names the file. */
-export function ioError(what: string, file: string, e: unknown): Error {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (typeof code !== 'string') return e as Error;
-  const why =
-    code === 'ENOSPC' ? 'the disk is full' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code;
-  return new TrackingError(
-    `could not ${what} (${file}): ${why}; what the run wrote before is intact (${(e as Error).message})`,
-  );
-}
-
-function io(what: string, file: string, f: (file: string) => void): void {
-  try {
-    f(file);
-  } catch (e) {
-    throw ioError(what, file, e);
   }
 }
 

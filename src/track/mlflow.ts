@@ -15,7 +15,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArgumentError, TrackingError, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
-import { ioError } from './index.js';
+import { ioError } from './io.js';
 
 /** One logged operation, as a line of the outbox. */
 export type OutboxOp =

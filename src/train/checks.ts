@@ -11,7 +11,7 @@ import { Adam } from '../optim/adam.js';
 import { getRngState, seed, setRngState } from '../ops/random.js';
 import { tensor, zerosLike } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
-import { lossFn, type LossFn } from './fit.js';
+import { lossFn, type LossFn } from './losses.js';
 
 /** A batch of input and target, or a Batch with `x` and `y`. */
 export interface XY {

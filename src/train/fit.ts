@@ -2,7 +2,8 @@
 // kiln's RNG state is saved with each checkpoint, and checkpoints hold model, optimizer and scheduler state,
 // so stopping after epoch k and resuming gives bit-identical weights to an uninterrupted run (cpu backend).
 import { startProfile, type Profile } from '../profile/profile.js';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { noGrad } from '../autograd/tape.js';
@@ -12,7 +13,7 @@ import { DataLoader, type Batch } from '../data/loader.js';
 import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
 import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
-import { bce, bceWithLogits, crossEntropy, mse } from '../nn/loss.js';
+import { lossFn, type LossFn } from './losses.js';
 import { clipGradNorm, gradNorm } from '../optim/clip.js';
 import { Run } from '../track/index.js';
 import {
@@ -24,9 +25,11 @@ import {
   type ReportOptions,
 } from '../track/report.js';
 import { batchIndependence, gradientFlow, initialLoss } from './checks.js';
+
+export { lossFn, type LossFn } from './losses.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { LRScheduler } from '../optim/schedulers.js';
-import { getRngState, setRngState } from '../ops/random.js';
+import { getRngState, lastSeed, setRngState } from '../ops/random.js';
 import { concat } from '../ops/movement.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import {
@@ -42,8 +45,6 @@ import {
 import { DistributedDataParallel } from '../distributed/ddp.js';
 import { DistributedSampler } from '../distributed/sampler.js';
 
-/** A loss: (model output, target) -> scalar tensor, or the name of a built-in one. */
-export type LossFn = ((output: Tensor, target: Tensor) => Tensor) | 'crossEntropy' | 'mse' | 'bce' | 'bceWithLogits';
 /** Metrics computed on the validation set each epoch. */
 export type MetricName = 'accuracy' | 'precision' | 'recall' | 'f1' | 'rocAuc';
 
@@ -110,8 +111,9 @@ export interface FitOptions {
    * A kn.track run to log to (rank 0 only under DDP): the settings as params; per step the loss (train/loss_step)
    * and, every `trackEvery` steps, the gradient norm (train/grad_norm); per epoch train/loss, val/loss, the
    * validation metrics (val/<name>), lr and epoch seconds; with TensorBoard on, a histogram of the first
-   * parameter each epoch; and the fingerprints of the train and val datasets. The run is not ended: the caller
-   * logs more and ends it.
+   * parameter each epoch; the fingerprints of the train and val datasets; the seed (kn.lastSeed) and the loader's
+   * seed as params; and at the end the final model (artifact model/model.safetensors) and the checkpoints
+   * (artifacts checkpoints/). The run is not ended: the caller logs more and ends it.
    */
   tracker?: Run;
   /** log the gradient norm every this many optimizer steps (default 10) */
@@ -183,25 +185,6 @@ function shard(loader: DataLoader, pad: boolean): DataLoader {
 
 const LAST = 'last.ckpt.safetensors';
 const BEST = 'best.safetensors';
-
-/** A loss function from a LossFn (a built-in name; crossEntropy with class weights when given). */
-export function lossFn(l: LossFn, weight: Tensor | null = null): (o: Tensor, t: Tensor) => Tensor {
-  if (typeof l === 'function') return l;
-  switch (l) {
-    case 'crossEntropy':
-      return (o, t) => crossEntropy(o, t, { weight });
-    case 'mse':
-      return (o, t) => mse(o, t);
-    case 'bce':
-      return (o, t) => bce(o, t);
-    case 'bceWithLogits':
-      return (o, t) => bceWithLogits(o, t);
-    default:
-      throw new ArgumentError(
-        `loss must be a function or one of crossEntropy, mse, bce, bceWithLogits; got ${describe(l)}`,
-      );
-  }
-}
 
 function posInt(v: unknown, what: string): number {
   if (!Number.isInteger(v) || (v as number) < 1)
@@ -416,6 +399,8 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     accumulate,
     clip_grad_norm: clip,
     parameters: model.parameters().reduce((n, p) => n + p.size, 0),
+    seed: lastSeed(),
+    loader_seed: opts.train.seed,
   };
   tracker?.logParams(settings);
   const ropts = reportOptions(opts.report);
@@ -618,6 +603,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       }
     }
     if (es && restoreBest && bestWeights) model.loadStateDict(bestWeights);
+    if (tracker) await logModel(tracker, model, dir);
   } catch (e) {
     failure = e as Error;
     throw e;
@@ -775,4 +761,18 @@ function finishReport(
   } finally {
     rec.dispose();
   }
+}
+
+/** The final model (model/model.safetensors) and the checkpoints fit wrote, as artifacts of the run. */
+async function logModel(run: Run, model: Module, dir: string | null): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'kiln-fit-model-'));
+  try {
+    const file = join(tmp, 'model.safetensors');
+    await save(file, model);
+    run.logArtifact(file, 'model');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (dir !== null)
+    for (const f of [LAST, BEST]) if (existsSync(join(dir, f))) run.logArtifact(join(dir, f), 'checkpoints');
 }

@@ -5,21 +5,17 @@
 import { hostRng } from '../data/loader.js';
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
 import { integratedGradients } from '../explain/index.js';
-import { inputGrad, inputOf, outputsOf, positiveInt } from '../explain/core.js';
+import { inputGrad, inputOf, outputsOf, positiveInt, rowArgmax } from '../explain/core.js';
 import { crossEntropy } from '../nn/loss.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { classIndices } from '../metrics/labels.js';
 import { hostValues, type Predictor, type Values } from './host.js';
 
 function labels(y: Values, n: number, what: string): Int32Array {
   const { v } = hostValues(y, what);
   if (v.length !== n) throw new ShapeError(`${what} has ${v.length} labels but x has ${n} rows`);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    if (!Number.isInteger(v[i]) || v[i]! < 0) throw new ValidationError(`${what}[${i}] = ${v[i]} is not a class index`);
-    out[i] = v[i]!;
-  }
-  return out;
+  return classIndices(v, what);
 }
 
 /** Logits [N, C] of host rows, with the predicted class and the cross-entropy of every row. */
@@ -30,12 +26,8 @@ function scored(model: Predictor, v: Float32Array, shape: number[], y: Int32Arra
   const pred = new Int32Array(n);
   const loss = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    let b = 0,
-      m = -Infinity;
-    for (let j = 0; j < c; j++) {
-      if (o[i * c + j]! > o[i * c + b]!) b = j;
-      m = Math.max(m, o[i * c + j]!);
-    }
+    const b = rowArgmax(o, c, i);
+    const m = o[i * c + b]!;
     pred[i] = b;
     if (y) {
       if (y[i]! >= c) throw new ValidationError(`label ${y[i]} at row ${i} but the model has ${c} classes`);

@@ -2,7 +2,7 @@
 // predictor (a Module or a function) run without recording a graph.
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
-import type { Module } from '../nn/module.js';
+import { inEvalMode, type Module } from '../nn/module.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
 /** Numbers: a Tensor, a typed array or a number array. */
@@ -50,11 +50,5 @@ export function runPredictor(model: Predictor, x: Tensor): Tensor {
   if (typeof model === 'function') return noGrad(() => model(x));
   if (model === null || typeof model !== 'object' || typeof (model as Module).call !== 'function')
     throw new ArgumentError(`model must be a kn.nn.Module or a function (x) => Tensor, got ${describe(model)}`);
-  const was = model.training;
-  model.eval();
-  try {
-    return noGrad(() => model.call(x));
-  } finally {
-    if (was) model.train();
-  }
+  return inEvalMode(model, () => noGrad(() => model.call(x)));
 }

@@ -5,6 +5,7 @@
 import { hostRng } from '../data/loader.js';
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
 import * as metrics from '../metrics/index.js';
+import { classIndices } from '../metrics/labels.js';
 import { hostValues, runPredictor, type Predictor, type Values } from './host.js';
 
 export type { Predictor, Values } from './host.js';
@@ -14,13 +15,7 @@ function labelsOf(y: Values, n: number, what: string): Int32Array {
   const { v, shape } = hostValues(y, what);
   if (shape.length !== 1 || v.length !== n)
     throw new ShapeError(`${what} must hold ${n} labels (one per sample), got shape [${shape}]`);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    if (!Number.isInteger(v[i]) || v[i]! < 0)
-      throw new ValidationError(`${what}[${i}] = ${v[i]} is not a class index (a non-negative integer)`);
-    out[i] = v[i]!;
-  }
-  return out;
+  return classIndices(v, what);
 }
 
 /** Probabilities [N, C] (rows sum to 1), or [N] probabilities of class 1 (binary), as rows of C values. */

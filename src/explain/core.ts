@@ -4,7 +4,7 @@
 import { grad } from '../autograd/backward.js';
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
 import { hostValues, runPredictor, type Predictor, type Values } from '../evaluate/host.js';
-import type { Module } from '../nn/module.js';
+import { inEvalMode } from '../nn/module.js';
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
@@ -116,21 +116,28 @@ export function inputGrad(
   shape: number[],
   objective: (out: Tensor) => Tensor,
 ): Float32Array {
-  const call = typeof model === 'function' ? model : (z: Tensor) => (model as Module).call(z);
-  const wasTraining = typeof model !== 'function' && model.training;
-  if (wasTraining) (model as Module).eval();
-  const x = tensor(v, shape);
-  try {
-    const g = grad((z: Tensor) => objective(call(z)))(x) as Tensor;
+  const run = (): Float32Array => {
+    const call = typeof model === 'function' ? model : (z: Tensor) => model.call(z);
+    const x = tensor(v, shape);
     try {
-      return Float32Array.from(g.toArray() as ArrayLike<number>);
+      const g = grad((z: Tensor) => objective(call(z)))(x) as Tensor;
+      try {
+        return Float32Array.from(g.toArray() as ArrayLike<number>);
+      } finally {
+        g.dispose();
+      }
     } finally {
-      g.dispose();
+      x.dispose();
     }
-  } finally {
-    x.dispose();
-    if (wasTraining) (model as Module).train();
-  }
+  };
+  return typeof model === 'function' ? run() : inEvalMode(model, run);
+}
+
+/** The index of the largest of the `c` values of row `row` (the first on ties). */
+export function rowArgmax(o: ArrayLike<number>, c: number, row = 0): number {
+  let b = 0;
+  for (let j = 1; j < c; j++) if (o[row * c + j]! > o[row * c + b]!) b = j;
+  return b;
 }
 
 /** The predicted class of every row (argmax; 0 for a single output). */
@@ -142,12 +149,7 @@ export function predictedClasses(model: Predictor, v: Float32Array, shape: numbe
       const c = outputCols(out);
       const o = out.toArray() as ArrayLike<number>;
       const r = new Int32Array(shape[0]!);
-      if (c > 1)
-        for (let i = 0; i < r.length; i++) {
-          let b = 0;
-          for (let j = 1; j < c; j++) if (o[i * c + j]! > o[i * c + b]!) b = j;
-          r[i] = b;
-        }
+      if (c > 1) for (let i = 0; i < r.length; i++) r[i] = rowArgmax(o, c, i);
       return r;
     } finally {
       out.dispose();

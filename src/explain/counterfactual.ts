@@ -5,7 +5,7 @@
 // feature stays inside its range.
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import type { Predictor, Values } from '../evaluate/host.js';
-import { gradMaskRows, outputsOf, positiveInt, tabular } from './core.js';
+import { gradMaskRows, outputsOf, positiveInt, rowArgmax, tabular } from './core.js';
 
 export interface CounterfactualChange {
   feature: number;
@@ -29,12 +29,6 @@ export interface CounterfactualResult {
   /** Sum over features of |change| / scale (the L1 distance in scaled units). */
   distance: number;
   iterations: number;
-}
-
-function argmax(o: Float64Array, c: number, row = 0): number {
-  let b = 0;
-  for (let j = 1; j < c; j++) if (o[row * c + j]! > o[row * c + b]!) b = j;
-  return b;
 }
 
 /**
@@ -106,7 +100,7 @@ export function counterfactual(
   const predict = (v: number[]): { o: Float64Array; c: number } => outputsOf(model, Float32Array.from(v), [1, f]);
   const start = predict(x0);
   if (start.c < 2) throw new ShapeError('counterfactual needs a classifier with at least two output classes');
-  const original = argmax(start.o, start.c);
+  const original = rowArgmax(start.o, start.c);
   let target = opts.target;
   if (target === undefined) {
     target = original === 0 ? 1 : 0;
@@ -206,7 +200,7 @@ export function counterfactual(
     x: final,
     changes,
     originalClass: original,
-    predictedClass: argmax(end.o, end.c),
+    predictedClass: rowArgmax(end.o, end.c),
     targetClass: t,
     distance,
     iterations: it,

@@ -2,6 +2,7 @@
 // arrays; a 2-D float tensor/array of scores is turned into labels with argmax.
 import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { classIndices } from './labels.js';
 
 /** Labels or scores: a Tensor, a typed array or a number array. */
 export type Labels = Tensor | ArrayLike<number>;
@@ -25,14 +26,7 @@ function toLabels(x: Labels, what: string): Int32Array {
   if (x === null || typeof x !== 'object' || typeof (x as ArrayLike<number>).length !== 'number') {
     throw new ArgumentError(`${what} must be a Tensor or an array of labels, got ${describe(x)}`);
   }
-  const out = new Int32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    if (!Number.isInteger(v) || v < 0)
-      throw new ValidationError(`${what}[${i}] = ${v} is not a class index (a non-negative integer)`);
-    out[i] = v;
-  }
-  return out;
+  return classIndices(x, what);
 }
 
 function pair(yTrue: Labels, yPred: Labels): [Int32Array, Int32Array] {

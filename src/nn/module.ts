@@ -241,3 +241,14 @@ export function cloneStateDict(m: Module): StateDict {
     }),
   );
 }
+
+/** Runs `fn` with `m` in eval mode, then puts its mode back (a training module goes back to training). */
+export function inEvalMode<T>(m: Module, fn: () => T): T {
+  const was = m.training;
+  m.eval();
+  try {
+    return fn();
+  } finally {
+    if (was) m.train();
+  }
+}

@@ -233,14 +233,11 @@ export function register(
   return mv;
 }
 
-function setStage(root: string, m: ModelVersion, stage: Stage): void {
+/** Moves `m` to `stage`; `all` is every version of the model as just read (m among them, as the same object). */
+function setStage(root: string, all: readonly ModelVersion[], m: ModelVersion, stage: Stage): void {
   m.stage = stage;
   // strictly increasing over the model's versions, so the order of stage changes is never a tie
-  const last = Math.max(
-    0,
-    ...list(m.name, { dir: root }).flatMap((v) => v.history.map((h) => h.at)),
-    ...m.history.map((h) => h.at),
-  );
+  const last = Math.max(0, ...all.flatMap((v) => v.history.map((h) => h.at)), ...m.history.map((h) => h.at));
   m.history.push({ stage, at: Math.max(Date.now(), last + 1) });
   writeVersion(root, m);
   const cardFile = join(root, m.name, m.version, 'card.json');
@@ -258,11 +255,12 @@ export function promote(name: string, version: string, stage: Stage, opts: { dir
   checkVersion(version);
   if (!STAGES.includes(stage))
     throw new ArgumentError(`stage must be one of ${STAGES.join(', ')}, got ${describe(stage)}`);
-  const m = readVersion(root, name, version);
+  const all = list(name, { dir: root });
+  const m = all.find((v) => v.version === version) ?? readVersion(root, name, version);
   if (stage === 'production')
-    for (const other of list(name, { dir: root }))
-      if (other.version !== version && other.stage === 'production') setStage(root, other, 'archived');
-  setStage(root, m, stage);
+    for (const other of all)
+      if (other.version !== version && other.stage === 'production') setStage(root, all, other, 'archived');
+  setStage(root, all, m, stage);
   return m;
 }
 
@@ -291,8 +289,8 @@ export function rollback(name: string, opts: { dir?: string } = {}): ModelVersio
     )[0];
   if (!previous)
     throw new ValidationError(`${name}@${current.version} is the first production version; nothing to roll back to`);
-  setStage(root, current, 'archived');
-  setStage(root, previous, 'production');
+  setStage(root, all, current, 'archived');
+  setStage(root, all, previous, 'production');
   return previous;
 }
 

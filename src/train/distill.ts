@@ -5,7 +5,7 @@
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { crossEntropy } from '../nn/loss.js';
-import { Module } from '../nn/module.js';
+import { Module, inEvalMode } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /**
@@ -44,13 +44,7 @@ export class Distiller extends Module {
   forward(x: Tensor): Tensor {
     const out = this.student.call(x);
     if (this.training) {
-      const wasTraining = this.teacher.training;
-      this.teacher.eval();
-      try {
-        this.last = { out, teacher: noGrad(() => this.teacher.call(x)) };
-      } finally {
-        if (wasTraining) this.teacher.train();
-      }
+      this.last = { out, teacher: inEvalMode(this.teacher, () => noGrad(() => this.teacher.call(x))) };
     } else this.last = null;
     return out;
   }

@@ -404,6 +404,38 @@ export const CASES: OpCase[] = [
     run: (x, w) => kn.grad((t) => kn.conv2d(x, t, null, { stride: [1, 2], padding: 1 }).sum())(w) as kn.Tensor,
     atol: 1e-3,
   },
+  // large enough for several row tiles per image (the cpu kernels tile im2col/col2im at ~128 KiB of columns)
+  // and for the backward weight's per-thread partial sums (N >= threads), with groups, stride and dilation
+  {
+    name: 'conv2d in row tiles',
+    ops: ['conv2d'],
+    inputs: [f([3, 32, 24, 24]), f([8, 16, 3, 3])],
+    run: (x, w) => kn.conv2d(x, w, null, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 2] }),
+    atol: 1e-3,
+    rtol: 1e-4,
+  },
+  {
+    name: 'conv2d backward input in row tiles',
+    ops: ['conv2dBackwardInput'],
+    inputs: [f([3, 32, 24, 24]), f([8, 16, 3, 3])],
+    run: (x, w) =>
+      kn.grad((t) => kn.conv2d(t, w, null, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 2] }).sum())(
+        x,
+      ) as kn.Tensor,
+    atol: 1e-3,
+    rtol: 1e-4,
+  },
+  {
+    name: 'conv2d backward weight in row tiles',
+    ops: ['conv2dBackwardWeight'],
+    inputs: [f([3, 32, 24, 24]), f([8, 16, 3, 3])],
+    run: (x, w) =>
+      kn.grad((t) => kn.conv2d(x, t, null, { groups: 2, stride: [2, 1], dilation: [1, 2], padding: [1, 2] }).sum())(
+        w,
+      ) as kn.Tensor,
+    atol: 1e-2,
+    rtol: 1e-4,
+  },
   {
     name: 'maxPool2d 2x2',
     ops: ['maxPool2d', 'maxPool2dBackward'],

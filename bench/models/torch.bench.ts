@@ -33,6 +33,10 @@ async function kilnRows(): Promise<TorchRow[]> {
     const t = await bench(
       () =>
         kn.tidy(() => {
+          // dispose, not just drop: a dropped gradient is freed by the GC later, so every step would allocate
+          // (and page-fault) fresh buffers that PyTorch's refcounting recycles at once
+          x.grad?.dispose();
+          w.grad?.dispose();
           x.grad = null;
           w.grad = null;
           kn.conv2d(x, w, null, { padding: 1 }).sum().backward();

@@ -1,6 +1,11 @@
 // conv2d (NCHW, groups, stride, padding, dilation) via im2col + GEMM, its input/weight backward kernels
 // (col2im), and max/avg pooling with backward.
 #ifndef KILN_ISA
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
 #include "kiln/conv_geom.h"
 #include "kiln/cpu_common.h"
 #define KILN_ISA_FILE "cpu/conv.cc"
@@ -23,21 +28,81 @@ static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) 
   return Status::ok();
 }
 
-static void im2col(const float* x, const ConvGeom& g, float* col) {
-  // col[(c*kh + i)*kw + j][oh*OW + ow] for the Cg channels starting at x
+// The im2col / col2im workspace of one call on one thread. A std::vector per call cost a zero fill of the whole
+// buffer and, above glibc's mmap threshold, an mmap and a page fault per page on every call (perf on the conv
+// fwd+bwd bench: memset and page faults ~25% of the step). Each thread keeps one buffer of up to 32 MiB between
+// calls (no kernel holds two at once on one thread); a larger one lives for the call only. Never zeroed: im2col
+// writes every element and the GEMM writes C before col2im reads it.
+class ColBuffer {
+ public:
+  float* get(int64_t n) {
+    const size_t need = static_cast<size_t>(n);
+    if (need <= kKeep) {
+      static thread_local std::unique_ptr<float[]> kept;
+      static thread_local size_t cap = 0;
+      if (cap < need) {
+        kept.reset(new float[need]);
+        cap = need;
+      }
+      return kept.get();
+    }
+    if (cap_ < need) {
+      own_.reset(new float[need]);
+      cap_ = need;
+    }
+    return own_.get();
+  }
+
+ private:
+  static constexpr size_t kKeep = size_t{8} << 20;  // floats: 32 MiB
+  std::unique_ptr<float[]> own_;
+  size_t cap_ = 0;
+};
+
+// Output rows per tile: im2col, the GEMM and col2im work on tiles of whole output rows whose column buffer
+// (ckk x rows*OW floats) stays near 128 KiB, so it is written and read back in L2 rather than streamed through
+// memory (a 16-channel 3x3 conv on 28x28 images has a 450 KiB column matrix per image).
+static int64_t tile_rows(const ConvGeom& g) {
+  constexpr int64_t kTileFloats = 32768;
+  return std::max<int64_t>(1, std::min(g.OH, kTileFloats / std::max<int64_t>(1, g.ckk() * g.OW)));
+}
+
+// Calls fn(oh0, oh1, pt) for each tile of output rows [oh0, oh1) (pt = positions in the tile).
+template <class F>
+static void for_each_tile(const ConvGeom& g, F&& fn) {
+  const int64_t rows = tile_rows(g);
+  for (int64_t oh0 = 0; oh0 < g.OH; oh0 += rows) {
+    const int64_t oh1 = std::min(g.OH, oh0 + rows);
+    fn(oh0, oh1, (oh1 - oh0) * g.OW);
+  }
+}
+
+static void im2col(const float* x, const ConvGeom& g, float* col, int64_t oh0, int64_t oh1) {
+  // col[(c*kh + i)*kw + j][(oh - oh0)*OW + ow] for the Cg channels starting at x and output rows [oh0, oh1)
+  const int64_t pt = (oh1 - oh0) * g.OW;
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
-        float* dst = col + ((c * g.kh + i) * g.kw + j) * g.P();
+        float* dst = col + ((c * g.kh + i) * g.kw + j) * pt;
         const float* src = x + c * g.H * g.W;
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
           const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          float* d = dst + oh * g.OW;
+          float* d = dst + (oh - oh0) * g.OW;
           if (ih < 0 || ih >= g.H) {
             for (int64_t ow = 0; ow < g.OW; ++ow) d[ow] = 0.f;
             continue;
           }
           const float* srow = src + ih * g.W;
+          if (g.sw == 1) {
+            // iw = ow + off: zeros left of the row, one copy of the part inside, zeros right of it
+            const int64_t off = j * g.dw - g.pw;
+            const int64_t lo = std::min(g.OW, std::max<int64_t>(0, -off));
+            const int64_t hi = std::max(lo, std::min(g.OW, g.W - off));
+            for (int64_t ow = 0; ow < lo; ++ow) d[ow] = 0.f;
+            if (hi > lo) std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
+            for (int64_t ow = hi; ow < g.OW; ++ow) d[ow] = 0.f;
+            continue;
+          }
           for (int64_t ow = 0; ow < g.OW; ++ow) {
             const int64_t iw = ow * g.sw - g.pw + j * g.dw;
             d[ow] = (iw >= 0 && iw < g.W) ? srow[iw] : 0.f;
@@ -46,17 +111,28 @@ static void im2col(const float* x, const ConvGeom& g, float* col) {
       }
 }
 
-static void col2im(const float* col, const ConvGeom& g, float* x) {
+// Adds a tile of columns (output rows [oh0, oh1), laid out as im2col writes them) back into the image x.
+static void col2im(const float* col, const ConvGeom& g, float* x, int64_t oh0, int64_t oh1) {
+  const int64_t pt = (oh1 - oh0) * g.OW;
   for (int64_t c = 0; c < g.Cg(); ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
-        const float* srcc = col + ((c * g.kh + i) * g.kw + j) * g.P();
+        const float* srcc = col + ((c * g.kh + i) * g.kw + j) * pt;
         float* dst = x + c * g.H * g.W;
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
           const int64_t ih = oh * g.sh - g.ph + i * g.dh;
           if (ih < 0 || ih >= g.H) continue;
           float* drow = dst + ih * g.W;
-          const float* s = srcc + oh * g.OW;
+          const float* s = srcc + (oh - oh0) * g.OW;
+          if (g.sw == 1) {
+            // iw = ow + off over the columns that land inside the row: one branch-free loop
+            const int64_t off = j * g.dw - g.pw;
+            const int64_t lo = std::min(g.OW, std::max<int64_t>(0, -off));
+            const int64_t hi = std::max(lo, std::min(g.OW, g.W - off));
+            float* d = drow + off;
+            for (int64_t ow = lo; ow < hi; ++ow) d[ow] += s[ow];
+            continue;
+          }
           for (int64_t ow = 0; ow < g.OW; ++ow) {
             const int64_t iw = ow * g.sw - g.pw + j * g.dw;
             if (iw >= 0 && iw < g.W) drow[iw] += s[ow];
@@ -78,6 +154,8 @@ static Status check_f32(const TensorView* in, int nin, const TensorView& out, co
   return Status::ok();
 }
 
+static void conv_forward(const float* px, const float* pw, float* po, const ConvGeom& g);
+
 static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "conv2d"); !s.good()) return s;
   const TensorView& x = in[0];
@@ -97,35 +175,41 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
       ST_SHAPE, "conv2d output ", shape_str(out), " does not match the expected [", g.N, ", ", g.O, ", ", g.OH, ", ",
       g.OW, "]");
   if (out.numel() == 0) return Status::ok();
-  const float* px = x.ptr<float>();
-  const float* pw = w.ptr<float>();
-  float* po = out.ptr<float>();
+  conv_forward(x.ptr<float>(), w.ptr<float>(), out.ptr<float>(), g);
+  return Status::ok();
+}
+
+// The forward convolution on validated geometry: per image (and group) im2col, then one GEMM; images in
+// parallel when there are at least as many as threads, else each GEMM uses the threads.
+static void conv_forward(const float* px, const float* pw, float* po, const ConvGeom& g) {
   const bool pw1 = pointwise(g);
-  auto image = [&](int64_t n, bool par, std::vector<float>& col) {
+  auto image = [&](int64_t n, bool par, ColBuffer& col) {
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
-      const float* src = xg;
-      if (!pw1) {
-        col.resize(static_cast<size_t>(g.ckk() * g.P()));
-        im2col(xg, g, col.data());
-        src = col.data();
+      float* og = po + (n * g.O + gi * g.Og()) * g.P();
+      const float* wg = pw + gi * g.Og() * g.ckk();
+      if (pw1) {
+        GemmArgs a{g.Og(), g.P(), g.ckk(), wg, g.ckk(), 1, xg, g.P(), 1, og, g.P(), false, par};
+        sgemm(a);
+        continue;
       }
-      GemmArgs a{g.Og(), g.P(), g.ckk(), pw + gi * g.Og() * g.ckk(),           g.ckk(), 1,
-                 src,    g.P(), 1,       po + (n * g.O + gi * g.Og()) * g.P(), g.P(),   false,
-                 par};
-      sgemm(a);
+      float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
+      for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
+        im2col(xg, g, c, oh0, oh1);
+        GemmArgs a{g.Og(), pt, g.ckk(), wg, g.ckk(), 1, c, pt, 1, og + oh0 * g.OW, g.P(), false, par};
+        sgemm(a);
+      });
     }
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<float> col;
+      ColBuffer col;
       for (int64_t n = lo; n < hi; ++n) image(n, false, col);
     });
   } else {
-    std::vector<float> col;
+    ColBuffer col;
     for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
   }
-  return Status::ok();
 }
 
 // in: gy [N, O, OH, OW], w; attrs: conv attrs + inH, inW -> dx [N, C, H, W]
@@ -151,11 +235,11 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
       ST_SHAPE, "conv2dBackwardInput output ", shape_str(out), " has the wrong shape");
   float* pdx = out.ptr<float>();
   const int64_t total = out.numel();
-  for (int64_t i = 0; i < total; ++i) pdx[i] = 0.f;
-  if (gy.numel() == 0) return Status::ok();
   const float* pgy = gy.ptr<float>();
   const float* pw = w.ptr<float>();
-  auto image = [&](int64_t n, bool par, std::vector<float>& col) {
+  for (int64_t i = 0; i < total; ++i) pdx[i] = 0.f;
+  if (gy.numel() == 0) return Status::ok();
+  auto image = [&](int64_t n, bool par, ColBuffer& col) {
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       float* dxg = pdx + (n * g.C + gi * g.Cg()) * g.H * g.W;
       const float* wg = pw + gi * g.Og() * g.ckk();
@@ -165,19 +249,22 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
         sgemm(a);
         continue;
       }
-      col.resize(static_cast<size_t>(g.ckk() * g.P()));
-      GemmArgs a{g.ckk(), g.P(), g.Og(), wg, 1, g.ckk(), gyg, g.P(), 1, col.data(), g.P(), false, par};
-      sgemm(a);
-      col2im(col.data(), g, dxg);
+      // per tile of output rows: columns = W^T gy[:, tile], added back into dx at once
+      float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
+      for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
+        GemmArgs a{g.ckk(), pt, g.Og(), wg, 1, g.ckk(), gyg + oh0 * g.OW, g.P(), 1, c, pt, false, par};
+        sgemm(a);
+        col2im(c, g, dxg, oh0, oh1);
+      });
     }
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<float> col;
+      ColBuffer col;
       for (int64_t n = lo; n < hi; ++n) image(n, false, col);
     });
   } else {
-    std::vector<float> col;
+    ColBuffer col;
     for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
   }
   return Status::ok();
@@ -215,22 +302,52 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
   if (x.numel() == 0 || gy.numel() == 0) return Status::ok();
   const float* px = x.ptr<float>();
   const float* pgy = gy.ptr<float>();
-  std::vector<float> col;
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
-      const float* src = xg;
-      if (!pointwise(g)) {
-        col.resize(static_cast<size_t>(g.ckk() * g.P()));
-        im2col(xg, g, col.data());
-        src = col.data();
+  // The images [lo, hi) add their dW into dw. Computed transposed, dW_g^T [ckk, Og] += col [ckk, P] * gy_g^T
+  // [P, Og]: the GEMM then packs the Og rows of gy (strided) instead of the ckk rows of the column matrix, and
+  // its M (ckk) fills the micro-kernel's rows better than Og does; the sum is added into dw transposed at the end.
+  auto images = [&](int64_t lo, int64_t hi, float* dw, bool par) {
+    ColBuffer col;
+    const int64_t per = g.ckk() * g.Og();
+    std::vector<float> dwt(static_cast<size_t>(g.groups * per), 0.f);
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
+        const float* gyg = pgy + (n * g.O + gi * g.Og()) * g.P();
+        float* dwtg = dwt.data() + gi * per;
+        if (pointwise(g)) {
+          GemmArgs a{g.ckk(), g.Og(), g.P(), xg, g.P(), 1, gyg, 1, g.P(), dwtg, g.Og(), true, par};
+          sgemm(a);
+          continue;
+        }
+        float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
+        for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
+          im2col(xg, g, c, oh0, oh1);
+          GemmArgs a{g.ckk(), g.Og(), pt, c, pt, 1, gyg + oh0 * g.OW, 1, g.P(), dwtg, g.Og(), true, par};
+          sgemm(a);
+        });
       }
-      // dW_g [Og, ckk] += gy_g [Og, P] * col^T [P, ckk]
-      GemmArgs a{g.Og(), g.ckk(), g.P(), pgy + (n * g.O + gi * g.Og()) * g.P(), g.P(),   1,
-                 src,    1,       g.P(), pdw + gi * g.Og() * g.ckk(),           g.ckk(), true,
-                 true};
-      sgemm(a);
-    }
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      for (int64_t o = 0; o < g.Og(); ++o)
+        for (int64_t k = 0; k < g.ckk(); ++k)
+          dw[gi * per + o * g.ckk() + k] += dwt[static_cast<size_t>(gi * per + k * g.Og() + o)];
+  };
+  if (g.N >= num_threads() && num_threads() > 1) {
+    // each chunk of images sums into its own copy of dW (small: O * Cg * kh * kw), added up in chunk order so
+    // the result does not depend on which thread finished first
+    const int threads = num_threads();
+    const int64_t per = (g.N + threads - 1) / threads;
+    std::vector<std::vector<float>> part(static_cast<size_t>(threads));
+    parallel_for(threads, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c) {
+        auto& d = part[static_cast<size_t>(c)];
+        d.assign(static_cast<size_t>(total), 0.f);
+        images(std::min(g.N, c * per), std::min(g.N, (c + 1) * per), d.data(), false);
+      }
+    });
+    for (const auto& d : part)
+      for (int64_t i = 0; i < total; ++i) pdw[i] += d[static_cast<size_t>(i)];
+  } else
+    images(0, g.N, pdw, true);
   return Status::ok();
 }
 

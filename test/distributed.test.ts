@@ -3,7 +3,7 @@
 // it): every collective, DDP equal to one process on the same global batch, fit() with checkpoints resumed in a
 // new job, a failing rank, and ranks that build different models. Scripts in test/dist/.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -369,7 +369,7 @@ interface TrainOut {
   resumed: { from: number; history: unknown[]; weights: Weights };
 }
 
-test('2 ranks: DDP equals one process on the same global batch; replicas stay bit-identical', () => {
+test('2 ranks: DDP equals one process on the same global batch; replicas stay bit-identical', async () => {
   const two = launch(['-np', '2', 'test/dist/train.ts', tmp, 'full']);
   assert.is(two.code, 0, two.err);
   const one = launch(['-np', '1', 'test/dist/train.ts', tmp, 'full']);
@@ -400,6 +400,14 @@ test('2 ranks: DDP equals one process on the same global batch; replicas stay bi
   assert.is(readFileSync(join(tmp, 'fit-log-2-1.jsonl'), 'utf8'), '');
   assert.is(readFileSync(join(tmp, 'fit-log-2-0.jsonl'), 'utf8').trim().split('\n').length, 4);
   assert.equal(readdirSync(join(tmp, 'ckpt-full-2')), ['last.ckpt.safetensors']);
+  // the tracker and the report on rank 0 only; the logged model is the trained replica under its own names
+  assert.ok(existsSync(join(tmp, 'report-2-0.html')));
+  assert.not.ok(existsSync(join(tmp, 'report-2-1.html')));
+  const [run] = kn.track.listRuns(join(tmp, 'mlruns-2'));
+  assert.is(run!.metrics.get('val/loss')!.length, 4);
+  const logged = await kn.io.load(join(run!.dir, 'artifacts', 'model', 'model.safetensors'));
+  assert.equal(Object.keys(logged).sort(), Object.keys(r0.fit.weights).sort());
+  assert.equal(Array.from(logged['0.weight']!.toArray() as Float32Array), r0.fit.weights['0.weight']);
 });
 
 test('2 ranks: a DDP checkpoint resumes in a new job, on every rank, as if never stopped', () => {

@@ -404,7 +404,10 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   };
   tracker?.logParams(settings);
   const ropts = reportOptions(opts.report);
-  const recorder = main && ropts ? startReport(model, opts, ropts, ik, tk) : null;
+  // the wrapped module under DDP: the report's checks run a backward on rank 0 alone, which must not reach a
+  // collective, and the final model is saved with its own parameter names
+  const inner = model instanceof DistributedDataParallel ? model.module : model;
+  const recorder = main && ropts ? startReport(inner, opts, ropts, ik, tk) : null;
   const stepLosses: [number, number][] = [],
     gradNorms: [number, number][] = [];
   if (tracker) {
@@ -603,7 +606,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       }
     }
     if (es && restoreBest && bestWeights) model.loadStateDict(bestWeights);
-    if (tracker) await logModel(tracker, model, dir);
+    if (tracker) await logModel(tracker, inner, dir);
   } catch (e) {
     failure = e as Error;
     throw e;

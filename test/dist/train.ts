@@ -81,7 +81,18 @@ if (phase === 'full') {
   {
     const ddp = new d.DistributedDataParallel(model());
     const stream = createWriteStream(join(out, `fit-log-${size}-${rank}.jsonl`));
-    const r = await kn.train.fit(ddp, fitOptions(ddp, 4, `ckpt-full-${size}`, { verbose: 'json', logStream: stream }));
+    // with a tracker and an HTML report (rank 0 writes them; its sanity checks must not reach a collective)
+    const run = rank === 0 ? kn.track.startRun({ dir: join(out, `mlruns-${size}`), systemMetrics: false }) : undefined;
+    const r = await kn.train.fit(
+      ddp,
+      fitOptions(ddp, 4, `ckpt-full-${size}`, {
+        verbose: 'json',
+        logStream: stream,
+        tracker: run,
+        report: join(out, `report-${size}-${rank}.html`),
+      }),
+    );
+    run?.end();
     await new Promise((ok) => stream.end(ok));
     res.fit = { history: r.history.map((h) => ({ ...h, seconds: 0 })), weights: weights(ddp) };
   }

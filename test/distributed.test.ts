@@ -408,6 +408,9 @@ test('2 ranks: DDP equals one process on the same global batch; replicas stay bi
   const logged = await kn.io.load(join(run!.dir, 'artifacts', 'model', 'model.safetensors'));
   assert.equal(Object.keys(logged).sort(), Object.keys(r0.fit.weights).sort());
   assert.equal(Array.from(logged['0.weight']!.toArray() as Float32Array), r0.fit.weights['0.weight']);
+  // with its architecture: loadModel rebuilds the model from the file alone
+  const rebuilt = await kn.io.loadModel(join(run!.dir, 'artifacts', 'model', 'model.safetensors'));
+  assert.is(rebuilt.model.namedParameters().length, 4);
 });
 
 test('2 ranks: a DDP checkpoint resumes in a new job, on every rank, as if never stopped', () => {

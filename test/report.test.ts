@@ -327,6 +327,14 @@ test('kiln report RUN renders a tracked run; a run without report data gets its 
       verbose: 'silent',
       report: { path: reg, examples: 4 },
     });
+    // without a tracker too, every batch has its own step
+    const regData = JSON.parse(
+      (/<script id="kiln-data" type="application\/json">(.*?)<\/script>/s.exec(readFileSync(reg, 'utf8')) ?? [])[1]!,
+    ) as { charts: { id: string; xs: number[] }[] };
+    assert.equal(
+      regData.charts.find((c) => c.id === 'c-steploss')!.xs,
+      Array.from({ length: 12 }, (_, i) => i),
+    );
     const rh = readFileSync(reg, 'utf8');
     assert.not.match(rh, /Confusion matrix/);
     assert.match(rh, /no validation set/);

@@ -527,6 +527,11 @@ function uplotAssets(): { js: string; css: string } {
 const PAGE_SCRIPT = `
 (function () {
   var data = JSON.parse(document.getElementById('kiln-data').textContent);
+  function tick(v) {
+    if (v === 0 || v == null) return v === 0 ? '0' : '';
+    var a = Math.abs(v);
+    return a < 1e-2 || a >= 1e5 ? v.toExponential(1) : String(+v.toPrecision(3));
+  }
   var palette = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
   data.charts.forEach(function (c) {
     var el = document.getElementById(c.id);
@@ -540,7 +545,7 @@ const PAGE_SCRIPT = `
     var opts = {
       title: c.title, width: Math.max(320, Math.min(720, el.clientWidth || 640)), height: 260, series: series,
       scales: { x: { time: false }, y: c.log ? { distr: 3 } : {} },
-      axes: [{ label: c.x }, {}], legend: { show: !many }
+      axes: [{ label: c.x }, { size: 60, values: function (u, vals) { return vals.map(tick); } }], legend: { show: !many }
     };
     new uPlot(opts, [c.xs].concat(c.series.map(function (s) { return s.ys; })), el);
   });

@@ -516,7 +516,8 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         count += bs;
         step++;
         if (recorder) stepLosses.push([globalStep, l]);
-        tracker?.logMetric('train/loss_step', l, globalStep++);
+        tracker?.logMetric('train/loss_step', l, globalStep);
+        globalStep++;
         if (++pending === accumulate) doStep();
         bar?.update(step, { loss: (lossSum / count).toFixed(4) });
         if (profiling && ++batchesSeen - prof!.skip >= prof!.steps) {

@@ -302,10 +302,36 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
   if (x.numel() == 0 || gy.numel() == 0) return Status::ok();
   const float* px = x.ptr<float>();
   const float* pgy = gy.ptr<float>();
-  // The images [lo, hi) add their dW into dw. Computed transposed, dW_g^T [ckk, Og] += col [ckk, P] * gy_g^T
-  // [P, Og]: the GEMM then packs the Og rows of gy (strided) instead of the ckk rows of the column matrix, and
-  // its M (ckk) fills the micro-kernel's rows better than Og does; the sum is added into dw transposed at the end.
-  auto images = [&](int64_t lo, int64_t hi, float* dw, bool par) {
+  // The images [lo, hi) add their dW into dw: dW_g [Og, ckk] += gy_g [Og, P] * col^T [P, ckk], or transposed,
+  // dW_g^T [ckk, Og] += col * gy_g^T, into a buffer added into dw at the end. Transposed, the GEMM packs the Og
+  // rows of gy instead of the ckk rows of the column matrix; it is chosen when Og is too many rows for the
+  // unpacked small-M path and the transposed product wastes less of the micro-kernel's tile (padding M to MR
+  // and N to NR): 32 output channels of 144 columns yes, 6 (LeNet's first layer) or 16 no.
+  const auto padded = [](int64_t m, int64_t n) {
+    return ((m + kGemmMR - 1) / kGemmMR * kGemmMR) * ((n + kGemmNR - 1) / kGemmNR * kGemmNR);
+  };
+  const bool transposed = g.Og() > kGemmSmallM && padded(g.ckk(), g.Og()) < padded(g.Og(), g.ckk());
+  auto images_direct = [&](int64_t lo, int64_t hi, float* dw, bool par) {
+    ColBuffer col;
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
+        const float* gyg = pgy + (n * g.O + gi * g.Og()) * g.P();
+        float* dwg = dw + gi * g.Og() * g.ckk();
+        if (pointwise(g)) {
+          GemmArgs a{g.Og(), g.ckk(), g.P(), gyg, g.P(), 1, xg, 1, g.P(), dwg, g.ckk(), true, par};
+          sgemm(a);
+          continue;
+        }
+        float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
+        for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
+          im2col(xg, g, c, oh0, oh1);
+          GemmArgs a{g.Og(), g.ckk(), pt, gyg + oh0 * g.OW, g.P(), 1, c, 1, pt, dwg, g.ckk(), true, par};
+          sgemm(a);
+        });
+      }
+  };
+  auto images_transposed = [&](int64_t lo, int64_t hi, float* dw, bool par) {
     ColBuffer col;
     const int64_t per = g.ckk() * g.Og();
     std::vector<float> dwt(static_cast<size_t>(g.groups * per), 0.f);
@@ -330,6 +356,12 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
       for (int64_t o = 0; o < g.Og(); ++o)
         for (int64_t k = 0; k < g.ckk(); ++k)
           dw[gi * per + o * g.ckk() + k] += dwt[static_cast<size_t>(gi * per + k * g.Og() + o)];
+  };
+  const auto images = [&](int64_t lo, int64_t hi, float* dw, bool par) {
+    if (transposed)
+      images_transposed(lo, hi, dw, par);
+    else
+      images_direct(lo, hi, dw, par);
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     // each chunk of images sums into its own copy of dW (small: O * Cg * kh * kw), added up in chunk order so

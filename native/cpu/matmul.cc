@@ -19,8 +19,9 @@
 namespace mm {
 
 static constexpr int NV = 2;  // vectors per micro-tile row
-static constexpr int NR = NV * kVL;
-static constexpr int MR = kVL == 16 ? 12 : 6;
+static constexpr int NR = kGemmNR;
+static_assert(NR == NV * kVL, "the micro-kernel holds NV vectors per row");
+static constexpr int MR = kGemmMR;
 static constexpr int64_t KC = 256;
 static constexpr int64_t MC = MR * (kVL == 16 ? 8 : 16);
 static constexpr int64_t NC = 4096;
@@ -114,7 +115,7 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
 // ---- few rows (M <= kSmallM): no packing. Packing B costs K*N copies, as much as the product itself when M
 // is 1-2 (a served request, a Linear layer on one example), so these kernels stream B once instead.
 
-static constexpr int64_t kSmallM = 8;
+static constexpr int64_t kSmallM = kGemmSmallM;
 
 static inline float hsum(vfloat v) {
   float s = 0.f;

@@ -12,3 +12,9 @@ struct GemmArgs {
   bool parallel;
 };
 void sgemm(const GemmArgs& g);
+
+// The micro-kernel's tile (rows of A x columns of B per register block) and the row count up to which sgemm
+// skips packing: callers that can choose an orientation pick the one that wastes less of the tile.
+static constexpr int kGemmNR = 2 * kVL;
+static constexpr int kGemmMR = kVL == 16 ? 12 : 6;
+static constexpr int64_t kGemmSmallM = 8;

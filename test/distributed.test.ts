@@ -403,6 +403,7 @@ test('2 ranks: DDP equals one process on the same global batch; replicas stay bi
   // the tracker and the report on rank 0 only; the logged model is the trained replica under its own names
   assert.ok(existsSync(join(tmp, 'report-2-0.html')));
   assert.not.ok(existsSync(join(tmp, 'report-2-1.html')));
+  assert.match(readFileSync(join(tmp, 'report-rank0-only-2.html'), 'utf8'), /Confusion matrix/);
   const [run] = kn.track.listRuns(join(tmp, 'mlruns-2'));
   assert.is(run!.metrics.get('val/loss')!.length, 4);
   const logged = await kn.io.load(join(run!.dir, 'artifacts', 'model', 'model.safetensors'));

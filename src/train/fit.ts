@@ -253,7 +253,10 @@ export function evaluate(
     targets: number[][] = [],
     scores: Tensor[] = [];
   const want = opts.metrics ?? [];
-  const collect = want.length > 0 || opts.collect === true;
+  let collect = want.length > 0 || opts.collect === true;
+  // the gathers below are collectives: every rank must make the same choice (fit collects on rank 0 only, for
+  // the report)
+  if (dist) collect = allreduce(new Int32Array([collect ? 1 : 0]), { op: 'max' })[0] === 1;
   let numClasses: number | null = null;
   try {
     for (const batch of loader.batches(0)) {

@@ -96,6 +96,13 @@ if (phase === 'full') {
     await new Promise((ok) => stream.end(ok));
     res.fit = { history: r.history.map((h) => ({ ...h, seconds: 0 })), weights: weights(ddp) };
   }
+  // a report asked for on rank 0 only, without validation metrics: the labels rank 0 gathers for its confusion
+  // matrix need every rank in the collective (this hung before evaluate agreed on it across ranks)
+  {
+    const ddp = new d.DistributedDataParallel(model());
+    const report = rank === 0 ? join(out, `report-rank0-only-${size}.html`) : undefined;
+    await kn.train.fit(ddp, fitOptions(ddp, 1, `ckpt-report-${size}`, { metrics: [], report }));
+  }
   // 3. the same fit, stopped after 2 epochs (the 'resume' phase continues it in a new job)
   {
     const ddp = new d.DistributedDataParallel(model());

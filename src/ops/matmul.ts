@@ -64,13 +64,18 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       const ga = needs[0] ? fit(sumTo(matmul(g2, transpose(sb!)), [...sa!.shape]), as) : null;
       let gb: Tensor | null = null;
       if (needs[1]) {
+        // a matrix b shared by a batch of a (Linear on [N, L, E]): one GEMM over the flattened rows, which is
+        // the sum over the batch that broadcasting b implies
+        const flat = sb!.ndim === 2 && sa!.ndim > 2;
+        const ra = flat ? reshape(sa!, [-1, K]) : sa!,
+          rg = flat ? reshape(g2, [-1, N]) : g2;
         if (sb!.ndim === 2 && sb!.shape[0]! > 1 && sb!.strides[0] === 1 && sb!.strides[1] === sb!.shape[0]) {
           // b is a transposed matrix (Linear's x W^T): compute the gradient in W's own layout, (g^T a)^T, so
           // after transpose's vjp W gets a contiguous buffer it can own instead of a copy
-          const t = matmul(transpose(g2), sa!);
+          const t = matmul(transpose(rg), ra);
           gb = transpose(t);
           t.dispose();
-        } else gb = fit(sumTo(matmul(transpose(sa!), g2), [...sb!.shape]), bs);
+        } else gb = fit(sumTo(matmul(transpose(ra), rg), [...sb!.shape]), bs);
       }
       return [ga, gb];
     });

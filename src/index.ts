@@ -115,6 +115,7 @@ export {
 } from './ops/index.js';
 export { info, type KilnInfo } from './info.js';
 export * as nn from './nn/index.js';
+export * as models from './models/index.js';
 export * as optim from './optim/index.js';
 export * as metrics from './metrics/index.js';
 export * as evaluate from './evaluate/index.js';

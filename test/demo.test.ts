@@ -109,4 +109,27 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
   assert.ok(sq('ort-cpu', 'none') > 80, bench);
 });
 
+test('npm run demo:lm (300 steps) beats the bigram baseline on held-out names, samples and saves', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'kiln-demo-lm-'));
+  const text = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', 'examples/charlm.ts', '--steps', '300', '--samples', '4', '--out', out],
+    { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' }, timeout: 240_000 },
+  );
+  assert.match(text, /8422 distinct names, 28 characters/);
+  const base = /BASELINE unigram ([\d.]+) nats\/char, bigram ([\d.]+)/.exec(text)!;
+  const res = /RESULT val ([\d.]+) nats\/char/.exec(text)!;
+  const [uni, bi, val] = [Number(base[1]), Number(base[2]), Number(res[1])];
+  assert.ok(uni > bi && bi > 2, `baselines ${uni} ${bi}`);
+  assert.ok(val < bi - 0.05, `validation ${val} vs bigram ${bi}`);
+  const samples = /SAMPLES (.*) {2}\(/.exec(text)![1]!.split(' ');
+  assert.is(samples.length, 4);
+  assert.ok(
+    samples.every((n) => /^[a-z-]*\*?$/.test(n)),
+    samples.join(' '),
+  );
+  const { model } = await kn.io.loadModel(join(out, 'charlm.safetensors'));
+  assert.equal(model.call(kn.tensor(new Int32Array([0, 1, 2]), [1, 3])).shape, [1, 3, 28]);
+});
+
 test.run();

@@ -106,6 +106,40 @@ test('quantized models in QDQ form run in onnxruntime and agree with kiln', asyn
   await compare(i4, xm, {}, 'mlp-int4.onnx', 80);
 });
 
+test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxruntime and agree with kiln', async () => {
+  kn.seed(21);
+  const tc = kn.models.transformerClassifier({ vocabSize: 40, numClasses: 5, dModel: 16, nHead: 4, maxLen: 32 });
+  tc.eval();
+  await compare(tc, kn.randint([3, 12], 0, 40), { inputShape: [12], inputDtype: 'int32' }, 'transformer-cls.onnx', 80);
+  const lm = kn.models.charLM({ vocabSize: 20, blockSize: 16, dModel: 16, nHead: 2, numLayers: 2 });
+  lm.eval();
+  await compare(lm, kn.randint([2, 9], 0, 20), { inputShape: [9], inputDtype: 'int32' }, 'charlm.onnx', 80);
+  const post = new kn.nn.Sequential(
+    new kn.nn.SinusoidalPositionalEncoding(8, 64, { batchFirst: false }),
+    new kn.nn.TransformerEncoderLayer(8, 2, { dimFeedforward: 12 }),
+    new kn.nn.SequencePool('first', { batchFirst: false }),
+  );
+  post.eval();
+  await compare(post, kn.randn([6, 2, 8]), { inputShape: [2, 8] }, 'encoder-seqfirst.onnx', 80);
+  const rn = kn.models.resnet({ blocks: 1, widths: [4, 8], numClasses: 3 });
+  rn.eval();
+  await compare(rn, kn.randn([2, 3, 8, 8]), { inputShape: [3, 8, 8] }, 'resnet.onnx', 80);
+  const seq = new kn.nn.Sequential(
+    new kn.nn.Conv1d(3, 4, 3, { padding: 1, stride: 2 }),
+    new kn.nn.ReLU(),
+    new kn.nn.Flatten(),
+  );
+  await compare(seq, kn.randn([2, 3, 10]), { inputShape: [3, 10] }, 'conv1d.onnx', 80);
+  const pool = new kn.nn.Sequential(
+    new kn.nn.AvgPool2d(2, { padding: 1, countIncludePad: false }),
+    new kn.nn.AdaptiveAvgPool2d(1),
+  );
+  await compare(pool, kn.randn([2, 2, 5, 5]), { inputShape: [2, 5, 5] }, 'pool.onnx', 80);
+  const rot = new kn.nn.MultiheadAttention(8, 2, { batchFirst: true, rotary: true });
+  assert.throws(() => kn.io.toOnnx(rot, { inputShape: [3, 8] }), /rotary/);
+  assert.throws(() => kn.io.toOnnx(new kn.nn.TransformerDecoderLayer(8, 2), { inputShape: [3, 8] }), /encoder output/);
+});
+
 test('unsupported layers and bad arguments are refused with a clear error', async () => {
   class Custom extends kn.nn.Module {
     forward(x: kn.Tensor): kn.Tensor {

@@ -16,7 +16,14 @@ import {
   MaxPool2d,
   Sequential,
 } from '../nn/layers.js';
+import {
+  LearnedPositionalEmbedding,
+  MultiheadAttention,
+  SinusoidalPositionalEncoding,
+  TransformerEncoderLayer,
+} from '../nn/attention.js';
 import { Module } from '../nn/module.js';
+import { AdaptiveAvgPool2d, AvgPool2d, Conv1d, Residual, SequencePool } from '../nn/pooling.js';
 import { layerOf } from '../nn/registry.js';
 import { inferInputShape, type LayerSpec } from '../nn/spec.js';
 import { Int4Linear, QuantConv2d, QuantLinear } from '../quant/layers.js';
@@ -157,6 +164,82 @@ function batchNormOut(g: GraphBuilder, m: BatchNorm1d | BatchNorm2d, x: string):
   );
 }
 
+/** The child `name` of a composite layer, emitted. */
+function emitChild(g: GraphBuilder, m: Module, name: string, x: string, path: string): string {
+  const c = m.namedChildren().find(([n]) => n === name)![1];
+  return emit(g, c, x, `${path}.${name}`);
+}
+
+/** A 1-element int64 initializer. */
+const i64 = (g: GraphBuilder, v: number): string => g.init('i64', [1], [v], 'int64');
+
+/** Dimension `axis` of x as a 1-element int64 tensor (from Shape, so the graph keeps a symbolic length). */
+function dimOf(g: GraphBuilder, x: string, axis: number): string {
+  return g.node('Gather', [g.node('Shape', [x]), i64(g, axis)], [g.int('axis', 0)]);
+}
+
+/** Self-attention in ONNX ops, batch first: projections, heads, masked softmax, merge, output projection. */
+function attentionOut(g: GraphBuilder, m: MultiheadAttention, x: string, path: string): string {
+  if (m.rotary)
+    throw new ValidationError(`${path}: ONNX export does not cover rotary position embeddings in MultiheadAttention`);
+  const H = m.numHeads,
+    D = m.headDim;
+  const xb = m.batchFirst ? x : g.node('Transpose', [x], [g.ints('perm', [1, 0, 2])]);
+  const heads = (name: string, perm: number[]): string =>
+    g.node(
+      'Transpose',
+      [g.node('Reshape', [emitChild(g, m, name, xb, path), g.init('shape', [4], [0, 0, H, D], 'int64')])],
+      [g.ints('perm', perm)],
+    );
+  const q = heads('q_proj', [0, 2, 1, 3]),
+    kt = heads('k_proj', [0, 2, 3, 1]),
+    v = heads('v_proj', [0, 2, 1, 3]);
+  let s = g.node('Mul', [g.node('MatMul', [q, kt]), g.init('scale', [], [1 / Math.sqrt(D)], 'float32')]);
+  if (m.causal) {
+    const range = (axis: number): string =>
+      g.node('Range', [
+        g.init('zero', [], [0], 'int64'),
+        g.node('Squeeze', [dimOf(g, s, axis), i64(g, 0)]),
+        g.init('one', [], [1], 'int64'),
+      ]);
+    const rows = g.node('Unsqueeze', [range(2), i64(g, 1)]),
+      cols = g.node('Unsqueeze', [range(3), i64(g, 0)]);
+    const allowed = g.node('LessOrEqual', [cols, rows]);
+    s = g.node('Where', [allowed, s, g.init('neg_inf', [], [-Infinity], 'float32')]);
+  }
+  const o = g.node('MatMul', [g.node('Softmax', [s], [g.int('axis', -1)]), v]);
+  const merged = g.node('Reshape', [
+    g.node('Transpose', [o], [g.ints('perm', [0, 2, 1, 3])]),
+    g.init('shape', [3], [0, 0, m.embedDim], 'int64'),
+  ]);
+  const y = emitChild(g, m, 'out_proj', merged, path);
+  return m.batchFirst ? y : g.node('Transpose', [y], [g.ints('perm', [1, 0, 2])]);
+}
+
+/** A Transformer encoder layer: attention and feed-forward blocks with residuals and LayerNorms. */
+function encoderOut(g: GraphBuilder, m: TransformerEncoderLayer, x: string, path: string): string {
+  const sa = (h: string): string => emitChild(g, m, 'self_attn', h, path);
+  const ff = (h: string): string => {
+    const z = emitChild(g, m, 'linear1', h, path);
+    return emitChild(g, m, 'linear2', EMITTERS[m.activation === 'relu' ? 'ReLU' : 'GELU'](g, m, z, path), path);
+  };
+  const norm = (n: string, h: string): string => emitChild(g, m, n, h, path);
+  if (m.normFirst) {
+    const h = g.node('Add', [x, sa(norm('norm1', x))]);
+    return g.node('Add', [h, ff(norm('norm2', h))]);
+  }
+  const h = norm('norm1', g.node('Add', [x, sa(x)]));
+  return norm('norm2', g.node('Add', [h, ff(h)]));
+}
+
+/** x plus rows [0, L) of a position table (L read from x's shape). */
+function addPositions(g: GraphBuilder, x: string, table: string, batchFirst: boolean, d: number): string {
+  const L = dimOf(g, x, batchFirst ? 1 : 0);
+  let pe = g.node('Slice', [table, i64(g, 0), L, i64(g, 0)]);
+  if (!batchFirst) pe = g.node('Reshape', [pe, g.init('shape', [3], [-1, 1, d], 'int64')]);
+  return g.node('Add', [x, pe]);
+}
+
 /** One ONNX emitter per registered layer type (the type checker wants one for every LayerSpec type). */
 const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
   Sequential: (g, m, x, path) => (m as Sequential).layers.reduce((h, l, i) => emit(g, l, h, `${path}.${i}`), x),
@@ -229,6 +312,66 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
       [x, scale, bias],
       [g.int('axis', -shape.length), g.float('epsilon', l.opts.eps ?? 1e-5)],
     );
+  },
+  Conv1d: (g, m, x) => {
+    const c = m as Conv1d;
+    const attrs = [
+      g.ints('kernel_shape', [c.kernelSize]),
+      g.ints('strides', [c.stride]),
+      g.ints('dilations', [c.dilation]),
+      g.ints('pads', [c.padding, c.padding]),
+      g.int('group', c.groups),
+    ];
+    const w = g.tensor('weight', c.weight);
+    return g.node('Conv', c.bias ? [x, w, g.tensor('bias', c.bias)] : [x, w], attrs);
+  },
+  AvgPool2d: (g, m, x) => {
+    const p = m as AvgPool2d;
+    const [ph, pw] = pair(p.opts.padding as number | Pair | undefined, 0);
+    return g.node(
+      'AveragePool',
+      [x],
+      [
+        g.ints('kernel_shape', pair(p.kernelSize as number | Pair, 1)),
+        g.ints('strides', pair((p.opts.stride ?? p.kernelSize) as number | Pair, 1)),
+        g.ints('pads', [ph, pw, ph, pw]),
+        g.int('count_include_pad', (p.opts.countIncludePad ?? true) ? 1 : 0),
+      ],
+    );
+  },
+  AdaptiveAvgPool2d: (g, m, x, path) => {
+    const [oh, ow] = (m as AdaptiveAvgPool2d).outputSize;
+    if (oh !== 1 || ow !== 1)
+      throw new ValidationError(`${path}: ONNX export covers AdaptiveAvgPool2d(1) only, got [${oh}, ${ow}]`);
+    return g.node('GlobalAveragePool', [x]);
+  },
+  GlobalAvgPool2d: (g, _m, x) => g.node('Flatten', [g.node('GlobalAveragePool', [x])], [g.int('axis', 1)]),
+  SequencePool: (g, m, x) => {
+    const p = m as SequencePool;
+    const ax = p.batchFirst ? 1 : 0;
+    if (p.mode === 'mean' || p.mode === 'max')
+      return g.node(p.mode === 'mean' ? 'ReduceMean' : 'ReduceMax', [x], [g.ints('axes', [ax]), g.int('keepdims', 0)]);
+    return g.node('Gather', [x, g.init('at', [], [p.mode === 'first' ? 0 : -1], 'int64')], [g.int('axis', ax)]);
+  },
+  Residual: (g, m, x, path) => {
+    const r = m as Residual;
+    const y = emitChild(g, r, 'body', x, path);
+    return g.node('Add', [y, r.shortcut ? emitChild(g, r, 'shortcut', x, path) : x]);
+  },
+  MultiheadAttention: (g, m, x, path) => attentionOut(g, m as MultiheadAttention, x, path),
+  TransformerEncoderLayer: (g, m, x, path) => encoderOut(g, m as TransformerEncoderLayer, x, path),
+  TransformerDecoderLayer: (_g, _m, _x, path) => {
+    throw new ValidationError(
+      `${path}: a TransformerDecoderLayer needs the encoder output as a second input, which a one-input ONNX graph lacks`,
+    );
+  },
+  SinusoidalPositionalEncoding: (g, m, x) => {
+    const p = m as SinusoidalPositionalEncoding;
+    return addPositions(g, x, g.init('pe', [p.maxLen, p.dModel], p.table(p.maxLen), 'float32'), p.batchFirst, p.dModel);
+  },
+  LearnedPositionalEmbedding: (g, m, x) => {
+    const p = m as LearnedPositionalEmbedding;
+    return addPositions(g, x, g.tensor('pos', p.weight), p.batchFirst, p.dModel);
   },
   Embedding: (g, m, x) => g.node('Gather', [g.tensor('embedding', (m as Embedding).weight), x], [g.int('axis', 0)]),
 };

@@ -18,6 +18,29 @@ export {
   type LayerOptions,
   type Conv2dLayerOptions,
 } from './layers.js';
+export {
+  MultiheadAttention,
+  TransformerEncoderLayer,
+  TransformerDecoderLayer,
+  SinusoidalPositionalEncoding,
+  LearnedPositionalEmbedding,
+  scaledDotProductAttention,
+  applyRotary,
+  type AttentionOptions,
+  type MultiheadAttentionOptions,
+  type MultiheadMasks,
+  type TransformerLayerOptions,
+} from './attention.js';
+export {
+  Conv1d,
+  AvgPool2d,
+  AdaptiveAvgPool2d,
+  GlobalAvgPool2d,
+  SequencePool,
+  Residual,
+  type Conv1dLayerOptions,
+  type SequencePoolMode,
+} from './pooling.js';
 export * as init from './init.js';
 export * as loss from './loss.js';
 export type { InitName } from './init.js';

@@ -14,15 +14,16 @@ import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight, type InitName } from './init.js';
 import { Module } from './module.js';
 import { registerLayer, type SpecFields } from './registry.js';
-import type { LayerSpec } from './spec.js';
 import type { Pair2, SpecReader } from './spec_reader.js';
 
-function posInt(x: unknown, what: string): number {
+/** @internal A positive integer argument, or ArgumentError naming it. */
+export function posInt(x: unknown, what: string): number {
   if (typeof x !== 'number' || !Number.isInteger(x) || x < 1)
     throw new ArgumentError(`${what} must be a positive integer, got ${describe(x)}`);
   return x;
 }
-function lastDim(x: Tensor, want: number, layer: string): void {
+/** @internal Checks an input's last dimension. */
+export function lastDim(x: Tensor, want: number, layer: string): void {
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== want) {
     throw new ShapeError(`${layer} expects inputs whose last dimension is ${want}, got ${shapeStr(x.shape)}`);
   }
@@ -484,24 +485,37 @@ registerLayer(Conv2d, {
     }),
 });
 
+/** @internal A pooling layer's kernel/stride/padding read from a spec (stride absent = the kernel size). */
+export function poolFields(
+  o: SpecFields,
+  r: SpecReader,
+  path: string,
+): { kernel: Pair2; stride?: Pair2; padding: Pair2 } {
+  const kernel = r.pair(o, 'kernelSize', path, 1);
+  const padding = r.pair(o, 'padding', path, 0, 0);
+  return o.stride !== undefined ? { kernel, stride: r.pair(o, 'stride', path, 1), padding } : { kernel, padding };
+}
+/** @internal The kernelSize/stride/padding spec fields of a pooling layer. */
+export function poolSpec(
+  kernel: Pair,
+  opts: { stride?: Pair; padding?: Pair },
+): { kernelSize: Pair2; stride?: Pair2; padding: Pair2 } {
+  const s: { kernelSize: Pair2; stride?: Pair2; padding: Pair2 } = {
+    kernelSize: pair(kernel),
+    padding: pair(opts.padding ?? 0),
+  };
+  if (opts.stride !== undefined) s.stride = pair(opts.stride);
+  return s;
+}
+
 registerLayer(MaxPool2d, {
   type: 'MaxPool2d',
-  toSpec: (p) => {
-    const s: LayerSpec = { type: 'MaxPool2d', kernelSize: pair(p.kernelSize), padding: pair(p.opts.padding ?? 0) };
-    if (p.opts.stride !== undefined) s.stride = pair(p.opts.stride);
-    return s;
+  toSpec: (p) => ({ type: 'MaxPool2d', ...poolSpec(p.kernelSize, p.opts) }),
+  params: (o, r, path) => (poolFields(o, r, path), 0),
+  fromSpec: (o, r, path) => {
+    const f = poolFields(o, r, path);
+    return new MaxPool2d(f.kernel, { ...(f.stride ? { stride: f.stride } : {}), padding: f.padding });
   },
-  params: (o, r, path) => {
-    r.pair(o, 'kernelSize', path, 1);
-    if (o.stride !== undefined) r.pair(o, 'stride', path, 1);
-    r.pair(o, 'padding', path, 0, 0);
-    return 0;
-  },
-  fromSpec: (o, r, path) =>
-    new MaxPool2d(r.pair(o, 'kernelSize', path, 1), {
-      ...(o.stride !== undefined ? { stride: r.pair(o, 'stride', path, 1) } : {}),
-      padding: r.pair(o, 'padding', path, 0, 0),
-    }),
   keepsFeatures: true,
 });
 

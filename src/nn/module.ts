@@ -106,6 +106,13 @@ export abstract class Module {
     }
   }
 
+  /** The child registered as `name` (looked up on each call, so a child swapped by replaceChild is used). */
+  protected child<M extends Module = Module>(name: string): M {
+    const m = this._children.get(name);
+    if (!m) throw new ArgumentError(`${this.constructor.name} has no child named ${describe(name)}`);
+    return m as M;
+  }
+
   /** Direct children, in registration order. */
   children(): Module[] {
     return [...this._children.values()];

@@ -45,7 +45,49 @@ export type LayerSpec =
       dilation: Pair2;
       bias: boolean;
     }
-  | { type: 'Int4Linear'; inFeatures: number; outFeatures: number; groupSize: number; bias: boolean };
+  | { type: 'Int4Linear'; inFeatures: number; outFeatures: number; groupSize: number; bias: boolean }
+  | {
+      type: 'Conv1d';
+      inChannels: number;
+      outChannels: number;
+      kernelSize: number;
+      stride: number;
+      padding: number;
+      dilation: number;
+      groups: number;
+      bias: boolean;
+    }
+  | { type: 'AvgPool2d'; kernelSize: Pair2; stride?: Pair2; padding: Pair2; countIncludePad: boolean }
+  | { type: 'AdaptiveAvgPool2d'; outputSize: [number, number] }
+  | { type: 'GlobalAvgPool2d' }
+  | { type: 'SequencePool'; mode: 'mean' | 'max' | 'first' | 'last'; batchFirst: boolean }
+  | { type: 'Residual'; layers: LayerSpec[] }
+  | {
+      type: 'MultiheadAttention';
+      embedDim: number;
+      numHeads: number;
+      dropout: number;
+      batchFirst: boolean;
+      causal: boolean;
+      rotary: boolean;
+      layers: LayerSpec[];
+    }
+  | {
+      type: 'TransformerEncoderLayer' | 'TransformerDecoderLayer';
+      dModel: number;
+      nHead: number;
+      dimFeedforward: number;
+      dropout: number;
+      activation: 'relu' | 'gelu';
+      layerNormEps: number;
+      normFirst: boolean;
+      batchFirst: boolean;
+      causal: boolean;
+      rotary: boolean;
+      layers: LayerSpec[];
+    }
+  | { type: 'SinusoidalPositionalEncoding'; dModel: number; maxLen: number; batchFirst: boolean }
+  | { type: 'LearnedPositionalEmbedding'; maxLen: number; dModel: number; batchFirst: boolean };
 
 /** Metadata key under which kn.io.save stores a model's spec. */
 export const SPEC_METADATA_KEY = 'kiln.spec';
@@ -94,6 +136,40 @@ function build(r: SpecReader, v: unknown, path: string, depth: number): Module {
   const { o, d } = describeNode(r, v, path, depth);
   const kids = d.children?.(o, r, path) ?? [];
   return d.fromSpec(o, r, path, (i) => build(r, kids[i], `${path}.${i}`, depth + 1));
+}
+
+/** The fields that fix a layer's shapes: a composite's rebuilt child must agree with its default on them. */
+const SHAPE_FIELDS = ['inFeatures', 'outFeatures', 'normalizedShape', 'embedDim', 'numHeads'] as const;
+
+/**
+ * @internal Gives a composite layer built from its spec's settings (MultiheadAttention, the Transformer layers)
+ * the children its spec lists, in registration order: each must be of the default child's type (a Linear may be
+ * quantized) and shape, so a hostile spec cannot wire mismatched layers in. The defaults are disposed.
+ */
+export function adoptChildren(m: Module, r: SpecReader, path: string, child: (index: number) => Module): void {
+  m.namedChildren().forEach(([name, old], i) => {
+    const c = child(i);
+    const want = toSpec(old),
+      got = layerOf(c) ? toSpec(c) : null;
+    const linearLike = want.type === 'Linear' && (got?.type === 'QuantLinear' || got?.type === 'Int4Linear');
+    if (!got || (got.type !== want.type && !linearLike))
+      r.fail(`${path}.${i}`, `must be a ${want.type} (the layer's ${name}), got ${got?.type ?? 'an unknown layer'}`);
+    const a = want as Record<string, unknown>,
+      b = got as Record<string, unknown>;
+    for (const k of SHAPE_FIELDS) {
+      if (k in a && JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+        r.fail(`${path}.${i}`, `${name}'s ${k} must be ${JSON.stringify(a[k])}, got ${describe(b[k])}`);
+    }
+    m.replaceChild(name, c).dispose();
+  });
+}
+
+/** @internal The `layers` list of a composite spec, which must hold exactly `count` child specs. */
+export function compositeChildren(o: Record<string, unknown>, r: SpecReader, path: string, count: number): unknown[] {
+  const ls = o.layers;
+  if (!Array.isArray(ls) || ls.length !== count)
+    r.fail(path, `'layers' must be a list of ${count} layer specs, got ${describe(ls)}`);
+  return ls as unknown[];
 }
 
 /**

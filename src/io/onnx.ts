@@ -365,6 +365,12 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
       `${path}: a TransformerDecoderLayer needs the encoder output as a second input, which a one-input ONNX graph lacks`,
     );
   },
+  LSTM: (_g, _m, _x, path) => {
+    throw new ValidationError(`${path}: ONNX export does not cover LSTM layers yet`);
+  },
+  GRU: (_g, _m, _x, path) => {
+    throw new ValidationError(`${path}: ONNX export does not cover GRU layers yet`);
+  },
   SinusoidalPositionalEncoding: (g, m, x) => {
     const p = m as SinusoidalPositionalEncoding;
     return addPositions(g, x, g.init('pe', [p.maxLen, p.dModel], p.table(p.maxLen), 'float32'), p.batchFirst, p.dModel);

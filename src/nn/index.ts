@@ -41,6 +41,7 @@ export {
   type Conv1dLayerOptions,
   type SequencePoolMode,
 } from './pooling.js';
+export { LSTM, GRU, type RecurrentOptions, type RecurrentInput, type RecurrentOutput } from './recurrent.js';
 export * as init from './init.js';
 export * as loss from './loss.js';
 export type { InitName } from './init.js';

@@ -87,7 +87,17 @@ export type LayerSpec =
       layers: LayerSpec[];
     }
   | { type: 'SinusoidalPositionalEncoding'; dModel: number; maxLen: number; batchFirst: boolean }
-  | { type: 'LearnedPositionalEmbedding'; maxLen: number; dModel: number; batchFirst: boolean };
+  | { type: 'LearnedPositionalEmbedding'; maxLen: number; dModel: number; batchFirst: boolean }
+  | {
+      type: 'LSTM' | 'GRU';
+      inputSize: number;
+      hiddenSize: number;
+      numLayers: number;
+      bias: boolean;
+      batchFirst: boolean;
+      dropout: number;
+      bidirectional: boolean;
+    };
 
 /** Metadata key under which kn.io.save stores a model's spec. */
 export const SPEC_METADATA_KEY = 'kiln.spec';

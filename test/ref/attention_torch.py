@@ -3,18 +3,11 @@
 # Weights and inputs are w[i] = sin(0.37 i + seed) * 0.5 in each tensor's row-major order, so the test builds the
 # same numbers. Run with Debian's python3-torch:  /usr/bin/python3 test/ref/attention_torch.py > test/ref/attention_torch.json
 import json
-import math
 
 import torch
+from common import fill, flat
 
 torch.set_default_dtype(torch.float64)
-
-
-def fill(t, seed):
-    n = t.numel()
-    v = torch.tensor([math.sin(0.37 * i + seed) * 0.5 for i in range(n)]).reshape(t.shape)
-    with torch.no_grad():
-        t.copy_(v)
 
 
 def mha_params(mha, seed):
@@ -45,9 +38,6 @@ def layer_params(layer, seed, decoder):
         fill(n.weight, seed + 6 + i)
         fill(n.bias, seed + 16 + i)
 
-
-def flat(t):
-    return [float(x) for x in t.reshape(-1).tolist()]
 
 
 N, L, S, E, H, F = 2, 3, 4, 8, 2, 16

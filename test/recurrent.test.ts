@@ -1,0 +1,121 @@
+// LSTM and GRU: PyTorch's numbers (test/ref/rnn_torch.py, float64) for two bidirectional layers with an initial
+// state, full and packed by lengths, on every backend; finite-difference gradients; specs; bad input.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln } from './helpers.js';
+
+const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
+const close = (a: ArrayLike<number>, e: ArrayLike<number>, what: string, atol = 2e-5): void => {
+  const r = allclose(a, e, atol, 1e-4);
+  assert.ok(r.ok, `${what}: ${r.message}`);
+};
+const f64 = (t: kn.Tensor): number[] => Array.from(t.toFloat64Array());
+
+interface Case {
+  y: number[];
+  h: number[];
+  c?: number[];
+}
+const ref = JSON.parse(readFileSync(new URL('./ref/rnn_torch.json', import.meta.url), 'utf8')) as {
+  N: number;
+  L: number;
+  F: number;
+  H: number;
+  lengths: number[];
+  cases: Record<'LSTM' | 'GRU', { full: Case; packed: Case; names: string[] }>;
+};
+const { N, L, F, H } = ref;
+const fill = (shape: number[], seed: number): kn.Tensor =>
+  kn.tensor(
+    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(0.37 * i + seed) * 0.5),
+    shape,
+  );
+
+for (const b of BACKENDS) {
+  test(`LSTM and GRU give PyTorch's numbers: 2 layers, bidirectional, initial state, packed (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        for (const kind of ['LSTM', 'GRU'] as const) {
+          const m = new kn.nn[kind](F, H, { numLayers: 2, bidirectional: true, batchFirst: true });
+          const names = m.namedParameters().map(([n]) => n);
+          assert.equal(names, ref.cases[kind].names, 'PyTorch parameter names and order');
+          m.loadStateDict(Object.fromEntries(m.namedParameters().map(([n, p], i) => [n, fill([...p.shape], 1 + i)])));
+          const x = fill([N, L, F], 0.25);
+          const h0 = fill([4, N, H], 0.7),
+            c0 = fill([4, N, H], 0.8);
+          const state = kind === 'LSTM' ? { h0, c0 } : { h0 };
+          for (const [name, extra] of [
+            ['full', {}],
+            ['packed', { lengths: ref.lengths }],
+          ] as const) {
+            const r = m.run(x, { ...state, ...extra });
+            const want = ref.cases[kind][name];
+            close(f64(r.output), want.y, `${kind} ${name} output`);
+            close(f64(r.h), want.h, `${kind} ${name} h`);
+            if (want.c) close(f64(r.c!), want.c, `${kind} ${name} c`);
+          }
+        }
+      }),
+    ));
+
+  test(`LSTM and GRU pass gradient checks, packed and bidirectional (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        for (const kind of ['LSTM', 'GRU'] as const) {
+          const r = kn.gradcheck(
+            (x) =>
+              onBackend(x!.backend, () => {
+                kn.seed(4);
+                return new kn.nn[kind](3, 2, { bidirectional: true, numLayers: 2 });
+              }).run(x!, { lengths: [3, 1] }).output,
+            [kn.tensor(randomArray(rng(3), 3 * 2 * 3), [3, 2, 3])],
+            { atol: 2e-3, rtol: 2e-3 },
+          );
+          assert.ok(r.ok, `${kind}: max abs err ${r.maxAbsErr} at ${JSON.stringify(r.worst)}`);
+        }
+      }),
+    ));
+}
+
+test('recurrent layers: defaults, dropout, specs and files, bad input', async () => {
+  kn.seed(9);
+  const lstm = new kn.nn.LSTM(4, 6);
+  assert.equal(lstm.call(kn.ones([5, 2, 4])).shape, [5, 2, 6]);
+  const all = lstm.parameters().flatMap((p) => Array.from(p.toFloat64Array()));
+  assert.ok(
+    all.every((v) => Math.abs(v) <= 1 / Math.sqrt(6)),
+    'U(+-1/sqrt(hidden)) as PyTorch',
+  );
+  const gru = new kn.nn.GRU(4, 3, { numLayers: 3, dropout: 0.5, batchFirst: true, bias: false });
+  assert.is(gru.parameters().length, 6);
+  const x = kn.randn([2, 5, 4]);
+  gru.eval();
+  assert.equal(f64(gru.call(x)), f64(gru.call(x)), 'eval is deterministic');
+  gru.train();
+  assert.not.equal(f64(gru.call(x)), f64(gru.call(x)), 'dropout between layers in training');
+  gru.eval();
+  const seq = new kn.nn.Sequential(gru, new kn.nn.SequencePool('last'), new kn.nn.Linear(3, 2));
+  const file = join(mkdtempSync(join(tmpdir(), 'kiln-rnn-')), 'rnn.safetensors');
+  await kn.io.save(file, seq);
+  const { model } = await kn.io.loadModel(file);
+  model.eval();
+  assert.equal(kn.nn.toSpec(model), kn.nn.toSpec(seq));
+  close(f64(model.call(x)), f64(seq.call(x)), 'loaded model');
+  throwsKiln(() => lstm.call(kn.ones([5, 2, 3])), kn.ShapeError, /expects \[L, N, 4\]/);
+  throwsKiln(() => lstm.run(kn.ones([5, 2, 4]), { h0: kn.ones([2, 2, 6]) }), kn.ShapeError, /h0 must be \[1, 2, 6\]/);
+  throwsKiln(() => lstm.run(kn.ones([5, 2, 4]), { lengths: [5, 6] }), kn.ArgumentError, /lengths\[1\]/);
+  throwsKiln(() => gru.run(x, { c0: kn.ones([3, 2, 3]) }), kn.ArgumentError, /no cell state/);
+  throwsKiln(() => new kn.nn.LSTM(4, 0), kn.ArgumentError, /hiddenSize/);
+  throwsKiln(
+    () => kn.nn.fromSpec({ type: 'LSTM', inputSize: 1e5, hiddenSize: 1e5, numLayers: 1e3 }),
+    kn.FormatError,
+    /parameter values/,
+  );
+  throwsKiln(() => kn.io.toOnnx(lstm, { inputShape: [2, 4] }), kn.ValidationError, /LSTM/);
+});
+
+test.run();

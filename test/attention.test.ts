@@ -192,6 +192,60 @@ for (const b of BACKENDS) {
     ));
 }
 
+test("the fused attention kernel gives the ops path's outputs and gradients, in memory linear in length", () =>
+  kn.tidy(() => {
+    for (const b of BACKENDS)
+      onBackend(b, () => {
+        kn.seed(12);
+        const q = rnd([2, 3, 70, 8], 1),
+          k = rnd([2, 3, 90, 8], 2),
+          v = rnd([2, 3, 90, 5], 3),
+          g = rnd([2, 3, 70, 5], 4);
+        const bits = Uint8Array.from({ length: 2 * 90 }, (_, i) => (i % 5 === 1 ? 0 : 1));
+        const allowed = kn.tensor(bits, [2, 1, 1, 90], { dtype: 'bool' });
+        // the same mask as an additive float tensor that requires grad takes the ops path
+        const additive = kn.where(allowed, 0, -Infinity);
+        additive.requiresGrad = true;
+        const run = (mask: kn.Tensor): number[][] => {
+          const [qq, kk, vv] = [q, k, v].map((t) => {
+            const c = t.clone();
+            c.requiresGrad = true;
+            return c;
+          }) as [kn.Tensor, kn.Tensor, kn.Tensor];
+          const o = kn.nn.scaledDotProductAttention(qq, kk, vv, { attnMask: mask, isCausal: true, scale: 0.3 });
+          o.mul(g).sum().backward();
+          return [o, qq.grad!, kk.grad!, vv.grad!].map(f64);
+        };
+        const fused = run(allowed),
+          ops = run(additive);
+        ['output', 'dq', 'dk', 'dv'].forEach((n, i) => close(fused[i]!, ops[i]!, 2e-5, 1e-4, `${b} ${n}`));
+      });
+    // memory: forward and backward at L = S = 1024 never hold an L x S matrix (4 MiB); the ops path holds several
+    const L = 1024;
+    const q = rnd([1, L, 16], 5),
+      k = rnd([1, L, 16], 6),
+      v = rnd([1, L, 16], 7);
+    const peak = (mask: kn.Tensor | null): number => {
+      kn.resetPeakMemory();
+      const base = kn.memory().numBytes;
+      kn.tidy(() => {
+        const [qq, kk, vv] = [q, k, v].map((t) => {
+          const c = t.clone();
+          c.requiresGrad = true;
+          return c;
+        }) as [kn.Tensor, kn.Tensor, kn.Tensor];
+        kn.nn.scaledDotProductAttention(qq, kk, vv, { isCausal: true, attnMask: mask }).sum().backward();
+      });
+      return kn.memory().peakBytes - base;
+    };
+    const zero = kn.zeros([L, L]);
+    zero.requiresGrad = true;
+    const fusedPeak = peak(null),
+      opsPeak = peak(zero);
+    assert.ok(fusedPeak < 1 << 20, `fused attention peak ${fusedPeak} bytes`);
+    assert.ok(opsPeak > 4 * L * L, `ops path peak ${opsPeak} bytes`);
+  }));
+
 test('Conv1d and the pooling layers compute their definitions', () =>
   kn.tidy(() => {
     kn.seed(2);

@@ -357,6 +357,59 @@ export const CASES: OpCase[] = [
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },
   { name: 'matmul M=0', ops: ['matmul'], inputs: [f([0, 3]), f([3, 4])], run: (a, b) => a.matmul(b) },
+  // fused attention (forward and backward; the gradient cases go through gradcheck and gradgradcheck)
+  {
+    name: 'attention [2,5,4] over [2,7,4]',
+    ops: ['attention', 'attentionBackward'],
+    inputs: [f([2, 5, 4]), f([2, 7, 4]), f([2, 7, 3])],
+    run: (q, k, v) => kn.nn.scaledDotProductAttention(q, k, v),
+    grad: true,
+  },
+  {
+    name: 'attention causal, additive mask, shared batch dims',
+    ops: ['attention', 'attentionBackward'],
+    inputs: [f([2, 2, 4, 3]), f([1, 2, 4, 3]), f([2, 1, 4, 2]), f([4, 4])],
+    run: (q, k, v, m) => kn.nn.scaledDotProductAttention(q, k, v, { isCausal: true, attnMask: m, scale: 0.8 }),
+    grad: true,
+  },
+  ...([false, true] as const).map((causal) => ({
+    name: `attention blocks past 64, bool mask, backward (causal=${causal})`,
+    ops: ['attention', 'attentionBackward'] as OpName[],
+    inputs: [f([3, 70, 16]), f([3, 130, 16]), f([3, 130, 8]), f([3, 70, 8])],
+    atol: 1e-4,
+    run: (q: kn.Tensor, k: kn.Tensor, v: kn.Tensor, g: kn.Tensor) => {
+      const [qq, kk, vv] = [q, k, v].map((t) => {
+        const c = t.clone();
+        c.requiresGrad = true;
+        return c;
+      }) as [kn.Tensor, kn.Tensor, kn.Tensor];
+      const bits = Uint8Array.from({ length: 3 * 130 }, (_, i) => (i % 7 === 3 ? 0 : 1));
+      const mask = kn.tensor(bits, [3, 1, 130], { dtype: 'bool', backend: q.backend });
+      const o = kn.nn.scaledDotProductAttention(qq, kk, vv, { isCausal: causal, attnMask: mask });
+      o.mul(g).sum().backward();
+      return kn.concat([o.flatten(), qq.grad!.flatten(), kk.grad!.flatten(), vv.grad!.flatten()]);
+    },
+  })),
+  {
+    name: 'attention dropout: the same weights dropped on every backend',
+    ops: ['attention', 'attentionBackward'],
+    inputs: [f([2, 9, 4]), f([2, 11, 4]), f([2, 11, 5]), f([2, 9, 5])],
+    atol: 1e-4,
+    run: (q, k, v, g) => {
+      const vv = v.clone();
+      vv.requiresGrad = true;
+      kn.seed(77);
+      const o = kn.nn.scaledDotProductAttention(q, k, vv, { dropoutP: 0.4 });
+      o.mul(g).sum().backward();
+      return kn.concat([o.flatten(), vv.grad!.flatten()]);
+    },
+  },
+  {
+    name: 'attention L=0',
+    ops: ['attention'],
+    inputs: [f([2, 0, 4]), f([2, 3, 4]), f([2, 3, 2])],
+    run: (q, k, v) => kn.nn.scaledDotProductAttention(q, k, v),
+  },
   // conv / pool
   {
     name: 'conv2d 3x3 pad 1',

@@ -140,6 +140,11 @@ test('kernels follow one naming scheme on every backend', () => {
     'random',
     'matmul_simt',
     'matmul_wmma',
+    // the passes of attentionBackward and the copy that packs its inputs (webgpu binds five buffers)
+    'attention_backward_stats',
+    'attention_backward_q',
+    'attention_backward_kv',
+    'copy_f32',
   ]);
   const ops = new Set(OP_TABLE.map((o) => snake(o.name).toLowerCase()));
   const names = [

@@ -36,6 +36,7 @@ test('there are gradient checks for the differentiable ops', () => {
     'softmax',
     'logSoftmax',
     'matmul',
+    'attention',
     'conv2d',
     'maxPool2d',
     'avgPool2d',

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "kiln/attention.h"
 
 namespace kiln {
 namespace cuda {
@@ -225,9 +226,155 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
   return launched("gemm");
 }
 
+// ---- fused attention: one warp per query row (forward, dq) or key row (dk, dv), lanes over the head dims, an
+// online softmax over the keys, so nothing of size L x S is stored. The output row is the accumulator: each
+// lane owns its columns. The backward recomputes P = exp(s - lse) and uses D_i = dO_i . O_i (FlashAttention-2).
+constexpr int kAttWarps = 4;
+
+__device__ inline float att_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float att_dot(const float* x, const float* y, int64_t n) {
+  float s = 0.f;
+  for (int64_t d = threadIdx.x & 31; d < n; d += 32) s += x[d] * y[d];
+  return att_warp_sum(s);
+}
+__device__ inline float att_score(const AttArgs& a, int64_t b, int64_t i, int64_t j) {
+  if (a.causal && j > i) return -INFINITY;
+  float s = att_dot(a.q + (b * a.L + i) * a.D, a.k + (b * a.S + j) * a.D, a.D) * a.scale;
+  if (a.mask) s += a.mask[b * a.mask_stride + i * a.S + j];
+  return s;
+}
+__device__ inline int64_t att_row() { return static_cast<int64_t>(blockIdx.x) * kAttWarps + (threadIdx.x >> 5); }
+
+__global__ void attention(AttArgs a, float* out) {
+  const int64_t t = att_row();
+  if (t >= a.B * a.L) return;
+  const int64_t b = t / a.L, i = t % a.L, lane = threadIdx.x & 31;
+  float* o = out + t * (a.Dv + 1);
+  for (int64_t e = lane; e < a.Dv; e += 32) o[e] = 0.f;
+  float m = -INFINITY, l = 0.f;
+  for (int64_t j = 0; j < a.S; ++j) {
+    const float s = att_score(a, b, i, j);
+    if (s == -INFINITY) continue;
+    const float mn = fmaxf(m, s);
+    const float alpha = m == -INFINITY ? 0.f : expf(m - mn), p = expf(s - mn);
+    l = l * alpha + p;
+    m = mn;
+    const float w = p * a.keep(b, i, j);
+    const float* vj = a.v + (b * a.S + j) * a.Dv;
+    for (int64_t e = lane; e < a.Dv; e += 32) o[e] = o[e] * alpha + w * vj[e];
+  }
+  if (m == -INFINITY) {
+    for (int64_t e = lane; e < a.Dv; e += 32) o[e] = NAN;
+    if (lane == 0) o[a.Dv] = -INFINITY;
+    return;
+  }
+  for (int64_t e = lane; e < a.Dv; e += 32) o[e] /= l;
+  if (lane == 0) o[a.Dv] = m + logf(l);
+}
+
+// D_i = dO_i . O_i per query row into di
+__global__ void attention_backward_stats(AttArgs a, const float* fo, const float* go, float* di) {
+  const int64_t t = att_row();
+  if (t >= a.B * a.L) return;
+  const float d = att_dot(go + t * a.Dv, fo + t * (a.Dv + 1), a.Dv);
+  if ((threadIdx.x & 31) == 0) di[t] = d;
+}
+
+// dS of (b, i, j) (scaled) and P * keep
+__device__ inline float att_ds(const AttArgs& a, const float* fo, const float* go, const float* di, int64_t b,
+                               int64_t i, int64_t j, float* pk) {
+  *pk = 0.f;
+  const float s = att_score(a, b, i, j);
+  if (s == -INFINITY) return 0.f;
+  const int64_t r = b * a.L + i;
+  const float p = expf(s - fo[r * (a.Dv + 1) + a.Dv]), kf = a.keep(b, i, j);
+  const float dpd = att_dot(go + r * a.Dv, a.v + (b * a.S + j) * a.Dv, a.Dv);
+  *pk = p * kf;
+  return p * (dpd * kf - di[r]) * a.scale;
+}
+
+__global__ void attention_backward_q(AttArgs a, const float* fo, const float* go, const float* di, float* dq) {
+  const int64_t t = att_row();
+  if (t >= a.B * a.L) return;
+  const int64_t b = t / a.L, i = t % a.L, lane = threadIdx.x & 31;
+  float* g = dq + t * a.D;
+  for (int64_t d = lane; d < a.D; d += 32) g[d] = 0.f;
+  float pk;
+  for (int64_t j = 0; j < a.S; ++j) {
+    const float ds = att_ds(a, fo, go, di, b, i, j, &pk);
+    if (ds == 0.f) continue;
+    const float* kj = a.k + (b * a.S + j) * a.D;
+    for (int64_t d = lane; d < a.D; d += 32) g[d] += ds * kj[d];
+  }
+}
+
+__global__ void attention_backward_kv(AttArgs a, const float* fo, const float* go, const float* di, float* dk,
+                                      float* dv) {
+  const int64_t t = att_row();
+  if (t >= a.B * a.S) return;
+  const int64_t b = t / a.S, j = t % a.S, lane = threadIdx.x & 31;
+  float* gk = dk + t * a.D;
+  float* gv = dv + t * a.Dv;
+  for (int64_t d = lane; d < a.D; d += 32) gk[d] = 0.f;
+  for (int64_t e = lane; e < a.Dv; e += 32) gv[e] = 0.f;
+  float pk;
+  for (int64_t i = 0; i < a.L; ++i) {
+    const float ds = att_ds(a, fo, go, di, b, i, j, &pk);
+    const int64_t r = b * a.L + i;
+    if (pk != 0.f)
+      for (int64_t e = lane; e < a.Dv; e += 32) gv[e] += pk * go[r * a.Dv + e];
+    if (ds != 0.f)
+      for (int64_t d = lane; d < a.D; d += 32) gk[d] += ds * a.q[r * a.D + d];
+  }
+}
+
+static unsigned att_blocks(int64_t rows) {
+  const int64_t b = (rows + kAttWarps - 1) / kAttWarps;
+  return static_cast<unsigned>(b < 1 ? 1 : b);
+}
+
+static Status k_attention(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  AttArgs a;
+  if (Status st = att_check(in, nin, 3, "attention", attrs, a); !st.good()) return st;
+  if (Status st = att_check_out(out, a, true); !st.good()) return st;
+  KILN_REQUIRE(att_blocks(a.B * a.L) <= 2147483647u, ST_SHAPE, "attention: too many rows for one grid");
+  if (a.B * a.L == 0) return Status::ok();
+  attention<<<att_blocks(a.B * a.L), 32 * kAttWarps, 0, stream()>>>(a, out.ptr<float>());
+  return launched("attention");
+}
+
+static Status k_attention_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  AttArgs a;
+  if (Status st = att_check(in, nin, 5, "attentionBackward", attrs, a); !st.good()) return st;
+  const int64_t nq = a.B * a.L * a.D, nk = a.B * a.S * a.D, nv = a.B * a.S * a.Dv;
+  if (Status st = att_check_out(out, a, false); !st.good()) return st;
+  if (nq + nk + nv == 0) return Status::ok();
+  const uint64_t bytes = static_cast<uint64_t>(a.B * a.L > 0 ? a.B * a.L : 1) * sizeof(float);
+  void* di = nullptr;
+  if (Status st = scratch(bytes, &di); !st.good()) return st;
+  const float* fo = in[3].ptr<float>();
+  const float* go = in[4].ptr<float>();
+  float* dq = out.ptr<float>();
+  float* D = static_cast<float*>(di);
+  if (a.B * a.L > 0) {
+    attention_backward_stats<<<att_blocks(a.B * a.L), 32 * kAttWarps, 0, stream()>>>(a, fo, go, D);
+    attention_backward_q<<<att_blocks(a.B * a.L), 32 * kAttWarps, 0, stream()>>>(a, fo, go, D, dq);
+  }
+  if (a.B * a.S > 0)
+    attention_backward_kv<<<att_blocks(a.B * a.S), 32 * kAttWarps, 0, stream()>>>(a, fo, go, D, dq + nq, dq + nq + nk);
+  const Status st = launched("attentionBackward");
+  release_scratch(di, bytes);
+  return st;
+}
+
 void register_matmul(KernelTable& t) {
   t.fn[OP_MATMUL] = k_matmul;
   t.fn[OP_MATMUL_BF16] = k_matmul_bf16;
+  t.fn[OP_ATTENTION] = k_attention;
+  t.fn[OP_ATTENTION_BACKWARD] = k_attention_backward;
 }
 
 }  // namespace cuda

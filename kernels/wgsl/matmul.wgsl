@@ -110,3 +110,168 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     }
   }
 }
+
+// ---- fused attention: one invocation per query row (forward, dq) or key row (dk, dv), an online softmax over
+// the keys, so nothing of size L x S is stored. Bindings reuse the ones above: dst; a = q; b = k (or [k | v]
+// for the backward); scales = v (or [dO | lse, D per row] for the backward); bias = the additive mask.
+// Params: P_ATTENTION_* (B, L, S, D, Dv, mask stride, flags, dropout threshold and seed hash, scale, keep scale).
+
+fn att_hash(x0: u32) -> u32 {
+  var x = x0;
+  x = x ^ (x >> 16u);
+  x = x * 0x7feb352du;
+  x = x ^ (x >> 15u);
+  x = x * 0x846ca68bu;
+  return x ^ (x >> 16u);
+}
+// the dropout factor of weight (b, i, j)
+fn att_keep(b: u32, i: u32, j: u32) -> f32 {
+  let thr = pu(P_ATTENTION_THRESHOLD);
+  if (thr == 0u) { return 1.0; }
+  let idx = (b * pu(P_ATTENTION_L) + i) * pu(P_ATTENTION_S) + j;
+  return select(0.0, pf(P_ATTENTION_KEEP_SCALE), att_hash(idx ^ pu(P_ATTENTION_SEED_HASH)) >= thr);
+}
+// score of (b, i, j); k rows start at kofs in `b`
+fn att_score(bb: u32, i: u32, j: u32) -> f32 {
+  let L = pu(P_ATTENTION_L);
+  let S = pu(P_ATTENTION_S);
+  let D = pu(P_ATTENTION_D);
+  if (pu(P_ATTENTION_CAUSAL) == 1u && j > i) { return -f_inf(); }
+  var s = 0.0;
+  for (var d = 0u; d < D; d++) {
+    s += bitcast<f32>(a[(bb * L + i) * D + d]) * bitcast<f32>(b[(bb * S + j) * D + d]);
+  }
+  s *= pf(P_ATTENTION_SCALE);
+  if (pu(P_ATTENTION_HAS_MASK) == 1u) { s += bias[bb * pu(P_ATTENTION_MASK_STRIDE) + i * S + j]; }
+  return s;
+}
+
+// forward: dst [B, L, Dv + 1] (output row, then its log-sum-exp); v in `scales`
+@compute @workgroup_size(256)
+fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  let B = pu(P_ATTENTION_B);
+  let L = pu(P_ATTENTION_L);
+  let S = pu(P_ATTENTION_S);
+  let Dv = pu(P_ATTENTION_DV);
+  if (t >= B * L) { return; }
+  let bb = t / L;
+  let i = t % L;
+  var m = -f_inf();
+  var l = 0.0;
+  for (var j = 0u; j < S; j++) {
+    let s = att_score(bb, i, j);
+    if (s == -f_inf()) { continue; }
+    if (m == -f_inf()) {
+      m = s;
+      l = 1.0;
+    } else {
+      let mn = max(m, s);
+      l = l * exp(m - mn) + exp(s - mn);
+      m = mn;
+    }
+  }
+  let row = t * (Dv + 1u);
+  if (m == -f_inf()) {
+    for (var e = 0u; e < Dv; e++) { dst[row + e] = f_nan(); }
+    dst[row + Dv] = -f_inf();
+    return;
+  }
+  for (var e = 0u; e < Dv; e++) { dst[row + e] = 0.0; }
+  for (var j = 0u; j < S; j++) {
+    let s = att_score(bb, i, j);
+    if (s == -f_inf()) { continue; }
+    let w = exp(s - m) / l * att_keep(bb, i, j);
+    if (w == 0.0) { continue; }
+    for (var e = 0u; e < Dv; e++) { dst[row + e] += w * scales[(bb * S + j) * Dv + e]; }
+  }
+  dst[row + Dv] = m + log(l);
+}
+
+// copies a (as f32 bits) into dst at P_ATTENTION_DST_OFFSET: packs the backward's inputs into shared buffers
+@compute @workgroup_size(256)
+fn copy_f32(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  if (t >= pu(P_ATTENTION_N)) { return; }
+  dst[pu(P_ATTENTION_DST_OFFSET) + t] = bitcast<f32>(a[t]);
+}
+
+// backward pass 1: per query row, lse (from the forward output in `a`) and D = dO . O into dst = [dO | lse, D]
+@compute @workgroup_size(256)
+fn attention_backward_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  let BL = pu(P_ATTENTION_B) * pu(P_ATTENTION_L);
+  let Dv = pu(P_ATTENTION_DV);
+  if (t >= BL) { return; }
+  var d = 0.0;
+  for (var e = 0u; e < Dv; e++) { d += dst[t * Dv + e] * bitcast<f32>(a[t * (Dv + 1u) + e]); }
+  dst[BL * Dv + 2u * t] = bitcast<f32>(a[t * (Dv + 1u) + Dv]);
+  dst[BL * Dv + 2u * t + 1u] = d;
+}
+
+// dS of (b, i, j) and P * keep; dO and the row stats in `scales`, v after k in `b`
+fn att_ds(bb: u32, i: u32, j: u32, pk: ptr<function, f32>) -> f32 {
+  let L = pu(P_ATTENTION_L);
+  let S = pu(P_ATTENTION_S);
+  let Dv = pu(P_ATTENTION_DV);
+  let BL = pu(P_ATTENTION_B) * L;
+  let vofs = pu(P_ATTENTION_B) * S * pu(P_ATTENTION_D);
+  let s = att_score(bb, i, j);
+  *pk = 0.0;
+  if (s == -f_inf()) { return 0.0; }
+  let r = bb * L + i;
+  let p = exp(s - scales[BL * Dv + 2u * r]);
+  let kf = att_keep(bb, i, j);
+  var dpd = 0.0;
+  for (var e = 0u; e < Dv; e++) { dpd += scales[r * Dv + e] * bitcast<f32>(b[vofs + (bb * S + j) * Dv + e]); }
+  *pk = p * kf;
+  return p * (dpd * kf - scales[BL * Dv + 2u * r + 1u]) * pf(P_ATTENTION_SCALE);
+}
+
+// backward pass 2: dq rows (dst[0 .. B L D))
+@compute @workgroup_size(256)
+fn attention_backward_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  let L = pu(P_ATTENTION_L);
+  let S = pu(P_ATTENTION_S);
+  let D = pu(P_ATTENTION_D);
+  if (t >= pu(P_ATTENTION_B) * L) { return; }
+  let bb = t / L;
+  let i = t % L;
+  for (var d = 0u; d < D; d++) { dst[t * D + d] = 0.0; }
+  var pk = 0.0;
+  for (var j = 0u; j < S; j++) {
+    let ds = att_ds(bb, i, j, &pk);
+    if (ds == 0.0) { continue; }
+    for (var d = 0u; d < D; d++) { dst[t * D + d] += ds * bitcast<f32>(b[(bb * S + j) * D + d]); }
+  }
+}
+
+// backward pass 3: dk and dv rows (dst[B L D ..) and dst[B L D + B S D ..))
+@compute @workgroup_size(256)
+fn attention_backward_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg);
+  let B = pu(P_ATTENTION_B);
+  let L = pu(P_ATTENTION_L);
+  let S = pu(P_ATTENTION_S);
+  let D = pu(P_ATTENTION_D);
+  let Dv = pu(P_ATTENTION_DV);
+  if (t >= B * S) { return; }
+  let bb = t / S;
+  let j = t % S;
+  let ko = B * L * D + t * D;
+  let vo = B * L * D + B * S * D + t * Dv;
+  for (var d = 0u; d < D; d++) { dst[ko + d] = 0.0; }
+  for (var e = 0u; e < Dv; e++) { dst[vo + e] = 0.0; }
+  var pk = 0.0;
+  for (var i = 0u; i < L; i++) {
+    let ds = att_ds(bb, i, j, &pk);
+    let r = bb * L + i;
+    if (pk != 0.0) {
+      for (var e = 0u; e < Dv; e++) { dst[vo + e] += pk * scales[r * Dv + e]; }
+    }
+    if (ds != 0.0) {
+      for (var d = 0u; d < D; d++) { dst[ko + d] += ds * bitcast<f32>(a[r * D + d]); }
+    }
+  }
+}

@@ -7,8 +7,11 @@
 #endif
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 
+#include "kiln/attention.h"
 #include "kiln/cpu_common.h"
 #define KILN_ISA_FILE "cpu/matmul.cc"
 #include "kiln/isa_passes.h"
@@ -629,6 +632,156 @@ static Status k_matmul(const TensorView* in, int, const TensorView& out, const d
   return Status::ok();
 }
 
+// ---- fused attention (flash-attention style): blocks of Br query rows against blocks of Bc keys, an online
+// softmax (running max m and sum l per row), so the working set is O(Br * (Bc + Dv)) whatever the sequence
+// length. Scores and products go through sgemm on the blocks. The backward recomputes the probabilities of each
+// block from the saved log-sum-exp (P = exp(s - lse)) and uses D_i = dO_i . O_i, as FlashAttention-2 does.
+static constexpr int64_t kAttBr = 64, kAttBc = 64;
+
+// scores of rows [i0, i0+br) against keys [j0, j0+bc) of batch b into s (row stride kAttBc): scale, mask, causal
+static void att_scores(const AttArgs& a, int64_t b, int64_t i0, int64_t br, int64_t j0, int64_t bc, float* s) {
+  sgemm(GemmArgs{br, bc, a.D, a.q + (b * a.L + i0) * a.D, a.D, 1, a.k + (b * a.S + j0) * a.D, 1, a.D, s, kAttBc, false,
+                 false});
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < br; ++r) {
+    float* sr = s + r * kAttBc;
+    const float* mr = a.mask ? a.mask + b * a.mask_stride + (i0 + r) * a.S + j0 : nullptr;
+    for (int64_t c = 0; c < bc; ++c) sr[c] = sr[c] * a.scale + (mr ? mr[c] : 0.f);
+    if (a.causal)
+      for (int64_t c = std::max<int64_t>(0, i0 + r - j0 + 1); c < bc; ++c) sr[c] = -inf;
+  }
+}
+
+static Status k_attention(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  AttArgs a;
+  if (Status st = att_check(in, nin, 3, "attention", attrs, a); !st.good()) return st;
+  if (Status st = att_check_out(out, a, true); !st.good()) return st;
+  float* po = out.ptr<float>();
+  const int64_t qblocks = (a.L + kAttBr - 1) / kAttBr;
+  const float inf = std::numeric_limits<float>::infinity();
+  parallel_for(a.B * qblocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> s(kAttBr * kAttBc), acc(kAttBr * a.Dv), m(kAttBr), l(kAttBr);
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t b = t / qblocks, i0 = (t % qblocks) * kAttBr, br = std::min(kAttBr, a.L - i0);
+      std::fill(acc.begin(), acc.end(), 0.f);
+      std::fill(m.begin(), m.end(), -inf);
+      std::fill(l.begin(), l.end(), 0.f);
+      const int64_t jend = a.causal ? std::min(a.S, i0 + br) : a.S;  // keys past the block's last row are masked
+      for (int64_t j0 = 0; j0 < jend; j0 += kAttBc) {
+        const int64_t bc = std::min(kAttBc, jend - j0);
+        att_scores(a, b, i0, br, j0, bc, s.data());
+        for (int64_t r = 0; r < br; ++r) {
+          float* sr = s.data() + r * kAttBc;
+          float mx = m[r];
+          for (int64_t c = 0; c < bc; ++c) mx = std::max(mx, sr[c]);
+          if (mx == -inf) {  // nothing to attend to yet in this row
+            for (int64_t c = 0; c < bc; ++c) sr[c] = 0.f;
+            continue;
+          }
+          const float alpha = m[r] == -inf ? 0.f : fexp(m[r] - mx);
+          int64_t c = 0;
+          vfloat vs = vsplat(0.f);
+          for (; c + kVL <= bc; c += kVL) {
+            const vfloat p = vexp(vload(sr + c) - mx);
+            vs += p;
+            vstore(sr + c, p);
+          }
+          float sum = 0.f;
+          for (int i = 0; i < kVL; ++i) sum += vs[i];
+          for (; c < bc; ++c) sum += (sr[c] = fexp(sr[c] - mx));
+          l[r] = l[r] * alpha + sum;
+          m[r] = mx;
+          float* ar = acc.data() + r * a.Dv;
+          if (alpha != 1.f)
+            for (int64_t e = 0; e < a.Dv; ++e) ar[e] *= alpha;
+          if (a.thr)
+            for (int64_t cc = 0; cc < bc; ++cc) sr[cc] *= a.keep(b, i0 + r, j0 + cc);
+        }
+        sgemm(GemmArgs{br, a.Dv, bc, s.data(), kAttBc, 1, a.v + (b * a.S + j0) * a.Dv, a.Dv, 1, acc.data(), a.Dv, true,
+                       false});
+      }
+      for (int64_t r = 0; r < br; ++r) {
+        float* orow = po + (b * a.L + i0 + r) * (a.Dv + 1);
+        const float* ar = acc.data() + r * a.Dv;
+        if (m[r] == -inf) {
+          for (int64_t e = 0; e < a.Dv; ++e) orow[e] = std::numeric_limits<float>::quiet_NaN();
+          orow[a.Dv] = -inf;
+          continue;
+        }
+        const float inv = 1.f / l[r];
+        for (int64_t e = 0; e < a.Dv; ++e) orow[e] = ar[e] * inv;
+        orow[a.Dv] = m[r] + std::log(l[r]);
+      }
+    }
+  });
+  return Status::ok();
+}
+
+static Status k_attention_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  AttArgs a;
+  if (Status st = att_check(in, nin, 5, "attentionBackward", attrs, a); !st.good()) return st;
+  const int64_t nq = a.B * a.L * a.D, nk = a.B * a.S * a.D, nv = a.B * a.S * a.Dv;
+  if (Status st = att_check_out(out, a, false); !st.good()) return st;
+  const float* fo = in[3].ptr<float>();
+  const float* go = in[4].ptr<float>();
+  float* dq = out.ptr<float>();
+  float* dk = dq + nq;
+  float* dv = dk + nk;
+  parallel_for(a.B, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> p(kAttBr * kAttBc), pd(kAttBr * kAttBc), t(kAttBr * kAttBc), Di(a.L);
+    for (int64_t b = lo; b < hi; ++b) {
+      std::fill(dq + b * a.L * a.D, dq + (b + 1) * a.L * a.D, 0.f);
+      std::fill(dk + b * a.S * a.D, dk + (b + 1) * a.S * a.D, 0.f);
+      std::fill(dv + b * a.S * a.Dv, dv + (b + 1) * a.S * a.Dv, 0.f);
+      for (int64_t i = 0; i < a.L; ++i) {
+        const float* g = go + (b * a.L + i) * a.Dv;
+        const float* o = fo + (b * a.L + i) * (a.Dv + 1);
+        float d = 0.f;
+        for (int64_t e = 0; e < a.Dv; ++e) d += g[e] * o[e];
+        Di[i] = d;
+      }
+      for (int64_t j0 = 0; j0 < a.S; j0 += kAttBc) {
+        const int64_t bc = std::min(kAttBc, a.S - j0);
+        const int64_t istart = a.causal ? (std::min(j0, a.L) / kAttBr) * kAttBr : 0;  // rows before j0 see none
+        for (int64_t i0 = istart; i0 < a.L; i0 += kAttBr) {
+          const int64_t br = std::min(kAttBr, a.L - i0);
+          att_scores(a, b, i0, br, j0, bc, p.data());
+          for (int64_t r = 0; r < br; ++r) {
+            const float lse = fo[(b * a.L + i0 + r) * (a.Dv + 1) + a.Dv];
+            float* pr = p.data() + r * kAttBc;
+            float* pdr = pd.data() + r * kAttBc;
+            int64_t c = 0;
+            for (; c + kVL <= bc; c += kVL) vstore(pr + c, vexp(vload(pr + c) - lse));
+            for (; c < bc; ++c) pr[c] = fexp(pr[c] - lse);
+            for (c = 0; c < bc; ++c) pdr[c] = pr[c] * a.keep(b, i0 + r, j0 + c);
+          }
+          const float* gi = go + (b * a.L + i0) * a.Dv;
+          // dV_j += Pd^T dO_i
+          sgemm(
+              GemmArgs{bc, a.Dv, br, pd.data(), 1, kAttBc, gi, a.Dv, 1, dv + (b * a.S + j0) * a.Dv, a.Dv, true, false});
+          // dPd = dO_i V_j^T
+          sgemm(GemmArgs{br, bc, a.Dv, gi, a.Dv, 1, a.v + (b * a.S + j0) * a.Dv, 1, a.Dv, t.data(), kAttBc, false,
+                         false});
+          // dS = P (dPd * keep - D_i) * scale
+          for (int64_t r = 0; r < br; ++r) {
+            const float* pr = p.data() + r * kAttBc;
+            float* tr = t.data() + r * kAttBc;
+            const float di = Di[i0 + r];
+            for (int64_t cc = 0; cc < bc; ++cc)
+              tr[cc] = pr[cc] == 0.f ? 0.f : pr[cc] * (tr[cc] * a.keep(b, i0 + r, j0 + cc) - di) * a.scale;
+          }
+          // dQ_i += dS K_j ; dK_j += dS^T Q_i
+          sgemm(GemmArgs{br, a.D, bc, t.data(), kAttBc, 1, a.k + (b * a.S + j0) * a.D, a.D, 1,
+                         dq + (b * a.L + i0) * a.D, a.D, true, false});
+          sgemm(GemmArgs{bc, a.D, br, t.data(), 1, kAttBc, a.q + (b * a.L + i0) * a.D, a.D, 1,
+                         dk + (b * a.S + j0) * a.D, a.D, true, false});
+        }
+      }
+    }
+  });
+  return Status::ok();
+}
+
 // The peak: 12 independent multiply-add chains per round (enough to cover FMA latency on both pipes), in the
 // widest vectors of this pass. The volatile sink keeps the chains live.
 static double fma_loop(int64_t iters) {
@@ -651,6 +804,8 @@ static double fma_loop(int64_t iters) {
 void register_matmul(KernelTable& t) {
   t.fn[OP_MATMUL] = mm::k_matmul;
   t.fn[OP_MATMUL_BF16] = mm::k_matmul_bf16;
+  t.fn[OP_ATTENTION] = mm::k_attention;
+  t.fn[OP_ATTENTION_BACKWARD] = mm::k_attention_backward;
   t.fma_loop = mm::fma_loop;
 }
 

@@ -117,3 +117,75 @@ export function checkQlinear(
     throw new ArgumentError(`qlinearInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
   return { M, K, N, sx, zx };
 }
+
+/** The geometry of an attention kernel call (forward: want 3; backward: want 5), checked. */
+export interface AttentionGeometry {
+  B: number;
+  L: number;
+  S: number;
+  D: number;
+  Dv: number;
+  /** the additive mask [1 | B, L, S], if given */
+  mask: KernelView | null;
+  /** whether the mask has one [L, S] slice per batch (else one shared) */
+  maskBatched: boolean;
+}
+
+export function checkAttention(
+  ins: readonly KernelView[],
+  want: number,
+  op: string,
+  attrs: readonly number[],
+): AttentionGeometry {
+  if (ins.length !== want && ins.length !== want + 1)
+    throw new ArgumentError(`${op} takes ${want} inputs and an optional mask, got ${ins.length}`);
+  const [q, k, v] = ins as [KernelView, KernelView, KernelView];
+  if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3)
+    throw new ShapeError(`${op}: q, k and v must be 3-D [B, L, D], [B, S, D], [B, S, Dv]`);
+  const [B, L, D] = q.shape as [number, number, number];
+  const [, S, Dv] = v.shape as [number, number, number];
+  if (k.shape[0] !== B || v.shape[0] !== B || k.shape[2] !== D || k.shape[1] !== S)
+    throw new ShapeError(`${op}: q [${q.shape}], k [${k.shape}] and v [${v.shape}] disagree`);
+  if (want === 5) {
+    if (!sameShape(ins[3]!.shape, [B, L, Dv + 1]))
+      throw new ShapeError(`${op}: the forward output must be [${B}, ${L}, ${Dv + 1}], got [${ins[3]!.shape}]`);
+    if (!sameShape(ins[4]!.shape, [B, L, Dv]))
+      throw new ShapeError(`${op}: the output gradient must be [${B}, ${L}, ${Dv}], got [${ins[4]!.shape}]`);
+  }
+  const mask = ins.length === want + 1 ? ins[want]! : null;
+  if (
+    mask &&
+    (mask.shape.length !== 3 ||
+      (mask.shape[0] !== 1 && mask.shape[0] !== B) ||
+      mask.shape[1] !== L ||
+      mask.shape[2] !== S)
+  )
+    throw new ShapeError(`${op}: the mask must be [1 or ${B}, ${L}, ${S}], got [${mask.shape}]`);
+  const { scale, causal, dropoutThreshold, seed } = attrsOf(
+    op === 'attention' ? 'attention' : 'attentionBackward',
+    attrs,
+  );
+  if (!Number.isFinite(scale)) throw new ArgumentError(`${op}: scale must be finite, got ${scale}`);
+  if (causal !== 0 && causal !== 1) throw new ArgumentError(`${op}: causal must be 0 or 1, got ${causal}`);
+  for (const [n, x] of [
+    ['dropoutThreshold', dropoutThreshold],
+    ['seed', seed],
+  ] as const)
+    if (!Number.isInteger(x) || x < 0 || x > 0xffffffff)
+      throw new ArgumentError(`${op}: ${n} must be an integer in [0, 2^32), got ${x}`);
+  return { B, L, S, D, Dv, mask, maskBatched: mask !== null && mask.shape[0] === B && B > 1 };
+}
+
+/** lowbias32 (Chris Wellons): the integer hash attention dropout uses on every backend. */
+export function hash32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** Whether attention dropout keeps weight `index` ((b * L + i) * S + j, mod 2^32) for this seed and threshold. */
+export function attentionKeeps(seed: number, threshold: number, index: number): boolean {
+  return hash32((index ^ hash32(seed)) >>> 0) >= threshold;
+}

@@ -6,12 +6,12 @@
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
-import { matmul } from '../ops/matmul.js';
-import { concat, permute, reshape, slice, transpose } from '../ops/movement.js';
+import { fusedAttention, matmul } from '../ops/matmul.js';
+import { concat, expand, permute, reshape, slice, transpose } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
 import { softmax } from '../ops/reduce.js';
-import { noGrad } from '../autograd/tape.js';
-import { shapeStr } from '../tensor/shape.js';
+import { isGradEnabled, noGrad } from '../autograd/tape.js';
+import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { Dropout, LayerNorm, Linear, lastDim, posInt } from './layers.js';
 import { Module } from './module.js';
@@ -61,26 +61,30 @@ function causalMask(L: number, S: number, like: Tensor): Tensor {
   return tensor(m, [L, S], { dtype: 'bool', backend: like.backendInstance.name });
 }
 
-/** The attention weights softmax(q k^T * scale + masks) with dropout, and their product with v. */
-function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; weights: Tensor } {
-  checkAttentionInputs(q, k, v);
-  const E = q.shape[q.ndim - 1]!,
-    L = q.shape[q.ndim - 2]!,
-    S = k.shape[k.ndim - 2]!;
-  const scale = opts.scale ?? 1 / Math.sqrt(E);
+/** The checked scale, dropout and mask of an attention call. */
+function attentionSettings(q: Tensor, opts: AttentionOptions): { scale: number; p: number; mask: Tensor | null } {
+  const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
   if (typeof scale !== 'number' || !Number.isFinite(scale))
     throw new ArgumentError(`attention: scale must be a finite number, got ${describe(opts.scale)}`);
   const p = opts.dropoutP ?? 0;
   if (typeof p !== 'number' || !(p >= 0 && p < 1))
     throw new ArgumentError(`attention: dropoutP must be in [0, 1), got ${describe(opts.dropoutP)}`);
+  const m = opts.attnMask;
+  if (m === undefined || m === null) return { scale, p, mask: null };
+  if (!isTensor(m)) throw new ArgumentError(`attention: attnMask must be a Tensor, got ${describe(m)}`);
+  m.assertAlive('attention attnMask');
+  return { scale, p, mask: m };
+}
+
+/** The attention weights softmax(q k^T * scale + masks) with dropout, and their product with v. */
+function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; weights: Tensor } {
+  checkAttentionInputs(q, k, v);
+  const L = q.shape[q.ndim - 2]!,
+    S = k.shape[k.ndim - 2]!;
+  const { scale, p, mask: m } = attentionSettings(q, opts);
   let s = mul(matmul(q, transpose(k, -2, -1)), scale);
   if (opts.isCausal) s = where(causalMask(L, S, s), s, -Infinity);
-  const m = opts.attnMask;
-  if (m !== undefined && m !== null) {
-    if (!isTensor(m)) throw new ArgumentError(`attention: attnMask must be a Tensor, got ${describe(m)}`);
-    m.assertAlive('attention attnMask');
-    s = m.dtype === 'bool' ? where(m, s, -Infinity) : add(s, m);
-  }
+  if (m) s = m.dtype === 'bool' ? where(m, s, -Infinity) : add(s, m);
   let w = softmax(s, -1);
   if (p > 0) {
     const keep = noGrad(() => where(rand(w.shape).ge(p), 1 / (1 - p), 0));
@@ -92,11 +96,49 @@ function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out:
 /**
  * Scaled dot-product attention: softmax(q k^T / sqrt(E) + mask) v over the last two axes, with causal and
  * boolean/additive masks and dropout on the weights. q [..., L, E], k [..., S, E], v [..., S, Ev] (leading axes
- * broadcast) -> [..., L, Ev]. A query row whose keys are all masked gives NaN, as in PyTorch.
+ * broadcast) -> [..., L, Ev]. float32 inputs run the fused kernel: blockwise with an online softmax, so memory
+ * grows linearly with the sequence lengths, not with L * S (other dtypes, and a float mask that requires grad,
+ * run the same maths in ops). A query
+ * row whose keys are all masked gives NaN, as in PyTorch.
  * @example kn.nn.scaledDotProductAttention(kn.ones([2, 3, 4]), kn.ones([2, 5, 4]), kn.ones([2, 5, 6])).shape // [2, 3, 6]
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  return attend(q, k, v, opts).out;
+  checkAttentionInputs(q, k, v);
+  const { scale, p, mask } = attentionSettings(q, opts);
+  // the ops path for other dtypes and for a learned additive mask (the fused kernel gives no mask gradient)
+  if (
+    q.dtype !== 'float32' ||
+    k.dtype !== 'float32' ||
+    v.dtype !== 'float32' ||
+    (mask?.requiresGrad && isGradEnabled())
+  )
+    return attend(q, k, v, opts).out;
+  const L = q.shape[q.ndim - 2]!,
+    S = k.shape[k.ndim - 2]!,
+    E = q.shape[q.ndim - 1]!,
+    Ev = v.shape[v.ndim - 1]!;
+  const lead = (t: Tensor): readonly number[] => t.shape.slice(0, -2);
+  const batch = broadcastShapes(broadcastShapes(lead(q), lead(k), 'attention'), lead(v), 'attention');
+  const B = batch.reduce((a, b) => a * b, 1);
+  const to3 = (t: Tensor, rows: number, cols: number): Tensor =>
+    reshape(expand(t, [...batch, rows, cols]), [B, rows, cols]);
+  let m3: Tensor | null = null;
+  if (mask) {
+    const mf =
+      mask.dtype === 'bool' ? where(mask, 0, -Infinity) : mask.dtype === 'float32' ? mask : mask.cast('float32');
+    const ml = mf.shape.slice(0, -2);
+    if (ml.reduce((a, b) => a * b, 1) === 1) {
+      const last2 = [...new Array<number>(Math.max(0, 2 - mf.ndim)).fill(1), ...mf.shape.slice(-2)];
+      m3 = expand(reshape(mf, [1, ...last2]), [1, L, S]);
+    } else m3 = to3(mf, L, S);
+  }
+  const out = fusedAttention(to3(q, L, E), to3(k, S, E), to3(v, S, Ev), {
+    mask: m3,
+    causal: opts.isCausal === true,
+    scale,
+    dropoutP: p,
+  });
+  return reshape(out, [...batch, L, Ev]);
 }
 
 /**
@@ -234,17 +276,20 @@ export class MultiheadAttention extends Module {
       q = applyRotary(q);
       k = applyRotary(k);
     }
-    const mask = this.combinedMask(masks, N, L, S);
-    const { out, weights } = attend(q, k, v, {
-      attnMask: mask,
+    const o: AttentionOptions = {
+      attnMask: this.combinedMask(masks, N, L, S),
       isCausal: this.causal || masks.isCausal === true,
       dropoutP: this.training ? this.dropout : 0,
-    });
+    };
+    // the fused kernel unless the weights themselves are asked for
+    const { out, weights } = masks.needWeights
+      ? attend(q, k, v, o)
+      : { out: scaledDotProductAttention(q, k, v, o), weights: null };
     const merged = reshape(permute(out, [0, 2, 1, 3]), [N, L, E]);
     const y = this.child('out_proj').call(merged);
     const output = this.batchFirst ? y : transpose(y, 0, 1);
     if (!masks.needWeights) return { output };
-    return { output, weights: reshape(weights, [N, H, L, S]).mean(1) };
+    return { output, weights: reshape(weights!, [N, H, L, S]).mean(1) };
   }
   /** One additive or bool-allowed mask broadcastable to [N, H, L, S] from the PyTorch-style masks, or null. */
   private combinedMask(masks: MultiheadMasks, N: number, L: number, S: number): Tensor | null {

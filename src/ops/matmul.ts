@@ -1,12 +1,16 @@
-import { record } from '../autograd/tape.js';
+import { isGradEnabled, noGrad, record } from '../autograd/tape.js';
+import { attentionKeeps } from '../backends/checks.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ShapeError } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { broadcastShapes, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { expandView } from './define.js';
-import { reshape, transpose } from './movement.js';
-import { sumTo } from './reduce.js';
+import { tensor } from './creation.js';
+import { where } from './elementwise.js';
+import { reshape, slice, transpose } from './movement.js';
+import { randint } from './random.js';
+import { softmax, sumTo } from './reduce.js';
 
 /**
  * Matrix product with NumPy semantics: 1-D operands are promoted (and the added dim removed after),
@@ -83,4 +87,86 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     if (a2 !== a) a2.dispose();
     if (b2 !== b) b2.dispose();
   }
+}
+
+/** @internal Options of {@link fusedAttention}. */
+export interface FusedAttentionOptions {
+  /** additive float32 mask [1 | B, L, S] (-Infinity removes a pair), or null */
+  mask: Tensor | null;
+  causal: boolean;
+  scale: number;
+  /** dropout on the attention weights (0 = none) */
+  dropoutP: number;
+}
+
+/**
+ * @internal Fused scaled dot-product attention on [B, L, D] / [B, S, D] / [B, S, Dv] float32 operands, computed
+ * blockwise with an online softmax (memory linear in the sequence lengths) by the `attention` kernel; its
+ * gradient by `attentionBackward`, or, when a gradient of the gradient is recorded, by the same formulas in ops.
+ */
+export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, o: FusedAttentionOptions): Tensor {
+  const [B, L, D] = q.shape as [number, number, number];
+  const [, S, Dv] = v.shape as [number, number, number];
+  const thr = o.dropoutP > 0 ? Math.min(0xffffffff, Math.round(o.dropoutP * 2 ** 32)) : 0;
+  // the dropout pattern's seed comes from kiln's RNG, so kn.seed makes it reproducible
+  const seed = thr ? noGrad(() => randint([1], 0, 0x7fffffff).item()) : 0;
+  const attrs = [o.scale, o.causal ? 1 : 0, thr, seed];
+  const extra = o.mask ? [o.mask] : [];
+  const packed = runKernel('attention', [q, k, v, ...extra], attrs, [B, L, Dv + 1], 'float32');
+  const out = slice(packed, [0, 0, 0], [B, L, Dv]);
+  return record('attention', out, [q, k, v], [q, k, v, packed, ...extra], (g, [qq, kk, vv, pk, mm]) => {
+    if (isGradEnabled()) return attentionGradOps(qq!, kk!, vv!, g, mm ?? null, o, thr, seed);
+    const flat = runKernel(
+      'attentionBackward',
+      [qq!, kk!, vv!, pk!, g, ...(mm ? [mm] : [])],
+      attrs,
+      [B * L * D + B * S * D + B * S * Dv],
+      'float32',
+    );
+    const part = (from: number, n: number, shape: number[]): Tensor => reshape(slice(flat, [from], [from + n]), shape);
+    return [
+      part(0, B * L * D, [B, L, D]),
+      part(B * L * D, B * S * D, [B, S, D]),
+      part(B * L * D + B * S * D, B * S * Dv, [B, S, Dv]),
+    ];
+  });
+}
+
+/** The attention gradient written in ops (differentiable again), with the kernel's dropout pattern. */
+function attentionGradOps(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  g: Tensor,
+  mask: Tensor | null,
+  o: FusedAttentionOptions,
+  thr: number,
+  seed: number,
+): Tensor[] {
+  const [B, L] = q.shape as [number, number];
+  const S = k.shape[1]!;
+  const be = { backend: q.backendInstance.name };
+  let s = matmul(q, transpose(k, -2, -1)).mul(o.scale);
+  if (o.causal) {
+    const m = new Uint8Array(L * S);
+    for (let i = 0; i < L; i++) m.fill(1, i * S, i * S + Math.min(S, i + 1));
+    s = where(tensor(m, [L, S], { dtype: 'bool', ...be }), s, -Infinity);
+  }
+  if (mask) s = s.add(mask);
+  const p = softmax(s, -1);
+  let keep: Tensor | null = null;
+  if (thr) {
+    const ks = 1 / (1 - thr / 2 ** 32);
+    const f = new Float32Array(B * L * S);
+    for (let i = 0; i < f.length; i++) f[i] = attentionKeeps(seed, thr, i) ? ks : 0;
+    keep = tensor(f, [B, L, S], be);
+  }
+  const pd = keep ? p.mul(keep) : p;
+  const out = matmul(pd, v);
+  const dv = matmul(transpose(pd, -2, -1), g);
+  const dpd = matmul(g, transpose(v, -2, -1));
+  const dp = keep ? dpd.mul(keep) : dpd;
+  const di = g.mul(out).sum(-1, true);
+  const ds = p.mul(dp.sub(di)).mul(o.scale);
+  return [matmul(ds, k), matmul(transpose(ds, -2, -1), q), dv];
 }

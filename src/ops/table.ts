@@ -153,6 +153,12 @@ export const OP_TABLE = [
   op('matmul', 'matmul', 2, [], 'float'),
   // bfloat16 x bfloat16 with float32 accumulation -> float32 (AVX512-BF16 where the CPU has it)
   op('matmulBf16', 'matmul', 2, [], 'float', { fixedInputs: { 0: 'bfloat16', 1: 'bfloat16' }, out: 'requested' }),
+  // fused scaled dot-product attention, blockwise with an online softmax: q [B, L, D], k [B, S, D], v [B, S, Dv]
+  // and an optional additive mask [1 | B, L, S] -> [B, L, Dv + 1] (the output rows, then each row's log-sum-exp).
+  // Dropout keeps a weight when a hash of (seed, its index) >= dropoutThreshold (0 = no dropout).
+  op('attention', 'matmul', -1, ['scale', 'causal', 'dropoutThreshold', 'seed'], 'float', C),
+  // its gradient: (q, k, v, the forward's packed output, dOut [B, L, Dv][, mask]) -> dq, dk, dv flat, in that order
+  op('attentionBackward', 'matmul', -1, ['scale', 'causal', 'dropoutThreshold', 'seed'], 'float', C),
   // conv / pooling, NCHW
   op('conv2d', 'conv', 2, CONV, 'float', C),
   op('conv2dBackwardInput', 'conv', 2, [...CONV, 'inH', 'inW'], 'float', C),

@@ -6,13 +6,8 @@
 #include <cstdint>
 
 #include "kiln/cpu_common.h"
+#include "kiln/hd.h"
 #include "kiln/op_ids.h"
-
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
 
 namespace kiln {
 

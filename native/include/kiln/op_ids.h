@@ -50,28 +50,30 @@ enum OpId : int32_t {
   OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 42,
   OP_MATMUL = 43,
   OP_MATMUL_BF16 = 44,
-  OP_CONV2D = 45,
-  OP_CONV2D_BACKWARD_INPUT = 46,
-  OP_CONV2D_BACKWARD_WEIGHT = 47,
-  OP_MAX_POOL2D = 48,
-  OP_MAX_POOL2D_BACKWARD = 49,
-  OP_AVG_POOL2D = 50,
-  OP_AVG_POOL2D_BACKWARD = 51,
-  OP_COPY = 52,
-  OP_CONCAT = 53,
-  OP_GATHER = 54,
-  OP_SCATTER_ADD = 55,
-  OP_RANDOM_UNIFORM = 56,
-  OP_RANDOM_NORMAL = 57,
-  OP_RANDOM_INT = 58,
-  OP_ADAM_STEP = 59,
-  OP_SGD_STEP = 60,
-  OP_QLINEAR_INT8 = 61,
-  OP_QLINEAR_INT4 = 62,
-  OP_COUNT = 63
+  OP_ATTENTION = 45,
+  OP_ATTENTION_BACKWARD = 46,
+  OP_CONV2D = 47,
+  OP_CONV2D_BACKWARD_INPUT = 48,
+  OP_CONV2D_BACKWARD_WEIGHT = 49,
+  OP_MAX_POOL2D = 50,
+  OP_MAX_POOL2D_BACKWARD = 51,
+  OP_AVG_POOL2D = 52,
+  OP_AVG_POOL2D_BACKWARD = 53,
+  OP_COPY = 54,
+  OP_CONCAT = 55,
+  OP_GATHER = 56,
+  OP_SCATTER_ADD = 57,
+  OP_RANDOM_UNIFORM = 58,
+  OP_RANDOM_NORMAL = 59,
+  OP_RANDOM_INT = 60,
+  OP_ADAM_STEP = 61,
+  OP_SGD_STEP = 62,
+  OP_QLINEAR_INT8 = 63,
+  OP_QLINEAR_INT4 = 64,
+  OP_COUNT = 65
 };
 
-static_assert(OP_COUNT == 63, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 65, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -119,6 +121,8 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "softmaxCrossEntropyBackward",
   "matmul",
   "matmulBf16",
+  "attention",
+  "attentionBackward",
   "conv2d",
   "conv2dBackwardInput",
   "conv2dBackwardWeight",
@@ -141,16 +145,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].
@@ -173,6 +177,14 @@ inline constexpr int ATTR_LOG_SOFTMAX_AXIS = 0;
 inline constexpr int ATTR_NAN_QUANTILE_Q = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING = 0;
+inline constexpr int ATTR_ATTENTION_SCALE = 0;
+inline constexpr int ATTR_ATTENTION_CAUSAL = 1;
+inline constexpr int ATTR_ATTENTION_DROPOUT_THRESHOLD = 2;
+inline constexpr int ATTR_ATTENTION_SEED = 3;
+inline constexpr int ATTR_ATTENTION_BACKWARD_SCALE = 0;
+inline constexpr int ATTR_ATTENTION_BACKWARD_CAUSAL = 1;
+inline constexpr int ATTR_ATTENTION_BACKWARD_DROPOUT_THRESHOLD = 2;
+inline constexpr int ATTR_ATTENTION_BACKWARD_SEED = 3;
 inline constexpr int ATTR_CONV2D_STRIDE_H = 0;
 inline constexpr int ATTR_CONV2D_STRIDE_W = 1;
 inline constexpr int ATTR_CONV2D_PAD_H = 2;

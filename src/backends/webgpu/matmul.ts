@@ -1,7 +1,10 @@
 // Matmul kernels of the webgpu backend (kernels/wgsl/matmul.wgsl): float32 and bfloat16 operands (float32
 // accumulation), strided and batch-broadcast views as they come, so transposes cost no copy.
 import { BackendError } from '../../errors.js';
-import { Params, code, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
+import { attrsOf } from '../../ops/table.js';
+import { checkAttention, hash32 } from '../checks.js';
+import { copyView } from './elementwise.js';
+import { Params, code, denseInputs, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
 import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
@@ -48,4 +51,78 @@ const matmul: GpuKernel = (g, ins, out) => {
   );
 };
 
-export const matmulKernels: Record<string, GpuKernel> = { matmul, matmulBf16: matmul };
+/** The attention params and the mask binding shared by the forward and the backward passes. */
+function attentionParams(
+  ins: Parameters<GpuKernel>[1],
+  want: number,
+  op: 'attention' | 'attentionBackward',
+  at: readonly number[],
+): { p: Params; B: number; L: number; S: number; D: number; Dv: number; mask: number | null } {
+  const geo = checkAttention(ins, want, op, at);
+  const { scale, causal, dropoutThreshold: thr, seed } = attrsOf(op, at);
+  const P = PARAMS.attention;
+  const p = new Params()
+    .set(P.B, geo.B)
+    .set(P.L, geo.L)
+    .set(P.S, geo.S)
+    .set(P.D, geo.D)
+    .set(P.Dv, geo.Dv)
+    .set(P.maskStride, geo.maskBatched ? geo.L * geo.S : 0)
+    .set(P.hasMask, geo.mask ? 1 : 0)
+    .set(P.causal, causal)
+    .set(P.threshold, thr)
+    .set(P.seedHash, hash32(seed));
+  p.f[P.scale] = scale;
+  p.f[P.keepScale] = 1 / (1 - thr / 2 ** 32);
+  return { p, ...geo, mask: geo.mask ? id(geo.mask) : null };
+}
+
+const attention: GpuKernel = (g, ins, out, at) => {
+  const { p, B, L, mask } = attentionParams(ins, 3, 'attention', at);
+  if (B * L === 0) return;
+  g.dispatch('matmul', 'attention', {}, p, [id(out), id(ins[0]!), id(ins[1]!), id(ins[2]!), mask ?? g.dummy], {
+    threads: B * L,
+  });
+};
+
+/**
+ * The backward in three passes over buffers the five bindings can hold: k and v packed into one scratch
+ * buffer, dO with each row's log-sum-exp and D = dO . O into another; then dq per query row and dk, dv per key.
+ */
+const attentionBackward: GpuKernel = (g, ins, out, at) => {
+  const { p, B, L, S, D, Dv, mask } = attentionParams(ins, 5, 'attentionBackward', at);
+  if (B * L * D + B * S * (D + Dv) === 0) return;
+  const P = PARAMS.attention;
+  const kv = g.scratch('float32', Math.max(1, B * S * (D + Dv))),
+    gst = g.scratch('float32', Math.max(1, B * L * (Dv + 2)));
+  try {
+    const copy = (dst: number, src: number, n: number, at0: number): void => {
+      if (n === 0) return;
+      const c = new Params().set(P.n, n).set(P.dstOffset, at0);
+      g.dispatch('matmul', 'copy_f32', {}, c, [dst, src, null, null, null], { threads: n });
+    };
+    copy(kv, id(ins[1]!), B * S * D, 0);
+    copy(kv, id(ins[2]!), B * S * Dv, B * S * D);
+    copy(gst, id(ins[4]!), B * L * Dv, 0);
+    const m = mask ?? g.dummy;
+    if (B * L > 0) {
+      g.dispatch('matmul', 'attention_backward_stats', {}, p, [gst, id(ins[3]!), null, null, null], {
+        threads: B * L,
+      });
+      g.dispatch('matmul', 'attention_backward_q', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * L });
+    }
+    if (B * S > 0)
+      g.dispatch('matmul', 'attention_backward_kv', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * S });
+  } finally {
+    g.release(kv);
+    g.release(gst);
+  }
+};
+
+export const matmulKernels: Record<string, GpuKernel> = {
+  matmul,
+  matmulBf16: matmul,
+  // the attention shaders index their inputs from element 0
+  attention: denseInputs(attention, copyView),
+  attentionBackward: denseInputs(attentionBackward, copyView),
+};

@@ -56,6 +56,25 @@ export const PARAMS = {
   qlinear: { M: 0, K: 1, N: 2, xOffset: 3, wOffset: 4, wsOffset: 5, biasOffset: 6, xScale: 7, xZero: 8 },
   /** random: the Philox key and counter, then the distribution's two parameters */
   random: { n: 0, key0: 1, key1: 2, ctrLo: 3, ctrHi: 4, a: 5, b: 6 },
+  /** fused attention and its backward passes (the f32 words are written through p.f) */
+  attention: {
+    B: 0,
+    L: 1,
+    S: 2,
+    D: 3,
+    Dv: 4,
+    /** elements between the masks of consecutive batches (0 = one shared mask) */
+    maskStride: 5,
+    hasMask: 6,
+    causal: 7,
+    threshold: 8,
+    seedHash: 9,
+    scale: 10,
+    keepScale: 11,
+    /** copy_f32: elements to copy and where they go in dst */
+    n: 12,
+    dstOffset: 13,
+  },
   /** reductions over [outer, R, inner], and row kernels over [N, F] or [N, C] */
   reduce: { outer: 0, R: 1, inner: 2, N: 0, F: 1, C: 1, attr: 3 },
 } as const;

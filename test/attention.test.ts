@@ -499,4 +499,43 @@ test('kn.models: shapes, parameter counts, training step and seeded sampling', (
   );
 });
 
+test('a Transformer classifier serves token ids from its file; non-integer ids get 400', async () => {
+  kn.seed(8);
+  const m = kn.models.transformerClassifier({ vocabSize: 30, numClasses: 3, dModel: 16, nHead: 2, maxLen: 16 });
+  m.eval();
+  const file = join(mkdtempSync(join(tmpdir(), 'kiln-attn-serve-')), 'clf.safetensors');
+  await kn.io.save(file, m);
+  assert.ok(kn.nn.takesIds(m) && !kn.nn.takesIds(kn.models.mlp(2, [], 2)));
+  const srv = await kn.serve.createServer(file, { port: 0, inputShape: [6] });
+  try {
+    const ids = [
+      [1, 2, 3, 4, 5, 6],
+      [7, 0, 29, 3, 3, 1],
+    ];
+    const r = await fetch(`${srv.url}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: ids }),
+    });
+    assert.is(r.status, 200);
+    const body = (await r.json()) as { outputs: { output: number[]; argmax: number }[] };
+    const want = f64(m.call(kn.tensor(Int32Array.from(ids.flat()), [2, 6])));
+    close(
+      body.outputs.flatMap((o) => o.output),
+      want,
+      1e-5,
+      1e-4,
+      'served logits',
+    );
+    const bad = await fetch(`${srv.url}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: [1, 2.5, 3, 4, 5, 6] }),
+    });
+    assert.is(bad.status, 400);
+  } finally {
+    await srv.close();
+  }
+});
+
 test.run();

@@ -248,6 +248,7 @@ test('ModelVersions: promote warms up, probation failures roll back and retry, r
         get inputShape() {
           return rm.inputShape;
         },
+        ids: false,
         get outputShape() {
           return rm.outputShape;
         },

@@ -62,13 +62,14 @@ async function kilnRows(): Promise<TorchRow[]> {
   return rows;
 }
 
-const LABEL: Record<TorchRow['work'], (n: number) => string> = {
+type CpuWork = 'gemm' | 'conv' | 'mlp' | 'cnn';
+const LABEL: Record<CpuWork, (n: number) => string> = {
   gemm: (n) => `GEMM ${n}x${n}x${n}`,
   conv: (n) => `conv2d fwd+bwd N=${n}`,
   mlp: (n) => `MLP step, batch ${n}`,
   cnn: (n) => `LeNet step, batch ${n}`,
 };
-const FLOPS: Record<TorchRow['work'], (n: number) => number> = {
+const FLOPS: Record<CpuWork, (n: number) => number> = {
   gemm: (n) => 2 * n ** 3,
   conv: (n) => 3 * 2 * n * 32 * 28 * 28 * 16 * 9,
   mlp: () => 0,
@@ -89,10 +90,11 @@ export async function run(): Promise<void> {
     const theirs = py.python ? torchRows(py.python, threads, MIN_MS / 1000) : [];
     for (const r of mine) {
       const t = theirs.find((o) => o.work === r.work && o.size === r.size);
-      const fl = FLOPS[r.work](r.size);
+      const work = r.work as CpuWork;
+      const fl = FLOPS[work](r.size);
       const gf = fl ? fl / (r.medianMs * 1e6) : NaN;
       console.log(
-        `${LABEL[r.work](r.size).padEnd(28)} ${fmt(r.medianMs, 3)}  ${t ? fmt(t.medianMs, 3) : '       -'}  ${t ? fmt(t.medianMs / r.medianMs, 2) : '       -'}  ${Number.isNaN(gf) ? '            -' : fmt(gf, 1).padStart(13)}  ${Number.isNaN(gf) ? '    -' : `${((100 * gf) / peak).toFixed(0).padStart(4)}%`}`,
+        `${LABEL[work](r.size).padEnd(28)} ${fmt(r.medianMs, 3)}  ${t ? fmt(t.medianMs, 3) : '       -'}  ${t ? fmt(t.medianMs / r.medianMs, 2) : '       -'}  ${Number.isNaN(gf) ? '            -' : fmt(gf, 1).padStart(13)}  ${Number.isNaN(gf) ? '    -' : `${((100 * gf) / peak).toFixed(0).padStart(4)}%`}`,
       );
     }
   }

@@ -3,10 +3,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const script = fileURLToPath(new URL('./torch_cpu.py', import.meta.url));
-
 export interface TorchRow {
-  work: 'gemm' | 'conv' | 'mlp' | 'cnn';
+  work: 'gemm' | 'conv' | 'mlp' | 'cnn' | 'encoder' | 'lstm' | 'attention';
   size: number;
   medianMs: number;
 }
@@ -30,9 +28,13 @@ export function coreType(): string {
   return process.env.KILN_OPENBLAS_CORETYPE ?? 'SkylakeX';
 }
 
-/** Runs the PyTorch side on `threads` threads with about `minSeconds` per measurement. */
-export function torchRows(python: string, threads: number, minSeconds: number): TorchRow[] {
-  const r = spawnSync(python, [script, String(threads), String(minSeconds)], {
+/**
+ * Runs a PyTorch peer script of this folder (torch_cpu.py by default) on `threads` threads with about
+ * `minSeconds` per measurement.
+ */
+export function torchRows(python: string, threads: number, minSeconds: number, script = 'torch_cpu.py'): TorchRow[] {
+  const path = fileURLToPath(new URL(`./${script}`, import.meta.url));
+  const r = spawnSync(python, [path, String(threads), String(minSeconds)], {
     encoding: 'utf8',
     env: {
       ...process.env,
@@ -41,6 +43,7 @@ export function torchRows(python: string, threads: number, minSeconds: number): 
       OPENBLAS_CORETYPE: coreType(),
     },
     maxBuffer: 1 << 20,
+    timeout: 600_000,
   });
   if (r.status !== 0) throw new Error(`torch peer failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
   return r.stdout

@@ -45,4 +45,4 @@ export { LSTM, GRU, type RecurrentOptions, type RecurrentInput, type RecurrentOu
 export * as init from './init.js';
 export * as loss from './loss.js';
 export type { InitName } from './init.js';
-export { toSpec, fromSpec, cloneModule, inferInputShape, SPEC_METADATA_KEY, type LayerSpec } from './spec.js';
+export { toSpec, fromSpec, cloneModule, inferInputShape, takesIds, SPEC_METADATA_KEY, type LayerSpec } from './spec.js';

@@ -558,6 +558,7 @@ registerLayer(Embedding, {
   toSpec: (e) => ({ type: 'Embedding', numEmbeddings: e.numEmbeddings, embeddingDim: e.embeddingDim }),
   params: (o, r, path) => r.int(o, 'numEmbeddings', path, 1) * r.int(o, 'embeddingDim', path, 1),
   fromSpec: (o, r, path) => new Embedding(r.int(o, 'numEmbeddings', path, 1), r.int(o, 'embeddingDim', path, 1)),
+  takesIds: true,
 });
 
 const bnOpts = (o: SpecFields, r: SpecReader, path: string): { eps: number; momentum: number; affine: boolean } => ({

@@ -28,6 +28,8 @@ export interface LayerDescription<M extends Module = Module> {
   readonly keepsFeatures?: boolean;
   /** The per-example input size the layer fixes when it comes first (Linear and its quantized forms). */
   inputFeatures?(m: M): number;
+  /** The input a model starting with this layer takes: integer ids (Embedding) rather than float32 values. */
+  readonly takesIds?: boolean;
 }
 
 const byClass = new Map<abstract new (...a: never[]) => Module, LayerDescription>();

@@ -225,9 +225,24 @@ export function cloneModule<M extends Module>(m: M): M {
  * @example kn.nn.inferInputShape(new kn.nn.Sequential(new kn.nn.Linear(4, 2))) // [4]
  */
 export function inferInputShape(model: Module | ((x: never) => unknown)): number[] | null {
+  const m = firstLayer(model);
+  const features = m && layerOf(m)?.inputFeatures?.(m);
+  return features === undefined || features === null ? null : [features];
+}
+
+/** The first layer inside Sequentials (null for a function). */
+function firstLayer(model: Module | ((x: never) => unknown)): Module | null {
   let m: unknown = model;
   while (m instanceof Sequential && m.layers.length) m = m.layers[0];
-  if (typeof m === 'function') return null;
-  const features = layerOf(m as Module)?.inputFeatures?.(m as Module);
-  return features === undefined ? null : [features];
+  return typeof m === 'function' ? null : (m as Module);
+}
+
+/**
+ * Whether a model takes integer token ids (its first layer, inside Sequentials, is an Embedding), so callers
+ * such as `kiln serve` build int32 inputs.
+ * @example kn.nn.takesIds(kn.models.charLM({ vocabSize: 5, dModel: 8, nHead: 2, numLayers: 1 })) // true
+ */
+export function takesIds(model: Module | ((x: never) => unknown)): boolean {
+  const m = firstLayer(model);
+  return m !== null && layerOf(m)?.takesIds === true;
 }

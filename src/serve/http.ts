@@ -16,8 +16,10 @@ import type { ServerMetrics } from './metrics.js';
 const F32_MAX = 3.4028234663852886e38;
 
 /** The JSON schema of one example: nested to the input shape, or flat; numbers within float32 range. */
-function rowSchema(shape: readonly number[]): object {
-  const leaf = { type: 'number', minimum: -F32_MAX, maximum: F32_MAX };
+function rowSchema(shape: readonly number[], ids: boolean): object {
+  const leaf = ids
+    ? { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 }
+    : { type: 'number', minimum: -F32_MAX, maximum: F32_MAX };
   const nested = (s: readonly number[]): object =>
     s.length === 0 ? leaf : { type: 'array', minItems: s[0], maxItems: s[0], items: nested(s.slice(1)) };
   const per = shape.reduce((a, b) => a * b, 1);
@@ -65,6 +67,8 @@ export type Predict = (
 
 export interface HttpOptions {
   inputShape: readonly number[];
+  /** the model takes token ids: rows must hold integers in [0, 2^31) */
+  ids?: boolean;
   maxRows: number;
   bodyLimit?: number;
   logger?: boolean;
@@ -90,8 +94,8 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
     type: 'object',
     additionalProperties: false,
     properties: {
-      input: rowSchema(inputShape),
-      inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: rowSchema(inputShape) },
+      input: rowSchema(inputShape, o.ids === true),
+      inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: rowSchema(inputShape, o.ids === true) },
       id: { type: 'string', maxLength: 200 },
     },
   };

@@ -5,7 +5,7 @@ import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import { Module } from '../nn/module.js';
-import { inferInputShape } from '../nn/spec.js';
+import { inferInputShape, takesIds } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { reshape } from '../ops/movement.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -24,6 +24,8 @@ export interface BatchTransform {
 /** A model that maps float32 rows to float32 rows. */
 export interface RowModel {
   readonly inputShape: readonly number[];
+  /** The model takes integer token ids (it starts with an Embedding): rows hold integers, run as int32. */
+  readonly ids: boolean;
   /** Runs one batch. Every row must have numel(inputShape) values. */
   run(rows: readonly Float32Array[]): Promise<Float32Array[]>;
   /** Shape of one output row, known after the first run. */
@@ -84,9 +86,12 @@ export function rowModel(
   }
   if (model instanceof Module) model.eval();
   const per = inputShape.reduce((a, b) => a * b, 1);
+  // a model that starts with an Embedding takes token ids: rows must hold integers, sent as int32
+  const ids = model instanceof Module && takesIds(model);
   const forward = model instanceof Module ? (x: Tensor) => model.call(x) : model;
   const r: RowModel = {
     inputShape: [...inputShape],
+    ids,
     outputShape: null,
     async run(rows) {
       const B = rows.length;
@@ -97,6 +102,11 @@ export function rowModel(
             `row ${i} has ${row?.length ?? describe(row)} values, expected ${per} (input shape ${shapeStr(inputShape)})`,
           );
         }
+        if (ids) {
+          const bad = row.findIndex((v) => !Number.isInteger(v));
+          if (bad >= 0)
+            throw new ArgumentError(`row ${i}: this model takes integer token ids, got ${row[bad]} at position ${bad}`);
+        }
         buf.set(row, i * per);
       });
       const y = tidy(() =>
@@ -105,7 +115,9 @@ export function rowModel(
           // a scaler sees the batch as a table [B, features], the model sees [B, ...inputShape]
           const x = opts.transform
             ? reshape(opts.transform.transform(tensor(buf, [B, per], where)), [B, ...inputShape])
-            : tensor(buf, [B, ...inputShape], where);
+            : ids
+              ? tensor(Int32Array.from(buf), [B, ...inputShape], { ...where, dtype: 'int32' })
+              : tensor(buf, [B, ...inputShape], where);
           const out = forward(x);
           if (!isTensor(out)) throw new ArgumentError(`the model returned ${describe(out)}, expected a Tensor`);
           return out;

@@ -248,6 +248,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
 
   const { app, idle } = httpApp({
     inputShape,
+    ids: versions.current.rm.ids,
     maxRows: opts.maxRowsPerRequest ?? 64,
     ...(opts.bodyLimit !== undefined ? { bodyLimit: opts.bodyLimit } : {}),
     ...(opts.logger !== undefined ? { logger: opts.logger } : {}),

@@ -3,35 +3,8 @@
 # steps, Adam) and causal attention forward + backward (4 heads of 64, L = 512 and 2048; PyTorch 1.13 has no
 # fused scaled_dot_product_attention, so this is softmax(q k^T) v in ops, as its nn.MultiheadAttention does).
 # Usage: python3 torch_seq.py THREADS MIN_SECONDS; prints {"work", "size", "medianMs"} JSON lines.
-import json
-import sys
-import time
-
 import torch
-
-threads = int(sys.argv[1])
-min_s = float(sys.argv[2])
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-
-
-def timed(fn, warmup=3):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    t_end = time.perf_counter() + min_s
-    while len(ts) < 5 or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-        if len(ts) >= 2000:
-            break
-    ts.sort()
-    return ts[len(ts) // 2] * 1000
-
-
-def emit(work, size, ms):
-    print(json.dumps({"work": work, "size": size, "medianMs": ms}), flush=True)
+from torch_common import emit, timed
 
 
 def step_of(model, x):

@@ -538,4 +538,56 @@ test('a Transformer classifier serves token ids from its file; non-integer ids g
   }
 });
 
+test('Graph: branching models run, save with their architecture, quantize, export to ONNX', async () => {
+  // an inception-style block: two branches concatenated, a gated skip, then a head
+  const build = (): { g: kn.nn.Graph; x: kn.nn.GraphValue } => {
+    kn.seed(13);
+    const g = new kn.nn.Graph();
+    const x = g.input();
+    const a = x.then(new kn.nn.Linear(6, 4)).then(new kn.nn.ReLU());
+    const shared = new kn.nn.Linear(6, 4);
+    const b = x.then(shared).then(new kn.nn.Tanh());
+    const gate = x.then(shared).then(new kn.nn.Sigmoid()); // the same weights twice
+    const h = g.concat([a, g.mul(b, gate)], 1);
+    g.output(g.add(h, x.then(new kn.nn.Linear(6, 8))).then(new kn.nn.Linear(8, 3)));
+    return { g, x };
+  };
+  const { g, x } = build();
+  const inp = kn.randn([5, 6]);
+  const y = g.call(inp);
+  assert.equal(y.shape, [5, 3]);
+  // the same numbers written out by hand
+  const [l0, , l2, , , l5, l6] = g.layers as kn.nn.Linear[];
+  const ha = l0!.call(inp).relu(),
+    hb = l2!.call(inp).tanh(),
+    hg = l2!.call(inp).sigmoid();
+  const want = l6!.call(kn.concat([ha, hb.mul(hg)], 1).add(l5!.call(inp)));
+  close(f64(y), f64(want), 1e-6, 1e-6, 'graph forward');
+  assert.is(g.layers.length, 7, 'a layer applied twice is one child');
+  const r = kn.gradcheck((t) => onBackend(t!.backend, build).g.call(t!), [kn.randn([2, 6])], {
+    atol: 2e-3,
+    rtol: 2e-3,
+  });
+  assert.ok(r.ok, `graph gradcheck ${r.maxAbsErr}`);
+  const file = join(mkdtempSync(join(tmpdir(), 'kiln-graph-')), 'g.safetensors');
+  await kn.io.save(file, g);
+  const { model } = await kn.io.loadModel(file);
+  assert.equal(kn.nn.toSpec(model), kn.nn.toSpec(g));
+  close(f64(model.call(inp)), f64(y), 1e-6, 1e-6, 'graph from its file');
+  const { model: q } = kn.quant.quantize(g, { scheme: 'int8-dynamic' });
+  assert.is(q.namedModules().filter(([, m]) => m.constructor.name === 'QuantLinear').length, 4);
+  assert.equal(q.call(inp).shape, [5, 3]);
+  assert.ok(kn.io.toOnnx(g, { inputShape: [6] }).length > 100, 'exports (onnx.test runs it in onnxruntime)');
+  const bad = (patch: Record<string, unknown>, re: RegExp): void =>
+    throwsKiln(() => kn.nn.fromSpec({ ...kn.nn.toSpec(g), ...patch }), kn.FormatError, re);
+  bad({ output: 99 }, /earlier node/);
+  bad({ nodes: [{ op: 'input' }, { op: 'layer', layer: 9, inputs: [0] }] }, /layer index/);
+  bad({ nodes: [{ op: 'layer', layer: 0, inputs: [1] }] }, /earlier node/);
+  bad({ nodes: [{ op: 'input' }, { op: 'input' }] }, /one input node/);
+  bad({ nodes: [{ op: 'input' }, { op: 'pow', inputs: [0, 0] }] }, /unknown node op/);
+  throwsKiln(() => new kn.nn.Graph().call(inp), kn.ArgumentError, /no output/);
+  throwsKiln(() => g.add(x), kn.ArgumentError, /at least two/);
+  throwsKiln(() => new kn.nn.Graph().output(x), kn.ArgumentError, /value of this graph/);
+});
+
 test.run();

@@ -135,6 +135,15 @@ test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxrunti
     new kn.nn.AdaptiveAvgPool2d(1),
   );
   await compare(pool, kn.randn([2, 2, 5, 5]), { inputShape: [2, 5, 5] }, 'pool.onnx', 80);
+  const g = new kn.nn.Graph();
+  const x = g.input();
+  const lin = new kn.nn.Linear(6, 4);
+  const h = g.concat([
+    x.then(new kn.nn.Linear(6, 4)).then(new kn.nn.ReLU()),
+    g.mul(x.then(lin), x.then(lin).then(new kn.nn.Sigmoid())),
+  ]);
+  g.output(g.add(h, x.then(new kn.nn.Linear(6, 8))).then(new kn.nn.Linear(8, 3)));
+  await compare(g, kn.randn([4, 6]), { inputShape: [6] }, 'graph.onnx', 80);
   const rot = new kn.nn.MultiheadAttention(8, 2, { batchFirst: true, rotary: true });
   assert.throws(() => kn.io.toOnnx(rot, { inputShape: [3, 8] }), /rotary/);
   assert.throws(() => kn.io.toOnnx(new kn.nn.TransformerDecoderLayer(8, 2), { inputShape: [3, 8] }), /encoder output/);

@@ -22,6 +22,7 @@ import {
   SinusoidalPositionalEncoding,
   TransformerEncoderLayer,
 } from '../nn/attention.js';
+import { Graph } from '../nn/graph.js';
 import { Module } from '../nn/module.js';
 import { AdaptiveAvgPool2d, AvgPool2d, Conv1d, Residual, SequencePool } from '../nn/pooling.js';
 import { layerOf } from '../nn/registry.js';
@@ -364,6 +365,26 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
     throw new ValidationError(
       `${path}: a TransformerDecoderLayer needs the encoder output as a second input, which a one-input ONNX graph lacks`,
     );
+  },
+  Graph: (g, m, x, path) => {
+    const gr = m as Graph;
+    const vals: string[] = [];
+    const layers = gr.layers;
+    gr.nodes.forEach((n, i) => {
+      if (n.op === 'input') vals[i] = x;
+      else if (n.op === 'layer') vals[i] = emit(g, layers[n.layer]!, vals[n.inputs[0]]!, `${path}.${n.layer}`);
+      else if (n.op === 'concat')
+        vals[i] = g.node(
+          'Concat',
+          n.inputs.map((k) => vals[k]!),
+          [g.int('axis', n.axis)],
+        );
+      else
+        vals[i] = n.inputs
+          .slice(1)
+          .reduce((acc, k) => g.node(n.op === 'add' ? 'Add' : 'Mul', [acc, vals[k]!]), vals[n.inputs[0]!]!);
+    });
+    return vals[gr.outputNode]!;
   },
   LSTM: (_g, _m, _x, path) => {
     throw new ValidationError(`${path}: ONNX export does not cover LSTM layers yet`);

@@ -42,6 +42,7 @@ export {
   type SequencePoolMode,
 } from './pooling.js';
 export { LSTM, GRU, type RecurrentOptions, type RecurrentInput, type RecurrentOutput } from './recurrent.js';
+export { Graph, GraphValue, type GraphNode } from './graph.js';
 export * as init from './init.js';
 export * as loss from './loss.js';
 export type { InitName } from './init.js';

@@ -89,6 +89,12 @@ export type LayerSpec =
   | { type: 'SinusoidalPositionalEncoding'; dModel: number; maxLen: number; batchFirst: boolean }
   | { type: 'LearnedPositionalEmbedding'; maxLen: number; dModel: number; batchFirst: boolean }
   | {
+      type: 'Graph';
+      layers: LayerSpec[];
+      nodes: import('./graph.js').GraphNode[];
+      output: number;
+    }
+  | {
       type: 'LSTM' | 'GRU';
       inputSize: number;
       hiddenSize: number;

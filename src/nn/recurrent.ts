@@ -2,8 +2,9 @@
 // default, batchFirst on request), several layers, bidirectional, dropout between layers, and sequences of
 // different lengths ("packed" by a lengths list: each sequence stops at its own end, outputs past it are zero
 // and the final state is the state at the last valid step; the reverse direction starts at each sequence's end).
-// The input projection of every step is one matmul over the whole sequence; each step then does one matmul with
-// the recurrent weights and fused elementwise gates.
+// Layers pass the sequence as a list of per-step tensors (slicing one [L, N, F] tensor per step would give every
+// step's gradient the size of the whole sequence); each step does the input and the recurrent matmul and the
+// elementwise gates.
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, mul, sigmoid, sub, tanh } from '../ops/elementwise.js';
@@ -131,11 +132,13 @@ abstract class Recurrent extends Module {
       c0 = this.hasCell ? checkState(input.c0, 'c0') : null;
     if (!this.hasCell && input.c0 !== undefined) throw new ArgumentError(`${kind} has no cell state: drop c0`);
     const masks = this.lengthMasks(input.lengths, L, N, x);
-    let layerIn = seq;
+    // every layer reads and writes a list of per-step [N, F] tensors: slicing one [L, N, F] tensor per step would
+    // give each step's gradient the size of the whole sequence
+    let layerIn = Array.from({ length: L }, (_, t) => reshape(slice(seq, [t], [t + 1]), [N, seq.shape[2]!]));
     const hs: Tensor[] = [],
       cs: Tensor[] = [];
     for (let l = 0; l < this.numLayers; l++) {
-      const outs: Tensor[] = [];
+      const outs: Tensor[][] = [];
       for (let d = 0; d < dirs; d++) {
         const sfx = d === 1 ? '_reverse' : '';
         const idx = l * dirs + d;
@@ -146,18 +149,21 @@ abstract class Recurrent extends Module {
         hs.push(h);
         if (c) cs.push(c);
       }
-      layerIn = dirs === 1 ? outs[0]! : concat(outs, 2);
+      layerIn = dirs === 1 ? outs[0]! : outs[0]!.map((f, t) => concat([f, outs[1]![t]!], 1));
       if (this.training && this.dropout > 0 && l < this.numLayers - 1) {
         const p = this.dropout;
-        const keep = noGrad(() =>
-          rand(layerIn.shape)
-            .ge(p)
-            .mul(1 / (1 - p)),
-        );
-        layerIn = mul(layerIn, keep);
+        layerIn = layerIn.map((v) => {
+          const keep = noGrad(() =>
+            rand(v.shape)
+              .ge(p)
+              .mul(1 / (1 - p)),
+          );
+          return mul(v, keep);
+        });
       }
     }
-    const output = this.batchFirst ? transpose(layerIn, 0, 1) : layerIn;
+    const stacked = stack(layerIn, 0);
+    const output = this.batchFirst ? transpose(stacked, 0, 1) : stacked;
     const r: RecurrentOutput = { output, h: stack(hs, 0) };
     if (this.hasCell) r.c = stack(cs, 0);
     return r;
@@ -183,30 +189,27 @@ abstract class Recurrent extends Module {
   }
   /** One direction of one layer over the sequence: outputs [L, N, H] and the final state. */
   private direction(
-    xs: Tensor,
+    xs: readonly Tensor[],
     l: number,
     sfx: string,
     reverse: boolean,
     h0: Tensor,
     c0: Tensor | null,
     masks: Tensor[] | null,
-  ): [Tensor, Tensor, Tensor | null] {
-    const L = xs.shape[0]!,
-      N = xs.shape[1]!,
-      G = this.gates * this.hiddenSize;
-    const wih = this.param(`weight_ih_l${l}${sfx}`)!,
+  ): [Tensor[], Tensor, Tensor | null] {
+    const L = xs.length;
+    const wih = transpose(this.param(`weight_ih_l${l}${sfx}`)!),
       whh = this.param(`weight_hh_l${l}${sfx}`)!;
     const bih = this.param(`bias_ih_l${l}${sfx}`),
       bhh = this.param(`bias_hh_l${l}${sfx}`);
-    // the input projection of every step in one matmul: [L*N, F] x [F, G]
-    let xp = reshape(reshape(xs, [L * N, xs.shape[2]!]).matmul(transpose(wih)), [L, N, G]);
-    if (bih) xp = add(xp, bih);
     let h = h0,
       c = c0;
     const outs = new Array<Tensor>(L);
     for (let s = 0; s < L; s++) {
       const t = reverse ? L - 1 - s : s;
-      const [hn, cn] = this.step(reshape(slice(xp, [t], [t + 1]), [N, G]), h, c, whh, bhh);
+      let xp = xs[t]!.matmul(wih);
+      if (bih) xp = add(xp, bih);
+      const [hn, cn] = this.step(xp, h, c, whh, bhh);
       const m = masks?.[t];
       if (m) {
         // past a sequence's end: keep the state, output zeros
@@ -219,7 +222,7 @@ abstract class Recurrent extends Module {
         outs[t] = hn;
       }
     }
-    return [stack(outs, 0), h, c];
+    return [outs, h, c];
   }
   protected override extraRepr(): string {
     return `${this.inputSize}, ${this.hiddenSize}, layers=${this.numLayers}${this.bidirectional ? ', bidirectional' : ''}`;

@@ -357,6 +357,37 @@ export const CASES: OpCase[] = [
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },
   { name: 'matmul M=0', ops: ['matmul'], inputs: [f([0, 3]), f([3, 4])], run: (a, b) => a.matmul(b) },
+  // fused layer norm (forward and backward)
+  {
+    name: 'layerNorm affine over [5, 7]',
+    ops: ['layerNorm', 'layerNormBackward'],
+    inputs: [f([3, 5, 7]), f([5, 7]), f([5, 7])],
+    run: (x, w, b) => kn.nn.layerNorm(x, [5, 7], w, b),
+    grad: true,
+  },
+  {
+    name: 'layerNorm plain, eps 0.1',
+    ops: ['layerNorm', 'layerNormBackward'],
+    inputs: [f([4, 6], { lo: -3, hi: 5 })],
+    run: (x) => kn.nn.layerNorm(x, [6], null, null, 0.1),
+    grad: true,
+  },
+  {
+    name: 'layerNorm wide rows and many rows (threads), backward',
+    ops: ['layerNorm', 'layerNormBackward'],
+    inputs: [f([700, 300]), f([300]), f([300]), f([700, 300])],
+    atol: 1e-4,
+    run: (x, w, b, g) => {
+      const [xx, ww, bb] = [x, w, b].map((t) => {
+        const c = t.clone();
+        c.requiresGrad = true;
+        return c;
+      }) as [kn.Tensor, kn.Tensor, kn.Tensor];
+      kn.nn.layerNorm(xx, [300], ww, bb).mul(g).sum().backward();
+      return kn.concat([xx.grad!.flatten(), ww.grad!, bb.grad!]);
+    },
+  },
+  { name: 'layerNorm no rows', ops: ['layerNorm'], inputs: [f([0, 4])], run: (x) => kn.nn.layerNorm(x, [4]) },
   // fused attention (forward and backward; the gradient cases go through gradcheck and gradgradcheck)
   {
     name: 'attention [2,5,4] over [2,7,4]',

@@ -145,6 +145,8 @@ test('kernels follow one naming scheme on every backend', () => {
     'attention_backward_q',
     'attention_backward_kv',
     'copy_f32',
+    // layerNormBackward's dweight/dbias pass
+    'layer_norm_backward_params',
   ]);
   const ops = new Set(OP_TABLE.map((o) => snake(o.name).toLowerCase()));
   const names = [

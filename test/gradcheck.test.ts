@@ -37,6 +37,7 @@ test('there are gradient checks for the differentiable ops', () => {
     'logSoftmax',
     'matmul',
     'attention',
+    'layerNorm',
     'conv2d',
     'maxPool2d',
     'avgPool2d',

@@ -3,6 +3,7 @@
 // cross-entropy forward and backward (labels checked on the device), NaN-ignoring column statistics and
 // quantiles, and row hashes. Inputs are contiguous (the dispatcher copies views first).
 #include "common.cuh"
+#include "kiln/layer_norm.h"
 
 namespace kiln {
 namespace cuda {
@@ -413,6 +414,107 @@ static Status k_row_hash(const TensorView* in, int nin, const TensorView& out, c
   return launched("rowHash");
 }
 
+// ---- fused layer normalisation: a warp per row (two-pass statistics with warp sums), and for the backward
+// a thread per column for dweight/dbias after the row pass left each row's mean and 1/std in scratch.
+constexpr int kLnWarps = 4;
+
+__device__ inline float ln_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ inline float2 ln_row_stats(const float* x, int64_t C, float eps) {
+  float s = 0.f;
+  for (int64_t c = threadIdx.x & 31; c < C; c += 32) s += x[c];
+  const float mu = ln_warp_sum(s) / static_cast<float>(C);
+  float v = 0.f;
+  for (int64_t c = threadIdx.x & 31; c < C; c += 32) v += (x[c] - mu) * (x[c] - mu);
+  return make_float2(mu, rsqrtf(ln_warp_sum(v) / static_cast<float>(C) + eps));
+}
+
+__global__ void layer_norm(LnArgs a, float* y) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kLnWarps + (threadIdx.x >> 5);
+  if (r >= a.R) return;
+  const float* x = a.x + r * a.C;
+  const float2 st = ln_row_stats(x, a.C, a.eps);
+  for (int64_t c = threadIdx.x & 31; c < a.C; c += 32) {
+    const float h = (x[c] - st.x) * st.y;
+    y[r * a.C + c] = a.a ? h * a.a[c] + a.b[c] : h;
+  }
+}
+
+__global__ void layer_norm_backward(LnArgs a, float* dx, float* stats) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kLnWarps + (threadIdx.x >> 5);
+  if (r >= a.R) return;
+  const float* x = a.x + r * a.C;
+  const float* gy = a.a + r * a.C;
+  const float2 st = ln_row_stats(x, a.C, a.eps);
+  float m1 = 0.f, m2 = 0.f;
+  for (int64_t c = threadIdx.x & 31; c < a.C; c += 32) {
+    const float dxh = a.b ? gy[c] * a.b[c] : gy[c];
+    m1 += dxh;
+    m2 += dxh * (x[c] - st.x) * st.y;
+  }
+  m1 = ln_warp_sum(m1) / static_cast<float>(a.C);
+  m2 = ln_warp_sum(m2) / static_cast<float>(a.C);
+  for (int64_t c = threadIdx.x & 31; c < a.C; c += 32) {
+    const float dxh = a.b ? gy[c] * a.b[c] : gy[c];
+    dx[r * a.C + c] = st.y * (dxh - m1 - (x[c] - st.x) * st.y * m2);
+  }
+  if ((threadIdx.x & 31) == 0) {
+    stats[2 * r] = st.x;
+    stats[2 * r + 1] = st.y;
+  }
+}
+
+__global__ void layer_norm_backward_params(LnArgs a, const float* stats, float* dw, float* db) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= a.C) return;
+  float sw = 0.f, sb = 0.f;
+  for (int64_t r = 0; r < a.R; ++r) {
+    const float gy = a.a[r * a.C + c];
+    sw += gy * (a.x[r * a.C + c] - stats[2 * r]) * stats[2 * r + 1];
+    sb += gy;
+  }
+  dw[c] = sw;
+  db[c] = sb;
+}
+
+static unsigned ln_blocks(int64_t rows) {
+  const int64_t b = (rows + kLnWarps - 1) / kLnWarps;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
+}
+
+static Status k_layer_norm(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  LnArgs a;
+  if (Status st = ln_check(in, nin, true, attrs, a); !st.good()) return st;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.R * a.C, ST_SHAPE, "layerNorm writes [", a.R, ", ", a.C,
+               "]");
+  KILN_REQUIRE((a.R + kLnWarps - 1) / kLnWarps <= 2147483647, ST_SHAPE, "layerNorm: too many rows for one grid");
+  if (a.R * a.C == 0) return Status::ok();
+  layer_norm<<<ln_blocks(a.R), 32 * kLnWarps, 0, stream()>>>(a, out.ptr<float>());
+  return launched("layerNorm");
+}
+
+static Status k_layer_norm_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  LnArgs a;
+  if (Status st = ln_check(in, nin, false, attrs, a); !st.good()) return st;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.R * a.C + 2 * a.C, ST_SHAPE, "layerNormBackward writes ",
+               a.R * a.C + 2 * a.C, " values (dx, dweight, dbias)");
+  KILN_REQUIRE((a.R + kLnWarps - 1) / kLnWarps <= 2147483647, ST_SHAPE,
+               "layerNormBackward: too many rows for one grid");
+  if (a.C == 0) return Status::ok();
+  const uint64_t bytes = static_cast<uint64_t>(a.R > 0 ? 2 * a.R : 2) * sizeof(float);
+  void* stats = nullptr;
+  if (Status st = scratch(bytes, &stats); !st.good()) return st;
+  float* o = out.ptr<float>();
+  float* s = static_cast<float*>(stats);
+  if (a.R > 0) layer_norm_backward<<<ln_blocks(a.R), 32 * kLnWarps, 0, stream()>>>(a, o, s);
+  layer_norm_backward_params<<<blocks_for(a.C), kThreads, 0, stream()>>>(a, s, o + a.R * a.C, o + a.R * a.C + a.C);
+  const Status st = launched("layerNormBackward");
+  release_scratch(stats, bytes);
+  return st;
+}
+
 void register_reduce(KernelTable& t) {
   t.fn[OP_SUM] = k_sum;
   t.fn[OP_MAX] = k_max;
@@ -420,6 +522,8 @@ void register_reduce(KernelTable& t) {
   t.fn[OP_ARGMAX] = k_argmax;
   t.fn[OP_ARGMIN] = k_argmin;
   t.fn[OP_SOFTMAX] = k_softmax;
+  t.fn[OP_LAYER_NORM] = k_layer_norm;
+  t.fn[OP_LAYER_NORM_BACKWARD] = k_layer_norm_backward;
   t.fn[OP_LOG_SOFTMAX] = k_log_softmax;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY] = k_softmax_cross_entropy;
   t.fn[OP_SOFTMAX_CROSS_ENTROPY_BACKWARD] = k_softmax_cross_entropy_backward;

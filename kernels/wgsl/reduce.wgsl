@@ -318,3 +318,75 @@ fn row_hash(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   dst[2u * i] = h1;
   dst[2u * i + 1u] = h2;
 }
+
+// ---- fused layer normalisation over rows of x [R, C] (in0); P_REDUCE_N = R, _C = C, _ATTR = eps (f32 bits).
+// HASW: affine, weight in in1 and bias in in2 (forward) or weight in in2 (backward, dy in in1).
+fn ln_stats(off: u32, c: u32) -> vec2<f32> {
+  var s = 0.0;
+  for (var k = 0u; k < c; k++) { s += xf(off + k); }
+  let mu = s / f32(c);
+  var v = 0.0;
+  for (var k = 0u; k < c; k++) {
+    let d = xf(off + k) - mu;
+    v += d * d;
+  }
+  return vec2<f32>(mu, inverseSqrt(v / f32(c) + pf(P_REDUCE_ATTR)));
+}
+
+@compute @workgroup_size(256)
+fn layer_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = linear_id(gid, nwg);
+  let c = pu(P_REDUCE_C);
+  if (r >= pu(P_REDUCE_N)) { return; }
+  let st = ln_stats(r * c, c);
+  for (var k = 0u; k < c; k++) {
+    var y = (xf(r * c + k) - st.x) * st.y;
+    if (HASW) { y = y * bitcast<f32>(in1[k]) + bitcast<f32>(in2[k]); }
+    dst[r * c + k] = bitcast<u32>(y);
+  }
+}
+
+// dx per row; each row's mean and 1/std go to work[2 r], work[2 r + 1] for the column pass
+@compute @workgroup_size(256)
+fn layer_norm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = linear_id(gid, nwg);
+  let c = pu(P_REDUCE_C);
+  if (r >= pu(P_REDUCE_N)) { return; }
+  let st = ln_stats(r * c, c);
+  work[2u * r] = st.x;
+  work[2u * r + 1u] = st.y;
+  var m1 = 0.0;
+  var m2 = 0.0;
+  for (var k = 0u; k < c; k++) {
+    var dxh = bitcast<f32>(in1[r * c + k]);
+    if (HASW) { dxh *= bitcast<f32>(in2[k]); }
+    m1 += dxh;
+    m2 += dxh * (xf(r * c + k) - st.x) * st.y;
+  }
+  m1 /= f32(c);
+  m2 /= f32(c);
+  for (var k = 0u; k < c; k++) {
+    var dxh = bitcast<f32>(in1[r * c + k]);
+    if (HASW) { dxh *= bitcast<f32>(in2[k]); }
+    let xh = (xf(r * c + k) - st.x) * st.y;
+    dst[r * c + k] = bitcast<u32>(st.y * (dxh - m1 - xh * m2));
+  }
+}
+
+// dweight and dbias per column, after layer_norm_backward filled work with the row statistics
+@compute @workgroup_size(256)
+fn layer_norm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let k = linear_id(gid, nwg);
+  let n = pu(P_REDUCE_N);
+  let c = pu(P_REDUCE_C);
+  if (k >= c) { return; }
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var r = 0u; r < n; r++) {
+    let gy = bitcast<f32>(in1[r * c + k]);
+    sw += gy * (xf(r * c + k) - work[2u * r]) * work[2u * r + 1u];
+    sb += gy;
+  }
+  dst[n * c + k] = bitcast<u32>(sw);
+  dst[n * c + c + k] = bitcast<u32>(sb);
+}

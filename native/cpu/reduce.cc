@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kiln/cpu_common.h"
+#include "kiln/layer_norm.h"
 #define KILN_ISA_FILE "cpu/reduce.cc"
 #include "kiln/isa_passes.h"
 #else
@@ -294,6 +295,94 @@ static inline float row_lse(const float* px, float* e, int64_t c) {
   return static_cast<float>(std::log(sum_run(e, c))) + m;
 }
 
+// ---- fused layer normalisation over the rows of x [R, C]: two-pass statistics in double per row, then
+// y = (x - mean) * rstd (* weight + bias). The backward recomputes the statistics, writes dx per row
+// (rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = dy * weight) and dweight/dbias per column range.
+static void ln_stats(const float* x, int64_t C, float eps, float& mu, float& rstd) {
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += x[c];
+  const double m = s / static_cast<double>(C);
+  double v = 0;
+  for (int64_t c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+  mu = static_cast<float>(m);
+  rstd = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(C) + eps));
+}
+
+static Status k_layer_norm(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  LnArgs a;
+  if (Status st = ln_check(in, nin, true, attrs, a); !st.good()) return st;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == a.R * a.C, ST_SHAPE, "layerNorm writes [", a.R, ", ", a.C,
+               "]");
+  float* o = out.ptr<float>();
+  parallel_for(a.R, std::max<int64_t>(1, kGrain / std::max<int64_t>(a.C, 1) / 4), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* x = a.x + r * a.C;
+      float* y = o + r * a.C;
+      float mu, rstd;
+      ln_stats(x, a.C, a.eps, mu, rstd);
+      if (a.a)
+        for (int64_t c = 0; c < a.C; ++c) y[c] = (x[c] - mu) * rstd * a.a[c] + a.b[c];
+      else
+        for (int64_t c = 0; c < a.C; ++c) y[c] = (x[c] - mu) * rstd;
+    }
+  });
+  return Status::ok();
+}
+
+static Status k_layer_norm_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  LnArgs a;
+  if (Status st = ln_check(in, nin, false, attrs, a); !st.good()) return st;
+  const int64_t R = a.R, C = a.C;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == R * C + 2 * C, ST_SHAPE, "layerNormBackward writes ",
+               R * C + 2 * C, " values (dx, dweight, dbias)");
+  float* o = out.ptr<float>();
+  const float* g = a.a;
+  const float* w = a.b;  // the weight (optional)
+  std::vector<float> mus(static_cast<size_t>(R)), rstds(static_cast<size_t>(R));
+  parallel_for(R, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1) / 4), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* x = a.x + r * C;
+      const float* gy = g + r * C;
+      float* dx = o + r * C;
+      float mu, rstd;
+      ln_stats(x, C, a.eps, mu, rstd);
+      mus[r] = mu;
+      rstds[r] = rstd;
+      double m1 = 0, m2 = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const float dxh = w ? gy[c] * w[c] : gy[c];
+        m1 += dxh;
+        m2 += static_cast<double>(dxh) * ((x[c] - mu) * rstd);
+      }
+      const float f1 = static_cast<float>(m1 / static_cast<double>(C)),
+                  f2 = static_cast<float>(m2 / static_cast<double>(C));
+      for (int64_t c = 0; c < C; ++c) {
+        const float dxh = w ? gy[c] * w[c] : gy[c];
+        dx[c] = rstd * (dxh - f1 - (x[c] - mu) * rstd * f2);
+      }
+    }
+  });
+  float* dw = o + R * C;
+  float* db = dw + C;
+  // column sums, each thread a range of columns read row by row
+  parallel_for(C, std::max<int64_t>(16, kGrain / std::max<int64_t>(R, 1)), [&](int64_t lo, int64_t hi) {
+    std::vector<double> sw(static_cast<size_t>(hi - lo), 0.0), sb(static_cast<size_t>(hi - lo), 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* x = a.x + r * C;
+      const float* gy = g + r * C;
+      for (int64_t c = lo; c < hi; ++c) {
+        sw[c - lo] += static_cast<double>(gy[c]) * ((x[c] - mus[r]) * rstds[r]);
+        sb[c - lo] += gy[c];
+      }
+    }
+    for (int64_t c = lo; c < hi; ++c) {
+      dw[c] = static_cast<float>(sw[c - lo]);
+      db[c] = static_cast<float>(sb[c - lo]);
+    }
+  });
+  return Status::ok();
+}
+
 static Status k_softmax_cross_entropy(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   CeArgs a;
   if (Status s = ce_check(in, nin, 2, "softmaxCrossEntropy", a); !s.good()) return s;
@@ -501,6 +590,8 @@ void register_reduce(KernelTable& t) {
   t.fn[OP_ARGMAX] = rd::k_argmax;
   t.fn[OP_ARGMIN] = rd::k_argmin;
   t.fn[OP_SOFTMAX] = rd::k_softmax;
+  t.fn[OP_LAYER_NORM] = rd::k_layer_norm;
+  t.fn[OP_LAYER_NORM_BACKWARD] = rd::k_layer_norm_backward;
   t.fn[OP_LOG_SOFTMAX] = rd::k_log_softmax;
 }
 

@@ -189,3 +189,28 @@ export function hash32(x: number): number {
 export function attentionKeeps(seed: number, threshold: number, index: number): boolean {
   return hash32((index ^ hash32(seed)) >>> 0) >= threshold;
 }
+
+/** The [R, C] geometry of a layerNorm kernel call (forward: x[, weight, bias]; backward: x, dy[, weight]). */
+export function checkLayerNorm(
+  ins: readonly KernelView[],
+  op: 'layerNorm' | 'layerNormBackward',
+  attrs: readonly number[],
+): { R: number; C: number; affine: boolean } {
+  const fwd = op === 'layerNorm';
+  if (fwd ? ins.length !== 1 && ins.length !== 3 : ins.length !== 2 && ins.length !== 3)
+    throw new ArgumentError(
+      fwd
+        ? `layerNorm takes x and optionally weight and bias, got ${ins.length} inputs`
+        : `layerNormBackward takes x, dy and optionally weight, got ${ins.length} inputs`,
+    );
+  const x = ins[0]!;
+  if (x.shape.length !== 2) throw new ShapeError(`${op}: x must be [R, C], got [${x.shape}]`);
+  const [R, C] = x.shape as [number, number];
+  if (!fwd && !sameShape(ins[1]!.shape, x.shape))
+    throw new ShapeError(`${op}: dy must be [${R}, ${C}] like x, got [${ins[1]!.shape}]`);
+  for (const w of ins.slice(fwd ? 1 : 2))
+    if (numel(w.shape) !== C) throw new ShapeError(`${op}: weight and bias must have ${C} values, got [${w.shape}]`);
+  const { eps } = attrsOf(op, attrs);
+  if (!(eps >= 0) || !Number.isFinite(eps)) throw new ArgumentError(`${op}: eps must be finite and >= 0, got ${eps}`);
+  return { R, C, affine: ins.length === 3 };
+}

@@ -15,6 +15,7 @@ export {
   BatchNorm2d,
   LayerNorm,
   Sequential,
+  layerNormFn as layerNorm,
   type LayerOptions,
   type Conv2dLayerOptions,
 } from './layers.js';

@@ -8,7 +8,7 @@ import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedAct
 import { flatten, gather, reshape } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
 import { noGrad } from '../autograd/tape.js';
-import { mean, variance } from '../ops/reduce.js';
+import { layerNorm, mean, variance } from '../ops/reduce.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight, type InitName } from './init.js';
@@ -358,19 +358,42 @@ export class LayerNorm extends Module {
     this.bias = affine ? this.registerParameter('bias', zeros(this.normalizedShape)) : null;
   }
   forward(x: Tensor): Tensor {
-    const k = this.normalizedShape.length;
-    if (x.ndim < k || this.normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
-      throw new ShapeError(
-        `LayerNorm expects inputs ending in ${shapeStr(this.normalizedShape)}, got ${shapeStr(x.shape)}`,
-      );
-    }
-    const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
-    const mu = mean(x, axes, true);
-    const v = variance(x, axes, { correction: 0, keepdims: true });
-    let y = sub(x, mu).div(v.add(this.opts.eps ?? 1e-5).sqrt());
-    if (this.weight && this.bias) y = add(mul(y, this.weight), this.bias);
-    return y;
+    return layerNormFn(x, this.normalizedShape, this.weight, this.bias, this.opts.eps ?? 1e-5);
   }
+}
+
+/**
+ * Layer normalisation of x over its trailing `normalizedShape` dims (PyTorch's F.layer_norm); weight and bias
+ * (both or neither) are shaped like normalizedShape. float32 runs one fused kernel each way.
+ * @example kn.nn.layerNorm(kn.tensor([[1, 2, 3]]), [3]).toList() // [[-1.2247357, 0, 1.2247357]]
+ */
+export function layerNormFn(
+  x: Tensor,
+  normalizedShape: readonly number[],
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  eps = 1e-5,
+): Tensor {
+  const k = normalizedShape.length;
+  if (k === 0 || x.ndim < k || normalizedShape.some((d, i) => x.shape[x.ndim - k + i] !== d)) {
+    throw new ShapeError(`LayerNorm expects inputs ending in ${shapeStr(normalizedShape)}, got ${shapeStr(x.shape)}`);
+  }
+  if ((weight === null) !== (bias === null))
+    throw new ArgumentError('layerNorm takes both weight and bias, or neither');
+  if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps))
+    throw new ArgumentError(`layerNorm eps must be a finite number >= 0, got ${describe(eps)}`);
+  const C = normalizedShape.reduce((a, b) => a * b, 1);
+  for (const t of [weight, bias])
+    if (t && t.size !== C)
+      throw new ShapeError(`layerNorm weight and bias must be ${shapeStr(normalizedShape)}, got ${shapeStr(t.shape)}`);
+  // float32: one fused kernel each way
+  if (x.dtype === 'float32') return layerNorm(x, C, weight, bias, eps);
+  const axes = Array.from({ length: k }, (_, i) => x.ndim - k + i);
+  const mu = mean(x, axes, true);
+  const v = variance(x, axes, { correction: 0, keepdims: true });
+  let y = sub(x, mu).div(v.add(eps).sqrt());
+  if (weight && bias) y = add(mul(y, weight), bias);
+  return y;
 }
 
 /** The activation a Linear + next-layer pair can fuse: a plain Linear (no instance-level forward override, which

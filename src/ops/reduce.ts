@@ -289,3 +289,33 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (s !== g) s.dispose(); // r is then the only holder of the sum's buffer (a leaf can take it without a copy)
   return r;
 }
+
+/**
+ * @internal Fused layer normalisation of x over its last axes, flattened to C values per row: (x - mean) /
+ * sqrt(var + eps), then * weight + bias when both are given (each holding C values). One kernel each way; a
+ * gradient of the gradient (createGraph) uses the same formulas in ops.
+ */
+export function layerNorm(x: Tensor, C: number, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  const R = C === 0 ? x.shape.slice(0, -1).reduce((a, b) => a * b, 1) : x.size / C;
+  const x2 = reshape(x, [R, C]);
+  const wb = weight && bias ? [reshape(weight, [C]), reshape(bias, [C])] : [];
+  const y = runKernel('layerNorm', [x2, ...wb], [eps], [R, C], 'float32');
+  const out = record('layerNorm', y, [x2, ...wb], [x2, ...wb.slice(0, 1)], (g, [xx, ww]) => {
+    if (isGradEnabled()) return layerNormGradOps(xx!, g, ww ?? null, eps);
+    const flat = runKernel('layerNormBackward', [xx!, g, ...(ww ? [ww] : [])], [eps], [R * C + 2 * C], 'float32');
+    const part = (from: number, n: number): Tensor => flat.slice([from], [from + n]);
+    const dx = reshape(part(0, R * C), [R, C]);
+    return ww ? [dx, part(R * C, C), part(R * C + C, C)] : [dx];
+  });
+  return reshape(out, x.shape);
+}
+
+/** The layer-norm gradient written in ops (differentiable again). */
+function layerNormGradOps(x: Tensor, g: Tensor, w: Tensor | null, eps: number): Tensor[] {
+  const xc = sub(x, mean(x, -1, true));
+  const rstd = div(1, mean(mul(xc, xc), -1, true).add(eps).sqrt());
+  const xh = mul(xc, rstd);
+  const dxh = w ? mul(g, w) : g;
+  const dx = mul(rstd, sub(sub(dxh, mean(dxh, -1, true)), mul(xh, mean(mul(dxh, xh), -1, true))));
+  return w ? [dx, sum(mul(g, xh), 0), sum(g, 0)] : [dx];
+}

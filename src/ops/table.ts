@@ -139,6 +139,10 @@ export const OP_TABLE = [
   op('argmin', 'reduce', 1, ['axis'], 'numeric', { ...C, out: 'int32' }),
   op('softmax', 'reduce', 1, ['axis'], 'float', C),
   op('logSoftmax', 'reduce', 1, ['axis'], 'float', C),
+  // fused layer normalisation over the last axis of x [R, C] with optional affine weight and bias [C] (both or
+  // neither); the backward takes (x, dy[, weight]) and writes dx [R, C], then dweight [C] and dbias [C], flat
+  op('layerNorm', 'reduce', -1, ['eps'], 'float', C),
+  op('layerNormBackward', 'reduce', -1, ['eps'], 'float', C),
   // NaN-ignoring quantile of each column of [N, F] (linear interpolation, like NumPy's default) -> [F]
   op('nanQuantile', 'reduce', 1, ['q'], 'float', C),
   // NaN-ignoring column statistics of [N, F] in one pass -> [5, F]: count, mean, population variance, min, max

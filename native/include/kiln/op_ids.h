@@ -43,37 +43,39 @@ enum OpId : int32_t {
   OP_ARGMIN = 35,
   OP_SOFTMAX = 36,
   OP_LOG_SOFTMAX = 37,
-  OP_NAN_QUANTILE = 38,
-  OP_NAN_COLUMN_STATS = 39,
-  OP_ROW_HASH = 40,
-  OP_SOFTMAX_CROSS_ENTROPY = 41,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 42,
-  OP_MATMUL = 43,
-  OP_MATMUL_BF16 = 44,
-  OP_ATTENTION = 45,
-  OP_ATTENTION_BACKWARD = 46,
-  OP_CONV2D = 47,
-  OP_CONV2D_BACKWARD_INPUT = 48,
-  OP_CONV2D_BACKWARD_WEIGHT = 49,
-  OP_MAX_POOL2D = 50,
-  OP_MAX_POOL2D_BACKWARD = 51,
-  OP_AVG_POOL2D = 52,
-  OP_AVG_POOL2D_BACKWARD = 53,
-  OP_COPY = 54,
-  OP_CONCAT = 55,
-  OP_GATHER = 56,
-  OP_SCATTER_ADD = 57,
-  OP_RANDOM_UNIFORM = 58,
-  OP_RANDOM_NORMAL = 59,
-  OP_RANDOM_INT = 60,
-  OP_ADAM_STEP = 61,
-  OP_SGD_STEP = 62,
-  OP_QLINEAR_INT8 = 63,
-  OP_QLINEAR_INT4 = 64,
-  OP_COUNT = 65
+  OP_LAYER_NORM = 38,
+  OP_LAYER_NORM_BACKWARD = 39,
+  OP_NAN_QUANTILE = 40,
+  OP_NAN_COLUMN_STATS = 41,
+  OP_ROW_HASH = 42,
+  OP_SOFTMAX_CROSS_ENTROPY = 43,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 44,
+  OP_MATMUL = 45,
+  OP_MATMUL_BF16 = 46,
+  OP_ATTENTION = 47,
+  OP_ATTENTION_BACKWARD = 48,
+  OP_CONV2D = 49,
+  OP_CONV2D_BACKWARD_INPUT = 50,
+  OP_CONV2D_BACKWARD_WEIGHT = 51,
+  OP_MAX_POOL2D = 52,
+  OP_MAX_POOL2D_BACKWARD = 53,
+  OP_AVG_POOL2D = 54,
+  OP_AVG_POOL2D_BACKWARD = 55,
+  OP_COPY = 56,
+  OP_CONCAT = 57,
+  OP_GATHER = 58,
+  OP_SCATTER_ADD = 59,
+  OP_RANDOM_UNIFORM = 60,
+  OP_RANDOM_NORMAL = 61,
+  OP_RANDOM_INT = 62,
+  OP_ADAM_STEP = 63,
+  OP_SGD_STEP = 64,
+  OP_QLINEAR_INT8 = 65,
+  OP_QLINEAR_INT4 = 66,
+  OP_COUNT = 67
 };
 
-static_assert(OP_COUNT == 65, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 67, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -114,6 +116,8 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "argmin",
   "softmax",
   "logSoftmax",
+  "layerNorm",
+  "layerNormBackward",
   "nanQuantile",
   "nanColumnStats",
   "rowHash",
@@ -145,16 +149,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].
@@ -174,6 +178,8 @@ inline constexpr int ATTR_ARGMAX_AXIS = 0;
 inline constexpr int ATTR_ARGMIN_AXIS = 0;
 inline constexpr int ATTR_SOFTMAX_AXIS = 0;
 inline constexpr int ATTR_LOG_SOFTMAX_AXIS = 0;
+inline constexpr int ATTR_LAYER_NORM_EPS = 0;
+inline constexpr int ATTR_LAYER_NORM_BACKWARD_EPS = 0;
 inline constexpr int ATTR_NAN_QUANTILE_Q = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_LABEL_SMOOTHING = 0;
 inline constexpr int ATTR_SOFTMAX_CROSS_ENTROPY_BACKWARD_LABEL_SMOOTHING = 0;

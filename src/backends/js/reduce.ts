@@ -1,5 +1,5 @@
 import { ArgumentError, ShapeError } from '../../errors.js';
-import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
+import { checkColumns, checkCrossEntropy, checkLayerNorm, checkQuantile } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { gatherView, outBuf, prod, writeCanon } from './util.js';
@@ -213,9 +213,66 @@ export const reduceKernels: Record<string, KernelFn> = {
       o[r * c + y[r]!]! -= g[r]! * hard;
     }
   },
+  layerNorm: (ins, out, at) => {
+    const { R, C, affine } = checkLayerNorm(ins, 'layerNorm', at);
+    const { eps } = attrsOf('layerNorm', at);
+    const x = gatherView(ins[0]!),
+      w = affine ? gatherView(ins[1]!) : null,
+      b = affine ? gatherView(ins[2]!) : null,
+      o = outBuf(out);
+    for (let r = 0; r < R; r++) {
+      const { mu, rstd } = rowStats(x, r * C, C, eps);
+      for (let c = 0; c < C; c++) {
+        const xh = (x[r * C + c]! - mu) * rstd;
+        o[r * C + c] = w ? xh * w[c]! + b![c]! : xh;
+      }
+    }
+  },
+  layerNormBackward: (ins, out, at) => {
+    const { R, C, affine } = checkLayerNorm(ins, 'layerNormBackward', at);
+    const { eps } = attrsOf('layerNormBackward', at);
+    const x = gatherView(ins[0]!),
+      g = gatherView(ins[1]!),
+      w = affine ? gatherView(ins[2]!) : null,
+      o = outBuf(out);
+    o.fill(0);
+    const dw = R * C,
+      db = R * C + C;
+    for (let r = 0; r < R; r++) {
+      const { mu, rstd } = rowStats(x, r * C, C, eps);
+      let m1 = 0,
+        m2 = 0;
+      for (let c = 0; c < C; c++) {
+        const xh = (x[r * C + c]! - mu) * rstd,
+          gy = g[r * C + c]!,
+          dxh = w ? gy * w[c]! : gy;
+        m1 += dxh;
+        m2 += dxh * xh;
+        o[dw + c] = o[dw + c]! + gy * xh;
+        o[db + c] = o[db + c]! + gy;
+      }
+      m1 /= C;
+      m2 /= C;
+      for (let c = 0; c < C; c++) {
+        const xh = (x[r * C + c]! - mu) * rstd,
+          dxh = w ? g[r * C + c]! * w[c]! : g[r * C + c]!;
+        o[r * C + c] = rstd * (dxh - m1 - xh * m2);
+      }
+    }
+  },
   softmax: softmaxKernel(false),
   logSoftmax: softmaxKernel(true),
 };
+
+/** A row's mean and 1/sqrt(population variance + eps), two-pass, in float64. */
+function rowStats(x: Float64Array, off: number, C: number, eps: number): { mu: number; rstd: number } {
+  let mu = 0;
+  for (let c = 0; c < C; c++) mu += x[off + c]!;
+  mu /= C;
+  let v = 0;
+  for (let c = 0; c < C; c++) v += (x[off + c]! - mu) ** 2;
+  return { mu, rstd: 1 / Math.sqrt(v / C + eps) };
+}
 
 function ceArgs(
   ins: readonly KernelView[],

@@ -1,6 +1,6 @@
 // Reduce kernels of the webgpu backend (kernels/wgsl/reduce.wgsl). Inputs arrive contiguous.
 import { ShapeError } from '../../errors.js';
-import { checkColumns, checkCrossEntropy, checkQuantile } from '../checks.js';
+import { checkColumns, checkCrossEntropy, checkLayerNorm, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
 import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
@@ -122,6 +122,47 @@ const kernels: Record<string, GpuKernel> = {
     const work = g.scratch('float32', Math.max(1, n * f));
     g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!), null, null, null, null, work], { threads: f });
     g.release(work);
+  },
+  layerNorm: (g, ins, out, at) => {
+    const { R, C, affine } = checkLayerNorm(ins, 'layerNorm', at);
+    if (R * C === 0) return;
+    const p = new Params().set(PARAMS.reduce.N, R).set(PARAMS.reduce.C, C);
+    p.f[PARAMS.reduce.attr] = attrsOf('layerNorm', at).eps;
+    const wb = affine ? [id(ins[1]!), id(ins[2]!)] : [g.dummy, g.dummy]; // the shader names them either way
+    g.dispatch('reduce', 'layer_norm', { HASW: affine ? 1 : 0 }, p, [id(out), id(ins[0]!), ...wb], { threads: R });
+  },
+  layerNormBackward: (g, ins, out, at) => {
+    const { R, C, affine } = checkLayerNorm(ins, 'layerNormBackward', at);
+    if (C === 0) return;
+    const p = new Params().set(PARAMS.reduce.N, R).set(PARAMS.reduce.C, C);
+    p.f[PARAMS.reduce.attr] = attrsOf('layerNormBackward', at).eps;
+    const work = g.scratch('float32', Math.max(2, 2 * R));
+    try {
+      const w = affine ? id(ins[2]!) : g.dummy;
+      if (R > 0)
+        g.dispatch(
+          'reduce',
+          'layer_norm_backward',
+          { HASW: affine ? 1 : 0 },
+          p,
+          [id(out), id(ins[0]!), id(ins[1]!), w, null, null, work],
+          {
+            threads: R,
+          },
+        );
+      g.dispatch(
+        'reduce',
+        'layer_norm_backward_params',
+        {},
+        p,
+        [id(out), id(ins[0]!), id(ins[1]!), null, null, null, work],
+        {
+          threads: C,
+        },
+      );
+    } finally {
+      g.release(work);
+    }
   },
   rowHash: (g, ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'rowHash');

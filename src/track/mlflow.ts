@@ -288,12 +288,7 @@ export class MlflowMirror {
     }
     const experimentId = String((exp as { experiment: { experiment_id: string } }).experiment.experiment_id);
     // a retried create whose first answer was lost must not make a second run: look for ours first
-    const found = (await this.call('POST', 'runs/search', {
-      experiment_ids: [experimentId],
-      filter: `tags.\`kiln.local_run_id\` = '${op.localRunId}'`,
-      max_results: 1,
-    })) as { runs?: { info: { run_id: string; artifact_uri?: string } }[] };
-    let info = found.runs?.[0]?.info;
+    let info = await this.findRun(experimentId, op.localRunId);
     for (let attempt = 0; !info; attempt++) {
       // one try per create: after a failure the search runs again, in case the server made the run anyway
       try {
@@ -314,17 +309,25 @@ export class MlflowMirror {
       } catch (e) {
         if (!(e instanceof TrackingError) || /refused/.test(e.message) || attempt >= this.o.retries) throw e;
         await this.backoff(attempt + 1);
-        const again = (await this.call('POST', 'runs/search', {
-          experiment_ids: [experimentId],
-          filter: `tags.\`kiln.local_run_id\` = '${op.localRunId}'`,
-          max_results: 1,
-        })) as { runs?: { info: { run_id: string; artifact_uri?: string } }[] };
-        info = again.runs?.[0]?.info;
+        info = await this.findRun(experimentId, op.localRunId);
       }
     }
     s.experimentId = experimentId;
     s.runId = info.run_id;
     s.artifactUri = info.artifact_uri ?? null;
+  }
+
+  /** The server's run tagged with this local run id, if it has one. */
+  private async findRun(
+    experimentId: string,
+    localRunId: string,
+  ): Promise<{ run_id: string; artifact_uri?: string } | undefined> {
+    const found = (await this.call('POST', 'runs/search', {
+      experiment_ids: [experimentId],
+      filter: `tags.\`kiln.local_run_id\` = '${localRunId}'`,
+      max_results: 1,
+    })) as { runs?: { info: { run_id: string; artifact_uri?: string } }[] };
+    return found.runs?.[0]?.info;
   }
 
   private async upload(path: string, s: RemoteState): Promise<void> {

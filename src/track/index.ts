@@ -38,7 +38,14 @@ import { lastSeed } from '../ops/random.js';
 import { fingerprint, type Fingerprint } from './lineage.js';
 import { io, ioError } from './io.js';
 import { EventWriter } from './tensorboard.js';
-import { MlflowMirror, isHttpUri, readOutbox, type FlushResult, type RemoteOptions } from './mlflow.js';
+import {
+  MlflowMirror,
+  isHttpUri,
+  readOutbox,
+  readRemoteState,
+  type FlushResult,
+  type RemoteOptions,
+} from './mlflow.js';
 
 export { EventWriter, crc32c, maskedCrc32c, tfRecord } from './tensorboard.js';
 export { fingerprint, type Fingerprint } from './lineage.js';
@@ -617,15 +624,9 @@ export async function syncRuns(
   for (const r of listRuns(dir)) {
     const ops = readOutbox(r.dir);
     if (!ops.length) continue;
-    let stateUri: string | undefined,
-      sent = 0;
-    try {
-      const st = JSON.parse(readFileSync(join(r.dir, 'mlflow-remote.json'), 'utf8')) as { uri?: string; sent?: number };
-      stateUri = st.uri;
-      sent = st.sent ?? 0;
-    } catch {
-      /* nothing sent yet */
-    }
+    const st = readRemoteState(r.dir);
+    const stateUri = st?.uri,
+      sent = st?.sent ?? 0;
     const uri = opts.uri ?? stateUri ?? process.env.MLFLOW_TRACKING_URI;
     if (!isHttpUri(uri))
       throw new ArgumentError(`run ${r.id} has unsent MLflow operations: give the server's http(s) URL (uri)`);

@@ -17,6 +17,17 @@ import { ArgumentError, TrackingError, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { ioError } from './io.js';
 
+/** A run's mlflow-remote.json (which server, which remote run, how many outbox lines it took), or null. */
+export function readRemoteState(runDir: string): RemoteState | null {
+  const f = join(runDir, STATE);
+  if (!existsSync(f)) return null;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as RemoteState;
+  } catch {
+    return null;
+  }
+}
+
 /** One logged operation, as a line of the outbox. */
 export type OutboxOp =
   | { op: 'create'; experiment: string; runName: string; startTime: number; localRunId: string }
@@ -42,7 +53,7 @@ export interface RemoteOptions {
   token?: string;
 }
 
-interface RemoteState {
+export interface RemoteState {
   uri: string;
   experimentId: string | null;
   runId: string | null;
@@ -181,16 +192,9 @@ export class MlflowMirror {
   }
 
   private state(): RemoteState {
-    const f = join(this.runDir, STATE);
-    if (existsSync(f)) {
-      try {
-        const s = JSON.parse(readFileSync(f, 'utf8')) as RemoteState;
-        if (s.uri === this.o.uri) return s;
-      } catch {
-        /* rewritten below */
-      }
-    }
-    // a different server (or none yet): start from the first operation
+    const s = readRemoteState(this.runDir);
+    if (s && s.uri === this.o.uri) return s;
+    // a different server (or none yet, or an unreadable state file, rewritten on the next save): start over
     return { uri: this.o.uri, experimentId: null, runId: null, artifactUri: null, sent: 0 };
   }
 

@@ -81,6 +81,47 @@ for (const b of BACKENDS) {
     ));
 }
 
+test('the LSTM sequence node: long sequences, the same gradients as per-step ops, second order', () =>
+  kn.tidy(() => {
+    kn.seed(21);
+    const lstm = new kn.nn.LSTM(3, 4, { bidirectional: true });
+    // 70 steps: more than one kernel call's 64 inputs when the steps are joined
+    const x = kn.randn([70, 2, 3]);
+    x.requiresGrad = true;
+    const g = kn.randn([70, 2, 8]);
+    const run = (): number[][] => {
+      lstm.zeroGrad();
+      x.grad = null;
+      const r = lstm.run(x, { lengths: [70, 33] });
+      r.output.mul(g).sum().add(r.h.sum()).add(r.c!.mul(2).sum()).backward();
+      return [x.grad!, ...lstm.parameters().map((p) => p.grad!)].map(f64);
+    };
+    const fused = run();
+    // the per-step path: a float32 view of the module that runs the generic directions
+    const proto = Object.getPrototypeOf(Object.getPrototypeOf(lstm)) as { directionOf: unknown };
+    const own = Object.getOwnPropertyDescriptor(kn.nn.LSTM.prototype, 'directionOf')!;
+    Object.defineProperty(kn.nn.LSTM.prototype, 'directionOf', { value: proto.directionOf, configurable: true });
+    try {
+      const plain = run();
+      fused.forEach((a, i) => close(a, plain[i]!, `gradient ${i}`, 1e-4));
+    } finally {
+      Object.defineProperty(kn.nn.LSTM.prototype, 'directionOf', own);
+    }
+    const small = kn.randn([3, 1, 2]);
+    const r2 = kn.gradgradcheck(
+      (t) =>
+        onBackend(t!.backend, () => {
+          kn.seed(5);
+          return new kn.nn.LSTM(2, 2);
+        })
+          .run(t!, { lengths: [2] })
+          .output.tanh(),
+      [small],
+      { atol: 2e-3, rtol: 2e-2 },
+    );
+    assert.ok(r2.ok, `LSTM second order: ${r2.maxAbsErr}`);
+  }));
+
 test('recurrent layers: defaults, dropout, specs and files, bad input', async () => {
   kn.seed(9);
   const lstm = new kn.nn.LSTM(4, 6);

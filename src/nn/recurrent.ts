@@ -4,13 +4,15 @@
 // and the final state is the state at the last valid step; the reverse direction starts at each sequence's end).
 // Layers pass the sequence as a list of per-step tensors (slicing one [L, N, F] tensor per step would give every
 // step's gradient the size of the whole sequence); each step does the input and the recurrent matmul and the
-// elementwise gates.
+// elementwise gates. A training LSTM direction is one autograd node (lstmSequence) whose backward is
+// backpropagation through time in ops, with one matmul over all steps for each weight gradient.
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, mul, sigmoid, sub, tanh } from '../ops/elementwise.js';
 import { concat, reshape, slice, stack, transpose } from '../ops/movement.js';
 import { rand } from '../ops/random.js';
-import { noGrad } from '../autograd/tape.js';
+import { isGradEnabled, noGrad, record, withGrad } from '../autograd/tape.js';
+import { gradients } from '../autograd/backward.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/shape.js';
 import { dropoutRate } from './attention.js';
@@ -102,7 +104,7 @@ abstract class Recurrent extends Module {
       }
     }
   }
-  private param(name: string): Tensor | null {
+  protected param(name: string): Tensor | null {
     return this.namedParameters().find(([n]) => n === name)?.[1] ?? null;
   }
   forward(x: Tensor): Tensor {
@@ -144,7 +146,7 @@ abstract class Recurrent extends Module {
         const idx = l * dirs + d;
         const pick = (t: Tensor | null): Tensor =>
           t ? reshape(slice(t, [idx], [idx + 1]), [N, H]) : zeros([N, H], { backend: x.backendInstance.name });
-        const [o, h, c] = this.direction(layerIn, l, sfx, d === 1, pick(h0), this.hasCell ? pick(c0) : null, masks);
+        const [o, h, c] = this.directionOf(layerIn, l, sfx, d === 1, pick(h0), this.hasCell ? pick(c0) : null, masks);
         outs.push(o);
         hs.push(h);
         if (c) cs.push(c);
@@ -187,8 +189,8 @@ abstract class Recurrent extends Module {
       ),
     );
   }
-  /** One direction of one layer over the sequence: outputs [L, N, H] and the final state. */
-  private direction(
+  /** One direction of one layer: the generic per-step ops, unless the cell has a sequence-level node. */
+  protected directionOf(
     xs: readonly Tensor[],
     l: number,
     sfx: string,
@@ -197,11 +199,31 @@ abstract class Recurrent extends Module {
     c0: Tensor | null,
     masks: Tensor[] | null,
   ): [Tensor[], Tensor, Tensor | null] {
+    return this.direction(xs, this.weightsOf(l, sfx), reverse, h0, c0, masks);
+  }
+  /** @internal The parameter tensors of one direction of one layer. */
+  weightsOf(l: number, sfx: string): { wih: Tensor; whh: Tensor; bih: Tensor | null; bhh: Tensor | null } {
+    return {
+      wih: this.param(`weight_ih_l${l}${sfx}`)!,
+      whh: this.param(`weight_hh_l${l}${sfx}`)!,
+      bih: this.param(`bias_ih_l${l}${sfx}`),
+      bhh: this.param(`bias_hh_l${l}${sfx}`),
+    };
+  }
+  /** @internal One direction over the sequence in per-step ops (differentiable to any order). */
+  direction(
+    xs: readonly Tensor[],
+    w: { wih: Tensor; whh: Tensor; bih: Tensor | null; bhh: Tensor | null },
+    reverse: boolean,
+    h0: Tensor,
+    c0: Tensor | null,
+    masks: Tensor[] | null,
+  ): [Tensor[], Tensor, Tensor | null] {
     const L = xs.length;
-    const wih = transpose(this.param(`weight_ih_l${l}${sfx}`)!),
-      whh = this.param(`weight_hh_l${l}${sfx}`)!;
-    const bih = this.param(`bias_ih_l${l}${sfx}`),
-      bhh = this.param(`bias_hh_l${l}${sfx}`);
+    const wih = transpose(w.wih),
+      whh = w.whh;
+    const bih = w.bih,
+      bhh = w.bhh;
     let h = h0,
       c = c0;
     const outs = new Array<Tensor>(L);
@@ -244,6 +266,18 @@ export class LSTM extends Recurrent {
   constructor(inputSize: number, hiddenSize: number, opts: RecurrentOptions = {}) {
     super('LSTM', 4, inputSize, hiddenSize, opts);
   }
+  protected override directionOf(
+    xs: readonly Tensor[],
+    l: number,
+    sfx: string,
+    reverse: boolean,
+    h0: Tensor,
+    c0: Tensor | null,
+    masks: Tensor[] | null,
+  ): [Tensor[], Tensor, Tensor | null] {
+    if (!isGradEnabled() || xs.length === 0) return this.direction(xs, this.weightsOf(l, sfx), reverse, h0, c0, masks);
+    return lstmSequence(this, xs, l, sfx, reverse, h0, c0!, masks);
+  }
   protected step: Step = (xp, h, c, whh, bhh) => {
     const H = this.hiddenSize;
     let g = add(xp, h.matmul(transpose(whh)));
@@ -255,6 +289,144 @@ export class LSTM extends Recurrent {
     const c2 = add(mul(f, c!), mul(i, gg));
     return [mul(o, tanh(c2)), c2];
   };
+}
+
+/**
+ * One LSTM direction as a single autograd node: the forward runs without a tape and keeps each step's gates, and
+ * the backward is backpropagation through time written in ops, ending in one matmul over all steps for each
+ * weight gradient (per-step nodes would add every step's weight gradient separately). The packed result is
+ * [L + 2, N, H]: the outputs, then the final h and c. A gradient of the gradient (createGraph) recomputes the
+ * per-step ops and differentiates them.
+ */
+function lstmSequence(
+  m: LSTM,
+  xs: readonly Tensor[],
+  l: number,
+  sfx: string,
+  reverse: boolean,
+  h0: Tensor,
+  c0: Tensor,
+  masks: Tensor[] | null,
+): [Tensor[], Tensor, Tensor] {
+  const L = xs.length,
+    N = h0.shape[0]!,
+    H = m.hiddenSize;
+  const { wih, whh, bih, bhh } = m.weightsOf(l, sfx);
+  const params = [wih, whh, ...(bih && bhh ? [bih, bhh] : [])];
+  const order = Array.from({ length: L }, (_, s) => (reverse ? L - 1 - s : s));
+  interface Saved {
+    i: Tensor;
+    f: Tensor;
+    g: Tensor;
+    o: Tensor;
+    tc: Tensor;
+    cPrev: Tensor;
+    hPrev: Tensor;
+  }
+  const saved = new Array<Saved>(L);
+  const packed = noGrad(() => {
+    const wihT = transpose(wih),
+      whhT = transpose(whh);
+    let h = h0,
+      c = c0;
+    const outs = new Array<Tensor>(L);
+    for (const t of order) {
+      let z = add(xs[t]!.matmul(wihT), h.matmul(whhT));
+      if (bih && bhh) z = add(add(z, bih), bhh);
+      const i = sigmoid(gate(z, 0, H)),
+        f = sigmoid(gate(z, 1, H)),
+        g = tanh(gate(z, 2, H)),
+        o = sigmoid(gate(z, 3, H));
+      const cn = add(mul(f, c), mul(i, g));
+      const tc = tanh(cn);
+      const hn = mul(o, tc);
+      saved[t] = { i, f, g, o, tc, cPrev: c, hPrev: h };
+      const mk = masks?.[t];
+      if (mk) {
+        h = add(mul(mk, hn), mul(sub(1, mk), h));
+        c = add(mul(mk, cn), mul(sub(1, mk), c));
+        outs[t] = mul(mk, hn);
+      } else {
+        h = hn;
+        c = cn;
+        outs[t] = hn;
+      }
+    }
+    return stack([...outs, h, c], 0);
+  });
+  const inputs = [...xs, h0, c0, ...params];
+  const node = record('lstm', packed, inputs, inputs, (G, ins, needs) => {
+    const xsIn = ins.slice(0, L) as Tensor[];
+    const [h0In, c0In, wihIn, whhIn, bihIn] = ins.slice(L) as Tensor[];
+    if (isGradEnabled()) {
+      // createGraph: the same function in per-step ops, differentiated with a graph
+      const y = withGrad(true, () => {
+        const w = { wih: wihIn!, whh: whhIn!, bih: bihIn ?? null, bhh: ins[L + 5] ?? null };
+        const [outs, h, c] = m.direction(xsIn, w, reverse, h0In!, c0In!, masks);
+        return stack([...outs, h, c!], 0);
+      });
+      const want = ins.map((t, k) => needs[k] === true && t.requiresGrad);
+      const gs = gradients(
+        y,
+        ins.filter((_, k) => want[k]),
+        G,
+        { createGraph: true },
+      );
+      let n = 0;
+      return want.map((w) => (w ? gs[n++]! : null));
+    }
+    const row = (k: number): Tensor => reshape(slice(G, [k], [k + 1]), [N, H]);
+    let dh = row(L),
+      dc = row(L + 1);
+    const dG = new Array<Tensor>(L);
+    for (let s = L - 1; s >= 0; s--) {
+      const t = order[s]!;
+      const { i, f, g, o, tc, cPrev } = saved[t]!;
+      const mk = masks?.[t];
+      const dout = row(t);
+      let dhn: Tensor, dcn: Tensor;
+      let dhPass: Tensor | null = null,
+        dcPass: Tensor | null = null;
+      if (mk) {
+        const keep = sub(1, mk);
+        dhn = mul(mk, add(dh, dout));
+        dcn = mul(mk, dc);
+        dhPass = mul(keep, dh);
+        dcPass = mul(keep, dc);
+      } else {
+        dhn = add(dh, dout);
+        dcn = dc;
+      }
+      const dct = add(dcn, mul(mul(dhn, o), sub(1, mul(tc, tc))));
+      const di = mul(mul(dct, g), mul(i, sub(1, i)));
+      const df = mul(mul(dct, cPrev), mul(f, sub(1, f)));
+      const dg = mul(mul(dct, i), sub(1, mul(g, g)));
+      const dO = mul(mul(dhn, tc), mul(o, sub(1, o)));
+      const dz = concat([di, df, dg, dO], 1);
+      dG[t] = dz;
+      dh = dz.matmul(whhIn!);
+      if (dhPass) dh = add(dh, dhPass);
+      dc = mul(dct, f);
+      if (dcPass) dc = add(dc, dcPass);
+    }
+    // weight gradients: one matmul over every step
+    const dGall = reshape(stack(dG, 0), [L * N, 4 * H]);
+    const X = reshape(stack(xsIn, 0), [L * N, xsIn[0]!.shape[1]!]);
+    const Hp = reshape(
+      stack(
+        saved.map((sv) => sv.hPrev),
+        0,
+      ),
+      [L * N, H],
+    );
+    const dGt = transpose(dGall);
+    const dX = dGall.matmul(wihIn!);
+    const dxs = Array.from({ length: L }, (_, t) => slice(dX, [t * N], [(t + 1) * N]));
+    const db = bihIn ? [dGall.sum(0), dGall.sum(0)] : [];
+    return [...dxs, dh, dc, dGt.matmul(X), dGt.matmul(Hp), ...db];
+  });
+  const outs = Array.from({ length: L }, (_, t) => reshape(slice(node, [t], [t + 1]), [N, H]));
+  return [outs, reshape(slice(node, [L], [L + 1]), [N, H]), reshape(slice(node, [L + 1], [L + 2]), [N, H])];
 }
 
 /**

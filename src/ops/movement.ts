@@ -239,8 +239,11 @@ function checkList(ts: unknown, op: string): Tensor[] {
   return ts.map((t, i) => assertTensor(t, `${op} input ${i}`));
 }
 
+/** The most inputs one kernel call takes (the native addon's descriptor limit). */
+const MAX_KERNEL_INPUTS = 64;
+
 /**
- * Joins tensors along an existing axis.
+ * Joins tensors along an existing axis (any number of them).
  * @example kn.concat([kn.ones([1, 2]), kn.zeros([1, 2])]) // [[1, 1], [0, 0]]
  */
 export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
@@ -254,6 +257,16 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
       throw new ShapeError(
         `concat: input ${i} has shape ${shapeStr(t.shape)}, which does not match ${shapeStr(first.shape)} outside axis ${a}`,
       );
+    }
+  }
+  if (ts.length > MAX_KERNEL_INPUTS) {
+    // a kernel takes at most 64 inputs (the native descriptor's limit): join chunks, then the chunks
+    const parts: Tensor[] = [];
+    for (let i = 0; i < ts.length; i += MAX_KERNEL_INPUTS) parts.push(concat(ts.slice(i, i + MAX_KERNEL_INPUTS), a));
+    try {
+      return concat(parts, a);
+    } finally {
+      parts.forEach((p) => p.dispose());
     }
   }
   const cast = ts.map((t) => (t.dtype === dtype ? t : runKernel('cast', [t], [], t.shape, dtype)));

@@ -144,6 +144,17 @@ test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxrunti
   ]);
   g.output(g.add(h, x.then(new kn.nn.Linear(6, 8))).then(new kn.nn.Linear(8, 3)));
   await compare(g, kn.randn([4, 6]), { inputShape: [6] }, 'graph.onnx', 80);
+  for (const kind of ['LSTM', 'GRU'] as const) {
+    const rnn = new kn.nn.Sequential(
+      new kn.nn[kind](5, 6, { numLayers: 2, bidirectional: true, batchFirst: true }),
+      new kn.nn.SequencePool('last'),
+      new kn.nn.Linear(12, 3),
+    );
+    rnn.eval();
+    await compare(rnn, kn.randn([2, 7, 5]), { inputShape: [7, 5] }, `${kind.toLowerCase()}.onnx`, 80);
+    const seqFirst = new kn.nn[kind](4, 3);
+    await compare(seqFirst, kn.randn([6, 2, 4]), { inputShape: [2, 4] }, `${kind.toLowerCase()}-seqfirst.onnx`, 80);
+  }
   const rot = new kn.nn.MultiheadAttention(8, 2, { batchFirst: true, rotary: true });
   assert.throws(() => kn.io.toOnnx(rot, { inputShape: [3, 8] }), /rotary/);
   assert.throws(() => kn.io.toOnnx(new kn.nn.TransformerDecoderLayer(8, 2), { inputShape: [3, 8] }), /encoder output/);

@@ -25,6 +25,7 @@ import {
 import { Graph } from '../nn/graph.js';
 import { Module } from '../nn/module.js';
 import { AdaptiveAvgPool2d, AvgPool2d, Conv1d, Residual, SequencePool } from '../nn/pooling.js';
+import { GRU, LSTM } from '../nn/recurrent.js';
 import { layerOf } from '../nn/registry.js';
 import { inferInputShape, type LayerSpec } from '../nn/spec.js';
 import { Int4Linear, QuantConv2d, QuantLinear } from '../quant/layers.js';
@@ -68,6 +69,9 @@ class GraphBuilder {
   }
   int(name: string, v: number): OnnxNs.IAttributeProto {
     return { name, type: this.onnx.AttributeProto.AttributeType.INT, i: v };
+  }
+  str(name: string, v: string): OnnxNs.IAttributeProto {
+    return { name, type: this.onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(v) };
   }
   float(name: string, v: number): OnnxNs.IAttributeProto {
     return { name, type: this.onnx.AttributeProto.AttributeType.FLOAT, f: v };
@@ -241,6 +245,56 @@ function addPositions(g: GraphBuilder, x: string, table: string, batchFirst: boo
   return g.node('Add', [x, pe]);
 }
 
+/** Rows of a [k * H, ...] gate-stacked weight reordered by gate: block `perm[j]` of the source becomes block j. */
+function gateRows(t: Tensor | null, perm: readonly number[], H: number, rowLen: number): number[] {
+  if (!t) return new Array<number>(perm.length * H * rowLen).fill(0);
+  const v = host(t);
+  return perm.flatMap((k) => v.slice(k * H * rowLen, (k + 1) * H * rowLen));
+}
+
+/**
+ * LSTM / GRU layers as ONNX LSTM / GRU nodes, one per layer: PyTorch's gate order (i, f, g, o and r, z, n)
+ * reordered to ONNX's (i, o, f, c and z, r, h), GRU with linear_before_reset as PyTorch computes it, and the
+ * [L, dirs, N, H] output folded to [L, N, dirs * H] for the next layer.
+ */
+function recurrentOut(g: GraphBuilder, m: LSTM | GRU, x: string, lstm: boolean): string {
+  const H = m.hiddenSize,
+    dirs = m.bidirectional ? 2 : 1,
+    G = lstm ? 4 : 3;
+  const perm = lstm ? [0, 3, 1, 2] : [1, 0, 2];
+  let h = m.batchFirst ? g.node('Transpose', [x], [g.ints('perm', [1, 0, 2])]) : x;
+  for (let l = 0; l < m.numLayers; l++) {
+    const F = l === 0 ? m.inputSize : H * dirs;
+    const ws = (m.bidirectional ? ['', '_reverse'] : ['']).map((sfx) => m.weightsOf(l, sfx));
+    const W = g.init(
+      'W',
+      [dirs, G * H, F],
+      ws.flatMap((w) => gateRows(w.wih, perm, H, F)),
+      'float32',
+    );
+    const R = g.init(
+      'R',
+      [dirs, G * H, H],
+      ws.flatMap((w) => gateRows(w.whh, perm, H, H)),
+      'float32',
+    );
+    const B = g.init(
+      'B',
+      [dirs, 2 * G * H],
+      ws.flatMap((w) => [...gateRows(w.bih, perm, H, 1), ...gateRows(w.bhh, perm, H, 1)]),
+      'float32',
+    );
+    const attrs = [g.int('hidden_size', H), g.str('direction', m.bidirectional ? 'bidirectional' : 'forward')];
+    if (!lstm) attrs.push(g.int('linear_before_reset', 1));
+    const y = g.node(lstm ? 'LSTM' : 'GRU', [h, W, R, B], attrs);
+    h = g.node('Reshape', [
+      g.node('Transpose', [y], [g.ints('perm', [0, 2, 1, 3])]),
+      g.init('shape', [3], [0, 0, dirs * H], 'int64'),
+    ]);
+  }
+  return m.batchFirst ? g.node('Transpose', [h], [g.ints('perm', [1, 0, 2])]) : h;
+}
+
 /** One ONNX emitter per registered layer type (the type checker wants one for every LayerSpec type). */
 const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
   Sequential: (g, m, x, path) => (m as Sequential).layers.reduce((h, l, i) => emit(g, l, h, `${path}.${i}`), x),
@@ -386,12 +440,8 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
     });
     return vals[gr.outputNode]!;
   },
-  LSTM: (_g, _m, _x, path) => {
-    throw new ValidationError(`${path}: ONNX export does not cover LSTM layers yet`);
-  },
-  GRU: (_g, _m, _x, path) => {
-    throw new ValidationError(`${path}: ONNX export does not cover GRU layers yet`);
-  },
+  LSTM: (g, m, x) => recurrentOut(g, m as LSTM, x, true),
+  GRU: (g, m, x) => recurrentOut(g, m as GRU, x, false),
   SinusoidalPositionalEncoding: (g, m, x) => {
     const p = m as SinusoidalPositionalEncoding;
     return addPositions(g, x, g.init('pe', [p.maxLen, p.dModel], p.table(p.maxLen), 'float32'), p.batchFirst, p.dModel);

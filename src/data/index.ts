@@ -42,3 +42,12 @@ export {
 export { validate, type Schema, type ColumnRule, type Violation, type ValidationReport } from './validate.js';
 export { driftReport, psi, ksTest, kolmogorovQ, type DriftReport, type FeatureDrift } from './drift.js';
 export type { TableLike } from './columns.js';
+export {
+  OneHotEncoder,
+  OrdinalEncoder,
+  TargetEncoder,
+  encoderFromJSON,
+  loadEncoder,
+  type EncoderJSON,
+  type UnknownPolicy,
+} from './encoders.js';

@@ -469,6 +469,9 @@ async function child(reader: Reader | SelfTest, from: number, to: number, seed: 
 
 const here = fileURLToPath(import.meta.url);
 
+/** How long a child may take to start before its first output counts as a hang. */
+const STARTUP_MS = 60_000;
+
 function runChunk(
   reader: Reader | SelfTest,
   from: number,
@@ -487,10 +490,15 @@ function runChunk(
     );
     let buf = '';
     let timedOut = false;
-    let timer = setTimeout(() => {
-      timedOut = true;
-      p.kill('SIGKILL');
-    }, timeoutMs);
+    // the window starts at the child's first output: starting node, tsx and the addon (slow under ASan on a
+    // busy machine) is not a hang, so the first window is at least STARTUP_MS
+    let timer = setTimeout(
+      () => {
+        timedOut = true;
+        p.kill('SIGKILL');
+      },
+      Math.max(timeoutMs, STARTUP_MS),
+    );
     p.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
       clearTimeout(timer); // progress: the timeout measures time without any

@@ -720,7 +720,7 @@ static Status k_attention(const TensorView* in, int nin, const TensorView& out, 
 static Status k_attention_backward(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   AttArgs a;
   if (Status st = att_check(in, nin, 5, "attentionBackward", attrs, a); !st.good()) return st;
-  const int64_t nq = a.B * a.L * a.D, nk = a.B * a.S * a.D, nv = a.B * a.S * a.Dv;
+  const int64_t nq = a.B * a.L * a.D, nk = a.B * a.S * a.D;
   if (Status st = att_check_out(out, a, false); !st.good()) return st;
   const float* fo = in[3].ptr<float>();
   const float* go = in[4].ptr<float>();

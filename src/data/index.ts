@@ -51,3 +51,13 @@ export {
   type EncoderJSON,
   type UnknownPolicy,
 } from './encoders.js';
+export {
+  readParquet,
+  writeParquet,
+  parquetInfo,
+  ParquetSource,
+  type ParquetInfo,
+  type ParquetCompression,
+  type ReadParquetOptions,
+  type WriteParquetOptions,
+} from './parquet.js';

@@ -1,0 +1,317 @@
+// Parquet in and out through parquet-wasm (the Rust arrow-rs reader and writer compiled to WebAssembly): a
+// file decodes straight to Arrow IPC in wasm memory and from there to an apache-arrow Table, so no value passes
+// through a JavaScript loop on the way in. Chosen over hyparquet and DuckDB's node API by the bench in
+// bench/data/parquet.bench.ts (bench/RESULTS.md). Writes are atomic.
+import { openAsBlob, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as A from 'apache-arrow';
+import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { columnNameProblem, toArrow } from './arrow.js';
+
+type ParquetWasm = typeof import('parquet-wasm');
+type WasmParquetFile = import('parquet-wasm').ParquetFile;
+type WasmMeta = import('parquet-wasm').ParquetMetaData;
+
+const require = createRequire(import.meta.url);
+let wasm: ParquetWasm | null = null;
+
+/**
+ * parquet-wasm's node build, loaded on first use (its 5 MB module costs nothing until then). A Rust panic on a
+ * malformed file leaves a wasm instance that must not be used again, so after a trap the next call loads a
+ * fresh one.
+ */
+function pq(): ParquetWasm {
+  if (!wasm) wasm = require('parquet-wasm') as ParquetWasm;
+  return wasm;
+}
+
+function dropInstanceAfterTrap(e: unknown): void {
+  if (e instanceof WebAssembly.RuntimeError) {
+    for (const k of Object.keys(require.cache)) if (k.includes(`parquet-wasm`)) delete require.cache[k];
+    wasm = null;
+  }
+}
+
+/** The codecs writeParquet offers. */
+export type ParquetCompression = 'none' | 'snappy' | 'gzip' | 'zstd' | 'brotli' | 'lz4';
+const CODECS: readonly ParquetCompression[] = ['none', 'snappy', 'gzip', 'zstd', 'brotli', 'lz4'];
+
+/** Options of readParquet. */
+export interface ReadParquetOptions {
+  /** only these columns (default all) */
+  columns?: readonly string[];
+  /** only these row groups, by index */
+  rowGroups?: readonly number[];
+  /** at most this many rows */
+  limit?: number;
+  /** skip this many rows first */
+  offset?: number;
+}
+
+/** Options of writeParquet. */
+export interface WriteParquetOptions {
+  /** page compression (default 'snappy') */
+  compression?: ParquetCompression;
+  /** rows per row group (default 131072); a streaming reader reads one row group at a time */
+  rowGroupSize?: number;
+  /** dictionary-encode columns (default true: the writer falls back to plain pages when a dictionary grows) */
+  dictionary?: boolean;
+  /** string vocabularies of int32 code tensors, when writing tensors (as kn.data.toArrow) */
+  vocab?: Record<string, readonly string[]>;
+  /** key-value metadata stored in the file footer */
+  metadata?: Record<string, string>;
+}
+
+/** The footer of a Parquet file: rows, row groups and columns, read without reading the data. */
+export interface ParquetInfo {
+  rows: number;
+  rowGroups: { rows: number; bytes: number; compressedBytes: number }[];
+  columns: { name: string; type: string; nullable: boolean }[];
+  createdBy: string | null;
+  metadata: Record<string, string>;
+}
+
+function checkPath(path: unknown, what: string): string {
+  if (typeof path !== 'string' || path === '')
+    throw new ArgumentError(`${what} takes a file path, got ${describe(path)}`);
+  return path;
+}
+
+function readBytes(path: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  const magic = (off: number): boolean =>
+    bytes[off] === 0x50 && bytes[off + 1] === 0x41 && bytes[off + 2] === 0x52 && bytes[off + 3] === 0x31;
+  if (bytes.byteLength < 12 || !magic(0) || !magic(bytes.byteLength - 4))
+    throw new FormatError(
+      `${path} is not a Parquet file: expected 'PAR1' at its start and end, got ${bytes.byteLength} bytes without them`,
+    );
+  return bytes;
+}
+
+function readerOptions(o: ReadParquetOptions, what: string): Record<string, unknown> {
+  if (o === null || typeof o !== 'object')
+    throw new ArgumentError(`${what} options must be an object, got ${describe(o)}`);
+  const out: Record<string, unknown> = {};
+  if (o.columns !== undefined) {
+    if (!Array.isArray(o.columns) || o.columns.some((c) => typeof c !== 'string'))
+      throw new ArgumentError(`${what} columns must be an array of column names, got ${describe(o.columns)}`);
+    out.columns = [...o.columns];
+  }
+  if (o.rowGroups !== undefined) {
+    if (!Array.isArray(o.rowGroups) || o.rowGroups.some((g) => !Number.isInteger(g) || g < 0))
+      throw new ArgumentError(`${what} rowGroups must be an array of row group indices, got ${describe(o.rowGroups)}`);
+    out.rowGroups = [...o.rowGroups];
+  }
+  for (const k of ['limit', 'offset'] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (!Number.isInteger(v) || v < 0)
+      throw new ArgumentError(`${what} ${k} must be an integer >= 0, got ${describe(v)}`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Checks asked-for columns and row groups against the file's footer, so a typo gets a clear message. */
+function checkSelection(path: string, info: ParquetInfo, o: ReadParquetOptions): void {
+  if (o.columns) {
+    const have = new Set(info.columns.map((c) => c.name));
+    for (const c of o.columns)
+      if (!have.has(c))
+        throw new ValidationError(`${path} has no column '${c}'; it has ${info.columns.map((x) => x.name).join(', ')}`);
+  }
+  if (o.rowGroups)
+    for (const g of o.rowGroups)
+      if (g >= info.rowGroups.length)
+        throw new ValidationError(`${path} has ${info.rowGroups.length} row groups; row group ${g} does not exist`);
+}
+
+/** The Arrow table that parquet-wasm's wasm-side table holds (moved out as IPC, which it writes itself). */
+function toJsTable(t: { intoIPCStream(): Uint8Array }, path: string): A.Table {
+  const table = A.tableFromIPC(t.intoIPCStream());
+  const bad = columnNameProblem(table);
+  if (bad) throw new FormatError(`${path}: ${bad}`);
+  return table;
+}
+
+function wasmError(path: string, e: unknown, what: string): never {
+  dropInstanceAfterTrap(e);
+  if (e instanceof ValidationError || e instanceof FormatError) throw e;
+  const msg = e instanceof Error ? e.message : String(e);
+  throw new FormatError(`${path}: cannot ${what}: ${msg}`);
+}
+
+/** The footer of a Parquet bytes buffer (parsed in wasm). */
+function footerOf(meta: WasmMeta, schema: A.Schema): ParquetInfo {
+  const groups = meta.rowGroups().map((g) => ({
+    rows: g.numRows(),
+    bytes: g.totalByteSize(),
+    compressedBytes: g.compressedSize(),
+  }));
+  const fm = meta.fileMetadata();
+  const metadata = Object.create(null) as Record<string, string>;
+  for (const [k, v] of fm.keyValueMetadata()) metadata[String(k)] = String(v);
+  return {
+    rows: fm.numRows(),
+    rowGroups: groups,
+    columns: schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable })),
+    createdBy: fm.createdBy() ?? null,
+    metadata,
+  };
+}
+
+/** The Arrow schema of a Parquet file, from its footer. */
+function schemaOf(file: { schema(): { intoIPCStream(): Uint8Array } }): A.Schema {
+  return A.tableFromIPC(file.schema().intoIPCStream()).schema;
+}
+
+/** An open Parquet file that reads its footer once and row groups on demand (only their bytes are read). */
+export class ParquetSource {
+  private constructor(
+    readonly path: string,
+    readonly info: ParquetInfo,
+    private readonly file: WasmParquetFile,
+  ) {}
+
+  /** Opens `path` (reads the footer, not the data). */
+  static async open(path: string): Promise<ParquetSource> {
+    checkPath(path, 'ParquetSource.open');
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch (e) {
+      throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
+    }
+    if (size < 12) throw new FormatError(`${path} is not a Parquet file: it has ${size} bytes`);
+    try {
+      const file = await pq().ParquetFile.fromFile(await openAsBlob(path));
+      return new ParquetSource(path, footerOf(file.metadata(), schemaOf(file)), file);
+    } catch (e) {
+      return wasmError(path, e, 'read its footer');
+    }
+  }
+
+  /** One or more row groups (and optionally only some columns) as an Arrow table. */
+  async read(opts: ReadParquetOptions = {}): Promise<A.Table> {
+    const ro = readerOptions(opts, 'ParquetSource.read');
+    checkSelection(this.path, this.info, opts);
+    try {
+      return toJsTable(await this.file.read(ro), this.path);
+    } catch (e) {
+      return wasmError(this.path, e, 'read it');
+    }
+  }
+
+  /** Frees the wasm-side handle. */
+  close(): void {
+    this.file.free();
+  }
+}
+
+/**
+ * Reads a Parquet file into an Arrow Table (then kn.data.fromArrow gives tensors). All primitive types,
+ * strings (as dictionary columns when the file has dictionary pages), nulls, and every common codec.
+ * @example kn.data.writeParquet('.kiln-tmp-a.parquet', { x: kn.ones([3]) }); kn.data.readParquet('.kiln-tmp-a.parquet', { columns: ['x'] }).numRows // 3
+ */
+export function readParquet(path: string, opts: ReadParquetOptions = {}): A.Table {
+  checkPath(path, 'readParquet');
+  const ro = readerOptions(opts, 'readParquet');
+  const bytes = readBytes(path);
+  if (opts.columns || opts.rowGroups) {
+    let file;
+    try {
+      file = pq().readSchema(bytes);
+    } catch (e) {
+      return wasmError(path, e, 'read its footer');
+    }
+    const schema = A.tableFromIPC(file.intoIPCStream()).schema;
+    const have = new Set(schema.fields.map((f) => f.name));
+    for (const c of opts.columns ?? [])
+      if (!have.has(c))
+        throw new ValidationError(
+          `${path} has no column '${c}'; it has ${schema.fields.map((f) => f.name).join(', ')}`,
+        );
+  }
+  let t: A.Table;
+  try {
+    t = toJsTable(pq().readParquet(bytes, ro), path);
+  } catch (e) {
+    return wasmError(path, e, 'read it');
+  }
+  // parquet-wasm's synchronous reader decodes every column whatever `columns` says: project here
+  return opts.columns ? t.select([...opts.columns]) : t;
+}
+
+/**
+ * The footer of a Parquet file: row count, row groups (rows and bytes each), columns with their Arrow types,
+ * the writer and key-value metadata. Reads only the footer.
+ * @example kn.data.writeParquet('.kiln-tmp-b.parquet', { x: kn.ones([5]) }, { rowGroupSize: 2 }); (await kn.data.parquetInfo('.kiln-tmp-b.parquet')).rowGroups.length // 3
+ */
+export async function parquetInfo(path: string): Promise<ParquetInfo> {
+  const src = await ParquetSource.open(path);
+  src.close();
+  return src.info;
+}
+
+/**
+ * Writes an Arrow Table (or named tensors, as kn.data.toArrow lays them out) as a Parquet file, atomically.
+ * Returns the bytes written and the row groups.
+ * @example kn.data.writeParquet('.kiln-tmp-c.parquet', { x: kn.randn([100, 4]) }, { compression: 'zstd' }).rows // 100
+ */
+export function writeParquet(
+  path: string,
+  data: A.Table | Record<string, Tensor>,
+  opts: WriteParquetOptions = {},
+): { bytes: number; rows: number; rowGroups: number } {
+  checkPath(path, 'writeParquet');
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(`writeParquet options must be an object, got ${describe(opts)}`);
+  const table = data instanceof A.Table ? data : toArrow(data, { vocab: opts.vocab });
+  const bad = columnNameProblem(table);
+  if (bad) throw new ValidationError(`writeParquet: ${bad}`);
+  const codec = opts.compression ?? 'snappy';
+  if (!CODECS.includes(codec))
+    throw new ArgumentError(`writeParquet compression must be one of ${CODECS.join(', ')}, got ${describe(codec)}`);
+  const rg = opts.rowGroupSize ?? 131072;
+  if (!Number.isInteger(rg) || rg < 1)
+    throw new ArgumentError(`writeParquet rowGroupSize must be a positive integer, got ${describe(rg)}`);
+  const meta = new Map<string, string>();
+  for (const [k, v] of Object.entries(opts.metadata ?? {})) {
+    if (typeof v !== 'string')
+      throw new ArgumentError(`writeParquet metadata '${k}' must be a string, got ${describe(v)}`);
+    meta.set(k, v);
+  }
+  const P = pq();
+  const C = P.Compression;
+  const codecs: Record<ParquetCompression, number> = {
+    none: C.UNCOMPRESSED,
+    snappy: C.SNAPPY,
+    gzip: C.GZIP,
+    zstd: C.ZSTD,
+    brotli: C.BROTLI,
+    lz4: C.LZ4_RAW,
+  };
+  let bytes: Uint8Array;
+  try {
+    let b = new P.WriterPropertiesBuilder()
+      .setCompression(codecs[codec])
+      .setMaxRowGroupSize(rg)
+      .setDictionaryEnabled(opts.dictionary ?? true)
+      .setCreatedBy('kiln');
+    if (meta.size) b = b.setKeyValueMetadata(meta);
+    const wt = P.Table.fromIPCStream(A.tableToIPC(table, 'stream'));
+    bytes = P.writeParquet(wt, b.build());
+  } catch (e) {
+    dropInstanceAfterTrap(e);
+    throw new ValidationError(`writeParquet ${path}: the table cannot be written: ${(e as Error).message}`);
+  }
+  writeFileAtomicSync(path, [bytes]);
+  return { bytes: bytes.byteLength, rows: table.numRows, rowGroups: Math.ceil(table.numRows / rg) };
+}

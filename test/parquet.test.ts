@@ -1,0 +1,315 @@
+// Parquet: every primitive type, strings, dictionary pages and nulls round-trip through every codec; files kiln
+// writes read back in DuckDB with the same values and types, and files DuckDB writes read in kiln; row-group
+// and column selection; footers; corrupt files get FormatErrors (and the reader keeps working after one).
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import * as A from 'apache-arrow';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { rejectsKiln, throwsKiln } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-parquet-'));
+const N = 1000;
+let duck: DuckDBConnection | null = null;
+async function db(): Promise<DuckDBConnection> {
+  duck ??= await (await DuckDBInstance.create(':memory:')).connect();
+  return duck;
+}
+async function sql(q: string): Promise<Record<string, unknown>[]> {
+  const r = await (await db()).runAndReadAll(q);
+  return r.getRowObjectsJS() as Record<string, unknown>[];
+}
+
+/** A table with one column of each primitive type, every third value null in the nullable ones. */
+function mixedTable(): A.Table {
+  const f32 = new Float32Array(N),
+    f64 = new Float64Array(N),
+    i8 = new Int8Array(N),
+    i16 = new Int16Array(N),
+    i32 = new Int32Array(N),
+    i64 = new BigInt64Array(N),
+    u8 = new Uint8Array(N),
+    u32 = new Uint32Array(N);
+  const b: boolean[] = [],
+    s: (string | null)[] = [],
+    nf: (number | null)[] = [];
+  for (let i = 0; i < N; i++) {
+    f32[i] = i / 8 - 3;
+    f64[i] = Math.sin(i) * 1e6;
+    i8[i] = (i % 200) - 100;
+    i16[i] = i * 31 - 15000;
+    i32[i] = i * 100003 - 50_000_000;
+    i64[i] = BigInt(i) * 9_000_000_000n - 4_000_000_000_000n;
+    u8[i] = i % 256;
+    u32[i] = i * 4_000_000;
+    b.push(i % 3 === 0);
+    s.push(i % 7 === 0 ? null : `w${i % 11}`);
+    nf.push(i % 3 === 1 ? null : i * 0.5);
+  }
+  return new A.Table({
+    f32: A.makeVector(f32),
+    f64: A.makeVector(f64),
+    i8: A.makeVector(i8),
+    i16: A.makeVector(i16),
+    i32: A.makeVector(i32),
+    i64: A.makeVector(i64),
+    u8: A.makeVector(u8),
+    u32: A.makeVector(u32),
+    b: A.vectorFromArray(b, new A.Bool()),
+    s: A.vectorFromArray(s, new A.Utf8()),
+    cat: A.vectorFromArray(
+      s.map((x) => (x === null ? null : x.toUpperCase())),
+      new A.Dictionary(new A.Utf8(), new A.Int32()),
+    ),
+    nf: A.vectorFromArray(nf, new A.Float64()),
+  });
+}
+
+const plain = (v: A.Vector | null, i: number): unknown => {
+  const x = v!.get(i);
+  return typeof x === 'bigint' ? x.toString() : x;
+};
+
+test('round trip: every primitive type, strings, dictionary and nulls, through every codec', () => {
+  const t = mixedTable();
+  for (const compression of ['none', 'snappy', 'gzip', 'zstd', 'brotli', 'lz4'] as const) {
+    const path = join(dir, `mixed-${compression}.parquet`);
+    const w = kn.data.writeParquet(path, t, { compression, rowGroupSize: 300 });
+    assert.equal(w.rows, N);
+    assert.equal(w.rowGroups, 4);
+    const back = kn.data.readParquet(path);
+    assert.equal(back.numRows, N, compression);
+    assert.equal(
+      back.schema.fields.map((f) => f.name),
+      t.schema.fields.map((f) => f.name),
+    );
+    for (const f of t.schema.fields) {
+      const a = t.getChild(f.name),
+        r = back.getChild(f.name);
+      for (const i of [0, 1, 2, 3, 7, 14, 299, 300, 301, 998, 999])
+        assert.equal(plain(r, i), plain(a, i), `${compression} ${f.name}[${i}]`);
+      assert.equal(r!.nullCount, a!.nullCount, `${compression} ${f.name} nulls`);
+    }
+  }
+});
+
+test('tensors from a Parquet read: numeric columns without a per-value loop, nulls as NaN, codes + vocab', () => {
+  const path = join(dir, 'mixed-zstd.parquet');
+  const table = kn.data.readParquet(path);
+  const cols = table.schema.fields.map((f) => f.name).filter((c) => c !== 'i64' && c !== 'u32');
+  const { tensors, vocab } = kn.data.fromArrowWithVocab(table, { columns: cols });
+  assert.is(tensors.f32!.dtype, 'float32');
+  assert.is(tensors.i32!.dtype, 'int32');
+  assert.is(tensors.b!.dtype, 'bool');
+  const f64 = tensors.f64!.toArray() as Float32Array;
+  assert.ok(Math.abs(f64[5]! - Math.fround(Math.sin(5) * 1e6)) < 1e-3);
+  const i16 = tensors.i16!.toArray() as Int32Array;
+  assert.is(i16[10], 10 * 31 - 15000);
+  const nf = tensors.nf!.toArray() as Float32Array;
+  assert.ok(Number.isNaN(nf[1]!) && nf[2] === 1 && Number.isNaN(nf[301]!) && nf[302] === 151);
+  // int64 beyond int32 becomes a clear error in an int32 tensor; the codes of a dictionary column follow its words
+  throwsKiln(
+    () => kn.data.fromArrow(kn.data.readParquet(path, { columns: ['i64'] })),
+    kn.ValidationError,
+    /i64.*int32/,
+  );
+  const codes = tensors.cat!.toArray() as Int32Array;
+  for (const i of [0, 1, 8, 12]) {
+    const want = i % 7 === 0 ? null : `W${i % 11}`;
+    assert.is(codes[i] === -1 ? null : vocab.cat![codes[i]!], want, `cat[${i}]`);
+  }
+  // tensors in, tensors out (2-D tensors as name.j columns; codes through their vocabulary)
+  const x = kn.tensor(
+    Array.from({ length: 12 }, (_, i) => i * 1.5),
+    [4, 3],
+  );
+  const p2 = join(dir, 'tensors.parquet');
+  kn.data.writeParquet(
+    p2,
+    { x, y: kn.tensor([0, 1, 1, -1], [4], { dtype: 'int32' }) },
+    { vocab: { y: ['no', 'yes'] } },
+  );
+  const t2 = kn.data.fromArrowWithVocab(kn.data.readParquet(p2));
+  assert.equal(t2.tensors['x.2']!.toList(), [3, 7.5, 12, 16.5]);
+  assert.equal(t2.tensors.y!.toList(), [0, 1, 1, -1]);
+  assert.equal(t2.vocab.y, ['no', 'yes']);
+});
+
+test('kiln writes, DuckDB reads the same values and types', async () => {
+  const path = join(dir, 'mixed-snappy.parquet');
+  const types = Object.fromEntries(
+    (await sql(`DESCRIBE SELECT * FROM read_parquet('${path}')`)).map((r) => [r.column_name, r.column_type]),
+  );
+  assert.equal(types, {
+    f32: 'FLOAT',
+    f64: 'DOUBLE',
+    i8: 'TINYINT',
+    i16: 'SMALLINT',
+    i32: 'INTEGER',
+    i64: 'BIGINT',
+    u8: 'UTINYINT',
+    u32: 'UINTEGER',
+    b: 'BOOLEAN',
+    s: 'VARCHAR',
+    cat: 'VARCHAR',
+    nf: 'DOUBLE',
+  });
+  const agg = (
+    await sql(
+      `SELECT count(*) AS n, sum(f32) AS f32, sum(i64)::VARCHAR AS i64, sum(u32)::VARCHAR AS u32, count(s) AS s,
+              count(nf) AS nf, sum(nf) AS nfsum, sum(b::INT) AS b, string_agg(DISTINCT cat, ',' ORDER BY cat) AS cats
+       FROM read_parquet('${path}')`,
+    )
+  )[0]!;
+  const t = mixedTable();
+  let f32 = 0,
+    i64 = 0n,
+    u32 = 0n,
+    nfsum = 0;
+  for (let i = 0; i < N; i++) {
+    f32 += t.getChild('f32')!.get(i) as number;
+    i64 += t.getChild('i64')!.get(i) as bigint;
+    u32 += BigInt(t.getChild('u32')!.get(i) as number);
+    nfsum += (t.getChild('nf')!.get(i) as number | null) ?? 0;
+  }
+  assert.is(Number(agg.n), N);
+  assert.ok(Math.abs((agg.f32 as number) - f32) < 1e-6 * Math.abs(f32) + 1e-3);
+  assert.is(agg.i64, i64.toString());
+  assert.is(agg.u32, u32.toString());
+  assert.is(Number(agg.s), N - Math.ceil(N / 7));
+  assert.is(Number(agg.nf), N - Math.floor((N + 1) / 3));
+  assert.ok(Math.abs((agg.nfsum as number) - nfsum) < 1e-6);
+  assert.is(Number(agg.b), Math.ceil(N / 3));
+  assert.is(
+    agg.cats,
+    Array.from({ length: 11 }, (_, k) => `W${k}`)
+      .sort()
+      .join(','),
+  );
+  const row = (await sql(`SELECT f64, i8, s FROM read_parquet('${path}') LIMIT 1 OFFSET 12`))[0]!;
+  assert.is(row.f64, Math.sin(12) * 1e6);
+  assert.is(row.i8, 12 - 100);
+  assert.is(row.s, 'w1');
+});
+
+test('DuckDB writes (dictionary, nulls, zstd and gzip, row groups), kiln reads', async () => {
+  for (const codec of ['zstd', 'gzip', 'snappy']) {
+    const path = join(dir, `duck-${codec}.parquet`);
+    await sql(
+      `COPY (SELECT i::INTEGER AS id, (i * 0.25)::DOUBLE AS x, (i % 5)::FLOAT AS f, i::BIGINT * 3 AS big,
+                    CASE WHEN i % 4 = 0 THEN NULL ELSE 'city' || (i % 3)::VARCHAR END AS city,
+                    i % 2 = 0 AS even, DATE '2024-01-01' + i::INTEGER AS day
+             FROM range(5000) t(i))
+       TO '${path}' (FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE 2048)`,
+    );
+    const info = await kn.data.parquetInfo(path);
+    assert.is(info.rows, 5000);
+    assert.ok(info.rowGroups.length >= 2, `${codec}: ${info.rowGroups.length} row groups`);
+    assert.is(
+      info.rowGroups.reduce((s, g) => s + g.rows, 0),
+      5000,
+    );
+    assert.equal(
+      info.columns.map((c) => c.name),
+      ['id', 'x', 'f', 'big', 'city', 'even', 'day'],
+    );
+    const t = kn.data.readParquet(path);
+    const { tensors, vocab } = kn.data.fromArrowWithVocab(t, { columns: ['id', 'x', 'f', 'big', 'city', 'even'] });
+    const id = tensors.id!.toArray() as Int32Array,
+      x = tensors.x!.toArray() as Float32Array,
+      big = tensors.big!.toArray() as Int32Array,
+      city = tensors.city!.toArray() as Int32Array,
+      even = tensors.even!.toArray() as Uint8Array;
+    for (const i of [0, 1, 2, 3, 2047, 2048, 4999]) {
+      assert.is(id[i], i);
+      assert.is(x[i], i * 0.25);
+      assert.is(big[i], i * 3);
+      assert.is(city[i] === -1 ? null : vocab.city![city[i]!], i % 4 === 0 ? null : `city${i % 3}`);
+      assert.is(even[i], i % 2 === 0 ? 1 : 0);
+    }
+    assert.is((t.getChild('day')!.get(1) as number) - (t.getChild('day')!.get(0) as number), 86_400_000);
+  }
+});
+
+test('selection: columns, row groups, limit and offset; ParquetSource reads one row group at a time', async () => {
+  const path = join(dir, 'duck-zstd.parquet');
+  const t = kn.data.readParquet(path, { columns: ['id', 'city'], offset: 10, limit: 5 });
+  assert.equal(
+    t.schema.fields.map((f) => f.name),
+    ['id', 'city'],
+  );
+  assert.equal(t.getChild('id')!.toArray(), Int32Array.from([10, 11, 12, 13, 14]));
+  const src = await kn.data.ParquetSource.open(path);
+  try {
+    const g1 = await src.read({ rowGroups: [1], columns: ['id'] });
+    assert.is(g1.numRows, src.info.rowGroups[1]!.rows);
+    assert.is(g1.getChild('id')!.get(0), src.info.rowGroups[0]!.rows);
+    await rejectsKiln(
+      src.read({ rowGroups: [99] }),
+      kn.ValidationError,
+      /has \d+ row groups; row group 99 does not exist/,
+    );
+    await rejectsKiln(src.read({ columns: ['nope'] }), kn.ValidationError, /has no column 'nope'; it has id, x/);
+  } finally {
+    src.close();
+  }
+  const wrote = kn.data.writeParquet(join(dir, 'meta.parquet'), kn.data.readParquet(path, { limit: 10 }), {
+    metadata: { owner: 'kiln-tests' },
+  });
+  assert.is(wrote.rows, 10);
+  const info = await kn.data.parquetInfo(join(dir, 'meta.parquet'));
+  assert.is(info.metadata.owner, 'kiln-tests');
+  assert.is(info.createdBy, 'kiln');
+});
+
+test('bad files and arguments: clear errors, and the reader still works after a corrupt file', async () => {
+  const good = join(dir, 'duck-snappy.parquet');
+  const notPq = join(dir, 'not.parquet');
+  writeFileSync(notPq, 'id,x\n1,2\n');
+  throwsKiln(() => kn.data.readParquet(notPq), kn.FormatError, /not a Parquet file: expected 'PAR1'/);
+  throwsKiln(() => kn.data.readParquet(join(dir, 'missing.parquet')), kn.ArgumentError, /cannot read/);
+  // the footer damaged and the data damaged: FormatErrors, never a crash
+  const bytes = readFileSync(good);
+  const footer = Buffer.from(bytes);
+  footer.fill(0x7f, footer.length - 200, footer.length - 8);
+  writeFileSync(join(dir, 'footer.parquet'), footer);
+  throwsKiln(() => kn.data.readParquet(join(dir, 'footer.parquet')), kn.FormatError, /footer\.parquet: cannot read/);
+  await rejectsKiln(
+    kn.data.parquetInfo(join(dir, 'footer.parquet')),
+    kn.FormatError,
+    /footer\.parquet: cannot read its footer/,
+  );
+  const body = Buffer.from(bytes);
+  for (let i = 100; i < body.length - 2000; i += 97) body[i] = body[i]! ^ 0x5a;
+  writeFileSync(join(dir, 'body.parquet'), body);
+  throwsKiln(() => kn.data.readParquet(join(dir, 'body.parquet')), kn.FormatError, /body\.parquet: cannot read/);
+  const trunc = Buffer.concat([bytes.subarray(0, bytes.length >> 1), bytes.subarray(bytes.length - 8)]);
+  writeFileSync(join(dir, 'trunc.parquet'), trunc);
+  throwsKiln(() => kn.data.readParquet(join(dir, 'trunc.parquet')), kn.FormatError, /trunc\.parquet: cannot read/);
+  assert.is(kn.data.readParquet(good).numRows, 5000);
+  throwsKiln(() => kn.data.readParquet(good, { columns: ['nope'] }), kn.ValidationError, /has no column 'nope'/);
+  throwsKiln(() => kn.data.readParquet(good, { limit: -1 }), kn.ArgumentError, /limit must be an integer >= 0/);
+  const out = join(dir, 'keep.parquet');
+  kn.data.writeParquet(out, { a: kn.tensor([1, 2]) });
+  throwsKiln(
+    () => kn.data.writeParquet(out, { a: kn.tensor([3]) }, { compression: 'lzo' as never }),
+    kn.ArgumentError,
+    /compression must be one of none, snappy, gzip, zstd, brotli, lz4/,
+  );
+  throwsKiln(
+    () => kn.data.writeParquet(out, { a: kn.tensor([3]) }, { rowGroupSize: 0 }),
+    kn.ArgumentError,
+    /rowGroupSize/,
+  );
+  assert.equal(kn.data.fromArrow(kn.data.readParquet(out)).a!.toList(), [1, 2]);
+  throwsKiln(() => kn.data.writeParquet('', { a: kn.tensor([3]) }), kn.ArgumentError, /file path/);
+});
+
+test.after(() => {
+  duck?.closeSync();
+});
+
+test.run();

@@ -61,3 +61,13 @@ export {
   type ReadParquetOptions,
   type WriteParquetOptions,
 } from './parquet.js';
+export {
+  datasetManifest,
+  writeManifest,
+  readManifest,
+  verifyManifest,
+  type DatasetManifest,
+  type ManifestFile,
+  type ManifestCheck,
+} from './manifest.js';
+export { StreamingDataset, type StreamingOptions, type StreamStats } from './stream.js';

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Table } from 'apache-arrow';
 import { Dataset } from '../data/loader.js';
+import type { DatasetManifest } from '../data/manifest.js';
 import { ArgumentError, describe } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
@@ -34,17 +35,36 @@ function hashData(h: ReturnType<typeof createHash>, d: ArrowData): void {
   h.update('\u0002');
 }
 
+function isManifest(d: unknown): d is DatasetManifest {
+  const m = d as DatasetManifest;
+  return (
+    m !== null &&
+    typeof m === 'object' &&
+    !(m instanceof Dataset) &&
+    typeof m.version === 'string' &&
+    Array.isArray(m.files) &&
+    Array.isArray(m.schema)
+  );
+}
+
 function tensorBytes(t: Tensor): Uint8Array {
   const a = t.toArray() as unknown as ArrayBufferView;
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /**
- * The fingerprint of a Dataset, a Record of tensors (rows on the first dimension) or an Arrow Table: equal data gives
- * an equal hash; one changed value, row, column name or type changes it.
+ * The fingerprint of a Dataset, a Record of tensors (rows on the first dimension), an Arrow Table, or the manifest of
+ * a dataset of files (kn.data.datasetManifest: its version is the hash): equal data gives an equal hash; one changed
+ * value, row, column name or type changes it.
  * @example kn.track.fingerprint({ x: kn.tensor([[1, 2], [3, 4]]) }).rows // 2
  */
-export function fingerprint(data: Dataset | Readonly<Record<string, Tensor>> | Table): Fingerprint {
+export function fingerprint(data: Dataset | Readonly<Record<string, Tensor>> | Table | DatasetManifest): Fingerprint {
+  if (isManifest(data))
+    return {
+      hash: data.version,
+      rows: data.rows,
+      schema: data.schema.map((c) => ({ name: c.name, type: c.type, shape: [] })),
+    };
   const h = createHash('sha256');
   const schema: Fingerprint['schema'] = [];
   let rows = 0;

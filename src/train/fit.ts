@@ -10,6 +10,7 @@ import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
 import { DataLoader, type Batch } from '../data/loader.js';
+import { StreamingDataset } from '../data/stream.js';
 import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
 import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
@@ -71,7 +72,8 @@ export interface EpochLog {
 
 /** Options of fit. */
 export interface FitOptions {
-  train: DataLoader;
+  /** the training batches: a DataLoader, or a StreamingDataset (Parquet files larger than memory) */
+  train: DataLoader | StreamingDataset;
   val?: DataLoader | null;
   loss: LossFn;
   optimizer: Optimizer;
@@ -345,8 +347,10 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     throw new ArgumentError(`fit takes a kn.nn.Module, got ${describe(model)}`);
   if (!opts || typeof opts !== 'object')
     throw new ArgumentError(`fit needs options { train, loss, optimizer, epochs }, got ${describe(opts)}`);
-  if (!(opts.train instanceof DataLoader))
-    throw new ArgumentError(`fit: train must be a kn.data.DataLoader, got ${describe(opts.train)}`);
+  if (!(opts.train instanceof DataLoader) && !(opts.train instanceof StreamingDataset))
+    throw new ArgumentError(
+      `fit: train must be a kn.data.DataLoader or kn.data.StreamingDataset, got ${describe(opts.train)}`,
+    );
   if (opts.val != null && !(opts.val instanceof DataLoader))
     throw new ArgumentError(`fit: val must be a kn.data.DataLoader, got ${describe(opts.val)}`);
   if (!opts.optimizer || typeof opts.optimizer.step !== 'function')
@@ -384,7 +388,13 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   let profiling: ((r: unknown) => Profile) | null = null,
     profileResult: Profile | null = null,
     batchesSeen = 0;
-  const trainLoader = dist ? shard(opts.train, true) : opts.train;
+  const stream = opts.train instanceof StreamingDataset ? opts.train : null;
+  if (stream && dist && (stream.worldSize !== worldSize() || stream.rank !== worldRank()))
+    throw new ArgumentError(
+      `fit under DDP: the StreamingDataset is shard ${stream.rank} of ${stream.worldSize}, but this is rank ` +
+        `${worldRank()} of ${worldSize()}; open it after kn.distributed.init() (or pass rank and worldSize)`,
+    );
+  const trainLoader = dist && !stream ? shard(opts.train as DataLoader, true) : opts.train;
   const verbose = main ? (opts.verbose ?? 'auto') : 'silent';
   const useBar = verbose === 'bar' || (verbose === 'auto' && process.stderr.isTTY === true);
   const useJson = verbose === 'json' || (verbose === 'auto' && !useBar);
@@ -410,12 +420,12 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   // the wrapped module under DDP: the report's checks run a backward on rank 0 alone, which must not reach a
   // collective, and the final model is saved with its own parameter names
   const inner = model instanceof DistributedDataParallel ? model.module : model;
-  const recorder = main && ropts ? startReport(inner, opts, ropts, ik, tk) : null;
+  const recorder = main && ropts ? startReport(inner, opts, ropts, ik, tk, stream ? await stream.peek() : null) : null;
   const stepLosses: [number, number][] = [],
     gradNorms: [number, number][] = [];
   if (tracker) {
     // lineage: the exact data this training used
-    tracker.logDataset('train', opts.train.dataset);
+    tracker.logDataset('train', stream ? await stream.manifest() : (opts.train as DataLoader).dataset);
     if (opts.val) tracker.logDataset('val', opts.val.dataset);
   }
   const sched = opts.scheduler ?? null;
@@ -485,7 +495,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         if (sched && opts.schedulerStep === 'step') sched.step();
       };
       const nBatches = trainLoader.length;
-      for (const batch of trainLoader.batches(epoch - 1)) {
+      for await (const batch of trainLoader.batches(epoch - 1)) {
         if (prof && batchesSeen === prof.skip && profileResult === null)
           profiling = startProfile(prof.trace ? { trace: prof.trace } : {});
         // DDP: micro-batches before the last of an accumulation group skip the gradient allreduce
@@ -684,12 +694,31 @@ function logProfile(p: Profile, top: number, how: 'json' | 'text' | null, out: N
 }
 
 /** The report's recorder: the fixed validation examples and the sanity checks, run before training. */
-function startReport(model: Module, opts: FitOptions, ro: ReportOptions, ik: string, tk: string): ReportRecorder {
-  const ds = (opts.val ?? opts.train).dataset;
-  const n = Math.min(ro.examples ?? 16, ds.length);
+function startReport(
+  model: Module,
+  opts: FitOptions,
+  ro: ReportOptions,
+  ik: string,
+  tk: string,
+  head: Batch | null,
+): ReportRecorder {
+  // a streamed training set: its first rows (`head`) stand in for the dataset's first samples
+  const first = (ds: { length: number; take(i: ArrayLike<number>): Batch } | null, n: number): Batch => {
+    if (ds) return ds.take(Array.from({ length: Math.min(n, ds.length) }, (_, i) => i));
+    const out: Batch = {};
+    for (const [k, t] of Object.entries(head!))
+      out[k] = t.slice(
+        t.shape.map(() => 0),
+        [Math.min(n, t.shape[0]!), ...t.shape.slice(1)],
+      );
+    return out;
+  };
+  const trainDs = opts.train instanceof DataLoader ? opts.train.dataset : null;
+  const valDs = opts.val ? opts.val.dataset : trainDs;
+  const n = Math.min(ro.examples ?? 16, valDs ? valDs.length : Object.values(head!)[0]!.shape[0]!);
   let fixed: { x: Tensor; y: Tensor } | null = null;
   if (n > 0) {
-    const b = ds.take(Array.from({ length: n }, (_, i) => i));
+    const b = first(valDs, n);
     const x = b[ik],
       y = b[tk];
     for (const [k, t] of Object.entries(b)) if (k !== ik && k !== tk) t.dispose();
@@ -698,8 +727,8 @@ function startReport(model: Module, opts: FitOptions, ro: ReportOptions, ik: str
   const rec = new ReportRecorder(model, fixed, ro);
   if (!opts.val) rec.data.notes.push('no validation set: the fixed examples come from the training set');
   // the checks use the first training batch; each leaves weights, gradients, mode and RNG as it found them
-  const m = Math.min(opts.train.batchSize, opts.train.dataset.length);
-  const b = opts.train.dataset.take(Array.from({ length: m }, (_, i) => i));
+  const b = first(trainDs, opts.train.batchSize);
+  if (head) for (const t of Object.values(head)) t.dispose();
   const xy = { x: b[ik]!, y: b[tk]! };
   const run = (name: string, f: () => { ok: boolean; message: string }): void => {
     try {

@@ -7,6 +7,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { murmur3 } from '../src/data/encoders.js';
 import { throwsKiln } from './helpers.js';
 
 const rows = (t: kn.Tensor): number[][] => t.toList() as number[][];
@@ -138,6 +139,41 @@ test('encoders save as JSON and load; names from data stay out of object keys; b
     kn.FormatError,
     /do not match/,
   );
+});
+
+test('HashingEncoder: MurmurHash3 buckets with signs, no vocabulary, JSON round trip', () => {
+  // reference values of MurmurHash3_x86_32
+  assert.is(murmur3(''), 0);
+  assert.is(murmur3('hello'), 0x248bfa47);
+  assert.is(murmur3('The quick brown fox jumps over the lazy dog'), 0x2e4ff723);
+  assert.is(murmur3('', 1), 0x514e28b7);
+  const enc = new kn.data.HashingEncoder({ nFeatures: 16 }).fit({ city: ['a'], kind: ['x'] });
+  const out = enc.transform({ city: ['paris', 'paris', 'never-seen', null], kind: ['x', 'y', 'x', null] });
+  const m = out.toList() as number[][];
+  assert.equal(m[3], new Array(16).fill(0));
+  // each non-missing value adds +-1 to exactly one column: the row's absolute mass is the count of values
+  for (const [i, want] of [
+    [0, 2],
+    [1, 2],
+    [2, 2],
+  ] as const) {
+    const mass = m[i]!.reduce((a, v) => a + Math.abs(v), 0);
+    assert.ok(mass === want || mass === want - 2, `row ${i}: ${m[i]}`); // two values may cancel in one column
+  }
+  const slot = (text: string): number => murmur3(text) % 16;
+  const sign = (text: string): number => ((murmur3(text, 0x5bd1e995) & 1) === 1 ? -1 : 1);
+  const want = new Array(16).fill(0);
+  want[slot('city=paris')] += sign('city=paris');
+  want[slot('kind=y')] += sign('kind=y');
+  assert.equal(m[1], want);
+  const unsigned = new kn.data.HashingEncoder({ nFeatures: 16, alternateSign: false }).fit({ city: ['a'] });
+  assert.ok(
+    (unsigned.transform({ city: ['q', 'r', 's'] }).toList() as number[][]).every((r) => r.every((v) => v >= 0)),
+  );
+  const back = kn.data.encoderFromJSON(JSON.stringify(enc.toJSON()));
+  assert.ok(back instanceof kn.data.HashingEncoder);
+  assert.equal(back.transform({ city: ['paris'], kind: ['y'] }).toList(), [want]);
+  throwsKiln(() => new kn.data.HashingEncoder({ nFeatures: 0 }), kn.ArgumentError, /nFeatures/);
 });
 
 test.run();

@@ -14,7 +14,7 @@ const keyOf = (v: number | string | boolean | null): string | null => (v === nul
 
 /** The JSON form of a fitted encoder. */
 export interface EncoderJSON {
-  kind: 'OneHotEncoder' | 'OrdinalEncoder' | 'TargetEncoder';
+  kind: 'OneHotEncoder' | 'OrdinalEncoder' | 'TargetEncoder' | 'HashingEncoder';
   /** [column, categories in code order] */
   columns: [string, string[]][];
   /** TargetEncoder: [column, per-category encoded value] plus the prior */
@@ -334,12 +334,109 @@ function targets(y: Tensor | ArrayLike<number>, n: number): Float64Array {
   return t;
 }
 
+/** MurmurHash3 (x86, 32-bit) of a string's UTF-8 bytes. */
+export function murmur3(text: string, seed = 0): number {
+  const b = new TextEncoder().encode(text);
+  let h = seed >>> 0;
+  const c1 = 0xcc9e2d51,
+    c2 = 0x1b873593;
+  const n4 = b.length & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    k = Math.imul(k, c1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, c2);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  let k = 0;
+  switch (b.length & 3) {
+    case 3:
+      k ^= b[n4 + 2]! << 16;
+    // falls through
+    case 2:
+      k ^= b[n4 + 1]! << 8;
+    // falls through
+    case 1:
+      k ^= b[n4]!;
+      k = Math.imul(k, c1);
+      k = (k << 15) | (k >>> 17);
+      k = Math.imul(k, c2);
+      h ^= k;
+  }
+  h ^= b.length;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The hashing trick (scikit-learn's FeatureHasher): each `column=value` pair is hashed (MurmurHash3 of its
+ * UTF-8 text) into one of `nFeatures` float32 columns, with a sign from a second hash (`alternateSign`, the
+ * default) so collisions cancel on average. No vocabulary: unseen categories need no handling and memory does not
+ * grow with cardinality. Missing values add nothing. `fit` only records the columns to hash.
+ * @example new kn.data.HashingEncoder({ nFeatures: 8 }).fit({ c: ['a'] }).transform({ c: ['a', null] }).shape // [2, 8]
+ */
+export class HashingEncoder extends CategoricalEncoder {
+  readonly kind = 'HashingEncoder' as const;
+  readonly nFeatures: number;
+  readonly alternateSign: boolean;
+  constructor(opts: { nFeatures?: number; alternateSign?: boolean } = {}) {
+    super();
+    this.nFeatures = opts.nFeatures ?? 1024;
+    if (!Number.isInteger(this.nFeatures) || this.nFeatures < 1 || this.nFeatures > 1 << 24)
+      throw new ArgumentError(`nFeatures must be an integer in [1, 2^24], got ${describe(opts.nFeatures)}`);
+    this.alternateSign = opts.alternateSign ?? true;
+    if (typeof this.alternateSign !== 'boolean')
+      throw new ArgumentError(`alternateSign must be a boolean, got ${describe(opts.alternateSign)}`);
+  }
+  fit(table: TableLike): this {
+    const cols = columnsOf(table, 'HashingEncoder.fit');
+    if (cols.length === 0) throw new ValidationError('HashingEncoder.fit needs at least one column');
+    this.cats.clear();
+    this.index.clear();
+    for (const c of cols) this.set(c.name, []);
+    return this;
+  }
+  transform(table: TableLike): Tensor {
+    const { cols, n } = this.read(table, 'transform');
+    const F = this.nFeatures;
+    const out = new Float32Array(n * F);
+    for (const c of cols) {
+      const memo = new Map<string, number>();
+      for (let i = 0; i < n; i++) {
+        const k = keyOf(c.values[i]!);
+        if (k === null) continue;
+        let slot = memo.get(k);
+        if (slot === undefined) {
+          const text = `${c.name}=${k}`;
+          const h = murmur3(text);
+          const sign = this.alternateSign && (murmur3(text, 0x5bd1e995) & 1) === 1 ? -1 : 1;
+          slot = sign * ((h % F) + 1);
+          memo.set(k, slot);
+        }
+        out[i * F + Math.abs(slot) - 1]! += Math.sign(slot);
+      }
+    }
+    return tensor(out, [n, F]);
+  }
+  toJSON(): EncoderJSON {
+    return this.baseJSON({ nFeatures: this.nFeatures, alternateSign: this.alternateSign });
+  }
+}
+
 /**
  * Rebuilds a fitted encoder from its JSON (the object toJSON returns, or its text); malformed input throws
  * FormatError naming the field.
  * @example kn.data.encoderFromJSON(new kn.data.OrdinalEncoder().fit({ c: ['x'] }).toJSON()).columns // ["c"]
  */
-export function encoderFromJSON(j: EncoderJSON | string): OneHotEncoder | OrdinalEncoder | TargetEncoder {
+export function encoderFromJSON(
+  j: EncoderJSON | string,
+): OneHotEncoder | OrdinalEncoder | TargetEncoder | HashingEncoder {
   let o: unknown = j;
   if (typeof j === 'string') {
     try {
@@ -358,7 +455,9 @@ export function encoderFromJSON(j: EncoderJSON | string): OneHotEncoder | Ordina
         ? new OrdinalEncoder(opts as { unknownValue?: number })
         : v.kind === 'TargetEncoder'
           ? new TargetEncoder(opts as { smoothing?: number; folds?: number; seed?: number })
-          : null;
+          : v.kind === 'HashingEncoder'
+            ? new HashingEncoder(opts as { nFeatures?: number; alternateSign?: boolean })
+            : null;
   if (!enc) throw new FormatError(`encoder JSON: unknown kind ${describe(v.kind)}`);
   const cols = v.columns;
   const pair = (p: unknown, kind: 'string' | 'number'): p is [string, unknown[]] =>
@@ -384,7 +483,7 @@ export function encoderFromJSON(j: EncoderJSON | string): OneHotEncoder | Ordina
 }
 
 /** Reads an encoder saved with `save`. */
-export function loadEncoder(path: string): OneHotEncoder | OrdinalEncoder | TargetEncoder {
+export function loadEncoder(path: string): OneHotEncoder | OrdinalEncoder | TargetEncoder | HashingEncoder {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -46,6 +46,7 @@ export {
   OneHotEncoder,
   OrdinalEncoder,
   TargetEncoder,
+  HashingEncoder,
   encoderFromJSON,
   loadEncoder,
   type EncoderJSON,
@@ -71,3 +72,13 @@ export {
   type ManifestCheck,
 } from './manifest.js';
 export { StreamingDataset, type StreamingOptions, type StreamStats } from './stream.js';
+export { stratifiedSample, Reservoir, reservoirSample, undersample, oversample, smote } from './sampling.js';
+export {
+  calendarFeatures,
+  lagFeatures,
+  rollingFeatures,
+  timeSeriesSplit,
+  type CalendarPart,
+  type RollingStat,
+  type Timestamps,
+} from './time.js';

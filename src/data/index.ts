@@ -6,6 +6,8 @@ export {
   balancedSampleWeights,
   classWeights,
   type Batch,
+  type BatchTransform,
+  type TransformContext,
   type DataLoaderOptions,
 } from './loader.js';
 export {
@@ -82,3 +84,4 @@ export {
   type RollingStat,
   type Timestamps,
 } from './time.js';
+export * as augment from './augment.js';

@@ -102,6 +102,41 @@ function epochRng(seed: number, epoch: number): () => number {
   return hostRng((seed * 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1));
 }
 
+/** Where a loader's batch transform gets its randomness: one generator per (seed, epoch, batch). */
+export interface TransformContext {
+  epoch: number;
+  index: number;
+  rng: () => number;
+}
+
+/** A function a DataLoader or StreamingDataset applies to each batch (`transform` option; see kn.data.augment). */
+export type BatchTransform = (batch: Batch, ctx: TransformContext) => Batch;
+
+/** The generator of batch `index` of epoch `epoch` under `seed` (independent of kiln's global generator). */
+export function batchRng(seed: number, epoch: number, index: number): () => number {
+  return hostRng(
+    Math.imul(seed ^ 0x6a09e667, 0x01000193) ^ Math.imul(epoch + 1, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b),
+  );
+}
+
+/** Checks a `transform` option. */
+export function transformOption(t: unknown): BatchTransform | null {
+  if (t === undefined || t === null) return null;
+  if (typeof t !== 'function')
+    throw new ArgumentError(
+      `transform must be a function (batch, ctx) => batch, e.g. kn.data.augment.compose(...), got ${describe(t)}`,
+    );
+  return t as BatchTransform;
+}
+
+/** Runs a batch transform, disposing what it drops and checking what it returns. */
+export function applyTransform(t: BatchTransform, b: Batch, seed: number, epoch: number, index: number): Batch {
+  const out = t(b, { epoch, index, rng: batchRng(seed, epoch, index) });
+  if (out === null || typeof out !== 'object' || Object.values(out).some((v) => !isTensor(v)))
+    throw new ArgumentError(`a batch transform must return named tensors, got ${describe(out)}`);
+  return out;
+}
+
 /** Chooses which samples an epoch visits, in order (kn.distributed.DistributedSampler is one). */
 export interface Sampler {
   /** number of indices per epoch */
@@ -124,6 +159,8 @@ export interface DataLoaderOptions {
   sampleWeights?: ArrayLike<number> | null;
   /** Chooses the indices of each epoch (e.g. a DistributedSampler: this rank's shard). Replaces shuffling. */
   sampler?: Sampler | null;
+  /** applied to each batch as it is yielded, seeded per (seed, epoch, batch): e.g. kn.data.augment.compose(...) */
+  transform?: BatchTransform | null;
 }
 
 /**
@@ -141,6 +178,7 @@ export class DataLoader {
   readonly seed: number;
   readonly dropLast: boolean;
   readonly sampler: Sampler | null;
+  readonly transform: BatchTransform | null;
   private readonly cdf: Float64Array | null;
   private epoch = 0;
 
@@ -189,6 +227,7 @@ export class DataLoader {
       if (opts.shuffle) throw new ArgumentError('a DataLoader with a sampler does not shuffle: the sampler does');
     }
     this.sampler = sp;
+    this.transform = transformOption(opts.transform);
   }
 
   /** Batches per epoch. */
@@ -234,8 +273,10 @@ export class DataLoader {
   /** The batches of one epoch (each a Record of new tensors; dispose them or run inside kn.tidy). */
   *batches(epoch = 0): Generator<Batch> {
     const ord = this.order(epoch);
-    for (let b = 0; b < this.length; b++)
-      yield this.dataset.take(ord.subarray(b * this.batchSize, Math.min(ord.length, (b + 1) * this.batchSize)));
+    for (let b = 0; b < this.length; b++) {
+      const batch = this.dataset.take(ord.subarray(b * this.batchSize, Math.min(ord.length, (b + 1) * this.batchSize)));
+      yield this.transform ? applyTransform(this.transform, batch, this.seed, epoch, b) : batch;
+    }
   }
 
   [Symbol.iterator](): Generator<Batch> {

@@ -13,7 +13,14 @@ import { ArgumentError, FormatError, ValidationError, describe } from '../errors
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { nameRecord } from '../records.js';
-import { epochPermutation, hostRng, type Batch } from './loader.js';
+import {
+  applyTransform,
+  epochPermutation,
+  hostRng,
+  transformOption,
+  type Batch,
+  type BatchTransform,
+} from './loader.js';
 import { datasetManifest, parquetFiles, type DatasetManifest } from './manifest.js';
 import { parquetInfo, type ParquetInfo } from './parquet.js';
 
@@ -42,6 +49,8 @@ export interface StreamingOptions {
   /** drop the last incomplete batch (always true when worldSize > 1: every rank runs the same number of steps) */
   dropLast?: boolean;
   backend?: BackendName;
+  /** applied to each batch as it is yielded, seeded per (seed, epoch, batch): e.g. kn.data.augment.compose(...) */
+  transform?: BatchTransform | null;
 }
 
 interface Field {
@@ -290,6 +299,7 @@ export class StreamingDataset {
   private readonly steps: number;
   private readonly nWorkers: number;
   private readonly backend: BackendName | undefined;
+  private readonly transform: BatchTransform | null;
   private readers: Readers | null = null;
   private active = 0;
   private readonly st: StreamStats;
@@ -301,6 +311,7 @@ export class StreamingDataset {
       steps: number;
       nWorkers: number;
       backend: BackendName | undefined;
+      transform: BatchTransform | null;
     },
   ) {
     this.batchSize = init.batchSize;
@@ -320,6 +331,7 @@ export class StreamingDataset {
     this.steps = init.steps;
     this.nWorkers = init.nWorkers;
     this.backend = init.backend;
+    this.transform = init.transform;
     this.st = { peakBytes: 0, maxMemoryBytes: init.maxMemoryBytes, rowGroupsRead: 0, rowsRead: 0 };
   }
 
@@ -438,6 +450,7 @@ export class StreamingDataset {
       steps,
       nWorkers,
       backend: opts.backend,
+      transform: transformOption(opts.transform),
     });
   }
 
@@ -545,7 +558,8 @@ export class StreamingDataset {
         if (pool.rows === 0) break;
         const n = Math.min(this.batchSize, pool.rows);
         if (n < this.batchSize && this.dropLast) break;
-        yield this.toBatch(pool.take(n, rnd), n);
+        const batch = this.toBatch(pool.take(n, rnd), n);
+        yield this.transform ? applyTransform(this.transform, batch, this.seed, epoch, emitted) : batch;
         emitted++;
       }
     } finally {

@@ -7,7 +7,7 @@ import { tidy } from '../engine/memory.js';
 import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
 import { gather } from '../ops/movement.js';
-import { mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
+import { logSoftmax, mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
@@ -58,9 +58,14 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   assertTensor(labels, 'crossEntropy labels');
   if (logits.ndim !== 2) throw new ShapeError(`crossEntropy logits must be [N, C], got ${shapeStr(logits.shape)}`);
   const [N, C] = logits.shape as [number, number];
-  if (labels.ndim !== 1 || labels.shape[0] !== N)
-    throw new ShapeError(`crossEntropy labels must be [${N}] (one per row of logits), got ${shapeStr(labels.shape)}`);
-  if (labels.dtype !== 'int32' && labels.dtype !== 'int8' && labels.dtype !== 'uint8') {
+  const soft = labels.ndim === 2 && labels.dtype === 'float32';
+  if (soft && (labels.shape[0] !== N || labels.shape[1] !== C))
+    throw new ShapeError(`crossEntropy probabilities must be [${N}, ${C}], got ${shapeStr(labels.shape)}`);
+  if (!soft && (labels.ndim !== 1 || labels.shape[0] !== N))
+    throw new ShapeError(
+      `crossEntropy labels must be [${N}] class indices or [${N}, ${C}] class probabilities, got ${shapeStr(labels.shape)}`,
+    );
+  if (!soft && labels.dtype !== 'int32' && labels.dtype !== 'int8' && labels.dtype !== 'uint8') {
     throw new DTypeError(`crossEntropy labels must be integer class indices (int32), got ${labels.dtype}`);
   }
   const eps = opts.labelSmoothing ?? 0;
@@ -77,6 +82,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
     throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
   if (w && w.backend !== logits.backend)
     throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
+  if (soft) return softCrossEntropy(logits, labels, w, eps, red);
   // one fused kernel per direction: per-row losses (labels range-checked in the kernel), then the reduction
   const rows = softmaxCrossEntropy(logits, labels, w, eps);
   if (red === 'none') return rows;
@@ -89,6 +95,21 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   total.dispose();
   if (typeof denom !== 'number') denom.dispose();
   return out;
+}
+
+/**
+ * Cross-entropy against class probabilities [N, C] (soft targets, e.g. from mixup or distillation), as PyTorch's
+ * `F.cross_entropy` with a probability target: -sum_c w_c * t_c * log_softmax(logits)_c per row, the mean over
+ * rows; label smoothing mixes the target with the uniform distribution first.
+ */
+function softCrossEntropy(logits: Tensor, target: Tensor, w: Tensor | null, eps: number, red: Reduction): Tensor {
+  const C = logits.shape[1]!;
+  return tidy(() => {
+    let t = eps > 0 ? target.mul(1 - eps).add(eps / C) : target;
+    if (w) t = t.mul(w.reshape([1, C]));
+    const rows = t.mul(logSoftmax(logits, 1)).sum(1).neg();
+    return red === 'none' ? rows : red === 'sum' ? rows.sum() : rows.mean();
+  });
 }
 
 /**

@@ -7,7 +7,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { murmur3 } from '../src/data/encoders.js';
+import { murmur3 } from '../src/data/hash.js';
 import { throwsKiln } from './helpers.js';
 
 const rows = (t: kn.Tensor): number[][] => t.toList() as number[][];

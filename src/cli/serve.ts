@@ -5,13 +5,15 @@ import { parseArgs } from 'node:util';
 import type { BackendName } from '../backends/backend.js';
 import { setBackend } from '../backends/registry.js';
 import { ArgumentError } from '../errors.js';
+import { loadPipeline } from '../data/pipeline.js';
 import { loadTransformer } from '../data/scalers.js';
 import { createServer, type ServerOptions } from '../serve/server.js';
 
 export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--input-shape 784] [--max-batch 32]
         [--max-delay-ms 2] [--timeout-ms 5000] [--max-queue 1024] [--cache N] [--log requests.jsonl]
-        [--scaler scaler.json] [--backend cpu|js] [--no-warmup] [--no-batching]
-                  serve a model over HTTP (POST /predict, GET /health /ready /metrics); SIGHUP reloads the file
+        [--scaler scaler.json] [--pipeline pipeline.json] [--backend cpu|js] [--no-warmup] [--no-batching]
+                  serve a model over HTTP (POST /predict, GET /health /ready /metrics); SIGHUP reloads the file;
+                  with --pipeline, requests may send raw fields ('record' / 'records')
 `;
 
 function int(v: string | undefined, what: string, min: number): number | undefined {
@@ -37,6 +39,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       cache: { type: 'string' },
       log: { type: 'string' },
       scaler: { type: 'string' },
+      pipeline: { type: 'string' },
       backend: { type: 'string' },
       'no-warmup': { type: 'boolean', default: false },
       'no-batching': { type: 'boolean', default: false },
@@ -66,6 +69,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     opts.backend = values.backend as BackendName;
   }
   if (values.scaler) opts.transform = loadTransformer(values.scaler);
+  if (values.pipeline) opts.pipeline = loadPipeline(values.pipeline);
 
   const srv = await createServer(file, opts);
   process.stdout.write(

@@ -8,6 +8,7 @@ import { tensor } from '../ops/creation.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { columnsOf, type Column, type TableLike } from './columns.js';
+import { murmur3 } from './hash.js';
 
 /** A category's key: the value as text (null = missing). */
 const keyOf = (v: number | string | boolean | null): string | null => (v === null ? null : String(v));
@@ -332,46 +333,6 @@ function targets(y: Tensor | ArrayLike<number>, n: number): Float64Array {
   if (t.length !== n) throw new ValidationError(`TargetEncoder: ${t.length} targets for ${n} rows`);
   if (t.some((v) => !Number.isFinite(v))) throw new ValidationError('TargetEncoder: targets must be finite numbers');
   return t;
-}
-
-/** MurmurHash3 (x86, 32-bit) of a string's UTF-8 bytes. */
-export function murmur3(text: string, seed = 0): number {
-  const b = new TextEncoder().encode(text);
-  let h = seed >>> 0;
-  const c1 = 0xcc9e2d51,
-    c2 = 0x1b873593;
-  const n4 = b.length & ~3;
-  for (let i = 0; i < n4; i += 4) {
-    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
-    k = Math.imul(k, c1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, c2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  let k = 0;
-  switch (b.length & 3) {
-    case 3:
-      k ^= b[n4 + 2]! << 16;
-    // falls through
-    case 2:
-      k ^= b[n4 + 1]! << 8;
-    // falls through
-    case 1:
-      k ^= b[n4]!;
-      k = Math.imul(k, c1);
-      k = (k << 15) | (k >>> 17);
-      k = Math.imul(k, c2);
-      h ^= k;
-  }
-  h ^= b.length;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /**

@@ -85,3 +85,11 @@ export {
   type Timestamps,
 } from './time.js';
 export * as augment from './augment.js';
+export {
+  ColumnPipeline,
+  CalendarStep,
+  loadPipeline,
+  type ColumnGroup,
+  type PipelineStep,
+  type PipelineJSON,
+} from './pipeline.js';

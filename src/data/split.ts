@@ -5,6 +5,9 @@ import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { Dataset, hostRng, permutation } from './loader.js';
 import { assertTable, rowFingerprints } from './stats.js';
 import type { Transformer } from './scalers.js';
+import { columnsOf, type TableLike } from './columns.js';
+import { tableRowFingerprints } from './hash.js';
+import { ColumnPipeline } from './pipeline.js';
 
 /** Train and test row indices. */
 export interface Split {
@@ -200,20 +203,28 @@ export interface Leak {
   message: string;
 }
 
+/** Row fingerprints of a split: a table tensor's rows, or a raw table's rows over all its columns. */
+function splitPrints(t: Tensor | TableLike, name: string): Float64Array {
+  if (isTensor(t)) return rowFingerprints(assertTable(t, `split '${name}'`));
+  const cols = columnsOf(t, `split '${name}'`);
+  return tableRowFingerprints(cols, cols[0]?.values.length ?? 0);
+}
+
 /**
- * Reports leakage: rows that appear (exactly) in two splits, and fitted transformers (scalers, imputers)
- * whose fit data included rows of a split other than `fitSplit` (default 'train').
+ * Reports leakage: rows that appear (exactly) in two splits, and fitted transformers (scalers, imputers) or column
+ * pipelines whose fit data included rows of a split other than `fitSplit` (default 'train'). Splits are table
+ * tensors, or raw tables (Arrow, named columns) for pipelines, which compare rows over their input columns.
  * @example kn.data.leakageReport({ splits: { train: kn.tensor([[1], [2]]), test: kn.tensor([[2], [3]]) } }).leaks[0].rows // [0]
  */
 export function leakageReport(opts: {
-  splits: Record<string, Tensor>;
-  transformers?: Record<string, Transformer>;
+  splits: Record<string, Tensor | TableLike>;
+  transformers?: Record<string, Transformer | ColumnPipeline>;
   fitSplit?: string;
 }): { ok: boolean; leaks: Leak[] } {
   if (!opts || typeof opts.splits !== 'object')
     throw new ArgumentError('leakageReport takes { splits: { name: table } }');
   const names = Object.keys(opts.splits);
-  const prints = new Map(names.map((n) => [n, rowFingerprints(assertTable(opts.splits[n], `split '${n}'`))]));
+  const prints = new Map(names.map((n) => [n, splitPrints(opts.splits[n]!, n)]));
   const leaks: Leak[] = [];
   for (let a = 0; a < names.length; a++) {
     const seen = new Set(prints.get(names[a]!)!);
@@ -239,7 +250,11 @@ export function leakageReport(opts: {
     for (const n of names) {
       if (n === fitSplit) continue;
       const rows: number[] = [];
-      prints.get(n)!.forEach((h, i) => {
+      const split = opts.splits[n]!;
+      if (t instanceof ColumnPipeline && isTensor(split))
+        throw new ValidationError(`pipeline '${tn}' reads raw columns: give split '${n}' as a table, not a tensor`);
+      const p = t instanceof ColumnPipeline ? t.rowFingerprints(split as TableLike) : prints.get(n)!;
+      p.forEach((h, i) => {
         if (sortedHas(fitted, h)) rows.push(i);
       });
       if (rows.length) {
@@ -247,7 +262,7 @@ export function leakageReport(opts: {
           kind: 'scaler-saw-rows',
           between: [tn, n],
           rows,
-          message: `${t.kind} '${tn}' was fitted on data that includes ${rows.length} row(s) of '${n}'; fit it on '${fitSplit}' only`,
+          message: `${t instanceof ColumnPipeline ? 'ColumnPipeline' : t.kind} '${tn}' was fitted on data that includes ${rows.length} row(s) of '${n}'; fit it on '${fitSplit}' only`,
         });
       }
     }

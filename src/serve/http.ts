@@ -27,6 +27,15 @@ function rowSchema(shape: readonly number[], ids: boolean): object {
   return shape.length === 1 ? flat : { anyOf: [nested(shape), flat] };
 }
 
+/** The JSON schema of one raw record (for a pipeline): an object of scalar field values. */
+const recordSchema = {
+  type: 'object',
+  maxProperties: 4096,
+  additionalProperties: {
+    anyOf: [{ type: 'string', maxLength: 4096 }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }],
+  },
+};
+
 /** A validated example (flat or nested numbers) as float32 values. Array.prototype.flat costs ~80 us for 784
  * numbers, which capped throughput; this costs ~3. */
 function toRow(r: unknown[], per: number): Float32Array {
@@ -78,6 +87,8 @@ export interface HttpOptions {
   ready(): boolean;
   version(): string;
   outputShape(): readonly number[] | null;
+  /** raw records -> model rows (a fitted kn.data.ColumnPipeline); enables 'record' / 'records' in requests */
+  records?: (records: readonly unknown[]) => Float32Array[];
 }
 
 /** The fastify app with every route, and a promise for "no HTTP request in flight". */
@@ -97,6 +108,12 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
       input: rowSchema(inputShape, o.ids === true),
       inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: rowSchema(inputShape, o.ids === true) },
       id: { type: 'string', maxLength: 200 },
+      ...(o.records
+        ? {
+            record: recordSchema,
+            records: { type: 'array', minItems: 1, maxItems: maxRows, items: recordSchema },
+          }
+        : {}),
     },
   };
   const fail = (reply: FastifyReply, code: number, kind: string, message: string): FastifyReply => {
@@ -140,17 +157,34 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
   app.get('/metrics', async (_req, reply) => reply.type(m.registry.contentType).send(await m.registry.metrics()));
 
   app.post('/predict', { schema: { body: bodySchema } }, async (req, reply) => {
-    const body = req.body as { input?: unknown[]; inputs?: unknown[][]; id?: string };
-    if ((body.input === undefined) === (body.inputs === undefined)) {
+    const body = req.body as {
+      input?: unknown[];
+      inputs?: unknown[][];
+      record?: unknown;
+      records?: unknown[];
+      id?: string;
+    };
+    const given = [body.input, body.inputs, body.record, body.records].filter((v) => v !== undefined).length;
+    if (given !== 1) {
       return fail(
         reply,
         400,
         'bad_request',
-        "invalid request: send exactly one of 'input' (one example) or 'inputs' (a list of examples)",
+        "invalid request: send exactly one of 'input' (one example) or 'inputs' (a list of examples)" +
+          (o.records ? ", or 'record' / 'records' (raw fields for the pipeline)" : ''),
       );
     }
     if (!o.ready()) return fail(reply, 503, 'not_ready', 'the model is warming up; retry when /ready returns 200');
-    const rows = (body.input !== undefined ? [body.input] : body.inputs!).map((r) => toRow(r, per));
+    let rows: Float32Array[];
+    if (body.record !== undefined || body.records !== undefined) {
+      try {
+        rows = o.records!(body.record !== undefined ? [body.record] : body.records!);
+      } catch (e) {
+        if (e instanceof KilnError) return fail(reply, 400, 'bad_request', `invalid record: ${e.message}`);
+        throw e;
+      }
+    } else rows = (body.input !== undefined ? [body.input] : body.inputs!).map((r) => toRow(r, per));
+    const single = body.input !== undefined || body.record !== undefined;
     const ac = new AbortController();
     const onClose = (): void => {
       if (!reply.raw.writableEnded) ac.abort();
@@ -190,7 +224,7 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
         cached: value.cached,
       }),
     );
-    return body.input !== undefined ? { id, shape: outShape, ...res[0] } : { id, shape: outShape, outputs: res };
+    return single ? { id, shape: outShape, ...res[0] } : { id, shape: outShape, outputs: res };
   });
 
   const idle = (): Promise<void> =>

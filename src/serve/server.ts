@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
+import { ColumnPipeline } from '../data/pipeline.js';
 import { ArgumentError, describe } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
@@ -40,6 +41,11 @@ export interface ServerOptions {
   backend?: BackendName;
   /** A fitted scaler applied to every batch before the model. */
   transform?: BatchTransform;
+  /**
+   * A fitted kn.data.ColumnPipeline: requests may then send raw fields ('record' / 'records'), which it turns
+   * into the model's input rows, exactly as it made the training features.
+   */
+  pipeline?: ColumnPipeline;
   /** Version label (default: file name and content hash, or v1, v2, ... for modules). */
   version?: string;
   maxBatchSize?: number;
@@ -171,6 +177,16 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   const first = await loadSource(model, opts, ++loads, opts.transform, opts.version);
   const inputShape = first.rm.inputShape;
   const per = inputShape.reduce((a, b) => a * b, 1);
+  const pipe = opts.pipeline ?? null;
+  if (pipe !== null) {
+    if (!(pipe instanceof ColumnPipeline))
+      throw new ArgumentError(`pipeline must be a fitted kn.data.ColumnPipeline, got ${describe(pipe)}`);
+    const width = pipe.featureNames().length;
+    if (width !== per)
+      throw new ArgumentError(
+        `the pipeline makes ${width} features per record but the model takes ${per} values (input shape [${inputShape.join(', ')}])`,
+      );
+  }
   const maxBatch = opts.maxBatchSize ?? 32;
   const cache = opts.cache ? new LRUCache<string, Served>({ max: opts.cache }) : null;
   const m = serverMetrics(maxBatch, {
@@ -246,7 +262,17 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     return { ...served, cached: false };
   };
 
+  const records = (recs: readonly unknown[]): Float32Array[] => {
+    const x = pipe!.transformRecords(recs);
+    try {
+      const a = x.toArray() as Float32Array;
+      return Array.from({ length: recs.length }, (_, i) => a.slice(i * per, (i + 1) * per));
+    } finally {
+      x.dispose();
+    }
+  };
   const { app, idle } = httpApp({
+    ...(pipe ? { records } : {}),
     inputShape,
     ids: versions.current.rm.ids,
     maxRows: opts.maxRowsPerRequest ?? 64,

@@ -306,6 +306,11 @@ test('bad files and arguments: clear errors, and the reader still works after a 
   );
   assert.equal(kn.data.fromArrow(kn.data.readParquet(out)).a!.toList(), [1, 2]);
   throwsKiln(() => kn.data.writeParquet('', { a: kn.tensor([3]) }), kn.ArgumentError, /file path/);
+  throwsKiln(
+    () => kn.data.writeParquet(join(dir, 'no', 'such', 'dir.parquet'), { a: kn.tensor([3]) }),
+    kn.ArgumentError,
+    /cannot write .*dir\.parquet: ENOENT/,
+  );
 });
 
 test.after(() => {

@@ -93,3 +93,4 @@ export {
   type PipelineStep,
   type PipelineJSON,
 } from './pipeline.js';
+export { FeatureStore, type FeatureViewSpec, type Materialization } from './features.js';

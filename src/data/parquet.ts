@@ -312,6 +312,10 @@ export function writeParquet(
     dropInstanceAfterTrap(e);
     throw new ValidationError(`writeParquet ${path}: the table cannot be written: ${(e as Error).message}`);
   }
-  writeFileAtomicSync(path, [bytes]);
+  try {
+    writeFileAtomicSync(path, [bytes]);
+  } catch (e) {
+    throw new ArgumentError(`cannot write ${path}: ${(e as Error).message}`);
+  }
   return { bytes: bytes.byteLength, rows: table.numRows, rowGroups: Math.ceil(table.numRows / rg) };
 }

@@ -268,6 +268,7 @@ test('bad streams: clear errors before any thread starts, and from the readers',
   });
   for await (const b of asFloat.batches(0)) assert.equal(b.v!.toList(), [1, NaN]);
   await asFloat.close();
+  await rejectsKiln(epochIds(asFloat, 0), kn.ArgumentError, /the StreamingDataset is closed/);
   rmSync(d4, { recursive: true, force: true });
 });
 

@@ -220,7 +220,7 @@ export class FeatureStore {
   async materialize(view: string): Promise<Materialization> {
     this.live();
     const spec = this.spec(view);
-    const { sql: from, files } = this.sourceSql(spec);
+    const { sql: from } = this.sourceSql(spec);
     const ts = await this.timeExpr(from, spec.timestamp, `view '${view}' source`);
     const feats = featureList(spec);
     const select =

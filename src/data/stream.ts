@@ -37,7 +37,7 @@ export interface StreamingOptions {
   /** shuffle row-group order and rows (default true) */
   shuffle?: boolean;
   seed?: number;
-  /** rows in the shuffle buffer (default: what half of maxMemoryBytes holds) */
+  /** rows in the shuffle buffer (default 65536, or what half of maxMemoryBytes holds if less) */
   shuffleBuffer?: number;
   /** bound on the bytes the stream holds: shuffle buffer plus decoded row groups in flight (default 256 MiB) */
   maxMemoryBytes?: number;
@@ -95,6 +95,12 @@ function fill(out, v, j, w, dtype, name, path) {
   for (const d of v.data) {
     const vals = d.values, off = d.offset, bm = d.nullCount > 0 ? d.nullBitmap : null;
     const big = vals instanceof BigInt64Array || vals instanceof BigUint64Array;
+    if (!bm && !isBool && !big && (dtype === 'float32' || vals instanceof Int32Array || vals instanceof Int16Array || vals instanceof Int8Array || vals instanceof Uint8Array || vals instanceof Uint16Array)) {
+      // the common case: no nulls, values that fit as they are
+      for (let i = 0, o = pos * w + j; i < d.length; i++, o += w) out[o] = vals[off + i];
+      pos += d.length;
+      continue;
+    }
     for (let i = 0; i < d.length; i++) {
       const b = off + i;
       let x;
@@ -238,15 +244,23 @@ class RowPool {
       this.rows -= n;
       return out;
     }
+    // plain index loops: a subarray per row and field costs more than the copy itself
+    const ws = this.fields.map((f) => f.width);
     for (let i = 0; i < n; i++) {
       const r = this.start + Math.floor(rnd() * this.rows);
       const last = this.start + this.rows - 1;
-      this.fields.forEach((f, k) => {
-        const w = f.width,
-          d = this.data[k]!;
-        out[k]!.set(d.subarray(r * w, r * w + w), i * w);
-        if (r !== last) d.copyWithin(r * w, last * w, last * w + w);
-      });
+      for (let k = 0; k < ws.length; k++) {
+        const w = ws[k]!,
+          d = this.data[k]!,
+          o = out[k]!;
+        const src = r * w,
+          dst = i * w,
+          lw = last * w;
+        for (let j = 0; j < w; j++) {
+          o[dst + j] = d[src + j]!;
+          d[src + j] = d[lw + j]!;
+        }
+      }
       this.rows--;
     }
     return out;
@@ -271,6 +285,8 @@ function assign(units: readonly Unit[], size: number): Unit[][] {
 }
 
 const MiB = 1024 * 1024;
+/** Default shuffle buffer: enough rows to mix several row groups, small enough to start training at once. */
+const DEFAULT_BUFFER_ROWS = 65536;
 
 /**
  * Batches streamed from Parquet files larger than memory (a file, a directory searched recursively, or a list).
@@ -333,6 +349,8 @@ export class StreamingDataset {
     this.backend = init.backend;
     this.transform = init.transform;
     this.st = { peakBytes: 0, maxMemoryBytes: init.maxMemoryBytes, rowGroupsRead: 0, rowsRead: 0 };
+    // start the reader threads now: loading the Parquet decoder in each overlaps with building the model
+    this.readers = new Readers(this.nWorkers);
   }
 
   /** Reads the files' footers, checks the columns and the memory bound, and plans this rank's shard. */
@@ -421,8 +439,12 @@ export class StreamingDataset {
       if (!Number.isInteger(opts.shuffleBuffer) || opts.shuffleBuffer < 1)
         throw new ArgumentError(`shuffleBuffer must be a positive integer, got ${describe(opts.shuffleBuffer)}`);
       bufferRows = opts.shuffleBuffer;
-    } else bufferRows = shuffle ? Math.floor((maxMemoryBytes / 2 - fixed) / rowBytes) : batchSize;
-    bufferRows = Math.max(bufferRows, batchSize);
+    } else
+      bufferRows = shuffle
+        ? Math.min(DEFAULT_BUFFER_ROWS, Math.floor((maxMemoryBytes / 2 - fixed) / rowBytes))
+        : batchSize;
+    // never more than this rank's rows: a larger buffer only delays the first batch
+    bufferRows = Math.max(Math.min(bufferRows, shardRows[rank]!), Math.min(batchSize, shardRows[rank]!), 1);
     const need = (bufferRows + maxUnit) * rowBytes + maxUnit * rowBytes;
     if (need > maxMemoryBytes)
       throw new ValidationError(
@@ -475,7 +497,7 @@ export class StreamingDataset {
   }
 
   private readersFor(): Readers {
-    this.readers ??= new Readers(this.nWorkers);
+    if (!this.readers) throw new ArgumentError('the StreamingDataset is closed');
     return this.readers;
   }
 

@@ -3,7 +3,7 @@
 // it): every collective, DDP equal to one process on the same global batch, fit() with checkpoints resumed in a
 // new job, a failing rank, and ranks that build different models. Scripts in test/dist/.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -455,6 +455,40 @@ test('2 ranks: different models on different ranks are refused on every rank whe
       /ShapeError: DistributedDataParallel: rank 1's model differs from rank 0's .*rank 0 has '0.weight \[16, 4\] float32', rank 1 has '0.weight \[17, 4\] float32'/,
     );
   }
+});
+
+test('2 ranks: a StreamingDataset shards row groups by rank and fit() trains DDP on it', () => {
+  const data = join(tmp, 'stream-data');
+  mkdirSync(data);
+  let id = 0;
+  for (let f = 0; f < 3; f++) {
+    const n = 700 + 50 * f;
+    kn.seed(f);
+    const x = kn.randn([n, 2]);
+    const ids = kn.tensor(
+      Int32Array.from({ length: n }, () => id++),
+      [n],
+      { dtype: 'int32' },
+    );
+    const y = x.sum(1).gt(0).cast('int32');
+    kn.data.writeParquet(
+      join(data, `p${f}.parquet`),
+      { id: ids, a: x.slice([0, 0], [n, 1]).reshape([n]), b: x.slice([0, 1], [n, 2]).reshape([n]), y },
+      { rowGroupSize: 200 },
+    );
+  }
+  const r = launch(['-np', '2', 'test/dist/stream.ts', tmp, data]);
+  assert.is(r.code, 0, r.err);
+  type Out = { length: number; ids: number[]; losses: number[]; weights: Record<string, number[]> };
+  const [a, b] = [readJson<Out>('stream-0.json'), readJson<Out>('stream-1.json')];
+  assert.is(a.length, b.length, 'every rank runs the same number of batches');
+  assert.is(a.ids.length, a.length * 32);
+  assert.is(b.ids.length, b.length * 32);
+  const both = new Set([...a.ids, ...b.ids]);
+  assert.is(both.size, a.ids.length + b.ids.length, 'no row on both ranks');
+  assert.is(maxDiff(a.weights, b.weights), 0, 'DDP keeps the replicas identical');
+  assert.equal(a.losses, b.losses, 'fit reduces the loss over ranks');
+  assert.ok(a.losses[2]! < a.losses[0]!, `losses ${a.losses}`);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

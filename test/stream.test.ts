@@ -272,6 +272,61 @@ test('bad streams: clear errors before any thread starts, and from the readers',
   rmSync(d4, { recursive: true, force: true });
 });
 
+test('Arrow IPC files stream by record batch, alongside Parquet files, with the same rows and manifest', async () => {
+  const d5 = mkdtempSync(join(tmpdir(), 'kiln-stream-arrow-'));
+  // one Arrow file of three record batches and one Parquet file
+  const batch = (lo: number, n: number): A.RecordBatch => {
+    const ids = Int32Array.from({ length: n }, (_, i) => lo + i);
+    return new A.RecordBatch({
+      id: A.makeData({ type: new A.Int32(), length: n, data: ids }),
+      a: A.makeData({ type: new A.Float32(), length: n, data: Float32Array.from(ids, (i) => i / 2) }),
+    });
+  };
+  kn.data.writeArrow(join(d5, 'a.arrow'), new A.Table([batch(0, 300), batch(300, 250), batch(550, 200)]));
+  kn.data.writeParquet(
+    join(d5, 'b.parquet'),
+    new A.Table({
+      id: A.makeVector(Int32Array.from({ length: 250 }, (_, i) => 750 + i)),
+      a: A.makeVector(Float32Array.from({ length: 250 }, (_, i) => (750 + i) / 2)),
+    }),
+    { rowGroupSize: 100 },
+  );
+  const info = await kn.data.arrowFileInfo(join(d5, 'a.arrow'));
+  assert.equal(info.batches, [300, 250, 200]);
+  const ds = await kn.data.StreamingDataset.open(d5, { columns: { id: 'id', x: ['a'] }, batchSize: 64, seed: 5 });
+  assert.is(ds.rows, 1000);
+  const ids: number[] = [];
+  for await (const b of ds.batches(0)) {
+    const id = b.id!.toArray() as Int32Array,
+      x = b.x!.toArray() as Float32Array;
+    id.forEach((v, k) => assert.is(x[k], v / 2));
+    ids.push(...id);
+    for (const t of Object.values(b)) t.dispose();
+  }
+  assert.equal(
+    [...ids].sort((p, q) => p - q),
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
+  assert.is(ds.stats().rowGroupsRead, 3 + 3);
+  await ds.close();
+  const m = await kn.data.datasetManifest(d5);
+  assert.equal(
+    m.files.map((f) => [f.path, f.rows, f.rowGroups]),
+    [
+      ['a.arrow', 750, 3],
+      ['b.parquet', 250, 3],
+    ],
+  );
+  // a stream-format Arrow file cannot be indexed
+  writeFileSync(join(d5, 'c.arrow'), A.tableToIPC(new A.Table([batch(0, 3)]), 'stream'));
+  await rejectsKiln(
+    kn.data.arrowFileInfo(join(d5, 'c.arrow')),
+    kn.FormatError,
+    /is an Arrow IPC stream, which has no index/,
+  );
+  rmSync(d5, { recursive: true, force: true });
+});
+
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test.run();

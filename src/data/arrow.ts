@@ -1,7 +1,7 @@
 // Apache Arrow in and out. Numeric columns become tensors straight from Arrow's value buffers (one copy, into
 // the backend's memory; no intermediate JS arrays); nulls become NaN; dictionary-encoded and string columns
 // become int32 codes plus a vocabulary. Arrow IPC files are read and written (atomically).
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
@@ -372,4 +372,89 @@ export function writeArrow(
 ): void {
   const t = table instanceof A.Table ? table : toArrow(table, opts);
   writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
+}
+
+/** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */
+export interface ArrowFileInfo {
+  rows: number;
+  batches: number[];
+  columns: { name: string; type: string; nullable: boolean }[];
+}
+
+// Indexing an Arrow file runs apache-arrow on the file's footer and batch headers; a damaged footer can send it
+// into a long loop (a fuzzed file took 19 s), so it runs in a worker thread with a deadline.
+const INDEX_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
+const A = require(workerData.arrow);
+(async () => {
+  const path = workerData.path;
+  const fh = await fs.promises.open(path);
+  try {
+    const size = (await fh.stat()).size;
+    const reader = await A.RecordBatchReader.from(fh);
+    await reader.open();
+    if (!reader.isFile() || !reader.footer) return parentPort.postMessage({ stream: true });
+    const footer = reader.footer;
+    const batches = [];
+    for (let i = 0; i < footer.numRecordBatches; i++) {
+      const b = footer.getRecordBatch(i);
+      if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= 1 << 26 && b.offset >= 0 && b.offset + b.metaDataLength <= size))
+        throw new Error('record batch ' + i + ' points outside the file');
+      const buf = Buffer.alloc(b.metaDataLength);
+      await fh.read(buf, 0, b.metaDataLength, b.offset);
+      const start = buf.readInt32LE(0) === -1 ? 8 : 4;
+      const m = A.Message.decode(buf.subarray(start));
+      if (m.headerType !== A.MessageHeader.RecordBatch) throw new Error('block ' + i + ' is not a record batch');
+      const n = Number(m.header().length);
+      if (!(Number.isSafeInteger(n) && n >= 0)) throw new Error('record batch ' + i + ' has ' + n + ' rows');
+      batches.push(n);
+    }
+    const columns = reader.schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable }));
+    parentPort.postMessage({ batches, columns });
+  } finally {
+    await fh.close();
+  }
+})().catch((e) => parentPort.postMessage({ error: String((e && e.message) || e) }));
+`;
+
+/**
+ * The layout of an Arrow IPC file (file format, as kn.data.writeArrow writes it): its schema and the row count of
+ * every record batch, read from the footer and each batch's header without reading the data (in a worker thread,
+ * with a deadline: a damaged file is a FormatError, never a hang). A stream-format file has no footer to index and
+ * gets a FormatError.
+ */
+export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
+  if (typeof path !== 'string' || path === '')
+    throw new ArgumentError(`arrowFileInfo takes a file path, got ${describe(path)}`);
+  try {
+    statSync(path);
+  } catch (e) {
+    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  const w = new Worker(INDEX_WORKER, { eval: true, workerData: { arrow: ARROW_PATH, path } });
+  const deadlineMs = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
+  type Reply = { stream?: true; error?: string; batches?: number[]; columns?: ArrowFileInfo['columns'] };
+  let timer: NodeJS.Timeout | undefined;
+  const reply = await new Promise<Reply>((ok) => {
+    timer = setTimeout(
+      () => ok({ error: `indexing did not finish within ${(deadlineMs / 1000).toFixed(1)} s (a malformed file)` }),
+      deadlineMs,
+    );
+    w.once('message', (m: Reply) => ok(m));
+    w.once('error', (e) => ok({ error: e.message }));
+  }).finally(() => {
+    clearTimeout(timer);
+    void w.terminate();
+  });
+  if (reply.stream)
+    throw new FormatError(
+      `${path} is an Arrow IPC stream, which has no index of its record batches; write it in the file format (kn.data.writeArrow)`,
+    );
+  if (reply.error !== undefined) throw new FormatError(`${path} is not a readable Arrow IPC file: ${reply.error}`);
+  const columns = reply.columns!;
+  const bad = columnNameProblem(new A.Table(new A.Schema(columns.map((c) => new A.Field(c.name, new A.Null())))));
+  if (bad) throw new FormatError(`${path}: ${bad}`);
+  const batches = reply.batches!;
+  return { rows: batches.reduce((a, b) => a + b, 0), batches, columns };
 }

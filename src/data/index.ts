@@ -17,6 +17,8 @@ export {
   arrowToMatrix,
   readArrow,
   writeArrow,
+  arrowFileInfo,
+  type ArrowFileInfo,
   type ArrowTensors,
 } from './arrow.js';
 export {
@@ -66,6 +68,7 @@ export {
 } from './parquet.js';
 export {
   datasetManifest,
+  datasetFiles,
   writeManifest,
   readManifest,
   verifyManifest,

@@ -6,6 +6,7 @@ import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
+import { arrowFileInfo } from './arrow.js';
 import { parquetInfo } from './parquet.js';
 
 /** One file of a dataset. */
@@ -28,8 +29,12 @@ export interface DatasetManifest {
   createdAt: string;
 }
 
-/** The Parquet files that `source` names: one file, a directory (searched recursively, sorted) or a list. */
-export function parquetFiles(source: string | readonly string[]): string[] {
+/** Extensions of the files a dataset directory holds: Parquet, and Arrow IPC in the file format. */
+const PARQUET = ['.parquet'];
+const DATA = ['.parquet', '.arrow', '.feather'];
+
+/** The data files that `source` names: one file, a directory (searched recursively, sorted) or a list. */
+export function datasetFiles(source: string | readonly string[], exts: readonly string[] = DATA): string[] {
   const one = (p: string): string[] => {
     if (typeof p !== 'string' || p === '')
       throw new ArgumentError(`a dataset path must be a non-empty string, got ${describe(p)}`);
@@ -41,14 +46,34 @@ export function parquetFiles(source: string | readonly string[]): string[] {
     }
     if (!st.isDirectory()) return [p];
     return readdirSync(p, { recursive: true, encoding: 'utf8' })
-      .filter((f) => f.endsWith('.parquet') && !basename(f).startsWith('.'))
+      .filter((f) => exts.some((x) => f.endsWith(x)) && !basename(f).startsWith('.'))
       .sort()
       .map((f) => join(p, f));
   };
   const files = typeof source === 'string' ? one(source) : Array.isArray(source) ? source.flatMap(one) : null;
   if (files === null) throw new ArgumentError(`expected a path or a list of paths, got ${describe(source)}`);
-  if (files.length === 0) throw new ValidationError(`${String(source)} holds no .parquet files`);
+  if (files.length === 0) throw new ValidationError(`${String(source)} holds no ${exts.join(' or ')} files`);
   return files;
+}
+
+/** The Parquet files that `source` names. */
+export function parquetFiles(source: string | readonly string[]): string[] {
+  return datasetFiles(source, PARQUET);
+}
+
+/** Whether a path is an Arrow IPC file (by extension); everything else is read as Parquet. */
+export const isArrowFile = (p: string): boolean => p.endsWith('.arrow') || p.endsWith('.feather');
+
+/** Rows, row groups (or record batches) and columns of a Parquet or Arrow IPC file. */
+export async function fileInfo(
+  p: string,
+): Promise<{ rows: number; units: number[]; columns: { name: string; type: string; nullable: boolean }[] }> {
+  if (isArrowFile(p)) {
+    const a = await arrowFileInfo(p);
+    return { rows: a.rows, units: a.batches, columns: a.columns };
+  }
+  const q = await parquetInfo(p);
+  return { rows: q.rows, units: q.rowGroups.map((g) => g.rows), columns: q.columns };
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -65,7 +90,7 @@ function versionOf(schema: DatasetManifest['schema'], files: readonly ManifestFi
 }
 
 /**
- * The manifest of a dataset of Parquet files (a file, a directory or a list): every file's size, sha256, rows and
+ * The manifest of a dataset of Parquet and Arrow IPC files (a file, a directory or a list): every file's size, sha256, rows and
  * row groups, the common schema (files whose schemas differ are an error: name the file and the column), and the
  * version hash. Paths are stored relative to `root` (default: the directory given, or the current directory).
  * @example kn.data.writeParquet('.kiln-tmp-m.parquet', { x: kn.ones([4]) }); (await kn.data.datasetManifest('.kiln-tmp-m.parquet')).rows // 4
@@ -74,7 +99,7 @@ export async function datasetManifest(
   source: string | readonly string[],
   opts: { root?: string } = {},
 ): Promise<DatasetManifest> {
-  const paths = parquetFiles(source);
+  const paths = datasetFiles(source);
   const root = resolve(
     opts.root ?? (typeof source === 'string' && statSync(source).isDirectory() ? source : process.cwd()),
   );
@@ -82,21 +107,23 @@ export async function datasetManifest(
   let schema: DatasetManifest['schema'] | null = null;
   let first = '';
   for (const p of paths) {
-    const info = await parquetInfo(p);
+    const info = await fileInfo(p);
     if (schema === null) {
       schema = info.columns;
       first = p;
     } else {
-      const want = JSON.stringify(schema),
-        got = JSON.stringify(info.columns);
-      if (want !== got) {
-        const names = new Set([...schema.map((c) => c.name), ...info.columns.map((c) => c.name)]);
-        const diff = [...names].find(
-          (n) =>
-            JSON.stringify(schema!.find((c) => c.name === n)) !==
-            JSON.stringify(info.columns.find((c) => c.name === n)),
-        );
+      // names and types must agree; nullability may differ (a file without nulls may declare none)
+      const sig = (cols: readonly { name: string; type: string }[], n: string): string =>
+        cols.find((c) => c.name === n)?.type ?? 'absent';
+      const names = [...new Set([...schema.map((c) => c.name), ...info.columns.map((c) => c.name)])];
+      const diff = names.find((n) => sig(schema!, n) !== sig(info.columns, n));
+      if (diff !== undefined || schema.map((c) => c.name).join('\0') !== info.columns.map((c) => c.name).join('\0')) {
         const desc = (c: { type: string } | undefined): string => (c ? c.type : 'absent');
+        if (diff === undefined)
+          throw new ValidationError(
+            `${p} does not have the schema of ${first}: its columns are ${info.columns.map((c) => c.name).join(', ')}, ` +
+              `in ${first} ${schema.map((c) => c.name).join(', ')}`,
+          );
         throw new ValidationError(
           `${p} does not have the schema of ${first}: column '${diff}' is ${desc(info.columns.find((c) => c.name === diff))} ` +
             `there and ${desc(schema.find((c) => c.name === diff))} in ${first}`,
@@ -108,7 +135,7 @@ export async function datasetManifest(
       bytes: statSync(p).size,
       sha256: await sha256File(p),
       rows: info.rows,
-      rowGroups: info.rowGroups.length,
+      rowGroups: info.units.length,
     });
   }
   const sch = schema!;
@@ -171,7 +198,7 @@ export interface ManifestCheck {
 
 /**
  * Compares a manifest with the files under its root now (or `root`): files whose bytes changed, files gone, and
- * new .parquet files.
+ * new data files.
  */
 export async function verifyManifest(m: DatasetManifest, opts: { root?: string } = {}): Promise<ManifestCheck> {
   const root = opts.root ?? m.root;
@@ -191,7 +218,7 @@ export async function verifyManifest(m: DatasetManifest, opts: { root?: string }
   }
   let added: string[];
   try {
-    added = parquetFiles(root)
+    added = datasetFiles(root)
       .map((p) => relative(root, p).split('\\').join('/'))
       .filter((p) => !listed.has(p));
   } catch {

@@ -1,5 +1,5 @@
-// StreamingDataset: batches from a directory of Parquet files larger than memory. Row groups are the unit of
-// work: worker threads read and decode them ahead (parquet-wasm), the main thread adds them, in a planned order,
+// StreamingDataset: batches from a directory of Parquet (or Arrow IPC) files larger than memory. Row groups (record
+// batches of an Arrow file) are the unit of work: worker threads read and decode them ahead (parquet-wasm), the main thread adds them, in a planned order,
 // to a shuffle buffer and draws batches from it. Row-group order is shuffled per (seed, epoch) and the draws come
 // from a seeded generator, so an epoch's batches are the same on every run whatever order the workers finish in.
 // Under distributed training each rank reads its own row groups. The memory the stream holds (shuffle buffer plus
@@ -21,8 +21,7 @@ import {
   type Batch,
   type BatchTransform,
 } from './loader.js';
-import { datasetManifest, parquetFiles, type DatasetManifest } from './manifest.js';
-import { parquetInfo, type ParquetInfo } from './parquet.js';
+import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
 
 /** Options of StreamingDataset.open. */
 export interface StreamingOptions {
@@ -84,10 +83,28 @@ const fs = require('node:fs');
 const A = require(workerData.arrow);
 const P = require(workerData.parquet);
 const files = new Map();
+const isArrow = (p) => p.endsWith('.arrow') || p.endsWith('.feather');
 async function open(path) {
   let f = files.get(path);
-  if (!f) { f = await P.ParquetFile.fromFile(await fs.openAsBlob(path)); files.set(path, f); }
+  if (!f) {
+    if (isArrow(path)) {
+      const fh = await fs.promises.open(path);
+      f = await A.RecordBatchReader.from(fh);
+      await f.open();
+    } else f = await P.ParquetFile.fromFile(await fs.openAsBlob(path));
+    files.set(path, f);
+  }
   return f;
+}
+async function readUnit(path, group, columns) {
+  const f = await open(path);
+  if (isArrow(path)) {
+    const b = await f.readRecordBatch(group);
+    if (!b) throw new Error('record batch ' + group + ' is missing');
+    return new A.Table(b).select(columns);
+  }
+  const wt = await f.read({ rowGroups: [group], columns });
+  return A.tableFromIPC(wt.intoIPCStream());
 }
 function fill(out, v, j, w, dtype, name, path) {
   let pos = 0;
@@ -118,9 +135,7 @@ function fill(out, v, j, w, dtype, name, path) {
 }
 parentPort.on('message', async (job) => {
   try {
-    const f = await open(job.path);
-    const wt = await f.read({ rowGroups: [job.group], columns: job.read });
-    const t = A.tableFromIPC(wt.intoIPCStream());
+    const t = await readUnit(job.path, job.group, job.read);
     const n = Math.min(t.numRows, job.limit);
     const arrays = [];
     for (const fld of job.fields) {
@@ -289,7 +304,8 @@ const MiB = 1024 * 1024;
 const DEFAULT_BUFFER_ROWS = 65536;
 
 /**
- * Batches streamed from Parquet files larger than memory (a file, a directory searched recursively, or a list).
+ * Batches streamed from Parquet or Arrow IPC files larger than memory (a file, a directory searched recursively, or a
+ * list).
  * `await StreamingDataset.open(dir, { columns: { x: [...], y: 'label' }, batchSize })`, then
  * `for await (const batch of ds.batches(epoch))`; kn.train.fit takes it as `train`.
  * @example kn.data.writeParquet('.kiln-tmp-s.parquet', { a: kn.arange(0, 10) }); const ds = await kn.data.StreamingDataset.open('.kiln-tmp-s.parquet', { columns: { a: 'a' }, batchSize: 4 }); ds.length // 3
@@ -359,9 +375,9 @@ export class StreamingDataset {
       throw new ArgumentError(
         `StreamingDataset.open needs options { columns: { x: [...], y: 'label' } }, got ${describe(opts)}`,
       );
-    const files = parquetFiles(source);
-    const infos: ParquetInfo[] = [];
-    for (const f of files) infos.push(await parquetInfo(f));
+    const files = datasetFiles(source);
+    const infos: Awaited<ReturnType<typeof fileInfo>>[] = [];
+    for (const f of files) infos.push(await fileInfo(f));
     const types = new Map(infos[0]!.columns.map((c) => [c.name, c.type]));
     const fields: Field[] = [];
     for (const [name, spec] of Object.entries(opts.columns)) {
@@ -403,9 +419,7 @@ export class StreamingDataset {
         }
     });
     const units: Unit[] = [];
-    infos.forEach((info, i) =>
-      info.rowGroups.forEach((g, k) => units.push({ file: files[i]!, group: k, rows: g.rows })),
-    );
+    infos.forEach((info, i) => info.units.forEach((rows, k) => units.push({ file: files[i]!, group: k, rows })));
     const batchSize = opts.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new ArgumentError(`batchSize must be a positive integer, got ${describe(opts.batchSize)}`);

@@ -1,6 +1,7 @@
 // Streaming Parquet datasets larger than their memory bound: every row once per epoch, seeded and reproducible
 // whatever the number of reader threads, shards per rank, fit() on a stream, and dataset manifests (versions that
 // change when a byte changes).
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -325,6 +326,20 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
     /is an Arrow IPC stream, which has no index/,
   );
   rmSync(d5, { recursive: true, force: true });
+});
+
+test('an open stream never keeps the process alive', () => {
+  const code = `import * as kn from './src/index.js';
+const ds = await kn.data.StreamingDataset.open(${JSON.stringify(dir)}, { columns: { y: 'label' }, batchSize: 8 });
+for await (const b of ds.batches(0)) { console.log('batch ' + b.y.shape[0]); break; }`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
+  });
+  assert.is(r.signal, null, 'the process was still running after 60 s');
+  assert.is(r.status, 0, r.stderr);
+  assert.ok(/batch 8/.test(r.stdout), `stdout: ${r.stdout} stderr: ${r.stderr}`);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -339,7 +339,7 @@ function arrowParseProblem(bytes: Uint8Array): string | null {
   const base = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
   const deadlineMs = base + bytes.byteLength / 1e5; // plus 10 ms per MB
   if (!probe) {
-    probe = new Worker(PARSE_PROBE, { eval: true, workerData: { arrow: ARROW_PATH } });
+    probe = new Worker(PARSE_PROBE, { eval: true, workerData: { arrow: ARROW_PATH }, execArgv: [] });
     probe.unref();
   }
   probe.postMessage({ bytes, sab });
@@ -432,7 +432,7 @@ export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
   } catch (e) {
     throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
   }
-  const w = new Worker(INDEX_WORKER, { eval: true, workerData: { arrow: ARROW_PATH, path } });
+  const w = new Worker(INDEX_WORKER, { eval: true, workerData: { arrow: ARROW_PATH, path }, execArgv: [] });
   const deadlineMs = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
   type Reply = { stream?: true; error?: string; batches?: number[]; columns?: ArrowFileInfo['columns'] };
   let timer: NodeJS.Timeout | undefined;

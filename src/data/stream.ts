@@ -167,19 +167,21 @@ class Readers {
   constructor(n: number) {
     const wd = { arrow: require.resolve('apache-arrow'), parquet: require.resolve('parquet-wasm') };
     for (let i = 0; i < n; i++) {
-      const w = new Worker(WORKER, { eval: true, workerData: wd });
-      w.unref();
+      const w = new Worker(WORKER, { eval: true, workerData: wd, execArgv: [] });
       w.on('message', (m: { id: number; rows?: number; arrays?: Arrays; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
-        this.busy[p.w]!--;
+        if (--this.busy[p.w]! === 0) this.workers[p.w]!.unref();
         if (m.error !== undefined) {
           const v = m.error.startsWith('V:');
           p.reject(v ? new ValidationError(m.error.slice(2)) : new FormatError(`cannot read a row group: ${m.error}`));
         } else p.resolve({ rows: m.rows!, arrays: m.arrays! });
       });
       w.on('error', (e) => this.fail(new FormatError(`a Parquet reader thread failed: ${e.message}`)));
+      // after the listeners (adding a 'message' listener refs the worker again): idle threads never keep the
+      // process alive
+      w.unref();
       this.workers.push(w);
       this.busy.push(0);
     }
@@ -202,7 +204,9 @@ class Readers {
     let w = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i]! < this.busy[w]!) w = i;
     const id = this.nextId++;
-    this.busy[w]!++;
+    // a thread with work keeps the process alive (a script that only awaits batches must not exit); an idle one
+    // does not
+    if (this.busy[w]!++ === 0) this.workers[w]!.ref();
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, w });
       this.workers[w]!.postMessage({
@@ -570,7 +574,9 @@ export class StreamingDataset {
         const b = u.rows * rowBytes;
         if (inflight.length > 0 && poolBytes + inflightBytes + b > this.maxMemoryBytes) break;
         if (inflight.length >= 2 * this.nWorkers) break;
-        inflight.push({ unit: u, p: readers.read(u.file, u.group, cols, this.fields, u.rows) });
+        const p = readers.read(u.file, u.group, cols, this.fields, u.rows);
+        p.catch(() => undefined); // awaited in order below; a failure before then is not unhandled
+        inflight.push({ unit: u, p });
         inflightBytes += b;
         next++;
         note();
@@ -583,7 +589,6 @@ export class StreamingDataset {
         const want = rnd ? this.bufferRows : this.batchSize;
         while (pool.rows < want && inflight.length > 0) {
           const head = inflight.shift()!;
-          head.p.catch(() => undefined);
           const r = await head.p;
           pool.add(r.arrays, r.rows);
           inflightBytes -= head.unit.rows * rowBytes;

@@ -6,14 +6,14 @@
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
-import { fusedAttention, matmul } from '../ops/matmul.js';
+import { causalMask, fusedAttention, matmul } from '../ops/matmul.js';
 import { concat, expand, permute, reshape, slice, transpose } from '../ops/movement.js';
-import { rand, randn } from '../ops/random.js';
+import { randn } from '../ops/random.js';
 import { softmax } from '../ops/reduce.js';
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
-import { Dropout, LayerNorm, Linear, lastDim, posInt } from './layers.js';
+import { Dropout, LayerNorm, Linear, keepMask, lastDim, posInt } from './layers.js';
 import { Module } from './module.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import { adoptChildren, compositeChildren } from './spec.js';
@@ -54,13 +54,6 @@ function checkAttentionInputs(q: Tensor, k: Tensor, v: Tensor): void {
     );
 }
 
-/** bool [L, S]: true where query i may attend to key j (j <= i). */
-function causalMask(L: number, S: number, like: Tensor): Tensor {
-  const m = new Uint8Array(L * S);
-  for (let i = 0; i < L; i++) m.fill(1, i * S, i * S + Math.min(S, i + 1));
-  return tensor(m, [L, S], { dtype: 'bool', backend: like.backendInstance.name });
-}
-
 /** The checked scale, dropout and mask of an attention call. */
 function attentionSettings(q: Tensor, opts: AttentionOptions): { scale: number; p: number; mask: Tensor | null } {
   const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
@@ -83,12 +76,11 @@ function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out:
     S = k.shape[k.ndim - 2]!;
   const { scale, p, mask: m } = attentionSettings(q, opts);
   let s = mul(matmul(q, transpose(k, -2, -1)), scale);
-  if (opts.isCausal) s = where(causalMask(L, S, s), s, -Infinity);
+  if (opts.isCausal) s = where(causalMask(L, S, s.backendInstance.name), s, -Infinity);
   if (m) s = m.dtype === 'bool' ? where(m, s, -Infinity) : add(s, m);
   let w = softmax(s, -1);
   if (p > 0) {
-    const keep = noGrad(() => where(rand(w.shape).ge(p), 1 / (1 - p), 0));
-    w = mul(w, keep);
+    w = mul(w, keepMask(w.shape, p));
   }
   return { out: matmul(w, v), weights: w };
 }

@@ -204,16 +204,24 @@ export class Dropout extends Module {
   }
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
-    const keep = noGrad(() => {
-      const u = rand(x.shape);
-      const k = where(u.ge(this.p), 1 / (1 - this.p), 0);
-      u.dispose();
-      return k;
-    });
+    const keep = keepMask(x.shape, this.p);
     const y = mul(x, keep);
     keep.dispose();
     return y;
   }
+}
+
+/**
+ * Inverted dropout's multiplier: 1/(1-p) where a value is kept (probability 1-p), 0 where it is dropped, drawn from
+ * kiln's seeded generator (no gradient). Dropout, attention weights and the layers between LSTM/GRU layers use it.
+ */
+export function keepMask(shape: readonly number[], p: number): Tensor {
+  return noGrad(() => {
+    const u = rand(shape);
+    const k = where(u.ge(p), 1 / (1 - p), 0);
+    u.dispose();
+    return k;
+  });
 }
 
 /**

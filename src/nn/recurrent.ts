@@ -16,7 +16,7 @@ import { gradients } from '../autograd/backward.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/shape.js';
 import { dropoutRate } from './attention.js';
-import { posInt } from './layers.js';
+import { keepMask, posInt } from './layers.js';
 import { Module } from './module.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import type { SpecReader } from './spec_reader.js';
@@ -154,14 +154,7 @@ abstract class Recurrent extends Module {
       layerIn = dirs === 1 ? outs[0]! : outs[0]!.map((f, t) => concat([f, outs[1]![t]!], 1));
       if (this.training && this.dropout > 0 && l < this.numLayers - 1) {
         const p = this.dropout;
-        layerIn = layerIn.map((v) => {
-          const keep = noGrad(() =>
-            rand(v.shape)
-              .ge(p)
-              .mul(1 / (1 - p)),
-          );
-          return mul(v, keep);
-        });
+        layerIn = layerIn.map((v) => mul(v, keepMask(v.shape, p)));
       }
     }
     const stacked = stack(layerIn, 0);

@@ -1,5 +1,6 @@
 import { isGradEnabled, noGrad, record } from '../autograd/tape.js';
 import { attentionKeeps } from '../backends/checks.js';
+import type { BackendName } from '../backends/backend.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ShapeError } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
@@ -104,6 +105,13 @@ export interface FusedAttentionOptions {
  * blockwise with an online softmax (memory linear in the sequence lengths) by the `attention` kernel; its
  * gradient by `attentionBackward`, or, when a gradient of the gradient is recorded, by the same formulas in ops.
  */
+/** bool [L, S]: true where query i may attend to key j (j <= i); the causal mask of attention in ops. */
+export function causalMask(L: number, S: number, backend: BackendName): Tensor {
+  const m = new Uint8Array(L * S);
+  for (let i = 0; i < L; i++) m.fill(1, i * S, i * S + Math.min(S, i + 1));
+  return tensor(m, [L, S], { dtype: 'bool', backend });
+}
+
 export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, o: FusedAttentionOptions): Tensor {
   const [B, L, D] = q.shape as [number, number, number];
   const [, S, Dv] = v.shape as [number, number, number];
@@ -147,11 +155,7 @@ function attentionGradOps(
   const S = k.shape[1]!;
   const be = { backend: q.backendInstance.name };
   let s = matmul(q, transpose(k, -2, -1)).mul(o.scale);
-  if (o.causal) {
-    const m = new Uint8Array(L * S);
-    for (let i = 0; i < L; i++) m.fill(1, i * S, i * S + Math.min(S, i + 1));
-    s = where(tensor(m, [L, S], { dtype: 'bool', ...be }), s, -Infinity);
-  }
+  if (o.causal) s = where(causalMask(L, S, be.backend), s, -Infinity);
   if (mask) s = s.add(mask);
   const p = softmax(s, -1);
   let keep: Tensor | null = null;

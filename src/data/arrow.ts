@@ -154,7 +154,7 @@ export function fromArrowWithVocab(
   opts: { columns?: readonly string[]; backend?: BackendName } = {},
 ): ArrowTensors {
   const t = assertTableArg(table);
-  const bad = columnNameProblem(t);
+  const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new ValidationError(`fromArrow: ${bad}`);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
   const tensors = nameRecord<Tensor>(),
@@ -299,7 +299,7 @@ export function readArrow(path: string): A.Table {
   } catch (e) {
     throw new FormatError(`${path} is not a readable Arrow IPC file: ${(e as Error).message}`);
   }
-  const bad = columnNameProblem(t);
+  const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   return t;
 }
@@ -353,9 +353,9 @@ function arrowParseProblem(bytes: Uint8Array): string | null {
 }
 
 /** Why a table's column names cannot key a record of columns (a duplicate, or a name UTF-8 cannot store). */
-export function columnNameProblem(t: A.Table): string | null {
+export function columnNameProblem(fields: readonly { name: string }[]): string | null {
   const seen = new Set<string>();
-  for (const f of t.schema.fields) {
+  for (const f of fields) {
     if (seen.has(f.name)) return `column name ${JSON.stringify(f.name)} appears twice`;
     seen.add(f.name);
     const why = unrepresentable(f.name);
@@ -453,7 +453,7 @@ export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
     );
   if (reply.error !== undefined) throw new FormatError(`${path} is not a readable Arrow IPC file: ${reply.error}`);
   const columns = reply.columns!;
-  const bad = columnNameProblem(new A.Table(new A.Schema(columns.map((c) => new A.Field(c.name, new A.Null())))));
+  const bad = columnNameProblem(columns);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   const batches = reply.batches!;
   return { rows: batches.reduce((a, b) => a + b, 0), batches, columns };

@@ -136,7 +136,7 @@ function checkSelection(path: string, info: ParquetInfo, o: ReadParquetOptions):
 /** The Arrow table that parquet-wasm's wasm-side table holds (moved out as IPC, which it writes itself). */
 function toJsTable(t: { intoIPCStream(): Uint8Array }, path: string): A.Table {
   const table = A.tableFromIPC(t.intoIPCStream());
-  const bad = columnNameProblem(table);
+  const bad = columnNameProblem(table.schema.fields);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   return table;
 }
@@ -274,7 +274,7 @@ export function writeParquet(
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`writeParquet options must be an object, got ${describe(opts)}`);
   const table = data instanceof A.Table ? data : toArrow(data, { vocab: opts.vocab });
-  const bad = columnNameProblem(table);
+  const bad = columnNameProblem(table.schema.fields);
   if (bad) throw new ValidationError(`writeParquet: ${bad}`);
   const codec = opts.compression ?? 'snappy';
   if (!CODECS.includes(codec))

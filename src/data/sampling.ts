@@ -5,14 +5,14 @@ import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { hostRng, permutation } from './loader.js';
+import { labelsOf } from './split.js';
 
-function labelsOf(y: Tensor | ArrayLike<number>, what: string): ArrayLike<number> {
-  if (isTensor(y)) return y.toArray() as ArrayLike<number>;
-  if (y === null || typeof y !== 'object' || typeof (y as ArrayLike<number>).length !== 'number')
-    throw new ArgumentError(`${what} takes labels as a Tensor or an array, got ${describe(y)}`);
-  for (let i = 0; i < y.length; i++)
-    if (!Number.isFinite(y[i]!)) throw new ValidationError(`${what}: label ${i} is ${y[i]}, not a number`);
-  return y;
+/** Labels as host numbers (split.ts's labelsOf), every one finite. */
+function finiteLabels(y: Tensor | ArrayLike<number>, what: string): ArrayLike<number> {
+  const v = labelsOf(y, what);
+  for (let i = 0; i < v.length; i++)
+    if (!Number.isFinite(v[i]!)) throw new ValidationError(`${what}: label ${i} is ${v[i]}, not a number`);
+  return v;
 }
 
 /** Rows of each class, classes in ascending label order. */
@@ -41,7 +41,7 @@ export function stratifiedSample(
   labels: Tensor | ArrayLike<number>,
   opts: { size?: number; fraction?: number; seed?: number },
 ): Int32Array {
-  const y = labelsOf(labels, 'stratifiedSample');
+  const y = finiteLabels(labels, 'stratifiedSample');
   const n = y.length;
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError('stratifiedSample needs { size } or { fraction }');
@@ -172,7 +172,7 @@ export function undersample(
   labels: Tensor | ArrayLike<number>,
   opts: { seed?: number; ratio?: number } = {},
 ): Int32Array {
-  const y = labelsOf(labels, 'undersample');
+  const y = finiteLabels(labels, 'undersample');
   const ratio = opts.ratio ?? 1;
   if (!(ratio >= 1) || !Number.isFinite(ratio))
     throw new ArgumentError(`ratio must be >= 1, got ${describe(opts.ratio)}`);
@@ -194,7 +194,7 @@ export function undersample(
  * @example kn.data.oversample([0, 0, 0, 1], { seed: 1 }).length // 6
  */
 export function oversample(labels: Tensor | ArrayLike<number>, opts: { seed?: number } = {}): Int32Array {
-  const y = labelsOf(labels, 'oversample');
+  const y = finiteLabels(labels, 'oversample');
   const groups = classes(y);
   const target = Math.max(0, ...groups.map(([, r]) => r.length));
   const rnd = hostRng(seedOf(opts.seed));
@@ -216,7 +216,7 @@ export function smote(
   opts: { k?: number; seed?: number; perClass?: number } = {},
 ): { x: Tensor; y: Tensor } {
   if (!isTensor(x) || x.ndim !== 2) throw new ShapeError(`smote takes features [rows, F], got ${describe(x)}`);
-  const y = labelsOf(labels, 'smote');
+  const y = finiteLabels(labels, 'smote');
   const [n, F] = x.shape as [number, number];
   if (y.length !== n) throw new ShapeError(`smote: ${y.length} labels for ${n} rows`);
   const k = opts.k ?? 5;

@@ -15,7 +15,8 @@ export interface Split {
   test: Int32Array;
 }
 
-function labelsOf(y: Tensor | ArrayLike<number>, what: string): ArrayLike<number> {
+/** Labels (or group keys) as numbers on the host: a tensor's values, or the array itself. */
+export function labelsOf(y: Tensor | ArrayLike<number>, what: string): ArrayLike<number> {
   if (isTensor(y)) return y.toArray() as ArrayLike<number>;
   if (y === null || typeof y !== 'object' || typeof y.length !== 'number')
     throw new ArgumentError(`${what} must be a Tensor or an array, got ${describe(y)}`);

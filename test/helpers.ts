@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as kn from '../src/index.js';
 
 export { rng } from './rng.js';
@@ -147,4 +148,37 @@ export async function trainedMnistMlp(epochs = 3): Promise<{
     return a;
   };
   return { model, trainX, trainY, train, acc };
+}
+
+/** `kiln serve ARGS` in a child process, once it prints its URL; `stop()` sends SIGTERM and resolves to the exit code. */
+export async function startKilnServe(args: readonly string[]): Promise<{
+  url: string;
+  child: ChildProcess;
+  output(): { out: string; err: string };
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '',
+    err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  for (let i = 0; i < 600 && !/listening on (https?\S+)/.test(out) && child.exitCode === null; i++)
+    await new Promise((r) => setTimeout(r, 50));
+  const url = /listening on (https?\S+)/.exec(out)?.[1];
+  if (!url) {
+    child.kill('SIGKILL');
+    throw new Error(`kiln serve printed no listening line; stdout: ${out} stderr: ${err}`);
+  }
+  return {
+    url,
+    child,
+    output: () => ({ out, err }),
+    stop: (signal = 'SIGTERM') => {
+      child.kill(signal);
+      return exited;
+    },
+  };
 }

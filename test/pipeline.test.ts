@@ -2,14 +2,13 @@
 // the same steps give by hand; target encoding out of fold at fitTransform; one JSON file round-trips; raw
 // records (as requests send them) give the same features; the leakage report sees rows the pipeline was fitted
 // on; and the model server takes raw records through it over HTTP.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { rng, throwsKiln } from './helpers.js';
+import { rng, startKilnServe, throwsKiln } from './helpers.js';
 
 const r = rng(21);
 const cities = ['paris', 'rome', 'oslo', 'lima'];
@@ -277,30 +276,16 @@ test('kiln serve MODEL --pipeline p.json takes raw records', async () => {
   kn.seed(4);
   const model = new kn.nn.Sequential(new kn.nn.Linear(p.featureNames().length, 3));
   await kn.io.save(join(dir, 'm.safetensors'), model);
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'serve',
-      join(dir, 'm.safetensors'),
-      '--port',
-      '0',
-      '--pipeline',
-      join(dir, 'p.json'),
-      '--no-warmup',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '',
-    err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const srv = await startKilnServe([
+    join(dir, 'm.safetensors'),
+    '--port',
+    '0',
+    '--pipeline',
+    join(dir, 'p.json'),
+    '--no-warmup',
+  ]);
   try {
-    for (let i = 0; i < 600 && !/listening on (http\S+)/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
-    const url = /listening on (http\S+)/.exec(out)?.[1];
-    assert.ok(url, `no listening line; stdout: ${out} stderr: ${err}`);
+    const url = srv.url;
     const rec = { age: 40, income: 1234.5, city: 'rome', user: 'u1', segment: 'a', when: '2024-05-06T10:00:00Z' };
     const res = await fetch(url + '/predict', {
       method: 'POST',
@@ -311,7 +296,7 @@ test('kiln serve MODEL --pipeline p.json takes raw records', async () => {
     const got = ((await res.json()) as { output: number[] }).output;
     close([got], model.call(p.transformRecords([rec])).toList() as number[][], 'cli record');
   } finally {
-    child.kill('SIGKILL');
+    await srv.stop('SIGKILL');
   }
 });
 

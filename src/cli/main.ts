@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `kiln` command line: info, build, bench, serve, quantize, prune, launch, runs, report, registry (`train` is still to come).
+// `kiln` command line: info, build, bench, serve, admin, apikey, quantize, prune, launch, runs, report, registry (`train` is still to come).
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -8,6 +8,7 @@ import { benchCommand } from './bench.js';
 import { buildCommand } from './build.js';
 import { BENCH_MODEL_HELP } from './bench_model.js';
 import { SERVE_HELP, serveCommand } from './serve.js';
+import { adminCommand, apikeyCommand } from './admin.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 import { LAUNCH_HELP, launchCommandLine } from './launch.js';
 import { REGISTRY_HELP, registryCommand } from './registry.js';
@@ -58,6 +59,8 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === 'build') return buildCommand(rest);
   if (cmd === 'bench') return benchCommand(rest);
   if (cmd === 'serve') return serveCommand(rest);
+  if (cmd === 'admin') return adminCommand(rest);
+  if (cmd === 'apikey') return apikeyCommand(rest);
   if (cmd === 'quantize') return quantizeCommand(rest);
   if (cmd === 'prune') return pruneCommand(rest);
   if (cmd === 'launch') return launchCommandLine(rest);

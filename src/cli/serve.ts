@@ -7,14 +7,50 @@ import { setBackend } from '../backends/registry.js';
 import { ArgumentError } from '../errors.js';
 import { loadPipeline } from '../data/pipeline.js';
 import { loadTransformer } from '../data/scalers.js';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { arrowToMatrix } from '../data/arrow.js';
+import { readParquet } from '../data/parquet.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import type { AuthOptions } from '../serve/auth.js';
+import { DEFAULT_ALERT_RULES, prometheusRules, type AlertRule } from '../serve/monitor.js';
 import { createServer, type ServerOptions } from '../serve/server.js';
 
 export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--input-shape 784] [--max-batch 32]
         [--max-delay-ms 2] [--timeout-ms 5000] [--max-queue 1024] [--cache N] [--log requests.jsonl]
         [--scaler scaler.json] [--pipeline pipeline.json] [--backend cpu|js] [--no-warmup] [--no-batching]
-                  serve a model over HTTP (POST /predict, GET /health /ready /metrics); SIGHUP reloads the file;
-                  with --pipeline, requests may send raw fields ('record' / 'records')
+        [--auth keys.json] [--tls-cert cert.pem --tls-key key.pem] [--audit-log audit.jsonl] [--model-dir DIR]
+        [--reference train.parquet [--alert-rules rules.json] [--webhook URL] [--evaluate-every-ms 10000]
+         [--write-alert-rules prometheus-rules.yml]]
+                  serve a model over HTTP (POST /predict, GET /health /ready /metrics /alerts /openapi.json /docs,
+                  /admin/*); SIGHUP reloads the file; with --pipeline, requests may send raw fields; keys.json maps
+                  tokens (or the sha256:... lines \`kiln apikey\` prints) to scopes: {"sha256:...": ["predict"]}
+  admin versions|deploy|promote|rollback --url URL [--token KEY (default $KILN_API_KEY)] [--ca cert.pem]
+        deploy FILE --version V (--weight 0.1 | --sticky-key x-user | --shadow);  promote VERSION
+                  canary, A/B and shadow rollout on a running server (FILE: relative to its model directory)
+  apikey          print a new random API key and the sha256:... line for a keys file
 `;
+
+/** Reads a keys file: {"<token or sha256:hex>": ["predict", "admin"] | {scopes, rateLimit, burst, maxRows}}. */
+function readKeys(path: string): AuthOptions {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ArgumentError(`--auth ${path}: not a readable JSON file (${(e as Error).message})`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ArgumentError(`--auth ${path}: expected an object mapping keys to scopes`);
+  return { keys: raw as AuthOptions['keys'] };
+}
+
+/** Reads alert rules from a JSON or YAML file holding a list of rules. */
+function readRules(path: string): AlertRule[] {
+  const text = readFileSync(path, 'utf8');
+  const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  if (!Array.isArray(v)) throw new ArgumentError(`--alert-rules ${path}: expected a list of rules`);
+  return v as AlertRule[];
+}
 
 function int(v: string | undefined, what: string, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -43,6 +79,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
       backend: { type: 'string' },
       'no-warmup': { type: 'boolean', default: false },
       'no-batching': { type: 'boolean', default: false },
+      auth: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'audit-log': { type: 'string' },
+      'model-dir': { type: 'string' },
+      reference: { type: 'string' },
+      'alert-rules': { type: 'string' },
+      webhook: { type: 'string' },
+      'evaluate-every-ms': { type: 'string' },
+      'write-alert-rules': { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new ArgumentError(`serve takes one model file, got ${positionals.length}`);
@@ -70,6 +116,33 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   if (values.scaler) opts.transform = loadTransformer(values.scaler);
   if (values.pipeline) opts.pipeline = loadPipeline(values.pipeline);
+  if (values.auth) opts.auth = readKeys(values.auth);
+  if (!!values['tls-cert'] !== !!values['tls-key']) throw new ArgumentError('--tls-cert and --tls-key go together');
+  if (values['tls-cert'] && values['tls-key'])
+    opts.tls = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) };
+  set('auditLog', values['audit-log']);
+  set('modelDir', values['model-dir']);
+  const rules = values['alert-rules'] ? readRules(values['alert-rules']) : undefined;
+  if (values.reference) {
+    const table = readParquet(values.reference);
+    const reference = opts.pipeline ? opts.pipeline.transform(table) : arrowToMatrix(table);
+    opts.monitor = {
+      reference,
+      ...(opts.pipeline ? {} : { featureNames: table.schema.fields.map((f) => f.name) }),
+      ...(rules ? { rules } : {}),
+      ...(values.webhook ? { webhook: values.webhook } : {}),
+    };
+    const every = int(values['evaluate-every-ms'], 'evaluate-every-ms', 0);
+    if (every !== undefined) opts.monitor.evaluateEveryMs = every;
+  } else if (values.webhook || rules)
+    throw new ArgumentError('--webhook and --alert-rules need --reference (the training data)');
+  if (values['write-alert-rules']) {
+    const every = (opts.monitor?.evaluateEveryMs ?? 10000) / 1000;
+    writeFileAtomicSync(values['write-alert-rules'], [
+      new TextEncoder().encode(prometheusRules(rules ?? DEFAULT_ALERT_RULES, every)),
+    ]);
+    process.stdout.write(`kiln serve: wrote Prometheus alerting rules to ${values['write-alert-rules']}\n`);
+  }
 
   const srv = await createServer(file, opts);
   process.stdout.write(

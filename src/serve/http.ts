@@ -1,6 +1,6 @@
 // The model server's HTTP side (fastify): the routes, the JSON schema of a request built from the input
 // shape, the mapping of errors to status codes, and the count of requests in flight that close() waits for.
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { KilnError } from '../errors.js';
 import {
   BatcherClosedError,
@@ -10,31 +10,13 @@ import {
   RequestTimeoutError,
   type SubmitOptions,
 } from './batcher.js';
+import { isLoopback, type ApiKeys, type AuthResult, type Scope } from './auth.js';
 import type { RequestLog } from './log.js';
 import type { ServerMetrics } from './metrics.js';
-
-const F32_MAX = 3.4028234663852886e38;
-
-/** The JSON schema of one example: nested to the input shape, or flat; numbers within float32 range. */
-function rowSchema(shape: readonly number[], ids: boolean): object {
-  const leaf = ids
-    ? { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 }
-    : { type: 'number', minimum: -F32_MAX, maximum: F32_MAX };
-  const nested = (s: readonly number[]): object =>
-    s.length === 0 ? leaf : { type: 'array', minItems: s[0], maxItems: s[0], items: nested(s.slice(1)) };
-  const per = shape.reduce((a, b) => a * b, 1);
-  const flat = { type: 'array', minItems: per, maxItems: per, items: leaf };
-  return shape.length === 1 ? flat : { anyOf: [nested(shape), flat] };
-}
-
-/** The JSON schema of one raw record (for a pipeline): an object of scalar field values. */
-const recordSchema = {
-  type: 'object',
-  maxProperties: 4096,
-  additionalProperties: {
-    anyOf: [{ type: 'string', maxLength: 4096 }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }],
-  },
-};
+import type { MonitorReport } from './monitor.js';
+import { docsHtml, predictBodySchema } from './openapi.js';
+import { UnknownVersionError, type DeployOptions, type VersionInfo } from './traffic.js';
+import { ReloadError } from './versions.js';
 
 /** A validated example (flat or nested numbers) as float32 values. Array.prototype.flat costs ~80 us for 784
  * numbers, which capped throughput; this costs ~3. */
@@ -68,11 +50,63 @@ function statusOf(e: unknown): { code: number; kind: string } {
   return { code: 500, kind: 'internal' };
 }
 
-/** One prediction as the server makes it (cache, batcher, version). */
+/** Routing facts of a request: its sticky key (body) and its headers (for a sticky header). */
+export interface Route {
+  key?: string | undefined;
+  header?: (name: string) => string | undefined;
+}
+
+/** One prediction as the server makes it (routing, cache, batcher, version). */
 export type Predict = (
   input: Float32Array,
-  opts: SubmitOptions,
+  opts: SubmitOptions & Route,
 ) => Promise<{ output: Float32Array; version: string; cached: boolean }>;
+
+/** One line of the audit log: an admin action, a refused request, or a model access. */
+export interface AuditRecord {
+  ts: string;
+  event: string;
+  /** the API key's id (first 12 hex digits of its hash), never the key */
+  key: string | null;
+  ip: string;
+  route: string;
+  status: number;
+  detail?: Record<string, unknown>;
+}
+
+/** The HTTP status of a failed admin action: 409 refused (load or warm-up failed), 404 unknown version, 400. */
+export function adminStatus(e: unknown): 400 | 404 | 409 | 500 {
+  if (e instanceof ReloadError) return 409;
+  if (e instanceof UnknownVersionError) return 404;
+  return e instanceof KilnError ? 400 : 500;
+}
+
+/** Runs an admin action and writes its audit record (the result, or the error and its status). */
+export async function audited<T>(
+  audit: ((r: AuditRecord) => void) | null,
+  who: Pick<AuditRecord, 'event' | 'key' | 'ip' | 'route'>,
+  detail: Record<string, unknown>,
+  run: () => Promise<T>,
+): Promise<T> {
+  const rec = (status: number, extra: Record<string, unknown>): void =>
+    audit?.({ ts: new Date().toISOString(), ...who, status, detail: { ...detail, ...extra } });
+  try {
+    const r = await run();
+    rec(200, { result: r });
+    return r;
+  } catch (e) {
+    rec(adminStatus(e), { error: (e as Error).message });
+    throw e;
+  }
+}
+
+/** What the admin routes call (server.ts). `who` is the key id of the caller (null without auth). */
+export interface Admin {
+  versions(): VersionInfo[];
+  deploy(path: string, opts: DeployOptions, who: string | null): Promise<VersionInfo>;
+  promote(version: string, who: string | null): Promise<string>;
+  rollback(who: string | null): Promise<{ version: string; removed: string[] }>;
+}
 
 export interface HttpOptions {
   inputShape: readonly number[];
@@ -89,6 +123,17 @@ export interface HttpOptions {
   outputShape(): readonly number[] | null;
   /** raw records -> model rows (a fitted kn.data.ColumnPipeline); enables 'record' / 'records' in requests */
   records?: (records: readonly unknown[]) => Float32Array[];
+  /** API keys: every route but /health, /ready, /openapi.json and /docs then needs one */
+  auth?: ApiKeys | null;
+  /** writes an audit record (admin actions, refused requests, model access) */
+  audit?: ((r: AuditRecord) => void) | null;
+  admin: Admin;
+  /** the monitor's report (GET /alerts), or null without a monitor */
+  alerts(): MonitorReport | null;
+  /** the OpenAPI document */
+  spec(): object;
+  /** TLS certificate and key (PEM): the server speaks HTTPS */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
 /** The fastify app with every route, and a promise for "no HTTP request in flight". */
@@ -96,26 +141,19 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
   const { inputShape, maxRows, metrics: m, log, predict } = o;
   const per = inputShape.reduce((a, b) => a * b, 1);
   const app = Fastify({
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
     logger: o.logger ?? false,
     bodyLimit: o.bodyLimit ?? Math.max(1 << 20, maxRows * per * 32 + 4096),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is 415
-  const bodySchema = {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      input: rowSchema(inputShape, o.ids === true),
-      inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: rowSchema(inputShape, o.ids === true) },
-      id: { type: 'string', maxLength: 200 },
-      ...(o.records
-        ? {
-            record: recordSchema,
-            records: { type: 'array', minItems: 1, maxItems: maxRows, items: recordSchema },
-          }
-        : {}),
-    },
-  };
+  const bodySchema = predictBodySchema({
+    inputShape,
+    ids: o.ids === true,
+    maxRows,
+    records: o.records !== undefined,
+    outputShape: null,
+  });
   const fail = (reply: FastifyReply, code: number, kind: string, message: string): FastifyReply => {
     m.errors.inc({ kind });
     return reply.code(code).send({ error: kind, message });
@@ -150,19 +188,138 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
     }
   });
 
+  const audit = o.audit ?? null;
+  const ipOf = (req: FastifyRequest): string => req.ip;
+  /** the API key a request authenticated with (its id), set by the guard */
+  const keyOf = new WeakMap<FastifyRequest, { id: string; maxRows: number | undefined }>();
+  /** An onRequest hook that lets a request through only with a key that has `scope` (no-op without auth). */
+  const guard =
+    (scope: Scope) =>
+    async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+      const r: AuthResult = o.auth
+        ? o.auth.check(req.headers.authorization, scope)
+        : scope === 'predict' || isLoopback(req.ip)
+          ? { ok: true, key: '', maxRows: undefined }
+          : {
+              ok: false,
+              status: 403,
+              error: 'forbidden',
+              message: 'without auth keys, admin routes answer only callers on this machine (loopback)',
+            };
+      if (r.ok && !o.auth) return undefined;
+      if (r.ok) {
+        keyOf.set(req, { id: r.key, maxRows: r.maxRows });
+        return undefined;
+      }
+      m.authFailures.inc({ code: String(r.status) });
+      audit?.({
+        ts: new Date().toISOString(),
+        event: r.status === 429 ? 'rate_limited' : 'auth_failed',
+        key: r.key ?? null,
+        ip: ipOf(req),
+        route: `${req.method} ${req.url.split('?')[0]}`,
+        status: r.status,
+      });
+      if (r.status === 401) reply.header('www-authenticate', 'Bearer realm="kiln"');
+      if (r.retryAfter) reply.header('retry-after', String(r.retryAfter));
+      return reply.code(r.status).send({ error: r.error, message: r.message });
+    };
+  const who = (req: FastifyRequest): string | null => keyOf.get(req)?.id ?? null;
+  const admin = { onRequest: guard('admin') };
+
   app.get('/health', async () => ({ status: 'ok', version: o.version(), uptimeSeconds: process.uptime() }));
   app.get('/ready', async (_req, reply) =>
     o.ready() ? { ready: true, version: o.version() } : reply.code(503).send({ ready: false, message: 'warming up' }),
   );
-  app.get('/metrics', async (_req, reply) => reply.type(m.registry.contentType).send(await m.registry.metrics()));
+  app.get('/openapi.json', async () => o.spec());
+  app.get('/docs', async (_req, reply) => reply.type('text/html; charset=utf-8').send(docsHtml(o.spec())));
+  app.get('/metrics', admin, async (_req, reply) =>
+    reply.type(m.registry.contentType).send(await m.registry.metrics()),
+  );
+  app.get('/alerts', admin, async (_req, reply) => {
+    const r = o.alerts();
+    return (
+      r ??
+      reply.code(404).send({ error: 'no_monitor', message: 'this server has no monitor (start it with a reference)' })
+    );
+  });
+  app.get('/admin/versions', admin, async () => ({ primary: o.version(), versions: o.admin.versions() }));
+  /** Runs an admin action; KilnErrors become 400 (bad arguments), 404 (unknown version) or 409 (refused). */
+  const act = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    event: string,
+    detail: Record<string, unknown>,
+    run: () => Promise<object>,
+  ): Promise<FastifyReply | object> => {
+    try {
+      return await audited(
+        audit,
+        { event, key: who(req), ip: ipOf(req), route: `${req.method} ${req.url.split('?')[0]}` },
+        detail,
+        run,
+      );
+    } catch (e) {
+      if (!(e instanceof KilnError)) throw e;
+      const code = adminStatus(e);
+      return reply
+        .code(code)
+        .send({ error: code === 409 ? 'refused' : code === 404 ? 'not_found' : 'bad_request', message: e.message });
+    }
+  };
+  const str = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
+  app.post(
+    '/admin/deploy',
+    {
+      ...admin,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['path', 'version'],
+          additionalProperties: false,
+          properties: {
+            path: str(4096),
+            version: str(128),
+            weight: { type: 'number' },
+            shadow: { type: 'boolean' },
+            stickyKey: str(64),
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body as { path: string } & DeployOptions;
+      const { path, ...opts } = b;
+      return act(req, reply, 'deploy', { path, ...opts }, async () => ({
+        deployed: await o.admin.deploy(path, opts, who(req)),
+      }));
+    },
+  );
+  const versionBody = {
+    type: 'object',
+    required: ['version'],
+    additionalProperties: false,
+    properties: { version: str(128) },
+  };
+  app.post('/admin/promote', { ...admin, schema: { body: versionBody } }, async (req, reply) => {
+    const { version } = req.body as { version: string };
+    return act(req, reply, 'promote', { version }, async () => ({ primary: await o.admin.promote(version, who(req)) }));
+  });
+  app.post('/admin/rollback', admin, async (req, reply) =>
+    act(req, reply, 'rollback', {}, async () => {
+      const r = await o.admin.rollback(who(req));
+      return { primary: r.version, removed: r.removed };
+    }),
+  );
 
-  app.post('/predict', { schema: { body: bodySchema } }, async (req, reply) => {
+  app.post('/predict', { onRequest: guard('predict'), schema: { body: bodySchema } }, async (req, reply) => {
     const body = req.body as {
       input?: unknown[];
       inputs?: unknown[][];
       record?: unknown;
       records?: unknown[];
       id?: string;
+      key?: string;
     };
     const given = [body.input, body.inputs, body.record, body.records].filter((v) => v !== undefined).length;
     if (given !== 1) {
@@ -185,13 +342,25 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
       }
     } else rows = (body.input !== undefined ? [body.input] : body.inputs!).map((r) => toRow(r, per));
     const single = body.input !== undefined || body.record !== undefined;
+    const lim = keyOf.get(req)?.maxRows;
+    if (lim !== undefined && rows.length > lim)
+      return fail(
+        reply,
+        413,
+        'too_large',
+        `this API key may send at most ${lim} examples per request, got ${rows.length}`,
+      );
     const ac = new AbortController();
     const onClose = (): void => {
       if (!reply.raw.writableEnded) ac.abort();
     };
     reply.raw.on('close', onClose);
     const t0 = performance.now();
-    const settled = await Promise.allSettled(rows.map((r) => predict(r, { signal: ac.signal })));
+    const header = (name: string): string | undefined => {
+      const v = req.headers[name];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const settled = await Promise.allSettled(rows.map((r) => predict(r, { signal: ac.signal, key: body.key, header })));
     reply.raw.off('close', onClose);
     const id = body.id ?? String(req.id);
     if (log) {
@@ -210,6 +379,20 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
       );
     }
     const bad = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (audit)
+      audit({
+        ts: new Date().toISOString(),
+        event: 'predict',
+        key: who(req),
+        ip: ipOf(req),
+        route: 'POST /predict',
+        status: bad ? statusOf(bad.reason).code : 200,
+        detail: {
+          id,
+          rows: rows.length,
+          versions: [...new Set(settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value.version] : [])))],
+        },
+      });
     if (bad) {
       const { code, kind } = statusOf(bad.reason);
       if (code === 503) reply.header('retry-after', '1');

@@ -29,3 +29,23 @@ export {
   type Served,
 } from './server.js';
 export { RequestLog, readRequestLog, type RequestLogRecord, type RequestLogData } from './log.js';
+export { hashKey, newApiKey, type AuthOptions, type KeySpec, type Scope } from './auth.js';
+export {
+  Monitor,
+  DEFAULT_ALERT_RULES,
+  prometheusRules,
+  type AlertRule,
+  type AlertState,
+  type MonitorMetric,
+  type MonitorOptions,
+  type MonitorReport,
+  type Notification,
+} from './monitor.js';
+export {
+  UnknownVersionError,
+  type DeployOptions,
+  type AutoRollbackRule,
+  type VersionInfo,
+  type Role,
+} from './traffic.js';
+export { type AuditRecord } from './http.js';

@@ -18,10 +18,12 @@ export interface RequestLogRecord {
   error: string | null;
   latencyMs: number;
   cached: boolean;
+  /** a shadow version's answer (never returned to the client) */
+  shadow?: boolean;
 }
 
-/** Appends RequestLogRecords to a JSONL file. */
-export class RequestLog {
+/** Appends records to a JSONL file (the request log, the audit log). */
+export class JsonLines<T> {
   private stream: WriteStream | null;
   /** Lines written. */
   written = 0;
@@ -30,9 +32,10 @@ export class RequestLog {
   constructor(
     readonly path: string,
     private readonly onError?: (e: Error) => void,
+    what = 'the request log',
   ) {
     if (typeof path !== 'string' || path === '')
-      throw new ArgumentError(`the request log needs a file path, got ${describe(path)}`);
+      throw new ArgumentError(`${what} needs a file path, got ${describe(path)}`);
     this.stream = createWriteStream(path, { flags: 'a' });
     this.stream.on('error', (e) => {
       this.failure = e;
@@ -40,7 +43,7 @@ export class RequestLog {
       this.onError?.(e);
     });
   }
-  write(r: RequestLogRecord): void {
+  write(r: T): void {
     if (!this.stream) return;
     this.stream.write(JSON.stringify(r) + '\n');
     this.written++;
@@ -53,6 +56,9 @@ export class RequestLog {
     await new Promise<void>((resolve) => s.end(() => resolve()));
   }
 }
+
+/** Appends RequestLogRecords to a JSONL file. */
+export class RequestLog extends JsonLines<RequestLogRecord> {}
 
 /** What readRequestLog returns. */
 export interface RequestLogData {
@@ -69,8 +75,8 @@ export interface RequestLogData {
 }
 
 /**
- * Reads a request log back. Optionally only records of one model version. Malformed lines throw FormatError
- * with their line number, except a cut-off last line, which is skipped and reported.
+ * Reads a request log back. Optionally only records of one model version (shadow answers are read only this way,
+ * by their version). Malformed lines throw FormatError with their line number, except a cut-off last line, which is skipped and reported.
  */
 export async function readRequestLog(
   path: string,
@@ -104,7 +110,7 @@ export async function readRequestLog(
     if (r === null || typeof r !== 'object' || !Array.isArray(r.input) || typeof r.version !== 'string') {
       throw new FormatError(`${path}:${i + 1}: not a request-log record (needs input[] and version)`);
     }
-    if (opts.version !== undefined && r.version !== opts.version) continue;
+    if (opts.version !== undefined ? r.version !== opts.version : r.shadow === true) continue;
     if (!Array.isArray(r.output)) {
       errors++;
       continue;

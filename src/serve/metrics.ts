@@ -74,6 +74,49 @@ export function serverMetrics(maxBatch: number, live: LiveState) {
       registers,
     }),
     warmup: new Gauge({ name: 'kiln_warmup_seconds', help: 'duration of the last warm-up', registers }),
+    versionRequests: new Counter({
+      name: 'kiln_version_requests_total',
+      help: 'examples per model version and role (primary, canary, sticky, shadow) by result (ok, error)',
+      labelNames: ['version', 'role', 'result'],
+      registers,
+    }),
+    versionLatency: new Histogram({
+      name: 'kiln_version_latency_seconds',
+      help: 'time from submit to answer per model version and role',
+      labelNames: ['version', 'role'],
+      registers,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    }),
+    versionPredictions: new Counter({
+      name: 'kiln_version_predictions_total',
+      help: 'predicted class (argmax, models with 2 to 64 outputs) per model version',
+      labelNames: ['version', 'class'],
+      registers,
+    }),
+    shadowAgreement: new Counter({
+      name: 'kiln_shadow_agreement_total',
+      help: 'shadow answers that agree with the primary (same argmax; within 1e-3 relative for one output)',
+      labelNames: ['version', 'agree'],
+      registers,
+    }),
+    trafficWeight: new Gauge({
+      name: 'kiln_version_weight',
+      help: 'share of requests each deployed version takes (shadow: 1, mirrored)',
+      labelNames: ['version', 'role'],
+      registers,
+    }),
+    autoRollbacks: new Counter({
+      name: 'kiln_auto_rollbacks_total',
+      help: 'deployed versions taken out by the automatic rollback rule',
+      labelNames: ['version'],
+      registers,
+    }),
+    authFailures: new Counter({
+      name: 'kiln_auth_failures_total',
+      help: 'requests refused by authentication (401), scope (403) or rate limit (429)',
+      labelNames: ['code'],
+      registers,
+    }),
     /** Marks `version` as the one served (kiln_model_info{version} 1, no other label). */
     serving(version: string): void {
       m.modelInfo.reset();

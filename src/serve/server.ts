@@ -5,8 +5,9 @@
 // candidate warms up with finite outputs of the same shape; for a probation window after a swap, a failing
 // batch rolls the server back to the previous version and is retried there.
 import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
@@ -14,9 +15,22 @@ import { ColumnPipeline } from '../data/pipeline.js';
 import { ArgumentError, describe } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
-import { Batcher, ModelError } from './batcher.js';
-import { httpApp } from './http.js';
-import { RequestLog } from './log.js';
+import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
+import { Batcher, BatcherClosedError, ModelError, RequestAbortedError, type BatchInfo } from './batcher.js';
+import { audited, httpApp, type Admin, type AuditRecord, type Route } from './http.js';
+import { JsonLines, RequestLog } from './log.js';
+import { Monitor, type MonitorOptions, type MonitorReport, type Notification } from './monitor.js';
+import { openApiSpec } from './openapi.js';
+import {
+  Outcomes,
+  Traffic,
+  checkDeploy,
+  checkRule,
+  type AutoRollbackRule,
+  type Deployed,
+  type DeployOptions,
+  type VersionInfo,
+} from './traffic.js';
 import { batchSizes, serverMetrics } from './metrics.js';
 import {
   INPUT_SHAPE_METADATA_KEY,
@@ -69,6 +83,23 @@ export interface ServerOptions {
   batching?: boolean;
   /** fastify's logger (default off). */
   logger?: boolean;
+  /**
+   * API keys: `{keys: {[token]: ['predict'] | ['admin'] | ...}}` (tokens, or 'sha256:<hex>' hashes). Requests
+   * then need 'Authorization: Bearer <token>'; /health, /ready, /openapi.json and /docs stay open.
+   */
+  auth?: AuthOptions;
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** JSONL file that gets a line per admin action, refused request and /predict call (key ids, never keys). */
+  auditLog?: string;
+  /** Drift and alert monitoring against the training reference (GET /alerts, kiln_monitor_* metrics). */
+  monitor?: MonitorOptions;
+  /** Called when an alert fires or resolves (after the webhook, if any, was tried). */
+  onAlert?: (n: Notification) => void;
+  /** The rule that takes a canary or A/B version out on errors or latency (default {maxErrorRate: 0.05}). */
+  autoRollback?: AutoRollbackRule | false;
+  /** Directory that POST /admin/deploy paths must lie in (default: the first model file's directory, or the cwd). */
+  modelDir?: string;
 }
 
 /** A running model server. */
@@ -84,11 +115,33 @@ export interface ModelServer {
   /** Runs one example through the same path as /predict (cache, batcher, log). */
   predict(
     input: ArrayLike<number>,
-    opts?: { signal?: AbortSignal; timeoutMs?: number },
+    opts?: { signal?: AbortSignal; timeoutMs?: number } & Route,
   ): Promise<{ output: Float32Array; version: string; cached: boolean }>;
+  /**
+   * Loads a model beside the primary one: a canary (`weight`: that share of requests), an A/B variant
+   * (`stickyKey`: a header name; requests are split by a hash of its value, or of the body's `key`), or a shadow
+   * (`shadow: true`: gets a copy of every request; its answers are logged and measured, never returned).
+   * Refused with ReloadError when it fails to load or warm up, or its output shape differs.
+   */
+  deploy(source: ServableModel | string, opts: DeployOptions & { transform?: BatchTransform }): Promise<VersionInfo>;
+  /** Makes a deployed version the primary (the old primary is kept for rollback()). */
+  promote(version: string): Promise<string>;
+  /** Takes one deployed version out. */
+  undeploy(version: string): Promise<void>;
+  /** Every version with its role, weight and recent numbers (the primary first). */
+  versions(): VersionInfo[];
+  /** The monitor's numbers and alert states, evaluated now (null without a monitor). */
+  alerts(): MonitorReport | null;
+  /** The monitor (null without one). */
+  readonly monitor: Monitor | null;
+  /** The OpenAPI 3.1 document (GET /openapi.json). */
+  openapi(): object;
   /** Loads a new model (path or module); refused with ReloadError when it fails to load or warm up. */
   reload(source: ServableModel | string, opts?: { version?: string; transform?: BatchTransform }): Promise<string>;
-  /** Goes back to the version served before the last reload. */
+  /**
+   * Takes out every canary, A/B and shadow version when there are any; otherwise goes back to the version
+   * served before the last reload or promote. Resolves to the primary version.
+   */
   rollback(): Promise<string>;
   /** The Prometheus text of /metrics. */
   metrics(): Promise<string>;
@@ -162,6 +215,46 @@ function checkOpts(o: ServerOptions): void {
     throw new ArgumentError(`server option host must be a host name, got ${describe(o.host)}`);
   if (o.requestLog !== undefined && (typeof o.requestLog !== 'string' || o.requestLog === ''))
     throw new ArgumentError(`server option requestLog must be a file path, got ${describe(o.requestLog)}`);
+  if (o.auditLog !== undefined && (typeof o.auditLog !== 'string' || o.auditLog === ''))
+    throw new ArgumentError(`server option auditLog must be a file path, got ${describe(o.auditLog)}`);
+  if (o.modelDir !== undefined && (typeof o.modelDir !== 'string' || o.modelDir === ''))
+    throw new ArgumentError(`server option modelDir must be a directory, got ${describe(o.modelDir)}`);
+  if (o.tls !== undefined) {
+    const pem = (v: unknown): boolean => (typeof v === 'string' && v.includes('-----BEGIN')) || Buffer.isBuffer(v);
+    if (o.tls === null || typeof o.tls !== 'object' || !pem(o.tls.cert) || !pem(o.tls.key))
+      throw new ArgumentError(
+        'server option tls must be {cert, key}, each a PEM string or Buffer (file contents, not paths)',
+      );
+  }
+  if (o.autoRollback !== undefined && o.autoRollback !== false) checkRule(o.autoRollback, 'autoRollback');
+}
+
+/** Does a model file requested over HTTP lie inside `dir`? Returns its real path or throws ArgumentError. */
+function insideDir(dir: string, path: string): string {
+  const base = realpathSync(dir);
+  let full: string;
+  try {
+    full = realpathSync(resolve(base, path));
+  } catch {
+    throw new ArgumentError(`model file ${JSON.stringify(path)} does not exist under the model directory`);
+  }
+  const rel = relative(base, full);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel))
+    throw new ArgumentError(`model file ${JSON.stringify(path)} is outside the model directory; deploy files under it`);
+  return full;
+}
+
+/** Do two output rows agree (same argmax; one output: within 1e-3 relative)? */
+function agree(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  if (a.length === 1) return Math.abs(a[0]! - b[0]!) <= 1e-3 * Math.max(1, Math.abs(a[0]!));
+  let i = 0,
+    j = 0;
+  for (let k = 1; k < a.length; k++) {
+    if (a[k]! > a[i]!) i = k;
+    if (b[k]! > b[j]!) j = k;
+  }
+  return i === j;
 }
 
 /**
@@ -171,6 +264,9 @@ function checkOpts(o: ServerOptions): void {
  */
 export async function createServer(model: ServableModel | string, opts: ServerOptions = {}): Promise<ModelServer> {
   checkOpts(opts);
+  const keys = opts.auth !== undefined ? new ApiKeys(opts.auth) : null;
+  const host = opts.host ?? '127.0.0.1';
+  const modelDir = opts.modelDir ?? (typeof model === 'string' ? dirname(resolve(model)) : process.cwd());
   let loads = 0;
   let ready = false;
   let batcher!: Batcher<Float32Array, Served>;
@@ -178,14 +274,37 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   const inputShape = first.rm.inputShape;
   const per = inputShape.reduce((a, b) => a * b, 1);
   const pipe = opts.pipeline ?? null;
-  if (pipe !== null) {
-    if (!(pipe instanceof ColumnPipeline))
-      throw new ArgumentError(`pipeline must be a fitted kn.data.ColumnPipeline, got ${describe(pipe)}`);
-    const width = pipe.featureNames().length;
-    if (width !== per)
-      throw new ArgumentError(
-        `the pipeline makes ${width} features per record but the model takes ${per} values (input shape [${inputShape.join(', ')}])`,
+  let monitor: Monitor | null = null;
+  try {
+    if (pipe !== null) {
+      if (!(pipe instanceof ColumnPipeline))
+        throw new ArgumentError(`pipeline must be a fitted kn.data.ColumnPipeline, got ${describe(pipe)}`);
+      const width = pipe.featureNames().length;
+      if (width !== per)
+        throw new ArgumentError(
+          `the pipeline makes ${width} features per record but the model takes ${per} values (input shape [${inputShape.join(', ')}])`,
+        );
+    }
+    if (opts.monitor !== undefined)
+      monitor = new Monitor(
+        { ...opts.monitor, ...(pipe && !opts.monitor.featureNames ? { featureNames: pipe.featureNames() } : {}) },
+        per,
+        (n) => {
+          audit?.({
+            ts: new Date().toISOString(),
+            event: `alert_${n.status}`,
+            key: null,
+            ip: 'server',
+            route: 'monitor',
+            status: n.ok ? 200 : 502,
+            detail: { alert: n.alert.name, value: n.alert.value, webhook: n.ok ? 'sent' : (n.error ?? 'not sent') },
+          });
+          opts.onAlert?.(n);
+        },
       );
+  } catch (e) {
+    first.rm.dispose();
+    throw e;
   }
   const maxBatch = opts.maxBatchSize ?? 32;
   const cache = opts.cache ? new LRUCache<string, Served>({ max: opts.cache }) : null;
@@ -196,7 +315,21 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     cacheEntries: () => cache?.size ?? 0,
   });
   m.serving(first.version);
+  monitor?.register(m.registry);
   const log = opts.requestLog ? new RequestLog(opts.requestLog, () => m.errors.inc({ kind: 'request_log' })) : null;
+  const auditLog = opts.auditLog
+    ? new JsonLines<AuditRecord>(opts.auditLog, () => m.errors.inc({ kind: 'audit_log' }), 'the audit log')
+    : null;
+  const audit = auditLog ? (r: AuditRecord): void => auditLog.write(r) : null;
+  /** The model's outputs on the monitor's reference rows (the prediction and confidence reference). */
+  const referenceOutputs = async (): Promise<void> => {
+    if (!monitor) return;
+    const rows = monitor.referenceRows,
+      outs: Float32Array[] = [];
+    for (let i = 0; i < rows.length; i += maxBatch)
+      outs.push(...(await versions.current.rm.run(rows.slice(i, i + maxBatch))));
+    monitor.setReferenceOutputs(outs);
+  };
 
   const versions = new ModelVersions(first, {
     warmupSizes: batchSizes(maxBatch),
@@ -204,6 +337,11 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     onSwap: (version) => {
       cache?.clear();
       m.serving(version);
+      primaryOutcomes.o = new Outcomes(100);
+      referenceOutputs().catch((e: unknown) => {
+        m.errors.inc({ kind: 'monitor' });
+        app.log.error(`monitor reference outputs failed: ${(e as Error).message}`);
+      });
     },
     onProbationRollback: (failed, restored, e) => {
       m.reloads.inc({ result: 'rolled_back' });
@@ -211,18 +349,48 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
         app.log.error(`model ${failed} failed in probation (${(e as Error).message}); rolling back to ${restored}`);
     },
   });
-  batcher = new Batcher<Float32Array, Served>((rows) => versions.run(rows), {
+  const batcherOpts = {
     maxBatchSize: maxBatch,
     maxDelayMs: opts.maxDelayMs ?? 2,
     timeoutMs: opts.timeoutMs ?? 5000,
     maxQueue: opts.maxQueue ?? 1024,
-    onBatch: (b) => {
-      m.batchSize.observe(b.size);
-      m.batchSeconds.observe(b.ms / 1000);
-      m.queueWait.observe(b.waitMs / 1000);
-      if (b.error) m.errors.inc({ kind: 'model' });
-    },
-  });
+  };
+  const onBatch = (b: BatchInfo): void => {
+    m.batchSize.observe(b.size);
+    m.batchSeconds.observe(b.ms / 1000);
+    m.queueWait.observe(b.waitMs / 1000);
+    if (b.error) m.errors.inc({ kind: 'model' });
+  };
+  batcher = new Batcher<Float32Array, Served>((rows) => versions.run(rows), { ...batcherOpts, onBatch });
+  const traffic = new Traffic(batcherOpts, (_v, b) => onBatch(b));
+  const weights = (): void => {
+    m.trafficWeight.reset();
+    let rest = 1;
+    for (const d of traffic.all()) {
+      m.trafficWeight.set({ version: d.version, role: d.role }, d.role === 'shadow' ? 1 : d.weight);
+      if (d.role === 'canary') rest -= d.weight;
+    }
+    m.trafficWeight.set({ version: versions.current.version, role: 'primary' }, Math.max(0, rest));
+  };
+  weights();
+  /** The automatic rollback rule broke for a deployed version: take it out. */
+  const autoRollback = async (d: Deployed): Promise<void> => {
+    if (traffic.get(d.version) !== d) return;
+    const reason = traffic.reason(d);
+    m.autoRollbacks.inc({ version: d.version });
+    audit?.({
+      ts: new Date().toISOString(),
+      event: 'auto_rollback',
+      key: null,
+      ip: 'server',
+      route: 'traffic',
+      status: 200,
+      detail: { version: d.version, role: d.role, reason },
+    });
+    app.log.warn(`version ${d.version} taken out: ${reason}`);
+    await traffic.remove(d.version).catch(() => undefined);
+    weights();
+  };
 
   /** batching: false — one example, one model call, no queue. */
   const runAlone = async (row: Float32Array): Promise<Served> => {
@@ -245,10 +413,21 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       .update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength))
       .digest('base64');
 
-  const predict: ModelServer['predict'] = async (input, o = {}) => {
-    const row = input instanceof Float32Array ? input : Float32Array.from(input);
-    if (row.length !== per)
-      throw new ArgumentError(`an example has ${per} values (shape [${inputShape.join(', ')}]), got ${row.length}`);
+  const primaryOutcomes = { o: new Outcomes(100) };
+  /** Per-version metrics of one answered (or failed) example. */
+  const served = (version: string, role: string, ok: boolean, ms: number, output?: Float32Array): void => {
+    m.versionRequests.inc({ version, role, result: ok ? 'ok' : 'error' });
+    m.versionLatency.observe({ version, role }, ms / 1000);
+    if (output && output.length > 1 && output.length <= 64) {
+      let k = 0;
+      for (let i = 1; i < output.length; i++) if (output[i]! > output[k]!) k = i;
+      m.versionPredictions.inc({ version, class: String(k) });
+    }
+  };
+  const primaryRun = async (
+    row: Float32Array,
+    o: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<{ output: Float32Array; version: string; cached: boolean }> => {
     const version = versions.current.version;
     const k = cache ? key(version, row) : '';
     const hit = cache?.get(k);
@@ -257,9 +436,107 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       return { output: hit.output, version: hit.version, cached: true };
     }
     if (cache) m.cacheMisses.inc();
-    const served = opts.batching === false ? await runAlone(row) : await batcher.submit(row, o);
-    if (cache && served.version === versions.current.version) cache.set(k, served);
-    return { ...served, cached: false };
+    const t0 = performance.now();
+    try {
+      const s = opts.batching === false ? await runAlone(row) : await batcher.submit(row, o);
+      const ms = performance.now() - t0;
+      primaryOutcomes.o.add(true, ms);
+      served(s.version, 'primary', true, ms, s.output);
+      if (cache && s.version === versions.current.version) cache.set(k, s);
+      return { ...s, cached: false };
+    } catch (e) {
+      if (!(e instanceof RequestAbortedError)) {
+        const ms = performance.now() - t0;
+        primaryOutcomes.o.add(false, ms);
+        served(version, 'primary', false, ms);
+      }
+      throw e;
+    }
+  };
+  /** A canary or A/B version's answer, or null to fall back to the primary (the version failed or left). */
+  const deployedRun = async (
+    d: Deployed,
+    row: Float32Array,
+    o: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<{ output: Float32Array; version: string; cached: boolean } | null> => {
+    const t0 = performance.now();
+    try {
+      const output = await d.batcher.submit(row, o);
+      const ms = performance.now() - t0;
+      served(d.version, d.role, true, ms, output);
+      if (traffic.record(d, true, ms)) void autoRollback(d);
+      return { output, version: d.version, cached: false };
+    } catch (e) {
+      if (e instanceof RequestAbortedError) throw e;
+      if (e instanceof BatcherClosedError && !traffic.get(d.version)) return null; // taken out meanwhile
+      const ms = performance.now() - t0;
+      served(d.version, d.role, false, ms);
+      if (traffic.record(d, false, ms)) void autoRollback(d);
+      if (e instanceof ModelError || e instanceof BatcherClosedError) return null;
+      throw e;
+    }
+  };
+  /** Mirrors an example to a shadow version: measured and logged, never returned; failures are only counted. */
+  const shadowRun = (d: Deployed, row: Float32Array, answer: Promise<Float32Array | null>): void => {
+    const t0 = performance.now();
+    d.batcher.submit(row).then(
+      async (output) => {
+        const ms = performance.now() - t0;
+        served(d.version, 'shadow', true, ms, output);
+        traffic.record(d, true, ms);
+        const primary = await answer;
+        if (primary) m.shadowAgreement.inc({ version: d.version, agree: String(agree(primary, output)) });
+        log?.write({
+          ts: new Date().toISOString(),
+          id: 'shadow',
+          version: d.version,
+          input: Array.from(row),
+          output: Array.from(output),
+          error: null,
+          latencyMs: ms,
+          cached: false,
+          shadow: true,
+        });
+      },
+      (e: unknown) => {
+        const ms = performance.now() - t0;
+        served(d.version, 'shadow', false, ms);
+        traffic.record(d, false, ms);
+        m.errors.inc({ kind: e instanceof ModelError ? 'shadow_model' : 'shadow_dropped' });
+      },
+    );
+  };
+  const noHeader = (): undefined => undefined;
+
+  const predict: ModelServer['predict'] = async (input, o = {}) => {
+    const row = input instanceof Float32Array ? input : Float32Array.from(input);
+    if (row.length !== per)
+      throw new ArgumentError(`an example has ${per} values (shape [${inputShape.join(', ')}]), got ${row.length}`);
+    const { key: routeKey, header, ...submit } = o;
+    const t0 = performance.now();
+    const answer = (async () => {
+      const d = traffic.size ? traffic.choose(header ?? noHeader, routeKey) : null;
+      return (d && d.role !== 'shadow' ? await deployedRun(d, row, submit) : null) ?? (await primaryRun(row, submit));
+    })();
+    if (traffic.size)
+      for (const d of traffic.shadows())
+        shadowRun(
+          d,
+          row,
+          answer.then(
+            (r) => r.output,
+            () => null,
+          ),
+        );
+    try {
+      const r = await answer;
+      monitor?.observe(row, r.output);
+      monitor?.outcome(true, performance.now() - t0);
+      return r;
+    } catch (e) {
+      if (!(e instanceof RequestAbortedError)) monitor?.outcome(false, performance.now() - t0);
+      throw e;
+    }
   };
 
   const records = (recs: readonly unknown[]): Float32Array[] => {
@@ -271,6 +548,103 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       x.dispose();
     }
   };
+  let closed = false;
+  let warming: Promise<void> = Promise.resolve();
+  const primaryInfo = (): VersionInfo => {
+    const o = primaryOutcomes.o;
+    let share = 1;
+    for (const d of traffic.all()) if (d.role === 'canary') share -= d.weight;
+    return {
+      version: versions.current.version,
+      role: 'primary',
+      weight: Math.max(0, share),
+      stickyKey: null,
+      requests: o.total,
+      errors: o.errors,
+      errorRate: o.errorRate(),
+      p99Ms: o.p99(),
+      deployedAt: null,
+    };
+  };
+  const listVersions = (): VersionInfo[] => [primaryInfo(), ...traffic.info()];
+  const deploy = async (
+    source: ServableModel | string,
+    o: DeployOptions & { transform?: BatchTransform },
+  ): Promise<VersionInfo> => {
+    if (closed) throw new ReloadError('the server is closed');
+    checkDeploy(o);
+    if (o.autoRollback !== undefined && o.autoRollback !== false) checkRule(o.autoRollback, 'autoRollback');
+    if (o.version === versions.current.version || traffic.get(o.version))
+      throw new ArgumentError(`version ${o.version} is already deployed`);
+    await warming;
+    let cand: ModelVersion;
+    try {
+      cand = await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version);
+    } catch (e) {
+      throw new ReloadError(`deploy of ${o.version} refused: ${(e as Error).message}`);
+    }
+    try {
+      await versions.warm(cand);
+      const want = versions.current.rm.outputShape,
+        got = cand.rm.outputShape;
+      if (want && got && (want.length !== got.length || want.some((d, i) => d !== got[i])))
+        throw new ModelError(`its output shape [${got.join(', ')}] differs from the primary's [${want.join(', ')}]`);
+      const { transform: _t, ...dep } = o;
+      traffic.add(cand, dep, opts.autoRollback);
+    } catch (e) {
+      cand.rm.dispose();
+      if (e instanceof ArgumentError) throw e;
+      throw new ReloadError(`deploy of ${o.version} refused: ${(e as Error).message}`);
+    }
+    weights();
+    return traffic.info().find((v) => v.version === o.version)!;
+  };
+  const promote = async (version: string): Promise<string> => {
+    if (closed) throw new ReloadError('the server is closed');
+    if (typeof version !== 'string') throw new ArgumentError(`promote needs a version label, got ${describe(version)}`);
+    if (version === versions.current.version) return version;
+    const d = await traffic.detach(version);
+    try {
+      await versions.promote(d.model);
+    } finally {
+      weights();
+    }
+    m.reloads.inc({ result: 'ok' });
+    return versions.current.version;
+  };
+  const rollback = async (): Promise<{ version: string; removed: string[] }> => {
+    if (traffic.size) {
+      const removed = await traffic.clear();
+      weights();
+      return { version: versions.current.version, removed };
+    }
+    const v = versions.rollback();
+    m.reloads.inc({ result: 'rolled_back' });
+    weights();
+    return { version: v, removed: [] };
+  };
+  /** An in-process admin call, audited like an HTTP one. */
+  const local = <T>(event: string, detail: Record<string, unknown>, run: () => Promise<T>): Promise<T> =>
+    audited(audit, { event, key: null, ip: 'in-process', route: 'api' }, detail, run);
+  const admin: Admin = {
+    versions: listVersions,
+    deploy: (path, o) => deploy(insideDir(modelDir, path), o),
+    promote: (v) => promote(v),
+    rollback: () => rollback(),
+  };
+  const spec = (): object =>
+    openApiSpec({
+      title: 'kiln model server',
+      version: versions.current.version,
+      inputShape,
+      ids: versions.current.rm.ids,
+      maxRows: opts.maxRowsPerRequest ?? 64,
+      records: pipe !== null,
+      ...(pipe ? { recordFields: pipe.inputColumns() } : {}),
+      outputShape: versions.current.rm.outputShape,
+      auth: keys !== null,
+    });
+
   const { app, idle } = httpApp({
     ...(pipe ? { records } : {}),
     inputShape,
@@ -284,18 +658,30 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     ready: () => ready,
     version: () => versions.current.version,
     outputShape: () => versions.current.rm.outputShape,
+    auth: keys,
+    audit,
+    admin,
+    alerts: () => monitor?.evaluate() ?? null,
+    spec,
+    tls: opts.tls,
   });
 
-  await app.listen({ port: opts.port ?? 8080, host: opts.host ?? '127.0.0.1' });
+  if (!keys && !isLoopback(host))
+    process.emitWarning(
+      `kiln serve listens on ${host} without auth: anyone who reaches it can call /predict (admin routes answer loopback callers only). Give auth keys.`,
+      { code: 'KILN_NO_AUTH' },
+    );
+  await app.listen({ port: opts.port ?? 8080, host });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8080);
-  const host = opts.host ?? '127.0.0.1';
-  const warming =
+  warming =
     opts.warmup === false
-      ? ((ready = true), Promise.resolve())
+      ? ((ready = true), referenceOutputs().then(() => monitor?.start()))
       : versions.warm().then(
-          (seconds) => {
+          async (seconds) => {
             m.warmup.set(seconds);
+            await referenceOutputs();
+            monitor?.start();
             ready = true;
           },
           (e: unknown) => {
@@ -303,11 +689,10 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
             app.log.error(`warm-up failed: ${(e as Error).message}`);
           },
         );
-  let closed = false;
 
   const server: ModelServer = {
     app,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     get version() {
       return versions.current.version;
@@ -340,10 +725,24 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       return versions.current.version;
     },
     async rollback() {
-      const v = versions.rollback();
-      m.reloads.inc({ result: 'rolled_back' });
-      return v;
+      return (await local('rollback', {}, rollback)).version;
     },
+    deploy(source, o) {
+      return local('deploy', { source: typeof source === 'string' ? source : 'module', ...o }, () => deploy(source, o));
+    },
+    promote(version) {
+      return local('promote', { version }, () => promote(version));
+    },
+    undeploy(version) {
+      return local('undeploy', { version }, async () => {
+        await traffic.remove(version);
+        weights();
+      });
+    },
+    versions: listVersions,
+    alerts: () => monitor?.evaluate() ?? null,
+    monitor,
+    openapi: spec,
     metrics: () => m.registry.metrics(),
     async close() {
       if (closed) return;
@@ -356,7 +755,10 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       app.server.closeAllConnections();
       await stopped;
       await batcher.close();
+      await traffic.clear();
+      await monitor?.close();
       await log?.close();
+      await auditLog?.close();
       versions.dispose();
     },
   };

@@ -326,6 +326,72 @@ test('the automatic rollback rule takes out a failing or slow canary, and client
   assert.match(String(auto[1]!.detail!.reason), /p99 latency .* is over 10 ms/);
 });
 
+// ---------------- batch sizing for the device ----------------
+
+test("maxBatchSize 'auto' sizes batches from measured throughput; on webgpu it serves the same answers as the CPU", async () => {
+  // a model whose batch costs max(4 ms, 0.25 ms per row): throughput grows up to 16 rows, then stays flat
+  const saturating = (x: kn.Tensor): kn.Tensor => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < Math.max(4, 0.25 * x.shape[0]!));
+    return model(1).forward(x);
+  };
+  const srv = await kn.serve.createServer(saturating, {
+    port: 0,
+    maxBatchSize: 'auto',
+    maxAutoBatch: 64,
+    inputShape: [4],
+  });
+  try {
+    await ready(srv);
+    assert.is(srv.batcher.maxBatchSize, 16, JSON.stringify(srv.batchTiming));
+    assert.equal(
+      srv.batchTiming!.map((t) => t.size),
+      [1, 2, 4, 8, 16, 32, 64],
+    );
+    assert.match(await srv.metrics(), /kiln_max_batch_size 16/);
+  } finally {
+    await srv.close();
+  }
+  await rejectsKiln(
+    kn.serve.createServer(model(1), { port: 0, maxBatchSize: 0 }),
+    kn.ArgumentError,
+    /maxBatchSize must be an integer/,
+  );
+  if (!kn.backends().includes('webgpu')) return;
+  await rejectsKiln(
+    kn.serve.createServer(model(1), { port: 0, backend: 'webgpu' }),
+    kn.ArgumentError,
+    /parameters are on the cpu backend but the server runs on webgpu/,
+  );
+  const file = join(dir, 'gpu-model.safetensors');
+  await kn.io.save(file, model(1));
+  const loaded = await kn.io.loadModel(file, { backend: 'webgpu' });
+  assert.ok(
+    loaded.model.parameters().every((p) => p.backend === 'webgpu'),
+    'a model loaded for webgpu has its parameters there',
+  );
+  loaded.model.dispose();
+  const gpu = await kn.serve.createServer(file, {
+    port: 0,
+    backend: 'webgpu',
+    maxBatchSize: 'auto',
+    maxAutoBatch: 32,
+  });
+  try {
+    await ready(gpu);
+    assert.ok(gpu.batchTiming!.length === 6 && gpu.batchTiming!.every((t) => t.rowsPerSecond > 0));
+    kn.seed(12);
+    const rows = Array.from({ length: 40 }, () => Array.from(kn.randn([4]).toArray() as Float32Array));
+    const got = await Promise.all(rows.map((r) => gpu.predict(r)));
+    const want = model(1).forward(kn.tensor(rows)).toArray() as Float32Array;
+    got.forEach((g, i) => {
+      for (let j = 0; j < 3; j++) assert.ok(Math.abs(g.output[j]! - want[i * 3 + j]!) < 1e-4, 'webgpu answer = cpu');
+    });
+  } finally {
+    await gpu.close();
+  }
+});
+
 // ---------------- security ----------------
 
 const PREDICT_KEY = 'kiln_predict_key_for_tests_0001';

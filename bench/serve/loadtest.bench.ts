@@ -24,7 +24,12 @@ interface Row {
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-async function startServer(file: string, extra: string[]): Promise<{ url: string; stop: () => Promise<void> }> {
+/** `kiln serve FILE EXTRA...` in its own process, once /ready answers 200 (with `token` when auth is on). */
+export async function startServer(
+  file: string,
+  extra: string[],
+  token?: string,
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', file, '--port', '0', ...extra],
@@ -40,7 +45,8 @@ async function startServer(file: string, extra: string[]): Promise<{ url: string
     child.on('exit', (c) => reject(new Error(`kiln serve exited with ${c}: ${out}`)));
   });
   for (let i = 0; i < 400; i++) {
-    if ((await fetch(url + '/ready')).status === 200) break;
+    if ((await fetch(url + '/ready', token ? { headers: { authorization: `Bearer ${token}` } } : {})).status === 200)
+      break;
     await new Promise((r) => setTimeout(r, 25));
   }
   return {

@@ -16,9 +16,9 @@ import type { AuthOptions } from '../serve/auth.js';
 import { DEFAULT_ALERT_RULES, prometheusRules, type AlertRule } from '../serve/monitor.js';
 import { createServer, type ServerOptions } from '../serve/server.js';
 
-export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--input-shape 784] [--max-batch 32]
+export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--input-shape 784] [--max-batch 32|auto]
         [--max-delay-ms 2] [--timeout-ms 5000] [--max-queue 1024] [--cache N] [--log requests.jsonl]
-        [--scaler scaler.json] [--pipeline pipeline.json] [--backend cpu|js] [--no-warmup] [--no-batching]
+        [--scaler scaler.json] [--pipeline pipeline.json] [--backend cpu|js|webgpu|cuda] [--no-warmup] [--no-batching]
         [--auth keys.json] [--tls-cert cert.pem --tls-key key.pem] [--audit-log audit.jsonl] [--model-dir DIR]
         [--reference train.parquet [--alert-rules rules.json] [--webhook URL] [--evaluate-every-ms 10000]
          [--write-alert-rules prometheus-rules.yml]]
@@ -104,7 +104,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const set = <K extends keyof ServerOptions>(k: K, v: ServerOptions[K] | undefined): void => {
     if (v !== undefined) opts[k] = v;
   };
-  set('maxBatchSize', int(values['max-batch'], 'max-batch', 1));
+  set('maxBatchSize', values['max-batch'] === 'auto' ? 'auto' : int(values['max-batch'], 'max-batch', 1));
   set('maxDelayMs', int(values['max-delay-ms'], 'max-delay-ms', 0));
   set('timeoutMs', int(values['timeout-ms'], 'timeout-ms', 1));
   set('maxQueue', int(values['max-queue'], 'max-queue', 1));

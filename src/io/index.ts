@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/backend.js';
+import { getBackend, setBackend } from '../backends/registry.js';
 import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { SPEC_METADATA_KEY, fromSpec, toSpec } from '../nn/spec.js';
@@ -88,7 +89,7 @@ export async function loadModel(
   opts: { backend?: BackendName } = {},
 ): Promise<{ model: Module; metadata: Record<string, string> }> {
   checkPath(path, 'loadModel');
-  return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path);
+  return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path, opts.backend);
 }
 
 /** loadModel for bytes already in memory (a model received over the wire, or a file read elsewhere). */
@@ -97,12 +98,13 @@ export function modelFromBytes(
   opts: { backend?: BackendName; where?: string } = {},
 ): { model: Module; metadata: Record<string, string> } {
   const where = opts.where ?? 'model bytes';
-  return modelFromDecoded(decodeSafetensors(bytes, where, opts.backend), where);
+  return modelFromDecoded(decodeSafetensors(bytes, where, opts.backend), where, opts.backend);
 }
 
 function modelFromDecoded(
   d: { tensors: Record<string, Tensor>; metadata: Record<string, string> },
   where: string,
+  backend?: BackendName,
 ): { model: Module; metadata: Record<string, string> } {
   const { tensors, metadata } = d;
   try {
@@ -114,7 +116,15 @@ function modelFromDecoded(
       );
     }
     const total = Object.values(tensors).reduce((s, t) => s + t.size, 0);
-    const model = fromSpec(spec, { where: `${where} (architecture spec)`, maxParams: total });
+    // the layers create their parameters on the default backend: build them on the one asked for
+    const prev = getBackend();
+    if (backend) setBackend(backend);
+    let model: Module;
+    try {
+      model = fromSpec(spec, { where: `${where} (architecture spec)`, maxParams: total });
+    } finally {
+      setBackend(prev);
+    }
     try {
       model.loadStateDict(tensors);
     } catch (e) {

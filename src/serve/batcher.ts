@@ -97,7 +97,7 @@ function checkMs(v: unknown, what: string): number {
  * @example const b = new kn.serve.Batcher(async (xs: number[]) => xs.map((x) => 2 * x), { maxBatchSize: 4 }); const r = await Promise.all([1, 2, 3].map((x) => b.submit(x))); await b.close(); r // [2, 4, 6]
  */
 export class Batcher<I, O> {
-  readonly maxBatchSize: number;
+  private maxBatch: number;
   readonly maxDelayMs: number;
   readonly timeoutMs: number | undefined;
   readonly maxQueue: number;
@@ -126,7 +126,7 @@ export class Batcher<I, O> {
       throw new ArgumentError(`Batcher needs a function (inputs[]) => outputs[], got ${describe(fn)}`);
     if (opts === null || typeof opts !== 'object')
       throw new ArgumentError(`Batcher options must be an object, got ${describe(opts)}`);
-    this.maxBatchSize = checkCount(opts.maxBatchSize ?? 32, 'maxBatchSize', 1);
+    this.maxBatch = checkCount(opts.maxBatchSize ?? 32, 'maxBatchSize', 1);
     this.maxDelayMs = checkMs(opts.maxDelayMs ?? 2, 'maxDelayMs');
     this.timeoutMs = opts.timeoutMs === undefined ? undefined : checkMs(opts.timeoutMs, 'timeoutMs');
     this.maxQueue = checkCount(opts.maxQueue ?? 1024, 'maxQueue', 1, true);
@@ -144,6 +144,15 @@ export class Batcher<I, O> {
   get inFlight(): number {
     return this.running;
   }
+  /** Largest batch handed to the model. */
+  get maxBatchSize(): number {
+    return this.maxBatch;
+  }
+  /** Changes the largest batch (the server sizes it for the device after warm-up); applies to the next batch. */
+  setMaxBatchSize(n: number): void {
+    this.maxBatch = checkCount(n, 'maxBatchSize', 1);
+  }
+
   /** True once close() was called. */
   get closed(): boolean {
     return this.closing;

@@ -14,6 +14,8 @@ export {
 } from './batcher.js';
 export {
   rowModel,
+  tuneBatchSize,
+  type BatchTiming,
   inferInputShape,
   resolveInputShape,
   type ServableModel,

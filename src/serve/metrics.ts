@@ -74,6 +74,11 @@ export function serverMetrics(maxBatch: number, live: LiveState) {
       registers,
     }),
     warmup: new Gauge({ name: 'kiln_warmup_seconds', help: 'duration of the last warm-up', registers }),
+    maxBatch: new Gauge({
+      name: 'kiln_max_batch_size',
+      help: 'largest batch handed to the model (sized after warm-up with --max-batch auto)',
+      registers,
+    }),
     versionRequests: new Counter({
       name: 'kiln_version_requests_total',
       help: 'examples per model version and role (primary, canary, sticky, shadow) by result (ok, error)',

@@ -11,12 +11,20 @@ import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
+import { getBackend } from '../backends/registry.js';
 import { ColumnPipeline } from '../data/pipeline.js';
 import { ArgumentError, describe } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
-import { Batcher, BatcherClosedError, ModelError, RequestAbortedError, type BatchInfo } from './batcher.js';
+import {
+  Batcher,
+  BatcherClosedError,
+  ModelError,
+  RequestAbortedError,
+  type BatchInfo,
+  type BatcherOptions,
+} from './batcher.js';
 import { audited, httpApp, type Admin, type AuditRecord, type Route } from './http.js';
 import { JsonLines, RequestLog } from './log.js';
 import { Monitor, type MonitorOptions, type MonitorReport, type Notification } from './monitor.js';
@@ -36,6 +44,8 @@ import {
   INPUT_SHAPE_METADATA_KEY,
   resolveInputShape,
   rowModel,
+  tuneBatchSize,
+  type BatchTiming,
   type BatchTransform,
   type ServableModel,
 } from './model.js';
@@ -62,7 +72,13 @@ export interface ServerOptions {
   pipeline?: ColumnPipeline;
   /** Version label (default: file name and content hash, or v1, v2, ... for modules). */
   version?: string;
-  maxBatchSize?: number;
+  /**
+   * Largest batch (default 32). 'auto': after warm-up the server times the model at batch sizes up to
+   * maxAutoBatch and takes the smallest that reaches 90% of the best rows per second (see tuneBatchSize).
+   */
+  maxBatchSize?: number | 'auto';
+  /** Largest size 'auto' tries (default 256 on webgpu and cuda, 64 on the CPU backends). */
+  maxAutoBatch?: number;
   maxDelayMs?: number;
   /** Per-request timeout in ms, queueing included (default 5000). */
   timeoutMs?: number;
@@ -110,6 +126,8 @@ export interface ModelServer {
   readonly version: string;
   readonly ready: boolean;
   readonly inputShape: readonly number[];
+  /** With maxBatchSize 'auto': the measured batch sizes (null until warm-up is done, or without 'auto'). */
+  readonly batchTiming: BatchTiming[] | null;
   /** The batcher behind /predict (queue depth, stats). */
   readonly batcher: Batcher<Float32Array, Served>;
   /** Runs one example through the same path as /predict (cache, batcher, log). */
@@ -172,6 +190,12 @@ async function loadSource(
       `${basename(source)}@${createHash('sha256').update(bytes).digest('hex').slice(0, 12)}`;
   } else {
     model = source;
+    const on = source instanceof Module ? source.parameters().find((p) => p.backend !== opts.backend) : undefined;
+    if (opts.backend && on)
+      throw new ArgumentError(
+        `the model's parameters are on the ${on.backend} backend but the server runs on ${opts.backend}: ` +
+          `serve its file (the server loads it there) or load it with kn.io.loadModel(path, {backend: '${opts.backend}'})`,
+      );
   }
   const inputShape = resolveInputShape(model, metadata, opts.inputShape);
   if (!inputShape) {
@@ -208,6 +232,8 @@ function checkOpts(o: ServerOptions): void {
   };
   int('port', 0, 65535);
   int('maxRowsPerRequest', 1);
+  int('maxAutoBatch', 1, 65536);
+  if (o.maxBatchSize !== undefined && o.maxBatchSize !== 'auto') int('maxBatchSize', 1);
   int('bodyLimit', 64);
   int('cache', 0);
   int('probationBatches', 0);
@@ -306,7 +332,12 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     first.rm.dispose();
     throw e;
   }
-  const maxBatch = opts.maxBatchSize ?? 32;
+  const autoBatch = opts.maxBatchSize === 'auto';
+  const device = opts.backend ?? getBackend();
+  const maxBatch = autoBatch
+    ? (opts.maxAutoBatch ?? (device === 'webgpu' || device === 'cuda' ? 256 : 64))
+    : ((opts.maxBatchSize as number | undefined) ?? 32);
+  let tuning: BatchTiming[] | null = null;
   const cache = opts.cache ? new LRUCache<string, Served>({ max: opts.cache }) : null;
   const m = serverMetrics(maxBatch, {
     queueDepth: () => batcher.queueDepth,
@@ -315,6 +346,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     cacheEntries: () => cache?.size ?? 0,
   });
   m.serving(first.version);
+  m.maxBatch.set(maxBatch);
   monitor?.register(m.registry);
   const log = opts.requestLog ? new RequestLog(opts.requestLog, () => m.errors.inc({ kind: 'request_log' })) : null;
   const auditLog = opts.auditLog
@@ -349,7 +381,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
         app.log.error(`model ${failed} failed in probation (${(e as Error).message}); rolling back to ${restored}`);
     },
   });
-  const batcherOpts = {
+  const batcherOpts: BatcherOptions = {
     maxBatchSize: maxBatch,
     maxDelayMs: opts.maxDelayMs ?? 2,
     timeoutMs: opts.timeoutMs ?? 5000,
@@ -680,6 +712,13 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       : versions.warm().then(
           async (seconds) => {
             m.warmup.set(seconds);
+            if (autoBatch) {
+              const t = await tuneBatchSize(versions.current.rm, batchSizes(maxBatch));
+              tuning = t.timings;
+              batcher.setMaxBatchSize(t.size);
+              batcherOpts.maxBatchSize = t.size;
+            }
+            m.maxBatch.set(batcher.maxBatchSize);
             await referenceOutputs();
             monitor?.start();
             ready = true;
@@ -699,6 +738,9 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     },
     get ready() {
       return ready;
+    },
+    get batchTiming() {
+      return tuning;
     },
     inputShape,
     batcher,

@@ -1,54 +1,10 @@
 // `kiln admin ...`: rollout on a running model server through its admin routes (deploy a canary, A/B or shadow
 // version, promote, roll back, list versions), and `kiln apikey`, which makes a key and its hashed form.
 import { readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
-import { request as httpRequest } from 'node:http';
 import { parseArgs } from 'node:util';
 import { ArgumentError } from '../errors.js';
 import { newApiKey } from '../serve/auth.js';
-
-/** One JSON request to the server; resolves to the status and the parsed body. */
-function call(
-  url: URL,
-  method: 'GET' | 'POST',
-  token: string | undefined,
-  body: object | undefined,
-  ca: Buffer | undefined,
-): Promise<{ status: number; body: unknown }> {
-  const data = body ? JSON.stringify(body) : undefined;
-  const req = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const r = req(
-      url,
-      {
-        method,
-        ...(ca ? { ca } : {}),
-        headers: {
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-          ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}),
-        },
-        timeout: 120_000,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => {
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            /* not JSON: keep the text */
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-      },
-    );
-    r.on('timeout', () => r.destroy(new Error('the server did not answer in 120 s')));
-    r.on('error', reject);
-    r.end(data);
-  });
-}
+import { adminRequest } from '../serve/client.js';
 
 export async function adminCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -77,7 +33,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
   const ca = values.ca ? readFileSync(values.ca) : undefined;
   const at = (p: string): URL => new URL(p, base);
   let res: { status: number; body: unknown };
-  if (action === 'versions') res = await call(at('/admin/versions'), 'GET', token, undefined, ca);
+  if (action === 'versions') res = await adminRequest(at('/admin/versions'), 'GET', token, undefined, ca);
   else if (action === 'deploy') {
     if (!arg) throw new ArgumentError('admin deploy needs a model file');
     if (!values.version) throw new ArgumentError('admin deploy needs --version');
@@ -89,11 +45,11 @@ export async function adminCommand(argv: string[]): Promise<number> {
     }
     if (values['sticky-key']) body.stickyKey = values['sticky-key'];
     if (values.shadow) body.shadow = true;
-    res = await call(at('/admin/deploy'), 'POST', token, body, ca);
+    res = await adminRequest(at('/admin/deploy'), 'POST', token, body, ca);
   } else if (action === 'promote') {
     if (!arg) throw new ArgumentError('admin promote needs a version');
-    res = await call(at('/admin/promote'), 'POST', token, { version: arg }, ca);
-  } else if (action === 'rollback') res = await call(at('/admin/rollback'), 'POST', token, {}, ca);
+    res = await adminRequest(at('/admin/promote'), 'POST', token, { version: arg }, ca);
+  } else if (action === 'rollback') res = await adminRequest(at('/admin/rollback'), 'POST', token, {}, ca);
   else throw new ArgumentError(`admin takes versions, deploy, promote or rollback, got ${JSON.stringify(action)}`);
   const out = JSON.stringify(res.body, null, 2) + '\n';
   if (res.status >= 200 && res.status < 300) {

@@ -51,3 +51,15 @@ export {
   type Role,
 } from './traffic.js';
 export { type AuditRecord } from './http.js';
+export {
+  runPipeline,
+  watchPipeline,
+  loadPipelineSpec,
+  type PipelineSpec,
+  type PipelineState,
+  type StepName,
+  type StepState,
+  type RunOptions,
+  type WatchOptions,
+  type PipelineWatcher,
+} from './retrain.js';

@@ -197,14 +197,18 @@ test('shadow: answers never change, the shadow is measured and logged, and a fai
       assert.equal(a.body, { ...b.body, id: a.body.id }, 'a shadow never changes an answer');
       assert.is(a.body.version, 'live');
     }
-    await sleep(100);
-    const m = await srv.metrics();
-    const agree = [...m.matchAll(/kiln_shadow_agreement_total\{version="shadow",agree="(true|false)"\} (\d+)/g)];
-    assert.is(
-      agree.reduce((s, x) => s + Number(x[2]), 0),
-      60,
-      'every mirrored example compared with the primary',
-    );
+    // shadows answer after the client got its answer: wait for the last ones
+    let m = '',
+      compared = 0;
+    for (let i = 0; i < 100 && compared < 60; i++) {
+      if (i) await sleep(50);
+      m = await srv.metrics();
+      compared = [...m.matchAll(/kiln_shadow_agreement_total\{version="shadow",agree="(true|false)"\} (\d+)/g)].reduce(
+        (s, x) => s + Number(x[2]),
+        0,
+      );
+    }
+    assert.is(compared, 60, 'every mirrored example compared with the primary');
     assert.match(m, /kiln_version_requests_total\{version="broken",role="shadow",result="error"\} \d+/);
     assert.ok(
       srv.versions().some((v) => v.version === 'broken'),
@@ -343,12 +347,18 @@ test("maxBatchSize 'auto' sizes batches from measured throughput; on webgpu it s
   });
   try {
     await ready(srv);
-    assert.is(srv.batcher.maxBatchSize, 16, JSON.stringify(srv.batchTiming));
+    // the rule, checked against the server's own measurements (timings on a busy host may differ by 10-20%)...
+    const t = srv.batchTiming!;
+    const best = Math.max(...t.map((x) => x.rowsPerSecond));
+    const chosen = srv.batcher.maxBatchSize;
+    assert.is(chosen, t.find((x) => x.rowsPerSecond >= 0.9 * best)!.size, JSON.stringify(t));
+    // ...and the knee: below 16 rows a batch costs the same 4 ms, so 8 rows give at most half the best throughput
+    assert.ok(chosen >= 16, `chose ${chosen}: ${JSON.stringify(t)}`);
     assert.equal(
       srv.batchTiming!.map((t) => t.size),
       [1, 2, 4, 8, 16, 32, 64],
     );
-    assert.match(await srv.metrics(), /kiln_max_batch_size 16/);
+    assert.match(await srv.metrics(), new RegExp(`kiln_max_batch_size ${chosen}\n`));
   } finally {
     await srv.close();
   }

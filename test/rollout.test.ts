@@ -724,6 +724,26 @@ test('a drifted input stream raises FeatureDrift (webhook, GET /alerts, metrics)
   }
 });
 
+test('Monitor numbers equal kn.data.psi and ksTest on the same reference and window', () => {
+  kn.seed(21);
+  const ref = Array.from({ length: 300 }, () => Array.from(kn.randn([3]).toArray() as Float32Array));
+  const mon = new kn.serve.Monitor({ reference: ref, window: 120, minSamples: 50, evaluateEveryMs: 0 }, 3);
+  const cur = Array.from({ length: 150 }, () =>
+    Float32Array.from(kn.randn([3]).toArray() as Float32Array, (v, j) => v * (1 + j) + (j === 2 ? 0.5 : 0)),
+  );
+  for (const r of cur) mon.observe(r, new Float32Array([0.2, 0.8]));
+  const rep = mon.evaluate();
+  const win = cur.slice(-120); // the window holds the last 120 examples
+  for (let j = 0; j < 3; j++) {
+    const f = rep.features.find((x) => x.feature === `x${j}`)!;
+    const a = ref.map((r) => r[j]!),
+      b = win.map((r) => r[j]!);
+    assert.ok(Math.abs(f.psi - kn.data.psi(a, b)) < 1e-12, `psi of x${j}`);
+    assert.ok(Math.abs(f.ks - kn.data.ksTest(a, b).statistic) < 1e-12, `ks of x${j}`);
+  }
+  assert.is(rep.window.examples, 120);
+});
+
 test('prediction drift and confidence come from the model outputs; rules are checked and written for Prometheus', async () => {
   kn.seed(4);
   const reference = kn.randn([1000, 4]);

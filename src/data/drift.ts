@@ -46,6 +46,11 @@ export function ksTest(a: ArrayLike<number>, b: ArrayLike<number>): { statistic:
   const x = Float64Array.from(a).sort(),
     y = Float64Array.from(b).sort();
   if (!x.length || !y.length) throw new ValidationError('ksTest needs two non-empty samples');
+  return ksSorted(x, y);
+}
+
+/** ksTest of two samples already sorted ascending (non-empty): a merge, no sorting. */
+export function ksSorted(x: Float64Array, y: Float64Array): { statistic: number; pValue: number } {
   let i = 0,
     j = 0,
     d = 0;
@@ -77,15 +82,31 @@ function psiOf(ref: number[], cur: number[]): number {
 export function psi(reference: ArrayLike<number>, current: ArrayLike<number>, bins = 10): number {
   if (!Number.isInteger(bins) || bins < 2)
     throw new ArgumentError(`bins must be an integer >= 2, got ${describe(bins)}`);
-  const r = Float64Array.from(reference).sort(),
-    c = Float64Array.from(current);
-  if (!r.length || !c.length) throw new ValidationError('psi needs two non-empty samples');
+  const r = Float64Array.from(reference).sort();
+  if (!r.length || !current.length) throw new ValidationError('psi needs two non-empty samples');
+  return psiFromBins(quantileBins(r, bins), current);
+}
+
+/** PSI bins of a reference: the edges of its quantiles and its share of values in each bin. */
+export interface QuantileBins {
+  edges: number[];
+  shares: number[];
+}
+
+/** The reference-quantile bins psi() uses, from a sample sorted ascending (computed once, reused per window). */
+export function quantileBins(sorted: Float64Array, bins: number): QuantileBins {
   const edges: number[] = [];
   for (let k = 1; k < bins; k++) {
-    const e = r[Math.min(r.length - 1, Math.floor((k * r.length) / bins))]!;
+    const e = sorted[Math.min(sorted.length - 1, Math.floor((k * sorted.length) / bins))]!;
     if (!edges.length || e > edges[edges.length - 1]!) edges.push(e);
   }
-  const bin = (v: number): number => {
+  return { edges, shares: binShares(edges, sorted) };
+}
+
+function binShares(edges: readonly number[], vals: ArrayLike<number>): number[] {
+  const h = new Array<number>(edges.length + 1).fill(0);
+  for (let i = 0; i < vals.length; i++) {
+    const v = vals[i]!;
     let lo = 0,
       hi = edges.length;
     while (lo < hi) {
@@ -93,14 +114,15 @@ export function psi(reference: ArrayLike<number>, current: ArrayLike<number>, bi
       if (v >= edges[m]!) lo = m + 1;
       else hi = m;
     }
-    return lo;
-  };
-  const hist = (vals: ArrayLike<number>): number[] => {
-    const h = new Array<number>(edges.length + 1).fill(0);
-    for (let i = 0; i < vals.length; i++) h[bin(vals[i]!)]!++;
-    return h.map((x) => x / vals.length);
-  };
-  return psiOf(hist(r), hist(c));
+    h[lo]!++;
+  }
+  return h.map((x) => x / vals.length);
+}
+
+/** PSI of `current` against precomputed reference bins (the same number psi() gives). */
+export function psiFromBins(b: QuantileBins, current: ArrayLike<number>): number {
+  if (!current.length) throw new ValidationError('psi needs two non-empty samples');
+  return psiOf(b.shares, binShares(b.edges, current));
 }
 
 /**

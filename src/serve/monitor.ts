@@ -8,7 +8,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { ArgumentError, describe } from '../errors.js';
-import { ksTest, psi } from '../data/drift.js';
+import { ksSorted, psi, psiFromBins, quantileBins, type QuantileBins } from '../data/drift.js';
 import { Tensor } from '../tensor/tensor.js';
 import { hostRng, permutation } from '../data/loader.js';
 
@@ -238,7 +238,8 @@ export class Monitor {
   private readonly size: number;
   private readonly minSamples: number;
   private readonly bins: number;
-  private readonly ref: Float64Array[]; // per feature, the reference values
+  private readonly ref: Float64Array[]; // per feature, the reference values, sorted
+  private readonly refBins: QuantileBins[]; // per feature, PSI bins of the reference (computed once)
   private readonly lo: Float64Array;
   private readonly hi: Float64Array;
   private readonly rules: Required<AlertRule>[];
@@ -328,6 +329,7 @@ export class Monitor {
     const rows =
       N > maxRef ? Array.from(permutation(N, hostRng(0x6b696c6e)).subarray(0, maxRef)) : [...Array(N).keys()];
     this.ref = Array.from({ length: per }, (_, j) => Float64Array.from(rows, (i) => data[i * per + j]!).sort());
+    this.refBins = this.ref.map((r) => quantileBins(r, this.bins));
     this.lo = Float64Array.from(this.ref, (s) => quantile(s, q));
     this.hi = Float64Array.from(this.ref, (s) => quantile(s, 1 - q));
     this.referenceRows = rows.map((i) => Float32Array.from({ length: per }, (_, j) => data[i * per + j]!));
@@ -456,8 +458,9 @@ export class Monitor {
           col[i] = v;
           if (v < lo || v > hi) out[i] = 1;
         }
-        const p = psi(this.ref[j]!, col, this.bins);
-        const ks = ksTest(this.ref[j]!, col).statistic;
+        col.sort();
+        const p = psiFromBins(this.refBins[j]!, col);
+        const ks = ksSorted(this.ref[j]!, col).statistic;
         features.push({ feature: this.names[j]!, psi: p, ks });
         this.featurePsi?.set({ feature: this.names[j]! }, p);
         this.featureKs?.set({ feature: this.names[j]! }, ks);

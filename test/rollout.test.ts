@@ -724,7 +724,7 @@ test('a drifted input stream raises FeatureDrift (webhook, GET /alerts, metrics)
   }
 });
 
-test('Monitor numbers equal kn.data.psi and ksTest on the same reference and window', () => {
+test('Monitor numbers equal kn.data.psi and ksTest on the same reference and window', async () => {
   kn.seed(21);
   const ref = Array.from({ length: 300 }, () => Array.from(kn.randn([3]).toArray() as Float32Array));
   const mon = new kn.serve.Monitor({ reference: ref, window: 120, minSamples: 50, evaluateEveryMs: 0 }, 3);
@@ -742,6 +742,17 @@ test('Monitor numbers equal kn.data.psi and ksTest on the same reference and win
     assert.ok(Math.abs(f.ks - kn.data.ksTest(a, b).statistic) < 1e-12, `ks of x${j}`);
   }
   assert.is(rep.window.examples, 120);
+  // the chunked evaluation the timer runs gives the same numbers
+  const wide = new kn.serve.Monitor({ reference: kn.randn([400, 100]), window: 100, evaluateEveryMs: 20 }, 100);
+  for (let i = 0; i < 100; i++) wide.observe(kn.randn([100]).toArray() as Float32Array, new Float32Array([1]));
+  const sync = wide.evaluate();
+  const chunked = await wide.evaluateAsync();
+  assert.equal(chunked.values, sync.values);
+  assert.equal(chunked.features, sync.features);
+  wide.start();
+  for (let i = 0; i < 200 && wide.report().evaluatedAt === chunked.evaluatedAt; i++) await sleep(10);
+  assert.is.not(wide.report().evaluatedAt, chunked.evaluatedAt, 'the timer evaluated');
+  await wide.close();
 });
 
 test('prediction drift and confidence come from the model outputs; rules are checked and written for Prometheus', async () => {

@@ -260,6 +260,7 @@ export class Monitor {
     { count: number; firing: boolean; since: string | null; value: number | null }
   >();
   private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
   private last: MonitorReport | null = null;
   /** Webhook deliveries so far (newest last, at most 100). */
   readonly notifications: Notification[] = [];
@@ -421,7 +422,12 @@ export class Monitor {
   start(): void {
     const every = this.opts.evaluateEveryMs ?? 10000;
     if (every > 0 && !this.timer) {
-      this.timer = setInterval(() => this.evaluate(), every);
+      this.timer = setInterval(() => {
+        if (this.running) return; // the last evaluation is still running
+        this.running = this.evaluateAsync()
+          .then(() => undefined)
+          .finally(() => (this.running = null));
+      }, every);
       this.timer.unref();
     }
   }
@@ -430,6 +436,7 @@ export class Monitor {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    await this.running;
     await Promise.allSettled([...this.pending]);
   }
 
@@ -440,9 +447,41 @@ export class Monitor {
 
   /** Computes the window's numbers, updates the alert states and sends webhooks for changes. */
   evaluate(): MonitorReport {
+    const it = this.measure();
+    let r = it.next();
+    while (!r.done) r = it.next();
+    return this.conclude(r.value);
+  }
+
+  /**
+   * evaluate(), giving the event loop a turn after every 32 features, so that requests keep flowing while a wide
+   * input is compared (the timer uses this). The window is copied first: examples served meanwhile wait for the
+   * next evaluation.
+   */
+  async evaluateAsync(): Promise<MonitorReport> {
+    const it = this.measure();
+    let r = it.next();
+    while (!r.done) {
+      await new Promise((res) => setImmediate(res));
+      r = it.next();
+    }
+    return this.conclude(r.value);
+  }
+
+  /** The window's numbers, yielding every 32 features (a copy of the window is taken first). */
+  private *measure(): Generator<
+    void,
+    { values: Record<MonitorMetric, number | null>; features: MonitorReport['features']; n: number; rn: number }
+  > {
     const values = Object.fromEntries(METRICS.map((k) => [k, null])) as Record<MonitorMetric, number | null>;
     const features: MonitorReport['features'] = [];
     const n = this.n;
+    const xs = this.xs.slice(0, n * this.F),
+      predsAll = this.preds.slice(0, n),
+      conf = this.conf.slice(0, n);
+    const rn = this.rn,
+      okRing = this.okRing.slice(0, rn),
+      msRing = this.msRing.slice(0, rn);
     if (n >= this.minSamples) {
       let psiMax = 0,
         ksMax = 0,
@@ -451,10 +490,11 @@ export class Monitor {
       const col = new Float64Array(n);
       const out = new Uint8Array(n);
       for (let j = 0; j < this.F; j++) {
+        if (j > 0 && j % 32 === 0) yield;
         const lo = this.lo[j]!,
           hi = this.hi[j]!;
         for (let i = 0; i < n; i++) {
-          const v = this.xs[i * this.F + j]!;
+          const v = xs[i * this.F + j]!;
           col[i] = v;
           if (v < lo || v > hi) out[i] = 1;
         }
@@ -473,23 +513,33 @@ export class Monitor {
       values.feature_ks_max = ksMax;
       values.drifted_features = drifted;
       values.outlier_rate = outliers / n;
-      const preds = this.preds.subarray(0, n);
       if (this.refPreds)
         values.prediction_psi =
-          this.classes > 0 ? classPsi(this.refPreds, preds, this.classes) : psi(this.refPreds, preds, this.bins);
-      const c = Array.from(this.conf.subarray(0, n)).filter(Number.isFinite);
+          this.classes > 0 ? classPsi(this.refPreds, predsAll, this.classes) : psi(this.refPreds, predsAll, this.bins);
+      const c = Array.from(conf).filter(Number.isFinite);
       if (c.length) {
         values.confidence_mean = c.reduce((a, b) => a + b, 0) / c.length;
         if (Number.isFinite(this.refConf)) values.confidence_drop = this.refConf - values.confidence_mean;
       }
     }
-    if (this.rn > 0) {
+    if (rn > 0) {
       let bad = 0;
-      for (let i = 0; i < this.rn; i++) bad += 1 - this.okRing[i]!;
-      values.error_rate = bad / this.rn;
-      const ms = Float64Array.from(this.msRing.subarray(0, this.rn)).sort();
+      for (let i = 0; i < rn; i++) bad += 1 - okRing[i]!;
+      values.error_rate = bad / rn;
+      const ms = msRing.sort();
       values.p99_latency_ms = ms[Math.min(ms.length - 1, Math.ceil(0.99 * ms.length) - 1)]!;
     }
+    return { values, features, n, rn };
+  }
+
+  /** Updates the alert states from a measurement, sends webhooks for changes, and keeps the report. */
+  private conclude(m: {
+    values: Record<MonitorMetric, number | null>;
+    features: MonitorReport['features'];
+    n: number;
+    rn: number;
+  }): MonitorReport {
+    const { values, features, n, rn } = m;
     const now = new Date().toISOString();
     const alerts: AlertState[] = this.rules.map((r) => {
       const v = values[r.metric];
@@ -518,7 +568,7 @@ export class Monitor {
     });
     this.last = {
       evaluatedAt: now,
-      window: { examples: n, requests: this.rn },
+      window: { examples: n, requests: rn },
       values,
       features: features.sort((a, b) => b.psi - a.psi),
       alerts,

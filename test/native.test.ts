@@ -159,6 +159,62 @@ test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32)
   }
 });
 
+test('both conv methods (im2col + GEMM, direct) match js on every ISA: forward and both gradients', () => {
+  // each shape runs under KILN_CONV_ALGO=im2col and =direct (the direct kernels take stride 1 only); N = 1 splits
+  // one image's tiles over threads, N = 3 runs images in parallel; the last input holds an infinity, which the
+  // direct weight gradient must leave to im2col (its spare positions would turn 0 * inf into NaN)
+  const script = `
+    const kn = await import('./src/index.ts');
+    const { loadAddon } = await import('./src/backends/native/binding.ts');
+    const { addon } = loadAddon();
+    const shapes = [
+      [[1, 16, 12, 13], [32, 16, 3, 3], { padding: 1 }],
+      [[3, 3, 6, 5], [4, 3, 3, 3], { padding: 1 }],
+      [[2, 1, 28, 28], [6, 1, 5, 5], { padding: 2 }],
+      [[3, 6, 14, 14], [16, 6, 5, 5], {}],
+      [[2, 4, 9, 11], [6, 2, 3, 3], { padding: [1, 2], dilation: [2, 1], groups: 2 }],
+      [[1, 5, 7, 7], [3, 5, 3, 2], { padding: [0, 1] }],
+      [[3, 3, 4, 4], [7, 3, 4, 4], { padding: 3 }],
+      [[2, 2, 5, 6], [1, 2, 3, 3], { padding: [2, 3] }],
+      [[1, 7, 3, 70], [9, 7, 3, 3], {}],
+      [[2, 4, 6, 6], [5, 4, 1, 1], {}],
+      [[2, 3, 7, 6], [4, 3, 3, 3], { stride: 2, padding: 1 }],
+      [[2, 3, 6, 6], [4, 3, 3, 3], { padding: 1, inf: true }],
+    ];
+    const same = (a, b) => a === b || (Number.isNaN(a) && Number.isNaN(b)) ||
+      Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b));
+    const bad = [];
+    for (const isa of addon.info().supportedIsas) {
+      addon.setIsa(isa);
+      for (const [xs, ws, o] of shapes) {
+        kn.seed(xs[0] * 100 + ws[0]);
+        const xv = kn.randn(xs).toArray();
+        if (o.inf) xv[6] = Infinity; // row 1, column 0: the spare positions of row 0 read it
+        const x = kn.tensor(xv, xs), w = kn.randn(ws), u = kn.randn(kn.conv2d(x, w, null, o).shape);
+        const run = (x, w, u) => {
+          const f = (a, b) => kn.conv2d(a, b, null, o).mul(u).sum();
+          return [kn.conv2d(x, w, null, o), kn.grad((t) => f(t, w))(x), kn.grad((t) => f(x, t))(w)].map((t) => t.toArray());
+        };
+        const got = run(x, w, u);
+        kn.setBackend('js');
+        const want = run(x.to('js'), w.to('js'), u.to('js'));
+        kn.setBackend('cpu');
+        ['forward', 'input gradient', 'weight gradient'].forEach((what, k) => {
+          const i = want[k].findIndex((v, i) => !same(got[k][i], v));
+          if (i >= 0) bad.push(isa + ' ' + JSON.stringify([xs, ws, o]) + ' ' + what + ' [' + i + '] ' + got[k][i] + ' vs ' + want[k][i]);
+        });
+      }
+    }
+    console.log(JSON.stringify(bad));`;
+  for (const algo of ['im2col', 'direct']) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, KILN_CONV_ALGO: algo },
+      encoding: 'utf8',
+    });
+    assert.equal(JSON.parse(out.trim().split('\n').pop()!), [], `${algo}: ${out}`);
+  }
+});
+
 test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on', () => {
   const script =
     "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";

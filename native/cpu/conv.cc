@@ -1,13 +1,34 @@
-// conv2d (NCHW, groups, stride, padding, dilation) via im2col + GEMM, its input/weight backward kernels
-// (col2im), and max/avg pooling with backward.
+// conv2d (NCHW, groups, stride, padding, dilation) and its input/weight gradients, each by a direct kernel
+// (stride 1) or im2col + GEMM (col2im for the input gradient), picked per call; and max/avg pooling with
+// backward.
 #ifndef KILN_ISA
+#if defined(__x86_64__)
+#include <immintrin.h>  // masked row copies in the AVX-512 and AVX2 passes
+#endif
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "kiln/conv_geom.h"
 #include "kiln/cpu_common.h"
+
+namespace kiln {
+// KILN_CONV_ALGO=im2col|direct forces one method for the stride-1 convolutions both handle (the tests run
+// every conv case under each); unset or auto, the measured rule in use_direct() picks.
+enum class ConvAlgo { Auto, Im2col, Direct };
+static ConvAlgo conv_algo() {
+  static const ConvAlgo a = [] {
+    const char* e = std::getenv("KILN_CONV_ALGO");
+    if (e && std::strcmp(e, "im2col") == 0) return ConvAlgo::Im2col;
+    if (e && std::strcmp(e, "direct") == 0) return ConvAlgo::Direct;
+    return ConvAlgo::Auto;
+  }();
+  return a;
+}
+}  // namespace kiln
+
 #define KILN_ISA_FILE "cpu/conv.cc"
 #include "kiln/isa_passes.h"
 #else
@@ -28,12 +49,13 @@ static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) 
   return Status::ok();
 }
 
-// The im2col / col2im workspace of one call on one thread. A std::vector per call cost a zero fill of the whole
-// buffer and, above glibc's mmap threshold, an mmap and a page fault per page on every call (perf on the conv
-// fwd+bwd bench: memset and page faults ~25% of the step). Each thread keeps one buffer of up to 32 MiB between
-// calls (no kernel holds two at once on one thread); a larger one lives for the call only. Never zeroed: im2col
-// writes every element and the GEMM writes C before col2im reads it.
-class ColBuffer {
+// A workspace of one call on one thread (Slot tells apart the buffers one kernel holds at once). A std::vector per call
+// cost a zero fill of the whole buffer and, above glibc's mmap threshold, an mmap and a page fault per page on every
+// call (perf on the conv fwd+bwd bench: memset and page faults ~25% of the step). Each thread keeps one buffer of up to
+// 32 MiB between calls per slot; a larger one lives for the call only. Never zeroed: im2col writes every element and
+// the GEMM writes C before col2im reads it; the direct kernels write what they read.
+template <int Slot>
+class ThreadBuffer {
  public:
   float* get(int64_t n) {
     const size_t need = static_cast<size_t>(n);
@@ -145,6 +167,302 @@ static bool pointwise(const ConvGeom& g) {
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
 
+// ---- direct convolution for stride 1: no column matrix ----
+// One image (and group) is copied once into a zero-padded buffer xp [C][Hp][Wp] (Hp = H + 2ph, Wp = W + 2pw).
+// Number the output positions q = oh*Wp + ow, with the padded row width, so positions OW..Wp-1 of each row are
+// spare ones whose values are dropped. Then tap k = (c, i, j) of the kernel reads xp[koff[k] + q] with
+// koff[k] = c*Hp*Wp + i*dh*Wp + j*dw: for every tap the inputs of all positions form one contiguous run, and
+//   forward          out[o, q] = sum_k W[o, k] xp[koff[k] + q]      (a GEMM whose B rows are read in place)
+//   weight gradient  dW[o, k]  = sum_q gy'[o, q] xp[koff[k] + q]    (gy' = gy with zeros at the spare positions)
+//   input gradient   the forward of gy, padded by dilation*(k-1) - padding, with the kernel flipped and its
+//                    channel axes swapped.
+// The forward keeps an MR x NV-vector tile of outputs in registers as sgemm's micro-kernel does, broadcasting
+// weights and loading the input runs unaligned; the weight gradient keeps MO x KB dot products as vectors over q
+// and adds them across images before one horizontal sum. This skips im2col's copy of every input kh*kw times
+// (and col2im's read-back in the input gradient), which cost as much as the GEMM on small channel counts.
+
+struct Direct {  // src [C][H][W], padded by (ph, pw), convolved at stride 1 -> [O][OH][OW]
+  int64_t C, H, W, O, kh, kw, ph, pw, dh, dw;
+  int64_t Hp() const { return H + 2 * ph; }
+  int64_t Wp() const { return W + 2 * pw; }
+  int64_t OH() const { return Hp() - dh * (kh - 1); }
+  int64_t OW() const { return Wp() - dw * (kw - 1); }
+  int64_t K() const { return C * kh * kw; }
+  int64_t Q() const { return OH() * Wp(); }
+};
+
+static constexpr int kDirMR = kVL == 16 ? 8 : 4;  // forward tile: output channels x kDirNV vectors of positions
+static constexpr int kDirNV = 3;
+static constexpr int64_t kDirQT = kDirNV * kVL;
+static constexpr int kDirMO = kVL == 16 ? 4 : 2;  // weight-gradient tile: output channels x taps
+static constexpr int kDirKB = kVL == 16 ? 6 : 4;
+
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+static int64_t dir_qpad(const Direct& d) { return round_up(d.Q(), kDirQT); }
+// xp's size: the image, plus zeros read past it by the last taps of the last (padded) tile of positions
+static int64_t dir_xp_size(const Direct& d) { return d.C * d.Hp() * d.Wp() + d.dw * (d.kw - 1) + dir_qpad(d); }
+
+// dst[0, n) = src[0, n) for the short rows of these kernels (tens of floats), inline with a masked tail: a call
+// to memcpy per row, or a scalar tail, cost as much as a fifth of the direct convolution.
+static inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
+  int64_t i = 0;
+  for (; i + kVL <= n; i += kVL) vstore(dst + i, vload(src + i));
+  if (i == n) return;
+#if KILN_VEC_BYTES == 64
+  const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+#elif KILN_VEC_BYTES == 32
+  const __m256i m =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
+#else
+  for (; i < n; ++i) dst[i] = src[i];
+#endif
+}
+
+static void dir_offsets(const Direct& d, int64_t* koff) {
+  for (int64_t c = 0, k = 0; c < d.C; ++c)
+    for (int64_t i = 0; i < d.kh; ++i)
+      for (int64_t j = 0; j < d.kw; ++j) koff[k++] = (c * d.Hp() + i * d.dh) * d.Wp() + j * d.dw;
+}
+
+// xp = src zero-padded, and zeros after it
+static void dir_pad(const float* src, const Direct& d, float* xp) {
+  const int64_t Hp = d.Hp(), Wp = d.Wp(), size = dir_xp_size(d);
+  for (int64_t c = 0; c < d.C; ++c) {
+    float* dc = xp + c * Hp * Wp;
+    std::memset(dc, 0, static_cast<size_t>(d.ph * Wp) * sizeof(float));
+    for (int64_t h = 0; h < d.H; ++h) {
+      float* row = dc + (h + d.ph) * Wp;
+      for (int64_t w = 0; w < d.pw; ++w) row[w] = 0.f;
+      copy_row(row + d.pw, src + (c * d.H + h) * d.W, d.W);
+      for (int64_t w = d.pw + d.W; w < Wp; ++w) row[w] = 0.f;
+    }
+    std::memset(dc + (d.ph + d.H) * Wp, 0, static_cast<size_t>(d.ph * Wp) * sizeof(float));
+  }
+  const int64_t used = d.C * Hp * Wp;
+  std::memset(xp + used, 0, static_cast<size_t>(size - used) * sizeof(float));
+}
+
+static bool all_finite(const float* p, int64_t n) {
+  vfloat z = vfloat{};
+  int64_t i = 0;
+  for (; i + kVL <= n; i += kVL) z += vload(p + i) * 0.f;
+  float s = 0.f;
+  for (; i < n; ++i) s += p[i] * 0.f;
+  for (int l = 0; l < kVL; ++l) s += z[l];
+  return s == 0.f;
+}
+
+// Packs the forward weights as MR-row panels: wpk[(ob*K + k)*MR + ii] = val(ob*MR + ii, k), zero past O.
+template <class F>
+static void dir_pack(const Direct& d, float* wpk, F&& val) {
+  const int64_t K = d.K(), nb = (d.O + kDirMR - 1) / kDirMR;
+  for (int64_t ob = 0; ob < nb; ++ob)
+    for (int64_t k = 0; k < K; ++k)
+      for (int ii = 0; ii < kDirMR; ++ii) {
+        const int64_t o = ob * kDirMR + ii;
+        wpk[(ob * K + k) * kDirMR + ii] = o < d.O ? val(o, k) : 0.f;
+      }
+}
+
+// out[ii][0 .. kDirQT) = sum_k w[k][ii] * xq[koff[k] + 0 .. kDirQT) for ii < mr (row stride ldo)
+static inline void dir_tile(int64_t K, const float* __restrict w, const int64_t* __restrict koff,
+                            const float* __restrict xq, float* __restrict out, int64_t ldo, int64_t mr) {
+  vfloat acc[kDirMR][kDirNV];
+#pragma GCC unroll 8
+  for (int i = 0; i < kDirMR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kDirNV; ++v) acc[i][v] = vfloat{};
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = xq + koff[k];
+    vfloat bv[kDirNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kDirNV; ++v) bv[v] = vload(b + v * kVL);
+#pragma GCC unroll 8
+    for (int i = 0; i < kDirMR; ++i) {
+      const float a = w[k * kDirMR + i];
+#pragma GCC unroll 4
+      for (int v = 0; v < kDirNV; ++v) acc[i][v] += a * bv[v];
+    }
+  }
+  for (int64_t i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kDirNV; ++v) vstore(out + i * ldo + v * kVL, acc[i][v]);
+}
+
+// dst [O][OH][OW] from the padded image xp; tmp holds [O][qpad] (positions with the padded row width).
+static void dir_forward_image(const float* xp, const Direct& d, const float* wpk, const int64_t* koff, float* tmp,
+                              float* dst, bool par) {
+  const int64_t qp = dir_qpad(d), tiles = qp / kDirQT, K = d.K(), nb = (d.O + kDirMR - 1) / kDirMR;
+  const int64_t OH = d.OH(), OW = d.OW(), Wp = d.Wp();
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t ob = 0; ob < nb; ++ob)
+        dir_tile(K, wpk + ob * K * kDirMR, koff, xp + t * kDirQT, tmp + ob * kDirMR * qp + t * kDirQT, qp,
+                 std::min<int64_t>(kDirMR, d.O - ob * kDirMR));
+  };
+  if (par && num_threads() > 1)
+    parallel_for(tiles, 1, run);
+  else
+    run(0, tiles);
+  for (int64_t o = 0; o < d.O; ++o)
+    for (int64_t oh = 0; oh < OH; ++oh) copy_row(dst + (o * OH + oh) * OW, tmp + o * qp + oh * Wp, OW);
+}
+
+// Runs a direct convolution of N sources (image n, group gi at src(n, gi)) into dst(n, gi), the weights packed
+// once per group by pack(gi, wpk). Images in parallel when there are at least as many as threads, else the
+// tiles of each image.
+template <class Src, class Dst, class Pack>
+static void dir_run(const Direct& d, int64_t N, int64_t groups, Src&& src, Dst&& dst, Pack&& pack) {
+  const int64_t K = d.K(), nb = (d.O + kDirMR - 1) / kDirMR;
+  std::vector<int64_t> koff(static_cast<size_t>(K));
+  dir_offsets(d, koff.data());
+  std::vector<float> wpk(static_cast<size_t>(groups * nb * kDirMR * K));
+  for (int64_t gi = 0; gi < groups; ++gi) pack(gi, wpk.data() + gi * nb * kDirMR * K);
+  auto image = [&](int64_t n, bool par, ThreadBuffer<0>& xb, ThreadBuffer<1>& tb) {
+    float* xp = xb.get(dir_xp_size(d));
+    float* tmp = tb.get(d.O * dir_qpad(d));
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      dir_pad(src(n, gi), d, xp);
+      dir_forward_image(xp, d, wpk.data() + gi * nb * kDirMR * K, koff.data(), tmp, dst(n, gi), par);
+    }
+  };
+  if (N >= num_threads() && num_threads() > 1) {
+    parallel_for(N, 1, [&](int64_t lo, int64_t hi) {
+      ThreadBuffer<0> xb;
+      ThreadBuffer<1> tb;
+      for (int64_t n = lo; n < hi; ++n) image(n, false, xb, tb);
+    });
+  } else {
+    ThreadBuffer<0> xb;
+    ThreadBuffer<1> tb;
+    for (int64_t n = 0; n < N; ++n) image(n, true, xb, tb);
+  }
+}
+
+// The weight gradient's tile: acc[(oi*KB + kk)] (vectors over positions, kept in memory between images)
+// += gy'[o0 + oi][q] * xp[koff[kk] + q] over q in [0, qv).
+static inline void dirw_tile(int64_t qv, const float* __restrict g, int64_t ldg, const float* __restrict xp,
+                             const int64_t* __restrict koff, float* __restrict accm) {
+  vfloat acc[kDirMO][kDirKB];
+#pragma GCC unroll 8
+  for (int oi = 0; oi < kDirMO; ++oi)
+#pragma GCC unroll 8
+    for (int kk = 0; kk < kDirKB; ++kk) acc[oi][kk] = vload(accm + (oi * kDirKB + kk) * kVL);
+  const float* xr[kDirKB];
+#pragma GCC unroll 8
+  for (int kk = 0; kk < kDirKB; ++kk) xr[kk] = xp + koff[kk];
+  for (int64_t q = 0; q < qv; q += kVL) {
+    vfloat gv[kDirMO];
+#pragma GCC unroll 8
+    for (int oi = 0; oi < kDirMO; ++oi) gv[oi] = vload(g + oi * ldg + q);
+#pragma GCC unroll 8
+    for (int kk = 0; kk < kDirKB; ++kk) {
+      const vfloat xv = vload(xr[kk] + q);
+#pragma GCC unroll 8
+      for (int oi = 0; oi < kDirMO; ++oi) acc[oi][kk] += gv[oi] * xv;
+    }
+  }
+#pragma GCC unroll 8
+  for (int oi = 0; oi < kDirMO; ++oi)
+#pragma GCC unroll 8
+    for (int kk = 0; kk < kDirKB; ++kk) vstore(accm + (oi * kDirKB + kk) * kVL, acc[oi][kk]);
+}
+
+// The weight gradient of images [lo, hi) by the direct method, added into dw [groups][Og = d.O][K]. Needs
+// finite inputs: a spare position's zero gradient times an infinite input would make a NaN that im2col does
+// not. Tiles of one image run in parallel with `par`.
+template <class Src, class Gy>
+static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi, Src&& src, Gy&& gy, float* dw,
+                        bool par) {
+  const int64_t K = d.K(), Og = d.O, Op = round_up(Og, kDirMO), Kp = round_up(K, kDirKB);
+  const int64_t OH = d.OH(), OW = d.OW(), Wp = d.Wp(), Q = d.Q(), qv = round_up(Q, kVL);
+  const int64_t nkb = Kp / kDirKB, tiles = (Op / kDirMO) * nkb, per_group = Op * Kp * kVL;
+  std::vector<int64_t> koff(static_cast<size_t>(Kp));
+  dir_offsets(d, koff.data());
+  for (int64_t k = K; k < Kp; ++k) koff[static_cast<size_t>(k)] = koff[0];  // spare taps, dropped below
+  ThreadBuffer<0> xb;
+  ThreadBuffer<1> gb;
+  ThreadBuffer<2> ab;
+  float* xp = xb.get(dir_xp_size(d));
+  float* g = gb.get(Op * qv);
+  float* accm = ab.get(groups * per_group);
+  std::memset(accm, 0, static_cast<size_t>(groups * per_group) * sizeof(float));
+  for (int64_t n = lo; n < hi; ++n)
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      dir_pad(src(n, gi), d, xp);
+      const float* gyg = gy(n, gi);
+      for (int64_t o = 0; o < Op; ++o) {
+        float* row = g + o * qv;
+        if (o >= Og) {
+          std::memset(row, 0, static_cast<size_t>(qv) * sizeof(float));
+          continue;
+        }
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          copy_row(row + oh * Wp, gyg + (o * OH + oh) * OW, OW);
+          for (int64_t w = OW; w < Wp; ++w) row[oh * Wp + w] = 0.f;
+        }
+        for (int64_t q = Q; q < qv; ++q) row[q] = 0.f;
+      }
+      float* acc = accm + gi * per_group;
+      auto run = [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t ob = t / nkb, kb = t % nkb;
+          dirw_tile(qv, g + ob * kDirMO * qv, qv, xp, koff.data() + kb * kDirKB, acc + t * kDirMO * kDirKB * kVL);
+        }
+      };
+      if (par && num_threads() > 1)
+        parallel_for(tiles, 1, run);
+      else
+        run(0, tiles);
+    }
+  for (int64_t gi = 0; gi < groups; ++gi)
+    for (int64_t o = 0; o < Og; ++o)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t t = (o / kDirMO) * nkb + k / kDirKB;
+        const float* v = accm + gi * per_group + ((t * kDirMO + o % kDirMO) * kDirKB + k % kDirKB) * kVL;
+        float s = 0.f;
+        for (int l = 0; l < kVL; ++l) s += v[l];
+        dw[(gi * Og + o) * K + k] += s;
+      }
+}
+
+// Which kernel the direct method would run for: the forward, the input gradient or the weight gradient.
+enum class ConvPass { Forward, Input, Weight };
+
+// The direct geometry of each pass (the input gradient is a forward over gy with the flipped kernel).
+static Direct dir_geom(const ConvGeom& g, ConvPass pass) {
+  if (pass == ConvPass::Input)
+    return Direct{g.Og(), g.OH, g.OW, g.Cg(), g.kh, g.kw, g.dh * (g.kh - 1) - g.ph, g.dw * (g.kw - 1) - g.pw,
+                  g.dh,   g.dw};
+  return Direct{g.Cg(), g.H, g.W, g.Og(), g.kh, g.kw, g.ph, g.pw, g.dh, g.dw};
+}
+
+// Whether the direct kernels take this convolution. They need stride 1 (a 1x1 kernel at stride 1 is a plain
+// GEMM already) and, for the input gradient, padding <= dilation*(k-1). The rest of the rule comes from timing
+// both methods per kernel on CNN layer shapes (bench/RESULTS.md, issue 18):
+// - forward: direct unless most of the tile's rows are spare (fewer output channels than half a tile);
+// - input gradient: direct unless the tile is mostly spare rows or spare positions, or the padded gradient is
+//   mostly padding (a 5x5 kernel over a 5x5 gradient: the direct kernel multiplies the zeros, col2im does not);
+// - weight gradient: direct unless its per-tap accumulators (O x K vectors) outgrow the cache, or an image has
+//   too few positions to pay for them.
+static bool use_direct(const ConvGeom& g, ConvPass pass) {
+  if (g.sh != 1 || g.sw != 1 || pointwise(g)) return false;
+  if (pass == ConvPass::Input && (g.ph > g.dh * (g.kh - 1) || g.pw > g.dw * (g.kw - 1))) return false;
+  if (conv_algo() != ConvAlgo::Auto) return conv_algo() == ConvAlgo::Direct;
+  const Direct d = dir_geom(g, pass);
+  const double rows = static_cast<double>(d.O) / round_up(d.O, kDirMR);
+  switch (pass) {
+    case ConvPass::Forward: return rows >= 0.5;
+    case ConvPass::Input: return rows * d.OW() / d.Wp() >= 0.55 && static_cast<double>(g.OH * g.OW) / d.Q() >= 0.3;
+    default: {
+      const double accm = static_cast<double>(round_up(d.O, kDirMO)) * round_up(d.K(), kDirKB) * kVL * 4;
+      return d.Q() >= 128 && accm <= 1024.0 * 1024.0;
+    }
+  }
+}
+
 static Status check_f32(const TensorView* in, int nin, const TensorView& out, const char* op) {
   for (int i = 0; i < nin; ++i) {
     KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, " takes float32, got ", kDTypeNames[in[i].dtype]);
@@ -182,8 +500,19 @@ static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, con
 // The forward convolution on validated geometry: per image (and group) im2col, then one GEMM; images in
 // parallel when there are at least as many as threads, else each GEMM uses the threads.
 static void conv_forward(const float* px, const float* pw, float* po, const ConvGeom& g) {
+  if (use_direct(g, ConvPass::Forward)) {
+    const Direct d = dir_geom(g, ConvPass::Forward);
+    dir_run(
+        d, g.N, g.groups, [&](int64_t n, int64_t gi) { return px + (n * g.C + gi * g.Cg()) * g.H * g.W; },
+        [&](int64_t n, int64_t gi) { return po + (n * g.O + gi * g.Og()) * g.P(); },
+        [&](int64_t gi, float* wpk) {
+          const float* wg = pw + gi * g.Og() * g.ckk();
+          dir_pack(d, wpk, [&](int64_t o, int64_t k) { return wg[o * g.ckk() + k]; });
+        });
+    return;
+  }
   const bool pw1 = pointwise(g);
-  auto image = [&](int64_t n, bool par, ColBuffer& col) {
+  auto image = [&](int64_t n, bool par, ThreadBuffer<0>& col) {
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
       float* og = po + (n * g.O + gi * g.Og()) * g.P();
@@ -203,11 +532,11 @@ static void conv_forward(const float* px, const float* pw, float* po, const Conv
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
-      ColBuffer col;
+      ThreadBuffer<0> col;
       for (int64_t n = lo; n < hi; ++n) image(n, false, col);
     });
   } else {
-    ColBuffer col;
+    ThreadBuffer<0> col;
     for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
   }
 }
@@ -237,9 +566,26 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
   const int64_t total = out.numel();
   const float* pgy = gy.ptr<float>();
   const float* pw = w.ptr<float>();
+  if (total > 0 && gy.numel() > 0 && use_direct(g, ConvPass::Input)) {
+    // the forward of gy padded by dilation*(k-1) - padding, with tap (o, i, j) of output c weighing
+    // w[o, c, kh-1-i, kw-1-j]
+    const Direct d = dir_geom(g, ConvPass::Input);
+    const int64_t kk = g.kh * g.kw;
+    dir_run(
+        d, g.N, g.groups, [&](int64_t n, int64_t gi) { return pgy + (n * g.O + gi * g.Og()) * g.P(); },
+        [&](int64_t n, int64_t gi) { return pdx + (n * g.C + gi * g.Cg()) * g.H * g.W; },
+        [&](int64_t gi, float* wpk) {
+          const float* wg = pw + gi * g.Og() * g.ckk();
+          dir_pack(d, wpk, [&](int64_t c, int64_t k) {
+            const int64_t o = k / kk, r = k % kk;
+            return wg[(o * g.Cg() + c) * kk + (g.kh - 1 - r / g.kw) * g.kw + (g.kw - 1 - r % g.kw)];
+          });
+        });
+    return Status::ok();
+  }
   for (int64_t i = 0; i < total; ++i) pdx[i] = 0.f;
   if (gy.numel() == 0) return Status::ok();
-  auto image = [&](int64_t n, bool par, ColBuffer& col) {
+  auto image = [&](int64_t n, bool par, ThreadBuffer<0>& col) {
     for (int64_t gi = 0; gi < g.groups; ++gi) {
       float* dxg = pdx + (n * g.C + gi * g.Cg()) * g.H * g.W;
       const float* wg = pw + gi * g.Og() * g.ckk();
@@ -260,11 +606,11 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
-      ColBuffer col;
+      ThreadBuffer<0> col;
       for (int64_t n = lo; n < hi; ++n) image(n, false, col);
     });
   } else {
-    ColBuffer col;
+    ThreadBuffer<0> col;
     for (int64_t n = 0; n < g.N; ++n) image(n, true, col);
   }
   return Status::ok();
@@ -312,7 +658,7 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
   };
   const bool transposed = g.Og() > kGemmSmallM && padded(g.ckk(), g.Og()) < padded(g.Og(), g.ckk());
   auto images_direct = [&](int64_t lo, int64_t hi, float* dw, bool par) {
-    ColBuffer col;
+    ThreadBuffer<0> col;
     for (int64_t n = lo; n < hi; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
@@ -332,7 +678,7 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
       }
   };
   auto images_transposed = [&](int64_t lo, int64_t hi, float* dw, bool par) {
-    ColBuffer col;
+    ThreadBuffer<0> col;
     const int64_t per = g.ckk() * g.Og();
     std::vector<float> dwt(static_cast<size_t>(g.groups * per), 0.f);
     for (int64_t n = lo; n < hi; ++n)
@@ -357,8 +703,14 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
         for (int64_t k = 0; k < g.ckk(); ++k)
           dw[gi * per + o * g.ckk() + k] += dwt[static_cast<size_t>(gi * per + k * g.Og() + o)];
   };
+  const bool direct = use_direct(g, ConvPass::Weight) && all_finite(px, x.numel());
+  const Direct d = dir_geom(g, ConvPass::Weight);
   const auto images = [&](int64_t lo, int64_t hi, float* dw, bool par) {
-    if (transposed)
+    if (direct)
+      dirw_images(
+          d, g.groups, lo, hi, [&](int64_t n, int64_t gi) { return px + (n * g.C + gi * g.Cg()) * g.H * g.W; },
+          [&](int64_t n, int64_t gi) { return pgy + (n * g.O + gi * g.Og()) * g.P(); }, dw, par);
+    else if (transposed)
       images_transposed(lo, hi, dw, par);
     else
       images_direct(lo, hi, dw, par);

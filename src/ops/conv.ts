@@ -7,7 +7,7 @@ import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { arange, full } from './creation.js';
 import { add, cast, eq, mul } from './elementwise.js';
-import { concat, reshape, slice, stack } from './movement.js';
+import { concat, contiguous, reshape, slice, stack } from './movement.js';
 import { argmax, sum } from './reduce.js';
 
 export type Pair = number | readonly [number, number];
@@ -89,10 +89,16 @@ function convCore(x: Tensor, w: Tensor, attrs: readonly number[]): Tensor {
   const [sh, sw, ph, pw, dh, dw] = attrs as [number, number, number, number, number, number];
   const shape = [N, O, outSize(H, kh, sh, ph, dh), outSize(W, kw, sw, pw, dw)];
   const y = runKernel('conv2d', [x, w], attrs, shape, isFloat(x.dtype) ? x.dtype : 'float32');
-  return record('conv2d', y, [x, w], [x, w], (g, [xx, ww], needs) => [
-    needs[0] ? convInputGrad(g, ww!, attrs, H, W) : null,
-    needs[1] ? convWeightGrad(xx!, g, attrs, kh, kw) : null,
-  ]);
+  return record('conv2d', y, [x, w], [x, w], (g, [xx, ww], needs) => {
+    // both gradient kernels read g whole: a strided g (sum's broadcast gradient) is copied once, not per kernel
+    const gc = needs[0] && needs[1] && !g.isContiguous() ? contiguous(g) : g;
+    const grads = [
+      needs[0] ? convInputGrad(gc, ww!, attrs, H, W) : null,
+      needs[1] ? convWeightGrad(xx!, gc, attrs, kh, kw) : null,
+    ];
+    if (gc !== g) gc.dispose();
+    return grads;
+  });
 }
 
 /** The input gradient of conv2d: g [N, O, OH, OW] and w -> [N, C, H, W]. */

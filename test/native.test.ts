@@ -215,6 +215,40 @@ test('both conv methods (im2col + GEMM, direct) match js on every ISA: forward a
   }
 });
 
+test('2x2 max pooling in blocks of 16, 8 and 4 windows matches js on every ISA, with ties and NaNs', () => {
+  const { addon } = loadAddon();
+  const prev = addon!.info().isa;
+  try {
+    for (const isa of addon!.info().supportedIsas) {
+      addon!.setIsa(isa);
+      for (const W of [8, 9, 16, 30, 58, 70]) {
+        const r = rng(W);
+        // rounded values: many ties; a few NaNs
+        const xs = Array.from({ length: 2 * 3 * 5 * W }, (_, i) => (i % 37 === 5 ? NaN : Math.round(r() * 4)));
+        const x = kn.tensor(xs, [2, 3, 5, W]);
+        const u = kn.tensor(
+          Array.from({ length: 2 * 3 * 2 * Math.floor(W / 2) }, () => r()),
+          [2, 3, 2, Math.floor(W / 2)],
+        );
+        const run = (t: kn.Tensor, g: kn.Tensor): number[][] => [
+          Array.from(kn.maxPool2d(t, 2).toArray(), Number),
+          Array.from((kn.grad((v: kn.Tensor) => kn.maxPool2d(v, 2).mul(g).sum())(t) as kn.Tensor).toArray(), Number),
+        ];
+        const got = run(x, u);
+        const want = onBackend('js', () => run(x.to('js'), u.to('js')));
+        for (let k = 0; k < 2; k++)
+          for (let i = 0; i < want[k]!.length; i++) {
+            const a = got[k]![i]!,
+              b = want[k]![i]!;
+            assert.ok(Object.is(a, b) || a === b, `${isa} W=${W} ${k ? 'backward' : 'forward'} [${i}]: ${a} vs ${b}`);
+          }
+      }
+    }
+  } finally {
+    addon!.setIsa(prev);
+  }
+});
+
 test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on', () => {
   const script =
     "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";

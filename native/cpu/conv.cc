@@ -748,6 +748,106 @@ static Status pool_geom(const TensorView& x, const double* attrs, ConvGeom& p, c
   return Status::ok();
 }
 
+static bool pool_2x2(const ConvGeom& p) {
+  return p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
+}
+
+// L 2x2 windows at stride 2 at once, from input rows r0, r1 (from the first window's column): the maximum of
+// each by max_pool_takes' rule (the first maximum, or the first NaN) and which tap holds it (0..3 for (0,0),
+// (0,1), (1,0), (1,1)), as L-lane vectors. Branch-free and across windows: per window, the compare-and-select
+// chain over the taps was latency-bound at ~60 cycles, as much as the rest of the step's pooling.
+template <int L>
+struct LaneVec;  // float and int32 vectors of L lanes (a dependent vector_size is not allowed)
+template <>
+struct LaneVec<16> {
+  typedef float F __attribute__((vector_size(64)));
+  typedef int32_t I __attribute__((vector_size(64)));
+};
+template <>
+struct LaneVec<8> {
+  typedef float F __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+};
+template <>
+struct LaneVec<4> {
+  typedef float F __attribute__((vector_size(16)));
+  typedef int32_t I __attribute__((vector_size(16)));
+};
+
+template <int L>
+struct Pool2x2 {
+  typedef typename LaneVec<L>::F F;
+  typedef typename LaneVec<L>::I I;
+  static I seq(int mul, int add) {
+    I r;
+    for (int l = 0; l < L; ++l) r[l] = l * mul + add;
+    return r;
+  }
+  static F load(const float* p) {
+    F v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, F v) { __builtin_memcpy(p, &v, sizeof v); }
+  static void max(const float* r0, const float* r1, F& m, I& idx) {
+    const I ev = seq(2, 0), od = seq(2, 1);
+    const F a0 = load(r0), a1 = load(r0 + L), b0 = load(r1), b1 = load(r1 + L);
+    const F t[4] = {__builtin_shuffle(a0, a1, ev), __builtin_shuffle(a0, a1, od), __builtin_shuffle(b0, b1, ev),
+                    __builtin_shuffle(b0, b1, od)};
+    m = t[0];
+    idx = I{} + 0;
+    for (int k = 1; k < 4; ++k) {
+      const I take = (m == m) & ((t[k] > m) | (t[k] != t[k]));
+      m = take ? t[k] : m;
+      idx = take ? I{} + k : idx;
+    }
+  }
+  // forward: L maxima into o
+  static void forward(const float* r0, const float* r1, float* o) {
+    F m;
+    I idx;
+    max(r0, r1, m, idx);
+    store(o, m);
+  }
+  // backward: the gradients g of L windows onto their maxima, zeros on the other taps of rows d0, d1
+  static void backward(const float* r0, const float* r1, const float* g, float* d0, float* d1) {
+    F m;
+    I idx;
+    max(r0, r1, m, idx);
+    const F gv = load(g), z = F{};
+    const F t0 = idx == 0 ? gv : z, t1 = idx == 1 ? gv : z, t2 = idx == 2 ? gv : z, t3 = idx == 3 ? gv : z;
+    const I lo = seq(1, 0) / 2 + (seq(1, 0) % 2) * L, hi = lo + L / 2;
+    store(d0, __builtin_shuffle(t0, t1, lo));
+    store(d0 + L, __builtin_shuffle(t0, t1, hi));
+    store(d1, __builtin_shuffle(t2, t3, lo));
+    store(d1 + L, __builtin_shuffle(t2, t3, hi));
+  }
+};
+
+// Runs f<L>(ow) over the windows [0, OW) of one row in blocks of 16, 8 and 4; returns where the rest starts.
+template <class F>
+static int64_t pool_row_blocks(int64_t OW, F&& f) {
+  int64_t ow = 0;
+  for (; ow + 16 <= OW; ow += 16) f(std::integral_constant<int, 16>{}, ow);
+  if (ow + 8 <= OW) {
+    f(std::integral_constant<int, 8>{}, ow);
+    ow += 8;
+  }
+  if (ow + 4 <= OW) {
+    f(std::integral_constant<int, 4>{}, ow);
+    ow += 4;
+  }
+  return ow;
+}
+
+// m, best = v, at when take, by masks rather than a branch (GCC turns `take ? v : m` back into one here)
+static inline void pool_take(float v, int64_t at, bool take, float& m, int64_t& best) {
+  const int64_t k = -static_cast<int64_t>(take);
+  best = (at & k) | (best & ~k);
+  const uint32_t k32 = static_cast<uint32_t>(k);
+  m = __builtin_bit_cast(float, (__builtin_bit_cast(uint32_t, v) & k32) | (__builtin_bit_cast(uint32_t, m) & ~k32));
+}
+
 static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   if (Status s = check_f32(in, nin, out, "maxPool2d"); !s.good()) return s;
   ConvGeom p{};
@@ -757,12 +857,16 @@ static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out,
       ST_SHAPE, "maxPool2d output ", shape_str(out), " has the wrong shape");
   const float* x = in[0].ptr<float>();
   float* o = out.ptr<float>();
+  const bool two = pool_2x2(p);
   parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
     for (int64_t nc = lo; nc < hi; ++nc) {
       const float* xp = x + nc * p.H * p.W;
       float* op = o + nc * p.OH * p.OW;
-      for (int64_t oh = 0; oh < p.OH; ++oh)
-        for (int64_t ow = 0; ow < p.OW; ++ow) {
+      for (int64_t oh = 0; oh < p.OH; ++oh) {
+        const int64_t rest = !two ? 0 : pool_row_blocks(p.OW, [&](auto L, int64_t ow) {
+          Pool2x2<L>::forward(xp + 2 * oh * p.W + 2 * ow, xp + (2 * oh + 1) * p.W + 2 * ow, op + oh * p.OW + ow);
+        });
+        for (int64_t ow = rest; ow < p.OW; ++ow) {
           float m = -__builtin_inff();
           bool nan = false;
           for (int64_t i = 0; i < p.kh; ++i) {
@@ -778,6 +882,7 @@ static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out,
           }
           op[oh * p.OW + ow] = nan ? __builtin_nanf("") : m;
         }
+      }
     }
   });
   return Status::ok();
@@ -798,13 +903,20 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
   if (p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0) {
     // windows that tile the input without overlap (2x2 stride 2, the common case): each window writes all its
     // taps once (the gradient at its first maximum, 0 elsewhere), so no separate zeroing pass and no +=
+    const bool two = pool_2x2(p);
     parallel_for(p.N * p.C, 4, [&](int64_t lo, int64_t hi) {
       for (int64_t nc = lo; nc < hi; ++nc) {
         const float* xp = x + nc * p.H * p.W;
         const float* gp = g + nc * p.OH * p.OW;
         float* op = o + nc * p.H * p.W;
+        int64_t rest = 0;
+        for (int64_t oh = 0; oh < p.OH && two; ++oh)
+          rest = pool_row_blocks(p.OW, [&](auto L, int64_t ow) {
+            const int64_t a0 = 2 * oh * p.W + 2 * ow, a1 = a0 + p.W;
+            Pool2x2<L>::backward(xp + a0, xp + a1, gp + oh * p.OW + ow, op + a0, op + a1);
+          });
         for (int64_t oh = 0; oh < p.OH; ++oh)
-          for (int64_t ow = 0; ow < p.OW; ++ow) {
+          for (int64_t ow = rest; ow < p.OW; ++ow) {
             const int64_t h0 = oh * p.kh, w0 = ow * p.kw;
             float m = -__builtin_inff();
             int64_t best = -1;
@@ -812,10 +924,10 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
               for (int64_t j = 0; j < p.kw; ++j) {
                 const int64_t at = (h0 + i) * p.W + w0 + j;
                 op[at] = 0.f;
-                if (max_pool_takes(xp[at], m, best < 0)) {
-                  m = xp[at];
-                  best = at;
-                }
+                // branch-free: which tap is the maximum is data, and a mispredicted branch per tap cost more
+                // than the rest of the kernel
+                const float v = xp[at];
+                pool_take(v, at, max_pool_takes(v, m, best < 0), m, best);
               }
             op[best] = gp[oh * p.OW + ow];
           }
@@ -843,10 +955,7 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
               const int64_t iw = ow * p.sw - p.pw + j;
               if (iw < 0 || iw >= p.W) continue;
               const float v = xp[ih * p.W + iw];
-              if (max_pool_takes(v, m, best < 0)) {
-                m = v;
-                best = ih * p.W + iw;
-              }
+              pool_take(v, ih * p.W + iw, max_pool_takes(v, m, best < 0), m, best);
             }
           }
           if (best >= 0) op[best] += gp[oh * p.OW + ow];

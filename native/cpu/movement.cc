@@ -20,6 +20,9 @@ static void copy_typed(const TensorView& src, const TensorView& dst) {
     const int64_t so = st[0], sa = st[1];
     if (so == 1 && sa == 1) {
       __builtin_memcpy(po, pa, static_cast<size_t>(n) * sizeof(T));
+    } else if (so == 1 && sa == 0) {  // a broadcast value (sum's gradient made contiguous): a vectorised fill
+      const T v = *pa;
+      for (int64_t i = 0; i < n; ++i) po[i] = v;
     } else {
       for (int64_t i = 0; i < n; ++i) po[i * so] = pa[i * sa];
     }

@@ -75,6 +75,8 @@ inline Status read_pool_attrs(const double* attrs, ConvGeom& g, const char* op) 
  * one, and a NaN beats every number and stays (so the max is NaN when any tap is, and the gradient goes to the
  * first maximum, or the first NaN). `m` is the value picked so far; `first` is true for the first in-bounds tap.
  */
-KILN_HD inline bool max_pool_takes(float v, float m, bool first) { return first || (m == m && (v > m || v != v)); }
+KILN_HD inline bool max_pool_takes(float v, float m, bool first) {
+  return first | ((m == m) & ((v > m) | (v != v)));  // no short-circuit: callers select with it branch-free
+}
 
 }  // namespace kiln

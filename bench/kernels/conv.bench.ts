@@ -1,12 +1,16 @@
-// conv2d forward side by side with peers in one run: kiln (im2col + GEMM), onnxruntime-node (a one-node Conv
-// model) and TensorFlow.js wasm and cpu (NHWC, the layout tfjs prefers), on a LeNet/ResNet-like 3x3 layer
-// [N, 16, 28, 28] * [32, 16, 3, 3], padding 1. GFLOP/s (median) and the ratio to the best peer.
+// conv2d forward side by side with peers in one run: kiln (direct or im2col + GEMM, as its rule picks),
+// onnxruntime-node (a one-node Conv model) and TensorFlow.js wasm and cpu (NHWC, the layout tfjs prefers), on a
+// LeNet/ResNet-like 3x3 layer [N, 16, 28, 28] * [32, 16, 3, 3], padding 1. GFLOP/s (median) and the ratio to
+// the best peer. Then kiln's two methods against each other per kernel on CNN layer shapes (each in a child
+// process with KILN_CONV_ALGO set), with what the rule picks: the measurements behind the rule in conv.cc.
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type * as Ort from 'onnxruntime-node';
 import * as kn from '../../src/index.js';
 import { cpuBench, fmt, measure, measureAsync } from '../harness.js';
+import type { MethodRow } from './conv-methods.js';
 
 const require = createRequire(import.meta.url);
 const C = 16,
@@ -105,6 +109,36 @@ export async function run(): Promise<void> {
     }
   }
   addon.setThreads(info.threads);
+  methods();
+}
+
+/** µs per call of each kernel under im2col, direct and the rule, 1 thread, each method in its own process. */
+function methods(): void {
+  const child = new URL('./conv-methods.ts', import.meta.url).pathname;
+  const rows = (algo: string): MethodRow[] =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--import', 'tsx', child], {
+        env: { ...process.env, KILN_CONV_ALGO: algo, KILN_NUM_THREADS: '1' },
+        encoding: 'utf8',
+      })
+        .trim()
+        .split('\n')
+        .pop()!,
+    ) as MethodRow[];
+  const im = rows('im2col'),
+    di = rows('direct'),
+    au = rows('auto');
+  console.log('## conv2d kernels by method, 1 thread: µs per call (median); rule = KILN_CONV_ALGO unset');
+  console.log('layer [C x H x W -> O, kernel]            kernel     im2col    direct      rule  rule / best');
+  for (let i = 0; i < im.length; i++)
+    for (const k of ['fwd', 'input', 'weight'] as const) {
+      const a = im[i]![k],
+        b = di[i]![k],
+        r = au[i]![k];
+      console.log(
+        `${(k === 'fwd' ? im[i]!.shape : '').padEnd(40)} ${k.padEnd(7)} ${[a, b, r].map((v) => v.toFixed(0).padStart(9)).join(' ')} ${(r / Math.min(a, b)).toFixed(2).padStart(12)}`,
+      );
+    }
 }
 
 if (process.argv[1]?.endsWith('conv.bench.ts')) await run();

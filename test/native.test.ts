@@ -161,7 +161,8 @@ test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32)
 
 test('both conv methods (im2col + GEMM, direct) match js on every ISA: forward and both gradients', () => {
   // each shape runs under KILN_CONV_ALGO=im2col and =direct (the direct kernels take stride 1 only); N = 1 splits
-  // one image's tiles over threads, N = 3 runs images in parallel; the last input holds an infinity, which the
+  // one image's tiles over threads, N = 3 runs images in parallel; a padding of 2^19 with dilation 2^20 must not
+  // pad a copy to terabytes (the direct method declines it); the last input holds an infinity, which the
   // direct weight gradient must leave to im2col (its spare positions would turn 0 * inf into NaN)
   const script = `
     const kn = await import('./src/index.ts');
@@ -179,6 +180,7 @@ test('both conv methods (im2col + GEMM, direct) match js on every ISA: forward a
       [[1, 7, 3, 70], [9, 7, 3, 3], {}],
       [[2, 4, 6, 6], [5, 4, 1, 1], {}],
       [[2, 3, 7, 6], [4, 3, 3, 3], { stride: 2, padding: 1 }],
+      [[1, 1, 1, 1], [1, 1, 2, 2], { dilation: 2 ** 20, padding: 2 ** 19 }],
       [[2, 3, 6, 6], [4, 3, 3, 3], { padding: 1, inf: true }],
     ];
     const same = (a, b) => a === b || (Number.isNaN(a) && Number.isNaN(b)) ||

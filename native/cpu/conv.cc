@@ -450,8 +450,11 @@ static Direct dir_geom(const ConvGeom& g, ConvPass pass) {
 static bool use_direct(const ConvGeom& g, ConvPass pass) {
   if (g.sh != 1 || g.sw != 1 || pointwise(g)) return false;
   if (pass == ConvPass::Input && (g.ph > g.dh * (g.kh - 1) || g.pw > g.dw * (g.kw - 1))) return false;
-  if (conv_algo() != ConvAlgo::Auto) return conv_algo() == ConvAlgo::Direct;
   const Direct d = dir_geom(g, pass);
+  // the padded copy must stay near the image's size: a huge padding with a dilated kernel (1x1 input, padding
+  // 2^19, dilation 2^20) would ask for terabytes, which im2col's few columns do not
+  if (static_cast<double>(dir_xp_size(d)) > 4.0 * d.C * d.H * d.W + 65536.0) return false;
+  if (conv_algo() != ConvAlgo::Auto) return conv_algo() == ConvAlgo::Direct;
   const double rows = static_cast<double>(d.O) / round_up(d.O, kDirMR);
   switch (pass) {
     case ConvPass::Forward: return rows >= 0.5;

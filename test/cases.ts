@@ -962,6 +962,54 @@ export const CASES: OpCase[] = [
     run: (x, w, s) => kn.qlinearInt8(kn.concat([x, kn.zeros([1, 1])]), w, s),
     atol: 1e-5,
   },
+  // int8 convolution: the copy with channel blocks, stride phases and spare positions (cpu), and the direct sum
+  // of in-bounds taps where that copy would be huge; every image quantized on its own
+  {
+    name: 'qconv2dInt8 dynamic + bias, padding 1, C = 6 and O = 11 (partial blocks)',
+    ops: ['qconv2dInt8'],
+    inputs: [f([3, 6, 9, 10]), ints([11, 6, 3, 3], -127, 127, 'int8'), f([11], { lo: 0.001, hi: 0.02 }), f([11])],
+    run: (x, w, s, b) => kn.qconv2dInt8(x, w, s, b, { padding: 1 }),
+    atol: 1e-4,
+  },
+  {
+    name: 'qconv2dInt8 static, clamped, stride 2, dilation, uneven padding',
+    ops: ['qconv2dInt8'],
+    inputs: [
+      f([2, 5, 13, 12], { lo: -3, hi: 3 }),
+      ints([7, 5, 3, 2], -127, 127, 'int8'),
+      f([7], { lo: 0.001, hi: 0.02 }),
+    ],
+    run: (x, w, s) =>
+      kn.qconv2dInt8(x, w, s, null, {
+        stride: [2, 3],
+        padding: [1, 2],
+        dilation: [2, 1],
+        act: { scale: 0.02, zeroPoint: 128 },
+      }),
+    atol: 1e-4,
+  },
+  {
+    name: 'qconv2dInt8 large (row blocks, threads), 1 channel, 1x1 stride 3, constant image',
+    ops: ['qconv2dInt8'],
+    inputs: [f([5, 16, 20, 23]), ints([33, 16, 3, 3], -127, 127, 'int8'), f([33], { lo: 0.001, hi: 0.01 }), f([33])],
+    run: (x, w, s, b) => {
+      const y1 = kn.qconv2dInt8(x, w, s, b, { padding: 1 });
+      const x1 = kn.slice(x, [0, 0, 0, 0], [2, 1, 20, 23]).contiguous();
+      const w1 = kn.slice(w, [0, 0, 0, 0], [33, 1, 3, 3]).contiguous();
+      const y2 = kn.qconv2dInt8(x1, w1, s, b, { padding: [2, 0] });
+      const y3 = kn.qconv2dInt8(x, kn.slice(w, [0, 0, 1, 1], [33, 16, 2, 2]).contiguous(), s, null, { stride: 3 });
+      const y4 = kn.qconv2dInt8(kn.full([1, 16, 4, 4], 0.7), w, s, b, { padding: 1 });
+      return kn.concat([y1, y2, y3, y4].map((y) => y.reshape([y.size])));
+    },
+    atol: 1e-3,
+  },
+  {
+    name: 'qconv2dInt8 huge padding and dilation (taps summed directly)',
+    ops: ['qconv2dInt8'],
+    inputs: [f([2, 3, 2, 3]), ints([4, 3, 2, 2], -127, 127, 'int8'), f([4], { lo: 0.01, hi: 0.02 }), f([4])],
+    run: (x, w, s, b) => kn.qconv2dInt8(x, w, s, b, { stride: [1000, 1], padding: [30000, 2], dilation: [30001, 2] }),
+    atol: 1e-4,
+  },
   // random (exactly the same numbers on every backend)
   {
     name: 'rand',

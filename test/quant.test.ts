@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
-import { trainedMnistMlp } from './helpers.js';
+import { throwsKiln, trainedMnistMlp } from './helpers.js';
 
 const { addon } = loadAddon();
 
@@ -85,15 +85,7 @@ test('dynamic int8 linear tracks the float product within the quantization error
 test('qlinearInt8 refuses bad operands with clear errors', () => {
   const wq = kn.tensor(new Int8Array([1, 2, 3, 4, 5, 6]), [2, 3]),
     ws = kn.tensor([0.1, 0.2]);
-  const t = (f: () => unknown, cls: new (...a: never[]) => Error, re: RegExp): void => {
-    try {
-      f();
-      assert.unreachable('no error');
-    } catch (e) {
-      assert.instance(e, cls, String(e));
-      assert.match((e as Error).message, re);
-    }
-  };
+  const t = throwsKiln;
   for (const b of kn.backends().filter((n) => n === 'js' || n === 'cpu')) {
     kn.setBackend(b);
     const x = kn.tensor([[1, 2, 3]]);
@@ -120,6 +112,79 @@ test('qlinearInt8 refuses bad operands with clear errors', () => {
   }
   kn.setBackend(addon ? 'cpu' : 'js');
   [wq, ws].forEach((v) => v.dispose());
+});
+
+test('qconv2dInt8 refuses bad operands with clear errors, on js and cpu alike', () => {
+  const t = throwsKiln;
+  for (const b of kn.backends().filter((n) => n === 'js' || n === 'cpu')) {
+    kn.setBackend(b);
+    const x = kn.ones([1, 2, 4, 4]);
+    const wq = kn.full([3, 2, 3, 3], 1, { dtype: 'int8' }),
+      ws = kn.full([3], 0.1);
+    const nan = kn.tensor(
+      Float32Array.from({ length: 32 }, (_, i) => (i === 21 ? NaN : i)),
+      [1, 2, 4, 4],
+    );
+    t(() => kn.qconv2dInt8(nan, wq, ws), kn.ArgumentError, /NaN or infinite/);
+    const inf = kn.tensor(
+      Float32Array.from({ length: 32 }, (_, i) => (i === 3 ? -Infinity : i)),
+      [1, 2, 4, 4],
+    );
+    t(() => kn.qconv2dInt8(inf, wq, ws, null, { act: { scale: 0.1, zeroPoint: 0 } }), kn.ArgumentError, /NaN or inf/);
+    t(() => kn.qconv2dInt8(x, kn.ones([3, 2, 3, 3]), ws), kn.DTypeError, /wq must be int8, got float32/);
+    t(() => kn.qconv2dInt8(kn.ones([2, 4, 4]), wq, ws), kn.ShapeError, /x must be \[N, C, H, W\]/);
+    t(() => kn.qconv2dInt8(kn.ones([1, 3, 4, 4]), wq, ws), kn.ShapeError, /wq must be \[O, 3, kH, kW\]/);
+    t(() => kn.qconv2dInt8(x, wq, kn.ones([2])), kn.ShapeError, /wscale must have 3 values/);
+    t(() => kn.qconv2dInt8(x, wq, ws, kn.ones([4])), kn.ShapeError, /bias must have 3 values/);
+    t(() => kn.qconv2dInt8(kn.ones([1, 2, 2, 2]), wq, ws), kn.ShapeError, /larger than the padded input 2x2/);
+    t(() => kn.qconv2dInt8(x, wq, ws, null, { stride: 0 }), kn.ArgumentError, /stride must be an integer >= 1/);
+    t(() => kn.qconv2dInt8(x, wq, ws, null, { act: { scale: 0, zeroPoint: 0 } }), kn.ArgumentError, /scale > 0/);
+    const big = kn.zeros([1, 8000, 3, 3]),
+      wbig = kn.zeros([1, 8000, 3, 3], { dtype: 'int8' });
+    t(() => kn.qconv2dInt8(big, wbig, kn.ones([1])), kn.ShapeError, /C\*kH\*kW = 72000 is over 65536/);
+    [x, wq, ws, nan, inf, big, wbig].forEach((v) => v.dispose());
+  }
+  kn.setBackend(addon ? 'cpu' : 'js');
+});
+
+test('the addon checks qconv2dInt8 operands and attributes itself (raw descriptors)', () => {
+  if (!addon) return;
+  const op = kn.OP_TABLE.findIndex((o) => o.name === 'qconv2dInt8');
+  const F32 = 0,
+    I8 = 4;
+  const buf = (dtype: number, n: number): number => addon.alloc(dtype, n);
+  const x = buf(F32, 32),
+    w = buf(I8, 54),
+    ws = buf(F32, 3),
+    y = buf(F32, 12);
+  const view = (id: number, dtype: number, shape: number[]): number[] => {
+    const st = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    return [id, dtype, shape.length, 0, ...shape, ...st];
+  };
+  const good = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 2, 3, 3]), ...view(ws, F32, [3])];
+  const run = (desc: number[], attrs: number[], out = [y, F32, 4, 1, 3, 2, 2]): string => {
+    try {
+      addon.run(op, Float64Array.from(desc), Float64Array.from(out), Float64Array.from(attrs));
+      return 'ran';
+    } catch (e) {
+      return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+    }
+  };
+  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0]), 'ran');
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 2, 0, 0]), /KILN_ARG: .*one group, got 2/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, NaN, 0]), /KILN_ARG: .*attribute 7 is nan, expected a finite number/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0.1, 300]), /KILN_ARG: .*xZero an integer in \[0, 255\]/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 1e-50, 0]), /KILN_ARG: .*xScale must be >= 0/);
+  assert.match(run(good, [0, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_ARG: .*stride >= 1/);
+  assert.match(
+    run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0], [y, F32, 4, 1, 3, 1, 4]),
+    /KILN_SHAPE: .*writes float32 \[1, 3, 2, 2\]/,
+  );
+  const wrongW = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 1, 3, 3]), ...view(ws, F32, [3])];
+  assert.match(run(wrongW, [1, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_DTYPE: .*wq must be contiguous int8 \[O, 2, kH, kW\]/);
+  const wrongScale = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 2, 3, 3]), ...view(ws, F32, [2])];
+  assert.match(run(wrongScale, [1, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_SHAPE: .*wscale must be float32 \[3\]/);
+  for (const b of [x, w, ws, y]) addon.free(b);
 });
 
 test('the addon checks qlinearInt8 descriptors itself (called directly, bypassing the TS checks)', () => {

@@ -2,8 +2,11 @@
 // with the calibrated scale and zero point; round half to even), then each output is an exact int32 sum of
 // u8 x s8 products, four at a time with __dp4a, dequantized in float. int4 weight-only linear: the weight is
 // dequantized (nibble - 8) * scale into device scratch and multiplied with the tensor-core GEMM as x W^T.
+// int8 convolution: each image is quantized as one row (quantize_rows over [N, C*H*W]), then each output sums
+// (code - zero) * w over its in-bounds taps (padding stands for 0), exact in int32, dequantized in float.
 // Layouts: native/include/kiln/int4_layout.h.
 #include "common.cuh"
+#include "kiln/conv_geom.h"
 #include "kiln/int4_layout.h"
 
 namespace kiln {
@@ -117,6 +120,42 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   return st;
 }
 
+__global__ void qconv2d_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
+                             const float* ws, const float* bias, float* y, ConvGeom g) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.N * g.O * g.OH * g.OW) return;
+  const int64_t ow = t % g.OW, oh = (t / g.OW) % g.OH, o = (t / (g.OW * g.OH)) % g.O, n = t / (g.OW * g.OH * g.O);
+  const int32_t acc = qconv_point(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], oh, ow);
+  y[t] = static_cast<float>(acc) * (scale[n] * ws[o]) + (bias ? bias[o] : 0.f);
+}
+
+static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
+  ConvGeom g;
+  float sx = 0.f;
+  int32_t zx = 0;
+  const float* bias = nullptr;
+  if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias); !s.good()) return s;
+  if (g.N * g.O == 0) return Status::ok();
+  const int64_t K = g.C * g.H * g.W;
+  const uint64_t bytes = static_cast<uint64_t>(g.N) * K + static_cast<uint64_t>(g.N) * 8 + 8;
+  void* work = nullptr;
+  if (Status s = scratch(bytes, &work); !s.good()) return s;
+  uint8_t* q = static_cast<uint8_t*>(work);
+  // the scales and zero points after the codes, 4-byte aligned
+  float* scale = reinterpret_cast<float*>(q + (g.N * K + 3) / 4 * 4);
+  int32_t* zero = reinterpret_cast<int32_t*>(scale + g.N);
+  quantize_rows<<<blocks_for(g.N), kThreads, 0, stream()>>>(in[0].ptr<float>(), q, scale, zero, g.N, K, K, sx, zx,
+                                                            device_flags());
+  Status st = launched("qconv2dInt8 (quantize)");
+  if (st.good()) {
+    qconv2d_int8<<<blocks_for(g.N * g.O * g.OH * g.OW), kThreads, 0, stream()>>>(
+        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g);
+    st = launched("qconv2dInt8");
+  }
+  release_scratch(work, bytes);
+  return st;
+}
+
 __global__ void dequant_int4(const uint8_t* w, const float* s, float* W, int64_t N, int64_t K, int64_t G, int64_t g) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= N * K) return;
@@ -172,6 +211,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
 void register_quant(KernelTable& t) {
   t.fn[OP_QLINEAR_INT8] = k_qlinear_int8;
   t.fn[OP_QLINEAR_INT4] = k_qlinear_int4;
+  t.fn[OP_QCONV2D_INT8] = k_qconv2d_int8;
 }
 
 }  // namespace cuda

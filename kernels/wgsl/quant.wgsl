@@ -3,7 +3,10 @@
 // round half to even; int8 weights [N, K] are packed four to a word; products accumulate exactly in int32.
 // Pass 1 (quantize_rows): one invocation per row writes the row's uint8 codes (one per word) and its scale and
 // zero point. Pass 2 (qlinear): one invocation per output.
-// Params: P_QLINEAR_* (M, K, N, the offsets of x, w, wscale and bias; f32 xScale, xZero)
+// int8 convolution: pass 1 quantizes each image as one row (M = N images, K = C*H*W); qconv2d_int8 then sums,
+// per output, (code - zero) * w over the in-bounds taps (padding stands for 0), exact in int32.
+// Params: P_QLINEAR_* (M, K, N, the offsets of x, w, wscale and bias; f32 xScale, xZero; for the convolution
+// C, H, W, O, kh, kw, OH, OW and the conv attribute group at P_QLINEAR_CONV_ATTRS + ATTR_CONV_*)
 
 override HASB: bool = false;
 
@@ -80,5 +83,51 @@ fn qlinear_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   let z = i32(bitcast<f32>(codes[M * K + M + i]));
   var y = f32(acc - z * wsum) * s * wsc[pu(P_QLINEAR_WS_OFFSET) + j];
   if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + j]; }
+  dst[t] = y;
+}
+
+@compute @workgroup_size(256)
+fn qconv2d_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = i32(linear_id(gid, nwg));
+  let N = pi(P_QLINEAR_M);
+  let C = pi(P_QLINEAR_CONV_C);
+  let H = pi(P_QLINEAR_CONV_H);
+  let W = pi(P_QLINEAR_CONV_W);
+  let O = pi(P_QLINEAR_CONV_O);
+  let kh = pi(P_QLINEAR_CONV_KH);
+  let kw = pi(P_QLINEAR_CONV_KW);
+  let OH = pi(P_QLINEAR_CONV_OH);
+  let OW = pi(P_QLINEAR_CONV_OW);
+  let sh = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_STRIDE_H);
+  let sw = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_STRIDE_W);
+  let ph = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_PAD_H);
+  let pw = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_PAD_W);
+  let dh = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_DILATION_H);
+  let dw = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_DILATION_W);
+  if (t >= N * O * OH * OW) { return; }
+  let ow = t % OW;
+  let oh = (t / OW) % OH;
+  let o = (t / (OW * OH)) % O;
+  let n = t / (OW * OH * O);
+  let K = C * H * W;
+  let z = i32(bitcast<f32>(codes[u32(N * K + N + n)]));
+  let wo = pu(P_QLINEAR_W_OFFSET) + u32(o * C * kh * kw);
+  var acc = 0;
+  for (var c = 0; c < C; c++) {
+    for (var i = 0; i < kh; i++) {
+      let ih = oh * sh - ph + i * dh;
+      if (ih < 0 || ih >= H) { continue; }
+      for (var j = 0; j < kw; j++) {
+        let iw = ow * sw - pw + j * dw;
+        if (iw < 0 || iw >= W) { continue; }
+        let e = wo + u32((c * kh + i) * kw + j);
+        let w = sext8((wq[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu);
+        acc += (i32(codes[u32(n * K + (c * H + ih) * W + iw)]) - z) * w;
+      }
+    }
+  }
+  let s = bitcast<f32>(codes[u32(N * K + n)]);
+  var y = f32(acc) * (s * wsc[pu(P_QLINEAR_WS_OFFSET) + u32(o)]);
+  if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + u32(o)]; }
   dst[t] = y;
 }

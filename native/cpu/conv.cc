@@ -34,6 +34,7 @@ static ConvAlgo conv_algo() {
 #else
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
+#include "kiln/row_copy.inl"
 
 namespace cv {
 
@@ -201,24 +202,6 @@ static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static int64_t dir_qpad(const Direct& d) { return round_up(d.Q(), kDirQT); }
 // xp's size: the image, plus zeros read past it by the last taps of the last (padded) tile of positions
 static int64_t dir_xp_size(const Direct& d) { return d.C * d.Hp() * d.Wp() + d.dw * (d.kw - 1) + dir_qpad(d); }
-
-// dst[0, n) = src[0, n) for the short rows of these kernels (tens of floats), inline with a masked tail: a call
-// to memcpy per row, or a scalar tail, cost as much as a fifth of the direct convolution.
-static inline void copy_row(float* __restrict dst, const float* __restrict src, int64_t n) {
-  int64_t i = 0;
-  for (; i + kVL <= n; i += kVL) vstore(dst + i, vload(src + i));
-  if (i == n) return;
-#if KILN_VEC_BYTES == 64
-  const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-  _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-#elif KILN_VEC_BYTES == 32
-  const __m256i m =
-      _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
-#else
-  for (; i < n; ++i) dst[i] = src[i];
-#endif
-}
 
 static void dir_offsets(const Direct& d, int64_t* koff) {
   for (int64_t c = 0, k = 0; c < d.C; ++c)

@@ -11,6 +11,11 @@
 #include <immintrin.h>  // the AVX-512 BF16 / VNNI paths; other CPUs run the portable vector-extension passes
 #endif
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kiln/conv_geom.h"
 #include "kiln/cpu_common.h"
 #include "kiln/int4_layout.h"
 #define KILN_ISA_FILE "cpu/quant.cc"
@@ -18,6 +23,7 @@
 #else
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
+#include "kiln/row_copy.inl"
 
 namespace qt {
 
@@ -83,6 +89,38 @@ static void quant_row(const float* xr, int64_t K, int64_t Kp, float scale, int32
   }
   for (; k < K; ++k) dst[k] = quant_u8(xr[k], inv, zero);
   for (; k < Kp; ++k) dst[k] = 0;
+}
+
+// Quantization parameters of one row of values (a row of x in the linear, an image in the convolution), and whether it
+// is all finite (scale NaN when not): the calibrated (sx, zx), or with sx = 0 the row's range widened to hold 0.
+static RowQ row_quant(const float* xr, int64_t K, float sx, int32_t zx) {
+  vfloat vmn = vfloat{}, vmx = vfloat{}, vnf = vfloat{};
+  int64_t k = 0;
+  for (; k + kVL <= K; k += kVL) {
+    const vfloat v = vload(xr + k);
+    vmn = vsel(v < vmn, v, vmn);
+    vmx = vsel(v > vmx, v, vmx);
+    vnf += v * 0.f;  // stays 0 while every value is finite
+  }
+  float mn = 0.f, mx = 0.f, nf = 0.f;
+  for (int l = 0; l < kVL; ++l) {
+    mn = vmn[l] < mn ? vmn[l] : mn;
+    mx = vmx[l] > mx ? vmx[l] : mx;
+    nf += vnf[l];
+  }
+  for (; k < K; ++k) {
+    mn = xr[k] < mn ? xr[k] : mn;
+    mx = xr[k] > mx ? xr[k] : mx;
+    nf += xr[k] * 0.f;
+  }
+  if (nf != 0.f) return {NAN, 0};
+  if (sx > 0.f) return {sx, zx};
+  const float range = mx - mn;
+  if (range == 0.f) return {1.f, 0};
+  const float s = range / 255.f;
+  float z = std::nearbyint(-mn / s);
+  z = z < 0.f ? 0.f : (z > 255.f ? 255.f : z);
+  return {s, static_cast<int32_t>(z)};
 }
 
 // A panel of rows [i0, i0 + MR) from the quantized rows xq [M, Kp]: for each k4, MR lanes of 4 bytes.
@@ -230,42 +268,14 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   const float* psw = ws.ptr<float>();
   float* po = out.ptr<float>();
 
-  // per-row quantization parameters
   // per-row quantization parameters (and the check that x is finite, in both modes)
   std::vector<RowQ> rq(static_cast<size_t>(M));
   const bool dynamic = sx == 0;
   KILN_REQUIRE(dynamic || static_cast<float>(sx) > 0.f, ST_ARG, "qlinearInt8: xScale ", sx, " underflows float32");
-  {
-    parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const float* xr = px + i * K;
-        float mn = 0.f, mx = 0.f;  // the range always holds 0, so 0 is exact
-        bool finite = true;
-        for (int64_t k = 0; k < K; ++k) {
-          mn = xr[k] < mn ? xr[k] : mn;
-          mx = xr[k] > mx ? xr[k] : mx;
-          finite &= std::isfinite(xr[k]);
-        }
-        if (!finite) {
-          rq[i] = {NAN, 0};
-          continue;
-        }
-        if (!dynamic) {
-          rq[i] = {static_cast<float>(sx), static_cast<int32_t>(zx)};
-          continue;
-        }
-        const float range = mx - mn;
-        if (range == 0.f) {
-          rq[i] = {1.f, 0};
-          continue;
-        }
-        const float s = range / 255.f;
-        float z = std::nearbyint(-mn / s);
-        z = z < 0.f ? 0.f : (z > 255.f ? 255.f : z);
-        rq[i] = {s, static_cast<int32_t>(z)};
-      }
-    });
-  }
+  parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      rq[i] = row_quant(px + i * K, K, dynamic ? 0.f : static_cast<float>(sx), static_cast<int32_t>(zx));
+  });
   for (const auto& r : rq)
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qlinearInt8: x has NaN or infinite values (cannot be quantized)");
 
@@ -382,6 +392,290 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   return Status::ok();
 }
 
+// ---- int8 convolution (qconv2dInt8): a direct convolution over a uint8 copy of each image, no column matrix.
+// The copy: for each stride phase (a, b) (padded rows a, a + sh, ...; padded columns b, b + sw, ...) and each
+// block of 4 channels, a plane of Lq positions of 4 bytes (one per channel of the block), phase row r and column
+// u at position r*Wq + u. Padding holds the zero point (it stands for 0); channels past C hold 0 (their weights
+// are 0). Tap (i, j) then reads phase ((i*dh) % sh, (j*dw) % sw) shifted by (i*dh/sh)*Wq + (j*dw)/sw positions,
+// the same shift for every output position q = oh*Wq + ow, so a tile of consecutive q reads consecutive bytes:
+// 16 positions x 4 channels per 64-byte load, the u8 operand of vpdpbusd, against 4 channels of one output
+// channel's weights broadcast as the s8 operand. Positions ow >= OW of each row are spare: computed, dropped.
+// Where that copy would be far larger than the image (huge padding or dilation), each output sums its in-bounds
+// taps directly (qconv_simple). Both give y = sx * ws[o] * sum over taps (q(x) - zx) * w + bias[o], in int32.
+
+static constexpr int kQMR = 8;                  // output channels per tile (weights broadcast)
+static constexpr int kQNV = kVL == 16 ? 3 : 2;  // vectors of positions per tile
+static constexpr int64_t kQT = kQNV * kVL;      // positions per tile
+
+struct QConv {
+  ConvGeom g;
+  int64_t C4 = 0, Hq = 0, Wq = 0, Lq = 0, phases = 0, taps = 0;
+  int64_t image_bytes() const { return phases * C4 * Lq * 4; }
+};
+
+// The direct plan, or false when its copy would be far larger than the image (then qconv_simple runs).
+static bool qconv_plan(const ConvGeom& g, QConv& p) {
+  p.g = g;
+  p.C4 = (g.C + 3) / 4;
+  p.phases = g.sh * g.sw;
+  p.taps = g.kh * g.kw;
+  const double Hp = static_cast<double>(g.H) + 2.0 * g.ph, Wp = static_cast<double>(g.W) + 2.0 * g.pw;
+  const double Hq = std::ceil(Hp / g.sh), Wq = std::ceil(Wp / g.sw);
+  const double shift = std::floor((g.kh - 1.0) * g.dh / g.sh) * Wq + std::floor((g.kw - 1.0) * g.dw / g.sw);
+  const double Lq = std::max(Hq * Wq, static_cast<double>(g.OH) * Wq + kQT + shift);
+  const double copy = static_cast<double>(p.phases) * p.C4 * 4.0 * Lq;
+  if (copy > 4.0 * 4.0 * g.C * g.H * g.W + 262144.0) return false;
+  p.Hq = static_cast<int64_t>(Hq);
+  p.Wq = static_cast<int64_t>(Wq);
+  p.Lq = static_cast<int64_t>(Lq);
+  return true;
+}
+
+// One image to its uint8 copy (layout above): quantized whole into codes (C*H*W bytes of scratch), then each
+// input row's bytes of 4 channels interleaved into words. colmap: the word offset of each input column.
+static void qconv_fill(const QConv& p, const float* x, RowQ q, const int64_t* colmap, uint8_t* codes, uint8_t* dst) {
+  const ConvGeom& g = p.g;
+  const int64_t HW = g.H * g.W;
+  quant_row(x, g.C * HW, g.C * HW, q.scale, q.zero, codes);
+  for (int64_t ph = 0; ph < p.phases; ++ph)
+    for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+      uint32_t w32 = 0;
+      for (int b = 0; b < 4; ++b)
+        if (4 * c4 + b < g.C) w32 |= static_cast<uint32_t>(q.zero) << (8 * b);
+      uint32_t* pl = reinterpret_cast<uint32_t*>(dst) + (ph * p.C4 + c4) * p.Lq;
+      std::fill(pl, pl + p.Lq, w32);
+    }
+  for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+    const uint8_t* ch[4];
+    for (int b = 0; b < 4; ++b) ch[b] = 4 * c4 + b < g.C ? codes + (4 * c4 + b) * HW : nullptr;
+    for (int64_t ih = 0; ih < g.H; ++ih) {
+      const int64_t pr = ih + g.ph;
+      uint32_t* base = reinterpret_cast<uint32_t*>(dst) + ((pr % g.sh) * g.sw * p.C4 + c4) * p.Lq + (pr / g.sh) * p.Wq;
+      const uint8_t* r[4];
+      for (int b = 0; b < 4; ++b) r[b] = ch[b] ? ch[b] + ih * g.W : nullptr;
+      if (r[3]) {  // 4 real channels
+        if (g.sw == 1) {
+          uint32_t* __restrict d = base + g.pw;
+          for (int64_t iw = 0; iw < g.W; ++iw)
+            d[iw] = r[0][iw] | (static_cast<uint32_t>(r[1][iw]) << 8) | (static_cast<uint32_t>(r[2][iw]) << 16) |
+                    (static_cast<uint32_t>(r[3][iw]) << 24);
+        } else {
+          for (int64_t iw = 0; iw < g.W; ++iw)
+            base[colmap[iw]] = r[0][iw] | (static_cast<uint32_t>(r[1][iw]) << 8) |
+                               (static_cast<uint32_t>(r[2][iw]) << 16) | (static_cast<uint32_t>(r[3][iw]) << 24);
+        }
+        continue;
+      }
+      for (int64_t iw = 0; iw < g.W; ++iw) {  // the last block, fewer than 4 channels: the rest stay 0
+        uint32_t w = 0;
+        for (int b = 0; b < 4; ++b)
+          if (r[b]) w |= static_cast<uint32_t>(r[b][iw]) << (8 * b);
+        base[colmap[iw]] = w;
+      }
+    }
+  }
+}
+
+#if KILN_VEC_BYTES == 64
+// acc[m][v*16 + l]: output channel m of the block at position l of vector v of the tile at img (byte offset of
+// the tile's first position in plane 0). w: the block's weights [tap][c4][kQMR] as 4-byte words.
+__attribute__((target("avx512vnni,avx512f,avx512bw"))) static void qtile_vnni(const uint8_t* img, const int64_t* toff,
+                                                                              int64_t taps, int64_t C4, int64_t cstride,
+                                                                              const int32_t* w, int32_t* acc) {
+  __m512i c[kQMR][kQNV];
+#pragma GCC unroll 8
+  for (int m = 0; m < kQMR; ++m)
+    for (int v = 0; v < kQNV; ++v) c[m][v] = _mm512_setzero_si512();
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* a = img + toff[t];
+    const int32_t* wt = w + t * C4 * kQMR;
+    for (int64_t c4 = 0; c4 < C4; ++c4, a += cstride, wt += kQMR) {
+      __m512i av[kQNV];
+      for (int v = 0; v < kQNV; ++v) av[v] = _mm512_loadu_si512(a + v * 64);
+#pragma GCC unroll 8
+      for (int m = 0; m < kQMR; ++m) {
+        const __m512i bw = _mm512_set1_epi32(wt[m]);
+        for (int v = 0; v < kQNV; ++v) c[m][v] = _mm512_dpbusd_epi32(c[m][v], av[v], bw);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < kQMR; ++m)
+    for (int v = 0; v < kQNV; ++v) _mm512_storeu_si512(acc + m * kQT + v * 16, c[m][v]);
+}
+#endif
+
+// The portable form of qtile_vnni: the same integers from shifts and 32-bit multiplies.
+static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t taps, int64_t C4, int64_t cstride,
+                          const int32_t* w, int32_t* acc) {
+  vint c[kQMR][kQNV];
+  for (int m = 0; m < kQMR; ++m)
+    for (int v = 0; v < kQNV; ++v) c[m][v] = vint{};
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* a = img + toff[t];
+    const int32_t* wt = w + t * C4 * kQMR;
+    for (int64_t c4 = 0; c4 < C4; ++c4, a += cstride, wt += kQMR) {
+      vint av[kQNV][4];
+      for (int v = 0; v < kQNV; ++v) {
+        vint x;
+        __builtin_memcpy(&x, a + v * kVL * 4, sizeof x);
+        for (int b = 0; b < 4; ++b) av[v][b] = (x >> (8 * b)) & 255;
+      }
+      for (int m = 0; m < kQMR; ++m) {
+        const int32_t wm = wt[m];
+        int32_t wb[4];
+        for (int b = 0; b < 4; ++b) wb[b] = static_cast<int8_t>(static_cast<uint32_t>(wm) >> (8 * b));
+        for (int v = 0; v < kQNV; ++v)
+          c[m][v] += av[v][0] * wb[0] + av[v][1] * wb[1] + av[v][2] * wb[2] + av[v][3] * wb[3];
+      }
+    }
+  }
+  for (int m = 0; m < kQMR; ++m)
+    for (int v = 0; v < kQNV; ++v) __builtin_memcpy(acc + m * kQT + v * kVL, &c[m][v], sizeof(vint));
+}
+
+// Grow-only per-thread scratch (the lambdas below run on pool threads: each names its own).
+template <class T, int Tag>
+static T* qscratch(int64_t n) {
+  static thread_local std::vector<T> v;
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, const float* psw, const float* bias,
+                         const RowQ* rq, float* po) {
+  const ConvGeom& g = p.g;
+  const int64_t N = g.N, O = g.O, C4 = p.C4, taps = p.taps, img = g.C * g.H * g.W;
+  // weights: [ob][tap][c4][kQMR] words of 4 channels (0 past C and past O), and each output channel's sum
+  const int64_t nb = (O + kQMR - 1) / kQMR;
+  std::vector<int32_t> wpk(static_cast<size_t>(nb * taps * C4 * kQMR));
+  std::vector<int32_t> wsum(static_cast<size_t>(O));
+  for (int64_t o = 0; o < O; ++o) {
+    int32_t s = 0;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t t = 0; t < taps; ++t) {
+        const int8_t v = pw[(o * g.C + c) * taps + t];
+        s += v;
+        uint8_t* word = reinterpret_cast<uint8_t*>(&wpk[(((o / kQMR) * taps + t) * C4 + c / 4) * kQMR + o % kQMR]);
+        word[c % 4] = static_cast<uint8_t>(v);
+      }
+    wsum[o] = s;
+  }
+  std::vector<int64_t> toff(static_cast<size_t>(taps));
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t phase = ((i * g.dh) % g.sh) * g.sw + (j * g.dw) % g.sw;
+      toff[i * g.kw + j] = (phase * C4 * p.Lq + (i * g.dh / g.sh) * p.Wq + (j * g.dw) / g.sw) * 4;
+    }
+  std::vector<int64_t> colmap(static_cast<size_t>(g.W));
+  for (int64_t iw = 0; iw < g.W; ++iw) {
+    const int64_t pc = iw + g.pw;
+    colmap[iw] = (pc % g.sw) * C4 * p.Lq + pc / g.sw;
+  }
+  // quantize every image into its copy (a grow-only buffer of the calling thread: no page faults per call)
+  uint8_t* const xq = qscratch<uint8_t, 2>(N * p.image_bytes());
+  parallel_for(N, 1, [&](int64_t lo, int64_t hi) {
+    uint8_t* codes = qscratch<uint8_t, 0>(img);
+    for (int64_t n = lo; n < hi; ++n)
+      qconv_fill(p, px + n * img, rq[n], colmap.data(), codes, xq + n * p.image_bytes());
+  });
+  // work items: (image, block of output rows); the tile results go to rows of width Wq, then drop the spare
+  const int threads = num_threads();
+  int64_t rb = g.OH;
+  if (N < 2 * threads) rb = (g.OH + (2 * threads + N - 1) / N - 1) / ((2 * threads + N - 1) / N);
+  rb = std::max<int64_t>(1, std::min(rb, (int64_t{1} << 18) / std::max<int64_t>(1, O * p.Wq)));
+  const int64_t nblk = (g.OH + rb - 1) / rb;
+  const int64_t rowlen = rb * p.Wq + kQT;
+#if KILN_VEC_BYTES == 64
+  const bool vnni = has_vnni();
+#endif
+  parallel_for(N * nblk, 1, [&](int64_t lo, int64_t hi) {
+    float* tmp = qscratch<float, 1>(O * rowlen);
+    alignas(64) int32_t acc[kQMR * kQT];
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t n = it / nblk, r0 = (it % nblk) * rb, r1 = std::min(g.OH, r0 + rb);
+      const RowQ q = rq[n];
+      const uint8_t* im = xq + n * p.image_bytes();
+      const int64_t q0 = r0 * p.Wq, qend = (r1 - 1) * p.Wq + g.OW;
+      for (int64_t ob = 0; ob < nb; ++ob) {
+        const int32_t* wb = wpk.data() + ob * taps * C4 * kQMR;
+        const int mr = static_cast<int>(std::min<int64_t>(kQMR, O - ob * kQMR));
+        for (int64_t qt = q0; qt < qend; qt += kQT) {
+#if KILN_VEC_BYTES == 64
+          if (vnni)
+            qtile_vnni(im + qt * 4, toff.data(), taps, C4, p.Lq * 4, wb, acc);
+          else
+#endif
+            qtile_generic(im + qt * 4, toff.data(), taps, C4, p.Lq * 4, wb, acc);
+          // (acc - zx * wsum) = sum (q(x) - zx) w fits in int32, so the wrapping vector arithmetic is exact
+          for (int m = 0; m < mr; ++m) {
+            const int64_t o = ob * kQMR + m;
+            const vint zw = vsplati(q.zero * wsum[o]);
+            const vfloat sc = vsplat(q.scale * psw[o]), bv = vsplat(bias ? bias[o] : 0.f);
+            float* dst = tmp + o * rowlen + (qt - q0);
+            for (int v = 0; v < kQNV; ++v) {
+              vint a;
+              __builtin_memcpy(&a, acc + m * kQT + v * kVL, sizeof a);
+              vstore(dst + v * kVL, __builtin_convertvector(a - zw, vfloat) * sc + bv);
+            }
+          }
+        }
+      }
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t r = r0; r < r1; ++r)
+          copy_row(po + ((n * O + o) * g.OH + r) * g.OW, tmp + o * rowlen + (r - r0) * p.Wq, g.OW);
+    }
+  });
+}
+
+// Any geometry: the image quantized as it is (N C H W bytes), each output summing its in-bounds taps.
+static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, const float* psw, const float* bias,
+                         const RowQ* rq, float* po) {
+  const int64_t img = g.C * g.H * g.W, taps = g.kh * g.kw;
+  std::vector<uint8_t> xq(static_cast<size_t>(g.N * img));
+  parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n) quant_row(px + n * img, img, img, rq[n].scale, rq[n].zero, xq.data() + n * img);
+  });
+  parallel_for(g.N * g.O, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t n = t / g.O, o = t % g.O;
+      const uint8_t* xi = xq.data() + n * img;
+      const int8_t* wo = pw + o * g.C * taps;
+      const int32_t z = rq[n].zero;
+      const float sc = rq[n].scale * psw[o], b = bias ? bias[o] : 0.f;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int32_t acc = qconv_point(g, xi, wo, z, oh, ow);
+          po[((n * g.O + o) * g.OH + oh) * g.OW + ow] = static_cast<float>(acc) * sc + b;
+        }
+    }
+  });
+}
+
+static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
+  ConvGeom g;
+  float sx = 0.f;
+  int32_t zx = 0;
+  const float* bias = nullptr;
+  if (Status s = read_qconv(in, nin, out, attrs, g, sx, zx, bias); !s.good()) return s;
+  if (g.N == 0 || g.O == 0) return Status::ok();
+  const float* px = in[0].ptr<float>();
+  const int64_t img = g.C * g.H * g.W;
+  std::vector<RowQ> rq(static_cast<size_t>(g.N));
+  parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n) rq[n] = row_quant(px + n * img, img, sx, zx);
+  });
+  for (const auto& r : rq)
+    KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qconv2dInt8: x has NaN or infinite values (cannot be quantized)");
+  QConv p;
+  if (qconv_plan(g, p)) {
+    qconv_direct(p, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, rq.data(), out.ptr<float>());
+    return Status::ok();
+  }
+  qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, rq.data(), out.ptr<float>());
+  return Status::ok();
+}
+
 // int4 weight-only linear: W [N, K] is dequantized (nibble - 8) * scale into a per-thread float buffer, row
 // panels in parallel, then multiplied by the packed float32 GEMM as x W^T (B = W viewed transposed, no copy).
 // Layout: native/include/kiln/int4_layout.h.
@@ -439,6 +733,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
 void register_quant(KernelTable& t) {
   t.fn[OP_QLINEAR_INT8] = qt::k_qlinear_int8;
   t.fn[OP_QLINEAR_INT4] = qt::k_qlinear_int4;
+  t.fn[OP_QCONV2D_INT8] = qt::k_qconv2d_int8;
 }
 
 #endif

@@ -118,6 +118,59 @@ export function checkQlinear(
   return { M, K, N, sx, zx };
 }
 
+/** The geometry of an int8 convolution call (x [N, C, H, W], wq [O, C, kh, kw], wscale [O][, bias [O]]), checked. */
+export interface QconvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  OH: number;
+  OW: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  dh: number;
+  dw: number;
+  sx: number;
+  zx: number;
+}
+
+/** qconv2dInt8's operands and attributes, with the addon's messages. */
+export function checkQconv(ins: readonly KernelView[], attrs: readonly number[]): QconvGeometry {
+  if (ins.length !== 3 && ins.length !== 4)
+    throw new ArgumentError(`qconv2dInt8 takes (x, wq, wscale[, bias]), got ${ins.length} inputs`);
+  const [x, w, ws] = ins as [KernelView, KernelView, KernelView];
+  const a = attrsOf('qconv2dInt8', attrs);
+  const [sh, sw, ph, pw, dh, dw] = [a.strideH, a.strideW, a.padH, a.padW, a.dilationH, a.dilationW];
+  if (!(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0 && a.groups === 1))
+    throw new ArgumentError(
+      `qconv2dInt8 needs stride >= 1, dilation >= 1, padding >= 0 and one group; got stride [${sh}, ${sw}] padding [${ph}, ${pw}] dilation [${dh}, ${dw}] groups ${a.groups}`,
+    );
+  if (x.shape.length !== 4 || w.shape.length !== 4 || w.shape[1] !== x.shape[1])
+    throw new ShapeError(`qconv2dInt8: x [${x.shape}] and wq [${w.shape}] must be [N, C, H, W] and [O, C, kH, kW]`);
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [O, , kh, kw] = w.shape as [number, number, number, number];
+  if (C * kh * kw > 65536)
+    throw new ShapeError(`qconv2dInt8: C*kH*kW = ${C * kh * kw} is over 65536 (int32 accumulators could overflow)`);
+  if (numel(ws.shape) !== O) throw new ShapeError(`qconv2dInt8: wscale must have ${O} values, got [${ws.shape}]`);
+  if (ins[3] && numel(ins[3].shape) !== O)
+    throw new ShapeError(`qconv2dInt8: bias must have ${O} values, got [${ins[3].shape}]`);
+  const span = (k: number, d: number): number => d * (k - 1) + 1;
+  if (H + 2 * ph < span(kh, dh) || W + 2 * pw < span(kw, dw))
+    throw new ShapeError(`qconv2dInt8: kernel ${kh}x${kw} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`);
+  const OH = Math.floor((H + 2 * ph - span(kh, dh)) / sh) + 1,
+    OW = Math.floor((W + 2 * pw - span(kw, dw)) / sw) + 1;
+  const sx = a.xScale,
+    zx = a.xZero;
+  if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255)
+    throw new ArgumentError(`qconv2dInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
+  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, sx, zx };
+}
+
 /** The geometry of an attention kernel call (forward: want 3; backward: want 5), checked. */
 export interface AttentionGeometry {
   B: number;

@@ -112,7 +112,7 @@ function qdqInput(g: GraphBuilder, x: string, inputQuant: Tensor): string {
       z = g.init('x_zero', [], [zero], 'uint8');
     return g.node('DequantizeLinear', [g.node('QuantizeLinear', [x, s, z]), s, z]);
   }
-  // dynamic: onnxruntime's DynamicQuantizeLinear (per tensor; kiln's kernel quantizes per row)
+  // dynamic: onnxruntime's DynamicQuantizeLinear (per tensor; kiln's kernels quantize per row or per image)
   const y = g.fresh('dq_y'),
     s = g.fresh('dq_s'),
     z = g.fresh('dq_z');

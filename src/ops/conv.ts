@@ -12,7 +12,8 @@ import { argmax, sum } from './reduce.js';
 
 export type Pair = number | readonly [number, number];
 
-function pair(v: Pair | undefined, def: number, what: string, min: number): [number, number] {
+/** A stride, padding or dilation as [h, w], checked: integers >= min. */
+export function pair(v: Pair | undefined, def: number, what: string, min: number): [number, number] {
   const p = v === undefined ? [def, def] : typeof v === 'number' ? [v, v] : v;
   if (!Array.isArray(p) && typeof v !== 'number')
     throw new ArgumentError(`${what} must be a number or [h, w], got ${describe(v)}`);
@@ -22,7 +23,8 @@ function pair(v: Pair | undefined, def: number, what: string, min: number): [num
   return [p[0]!, p[1]!];
 }
 
-function outSize(n: number, k: number, s: number, p: number, d: number): number {
+/** Output size along one axis (0 when the dilated kernel does not fit the padded input). */
+export function outSize(n: number, k: number, s: number, p: number, d: number): number {
   const span = d * (k - 1) + 1;
   return n + 2 * p < span ? 0 : Math.floor((n + 2 * p - span) / s) + 1;
 }

@@ -21,4 +21,4 @@ export * from './movement.js';
 export { matmul } from './matmul.js';
 export { conv2d, maxPool2d, avgPool2d, type Conv2dOptions, type Pool2dOptions, type Pair } from './conv.js';
 export * from './random.js';
-export { qlinearInt4, qlinearInt8, type ActivationQuant } from './quant.js';
+export { qconv2dInt8, qlinearInt4, qlinearInt8, type ActivationQuant, type QConv2dOptions } from './quant.js';

@@ -2,6 +2,7 @@
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
+import { outSize, pair, type Pair } from './conv.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 
 /** Runs a linear kernel on x [..., K] as rows [M, K] (and bias as [N]), giving back [..., N]. */
@@ -30,6 +31,25 @@ function linearRows(
 /** How the input of an int8 linear layer is quantized: a fixed scale and zero point, or per row (dynamic). */
 export type ActivationQuant = { scale: number; zeroPoint: number } | 'dynamic';
 
+/** An activation quantization checked, as the kernels' (xScale, xZero) attributes: (0, 0) is dynamic. */
+function actParams(act: ActivationQuant, op: string): [number, number] {
+  if (act === 'dynamic') return [0, 0];
+  if (
+    act === null ||
+    typeof act !== 'object' ||
+    !(act.scale > 0) ||
+    !Number.isFinite(act.scale) ||
+    !Number.isInteger(act.zeroPoint) ||
+    act.zeroPoint < 0 ||
+    act.zeroPoint > 255
+  ) {
+    throw new ArgumentError(
+      `${op}: activation quantization must be 'dynamic' or {scale > 0, zeroPoint in 0..255}, got ${describe(act)}`,
+    );
+  }
+  return [act.scale, act.zeroPoint];
+}
+
 /**
  * y = dequant(quant(x) wq^T) * ... + bias on the int8 kernels (AVX512-VNNI where the CPU has it): x [M, K]
  * float32 is quantized to uint8, wq [N, K] int8 is symmetric with one scale per output row.
@@ -55,25 +75,7 @@ export function qlinearInt8(
     throw new ShapeError(`qlinearInt8: wscale must have ${N} values, got ${shapeStr(wscale.shape)}`);
   if (bias && bias.size !== N)
     throw new ShapeError(`qlinearInt8: bias must have ${N} values, got ${shapeStr(bias.shape)}`);
-  let xs = 0,
-    xz = 0;
-  if (act !== 'dynamic') {
-    if (
-      act === null ||
-      typeof act !== 'object' ||
-      !(act.scale > 0) ||
-      !Number.isFinite(act.scale) ||
-      !Number.isInteger(act.zeroPoint) ||
-      act.zeroPoint < 0 ||
-      act.zeroPoint > 255
-    ) {
-      throw new ArgumentError(
-        `qlinearInt8: activation quantization must be 'dynamic' or {scale > 0, zeroPoint in 0..255}, got ${describe(act)}`,
-      );
-    }
-    xs = act.scale;
-    xz = act.zeroPoint;
-  }
+  const [xs, xz] = actParams(act, 'qlinearInt8');
   const ws = wscale.reshape([N]);
   try {
     return linearRows(x, K, N, bias, (x2, b) =>
@@ -122,4 +124,71 @@ export function qlinearInt4(x: Tensor, packed: Tensor, scales: Tensor, bias: Ten
       'float32',
     ),
   );
+}
+
+/** Options of kn.qconv2dInt8: the conv geometry (one group) and how the input is quantized. */
+export interface QConv2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  /** a calibrated scale and zero point, or 'dynamic' (default): each image from its own range */
+  act?: ActivationQuant;
+}
+
+/**
+ * int8 2-D convolution for inference: x [N, C, H, W] float32 is quantized to uint8 (with `act`, or per image
+ * from its range), wq [O, C, kH, kW] int8 is symmetric with one scale per output channel, and the products
+ * accumulate exactly in int32: y[n, o] = sx * wscale[o] * sum (q(x) - zx) * wq[o] + bias[o]. Padding stands for
+ * 0. One group. On the cpu it is a direct convolution with AVX512-VNNI where the CPU has it. Records no gradient.
+ * @example kn.qconv2dInt8(kn.ones([1, 1, 3, 3]), kn.full([2, 1, 3, 3], 1, { dtype: 'int8' }), kn.full([2], 0.5), null, { padding: 1 }).shape // [1, 2, 3, 3]
+ */
+export function qconv2dInt8(
+  x: Tensor,
+  wq: Tensor,
+  wscale: Tensor,
+  bias: Tensor | null = null,
+  opts: QConv2dOptions = {},
+): Tensor {
+  assertTensor(x, 'qconv2dInt8: x');
+  assertTensor(wq, 'qconv2dInt8: wq');
+  assertTensor(wscale, 'qconv2dInt8: wscale');
+  if (bias !== null) assertTensor(bias, 'qconv2dInt8: bias');
+  if (wq.dtype !== 'int8') throw new DTypeError(`qconv2dInt8: wq must be int8, got ${wq.dtype}`);
+  if (x.ndim !== 4) throw new ShapeError(`qconv2dInt8: x must be [N, C, H, W], got ${shapeStr(x.shape)}`);
+  if (wq.ndim !== 4 || wq.shape[1] !== x.shape[1])
+    throw new ShapeError(
+      `qconv2dInt8: wq must be [O, ${x.shape[1]}, kH, kW] for x ${shapeStr(x.shape)}, got ${shapeStr(wq.shape)}`,
+    );
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [O, , kh, kw] = wq.shape as [number, number, number, number];
+  if (C * kh * kw > 65536)
+    throw new ShapeError(`qconv2dInt8: C*kH*kW = ${C * kh * kw} is over 65536 (int32 accumulators could overflow)`);
+  if (wscale.size !== O)
+    throw new ShapeError(`qconv2dInt8: wscale must have ${O} values, got ${shapeStr(wscale.shape)}`);
+  if (bias && bias.size !== O)
+    throw new ShapeError(`qconv2dInt8: bias must have ${O} values, got ${shapeStr(bias.shape)}`);
+  const [sh, sw] = pair(opts.stride, 1, 'qconv2dInt8 stride', 1);
+  const [ph, pw] = pair(opts.padding, 0, 'qconv2dInt8 padding', 0);
+  const [dh, dw] = pair(opts.dilation, 1, 'qconv2dInt8 dilation', 1);
+  const OH = outSize(H, kh, sh, ph, dh),
+    OW = outSize(W, kw, sw, pw, dw);
+  if (OH === 0 || OW === 0)
+    throw new ShapeError(
+      `qconv2dInt8: kernel ${kh}x${kw} (dilation ${dh}x${dw}) is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`,
+    );
+  const [xs, xz] = actParams(opts.act ?? 'dynamic', 'qconv2dInt8');
+  const ws = wscale.reshape([O]);
+  const b = bias ? bias.reshape([O]) : null;
+  try {
+    return runKernel(
+      'qconv2dInt8',
+      b ? [x, wq, ws, b] : [x, wq, ws],
+      [sh, sw, ph, pw, dh, dw, 1, xs, xz],
+      [N, O, OH, OW],
+      'float32',
+    );
+  } finally {
+    ws.dispose();
+    b?.dispose();
+  }
 }

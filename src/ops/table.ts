@@ -197,6 +197,10 @@ export const OP_TABLE = [
   // int4 weight-only linear: (x float32 [M, K], packed uint8 [N, G*g/2], scales [N, G][, bias [N]]) -> [M, N]
   // = x . dequant(W)^T (+ bias), W in the layout of src/quant/layout.ts with group size g
   op('qlinearInt4', 'quant', -1, ['groupSize'], 'float', { ...C, fixedInputs: { 1: 'uint8' } }),
+  // int8 convolution: (x float32 [N, C, H, W], wq int8 [O, C, kH, kW], wscale [O][, bias [O]]) -> float32
+  // [N, O, OH, OW], one group; each image is quantized to uint8 with (xScale, xZero), or from its own range when
+  // xScale = 0 (dynamic, per image), and padding stands for 0 (the zero point)
+  op('qconv2dInt8', 'quant', -1, [...CONV, 'xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];
@@ -310,8 +314,8 @@ export const DEVICE_FLAGS = [
   },
   {
     name: 'quantNan',
-    message: 'qlinearInt8: x has NaN or infinite values (cannot be quantized) at element {pos}',
-    unknown: 'qlinearInt8: x has NaN or infinite values (cannot be quantized)',
+    message: 'int8 kernel: x has NaN or infinite values (cannot be quantized) at element {pos}',
+    unknown: 'int8 kernel: x has NaN or infinite values (cannot be quantized)',
   },
 ] as const;
 

@@ -1,7 +1,7 @@
 // Quantized layers. Their weights are buffers (saved, not trained): int8 with a float32 scale per output
-// channel, or int4 in groups along the input dimension. QuantLinear and QuantConv2d run on the int8 kernel
-// (kn.qlinearInt8, AVX512-VNNI on CPU); Int4Linear dequantizes its weights for each call and runs the float
-// GEMM (int4 saves storage and bandwidth; there is no int4 product kernel yet).
+// channel, or int4 in groups along the input dimension. QuantLinear and QuantConv2d run on the int8 kernels
+// (kn.qlinearInt8, kn.qconv2dInt8; AVX512-VNNI on CPU); Int4Linear dequantizes its weights for each call and
+// runs the float GEMM (int4 saves storage and bandwidth; there is no int4 product kernel yet).
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
@@ -10,8 +10,8 @@ import type { SpecReader } from '../nn/spec_reader.js';
 import { ones, tensor, zeros } from '../ops/creation.js';
 import { tidy } from '../engine/memory.js';
 import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
-import { concat, permute, reshape, slice, stack } from '../ops/movement.js';
-import { qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
+import { concat, reshape, slice, stack } from '../ops/movement.js';
+import { qconv2dInt8, qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { INT4_LAYOUT } from './layout.js';
@@ -107,7 +107,7 @@ export class QuantLinear extends Module {
   }
 }
 
-/** int8 Conv2d (groups = 1): im2col with tensor ops, then the int8 kernel. */
+/** int8 Conv2d (groups = 1) on the int8 convolution kernel (kn.qconv2dInt8); dynamic inputs are quantized per image. */
 export class QuantConv2d extends Module {
   readonly weightQ: Tensor;
   readonly weightScale: Tensor;
@@ -146,46 +146,12 @@ export class QuantConv2d extends Module {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
       throw new ShapeError(`QuantConv2d expects [N, ${this.inChannels}, H, W], got ${shapeStr(x.shape)}`);
     }
-    const [N, C, H, W] = x.shape as [number, number, number, number];
-    const [kh, kw] = this.kernelSize,
-      [sh, sw] = this.stride,
-      [ph, pw] = this.padding,
-      [dh, dw] = this.dilation;
-    const OH = Math.floor((H + 2 * ph - dh * (kh - 1) - 1) / sh) + 1,
-      OW = Math.floor((W + 2 * pw - dw * (kw - 1) - 1) / sw) + 1;
-    if (OH < 1 || OW < 1) throw new ShapeError(`QuantConv2d: input ${shapeStr(x.shape)} is smaller than the kernel`);
-    const temps: Tensor[] = [];
-    const keep = <T extends Tensor>(t: T): T => {
-      temps.push(t);
-      return t;
-    };
-    try {
-      let xp = x;
-      if (ph) xp = keep(concat([keep(zeros([N, C, ph, W])), xp, keep(zeros([N, C, ph, W]))], 2));
-      if (pw) xp = keep(concat([keep(zeros([N, C, H + 2 * ph, pw])), xp, keep(zeros([N, C, H + 2 * ph, pw]))], 3));
-      const cols: Tensor[] = [];
-      for (let i = 0; i < kh; i++) {
-        for (let j = 0; j < kw; j++) {
-          cols.push(
-            keep(
-              slice(
-                xp,
-                [0, 0, i * dh, j * dw],
-                [N, C, i * dh + sh * (OH - 1) + 1, j * dw + sw * (OW - 1) + 1],
-                [1, 1, sh, sw],
-              ),
-            ),
-          );
-        }
-      }
-      const st = keep(stack(cols, 2)); // [N, C, kh*kw, OH, OW]
-      const m = keep(reshape(keep(permute(st, [0, 3, 4, 1, 2]).contiguous()), [N * OH * OW, C * kh * kw]));
-      const w2 = keep(reshape(this.weightQ, [this.outChannels, C * kh * kw]));
-      const y = keep(qlinearInt8(m, w2, this.weightScale, this.bias, actFrom(this.inputQuant))); // [N*OH*OW, O]
-      return permute(keep(reshape(y, [N, OH, OW, this.outChannels])), [0, 3, 1, 2]).contiguous();
-    } finally {
-      for (const t of temps) if (t !== x) t.dispose();
-    }
+    return qconv2dInt8(x, this.weightQ, this.weightScale, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+      dilation: this.dilation,
+      act: actFrom(this.inputQuant),
+    });
   }
   protected override extraRepr(): string {
     return `${this.inChannels}, ${this.outChannels}, kernel=${this.kernelSize.join('x')}, int8`;

@@ -2,7 +2,7 @@
 // Linear (and, for int8, Conv2d) layers replaced by quantized ones, plus a per-layer sensitivity report.
 //   int8          weights symmetric per output channel; activations per tensor, asymmetric uint8, from
 //                 calibration data (min-max or percentile ranges)
-//   int8-dynamic  weights as above; activations quantized per row at run time (no calibration needed)
+//   int8-dynamic  weights as above; activations quantized at run time (per row for Linear, per image for Conv2d)
 //   int4          weight-only, groups of 32/64/128 inputs per scale (Linear layers)
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';

@@ -79,4 +79,71 @@ KILN_HD inline bool max_pool_takes(float v, float m, bool first) {
   return first | ((m == m) & ((v > m) | (v != v)));  // no short-circuit: callers select with it branch-free
 }
 
+/**
+ * The int8 convolution's integer sum at output (oh, ow) of output channel weights wo [C, kh, kw]: the sum over
+ * in-bounds taps of (code - zero) * w, over one image's uint8 codes xi [C, H, W] (padding stands for 0, so it
+ * adds nothing). Exact in int32 while C*kh*kw <= 65536. The cpu's fallback path and the CUDA kernel.
+ */
+KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t zero, int64_t oh,
+                                   int64_t ow) {
+  int32_t acc = 0;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+      if (iw < 0 || iw >= g.W) continue;
+      for (int64_t c = 0; c < g.C; ++c)
+        acc += (static_cast<int32_t>(xi[(c * g.H + ih) * g.W + iw]) - zero) * wo[(c * g.kh + i) * g.kw + j];
+    }
+  }
+  return acc;
+}
+
+/** The operands of qconv2dInt8 (x float32 [N, C, H, W], wq int8 [O, C, kh, kw], wscale [O][, bias [O]]) and its
+ * attributes, validated for the cpu and CUDA kernels: geometry in g, the activation scale (0 = dynamic, per
+ * image) and zero point, and the bias (null without one). */
+inline Status read_qconv(const TensorView* in, int nin, const TensorView& out, const double* attrs, ConvGeom& g,
+                         float& sx, int32_t& zx, const float*& bias) {
+  KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qconv2dInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
+  const TensorView &x = in[0], &w = in[1], &ws = in[2];
+  KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 4 && x.contiguous(), ST_DTYPE,
+               "qconv2dInt8: x must be contiguous float32 [N, C, H, W], got ", kDTypeNames[x.dtype], " ", shape_str(x));
+  KILN_REQUIRE(w.dtype == DT_INT8 && w.ndim == 4 && w.contiguous() && w.shape[1] == x.shape[1], ST_DTYPE,
+               "qconv2dInt8: wq must be contiguous int8 [O, ", x.shape[1], ", kH, kW], got ", kDTypeNames[w.dtype], " ",
+               shape_str(w));
+  if (Status s = read_conv_attrs(attrs, g, "qconv2dInt8"); !s.good()) return s;
+  KILN_REQUIRE(g.groups == 1, ST_ARG, "qconv2dInt8 takes one group, got ", g.groups);
+  g.N = x.shape[0], g.C = x.shape[1], g.H = x.shape[2], g.W = x.shape[3];
+  g.O = w.shape[0], g.kh = w.shape[2], g.kw = w.shape[3];
+  KILN_REQUIRE(g.kh >= 1 && g.kw >= 1 && g.kh <= kMaxConvParam && g.kw <= kMaxConvParam, ST_SHAPE,
+               "qconv2dInt8: kernel ", g.kh, "x", g.kw, " must be 1..2^30 on each side");
+  KILN_REQUIRE(g.C * g.kh * g.kw <= 65536, ST_SHAPE, "qconv2dInt8: C*kH*kW = ", g.C * g.kh * g.kw,
+               " is over 65536 (int32 accumulators could overflow)");
+  g.OH = conv_out_size(g.H, g.kh, g.sh, g.ph, g.dh);
+  g.OW = conv_out_size(g.W, g.kw, g.sw, g.pw, g.dw);
+  KILN_REQUIRE(g.OH > 0 && g.OW > 0, ST_SHAPE, "qconv2dInt8: kernel ", g.kh, "x", g.kw,
+               " is larger than the padded input ", g.H + 2 * g.ph, "x", g.W + 2 * g.pw);
+  KILN_REQUIRE(ws.dtype == DT_FLOAT32 && ws.contiguous() && ws.numel() == g.O, ST_SHAPE,
+               "qconv2dInt8: wscale must be float32 [", g.O, "], got ", shape_str(ws));
+  bias = nullptr;
+  if (nin == 4) {
+    KILN_REQUIRE(in[3].dtype == DT_FLOAT32 && in[3].contiguous() && in[3].numel() == g.O, ST_SHAPE,
+                 "qconv2dInt8: bias must be float32 [", g.O, "], got ", shape_str(in[3]));
+    bias = in[3].ptr<float>();
+  }
+  KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O &&
+                   out.shape[2] == g.OH && out.shape[3] == g.OW,
+               ST_SHAPE, "qconv2dInt8 writes float32 [", g.N, ", ", g.O, ", ", g.OH, ", ", g.OW, "]");
+  const double s = attrs[ATTR_QCONV2D_INT8_X_SCALE], z = attrs[ATTR_QCONV2D_INT8_X_ZERO];
+  KILN_REQUIRE(s >= 0 && s < 3.4e38 && z >= 0 && z <= 255 && z == static_cast<double>(static_cast<int>(z)) &&
+                   (s == 0 || static_cast<float>(s) > 0.f),
+               ST_ARG,
+               "qconv2dInt8: xScale must be >= 0 (0 = dynamic per image) and xZero an integer in [0, 255], got ", s,
+               " and ", z);
+  sx = static_cast<float>(s);
+  zx = static_cast<int32_t>(z);
+  return Status::ok();
+}
+
 }  // namespace kiln

@@ -72,10 +72,11 @@ enum OpId : int32_t {
   OP_SGD_STEP = 64,
   OP_QLINEAR_INT8 = 65,
   OP_QLINEAR_INT4 = 66,
-  OP_COUNT = 67
+  OP_QCONV2D_INT8 = 67,
+  OP_COUNT = 68
 };
 
-static_assert(OP_COUNT == 67, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 68, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -145,20 +146,21 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "sgdStep",
   "qlinearInt8",
   "qlinearInt4",
+  "qconv2dInt8",
 };
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1, 9
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0, 0
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].
@@ -283,6 +285,15 @@ inline constexpr int ATTR_SGD_STEP_FIRST_STEP = 5;
 inline constexpr int ATTR_QLINEAR_INT8_X_SCALE = 0;
 inline constexpr int ATTR_QLINEAR_INT8_X_ZERO = 1;
 inline constexpr int ATTR_QLINEAR_INT4_GROUP_SIZE = 0;
+inline constexpr int ATTR_QCONV2D_INT8_STRIDE_H = 0;
+inline constexpr int ATTR_QCONV2D_INT8_STRIDE_W = 1;
+inline constexpr int ATTR_QCONV2D_INT8_PAD_H = 2;
+inline constexpr int ATTR_QCONV2D_INT8_PAD_W = 3;
+inline constexpr int ATTR_QCONV2D_INT8_DILATION_H = 4;
+inline constexpr int ATTR_QCONV2D_INT8_DILATION_W = 5;
+inline constexpr int ATTR_QCONV2D_INT8_GROUPS = 6;
+inline constexpr int ATTR_QCONV2D_INT8_X_SCALE = 7;
+inline constexpr int ATTR_QCONV2D_INT8_X_ZERO = 8;
 
 // Attribute groups (ATTR_GROUPS): layouts several ops start with, read by the kernel helpers they share.
 inline constexpr int ATTR_AXES_AXIS_START = 0;

@@ -69,7 +69,7 @@ inline constexpr const char* kFlagMessages[FLAG_COUNT] = {
   "gather index {value} at position {pos} is out of range for axis {extra} of size {bound}",
   "scatterAdd index {value} at position {pos} is out of range for size {bound}",
   "crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})",
-  "qlinearInt8: x has NaN or infinite values (cannot be quantized) at element {pos}",
+  "int8 kernel: x has NaN or infinite values (cannot be quantized) at element {pos}",
 };
 
 // the op families, in registration order (FAMILIES): X(elementwise) X(reduce) ...

@@ -2,7 +2,7 @@
 // kernel does it in float32 (round half to even, clamp to [0, 255]); the integer sum and the dequantization
 // are then computed in float64.
 import { ArgumentError } from '../../errors.js';
-import { checkQlinear, checkQlinearInt4 } from '../checks.js';
+import { checkQconv, checkQlinear, checkQlinearInt4 } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf } from './util.js';
 
@@ -13,7 +13,74 @@ export function roundHalfEven(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/**
+ * The quantization parameters of one row of values (every element finite): the calibrated (sx, zx), or with
+ * sx = 0 the row's own range, widened to hold 0. The float32 steps of the native kernels.
+ */
+function rowQuant(
+  v: ArrayLike<number>,
+  start: number,
+  len: number,
+  sx: number,
+  zx: number,
+  op: string,
+): [number, number] {
+  let mn = 0,
+    mx = 0;
+  for (let k = 0; k < len; k++) {
+    const e = f32(v[start + k]!);
+    if (!Number.isFinite(e)) throw new ArgumentError(`${op}: x has NaN or infinite values (cannot be quantized)`);
+    mn = Math.min(mn, e);
+    mx = Math.max(mx, e);
+  }
+  if (sx !== 0) return [f32(sx), zx];
+  const range = f32(mx - mn);
+  if (range === 0) return [1, 0];
+  const s = f32(range / 255);
+  return [s, Math.min(255, Math.max(0, roundHalfEven(f32(-mn / s))))];
+}
+/** One value's uint8 code under (scale, zero): x * (1/scale) in float32, rounded half to even, clamped. */
+const code = (x: number, inv: number, z: number): number =>
+  Math.min(255, Math.max(0, roundHalfEven(f32(f32(x) * inv)) + z));
+
 export const quantKernels: Record<string, KernelFn> = {
+  // int8 convolution: each image quantized as one row; sum over in-bounds taps of (code - zero) * w, exact
+  qconv2dInt8: (ins, out, at) => {
+    const g = checkQconv(ins, at);
+    const { N, C, H, W, O, kh, kw, OH, OW } = g;
+    const [x, w, ws, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
+    const px = buf(x!.handle),
+      pw = buf(w!.handle),
+      psw = buf(ws!.handle),
+      pb = b ? buf(b.handle) : null,
+      o = outBuf(out);
+    const img = C * H * W;
+    const q = new Float64Array(img);
+    for (let n = 0; n < N; n++) {
+      const [s, z] = rowQuant(px, x!.offset + n * img, img, g.sx, g.zx, 'qconv2dInt8');
+      const inv = f32(1 / s);
+      for (let e = 0; e < img; e++) q[e] = code(px[x!.offset + n * img + e]!, inv, z) - z;
+      for (let oc = 0; oc < O; oc++) {
+        const scale = s * f32(psw[ws!.offset + oc]!);
+        for (let oh = 0; oh < OH; oh++)
+          for (let ow = 0; ow < OW; ow++) {
+            let acc = 0;
+            for (let c = 0; c < C; c++)
+              for (let i = 0; i < kh; i++) {
+                const ih = oh * g.sh - g.ph + i * g.dh;
+                if (ih < 0 || ih >= H) continue;
+                for (let j = 0; j < kw; j++) {
+                  const iw = ow * g.sw - g.pw + j * g.dw;
+                  if (iw < 0 || iw >= W) continue;
+                  acc += q[(c * H + ih) * W + iw]! * pw[w!.offset + ((oc * C + c) * kh + i) * kw + j]!;
+                }
+              }
+            o[((n * O + oc) * OH + oh) * OW + ow] = acc * scale + (pb ? pb[b!.offset + oc]! : 0);
+          }
+      }
+    }
+  },
+
   // int4 weight-only: W[j, k] = (nibble - 8) * scale[j, k / g]; y = x W^T + b in float64
   qlinearInt4: (ins, out, at) => {
     const { M, K, N, G, g } = checkQlinearInt4(ins, at);
@@ -50,30 +117,9 @@ export const quantKernels: Record<string, KernelFn> = {
     for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + pw[w!.offset + j * K + k]!;
     const q = new Float64Array(K);
     for (let i = 0; i < M; i++) {
-      let mn = 0,
-        mx = 0;
-      for (let k = 0; k < K; k++) {
-        const v = f32(px[x!.offset + i * K + k]!);
-        if (!Number.isFinite(v))
-          throw new ArgumentError('qlinearInt8: x has NaN or infinite values (cannot be quantized)');
-        mn = Math.min(mn, v);
-        mx = Math.max(mx, v);
-      }
-      let s = f32(sx),
-        z = zx;
-      if (sx === 0) {
-        const range = f32(mx - mn);
-        if (range === 0) {
-          s = 1;
-          z = 0;
-        } else {
-          s = f32(range / 255);
-          z = Math.min(255, Math.max(0, roundHalfEven(f32(-mn / s))));
-        }
-      }
+      const [s, z] = rowQuant(px, x!.offset + i * K, K, sx, zx, 'qlinearInt8');
       const inv = f32(1 / s);
-      for (let k = 0; k < K; k++)
-        q[k] = Math.min(255, Math.max(0, roundHalfEven(f32(f32(px[x!.offset + i * K + k]!) * inv)) + z));
+      for (let k = 0; k < K; k++) q[k] = code(px[x!.offset + i * K + k]!, inv, z);
       for (let j = 0; j < N; j++) {
         let acc = 0;
         for (let k = 0; k < K; k++) acc += q[k]! * pw[w!.offset + j * K + k]!;

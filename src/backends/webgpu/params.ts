@@ -52,8 +52,27 @@ export const PARAMS = {
   index: { pre: 0, D: 1, post: 2, k: 3, axis: 4 },
   /** adam_step / sgd_step: element offsets of each input, then the op's attribute array (ATTR_ADAM_STEP_*) */
   optim: { n: 0, offsets: 1, attrs: 8 },
-  /** qlinear_int8 and quantize_rows */
-  qlinear: { M: 0, K: 1, N: 2, xOffset: 3, wOffset: 4, wsOffset: 5, biasOffset: 6, xScale: 7, xZero: 8 },
+  /** qlinear_int8, quantize_rows and qconv2d_int8 (which adds the conv geometry and attribute group) */
+  qlinear: {
+    M: 0,
+    K: 1,
+    N: 2,
+    xOffset: 3,
+    wOffset: 4,
+    wsOffset: 5,
+    biasOffset: 6,
+    xScale: 7,
+    xZero: 8,
+    convC: 9,
+    convH: 10,
+    convW: 11,
+    convO: 12,
+    convKh: 13,
+    convKw: 14,
+    convOH: 15,
+    convOW: 16,
+    convAttrs: 17,
+  },
   /** random: the Philox key and counter, then the distribution's two parameters */
   random: { n: 0, key0: 1, key1: 2, ctrLo: 3, ctrHi: 4, a: 5, b: 6 },
   /** fused attention and its backward passes (the f32 words are written through p.f) */

@@ -1004,6 +1004,23 @@ export const CASES: OpCase[] = [
     atol: 1e-3,
   },
   {
+    name: 'qconv2dInt8 with 1-3 channels (words of channel and kernel-column pairs), row stride 2, dilation',
+    ops: ['qconv2dInt8'],
+    inputs: [f([2, 3, 12, 11]), ints([9, 3, 5, 3], -127, 127, 'int8'), f([9], { lo: 0.001, hi: 0.02 }), f([9])],
+    run: (x, w, s, b) => {
+      const y1 = kn.qconv2dInt8(x, w, s, b, { stride: [2, 1], padding: 2 });
+      const x2 = kn.slice(x, [0, 0, 0, 0], [2, 2, 12, 11]).contiguous();
+      const w2 = kn.slice(w, [0, 0, 0, 0], [9, 2, 3, 3]).contiguous();
+      const y2 = kn.qconv2dInt8(x2, w2, s, null, {
+        padding: [2, 1],
+        dilation: [1, 2],
+        act: { scale: 0.03, zeroPoint: 90 },
+      });
+      return kn.concat([y1, y2].map((y) => y.reshape([y.size])));
+    },
+    atol: 1e-4,
+  },
+  {
     name: 'qconv2dInt8 huge padding and dilation (taps summed directly)',
     ops: ['qconv2dInt8'],
     inputs: [f([2, 3, 2, 3]), ints([4, 3, 2, 2], -127, 127, 'int8'), f([4], { lo: 0.01, hi: 0.02 }), f([4])],

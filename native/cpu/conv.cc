@@ -776,8 +776,11 @@ struct Pool2x2 {
   }
   static void store(float* p, F v) { __builtin_memcpy(p, &v, sizeof v); }
   static void max(const float* r0, const float* r1, F& m, I& idx) {
+    max(load(r0), load(r0 + L), load(r1), load(r1 + L), m, idx);
+  }
+  // the same from the windows' 2L values of each row, loaded
+  static void max(F a0, F a1, F b0, F b1, F& m, I& idx) {
     const I ev = seq(2, 0), od = seq(2, 1);
-    const F a0 = load(r0), a1 = load(r0 + L), b0 = load(r1), b1 = load(r1 + L);
     const F t[4] = {__builtin_shuffle(a0, a1, ev), __builtin_shuffle(a0, a1, od), __builtin_shuffle(b0, b1, ev),
                     __builtin_shuffle(b0, b1, od)};
     m = t[0];
@@ -797,24 +800,65 @@ struct Pool2x2 {
   }
   // backward: the gradients g of L windows onto their maxima, zeros on the other taps of rows d0, d1
   static void backward(const float* r0, const float* r1, const float* g, float* d0, float* d1) {
+    F d[4];
+    backward(load(r0), load(r0 + L), load(r1), load(r1 + L), load(g), d);
+    store(d0, d[0]);
+    store(d0 + L, d[1]);
+    store(d1, d[2]);
+    store(d1 + L, d[3]);
+  }
+  // the same from loaded values: d = the gradient rows' 2L values of row 0, then of row 1
+  static void backward(F a0, F a1, F b0, F b1, F gv, F d[4]) {
     F m;
     I idx;
-    max(r0, r1, m, idx);
-    const F gv = load(g), z = F{};
+    max(a0, a1, b0, b1, m, idx);
+    const F z = F{};
     const F t0 = idx == 0 ? gv : z, t1 = idx == 1 ? gv : z, t2 = idx == 2 ? gv : z, t3 = idx == 3 ? gv : z;
     const I lo = seq(1, 0) / 2 + (seq(1, 0) % 2) * L, hi = lo + L / 2;
-    store(d0, __builtin_shuffle(t0, t1, lo));
-    store(d0 + L, __builtin_shuffle(t0, t1, hi));
-    store(d1, __builtin_shuffle(t2, t3, lo));
-    store(d1 + L, __builtin_shuffle(t2, t3, hi));
+    d[0] = __builtin_shuffle(t0, t1, lo);
+    d[1] = __builtin_shuffle(t0, t1, hi);
+    d[2] = __builtin_shuffle(t2, t3, lo);
+    d[3] = __builtin_shuffle(t2, t3, hi);
   }
 };
 
-// Runs f<L>(ow) over the windows [0, OW) of one row in blocks of 16, 8 and 4; returns where the rest starts.
+#if KILN_VEC_BYTES == 64
+// The last k < 16 windows of a row as one 16-window block with masked loads and stores (no read past the row):
+// rows of CNN feature maps are 7-28 windows, and the 8/4 blocks and scalar rest cost as much as the full blocks.
+struct PoolTail {
+  typedef Pool2x2<16>::F F;
+  static F ld(const float* p, int64_t n) {  // p[0, n), n <= 16, zeros past n
+    return reinterpret_cast<F>(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p));
+  }
+  static void st(float* p, F v, int64_t n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), reinterpret_cast<__m512>(v));
+  }
+  static void forward(const float* x0, const float* x1, float* o, int64_t k) {
+    const int64_t n0 = std::min<int64_t>(2 * k, 16), n1 = 2 * k - n0;
+    F m;
+    Pool2x2<16>::I idx;
+    Pool2x2<16>::max(ld(x0, n0), ld(x0 + 16, n1), ld(x1, n0), ld(x1 + 16, n1), m, idx);
+    st(o, m, k);
+  }
+  static void backward(const float* x0, const float* x1, const float* g, float* o0, float* o1, int64_t k) {
+    const int64_t n0 = std::min<int64_t>(2 * k, 16), n1 = 2 * k - n0;
+    F d[4];
+    Pool2x2<16>::backward(ld(x0, n0), ld(x0 + 16, n1), ld(x1, n0), ld(x1 + 16, n1), ld(g, k), d);
+    st(o0, d[0], n0);
+    st(o0 + 16, d[1], n1);
+    st(o1, d[2], n0);
+    st(o1 + 16, d[3], n1);
+  }
+};
+#endif
+
+// Runs f<L>(ow) over the windows [0, OW) of one row in blocks of 16 (then 8 and 4 below AVX-512); returns where
+// the rest starts.
 template <class F>
 static int64_t pool_row_blocks(int64_t OW, F&& f) {
   int64_t ow = 0;
   for (; ow + 16 <= OW; ow += 16) f(std::integral_constant<int, 16>{}, ow);
+#if KILN_VEC_BYTES != 64  // AVX-512 takes the rest as one masked block (PoolTail)
   if (ow + 8 <= OW) {
     f(std::integral_constant<int, 8>{}, ow);
     ow += 8;
@@ -823,6 +867,7 @@ static int64_t pool_row_blocks(int64_t OW, F&& f) {
     f(std::integral_constant<int, 4>{}, ow);
     ow += 4;
   }
+#endif
   return ow;
 }
 
@@ -849,9 +894,16 @@ static Status k_max_pool2d(const TensorView* in, int nin, const TensorView& out,
       const float* xp = x + nc * p.H * p.W;
       float* op = o + nc * p.OH * p.OW;
       for (int64_t oh = 0; oh < p.OH; ++oh) {
-        const int64_t rest = !two ? 0 : pool_row_blocks(p.OW, [&](auto L, int64_t ow) {
+        int64_t rest = !two ? 0 : pool_row_blocks(p.OW, [&](auto L, int64_t ow) {
           Pool2x2<L>::forward(xp + 2 * oh * p.W + 2 * ow, xp + (2 * oh + 1) * p.W + 2 * ow, op + oh * p.OW + ow);
         });
+#if KILN_VEC_BYTES == 64
+        if (two && rest < p.OW) {
+          PoolTail::forward(xp + 2 * oh * p.W + 2 * rest, xp + (2 * oh + 1) * p.W + 2 * rest, op + oh * p.OW + rest,
+                            p.OW - rest);
+          rest = p.OW;
+        }
+#endif
         for (int64_t ow = rest; ow < p.OW; ++ow) {
           float m = -__builtin_inff();
           bool nan = false;
@@ -896,11 +948,19 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
         const float* gp = g + nc * p.OH * p.OW;
         float* op = o + nc * p.H * p.W;
         int64_t rest = 0;
-        for (int64_t oh = 0; oh < p.OH && two; ++oh)
+        for (int64_t oh = 0; oh < p.OH && two; ++oh) {
           rest = pool_row_blocks(p.OW, [&](auto L, int64_t ow) {
             const int64_t a0 = 2 * oh * p.W + 2 * ow, a1 = a0 + p.W;
             Pool2x2<L>::backward(xp + a0, xp + a1, gp + oh * p.OW + ow, op + a0, op + a1);
           });
+#if KILN_VEC_BYTES == 64
+          if (rest < p.OW) {
+            const int64_t a0 = 2 * oh * p.W + 2 * rest, a1 = a0 + p.W;
+            PoolTail::backward(xp + a0, xp + a1, gp + oh * p.OW + rest, op + a0, op + a1, p.OW - rest);
+            rest = p.OW;
+          }
+#endif
+        }
         for (int64_t oh = 0; oh < p.OH; ++oh)
           for (int64_t ow = rest; ow < p.OW; ++ow) {
             const int64_t h0 = oh * p.kh, w0 = ow * p.kw;

@@ -409,21 +409,27 @@ static constexpr int64_t kQT = kQNV * kVL;      // positions per tile
 
 struct QConv {
   ConvGeom g;
-  int64_t C4 = 0, Hq = 0, Wq = 0, Lq = 0, phases = 0, taps = 0;
-  int64_t image_bytes() const { return phases * C4 * Lq * 4; }
+  // rowtap: the 4 bytes of a word are 4 (channel, kernel column) pairs rather than 4 channels, and a tap is a
+  // kernel row: with 1-3 channels that packs the words full (C = 1, 3x3: 3 words per position, not 9)
+  bool rowtap = false;
+  int64_t B = 0, T = 0;  // words (blocks) per tap, taps
+  int64_t Hq = 0, Wq = 0, Lq = 0, phases = 0;
+  int64_t image_bytes() const { return phases * B * Lq * 4; }
 };
 
 // The direct plan, or false when its copy would be far larger than the image (then qconv_simple runs).
 static bool qconv_plan(const ConvGeom& g, QConv& p) {
   p.g = g;
-  p.C4 = (g.C + 3) / 4;
+  const int64_t C4 = (g.C + 3) / 4, G = (g.C * g.kw + 3) / 4;
+  p.rowtap = g.sw == 1 && G < C4 * g.kw;
+  p.B = p.rowtap ? G : C4;
+  p.T = p.rowtap ? g.kh : g.kh * g.kw;
   p.phases = g.sh * g.sw;
-  p.taps = g.kh * g.kw;
   const double Hp = static_cast<double>(g.H) + 2.0 * g.ph, Wp = static_cast<double>(g.W) + 2.0 * g.pw;
   const double Hq = std::ceil(Hp / g.sh), Wq = std::ceil(Wp / g.sw);
   const double shift = std::floor((g.kh - 1.0) * g.dh / g.sh) * Wq + std::floor((g.kw - 1.0) * g.dw / g.sw);
   const double Lq = std::max(Hq * Wq, static_cast<double>(g.OH) * Wq + kQT + shift);
-  const double copy = static_cast<double>(p.phases) * p.C4 * 4.0 * Lq;
+  const double copy = static_cast<double>(p.phases) * p.B * 4.0 * Lq;
   if (copy > 4.0 * 4.0 * g.C * g.H * g.W + 262144.0) return false;
   p.Hq = static_cast<int64_t>(Hq);
   p.Wq = static_cast<int64_t>(Wq);
@@ -431,26 +437,79 @@ static bool qconv_plan(const ConvGeom& g, QConv& p) {
   return true;
 }
 
-// One image to its uint8 copy (layout above): quantized whole into codes (C*H*W bytes of scratch), then each
-// input row's bytes of 4 channels interleaved into words. colmap: the word offset of each input column.
+// (tap, word, byte) of weight w[o][c][i][j] in the packed layout
+static void qconv_slot(const QConv& p, int64_t c, int64_t i, int64_t j, int64_t& t, int64_t& blk, int& b) {
+  if (p.rowtap) {
+    const int64_t e = c * p.g.kw + j;
+    t = i, blk = e / 4, b = static_cast<int>(e % 4);
+  } else {
+    t = i * p.g.kw + j, blk = c / 4, b = static_cast<int>(c % 4);
+  }
+}
+
+// The rowtap copy of one image: word u of phase row r of group q holds, at byte b, channel c's padded input at
+// row r*sh + phase, column u + j*dw, for pair e = 4q + b = c*kw + j (zero point outside the image, 0 past C*kw).
+// codes: C*H*W bytes of scratch; row: (C + 1) * (Wq + (kw-1)*dw) bytes.
+static void qconv_fill_rowtap(const QConv& p, const float* x, RowQ q, uint8_t* codes, uint8_t* row, uint8_t* dst) {
+  const ConvGeom& g = p.g;
+  const int64_t HW = g.H * g.W, E = g.C * g.kw, span = p.Wq + (g.kw - 1) * g.dw;
+  quant_row(x, g.C * HW, g.C * HW, q.scale, q.zero, codes);
+  uint32_t* const words = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t a = 0; a < p.phases; ++a)
+    for (int64_t blk = 0; blk < p.B; ++blk) {
+      uint32_t w32 = 0;
+      for (int b = 0; b < 4; ++b)
+        if (4 * blk + b < E) w32 |= static_cast<uint32_t>(q.zero) << (8 * b);
+      std::fill(words + (a * p.B + blk) * p.Lq, words + (a * p.B + blk + 1) * p.Lq, w32);
+    }
+  std::memset(row, q.zero, static_cast<size_t>(g.C * span));
+  std::memset(row + g.C * span, 0, static_cast<size_t>(span));  // the source of bytes past C*kw
+  for (int64_t ih = 0; ih < g.H; ++ih) {
+    for (int64_t c = 0; c < g.C; ++c) {
+      uint8_t* __restrict d = row + c * span + g.pw;
+      const uint8_t* __restrict s = codes + c * HW + ih * g.W;
+      for (int64_t iw = 0; iw < g.W; ++iw) {  // 28-ish bytes: a memmove call here cost more than the copy
+        uint8_t v = s[iw];
+#if defined(__x86_64__)
+        __asm__("" : "+r"(v));
+#endif
+        d[iw] = v;
+      }
+    }
+    const int64_t pr = ih + g.ph, a = pr % g.sh, r = pr / g.sh;
+    for (int64_t blk = 0; blk < p.B; ++blk) {
+      const uint8_t* src[4];
+      for (int b = 0; b < 4; ++b) {
+        const int64_t e = 4 * blk + b;
+        src[b] = e < E ? row + (e / g.kw) * span + (e % g.kw) * g.dw : row + g.C * span;
+      }
+      const uint8_t* __restrict s0 = src[0], * __restrict s1 = src[1], * __restrict s2 = src[2], * __restrict s3 = src[3];
+      uint32_t* __restrict d = words + (a * p.B + blk) * p.Lq + r * p.Wq;
+      for (int64_t u = 0; u < p.Wq; ++u)
+        d[u] = s0[u] | (static_cast<uint32_t>(s1[u]) << 8) | (static_cast<uint32_t>(s2[u]) << 16) |
+               (static_cast<uint32_t>(s3[u]) << 24);
+    }
+  }
+}
+
 static void qconv_fill(const QConv& p, const float* x, RowQ q, const int64_t* colmap, uint8_t* codes, uint8_t* dst) {
   const ConvGeom& g = p.g;
   const int64_t HW = g.H * g.W;
   quant_row(x, g.C * HW, g.C * HW, q.scale, q.zero, codes);
   for (int64_t ph = 0; ph < p.phases; ++ph)
-    for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+    for (int64_t c4 = 0; c4 < p.B; ++c4) {
       uint32_t w32 = 0;
       for (int b = 0; b < 4; ++b)
         if (4 * c4 + b < g.C) w32 |= static_cast<uint32_t>(q.zero) << (8 * b);
-      uint32_t* pl = reinterpret_cast<uint32_t*>(dst) + (ph * p.C4 + c4) * p.Lq;
+      uint32_t* pl = reinterpret_cast<uint32_t*>(dst) + (ph * p.B + c4) * p.Lq;
       std::fill(pl, pl + p.Lq, w32);
     }
-  for (int64_t c4 = 0; c4 < p.C4; ++c4) {
+  for (int64_t c4 = 0; c4 < p.B; ++c4) {
     const uint8_t* ch[4];
     for (int b = 0; b < 4; ++b) ch[b] = 4 * c4 + b < g.C ? codes + (4 * c4 + b) * HW : nullptr;
     for (int64_t ih = 0; ih < g.H; ++ih) {
       const int64_t pr = ih + g.ph;
-      uint32_t* base = reinterpret_cast<uint32_t*>(dst) + ((pr % g.sh) * g.sw * p.C4 + c4) * p.Lq + (pr / g.sh) * p.Wq;
+      uint32_t* base = reinterpret_cast<uint32_t*>(dst) + ((pr % g.sh) * g.sw * p.B + c4) * p.Lq + (pr / g.sh) * p.Wq;
       const uint8_t* r[4];
       for (int b = 0; b < 4; ++b) r[b] = ch[b] ? ch[b] + ih * g.W : nullptr;
       if (r[3]) {  // 4 real channels
@@ -478,18 +537,19 @@ static void qconv_fill(const QConv& p, const float* x, RowQ q, const int64_t* co
 
 #if KILN_VEC_BYTES == 64
 // acc[m][v*16 + l]: output channel m of the block at position l of vector v of the tile at img (byte offset of
-// the tile's first position in plane 0). w: the block's weights [tap][c4][kQMR] as 4-byte words.
+// the tile's first position in plane 0), over T taps (byte offsets toff) of B words each (planes bstride bytes
+// apart). w: the block's weights [tap][word][kQMR] as 4-byte words.
 __attribute__((target("avx512vnni,avx512f,avx512bw"))) static void qtile_vnni(const uint8_t* img, const int64_t* toff,
-                                                                              int64_t taps, int64_t C4, int64_t cstride,
+                                                                              int64_t T, int64_t B, int64_t bstride,
                                                                               const int32_t* w, int32_t* acc) {
   __m512i c[kQMR][kQNV];
 #pragma GCC unroll 8
   for (int m = 0; m < kQMR; ++m)
     for (int v = 0; v < kQNV; ++v) c[m][v] = _mm512_setzero_si512();
-  for (int64_t t = 0; t < taps; ++t) {
+  for (int64_t t = 0; t < T; ++t) {
     const uint8_t* a = img + toff[t];
-    const int32_t* wt = w + t * C4 * kQMR;
-    for (int64_t c4 = 0; c4 < C4; ++c4, a += cstride, wt += kQMR) {
+    const int32_t* wt = w + t * B * kQMR;
+    for (int64_t blk = 0; blk < B; ++blk, a += bstride, wt += kQMR) {
       __m512i av[kQNV];
       for (int v = 0; v < kQNV; ++v) av[v] = _mm512_loadu_si512(a + v * 64);
 #pragma GCC unroll 8
@@ -506,15 +566,15 @@ __attribute__((target("avx512vnni,avx512f,avx512bw"))) static void qtile_vnni(co
 #endif
 
 // The portable form of qtile_vnni: the same integers from shifts and 32-bit multiplies.
-static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t taps, int64_t C4, int64_t cstride,
+static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t T, int64_t B, int64_t bstride,
                           const int32_t* w, int32_t* acc) {
   vint c[kQMR][kQNV];
   for (int m = 0; m < kQMR; ++m)
     for (int v = 0; v < kQNV; ++v) c[m][v] = vint{};
-  for (int64_t t = 0; t < taps; ++t) {
+  for (int64_t t = 0; t < T; ++t) {
     const uint8_t* a = img + toff[t];
-    const int32_t* wt = w + t * C4 * kQMR;
-    for (int64_t c4 = 0; c4 < C4; ++c4, a += cstride, wt += kQMR) {
+    const int32_t* wt = w + t * B * kQMR;
+    for (int64_t blk = 0; blk < B; ++blk, a += bstride, wt += kQMR) {
       vint av[kQNV][4];
       for (int v = 0; v < kQNV; ++v) {
         vint x;
@@ -545,39 +605,49 @@ static T* qscratch(int64_t n) {
 static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, const float* psw, const float* bias,
                          const RowQ* rq, float* po) {
   const ConvGeom& g = p.g;
-  const int64_t N = g.N, O = g.O, C4 = p.C4, taps = p.taps, img = g.C * g.H * g.W;
-  // weights: [ob][tap][c4][kQMR] words of 4 channels (0 past C and past O), and each output channel's sum
+  const int64_t N = g.N, O = g.O, B = p.B, T = p.T, img = g.C * g.H * g.W;
+  // weights: [ob][tap][word][kQMR] words of 4 bytes (0 past C or C*kw, and past O); each output channel's sum
   const int64_t nb = (O + kQMR - 1) / kQMR;
-  std::vector<int32_t> wpk(static_cast<size_t>(nb * taps * C4 * kQMR));
+  std::vector<int32_t> wpk(static_cast<size_t>(nb * T * B * kQMR));
   std::vector<int32_t> wsum(static_cast<size_t>(O));
   for (int64_t o = 0; o < O; ++o) {
     int32_t s = 0;
     for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t t = 0; t < taps; ++t) {
-        const int8_t v = pw[(o * g.C + c) * taps + t];
-        s += v;
-        uint8_t* word = reinterpret_cast<uint8_t*>(&wpk[(((o / kQMR) * taps + t) * C4 + c / 4) * kQMR + o % kQMR]);
-        word[c % 4] = static_cast<uint8_t>(v);
-      }
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int8_t v = pw[((o * g.C + c) * g.kh + i) * g.kw + j];
+          s += v;
+          int64_t t, blk;
+          int b;
+          qconv_slot(p, c, i, j, t, blk, b);
+          reinterpret_cast<uint8_t*>(&wpk[(((o / kQMR) * T + t) * B + blk) * kQMR + o % kQMR])[b] =
+              static_cast<uint8_t>(v);
+        }
     wsum[o] = s;
   }
-  std::vector<int64_t> toff(static_cast<size_t>(taps));
+  // each tap's byte offset: its phase's planes, shifted by its rows (and columns, but for rowtap) of the phase
+  std::vector<int64_t> toff(static_cast<size_t>(T));
   for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) {
+    for (int64_t j = 0; j < (p.rowtap ? 1 : g.kw); ++j) {
       const int64_t phase = ((i * g.dh) % g.sh) * g.sw + (j * g.dw) % g.sw;
-      toff[i * g.kw + j] = (phase * C4 * p.Lq + (i * g.dh / g.sh) * p.Wq + (j * g.dw) / g.sw) * 4;
+      toff[p.rowtap ? i : i * g.kw + j] = (phase * B * p.Lq + (i * g.dh / g.sh) * p.Wq + (j * g.dw) / g.sw) * 4;
     }
   std::vector<int64_t> colmap(static_cast<size_t>(g.W));
   for (int64_t iw = 0; iw < g.W; ++iw) {
     const int64_t pc = iw + g.pw;
-    colmap[iw] = (pc % g.sw) * C4 * p.Lq + pc / g.sw;
+    colmap[iw] = (pc % g.sw) * B * p.Lq + pc / g.sw;
   }
   // quantize every image into its copy (a grow-only buffer of the calling thread: no page faults per call)
   uint8_t* const xq = qscratch<uint8_t, 2>(N * p.image_bytes());
   parallel_for(N, 1, [&](int64_t lo, int64_t hi) {
     uint8_t* codes = qscratch<uint8_t, 0>(img);
-    for (int64_t n = lo; n < hi; ++n)
-      qconv_fill(p, px + n * img, rq[n], colmap.data(), codes, xq + n * p.image_bytes());
+    uint8_t* row = p.rowtap ? qscratch<uint8_t, 3>((g.C + 1) * (p.Wq + (g.kw - 1) * g.dw)) : nullptr;
+    for (int64_t n = lo; n < hi; ++n) {
+      if (p.rowtap)
+        qconv_fill_rowtap(p, px + n * img, rq[n], codes, row, xq + n * p.image_bytes());
+      else
+        qconv_fill(p, px + n * img, rq[n], colmap.data(), codes, xq + n * p.image_bytes());
+    }
   });
   // work items: (image, block of output rows); the tile results go to rows of width Wq, then drop the spare
   const int threads = num_threads();
@@ -598,15 +668,15 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
       const uint8_t* im = xq + n * p.image_bytes();
       const int64_t q0 = r0 * p.Wq, qend = (r1 - 1) * p.Wq + g.OW;
       for (int64_t ob = 0; ob < nb; ++ob) {
-        const int32_t* wb = wpk.data() + ob * taps * C4 * kQMR;
+        const int32_t* wb = wpk.data() + ob * T * B * kQMR;
         const int mr = static_cast<int>(std::min<int64_t>(kQMR, O - ob * kQMR));
         for (int64_t qt = q0; qt < qend; qt += kQT) {
 #if KILN_VEC_BYTES == 64
           if (vnni)
-            qtile_vnni(im + qt * 4, toff.data(), taps, C4, p.Lq * 4, wb, acc);
+            qtile_vnni(im + qt * 4, toff.data(), T, B, p.Lq * 4, wb, acc);
           else
 #endif
-            qtile_generic(im + qt * 4, toff.data(), taps, C4, p.Lq * 4, wb, acc);
+            qtile_generic(im + qt * 4, toff.data(), T, B, p.Lq * 4, wb, acc);
           // (acc - zx * wsum) = sum (q(x) - zx) w fits in int32, so the wrapping vector arithmetic is exact
           for (int m = 0; m < mr; ++m) {
             const int64_t o = ob * kQMR + m;

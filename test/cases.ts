@@ -972,6 +972,17 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    name: 'qconv2dInt8 with the ReLU in the kernel (direct and summed-taps paths)',
+    ops: ['qconv2dInt8'],
+    inputs: [f([2, 5, 7, 6]), ints([10, 5, 3, 3], -127, 127, 'int8'), f([10], { lo: 0.001, hi: 0.02 }), f([10])],
+    run: (x, w, s, b) => {
+      const y1 = kn.qconv2dInt8(x, w, s, b, { padding: 1, relu: true });
+      const y2 = kn.qconv2dInt8(x, w, s, b, { stride: [900, 1], padding: [20000, 1], dilation: [7000, 1], relu: true });
+      return kn.concat([y1, y2].map((y) => y.reshape([y.size])));
+    },
+    atol: 1e-4,
+  },
+  {
     name: 'qconv2dInt8 static, clamped, stride 2, dilation, uneven padding',
     ops: ['qconv2dInt8'],
     inputs: [

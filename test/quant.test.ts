@@ -157,6 +157,9 @@ test('the addon checks qconv2dInt8 operands and attributes itself (raw descripto
     w = buf(I8, 54),
     ws = buf(F32, 3),
     y = buf(F32, 12);
+  addon.write(x, new Float32Array(32).fill(0.5) as never, 0);
+  addon.write(w, new Int8Array(54).fill(1) as never, 0);
+  addon.write(ws, new Float32Array(3).fill(0.1) as never, 0);
   const view = (id: number, dtype: number, shape: number[]): number[] => {
     const st = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
     return [id, dtype, shape.length, 0, ...shape, ...st];
@@ -170,20 +173,24 @@ test('the addon checks qconv2dInt8 operands and attributes itself (raw descripto
       return `${(e as { code?: string }).code}: ${(e as Error).message}`;
     }
   };
-  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0]), 'ran');
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 2, 0, 0]), /KILN_ARG: .*one group, got 2/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, NaN, 0]), /KILN_ARG: .*attribute 7 is nan, expected a finite number/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0.1, 300]), /KILN_ARG: .*xZero an integer in \[0, 255\]/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 1e-50, 0]), /KILN_ARG: .*xScale must be >= 0/);
-  assert.match(run(good, [0, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_ARG: .*stride >= 1/);
+  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]), 'ran');
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 2, 0, 0, 0]), /KILN_ARG: .*one group, got 2/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, NaN, 0, 0]), /KILN_ARG: .*attribute 7 is nan, expected a finite number/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0.1, 300, 0]), /KILN_ARG: .*xZero an integer in \[0, 255\]/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 1e-50, 0, 0]), /KILN_ARG: .*xScale must be >= 0/);
+  assert.match(run(good, [0, 1, 0, 0, 1, 1, 1, 0, 0, 0]), /KILN_ARG: .*stride >= 1/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 2]), /KILN_ARG: .*relu must be 0 or 1, got 2/);
   assert.match(
-    run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0], [y, F32, 4, 1, 3, 1, 4]),
+    run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0], [y, F32, 4, 1, 3, 1, 4]),
     /KILN_SHAPE: .*writes float32 \[1, 3, 2, 2\]/,
   );
   const wrongW = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 1, 3, 3]), ...view(ws, F32, [3])];
-  assert.match(run(wrongW, [1, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_DTYPE: .*wq must be contiguous int8 \[O, 2, kH, kW\]/);
+  assert.match(
+    run(wrongW, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]),
+    /KILN_DTYPE: .*wq must be contiguous int8 \[O, 2, kH, kW\]/,
+  );
   const wrongScale = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 2, 3, 3]), ...view(ws, F32, [2])];
-  assert.match(run(wrongScale, [1, 1, 0, 0, 1, 1, 1, 0, 0]), /KILN_SHAPE: .*wscale must be float32 \[3\]/);
+  assert.match(run(wrongScale, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]), /KILN_SHAPE: .*wscale must be float32 \[3\]/);
   for (const b of [x, w, ws, y]) addon.free(b);
 });
 
@@ -278,6 +285,37 @@ test('QuantConv2d matches the float convolution (stride, padding, dilation)', ()
     assert.ok(db > 30, `${JSON.stringify(o)}: SQNR ${db.toFixed(1)} dB`);
     [x, yf, yq].forEach((t) => t.dispose());
   }
+});
+
+test('Sequential runs QuantConv2d + ReLU as one kernel, with the output of the two layers run apart', () => {
+  kn.seed(12);
+  const model = new kn.nn.Sequential(
+    new kn.nn.Conv2d(3, 8, 3, { padding: 1 }),
+    new kn.nn.ReLU(),
+    new kn.nn.MaxPool2d(2),
+    new kn.nn.Conv2d(8, 4, 3),
+    new kn.nn.ReLU(),
+  );
+  const x = kn.randn([2, 3, 10, 10]);
+  const q = kn.quant.quantize(model, { scheme: 'int8', calibration: [x] }).model as kn.nn.Sequential;
+  assert.instance(q.layers[0], kn.quant.QuantConv2d);
+  const fused = q.call(x);
+  const p = kn.profile(() => q.call(x).dispose());
+  assert.equal(
+    p.ops.map((o) => [o.op, o.count]).sort(),
+    [
+      ['maxPool2d', 1],
+      ['qconv2dInt8', 2],
+    ],
+    'the ReLUs run inside the int8 kernel',
+  );
+  let h = x;
+  for (const m of q.layers) h = m.call(h); // one layer at a time: no fusion
+  const a = fused.toFloat64Array(),
+    b = h.toFloat64Array();
+  assert.ok(b.some((v) => v === 0) && b.some((v) => v > 0));
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-5, `element ${i}: ${a[i]} vs ${b[i]}`);
+  [x, fused, h].forEach((t) => t.dispose());
 });
 
 test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves 4x and loads identically', async () => {

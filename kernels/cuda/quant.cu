@@ -121,12 +121,13 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
 }
 
 __global__ void qconv2d_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
-                             const float* ws, const float* bias, float* y, ConvGeom g) {
+                             const float* ws, const float* bias, float* y, ConvGeom g, bool relu) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= g.N * g.O * g.OH * g.OW) return;
   const int64_t ow = t % g.OW, oh = (t / g.OW) % g.OH, o = (t / (g.OW * g.OH)) % g.O, n = t / (g.OW * g.OH * g.O);
   const int32_t acc = qconv_point(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], oh, ow);
-  y[t] = static_cast<float>(acc) * (scale[n] * ws[o]) + (bias ? bias[o] : 0.f);
+  const float v = static_cast<float>(acc) * (scale[n] * ws[o]) + (bias ? bias[o] : 0.f);
+  y[t] = relu && v < 0.f ? 0.f : v;
 }
 
 static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -134,7 +135,8 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   float sx = 0.f;
   int32_t zx = 0;
   const float* bias = nullptr;
-  if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias); !s.good()) return s;
+  bool relu = false;
+  if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias, relu); !s.good()) return s;
   if (g.N * g.O == 0) return Status::ok();
   const int64_t K = g.C * g.H * g.W;
   const uint64_t bytes = static_cast<uint64_t>(g.N) * K + static_cast<uint64_t>(g.N) * 8 + 8;
@@ -149,7 +151,7 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   Status st = launched("qconv2dInt8 (quantize)");
   if (st.good()) {
     qconv2d_int8<<<blocks_for(g.N * g.O * g.OH * g.OW), kThreads, 0, stream()>>>(
-        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g);
+        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g, relu);
     st = launched("qconv2dInt8");
   }
   release_scratch(work, bytes);

@@ -9,6 +9,7 @@
 // C, H, W, O, kh, kw, OH, OW and the conv attribute group at P_QLINEAR_CONV_ATTRS + ATTR_CONV_*)
 
 override HASB: bool = false;
+override RELU: bool = false;
 
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> xin: array<f32>;
@@ -129,5 +130,6 @@ fn qconv2d_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   let s = bitcast<f32>(codes[u32(N * K + n)]);
   var y = f32(acc) * (s * wsc[pu(P_QLINEAR_WS_OFFSET) + u32(o)]);
   if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + u32(o)]; }
+  if (RELU && y < 0.0) { y = 0.0; }
   dst[t] = y;
 }

@@ -603,7 +603,7 @@ static T* qscratch(int64_t n) {
 }
 
 static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, const float* psw, const float* bias,
-                         const RowQ* rq, float* po) {
+                         bool relu, const RowQ* rq, float* po) {
   const ConvGeom& g = p.g;
   const int64_t N = g.N, O = g.O, B = p.B, T = p.T, img = g.C * g.H * g.W;
   // weights: [ob][tap][word][kQMR] words of 4 bytes (0 past C or C*kw, and past O); each output channel's sum
@@ -686,7 +686,8 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
             for (int v = 0; v < kQNV; ++v) {
               vint a;
               __builtin_memcpy(&a, acc + m * kQT + v * kVL, sizeof a);
-              vstore(dst + v * kVL, __builtin_convertvector(a - zw, vfloat) * sc + bv);
+              const vfloat y = __builtin_convertvector(a - zw, vfloat) * sc + bv;
+              vstore(dst + v * kVL, relu ? vsel(y < vsplat(0.f), vsplat(0.f), y) : y);
             }
           }
         }
@@ -700,7 +701,7 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
 
 // Any geometry: the image quantized as it is (N C H W bytes), each output summing its in-bounds taps.
 static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, const float* psw, const float* bias,
-                         const RowQ* rq, float* po) {
+                         bool relu, const RowQ* rq, float* po) {
   const int64_t img = g.C * g.H * g.W, taps = g.kh * g.kw;
   std::vector<uint8_t> xq(static_cast<size_t>(g.N * img));
   parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
@@ -716,7 +717,8 @@ static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, c
       for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
           const int32_t acc = qconv_point(g, xi, wo, z, oh, ow);
-          po[((n * g.O + o) * g.OH + oh) * g.OW + ow] = static_cast<float>(acc) * sc + b;
+          const float y = static_cast<float>(acc) * sc + b;
+          po[((n * g.O + o) * g.OH + oh) * g.OW + ow] = relu && y < 0.f ? 0.f : y;
         }
     }
   });
@@ -727,7 +729,8 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   float sx = 0.f;
   int32_t zx = 0;
   const float* bias = nullptr;
-  if (Status s = read_qconv(in, nin, out, attrs, g, sx, zx, bias); !s.good()) return s;
+  bool relu = false;
+  if (Status s = read_qconv(in, nin, out, attrs, g, sx, zx, bias, relu); !s.good()) return s;
   if (g.N == 0 || g.O == 0) return Status::ok();
   const float* px = in[0].ptr<float>();
   const int64_t img = g.C * g.H * g.W;
@@ -739,10 +742,10 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qconv2dInt8: x has NaN or infinite values (cannot be quantized)");
   QConv p;
   if (qconv_plan(g, p)) {
-    qconv_direct(p, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, rq.data(), out.ptr<float>());
+    qconv_direct(p, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
     return Status::ok();
   }
-  qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, rq.data(), out.ptr<float>());
+  qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
   return Status::ok();
 }
 

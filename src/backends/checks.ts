@@ -137,6 +137,7 @@ export interface QconvGeometry {
   dw: number;
   sx: number;
   zx: number;
+  relu: boolean;
 }
 
 /** qconv2dInt8's operands and attributes, with the addon's messages. */
@@ -168,7 +169,8 @@ export function checkQconv(ins: readonly KernelView[], attrs: readonly number[])
     zx = a.xZero;
   if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255)
     throw new ArgumentError(`qconv2dInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
-  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, sx, zx };
+  if (a.relu !== 0 && a.relu !== 1) throw new ArgumentError(`qconv2dInt8: relu must be 0 or 1, got ${a.relu}`);
+  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, sx, zx, relu: a.relu === 1 };
 }
 
 /** The geometry of an attention kernel call (forward: want 3; backward: want 5), checked. */

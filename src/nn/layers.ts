@@ -40,6 +40,8 @@ export interface LayerOptions {
  * @example new kn.nn.Linear(4, 2).call(kn.ones([3, 4])).shape // [3, 2]
  */
 export class Linear extends Module {
+  /** The activations a following ReLU / GELU layer may be fused into (Sequential calls forwardAct). */
+  static readonly fusedActivations: readonly FusedActivation[] = ['relu', 'gelu'];
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   constructor(
@@ -404,14 +406,25 @@ export function layerNormFn(
   return y;
 }
 
-/** The activation a Linear + next-layer pair can fuse: a plain Linear (no instance-level forward override, which
- * quantization calibration uses) followed by ReLU or GELU. */
+/** A layer class whose forward can take the next layer's activation into the same kernel. */
+interface ActivationFusing {
+  readonly fusedActivations: readonly FusedActivation[];
+}
+/** A layer instance of such a class. */
+interface FusingLayer extends Module {
+  forwardAct(x: Tensor, act: FusedActivation): Tensor;
+}
+
+/** The activation a layer + next-layer pair can fuse: a layer whose own class (not a subclass, which may override
+ * forward) declares `fusedActivations` (Linear, QuantConv2d), without an instance-level forward override (which
+ * quantization calibration uses), followed by a plain ReLU or GELU it lists. */
 function fusableActivation(m: Module, next: Module | undefined): FusedActivation | null {
-  if (m.constructor !== Linear || Object.prototype.hasOwnProperty.call(m, 'forward') || !next) return null;
-  if (Object.prototype.hasOwnProperty.call(next, 'forward')) return null;
-  if (next.constructor === ReLU) return 'relu';
-  if (next.constructor === GELU) return 'gelu';
-  return null;
+  const cls = m.constructor as unknown as Partial<ActivationFusing>;
+  if (!Object.prototype.hasOwnProperty.call(cls, 'fusedActivations') || !next) return null;
+  if (Object.prototype.hasOwnProperty.call(m, 'forward') || Object.prototype.hasOwnProperty.call(next, 'forward'))
+    return null;
+  const act = next.constructor === ReLU ? 'relu' : next.constructor === GELU ? 'gelu' : null;
+  return act !== null && cls.fusedActivations!.includes(act) ? act : null;
 }
 
 /**
@@ -442,12 +455,12 @@ export class Sequential extends Module {
       let next: Tensor;
       const act = fusableActivation(m, ls[i + 1]);
       if (act) {
-        // Linear then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step)
-        h.assertAlive('Linear');
+        // Linear (QuantConv2d) then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step)
+        h.assertAlive(m.constructor.name);
         const rec = activeRecorder;
         if (rec !== null) rec.enterModule(m);
         try {
-          next = (m as Linear).forwardAct(h, act);
+          next = (m as FusingLayer).forwardAct(h, act);
         } finally {
           if (rec !== null) rec.exitModule();
         }

@@ -133,6 +133,8 @@ export interface QConv2dOptions {
   dilation?: Pair;
   /** a calibrated scale and zero point, or 'dynamic' (default): each image from its own range */
   act?: ActivationQuant;
+  /** max(y, 0) in the kernel, as a following ReLU would (default false) */
+  relu?: boolean;
 }
 
 /**
@@ -177,13 +179,15 @@ export function qconv2dInt8(
       `qconv2dInt8: kernel ${kh}x${kw} (dilation ${dh}x${dw}) is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`,
     );
   const [xs, xz] = actParams(opts.act ?? 'dynamic', 'qconv2dInt8');
+  if (opts.relu !== undefined && typeof opts.relu !== 'boolean')
+    throw new ArgumentError(`qconv2dInt8: relu must be a boolean, got ${describe(opts.relu)}`);
   const ws = wscale.reshape([O]);
   const b = bias ? bias.reshape([O]) : null;
   try {
     return runKernel(
       'qconv2dInt8',
       b ? [x, wq, ws, b] : [x, wq, ws],
-      [sh, sw, ph, pw, dh, dw, 1, xs, xz],
+      [sh, sw, ph, pw, dh, dw, 1, xs, xz, opts.relu ? 1 : 0],
       [N, O, OH, OW],
       'float32',
     );

@@ -199,8 +199,8 @@ export const OP_TABLE = [
   op('qlinearInt4', 'quant', -1, ['groupSize'], 'float', { ...C, fixedInputs: { 1: 'uint8' } }),
   // int8 convolution: (x float32 [N, C, H, W], wq int8 [O, C, kH, kW], wscale [O][, bias [O]]) -> float32
   // [N, O, OH, OW], one group; each image is quantized to uint8 with (xScale, xZero), or from its own range when
-  // xScale = 0 (dynamic, per image), and padding stands for 0 (the zero point)
-  op('qconv2dInt8', 'quant', -1, [...CONV, 'xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
+  // xScale = 0 (dynamic, per image), and padding stands for 0 (the zero point); relu = 1 applies max(y, 0)
+  op('qconv2dInt8', 'quant', -1, [...CONV, 'xScale', 'xZero', 'relu'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];

@@ -9,7 +9,7 @@ import { registerLayer, type SpecFields } from '../nn/registry.js';
 import type { SpecReader } from '../nn/spec_reader.js';
 import { ones, tensor, zeros } from '../ops/creation.js';
 import { tidy } from '../engine/memory.js';
-import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
+import { add, cast, clamp, div, mul, sub, type FusedActivation } from '../ops/elementwise.js';
 import { concat, reshape, slice, stack } from '../ops/movement.js';
 import { qconv2dInt8, qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -109,6 +109,8 @@ export class QuantLinear extends Module {
 
 /** int8 Conv2d (groups = 1) on the int8 convolution kernel (kn.qconv2dInt8); dynamic inputs are quantized per image. */
 export class QuantConv2d extends Module {
+  /** A following ReLU layer runs inside the int8 kernel's epilogue (see Sequential). */
+  static readonly fusedActivations: readonly FusedActivation[] = ['relu'];
   readonly weightQ: Tensor;
   readonly weightScale: Tensor;
   readonly bias: Tensor | null;
@@ -143,14 +145,20 @@ export class QuantConv2d extends Module {
     this.inputQuant = this.registerBuffer('inputQuant', actTensor(opts.act ?? 'dynamic'));
   }
   forward(x: Tensor): Tensor {
+    return this.forwardAct(x, 'none');
+  }
+  /** forward followed by a ReLU in the same kernel (Sequential fuses a following ReLU layer this way). */
+  forwardAct(x: Tensor, act: FusedActivation): Tensor {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
       throw new ShapeError(`QuantConv2d expects [N, ${this.inChannels}, H, W], got ${shapeStr(x.shape)}`);
     }
+    if (act !== 'none' && act !== 'relu') throw new ArgumentError(`QuantConv2d fuses only relu, got ${describe(act)}`);
     return qconv2dInt8(x, this.weightQ, this.weightScale, this.bias, {
       stride: this.stride,
       padding: this.padding,
       dilation: this.dilation,
       act: actFrom(this.inputQuant),
+      relu: act === 'relu',
     });
   }
   protected override extraRepr(): string {

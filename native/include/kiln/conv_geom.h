@@ -102,9 +102,9 @@ KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const i
 
 /** The operands of qconv2dInt8 (x float32 [N, C, H, W], wq int8 [O, C, kh, kw], wscale [O][, bias [O]]) and its
  * attributes, validated for the cpu and CUDA kernels: geometry in g, the activation scale (0 = dynamic, per
- * image) and zero point, and the bias (null without one). */
+ * image) and zero point, the bias (null without one), and whether a ReLU follows in the kernel. */
 inline Status read_qconv(const TensorView* in, int nin, const TensorView& out, const double* attrs, ConvGeom& g,
-                         float& sx, int32_t& zx, const float*& bias) {
+                         float& sx, int32_t& zx, const float*& bias, bool& relu) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qconv2dInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
   KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 4 && x.contiguous(), ST_DTYPE,
@@ -141,8 +141,11 @@ inline Status read_qconv(const TensorView* in, int nin, const TensorView& out, c
                ST_ARG,
                "qconv2dInt8: xScale must be >= 0 (0 = dynamic per image) and xZero an integer in [0, 255], got ", s,
                " and ", z);
+  const double r = attrs[ATTR_QCONV2D_INT8_RELU];
+  KILN_REQUIRE(r == 0 || r == 1, ST_ARG, "qconv2dInt8: relu must be 0 or 1, got ", r);
   sx = static_cast<float>(s);
   zx = static_cast<int32_t>(z);
+  relu = r == 1;
   return Status::ok();
 }
 

@@ -75,7 +75,8 @@ export const quantKernels: Record<string, KernelFn> = {
                   acc += q[(c * H + ih) * W + iw]! * pw[w!.offset + ((oc * C + c) * kh + i) * kw + j]!;
                 }
               }
-            o[((n * O + oc) * OH + oh) * OW + ow] = acc * scale + (pb ? pb[b!.offset + oc]! : 0);
+            const y = acc * scale + (pb ? pb[b!.offset + oc]! : 0);
+            o[((n * O + oc) * OH + oh) * OW + ow] = g.relu && y < 0 ? 0 : y;
           }
       }
     }

@@ -87,7 +87,7 @@ export const quantKernels: Record<string, GpuKernel> = {
     g.dispatch(
       'quant',
       'qconv2d_int8',
-      { HASB: b ? 1 : 0 },
+      { HASB: b ? 1 : 0, RELU: q.relu ? 1 : 0 },
       p,
       [id(out), null, id(w), id(ws), b ? id(b) : g.dummy, codes],
       { threads: q.N * q.O * q.OH * q.OW },

@@ -2,6 +2,8 @@
 // figure is also a fraction of the physical limit. Goals (CPU issue): int8 >= 3x float32, bf16 >= 2x.
 //   int8: the dynamic int8 linear kernel (x float32 quantized per row inside the kernel, int8 weights, VNNI)
 //   bf16: bfloat16 x bfloat16 with float32 accumulation (AVX512-BF16), the mixed-precision training path
+// Then the int8 convolution (kn.qconv2dInt8, static quantization, bias, ReLU in the kernel) against float32
+// conv2d + bias + relu on CNN layer shapes: what a quantized conv + ReLU pair costs against the float one.
 import * as kn from '../../src/index.js';
 import { cpuBench, fmt, measure } from '../harness.js';
 import { helper, peakBf16, peakFma, peakVnni } from '../peers/openblas.js';
@@ -43,6 +45,38 @@ export async function run(): Promise<void> {
       console.log(
         `${String(n).padStart(6)} ${fmt(q).padStart(11)} ${fmt(bf).padStart(13)} ${fmt(f).padStart(12)} ${(q / f).toFixed(2).padStart(8)}x ${(bf / f).toFixed(2).padStart(8)}x` +
           ` ${((100 * q) / pv).toFixed(0).padStart(10)}% ${((100 * bf) / pb).toFixed(0).padStart(10)}% ${((100 * f) / pf).toFixed(0).padStart(9)}%`,
+      );
+    }
+  }
+  console.log('## int8 conv2d + ReLU vs float32 conv2d + bias + relu (3x3, padding 1): ms (median), GOP/s');
+  const LAYERS: [number, number, number, number][] = [
+    [64, 1, 28, 16],
+    [64, 16, 14, 32],
+    [16, 16, 28, 32],
+    [1, 64, 56, 64],
+    [8, 128, 14, 128],
+  ];
+  for (const threads of [...new Set([1, info.threads])]) {
+    addon.setThreads(threads);
+    console.log(`### ${threads} thread(s)`);
+    console.log('layer [N, C, HxW] -> O          int8 ms  int8 GOP/s  f32 ms  f32 GFLOP/s  int8/f32');
+    for (const [N, C, HW, O] of LAYERS) {
+      kn.seed(N * C + O);
+      const x = kn.randn([N, C, HW, HW]),
+        w = kn.randn([O, C, 3, 3]),
+        b = kn.randn([O]);
+      const wq = kn.randint([O, C, 3, 3], -127, 128).cast('int8'),
+        ws = kn.rand([O], { low: 0.001, high: 0.02 });
+      const reps = { repeats: 30, minTimeMs: 300 };
+      const act = { scale: 0.03, zeroPoint: 128 };
+      const tq = await measure(() => kn.qconv2dInt8(x, wq, ws, b, { padding: 1, act, relu: true }).dispose(), reps);
+      const tf = await measure(() => kn.tidy(() => void kn.relu(kn.conv2d(x, w, b, { padding: 1 }))), reps);
+      [x, w, b, wq, ws].forEach((t) => t.dispose());
+      const ops = 2 * N * O * HW * HW * C * 9;
+      const label = `[${N}, ${C}, ${HW}x${HW}] -> ${O}`;
+      console.log(
+        `${label.padEnd(30)} ${tq.medianMs.toFixed(3).padStart(8)} ${fmt(ops / (tq.medianMs * 1e6)).padStart(11)}` +
+          ` ${tf.medianMs.toFixed(3).padStart(7)} ${fmt(ops / (tf.medianMs * 1e6)).padStart(12)} ${(tf.medianMs / tq.medianMs).toFixed(2).padStart(8)}x`,
       );
     }
   }

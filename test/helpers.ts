@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as kn from '../src/index.js';
 
 export { rng } from './rng.js';
@@ -181,4 +181,21 @@ export async function startKilnServe(args: readonly string[]): Promise<{
       return exited;
     },
   };
+}
+
+/**
+ * Runs a script (TypeScript through tsx; an ES module when `esm`, which also applies to workers it starts from
+ * eval'd code) in a child node process with extra environment variables, and returns the last line it printed,
+ * parsed as JSON, with the whole output for messages.
+ */
+export function childJson<T>(script: string, env: Record<string, string>, esm = true): { value: T; out: string } {
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', ...(esm ? ['--input-type=module'] : []), '-e', script],
+    {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    },
+  );
+  return { value: JSON.parse(out.trim().split('\n').pop()!) as T, out };
 }

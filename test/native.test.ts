@@ -1,11 +1,11 @@
 // The native build: the generated op table, each ISA's kernels against the js reference, and CUDA reporting.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
-import { allclose, onBackend, rng, randomArray } from './helpers.js';
+import { allclose, childJson, onBackend, rng, randomArray } from './helpers.js';
 
 test('the addon loads and agrees with the op table', () => {
   const { addon, reason } = loadAddon();
@@ -151,11 +151,8 @@ test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32)
     }
     console.log(JSON.stringify(bad));`;
   for (const mode of ['packed', 'widen']) {
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      env: { ...process.env, KILN_BF16_GEMM: mode },
-      encoding: 'utf8',
-    });
-    assert.equal(JSON.parse(out.trim().split('\n').pop()!), [], `${mode}: ${out}`);
+    const { value, out } = childJson<string[]>(script, { KILN_BF16_GEMM: mode });
+    assert.equal(value, [], `${mode}: ${out}`);
   }
 });
 
@@ -209,11 +206,8 @@ test('both conv methods (im2col + GEMM, direct) match js on every ISA: forward a
     }
     console.log(JSON.stringify(bad));`;
   for (const algo of ['im2col', 'direct']) {
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      env: { ...process.env, KILN_CONV_ALGO: algo },
-      encoding: 'utf8',
-    });
-    assert.equal(JSON.parse(out.trim().split('\n').pop()!), [], `${algo}: ${out}`);
+    const { value, out } = childJson<string[]>(script, { KILN_CONV_ALGO: algo });
+    assert.equal(value, [], `${algo}: ${out}`);
   }
 });
 
@@ -255,15 +249,7 @@ test('KILN_CPU_ISA is honoured and an impossible one is reported, not crashed on
   const script =
     "import('./src/backends/native/binding.ts').then(m => { const r = m.loadAddon(); console.log(JSON.stringify({ ok: !!r.addon, isa: r.addon?.info().isa, reason: r.reason })); })";
   const run = (isa: string): { ok: boolean; isa?: string; reason: string } =>
-    JSON.parse(
-      execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
-        env: { ...process.env, KILN_CPU_ISA: isa },
-        encoding: 'utf8',
-      })
-        .trim()
-        .split('\n')
-        .pop()!,
-    );
+    childJson<{ ok: boolean; isa?: string; reason: string }>(script, { KILN_CPU_ISA: isa }, false).value;
   const s = run('scalar');
   assert.ok(s.ok && s.isa === 'scalar');
   const bad = run('avx9000');
@@ -352,19 +338,12 @@ test('without the addon, kiln falls back to the js backend and says why', () => 
   const script =
     "import('./src/index.ts').then(kn => { const t = kn.tensor([1, 2]).add(1); const i = kn.info(); " +
     "console.log(JSON.stringify({ backend: kn.getBackend(), backends: kn.backends(), v: Array.from(t.toArray()), cpu: i.backends.find(b => b.name === 'cpu') })); })";
-  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
-    env: { ...process.env, KILN_ADDON_PATH: '/nonexistent/kiln.node' },
-    encoding: 'utf8',
-  })
-    .trim()
-    .split('\n')
-    .pop()!;
-  const r = JSON.parse(out) as {
+  const r = childJson<{
     backend: string;
     backends: string[];
     v: number[];
     cpu: { available: boolean; reason: string };
-  };
+  }>(script, { KILN_ADDON_PATH: '/nonexistent/kiln.node' }, false).value;
   assert.is(r.backend, 'js');
   assert.equal(
     r.backends.filter((b) => b !== 'webgpu'),

@@ -137,6 +137,9 @@ test('qconv2dInt8 refuses bad operands with clear errors, on js and cpu alike', 
     t(() => kn.qconv2dInt8(x, wq, kn.ones([2])), kn.ShapeError, /wscale must have 3 values/);
     t(() => kn.qconv2dInt8(x, wq, ws, kn.ones([4])), kn.ShapeError, /bias must have 3 values/);
     t(() => kn.qconv2dInt8(kn.ones([1, 2, 2, 2]), wq, ws), kn.ShapeError, /larger than the padded input 2x2/);
+    const w0 = kn.zeros([3, 2, 0, 3], { dtype: 'int8' });
+    t(() => kn.qconv2dInt8(x, w0, ws), kn.ShapeError, /kernel must be at least 1x1, got 0x3/);
+    w0.dispose();
     t(() => kn.qconv2dInt8(x, wq, ws, null, { stride: 0 }), kn.ArgumentError, /stride must be an integer >= 1/);
     t(() => kn.qconv2dInt8(x, wq, ws, null, { act: { scale: 0, zeroPoint: 0 } }), kn.ArgumentError, /scale > 0/);
     const big = kn.zeros([1, 8000, 3, 3]),

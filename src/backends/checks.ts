@@ -155,6 +155,7 @@ export function checkQconv(ins: readonly KernelView[], attrs: readonly number[])
     throw new ShapeError(`qconv2dInt8: x [${x.shape}] and wq [${w.shape}] must be [N, C, H, W] and [O, C, kH, kW]`);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const [O, , kh, kw] = w.shape as [number, number, number, number];
+  if (kh < 1 || kw < 1) throw new ShapeError(`qconv2dInt8: the kernel must be at least 1x1, got ${kh}x${kw}`);
   if (C * kh * kw > 65536)
     throw new ShapeError(`qconv2dInt8: C*kH*kW = ${C * kh * kw} is over 65536 (int32 accumulators could overflow)`);
   if (numel(ws.shape) !== O) throw new ShapeError(`qconv2dInt8: wscale must have ${O} values, got [${ws.shape}]`);

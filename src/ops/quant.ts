@@ -163,6 +163,7 @@ export function qconv2dInt8(
     );
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const [O, , kh, kw] = wq.shape as [number, number, number, number];
+  if (kh < 1 || kw < 1) throw new ShapeError(`qconv2dInt8: the kernel must be at least 1x1, got ${kh}x${kw}`);
   if (C * kh * kw > 65536)
     throw new ShapeError(`qconv2dInt8: C*kH*kW = ${C * kh * kw} is over 65536 (int32 accumulators could overflow)`);
   if (wscale.size !== O)

@@ -928,6 +928,17 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    name: 'qlinearInt4 with 1-3 rows (row by row, no GEMM): K = 130 in groups of 64, and N = 2000 over threads',
+    ops: ['qlinearInt4'],
+    inputs: [f([3, 130]), ints([2000, 96], 0, 256, 'uint8'), f([2000, 3], { lo: 0.01, hi: 0.1 }), f([2000])],
+    run: (x, w, s, b) => {
+      const y1 = kn.qlinearInt4(kn.slice(x, [0, 0], [1, 130]), w, s, b, 64);
+      const y3 = kn.qlinearInt4(x, kn.slice(w, [0, 0], [7, 96]), kn.slice(s, [0, 0], [7, 3]), null, 64);
+      return kn.concat([y1, y3].map((y) => y.reshape([y.size])));
+    },
+    atol: 1e-3,
+  },
+  {
     name: 'qlinearInt4 large (tiles, threads), 3-D x, groups of 64',
     ops: ['qlinearInt4'],
     inputs: [f([2, 70, 128]), ints([100, 64], 0, 256, 'uint8'), f([100, 2], { lo: 0.01, hi: 0.1 })],

@@ -749,9 +749,55 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   return Status::ok();
 }
 
-// int4 weight-only linear: W [N, K] is dequantized (nibble - 8) * scale into a per-thread float buffer, row
-// panels in parallel, then multiplied by the packed float32 GEMM as x W^T (B = W viewed transposed, no copy).
-// Layout: native/include/kiln/int4_layout.h.
+// Row j of an int4 weight, dequantized: dst[k] = (nibble k - offset) * sc[k / g] for k < K (whole groups
+// without bounds checks or divisions, so the loop vectorises).
+static void int4_row(const uint8_t* row, const float* sc, int64_t K, int64_t g, float* dst) {
+  const int64_t full = K / g;
+  for (int64_t q = 0; q < full; ++q) {
+    const float s = sc[q];
+    const uint8_t* b = row + q * g / 2;
+    float* d = dst + q * g;
+    for (int64_t t = 0; t < g / 2; ++t) {
+      d[2 * t] = static_cast<float>((b[t] & 15) - kInt4Offset) * s;
+      d[2 * t + 1] = static_cast<float>((b[t] >> 4) - kInt4Offset) * s;
+    }
+  }
+  for (int64_t k = full * g; k < K; ++k) {
+    const int q = ((k & 1) ? (row[k >> 1] >> 4) : (row[k >> 1] & 15)) - kInt4Offset;
+    dst[k] = static_cast<float>(q) * sc[k / g];
+  }
+}
+
+typedef uint8_t vbytes __attribute__((vector_size(kVL)));
+
+// y[i] = sum_k x[i][k] W[j][k] for one int4 weight row and M <= kSmallM rows of x given as their even and odd
+// elements (xe, xo: M rows of Kh = G*g/2 floats each, zero past K): kVL bytes at a time, low nibbles against the
+// even elements and high against the odd, so the nibbles need no interleaving and W is never written out.
+static void int4_dot_rows(const uint8_t* row, const float* sc, int64_t G, int64_t g, const float* xe, const float* xo,
+                          int64_t Kh, int64_t M, float* y) {
+  vfloat acc[kSmallM];
+  for (int64_t i = 0; i < M; ++i) acc[i] = vfloat{};
+  for (int64_t q = 0; q < G; ++q) {
+    const vfloat s = vsplat(sc[q]);
+    for (int64_t t = q * g / 2; t < (q + 1) * g / 2; t += kVL) {
+      vbytes b;
+      __builtin_memcpy(&b, row + t, sizeof b);
+      const vfloat lo = __builtin_convertvector(__builtin_convertvector(b & 15, vint) - kInt4Offset, vfloat) * s;
+      const vfloat hi = __builtin_convertvector(__builtin_convertvector(b >> 4, vint) - kInt4Offset, vfloat) * s;
+      for (int64_t i = 0; i < M; ++i) acc[i] += lo * vload(xe + i * Kh + t) + hi * vload(xo + i * Kh + t);
+    }
+  }
+  for (int64_t i = 0; i < M; ++i) {
+    float v = 0.f;
+    for (int l = 0; l < kVL; ++l) v += acc[i][l];
+    y[i] = v;
+  }
+}
+
+// int4 weight-only linear. With at most kSmallM rows of x, each weight row's nibbles are dotted with the rows as
+// they are read (int4_dot_rows). Otherwise W [N, K] is dequantized (nibble - 8) * scale into a per-thread float
+// buffer, row panels in parallel, then multiplied by the packed float32 GEMM as x W^T (B = W viewed transposed,
+// no copy). Layout: native/include/kiln/int4_layout.h.
 static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &s = in[2];
@@ -778,22 +824,36 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 2 && out.shape[0] == M && out.shape[1] == N, ST_SHAPE,
                "qlinearInt4 writes float32 [", M, ", ", N, "]");
   if (M == 0 || N == 0) return Status::ok();
+  const uint8_t* pw = w.ptr<uint8_t>();
+  const float* ps = s.ptr<float>();
+  float* po = out.ptr<float>();
+  if (M <= kSmallM) {
+    // a few rows (a served request): the nibbles of each weight row are dotted with the rows of x as they are
+    // read, never dequantizing W (dequantizing and packing all of it cost 20x the products at batch 1)
+    const double ops = 2.0 * static_cast<double>(M) * N * K;
+    const float* px = x.ptr<float>();
+    const int64_t Kh = G * g / 2;  // g >= 32, so Kh is a whole number of vectors of bytes
+    float* const xs = qscratch<float, 5>(2 * M * Kh);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t t = 0; t < Kh; ++t) {
+        xs[i * Kh + t] = 2 * t < K ? px[i * K + 2 * t] : 0.f;
+        xs[(M + i) * Kh + t] = 2 * t + 1 < K ? px[i * K + 2 * t + 1] : 0.f;
+      }
+    parallel_for(N, ops > 2e6 ? std::max<int64_t>(1, N / (4 * num_threads())) : N, [&](int64_t lo, int64_t hi) {
+      float y[kSmallM];
+      for (int64_t j = lo; j < hi; ++j) {
+        int4_dot_rows(pw + j * Kh, ps + j * G, G, g, xs, xs + M * Kh, Kh, M, y);
+        for (int64_t i = 0; i < M; ++i) po[i * N + j] = y[i] + (bias ? bias[j] : 0.f);
+      }
+    });
+    return Status::ok();
+  }
   static thread_local std::vector<float> wbuf;  // grow-only
   if (wbuf.size() < static_cast<size_t>(N * K)) wbuf.resize(static_cast<size_t>(N * K));
   float* const wd = wbuf.data();  // the lambdas run on other threads: a thread_local must not be named there
-  const uint8_t* pw = w.ptr<uint8_t>();
-  const float* ps = s.ptr<float>();
   parallel_for(N, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t j = lo; j < hi; ++j) {
-      const uint8_t* row = pw + j * (G * g / 2);
-      float* dst = wd + j * K;
-      for (int64_t k = 0; k < K; ++k) {
-        const int q = ((k & 1) ? (row[k >> 1] >> 4) : (row[k >> 1] & 15)) - kInt4Offset;
-        dst[k] = static_cast<float>(q) * ps[j * G + k / g];
-      }
-    }
+    for (int64_t j = lo; j < hi; ++j) int4_row(pw + j * (G * g / 2), ps + j * G, K, g, wd + j * K);
   });
-  float* po = out.ptr<float>();
   sgemm(GemmArgs{M, N, K, x.ptr<float>(), K, 1, wd, 1, K, po, N, false, true});
   if (bias)
     for (int64_t i = 0; i < M; ++i)

@@ -1,7 +1,8 @@
 // Quantized layers. Their weights are buffers (saved, not trained): int8 with a float32 scale per output
 // channel, or int4 in groups along the input dimension. QuantLinear and QuantConv2d run on the int8 kernels
-// (kn.qlinearInt8, kn.qconv2dInt8; AVX512-VNNI on CPU); Int4Linear dequantizes its weights for each call and
-// runs the float GEMM (int4 saves storage and bandwidth; there is no int4 product kernel yet).
+// (kn.qlinearInt8, kn.qconv2dInt8; AVX512-VNNI on CPU); Int4Linear runs kn.qlinearInt4, which dots the nibbles
+// with a few rows of x directly and otherwise dequantizes its weights for each call and runs the float GEMM
+// (int4 saves storage and bandwidth; there is no int4 product kernel).
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { Module } from '../nn/module.js';

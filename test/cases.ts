@@ -353,6 +353,15 @@ export const CASES: OpCase[] = [
     run: (a, b) => a.matmul(b),
     grad: true,
   },
+  {
+    // x W^T as Linear runs it: B column-contiguous (transposed panels), A row-major (transposed A panels) with a
+    // short last panel, K over one block and not a multiple of the vector width, a partial last B panel
+    name: 'matmul x W^T (transposed packing, uneven K blocks)',
+    ops: ['matmul'],
+    inputs: [f([45, 531]), f([531, 70], { transposed: true })],
+    run: (a, b) => a.matmul(b),
+    atol: 2e-4,
+  },
   { name: 'matmul 1-D', ops: ['matmul'], inputs: [f([5]), f([5, 3])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },

@@ -28,6 +28,7 @@ static constexpr int MR = kGemmMR;
 static constexpr int64_t KC = 256;
 static constexpr int64_t MC = MR * (kVL == 16 ? 8 : 16);
 static constexpr int64_t NC = 4096;
+static constexpr int64_t kPackSlack = kVL;  // floats past a packed A block that pack_a's full-width stores may touch
 
 // packs B[k0:k0+kc, j0:j0+nc] into NR-wide panels, zero-padded: panel p, row k -> dst[(p*kc + k)*NR + jj]
 static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -36,7 +37,22 @@ static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_
     const int64_t jb = j0 + p * NR;
     const int64_t w = std::min<int64_t>(NR, g.N - jb);
     float* d = dst + p * kc * NR;
-    for (int64_t k = 0; k < kc; ++k) {
+    int64_t k = 0;
+    if (g.rsB == 1 && g.csB != 1 && w == NR) {
+      // B column-contiguous (x W^T with W [N, K] row-major, the Linear forward): a strided gather per element
+      // took a quarter of that product; read kVL x kVL blocks along the columns and transpose them in registers
+      for (; k + kVL <= kc; k += kVL)
+        for (int v = 0; v < NV; ++v) {
+          vfloat t[kVL];
+          const float* src = g.B + (k0 + k) + (jb + v * kVL) * g.csB;
+#pragma GCC unroll 16
+          for (int r = 0; r < kVL; ++r) t[r] = vload(src + r * g.csB);
+          vtranspose(t);
+#pragma GCC unroll 16
+          for (int r = 0; r < kVL; ++r) vstore(d + (k + r) * NR + v * kVL, t[r]);
+        }
+    }
+    for (; k < kc; ++k) {
       const float* src = g.B + (k0 + k) * g.rsB + jb * g.csB;
       float* dk = d + k * NR;
       if (g.csB == 1 && w == NR) {
@@ -65,12 +81,29 @@ static void pack_a(const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_
         for (; ii < MR; ++ii) d[k * MR + ii] = 0.f;
       }
     } else {
+      int64_t k = 0;
+      if constexpr (MR <= kVL) {
+        if (g.csA == 1) {
+          // row-major A (every forward and input-gradient product): kVL columns of each row are one load; a
+          // kVL x kVL transpose (rows past h and MR are zero) turns them into kVL packed columns. Each store
+          // writes kVL - MR lanes past its column; the next column's store overwrites them, and past the last
+          // column they land in the next panel (packed after this one) or the kPackSlack floats past the buffer.
+          for (; k + kVL <= kc; k += kVL) {
+            vfloat t[kVL];
+#pragma GCC unroll 16
+            for (int r = 0; r < kVL; ++r) t[r] = r < h ? vload(g.A + (ib + r) * g.rsA + k0 + k) : vfloat{};
+            vtranspose(t);
+#pragma GCC unroll 16
+            for (int r = 0; r < kVL; ++r) vstore(d + (k + r) * MR, t[r]);
+          }
+        }
+      }
       for (int64_t ii = 0; ii < MR; ++ii) {
         if (ii < h) {
           const float* src = g.A + (ib + ii) * g.rsA + k0 * g.csA;
-          for (int64_t k = 0; k < kc; ++k) d[k * MR + ii] = src[k * g.csA];
+          for (int64_t kk = k; kk < kc; ++kk) d[kk * MR + ii] = src[kk * g.csA];
         } else {
-          for (int64_t k = 0; k < kc; ++k) d[k * MR + ii] = 0.f;
+          for (int64_t kk = k; kk < kc; ++kk) d[kk * MR + ii] = 0.f;
         }
       }
     }
@@ -252,8 +285,11 @@ void sgemm(const GemmArgs& g) {
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
     const int64_t nc = std::min(NC, g.N - j0);
     const int64_t npanels = (nc + NR - 1) / NR;
-    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
-      const int64_t kc = std::min(KC, g.K - k0);
+    // K blocks of even depth, a multiple of kVL (K = 784 ran 256+256+256+16: a 16-deep block paid a full C
+    // read-modify-write and packing pass for 2% of the products)
+    const int64_t kblocks = (g.K + KC - 1) / KC, kstep = ((g.K + kblocks - 1) / kblocks + kVL - 1) / kVL * kVL;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
+      const int64_t kc = std::min(kstep, g.K - k0);
       if (bpack.size() < static_cast<size_t>(npanels * kc * NR)) bpack.resize(static_cast<size_t>(npanels * kc * NR));
       float* bp = bpack.data();
       // pack B in parallel over panels
@@ -274,8 +310,8 @@ void sgemm(const GemmArgs& g) {
       const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
       parallel_for(tasks, grain, [&](int64_t lo, int64_t hi) {
         static thread_local std::vector<float> apack;
-        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc))
-          apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc));
+        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc + kPackSlack))
+          apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc + kPackSlack));
         int64_t packed_block = -1;
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t mb = t / nchunks, ch = t % nchunks;

@@ -13,6 +13,27 @@ static inline void vstore(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v
 
 typedef int32_t vint __attribute__((vector_size(KILN_VEC_BYTES)));
 
+// In-register transpose of a kVL x kVL block: v[r] lane l -> v[l] lane r. Stage h swaps, in each pair of rows
+// (i, i + h) with bit h of i clear, the lanes of row i that have bit h set with the lanes of row i + h that have
+// it clear (the off-diagonal h x h blocks); log2(kVL) stages of kVL two-source shuffles (vpermt2ps on AVX-512).
+template <int H, size_t... L>
+static inline void vswap_blocks(vfloat& a, vfloat& b, std::index_sequence<L...>) {
+  const vfloat na = __builtin_shufflevector(a, b, static_cast<int>((L & H) ? kVL + (L ^ H) : L)...);
+  const vfloat nb = __builtin_shufflevector(a, b, static_cast<int>((L & H) ? kVL + L : (L ^ H))...);
+  a = na;
+  b = nb;
+}
+template <int H>
+static inline void vtranspose_stage(vfloat* v) {
+  if constexpr (H > 0) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kVL; ++i)
+      if (!(i & H)) vswap_blocks<H>(v[i], v[i + H], std::make_index_sequence<kVL>{});
+    vtranspose_stage<H / 2>(v);
+  }
+}
+static inline void vtranspose(vfloat* v) { vtranspose_stage<kVL / 2>(v); }
+
 static inline vfloat vsplat(float f) { return vfloat{} + f; }
 static inline vint vsplati(int32_t i) { return vint{} + i; }
 static inline vfloat vsel(vint m, vfloat a, vfloat b) { return m ? a : b; }

@@ -35,6 +35,7 @@ static ConvAlgo conv_algo() {
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
 #include "kiln/row_copy.inl"
+#include "kiln/scratch.inl"
 
 namespace cv {
 
@@ -49,38 +50,6 @@ static Status geom_from(const TensorView& w4, const double* attrs, ConvGeom& g) 
   g.C = w4.shape[1] * g.groups;
   return Status::ok();
 }
-
-// A workspace of one call on one thread (Slot tells apart the buffers one kernel holds at once). A std::vector per call
-// cost a zero fill of the whole buffer and, above glibc's mmap threshold, an mmap and a page fault per page on every
-// call (perf on the conv fwd+bwd bench: memset and page faults ~25% of the step). Each thread keeps one buffer of up to
-// 32 MiB between calls per slot; a larger one lives for the call only. Never zeroed: im2col writes every element and
-// the GEMM writes C before col2im reads it; the direct kernels write what they read.
-template <int Slot>
-class ThreadBuffer {
- public:
-  float* get(int64_t n) {
-    const size_t need = static_cast<size_t>(n);
-    if (need <= kKeep) {
-      static thread_local std::unique_ptr<float[]> kept;
-      static thread_local size_t cap = 0;
-      if (cap < need) {
-        kept.reset(new float[need]);
-        cap = need;
-      }
-      return kept.get();
-    }
-    if (cap_ < need) {
-      own_.reset(new float[need]);
-      cap_ = need;
-    }
-    return own_.get();
-  }
-
- private:
-  static constexpr size_t kKeep = size_t{8} << 20;  // floats: 32 MiB
-  std::unique_ptr<float[]> own_;
-  size_t cap_ = 0;
-};
 
 // Output rows per tile: im2col, the GEMM and col2im work on tiles of whole output rows whose column buffer
 // (ckk x rows*OW floats) stays near 128 KiB, so it is written and read back in L2 rather than streamed through

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 
 #include "kiln/attention.h"
 #include "kiln/cpu_common.h"
@@ -18,6 +19,7 @@
 #else
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
+#include "kiln/scratch.inl"
 
 namespace mm {
 
@@ -279,9 +281,8 @@ void sgemm(const GemmArgs& g) {
     return;
   }
   const int threads = g.parallel ? num_threads() : 1;
-  // packing buffers live per thread and only grow: a fresh 256 KiB std::vector per call went to mmap (glibc's
-  // threshold) and paid its page faults on every call, which cost 256x256 products ~40% of their time
-  static thread_local std::vector<float> bpack;
+  // packing buffers live per thread and only grow (kiln/scratch.inl): a fresh 256 KiB std::vector per call went to
+  // mmap (glibc's threshold) and paid its page faults on every call, which cost 256x256 products ~40% of their time
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
     const int64_t nc = std::min(NC, g.N - j0);
     const int64_t npanels = (nc + NR - 1) / NR;
@@ -290,8 +291,7 @@ void sgemm(const GemmArgs& g) {
     const int64_t kblocks = (g.K + KC - 1) / KC, kstep = ((g.K + kblocks - 1) / kblocks + kVL - 1) / kVL * kVL;
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
-      if (bpack.size() < static_cast<size_t>(npanels * kc * NR)) bpack.resize(static_cast<size_t>(npanels * kc * NR));
-      float* bp = bpack.data();
+      float* const bp = thread_scratch<float, 0>(npanels * kc * NR);
       // pack B in parallel over panels
       parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
                    [&](int64_t lo, int64_t hi) {
@@ -309,15 +309,13 @@ void sgemm(const GemmArgs& g) {
       const double flops = 2.0 * static_cast<double>(g.M) * nc * kc;
       const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
       parallel_for(tasks, grain, [&](int64_t lo, int64_t hi) {
-        static thread_local std::vector<float> apack;
-        if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc + kPackSlack))
-          apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * MR * kc + kPackSlack));
+        float* const apack = thread_scratch<float, 1>(((MC + MR - 1) / MR) * MR * kc + kPackSlack);
         int64_t packed_block = -1;
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t mb = t / nchunks, ch = t % nchunks;
           const int64_t i0 = mb * MC, mc = std::min(MC, g.M - i0);
           if (packed_block != mb) {
-            pack_a(g, i0, mc, k0, kc, apack.data());
+            pack_a(g, i0, mc, k0, kc, apack);
             packed_block = mb;
           }
           const int64_t p0 = ch * panels_per_chunk, p1 = std::min(npanels, p0 + panels_per_chunk);
@@ -326,7 +324,7 @@ void sgemm(const GemmArgs& g) {
             const float* bpp = bp + p * kc * NR;
             for (int64_t ip = 0; ip * MR < mc; ++ip) {
               const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
-              micro(kc, apack.data() + ip * kc * MR, bpp, g.C + (i0 + ip * MR) * g.ldc + jb, g.ldc, mr, nr, acc_c);
+              micro(kc, apack + ip * kc * MR, bpp, g.C + (i0 + ip * MR) * g.ldc + jb, g.ldc, mr, nr, acc_c);
             }
           }
         }
@@ -480,12 +478,9 @@ static bool packed_mode() {
 static void gemm(const Args& g) {
   const int64_t npanels = (g.N + NR - 1) / NR, mblocks = (g.M + MC - 1) / MC;
   const int threads = num_threads();
-  static thread_local std::vector<uint16_t> bpack;  // grow-only, per thread (see sgemm)
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
-    if (bpack.size() < static_cast<size_t>(npanels * k2n * NR * 2))
-      bpack.resize(static_cast<size_t>(npanels * k2n * NR * 2));
-    uint16_t* const bp = bpack.data();  // the lambdas run on other threads: a thread_local must not be named there
+    uint16_t* const bp = thread_scratch<uint16_t, 0>(npanels * k2n * NR * 2);  // grow-only, per thread (see sgemm)
     parallel_for(npanels, std::max<int64_t>(1, npanels / std::max(1, threads)), [&](int64_t lo, int64_t hi) {
       for (int64_t p = lo; p < hi; ++p) pack_b(g, k0, kc, p, bp + p * k2n * NR * 2);
     });
@@ -496,15 +491,13 @@ static void gemm(const Args& g) {
     nchunks = (npanels + ppc - 1) / ppc;
     const double flops = 2.0 * static_cast<double>(g.M) * g.N * kc;
     parallel_for(mblocks * nchunks, flops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
-      static thread_local std::vector<uint16_t> apack;
-      if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2))
-        apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * k2n * MR * 2));
+      uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * k2n * MR * 2);
       int64_t packed = -1;
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t mb = t / nchunks, ch = t % nchunks;
         const int64_t i0 = mb * MC, mc = std::min(MC, g.M - i0), apanels = (mc + MR - 1) / MR;
         if (packed != mb) {
-          for (int64_t ap = 0; ap < apanels; ++ap) pack_a(g, i0 + ap * MR, k0, kc, apack.data() + ap * k2n * MR * 2);
+          for (int64_t ap = 0; ap < apanels; ++ap) pack_a(g, i0 + ap * MR, k0, kc, apack + ap * k2n * MR * 2);
           packed = mb;
         }
         for (int64_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
@@ -514,10 +507,10 @@ static void gemm(const Args& g) {
               for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
 #if KILN_VEC_BYTES == 64
             if (has_bf16())
-              micro_bf16(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
+              micro_bf16(k2n, apack + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
             else
 #endif
-              micro_generic(k2n, apack.data() + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
+              micro_generic(k2n, apack + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
             for (int r = 0; r < MR; ++r) {
               const int64_t i = i0 + ap * MR + r;
               if (i >= g.M) break;

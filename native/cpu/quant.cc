@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kiln/conv_geom.h"
@@ -24,6 +25,7 @@
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
 #include "kiln/row_copy.inl"
+#include "kiln/scratch.inl"
 
 namespace qt {
 
@@ -280,9 +282,9 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qlinearInt8: x has NaN or infinite values (cannot be quantized)");
 
   const int64_t K4 = (K + 3) / 4, Kp = 4 * K4;
-  static thread_local std::vector<uint8_t> xq;  // grow-only per-thread buffers: no mmap + page faults per call
-  if (xq.size() < static_cast<size_t>(M * Kp)) xq.resize(static_cast<size_t>(M * Kp));
-  uint8_t* const xqp = xq.data();  // the lambdas run on other threads: a thread_local must not be named there
+  ThreadBuffer<0, uint8_t> xqb;  // the calling thread's workspaces (kiln/scratch.inl)
+  ThreadBuffer<1, int8_t> bpb;
+  uint8_t* const xqp = xqb.get(M * Kp);
   parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) quant_row(px + i * K, K, Kp, rq[i].scale, rq[i].zero, xqp + i * Kp);
   });
@@ -307,10 +309,7 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   }
 
   const int64_t npanels = (N + NR - 1) / NR;
-  static thread_local std::vector<int8_t> bpack;
-  if (bpack.size() < static_cast<size_t>(npanels * K4 * NR * 4))
-    bpack.resize(static_cast<size_t>(npanels * K4 * NR * 4));
-  int8_t* const bpp = bpack.data();
+  int8_t* const bpp = bpb.get(npanels * K4 * NR * 4);
   std::vector<int32_t> wsum(static_cast<size_t>(npanels * NR));
   parallel_for(npanels, std::max<int64_t>(1, 65536 / std::max<int64_t>(K4 * NR * 4, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t p = lo; p < hi; ++p) pack_b(pw, N, K, K4, p, bpp + p * K4 * NR * 4, wsum.data());
@@ -324,16 +323,14 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   nchunks = (npanels + ppc - 1) / ppc;
   const double ops = 2.0 * static_cast<double>(M) * N * K;
   parallel_for(mblocks * nchunks, ops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
-    static thread_local std::vector<uint8_t> apack;
-    if (apack.size() < static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4))
-      apack.resize(static_cast<size_t>(((MC + MR - 1) / MR) * K4 * MR * 4));
+    uint8_t* const apack = thread_scratch<uint8_t, 10>(((MC + MR - 1) / MR) * K4 * MR * 4);
     int64_t packed = -1;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t mb = t / nchunks, ch = t % nchunks;
       const int64_t i0 = mb * MC, mc = std::min(MC, M - i0);
       const int64_t apanels = (mc + MR - 1) / MR;
       if (packed != mb) {
-        for (int64_t ap = 0; ap < apanels; ++ap) pack_a(xqp, M, Kp, K4, i0 + ap * MR, apack.data() + ap * K4 * MR * 4);
+        for (int64_t ap = 0; ap < apanels; ++ap) pack_a(xqp, M, Kp, K4, i0 + ap * MR, apack + ap * K4 * MR * 4);
         packed = mb;
       }
       for (int64_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
@@ -344,10 +341,10 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
             for (int v = 0; v < NV; ++v) acc[r][v] = vint{};
 #if KILN_VEC_BYTES == 64
           if (has_vnni())
-            micro_vnni(K4, apack.data() + ap * K4 * MR * 4, bp, acc);
+            micro_vnni(K4, apack + ap * K4 * MR * 4, bp, acc);
           else
 #endif
-            micro_generic(K4, apack.data() + ap * K4 * MR * 4, bp, acc);
+            micro_generic(K4, apack + ap * K4 * MR * 4, bp, acc);
           // epilogue: dequantize, add bias, store. (acc - z * wsum) = sum (xq - z) wq fits in int32, so the
           // wrapping int32 vector arithmetic is exact.
           const int64_t j0 = p * NR;
@@ -447,6 +444,19 @@ static void qconv_slot(const QConv& p, int64_t c, int64_t i, int64_t j, int64_t&
   }
 }
 
+// Sets every (phase, block) plane of an image's copy to the padding: byte b of block blk holds the zero point
+// where 4 blk + b < valid (channels, or (channel, kernel column) pairs for the rowtap copy), 0 past it.
+static void qconv_init_planes(const QConv& p, int32_t zero, int64_t valid, uint8_t* dst) {
+  uint32_t* const words = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t a = 0; a < p.phases; ++a)
+    for (int64_t blk = 0; blk < p.B; ++blk) {
+      uint32_t w32 = 0;
+      for (int b = 0; b < 4; ++b)
+        if (4 * blk + b < valid) w32 |= static_cast<uint32_t>(zero) << (8 * b);
+      std::fill(words + (a * p.B + blk) * p.Lq, words + (a * p.B + blk + 1) * p.Lq, w32);
+    }
+}
+
 // The rowtap copy of one image: word u of phase row r of group q holds, at byte b, channel c's padded input at
 // row r*sh + phase, column u + j*dw, for pair e = 4q + b = c*kw + j (zero point outside the image, 0 past C*kw).
 // codes: C*H*W bytes of scratch; row: (C + 1) * (Wq + (kw-1)*dw) bytes.
@@ -455,13 +465,7 @@ static void qconv_fill_rowtap(const QConv& p, const float* x, RowQ q, uint8_t* c
   const int64_t HW = g.H * g.W, E = g.C * g.kw, span = p.Wq + (g.kw - 1) * g.dw;
   quant_row(x, g.C * HW, g.C * HW, q.scale, q.zero, codes);
   uint32_t* const words = reinterpret_cast<uint32_t*>(dst);
-  for (int64_t a = 0; a < p.phases; ++a)
-    for (int64_t blk = 0; blk < p.B; ++blk) {
-      uint32_t w32 = 0;
-      for (int b = 0; b < 4; ++b)
-        if (4 * blk + b < E) w32 |= static_cast<uint32_t>(q.zero) << (8 * b);
-      std::fill(words + (a * p.B + blk) * p.Lq, words + (a * p.B + blk + 1) * p.Lq, w32);
-    }
+  qconv_init_planes(p, q.zero, E, dst);
   std::memset(row, q.zero, static_cast<size_t>(g.C * span));
   std::memset(row + g.C * span, 0, static_cast<size_t>(span));  // the source of bytes past C*kw
   for (int64_t ih = 0; ih < g.H; ++ih) {
@@ -496,14 +500,7 @@ static void qconv_fill(const QConv& p, const float* x, RowQ q, const int64_t* co
   const ConvGeom& g = p.g;
   const int64_t HW = g.H * g.W;
   quant_row(x, g.C * HW, g.C * HW, q.scale, q.zero, codes);
-  for (int64_t ph = 0; ph < p.phases; ++ph)
-    for (int64_t c4 = 0; c4 < p.B; ++c4) {
-      uint32_t w32 = 0;
-      for (int b = 0; b < 4; ++b)
-        if (4 * c4 + b < g.C) w32 |= static_cast<uint32_t>(q.zero) << (8 * b);
-      uint32_t* pl = reinterpret_cast<uint32_t*>(dst) + (ph * p.B + c4) * p.Lq;
-      std::fill(pl, pl + p.Lq, w32);
-    }
+  qconv_init_planes(p, q.zero, g.C, dst);
   for (int64_t c4 = 0; c4 < p.B; ++c4) {
     const uint8_t* ch[4];
     for (int b = 0; b < 4; ++b) ch[b] = 4 * c4 + b < g.C ? codes + (4 * c4 + b) * HW : nullptr;
@@ -594,14 +591,6 @@ static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t T, in
     for (int v = 0; v < kQNV; ++v) __builtin_memcpy(acc + m * kQT + v * kVL, &c[m][v], sizeof(vint));
 }
 
-// Grow-only per-thread scratch (the lambdas below run on pool threads: each names its own).
-template <class T, int Tag>
-static T* qscratch(int64_t n) {
-  static thread_local std::vector<T> v;
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, const float* psw, const float* bias,
                          bool relu, const RowQ* rq, float* po) {
   const ConvGeom& g = p.g;
@@ -637,11 +626,12 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
     const int64_t pc = iw + g.pw;
     colmap[iw] = (pc % g.sw) * B * p.Lq + pc / g.sw;
   }
-  // quantize every image into its copy (a grow-only buffer of the calling thread: no page faults per call)
-  uint8_t* const xq = qscratch<uint8_t, 2>(N * p.image_bytes());
+  // quantize every image into its copy (the calling thread's workspace: no page faults per call)
+  ThreadBuffer<1, uint8_t> xqb;
+  uint8_t* const xq = xqb.get(N * p.image_bytes());
   parallel_for(N, 1, [&](int64_t lo, int64_t hi) {
-    uint8_t* codes = qscratch<uint8_t, 0>(img);
-    uint8_t* row = p.rowtap ? qscratch<uint8_t, 3>((g.C + 1) * (p.Wq + (g.kw - 1) * g.dw)) : nullptr;
+    uint8_t* codes = thread_scratch<uint8_t, 0>(img);
+    uint8_t* row = p.rowtap ? thread_scratch<uint8_t, 3>((g.C + 1) * (p.Wq + (g.kw - 1) * g.dw)) : nullptr;
     for (int64_t n = lo; n < hi; ++n) {
       if (p.rowtap)
         qconv_fill_rowtap(p, px + n * img, rq[n], codes, row, xq + n * p.image_bytes());
@@ -660,7 +650,7 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
   const bool vnni = has_vnni();
 #endif
   parallel_for(N * nblk, 1, [&](int64_t lo, int64_t hi) {
-    float* tmp = qscratch<float, 1>(O * rowlen);
+    float* tmp = thread_scratch<float, 1>(O * rowlen);
     alignas(64) int32_t acc[kQMR * kQT];
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t n = it / nblk, r0 = (it % nblk) * rb, r1 = std::min(g.OH, r0 + rb);
@@ -703,14 +693,15 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
 static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, const float* psw, const float* bias,
                          bool relu, const RowQ* rq, float* po) {
   const int64_t img = g.C * g.H * g.W, taps = g.kh * g.kw;
-  std::vector<uint8_t> xq(static_cast<size_t>(g.N * img));
+  ThreadBuffer<1, uint8_t> xqb;
+  uint8_t* const xq = xqb.get(g.N * img);
   parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t n = lo; n < hi; ++n) quant_row(px + n * img, img, img, rq[n].scale, rq[n].zero, xq.data() + n * img);
+    for (int64_t n = lo; n < hi; ++n) quant_row(px + n * img, img, img, rq[n].scale, rq[n].zero, xq + n * img);
   });
   parallel_for(g.N * g.O, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t n = t / g.O, o = t % g.O;
-      const uint8_t* xi = xq.data() + n * img;
+      const uint8_t* xi = xq + n * img;
       const int8_t* wo = pw + o * g.C * taps;
       const int32_t z = rq[n].zero;
       const float sc = rq[n].scale * psw[o], b = bias ? bias[o] : 0.f;
@@ -833,7 +824,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
     const double ops = 2.0 * static_cast<double>(M) * N * K;
     const float* px = x.ptr<float>();
     const int64_t Kh = G * g / 2;  // g >= 32, so Kh is a whole number of vectors of bytes
-    float* const xs = qscratch<float, 5>(2 * M * Kh);
+    float* const xs = thread_scratch<float, 5>(2 * M * Kh);
     for (int64_t i = 0; i < M; ++i)
       for (int64_t t = 0; t < Kh; ++t) {
         xs[i * Kh + t] = 2 * t < K ? px[i * K + 2 * t] : 0.f;
@@ -848,9 +839,8 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
     });
     return Status::ok();
   }
-  static thread_local std::vector<float> wbuf;  // grow-only
-  if (wbuf.size() < static_cast<size_t>(N * K)) wbuf.resize(static_cast<size_t>(N * K));
-  float* const wd = wbuf.data();  // the lambdas run on other threads: a thread_local must not be named there
+  ThreadBuffer<2> wbuf;
+  float* const wd = wbuf.get(N * K);
   parallel_for(N, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t j = lo; j < hi; ++j) int4_row(pw + j * (G * g / 2), ps + j * G, K, g, wd + j * K);
   });

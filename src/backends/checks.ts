@@ -1,7 +1,7 @@
 // Kernel argument checks shared by the TypeScript backends (js, webgpu), with the messages the native addon
 // gives for the same mistakes: the same bad call fails the same way on every backend.
 import { ArgumentError, ShapeError } from '../errors.js';
-import { sameShape } from '../tensor/shape.js';
+import { convOutSize, sameShape } from '../tensor/shape.js';
 import type { KernelView } from './backend.js';
 import { attrsOf } from '../ops/table.js';
 
@@ -161,11 +161,10 @@ export function checkQconv(ins: readonly KernelView[], attrs: readonly number[])
   if (numel(ws.shape) !== O) throw new ShapeError(`qconv2dInt8: wscale must have ${O} values, got [${ws.shape}]`);
   if (ins[3] && numel(ins[3].shape) !== O)
     throw new ShapeError(`qconv2dInt8: bias must have ${O} values, got [${ins[3].shape}]`);
-  const span = (k: number, d: number): number => d * (k - 1) + 1;
-  if (H + 2 * ph < span(kh, dh) || W + 2 * pw < span(kw, dw))
+  const OH = convOutSize(H, kh, sh, ph, dh),
+    OW = convOutSize(W, kw, sw, pw, dw);
+  if (OH === 0 || OW === 0)
     throw new ShapeError(`qconv2dInt8: kernel ${kh}x${kw} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`);
-  const OH = Math.floor((H + 2 * ph - span(kh, dh)) / sh) + 1,
-    OW = Math.floor((W + 2 * pw - span(kw, dw)) / sw) + 1;
   const sx = a.xScale,
     zx = a.xZero;
   if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255)

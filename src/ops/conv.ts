@@ -3,7 +3,7 @@ import { record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, ShapeError, describe } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
-import { shapeStr } from '../tensor/shape.js';
+import { convOutSize, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { arange, full } from './creation.js';
 import { add, cast, eq, mul } from './elementwise.js';
@@ -21,12 +21,6 @@ export function pair(v: Pair | undefined, def: number, what: string, min: number
     throw new ArgumentError(`${what} must be an integer >= ${min} or a pair of them, got ${describe(v)}`);
   }
   return [p[0]!, p[1]!];
-}
-
-/** Output size along one axis (0 when the dilated kernel does not fit the padded input). */
-export function outSize(n: number, k: number, s: number, p: number, d: number): number {
-  const span = d * (k - 1) + 1;
-  return n + 2 * p < span ? 0 : Math.floor((n + 2 * p - span) / s) + 1;
 }
 
 export interface Conv2dOptions {
@@ -60,8 +54,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     throw new ShapeError(
       `conv2d: input has ${C} channels but weight ${shapeStr(weight.shape)} with groups ${groups} expects ${Cg * groups}`,
     );
-  const OH = outSize(H, kh, sh, ph, dh),
-    OW = outSize(W, kw, sw, pw, dw);
+  const OH = convOutSize(H, kh, sh, ph, dh),
+    OW = convOutSize(W, kw, sw, pw, dw);
   if ((OH === 0 || OW === 0) && H * W > 0) {
     throw new ShapeError(
       `conv2d: kernel ${kh}x${kw} (dilation ${dh}x${dw}) is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`,
@@ -89,7 +83,7 @@ function convCore(x: Tensor, w: Tensor, attrs: readonly number[]): Tensor {
   const [N, , H, W] = x.shape as [number, number, number, number];
   const [O, , kh, kw] = w.shape as [number, number, number, number];
   const [sh, sw, ph, pw, dh, dw] = attrs as [number, number, number, number, number, number];
-  const shape = [N, O, outSize(H, kh, sh, ph, dh), outSize(W, kw, sw, pw, dw)];
+  const shape = [N, O, convOutSize(H, kh, sh, ph, dh), convOutSize(W, kw, sw, pw, dw)];
   const y = runKernel('conv2d', [x, w], attrs, shape, isFloat(x.dtype) ? x.dtype : 'float32');
   return record('conv2d', y, [x, w], [x, w], (g, [xx, ww], needs) => {
     // both gradient kernels read g whole: a strided g (sum's broadcast gradient) is copied once, not per kernel
@@ -145,8 +139,8 @@ function poolSetup(
   if (2 * ph > kh || 2 * pw > kw)
     throw new ArgumentError(`${op}: padding (${ph}, ${pw}) must be at most half the kernel size (${kh}, ${kw})`);
   const [, , H, W] = x.shape as [number, number, number, number];
-  const OH = outSize(H, kh, sh, ph, 1),
-    OW = outSize(W, kw, sw, pw, 1);
+  const OH = convOutSize(H, kh, sh, ph, 1),
+    OW = convOutSize(W, kw, sw, pw, 1);
   if ((OH === 0 || OW === 0) && H * W > 0)
     throw new ShapeError(`${op}: kernel ${kh}x${kw} is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`);
   return { attrs: [kh, kw, sh, sw, ph, pw], OH, OW };

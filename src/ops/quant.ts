@@ -1,8 +1,8 @@
 // User-level quantized ops (inference only: they record no gradient).
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
-import { shapeStr } from '../tensor/shape.js';
-import { outSize, pair, type Pair } from './conv.js';
+import { convOutSize, shapeStr } from '../tensor/shape.js';
+import { pair, type Pair } from './conv.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 
 /** Runs a linear kernel on x [..., K] as rows [M, K] (and bias as [N]), giving back [..., N]. */
@@ -173,8 +173,8 @@ export function qconv2dInt8(
   const [sh, sw] = pair(opts.stride, 1, 'qconv2dInt8 stride', 1);
   const [ph, pw] = pair(opts.padding, 0, 'qconv2dInt8 padding', 0);
   const [dh, dw] = pair(opts.dilation, 1, 'qconv2dInt8 dilation', 1);
-  const OH = outSize(H, kh, sh, ph, dh),
-    OW = outSize(W, kw, sw, pw, dw);
+  const OH = convOutSize(H, kh, sh, ph, dh),
+    OW = convOutSize(W, kw, sw, pw, dw);
   if (OH === 0 || OW === 0)
     throw new ShapeError(
       `qconv2dInt8: kernel ${kh}x${kw} (dilation ${dh}x${dw}) is larger than the padded input ${H + 2 * ph}x${W + 2 * pw}`,

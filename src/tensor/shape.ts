@@ -92,3 +92,9 @@ export function normalizeAxes(axes: unknown, ndim: number, what = 'axis'): numbe
   if (out.length !== list.length) throw new ArgumentError(`${what} ${describe(axes)} repeats an axis`);
   return out;
 }
+
+/** Output size along one axis (0 when the dilated kernel does not fit the padded input). */
+export function convOutSize(n: number, k: number, s: number, p: number, d: number): number {
+  const span = d * (k - 1) + 1;
+  return n + 2 * p < span ? 0 : Math.floor((n + 2 * p - span) / s) + 1;
+}

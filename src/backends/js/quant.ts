@@ -3,6 +3,7 @@
 // are then computed in float64.
 import { ArgumentError } from '../../errors.js';
 import { checkQconv, checkQlinear, checkQlinearInt4 } from '../checks.js';
+import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf } from './util.js';
 
@@ -43,25 +44,33 @@ function rowQuant(
 const code = (x: number, inv: number, z: number): number =>
   Math.min(255, Math.max(0, roundHalfEven(f32(f32(x) * inv)) + z));
 
+/** One operand as its float64 data and the element offset where the tensor starts. */
+interface Operand {
+  d: Float64Array;
+  o: number;
+}
+/** The (x, weights, scales[, bias]) operands every quantized kernel takes. */
+function operands(ins: readonly KernelView[]): { x: Operand; w: Operand; s: Operand; b: Operand | null } {
+  const op = (v: KernelView): Operand => ({ d: buf(v.handle), o: v.offset });
+  return { x: op(ins[0]!), w: op(ins[1]!), s: op(ins[2]!), b: ins[3] ? op(ins[3]) : null };
+}
+const biasAt = (b: Operand | null, j: number): number => (b ? b.d[b.o + j]! : 0);
+
 export const quantKernels: Record<string, KernelFn> = {
   // int8 convolution: each image quantized as one row; sum over in-bounds taps of (code - zero) * w, exact
   qconv2dInt8: (ins, out, at) => {
     const g = checkQconv(ins, at);
     const { N, C, H, W, O, kh, kw, OH, OW } = g;
-    const [x, w, ws, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
-    const px = buf(x!.handle),
-      pw = buf(w!.handle),
-      psw = buf(ws!.handle),
-      pb = b ? buf(b.handle) : null,
-      o = outBuf(out);
+    const { x, w, s: ws, b } = operands(ins);
+    const o = outBuf(out);
     const img = C * H * W;
     const q = new Float64Array(img);
     for (let n = 0; n < N; n++) {
-      const [s, z] = rowQuant(px, x!.offset + n * img, img, g.sx, g.zx, 'qconv2dInt8');
+      const [s, z] = rowQuant(x.d, x.o + n * img, img, g.sx, g.zx, 'qconv2dInt8');
       const inv = f32(1 / s);
-      for (let e = 0; e < img; e++) q[e] = code(px[x!.offset + n * img + e]!, inv, z) - z;
+      for (let e = 0; e < img; e++) q[e] = code(x.d[x.o + n * img + e]!, inv, z) - z;
       for (let oc = 0; oc < O; oc++) {
-        const scale = s * f32(psw[ws!.offset + oc]!);
+        const scale = s * f32(ws.d[ws.o + oc]!);
         for (let oh = 0; oh < OH; oh++)
           for (let ow = 0; ow < OW; ow++) {
             let acc = 0;
@@ -72,10 +81,10 @@ export const quantKernels: Record<string, KernelFn> = {
                 for (let j = 0; j < kw; j++) {
                   const iw = ow * g.sw - g.pw + j * g.dw;
                   if (iw < 0 || iw >= W) continue;
-                  acc += q[(c * H + ih) * W + iw]! * pw[w!.offset + ((oc * C + c) * kh + i) * kw + j]!;
+                  acc += q[(c * H + ih) * W + iw]! * w.d[w.o + ((oc * C + c) * kh + i) * kw + j]!;
                 }
               }
-            const y = acc * scale + (pb ? pb[b!.offset + oc]! : 0);
+            const y = acc * scale + biasAt(b, oc);
             o[((n * O + oc) * OH + oh) * OW + ow] = g.relu && y < 0 ? 0 : y;
           }
       }
@@ -85,46 +94,38 @@ export const quantKernels: Record<string, KernelFn> = {
   // int4 weight-only: W[j, k] = (nibble - 8) * scale[j, k / g]; y = x W^T + b in float64
   qlinearInt4: (ins, out, at) => {
     const { M, K, N, G, g } = checkQlinearInt4(ins, at);
-    const [x, w, s, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
-    const px = buf(x!.handle),
-      pw = buf(w!.handle),
-      ps = buf(s!.handle),
-      pb = b ? buf(b.handle) : null,
-      o = outBuf(out);
+    const { x, w, s, b } = operands(ins);
+    const o = outBuf(out);
     const half = (G * g) / 2;
     const W = new Float64Array(N * K);
     for (let j = 0; j < N; j++)
       for (let k = 0; k < K; k++) {
-        const byte = pw[w!.offset + j * half + (k >> 1)]!;
+        const byte = w.d[w.o + j * half + (k >> 1)]!;
         const q = (k & 1 ? byte >> 4 : byte & 15) - 8;
-        W[j * K + k] = q * f32(ps[s!.offset + j * G + Math.floor(k / g)]!);
+        W[j * K + k] = q * f32(s.d[s.o + j * G + Math.floor(k / g)]!);
       }
     for (let i = 0; i < M; i++)
       for (let j = 0; j < N; j++) {
         let acc = 0;
-        for (let k = 0; k < K; k++) acc += px[x!.offset + i * K + k]! * W[j * K + k]!;
-        o[i * N + j] = acc + (pb ? pb[b!.offset + j]! : 0);
+        for (let k = 0; k < K; k++) acc += x.d[x.o + i * K + k]! * W[j * K + k]!;
+        o[i * N + j] = acc + biasAt(b, j);
       }
   },
   qlinearInt8: (ins, out, at) => {
     const { M, K, N, sx, zx } = checkQlinear(ins, at);
-    const [x, w, ws, b] = ins as [(typeof ins)[0], (typeof ins)[0], (typeof ins)[0], (typeof ins)[0] | undefined];
-    const px = buf(x!.handle),
-      pw = buf(w!.handle),
-      psw = buf(ws!.handle),
-      pb = b ? buf(b.handle) : null,
-      o = outBuf(out);
+    const { x, w, s: ws, b } = operands(ins);
+    const o = outBuf(out);
     const wsum = new Float64Array(N);
-    for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + pw[w!.offset + j * K + k]!;
+    for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wsum[j] = wsum[j]! + w.d[w.o + j * K + k]!;
     const q = new Float64Array(K);
     for (let i = 0; i < M; i++) {
-      const [s, z] = rowQuant(px, x!.offset + i * K, K, sx, zx, 'qlinearInt8');
+      const [s, z] = rowQuant(x.d, x.o + i * K, K, sx, zx, 'qlinearInt8');
       const inv = f32(1 / s);
-      for (let k = 0; k < K; k++) q[k] = code(px[x!.offset + i * K + k]!, inv, z);
+      for (let k = 0; k < K; k++) q[k] = code(x.d[x.o + i * K + k]!, inv, z);
       for (let j = 0; j < N; j++) {
         let acc = 0;
-        for (let k = 0; k < K; k++) acc += q[k]! * pw[w!.offset + j * K + k]!;
-        o[i * N + j] = (acc - z * wsum[j]!) * s * f32(psw[ws!.offset + j]!) + (pb ? pb[b!.offset + j]! : 0);
+        for (let k = 0; k < K; k++) acc += q[k]! * w.d[w.o + j * K + k]!;
+        o[i * N + j] = (acc - z * wsum[j]!) * s * f32(ws.d[ws.o + j]!) + biasAt(b, j);
       }
     }
   },

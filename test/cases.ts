@@ -362,6 +362,14 @@ export const CASES: OpCase[] = [
     run: (a, b) => a.matmul(b),
     atol: 2e-4,
   },
+  {
+    // 11 row blocks: on 2+ threads each block's columns are split in two so the tasks divide evenly
+    name: 'matmul 11 row blocks (column chunks for an even task split)',
+    ops: ['matmul'],
+    inputs: [f([1000, 20]), f([20, 70])],
+    run: (a, b) => a.matmul(b),
+    atol: 1e-4,
+  },
   { name: 'matmul 1-D', ops: ['matmul'], inputs: [f([5]), f([5, 3])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },

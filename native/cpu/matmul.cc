@@ -300,11 +300,8 @@ void sgemm(const GemmArgs& g) {
                    });
       const bool acc_c = g.accumulate || k0 > 0;
       const int64_t mblocks = (g.M + MC - 1) / MC;
-      int64_t nchunks = 1;
-      if (threads > 1 && mblocks < 2 * threads)
-        nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+      const int64_t nchunks = gemm_chunks(mblocks, npanels, threads);
       const int64_t panels_per_chunk = (npanels + nchunks - 1) / nchunks;
-      nchunks = (npanels + panels_per_chunk - 1) / panels_per_chunk;
       const int64_t tasks = mblocks * nchunks;
       const double flops = 2.0 * static_cast<double>(g.M) * nc * kc;
       const int64_t grain = (threads > 1 && flops > 2e5) ? 1 : tasks;
@@ -484,11 +481,8 @@ static void gemm(const Args& g) {
     parallel_for(npanels, std::max<int64_t>(1, npanels / std::max(1, threads)), [&](int64_t lo, int64_t hi) {
       for (int64_t p = lo; p < hi; ++p) pack_b(g, k0, kc, p, bp + p * k2n * NR * 2);
     });
-    int64_t nchunks = 1;
-    if (threads > 1 && mblocks < 2 * threads)
-      nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+    const int64_t nchunks = gemm_chunks(mblocks, npanels, threads);
     const int64_t ppc = (npanels + nchunks - 1) / nchunks;
-    nchunks = (npanels + ppc - 1) / ppc;
     const double flops = 2.0 * static_cast<double>(g.M) * g.N * kc;
     parallel_for(mblocks * nchunks, flops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
       uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * k2n * MR * 2);

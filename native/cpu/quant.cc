@@ -317,10 +317,8 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
 
   const int64_t mblocks = (M + MC - 1) / MC;
   const int threads = num_threads();
-  int64_t nchunks = 1;
-  if (threads > 1 && mblocks < 2 * threads) nchunks = std::min<int64_t>(npanels, (2 * threads + mblocks - 1) / mblocks);
+  const int64_t nchunks = gemm_chunks(mblocks, npanels, threads);
   const int64_t ppc = (npanels + nchunks - 1) / nchunks;
-  nchunks = (npanels + ppc - 1) / ppc;
   const double ops = 2.0 * static_cast<double>(M) * N * K;
   parallel_for(mblocks * nchunks, ops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
     uint8_t* const apack = thread_scratch<uint8_t, 10>(((MC + MR - 1) / MR) * K4 * MR * 4);

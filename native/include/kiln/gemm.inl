@@ -18,3 +18,28 @@ void sgemm(const GemmArgs& g);
 static constexpr int kGemmNR = 2 * kVL;
 static constexpr int kGemmMR = kVL == 16 ? 12 : 6;
 static constexpr int64_t kGemmSmallM = 8;
+
+// How many chunks of B panels the work of each M block is cut into, so the (M block, chunk) tasks fill the
+// threads: at least two tasks per thread where there are panels enough, and a task count that parallel_for's
+// contiguous runs split evenly (11 tasks on 2 threads ran as 6 and 5, one thread idle for a twelfth of the
+// product). The count c returned satisfies c == ceil(npanels / ceil(npanels / c)): chunks of
+// ceil(npanels / c) panels number exactly c.
+static inline int64_t gemm_chunks(int64_t mblocks, int64_t npanels, int threads) {
+  if (threads <= 1 || mblocks <= 0 || npanels <= 0) return 1;
+  int64_t best = 1;
+  double best_eff = -1.0;
+  for (int64_t c = 1; c <= npanels && c <= 8 * threads; ++c) {
+    const int64_t ppc = (npanels + c - 1) / c;
+    if ((npanels + ppc - 1) / ppc != c) continue;
+    const int64_t tasks = mblocks * c;
+    if (tasks < 2 * threads && c < npanels) continue;
+    const int64_t per = (tasks + threads - 1) / threads;
+    const double eff = static_cast<double>(tasks) / static_cast<double>(per * threads);
+    if (eff >= 0.95) return c;
+    if (eff > best_eff) {
+      best_eff = eff;
+      best = c;
+    }
+  }
+  return best;
+}

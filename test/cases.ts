@@ -242,6 +242,19 @@ export const CASES: OpCase[] = [
     inputs: [f([17], { lo: -6, hi: 6 })],
     run: (x) => kn.grad((t) => t.gelu().sum())(x) as kn.Tensor,
   },
+  {
+    // relu's gradient as one kernel: through relu (its input) and through biasAct's relu (its output); zeros,
+    // a NaN and negatives in x; a broadcast g
+    name: 'reluGrad via backward',
+    ops: ['reluGrad'],
+    inputs: [f([4, 17], { lo: -3, hi: 3 })],
+    run: (x) => {
+      const xs = kn.concat([x, kn.tensor([[0, -0, NaN, -1, 2, 0.5, -7, 3, 0, 1, -1, 1, -1, 1, -1, 1, 0]])], 0);
+      const g1 = kn.grad((t) => t.relu().mul(kn.arange(17).add(1)).sum())(xs) as kn.Tensor;
+      const g2 = kn.grad((t) => kn.biasAct(t, kn.full([17], -0.25), 'relu').sum())(xs) as kn.Tensor;
+      return kn.concat([g1, g2], 0);
+    },
+  },
   // reductions
   { name: 'sum all', ops: ['sum'], inputs: [f([4, 5, 6])], run: (x) => x.sum(), grad: true },
   { name: 'sum axis 1 keepdims', ops: ['sum'], inputs: [f([4, 5, 6])], run: (x) => x.sum(1, true), grad: true },

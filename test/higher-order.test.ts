@@ -65,6 +65,22 @@ for (const b of kn.backends()) {
       }),
     ));
 
+  test(`relu's fused gradient is differentiable in the upstream gradient (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        // h(w) = sum(c * d/dx sum(w * act(x))) = sum(c * w * [x > 0]): dh/dw = c * [x > 0], for relu and for
+        // biasAct's fused relu (whose gradient reads the layer's output)
+        const x = kn.tensor([[-1, 0.5, 2, -0, 3]]);
+        const c = kn.tensor([1, 2, 3, 4, 5]);
+        const w = kn.tensor([0.3, -0.2, 0.7, 1, 2]);
+        for (const act of [(t: kn.Tensor) => t.relu(), (t: kn.Tensor) => kn.biasAct(t, kn.zeros([5]), 'relu')]) {
+          const inner = kn.grad((t: kn.Tensor, v: kn.Tensor) => act(t).mul(v).sum(), { createGraph: true });
+          const h = (v: kn.Tensor): kn.Tensor => (inner(x, v) as kn.Tensor[])[0]!.mul(c).sum();
+          close(list(kn.grad(h)(w) as kn.Tensor), [0, 2, 3, 0, 5]);
+        }
+      }),
+    ));
+
   test(`vjp, jvp, jacobian, hessian and hvp agree with closed forms and with each other (${b})`, () =>
     onBackend(b, () =>
       kn.tidy(() => {

@@ -64,14 +64,15 @@ for (const b of kn.backends()) {
       assert.is(fwd('biasAct', 'Sequential.2'), 1);
       assert.is(fwd('softmaxCrossEntropy', ''), 1);
       // backward: two matmuls per Linear except the first layer's input gradient (x needs none) = 3, charged
-      // to the Linear that recorded them; the ReLU mask (gt + where) to the fused layer
+      // to the Linear that recorded them; the ReLU gradient (one reluGrad, no gt + where) to the fused layer
       const bwd = (op: string, module?: string): number =>
         count(p, (e) => e.phase === 'backward' && e.op === op && (module === undefined || e.module === module));
       assert.is(bwd('matmul'), 3);
       assert.is(bwd('matmul', 'Sequential.2'), 2);
       assert.is(bwd('matmul', 'Sequential.0'), 1);
       assert.is(bwd('softmaxCrossEntropyBackward'), 1);
-      assert.is(bwd('where', 'Sequential.0'), 1);
+      assert.is(bwd('reluGrad', 'Sequential.0'), 1);
+      assert.is(bwd('where') + bwd('gt'), 0);
       // the optimizer: one fused Adam update per parameter
       assert.is(
         count(p, (e) => e.phase === 'optimizer' && e.op === 'adamStep'),

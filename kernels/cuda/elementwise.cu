@@ -1,5 +1,5 @@
 // Elementwise family on CUDA: one strided `map` kernel for fill, arange, unary and binary maths, comparisons,
-// clamp, cast, copy, where, biasAct and geluGrad (the op is a kernel argument; MAP_* codes, generated into
+// clamp, cast, copy, where, biasAct, geluGrad and reluGrad (the op is a kernel argument; MAP_* codes, generated into
 // kiln/tables.h from MAP_OPS in src/ops/table.ts and shared with kernels/wgsl/elementwise.wgsl). Inputs are strided
 // views over the output's shape (broadcast = stride 0).
 #include "common.cuh"
@@ -46,6 +46,7 @@ __device__ inline float float_op(int32_t op, float a, float b, const MapArgs& m)
     case MAP_MAXIMUM: return (isnan(a) || a > b) ? a : b;
     case MAP_MINIMUM: return (isnan(a) || a < b) ? a : b;
     case MAP_GELU_GRAD: return gelu_grad(a) * b;
+    case MAP_RELU_GRAD: return a > 0.f ? b : 0.f;
     case MAP_BIAS: return a + b;
     case MAP_BIAS_RELU: {
       const float v = a + b;
@@ -215,6 +216,7 @@ BINARY(le, MAP_LE, true)
 BINARY(gt, MAP_GT, true)
 BINARY(ge, MAP_GE, true)
 BINARY(gelu_grad, MAP_GELU_GRAD, false)
+BINARY(relu_grad, MAP_RELU_GRAD, false)
 // clang-format on
 
 static Status k_fill(const TensorView*, int, const TensorView& out, const double* at) {
@@ -330,6 +332,7 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_GT] = k_gt;
   t.fn[OP_GE] = k_ge;
   t.fn[OP_GELU_GRAD] = k_gelu_grad;
+  t.fn[OP_RELU_GRAD] = k_relu_grad;
   t.fn[OP_BIAS_ACT] = k_bias_act;
   t.fn[OP_WHERE] = k_where;
 }

@@ -1,5 +1,6 @@
-// Elementwise family: fill, arange, unary and binary maths, comparisons, clamp, cast, copy, where, biasAct and
-// geluGrad — one `map` kernel specialised by override constants (pipelines are cached per constant set).
+// Elementwise family: fill, arange, unary and binary maths, comparisons, clamp, cast, copy, where, biasAct,
+// geluGrad and reluGrad — one `map` kernel specialised by override constants (pipelines are cached per
+// constant set).
 //
 // Each invocation writes one 32-bit word of the contiguous output (1, 2 or 4 elements). Inputs are strided
 // views (broadcast dims have stride 0) over up to 8 dims, after the host merged the dims it could.
@@ -108,6 +109,10 @@ fn float_op(a: f32, b: f32) -> f32 {
     case MAP_MAXIMUM: { return max_nan(a, b); }
     case MAP_MINIMUM: { return min_nan(a, b); }
     case MAP_GELU_GRAD: { return k_gelu_grad(a) * b; }
+    case MAP_RELU_GRAD: {
+      if (a > 0.0) { return b; }
+      return 0.0;
+    }
     case MAP_BIAS: { return a + b; }
     case MAP_BIAS_RELU: {
       let v = a + b;

@@ -41,10 +41,11 @@ const MAP_LE: u32 = 26u;
 const MAP_GT: u32 = 27u;
 const MAP_GE: u32 = 28u;
 const MAP_GELU_GRAD: u32 = 29u;
-const MAP_BIAS: u32 = 30u;
-const MAP_BIAS_RELU: u32 = 31u;
-const MAP_BIAS_GELU: u32 = 32u;
-const MAP_WHERE: u32 = 33u;
+const MAP_RELU_GRAD: u32 = 30u;
+const MAP_BIAS: u32 = 31u;
+const MAP_BIAS_RELU: u32 = 32u;
+const MAP_BIAS_GELU: u32 = 33u;
+const MAP_WHERE: u32 = 34u;
 
 // device error-flag kinds (DEVICE_FLAGS)
 const FLAG_GATHER_INDEX: u32 = 0u;

@@ -354,18 +354,28 @@ KILN_BINARY_NUM(minimum, ((x != x || x < y) ? x : y), (x < y ? x : y))
 
 KILN_BINARY_FLOAT(div, x / y)
 KILN_BINARY_FLOAT(pow, std::pow(x, y))
-static Status k_gelu_grad(const TensorView* in, int nin, const TensorView& out, const double*) {
-  if (Status s = check_binary(in, nin, out, false, "geluGrad"); !s.good()) return s;
-  KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, "geluGrad writes float32");
+// out = f(x, g) over float32 vectors: the activation gradients, x the activation's input (or output) and g the
+// gradient arriving from above
+template <class F>
+static Status grad_map(const TensorView* in, int nin, const TensorView& out, const char* name, F f) {
+  if (Status s = check_binary(in, nin, out, false, name); !s.good()) return s;
+  KILN_REQUIRE(out.dtype == DT_FLOAT32, ST_DTYPE, name, " writes float32");
   const TensorView* ops[3] = {&out, &in[0], &in[1]};
   const StridedIter it = make_iter(ops, 3);
   float* o = out.ptr<float>();
   const float* pa = in[0].ptr<float>();
   const float* pb = in[1].ptr<float>();
   for_each_row(it, kGrain, [&](const int64_t* off, int64_t n, const int64_t* st) {
-    vmap2(o + off[0], pa + off[1], st[1], pb + off[2], st[2], n, [](vfloat x, vfloat g) { return vgelu_grad(x) * g; });
+    vmap2(o + off[0], pa + off[1], st[1], pb + off[2], st[2], n, f);
   });
   return Status::ok();
+}
+static Status k_gelu_grad(const TensorView* in, int nin, const TensorView& out, const double*) {
+  return grad_map(in, nin, out, "geluGrad", [](vfloat x, vfloat g) { return vgelu_grad(x) * g; });
+}
+// relu's gradient: g where x > 0, else 0 (0 for a NaN x too, as where(x > 0, g, 0) gave)
+static Status k_relu_grad(const TensorView* in, int nin, const TensorView& out, const double*) {
+  return grad_map(in, nin, out, "reluGrad", [](vfloat x, vfloat g) { return vsel(x > vsplat(0.f), g, vfloat{}); });
 }
 
 #define KILN_COMPARE(NAME, OPR)                                                                                        \
@@ -463,6 +473,7 @@ void register_elementwise(KernelTable& t) {
   t.fn[OP_GT] = k_gt;
   t.fn[OP_GE] = k_ge;
   t.fn[OP_GELU_GRAD] = k_gelu_grad;
+  t.fn[OP_RELU_GRAD] = k_relu_grad;
   t.fn[OP_BIAS_ACT] = k_bias_act;
   t.fn[OP_WHERE] = k_where;
 }

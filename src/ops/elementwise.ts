@@ -144,7 +144,18 @@ export function sign(x: Tensor): Tensor {
  */
 export function relu(x: Tensor): Tensor {
   const y = unaryN('relu', x);
-  return record('relu', y, [x], [x], (g, [xx]) => [where(gt(xx!, 0), g, 0)]);
+  return record('relu', y, [x], [x], (g, [xx]) => [reluBackward(xx!, g)]);
+}
+/**
+ * @internal relu's gradient g * [x > 0] by one fused kernel (x: relu's input, or its output, which is positive
+ * exactly where the input is), as a differentiable op: d/dg = [x > 0], d/dx = 0 almost everywhere.
+ */
+export function reluBackward(x: Tensor, g: Tensor): Tensor {
+  const y = runBroadcast('reluGrad', x, g, floatOut(x.dtype));
+  return record('reluGrad', y, [x, g], [x], (u, [xx], needs) => [
+    null,
+    needs[1] ? sumTo(reluBackward(xx!, u), g.shape) : null,
+  ]);
 }
 
 /** Activations biasAct fuses. */
@@ -172,7 +183,7 @@ export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'):
     const bshape = [...bias.shape];
     if (act === 'relu')
       return record('biasAct', y, [x, bias], [y], (g, [yy]) => {
-        const gp = where(gt(yy!, 0), g, 0);
+        const gp = reluBackward(yy!, g);
         return [gp, sumTo(gp, bshape)];
       });
     if (act === 'gelu') {

@@ -128,6 +128,8 @@ export const OP_TABLE = [
   compare('gt'),
   compare('ge'),
   binaryF('geluGrad'),
+  // relu's gradient: (x, g) -> x > 0 ? g : 0 (x may be relu's input or output)
+  binaryF('reluGrad'),
   // fused bias + activation over the last dim: (x [M, N], bias [N]) -> act(x + bias); act 0 none, 1 relu, 2 gelu
   op('biasAct', 'elementwise', 2, ['act'], 'float', C),
   op('where', 'elementwise', 3, [], 'any', { fixedInputs: { 0: 'bool' } }),
@@ -282,6 +284,7 @@ export const MAP_OPS = [
   'gt',
   'ge',
   'geluGrad',
+  'reluGrad',
   'bias',
   'biasRelu',
   'biasGelu',

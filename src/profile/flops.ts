@@ -18,6 +18,7 @@ const ELEMENT_COST: Partial<Record<OpName, number>> = {
   pow: 20,
   div: 1,
   geluGrad: 24,
+  reluGrad: 1,
   clamp: 2,
   biasAct: 2,
   where: 1,

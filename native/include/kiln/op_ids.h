@@ -34,49 +34,50 @@ enum OpId : int32_t {
   OP_GT = 26,
   OP_GE = 27,
   OP_GELU_GRAD = 28,
-  OP_BIAS_ACT = 29,
-  OP_WHERE = 30,
-  OP_SUM = 31,
-  OP_MAX = 32,
-  OP_MIN = 33,
-  OP_ARGMAX = 34,
-  OP_ARGMIN = 35,
-  OP_SOFTMAX = 36,
-  OP_LOG_SOFTMAX = 37,
-  OP_LAYER_NORM = 38,
-  OP_LAYER_NORM_BACKWARD = 39,
-  OP_NAN_QUANTILE = 40,
-  OP_NAN_COLUMN_STATS = 41,
-  OP_ROW_HASH = 42,
-  OP_SOFTMAX_CROSS_ENTROPY = 43,
-  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 44,
-  OP_MATMUL = 45,
-  OP_MATMUL_BF16 = 46,
-  OP_ATTENTION = 47,
-  OP_ATTENTION_BACKWARD = 48,
-  OP_CONV2D = 49,
-  OP_CONV2D_BACKWARD_INPUT = 50,
-  OP_CONV2D_BACKWARD_WEIGHT = 51,
-  OP_MAX_POOL2D = 52,
-  OP_MAX_POOL2D_BACKWARD = 53,
-  OP_AVG_POOL2D = 54,
-  OP_AVG_POOL2D_BACKWARD = 55,
-  OP_COPY = 56,
-  OP_CONCAT = 57,
-  OP_GATHER = 58,
-  OP_SCATTER_ADD = 59,
-  OP_RANDOM_UNIFORM = 60,
-  OP_RANDOM_NORMAL = 61,
-  OP_RANDOM_INT = 62,
-  OP_ADAM_STEP = 63,
-  OP_SGD_STEP = 64,
-  OP_QLINEAR_INT8 = 65,
-  OP_QLINEAR_INT4 = 66,
-  OP_QCONV2D_INT8 = 67,
-  OP_COUNT = 68
+  OP_RELU_GRAD = 29,
+  OP_BIAS_ACT = 30,
+  OP_WHERE = 31,
+  OP_SUM = 32,
+  OP_MAX = 33,
+  OP_MIN = 34,
+  OP_ARGMAX = 35,
+  OP_ARGMIN = 36,
+  OP_SOFTMAX = 37,
+  OP_LOG_SOFTMAX = 38,
+  OP_LAYER_NORM = 39,
+  OP_LAYER_NORM_BACKWARD = 40,
+  OP_NAN_QUANTILE = 41,
+  OP_NAN_COLUMN_STATS = 42,
+  OP_ROW_HASH = 43,
+  OP_SOFTMAX_CROSS_ENTROPY = 44,
+  OP_SOFTMAX_CROSS_ENTROPY_BACKWARD = 45,
+  OP_MATMUL = 46,
+  OP_MATMUL_BF16 = 47,
+  OP_ATTENTION = 48,
+  OP_ATTENTION_BACKWARD = 49,
+  OP_CONV2D = 50,
+  OP_CONV2D_BACKWARD_INPUT = 51,
+  OP_CONV2D_BACKWARD_WEIGHT = 52,
+  OP_MAX_POOL2D = 53,
+  OP_MAX_POOL2D_BACKWARD = 54,
+  OP_AVG_POOL2D = 55,
+  OP_AVG_POOL2D_BACKWARD = 56,
+  OP_COPY = 57,
+  OP_CONCAT = 58,
+  OP_GATHER = 59,
+  OP_SCATTER_ADD = 60,
+  OP_RANDOM_UNIFORM = 61,
+  OP_RANDOM_NORMAL = 62,
+  OP_RANDOM_INT = 63,
+  OP_ADAM_STEP = 64,
+  OP_SGD_STEP = 65,
+  OP_QLINEAR_INT8 = 66,
+  OP_QLINEAR_INT4 = 67,
+  OP_QCONV2D_INT8 = 68,
+  OP_COUNT = 69
 };
 
-static_assert(OP_COUNT == 68, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 69, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -108,6 +109,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "gt",
   "ge",
   "geluGrad",
+  "reluGrad",
   "biasAct",
   "where",
   "sum",
@@ -151,16 +153,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1, 10
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1, 10
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0, 0
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0, 0
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].

@@ -50,11 +50,12 @@ enum MapOp : int32_t {
   MAP_GT = 27,
   MAP_GE = 28,
   MAP_GELU_GRAD = 29,
-  MAP_BIAS = 30,
-  MAP_BIAS_RELU = 31,
-  MAP_BIAS_GELU = 32,
-  MAP_WHERE = 33,
-  MAP_COUNT = 34
+  MAP_RELU_GRAD = 30,
+  MAP_BIAS = 31,
+  MAP_BIAS_RELU = 32,
+  MAP_BIAS_GELU = 33,
+  MAP_WHERE = 34,
+  MAP_COUNT = 35
 };
 
 // device error-flag kinds (DEVICE_FLAGS): placeholders {pos} {value} {bound} {extra}

@@ -108,6 +108,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
   gt: binary((x, y) => +(x > y)),
   ge: binary((x, y) => +(x >= y)),
   geluGrad: binary((x, g) => geluGrad(x) * g),
+  reluGrad: binary((x, g) => (x > 0 ? g : 0)),
   where: (ins, out) => {
     const c = gatherView(ins[0]!);
     const a = gatherView(ins[1]!);

@@ -132,6 +132,7 @@ export const elementwiseKernels: Record<string, GpuKernel> = {
   gt: simple('gt'),
   ge: simple('ge'),
   geluGrad: simple('geluGrad'),
+  reluGrad: simple('reluGrad'),
   biasAct: (g, ins, out, attrs) => {
     const { act } = attrsOf('biasAct', attrs);
     checkBiasAct(act);

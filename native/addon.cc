@@ -305,7 +305,11 @@ napi_value Run(napi_env env, napi_callback_info info) {
     if (in_ids[i] == out_id)
       return throw_js(env, {"KILN_ARG", "op '" + opname + "': the output buffer aliases input " + std::to_string(i)});
   // In-place inputs (optimizer state): contiguous float32, and no other input may share their buffer, so a
-  // kernel that writes them cannot change what it reads through another input.
+  // kernel that writes them cannot change what it reads through another input. The mask covers 32 inputs: an op
+  // with in-place inputs takes no more, so none escapes the check.
+  if (kOpInplace[op] != 0 && nin > 32)
+    return throw_js(env, {"KILN_ARG", "op '" + opname + "' updates inputs in place and takes at most 32 inputs, got " +
+                                          std::to_string(nin)});
   for (int i = 0; i < nin && i < 32; ++i) {
     if (!(kOpInplace[op] & (1u << i))) continue;
     if (ins[i].dtype != DT_FLOAT32 || !ins[i].contiguous())

@@ -47,7 +47,8 @@ export function renderOpIds(): string {
   lines.push('// Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).');
   lines.push('inline constexpr uint32_t kOpInplace[OP_COUNT] = {');
   lines.push(
-    '  ' + OP_TABLE.map((o) => String(o.inplace.reduce((m: number, i: number) => m | (1 << i), 0))).join(', '),
+    // >>> 0: JavaScript's | is signed, and bit 31 (adamStepMulti's 32nd input) would print negative
+    '  ' + OP_TABLE.map((o) => `${o.inplace.reduce((m: number, i: number) => (m | (1 << i)) >>> 0, 0)}u`).join(', '),
   );
   lines.push('};', '');
   lines.push('// Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].');

@@ -948,6 +948,40 @@ export const CASES: OpCase[] = [
       return w;
     },
   })),
+  {
+    // Adam without AMSGrad batches parameters through adamStepMulti, 8 per call: 11 parameters of different sizes
+    // (1 to 1000 elements, so a thread's range spans several), and parameter 3 has no gradient in step 2, so
+    // steps 2 and 3 run two step counts (two batches, and a batch of one that goes through adamStep)
+    name: 'optimizer step: adamw over 11 parameters (multi-tensor)',
+    ops: ['adamStepMulti', 'adamStep'],
+    inputs: [f([7, 300]), f([7, 300])],
+    atol: 1e-5,
+    run: (p: kn.Tensor, g: kn.Tensor) => {
+      const sizes = [1, 5, 17, 64, 100, 3, 300, 7, 9, 1000, 594];
+      const starts = sizes.map((_, k) => sizes.slice(0, k).reduce((a, b) => a + b, 0));
+      const pf = p.reshape([-1]),
+        gf = g.reshape([-1]);
+      const ws = sizes.map((n, k) => {
+        const w = pf.slice([starts[k]!], [starts[k]! + n]).clone();
+        w.requiresGrad = true;
+        return w;
+      });
+      const opt = new kn.optim.AdamW(ws, { lr: 0.05, weightDecay: 0.1 });
+      for (let step = 1; step <= 3; step++) {
+        ws.forEach((w, k) => {
+          w.grad =
+            step === 2 && k === 3
+              ? null
+              : gf.slice([starts[k]!], [starts[k]! + sizes[k]!]).mul(step === 2 ? -0.5 : step);
+        });
+        opt.step();
+      }
+      opt.dispose();
+      const out = kn.concat(ws, 0);
+      for (const w of ws) w.dispose();
+      return out;
+    },
+  },
   // int8 linear (the quantization is bit-identical across backends; only the float epilogue rounds)
   // int4 weight-only linear: packed bytes are any uint8 (two nibbles each), K not a multiple of the group (padding)
   {

@@ -291,6 +291,73 @@ for (const b of BACKENDS) {
           kn.ArgumentError,
           /bias corrections/,
         );
+        // the multi-tensor step: whole groups of four, at most 8 of them, one shape per group, no shared buffer
+        const ADAM = [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01];
+        const group = (n = 4): kn.Tensor[] => [kn.ones([n]), kn.ones([n]), kn.zeros([n]), kn.zeros([n])];
+        throwsKiln(() => runInPlace('adamStepMulti', [...group(), p, g], ADAM), kn.ArgumentError, /1 to 8 groups/);
+        throwsKiln(
+          () => runInPlace('adamStepMulti', Array.from({ length: 9 }, () => group()).flat(), ADAM),
+          kn.ArgumentError,
+          /at most 32 inputs|1 to 8 groups/,
+        );
+        const bad = group(5);
+        bad[2] = kn.zeros([4]);
+        throwsKiln(() => runInPlace('adamStepMulti', [...group(), ...bad], ADAM), kn.ShapeError, /shape/);
+        const flat = kn.zeros([8]);
+        throwsKiln(
+          () =>
+            runInPlace(
+              'adamStepMulti',
+              [flat.slice([0], [4]), g, m, kn.zeros([4]), flat.slice([4], [8]), g, kn.zeros([4]), kn.zeros([4])],
+              ADAM,
+            ),
+          kn.ArgumentError,
+          /input 0 is updated in place but shares its storage with input 4/,
+        );
+        throwsKiln(
+          () => runInPlace('adamStepMulti', [...group(), ...group()], [...ADAM.slice(0, 6), 0, 0.01]),
+          kn.ArgumentError,
+          /adamStepMulti: bias corrections/,
+        );
+      }),
+    ));
+
+  test(`Adam updates up to 8 parameters per kernel call, as one call per parameter would (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(3);
+        const init = kn.randn([60]),
+          grad = kn.randn([60]);
+        // 12 parameters of 5: separate buffers (batched 8 + 4), views of one flat buffer (each its own call,
+        // since a call may not write a buffer that another of its inputs reads) and AMSGrad (per parameter)
+        const run = (kind: 'separate' | 'views' | 'amsgrad'): { values: number[]; profile: kn.Profile } => {
+          const flat = init.clone();
+          const ps = Array.from({ length: 12 }, (_, k) => {
+            const v = flat.slice([5 * k], [5 * k + 5]);
+            const t = kind === 'views' ? v : v.clone();
+            t.requiresGrad = true;
+            return t;
+          });
+          const opt = new kn.optim.Adam(ps, { lr: 0.01, amsgrad: kind === 'amsgrad' });
+          ps.forEach((t, k) => (t.grad = grad.slice([5 * k], [5 * k + 5]).clone()));
+          opt.step();
+          const profile = kn.profile(() => opt.step());
+          const values = ps.flatMap((t) => Array.from(t.toArray() as ArrayLike<number>));
+          opt.dispose();
+          return { values, profile };
+        };
+        const sep = run('separate'),
+          views = run('views'),
+          ams = run('amsgrad');
+        const calls = (p: kn.Profile, op: string): number => p.events.filter((e) => e.op === op).length;
+        assert.is(calls(sep.profile, 'adamStepMulti'), 2);
+        assert.is(calls(sep.profile, 'adamStep'), 0);
+        assert.is(calls(views.profile, 'adamStep'), 12);
+        assert.is(calls(ams.profile, 'adamStep'), 12);
+        // the same arithmetic: identical numbers (AMSGrad's max changes nothing in two steps of one gradient)
+        assert.equal(sep.values, views.values);
+        assert.equal(sep.values, ams.values);
+        assert.not.equal(sep.values, Array.from(init.toArray() as ArrayLike<number>));
       }),
     ));
 }

@@ -73,13 +73,13 @@ for (const b of kn.backends()) {
       assert.is(bwd('softmaxCrossEntropyBackward'), 1);
       assert.is(bwd('reluGrad', 'Sequential.0'), 1);
       assert.is(bwd('where') + bwd('gt'), 0);
-      // the optimizer: one fused Adam update per parameter
+      // the optimizer: one multi-tensor Adam update for the four parameters
       assert.is(
-        count(p, (e) => e.phase === 'optimizer' && e.op === 'adamStep'),
-        4,
+        count(p, (e) => e.phase === 'optimizer' && e.op === 'adamStepMulti'),
+        1,
       );
       assert.is(
-        count(p, (e) => e.phase === 'optimizer' && e.op !== 'adamStep'),
+        count(p, (e) => e.phase === 'optimizer' && e.op !== 'adamStepMulti'),
         0,
       );
       // FLOPs of the first matmul: 2 * M * N * K
@@ -315,14 +315,14 @@ test('fit({ profile }) profiles the asked steps and writes the trace', async () 
   });
   const p = r.profile!;
   assert.ok(p);
-  // 3 steps: 3 forward losses, 3 x 4 Adam updates
+  // 3 steps: 3 forward losses, 3 multi-tensor Adam updates (4 parameters each)
   assert.is(
     count(p, (e) => e.op === 'softmaxCrossEntropy'),
     3,
   );
   assert.is(
-    count(p, (e) => e.op === 'adamStep'),
-    12,
+    count(p, (e) => e.op === 'adamStepMulti'),
+    3,
   );
   const t = JSON.parse(readFileSync(trace, 'utf8')) as kn.ChromeTrace;
   assert.is(t.traceEvents.filter((e) => e.cat?.startsWith('op,')).length, p.events.length);

@@ -57,21 +57,25 @@ __global__ void sgd_step(SgdArgs a) {
   a.p[i] = p - a.lr * (a.nesterov ? g + a.mom * b : b);
 }
 
-static Status same_params(const TensorView* in, int nin, const char* name) {
-  for (int k = 0; k < nin; ++k)
-    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[0]), ST_SHAPE, name,
-                 ": input ", k, " is ", shape_str(in[k]), " but the parameter is ", shape_str(in[0]),
+// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape.
+static Status same_params(const TensorView* in, int first, int count, const char* name) {
+  for (int k = first; k < first + count; ++k)
+    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[first]), ST_SHAPE, name,
+                 ": input ", k, " is ", shape_str(in[k]), " but the parameter is ", shape_str(in[first]),
                  " (all contiguous float32)");
   return Status::ok();
 }
 
-static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* at) {
-  KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
-  if (Status s = same_params(in, nin, "adamStep"); !s.good()) return s;
+static Status adam_check(const double* at, const char* name) {
   KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 &&
                    at[ATTR_ADAM_STEP_BIAS2] <= 1,
-               ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ",
+               ST_ARG, name, ": bias corrections must be in (0, 1], got ", at[ATTR_ADAM_STEP_BIAS1], " and ",
                at[ATTR_ADAM_STEP_BIAS2]);
+  return Status::ok();
+}
+
+// One parameter's update: in = param, grad, m, v[, vmax] (checked by the caller).
+static void adam_launch(const TensorView* in, bool ams, const double* at) {
   const float lr = static_cast<float>(at[ATTR_ADAM_STEP_LR]), b1 = static_cast<float>(at[ATTR_ADAM_STEP_BETA1]),
               b2 = static_cast<float>(at[ATTR_ADAM_STEP_BETA2]);
   const float wd = static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]);
@@ -80,7 +84,7 @@ static Status k_adam_step(const TensorView* in, int nin, const TensorView&, cons
              in[1].ptr<float>(),
              in[2].ptr<float>(),
              in[3].ptr<float>(),
-             nin == 5 ? in[4].ptr<float>() : nullptr,
+             ams ? in[4].ptr<float>() : nullptr,
              in[0].numel(),
              b1,
              b2,
@@ -91,14 +95,31 @@ static Status k_adam_step(const TensorView* in, int nin, const TensorView&, cons
              static_cast<float>(at[ATTR_ADAM_STEP_LR] / at[ATTR_ADAM_STEP_BIAS1]),
              static_cast<float>(1.0 / std::sqrt(at[ATTR_ADAM_STEP_BIAS2])),
              static_cast<float>(at[ATTR_ADAM_STEP_EPS])};
-  if (a.n == 0) return Status::ok();
-  adam_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  if (a.n > 0) adam_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+}
+
+static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
+  if (Status s = same_params(in, 0, nin, "adamStep"); !s.good()) return s;
+  if (Status s = adam_check(at, "adamStep"); !s.good()) return s;
+  adam_launch(in, nin == 5, at);
   return launched("adamStep");
+}
+
+// Up to 8 parameters with one step count: one launch each on the work stream (no host sync between them).
+static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin >= 4 && nin <= 32 && nin % 4 == 0, ST_ARG,
+               "adamStepMulti takes 1 to 8 groups of (param, grad, m, v), got ", nin, " inputs");
+  for (int q = 0; q < nin; q += 4)
+    if (Status s = same_params(in, q, 4, "adamStepMulti"); !s.good()) return s;
+  if (Status s = adam_check(at, "adamStepMulti"); !s.good()) return s;
+  for (int q = 0; q < nin; q += 4) adam_launch(in + q, false, at);
+  return launched("adamStepMulti");
 }
 
 static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
-  if (Status s = same_params(in, nin, "sgdStep"); !s.good()) return s;
+  if (Status s = same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
   KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
   SgdArgs a{in[0].ptr<float>(),
             in[1].ptr<float>(),
@@ -117,6 +138,7 @@ static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const
 
 void register_optim(KernelTable& t) {
   t.fn[OP_ADAM_STEP] = k_adam_step;
+  t.fn[OP_ADAM_STEP_MULTI] = k_adam_step_multi;
   t.fn[OP_SGD_STEP] = k_sgd_step;
 }
 

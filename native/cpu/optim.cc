@@ -3,6 +3,8 @@
 // other input shares). The loops are plain float code over restrict pointers, which GCC vectorizes for each ISA
 // pass (sqrt included, as the build uses -fno-math-errno).
 #ifndef KILN_ISA
+#include <algorithm>
+
 #include "kiln/cpu_common.h"
 #define KILN_ISA_FILE "cpu/optim.cc"
 #include "kiln/isa_passes.h"
@@ -12,12 +14,13 @@ namespace optim {
 
 constexpr int64_t kGrain = 1 << 14;
 
-static Status check_same(const TensorView* in, int nin, const char* op) {
-  for (int i = 0; i < nin; ++i) {
+// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape.
+static Status check_same(const TensorView* in, int first, int count, const char* op) {
+  for (int i = first; i < first + count; ++i) {
     KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, ": input ", i, " must be float32");
     KILN_REQUIRE(in[i].contiguous(), ST_ARG, op, ": input ", i, " must be contiguous");
-    KILN_REQUIRE(same_shape(in[i], in[0]), ST_SHAPE, op, ": input ", i, " has shape ", shape_str(in[i]),
-                 " but the parameter has shape ", shape_str(in[0]));
+    KILN_REQUIRE(same_shape(in[i], in[first]), ST_SHAPE, op, ": input ", i, " has shape ", shape_str(in[i]),
+                 " but the parameter has shape ", shape_str(in[first]));
   }
   return Status::ok();
 }
@@ -57,37 +60,75 @@ static void sgd_range(float* __restrict p, const float* __restrict g, float* __r
   }
 }
 
-// attrs: lr, beta1, beta2, eps, weightDecay, decoupled, bias1 (1 - beta1^t), bias2 (1 - beta2^t)
+// The float32 constants of one Adam step from the attributes (adamStep and adamStepMulti share the layout):
+// lr, beta1, beta2, eps, weightDecay, decoupled, bias1 (1 - beta1^t), bias2 (1 - beta2^t).
+struct AdamK {
+  float b1, b2, c1, c2, l2, shrink, step, inv_sqrt_bias2, eps;
+};
+static Status adam_constants(const double* a, const char* op, AdamK& k) {
+  KILN_REQUIRE(a[ATTR_ADAM_STEP_BIAS1] > 0 && a[ATTR_ADAM_STEP_BIAS1] <= 1 && a[ATTR_ADAM_STEP_BIAS2] > 0 &&
+                   a[ATTR_ADAM_STEP_BIAS2] <= 1,
+               ST_ARG, op, ": bias corrections must be in (0, 1], got ", a[ATTR_ADAM_STEP_BIAS1], " and ",
+               a[ATTR_ADAM_STEP_BIAS2]);
+  const float lr = static_cast<float>(a[ATTR_ADAM_STEP_LR]), wd = static_cast<float>(a[ATTR_ADAM_STEP_WEIGHT_DECAY]);
+  const bool decoupled = a[ATTR_ADAM_STEP_DECOUPLED] != 0;
+  k.b1 = static_cast<float>(a[ATTR_ADAM_STEP_BETA1]);
+  k.b2 = static_cast<float>(a[ATTR_ADAM_STEP_BETA2]);
+  k.c1 = 1.0f - k.b1;
+  k.c2 = 1.0f - k.b2;
+  k.l2 = decoupled ? 0.0f : wd;
+  k.shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+  k.step = static_cast<float>(a[ATTR_ADAM_STEP_LR] / a[ATTR_ADAM_STEP_BIAS1]);  // lr / (1 - beta1^t)
+  k.inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[ATTR_ADAM_STEP_BIAS2]));
+  k.eps = static_cast<float>(a[ATTR_ADAM_STEP_EPS]);
+  return Status::ok();
+}
+
 static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes param, grad, m, v and optionally vmax, got ", nin,
                " inputs");
-  const Status s = check_same(in, nin, "adamStep");
-  if (!s.good()) return s;
-  KILN_REQUIRE(a[ATTR_ADAM_STEP_BIAS1] > 0 && a[ATTR_ADAM_STEP_BIAS1] <= 1 && a[ATTR_ADAM_STEP_BIAS2] > 0 &&
-                   a[ATTR_ADAM_STEP_BIAS2] <= 1,
-               ST_ARG, "adamStep: bias corrections must be in (0, 1], got ", a[ATTR_ADAM_STEP_BIAS1], " and ",
-               a[ATTR_ADAM_STEP_BIAS2]);
+  if (Status s = check_same(in, 0, nin, "adamStep"); !s.good()) return s;
+  AdamK k;
+  if (Status s = adam_constants(a, "adamStep", k); !s.good()) return s;
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict m = in[2].ptr<float>();
   float* __restrict v = in[3].ptr<float>();
   float* __restrict vmax = nin == 5 ? in[4].ptr<float>() : nullptr;
-  const float lr = static_cast<float>(a[ATTR_ADAM_STEP_LR]), b1 = static_cast<float>(a[ATTR_ADAM_STEP_BETA1]),
-              b2 = static_cast<float>(a[ATTR_ADAM_STEP_BETA2]);
-  const float eps = static_cast<float>(a[ATTR_ADAM_STEP_EPS]), wd = static_cast<float>(a[ATTR_ADAM_STEP_WEIGHT_DECAY]);
-  const bool decoupled = a[ATTR_ADAM_STEP_DECOUPLED] != 0;
-  const float step = static_cast<float>(a[ATTR_ADAM_STEP_LR] / a[ATTR_ADAM_STEP_BIAS1]);  // lr / (1 - beta1^t)
-  const float inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[ATTR_ADAM_STEP_BIAS2]));
-  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-  const float shrink = decoupled ? 1.0f - lr * wd : 1.0f;
-  const float l2 = decoupled ? 0.0f : wd;
   parallel_for(in[0].numel(), kGrain, [=](int64_t lo, int64_t hi) {
     if (vmax)
-      adam_range<true>(p + lo, g + lo, m + lo, v + lo, vmax + lo, hi - lo, b1, b2, c1, c2, l2, shrink, step,
-                       inv_sqrt_bias2, eps);
+      adam_range<true>(p + lo, g + lo, m + lo, v + lo, vmax + lo, hi - lo, k.b1, k.b2, k.c1, k.c2, k.l2, k.shrink,
+                       k.step, k.inv_sqrt_bias2, k.eps);
     else
-      adam_range<false>(p + lo, g + lo, m + lo, v + lo, nullptr, hi - lo, b1, b2, c1, c2, l2, shrink, step,
-                        inv_sqrt_bias2, eps);
+      adam_range<false>(p + lo, g + lo, m + lo, v + lo, nullptr, hi - lo, k.b1, k.b2, k.c1, k.c2, k.l2, k.shrink,
+                        k.step, k.inv_sqrt_bias2, k.eps);
+  });
+  return Status::ok();
+}
+
+// Up to 8 parameters (param, grad, m, v each) with one step count: their elements are numbered one after the
+// other and cut into ranges for the threads, so small parameters share a task instead of a call each.
+static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&, const double* a) {
+  constexpr int kMaxGroups = 8;
+  KILN_REQUIRE(nin >= 4 && nin <= 4 * kMaxGroups && nin % 4 == 0, ST_ARG,
+               "adamStepMulti takes 1 to 8 groups of (param, grad, m, v), got ", nin, " inputs");
+  const int groups = nin / 4;
+  int64_t start[kMaxGroups + 1] = {0};
+  for (int q = 0; q < groups; ++q) {
+    if (Status s = check_same(in, 4 * q, 4, "adamStepMulti"); !s.good()) return s;
+    start[q + 1] = start[q] + in[4 * q].numel();
+  }
+  AdamK k;
+  if (Status s = adam_constants(a, "adamStepMulti", k); !s.good()) return s;
+  parallel_for(start[groups], kGrain, [&](int64_t lo, int64_t hi) {
+    for (int q = 0; q < groups; ++q) {
+      const int64_t b = std::max(lo, start[q]), e = std::min(hi, start[q + 1]);
+      if (b >= e) continue;
+      const int64_t o = b - start[q];
+      adam_range<false>(in[4 * q].ptr<float>() + o, in[4 * q + 1].ptr<float>() + o, in[4 * q + 2].ptr<float>() + o,
+                        in[4 * q + 3].ptr<float>() + o, nullptr, e - b, k.b1, k.b2, k.c1, k.c2, k.l2, k.shrink, k.step,
+                        k.inv_sqrt_bias2, k.eps);
+    }
   });
   return Status::ok();
 }
@@ -96,8 +137,7 @@ static Status k_adam_step(const TensorView* in, int nin, const TensorView&, cons
 static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes param, grad and optionally a momentum buffer, got ", nin,
                " inputs");
-  const Status s = check_same(in, nin, "sgdStep");
-  if (!s.good()) return s;
+  if (Status s = check_same(in, 0, nin, "sgdStep"); !s.good()) return s;
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict buf = nin == 3 ? in[2].ptr<float>() : nullptr;
@@ -116,6 +156,7 @@ static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const
 
 void register_optim(KernelTable& t) {
   t.fn[OP_ADAM_STEP] = optim::k_adam_step;
+  t.fn[OP_ADAM_STEP_MULTI] = optim::k_adam_step_multi;
   t.fn[OP_SGD_STEP] = optim::k_sgd_step;
 }
 

@@ -60,10 +60,25 @@ export function checkOptim(ins: readonly KernelView[], op: string, counts: reado
   return numel(ins[0]!.shape);
 }
 
-export function checkAdam(attrs: readonly number[]): void {
-  const { bias1, bias2 } = attrsOf('adamStep', attrs);
+export function checkAdam(attrs: readonly number[], op: 'adamStep' | 'adamStepMulti' = 'adamStep'): void {
+  const { bias1, bias2 } = attrsOf(op, attrs);
   if (!(bias1 > 0 && bias1 <= 1 && bias2 > 0 && bias2 <= 1))
-    throw new ArgumentError(`adamStep: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
+    throw new ArgumentError(`${op}: bias corrections must be in (0, 1], got ${bias1} and ${bias2}`);
+}
+
+/**
+ * adamStepMulti's inputs: 1-8 groups of (param, grad, m, v), each group of one shape. Returns the groups with
+ * their element counts.
+ */
+export function checkAdamMulti(ins: readonly KernelView[]): { group: KernelView[]; n: number }[] {
+  if (ins.length < 4 || ins.length > 32 || ins.length % 4 !== 0)
+    throw new ArgumentError(`adamStepMulti takes 1 to 8 groups of (param, grad, m, v), got ${ins.length} inputs`);
+  const groups: { group: KernelView[]; n: number }[] = [];
+  for (let q = 0; q < ins.length; q += 4) {
+    const group = ins.slice(q, q + 4);
+    groups.push({ group, n: checkOptim(group, 'adamStepMulti', [4]) });
+  }
+  return groups;
 }
 
 export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): void {

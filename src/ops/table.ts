@@ -12,7 +12,8 @@
  * `contiguous`: the kernel needs contiguous inputs (the dispatcher copies views first).
  * `fixedInputs`: inputs with a dtype of their own (indices, conditions), cast to it instead of promoted.
  * `inplace`: inputs the kernel updates in place (optimizer state). They must be contiguous float32 tensors whose
- * buffers no other input shares; such ops write no output (the dispatcher hands them an empty one).
+ * buffers no other input shares; such ops write no output (the dispatcher hands them an empty one). Indices are
+ * below 32 (the addon's mask of them is 32 bits, and it refuses more than 32 inputs to such an op).
  */
 /**
  * The op families, in the order every backend registers them. One file per family, with the same stem, in
@@ -67,8 +68,13 @@ const op = <N extends string, const A extends readonly string[] = readonly []>(
   out: extra.out ?? (dtypes === 'any' ? 'requested' : 'compute'),
   contiguous: extra.contiguous ?? false,
   fixedInputs: extra.fixedInputs ?? {},
-  inplace: extra.inplace ?? [],
+  inplace: inplaceIndices(name, extra.inplace ?? []),
 });
+function inplaceIndices(name: string, ix: readonly number[]): readonly number[] {
+  if (ix.some((i) => !Number.isInteger(i) || i < 0 || i >= 32))
+    throw new Error(`op table: ${name}'s in-place inputs must be indices 0..31, got [${ix}]`);
+  return ix;
+}
 const C = { contiguous: true } as const;
 
 const unaryF = <N extends string>(name: N): Spec<N> => op(name, 'elementwise', 1, [], 'float');
@@ -188,6 +194,16 @@ export const OP_TABLE = [
     ...C,
     inplace: [0, 2, 3, 4],
   }),
+  // adamStepMulti(p0, g0, m0, v0, p1, g1, m1, v1, ...): Adam/AdamW (no AMSGrad) over 1-8 parameters with the
+  // same step count in one call, one pass over all their elements
+  op(
+    'adamStepMulti',
+    'optim',
+    -1,
+    ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'decoupled', 'bias1', 'bias2'],
+    'float',
+    { ...C, inplace: Array.from({ length: 32 }, (_, i) => i).filter((i) => i % 4 !== 1) },
+  ),
   // sgdStep(param, grad[, momentumBuffer])
   op('sgdStep', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float', {
     ...C,

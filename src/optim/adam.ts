@@ -1,7 +1,10 @@
 import { runInPlace } from '../engine/dispatch.js';
 import { ArgumentError, describe } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkNumber, Optimizer } from './optimizer.js';
+import { checkNumber, Optimizer, type StepItem } from './optimizer.js';
+
+/** Parameters per adamStepMulti call (its 32 inputs: 8 x param, grad, m, v). */
+const MULTI = 8;
 
 /** Adam/AdamW options. */
 export interface AdamOptions {
@@ -17,7 +20,8 @@ export interface AdamOptions {
 /**
  * Adam (Kingma & Ba): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  * p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps). With `amsgrad`, v is replaced by its running max.
- * `weightDecay` adds wd * p to the gradient (L2). One fused kernel pass per parameter.
+ * `weightDecay` adds wd * p to the gradient (L2). One fused kernel pass over up to 8 parameters at a time (one
+ * per parameter with `amsgrad`).
  * @example
  * const w = kn.tensor([1, -1], undefined, { requiresGrad: true });
  * const opt = new kn.optim.Adam([w], { lr: 0.1 });
@@ -57,12 +61,11 @@ export class Adam extends Optimizer {
       amsgrad: this.amsgrad,
     };
   }
-  protected update(i: number, p: Tensor, g: Tensor, t: number): void {
-    const ins = [p, g, this.slot(i, 'm'), this.slot(i, 'v')];
-    if (this.amsgrad) ins.push(this.slot(i, 'vmax'));
+  /** The kernel attributes of step t (adamStep and adamStepMulti share them). */
+  private attrs(t: number): number[] {
     const bias1 = 1 - this.beta1 ** t,
       bias2 = 1 - this.beta2 ** t;
-    runInPlace('adamStep', ins, [
+    return [
       this.lr,
       this.beta1,
       this.beta2,
@@ -71,7 +74,87 @@ export class Adam extends Optimizer {
       this.decoupled ? 1 : 0,
       bias1 > 0 ? bias1 : 1,
       bias2 > 0 ? bias2 : 1,
-    ]);
+    ];
+  }
+  protected update(i: number, p: Tensor, g: Tensor, t: number): void {
+    const ins = [p, g, this.slot(i, 'm'), this.slot(i, 'v')];
+    if (this.amsgrad) ins.push(this.slot(i, 'vmax'));
+    runInPlace('adamStep', ins, this.attrs(t));
+  }
+  /**
+   * Without AMSGrad, parameters with the same step count on the same backend go MULTI at a time through
+   * adamStepMulti: one dispatch and one pass over all their elements instead of one per parameter (a model of
+   * many small tensors spent more time dispatching than updating). The arithmetic is adamStep's.
+   */
+  protected override updateAll(items: readonly StepItem[]): void {
+    if (this.amsgrad) return super.updateAll(items);
+    // usually every parameter shares one step count and backend: one batch, no grouping work
+    const first = items[0];
+    const uniform = first !== undefined && items.every((it) => it.t === first.t && it.p.backend === first.p.backend);
+    const batches: StepItem[][] = [];
+    if (uniform) batches.push([...items]);
+    else {
+      const byKey = new Map<string, StepItem[]>();
+      for (const it of items) {
+        const key = `${it.t}:${it.p.backend}`;
+        const b = byKey.get(key);
+        if (b) b.push(it);
+        else byKey.set(key, [it]);
+      }
+      batches.push(...byKey.values());
+    }
+    for (const batch of batches)
+      for (const part of this.parts(batch)) {
+        if (part.length === 1) {
+          this.update(part[0]!.i, part[0]!.p, part[0]!.g, part[0]!.t);
+          continue;
+        }
+        const ins: Tensor[] = [];
+        for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'm'), this.slot(i, 'v'));
+        runInPlace('adamStepMulti', ins, this.attrs(part[0]!.t));
+      }
+  }
+  /**
+   * Cuts a batch into calls of up to MULTI parameters where no buffer written in place (a parameter, m or v) is
+   * also another input of the same call: parameters that are views of one flat buffer go to different calls, as
+   * the dispatcher refuses a call that writes memory it also reads through another input. Gradients may share.
+   */
+  private parts(batch: readonly StepItem[]): StepItem[][] {
+    // the common case, no buffer seen twice: plain runs of MULTI
+    const seen = new Set<unknown>();
+    let shared = false;
+    for (const it of batch) {
+      for (const t of [it.p, it.g, this.slot(it.i, 'm'), this.slot(it.i, 'v')]) {
+        const h = t.storageHandle();
+        if (seen.has(h)) shared = true;
+        seen.add(h);
+      }
+      if (shared) break;
+    }
+    if (!shared) {
+      const runs: StepItem[][] = [];
+      for (let k = 0; k < batch.length; k += MULTI) runs.push(batch.slice(k, k + MULTI));
+      return runs;
+    }
+    const parts: { items: StepItem[]; written: Set<unknown>; all: Set<unknown> }[] = [];
+    for (const it of batch) {
+      const written = [it.p, this.slot(it.i, 'm'), this.slot(it.i, 'v')].map((t) => t.storageHandle());
+      const read = it.g.storageHandle();
+      let part = parts.find(
+        (q) => q.items.length < MULTI && !written.some((h) => q.all.has(h)) && !q.written.has(read),
+      );
+      if (!part) {
+        part = { items: [], written: new Set(), all: new Set() };
+        parts.push(part);
+      }
+      part.items.push(it);
+      for (const h of written) {
+        part.written.add(h);
+        part.all.add(h);
+      }
+      part.all.add(read);
+    }
+    return parts.map((q) => q.items);
   }
 }
 

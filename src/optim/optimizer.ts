@@ -27,6 +27,14 @@ export function checkNumber(v: unknown, what: string, lo: number, hi: number, lo
   return v as number;
 }
 
+/** One parameter's share of a step: its index, tensor, gradient and step count after this step. */
+export interface StepItem {
+  i: number;
+  p: Tensor;
+  g: Tensor;
+  t: number;
+}
+
 /** Base class of the optimizers: holds parameters and per-parameter state slots. */
 export abstract class Optimizer {
   readonly params: readonly Tensor[];
@@ -83,6 +91,8 @@ export abstract class Optimizer {
   }
   private stepAll(): void {
     checkNumber(this.lr, 'lr', 0, Infinity);
+    // every parameter is checked before any is updated: a bad gradient leaves the model and state as they were
+    const items: StepItem[] = [];
     this.params.forEach((p, i) => {
       p.assertAlive(`optimizer parameter ${i}`);
       const g = p.grad;
@@ -90,9 +100,17 @@ export abstract class Optimizer {
       if (g.shape.length !== p.shape.length || g.shape.some((d, k) => d !== p.shape[k])) {
         throw new ShapeError(`parameter ${i} ${shapeStr(p.shape)} has a gradient of shape ${shapeStr(g.shape)}`);
       }
-      this.steps[i]!++;
-      this.update(i, p, g, this.steps[i]!);
+      items.push({ i, p, g, t: this.steps[i]! + 1 });
     });
+    for (const it of items) this.steps[it.i] = it.t;
+    this.updateAll(items);
+  }
+  /**
+   * Applies one step to the parameters that have gradients, in parameter order. The default updates them one
+   * by one; an optimizer with a multi-tensor kernel overrides it to update several per call.
+   */
+  protected updateAll(items: readonly StepItem[]): void {
+    for (const { i, p, g, t } of items) this.update(i, p, g, t);
   }
   protected abstract update(i: number, p: Tensor, g: Tensor, t: number): void;
   protected abstract hyper(): Record<string, number | boolean>;

@@ -97,6 +97,8 @@ export function estimateFlops(
       return 5 * numel(inputs[0]);
     case 'adamStep':
       return 14 * numel(inputs[0]);
+    case 'adamStepMulti':
+      return 14 * inputs.reduce((s, shape, i) => s + (i % 4 === 0 ? numel(shape) : 0), 0);
     case 'sgdStep':
       return 5 * numel(inputs[0]);
     default:

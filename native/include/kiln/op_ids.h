@@ -70,14 +70,15 @@ enum OpId : int32_t {
   OP_RANDOM_NORMAL = 62,
   OP_RANDOM_INT = 63,
   OP_ADAM_STEP = 64,
-  OP_SGD_STEP = 65,
-  OP_QLINEAR_INT8 = 66,
-  OP_QLINEAR_INT4 = 67,
-  OP_QCONV2D_INT8 = 68,
-  OP_COUNT = 69
+  OP_ADAM_STEP_MULTI = 65,
+  OP_SGD_STEP = 66,
+  OP_QLINEAR_INT8 = 67,
+  OP_QLINEAR_INT4 = 68,
+  OP_QCONV2D_INT8 = 69,
+  OP_COUNT = 70
 };
 
-static_assert(OP_COUNT == 69, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 70, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -145,6 +146,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "randomNormal",
   "randomInt",
   "adamStep",
+  "adamStepMulti",
   "sgdStep",
   "qlinearInt8",
   "qlinearInt4",
@@ -153,16 +155,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 6, 2, 1, 10
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 8, 6, 2, 1, 10
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 5, 0, 0, 0
+  0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 29u, 3722304989u, 5u, 0u, 0u, 0u
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].
@@ -278,6 +280,14 @@ inline constexpr int ATTR_ADAM_STEP_WEIGHT_DECAY = 4;
 inline constexpr int ATTR_ADAM_STEP_DECOUPLED = 5;
 inline constexpr int ATTR_ADAM_STEP_BIAS1 = 6;
 inline constexpr int ATTR_ADAM_STEP_BIAS2 = 7;
+inline constexpr int ATTR_ADAM_STEP_MULTI_LR = 0;
+inline constexpr int ATTR_ADAM_STEP_MULTI_BETA1 = 1;
+inline constexpr int ATTR_ADAM_STEP_MULTI_BETA2 = 2;
+inline constexpr int ATTR_ADAM_STEP_MULTI_EPS = 3;
+inline constexpr int ATTR_ADAM_STEP_MULTI_WEIGHT_DECAY = 4;
+inline constexpr int ATTR_ADAM_STEP_MULTI_DECOUPLED = 5;
+inline constexpr int ATTR_ADAM_STEP_MULTI_BIAS1 = 6;
+inline constexpr int ATTR_ADAM_STEP_MULTI_BIAS2 = 7;
 inline constexpr int ATTR_SGD_STEP_LR = 0;
 inline constexpr int ATTR_SGD_STEP_MOMENTUM = 1;
 inline constexpr int ATTR_SGD_STEP_DAMPENING = 2;

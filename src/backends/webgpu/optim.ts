@@ -1,7 +1,7 @@
 // Optimizer kernels of the webgpu backend (kernels/wgsl/optim.wgsl): fused Adam/AMSGrad/AdamW and SGD steps,
 // in place. The dispatcher has checked that the updated inputs are contiguous float32 and share no buffer.
 import type { KernelView } from '../backend.js';
-import { checkAdam, checkOptim, checkSgd } from '../checks.js';
+import { checkAdam, checkAdamMulti, checkOptim, checkSgd } from '../checks.js';
 import { Params, id, type Gpu } from './gpu.js';
 import { PARAMS } from './params.js';
 
@@ -32,6 +32,12 @@ export const optimKernels = {
     const n = checkOptim(ins, 'adamStep', [4, 5]);
     checkAdam(at);
     step(g, 'adam_step', ins, at.slice(0, 8), n, 5);
+  },
+  // one dispatch per parameter (the dispatches of one submission run back to back on the queue)
+  adamStepMulti: (g: Gpu, ins: readonly KernelView[], _out: unknown, at: readonly number[]): void => {
+    const groups = checkAdamMulti(ins);
+    checkAdam(at, 'adamStepMulti');
+    for (const { group, n } of groups) step(g, 'adam_step', group, at.slice(0, 8), n, 5);
   },
   sgdStep: (g: Gpu, ins: readonly KernelView[], _out: unknown, at: readonly number[]): void => {
     const n = checkOptim(ins, 'sgdStep', [2, 3]);

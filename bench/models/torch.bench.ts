@@ -1,7 +1,7 @@
 // kiln against PyTorch CPU (Debian's python3-torch: oneDNN for convolution, OpenBLAS for GEMM) on the work of
 // issue 18, on 1 and all threads: GEMM (square N), conv2d forward + backward [N,16,28,28] * [32,16,3,3] pad 1,
 // the MLP 784-256-10 training step (batch 128, Adam) and a LeNet-5-like training step (batch 64, Adam), each step
-// reading the loss back. PyTorch runs in a child process (one per thread count) with the same warm-up and time
+// reading the loss back, and an Adam step alone over 200 parameters of 256 (PyTorch's foreach Adam). PyTorch runs in a child process (one per thread count) with the same warm-up and time
 // budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
 // count so GFLOP/s figures can be read as a share of the machine.
 import * as kn from '../../src/index.js';
@@ -66,21 +66,38 @@ async function kilnRows(): Promise<TorchRow[]> {
   const c = trainer(lenet(), kn.randn([64, 1, 28, 28]), kn.randint([64], 0, 10));
   rows.push({ work: 'cnn', size: 64, medianMs: (await bench(c.step, { minTimeMs: MIN_MS })).medianMs });
   c.dispose();
+  // the optimizer step alone over 200 parameters of 256 (the dispatch cost of many small tensors)
+  kn.seed(3);
+  const ps = Array.from({ length: 200 }, () => {
+    const t = kn.randn([256]);
+    t.requiresGrad = true;
+    t.grad = kn.randn([256]);
+    return t;
+  });
+  const adam = new kn.optim.Adam(ps);
+  rows.push({ work: 'adam', size: 200, medianMs: (await bench(() => adam.step(), { minTimeMs: MIN_MS })).medianMs });
+  adam.dispose();
+  for (const t of ps) {
+    t.grad?.dispose();
+    t.dispose();
+  }
   return rows;
 }
 
-type CpuWork = 'gemm' | 'conv' | 'mlp' | 'cnn';
+type CpuWork = 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam';
 const LABEL: Record<CpuWork, (n: number) => string> = {
   gemm: (n) => `GEMM ${n}x${n}x${n}`,
   conv: (n) => `conv2d fwd+bwd N=${n}`,
   mlp: (n) => `MLP step, batch ${n}`,
   cnn: (n) => `LeNet step, batch ${n}`,
+  adam: (n) => `Adam step, ${n} x [256]`,
 };
 const FLOPS: Record<CpuWork, (n: number) => number> = {
   gemm: (n) => 2 * n ** 3,
   conv: (n) => 3 * 2 * n * 32 * 28 * 28 * 16 * 9,
   mlp: () => 0,
   cnn: () => 0,
+  adam: () => 0,
 };
 
 export async function run(): Promise<void> {

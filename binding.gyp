@@ -6,6 +6,7 @@
       "sources": [
         "native/addon.cc",
         "native/buffers.cc",
+        "native/pack_cache.cc",
         "native/cpu/threadpool.cc",
         "native/cpu/registry.cc",
         "native/cuda/plugin_loader.cc",

@@ -22,6 +22,7 @@
 #include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
 #include "kiln/cuda_plugin.h"
+#include "kiln/pack_cache.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 #include "kiln/tensor_view.h"
@@ -233,6 +234,7 @@ napi_value Copy(napi_env env, napi_callback_info info, Direction dir) {
                               std::to_string(off) + " overruns buffer of " + std::to_string(b->numel)});
   const int sz = kDTypeSize[b->dtype];
   char* at = static_cast<char*>(b->ptr) + off * sz;
+  if (to_buffer) touch_buffer(*b);
   if (b->device == 1) {
     const Status st = to_buffer ? cuda::to_device(at, data, len * sz) : cuda::to_host(data, at, len * sz);
     if (!st.good()) return throw_js(env, js_error(st));
@@ -334,6 +336,20 @@ napi_value Run(napi_env env, napi_callback_info info) {
   if (!fn)
     return throw_js(
         env, {"KILN_BACKEND", "op '" + opname + "' has no kernel on backend '" + (device ? "cuda" : "cpu") + "'"});
+  // what the kernel writes gets new contents; what it reads is named by (id, generation) for packed weights
+  std::vector<uint64_t> in_gens(static_cast<size_t>(nin));
+  Buffer* ob = kiln::find_buffer(static_cast<double>(out_id), unused);
+  touch_buffer(*ob);
+  for (int i = 0; i < nin; ++i) {
+    Buffer* ib = kiln::find_buffer(static_cast<double>(in_ids[i]), unused);
+    if (i < 32 && (kOpInplace[op] & (1u << i))) touch_buffer(*ib);
+    in_gens[i] = ib->gen;
+  }
+  const RunInputs run_inputs{ins.data(), in_ids.data(), in_gens.data(), nin};
+  set_run_inputs(&run_inputs);
+  struct ClearRunInputs {
+    ~ClearRunInputs() { set_run_inputs(nullptr); }
+  } clear_run_inputs;
   Status st;
   try {
     st = fn(ins.data(), nin, out, attrs);
@@ -580,12 +596,18 @@ napi_value Stats(napi_env env, napi_callback_info) {
   set_prop(env, o, "cachedBytes", num(env, static_cast<double>(c.bytes)));
   set_prop(env, o, "cacheHits", num(env, static_cast<double>(c.hits)));
   set_prop(env, o, "cacheMisses", num(env, static_cast<double>(c.misses)));
+  const PackStats p = pack_stats();
+  set_prop(env, o, "packedEntries", num(env, static_cast<double>(p.entries)));
+  set_prop(env, o, "packedBytes", num(env, static_cast<double>(p.bytes)));
+  set_prop(env, o, "packedHits", num(env, static_cast<double>(p.hits)));
+  set_prop(env, o, "packedMisses", num(env, static_cast<double>(p.misses)));
   return o;
 }
 
 napi_value EmptyCache(napi_env env, napi_callback_info) {
   std::lock_guard<std::mutex> lock(buffers_mutex());
   empty_cache();
+  pack_cache_clear();
   cuda::empty_cache();
   return nullptr;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kiln/cuda_runtime.h"
+#include "kiln/pack_cache.h"
 
 namespace kiln {
 
@@ -28,13 +29,7 @@ struct Cache {
 Cache& cache() {
   static Cache* c = [] {
     auto* k = new Cache();
-    uint64_t mb = 1024;
-    if (const char* e = std::getenv("KILN_CPU_CACHE_MB")) {
-      char* end = nullptr;
-      const unsigned long long v = std::strtoull(e, &end, 10);
-      if (end && *end == 0) mb = v;
-    }
-    k->limit = mb << 20;
+    k->limit = env_megabytes("KILN_CPU_CACHE_MB", 1024) << 20;
     return k;
   }();
   return *c;
@@ -43,6 +38,7 @@ Cache& cache() {
 struct Table {
   std::unordered_map<uint64_t, Buffer> map;
   uint64_t next_id = 1;
+  uint64_t next_gen = 1;
   uint64_t live_bytes = 0;  // host buffers
 };
 Table& table() {
@@ -50,6 +46,14 @@ Table& table() {
   return *t;
 }
 }  // namespace
+
+uint64_t env_megabytes(const char* name, uint64_t def) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return def;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(e, &end, 10);
+  return end && *end == 0 ? v : def;
+}
 
 uint64_t size_class(uint64_t bytes) {
   uint64_t c = ((bytes + 63) / 64) * 64;
@@ -114,7 +118,8 @@ std::mutex& buffers_mutex() {
 uint64_t add_buffer(const Buffer& b) {
   Table& t = table();
   const uint64_t id = t.next_id++;
-  t.map[id] = b;
+  Buffer& nb = t.map[id] = b;
+  touch_buffer(nb);
   if (b.device == 0) t.live_bytes += b.bytes;
   return id;
 }
@@ -133,6 +138,8 @@ Buffer* find_buffer(double id_d, std::string& error) {
   return &it->second;
 }
 
+void touch_buffer(Buffer& b) { b.gen = table().next_gen++; }
+
 void remove_buffer(uint64_t id) {
   Table& t = table();
   auto it = t.map.find(id);
@@ -145,6 +152,7 @@ void remove_buffer(uint64_t id) {
     t.live_bytes -= b.bytes;
   }
   t.map.erase(it);
+  pack_cache_forget(id);
 }
 
 TableStats table_stats() { return TableStats{table().map.size(), table().live_bytes}; }

@@ -20,7 +20,11 @@ struct Buffer {
   int64_t numel = 0;
   int32_t dtype = 0;
   int32_t device = 0;  // 0 host (cpu backend), 1 CUDA device memory
+  uint64_t gen = 0;    // which contents it holds: new at every write (touch_buffer), never reused
 };
+
+/** A size in MiB from the environment variable `name` (a decimal integer), or `def` when unset or malformed. */
+uint64_t env_megabytes(const char* name, uint64_t def);
 
 // ---- caching allocator (host memory) ----
 /** The allocation size for a request: 64-byte granules, then pages, then 12.5% steps above 1 MiB. */
@@ -41,6 +45,9 @@ std::mutex& buffers_mutex();
 uint64_t add_buffer(const Buffer& b);
 /** The buffer with this id, or nullptr with `error` saying why (a bad id, or one already freed). */
 Buffer* find_buffer(double id, std::string& error);
+/** Marks the buffer's contents as changed (a write, an op's output, an in-place input): packed copies of the
+ * old contents (kiln/pack_cache.h) no longer match it. */
+void touch_buffer(Buffer& b);
 /** Releases the buffer's memory (host cache or CUDA allocator) and forgets its id. */
 void remove_buffer(uint64_t id);
 struct TableStats {

@@ -334,6 +334,103 @@ test('the buffer cache reuses freed memory, never leaks values, and can be empti
   });
 });
 
+test('int8 weights are packed once, repacked when they change, and freed with them', () => {
+  const { addon } = loadAddon();
+  const r = rng(41);
+  const int8 = (n: number): Int8Array => Int8Array.from(randomArray(r, n, -127, 127), (v) => Math.round(v));
+  const w1 = int8(40 * 70),
+    w2 = int8(40 * 70),
+    wc = int8(12 * 5 * 9),
+    x = randomArray(r, 20 * 70),
+    xc = randomArray(r, 2 * 5 * 9 * 9);
+  const scale = Float32Array.from({ length: 40 }, (_, i) => 0.01 + 0.001 * i);
+  // qlinearInt8 (x [20, 70] takes the packed GEMM, past the few-row path) and qconv2dInt8 on a backend
+  const run = (b: kn.BackendName, w: Int8Array, conv = false): Float32Array =>
+    onBackend(b, () =>
+      kn.tidy(() =>
+        (conv
+          ? kn.qconv2dInt8(
+              kn.tensor(xc, [2, 5, 9, 9]),
+              kn.tensor(w, [12, 5, 3, 3]),
+              kn.tensor(scale.slice(0, 12)),
+              null,
+              {
+                padding: 1,
+              },
+            )
+          : kn.qlinearInt8(kn.tensor(x, [20, 70]), kn.tensor(w, [40, 70]), kn.tensor(scale), null)
+        ).toArray(),
+      ),
+    ) as Float32Array;
+  onBackend('cpu', () => {
+    kn.emptyCache();
+    const s0 = addon!.stats();
+    assert.is(s0.packedEntries, 0);
+    const W = kn.tensor(w1, [40, 70]),
+      X = kn.tensor(x, [20, 70]),
+      S = kn.tensor(scale);
+    const y1 = kn.qlinearInt8(X, W, S, null);
+    const s1 = addon!.stats();
+    assert.is(s1.packedMisses, s0.packedMisses + 1, 'the first call packs W');
+    assert.is(s1.packedEntries, 1);
+    assert.ok(s1.packedBytes >= 40 * 72, 'the packed panels are kept');
+    const y2 = kn.qlinearInt8(X, W, S, null);
+    const s2 = addon!.stats();
+    assert.is(s2.packedHits, s1.packedHits + 1, 'the second call reuses them');
+    assert.is(s2.packedMisses, s1.packedMisses);
+    assert.equal(y2.toArray(), y1.toArray());
+    allclose(y1.toArray(), run('js', w1), 1e-4, 1e-5);
+    // new contents in the same buffer: repacked, never the stale copy
+    W.assign(kn.tensor(w2, [40, 70]));
+    const y3 = kn.qlinearInt8(X, W, S, null);
+    assert.is(addon!.stats().packedMisses, s2.packedMisses + 1, 'a written weight is packed again');
+    assert.is(addon!.stats().packedEntries, 1, 'and the copy of its old values is dropped');
+    allclose(y3.toArray(), run('js', w2), 1e-4, 1e-5);
+    // two weights that are views of one buffer at different offsets: one copy each
+    const both = kn.tensor(Int8Array.from([...w1, ...w2]), [80, 70]);
+    const [va, vb] = [kn.slice(both, [0, 0], [40, 70]), kn.slice(both, [40, 0], [80, 70])];
+    allclose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
+    allclose(kn.qlinearInt8(X, vb, S, null).toArray(), run('js', w2), 1e-4, 1e-5);
+    allclose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
+    // the convolution's packed weights, likewise
+    const [entries, misses] = [addon!.stats().packedEntries, addon!.stats().packedMisses];
+    const c1 = run('cpu', wc, true);
+    assert.is(addon!.stats().packedMisses, misses + 1);
+    assert.is(addon!.stats().packedEntries, entries, 'tidy disposed the weight, and its copy with it');
+    assert.equal(run('cpu', wc, true), c1);
+    assert.is(addon!.stats().packedMisses, misses + 2, 'a new tensor with the same values is a new buffer');
+    const hits = addon!.stats().packedHits;
+    const Wc = kn.tensor(wc, [12, 5, 3, 3]),
+      Xc = kn.tensor(xc, [2, 5, 9, 9]),
+      Sc = kn.tensor(scale.slice(0, 12));
+    kn.qconv2dInt8(Xc, Wc, Sc, null, { padding: 1 });
+    kn.qconv2dInt8(Xc, Wc, Sc, null, { padding: 1 });
+    assert.is(addon!.stats().packedHits, hits + 1, 'the second convolution reuses the packed taps');
+    allclose(c1, run('js', wc, true), 1e-4, 1e-5);
+    // disposing a weight drops its copies; emptyCache drops them all
+    const before = addon!.stats().packedEntries;
+    W.dispose();
+    assert.is(addon!.stats().packedEntries, before - 1);
+    kn.emptyCache();
+    assert.equal([addon!.stats().packedEntries, addon!.stats().packedBytes], [0, 0]);
+    [X, S, y1, y2, y3, both, va, vb, Wc, Xc, Sc].forEach((t) => t.dispose());
+  });
+});
+
+test('KILN_PACK_CACHE_MB=0 turns the packed-weight cache off, with the same results', () => {
+  const script =
+    "import('./src/index.ts').then(async (kn) => { const { loadAddon } = await import('./src/backends/native/binding.ts'); " +
+    "kn.setBackend('cpu'); const w = kn.full([40, 70], 3, { dtype: 'int8' }); const x = kn.ones([20, 70]); " +
+    'const y1 = kn.qlinearInt8(x, w, kn.full([40], 0.5), null).toArray(); ' +
+    'const y2 = kn.qlinearInt8(x, w, kn.full([40], 0.5), null).toArray(); ' +
+    'const s = loadAddon().addon.stats(); ' +
+    'console.log(JSON.stringify({ entries: s.packedEntries, hits: s.packedHits, y: [y1[0], y2[799]].map((v) => Math.round(v * 100) / 100) })); })';
+  const off = childJson<{ entries: number; hits: number; y: number[] }>(script, { KILN_PACK_CACHE_MB: '0' }).value;
+  assert.equal(off, { entries: 0, hits: 0, y: [105, 105] });
+  const on = childJson<{ entries: number; hits: number; y: number[] }>(script, {}).value;
+  assert.equal(on, { entries: 1, hits: 1, y: [105, 105] });
+});
+
 test('without the addon, kiln falls back to the js backend and says why', () => {
   const script =
     "import('./src/index.ts').then(kn => { const t = kn.tensor([1, 2]).add(1); const i = kn.info(); " +

@@ -19,6 +19,7 @@
 #include "kiln/conv_geom.h"
 #include "kiln/cpu_common.h"
 #include "kiln/int4_layout.h"
+#include "kiln/pack_cache.h"
 #define KILN_ISA_FILE "cpu/quant.cc"
 #include "kiln/isa_passes.h"
 #else
@@ -308,12 +309,24 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
     return Status::ok();
   }
 
-  const int64_t npanels = (N + NR - 1) / NR;
-  int8_t* const bpp = bpb.get(npanels * K4 * NR * 4);
-  std::vector<int32_t> wsum(static_cast<size_t>(npanels * NR));
-  parallel_for(npanels, std::max<int64_t>(1, 65536 / std::max<int64_t>(K4 * NR * 4, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) pack_b(pw, N, K, K4, p, bpp + p * K4 * NR * 4, wsum.data());
-  });
+  // W packed into B panels (then each column's sum): once per weight, kept while its buffer is unchanged
+  const int64_t npanels = (N + NR - 1) / NR, panel_bytes = K4 * NR * 4;
+  const auto pack = [&](void* dst) {
+    int8_t* const bp = static_cast<int8_t*>(dst);
+    int32_t* const ws = reinterpret_cast<int32_t*>(bp + npanels * panel_bytes);
+    parallel_for(npanels, std::max<int64_t>(1, 65536 / std::max<int64_t>(panel_bytes, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t p = lo; p < hi; ++p) pack_b(pw, N, K, K4, p, bp + p * panel_bytes, ws);
+    });
+  };
+  const size_t packed_bytes = static_cast<size_t>(npanels * (panel_bytes + NR * 4));
+  const int8_t* bpp =
+      static_cast<const int8_t*>(packed_input(in[1], pack_tag({0x71696e38, kVL, NR, N, K}), packed_bytes, pack));
+  if (!bpp) {
+    int8_t* const own = bpb.get(static_cast<int64_t>(packed_bytes));
+    pack(own);
+    bpp = own;
+  }
+  const int32_t* const wsum = reinterpret_cast<const int32_t*>(bpp + npanels * panel_bytes);
 
   const int64_t mblocks = (M + MC - 1) / MC;
   const int threads = num_threads();
@@ -350,7 +363,7 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
             vint wsv[NV];
             vfloat swv[NV], bv[NV];
             for (int v = 0; v < NV; ++v) {
-              __builtin_memcpy(&wsv[v], wsum.data() + j0 + v * kVL, sizeof(vint));
+              __builtin_memcpy(&wsv[v], wsum + j0 + v * kVL, sizeof(vint));
               swv[v] = vload(psw + j0 + v * kVL);
               bv[v] = bias ? vload(bias + j0 + v * kVL) : vfloat{};
             }
@@ -589,29 +602,44 @@ static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t T, in
     for (int v = 0; v < kQNV; ++v) __builtin_memcpy(acc + m * kQT + v * kVL, &c[m][v], sizeof(vint));
 }
 
-static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, const float* psw, const float* bias,
+static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, const float* psw, const float* bias,
                          bool relu, const RowQ* rq, float* po) {
   const ConvGeom& g = p.g;
   const int64_t N = g.N, O = g.O, B = p.B, T = p.T, img = g.C * g.H * g.W;
-  // weights: [ob][tap][word][kQMR] words of 4 bytes (0 past C or C*kw, and past O); each output channel's sum
-  const int64_t nb = (O + kQMR - 1) / kQMR;
-  std::vector<int32_t> wpk(static_cast<size_t>(nb * T * B * kQMR));
-  std::vector<int32_t> wsum(static_cast<size_t>(O));
-  for (int64_t o = 0; o < O; ++o) {
-    int32_t s = 0;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int8_t v = pw[((o * g.C + c) * g.kh + i) * g.kw + j];
-          s += v;
-          int64_t t, blk;
-          int b;
-          qconv_slot(p, c, i, j, t, blk, b);
-          reinterpret_cast<uint8_t*>(&wpk[(((o / kQMR) * T + t) * B + blk) * kQMR + o % kQMR])[b] =
-              static_cast<uint8_t>(v);
-        }
-    wsum[o] = s;
+  // weights: [ob][tap][word][kQMR] words of 4 bytes (0 past C or C*kw, and past O), then each output channel's
+  // sum. Packed once per weight and kept while its buffer is unchanged: at batch 1 packing per call cost ~3x the
+  // products (perf, the demo CNN's second convolution)
+  const int64_t nb = (O + kQMR - 1) / kQMR, words = nb * T * B * kQMR;
+  const int8_t* const pw = wv.ptr<int8_t>();
+  const auto pack = [&](void* dst) {
+    int32_t* const wpk = static_cast<int32_t*>(dst);
+    int32_t* const wsum = wpk + words;
+    std::fill(wpk, wpk + words, 0);
+    for (int64_t o = 0; o < O; ++o) {
+      int32_t s = 0;
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t i = 0; i < g.kh; ++i)
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int8_t v = pw[((o * g.C + c) * g.kh + i) * g.kw + j];
+            s += v;
+            int64_t t, blk;
+            int b;
+            qconv_slot(p, c, i, j, t, blk, b);
+            reinterpret_cast<uint8_t*>(&wpk[(((o / kQMR) * T + t) * B + blk) * kQMR + o % kQMR])[b] =
+                static_cast<uint8_t>(v);
+          }
+      wsum[o] = s;
+    }
+  };
+  const size_t packed_bytes = static_cast<size_t>(words + O) * 4;
+  const int32_t* wpk = static_cast<const int32_t*>(
+      packed_input(wv, pack_tag({0x71636e76, kVL, kQMR, O, g.C, g.kh, g.kw, p.rowtap, B, T}), packed_bytes, pack));
+  if (!wpk) {
+    int32_t* const own = thread_scratch<int32_t, 6>(words + O);
+    pack(own);
+    wpk = own;
   }
+  const int32_t* const wsum = wpk + words;
   // each tap's byte offset: its phase's planes, shifted by its rows (and columns, but for rowtap) of the phase
   std::vector<int64_t> toff(static_cast<size_t>(T));
   for (int64_t i = 0; i < g.kh; ++i)
@@ -656,7 +684,7 @@ static void qconv_direct(const QConv& p, const float* px, const int8_t* pw, cons
       const uint8_t* im = xq + n * p.image_bytes();
       const int64_t q0 = r0 * p.Wq, qend = (r1 - 1) * p.Wq + g.OW;
       for (int64_t ob = 0; ob < nb; ++ob) {
-        const int32_t* wb = wpk.data() + ob * T * B * kQMR;
+        const int32_t* wb = wpk + ob * T * B * kQMR;
         const int mr = static_cast<int>(std::min<int64_t>(kQMR, O - ob * kQMR));
         for (int64_t qt = q0; qt < qend; qt += kQT) {
 #if KILN_VEC_BYTES == 64
@@ -731,7 +759,7 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qconv2dInt8: x has NaN or infinite values (cannot be quantized)");
   QConv p;
   if (qconv_plan(g, p)) {
-    qconv_direct(p, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
+    qconv_direct(p, px, in[1], in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
     return Status::ok();
   }
   qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());

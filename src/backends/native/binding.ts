@@ -41,7 +41,18 @@ export interface Addon {
   setThreads(n: number): void;
   /** Measured float32 FMA peak of the active ISA on every pool thread (runs about `ms` milliseconds). */
   peakFlops(ms: number): { gflops: number; threads: number; isa: string; seconds: number };
-  stats(): { buffers: number; bytes: number; cachedBytes: number; cacheHits: number; cacheMisses: number };
+  stats(): {
+    buffers: number;
+    bytes: number;
+    cachedBytes: number;
+    cacheHits: number;
+    cacheMisses: number;
+    /** weights packed once and kept (native/include/kiln/pack_cache.h) */
+    packedEntries: number;
+    packedBytes: number;
+    packedHits: number;
+    packedMisses: number;
+  };
   /** Returns cached (freed, kept for reuse) buffers to the system (host and CUDA). */
   emptyCache(): void;
   /** CUDA device memory in the same id table (the addon runs ops on the device its buffers are on). */

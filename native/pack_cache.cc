@@ -1,0 +1,134 @@
+// Packed weights kept across calls (declared in kiln/pack_cache.h).
+#include "kiln/pack_cache.h"
+
+#include <list>
+#include <new>
+#include <unordered_map>
+
+#include "buffers.h"
+
+namespace kiln {
+
+namespace {
+
+struct Key {
+  uint64_t id, gen, tag;
+  const void* at;
+  bool operator==(const Key& o) const { return id == o.id && gen == o.gen && tag == o.tag && at == o.at; }
+};
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    uint64_t h = k.id * 0x9E3779B97F4A7C15ull ^ (k.gen + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull;
+    h ^= (k.tag + reinterpret_cast<uintptr_t>(k.at)) * 0x94D049BB133111EBull;
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
+};
+
+struct Entry {
+  Key key;
+  size_t bytes;
+  void* data;
+};
+
+struct Cache {
+  std::list<Entry> lru;  // most recently used first
+  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
+  std::unordered_map<uint64_t, int> per_buffer;  // entries held for each buffer id
+  uint64_t bytes = 0, limit = 0, hits = 0, misses = 0;
+};
+
+Cache& cache() {
+  static Cache* c = [] {
+    auto* k = new Cache();
+    k->limit = env_megabytes("KILN_PACK_CACHE_MB", 256) << 20;
+    return k;
+  }();
+  return *c;
+}
+
+thread_local const RunInputs* current = nullptr;
+
+void drop(Cache& c, std::list<Entry>::iterator it) {
+  c.bytes -= it->bytes;
+  c.index.erase(it->key);
+  auto pb = c.per_buffer.find(it->key.id);
+  if (pb != c.per_buffer.end() && --pb->second == 0) c.per_buffer.erase(pb);
+  ::operator delete(it->data, std::align_val_t(64));
+  c.lru.erase(it);
+}
+
+}  // namespace
+
+void set_run_inputs(const RunInputs* r) { current = r; }
+
+uint64_t pack_tag(std::initializer_list<int64_t> parts) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (int64_t p : parts) {
+    h ^= static_cast<uint64_t>(p);
+    h *= 0x100000001B3ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const std::function<void(void*)>& fill) {
+  const RunInputs* r = current;
+  if (!r || bytes == 0) return nullptr;
+  int i = 0;
+  while (i < r->n && &r->views[i] != &v) ++i;
+  if (i == r->n) return nullptr;
+  Cache& c = cache();
+  if (bytes > c.limit) return nullptr;
+  const Key key{r->ids[i], r->gens[i], tag, v.ptr<char>()};
+  auto found = c.index.find(key);
+  if (found != c.index.end() && found->second->bytes == bytes) {
+    c.lru.splice(c.lru.begin(), c.lru, found->second);
+    ++c.hits;
+    return found->second->data;
+  }
+  if (found != c.index.end()) drop(c, found->second);
+  ++c.misses;
+  // the copy of this view's older contents (the weight was written since) is of no further use
+  if (c.per_buffer.count(key.id))
+    for (auto it = c.lru.begin(); it != c.lru.end();) {
+      auto next = std::next(it);
+      if (it->key.id == key.id && it->key.tag == key.tag && it->key.at == key.at) drop(c, it);
+      it = next;
+    }
+  while (!c.lru.empty() && c.bytes + bytes > c.limit) drop(c, std::prev(c.lru.end()));
+  void* data = ::operator new(bytes, std::align_val_t(64), std::nothrow);
+  if (!data) return nullptr;
+  try {
+    fill(data);
+  } catch (...) {
+    ::operator delete(data, std::align_val_t(64));
+    throw;
+  }
+  c.lru.push_front(Entry{key, bytes, data});
+  c.index[key] = c.lru.begin();
+  ++c.per_buffer[key.id];
+  c.bytes += bytes;
+  return data;
+}
+
+void pack_cache_forget(uint64_t buffer_id) {
+  Cache& c = cache();
+  if (c.per_buffer.find(buffer_id) == c.per_buffer.end()) return;
+  for (auto it = c.lru.begin(); it != c.lru.end();) {
+    auto next = std::next(it);
+    if (it->key.id == buffer_id) drop(c, it);
+    it = next;
+  }
+}
+
+void pack_cache_clear() {
+  Cache& c = cache();
+  while (!c.lru.empty()) drop(c, c.lru.begin());
+}
+
+PackStats pack_stats() {
+  const Cache& c = cache();
+  return PackStats{c.lru.size(), c.bytes, c.hits, c.misses};
+}
+
+}  // namespace kiln

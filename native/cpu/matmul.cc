@@ -39,22 +39,12 @@ static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t j0, int64_
     const int64_t jb = j0 + p * NR;
     const int64_t w = std::min<int64_t>(NR, g.N - jb);
     float* d = dst + p * kc * NR;
-    int64_t k = 0;
-    if (g.rsB == 1 && g.csB != 1 && w == NR) {
-      // B column-contiguous (x W^T with W [N, K] row-major, the Linear forward): a strided gather per element
-      // took a quarter of that product; read kVL x kVL blocks along the columns and transpose them in registers
-      for (; k + kVL <= kc; k += kVL)
-        for (int v = 0; v < NV; ++v) {
-          vfloat t[kVL];
-          const float* src = g.B + (k0 + k) + (jb + v * kVL) * g.csB;
-#pragma GCC unroll 16
-          for (int r = 0; r < kVL; ++r) t[r] = vload(src + r * g.csB);
-          vtranspose(t);
-#pragma GCC unroll 16
-          for (int r = 0; r < kVL; ++r) vstore(d + (k + r) * NR + v * kVL, t[r]);
-        }
+    if (g.rsB == 1 && g.csB != 1) {
+      // B column-contiguous (x W^T with W [N, K] row-major, the Linear forward)
+      pack_cols_panel(g.B + k0 + jb * g.csB, g.csB, w, kc, d);
+      continue;
     }
-    for (; k < kc; ++k) {
+    for (int64_t k = 0; k < kc; ++k) {
       const float* src = g.B + (k0 + k) * g.rsB + jb * g.csB;
       float* dk = d + k * NR;
       if (g.csB == 1 && w == NR) {
@@ -155,12 +145,6 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
 
 static constexpr int64_t kSmallM = kGemmSmallM;
 
-static inline float hsum(vfloat v) {
-  float s = 0.f;
-  for (int l = 0; l < kVL; ++l) s += v[l];
-  return s;
-}
-
 // B column-contiguous (rsB == 1, as for x W^T with W [N, K] row-major) and A row-contiguous: C[i, j] is a dot
 // product of two contiguous rows. MM rows x JB columns of accumulators per step.
 template <int MM, int JB>
@@ -189,7 +173,7 @@ static void small_m_dot(const GemmArgs& g, int64_t j0, int64_t j1) {
     }
     for (int i = 0; i < MM; ++i)
       for (int c = 0; c < jb; ++c) {
-        float s = hsum(acc[i][c]);
+        float s = vhsum(acc[i][c]);
         for (int64_t k = kv; k < K; ++k) s += g.A[i * g.rsA + k] * b[c][k];
         float* p = g.C + i * g.ldc + j + c;
         *p = g.accumulate ? *p + s : s;
@@ -276,7 +260,7 @@ void sgemm(const GemmArgs& g) {
         for (int64_t j = 0; j < g.N; ++j) g.C[i * g.ldc + j] = 0.f;
     return;
   }
-  if (g.M <= kSmallM && ((g.rsB == 1 && g.csA == 1) || g.csB == 1)) {
+  if (g.M <= kSmallM && !g.pack_b && ((g.rsB == 1 && g.csA == 1) || g.csB == 1)) {
     small_m(g);
     return;
   }
@@ -295,8 +279,11 @@ void sgemm(const GemmArgs& g) {
       // pack B in parallel over panels
       parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
                    [&](int64_t lo, int64_t hi) {
-                     GemmArgs sub = g;
-                     pack_b(sub, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
+                     const int64_t jl = j0 + lo * NR, nl = std::min(nc - lo * NR, (hi - lo) * NR);
+                     if (g.pack_b)
+                       g.pack_b(g.pack_b_ctx, k0, kc, jl, nl, bp + lo * kc * NR);
+                     else
+                       pack_b(g, k0, kc, jl, nl, bp + lo * kc * NR);
                    });
       const bool acc_c = g.accumulate || k0 > 0;
       const int64_t mblocks = (g.M + MC - 1) / MC;

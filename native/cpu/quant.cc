@@ -766,33 +766,65 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   return Status::ok();
 }
 
-// Row j of an int4 weight, dequantized: dst[k] = (nibble k - offset) * sc[k / g] for k < K (whole groups
-// without bounds checks or divisions, so the loop vectorises).
-static void int4_row(const uint8_t* row, const float* sc, int64_t K, int64_t g, float* dst) {
-  const int64_t full = K / g;
-  for (int64_t q = 0; q < full; ++q) {
+typedef uint8_t vbytes __attribute__((vector_size(kVL)));
+
+// Elements [k0, k0 + kc) of one int4 weight row, dequantized: dst[t] = (nibble k0 + t - offset) * sc[(k0 + t) / g].
+// k0 is even (sgemm's K blocks are whole vectors), so each group's stretch is whole bytes but for an odd end.
+static void int4_range(const uint8_t* row, const float* sc, int64_t k0, int64_t kc, int64_t g, float* dst) {
+  for (int64_t k = k0, end = k0 + kc; k < end;) {
+    const int64_t q = k / g, gend = std::min(end, (q + 1) * g), pairs = (gend - k) / 2;
     const float s = sc[q];
-    const uint8_t* b = row + q * g / 2;
-    float* d = dst + q * g;
-    for (int64_t t = 0; t < g / 2; ++t) {
+    const uint8_t* b = row + k / 2;
+    float* d = dst + (k - k0);
+    const vfloat vs = vsplat(s);
+    int64_t t = 0;
+    for (; t + kVL <= pairs; t += kVL) {  // kVL bytes: their low and high nibbles, interleaved back
+      vbytes v;
+      __builtin_memcpy(&v, b + t, sizeof v);
+      const vfloat lo = __builtin_convertvector(__builtin_convertvector(v & 15, vint) - kInt4Offset, vfloat) * vs;
+      const vfloat hi = __builtin_convertvector(__builtin_convertvector(v >> 4, vint) - kInt4Offset, vfloat) * vs;
+      vfloat z0, z1;
+      vzip(lo, hi, z0, z1);
+      vstore(d + 2 * t, z0);
+      vstore(d + 2 * t + kVL, z1);
+    }
+    for (; t < pairs; ++t) {
       d[2 * t] = static_cast<float>((b[t] & 15) - kInt4Offset) * s;
       d[2 * t + 1] = static_cast<float>((b[t] >> 4) - kInt4Offset) * s;
     }
-  }
-  for (int64_t k = full * g; k < K; ++k) {
-    const int q = ((k & 1) ? (row[k >> 1] >> 4) : (row[k >> 1] & 15)) - kInt4Offset;
-    dst[k] = static_cast<float>(q) * sc[k / g];
+    if ((gend - k) & 1) d[2 * pairs] = static_cast<float>((b[pairs] & 15) - kInt4Offset) * s;
+    k = gend;
   }
 }
 
-typedef uint8_t vbytes __attribute__((vector_size(kVL)));
+// sgemm's B packer for x W^T with an int4 W: each panel's rows of W are dequantized into a small buffer (NR
+// rows x kc floats, in cache) and transposed into the panel, so the float W is never written out whole.
+struct Int4Weights {
+  const uint8_t* w;
+  const float* s;
+  int64_t N, G, g;
+};
+static void int4_pack_b(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const Int4Weights& b = *static_cast<const Int4Weights*>(ctx);
+  float* const rows = thread_scratch<float, 7>(kGemmNR * kc);
+  for (int64_t p = 0; p * kGemmNR < nc; ++p) {
+    const int64_t jb = j0 + p * kGemmNR, w = std::min<int64_t>(kGemmNR, b.N - jb);
+    for (int64_t r = 0; r < w; ++r)
+      int4_range(b.w + (jb + r) * (b.G * b.g / 2), b.s + (jb + r) * b.G, k0, kc, b.g, rows + r * kc);
+    pack_cols_panel(rows, kc, w, kc, dst + p * kc * kGemmNR);
+  }
+}
 
-// y[i] = sum_k x[i][k] W[j][k] for one int4 weight row and M <= kSmallM rows of x given as their even and odd
+// Up to this many rows the int4 linear reads its weights as they are (below), not through the packed GEMM: at 8
+// rows this still ran ~2x faster than dequantizing into GEMM panels.
+static constexpr int64_t kInt4SmallM = 8;
+
+// y[i] = sum_k x[i][k] W[j][k] for one int4 weight row and M <= kInt4SmallM rows of x given as their even and odd
 // elements (xe, xo: M rows of Kh = G*g/2 floats each, zero past K): kVL bytes at a time, low nibbles against the
 // even elements and high against the odd, so the nibbles need no interleaving and W is never written out.
 static void int4_dot_rows(const uint8_t* row, const float* sc, int64_t G, int64_t g, const float* xe, const float* xo,
                           int64_t Kh, int64_t M, float* y) {
-  vfloat acc[kSmallM];
+  vfloat acc[kInt4SmallM];
   for (int64_t i = 0; i < M; ++i) acc[i] = vfloat{};
   for (int64_t q = 0; q < G; ++q) {
     const vfloat s = vsplat(sc[q]);
@@ -804,17 +836,14 @@ static void int4_dot_rows(const uint8_t* row, const float* sc, int64_t G, int64_
       for (int64_t i = 0; i < M; ++i) acc[i] += lo * vload(xe + i * Kh + t) + hi * vload(xo + i * Kh + t);
     }
   }
-  for (int64_t i = 0; i < M; ++i) {
-    float v = 0.f;
-    for (int l = 0; l < kVL; ++l) v += acc[i][l];
-    y[i] = v;
-  }
+  for (int64_t i = 0; i < M; ++i) y[i] = vhsum(acc[i]);
 }
 
-// int4 weight-only linear. With at most kSmallM rows of x, each weight row's nibbles are dotted with the rows as
-// they are read (int4_dot_rows). Otherwise W [N, K] is dequantized (nibble - 8) * scale into a per-thread float
-// buffer, row panels in parallel, then multiplied by the packed float32 GEMM as x W^T (B = W viewed transposed,
-// no copy). Layout: native/include/kiln/int4_layout.h.
+// int4 weight-only linear. With at most kInt4SmallM rows of x, each weight row's nibbles are dotted with the rows as
+// they are read (int4_dot_rows). Otherwise the float32 GEMM computes x W^T with W dequantized (nibble - 8) *
+// scale straight into its packed B panels (int4_pack_b): dequantizing all of W into a float buffer first, which
+// the GEMM then read again to pack, made the layer 2x slower than float32 at batch 32. Layout:
+// native/include/kiln/int4_layout.h.
 static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& out, const double* attrs) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qlinearInt4 takes (x, packed, scales[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &s = in[2];
@@ -844,7 +873,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
   const uint8_t* pw = w.ptr<uint8_t>();
   const float* ps = s.ptr<float>();
   float* po = out.ptr<float>();
-  if (M <= kSmallM) {
+  if (M <= kInt4SmallM) {
     // a few rows (a served request): the nibbles of each weight row are dotted with the rows of x as they are
     // read, never dequantizing W (dequantizing and packing all of it cost 20x the products at batch 1)
     const double ops = 2.0 * static_cast<double>(M) * N * K;
@@ -857,7 +886,7 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
         xs[(M + i) * Kh + t] = 2 * t + 1 < K ? px[i * K + 2 * t + 1] : 0.f;
       }
     parallel_for(N, ops > 2e6 ? std::max<int64_t>(1, N / (4 * num_threads())) : N, [&](int64_t lo, int64_t hi) {
-      float y[kSmallM];
+      float y[kInt4SmallM];
       for (int64_t j = lo; j < hi; ++j) {
         int4_dot_rows(pw + j * Kh, ps + j * G, G, g, xs, xs + M * Kh, Kh, M, y);
         for (int64_t i = 0; i < M; ++i) po[i * N + j] = y[i] + (bias ? bias[j] : 0.f);
@@ -865,12 +894,11 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
     });
     return Status::ok();
   }
-  ThreadBuffer<2> wbuf;
-  float* const wd = wbuf.get(N * K);
-  parallel_for(N, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t j = lo; j < hi; ++j) int4_row(pw + j * (G * g / 2), ps + j * G, K, g, wd + j * K);
-  });
-  sgemm(GemmArgs{M, N, K, x.ptr<float>(), K, 1, wd, 1, K, po, N, false, true});
+  const Int4Weights iw{pw, ps, N, G, g};
+  GemmArgs ga{M, N, K, x.ptr<float>(), K, 1, nullptr, 0, 0, po, N, false, true};
+  ga.pack_b = int4_pack_b;
+  ga.pack_b_ctx = &iw;
+  sgemm(ga);
   if (bias)
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) po[i * N + j] += bias[j];

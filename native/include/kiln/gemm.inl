@@ -10,6 +10,11 @@ struct GemmArgs {
   int64_t ldc;
   bool accumulate;
   bool parallel;
+  // B given by a packer instead of B/rsB/csB: pack_b(ctx, k0, kc, j0, nc, dst) writes B[k0:k0+kc, j0:j0+nc] as
+  // sgemm packs it (NR-wide panels, zero past N: panel p, row k -> dst[(p*kc + k)*NR + jj]). The int4 linear
+  // dequantizes its weights straight into the panels this way. Always takes the packed path.
+  void (*pack_b)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) = nullptr;
+  const void* pack_b_ctx = nullptr;
 };
 void sgemm(const GemmArgs& g);
 
@@ -42,4 +47,22 @@ static inline int64_t gemm_chunks(int64_t mblocks, int64_t npanels, int threads)
     }
   }
   return best;
+}
+
+// One kGemmNR-wide panel of B packed from w <= kGemmNR columns that are each contiguous in k (column jj starts at
+// src + jj * ld): dst[k * kGemmNR + jj] for k < kc, zero for jj >= w. kVL x kVL blocks are transposed in registers
+// (a strided gather per element took a quarter of x W^T); the k tail goes element by element.
+static inline void pack_cols_panel(const float* src, int64_t ld, int64_t w, int64_t kc, float* dst) {
+  int64_t k = 0;
+  for (; k + kVL <= kc; k += kVL)
+    for (int v = 0; v < kGemmNR / kVL; ++v) {
+      vfloat t[kVL];
+#pragma GCC unroll 16
+      for (int r = 0; r < kVL; ++r) t[r] = v * kVL + r < w ? vload(src + k + (v * kVL + r) * ld) : vfloat{};
+      vtranspose(t);
+#pragma GCC unroll 16
+      for (int r = 0; r < kVL; ++r) vstore(dst + (k + r) * kGemmNR + v * kVL, t[r]);
+    }
+  for (; k < kc; ++k)
+    for (int64_t jj = 0; jj < kGemmNR; ++jj) dst[k * kGemmNR + jj] = jj < w ? src[k + jj * ld] : 0.f;
 }

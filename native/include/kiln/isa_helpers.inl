@@ -34,6 +34,31 @@ static inline void vtranspose_stage(vfloat* v) {
 }
 static inline void vtranspose(vfloat* v) { vtranspose_stage<kVL / 2>(v); }
 
+// Interleaves two vectors: lo = a0 b0 a1 b1 ... (the first halves), hi = the same of the second halves.
+template <size_t... L>
+static inline void vzip_idx(vfloat a, vfloat b, vfloat& lo, vfloat& hi, std::index_sequence<L...>) {
+  lo = __builtin_shufflevector(a, b, static_cast<int>((L & 1) ? kVL + L / 2 : L / 2)...);
+  hi = __builtin_shufflevector(a, b, static_cast<int>((L & 1) ? kVL + kVL / 2 + L / 2 : kVL / 2 + L / 2)...);
+}
+static inline void vzip(vfloat a, vfloat b, vfloat& lo, vfloat& hi) {
+  vzip_idx(a, b, lo, hi, std::make_index_sequence<kVL>{});
+}
+
+// The sum of a vector's lanes as a tree of log2(kVL) shuffle-adds (a loop over the lanes is a chain of kVL
+// dependent scalar adds: the compiler may not reorder float sums).
+template <int H, size_t... L>
+static inline vfloat vfold(vfloat v, std::index_sequence<L...>) {
+  return v + __builtin_shufflevector(v, v, static_cast<int>((L + H) % kVL)...);
+}
+template <int H>
+static inline vfloat vfold_all(vfloat v) {
+  if constexpr (H > 0)
+    return vfold_all<H / 2>(vfold<H>(v, std::make_index_sequence<kVL>{}));
+  else
+    return v;
+}
+static inline float vhsum(vfloat v) { return vfold_all<kVL / 2>(v)[0]; }
+
 static inline vfloat vsplat(float f) { return vfloat{} + f; }
 static inline vint vsplati(int32_t i) { return vint{} + i; }
 static inline vfloat vsel(vint m, vfloat a, vfloat b) { return m ? a : b; }

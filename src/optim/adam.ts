@@ -120,12 +120,16 @@ export class Adam extends Optimizer {
    * the dispatcher refuses a call that writes memory it also reads through another input. Gradients may share.
    */
   private parts(batch: readonly StepItem[]): StepItem[][] {
+    // each item's buffers, looked up once: those written in place (p, m, v) and the gradient it reads
+    const handles = batch.map((it) => ({
+      written: [it.p, this.slot(it.i, 'm'), this.slot(it.i, 'v')].map((t) => t.storageHandle()),
+      read: it.g.storageHandle(),
+    }));
     // the common case, no buffer seen twice: plain runs of MULTI
     const seen = new Set<unknown>();
     let shared = false;
-    for (const it of batch) {
-      for (const t of [it.p, it.g, this.slot(it.i, 'm'), this.slot(it.i, 'v')]) {
-        const h = t.storageHandle();
+    for (const { written, read } of handles) {
+      for (const h of [...written, read]) {
         if (seen.has(h)) shared = true;
         seen.add(h);
       }
@@ -137,9 +141,8 @@ export class Adam extends Optimizer {
       return runs;
     }
     const parts: { items: StepItem[]; written: Set<unknown>; all: Set<unknown> }[] = [];
-    for (const it of batch) {
-      const written = [it.p, this.slot(it.i, 'm'), this.slot(it.i, 'v')].map((t) => t.storageHandle());
-      const read = it.g.storageHandle();
+    batch.forEach((it, n) => {
+      const { written, read } = handles[n]!;
       let part = parts.find(
         (q) => q.items.length < MULTI && !written.some((h) => q.all.has(h)) && !q.written.has(read),
       );
@@ -153,7 +156,7 @@ export class Adam extends Optimizer {
         part.all.add(h);
       }
       part.all.add(read);
-    }
+    });
     return parts.map((q) => q.items);
   }
 }

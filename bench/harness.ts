@@ -8,6 +8,16 @@ export { bench, summarize, type BenchResult } from '../src/profile/bench.js';
 type Addon = NonNullable<ReturnType<typeof loadAddon>['addon']>;
 
 /** The cpu backend for a kernel bench: selected, with its addon and info, and the machine line printed. */
+/**
+ * Turns the packed-weight cache off and returns what turns it back on: kernel benchmarks multiply the same
+ * operands over and over, and their peers (OpenBLAS, PyTorch, onnxruntime) pack them on every call, so kiln must
+ * too for a fair ratio. Model benchmarks (inference on fixed weights) keep the cache on, as users get it.
+ */
+export function perCallPacking(addon: Addon): () => void {
+  const prev = addon.setPackCacheLimit(0);
+  return () => void addon.setPackCacheLimit(prev);
+}
+
 export function cpuBench(note = ''): { addon: Addon; info: ReturnType<Addon['info']> } {
   const { addon } = loadAddon();
   if (!addon) throw new Error('cpu backend unavailable');

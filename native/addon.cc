@@ -612,6 +612,17 @@ napi_value EmptyCache(napi_env env, napi_callback_info) {
   return nullptr;
 }
 
+// setPackCacheLimit(mb) -> the previous budget in MiB: how much the packed-weight cache may keep (0: off)
+napi_value SetPackCacheLimit(napi_env env, napi_callback_info info) {
+  std::lock_guard<std::mutex> lock(buffers_mutex());
+  napi_value argv[1];
+  JsError err;
+  if (!get_args(env, info, 1, argv, err)) return throw_js(env, err);
+  int64_t mb;
+  if (!get_index(env, argv[0], "pack cache budget (MiB)", 0, 1 << 24, mb, err)) return throw_js(env, err);
+  return num(env, static_cast<double>(pack_cache_set_limit(static_cast<uint64_t>(mb) << 20) >> 20));
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   struct Fn {
     const char* name;
@@ -629,6 +640,7 @@ napi_value Init(napi_env env, napi_value exports) {
              {"stats", Stats},
              {"peakFlops", PeakFlops},
              {"emptyCache", EmptyCache},
+             {"setPackCacheLimit", SetPackCacheLimit},
              {"cudaLoad", CudaLoad},
              {"cudaAlloc", CudaAlloc},
              {"cudaSupports", CudaSupports},

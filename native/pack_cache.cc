@@ -1,6 +1,7 @@
 // Packed weights kept across calls (declared in kiln/pack_cache.h).
 #include "kiln/pack_cache.h"
 
+#include <algorithm>
 #include <list>
 #include <new>
 #include <unordered_map>
@@ -35,7 +36,9 @@ struct Cache {
   std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
   std::unordered_map<uint64_t, int> per_buffer;  // entries held for each buffer id
   uint64_t bytes = 0, limit = 0, hits = 0, misses = 0;
+  std::list<Key> sightings;  // contents seen once under `repeated`, newest first (at most kSightings)
 };
+constexpr size_t kSightings = 256;
 
 Cache& cache() {
   static Cache* c = [] {
@@ -71,7 +74,8 @@ uint64_t pack_tag(std::initializer_list<int64_t> parts) {
   return h;
 }
 
-const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const std::function<void(void*)>& fill) {
+const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const std::function<void(void*)>& fill,
+                         bool repeated) {
   const RunInputs* r = current;
   if (!r || bytes == 0) return nullptr;
   int i = 0;
@@ -95,6 +99,15 @@ const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const 
       if (it->key.id == key.id && it->key.tag == key.tag && it->key.at == key.at) drop(c, it);
       it = next;
     }
+  if (repeated) {
+    auto seen = std::find(c.sightings.begin(), c.sightings.end(), key);
+    if (seen == c.sightings.end()) {
+      c.sightings.push_front(key);
+      if (c.sightings.size() > kSightings) c.sightings.pop_back();
+      return nullptr;
+    }
+    c.sightings.erase(seen);
+  }
   while (!c.lru.empty() && c.bytes + bytes > c.limit) drop(c, std::prev(c.lru.end()));
   void* data = ::operator new(bytes, std::align_val_t(64), std::nothrow);
   if (!data) return nullptr;
@@ -123,7 +136,16 @@ void pack_cache_forget(uint64_t buffer_id) {
 
 void pack_cache_clear() {
   Cache& c = cache();
+  c.sightings.clear();
   while (!c.lru.empty()) drop(c, c.lru.begin());
+}
+
+uint64_t pack_cache_set_limit(uint64_t bytes) {
+  Cache& c = cache();
+  const uint64_t prev = c.limit;
+  c.limit = bytes;
+  while (!c.lru.empty() && c.bytes > c.limit) drop(c, std::prev(c.lru.end()));
+  return prev;
 }
 
 PackStats pack_stats() {

@@ -417,6 +417,80 @@ test('int8 weights are packed once, repacked when they change, and freed with th
   });
 });
 
+test('float32 weights used again unchanged are packed on their second use; training steps never pack', () => {
+  const { addon } = loadAddon();
+  const r = rng(43);
+  // K = 300 runs as two K blocks and N = 4100 as two N blocks: the packed copy's block offsets are exercised
+  const [M, K, N] = [20, 300, 4100];
+  const x = randomArray(r, M * K),
+    w1 = randomArray(r, N * K),
+    w2 = randomArray(r, N * K);
+  const ref = (w: Float32Array): Float32Array =>
+    onBackend('js', () =>
+      kn.tidy(() =>
+        kn
+          .tensor(x, [M, K])
+          .matmul(kn.tensor(w, [N, K]).transpose())
+          .toArray(),
+      ),
+    ) as Float32Array;
+  const [e1, e2] = [ref(w1), ref(w2)];
+  onBackend('cpu', () => {
+    kn.emptyCache();
+    const X = kn.tensor(x, [M, K]),
+      W = kn.tensor(w1, [N, K]);
+    const hits0 = addon!.stats().packedHits;
+    const stats = (): number[] => {
+      const s = addon!.stats();
+      return [s.packedEntries, s.packedHits - hits0];
+    };
+    const y = (): Float32Array => kn.tidy(() => X.matmul(W.transpose()).toArray() as Float32Array);
+    allclose(y(), e1, 1e-3, 1e-4);
+    assert.equal(stats(), [0, 0], 'the first use only notes the weight');
+    allclose(y(), e1, 1e-3, 1e-4);
+    assert.equal(stats(), [1, 0], 'the second packs it');
+    allclose(y(), e1, 1e-3, 1e-4);
+    assert.equal(stats(), [1, 1], 'the third reuses it');
+    W.assign(kn.tensor(w2, [N, K]));
+    allclose(y(), e2, 1e-3, 1e-4);
+    assert.equal(stats(), [0, 1], 'new values: the old copy is dropped, never used');
+    allclose(y(), e2, 1e-3, 1e-4);
+    allclose(y(), e2, 1e-3, 1e-4);
+    assert.equal(stats(), [1, 2]);
+    // the budget: 0 turns it off (and drops what it held), the previous value comes back
+    const prev = addon!.setPackCacheLimit(0);
+    assert.is(prev, 256);
+    allclose(y(), e2, 1e-3, 1e-4);
+    allclose(y(), e2, 1e-3, 1e-4);
+    assert.equal(stats(), [0, 2]);
+    assert.is(addon!.setPackCacheLimit(prev), 0);
+    assert.throws(() => addon!.setPackCacheLimit(-1), /pack cache budget/);
+    X.dispose();
+    W.dispose();
+    // a training step writes the weights before their next use: over fresh batches nothing is ever packed (a
+    // batch fed again unchanged would be, as x is an operand of the weight gradient)
+    kn.seed(3);
+    const net = new kn.nn.Sequential(new kn.nn.Linear(30, 40), new kn.nn.ReLU(), new kn.nn.Linear(40, 5));
+    const opt = new kn.optim.Adam(net.parameters());
+    const yb = kn.tensor(
+      Int32Array.from({ length: 16 }, (_, i) => i % 5),
+      [16],
+    );
+    const before = addon!.stats();
+    for (let step = 0; step < 4; step++)
+      kn.tidy(() => {
+        opt.zeroGrad();
+        kn.nn.loss.crossEntropy(net.call(kn.randn([16, 30])), yb).backward();
+        opt.step();
+      });
+    const after = addon!.stats();
+    assert.equal([after.packedEntries, after.packedHits], [before.packedEntries, before.packedHits]);
+    yb.dispose();
+    opt.dispose();
+    net.dispose();
+  });
+});
+
 test('KILN_PACK_CACHE_MB=0 turns the packed-weight cache off, with the same results', () => {
   const script =
     "import('./src/index.ts').then(async (kn) => { const { loadAddon } = await import('./src/backends/native/binding.ts'); " +

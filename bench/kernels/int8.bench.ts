@@ -5,13 +5,14 @@
 // Then the int8 convolution (kn.qconv2dInt8, static quantization, bias, ReLU in the kernel) against float32
 // conv2d + bias + relu on CNN layer shapes: what a quantized conv + ReLU pair costs against the float one.
 import * as kn from '../../src/index.js';
-import { cpuBench, fmt, measure } from '../harness.js';
+import { cpuBench, perCallPacking, fmt, measure } from '../harness.js';
 import { helper, peakBf16, peakFma, peakVnni } from '../peers/openblas.js';
 
 const SIZES = [256, 512, 1024, 2048];
 
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench();
+  const restorePacking = perCallPacking(addon);
   const peaks = helper().exe !== null;
   console.log('## int8 linear and bf16 matmul vs float32 matmul (square N): GOP/s / GFLOP/s (median)');
   for (const threads of [...new Set([1, info.threads])]) {
@@ -81,6 +82,7 @@ export async function run(): Promise<void> {
     }
   }
   addon.setThreads(info.threads);
+  restorePacking();
 }
 
 if (process.argv[1]?.endsWith('int8.bench.ts')) await run();

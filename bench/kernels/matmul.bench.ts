@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
-import { cpuBench, fmt, measure, measureAsync } from '../harness.js';
+import { cpuBench, perCallPacking, fmt, measure, measureAsync } from '../harness.js';
 import { helper, openblasSgemm, peakFma } from '../peers/openblas.js';
 import { ortMatmul } from '../peers/onnxruntime.js';
 
@@ -30,6 +30,7 @@ async function tfjsMatmul(backend: 'wasm' | 'cpu', n: number): Promise<number> {
 
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench();
+  const restorePacking = perCallPacking(addon);
   const maxThreads = info.threads;
   const blas = helper();
   if (!blas.exe) console.log(`# OpenBLAS: unavailable (${blas.reason})`);
@@ -69,6 +70,7 @@ export async function run(): Promise<void> {
     }
   }
   addon.setThreads(maxThreads);
+  restorePacking();
   console.log('## elementwise, 2^22 float32 elements, Gelem/s (median)');
   const x = kn.randn([1 << 22]);
   for (const [name, f] of [

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
-import { bench, cpuBench, fmt } from '../harness.js';
+import { bench, cpuBench, fmt, perCallPacking } from '../harness.js';
 import { coreType, torchPython, torchRows, type TorchRow } from '../peers/torch.js';
 
 const MIN_MS = Number(process.env.KILN_BENCH_MIN_MS ?? 600);
@@ -74,6 +74,7 @@ async function tfLstmStep(): Promise<number> {
 
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench('sequence models against PyTorch CPU');
+  const restorePacking = perCallPacking(addon); // fixed data: real batches are fresh, never packed
   const py = torchPython();
   if (!py.python) console.log(`# ${py.reason}`);
   else console.log(`# PyTorch ${py.version} (${py.python}), OPENBLAS_CORETYPE=${coreType()}`);
@@ -116,6 +117,7 @@ export async function run(): Promise<void> {
     }
   }
   addon.setThreads(info.threads);
+  restorePacking();
   try {
     console.log(`tfjs-backend-wasm LSTM step (same work): ${fmt(await tfLstmStep(), 3)} ms`);
   } catch (e) {

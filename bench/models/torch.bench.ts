@@ -5,7 +5,7 @@
 // budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
 // count so GFLOP/s figures can be read as a share of the machine.
 import * as kn from '../../src/index.js';
-import { bench, cpuBench, fmt, lenet, trainer } from '../harness.js';
+import { bench, cpuBench, perCallPacking, fmt, lenet, trainer } from '../harness.js';
 import { coreType, torchPython, torchRows, type TorchRow } from '../peers/torch.js';
 
 const MIN_MS = Number(process.env.KILN_BENCH_MIN_MS ?? 600);
@@ -102,6 +102,7 @@ const FLOPS: Record<CpuWork, (n: number) => number> = {
 
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench('against PyTorch CPU');
+  const restorePacking = perCallPacking(addon);
   const py = torchPython();
   if (!py.python) console.log(`# ${py.reason}`);
   else console.log(`# PyTorch ${py.version} (${py.python}), OPENBLAS_CORETYPE=${coreType()}`);
@@ -123,4 +124,5 @@ export async function run(): Promise<void> {
     }
   }
   addon.setThreads(info.threads);
+  restorePacking();
 }

@@ -14,6 +14,7 @@
 
 #include "kiln/attention.h"
 #include "kiln/cpu_common.h"
+#include "kiln/pack_cache.h"
 #define KILN_ISA_FILE "cpu/matmul.cc"
 #include "kiln/isa_passes.h"
 #else
@@ -251,6 +252,34 @@ static void small_m(const GemmArgs& g) {
 
 }  // namespace mm
 
+namespace mm {
+// K blocks of even depth, a multiple of kVL (K = 784 ran 256+256+256+16: a 16-deep block paid a full C
+// read-modify-write and packing pass for 2% of the products)
+static int64_t k_step(int64_t K) {
+  const int64_t kblocks = (K + KC - 1) / KC;
+  return ((K + kblocks - 1) / kblocks + kVL - 1) / kVL * kVL;
+}
+// where block (j0, k0) of B starts in sgemm_pack_b_all's layout: N blocks in order, each its K blocks in order
+static int64_t packed_offset(int64_t j0, int64_t npanels, int64_t K, int64_t k0) { return j0 * K + npanels * NR * k0; }
+}  // namespace mm
+
+int64_t sgemm_packed_b_floats(int64_t N, int64_t K) { return (N + mm::NR - 1) / mm::NR * mm::NR * K; }
+
+void sgemm_pack_b_all(const GemmArgs& g, float* dst) {
+  using namespace mm;
+  const int64_t kstep = k_step(g.K);
+  for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
+    const int64_t nc = std::min(NC, g.N - j0), npanels = (nc + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
+      const int64_t kc = std::min(kstep, g.K - k0);
+      float* const bp = dst + packed_offset(j0, npanels, g.K, k0);
+      parallel_for(npanels, std::max<int64_t>(1, npanels / (2 * num_threads())), [&](int64_t lo, int64_t hi) {
+        pack_b(g, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
+      });
+    }
+  }
+}
+
 void sgemm(const GemmArgs& g) {
   using namespace mm;
   if (g.M <= 0 || g.N <= 0) return;
@@ -260,7 +289,7 @@ void sgemm(const GemmArgs& g) {
         for (int64_t j = 0; j < g.N; ++j) g.C[i * g.ldc + j] = 0.f;
     return;
   }
-  if (g.M <= kSmallM && !g.pack_b && ((g.rsB == 1 && g.csA == 1) || g.csB == 1)) {
+  if (g.M <= kSmallM && !g.pack_b && !g.packed_b && ((g.rsB == 1 && g.csA == 1) || g.csB == 1)) {
     small_m(g);
     return;
   }
@@ -270,21 +299,23 @@ void sgemm(const GemmArgs& g) {
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
     const int64_t nc = std::min(NC, g.N - j0);
     const int64_t npanels = (nc + NR - 1) / NR;
-    // K blocks of even depth, a multiple of kVL (K = 784 ran 256+256+256+16: a 16-deep block paid a full C
-    // read-modify-write and packing pass for 2% of the products)
-    const int64_t kblocks = (g.K + KC - 1) / KC, kstep = ((g.K + kblocks - 1) / kblocks + kVL - 1) / kVL * kVL;
+    const int64_t kstep = k_step(g.K);
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
-      float* const bp = thread_scratch<float, 0>(npanels * kc * NR);
+      const float* bp = g.packed_b ? g.packed_b + packed_offset(j0, npanels, g.K, k0) : nullptr;
       // pack B in parallel over panels
-      parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
-                   [&](int64_t lo, int64_t hi) {
-                     const int64_t jl = j0 + lo * NR, nl = std::min(nc - lo * NR, (hi - lo) * NR);
-                     if (g.pack_b)
-                       g.pack_b(g.pack_b_ctx, k0, kc, jl, nl, bp + lo * kc * NR);
-                     else
-                       pack_b(g, k0, kc, jl, nl, bp + lo * kc * NR);
-                   });
+      if (!bp) {
+        float* const own = thread_scratch<float, 0>(npanels * kc * NR);
+        bp = own;
+        parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
+                     [&](int64_t lo, int64_t hi) {
+                       const int64_t jl = j0 + lo * NR, nl = std::min(nc - lo * NR, (hi - lo) * NR);
+                       if (g.pack_b)
+                         g.pack_b(g.pack_b_ctx, k0, kc, jl, nl, own + lo * kc * NR);
+                       else
+                         pack_b(g, k0, kc, jl, nl, own + lo * kc * NR);
+                     });
+      }
       const bool acc_c = g.accumulate || k0 > 0;
       const int64_t mblocks = (g.M + MC - 1) / MC;
       const int64_t nchunks = gemm_chunks(mblocks, npanels, threads);
@@ -628,6 +659,14 @@ static Status k_matmul(const TensorView* in, int, const TensorView& out, const d
                N,
                false,
                par};
+    if (batch == 1 && M > kGemmSmallM && K > 0) {
+      // a weight multiplied again unchanged (inference, gradient accumulation) is packed once, on its second use
+      const auto fill = [&](void* dst) { sgemm_pack_b_all(g, static_cast<float*>(dst)); };
+      const int64_t floats = sgemm_packed_b_floats(N, K);
+      g.packed_b = static_cast<const float*>(
+          packed_input(b, pack_tag({0x73676d62, kVL, mm::NR, mm::KC, mm::NC, N, K, g.rsB, g.csB}),
+                       floats * sizeof(float), fill, true));
+    }
     sgemm(g);
   };
   const double flops = 2.0 * M * N * static_cast<double>(K);

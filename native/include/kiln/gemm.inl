@@ -15,8 +15,14 @@ struct GemmArgs {
   // dequantizes its weights straight into the panels this way. Always takes the packed path.
   void (*pack_b)(const void* ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) = nullptr;
   const void* pack_b_ctx = nullptr;
+  // B packed ahead by sgemm_pack_b_all (sgemm_packed_b_floats(N, K) floats): nothing is packed per call
+  const float* packed_b = nullptr;
 };
 void sgemm(const GemmArgs& g);
+// All of B (g.B, g.rsB, g.csB, g.N, g.K) in the panels sgemm packs per call, every K block of every N block, so
+// a weight used again and again (inference) is packed once (kiln/pack_cache.h). Only for M > kGemmSmallM.
+int64_t sgemm_packed_b_floats(int64_t N, int64_t K);
+void sgemm_pack_b_all(const GemmArgs& g, float* dst);
 
 // The micro-kernel's tile (rows of A x columns of B per register block) and the row count up to which sgemm
 // skips packing: callers that can choose an orientation pick the one that wastes less of the tile.

@@ -32,10 +32,16 @@ uint64_t pack_tag(std::initializer_list<int64_t> parts);
 // that fill(dst) writes. nullptr when v is not an input of the running op, the cache is off, or `bytes` is over
 // the budget: the caller then packs into its own workspace, as before. The copy stays valid until the op returns
 // (one packed_input call per op: a second one may evict the first's copy).
-const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const std::function<void(void*)>& fill);
+// With `repeated`, the first sighting of a view's contents only notes them and returns nullptr; the copy is made
+// the second time. For float32 weights: a training step writes its weights before it reads them again under the
+// same layout, so it never pays for a copy, while inference (and gradient accumulation) packs once.
+const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const std::function<void(void*)>& fill,
+                         bool repeated = false);
 
 void pack_cache_forget(uint64_t buffer_id);  // the buffer was freed
 void pack_cache_clear();
+// The budget in bytes (0: off); returns the previous one. Copies past a smaller budget are dropped.
+uint64_t pack_cache_set_limit(uint64_t bytes);
 struct PackStats {
   uint64_t entries = 0, bytes = 0, hits = 0, misses = 0;
 };

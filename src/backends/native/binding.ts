@@ -53,6 +53,8 @@ export interface Addon {
     packedHits: number;
     packedMisses: number;
   };
+  /** Sets how many MiB of packed weights the cpu backend keeps (0: pack on every call); returns the previous. */
+  setPackCacheLimit(mb: number): number;
   /** Returns cached (freed, kept for reuse) buffers to the system (host and CUDA). */
   emptyCache(): void;
   /** CUDA device memory in the same id table (the addon runs ops on the device its buffers are on). */

@@ -2,7 +2,7 @@
 //   allreduce [chunkMB]: median ms of a blocking allreduce of 4 KiB, 4 MiB and 64 MiB (max over ranks)
 //   train mlp|cnn GLOBAL_BATCH overlap(0|1): samples/s of DDP training steps on this world size
 import * as kn from '../../src/index.js';
-import { measure } from '../harness.js';
+import { measure, mlp } from '../harness.js';
 
 const d = kn.distributed;
 const [mode, a1, a2, a3] = process.argv.slice(2);
@@ -45,13 +45,7 @@ if (mode === 'allreduce') {
           new kn.nn.Flatten(),
           new kn.nn.Linear(32 * 7 * 7, 10),
         )
-      : new kn.nn.Sequential(
-          new kn.nn.Linear(784, 1024),
-          new kn.nn.ReLU(),
-          new kn.nn.Linear(1024, 1024),
-          new kn.nn.ReLU(),
-          new kn.nn.Linear(1024, 10),
-        );
+      : mlp([784, 1024, 1024, 10]);
   const ddp = new d.DistributedDataParallel(net, { overlap });
   const opt = new kn.optim.Adam(ddp.parameters());
   kn.seed(2 + w.rank);

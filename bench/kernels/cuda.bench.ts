@@ -3,7 +3,7 @@
 // bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash bench/gpu/cuda.sh. Skips without a device.
 import * as kn from '../../src/index.js';
 import { currentBackend, unavailableReason } from '../../src/backends/registry.js';
-import { fmt, measure, measureAsync } from '../harness.js';
+import { fmt, measure, measureAsync, mlp } from '../harness.js';
 
 export async function run(): Promise<void> {
   const why = unavailableReason('cuda');
@@ -33,13 +33,7 @@ export async function run(): Promise<void> {
     console.log(`N=${n}  ${row.join('  ')}`);
   }
   kn.seed(1);
-  const model = new kn.nn.Sequential(
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(256, 10),
-  );
+  const model = mlp([784, 512, 256, 10]);
   const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
   const x = kn.randn([128, 784]),
     y = kn.randint([128], 0, 10);

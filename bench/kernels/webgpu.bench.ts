@@ -5,19 +5,13 @@
 // (bench/gpu/webgpu.sh sets up Vulkan on the lent H100).
 import * as kn from '../../src/index.js';
 import { webgpuStatus } from '../../src/backends/webgpu/index.js';
-import { fmt, measure } from '../harness.js';
+import { fmt, measure, mlp } from '../harness.js';
 
 const gflops = (n: number, ms: number): number => (2 * n ** 3) / (ms * 1e6);
 
 function mlpStep(): { step: () => void; dispose: () => void } {
   kn.seed(1);
-  const model = new kn.nn.Sequential(
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(256, 10),
-  );
+  const model = mlp([784, 512, 256, 10]);
   const opt = new kn.optim.Adam(model.parameters(), { lr: 1e-3 });
   const x = kn.randn([128, 784]),
     y = kn.randint([128], 0, 10);

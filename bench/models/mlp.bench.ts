@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs'; // tfjs-core + gradients + tfjs-backend-
 import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
 import { loadAddon } from '../../src/backends/native/binding.js';
-import { fmt, measure, perCallPacking } from '../harness.js';
+import { fmt, measure, perCallPacking, mlp } from '../harness.js';
 
 const B = 128,
   IN = 784,
@@ -24,7 +24,7 @@ function data(): { x: Float32Array; y: Int32Array } {
 async function kilnStep(backend: kn.BackendName, d: { x: Float32Array; y: Int32Array }): Promise<number> {
   kn.setBackend(backend);
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(IN, H), new kn.nn.ReLU(), new kn.nn.Linear(H, OUT));
+  const model = mlp([IN, H, OUT]);
   const opt = new kn.optim.Adam(model.parameters());
   const x = kn.tensor(d.x, [B, IN]),
     y = kn.tensor(d.y, [B]);

@@ -2,11 +2,11 @@
 // conv step batch 64), with the profiler's cost measured: the same step timed with the profiler off and on,
 // interleaved run by run (kn.bench's compare), and the top of each profile printed.
 import * as kn from '../../src/index.js';
-import { bench, cpuBench, lenet, trainer } from '../harness.js';
+import { bench, cpuBench, lenet, trainer, mlp } from '../harness.js';
 
-function mlp(): { step: () => number; dispose: () => void } {
+function mlpStep(): { step: () => number; dispose: () => void } {
   kn.seed(1);
-  const model = new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10));
+  const model = mlp([784, 256, 10]);
   return trainer(model, kn.randn([128, 784]), kn.randint([128], 0, 10));
 }
 
@@ -18,7 +18,7 @@ function lenetStep(): { step: () => number; dispose: () => void } {
 export async function run(): Promise<void> {
   cpuBench('kn.profile overhead and per-op profiles');
   for (const [name, make] of [
-    ['MLP 784-256-10, batch 128, Adam', mlp],
+    ['MLP 784-256-10, batch 128, Adam', mlpStep],
     ['LeNet-5-like conv net, batch 64, Adam', lenetStep],
   ] as const) {
     const { step, dispose } = make();

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
 import * as kn from '../../src/index.js';
 import { cnn } from '../../examples/mnist_data.js';
-import { cpuBench, measure, measureAsync } from '../harness.js';
+import { cpuBench, measure, measureAsync, mlp } from '../harness.js';
 
 const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
 
@@ -76,13 +76,7 @@ export async function run(): Promise<void> {
   const { info } = cpuBench('kiln and onnxruntime use every thread');
   const threads = info.threads;
   kn.seed(1);
-  const model = new kn.nn.Sequential(
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(256, 10),
-  ).eval();
+  const model = mlp([784, 512, 256, 10]).eval();
   const calib = [kn.randn([256, 784])];
   await table(
     'MLP 784-512-256-10 inference',

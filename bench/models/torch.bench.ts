@@ -5,7 +5,7 @@
 // budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
 // count so GFLOP/s figures can be read as a share of the machine.
 import * as kn from '../../src/index.js';
-import { bench, cpuBench, perCallPacking, fmt, lenet, trainer } from '../harness.js';
+import { bench, cpuBench, perCallPacking, fmt, lenet, trainer, mlp } from '../harness.js';
 import { coreType, torchPython, torchRows, type TorchRow } from '../peers/torch.js';
 
 const MIN_MS = Number(process.env.KILN_BENCH_MIN_MS ?? 600);
@@ -55,11 +55,7 @@ async function kilnRows(): Promise<TorchRow[]> {
     w.dispose();
   }
   kn.seed(1);
-  const m = trainer(
-    new kn.nn.Sequential(new kn.nn.Linear(784, 256), new kn.nn.ReLU(), new kn.nn.Linear(256, 10)),
-    kn.randn([128, 784]),
-    kn.randint([128], 0, 10),
-  );
+  const m = trainer(mlp([784, 256, 10]), kn.randn([128, 784]), kn.randint([128], 0, 10));
   rows.push({ work: 'mlp', size: 128, medianMs: (await bench(m.step, { minTimeMs: MIN_MS })).medianMs });
   m.dispose();
   kn.seed(2);

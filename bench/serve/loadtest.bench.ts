@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import * as kn from '../../src/index.js';
+import { mlp } from '../harness.js';
 
 interface Row {
   config: string;
@@ -81,13 +82,7 @@ export async function run(argv: string[] = []): Promise<Row[]> {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-loadtest-'));
   const file = join(dir, 'mlp.safetensors');
   kn.seed(1);
-  const model = new kn.nn.Sequential(
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(256, 10),
-  );
+  const model = mlp([784, 512, 256, 10]);
   await kn.io.save(file, model);
   model.dispose();
   const input = Array.from({ length: 784 }, (_, i) => Math.round(1000 * Math.sin(i)) / 1000);

@@ -12,6 +12,7 @@ import autocannon from 'autocannon';
 import * as kn from '../../src/index.js';
 import { ApiKeys } from '../../src/serve/auth.js';
 import { startServer } from './loadtest.bench.js';
+import { mlp } from '../harness.js';
 
 interface Row {
   config: string;
@@ -22,15 +23,9 @@ interface Row {
   split: string;
 }
 
-function mlp(seed: number): kn.nn.Module {
+function seededMlp(seed: number): kn.nn.Module {
   kn.seed(seed);
-  return new kn.nn.Sequential(
-    new kn.nn.Linear(784, 512),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(512, 256),
-    new kn.nn.ReLU(),
-    new kn.nn.Linear(256, 10),
-  );
+  return mlp([784, 512, 256, 10]);
 }
 
 /** Requests per version from /metrics (kiln_version_requests_total, role not shadow). */
@@ -60,7 +55,7 @@ export async function run(argv: string[] = []): Promise<Row[]> {
     [a, 1],
     [join(dir, 'b.safetensors'), 2],
   ] as const) {
-    const m = mlp(seed);
+    const m = seededMlp(seed);
     await kn.io.save(f, m, { metadata: { 'kiln.version': f.endsWith('a.safetensors') ? 'a' : 'b' } });
     m.dispose();
   }

@@ -5,6 +5,7 @@
 #include <list>
 #include <new>
 #include <unordered_map>
+#include <vector>
 
 #include "buffers.h"
 
@@ -31,12 +32,22 @@ struct Entry {
   void* data;
 };
 
+using EntryRef = std::list<Entry>::iterator;
+
+// A view under a layout, whatever its buffer holds: what `repeated` remembers the last generation of
+struct Sighting {
+  uint64_t gen;
+  std::list<Key>::iterator order;
+};
+
 struct Cache {
   std::list<Entry> lru;  // most recently used first
-  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
-  std::unordered_map<uint64_t, int> per_buffer;  // entries held for each buffer id
+  std::unordered_map<Key, EntryRef, KeyHash> index;
+  std::unordered_map<uint64_t, std::vector<EntryRef>> per_buffer;  // the entries held for each buffer id
   uint64_t bytes = 0, limit = 0, hits = 0, misses = 0;
-  std::list<Key> sightings;  // contents seen once under `repeated`, newest first (at most kSightings)
+  // views seen once under `repeated` (keys with gen 0), newest first, at most kSightings of them
+  std::list<Key> sighting_order;
+  std::unordered_map<Key, Sighting, KeyHash> sightings;
 };
 constexpr size_t kSightings = 256;
 
@@ -51,13 +62,52 @@ Cache& cache() {
 
 thread_local const RunInputs* current = nullptr;
 
-void drop(Cache& c, std::list<Entry>::iterator it) {
+void drop(Cache& c, EntryRef it) {
   c.bytes -= it->bytes;
   c.index.erase(it->key);
   auto pb = c.per_buffer.find(it->key.id);
-  if (pb != c.per_buffer.end() && --pb->second == 0) c.per_buffer.erase(pb);
+  if (pb != c.per_buffer.end()) {
+    auto& refs = pb->second;
+    refs.erase(std::find(refs.begin(), refs.end(), it));
+    if (refs.empty()) c.per_buffer.erase(pb);
+  }
   ::operator delete(it->data, std::align_val_t(64));
   c.lru.erase(it);
+}
+
+// drops the entries of buffer `id` that match(entry) says to
+template <class Match>
+void drop_of_buffer(Cache& c, uint64_t id, Match match) {
+  auto pb = c.per_buffer.find(id);
+  if (pb == c.per_buffer.end()) return;
+  std::vector<EntryRef> doomed;
+  for (EntryRef it : pb->second)
+    if (match(*it)) doomed.push_back(it);
+  for (EntryRef it : doomed) drop(c, it);
+}
+
+// whether the view has been seen at this generation before (a first sighting is noted, a second one forgotten)
+bool seen_before(Cache& c, const Key& key) {
+  const Key view{key.id, 0, key.tag, key.at};
+  auto s = c.sightings.find(view);
+  if (s != c.sightings.end()) {
+    if (s->second.gen == key.gen) {
+      c.sighting_order.erase(s->second.order);
+      c.sightings.erase(s);
+      return true;
+    }
+    // the contents changed since (a training step wrote the weight): this is a first sighting again
+    s->second.gen = key.gen;
+    c.sighting_order.splice(c.sighting_order.begin(), c.sighting_order, s->second.order);
+    return false;
+  }
+  c.sighting_order.push_front(view);
+  c.sightings.emplace(view, Sighting{key.gen, c.sighting_order.begin()});
+  if (c.sighting_order.size() > kSightings) {
+    c.sightings.erase(c.sighting_order.back());
+    c.sighting_order.pop_back();
+  }
+  return false;
 }
 
 }  // namespace
@@ -93,21 +143,8 @@ const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const 
   if (found != c.index.end()) drop(c, found->second);
   ++c.misses;
   // the copy of this view's older contents (the weight was written since) is of no further use
-  if (c.per_buffer.count(key.id))
-    for (auto it = c.lru.begin(); it != c.lru.end();) {
-      auto next = std::next(it);
-      if (it->key.id == key.id && it->key.tag == key.tag && it->key.at == key.at) drop(c, it);
-      it = next;
-    }
-  if (repeated) {
-    auto seen = std::find(c.sightings.begin(), c.sightings.end(), key);
-    if (seen == c.sightings.end()) {
-      c.sightings.push_front(key);
-      if (c.sightings.size() > kSightings) c.sightings.pop_back();
-      return nullptr;
-    }
-    c.sightings.erase(seen);
-  }
+  drop_of_buffer(c, key.id, [&](const Entry& e) { return e.key.tag == key.tag && e.key.at == key.at; });
+  if (repeated && !seen_before(c, key)) return nullptr;
   while (!c.lru.empty() && c.bytes + bytes > c.limit) drop(c, std::prev(c.lru.end()));
   void* data = ::operator new(bytes, std::align_val_t(64), std::nothrow);
   if (!data) return nullptr;
@@ -119,24 +156,19 @@ const void* packed_input(const TensorView& v, uint64_t tag, size_t bytes, const 
   }
   c.lru.push_front(Entry{key, bytes, data});
   c.index[key] = c.lru.begin();
-  ++c.per_buffer[key.id];
+  c.per_buffer[key.id].push_back(c.lru.begin());
   c.bytes += bytes;
   return data;
 }
 
 void pack_cache_forget(uint64_t buffer_id) {
-  Cache& c = cache();
-  if (c.per_buffer.find(buffer_id) == c.per_buffer.end()) return;
-  for (auto it = c.lru.begin(); it != c.lru.end();) {
-    auto next = std::next(it);
-    if (it->key.id == buffer_id) drop(c, it);
-    it = next;
-  }
+  drop_of_buffer(cache(), buffer_id, [](const Entry&) { return true; });
 }
 
 void pack_cache_clear() {
   Cache& c = cache();
   c.sightings.clear();
+  c.sighting_order.clear();
   while (!c.lru.empty()) drop(c, c.lru.begin());
 }
 

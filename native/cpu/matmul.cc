@@ -250,9 +250,6 @@ static void small_m(const GemmArgs& g) {
   });
 }
 
-}  // namespace mm
-
-namespace mm {
 // K blocks of even depth, a multiple of kVL (K = 784 ran 256+256+256+16: a 16-deep block paid a full C
 // read-modify-write and packing pass for 2% of the products)
 static int64_t k_step(int64_t K) {
@@ -261,6 +258,20 @@ static int64_t k_step(int64_t K) {
 }
 // where block (j0, k0) of B starts in sgemm_pack_b_all's layout: N blocks in order, each its K blocks in order
 static int64_t packed_offset(int64_t j0, int64_t npanels, int64_t K, int64_t k0) { return j0 * K + npanels * NR * k0; }
+
+// B's rows [k0, k0+kc) of columns [j0, j0+nc) into NR-wide panels at dst, the panels split among the threads
+static void pack_b_block(const GemmArgs& g, int64_t j0, int64_t nc, int64_t k0, int64_t kc, float* dst) {
+  const int64_t npanels = (nc + NR - 1) / NR;
+  const int threads = g.parallel ? num_threads() : 1;
+  parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels, [&](int64_t lo, int64_t hi) {
+    const int64_t jl = j0 + lo * NR, nl = std::min(nc - lo * NR, (hi - lo) * NR);
+    if (g.pack_b)
+      g.pack_b(g.pack_b_ctx, k0, kc, jl, nl, dst + lo * kc * NR);
+    else
+      pack_b(g, k0, kc, jl, nl, dst + lo * kc * NR);
+  });
+}
+
 }  // namespace mm
 
 int64_t sgemm_packed_b_floats(int64_t N, int64_t K) { return (N + mm::NR - 1) / mm::NR * mm::NR * K; }
@@ -272,10 +283,7 @@ void sgemm_pack_b_all(const GemmArgs& g, float* dst) {
     const int64_t nc = std::min(NC, g.N - j0), npanels = (nc + NR - 1) / NR;
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
-      float* const bp = dst + packed_offset(j0, npanels, g.K, k0);
-      parallel_for(npanels, std::max<int64_t>(1, npanels / (2 * num_threads())), [&](int64_t lo, int64_t hi) {
-        pack_b(g, k0, kc, j0 + lo * NR, std::min(nc - lo * NR, (hi - lo) * NR), bp + lo * kc * NR);
-      });
+      pack_b_block(g, j0, nc, k0, kc, dst + packed_offset(j0, npanels, g.K, k0));
     }
   }
 }
@@ -303,18 +311,10 @@ void sgemm(const GemmArgs& g) {
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
       const float* bp = g.packed_b ? g.packed_b + packed_offset(j0, npanels, g.K, k0) : nullptr;
-      // pack B in parallel over panels
       if (!bp) {
         float* const own = thread_scratch<float, 0>(npanels * kc * NR);
+        pack_b_block(g, j0, nc, k0, kc, own);
         bp = own;
-        parallel_for(npanels, threads > 1 ? std::max<int64_t>(1, npanels / threads) : npanels,
-                     [&](int64_t lo, int64_t hi) {
-                       const int64_t jl = j0 + lo * NR, nl = std::min(nc - lo * NR, (hi - lo) * NR);
-                       if (g.pack_b)
-                         g.pack_b(g.pack_b_ctx, k0, kc, jl, nl, own + lo * kc * NR);
-                       else
-                         pack_b(g, k0, kc, jl, nl, own + lo * kc * NR);
-                     });
       }
       const bool acc_c = g.accumulate || k0 > 0;
       const int64_t mblocks = (g.M + MC - 1) / MC;

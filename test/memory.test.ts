@@ -74,6 +74,44 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
       v.dispose();
       assert.is(kn.memory().numBuffers, start);
     }));
+
+  test(`broadcast operand views are freed by the op, outside tidy, inside it and on a throw (${b})`, () =>
+    onBackend(b, () => {
+      const start = kn.memory();
+      const a = kn.randn([2, 3, 4]),
+        w = kn.randn([4, 5]),
+        row = kn.randn([4]),
+        cond = kn.tensor([1, 0, 1, 1], [4], { dtype: 'bool' });
+      // the ops make stride-0 views of w, row and cond for their kernels; none may outlive the call
+      const ys = [a.matmul(w), a.add(row), kn.where(cond, a, row), a.matmul(row)];
+      assert.equal(
+        ys.map((y) => y.shape),
+        [
+          [2, 3, 5],
+          [2, 3, 4],
+          [2, 3, 4],
+          [2, 3],
+        ],
+      );
+      assert.ok(Math.abs((ys[1]!.toArray()[5]! as number) - (a.toArray()[5]! + row.toArray()[1]!)) < 1e-5);
+      ys.forEach((y) => y.dispose());
+      assert.is(kn.memory().numTensors, start.numTensors + 4, 'only the four inputs are alive');
+      kn.tidy(() => {
+        a.add(row).matmul(w);
+        assert.is(kn.memory().numTensors, start.numTensors + 6, 'the results, not the views, are in the scope');
+      });
+      // an op that fails after making its views (an output too large to allocate) frees them too; tidy() could
+      // not do it for the op, as the views join no scope
+      const tall = kn.ones([100000, 1, 1]),
+        wide = kn.ones([1, 1, 100000]);
+      assert.throws(() => tall.matmul(wide), /allocate/);
+      assert.is(kn.memory().numTensors, start.numTensors + 6);
+      tall.dispose();
+      wide.dispose();
+      [a, w, row, cond].forEach((t) => t.dispose());
+      const end = kn.memory();
+      assert.equal([end.numTensors, end.numBuffers], [start.numTensors, start.numBuffers]);
+    }));
 }
 
 test('tidy rejects async functions and disposes on throw', () => {

@@ -23,23 +23,26 @@ export function asTensor(x: TensorLike, like: Tensor, what: string): Tensor {
   return runKernel('fill', [], [x], [], dtype, like.backendInstance);
 }
 
-/** A stride-0 view of t broadcast to `shape` (t's shape must broadcast to it). */
-export function expandView(t: Tensor, shape: readonly number[]): Tensor {
+/**
+ * A stride-0 view of t broadcast to `shape` (t's shape must broadcast to it). `temporary`: a kernel operand the
+ * caller disposes in a `finally` (see Tensor.view).
+ */
+export function expandView(t: Tensor, shape: readonly number[], temporary = false): Tensor {
   const nd = shape.length;
   const strides = new Array<number>(nd).fill(0);
   for (let i = 0; i < t.ndim; i++) {
     const j = nd - t.ndim + i;
     strides[j] = t.shape[i] === 1 && shape[j] !== 1 ? 0 : t.strides[i]!;
   }
-  return t.view(shape, strides, t.offset);
+  return t.view(shape, strides, t.offset, temporary);
 }
 
 /** Runs a kernel on operands that are broadcast first (views only where a shape differs). */
 export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, attrs: number[] = []): Tensor {
   commonBackend([a, b], op);
   const shape = broadcastShapes(a.shape, b.shape, op);
-  const va = sameShape(a.shape, shape) ? a : expandView(a, shape);
-  const vb = sameShape(b.shape, shape) ? b : expandView(b, shape);
+  const va = sameShape(a.shape, shape) ? a : expandView(a, shape, true);
+  const vb = sameShape(b.shape, shape) ? b : expandView(b, shape, true);
   try {
     return runKernel(op, [va, vb], attrs, shape, outDtype);
   } finally {

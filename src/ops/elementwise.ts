@@ -397,7 +397,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   try {
     let shape = cond.shape as readonly number[];
     for (const t of [ca, cb]) shape = broadcastShapes(shape, t.shape, 'where');
-    const vs = [cond, ca, cb].map((t) => expandView(t, shape));
+    const vs = [cond, ca, cb].map((t) => expandView(t, shape, true));
     let y: Tensor;
     try {
       y = runKernel('where', vs, [], shape, dt);

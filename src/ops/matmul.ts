@@ -35,8 +35,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
         `matmul: inner dimensions differ: ${shapeStr(a.shape)} x ${shapeStr(b.shape)} (${K} vs ${K2})`,
       );
     const batch = broadcastShapes(a2.shape.slice(0, -2), b2.shape.slice(0, -2), 'matmul batch dims');
-    const va = expandView(a2, [...batch, M, K]);
-    const vb = expandView(b2, [...batch, K, N]);
+    // operand views only where broadcasting changes a shape (a plain 2-D product passes its inputs as they are)
+    const shapeA = [...batch, M, K],
+      shapeB = [...batch, K, N];
+    const va = sameShape(a2.shape, shapeA) ? a2 : expandView(a2, shapeA, true);
+    const vb = sameShape(b2.shape, shapeB) ? b2 : expandView(b2, shapeB, true);
     let y: Tensor;
     try {
       if (a.dtype === 'bfloat16' && b.dtype === 'bfloat16' && va.backendInstance.has('matmulBf16')) {
@@ -48,8 +51,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
         y = runKernel('matmul', [va, vb], [], [...batch, M, N], isFloat(a.dtype) ? a.dtype : 'float32');
       }
     } finally {
-      va.dispose();
-      vb.dispose();
+      if (va !== a2) va.dispose();
+      if (vb !== b2) vb.dispose();
     }
     const outShape = [...batch, ...(a.ndim === 1 ? [] : [M]), ...(b.ndim === 1 ? [] : [N])];
     if (outShape.length !== y.ndim) {

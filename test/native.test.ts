@@ -322,6 +322,10 @@ test('the buffer cache reuses freed memory, never leaks values, and can be empti
     a.dispose();
     assert.ok(addon!.stats().cachedBytes >= 400000, 'freed buffer is cached');
     assert.is(addon!.stats().bytes, bytes - 400000, 'live bytes drop on dispose');
+    // kn.memory() reports what the cache holds apart from live bytes
+    const m = kn.memory();
+    assert.is(m.backends.cpu!.cachedBytes, addon!.stats().cachedBytes + addon!.stats().packedBytes);
+    assert.ok(m.cachedBytes >= m.backends.cpu!.cachedBytes);
     const hits = addon!.stats().cacheHits;
     const b = kn.arange(100000); // same size class: reuses a's memory
     assert.is(addon!.stats().cacheHits, hits + 1);
@@ -331,6 +335,7 @@ test('the buffer cache reuses freed memory, never leaks values, and can be empti
     b.dispose();
     kn.emptyCache();
     assert.is(addon!.stats().cachedBytes, 0);
+    assert.is(kn.memory().backends.cpu!.cachedBytes, 0);
   });
 });
 
@@ -449,6 +454,7 @@ test('float32 weights used again unchanged are packed on their second use; train
     assert.equal(stats(), [0, 0], 'the first use only notes the weight');
     allclose(y(), e1, 1e-3, 1e-4);
     assert.equal(stats(), [1, 0], 'the second packs it');
+    assert.ok(kn.memory().backends.cpu!.cachedBytes >= N * K * 4, 'kn.memory() counts the packed copy');
     allclose(y(), e1, 1e-3, 1e-4);
     assert.equal(stats(), [1, 1], 'the third reuses it');
     W.assign(kn.tensor(w2, [N, K]));

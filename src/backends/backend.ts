@@ -33,6 +33,8 @@ export interface Backend {
   free(handle: Handle): void;
   /** Bytes a buffer of this size really occupies (for kn.memory()). */
   bytes(dtype: DType, numel: number): number;
+  /** Bytes the backend keeps beyond live buffers for reuse (freed buffers, packed weights; kn.emptyCache()). */
+  cachedBytes?(): number;
   write(handle: Handle, dtype: DType, data: StorageArray, offset: number): void;
   /** Reads `count` elements starting at `offset` (contiguous) into a storage array. */
   read(handle: Handle, dtype: DType, offset: number, count: number): StorageArray;

@@ -11,6 +11,7 @@ interface Counts {
   peakBytes: number;
 }
 const perBackend = new Map<BackendName, Counts>();
+const seenBackends = new Map<BackendName, Backend>(); // the backends buffers were made on, for their caches
 let liveTensors = 0;
 let totalBytes = 0,
   peakTotalBytes = 0;
@@ -32,6 +33,7 @@ export class Storage {
     readonly numel: number,
   ) {
     this.bytes = backend.bytes(dtype, numel);
+    if (seenBackends.get(backend.name) !== backend) seenBackends.set(backend.name, backend);
     const c = counts(backend.name);
     c.buffers++;
     c.bytes += this.bytes;
@@ -165,7 +167,14 @@ export interface MemoryInfo {
   numBytes: number;
   /** The most bytes live buffers held at once since the process started or resetPeakMemory(), all backends. */
   peakBytes: number;
-  backends: Partial<Record<BackendName, { tensors: number; buffers: number; bytes: number; peakBytes: number }>>;
+  /**
+   * Bytes held beyond live buffers, kept for reuse: the cpu backend's freed buffers (KILN_CPU_CACHE_MB) and
+   * weights it keeps packed (KILN_PACK_CACHE_MB). Not in numBytes; kn.emptyCache() returns them to the system.
+   */
+  cachedBytes: number;
+  backends: Partial<
+    Record<BackendName, { tensors: number; buffers: number; bytes: number; peakBytes: number; cachedBytes: number }>
+  >;
 }
 
 /**
@@ -174,14 +183,24 @@ export interface MemoryInfo {
  */
 export function memory(): MemoryInfo {
   let buffers = 0,
-    bytes = 0;
+    bytes = 0,
+    cached = 0;
   const backends: MemoryInfo['backends'] = {};
   for (const [name, c] of perBackend) {
+    const cachedBytes = seenBackends.get(name)?.cachedBytes?.() ?? 0;
     buffers += c.buffers;
     bytes += c.bytes;
-    backends[name] = { tensors: c.tensors, buffers: c.buffers, bytes: c.bytes, peakBytes: c.peakBytes };
+    cached += cachedBytes;
+    backends[name] = { tensors: c.tensors, buffers: c.buffers, bytes: c.bytes, peakBytes: c.peakBytes, cachedBytes };
   }
-  return { numTensors: liveTensors, numBuffers: buffers, numBytes: bytes, peakBytes: peakTotalBytes, backends };
+  return {
+    numTensors: liveTensors,
+    numBuffers: buffers,
+    numBytes: bytes,
+    peakBytes: peakTotalBytes,
+    cachedBytes: cached,
+    backends,
+  };
 }
 
 /**

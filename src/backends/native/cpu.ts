@@ -16,6 +16,13 @@ export class NativeBackend implements Backend {
     this.supported = Object.values(OP_IDS).map((id) => (name === 'cuda' ? addon.cudaSupports(id) : addon.supports(id)));
   }
 
+  cachedBytes(): number {
+    if (this.name !== 'cpu') return 0;
+    // freed host buffers kept for reuse and weights kept packed (both returned by kn.emptyCache())
+    const s = this.addon.stats();
+    return s.cachedBytes + s.packedBytes;
+  }
+
   alloc(dtype: DType, numel: number): Handle {
     try {
       return this.name === 'cuda'

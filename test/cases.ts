@@ -1003,15 +1003,15 @@ export const CASES: OpCase[] = [
     atol: 1e-3,
   },
   {
-    // 13 rows take the GEMM with W dequantized into its panels: K = 301 runs as two K blocks, the second starting
-    // inside a group of 64 and ending on an odd element, and N = 45 leaves a partial panel; 8 rows, the most
-    // that go row by row
-    name: 'qlinearInt4 dequantized into GEMM panels: K = 301 in two blocks, groups of 64, N = 45; and 8 rows',
+    // 13 rows take the GEMM with W dequantized into its panels: K = 601 runs as two K blocks (304 + 297), the
+    // second starting inside a group of 64 and ending on an odd element, and N = 45 leaves a partial panel; 8
+    // rows, the most that go row by row
+    name: 'qlinearInt4 dequantized into GEMM panels: K = 601 in two blocks, groups of 64, N = 45; and 8 rows',
     ops: ['qlinearInt4'],
-    inputs: [f([13, 301]), ints([45, 160], 0, 256, 'uint8'), f([45, 5], { lo: 0.01, hi: 0.1 }), f([45])],
+    inputs: [f([13, 601]), ints([45, 320], 0, 256, 'uint8'), f([45, 10], { lo: 0.01, hi: 0.1 }), f([45])],
     run: (x, w, s, b) => {
       const y13 = kn.qlinearInt4(x, w, s, b, 64);
-      const y8 = kn.qlinearInt4(kn.slice(x, [0, 0], [8, 301]), w, s, b, 64);
+      const y8 = kn.qlinearInt4(kn.slice(x, [0, 0], [8, 601]), w, s, b, 64);
       return kn.concat([y13, y8].map((y) => y.reshape([y.size])));
     },
     atol: 1e-3,

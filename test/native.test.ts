@@ -98,7 +98,8 @@ for (const isa of isas) {
     try {
       let seed = 7;
       for (const M of [1, 2, 3, 4, 5, 8, 9]) {
-        for (const K of [1, 7, 31, 33, 257]) {
+        // K = 601 runs as two K blocks on the packed path (M = 9)
+        for (const K of [1, 7, 31, 33, 257, 601]) {
           for (const N of [1, 7, 33, 257]) {
             const r = rng(seed++);
             const a = randomArray(r, M * K),
@@ -425,8 +426,8 @@ test('int8 weights are packed once, repacked when they change, and freed with th
 test('float32 weights used again unchanged are packed on their second use; training steps never pack', () => {
   const { addon } = loadAddon();
   const r = rng(43);
-  // K = 300 runs as two K blocks and N = 4100 as two N blocks: the packed copy's block offsets are exercised
-  const [M, K, N] = [20, 300, 4100];
+  // K = 600 runs as two K blocks and N = 4100 as two N blocks: the packed copy's block offsets are exercised
+  const [M, K, N] = [20, 600, 4100];
   const x = randomArray(r, M * K),
     w1 = randomArray(r, N * K),
     w2 = randomArray(r, N * K);

@@ -256,6 +256,42 @@ test('bad optimizer input gets clear errors', () => {
   const opt = new kn.optim.SGD([w]);
   w.grad = kn.ones([3]);
   throwsKiln(() => opt.step(), kn.ShapeError, /gradient of shape \[3\]/);
+  // every gradient is checked before any parameter moves or any step count rises: a good gradient on the first
+  // parameter and a bad one (disposed, or on another backend) on the second leave both as they were
+  const a = kn.ones([2], { requiresGrad: true }),
+    c = kn.ones([2], { requiresGrad: true });
+  const adam = new kn.optim.Adam([a, c], { lr: 0.1 });
+  const other = a.backend === 'js' ? null : 'js';
+  const bad: [() => kn.Tensor, new (...args: never[]) => Error, RegExp][] = [
+    [
+      () => {
+        const g = kn.ones([2]);
+        g.dispose();
+        return g;
+      },
+      kn.ArgumentError,
+      /gradient of optimizer parameter 1: tensor \[2\] float32 was disposed/,
+    ],
+  ];
+  if (other)
+    bad.push([
+      () => kn.ones([2], { backend: other }),
+      kn.BackendError,
+      /parameter 1 is on \w+ but its gradient is on js/,
+    ]);
+  for (const [make, kind, message] of bad) {
+    a.grad = kn.ones([2]);
+    c.grad = make();
+    throwsKiln(() => adam.step(), kind, message);
+    assert.equal(Array.from(a.toArray()), [1, 1], 'the first parameter did not move');
+    assert.equal(adam.stateDict().steps, [0, 0]);
+  }
+  // a gradient of another float dtype is cast, as before
+  a.grad = kn.ones([2], { dtype: 'float16' });
+  c.grad = kn.full([2], 2);
+  adam.step();
+  assert.equal(adam.stateDict().steps, [1, 1]);
+  assert.ok(a.toArray()[0]! < 1 && c.toArray()[0]! < 1, 'both moved once the gradients were good');
 });
 
 for (const b of BACKENDS) {

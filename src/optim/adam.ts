@@ -107,11 +107,12 @@ export class Adam extends Optimizer {
       for (const part of this.parts(batch)) {
         if (part.length === 1) {
           this.update(part[0]!.i, part[0]!.p, part[0]!.g, part[0]!.t);
-          continue;
+        } else {
+          const ins: Tensor[] = [];
+          for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'm'), this.slot(i, 'v'));
+          runInPlace('adamStepMulti', ins, this.attrs(part[0]!.t));
         }
-        const ins: Tensor[] = [];
-        for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'm'), this.slot(i, 'v'));
-        runInPlace('adamStepMulti', ins, this.attrs(part[0]!.t));
+        this.stepped(part);
       }
   }
   /**

@@ -3,7 +3,7 @@
 import { activeRecorder } from '../profile/recorder.js';
 import { noGrad } from '../autograd/tape.js';
 import { keep } from '../engine/memory.js';
-import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { zerosLike } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -97,20 +97,34 @@ export abstract class Optimizer {
       p.assertAlive(`optimizer parameter ${i}`);
       const g = p.grad;
       if (!g) return;
+      g.assertAlive(`the gradient of optimizer parameter ${i}`);
       if (g.shape.length !== p.shape.length || g.shape.some((d, k) => d !== p.shape[k])) {
         throw new ShapeError(`parameter ${i} ${shapeStr(p.shape)} has a gradient of shape ${shapeStr(g.shape)}`);
       }
+      // (a gradient of another float dtype is cast on the way in; one on another backend cannot be)
+      if (g.backend !== p.backend)
+        throw new BackendError(
+          `parameter ${i} is on ${p.backend} but its gradient is on ${g.backend}; move the gradient with .to('${p.backend}')`,
+        );
       items.push({ i, p, g, t: this.steps[i]! + 1 });
     });
-    for (const it of items) this.steps[it.i] = it.t;
     this.updateAll(items);
   }
   /**
-   * Applies one step to the parameters that have gradients, in parameter order. The default updates them one
-   * by one; an optimizer with a multi-tensor kernel overrides it to update several per call.
+   * Applies one step to the parameters that have gradients, in parameter order, and raises each one's step
+   * count once its update is done (an update that fails part way leaves the counts of the rest as they were).
+   * The default updates them one by one; an optimizer with a multi-tensor kernel overrides it to update
+   * several per call and calls `stepped` after each call.
    */
   protected updateAll(items: readonly StepItem[]): void {
-    for (const { i, p, g, t } of items) this.update(i, p, g, t);
+    for (const it of items) {
+      this.update(it.i, it.p, it.g, it.t);
+      this.stepped([it]);
+    }
+  }
+  /** Records that these parameters took their step. */
+  protected stepped(items: readonly StepItem[]): void {
+    for (const it of items) this.steps[it.i] = it.t;
   }
   protected abstract update(i: number, p: Tensor, g: Tensor, t: number): void;
   protected abstract hyper(): Record<string, number | boolean>;

@@ -3,11 +3,11 @@ import { cpus } from 'node:os';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 export { measure, measureAsync, type Timing, type MeasureOptions } from '../src/cli/timing.js';
+import { bench } from '../src/profile/bench.js';
 export { bench, summarize, type BenchResult } from '../src/profile/bench.js';
 
 type Addon = NonNullable<ReturnType<typeof loadAddon>['addon']>;
 
-/** The cpu backend for a kernel bench: selected, with its addon and info, and the machine line printed. */
 /**
  * Turns the packed-weight cache off and returns what turns it back on: kernel benchmarks multiply the same
  * operands over and over, and their peers (OpenBLAS, PyTorch, onnxruntime) pack them on every call, so kiln must
@@ -18,6 +18,18 @@ export function perCallPacking(addon: Addon): () => void {
   return () => void addon.setPackCacheLimit(prev);
 }
 
+/**
+ * Runs 128x128 products for `ms` so V8 has optimised the dispatcher's JavaScript before anything is timed: its
+ * first few thousand calls run unoptimised (a 128x128 product took 44 us then, 27 us after), which a timing loop
+ * of a few dozen calls, or bench()'s default cap of 1000 repeats, never gets past. The peers warm up likewise.
+ */
+export async function warmDispatch(ms = 800): Promise<void> {
+  const a = kn.randn([128, 128]);
+  await bench(() => a.matmul(a).dispose(), { minTimeMs: ms, maxRepeats: 1e6 });
+  a.dispose();
+}
+
+/** The cpu backend for a kernel bench: selected, with its addon and info, and the machine line printed. */
 export function cpuBench(note = ''): { addon: Addon; info: ReturnType<Addon['info']> } {
   const { addon } = loadAddon();
   if (!addon) throw new Error('cpu backend unavailable');

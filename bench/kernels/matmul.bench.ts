@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kn from '../../src/index.js';
-import { cpuBench, perCallPacking, fmt, measure, measureAsync } from '../harness.js';
+import { cpuBench, perCallPacking, fmt, measure, measureAsync, warmDispatch } from '../harness.js';
 import { helper, openblasSgemm, peakFma } from '../peers/openblas.js';
 import { ortMatmul } from '../peers/onnxruntime.js';
 
@@ -31,6 +31,7 @@ async function tfjsMatmul(backend: 'wasm' | 'cpu', n: number): Promise<number> {
 export async function run(): Promise<void> {
   const { addon, info } = cpuBench();
   const restorePacking = perCallPacking(addon);
+  await warmDispatch();
   const maxThreads = info.threads;
   const blas = helper();
   if (!blas.exe) console.log(`# OpenBLAS: unavailable (${blas.reason})`);

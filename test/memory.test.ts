@@ -100,14 +100,15 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
         a.add(row).matmul(w);
         assert.is(kn.memory().numTensors, start.numTensors + 6, 'the results, not the views, are in the scope');
       });
-      // an op that fails after making its views (an output too large to allocate) frees them too; tidy() could
-      // not do it for the op, as the views join no scope
-      const tall = kn.ones([100000, 1, 1]),
-        wide = kn.ones([1, 1, 100000]);
+      // an op that fails after making its views frees them too; tidy() could not do it for the op, as the views
+      // join no scope. The failure: a 2^44-element output, refused by every backend's size limit before anything
+      // is allocated (an allocation that is merely too big for the machine would abort under AddressSanitizer)
+      const one = kn.ones([1, 1, 1]);
+      const tall = one.expand([2 ** 22, 1, 1]),
+        wide = one.expand([1, 1, 2 ** 22]);
       assert.throws(() => tall.matmul(wide), /allocate/);
-      assert.is(kn.memory().numTensors, start.numTensors + 6);
-      tall.dispose();
-      wide.dispose();
+      assert.is(kn.memory().numTensors, start.numTensors + 7);
+      [one, tall, wide].forEach((t) => t.dispose());
       [a, w, row, cond].forEach((t) => t.dispose());
       const end = kn.memory();
       assert.equal([end.numTensors, end.numBuffers], [start.numTensors, start.numBuffers]);

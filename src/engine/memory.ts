@@ -9,9 +9,10 @@ interface Counts {
   bytes: number;
   tensors: number;
   peakBytes: number;
+  /** the backend buffers were last made on, asked for its cache by memory() */
+  backend?: Backend;
 }
 const perBackend = new Map<BackendName, Counts>();
-const seenBackends = new Map<BackendName, Backend>(); // the backends buffers were made on, for their caches
 let liveTensors = 0;
 let totalBytes = 0,
   peakTotalBytes = 0;
@@ -33,8 +34,8 @@ export class Storage {
     readonly numel: number,
   ) {
     this.bytes = backend.bytes(dtype, numel);
-    if (seenBackends.get(backend.name) !== backend) seenBackends.set(backend.name, backend);
     const c = counts(backend.name);
+    c.backend = backend;
     c.buffers++;
     c.bytes += this.bytes;
     if (c.bytes > c.peakBytes) c.peakBytes = c.bytes;
@@ -187,7 +188,7 @@ export function memory(): MemoryInfo {
     cached = 0;
   const backends: MemoryInfo['backends'] = {};
   for (const [name, c] of perBackend) {
-    const cachedBytes = seenBackends.get(name)?.cachedBytes?.() ?? 0;
+    const cachedBytes = c.backend?.cachedBytes?.() ?? 0;
     buffers += c.buffers;
     bytes += c.bytes;
     cached += cachedBytes;

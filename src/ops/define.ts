@@ -37,12 +37,20 @@ export function expandView(t: Tensor, shape: readonly number[], temporary = fals
   return t.view(shape, strides, t.offset, temporary);
 }
 
+/**
+ * t as a kernel operand of `shape`: t itself when its shape fits, else a temporary broadcast view, which the caller
+ * disposes in a `finally` when it is not t.
+ */
+export function operandAs(t: Tensor, shape: readonly number[]): Tensor {
+  return sameShape(t.shape, shape) ? t : expandView(t, shape, true);
+}
+
 /** Runs a kernel on operands that are broadcast first (views only where a shape differs). */
 export function runBroadcast(op: OpName, a: Tensor, b: Tensor, outDtype: DType, attrs: number[] = []): Tensor {
   commonBackend([a, b], op);
   const shape = broadcastShapes(a.shape, b.shape, op);
-  const va = sameShape(a.shape, shape) ? a : expandView(a, shape, true);
-  const vb = sameShape(b.shape, shape) ? b : expandView(b, shape, true);
+  const va = operandAs(a, shape);
+  const vb = operandAs(b, shape);
   try {
     return runKernel(op, [va, vb], attrs, shape, outDtype);
   } finally {

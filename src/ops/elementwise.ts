@@ -6,7 +6,7 @@ import { ArgumentError, DTypeError, describe } from '../errors.js';
 import { assertDType, isFloat, promote, type DType } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';
-import { asTensor, expandView, runBroadcast, type TensorLike } from './define.js';
+import { asTensor, operandAs, runBroadcast, type TensorLike } from './define.js';
 import type { OpName } from './table.js';
 
 // reductions come through Tensor methods (src/tensor/methods.ts), so this module does not import reduce.ts
@@ -397,12 +397,15 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   try {
     let shape = cond.shape as readonly number[];
     for (const t of [ca, cb]) shape = broadcastShapes(shape, t.shape, 'where');
-    const vs = [cond, ca, cb].map((t) => expandView(t, shape, true));
+    const srcs = [cond, ca, cb];
+    const vs = srcs.map((t) => operandAs(t, shape));
     let y: Tensor;
     try {
       y = runKernel('where', vs, [], shape, dt);
     } finally {
-      vs.forEach((v) => v.dispose());
+      vs.forEach((v, i) => {
+        if (v !== srcs[i]) v.dispose();
+      });
     }
     if (!isFloat(dt)) return y;
     return record('where', y, [cond, ta, tb], [cond], (g, [cc]) => [

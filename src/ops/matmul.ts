@@ -6,7 +6,7 @@ import { ShapeError } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { broadcastShapes, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
-import { expandView } from './define.js';
+import { operandAs } from './define.js';
 import { tensor } from './creation.js';
 import { where } from './elementwise.js';
 import { reshape, slice, transpose } from './movement.js';
@@ -38,8 +38,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     // operand views only where broadcasting changes a shape (a plain 2-D product passes its inputs as they are)
     const shapeA = [...batch, M, K],
       shapeB = [...batch, K, N];
-    const va = sameShape(a2.shape, shapeA) ? a2 : expandView(a2, shapeA, true);
-    const vb = sameShape(b2.shape, shapeB) ? b2 : expandView(b2, shapeB, true);
+    const va = operandAs(a2, shapeA);
+    const vb = operandAs(b2, shapeB);
     let y: Tensor;
     try {
       if (a.dtype === 'bfloat16' && b.dtype === 'bfloat16' && va.backendInstance.has('matmulBf16')) {

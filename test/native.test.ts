@@ -498,6 +498,105 @@ test('float32 weights used again unchanged are packed on their second use; train
   });
 });
 
+test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows and columns, N blocks, shared path', () => {
+  const { addon } = loadAddon();
+  const threads = addon!.info().threads;
+  const r = rng(47);
+  // [M, K, N]: M > N cuts rows (each part packs its own rows of A and all of B); M < N cuts columns, and N = 4200
+  // has two N blocks, a part's panels straddling the boundary on 2 and 3 threads; 64^3 on 8 threads is too
+  // small for a part per thread and takes the shared path (B packed by all, tasks of row block x panel chunk)
+  const shapes: [number, number, number, number[]][] = [
+    [200, 600, 96, [1, 2, 3, 4]],
+    [40, 300, 4200, [1, 2, 3, 4]],
+    [64, 64, 64, [1, 2, 8]],
+  ];
+  try {
+    for (const [M, K, N, counts] of shapes) {
+      const a = randomArray(r, M * K),
+        b = randomArray(r, K * N);
+      const want = onBackend('js', () =>
+        kn.tidy(() =>
+          kn
+            .tensor(a, [M, K])
+            .matmul(kn.tensor(b, [K, N]))
+            .toArray(),
+        ),
+      ) as Float32Array;
+      const runs = counts.map((t) => {
+        addon!.setThreads(t);
+        return onBackend('cpu', () =>
+          kn.tidy(() => {
+            // a freed [M, N] buffer of NaNs: the next output likely reuses it, so a tile left unwritten shows
+            kn.full([M, N], NaN).add(0).dispose();
+            return kn
+              .tensor(a, [M, K])
+              .matmul(kn.tensor(b, [K, N]))
+              .toArray();
+          }),
+        ) as Float32Array;
+      });
+      for (const run of runs) allclose(run, want, 1e-3, 1e-4);
+      for (let i = 1; i < runs.length; i++)
+        assert.ok(
+          runs[i]!.every((v, j) => Object.is(v, runs[0]![j])),
+          `${M}x${K}x${N} on ${counts[i]} threads differs from 1 thread`,
+        );
+    }
+    // a weight packed once (its third use reads the packed copy) and int4 weights dequantized into the panels,
+    // on 1 and 3 threads: M = 30 < N cuts columns, so each part reads or dequantizes only its own panels
+    const [M, K, N] = [30, 520, 300];
+    const x = randomArray(r, M * K),
+      w = randomArray(r, N * K);
+    const G = Math.ceil(K / 64); // groups of 64 per row, 32 bytes each
+    const packedB = Uint8Array.from({ length: N * G * 32 }, () => Math.floor(r() * 256));
+    const scales = Float32Array.from({ length: N * G }, () => 0.01 + r() * 0.1);
+    const wantW = onBackend('js', () =>
+      kn.tidy(() =>
+        kn
+          .tensor(x, [M, K])
+          .matmul(kn.tensor(w, [N, K]).transpose())
+          .toArray(),
+      ),
+    ) as Float32Array;
+    const q4 = (): Float32Array =>
+      kn.tidy(() =>
+        kn
+          .qlinearInt4(
+            kn.tensor(x, [M, K]),
+            kn.tensor(packedB, [N, G * 32], { dtype: 'uint8' }),
+            kn.tensor(scales, [N, G]),
+            null,
+            64,
+          )
+          .toArray(),
+      ) as Float32Array;
+    const want4 = onBackend('js', q4);
+    const got = [1, 3].map((t) => {
+      addon!.setThreads(t);
+      return onBackend('cpu', () => {
+        const X = kn.tensor(x, [M, K]),
+          W = kn.tensor(w, [N, K]);
+        const y = (): Float32Array => kn.tidy(() => X.matmul(W.transpose()).toArray() as Float32Array);
+        const outs = [y(), y(), y()];
+        X.dispose();
+        W.dispose();
+        return [...outs, q4()];
+      });
+    });
+    for (const outs of got) {
+      for (const o of outs.slice(0, 3)) allclose(o, wantW, 1e-3, 1e-4);
+      allclose(outs[3]!, want4, 1e-3, 1e-4);
+    }
+    for (let i = 0; i < 4; i++)
+      assert.ok(
+        got[1]![i]!.every((v, j) => Object.is(v, got[0]![i]![j])),
+        `result ${i} differs on 3 threads`,
+      );
+  } finally {
+    addon!.setThreads(threads);
+  }
+});
+
 test('KILN_PACK_CACHE_MB=0 turns the packed-weight cache off, with the same results', () => {
   const script =
     "import('./src/index.ts').then(async (kn) => { const { loadAddon } = await import('./src/backends/native/binding.ts'); " +

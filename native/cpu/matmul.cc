@@ -274,6 +274,83 @@ static void pack_b_block(const GemmArgs& g, int64_t j0, int64_t nc, int64_t k0, 
   });
 }
 
+// C[i0, i0+mc) x columns [jb, jb + panels*NR) (clipped at N) += or = the packed A block (MR-row strips of depth
+// kc) times `panels` packed B panels from bp
+static void block_panels(const GemmArgs& g, int64_t kc, const float* apack, int64_t i0, int64_t mc, const float* bp,
+                         int64_t jb, int64_t panels, bool acc_c) {
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t j = jb + p * NR, nr = std::min<int64_t>(NR, g.N - j);
+    for (int64_t ip = 0; ip * MR < mc; ++ip)
+      micro(kc, apack + ip * kc * MR, bp + p * kc * NR, g.C + (i0 + ip * MR) * g.ldc + j, g.ldc,
+            std::min<int64_t>(MR, mc - ip * MR), nr, acc_c);
+  }
+}
+
+// C rows [r0, r1) x B panels [p0, p1) (panel p = columns [p*NR, p*NR + NR)) on the calling thread alone, with its
+// own packed copies of the A rows and B columns it needs, in the same K blocks, N blocks and row blocks as the
+// shared path below (so every element of C is summed in the same order whichever path or thread count ran it).
+static void gemm_part(const GemmArgs& g, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+  const int64_t kstep = k_step(g.K);
+  const int64_t strips = (r1 - r0 + MR - 1) / MR, mblocks = (r1 - r0 + MC_MAX - 1) / MC_MAX;
+  const auto block_row = [&](int64_t b) { return std::min(r1, r0 + b * strips / mblocks * MR); };
+  float* const apack = thread_scratch<float, 1>(((MC_MAX + MR - 1) / MR) * MR * kstep + kPackSlack);
+  float* const own = g.packed_b ? nullptr : thread_scratch<float, 0>(std::min(p1 - p0, NC / NR) * kstep * NR);
+  for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
+    const int64_t nc = std::min(NC, g.N - j0), npanels = (nc + NR - 1) / NR, b0 = j0 / NR;
+    const int64_t q0 = std::max(p0, b0) - b0, q1 = std::min(p1, b0 + npanels) - b0;  // this block's panels
+    if (q0 >= q1) continue;
+    for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
+      const int64_t kc = std::min(kstep, g.K - k0);
+      const float* bp = own;
+      if (g.packed_b) {
+        bp = g.packed_b + packed_offset(j0, npanels, g.K, k0) + q0 * kc * NR;
+      } else {
+        const int64_t jb = j0 + q0 * NR, nb = std::min(nc - q0 * NR, (q1 - q0) * NR);
+        if (g.pack_b)
+          g.pack_b(g.pack_b_ctx, k0, kc, jb, nb, own);
+        else
+          pack_b(g, k0, kc, jb, nb, own);
+      }
+      const bool acc_c = g.accumulate || k0 > 0;
+      for (int64_t mb = 0; mb < mblocks; ++mb) {
+        const int64_t i0 = block_row(mb), mc = block_row(mb + 1) - i0;
+        pack_a(g, i0, mc, k0, kc, apack);
+        block_panels(g, kc, apack, i0, mc, bp, j0 + q0 * NR, q1 - q0, acc_c);
+      }
+    }
+  }
+}
+
+// How a product is cut among `threads` threads into tr x tc independent parts (gemm_part): the grid whose parts
+// pack the fewest floats (rows x K of A plus K x columns of B each). tr = tc = 1 runs it on one thread; tr = 0
+// leaves it to the shared path, where the threads pack B together and take (row block, panel chunk) tasks: the
+// parts repack A tc times and B tr times, which costs more than it saves when the product is small for the
+// threads (many threads on a small product) -- measured only on 2 threads, where the parts always won.
+static void gemm_grid(const GemmArgs& g, int threads, int64_t& tr, int64_t& tc) {
+  tr = tc = 1;
+  if (threads <= 1 || 2.0 * g.M * g.N * g.K <= 2e5) return;
+  const int64_t strips = (g.M + MR - 1) / MR, npanels = (g.N + NR - 1) / NR;
+  double best = -1.0;
+  for (int t = threads; t >= 2 && best < 0; --t)
+    for (int64_t r = 1; r <= t; ++r) {
+      const int64_t c = t / r;
+      if (r * c != t || r > strips || c > npanels) continue;
+      const double cost = static_cast<double>((strips + r - 1) / r * MR) * g.K +
+                          static_cast<double>(g.K) * ((npanels + c - 1) / c * NR);
+      if (best < 0 || cost < best) {
+        best = cost;
+        tr = r;
+        tc = c;
+      }
+    }
+  if (best < 0) return;  // one strip and one panel: nothing to cut
+  // the shared path packs (M K + K N) / threads floats per thread; take the parts while they pack at most twice
+  // that, or while their packing is small next to their multiply-adds
+  const double shared = (static_cast<double>(g.M) * g.K + static_cast<double>(g.K) * g.N) / threads;
+  const double fmas = static_cast<double>(g.M) / tr * (static_cast<double>(g.N) / tc) * g.K;
+  if (best > 2.0 * shared && fmas < 64.0 * best) tr = tc = 0;
+}
+
 }  // namespace mm
 
 int64_t sgemm_packed_b_floats(int64_t N, int64_t K) { return (N + mm::NR - 1) / mm::NR * mm::NR * K; }
@@ -304,6 +381,26 @@ void sgemm(const GemmArgs& g) {
     return;
   }
   const int threads = g.parallel ? num_threads() : 1;
+  // Independent parts, one per thread: 2 threads ran 128-2048 squares 2-50% faster this way than with B packed
+  // together and two fork/joins per K block, each thread then reading the panels the other wrote (2-core EPYC,
+  // bench/RESULTS.md)
+  int64_t tr, tc;
+  gemm_grid(g, threads, tr, tc);
+  if (tr > 0) {
+    const int64_t strips = (g.M + MR - 1) / MR, npanels = (g.N + NR - 1) / NR;
+    const auto part = [&](int64_t t) {
+      const int64_t r = t / tc, c = t % tc;
+      gemm_part(g, std::min(g.M, r * strips / tr * MR), std::min(g.M, (r + 1) * strips / tr * MR), c * npanels / tc,
+                (c + 1) * npanels / tc);
+    };
+    if (tr * tc == 1)
+      part(0);
+    else
+      parallel_for(tr * tc, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t t = lo; t < hi; ++t) part(t);
+      });
+    return;
+  }
   // packing buffers live per thread and only grow (kiln/scratch.inl): a fresh 256 KiB std::vector per call went to
   // mmap (glibc's threshold) and paid its page faults on every call, which cost 256x256 products ~40% of their time
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
@@ -339,14 +436,7 @@ void sgemm(const GemmArgs& g) {
             packed_block = mb;
           }
           const int64_t p0 = ch * panels_per_chunk, p1 = std::min(npanels, p0 + panels_per_chunk);
-          for (int64_t p = p0; p < p1; ++p) {
-            const int64_t jb = j0 + p * NR, nr = std::min<int64_t>(NR, g.N - jb);
-            const float* bpp = bp + p * kc * NR;
-            for (int64_t ip = 0; ip * MR < mc; ++ip) {
-              const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
-              micro(kc, apack + ip * kc * MR, bpp, g.C + (i0 + ip * MR) * g.ldc + jb, g.ldc, mr, nr, acc_c);
-            }
-          }
+          if (p0 < p1) block_panels(g, kc, apack, i0, mc, bp + p0 * kc * NR, j0 + p0 * NR, p1 - p0, acc_c);
         }
       });
     }

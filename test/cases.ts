@@ -49,6 +49,50 @@ const unary: [string, OpName, (x: kn.Tensor) => kn.Tensor, boolean][] = [
   ['silu', 'silu', (x) => x.silu(), false],
 ];
 
+/**
+ * A multi-tensor optimizer case: 11 parameters of different sizes (1 to 1000 elements, so a thread's range spans
+ * several) cut from p, three steps of `make`'s optimizer on gradients cut from g (scaled 1, -0.5, 3), parameter 3
+ * without a gradient in step `skip`.
+ */
+function multiTensorCase(
+  name: string,
+  ops: OpCase['ops'],
+  make: (ws: kn.Tensor[]) => kn.optim.Optimizer,
+  skip: number,
+): OpCase {
+  return {
+    name: `optimizer step: ${name} over 11 parameters (multi-tensor)`,
+    ops,
+    inputs: [f([7, 300]), f([7, 300])],
+    atol: 1e-5,
+    run: (p: kn.Tensor, g: kn.Tensor) => {
+      const sizes = [1, 5, 17, 64, 100, 3, 300, 7, 9, 1000, 594];
+      const starts = sizes.map((_, k) => sizes.slice(0, k).reduce((a, b) => a + b, 0));
+      const pf = p.reshape([-1]),
+        gf = g.reshape([-1]);
+      const ws = sizes.map((n, k) => {
+        const w = pf.slice([starts[k]!], [starts[k]! + n]).clone();
+        w.requiresGrad = true;
+        return w;
+      });
+      const opt = make(ws);
+      for (let step = 1; step <= 3; step++) {
+        ws.forEach((w, k) => {
+          w.grad =
+            step === skip && k === 3
+              ? null
+              : gf.slice([starts[k]!], [starts[k]! + sizes[k]!]).mul(step === 2 ? -0.5 : step);
+        });
+        opt.step();
+      }
+      opt.dispose();
+      const out = kn.concat(ws, 0);
+      for (const w of ws) w.dispose();
+      return out;
+    },
+  };
+}
+
 export const CASES: OpCase[] = [
   // creation
   { name: 'full float32', ops: ['fill'], inputs: [], run: () => kn.full([2, 3], 2.5) },
@@ -948,40 +992,23 @@ export const CASES: OpCase[] = [
       return w;
     },
   })),
-  {
-    // Adam without AMSGrad batches parameters through adamStepMulti, 8 per call: 11 parameters of different sizes
-    // (1 to 1000 elements, so a thread's range spans several), and parameter 3 has no gradient in step 2, so
-    // steps 2 and 3 run two step counts (two batches, and a batch of one that goes through adamStep)
-    name: 'optimizer step: adamw over 11 parameters (multi-tensor)',
-    ops: ['adamStepMulti', 'adamStep'],
-    inputs: [f([7, 300]), f([7, 300])],
-    atol: 1e-5,
-    run: (p: kn.Tensor, g: kn.Tensor) => {
-      const sizes = [1, 5, 17, 64, 100, 3, 300, 7, 9, 1000, 594];
-      const starts = sizes.map((_, k) => sizes.slice(0, k).reduce((a, b) => a + b, 0));
-      const pf = p.reshape([-1]),
-        gf = g.reshape([-1]);
-      const ws = sizes.map((n, k) => {
-        const w = pf.slice([starts[k]!], [starts[k]! + n]).clone();
-        w.requiresGrad = true;
-        return w;
-      });
-      const opt = new kn.optim.AdamW(ws, { lr: 0.05, weightDecay: 0.1 });
-      for (let step = 1; step <= 3; step++) {
-        ws.forEach((w, k) => {
-          w.grad =
-            step === 2 && k === 3
-              ? null
-              : gf.slice([starts[k]!], [starts[k]! + sizes[k]!]).mul(step === 2 ? -0.5 : step);
-        });
-        opt.step();
-      }
-      opt.dispose();
-      const out = kn.concat(ws, 0);
-      for (const w of ws) w.dispose();
-      return out;
-    },
-  },
+  // Adam without AMSGrad batches parameters through adamStepMulti, 8 per call. Parameter 3 has no gradient in step
+  // 2, so steps 2 and 3 run two step counts (two batches, and a batch of one that goes through adamStep)
+  multiTensorCase(
+    'adamw',
+    ['adamStepMulti', 'adamStep'],
+    (ws) => new kn.optim.AdamW(ws, { lr: 0.05, weightDecay: 0.1 }),
+    2,
+  ),
+  // SGD with momentum batches them through sgdStepMulti, grouped by whether their buffers are new: parameter 3 has
+  // no gradient in step 1, so step 2 runs 10 parameters with buffers (8 + 2) and parameter 3's first step on its
+  // own (sgdStep); Nesterov and weight decay on
+  multiTensorCase(
+    'sgd nesterov',
+    ['sgdStepMulti', 'sgdStep'],
+    (ws) => new kn.optim.SGD(ws, { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.1 }),
+    1,
+  ),
   // int8 linear (the quantization is bit-identical across backends; only the float epilogue rounds)
   // int4 weight-only linear: packed bytes are any uint8 (two nibbles each), K not a multiple of the group (padding)
   {

@@ -327,31 +327,45 @@ for (const b of BACKENDS) {
           kn.ArgumentError,
           /bias corrections/,
         );
-        // the multi-tensor step: whole groups of four, at most 8 of them, one shape per group, no shared buffer
+        // the multi-tensor steps: whole groups (Adam's of four, SGD's of three), at most 8 of them, one shape per
+        // group, and no buffer written in place shared with another input (two parameters cut from one buffer)
         const ADAM = [0.1, 0.9, 0.99, 1e-8, 0, 0, 0.1, 0.01];
-        const group = (n = 4): kn.Tensor[] => [kn.ones([n]), kn.ones([n]), kn.zeros([n]), kn.zeros([n])];
-        throwsKiln(() => runInPlace('adamStepMulti', [...group(), p, g], ADAM), kn.ArgumentError, /1 to 8 groups/);
-        throwsKiln(
-          () => runInPlace('adamStepMulti', Array.from({ length: 9 }, () => group()).flat(), ADAM),
-          kn.ArgumentError,
-          /at most 32 inputs|1 to 8 groups/,
-        );
-        const bad = group(5);
-        bad[2] = kn.zeros([4]);
-        throwsKiln(() => runInPlace('adamStepMulti', [...group(), ...bad], ADAM), kn.ShapeError, /shape/);
-        const flat = kn.zeros([8]);
+        const multi: ['adamStepMulti' | 'sgdStepMulti', number[], number][] = [
+          ['adamStepMulti', ADAM, 4],
+          ['sgdStepMulti', [0.1, 0.9, 0, 0, 0, 1], 3],
+        ];
+        for (const [op, attrs, width] of multi) {
+          const group = (n = 4): kn.Tensor[] => [
+            kn.ones([n]),
+            kn.ones([n]),
+            ...Array.from({ length: width - 2 }, () => kn.zeros([n])),
+          ];
+          throwsKiln(() => runInPlace(op, [...group(), p, g], attrs), kn.ArgumentError, /1 to 8 groups/);
+          throwsKiln(
+            () => runInPlace(op, Array.from({ length: 9 }, () => group()).flat(), attrs),
+            kn.ArgumentError,
+            /at most 32 inputs|1 to 8 groups/,
+          );
+          const bad = group(5);
+          bad[2] = kn.zeros([4]);
+          throwsKiln(() => runInPlace(op, [...group(), ...bad], attrs), kn.ShapeError, /shape/);
+          const flat = kn.zeros([8]);
+          const [one, two] = [group(), group()];
+          one[0] = flat.slice([0], [4]);
+          two[0] = flat.slice([4], [8]);
+          throwsKiln(
+            () => runInPlace(op, [...one, ...two], attrs),
+            kn.ArgumentError,
+            new RegExp(`input 0 is updated in place but shares its storage with input ${width}`),
+          );
+        }
         throwsKiln(
           () =>
             runInPlace(
               'adamStepMulti',
-              [flat.slice([0], [4]), g, m, kn.zeros([4]), flat.slice([4], [8]), g, kn.zeros([4]), kn.zeros([4])],
-              ADAM,
+              [...Array.from({ length: 8 }, () => kn.ones([4]))],
+              [...ADAM.slice(0, 6), 0, 0.01],
             ),
-          kn.ArgumentError,
-          /input 0 is updated in place but shares its storage with input 4/,
-        );
-        throwsKiln(
-          () => runInPlace('adamStepMulti', [...group(), ...group()], [...ADAM.slice(0, 6), 0, 0.01]),
           kn.ArgumentError,
           /adamStepMulti: bias corrections/,
         );
@@ -394,6 +408,89 @@ for (const b of BACKENDS) {
         assert.equal(sep.values, views.values);
         assert.equal(sep.values, ams.values);
         assert.not.equal(sep.values, Array.from(init.toArray() as ArrayLike<number>));
+      }),
+    ));
+
+  test(`SGD with momentum updates up to 8 parameters per kernel call, as one call per parameter would (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(4);
+        const init = kn.randn([60]),
+          grad = kn.randn([60]);
+        // 12 parameters of 5 over three steps, parameter 2 without a gradient in the first (so the second step
+        // has a new buffer beside 11 old ones): separate buffers (batched), views of one flat buffer (a call
+        // each) and no momentum (sgdStep per parameter, no buffer; compared with itself only)
+        const run = (kind: 'separate' | 'views' | 'plain'): { values: number[]; profiles: kn.Profile[] } => {
+          const flat = init.clone();
+          const ps = Array.from({ length: 12 }, (_, k) => {
+            const v = flat.slice([5 * k], [5 * k + 5]);
+            const t = kind === 'views' ? v : v.clone();
+            t.requiresGrad = true;
+            return t;
+          });
+          // dampening 0.1: a buffer's first step (the gradient as it is) differs from a later one on a zero buffer
+          const opt = new kn.optim.SGD(ps, {
+            lr: 0.01,
+            momentum: kind === 'plain' ? 0 : 0.9,
+            dampening: kind === 'plain' ? 0 : 0.1,
+            weightDecay: 0.01,
+          });
+          const profiles: kn.Profile[] = [];
+          for (let step = 0; step < 3; step++) {
+            ps.forEach((t, k) => {
+              t.grad?.dispose();
+              t.grad = step === 0 && k === 2 ? null : grad.slice([5 * k], [5 * k + 5]).mul(step + 1);
+            });
+            profiles.push(kn.profile(() => opt.step()));
+          }
+          const values = ps.flatMap((t) => Array.from(t.toArray() as ArrayLike<number>));
+          opt.dispose();
+          return { values, profiles };
+        };
+        const sep = run('separate'),
+          views = run('views'),
+          plain = run('plain');
+        const calls = (p: kn.Profile, op: string): number => p.events.filter((e) => e.op === op).length;
+        // step 1: 11 first steps (8 + 3); step 2: 11 old buffers (8 + 3) and parameter 2's first (alone: sgdStep)
+        assert.equal(
+          sep.profiles.map((p) => [calls(p, 'sgdStepMulti'), calls(p, 'sgdStep')]),
+          [
+            [2, 0],
+            [2, 1],
+            [2, 0],
+          ],
+        );
+        assert.equal(
+          views.profiles.map((p) => [calls(p, 'sgdStepMulti'), calls(p, 'sgdStep')]),
+          [
+            [0, 11],
+            [0, 12],
+            [0, 12],
+          ],
+        );
+        assert.equal(
+          plain.profiles.map((p) => calls(p, 'sgdStepMulti')),
+          [0, 0, 0],
+        );
+        assert.equal(sep.values, views.values);
+        assert.not.equal(sep.values, plain.values);
+        // the first step of a buffer takes the gradient as it is: parameter 2 moved in steps 2 and 3 only
+        const p2 = sep.values.slice(10, 15),
+          x0 = Array.from(init.toArray() as ArrayLike<number>).slice(10, 15),
+          g2 = Array.from(grad.toArray() as ArrayLike<number>).slice(10, 15);
+        p2.forEach((v, j) => {
+          let x = x0[j]!,
+            buf = 0;
+          for (const [s, first] of [
+            [2, true],
+            [3, false],
+          ] as const) {
+            const gi = g2[j]! * s + 0.01 * x;
+            buf = first ? gi : 0.9 * buf + 0.9 * gi;
+            x -= 0.01 * buf;
+          }
+          assert.ok(Math.abs(v - x) < 1e-5, `parameter 2 element ${j}: ${v} vs ${x}`);
+        });
       }),
     ));
 }

@@ -117,13 +117,11 @@ static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&
   return launched("adamStepMulti");
 }
 
-static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* at) {
-  KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
-  if (Status s = same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
-  KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+// one parameter's SGD launch (inputs param, grad[, buffer] checked by the caller)
+static void sgd_launch(const TensorView* in, bool has_buffer, const double* at) {
   SgdArgs a{in[0].ptr<float>(),
             in[1].ptr<float>(),
-            nin == 3 ? in[2].ptr<float>() : nullptr,
+            has_buffer ? in[2].ptr<float>() : nullptr,
             in[0].numel(),
             static_cast<float>(at[ATTR_SGD_STEP_LR]),
             static_cast<float>(at[ATTR_SGD_STEP_MOMENTUM]),
@@ -131,15 +129,32 @@ static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const
             static_cast<float>(at[ATTR_SGD_STEP_WEIGHT_DECAY]),
             at[ATTR_SGD_STEP_NESTEROV] != 0,
             at[ATTR_SGD_STEP_FIRST_STEP] != 0};
-  if (a.n == 0) return Status::ok();
-  sgd_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+  if (a.n > 0) sgd_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
+}
+
+static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
+  if (Status s = same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
+  KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+  sgd_launch(in, nin == 3, at);
   return launched("sgdStep");
+}
+
+// Up to 8 parameters with momentum buffers: one launch each on the work stream, as adamStepMulti
+static Status k_sgd_step_multi(const TensorView* in, int nin, const TensorView&, const double* at) {
+  KILN_REQUIRE(nin >= 3 && nin <= 24 && nin % 3 == 0, ST_ARG,
+               "sgdStepMulti takes 1 to 8 groups of (param, grad, momentum buffer), got ", nin, " inputs");
+  for (int q = 0; q < nin; q += 3)
+    if (Status s = same_params(in, q, 3, "sgdStepMulti"); !s.good()) return s;
+  for (int q = 0; q < nin; q += 3) sgd_launch(in + q, true, at);
+  return launched("sgdStepMulti");
 }
 
 void register_optim(KernelTable& t) {
   t.fn[OP_ADAM_STEP] = k_adam_step;
   t.fn[OP_ADAM_STEP_MULTI] = k_adam_step_multi;
   t.fn[OP_SGD_STEP] = k_sgd_step;
+  t.fn[OP_SGD_STEP_MULTI] = k_sgd_step_multi;
 }
 
 }  // namespace cuda

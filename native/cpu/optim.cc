@@ -106,34 +106,55 @@ static Status k_adam_step(const TensorView* in, int nin, const TensorView&, cons
   return Status::ok();
 }
 
-// Up to 8 parameters (param, grad, m, v each) with one step count: their elements are numbered one after the
-// other and cut into ranges for the threads, so small parameters share a task instead of a call each.
-static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&, const double* a) {
+// The multi-tensor steps: 1 to 8 groups of `width` inputs (param first, all of one shape). Their elements are
+// numbered one after the other and cut into ranges for the threads, so small parameters share a task instead of
+// a call each; run(group's first input, offset, count) updates one group's share of a range.
+template <class Run>
+static Status over_groups(const TensorView* in, int nin, int width, const char* op, const char* what, Run&& run) {
   constexpr int kMaxGroups = 8;
-  KILN_REQUIRE(nin >= 4 && nin <= 4 * kMaxGroups && nin % 4 == 0, ST_ARG,
-               "adamStepMulti takes 1 to 8 groups of (param, grad, m, v), got ", nin, " inputs");
-  const int groups = nin / 4;
+  KILN_REQUIRE(nin >= width && nin <= width * kMaxGroups && nin % width == 0, ST_ARG, op, " takes 1 to 8 groups of ",
+               what, ", got ", nin, " inputs");
+  const int groups = nin / width;
   int64_t start[kMaxGroups + 1] = {0};
   for (int q = 0; q < groups; ++q) {
-    if (Status s = check_same(in, 4 * q, 4, "adamStepMulti"); !s.good()) return s;
-    start[q + 1] = start[q] + in[4 * q].numel();
+    if (Status s = check_same(in, width * q, width, op); !s.good()) return s;
+    start[q + 1] = start[q] + in[width * q].numel();
   }
-  AdamK k;
-  if (Status s = adam_constants(a, "adamStepMulti", k); !s.good()) return s;
   parallel_for(start[groups], kGrain, [&](int64_t lo, int64_t hi) {
     for (int q = 0; q < groups; ++q) {
       const int64_t b = std::max(lo, start[q]), e = std::min(hi, start[q + 1]);
-      if (b >= e) continue;
-      const int64_t o = b - start[q];
-      adam_range<false>(in[4 * q].ptr<float>() + o, in[4 * q + 1].ptr<float>() + o, in[4 * q + 2].ptr<float>() + o,
-                        in[4 * q + 3].ptr<float>() + o, nullptr, e - b, k.b1, k.b2, k.c1, k.c2, k.l2, k.shrink, k.step,
-                        k.inv_sqrt_bias2, k.eps);
+      if (b < e) run(in + width * q, b - start[q], e - b);
     }
   });
   return Status::ok();
 }
 
-// attrs: lr, momentum, dampening, weightDecay, nesterov, firstStep
+// Up to 8 parameters (param, grad, m, v each) with one step count
+static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&, const double* a) {
+  AdamK k;
+  if (Status s = adam_constants(a, "adamStepMulti", k); !s.good()) return s;
+  return over_groups(
+      in, nin, 4, "adamStepMulti", "(param, grad, m, v)", [&](const TensorView* g, int64_t o, int64_t n) {
+        adam_range<false>(g[0].ptr<float>() + o, g[1].ptr<float>() + o, g[2].ptr<float>() + o, g[3].ptr<float>() + o,
+                          nullptr, n, k.b1, k.b2, k.c1, k.c2, k.l2, k.shrink, k.step, k.inv_sqrt_bias2, k.eps);
+      });
+}
+
+// sgdStep's and sgdStepMulti's attributes (lr, momentum, dampening, weightDecay, nesterov, firstStep) as the
+// float operands of sgd_range
+struct SgdK {
+  float lr, mom, damp, wd;
+  bool nesterov, first;
+};
+static SgdK sgd_constants(const double* a) {
+  return SgdK{static_cast<float>(a[ATTR_SGD_STEP_LR]),
+              static_cast<float>(a[ATTR_SGD_STEP_MOMENTUM]),
+              1.0f - static_cast<float>(a[ATTR_SGD_STEP_DAMPENING]),
+              static_cast<float>(a[ATTR_SGD_STEP_WEIGHT_DECAY]),
+              a[ATTR_SGD_STEP_NESTEROV] != 0,
+              a[ATTR_SGD_STEP_FIRST_STEP] != 0};
+}
+
 static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes param, grad and optionally a momentum buffer, got ", nin,
                " inputs");
@@ -141,15 +162,22 @@ static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict buf = nin == 3 ? in[2].ptr<float>() : nullptr;
-  const float lr = static_cast<float>(a[ATTR_SGD_STEP_LR]), mom = static_cast<float>(a[ATTR_SGD_STEP_MOMENTUM]),
-              damp = 1.0f - static_cast<float>(a[ATTR_SGD_STEP_DAMPENING]);
-  const float wd = static_cast<float>(a[ATTR_SGD_STEP_WEIGHT_DECAY]);
-  const bool nesterov = a[ATTR_SGD_STEP_NESTEROV] != 0, first = a[ATTR_SGD_STEP_FIRST_STEP] != 0;
-  KILN_REQUIRE(!(nesterov && !buf), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
+  const SgdK k = sgd_constants(a);
+  KILN_REQUIRE(!(k.nesterov && !buf), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
   parallel_for(in[0].numel(), kGrain, [=](int64_t lo, int64_t hi) {
-    sgd_range(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, lr, mom, damp, wd, nesterov, first);
+    sgd_range(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, k.lr, k.mom, k.damp, k.wd, k.nesterov, k.first);
   });
   return Status::ok();
+}
+
+// Up to 8 parameters (param, grad, momentum buffer each) whose buffers are all new or all not
+static Status k_sgd_step_multi(const TensorView* in, int nin, const TensorView&, const double* a) {
+  const SgdK k = sgd_constants(a);
+  return over_groups(in, nin, 3, "sgdStepMulti", "(param, grad, momentum buffer)",
+                     [&](const TensorView* g, int64_t o, int64_t n) {
+                       sgd_range(g[0].ptr<float>() + o, g[1].ptr<float>() + o, g[2].ptr<float>() + o, n, k.lr, k.mom,
+                                 k.damp, k.wd, k.nesterov, k.first);
+                     });
 }
 
 }  // namespace optim
@@ -158,6 +186,7 @@ void register_optim(KernelTable& t) {
   t.fn[OP_ADAM_STEP] = optim::k_adam_step;
   t.fn[OP_ADAM_STEP_MULTI] = optim::k_adam_step_multi;
   t.fn[OP_SGD_STEP] = optim::k_sgd_step;
+  t.fn[OP_SGD_STEP_MULTI] = optim::k_sgd_step_multi;
 }
 
 #endif

@@ -81,6 +81,23 @@ export function checkAdamMulti(ins: readonly KernelView[]): { group: KernelView[
   return groups;
 }
 
+/**
+ * sgdStepMulti's inputs: 1-8 groups of (param, grad, momentum buffer), each group of one shape. Returns the groups
+ * with their element counts.
+ */
+export function checkSgdMulti(ins: readonly KernelView[]): { group: KernelView[]; n: number }[] {
+  if (ins.length < 3 || ins.length > 24 || ins.length % 3 !== 0)
+    throw new ArgumentError(
+      `sgdStepMulti takes 1 to 8 groups of (param, grad, momentum buffer), got ${ins.length} inputs`,
+    );
+  const groups: { group: KernelView[]; n: number }[] = [];
+  for (let q = 0; q < ins.length; q += 3) {
+    const group = ins.slice(q, q + 3);
+    groups.push({ group, n: checkOptim(group, 'sgdStepMulti', [3]) });
+  }
+  return groups;
+}
+
 export function checkSgd(ins: readonly KernelView[], attrs: readonly number[]): void {
   if (attrsOf('sgdStep', attrs).nesterov && ins.length < 3)
     throw new ArgumentError('sgdStep: nesterov needs a momentum buffer');

@@ -209,6 +209,12 @@ export const OP_TABLE = [
     ...C,
     inplace: [0, 2],
   }),
+  // sgdStepMulti(p0, g0, b0, p1, g1, b1, ...): SGD with momentum over 1-8 parameters whose buffers are all new
+  // (firstStep) or all not, in one call, one pass over all their elements
+  op('sgdStepMulti', 'optim', -1, ['lr', 'momentum', 'dampening', 'weightDecay', 'nesterov', 'firstStep'], 'float', {
+    ...C,
+    inplace: Array.from({ length: 24 }, (_, i) => i).filter((i) => i % 3 !== 1),
+  }),
   // int8 linear: (x float32 [M, K], wq int8 [N, K], wscale [N][, bias [N]]) -> float32 [M, N]; x is quantized to
   // uint8 with (xScale, xZero), or per row from its range when xScale = 0 (dynamic quantization)
   op('qlinearInt8', 'quant', -1, ['xScale', 'xZero'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),

@@ -3,9 +3,6 @@ import { ArgumentError, describe } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkNumber, Optimizer, type StepItem } from './optimizer.js';
 
-/** Parameters per adamStepMulti call (its 32 inputs: 8 x param, grad, m, v). */
-const MULTI = 8;
-
 /** Adam/AdamW options. */
 export interface AdamOptions {
   /** default 3e-4 */
@@ -82,83 +79,22 @@ export class Adam extends Optimizer {
     runInPlace('adamStep', ins, this.attrs(t));
   }
   /**
-   * Without AMSGrad, parameters with the same step count on the same backend go MULTI at a time through
+   * Without AMSGrad, parameters with the same step count on the same backend go up to 8 at a time through
    * adamStepMulti: one dispatch and one pass over all their elements instead of one per parameter (a model of
    * many small tensors spent more time dispatching than updating). The arithmetic is adamStep's.
    */
   protected override updateAll(items: readonly StepItem[]): void {
     if (this.amsgrad) return super.updateAll(items);
-    // usually every parameter shares one step count and backend: one batch, no grouping work
-    const first = items[0];
-    const uniform = first !== undefined && items.every((it) => it.t === first.t && it.p.backend === first.p.backend);
-    const batches: StepItem[][] = [];
-    if (uniform) batches.push([...items]);
-    else {
-      const byKey = new Map<string, StepItem[]>();
-      for (const it of items) {
-        const key = `${it.t}:${it.p.backend}`;
-        const b = byKey.get(key);
-        if (b) b.push(it);
-        else byKey.set(key, [it]);
-      }
-      batches.push(...byKey.values());
-    }
-    for (const batch of batches)
-      for (const part of this.parts(batch)) {
-        if (part.length === 1) {
-          this.update(part[0]!.i, part[0]!.p, part[0]!.g, part[0]!.t);
-        } else {
-          const ins: Tensor[] = [];
-          for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'm'), this.slot(i, 'v'));
-          runInPlace('adamStepMulti', ins, this.attrs(part[0]!.t));
-        }
-        this.stepped(part);
-      }
-  }
-  /**
-   * Cuts a batch into calls of up to MULTI parameters where no buffer written in place (a parameter, m or v) is
-   * also another input of the same call: parameters that are views of one flat buffer go to different calls, as
-   * the dispatcher refuses a call that writes memory it also reads through another input. Gradients may share.
-   */
-  private parts(batch: readonly StepItem[]): StepItem[][] {
-    // each item's buffers, looked up once: those written in place (p, m, v) and the gradient it reads
-    const handles = batch.map((it) => ({
-      written: [it.p, this.slot(it.i, 'm'), this.slot(it.i, 'v')].map((t) => t.storageHandle()),
-      read: it.g.storageHandle(),
-    }));
-    // the common case, no buffer seen twice: plain runs of MULTI
-    const seen = new Set<unknown>();
-    let shared = false;
-    for (const { written, read } of handles) {
-      for (const h of [...written, read]) {
-        if (seen.has(h)) shared = true;
-        seen.add(h);
-      }
-      if (shared) break;
-    }
-    if (!shared) {
-      const runs: StepItem[][] = [];
-      for (let k = 0; k < batch.length; k += MULTI) runs.push(batch.slice(k, k + MULTI));
-      return runs;
-    }
-    const parts: { items: StepItem[]; written: Set<unknown>; all: Set<unknown> }[] = [];
-    batch.forEach((it, n) => {
-      const { written, read } = handles[n]!;
-      let part = parts.find(
-        (q) => q.items.length < MULTI && !written.some((h) => q.all.has(h)) && !q.written.has(read),
-      );
-      if (!part) {
-        part = { items: [], written: new Set(), all: new Set() };
-        parts.push(part);
-      }
-      part.items.push(it);
-      for (const h of written) {
-        part.written.add(h);
-        part.all.add(h);
-      }
-      part.all.add(read);
-    });
-    return parts.map((q) => q.items);
+    this.updateMulti(
+      items,
+      (it) => `${it.t}:${it.p.backend}`,
+      (it) => [it.p, this.slot(it.i, 'm'), this.slot(it.i, 'v')],
+      (part) => {
+        const ins: Tensor[] = [];
+        for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'm'), this.slot(i, 'v'));
+        runInPlace('adamStepMulti', ins, this.attrs(part[0]!.t));
+      },
+    );
   }
 }
 

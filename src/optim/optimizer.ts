@@ -35,6 +35,54 @@ export interface StepItem {
   t: number;
 }
 
+/** Parameters per multi-tensor optimizer call (the kernels take 8 groups of inputs at most). */
+const MULTI = 8;
+
+/**
+ * Cuts a batch into calls of up to MULTI parameters where no buffer written in place (`written`: a parameter and
+ * its state) is also another input of the same call: parameters that are views of one flat buffer go to different
+ * calls, as the dispatcher refuses a call that writes memory it also reads through another input. Gradients may
+ * share.
+ */
+function multiParts(batch: readonly StepItem[], writtenOf: (it: StepItem) => Tensor[]): StepItem[][] {
+  // each item's buffers, looked up once: those written in place and the gradient it reads
+  const handles = batch.map((it) => ({
+    written: writtenOf(it).map((t) => t.storageHandle()),
+    read: it.g.storageHandle(),
+  }));
+  // the common case, no buffer seen twice: plain runs of MULTI
+  const seen = new Set<unknown>();
+  let shared = false;
+  for (const { written, read } of handles) {
+    for (const h of [...written, read]) {
+      if (seen.has(h)) shared = true;
+      seen.add(h);
+    }
+    if (shared) break;
+  }
+  if (!shared) {
+    const runs: StepItem[][] = [];
+    for (let k = 0; k < batch.length; k += MULTI) runs.push(batch.slice(k, k + MULTI));
+    return runs;
+  }
+  const parts: { items: StepItem[]; written: Set<unknown>; all: Set<unknown> }[] = [];
+  batch.forEach((it, n) => {
+    const { written, read } = handles[n]!;
+    let part = parts.find((q) => q.items.length < MULTI && !written.some((h) => q.all.has(h)) && !q.written.has(read));
+    if (!part) {
+      part = { items: [], written: new Set(), all: new Set() };
+      parts.push(part);
+    }
+    part.items.push(it);
+    for (const h of written) {
+      part.written.add(h);
+      part.all.add(h);
+    }
+    part.all.add(read);
+  });
+  return parts.map((q) => q.items);
+}
+
 /** Base class of the optimizers: holds parameters and per-parameter state slots. */
 export abstract class Optimizer {
   readonly params: readonly Tensor[];
@@ -121,6 +169,38 @@ export abstract class Optimizer {
       this.update(it.i, it.p, it.g, it.t);
       this.stepped([it]);
     }
+  }
+  /**
+   * The multi-tensor step (Adam's adamStepMulti, SGD's sgdStepMulti): items that agree on `key` (what one call
+   * shares: step count, first step, backend) are cut into calls of up to MULTI; `call` runs a call of two or
+   * more, a call of one goes through `update`. `written` lists an item's tensors the kernel updates in place.
+   */
+  protected updateMulti(
+    items: readonly StepItem[],
+    key: (it: StepItem) => string,
+    written: (it: StepItem) => Tensor[],
+    call: (part: readonly StepItem[]) => void,
+  ): void {
+    // usually every parameter shares one key: one batch, no grouping work
+    const k0 = items.length > 0 ? key(items[0]!) : '';
+    const batches: StepItem[][] = [];
+    if (items.every((it) => key(it) === k0)) batches.push([...items]);
+    else {
+      const byKey = new Map<string, StepItem[]>();
+      for (const it of items) {
+        const k = key(it);
+        const b = byKey.get(k);
+        if (b) b.push(it);
+        else byKey.set(k, [it]);
+      }
+      batches.push(...byKey.values());
+    }
+    for (const batch of batches)
+      for (const part of multiParts(batch, written)) {
+        if (part.length === 1) this.update(part[0]!.i, part[0]!.p, part[0]!.g, part[0]!.t);
+        else call(part);
+        this.stepped(part);
+      }
   }
   /** Records that these parameters took their step. */
   protected stepped(items: readonly StepItem[]): void {

@@ -1,7 +1,7 @@
 import { runInPlace } from '../engine/dispatch.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkNumber, Optimizer } from './optimizer.js';
+import { checkNumber, Optimizer, type StepItem } from './optimizer.js';
 
 /** SGD options (PyTorch semantics). */
 export interface SGDOptions {
@@ -14,7 +14,7 @@ export interface SGDOptions {
 
 /**
  * Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay. Each step is
- * one fused kernel pass per parameter.
+ * one fused kernel pass per parameter; with momentum, up to 8 parameters share one call (sgdStepMulti).
  * @example
  * const w = kn.tensor([1, 2], undefined, { requiresGrad: true });
  * const opt = new kn.optim.SGD([w], { lr: 0.1 });
@@ -47,16 +47,38 @@ export class SGD extends Optimizer {
       nesterov: this.nesterov,
     };
   }
+  private attrs(first: boolean): number[] {
+    return [this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov ? 1 : 0, first ? 1 : 0];
+  }
+  /** During updateAll: the parameters whose momentum buffer did not exist before this step. */
+  private fresh: ReadonlySet<number> | null = null;
   protected update(i: number, p: Tensor, g: Tensor): void {
-    const first = !this.state[i]!.has('momentum');
-    const ins = this.momentum > 0 ? [p, g, this.slot(i, 'momentum')] : [p, g];
-    runInPlace('sgdStep', ins, [
-      this.lr,
-      this.momentum,
-      this.dampening,
-      this.weightDecay,
-      this.nesterov ? 1 : 0,
-      first ? 1 : 0,
-    ]);
+    const first = this.fresh ? this.fresh.has(i) : !this.state[i]!.has('momentum');
+    runInPlace('sgdStep', this.momentum > 0 ? [p, g, this.slot(i, 'momentum')] : [p, g], this.attrs(first));
+  }
+  /**
+   * With momentum, parameters on the same backend whose buffers are all new (their first step) or all not go up
+   * to 8 at a time through sgdStepMulti: one dispatch and one pass over their elements, sgdStep's arithmetic.
+   * Without momentum there is no buffer, and each parameter takes its own sgdStep.
+   */
+  protected override updateAll(items: readonly StepItem[]): void {
+    if (this.momentum === 0) return super.updateAll(items);
+    // whether each buffer is new, read before the grouping below makes them all
+    const first = new Set(items.filter((it) => !this.state[it.i]!.has('momentum')).map((it) => it.i));
+    this.fresh = first;
+    try {
+      this.updateMulti(
+        items,
+        (it) => `${first.has(it.i)}:${it.p.backend}`,
+        (it) => [it.p, this.slot(it.i, 'momentum')],
+        (part) => {
+          const ins: Tensor[] = [];
+          for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'momentum'));
+          runInPlace('sgdStepMulti', ins, this.attrs(first.has(part[0]!.i)));
+        },
+      );
+    } finally {
+      this.fresh = null;
+    }
   }
 }

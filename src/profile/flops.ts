@@ -101,6 +101,8 @@ export function estimateFlops(
       return 14 * inputs.reduce((s, shape, i) => s + (i % 4 === 0 ? numel(shape) : 0), 0);
     case 'sgdStep':
       return 5 * numel(inputs[0]);
+    case 'sgdStepMulti':
+      return 5 * inputs.reduce((s, shape, i) => s + (i % 3 === 0 ? numel(shape) : 0), 0);
     default:
       return n * (ELEMENT_COST[op] ?? 1);
   }

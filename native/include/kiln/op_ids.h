@@ -72,13 +72,14 @@ enum OpId : int32_t {
   OP_ADAM_STEP = 64,
   OP_ADAM_STEP_MULTI = 65,
   OP_SGD_STEP = 66,
-  OP_QLINEAR_INT8 = 67,
-  OP_QLINEAR_INT4 = 68,
-  OP_QCONV2D_INT8 = 69,
-  OP_COUNT = 70
+  OP_SGD_STEP_MULTI = 67,
+  OP_QLINEAR_INT8 = 68,
+  OP_QLINEAR_INT4 = 69,
+  OP_QCONV2D_INT8 = 70,
+  OP_COUNT = 71
 };
 
-static_assert(OP_COUNT == 70, "op table and op_ids.h disagree: regenerate with npm run gen");
+static_assert(OP_COUNT == 71, "op table and op_ids.h disagree: regenerate with npm run gen");
 
 inline constexpr const char* kOpNames[OP_COUNT] = {
   "fill",
@@ -148,6 +149,7 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
   "adamStep",
   "adamStepMulti",
   "sgdStep",
+  "sgdStepMulti",
   "qlinearInt8",
   "qlinearInt4",
   "qconv2dInt8",
@@ -155,16 +157,16 @@ inline constexpr const char* kOpNames[OP_COUNT] = {
 
 // Number of tensor inputs per op (-1 = variadic, at least one).
 inline constexpr int kOpInputs[OP_COUNT] = {
-  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1, -1
+  0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 1, 1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, -1, -1, 2, 2, -1, -1, 2, 2, 2, 1, 2, 1, 1, 1, -1, 2, 2, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 8, 6, 2, 1, 10
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 8, 6, 6, 2, 1, 10
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
 inline constexpr uint32_t kOpInplace[OP_COUNT] = {
-  0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 29u, 3722304989u, 5u, 0u, 0u, 0u
+  0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u, 29u, 3722304989u, 5u, 11983725u, 0u, 0u, 0u
 };
 
 // Attribute indices, in the order the TS side packs them: kernels read attrs[ATTR_<OP>_<NAME>].
@@ -294,6 +296,12 @@ inline constexpr int ATTR_SGD_STEP_DAMPENING = 2;
 inline constexpr int ATTR_SGD_STEP_WEIGHT_DECAY = 3;
 inline constexpr int ATTR_SGD_STEP_NESTEROV = 4;
 inline constexpr int ATTR_SGD_STEP_FIRST_STEP = 5;
+inline constexpr int ATTR_SGD_STEP_MULTI_LR = 0;
+inline constexpr int ATTR_SGD_STEP_MULTI_MOMENTUM = 1;
+inline constexpr int ATTR_SGD_STEP_MULTI_DAMPENING = 2;
+inline constexpr int ATTR_SGD_STEP_MULTI_WEIGHT_DECAY = 3;
+inline constexpr int ATTR_SGD_STEP_MULTI_NESTEROV = 4;
+inline constexpr int ATTR_SGD_STEP_MULTI_FIRST_STEP = 5;
 inline constexpr int ATTR_QLINEAR_INT8_X_SCALE = 0;
 inline constexpr int ATTR_QLINEAR_INT8_X_ZERO = 1;
 inline constexpr int ATTR_QLINEAR_INT4_GROUP_SIZE = 0;

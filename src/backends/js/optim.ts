@@ -1,6 +1,6 @@
 // Reference optimizer updates in float64, in place on the parameter and state buffers (the same rules as
 // native/cpu/optim.cc; the dispatcher has checked shapes, contiguity and that no buffer is shared).
-import { checkAdam, checkAdamMulti, checkOptim, checkSgd } from '../checks.js';
+import { checkAdam, checkAdamMulti, checkOptim, checkSgd, checkSgdMulti } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
 import { buf } from './util.js';
@@ -41,6 +41,22 @@ function adam(p: Slot, g: Slot, m: Slot, v: Slot, vmax: Slot | undefined, n: num
   }
 }
 
+/** One parameter's SGD update over n elements, b its momentum buffer if any (attributes as sgdStep's). */
+function sgd(p: Slot, g: Slot, b: Slot | undefined, n: number, at: readonly number[]): void {
+  const [lr, mom, damp, wd, nesterov, first] = at as [number, number, number, number, number, number];
+  for (let i = 0; i < n; i++) {
+    const pi = p.a[p.o + i]!;
+    const gi = g.a[g.o + i]! + wd * pi;
+    if (!b) {
+      p.a[p.o + i] = pi - lr * gi;
+      continue;
+    }
+    const bi = first ? gi : mom * b.a[b.o + i]! + (1 - damp) * gi;
+    b.a[b.o + i] = bi;
+    p.a[p.o + i] = pi - lr * (nesterov ? gi + mom * bi : bi);
+  }
+}
+
 export const optimKernels: Record<string, KernelFn> = {
   adamStep: (ins, _out, at) => {
     const [p, g, m, v, vmax] = slots(ins, 'adamStep', [4, 5]);
@@ -65,19 +81,19 @@ export const optimKernels: Record<string, KernelFn> = {
   },
   sgdStep: (ins, _out, at) => {
     const [p, g, b] = slots(ins, 'sgdStep', [2, 3]);
-    const [lr, mom, damp, wd, nesterov, first] = at as [number, number, number, number, number, number];
     checkSgd(ins, at);
-    const n = ins[0]!.shape.reduce((x, y) => x * y, 1);
-    for (let i = 0; i < n; i++) {
-      const pi = p!.a[p!.o + i]!;
-      const gi = g!.a[g!.o + i]! + wd * pi;
-      if (!b) {
-        p!.a[p!.o + i] = pi - lr * gi;
-        continue;
-      }
-      const bi = first ? gi : mom * b.a[b.o + i]! + (1 - damp) * gi;
-      b.a[b.o + i] = bi;
-      p!.a[p!.o + i] = pi - lr * (nesterov ? gi + mom * bi : bi);
+    sgd(
+      p!,
+      g!,
+      b,
+      ins[0]!.shape.reduce((x, y) => x * y, 1),
+      at,
+    );
+  },
+  sgdStepMulti: (ins, _out, at) => {
+    for (const { group, n } of checkSgdMulti(ins)) {
+      const [p, g, b] = group.map((x): Slot => ({ a: buf(x.handle), o: x.offset }));
+      sgd(p!, g!, b!, n, at);
     }
   },
 };

@@ -1,7 +1,7 @@
 // Optimizer kernels of the webgpu backend (kernels/wgsl/optim.wgsl): fused Adam/AMSGrad/AdamW and SGD steps,
 // in place. The dispatcher has checked that the updated inputs are contiguous float32 and share no buffer.
 import type { KernelView } from '../backend.js';
-import { checkAdam, checkAdamMulti, checkOptim, checkSgd } from '../checks.js';
+import { checkAdam, checkAdamMulti, checkOptim, checkSgd, checkSgdMulti } from '../checks.js';
 import { Params, id, type Gpu } from './gpu.js';
 import { PARAMS } from './params.js';
 
@@ -43,5 +43,8 @@ export const optimKernels = {
     const n = checkOptim(ins, 'sgdStep', [2, 3]);
     checkSgd(ins, at);
     step(g, 'sgd_step', ins, at.slice(0, 6), n, 3);
+  },
+  sgdStepMulti: (g: Gpu, ins: readonly KernelView[], _out: unknown, at: readonly number[]): void => {
+    for (const { group, n } of checkSgdMulti(ins)) step(g, 'sgd_step', group, at.slice(0, 6), n, 3);
   },
 };

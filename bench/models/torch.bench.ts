@@ -1,7 +1,8 @@
 // kiln against PyTorch CPU (Debian's python3-torch: oneDNN for convolution, OpenBLAS for GEMM) on the work of
 // issue 18, on 1 and all threads: GEMM (square N), conv2d forward + backward [N,16,28,28] * [32,16,3,3] pad 1,
 // the MLP 784-256-10 training step (batch 128, Adam) and a LeNet-5-like training step (batch 64, Adam), each step
-// reading the loss back, and an Adam step alone over 200 parameters of 256 (PyTorch's foreach Adam). PyTorch runs in a child process (one per thread count) with the same warm-up and time
+// reading the loss back, and an Adam step and an SGD (momentum 0.9) step alone over 200 parameters of 256
+// (PyTorch's foreach optimizers). PyTorch runs in a child process (one per thread count) with the same warm-up and time
 // budget; ratio = PyTorch time / kiln time (> 1: kiln is faster). The measured FMA peak is printed per thread
 // count so GFLOP/s figures can be read as a share of the machine.
 import * as kn from '../../src/index.js';
@@ -69,6 +70,9 @@ async function kilnRows(): Promise<TorchRow[]> {
   const adam = new kn.optim.Adam(ps);
   rows.push({ work: 'adam', size: 200, medianMs: (await bench(() => adam.step(), TIMING)).medianMs });
   adam.dispose();
+  const sgd = new kn.optim.SGD(ps, { lr: 1e-2, momentum: 0.9 });
+  rows.push({ work: 'sgd', size: 200, medianMs: (await bench(() => sgd.step(), TIMING)).medianMs });
+  sgd.dispose();
   for (const t of ps) {
     t.grad?.dispose();
     t.dispose();
@@ -76,13 +80,14 @@ async function kilnRows(): Promise<TorchRow[]> {
   return rows;
 }
 
-type CpuWork = 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam';
+type CpuWork = 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam' | 'sgd';
 const LABEL: Record<CpuWork, (n: number) => string> = {
   gemm: (n) => `GEMM ${n}x${n}x${n}`,
   conv: (n) => `conv2d fwd+bwd N=${n}`,
   mlp: (n) => `MLP step, batch ${n}`,
   cnn: (n) => `LeNet step, batch ${n}`,
   adam: (n) => `Adam step, ${n} x [256]`,
+  sgd: (n) => `SGD step, ${n} x [256]`,
 };
 const FLOPS: Record<CpuWork, (n: number) => number> = {
   gemm: (n) => 2 * n ** 3,
@@ -90,6 +95,7 @@ const FLOPS: Record<CpuWork, (n: number) => number> = {
   mlp: () => 0,
   cnn: () => 0,
   adam: () => 0,
+  sgd: () => 0,
 };
 
 export async function run(): Promise<void> {

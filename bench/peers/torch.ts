@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export interface TorchRow {
-  work: 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam' | 'encoder' | 'lstm' | 'attention';
+  work: 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam' | 'sgd' | 'encoder' | 'lstm' | 'attention';
   size: number;
   medianMs: number;
 }

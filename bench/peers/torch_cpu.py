@@ -56,9 +56,11 @@ lenet = torch.nn.Sequential(
 )
 emit("cnn", 64, timed(train_step(lenet, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))))
 
-# the optimizer step alone over many small parameters (multi-tensor "foreach" Adam)
+# the optimizer step alone over many small parameters (multi-tensor "foreach" Adam, and SGD with momentum)
 params = [torch.randn(256, requires_grad=True) for _ in range(200)]
 for p in params:
     p.grad = torch.randn(256)
 adam = torch.optim.Adam(params, lr=3e-4, foreach=True)
 emit("adam", 200, timed(adam.step))
+sgd = torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=True)
+emit("sgd", 200, timed(sgd.step))

@@ -543,55 +543,61 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
         );
     }
     // a weight packed once (its third use reads the packed copy) and int4 weights dequantized into the panels,
-    // on 1 and 3 threads: M = 30 < N cuts columns, so each part reads or dequantizes only its own panels
-    const [M, K, N] = [30, 520, 300];
-    const x = randomArray(r, M * K),
-      w = randomArray(r, N * K);
-    const G = Math.ceil(K / 64); // groups of 64 per row, 32 bytes each
-    const packedB = Uint8Array.from({ length: N * G * 32 }, () => Math.floor(r() * 256));
-    const scales = Float32Array.from({ length: N * G }, () => 0.01 + r() * 0.1);
-    const wantW = onBackend('js', () =>
-      kn.tidy(() =>
-        kn
-          .tensor(x, [M, K])
-          .matmul(kn.tensor(w, [N, K]).transpose())
-          .toArray(),
-      ),
-    ) as Float32Array;
-    const q4 = (): Float32Array =>
-      kn.tidy(() =>
-        kn
-          .qlinearInt4(
-            kn.tensor(x, [M, K]),
-            kn.tensor(packedB, [N, G * 32], { dtype: 'uint8' }),
-            kn.tensor(scales, [N, G]),
-            null,
-            64,
-          )
-          .toArray(),
+    // on 1-3 threads: M = 30 < N cuts columns, so each part reads or dequantizes only its own panels; M = 100 >
+    // N = 40 cuts rows on 2 threads, every part dequantizing all of the weights at once (3 threads: shared path)
+    for (const [M, K, N] of [
+      [30, 520, 300],
+      [100, 130, 40],
+    ] as const) {
+      const x = randomArray(r, M * K),
+        w = randomArray(r, N * K);
+      const G = Math.ceil(K / 64); // groups of 64 per row, 32 bytes each
+      const packedB = Uint8Array.from({ length: N * G * 32 }, () => Math.floor(r() * 256));
+      const scales = Float32Array.from({ length: N * G }, () => 0.01 + r() * 0.1);
+      const wantW = onBackend('js', () =>
+        kn.tidy(() =>
+          kn
+            .tensor(x, [M, K])
+            .matmul(kn.tensor(w, [N, K]).transpose())
+            .toArray(),
+        ),
       ) as Float32Array;
-    const want4 = onBackend('js', q4);
-    const got = [1, 3].map((t) => {
-      addon!.setThreads(t);
-      return onBackend('cpu', () => {
-        const X = kn.tensor(x, [M, K]),
-          W = kn.tensor(w, [N, K]);
-        const y = (): Float32Array => kn.tidy(() => X.matmul(W.transpose()).toArray() as Float32Array);
-        const outs = [y(), y(), y()];
-        X.dispose();
-        W.dispose();
-        return [...outs, q4()];
+      const q4 = (): Float32Array =>
+        kn.tidy(() =>
+          kn
+            .qlinearInt4(
+              kn.tensor(x, [M, K]),
+              kn.tensor(packedB, [N, G * 32], { dtype: 'uint8' }),
+              kn.tensor(scales, [N, G]),
+              null,
+              64,
+            )
+            .toArray(),
+        ) as Float32Array;
+      const want4 = onBackend('js', q4);
+      const got = [1, 2, 3].map((t) => {
+        addon!.setThreads(t);
+        return onBackend('cpu', () => {
+          const X = kn.tensor(x, [M, K]),
+            W = kn.tensor(w, [N, K]);
+          const y = (): Float32Array => kn.tidy(() => X.matmul(W.transpose()).toArray() as Float32Array);
+          const outs = [y(), y(), y()];
+          X.dispose();
+          W.dispose();
+          return [...outs, q4()];
+        });
       });
-    });
-    for (const outs of got) {
-      for (const o of outs.slice(0, 3)) allclose(o, wantW, 1e-3, 1e-4);
-      allclose(outs[3]!, want4, 1e-3, 1e-4);
+      for (const outs of got) {
+        for (const o of outs.slice(0, 3)) allclose(o, wantW, 1e-3, 1e-4);
+        allclose(outs[3]!, want4, 1e-3, 1e-4);
+      }
+      for (const t of [1, 2])
+        for (let i = 0; i < 4; i++)
+          assert.ok(
+            got[t]![i]!.every((v, j) => Object.is(v, got[0]![i]![j])),
+            `${M}x${K}x${N}: result ${i} differs on ${t + 1} threads`,
+          );
     }
-    for (let i = 0; i < 4; i++)
-      assert.ok(
-        got[1]![i]!.every((v, j) => Object.is(v, got[0]![i]![j])),
-        `result ${i} differs on 3 threads`,
-      );
   } finally {
     addon!.setThreads(threads);
   }

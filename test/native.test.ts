@@ -132,22 +132,29 @@ for (const isa of isas) {
   });
 }
 
-test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32) match js on every ISA', () => {
+test('both bf16 GEMM paths (packed vdpbf16ps-layout kernel, widening to float32) match js on every ISA and 1-3 threads', () => {
   const script = `
     const kn = await import('./src/index.ts');
     const { loadAddon } = await import('./src/backends/native/binding.ts');
     const { addon } = loadAddon();
     const bad = [];
+    // 1-3 threads: 200x1100x40 cuts rows (two K blocks), 40x1100x300 columns, bit for bit as on one thread
     for (const isa of addon.info().supportedIsas) {
       addon.setIsa(isa);
-      for (const [M, K, N] of [[1, 3, 2], [13, 65, 37], [40, 1100, 33]]) {
+      for (const [M, K, N] of [[1, 3, 2], [13, 65, 37], [40, 1100, 33], [200, 1100, 40], [40, 1100, 300]]) {
         kn.seed(M + K + N);
         const a = kn.randn([M, K]).cast('bfloat16'), b = kn.randn([N, K]).cast('bfloat16').transpose();
-        const got = a.matmul(b).cast('float32').toArray();
         kn.setBackend('js');
         const want = a.to('js').matmul(b.to('js')).cast('float32').toArray();
         kn.setBackend('cpu');
-        for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= 0.02 * Math.max(1, Math.abs(want[i])))) { bad.push(isa + ' ' + M + 'x' + K + 'x' + N + ' [' + i + '] ' + got[i] + ' vs ' + want[i]); break; }
+        let first = null;
+        for (const t of [1, 2, 3]) {
+          addon.setThreads(t);
+          const got = a.matmul(b).cast('float32').toArray();
+          first = first ?? got;
+          if (got.some((v, i) => !Object.is(v, first[i]))) bad.push(isa + ' ' + M + 'x' + K + 'x' + N + ' differs on ' + t + ' threads');
+          for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= 0.02 * Math.max(1, Math.abs(want[i])))) { bad.push(isa + ' ' + M + 'x' + K + 'x' + N + ' [' + i + '] ' + got[i] + ' vs ' + want[i]); break; }
+        }
       }
     }
     console.log(JSON.stringify(bad));`;

@@ -326,17 +326,17 @@ static void gemm_part(const GemmArgs& g, int64_t r0, int64_t r1, int64_t p0, int
 // leaves it to the shared path, where the threads pack B together and take (row block, panel chunk) tasks: the
 // parts repack A tc times and B tr times, which costs more than it saves when the product is small for the
 // threads (many threads on a small product) -- measured only on 2 threads, where the parts always won.
-static void gemm_grid(const GemmArgs& g, int threads, int64_t& tr, int64_t& tc) {
+static void gemm_grid(int64_t M, int64_t N, int64_t K, int threads, int64_t& tr, int64_t& tc) {
   tr = tc = 1;
-  if (threads <= 1 || 2.0 * g.M * g.N * g.K <= 2e5) return;
-  const int64_t strips = (g.M + MR - 1) / MR, npanels = (g.N + NR - 1) / NR;
+  if (threads <= 1 || 2.0 * M * N * K <= 2e5) return;
+  const int64_t strips = (M + MR - 1) / MR, npanels = (N + NR - 1) / NR;
   double best = -1.0;
   for (int t = threads; t >= 2 && best < 0; --t)
     for (int64_t r = 1; r <= t; ++r) {
       const int64_t c = t / r;
       if (r * c != t || r > strips || c > npanels) continue;
-      const double cost = static_cast<double>((strips + r - 1) / r * MR) * g.K +
-                          static_cast<double>(g.K) * ((npanels + c - 1) / c * NR);
+      const double cost =
+          static_cast<double>((strips + r - 1) / r * MR) * K + static_cast<double>(K) * ((npanels + c - 1) / c * NR);
       if (best < 0 || cost < best) {
         best = cost;
         tr = r;
@@ -346,9 +346,31 @@ static void gemm_grid(const GemmArgs& g, int threads, int64_t& tr, int64_t& tc) 
   if (best < 0) return;  // one strip and one panel: nothing to cut
   // the shared path packs (M K + K N) / threads floats per thread; take the parts while they pack at most twice
   // that, or while their packing is small next to their multiply-adds
-  const double shared = (static_cast<double>(g.M) * g.K + static_cast<double>(g.K) * g.N) / threads;
-  const double fmas = static_cast<double>(g.M) / tr * (static_cast<double>(g.N) / tc) * g.K;
+  const double shared = (static_cast<double>(M) * K + static_cast<double>(K) * N) / threads;
+  const double fmas = static_cast<double>(M) / tr * (static_cast<double>(N) / tc) * K;
   if (best > 2.0 * shared && fmas < 64.0 * best) tr = tc = 0;
+}
+
+// Runs part(r0, r1, p0, p1) for rows [r0, r1) x panels [p0, p1) of every cell of gemm_grid's grid, a thread
+// each, and returns true; false when the grid leaves the product to the shared path.
+template <class Part>
+static bool run_parts(int64_t M, int64_t N, int64_t K, int threads, Part&& part) {
+  int64_t tr, tc;
+  gemm_grid(M, N, K, threads, tr, tc);
+  if (tr == 0) return false;
+  const int64_t strips = (M + MR - 1) / MR, npanels = (N + NR - 1) / NR;
+  const auto cell = [&](int64_t t) {
+    const int64_t r = t / tc, c = t % tc;
+    part(std::min(M, r * strips / tr * MR), std::min(M, (r + 1) * strips / tr * MR), c * npanels / tc,
+         (c + 1) * npanels / tc);
+  };
+  if (tr * tc == 1)
+    cell(0);
+  else
+    parallel_for(tr * tc, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) cell(t);
+    });
+  return true;
 }
 
 }  // namespace mm
@@ -384,23 +406,9 @@ void sgemm(const GemmArgs& g) {
   // Independent parts, one per thread: 2 threads ran 128-2048 squares 2-50% faster this way than with B packed
   // together and two fork/joins per K block, each thread then reading the panels the other wrote (2-core EPYC,
   // bench/RESULTS.md)
-  int64_t tr, tc;
-  gemm_grid(g, threads, tr, tc);
-  if (tr > 0) {
-    const int64_t strips = (g.M + MR - 1) / MR, npanels = (g.N + NR - 1) / NR;
-    const auto part = [&](int64_t t) {
-      const int64_t r = t / tc, c = t % tc;
-      gemm_part(g, std::min(g.M, r * strips / tr * MR), std::min(g.M, (r + 1) * strips / tr * MR), c * npanels / tc,
-                (c + 1) * npanels / tc);
-    };
-    if (tr * tc == 1)
-      part(0);
-    else
-      parallel_for(tr * tc, 1, [&](int64_t lo, int64_t hi) {
-        for (int64_t t = lo; t < hi; ++t) part(t);
-      });
+  if (run_parts(g.M, g.N, g.K, threads,
+                [&](int64_t r0, int64_t r1, int64_t p0, int64_t p1) { gemm_part(g, r0, r1, p0, p1); }))
     return;
-  }
   // packing buffers live per thread and only grow (kiln/scratch.inl): a fresh 256 KiB std::vector per call went to
   // mmap (glibc's threshold) and paid its page faults on every call, which cost 256x256 products ~40% of their time
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
@@ -585,9 +593,62 @@ static bool packed_mode() {
   return v;
 }
 
+// C rows [i0, i0 + mc) x panels [p0, p1) of K block k0 (depth kc): apack holds those rows' packed A strips, bp
+// panel p0's packed B (the next panels after it)
+static void block(const Args& g, int64_t k0, int64_t kc, int64_t i0, int64_t mc, const uint16_t* apack,
+                  const uint16_t* bp, int64_t p0, int64_t p1) {
+  const int64_t k2n = (kc + 1) / 2, apanels = (mc + MR - 1) / MR;
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint16_t* const bpp = bp + (p - p0) * k2n * NR * 2;
+    for (int64_t ap = 0; ap < apanels; ++ap) {
+      vfloat acc[MR][NV];
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
+#if KILN_VEC_BYTES == 64
+      if (has_bf16())
+        micro_bf16(k2n, apack + ap * k2n * MR * 2, bpp, acc);
+      else
+#endif
+        micro_generic(k2n, apack + ap * k2n * MR * 2, bpp, acc);
+      for (int r = 0; r < MR; ++r) {
+        const int64_t i = i0 + ap * MR + r;
+        if (i >= i0 + mc) break;
+        for (int v = 0; v < NV; ++v) {
+          const int64_t j0 = p * NR + v * kVL;
+          float* dst = g.C + i * g.N + j0;
+          if (j0 + kVL <= g.N) {
+            vstore(dst, k0 ? vload(dst) + acc[r][v] : acc[r][v]);
+          } else {
+            for (int l = 0; l < kVL && j0 + l < g.N; ++l) dst[l] = k0 ? dst[l] + acc[r][v][l] : acc[r][v][l];
+          }
+        }
+      }
+    }
+  }
+}
+
+// C rows [r0, r1) x panels [p0, p1) on the calling thread alone, with its own packed A and B (as sgemm's parts)
+static void gemm_part(const Args& g, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+  uint16_t* const own = thread_scratch<uint16_t, 0>((p1 - p0) * ((std::min(KC, g.K) + 1) / 2) * NR * 2);
+  uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * ((std::min(KC, g.K) + 1) / 2) * MR * 2);
+  for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+    const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
+    for (int64_t p = p0; p < p1; ++p) pack_b(g, k0, kc, p, own + (p - p0) * k2n * NR * 2);
+    for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+      const int64_t mc = std::min(MC, r1 - i0);
+      for (int64_t ap = 0; ap * MR < mc; ++ap) pack_a(g, i0 + ap * MR, k0, kc, apack + ap * k2n * MR * 2);
+      block(g, k0, kc, i0, mc, apack, own, p0, p1);
+    }
+  }
+}
+
+static_assert(MR == mm::MR && NR == mm::NR, "the bf16 GEMM cuts its parts on the float32 GEMM's strips and panels");
 static void gemm(const Args& g) {
   const int64_t npanels = (g.N + NR - 1) / NR, mblocks = (g.M + MC - 1) / MC;
   const int threads = num_threads();
+  if (mm::run_parts(g.M, g.N, g.K, threads,
+                    [&](int64_t r0, int64_t r1, int64_t p0, int64_t p1) { gemm_part(g, r0, r1, p0, p1); }))
+    return;
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
     uint16_t* const bp = thread_scratch<uint16_t, 0>(npanels * k2n * NR * 2);  // grow-only, per thread (see sgemm)
@@ -596,43 +657,18 @@ static void gemm(const Args& g) {
     });
     const int64_t nchunks = gemm_chunks(mblocks, npanels, threads);
     const int64_t ppc = (npanels + nchunks - 1) / nchunks;
-    const double flops = 2.0 * static_cast<double>(g.M) * g.N * kc;
-    parallel_for(mblocks * nchunks, flops > 4e5 ? 1 : mblocks * nchunks, [&](int64_t lo, int64_t hi) {
+    parallel_for(mblocks * nchunks, 1, [&](int64_t lo, int64_t hi) {
       uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * k2n * MR * 2);
       int64_t packed = -1;
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t mb = t / nchunks, ch = t % nchunks;
-        const int64_t i0 = mb * MC, mc = std::min(MC, g.M - i0), apanels = (mc + MR - 1) / MR;
+        const int64_t i0 = mb * MC, mc = std::min(MC, g.M - i0);
         if (packed != mb) {
-          for (int64_t ap = 0; ap < apanels; ++ap) pack_a(g, i0 + ap * MR, k0, kc, apack + ap * k2n * MR * 2);
+          for (int64_t ap = 0; ap * MR < mc; ++ap) pack_a(g, i0 + ap * MR, k0, kc, apack + ap * k2n * MR * 2);
           packed = mb;
         }
-        for (int64_t p = ch * ppc; p < std::min(npanels, (ch + 1) * ppc); ++p) {
-          for (int64_t ap = 0; ap < apanels; ++ap) {
-            vfloat acc[MR][NV];
-            for (int r = 0; r < MR; ++r)
-              for (int v = 0; v < NV; ++v) acc[r][v] = vfloat{};
-#if KILN_VEC_BYTES == 64
-            if (has_bf16())
-              micro_bf16(k2n, apack + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
-            else
-#endif
-              micro_generic(k2n, apack + ap * k2n * MR * 2, bp + p * k2n * NR * 2, acc);
-            for (int r = 0; r < MR; ++r) {
-              const int64_t i = i0 + ap * MR + r;
-              if (i >= g.M) break;
-              for (int v = 0; v < NV; ++v) {
-                const int64_t j0 = p * NR + v * kVL;
-                float* dst = g.C + i * g.N + j0;
-                if (j0 + kVL <= g.N) {
-                  vstore(dst, k0 ? vload(dst) + acc[r][v] : acc[r][v]);
-                } else {
-                  for (int l = 0; l < kVL && j0 + l < g.N; ++l) dst[l] = k0 ? dst[l] + acc[r][v][l] : acc[r][v][l];
-                }
-              }
-            }
-          }
-        }
+        const int64_t p0 = ch * ppc, p1 = std::min(npanels, (ch + 1) * ppc);
+        if (p0 < p1) block(g, k0, kc, i0, mc, apack, bp + p0 * k2n * NR * 2, p0, p1);
       }
     });
   }

@@ -612,51 +612,37 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
     return ((m + kGemmMR - 1) / kGemmMR * kGemmMR) * ((n + kGemmNR - 1) / kGemmNR * kGemmNR);
   };
   const bool transposed = g.Og() > kGemmSmallM && padded(g.ckk(), g.Og()) < padded(g.Og(), g.ckk());
-  auto images_direct = [&](int64_t lo, int64_t hi, float* dw, bool par) {
-    ThreadBuffer<0> col;
-    for (int64_t n = lo; n < hi; ++n)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
-        const float* gyg = pgy + (n * g.O + gi * g.Og()) * g.P();
-        float* dwg = dw + gi * g.Og() * g.ckk();
-        if (pointwise(g)) {
-          GemmArgs a{g.Og(), g.ckk(), g.P(), gyg, g.P(), 1, xg, 1, g.P(), dwg, g.ckk(), true, par};
-          sgemm(a);
-          continue;
-        }
-        float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
-        for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
-          im2col(xg, g, c, oh0, oh1);
-          GemmArgs a{g.Og(), g.ckk(), pt, gyg + oh0 * g.OW, g.P(), 1, c, 1, pt, dwg, g.ckk(), true, par};
-          sgemm(a);
-        });
-      }
-  };
-  auto images_transposed = [&](int64_t lo, int64_t hi, float* dw, bool par) {
+  // im2col + GEMM over images [lo, hi), into dw (transposed: into dW^T, added into dw at the end)
+  auto images_gemm = [&](int64_t lo, int64_t hi, float* dw, bool par) {
     ThreadBuffer<0> col;
     const int64_t per = g.ckk() * g.Og();
-    std::vector<float> dwt(static_cast<size_t>(g.groups * per), 0.f);
+    std::vector<float> dwt(transposed ? static_cast<size_t>(g.groups * per) : 0, 0.f);
+    // dst (dW_g [Og, ckk] or dW_g^T [ckk, Og]) += gy_g [Og, pt] (row stride P) times cols [ckk, pt] (row stride ldc)
+    const auto product = [&](const float* gyg, const float* cols, int64_t pt, int64_t ldc, float* dst) {
+      GemmArgs a = transposed ? GemmArgs{g.ckk(), g.Og(), pt, cols, ldc, 1, gyg, 1, g.P(), dst, g.Og(), true, par}
+                              : GemmArgs{g.Og(), g.ckk(), pt, gyg, g.P(), 1, cols, 1, ldc, dst, g.ckk(), true, par};
+      sgemm(a);
+    };
     for (int64_t n = lo; n < hi; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* xg = px + (n * g.C + gi * g.Cg()) * g.H * g.W;
         const float* gyg = pgy + (n * g.O + gi * g.Og()) * g.P();
-        float* dwtg = dwt.data() + gi * per;
+        float* dst = transposed ? dwt.data() + gi * per : dw + gi * per;
         if (pointwise(g)) {
-          GemmArgs a{g.ckk(), g.Og(), g.P(), xg, g.P(), 1, gyg, 1, g.P(), dwtg, g.Og(), true, par};
-          sgemm(a);
+          product(gyg, xg, g.P(), g.P(), dst);
           continue;
         }
         float* c = col.get(g.ckk() * tile_rows(g) * g.OW);
         for_each_tile(g, [&](int64_t oh0, int64_t oh1, int64_t pt) {
           im2col(xg, g, c, oh0, oh1);
-          GemmArgs a{g.ckk(), g.Og(), pt, c, pt, 1, gyg + oh0 * g.OW, 1, g.P(), dwtg, g.Og(), true, par};
-          sgemm(a);
+          product(gyg + oh0 * g.OW, c, pt, pt, dst);
         });
       }
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      for (int64_t o = 0; o < g.Og(); ++o)
-        for (int64_t k = 0; k < g.ckk(); ++k)
-          dw[gi * per + o * g.ckk() + k] += dwt[static_cast<size_t>(gi * per + k * g.Og() + o)];
+    if (transposed)
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        for (int64_t o = 0; o < g.Og(); ++o)
+          for (int64_t k = 0; k < g.ckk(); ++k)
+            dw[gi * per + o * g.ckk() + k] += dwt[static_cast<size_t>(gi * per + k * g.Og() + o)];
   };
   const bool direct = use_direct(g, ConvPass::Weight) && all_finite(px, x.numel());
   const Direct d = dir_geom(g, ConvPass::Weight);
@@ -665,10 +651,8 @@ static Status k_conv2d_backward_weight(const TensorView* in, int nin, const Tens
       dirw_images(
           d, g.groups, lo, hi, [&](int64_t n, int64_t gi) { return px + (n * g.C + gi * g.Cg()) * g.H * g.W; },
           [&](int64_t n, int64_t gi) { return pgy + (n * g.O + gi * g.Og()) * g.P(); }, dw, par);
-    else if (transposed)
-      images_transposed(lo, hi, dw, par);
     else
-      images_direct(lo, hi, dw, par);
+      images_gemm(lo, hi, dw, par);
   };
   if (g.N >= num_threads() && num_threads() > 1) {
     // each chunk of images sums into its own copy of dW (small: O * Cg * kh * kw), added up in chunk order so

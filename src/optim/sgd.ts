@@ -50,10 +50,9 @@ export class SGD extends Optimizer {
   private attrs(first: boolean): number[] {
     return [this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov ? 1 : 0, first ? 1 : 0];
   }
-  /** During updateAll: the parameters whose momentum buffer did not exist before this step. */
-  private fresh: ReadonlySet<number> | null = null;
   protected update(i: number, p: Tensor, g: Tensor): void {
-    const first = this.fresh ? this.fresh.has(i) : !this.state[i]!.has('momentum');
+    // a buffer's first step takes the gradient as it is; read before slot() creates the buffer
+    const first = !this.state[i]!.has('momentum');
     runInPlace('sgdStep', this.momentum > 0 ? [p, g, this.slot(i, 'momentum')] : [p, g], this.attrs(first));
   }
   /**
@@ -63,22 +62,21 @@ export class SGD extends Optimizer {
    */
   protected override updateAll(items: readonly StepItem[]): void {
     if (this.momentum === 0) return super.updateAll(items);
-    // whether each buffer is new, read before the grouping below makes them all
+    // whether each buffer is new, read before any call below creates them
     const first = new Set(items.filter((it) => !this.state[it.i]!.has('momentum')).map((it) => it.i));
-    this.fresh = first;
-    try {
-      this.updateMulti(
-        items,
-        (it) => `${first.has(it.i)}:${it.p.backend}`,
-        (it) => [it.p, this.slot(it.i, 'momentum')],
-        (part) => {
-          const ins: Tensor[] = [];
-          for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'momentum'));
-          runInPlace('sgdStepMulti', ins, this.attrs(first.has(part[0]!.i)));
-        },
-      );
-    } finally {
-      this.fresh = null;
-    }
+    this.updateMulti(
+      items,
+      (it) => `${first.has(it.i)}:${it.p.backend}`,
+      // a buffer not made yet is new memory, shared with nothing: only an existing one can alias another input
+      (it) => {
+        const m = this.state[it.i]!.get('momentum');
+        return m ? [it.p, m] : [it.p];
+      },
+      (part) => {
+        const ins: Tensor[] = [];
+        for (const { i, p, g } of part) ins.push(p, g, this.slot(i, 'momentum'));
+        runInPlace('sgdStepMulti', ins, this.attrs(first.has(part[0]!.i)));
+      },
+    );
   }
 }

@@ -372,6 +372,40 @@ for (const b of BACKENDS) {
       }),
     ));
 
+  /**
+   * Twelve parameters of 5 cut from `init`, as separate copies or as views of one flat buffer, stepped `steps`
+   * times by `make`'s optimizer with the gradients `gradOf(step, k)` (null: none that step). Returns the
+   * parameters' values after the last step and each step's profile.
+   */
+  const stepTwelve = (
+    init: kn.Tensor,
+    views: boolean,
+    make: (ps: kn.Tensor[]) => kn.optim.Optimizer,
+    steps: number,
+    gradOf: (step: number, k: number) => kn.Tensor | null,
+  ): { values: number[]; profiles: kn.Profile[] } => {
+    const flat = init.clone();
+    const ps = Array.from({ length: 12 }, (_, k) => {
+      const v = flat.slice([5 * k], [5 * k + 5]);
+      const t = views ? v : v.clone();
+      t.requiresGrad = true;
+      return t;
+    });
+    const opt = make(ps);
+    const profiles: kn.Profile[] = [];
+    for (let step = 0; step < steps; step++) {
+      ps.forEach((t, k) => {
+        t.grad?.dispose();
+        t.grad = gradOf(step, k);
+      });
+      profiles.push(kn.profile(() => opt.step()));
+    }
+    const values = ps.flatMap((t) => Array.from(t.toArray() as ArrayLike<number>));
+    opt.dispose();
+    return { values, profiles };
+  };
+  const calls = (p: kn.Profile, op: string): number => p.events.filter((e) => e.op === op).length;
+
   test(`Adam updates up to 8 parameters per kernel call, as one call per parameter would (${b})`, () =>
     onBackend(b, () =>
       kn.tidy(() => {
@@ -379,27 +413,21 @@ for (const b of BACKENDS) {
         const init = kn.randn([60]),
           grad = kn.randn([60]);
         // 12 parameters of 5: separate buffers (batched 8 + 4), views of one flat buffer (each its own call,
-        // since a call may not write a buffer that another of its inputs reads) and AMSGrad (per parameter)
-        const run = (kind: 'separate' | 'views' | 'amsgrad'): { values: number[]; profile: kn.Profile } => {
-          const flat = init.clone();
-          const ps = Array.from({ length: 12 }, (_, k) => {
-            const v = flat.slice([5 * k], [5 * k + 5]);
-            const t = kind === 'views' ? v : v.clone();
-            t.requiresGrad = true;
-            return t;
-          });
-          const opt = new kn.optim.Adam(ps, { lr: 0.01, amsgrad: kind === 'amsgrad' });
-          ps.forEach((t, k) => (t.grad = grad.slice([5 * k], [5 * k + 5]).clone()));
-          opt.step();
-          const profile = kn.profile(() => opt.step());
-          const values = ps.flatMap((t) => Array.from(t.toArray() as ArrayLike<number>));
-          opt.dispose();
-          return { values, profile };
+        // since a call may not write a buffer that another of its inputs reads) and AMSGrad (per parameter);
+        // two steps of one gradient, the second profiled
+        const run = (views: boolean, amsgrad: boolean): { values: number[]; profile: kn.Profile } => {
+          const { values, profiles } = stepTwelve(
+            init,
+            views,
+            (ps) => new kn.optim.Adam(ps, { lr: 0.01, amsgrad }),
+            2,
+            (_, k) => grad.slice([5 * k], [5 * k + 5]).clone(),
+          );
+          return { values, profile: profiles[1]! };
         };
-        const sep = run('separate'),
-          views = run('views'),
-          ams = run('amsgrad');
-        const calls = (p: kn.Profile, op: string): number => p.events.filter((e) => e.op === op).length;
+        const sep = run(false, false),
+          views = run(true, false),
+          ams = run(false, true);
         assert.is(calls(sep.profile, 'adamStepMulti'), 2);
         assert.is(calls(sep.profile, 'adamStep'), 0);
         assert.is(calls(views.profile, 'adamStep'), 12);
@@ -420,37 +448,24 @@ for (const b of BACKENDS) {
         // 12 parameters of 5 over three steps, parameter 2 without a gradient in the first (so the second step
         // has a new buffer beside 11 old ones): separate buffers (batched), views of one flat buffer (a call
         // each) and no momentum (sgdStep per parameter, no buffer; compared with itself only)
-        const run = (kind: 'separate' | 'views' | 'plain'): { values: number[]; profiles: kn.Profile[] } => {
-          const flat = init.clone();
-          const ps = Array.from({ length: 12 }, (_, k) => {
-            const v = flat.slice([5 * k], [5 * k + 5]);
-            const t = kind === 'views' ? v : v.clone();
-            t.requiresGrad = true;
-            return t;
-          });
+        const run = (views: boolean, momentum: boolean): { values: number[]; profiles: kn.Profile[] } =>
           // dampening 0.1: a buffer's first step (the gradient as it is) differs from a later one on a zero buffer
-          const opt = new kn.optim.SGD(ps, {
-            lr: 0.01,
-            momentum: kind === 'plain' ? 0 : 0.9,
-            dampening: kind === 'plain' ? 0 : 0.1,
-            weightDecay: 0.01,
-          });
-          const profiles: kn.Profile[] = [];
-          for (let step = 0; step < 3; step++) {
-            ps.forEach((t, k) => {
-              t.grad?.dispose();
-              t.grad = step === 0 && k === 2 ? null : grad.slice([5 * k], [5 * k + 5]).mul(step + 1);
-            });
-            profiles.push(kn.profile(() => opt.step()));
-          }
-          const values = ps.flatMap((t) => Array.from(t.toArray() as ArrayLike<number>));
-          opt.dispose();
-          return { values, profiles };
-        };
-        const sep = run('separate'),
-          views = run('views'),
-          plain = run('plain');
-        const calls = (p: kn.Profile, op: string): number => p.events.filter((e) => e.op === op).length;
+          stepTwelve(
+            init,
+            views,
+            (ps) =>
+              new kn.optim.SGD(ps, {
+                lr: 0.01,
+                momentum: momentum ? 0.9 : 0,
+                dampening: momentum ? 0.1 : 0,
+                weightDecay: 0.01,
+              }),
+            3,
+            (step, k) => (step === 0 && k === 2 ? null : grad.slice([5 * k], [5 * k + 5]).mul(step + 1)),
+          );
+        const sep = run(false, true),
+          views = run(true, true),
+          plain = run(false, false);
         // step 1: 11 first steps (8 + 3); step 2: 11 old buffers (8 + 3) and parameter 2's first (alone: sgdStep)
         assert.equal(
           sep.profiles.map((p) => [calls(p, 'sgdStepMulti'), calls(p, 'sgdStep')]),

@@ -629,8 +629,9 @@ static void block(const Args& g, int64_t k0, int64_t kc, int64_t i0, int64_t mc,
 
 // C rows [r0, r1) x panels [p0, p1) on the calling thread alone, with its own packed A and B (as sgemm's parts)
 static void gemm_part(const Args& g, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
-  uint16_t* const own = thread_scratch<uint16_t, 0>((p1 - p0) * ((std::min(KC, g.K) + 1) / 2) * NR * 2);
-  uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * ((std::min(KC, g.K) + 1) / 2) * MR * 2);
+  const int64_t pairs = (std::min(KC, g.K) + 1) / 2;  // k pairs in the longest K block
+  uint16_t* const own = thread_scratch<uint16_t, 0>((p1 - p0) * pairs * NR * 2);
+  uint16_t* const apack = thread_scratch<uint16_t, 1>(((MC + MR - 1) / MR) * pairs * MR * 2);
   for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
     const int64_t kc = std::min(KC, g.K - k0), k2n = (kc + 1) / 2;
     for (int64_t p = p0; p < p1; ++p) pack_b(g, k0, kc, p, own + (p - p0) * k2n * NR * 2);

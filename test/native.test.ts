@@ -512,6 +512,17 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
   // [M, K, N]: M > N cuts rows (each part packs its own rows of A and all of B); M < N cuts columns, and N = 4200
   // has two N blocks, a part's panels straddling the boundary on 2 and 3 threads; 64^3 on 8 threads is too
   // small for a part per thread and takes the shared path (B packed by all, tasks of row block x panel chunk)
+  // the js backend's product of row-major a [M, K] and b [K, N]; whether two results are the same bits
+  const jsMatmul = (a: Float32Array, b: Float32Array, M: number, K: number, N: number): Float32Array =>
+    onBackend('js', () =>
+      kn.tidy(() =>
+        kn
+          .tensor(a, [M, K])
+          .matmul(kn.tensor(b, [K, N]))
+          .toArray(),
+      ),
+    ) as Float32Array;
+  const sameBits = (x: Float32Array, y: Float32Array): boolean => x.every((v, j) => Object.is(v, y[j]));
   const shapes: [number, number, number, number[]][] = [
     [200, 600, 96, [1, 2, 3, 4]],
     [40, 300, 4200, [1, 2, 3, 4]],
@@ -521,14 +532,7 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
     for (const [M, K, N, counts] of shapes) {
       const a = randomArray(r, M * K),
         b = randomArray(r, K * N);
-      const want = onBackend('js', () =>
-        kn.tidy(() =>
-          kn
-            .tensor(a, [M, K])
-            .matmul(kn.tensor(b, [K, N]))
-            .toArray(),
-        ),
-      ) as Float32Array;
+      const want = jsMatmul(a, b, M, K, N);
       const runs = counts.map((t) => {
         addon!.setThreads(t);
         return onBackend('cpu', () =>
@@ -544,10 +548,46 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
       });
       for (const run of runs) allclose(run, want, 1e-3, 1e-4);
       for (let i = 1; i < runs.length; i++)
-        assert.ok(
-          runs[i]!.every((v, j) => Object.is(v, runs[0]![j])),
-          `${M}x${K}x${N} on ${counts[i]} threads differs from 1 thread`,
+        assert.ok(sameBits(runs[i]!, runs[0]!), `${M}x${K}x${N} on ${counts[i]} threads differs from 1 thread`);
+    }
+    // small products read row-major A and B in place (no packing); given as transposed views they are packed:
+    // the same multiply-adds in the same order, so all four layouts give the same bits, on 1-3 threads. 37 rows
+    // leave a partial strip, 200 columns a partial panel (packed even in place), K = 600 makes two K blocks.
+    for (const [M, K, N] of [
+      [37, 600, 200],
+      [128, 128, 128],
+    ] as const) {
+      const a = randomArray(r, M * K),
+        b = randomArray(r, K * N);
+      const want = jsMatmul(a, b, M, K, N);
+      // t: a [rows, cols] operand as a transposed view of its contiguous transpose (strides [1, rows])
+      const operand = (v: Float32Array, rows: number, cols: number, t: boolean): kn.Tensor =>
+        t ? kn.tensor(v, [rows, cols]).transpose().contiguous().transpose() : kn.tensor(v, [rows, cols]);
+      for (const t of [1, 2, 3]) {
+        addon!.setThreads(t);
+        const runs = [false, true].flatMap((ta) =>
+          [false, true].map(
+            (tb) =>
+              onBackend('cpu', () =>
+                kn.tidy(() => {
+                  kn.full([M, N], NaN).add(0).dispose();
+                  const x = operand(a, M, K, ta),
+                    y = operand(b, K, N, tb);
+                  assert.is(x.isContiguous(), !ta);
+                  assert.is(y.isContiguous(), !tb);
+                  return x.matmul(y).toArray();
+                }),
+              ) as Float32Array,
+          ),
         );
+        allclose(runs[0]!, want, 1e-3, 1e-4);
+        runs.forEach((run, i) =>
+          assert.ok(
+            sameBits(run, runs[0]!),
+            `${M}x${K}x${N} on ${t} threads: layout ${i} (A, B transposed: ${i >> 1}, ${i & 1}) differs from both in place`,
+          ),
+        );
+      }
     }
     // a weight packed once (its third use reads the packed copy) and int4 weights dequantized into the panels,
     // on 1-3 threads: M = 30 < N cuts columns, so each part reads or dequantizes only its own panels; M = 100 >

@@ -1,6 +1,7 @@
-// float32 GEMM: packed A/B panels, an MR x NR register-blocked micro-kernel (vector extensions, so each ISA
-// pass gets its own width: 12x32 on AVX-512, 6x16 on AVX2, 6x8 baseline), K/M/N cache blocking, and the
-// thread pool over (M block, N chunk) tiles. Batched matmul loops over broadcast batch strides.
+// float32 GEMM: packed A/B panels (or, for small products, A and B read in place), an MR x NR register-blocked
+// micro-kernel (vector extensions, so each ISA pass gets its own width: 12x32 on AVX-512, 6x16 on AVX2, 6x8 baseline),
+// K/M/N cache blocking, and the thread pool over (M block, N chunk) tiles. Batched matmul loops over broadcast batch
+// strides.
 #ifndef KILN_ISA
 #if defined(__x86_64__)
 #include <immintrin.h>  // the AVX-512 BF16 / VNNI paths; other CPUs run the portable vector-extension passes
@@ -105,9 +106,19 @@ static void pack_a(const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_
   }
 }
 
-static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                         int64_t mr, int64_t nr, bool acc_c) {
+// C[0, mr) x [0, nr) (row stride ldc) = or += A's MR rows times B's NR columns over kc values. A is a packed
+// strip (kc x MR) unless RowsA: then its rows in place, row stride lda, rows past mr reading row mr-1 (never
+// stored). B is NR floats per k, ldb apart (a packed panel: ldb = NR). Either way the same multiply-adds in the
+// same order, so the bits do not depend on what was packed.
+template <bool RowsA>
+static inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
+                         float* c, int64_t ldc, int64_t mr, int64_t nr, bool acc_c) {
   vfloat acc[MR][NV];
+  const float* ar[MR];
+  if constexpr (RowsA) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) ar[i] = a + std::min<int64_t>(i, mr - 1) * lda;
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -115,10 +126,10 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
   for (int64_t k = 0; k < kc; ++k) {
     vfloat bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * NR + v * kVL);
+    for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * ldb + v * kVL);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const float av = a[k * MR + i];
+      const float av = RowsA ? ar[i][k] : a[k * MR + i];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
     }
@@ -274,17 +285,29 @@ static void pack_b_block(const GemmArgs& g, int64_t j0, int64_t nc, int64_t k0, 
   });
 }
 
-// C[i0, i0+mc) x columns [jb, jb + panels*NR) (clipped at N) += or = the packed A block (MR-row strips of depth
-// kc) times `panels` packed B panels from bp
-static void block_panels(const GemmArgs& g, int64_t kc, const float* apack, int64_t i0, int64_t mc, const float* bp,
-                         int64_t jb, int64_t panels, bool acc_c) {
+// C[i0, i0+mc) x columns [jb, jb + panels*NR) (clipped at N) += or = A's rows [i0, i0+mc) times `panels` B
+// panels. A: a packed block (MR-row strips of depth kc) when lda = 0, else A's own rows from `a` (row i0, the
+// block's first column), lda apart. B: panel p at bp + p * pstride, its rows ldb apart (packed: kc * NR and NR;
+// B's own rows: NR and B's row stride, full-width panels only, as a partial one would read past the row).
+static void block_panels(const GemmArgs& g, int64_t kc, const float* a, int64_t lda, int64_t i0, int64_t mc,
+                         const float* bp, int64_t pstride, int64_t ldb, int64_t jb, int64_t panels, bool acc_c) {
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t j = jb + p * NR, nr = std::min<int64_t>(NR, g.N - j);
-    for (int64_t ip = 0; ip * MR < mc; ++ip)
-      micro(kc, apack + ip * kc * MR, bp + p * kc * NR, g.C + (i0 + ip * MR) * g.ldc + j, g.ldc,
-            std::min<int64_t>(MR, mc - ip * MR), nr, acc_c);
+    for (int64_t ip = 0; ip * MR < mc; ++ip) {
+      float* const c = g.C + (i0 + ip * MR) * g.ldc + j;
+      const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
+      if (lda == 0)
+        micro<false>(kc, a + ip * kc * MR, 0, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
+      else
+        micro<true>(kc, a + ip * MR * lda, lda, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
+    }
   }
 }
+
+// B small enough to stay in L2 (floats): a part reads row-major A and B where they are instead of packing them,
+// as OpenBLAS's small-matrix kernels do. One thread on the 2-core EPYC: 128^3 25.8-26.1 -> 23.6-23.9 us, 256^3
+// 170-173 -> 155-158 us (B alone: 24.9-25.1, 163-164); at 256K floats (512^3) the gain was lost in the noise.
+static constexpr int64_t kDirectB = 128 * 1024;
 
 // C rows [r0, r1) x B panels [p0, p1) (panel p = columns [p*NR, p*NR + NR)) on the calling thread alone, with its
 // own packed copies of the A rows and B columns it needs, in the same K blocks, N blocks and row blocks as the
@@ -302,6 +325,27 @@ static void gemm_part(const GemmArgs& g, int64_t r0, int64_t r1, int64_t p0, int
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
       const float* bp = own;
+      const bool direct = !g.packed_b && !g.pack_b && g.csB == 1 && g.K * g.N <= kDirectB;
+      if (direct) {
+        // full panels straight from B's rows; a partial last panel (N not a multiple of NR) is packed
+        const int64_t jb = j0 + q0 * NR, full = std::min(q1 - q0, (g.N - jb) / NR);
+        if (full < q1 - q0) pack_b(g, k0, kc, jb + full * NR, g.N - jb - full * NR, own);
+        const bool acc_c = g.accumulate || k0 > 0;
+        for (int64_t mb = 0; mb < mblocks; ++mb) {
+          const int64_t i0 = block_row(mb), mc = block_row(mb + 1) - i0;
+          const float* a = apack;
+          int64_t lda = 0;
+          if (g.csA == 1) {
+            a = g.A + i0 * g.rsA + k0;
+            lda = g.rsA;
+          } else {
+            pack_a(g, i0, mc, k0, kc, apack);
+          }
+          block_panels(g, kc, a, lda, i0, mc, g.B + k0 * g.rsB + jb, NR, g.rsB, jb, full, acc_c);
+          if (full < q1 - q0) block_panels(g, kc, a, lda, i0, mc, own, kc * NR, NR, jb + full * NR, 1, acc_c);
+        }
+        continue;
+      }
       if (g.packed_b) {
         bp = g.packed_b + packed_offset(j0, npanels, g.K, k0) + q0 * kc * NR;
       } else {
@@ -315,7 +359,7 @@ static void gemm_part(const GemmArgs& g, int64_t r0, int64_t r1, int64_t p0, int
       for (int64_t mb = 0; mb < mblocks; ++mb) {
         const int64_t i0 = block_row(mb), mc = block_row(mb + 1) - i0;
         pack_a(g, i0, mc, k0, kc, apack);
-        block_panels(g, kc, apack, i0, mc, bp, j0 + q0 * NR, q1 - q0, acc_c);
+        block_panels(g, kc, apack, 0, i0, mc, bp, kc * NR, NR, j0 + q0 * NR, q1 - q0, acc_c);
       }
     }
   }
@@ -444,7 +488,8 @@ void sgemm(const GemmArgs& g) {
             packed_block = mb;
           }
           const int64_t p0 = ch * panels_per_chunk, p1 = std::min(npanels, p0 + panels_per_chunk);
-          if (p0 < p1) block_panels(g, kc, apack, i0, mc, bp + p0 * kc * NR, j0 + p0 * NR, p1 - p0, acc_c);
+          if (p0 < p1)
+            block_panels(g, kc, apack, 0, i0, mc, bp + p0 * kc * NR, kc * NR, NR, j0 + p0 * NR, p1 - p0, acc_c);
         }
       });
     }

@@ -37,6 +37,18 @@ export function allclose(
   return { ok: true, message: '' };
 }
 
+/** Fails the test unless allclose(actual, expected, atol, rtol) holds; `what` names the comparison. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol = 1e-5,
+  rtol = 1e-4,
+  what = 'values',
+): void {
+  const r = allclose(actual, expected, atol, rtol);
+  if (!r.ok) throw new Error(`${what} differ from the expected: ${r.message}`);
+}
+
 /** Backends to test against the js reference. */
 export function nativeBackends(): kn.BackendName[] {
   return kn.backends().filter((b) => b !== 'js');

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
-import { allclose, childJson, onBackend, rng, randomArray } from './helpers.js';
+import { allclose, assertClose, childJson, onBackend, rng, randomArray } from './helpers.js';
 
 test('the addon loads and agrees with the op table', () => {
   const { addon, reason } = loadAddon();
@@ -392,19 +392,19 @@ test('int8 weights are packed once, repacked when they change, and freed with th
     assert.is(s2.packedHits, s1.packedHits + 1, 'the second call reuses them');
     assert.is(s2.packedMisses, s1.packedMisses);
     assert.equal(y2.toArray(), y1.toArray());
-    allclose(y1.toArray(), run('js', w1), 1e-4, 1e-5);
+    assertClose(y1.toArray(), run('js', w1), 1e-4, 1e-5);
     // new contents in the same buffer: repacked, never the stale copy
     W.assign(kn.tensor(w2, [40, 70]));
     const y3 = kn.qlinearInt8(X, W, S, null);
     assert.is(addon!.stats().packedMisses, s2.packedMisses + 1, 'a written weight is packed again');
     assert.is(addon!.stats().packedEntries, 1, 'and the copy of its old values is dropped');
-    allclose(y3.toArray(), run('js', w2), 1e-4, 1e-5);
+    assertClose(y3.toArray(), run('js', w2), 1e-4, 1e-5);
     // two weights that are views of one buffer at different offsets: one copy each
     const both = kn.tensor(Int8Array.from([...w1, ...w2]), [80, 70]);
     const [va, vb] = [kn.slice(both, [0, 0], [40, 70]), kn.slice(both, [40, 0], [80, 70])];
-    allclose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
-    allclose(kn.qlinearInt8(X, vb, S, null).toArray(), run('js', w2), 1e-4, 1e-5);
-    allclose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
+    assertClose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
+    assertClose(kn.qlinearInt8(X, vb, S, null).toArray(), run('js', w2), 1e-4, 1e-5);
+    assertClose(kn.qlinearInt8(X, va, S, null).toArray(), run('js', w1), 1e-4, 1e-5);
     // the convolution's packed weights, likewise
     const [entries, misses] = [addon!.stats().packedEntries, addon!.stats().packedMisses];
     const c1 = run('cpu', wc, true);
@@ -419,7 +419,7 @@ test('int8 weights are packed once, repacked when they change, and freed with th
     kn.qconv2dInt8(Xc, Wc, Sc, null, { padding: 1 });
     kn.qconv2dInt8(Xc, Wc, Sc, null, { padding: 1 });
     assert.is(addon!.stats().packedHits, hits + 1, 'the second convolution reuses the packed taps');
-    allclose(c1, run('js', wc, true), 1e-4, 1e-5);
+    assertClose(c1, run('js', wc, true), 1e-4, 1e-5);
     // disposing a weight drops its copies; emptyCache drops them all
     const before = addon!.stats().packedEntries;
     W.dispose();
@@ -458,24 +458,24 @@ test('float32 weights used again unchanged are packed on their second use; train
       return [s.packedEntries, s.packedHits - hits0];
     };
     const y = (): Float32Array => kn.tidy(() => X.matmul(W.transpose()).toArray() as Float32Array);
-    allclose(y(), e1, 1e-3, 1e-4);
+    assertClose(y(), e1, 1e-3, 1e-4);
     assert.equal(stats(), [0, 0], 'the first use only notes the weight');
-    allclose(y(), e1, 1e-3, 1e-4);
+    assertClose(y(), e1, 1e-3, 1e-4);
     assert.equal(stats(), [1, 0], 'the second packs it');
     assert.ok(kn.memory().backends.cpu!.cachedBytes >= N * K * 4, 'kn.memory() counts the packed copy');
-    allclose(y(), e1, 1e-3, 1e-4);
+    assertClose(y(), e1, 1e-3, 1e-4);
     assert.equal(stats(), [1, 1], 'the third reuses it');
     W.assign(kn.tensor(w2, [N, K]));
-    allclose(y(), e2, 1e-3, 1e-4);
+    assertClose(y(), e2, 1e-3, 1e-4);
     assert.equal(stats(), [0, 1], 'new values: the old copy is dropped, never used');
-    allclose(y(), e2, 1e-3, 1e-4);
-    allclose(y(), e2, 1e-3, 1e-4);
+    assertClose(y(), e2, 1e-3, 1e-4);
+    assertClose(y(), e2, 1e-3, 1e-4);
     assert.equal(stats(), [1, 2]);
     // the budget: 0 turns it off (and drops what it held), the previous value comes back
     const prev = addon!.setPackCacheLimit(0);
     assert.is(prev, 256);
-    allclose(y(), e2, 1e-3, 1e-4);
-    allclose(y(), e2, 1e-3, 1e-4);
+    assertClose(y(), e2, 1e-3, 1e-4);
+    assertClose(y(), e2, 1e-3, 1e-4);
     assert.equal(stats(), [0, 2]);
     assert.is(addon!.setPackCacheLimit(prev), 0);
     assert.throws(() => addon!.setPackCacheLimit(-1), /pack cache budget/);
@@ -546,7 +546,7 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
           }),
         ) as Float32Array;
       });
-      for (const run of runs) allclose(run, want, 1e-3, 1e-4);
+      for (const run of runs) assertClose(run, want, 1e-3, 1e-4);
       for (let i = 1; i < runs.length; i++)
         assert.ok(sameBits(runs[i]!, runs[0]!), `${M}x${K}x${N} on ${counts[i]} threads differs from 1 thread`);
     }
@@ -580,7 +580,7 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
               ) as Float32Array,
           ),
         );
-        allclose(runs[0]!, want, 1e-3, 1e-4);
+        assertClose(runs[0]!, want, 1e-3, 1e-4);
         runs.forEach((run, i) =>
           assert.ok(
             sameBits(run, runs[0]!),
@@ -635,8 +635,8 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
         });
       });
       for (const outs of got) {
-        for (const o of outs.slice(0, 3)) allclose(o, wantW, 1e-3, 1e-4);
-        allclose(outs[3]!, want4, 1e-3, 1e-4);
+        for (const o of outs.slice(0, 3)) assertClose(o, wantW, 1e-3, 1e-4);
+        assertClose(outs[3]!, want4, 1e-3, 1e-4);
       }
       for (const t of [1, 2])
         for (let i = 0; i < 4; i++)

@@ -589,6 +589,40 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
         );
       }
     }
+    // broadcast operands reach the GEMM with a row stride of 0: one row of A repeated (read in place), one row of B
+    // repeated (read in place, and packed when transposed)
+    {
+      const [M, K, N] = [30, 70, 64];
+      const row = randomArray(r, K),
+        b = randomArray(r, K * N),
+        brow = randomArray(r, N),
+        a = randomArray(r, M * K);
+      const rep = (v: Float32Array, times: number): Float32Array => {
+        const o = new Float32Array(v.length * times);
+        for (let i = 0; i < times; i++) o.set(v, i * v.length);
+        return o;
+      };
+      const wantA = jsMatmul(rep(row, M), b, M, K, N),
+        wantB = jsMatmul(a, rep(brow, K), M, K, N);
+      for (const t of [1, 2]) {
+        addon!.setThreads(t);
+        const [gotA, gotB] = onBackend('cpu', () =>
+          kn.tidy(() => [
+            kn
+              .tensor(row, [1, K])
+              .expand([M, K])
+              .matmul(kn.tensor(b, [K, N]))
+              .toArray() as Float32Array,
+            kn
+              .tensor(a, [M, K])
+              .matmul(kn.tensor(brow, [1, N]).expand([K, N]))
+              .toArray() as Float32Array,
+          ]),
+        );
+        assertClose(gotA!, wantA, 1e-3, 1e-4);
+        assertClose(gotB!, wantB, 1e-3, 1e-4);
+      }
+    }
     // a weight packed once (its third use reads the packed copy) and int4 weights dequantized into the panels,
     // on 1-3 threads: M = 30 < N cuts columns, so each part reads or dequantizes only its own panels; M = 100 >
     // N = 40 cuts rows on 2 threads, every part dequantizing all of the weights at once (3 threads: shared path)

@@ -286,20 +286,22 @@ static void pack_b_block(const GemmArgs& g, int64_t j0, int64_t nc, int64_t k0, 
 }
 
 // C[i0, i0+mc) x columns [jb, jb + panels*NR) (clipped at N) += or = A's rows [i0, i0+mc) times `panels` B
-// panels. A: a packed block (MR-row strips of depth kc) when lda = 0, else A's own rows from `a` (row i0, the
-// block's first column), lda apart. B: panel p at bp + p * pstride, its rows ldb apart (packed: kc * NR and NR;
-// B's own rows: NR and B's row stride, full-width panels only, as a partial one would read past the row).
-static void block_panels(const GemmArgs& g, int64_t kc, const float* a, int64_t lda, int64_t i0, int64_t mc,
-                         const float* bp, int64_t pstride, int64_t ldb, int64_t jb, int64_t panels, bool acc_c) {
+// panels. A: a packed block (MR-row strips of depth kc), or with rows_a A's own rows from `a` (row i0, the block's
+// first column), lda apart (0 for a broadcast row). B: panel p at bp + p * pstride, its rows ldb apart (packed:
+// kc * NR and NR; B's own rows: NR and B's row stride, full-width panels only, as a partial one would read past
+// the row).
+static void block_panels(const GemmArgs& g, int64_t kc, const float* a, bool rows_a, int64_t lda, int64_t i0,
+                         int64_t mc, const float* bp, int64_t pstride, int64_t ldb, int64_t jb, int64_t panels,
+                         bool acc_c) {
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t j = jb + p * NR, nr = std::min<int64_t>(NR, g.N - j);
     for (int64_t ip = 0; ip * MR < mc; ++ip) {
       float* const c = g.C + (i0 + ip * MR) * g.ldc + j;
       const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
-      if (lda == 0)
-        micro<false>(kc, a + ip * kc * MR, 0, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
-      else
+      if (rows_a)
         micro<true>(kc, a + ip * MR * lda, lda, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
+      else
+        micro<false>(kc, a + ip * kc * MR, 0, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
     }
   }
 }
@@ -310,56 +312,47 @@ static void block_panels(const GemmArgs& g, int64_t kc, const float* a, int64_t 
 static constexpr int64_t kDirectB = 128 * 1024;
 
 // C rows [r0, r1) x B panels [p0, p1) (panel p = columns [p*NR, p*NR + NR)) on the calling thread alone, with its
-// own packed copies of the A rows and B columns it needs, in the same K blocks, N blocks and row blocks as the
-// shared path below (so every element of C is summed in the same order whichever path or thread count ran it).
+// own packed copies of the A rows and B columns it needs (or, for a small row-major B, B's full panels and a
+// row-major A's rows read in place: kDirectB), in the same K blocks, N blocks and row blocks as the shared path
+// below (so every element of C is summed in the same order whichever path or thread count ran it).
 static void gemm_part(const GemmArgs& g, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
   const int64_t kstep = k_step(g.K);
   const int64_t strips = (r1 - r0 + MR - 1) / MR, mblocks = (r1 - r0 + MC_MAX - 1) / MC_MAX;
   const auto block_row = [&](int64_t b) { return std::min(r1, r0 + b * strips / mblocks * MR); };
   float* const apack = thread_scratch<float, 1>(((MC_MAX + MR - 1) / MR) * MR * kstep + kPackSlack);
   float* const own = g.packed_b ? nullptr : thread_scratch<float, 0>(std::min(p1 - p0, NC / NR) * kstep * NR);
+  const bool direct = !g.packed_b && !g.pack_b && g.csB == 1 && g.K * g.N <= kDirectB;
+  const bool rows_a = direct && g.csA == 1;
   for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
     const int64_t nc = std::min(NC, g.N - j0), npanels = (nc + NR - 1) / NR, b0 = j0 / NR;
     const int64_t q0 = std::max(p0, b0) - b0, q1 = std::min(p1, b0 + npanels) - b0;  // this block's panels
     if (q0 >= q1) continue;
+    const int64_t jb = j0 + q0 * NR, nb = std::min(nc - q0 * NR, (q1 - q0) * NR);
+    // direct: the full panels from B's rows, a partial last one (N not a multiple of NR) packed into `own`
+    const int64_t full = direct ? std::min(q1 - q0, (g.N - jb) / NR) : q1 - q0;
     for (int64_t k0 = 0; k0 < g.K; k0 += kstep) {
       const int64_t kc = std::min(kstep, g.K - k0);
-      const float* bp = own;
-      const bool direct = !g.packed_b && !g.pack_b && g.csB == 1 && g.K * g.N <= kDirectB;
+      const float* bp = own;  // panel p at bp + p * pstride, its rows ldb apart
+      int64_t pstride = kc * NR, ldb = NR;
       if (direct) {
-        // full panels straight from B's rows; a partial last panel (N not a multiple of NR) is packed
-        const int64_t jb = j0 + q0 * NR, full = std::min(q1 - q0, (g.N - jb) / NR);
-        if (full < q1 - q0) pack_b(g, k0, kc, jb + full * NR, g.N - jb - full * NR, own);
-        const bool acc_c = g.accumulate || k0 > 0;
-        for (int64_t mb = 0; mb < mblocks; ++mb) {
-          const int64_t i0 = block_row(mb), mc = block_row(mb + 1) - i0;
-          const float* a = apack;
-          int64_t lda = 0;
-          if (g.csA == 1) {
-            a = g.A + i0 * g.rsA + k0;
-            lda = g.rsA;
-          } else {
-            pack_a(g, i0, mc, k0, kc, apack);
-          }
-          block_panels(g, kc, a, lda, i0, mc, g.B + k0 * g.rsB + jb, NR, g.rsB, jb, full, acc_c);
-          if (full < q1 - q0) block_panels(g, kc, a, lda, i0, mc, own, kc * NR, NR, jb + full * NR, 1, acc_c);
-        }
-        continue;
-      }
-      if (g.packed_b) {
+        if (full < q1 - q0) pack_b(g, k0, kc, jb + full * NR, nb - full * NR, own);
+        bp = g.B + k0 * g.rsB + jb;
+        pstride = NR;
+        ldb = g.rsB;
+      } else if (g.packed_b) {
         bp = g.packed_b + packed_offset(j0, npanels, g.K, k0) + q0 * kc * NR;
+      } else if (g.pack_b) {
+        g.pack_b(g.pack_b_ctx, k0, kc, jb, nb, own);
       } else {
-        const int64_t jb = j0 + q0 * NR, nb = std::min(nc - q0 * NR, (q1 - q0) * NR);
-        if (g.pack_b)
-          g.pack_b(g.pack_b_ctx, k0, kc, jb, nb, own);
-        else
-          pack_b(g, k0, kc, jb, nb, own);
+        pack_b(g, k0, kc, jb, nb, own);
       }
       const bool acc_c = g.accumulate || k0 > 0;
       for (int64_t mb = 0; mb < mblocks; ++mb) {
         const int64_t i0 = block_row(mb), mc = block_row(mb + 1) - i0;
-        pack_a(g, i0, mc, k0, kc, apack);
-        block_panels(g, kc, apack, 0, i0, mc, bp, kc * NR, NR, j0 + q0 * NR, q1 - q0, acc_c);
+        const float* const a = rows_a ? g.A + i0 * g.rsA + k0 : apack;
+        if (!rows_a) pack_a(g, i0, mc, k0, kc, apack);
+        block_panels(g, kc, a, rows_a, g.rsA, i0, mc, bp, pstride, ldb, jb, full, acc_c);
+        if (full < q1 - q0) block_panels(g, kc, a, rows_a, g.rsA, i0, mc, own, kc * NR, NR, jb + full * NR, 1, acc_c);
       }
     }
   }
@@ -489,7 +482,7 @@ void sgemm(const GemmArgs& g) {
           }
           const int64_t p0 = ch * panels_per_chunk, p1 = std::min(npanels, p0 + panels_per_chunk);
           if (p0 < p1)
-            block_panels(g, kc, apack, 0, i0, mc, bp + p0 * kc * NR, kc * NR, NR, j0 + p0 * NR, p1 - p0, acc_c);
+            block_panels(g, kc, apack, false, 0, i0, mc, bp + p0 * kc * NR, kc * NR, NR, j0 + p0 * NR, p1 - p0, acc_c);
         }
       });
     }

@@ -307,8 +307,8 @@ static void block_panels(const GemmArgs& g, int64_t kc, const float* a, bool row
 }
 
 // B small enough to stay in L2 (floats): a part reads row-major A and B where they are instead of packing them,
-// as OpenBLAS's small-matrix kernels do. One thread on the 2-core EPYC: 128^3 25.8-26.1 -> 23.6-23.9 us, 256^3
-// 170-173 -> 155-158 us (B alone: 24.9-25.1, 163-164); at 256K floats (512^3) the gain was lost in the noise.
+// as OpenBLAS's small-matrix kernels do. One thread on the 2-core EPYC: 128^3 25.8-26.1 -> 23.5-24.2 us, 256^3
+// 168-174 -> 155-159 us (B alone: 24.9-25.1, 163-164); at 256K floats (512^3) the gain was lost in the noise.
 static constexpr int64_t kDirectB = 128 * 1024;
 
 // C rows [r0, r1) x B panels [p0, p1) (panel p = columns [p*NR, p*NR + NR)) on the calling thread alone, with its

@@ -1148,6 +1148,21 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    name: 'qconv2dInt8 with a max pool in the kernel: odd sides, 1-3 and 6 channels, pool 2 and 3, both paths',
+    ops: ['qconv2dInt8'],
+    inputs: [f([3, 6, 15, 13]), ints([11, 6, 3, 3], -127, 127, 'int8'), f([11], { lo: 0.001, hi: 0.02 }), f([11])],
+    run: (x, w, s, b) => {
+      const y1 = kn.qconv2dInt8(x, w, s, b, { padding: 1, relu: true, pool: 2 });
+      const y2 = kn.qconv2dInt8(x, w, s, null, { stride: 2, pool: 3, act: { scale: 0.01, zeroPoint: 120 } });
+      const x1 = kn.slice(x, [0, 0, 0, 0], [3, 1, 15, 13]).contiguous();
+      const w1 = kn.slice(w, [0, 0, 0, 0], [11, 1, 3, 3]).contiguous();
+      const y3 = kn.qconv2dInt8(x1, w1, s, b, { padding: 1, relu: true, pool: 2 });
+      const y4 = kn.qconv2dInt8(x, w, s, b, { stride: [900, 1], padding: [20000, 1], dilation: [7000, 1], pool: 2 });
+      return kn.concat([y1, y2, y3, y4].map((y) => y.reshape([y.size])));
+    },
+    atol: 1e-4,
+  },
+  {
     name: 'qconv2dInt8 huge padding and dilation (taps summed directly)',
     ops: ['qconv2dInt8'],
     inputs: [f([2, 3, 2, 3]), ints([4, 3, 2, 2], -127, 127, 'int8'), f([4], { lo: 0.01, hi: 0.02 }), f([4])],

@@ -142,6 +142,12 @@ test('qconv2dInt8 refuses bad operands with clear errors, on js and cpu alike', 
     w0.dispose();
     t(() => kn.qconv2dInt8(x, wq, ws, null, { stride: 0 }), kn.ArgumentError, /stride must be an integer >= 1/);
     t(() => kn.qconv2dInt8(x, wq, ws, null, { act: { scale: 0, zeroPoint: 0 } }), kn.ArgumentError, /scale > 0/);
+    for (const pool of [0, 2.5, 3, Number.NaN])
+      t(
+        () => kn.qconv2dInt8(x, wq, ws, null, { pool }),
+        kn.ArgumentError,
+        /pool must be an integer from 1 \(none\) to the output's smaller side 2/,
+      );
     const big = kn.zeros([1, 8000, 3, 3]),
       wbig = kn.zeros([1, 8000, 3, 3], { dtype: 'int8' });
     t(() => kn.qconv2dInt8(big, wbig, kn.ones([1])), kn.ShapeError, /C\*kH\*kW = 72000 is over 65536/);
@@ -159,7 +165,8 @@ test('the addon checks qconv2dInt8 operands and attributes itself (raw descripto
   const x = buf(F32, 32),
     w = buf(I8, 54),
     ws = buf(F32, 3),
-    y = buf(F32, 12);
+    y = buf(F32, 12),
+    yp = buf(F32, 3);
   addon.write(x, new Float32Array(32).fill(0.5) as never, 0);
   addon.write(w, new Int8Array(54).fill(1) as never, 0);
   addon.write(ws, new Float32Array(3).fill(0.1) as never, 0);
@@ -176,25 +183,36 @@ test('the addon checks qconv2dInt8 operands and attributes itself (raw descripto
       return `${(e as { code?: string }).code}: ${(e as Error).message}`;
     }
   };
-  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]), 'ran');
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 2, 0, 0, 0]), /KILN_ARG: .*one group, got 2/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, NaN, 0, 0]), /KILN_ARG: .*attribute 7 is nan, expected a finite number/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0.1, 300, 0]), /KILN_ARG: .*xZero an integer in \[0, 255\]/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 1e-50, 0, 0]), /KILN_ARG: .*xScale must be >= 0/);
-  assert.match(run(good, [0, 1, 0, 0, 1, 1, 1, 0, 0, 0]), /KILN_ARG: .*stride >= 1/);
-  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 2]), /KILN_ARG: .*relu must be 0 or 1, got 2/);
+  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]), 'ran');
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 2, 0, 0, 0, 1]), /KILN_ARG: .*one group, got 2/);
   assert.match(
-    run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0], [y, F32, 4, 1, 3, 1, 4]),
+    run(good, [1, 1, 0, 0, 1, 1, 1, NaN, 0, 0, 1]),
+    /KILN_ARG: .*attribute 7 is nan, expected a finite number/,
+  );
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0.1, 300, 0, 1]), /KILN_ARG: .*xZero an integer in \[0, 255\]/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 1e-50, 0, 0, 1]), /KILN_ARG: .*xScale must be >= 0/);
+  assert.match(run(good, [0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]), /KILN_ARG: .*stride >= 1/);
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 2, 1]), /KILN_ARG: .*relu must be 0 or 1, got 2/);
+  // pool: 2 halves the 2x2 output; 1.5, 0 and more than the output's side are refused
+  assert.is(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 2], [yp, F32, 4, 1, 3, 1, 1]), 'ran');
+  assert.match(run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 2]), /KILN_SHAPE: .*writes float32 \[1, 3, 1, 1\]/);
+  for (const k of [0, 1.5, 3])
+    assert.match(
+      run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, k]),
+      /KILN_ARG: .*pool must be an integer from 1 \(none\) to the output's smaller side 2, got/,
+    );
+  assert.match(
+    run(good, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1], [y, F32, 4, 1, 3, 1, 4]),
     /KILN_SHAPE: .*writes float32 \[1, 3, 2, 2\]/,
   );
   const wrongW = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 1, 3, 3]), ...view(ws, F32, [3])];
   assert.match(
-    run(wrongW, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]),
+    run(wrongW, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]),
     /KILN_DTYPE: .*wq must be contiguous int8 \[O, 2, kH, kW\]/,
   );
   const wrongScale = [3, ...view(x, F32, [1, 2, 4, 4]), ...view(w, I8, [3, 2, 3, 3]), ...view(ws, F32, [2])];
-  assert.match(run(wrongScale, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]), /KILN_SHAPE: .*wscale must be float32 \[3\]/);
-  for (const b of [x, w, ws, y]) addon.free(b);
+  assert.match(run(wrongScale, [1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 1]), /KILN_SHAPE: .*wscale must be float32 \[3\]/);
+  for (const b of [x, w, ws, y, yp]) addon.free(b);
 });
 
 test('the addon checks qlinearInt8 descriptors itself (called directly, bypassing the TS checks)', () => {
@@ -290,16 +308,20 @@ test('QuantConv2d matches the float convolution (stride, padding, dilation)', ()
   }
 });
 
-test('Sequential runs QuantConv2d + ReLU as one kernel, with the output of the two layers run apart', () => {
+test('Sequential runs QuantConv2d + ReLU (+ MaxPool2d) as one kernel, with the output of the layers run apart', () => {
   kn.seed(12);
   const model = new kn.nn.Sequential(
     new kn.nn.Conv2d(3, 8, 3, { padding: 1 }),
     new kn.nn.ReLU(),
     new kn.nn.MaxPool2d(2),
-    new kn.nn.Conv2d(8, 4, 3),
+    new kn.nn.Conv2d(8, 6, 3),
     new kn.nn.ReLU(),
+    new kn.nn.Conv2d(6, 5, 3, { padding: 1 }),
+    new kn.nn.MaxPool2d([3, 3], { stride: 3, padding: 0 }),
+    new kn.nn.Conv2d(5, 4, 1),
+    new kn.nn.MaxPool2d(1, { stride: 1 }),
   );
-  const x = kn.randn([2, 3, 10, 10]);
+  const x = kn.randn([2, 3, 19, 19]);
   const q = kn.quant.quantize(model, { scheme: 'int8', calibration: [x] }).model as kn.nn.Sequential;
   assert.instance(q.layers[0], kn.quant.QuantConv2d);
   const fused = q.call(x);
@@ -308,17 +330,58 @@ test('Sequential runs QuantConv2d + ReLU as one kernel, with the output of the t
     p.ops.map((o) => [o.op, o.count]).sort(),
     [
       ['maxPool2d', 1],
-      ['qconv2dInt8', 2],
+      ['qconv2dInt8', 4],
     ],
-    'the ReLUs run inside the int8 kernel',
+    'the ReLUs and the 2x2 and 3x3 pools run inside the int8 kernel (a 1x1 pool does not)',
   );
   let h = x;
   for (const m of q.layers) h = m.call(h); // one layer at a time: no fusion
+  assert.equal(fused.shape, [2, 4, 2, 2]);
+  assert.equal(h.shape, [2, 4, 2, 2]);
   const a = fused.toFloat64Array(),
     b = h.toFloat64Array();
-  assert.ok(b.some((v) => v === 0) && b.some((v) => v > 0));
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-5, `element ${i}: ${a[i]} vs ${b[i]}`);
+  assert.ok(b.some((v) => v < 0) && b.some((v) => v > 0));
+  // the same float32 values: the pool only picks among them
+  for (let i = 0; i < a.length; i++) assert.ok(a[i] === b[i], `element ${i}: ${a[i]} vs ${b[i]}`);
   [x, fused, h].forEach((t) => t.dispose());
+});
+
+test('Sequential leaves a pool it cannot fuse to MaxPool2d: stride, padding, an override, a pool too large', () => {
+  kn.seed(13);
+  const x = kn.randn([1, 2, 6, 6]);
+  const cases: [kn.nn.MaxPool2d, number][] = [
+    [new kn.nn.MaxPool2d(2, { stride: 1 }), 1],
+    [new kn.nn.MaxPool2d(2, { padding: 1 }), 1],
+    [new kn.nn.MaxPool2d([2, 3]), 1],
+    [new kn.nn.MaxPool2d(2), 0],
+  ];
+  for (const [pool, apart] of cases) {
+    const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3, { padding: 1 }), pool), {
+      scheme: 'int8-dynamic',
+    }).model as kn.nn.Sequential;
+    const p = kn.profile(() => q.call(x).dispose());
+    assert.is(p.ops.find((o) => o.op === 'maxPool2d')?.count ?? 0, apart, JSON.stringify(pool.opts));
+    const y = q.call(x),
+      z = q.layers[1]!.call(q.layers[0]!.call(x));
+    assert.equal(y.toFloat64Array(), z.toFloat64Array());
+    [y, z].forEach((t) => t.dispose());
+  }
+  // an instance forward override (as calibration installs) keeps the layers apart
+  const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(2)), {
+    scheme: 'int8-dynamic',
+  }).model as kn.nn.Sequential;
+  const mp = q.layers[1]!;
+  mp.forward = (t: kn.Tensor) => kn.maxPool2d(t, 2);
+  assert.is(kn.profile(() => q.call(x).dispose()).ops.find((o) => o.op === 'maxPool2d')?.count, 1);
+  // a 5x5 pool on a 4x4 output: maxPool2d's own error, not the fused kernel's
+  const big = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(5)), {
+    scheme: 'int8-dynamic',
+  }).model;
+  assert.throws(
+    () => big.call(x),
+    (e: Error) => e instanceof kn.KilnError && /maxPool2d/.test(e.message) && !/qconv2dInt8/.test(e.message),
+  );
+  x.dispose();
 });
 
 test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves 4x and loads identically', async () => {

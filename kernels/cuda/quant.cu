@@ -120,14 +120,24 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   return st;
 }
 
+// one thread per output, or per pool x pool window (pool > 1: the max of its outputs by max_pool_takes' rule)
 __global__ void qconv2d_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
-                             const float* ws, const float* bias, float* y, ConvGeom g, bool relu) {
+                             const float* ws, const float* bias, float* y, ConvGeom g, bool relu, int64_t pool) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= g.N * g.O * g.OH * g.OW) return;
-  const int64_t ow = t % g.OW, oh = (t / g.OW) % g.OH, o = (t / (g.OW * g.OH)) % g.O, n = t / (g.OW * g.OH * g.O);
-  const int32_t acc = qconv_point(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], oh, ow);
-  const float v = static_cast<float>(acc) * (scale[n] * ws[o]) + (bias ? bias[o] : 0.f);
-  y[t] = relu && v < 0.f ? 0.f : v;
+  const int64_t PH = g.OH / pool, PW = g.OW / pool;
+  if (t >= g.N * g.O * PH * PW) return;
+  const int64_t pc = t % PW, pr = (t / PW) % PH, o = (t / (PW * PH)) % g.O, n = t / (PW * PH * g.O);
+  const float sc = scale[n] * ws[o], b = bias ? bias[o] : 0.f;
+  float m = 0.f;
+  for (int64_t i = 0; i < pool; ++i)
+    for (int64_t j = 0; j < pool; ++j) {
+      const int32_t acc =
+          qconv_point(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], pr * pool + i, pc * pool + j);
+      float v = static_cast<float>(acc) * sc + b;
+      if (relu && v < 0.f) v = 0.f;
+      if (max_pool_takes(v, m, i == 0 && j == 0)) m = v;
+    }
+  y[t] = m;
 }
 
 static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -136,7 +146,8 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   int32_t zx = 0;
   const float* bias = nullptr;
   bool relu = false;
-  if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias, relu); !s.good()) return s;
+  int64_t pool = 1;
+  if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias, relu, pool); !s.good()) return s;
   if (g.N * g.O == 0) return Status::ok();
   const int64_t K = g.C * g.H * g.W;
   const uint64_t bytes = static_cast<uint64_t>(g.N) * K + static_cast<uint64_t>(g.N) * 8 + 8;
@@ -150,8 +161,8 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
                                                             device_flags());
   Status st = launched("qconv2dInt8 (quantize)");
   if (st.good()) {
-    qconv2d_int8<<<blocks_for(g.N * g.O * g.OH * g.OW), kThreads, 0, stream()>>>(
-        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g, relu);
+    qconv2d_int8<<<blocks_for(g.N * g.O * (g.OH / pool) * (g.OW / pool)), kThreads, 0, stream()>>>(
+        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g, relu, pool);
     st = launched("qconv2dInt8");
   }
   release_scratch(work, bytes);

@@ -4,12 +4,14 @@
 // Pass 1 (quantize_rows): one invocation per row writes the row's uint8 codes (one per word) and its scale and
 // zero point. Pass 2 (qlinear): one invocation per output.
 // int8 convolution: pass 1 quantizes each image as one row (M = N images, K = C*H*W); qconv2d_int8 then sums,
-// per output, (code - zero) * w over the in-bounds taps (padding stands for 0), exact in int32.
+// per output, (code - zero) * w over the in-bounds taps (padding stands for 0), exact in int32; with POOL = k > 1
+// an invocation computes a k x k window of outputs and writes their max (NaN wins, as in max_pool2d).
 // Params: P_QLINEAR_* (M, K, N, the offsets of x, w, wscale and bias; f32 xScale, xZero; for the convolution
 // C, H, W, O, kh, kw, OH, OW and the conv attribute group at P_QLINEAR_CONV_ATTRS + ATTR_CONV_*)
 
 override HASB: bool = false;
 override RELU: bool = false;
+override POOL: i32 = 1;
 
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> xin: array<f32>;
@@ -105,31 +107,42 @@ fn qconv2d_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   let pw = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_PAD_W);
   let dh = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_DILATION_H);
   let dw = pi(P_QLINEAR_CONV_ATTRS + ATTR_CONV_DILATION_W);
-  if (t >= N * O * OH * OW) { return; }
-  let ow = t % OW;
-  let oh = (t / OW) % OH;
-  let o = (t / (OW * OH)) % O;
-  let n = t / (OW * OH * O);
+  let PH = OH / POOL;
+  let PW = OW / POOL;
+  if (t >= N * O * PH * PW) { return; }
+  let pc = t % PW;
+  let pr = (t / PW) % PH;
+  let o = (t / (PW * PH)) % O;
+  let n = t / (PW * PH * O);
   let K = C * H * W;
   let z = i32(bitcast<f32>(codes[u32(N * K + N + n)]));
   let wo = pu(P_QLINEAR_W_OFFSET) + u32(o * C * kh * kw);
-  var acc = 0;
-  for (var c = 0; c < C; c++) {
-    for (var i = 0; i < kh; i++) {
-      let ih = oh * sh - ph + i * dh;
-      if (ih < 0 || ih >= H) { continue; }
-      for (var j = 0; j < kw; j++) {
-        let iw = ow * sw - pw + j * dw;
-        if (iw < 0 || iw >= W) { continue; }
-        let e = wo + u32((c * kh + i) * kw + j);
-        let w = sext8((wq[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu);
-        acc += (i32(codes[u32(n * K + (c * H + ih) * W + iw)]) - z) * w;
+  let sc = bitcast<f32>(codes[u32(N * K + n)]) * wsc[pu(P_QLINEAR_WS_OFFSET) + u32(o)];
+  var m = 0.0;
+  for (var wi = 0; wi < POOL; wi++) {
+    for (var wj = 0; wj < POOL; wj++) {
+      let oh = pr * POOL + wi;
+      let ow = pc * POOL + wj;
+      var acc = 0;
+      for (var c = 0; c < C; c++) {
+        for (var i = 0; i < kh; i++) {
+          let ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= H) { continue; }
+          for (var j = 0; j < kw; j++) {
+            let iw = ow * sw - pw + j * dw;
+            if (iw < 0 || iw >= W) { continue; }
+            let e = wo + u32((c * kh + i) * kw + j);
+            let w = sext8((wq[e >> 2u] >> ((e & 3u) * 8u)) & 0xffu);
+            acc += (i32(codes[u32(n * K + (c * H + ih) * W + iw)]) - z) * w;
+          }
+        }
       }
+      var y = f32(acc) * sc;
+      if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + u32(o)]; }
+      if (RELU && y < 0.0) { y = 0.0; }
+      // the first output, or a greater one, or a NaN (then kept)
+      if ((wi == 0 && wj == 0) || (!is_nan(m) && (y > m || is_nan(y)))) { m = y; }
     }
   }
-  let s = bitcast<f32>(codes[u32(N * K + n)]);
-  var y = f32(acc) * (s * wsc[pu(P_QLINEAR_WS_OFFSET) + u32(o)]);
-  if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + u32(o)]; }
-  if (RELU && y < 0.0) { y = 0.0; }
-  dst[t] = y;
+  dst[t] = m;
 }

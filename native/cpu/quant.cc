@@ -25,6 +25,7 @@
 #else
 #include "kiln/isa_helpers.inl"
 #include "kiln/gemm.inl"
+#include "kiln/pool2x2.inl"
 #include "kiln/row_copy.inl"
 #include "kiln/scratch.inl"
 
@@ -602,10 +603,34 @@ static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t T, in
     for (int v = 0; v < kQNV; ++v) __builtin_memcpy(acc + m * kQT + v * kVL, &c[m][v], sizeof(vint));
 }
 
+// The max of each pool x pool window at stride pool of rows [0, rows) (a multiple of pool) of one channel's
+// results src (rows ld apart), by max_pool_takes' rule, into dst [rows / pool, PW]: 2x2 by pool2x2_row's
+// vectors, other windows one at a time.
+static void qconv_pool_rows(const float* src, int64_t ld, int64_t rows, int64_t pool, int64_t PW, float* dst) {
+  if (pool == 2) {
+    for (int64_t pr = 0; pr < rows / 2; ++pr)
+      pool2x2_row(src + 2 * pr * ld, src + (2 * pr + 1) * ld, dst + pr * PW, PW);
+    return;
+  }
+  for (int64_t pr = 0; pr < rows / pool; ++pr, dst += PW)
+    for (int64_t pc = 0; pc < PW; ++pc) {
+      const float* w = src + pr * pool * ld + pc * pool;
+      float m = w[0];
+      for (int64_t i = 0; i < pool; ++i)
+        for (int64_t j = 0; j < pool; ++j) {
+          const float v = w[i * ld + j];
+          if (max_pool_takes(v, m, false)) m = v;
+        }
+      dst[pc] = m;
+    }
+}
+
 static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, const float* psw, const float* bias,
-                         bool relu, const RowQ* rq, float* po) {
+                         bool relu, int64_t pool, const RowQ* rq, float* po) {
   const ConvGeom& g = p.g;
   const int64_t N = g.N, O = g.O, B = p.B, T = p.T, img = g.C * g.H * g.W;
+  // with a pool, only the rows and columns its windows cover: PH * pool of them, PW * pool
+  const int64_t PH = g.OH / pool, PW = g.OW / pool, OHc = PH * pool, OWc = PW * pool;
   // weights: [ob][tap][word][kQMR] words of 4 bytes (0 past C or C*kw, and past O), then each output channel's
   // sum. Packed once per weight and kept while its buffer is unchanged: at batch 1 packing per call cost ~3x the
   // products (perf, the demo CNN's second convolution)
@@ -665,12 +690,14 @@ static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, 
         qconv_fill(p, px + n * img, rq[n], colmap.data(), codes, xq + n * p.image_bytes());
     }
   });
-  // work items: (image, block of output rows); the tile results go to rows of width Wq, then drop the spare
+  // work items: (image, block of output rows, whole pool windows); the tile results go to rows of width Wq,
+  // then drop the spare (or pool them)
   const int threads = num_threads();
-  int64_t rb = g.OH;
-  if (N < 2 * threads) rb = (g.OH + (2 * threads + N - 1) / N - 1) / ((2 * threads + N - 1) / N);
+  int64_t rb = OHc;
+  if (N < 2 * threads) rb = (OHc + (2 * threads + N - 1) / N - 1) / ((2 * threads + N - 1) / N);
   rb = std::max<int64_t>(1, std::min(rb, (int64_t{1} << 18) / std::max<int64_t>(1, O * p.Wq)));
-  const int64_t nblk = (g.OH + rb - 1) / rb;
+  rb = (rb + pool - 1) / pool * pool;
+  const int64_t nblk = (OHc + rb - 1) / rb;
   const int64_t rowlen = rb * p.Wq + kQT;
 #if KILN_VEC_BYTES == 64
   const bool vnni = has_vnni();
@@ -679,10 +706,10 @@ static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, 
     float* tmp = thread_scratch<float, 1>(O * rowlen);
     alignas(64) int32_t acc[kQMR * kQT];
     for (int64_t it = lo; it < hi; ++it) {
-      const int64_t n = it / nblk, r0 = (it % nblk) * rb, r1 = std::min(g.OH, r0 + rb);
+      const int64_t n = it / nblk, r0 = (it % nblk) * rb, r1 = std::min(OHc, r0 + rb);
       const RowQ q = rq[n];
       const uint8_t* im = xq + n * p.image_bytes();
-      const int64_t q0 = r0 * p.Wq, qend = (r1 - 1) * p.Wq + g.OW;
+      const int64_t q0 = r0 * p.Wq, qend = (r1 - 1) * p.Wq + OWc;
       for (int64_t ob = 0; ob < nb; ++ob) {
         const int32_t* wb = wpk + ob * T * B * kQMR;
         const int mr = static_cast<int>(std::min<int64_t>(kQMR, O - ob * kQMR));
@@ -708,17 +735,22 @@ static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, 
           }
         }
       }
-      for (int64_t o = 0; o < O; ++o)
+      for (int64_t o = 0; o < O; ++o) {
+        if (pool > 1) {
+          qconv_pool_rows(tmp + o * rowlen, p.Wq, r1 - r0, pool, PW, po + ((n * O + o) * PH + r0 / pool) * PW);
+          continue;
+        }
         for (int64_t r = r0; r < r1; ++r)
           copy_row(po + ((n * O + o) * g.OH + r) * g.OW, tmp + o * rowlen + (r - r0) * p.Wq, g.OW);
+      }
     }
   });
 }
 
 // Any geometry: the image quantized as it is (N C H W bytes), each output summing its in-bounds taps.
 static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, const float* psw, const float* bias,
-                         bool relu, const RowQ* rq, float* po) {
-  const int64_t img = g.C * g.H * g.W, taps = g.kh * g.kw;
+                         bool relu, int64_t pool, const RowQ* rq, float* po) {
+  const int64_t img = g.C * g.H * g.W, taps = g.kh * g.kw, PH = g.OH / pool, PW = g.OW / pool;
   ThreadBuffer<1, uint8_t> xqb;
   uint8_t* const xq = xqb.get(g.N * img);
   parallel_for(g.N, 1, [&](int64_t lo, int64_t hi) {
@@ -731,11 +763,17 @@ static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, c
       const int8_t* wo = pw + o * g.C * taps;
       const int32_t z = rq[n].zero;
       const float sc = rq[n].scale * psw[o], b = bias ? bias[o] : 0.f;
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int32_t acc = qconv_point(g, xi, wo, z, oh, ow);
-          const float y = static_cast<float>(acc) * sc + b;
-          po[((n * g.O + o) * g.OH + oh) * g.OW + ow] = relu && y < 0.f ? 0.f : y;
+      for (int64_t ph = 0; ph < PH; ++ph)
+        for (int64_t pc = 0; pc < PW; ++pc) {
+          float m = 0.f;
+          for (int64_t i = 0; i < pool; ++i)  // the window's outputs, by max_pool_takes' rule (pool 1: the output)
+            for (int64_t j = 0; j < pool; ++j) {
+              const int32_t acc = qconv_point(g, xi, wo, z, ph * pool + i, pc * pool + j);
+              float y = static_cast<float>(acc) * sc + b;
+              if (relu && y < 0.f) y = 0.f;
+              if (max_pool_takes(y, m, i == 0 && j == 0)) m = y;
+            }
+          po[((n * g.O + o) * PH + ph) * PW + pc] = m;
         }
     }
   });
@@ -747,7 +785,8 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   int32_t zx = 0;
   const float* bias = nullptr;
   bool relu = false;
-  if (Status s = read_qconv(in, nin, out, attrs, g, sx, zx, bias, relu); !s.good()) return s;
+  int64_t pool = 1;
+  if (Status s = read_qconv(in, nin, out, attrs, g, sx, zx, bias, relu, pool); !s.good()) return s;
   if (g.N == 0 || g.O == 0) return Status::ok();
   const float* px = in[0].ptr<float>();
   const int64_t img = g.C * g.H * g.W;
@@ -759,10 +798,10 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
     KILN_REQUIRE(std::isfinite(r.scale), ST_ARG, "qconv2dInt8: x has NaN or infinite values (cannot be quantized)");
   QConv p;
   if (qconv_plan(g, p)) {
-    qconv_direct(p, px, in[1], in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
+    qconv_direct(p, px, in[1], in[2].ptr<float>(), bias, relu, pool, rq.data(), out.ptr<float>());
     return Status::ok();
   }
-  qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, rq.data(), out.ptr<float>());
+  qconv_simple(g, px, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, relu, pool, rq.data(), out.ptr<float>());
   return Status::ok();
 }
 

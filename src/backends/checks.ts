@@ -170,6 +170,10 @@ export interface QconvGeometry {
   sx: number;
   zx: number;
   relu: boolean;
+  /** the max pool's kernel and stride (1: none), and the pooled output's height and width */
+  pool: number;
+  PH: number;
+  PW: number;
 }
 
 /** qconv2dInt8's operands and attributes, with the addon's messages. */
@@ -202,7 +206,13 @@ export function checkQconv(ins: readonly KernelView[], attrs: readonly number[])
   if (!(sx >= 0) || !Number.isInteger(zx) || zx < 0 || zx > 255)
     throw new ArgumentError(`qconv2dInt8: xScale must be >= 0 and xZero an integer in [0, 255], got ${sx} and ${zx}`);
   if (a.relu !== 0 && a.relu !== 1) throw new ArgumentError(`qconv2dInt8: relu must be 0 or 1, got ${a.relu}`);
-  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, sx, zx, relu: a.relu === 1 };
+  const pool = a.pool;
+  if (!Number.isInteger(pool) || pool < 1 || pool > Math.min(OH, OW))
+    throw new ArgumentError(
+      `qconv2dInt8: pool must be an integer from 1 (none) to the output's smaller side ${Math.min(OH, OW)}, got ${pool}`,
+    );
+  const [PH, PW] = [Math.floor(OH / pool), Math.floor(OW / pool)];
+  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw, sx, zx, relu: a.relu === 1, pool, PH, PW };
 }
 
 /** The geometry of an attention kernel call (forward: want 3; backward: want 5), checked. */

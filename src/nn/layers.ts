@@ -414,6 +414,10 @@ interface ActivationFusing {
 interface FusingLayer extends Module {
   forwardAct(x: Tensor, act: FusedActivation): Tensor;
 }
+/** A layer whose class declares `fusedMaxPool` (QuantConv2d): a max pool may follow (its activation) in its kernel. */
+interface PoolFusingLayer extends Module {
+  forwardPool(x: Tensor, act: FusedActivation, pool: number): Tensor;
+}
 
 /** The activation a layer + next-layer pair can fuse: a layer whose own class (not a subclass, which may override
  * forward) declares `fusedActivations` (Linear, QuantConv2d), without an instance-level forward override (which
@@ -425,6 +429,22 @@ function fusableActivation(m: Module, next: Module | undefined): FusedActivation
     return null;
   const act = next.constructor === ReLU ? 'relu' : next.constructor === GELU ? 'gelu' : null;
   return act !== null && cls.fusedActivations!.includes(act) ? act : null;
+}
+
+/** The window k of a plain MaxPool2d(k) (stride k, no padding; k >= 2) that may follow a layer whose own class
+ * declares `fusedMaxPool` (QuantConv2d), neither with an instance-level forward override; else null. */
+function fusablePool(m: Module, next: Module | undefined): number | null {
+  const cls = m.constructor as unknown as { fusedMaxPool?: boolean };
+  if (!Object.prototype.hasOwnProperty.call(cls, 'fusedMaxPool') || next?.constructor !== MaxPool2d) return null;
+  if (Object.prototype.hasOwnProperty.call(m, 'forward') || Object.prototype.hasOwnProperty.call(next, 'forward'))
+    return null;
+  const p = next as MaxPool2d;
+  const sq = (v: Pair | undefined): number | null =>
+    v === undefined ? null : typeof v === 'number' ? v : v[0] === v[1] ? v[0] : null;
+  const k = sq(p.kernelSize);
+  const stride = p.opts.stride === undefined ? k : sq(p.opts.stride);
+  const pad = p.opts.padding === undefined ? 0 : sq(p.opts.padding);
+  return k !== null && Number.isInteger(k) && k >= 2 && stride === k && pad === 0 ? k : null;
 }
 
 /**
@@ -454,17 +474,21 @@ export class Sequential extends Module {
       const m = ls[i]!;
       let next: Tensor;
       const act = fusableActivation(m, ls[i + 1]);
-      if (act) {
-        // Linear (QuantConv2d) then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step)
+      const pool = fusablePool(m, ls[i + (act ? 2 : 1)]);
+      if (act || pool) {
+        // Linear (QuantConv2d) then ReLU/GELU: bias and activation in one kernel (fewer ops and passes per step);
+        // QuantConv2d (then ReLU) then MaxPool2d(k): the pool too, on results still in cache
         h.assertAlive(m.constructor.name);
         const rec = activeRecorder;
         if (rec !== null) rec.enterModule(m);
         try {
-          next = (m as FusingLayer).forwardAct(h, act);
+          next = pool
+            ? (m as PoolFusingLayer).forwardPool(h, act ?? 'none', pool)
+            : (m as FusingLayer).forwardAct(h, act!);
         } finally {
           if (rec !== null) rec.exitModule();
         }
-        i++;
+        i += (act ? 1 : 0) + (pool ? 1 : 0);
       } else {
         next = m.call(h);
       }

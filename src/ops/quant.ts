@@ -135,13 +135,19 @@ export interface QConv2dOptions {
   act?: ActivationQuant;
   /** max(y, 0) in the kernel, as a following ReLU would (default false) */
   relu?: boolean;
+  /**
+   * k >= 2: the max of each k x k window at stride k in the kernel, after the ReLU, as a following
+   * `maxPool2d(y, k)` would (output [N, O, floor(OH / k), floor(OW / k)]); 1 (default): no pooling
+   */
+  pool?: number;
 }
 
 /**
  * int8 2-D convolution for inference: x [N, C, H, W] float32 is quantized to uint8 (with `act`, or per image
  * from its range), wq [O, C, kH, kW] int8 is symmetric with one scale per output channel, and the products
  * accumulate exactly in int32: y[n, o] = sx * wscale[o] * sum (q(x) - zx) * wq[o] + bias[o]. Padding stands for
- * 0. One group. On the cpu it is a direct convolution with AVX512-VNNI where the CPU has it. Records no gradient.
+ * 0. One group. On the cpu it is a direct convolution with AVX512-VNNI where the CPU has it. `relu` and `pool`
+ * run a following ReLU and MaxPool2d(k) on the results while they are in cache. Records no gradient.
  * @example kn.qconv2dInt8(kn.ones([1, 1, 3, 3]), kn.full([2, 1, 3, 3], 1, { dtype: 'int8' }), kn.full([2], 0.5), null, { padding: 1 }).shape // [1, 2, 3, 3]
  */
 export function qconv2dInt8(
@@ -182,14 +188,19 @@ export function qconv2dInt8(
   const [xs, xz] = actParams(opts.act ?? 'dynamic', 'qconv2dInt8');
   if (opts.relu !== undefined && typeof opts.relu !== 'boolean')
     throw new ArgumentError(`qconv2dInt8: relu must be a boolean, got ${describe(opts.relu)}`);
+  const k = opts.pool ?? 1;
+  if (!Number.isInteger(k) || k < 1 || k > Math.min(OH, OW))
+    throw new ArgumentError(
+      `qconv2dInt8: pool must be an integer from 1 (none) to the output's smaller side ${Math.min(OH, OW)}, got ${describe(opts.pool)}`,
+    );
   const ws = wscale.reshape([O]);
   const b = bias ? bias.reshape([O]) : null;
   try {
     return runKernel(
       'qconv2dInt8',
       b ? [x, wq, ws, b] : [x, wq, ws],
-      [sh, sw, ph, pw, dh, dw, 1, xs, xz, opts.relu ? 1 : 0],
-      [N, O, OH, OW],
+      [sh, sw, ph, pw, dh, dw, 1, xs, xz, opts.relu ? 1 : 0, k],
+      [N, O, Math.floor(OH / k), Math.floor(OW / k)],
       'float32',
     );
   } finally {

@@ -223,8 +223,13 @@ export const OP_TABLE = [
   op('qlinearInt4', 'quant', -1, ['groupSize'], 'float', { ...C, fixedInputs: { 1: 'uint8' } }),
   // int8 convolution: (x float32 [N, C, H, W], wq int8 [O, C, kH, kW], wscale [O][, bias [O]]) -> float32
   // [N, O, OH, OW], one group; each image is quantized to uint8 with (xScale, xZero), or from its own range when
-  // xScale = 0 (dynamic, per image), and padding stands for 0 (the zero point); relu = 1 applies max(y, 0)
-  op('qconv2dInt8', 'quant', -1, [...CONV, 'xScale', 'xZero', 'relu'], 'float', { ...C, fixedInputs: { 1: 'int8' } }),
+  // xScale = 0 (dynamic, per image), and padding stands for 0 (the zero point); relu = 1 applies max(y, 0);
+  // pool = k >= 2 then takes the max of each k x k window at stride k, as MaxPool2d(k) would (output [N, O,
+  // floor(OH / k), floor(OW / k)]); 1 = none
+  op('qconv2dInt8', 'quant', -1, [...CONV, 'xScale', 'xZero', 'relu', 'pool'], 'float', {
+    ...C,
+    fixedInputs: { 1: 'int8' },
+  }),
 ] as const satisfies readonly OpSpec[];
 
 export type OpName = (typeof OP_TABLE)[number]['name'];

@@ -12,8 +12,9 @@ import { ones, tensor, zeros } from '../ops/creation.js';
 import { tidy } from '../engine/memory.js';
 import { add, cast, clamp, div, mul, sub, type FusedActivation } from '../ops/elementwise.js';
 import { concat, reshape, slice, stack } from '../ops/movement.js';
+import { maxPool2d } from '../ops/conv.js';
 import { qconv2dInt8, qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
-import { shapeStr } from '../tensor/shape.js';
+import { convOutSize, shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { INT4_LAYOUT } from './layout.js';
 
@@ -112,6 +113,8 @@ export class QuantLinear extends Module {
 export class QuantConv2d extends Module {
   /** A following ReLU layer runs inside the int8 kernel's epilogue (see Sequential). */
   static readonly fusedActivations: readonly FusedActivation[] = ['relu'];
+  /** A following MaxPool2d(k) (stride k, no padding) runs there too, after the ReLU (see Sequential). */
+  static readonly fusedMaxPool = true;
   readonly weightQ: Tensor;
   readonly weightScale: Tensor;
   readonly bias: Tensor | null;
@@ -150,17 +153,35 @@ export class QuantConv2d extends Module {
   }
   /** forward followed by a ReLU in the same kernel (Sequential fuses a following ReLU layer this way). */
   forwardAct(x: Tensor, act: FusedActivation): Tensor {
+    return this.forwardPool(x, act, 1);
+  }
+  /**
+   * forward, then the ReLU (act 'relu'), then a k x k max pool at stride k (pool = k; 1: none), in the same
+   * kernel: Sequential fuses a following MaxPool2d(k) this way. A pool larger than the output runs apart, so
+   * that maxPool2d reports it.
+   */
+  forwardPool(x: Tensor, act: FusedActivation, pool: number): Tensor {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
       throw new ShapeError(`QuantConv2d expects [N, ${this.inChannels}, H, W], got ${shapeStr(x.shape)}`);
     }
     if (act !== 'none' && act !== 'relu') throw new ArgumentError(`QuantConv2d fuses only relu, got ${describe(act)}`);
-    return qconv2dInt8(x, this.weightQ, this.weightScale, this.bias, {
+    const opts = {
       stride: this.stride,
       padding: this.padding,
       dilation: this.dilation,
       act: actFrom(this.inputQuant),
       relu: act === 'relu',
-    });
+    };
+    const side = (i: 0 | 1): number =>
+      convOutSize(x.shape[2 + i]!, this.kernelSize[i], this.stride[i], this.padding[i], this.dilation[i]);
+    if (pool === 1 || pool <= Math.min(side(0), side(1)))
+      return qconv2dInt8(x, this.weightQ, this.weightScale, this.bias, { ...opts, pool });
+    const y = qconv2dInt8(x, this.weightQ, this.weightScale, this.bias, opts);
+    try {
+      return maxPool2d(y, pool);
+    } finally {
+      y.dispose();
+    }
   }
   protected override extraRepr(): string {
     return `${this.inChannels}, ${this.outChannels}, kernel=${this.kernelSize.join('x')}, int8`;

@@ -102,9 +102,10 @@ KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const i
 
 /** The operands of qconv2dInt8 (x float32 [N, C, H, W], wq int8 [O, C, kh, kw], wscale [O][, bias [O]]) and its
  * attributes, validated for the cpu and CUDA kernels: geometry in g, the activation scale (0 = dynamic, per
- * image) and zero point, the bias (null without one), and whether a ReLU follows in the kernel. */
+ * image) and zero point, the bias (null without one), whether a ReLU follows in the kernel, and the max pool
+ * (kernel = stride = pool; 1 = none) after it. */
 inline Status read_qconv(const TensorView* in, int nin, const TensorView& out, const double* attrs, ConvGeom& g,
-                         float& sx, int32_t& zx, const float*& bias, bool& relu) {
+                         float& sx, int32_t& zx, const float*& bias, bool& relu, int64_t& pool) {
   KILN_REQUIRE(nin == 3 || nin == 4, ST_ARG, "qconv2dInt8 takes (x, wq, wscale[, bias]), got ", nin, " inputs");
   const TensorView &x = in[0], &w = in[1], &ws = in[2];
   KILN_REQUIRE(x.dtype == DT_FLOAT32 && x.ndim == 4 && x.contiguous(), ST_DTYPE,
@@ -132,9 +133,14 @@ inline Status read_qconv(const TensorView* in, int nin, const TensorView& out, c
                  "qconv2dInt8: bias must be float32 [", g.O, "], got ", shape_str(in[3]));
     bias = in[3].ptr<float>();
   }
+  const double k = attrs[ATTR_QCONV2D_INT8_POOL];
+  KILN_REQUIRE(k >= 1 && k <= static_cast<double>(std::min(g.OH, g.OW)) && k == std::floor(k), ST_ARG,
+               "qconv2dInt8: pool must be an integer from 1 (none) to the output's smaller side ", std::min(g.OH, g.OW),
+               ", got ", k);
+  pool = static_cast<int64_t>(k);
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.ndim == 4 && out.shape[0] == g.N && out.shape[1] == g.O &&
-                   out.shape[2] == g.OH && out.shape[3] == g.OW,
-               ST_SHAPE, "qconv2dInt8 writes float32 [", g.N, ", ", g.O, ", ", g.OH, ", ", g.OW, "]");
+                   out.shape[2] == g.OH / pool && out.shape[3] == g.OW / pool,
+               ST_SHAPE, "qconv2dInt8 writes float32 [", g.N, ", ", g.O, ", ", g.OH / pool, ", ", g.OW / pool, "]");
   const double s = attrs[ATTR_QCONV2D_INT8_X_SCALE], z = attrs[ATTR_QCONV2D_INT8_X_ZERO];
   KILN_REQUIRE(s >= 0 && s < 3.4e38 && z >= 0 && z <= 255 && z == static_cast<double>(static_cast<int>(z)) &&
                    (s == 0 || static_cast<float>(s) > 0.f),

@@ -161,7 +161,7 @@ inline constexpr int kOpInputs[OP_COUNT] = {
 };
 
 inline constexpr int kOpAttrCount[OP_COUNT] = {
-  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 8, 6, 6, 2, 1, 10
+  1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 4, 4, 7, 9, 9, 6, 6, 7, 9, 0, 1, 1, 2, 6, 6, 6, 8, 8, 6, 6, 2, 1, 11
 };
 
 // Bit i set = input i is updated in place (contiguous float32, buffer shared with no other input).
@@ -315,6 +315,7 @@ inline constexpr int ATTR_QCONV2D_INT8_GROUPS = 6;
 inline constexpr int ATTR_QCONV2D_INT8_X_SCALE = 7;
 inline constexpr int ATTR_QCONV2D_INT8_X_ZERO = 8;
 inline constexpr int ATTR_QCONV2D_INT8_RELU = 9;
+inline constexpr int ATTR_QCONV2D_INT8_POOL = 10;
 
 // Attribute groups (ATTR_GROUPS): layouts several ops start with, read by the kernel helpers they share.
 inline constexpr int ATTR_AXES_AXIS_START = 0;

@@ -57,14 +57,16 @@ function operands(ins: readonly KernelView[]): { x: Operand; w: Operand; s: Oper
 const biasAt = (b: Operand | null, j: number): number => (b ? b.d[b.o + j]! : 0);
 
 export const quantKernels: Record<string, KernelFn> = {
-  // int8 convolution: each image quantized as one row; sum over in-bounds taps of (code - zero) * w, exact
+  // int8 convolution: each image quantized as one row; sum over in-bounds taps of (code - zero) * w, exact;
+  // then the ReLU, then the max of each pool x pool window (NaN wins, as in maxPool2d)
   qconv2dInt8: (ins, out, at) => {
     const g = checkQconv(ins, at);
-    const { N, C, H, W, O, kh, kw, OH, OW } = g;
+    const { N, C, H, W, O, kh, kw, OH, OW, pool, PH, PW } = g;
     const { x, w, s: ws, b } = operands(ins);
     const o = outBuf(out);
     const img = C * H * W;
     const q = new Float64Array(img);
+    const plane = new Float64Array(OH * OW);
     for (let n = 0; n < N; n++) {
       const [s, z] = rowQuant(x.d, x.o + n * img, img, g.sx, g.zx, 'qconv2dInt8');
       const inv = f32(1 / s);
@@ -85,7 +87,17 @@ export const quantKernels: Record<string, KernelFn> = {
                 }
               }
             const y = acc * scale + biasAt(b, oc);
-            o[((n * O + oc) * OH + oh) * OW + ow] = g.relu && y < 0 ? 0 : y;
+            plane[oh * OW + ow] = g.relu && y < 0 ? 0 : y;
+          }
+        for (let ph = 0; ph < PH; ph++)
+          for (let pc = 0; pc < PW; pc++) {
+            let m = -Infinity;
+            for (let i = 0; i < pool; i++)
+              for (let j = 0; j < pool; j++) {
+                const v = plane[(ph * pool + i) * OW + pc * pool + j]!;
+                m = Number.isNaN(v) || Number.isNaN(m) ? NaN : Math.max(m, v);
+              }
+            o[((n * O + oc) * PH + ph) * PW + pc] = m;
           }
       }
     }

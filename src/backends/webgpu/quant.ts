@@ -87,10 +87,10 @@ export const quantKernels: Record<string, GpuKernel> = {
     g.dispatch(
       'quant',
       'qconv2d_int8',
-      { HASB: b ? 1 : 0, RELU: q.relu ? 1 : 0 },
+      { HASB: b ? 1 : 0, RELU: q.relu ? 1 : 0, POOL: q.pool },
       p,
       [id(out), null, id(w), id(ws), b ? id(b) : g.dummy, codes],
-      { threads: q.N * q.O * q.OH * q.OW },
+      { threads: q.N * q.O * q.PH * q.PW },
     );
     g.release(codes);
   },

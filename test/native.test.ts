@@ -509,9 +509,6 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
   const { addon } = loadAddon();
   const threads = addon!.info().threads;
   const r = rng(47);
-  // [M, K, N]: M > N cuts rows (each part packs its own rows of A and all of B); M < N cuts columns, and N = 4200
-  // has two N blocks, a part's panels straddling the boundary on 2 and 3 threads; 64^3 on 8 threads is too
-  // small for a part per thread and takes the shared path (B packed by all, tasks of row block x panel chunk)
   // the js backend's product of row-major a [M, K] and b [K, N]; whether two results are the same bits
   const jsMatmul = (a: Float32Array, b: Float32Array, M: number, K: number, N: number): Float32Array =>
     onBackend('js', () =>
@@ -523,6 +520,9 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
       ),
     ) as Float32Array;
   const sameBits = (x: Float32Array, y: Float32Array): boolean => x.every((v, j) => Object.is(v, y[j]));
+  // [M, K, N]: M > N cuts rows (each part packs its own rows of A and all of B); M < N cuts columns, and N = 4200
+  // has two N blocks, a part's panels straddling the boundary on 2 and 3 threads; 64^3 on 8 threads is too
+  // small for a part per thread and takes the shared path (B packed by all, tasks of row block x panel chunk)
   const shapes: [number, number, number, number[]][] = [
     [200, 600, 96, [1, 2, 3, 4]],
     [40, 300, 4200, [1, 2, 3, 4]],
@@ -589,13 +589,14 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
         );
       }
     }
-    // broadcast operands reach the GEMM with a row stride of 0: one row of A repeated (read in place), one row of B
-    // repeated (read in place, and packed when transposed)
+    // broadcast operands reach the GEMM with a stride of 0: one row of A repeated (read in place), one row of B
+    // repeated (read in place), one column of B repeated (column stride 0: packed)
     {
       const [M, K, N] = [30, 70, 64];
       const row = randomArray(r, K),
         b = randomArray(r, K * N),
         brow = randomArray(r, N),
+        bcol = randomArray(r, K),
         a = randomArray(r, M * K);
       const rep = (v: Float32Array, times: number): Float32Array => {
         const o = new Float32Array(v.length * times);
@@ -603,10 +604,17 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
         return o;
       };
       const wantA = jsMatmul(rep(row, M), b, M, K, N),
-        wantB = jsMatmul(a, rep(brow, K), M, K, N);
+        wantB = jsMatmul(a, rep(brow, K), M, K, N),
+        wantC = jsMatmul(
+          a,
+          Float32Array.from({ length: K * N }, (_, i) => bcol[Math.floor(i / N)]!),
+          M,
+          K,
+          N,
+        );
       for (const t of [1, 2]) {
         addon!.setThreads(t);
-        const [gotA, gotB] = onBackend('cpu', () =>
+        const [gotA, gotB, gotC] = onBackend('cpu', () =>
           kn.tidy(() => [
             kn
               .tensor(row, [1, K])
@@ -617,10 +625,15 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
               .tensor(a, [M, K])
               .matmul(kn.tensor(brow, [1, N]).expand([K, N]))
               .toArray() as Float32Array,
+            kn
+              .tensor(a, [M, K])
+              .matmul(kn.tensor(bcol, [K, 1]).expand([K, N]))
+              .toArray() as Float32Array,
           ]),
         );
         assertClose(gotA!, wantA, 1e-3, 1e-4);
         assertClose(gotB!, wantB, 1e-3, 1e-4);
+        assertClose(gotC!, wantC, 1e-3, 1e-4);
       }
     }
     // a weight packed once (its third use reads the packed copy) and int4 weights dequantized into the panels,
@@ -674,10 +687,7 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
       }
       for (const t of [1, 2])
         for (let i = 0; i < 4; i++)
-          assert.ok(
-            got[t]![i]!.every((v, j) => Object.is(v, got[0]![i]![j])),
-            `${M}x${K}x${N}: result ${i} differs on ${t + 1} threads`,
-          );
+          assert.ok(sameBits(got[t]![i]!, got[0]![i]!), `${M}x${K}x${N}: result ${i} differs on ${t + 1} threads`);
     }
   } finally {
     addon!.setThreads(threads);

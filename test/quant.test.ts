@@ -8,7 +8,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
-import { throwsKiln, trainedMnistMlp } from './helpers.js';
+import { onBackend, throwsKiln, trainedMnistMlp } from './helpers.js';
+import { rng } from './rng.js';
 
 const { addon } = loadAddon();
 
@@ -344,6 +345,39 @@ test('Sequential runs QuantConv2d + ReLU (+ MaxPool2d) as one kernel, with the o
   // the same float32 values: the pool only picks among them
   for (let i = 0; i < a.length; i++) assert.ok(a[i] === b[i], `element ${i}: ${a[i]} vs ${b[i]}`);
   [x, fused, h].forEach((t) => t.dispose());
+});
+
+test('the pool in qconv2dInt8 lets a NaN win as maxPool2d does (js, cpu, cuda)', () => {
+  // an infinite weight scale: outputs whose sum is 0 (taps all in the zero bottom-right block) are NaN, the
+  // others +-inf, so windows across its edges have a NaN after infinities, along a row and down a column
+  const [N, C, H, W, O] = [2, 3, 9, 11, 4];
+  const r = rng(5);
+  const xv = Float32Array.from({ length: N * C * H * W }, (_, i) =>
+    i % W >= 6 && Math.floor(i / W) % H >= 4 ? 0 : r() * 2 - 1,
+  );
+  const wv = Int8Array.from({ length: O * C * 9 }, () => Math.floor(r() * 255) - 127);
+  const sv = Float32Array.from([Infinity, 0.01, Infinity, 0.02]);
+  // not webgpu: WGSL lets an implementation assume no NaN or infinity arises (llvmpipe gave 0 for these NaNs here)
+  for (const b of kn.backends().filter((n) => n !== 'webgpu'))
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor(xv, [N, C, H, W]),
+          w = kn.tensor(wv, [O, C, 3, 3], { dtype: 'int8' }),
+          s = kn.tensor(sv);
+        for (const pool of [2, 3])
+          for (const relu of [false, true]) {
+            const fused = kn.qconv2dInt8(x, w, s, null, { padding: 1, relu, pool }).toArray() as Float32Array;
+            const apart = kn.maxPool2d(kn.qconv2dInt8(x, w, s, null, { padding: 1, relu }), pool).toArray();
+            assert.ok(fused.some(Number.isNaN) && fused.some((v) => v === Infinity), `${b} pool ${pool}`);
+            fused.forEach((v, i) =>
+              assert.ok(
+                Object.is(v, apart[i]) || v === apart[i],
+                `${b} pool ${pool} relu ${relu} [${i}]: ${v} vs ${apart[i]}`,
+              ),
+            );
+          }
+      }),
+    );
 });
 
 test('Sequential leaves a pool it cannot fuse to MaxPool2d: stride, padding, an override, a pool too large', () => {

@@ -604,25 +604,29 @@ static void qtile_generic(const uint8_t* img, const int64_t* toff, int64_t T, in
 }
 
 // The max of each pool x pool window at stride pool of rows [0, rows) (a multiple of pool) of one channel's
-// results src (rows ld apart), by max_pool_takes' rule, into dst [rows / pool, PW]: 2x2 by pool2x2_row's
-// vectors, other windows one at a time.
-static void qconv_pool_rows(const float* src, int64_t ld, int64_t rows, int64_t pool, int64_t PW, float* dst) {
+// results src (rows ld apart; overwritten), by max_pool_takes' rule, into dst [rows / pool, PW]: 2x2 by
+// pool2x2_row's vectors; other windows by a max down each window's rows into its first row, then across, each a
+// loop of independent lanes (one window at a time was a latency chain, 2x slower than maxPool2d after it)
+static void qconv_pool_rows(float* src, int64_t ld, int64_t rows, int64_t pool, int64_t PW, float* dst) {
   if (pool == 2) {
     for (int64_t pr = 0; pr < rows / 2; ++pr)
       pool2x2_row(src + 2 * pr * ld, src + (2 * pr + 1) * ld, dst + pr * PW, PW);
     return;
   }
-  for (int64_t pr = 0; pr < rows / pool; ++pr, dst += PW)
-    for (int64_t pc = 0; pc < PW; ++pc) {
-      const float* w = src + pr * pool * ld + pc * pool;
-      float m = w[0];
-      for (int64_t i = 0; i < pool; ++i)
-        for (int64_t j = 0; j < pool; ++j) {
-          const float v = w[i * ld + j];
-          if (max_pool_takes(v, m, false)) m = v;
-        }
-      dst[pc] = m;
+  const int64_t cols = PW * pool;
+  for (int64_t pr = 0; pr < rows / pool; ++pr, dst += PW) {
+    float* __restrict t = src + pr * pool * ld;
+    for (int64_t i = 1; i < pool; ++i) {
+      const float* __restrict r = t + i * ld;
+      for (int64_t c = 0; c < cols; ++c) t[c] = max_pool_takes(r[c], t[c], false) ? r[c] : t[c];
     }
+    for (int64_t pc = 0; pc < PW; ++pc) dst[pc] = t[pc * pool];
+    for (int64_t j = 1; j < pool; ++j)
+      for (int64_t pc = 0; pc < PW; ++pc) {
+        const float v = t[pc * pool + j];
+        dst[pc] = max_pool_takes(v, dst[pc], false) ? v : dst[pc];
+      }
+  }
 }
 
 static void qconv_direct(const QConv& p, const float* px, const TensorView& wv, const float* psw, const float* bias,

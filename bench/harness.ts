@@ -66,7 +66,6 @@ export function trainer(model: kn.nn.Module, x: kn.Tensor, y: kn.Tensor): { step
   };
 }
 
-/** The LeNet-5-like network the CPU benches train (28x28 single-channel input, 10 classes). */
 /** An MLP with ReLU between its Linear layers: mlp([784, 512, 256, 10]) is the MNIST MLP several benches use. */
 export function mlp(sizes: readonly number[]): kn.nn.Sequential {
   const layers: kn.nn.Module[] = [];
@@ -77,6 +76,7 @@ export function mlp(sizes: readonly number[]): kn.nn.Sequential {
   return new kn.nn.Sequential(...layers);
 }
 
+/** The LeNet-5-like network the CPU benches train (28x28 single-channel input, 10 classes). */
 export function lenet(): kn.nn.Module {
   return new kn.nn.Sequential(
     new kn.nn.Conv2d(1, 6, 5, { padding: 2 }),

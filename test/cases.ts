@@ -156,6 +156,16 @@ export const CASES: OpCase[] = [
     atol: 1e-6,
   },
   {
+    // NaN through relu and the bias + ReLU kernel stays NaN on every backend; infinities and -0 as well
+    name: 'relu and biasAct relu keep NaN, infinities and -0',
+    ops: ['relu', 'biasAct'],
+    inputs: [f([2, 6])],
+    run: (x) => {
+      const xs = kn.concat([x, kn.tensor([[NaN, -Infinity, Infinity, -0, -1, 2]])], 0);
+      return kn.concat([xs.relu(), kn.biasAct(xs, kn.tensor([0, 0, 0, NaN, 0, 0]), 'relu')], 0);
+    },
+  },
+  {
     name: 'int32 neg/abs/sign/relu',
     ops: ['neg', 'abs', 'sign', 'relu'],
     inputs: [ints([7], -5, 5)],

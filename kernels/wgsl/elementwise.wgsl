@@ -82,6 +82,8 @@ fn float_op(a: f32, b: f32) -> f32 {
       return select(select(0.0, -1.0, a < 0.0), 1.0, a > 0.0);
     }
     case MAP_RELU: {
+      // NaN stays NaN (as on cpu): without the bit test llvmpipe compiles this to max(a, 0), which gives 0
+      if (is_nan(a)) { return a; }
       if (a < 0.0) { return 0.0; }
       return a;
     }
@@ -116,6 +118,7 @@ fn float_op(a: f32, b: f32) -> f32 {
     case MAP_BIAS: { return a + b; }
     case MAP_BIAS_RELU: {
       let v = a + b;
+      if (is_nan(v)) { return v; }
       if (v < 0.0) { return 0.0; }
       return v;
     }

@@ -139,7 +139,7 @@ fn qconv2d_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
       }
       var y = f32(acc) * sc;
       if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + u32(o)]; }
-      if (RELU && y < 0.0) { y = 0.0; }
+      if (RELU && !is_nan(y) && y < 0.0) { y = 0.0; }  // NaN stays NaN, as in MAP_RELU
       // the first output, or a greater one, or a NaN (then kept)
       if ((wi == 0 && wj == 0) || (!is_nan(m) && (y > m || is_nan(y)))) { m = y; }
     }

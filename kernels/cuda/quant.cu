@@ -128,16 +128,7 @@ __global__ void qconv2d_int8(const uint8_t* q, const float* scale, const int32_t
   if (t >= g.N * g.O * PH * PW) return;
   const int64_t pc = t % PW, pr = (t / PW) % PH, o = (t / (PW * PH)) % g.O, n = t / (PW * PH * g.O);
   const float sc = scale[n] * ws[o], b = bias ? bias[o] : 0.f;
-  float m = 0.f;
-  for (int64_t i = 0; i < pool; ++i)
-    for (int64_t j = 0; j < pool; ++j) {
-      const int32_t acc =
-          qconv_point(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], pr * pool + i, pc * pool + j);
-      float v = static_cast<float>(acc) * sc + b;
-      if (relu && v < 0.f) v = 0.f;
-      if (max_pool_takes(v, m, i == 0 && j == 0)) m = v;
-    }
-  y[t] = m;
+  y[t] = qconv_window(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], sc, b, relu, pool, pr, pc);
 }
 
 static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {

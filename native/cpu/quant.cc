@@ -768,17 +768,8 @@ static void qconv_simple(const ConvGeom& g, const float* px, const int8_t* pw, c
       const int32_t z = rq[n].zero;
       const float sc = rq[n].scale * psw[o], b = bias ? bias[o] : 0.f;
       for (int64_t ph = 0; ph < PH; ++ph)
-        for (int64_t pc = 0; pc < PW; ++pc) {
-          float m = 0.f;
-          for (int64_t i = 0; i < pool; ++i)  // the window's outputs, by max_pool_takes' rule (pool 1: the output)
-            for (int64_t j = 0; j < pool; ++j) {
-              const int32_t acc = qconv_point(g, xi, wo, z, ph * pool + i, pc * pool + j);
-              float y = static_cast<float>(acc) * sc + b;
-              if (relu && y < 0.f) y = 0.f;
-              if (max_pool_takes(y, m, i == 0 && j == 0)) m = y;
-            }
-          po[((n * g.O + o) * PH + ph) * PW + pc] = m;
-        }
+        for (int64_t pc = 0; pc < PW; ++pc)
+          po[((n * g.O + o) * PH + ph) * PW + pc] = qconv_window(g, xi, wo, z, sc, b, relu, pool, ph, pc);
     }
   });
 }

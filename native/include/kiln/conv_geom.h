@@ -100,6 +100,23 @@ KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const i
   return acc;
 }
 
+/**
+ * The int8 convolution's float result for pool x pool window (ph, pc) of output channel weights wo, image codes xi
+ * (zero point z), scale sc and bias b: each output acc * sc + b, then the ReLU when relu, and the window's max by
+ * max_pool_takes' rule (pool 1: the output at (ph, pc)). The cpu's fallback path and the CUDA kernel.
+ */
+KILN_HD inline float qconv_window(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t z, float sc, float b,
+                                  bool relu, int64_t pool, int64_t ph, int64_t pc) {
+  float m = 0.f;
+  for (int64_t i = 0; i < pool; ++i)
+    for (int64_t j = 0; j < pool; ++j) {
+      float y = static_cast<float>(qconv_point(g, xi, wo, z, ph * pool + i, pc * pool + j)) * sc + b;
+      if (relu && y < 0.f) y = 0.f;
+      if (max_pool_takes(y, m, i == 0 && j == 0)) m = y;
+    }
+  return m;
+}
+
 /** The operands of qconv2dInt8 (x float32 [N, C, H, W], wq int8 [O, C, kh, kw], wscale [O][, bias [O]]) and its
  * attributes, validated for the cpu and CUDA kernels: geometry in g, the activation scale (0 = dynamic, per
  * image) and zero point, the bias (null without one), whether a ReLU follows in the kernel, and the max pool

@@ -380,41 +380,42 @@ test('the pool in qconv2dInt8 lets a NaN win as maxPool2d does, on every backend
 });
 
 test('Sequential leaves a pool it cannot fuse to MaxPool2d: stride, padding, an override, a pool too large', () => {
-  kn.seed(13);
-  const x = kn.randn([1, 2, 6, 6]);
-  const cases: [kn.nn.MaxPool2d, number][] = [
-    [new kn.nn.MaxPool2d(2, { stride: 1 }), 1],
-    [new kn.nn.MaxPool2d(2, { padding: 1 }), 1],
-    [new kn.nn.MaxPool2d([2, 3]), 1],
-    [new kn.nn.MaxPool2d(2), 0],
-  ];
-  for (const [pool, apart] of cases) {
-    const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3, { padding: 1 }), pool), {
+  // everything made here (the quantized models too) is freed when the tidy ends
+  kn.tidy(() => {
+    kn.seed(13);
+    const x = kn.randn([1, 2, 6, 6]);
+    const cases: [kn.nn.MaxPool2d, number][] = [
+      [new kn.nn.MaxPool2d(2, { stride: 1 }), 1],
+      [new kn.nn.MaxPool2d(2, { padding: 1 }), 1],
+      [new kn.nn.MaxPool2d([2, 3]), 1],
+      [new kn.nn.MaxPool2d(2), 0],
+    ];
+    for (const [pool, apart] of cases) {
+      const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3, { padding: 1 }), pool), {
+        scheme: 'int8-dynamic',
+      }).model as kn.nn.Sequential;
+      const p = kn.profile(() => q.call(x).dispose());
+      assert.is(p.ops.find((o) => o.op === 'maxPool2d')?.count ?? 0, apart, JSON.stringify(pool.opts));
+      const y = q.call(x),
+        z = q.layers[1]!.call(q.layers[0]!.call(x));
+      assert.equal(y.toFloat64Array(), z.toFloat64Array());
+    }
+    // an instance forward override (as calibration installs) keeps the layers apart
+    const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(2)), {
       scheme: 'int8-dynamic',
     }).model as kn.nn.Sequential;
-    const p = kn.profile(() => q.call(x).dispose());
-    assert.is(p.ops.find((o) => o.op === 'maxPool2d')?.count ?? 0, apart, JSON.stringify(pool.opts));
-    const y = q.call(x),
-      z = q.layers[1]!.call(q.layers[0]!.call(x));
-    assert.equal(y.toFloat64Array(), z.toFloat64Array());
-    [y, z].forEach((t) => t.dispose());
-  }
-  // an instance forward override (as calibration installs) keeps the layers apart
-  const q = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(2)), {
-    scheme: 'int8-dynamic',
-  }).model as kn.nn.Sequential;
-  const mp = q.layers[1]!;
-  mp.forward = (t: kn.Tensor) => kn.maxPool2d(t, 2);
-  assert.is(kn.profile(() => q.call(x).dispose()).ops.find((o) => o.op === 'maxPool2d')?.count, 1);
-  // a 5x5 pool on a 4x4 output: maxPool2d's own error, not the fused kernel's
-  const big = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(5)), {
-    scheme: 'int8-dynamic',
-  }).model;
-  assert.throws(
-    () => big.call(x),
-    (e: Error) => e instanceof kn.KilnError && /maxPool2d/.test(e.message) && !/qconv2dInt8/.test(e.message),
-  );
-  x.dispose();
+    const mp = q.layers[1]!;
+    mp.forward = (t: kn.Tensor) => kn.maxPool2d(t, 2);
+    assert.is(kn.profile(() => q.call(x).dispose()).ops.find((o) => o.op === 'maxPool2d')?.count, 1);
+    // a 5x5 pool on a 4x4 output: maxPool2d's own error, not the fused kernel's
+    const big = kn.quant.quantize(new kn.nn.Sequential(new kn.nn.Conv2d(2, 3, 3), new kn.nn.MaxPool2d(5)), {
+      scheme: 'int8-dynamic',
+    }).model;
+    assert.throws(
+      () => big.call(x),
+      (e: Error) => e instanceof kn.KilnError && /maxPool2d/.test(e.message) && !/qconv2dInt8/.test(e.message),
+    );
+  });
 });
 
 test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves 4x and loads identically', async () => {

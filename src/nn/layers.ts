@@ -419,25 +419,26 @@ interface PoolFusingLayer extends Module {
   forwardPool(x: Tensor, act: FusedActivation, pool: number): Tensor;
 }
 
-/** The activation a layer + next-layer pair can fuse: a layer whose own class (not a subclass, which may override
- * forward) declares `fusedActivations` (Linear, QuantConv2d), without an instance-level forward override (which
- * quantization calibration uses), followed by a plain ReLU or GELU it lists. */
-function fusableActivation(m: Module, next: Module | undefined): FusedActivation | null {
-  const cls = m.constructor as unknown as Partial<ActivationFusing>;
-  if (!Object.prototype.hasOwnProperty.call(cls, 'fusedActivations') || !next) return null;
-  if (Object.prototype.hasOwnProperty.call(m, 'forward') || Object.prototype.hasOwnProperty.call(next, 'forward'))
-    return null;
-  const act = next.constructor === ReLU ? 'relu' : next.constructor === GELU ? 'gelu' : null;
-  return act !== null && cls.fusedActivations!.includes(act) ? act : null;
+/** Whether layer m may run next inside its own kernel: m's own class (not a subclass, which may override forward)
+ * declares `flag`, and neither layer has an instance-level forward override (which quantization calibration uses). */
+function mayFuse(m: Module, flag: 'fusedActivations' | 'fusedMaxPool', next: Module): boolean {
+  const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+  return own(m.constructor, flag) && !own(m, 'forward') && !own(next, 'forward');
 }
 
-/** The window k of a plain MaxPool2d(k) (stride k, no padding; k >= 2) that may follow a layer whose own class
- * declares `fusedMaxPool` (QuantConv2d), neither with an instance-level forward override; else null. */
+/** The activation a layer + next-layer pair can fuse: a layer that mayFuse by `fusedActivations` (Linear,
+ * QuantConv2d), followed by a plain ReLU or GELU it lists. */
+function fusableActivation(m: Module, next: Module | undefined): FusedActivation | null {
+  if (!next || !mayFuse(m, 'fusedActivations', next)) return null;
+  const cls = m.constructor as unknown as ActivationFusing;
+  const act = next.constructor === ReLU ? 'relu' : next.constructor === GELU ? 'gelu' : null;
+  return act !== null && cls.fusedActivations.includes(act) ? act : null;
+}
+
+/** The window k of a plain MaxPool2d(k) (stride k, no padding; k >= 2) after a layer that mayFuse by
+ * `fusedMaxPool` (QuantConv2d); else null. */
 function fusablePool(m: Module, next: Module | undefined): number | null {
-  const cls = m.constructor as unknown as { fusedMaxPool?: boolean };
-  if (!Object.prototype.hasOwnProperty.call(cls, 'fusedMaxPool') || next?.constructor !== MaxPool2d) return null;
-  if (Object.prototype.hasOwnProperty.call(m, 'forward') || Object.prototype.hasOwnProperty.call(next, 'forward'))
-    return null;
+  if (next?.constructor !== MaxPool2d || !mayFuse(m, 'fusedMaxPool', next)) return null;
   const p = next as MaxPool2d;
   const sq = (v: Pair | undefined): number | null =>
     v === undefined ? null : typeof v === 'number' ? v : v[0] === v[1] ? v[0] : null;

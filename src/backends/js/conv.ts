@@ -52,7 +52,7 @@ function forEachTap(
     }
 }
 
-interface Pool {
+export interface Pool {
   kh: number;
   kw: number;
   sh: number;
@@ -88,6 +88,17 @@ function forEachWindow(
         }
         f(nc, (nc * OH + oh) * OW + ow, taps);
       }
+}
+
+/** The max of each window of NC planes x [NC, H, W] into o [NC, OH, OW] from offset at (NaN wins, as on every
+ * backend): maxPool2d's forward, and the pool inside the int8 convolution's reference. */
+export function maxPoolPlanes(x: ArrayLike<number>, dims: number[], p: Pool, o: Float64Array, at: number): void {
+  const [NC, H, W, OH, OW] = dims as [number, number, number, number, number];
+  forEachWindow(NC, H, W, OH, OW, p, (_p, oi, taps) => {
+    let m = -Infinity;
+    for (const t of taps) m = Number.isNaN(x[t]!) || Number.isNaN(m) ? NaN : Math.max(m, x[t]!);
+    o[at + oi] = m;
+  });
 }
 
 export const convKernels: Record<string, KernelFn> = {
@@ -132,11 +143,7 @@ export const convKernels: Record<string, KernelFn> = {
       o = outBuf(out);
     const [N, C, H, W] = ins[0]!.shape as [number, number, number, number];
     const [, , OH, OW] = out.shape as [number, number, number, number];
-    forEachWindow(N * C, H, W, OH, OW, poolAttrs(attrs), (_p, oi, taps) => {
-      let m = -Infinity;
-      for (const t of taps) m = Number.isNaN(x[t]!) || Number.isNaN(m) ? NaN : Math.max(m, x[t]!);
-      o[oi] = m;
-    });
+    maxPoolPlanes(x, [N * C, H, W, OH, OW], poolAttrs(attrs), o, 0);
   },
   maxPool2dBackward: (ins, out, attrs) => {
     const x = gatherView(ins[0]!),

@@ -4,6 +4,7 @@
 import { ArgumentError } from '../../errors.js';
 import { checkQconv, checkQlinear, checkQlinearInt4 } from '../checks.js';
 import type { KernelView } from '../backend.js';
+import { maxPoolPlanes } from './conv.js';
 import type { KernelFn } from './kernels.js';
 import { buf, outBuf } from './util.js';
 
@@ -67,6 +68,7 @@ export const quantKernels: Record<string, KernelFn> = {
     const img = C * H * W;
     const q = new Float64Array(img);
     const plane = new Float64Array(OH * OW);
+    const window = { kh: pool, kw: pool, sh: pool, sw: pool, ph: 0, pw: 0 };
     for (let n = 0; n < N; n++) {
       const [s, z] = rowQuant(x.d, x.o + n * img, img, g.sx, g.zx, 'qconv2dInt8');
       const inv = f32(1 / s);
@@ -89,16 +91,7 @@ export const quantKernels: Record<string, KernelFn> = {
             const y = acc * scale + biasAt(b, oc);
             plane[oh * OW + ow] = g.relu && y < 0 ? 0 : y;
           }
-        for (let ph = 0; ph < PH; ph++)
-          for (let pc = 0; pc < PW; pc++) {
-            let m = -Infinity;
-            for (let i = 0; i < pool; i++)
-              for (let j = 0; j < pool; j++) {
-                const v = plane[(ph * pool + i) * OW + pc * pool + j]!;
-                m = Number.isNaN(v) || Number.isNaN(m) ? NaN : Math.max(m, v);
-              }
-            o[((n * O + oc) * PH + ph) * PW + pc] = m;
-          }
+        maxPoolPlanes(plane, [1, OH, OW, PH, PW], window, o, (n * O + oc) * PH * PW);
       }
     }
   },

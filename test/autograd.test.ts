@@ -109,6 +109,50 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
     }));
 }
 
+test('a binary op computes no gradient for an operand that needs none (a constant costs no kernels)', () =>
+  kn.tidy(() => {
+    kn.seed(21);
+    // both operands broadcast, so each operand's gradient costs at least one kernel (a sum)
+    const av = kn.rand([4, 1]).add(0.5),
+      bv = kn.rand([1, 3]).add(0.5);
+    const ops: [string, (a: kn.Tensor, b: kn.Tensor) => kn.Tensor][] = [
+      ['add', (a, b) => a.add(b)],
+      ['sub', (a, b) => a.sub(b)],
+      ['mul', (a, b) => a.mul(b)],
+      ['div', (a, b) => a.div(b)],
+      ['pow', (a, b) => a.pow(b)],
+      ['maximum', (a, b) => a.maximum(b)],
+      ['minimum', (a, b) => a.minimum(b)],
+      ['where', (a, b) => kn.where(kn.rand([4, 3]).gt(0.5), a, b)],
+      ['biasAct', (a, b) => kn.biasAct(a.expand([4, 3]), b.reshape([3]), 'relu')],
+    ];
+    for (const [name, f] of ops) {
+      // which operands require a gradient: a, b, both
+      const run = (ga: boolean, gb: boolean): { kernels: number; grads: (number[] | null)[] } => {
+        kn.seed(5);
+        const a = av.clone(),
+          b = bv.clone();
+        a.requiresGrad = ga;
+        b.requiresGrad = gb;
+        const y = f(a, b)
+          .mul(kn.rand([4, 3]))
+          .sum();
+        const p = kn.profile(() => y.backward());
+        return {
+          kernels: p.events.filter((e) => e.phase === 'backward').length,
+          grads: [a, b].map((t) => (t.grad ? Array.from(t.grad.toFloat64Array()) : null)),
+        };
+      };
+      const both = run(true, true),
+        onlyA = run(true, false),
+        onlyB = run(false, true);
+      assert.ok(onlyA.kernels < both.kernels, `${name}: a alone ran ${onlyA.kernels} kernels, both ${both.kernels}`);
+      assert.ok(onlyB.kernels < both.kernels, `${name}: b alone ran ${onlyB.kernels} kernels, both ${both.kernels}`);
+      assert.equal(onlyA.grads, [both.grads[0], null], name);
+      assert.equal(onlyB.grads, [null, both.grads[1]], name);
+    }
+  }));
+
 test('cpu and js compute the same gradients for a small conv net', () => {
   if (!nativeBackends().includes('cpu')) return;
   const run = (b: kn.BackendName): Float64Array[] =>

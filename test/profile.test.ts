@@ -73,6 +73,9 @@ for (const b of kn.backends()) {
       assert.is(bwd('softmaxCrossEntropyBackward'), 1);
       assert.is(bwd('reluGrad', 'Sequential.0'), 1);
       assert.is(bwd('where') + bwd('gt'), 0);
+      // the mean's divisor is a constant: its backward is one div, with no gradient for the divisor (mul, neg)
+      assert.is(bwd('div'), 1);
+      assert.is(bwd('mul') + bwd('neg'), 0);
       // the optimizer: one multi-tensor Adam update for the four parameters
       assert.is(
         count(p, (e) => e.phase === 'optimizer' && e.op === 'adamStepMulti'),

@@ -1,6 +1,6 @@
 // Elementwise ops with NumPy broadcasting. Each vjp is written in other ops and reduces the gradient back
 // to its input's shape (sumTo).
-import { record } from '../autograd/tape.js';
+import { record, type Vjp } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
 import { ArgumentError, DTypeError, describe } from '../errors.js';
 import { assertDType, isFloat, promote, type DType } from '../tensor/dtype.js';
@@ -182,17 +182,17 @@ export function biasAct(x: Tensor, bias: Tensor, act: FusedActivation = 'none'):
     const y = runKernel('biasAct', [x, b1], [code], x.shape, floatOut(x.dtype));
     const bshape = [...bias.shape];
     if (act === 'relu')
-      return record('biasAct', y, [x, bias], [y], (g, [yy]) => {
+      return record('biasAct', y, [x, bias], [y], (g, [yy], needs) => {
         const gp = reluBackward(yy!, g);
-        return [gp, sumTo(gp, bshape)];
+        return [gp, needs[1] ? sumTo(gp, bshape) : null];
       });
     if (act === 'gelu') {
-      return record('biasAct', y, [x, bias], [x, b1], (g, [xx, bb]) => {
+      return record('biasAct', y, [x, bias], [x, b1], (g, [xx, bb], needs) => {
         const gp = geluBackward(add(xx!, bb!), g);
-        return [gp, sumTo(gp, bshape)];
+        return [gp, needs[1] ? sumTo(gp, bshape) : null];
       });
     }
-    return record('biasAct', y, [x, bias], [], (g) => [g, sumTo(g, bshape)]);
+    return record('biasAct', y, [x, bias], [], (g, _s, needs) => [g, needs[1] ? sumTo(g, bshape) : null]);
   } finally {
     if (b1 !== bias) b1.dispose();
   }
@@ -256,11 +256,15 @@ function cleanup(ta: Tensor, tb: Tensor, a: TensorLike, b: TensorLike): void {
   if (tb !== b) tb.dispose();
 }
 
-function numericBinary(
-  op: OpName,
-  vjp: ((g: Tensor, s: readonly Tensor[]) => (Tensor | null)[]) | null,
-  saveOut = false,
-): BinaryOp {
+/** One operand's gradient of a binary op, from the incoming gradient g and the saved [a, b(, y)]. */
+type OperandGrad = (g: Tensor, s: readonly Tensor[]) => Tensor;
+/** A binary op's vjp that computes only the gradients the graph needs: a constant operand (a scale, a mask, a
+ * divisor) costs no kernels in backward. */
+const perOperand =
+  (ga: OperandGrad, gb: OperandGrad): Vjp =>
+  (g, s, needs) => [needs[0] ? ga(g, s) : null, needs[1] ? gb(g, s) : null];
+
+function numericBinary(op: OpName, vjp: Vjp | null, saveOut = false): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt] = operands(a, b, op);
     try {
@@ -274,11 +278,7 @@ function numericBinary(
   };
 }
 
-function floatBinary(
-  op: OpName,
-  vjp: (g: Tensor, s: readonly Tensor[]) => (Tensor | null)[],
-  saveOut = false,
-): BinaryOp {
+function floatBinary(op: OpName, vjp: Vjp, saveOut = false): BinaryOp {
   return (a, b) => {
     const [ta, tb, dt0] = operands(a, b, op);
     try {
@@ -303,27 +303,45 @@ function compareOp(op: OpName): BinaryOp {
 }
 
 /** a + b with broadcasting. @example kn.tensor([1, 2]).add(1) // [2, 3] */
-export const add: BinaryOp = numericBinary('add', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(g, b!.shape)]);
+export const add: BinaryOp = numericBinary(
+  'add',
+  perOperand(
+    (g, [a]) => sumTo(g, a!.shape),
+    (g, [, b]) => sumTo(g, b!.shape),
+  ),
+);
 /**
  * a - b with broadcasting.
  * @example kn.tensor([5, 7]).sub(2) // [3, 5]
  */
-export const sub: BinaryOp = numericBinary('sub', (g, [a, b]) => [sumTo(g, a!.shape), sumTo(neg(g), b!.shape)]);
+export const sub: BinaryOp = numericBinary(
+  'sub',
+  perOperand(
+    (g, [a]) => sumTo(g, a!.shape),
+    (g, [, b]) => sumTo(neg(g), b!.shape),
+  ),
+);
 /**
  * a * b with broadcasting.
  * @example kn.tensor([[1], [2]]).mul(kn.tensor([3, 4])) // [[3, 4], [6, 8]]
  */
-export const mul: BinaryOp = numericBinary('mul', (g, [a, b]) => [
-  sumTo(mul(g, b!), a!.shape),
-  sumTo(mul(g, a!), b!.shape),
-]);
+export const mul: BinaryOp = numericBinary(
+  'mul',
+  perOperand(
+    (g, [a, b]) => sumTo(mul(g, b!), a!.shape),
+    (g, [a, b]) => sumTo(mul(g, a!), b!.shape),
+  ),
+);
 /**
  * True division (integers divide as float32).
  * @example kn.tensor([1, 3]).div(2) // [0.5, 1.5]
  */
 export const div: BinaryOp = floatBinary(
   'div',
-  (g, [a, b, y]) => [sumTo(div(g, b!), a!.shape), sumTo(neg(div(mul(g, y!), b!)), b!.shape)],
+  perOperand(
+    (g, [a, b]) => sumTo(div(g, b!), a!.shape),
+    (g, [, b, y]) => sumTo(neg(div(mul(g, y!), b!)), b!.shape),
+  ),
   true,
 );
 /**
@@ -332,27 +350,27 @@ export const div: BinaryOp = floatBinary(
  */
 export const pow: BinaryOp = floatBinary(
   'pow',
-  (g, [a, b, y]) => [
-    sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
-    sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
-  ],
+  perOperand(
+    (g, [a, b]) => sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
+    (g, [a, b, y]) => sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
+  ),
   true,
 );
 /**
  * Elementwise maximum (NaN propagates; ties split the gradient evenly).
  * @example kn.tensor([1, 5]).maximum(kn.tensor([3, 2])) // [3, 5]
  */
-export const maximum: BinaryOp = numericBinary('maximum', (g, [a, b]) => {
+export const maximum: BinaryOp = numericBinary('maximum', (g, [a, b], needs) => {
   const wa = add(cast(gt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
-  return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
+  return [needs[0] ? sumTo(mul(g, wa), a!.shape) : null, needs[1] ? sumTo(mul(g, sub(1, wa)), b!.shape) : null];
 });
 /**
  * Elementwise minimum (NaN propagates; ties split the gradient evenly).
  * @example kn.tensor([1, 5]).minimum(kn.tensor([3, 2])) // [1, 2]
  */
-export const minimum: BinaryOp = numericBinary('minimum', (g, [a, b]) => {
+export const minimum: BinaryOp = numericBinary('minimum', (g, [a, b], needs) => {
   const wa = add(cast(lt(a!, b!), g.dtype), mul(cast(eq(a!, b!), g.dtype), 0.5));
-  return [sumTo(mul(g, wa), a!.shape), sumTo(mul(g, sub(1, wa)), b!.shape)];
+  return [needs[0] ? sumTo(mul(g, wa), a!.shape) : null, needs[1] ? sumTo(mul(g, sub(1, wa)), b!.shape) : null];
 });
 /**
  * Elementwise a == b (bool).
@@ -408,10 +426,10 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
       });
     }
     if (!isFloat(dt)) return y;
-    return record('where', y, [cond, ta, tb], [cond], (g, [cc]) => [
+    return record('where', y, [cond, ta, tb], [cond], (g, [cc], needs) => [
       null,
-      sumTo(where(cc!, g, 0), ta.shape),
-      sumTo(where(cc!, 0, g), tb.shape),
+      needs[1] ? sumTo(where(cc!, g, 0), ta.shape) : null,
+      needs[2] ? sumTo(where(cc!, 0, g), tb.shape) : null,
     ]);
   } finally {
     if (ca !== ta) ca.dispose();

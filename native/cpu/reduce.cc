@@ -430,12 +430,13 @@ static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, co
     for (int64_t r = lo; r < hi; ++r) {
       const float* px = a.x + r * a.c;
       float* po = o + r * a.c;
-      const float lse = row_lse(px, po, a.c);  // po is scratch here; overwritten below
+      const float lse = row_lse(px, po, a.c);                            // po is scratch here; overwritten below
+      vmap1(po, px, 1, a.c, [lse](vfloat v) { return vexp(v - lse); });  // the probabilities, a vector at a time
       const int32_t y = a.y[r];
       const float gr = pg[r];
       const float hard = (1.f - a.smooth) * (a.w ? a.w[y] : 1.f);
       for (int64_t k = 0; k < a.c; ++k) {
-        const float p = fexp(px[k] - lse);
+        const float p = po[k];
         const float wk = a.w ? a.w[k] : 1.f;
         po[k] = gr * (hard * p + sc * (p * W - wk));
       }

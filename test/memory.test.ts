@@ -156,6 +156,38 @@ test('the finalizer releases tensors nobody disposed', async () => {
   assert.is(kn.memory().numBuffers, start);
 });
 
+test('a tensor made outside tidy() joins the finalizer in a batch: not at all when disposed first', async () => {
+  // count FinalizationRegistry registrations (kiln's registry looks the method up on the prototype per call)
+  const proto = FinalizationRegistry.prototype as { register: (...a: unknown[]) => void };
+  const register = proto.register;
+  let registered = 0;
+  proto.register = function (this: FinalizationRegistry<unknown>, ...a: unknown[]) {
+    registered++;
+    register.apply(this, a);
+  };
+  try {
+    await Promise.resolve(); // anything queued before the test is registered by now
+    registered = 0;
+    const a = kn.ones([8]);
+    for (let i = 0; i < 500; i++) a.add(1).dispose(); // made and disposed within one task
+    a.dispose();
+    await Promise.resolve();
+    assert.is(registered, 0, 'tensors disposed before their batch never register');
+    const kept = kn.ones([8]);
+    assert.is(registered, 0, 'registration waits for the end of the task');
+    await Promise.resolve();
+    assert.is(registered, 1, 'a live tensor is registered at the end of the task');
+    const many: kn.Tensor[] = [];
+    for (let i = 0; i < 200; i++) many.push(kn.ones([2]));
+    assert.ok(registered >= 1 + 192, `a long synchronous loop registers in batches of 64 (${registered - 1} of 200)`);
+    await Promise.resolve();
+    assert.is(registered, 201);
+    [kept, ...many].forEach((t) => t.dispose());
+  } finally {
+    proto.register = register;
+  }
+});
+
 test('tensors that leave tidy() (returned, kept, saved for backward) are still under the finalizer', async () => {
   const gc = (globalThis as { gc?: () => void }).gc!;
   const start = kn.memory().numBuffers;

@@ -92,8 +92,14 @@ function forEachWindow(
 
 /** The max of each window of NC planes x [NC, H, W] into o [NC, OH, OW] from offset at (NaN wins, as on every
  * backend): maxPool2d's forward, and the pool inside the int8 convolution's reference. */
-export function maxPoolPlanes(x: ArrayLike<number>, dims: number[], p: Pool, o: Float64Array, at: number): void {
-  const [NC, H, W, OH, OW] = dims as [number, number, number, number, number];
+export function maxPoolPlanes(
+  x: ArrayLike<number>,
+  dims: readonly [NC: number, H: number, W: number, OH: number, OW: number],
+  p: Pool,
+  o: Float64Array,
+  at: number,
+): void {
+  const [NC, H, W, OH, OW] = dims;
   forEachWindow(NC, H, W, OH, OW, p, (_p, oi, taps) => {
     let m = -Infinity;
     for (const t of taps) m = Number.isNaN(x[t]!) || Number.isNaN(m) ? NaN : Math.max(m, x[t]!);

@@ -89,7 +89,6 @@ const PENDING_MAX = 64;
 const pending: Tensor[] = [];
 let flushQueued = false;
 function registerPending(): void {
-  flushQueued = false;
   for (const t of pending) t.ensureFinalizer(); // nothing for those disposed meanwhile
   pending.length = 0;
 }
@@ -113,8 +112,11 @@ export function track(t: Tensor): void {
     if (n >= PENDING_MAX / 2) registerPending();
   }
   if (!flushQueued && pending.length > 0) {
-    flushQueued = true;
-    queueMicrotask(registerPending);
+    flushQueued = true; // one microtask per task, whatever a full batch registered meanwhile
+    queueMicrotask(() => {
+      flushQueued = false;
+      registerPending();
+    });
   }
 }
 /** Removes a tensor from every open scope (on dispose). */

@@ -139,10 +139,15 @@ static bool pointwise(const ConvGeom& g) {
 }
 
 // ---- direct convolution for stride 1: no column matrix ----
-// One image (and group) is copied once into a zero-padded buffer xp [C][Hp][Wp] (Hp = H + 2ph, Wp = W + 2pw).
-// Number the output positions q = oh*Wp + ow, with the padded row width, so positions OW..Wp-1 of each row are
-// spare ones whose values are dropped. Then tap k = (c, i, j) of the kernel reads xp[koff[k] + q] with
-// koff[k] = c*Hp*Wp + i*dh*Wp + j*dw: for every tap the inputs of all positions form one contiguous run, and
+// One image (and group) is copied once into a zero-padded buffer xp [C][Hp][Wp] (Hp = H + 2ph rows of stride
+// Wp = max(W + pw, OW)). Image row h starts at xp[(h + ph)*Wp + pw]; the Wp - W >= pw zeros after it serve as
+// both its right padding and the next row's left padding, so a row carries pw fewer spare columns than a
+// W + 2pw layout (28 x 28 at padding 1: 812 positions instead of 840). Number the output positions
+// q = oh*Wp + ow, so positions OW..Wp-1 of each row are spare ones whose values are dropped. Then tap
+// k = (c, i, j) of the kernel reads xp[koff[k] + q] with koff[k] = c*Hp*Wp + i*dh*Wp + j*dw: the column
+// ow - pw + j*dw is left of the image exactly when ow + j*dw < pw (this row's leading zeros), and right of it
+// when it lands in the gap after the row, which runs into the next row's leading zeros. For every tap the inputs
+// of all positions form one contiguous run, and
 //   forward          out[o, q] = sum_k W[o, k] xp[koff[k] + q]      (a GEMM whose B rows are read in place)
 //   weight gradient  dW[o, k]  = sum_q gy'[o, q] xp[koff[k] + q]    (gy' = gy with zeros at the spare positions)
 //   input gradient   the forward of gy, padded by dilation*(k-1) - padding, with the kernel flipped and its
@@ -155,9 +160,9 @@ static bool pointwise(const ConvGeom& g) {
 struct Direct {  // src [C][H][W], padded by (ph, pw), convolved at stride 1 -> [O][OH][OW]
   int64_t C, H, W, O, kh, kw, ph, pw, dh, dw;
   int64_t Hp() const { return H + 2 * ph; }
-  int64_t Wp() const { return W + 2 * pw; }
   int64_t OH() const { return Hp() - dh * (kh - 1); }
-  int64_t OW() const { return Wp() - dw * (kw - 1); }
+  int64_t OW() const { return W + 2 * pw - dw * (kw - 1); }
+  int64_t Wp() const { return std::max(W + pw, OW()); }  // row stride of the padded image
   int64_t K() const { return C * kh * kw; }
   int64_t Q() const { return OH() * Wp(); }
 };
@@ -170,8 +175,11 @@ static constexpr int kDirKB = kVL == 16 ? 6 : 4;
 
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static int64_t dir_qpad(const Direct& d) { return round_up(d.Q(), kDirQT); }
-// xp's size: the image, plus zeros read past it by the last taps of the last (padded) tile of positions
-static int64_t dir_xp_size(const Direct& d) { return d.C * d.Hp() * d.Wp() + d.dw * (d.kw - 1) + dir_qpad(d); }
+// xp's size: the image, plus the zeros read past it by the last taps of the last (padded) tile of positions, or
+// the last row's left padding of a next channel (dir_pad writes it), whichever reaches further
+static int64_t dir_xp_size(const Direct& d) {
+  return d.C * d.Hp() * d.Wp() + std::max(d.pw, d.dw * (d.kw - 1)) + dir_qpad(d) - d.Q();
+}
 
 static void dir_offsets(const Direct& d, int64_t* koff) {
   for (int64_t c = 0, k = 0; c < d.C; ++c)
@@ -182,19 +190,16 @@ static void dir_offsets(const Direct& d, int64_t* koff) {
 // xp = src zero-padded, and zeros after it
 static void dir_pad(const float* src, const Direct& d, float* xp) {
   const int64_t Hp = d.Hp(), Wp = d.Wp(), size = dir_xp_size(d);
+  float* at = xp;  // everything before `at` is written
   for (int64_t c = 0; c < d.C; ++c) {
-    float* dc = xp + c * Hp * Wp;
-    std::memset(dc, 0, static_cast<size_t>(d.ph * Wp) * sizeof(float));
-    for (int64_t h = 0; h < d.H; ++h) {
-      float* row = dc + (h + d.ph) * Wp;
-      for (int64_t w = 0; w < d.pw; ++w) row[w] = 0.f;
-      copy_row(row + d.pw, src + (c * d.H + h) * d.W, d.W);
-      for (int64_t w = d.pw + d.W; w < Wp; ++w) row[w] = 0.f;
-    }
-    std::memset(dc + (d.ph + d.H) * Wp, 0, static_cast<size_t>(d.ph * Wp) * sizeof(float));
+    const float* sc = src + c * d.H * d.W;
+    float* row = xp + (c * Hp + d.ph) * Wp + d.pw;
+    if (row > at) zero_row(at, row - at);  // top padding rows and the first row's left padding
+    for (int64_t h = 0; h < d.H; ++h, row += Wp)
+      copy_row_zero(row, sc + h * d.W, d.W, Wp);  // the row, its right padding, the next row's left padding
+    at = row;
   }
-  const int64_t used = d.C * Hp * Wp;
-  std::memset(xp + used, 0, static_cast<size_t>(size - used) * sizeof(float));
+  if (xp + size > at) zero_row(at, xp + size - at);
 }
 
 static bool all_finite(const float* p, int64_t n) {
@@ -349,14 +354,11 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
       for (int64_t o = 0; o < Op; ++o) {
         float* row = g + o * qv;
         if (o >= Og) {
-          std::memset(row, 0, static_cast<size_t>(qv) * sizeof(float));
+          zero_row(row, qv);
           continue;
         }
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          copy_row(row + oh * Wp, gyg + (o * OH + oh) * OW, OW);
-          for (int64_t w = OW; w < Wp; ++w) row[oh * Wp + w] = 0.f;
-        }
-        for (int64_t q = Q; q < qv; ++q) row[q] = 0.f;
+        for (int64_t oh = 0; oh < OH; ++oh) copy_row_zero(row + oh * Wp, gyg + (o * OH + oh) * OW, OW, Wp);
+        zero_row(row + Q, qv - Q);
       }
       float* acc = accm + gi * per_group;
       auto run = [&](int64_t t0, int64_t t1) {
@@ -374,10 +376,8 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
     for (int64_t o = 0; o < Og; ++o)
       for (int64_t k = 0; k < K; ++k) {
         const int64_t t = (o / kDirMO) * nkb + k / kDirKB;
-        const float* v = accm + gi * per_group + ((t * kDirMO + o % kDirMO) * kDirKB + k % kDirKB) * kVL;
-        float s = 0.f;
-        for (int l = 0; l < kVL; ++l) s += v[l];
-        dw[(gi * Og + o) * K + k] += s;
+        dw[(gi * Og + o) * K + k] +=
+            vhsum(vload(accm + gi * per_group + ((t * kDirMO + o % kDirMO) * kDirKB + k % kDirKB) * kVL));
       }
 }
 

@@ -24,3 +24,47 @@ static inline void copy_row(float* __restrict dst, const float* __restrict src, 
   for (; i < n; ++i) dst[i] = src[i];
 #endif
 }
+
+// dst[0, n) = src[0, n), then dst[n, len) = 0 (n <= len), in whole-vector stores where the row allows: the padded
+// rows of the direct convolution (an image row and the zero gap after it) without a memset call per gap.
+static inline void copy_row_zero(float* __restrict dst, const float* __restrict src, int64_t n, int64_t len) {
+  int64_t i = 0;
+  for (; i + kVL <= n; i += kVL) {
+    vfloat v = vload(src + i);
+#if defined(__x86_64__)
+    __asm__("" : "+x"(v));
+#endif
+    vstore(dst + i, v);
+  }
+#if KILN_VEC_BYTES == 64
+  for (; i < len; i += kVL) {
+    const int64_t r = n - i, t = len - i;  // r < kVL here, and may be <= 0
+    const __mmask16 ml = r <= 0 ? 0 : static_cast<__mmask16>((1u << r) - 1u);
+    const __mmask16 ms = t >= kVL ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << t) - 1u);
+    _mm512_mask_storeu_ps(dst + i, ms, _mm512_maskz_loadu_ps(ml, src + i));
+  }
+#elif KILN_VEC_BYTES == 32
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; i < len; i += kVL) {
+    const __m256 v = _mm256_maskload_ps(src + i, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), lanes));
+    if (len - i >= kVL)
+      _mm256_storeu_ps(dst + i, v);
+    else
+      _mm256_maskstore_ps(dst + i, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(len - i)), lanes), v);
+  }
+#else
+  for (; i < n; ++i) dst[i] = src[i];
+  for (; i < len; ++i) dst[i] = 0.f;
+#endif
+}
+
+// dst[0, n) = 0, inline for the short runs of the padded rows
+static inline void zero_row(float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + kVL <= n; i += kVL) vstore(dst + i, vfloat{});
+#if KILN_VEC_BYTES == 64
+  if (i < n) _mm512_mask_storeu_ps(dst + i, static_cast<__mmask16>((1u << (n - i)) - 1u), _mm512_setzero_ps());
+#else
+  for (; i < n; ++i) dst[i] = 0.f;
+#endif
+}

@@ -244,9 +244,13 @@ static inline void dir_tile(int64_t K, const float* __restrict w, const int64_t*
       for (int v = 0; v < kDirNV; ++v) acc[i][v] += a * bv[v];
     }
   }
-  for (int64_t i = 0; i < mr; ++i)
+  // unrolled with a test per row rather than a loop to mr, which made GCC keep acc on the stack (24 extra stores
+  // and loads a tile)
+#pragma GCC unroll 8
+  for (int i = 0; i < kDirMR; ++i)
+    if (i < mr)
 #pragma GCC unroll 4
-    for (int v = 0; v < kDirNV; ++v) vstore(out + i * ldo + v * kVL, acc[i][v]);
+      for (int v = 0; v < kDirNV; ++v) vstore(out + i * ldo + v * kVL, acc[i][v]);
 }
 
 // dst [O][OH][OW] from the padded image xp; tmp holds [O][qpad] (positions with the padded row width).

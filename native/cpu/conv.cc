@@ -176,9 +176,10 @@ static constexpr int kDirKB = kVL == 16 ? 6 : 4;
 static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static int64_t dir_qpad(const Direct& d) { return round_up(d.Q(), kDirQT); }
 // xp's size: the image, plus the zeros read past it by the last taps of the last (padded) tile of positions, or
-// the last row's left padding of a next channel (dir_pad writes it), whichever reaches further
+// the last row's left padding of a next channel (dir_pad writes it), whichever reaches further, plus a vector of
+// room for the spill of the last row's whole-vector stores
 static int64_t dir_xp_size(const Direct& d) {
-  return d.C * d.Hp() * d.Wp() + std::max(d.pw, d.dw * (d.kw - 1)) + dir_qpad(d) - d.Q();
+  return d.C * d.Hp() * d.Wp() + std::max(d.pw, d.dw * (d.kw - 1)) + dir_qpad(d) - d.Q() + kVL;
 }
 
 static void dir_offsets(const Direct& d, int64_t* koff) {
@@ -195,8 +196,9 @@ static void dir_pad(const float* src, const Direct& d, float* xp) {
     const float* sc = src + c * d.H * d.W;
     float* row = xp + (c * Hp + d.ph) * Wp + d.pw;
     if (row > at) zero_row(at, row - at);  // top padding rows and the first row's left padding
-    for (int64_t h = 0; h < d.H; ++h, row += Wp)
-      copy_row_zero(row, sc + h * d.W, d.W, Wp);  // the row, its right padding, the next row's left padding
+    // the row, its right padding and the next row's left padding; the zeros spilled past them land on later
+    // rows, written after
+    for (int64_t h = 0; h < d.H; ++h, row += Wp) copy_row_spill(row, sc + h * d.W, d.W, Wp);
     at = row;
   }
   if (xp + size > at) zero_row(at, xp + size - at);
@@ -348,7 +350,7 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
   ThreadBuffer<1> gb;
   ThreadBuffer<2> ab;
   float* xp = xb.get(dir_xp_size(d));
-  float* g = gb.get(Op * qv);
+  float* g = gb.get(Op * qv + kVL);  // room for the last row's spill (copy_row_spill)
   float* accm = ab.get(groups * per_group);
   std::memset(accm, 0, static_cast<size_t>(groups * per_group) * sizeof(float));
   for (int64_t n = lo; n < hi; ++n)
@@ -361,7 +363,9 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
           zero_row(row, qv);
           continue;
         }
-        for (int64_t oh = 0; oh < OH; ++oh) copy_row_zero(row + oh * Wp, gyg + (o * OH + oh) * OW, OW, Wp);
+        // rows in order: each one's spilled zeros land on the next, written after (the last one's on [Q, qv),
+        // zeroed next, or on the next channel's row)
+        for (int64_t oh = 0; oh < OH; ++oh) copy_row_spill(row + oh * Wp, gyg + (o * OH + oh) * OW, OW, Wp);
         zero_row(row + Q, qv - Q);
       }
       float* acc = accm + gi * per_group;

@@ -25,9 +25,11 @@ static inline void copy_row(float* __restrict dst, const float* __restrict src, 
 #endif
 }
 
-// dst[0, n) = src[0, n), then dst[n, len) = 0 (n <= len), in whole-vector stores where the row allows: the padded
-// rows of the direct convolution (an image row and the zero gap after it) without a memset call per gap.
-static inline void copy_row_zero(float* __restrict dst, const float* __restrict src, int64_t n, int64_t len) {
+// dst[0, n) = src[0, n), then zeros up to the end of the last vector that reaches len: it writes dst[0, e) with
+// e = max(n, len) rounded up to whole vectors, all unmasked stores (the padded rows of the direct convolution: an
+// image row and the zero gap after it). The caller leaves room for the spill past len and writes whatever must
+// not be zero there afterwards. Masked stores here cost ~50% more a row (2.7 against 1.8 ns for 28 floats).
+static inline void copy_row_spill(float* __restrict dst, const float* __restrict src, int64_t n, int64_t len) {
   int64_t i = 0;
   for (; i + kVL <= n; i += kVL) {
     vfloat v = vload(src + i);
@@ -36,26 +38,19 @@ static inline void copy_row_zero(float* __restrict dst, const float* __restrict 
 #endif
     vstore(dst + i, v);
   }
+  if (i < n) {
 #if KILN_VEC_BYTES == 64
-  for (; i < len; i += kVL) {
-    const int64_t r = n - i, t = len - i;  // r < kVL here, and may be <= 0
-    const __mmask16 ml = r <= 0 ? 0 : static_cast<__mmask16>((1u << r) - 1u);
-    const __mmask16 ms = t >= kVL ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << t) - 1u);
-    _mm512_mask_storeu_ps(dst + i, ms, _mm512_maskz_loadu_ps(ml, src + i));
-  }
+    _mm512_storeu_ps(dst + i, _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (n - i)) - 1u), src + i));
 #elif KILN_VEC_BYTES == 32
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (; i < len; i += kVL) {
-    const __m256 v = _mm256_maskload_ps(src + i, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), lanes));
-    if (len - i >= kVL)
-      _mm256_storeu_ps(dst + i, v);
-    else
-      _mm256_maskstore_ps(dst + i, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(len - i)), lanes), v);
-  }
+    const __m256i m =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_storeu_ps(dst + i, _mm256_maskload_ps(src + i, m));
 #else
-  for (; i < n; ++i) dst[i] = src[i];
-  for (; i < len; ++i) dst[i] = 0.f;
+    for (int64_t l = 0; l < kVL; ++l) dst[i + l] = i + l < n ? src[i + l] : 0.f;
 #endif
+    i += kVL;
+  }
+  for (; i < len; i += kVL) vstore(dst + i, vfloat{});
 }
 
 // dst[0, n) = 0, inline for the short runs of the padded rows

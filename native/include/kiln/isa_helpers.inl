@@ -59,6 +59,30 @@ static inline vfloat vfold_all(vfloat v) {
 }
 static inline float vhsum(vfloat v) { return vfold_all<kVL / 2>(v)[0]; }
 
+// The lane sums of kVL vectors at once: v[0 .. kVL) -> one vector whose lane i is the sum of v[i]'s lanes, as
+// log2(kVL) levels that each add pairs of vectors half-folded into one (kVL - 1 two-source shuffle pairs in all,
+// against kVL separate trees of log2(kVL) shuffles). At level S each vector holds kVL / S sums-in-progress of S
+// lanes; a pair (a, b) becomes one vector of a's then b's, S / 2 lanes each. Overwrites v.
+static constexpr int vsum_idx(int S, int j, bool hi) {
+  const int h = S / 2, n = kVL / S, s = j / h, w = j % h;
+  return (s < n ? s * S : kVL + (s - n) * S) + (hi ? h : 0) + w;
+}
+template <int S, size_t... J>
+static inline vfloat vsum_pair(vfloat a, vfloat b, std::index_sequence<J...>) {
+  return __builtin_shufflevector(a, b, vsum_idx(S, static_cast<int>(J), false)...) +
+         __builtin_shufflevector(a, b, vsum_idx(S, static_cast<int>(J), true)...);
+}
+template <int S>
+static inline vfloat vsum_lanes(vfloat* v, int n = kVL) {
+  if constexpr (S > 1) {
+    for (int i = 0; i < n / 2; ++i) v[i] = vsum_pair<S>(v[2 * i], v[2 * i + 1], std::make_index_sequence<kVL>{});
+    return vsum_lanes<S / 2>(v, n / 2);
+  } else {
+    (void)n;
+    return v[0];
+  }
+}
+
 static inline vfloat vsplat(float f) { return vfloat{} + f; }
 static inline vint vsplati(int32_t i) { return vint{} + i; }
 static inline vfloat vsel(vint m, vfloat a, vfloat b) { return m ? a : b; }

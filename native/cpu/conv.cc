@@ -402,9 +402,9 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
   ThreadBuffer<1> gb;
   ThreadBuffer<2> ab;
   float* xp = xb.get(dir_xp_size(d));
-  float* g = gb.get(Op * qv + kVL);  // room for the last row's spill (copy_row_spill)
-  float* accm = ab.get(groups * per_group);
-  std::memset(accm, 0, static_cast<size_t>(groups * per_group) * sizeof(float));
+  float* g = gb.get(Op * qv + kVL);          // room for the last row's spill (copy_row_spill)
+  float* sums = ab.get(groups * per_group);  // per tile, summed over images
+  std::memset(sums, 0, static_cast<size_t>(groups * per_group) * sizeof(float));
   for (int64_t n = lo; n < hi; ++n)
     for (int64_t gi = 0; gi < groups; ++gi) {
       dir_pad(src(n, gi), d, xp);
@@ -420,11 +420,11 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
         for (int64_t oh = 0; oh < OH; ++oh) copy_row_spill(row + oh * Wp, gyg + (o * OH + oh) * OW, OW, Wp);
         zero_row(row + Q, qv - Q);
       }
-      float* acc = accm + gi * per_group;
+      float* gsums = sums + gi * per_group;
       auto run = [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t ob = t / nkb, kb = t % nkb;
-          dirw_tile(qv, g + ob * kDirMO * qv, qv, xp, koff.data() + kb * kDirKB, acc + t * kDirWS * kVL);
+          dirw_tile(qv, g + ob * kDirMO * qv, qv, xp, koff.data() + kb * kDirKB, gsums + t * kDirWS * kVL);
         }
       };
       if (par && num_threads() > 1)
@@ -436,7 +436,7 @@ static void dirw_images(const Direct& d, int64_t groups, int64_t lo, int64_t hi,
     for (int64_t o = 0; o < Og; ++o)
       for (int64_t k = 0; k < K; ++k) {
         const int64_t t = (o / kDirMO) * nkb + k / kDirKB;
-        dw[(gi * Og + o) * K + k] += accm[gi * per_group + t * kDirWS * kVL + (o % kDirMO) * kDirKB + k % kDirKB];
+        dw[(gi * Og + o) * K + k] += sums[gi * per_group + t * kDirWS * kVL + (o % kDirMO) * kDirKB + k % kDirKB];
       }
 }
 

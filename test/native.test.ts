@@ -694,6 +694,40 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
   }
 });
 
+test('long sums run in blocks on every thread: the same bits on 1 to 3 threads, matching js', () => {
+  const { addon } = loadAddon();
+  const threads = addon!.info().threads;
+  const r = rng(48);
+  // a whole-tensor sum over 3 blocks and a partial one, two long rows, and a row just under one block (one run)
+  const cases: [number[], number[]][] = [
+    [[3 * 16384 + 77], [0]],
+    [[2, 40000], [1]],
+    [[3, 16384], [1]],
+  ];
+  try {
+    for (const [shape, axes] of cases) {
+      // values around 100 with a spread: a float accumulator over the whole row would drift well past the tolerance
+      const data = randomArray(
+        r,
+        shape.reduce((a, b) => a * b, 1),
+      ).map((v) => 100 + 50 * v);
+      const want = onBackend('js', () => kn.tidy(() => kn.tensor(data, shape).sum(axes).toArray())) as Float32Array;
+      const runs = [1, 2, 3].map((t) => {
+        addon!.setThreads(t);
+        return onBackend('cpu', () => kn.tidy(() => kn.tensor(data, shape).sum(axes).toArray())) as Float32Array;
+      });
+      for (const run of runs) assertClose(run, want, 0, 1e-6);
+      for (const run of runs.slice(1))
+        assert.ok(
+          run.every((v, j) => Object.is(v, runs[0]![j])),
+          `sum of ${shape} differs between thread counts`,
+        );
+    }
+  } finally {
+    addon!.setThreads(threads);
+  }
+});
+
 test('KILN_PACK_CACHE_MB=0 turns the packed-weight cache off, with the same results', () => {
   const script =
     "import('./src/index.ts').then(async (kn) => { const { loadAddon } = await import('./src/backends/native/binding.ts'); " +

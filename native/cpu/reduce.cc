@@ -62,6 +62,12 @@ static inline double sum_run(const float* p, int64_t n) {
   return s;
 }
 
+// A row longer than this sums in blocks of it whose double partials are added in order: the same bits whether
+// the blocks run on one thread or several, so a whole-tensor sum (a loss over a conv output) can use every
+// thread; its parts also stay in the cache of the core that wrote them, which a one-thread sum of 1.6 MB
+// written by two threads paid for (2x slower than on one thread).
+constexpr int64_t kSumBlock = 16384;
+
 static Status k_sum(const TensorView* in, int, const TensorView& out, const double* attrs) {
   Dims3 d;
   if (Status s = check_reduce(in, out, attrs, d, "sum"); !s.good()) return s;
@@ -69,7 +75,21 @@ static Status k_sum(const TensorView* in, int, const TensorView& out, const doub
   if (in[0].dtype == DT_FLOAT32) {
     const float* x = in[0].ptr<float>();
     float* o = out.ptr<float>();
-    if (inner == 1) {
+    if (inner == 1 && r > kSumBlock) {
+      const int64_t nb = (r + kSumBlock - 1) / kSumBlock;
+      std::vector<double> part(static_cast<size_t>(outer * nb));
+      parallel_for(outer * nb, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const int64_t b0 = (i % nb) * kSumBlock;
+          part[static_cast<size_t>(i)] = sum_run(x + (i / nb) * r + b0, std::min(kSumBlock, r - b0));
+        }
+      });
+      for (int64_t i = 0; i < outer; ++i) {
+        double s = 0;
+        for (int64_t b = 0; b < nb; ++b) s += part[static_cast<size_t>(i * nb + b)];
+        o[i] = static_cast<float>(s);
+      }
+    } else if (inner == 1) {
       parallel_for(outer, std::max<int64_t>(1, kGrain / std::max<int64_t>(r, 1)), [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) o[i] = static_cast<float>(sum_run(x + i * r, r));
       });

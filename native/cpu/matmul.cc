@@ -29,6 +29,8 @@ static constexpr int NV = 2;  // vectors per micro-tile row
 static constexpr int NR = kGemmNR;
 static_assert(NR == NV * kVL, "the micro-kernel holds NV vectors per row");
 static constexpr int MR = kGemmMR;
+static constexpr int kMR3 = MR / 3;  // the narrower strips' rows: MR/3 and 2*MR/3
+static_assert(kMR3 * 3 == MR, "MR splits in thirds");
 // k-values per block (BLIS takes 480 on Zen 4): at 256, C was read and written back twice as often, which cost
 // 2 threads 3-8% at N >= 512 on the 2-core EPYC host
 static constexpr int64_t KC = 512;
@@ -106,21 +108,22 @@ static void pack_a(const GemmArgs& g, int64_t i0, int64_t mc, int64_t k0, int64_
   }
 }
 
-// C[0, mr) x [0, nr) (row stride ldc) = or += A's MR rows times B's NR columns over kc values. A is a packed
-// strip (kc x MR) unless RowsA: then its rows in place, row stride lda, rows past mr reading row mr-1 (never
-// stored). B is NR floats per k, ldb apart (a packed panel: ldb = NR). Either way the same multiply-adds in the
-// same order, so the bits do not depend on what was packed.
-template <bool RowsA>
+// C[0, mr) x [0, nr) (row stride ldc) = or += R <= MR rows of A times B's NR columns over kc values (mr <= R:
+// a strip's last rows run on fewer registers rather than as a full strip). A is a packed strip (kc x MR, its
+// rows past mr zero) unless RowsA: then its rows in place, row stride lda, rows past mr reading row mr-1 (never
+// stored). B is NR floats per k, ldb apart (a packed panel: ldb = NR). Whatever R, whether A or B was packed,
+// each element of C gets the same multiply-adds in the same order, so the bits do not depend on the path.
+template <bool RowsA, int R = MR>
 static inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
                          float* c, int64_t ldc, int64_t mr, int64_t nr, bool acc_c) {
-  vfloat acc[MR][NV];
-  const float* ar[MR];
+  vfloat acc[R][NV];
+  const float* ar[R];
   if constexpr (RowsA) {
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) ar[i] = a + std::min<int64_t>(i, mr - 1) * lda;
+    for (int i = 0; i < R; ++i) ar[i] = a + std::min<int64_t>(i, mr - 1) * lda;
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
   for (int64_t k = 0; k < kc; ++k) {
@@ -128,23 +131,23 @@ static inline void micro(int64_t kc, const float* __restrict a, int64_t lda, con
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = vload(b + k * ldb + v * kVL);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const float av = RowsA ? ar[i][k] : a[k * MR + i];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
     }
   }
-  if (mr == MR && nr == NR) {
+  if (mr == R && nr == NR) {
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         float* p = c + i * ldc + v * kVL;
         vstore(p, acc_c ? vload(p) + acc[i][v] : acc[i][v]);
       }
   } else {
-    float tile[MR * NR];
-    for (int i = 0; i < MR; ++i)
+    float tile[R * NR];
+    for (int i = 0; i < R; ++i)
       for (int v = 0; v < NV; ++v) vstore(tile + i * NR + v * kVL, acc[i][v]);
     for (int64_t i = 0; i < mr; ++i)
       for (int64_t j = 0; j < nr; ++j) {
@@ -152,6 +155,19 @@ static inline void micro(int64_t kc, const float* __restrict a, int64_t lda, con
         *p = acc_c ? *p + tile[i * NR + j] : tile[i * NR + j];
       }
   }
+}
+
+// micro() on the fewest rows that hold the strip's mr: a last strip of up to 2/3 or 1/3 of MR rows (M = 128
+// leaves 8 of 12) runs on that many rows' registers instead of a full strip's multiply-adds
+template <bool RowsA>
+static inline void micro_strip(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                               int64_t ldc, int64_t mr, int64_t nr, bool acc_c) {
+  if (mr <= kMR3)
+    micro<RowsA, kMR3>(kc, a, lda, b, ldb, c, ldc, mr, nr, acc_c);
+  else if (mr <= 2 * kMR3)
+    micro<RowsA, 2 * kMR3>(kc, a, lda, b, ldb, c, ldc, mr, nr, acc_c);
+  else
+    micro<RowsA>(kc, a, lda, b, ldb, c, ldc, mr, nr, acc_c);
 }
 
 // ---- few rows (M <= kSmallM): no packing. Packing B costs K*N copies, as much as the product itself when M
@@ -298,10 +314,11 @@ static void block_panels(const GemmArgs& g, int64_t kc, const float* a, bool row
     for (int64_t ip = 0; ip * MR < mc; ++ip) {
       float* const c = g.C + (i0 + ip * MR) * g.ldc + j;
       const int64_t mr = std::min<int64_t>(MR, mc - ip * MR);
+      const float* const b = bp + p * pstride;
       if (rows_a)
-        micro<true>(kc, a + ip * MR * lda, lda, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
+        micro_strip<true>(kc, a + ip * MR * lda, lda, b, ldb, c, g.ldc, mr, nr, acc_c);
       else
-        micro<false>(kc, a + ip * kc * MR, 0, bp + p * pstride, ldb, c, g.ldc, mr, nr, acc_c);
+        micro_strip<false>(kc, a + ip * kc * MR, 0, b, ldb, c, g.ldc, mr, nr, acc_c);
     }
   }
 }

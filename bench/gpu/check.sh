@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The GPU check (issue 24): one self-contained run on a bare lent GPU machine, under 8 minutes. Prepare here with
+# `bash bench/gpu/pack.sh` (writes .gpu-carry/: Node, the node_modules the check needs, the built addon with its
+# CUDA kernels, the Vulkan loaders), then run there, carrying .gpu-carry:
+#   bash bench/gpu/check.sh
+# Steps, each timed, the run failing if any fails: nvidia-smi; unpack; `kiln info`, failing unless the cuda
+# backend and a Vulkan WebGPU adapter are available; conformance, gradcheck, errors and nn with
+# KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 (a backend that is missing fails instead of skipping its cases);
+# kiln's GEMM (1024-4096, float32 and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch eager
+# (bench/gpu/torch_ref.py). Ends with one line per step and `gpu check: passed` or `gpu check: FAILED`.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+carry=.gpu-carry
+t_start=$(date +%s)
+summary=()
+failed=0
+step() {
+  local name=$1 t0 rc
+  shift
+  t0=$(date +%s)
+  echo "=== $name"
+  "$@"
+  rc=$?
+  local line
+  line="$(printf '%-28s %s %4d s' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")" $(($(date +%s) - t0)))"
+  echo "--- $line"
+  summary+=("$line")
+  [ $rc -eq 0 ] || failed=1
+  return $rc
+}
+finish() {
+  echo
+  printf '%s\n' "${summary[@]}"
+  echo "total $(($(date +%s) - t_start)) s"
+  if [ $failed -eq 0 ]; then echo 'gpu check: passed'; else echo 'gpu check: FAILED'; fi
+  exit $failed
+}
+
+# a step's time limit: its own cap, cut to what is left of the run's 8 minutes
+limit() {
+  local left=$((t_start + 480 - $(date +%s)))
+  if [ "$1" -lt "$left" ]; then echo "$1"; else echo $((left > 5 ? left : 5)); fi
+}
+
+unpack() {
+  [ -d "$carry" ] || { echo "no $carry here: run bash bench/gpu/pack.sh where Node is, and carry $carry"; return 1; }
+  mkdir -p "$carry/bin"
+  [ -x "$carry/bin/node" ] || { xz -dc "$carry/node.xz" > "$carry/bin/node" && chmod +x "$carry/bin/node"; } || return 1
+  [ -d node_modules/tsx ] || tar -xJf "$carry/node_modules.tar.xz" || return 1
+  tar -xJf "$carry/build.tar.xz" || return 1
+  # Dawn needs the Vulkan loader, which the image lacks; the driver's ICD sits under /usr/local/nvidia
+  if ! ldconfig -p | grep -q libvulkan; then
+    for f in "$carry"/gl/*.deb; do dpkg -x "$f" / || return 1; done
+    ldconfig
+  fi
+  command -v node && node --version
+}
+
+info() {
+  local out
+  out="$(node --import tsx src/cli/main.ts info 2>&1)"
+  echo "$out"
+  echo "$out" | grep -Eq '^ +cuda +available' || { echo 'the cuda backend is not available'; return 1; }
+  echo "$out" | grep -Eiq '^webgpu:.*vulkan' || { echo 'no Vulkan WebGPU adapter'; return 1; }
+}
+
+suite() {
+  local f rc=0
+  # each file takes 2-25 s on a 2-core cpu-only machine
+  for f in conformance gradcheck errors nn.test; do
+    KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 timeout "$(limit 150)" node scripts/run-tests.mjs "$f" \
+      > "/tmp/kiln-gpu-$f.log" 2>&1
+    local r=$?
+    # the failures in full, then the count
+    grep -E -B2 -A12 'FAIL|✘|Error' "/tmp/kiln-gpu-$f.log" | head -80
+    echo "$f: $(tail -1 "/tmp/kiln-gpu-$f.log") (exit $r)"
+    [ $r -eq 0 ] || rc=1
+  done
+  return $rc
+}
+
+speed() {
+  timeout "$(limit 120)" python3 bench/gpu/torch_ref.py || return 1
+  timeout "$(limit 120)" node --import tsx bench/run.ts cuda
+}
+
+export PATH="$PWD/$carry/bin:$PATH"  # the carried Node, unpacked below
+step nvidia-smi nvidia-smi || finish
+step unpack unpack || finish
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+export KILN_WEBGPU_BACKEND=vulkan
+step 'kiln info' info
+step 'suites on cuda and webgpu' suite
+step 'GEMM and MLP vs PyTorch' speed
+finish

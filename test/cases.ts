@@ -320,6 +320,24 @@ export const CASES: OpCase[] = [
     grad: true,
   },
   { name: 'sum long row', ops: ['sum'], inputs: [f([3, 5000])], run: (x) => x.sum(-1), rtol: 1e-4, atol: 1e-3 },
+  // long enough to be cut into chunks: the cpu's 16384-value blocks, CUDA's 32768-value row chunks (a whole-tensor
+  // sum, max and min) and 512-value column chunks (few outputs over a long axis 0), float and int32
+  { name: 'sum of a long tensor', ops: ['sum'], inputs: [f([70013])], run: (x) => x.sum(), rtol: 1e-4, atol: 1e-2 },
+  {
+    name: 'max and min of long rows',
+    ops: ['max', 'min'],
+    inputs: [f([2, 40000])],
+    run: (x) => x.max(1).add(x.min(1)),
+  },
+  {
+    name: 'sum over a long first axis',
+    ops: ['sum'],
+    inputs: [f([1500, 7])],
+    run: (x) => x.sum(0),
+    rtol: 1e-4,
+    atol: 1e-3,
+  },
+  { name: 'sum int32 over a long axis', ops: ['sum'], inputs: [ints([1200, 3], -1000, 1000)], run: (x) => x.sum(0) },
   { name: 'sum size-0 axis', ops: ['sum'], inputs: [f([3, 0, 2])], run: (x) => x.sum(1) },
   { name: 'sum int32', ops: ['sum'], inputs: [ints([4, 6], -1000, 1000)], run: (x) => x.sum(0) },
   { name: 'mean', ops: ['sum', 'div'], inputs: [f([3, 4, 5])], run: (x) => x.mean([1, 2]), grad: true },

@@ -1,5 +1,7 @@
-// Reduce family on CUDA: sum/max/min/argmax/argmin over an axis range ([outer, R, inner]; a block per row with a
-// shared-memory tree when inner == 1, a thread per output otherwise), softmax/logSoftmax, fused softmax
+// Reduce family on CUDA: sum/max/min/argmax/argmin over an axis range ([outer, R, inner]: a block per row with
+// warp-shuffle sums when inner == 1, a thread per output otherwise; when there are too few rows or outputs to fill
+// the device, the reduced axis is cut into fixed chunks whose partial results a second pass combines in order),
+// softmax/logSoftmax, fused softmax
 // cross-entropy forward and backward (labels checked on the device), NaN-ignoring column statistics and
 // quantiles, and row hashes. Inputs are contiguous (the dispatcher copies views first).
 #include "common.cuh"
@@ -25,29 +27,52 @@ __device__ inline T combine(int op, T a, T v) {
   return v < a ? v : a;
 }
 
+// v combined across a warp (the result in lane 0), then across the block (the result in thread 0): a fixed
+// order for a block of kThreads, so the bits do not depend on the device
 template <class T>
-__global__ void reduce_cols(const T* x, T* y, int op, int64_t outer, int64_t r, int64_t inner) {
-  const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (o >= outer * inner) return;
-  const T* base = x + (o / inner) * r * inner + o % inner;
-  T acc = op == R_SUM ? T(0) : base[0];
-  for (int64_t k = op == R_SUM ? 0 : 1; k < r; ++k) acc = combine<T>(op, acc, base[k * inner]);
-  y[o] = acc;
+__device__ inline T warp_combine(int op, T v) {
+  for (int s = 16; s > 0; s >>= 1) v = combine<T>(op, v, __shfl_down_sync(0xffffffffu, v, s));
+  return v;
+}
+template <class T>
+__device__ inline T block_combine(int op, T v) {
+  __shared__ T sh[kThreads / 32];
+  v = warp_combine<T>(op, v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    // max and min repeat a value they already hold; a sum adds zeros
+    v = lane < kThreads / 32 ? sh[lane] : (op == R_SUM ? T(0) : sh[0]);
+    v = warp_combine<T>(op, v);
+  }
+  return v;
 }
 
+// y[b] = the reduction of row b / chunks of x ([rows][r]), over its values [c * chunk, (c + 1) * chunk) with
+// c = b % chunks (chunks = 1: the whole row). Launched with kThreads threads.
 template <class T>
-__global__ void reduce_rows(const T* x, T* y, int op, int64_t r) {
-  __shared__ T sh[kThreads];
-  const T* row = x + static_cast<int64_t>(blockIdx.x) * r;
-  T acc = op == R_SUM ? T(0) : row[0];
-  for (int64_t k = threadIdx.x; k < r; k += blockDim.x) acc = combine<T>(op, acc, row[k]);
-  sh[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] = combine<T>(op, sh[threadIdx.x], sh[threadIdx.x + s]);
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) y[blockIdx.x] = sh[0];
+__global__ void reduce_rows(const T* x, T* y, int op, int64_t r, int64_t chunks, int64_t chunk) {
+  const int64_t b = blockIdx.x, c = b % chunks;
+  const T* row = x + (b / chunks) * r;
+  const int64_t k0 = c * chunk, k1 = k0 + chunk < r ? k0 + chunk : r;
+  T acc = op == R_SUM ? T(0) : row[k0];
+  for (int64_t k = k0 + threadIdx.x; k < k1; k += kThreads) acc = combine<T>(op, acc, row[k]);
+  acc = block_combine<T>(op, acc);
+  if (threadIdx.x == 0) y[b] = acc;
+}
+
+// A thread per output over a chunk of the reduced axis: part[c][o] = the reduction of x[o / inner, k, o % inner]
+// for k in [c * chunk, (c + 1) * chunk), c = blockIdx.y
+template <class T>
+__global__ void reduce_cols(const T* x, T* part, int op, int64_t outer, int64_t r, int64_t inner, int64_t chunk) {
+  const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, n = outer * inner;
+  if (o >= n) return;
+  const int64_t k0 = static_cast<int64_t>(blockIdx.y) * chunk, k1 = k0 + chunk < r ? k0 + chunk : r;
+  const T* base = x + (o / inner) * r * inner + o % inner;
+  T acc = op == R_SUM ? T(0) : base[k0 * inner];
+  for (int64_t k = k0; k < k1; ++k) acc = combine<T>(op, acc, base[k * inner]);
+  part[static_cast<int64_t>(blockIdx.y) * n + o] = acc;
 }
 
 template <class T>
@@ -80,6 +105,55 @@ static void dims3(const TensorView& v, int a0, int a1, int64_t& outer, int64_t& 
 // one helper serves sum/max/min (axis range) and argmax/argmin (one axis at the range's start)
 static_assert(ATTR_ARGMAX_AXIS == ATTR_AXES_AXIS_START && ATTR_ARGMIN_AXIS == ATTR_AXES_AXIS_START);
 
+// Where the reduced axis is cut (fixed sizes, not the device's, so a result is the same on every GPU): rows (inner
+// == 1) of more than kRowChunk values when there are fewer than kFewRows rows, each chunk a block; columns
+// (inner > 1, a thread per output) longer than kColChunk when there are fewer than kFewOutputs outputs, each
+// chunk a grid row. A whole-tensor sum ran on one block of one SM; a sum over axis 0 of [100000, 10] on 10 threads.
+constexpr int64_t kRowChunk = 32768, kFewRows = 1024, kColChunk = 512, kFewOutputs = 65536;
+
+template <class T>
+static Status reduce_typed(const T* x, T* y, int op, int64_t outer, int64_t r, int64_t inner, const char* name) {
+  if (inner == 1 && r >= 1024 && outer <= 2147483647) {
+    const int64_t chunks = outer < kFewRows && r > kRowChunk ? (r + kRowChunk - 1) / kRowChunk : 1;
+    if (chunks == 1) {
+      reduce_rows<T><<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x, y, op, r, 1, r);
+      return launched(name);
+    }
+    const uint64_t bytes = static_cast<uint64_t>(outer * chunks) * sizeof(T);
+    void* part = nullptr;
+    if (Status s = scratch(bytes, &part); !s.good()) return s;
+    T* pt = static_cast<T*>(part);
+    reduce_rows<T><<<static_cast<unsigned>(outer * chunks), kThreads, 0, stream()>>>(x, pt, op, r, chunks, kRowChunk);
+    Status s = launched(name);
+    if (s.good()) {
+      reduce_rows<T><<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(pt, y, op, chunks, 1, chunks);
+      s = launched(name);
+    }
+    release_scratch(part, bytes);
+    return s;
+  }
+  const int64_t n = outer * inner;
+  const int64_t chunks = n < kFewOutputs && r > kColChunk ? (r + kColChunk - 1) / kColChunk : 1;
+  if (chunks == 1 || chunks > 65535) {
+    reduce_cols<T><<<blocks_for(n), kThreads, 0, stream()>>>(x, y, op, outer, r, inner, r > 0 ? r : 1);
+    return launched(name);
+  }
+  const uint64_t bytes = static_cast<uint64_t>(n * chunks) * sizeof(T);
+  void* part = nullptr;
+  if (Status s = scratch(bytes, &part); !s.good()) return s;
+  T* pt = static_cast<T*>(part);
+  reduce_cols<T><<<dim3(blocks_for(n), static_cast<unsigned>(chunks)), kThreads, 0, stream()>>>(x, pt, op, outer, r,
+                                                                                                inner, kColChunk);
+  Status s = launched(name);
+  if (s.good()) {
+    // the parts [chunks][n] reduced over their first axis, in chunk order
+    reduce_cols<T><<<blocks_for(n), kThreads, 0, stream()>>>(pt, y, op, 1, chunks, n, chunks);
+    s = launched(name);
+  }
+  release_scratch(part, bytes);
+  return s;
+}
+
 static Status reduce(const TensorView* in, int nin, const TensorView& out, const double* at, int op, const char* name) {
   KILN_REQUIRE(nin == 1 && in[0].contiguous(), ST_ARG, name, " takes one contiguous input");
   const TensorView& x = in[0];
@@ -107,23 +181,8 @@ static Status reduce(const TensorView* in, int nin, const TensorView& out, const
     return launched(name);
   }
   KILN_REQUIRE(out.dtype == x.dtype, ST_DTYPE, name, " writes its input's dtype");
-  const bool rows = inner == 1 && r >= 1024 && outer <= 2147483647;
-  if (ints) {
-    if (rows)
-      reduce_rows<int32_t>
-          <<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, r);
-    else
-      reduce_cols<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(),
-                                                                                 op, outer, r, inner);
-  } else {
-    if (rows)
-      reduce_rows<float>
-          <<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, r);
-    else
-      reduce_cols<float>
-          <<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<float>(), op, outer, r, inner);
-  }
-  return launched(name);
+  if (ints) return reduce_typed<int32_t>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, outer, r, inner, name);
+  return reduce_typed<float>(x.ptr<float>(), out.ptr<float>(), op, outer, r, inner, name);
 }
 
 static Status k_sum(const TensorView* in, int nin, const TensorView& out, const double* at) {

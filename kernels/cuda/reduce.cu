@@ -1,9 +1,9 @@
 // Reduce family on CUDA: sum/max/min/argmax/argmin over an axis range ([outer, R, inner]: a block per row with
 // warp-shuffle sums when inner == 1, a thread per output otherwise; when there are too few rows or outputs to fill
 // the device, the reduced axis is cut into fixed chunks whose partial results a second pass combines in order),
-// softmax/logSoftmax, fused softmax
-// cross-entropy forward and backward (labels checked on the device), NaN-ignoring column statistics and
-// quantiles, and row hashes. Inputs are contiguous (the dispatcher copies views first).
+// softmax/logSoftmax and fused softmax cross-entropy forward and backward (labels checked on the device) with a
+// warp per row, NaN-ignoring column statistics and quantiles, and row hashes. Inputs are contiguous (the dispatcher
+// copies views first).
 #include "common.cuh"
 #include "kiln/layer_norm.h"
 
@@ -201,7 +201,42 @@ static Status k_argmin(const TensorView* in, int nin, const TensorView& out, con
   return reduce(in, nin, out, at, R_ARGMIN, "argmin");
 }
 
+// Across the 32 lanes of a warp by butterfly shuffles: every lane ends with the same bits (each step adds the same
+// two values in either order)
+__device__ inline float warp_max_all(float v) {
+  for (int s = 16; s > 0; s >>= 1) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, s);
+    v = o > v ? o : v;
+  }
+  return v;
+}
+__device__ inline float warp_sum_all(float v) {
+  for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+  return v;
+}
+__device__ inline bool warp_any(bool b) { return __any_sync(0xffffffffu, b); }
+
+constexpr int kRowsPerBlock = kThreads / 32;  // a warp per row
+
+// Rows (inner == 1): a warp per row, its lanes striding over the row (coalesced). Else a thread per output.
+template <bool Rows>
 __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64_t n, int64_t inner) {
+  if constexpr (Rows) {
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (r >= outer) return;  // a whole warp leaves together
+    const float* xr = x + r * n;
+    float m = -INFINITY;
+    for (int64_t k = lane; k < n; k += 32) m = xr[k] > m ? xr[k] : m;
+    m = warp_max_all(m);
+    if (m == -INFINITY) m = 0.f;
+    float s = 0.f;
+    for (int64_t k = lane; k < n; k += 32) s += expf(xr[k] - m);
+    s = warp_sum_all(s);
+    const float ls = logf(s) + m;
+    for (int64_t k = lane; k < n; k += 32) y[r * n + k] = log ? xr[k] - ls : expf(xr[k] - m) / s;
+    return;
+  }
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= outer * inner) return;
   const int64_t base = (o / inner) * n * inner + o % inner;
@@ -230,8 +265,12 @@ static Status launch_softmax(const TensorView* in, int nin, const TensorView& ou
   int64_t outer, n, inner;
   dims3(in[0], axis, axis + 1, outer, n, inner);
   if (outer * n * inner == 0) return Status::ok();
-  softmax<<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer, n,
-                                                                inner);
+  if (inner == 1)
+    softmax<true>
+        <<<blocks_for(outer * 32), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer, n, 1);
+  else
+    softmax<false><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log,
+                                                                         outer, n, inner);
   return launched("softmax");
 }
 static Status k_softmax(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -252,52 +291,56 @@ struct CeArgs {
   DeviceFlags* flags;
 };
 
-__device__ inline float row_lse(const float* x, int64_t c) {
-  float m = -INFINITY;
-  bool nan = false;
-  for (int64_t k = 0; k < c; ++k) {
-    nan |= isnan(x[k]);
-    m = x[k] > m ? x[k] : m;
-  }
-  if (nan) return nanf("");
-  if (m == -INFINITY) m = 0.f;
-  float s = 0.f;
-  for (int64_t k = 0; k < c; ++k) s += expf(x[k] - m);
-  return logf(s) + m;
-}
-
+// A warp per row, its lanes striding over the C classes; lane 0 writes the row's loss
 __global__ void softmax_cross_entropy(CeArgs a, bool backward) {
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= a.n) return;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (r >= a.n) return;  // a whole warp leaves together
   const int32_t y = a.y[r];
   const float* x = a.x + r * a.c;
   if (y < 0 || y >= a.c) {
-    report(a.flags, FLAG_LABEL, r, y, a.c);
+    if (lane == 0) report(a.flags, FLAG_LABEL, r, y, a.c);
     if (backward)
-      for (int64_t k = 0; k < a.c; ++k) a.out[r * a.c + k] = 0.f;
-    else
+      for (int64_t k = lane; k < a.c; k += 32) a.out[r * a.c + k] = 0.f;
+    else if (lane == 0)
       a.out[r] = 0.f;
     return;
   }
-  const float lse = row_lse(x, a.c);
+  // log-sum-exp of the row (NaN if any logit is)
+  float m = -INFINITY;
+  bool nan = false;
+  for (int64_t k = lane; k < a.c; k += 32) {
+    nan |= isnan(x[k]);
+    m = x[k] > m ? x[k] : m;
+  }
+  nan = warp_any(nan);
+  m = warp_max_all(m);
+  if (m == -INFINITY) m = 0.f;
+  float se = 0.f;
+  for (int64_t k = lane; k < a.c; k += 32) se += expf(x[k] - m);
+  const float lse = nan ? nanf("") : logf(warp_sum_all(se)) + m;
   auto wt = [&](int64_t k) { return a.w ? a.w[k] : 1.f; };
   if (!backward) {
-    float loss = -(1.f - a.s) * wt(y) * (x[y] - lse);
+    float acc = 0.f;
     if (a.s != 0.f) {
-      float acc = 0.f;
-      for (int64_t k = 0; k < a.c; ++k) acc += wt(k) * (x[k] - lse);
-      loss -= (a.s / a.c) * acc;
+      for (int64_t k = lane; k < a.c; k += 32) acc += wt(k) * (x[k] - lse);
+      acc = warp_sum_all(acc);
     }
-    a.out[r] = loss;
+    if (lane == 0) {
+      float loss = -(1.f - a.s) * wt(y) * (x[y] - lse);
+      if (a.s != 0.f) loss -= (a.s / a.c) * acc;
+      a.out[r] = loss;
+    }
     return;
   }
   float W = static_cast<float>(a.c);
   if (a.w) {
-    W = 0.f;
-    for (int64_t k = 0; k < a.c; ++k) W += a.w[k];
+    float ws = 0.f;
+    for (int64_t k = lane; k < a.c; k += 32) ws += a.w[k];
+    W = warp_sum_all(ws);
   }
   const float g = a.g[r], hard = (1.f - a.s) * wt(y);
-  for (int64_t k = 0; k < a.c; ++k) {
+  for (int64_t k = lane; k < a.c; k += 32) {
     const float p = expf(x[k] - lse);
     float v = g * (hard * p + (a.s / a.c) * (p * W - wt(k)));
     if (k == y) v -= g * hard;
@@ -341,7 +384,7 @@ static Status ce(const TensorView* in, int nin, const TensorView& out, const dou
     a.w = in[want].ptr<float>();
   }
   if (n == 0) return Status::ok();
-  softmax_cross_entropy<<<blocks_for(n), kThreads, 0, stream()>>>(a, backward);
+  softmax_cross_entropy<<<blocks_for(n * 32), kThreads, 0, stream()>>>(a, backward);
   return launched(name);
 }
 static Status k_softmax_cross_entropy(const TensorView* in, int nin, const TensorView& out, const double* at) {

@@ -138,6 +138,22 @@ DeviceFlags* device_flags();
  * MAP_* code; a and b are its scalar attributes. Also runs copy (movement.cu). */
 Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
                const char* name);
+// The sum of v over a warp's 32 lanes by butterfly shuffles: every lane ends with the same bits (each step adds
+// the same two values in either order)
+__device__ inline float warp_sum_all(float v) {
+  for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+  return v;
+}
+// The sum of v over a block of kThreads threads (the result in thread 0), in an order fixed by the thread layout
+__device__ inline float block_sum(float v) {
+  __shared__ float sh[kThreads / 32];
+  v = warp_sum_all(v);
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) v = warp_sum_all(threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.f);
+  return v;
+}
+
 __device__ inline void report(DeviceFlags* f, FlagKind kind, int64_t pos, int value, int64_t bound, int64_t extra = 0) {
   if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {
     f->pos[kind] = static_cast<unsigned>(pos);

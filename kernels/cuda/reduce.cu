@@ -201,17 +201,12 @@ static Status k_argmin(const TensorView* in, int nin, const TensorView& out, con
   return reduce(in, nin, out, at, R_ARGMIN, "argmin");
 }
 
-// Across the 32 lanes of a warp by butterfly shuffles: every lane ends with the same bits (each step adds the same
-// two values in either order)
+// The max over a warp's 32 lanes by butterfly shuffles, in every lane (warp_sum_all, common.cuh, the sum)
 __device__ inline float warp_max_all(float v) {
   for (int s = 16; s > 0; s >>= 1) {
     const float o = __shfl_xor_sync(0xffffffffu, v, s);
     v = o > v ? o : v;
   }
-  return v;
-}
-__device__ inline float warp_sum_all(float v) {
-  for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
   return v;
 }
 __device__ inline bool warp_any(bool b) { return __any_sync(0xffffffffu, b); }

@@ -93,7 +93,6 @@ __global__ void scatter_add(const T* g, const int32_t* idx, T* y, int64_t pre, i
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= pre * post) return;
   const int64_t q = c % post, p = c / post;
-  for (int64_t d = 0; d < D; ++d) y[(p * D + d) * post + q] = T(0);
   for (int64_t j = 0; j < k; ++j) {
     const int32_t i = idx[j];
     if (i < 0 || i >= D) {
@@ -122,7 +121,14 @@ static Status k_scatter_add(const TensorView* in, int nin, const TensorView& out
   for (int d = axis + 1; d < out.ndim; ++d) post *= out.shape[d];
   const int64_t k = idx.numel();
   KILN_REQUIRE(g.numel() == pre * k * post, ST_SHAPE, "scatterAdd: the gradient must have ", pre * k * post, " values");
+  KILN_REQUIRE(out.contiguous(), ST_ARG, "scatterAdd writes a contiguous output");
   if (out.numel() == 0) return Status::ok();
+  // zeros first, by the whole device: the kernel has a thread per output column (pre * post of them, 2 blocks for
+  // an embedding's [vocab, 512] gradient), which zeroing vocab * 512 values from took most of the call
+  if (Status s = check(cudaMemsetAsync(out.bytes(), 0, static_cast<size_t>(out.numel()) * dt_size(out.dtype), stream()),
+                       "scatterAdd zero fill");
+      !s.good())
+    return s;
   if (g.dtype == DT_INT32)
     scatter_add<int32_t><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
         g.ptr<int32_t>(), idx.ptr<int32_t>(), out.ptr<int32_t>(), pre, D, post, k, device_flags());

@@ -1,7 +1,8 @@
 // Quant family on CUDA. int8 linear: x rows are quantized to uint8 on the device (per row from the range, or
 // with the calibrated scale and zero point; round half to even), then each output is an exact int32 sum of
-// u8 x s8 products, four at a time with __dp4a, dequantized in float. int4 weight-only linear: the weight is
-// dequantized (nibble - 8) * scale into device scratch and multiplied with the tensor-core GEMM as x W^T.
+// u8 x s8 products, four at a time with __dp4a, dequantized in float. int4 weight-only linear: for a few rows of x
+// a warp per output dequantizes its packed weight row in registers; for more, the weight is dequantized
+// (nibble - 8) * scale into device scratch and multiplied with the float32 GEMM as x W^T.
 // int8 convolution: each image is quantized as one row (quantize_rows over [N, C*H*W]), then each output sums
 // (code - zero) * w over its in-bounds taps (padding stands for 0), exact in int32, dequantized in float.
 // Layouts: native/include/kiln/int4_layout.h.
@@ -48,8 +49,8 @@ __global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t*
 }
 
 __global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
-                             const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K,
-                             int64_t Kp) {
+                             const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K, int64_t Kp,
+                             bool w4) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= M * N) return;
   const int64_t i = t / N, j = t % N;
@@ -57,14 +58,20 @@ __global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t
   const int8_t* wr = w + j * K;
   int32_t acc = 0, wsum = 0, wsum4 = 0;
   int64_t k = 0;
+  // the codes' rows are Kp = K rounded up to 4 bytes apart in 4-byte aligned scratch: word loads. The weight's rows
+  // are K bytes apart: word loads when K is a multiple of 4 and the weight 4-byte aligned (w4), else bytes.
   for (; k + 4 <= K; k += 4) {
-    int32_t a, b;
-    memcpy(&a, qr + k, 4);
-    int8_t wb[4] = {wr[k], wr[k + 1], wr[k + 2], wr[k + 3]};
-    memcpy(&b, wb, 4);
+    const int32_t a = *reinterpret_cast<const int32_t*>(qr + k);
+    int32_t b;
+    if (w4) {
+      b = *reinterpret_cast<const int32_t*>(wr + k);
+    } else {
+      const int8_t wb[4] = {wr[k], wr[k + 1], wr[k + 2], wr[k + 3]};
+      memcpy(&b, wb, 4);
+    }
     // u8 x s8 through the signed dp4a: (q ^ 0x80) as int8 is q - 128, so q . w = dp4a(q - 128, w) + 128 wsum
     acc = __dp4a(a ^ static_cast<int32_t>(0x80808080u), b, acc);
-    wsum4 += wb[0] + wb[1] + wb[2] + wb[3];
+    wsum4 = __dp4a(0x01010101, b, wsum4);  // the four weights' sum
   }
   acc += 128 * wsum4;
   wsum += wsum4;
@@ -112,8 +119,9 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
       x.ptr<float>(), q, scale, zero, M, K, Kp, static_cast<float>(sx), static_cast<int32_t>(zx), device_flags());
   Status st = launched("qlinearInt8 (quantize)");
   if (st.good()) {
-    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias,
-                                                               out.ptr<float>(), M, N, K, Kp);
+    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(
+        q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias, out.ptr<float>(), M, N, K, Kp,
+        K % 4 == 0 && reinterpret_cast<uintptr_t>(w.ptr<int8_t>()) % 4 == 0);
     st = launched("qlinearInt8");
   }
   release_scratch(work, bytes);
@@ -169,6 +177,39 @@ __global__ void dequant_int4(const uint8_t* w, const float* s, float* W, int64_t
   W[t] = static_cast<float>(q) * s[j * G + k / g];
 }
 
+// Few rows of x (M <= kInt4FusedRows, a served request): a warp per output column j reads its packed weight row
+// once, a 4-byte word (8 weights of one group, as g is a multiple of 8) per lane per step, dequantizes in
+// registers and accumulates all M rows; the lanes' sums add by shuffles. Dequantizing the whole weight into
+// scratch first wrote and read back 8 bytes of float per 4 bits of weight on every call, for a GEMM of a few rows.
+constexpr int64_t kInt4FusedRows = 8;
+__global__ void qlinear_int4(const float* x, const uint8_t* w, const float* s, const float* bias, float* y, int64_t M,
+                             int64_t N, int64_t K, int64_t G, int64_t g) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (j >= N) return;  // a whole warp leaves together
+  const uint32_t* wr = reinterpret_cast<const uint32_t*>(w + j * (G * g / 2));
+  float acc[kInt4FusedRows] = {};
+  for (int64_t u = lane; 8 * u < K; u += 32) {
+    const uint32_t v = wr[u];
+    const int64_t k0 = 8 * u;
+    const float sc = s[j * G + k0 / g];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      if (k0 + e >= K) break;
+      const float wv = static_cast<float>(static_cast<int>((v >> (4 * e)) & 15u) - kInt4Offset) * sc;
+#pragma unroll
+      for (int m = 0; m < kInt4FusedRows; ++m)
+        if (m < M) acc[m] += x[m * K + k0 + e] * wv;
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kInt4FusedRows; ++m) {
+    if (m >= M) break;
+    const float v = warp_sum_all(acc[m]);
+    if (lane == 0) y[m * N + j] = v + (bias ? bias[j] : 0.f);
+  }
+}
+
 __global__ void add_bias(float* y, const float* b, int64_t M, int64_t N) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t < M * N) y[t] += b[t % N];
@@ -194,6 +235,13 @@ static Status k_qlinear_int4(const TensorView* in, int nin, const TensorView& ou
   KILN_REQUIRE(out.dtype == DT_FLOAT32 && out.numel() == M * N, ST_SHAPE, "qlinearInt4 writes float32 [", M, ", ", N,
                "]");
   if (M * N == 0) return Status::ok();
+  static_assert(kInt4LowNibbleFirst, "qlinear_int4 reads weight k from bits 4 * (k % 8) of a little-endian word");
+  if (M <= kInt4FusedRows && reinterpret_cast<uintptr_t>(w.ptr<uint8_t>()) % 4 == 0) {
+    qlinear_int4<<<blocks_for(N * 32), kThreads, 0, stream()>>>(x.ptr<float>(), w.ptr<uint8_t>(), s.ptr<float>(),
+                                                                nin == 4 ? in[3].ptr<float>() : nullptr,
+                                                                out.ptr<float>(), M, N, K, G, g);
+    return launched("qlinearInt4");
+  }
   void* wd = nullptr;
   const uint64_t bytes = static_cast<uint64_t>(N) * K * sizeof(float);
   if (Status st = scratch(bytes > 0 ? bytes : 4, &wd); !st.good()) return st;

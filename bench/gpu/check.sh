@@ -6,8 +6,9 @@
 # Steps, each timed, the run failing if any fails: nvidia-smi; unpack; `kiln info`, failing unless the cuda
 # backend and a Vulkan WebGPU adapter are available; conformance, gradcheck, errors and nn with
 # KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 (a backend that is missing fails instead of skipping its cases);
-# kiln's GEMM (1024-4096, float32 and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch eager
-# (bench/gpu/torch_ref.py). Ends with one line per step and `gpu check: passed` or `gpu check: FAILED`.
+# kiln's GEMM (1024-4096: exact float32, then TF32, and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch
+# eager (bench/gpu/torch_ref.py); NCCL's one-rank allreduce and broadcast on kiln's stream (nccl_check.ts). Ends
+# with one line per step and `gpu check: passed` or `gpu check: FAILED`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 carry=.gpu-carry
@@ -81,10 +82,22 @@ suite() {
 
 speed() {
   timeout "$(limit 120)" python3 bench/gpu/torch_ref.py || return 1
-  timeout "$(limit 120)" node --import tsx bench/run.ts cuda
+  timeout "$(limit 120)" node --import tsx bench/run.ts cuda || return 1
+  KILN_CUDA_GEMM=tf32 timeout "$(limit 90)" node --import tsx bench/run.ts cuda
 }
 
 export PATH="$PWD/$carry/bin:$PATH"  # the carried Node, unpacked below
+# NCCL for kn.distributed, opened at run time: the libnccl.so.2 of PyTorch's nvidia wheels unless KILN_NCCL_PATH
+nccl() {
+  local lib out
+  lib="${KILN_NCCL_PATH:-$(python3 -c 'import glob, nvidia
+print(next(iter(sorted(glob.glob(list(nvidia.__path__)[0] + "/**/libnccl.so*", recursive=True))), ""))' 2>/dev/null)}"
+  echo "libnccl: ${lib:-not found}"
+  out="$(KILN_NCCL_PATH="$lib" timeout "$(limit 60)" node --import tsx bench/gpu/nccl_check.ts)"
+  echo "$out"
+  echo "$out" | grep -q '"ok":true'
+}
+
 step nvidia-smi nvidia-smi || finish
 step unpack unpack || finish
 if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
@@ -95,4 +108,5 @@ export KILN_WEBGPU_BACKEND=vulkan
 step 'kiln info' info
 step 'suites on cuda and webgpu' suite
 step 'GEMM and MLP vs PyTorch' speed
+step 'NCCL one-rank collectives' nccl
 finish

@@ -1,6 +1,7 @@
-// The cuda backend: float32 (TF32 tensor cores, and SIMT with KILN_CUDA_GEMM=simt) and bfloat16 GEMM in TFLOP/s,
-// and the MNIST MLP training step (784-512-256-10, batch 128, Adam, loss read back each step). Compare with
-// bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash bench/gpu/cuda.sh. Skips without a device.
+// The cuda backend: float32 (exact by default; TF32 tensor cores with KILN_CUDA_GEMM=tf32, read once per process)
+// and bfloat16 GEMM in TFLOP/s, and the MNIST MLP training step (784-512-256-10, batch 128, Adam, loss read back
+// each step). Compare with bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash
+// bench/gpu/check.sh runs both, and this bench again under KILN_CUDA_GEMM=tf32. Skips without a device.
 import * as kn from '../../src/index.js';
 import { currentBackend, unavailableReason } from '../../src/backends/registry.js';
 import { fmt, measure, measureAsync, mlp } from '../harness.js';
@@ -12,7 +13,9 @@ export async function run(): Promise<void> {
     return;
   }
   kn.setBackend('cuda');
-  console.log(`## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync)`);
+  console.log(
+    `## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync); float32 mode ${kn.info().cuda?.matmul ?? '?'}`,
+  );
   for (const n of [1024, 2048, 4096]) {
     const row: string[] = [];
     for (const dtype of ['float32', 'bfloat16'] as const) {

@@ -43,12 +43,23 @@ limit() {
   if [ "$1" -lt "$left" ]; then echo "$1"; else echo $((left > 5 ? left : 5)); fi
 }
 
+# file.xz to stdout: xz, else Python's lzma (an image without xz-utils)
+unxz_to_stdout() {
+  if command -v xz > /dev/null; then
+    xz -dc "$1"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+  fi
+}
+
 unpack() {
   [ -d "$carry" ] || { echo "no $carry here: run bash bench/gpu/pack.sh where Node is, and carry $carry"; return 1; }
   mkdir -p "$carry/bin"
-  [ -x "$carry/bin/node" ] || { xz -dc "$carry/node.xz" > "$carry/bin/node" && chmod +x "$carry/bin/node"; } || return 1
-  [ -d node_modules/tsx ] || tar -xJf "$carry/node_modules.tar.xz" || return 1
-  tar -xJf "$carry/build.tar.xz" || return 1
+  if [ ! -x "$carry/bin/node" ]; then
+    unxz_to_stdout "$carry/node.xz" > "$carry/bin/node" && chmod +x "$carry/bin/node" || return 1
+  fi
+  if [ ! -d node_modules/tsx ]; then unxz_to_stdout "$carry/node_modules.tar.xz" | tar -xf - || return 1; fi
+  unxz_to_stdout "$carry/build.tar.xz" | tar -xf - || return 1
   # Dawn needs the Vulkan loader, which the image lacks; the driver's ICD sits under /usr/local/nvidia
   if ! ldconfig -p | grep -q libvulkan; then
     for f in "$carry"/gl/*.deb; do dpkg -x "$f" / || return 1; done

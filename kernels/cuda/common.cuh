@@ -138,21 +138,32 @@ DeviceFlags* device_flags();
  * MAP_* code; a and b are its scalar attributes. Also runs copy (movement.cu). */
 Status run_map(int32_t op, const TensorView* in, int nin, const TensorView& out, double a, double b, bool as_int,
                const char* name);
-// The sum of v over a warp's 32 lanes by butterfly shuffles: every lane ends with the same bits (each step adds
-// the same two values in either order)
-__device__ inline float warp_sum_all(float v) {
-  for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);
+// v combined by op (commutative) over each group of Width lanes by butterfly shuffles: every lane of a group ends
+// with the combination of the group, in an order fixed by the lane layout
+template <int Width = 32, class T, class Op>
+__device__ inline T warp_all(T v, Op op) {
+  for (int s = Width / 2; s > 0; s >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, s));
   return v;
 }
-// The sum of v over a block of kThreads threads (the result in thread 0), in an order fixed by the thread layout
-__device__ inline float block_sum(float v) {
-  __shared__ float sh[kThreads / 32];
-  v = warp_sum_all(v);
+// v combined by op over a block of kThreads threads (the result in thread 0): each warp, then the warps' results
+template <class T, class Op>
+__device__ inline T block_all(T v, Op op) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ T sh[kWarps];
+  v = warp_all(v, op);
   if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
   __syncthreads();
-  if (threadIdx.x < 32) v = warp_sum_all(threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.f);
+  if (threadIdx.x < 32) v = warp_all<kWarps>(sh[threadIdx.x % kWarps], op);
   return v;
 }
+struct SumOp {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+__device__ inline float warp_sum_all(float v) { return warp_all(v, SumOp{}); }
+__device__ inline float block_sum(float v) { return block_all(v, SumOp{}); }
 
 __device__ inline void report(DeviceFlags* f, FlagKind kind, int64_t pos, int value, int64_t bound, int64_t extra = 0) {
   if (atomicCAS(&f->set[kind], 0u, 1u) == 0u) {

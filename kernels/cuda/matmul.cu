@@ -231,14 +231,10 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
 // lane owns its columns. The backward recomputes P = exp(s - lse) and uses D_i = dO_i . O_i (FlashAttention-2).
 constexpr int kAttWarps = 4;
 
-__device__ inline float att_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 __device__ inline float att_dot(const float* x, const float* y, int64_t n) {
   float s = 0.f;
   for (int64_t d = threadIdx.x & 31; d < n; d += 32) s += x[d] * y[d];
-  return att_warp_sum(s);
+  return warp_sum_all(s);
 }
 __device__ inline float att_score(const AttArgs& a, int64_t b, int64_t i, int64_t j) {
   if (a.causal && j > i) return -INFINITY;

@@ -27,27 +27,15 @@ __device__ inline T combine(int op, T a, T v) {
   return v < a ? v : a;
 }
 
-// v combined across a warp (the result in lane 0), then across the block (the result in thread 0): a fixed
-// order for a block of kThreads, so the bits do not depend on the device
-template <class T>
-__device__ inline T warp_combine(int op, T v) {
-  for (int s = 16; s > 0; s >>= 1) v = combine<T>(op, v, __shfl_down_sync(0xffffffffu, v, s));
-  return v;
-}
-template <class T>
-__device__ inline T block_combine(int op, T v) {
-  __shared__ T sh[kThreads / 32];
-  v = warp_combine<T>(op, v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    // max and min repeat a value they already hold; a sum adds zeros
-    v = lane < kThreads / 32 ? sh[lane] : (op == R_SUM ? T(0) : sh[0]);
-    v = warp_combine<T>(op, v);
+// combine() for block_all (common.cuh), which combines in an order fixed by the thread layout, so the bits do not
+// depend on the device
+struct Combine {
+  int op;
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return combine<T>(op, a, b);
   }
-  return v;
-}
+};
 
 // y[b] = the reduction of row b / chunks of x ([rows][r]), over its values [c * chunk, (c + 1) * chunk) with
 // c = b % chunks (chunks = 1: the whole row). Launched with kThreads threads.
@@ -58,7 +46,7 @@ __global__ void reduce_rows(const T* x, T* y, int op, int64_t r, int64_t chunks,
   const int64_t k0 = c * chunk, k1 = k0 + chunk < r ? k0 + chunk : r;
   T acc = op == R_SUM ? T(0) : row[k0];
   for (int64_t k = k0 + threadIdx.x; k < k1; k += kThreads) acc = combine<T>(op, acc, row[k]);
-  acc = block_combine<T>(op, acc);
+  acc = block_all(acc, Combine{op});
   if (threadIdx.x == 0) y[b] = acc;
 }
 
@@ -201,15 +189,25 @@ static Status k_argmin(const TensorView* in, int nin, const TensorView& out, con
   return reduce(in, nin, out, at, R_ARGMIN, "argmin");
 }
 
-// The max over a warp's 32 lanes by butterfly shuffles, in every lane (warp_sum_all, common.cuh, the sum)
-__device__ inline float warp_max_all(float v) {
-  for (int s = 16; s > 0; s >>= 1) {
-    const float o = __shfl_xor_sync(0xffffffffu, v, s);
-    v = o > v ? o : v;
+// A row x[0, n) over a warp's lanes (lane k reads k, k + 32, ...), in every lane: its max m (NaN ignored; 0 when
+// nothing is above -inf), the sum of exp(x - m), and whether any value is NaN
+struct RowExp {
+  float m, s;
+  bool nan;
+};
+__device__ inline RowExp warp_row_exp(const float* x, int64_t n, int lane) {
+  float m = -INFINITY;
+  bool nan = false;
+  for (int64_t k = lane; k < n; k += 32) {
+    nan |= isnan(x[k]);
+    m = x[k] > m ? x[k] : m;
   }
-  return v;
+  m = warp_all(m, [](float a, float b) { return b > a ? b : a; });
+  if (m == -INFINITY) m = 0.f;
+  float s = 0.f;
+  for (int64_t k = lane; k < n; k += 32) s += expf(x[k] - m);
+  return RowExp{m, warp_sum_all(s), __any_sync(0xffffffffu, nan) != 0};
 }
-__device__ inline bool warp_any(bool b) { return __any_sync(0xffffffffu, b); }
 
 constexpr int kRowsPerBlock = kThreads / 32;  // a warp per row
 
@@ -221,15 +219,9 @@ __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64
     const int lane = threadIdx.x & 31;
     if (r >= outer) return;  // a whole warp leaves together
     const float* xr = x + r * n;
-    float m = -INFINITY;
-    for (int64_t k = lane; k < n; k += 32) m = xr[k] > m ? xr[k] : m;
-    m = warp_max_all(m);
-    if (m == -INFINITY) m = 0.f;
-    float s = 0.f;
-    for (int64_t k = lane; k < n; k += 32) s += expf(xr[k] - m);
-    s = warp_sum_all(s);
-    const float ls = logf(s) + m;
-    for (int64_t k = lane; k < n; k += 32) y[r * n + k] = log ? xr[k] - ls : expf(xr[k] - m) / s;
+    const RowExp e = warp_row_exp(xr, n, lane);
+    const float ls = logf(e.s) + e.m;
+    for (int64_t k = lane; k < n; k += 32) y[r * n + k] = log ? xr[k] - ls : expf(xr[k] - e.m) / e.s;
     return;
   }
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -302,18 +294,8 @@ __global__ void softmax_cross_entropy(CeArgs a, bool backward) {
     return;
   }
   // log-sum-exp of the row (NaN if any logit is)
-  float m = -INFINITY;
-  bool nan = false;
-  for (int64_t k = lane; k < a.c; k += 32) {
-    nan |= isnan(x[k]);
-    m = x[k] > m ? x[k] : m;
-  }
-  nan = warp_any(nan);
-  m = warp_max_all(m);
-  if (m == -INFINITY) m = 0.f;
-  float se = 0.f;
-  for (int64_t k = lane; k < a.c; k += 32) se += expf(x[k] - m);
-  const float lse = nan ? nanf("") : logf(warp_sum_all(se)) + m;
+  const RowExp e = warp_row_exp(x, a.c, lane);
+  const float lse = e.nan ? nanf("") : logf(e.s) + e.m;
   auto wt = [&](int64_t k) { return a.w ? a.w[k] : 1.f; };
   if (!backward) {
     float acc = 0.f;
@@ -515,17 +497,13 @@ static Status k_row_hash(const TensorView* in, int nin, const TensorView& out, c
 // a thread per column for dweight/dbias after the row pass left each row's mean and 1/std in scratch.
 constexpr int kLnWarps = 4;
 
-__device__ inline float ln_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 __device__ inline float2 ln_row_stats(const float* x, int64_t C, float eps) {
   float s = 0.f;
   for (int64_t c = threadIdx.x & 31; c < C; c += 32) s += x[c];
-  const float mu = ln_warp_sum(s) / static_cast<float>(C);
+  const float mu = warp_sum_all(s) / static_cast<float>(C);
   float v = 0.f;
   for (int64_t c = threadIdx.x & 31; c < C; c += 32) v += (x[c] - mu) * (x[c] - mu);
-  return make_float2(mu, rsqrtf(ln_warp_sum(v) / static_cast<float>(C) + eps));
+  return make_float2(mu, rsqrtf(warp_sum_all(v) / static_cast<float>(C) + eps));
 }
 
 __global__ void layer_norm(LnArgs a, float* y) {
@@ -551,8 +529,8 @@ __global__ void layer_norm_backward(LnArgs a, float* dx, float* stats) {
     m1 += dxh;
     m2 += dxh * (x[c] - st.x) * st.y;
   }
-  m1 = ln_warp_sum(m1) / static_cast<float>(a.C);
-  m2 = ln_warp_sum(m2) / static_cast<float>(a.C);
+  m1 = warp_sum_all(m1) / static_cast<float>(a.C);
+  m2 = warp_sum_all(m2) / static_cast<float>(a.C);
   for (int64_t c = threadIdx.x & 31; c < a.C; c += 32) {
     const float dxh = a.b ? gy[c] * a.b[c] : gy[c];
     dx[r * a.C + c] = st.y * (dxh - m1 - (x[c] - st.x) * st.y * m2);

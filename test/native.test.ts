@@ -507,6 +507,9 @@ test('float32 weights used again unchanged are packed on their second use; train
   });
 });
 
+// whether two results are the same bits
+const sameBits = (x: Float32Array, y: Float32Array): boolean => x.every((v, j) => Object.is(v, y[j]));
+
 test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows and columns, N blocks, shared path', () => {
   const { addon } = loadAddon();
   const threads = addon!.info().threads;
@@ -521,7 +524,6 @@ test('GEMM gives the same bits on 1 to 4 threads and matches js: parts by rows a
           .toArray(),
       ),
     ) as Float32Array;
-  const sameBits = (x: Float32Array, y: Float32Array): boolean => x.every((v, j) => Object.is(v, y[j]));
   // [M, K, N]: M > N cuts rows (each part packs its own rows of A and all of B); M < N cuts columns, and N = 4200
   // has two N blocks, a part's panels straddling the boundary on 2 and 3 threads; 64^3 on 8 threads is too
   // small for a part per thread and takes the shared path (B packed by all, tasks of row block x panel chunk)
@@ -720,10 +722,7 @@ test('long sums run in blocks on every thread: the same bits on 1 to 3 threads, 
       });
       for (const run of runs) assertClose(run, want, 0, 1e-6);
       for (const run of runs.slice(1))
-        assert.ok(
-          run.every((v, j) => Object.is(v, runs[0]![j])),
-          `sum of ${shape} differs between thread counts`,
-        );
+        assert.ok(sameBits(run, runs[0]!), `sum of ${shape} differs between thread counts`);
     }
   } finally {
     addon!.setThreads(threads);

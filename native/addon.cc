@@ -499,6 +499,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, cuda, "reason", str(env, ci.reason));
   set_prop(env, cuda, "device", str(env, ci.name));
   set_prop(env, cuda, "matmul", str(env, ci.matmul));
+  set_prop(env, cuda, "cublasLt", str(env, ci.cublaslt));
+  set_prop(env, cuda, "cublasLtReason", str(env, ci.cublaslt_reason));
   set_prop(env, o, "cuda", cuda);
 #if defined(__VERSION__)
   set_prop(env, o, "compiler", str(env, __VERSION__));

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// clang-format over every C++/CUDA source of the addon (native/, kernels/cuda/) with the repository's
+// clang-format over every C++/CUDA source (native/, kernels/cuda/, test/native/) with the repository's
 // .clang-format. `--check` fails on any file that is not formatted (npm run lint); otherwise it formats in place
 // (npm run format). Generated headers are formatted by their generator's layout and left out.
 import { spawnSync } from 'node:child_process';
@@ -14,7 +14,7 @@ const walk = (d) =>
     const p = join(d, f);
     return statSync(p).isDirectory() ? walk(p) : [p];
   });
-const files = ['native', 'kernels/cuda']
+const files = ['native', 'kernels/cuda', 'test/native']
   .flatMap((d) => walk(join(root, d)))
   .filter((p) => /\.(cc|h|cu|cuh|inl)$/.test(p) && !GENERATED.has(relative(root, p)));
 

@@ -16,8 +16,20 @@ export interface KilnInfo {
     /** The kiln.node in use and where it came from ('prebuild' shipped in the package, 'source build', 'env'). */
     addon: { path: string; from: 'env' | 'source build' | 'prebuild' };
   } | null;
-  /** `matmul`: the float32 GEMM mode, 'fp32' (exact, default) or 'tf32' (opt-in with KILN_CUDA_GEMM=tf32). */
-  cuda: { compiled: boolean; available: boolean; device: string; reason: string; matmul: string } | null;
+  /**
+   * `matmul`: the float32 GEMM mode, 'fp32' (exact, default) or 'tf32' (opt-in with KILN_CUDA_GEMM=tf32).
+   * `cublasLt`: the cuBLASLt KILN_CUDA_CUBLASLT put in use for the GEMMs ('' for kiln's own kernels), and
+   * `cublasLtReason` why it is not in use when it was asked for.
+   */
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    device: string;
+    reason: string;
+    matmul: string;
+    cublasLt: string;
+    cublasLtReason: string;
+  } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
   webgpu: {
     backend: string;
@@ -60,6 +72,8 @@ export function info(): KilnInfo {
           device: a.cuda.device,
           reason: a.cuda.reason,
           matmul: a.cuda.matmul,
+          cublasLt: a.cuda.cublasLt,
+          cublasLtReason: a.cuda.cublasLtReason,
         }
       : null,
     webgpu: webgpuInfo(),

@@ -83,6 +83,8 @@ function cudaInChild(env: Record<string, string>): {
   reason: string;
   error: string;
   matmul: string;
+  cublasLt: string;
+  cublasLtReason: string;
   required: string;
 } {
   const dir = tmp();
@@ -95,7 +97,7 @@ let error = '';
 try { kn.tensor([1, 2], [2], { backend: 'cuda' }); } catch (e) { error = (e as Error).name + ': ' + (e as Error).message; }
 let required = '';
 try { kn.backends(); } catch (e) { required = (e as Error).name + ': ' + (e as Error).message; }
-console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error, matmul: c.matmul, required }));
+console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error, matmul: c.matmul, cublasLt: c.cublasLt, cublasLtReason: c.cublasLtReason, required }));
 process.exit(0);
 `,
   );
@@ -150,6 +152,26 @@ test('cuda: float32 GEMM is exact by default, TF32 only on request; KILN_REQUIRE
   assert.is(plain.required, '', 'without the variable a missing backend is only left out');
   const req = cudaInChild({ KILN_REQUIRE_CUDA: '1' });
   assert.match(req.required, /^BackendError: KILN_REQUIRE_CUDA=1 but backend 'cuda' is not available: /);
+});
+
+test('cuda: cuBLASLt only when KILN_CUDA_CUBLASLT asks, and a clear reason when it cannot be used', () => {
+  if (!locate('kiln_cuda').path) return; // the library is not built here (CI builds it with --cuda)
+  const plain = cudaInChild({});
+  if (!plain.compiled) return; // a stale library from an older build
+  assert.is(plain.cublasLt, '', "not asked for: kiln's own kernels");
+  assert.is(plain.cublasLtReason, '');
+  assert.is(cudaInChild({ KILN_CUDA_CUBLASLT: '0' }).cublasLtReason, '');
+  const none = cudaInChild({ KILN_CUDA_CUBLASLT: join(tmpdir(), 'no-such-libcublasLt.so') });
+  assert.is(none.cublasLt, '');
+  assert.match(none.cublasLtReason, /^KILN_CUDA_CUBLASLT=.*no-such-libcublasLt\.so but cuBLASLt could not be opened: /);
+  // a real shared library that is not cuBLASLt
+  const foreign = cudaInChild({ KILN_CUDA_CUBLASLT: addonPath() });
+  assert.is(foreign.cublasLt, '');
+  assert.match(foreign.cublasLtReason, /kiln\.node is not cuBLASLt \(it lacks cublasLtMatmul/);
+  // by name: the versions kiln knows, from the library path (found where CUDA's or PyTorch's libraries are)
+  const named = cudaInChild({ KILN_CUDA_CUBLASLT: '1' });
+  if (named.cublasLt) assert.match(named.cublasLt, /^cuBLASLt 1\d\.\d+\.\d+ \(libcublasLt\.so\.1[123]\)$/);
+  else assert.match(named.cublasLtReason, /libcublasLt\.so\.13.*libcublasLt\.so\.12.*libcublasLt\.so\.11/);
 });
 
 const buildScript = (args: string[], env: Record<string, string> = {}) =>

@@ -1,9 +1,12 @@
 // The native build: the generated op table, each ISA's kernels against the js reference, and CUDA reporting.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { loadAddon } from '../src/backends/native/binding.js';
+import { addonOrigin, loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
 import { allclose, assertClose, childJson, onBackend, rng, randomArray } from './helpers.js';
 
@@ -15,6 +18,42 @@ test('the addon loads and agrees with the op table', () => {
   for (const o of kn.OP_TABLE) assert.ok(addon!.supports(kn.OP_TABLE.indexOf(o)), `cpu has no kernel for ${o.name}`);
   assert.ok(info.supportedIsas.includes('scalar'));
   assert.ok(info.threads >= 1);
+});
+
+test('cuBLASLt plans: strided products map onto column-major BLAS calls exactly (checked on the cpu)', () => {
+  // kiln/gemm_plan.h is plain C++: compile test/native/gemm_plan_check.cc with the compiler the addon was built
+  // with and run its random cases against the row-major definition
+  const cxx = process.env.CXX ?? 'g++';
+  if (spawnSync(cxx, ['--version']).status !== 0) {
+    assert.is(addonOrigin().from, 'prebuild', `${cxx} is missing, yet the addon was built from source`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-plan-'));
+  try {
+    const exe = join(dir, 'check');
+    const root = join(import.meta.dirname, '..');
+    const cc = spawnSync(
+      cxx,
+      [
+        '-std=c++17',
+        '-O1',
+        '-Wall',
+        '-Wextra',
+        '-Werror',
+        `-I${join(root, 'native', 'include')}`,
+        '-o',
+        exe,
+        join(root, 'test', 'native', 'gemm_plan_check.cc'),
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.is(cc.status, 0, cc.stderr);
+    const run = spawnSync(exe, { encoding: 'utf8' });
+    assert.is(run.status, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -7,8 +7,9 @@
 # backend and a Vulkan WebGPU adapter are available; conformance, gradcheck, errors and nn with
 # KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 (a backend that is missing fails instead of skipping its cases);
 # kiln's GEMM (1024-4096: exact float32, then TF32, and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch
-# eager (bench/gpu/torch_ref.py); NCCL's one-rank allreduce and broadcast on kiln's stream (nccl_check.ts). Ends
-# with one line per step and `gpu check: passed` or `gpu check: FAILED`.
+# eager (bench/gpu/torch_ref.py); the same suites' products and the GEMM bench again with KILN_CUDA_CUBLASLT set to
+# the libcublasLt of PyTorch's wheels (or KILN_CUBLASLT_PATH); NCCL's one-rank allreduce and broadcast on kiln's
+# stream (nccl_check.ts). Ends with one line per step and `gpu check: passed` or `gpu check: FAILED`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 carry=.gpu-carry
@@ -97,12 +98,53 @@ speed() {
   KILN_CUDA_GEMM=tf32 timeout "$(limit 90)" node --import tsx bench/run.ts cuda
 }
 
+# a library of PyTorch's wheels: the nvidia-* packages' lib folders, then torch/lib
+torch_lib() {
+  python3 -c '
+import glob, os, sys
+roots = []
+try:
+    import nvidia
+    roots += list(nvidia.__path__)
+except ImportError:
+    pass
+try:
+    import torch
+    roots.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+except ImportError:
+    pass
+found = [f for r in roots for f in sorted(glob.glob(os.path.join(r, "**", sys.argv[1] + "*"), recursive=True))]
+print(found[0] if found else "")' "$1" 2> /dev/null
+}
+
+# cuBLASLt in use for the GEMMs (KILN_CUDA_CUBLASLT): kiln info must say so, the products of conformance, gradcheck
+# and nn must pass on it, and the bench shows its speed beside kiln's kernels above
+cublaslt() {
+  local lib out f r rc=0
+  lib="${KILN_CUBLASLT_PATH:-$(torch_lib libcublasLt.so)}"
+  echo "libcublasLt: ${lib:-not found}"
+  [ -n "$lib" ] || return 1
+  out="$(KILN_CUDA_CUBLASLT="$lib" node --import tsx src/cli/main.ts info 2>&1 | grep '^cuda:')"
+  echo "$out"
+  echo "$out" | grep -q 'GEMMs on cuBLASLt' || return 1
+  for f in conformance gradcheck nn.test; do
+    KILN_CUDA_CUBLASLT="$lib" KILN_REQUIRE_CUDA=1 timeout "$(limit 120)" node scripts/run-tests.mjs "$f" \
+      > "/tmp/kiln-gpu-lt-$f.log" 2>&1
+    r=$?
+    grep -E -B2 -A12 'FAIL|✘|Error' "/tmp/kiln-gpu-lt-$f.log" | head -60
+    echo "$f on cuBLASLt: $(tail -1 "/tmp/kiln-gpu-lt-$f.log") (exit $r)"
+    [ $r -eq 0 ] || rc=1
+  done
+  KILN_CUDA_CUBLASLT="$lib" timeout "$(limit 90)" node --import tsx bench/run.ts cuda || rc=1
+  KILN_CUDA_CUBLASLT="$lib" node --import tsx src/cli/main.ts info 2>&1 | grep '^cuda:' # a refusal shows here
+  return $rc
+}
+
 export PATH="$PWD/$carry/bin:$PATH"  # the carried Node, unpacked below
 # NCCL for kn.distributed, opened at run time: the libnccl.so.2 of PyTorch's nvidia wheels unless KILN_NCCL_PATH
 nccl() {
   local lib out
-  lib="${KILN_NCCL_PATH:-$(python3 -c 'import glob, nvidia
-print(next(iter(sorted(glob.glob(list(nvidia.__path__)[0] + "/**/libnccl.so*", recursive=True))), ""))' 2>/dev/null)}"
+  lib="${KILN_NCCL_PATH:-$(torch_lib libnccl.so)}"
   echo "libnccl: ${lib:-not found}"
   out="$(KILN_NCCL_PATH="$lib" timeout "$(limit 60)" node --import tsx bench/gpu/nccl_check.ts)"
   echo "$out"
@@ -119,5 +161,6 @@ export KILN_WEBGPU_BACKEND=vulkan
 step 'kiln info' info
 step 'suites on cuda and webgpu' suite
 step 'GEMM and MLP vs PyTorch' speed
+step 'cuBLASLt GEMMs' cublaslt
 step 'NCCL one-rank collectives' nccl
 finish

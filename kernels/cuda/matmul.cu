@@ -6,6 +6,8 @@
 //   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 64x64 block of C per 128
 //   threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and any
 //   strides work. The int4 linear (quant.cu, gemm_abt) always runs exact float32.
+// With KILN_CUDA_CUBLASLT, every product cuBLASLt can take in one strided-batch call (kiln/gemm_plan.h) runs there
+// instead, in the same mode (native/cuda/cublaslt.cc).
 #include <mma.h>
 
 #include <cstdlib>
@@ -13,6 +15,7 @@
 
 #include "common.cuh"
 #include "kiln/attention.h"
+#include "kiln/cublaslt.h"
 
 namespace kiln {
 namespace cuda {
@@ -194,6 +197,18 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
   g.batch_a = merged[0];
   g.batch_b = merged[1];
   g.nbatch = merged[0].ndim;
+  if (batch == 1 || g.nbatch == 1) {  // one strided batch: cuBLASLt may take it
+    const int64_t bsA = batch == 1 ? 0 : merged[0].strides[0], bsB = batch == 1 ? 0 : merged[1].strides[0];
+    const size_t el = bf16 ? 2 : 4;
+    const LtGemm lg{static_cast<const char*>(a.data) + a.offset * el,
+                    static_cast<const char*>(b.data) + b.offset * el,
+                    g.c,
+                    {M, N, K, g.rsA, g.csA, g.rsB, g.csB, batch, bsA, bsB},
+                    bf16,
+                    use_tf32()};
+    bool ran = false;
+    if (Status s = cublaslt_gemm(lg, &ran); !s.good() || ran) return s;
+  }
   KILN_REQUIRE(batch <= 65535, ST_SHAPE, name, ": ", batch, " batched products exceed the 65535-block grid");
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64),
                   static_cast<unsigned>(batch));
@@ -220,6 +235,9 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
   KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, "qlinearInt4: ", M, " rows exceed one grid (at most ", 65535 * 64,
                ")");
   if (M * N == 0) return Status::ok();
+  bool ran = false;
+  if (Status s = cublaslt_gemm({A, W, C, {M, N, K, K, 1, 1, K, 1, 0, 0}, false, false}, &ran); !s.good() || ran)
+    return s;
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
   // exact float32 always: the int4 weights are dequantized exactly, so TF32 would be the only error
   matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);

@@ -13,6 +13,7 @@
 
 #include "kiln/cpu_common.h"
 #include "kiln/cpu_dispatch.h"
+#include "kiln/cublaslt.h"
 #include "kiln/cuda_plugin.h"
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
@@ -259,6 +260,7 @@ void info(CudaInfo* out) {
   info.cc_minor = r.cc_minor;
   info.available = r.ok;
   info.matmul = cuda::gemm_mode();
+  cuda::cublaslt_info(&info.cublaslt, &info.cublaslt_reason);
   info.reason = r.ok ? "" : r.reason;
   *out = info;
 }

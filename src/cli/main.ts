@@ -51,6 +51,13 @@ export function main(argv: string[]): number | Promise<number> {
         `webgpu: ${w.description || w.architecture || w.vendor} via ${w.backend} (${w.featureLevel}), buffers up to ${(w.maxBufferBytes / 2 ** 20).toFixed(0)} MiB`,
       );
     }
+    if (i.cuda?.compiled) {
+      const c = i.cuda;
+      const gemm = c.cublasLt
+        ? `GEMMs on ${c.cublasLt}`
+        : `kiln's GEMM kernels${c.cublasLtReason ? ` (not cuBLASLt: ${c.cublasLtReason})` : ''}`;
+      lines.push(`cuda: ${c.device || 'no device'}, float32 GEMM ${c.matmul}, ${gemm}`);
+    }
     lines.push('backends:');
     for (const b of i.backends)
       lines.push(`  ${b.name.padEnd(7)} ${b.available ? 'available' : `missing: ${b.reason}`}`);

@@ -25,7 +25,9 @@ struct CudaInfo {
   std::string reason;  // why it is unavailable
   std::string name;    // device 0
   int cc_major = 0, cc_minor = 0;
-  std::string matmul;  // float32 GEMM mode: "fp32" (exact, default) or "tf32" (KILN_CUDA_GEMM=tf32)
+  std::string matmul;           // float32 GEMM mode: "fp32" (exact, default) or "tf32" (KILN_CUDA_GEMM=tf32)
+  std::string cublaslt;         // "cuBLASLt 12.4.5 (libcublasLt.so.12)" when KILN_CUDA_CUBLASLT put it in use
+  std::string cublaslt_reason;  // why not, when KILN_CUDA_CUBLASLT asked for it
 };
 CudaInfo cuda_info();
 }  // namespace kiln

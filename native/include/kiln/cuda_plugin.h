@@ -16,7 +16,7 @@
 namespace kiln {
 namespace cuda {
 /** Bump when a field below changes meaning or order. */
-constexpr uint32_t kPluginAbi = 2;
+constexpr uint32_t kPluginAbi = 3;
 
 struct Plugin {
   uint32_t abi;

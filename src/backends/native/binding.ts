@@ -15,6 +15,10 @@ export interface CudaInfo {
   device: string;
   /** float32 GEMM mode of the CUDA library: 'fp32' (exact, default) or 'tf32' (KILN_CUDA_GEMM=tf32); '' without it. */
   matmul: string;
+  /** 'cuBLASLt 12.4.5 (libcublasLt.so.12)' when KILN_CUDA_CUBLASLT put cuBLASLt in use for the GEMMs, else ''. */
+  cublasLt: string;
+  /** Why cuBLASLt is not in use when KILN_CUDA_CUBLASLT asked for it ('' otherwise). */
+  cublasLtReason: string;
 }
 
 export interface AddonInfo {

@@ -1,0 +1,29 @@
+// cuBLASLt for kiln's CUDA GEMMs, opened at run time when KILN_CUDA_CUBLASLT asks for it (native/cuda/cublaslt.cc).
+// Used by kernels/cuda/matmul.cu and quant.cu; host code only, no cuBLAS header needed to build.
+#pragma once
+#include <string>
+
+#include "kiln/cuda_runtime.h"
+#include "kiln/gemm_plan.h"
+
+namespace kiln {
+namespace cuda {
+/** One product for cuBLASLt: data pointers at each operand's first element, C contiguous float32. */
+struct LtGemm {
+  const void* a;
+  const void* b;
+  float* c;
+  GemmOperands operands;
+  bool bf16;  // A and B are bfloat16 (else float32)
+  bool tf32;  // float32 inputs may round to TF32 (KILN_CUDA_GEMM=tf32)
+};
+
+/**
+ * Runs the product on cuBLASLt when it is in use and takes these operands (*ran = true); otherwise leaves it to
+ * kiln's kernel (*ran = false). A product cuBLASLt refuses falls back too, and the refusal shows in the reason.
+ */
+Status cublaslt_gemm(const LtGemm& g, bool* ran);
+/** "cuBLASLt 12.4.5 (libcublasLt.so.12)" when in use, else ""; and why not when KILN_CUDA_CUBLASLT asked for it. */
+void cublaslt_info(std::string* in_use, std::string* reason);
+}  // namespace cuda
+}  // namespace kiln

@@ -1,0 +1,89 @@
+// How kiln's strided row-major product C[b] = A[b] B[b] maps onto one column-major BLAS call (cuBLASLt's
+// strided-batch matmul), or that it does not. Pure C++ with no CUDA types: kiln_cuda.so plans its cuBLASLt calls
+// with it (native/cuda/cublaslt.cc), and test/native/gemm_plan_check.cc runs the plans it makes on the cpu against
+// the row-major definition, so the mapping is tested on machines without a GPU.
+//
+// Column-major BLAS computes D (m x n, leading dimension ldd) = op(X) (m x k) * op(Y) (k x n). kiln's C [M, N] is
+// row-major and contiguous, which read column-major is C^T [N, M]. So the call is C^T = B^T A^T: BLAS's first
+// operand comes from kiln's B, its second from kiln's A, with m = N, n = M, k = K.
+#pragma once
+#include <cstdint>
+
+namespace kiln {
+
+/** kiln's side: strides in elements; C is contiguous [batch, M, N]. */
+struct GemmOperands {
+  int64_t M, N, K;
+  int64_t rsA, csA;  // A [M, K]: row and column strides
+  int64_t rsB, csB;  // B [K, N]
+  int64_t batch;     // number of products
+  int64_t bsA, bsB;  // how far apart consecutive products' A and B start (0: one matrix shared by all)
+};
+
+/** One BLAS operand: a column-major rows x cols matrix with leading dimension ld, used transposed or not. */
+struct BlasMatrix {
+  int64_t rows, cols, ld;
+  bool trans;
+  int64_t batch_stride;
+};
+
+/** The BLAS call: first = op(first) is m x k (from kiln's B), second = op(second) is k x n (from kiln's A). */
+struct BlasGemm {
+  int64_t m, n, k, batch;
+  BlasMatrix first, second, d;
+};
+
+/**
+ * Y (p x q, column-major) as a BLAS operand, where Y(i, j) is the element at j * rs + i * cs: either stored as
+ * Y itself (cs = 1, ld = rs) or as Y^T used transposed (rs = 1, ld = cs). False when neither stride is 1 or the
+ * other stride would overlap columns (BLAS needs ld >= rows).
+ */
+inline bool blas_operand(int64_t p, int64_t q, int64_t rs, int64_t cs, int64_t batch_stride, BlasMatrix* o) {
+  // a dimension of size 1 never steps, so its stride does not matter
+  if ((cs == 1 || p == 1) && (q == 1 || rs >= p)) {
+    *o = {p, q, q == 1 ? p : rs, false, batch_stride};
+    return true;
+  }
+  if ((rs == 1 || q == 1) && (p == 1 || cs >= q)) {
+    *o = {q, p, p == 1 ? q : cs, true, batch_stride};
+    return true;
+  }
+  return false;
+}
+
+/** The plan for exactly these operands (no folding of the batch). */
+inline bool plan_gemm_as_is(const GemmOperands& g, BlasGemm* out) {
+  if (g.M <= 0 || g.N <= 0 || g.K <= 0 || g.batch <= 0 || g.batch > 2147483647) return false;
+  // strided batches must not share a matrix: a stride of 0 is left to kiln's own kernel
+  if (g.batch > 1 && (g.bsA <= 0 || g.bsB <= 0)) return false;
+  BlasGemm p{};
+  p.m = g.N;
+  p.n = g.M;
+  p.k = g.K;
+  p.batch = g.batch;
+  // first: op = B^T (N x K); B^T(i, k) = B[k][i] at k * rsB + i * csB
+  if (!blas_operand(g.N, g.K, g.rsB, g.csB, g.bsB, &p.first)) return false;
+  // second: op = A^T (K x M); A^T(k, j) = A[j][k] at j * rsA + k * csA
+  if (!blas_operand(g.K, g.M, g.rsA, g.csA, g.bsA, &p.second)) return false;
+  p.d = {g.N, g.M, g.N, false, g.M * g.N};
+  *out = p;
+  return true;
+}
+
+/**
+ * The plan for kiln's product, or false (kiln's own kernel runs it). A B shared by every product (x[b] W, a
+ * Linear over a batch of sequences) becomes one taller product when A's products follow each other row after
+ * row, which BLAS runs faster than a batch and which works where a stride of 0 would not.
+ */
+inline bool plan_gemm(const GemmOperands& g, BlasGemm* out) {
+  const int64_t rs = g.M == 1 ? g.bsA : g.rsA;  // one row per product: the products' rows are bsA apart
+  if (g.batch > 1 && g.bsB == 0 && g.bsA == g.M * rs) {
+    GemmOperands tall = g;
+    tall.M = g.M * g.batch;
+    tall.rsA = rs;
+    tall.batch = 1;
+    if (plan_gemm_as_is(tall, out)) return true;
+  }
+  return plan_gemm_as_is(g, out);
+}
+}  // namespace kiln

@@ -1,0 +1,113 @@
+// Checks kiln/gemm_plan.h on the cpu (test/native.test.ts compiles and runs it): for random strided products
+// (row-major, transposed, padded rows, shared and strided batches, views no BLAS call can take), every plan
+// the header makes is run with column-major BLAS semantics on the same buffers and must give exactly the row-major
+// product kiln defines; the layouts BLAS can take must get a plan, and the others must not.
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "kiln/gemm_plan.h"
+
+namespace {
+uint64_t state = 0x9E3779B97F4A7C15ull;
+int64_t rnd(int64_t n) {  // 0 .. n-1
+  state = state * 6364136223846793005ull + 1442695040888963407ull;
+  return static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(n));
+}
+
+// one operand X [R, C] repeated over `batch` products: strides for a layout, and the buffer it needs
+struct Layout {
+  int64_t rs, cs, bs, size;
+};
+enum Kind { kRowMajor, kTransposed, kPadded, kPaddedTransposed, kShared, kNoUnitStride, kKinds };
+Layout layout(Kind kind, int64_t R, int64_t C, int64_t batch) {
+  Layout l{};
+  switch (kind) {
+    case kRowMajor: l = {C, 1, R * C, 0}; break;
+    case kTransposed: l = {1, R, R * C, 0}; break;
+    case kPadded: l = {C + 3, 1, R * (C + 3) + 5, 0}; break;
+    case kPaddedTransposed: l = {1, R + 2, C * (R + 2) + 1, 0}; break;
+    case kShared: l = {C, 1, 0, 0}; break;
+    default: l = {2 * C, 2, 2 * R * C, 0}; break;  // every element two apart: no BLAS layout
+  }
+  l.size = (batch - 1) * l.bs + (R - 1) * l.rs + (C - 1) * l.cs + 1;
+  return l;
+}
+
+// BLAS semantics: D (m x n, ldd) = op(first) op(second), element (i, j) of op(X) at trans ? (j + i ld) : (i + j ld)
+double blas_at(const kiln::BlasMatrix& x, const std::vector<double>& v, int64_t b, int64_t i, int64_t j) {
+  return v[b * x.batch_stride + (x.trans ? j + i * x.ld : i + j * x.ld)];
+}
+}  // namespace
+
+int main() {
+  int cases = 0, planned = 0, folded = 0, failures = 0;
+  for (int t = 0; t < 4000; ++t) {
+    const int64_t M = 1 + rnd(5), N = 1 + rnd(5), K = 1 + rnd(5), batch = 1 + rnd(3);
+    const Kind ka = static_cast<Kind>(rnd(kKinds)), kb = static_cast<Kind>(rnd(kKinds));
+    const Layout la = layout(ka, M, K, batch), lb = layout(kb, K, N, batch);
+    std::vector<double> A(la.size), B(lb.size);
+    for (auto& x : A) x = static_cast<double>(rnd(19) - 9);
+    for (auto& x : B) x = static_cast<double>(rnd(19) - 9);
+    std::vector<double> want(batch * M * N, 0.0);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k)
+            s += A[b * la.bs + m * la.rs + k * la.cs] * B[b * lb.bs + k * lb.rs + n * lb.cs];
+          want[(b * M + m) * N + n] = s;
+        }
+    const kiln::GemmOperands g{M, N, K, la.rs, la.cs, lb.rs, lb.cs, batch, la.bs, lb.bs};
+    kiln::BlasGemm p{};
+    const bool ok = kiln::plan_gemm(g, &p);
+    ++cases;
+    // what must plan: a unit stride in each operand, and no shared matrix but a B over products whose rows stack
+    // (row-major A, or one row with unit steps per product); what must not: a view with no unit stride, a shared A
+    const bool stacks =
+        ka == kRowMajor || (M == 1 && (ka != kPaddedTransposed || K == 1)) || (ka == kTransposed && K == 1);
+    const bool must = ka != kNoUnitStride && kb != kNoUnitStride &&
+                      (batch == 1 || (ka != kShared && kb != kShared) || (kb == kShared && ka != kShared && stacks));
+    const bool must_not = (ka == kNoUnitStride && M > 1 && K > 1) || (kb == kNoUnitStride && K > 1 && N > 1) ||
+                          (batch > 1 && ka == kShared);
+    if (must != ok && (must || must_not)) {
+      std::printf("FAIL: %s for A kind %d, B kind %d, M %lld N %lld K %lld batch %lld\n", ok ? "a plan" : "no plan", ka,
+                  kb, static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K),
+                  static_cast<long long>(batch));
+      ++failures;
+    }
+    if (!ok) continue;
+    ++planned;
+    if (p.batch == 1 && batch > 1) ++folded;
+    // BLAS's own rules: ld covers the stored rows, the shapes chain
+    const bool legal = p.first.ld >= p.first.rows && p.second.ld >= p.second.rows && p.d.ld >= p.m &&
+                       (p.first.trans ? p.first.cols : p.first.rows) == p.m &&
+                       (p.first.trans ? p.first.rows : p.first.cols) == p.k &&
+                       (p.second.trans ? p.second.cols : p.second.rows) == p.k &&
+                       (p.second.trans ? p.second.rows : p.second.cols) == p.n && p.m * p.n * p.batch == batch * M * N;
+    if (!legal) {
+      std::printf("FAIL: an illegal plan for A kind %d, B kind %d\n", ka, kb);
+      ++failures;
+      continue;
+    }
+    std::vector<double> D(batch * M * N, -1.0);
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < p.n; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < p.k; ++k) s += blas_at(p.first, B, b, i, k) * blas_at(p.second, A, b, k, j);
+          D[b * p.d.batch_stride + i + j * p.d.ld] = s;
+        }
+    for (size_t e = 0; e < D.size(); ++e)
+      if (D[e] != want[e]) {
+        std::printf("FAIL: A kind %d, B kind %d, M %lld N %lld K %lld batch %lld: element %zu is %g, want %g\n", ka, kb,
+                    static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K),
+                    static_cast<long long>(batch), e, D[e], want[e]);
+        ++failures;
+        break;
+      }
+  }
+  std::printf("gemm plans: %d cases, %d planned, %d folded into one product, %d failures\n", cases, planned, folded,
+              failures);
+  return failures == 0 && planned > cases / 4 && folded > 0 ? 0 : 1;
+}

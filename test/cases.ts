@@ -455,6 +455,22 @@ export const CASES: OpCase[] = [
     run: (a, b) => a.matmul(b),
     atol: 1e-4,
   },
+  {
+    // 160 products: on a GPU with up to 160 SMs, CUDA's exact float32 GEMM takes its 128x128-tile kernel (a tile
+    // for every SM); partial tiles in M and N, and rows whose float4 stores are aligned or not
+    name: 'matmul 160 batched products (one 128x128 tile each)',
+    ops: ['matmul'],
+    inputs: [f([160, 33, 20]), f([160, 20, 70])],
+    run: (a, b) => a.matmul(b),
+    atol: 1e-4,
+  },
+  {
+    name: 'matmul 150 batched products, both operands transposed',
+    ops: ['matmul'],
+    inputs: [f([150, 9, 130], { transposed: true }), f([150, 130, 6], { transposed: true })],
+    run: (a, b) => a.matmul(b),
+    atol: 2e-4,
+  },
   { name: 'matmul 1-D', ops: ['matmul'], inputs: [f([5]), f([5, 3])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul vec.vec', ops: ['matmul'], inputs: [f([7]), f([7])], run: (a, b) => a.matmul(b), grad: true },
   { name: 'matmul K=0', ops: ['matmul'], inputs: [f([3, 0]), f([0, 4])], run: (a, b) => a.matmul(b) },

@@ -22,6 +22,8 @@ namespace cuda {
 cudaStream_t stream();
 /** The float32 GEMM mode from KILN_CUDA_GEMM: "fp32" (exact, the default; "simt" is an alias) or "tf32". */
 const char* gemm_mode();
+/** The device's streaming multiprocessors (1 without a device): how many blocks fill it. */
+int sm_count();
 /** Device scratch memory from the caching allocator; release after the kernels that use it are queued. */
 Status scratch(uint64_t bytes, void** p);
 void release_scratch(void* p, uint64_t bytes);

@@ -1,7 +1,10 @@
 // Matmul family on CUDA: C[b] = A[b] B[b] over strided (transposed, broadcast-batch) operands, float32 or
 // bfloat16 inputs, float32 accumulation. Two kernels:
-// - SIMT (exact float32, the default for float32, as PyTorch's): 64x64 tiles, 16x16 threads with 4x4 register
-//   tiles, like kernels/wgsl/matmul.wgsl;
+// - SIMT (exact float32, the default for float32, as PyTorch's): 128x128 tiles of 256 threads with 8x8 register
+//   tiles, double-buffered shared memory (the next k-step's loads are in flight during this one's FMAs), when
+//   there are enough tiles to give every SM one; else 64x64 tiles of 16x16 threads with 4x4 register tiles
+//   (like kernels/wgsl/matmul.wgsl), four times as many blocks. Both sum each output over k in order, so they
+//   give the same bits;
 // - tensor cores (sm_80+): WMMA m16n16k16 BF16 for bfloat16 always, and m16n16k8 TF32 for float32 only when
 //   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 64x64 block of C per 128
 //   threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and any
@@ -45,20 +48,40 @@ __device__ inline float ld(const void* p, int32_t dt, int64_t i) {
                            : static_cast<const float*>(p)[i];
 }
 
+/**
+ * Where element r of a thread's share of a ROWS x COLS tile goes (NT threads, ROWS * COLS / NT each): along the
+ * rows when `rows_fast` (the operand is contiguous down a column), else along the columns, so a warp's loads
+ * read consecutive addresses whichever way the operand is laid out (a transposed weight as much as a plain one).
+ */
+template <int ROWS, int COLS, int NT>
+__device__ inline void tile_pos(int tid, int r, bool rows_fast, int& row, int& col) {
+  const int e = tid + r * NT;
+  row = rows_fast ? e % ROWS : e / COLS;
+  col = rows_fast ? e / ROWS : e % COLS;
+}
+
+/** Operand A (rows m, columns k) is contiguous down its columns; B (rows k, columns n) likewise. */
+__device__ inline bool a_rows_fast(const MmArgs& g) { return g.rsA == 1 && g.csA != 1; }
+__device__ inline bool b_rows_fast(const MmArgs& g) { return g.rsB == 1 && g.csB != 1; }
+
 __global__ void matmul_simt(MmArgs g) {
-  __shared__ float sa[16][64];
-  __shared__ float sb[16][64];
+  __shared__ float sa[16][64 + 4];  // [k][m]; the padding spreads a column-major walk over the banks
+  __shared__ float sb[16][64 + 4];  // [k][n]
   const int64_t z = blockIdx.z;
   const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * 64, n0 = static_cast<int64_t>(blockIdx.x) * 64;
   const int tx = threadIdx.x, ty = threadIdx.y, li = ty * 16 + tx;
+  const bool af = a_rows_fast(g), bf = b_rows_fast(g);
   float acc[4][4] = {};
   for (int64_t k0 = 0; k0 < g.K; k0 += 16) {
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int e = li + r * 256, kk = e / 64, mn = e % 64;
-      const int64_t gk = k0 + kk;
-      sa[kk][mn] = (m0 + mn < g.M && gk < g.K) ? ld(g.a, g.dta, oa + (m0 + mn) * g.rsA + gk * g.csA) : 0.f;
-      sb[kk][mn] = (n0 + mn < g.N && gk < g.K) ? ld(g.b, g.dtb, ob + gk * g.rsB + (n0 + mn) * g.csB) : 0.f;
+      int m, kk, k2, n;
+      tile_pos<64, 16, 256>(li, r, af, m, kk);
+      tile_pos<16, 64, 256>(li, r, bf, k2, n);
+      const int64_t ga = k0 + kk, gb = k0 + k2;
+      sa[kk][m] = (m0 + m < g.M && ga < g.K) ? ld(g.a, g.dta, oa + (m0 + m) * g.rsA + ga * g.csA) : 0.f;
+      sb[k2][n] = (n0 + n < g.N && gb < g.K) ? ld(g.b, g.dtb, ob + gb * g.rsB + (n0 + n) * g.csB) : 0.f;
     }
     __syncthreads();
 #pragma unroll
@@ -87,6 +110,87 @@ __global__ void matmul_simt(MmArgs g) {
   }
 }
 
+// The large-problem SIMT kernel: a 128x128 block of C per 256 threads, each owning an 8x8 register tile made of
+// rows {4ty..4ty+3, 64+4ty..} and columns {4tx..4tx+3, 64+4tx..} (so its float4 reads of shared memory are
+// conflict-free), over k-steps of 8. Tiles are stored k-major ([k][m], [k][n]); two buffers, so the loads of step
+// t+1 go out to registers before step t's 512 FMAs per thread and land in the other buffer after them.
+constexpr int kBig = 128, kBigK = 8, kBigPad = 4;
+__global__ void __launch_bounds__(256, 2) matmul_simt128(MmArgs g) {
+  __shared__ __align__(16) float sa[2][kBigK][kBig + kBigPad];
+  __shared__ __align__(16) float sb[2][kBigK][kBig + kBigPad];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t z = blockIdx.z;
+  const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBig, n0 = static_cast<int64_t>(blockIdx.x) * kBig;
+  const bool af = a_rows_fast(g), bf = b_rows_fast(g);
+  const float* A = static_cast<const float*>(g.a) + oa;  // float32 only (bfloat16 runs on tensor cores)
+  const float* B = static_cast<const float*>(g.b) + ob;
+  float ra[4], rb[4];
+  auto fetch = [&](int64_t k0) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      int m, k, k2, n;
+      tile_pos<kBig, kBigK, 256>(tid, r, af, m, k);
+      tile_pos<kBigK, kBig, 256>(tid, r, bf, k2, n);
+      ra[r] = (m0 + m < g.M && k0 + k < g.K) ? A[(m0 + m) * g.rsA + (k0 + k) * g.csA] : 0.f;
+      rb[r] = (n0 + n < g.N && k0 + k2 < g.K) ? B[(k0 + k2) * g.rsB + (n0 + n) * g.csB] : 0.f;
+    }
+  };
+  auto stash = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      int m, k, k2, n;
+      tile_pos<kBig, kBigK, 256>(tid, r, af, m, k);
+      tile_pos<kBigK, kBig, 256>(tid, r, bf, k2, n);
+      sa[buf][k][m] = ra[r];
+      sb[buf][k2][n] = rb[r];
+    }
+  };
+  float acc[8][8] = {};
+  fetch(0);
+  stash(0);
+  __syncthreads();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < g.K; k0 += kBigK) {
+    const bool more = k0 + kBigK < g.K;
+    if (more) fetch(k0 + kBigK);
+#pragma unroll
+    for (int k = 0; k < kBigK; ++k) {
+      const float4 a0 = *reinterpret_cast<const float4*>(&sa[buf][k][4 * ty]);
+      const float4 a1 = *reinterpret_cast<const float4*>(&sa[buf][k][64 + 4 * ty]);
+      const float4 b0 = *reinterpret_cast<const float4*>(&sb[buf][k][4 * tx]);
+      const float4 b1 = *reinterpret_cast<const float4*>(&sb[buf][k][64 + 4 * tx]);
+      const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    if (more) stash(buf ^ 1);  // nobody reads buf ^ 1 now: every thread passed the last barrier after reading it
+    __syncthreads();
+    buf ^= 1;
+  }
+  float* c = g.c + z * g.M * g.N;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int64_t m = m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
+    if (m >= g.M) continue;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t n = n0 + 64 * h + 4 * tx;
+      float* p = c + m * g.N + n;
+      if (n + 3 < g.N && reinterpret_cast<uintptr_t>(p) % 16 == 0) {
+        *reinterpret_cast<float4*>(p) =
+            make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
+      } else {
+        for (int j = 0; j < 4; ++j)
+          if (n + j < g.N) p[j] = acc[i][4 * h + j];
+      }
+    }
+  }
+}
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 using namespace nvcuda;
 // Tensor-core GEMM: 4 warps per block, each owning a 32x32 piece of the block's 64x64 C tile (2x2 fragments).
@@ -97,7 +201,10 @@ __global__ void matmul_wmma(MmArgs g) {
   using In = typename std::conditional<BF16, __nv_bfloat16, wmma::precision::tf32>::type;
   using Elem = typename std::conditional<BF16, __nv_bfloat16, float>::type;
   // WMMA loads and stores need 256-bit aligned pointers: every fragment offset below is a multiple of 32 bytes
-  __shared__ __align__(32) Elem sa[64][KT + 8];  // row-major A tile [m][k] (+ padding against bank conflicts)
+  // row-major A tile [m][k], padded against bank conflicts: rows of 12 floats (TF32) or 24 bfloat16, which keep
+  // every 16-row fragment 32-byte aligned
+  constexpr int LDA = BF16 ? KT + 8 : KT + 4;
+  __shared__ __align__(32) Elem sa[64][LDA];
   __shared__ __align__(32) Elem sb[KT][64 + 8];  // row-major B tile [k][n]
   __shared__ __align__(32) float sc[4][32][32 + 4];
   const int warp = threadIdx.x / 32;
@@ -108,29 +215,35 @@ __global__ void matmul_wmma(MmArgs g) {
   wmma::fragment<wmma::accumulator, 16, 16, KT, float> acc[2][2];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+  constexpr int PER = 64 * KT / 128;  // elements of each tile per thread
+  const bool af = a_rows_fast(g), bf = b_rows_fast(g);
   for (int64_t k0 = 0; k0 < g.K; k0 += KT) {
-    for (int e = threadIdx.x; e < 64 * KT; e += blockDim.x) {
-      const int m = e / KT, k = e % KT;
-      const int64_t gm = m0 + m, gk = k0 + k;
-      const float v = (gm < g.M && gk < g.K) ? ld(g.a, g.dta, oa + gm * g.rsA + gk * g.csA) : 0.f;
-      if constexpr (BF16)
-        sa[m][k] = __float2bfloat16_rn(v);
-      else
-        sa[m][k] = wmma::__float_to_tf32(v);
+    float va[PER], vb[PER];  // every load issued before any store, walking each operand's contiguous side
+#pragma unroll
+    for (int r = 0; r < PER; ++r) {
+      int m, k, k2, n;
+      tile_pos<64, KT, 128>(threadIdx.x, r, af, m, k);
+      tile_pos<KT, 64, 128>(threadIdx.x, r, bf, k2, n);
+      va[r] = (m0 + m < g.M && k0 + k < g.K) ? ld(g.a, g.dta, oa + (m0 + m) * g.rsA + (k0 + k) * g.csA) : 0.f;
+      vb[r] = (n0 + n < g.N && k0 + k2 < g.K) ? ld(g.b, g.dtb, ob + (k0 + k2) * g.rsB + (n0 + n) * g.csB) : 0.f;
     }
-    for (int e = threadIdx.x; e < KT * 64; e += blockDim.x) {
-      const int k = e / 64, n = e % 64;
-      const int64_t gk = k0 + k, gn = n0 + n;
-      const float v = (gn < g.N && gk < g.K) ? ld(g.b, g.dtb, ob + gk * g.rsB + gn * g.csB) : 0.f;
-      if constexpr (BF16)
-        sb[k][n] = __float2bfloat16_rn(v);
-      else
-        sb[k][n] = wmma::__float_to_tf32(v);
+#pragma unroll
+    for (int r = 0; r < PER; ++r) {
+      int m, k, k2, n;
+      tile_pos<64, KT, 128>(threadIdx.x, r, af, m, k);
+      tile_pos<KT, 64, 128>(threadIdx.x, r, bf, k2, n);
+      if constexpr (BF16) {
+        sa[m][k] = __float2bfloat16_rn(va[r]);
+        sb[k2][n] = __float2bfloat16_rn(vb[r]);
+      } else {
+        sa[m][k] = wmma::__float_to_tf32(va[r]);
+        sb[k2][n] = wmma::__float_to_tf32(vb[r]);
+      }
     }
     __syncthreads();
     wmma::fragment<wmma::matrix_a, 16, 16, KT, In, wmma::row_major> fa[2];
     wmma::fragment<wmma::matrix_b, 16, 16, KT, In, wmma::row_major> fb[2];
-    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &sa[wm + i * 16][0], KT + 8);
+    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &sa[wm + i * 16][0], LDA);
     for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &sb[0][wn + j * 16], 64 + 8);
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
@@ -153,6 +266,19 @@ __global__ void matmul_wmma(MmArgs g) {
 static bool use_tf32() {
   static const bool tf32 = std::strcmp(gemm_mode(), "tf32") == 0;
   return tf32;
+}
+
+/** Exact float32: 128x128 tiles when there is one for every SM, else 64x64 tiles (the same bits either way). */
+static void launch_simt(const MmArgs& g, int64_t batch) {
+  const dim3 big(static_cast<unsigned>((g.N + kBig - 1) / kBig), static_cast<unsigned>((g.M + kBig - 1) / kBig),
+                 static_cast<unsigned>(batch));
+  if (static_cast<int64_t>(big.x) * big.y * big.z >= sm_count()) {
+    matmul_simt128<<<big, 256, 0, stream()>>>(g);
+  } else {
+    const dim3 grid(static_cast<unsigned>((g.N + 63) / 64), static_cast<unsigned>((g.M + 63) / 64),
+                    static_cast<unsigned>(batch));
+    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  }
 }
 
 static Status matmul(const TensorView* in, int nin, const TensorView& out, const char* name, bool bf16) {
@@ -213,12 +339,13 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64),
                   static_cast<unsigned>(batch));
   KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, name, ": M = ", M, " is too large for one grid");
-  if (bf16)
+  if (bf16) {
     matmul_wmma<true><<<grid, 128, 0, stream()>>>(g);
-  else if (use_tf32())
+  } else if (use_tf32()) {
     matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
-  else
-    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  } else {
+    launch_simt(g, batch);
+  }
   return launched(name);
 }
 
@@ -238,9 +365,8 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
   bool ran = false;
   if (Status s = cublaslt_gemm({A, W, C, {M, N, K, K, 1, 1, K, 1, 0, 0}, false, false}, &ran); !s.good() || ran)
     return s;
-  const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1);
   // exact float32 always: the int4 weights are dequantized exactly, so TF32 would be the only error
-  matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  launch_simt(g, 1);
   return launched("gemm");
 }
 

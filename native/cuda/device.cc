@@ -34,7 +34,7 @@ struct Runtime {
   bool ok = false;
   std::string reason;
   std::string name;
-  int cc_major = 0, cc_minor = 0, count = 0, device = 0;
+  int cc_major = 0, cc_minor = 0, count = 0, device = 0, sms = 1;
   cudaStream_t stream = nullptr;
   DeviceFlags* flags = nullptr;
   std::mutex mu;  // the allocator's lists
@@ -75,6 +75,7 @@ Runtime& rt() {
     x->name = prop.name;
     x->cc_major = prop.major;
     x->cc_minor = prop.minor;
+    x->sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
     if (prop.major < 8) {  // sm_80 / sm_90 code only: PTX cannot be JIT-compiled down to an older GPU
       x->reason = "CUDA device " + x->name + " has compute capability " + std::to_string(prop.major) + "." +
                   std::to_string(prop.minor) + "; kiln's kernels are built for 8.0 and 9.0";
@@ -158,6 +159,7 @@ const char* gemm_mode() {
   return mode;
 }
 DeviceFlags* device_flags() { return rt().flags; }
+int sm_count() { return rt().sms; }
 bool ready() { return rt().ok; }
 
 Status alloc(uint64_t bytes, void** p) {

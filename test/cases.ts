@@ -1116,6 +1116,21 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    // K a multiple of 4: word loads of the weight (CUDA's tiled kernel for 72 rows, a warp per output for 3)
+    name: 'qlinearInt8 72 rows, K = 128',
+    ops: ['qlinearInt8'],
+    inputs: [f([72, 128]), ints([66, 128], -127, 127, 'int8'), f([66], { lo: 0.001, hi: 0.01 }), f([66])],
+    run: (x, w, s, b) => kn.qlinearInt8(x, w, s, b),
+    atol: 1e-4,
+  },
+  {
+    name: 'qlinearInt8 3 rows, K = 64, static',
+    ops: ['qlinearInt8'],
+    inputs: [f([3, 64], { lo: -3, hi: 3 }), ints([40, 64], -127, 127, 'int8'), f([40], { lo: 0.001, hi: 0.02 })],
+    run: (x, w, s) => kn.qlinearInt8(x, w, s, null, { scale: 0.025, zeroPoint: 120 }),
+    atol: 1e-4,
+  },
+  {
     name: 'qlinearInt8 constant row and K=1',
     ops: ['qlinearInt8'],
     inputs: [f([3, 1]), ints([2, 1], -127, 127, 'int8'), f([2], { lo: 0.01, hi: 0.02 })],

@@ -1,6 +1,9 @@
 // Quant family on CUDA. int8 linear: x rows are quantized to uint8 on the device (per row from the range, or
 // with the calibrated scale and zero point; round half to even), then each output is an exact int32 sum of
-// u8 x s8 products, four at a time with __dp4a, dequantized in float. int4 weight-only linear: for a few rows of x
+// u8 x s8 products, four at a time with dp4a, dequantized in float: for a few rows of x a warp per output reads its
+// weight row in consecutive words; for more, 64x64 tiles of y per block over codes and weights staged in shared
+// memory (4x4 outputs a thread), with the weights' row sums (for the zero point) from a first pass. The sums are
+// exact integers either way, so every path gives the same bits. int4 weight-only linear: for a few rows of x
 // a warp per output dequantizes its packed weight row in registers; for more, the weight is dequantized
 // (nibble - 8) * scale into device scratch and multiplied with the float32 GEMM as x W^T.
 // int8 convolution: each image is quantized as one row (quantize_rows over [N, C*H*W]), then each output sums
@@ -48,39 +51,116 @@ __global__ void quantize_rows(const float* x, uint8_t* q, float* scale, int32_t*
   zero[i] = z;
 }
 
-__global__ void qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
-                             const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K, int64_t Kp,
-                             bool w4) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= M * N) return;
-  const int64_t i = t / N, j = t % N;
-  const uint8_t* qr = q + i * Kp;
+// u8 codes by s8 weights, four pairs a word: PTX has the mixed-sign dp4a that the intrinsics lack
+__device__ inline int32_t dp4a_us(uint32_t a, int32_t b, int32_t c) {
+  int32_t d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+// weights k..k+3 of a row of K as one word, zero past K: a word load where the weight allows (w4: K % 4 == 0 and
+// the weight 4-byte aligned), else bytes
+__device__ inline int32_t weight_word(const int8_t* wr, int64_t k, int64_t K, bool w4) {
+  if (w4) return *reinterpret_cast<const int32_t*>(wr + k);
+  uint32_t v = 0;
+  for (int b = 0; b < 4; ++b)
+    if (k + b < K) v |= static_cast<uint32_t>(static_cast<uint8_t>(wr[k + b])) << (8 * b);
+  return static_cast<int32_t>(v);
+}
+
+// y = (q . w - zero * sum(w)) * (scale * ws) + bias: the one dequantization every path uses
+__device__ inline float dequant_dot(int32_t dot, int32_t wsum, int32_t zero, float scale, float ws, const float* bias,
+                                    int64_t j) {
+  return static_cast<float>(dot - zero * wsum) * (scale * ws) + (bias ? bias[j] : 0.f);
+}
+
+// Few rows of x (M <= kInt8FewRows): a warp per output column j, the lanes reading the weight row in consecutive
+// words (codes rows are Kp = K rounded up to 4 apart in 4-byte aligned scratch), the rows' sums added by shuffles.
+constexpr int64_t kInt8FewRows = 8;
+__global__ void qlinear_int8_rows(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
+                                  const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K,
+                                  int64_t Kp, bool w4) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (j >= N) return;  // a whole warp leaves together
   const int8_t* wr = w + j * K;
-  int32_t acc = 0, wsum = 0, wsum4 = 0;
-  int64_t k = 0;
-  // the codes' rows are Kp = K rounded up to 4 bytes apart in 4-byte aligned scratch: word loads. The weight's rows
-  // are K bytes apart: word loads when K is a multiple of 4 and the weight 4-byte aligned (w4), else bytes.
-  for (; k + 4 <= K; k += 4) {
-    const int32_t a = *reinterpret_cast<const int32_t*>(qr + k);
-    int32_t b;
-    if (w4) {
-      b = *reinterpret_cast<const int32_t*>(wr + k);
-    } else {
-      const int8_t wb[4] = {wr[k], wr[k + 1], wr[k + 2], wr[k + 3]};
-      memcpy(&b, wb, 4);
+  int32_t acc[kInt8FewRows] = {}, wsum = 0;
+  for (int64_t u = lane; 4 * u < K; u += 32) {
+    const int32_t b = weight_word(wr, 4 * u, K, w4);
+    wsum = __dp4a(0x01010101, b, wsum);
+#pragma unroll
+    for (int m = 0; m < kInt8FewRows; ++m)
+      if (m < M) acc[m] = dp4a_us(reinterpret_cast<const uint32_t*>(q + m * Kp)[u], b, acc[m]);
+  }
+  wsum = warp_all(wsum, SumOp{});
+#pragma unroll
+  for (int m = 0; m < kInt8FewRows; ++m) {
+    if (m >= M) break;
+    const int32_t dot = warp_all(acc[m], SumOp{});
+    if (lane == 0) y[m * N + j] = dequant_dot(dot, wsum, zero[m], scale[m], ws[j], bias, j);
+  }
+}
+
+// Each weight row's sum, a warp per row (the tiled kernel's zero-point term).
+__global__ void weight_sums(const int8_t* w, int32_t* wsum, int64_t N, int64_t K, bool w4) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (j >= N) return;
+  int32_t s = 0;
+  for (int64_t u = lane; 4 * u < K; u += 32) s = __dp4a(0x01010101, weight_word(w + j * K, 4 * u, K, w4), s);
+  s = warp_all(s, SumOp{});
+  if (lane == 0) wsum[j] = s;
+}
+
+// More rows: a 64x64 tile of y per 256 threads (16x16, each 4x4 outputs: rows ty + 16i, columns tx + 16j), over
+// K in steps of 16 words. Codes and weights are staged as words in shared memory, rows padded to 17 words so a
+// warp's reads of 16 weight rows fall in 16 banks.
+constexpr int kQTile = 64, kQWords = 16;
+__global__ void __launch_bounds__(256)
+    qlinear_int8_tiled(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const int32_t* wsum,
+                       const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K, int64_t Kp,
+                       bool w4) {
+  __shared__ uint32_t sq[kQTile][kQWords + 1];
+  __shared__ int32_t sw[kQTile][kQWords + 1];
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kQTile, n0 = static_cast<int64_t>(blockIdx.x) * kQTile;
+  const int64_t KW = Kp / 4;  // words of a code row
+  int32_t acc[4][4] = {};
+  for (int64_t u0 = 0; u0 < KW; u0 += kQWords) {
+#pragma unroll
+    for (int r = 0; r < kQTile * kQWords / 256; ++r) {
+      const int e = threadIdx.x + r * 256, row = e / kQWords, c = e % kQWords;  // a warp: 2 rows of 16 words
+      const int64_t u = u0 + c;
+      sq[row][c] = m0 + row < M && u < KW ? reinterpret_cast<const uint32_t*>(q + (m0 + row) * Kp)[u] : 0u;
+      sw[row][c] = n0 + row < N && u < KW ? weight_word(w + (n0 + row) * K, 4 * u, K, w4) : 0;
     }
-    // u8 x s8 through the signed dp4a: (q ^ 0x80) as int8 is q - 128, so q . w = dp4a(q - 128, w) + 128 wsum
-    acc = __dp4a(a ^ static_cast<int32_t>(0x80808080u), b, acc);
-    wsum4 = __dp4a(0x01010101, b, wsum4);  // the four weights' sum
+    __syncthreads();
+#pragma unroll
+    for (int c = 0; c < kQWords; ++c) {
+      uint32_t a[4];
+      int32_t b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a[i] = sq[ty + 16 * i][c];
+        b[i] = sw[tx + 16 * i][c];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = dp4a_us(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
   }
-  acc += 128 * wsum4;
-  wsum += wsum4;
-  for (; k < K; ++k) {
-    acc += static_cast<int32_t>(qr[k]) * wr[k];
-    wsum += wr[k];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + 16 * i;
+    if (m >= M) break;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + tx + 16 * j;
+      if (n < N) y[m * N + n] = dequant_dot(acc[i][j], wsum[n], zero[m], scale[m], ws[n], bias, n);
+    }
   }
-  const int32_t a = acc - zero[i] * wsum;
-  y[t] = static_cast<float>(a) * (scale[i] * ws[j]) + (bias ? bias[j] : 0.f);
 }
 
 static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -108,21 +188,34 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
                ST_ARG, "qlinearInt8: xScale must be >= 0 (0 = dynamic per row) and xZero an integer in [0, 255], got ",
                sx, " and ", zx);
   if (M * N == 0) return Status::ok();
+  KILN_REQUIRE((M + kQTile - 1) / kQTile <= 65535, ST_SHAPE, "qlinearInt8: ", M, " rows exceed one grid (at most ",
+               65535 * kQTile, ")");
   const int64_t Kp = (K + 3) / 4 * 4;
-  const uint64_t bytes = static_cast<uint64_t>(M) * Kp + static_cast<uint64_t>(M) * 8;
+  const bool few = M <= kInt8FewRows;
+  const uint64_t bytes = static_cast<uint64_t>(M) * Kp + static_cast<uint64_t>(M) * 8 + (few ? 0 : 4 * N);
   void* work = nullptr;
   if (Status s = scratch(bytes, &work); !s.good()) return s;
   uint8_t* q = static_cast<uint8_t*>(work);
   float* scale = reinterpret_cast<float*>(q + M * Kp);
   int32_t* zero = reinterpret_cast<int32_t*>(scale + M);
+  int32_t* wsum = zero + M;
+  const bool w4 = K % 4 == 0 && reinterpret_cast<uintptr_t>(w.ptr<int8_t>()) % 4 == 0;
   quantize_rows<<<blocks_for(M), kThreads, 0, stream()>>>(
       x.ptr<float>(), q, scale, zero, M, K, Kp, static_cast<float>(sx), static_cast<int32_t>(zx), device_flags());
   Status st = launched("qlinearInt8 (quantize)");
-  if (st.good()) {
-    qlinear_int8<<<blocks_for(M * N), kThreads, 0, stream()>>>(
-        q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(), bias, out.ptr<float>(), M, N, K, Kp,
-        K % 4 == 0 && reinterpret_cast<uintptr_t>(w.ptr<int8_t>()) % 4 == 0);
+  if (st.good() && few) {
+    qlinear_int8_rows<<<blocks_for(N * 32), kThreads, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), ws.ptr<float>(),
+                                                                     bias, out.ptr<float>(), M, N, K, Kp, w4);
     st = launched("qlinearInt8");
+  } else if (st.good()) {
+    weight_sums<<<blocks_for(N * 32), kThreads, 0, stream()>>>(w.ptr<int8_t>(), wsum, N, K, w4);
+    st = launched("qlinearInt8 (weight sums)");
+    const dim3 grid(static_cast<unsigned>((N + kQTile - 1) / kQTile), static_cast<unsigned>((M + kQTile - 1) / kQTile));
+    if (st.good()) {
+      qlinear_int8_tiled<<<grid, 256, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), wsum, ws.ptr<float>(), bias,
+                                                     out.ptr<float>(), M, N, K, Kp, w4);
+      st = launched("qlinearInt8");
+    }
   }
   release_scratch(work, bytes);
   return st;

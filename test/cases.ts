@@ -592,6 +592,22 @@ export const CASES: OpCase[] = [
     grad: true,
   },
   {
+    // CUDA's implicit GEMM: two 64-row tiles of output channels, K = 72 taps over five k-steps
+    name: 'conv2d 70 output channels',
+    ops: ['conv2d'],
+    inputs: [f([2, 8, 6, 6]), f([70, 8, 3, 3])],
+    run: (x, w) => kn.conv2d(x, w, null, { padding: 1 }),
+    atol: 1e-4,
+  },
+  {
+    // the input gradient's implicit GEMM: 72 input channels a group (two row tiles), stride 2 skipping taps
+    name: 'conv2d backward input, 2 groups of 72 channels',
+    ops: ['conv2dBackwardInput'],
+    inputs: [f([1, 144, 5, 5]), f([6, 72, 3, 3])],
+    run: (x, w) => kn.grad((t) => kn.conv2d(t, w, null, { stride: 2, padding: 1, groups: 2 }).sum())(x) as kn.Tensor,
+    atol: 1e-4,
+  },
+  {
     name: 'conv2d backward input',
     ops: ['conv2dBackwardInput'],
     inputs: [f([2, 3, 7, 6]), f([4, 3, 3, 3])],

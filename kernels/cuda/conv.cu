@@ -1,7 +1,7 @@
-// Conv family on CUDA, NCHW float32, contiguous: direct conv2d and its two backward kernels, max/avg pooling and
-// theirs. Every kernel is in gather form (a thread per output element sums what flows into it; a block per
-// weight for the weight gradient), so there are no atomics and results are deterministic. The same index maths as
-// kernels/wgsl/conv.wgsl.
+// Conv family on CUDA, NCHW float32, contiguous: conv2d and its two backward kernels, max/avg pooling and
+// theirs. Every kernel is in gather form (each output sums what flows into it, in a fixed order; a block per
+// weight for the weight gradient), so there are no atomics and results are deterministic. conv2d and its input
+// gradient are implicit GEMMs over shared-memory tiles (conv_gemm); the index maths are kernels/wgsl/conv.wgsl's.
 #include "common.cuh"
 #include "kiln/conv_geom.h"
 
@@ -10,48 +10,87 @@ namespace cuda {
 
 using Geo = ConvGeom;  // kiln/conv_geom.h, shared with the cpu kernels
 
-__global__ void conv2d(const float* x, const float* w, float* y, Geo q) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= q.N * q.O * q.OH * q.OW) return;
-  const int64_t ow = t % q.OW, oh = (t / q.OW) % q.OH, o = (t / (q.OW * q.OH)) % q.O, n = t / (q.OW * q.OH * q.O);
-  const int64_t Cg = q.C / q.groups, grp = o / (q.O / q.groups);
-  float acc = 0.f;
-  for (int64_t c = 0; c < Cg; ++c)
-    for (int64_t i = 0; i < q.kh; ++i) {
-      const int64_t ih = oh * q.sh - q.ph + i * q.dh;
-      if (ih < 0 || ih >= q.H) continue;
-      for (int64_t j = 0; j < q.kw; ++j) {
-        const int64_t iw = ow * q.sw - q.pw + j * q.dw;
-        if (iw < 0 || iw >= q.W) continue;
-        acc += x[((n * q.C + grp * Cg + c) * q.H + ih) * q.W + iw] * w[((o * Cg + c) * q.kh + i) * q.kw + j];
+// conv2d and its input gradient as implicit GEMMs, one group per blockIdx.z: out[r][col] = sum_k A[r][k] B[k][col].
+// Forward: r = o in the group, col = (n, oh, ow), k = (c, i, j) over the group's Cg * kh * kw taps, A the weight
+// rows, B the input taps gathered on the fly (a tap in the padding reads 0). Input gradient: r = c in the group,
+// col = (n, ih, iw), k = (o, i, j) over Og * kh * kw, A the weight read across output channels, B the output
+// gradient at (oh, ow) = ((ih + ph - i dh) / sh, (iw + pw - j dw) / sw) where those divide and land inside (else
+// 0). A 64x64 tile of out per 256 threads (4x4 each: rows ty + 16a, columns tx + 16b) over k-steps of 16 staged
+// in shared memory; a thread's gathered column stays the same for the whole kernel, so its (n, h, w) is decoded
+// once. Each output adds its terms in k order with one FMA each, as the per-output gather kernels did, so the
+// bits are theirs (a term in the padding adds 0).
+constexpr int kConvTile = 64, kConvK = 16;
+template <bool kInput>
+__global__ void __launch_bounds__(256) conv_gemm(const float* src, const float* w, float* out, Geo q) {
+  __shared__ float sa[kConvK][kConvTile + 4];  // [k][r]
+  __shared__ float sb[kConvK][kConvTile + 4];  // [k][col]
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t Cg = q.C / q.groups, Og = q.O / q.groups, grp = blockIdx.z;
+  const int64_t khw = q.kh * q.kw, R = kInput ? Cg : Og, K = (kInput ? Og : Cg) * khw;
+  const int64_t OH = kInput ? q.H : q.OH, OW = kInput ? q.W : q.OW, P = q.N * OH * OW;  // the columns' maps
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * kConvTile, p0 = static_cast<int64_t>(blockIdx.x) * kConvTile;
+  const int pl = threadIdx.x % kConvTile, kr = threadIdx.x / kConvTile;  // the tile column this thread gathers
+  const int64_t p = p0 + pl;
+  const bool pin = p < P;
+  const int64_t cn = pin ? p / (OH * OW) : 0, chh = pin ? (p / OW) % OH : 0, cww = pin ? p % OW : 0;
+  const int32_t khw32 = static_cast<int32_t>(khw), kw32 = static_cast<int32_t>(q.kw);  // K < 2^31: 32-bit decode
+  float acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += kConvK) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int e = threadIdx.x + s * 256, rl = e / kConvK, kl = e % kConvK;  // A along k
+      const int64_t r = r0 + rl, ka = k0 + kl;
+      float a = 0.f;
+      if (r < R && ka < K) {
+        const int32_t k32 = static_cast<int32_t>(ka);
+        a = kInput ? w[((grp * Og + k32 / khw32) * Cg + r) * khw + k32 % khw32] : w[(grp * Og + r) * K + ka];
       }
+      sa[kl][rl] = a;
+      const int kk = kr + 4 * s;  // B along the columns: this thread's column, rows kr, kr + 4, ...
+      const int64_t kb = k0 + kk;
+      float b = 0.f;
+      if (pin && kb < K) {
+        const int32_t k32 = static_cast<int32_t>(kb), ch = k32 / khw32, i = (k32 - ch * khw32) / kw32,
+                      j = k32 - ch * khw32 - i * kw32;
+        if (!kInput) {
+          const int64_t ih = chh * q.sh - q.ph + i * q.dh, iw = cww * q.sw - q.pw + j * q.dw;
+          if (ih >= 0 && ih < q.H && iw >= 0 && iw < q.W) b = src[((cn * q.C + grp * Cg + ch) * q.H + ih) * q.W + iw];
+        } else {
+          const int64_t ah = chh + q.ph - i * q.dh, aw = cww + q.pw - j * q.dw, oh = ah / q.sh, ow = aw / q.sw;
+          if (ah >= 0 && oh * q.sh == ah && oh < q.OH && aw >= 0 && ow * q.sw == aw && ow < q.OW)
+            b = src[((cn * q.O + grp * Og + ch) * q.OH + oh) * q.OW + ow];
+        }
+      }
+      sb[kk][pl] = b;
     }
-  y[t] = acc;
-}
-
-__global__ void conv2d_backward_input(const float* gy, const float* w, float* dx, Geo q) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= q.N * q.C * q.H * q.W) return;
-  const int64_t iw = t % q.W, ih = (t / q.W) % q.H, c = (t / (q.W * q.H)) % q.C, n = t / (q.W * q.H * q.C);
-  const int64_t Cg = q.C / q.groups, Og = q.O / q.groups, grp = c / Cg, cl = c % Cg;
-  float acc = 0.f;
-  for (int64_t ol = 0; ol < Og; ++ol) {
-    const int64_t o = grp * Og + ol;
-    for (int64_t i = 0; i < q.kh; ++i) {
-      const int64_t a = ih + q.ph - i * q.dh;
-      if (a < 0 || a % q.sh) continue;
-      const int64_t oh = a / q.sh;
-      if (oh >= q.OH) continue;
-      for (int64_t j = 0; j < q.kw; ++j) {
-        const int64_t b = iw + q.pw - j * q.dw;
-        if (b < 0 || b % q.sw) continue;
-        const int64_t ow = b / q.sw;
-        if (ow >= q.OW) continue;
-        acc += gy[((n * q.O + o) * q.OH + oh) * q.OW + ow] * w[((o * Cg + cl) * q.kh + i) * q.kw + j];
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kConvK; ++kk) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        av[t] = sa[kk][ty + 16 * t];
+        bv[t] = sb[kk][tx + 16 * t];
       }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(bv[b], av[a], acc[a][b]);
+    }
+    __syncthreads();
+  }
+  const int64_t ch0 = kInput ? q.C : q.O, g0 = grp * R;  // out is [N, ch0, OH, OW]; this group's first channel
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    const int64_t col = p0 + tx + 16 * b;
+    if (col >= P) break;
+    const int64_t n = col / (OH * OW), hw = col % (OH * OW);
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      const int64_t r = r0 + ty + 16 * a;
+      if (r < R) out[(n * ch0 + g0 + r) * OH * OW + hw] = acc[a][b];
     }
   }
-  dx[t] = acc;
 }
 
 // A block per weight (o, c, i, j): its threads stride over the N * OH * OW output positions (consecutive threads,
@@ -175,24 +214,32 @@ static Status conv_geo(const TensorView& x4, const TensorView& w4, const TensorV
   return Status::ok();
 }
 
+/** conv_gemm over (columns, rows, groups) tiles: src is x (forward) or gy (input gradient). */
+template <bool kInput>
+static Status launch_conv_gemm(const float* src, const float* w, float* out, const Geo& q, const char* name) {
+  const int64_t rows = kInput ? q.C / q.groups : q.O / q.groups;
+  const int64_t cols = q.N * (kInput ? q.H * q.W : q.OH * q.OW);
+  const int64_t gx = (cols + kConvTile - 1) / kConvTile, gy = (rows + kConvTile - 1) / kConvTile;
+  KILN_REQUIRE(gx <= 2147483647 && gy <= 65535 && q.groups <= 65535, ST_SHAPE, name, ": ", cols, " positions, ", rows,
+               " channels a group and ", q.groups, " groups exceed one grid");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(q.groups));
+  conv_gemm<kInput><<<grid, 256, 0, stream()>>>(src, w, out, q);
+  return launched(name);
+}
+
 static Status k_conv2d(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2d takes (x, w)");
   Geo q;
   if (Status s = conv_geo(in[0], in[1], out, a, q, "conv2d"); !s.good()) return s;
-  const int64_t n = out.numel();
-  if (n == 0) return Status::ok();
-  conv2d<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q);
-  return launched("conv2d");
+  if (out.numel() == 0) return Status::ok();
+  return launch_conv_gemm<false>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, "conv2d");
 }
 static Status k_conv2d_backward_input(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardInput takes (gy, w)");
   Geo q;
   if (Status s = conv_geo(out, in[1], in[0], a, q, "conv2dBackwardInput"); !s.good()) return s;
-  const int64_t n = out.numel();
-  if (n == 0) return Status::ok();
-  conv2d_backward_input<<<blocks_for(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
-                                                                  out.ptr<float>(), q);
-  return launched("conv2dBackwardInput");
+  if (out.numel() == 0) return Status::ok();
+  return launch_conv_gemm<true>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, "conv2dBackwardInput");
 }
 static Status k_conv2d_backward_weight(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardWeight takes (x, gy)");

@@ -456,6 +456,14 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    // few 64x64 tiles and a long k: CUDA's exact GEMM splits k into chunks of 128 and adds their partial products
+    name: 'matmul 3 batched products split over k',
+    ops: ['matmul'],
+    inputs: [f([3, 10, 300]), f([3, 300, 20])],
+    run: (a, b) => a.matmul(b),
+    atol: 2e-4,
+  },
+  {
     // 160 products: on a GPU with up to 160 SMs, CUDA's exact float32 GEMM takes its 128x128-tile kernel (a tile
     // for every SM); partial tiles in M and N, and rows whose float4 stores are aligned or not
     name: 'matmul 160 batched products (one 128x128 tile each)',

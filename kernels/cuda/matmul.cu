@@ -3,7 +3,9 @@
 // - SIMT (exact float32, the default for float32, as PyTorch's): 128x128 tiles of 256 threads with 8x8 register
 //   tiles, double-buffered shared memory (the next k-step's loads are in flight during this one's FMAs), when
 //   there are enough tiles to give every SM one; else 64x64 tiles of 16x16 threads with 4x4 register tiles
-//   (like kernels/wgsl/matmul.wgsl), four times as many blocks. Both sum each output over k in order, so they
+//   (like kernels/wgsl/matmul.wgsl), four times as many blocks, and with fewer than 64 of those a k of 256 or
+//   more is split into chunks of 128 whose partial products are added in chunk order (a rule of the shape only,
+//   so the bits do not depend on the GPU). Without a split both kernels sum each output over k in order, so they
 //   give the same bits;
 // - tensor cores (sm_80+): WMMA m16n16k16 BF16 for bfloat16 always, and m16n16k8 TF32 for float32 only when
 //   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 64x64 block of C per 128
@@ -32,6 +34,11 @@ struct MmArgs {
   int64_t offA, rsA, csA, offB, rsB, csB;
   View batch_a, batch_b;  // batch dims (shape + strides of each operand)
   int32_t nbatch;
+  // split-K (the 64x64 SIMT kernel only): blockIdx.z = product * splits + s sums k in [s kchunk, (s+1) kchunk)
+  // into the partial product s of `part` ([splits][batch][M][N]); splits = 1 writes c directly
+  int32_t splits = 1;
+  int64_t kchunk = 0;
+  float* part = nullptr;
 };
 
 __device__ inline int64_t batch_offset(const View& v, int32_t nb, int64_t z) {
@@ -67,21 +74,23 @@ __device__ inline bool b_rows_fast(const MmArgs& g) { return g.rsB == 1 && g.csB
 __global__ void matmul_simt(MmArgs g) {
   __shared__ float sa[16][64 + 4];  // [k][m]; the padding spreads a column-major walk over the banks
   __shared__ float sb[16][64 + 4];  // [k][n]
-  const int64_t z = blockIdx.z;
+  const int64_t z = blockIdx.z / g.splits, split = blockIdx.z % g.splits;
+  const int64_t kbeg = g.splits > 1 ? split * g.kchunk : 0;
+  const int64_t kend = g.splits > 1 ? min(g.K, kbeg + g.kchunk) : g.K;
   const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * 64, n0 = static_cast<int64_t>(blockIdx.x) * 64;
   const int tx = threadIdx.x, ty = threadIdx.y, li = ty * 16 + tx;
   const bool af = a_rows_fast(g), bf = b_rows_fast(g);
   float acc[4][4] = {};
-  for (int64_t k0 = 0; k0 < g.K; k0 += 16) {
+  for (int64_t k0 = kbeg; k0 < kend; k0 += 16) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       int m, kk, k2, n;
       tile_pos<64, 16, 256>(li, r, af, m, kk);
       tile_pos<16, 64, 256>(li, r, bf, k2, n);
       const int64_t ga = k0 + kk, gb = k0 + k2;
-      sa[kk][m] = (m0 + m < g.M && ga < g.K) ? ld(g.a, g.dta, oa + (m0 + m) * g.rsA + ga * g.csA) : 0.f;
-      sb[k2][n] = (n0 + n < g.N && gb < g.K) ? ld(g.b, g.dtb, ob + gb * g.rsB + (n0 + n) * g.csB) : 0.f;
+      sa[kk][m] = (m0 + m < g.M && ga < kend) ? ld(g.a, g.dta, oa + (m0 + m) * g.rsA + ga * g.csA) : 0.f;
+      sb[k2][n] = (n0 + n < g.N && gb < kend) ? ld(g.b, g.dtb, ob + gb * g.rsB + (n0 + n) * g.csB) : 0.f;
     }
     __syncthreads();
 #pragma unroll
@@ -99,7 +108,7 @@ __global__ void matmul_simt(MmArgs g) {
     }
     __syncthreads();
   }
-  float* c = g.c + z * g.M * g.N;
+  float* c = g.splits > 1 ? g.part + (split * (gridDim.z / g.splits) + z) * g.M * g.N : g.c + z * g.M * g.N;
   for (int i = 0; i < 4; ++i) {
     const int64_t m = m0 + ty + i * 16;
     if (m >= g.M) continue;
@@ -268,17 +277,56 @@ static bool use_tf32() {
   return tf32;
 }
 
-/** Exact float32: 128x128 tiles when there is one for every SM, else 64x64 tiles (the same bits either way). */
-static void launch_simt(const MmArgs& g, int64_t batch) {
+// c[i] = the splits' partial products added in split order
+__global__ void sum_splits(const float* part, float* c, int64_t total, int32_t splits) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= total) return;
+  float s = part[t];
+  for (int32_t k = 1; k < splits; ++k) s += part[k * total + t];
+  c[t] = s;
+}
+
+// Split-K for products with few 64x64 tiles and a long k (a training batch through a Linear): k in chunks of
+// kSplitChunk, each chunk's partial product in scratch, then their sum in chunk order. The rule reads only the
+// shape, so the bits do not depend on the GPU.
+constexpr int64_t kSplitTiles = 64, kSplitChunk = 128;
+
+/**
+ * Exact float32: 128x128 tiles when there is one for every SM; else 64x64 tiles, split over k when there are
+ * fewer than kSplitTiles of them and k spans several chunks. Without a split both kernels sum each output over k
+ * in order, so they give the same bits.
+ */
+static Status launch_simt(MmArgs g, int64_t batch, const char* name) {
   const dim3 big(static_cast<unsigned>((g.N + kBig - 1) / kBig), static_cast<unsigned>((g.M + kBig - 1) / kBig),
                  static_cast<unsigned>(batch));
   if (static_cast<int64_t>(big.x) * big.y * big.z >= sm_count()) {
     matmul_simt128<<<big, 256, 0, stream()>>>(g);
-  } else {
-    const dim3 grid(static_cast<unsigned>((g.N + 63) / 64), static_cast<unsigned>((g.M + 63) / 64),
-                    static_cast<unsigned>(batch));
-    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+    return launched(name);
   }
+  const int64_t tiles = (g.N + 63) / 64 * ((g.M + 63) / 64) * batch;
+  const int64_t splits = (g.K + kSplitChunk - 1) / kSplitChunk;
+  const bool split = tiles < kSplitTiles && splits >= 2 && batch * splits <= 65535;
+  const dim3 grid(static_cast<unsigned>((g.N + 63) / 64), static_cast<unsigned>((g.M + 63) / 64),
+                  static_cast<unsigned>(split ? batch * splits : batch));
+  if (!split) {
+    matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+    return launched(name);
+  }
+  const int64_t total = batch * g.M * g.N;
+  const uint64_t bytes = static_cast<uint64_t>(splits * total) * sizeof(float);
+  void* part = nullptr;
+  if (Status s = scratch(bytes, &part); !s.good()) return s;
+  g.splits = static_cast<int32_t>(splits);
+  g.kchunk = kSplitChunk;
+  g.part = static_cast<float*>(part);
+  matmul_simt<<<grid, dim3(16, 16), 0, stream()>>>(g);
+  Status st = launched(name);
+  if (st.good()) {
+    sum_splits<<<blocks_for(total), kThreads, 0, stream()>>>(g.part, g.c, total, g.splits);
+    st = launched(name);
+  }
+  release_scratch(part, bytes);
+  return st;
 }
 
 static Status matmul(const TensorView* in, int nin, const TensorView& out, const char* name, bool bf16) {
@@ -344,7 +392,7 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
   } else if (use_tf32()) {
     matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
   } else {
-    launch_simt(g, batch);
+    return launch_simt(g, batch, name);
   }
   return launched(name);
 }
@@ -366,8 +414,7 @@ Status gemm_abt(const float* A, const float* W, float* C, int64_t M, int64_t N, 
   if (Status s = cublaslt_gemm({A, W, C, {M, N, K, K, 1, 1, K, 1, 0, 0}, false, false}, &ran); !s.good() || ran)
     return s;
   // exact float32 always: the int4 weights are dequantized exactly, so TF32 would be the only error
-  launch_simt(g, 1);
-  return launched("gemm");
+  return launch_simt(g, 1, "gemm");
 }
 
 // ---- fused attention: one warp per query row (forward, dq) or key row (dk, dv), lanes over the head dims, an

@@ -297,15 +297,16 @@ constexpr int64_t kSplitTiles = 64, kSplitChunk = 128;
  * in order, so they give the same bits.
  */
 static Status launch_simt(MmArgs g, int64_t batch, const char* name) {
-  const dim3 big(static_cast<unsigned>((g.N + kBig - 1) / kBig), static_cast<unsigned>((g.M + kBig - 1) / kBig),
-                 static_cast<unsigned>(batch));
-  if (static_cast<int64_t>(big.x) * big.y * big.z >= sm_count()) {
-    matmul_simt128<<<big, 256, 0, stream()>>>(g);
-    return launched(name);
-  }
+  // the split first: it changes the bits, so it must not depend on the SM count as the choice of tile size does
   const int64_t tiles = (g.N + 63) / 64 * ((g.M + 63) / 64) * batch;
   const int64_t splits = (g.K + kSplitChunk - 1) / kSplitChunk;
   const bool split = tiles < kSplitTiles && splits >= 2 && batch * splits <= 65535;
+  const dim3 big(static_cast<unsigned>((g.N + kBig - 1) / kBig), static_cast<unsigned>((g.M + kBig - 1) / kBig),
+                 static_cast<unsigned>(batch));
+  if (!split && static_cast<int64_t>(big.x) * big.y * big.z >= sm_count()) {
+    matmul_simt128<<<big, 256, 0, stream()>>>(g);
+    return launched(name);
+  }
   const dim3 grid(static_cast<unsigned>((g.N + 63) / 64), static_cast<unsigned>((g.M + 63) / 64),
                   static_cast<unsigned>(split ? batch * splits : batch));
   if (!split) {

@@ -1,10 +1,41 @@
 // The cuda backend: float32 (exact by default; TF32 tensor cores with KILN_CUDA_GEMM=tf32, read once per process)
 // and bfloat16 GEMM in TFLOP/s, and the MNIST MLP training step (784-512-256-10, batch 128, Adam, loss read back
 // each step). Compare with bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash
-// bench/gpu/check.sh runs both, and this bench again under KILN_CUDA_GEMM=tf32. Skips without a device.
+// bench/gpu/check.sh runs both, and this bench again under KILN_CUDA_GEMM=tf32 and KILN_CUDA_CUBLASLT. Every
+// timed product is also checked: 256 sampled entries against a float64 dot of the same (rounded) inputs, the
+// error relative to sum |a||b| of the entry, which must stay under 1e-5 (2e-3 under TF32, 4e-3 for bfloat16,
+// whose result is rounded to bfloat16), or the bench throws.
+// Skips without a device.
 import * as kn from '../../src/index.js';
 import { currentBackend, unavailableReason } from '../../src/backends/registry.js';
 import { fmt, measure, measureAsync, mlp } from '../harness.js';
+
+/** The largest error of 256 sampled entries of c = a b against float64 dots, relative to sum |a_ik b_kj|. */
+function sampledError(a: kn.Tensor, b: kn.Tensor, c: kn.Tensor, n: number): number {
+  const read = (t: kn.Tensor): Float32Array => {
+    const f = t.cast('float32');
+    const v = f.toArray() as Float32Array;
+    if (f !== t) f.dispose();
+    return v;
+  };
+  const av = read(a),
+    bv = read(b),
+    cv = read(c);
+  c.dispose();
+  let worst = 0;
+  for (let s = 0; s < 256; s++) {
+    const i = (s * 7919 + 13) % n,
+      j = (s * 104729 + 71) % n;
+    let dot = 0,
+      mag = 0;
+    for (let k = 0; k < n; k++) {
+      dot += av[i * n + k]! * bv[k * n + j]!;
+      mag += Math.abs(av[i * n + k]! * bv[k * n + j]!);
+    }
+    worst = Math.max(worst, Math.abs(cv[i * n + j]! - dot) / (mag || 1));
+  }
+  return worst;
+}
 
 export async function run(): Promise<void> {
   const why = unavailableReason('cuda');
@@ -29,7 +60,11 @@ export async function run(): Promise<void> {
         },
         { warmup: 3, repeats: 20, minTimeMs: 500 },
       );
-      row.push(`${dtype} ${fmt((2 * n ** 3) / (t.medianMs * 1e9), 1)}`);
+      const err = sampledError(a, b, a.matmul(b), n);
+      // bfloat16 products come back rounded to bfloat16 (2^-9 of |c| <= sum |a||b|)
+      const bound = dtype === 'bfloat16' ? 4e-3 : kn.info().cuda?.matmul === 'tf32' ? 2e-3 : 1e-5;
+      if (!(err <= bound)) throw new Error(`cuda ${dtype} GEMM N=${n}: sampled error ${err} is over ${bound}`);
+      row.push(`${dtype} ${fmt((2 * n ** 3) / (t.medianMs * 1e9), 1)} (err ${err.toExponential(1)})`);
       a.dispose();
       b.dispose();
     }

@@ -139,7 +139,14 @@ test('kernels follow one naming scheme on every backend', () => {
     'add_bias',
     'random',
     'matmul_simt',
+    'matmul_simt128',
     'matmul_wmma',
+    'sum_splits', // split-K's partial products added in order
+    // qlinearInt8's warp-per-output kernel for few rows, and the weight row sums its tiled kernel needs
+    'qlinear_int8_rows',
+    'weight_sums',
+    // conv2d and conv2dBackwardInput as implicit GEMMs
+    'conv_gemm',
     // the passes of attentionBackward and the copy that packs its inputs (webgpu binds five buffers)
     'attention_backward_stats',
     'attention_backward_q',
@@ -158,7 +165,9 @@ test('kernels follow one naming scheme on every backend', () => {
       ].map((m) => m[1] ?? m[2]!),
     ),
     ...list('kernels/cuda').flatMap((f) =>
-      [...read(`kernels/cuda/${f}`).matchAll(/__global__ void (\w+)\(/g)].map((m) => m[1]!),
+      [...read(`kernels/cuda/${f}`).matchAll(/__global__ void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\(/g)].map(
+        (m) => m[1]!,
+      ),
     ),
   ];
   assert.ok(names.length > 40, `found ${names.length} device kernels`);

@@ -117,9 +117,8 @@ __global__ void weight_sums(const int8_t* w, int32_t* wsum, int64_t N, int64_t K
 // warp's reads of 16 weight rows fall in 16 banks.
 constexpr int kQTile = 64, kQWords = 16;
 __global__ void __launch_bounds__(256)
-    qlinear_int8_tiled(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const int32_t* wsum,
-                       const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K, int64_t Kp,
-                       bool w4) {
+    qlinear_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const int32_t* wsum,
+                 const float* ws, const float* bias, float* y, int64_t M, int64_t N, int64_t K, int64_t Kp, bool w4) {
   __shared__ uint32_t sq[kQTile][kQWords + 1];
   __shared__ int32_t sw[kQTile][kQWords + 1];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -212,8 +211,8 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
     st = launched("qlinearInt8 (weight sums)");
     const dim3 grid(static_cast<unsigned>((N + kQTile - 1) / kQTile), static_cast<unsigned>((M + kQTile - 1) / kQTile));
     if (st.good()) {
-      qlinear_int8_tiled<<<grid, 256, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), wsum, ws.ptr<float>(), bias,
-                                                     out.ptr<float>(), M, N, K, Kp, w4);
+      qlinear_int8<<<grid, 256, 0, stream()>>>(q, scale, zero, w.ptr<int8_t>(), wsum, ws.ptr<float>(), bias,
+                                               out.ptr<float>(), M, N, K, Kp, w4);
       st = launched("qlinearInt8");
     }
   }

@@ -931,6 +931,16 @@ export const CASES: OpCase[] = [
     atol: 1e-1,
   },
   {
+    // 140 products: on a GPU with up to 140 SMs, CUDA's 128x128-tile tensor-core kernel (k-steps of 32, partial
+    // tiles, a plain A and a transposed B)
+    name: 'bfloat16 matmul 140 batched products',
+    ops: ['matmulBf16'],
+    inputs: [f([140, 20, 70], { dtype: 'bfloat16' }), f([140, 70, 24], { dtype: 'bfloat16', transposed: true })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 5e-2,
+  },
+  {
     name: 'bfloat16 matmul transposed views, batched broadcast',
     ops: ['matmulBf16'],
     inputs: [f([2, 1, 6, 7], { dtype: 'bfloat16' }), f([3, 5, 7], { dtype: 'bfloat16', transposed: true })],

@@ -141,6 +141,7 @@ test('kernels follow one naming scheme on every backend', () => {
     'matmul_simt',
     'matmul_simt128',
     'matmul_wmma',
+    'matmul_wmma128',
     'sum_splits', // split-K's partial products added in order
     // qlinearInt8's warp-per-output kernel for few rows, and the weight row sums its tiled kernel needs
     'qlinear_int8_rows',

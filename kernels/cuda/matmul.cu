@@ -8,8 +8,9 @@
 //   so the bits do not depend on the GPU). Without a split both kernels sum each output over k in order, so they
 //   give the same bits;
 // - tensor cores (sm_80+): WMMA m16n16k16 BF16 for bfloat16 always, and m16n16k8 TF32 for float32 only when
-//   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 64x64 block of C per 128
-//   threads (4 warps, each 32x32), tiles staged through shared memory with bounds checks, so any shape and any
+//   KILN_CUDA_GEMM=tf32 opts in (TF32 keeps 10 mantissa bits: ~1e-3 relative error). A 128x128 block of C per 8
+//   warps (each 32x64, double-buffered as the SIMT kernel) when there is a tile for every SM, else a 64x64 block
+//   per 4 warps (each 32x32); tiles staged through shared memory with bounds checks, so any shape and any
 //   strides work. The int4 linear (quant.cu, gemm_abt) always runs exact float32.
 // With KILN_CUDA_CUBLASLT, every product cuBLASLt can take in one strided-batch call (kiln/gemm_plan.h) runs there
 // instead, in the same mode (native/cuda/cublaslt.cc).
@@ -269,7 +270,111 @@ __global__ void matmul_wmma(MmArgs g) {
   }
 #endif
 }
+
+// The large-problem tensor-core GEMM: a 128x128 block of C per 8 warps, each owning 32x64 (2x4 fragments), over
+// k-steps of two fragments (32 for BF16, 16 for TF32). As matmul_simt128, two shared buffers: step t+1's loads go
+// out to registers before step t's 16 MMAs per warp and land in the other buffer after them. Every fragment
+// pointer is 32-byte aligned (rows of 40 bfloat16 / 20 floats in A, 136 / 132 in B). The finished tile leaves
+// through a per-warp 16x64 staging area that reuses the buffers, with bounds checks, so any shape works.
+template <bool BF16>
+__global__ void __launch_bounds__(256, 1) matmul_wmma128(MmArgs g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int KT = BF16 ? 16 : 8, BK = 2 * KT;
+  using In = typename std::conditional<BF16, __nv_bfloat16, wmma::precision::tf32>::type;
+  using Elem = typename std::conditional<BF16, __nv_bfloat16, float>::type;
+  constexpr int LDA = BK + (BF16 ? 8 : 4), LDB = kBig + (BF16 ? 8 : 4), LDS = 64 + 4;
+  constexpr int kABytes = 2 * kBig * LDA * sizeof(Elem), kBBytes = 2 * BK * LDB * sizeof(Elem);
+  constexpr int kStageBytes = 8 * 16 * LDS * sizeof(float);
+  constexpr int kBytes = kABytes + kBBytes > kStageBytes ? kABytes + kBBytes : kStageBytes;
+  __shared__ __align__(128) unsigned char smem[kBytes];
+  auto sa = reinterpret_cast<Elem(*)[kBig][LDA]>(smem);          // [2][m][k]
+  auto sb = reinterpret_cast<Elem(*)[BK][LDB]>(smem + kABytes);  // [2][k][n]
+  auto stage = reinterpret_cast<float(*)[16][LDS]>(smem);        // [warp][16][64], after the last step
+  static_assert(kABytes % 128 == 0, "B's buffers must start 32-byte aligned");
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int wm = (warp / 2) * 32, wn = (warp % 2) * 64;
+  const int64_t z = blockIdx.z;
+  const int64_t oa = g.offA + batch_offset(g.batch_a, g.nbatch, z), ob = g.offB + batch_offset(g.batch_b, g.nbatch, z);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBig, n0 = static_cast<int64_t>(blockIdx.x) * kBig;
+  const bool af = a_rows_fast(g), bf = b_rows_fast(g);
+  constexpr int PER = kBig * BK / 256;  // elements of each tile per thread
+  float va[PER], vb[PER];
+  auto fetch = [&](int64_t k0) {
+#pragma unroll
+    for (int r = 0; r < PER; ++r) {
+      int m, k, k2, n;
+      tile_pos<kBig, BK, 256>(threadIdx.x, r, af, m, k);
+      tile_pos<BK, kBig, 256>(threadIdx.x, r, bf, k2, n);
+      va[r] = (m0 + m < g.M && k0 + k < g.K) ? ld(g.a, g.dta, oa + (m0 + m) * g.rsA + (k0 + k) * g.csA) : 0.f;
+      vb[r] = (n0 + n < g.N && k0 + k2 < g.K) ? ld(g.b, g.dtb, ob + (k0 + k2) * g.rsB + (n0 + n) * g.csB) : 0.f;
+    }
+  };
+  auto stash = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < PER; ++r) {
+      int m, k, k2, n;
+      tile_pos<kBig, BK, 256>(threadIdx.x, r, af, m, k);
+      tile_pos<BK, kBig, 256>(threadIdx.x, r, bf, k2, n);
+      if constexpr (BF16) {
+        sa[buf][m][k] = __float2bfloat16_rn(va[r]);
+        sb[buf][k2][n] = __float2bfloat16_rn(vb[r]);
+      } else {
+        sa[buf][m][k] = wmma::__float_to_tf32(va[r]);
+        sb[buf][k2][n] = wmma::__float_to_tf32(vb[r]);
+      }
+    }
+  };
+  wmma::fragment<wmma::accumulator, 16, 16, KT, float> acc[2][4];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+  fetch(0);
+  stash(0);
+  __syncthreads();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
+    const bool more = k0 + BK < g.K;
+    if (more) fetch(k0 + BK);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += KT) {
+      wmma::fragment<wmma::matrix_a, 16, 16, KT, In, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, KT, In, wmma::row_major> fb[4];
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &sa[buf][wm + i * 16][kk], LDA);
+      for (int j = 0; j < 4; ++j) wmma::load_matrix_sync(fb[j], &sb[buf][kk][wn + j * 16], LDB);
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    if (more) stash(buf ^ 1);  // buf ^ 1 was last read before the previous barrier
+    __syncthreads();
+    buf ^= 1;
+  }
+  // the buffers are free (every warp passed the last barrier): each warp stages 16 rows of its 32 at a time
+  float* c = g.c + z * g.M * g.N;
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 4; ++j) wmma::store_matrix_sync(&stage[warp][0][j * 16], acc[i][j], LDS, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 16 * 64; e += 32) {
+      const int64_t m = m0 + wm + i * 16 + e / 64, n = n0 + wn + e % 64;
+      if (m < g.M && n < g.N) c[m * g.N + n] = stage[warp][e / 64][e % 64];
+    }
+    __syncwarp();
+  }
 #endif
+}
+#endif
+
+/** Tensor cores: 128x128 tiles when there is one for every SM, else 64x64 tiles. */
+template <bool BF16>
+static void launch_wmma(const MmArgs& g, int64_t batch) {
+  const dim3 big(static_cast<unsigned>((g.N + kBig - 1) / kBig), static_cast<unsigned>((g.M + kBig - 1) / kBig),
+                 static_cast<unsigned>(batch));
+  if (static_cast<int64_t>(big.x) * big.y * big.z >= sm_count()) {
+    matmul_wmma128<BF16><<<big, 256, 0, stream()>>>(g);
+  } else {
+    const dim3 grid(static_cast<unsigned>((g.N + 63) / 64), static_cast<unsigned>((g.M + 63) / 64),
+                    static_cast<unsigned>(batch));
+    matmul_wmma<BF16><<<grid, 128, 0, stream()>>>(g);
+  }
+}
 
 /** Whether float32 products run on TF32 tensor cores: only when KILN_CUDA_GEMM=tf32 (read once; see gemm_mode). */
 static bool use_tf32() {
@@ -389,9 +494,9 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
                   static_cast<unsigned>(batch));
   KILN_REQUIRE((M + 63) / 64 <= 65535, ST_SHAPE, name, ": M = ", M, " is too large for one grid");
   if (bf16) {
-    matmul_wmma<true><<<grid, 128, 0, stream()>>>(g);
+    launch_wmma<true>(g, batch);
   } else if (use_tf32()) {
-    matmul_wmma<false><<<grid, 128, 0, stream()>>>(g);
+    launch_wmma<false>(g, batch);
   } else {
     return launch_simt(g, batch, name);
   }

@@ -146,8 +146,10 @@ test('kernels follow one naming scheme on every backend', () => {
     // qlinearInt8's warp-per-output kernel for few rows, and the weight row sums its tiled kernel needs
     'qlinear_int8_rows',
     'weight_sums',
-    // conv2d and conv2dBackwardInput as implicit GEMMs
+    // conv2d and conv2dBackwardInput as implicit GEMMs; qconv2dInt8's implicit GEMM and its max pool
     'conv_gemm',
+    'qconv_gemm',
+    'qconv_pool',
     // the passes of attentionBackward and the copy that packs its inputs (webgpu binds five buffers)
     'attention_backward_stats',
     'attention_backward_q',

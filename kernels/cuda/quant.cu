@@ -6,8 +6,9 @@
 // exact integers either way, so every path gives the same bits. int4 weight-only linear: for a few rows of x
 // a warp per output dequantizes its packed weight row in registers; for more, the weight is dequantized
 // (nibble - 8) * scale into device scratch and multiplied with the float32 GEMM as x W^T.
-// int8 convolution: each image is quantized as one row (quantize_rows over [N, C*H*W]), then each output sums
-// (code - zero) * w over its in-bounds taps (padding stands for 0), exact in int32, dequantized in float.
+// int8 convolution: each image is quantized as one row (quantize_rows over [N, C*H*W]), then an implicit GEMM in
+// 64x64 tiles sums (code - zero) * w over each output's in-bounds taps (padding stands for 0), exact in int32,
+// dequantized in float (ReLU'd in the kernel when asked); a max pool, when asked, is a second pass over that map.
 // Layouts: native/include/kiln/int4_layout.h.
 #include "common.cuh"
 #include "kiln/conv_geom.h"
@@ -220,15 +221,89 @@ static Status k_qlinear_int8(const TensorView* in, int nin, const TensorView& ou
   return st;
 }
 
-// one thread per output, or per pool x pool window (pool > 1: the max of its outputs by max_pool_takes' rule)
-__global__ void qconv2d_int8(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w,
-                             const float* ws, const float* bias, float* y, ConvGeom g, bool relu, int64_t pool) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+// The int8 convolution as an implicit GEMM, as conv.cu's conv_gemm: acc[o][col] = sum_k w[o][k] (code - zero)[k][col]
+// with col = (n, oh, ow) and k = (c, i, j), the codes gathered on the fly (a tap in the padding stands for 0),
+// exact in int32 so the order does not matter. A 64x64 tile per 256 threads (4x4 each) over k-steps of 16 in
+// shared memory. Each output leaves as acc * (scale[n] ws[o]) + bias[o], ReLU'd when relu: the result itself, or
+// (pool > 1) the conv map that qconv_pool then pools, as qconv_window does.
+constexpr int kQConvTile = 64, kQConvK = 16;
+__global__ void __launch_bounds__(256)
+    qconv_gemm(const uint8_t* q, const float* scale, const int32_t* zero, const int8_t* w, const float* ws,
+               const float* bias, float* y, ConvGeom g, bool relu) {
+  __shared__ int32_t sa[kQConvK][kQConvTile + 1];  // [k][o]
+  __shared__ int32_t sb[kQConvK][kQConvTile + 1];  // [k][col]
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t K = g.C * g.kh * g.kw, P = g.N * g.OH * g.OW;
+  const int32_t khw = static_cast<int32_t>(g.kh * g.kw), kw = static_cast<int32_t>(g.kw);  // K < 2^31
+  const int64_t o0 = static_cast<int64_t>(blockIdx.y) * kQConvTile, p0 = static_cast<int64_t>(blockIdx.x) * kQConvTile;
+  const int pl = threadIdx.x % kQConvTile, kr = threadIdx.x / kQConvTile;  // the column this thread gathers
+  const int64_t p = p0 + pl;
+  const bool pin = p < P;
+  const int64_t cn = pin ? p / (g.OH * g.OW) : 0, chh = pin ? (p / g.OW) % g.OH : 0, cww = pin ? p % g.OW : 0;
+  const uint8_t* xi = q + cn * g.C * g.H * g.W;
+  const int32_t z = pin ? zero[cn] : 0;
+  int32_t acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += kQConvK) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int e = threadIdx.x + s * 256, ol = e / kQConvK, kl = e % kQConvK;  // weights along k
+      sa[kl][ol] = o0 + ol < g.O && k0 + kl < K ? static_cast<int32_t>(w[(o0 + ol) * K + k0 + kl]) : 0;
+      const int kk = kr + 4 * s;
+      const int64_t kb = k0 + kk;
+      int32_t v = 0;
+      if (pin && kb < K) {
+        const int32_t k32 = static_cast<int32_t>(kb), c = k32 / khw, i = (k32 - c * khw) / kw,
+                      j = k32 - c * khw - i * kw;
+        const int64_t ih = chh * g.sh - g.ph + i * g.dh, iw = cww * g.sw - g.pw + j * g.dw;
+        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = static_cast<int32_t>(xi[(c * g.H + ih) * g.W + iw]) - z;
+      }
+      sb[kk][pl] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kQConvK; ++kk) {
+      int32_t av[4], bv[4];
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        av[t] = sa[kk][ty + 16 * t];
+        bv[t] = sb[kk][tx + 16 * t];
+      }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b) acc[a][b] += av[a] * bv[b];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    const int64_t col = p0 + tx + 16 * b;
+    if (col >= P) break;
+    const int64_t n = col / (g.OH * g.OW), hw = col % (g.OH * g.OW);
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      const int64_t o = o0 + ty + 16 * a;
+      if (o >= g.O) continue;
+      float v = static_cast<float>(acc[a][b]) * (scale[n] * ws[o]) + (bias ? bias[o] : 0.f);
+      if (relu && v < 0.f) v = 0.f;
+      y[(n * g.O + o) * g.OH * g.OW + hw] = v;
+    }
+  }
+}
+
+// The max of each pool x pool window of the conv map t [N, O, OH, OW] by max_pool_takes' rule (qconv_window's).
+__global__ void qconv_pool(const float* t, float* y, ConvGeom g, int64_t pool) {
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t PH = g.OH / pool, PW = g.OW / pool;
-  if (t >= g.N * g.O * PH * PW) return;
-  const int64_t pc = t % PW, pr = (t / PW) % PH, o = (t / (PW * PH)) % g.O, n = t / (PW * PH * g.O);
-  const float sc = scale[n] * ws[o], b = bias ? bias[o] : 0.f;
-  y[t] = qconv_window(g, q + n * g.C * g.H * g.W, w + o * g.C * g.kh * g.kw, zero[n], sc, b, relu, pool, pr, pc);
+  if (u >= g.N * g.O * PH * PW) return;
+  const int64_t pc = u % PW, pr = (u / PW) % PH, plane = u / (PW * PH);
+  float m = 0.f;
+  for (int64_t i = 0; i < pool; ++i)
+    for (int64_t j = 0; j < pool; ++j) {
+      const float v = t[(plane * g.OH + pr * pool + i) * g.OW + pc * pool + j];
+      if (max_pool_takes(v, m, i == 0 && j == 0)) m = v;
+    }
+  y[u] = m;
 }
 
 static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -240,8 +315,14 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   int64_t pool = 1;
   if (Status s = read_qconv(in, nin, out, at, g, sx, zx, bias, relu, pool); !s.good()) return s;
   if (g.N * g.O == 0) return Status::ok();
-  const int64_t K = g.C * g.H * g.W;
-  const uint64_t bytes = static_cast<uint64_t>(g.N) * K + static_cast<uint64_t>(g.N) * 8 + 8;
+  const int64_t K = g.C * g.H * g.W, taps = g.C * g.kh * g.kw, cols = g.N * g.OH * g.OW;
+  const int64_t gx = (cols + kQConvTile - 1) / kQConvTile, gy = (g.O + kQConvTile - 1) / kQConvTile;
+  KILN_REQUIRE(taps <= 2147483647 && gx <= 2147483647 && gy <= 65535, ST_SHAPE, "qconv2dInt8: ", cols, " positions, ",
+               g.O, " channels and ", taps, " taps an output exceed one grid");
+  if (cols == 0) return Status::ok();
+  // the conv map before pooling, when there is a pool: after the codes, scales and zero points
+  const uint64_t head = (static_cast<uint64_t>(g.N) * K + 3) / 4 * 4 + static_cast<uint64_t>(g.N) * 8;
+  const uint64_t bytes = head + (pool > 1 ? static_cast<uint64_t>(g.N * g.O * g.OH * g.OW) * 4 : 0) + 8;
   void* work = nullptr;
   if (Status s = scratch(bytes, &work); !s.good()) return s;
   uint8_t* q = static_cast<uint8_t*>(work);
@@ -251,10 +332,15 @@ static Status k_qconv2d_int8(const TensorView* in, int nin, const TensorView& ou
   quantize_rows<<<blocks_for(g.N), kThreads, 0, stream()>>>(in[0].ptr<float>(), q, scale, zero, g.N, K, K, sx, zx,
                                                             device_flags());
   Status st = launched("qconv2dInt8 (quantize)");
+  float* map = pool > 1 ? reinterpret_cast<float*>(q + head) : out.ptr<float>();
   if (st.good()) {
-    qconv2d_int8<<<blocks_for(g.N * g.O * (g.OH / pool) * (g.OW / pool)), kThreads, 0, stream()>>>(
-        q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, out.ptr<float>(), g, relu, pool);
+    const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+    qconv_gemm<<<grid, 256, 0, stream()>>>(q, scale, zero, in[1].ptr<int8_t>(), in[2].ptr<float>(), bias, map, g, relu);
     st = launched("qconv2dInt8");
+  }
+  if (st.good() && pool > 1 && out.numel() > 0) {
+    qconv_pool<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(map, out.ptr<float>(), g, pool);
+    st = launched("qconv2dInt8 (pool)");
   }
   release_scratch(work, bytes);
   return st;

@@ -82,10 +82,11 @@ KILN_HD inline bool max_pool_takes(float v, float m, bool first) {
 /**
  * The int8 convolution's integer sum at output (oh, ow) of output channel weights wo [C, kh, kw]: the sum over
  * in-bounds taps of (code - zero) * w, over one image's uint8 codes xi [C, H, W] (padding stands for 0, so it
- * adds nothing). Exact in int32 while C*kh*kw <= 65536. The cpu's fallback path and the CUDA kernel.
+ * adds nothing). Exact in int32 while C*kh*kw <= 65536. The cpu's fallback path (CUDA's qconv_gemm computes the
+ * same sums as a tiled implicit GEMM).
  */
-KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t zero, int64_t oh,
-                                   int64_t ow) {
+inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t zero, int64_t oh,
+                           int64_t ow) {
   int32_t acc = 0;
   for (int64_t i = 0; i < g.kh; ++i) {
     const int64_t ih = oh * g.sh - g.ph + i * g.dh;
@@ -103,10 +104,11 @@ KILN_HD inline int32_t qconv_point(const ConvGeom& g, const uint8_t* xi, const i
 /**
  * The int8 convolution's float result for pool x pool window (ph, pc) of output channel weights wo, image codes xi
  * (zero point z), scale sc and bias b: each output acc * sc + b, then the ReLU when relu, and the window's max by
- * max_pool_takes' rule (pool 1: the output at (ph, pc)). The cpu's fallback path and the CUDA kernel.
+ * max_pool_takes' rule (pool 1: the output at (ph, pc)). The cpu's fallback path (CUDA's qconv_gemm and qconv_pool
+ * follow the same steps).
  */
-KILN_HD inline float qconv_window(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t z, float sc, float b,
-                                  bool relu, int64_t pool, int64_t ph, int64_t pc) {
+inline float qconv_window(const ConvGeom& g, const uint8_t* xi, const int8_t* wo, int32_t z, float sc, float b,
+                          bool relu, int64_t pool, int64_t ph, int64_t pc) {
   float m = 0.f;
   for (int64_t i = 0; i < pool; ++i)
     for (int64_t j = 0; j < pool; ++j) {

@@ -220,8 +220,10 @@ static Status launch_conv_gemm(const float* src, const float* w, float* out, con
   const int64_t rows = kInput ? q.C / q.groups : q.O / q.groups;
   const int64_t cols = q.N * (kInput ? q.H * q.W : q.OH * q.OW);
   const int64_t gx = (cols + kConvTile - 1) / kConvTile, gy = (rows + kConvTile - 1) / kConvTile;
-  KILN_REQUIRE(gx <= 2147483647 && gy <= 65535 && q.groups <= 65535, ST_SHAPE, name, ": ", cols, " positions, ", rows,
-               " channels a group and ", q.groups, " groups exceed one grid");
+  const int64_t taps = (kInput ? q.O : q.C) / q.groups * q.kh * q.kw;  // decoded in 32 bits in the kernel
+  KILN_REQUIRE(gx <= 2147483647 && gy <= 65535 && q.groups <= 65535 && taps <= 2147483647, ST_SHAPE, name, ": ", cols,
+               " positions, ", rows, " channels a group, ", taps, " taps an output and ", q.groups,
+               " groups exceed one grid");
   const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(q.groups));
   conv_gemm<kInput><<<grid, 256, 0, stream()>>>(src, w, out, q);
   return launched(name);

@@ -54,7 +54,7 @@ export function main(argv: string[]): number | Promise<number> {
     if (i.cuda?.compiled) {
       const c = i.cuda;
       const gemm = c.cublasLt
-        ? `GEMMs on ${c.cublasLt}`
+        ? `GEMMs on ${c.cublasLt}${c.cublasLtReason ? ` (${c.cublasLtReason})` : ''}`
         : `kiln's GEMM kernels${c.cublasLtReason ? ` (not cuBLASLt: ${c.cublasLtReason})` : ''}`;
       lines.push(`cuda: ${c.device || 'no device'}, float32 GEMM ${c.matmul}, ${gemm}`);
     }

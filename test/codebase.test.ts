@@ -128,6 +128,7 @@ test('kernels follow one naming scheme on every backend', () => {
   // the computation when one kernel serves several ops
   const shared = new Set([
     'map',
+    'map_dense', // map's float32 path over contiguous runs
     'pool2d',
     'pool2d_backward',
     'reduce_rows',

@@ -120,6 +120,27 @@ __global__ void matmul_simt(MmArgs g) {
   }
 }
 
+/**
+ * The double-buffered k loop of the 128x128 kernels over k-steps of STEP: fetch(k0) loads step k0's tiles into
+ * registers, stash(buf) stores them into shared buffer buf, compute(buf) works on buffer buf. Step t+1's loads go
+ * out before step t's compute and land in the other buffer after it, so they are in flight during it.
+ */
+template <int STEP, class Fetch, class Stash, class Compute>
+__device__ inline void pipelined_k(int64_t K, Fetch&& fetch, Stash&& stash, Compute&& compute) {
+  fetch(0);
+  stash(0);
+  __syncthreads();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += STEP) {
+    const bool more = k0 + STEP < K;
+    if (more) fetch(k0 + STEP);
+    compute(buf);
+    if (more) stash(buf ^ 1);  // nobody reads buf ^ 1 now: every thread passed the last barrier after reading it
+    __syncthreads();
+    buf ^= 1;
+  }
+}
+
 // The large-problem SIMT kernel: a 128x128 block of C per 256 threads, each owning an 8x8 register tile made of
 // rows {4ty..4ty+3, 64+4ty..} and columns {4tx..4tx+3, 64+4tx..} (so its float4 reads of shared memory are
 // conflict-free), over k-steps of 8. Tiles are stored k-major ([k][m], [k][n]); two buffers, so the loads of step
@@ -157,13 +178,7 @@ __global__ void __launch_bounds__(256, 2) matmul_simt128(MmArgs g) {
     }
   };
   float acc[8][8] = {};
-  fetch(0);
-  stash(0);
-  __syncthreads();
-  int buf = 0;
-  for (int64_t k0 = 0; k0 < g.K; k0 += kBigK) {
-    const bool more = k0 + kBigK < g.K;
-    if (more) fetch(k0 + kBigK);
+  pipelined_k<kBigK>(g.K, fetch, stash, [&](int buf) {
 #pragma unroll
     for (int k = 0; k < kBigK; ++k) {
       const float4 a0 = *reinterpret_cast<const float4*>(&sa[buf][k][4 * ty]);
@@ -177,10 +192,7 @@ __global__ void __launch_bounds__(256, 2) matmul_simt128(MmArgs g) {
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
     }
-    if (more) stash(buf ^ 1);  // nobody reads buf ^ 1 now: every thread passed the last barrier after reading it
-    __syncthreads();
-    buf ^= 1;
-  }
+  });
   float* c = g.c + z * g.M * g.N;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -327,13 +339,7 @@ __global__ void __launch_bounds__(256, 1) matmul_wmma128(MmArgs g) {
   wmma::fragment<wmma::accumulator, 16, 16, KT, float> acc[2][4];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j) wmma::fill_fragment(acc[i][j], 0.f);
-  fetch(0);
-  stash(0);
-  __syncthreads();
-  int buf = 0;
-  for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
-    const bool more = k0 + BK < g.K;
-    if (more) fetch(k0 + BK);
+  pipelined_k<BK>(g.K, fetch, stash, [&](int buf) {
 #pragma unroll
     for (int kk = 0; kk < BK; kk += KT) {
       wmma::fragment<wmma::matrix_a, 16, 16, KT, In, wmma::row_major> fa[2];
@@ -343,10 +349,7 @@ __global__ void __launch_bounds__(256, 1) matmul_wmma128(MmArgs g) {
       for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 4; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
-    if (more) stash(buf ^ 1);  // buf ^ 1 was last read before the previous barrier
-    __syncthreads();
-    buf ^= 1;
-  }
+  });
   // the buffers are free (every warp passed the last barrier): each warp stages 16 rows of its 32 at a time
   float* c = g.c + z * g.M * g.N;
   for (int i = 0; i < 2; ++i) {

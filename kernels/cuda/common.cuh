@@ -42,6 +42,33 @@ inline unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
 }
 
+/**
+ * One k-step of a 64x64 output tile per 16x16 threads from tiles staged in shared memory (sa[k][row],
+ * sb[k][col]): thread (ty, tx) owns rows ty + 16a and columns tx + 16b, and adds each k's term with
+ * acc = madd(acc, a, b), in k order. The SIMT GEMM and the implicit-GEMM convolutions share it.
+ */
+template <int KS, int LD, class T, class MAdd>
+__device__ inline void tile_step_4x4(const T (&sa)[KS][LD], const T (&sb)[KS][LD], T (&acc)[4][4], int ty, int tx,
+                                     MAdd madd) {
+#pragma unroll
+  for (int k = 0; k < KS; ++k) {
+    T av[4], bv[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      av[t] = sa[k][ty + 16 * t];
+      bv[t] = sb[k][tx + 16 * t];
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int b = 0; b < 4; ++b) acc[a][b] = madd(acc[a][b], av[a], bv[b]);
+  }
+}
+/** tile_step_4x4's float32 step: one FMA per term (so a tile's sums are the per-output loops' bits). */
+struct FmaStep {
+  __device__ float operator()(float acc, float a, float b) const { return fmaf(a, b, acc); }
+};
+
 // A strided view as a kernel argument (by value), after merging the dims it can.
 constexpr int kViewDims = 8;
 struct View {

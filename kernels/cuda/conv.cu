@@ -50,11 +50,10 @@ __global__ void __launch_bounds__(256) conv_gemm(const float* src, const float* 
       const int64_t kb = k0 + kk;
       float b = 0.f;
       if (pin && kb < K) {
-        const int32_t k32 = static_cast<int32_t>(kb), ch = k32 / khw32, i = (k32 - ch * khw32) / kw32,
-                      j = k32 - ch * khw32 - i * kw32;
+        const auto [ch, i, j] = conv_tap(static_cast<int32_t>(kb), khw32, kw32);
         if (!kInput) {
-          const int64_t ih = chh * q.sh - q.ph + i * q.dh, iw = cww * q.sw - q.pw + j * q.dw;
-          if (ih >= 0 && ih < q.H && iw >= 0 && iw < q.W) b = src[((cn * q.C + grp * Cg + ch) * q.H + ih) * q.W + iw];
+          int64_t ih, iw;
+          if (q.tap_in(chh, cww, i, j, ih, iw)) b = src[((cn * q.C + grp * Cg + ch) * q.H + ih) * q.W + iw];
         } else {
           const int64_t ah = chh + q.ph - i * q.dh, aw = cww + q.pw - j * q.dw, oh = ah / q.sh, ow = aw / q.sw;
           if (ah >= 0 && oh * q.sh == ah && oh < q.OH && aw >= 0 && ow * q.sw == aw && ow < q.OW)
@@ -64,19 +63,7 @@ __global__ void __launch_bounds__(256) conv_gemm(const float* src, const float* 
       sb[kk][pl] = b;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kConvK; ++kk) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        av[t] = sa[kk][ty + 16 * t];
-        bv[t] = sb[kk][tx + 16 * t];
-      }
-#pragma unroll
-      for (int a = 0; a < 4; ++a)
-#pragma unroll
-        for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(bv[b], av[a], acc[a][b]);
-    }
+    tile_step_4x4(sa, sb, acc, ty, tx, FmaStep{});
     __syncthreads();
   }
   const int64_t ch0 = kInput ? q.C : q.O, g0 = grp * R;  // out is [N, ch0, OH, OW]; this group's first channel

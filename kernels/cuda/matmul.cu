@@ -94,19 +94,7 @@ __global__ void matmul_simt(MmArgs g) {
       sb[k2][n] = (n0 + n < g.N && gb < kend) ? ld(g.b, g.dtb, ob + gb * g.rsB + (n0 + n) * g.csB) : 0.f;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < 16; ++kk) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        av[i] = sa[kk][ty + i * 16];
-        bv[i] = sb[kk][tx + i * 16];
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
+    tile_step_4x4(sa, sb, acc, ty, tx, FmaStep{});
     __syncthreads();
   }
   float* c = g.splits > 1 ? g.part + (split * (gridDim.z / g.splits) + z) * g.M * g.N : g.c + z * g.M * g.N;

@@ -252,27 +252,14 @@ __global__ void __launch_bounds__(256)
       const int64_t kb = k0 + kk;
       int32_t v = 0;
       if (pin && kb < K) {
-        const int32_t k32 = static_cast<int32_t>(kb), c = k32 / khw, i = (k32 - c * khw) / kw,
-                      j = k32 - c * khw - i * kw;
-        const int64_t ih = chh * g.sh - g.ph + i * g.dh, iw = cww * g.sw - g.pw + j * g.dw;
-        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = static_cast<int32_t>(xi[(c * g.H + ih) * g.W + iw]) - z;
+        const auto [c, i, j] = conv_tap(static_cast<int32_t>(kb), khw, kw);
+        int64_t ih, iw;
+        if (g.tap_in(chh, cww, i, j, ih, iw)) v = static_cast<int32_t>(xi[(c * g.H + ih) * g.W + iw]) - z;
       }
       sb[kk][pl] = v;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kQConvK; ++kk) {
-      int32_t av[4], bv[4];
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        av[t] = sa[kk][ty + 16 * t];
-        bv[t] = sb[kk][tx + 16 * t];
-      }
-#pragma unroll
-      for (int a = 0; a < 4; ++a)
-#pragma unroll
-        for (int b = 0; b < 4; ++b) acc[a][b] += av[a] * bv[b];
-    }
+    tile_step_4x4(sa, sb, acc, ty, tx, [](int32_t s, int32_t a, int32_t b) { return s + a * b; });
     __syncthreads();
   }
 #pragma unroll

@@ -20,7 +20,22 @@ struct ConvGeom {
   KILN_HD int64_t Og() const { return O / groups; }
   KILN_HD int64_t ckk() const { return Cg() * kh * kw; }
   KILN_HD int64_t P() const { return OH * OW; }
+  /** The input position (ih, iw) that tap (i, j) of output (oh, ow) reads; false when it lies in the padding. */
+  KILN_HD bool tap_in(int64_t oh, int64_t ow, int64_t i, int64_t j, int64_t& ih, int64_t& iw) const {
+    ih = oh * sh - ph + i * dh;
+    iw = ow * sw - pw + j * dw;
+    return ih >= 0 && ih < H && iw >= 0 && iw < W;
+  }
 };
+
+/** Tap k of a conv's taps in (channel, i, j) order, khw = kh * kw; in 32 bits, for callers that checked k < 2^31. */
+struct ConvTap {
+  int32_t ch, i, j;
+};
+KILN_HD inline ConvTap conv_tap(int32_t k, int32_t khw, int32_t kw) {
+  const int32_t ch = k / khw, r = k - ch * khw, i = r / kw;
+  return {ch, i, r - i * kw};
+}
 
 /** Output size along one axis (0 when the dilated kernel does not fit the padded input). */
 KILN_HD inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {

@@ -86,7 +86,7 @@ export async function run(): Promise<void> {
   }
   addon.setThreads(maxThreads);
   restorePacking();
-  console.log('## elementwise, 2^22 float32 elements, Gelem/s (median)');
+  console.log('## elementwise and random draws, 2^22 float32 elements, Gelem/s (median)');
   const x = kn.randn([1 << 22]);
   for (const [name, f] of [
     ['add', () => x.add(x)],
@@ -94,6 +94,8 @@ export async function run(): Promise<void> {
     ['tanh', () => x.tanh()],
     ['gelu', () => x.gelu()],
     ['sum', () => x.sum()],
+    ['randn', () => kn.randn([1 << 22])],
+    ['rand', () => kn.rand([1 << 22])],
   ] as const) {
     const t = await measure(() => f().dispose(), { repeats: 30 });
     console.log(`${name.padEnd(6)} ${fmt((1 << 22) / (t.medianMs * 1e6), 2)} Gelem/s  (${t.medianMs.toFixed(2)} ms)`);

@@ -630,6 +630,19 @@ export const CASES: OpCase[] = [
     run: (x, w) => kn.grad((t) => kn.conv2d(x, t, null, { stride: [1, 2], padding: 1 }).sum())(w) as kn.Tensor,
     atol: 1e-3,
   },
+  {
+    // 20 maps of 7x5 outputs: webgpu's 256 invocations per weight each take several positions, stepping by
+    // (7 maps, 2 rows, 1 column) with a carry into the row and the map
+    name: 'conv2d backward weight, many small maps',
+    ops: ['conv2dBackwardWeight'],
+    inputs: [f([20, 2, 7, 5]), f([3, 2, 3, 3])],
+    run: (x, w) =>
+      kn.grad((t) => {
+        const y = kn.conv2d(x, t, null, { padding: 1 });
+        return y.mul(y).sum();
+      })(w) as kn.Tensor,
+    atol: 1e-3,
+  },
   // large enough for several row tiles per image (the cpu kernels tile im2col/col2im at ~128 KiB of columns)
   // and for the backward weight's per-thread partial sums (N >= threads), with groups, stride and dilation
   {

@@ -1,6 +1,7 @@
 // Conv family, NCHW, float32, contiguous: conv2d and its two backward kernels, max/avg pooling and their
 // backward kernels. Every kernel is written in gather form (one invocation per output element, summing what
-// flows into it), so there are no atomics and results are deterministic.
+// flows into it; a workgroup per weight for the weight gradient), so there are no atomics and results are
+// deterministic.
 // Params (P_CONV_*, src/backends/webgpu/params.ts): the geometry N, C, H, W, O, kh, kw, OH, OW, then the conv
 // attribute group (stride, pad, dilation, groups at P_CONV_ATTRS + ATTR_CONV_*), then countIncludePad.
 
@@ -76,31 +77,57 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
   dst[t] = acc;
 }
 
-// dw[o, c, i, j] = sum over n, oh, ow of x * gy; in0 = x [N, C, H, W], in1 = gy [N, O, OH, OW]
+var<workgroup> wsum: array<f32, 256>;
+
+// dw[o, c, i, j] = sum over n, oh, ow of x * gy; in0 = x [N, C, H, W], in1 = gy [N, O, OH, OW]. A workgroup per
+// weight: its invocations stride over the N * OH * OW positions (consecutive invocations, consecutive ow), then
+// add their sums as a tree in a fixed order. One invocation per weight looped over every position alone (12544
+// multiply-adds for a batch of 16 28x28 maps, on a few thousand invocations), long enough for a display GPU's
+// watchdog on large batches.
 @compute @workgroup_size(256)
-fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let Cg = q.C / q.g;
-  let t = i32(linear_id(gid, nwg));
-  if (t >= q.O * Cg * q.kh * q.kw) { return; }
-  let j = t % q.kw;
-  let i = (t / q.kw) % q.kh;
-  let cl = (t / (q.kw * q.kh)) % Cg;
-  let o = t / (q.kw * q.kh * Cg);
-  let c = (o / (q.O / q.g)) * Cg + cl;
+  let t = i32(wid.x + wid.y * nwg.x);
+  let live = t < q.O * Cg * q.kh * q.kw;
   var acc = 0.0;
-  for (var n = 0; n < q.N; n++) {
-    for (var oh = 0; oh < q.OH; oh++) {
+  if (live) {
+    let j = t % q.kw;
+    let i = (t / q.kw) % q.kh;
+    let cl = (t / (q.kw * q.kh)) % Cg;
+    let o = t / (q.kw * q.kh * Cg);
+    let c = (o / (q.O / q.g)) * Cg + cl;
+    // position (n, oh, ow) = lid, lid + WG, ...: divided once, then stepped by WG's own (n, oh, ow) with carries
+    let plane = q.OH * q.OW;
+    let w = i32(WG);
+    let dn = w / plane;
+    let doh = (w % plane) / q.OW;
+    let dow = w % q.OW;
+    var n = q.N;  // no positions (an empty batch or map): every weight's gradient is 0
+    if (plane > 0) { n = i32(lid) / plane; }
+    var oh = (i32(lid) % plane) / q.OW;
+    var ow = i32(lid) % q.OW;
+    while (n < q.N) {
       let ih = oh * q.sh - q.ph + i * q.dh;
-      if (ih < 0 || ih >= q.H) { continue; }
-      for (var ow = 0; ow < q.OW; ow++) {
-        let iw = ow * q.sw - q.pw + j * q.dw;
-        if (iw < 0 || iw >= q.W) { continue; }
+      let iw = ow * q.sw - q.pw + j * q.dw;
+      if (ih >= 0 && ih < q.H && iw >= 0 && iw < q.W) {
         acc += in0[((n * q.C + c) * q.H + ih) * q.W + iw] * in1[((n * q.O + o) * q.OH + oh) * q.OW + ow];
       }
+      ow += dow;
+      if (ow >= q.OW) { ow -= q.OW; oh += 1; }
+      oh += doh;
+      if (oh >= q.OH) { oh -= q.OH; n += 1; }
+      n += dn;
     }
   }
-  dst[t] = acc;
+  wsum[lid] = acc;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) { wsum[lid] = wsum[lid] + wsum[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u && live) { dst[t] = wsum[0]; }
 }
 
 // pooling: planes = N*C (param 0 holds N*C, 1 unused), windows kh x kw with stride and padding, no dilation

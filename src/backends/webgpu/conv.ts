@@ -2,7 +2,7 @@
 // has already checked the geometry.
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
-import { Params, denseInputs, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { Params, denseInputs, grid, id, numelOf, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
 import { PARAMS } from './params.js';
 
@@ -61,7 +61,17 @@ const kernels: Record<string, GpuKernel> = {
   conv2dBackwardWeight: (g, ins, out, a) => {
     const [O, , kh, kw] = s4(out);
     const [, , OH, OW] = s4(ins[1]!);
-    run(g, 'conv2d_backward_weight', geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)), out, ins);
+    const weights = numelOf(out.shape);
+    if (weights === 0) return;
+    // a workgroup per weight (conv.wgsl)
+    g.dispatch(
+      'conv',
+      'conv2d_backward_weight',
+      {},
+      geo(new Params(), s4(ins[0]!), O, kh, kw, OH, OW, a.slice(0, 7)),
+      [id(out), ...ins.map(id)],
+      { groups: grid(weights, g.limits.maxComputeWorkgroupsPerDimension ?? 65535) },
+    );
   },
   maxPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);

@@ -1020,31 +1020,35 @@ export const CASES: OpCase[] = [
     inputs: [f([5000, 7])],
     run: (x: kn.Tensor) => kn.nanQuantile(x, 0.75),
   },
-  // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits
-  ...(
-    [
-      [null, 0],
-      [null, 0.1],
-      [[0.5, 2, 1, 3, 0.2], 0],
-      [[0.5, 2, 1, 3, 0.2], 0.3],
-    ] as [number[] | null, number][]
-  ).map(([w, eps]) => ({
-    name: `crossEntropy weight=${w !== null} smoothing=${eps}`,
-    ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],
-    inputs: [f([6, 5], { lo: -6, hi: 6 }), ints([6], 0, 5)],
-    grad: false,
-    atol: 1e-5,
-    run: (x: kn.Tensor, y: kn.Tensor) => {
-      const lg = x.clone();
-      lg.requiresGrad = true;
-      const weight = w ? kn.tensor(w, undefined, { backend: x.backend }) : null;
-      const l = kn.nn.loss.crossEntropy(lg, y, { weight, labelSmoothing: eps, reduction: 'none' });
-      l.mul(kn.tensor([1, -2, 0.5, 3, 1, 2], undefined, { backend: x.backend }))
-        .sum()
-        .backward();
-      return kn.concat([l, lg.grad!.flatten()]);
-    },
-  })),
+  // fused softmax cross-entropy (forward and backward kernels), with weights and label smoothing, large logits;
+  // with 40 classes too, where webgpu runs 32 invocations per row and 8 rows per workgroup (6 rows: 2 absent)
+  ...[5, 40].flatMap((c) =>
+    (
+      [
+        [false, 0],
+        [false, 0.1],
+        [true, 0],
+        [true, 0.3],
+      ] as [boolean, number][]
+    ).map(([w, eps]) => ({
+      name: `crossEntropy weight=${w} smoothing=${eps}${c === 5 ? '' : ` C=${c}`}`,
+      ops: ['softmaxCrossEntropy', 'softmaxCrossEntropyBackward'] as OpName[],
+      inputs: [f([6, c], { lo: -6, hi: 6 }), ints([6], 0, c)],
+      grad: false,
+      atol: 1e-5,
+      run: (x: kn.Tensor, y: kn.Tensor) => {
+        const lg = x.clone();
+        lg.requiresGrad = true;
+        const values = c === 5 ? [0.5, 2, 1, 3, 0.2] : Array.from({ length: c }, (_, k) => 0.2 + (k % 7) * 0.45);
+        const weight = w ? kn.tensor(values, undefined, { backend: x.backend }) : null;
+        const l = kn.nn.loss.crossEntropy(lg, y, { weight, labelSmoothing: eps, reduction: 'none' });
+        l.mul(kn.tensor([1, -2, 0.5, 3, 1, 2], undefined, { backend: x.backend }))
+          .sum()
+          .backward();
+        return kn.concat([l, lg.grad!.flatten()]);
+      },
+    })),
+  ),
   {
     name: 'crossEntropy large rows (threads)',
     ops: ['softmaxCrossEntropy'],

@@ -133,6 +133,10 @@ test('kernels follow one naming scheme on every backend', () => {
     'pool2d_backward',
     'reduce_rows',
     'reduce_cols',
+    // softmax and the cross-entropy (forward and backward) over rows of 32+ values: 32 invocations per row (webgpu)
+    'softmax_rows',
+    'softmax_cross_entropy_rows',
+    'softmax_cross_entropy_backward_rows',
     'arg_reduce',
     'place',
     'quantize_rows',

@@ -218,6 +218,162 @@ fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>,
   }
 }
 
+// ---- Row kernels (softmax with inner == 1, cross-entropy) for rows of SEG values or more: SEG invocations per row
+// and WG / SEG rows per workgroup, as CUDA's warp per row. The lanes stride over the row, then combine their
+// values as a tree over sv in a fixed order: seg_step does one level, the entry point holds the barriers (Mesa's
+// GLES path, which CI runs, did not order workgroup memory across barriers inside a called function). One
+// invocation per row walked each row alone three times: a batch of 128 rows was half a workgroup on the whole GPU.
+const SEG: u32 = 32u;
+var<workgroup> sv: array<vec2<f32>, 256>;
+
+// one level of a row's tree: lane l < h takes lane l + h's pair, by max (mx) or by sum
+fn seg_step(lid: u32, h: u32, mx: bool) {
+  if (lid % SEG < h) {
+    let a = sv[lid];
+    let b = sv[lid + h];
+    sv[lid] = select(a + b, max(a, b), mx);
+  }
+}
+
+fn seg_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return (wid.x + wid.y * nwg.x) * (WG / SEG) + lid / SEG; }
+
+// this lane's (max with NaN ignored, 1 if it saw a NaN) over its share of the c values at off
+fn lane_max(off: u32, c: u32, lane: u32, live: bool) -> vec2<f32> {
+  var m = -f_inf();
+  var nan = 0.0;
+  if (live) {
+    for (var k = lane; k < c; k += SEG) {
+      let v = xf(off + k);
+      if (is_nan(v)) { nan = 1.0; }
+      if (v > m) { m = v; }
+    }
+  }
+  return vec2(m, nan);
+}
+
+// this lane's sum of exp(x - m) over its share of the c values at off
+fn lane_exp(off: u32, c: u32, lane: u32, live: bool, m: f32) -> f32 {
+  var s = 0.0;
+  if (live) {
+    for (var k = lane; k < c; k += SEG) { s += k_exp(xf(off + k) - m); }
+  }
+  return s;
+}
+
+// softmax / logSoftmax of rows (inner == 1) of R values
+@compute @workgroup_size(256)
+fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = seg_row(wid, nwg, lid);
+  let lane = lid % SEG;
+  let n = pu(P_REDUCE_R);
+  let live = row < pu(P_REDUCE_OUTER);
+  let base = row * n;
+  sv[lid] = lane_max(base, n, lane, live);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, true); workgroupBarrier(); }
+  var m = sv[lid - lane].x;
+  workgroupBarrier();
+  if (m == -f_inf()) { m = 0.0; }
+  sv[lid] = vec2(lane_exp(base, n, lane, live, m), 0.0);  // NaN values propagate through exp into s
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  let s = sv[lid - lane].x;
+  if (!live) { return; }
+  let ls = k_log(s) + m;
+  for (var k = lane; k < n; k += SEG) {
+    let i = base + k;
+    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+  }
+}
+
+// softmax_cross_entropy for rows of C >= SEG classes. The forward and backward share their first two trees but stay
+// two entry points: one entry with the direction as an override constant read wrong sums on Mesa's llvmpipe in
+// lanes past the first 8 of a row after the second tree (CI's webgpu), though it passes WGSL's uniformity rules.
+@compute @workgroup_size(256)
+fn softmax_cross_entropy_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                              @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = seg_row(wid, nwg, lid);
+  let lane = lid % SEG;
+  let c = pu(P_REDUCE_C);
+  let sm = pf(P_REDUCE_ATTR);
+  let exists = row < pu(P_REDUCE_N);
+  var y = c;
+  if (exists) { y = label(row, c); }
+  let live = y != c;  // the row exists and its label is in range
+  let off = row * c;
+  sv[lid] = lane_max(off, c, lane, live);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, true); workgroupBarrier(); }
+  let mn = sv[lid - lane];
+  workgroupBarrier();
+  let m = select(mn.x, 0.0, mn.x == -f_inf());
+  sv[lid] = vec2(lane_exp(off, c, lane, live, m), 0.0);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  var lse = k_log(sv[lid - lane].x) + m;
+  workgroupBarrier();
+  if (mn.y > 0.0) { lse = f_nan(); }
+  var acc = 0.0;
+  if (live && sm != 0.0) {
+    for (var k = lane; k < c; k += SEG) { acc += weight(k) * (xf(off + k) - lse); }
+  }
+  sv[lid] = vec2(acc, 0.0);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  if (lane != 0u || !exists) { return; }
+  if (!live) { dst[row] = 0u; return; }
+  var loss = -(1.0 - sm) * weight(y) * (xf(off + y) - lse);
+  if (sm != 0.0) { loss -= (sm / f32(c)) * sv[lid].x; }
+  dst[row] = bitcast<u32>(loss);
+}
+
+// softmax_cross_entropy_backward for rows of C >= SEG classes
+@compute @workgroup_size(256)
+fn softmax_cross_entropy_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                                       @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = seg_row(wid, nwg, lid);
+  let lane = lid % SEG;
+  let c = pu(P_REDUCE_C);
+  let sm = pf(P_REDUCE_ATTR);
+  let exists = row < pu(P_REDUCE_N);
+  var y = c;
+  if (exists) { y = label(row, c); }
+  let live = y != c;
+  let off = row * c;
+  sv[lid] = lane_max(off, c, lane, live);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, true); workgroupBarrier(); }
+  let mn = sv[lid - lane];
+  workgroupBarrier();
+  let m = select(mn.x, 0.0, mn.x == -f_inf());
+  // the sum of exp(x - m), and of the class weights (HASW)
+  var w = 0.0;
+  if (HASW && live) {
+    for (var k = lane; k < c; k += SEG) { w += weight(k); }
+  }
+  sv[lid] = vec2(lane_exp(off, c, lane, live, m), w);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  let sw = sv[lid - lane];
+  if (!exists) { return; }
+  if (!live) {
+    for (var k = lane; k < c; k += SEG) { dst[off + k] = 0u; }
+    return;
+  }
+  var lse = k_log(sw.x) + m;
+  if (mn.y > 0.0) { lse = f_nan(); }
+  let W = select(f32(c), sw.y, HASW);
+  let g = bitcast<f32>(in2[row]);
+  let hard = (1.0 - sm) * weight(y);
+  for (var k = lane; k < c; k += SEG) {
+    let p = k_exp(xf(off + k) - lse);
+    var v = g * (hard * p + (sm / f32(c)) * (p * W - weight(k)));
+    if (k == y) { v -= g * hard; }
+    dst[off + k] = bitcast<u32>(v);
+  }
+}
+
 // NaN-ignoring statistics of each column of [N, F] -> [5, F]: count, mean, population variance, min, max.
 // Params: P_REDUCE_N, _F
 @compute @workgroup_size(256)

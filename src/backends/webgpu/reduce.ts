@@ -3,7 +3,7 @@ import { ShapeError } from '../../errors.js';
 import { checkColumns, checkCrossEntropy, checkLayerNorm, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
-import { Params, denseInputs, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
+import { Params, denseInputs, grid, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
 import { PARAMS } from './params.js';
 
@@ -40,6 +40,12 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
   };
 }
 
+// Rows of at least ROW_LANES values take the row kernels (reduce.wgsl: SEG = 32 invocations per row, 8 rows per
+// workgroup); shorter rows one invocation each.
+const ROW_LANES = 32;
+const rowGroups = (g: Gpu, rows: number): [number, number, number] =>
+  grid(Math.ceil(rows / (256 / ROW_LANES)), g.limits.maxComputeWorkgroupsPerDimension ?? 65535);
+
 function softmax(log: boolean): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
@@ -47,7 +53,11 @@ function softmax(log: boolean): GpuKernel {
     const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
     if (outer * n * inner === 0) return;
     const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, n).set(PARAMS.reduce.inner, inner);
-    g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
+    if (inner === 1 && n >= ROW_LANES) {
+      g.dispatch('reduce', 'softmax_rows', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { groups: rowGroups(g, outer) });
+    } else {
+      g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
+    }
   };
 }
 
@@ -65,13 +75,14 @@ function ce(
   const p = new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.C, c);
   p.f[PARAMS.reduce.attr] = s;
   const rowGrad = entry === 'softmax_cross_entropy_backward' ? id(ins[2]!) : null;
+  const rows = c >= ROW_LANES;
   g.dispatch(
     'reduce',
-    entry,
+    rows ? `${entry}_rows` : entry,
     { HASW: w ? 1 : 0 },
     p,
     withFlags(g, [id(out), id(ins[0]!), id(ins[1]!), rowGrad, w ? id(w) : g.dummy]),
-    { threads: n },
+    rows ? { groups: rowGroups(g, n) } : { threads: n },
   );
 }
 

@@ -35,7 +35,7 @@ test('kn.seed makes every backend draw the same numbers', () => {
 test('cpu draws the reference bits across its 32-value groups, ragged tails and threads', () => {
   if (!kn.backends().includes('cpu')) return;
   // the cpu kernels run 8 Philox blocks (32 values) per step with vector maths (Box-Muller in double); each size
-  // below ends a group early, exactly or late, after draws that leave the counter mid-group
+  // below ends its last group early, exactly or late, and 40001 values (1251 groups) split over the thread pool
   const draw = (b: kn.BackendName, n: number): number[][] =>
     onBackend(b, () =>
       kn.tidy(() => {

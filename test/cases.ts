@@ -830,6 +830,18 @@ export const CASES: OpCase[] = [
     inputs: [f([4, 3]), ints([9], 0, 4)],
     run: (x, i) => kn.grad((t) => t.gather(i).mul(t.gather(i)).sum())(x) as kn.Tensor,
   },
+  // webgpu groups the positions by row in blocks of 256 and scans the rows in slices: 700 positions over 300 rows
+  // take three blocks and two rows a slice; an empty index gives zeros
+  {
+    name: 'scatterAdd via gather grad: repeats across blocks, no positions',
+    ops: ['scatterAdd'],
+    inputs: [f([300, 3]), ints([700], 0, 300), f([700, 3]), ints([0], 0, 1)],
+    run: (x, i, w, none) =>
+      kn.concat([
+        kn.grad((t) => t.gather(i).mul(w).sum())(x) as kn.Tensor,
+        kn.grad((t) => t.gather(none, 1).sum().add(t.sum()))(x) as kn.Tensor,
+      ]),
+  },
   // large enough to take the multi-threaded paths (grain is 16k elements)
   {
     name: 'large broadcast add + exp (threads)',

@@ -162,6 +162,9 @@ test('kernels follow one naming scheme on every backend', () => {
     'copy_f32',
     // layerNormBackward's dweight/dbias pass
     'layer_norm_backward_params',
+    // scatterAdd's passes: positions grouped by row (one workgroup), then a sum per output element
+    'scatter_group',
+    'scatter_sum',
   ]);
   const ops = new Set(OP_TABLE.map((o) => snake(o.name).toLowerCase()));
   const names = [

@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { webgpuStatus } from '../src/backends/webgpu/index.js';
 import { missingLimits } from '../src/backends/webgpu/limits.js';
-import { allclose, onBackend } from './helpers.js';
+import { runKernel } from '../src/engine/dispatch.js';
+import { allclose, onBackend, rng } from './helpers.js';
 
 const status = webgpuStatus();
 
@@ -52,6 +53,47 @@ test('an out-of-range gather index found on the GPU is an ArgumentError at the n
       // the flag is cleared: the next read succeeds
       assert.equal(Array.from(x.add(1).toArray()), [2, 3, 4]);
     }),
+  );
+});
+
+// scatterAdd (gather's gradient) groups positions by target row in one workgroup, then sums each output element
+// over its row in position order: cpu's order, so the sums carry cpu's bits, float32 and int32
+test('scatterAdd on the GPU: the cpu bits over repeated rows, int32 wraps alike, a bad index is an ArgumentError', () => {
+  const r = rng(7);
+  const D = 300,
+    k = 700,
+    post = 3;
+  const idx = Int32Array.from({ length: k }, () => Math.floor(r() * D));
+  idx[600] = idx[5]!; // the same row early in the first block and in the third
+  const g = Float32Array.from({ length: 2 * k * post }, () => (r() - 0.5) * Math.exp(20 * r()));
+  const gi = Int32Array.from({ length: 2 * k * post }, () => Math.floor((r() - 0.5) * 2 ** 32));
+  const scatter = (b: kn.BackendName, vals: Float32Array | Int32Array, dtype: kn.DType, at = idx): kn.HostArray =>
+    onBackend(b, () =>
+      kn.tidy(() =>
+        runKernel(
+          'scatterAdd',
+          [kn.tensor(vals, [2, at.length, post], { dtype }), kn.tensor(at, [at.length], { dtype: 'int32' })],
+          [1, D],
+          [2, D, post],
+          dtype,
+        ).toArray(),
+      ),
+    );
+  for (const [vals, dtype] of [
+    [g, 'float32'],
+    [gi, 'int32'],
+  ] as const) {
+    const want = Array.from(scatter('cpu', vals, dtype)),
+      got = Array.from(scatter('webgpu', vals, dtype));
+    assert.equal(got, want, dtype);
+    assert.ok(want.some((v) => v !== 0));
+  }
+  const bad = Int32Array.from([0, 2, 300, 1]);
+  assert.throws(
+    () => scatter('webgpu', g.subarray(0, 2 * 4 * post), 'float32', bad),
+    (e: Error) =>
+      e instanceof kn.ArgumentError &&
+      /scatterAdd index 300 at position 2 is out of range for size 300 \(found on the GPU/.test(e.message),
   );
 });
 

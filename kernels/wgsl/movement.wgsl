@@ -48,31 +48,104 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   dst[o] = in0[(p * D + u32(i)) * post + q];
 }
 
-// out [pre, D, post] = sum over j of g[p, j, q] into row idx[j]. One invocation owns a (p, q) column, so sums
-// are deterministic and never race. Params: P_INDEX_* (pre, D, post, k)
+// ---- scatterAdd: out [pre, D, post] = sum over j of g[p, j, q] into row idx[j], in two dispatches.
+// scatter_group (one workgroup) sorts the positions j by target row, stably: `order` lists them row by row, in
+// increasing j within a row, and ends[d] is where row d's run ends (row d's run starts at ends[d - 1], or 0).
+// scatter_sum then gives each output element an invocation that adds its row's values in increasing j, the
+// order the cpu backend adds them in, so sums are deterministic, never race, and match cpu's bits.
+// Params: P_INDEX_* (pre, D, post, k)
+@group(0) @binding(4) var<storage, read_write> ends: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read_write> order: array<u32>;
+
+const NO_ROW: u32 = 0xffffffffu;
+var<workgroup> wg_row: array<u32, 256>;
+var<workgroup> wg_part: array<u32, 256>;
+
+/** idx[j] when it is a row of the output, NO_ROW otherwise (scatter_group reports those). */
+fn scatter_row(j: u32, D: u32) -> u32 {
+  let i = bitcast<i32>(in1[j]);
+  if (i < 0 || u32(i) >= D) { return NO_ROW; }
+  return u32(i);
+}
+
 @compute @workgroup_size(256)
-fn scatter_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = linear_id(gid, nwg);
-  let pre = pu(P_INDEX_PRE);
+fn scatter_group(@builtin(local_invocation_index) t: u32) {
+  let D = pu(P_INDEX_D);
+  let k = pu(P_INDEX_K);
+  // 1. count each row's positions
+  for (var d = t; d < D; d += WG) { atomicStore(&ends[d], 0u); }
+  storageBarrier();
+  for (var j = t; j < k; j += WG) {
+    let d = scatter_row(j, D);
+    if (d == NO_ROW) {
+      report(FLAG_SCATTER_INDEX, j, bitcast<i32>(in1[j]), D, 0u);
+    } else {
+      atomicAdd(&ends[d], 1u);
+    }
+  }
+  storageBarrier();
+  // 2. counts -> where each row's run starts: invocation t scans its slice of the rows after the slices before
+  let per = (D + WG - 1u) / WG;
+  let lo = min(D, t * per);
+  let hi = min(D, lo + per);
+  var own = 0u;
+  for (var d = lo; d < hi; d++) { own += atomicLoad(&ends[d]); }
+  wg_part[t] = own;
+  workgroupBarrier();
+  var run = 0u;
+  for (var s = 0u; s < t; s++) { run += wg_part[s]; }
+  for (var d = lo; d < hi; d++) {
+    let c = atomicLoad(&ends[d]);
+    atomicStore(&ends[d], run);
+    run += c;
+  }
+  storageBarrier();
+  // 3. place the positions 256 at a time: a position goes after its row's earlier ones in this block, and the
+  // block's last position of a row moves that row's cursor; after the last block, ends[d] is the run's end
+  for (var b = 0u; b < k; b += WG) {
+    let j = b + t;
+    var d = NO_ROW;
+    if (j < k) { d = scatter_row(j, D); }
+    wg_row[t] = d;
+    workgroupBarrier();
+    var before = 0u;
+    var last = true;
+    var at = 0u;
+    if (d != NO_ROW) {
+      for (var s = 0u; s < WG; s++) {
+        if (wg_row[s] == d) {
+          if (s < t) { before++; } else if (s > t) { last = false; }
+        }
+      }
+      at = atomicLoad(&ends[d]) + before;
+      order[at] = j;
+    }
+    storageBarrier();
+    if (d != NO_ROW && last) { atomicStore(&ends[d], at + 1u); }
+    storageBarrier();
+  }
+}
+
+@compute @workgroup_size(256)
+fn scatter_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = linear_id(gid, nwg);
   let D = pu(P_INDEX_D);
   let post = pu(P_INDEX_POST);
   let k = pu(P_INDEX_K);
-  if (c >= pre * post) { return; }
-  let q = c % post;
-  let p = c / post;
-  for (var d = 0u; d < D; d++) { dst[(p * D + d) * post + q] = 0u; }
-  for (var j = 0u; j < k; j++) {
-    let i = bitcast<i32>(in1[j]);
-    if (i < 0 || u32(i) >= D) {
-      report(FLAG_SCATTER_INDEX, j, i, D, 0u);
-      continue;
-    }
-    let o = (p * D + u32(i)) * post + q;
-    let v = in0[(p * k + j) * post + q];
-    if (INT) {
-      dst[o] = bitcast<u32>(bitcast<i32>(dst[o]) + bitcast<i32>(v));
-    } else {
-      dst[o] = bitcast<u32>(bitcast<f32>(dst[o]) + bitcast<f32>(v));
-    }
+  if (o >= pu(P_INDEX_PRE) * D * post) { return; }
+  let q = o % post;
+  let d = (o / post) % D;
+  let base = (o / (post * D)) * k;
+  var lo = 0u;
+  if (d > 0u) { lo = atomicLoad(&ends[d - 1u]); }
+  let hi = atomicLoad(&ends[d]);
+  if (INT) {
+    var acc = 0i;
+    for (var s = lo; s < hi; s++) { acc += bitcast<i32>(in0[(base + order[s]) * post + q]); }
+    dst[o] = bitcast<u32>(acc);
+  } else {
+    var acc = 0.0;
+    for (var s = lo; s < hi; s++) { acc += bitcast<f32>(in0[(base + order[s]) * post + q]); }
+    dst[o] = bitcast<u32>(acc);
   }
 }

@@ -122,14 +122,27 @@ export const movementKernels: Record<string, GpuKernel> = {
         post = numelOf(out.shape.slice(axis + 1)),
         k = numelOf(iv.shape);
       if (numelOf(out.shape) === 0) return;
-      g.dispatch(
-        'movement',
-        'scatter_add',
-        { INT: gv.dtype === 'int32' ? 1 : 0 },
-        indexParams(pre, D, post, k),
-        withFlags(g, [id(out), id(gv), id(iv)]),
-        { threads: pre * post },
-      );
+      // positions grouped by target row (one workgroup), then an invocation per output element sums its row's
+      // values in position order (kernels/wgsl/movement.wgsl)
+      withTemps(g, (temps) => {
+        const ends = g.scratch('int32', D),
+          order = g.scratch('int32', Math.max(1, k));
+        temps.push(ends, order);
+        const p = indexParams(pre, D, post, k);
+        g.dispatch('movement', 'scatter_group', {}, p, withFlags(g, [null, null, id(iv), ends, order]), {
+          groups: [1, 1, 1],
+        });
+        g.dispatch(
+          'movement',
+          'scatter_sum',
+          { INT: gv.dtype === 'int32' ? 1 : 0 },
+          p,
+          [id(out), id(gv), null, ends, order],
+          {
+            threads: pre * D * post,
+          },
+        );
+      });
     },
     (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape }),
   ),

@@ -97,6 +97,38 @@ test('scatterAdd on the GPU: the cpu bits over repeated rows, int32 wraps alike,
   );
 });
 
+// nanQuantile selects each column's order statistics by radix (8 key bits a pass, a workgroup per column); the
+// columns here have long runs of ties, signed zeros, infinities, NaN, a single value, none, and a wide range
+test('nanQuantile on the GPU selects what cpu sorts: ties, signed zeros, infinities, NaN, one value, none', () => {
+  const r = rng(3);
+  const N = 3001,
+    F = 7;
+  const x = new Float32Array(N * F);
+  for (let i = 0; i < N; i++) {
+    const u = r();
+    const cols = [
+      Math.floor(u * 5) - 2,
+      u < 0.5 ? -0 : 0,
+      u < 0.3 ? NaN : u < 0.35 ? Infinity : u < 0.4 ? -Infinity : r(),
+      NaN,
+      i === 17 ? 4 : NaN,
+      (u - 0.5) * Math.exp(40 * (r() - 0.5)),
+      i % 2 ? 7 : -7,
+    ];
+    cols.forEach((v, j) => (x[i * F + j] = v));
+  }
+  for (const q of [0, 0.1, 1 / 3, 0.5, 0.77, 0.9995, 1]) {
+    const [want, got] = (['cpu', 'webgpu'] as const).map((b) =>
+      onBackend(b, () => kn.tidy(() => Array.from(kn.nanQuantile(kn.tensor(x, [N, F]), q).toArray()))),
+    );
+    want!.forEach((a, j) => {
+      const b = got![j]!;
+      const same = a === b || (Number.isNaN(a) && Number.isNaN(b)) || Math.abs(a - b) <= 1e-6 * Math.abs(a);
+      assert.ok(same, `q=${q} column ${j}: webgpu ${b}, cpu ${a}`);
+    });
+  }
+});
+
 test('sub-word dtypes pack several elements per word: int8/bool/bfloat16 round-trip and slice at odd offsets', () => {
   onBackend('webgpu', () =>
     kn.tidy(() => {

@@ -374,84 +374,174 @@ fn softmax_cross_entropy_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @b
   }
 }
 
-// NaN-ignoring statistics of each column of [N, F] -> [5, F]: count, mean, population variance, min, max.
-// Params: P_REDUCE_N, _F
+// ---- NaN-ignoring column kernels over x [N, F] (in0): a workgroup per column, its invocations striding over
+// the rows, partial results combined in workgroup memory. Params: P_REDUCE_N, _F (and _ATTR = q for quantiles).
+var<workgroup> col_lo: array<f32, 256>;
+var<workgroup> col_hi: array<f32, 256>;
+
+// count, mean, population variance, min, max -> [5, F]: count/sum/min/max partials and a fixed-order tree, then
+// the squared deviations from the mean the same way
 @compute @workgroup_size(256)
-fn nan_column_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let j = linear_id(gid, nwg);
+fn nan_column_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = wid.x + wid.y * nwg.x;
   let n = pu(P_REDUCE_N);
   let f = pu(P_REDUCE_F);
-  if (j >= f) { return; }
+  let live = j < f;
   var cnt = 0u;
   var sum = 0.0;
   var lo = f_inf();
   var hi = -f_inf();
-  for (var i = 0u; i < n; i++) {
-    let v = xf(i * f + j);
-    if (!is_nan(v)) { cnt++; sum += v; lo = min(lo, v); hi = max(hi, v); }
+  if (live) {
+    for (var i = lid; i < n; i += WG) {
+      let v = xf(i * f + j);
+      if (!is_nan(v)) { cnt++; sum += v; lo = min(lo, v); hi = max(hi, v); }
+    }
   }
-  let mean = sum / f32(cnt);
+  si[lid] = i32(cnt);
+  sf[lid] = sum;
+  col_lo[lid] = lo;
+  col_hi[lid] = hi;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      si[lid] += si[lid + s];
+      sf[lid] += sf[lid + s];
+      col_lo[lid] = min(col_lo[lid], col_lo[lid + s]);
+      col_hi[lid] = max(col_hi[lid], col_hi[lid + s]);
+    }
+    workgroupBarrier();
+  }
+  let total = u32(si[0]);
+  let mean = sf[0] / f32(total);
   var ss = 0.0;
-  for (var i = 0u; i < n; i++) {
-    let v = xf(i * f + j);
-    if (!is_nan(v)) { ss += (v - mean) * (v - mean); }
+  if (live) {
+    for (var i = lid; i < n; i += WG) {
+      let v = xf(i * f + j);
+      if (!is_nan(v)) { ss += (v - mean) * (v - mean); }
+    }
   }
-  dst[j] = bitcast<u32>(f32(cnt));
-  if (cnt == 0u) {
+  workgroupBarrier();
+  sf[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) { sf[lid] += sf[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid != 0u || !live) { return; }
+  dst[j] = bitcast<u32>(f32(total));
+  if (total == 0u) {
     for (var k = 1u; k < 5u; k++) { dst[k * f + j] = NAN_BITS; }
     return;
   }
   dst[f + j] = bitcast<u32>(mean);
-  dst[2u * f + j] = bitcast<u32>(ss / f32(cnt));
-  dst[3u * f + j] = bitcast<u32>(lo);
-  dst[4u * f + j] = bitcast<u32>(hi);
+  dst[2u * f + j] = bitcast<u32>(sf[0] / f32(total));
+  dst[3u * f + j] = bitcast<u32>(col_lo[0]);
+  dst[4u * f + j] = bitcast<u32>(col_hi[0]);
 }
 
-// heap sort of work[b .. b + len)
-fn sift(b: u32, start: u32, end: u32) {
-  var root = start;
-  loop {
-    let child = 2u * root + 1u;
-    if (child >= end) { break; }
-    var sw = root;
-    if (work[b + sw] < work[b + child]) { sw = child; }
-    if (child + 1u < end && work[b + sw] < work[b + child + 1u]) { sw = child + 1u; }
-    if (sw == root) { break; }
-    let t = work[b + root];
-    work[b + root] = work[b + sw];
-    work[b + sw] = t;
-    root = sw;
-  }
+// A float's bits as an unsigned key in the float order (-0 just before +0); NaN never gets here.
+fn order_key(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x80000000u) != 0u) { return ~b; }
+  return b | 0x80000000u;
+}
+fn key_value(k: u32) -> f32 {
+  if ((k & 0x80000000u) != 0u) { return bitcast<f32>(k & 0x7fffffffu); }
+  return bitcast<f32>(~k);
 }
 
-// NaN-ignoring quantile q (linear interpolation) of each column of [N, F] -> [F]; work holds N*F floats.
-// Params: P_REDUCE_N, _F, _ATTR (q)
+var<workgroup> qhist: array<atomic<u32>, 256>;
+var<workgroup> qcount: atomic<u32>;
+var<workgroup> qmin: atomic<u32>;
+var<workgroup> qpick: array<u32, 3>;
+
+// quantile q (linear interpolation between order statistics at q * (len - 1)) of each column's non-NaN values
+// -> [F]: the rank-k value is selected by its key 8 bits at a time (a 256-bin histogram of the values that share
+// the bits chosen so far, then the bin holding rank k), so the column is read 6 times and never sorted
 @compute @workgroup_size(256)
-fn nan_quantile(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let j = linear_id(gid, nwg);
+fn nan_quantile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = wid.x + wid.y * nwg.x;
   let n = pu(P_REDUCE_N);
   let f = pu(P_REDUCE_F);
   let q = pf(P_REDUCE_ATTR);
-  if (j >= f) { return; }
-  let b = j * n;
-  var len = 0u;
-  for (var i = 0u; i < n; i++) {
-    let v = xf(i * f + j);
-    if (!is_nan(v)) { work[b + len] = v; len++; }
+  let live = j < f;
+  var c = 0u;
+  if (live) {
+    for (var i = lid; i < n; i += WG) { if (!is_nan(xf(i * f + j))) { c++; } }
   }
-  if (len == 0u) { dst[j] = NAN_BITS; return; }
-  for (var s = len / 2u; s > 0u; s--) { sift(b, s - 1u, len); }
-  for (var e = len - 1u; e > 0u; e--) {
-    let t = work[b];
-    work[b] = work[b + e];
-    work[b + e] = t;
-    sift(b, 0u, e);
-  }
-  let pos = q * f32(len - 1u);
+  if (lid == 0u) { atomicStore(&qcount, 0u); atomicStore(&qmin, 0xffffffffu); }
+  workgroupBarrier();
+  atomicAdd(&qcount, c);
+  workgroupBarrier();
+  let len = atomicLoad(&qcount);
+  let pos = q * f32(max(len, 1u) - 1u);
   let k = u32(floor(pos));
   let frac = pos - f32(k);
-  var v = work[b + k];
-  if (frac != 0.0) { v = v + (work[b + k + 1u] - v) * frac; }
+  var prefix = 0u; // the key bits chosen so far
+  var rank = k; // rank still to find among the values that share them
+  var same = 0u; // how many values share them
+  for (var step = 0u; step < 4u; step++) {
+    let shift = 24u - 8u * step;
+    let fixed = ~(0xffffffffu >> (8u * step)); // the bits chosen in earlier passes
+    atomicStore(&qhist[lid], 0u);
+    workgroupBarrier();
+    if (live) {
+      for (var i = lid; i < n; i += WG) {
+        let v = xf(i * f + j);
+        if (!is_nan(v)) {
+          let key = order_key(v);
+          if ((key & fixed) == prefix) { atomicAdd(&qhist[(key >> shift) & 255u], 1u); }
+        }
+      }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+      var r = rank;
+      var bin = 0u;
+      loop {
+        let m = atomicLoad(&qhist[bin]);
+        if (r < m || bin == 255u) {
+          qpick[1] = m;
+          break;
+        }
+        r -= m;
+        bin++;
+      }
+      qpick[0] = bin;
+      qpick[2] = r;
+    }
+    workgroupBarrier();
+    prefix = prefix | (qpick[0] << shift);
+    same = qpick[1];
+    rank = qpick[2];
+  }
+  // the next order statistic: the same value while the run of equal keys lasts, else the least key above it
+  let next_above = frac != 0.0 && rank + 1u >= same;
+  if (live && next_above) {
+    var m = 0xffffffffu;
+    for (var i = lid; i < n; i += WG) {
+      let v = xf(i * f + j);
+      if (!is_nan(v)) {
+        let key = order_key(v);
+        if (key > prefix) { m = min(m, key); }
+      }
+    }
+    atomicMin(&qmin, m);
+  }
+  workgroupBarrier();
+  if (lid != 0u || !live) { return; }
+  if (len == 0u) {
+    dst[j] = NAN_BITS;
+    return;
+  }
+  var v = key_value(prefix);
+  if (frac != 0.0) {
+    var w = v;
+    if (next_above) { w = key_value(atomicLoad(&qmin)); }
+    v = v + (w - v) * frac;
+  }
   dst[j] = bitcast<u32>(v);
 }
 

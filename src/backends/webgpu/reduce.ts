@@ -120,7 +120,7 @@ const kernels: Record<string, GpuKernel> = {
       {},
       new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f),
       [id(out), id(ins[0]!)],
-      { threads: f },
+      { groups: grid(f, g.limits.maxComputeWorkgroupsPerDimension ?? 65535) },
     );
   },
   nanQuantile: (g, ins, out, at) => {
@@ -130,9 +130,9 @@ const kernels: Record<string, GpuKernel> = {
     if (f === 0) return;
     const p = new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f);
     p.f[PARAMS.reduce.attr] = q;
-    const work = g.scratch('float32', Math.max(1, n * f));
-    g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!), null, null, null, null, work], { threads: f });
-    g.release(work);
+    g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!)], {
+      groups: grid(f, g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
+    });
   },
   layerNorm: (g, ins, out, at) => {
     const { R, C, affine } = checkLayerNorm(ins, 'layerNorm', at);

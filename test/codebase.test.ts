@@ -162,8 +162,11 @@ test('kernels follow one naming scheme on every backend', () => {
     'copy_f32',
     // layerNormBackward's dweight/dbias pass
     'layer_norm_backward_params',
-    // scatterAdd's passes: positions grouped by row (one workgroup), then a sum per output element
+    // scatterAdd's passes: positions grouped by row (webgpu: one workgroup; cuda: keys, CUB's sort, row starts),
+    // then a sum per output element
     'scatter_group',
+    'scatter_keys',
+    'scatter_starts',
     'scatter_sum',
   ]);
   const ops = new Set(OP_TABLE.map((o) => snake(o.name).toLowerCase()));

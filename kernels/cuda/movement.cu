@@ -1,6 +1,8 @@
 // Movement family on CUDA: concat (each strided input placed into its slab of the output), gather and scatterAdd
-// along an axis (indices checked on the device; scatterAdd owns one output column per thread, so sums are
-// deterministic and race-free). copy is elementwise.cu's map.
+// along an axis (indices checked on the device; scatterAdd sorts the positions by row, then sums each output
+// element in position order, so sums are deterministic and race-free). copy is elementwise.cu's map.
+#include <cub/device/device_radix_sort.cuh>
+
 #include "common.cuh"
 
 namespace kiln {
@@ -87,23 +89,56 @@ static Status k_gather(const TensorView* in, int nin, const TensorView& out, con
   return launched("gather");
 }
 
-template <class T>
-__global__ void scatter_add(const T* g, const int32_t* idx, T* y, int64_t pre, int64_t D, int64_t post, int64_t k,
-                            DeviceFlags* f) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= pre * post) return;
-  const int64_t q = c % post, p = c / post;
-  for (int64_t j = 0; j < k; ++j) {
+// ---- scatterAdd: y [pre, D, post] = the sum over j of g[p, j, q] into row idx[j]. The positions j are sorted by
+// row with CUB's radix sort, which is stable, so each row's positions stay in increasing j; each output element
+// then gets a thread that adds its row's values in that order, cpu's order: sums are deterministic, never race,
+// and carry cpu's bits.
+
+// keys[j] = idx[j] when it is a row of the output, else D (reported; sorted past every row); vals[j] = j
+__global__ void scatter_keys(const int32_t* idx, uint32_t* keys, uint32_t* vals, int64_t k, int64_t D, DeviceFlags* f) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < k; j += step) {
     const int32_t i = idx[j];
-    if (i < 0 || i >= D) {
-      report(f, FLAG_SCATTER_INDEX, j, i, D);
-      continue;
-    }
-    T& dst = y[(p * D + i) * post + q];
-    if constexpr (std::is_same<T, int32_t>::value)
-      dst = static_cast<int32_t>(static_cast<uint32_t>(dst) + static_cast<uint32_t>(g[(p * k + j) * post + q]));
+    const bool ok = i >= 0 && i < D;
+    if (!ok) report(f, FLAG_SCATTER_INDEX, j, i, D);
+    keys[j] = ok ? static_cast<uint32_t>(i) : static_cast<uint32_t>(D);
+    vals[j] = static_cast<uint32_t>(j);
+  }
+}
+
+// starts[d] = the first sorted position whose row is >= d, for d in [0, D]: row d's positions are
+// order[starts[d] .. starts[d + 1])
+__global__ void scatter_starts(const uint32_t* sorted, int64_t k, int64_t D, uint32_t* starts) {
+  const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (d > D) return;
+  int64_t lo = 0, hi = k;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (static_cast<int64_t>(sorted[mid]) < d)
+      lo = mid + 1;
     else
-      dst += g[(p * k + j) * post + q];
+      hi = mid;
+  }
+  starts[d] = static_cast<uint32_t>(lo);
+}
+
+template <class T>
+__global__ void scatter_sum(const T* g, const uint32_t* order, const uint32_t* starts, T* y, int64_t pre, int64_t D,
+                            int64_t post, int64_t k) {
+  const int64_t n = pre * D * post, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < n; o += step) {
+    const int64_t q = o % post, d = (o / post) % D, p = o / (post * D);
+    const T* gp = g + p * k * post + q;
+    const uint32_t s1 = starts[d + 1];
+    if constexpr (std::is_same<T, int32_t>::value) {  // wraps like cpu (unsigned arithmetic: no signed overflow)
+      uint32_t acc = 0;
+      for (uint32_t s = starts[d]; s < s1; ++s) acc += static_cast<uint32_t>(gp[static_cast<int64_t>(order[s]) * post]);
+      y[o] = static_cast<int32_t>(acc);
+    } else {
+      T acc = 0;
+      for (uint32_t s = starts[d]; s < s1; ++s) acc += gp[static_cast<int64_t>(order[s]) * post];
+      y[o] = acc;
+    }
   }
 }
 
@@ -122,20 +157,55 @@ static Status k_scatter_add(const TensorView* in, int nin, const TensorView& out
   const int64_t k = idx.numel();
   KILN_REQUIRE(g.numel() == pre * k * post, ST_SHAPE, "scatterAdd: the gradient must have ", pre * k * post, " values");
   KILN_REQUIRE(out.contiguous(), ST_ARG, "scatterAdd writes a contiguous output");
+  KILN_REQUIRE(k <= 2147483647LL && D <= 2147483647LL, ST_SHAPE,
+               "scatterAdd on cuda takes up to 2^31 - 1 indices and rows, got ", k, " and ", D);
   if (out.numel() == 0) return Status::ok();
-  // zeros first, by the whole device: the kernel has a thread per output column (pre * post of them, 2 blocks for
-  // an embedding's [vocab, 512] gradient), which zeroing vocab * 512 values from took most of the call
-  if (Status s = check(cudaMemsetAsync(out.bytes(), 0, static_cast<size_t>(out.numel()) * dt_size(out.dtype), stream()),
-                       "scatterAdd zero fill");
+  const size_t bytes_out = static_cast<size_t>(out.numel()) * dt_size(out.dtype);
+  if (k == 0) return check(cudaMemsetAsync(out.bytes(), 0, bytes_out, stream()), "scatterAdd zero fill");
+  int bits = 1;  // the keys are at most D
+  while (bits < 32 && (int64_t{1} << bits) <= D) ++bits;
+  const int nk = static_cast<int>(k);
+  size_t sort_bytes = 0;
+  if (Status s =
+          check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const uint32_t*>(nullptr),
+                                                static_cast<uint32_t*>(nullptr), static_cast<const uint32_t*>(nullptr),
+                                                static_cast<uint32_t*>(nullptr), nk, 0, bits, stream()),
+                "scatterAdd sort size");
       !s.good())
     return s;
-  if (g.dtype == DT_INT32)
-    scatter_add<int32_t><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
-        g.ptr<int32_t>(), idx.ptr<int32_t>(), out.ptr<int32_t>(), pre, D, post, k, device_flags());
-  else
-    scatter_add<float><<<blocks_for(pre * post), kThreads, 0, stream()>>>(
-        g.ptr<float>(), idx.ptr<int32_t>(), out.ptr<float>(), pre, D, post, k, device_flags());
-  return launched("scatterAdd");
+  // one scratch block: keys, sorted keys, positions, sorted positions (k words each), starts (D + 1), sort space
+  const auto round = [](uint64_t b) { return (b + 255) & ~uint64_t{255}; };
+  const uint64_t words_k = round(static_cast<uint64_t>(k) * 4), words_d = round(static_cast<uint64_t>(D + 1) * 4);
+  const uint64_t bytes = 4 * words_k + words_d + round(sort_bytes);
+  void* work = nullptr;
+  if (Status s = scratch(bytes, &work); !s.good()) return s;
+  char* w = static_cast<char*>(work);
+  uint32_t *keys = reinterpret_cast<uint32_t*>(w), *sorted = reinterpret_cast<uint32_t*>(w + words_k),
+           *vals = reinterpret_cast<uint32_t*>(w + 2 * words_k), *order = reinterpret_cast<uint32_t*>(w + 3 * words_k),
+           *starts = reinterpret_cast<uint32_t*>(w + 4 * words_k);
+  void* sort_space = w + 4 * words_k + words_d;
+  Status st = Status::ok();
+  scatter_keys<<<blocks_for(k), kThreads, 0, stream()>>>(idx.ptr<int32_t>(), keys, vals, k, D, device_flags());
+  st = launched("scatterAdd");
+  if (st.good())
+    st =
+        check(cub::DeviceRadixSort::SortPairs(sort_space, sort_bytes, keys, sorted, vals, order, nk, 0, bits, stream()),
+              "scatterAdd sort");
+  if (st.good()) {
+    scatter_starts<<<blocks_for(D + 1), kThreads, 0, stream()>>>(sorted, k, D, starts);
+    st = launched("scatterAdd");
+  }
+  if (st.good()) {
+    if (g.dtype == DT_INT32)
+      scatter_sum<int32_t><<<blocks_for(out.numel()), kThreads, 0, stream()>>>(g.ptr<int32_t>(), order, starts,
+                                                                               out.ptr<int32_t>(), pre, D, post, k);
+    else
+      scatter_sum<float><<<blocks_for(out.numel()), kThreads, 0, stream()>>>(g.ptr<float>(), order, starts,
+                                                                             out.ptr<float>(), pre, D, post, k);
+    st = launched("scatterAdd");
+  }
+  release_scratch(work, bytes);
+  return st;
 }
 
 void register_movement(KernelTable& t) {

@@ -2,8 +2,8 @@
 // warp-shuffle sums when inner == 1, a thread per output otherwise; when there are too few rows or outputs to fill
 // the device, the reduced axis is cut into fixed chunks whose partial results a second pass combines in order),
 // softmax/logSoftmax and fused softmax cross-entropy forward and backward (labels checked on the device) with a
-// warp per row, NaN-ignoring column statistics and quantiles, and row hashes. Inputs are contiguous (the dispatcher
-// copies views first).
+// warp per row, NaN-ignoring column statistics and quantiles (a block per column; quantiles by radix select), and
+// row hashes. Inputs are contiguous (the dispatcher copies views first).
 #include "common.cuh"
 #include "kiln/layer_norm.h"
 
@@ -371,12 +371,16 @@ static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, co
   return ce(in, nin, out, at, true);
 }
 
+// A block per column of x [N, F] (blockIdx.x = j), its threads striding over the rows: count, sum, min and max
+// partials (double sums, as cpu) combined in a fixed-order tree, then the squared deviations from the mean.
 __global__ void nan_column_stats(const float* x, float* o, int64_t n, int64_t f) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= f) return;
+  const int64_t j = blockIdx.x;
+  const int t = threadIdx.x;
+  __shared__ double s_cnt[kThreads], s_sum[kThreads];
+  __shared__ float s_lo[kThreads], s_hi[kThreads];
   double cnt = 0, sum = 0;
   float lo = INFINITY, hi = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = t; i < n; i += kThreads) {
     const float v = x[i * f + j];
     if (!isnan(v)) {
       cnt += 1;
@@ -385,17 +389,39 @@ __global__ void nan_column_stats(const float* x, float* o, int64_t n, int64_t f)
       hi = fmaxf(hi, v);
     }
   }
-  const double mean = sum / cnt;
+  s_cnt[t] = cnt;
+  s_sum[t] = sum;
+  s_lo[t] = lo;
+  s_hi[t] = hi;
+  __syncthreads();
+  for (int h = kThreads / 2; h > 0; h >>= 1) {
+    if (t < h) {
+      s_cnt[t] += s_cnt[t + h];
+      s_sum[t] += s_sum[t + h];
+      s_lo[t] = fminf(s_lo[t], s_lo[t + h]);
+      s_hi[t] = fmaxf(s_hi[t], s_hi[t + h]);
+    }
+    __syncthreads();
+  }
+  const double total = s_cnt[0], mean = s_sum[0] / total;
   double ss = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = t; i < n; i += kThreads) {
     const float v = x[i * f + j];
     if (!isnan(v)) ss += (v - mean) * (v - mean);
   }
-  o[j] = static_cast<float>(cnt);
-  o[f + j] = cnt ? static_cast<float>(mean) : nanf("");
-  o[2 * f + j] = cnt ? static_cast<float>(ss / cnt) : nanf("");
-  o[3 * f + j] = cnt ? lo : nanf("");
-  o[4 * f + j] = cnt ? hi : nanf("");
+  __syncthreads();  // every thread has read s_sum[0]
+  s_sum[t] = ss;
+  __syncthreads();
+  for (int h = kThreads / 2; h > 0; h >>= 1) {
+    if (t < h) s_sum[t] += s_sum[t + h];
+    __syncthreads();
+  }
+  if (t != 0) return;
+  o[j] = static_cast<float>(total);
+  o[f + j] = total ? static_cast<float>(mean) : nanf("");
+  o[2 * f + j] = total ? static_cast<float>(s_sum[0] / total) : nanf("");
+  o[3 * f + j] = total ? s_lo[0] : nanf("");
+  o[4 * f + j] = total ? s_hi[0] : nanf("");
 }
 
 static Status k_nan_column_stats(const TensorView* in, int nin, const TensorView& out, const double*) {
@@ -403,51 +429,98 @@ static Status k_nan_column_stats(const TensorView* in, int nin, const TensorView
                "nanColumnStats takes [N, F]");
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == 5 * f, ST_SHAPE, "nanColumnStats writes [5, F]");
+  KILN_REQUIRE(f <= 2147483647LL, ST_SHAPE, "nanColumnStats on cuda takes up to 2^31 - 1 columns, got ",
+               shape_str(in[0]));
   if (f == 0) return Status::ok();
-  nan_column_stats<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), n, f);
+  nan_column_stats<<<static_cast<unsigned>(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), n, f);
   return launched("nanColumnStats");
 }
 
-__device__ inline void sift(float* a, int64_t start, int64_t end) {
-  int64_t root = start;
-  for (;;) {
-    const int64_t child = 2 * root + 1;
-    if (child >= end) return;
-    int64_t sw = root;
-    if (a[sw] < a[child]) sw = child;
-    if (child + 1 < end && a[sw] < a[child + 1]) sw = child + 1;
-    if (sw == root) return;
-    const float t = a[root];
-    a[root] = a[sw];
-    a[sw] = t;
-    root = sw;
-  }
+// A float's bits as an unsigned key in the float order (-0 just before +0); NaN never gets here.
+__device__ inline uint32_t order_key(float v) {
+  const uint32_t b = __float_as_uint(v);
+  return (b & 0x80000000u) ? ~b : b | 0x80000000u;
 }
+__device__ inline float key_value(uint32_t k) { return __uint_as_float((k & 0x80000000u) ? k & 0x7fffffffu : ~k); }
 
-__global__ void nan_quantile(const float* x, float* o, float* work, int64_t n, int64_t f, double q) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= f) return;
-  float* a = work + j * n;
-  int64_t len = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i * f + j];
-    if (!isnan(v)) a[len++] = v;
+// A block per column (blockIdx.x = j): the rank-k non-NaN value, k = floor(q * (len - 1)), is selected by its key
+// 8 bits at a time (a 256-bin histogram of the values that share the bits chosen so far, then the bin holding
+// rank k); the next order statistic is the same value while its run of equal keys lasts, else the least key
+// above it. The column is read six times and never sorted; the interpolation is cpu's, in double.
+__global__ void nan_quantile(const float* x, float* o, int64_t n, int64_t f, double q) {
+  const int64_t j = blockIdx.x;
+  const int t = threadIdx.x;
+  __shared__ unsigned hist[256], pick[3], len_s, above;
+  static_assert(kThreads == 256, "a thread per histogram bin");
+  if (t == 0) {
+    len_s = 0;
+    above = 0xffffffffu;
   }
-  if (len == 0) {
-    o[j] = nanf("");
+  __syncthreads();
+  unsigned c = 0;
+  for (int64_t i = t; i < n; i += kThreads) c += isnan(x[i * f + j]) ? 0u : 1u;
+  atomicAdd(&len_s, c);
+  __syncthreads();
+  const unsigned len = len_s;
+  if (len == 0) {  // the same for every thread
+    if (t == 0) o[j] = nanf("");
     return;
   }
-  for (int64_t s = len / 2; s > 0; --s) sift(a, s - 1, len);
-  for (int64_t e = len - 1; e > 0; --e) {
-    const float t = a[0];
-    a[0] = a[e];
-    a[e] = t;
-    sift(a, 0, e);
-  }
   const double pos = q * static_cast<double>(len - 1);
-  const int64_t k = static_cast<int64_t>(floor(pos));
+  const unsigned k = static_cast<unsigned>(pos);
   const double frac = pos - static_cast<double>(k);
-  o[j] = frac == 0 ? a[k] : static_cast<float>(a[k] + (static_cast<double>(a[k + 1]) - a[k]) * frac);
+  unsigned prefix = 0, rank = k, same = 0;  // key bits chosen so far; rank left among, and count of, the values
+                                            // that share them
+  for (int step = 0; step < 4; ++step) {
+    const int shift = 24 - 8 * step;
+    const unsigned fixed = ~(0xffffffffu >> (8 * step));
+    hist[t] = 0;
+    __syncthreads();
+    for (int64_t i = t; i < n; i += kThreads) {
+      const float v = x[i * f + j];
+      if (isnan(v)) continue;
+      const unsigned key = order_key(v);
+      if ((key & fixed) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (t == 0) {
+      unsigned r = rank, bin = 0;
+      for (;; ++bin) {
+        const unsigned m = hist[bin];
+        if (r < m || bin == 255) {
+          pick[1] = m;
+          break;
+        }
+        r -= m;
+      }
+      pick[0] = bin;
+      pick[2] = r;
+    }
+    __syncthreads();
+    prefix |= pick[0] << shift;
+    same = pick[1];
+    rank = pick[2];
+  }
+  const bool next_above = frac != 0 && rank + 1 >= same;
+  if (next_above) {
+    unsigned m = 0xffffffffu;
+    for (int64_t i = t; i < n; i += kThreads) {
+      const float v = x[i * f + j];
+      if (isnan(v)) continue;
+      const unsigned key = order_key(v);
+      if (key > prefix) m = min(m, key);
+    }
+    atomicMin(&above, m);
+  }
+  __syncthreads();
+  if (t != 0) return;
+  const float a = key_value(prefix);
+  if (frac == 0) {
+    o[j] = a;
+    return;
+  }
+  const float b = next_above ? key_value(above) : a;
+  o[j] = static_cast<float>(a + (static_cast<double>(b) - a) * frac);
 }
 
 static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& out, const double* at) {
@@ -457,15 +530,11 @@ static Status k_nan_quantile(const TensorView* in, int nin, const TensorView& ou
   KILN_REQUIRE(q >= 0 && q <= 1, ST_ARG, "nanQuantile: q must be in [0, 1], got ", q);
   const int64_t n = in[0].shape[0], f = in[0].shape[1];
   KILN_REQUIRE(out.numel() == f, ST_SHAPE, "nanQuantile writes [F]");
+  KILN_REQUIRE(n <= 0xffffffffLL && f <= 2147483647LL, ST_SHAPE, "nanQuantile on cuda takes up to 2^32 - 1 rows and ",
+               "2^31 - 1 columns, got ", shape_str(in[0]));
   if (f == 0) return Status::ok();
-  void* work = nullptr;
-  const uint64_t bytes = static_cast<uint64_t>(n > 0 ? n : 1) * f * sizeof(float);
-  if (Status s = scratch(bytes, &work); !s.good()) return s;
-  nan_quantile<<<blocks_for(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(),
-                                                         static_cast<float*>(work), n, f, q);
-  Status st = launched("nanQuantile");
-  release_scratch(work, bytes);
-  return st;
+  nan_quantile<<<static_cast<unsigned>(f), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), n, f, q);
+  return launched("nanQuantile");
 }
 
 __global__ void row_hash(const uint32_t* x, int32_t* o, int64_t n, int64_t f) {

@@ -685,6 +685,20 @@ export const CASES: OpCase[] = [
     rtol: 1e-4,
   },
   {
+    // 1260 output positions: CUDA's weight-gradient GEMM cuts them into two chunks (640 and 620, which is not a
+    // whole number of 16-position k-steps) and adds the partial sums in order; groups, stride and dilation
+    name: 'conv2d backward weight over chunks of positions',
+    ops: ['conv2dBackwardWeight'],
+    inputs: [f([12, 4, 15, 13]), f([6, 2, 3, 3])],
+    run: (x, w) =>
+      kn.grad((t) => {
+        const y = kn.conv2d(x, t, null, { groups: 2, stride: [1, 2], dilation: [2, 1], padding: [2, 1] });
+        return y.mul(y).sum();
+      })(w) as kn.Tensor,
+    atol: 1e-2,
+    rtol: 1e-4,
+  },
+  {
     name: 'maxPool2d 2x2',
     ops: ['maxPool2d', 'maxPool2dBackward'],
     inputs: [f([2, 3, 6, 6])],

@@ -69,6 +69,9 @@ struct FmaStep {
   __device__ float operator()(float acc, float a, float b) const { return fmaf(a, b, acc); }
 };
 
+/** c[i] = part[0][i] + part[1][i] + ... in split order (matmul.cu): split-K's second pass. */
+__global__ void sum_splits(const float* part, float* c, int64_t total, int32_t splits);
+
 // A strided view as a kernel argument (by value), after merging the dims it can.
 constexpr int kViewDims = 8;
 struct View {

@@ -1,7 +1,10 @@
 // Conv family on CUDA, NCHW float32, contiguous: conv2d and its two backward kernels, max/avg pooling and
-// theirs. Every kernel is in gather form (each output sums what flows into it, in a fixed order; a block per
-// weight for the weight gradient), so there are no atomics and results are deterministic. conv2d and its input
-// gradient are implicit GEMMs over shared-memory tiles (conv_gemm); the index maths are kernels/wgsl/conv.wgsl's.
+// theirs. Every kernel is in gather form (each output sums what flows into it, in a fixed order), so there are no
+// atomics and results are deterministic. conv2d, its input gradient (conv_gemm) and its weight gradient
+// (conv2d_backward_weight, over chunks of positions) are implicit GEMMs over shared-memory tiles; the index maths
+// are kernels/wgsl/conv.wgsl's.
+#include <algorithm>
+
 #include "common.cuh"
 #include "kiln/conv_geom.h"
 
@@ -80,23 +83,71 @@ __global__ void __launch_bounds__(256) conv_gemm(const float* src, const float* 
   }
 }
 
-// A block per weight (o, c, i, j): its threads stride over the N * OH * OW output positions (consecutive threads,
-// consecutive ow: coalesced reads of x and gy) and block_sum adds their sums in a fixed order. One thread per
-// weight walked all N * OH * OW positions alone (400k multiply-adds for a batch of 128 28x28 maps) on a few
-// thousand threads.
-__global__ void conv2d_backward_weight(const float* x, const float* gy, float* dw, Geo q) {
-  const int64_t Cg = q.C / q.groups, t = blockIdx.x;
-  const int64_t j = t % q.kw, i = (t / q.kw) % q.kh, cl = (t / (q.kw * q.kh)) % Cg, o = t / (q.kw * q.kh * Cg);
-  const int64_t c = (o / (q.O / q.groups)) * Cg + cl, plane = q.OH * q.OW;
-  float acc = 0.f;
-  for (int64_t p = threadIdx.x; p < q.N * plane; p += kThreads) {
-    const int64_t n = p / plane, oh = (p % plane) / q.OW, ow = p % q.OW;
-    const int64_t ih = oh * q.sh - q.ph + i * q.dh, iw = ow * q.sw - q.pw + j * q.dw;
-    if (ih < 0 || ih >= q.H || iw < 0 || iw >= q.W) continue;
-    acc += x[((n * q.C + c) * q.H + ih) * q.W + iw] * gy[(n * q.O + o) * plane + oh * q.OW + ow];
+// The weight gradient as an implicit GEMM, one (group, chunk) per blockIdx.z: dw[o][t] = sum_p gy[o][p] x[t][p]
+// over the output positions p = (n, oh, ow) of a chunk, with o the group's output channels (rows) and t = (c, i, j)
+// its Cg * kh * kw taps (columns), x gathered on the fly at (oh sh - ph + i dh, ow sw - pw + j dw) (0 in the
+// padding). The same 64x64 tiles and 16-deep k-steps as conv_gemm; a thread's gathered column is a tap, decoded
+// once. Each output adds its chunk's terms in position order with one FMA each; with several chunks the partial
+// sums go to part[chunk] and sum_splits adds them in chunk order. A block per weight over all positions, before,
+// read gy's and x's planes once per weight.
+__global__ void __launch_bounds__(256)
+    conv2d_backward_weight(const float* x, const float* gy, float* dw, Geo q, int32_t chunks, int32_t chunk_len) {
+  __shared__ float sa[kConvK][kConvTile + 4];  // [k][o]
+  __shared__ float sb[kConvK][kConvTile + 4];  // [k][tap]
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t Cg = q.C / q.groups, Og = q.O / q.groups;
+  const int32_t grp = static_cast<int32_t>(blockIdx.z) / chunks, chunk = static_cast<int32_t>(blockIdx.z) % chunks;
+  const int32_t khw = static_cast<int32_t>(q.kh * q.kw), kw = static_cast<int32_t>(q.kw);
+  const int32_t taps = static_cast<int32_t>(Cg) * khw;  // < 2^31, checked by the launcher
+  const int32_t plane = static_cast<int32_t>(q.OH * q.OW), ow_n = static_cast<int32_t>(q.OW);
+  const int32_t P = static_cast<int32_t>(q.N) * plane;  // < 2^31, checked by the launcher
+  const int32_t kbeg = chunk * chunk_len,
+                kend = static_cast<int32_t>(min(static_cast<int64_t>(P), static_cast<int64_t>(kbeg) + chunk_len));
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * kConvTile;
+  const int32_t t0 = static_cast<int32_t>(blockIdx.x) * kConvTile;
+  const int tl = threadIdx.x % kConvTile, kr = threadIdx.x / kConvTile;  // the tile column (tap) this thread gathers
+  const int32_t tap = t0 + tl;
+  const bool tin = tap < taps;
+  const ConvTap tp = conv_tap(tin ? tap : 0, khw, kw);
+  const int64_t xc = grp * Cg + tp.ch;  // the input channel of this thread's tap
+  float acc[4][4] = {};
+  for (int32_t k0 = kbeg; k0 < kend; k0 += kConvK) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int e = threadIdx.x + s * 256, rl = e / kConvK, kl = e % kConvK;  // A = gy along the positions
+      const int64_t r = r0 + rl;
+      const int32_t ka = k0 + kl;
+      float a = 0.f;
+      if (r < Og && ka < kend) {
+        const int32_t n = ka / plane;
+        a = gy[(static_cast<int64_t>(n) * q.O + grp * Og + r) * plane + (ka - n * plane)];
+      }
+      sa[kl][rl] = a;
+      const int kk = kr + 4 * s;  // B = x at this thread's tap, positions kr, kr + 4, ...
+      const int32_t kb = k0 + kk;
+      float b = 0.f;
+      if (tin && kb < kend) {
+        const int32_t n = kb / plane, hw = kb - n * plane, oh = hw / ow_n;
+        int64_t ih, iw;
+        if (q.tap_in(oh, hw - oh * ow_n, tp.i, tp.j, ih, iw)) b = x[((n * q.C + xc) * q.H + ih) * q.W + iw];
+      }
+      sb[kk][tl] = b;
+    }
+    __syncthreads();
+    tile_step_4x4(sa, sb, acc, ty, tx, FmaStep{});
+    __syncthreads();
   }
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) dw[t] = acc;
+  float* out = dw + static_cast<int64_t>(chunks > 1 ? chunk : 0) * q.O * taps;  // [O][Cg * kh * kw] per chunk
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    const int32_t col = t0 + tx + 16 * b;
+    if (col >= taps) break;
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      const int64_t r = r0 + ty + 16 * a;
+      if (r < Og) out[(grp * Og + r) * taps + col] = acc[a][b];
+    }
+  }
 }
 
 // pooling: N holds N*C planes
@@ -230,16 +281,55 @@ static Status k_conv2d_backward_input(const TensorView* in, int nin, const Tenso
   if (out.numel() == 0) return Status::ok();
   return launch_conv_gemm<true>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, "conv2dBackwardInput");
 }
+// The weight gradient's positions are cut into chunks when its tiles are too few to fill a GPU: enough chunks for
+// about kConvWBlocks blocks, each at least kConvWMinChunk positions (a multiple of kConvK). The rule reads only the
+// shape, so the bits never depend on the GPU.
+constexpr int64_t kConvWBlocks = 1024, kConvWMinChunk = 512;
+/** How many chunks the weight gradient cuts its P positions into, for `tiles` output tiles; len = each chunk's. */
+inline int64_t conv_wgrad_chunks(int64_t tiles, int64_t P, int64_t* len) {
+  int64_t chunks = (kConvWBlocks + tiles - 1) / tiles;
+  chunks = std::max<int64_t>(1, std::min(chunks, P / kConvWMinChunk));
+  *len = ((P + chunks - 1) / chunks + kConvK - 1) / kConvK * kConvK;
+  return (P + *len - 1) / *len;
+}
+
 static Status k_conv2d_backward_weight(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 2, ST_ARG, "conv2dBackwardWeight takes (x, gy)");
   Geo q;
   if (Status s = conv_geo(in[0], out, in[1], a, q, "conv2dBackwardWeight"); !s.good()) return s;
   const int64_t n = out.numel();
   if (n == 0) return Status::ok();
-  KILN_REQUIRE(n <= 2147483647, ST_SHAPE, "conv2dBackwardWeight: ", n, " weights exceed the grid (a block each)");
-  conv2d_backward_weight<<<static_cast<unsigned>(n), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
-                                                                              out.ptr<float>(), q);
-  return launched("conv2dBackwardWeight");
+  const int64_t Og = q.O / q.groups, taps = q.C / q.groups * q.kh * q.kw, P = q.N * q.OH * q.OW;
+  if (P == 0)
+    return check(cudaMemsetAsync(out.ptr<float>(), 0, static_cast<size_t>(n) * sizeof(float), stream()),
+                 "conv2dBackwardWeight zero fill");
+  const int64_t gx = (taps + kConvTile - 1) / kConvTile, gy = (Og + kConvTile - 1) / kConvTile;
+  const int64_t tiles = gx * gy * q.groups;
+  int64_t len = 0;
+  const int64_t chunks = conv_wgrad_chunks(tiles, P, &len);
+  KILN_REQUIRE(P <= 2147483647 - kConvTile && taps <= 2147483647 && gx <= 2147483647 && gy <= 65535 &&
+                   q.groups * chunks <= 65535,
+               ST_SHAPE, "conv2dBackwardWeight: ", P, " positions, ", taps, " taps a channel and ", q.groups,
+               " groups exceed one grid");
+  const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(q.groups * chunks));
+  if (chunks == 1) {
+    conv2d_backward_weight<<<grid, 256, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), out.ptr<float>(), q, 1,
+                                                       static_cast<int32_t>(len));
+    return launched("conv2dBackwardWeight");
+  }
+  void* part = nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(chunks * n) * sizeof(float);
+  if (Status s = scratch(bytes, &part); !s.good()) return s;
+  conv2d_backward_weight<<<grid, 256, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(), static_cast<float*>(part),
+                                                     q, static_cast<int32_t>(chunks), static_cast<int32_t>(len));
+  Status st = launched("conv2dBackwardWeight");
+  if (st.good()) {
+    sum_splits<<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const float*>(part), out.ptr<float>(), n,
+                                                         static_cast<int32_t>(chunks));
+    st = launched("conv2dBackwardWeight");
+  }
+  release_scratch(part, bytes);
+  return st;
 }
 
 /** Pooling geometry from (kernel, stride, pad) attrs: x is the input [N, C, H, W], y the output (or its gradient). */

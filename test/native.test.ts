@@ -1,6 +1,6 @@
 // The native build: the generated op table, each ISA's kernels against the js reference, and CUDA reporting.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -20,40 +20,75 @@ test('the addon loads and agrees with the op table', () => {
   assert.ok(info.threads >= 1);
 });
 
-test('cuBLASLt plans: strided products map onto column-major BLAS calls exactly (checked on the cpu)', () => {
-  // kiln/gemm_plan.h is plain C++: compile test/native/gemm_plan_check.cc with the compiler the addon was built
-  // with and run its random cases against the row-major definition
+/**
+ * Compiles test/native/<source> with the compiler the addon was built with (`flags` added; `prepare` may write
+ * headers into the build folder, which is on the include path), runs it, and returns its stdout after checking
+ * that it exited 0. Null where there is no compiler (a prebuilt addon).
+ */
+function runCheck(source: string, flags: string[], prepare: (dir: string) => void = () => {}): string | null {
   const cxx = process.env.CXX ?? 'g++';
   if (spawnSync(cxx, ['--version']).status !== 0) {
     assert.is(addonOrigin().from, 'prebuild', `${cxx} is missing, yet the addon was built from source`);
-    return;
+    return null;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-plan-'));
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-check-'));
   try {
+    prepare(dir);
     const exe = join(dir, 'check');
     const root = join(import.meta.dirname, '..');
-    const cc = spawnSync(
-      cxx,
-      [
-        '-std=c++17',
-        '-O1',
-        '-Wall',
-        '-Wextra',
-        '-Werror',
-        `-I${join(root, 'native', 'include')}`,
-        '-o',
-        exe,
-        join(root, 'test', 'native', 'gemm_plan_check.cc'),
-      ],
-      { encoding: 'utf8' },
-    );
+    const include = [`-I${dir}`, `-I${join(root, 'native', 'include')}`];
+    const src = join(root, 'test', 'native', source);
+    const cc = spawnSync(cxx, ['-O1', '-Wall', '-Werror', ...flags, ...include, '-o', exe, src], { encoding: 'utf8' });
     assert.is(cc.status, 0, cc.stderr);
-    const run = spawnSync(exe, { encoding: 'utf8' });
+    const run = spawnSync(exe, { encoding: 'utf8', timeout: 240_000 });
     assert.is(run.status, 0, run.stdout + run.stderr);
-    assert.match(run.stdout, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
+    return run.stdout;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('cuBLASLt plans: strided products map onto column-major BLAS calls exactly (checked on the cpu)', () => {
+  // kiln/gemm_plan.h is plain C++: gemm_plan_check.cc runs its random cases against the row-major definition
+  const out = runCheck('gemm_plan_check.cc', ['-std=c++17', '-Wextra']);
+  if (out !== null) assert.match(out, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
+});
+
+// The text of one definition in kernels/cuda/<file>: the kernel, function or struct called `name` (with its
+// template line), or the line that declares a constant; from its start to its closing brace.
+function cudaDefinition(file: string, name: string): string {
+  const text = readFileSync(join(import.meta.dirname, '..', 'kernels', 'cuda', file), 'utf8');
+  const line = new RegExp(`^constexpr [^\\n]*\\b${name}\\b[^\\n]*;\\n`, 'm').exec(text);
+  if (line) return line[0];
+  const m = new RegExp(
+    `^(?:template <[^\\n]*>\\n)?(?:__global__|__device__|inline|struct)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
+    'm',
+  ).exec(text);
+  assert.ok(m, `${name} not found in kernels/cuda/${file}`);
+  let depth = 0,
+    i = text.indexOf('{', m.index);
+  for (; i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}' && --depth === 0) break;
+  }
+  return text.slice(m.index, text[i + 1] === ';' ? i + 2 : i + 1) + '\n';
+}
+
+test('CUDA kernels run on a CPU emulation of a thread block and match plain references (no GPU needed)', () => {
+  // test/native/cuda_emu.h: a block's threads as std::threads, __syncthreads as a barrier; the kernels' text is
+  // copied verbatim, so their tiling, index maths and barrier phases run here on real numbers
+  const parts: [string, string[]][] = [
+    ['common.cuh', ['tile_step_4x4', 'FmaStep', 'report']],
+    ['conv.cu', ['kConvTile', 'conv_gemm', 'conv2d_backward_weight', 'kConvWBlocks', 'conv_wgrad_chunks']],
+    ['reduce.cu', ['nan_column_stats', 'order_key', 'key_value', 'nan_quantile']],
+    ['movement.cu', ['scatter_keys', 'scatter_starts', 'scatter_sum']],
+  ];
+  const kernels = parts.flatMap(([file, names]) => names.map((n) => cudaDefinition(file, n))).join('\n');
+  // -Wno-unknown-pragmas: nvcc's #pragma unroll
+  const out = runCheck('cuda_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
+    writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
+  );
+  if (out !== null) assert.match(out, /cuda emulation: 16 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -1,7 +1,8 @@
-// A CPU emulation of one CUDA thread block, enough to run kiln's CUDA kernels that use only shared memory,
-// __syncthreads and shared/global atomics (no warp shuffles, tensor cores or async copies): each thread of a block
-// is a std::thread, __syncthreads is a std::barrier (a thread that returns drops out of it, as on a GPU),
-// `__shared__` variables are function statics (blocks run one at a time), and atomics are std::atomic_ref.
+// A CPU emulation of one CUDA thread block, enough to run kiln's CUDA kernels that use shared memory,
+// __syncthreads, warp shuffles and votes, and atomics (not tensor cores or async copies): each thread of a block
+// is a std::thread, __syncthreads is a std::barrier (a thread that returns drops out of it, as on a GPU), a warp
+// exchange goes through a slot per thread between two waits on the warp's own barrier, `__shared__` variables
+// are function statics (blocks run one at a time), and atomics are std::atomic_ref.
 // test/native.test.ts copies the kernels' text verbatim from kernels/cuda/ into cuda_emu_kernels.inc, which
 // cuda_emu_check.cc includes: CI has no GPU, and this runs the kernels' index maths, tiling and barriers on real
 // numbers against plain references.
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -25,13 +27,30 @@ struct EmuDim {
 inline thread_local EmuDim threadIdx, blockIdx;
 inline EmuDim gridDim, blockDim;
 inline std::barrier<>* emu_barrier = nullptr;
+inline std::vector<std::unique_ptr<std::barrier<>>> emu_warps;  // one per warp of the running block
+inline std::vector<uint64_t> emu_slots;                         // one exchange word per thread
 
 #define __global__
 #define __device__
 #define __host__
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __shared__ static
 #define __forceinline__ inline
+#define __align__(n) __attribute__((aligned(n)))
+
+struct float2 {
+  float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+struct float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+inline float __bfloat162float(__nv_bfloat16 h) { return kiln::bits_f32(uint32_t{h.bits} << 16); }
 
 inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
 using std::max;
@@ -51,10 +70,37 @@ inline float __uint_as_float(uint32_t u) { return kiln::bits_f32(u); }
 inline uint32_t __float_as_uint(float f) { return kiln::f32_bits(f); }
 using std::isnan;
 
-/** Runs body() as every thread of every block of `grid`, `threads` threads a block, one block at a time. */
-inline void emu_launch(EmuDim grid, unsigned threads, const std::function<void()>& body) {
+inline unsigned emu_thread() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+/** Every lane of the calling thread's warp puts v in its slot; each then reads lane `src(lane)`'s. */
+template <class T, class Src>
+T emu_exchange(T v, Src src) {
+  static_assert(sizeof(T) <= 8, "a warp exchange moves up to 8 bytes");
+  const unsigned t = emu_thread(), warp = t / 32, lane = t % 32;
+  std::memcpy(&emu_slots[t], &v, sizeof(T));
+  emu_warps[warp]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, &emu_slots[warp * 32 + src(lane)], sizeof(T));
+  emu_warps[warp]->arrive_and_wait();
+  return r;
+}
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+  return emu_exchange(v, [&](unsigned lane) {
+    return (lane ^ unsigned(mask)) < (lane / width + 1) * width ? lane ^ unsigned(mask) : lane;
+  });
+}
+inline int __any_sync(unsigned, int pred) {
+  int any = 0;
+  for (unsigned s = 0; s < 32; ++s) any |= emu_exchange(pred, [&](unsigned) { return s; }) != 0;
+  return any;
+}
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_warps[emu_thread() / 32]->arrive_and_wait(); }
+
+/** Runs body() as every thread of every block of `grid` (blocks of `block_dim`), one block at a time. */
+inline void emu_launch(EmuDim grid, EmuDim block_dim, const std::function<void()>& body) {
   gridDim = grid;
-  blockDim = {threads, 1, 1};
+  blockDim = block_dim;
+  const unsigned threads = block_dim.x * block_dim.y * block_dim.z;
   const unsigned blocks = grid.x * grid.y * grid.z;
   std::barrier<> start(threads + 1), done(threads + 1);  // the workers and this thread
   unsigned block = 0;
@@ -63,19 +109,24 @@ inline void emu_launch(EmuDim grid, unsigned threads, const std::function<void()
   ts.reserve(threads);
   for (unsigned t = 0; t < threads; ++t)
     ts.emplace_back([&, t] {
-      threadIdx = {t, 0, 0};
+      threadIdx = {t % block_dim.x, t / block_dim.x % block_dim.y, t / (block_dim.x * block_dim.y)};
       for (;;) {
         start.arrive_and_wait();
         if (stop) return;
         blockIdx = {block % grid.x, block / grid.x % grid.y, block / (grid.x * grid.y)};
         body();
         emu_barrier->arrive_and_drop();  // a thread that has returned no longer counts at __syncthreads
+        emu_warps[t / 32]->arrive_and_drop();
         done.arrive_and_wait();
       }
     });
   for (unsigned b = 0; b < blocks; ++b) {
     std::barrier<> bar(threads);
     emu_barrier = &bar;
+    emu_warps.clear();
+    for (unsigned w = 0; w * 32 < threads; ++w)
+      emu_warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
+    emu_slots.assign(threads, 0);
     block = b;
     start.arrive_and_wait();
     done.arrive_and_wait();

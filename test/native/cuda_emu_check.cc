@@ -9,6 +9,7 @@
 #include "cuda_emu.h"
 #include "kiln/conv_geom.h"
 #include "kiln/cuda_runtime.h"
+#include "kiln/layer_norm.h"
 #include "kiln/tables.h"
 
 namespace kiln {
@@ -81,16 +82,16 @@ static void check_conv(const char* name, const Geo& q, unsigned seed) {
   // launch_conv_gemm's grid: (column tiles, row tiles, groups)
   std::vector<float> y(ry.size(), NAN), dx(rdx.size(), NAN), dw(rdw.size(), NAN);
   const int64_t P = q.N * q.OH * q.OW, PI = q.N * q.H * q.W;
-  emu_launch({unsigned((P + 63) / 64), unsigned((Og + 63) / 64), unsigned(q.groups)}, 256,
+  emu_launch({unsigned((P + 63) / 64), unsigned((Og + 63) / 64), unsigned(q.groups)}, {256, 1, 1},
              [&] { conv_gemm<false>(x.data(), w.data(), y.data(), q); });
-  emu_launch({unsigned((PI + 63) / 64), unsigned((Cg + 63) / 64), unsigned(q.groups)}, 256,
+  emu_launch({unsigned((PI + 63) / 64), unsigned((Cg + 63) / 64), unsigned(q.groups)}, {256, 1, 1},
              [&] { conv_gemm<true>(gy.data(), w.data(), dx.data(), q); });
   // k_conv2d_backward_weight: chunks of positions, then their partial sums added in chunk order (sum_splits)
   const int64_t taps = Cg * q.kh * q.kw, gx = (taps + 63) / 64, gyt = (Og + 63) / 64;
   int64_t len = 0;
   const int64_t chunks = conv_wgrad_chunks(gx * gyt * q.groups, P, &len);
   std::vector<float> part(chunks * dw.size(), NAN);
-  emu_launch({unsigned(gx), unsigned(gyt), unsigned(q.groups * chunks)}, 256, [&] {
+  emu_launch({unsigned(gx), unsigned(gyt), unsigned(q.groups * chunks)}, {256, 1, 1}, [&] {
     conv2d_backward_weight(x.data(), gy.data(), chunks > 1 ? part.data() : dw.data(), q, int32_t(chunks), int32_t(len));
   });
   if (chunks > 1)
@@ -142,7 +143,7 @@ static void check_columns() {
   bool qok = true;
   for (double q : {0.0, 0.1, 1.0 / 3, 0.5, 0.77, 0.9995, 1.0}) {
     std::vector<float> o(f, -1.f);
-    emu_launch({unsigned(f), 1, 1}, 256, [&] { nan_quantile(x.data(), o.data(), n, f, q); });
+    emu_launch({unsigned(f), 1, 1}, {256, 1, 1}, [&] { nan_quantile(x.data(), o.data(), n, f, q); });
     for (int64_t j = 0; j < f; ++j) {
       std::vector<float> col(n);
       for (int64_t i = 0; i < n; ++i) col[i] = x[i * f + j];
@@ -155,7 +156,7 @@ static void check_columns() {
   }
   expect(qok, "nanQuantile: 7 q's over ties, signed zeros, infinities, NaN, one value, none", qerr);
   std::vector<float> st(5 * f, -1.f);
-  emu_launch({unsigned(f), 1, 1}, 256, [&] { nan_column_stats(x.data(), st.data(), n, f); });
+  emu_launch({unsigned(f), 1, 1}, {256, 1, 1}, [&] { nan_column_stats(x.data(), st.data(), n, f); });
   double serr = 0;
   for (int64_t j = 0; j < f; ++j) {
     double cnt = 0, sum = 0, lo = INFINITY, hi = -INFINITY, ss = 0;
@@ -185,14 +186,15 @@ static void check_scatter() {
   for (size_t i = 0; i < g.size(); ++i) g[i] *= std::exp(float(i % 7) * 3);
   std::vector<uint32_t> keys(k), vals(k), sorted(k), order(k), starts(D + 1);
   DeviceFlags flags{};
-  emu_launch({3, 1, 1}, 256, [&] { scatter_keys(idx.data(), keys.data(), vals.data(), k, D, &flags); });
+  emu_launch({3, 1, 1}, {256, 1, 1}, [&] { scatter_keys(idx.data(), keys.data(), vals.data(), k, D, &flags); });
   std::vector<std::pair<uint32_t, uint32_t>> kv(k);
   for (int64_t j = 0; j < k; ++j) kv[j] = {keys[j], vals[j]};
   std::stable_sort(kv.begin(), kv.end(), [](auto a, auto b) { return a.first < b.first; });  // CUB's sort
   for (int64_t j = 0; j < k; ++j) sorted[j] = kv[j].first, order[j] = kv[j].second;
-  emu_launch({unsigned((D + 1 + 255) / 256), 1, 1}, 256, [&] { scatter_starts(sorted.data(), k, D, starts.data()); });
+  emu_launch({unsigned((D + 1 + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { scatter_starts(sorted.data(), k, D, starts.data()); });
   std::vector<float> y(pre * D * post, NAN);
-  emu_launch({unsigned((y.size() + 255) / 256), 1, 1}, 256,
+  emu_launch({unsigned((y.size() + 255) / 256), 1, 1}, {256, 1, 1},
              [&] { scatter_sum<float>(g.data(), order.data(), starts.data(), y.data(), pre, D, post, k); });
   std::vector<float> want(y.size(), 0.f);  // cpu's loop: positions in order
   for (int64_t p = 0; p < pre; ++p)
@@ -207,11 +209,189 @@ static void check_scatter() {
   expect(reported, "scatterAdd: the out-of-range index is reported with its position, value and bound", 0);
 }
 
+// C[b] = A[b] B[b] with A [batch][M][K] (or its transpose in memory) at an offset and B [K][N] (or transposed)
+// shared by every product: the 64x64 SIMT kernel, the same split over k into chunks of 128 (sum_splits after), and
+// the 128x128 double-buffered kernel, against double; unsplit, the two kernels must agree bit for bit
+static void check_matmul(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int64_t batch) {
+  const int64_t off = 3;
+  const auto a = normal(off + batch * M * K, 21), b = normal(K * N, 22);
+  MmArgs g{};
+  g.a = a.data(), g.b = b.data(), g.dta = g.dtb = DT_FLOAT32, g.M = M, g.N = N, g.K = K;
+  g.offA = off, g.rsA = ta ? 1 : K, g.csA = ta ? M : 1;
+  g.offB = 0, g.rsB = tb ? 1 : N, g.csB = tb ? K : 1;
+  g.nbatch = 1;
+  g.batch_a.ndim = g.batch_b.ndim = 1;
+  g.batch_a.shape[0] = g.batch_b.shape[0] = batch;
+  g.batch_a.strides[0] = M * K, g.batch_b.strides[0] = 0;
+  std::vector<double> want(batch * M * N, 0);
+  for (int64_t z = 0; z < batch; ++z)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          want[(z * M + m) * N + n] += double(a[off + z * M * K + m * g.rsA + k * g.csA]) * b[k * g.rsB + n * g.csB];
+  std::vector<float> small(want.size(), NAN), split(want.size(), NAN), big(want.size(), NAN);
+  g.c = small.data();
+  emu_launch({unsigned((N + 63) / 64), unsigned((M + 63) / 64), unsigned(batch)}, {16, 16, 1}, [&] { matmul_simt(g); });
+  MmArgs s = g;
+  s.splits = int32_t((K + 127) / 128), s.kchunk = 128;
+  std::vector<float> part(s.splits * want.size(), NAN);
+  s.c = split.data(), s.part = part.data();
+  emu_launch({unsigned((N + 63) / 64), unsigned((M + 63) / 64), unsigned(batch * s.splits)}, {16, 16, 1},
+             [&] { matmul_simt(s); });
+  if (s.splits > 1)
+    emu_launch({unsigned((want.size() + 255) / 256), 1, 1}, {256, 1, 1},
+               [&] { sum_splits(part.data(), split.data(), int64_t(want.size()), s.splits); });
+  g.c = big.data();
+  emu_launch({unsigned((N + 127) / 128), unsigned((M + 127) / 128), unsigned(batch)}, {256, 1, 1},
+             [&] { matmul_simt128(g); });
+  char what[200];
+  for (auto [got, kind] : {std::pair{&small, "64x64"}, std::pair{&split, "64x64 split over k"},
+                           std::pair{&big, "128x128 double-buffered"}}) {
+    double err = 0;
+    for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::isnan((*got)[i]) ? 1e9 : rel((*got)[i], want[i]));
+    std::snprintf(what, sizeof what, "matmul %s: %ld x %ld x %ld%s%s, %ld products over one B", kind, long(M), long(N),
+                  long(K), ta ? ", A transposed" : "", tb ? ", B transposed" : "", long(batch));
+    expect(err < 1e-4, what, err);
+  }
+  expect(std::memcmp(small.data(), big.data(), small.size() * 4) == 0, "matmul: both tile sizes give the same bits", 0);
+}
+
+static double max_err(const std::vector<float>& got, const std::vector<double>& want) {
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i]) && std::isnan(got[i])) continue;
+    err = std::max(err, std::isnan(got[i]) || std::isnan(want[i]) ? 1e9 : rel(got[i], want[i]));
+  }
+  return err;
+}
+
+// sum and max of rows by block_all (a block a row, and a row cut into chunks whose results a second pass
+// combines), softmax and logSoftmax with a warp per row, a row with NaN
+static void check_rows() {
+  const int64_t rows = 5, r = 5000;
+  auto x = normal(rows * r, 31);
+  x[3 * r + 4321] = NAN;
+  std::vector<double> sum(rows, 0), mx(rows, -INFINITY);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t k = 0; k < r; ++k) {
+      sum[i] += x[i * r + k];
+      mx[i] = std::isnan(x[i * r + k]) || std::isnan(mx[i]) ? NAN : std::max<double>(mx[i], x[i * r + k]);
+    }
+  std::vector<float> s(rows), m(rows), part(rows * 3), s2(rows);
+  emu_launch({unsigned(rows), 1, 1}, {256, 1, 1}, [&] { reduce_rows<float>(x.data(), s.data(), R_SUM, r, 1, r); });
+  emu_launch({unsigned(rows), 1, 1}, {256, 1, 1}, [&] { reduce_rows<float>(x.data(), m.data(), R_MAX, r, 1, r); });
+  emu_launch({unsigned(rows * 3), 1, 1}, {256, 1, 1},
+             [&] { reduce_rows<float>(x.data(), part.data(), R_SUM, r, 3, 2048); });
+  emu_launch({unsigned(rows), 1, 1}, {256, 1, 1}, [&] { reduce_rows<float>(part.data(), s2.data(), R_SUM, 3, 1, 3); });
+  expect(max_err(s, sum) < 1e-5, "sum of 5 rows of 5000 (block_all), one with NaN", max_err(s, sum));
+  expect(max_err(m, mx) == 0, "max of the same rows (NaN wins)", max_err(m, mx));
+  expect(max_err(s2, sum) < 1e-5, "the same sums over 3 chunks a row, then the chunks in order", max_err(s2, sum));
+  const int64_t outer = 11, n = 70;
+  const auto y = normal(outer * n, 32);
+  std::vector<float> sm(outer * n), lsm(outer * n);
+  emu_launch({unsigned((outer * 32 + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { softmax<true>(y.data(), sm.data(), false, outer, n, 1); });
+  emu_launch({unsigned((outer * 32 + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { softmax<true>(y.data(), lsm.data(), true, outer, n, 1); });
+  std::vector<double> wsm(outer * n), wlsm(outer * n);
+  for (int64_t i = 0; i < outer; ++i) {
+    double mxv = -INFINITY, z = 0;
+    for (int64_t k = 0; k < n; ++k) mxv = std::max<double>(mxv, y[i * n + k]);
+    for (int64_t k = 0; k < n; ++k) z += std::exp(y[i * n + k] - mxv);
+    for (int64_t k = 0; k < n; ++k) {
+      wsm[i * n + k] = std::exp(y[i * n + k] - mxv) / z;
+      wlsm[i * n + k] = y[i * n + k] - mxv - std::log(z);
+    }
+  }
+  expect(max_err(sm, wsm) < 1e-6, "softmax of 11 rows of 70, a warp a row", max_err(sm, wsm));
+  expect(max_err(lsm, wlsm) < 1e-6, "logSoftmax of the same rows", max_err(lsm, wlsm));
+}
+
+// fused cross-entropy forward and backward, a warp a row: class weights, label smoothing, 70 classes, a label
+// out of range (reported; its row's outputs are 0), against the formula in double
+static void check_cross_entropy() {
+  const int64_t n = 9, c = 70;
+  const float smooth = 0.1f;
+  const auto x = normal(n * c, 41), g = normal(n, 42);
+  std::vector<float> w(c);
+  for (int64_t k = 0; k < c; ++k) w[k] = 0.5f + float(k % 5) / 4;
+  std::vector<int32_t> y(n);
+  for (int64_t i = 0; i < n; ++i) y[i] = int32_t((i * 37) % c);
+  y[6] = int32_t(c);  // out of range
+  DeviceFlags flags{};
+  std::vector<float> loss(n, NAN), dx(n * c, NAN);
+  CeArgs a{x.data(), y.data(), g.data(), w.data(), loss.data(), n, c, smooth, &flags};
+  const unsigned blocks = unsigned((n * 32 + 255) / 256);
+  emu_launch({blocks, 1, 1}, {256, 1, 1}, [&] { softmax_cross_entropy(a, false); });
+  a.out = dx.data();
+  emu_launch({blocks, 1, 1}, {256, 1, 1}, [&] { softmax_cross_entropy(a, true); });
+  std::vector<double> wl(n, 0), wdx(n * c, 0);
+  double W = 0;
+  for (float v : w) W += v;
+  for (int64_t i = 0; i < n; ++i) {
+    if (y[i] >= c) continue;
+    double mxv = -INFINITY, z = 0, acc = 0;
+    for (int64_t k = 0; k < c; ++k) mxv = std::max<double>(mxv, x[i * c + k]);
+    for (int64_t k = 0; k < c; ++k) z += std::exp(x[i * c + k] - mxv);
+    const double lse = mxv + std::log(z), hard = (1 - double(smooth)) * w[y[i]];
+    for (int64_t k = 0; k < c; ++k) acc += w[k] * (x[i * c + k] - lse);
+    wl[i] = -hard * (x[i * c + y[i]] - lse) - double(smooth) / c * acc;
+    for (int64_t k = 0; k < c; ++k) {
+      const double p = std::exp(x[i * c + k] - lse);
+      wdx[i * c + k] = g[i] * (hard * p + double(smooth) / c * (p * W - w[k])) - (k == y[i] ? g[i] * hard : 0);
+    }
+  }
+  expect(max_err(loss, wl) < 1e-5, "crossEntropy over 70 weighted classes, smoothing 0.1, a warp a row",
+         max_err(loss, wl));
+  expect(max_err(dx, wdx) < 1e-5, "its backward", max_err(dx, wdx));
+  expect(flags.set[FLAG_LABEL] == 1 && flags.pos[FLAG_LABEL] == 6 && flags.value[FLAG_LABEL] == int(c),
+         "crossEntropy: the label out of range is reported with its row and value", 0);
+}
+
+// layer normalisation (weight and bias), its input gradient and the weight/bias gradients, against double
+static void check_layer_norm() {
+  const int64_t R = 7, C = 77;
+  const auto x = normal(R * C, 51), wt = normal(C, 52), bs = normal(C, 53), gy = normal(R * C, 54);
+  const float eps = 1e-5f;
+  std::vector<float> y(R * C), dx(R * C), stats(2 * R), dw(C), db(C);
+  LnArgs f{R, C, x.data(), wt.data(), bs.data(), eps};
+  emu_launch({unsigned((R + kLnWarps - 1) / kLnWarps), 1, 1}, {32 * kLnWarps, 1, 1}, [&] { layer_norm(f, y.data()); });
+  LnArgs b{R, C, x.data(), gy.data(), wt.data(), eps};
+  emu_launch({unsigned((R + kLnWarps - 1) / kLnWarps), 1, 1}, {32 * kLnWarps, 1, 1},
+             [&] { layer_norm_backward(b, dx.data(), stats.data()); });
+  emu_launch({1, 1, 1}, {256, 1, 1}, [&] { layer_norm_backward_params(b, stats.data(), dw.data(), db.data()); });
+  std::vector<double> wy(R * C), wdx(R * C), wdw(C, 0), wdb(C, 0);
+  for (int64_t r = 0; r < R; ++r) {
+    double mu = 0, var = 0, m1 = 0, m2 = 0;
+    for (int64_t c = 0; c < C; ++c) mu += x[r * C + c];
+    mu /= C;
+    for (int64_t c = 0; c < C; ++c) var += (x[r * C + c] - mu) * (x[r * C + c] - mu);
+    const double is = 1 / std::sqrt(var / C + eps);
+    for (int64_t c = 0; c < C; ++c) {
+      const double h = (x[r * C + c] - mu) * is, d = double(gy[r * C + c]) * wt[c];
+      wy[r * C + c] = h * wt[c] + bs[c];
+      m1 += d / C, m2 += d * h / C;
+      wdw[c] += gy[r * C + c] * h, wdb[c] += gy[r * C + c];
+    }
+    for (int64_t c = 0; c < C; ++c)
+      wdx[r * C + c] = is * (double(gy[r * C + c]) * wt[c] - m1 - (x[r * C + c] - mu) * is * m2);
+  }
+  expect(max_err(y, wy) < 1e-5, "layerNorm of 7 rows of 77, a warp a row", max_err(y, wy));
+  expect(max_err(dx, wdx) < 1e-4, "its input gradient", max_err(dx, wdx));
+  expect(max_err(dw, wdw) < 1e-5 && max_err(db, wdb) < 1e-5, "its weight and bias gradients",
+         std::max(max_err(dw, wdw), max_err(db, wdb)));
+}
+
 int main() {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
   check_conv("144 taps (3 column tiles), 1200 positions", geometry(3, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1), 7);
   check_conv("5760 positions", geometry(40, 2, 12, 12, 3, 3, 3, 1, 1, 1, 1), 10);
+  check_matmul(70, 130, 300, false, false, 2);
+  check_matmul(129, 67, 200, true, true, 1);
+  check_rows();
+  check_cross_entropy();
+  check_layer_norm();
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -83,6 +83,14 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     ['reduce.cu', ['RedOp', 'combine', 'Combine', 'reduce_rows', 'RowExp', 'warp_row_exp', 'kRowsPerBlock', 'softmax']],
     ['reduce.cu', ['CeArgs', 'softmax_cross_entropy', 'kLnWarps', 'ln_row_stats', 'layer_norm', 'layer_norm_backward']],
     ['reduce.cu', ['layer_norm_backward_params']],
+    ['matmul.cu', ['kAttWarps', 'att_dot', 'att_score', 'att_row', 'attention', 'attention_backward_stats', 'att_ds']],
+    ['matmul.cu', ['attention_backward_q', 'attention_backward_kv']],
+    ['quant.cu', ['quantize_rows', 'weight_word', 'dequant_dot', 'kInt8FewRows', 'qlinear_int8_rows', 'weight_sums']],
+    [
+      'quant.cu',
+      ['kQTile', 'qlinear_int8', 'kQConvTile', 'qconv_gemm', 'qconv_pool', 'dequant_int4', 'kInt4FusedRows'],
+    ],
+    ['quant.cu', ['qlinear_int4']],
     ['matmul.cu', ['MmArgs', 'batch_offset', 'ld', 'tile_pos', 'a_rows_fast', 'b_rows_fast', 'matmul_simt']],
     ['matmul.cu', ['pipelined_k', 'kBig', 'matmul_simt128', 'sum_splits']],
     ['conv.cu', ['kConvTile', 'conv_gemm', 'conv2d_backward_weight', 'kConvWBlocks', 'conv_wgrad_chunks']],
@@ -94,7 +102,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
   const out = runCheck('cuda_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
     writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
   );
-  if (out !== null) assert.match(out, /cuda emulation: 35 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 49 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -96,6 +96,18 @@ inline int __any_sync(unsigned, int pred) {
 }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_warps[emu_thread() / 32]->arrive_and_wait(); }
 
+/** dp4a: the four byte products of a and b (signed bytes) added to c; dp4a_us takes a's bytes unsigned (the PTX
+ * instruction kernels/cuda/quant.cu writes as inline asm). */
+inline int __dp4a(int a, int b, int c) {
+  for (int i = 0; i < 4; ++i) c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
+  return c;
+}
+inline int32_t dp4a_us(uint32_t a, int32_t b, int32_t c) {
+  for (int i = 0; i < 4; ++i) c += int(uint8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
+  return c;
+}
+using std::isfinite;
+
 /** Runs body() as every thread of every block of `grid` (blocks of `block_dim`), one block at a time. */
 inline void emu_launch(EmuDim grid, EmuDim block_dim, const std::function<void()>& body) {
   gridDim = grid;

@@ -7,8 +7,10 @@
 #include <utility>
 
 #include "cuda_emu.h"
+#include "kiln/attention.h"
 #include "kiln/conv_geom.h"
 #include "kiln/cuda_runtime.h"
+#include "kiln/int4_layout.h"
 #include "kiln/layer_norm.h"
 #include "kiln/tables.h"
 
@@ -382,6 +384,201 @@ static void check_layer_norm() {
          std::max(max_err(dw, wdw), max_err(db, wdb)));
 }
 
+// fused attention, a warp per query row (forward, dq) or key row (dk, dv) with an online softmax: a shared mask,
+// causal or not, dropout by the shared hash rule; 40 and 33 head dims (lanes stride past 32). Against double.
+static void check_attention(bool causal, uint32_t thr) {
+  const int64_t B = 2, L = 5, S = 7, D = 40, Dv = 33;
+  const auto q = normal(B * L * D, 61), k = normal(B * S * D, 62), v = normal(B * S * Dv, 63), mask = normal(L * S, 64),
+             go = normal(B * L * Dv, 65);
+  AttArgs a{};
+  a.B = B, a.L = L, a.S = S, a.D = D, a.Dv = Dv, a.q = q.data(), a.k = k.data(), a.v = v.data();
+  a.mask = mask.data(), a.mask_stride = 0, a.scale = 0.3f, a.causal = causal;
+  a.thr = thr, a.seed_hash = att_hash(12345), a.keep_scale = thr ? 1.f / (1.f - float(thr) / 4294967296.f) : 1.f;
+  std::vector<float> fo(B * L * (Dv + 1), NAN), di(B * L, NAN), dq(B * L * D, NAN), dk(B * S * D, NAN),
+      dv(B * S * Dv, NAN);
+  const auto rows = [](int64_t n) { return EmuDim{unsigned((n + kAttWarps - 1) / kAttWarps), 1, 1}; };
+  const EmuDim warps{32 * kAttWarps, 1, 1};
+  emu_launch(rows(B * L), warps, [&] { attention(a, fo.data()); });
+  emu_launch(rows(B * L), warps, [&] { attention_backward_stats(a, fo.data(), go.data(), di.data()); });
+  emu_launch(rows(B * L), warps, [&] { attention_backward_q(a, fo.data(), go.data(), di.data(), dq.data()); });
+  emu_launch(rows(B * S), warps,
+             [&] { attention_backward_kv(a, fo.data(), go.data(), di.data(), dk.data(), dv.data()); });
+  std::vector<double> wo(fo.size()), wdq(dq.size(), 0), wdk(dk.size(), 0), wdv(dv.size(), 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i) {
+      const int64_t r = b * L + i;
+      std::vector<double> sc(S, -INFINITY), p(S, 0), dp(S, 0);
+      double m = -INFINITY, l = 0, Di = 0;
+      for (int64_t j = 0; j < S; ++j) {
+        if (causal && j > i) continue;
+        double dot = 0;
+        for (int64_t d = 0; d < D; ++d) dot += double(q[r * D + d]) * k[(b * S + j) * D + d];
+        sc[j] = dot * a.scale + mask[i * S + j];
+        m = std::max(m, sc[j]);
+      }
+      for (int64_t j = 0; j < S; ++j) l += std::exp(sc[j] - m);
+      for (int64_t j = 0; j < S; ++j) p[j] = std::exp(sc[j] - m) / l;
+      for (int64_t e = 0; e < Dv; ++e) {
+        double o = 0;
+        for (int64_t j = 0; j < S; ++j) o += p[j] * a.keep(b, i, j) * v[(b * S + j) * Dv + e];
+        wo[r * (Dv + 1) + e] = o;
+        Di += o * go[r * Dv + e];
+      }
+      wo[r * (Dv + 1) + Dv] = m + std::log(l);
+      for (int64_t j = 0; j < S; ++j) {
+        for (int64_t e = 0; e < Dv; ++e) dp[j] += double(go[r * Dv + e]) * v[(b * S + j) * Dv + e];
+        const double kf = a.keep(b, i, j), ds = p[j] * (dp[j] * kf - Di) * a.scale;
+        for (int64_t d = 0; d < D; ++d) {
+          wdq[r * D + d] += ds * k[(b * S + j) * D + d];
+          wdk[(b * S + j) * D + d] += ds * q[r * D + d];
+        }
+        for (int64_t e = 0; e < Dv; ++e) wdv[(b * S + j) * Dv + e] += p[j] * kf * go[r * Dv + e];
+      }
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "attention%s%s: output and log-sum-exp", causal ? ", causal" : "",
+                thr ? ", dropout" : "");
+  expect(max_err(fo, wo) < 1e-5, what, max_err(fo, wo));
+  const double err = std::max({max_err(dq, wdq), max_err(dk, wdk), max_err(dv, wdv)});
+  std::snprintf(what, sizeof what, "attention%s%s: dq, dk and dv", causal ? ", causal" : "", thr ? ", dropout" : "");
+  expect(err < 1e-5, what, err);
+}
+
+static std::vector<int8_t> int8s(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int8_t> v(n);
+  for (auto& x : v) x = int8_t(int(rng() % 256) - 128);
+  return v;
+}
+
+// int8 linear: x rows quantized on the device (range per row), then exact int32 dot products with dp4a,
+// dequantized: a warp per output for a few rows, 64x64 tiles for more; weights read as words (K % 4 == 0) or
+// bytes. The dequantized sums must carry the bits of the same formula over exact integer dots of the codes.
+static void check_qlinear_int8(int64_t M, int64_t K) {
+  const int64_t N = 70, Kp = (K + 3) / 4 * 4;
+  const auto x = normal(M * K, 71), ws = normal(N, 72), bias = normal(N, 73);
+  const auto w = int8s(N * K, 74);
+  std::vector<uint8_t> q(M * Kp);
+  std::vector<float> scale(M), y(M * N, NAN);
+  std::vector<int32_t> zero(M), wsum(N);
+  DeviceFlags flags{};
+  emu_launch({1, 1, 1}, {256, 1, 1},
+             [&] { quantize_rows(x.data(), q.data(), scale.data(), zero.data(), M, K, Kp, 0.f, 0, &flags); });
+  const bool w4 = K % 4 == 0;
+  if (M <= kInt8FewRows) {
+    emu_launch({unsigned((N * 32 + 255) / 256), 1, 1}, {256, 1, 1}, [&] {
+      qlinear_int8_rows(q.data(), scale.data(), zero.data(), w.data(), ws.data(), bias.data(), y.data(), M, N, K, Kp,
+                        w4);
+    });
+  } else {
+    emu_launch({unsigned((N * 32 + 255) / 256), 1, 1}, {256, 1, 1},
+               [&] { weight_sums(w.data(), wsum.data(), N, K, w4); });
+    emu_launch({unsigned((N + 63) / 64), unsigned((M + 63) / 64), 1}, {256, 1, 1}, [&] {
+      qlinear_int8(q.data(), scale.data(), zero.data(), w.data(), wsum.data(), ws.data(), bias.data(), y.data(), M, N,
+                   K, Kp, w4);
+    });
+  }
+  double qerr = 0;  // each code stands for its value within half a step
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k)
+      qerr = std::max(qerr, std::fabs((q[i * Kp + k] - zero[i]) * double(scale[i]) - x[i * K + k]) / scale[i]);
+  size_t differ = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      int32_t dot = 0, s = 0;
+      for (int64_t k = 0; k < K; ++k) dot += int32_t(q[i * Kp + k]) * w[j * K + k], s += w[j * K + k];
+      const float want = static_cast<float>(dot - zero[i] * s) * (scale[i] * ws[j]) + bias[j];
+      differ += std::memcmp(&want, &y[i * N + j], 4) != 0;
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "qlinearInt8 %ld x %ld x 70 (%s, weights as %s): quantized within half a step",
+                long(M), long(K), M <= kInt8FewRows ? "a warp an output" : "64x64 tiles", w4 ? "words" : "bytes");
+  expect(qerr <= 0.5 + 1e-4, what, qerr);
+  std::snprintf(what, sizeof what, "qlinearInt8 %ld x %ld x 70: the exact dot products' bits", long(M), long(K));
+  expect(differ == 0, what, double(differ));
+}
+
+// int8 convolution: each image quantized as a row, the implicit GEMM over codes (exact int32), ReLU, then a 2x2
+// max pool; against the same formula over integer sums of the codes, bit for bit
+static void check_qconv() {
+  ConvGeom g;
+  g.N = 3, g.C = 3, g.H = 9, g.W = 8, g.O = 70, g.kh = 3, g.kw = 3, g.ph = 1, g.pw = 1;
+  g.OH = conv_out_size(g.H, g.kh, 1, 1, 1), g.OW = conv_out_size(g.W, g.kw, 1, 1, 1);
+  const int64_t K = g.C * g.H * g.W, taps = g.C * g.kh * g.kw, P = g.N * g.OH * g.OW;
+  const auto x = normal(g.N * K, 81), ws = normal(g.O, 82), bias = normal(g.O, 83);
+  const auto w = int8s(g.O * taps, 84);
+  std::vector<uint8_t> q(g.N * K);
+  std::vector<float> scale(g.N), map(g.N * g.O * g.OH * g.OW, NAN), pooled(g.N * g.O * (g.OH / 2) * (g.OW / 2), NAN);
+  std::vector<int32_t> zero(g.N);
+  DeviceFlags flags{};
+  emu_launch({1, 1, 1}, {256, 1, 1},
+             [&] { quantize_rows(x.data(), q.data(), scale.data(), zero.data(), g.N, K, K, 0.f, 0, &flags); });
+  emu_launch({unsigned((P + 63) / 64), unsigned((g.O + 63) / 64), 1}, {256, 1, 1}, [&] {
+    qconv_gemm(q.data(), scale.data(), zero.data(), w.data(), ws.data(), bias.data(), map.data(), g, true);
+  });
+  emu_launch({unsigned((pooled.size() + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { qconv_pool(map.data(), pooled.data(), g, 2); });
+  size_t differ = 0, pdiffer = 0;
+  std::vector<float> want(map.size());
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          int32_t acc = 0;
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                int64_t ih, iw;
+                if (g.tap_in(oh, ow, i, j, ih, iw))
+                  acc += w[o * taps + (c * g.kh + i) * g.kw + j] * (q[n * K + (c * g.H + ih) * g.W + iw] - zero[n]);
+              }
+          float v = static_cast<float>(acc) * (scale[n] * ws[o]) + bias[o];
+          if (v < 0.f) v = 0.f;
+          const int64_t t = ((n * g.O + o) * g.OH + oh) * g.OW + ow;
+          want[t] = v;
+          differ += std::memcmp(&v, &map[t], 4) != 0;
+        }
+  for (int64_t pl = 0; pl < g.N * g.O; ++pl)
+    for (int64_t pr = 0; pr < g.OH / 2; ++pr)
+      for (int64_t pc = 0; pc < g.OW / 2; ++pc) {
+        float m = 0.f;
+        for (int64_t i = 0; i < 2; ++i)
+          for (int64_t j = 0; j < 2; ++j) m = std::max(m, want[(pl * g.OH + 2 * pr + i) * g.OW + 2 * pc + j]);
+        pdiffer += m != pooled[(pl * (g.OH / 2) + pr) * (g.OW / 2) + pc];
+      }
+  expect(differ == 0, "qconv2dInt8 3x3 pad 1, 70 channels, ReLU: the exact sums' bits", double(differ));
+  expect(pdiffer == 0, "qconv2dInt8's 2x2 max pool", double(pdiffer));
+}
+
+// int4 weight-only linear: the weight dequantized into scratch, and a warp an output dequantizing in registers
+static void check_int4() {
+  const int64_t M = 3, N = 20, K = 100, g = 32, G = (K + g - 1) / g;
+  const auto x = normal(M * K, 91), s = normal(N * G, 92), bias = normal(N, 93);
+  std::mt19937 rng(94);
+  std::vector<uint8_t> w(N * G * g / 2);
+  for (auto& b : w) b = uint8_t(rng());
+  std::vector<float> W(N * K, NAN), y(M * N, NAN);
+  emu_launch({unsigned((N * K + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { dequant_int4(w.data(), s.data(), W.data(), N, K, G, g); });
+  emu_launch({unsigned((N * 32 + 255) / 256), 1, 1}, {256, 1, 1},
+             [&] { qlinear_int4(x.data(), w.data(), s.data(), bias.data(), y.data(), M, N, K, G, g); });
+  std::vector<double> wW(N * K), wy(M * N);
+  for (int64_t j = 0; j < N; ++j)
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t b = w[j * (G * g / 2) + k / 2];
+      wW[j * K + k] = static_cast<float>((k % 2 ? b >> 4 : b & 15) - kInt4Offset) * s[j * G + k / g];  // in float
+    }
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = bias[j];
+      for (int64_t k = 0; k < K; ++k) acc += x[i * K + k] * wW[j * K + k];
+      wy[i * N + j] = acc;
+    }
+  expect(max_err(W, wW) == 0, "int4 weights dequantized (nibble - 8) * scale, groups of 32 over K = 100",
+         max_err(W, wW));
+  expect(max_err(y, wy) < 1e-5, "qlinearInt4, a warp an output dequantizing in registers", max_err(y, wy));
+}
+
 int main() {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
@@ -392,6 +589,13 @@ int main() {
   check_rows();
   check_cross_entropy();
   check_layer_norm();
+  check_attention(false, 0);
+  check_attention(true, 1u << 30);
+  check_qlinear_int8(5, 37);
+  check_qlinear_int8(70, 40);
+  check_qlinear_int8(70, 37);
+  check_qconv();
+  check_int4();
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -40,6 +40,11 @@ struct Runtime {
   std::mutex mu;  // the allocator's lists
   std::unordered_map<uint64_t, std::vector<void*>> free_lists;
   uint64_t cached = 0, limit = 0;
+  // stream-ordered allocation from the device's default pool, which keeps what it is handed back (release
+  // threshold raised from 0, so a miss after a sync does not map memory again); plain cudaMalloc/cudaFree where
+  // the device has no memory pools (some vGPU and WSL set-ups)
+  bool pools = false;
+  cudaMemPool_t pool = nullptr;
 };
 
 Runtime& rt() {
@@ -88,6 +93,13 @@ Runtime& rt() {
       x->reason = std::string("CUDA set-up failed: ") + cudaGetErrorString(e);
       return x;
     }
+    int pools = 0;
+    if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, dev) == cudaSuccess && pools &&
+        cudaDeviceGetDefaultMemPool(&x->pool, dev) == cudaSuccess) {
+      uint64_t keep = UINT64_MAX;
+      x->pools = cudaMemPoolSetAttribute(x->pool, cudaMemPoolAttrReleaseThreshold, &keep) == cudaSuccess;
+    }
+    cudaGetLastError();
     uint64_t mb = 4096;
     if (const char* s = std::getenv("KILN_CUDA_CACHE_MB")) mb = std::strtoull(s, nullptr, 10);
     x->limit = mb << 20;
@@ -176,13 +188,22 @@ Status alloc(uint64_t bytes, void** p) {
       return Status::ok();
     }
   }
-  cudaError_t e = cudaMallocAsync(p, cls, r.stream);
+  const auto get = [&] { return r.pools ? cudaMallocAsync(p, cls, r.stream) : cudaMalloc(p, cls); };
+  cudaError_t e = get();
   if (e == cudaErrorMemoryAllocation) {  // hand the cache back to the driver and try once more
     cudaGetLastError();
     empty_cache();
-    e = cudaMallocAsync(p, cls, r.stream);
+    e = get();
   }
   return status(e, "allocate device memory");
+}
+
+/** Frees p after the kernels queued before (cudaFree waits for the device where there are no pools). */
+static void give_back(Runtime& r, void* p) {
+  if (r.pools)
+    cudaFreeAsync(p, r.stream);
+  else
+    cudaFree(p);
 }
 
 void release(void* p, uint64_t bytes) {
@@ -191,23 +212,30 @@ void release(void* p, uint64_t bytes) {
   const uint64_t cls = size_class(bytes);
   std::lock_guard<std::mutex> lock(r.mu);
   if (r.cached + cls > r.limit) {
-    cudaFreeAsync(p, r.stream);  // stream-ordered: after the kernels queued before it
+    give_back(r, p);
     return;
   }
   r.free_lists[cls].push_back(p);  // reuse is stream-ordered too: one stream runs everything in order
   r.cached += cls;
 }
 
-uint64_t cached_bytes() { return rt().cached; }
+uint64_t cached_bytes() {
+  Runtime& r = rt();
+  std::lock_guard<std::mutex> lock(r.mu);
+  return r.cached;
+}
 
 void empty_cache() {
   Runtime& r = rt();
   if (!r.ok) return;
   std::lock_guard<std::mutex> lock(r.mu);
   for (auto& kv : r.free_lists)
-    for (void* p : kv.second) cudaFreeAsync(p, r.stream);
+    for (void* p : kv.second) give_back(r, p);
   r.free_lists.clear();
   r.cached = 0;
+  if (r.pools && cudaStreamSynchronize(r.stream) == cudaSuccess)  // and the pool's memory to the driver
+    cudaMemPoolTrimTo(r.pool, 0);
+  cudaGetLastError();
 }
 
 Status scratch(uint64_t bytes, void** p) { return alloc(bytes, p); }

@@ -54,17 +54,18 @@ test('cuBLASLt plans: strided products map onto column-major BLAS calls exactly 
   if (out !== null) assert.match(out, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
 });
 
-// The text of one definition in kernels/cuda/<file>: the kernel, function or struct called `name` (with its
-// template line) or enum, or the line that declares a constant; from its start to its closing brace.
-function cudaDefinition(file: string, name: string): string {
-  const text = readFileSync(join(import.meta.dirname, '..', 'kernels', 'cuda', file), 'utf8');
+// The text of one definition in a C++ or CUDA source (a path from the repository's root): the kernel, function,
+// struct or enum called `name` (with its template line), or the line that declares a constant; from its start to
+// its closing brace.
+function sourceDefinition(file: string, name: string): string {
+  const text = readFileSync(join(import.meta.dirname, '..', file), 'utf8');
   const line = new RegExp(`^constexpr [^\\n]*\\b${name}\\b[^\\n]*\\n`, 'm').exec(text);
   if (line) return line[0];
   const m = new RegExp(
-    `^(?:template <[^\\n]*>\\n)?(?:__global__|__device__|inline|struct|enum)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
+    `^(?:template <[^\\n]*>\\n)?(?:__global__|__device__|inline|static|struct|enum)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
     'm',
   ).exec(text);
-  assert.ok(m, `${name} not found in kernels/cuda/${file}`);
+  assert.ok(m, `${name} not found in ${file}`);
   let depth = 0,
     i = text.indexOf('{', m.index);
   for (; i < text.length; i++) {
@@ -78,31 +79,39 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
   // test/native/cuda_emu.h: a block's threads as std::threads, __syncthreads as a barrier; the kernels' text is
   // copied verbatim, so their tiling, index maths and barrier phases run here on real numbers
   const parts: [string, string[]][] = [
-    ['common.cuh', ['tile_step_4x4', 'FmaStep', 'kViewDims', 'View', 'report', 'warp_all', 'block_all', 'SumOp']],
-    ['common.cuh', ['warp_sum_all', 'block_sum']],
-    ['reduce.cu', ['RedOp', 'combine', 'Combine', 'reduce_rows', 'RowExp', 'warp_row_exp', 'kRowsPerBlock', 'softmax']],
-    ['reduce.cu', ['CeArgs', 'softmax_cross_entropy', 'kLnWarps', 'ln_row_stats', 'layer_norm', 'layer_norm_backward']],
-    ['reduce.cu', ['layer_norm_backward_params']],
-    ['matmul.cu', ['kAttWarps', 'att_dot', 'att_score', 'att_row', 'attention', 'attention_backward_stats', 'att_ds']],
-    ['matmul.cu', ['attention_backward_q', 'attention_backward_kv']],
-    ['quant.cu', ['quantize_rows', 'weight_word', 'dequant_dot', 'kInt8FewRows', 'qlinear_int8_rows', 'weight_sums']],
     [
-      'quant.cu',
-      ['kQTile', 'qlinear_int8', 'kQConvTile', 'qconv_gemm', 'qconv_pool', 'dequant_int4', 'kInt4FusedRows'],
+      'kernels/cuda/common.cuh',
+      ['tile_step_4x4', 'FmaStep', 'kViewDims', 'View', 'report', 'warp_all', 'block_all', 'SumOp', 'warp_sum_all'],
     ],
-    ['quant.cu', ['qlinear_int4']],
-    ['matmul.cu', ['MmArgs', 'batch_offset', 'ld', 'tile_pos', 'a_rows_fast', 'b_rows_fast', 'matmul_simt']],
-    ['matmul.cu', ['pipelined_k', 'kBig', 'matmul_simt128', 'sum_splits']],
-    ['conv.cu', ['kConvTile', 'conv_gemm', 'conv2d_backward_weight', 'kConvWBlocks', 'conv_wgrad_chunks']],
-    ['reduce.cu', ['nan_column_stats', 'order_key', 'key_value', 'nan_quantile']],
-    ['movement.cu', ['scatter_keys', 'scatter_starts', 'scatter_sum']],
+    [
+      'kernels/cuda/matmul.cu',
+      ['MmArgs', 'batch_offset', 'ld', 'tile_pos', 'a_rows_fast', 'b_rows_fast', 'matmul_simt', 'pipelined_k']
+        .concat(['kBig', 'matmul_simt128', 'sum_splits', 'kAttWarps', 'att_dot', 'att_score', 'att_row'])
+        .concat(['attention', 'attention_backward_stats', 'att_ds', 'attention_backward_q', 'attention_backward_kv']),
+    ],
+    ['kernels/cuda/conv.cu', ['kConvTile', 'conv_gemm', 'conv2d_backward_weight', 'kConvWBlocks', 'conv_wgrad_chunks']],
+    [
+      'kernels/cuda/reduce.cu',
+      ['RedOp', 'combine', 'Combine', 'reduce_rows', 'RowExp', 'warp_row_exp', 'kRowsPerBlock', 'softmax', 'CeArgs']
+        .concat(['softmax_cross_entropy', 'nan_column_stats', 'order_key', 'key_value', 'nan_quantile', 'kLnWarps'])
+        .concat(['ln_row_stats', 'layer_norm', 'layer_norm_backward', 'layer_norm_backward_params']),
+    ],
+    ['kernels/cuda/movement.cu', ['scatter_keys', 'scatter_starts', 'scatter_sum']],
+    [
+      'kernels/cuda/quant.cu',
+      ['quantize_rows', 'weight_word', 'dequant_dot', 'kInt8FewRows', 'qlinear_int8_rows', 'weight_sums', 'kQTile']
+        .concat(['qlinear_int8', 'kQConvTile', 'qconv_gemm', 'qconv_pool', 'dequant_int4', 'kInt4FusedRows'])
+        .concat(['qlinear_int4']),
+    ],
+    ['kernels/cuda/optim.cu', ['AdamArgs', 'adam_step', 'SgdArgs', 'sgd_step']],
+    ['native/cpu/optim.cc', ['adam_range', 'sgd_range']], // the cpu backend's loops, the optimizers' reference
   ];
-  const kernels = parts.flatMap(([file, names]) => names.map((n) => cudaDefinition(file, n))).join('\n');
+  const kernels = parts.flatMap(([file, names]) => names.map((n) => sourceDefinition(file, n))).join('\n');
   // -Wno-unknown-pragmas: nvcc's #pragma unroll
   const out = runCheck('cuda_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
     writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
   );
-  if (out !== null) assert.match(out, /cuda emulation: 49 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 56 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -579,6 +579,51 @@ static void check_int4() {
   expect(max_err(y, wy) < 1e-5, "qlinearInt4, a warp an output dequantizing in registers", max_err(y, wy));
 }
 
+// Adam (AMSGrad and decoupled weight decay too) and SGD (momentum, dampening, Nesterov) against the cpu
+// backend's own loops (native/cpu/optim.cc, copied the same way), from the same float operands: the bits must
+// agree, a NaN second moment kept by AMSGrad's max included (only FMA contraction on a GPU may differ by an ulp)
+static void check_optim() {
+  const int64_t n = 1000;
+  const auto p0 = normal(n, 101), g = normal(n, 102), m0 = normal(n, 103);
+  std::vector<float> v0(n), vmax0(n);
+  for (int64_t i = 0; i < n; ++i) v0[i] = std::fabs(m0[(i * 7) % n]), vmax0[i] = i % 3 ? v0[i] * 2 : 0.f;
+  v0[17] = NAN;
+  for (bool ams : {false, true})
+    for (float shrink : {1.f, 0.9997f}) {
+      const float b1 = 0.9f, b2 = 0.999f, c1 = 0.1f, c2 = 0.001f, l2 = shrink == 1.f ? 0.01f : 0.f;
+      const float step = float(3e-4 / (1 - 0.9 * 0.9 * 0.9)), isb = float(1 / std::sqrt(1 - 0.999 * 0.999 * 0.999));
+      auto p = p0, m = m0, v = v0, vm = vmax0, cp = p0, cm = m0, cv = v0, cvm = vmax0;
+      AdamArgs a{p.data(), g.data(), m.data(), v.data(), ams ? vm.data() : nullptr, n, b1, b2, c1, c2, l2, shrink,
+                 step, isb, 1e-8f};
+      emu_launch({unsigned((n + 255) / 256), 1, 1}, {256, 1, 1}, [&] { adam_step(a); });
+      if (ams)
+        adam_range<true>(cp.data(), g.data(), cm.data(), cv.data(), cvm.data(), n, b1, b2, c1, c2, l2, shrink, step,
+                         isb, 1e-8f);
+      else
+        adam_range<false>(cp.data(), g.data(), cm.data(), cv.data(), nullptr, n, b1, b2, c1, c2, l2, shrink, step,
+                          isb, 1e-8f);
+      const bool same = std::memcmp(p.data(), cp.data(), n * 4) == 0 && std::memcmp(m.data(), cm.data(), n * 4) == 0 &&
+                        std::memcmp(v.data(), cv.data(), n * 4) == 0 &&
+                        (!ams || std::memcmp(vm.data(), cvm.data(), n * 4) == 0);
+      char what[120];
+      std::snprintf(what, sizeof what, "adamStep%s%s: cpu's bits for p, m, v%s", ams ? " (AMSGrad)" : "",
+                    shrink != 1.f ? " (decoupled decay)" : " (L2)", ams ? " and vmax" : "");
+      expect(same, what, 0);
+    }
+  for (int mode = 0; mode < 3; ++mode) {  // plain, momentum with dampening, Nesterov on a first step
+    auto p = p0, b = m0, cp = p0, cb = m0;
+    const bool mom = mode > 0, nesterov = mode == 2, first = mode == 2;
+    SgdArgs a{p.data(), g.data(), mom ? b.data() : nullptr, n, 0.01f, 0.9f, 0.25f, 1e-4f, nesterov, first};
+    emu_launch({unsigned((n + 255) / 256), 1, 1}, {256, 1, 1}, [&] { sgd_step(a); });
+    sgd_range(cp.data(), g.data(), mom ? cb.data() : nullptr, n, 0.01f, 0.9f, 1.0f - 0.25f, 1e-4f, nesterov, first);
+    const bool same = std::memcmp(p.data(), cp.data(), n * 4) == 0 && std::memcmp(b.data(), cb.data(), n * 4) == 0;
+    expect(same,
+           mode == 0 ? "sgdStep: cpu's bits" : mode == 1 ? "sgdStep, momentum and dampening: cpu's bits"
+                                                         : "sgdStep, Nesterov's first step: cpu's bits",
+           0);
+  }
+}
+
 int main() {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
@@ -596,6 +641,7 @@ int main() {
   check_qlinear_int8(70, 37);
   check_qconv();
   check_int4();
+  check_optim();
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

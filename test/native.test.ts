@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { addonOrigin, loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
+import { runKernel } from '../src/engine/dispatch.js';
 import { allclose, assertClose, childJson, onBackend, rng, randomArray } from './helpers.js';
 
 test('the addon loads and agrees with the op table', () => {
@@ -22,10 +23,16 @@ test('the addon loads and agrees with the op table', () => {
 
 /**
  * Compiles test/native/<source> with the compiler the addon was built with (`flags` added; `prepare` may write
- * headers into the build folder, which is on the include path), runs it, and returns its stdout after checking
- * that it exited 0. Null where there is no compiler (a prebuilt addon).
+ * headers into the build folder, which is on the include path), runs it with the folder as its argument, checks
+ * that it exited 0, and returns its stdout; `inspect` may read what it wrote there first. Null where there is no
+ * compiler (a prebuilt addon).
  */
-function runCheck(source: string, flags: string[], prepare: (dir: string) => void = () => {}): string | null {
+function runCheck(
+  source: string,
+  flags: string[],
+  prepare: (dir: string) => void = () => {},
+  inspect: (dir: string) => void = () => {},
+): string | null {
   const cxx = process.env.CXX ?? 'g++';
   if (spawnSync(cxx, ['--version']).status !== 0) {
     assert.is(addonOrigin().from, 'prebuild', `${cxx} is missing, yet the addon was built from source`);
@@ -40,8 +47,9 @@ function runCheck(source: string, flags: string[], prepare: (dir: string) => voi
     const src = join(root, 'test', 'native', source);
     const cc = spawnSync(cxx, ['-O1', '-Wall', '-Werror', ...flags, ...include, '-o', exe, src], { encoding: 'utf8' });
     assert.is(cc.status, 0, cc.stderr);
-    const run = spawnSync(exe, { encoding: 'utf8', timeout: 240_000 });
+    const run = spawnSync(exe, [dir], { encoding: 'utf8', timeout: 240_000 });
     assert.is(run.status, 0, run.stdout + run.stderr);
+    inspect(dir);
     return run.stdout;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -77,41 +85,65 @@ function sourceDefinition(file: string, name: string): string {
 
 test('CUDA kernels run on a CPU emulation of a thread block and match plain references (no GPU needed)', () => {
   // test/native/cuda_emu.h: a block's threads as std::threads, __syncthreads as a barrier; the kernels' text is
-  // copied verbatim, so their tiling, index maths and barrier phases run here on real numbers
-  const parts: [string, string[]][] = [
+  // copied verbatim, so their tiling, index maths and barrier phases run here on real numbers. What each file
+  // gives, in an order where every definition comes after what it uses:
+  const parts: [string, string][] = [
     [
       'kernels/cuda/common.cuh',
-      ['tile_step_4x4', 'FmaStep', 'kViewDims', 'View', 'report', 'warp_all', 'block_all', 'SumOp', 'warp_sum_all'],
+      'tile_step_4x4 FmaStep kViewDims View report warp_all block_all SumOp warp_sum_all sat_i32 store_f store_i',
     ],
     [
       'kernels/cuda/matmul.cu',
-      ['MmArgs', 'batch_offset', 'ld', 'tile_pos', 'a_rows_fast', 'b_rows_fast', 'matmul_simt', 'pipelined_k']
-        .concat(['kBig', 'matmul_simt128', 'sum_splits', 'kAttWarps', 'att_dot', 'att_score', 'att_row'])
-        .concat(['attention', 'attention_backward_stats', 'att_ds', 'attention_backward_q', 'attention_backward_kv']),
+      'MmArgs batch_offset ld tile_pos a_rows_fast b_rows_fast matmul_simt pipelined_k kBig matmul_simt128 ' +
+        'sum_splits kAttWarps att_dot att_score att_row attention attention_backward_stats att_ds ' +
+        'attention_backward_q attention_backward_kv',
     ],
-    ['kernels/cuda/conv.cu', ['kConvTile', 'conv_gemm', 'conv2d_backward_weight', 'kConvWBlocks', 'conv_wgrad_chunks']],
+    ['kernels/cuda/conv.cu', 'kConvTile conv_gemm conv2d_backward_weight kConvWBlocks conv_wgrad_chunks'],
     [
       'kernels/cuda/reduce.cu',
-      ['RedOp', 'combine', 'Combine', 'reduce_rows', 'RowExp', 'warp_row_exp', 'kRowsPerBlock', 'softmax', 'CeArgs']
-        .concat(['softmax_cross_entropy', 'nan_column_stats', 'order_key', 'key_value', 'nan_quantile', 'kLnWarps'])
-        .concat(['ln_row_stats', 'layer_norm', 'layer_norm_backward', 'layer_norm_backward_params']),
+      'RedOp combine Combine reduce_rows RowExp warp_row_exp kRowsPerBlock softmax CeArgs softmax_cross_entropy ' +
+        'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +
+        'layer_norm_backward_params',
     ],
-    ['kernels/cuda/movement.cu', ['scatter_keys', 'scatter_starts', 'scatter_sum']],
+    ['kernels/cuda/movement.cu', 'scatter_keys scatter_starts scatter_sum'],
     [
       'kernels/cuda/quant.cu',
-      ['quantize_rows', 'weight_word', 'dequant_dot', 'kInt8FewRows', 'qlinear_int8_rows', 'weight_sums', 'kQTile']
-        .concat(['qlinear_int8', 'kQConvTile', 'qconv_gemm', 'qconv_pool', 'dequant_int4', 'kInt4FusedRows'])
-        .concat(['qlinear_int4']),
+      'quantize_rows weight_word dequant_dot kInt8FewRows qlinear_int8_rows weight_sums kQTile qlinear_int8 ' +
+        'kQConvTile qconv_gemm qconv_pool dequant_int4 kInt4FusedRows qlinear_int4',
     ],
-    ['kernels/cuda/optim.cu', ['AdamArgs', 'adam_step', 'SgdArgs', 'sgd_step']],
-    ['native/cpu/optim.cc', ['adam_range', 'sgd_range']], // the cpu backend's loops, the optimizers' reference
+    ['kernels/cuda/optim.cu', 'AdamArgs adam_step SgdArgs sgd_step'],
+    ['kernels/cuda/random.cu', 'philox RngArgs random'],
+    ['native/cpu/optim.cc', 'adam_range sgd_range'], // the cpu backend's loops, the optimizers' reference
   ];
-  const kernels = parts.flatMap(([file, names]) => names.map((n) => sourceDefinition(file, n))).join('\n');
-  // -Wno-unknown-pragmas: nvcc's #pragma unroll
-  const out = runCheck('cuda_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
-    writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
+  const kernels = parts.flatMap(([file, names]) => names.split(' ').map((n) => sourceDefinition(file, n))).join('\n');
+  // the random kernel's draws (written by the check) against the cpu backend's for the same Philox key and counter
+  const randomDraws = (dir: string): void => {
+    const rng = [0x12345678, 0x9abcdef0, 5, 7]; // key0, key1, counter (low, high words)
+    for (const [op, file, n, a, b, dtype] of [
+      ['randomUniform', 'uniform', 1001, -2, 3, 'float32'],
+      ['randomNormal', 'normal', 1003, 0.5, 2, 'float32'],
+      ['randomInt', 'int', 999, -5, 1000, 'int32'],
+    ] as const) {
+      const raw = readFileSync(join(dir, `random_${file}.bin`));
+      const got =
+        dtype === 'int32'
+          ? new Int32Array(raw.buffer, raw.byteOffset, n)
+          : new Float32Array(raw.buffer, raw.byteOffset, n);
+      const want = onBackend('cpu', () => kn.tidy(() => runKernel(op, [], [...rng, a, b], [n], dtype).toArray()));
+      let worst = 0;
+      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+      // uniform and int draws are exact; normal ones go through double log/sin/cos, which libraries may round
+      // an ulp apart, so a float can differ in its last bit
+      assert.ok(op === 'randomNormal' ? worst < 3e-7 : worst === 0, `${op}: emulated CUDA vs cpu, worst ${worst}`);
+    }
+  };
+  const out = runCheck(
+    'cuda_emu_check.cc', // -Wno-unknown-pragmas: nvcc's #pragma unroll
+    ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'],
+    (dir) => writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
+    randomDraws,
   );
-  if (out !== null) assert.match(out, /cuda emulation: 56 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 57 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -38,6 +38,11 @@ inline std::vector<uint64_t> emu_slots;                         // one exchange 
 #define __forceinline__ inline
 #define __align__(n) __attribute__((aligned(n)))
 
+struct uint4 {
+  uint32_t x, y, z, w;
+};
+inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
+inline uint32_t __umulhi(uint32_t a, uint32_t b) { return uint32_t((uint64_t{a} * b) >> 32); }
 struct float2 {
   float x, y;
 };
@@ -47,10 +52,17 @@ struct float4 {
   float x, y, z, w;
 };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+// half and bfloat16 as their bits, converted by kiln's host twins (round to nearest even, as CUDA's _rn)
 struct __nv_bfloat16 {
   uint16_t bits;
 };
-inline float __bfloat162float(__nv_bfloat16 h) { return kiln::bits_f32(uint32_t{h.bits} << 16); }
+inline float __bfloat162float(__nv_bfloat16 h) { return kiln::bf16_to_float(h.bits); }
+inline __nv_bfloat16 __float2bfloat16_rn(float x) { return {kiln::float_to_bf16(x)}; }
+struct __half {
+  uint16_t bits;
+};
+inline float __half2float(__half h) { return kiln::half_to_float(h.bits); }
+inline __half __float2half_rn(float x) { return {kiln::float_to_half(x)}; }
 
 inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
 using std::max;

@@ -4,6 +4,7 @@
 // Prints one line per check and "cuda emulation: N checks, 0 failures".
 #include <cstdio>
 #include <random>
+#include <string>
 #include <utility>
 
 #include "cuda_emu.h"
@@ -624,7 +625,30 @@ static void check_optim() {
   }
 }
 
-int main() {
+// the Philox random kernel: uniform, normal and int draws for a fixed key and counter, written to <dir> as raw
+// float32/int32 for native.test.ts to compare with the cpu backend's draws for the same key and counter
+static void write_random(const char* dir) {
+  const struct {
+    int kind;
+    const char* file;
+    int64_t n;
+    double a, b;
+  } draws[3] = {{0, "uniform", 1001, -2, 3}, {1, "normal", 1003, 0.5, 2}, {2, "int", 999, -5, 1000}};
+  bool ok = true;
+  for (const auto& d : draws) {
+    std::vector<uint32_t> out(d.n, 0xdeadbeefu);
+    RngArgs g{0x12345678u, 0x9abcdef0u, 5u | (uint64_t{7} << 32), d.n, d.a, d.b, d.kind, DT_INT32};
+    emu_launch({unsigned((d.n + 4 * 256 - 1) / (4 * 256)), 1, 1}, {256, 1, 1}, [&] { random(g, out.data()); });
+    const std::string path = std::string(dir) + "/random_" + d.file + ".bin";
+    FILE* f = std::fopen(path.c_str(), "wb");
+    ok = ok && f && std::fwrite(out.data(), 4, out.size(), f) == out.size();
+    if (f) std::fclose(f);
+    for (uint32_t w : out) ok = ok && w != 0xdeadbeefu;
+  }
+  expect(ok, "random: uniform, normal and int draws written for every element", 0);
+}
+
+int main(int argc, char** argv) {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
   check_conv("144 taps (3 column tiles), 1200 positions", geometry(3, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1), 7);
@@ -642,6 +666,7 @@ int main() {
   check_qconv();
   check_int4();
   check_optim();
+  if (argc > 1) write_random(argv[1]);
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

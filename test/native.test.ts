@@ -70,7 +70,7 @@ function sourceDefinition(file: string, name: string): string {
   const line = new RegExp(`^constexpr [^\\n]*\\b${name}\\b[^\\n]*\\n`, 'm').exec(text);
   if (line) return line[0];
   const m = new RegExp(
-    `^(?:template <[^\\n]*>\\n)?(?:__global__|__device__|inline|static|struct|enum)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
+    `^(?:template <[^\\n]*>\\n)?(?:__global__|__host__|__device__|inline|static|struct|enum)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
     'm',
   ).exec(text);
   assert.ok(m, `${name} not found in ${file}`);
@@ -90,7 +90,8 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
   const parts: [string, string][] = [
     [
       'kernels/cuda/common.cuh',
-      'tile_step_4x4 FmaStep kViewDims View report warp_all block_all SumOp warp_sum_all sat_i32 store_f store_i',
+      'tile_step_4x4 FmaStep kViewDims View view_index is_int_dt dt_size load_f sat_i32 load_i store_f store_i ' +
+        'copy_elem report warp_all block_all SumOp warp_sum_all',
     ],
     [
       'kernels/cuda/matmul.cu',
@@ -113,6 +114,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     ],
     ['kernels/cuda/optim.cu', 'AdamArgs adam_step SgdArgs sgd_step'],
     ['kernels/cuda/random.cu', 'philox RngArgs random'],
+    ['kernels/cuda/elementwise.cu', 'MapArgs gelu gelu_grad float_op int_op compare map map_dense'],
     ['native/cpu/optim.cc', 'adam_range sgd_range'], // the cpu backend's loops, the optimizers' reference
   ];
   const kernels = parts.flatMap(([file, names]) => names.split(' ').map((n) => sourceDefinition(file, n))).join('\n');
@@ -137,13 +139,81 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
       assert.ok(op === 'randomNormal' ? worst < 3e-7 : worst === 0, `${op}: emulated CUDA vs cpu, worst ${worst}`);
     }
   };
+  // the elementwise map kernels' results (written by the check) against the cpu backend's for the same inputs:
+  // bit for bit, except the transcendental functions, which each library rounds its own way (a few ulps)
+  const mapResults = (dir: string): void => {
+    const R = 40,
+      C = 25;
+    const xs = Float32Array.from({ length: R * C }, (_, i) => (((i * 7919) % 2001) - 1000) / 128);
+    const ys = Float32Array.from({ length: C }, (_, j) => (((j * 104729) % 1999) - 999) / 256);
+    onBackend('cpu', () =>
+      kn.tidy(() => {
+        const x = kn.tensor(xs, [R, C]),
+          y = kn.tensor(ys, [C]),
+          z = x.mul(37);
+        const cond = kn.tensor(
+          Uint8Array.from({ length: R * C }, (_, i) => (i % 3 === 0 ? 1 : 0)),
+          [R, C],
+          {
+            dtype: 'bool',
+          },
+        );
+        const ulps = 2e-6;
+        const cases: [string, kn.Tensor, number][] = [
+          ['neg', x.neg(), 0],
+          ['abs', x.abs(), 0],
+          ['sign', x.sign(), 0],
+          ['relu', x.relu(), 0],
+          ['exp', x.exp(), ulps],
+          ['log', x.log(), ulps],
+          ['sqrt', x.sqrt(), 0],
+          ['tanh', x.tanh(), ulps],
+          ['sigmoid', x.sigmoid(), ulps],
+          ['gelu', x.gelu(), ulps],
+          ['silu', x.silu(), ulps],
+          ['exp_transposed', x.transpose(0, 1).exp(), ulps],
+          ['add', x.add(y), 0],
+          ['sub', x.sub(y), 0],
+          ['mul', x.mul(y), 0],
+          ['div', x.div(y), 0],
+          ['pow', x.pow(y), ulps],
+          ['maximum', x.maximum(y), 0],
+          ['minimum', x.minimum(y), 0],
+          ['lt', x.lt(y).cast('float32'), 0],
+          ['eq', x.eq(y).cast('float32'), 0],
+          ['ge', x.ge(y).cast('float32'), 0],
+          ['clamp', x.clamp(-1.5, 2.25), 0],
+          ['where', kn.where(cond, x, y), 0],
+          ...(['float16', 'bfloat16', 'int8', 'uint8', 'bool', 'int32'] as const).map(
+            (d): [string, kn.Tensor, number] => [`cast_${d}`, z.cast(d).cast('float32'), 0],
+          ),
+        ];
+        for (const [name, t, tol] of cases) {
+          const raw = readFileSync(join(dir, `map_${name}.bin`));
+          const got = new Float32Array(raw.buffer, raw.byteOffset, R * C);
+          const want = t.toArray() as Float32Array;
+          let bad = 0;
+          for (let i = 0; i < R * C; i++) {
+            const a = got[i]!,
+              b = want[i]!;
+            const same = Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
+            if (!same && !(tol > 0 && Math.abs(a - b) <= tol * Math.abs(b))) bad++;
+          }
+          assert.is(bad, 0, `map ${name}: ${bad} of ${R * C} emulated CUDA results differ from cpu's`);
+        }
+      }),
+    );
+  };
   const out = runCheck(
     'cuda_emu_check.cc', // -Wno-unknown-pragmas: nvcc's #pragma unroll
     ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'],
     (dir) => writeFileSync(join(dir, 'cuda_emu_kernels.inc'), kernels),
-    randomDraws,
+    (dir) => {
+      randomDraws(dir);
+      mapResults(dir);
+    },
   );
-  if (out !== null) assert.match(out, /cuda emulation: 57 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 58 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

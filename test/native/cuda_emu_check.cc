@@ -648,6 +648,120 @@ static void write_random(const char* dir) {
   expect(ok, "random: uniform, normal and int draws written for every element", 0);
 }
 
+// the elementwise map kernels over x [40, 25] and a row y [25] broadcast down it (values i/128 and j/256 steps, so
+// every input is exact in float32): map_dense (float4 runs, and one element a thread), the strided map over a
+// transposed view and a broadcast, comparisons, clamp, where, and casts to every narrower dtype and back. Each
+// result is written to <dir>/map_<name>.bin as float32 for native.test.ts to compare with the cpu backend's.
+static float map_x(int64_t i) { return float(((i * 7919) % 2001) - 1000) / 128.f; }
+static float map_y(int64_t j) { return float(((j * 104729) % 1999) - 999) / 256.f; }
+
+static void write_map(const char* dir) {
+  const int64_t R = 40, C = 25, n = R * C;
+  std::vector<float> x(n), y(C), z(n);
+  for (int64_t i = 0; i < n; ++i) x[i] = map_x(i), z[i] = map_x(i) * 37.f;
+  for (int64_t j = 0; j < C; ++j) y[j] = map_y(j);
+  std::vector<uint8_t> cond(n);
+  for (int64_t i = 0; i < n; ++i) cond[i] = i % 3 == 0;
+  const auto dense = [](int64_t len) {  // one contiguous run
+    View v{};
+    v.ndim = 1, v.shape[0] = len, v.strides[0] = 1;
+    return v;
+  };
+  View rows{}, trans{};  // y down the rows of [40, 25]; x read as its transpose [25, 40]
+  rows.ndim = 2, rows.shape[0] = R, rows.shape[1] = C, rows.strides[0] = 0, rows.strides[1] = 1;
+  trans.ndim = 2, trans.shape[0] = C, trans.shape[1] = R, trans.strides[0] = 1, trans.strides[1] = C;
+  bool ok = true;
+  const auto save = [&](const std::string& name, const std::vector<float>& out) {
+    FILE* f = std::fopen((std::string(dir) + "/map_" + name + ".bin").c_str(), "wb");
+    ok = ok && f && std::fwrite(out.data(), 4, out.size(), f) == out.size();
+    if (f) std::fclose(f);
+  };
+  const auto run = [&](MapArgs m, bool dense_kernel, bool vec4) {
+    const unsigned blocks = unsigned(((vec4 ? (m.n + 3) / 4 : m.n) + 255) / 256);
+    emu_launch({blocks, 1, 1}, {256, 1, 1}, [&] {
+      if (dense_kernel)
+        map_dense(m, vec4);
+      else
+        map(m);
+    });
+  };
+  const auto args = [&](int32_t op, int nin, void* out, int32_t dto) {
+    MapArgs m{};
+    m.op = op, m.nin = nin, m.dto = dto, m.out = out, m.n = n;
+    m.dt[0] = m.dt[1] = m.dt[2] = DT_FLOAT32;
+    return m;
+  };
+  const struct {
+    const char* name;
+    int32_t op;
+  } unary[] = {{"neg", MAP_NEG},   {"abs", MAP_ABS},         {"sign", MAP_SIGN}, {"relu", MAP_RELU},
+               {"exp", MAP_EXP},   {"log", MAP_LOG},         {"sqrt", MAP_SQRT}, {"tanh", MAP_TANH},
+               {"sigmoid", MAP_SIGMOID}, {"gelu", MAP_GELU}, {"silu", MAP_SILU}};
+  for (const auto& u : unary) {
+    std::vector<float> out(n, NAN);
+    MapArgs m = args(u.op, 1, out.data(), DT_FLOAT32);
+    m.in[0] = x.data(), m.v[0] = dense(n);
+    run(m, true, std::string(u.name) != "tanh");  // tanh: one element a thread
+    save(u.name, out);
+  }
+  {
+    std::vector<float> out(n, NAN);  // exp of the transpose: the strided kernel
+    MapArgs m = args(MAP_EXP, 1, out.data(), DT_FLOAT32);
+    m.in[0] = x.data(), m.v[0] = trans;
+    run(m, false, false);
+    save("exp_transposed", out);
+  }
+  const struct {
+    const char* name;
+    int32_t op;
+  } binary[] = {{"add", MAP_ADD},         {"sub", MAP_SUB},         {"mul", MAP_MUL}, {"div", MAP_DIV},
+                {"pow", MAP_POW},         {"maximum", MAP_MAXIMUM}, {"minimum", MAP_MINIMUM}};
+  for (const auto& b : binary) {
+    std::vector<float> out(n, NAN);
+    MapArgs m = args(b.op, 2, out.data(), DT_FLOAT32);
+    m.in[0] = x.data(), m.v[0] = dense(n), m.in[1] = y.data(), m.v[1] = rows;
+    run(m, false, false);
+    save(b.name, out);
+  }
+  const struct {
+    const char* name;
+    int32_t op;
+  } cmp[] = {{"lt", MAP_LT}, {"eq", MAP_EQ}, {"ge", MAP_GE}};
+  for (const auto& c : cmp) {
+    std::vector<uint8_t> out(n, 7);
+    MapArgs m = args(c.op, 2, out.data(), DT_BOOL);
+    m.in[0] = x.data(), m.v[0] = dense(n), m.in[1] = y.data(), m.v[1] = rows;
+    run(m, false, false);
+    save(c.name, std::vector<float>(out.begin(), out.end()));
+  }
+  {
+    std::vector<float> out(n, NAN);
+    MapArgs m = args(MAP_CLAMP, 1, out.data(), DT_FLOAT32);
+    m.in[0] = x.data(), m.v[0] = dense(n), m.a = -1.5, m.b = 2.25;
+    run(m, true, true);
+    save("clamp", out);
+    MapArgs w = args(MAP_WHERE, 3, out.data(), DT_FLOAT32);
+    w.dt[0] = DT_BOOL, w.in[0] = cond.data(), w.v[0] = dense(n);
+    w.in[1] = x.data(), w.v[1] = dense(n), w.in[2] = y.data(), w.v[2] = rows;
+    run(w, false, false);
+    save("where", out);
+  }
+  for (const auto& [name, dt] : {std::pair{"float16", DT_FLOAT16}, std::pair{"bfloat16", DT_BFLOAT16},
+                                 std::pair{"int8", DT_INT8}, std::pair{"uint8", DT_UINT8},
+                                 std::pair{"bool", DT_BOOL}, std::pair{"int32", DT_INT32}}) {
+    std::vector<uint32_t> mid(n, 0xdeadbeefu);  // room for any dtype
+    std::vector<float> back(n, NAN);
+    MapArgs to = args(MAP_CAST, 1, mid.data(), dt);
+    to.in[0] = z.data(), to.v[0] = dense(n);
+    run(to, false, false);
+    MapArgs from = args(MAP_CAST, 1, back.data(), DT_FLOAT32);
+    from.dt[0] = dt, from.in[0] = mid.data(), from.v[0] = dense(n);
+    run(from, false, false);
+    save(std::string("cast_") + name, back);
+  }
+  expect(ok, "map: 30 elementwise results written", 0);
+}
+
 int main(int argc, char** argv) {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
@@ -667,6 +781,7 @@ int main(int argc, char** argv) {
   check_int4();
   check_optim();
   if (argc > 1) write_random(argv[1]);
+  if (argc > 1) write_map(argv[1]);
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -99,18 +99,23 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
         'sum_splits kAttWarps att_dot att_score att_row attention attention_backward_stats att_ds ' +
         'attention_backward_q attention_backward_kv',
     ],
-    ['kernels/cuda/conv.cu', 'kConvTile conv_gemm conv2d_backward_weight kConvWBlocks conv_wgrad_chunks'],
+    [
+      'kernels/cuda/conv.cu',
+      'kConvTile conv_gemm conv2d_backward_weight kConvWBlocks conv_wgrad_chunks window_count window_div ' +
+        'window_max pool2d first_out pool2d_backward',
+    ],
     [
       'kernels/cuda/reduce.cu',
-      'RedOp combine Combine reduce_rows RowExp warp_row_exp kRowsPerBlock softmax CeArgs softmax_cross_entropy ' +
+      'RedOp combine Combine reduce_rows reduce_cols arg_reduce RowExp warp_row_exp kRowsPerBlock softmax CeArgs ' +
+        'softmax_cross_entropy row_hash ' +
         'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +
         'layer_norm_backward_params',
     ],
-    ['kernels/cuda/movement.cu', 'scatter_keys scatter_starts scatter_sum'],
+    ['kernels/cuda/movement.cu', 'place gather scatter_keys scatter_starts scatter_sum'],
     [
       'kernels/cuda/quant.cu',
       'quantize_rows weight_word dequant_dot kInt8FewRows qlinear_int8_rows weight_sums kQTile qlinear_int8 ' +
-        'kQConvTile qconv_gemm qconv_pool dequant_int4 kInt4FusedRows qlinear_int4',
+        'kQConvTile qconv_gemm qconv_pool dequant_int4 kInt4FusedRows qlinear_int4 add_bias',
     ],
     ['kernels/cuda/optim.cu', 'AdamArgs adam_step SgdArgs sgd_step'],
     ['kernels/cuda/random.cu', 'philox RngArgs random'],
@@ -204,6 +209,64 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
       }),
     );
   };
+  // the other kernels' results against the same ops on the cpu backend (sums in another order: to rounding)
+  const miscResults = (dir: string): void => {
+    const R = 40,
+      C = 25;
+    const xs = Float32Array.from({ length: R * C }, (_, i) => (((i * 7919) % 2001) - 1000) / 128);
+    const ys = Float32Array.from({ length: C }, (_, j) => (((j * 104729) % 1999) - 999) / 256);
+    const ts = Float32Array.from({ length: 3300 }, (_, i) => ((((i + 5) * 7919) % 2001) - 1000) / 128);
+    const gs = Float32Array.from({ length: 260 }, (_, j) => (((j * 104729) % 1999) - 999) / 256);
+    onBackend('cpu', () =>
+      kn.tidy(() => {
+        const x = kn.tensor(xs, [R, C]),
+          y = kn.tensor(ys, [C]),
+          x4 = x.reshape([2, 2, 10, 25]),
+          gy = kn.tensor(gs, [2, 2, 5, 13]);
+        const pool = { stride: 2, padding: 1 };
+        const idx = kn.tensor([3, 0, 39, 3, 12, 5, 20], [7], { dtype: 'int32' });
+        const cases: [string, kn.Tensor, number][] = [
+          ['sum0', x.sum(0), 1e-6],
+          ['sum0_chunks', kn.tensor(ts, [1100, 3]).sum(0), 1e-6],
+          ['argmax0', x.argmax(0), 0],
+          ['softmax0', x.softmax(0), 2e-6],
+          ['rowhash', kn.rowHash(x), 0],
+          ['maxpool', kn.maxPool2d(x4, 3, pool), 0],
+          ['maxpool_grad', kn.grad((t) => kn.maxPool2d(t, 3, pool).mul(gy).sum())(x4) as kn.Tensor, 1e-6],
+          ['avgpool', kn.avgPool2d(x4, 3, { ...pool, countIncludePad: false }), 1e-6],
+          [
+            'avgpool_grad',
+            kn.grad((t) =>
+              kn
+                .avgPool2d(t, 3, { ...pool, countIncludePad: false })
+                .mul(gy)
+                .sum(),
+            )(x4) as kn.Tensor,
+            1e-6,
+          ],
+          ['gather0', x.gather(idx, 0), 0],
+          ['concat', kn.concat([x.transpose(0, 1), y.reshape([C, 1])], 1), 0],
+          ['add_bias', x.add(y), 0],
+        ];
+        for (const [name, t, tol] of cases) {
+          const raw = readFileSync(join(dir, `misc_${name}.bin`));
+          const want = t.toArray();
+          const got =
+            want instanceof Int32Array
+              ? new Int32Array(raw.buffer, raw.byteOffset, want.length)
+              : new Float32Array(raw.buffer, raw.byteOffset, want.length);
+          assert.is(raw.length, 4 * want.length, `${name}: ${raw.length / 4} values, want ${want.length}`);
+          let bad = 0;
+          for (let i = 0; i < want.length; i++) {
+            const a = got[i]!,
+              b = Number(want[i]!);
+            if (!(a === b || Math.abs(a - b) <= tol * (1 + Math.abs(b)))) bad++;
+          }
+          assert.is(bad, 0, `${name}: ${bad} of ${want.length} emulated CUDA results differ from cpu's`);
+        }
+      }),
+    );
+  };
   const out = runCheck(
     'cuda_emu_check.cc', // -Wno-unknown-pragmas: nvcc's #pragma unroll
     ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'],
@@ -211,9 +274,10 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     (dir) => {
       randomDraws(dir);
       mapResults(dir);
+      miscResults(dir);
     },
   );
-  if (out !== null) assert.match(out, /cuda emulation: 58 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 59 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -762,6 +762,80 @@ static void write_map(const char* dir) {
   expect(ok, "map: 30 elementwise results written", 0);
 }
 
+// the remaining simple kernels, written to <dir>/misc_<name>.bin (float32, or int32 where the op gives ints) for
+// native.test.ts to compare with the cpu backend: column sums (one pass, and over 3 chunks of rows then the
+// chunks in order), argmax down the columns, softmax down the columns, row hashes, max/avg pooling and their
+// gradients, gather, concat's place, and the int4 linear's bias add
+static void write_misc(const char* dir) {
+  const int64_t R = 40, C = 25, n = R * C, T = 1100;
+  std::vector<float> x(n), y(C), tall(T * 3), gy(2 * 2 * 5 * 13);
+  for (int64_t i = 0; i < n; ++i) x[i] = map_x(i);
+  for (int64_t j = 0; j < C; ++j) y[j] = map_y(j);
+  for (int64_t i = 0; i < T * 3; ++i) tall[i] = map_x(i + 5);
+  for (size_t i = 0; i < gy.size(); ++i) gy[i] = map_y(int64_t(i));
+  bool ok = true;
+  const auto save = [&](const std::string& name, const void* data, size_t words) {
+    FILE* f = std::fopen((std::string(dir) + "/misc_" + name + ".bin").c_str(), "wb");
+    ok = ok && f && std::fwrite(data, 4, words, f) == words;
+    if (f) std::fclose(f);
+  };
+  const auto blocks = [](int64_t threads) { return EmuDim{unsigned((threads + 255) / 256), 1, 1}; };
+  const EmuDim block{256, 1, 1};
+  {
+    std::vector<float> s(C), part(3 * 3), s3(3);
+    emu_launch(blocks(C), block, [&] { reduce_cols<float>(x.data(), s.data(), R_SUM, 1, R, C, R); });
+    save("sum0", s.data(), C);
+    emu_launch({1, 3, 1}, block, [&] { reduce_cols<float>(tall.data(), part.data(), R_SUM, 1, T, 3, 512); });
+    emu_launch(blocks(3), block, [&] { reduce_cols<float>(part.data(), s3.data(), R_SUM, 1, 3, 3, 3); });
+    save("sum0_chunks", s3.data(), 3);
+    std::vector<int32_t> am(C);
+    emu_launch(blocks(C), block, [&] { arg_reduce<float>(x.data(), am.data(), true, 1, R, C); });
+    save("argmax0", am.data(), C);
+    std::vector<float> sm(n);
+    emu_launch(blocks(C), block, [&] { softmax<false>(x.data(), sm.data(), false, 1, R, C); });
+    save("softmax0", sm.data(), n);
+    std::vector<int32_t> h(2 * R);
+    emu_launch(blocks(R), block,
+               [&] { row_hash(reinterpret_cast<const uint32_t*>(x.data()), h.data(), R, C); });
+    save("rowhash", h.data(), 2 * R);
+  }
+  {
+    Geo q;  // x as [2, 2, 10, 25]: 4 planes; 3x3 windows, stride 2, padding 1 -> 5 x 13
+    q.N = 4, q.H = 10, q.W = 25, q.kh = q.kw = 3, q.sh = q.sw = 2, q.ph = q.pw = 1, q.OH = 5, q.OW = 13;
+    std::vector<float> mx(4 * 5 * 13), av(mx.size()), dmx(n), dav(n);
+    emu_launch(blocks(int64_t(mx.size())), block, [&] { pool2d(x.data(), mx.data(), q, true); });
+    emu_launch(blocks(n), block, [&] { pool2d_backward(x.data(), gy.data(), dmx.data(), q, true); });
+    q.include_pad = false;
+    emu_launch(blocks(int64_t(av.size())), block, [&] { pool2d(x.data(), av.data(), q, false); });
+    emu_launch(blocks(n), block, [&] { pool2d_backward(x.data(), gy.data(), dav.data(), q, false); });
+    save("maxpool", mx.data(), mx.size());
+    save("maxpool_grad", dmx.data(), n);
+    save("avgpool", av.data(), av.size());
+    save("avgpool_grad", dav.data(), n);
+  }
+  {
+    const std::vector<int32_t> idx = {3, 0, 39, 3, 12, 5, 20};
+    std::vector<float> g(7 * C);
+    DeviceFlags flags{};
+    emu_launch(blocks(7 * C), block, [&] {
+      gather(reinterpret_cast<const char*>(x.data()), idx.data(), reinterpret_cast<char*>(g.data()), 1, R, C, 7, 4, 0,
+             &flags);
+    });
+    save("gather0", g.data(), g.size());
+    std::vector<float> cat(C * (R + 1));  // concat([x^T, y as a column], 1) -> [25, 41]
+    View vt{}, vy{};
+    vt.ndim = 2, vt.shape[0] = C, vt.shape[1] = R, vt.strides[0] = 1, vt.strides[1] = C;
+    vy.ndim = 1, vy.shape[0] = C, vy.strides[0] = 1;
+    emu_launch(blocks(n), block, [&] { place(x.data(), vt, cat.data(), n, 0, R + 1, R, 4); });
+    emu_launch(blocks(C), block, [&] { place(y.data(), vy, cat.data(), C, R, R + 1, 1, 4); });
+    save("concat", cat.data(), cat.size());
+    std::vector<float> b = x;
+    emu_launch(blocks(n), block, [&] { add_bias(b.data(), y.data(), R, C); });
+    save("add_bias", b.data(), n);
+  }
+  expect(ok, "column sums, argmax, softmax down columns, row hashes, pooling, gather, concat and bias written", 0);
+}
+
 int main(int argc, char** argv) {
   check_conv("3x3 pad 1, 2 groups", geometry(12, 4, 15, 13, 6, 3, 3, 1, 2, 2, 2), 1);
   check_conv("70 output channels (2 row tiles), stride 2", geometry(2, 3, 9, 7, 70, 2, 3, 2, 0, 1, 1), 4);
@@ -782,6 +856,7 @@ int main(int argc, char** argv) {
   check_optim();
   if (argc > 1) write_random(argv[1]);
   if (argc > 1) write_map(argv[1]);
+  if (argc > 1) write_misc(argv[1]);
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -96,6 +96,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     [
       'kernels/cuda/matmul.cu',
       'MmArgs batch_offset ld tile_pos a_rows_fast b_rows_fast matmul_simt pipelined_k kBig matmul_simt128 ' +
+        'matmul_wmma matmul_wmma128 ' +
         'sum_splits kAttWarps att_dot att_score att_row attention attention_backward_stats att_ds ' +
         'attention_backward_q attention_backward_kv',
     ],
@@ -277,7 +278,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
       miscResults(dir);
     },
   );
-  if (out !== null) assert.match(out, /cuda emulation: 59 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 63 checks, 0 failures/);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

@@ -120,6 +120,63 @@ inline int32_t dp4a_us(uint32_t a, int32_t b, int32_t c) {
 }
 using std::isfinite;
 
+// WMMA: a fragment holds its whole tile in every lane (the collective operations are done once per lane, with
+// the same result), as float; mma_sync adds each product in k order with one FMA (tensor cores add in an order of
+// their own), and store_matrix_sync writes from lane 0 (the kernels __syncwarp before reading the stores back).
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+enum layout_t { mem_row_major };
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static constexpr int rows = std::is_same<Use, matrix_b>::value ? K : M;
+  static constexpr int cols = std::is_same<Use, matrix_a>::value ? K : N;
+  static constexpr int num_elements = rows * cols;
+  float x[num_elements];
+};
+inline float elem(float v) { return v; }
+inline float elem(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <class Use, int M, int N, int K, class T, class L>
+void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v) {
+  for (float& e : f.x) e = v;
+}
+template <class Use, int M, int N, int K, class T, class L, class P>
+void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ldm) {
+  using F = fragment<Use, M, N, K, T, L>;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c) f.x[r * F::cols + c] = elem(p[r * ldm + c]);
+}
+template <int M, int N, int K, class T, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float s = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) s = std::fma(a.x[i * K + k], b.x[k * N + j], s);
+      d.x[i * N + j] = s;
+    }
+}
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t) {
+  if (emu_thread() % 32 != 0) return;
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) p[r * ldm + c] = f.x[r * N + c];
+}
+/** TF32: 10 mantissa bits, rounded to nearest with ties away from zero (cvt.rna.tf32.f32). */
+inline float __float_to_tf32(float v) {
+  uint32_t b = kiln::f32_bits(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0x1000u) & ~0x1fffu;
+  return kiln::bits_f32(b);
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
 /** Runs body() as every thread of every block of `grid` (blocks of `block_dim`), one block at a time. */
 inline void emu_launch(EmuDim grid, EmuDim block_dim, const std::function<void()>& body) {
   gridDim = grid;

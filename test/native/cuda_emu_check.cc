@@ -15,8 +15,11 @@
 #include "kiln/layer_norm.h"
 #include "kiln/tables.h"
 
+#define __CUDA_ARCH__ 900  // the tensor-core kernels' bodies are compiled for sm_80 and newer
+
 namespace kiln {
 namespace cuda {
+using namespace nvcuda;
 constexpr int kThreads = 256;
 using Geo = ConvGeom;
 #include "cuda_emu_kernels.inc"
@@ -445,6 +448,46 @@ static void check_attention(bool causal, uint32_t thr) {
   expect(err < 1e-5, what, err);
 }
 
+// the tensor-core GEMMs (WMMA emulated: each product added in k order): 64x64 tiles of 4 warps and the
+// double-buffered 128x128 tiles of 8 warps, BF16 and TF32, K not a multiple of a k-step, A plain or transposed,
+// two products over one B. Against double sums of the inputs as the tensor cores see them (bfloat16, or rounded
+// to TF32), so only the float32 accumulation differs.
+template <bool BF16>
+static void check_wmma(int64_t M, int64_t N, int64_t K, bool ta) {
+  const int64_t batch = 2;
+  auto af = normal(batch * M * K, 111), bf = normal(K * N, 112);
+  std::vector<__nv_bfloat16> ah(af.size()), bh(bf.size());
+  for (size_t i = 0; i < af.size(); ++i) ah[i] = __float2bfloat16_rn(af[i]), af[i] = __bfloat162float(ah[i]);
+  for (size_t i = 0; i < bf.size(); ++i) bh[i] = __float2bfloat16_rn(bf[i]), bf[i] = __bfloat162float(bh[i]);
+  MmArgs g{};
+  g.a = BF16 ? static_cast<const void*>(ah.data()) : af.data(), g.b = BF16 ? static_cast<const void*>(bh.data()) : bf.data();
+  g.dta = g.dtb = BF16 ? DT_BFLOAT16 : DT_FLOAT32, g.M = M, g.N = N, g.K = K;
+  g.rsA = ta ? 1 : K, g.csA = ta ? M : 1, g.rsB = N, g.csB = 1, g.nbatch = 1;
+  g.batch_a.ndim = g.batch_b.ndim = 1;
+  g.batch_a.shape[0] = g.batch_b.shape[0] = batch;
+  g.batch_a.strides[0] = M * K, g.batch_b.strides[0] = 0;
+  const auto seen = [](float v) { return BF16 ? v : wmma::__float_to_tf32(v); };
+  std::vector<double> want(batch * M * N, 0);
+  for (int64_t z = 0; z < batch; ++z)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          want[(z * M + m) * N + n] += double(seen(af[z * M * K + m * g.rsA + k * g.csA])) * seen(bf[k * N + n]);
+  std::vector<float> small(want.size(), NAN), big(want.size(), NAN);
+  g.c = small.data();
+  emu_launch({unsigned((N + 63) / 64), unsigned((M + 63) / 64), unsigned(batch)}, {128, 1, 1},
+             [&] { matmul_wmma<BF16>(g); });
+  g.c = big.data();
+  emu_launch({unsigned((N + 127) / 128), unsigned((M + 127) / 128), unsigned(batch)}, {256, 1, 1},
+             [&] { matmul_wmma128<BF16>(g); });
+  char what[160];
+  for (auto [got, kind] : {std::pair{&small, "64x64"}, std::pair{&big, "128x128 double-buffered"}}) {
+    std::snprintf(what, sizeof what, "matmul %s %s tensor cores: %ld x %ld x %ld%s, 2 products over one B",
+                  BF16 ? "BF16" : "TF32", kind, long(M), long(N), long(K), ta ? ", A transposed" : "");
+    expect(max_err(*got, want) < 1e-5, what, max_err(*got, want));
+  }
+}
+
 static std::vector<int8_t> int8s(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<int8_t> v(n);
@@ -857,6 +900,8 @@ int main(int argc, char** argv) {
   if (argc > 1) write_random(argv[1]);
   if (argc > 1) write_map(argv[1]);
   if (argc > 1) write_misc(argv[1]);
+  check_wmma<true>(130, 150, 100, false);
+  check_wmma<false>(130, 70, 60, true);
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -123,6 +123,7 @@ fn scatter_group(@builtin(local_invocation_index) t: u32) {
     storageBarrier();
     if (d != NO_ROW && last) { atomicStore(&ends[d], at + 1u); }
     storageBarrier();
+    workgroupBarrier(); // every read of wg_row is done before the next block writes it
   }
 }
 

@@ -460,7 +460,8 @@ static void check_wmma(int64_t M, int64_t N, int64_t K, bool ta) {
   for (size_t i = 0; i < af.size(); ++i) ah[i] = __float2bfloat16_rn(af[i]), af[i] = __bfloat162float(ah[i]);
   for (size_t i = 0; i < bf.size(); ++i) bh[i] = __float2bfloat16_rn(bf[i]), bf[i] = __bfloat162float(bh[i]);
   MmArgs g{};
-  g.a = BF16 ? static_cast<const void*>(ah.data()) : af.data(), g.b = BF16 ? static_cast<const void*>(bh.data()) : bf.data();
+  g.a = BF16 ? static_cast<const void*>(ah.data()) : af.data(),
+  g.b = BF16 ? static_cast<const void*>(bh.data()) : bf.data();
   g.dta = g.dtb = BF16 ? DT_BFLOAT16 : DT_FLOAT32, g.M = M, g.N = N, g.K = K;
   g.rsA = ta ? 1 : K, g.csA = ta ? M : 1, g.rsB = N, g.csB = 1, g.nbatch = 1;
   g.batch_a.ndim = g.batch_b.ndim = 1;
@@ -637,15 +638,15 @@ static void check_optim() {
       const float b1 = 0.9f, b2 = 0.999f, c1 = 0.1f, c2 = 0.001f, l2 = shrink == 1.f ? 0.01f : 0.f;
       const float step = float(3e-4 / (1 - 0.9 * 0.9 * 0.9)), isb = float(1 / std::sqrt(1 - 0.999 * 0.999 * 0.999));
       auto p = p0, m = m0, v = v0, vm = vmax0, cp = p0, cm = m0, cv = v0, cvm = vmax0;
-      AdamArgs a{p.data(), g.data(), m.data(), v.data(), ams ? vm.data() : nullptr, n, b1, b2, c1, c2, l2, shrink,
-                 step, isb, 1e-8f};
+      AdamArgs a{p.data(), g.data(), m.data(), v.data(), ams ? vm.data() : nullptr, n, b1, b2, c1, c2, l2,
+                 shrink,   step,     isb,      1e-8f};
       emu_launch({unsigned((n + 255) / 256), 1, 1}, {256, 1, 1}, [&] { adam_step(a); });
       if (ams)
         adam_range<true>(cp.data(), g.data(), cm.data(), cv.data(), cvm.data(), n, b1, b2, c1, c2, l2, shrink, step,
                          isb, 1e-8f);
       else
-        adam_range<false>(cp.data(), g.data(), cm.data(), cv.data(), nullptr, n, b1, b2, c1, c2, l2, shrink, step,
-                          isb, 1e-8f);
+        adam_range<false>(cp.data(), g.data(), cm.data(), cv.data(), nullptr, n, b1, b2, c1, c2, l2, shrink, step, isb,
+                          1e-8f);
       const bool same = std::memcmp(p.data(), cp.data(), n * 4) == 0 && std::memcmp(m.data(), cm.data(), n * 4) == 0 &&
                         std::memcmp(v.data(), cv.data(), n * 4) == 0 &&
                         (!ams || std::memcmp(vm.data(), cvm.data(), n * 4) == 0);
@@ -662,8 +663,9 @@ static void check_optim() {
     sgd_range(cp.data(), g.data(), mom ? cb.data() : nullptr, n, 0.01f, 0.9f, 1.0f - 0.25f, 1e-4f, nesterov, first);
     const bool same = std::memcmp(p.data(), cp.data(), n * 4) == 0 && std::memcmp(b.data(), cb.data(), n * 4) == 0;
     expect(same,
-           mode == 0 ? "sgdStep: cpu's bits" : mode == 1 ? "sgdStep, momentum and dampening: cpu's bits"
-                                                         : "sgdStep, Nesterov's first step: cpu's bits",
+           mode == 0   ? "sgdStep: cpu's bits"
+           : mode == 1 ? "sgdStep, momentum and dampening: cpu's bits"
+                       : "sgdStep, Nesterov's first step: cpu's bits",
            0);
   }
 }
@@ -737,8 +739,8 @@ static void write_map(const char* dir) {
   const struct {
     const char* name;
     int32_t op;
-  } unary[] = {{"neg", MAP_NEG},   {"abs", MAP_ABS},         {"sign", MAP_SIGN}, {"relu", MAP_RELU},
-               {"exp", MAP_EXP},   {"log", MAP_LOG},         {"sqrt", MAP_SQRT}, {"tanh", MAP_TANH},
+  } unary[] = {{"neg", MAP_NEG},         {"abs", MAP_ABS},   {"sign", MAP_SIGN}, {"relu", MAP_RELU},
+               {"exp", MAP_EXP},         {"log", MAP_LOG},   {"sqrt", MAP_SQRT}, {"tanh", MAP_TANH},
                {"sigmoid", MAP_SIGMOID}, {"gelu", MAP_GELU}, {"silu", MAP_SILU}};
   for (const auto& u : unary) {
     std::vector<float> out(n, NAN);
@@ -757,8 +759,8 @@ static void write_map(const char* dir) {
   const struct {
     const char* name;
     int32_t op;
-  } binary[] = {{"add", MAP_ADD},         {"sub", MAP_SUB},         {"mul", MAP_MUL}, {"div", MAP_DIV},
-                {"pow", MAP_POW},         {"maximum", MAP_MAXIMUM}, {"minimum", MAP_MINIMUM}};
+  } binary[] = {{"add", MAP_ADD}, {"sub", MAP_SUB},         {"mul", MAP_MUL},        {"div", MAP_DIV},
+                {"pow", MAP_POW}, {"maximum", MAP_MAXIMUM}, {"minimum", MAP_MINIMUM}};
   for (const auto& b : binary) {
     std::vector<float> out(n, NAN);
     MapArgs m = args(b.op, 2, out.data(), DT_FLOAT32);
@@ -789,9 +791,9 @@ static void write_map(const char* dir) {
     run(w, false, false);
     save("where", out);
   }
-  for (const auto& [name, dt] : {std::pair{"float16", DT_FLOAT16}, std::pair{"bfloat16", DT_BFLOAT16},
-                                 std::pair{"int8", DT_INT8}, std::pair{"uint8", DT_UINT8},
-                                 std::pair{"bool", DT_BOOL}, std::pair{"int32", DT_INT32}}) {
+  for (const auto& [name, dt] :
+       {std::pair{"float16", DT_FLOAT16}, std::pair{"bfloat16", DT_BFLOAT16}, std::pair{"int8", DT_INT8},
+        std::pair{"uint8", DT_UINT8}, std::pair{"bool", DT_BOOL}, std::pair{"int32", DT_INT32}}) {
     std::vector<uint32_t> mid(n, 0xdeadbeefu);  // room for any dtype
     std::vector<float> back(n, NAN);
     MapArgs to = args(MAP_CAST, 1, mid.data(), dt);
@@ -838,8 +840,7 @@ static void write_misc(const char* dir) {
     emu_launch(blocks(C), block, [&] { softmax<false>(x.data(), sm.data(), false, 1, R, C); });
     save("softmax0", sm.data(), n);
     std::vector<int32_t> h(2 * R);
-    emu_launch(blocks(R), block,
-               [&] { row_hash(reinterpret_cast<const uint32_t*>(x.data()), h.data(), R, C); });
+    emu_launch(blocks(R), block, [&] { row_hash(reinterpret_cast<const uint32_t*>(x.data()), h.data(), R, C); });
     save("rowhash", h.data(), 2 * R);
   }
   {

@@ -118,7 +118,10 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
       'quantize_rows weight_word dequant_dot kInt8FewRows qlinear_int8_rows weight_sums kQTile qlinear_int8 ' +
         'kQConvTile qconv_gemm qconv_pool dequant_int4 kInt4FusedRows qlinear_int4 add_bias',
     ],
-    ['kernels/cuda/optim.cu', 'AdamArgs adam_step SgdArgs sgd_step'],
+    [
+      'kernels/cuda/optim.cu',
+      'AdamArgs adam_elem adam_step SgdArgs sgd_elem sgd_step kMultiMax multi_part MultiArgs step_multi multi_blocks',
+    ],
     ['kernels/cuda/random.cu', 'philox RngArgs random'],
     ['kernels/cuda/elementwise.cu', 'MapArgs gelu gelu_grad float_op int_op compare map map_dense'],
     ['native/cpu/optim.cc', 'adam_range sgd_range'], // the cpu backend's loops, the optimizers' reference
@@ -278,7 +281,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
       miscResults(dir);
     },
   );
-  if (out !== null) assert.match(out, /cuda emulation: 63 checks, 0 failures/);
+  if (out !== null) assert.match(out, /cuda emulation: 65 checks, 0 failures/, out);
 });
 
 test('CUDA: built where nvcc exists, a kernel for every op, and a clear reason when there is no device', () => {

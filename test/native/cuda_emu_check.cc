@@ -668,6 +668,49 @@ static void check_optim() {
                        : "sgdStep, Nesterov's first step: cpu's bits",
            0);
   }
+  // the multi-tensor launches: 4 parameters (one empty, one a block and a bit) in one grid, each parameter's
+  // blocks found from the running count; every parameter must get the single-parameter loop's bits
+  const int64_t sizes[4] = {1000, 0, 300, 257};
+  std::vector<std::vector<float>> P, M, V, CP, CM, CV;
+  MultiArgs<AdamArgs> am{};
+  MultiArgs<SgdArgs> sm{};
+  am.count = sm.count = 4;
+  for (int k = 0; k < 4; ++k) {
+    P.push_back(std::vector<float>(p0.begin(), p0.begin() + sizes[k]));
+    M.push_back(std::vector<float>(m0.begin(), m0.begin() + sizes[k]));
+    V.push_back(std::vector<float>(v0.begin(), v0.begin() + sizes[k]));
+  }
+  for (int pass = 0; pass < 2; ++pass) {  // Adam, then SGD with Nesterov momentum (P, M as the buffers)
+    CP = P, CM = M, CV = V;
+    const float b1 = 0.9f, b2 = 0.999f, step = float(3e-4 / (1 - 0.9 * 0.9)), isb = float(1 / std::sqrt(1 - 0.998));
+    for (int k = 0; k < 4; ++k) {
+      am.t[k] = AdamArgs{P[k].data(), g.data(), M[k].data(), V[k].data(), nullptr, sizes[k], b1,   b2,
+                         0.1f,        0.001f,   0.f,         0.9999f,     step,    isb,      1e-8f};
+      sm.t[k] = SgdArgs{P[k].data(), g.data(), M[k].data(), sizes[k], 0.01f, 0.9f, 0.f, 1e-4f, true, false};
+    }
+    const int64_t total = pass == 0 ? multi_blocks(am) : multi_blocks(sm);
+    if (pass == 0)
+      emu_launch({unsigned(total), 1, 1}, {256, 1, 1}, [&] { step_multi<AdamArgs, adam_elem>(am); });
+    else
+      emu_launch({unsigned(total), 1, 1}, {256, 1, 1}, [&] { step_multi<SgdArgs, sgd_elem>(sm); });
+    bool same = total == 4 + 0 + 2 + 2;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t nk = sizes[k];
+      if (pass == 0)
+        adam_range<false>(CP[k].data(), g.data(), CM[k].data(), CV[k].data(), nullptr, nk, b1, b2, 0.1f, 0.001f, 0.f,
+                          0.9999f, step, isb, 1e-8f);
+      else
+        sgd_range(CP[k].data(), g.data(), CM[k].data(), nk, 0.01f, 0.9f, 1.0f, 1e-4f, true, false);
+      for (const auto* pair : {&P, &M, &V}) {
+        const auto& want = pair == &P ? CP : pair == &M ? CM : CV;
+        same = same && std::memcmp((*pair)[k].data(), want[k].data(), nk * 4) == 0;  // NaNs compared as bits
+      }
+    }
+    expect(same,
+           pass == 0 ? "adamStepMulti, 4 parameters in one grid: each gets adamStep's bits"
+                     : "sgdStepMulti, 4 parameters in one grid: each gets sgdStep's bits",
+           0);
+  }
 }
 
 // the Philox random kernel: uniform, normal and int draws for a fixed key and counter, written to <dir> as raw

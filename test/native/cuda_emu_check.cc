@@ -42,6 +42,15 @@ static std::vector<float> normal(size_t n, unsigned seed) {
   return v;
 }
 static double rel(double got, double want) { return std::fabs(got - want) / (1 + std::fabs(want)); }
+// the largest rel error; NaN where the reference has none counts as 1e9, NaN in both as none
+static double max_err(const std::vector<float>& got, const std::vector<double>& want) {
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i]) && std::isnan(got[i])) continue;
+    err = std::max(err, std::isnan(got[i]) || std::isnan(want[i]) ? 1e9 : rel(got[i], want[i]));
+  }
+  return err;
+}
 
 static Geo geometry(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw, int64_t s, int64_t p,
                     int64_t d, int64_t groups) {
@@ -108,9 +117,7 @@ static void check_conv(const char* name, const Geo& q, unsigned seed) {
     }
   for (auto [got, want, part_name] : {std::tuple{&y, &ry, "conv2d"}, std::tuple{&dx, &rdx, "input gradient"},
                                       std::tuple{&dw, &rdw, "weight gradient"}}) {
-    double err = 0;
-    for (size_t i = 0; i < got->size(); ++i)
-      err = std::max(err, std::isnan((*got)[i]) ? 1e9 : rel((*got)[i], (*want)[i]));
+    const double err = max_err(*got, *want);
     std::snprintf(what, sizeof what, "%s %s (%ld positions, %ld weight-gradient chunks)", name, part_name, long(P),
                   long(chunks));
     expect(err < 1e-4, what, err);
@@ -253,22 +260,12 @@ static void check_matmul(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int6
   char what[200];
   for (auto [got, kind] : {std::pair{&small, "64x64"}, std::pair{&split, "64x64 split over k"},
                            std::pair{&big, "128x128 double-buffered"}}) {
-    double err = 0;
-    for (size_t i = 0; i < want.size(); ++i) err = std::max(err, std::isnan((*got)[i]) ? 1e9 : rel((*got)[i], want[i]));
+    const double err = max_err(*got, want);
     std::snprintf(what, sizeof what, "matmul %s: %ld x %ld x %ld%s%s, %ld products over one B", kind, long(M), long(N),
                   long(K), ta ? ", A transposed" : "", tb ? ", B transposed" : "", long(batch));
     expect(err < 1e-4, what, err);
   }
   expect(std::memcmp(small.data(), big.data(), small.size() * 4) == 0, "matmul: both tile sizes give the same bits", 0);
-}
-
-static double max_err(const std::vector<float>& got, const std::vector<double>& want) {
-  double err = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isnan(want[i]) && std::isnan(got[i])) continue;
-    err = std::max(err, std::isnan(got[i]) || std::isnan(want[i]) ? 1e9 : rel(got[i], want[i]));
-  }
-  return err;
 }
 
 // sum and max of rows by block_all (a block a row, and a row cut into chunks whose results a second pass
@@ -713,6 +710,13 @@ static void check_optim() {
   }
 }
 
+// writes `words` 32-bit words to <dir>/<name>.bin, for native.test.ts to read; false if that fails
+static bool write_words(const char* dir, const std::string& name, const void* data, size_t words) {
+  FILE* f = std::fopen((std::string(dir) + "/" + name + ".bin").c_str(), "wb");
+  const bool ok = f && std::fwrite(data, 4, words, f) == words;
+  return f && std::fclose(f) == 0 && ok;
+}
+
 // the Philox random kernel: uniform, normal and int draws for a fixed key and counter, written to <dir> as raw
 // float32/int32 for native.test.ts to compare with the cpu backend's draws for the same key and counter
 static void write_random(const char* dir) {
@@ -727,10 +731,7 @@ static void write_random(const char* dir) {
     std::vector<uint32_t> out(d.n, 0xdeadbeefu);
     RngArgs g{0x12345678u, 0x9abcdef0u, 5u | (uint64_t{7} << 32), d.n, d.a, d.b, d.kind, DT_INT32};
     emu_launch({unsigned((d.n + 4 * 256 - 1) / (4 * 256)), 1, 1}, {256, 1, 1}, [&] { random(g, out.data()); });
-    const std::string path = std::string(dir) + "/random_" + d.file + ".bin";
-    FILE* f = std::fopen(path.c_str(), "wb");
-    ok = ok && f && std::fwrite(out.data(), 4, out.size(), f) == out.size();
-    if (f) std::fclose(f);
+    ok = write_words(dir, std::string("random_") + d.file, out.data(), out.size()) && ok;
     for (uint32_t w : out) ok = ok && w != 0xdeadbeefu;
   }
   expect(ok, "random: uniform, normal and int draws written for every element", 0);
@@ -760,9 +761,7 @@ static void write_map(const char* dir) {
   trans.ndim = 2, trans.shape[0] = C, trans.shape[1] = R, trans.strides[0] = 1, trans.strides[1] = C;
   bool ok = true;
   const auto save = [&](const std::string& name, const std::vector<float>& out) {
-    FILE* f = std::fopen((std::string(dir) + "/map_" + name + ".bin").c_str(), "wb");
-    ok = ok && f && std::fwrite(out.data(), 4, out.size(), f) == out.size();
-    if (f) std::fclose(f);
+    ok = write_words(dir, "map_" + name, out.data(), out.size()) && ok;
   };
   const auto run = [&](MapArgs m, bool dense_kernel, bool vec4) {
     const unsigned blocks = unsigned(((vec4 ? (m.n + 3) / 4 : m.n) + 255) / 256);
@@ -863,9 +862,7 @@ static void write_misc(const char* dir) {
   for (size_t i = 0; i < gy.size(); ++i) gy[i] = map_y(int64_t(i));
   bool ok = true;
   const auto save = [&](const std::string& name, const void* data, size_t words) {
-    FILE* f = std::fopen((std::string(dir) + "/misc_" + name + ".bin").c_str(), "wb");
-    ok = ok && f && std::fwrite(data, 4, words, f) == words;
-    if (f) std::fclose(f);
+    ok = write_words(dir, "misc_" + name, data, words) && ok;
   };
   const auto blocks = [](int64_t threads) { return EmuDim{unsigned((threads + 255) / 256), 1, 1}; };
   const EmuDim block{256, 1, 1};

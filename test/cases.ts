@@ -513,6 +513,25 @@ export const CASES: OpCase[] = [
       return kn.concat([xx.grad!.flatten(), ww.grad!, bb.grad!]);
     },
   },
+  {
+    name: 'layerNorm plain over 45 values (the row kernels on webgpu), 13 rows',
+    ops: ['layerNorm', 'layerNormBackward'],
+    inputs: [f([13, 45], { lo: -2, hi: 6 })],
+    run: (x) => kn.nn.layerNorm(x, [45]),
+    grad: true,
+  },
+  {
+    name: 'layerNorm plain over 45 values, 13 rows: y and dx',
+    ops: ['layerNorm', 'layerNormBackward'],
+    inputs: [f([13, 45], { lo: -2, hi: 6 }), f([13, 45])],
+    run: (x, g) => {
+      const xx = x.clone();
+      xx.requiresGrad = true;
+      const y = kn.nn.layerNorm(xx, [45]);
+      y.mul(g).sum().backward();
+      return kn.concat([y.detach().flatten(), xx.grad!.flatten()]);
+    },
+  },
   { name: 'layerNorm no rows', ops: ['layerNorm'], inputs: [f([0, 4])], run: (x) => kn.nn.layerNorm(x, [4]) },
   // fused attention (forward and backward; the gradient cases go through gradcheck and gradgradcheck)
   {

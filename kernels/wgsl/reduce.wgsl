@@ -619,6 +619,92 @@ fn layer_norm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
   }
 }
 
+// ---- layer_norm and its backward for rows of C >= SEG values. layer_norm_stats_rows gives each row SEG lanes
+// (WG / SEG rows a workgroup, as softmax_rows) and writes its mean and 1/std to work[2 r], work[2 r + 1]: the
+// row's sum, then its sum of squared deviations from the mean, each a tree over sv in a fixed order (the barriers
+// stay in the entry point, see softmax_rows). layer_norm_apply then normalises an element an invocation, and
+// layer_norm_backward_rows combines the row's means of dxh and dxh * xh with a third tree.
+
+// this lane's (sum of x, 0) over its share of the c values at off, or with mu: (sum of (x - mu)^2, 0)
+fn lane_moment(off: u32, c: u32, lane: u32, live: bool, mu: f32, centred: bool) -> vec2<f32> {
+  var s = 0.0;
+  if (live) {
+    for (var k = lane; k < c; k += SEG) {
+      let d = xf(off + k) - mu;
+      s += select(d, d * d, centred);
+    }
+  }
+  return vec2(s, 0.0);
+}
+
+@compute @workgroup_size(256)
+fn layer_norm_stats_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = seg_row(wid, nwg, lid);
+  let lane = lid % SEG;
+  let c = pu(P_REDUCE_C);
+  let live = row < pu(P_REDUCE_N);
+  let off = row * c;
+  sv[lid] = lane_moment(off, c, lane, live, 0.0, false);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  let mu = sv[lid - lane].x / f32(c);
+  workgroupBarrier();
+  sv[lid] = lane_moment(off, c, lane, live, mu, true);
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  if (live && lane == 0u) {
+    work[2u * row] = mu;
+    work[2u * row + 1u] = inverseSqrt(sv[lid].x / f32(c) + pf(P_REDUCE_ATTR));
+  }
+}
+
+// y = (x - mean) / std [* weight + bias], an invocation per element, from the statistics in work
+@compute @workgroup_size(256)
+fn layer_norm_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  let c = pu(P_REDUCE_C);
+  if (i >= pu(P_REDUCE_N) * c) { return; }
+  let r = i / c;
+  var y = (xf(i) - work[2u * r]) * work[2u * r + 1u];
+  if (HASW) { y = y * bitcast<f32>(in1[i % c]) + bitcast<f32>(in2[i % c]); }
+  dst[i] = bitcast<u32>(y);
+}
+
+// dx for rows of C >= SEG values (dy in in1, weight in in2), after layer_norm_stats_rows filled work
+@compute @workgroup_size(256)
+fn layer_norm_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = seg_row(wid, nwg, lid);
+  let lane = lid % SEG;
+  let c = pu(P_REDUCE_C);
+  let live = row < pu(P_REDUCE_N);
+  let off = row * c;
+  var mu = 0.0;
+  var rs = 0.0;
+  var m = vec2(0.0, 0.0);  // this lane's sums of dxh and dxh * xh
+  if (live) {
+    mu = work[2u * row];
+    rs = work[2u * row + 1u];
+    for (var k = lane; k < c; k += SEG) {
+      var dxh = bitcast<f32>(in1[off + k]);
+      if (HASW) { dxh *= bitcast<f32>(in2[k]); }
+      m += vec2(dxh, dxh * (xf(off + k) - mu) * rs);
+    }
+  }
+  sv[lid] = m;
+  workgroupBarrier();
+  for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
+  let mm = sv[lid - lane] / f32(c);
+  if (!live) { return; }
+  for (var k = lane; k < c; k += SEG) {
+    var dxh = bitcast<f32>(in1[off + k]);
+    if (HASW) { dxh *= bitcast<f32>(in2[k]); }
+    let xh = (xf(off + k) - mu) * rs;
+    dst[off + k] = bitcast<u32>(rs * (dxh - mm.x - xh * mm.y));
+  }
+}
+
 // dweight and dbias per column, after layer_norm_backward filled work with the row statistics
 @compute @workgroup_size(256)
 fn layer_norm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

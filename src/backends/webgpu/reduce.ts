@@ -40,8 +40,8 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
   };
 }
 
-// Rows of at least ROW_LANES values take the row kernels (reduce.wgsl: SEG = 32 invocations per row, 8 rows per
-// workgroup); shorter rows one invocation each.
+// Rows of at least ROW_LANES values take the row kernels (softmax, cross-entropy, layer norm; reduce.wgsl: SEG = 32
+// invocations per row, 8 rows per workgroup); shorter rows one invocation each.
 const ROW_LANES = 32;
 const rowGroups = (g: Gpu, rows: number): [number, number, number] =>
   grid(Math.ceil(rows / (256 / ROW_LANES)), g.limits.maxComputeWorkgroupsPerDimension ?? 65535);
@@ -59,6 +59,13 @@ function softmax(log: boolean): GpuKernel {
       g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
     }
   };
+}
+
+/** Each row's mean and 1/std into work[2 r], work[2 r + 1] (rows of ROW_LANES+ values, 32 invocations a row). */
+function layerNormStats(g: Gpu, p: Params, x: number, work: number, rows: number): void {
+  g.dispatch('reduce', 'layer_norm_stats_rows', {}, p, [null, x, null, null, null, null, work], {
+    groups: rowGroups(g, rows),
+  });
 }
 
 function ce(
@@ -140,7 +147,21 @@ const kernels: Record<string, GpuKernel> = {
     const p = new Params().set(PARAMS.reduce.N, R).set(PARAMS.reduce.C, C);
     p.f[PARAMS.reduce.attr] = attrsOf('layerNorm', at).eps;
     const wb = affine ? [id(ins[1]!), id(ins[2]!)] : [g.dummy, g.dummy]; // the shader names them either way
-    g.dispatch('reduce', 'layer_norm', { HASW: affine ? 1 : 0 }, p, [id(out), id(ins[0]!), ...wb], { threads: R });
+    const consts = { HASW: affine ? 1 : 0 };
+    if (C < ROW_LANES) {
+      g.dispatch('reduce', 'layer_norm', consts, p, [id(out), id(ins[0]!), ...wb], { threads: R });
+      return;
+    }
+    // rows of ROW_LANES+ values: their statistics a row per 32 invocations, then an invocation per element
+    const work = g.scratch('float32', 2 * R);
+    try {
+      layerNormStats(g, p, id(ins[0]!), work, R);
+      g.dispatch('reduce', 'layer_norm_apply', consts, p, [id(out), id(ins[0]!), ...wb, null, null, work], {
+        threads: R * C,
+      });
+    } finally {
+      g.release(work);
+    }
   },
   layerNormBackward: (g, ins, out, at) => {
     const { R, C, affine } = checkLayerNorm(ins, 'layerNormBackward', at);
@@ -149,28 +170,17 @@ const kernels: Record<string, GpuKernel> = {
     p.f[PARAMS.reduce.attr] = attrsOf('layerNormBackward', at).eps;
     const work = g.scratch('float32', Math.max(2, 2 * R));
     try {
-      const w = affine ? id(ins[2]!) : g.dummy;
-      if (R > 0)
-        g.dispatch(
-          'reduce',
-          'layer_norm_backward',
-          { HASW: affine ? 1 : 0 },
-          p,
-          [id(out), id(ins[0]!), id(ins[1]!), w, null, null, work],
-          {
-            threads: R,
-          },
-        );
-      g.dispatch(
-        'reduce',
-        'layer_norm_backward_params',
-        {},
-        p,
-        [id(out), id(ins[0]!), id(ins[1]!), null, null, null, work],
-        {
-          threads: C,
-        },
-      );
+      const bufs = [id(out), id(ins[0]!), id(ins[1]!), affine ? id(ins[2]!) : g.dummy, null, null, work];
+      const consts = { HASW: affine ? 1 : 0 };
+      if (R > 0 && C >= ROW_LANES) {
+        layerNormStats(g, p, id(ins[0]!), work, R);
+        g.dispatch('reduce', 'layer_norm_backward_rows', consts, p, bufs, { groups: rowGroups(g, R) });
+      } else if (R > 0) {
+        g.dispatch('reduce', 'layer_norm_backward', consts, p, bufs, { threads: R });
+      }
+      g.dispatch('reduce', 'layer_norm_backward_params', {}, p, [...bufs.slice(0, 3), null, null, null, work], {
+        threads: C,
+      });
     } finally {
       g.release(work);
     }

@@ -368,6 +368,30 @@ export const CASES: OpCase[] = [
   },
   { name: 'softmax axis 0', ops: ['softmax'], inputs: [f([5, 3, 2])], run: (x) => x.softmax(0), grad: true },
   {
+    // softmax down a middle axis: 37 rows (not a multiple of the 8 row groups), 40 columns (a tile and a part),
+    // 3 slices; column 5 of slice 1 all -Infinity, column 7 of slice 2 holding a NaN, column 9 one +Infinity
+    name: 'softmax and logSoftmax over axis 1 of [3, 37, 40], with infinities and a NaN',
+    ops: ['softmax', 'logSoftmax'],
+    inputs: [f([3, 37, 40], { lo: -20, hi: 20 })],
+    run: (x) => {
+      // where each special value goes: (slice, column, row or -1 for the whole column)
+      const mask = (o: number, j: number, r: number): kn.Tensor =>
+        kn.tensor(
+          Uint8Array.from({ length: 3 * 37 * 40 }, (_, i) =>
+            Math.floor(i / 1480) === o && i % 40 === j && (r < 0 || Math.floor(i / 40) % 37 === r) ? 1 : 0,
+          ),
+          [3, 37, 40],
+          { dtype: 'bool' },
+        );
+      const xs = kn.where(
+        mask(0, 9, 3),
+        Infinity,
+        kn.where(mask(2, 7, 3), NaN, kn.where(mask(1, 5, -1), -Infinity, x)),
+      );
+      return kn.concat([xs.softmax(1), xs.logSoftmax(1), x.slice([0, 0, 0], [3, 37, 20]).softmax(1)], 2);
+    },
+  },
+  {
     name: 'logSoftmax last axis',
     ops: ['logSoftmax'],
     inputs: [f([4, 9], { lo: -30, hi: 30 })],

@@ -107,7 +107,8 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     ],
     [
       'kernels/cuda/reduce.cu',
-      'RedOp combine Combine reduce_rows reduce_cols arg_reduce RowExp warp_row_exp kRowsPerBlock softmax CeArgs ' +
+      'RedOp combine Combine reduce_rows reduce_cols arg_reduce RowExp warp_row_exp kRowsPerBlock softmax kColPhases ' +
+        'softmax_cols CeArgs ' +
         'softmax_cross_entropy row_hash ' +
         'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +
         'layer_norm_backward_params',
@@ -234,6 +235,8 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
           ['sum0_chunks', kn.tensor(ts, [1100, 3]).sum(0), 1e-6],
           ['argmax0', x.argmax(0), 0],
           ['softmax0', x.softmax(0), 2e-6],
+          ['softmax0_cols', x.softmax(0), 2e-6],
+          ['logsoftmax1_cols', x.reshape([2, 5, 100]).logSoftmax(1), 2e-6],
           ['rowhash', kn.rowHash(x), 0],
           ['maxpool', kn.maxPool2d(x4, 3, pool), 0],
           ['maxpool_grad', kn.grad((t) => kn.maxPool2d(t, 3, pool).mul(gy).sum())(x4) as kn.Tensor, 1e-6],

@@ -211,7 +211,8 @@ __device__ inline RowExp warp_row_exp(const float* x, int64_t n, int lane) {
 
 constexpr int kRowsPerBlock = kThreads / 32;  // a warp per row
 
-// Rows (inner == 1): a warp per row, its lanes striding over the row (coalesced). Else a thread per output.
+// Rows (inner == 1): a warp per row, its lanes striding over the row (coalesced). Else a thread per line (the
+// launcher's choice for many lines of fewer than 32 columns; softmax_cols takes the rest).
 template <bool Rows>
 __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64_t n, int64_t inner) {
   if constexpr (Rows) {
@@ -242,6 +243,44 @@ __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64
   }
 }
 
+constexpr int kColPhases = kThreads / 32;
+constexpr int64_t kFewLines = 65536;
+
+// Softmax down the n rows of 32 adjacent columns of one outer slice (inner > 1): lane = column, so reads are
+// coalesced, and the kColPhases warps take every kColPhases-th row. Each column's partial maxima, then partial
+// sums, are combined over the phases in phase order (the same bits on any device). tiles = ceil(inner / 32).
+__global__ void softmax_cols(const float* x, float* y, bool log, int64_t n, int64_t inner, int64_t tiles) {
+  __shared__ float part[2][kColPhases][32];
+  const int lane = threadIdx.x & 31, ph = threadIdx.x >> 5;
+  const int64_t j = blockIdx.x % tiles * 32 + lane;
+  const bool live = j < inner;
+  const int64_t base = blockIdx.x / tiles * n * inner + j;
+  float m = -INFINITY, s = 0.f;
+  if (live)
+    for (int64_t k = ph; k < n; k += kColPhases) {
+      const float v = x[base + k * inner];
+      if (v > m) m = v;
+    }
+  part[0][ph][lane] = m;
+  __syncthreads();
+  m = part[0][0][lane];
+  for (int p = 1; p < kColPhases; ++p)
+    if (part[0][p][lane] > m) m = part[0][p][lane];
+  if (m == -INFINITY) m = 0.f;
+  if (live)
+    for (int64_t k = ph; k < n; k += kColPhases) s += expf(x[base + k * inner] - m);
+  part[1][ph][lane] = s;
+  __syncthreads();
+  s = part[1][0][lane];
+  for (int p = 1; p < kColPhases; ++p) s += part[1][p][lane];
+  if (!live) return;
+  const float ls = logf(s) + m;
+  for (int64_t k = ph; k < n; k += kColPhases) {
+    const int64_t i = base + k * inner;
+    y[i] = log ? x[i] - ls : expf(x[i] - m) / s;
+  }
+}
+
 static_assert(ATTR_LOG_SOFTMAX_AXIS == ATTR_SOFTMAX_AXIS);
 
 static Status launch_softmax(const TensorView* in, int nin, const TensorView& out, const double* at, bool log) {
@@ -252,10 +291,14 @@ static Status launch_softmax(const TensorView* in, int nin, const TensorView& ou
   int64_t outer, n, inner;
   dims3(in[0], axis, axis + 1, outer, n, inner);
   if (outer * n * inner == 0) return Status::ok();
+  const int64_t tiles = (inner + 31) / 32;
   if (inner == 1)
     softmax<true>
         <<<blocks_for(outer * 32), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log, outer, n, 1);
-  else
+  else if ((inner >= 32 || outer * inner < kFewLines) && outer * tiles <= 2147483647)
+    softmax_cols<<<static_cast<unsigned>(outer * tiles), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(),
+                                                                                  log, n, inner, tiles);
+  else  // many short lines: a thread a line keeps every lane busy
     softmax<false><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in[0].ptr<float>(), out.ptr<float>(), log,
                                                                          outer, n, inner);
   return launched("softmax");

@@ -136,6 +136,52 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   }
 }
 
+// softmax / logSoftmax down the R rows of 32 adjacent columns of one outer slice (inner > 1): lane = column (reads
+// stay together), and the 8 groups of 32 invocations take every 8th row. Each column's partial maxima, then
+// partial sums, are combined over the groups in group order. Workgroup t is tile t % tiles of slice t / tiles.
+var<workgroup> col_part: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn softmax_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = wid.x + wid.y * nwg.x;
+  let lane = lid % 32u;
+  let ph = lid / 32u;
+  let n = pu(P_REDUCE_R);
+  let inner = pu(P_REDUCE_INNER);
+  let tiles = (inner + 31u) / 32u;
+  let j = t % tiles * 32u + lane;
+  let live = t < pu(P_REDUCE_OUTER) * tiles && j < inner;
+  let base = t / tiles * n * inner + j;
+  var m = -f_inf();
+  if (live) {
+    for (var k = ph; k < n; k += 8u) {
+      let v = xf(base + k * inner);
+      if (!is_nan(v) && v > m) { m = v; }
+    }
+  }
+  col_part[lid] = m;
+  workgroupBarrier();
+  m = col_part[lane];
+  for (var p = 1u; p < 8u; p++) { m = select(m, col_part[p * 32u + lane], col_part[p * 32u + lane] > m); }
+  if (m == -f_inf()) { m = 0.0; }
+  workgroupBarrier();
+  var s = 0.0;
+  if (live) {
+    for (var k = ph; k < n; k += 8u) { s += k_exp(xf(base + k * inner) - m); }
+  }
+  col_part[lid] = s;
+  workgroupBarrier();
+  s = col_part[lane];
+  for (var p = 1u; p < 8u; p++) { s += col_part[p * 32u + lane]; }
+  if (!live) { return; }
+  let ls = k_log(s) + m;
+  for (var k = ph; k < n; k += 8u) {
+    let i = base + k * inner;
+    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+  }
+}
+
 // log-sum-exp of logits row r (in0 is [N, C])
 fn row_lse(off: u32, c: u32) -> f32 {
   var m = -f_inf();

@@ -851,7 +851,8 @@ static void write_map(const char* dir) {
 
 // the remaining simple kernels, written to <dir>/misc_<name>.bin (float32, or int32 where the op gives ints) for
 // native.test.ts to compare with the cpu backend: column sums (one pass, and over 3 chunks of rows then the
-// chunks in order), argmax down the columns, softmax down the columns, row hashes, max/avg pooling and their
+// chunks in order), argmax down the columns, softmax down the columns (a thread a column, and softmax_cols's
+// tiles), row hashes, max/avg pooling and their
 // gradients, gather, concat's place, and the int4 linear's bias add
 static void write_misc(const char* dir) {
   const int64_t R = 40, C = 25, n = R * C, T = 1100;
@@ -879,6 +880,12 @@ static void write_misc(const char* dir) {
     std::vector<float> sm(n);
     emu_launch(blocks(C), block, [&] { softmax<false>(x.data(), sm.data(), false, 1, R, C); });
     save("softmax0", sm.data(), n);
+    // softmax_cols: [40, 25] down its 40 rows (one tile, 25 of 32 lanes live), and logSoftmax over axis 1 of
+    // [2, 5, 100] (four tiles a slice, 5 rows for 8 phases)
+    emu_launch({1, 1, 1}, block, [&] { softmax_cols(x.data(), sm.data(), false, R, C, 1); });
+    save("softmax0_cols", sm.data(), n);
+    emu_launch({2 * 4, 1, 1}, block, [&] { softmax_cols(x.data(), sm.data(), true, 5, 100, 4); });
+    save("logsoftmax1_cols", sm.data(), n);
     std::vector<int32_t> h(2 * R);
     emu_launch(blocks(R), block, [&] { row_hash(reinterpret_cast<const uint32_t*>(x.data()), h.data(), R, C); });
     save("rowhash", h.data(), 2 * R);

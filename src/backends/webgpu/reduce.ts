@@ -46,6 +46,9 @@ const ROW_LANES = 32;
 const rowGroups = (g: Gpu, rows: number): [number, number, number] =>
   grid(Math.ceil(rows / (256 / ROW_LANES)), g.limits.maxComputeWorkgroupsPerDimension ?? 65535);
 
+// softmax along a non-last axis: fewer (outer, inner) lines than this take softmax_cols even when inner < 32
+const FEW_LINES = 65536;
+
 function softmax(log: boolean): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
@@ -55,7 +58,13 @@ function softmax(log: boolean): GpuKernel {
     const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, n).set(PARAMS.reduce.inner, inner);
     if (inner === 1 && n >= ROW_LANES) {
       g.dispatch('reduce', 'softmax_rows', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { groups: rowGroups(g, outer) });
+    } else if (inner > 1 && (inner >= 32 || outer * inner < FEW_LINES)) {
+      // 32 adjacent columns a workgroup, its 8 groups of 32 taking every 8th row
+      g.dispatch('reduce', 'softmax_cols', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], {
+        groups: grid(outer * Math.ceil(inner / 32), g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
+      });
     } else {
+      // short rows, or many lines of fewer than 32 columns: an invocation a line
       g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
     }
   };

@@ -111,7 +111,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
         'softmax_cols CeArgs ' +
         'softmax_cross_entropy row_hash ' +
         'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +
-        'layer_norm_backward_params',
+        'layer_norm_backward_params kColChunk ln_param_chunks',
     ],
     ['kernels/cuda/movement.cu', 'place gather scatter_keys scatter_starts scatter_sum'],
     [

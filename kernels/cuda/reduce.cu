@@ -653,17 +653,30 @@ __global__ void layer_norm_backward(LnArgs a, float* dx, float* stats) {
   }
 }
 
-__global__ void layer_norm_backward_params(LnArgs a, const float* stats, float* dw, float* db) {
+// dweight and dbias over rows [y * chunk, (y + 1) * chunk) of the grid's row y: out[y * 2C + c] and
+// out[y * 2C + C + c] (one chunk: out is dweight then dbias; more: partial sums that sum_splits adds in order)
+__global__ void layer_norm_backward_params(LnArgs a, const float* stats, float* out, int64_t chunk) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= a.C) return;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk, r1 = r0 + chunk < a.R ? r0 + chunk : a.R;
   float sw = 0.f, sb = 0.f;
-  for (int64_t r = 0; r < a.R; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float gy = a.a[r * a.C + c];
     sw += gy * (a.x[r * a.C + c] - stats[2 * r]) * stats[2 * r + 1];
     sb += gy;
   }
-  dw[c] = sw;
-  db[c] = sb;
+  out += static_cast<int64_t>(blockIdx.y) * 2 * a.C;
+  out[c] = sw;
+  out[a.C + c] = sb;
+}
+
+// layerNormBackward's chunks of rows for dweight and dbias, as reduce_cols cuts columns: kColChunk rows a chunk
+// (more if 65535 chunks would not cover R) when C alone gives fewer than kFewOutputs threads; sets *chunk
+static int64_t ln_param_chunks(int64_t R, int64_t C, int64_t* chunk) {
+  *chunk = R > 0 ? R : 1;
+  if (C >= kFewOutputs || R <= kColChunk) return 1;
+  *chunk = kColChunk > (R + 65534) / 65535 ? kColChunk : (R + 65534) / 65535;
+  return (R + *chunk - 1) / *chunk;
 }
 
 static unsigned ln_blocks(int64_t rows) {
@@ -690,13 +703,22 @@ static Status k_layer_norm_backward(const TensorView* in, int nin, const TensorV
   KILN_REQUIRE((a.R + kLnWarps - 1) / kLnWarps <= 2147483647, ST_SHAPE,
                "layerNormBackward: too many rows for one grid");
   if (a.C == 0) return Status::ok();
-  const uint64_t bytes = static_cast<uint64_t>(a.R > 0 ? 2 * a.R : 2) * sizeof(float);
+  int64_t chunk = 0;
+  const int64_t chunks = ln_param_chunks(a.R, a.C, &chunk);
+  // the rows' statistics, then (several chunks) the chunks' partial dweight and dbias
+  const int64_t words = (a.R > 0 ? 2 * a.R : 2) + (chunks > 1 ? chunks * 2 * a.C : 0);
+  const uint64_t bytes = static_cast<uint64_t>(words) * sizeof(float);
   void* stats = nullptr;
   if (Status st = scratch(bytes, &stats); !st.good()) return st;
   float* o = out.ptr<float>();
   float* s = static_cast<float*>(stats);
+  float* part = s + (a.R > 0 ? 2 * a.R : 2);
   if (a.R > 0) layer_norm_backward<<<ln_blocks(a.R), 32 * kLnWarps, 0, stream()>>>(a, o, s);
-  layer_norm_backward_params<<<blocks_for(a.C), kThreads, 0, stream()>>>(a, s, o + a.R * a.C, o + a.R * a.C + a.C);
+  layer_norm_backward_params<<<dim3(blocks_for(a.C), static_cast<unsigned>(chunks)), kThreads, 0, stream()>>>(
+      a, s, chunks > 1 ? part : o + a.R * a.C, chunk);
+  if (chunks > 1)
+    sum_splits<<<blocks_for(2 * a.C), kThreads, 0, stream()>>>(part, o + a.R * a.C, 2 * a.C,
+                                                               static_cast<int32_t>(chunks));
   const Status st = launched("layerNormBackward");
   release_scratch(stats, bytes);
   return st;

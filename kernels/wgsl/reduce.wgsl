@@ -751,20 +751,27 @@ fn layer_norm_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
   }
 }
 
-// dweight and dbias per column, after layer_norm_backward filled work with the row statistics
+// dweight and dbias, after the dx pass filled work with the row statistics: 32 adjacent columns a workgroup
+// (as softmax_cols), its 8 groups of 32 taking every 8th row; each column's partial sums are added in group order
 @compute @workgroup_size(256)
-fn layer_norm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let k = linear_id(gid, nwg);
+fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                              @builtin(num_workgroups) nwg: vec3<u32>) {
   let n = pu(P_REDUCE_N);
   let c = pu(P_REDUCE_C);
-  if (k >= c) { return; }
-  var sw = 0.0;
-  var sb = 0.0;
-  for (var r = 0u; r < n; r++) {
-    let gy = bitcast<f32>(in1[r * c + k]);
-    sw += gy * (xf(r * c + k) - work[2u * r]) * work[2u * r + 1u];
-    sb += gy;
+  let k = (wid.x + wid.y * nwg.x) * 32u + lid % 32u;
+  let live = k < c;
+  var acc = vec2(0.0, 0.0);  // (dweight, dbias) over this group's rows
+  if (live) {
+    for (var r = lid / 32u; r < n; r += 8u) {
+      let gy = bitcast<f32>(in1[r * c + k]);
+      acc += vec2(gy * (xf(r * c + k) - work[2u * r]) * work[2u * r + 1u], gy);
+    }
   }
-  dst[n * c + k] = bitcast<u32>(sw);
-  dst[n * c + c + k] = bitcast<u32>(sb);
+  sv[lid] = acc;
+  workgroupBarrier();
+  if (!live || lid >= 32u) { return; }
+  var t = sv[lid];
+  for (var p = 1u; p < 8u; p++) { t += sv[p * 32u + lid]; }
+  dst[n * c + k] = bitcast<u32>(t.x);
+  dst[n * c + c + k] = bitcast<u32>(t.y);
 }

@@ -187,8 +187,9 @@ const kernels: Record<string, GpuKernel> = {
       } else if (R > 0) {
         g.dispatch('reduce', 'layer_norm_backward', consts, p, bufs, { threads: R });
       }
+      // 32 columns a workgroup, 8 groups of 32 down the rows
       g.dispatch('reduce', 'layer_norm_backward_params', {}, p, [...bufs.slice(0, 3), null, null, null, work], {
-        threads: C,
+        groups: grid(Math.ceil(C / 32), g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
       });
     } finally {
       g.release(work);

@@ -920,6 +920,32 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    // sum, max and min down a long middle axis with few outputs (webgpu tiles them: 32 outputs a workgroup, 8
+    // groups down the axis): 100 values (not a multiple of 8), 40 columns (a tile and a part), 3 slices;
+    // a NaN in slice 1 column 3; int32 sums that wrap past 2^31 as every backend's do
+    name: 'sum, max and min over axis 1 of [3, 100, 40], float with a NaN and int32',
+    ops: ['sum', 'max', 'min'],
+    inputs: [f([3, 100, 40], { lo: -5, hi: 5 }), ints([3, 100, 40], -2e8, 2e8)],
+    run: (x, k) => {
+      const nan = kn.tensor(
+        Uint8Array.from({ length: 12000 }, (_, i) => (i === 4000 + 57 * 40 + 3 ? 1 : 0)),
+        [3, 100, 40],
+        { dtype: 'bool' },
+      );
+      const xs = kn.where(nan, NaN, x);
+      return kn.concat([
+        xs.sum(1),
+        xs.max(1),
+        xs.min(1),
+        x.sum(1),
+        k.sum(1).cast('float32'),
+        k.max(1).cast('float32'),
+        k.min(1).cast('float32'),
+      ]);
+    },
+    atol: 1e-4,
+  },
+  {
     name: 'large max/softmax (threads)',
     ops: ['max', 'softmax', 'logSoftmax'],
     inputs: [f([300, 257])],

@@ -112,6 +112,49 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   }
 }
 
+// sum/max/min along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup (reads
+// stay together), its 8 groups of 32 taking every 8th k; each output's partials are combined in group order.
+// Max and min start every group from the line's first value, so a group with no k of its own changes nothing.
+@compute @workgroup_size(256)
+fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = wid.x + wid.y * nwg.x;
+  let lane = lid % 32u;
+  let r = pu(P_REDUCE_R);
+  let inner = pu(P_REDUCE_INNER);
+  let tiles = (inner + 31u) / 32u;
+  let j = t % tiles * 32u + lane;
+  let live = t < pu(P_REDUCE_OUTER) * tiles && j < inner;
+  let base = t / tiles * r * inner + j;
+  if (INT) {
+    var acc = 0;
+    if (OP != 0u && live) { acc = xi(base); }
+    if (live) {
+      for (var k = lid / 32u; k < r; k += 8u) { acc = combine_i(acc, xi(base + k * inner)); }
+    }
+    si[lid] = acc;
+  } else {
+    var acc = 0.0;
+    if (OP != 0u && live) { acc = xf(base); }
+    if (live) {
+      for (var k = lid / 32u; k < r; k += 8u) { acc = combine_f(acc, xf(base + k * inner)); }
+    }
+    sf[lid] = acc;
+  }
+  workgroupBarrier();
+  if (!live || lid >= 32u) { return; }
+  let o = t / tiles * inner + j;
+  if (INT) {
+    var acc = si[lid];
+    for (var p = 1u; p < 8u; p++) { acc = combine_i(acc, si[p * 32u + lid]); }
+    dst[o] = bitcast<u32>(acc);
+  } else {
+    var acc = sf[lid];
+    for (var p = 1u; p < 8u; p++) { acc = combine_f(acc, sf[p * 32u + lid]); }
+    dst[o] = bitcast<u32>(acc);
+  }
+}
+
 // softmax / logSoftmax along R, one invocation per (outer, inner) line
 @compute @workgroup_size(256)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -11,6 +11,10 @@ function dims3(shape: readonly number[], a0: number, a1: number): [number, numbe
   return [numelOf(shape.slice(0, a0)), numelOf(shape.slice(a0, a1)), numelOf(shape.slice(a1))];
 }
 
+// Fewer (outer, inner) lines than this along a non-last axis take the tiled kernels (reduce_cols_tiled, and
+// softmax_cols even when inner < 32): 32 lines a workgroup, 8 groups of 32 invocations down the axis.
+const FEW_LINES = 65536;
+
 const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
 
 function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
@@ -34,6 +38,12 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
       g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
         groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1],
       });
+    } else if (inner > 1 && r >= 64 && REDUCE_OP[name] < 3 && outer * inner < FEW_LINES) {
+      // few outputs over a long axis (a bias gradient's sum down the batch): 32 outputs a workgroup, 8 groups
+      // of 32 down the axis
+      g.dispatch('reduce', 'reduce_cols_tiled', consts, p, [id(out), id(v)], {
+        groups: grid(outer * Math.ceil(inner / 32), g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
+      });
     } else {
       g.dispatch('reduce', 'reduce_cols', consts, p, [id(out), id(v)], { threads: outer * inner });
     }
@@ -45,9 +55,6 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
 const ROW_LANES = 32;
 const rowGroups = (g: Gpu, rows: number): [number, number, number] =>
   grid(Math.ceil(rows / (256 / ROW_LANES)), g.limits.maxComputeWorkgroupsPerDimension ?? 65535);
-
-// softmax along a non-last axis: fewer (outer, inner) lines than this take softmax_cols even when inner < 32
-const FEW_LINES = 65536;
 
 function softmax(log: boolean): GpuKernel {
   return (g, ins, out, attrs) => {

@@ -133,6 +133,10 @@ test('kernels follow one naming scheme on every backend', () => {
     'pool2d_backward',
     'reduce_rows',
     'reduce_cols',
+    // sums, maxima and minima down a long axis with few outputs: 32 outputs a workgroup, 8 groups down (webgpu)
+    'reduce_cols_tiled',
+    // softmax along a non-last axis: 32 columns a block or workgroup, 8 warps or groups down the rows
+    'softmax_cols',
     // softmax and the cross-entropy (forward and backward) over rows of 32+ values: 32 invocations per row (webgpu)
     'softmax_rows',
     'softmax_cross_entropy_rows',
@@ -160,8 +164,14 @@ test('kernels follow one naming scheme on every backend', () => {
     'attention_backward_q',
     'attention_backward_kv',
     'copy_f32',
-    // layerNormBackward's dweight/dbias pass
+    // layerNormBackward's dweight/dbias pass; on webgpu, rows of 32+ values take their statistics first (32
+    // invocations a row), then layerNorm's per-element pass or the backward's dx pass
     'layer_norm_backward_params',
+    'layer_norm_stats_rows',
+    'layer_norm_apply',
+    'layer_norm_backward_rows',
+    // adamStepMulti and sgdStepMulti on cuda: several parameters' updates in one grid
+    'step_multi',
     // scatterAdd's passes: positions grouped by row (webgpu: one workgroup; cuda: keys, CUB's sort, row starts),
     // then a sum per output element
     'scatter_group',

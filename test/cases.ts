@@ -920,27 +920,35 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
-    // sum, max and min down a long middle axis with few outputs (webgpu tiles them: 32 outputs a workgroup, 8
-    // groups down the axis): 100 values (not a multiple of 8), 40 columns (a tile and a part), 3 slices;
-    // a NaN in slice 1 column 3; int32 sums that wrap past 2^31 as every backend's do
-    name: 'sum, max and min over axis 1 of [3, 100, 40], float with a NaN and int32',
-    ops: ['sum', 'max', 'min'],
-    inputs: [f([3, 100, 40], { lo: -5, hi: 5 }), ints([3, 100, 40], -2e8, 2e8)],
-    run: (x, k) => {
+    // the reductions down a long middle axis with few outputs (webgpu tiles them: 32 outputs a workgroup, 8
+    // groups down the axis): 100 values (not a multiple of 8), 40 columns (a tile and a part), 3 slices. NaNs in
+    // slice 1 column 3 at k = 65 and 58 (group 1 holds the later one, so the combine must pick by k); ties in the
+    // truncated floats and the small ints (the first index wins); int32 sums that wrap past 2^31 as every backend's
+    name: 'sum, max, min, argmax and argmin over axis 1 of [3, 100, 40], float with NaNs and ties, and int32',
+    ops: ['sum', 'max', 'min', 'argmax', 'argmin'],
+    inputs: [f([3, 100, 40], { lo: -5, hi: 5 }), ints([3, 100, 40], -2e8, 2e8), ints([3, 100, 40], -3, 3)],
+    run: (x, k, small) => {
       const nan = kn.tensor(
-        Uint8Array.from({ length: 12000 }, (_, i) => (i === 4000 + 57 * 40 + 3 ? 1 : 0)),
+        Uint8Array.from({ length: 12000 }, (_, i) => (i === 4000 + 65 * 40 + 3 || i === 4000 + 58 * 40 + 3 ? 1 : 0)),
         [3, 100, 40],
         { dtype: 'bool' },
       );
       const xs = kn.where(nan, NaN, x);
+      const tied = kn.where(nan, NaN, x.cast('int32').cast('float32')); // whole numbers in (-5, 5): ties
+      const f32 = (t: kn.Tensor): kn.Tensor => t.cast('float32');
       return kn.concat([
         xs.sum(1),
         xs.max(1),
         xs.min(1),
         x.sum(1),
-        k.sum(1).cast('float32'),
-        k.max(1).cast('float32'),
-        k.min(1).cast('float32'),
+        f32(k.sum(1)),
+        f32(k.max(1)),
+        f32(k.min(1)),
+        f32(tied.argmax(1)),
+        f32(tied.argmin(1)),
+        f32(x.argmax(1)),
+        f32(small.argmax(1)),
+        f32(small.argmin(1)),
       ]);
     },
     atol: 1e-4,

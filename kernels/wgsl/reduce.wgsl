@@ -112,9 +112,24 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   }
 }
 
-// sum/max/min along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup (reads
-// stay together), its 8 groups of 32 taking every 8th k; each output's partials are combined in group order.
-// Max and min start every group from the line's first value, so a group with no k of its own changes nothing.
+// The reductions along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup
+// (reads stay together), its 8 groups of 32 taking every 8th k; each output's partials are combined in group
+// order. Max and min start every group from the line's first value, so a group with no k changes nothing.
+// argmax/argmin: each group keeps its first extreme (or first NaN) and its k; the combine takes a NaN over any
+// number, then the extreme, and the smaller k between equals, so the answer is reduce_cols's first index.
+var<workgroup> sidx: array<u32, 256>;
+
+// (value, k) pairs of two groups of an arg reduction: does b win over a?
+fn arg_wins_f(a: f32, ia: u32, b: f32, ib: u32) -> bool {
+  if (is_nan(a) || is_nan(b)) { return is_nan(b) && (!is_nan(a) || ib < ia); }
+  if (b == a) { return ib < ia; }
+  return (OP == 3u && b > a) || (OP == 4u && b < a);
+}
+fn arg_wins_i(a: i32, ia: u32, b: i32, ib: u32) -> bool {
+  if (b == a) { return ib < ia; }
+  return (OP == 3u && b > a) || (OP == 4u && b < a);
+}
+
 @compute @workgroup_size(256)
 fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -126,32 +141,61 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   let j = t % tiles * 32u + lane;
   let live = t < pu(P_REDUCE_OUTER) * tiles && j < inner;
   let base = t / tiles * r * inner + j;
+  let k0 = lid / 32u;  // this group's first k (r >= 64, so every group has one)
+  var best = k0;
   if (INT) {
     var acc = 0;
     if (OP != 0u && live) { acc = xi(base); }
+    if (OP >= 3u && live) { acc = xi(base + k0 * inner); }
     if (live) {
-      for (var k = lid / 32u; k < r; k += 8u) { acc = combine_i(acc, xi(base + k * inner)); }
+      for (var k = k0; k < r; k += 8u) {
+        let v = xi(base + k * inner);
+        if (OP < 3u) { acc = combine_i(acc, v); } else if (arg_wins_i(acc, best, v, k)) { acc = v; best = k; }
+      }
     }
     si[lid] = acc;
   } else {
     var acc = 0.0;
     if (OP != 0u && live) { acc = xf(base); }
+    if (OP >= 3u && live) { acc = xf(base + k0 * inner); }
     if (live) {
-      for (var k = lid / 32u; k < r; k += 8u) { acc = combine_f(acc, xf(base + k * inner)); }
+      for (var k = k0; k < r; k += 8u) {
+        let v = xf(base + k * inner);
+        if (OP < 3u) { acc = combine_f(acc, v); } else if (arg_wins_f(acc, best, v, k)) { acc = v; best = k; }
+      }
     }
     sf[lid] = acc;
   }
+  sidx[lid] = best;
   workgroupBarrier();
   if (!live || lid >= 32u) { return; }
   let o = t / tiles * inner + j;
   if (INT) {
     var acc = si[lid];
-    for (var p = 1u; p < 8u; p++) { acc = combine_i(acc, si[p * 32u + lid]); }
-    dst[o] = bitcast<u32>(acc);
+    best = sidx[lid];
+    for (var p = 1u; p < 8u; p++) {
+      let q = p * 32u + lid;
+      if (OP < 3u) {
+        acc = combine_i(acc, si[q]);
+      } else if (arg_wins_i(acc, best, si[q], sidx[q])) {
+        acc = si[q];
+        best = sidx[q];
+      }
+    }
+    dst[o] = select(bitcast<u32>(acc), best, OP >= 3u);
   } else {
     var acc = sf[lid];
-    for (var p = 1u; p < 8u; p++) { acc = combine_f(acc, sf[p * 32u + lid]); }
-    dst[o] = bitcast<u32>(acc);
+    best = sidx[lid];
+    for (var p = 1u; p < 8u; p++) {
+      let q = p * 32u + lid;
+      if (OP < 3u) {
+        acc = combine_f(acc, sf[q]);
+      } else if (arg_wins_f(acc, best, sf[q], sidx[q])) {
+        acc = sf[q];
+        best = sidx[q];
+      }
+    }
+    dst[o] = select(bitcast<u32>(acc), best, OP >= 3u);
   }
 }
 

@@ -38,7 +38,7 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
       g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
         groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1],
       });
-    } else if (inner > 1 && r >= 64 && REDUCE_OP[name] < 3 && outer * inner < FEW_LINES) {
+    } else if (inner > 1 && r >= 64 && outer * inner < FEW_LINES) {
       // few outputs over a long axis (a bias gradient's sum down the batch): 32 outputs a workgroup, 8 groups
       // of 32 down the axis
       g.dispatch('reduce', 'reduce_cols_tiled', consts, p, [id(out), id(v)], {

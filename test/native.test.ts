@@ -107,8 +107,8 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     ],
     [
       'kernels/cuda/reduce.cu',
-      'RedOp combine Combine reduce_rows reduce_cols arg_reduce RowExp warp_row_exp kRowsPerBlock softmax kColPhases ' +
-        'softmax_cols CeArgs ' +
+      'RedOp combine Combine reduce_rows reduce_cols arg_reduce arg_wins arg_take kColPhases arg_rows arg_cols ' +
+        'RowExp warp_row_exp kRowsPerBlock softmax softmax_cols CeArgs ' +
         'softmax_cross_entropy row_hash ' +
         'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +
         'layer_norm_backward_params kColChunk ln_param_chunks',
@@ -221,6 +221,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     const xs = Float32Array.from({ length: R * C }, (_, i) => (((i * 7919) % 2001) - 1000) / 128);
     const ys = Float32Array.from({ length: C }, (_, j) => (((j * 104729) % 1999) - 999) / 256);
     const ts = Float32Array.from({ length: 3300 }, (_, i) => ((((i + 5) * 7919) % 2001) - 1000) / 128);
+    const tsNaN = ts.map((v, i) => ([1350, 1360, 23, 26].includes(i) ? NaN : i === 2430 ? 1e9 : v));
     const gs = Float32Array.from({ length: 260 }, (_, j) => (((j * 104729) % 1999) - 999) / 256);
     onBackend('cpu', () =>
       kn.tidy(() => {
@@ -234,6 +235,10 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
           ['sum0', x.sum(0), 1e-6],
           ['sum0_chunks', kn.tensor(ts, [1100, 3]).sum(0), 1e-6],
           ['argmax0', x.argmax(0), 0],
+          ['argmax_rows', kn.tensor(tsNaN, [3, 1100]).argmax(1), 0],
+          ['argmin_rows', kn.tensor(ts, [3, 1100]).argmin(1), 0],
+          ['argmin_cols', kn.tensor(tsNaN, [1100, 3]).argmin(0), 0],
+          ['argmax_cols', kn.tensor(ts, [1100, 3]).argmax(0), 0],
           ['softmax0', x.softmax(0), 2e-6],
           ['softmax0_cols', x.softmax(0), 2e-6],
           ['logsoftmax1_cols', x.reshape([2, 5, 100]).logSoftmax(1), 2e-6],

@@ -85,6 +85,73 @@ __global__ void arg_reduce(const T* x, int32_t* y, bool is_max, int64_t outer, i
   y[o] = static_cast<int32_t>(best);
 }
 
+// Does (b, ib) win over (a, ia) in an arg reduction? A NaN over any number (float), then the extreme, then the
+// smaller index between equals: a total order, so any combining order finds arg_reduce's sequential answer.
+template <class T>
+__device__ inline bool arg_wins(T a, int32_t ia, T b, int32_t ib, bool is_max) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (isnan(a) || isnan(b)) return isnan(b) && (!isnan(a) || ib < ia);
+  }
+  if (b == a) return ib < ia;
+  return is_max ? b > a : b < a;
+}
+template <class T>
+__device__ inline void arg_take(bool is_max, T& v, int32_t& i, T ov, int32_t oi) {
+  if (arg_wins(v, i, ov, oi, is_max)) v = ov, i = oi;
+}
+
+constexpr int kColPhases = kThreads / 32;
+
+// argmax/argmin of long rows (inner == 1) when they are few: a block a row, its threads striding over the row
+// (coalesced), then each warp's shuffles and the warps' results in thread 0
+template <class T>
+__global__ void arg_rows(const T* x, int32_t* y, bool is_max, int64_t r) {
+  const T* row = x + static_cast<int64_t>(blockIdx.x) * r;
+  T v = row[0];  // a candidate every thread may start from
+  int32_t best = 0;
+  for (int64_t k = threadIdx.x; k < r; k += kThreads) arg_take(is_max, v, best, row[k], static_cast<int32_t>(k));
+  for (int s = 16; s > 0; s >>= 1) {
+    const T ov = __shfl_xor_sync(0xffffffffu, v, s);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, best, s);
+    arg_take(is_max, v, best, ov, oi);
+  }
+  __shared__ T wv[kColPhases];
+  __shared__ int32_t wi[kColPhases];
+  if ((threadIdx.x & 31) == 0) wv[threadIdx.x >> 5] = v, wi[threadIdx.x >> 5] = best;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (int w = 1; w < kColPhases; ++w) arg_take(is_max, v, best, wv[w], wi[w]);
+  y[blockIdx.x] = best;
+}
+
+// argmax/argmin down a long axis (inner > 1) with few outputs: 32 adjacent outputs of one outer slice a block
+// (coalesced), its warps taking every kColPhases-th k; tiles = ceil(inner / 32)
+template <class T>
+__global__ void arg_cols(const T* x, int32_t* y, bool is_max, int64_t r, int64_t inner, int64_t tiles) {
+  __shared__ T pv[kColPhases][32];
+  __shared__ int32_t pi[kColPhases][32];
+  const int lane = threadIdx.x & 31, ph = threadIdx.x >> 5;
+  const int64_t j = blockIdx.x % tiles * 32 + lane;
+  const bool live = j < inner;
+  const int64_t base = blockIdx.x / tiles * r * inner + j;
+  T v{};
+  int32_t best = 0;
+  if (live) {
+    v = x[base];
+    for (int64_t k = ph; k < r; k += kColPhases)
+      arg_take(is_max, v, best, x[base + k * inner], static_cast<int32_t>(k));
+  }
+  pv[ph][lane] = v;
+  pi[ph][lane] = best;
+  __syncthreads();
+  if (!live || ph != 0) return;
+  for (int p = 1; p < kColPhases; ++p) arg_take(is_max, v, best, pv[p][lane], pi[p][lane]);
+  y[blockIdx.x / tiles * inner + j] = best;
+}
+
+// arg_rows for at least this many values a row, when there are fewer than kFewRows rows
+constexpr int64_t kArgRowLen = 1024;
+
 static void dims3(const TensorView& v, int a0, int a1, int64_t& outer, int64_t& r, int64_t& inner) {
   outer = r = inner = 1;
   for (int d = 0; d < v.ndim; ++d) (d < a0 ? outer : d < a1 ? r : inner) *= v.shape[d];
@@ -142,6 +209,21 @@ static Status reduce_typed(const T* x, T* y, int op, int64_t outer, int64_t r, i
   return s;
 }
 
+// argmax/argmin: a block a row for few long rows, 32-output tiles for few outputs down a long axis (rules of
+// the shape alone), else a thread an output
+template <class T>
+static Status arg_launch(const T* x, int32_t* y, bool is_max, int64_t outer, int64_t r, int64_t inner,
+                         const char* name) {
+  const int64_t tiles = (inner + 31) / 32;
+  if (inner == 1 && r >= kArgRowLen && outer < kFewRows)
+    arg_rows<T><<<static_cast<unsigned>(outer), kThreads, 0, stream()>>>(x, y, is_max, r);
+  else if (inner > 1 && r >= 64 && outer * inner < kFewOutputs)
+    arg_cols<T><<<static_cast<unsigned>(outer * tiles), kThreads, 0, stream()>>>(x, y, is_max, r, inner, tiles);
+  else
+    arg_reduce<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, y, is_max, outer, r, inner);
+  return launched(name);
+}
+
 static Status reduce(const TensorView* in, int nin, const TensorView& out, const double* at, int op, const char* name) {
   KILN_REQUIRE(nin == 1 && in[0].contiguous(), ST_ARG, name, " takes one contiguous input");
   const TensorView& x = in[0];
@@ -160,13 +242,10 @@ static Status reduce(const TensorView* in, int nin, const TensorView& out, const
   KILN_REQUIRE(ints || x.dtype == DT_FLOAT32, ST_DTYPE, name, " takes float32 or int32");
   if (arg) {
     KILN_REQUIRE(out.dtype == DT_INT32, ST_DTYPE, name, " writes int32");
-    if (ints)
-      arg_reduce<int32_t><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<int32_t>(), out.ptr<int32_t>(),
-                                                                                op == R_ARGMAX, outer, r, inner);
-    else
-      arg_reduce<float><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x.ptr<float>(), out.ptr<int32_t>(),
-                                                                              op == R_ARGMAX, outer, r, inner);
-    return launched(name);
+    KILN_REQUIRE(r <= 2147483647, ST_SHAPE, name, ": the reduced axis of ", shape_str(x),
+                 " is longer than an int32 index reaches");
+    if (ints) return arg_launch(x.ptr<int32_t>(), out.ptr<int32_t>(), op == R_ARGMAX, outer, r, inner, name);
+    return arg_launch(x.ptr<float>(), out.ptr<int32_t>(), op == R_ARGMAX, outer, r, inner, name);
   }
   KILN_REQUIRE(out.dtype == x.dtype, ST_DTYPE, name, " writes its input's dtype");
   if (ints) return reduce_typed<int32_t>(x.ptr<int32_t>(), out.ptr<int32_t>(), op, outer, r, inner, name);
@@ -243,7 +322,6 @@ __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64
   }
 }
 
-constexpr int kColPhases = kThreads / 32;
 constexpr int64_t kFewLines = 65536;
 
 // Softmax down the n rows of 32 adjacent columns of one outer slice (inner > 1): lane = column, so reads are

@@ -857,7 +857,8 @@ static void write_map(const char* dir) {
 
 // the remaining simple kernels, written to <dir>/misc_<name>.bin (float32, or int32 where the op gives ints) for
 // native.test.ts to compare with the cpu backend: column sums (one pass, and over 3 chunks of rows then the
-// chunks in order), argmax down the columns, softmax down the columns (a thread a column, and softmax_cols's
+// chunks in order), argmax down the columns (a thread a column, arg_cols's tiles, and arg_rows's block a row, with
+// ties and NaNs), softmax down the columns (a thread a column, and softmax_cols's
 // tiles), row hashes, max/avg pooling and their
 // gradients, gather, concat's place, and the int4 linear's bias add
 static void write_misc(const char* dir) {
@@ -883,6 +884,22 @@ static void write_misc(const char* dir) {
     std::vector<int32_t> am(C);
     emu_launch(blocks(C), block, [&] { arg_reduce<float>(x.data(), am.data(), true, 1, R, C); });
     save("argmax0", am.data(), C);
+    // the 3300 tall values (2001 distinct, so many ties): argmax over axis 1 of [3, 1100] by arg_rows (a block a
+    // row) and argmin over axis 0 of [1100, 3] by arg_cols (32-output tiles). NaNs where the smaller index is
+    // combined second: row 1 k = 250 (warp 7) and 260 (warp 0), column 2 k = 7 (group 7) and 8 (group 0); row 2's
+    // maximum alone at k = 230 (warp 7)
+    std::vector<float> tn = tall;
+    tn[1350] = tn[1360] = tn[23] = tn[26] = NAN;
+    tn[2430] = 1e9f;
+    std::vector<int32_t> ar(3, -1), ac(3, -1), ar_min(3, -1), ac_max(3, -1);
+    emu_launch({3, 1, 1}, block, [&] { arg_rows<float>(tn.data(), ar.data(), true, T); });
+    emu_launch({3, 1, 1}, block, [&] { arg_rows<float>(tall.data(), ar_min.data(), false, T); });
+    emu_launch({1, 1, 1}, block, [&] { arg_cols<float>(tn.data(), ac.data(), false, T, 3, 1); });
+    emu_launch({1, 1, 1}, block, [&] { arg_cols<float>(tall.data(), ac_max.data(), true, T, 3, 1); });
+    save("argmax_rows", ar.data(), 3);
+    save("argmin_rows", ar_min.data(), 3);
+    save("argmin_cols", ac.data(), 3);
+    save("argmax_cols", ac_max.data(), 3);
     std::vector<float> sm(n);
     emu_launch(blocks(C), block, [&] { softmax<false>(x.data(), sm.data(), false, 1, R, C); });
     save("softmax0", sm.data(), n);

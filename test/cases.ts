@@ -954,6 +954,24 @@ export const CASES: OpCase[] = [
     atol: 1e-4,
   },
   {
+    // argmax/argmin of 3 rows of 1100 (webgpu: a workgroup a row, cuda: a block a row): truncated floats (many
+    // ties), NaNs in row 1 at k = 250 and 260, row 2's maximum alone at k = 230; small ints (ties)
+    name: 'argmax and argmin of long rows, with ties and NaNs',
+    ops: ['argmax', 'argmin', 'max'],
+    inputs: [f([3, 1100], { lo: -5, hi: 5 }), ints([3, 1100], -3, 3)],
+    run: (x, k) => {
+      const at = (...is: number[]): kn.Tensor =>
+        kn.tensor(
+          Uint8Array.from({ length: 3300 }, (_, i) => (is.includes(i) ? 1 : 0)),
+          [3, 1100],
+          { dtype: 'bool' },
+        );
+      const t = kn.where(at(1350, 1360), NaN, kn.where(at(2430), 1e9, x.cast('int32').cast('float32')));
+      const f32 = (a: kn.Tensor): kn.Tensor => a.cast('float32');
+      return kn.concat([f32(t.argmax(1)), f32(t.argmin(1)), f32(k.argmax(1)), f32(k.argmin(1)), t.max(1)]);
+    },
+  },
+  {
     name: 'large max/softmax (threads)',
     ops: ['max', 'softmax', 'logSoftmax'],
     inputs: [f([300, 257])],

@@ -76,7 +76,8 @@ fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 var<workgroup> sf: array<f32, 256>;
 var<workgroup> si: array<i32, 256>;
 
-// one workgroup per output row when inner == 1 (sum/max/min of long rows): strided partials, then a tree
+// one workgroup per output row when inner == 1 (long rows; argmax/argmin fold (value, index) pairs, see
+// arg_wins_f): strided partials, then a tree
 @compute @workgroup_size(256)
 fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -85,38 +86,51 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   let r = pu(P_REDUCE_R);
   let live = row < outer;
   let base = row * r;
+  var best = 0u;
   if (INT) {
     var acc = 0;
     if (OP != 0u && live) { acc = xi(base); }
     if (live) {
-      for (var k = lid; k < r; k += WG) { acc = combine_i(acc, xi(base + k)); }
+      for (var k = lid; k < r; k += WG) { fold_i(&acc, &best, xi(base + k), k); }
     }
     si[lid] = acc;
   } else {
     var acc = 0.0;
     if (OP != 0u && live) { acc = xf(base); }
     if (live) {
-      for (var k = lid; k < r; k += WG) { acc = combine_f(acc, xf(base + k)); }
+      for (var k = lid; k < r; k += WG) { fold_f(&acc, &best, xf(base + k), k); }
     }
     sf[lid] = acc;
   }
+  sidx[lid] = best;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
-      if (INT) { si[lid] = combine_i(si[lid], si[lid + s]); } else { sf[lid] = combine_f(sf[lid], sf[lid + s]); }
+      var i = sidx[lid];
+      if (INT) {
+        var v = si[lid];
+        fold_i(&v, &i, si[lid + s], sidx[lid + s]);
+        si[lid] = v;
+      } else {
+        var v = sf[lid];
+        fold_f(&v, &i, sf[lid + s], sidx[lid + s]);
+        sf[lid] = v;
+      }
+      sidx[lid] = i;
     }
     workgroupBarrier();
   }
   if (lid == 0u && live) {
-    if (INT) { dst[row] = bitcast<u32>(si[0]); } else { dst[row] = bitcast<u32>(sf[0]); }
+    let v = select(bitcast<u32>(sf[0]), bitcast<u32>(si[0]), INT);
+    dst[row] = select(v, sidx[0], OP >= 3u);
   }
 }
 
 // The reductions along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup
 // (reads stay together), its 8 groups of 32 taking every 8th k; each output's partials are combined in group
-// order. Max and min start every group from the line's first value, so a group with no k changes nothing.
-// argmax/argmin: each group keeps its first extreme (or first NaN) and its k; the combine takes a NaN over any
-// number, then the extreme, and the smaller k between equals, so the answer is reduce_cols's first index.
+// order. Every group starts from the line's first value (and index 0), a candidate of every reduction.
+// argmax/argmin fold (value, k) pairs by arg_wins_*: a NaN over any number, then the extreme, then the smaller k
+// between equals. That is a total order, so any combining order finds reduce_cols's sequential first index.
 var<workgroup> sidx: array<u32, 256>;
 
 // (value, k) pairs of two groups of an arg reduction: does b win over a?
@@ -130,6 +144,24 @@ fn arg_wins_i(a: i32, ia: u32, b: i32, ib: u32) -> bool {
   return (OP == 3u && b > a) || (OP == 4u && b < a);
 }
 
+// folds the value v at index k into a partial (acc, best): combine_* for sum/max/min, arg_wins_* for the args
+fn fold_i(acc: ptr<function, i32>, best: ptr<function, u32>, v: i32, k: u32) {
+  if (OP < 3u) {
+    *acc = combine_i(*acc, v);
+  } else if (arg_wins_i(*acc, *best, v, k)) {
+    *acc = v;
+    *best = k;
+  }
+}
+fn fold_f(acc: ptr<function, f32>, best: ptr<function, u32>, v: f32, k: u32) {
+  if (OP < 3u) {
+    *acc = combine_f(*acc, v);
+  } else if (arg_wins_f(*acc, *best, v, k)) {
+    *acc = v;
+    *best = k;
+  }
+}
+
 @compute @workgroup_size(256)
 fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -141,28 +173,19 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   let j = t % tiles * 32u + lane;
   let live = t < pu(P_REDUCE_OUTER) * tiles && j < inner;
   let base = t / tiles * r * inner + j;
-  let k0 = lid / 32u;  // this group's first k (r >= 64, so every group has one)
-  var best = k0;
+  var best = 0u;  // (x[base], 0) is a candidate every group may start from
   if (INT) {
     var acc = 0;
     if (OP != 0u && live) { acc = xi(base); }
-    if (OP >= 3u && live) { acc = xi(base + k0 * inner); }
     if (live) {
-      for (var k = k0; k < r; k += 8u) {
-        let v = xi(base + k * inner);
-        if (OP < 3u) { acc = combine_i(acc, v); } else if (arg_wins_i(acc, best, v, k)) { acc = v; best = k; }
-      }
+      for (var k = lid / 32u; k < r; k += 8u) { fold_i(&acc, &best, xi(base + k * inner), k); }
     }
     si[lid] = acc;
   } else {
     var acc = 0.0;
     if (OP != 0u && live) { acc = xf(base); }
-    if (OP >= 3u && live) { acc = xf(base + k0 * inner); }
     if (live) {
-      for (var k = k0; k < r; k += 8u) {
-        let v = xf(base + k * inner);
-        if (OP < 3u) { acc = combine_f(acc, v); } else if (arg_wins_f(acc, best, v, k)) { acc = v; best = k; }
-      }
+      for (var k = lid / 32u; k < r; k += 8u) { fold_f(&acc, &best, xf(base + k * inner), k); }
     }
     sf[lid] = acc;
   }
@@ -173,28 +196,12 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   if (INT) {
     var acc = si[lid];
     best = sidx[lid];
-    for (var p = 1u; p < 8u; p++) {
-      let q = p * 32u + lid;
-      if (OP < 3u) {
-        acc = combine_i(acc, si[q]);
-      } else if (arg_wins_i(acc, best, si[q], sidx[q])) {
-        acc = si[q];
-        best = sidx[q];
-      }
-    }
+    for (var p = 1u; p < 8u; p++) { fold_i(&acc, &best, si[p * 32u + lid], sidx[p * 32u + lid]); }
     dst[o] = select(bitcast<u32>(acc), best, OP >= 3u);
   } else {
     var acc = sf[lid];
     best = sidx[lid];
-    for (var p = 1u; p < 8u; p++) {
-      let q = p * 32u + lid;
-      if (OP < 3u) {
-        acc = combine_f(acc, sf[q]);
-      } else if (arg_wins_f(acc, best, sf[q], sidx[q])) {
-        acc = sf[q];
-        best = sidx[q];
-      }
-    }
+    for (var p = 1u; p < 8u; p++) { fold_f(&acc, &best, sf[p * 32u + lid], sidx[p * 32u + lid]); }
     dst[o] = select(bitcast<u32>(acc), best, OP >= 3u);
   }
 }

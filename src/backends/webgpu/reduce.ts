@@ -34,7 +34,7 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
     if (outer * inner === 0) return;
     const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, r).set(PARAMS.reduce.inner, inner);
     const consts = { OP: REDUCE_OP[name], INT: v.dtype === 'int32' ? 1 : 0 };
-    if (inner === 1 && r >= 512 && REDUCE_OP[name] < 3) {
+    if (inner === 1 && r >= 512) {
       g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
         groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1],
       });

@@ -128,7 +128,8 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 
 // The reductions along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup
 // (reads stay together), its 8 groups of 32 taking every 8th k; each output's partials are combined in group
-// order. Every group starts from the line's first value (and index 0), a candidate of every reduction.
+// order. Max, min and the args start every group from the line's first value (and index 0), one of its
+// candidates; sums start from 0.
 // argmax/argmin fold (value, k) pairs by arg_wins_*: a NaN over any number, then the extreme, then the smaller k
 // between equals. That is a total order, so any combining order finds reduce_cols's sequential first index.
 var<workgroup> sidx: array<u32, 256>;

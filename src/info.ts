@@ -19,7 +19,8 @@ export interface KilnInfo {
   /**
    * `matmul`: the float32 GEMM mode, 'fp32' (exact, default) or 'tf32' (opt-in with KILN_CUDA_GEMM=tf32).
    * `cublasLt`: the cuBLASLt KILN_CUDA_CUBLASLT put in use for the GEMMs ('' for kiln's own kernels), and
-   * `cublasLtReason` why it is not in use when it was asked for.
+   * `cublasLtReason` why it is not in use when it was asked for. `wgmma`: bfloat16 products (and float32 ones under
+   * tf32) run on kiln's Hopper kernel (TMA + wgmma; opt-in with KILN_CUDA_WGMMA=1 on a compute capability 9.0 GPU).
    */
   cuda: {
     compiled: boolean;
@@ -29,6 +30,7 @@ export interface KilnInfo {
     matmul: string;
     cublasLt: string;
     cublasLtReason: string;
+    wgmma: boolean;
   } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
   webgpu: {
@@ -74,6 +76,7 @@ export function info(): KilnInfo {
           matmul: a.cuda.matmul,
           cublasLt: a.cuda.cublasLt,
           cublasLtReason: a.cuda.cublasLtReason,
+          wgmma: a.cuda.wgmma,
         }
       : null,
     webgpu: webgpuInfo(),

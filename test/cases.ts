@@ -1075,6 +1075,25 @@ export const CASES: OpCase[] = [
     atol: 5e-2,
   },
   {
+    // several 128x128 tiles (both halves of a tile, partial edge tiles); on Hopper's wgmma path (KILN_CUDA_WGMMA=1)
+    // both operands are read in place as K-major: A's rows and B's columns are 136 contiguous values
+    name: 'bfloat16 matmul over several 128x128 tiles, K-major operands',
+    ops: ['matmulBf16'],
+    inputs: [f([200, 136], { dtype: 'bfloat16' }), f([136, 150], { dtype: 'bfloat16', transposed: true })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 5e-2,
+  },
+  {
+    // a plain B [K, N]: the wgmma path packs it K-major first (a transpose); A is read in place
+    name: 'bfloat16 matmul over several 128x128 tiles, a plain B',
+    ops: ['matmulBf16'],
+    inputs: [f([260, 72], { dtype: 'bfloat16' }), f([72, 200], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 5e-2,
+  },
+  {
     name: 'bfloat16 matmul transposed views, batched broadcast',
     ops: ['matmulBf16'],
     inputs: [f([2, 1, 6, 7], { dtype: 'bfloat16' }), f([3, 5, 7], { dtype: 'bfloat16', transposed: true })],

@@ -154,6 +154,9 @@ test('kernels follow one naming scheme on every backend', () => {
     'matmul_simt128',
     'matmul_wmma',
     'matmul_wmma128',
+    // bfloat16 products on Hopper (sm_90a: TMA, mbarriers, wgmma), and the packing of an operand to K-major for it
+    'gemm_sm90',
+    'pack_kmajor',
     'sum_splits', // split-K's partial products added in order
     // qlinearInt8's warp-per-output kernel for few rows, and the weight row sums its tiled kernel needs
     'qlinear_int8_rows',

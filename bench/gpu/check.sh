@@ -9,7 +9,8 @@
 # kiln's GEMM (1024-4096: exact float32, then TF32, and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch
 # eager (bench/gpu/torch_ref.py); the same suites' products and the GEMM bench again with KILN_CUDA_CUBLASLT set to
 # the libcublasLt of PyTorch's wheels (or KILN_CUBLASLT_PATH); NCCL's one-rank allreduce and broadcast on kiln's
-# stream (nccl_check.ts). Ends with one line per step and `gpu check: passed` or `gpu check: FAILED`.
+# stream (nccl_check.ts); bfloat16 and TF32 products on kiln's Hopper kernel (KILN_CUDA_WGMMA=1): conformance and
+# the GEMM bench. Ends with one line per step and `gpu check: passed` or `gpu check: FAILED`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 carry=.gpu-carry
@@ -141,6 +142,27 @@ cublaslt() {
   return $rc
 }
 
+# kiln's Hopper kernel for bfloat16 (and, under KILN_CUDA_GEMM=tf32, TF32) products (KILN_CUDA_WGMMA=1: TMA,
+# mbarriers, wgmma; opt-in until this step has passed on a GPU): kiln info must say it is in use, conformance's
+# products must pass on it (its bfloat16 matmul cases cover operands read in place, packed, partial tiles, K over
+# many stages of the ring), and the bench shows its speed beside the WMMA kernel's above, bfloat16 and then TF32
+# (whose sampled products the bench checks)
+wgmma() {
+  local out r
+  out="$(KILN_CUDA_WGMMA=1 node --import tsx src/cli/main.ts info 2>&1 | grep '^cuda:')"
+  echo "$out"
+  echo "$out" | grep -q 'GEMMs on wgmma' || return 1
+  KILN_CUDA_WGMMA=1 KILN_REQUIRE_CUDA=1 KILN_WEBGPU=0 timeout "$(limit 90)" node scripts/run-tests.mjs conformance \
+    > /tmp/kiln-gpu-wgmma.log 2>&1
+  r=$?
+  grep -E -B2 -A12 'FAIL|✘|Error' /tmp/kiln-gpu-wgmma.log | head -60
+  echo "conformance on wgmma: $(tail -1 /tmp/kiln-gpu-wgmma.log) (exit $r)"
+  KILN_CUDA_WGMMA=1 timeout "$(limit 90)" node --import tsx bench/run.ts cuda || r=1
+  # TF32 on wgmma: the bench checks its sampled products against float64 dots (the TF32 bound)
+  KILN_CUDA_WGMMA=1 KILN_CUDA_GEMM=tf32 timeout "$(limit 90)" node --import tsx bench/run.ts cuda || r=1
+  return $r
+}
+
 export PATH="$PWD/$carry/bin:$PATH"  # the carried Node, unpacked below
 # NCCL for kn.distributed, opened at run time: the libnccl.so.2 of PyTorch's nvidia wheels unless KILN_NCCL_PATH
 nccl() {
@@ -164,4 +186,6 @@ step 'suites on cuda and webgpu' suite
 step 'GEMM and MLP vs PyTorch' speed
 step 'cuBLASLt GEMMs' cublaslt
 step 'NCCL one-rank collectives' nccl
+# last: a kernel never run before might stall, and its time limit must not come out of the steps above
+step 'wgmma GEMMs (sm_90a)' wgmma
 finish

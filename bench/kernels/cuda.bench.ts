@@ -1,7 +1,8 @@
 // The cuda backend: float32 (exact by default; TF32 tensor cores with KILN_CUDA_GEMM=tf32, read once per process)
 // and bfloat16 GEMM in TFLOP/s, and the MNIST MLP training step (784-512-256-10, batch 128, Adam, loss read back
 // each step). Compare with bench/gpu/torch_ref.py (cuBLAS through PyTorch) in the same run: bash
-// bench/gpu/check.sh runs both, and this bench again under KILN_CUDA_GEMM=tf32 and KILN_CUDA_CUBLASLT. Every
+// bench/gpu/check.sh runs both, and this bench again under KILN_CUDA_GEMM=tf32, KILN_CUDA_CUBLASLT and
+// KILN_CUDA_WGMMA=1 (bfloat16, then also TF32, on kiln's Hopper kernel). Every
 // timed product is also checked: 256 sampled entries against a float64 dot of the same (rounded) inputs, the
 // error relative to sum |a||b| of the entry, which must stay under 1e-5 (2e-3 under TF32, 4e-3 for bfloat16,
 // whose result is rounded to bfloat16), or the bench throws.
@@ -47,7 +48,10 @@ export async function run(): Promise<void> {
   const mode = kn.info().cuda?.matmul ?? '?';
   // bfloat16 products come back rounded to bfloat16 (2^-9 of |c| <= sum |a||b|)
   const bounds = { float32: mode === 'tf32' ? 2e-3 : 1e-5, bfloat16: 4e-3 } as const;
-  console.log(`## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync); float32 mode ${mode}`);
+  const bf16 = kn.info().cuda?.wgmma
+    ? `, ${mode === 'tf32' ? 'bfloat16 and TF32' : 'bfloat16'} on the wgmma kernel (KILN_CUDA_WGMMA=1)`
+    : '';
+  console.log(`## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync); float32 mode ${mode}${bf16}`);
   for (const n of [1024, 2048, 4096]) {
     const row: string[] = [];
     for (const dtype of ['float32', 'bfloat16'] as const) {

@@ -479,6 +479,7 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
                     use_tf32()};
     bool ran = false;
     if (Status s = cublaslt_gemm(lg, &ran); !s.good() || ran) return s;
+    if (Status s = wgmma_gemm(lg, &ran); !s.good() || ran) return s;
   }
   KILN_REQUIRE(batch <= 65535, ST_SHAPE, name, ": ", batch, " batched products exceed the 65535-block grid");
   const dim3 grid(static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64),

@@ -56,7 +56,9 @@ export function main(argv: string[]): number | Promise<number> {
       const gemm = c.cublasLt
         ? `GEMMs on ${c.cublasLt}${c.cublasLtReason ? ` (${c.cublasLtReason})` : ''}`
         : `kiln's GEMM kernels${c.cublasLtReason ? ` (not cuBLASLt: ${c.cublasLtReason})` : ''}`;
-      lines.push(`cuda: ${c.device || 'no device'}, float32 GEMM ${c.matmul}, ${gemm}`);
+      const tc = c.matmul === 'tf32' ? 'bfloat16 and TF32' : 'bfloat16';
+      const bf16 = c.wgmma && !c.cublasLt ? `, ${tc} GEMMs on wgmma (sm_90a)` : '';
+      lines.push(`cuda: ${c.device || 'no device'}, float32 GEMM ${c.matmul}, ${gemm}${bf16}`);
     }
     lines.push('backends:');
     for (const b of i.backends)

@@ -3,8 +3,10 @@
 // statistics and quantiles, and scatterAdd's passes (CUB's stable radix sort stands in as std::stable_sort).
 // Prints one line per check and "cuda emulation: N checks, 0 failures".
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "cuda_emu.h"
@@ -492,6 +494,56 @@ static void check_wmma(int64_t M, int64_t N, int64_t K, bool ta) {
   }
 }
 
+// The wgmma GEMM's operand packing (matmul_sm90.cu): an operand to [batch][rows][Kp], K-major, zero past K (Kp:
+// 16 bytes). A plain B (its rows, n, are the contiguous side: the shared-tile transpose) and a padded A (k
+// contiguous, rows 20 apart), two products each, the first with a gap between products, in bfloat16 and float32.
+// Copies, so every bit must match.
+template <class T>
+static uint32_t bits_of(T v) {
+  if constexpr (std::is_same<T, float>::value) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return u;
+  } else {
+    return v.bits;
+  }
+}
+template <class T>
+static void check_pack_kmajor() {
+  struct Case {
+    const char* what;
+    int64_t rows, K, rs, cs, bs;
+  } cases[] = {{"a plain B [70, 45] (a transpose)", 45, 70, 1, 45, 70 * 45 + 6},
+               {"A [37, 13] with rows 20 apart", 37, 13, 20, 1, 37 * 20}};
+  for (const Case& c : cases) {
+    constexpr int64_t align = 16 / sizeof(T);
+    const int64_t Kp = (c.K + align - 1) / align * align, batch = 2;
+    const auto f = normal(c.bs * batch, 131);
+    const auto to = [](float x) {
+      if constexpr (std::is_same<T, float>::value)
+        return x;
+      else
+        return __float2bfloat16_rn(x);
+    };
+    std::vector<T> src(f.size()), dst(batch * c.rows * Kp, to(NAN));
+    for (size_t i = 0; i < f.size(); ++i) src[i] = to(f[i]);
+    emu_launch(
+        {unsigned((Kp + kPackTile - 1) / kPackTile), unsigned((c.rows + kPackTile - 1) / kPackTile), unsigned(batch)},
+        {kPackTile, 8, 1}, [&] { pack_kmajor(src.data(), dst.data(), c.rows, c.K, Kp, c.rs, c.cs, c.bs); });
+    int64_t wrong = 0;
+    for (int64_t z = 0; z < batch; ++z)
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t k = 0; k < Kp; ++k) {
+          const uint32_t want = k < c.K ? bits_of(src[z * c.bs + r * c.rs + k * c.cs]) : 0;
+          wrong += bits_of(dst[(z * c.rows + r) * Kp + k]) != want;
+        }
+    char what[120];
+    std::snprintf(what, sizeof what, "wgmma operand packing, %s: %s, K %ld padded to %ld",
+                  sizeof(T) == 4 ? "float32" : "bfloat16", c.what, long(c.K), long(Kp));
+    expect(wrong == 0, what, double(wrong));
+  }
+}
+
 static std::vector<int8_t> int8s(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<int8_t> v(n);
@@ -973,6 +1025,8 @@ int main(int argc, char** argv) {
   if (argc > 1) write_misc(argv[1]);
   check_wmma<true>(130, 150, 100, false);
   check_wmma<false>(130, 70, 60, true);
+  check_pack_kmajor<__nv_bfloat16>();
+  check_pack_kmajor<float>();
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

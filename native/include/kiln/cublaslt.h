@@ -1,5 +1,6 @@
-// cuBLASLt for kiln's CUDA GEMMs, opened at run time when KILN_CUDA_CUBLASLT asks for it (native/cuda/cublaslt.cc).
-// Used by kernels/cuda/matmul.cu and quant.cu; host code only, no cuBLAS header needed to build.
+// cuBLASLt (and kiln's own sm_90a kernel) for kiln's CUDA GEMMs, opened at run time when KILN_CUDA_CUBLASLT asks for it
+// (native/cuda/cublaslt.cc). Used by kernels/cuda/matmul.cu and quant.cu; host code only, no cuBLAS header needed to
+// build.
 #pragma once
 #include <string>
 
@@ -25,5 +26,14 @@ struct LtGemm {
 Status cublaslt_gemm(const LtGemm& g, bool* ran);
 /** "cuBLASLt 12.4.5 (libcublasLt.so.12)" when in use, else ""; and why not when KILN_CUDA_CUBLASLT asked for it. */
 void cublaslt_info(std::string* in_use, std::string* reason);
+
+/**
+ * kiln's own Hopper path for bfloat16 products, and float32 ones when g.tf32 (kernels/cuda/matmul_sm90.cu: TMA,
+ * mbarriers, wgmma), given the same description: runs the product when KILN_CUDA_WGMMA=1 and the device is sm_90
+ * (*ran = true), else leaves it to kiln's other kernels (*ran = false).
+ */
+Status wgmma_gemm(const LtGemm& g, bool* ran);
+/** Whether wgmma_gemm takes products on this device. */
+bool wgmma_in_use();
 }  // namespace cuda
 }  // namespace kiln

@@ -19,6 +19,8 @@ export interface CudaInfo {
   cublasLt: string;
   /** Why cuBLASLt is not in use when KILN_CUDA_CUBLASLT asked for it ('' otherwise). */
   cublasLtReason: string;
+  /** Whether bfloat16 (and, under tf32, float32) products run on the sm_90a wgmma kernel (KILN_CUDA_WGMMA=1). */
+  wgmma: boolean;
 }
 
 export interface AddonInfo {

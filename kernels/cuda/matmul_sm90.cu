@@ -1,0 +1,410 @@
+// bfloat16 GEMM (and float32 as TF32, when KILN_CUDA_GEMM=tf32 allows it) on Hopper's tensor cores (sm_90a), for
+// kernels/cuda/matmul.cu: TMA copies each k-step's A and B tiles into 128-byte-swizzled shared memory through a
+// ring of kStages buffers, each guarded by two mbarriers ("full": the copy has landed; "empty": both consumers are
+// done with it), and wgmma.mma_async multiplies them straight from shared memory into float32 accumulators in
+// registers. A block of 384 threads owns a 128x256 tile of C (256 columns: 43 multiply-adds per byte brought in,
+// against 32 for a square 128 tile): warpgroup 0 is the producer (one thread issues the copies), warpgroups 1 and
+// 2 each compute 64 rows with m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128
+// bytes, one step's group of MMAs in flight while the next is awaited. 156 registers, no spills (ptxas, sm_90a).
+//
+// Both operands go to the tensor cores K-major (A as [M][K], B as [N][K], rows 16-byte aligned): an operand
+// already laid out so is read in place through its tensor map; any other (B of a plain A @ B, odd strides, K not a
+// multiple of 16 bytes) is first packed by pack_kmajor into scratch, zero-padded to 16 bytes along K. TMA fills
+// what lies past the matrix (the last partial tiles along M, N and K) with zeros, so any shape works, and the
+// epilogue writes C with bounds checks.
+//
+// Compiled for sm_90a only (CMakeLists.txt): wgmma and the tensor-map copies exist on no other architecture, and a
+// kernel built for nothing else cannot be picked by mistake on another GPU. Opt-in with KILN_CUDA_WGMMA=1 until a
+// device run has checked it (bench/gpu/check.sh runs the suites' products on it); without a GPU, the packing
+// kernel runs on the CPU emulation (test/native).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "common.cuh"
+#include "kiln/cublaslt.h"
+
+namespace kiln {
+namespace cuda {
+
+// pack_kmajor's tile: 32 rows x 32 k of one product per block of 32x8 threads
+constexpr int kPackTile = 32;
+
+/**
+ * dst[z][r][k] = src at z * bs + r * rs + k * cs for k < K, 0 for K <= k < Kp: one operand, K-major and
+ * contiguous ([batch][rows][Kp]). Reads walk whichever of the source's sides is contiguous, through a shared tile,
+ * so both the reads and the writes are coalesced (a row-major B is a transpose).
+ */
+template <class T>
+__global__ void pack_kmajor(const T* src, T* dst, int64_t rows, int64_t K, int64_t Kp, int64_t rs, int64_t cs,
+                            int64_t bs) {
+  __shared__ T tile[kPackTile][kPackTile + 2];
+  const int64_t z = blockIdx.z, r0 = static_cast<int64_t>(blockIdx.y) * kPackTile,
+                k0 = static_cast<int64_t>(blockIdx.x) * kPackTile;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const T* s = src + z * bs;
+  const bool k_fast = cs == 1 || rs != 1;  // read along k unless the rows are the contiguous side
+  for (int i = ty; i < kPackTile; i += 8) {
+    const int tr = k_fast ? i : tx, tk = k_fast ? tx : i;
+    const int64_t r = r0 + tr, k = k0 + tk;
+    tile[tr][tk] = r < rows && k < K ? s[r * rs + k * cs] : T{};
+  }
+  __syncthreads();
+  T* d = dst + z * rows * Kp;
+  for (int i = ty; i < kPackTile; i += 8) {
+    const int64_t r = r0 + i, k = k0 + tx;
+    if (r < rows && k < Kp) d[r * Kp + k] = tile[i][tx];
+  }
+}
+
+// a k-step is one 128-byte row of each operand's tile: 64 bfloat16 or 32 float32 (TF32) values
+constexpr int kWgBM = 128, kWgBN = 256, kRowBytes = 128, kStages = 4;
+constexpr int kAcc = kWgBN / 2;  // float32 accumulators per consumer thread: a 64 x 256 tile over 128 threads
+template <class T>
+constexpr int kWgBK = kRowBytes / static_cast<int>(sizeof(T));
+constexpr uint32_t kTileABytes = kWgBM * kRowBytes, kTileBBytes = kWgBN * kRowBytes;  // 16 and 32 KiB per stage
+constexpr uint32_t kStageBytes = kTileABytes + kTileBBytes;                           // what one stage's copies bring
+constexpr size_t kWgSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;            // + barriers + alignment slack
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+/**
+ * A wgmma shared-memory descriptor for a K-major tile with the 128-byte swizzle: start address / 16 (bits 0-13),
+ * leading offset 16 B (unused by this layout), stride 1024 B between groups of 8 rows (bits 32-45), swizzle mode
+ * 1 = 128 B (bits 62-63). Moving 16 k (32 bytes) along a row moves the start address by 32 bytes.
+ */
+__device__ inline uint64_t smem_desc(const void* p) {
+  const uint64_t a = smem_u32(p);
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{16 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+__device__ inline void mbar_init(uint64_t* b, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+__device__ inline void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ inline void mbar_arrive(uint64_t* b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
+}
+/** Whether the barrier's phase of this parity has completed (the hardware may wait a little before saying no). */
+__device__ inline bool mbar_try_wait(uint64_t* b, uint32_t parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(smem_u32(b)), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+/**
+ * Waits until the barrier's phase of this parity has completed. A copy or an arrival that never comes would hang
+ * the GPU: after 2^34 cycles (about 10 s) the kernel traps instead, and the next sync reports a launch failure.
+ */
+__device__ inline void mbar_wait(uint64_t* b, uint32_t parity) {
+  const long long t0 = clock64();
+  while (!mbar_try_wait(b, parity))
+    if (clock64() - t0 > (1ll << 34)) __trap();
+}
+
+/** One box of a 3-D tensor map (k, row, product) into shared memory, counted against the barrier's bytes. */
+__device__ inline void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int32_t k, int32_t row, int32_t z) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+      "[%5];" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(row), "r"(z), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// the 128 accumulators of one warpgroup's m64n256 tile as read-write operands of an asm statement, and the
+// instruction's destination list (%0 .. %127)
+#define KILN_WGMMA_D                                                                                                  \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),         \
+      "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),          \
+      "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),         \
+      "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),         \
+      "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),         \
+      "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),         \
+      "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),         \
+      "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),         \
+      "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),         \
+      "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),         \
+      "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),         \
+      "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]),         \
+      "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]),    \
+      "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), \
+      "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), \
+      "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+#define KILN_WGMMA_DREGS                                                                                         \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "                       \
+  "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, "    \
+  "%40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, "    \
+  "%61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, "    \
+  "%82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, " \
+  "%103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, " \
+  "%121, %122, %123, %124, %125, %126, %127}"
+
+/**
+ * d (64 x 256, this warpgroup's accumulators) += A (64 x k) B (k x 256), both read from shared memory, for the
+ * 32 bytes of k each row holds: 16 bfloat16 (m64n256k16), or 8 float32 read as TF32 (m64n256k8, which takes
+ * K-major operands only, so it has no transpose immediates).
+ */
+template <class T>
+__device__ inline void wgmma_step(float (&d)[kAcc], uint64_t da, uint64_t db) {
+  if constexpr (std::is_same<T, float>::value) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k8.f32.tf32.tf32 " KILN_WGMMA_DREGS ", %128, %129, p, 1, 1;\n}\n"
+        : KILN_WGMMA_D
+        : "l"(da), "l"(db), "r"(1));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " KILN_WGMMA_DREGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+        : KILN_WGMMA_D
+        : "l"(da), "l"(db), "r"(1));
+  }
+}
+
+/** Keeps the compiler from moving reads or writes of the accumulators across a wgmma wait. */
+__device__ inline void fence_accumulators(float (&d)[kAcc]) { asm volatile("" : KILN_WGMMA_D : : "memory"); }
+#undef KILN_WGMMA_D
+#undef KILN_WGMMA_DREGS
+#endif
+
+/**
+ * C[z] (M x N, float32, contiguous) = A[z] B[z]^T from the K-major tensor maps of A ([batch][M][K]) and B
+ * ([batch][N][K]), T = __nv_bfloat16 or float (TF32); blockIdx = (tile of N, tile of M, product).
+ */
+template <class T>
+__global__ void __launch_bounds__(384, 1)
+    gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c, int64_t M,
+              int64_t N, int64_t K) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char wg_smem[];
+  // the 128-byte swizzle repeats every 1024 bytes: every tile must start on a multiple of 1024
+  unsigned char* base = wg_smem + ((1024 - (smem_u32(wg_smem) & 1023)) & 1023);
+  constexpr int BK = kWgBK<T>;                                                       // k per step
+  constexpr int kTileA = kTileABytes / sizeof(T), kTileB = kTileBBytes / sizeof(T);  // elements per tile
+  auto* sa = reinterpret_cast<T*>(base);                                             // [kStages][128 rows][BK]
+  T* sb = sa + kStages * kTileA;                                                     // [kStages][256 rows][BK]
+  auto* full = reinterpret_cast<uint64_t*>(sb + kStages * kTileB);
+  uint64_t* empty = full + kStages;
+  const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+  const int32_t z = static_cast<int32_t>(blockIdx.z);
+  const int32_t m0 = static_cast<int32_t>(blockIdx.y) * kWgBM, n0 = static_cast<int32_t>(blockIdx.x) * kWgBN;
+  const int32_t ktiles = static_cast<int32_t>((K + BK - 1) / BK);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 256);  // every consumer thread arrives once it has waited for its MMAs
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {  // the producer: one thread keeps the ring full
+    if (t == 0) {
+      for (int32_t kt = 0; kt < ktiles; ++kt) {
+        const int s = kt % kStages;
+        if (kt >= kStages) mbar_wait(&empty[s], static_cast<uint32_t>((kt / kStages - 1) & 1));
+        mbar_expect_tx(&full[s], kStageBytes);  // whole boxes land, the part past the matrix as zeros
+        tma_load(sa + s * kTileA, &ta, &full[s], kt * BK, m0, z);
+        tma_load(sb + s * kTileB, &tb, &full[s], kt * BK, n0, z);
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1;  // this consumer's 64 rows of the tile
+  float d[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) d[i] = 0.f;
+  for (int32_t kt = 0; kt < ktiles; ++kt) {
+    const int s = kt % kStages;
+    mbar_wait(&full[s], static_cast<uint32_t>((kt / kStages) & 1));
+    const T* a = sa + s * kTileA + cw * 64 * BK;
+    const T* b = sb + s * kTileB;
+    fence_accumulators(d);
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 32 / sizeof(T)) wgmma_step<T>(d, smem_desc(a + kk), smem_desc(b + kk));
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    // this step's MMAs stay in flight while the next stage is awaited; the previous step's are done, so its
+    // buffer goes back to the producer
+    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+    fence_accumulators(d);
+    if (kt > 0) mbar_arrive(&empty[(kt - 1) % kStages]);
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+  fence_accumulators(d);
+  // the accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w..16w+15; in each 8-column group j,
+  // lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1
+  const int warp = t / 32, lane = t % 32;
+  const int64_t row = m0 + cw * 64 + warp * 16 + lane / 4;
+  float* cz = c + static_cast<int64_t>(z) * M * N;
+#pragma unroll
+  for (int j = 0; j < kWgBN / 8; ++j) {
+    const int64_t col = n0 + j * 8 + 2 * (lane % 4);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t r = row + 8 * h;
+      if (r >= M) continue;
+      if (col < N) cz[r * N + col] = d[4 * j + 2 * h];
+      if (col + 1 < N) cz[r * N + col + 1] = d[4 * j + 2 * h + 1];
+    }
+  }
+#endif
+}
+
+namespace {
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
+
+/** The driver's cuTensorMapEncodeTiled, found once through the runtime (no link against libcuda). */
+EncodeTiled encode_tiled() {
+  static EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<EncodeTiled>(nullptr);
+    }
+    return reinterpret_cast<EncodeTiled>(p);
+  }();
+  return fn;
+}
+
+/** Whether the kernel for T can run: its sm_90a image loads here and its shared memory is granted. */
+template <class T>
+bool kernel_ready() {
+  cudaFuncAttributes attr{};
+  const bool ok = cudaFuncGetAttributes(&attr, gemm_sm90<T>) == cudaSuccess &&
+                  cudaFuncSetAttribute(gemm_sm90<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(kWgSmem)) == cudaSuccess;
+  cudaGetLastError();
+  return ok;
+}
+
+/**
+ * Whether products may run here: KILN_CUDA_WGMMA=1, a compute capability 9.0 device, both kernels' sm_90a images
+ * loadable on it with their shared memory, and the driver's tensor-map encoder found. Decided once.
+ */
+bool wgmma_ready() {
+  static const bool ok = [] {
+    const char* e = std::getenv("KILN_CUDA_WGMMA");
+    if (!e || std::strcmp(e, "1") != 0) return false;
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess || major != 9 ||
+        minor != 0) {
+      cudaGetLastError();
+      return false;
+    }
+    return kernel_ready<__nv_bfloat16>() && kernel_ready<float>() && encode_tiled() != nullptr;
+  }();
+  return ok;
+}
+
+/**
+ * A 3-D tensor map over a K-major operand of T: (k, row, product), boxes of one 128-byte row of k by box_rows
+ * rows (128 of A, 256 of B), the 128-byte swizzle.
+ */
+template <class T>
+bool k_major_map(CUtensorMap* map, const void* base, int64_t K, int64_t rows, int64_t batch, int64_t ld, int64_t bs,
+                 uint32_t box_rows) {
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(rows),
+                              static_cast<cuuint64_t>(batch)};
+  // strides of dims 1 and 2 in bytes; a lone product gets a nominal one (it never steps)
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * sizeof(T),
+                                 static_cast<cuuint64_t>(batch > 1 ? bs : rows * ld) * sizeof(T)};
+  const cuuint32_t box[3] = {kWgBK<T>, box_rows, 1}, elem[3] = {1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same<T, float>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode_tiled()(map, type, 3, const_cast<void*>(base), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/**
+ * Whether the operand (rows x K; element (r, k) at r * rs + k * cs, product z at z * bs) can be read in place as
+ * K-major: k contiguous, the base and the row and product strides 16-byte aligned, rows apart, products apart.
+ */
+bool in_place(const void* p, int64_t rows, int64_t K, int64_t rs, int64_t cs, int64_t batch, int64_t bs,
+              int64_t align) {
+  const auto aligned = [&](int64_t v) { return v % align == 0; };  // align elements = 16 bytes
+  return (cs == 1 || K == 1) && reinterpret_cast<uintptr_t>(p) % 16 == 0 && aligned(rs) && rs >= K &&
+         (batch == 1 || (aligned(bs) && bs >= rows * rs));
+}
+
+/** The product over elements T (bfloat16, or float32 as TF32); see wgmma_gemm. */
+template <class T>
+Status run_gemm(const LtGemm& g, bool* ran) {
+  const GemmOperands& o = g.operands;
+  constexpr int64_t align = 16 / sizeof(T);
+  const int64_t Kp = (o.K + align - 1) / align * align;
+  // A is rows m, B rows n, both along k: B's element (n, k) sits at k * rsB + n * csB
+  struct Operand {
+    const void* p;
+    int64_t rows, rs, cs, bs;
+    void* packed;
+    uint64_t bytes;
+  } ops[2] = {{g.a, o.M, o.rsA, o.csA, o.bsA, nullptr, 0}, {g.b, o.N, o.csB, o.rsB, o.bsB, nullptr, 0}};
+  Status st = Status::ok();
+  CUtensorMap maps[2];
+  for (int i = 0; i < 2 && st.good(); ++i) {
+    Operand& op = ops[i];
+    int64_t ld = op.rs, bs = op.bs, K = o.K;
+    const void* base = op.p;
+    if (!in_place(op.p, op.rows, o.K, op.rs, op.cs, o.batch, op.bs, align)) {
+      op.bytes = static_cast<uint64_t>(o.batch * op.rows * Kp) * sizeof(T);
+      st = scratch(op.bytes, &op.packed);
+      if (!st.good()) break;
+      const dim3 grid(static_cast<unsigned>((Kp + kPackTile - 1) / kPackTile),
+                      static_cast<unsigned>((op.rows + kPackTile - 1) / kPackTile), static_cast<unsigned>(o.batch));
+      pack_kmajor<T><<<grid, dim3(kPackTile, 8), 0, stream()>>>(static_cast<const T*>(op.p), static_cast<T*>(op.packed),
+                                                                op.rows, o.K, Kp, op.rs, op.cs, op.bs);
+      st = launched("matmul (packing an operand for wgmma)");
+      base = op.packed;
+      ld = Kp;
+      bs = op.rows * Kp;
+      K = Kp;
+    }
+    if (st.good() && !k_major_map<T>(&maps[i], base, K, op.rows, o.batch, ld, bs, i == 0 ? kWgBM : kWgBN))
+      st = fail(ST_BACKEND, "matmul: cuTensorMapEncodeTiled refused an operand's tensor map");
+  }
+  if (st.good()) {
+    const dim3 grid(static_cast<unsigned>((o.N + kWgBN - 1) / kWgBN), static_cast<unsigned>((o.M + kWgBM - 1) / kWgBM),
+                    static_cast<unsigned>(o.batch));
+    gemm_sm90<T><<<grid, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, o.M, o.N, o.K);
+    st = launched("matmul (wgmma)");
+    *ran = st.good();
+  }
+  for (Operand& op : ops)
+    if (op.packed) release_scratch(op.packed, op.bytes);
+  return st;
+}
+}  // namespace
+
+Status wgmma_gemm(const LtGemm& g, bool* ran) {
+  *ran = false;
+  const GemmOperands& o = g.operands;
+  // bfloat16, or float32 where KILN_CUDA_GEMM=tf32 allows TF32
+  if ((!g.bf16 && !g.tf32) || o.K <= 0 || !wgmma_ready()) return Status::ok();
+  // tensor-map dims are 32-bit coordinates; the grid's y and z are 16-bit
+  if (o.M > 2147483647 || o.N > 2147483647 || o.K > 2147483647 || o.batch > 65535 || (o.M + kWgBM - 1) / kWgBM > 65535)
+    return Status::ok();
+  return g.bf16 ? run_gemm<__nv_bfloat16>(g, ran) : run_gemm<float>(g, ran);
+}
+
+bool wgmma_in_use() { return wgmma_ready(); }
+}  // namespace cuda
+}  // namespace kiln

@@ -56,10 +56,14 @@ function runCheck(
   }
 }
 
-test('cuBLASLt plans: strided products map onto column-major BLAS calls exactly (checked on the cpu)', () => {
-  // kiln/gemm_plan.h is plain C++: gemm_plan_check.cc runs its random cases against the row-major definition
+test('GEMM plans: strided products map onto column-major BLAS calls and K-major wgmma reads exactly (on the cpu)', () => {
+  // kiln/gemm_plan.h is plain C++: gemm_plan_check.cc runs its random cases against the row-major definition, as
+  // cuBLASLt calls and as the Hopper kernel's packed or in-place K-major operands
   const out = runCheck('gemm_plan_check.cc', ['-std=c++17', '-Wextra']);
-  if (out !== null) assert.match(out, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
+  if (out !== null) {
+    assert.match(out, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
+    assert.match(out, /k-major plans: 4000 run, \d+ operands read in place/);
+  }
 });
 
 // The text of one definition in a C++ or CUDA source (a path from the repository's root): the kernel, function,

@@ -26,6 +26,7 @@
 
 #include "common.cuh"
 #include "kiln/cublaslt.h"
+#include "kiln/gemm_plan.h"
 
 namespace kiln {
 namespace cuda {
@@ -334,62 +335,48 @@ bool k_major_map(CUtensorMap* map, const void* base, int64_t K, int64_t rows, in
                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/**
- * Whether the operand (rows x K; element (r, k) at r * rs + k * cs, product z at z * bs) can be read in place as
- * K-major: k contiguous, the base and the row and product strides 16-byte aligned, rows apart, products apart.
- */
-bool in_place(const void* p, int64_t rows, int64_t K, int64_t rs, int64_t cs, int64_t batch, int64_t bs,
-              int64_t align) {
-  const auto aligned = [&](int64_t v) { return v % align == 0; };  // align elements = 16 bytes
-  return (cs == 1 || K == 1) && reinterpret_cast<uintptr_t>(p) % 16 == 0 && aligned(rs) && rs >= K &&
-         (batch == 1 || (aligned(bs) && bs >= rows * rs));
-}
-
-/** The product over elements T (bfloat16, or float32 as TF32); see wgmma_gemm. */
+/** The product over elements T (bfloat16, or float32 as TF32), planned by plan_k_major; see wgmma_gemm. */
 template <class T>
 Status run_gemm(const LtGemm& g, bool* ran) {
-  const GemmOperands& o = g.operands;
-  constexpr int64_t align = 16 / sizeof(T);
-  const int64_t Kp = (o.K + align - 1) / align * align;
-  // A is rows m, B rows n, both along k: B's element (n, k) sits at k * rsB + n * csB
-  struct Operand {
-    const void* p;
-    int64_t rows, rs, cs, bs;
-    void* packed;
-    uint64_t bytes;
-  } ops[2] = {{g.a, o.M, o.rsA, o.csA, o.bsA, nullptr, 0}, {g.b, o.N, o.csB, o.rsB, o.bsB, nullptr, 0}};
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const KMajorPlan plan = plan_k_major(g.operands, 16 / sizeof(T), aligned(g.a), aligned(g.b));
+  // tensor-map coordinates are 32-bit; the grid's y and z are 16-bit
+  if (plan.M > 2147483647 || plan.N > 2147483647 || plan.a.K > 2147483647 || plan.b.K > 2147483647 ||
+      plan.batch > 65535 || (plan.M + kWgBM - 1) / kWgBM > 65535)
+    return Status::ok();
+  const void* src[2] = {g.a, g.b};
+  const KMajor* ops[2] = {&plan.a, &plan.b};
+  void* packed[2] = {nullptr, nullptr};
+  uint64_t bytes[2] = {0, 0};
   Status st = Status::ok();
   CUtensorMap maps[2];
   for (int i = 0; i < 2 && st.good(); ++i) {
-    Operand& op = ops[i];
-    int64_t ld = op.rs, bs = op.bs, K = o.K;
-    const void* base = op.p;
-    if (!in_place(op.p, op.rows, o.K, op.rs, op.cs, o.batch, op.bs, align)) {
-      op.bytes = static_cast<uint64_t>(o.batch * op.rows * Kp) * sizeof(T);
-      st = scratch(op.bytes, &op.packed);
+    const KMajor& op = *ops[i];
+    const void* base = src[i];
+    if (!op.in_place) {
+      bytes[i] = static_cast<uint64_t>(plan.batch * op.rows * op.K) * sizeof(T);
+      st = scratch(bytes[i], &packed[i]);
       if (!st.good()) break;
-      const dim3 grid(static_cast<unsigned>((Kp + kPackTile - 1) / kPackTile),
-                      static_cast<unsigned>((op.rows + kPackTile - 1) / kPackTile), static_cast<unsigned>(o.batch));
-      pack_kmajor<T><<<grid, dim3(kPackTile, 8), 0, stream()>>>(static_cast<const T*>(op.p), static_cast<T*>(op.packed),
-                                                                op.rows, o.K, Kp, op.rs, op.cs, op.bs);
+      const dim3 grid(static_cast<unsigned>((op.K + kPackTile - 1) / kPackTile),
+                      static_cast<unsigned>((op.rows + kPackTile - 1) / kPackTile), static_cast<unsigned>(plan.batch));
+      pack_kmajor<T><<<grid, dim3(kPackTile, 8), 0, stream()>>>(static_cast<const T*>(src[i]),
+                                                                static_cast<T*>(packed[i]), op.rows, plan.K, op.K,
+                                                                op.src_rs, op.src_cs, op.src_bs);
       st = launched("matmul (packing an operand for wgmma)");
-      base = op.packed;
-      ld = Kp;
-      bs = op.rows * Kp;
-      K = Kp;
+      base = packed[i];
     }
-    if (st.good() && !k_major_map<T>(&maps[i], base, K, op.rows, o.batch, ld, bs, i == 0 ? kWgBM : kWgBN))
+    if (st.good() && !k_major_map<T>(&maps[i], base, op.K, op.rows, plan.batch, op.ld, op.bs, i == 0 ? kWgBM : kWgBN))
       st = fail(ST_BACKEND, "matmul: cuTensorMapEncodeTiled refused an operand's tensor map");
   }
   if (st.good()) {
-    const dim3 grid(static_cast<unsigned>((o.N + kWgBN - 1) / kWgBN), static_cast<unsigned>((o.M + kWgBM - 1) / kWgBM),
-                    static_cast<unsigned>(o.batch));
-    gemm_sm90<T><<<grid, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, o.M, o.N, o.K);
+    const dim3 grid(static_cast<unsigned>((plan.N + kWgBN - 1) / kWgBN),
+                    static_cast<unsigned>((plan.M + kWgBM - 1) / kWgBM), static_cast<unsigned>(plan.batch));
+    gemm_sm90<T><<<grid, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K);
     st = launched("matmul (wgmma)");
     *ran = st.good();
   }
-  for (Operand& op : ops)
-    if (op.packed) release_scratch(op.packed, op.bytes);
+  for (int i = 0; i < 2; ++i)
+    if (packed[i]) release_scratch(packed[i], bytes[i]);
   return st;
 }
 }  // namespace
@@ -398,10 +385,7 @@ Status wgmma_gemm(const LtGemm& g, bool* ran) {
   *ran = false;
   const GemmOperands& o = g.operands;
   // bfloat16, or float32 where KILN_CUDA_GEMM=tf32 allows TF32
-  if ((!g.bf16 && !g.tf32) || o.K <= 0 || !wgmma_ready()) return Status::ok();
-  // tensor-map dims are 32-bit coordinates; the grid's y and z are 16-bit
-  if (o.M > 2147483647 || o.N > 2147483647 || o.K > 2147483647 || o.batch > 65535 || (o.M + kWgBM - 1) / kWgBM > 65535)
-    return Status::ok();
+  if ((!g.bf16 && !g.tf32) || o.M <= 0 || o.N <= 0 || o.K <= 0 || o.batch <= 0 || !wgmma_ready()) return Status::ok();
   return g.bf16 ? run_gemm<__nv_bfloat16>(g, ran) : run_gemm<float>(g, ran);
 }
 

@@ -1,5 +1,6 @@
 // How kiln's strided row-major product C[b] = A[b] B[b] maps onto one column-major BLAS call (cuBLASLt's
-// strided-batch matmul), or that it does not. Pure C++ with no CUDA types: kiln_cuda.so plans its cuBLASLt calls
+// strided-batch matmul), or that it does not; and how kiln's Hopper kernel reads the operands K-major
+// (plan_k_major, at the end). Pure C++ with no CUDA types: kiln_cuda.so plans its cuBLASLt calls
 // with it (native/cuda/cublaslt.cc), and test/native/gemm_plan_check.cc runs the plans it makes on the cpu against
 // the row-major definition, so the mapping is tested on machines without a GPU.
 //
@@ -71,19 +72,69 @@ inline bool plan_gemm_as_is(const GemmOperands& g, BlasGemm* out) {
 }
 
 /**
- * The plan for kiln's product, or false (kiln's own kernel runs it). A B shared by every product (x[b] W, a
- * Linear over a batch of sequences) becomes one taller product when A's products follow each other row after
- * row, which BLAS runs faster than a batch and which works where a stride of 0 would not.
+ * A B shared by every product (x[b] W, a Linear over a batch of sequences) as one taller product, when A's
+ * products follow each other row after row: true when *g was folded (C, contiguous, is the same either way).
+ */
+inline bool fold_shared_b(GemmOperands* g) {
+  const int64_t rs = g->M == 1 ? g->bsA : g->rsA;  // one row per product: the products' rows are bsA apart
+  if (g->batch <= 1 || g->bsB != 0 || g->bsA != g->M * rs) return false;
+  g->M *= g->batch;
+  g->rsA = rs;
+  g->batch = 1;
+  return true;
+}
+
+/**
+ * The plan for kiln's product, or false (kiln's own kernel runs it). A shared B folds into one taller product
+ * (fold_shared_b), which BLAS runs faster than a batch and which works where a stride of 0 would not.
  */
 inline bool plan_gemm(const GemmOperands& g, BlasGemm* out) {
-  const int64_t rs = g.M == 1 ? g.bsA : g.rsA;  // one row per product: the products' rows are bsA apart
-  if (g.batch > 1 && g.bsB == 0 && g.bsA == g.M * rs) {
-    GemmOperands tall = g;
-    tall.M = g.M * g.batch;
-    tall.rsA = rs;
-    tall.batch = 1;
-    if (plan_gemm_as_is(tall, out)) return true;
-  }
+  GemmOperands tall = g;
+  if (fold_shared_b(&tall) && plan_gemm_as_is(tall, out)) return true;
   return plan_gemm_as_is(g, out);
+}
+
+/**
+ * One operand as kiln's Hopper GEMM (kernels/cuda/matmul_sm90.cu) reads it through a tensor map: K-major rows,
+ * element (r, k) of product z at z * bs + r * ld + k for k < K, and zero past K (TMA's fill). In place, that is
+ * the operand itself; otherwise its copy, packed to [batch][rows][K] with K padded to 16 bytes, from the source
+ * view (element (r, k) of product z at z * src_bs + r * src_rs + k * src_cs).
+ */
+struct KMajor {
+  int64_t rows, K, ld, bs;
+  bool in_place;
+  int64_t src_rs, src_cs, src_bs;
+};
+/** The product C[z] = A[z] B[z]^T over K-major A [M][K] and B [N][K] (after folding a shared B). */
+struct KMajorPlan {
+  int64_t M, N, K, batch;
+  KMajor a, b;
+};
+
+/**
+ * How the Hopper GEMM reads kiln's operands: `align` elements make 16 bytes (the tensor map's alignment of the
+ * base and of every stride); a_aligned / b_aligned say whether each operand's first element is 16-byte aligned.
+ * An operand is read in place when k is contiguous, its rows (at least K apart) and products (not overlapping)
+ * keep the alignment; any other is packed.
+ */
+inline KMajorPlan plan_k_major(const GemmOperands& g0, int64_t align, bool a_aligned, bool b_aligned) {
+  GemmOperands g = g0;
+  fold_shared_b(&g);
+  const auto one = [&](int64_t rows, int64_t rs, int64_t cs, int64_t bs, bool aligned) {
+    const auto al = [&](int64_t v) { return v % align == 0; };
+    KMajor o{rows, g.K, rs, bs, false, rs, cs, bs};
+    o.in_place =
+        aligned && (cs == 1 || g.K == 1) && rs >= g.K && al(rs) && (g.batch == 1 || (bs >= rows * rs && al(bs)));
+    if (!o.in_place) {
+      o.K = (g.K + align - 1) / align * align;
+      o.ld = o.K;
+      o.bs = rows * o.K;
+    } else if (g.batch == 1) {
+      o.bs = rows * rs;  // a lone product never steps: a nominal stride the tensor map accepts
+    }
+    return o;
+  };
+  // B's element (n, k) sits at k * rsB + n * csB
+  return {g.M, g.N, g.K, g.batch, one(g.M, g.rsA, g.csA, g.bsA, a_aligned), one(g.N, g.csB, g.rsB, g.bsB, b_aligned)};
 }
 }  // namespace kiln

@@ -63,6 +63,7 @@ test('GEMM plans: strided products map onto column-major BLAS calls and K-major 
   if (out !== null) {
     assert.match(out, /gemm plans: 4000 cases, \d{4} planned, \d+ folded into one product, 0 failures/);
     assert.match(out, /k-major plans: 4000 run, \d+ operands read in place/);
+    assert.match(out, /grouped tile walks: 1170, every tile once/);
   }
 });
 

@@ -2,10 +2,11 @@
 // kernels/cuda/matmul.cu: TMA copies each k-step's A and B tiles into 128-byte-swizzled shared memory through a
 // ring of kStages buffers, each guarded by two mbarriers ("full": the copy has landed; "empty": both consumers are
 // done with it), and wgmma.mma_async multiplies them straight from shared memory into float32 accumulators in
-// registers. A block of 384 threads owns a 128x256 tile of C (256 columns: 43 multiply-adds per byte brought in,
-// against 32 for a square 128 tile): warpgroup 0 is the producer (one thread issues the copies), warpgroups 1 and
-// 2 each compute 64 rows with m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128
-// bytes, one step's group of MMAs in flight while the next is awaited. 156 registers, no spills (ptxas, sm_90a).
+// registers. A block of 384 threads computes 128x256 tiles of C (256 columns: 43 multiply-adds per byte brought
+// in, against 32 for a square 128 tile), one after another (a persistent block per SM, tiles in bands for L2):
+// warpgroup 0 is the producer (one thread issues the copies), warpgroups 1 and 2 each compute 64 rows with
+// m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128 bytes, one step's group of MMAs
+// in flight while the next is awaited. 158 registers, no spills (ptxas, sm_90a).
 //
 // Both operands go to the tensor cores K-major (A as [M][K], B as [N][K], rows 16-byte aligned): an operand
 // already laid out so is read in place through its tensor map; any other (B of a plain A @ B, odd strides, K not a
@@ -63,7 +64,8 @@ __global__ void pack_kmajor(const T* src, T* dst, int64_t rows, int64_t K, int64
 
 // a k-step is one 128-byte row of each operand's tile: 64 bfloat16 or 32 float32 (TF32) values
 constexpr int kWgBM = 128, kWgBN = 256, kRowBytes = 128, kStages = 4;
-constexpr int kAcc = kWgBN / 2;  // float32 accumulators per consumer thread: a 64 x 256 tile over 128 threads
+constexpr int64_t kTileGroup = 16;  // tile rows per band of the persistent walk (grouped_tile)
+constexpr int kAcc = kWgBN / 2;     // float32 accumulators per consumer thread: a 64 x 256 tile over 128 threads
 template <class T>
 constexpr int kWgBK = kRowBytes / static_cast<int>(sizeof(T));
 constexpr uint32_t kTileABytes = kWgBM * kRowBytes, kTileBBytes = kWgBN * kRowBytes;  // 16 and 32 KiB per stage
@@ -183,12 +185,15 @@ __device__ inline void fence_accumulators(float (&d)[kAcc]) { asm volatile("" : 
 
 /**
  * C[z] (M x N, float32, contiguous) = A[z] B[z]^T from the K-major tensor maps of A ([batch][M][K]) and B
- * ([batch][N][K]), T = __nv_bfloat16 or float (TF32); blockIdx = (tile of N, tile of M, product).
+ * ([batch][N][K]), T = __nv_bfloat16 or float (TF32). Persistent: each block walks the output tiles blockIdx.x,
+ * blockIdx.x + gridDim.x, ... in grouped_tile's order (bands of kTileGroup tile rows, for L2). The ring's stage
+ * and phase run on across tiles, so the producer fetches the next tile's first k-steps while the consumers
+ * finish and write out the current one.
  */
 template <class T>
 __global__ void __launch_bounds__(384, 1)
     gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c, int64_t M,
-              int64_t N, int64_t K) {
+              int64_t N, int64_t K, int64_t batch) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char wg_smem[];
   // the 128-byte swizzle repeats every 1024 bytes: every tile must start on a multiple of 1024
@@ -200,8 +205,8 @@ __global__ void __launch_bounds__(384, 1)
   auto* full = reinterpret_cast<uint64_t*>(sb + kStages * kTileB);
   uint64_t* empty = full + kStages;
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
-  const int32_t z = static_cast<int32_t>(blockIdx.z);
-  const int32_t m0 = static_cast<int32_t>(blockIdx.y) * kWgBM, n0 = static_cast<int32_t>(blockIdx.x) * kWgBN;
+  const int64_t tiles_m = (M + kWgBM - 1) / kWgBM, tiles_n = (N + kWgBN - 1) / kWgBN;
+  const int64_t tiles = batch * tiles_m * tiles_n;
   const int32_t ktiles = static_cast<int32_t>((K + BK - 1) / BK);
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -212,54 +217,66 @@ __global__ void __launch_bounds__(384, 1)
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
   __syncthreads();
+  // `it` counts this block's k-steps over all its tiles: step it uses stage it % kStages in round it / kStages
   if (wg == 0) {  // the producer: one thread keeps the ring full
     if (t == 0) {
-      for (int32_t kt = 0; kt < ktiles; ++kt) {
-        const int s = kt % kStages;
-        if (kt >= kStages) mbar_wait(&empty[s], static_cast<uint32_t>((kt / kStages - 1) & 1));
-        mbar_expect_tx(&full[s], kStageBytes);  // whole boxes land, the part past the matrix as zeros
-        tma_load(sa + s * kTileA, &ta, &full[s], kt * BK, m0, z);
-        tma_load(sb + s * kTileB, &tb, &full[s], kt * BK, n0, z);
+      uint32_t it = 0;
+      for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const GemmTile at = grouped_tile(tile, tiles_m, tiles_n, kTileGroup);
+        const int32_t z = static_cast<int32_t>(at.z), m0 = static_cast<int32_t>(at.m * kWgBM),
+                      n0 = static_cast<int32_t>(at.n * kWgBN);
+        for (int32_t kt = 0; kt < ktiles; ++kt, ++it) {
+          const uint32_t s = it % kStages;
+          if (it >= kStages) mbar_wait(&empty[s], (it / kStages - 1) & 1);
+          mbar_expect_tx(&full[s], kStageBytes);  // whole boxes land, the part past the matrix as zeros
+          tma_load(sa + s * kTileA, &ta, &full[s], kt * BK, m0, z);
+          tma_load(sb + s * kTileB, &tb, &full[s], kt * BK, n0, z);
+        }
       }
     }
     return;
   }
-  const int cw = wg - 1;  // this consumer's 64 rows of the tile
-  float d[kAcc];
-#pragma unroll
-  for (int i = 0; i < kAcc; ++i) d[i] = 0.f;
-  for (int32_t kt = 0; kt < ktiles; ++kt) {
-    const int s = kt % kStages;
-    mbar_wait(&full[s], static_cast<uint32_t>((kt / kStages) & 1));
-    const T* a = sa + s * kTileA + cw * 64 * BK;
-    const T* b = sb + s * kTileB;
-    fence_accumulators(d);
-    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < BK; kk += 32 / sizeof(T)) wgmma_step<T>(d, smem_desc(a + kk), smem_desc(b + kk));
-    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-    // this step's MMAs stay in flight while the next stage is awaited; the previous step's are done, so its
-    // buffer goes back to the producer
-    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
-    fence_accumulators(d);
-    if (kt > 0) mbar_arrive(&empty[(kt - 1) % kStages]);
-  }
-  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
-  fence_accumulators(d);
-  // the accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w..16w+15; in each 8-column group j,
-  // lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1
+  const int cw = wg - 1;  // this consumer's 64 rows of each tile
   const int warp = t / 32, lane = t % 32;
-  const int64_t row = m0 + cw * 64 + warp * 16 + lane / 4;
-  float* cz = c + static_cast<int64_t>(z) * M * N;
+  uint32_t it = 0;
+  float d[kAcc];
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const GemmTile at = grouped_tile(tile, tiles_m, tiles_n, kTileGroup);
 #pragma unroll
-  for (int j = 0; j < kWgBN / 8; ++j) {
-    const int64_t col = n0 + j * 8 + 2 * (lane % 4);
+    for (int i = 0; i < kAcc; ++i) d[i] = 0.f;
+    for (int32_t kt = 0; kt < ktiles; ++kt, ++it) {
+      const uint32_t s = it % kStages;
+      mbar_wait(&full[s], (it / kStages) & 1);
+      const T* a = sa + s * kTileA + cw * 64 * BK;
+      const T* b = sb + s * kTileB;
+      fence_accumulators(d);
+      asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t r = row + 8 * h;
-      if (r >= M) continue;
-      if (col < N) cz[r * N + col] = d[4 * j + 2 * h];
-      if (col + 1 < N) cz[r * N + col + 1] = d[4 * j + 2 * h + 1];
+      for (int kk = 0; kk < BK; kk += 32 / sizeof(T)) wgmma_step<T>(d, smem_desc(a + kk), smem_desc(b + kk));
+      asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+      // this step's MMAs stay in flight while the next stage is awaited; the previous step's are done, so its
+      // buffer goes back to the producer
+      asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+      fence_accumulators(d);
+      if (kt > 0) mbar_arrive(&empty[(it - 1) % kStages]);
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    fence_accumulators(d);
+    mbar_arrive(&empty[(it - 1) % kStages]);  // the tile's last stage goes back too
+    // the accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w..16w+15; in each 8-column group
+    // j, lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1
+    const int64_t row = at.m * kWgBM + cw * 64 + warp * 16 + lane / 4;
+    float* cz = c + at.z * M * N;
+#pragma unroll
+    for (int j = 0; j < kWgBN / 8; ++j) {
+      const int64_t col = at.n * kWgBN + j * 8 + 2 * (lane % 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t r = row + 8 * h;
+        if (r >= M) continue;
+        if (col < N) cz[r * N + col] = d[4 * j + 2 * h];
+        if (col + 1 < N) cz[r * N + col + 1] = d[4 * j + 2 * h + 1];
+      }
     }
   }
 #endif
@@ -340,9 +357,9 @@ template <class T>
 Status run_gemm(const LtGemm& g, bool* ran) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const KMajorPlan plan = plan_k_major(g.operands, 16 / sizeof(T), aligned(g.a), aligned(g.b));
-  // tensor-map coordinates are 32-bit; the grid's y and z are 16-bit
+  // tensor-map coordinates (k, row, product) are 32-bit
   if (plan.M > 2147483647 || plan.N > 2147483647 || plan.a.K > 2147483647 || plan.b.K > 2147483647 ||
-      plan.batch > 65535 || (plan.M + kWgBM - 1) / kWgBM > 65535)
+      plan.batch > 2147483647)
     return Status::ok();
   const void* src[2] = {g.a, g.b};
   const KMajor* ops[2] = {&plan.a, &plan.b};
@@ -369,9 +386,10 @@ Status run_gemm(const LtGemm& g, bool* ran) {
       st = fail(ST_BACKEND, "matmul: cuTensorMapEncodeTiled refused an operand's tensor map");
   }
   if (st.good()) {
-    const dim3 grid(static_cast<unsigned>((plan.N + kWgBN - 1) / kWgBN),
-                    static_cast<unsigned>((plan.M + kWgBM - 1) / kWgBM), static_cast<unsigned>(plan.batch));
-    gemm_sm90<T><<<grid, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K);
+    // persistent: a block per SM (its shared memory allows no second), or one per tile when there are fewer
+    const int64_t tiles = plan.batch * ((plan.M + kWgBM - 1) / kWgBM) * ((plan.N + kWgBN - 1) / kWgBN);
+    const unsigned blocks = static_cast<unsigned>(tiles < sm_count() ? tiles : sm_count());
+    gemm_sm90<T><<<blocks, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K, plan.batch);
     st = launched("matmul (wgmma)");
     *ran = st.good();
   }

@@ -77,8 +77,43 @@ bool k_major_matches(const kiln::GemmOperands& g, const std::vector<double>& A, 
   return ok;
 }
 
+// the persistent walk's order (kiln::grouped_tile): every tile of every product exactly once, in range, and the
+// band structure: within a product, tile t + 1 is the next row of the same column or the first row of the next
+int grouped_walks() {
+  int walks = 0;
+  for (int64_t tm = 1; tm <= 37; tm += 3)
+    for (int64_t tn = 1; tn <= 19; tn += 2)
+      for (int64_t batch = 1; batch <= 3; ++batch)
+        for (int64_t group : {1, 4, 16}) {
+          std::vector<int> seen(batch * tm * tn, 0);
+          bool ok = true;
+          kiln::GemmTile prev{-1, 0, 0};
+          for (int64_t t = 0; t < batch * tm * tn && ok; ++t) {
+            const kiln::GemmTile at = kiln::grouped_tile(t, tm, tn, group);
+            ok = at.z >= 0 && at.z < batch && at.m >= 0 && at.m < tm && at.n >= 0 && at.n < tn &&
+                 ++seen[(at.z * tm + at.m) * tn + at.n] == 1;
+            if (ok && prev.z == at.z)
+              ok = (at.n == prev.n && at.m == prev.m + 1) ||
+                   (at.n == prev.n + 1 && at.m <= prev.m && at.m % group == 0) ||
+                   (at.n == 0 && prev.n == tn - 1 && at.m == prev.m + 1 && at.m % group == 0);
+            prev = at;
+          }
+          if (!ok) {
+            std::printf("FAIL: grouped_tile over %lld x %lld tiles, %lld products, bands of %lld\n",
+                        static_cast<long long>(tm), static_cast<long long>(tn), static_cast<long long>(batch),
+                        static_cast<long long>(group));
+            return -1;
+          }
+          ++walks;
+        }
+  return walks;
+}
+
 int main() {
   int cases = 0, planned = 0, folded = 0, failures = 0;
+  const int walks = grouped_walks();
+  std::printf("grouped tile walks: %d, every tile once\n", walks);
+  if (walks < 0) ++failures;
   for (int t = 0; t < 4000; ++t) {
     const int64_t M = 1 + rnd(5), N = 1 + rnd(5), K = 1 + rnd(5), batch = 1 + rnd(3);
     const Kind ka = static_cast<Kind>(rnd(kKinds)), kb = static_cast<Kind>(rnd(kKinds));

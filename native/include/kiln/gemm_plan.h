@@ -1,8 +1,9 @@
 // How kiln's strided row-major product C[b] = A[b] B[b] maps onto one column-major BLAS call (cuBLASLt's
-// strided-batch matmul), or that it does not; and how kiln's Hopper kernel reads the operands K-major
-// (plan_k_major, at the end). Pure C++ with no CUDA types: kiln_cuda.so plans its cuBLASLt calls
-// with it (native/cuda/cublaslt.cc), and test/native/gemm_plan_check.cc runs the plans it makes on the cpu against
-// the row-major definition, so the mapping is tested on machines without a GPU.
+// strided-batch matmul), or that it does not; and, at the end, how kiln's Hopper kernel reads the operands
+// K-major (plan_k_major) and in what order its persistent blocks walk the output tiles (grouped_tile). Pure C++
+// with no CUDA types: kiln_cuda.so plans its cuBLASLt calls and Hopper launches with it (native/cuda/cublaslt.cc,
+// kernels/cuda/matmul_sm90.cu), and test/native/gemm_plan_check.cc runs the plans it makes on the cpu against the
+// row-major definition, so the mapping is tested on machines without a GPU.
 //
 // Column-major BLAS computes D (m x n, leading dimension ldd) = op(X) (m x k) * op(Y) (k x n). kiln's C [M, N] is
 // row-major and contiguous, which read column-major is C^T [N, M]. So the call is C^T = B^T A^T: BLAS's first
@@ -137,4 +138,29 @@ inline KMajorPlan plan_k_major(const GemmOperands& g0, int64_t align, bool a_ali
   // B's element (n, k) sits at k * rsB + n * csB
   return {g.M, g.N, g.K, g.batch, one(g.M, g.rsA, g.csA, g.bsA, a_aligned), one(g.N, g.csB, g.rsB, g.bsB, b_aligned)};
 }
+
+#if defined(__CUDACC__)
+#define KILN_HOST_DEVICE __host__ __device__
+#else
+#define KILN_HOST_DEVICE
+#endif
+
+/** One output tile: product z, tile row m (of M), tile column n (of N). */
+struct GemmTile {
+  int64_t z, m, n;
+};
+
+/**
+ * The t-th of batch * tiles_m * tiles_n output tiles in the order a persistent GEMM walks them: per product,
+ * bands of `group` tile rows, each band column by column, down its rows first. The tiles running at once then
+ * share a few bands of A and columns of B, which stay in L2, instead of sweeping all of B for every row of A.
+ */
+KILN_HOST_DEVICE inline GemmTile grouped_tile(int64_t t, int64_t tiles_m, int64_t tiles_n, int64_t group) {
+  const int64_t per_product = tiles_m * tiles_n, z = t / per_product, u = t % per_product;
+  const int64_t band = u / (group * tiles_n), first = band * group;
+  const int64_t rows = tiles_m - first < group ? tiles_m - first : group;  // the last band may be shorter
+  const int64_t v = u - first * tiles_n;
+  return {z, first + v % rows, v / rows};
+}
+#undef KILN_HOST_DEVICE
 }  // namespace kiln

@@ -93,8 +93,10 @@ suite() {
   return $rc
 }
 
+# PyTorch's figures (JSON lines), which the cuda bench prints kiln's beside as ratios (KILN_GPU_PEERS)
+export KILN_GPU_PEERS=/tmp/kiln-gpu-torch.jsonl
 speed() {
-  timeout "$(limit 120)" python3 bench/gpu/torch_ref.py || return 1
+  timeout "$(limit 120)" python3 bench/gpu/torch_ref.py | tee "$KILN_GPU_PEERS" || return 1
   timeout "$(limit 120)" node --import tsx bench/run.ts cuda || return 1
   KILN_CUDA_GEMM=tf32 timeout "$(limit 90)" node --import tsx bench/run.ts cuda
 }

@@ -1,4 +1,4 @@
-# PyTorch reference figures for the kiln CUDA benchmarks (bench/gpu/cuda.sh): cuBLAS SGEMM (TF32 off and on) and
+# PyTorch reference figures for the kiln CUDA benchmarks (bench/gpu/check.sh): cuBLAS SGEMM (TF32 off and on) and
 # BF16 GEMM at the same sizes, and the MNIST MLP training step (784-512-256-10, batch 128, Adam, eager) with the
 # loss read back every step, like kiln's. Prints one JSON object per line.
 import json

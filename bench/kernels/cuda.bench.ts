@@ -6,7 +6,10 @@
 // timed product is also checked: 256 sampled entries against a float64 dot of the same (rounded) inputs, the
 // error relative to sum |a||b| of the entry, which must stay under 1e-5 (2e-3 under TF32, 4e-3 for bfloat16,
 // whose result is rounded to bfloat16), or the bench throws.
+// With KILN_GPU_PEERS naming the JSON lines bench/gpu/torch_ref.py printed in the same run, each figure is also
+// printed as a ratio to PyTorch's (cuBLAS in the same mode; eager for the MLP step) beside the issue's goals.
 // Skips without a device.
+import { existsSync, readFileSync } from 'node:fs';
 import * as kn from '../../src/index.js';
 import { currentBackend, unavailableReason } from '../../src/backends/registry.js';
 import { fmt, measure, measureAsync, mlp } from '../harness.js';
@@ -38,6 +41,28 @@ function sampledError(a: kn.Tensor, b: kn.Tensor, c: kn.Tensor, n: number): numb
   return worst;
 }
 
+/**
+ * PyTorch's figures from torch_ref.py's JSON lines: 'gemm fp32 4096' -> TFLOP/s, 'mlp' -> steps/s (none when the
+ * file is missing: the run that writes it failed, and the figures print without ratios).
+ */
+export function loadPeers(path: string | undefined): Map<string, number> {
+  const peers = new Map<string, number>();
+  if (!path || !existsSync(path)) return peers;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const r = JSON.parse(line) as { bench?: string; mode?: string; n?: number; tflops?: number; steps_per_s?: number };
+    if (r.bench === 'gemm' && typeof r.tflops === 'number') peers.set(`gemm ${r.mode} ${r.n}`, r.tflops);
+    if (r.bench === 'mlp' && typeof r.steps_per_s === 'number') peers.set('mlp', r.steps_per_s);
+  }
+  return peers;
+}
+
+/** ' = 0.85x cuBLAS (goal >= 0.80)' when PyTorch's figure is there, else ''. */
+export function ratioNote(ours: number, peer: number | undefined, name: string, goal: number): string {
+  if (peer === undefined || !(peer > 0)) return '';
+  return ` = ${(ours / peer).toFixed(2)}x ${name} (goal >= ${goal.toFixed(2)})`;
+}
+
 export async function run(): Promise<void> {
   const why = unavailableReason('cuda');
   if (why !== null) {
@@ -45,6 +70,7 @@ export async function run(): Promise<void> {
     return;
   }
   kn.setBackend('cuda');
+  const peers = loadPeers(process.env.KILN_GPU_PEERS);
   const mode = kn.info().cuda?.matmul ?? '?';
   // bfloat16 products come back rounded to bfloat16 (2^-9 of |c| <= sum |a||b|)
   const bounds = { float32: mode === 'tf32' ? 2e-3 : 1e-5, bfloat16: 4e-3 } as const;
@@ -68,7 +94,11 @@ export async function run(): Promise<void> {
       const err = sampledError(a, b, a.matmul(b), n);
       const bound = bounds[dtype];
       if (!(err <= bound)) throw new Error(`cuda ${dtype} GEMM N=${n}: sampled error ${err} is over ${bound}`);
-      row.push(`${dtype} ${fmt((2 * n ** 3) / (t.medianMs * 1e9), 1)} (err ${err.toExponential(1)})`);
+      const tflops = (2 * n ** 3) / (t.medianMs * 1e9);
+      // the issue's goals: float32 >= 80% of cuBLAS SGEMM (in the same mode), bfloat16 >= 70%
+      const peer = peers.get(`gemm ${dtype === 'bfloat16' ? 'bf16' : mode} ${n}`);
+      const note = ratioNote(tflops, peer, 'cuBLAS', dtype === 'bfloat16' ? 0.7 : 0.8);
+      row.push(`${dtype} ${fmt(tflops, 1)}${note} (err ${err.toExponential(1)})`);
       a.dispose();
       b.dispose();
     }
@@ -90,6 +120,9 @@ export async function run(): Promise<void> {
       }),
     { warmup: 10, repeats: 200, minTimeMs: 2000 },
   );
-  console.log(`## MLP training step: ${fmt(1000 / t.medianMs, 1)} steps/s`);
+  const steps = 1000 / t.medianMs;
+  console.log(
+    `## MLP training step: ${fmt(steps, 1)} steps/s${ratioNote(steps, peers.get('mlp'), 'PyTorch eager', 1)}`,
+  );
   kn.setBackend('cpu');
 }

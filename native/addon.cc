@@ -502,6 +502,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   set_prop(env, cuda, "cublasLt", str(env, ci.cublaslt));
   set_prop(env, cuda, "cublasLtReason", str(env, ci.cublaslt_reason));
   set_prop(env, cuda, "wgmma", boolean(env, ci.wgmma));
+  set_prop(env, cuda, "wgmmaReason", str(env, ci.wgmma_reason));
   set_prop(env, o, "cuda", cuda);
 #if defined(__VERSION__)
   set_prop(env, o, "compiler", str(env, __VERSION__));

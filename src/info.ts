@@ -20,7 +20,8 @@ export interface KilnInfo {
    * `matmul`: the float32 GEMM mode, 'fp32' (exact, default) or 'tf32' (opt-in with KILN_CUDA_GEMM=tf32).
    * `cublasLt`: the cuBLASLt KILN_CUDA_CUBLASLT put in use for the GEMMs ('' for kiln's own kernels), and
    * `cublasLtReason` why it is not in use when it was asked for. `wgmma`: bfloat16 products (and float32 ones under
-   * tf32) run on kiln's Hopper kernel (TMA + wgmma; opt-in with KILN_CUDA_WGMMA=1 on a compute capability 9.0 GPU).
+   * tf32) run on kiln's Hopper kernel (TMA + wgmma; opt-in with KILN_CUDA_WGMMA=1 on a compute capability 9.0 GPU),
+   * `wgmmaReason` why not when it was asked for.
    */
   cuda: {
     compiled: boolean;
@@ -31,6 +32,7 @@ export interface KilnInfo {
     cublasLt: string;
     cublasLtReason: string;
     wgmma: boolean;
+    wgmmaReason: string;
   } | null;
   /** The WebGPU adapter the webgpu backend runs on (null when it is unavailable). */
   webgpu: {
@@ -77,6 +79,7 @@ export function info(): KilnInfo {
           cublasLt: a.cuda.cublasLt,
           cublasLtReason: a.cuda.cublasLtReason,
           wgmma: a.cuda.wgmma,
+          wgmmaReason: a.cuda.wgmmaReason,
         }
       : null,
     webgpu: webgpuInfo(),

@@ -85,6 +85,8 @@ function cudaInChild(env: Record<string, string>): {
   matmul: string;
   cublasLt: string;
   cublasLtReason: string;
+  wgmma: boolean;
+  wgmmaReason: string;
   required: string;
 } {
   const dir = tmp();
@@ -97,7 +99,7 @@ let error = '';
 try { kn.tensor([1, 2], [2], { backend: 'cuda' }); } catch (e) { error = (e as Error).name + ': ' + (e as Error).message; }
 let required = '';
 try { kn.backends(); } catch (e) { required = (e as Error).name + ': ' + (e as Error).message; }
-console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error, matmul: c.matmul, cublasLt: c.cublasLt, cublasLtReason: c.cublasLtReason, required }));
+console.log(JSON.stringify({ compiled: c.compiled, reason: c.reason, error, matmul: c.matmul, cublasLt: c.cublasLt, cublasLtReason: c.cublasLtReason, wgmma: c.wgmma, wgmmaReason: c.wgmmaReason, required }));
 process.exit(0);
 `,
   );
@@ -172,6 +174,23 @@ test('cuda: cuBLASLt only when KILN_CUDA_CUBLASLT asks, and a clear reason when 
   const named = cudaInChild({ KILN_CUDA_CUBLASLT: '1' });
   if (named.cublasLt) assert.match(named.cublasLt, /^cuBLASLt 1\d\.\d+\.\d+ \(libcublasLt\.so\.1[123]\)$/);
   else assert.match(named.cublasLtReason, /libcublasLt\.so\.13.*libcublasLt\.so\.12.*libcublasLt\.so\.11/);
+});
+
+test('cuda: the wgmma kernel only when KILN_CUDA_WGMMA=1 asks, and a clear reason when it cannot run', () => {
+  if (!locate('kiln_cuda').path) return; // the library is not built here (CI builds it with --cuda)
+  const plain = cudaInChild({});
+  if (!plain.compiled) return; // a stale library from an older build
+  assert.is(plain.wgmma, false, 'not asked for');
+  assert.is(plain.wgmmaReason, '');
+  assert.is(cudaInChild({ KILN_CUDA_WGMMA: '0' }).wgmmaReason, '');
+  const asked = cudaInChild({ KILN_CUDA_WGMMA: '1' });
+  if (asked.wgmma) return; // a Hopper GPU: it runs (bench/gpu/check.sh checks its products)
+  if (plain.reason !== '') {
+    assert.match(asked.wgmmaReason, /^KILN_CUDA_WGMMA=1 but there is no usable CUDA device$/);
+  } else {
+    // a GPU of another generation, or a library built without the sm_90a kernel
+    assert.match(asked.wgmmaReason, /^KILN_CUDA_WGMMA=1 but (the device has compute capability|this kiln_cuda\.so)/);
+  }
 });
 
 const buildScript = (args: string[], env: Record<string, string> = {}) =>

@@ -23,6 +23,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "common.cuh"
@@ -300,36 +301,57 @@ EncodeTiled encode_tiled() {
   return fn;
 }
 
-/** Whether the kernel for T can run: its sm_90a image loads here and its shared memory is granted. */
+/** Why the kernel for T cannot run here ("" when it can): its sm_90a image must load and get its shared memory. */
 template <class T>
-bool kernel_ready() {
+std::string kernel_problem() {
   cudaFuncAttributes attr{};
-  const bool ok = cudaFuncGetAttributes(&attr, gemm_sm90<T>) == cudaSuccess &&
-                  cudaFuncSetAttribute(gemm_sm90<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(kWgSmem)) == cudaSuccess;
+  cudaError_t e = cudaFuncGetAttributes(&attr, gemm_sm90<T>);
+  if (e == cudaSuccess)
+    e = cudaFuncSetAttribute(gemm_sm90<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSmem));
   cudaGetLastError();
-  return ok;
+  return e == cudaSuccess ? "" : std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")";
 }
 
 /**
- * Whether products may run here: KILN_CUDA_WGMMA=1, a compute capability 9.0 device, both kernels' sm_90a images
- * loadable on it with their shared memory, and the driver's tensor-map encoder found. Decided once.
+ * Whether products may run here, and why not when KILN_CUDA_WGMMA=1 asked: a device of compute capability 9.0,
+ * both kernels' sm_90a images loadable on it with their shared memory, the driver's tensor-map encoder found.
+ * Decided once (the first call comes from a backend that has its device, or from kn.info()).
  */
-bool wgmma_ready() {
-  static const bool ok = [] {
+struct Readiness {
+  bool ok = false;
+  std::string why;
+};
+const Readiness& readiness() {
+  static const Readiness r = [] {
+    Readiness x;
     const char* e = std::getenv("KILN_CUDA_WGMMA");
-    if (!e || std::strcmp(e, "1") != 0) return false;
+    if (!e || std::strcmp(e, "1") != 0) return x;
+    const std::string asked = "KILN_CUDA_WGMMA=1 but ";
+    if (!ready()) {
+      x.why = asked + "there is no usable CUDA device";
+      return x;
+    }
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess || major != 9 ||
-        minor != 0) {
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
       cudaGetLastError();
-      return false;
+      x.why = asked + "the device's compute capability could not be read";
+    } else if (major != 9 || minor != 0) {
+      x.why = asked + "the device has compute capability " + std::to_string(major) + "." + std::to_string(minor) +
+              "; the wgmma kernel runs on 9.0 (Hopper) only";
+    } else if (std::string p = kernel_problem<__nv_bfloat16>(); !p.empty()) {
+      x.why = asked + "its sm_90a kernel does not load here: " + p;
+    } else if (std::string q = kernel_problem<float>(); !q.empty()) {
+      x.why = asked + "its sm_90a TF32 kernel does not load here: " + q;
+    } else if (encode_tiled() == nullptr) {
+      x.why = asked + "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer)";
+    } else {
+      x.ok = true;
     }
-    return kernel_ready<__nv_bfloat16>() && kernel_ready<float>() && encode_tiled() != nullptr;
+    return x;
   }();
-  return ok;
+  return r;
 }
 
 /**
@@ -403,10 +425,14 @@ Status wgmma_gemm(const LtGemm& g, bool* ran) {
   *ran = false;
   const GemmOperands& o = g.operands;
   // bfloat16, or float32 where KILN_CUDA_GEMM=tf32 allows TF32
-  if ((!g.bf16 && !g.tf32) || o.M <= 0 || o.N <= 0 || o.K <= 0 || o.batch <= 0 || !wgmma_ready()) return Status::ok();
+  if ((!g.bf16 && !g.tf32) || o.M <= 0 || o.N <= 0 || o.K <= 0 || o.batch <= 0 || !readiness().ok) return Status::ok();
   return g.bf16 ? run_gemm<__nv_bfloat16>(g, ran) : run_gemm<float>(g, ran);
 }
 
-bool wgmma_in_use() { return wgmma_ready(); }
+void wgmma_info(bool* in_use, std::string* reason) {
+  const Readiness& r = readiness();
+  *in_use = r.ok;
+  *reason = r.why;
+}
 }  // namespace cuda
 }  // namespace kiln

@@ -291,7 +291,7 @@ void info(CudaInfo* out) {
   info.available = r.ok;
   info.matmul = cuda::gemm_mode();
   cuda::cublaslt_info(&info.cublaslt, &info.cublaslt_reason);
-  info.wgmma = r.ok && cuda::wgmma_in_use();
+  cuda::wgmma_info(&info.wgmma, &info.wgmma_reason);
   info.reason = r.ok ? "" : r.reason;
   *out = info;
 }

@@ -57,7 +57,12 @@ export function main(argv: string[]): number | Promise<number> {
         ? `GEMMs on ${c.cublasLt}${c.cublasLtReason ? ` (${c.cublasLtReason})` : ''}`
         : `kiln's GEMM kernels${c.cublasLtReason ? ` (not cuBLASLt: ${c.cublasLtReason})` : ''}`;
       const tc = c.matmul === 'tf32' ? 'bfloat16 and TF32' : 'bfloat16';
-      const bf16 = c.wgmma && !c.cublasLt ? `, ${tc} GEMMs on wgmma (sm_90a)` : '';
+      const bf16 =
+        c.wgmma && !c.cublasLt
+          ? `, ${tc} GEMMs on wgmma (sm_90a)`
+          : c.wgmmaReason
+            ? ` (not wgmma: ${c.wgmmaReason})`
+            : '';
       lines.push(`cuda: ${c.device || 'no device'}, float32 GEMM ${c.matmul}, ${gemm}${bf16}`);
     }
     lines.push('backends:');

@@ -29,6 +29,7 @@ struct CudaInfo {
   std::string cublaslt;         // "cuBLASLt 12.4.5 (libcublasLt.so.12)" when KILN_CUDA_CUBLASLT put it in use
   std::string cublaslt_reason;  // why not, when KILN_CUDA_CUBLASLT asked for it
   bool wgmma = false;           // bfloat16 (and opted-in TF32) products on the sm_90a wgmma kernel (KILN_CUDA_WGMMA=1)
+  std::string wgmma_reason;     // why not, when KILN_CUDA_WGMMA=1 asked for it
 };
 CudaInfo cuda_info();
 }  // namespace kiln

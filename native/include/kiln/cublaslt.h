@@ -33,7 +33,7 @@ void cublaslt_info(std::string* in_use, std::string* reason);
  * (*ran = true), else leaves it to kiln's other kernels (*ran = false).
  */
 Status wgmma_gemm(const LtGemm& g, bool* ran);
-/** Whether wgmma_gemm takes products on this device. */
-bool wgmma_in_use();
+/** Whether wgmma_gemm takes products on this device, and why not when KILN_CUDA_WGMMA=1 asked for it. */
+void wgmma_info(bool* in_use, std::string* reason);
 }  // namespace cuda
 }  // namespace kiln

@@ -21,6 +21,8 @@ export interface CudaInfo {
   cublasLtReason: string;
   /** Whether bfloat16 (and, under tf32, float32) products run on the sm_90a wgmma kernel (KILN_CUDA_WGMMA=1). */
   wgmma: boolean;
+  /** Why not, when KILN_CUDA_WGMMA=1 asked for it ('' otherwise). */
+  wgmmaReason: string;
 }
 
 export interface AddonInfo {

@@ -385,6 +385,9 @@ Status run_gemm(const LtGemm& g, bool* ran) {
     return Status::ok();
   const void* src[2] = {g.a, g.b};
   const KMajor* ops[2] = {&plan.a, &plan.b};
+  // pack_kmajor's grid: y over 32-row tiles and z over products are 16-bit; beyond, the other kernels take it
+  for (const KMajor* op : ops)
+    if (!op->in_place && ((op->rows + kPackTile - 1) / kPackTile > 65535 || plan.batch > 65535)) return Status::ok();
   void* packed[2] = {nullptr, nullptr};
   uint64_t bytes[2] = {0, 0};
   Status st = Status::ok();

@@ -71,10 +71,11 @@ export async function run(): Promise<void> {
   }
   kn.setBackend('cuda');
   const peers = loadPeers(process.env.KILN_GPU_PEERS);
-  const mode = kn.info().cuda?.matmul ?? '?';
+  const cuda = kn.info().cuda;
+  const mode = cuda?.matmul ?? '?';
   // bfloat16 products come back rounded to bfloat16 (2^-9 of |c| <= sum |a||b|)
   const bounds = { float32: mode === 'tf32' ? 2e-3 : 1e-5, bfloat16: 4e-3 } as const;
-  const bf16 = kn.info().cuda?.wgmma
+  const bf16 = cuda?.wgmma
     ? `, ${mode === 'tf32' ? 'bfloat16 and TF32' : 'bfloat16'} on the wgmma kernel (KILN_CUDA_WGMMA=1)`
     : '';
   console.log(`## cuda GEMM (square N), TFLOP/s (median; each run ends with a sync); float32 mode ${mode}${bf16}`);

@@ -21,8 +21,6 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -324,8 +322,7 @@ struct Readiness {
 const Readiness& readiness() {
   static const Readiness r = [] {
     Readiness x;
-    const char* e = std::getenv("KILN_CUDA_WGMMA");
-    if (!e || std::strcmp(e, "1") != 0) return x;
+    if (!wgmma_asked()) return x;
     const std::string asked = "KILN_CUDA_WGMMA=1 but ";
     if (!ready()) {
       x.why = asked + "there is no usable CUDA device";
@@ -363,9 +360,8 @@ bool k_major_map(CUtensorMap* map, const void* base, int64_t K, int64_t rows, in
                  uint32_t box_rows) {
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(batch)};
-  // strides of dims 1 and 2 in bytes; a lone product gets a nominal one (it never steps)
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * sizeof(T),
-                                 static_cast<cuuint64_t>(batch > 1 ? bs : rows * ld) * sizeof(T)};
+  // strides of dims 1 and 2 in bytes (plan_k_major gives a lone product a nominal bs, as it never steps)
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * sizeof(T), static_cast<cuuint64_t>(bs) * sizeof(T)};
   const cuuint32_t box[3] = {kWgBK<T>, box_rows, 1}, elem[3] = {1, 1, 1};
   const CUtensorMapDataType type =
       std::is_same<T, float>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;

@@ -1,7 +1,5 @@
 // The Hopper GEMM's entry points for an nvcc older than 12.5 (kernels/cuda/matmul_sm90.cu needs sm_90a code and
 // cudaGetDriverEntryPointByVersion): bfloat16 products stay on the WMMA kernel.
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "kiln/cublaslt.h"
@@ -14,9 +12,8 @@ Status wgmma_gemm(const LtGemm&, bool* ran) {
 }
 void wgmma_info(bool* in_use, std::string* reason) {
   *in_use = false;
-  const char* e = std::getenv("KILN_CUDA_WGMMA");
   *reason =
-      e && std::strcmp(e, "1") == 0
+      wgmma_asked()
           ? "KILN_CUDA_WGMMA=1 but this kiln_cuda.so was built by an nvcc older than 12.5, without the sm_90a kernel"
           : "";
 }

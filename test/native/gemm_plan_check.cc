@@ -4,6 +4,7 @@
 // product kiln defines; the layouts BLAS can take must get a plan, and the others must not.
 #include <cstdint>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
 #include "kiln/gemm_plan.h"
@@ -56,11 +57,12 @@ bool k_major_matches(const kiln::GemmOperands& g, const std::vector<double>& A, 
     return k < p.K ? src.at(z * o.src_bs + r * o.src_rs + k * o.src_cs) : 0.0;
   };
   bool ok = p.M * p.N * p.batch == g.M * g.N * g.batch && p.K == g.K;
-  for (const kiln::KMajor* o : {&p.a, &p.b}) {
+  for (const auto& [o, base_aligned] : {std::pair{&p.a, a_aligned}, std::pair{&p.b, b_aligned}}) {
     k_major_in_place += o->in_place;
-    // what the tensor map needs: strides on the alignment, the K extent padded when packed
-    ok = ok && (o->in_place ? (a_aligned || o != &p.a) && (b_aligned || o != &p.b) : o->K % align == 0) &&
-         o->ld % align == 0 && o->bs % align == 0 && o->ld >= o->K;
+    // what the tensor map needs: an aligned base when read in place, the K extent padded when packed, strides on
+    // the alignment
+    ok = ok && (o->in_place ? base_aligned : o->K % align == 0) && o->ld % align == 0 && o->bs % align == 0 &&
+         o->ld >= o->K;
   }
   const int64_t steps = (p.K + 63) / 64 * 64;
   for (int64_t z = 0; z < p.batch && ok; ++z)

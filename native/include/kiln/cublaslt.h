@@ -2,6 +2,8 @@
 // (native/cuda/cublaslt.cc). Used by kernels/cuda/matmul.cu and quant.cu; host code only, no cuBLAS header needed to
 // build.
 #pragma once
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "kiln/cuda_runtime.h"
@@ -33,6 +35,11 @@ void cublaslt_info(std::string* in_use, std::string* reason);
  * (*ran = true), else leaves it to kiln's other kernels (*ran = false).
  */
 Status wgmma_gemm(const LtGemm& g, bool* ran);
+/** Whether KILN_CUDA_WGMMA=1 asks for the Hopper kernel (it is opt-in). */
+inline bool wgmma_asked() {
+  const char* e = std::getenv("KILN_CUDA_WGMMA");
+  return e && std::strcmp(e, "1") == 0;
+}
 /** Whether wgmma_gemm takes products on this device, and why not when KILN_CUDA_WGMMA=1 asked for it. */
 void wgmma_info(bool* in_use, std::string* reason);
 }  // namespace cuda

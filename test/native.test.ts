@@ -67,15 +67,37 @@ test('GEMM plans: strided products map onto column-major BLAS calls and K-major 
   }
 });
 
+test('the Hopper GEMM runs on a CPU emulation of TMA, mbarriers and wgmma and gives exact products', () => {
+  // test/native/sm90_emu.h: shared memory as addresses, mbarrier phases and transaction bytes, TMA copies into
+  // 128-byte-swizzled shared memory (landing at once, or late from another thread), wgmma reading descriptors
+  // when a wait retires it. The kernel, its packing and its tensor maps are copied verbatim; the emulation stands
+  // in for the inline PTX (ptxas checks that text when the CUDA library builds) and for the CUDA runtime.
+  const file = 'kernels/cuda/matmul_sm90.cu';
+  const names =
+    'kPackTile pack_kmajor kWgBM kTileGroup kAcc kWgBK kTileABytes kStageBytes kWgSmem smem_u32 smem_desc ' +
+    'gemm_sm90 k_major_map run_gemm';
+  const launch = /([\w:]+(?:<[\w:]+>)?)<<<([^>]*)>>>\(([\s\S]*?)\);/g; // kernel<<<grid, block, smem, stream>>>(args);
+  const kernels = names
+    .split(' ')
+    .map((n) => sourceDefinition(file, n))
+    .join('\n')
+    .replace(launch, 'emu_kernel($2, [&] { $1($3); });');
+  assert.is(kernels.match(/emu_kernel\(/g)?.length, 2, 'run_gemm launches the packing kernel and the GEMM');
+  const out = runCheck('wgmma_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
+    writeFileSync(join(dir, 'sm90_emu_kernels.inc'), kernels),
+  );
+  if (out !== null) assert.match(out, /sm90 emulation: 10 checks, 0 failures/, out);
+});
+
 // The text of one definition in a C++ or CUDA source (a path from the repository's root): the kernel, function,
 // struct or enum called `name` (with its template line), or the line that declares a constant; from its start to
 // its closing brace.
 function sourceDefinition(file: string, name: string): string {
   const text = readFileSync(join(import.meta.dirname, '..', file), 'utf8');
-  const line = new RegExp(`^constexpr [^\\n]*\\b${name}\\b[^\\n]*\\n`, 'm').exec(text);
+  const line = new RegExp(`^(?:template <[^\\n]*>\\n)?constexpr [^\\n]*\\b${name}\\b[^\\n]*\\n`, 'm').exec(text);
   if (line) return line[0];
   const m = new RegExp(
-    `^(?:template <[^\\n]*>\\n)?(?:__global__|__host__|__device__|inline|static|struct|enum)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
+    `^(?:template <[^\\n]*>\\n)?(?:__global__|__host__|__device__|inline|static|struct|enum|bool|Status)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
     'm',
   ).exec(text);
   assert.ok(m, `${name} not found in ${file}`);

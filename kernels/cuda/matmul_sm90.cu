@@ -16,8 +16,9 @@
 //
 // Compiled for sm_90a only (CMakeLists.txt): wgmma and the tensor-map copies exist on no other architecture, and a
 // kernel built for nothing else cannot be picked by mistake on another GPU. Opt-in with KILN_CUDA_WGMMA=1 until a
-// device run has checked it (bench/gpu/check.sh runs the suites' products on it); without a GPU, the packing
-// kernel runs on the CPU emulation (test/native).
+// device run has checked it (bench/gpu/check.sh runs the suites' products on it). Without a GPU, run_gemm and the
+// kernel run verbatim on a CPU emulation of TMA, mbarriers and wgmma (test/native/sm90_emu.h), which stands in
+// for the small functions holding the inline PTX.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
@@ -180,6 +181,27 @@ __device__ inline void wgmma_step(float (&d)[kAcc], uint64_t da, uint64_t db) {
 __device__ inline void fence_accumulators(float (&d)[kAcc]) { asm volatile("" : KILN_WGMMA_D : : "memory"); }
 #undef KILN_WGMMA_D
 #undef KILN_WGMMA_DREGS
+
+// the kernel's other PTX, one function each (test/native's emulation of the kernel gives its own)
+/** After thread 0 has set up the mbarriers: makes them visible to the other threads and to the TMA unit. */
+__device__ inline void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+/** Orders this thread's accesses to the accumulators before the wgmma that follow. */
+__device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+/** Closes a group of the wgmma issued since the last one. */
+__device__ inline void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+/** Waits until at most N groups of this thread's wgmma are still running. */
+template <int N>
+__device__ inline void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+/** The block's dynamic shared memory. */
+__device__ inline unsigned char* dynamic_smem() {
+  extern __shared__ unsigned char wg_smem[];
+  return wg_smem;
+}
 #endif
 
 /**
@@ -194,7 +216,7 @@ __global__ void __launch_bounds__(384, 1)
     gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c, int64_t M,
               int64_t N, int64_t K, int64_t batch) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ unsigned char wg_smem[];
+  unsigned char* const wg_smem = dynamic_smem();
   // the 128-byte swizzle repeats every 1024 bytes: every tile must start on a multiple of 1024
   unsigned char* base = wg_smem + ((1024 - (smem_u32(wg_smem) & 1023)) & 1023);
   constexpr int BK = kWgBK<T>;                                                       // k per step
@@ -212,8 +234,7 @@ __global__ void __launch_bounds__(384, 1)
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], 256);  // every consumer thread arrives once it has waited for its MMAs
     }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    mbar_init_fence();
   }
   __syncthreads();
   // `it` counts this block's k-steps over all its tiles: step it uses stage it % kStages in round it / kStages
@@ -249,17 +270,17 @@ __global__ void __launch_bounds__(384, 1)
       const T* a = sa + s * kTileA + cw * 64 * BK;
       const T* b = sb + s * kTileB;
       fence_accumulators(d);
-      asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+      wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 32 / sizeof(T)) wgmma_step<T>(d, smem_desc(a + kk), smem_desc(b + kk));
-      asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+      wgmma_commit();
       // this step's MMAs stay in flight while the next stage is awaited; the previous step's are done, so its
       // buffer goes back to the producer
-      asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+      wgmma_wait<1>();
       fence_accumulators(d);
       if (kt > 0) mbar_arrive(&empty[(it - 1) % kStages]);
     }
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    wgmma_wait<0>();
     fence_accumulators(d);
     mbar_arrive(&empty[(it - 1) % kStages]);  // the tile's last stage goes back too
     // the accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w..16w+15; in each 8-column group

@@ -1085,10 +1085,28 @@ export const CASES: OpCase[] = [
     atol: 5e-2,
   },
   {
-    // a plain B [K, N]: the wgmma path packs it K-major first (a transpose); A is read in place
+    // a plain B [K, N]: the wgmma path reads it in place MN-major (rows of 200 aligned values), A K-major
     name: 'bfloat16 matmul over several 128x128 tiles, a plain B',
     ops: ['matmulBf16'],
     inputs: [f([260, 72], { dtype: 'bfloat16' }), f([72, 200], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 5e-2,
+  },
+  {
+    // a transposed A (M contiguous) and a plain B: both MN-major on the wgmma path
+    name: 'bfloat16 matmul over several 128x128 tiles, a transposed A and a plain B',
+    ops: ['matmulBf16'],
+    inputs: [f([264, 72], { dtype: 'bfloat16', transposed: true }), f([72, 200], { dtype: 'bfloat16' })],
+    run: (a, b) => a.matmul(b),
+    rtol: 1e-2,
+    atol: 5e-2,
+  },
+  {
+    // a plain B whose rows of 201 values break the 16-byte alignment: the wgmma path packs it K-major first
+    name: 'bfloat16 matmul over several 128x128 tiles, a plain B with unaligned rows',
+    ops: ['matmulBf16'],
+    inputs: [f([260, 72], { dtype: 'bfloat16' }), f([72, 201], { dtype: 'bfloat16' })],
     run: (a, b) => a.matmul(b),
     rtol: 1e-2,
     atol: 5e-2,

@@ -8,11 +8,12 @@
 // m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128 bytes, one step's group of MMAs
 // in flight while the next is awaited. 158 registers, no spills (ptxas, sm_90a).
 //
-// Both operands go to the tensor cores K-major (A as [M][K], B as [N][K], rows 16-byte aligned): an operand
-// already laid out so is read in place through its tensor map; any other (B of a plain A @ B, odd strides, K not a
-// multiple of 16 bytes) is first packed by pack_kmajor into scratch, zero-padded to 16 bytes along K. TMA fills
-// what lies past the matrix (the last partial tiles along M, N and K) with zeros, so any shape works, and the
-// epilogue writes C with bounds checks.
+// An operand laid out K-major (A as [M][K], B as [N][K], rows 16-byte aligned) is read in place through its
+// tensor map; a bfloat16 one with its rows contiguous instead (B of a plain A @ B, a transposed A) is read in place
+// MN-major, through wgmma's transpose immediates; any other (odd strides, K not a multiple of 16 bytes for K-major
+// reads, and TF32, which wgmma takes K-major only) is first packed by pack_kmajor into scratch, zero-padded to 16
+// bytes along K. TMA fills what lies past the matrix (the last partial tiles along M, N and K) with zeros, so any
+// shape works, and the epilogue writes C with bounds checks.
 //
 // Compiled for sm_90a only (CMakeLists.txt): wgmma and the tensor-map copies exist on no other architecture, and a
 // kernel built for nothing else cannot be picked by mistake on another GPU. Opt-in with KILN_CUDA_WGMMA=1 until a
@@ -76,13 +77,17 @@ constexpr size_t kWgSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;      
 __device__ inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 /**
- * A wgmma shared-memory descriptor for a K-major tile with the 128-byte swizzle: start address / 16 (bits 0-13),
- * leading offset 16 B (unused by this layout), stride 1024 B between groups of 8 rows (bits 32-45), swizzle mode
- * 1 = 128 B (bits 62-63). Moving 16 k (32 bytes) along a row moves the start address by 32 bytes.
+ * A wgmma shared-memory descriptor for a tile with the 128-byte swizzle: start address / 16 (bits 0-13), leading
+ * byte offset / 16 (bits 16-29), stride byte offset / 16 (bits 32-45), swizzle mode 1 = 128 B (bits 62-63).
+ * K-major (rows of 128 bytes of k): the stride is 1024 B between groups of 8 rows, the leading offset unused (16);
+ * the next 16 k (32 bytes) start 32 bytes along. MN-major (kMn: rows of 128 bytes = 64 bfloat16 of m or n, one
+ * per k, in boxes of 64 k-rows): the stride is 1024 B between groups of 8 k-rows, the leading offset 8 KiB between
+ * boxes of 64 m or n; the next 16 k start 16 rows (2048 bytes) along.
  */
+template <bool kMn>
 __device__ inline uint64_t smem_desc(const void* p) {
-  const uint64_t a = smem_u32(p);
-  return ((a & 0x3FFFF) >> 4) | (uint64_t{16 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+  const uint64_t a = smem_u32(p), lead = kMn ? 64 * kRowBytes : 16;
+  return ((a & 0x3FFFF) >> 4) | ((lead >> 4) << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
 __device__ inline void mbar_init(uint64_t* b, uint32_t count) {
@@ -156,12 +161,13 @@ __device__ inline void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar
   "%121, %122, %123, %124, %125, %126, %127}"
 
 /**
- * d (64 x 256, this warpgroup's accumulators) += A (64 x k) B (k x 256), both read from shared memory, for the
- * 32 bytes of k each row holds: 16 bfloat16 (m64n256k16), or 8 float32 read as TF32 (m64n256k8, which takes
- * K-major operands only, so it has no transpose immediates).
+ * d (64 x 256, this warpgroup's accumulators) += A (64 x k) B (k x 256), both read from shared memory, for 32
+ * bytes of k: 16 bfloat16 (m64n256k16; kAMn / kBMn: A / B MN-major, the transpose immediates), or 8 float32 read
+ * as TF32 (m64n256k8, which takes K-major operands only, so it has no transpose immediates).
  */
-template <class T>
+template <class T, bool kAMn, bool kBMn>
 __device__ inline void wgmma_step(float (&d)[kAcc], uint64_t da, uint64_t db) {
+  static_assert(std::is_same<T, __nv_bfloat16>::value || (!kAMn && !kBMn), "TF32 wgmma reads K-major operands only");
   if constexpr (std::is_same<T, float>::value) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
@@ -171,9 +177,10 @@ __device__ inline void wgmma_step(float (&d)[kAcc], uint64_t da, uint64_t db) {
   } else {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " KILN_WGMMA_DREGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " KILN_WGMMA_DREGS
+        ", %128, %129, p, 1, 1, %131, %132;\n}\n"
         : KILN_WGMMA_D
-        : "l"(da), "l"(db), "r"(1));
+        : "l"(da), "l"(db), "r"(1), "n"(kAMn ? 1 : 0), "n"(kBMn ? 1 : 0));
   }
 }
 
@@ -205,13 +212,15 @@ __device__ inline unsigned char* dynamic_smem() {
 #endif
 
 /**
- * C[z] (M x N, float32, contiguous) = A[z] B[z]^T from the K-major tensor maps of A ([batch][M][K]) and B
- * ([batch][N][K]), T = __nv_bfloat16 or float (TF32). Persistent: each block walks the output tiles blockIdx.x,
- * blockIdx.x + gridDim.x, ... in grouped_tile's order (bands of kTileGroup tile rows, for L2). The ring's stage
- * and phase run on across tiles, so the producer fetches the next tile's first k-steps while the consumers
- * finish and write out the current one.
+ * C[z] (M x N, float32, contiguous) = A[z] B[z]^T from the tensor maps of A and B, T = __nv_bfloat16 or float
+ * (TF32). Each operand's map is K-major ((k, row, product): one box of a k-step's 128 bytes by 128 rows of A or
+ * 256 of B per stage) or, for bfloat16 when kAMn / kBMn, MN-major ((row, k, product): boxes of 64 rows by the
+ * k-step's 64 k, two for A and four for B per stage, each 8 KiB; read through the transpose immediates).
+ * Persistent: each block walks the output tiles blockIdx.x, blockIdx.x + gridDim.x, ... in grouped_tile's order
+ * (bands of kTileGroup tile rows, for L2). The ring's stage and phase run on across tiles, so the producer fetches
+ * the next tile's first k-steps while the consumers finish and write out the current one.
  */
-template <class T>
+template <class T, bool kAMn, bool kBMn>
 __global__ void __launch_bounds__(384, 1)
     gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c, int64_t M,
               int64_t N, int64_t K, int64_t batch) {
@@ -221,8 +230,9 @@ __global__ void __launch_bounds__(384, 1)
   unsigned char* base = wg_smem + ((1024 - (smem_u32(wg_smem) & 1023)) & 1023);
   constexpr int BK = kWgBK<T>;                                                       // k per step
   constexpr int kTileA = kTileABytes / sizeof(T), kTileB = kTileBBytes / sizeof(T);  // elements per tile
-  auto* sa = reinterpret_cast<T*>(base);                                             // [kStages][128 rows][BK]
-  T* sb = sa + kStages * kTileA;                                                     // [kStages][256 rows][BK]
+  constexpr int kBox = 64 * BK;           // elements of an MN-major box: 64 rows (128 bytes) by BK k-rows, 8 KiB
+  auto* sa = reinterpret_cast<T*>(base);  // [kStages][128 rows][BK], or MN-major [kStages][2 boxes][BK][64 rows]
+  T* sb = sa + kStages * kTileA;          // [kStages][256 rows][BK], or MN-major [kStages][4 boxes][BK][64 rows]
   auto* full = reinterpret_cast<uint64_t*>(sb + kStages * kTileB);
   uint64_t* empty = full + kStages;
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
@@ -249,8 +259,18 @@ __global__ void __launch_bounds__(384, 1)
           const uint32_t s = it % kStages;
           if (it >= kStages) mbar_wait(&empty[s], (it / kStages - 1) & 1);
           mbar_expect_tx(&full[s], kStageBytes);  // whole boxes land, the part past the matrix as zeros
-          tma_load(sa + s * kTileA, &ta, &full[s], kt * BK, m0, z);
-          tma_load(sb + s * kTileB, &tb, &full[s], kt * BK, n0, z);
+          if constexpr (kAMn) {
+            for (int q = 0; q < kWgBM / 64; ++q)
+              tma_load(sa + s * kTileA + q * kBox, &ta, &full[s], m0 + 64 * q, kt * BK, z);
+          } else {
+            tma_load(sa + s * kTileA, &ta, &full[s], kt * BK, m0, z);
+          }
+          if constexpr (kBMn) {
+            for (int q = 0; q < kWgBN / 64; ++q)
+              tma_load(sb + s * kTileB + q * kBox, &tb, &full[s], n0 + 64 * q, kt * BK, z);
+          } else {
+            tma_load(sb + s * kTileB, &tb, &full[s], kt * BK, n0, z);
+          }
         }
       }
     }
@@ -267,12 +287,15 @@ __global__ void __launch_bounds__(384, 1)
     for (int32_t kt = 0; kt < ktiles; ++kt, ++it) {
       const uint32_t s = it % kStages;
       mbar_wait(&full[s], (it / kStages) & 1);
-      const T* a = sa + s * kTileA + cw * 64 * BK;
+      const T* a = sa + s * kTileA + cw * 64 * BK;  // K-major: 64 rows along; MN-major: box cw (64 rows)
       const T* b = sb + s * kTileB;
       fence_accumulators(d);
       wgmma_fence();
+      // 32 bytes of k per MMA: along each K-major row, or down as many k-rows (of 64 elements) MN-major
 #pragma unroll
-      for (int kk = 0; kk < BK; kk += 32 / sizeof(T)) wgmma_step<T>(d, smem_desc(a + kk), smem_desc(b + kk));
+      for (int kk = 0; kk < BK; kk += 32 / sizeof(T))
+        wgmma_step<T, kAMn, kBMn>(d, smem_desc<kAMn>(a + (kAMn ? kk * 64 : kk)),
+                                  smem_desc<kBMn>(b + (kBMn ? kk * 64 : kk)));
       wgmma_commit();
       // this step's MMAs stay in flight while the next stage is awaited; the previous step's are done, so its
       // buffer goes back to the producer
@@ -320,15 +343,32 @@ EncodeTiled encode_tiled() {
   return fn;
 }
 
-/** Why the kernel for T cannot run here ("" when it can): its sm_90a image must load and get its shared memory. */
+/** The kernel for T and the operands' layouts (MN-major ones are bfloat16 only). */
 template <class T>
-std::string kernel_problem() {
+inline auto sm90_kernel(bool a_mn, bool b_mn) {
+  if constexpr (std::is_same<T, float>::value) {
+    return gemm_sm90<float, false, false>;
+  } else {
+    return a_mn ? (b_mn ? gemm_sm90<T, true, true> : gemm_sm90<T, true, false>)
+                : (b_mn ? gemm_sm90<T, false, true> : gemm_sm90<T, false, false>);
+  }
+}
+
+/** Why a kernel cannot run here ("" when it can): its sm_90a image must load and get its shared memory. */
+template <class Kernel>
+std::string kernel_problem(Kernel kernel) {
   cudaFuncAttributes attr{};
-  cudaError_t e = cudaFuncGetAttributes(&attr, gemm_sm90<T>);
+  cudaError_t e = cudaFuncGetAttributes(&attr, kernel);
   if (e == cudaSuccess)
-    e = cudaFuncSetAttribute(gemm_sm90<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSmem));
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWgSmem));
   cudaGetLastError();
   return e == cudaSuccess ? "" : std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")";
+}
+/** The first problem of the bfloat16 kernels (every layout), or "". */
+std::string bf16_problem() {
+  for (int v = 0; v < 4; ++v)
+    if (std::string p = kernel_problem(sm90_kernel<__nv_bfloat16>(v & 1, v & 2)); !p.empty()) return p;
+  return "";
 }
 
 /**
@@ -358,9 +398,9 @@ const Readiness& readiness() {
     } else if (major != 9 || minor != 0) {
       x.why = asked + "the device has compute capability " + std::to_string(major) + "." + std::to_string(minor) +
               "; the wgmma kernel runs on 9.0 (Hopper) only";
-    } else if (std::string p = kernel_problem<__nv_bfloat16>(); !p.empty()) {
+    } else if (std::string p = bf16_problem(); !p.empty()) {
       x.why = asked + "its sm_90a kernel does not load here: " + p;
-    } else if (std::string q = kernel_problem<float>(); !q.empty()) {
+    } else if (std::string q = kernel_problem(sm90_kernel<float>(false, false)); !q.empty()) {
       x.why = asked + "its sm_90a TF32 kernel does not load here: " + q;
     } else if (encode_tiled() == nullptr) {
       x.why = asked + "the driver has no cuTensorMapEncodeTiled (CUDA 12.0 or newer)";
@@ -373,17 +413,19 @@ const Readiness& readiness() {
 }
 
 /**
- * A 3-D tensor map over a K-major operand of T: (k, row, product), boxes of one 128-byte row of k by box_rows
- * rows (128 of A, 256 of B), the 128-byte swizzle.
+ * A 3-D tensor map over an operand of T at base, laid out as op says, with the 128-byte swizzle. K-major: (k, row,
+ * product), boxes of one 128-byte row of k by box_rows rows (128 of A, 256 of B). MN-major: (row, k, product),
+ * boxes of 128 bytes of rows (64 bfloat16) by a k-step's k.
  */
 template <class T>
-bool k_major_map(CUtensorMap* map, const void* base, int64_t K, int64_t rows, int64_t batch, int64_t ld, int64_t bs,
-                 uint32_t box_rows) {
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(rows),
-                              static_cast<cuuint64_t>(batch)};
+bool operand_map(CUtensorMap* map, const void* base, const KMajor& op, int64_t batch, uint32_t box_rows) {
+  const auto u64 = [](int64_t v) { return static_cast<cuuint64_t>(v); };
+  const cuuint64_t dims[3] = {u64(op.mn_major ? op.rows : op.K), u64(op.mn_major ? op.K : op.rows), u64(batch)};
   // strides of dims 1 and 2 in bytes (plan_k_major gives a lone product a nominal bs, as it never steps)
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * sizeof(T), static_cast<cuuint64_t>(bs) * sizeof(T)};
-  const cuuint32_t box[3] = {kWgBK<T>, box_rows, 1}, elem[3] = {1, 1, 1};
+  const cuuint64_t strides[2] = {u64(op.ld) * sizeof(T), u64(op.bs) * sizeof(T)};
+  const cuuint32_t box[3] = {op.mn_major ? kRowBytes / static_cast<cuuint32_t>(sizeof(T)) : kWgBK<T>,
+                             op.mn_major ? kWgBK<T> : box_rows, 1};
+  const cuuint32_t elem[3] = {1, 1, 1};
   const CUtensorMapDataType type =
       std::is_same<T, float>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   return encode_tiled()(map, type, 3, const_cast<void*>(base), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -391,11 +433,15 @@ bool k_major_map(CUtensorMap* map, const void* base, int64_t K, int64_t rows, in
                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/** The product over elements T (bfloat16, or float32 as TF32), planned by plan_k_major; see wgmma_gemm. */
+/**
+ * The product over elements T (bfloat16, or float32 as TF32), planned by plan_k_major (bfloat16 operands may be
+ * read MN-major, so a plain or transposed contiguous one needs no packing); see wgmma_gemm.
+ */
 template <class T>
 Status run_gemm(const LtGemm& g, bool* ran) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const KMajorPlan plan = plan_k_major(g.operands, 16 / sizeof(T), aligned(g.a), aligned(g.b));
+  constexpr bool mn_ok = std::is_same<T, __nv_bfloat16>::value;
+  const KMajorPlan plan = plan_k_major(g.operands, 16 / sizeof(T), aligned(g.a), aligned(g.b), mn_ok);
   // tensor-map coordinates (k, row, product) are 32-bit
   if (plan.M > 2147483647 || plan.N > 2147483647 || plan.a.K > 2147483647 || plan.b.K > 2147483647 ||
       plan.batch > 2147483647)
@@ -424,14 +470,15 @@ Status run_gemm(const LtGemm& g, bool* ran) {
       st = launched("matmul (packing an operand for wgmma)");
       base = packed[i];
     }
-    if (st.good() && !k_major_map<T>(&maps[i], base, op.K, op.rows, plan.batch, op.ld, op.bs, i == 0 ? kWgBM : kWgBN))
+    if (st.good() && !operand_map<T>(&maps[i], base, op, plan.batch, i == 0 ? kWgBM : kWgBN))
       st = fail(ST_BACKEND, "matmul: cuTensorMapEncodeTiled refused an operand's tensor map");
   }
   if (st.good()) {
     // persistent: a block per SM (its shared memory allows no second), or one per tile when there are fewer
     const int64_t tiles = plan.batch * ((plan.M + kWgBM - 1) / kWgBM) * ((plan.N + kWgBN - 1) / kWgBN);
     const unsigned blocks = static_cast<unsigned>(tiles < sm_count() ? tiles : sm_count());
-    gemm_sm90<T><<<blocks, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K, plan.batch);
+    const auto kernel = sm90_kernel<T>(plan.a.mn_major, plan.b.mn_major);
+    kernel<<<blocks, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K, plan.batch);
     st = launched("matmul (wgmma)");
     *ran = st.good();
   }

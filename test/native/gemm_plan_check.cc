@@ -44,25 +44,28 @@ double blas_at(const kiln::BlasMatrix& x, const std::vector<double>& v, int64_t 
 // the Hopper GEMM's plan (kiln::plan_k_major), run as its kernels read memory: each operand packed (K-major, zero
 // past K) or read in place through its tensor map (zero past the map's K), products C[z] = A[z] B[z]^T over
 // whole 64-k steps; `.at` catches any read outside the operand's buffer
-int k_major_runs = 0, k_major_in_place = 0;
+int k_major_runs = 0, k_major_in_place = 0, mn_major_in_place = 0;
 bool k_major_matches(const kiln::GemmOperands& g, const std::vector<double>& A, const std::vector<double>& B,
                      const std::vector<double>& want, int ka, int kb) {
   const int64_t align = int64_t{1} << rnd(4);  // 1, 2, 4 or 8 elements per 16 bytes
   const bool a_aligned = rnd(4) != 0, b_aligned = rnd(4) != 0;
-  const kiln::KMajorPlan p = kiln::plan_k_major(g, align, a_aligned, b_aligned);
+  const bool mn_ok = rnd(2) != 0;  // bfloat16: operands may be read MN-major
+  const kiln::KMajorPlan p = kiln::plan_k_major(g, align, a_aligned, b_aligned, mn_ok);
   ++k_major_runs;
   const auto read = [&](const kiln::KMajor& o, const std::vector<double>& src, int64_t z, int64_t r, int64_t k) {
     if (k >= o.K) return 0.0;
+    if (o.mn_major) return src.at(z * o.bs + k * o.ld + r);
     if (o.in_place) return src.at(z * o.bs + r * o.ld + k);
     return k < p.K ? src.at(z * o.src_bs + r * o.src_rs + k * o.src_cs) : 0.0;
   };
   bool ok = p.M * p.N * p.batch == g.M * g.N * g.batch && p.K == g.K;
   for (const auto& [o, base_aligned] : {std::pair{&p.a, a_aligned}, std::pair{&p.b, b_aligned}}) {
-    k_major_in_place += o->in_place;
+    k_major_in_place += o->in_place && !o->mn_major;
+    mn_major_in_place += o->mn_major;
     // what the tensor map needs: an aligned base when read in place, the K extent padded when packed, strides on
-    // the alignment
+    // the alignment, rows (or k-steps, MN-major) not overlapping; MN-major only where asked and in place
     ok = ok && (o->in_place ? base_aligned : o->K % align == 0) && o->ld % align == 0 && o->bs % align == 0 &&
-         o->ld >= o->K;
+         o->ld >= (o->mn_major ? o->rows : o->K) && (!o->mn_major || (mn_ok && o->in_place && o->K == p.K));
   }
   const int64_t steps = (p.K + 63) / 64 * 64;
   for (int64_t z = 0; z < p.batch && ok; ++z)
@@ -184,6 +187,10 @@ int main() {
   }
   std::printf("gemm plans: %d cases, %d planned, %d folded into one product, %d failures\n", cases, planned, folded,
               failures);
-  std::printf("k-major plans: %d run, %d operands read in place\n", k_major_runs, k_major_in_place);
-  return failures == 0 && planned > cases / 4 && folded > 0 && k_major_in_place > k_major_runs / 4 ? 0 : 1;
+  std::printf("k-major plans: %d run, %d operands read in place K-major, %d MN-major\n", k_major_runs, k_major_in_place,
+              mn_major_in_place);
+  return failures == 0 && planned > cases / 4 && folded > 0 && k_major_in_place > k_major_runs / 5 &&
+                 mn_major_in_place > k_major_runs / 16
+             ? 0
+             : 1;
 }

@@ -245,14 +245,24 @@ inline void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int32_t k
 }
 
 // ---- wgmma: each thread's share of a warpgroup's 64 x N x k product, run when a wait retires its group
-/** A K-major operand's element (row, k) through a descriptor with the 128-byte swizzle (layout type 1). */
+/**
+ * An operand's element (row, k) through a descriptor with the 128-byte swizzle (layout type 1), as the PTX ISA's
+ * canonical layouts have it (CUTLASS's make_gmma_desc states them in 16-byte units). K-major: rows of a group of 8
+ * one swizzle span (128 bytes) apart, groups of 8 rows the stride byte offset apart, k along the row. MN-major
+ * (the transpose immediate; 16-bit types only): 128 bytes of rows along a k-row, k-rows of a group of 8 128
+ * bytes apart, groups of 8 k-rows the stride byte offset apart, blocks of 128 bytes of rows the leading byte
+ * offset apart.
+ */
 template <class T>
-float emu_desc_read(uint64_t desc, int row, int k) {
-  const uint64_t start = (desc & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
+float emu_desc_read(uint64_t desc, bool mn, int row, int k) {
+  const uint64_t start = (desc & 0x3FFF) << 4, lbo = ((desc >> 16) & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
   if ((desc >> 62) != 1) emu_fault("a wgmma descriptor without the 128-byte swizzle (this emulation's only layout)");
   if (((desc >> 49) & 7) != 0) emu_fault("a wgmma descriptor with a base offset (this emulation takes none)");
-  // rows of a group of 8 sit one swizzle span (128 bytes) apart, groups of 8 rows sbo apart
-  const uint64_t at = emu_swizzle128(start + (row / 8) * sbo + (row % 8) * 128 + k * sizeof(T));
+  constexpr uint64_t per_row = 128 / sizeof(T);  // elements in a swizzle span
+  const uint64_t logical =
+      mn ? start + (row / per_row) * lbo + (row % per_row) * sizeof(T) + (k / 8) * sbo + (k % 8) * 128
+         : start + (row / 8) * sbo + (row % 8) * 128 + k * sizeof(T);
+  const uint64_t at = emu_swizzle128(logical);
   if (!emu_smem_range(at, sizeof(T))) return NAN;
   T v;
   std::memcpy(&v, emu_smem.data() + at, sizeof(T));
@@ -266,7 +276,7 @@ struct EmuMma {
   float* d;
   int n;  // accumulators per thread: n / 2 is the instruction's N
   uint64_t da, db;
-  bool tf32;
+  bool tf32, a_mn, b_mn;
 };
 inline thread_local std::vector<EmuMma> emu_open;                // issued since the last commit
 inline thread_local std::deque<std::vector<EmuMma>> emu_groups;  // committed, not yet retired
@@ -280,19 +290,20 @@ void emu_mma_run(const EmuMma& m) {
   const int kinst = 32 / static_cast<int>(sizeof(T));  // 32 bytes of k per instruction
   float a[2][16];
   for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < kinst; ++k) a[h][k] = emu_desc_read<T>(m.da, 16 * warp + lane / 4 + 8 * h, k);
+    for (int k = 0; k < kinst; ++k) a[h][k] = emu_desc_read<T>(m.da, m.a_mn, 16 * warp + lane / 4 + 8 * h, k);
   for (int i = 0; i < m.n; ++i) {
     const int j = i / 4, h = (i / 2) % 2, e = i % 2;
     const int col = 8 * j + 2 * (lane % 4) + e;
     double s = 0;
-    for (int k = 0; k < kinst; ++k) s += double(a[h][k]) * emu_desc_read<T>(m.db, col, k);
+    for (int k = 0; k < kinst; ++k) s += double(a[h][k]) * emu_desc_read<T>(m.db, m.b_mn, col, k);
     m.d[i] = static_cast<float>(m.d[i] + s);
   }
 }
-template <class T, size_t N>
+template <class T, bool TA, bool TB, size_t N>
 void wgmma_step(float (&d)[N], uint64_t da, uint64_t db) {
   if (!emu_fenced) emu_fault("a wgmma without a wgmma.fence before it");
-  emu_open.push_back({d, static_cast<int>(N), da, db, std::is_same<T, float>::value});
+  if (std::is_same<T, float>::value && (TA || TB)) emu_fault("a TF32 wgmma with a transposed (MN-major) operand");
+  emu_open.push_back({d, static_cast<int>(N), da, db, std::is_same<T, float>::value, TA, TB});
   emu_mma_trace = (emu_mma_trace ^ da) * 0x100000001B3ull;
   emu_mma_trace = (emu_mma_trace ^ db) * 0x100000001B3ull;
 }

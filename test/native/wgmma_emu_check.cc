@@ -84,7 +84,7 @@ static void check(const Case& cs, bool late) {
 
   // what run_gemm decided, for the report
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const KMajorPlan plan = plan_k_major(o, 16 / sizeof(T), aligned(a), aligned(b.data()));
+  const KMajorPlan plan = plan_k_major(o, 16 / sizeof(T), aligned(a), aligned(b.data()), !cs.tf32);
   const int64_t tiles = plan.batch * ((plan.M + kWgBM - 1) / kWgBM) * ((plan.N + kWgBN - 1) / kWgBN);
   const size_t blocks = emu_traces.size() / 384;
   // warpgroup 0 issues no wgmma; each consumer warpgroup's 128 threads issue the same ones
@@ -105,9 +105,9 @@ static void check(const Case& cs, bool late) {
         if (!(c[at] == static_cast<float>(s)) && wrong++ == 0) first = at;
       }
   char shape[200];
+  const auto how = [](const KMajor& op) { return op.mn_major ? "MN-major" : op.in_place ? "K-major" : "packed"; };
   std::snprintf(shape, sizeof shape, " [%ld products of %ldx%ldx%ld; A %s, B %s; %ld tiles on %zu blocks]",
-                long(o.batch), long(o.M), long(o.N), long(o.K), plan.a.in_place ? "in place" : "packed",
-                plan.b.in_place ? "in place" : "packed", long(tiles), blocks);
+                long(o.batch), long(o.M), long(o.N), long(o.K), how(plan.a), how(plan.b), long(tiles), blocks);
   std::string detail = what + shape;
   if (!st.good()) detail += ": run_gemm failed: " + st.message;
   if (!ran) detail += ": run_gemm did not run the kernel";
@@ -132,6 +132,12 @@ int main() {
        {130, 260, 68, 68, 1, 260, 1, 2, 130 * 68, 68 * 260}, 3, 0},
       {"A^T view [130, 33] packed (K padded to 36) by B^T [200, 33] in place with rows 36 apart", true,
        {130, 200, 33, 1, 130, 1, 36, 1, 0, 0}, 2, 0},
+      {"plain A [2, 136, 96] (K-major) @ plain B [2, 96, 264] (MN-major), both in place", false,
+       {136, 264, 96, 96, 1, 264, 1, 2, 136 * 96, 96 * 264}, 3, 0},
+      {"A^T view [200, 72] (MN-major) by B^T [130, 72] (K-major), both in place", false,
+       {200, 130, 72, 1, 200, 1, 72, 1, 0, 0}, 2, 0},
+      {"A^T [2, 144, 300] @ plain B [2, 300, 96], both MN-major; 5 k-steps over a 4-stage ring", false,
+       {144, 96, 300, 1, 144, 96, 1, 2, 300 * 144, 300 * 96}, 3, 0},
   };
   // clang-format on
   for (bool late : {false, true})

@@ -99,14 +99,16 @@ inline bool plan_gemm(const GemmOperands& g, BlasGemm* out) {
  * One operand as kiln's Hopper GEMM (kernels/cuda/matmul_sm90.cu) reads it through a tensor map: K-major rows,
  * element (r, k) of product z at z * bs + r * ld + k for k < K, and zero past K (TMA's fill). In place, that is
  * the operand itself; otherwise its copy, packed to [batch][rows][K] with K padded to 16 bytes, from the source
- * view (element (r, k) of product z at z * src_bs + r * src_rs + k * src_cs).
+ * view (element (r, k) of product z at z * src_bs + r * src_rs + k * src_cs). An operand read in place with its
+ * rows contiguous instead (mn_major: bfloat16 only, which wgmma can take transposed) has element (r, k) of product
+ * z at z * bs + k * ld + r, zero past K and past the rows.
  */
 struct KMajor {
   int64_t rows, K, ld, bs;
-  bool in_place;
+  bool in_place, mn_major;
   int64_t src_rs, src_cs, src_bs;
 };
-/** The product C[z] = A[z] B[z]^T over K-major A [M][K] and B [N][K] (after folding a shared B). */
+/** The product C[z] = A[z] B[z]^T over A [M][K] and B [N][K] (after folding a shared B), each read as KMajor says. */
 struct KMajorPlan {
   int64_t M, N, K, batch;
   KMajor a, b;
@@ -115,18 +117,25 @@ struct KMajorPlan {
 /**
  * How the Hopper GEMM reads kiln's operands: `align` elements make 16 bytes (the tensor map's alignment of the
  * base and of every stride); a_aligned / b_aligned say whether each operand's first element is 16-byte aligned.
- * An operand is read in place when k is contiguous, its rows (at least K apart) and products (not overlapping)
- * keep the alignment; any other is packed.
+ * An operand is read in place K-major when k is contiguous, its rows (at least K apart) and products (not
+ * overlapping) keep the alignment; else, when mn_ok (bfloat16), in place MN-major when its rows are contiguous
+ * and its k-steps (at least the rows apart) and products keep the alignment; any other is packed.
  */
-inline KMajorPlan plan_k_major(const GemmOperands& g0, int64_t align, bool a_aligned, bool b_aligned) {
+inline KMajorPlan plan_k_major(const GemmOperands& g0, int64_t align, bool a_aligned, bool b_aligned,
+                               bool mn_ok = false) {
   GemmOperands g = g0;
   fold_shared_b(&g);
   const auto one = [&](int64_t rows, int64_t rs, int64_t cs, int64_t bs, bool aligned) {
     const auto al = [&](int64_t v) { return v % align == 0; };
-    KMajor o{rows, g.K, rs, bs, false, rs, cs, bs};
+    KMajor o{rows, g.K, rs, bs, false, false, rs, cs, bs};
     o.in_place =
         aligned && (cs == 1 || g.K == 1) && rs >= g.K && al(rs) && (g.batch == 1 || (bs >= rows * rs && al(bs)));
-    if (!o.in_place) {
+    if (!o.in_place && mn_ok && aligned && (rs == 1 || rows == 1) && cs >= rows && al(cs) &&
+        (g.batch == 1 || (bs >= g.K * cs && al(bs)))) {
+      o.in_place = o.mn_major = true;
+      o.ld = cs;
+      if (g.batch == 1) o.bs = g.K * cs;  // a lone product never steps: a nominal stride the tensor map accepts
+    } else if (!o.in_place) {
       o.K = (g.K + align - 1) / align * align;
       o.ld = o.K;
       o.bs = rows * o.K;

@@ -158,6 +158,7 @@ test('kernels follow one naming scheme on every backend', () => {
     'gemm_sm90',
     'pack_kmajor',
     'sum_splits', // split-K's partial products added in order
+    'round_bf16', // matmulBf16's bfloat16 output from a float32 product in scratch (cuBLASLt, WMMA)
     // qlinearInt8's warp-per-output kernel for few rows, and the weight row sums its tiled kernel needs
     'qlinear_int8_rows',
     'weight_sums',

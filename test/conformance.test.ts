@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { runKernel } from '../src/engine/dispatch.js';
 import { OP_TABLE } from '../src/ops/table.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 import { CASES, makeInputs } from './cases.js';
@@ -84,6 +85,30 @@ test('NaN propagates through reductions and max on every backend', () => {
         assert.is(x.argmax().item(), 1, `${b} argmax picks NaN`);
       }),
     );
+  }
+});
+
+test('matmulBf16 writes float32 (against the reference) or bfloat16 (that result rounded) on every backend', () => {
+  // matmul of two bfloat16 tensors asks for bfloat16; the float32 output stays part of the op and is checked here
+  const r = rng(29);
+  const vals = (n: number) => Float32Array.from({ length: n }, () => Math.round((r() * 4 - 2) * 64) / 64);
+  const a0 = vals(9 * 70),
+    b0 = vals(70 * 13);
+  const run = (be: kn.BackendName, dtype: 'float32' | 'bfloat16') =>
+    onBackend(be, () =>
+      kn.tidy(() => {
+        const a = kn.tensor(a0, [9, 70]).cast('bfloat16'),
+          b = kn.tensor(b0, [70, 13]).transpose().contiguous().transpose().cast('bfloat16');
+        return runKernel('matmulBf16', [a, b], [], [9, 13], dtype).cast('float32').toArray() as Float32Array;
+      }),
+    );
+  const want = run('js', 'float32');
+  for (const be of kn.backends()) {
+    const f32 = run(be, 'float32'),
+      bf = run(be, 'bfloat16');
+    assert.ok(allclose(f32, want, 1e-5, 1e-5), `${be}: matmulBf16 to float32 differs from the reference`);
+    const rounded = onBackend('cpu', () => kn.tensor(f32, [9, 13]).cast('bfloat16').cast('float32').toArray());
+    assert.equal(Array.from(bf), Array.from(rounded as Float32Array), `${be}: bfloat16 out is not the float32 rounded`);
   }
 });
 

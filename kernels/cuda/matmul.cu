@@ -426,20 +426,60 @@ static Status launch_simt(MmArgs g, int64_t batch, const char* name) {
   return st;
 }
 
+/** dst[i] = src[i] rounded to bfloat16 (nearest even, as the cast kernel), over n values. */
+__global__ void round_bf16(const float* src, __nv_bfloat16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+static Status matmul_into(const TensorView* in, const TensorView& out, float* c, const char* name, bool bf16,
+                          uint16_t* c_bf16, bool* wrote_bf16);
+
+/**
+ * C = A B over float32 (matmul) or bfloat16 operands (matmulBf16, which writes float32 or bfloat16). A bfloat16
+ * C comes straight from the Hopper kernel's epilogue where it takes the product, else from a float32 product in
+ * scratch rounded by round_bf16: the same bits either way.
+ */
 static Status matmul(const TensorView* in, int nin, const TensorView& out, const char* name, bool bf16) {
   KILN_REQUIRE(nin == 2, ST_ARG, name, " takes 2 inputs");
+  const int32_t want = bf16 ? DT_BFLOAT16 : DT_FLOAT32;
+  const bool out_bf16 = bf16 && out.dtype == DT_BFLOAT16;
+  KILN_REQUIRE(in[0].dtype == want && in[1].dtype == want && (out.dtype == DT_FLOAT32 || out_bf16), ST_DTYPE, name,
+               ": takes ", kDTypeNames[want], " and writes float32", bf16 ? " or bfloat16" : "");
+  bool direct = false;
+  if (!out_bf16) return matmul_into(in, out, out.ptr<float>(), name, bf16, nullptr, &direct);
+  int64_t n = 1;
+  for (int d = 0; d < out.ndim; ++d) n *= out.shape[d];
+  void* acc = nullptr;
+  const uint64_t bytes = static_cast<uint64_t>(n > 0 ? n : 1) * sizeof(float);
+  if (Status s = scratch(bytes, &acc); !s.good()) return s;
+  Status st = matmul_into(in, out, static_cast<float*>(acc), name, bf16, out.ptr<uint16_t>(), &direct);
+  if (st.good() && !direct && n > 0) {
+    round_bf16<<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const float*>(acc),
+                                                         reinterpret_cast<__nv_bfloat16*>(out.ptr<uint16_t>()), n);
+    st = launched(name);
+  }
+  release_scratch(acc, bytes);
+  return st;
+}
+
+/**
+ * The product into float32 c (contiguous, out's shape); when c_bf16 is set, the Hopper kernel may write C there
+ * as bfloat16 instead (*wrote_bf16), and then c is not written.
+ */
+static Status matmul_into(const TensorView* in, const TensorView& out, float* c, const char* name, bool bf16,
+                          uint16_t* c_bf16, bool* wrote_bf16) {
+  *wrote_bf16 = false;
   const TensorView &a = in[0], &b = in[1];
   const int nd = a.ndim;
   KILN_REQUIRE(nd >= 2 && b.ndim == nd && out.ndim == nd, ST_SHAPE, name, ": operands must have the same rank >= 2");
-  const int32_t want = bf16 ? DT_BFLOAT16 : DT_FLOAT32;
-  KILN_REQUIRE(a.dtype == want && b.dtype == want && out.dtype == DT_FLOAT32, ST_DTYPE, name, ": takes ",
-               kDTypeNames[want], " and writes float32");
   const int64_t M = a.shape[nd - 2], K = a.shape[nd - 1], N = b.shape[nd - 1];
   KILN_REQUIRE(b.shape[nd - 2] == K && out.shape[nd - 2] == M && out.shape[nd - 1] == N, ST_SHAPE, name, ": ",
                shape_str(a), " x ", shape_str(b), " does not give ", shape_str(out));
   MmArgs g{a.data,
            b.data,
-           out.ptr<float>(),
+           c,
            a.dtype,
            b.dtype,
            M,
@@ -478,6 +518,14 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
                     bf16,
                     use_tf32()};
     bool ran = false;
+    if (c_bf16) {  // bfloat16 straight from the Hopper kernel's epilogue, when it takes the product
+      LtGemm direct = lg;
+      direct.c_bf16 = c_bf16;
+      if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) {
+        *wrote_bf16 = ran;
+        return s;
+      }
+    }
     if (Status s = cublaslt_gemm(lg, &ran); !s.good() || ran) return s;
     if (Status s = wgmma_gemm(lg, &ran); !s.good() || ran) return s;
   }

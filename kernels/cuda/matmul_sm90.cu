@@ -212,18 +212,19 @@ __device__ inline unsigned char* dynamic_smem() {
 #endif
 
 /**
- * C[z] (M x N, float32, contiguous) = A[z] B[z]^T from the tensor maps of A and B, T = __nv_bfloat16 or float
- * (TF32). Each operand's map is K-major ((k, row, product): one box of a k-step's 128 bytes by 128 rows of A or
- * 256 of B per stage) or, for bfloat16 when kAMn / kBMn, MN-major ((row, k, product): boxes of 64 rows by the
- * k-step's 64 k, two for A and four for B per stage, each 8 KiB; read through the transpose immediates).
- * Persistent: each block walks the output tiles blockIdx.x, blockIdx.x + gridDim.x, ... in grouped_tile's order
- * (bands of kTileGroup tile rows, for L2). The ring's stage and phase run on across tiles, so the producer fetches
- * the next tile's first k-steps while the consumers finish and write out the current one.
+ * C[z] (M x N, contiguous: float32 in c, or when cb is set bfloat16 in cb, each sum rounded to nearest even) =
+ * A[z] B[z]^T from the tensor maps of A and B, T = __nv_bfloat16 or float (TF32). Each operand's map is K-major ((k,
+ * row, product): one box of a k-step's 128 bytes by 128 rows of A or 256 of B per stage) or, for bfloat16 when kAMn /
+ * kBMn, MN-major ((row, k, product): boxes of 64 rows by the k-step's 64 k, two for A and four for B per stage, each 8
+ * KiB; read through the transpose immediates). Persistent: each block walks the output tiles blockIdx.x, blockIdx.x +
+ * gridDim.x, ... in grouped_tile's order (bands of kTileGroup tile rows, for L2). The ring's stage and phase run on
+ * across tiles, so the producer fetches the next tile's first k-steps while the consumers finish and write out the
+ * current one.
  */
 template <class T, bool kAMn, bool kBMn>
 __global__ void __launch_bounds__(384, 1)
-    gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c, int64_t M,
-              int64_t N, int64_t K, int64_t batch) {
+    gemm_sm90(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb, float* c,
+              __nv_bfloat16* cb, int64_t M, int64_t N, int64_t K, int64_t batch) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   unsigned char* const wg_smem = dynamic_smem();
   // the 128-byte swizzle repeats every 1024 bytes: every tile must start on a multiple of 1024
@@ -310,6 +311,7 @@ __global__ void __launch_bounds__(384, 1)
     // j, lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1
     const int64_t row = at.m * kWgBM + cw * 64 + warp * 16 + lane / 4;
     float* cz = c + at.z * M * N;
+    __nv_bfloat16* bz = cb ? cb + at.z * M * N : nullptr;
 #pragma unroll
     for (int j = 0; j < kWgBN / 8; ++j) {
       const int64_t col = at.n * kWgBN + j * 8 + 2 * (lane % 4);
@@ -317,8 +319,15 @@ __global__ void __launch_bounds__(384, 1)
       for (int h = 0; h < 2; ++h) {
         const int64_t r = row + 8 * h;
         if (r >= M) continue;
-        if (col < N) cz[r * N + col] = d[4 * j + 2 * h];
-        if (col + 1 < N) cz[r * N + col + 1] = d[4 * j + 2 * h + 1];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (col + e >= N) continue;
+          const float v = d[4 * j + 2 * h + e];
+          if (bz)
+            bz[r * N + col + e] = __float2bfloat16_rn(v);
+          else
+            cz[r * N + col + e] = v;
+        }
       }
     }
   }
@@ -478,7 +487,8 @@ Status run_gemm(const LtGemm& g, bool* ran) {
     const int64_t tiles = plan.batch * ((plan.M + kWgBM - 1) / kWgBM) * ((plan.N + kWgBN - 1) / kWgBN);
     const unsigned blocks = static_cast<unsigned>(tiles < sm_count() ? tiles : sm_count());
     const auto kernel = sm90_kernel<T>(plan.a.mn_major, plan.b.mn_major);
-    kernel<<<blocks, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, plan.M, plan.N, plan.K, plan.batch);
+    kernel<<<blocks, 384, kWgSmem, stream()>>>(maps[0], maps[1], g.c, reinterpret_cast<__nv_bfloat16*>(g.c_bf16),
+                                               plan.M, plan.N, plan.K, plan.batch);
     st = launched("matmul (wgmma)");
     *ran = st.good();
   }

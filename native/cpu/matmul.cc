@@ -747,9 +747,10 @@ namespace mm {
 static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, const double*) {
   const TensorView& a = in[0];
   const TensorView& b = in[1];
-  KILN_REQUIRE(a.dtype == DT_BFLOAT16 && b.dtype == DT_BFLOAT16 && out.dtype == DT_FLOAT32, ST_DTYPE,
-               "matmulBf16 takes bfloat16 operands and writes float32, got ", kDTypeNames[a.dtype], ", ",
-               kDTypeNames[b.dtype], " -> ", kDTypeNames[out.dtype]);
+  KILN_REQUIRE(
+      a.dtype == DT_BFLOAT16 && b.dtype == DT_BFLOAT16 && (out.dtype == DT_FLOAT32 || out.dtype == DT_BFLOAT16),
+      ST_DTYPE, "matmulBf16 takes bfloat16 operands and writes float32 or bfloat16, got ", kDTypeNames[a.dtype], ", ",
+      kDTypeNames[b.dtype], " -> ", kDTypeNames[out.dtype]);
   KILN_REQUIRE(a.ndim >= 2 && a.ndim == b.ndim && a.ndim == out.ndim, ST_SHAPE,
                "matmulBf16 needs equal-rank operands of rank >= 2, got ", shape_str(a), " and ", shape_str(b));
   const int nd = a.ndim;
@@ -764,7 +765,9 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
   int64_t batch = 1;
   for (int i = 0; i < nd - 2; ++i) batch *= out.shape[i];
   if (batch == 0 || M == 0 || N == 0) return Status::ok();
-  float* pc = out.ptr<float>();
+  // a bfloat16 output: each product in float32 first, rounded to bfloat16 as a cast would (round to nearest even)
+  const bool to_bf16 = out.dtype == DT_BFLOAT16;
+  std::vector<float> acc(to_bf16 ? static_cast<size_t>(M * N) : 0);
   for (int64_t bi = 0; bi < batch; ++bi) {
     int64_t oa = 0, ob = 0, rem = bi;
     for (int d = nd - 3; d >= 0; --d) {
@@ -773,9 +776,17 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
       oa += idx * a.strides[d];
       ob += idx * b.strides[d];
     }
-    float* c = pc + bi * M * N;
+    float* c = to_bf16 ? acc.data() : out.ptr<float>() + bi * M * N;
+    const auto round_out = [&] {
+      if (!to_bf16) return;
+      uint16_t* o = out.ptr<uint16_t>() + bi * M * N;
+      parallel_for(M * N, 16384, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) o[i] = float_to_bf16(c[i]);
+      });
+    };
     if (K == 0) {
       for (int64_t i = 0; i < M * N; ++i) c[i] = 0.f;
+      round_out();
       continue;
     }
     bf::Args g{M,
@@ -790,6 +801,7 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
                c};
     if (bf::packed_mode()) {
       bf::gemm(g);
+      round_out();
       continue;
     }
     // widen both operands to float32 (O(MK + KN) work) and run the float32 GEMM (O(MNK)): the float32 FMA path
@@ -804,6 +816,7 @@ static Status k_matmul_bf16(const TensorView* in, int, const TensorView& out, co
         for (int64_t j = 0; j < N; ++j) fb[k * N + j] = bf16_to_float(g.B[k * g.rsB + j * g.csB]);
     });
     sgemm(GemmArgs{M, N, K, fa.data(), K, 1, fb.data(), N, 1, c, N, false, true});
+    round_out();
   }
   return Status::ok();
 }

@@ -214,7 +214,7 @@ void cublaslt_info(std::string* in_use, std::string* reason) {
 Status cublaslt_gemm(const LtGemm& g, bool* ran) {
   *ran = false;
   Lt& l = lt();
-  if (!l.lib || !ready()) return Status::ok();
+  if (!l.lib || !ready() || g.c_bf16) return Status::ok();
   BlasGemm p{};
   if (!plan_gemm(g.operands, &p)) return Status::ok();
   std::lock_guard<std::mutex> lock(l.mu);

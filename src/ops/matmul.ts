@@ -43,10 +43,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     let y: Tensor;
     try {
       if (a.dtype === 'bfloat16' && b.dtype === 'bfloat16' && va.backendInstance.has('matmulBf16')) {
-        // bfloat16 operands, float32 accumulation (AVX512-BF16 on CPU), bfloat16 result like the inputs
-        const acc = runKernel('matmulBf16', [va, vb], [], [...batch, M, N], 'float32');
-        y = runKernel('cast', [acc], [], acc.shape, 'bfloat16');
-        acc.dispose();
+        // bfloat16 operands, float32 accumulation (AVX512-BF16 on CPU), bfloat16 result like the inputs, rounded
+        // once by the kernel (on a GPU its epilogue writes bfloat16: no float32 product and cast pass)
+        y = runKernel('matmulBf16', [va, vb], [], [...batch, M, N], 'bfloat16');
       } else {
         y = runKernel('matmul', [va, vb], [], [...batch, M, N], isFloat(a.dtype) ? a.dtype : 'float32');
       }

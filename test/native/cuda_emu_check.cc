@@ -544,6 +544,23 @@ static void check_pack_kmajor() {
   }
 }
 
+// matmulBf16's bfloat16 output from a float32 product: round_bf16 over a grid-stride loop must give every value the
+// bits of kiln's host rounding (nearest even; the ties and a NaN included), which the cast kernel gives
+static void check_round_bf16() {
+  std::vector<float> x = normal(3001, 77);
+  for (size_t i = 0; i < 64; ++i) x[i] = kiln::bits_f32(0x3F808000u + (uint32_t(i) << 16));  // exact ties
+  x[100] = NAN;
+  x[101] = INFINITY;
+  std::vector<__nv_bfloat16> y(x.size(), __nv_bfloat16{0xFFFF});
+  emu_launch({3, 1, 1}, {256, 1, 1}, [&] { round_bf16(x.data(), y.data(), int64_t(x.size())); });
+  int64_t wrong = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const uint16_t want = float_to_bf16(x[i]);
+    wrong += std::isnan(x[i]) ? !std::isnan(__bfloat162float(y[i])) : y[i].bits != want;
+  }
+  expect(wrong == 0, "round_bf16: float32 to bfloat16 over a grid-stride loop (3 blocks, 3001 values)", double(wrong));
+}
+
 static std::vector<int8_t> int8s(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<int8_t> v(n);
@@ -1027,6 +1044,7 @@ int main(int argc, char** argv) {
   check_wmma<false>(130, 70, 60, true);
   check_pack_kmajor<__nv_bfloat16>();
   check_pack_kmajor<float>();
+  check_round_bf16();
   check_columns();
   check_scatter();
   std::printf("cuda emulation: %d checks, %d failures\n", checks, failures);

@@ -49,8 +49,9 @@ struct Case {
   const char* what;
   bool tf32;  // float32 operands as TF32, else bfloat16
   GemmOperands g;
-  unsigned sms;      // blocks of the persistent grid (the GPU's SM count): fewer than the tiles
-  int64_t a_offset;  // elements A starts past its buffer's 16-byte-aligned start
+  unsigned sms;           // blocks of the persistent grid (the GPU's SM count): fewer than the tiles
+  int64_t a_offset;       // elements A starts past its buffer's 16-byte-aligned start
+  bool bf16_out = false;  // C as bfloat16 (LtGemm::c_bf16), each exact sum rounded to nearest even
 };
 
 /** The product through run_gemm (kernels/cuda/matmul_sm90.cu) on `sms` SMs, the TMA copies landing at once or late. */
@@ -72,6 +73,7 @@ static void check(const Case& cs, bool late) {
   fill(b);
   const T* a = abuf.data() + cs.a_offset;
   std::vector<float> c(o.batch * o.M * o.N, NAN);
+  std::vector<uint16_t> cb(cs.bf16_out ? c.size() : 0, 0xFFFF);  // NaNs until written
 
   emu_faults = 0;
   emu_abort = false;
@@ -79,7 +81,8 @@ static void check(const Case& cs, bool late) {
   emu_sm_count = static_cast<int>(cs.sms);
   emu_traces.clear();
   bool ran = false;
-  const LtGemm g{a, b.data(), c.data(), o, std::is_same<T, __nv_bfloat16>::value, std::is_same<T, float>::value};
+  LtGemm g{a, b.data(), c.data(), o, std::is_same<T, __nv_bfloat16>::value, std::is_same<T, float>::value};
+  if (cs.bf16_out) g.c_bf16 = cb.data();
   const Status st = run_gemm<T>(g, &ran);
 
   // what run_gemm decided, for the report
@@ -102,7 +105,9 @@ static void check(const Case& cs, bool late) {
         for (int64_t k = 0; k < o.K; ++k)
           s += double(to_float(a[z * o.bsA + m * o.rsA + k * o.csA])) * to_float(b[z * o.bsB + k * o.rsB + n * o.csB]);
         const int64_t at = (z * o.M + m) * o.N + n;
-        if (!(c[at] == static_cast<float>(s)) && wrong++ == 0) first = at;
+        const bool right = cs.bf16_out ? cb[at] == float_to_bf16(static_cast<float>(s)) && std::isnan(c[at])
+                                       : c[at] == static_cast<float>(s);
+        if (!right && wrong++ == 0) first = at;
       }
   char shape[200];
   const auto how = [](const KMajor& op) { return op.mn_major ? "MN-major" : op.in_place ? "K-major" : "packed"; };
@@ -138,6 +143,10 @@ int main() {
        {200, 130, 72, 1, 200, 1, 72, 1, 0, 0}, 2, 0},
       {"A^T [2, 144, 300] @ plain B [2, 300, 96], both MN-major; 5 k-steps over a 4-stage ring", false,
        {144, 96, 300, 1, 144, 96, 1, 2, 300 * 144, 300 * 96}, 3, 0},
+      {"plain A [2, 136, 96] @ plain B [2, 96, 264], C written as bfloat16", false,
+       {136, 264, 96, 96, 1, 264, 1, 2, 136 * 96, 96 * 264}, 3, 0, true},
+      {"A [150, 264] by B^T [300, 264] (K-major), C written as bfloat16", false,
+       {150, 300, 264, 264, 1, 1, 264, 1, 0, 0}, 2, 0, true},
   };
   // clang-format on
   for (bool late : {false, true})

@@ -19,6 +19,9 @@ struct LtGemm {
   GemmOperands operands;
   bool bf16;  // A and B are bfloat16 (else float32)
   bool tf32;  // float32 inputs may round to TF32 (KILN_CUDA_GEMM=tf32)
+  // when set, C goes here as bfloat16 (the bits of each float32 sum rounded to nearest even) instead of to c:
+  // only the Hopper kernel writes it (its epilogue), cuBLASLt leaves such a product to the others
+  uint16_t* c_bf16 = nullptr;
 };
 
 /**

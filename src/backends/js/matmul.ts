@@ -1,4 +1,5 @@
 import { attrsOf } from '../../ops/table.js';
+import { castValue } from '../../tensor/dtype.js';
 import { attentionKeeps, checkAttention } from '../checks.js';
 import type { KernelFn } from './kernels.js';
 import { buf, gatherView, outBuf, prod } from './util.js';
@@ -16,6 +17,8 @@ function matmul(...args: Parameters<KernelFn>): void {
     const pa = buf(a.handle),
       pb = buf(b.handle),
       o = outBuf(out);
+    // matmulBf16 may write bfloat16: the float64 sum rounded once, as a float32 one cast would be
+    const bf16Out = out.dtype === 'bfloat16';
     const ars = a.strides[nd - 2]!,
       acs = a.strides[nd - 1]!,
       brs = b.strides[nd - 2]!,
@@ -34,7 +37,7 @@ function matmul(...args: Parameters<KernelFn>): void {
         for (let j = 0; j < N; j++) {
           let s = 0;
           for (let k = 0; k < K; k++) s += pa[oa + i * ars + k * acs]! * pb[ob + k * brs + j * bcs]!;
-          o[(bi * M + i) * N + j] = s;
+          o[(bi * M + i) * N + j] = bf16Out ? castValue(s, 'bfloat16') : s;
         }
       }
     }
@@ -135,6 +138,7 @@ export const matmulKernels: Record<string, KernelFn> = {
   matmul,
   attention,
   attentionBackward,
-  // the inputs hold exact bfloat16 values; the product is computed in float64 like matmul's
+  // the inputs hold exact bfloat16 values; the product is computed in float64 like matmul's, written as float32
+  // or rounded to bfloat16
   matmulBf16: matmul,
 };

@@ -3,7 +3,8 @@
 import { BackendError } from '../../errors.js';
 import { attrsOf } from '../../ops/table.js';
 import { checkAttention, hash32 } from '../checks.js';
-import { copyView } from './elementwise.js';
+import { contiguousStrides } from '../../tensor/shape.js';
+import { copyView, map } from './elementwise.js';
 import { Params, code, denseInputs, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
 import { PARAMS } from './params.js';
 
@@ -49,6 +50,28 @@ const matmul: GpuKernel = (g, ins, out) => {
     [id(out), id(a), id(b), g.dummy, g.dummy],
     { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] },
   );
+};
+
+/**
+ * bfloat16 operands: float32 out as matmul writes it, or bfloat16 out through a float32 scratch product and the
+ * cast shader (WGSL has no 16-bit stores), the same bits as a cast after the product.
+ */
+const matmulBf16: GpuKernel = (g, ins, out, attrs) => {
+  if (out.dtype !== 'bfloat16') return matmul(g, ins, out, attrs);
+  const acc = g.scratch('float32', numelOf(out.shape));
+  try {
+    matmul(g, ins, { handle: acc, dtype: 'float32', shape: out.shape }, attrs);
+    const view = {
+      handle: acc,
+      dtype: 'float32' as const,
+      shape: out.shape,
+      strides: contiguousStrides(out.shape),
+      offset: 0,
+    };
+    map(g, 'cast', [view], out);
+  } finally {
+    g.release(acc);
+  }
 };
 
 /** The attention params and the mask binding shared by the forward and the backward passes. */
@@ -121,7 +144,7 @@ const attentionBackward: GpuKernel = (g, ins, out, at) => {
 
 export const matmulKernels: Record<string, GpuKernel> = {
   matmul,
-  matmulBf16: matmul,
+  matmulBf16,
   // the attention shaders index their inputs from element 0
   attention: denseInputs(attention, copyView),
   attentionBackward: denseInputs(attentionBackward, copyView),

@@ -6,7 +6,8 @@
 // in, against 32 for a square 128 tile), one after another (a persistent block per SM, tiles in bands for L2):
 // warpgroup 0 is the producer (one thread issues the copies), warpgroups 1 and 2 each compute 64 rows with
 // m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128 bytes, one step's group of MMAs
-// in flight while the next is awaited. 158 registers, no spills (ptxas, sm_90a).
+// in flight while the next is awaited. 164 registers, no spills (ptxas, sm_90a; 168 is the most 384 threads
+// allow).
 //
 // An operand laid out K-major (A as [M][K], B as [N][K], rows 16-byte aligned) is read in place through its
 // tensor map; a bfloat16 one with its rows contiguous instead (B of a plain A @ B, a transposed A) is read in place

@@ -433,8 +433,19 @@ __global__ void round_bf16(const float* src, __nv_bfloat16* dst, int64_t n) {
     dst[i] = __float2bfloat16_rn(src[i]);
 }
 
-static Status matmul_into(const TensorView* in, const TensorView& out, float* c, const char* name, bool bf16,
-                          uint16_t* c_bf16, bool* wrote_bf16);
+/**
+ * Where matmul_into puts C: float32 at c; or, for a bfloat16 C at c_bf16 (c null), straight from the Hopper
+ * kernel's epilogue when it takes the product (wrote_bf16), else as float32 into scratch (acc, taken only then),
+ * which the caller rounds and releases.
+ */
+struct MmOut {
+  float* c = nullptr;
+  uint16_t* c_bf16 = nullptr;
+  bool wrote_bf16 = false;
+  void* acc = nullptr;
+  uint64_t acc_bytes = 0;
+};
+static Status matmul_into(const TensorView* in, const TensorView& out, const char* name, bool bf16, MmOut* o);
 
 /**
  * C = A B over float32 (matmul) or bfloat16 operands (matmulBf16, which writes float32 or bfloat16). A bfloat16
@@ -447,30 +458,25 @@ static Status matmul(const TensorView* in, int nin, const TensorView& out, const
   const bool out_bf16 = bf16 && out.dtype == DT_BFLOAT16;
   KILN_REQUIRE(in[0].dtype == want && in[1].dtype == want && (out.dtype == DT_FLOAT32 || out_bf16), ST_DTYPE, name,
                ": takes ", kDTypeNames[want], " and writes float32", bf16 ? " or bfloat16" : "");
-  bool direct = false;
-  if (!out_bf16) return matmul_into(in, out, out.ptr<float>(), name, bf16, nullptr, &direct);
-  int64_t n = 1;
-  for (int d = 0; d < out.ndim; ++d) n *= out.shape[d];
-  void* acc = nullptr;
-  const uint64_t bytes = static_cast<uint64_t>(n > 0 ? n : 1) * sizeof(float);
-  if (Status s = scratch(bytes, &acc); !s.good()) return s;
-  Status st = matmul_into(in, out, static_cast<float*>(acc), name, bf16, out.ptr<uint16_t>(), &direct);
-  if (st.good() && !direct && n > 0) {
-    round_bf16<<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const float*>(acc),
-                                                         reinterpret_cast<__nv_bfloat16*>(out.ptr<uint16_t>()), n);
+  MmOut o;
+  if (out_bf16)
+    o.c_bf16 = out.ptr<uint16_t>();
+  else
+    o.c = out.ptr<float>();
+  Status st = matmul_into(in, out, name, bf16, &o);
+  if (!o.acc) return st;
+  if (st.good()) {
+    const int64_t n = static_cast<int64_t>(o.acc_bytes / sizeof(float));
+    round_bf16<<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const float*>(o.acc),
+                                                         reinterpret_cast<__nv_bfloat16*>(o.c_bf16), n);
     st = launched(name);
   }
-  release_scratch(acc, bytes);
+  release_scratch(o.acc, o.acc_bytes);
   return st;
 }
 
-/**
- * The product into float32 c (contiguous, out's shape); when c_bf16 is set, the Hopper kernel may write C there
- * as bfloat16 instead (*wrote_bf16), and then c is not written.
- */
-static Status matmul_into(const TensorView* in, const TensorView& out, float* c, const char* name, bool bf16,
-                          uint16_t* c_bf16, bool* wrote_bf16) {
-  *wrote_bf16 = false;
+/** The product into o (see MmOut); out gives C's shape, and its float32 data when o->c is set. */
+static Status matmul_into(const TensorView* in, const TensorView& out, const char* name, bool bf16, MmOut* o) {
   const TensorView &a = in[0], &b = in[1];
   const int nd = a.ndim;
   KILN_REQUIRE(nd >= 2 && b.ndim == nd && out.ndim == nd, ST_SHAPE, name, ": operands must have the same rank >= 2");
@@ -479,7 +485,7 @@ static Status matmul_into(const TensorView* in, const TensorView& out, float* c,
                shape_str(a), " x ", shape_str(b), " does not give ", shape_str(out));
   MmArgs g{a.data,
            b.data,
-           c,
+           o->c,
            a.dtype,
            b.dtype,
            M,
@@ -508,24 +514,34 @@ static Status matmul_into(const TensorView* in, const TensorView& out, float* c,
   g.batch_a = merged[0];
   g.batch_b = merged[1];
   g.nbatch = merged[0].ndim;
-  if (batch == 1 || g.nbatch == 1) {  // one strided batch: cuBLASLt may take it
-    const int64_t bsA = batch == 1 ? 0 : merged[0].strides[0], bsB = batch == 1 ? 0 : merged[1].strides[0];
-    const size_t el = bf16 ? 2 : 4;
-    const LtGemm lg{static_cast<const char*>(a.data) + a.offset * el,
-                    static_cast<const char*>(b.data) + b.offset * el,
-                    g.c,
-                    {M, N, K, g.rsA, g.csA, g.rsB, g.csB, batch, bsA, bsB},
-                    bf16,
-                    use_tf32()};
-    bool ran = false;
-    if (c_bf16) {  // bfloat16 straight from the Hopper kernel's epilogue, when it takes the product
-      LtGemm direct = lg;
-      direct.c_bf16 = c_bf16;
-      if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) {
-        *wrote_bf16 = ran;
-        return s;
-      }
+  const bool one_batch = batch == 1 || g.nbatch == 1;  // one strided batch: cuBLASLt or wgmma may take it
+  const int64_t bsA = one_batch && batch > 1 ? merged[0].strides[0] : 0;
+  const int64_t bsB = one_batch && batch > 1 ? merged[1].strides[0] : 0;
+  const size_t el = bf16 ? 2 : 4;
+  LtGemm lg{static_cast<const char*>(a.data) + a.offset * el,
+            static_cast<const char*>(b.data) + b.offset * el,
+            g.c,
+            {M, N, K, g.rsA, g.csA, g.rsB, g.csB, batch, bsA, bsB},
+            bf16,
+            use_tf32()};
+  bool ran = false;
+  if (one_batch && o->c_bf16) {  // bfloat16 straight from the Hopper kernel's epilogue, when it takes the product
+    LtGemm direct = lg;
+    direct.c_bf16 = o->c_bf16;
+    if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) {
+      o->wrote_bf16 = ran;
+      return s;
     }
+  }
+  if (!g.c) {  // the others write float32: into scratch, which the caller rounds
+    o->acc_bytes = static_cast<uint64_t>(batch * M * N) * sizeof(float);
+    if (Status s = scratch(o->acc_bytes, &o->acc); !s.good()) {
+      o->acc = nullptr;
+      return s;
+    }
+    g.c = lg.c = static_cast<float*>(o->acc);
+  }
+  if (one_batch) {
     if (Status s = cublaslt_gemm(lg, &ran); !s.good() || ran) return s;
     if (Status s = wgmma_gemm(lg, &ran); !s.good() || ran) return s;
   }

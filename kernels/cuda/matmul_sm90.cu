@@ -6,7 +6,7 @@
 // in, against 32 for a square 128 tile), one after another (a persistent block per SM, tiles in bands for L2):
 // warpgroup 0 is the producer (one thread issues the copies), warpgroups 1 and 2 each compute 64 rows with
 // m64n256k16 (bfloat16) or m64n256k8 (TF32) instructions, four per k-step of 128 bytes, one step's group of MMAs
-// in flight while the next is awaited. 164 registers, no spills (ptxas, sm_90a; 168 is the most 384 threads
+// in flight while the next is awaited. 160 registers, no spills (ptxas, sm_90a; 168 is the most 384 threads
 // allow).
 //
 // An operand laid out K-major (A as [M][K], B as [N][K], rows 16-byte aligned) is read in place through its
@@ -213,8 +213,8 @@ __device__ inline unsigned char* dynamic_smem() {
 #endif
 
 /**
- * C[z] (M x N, contiguous: float32 in c, or when cb is set bfloat16 in cb, each sum rounded to nearest even) =
- * A[z] B[z]^T from the tensor maps of A and B, T = __nv_bfloat16 or float (TF32). Each operand's map is K-major ((k,
+ * C[z] (M x N, contiguous: float32 in c, or when cb is set bfloat16 in cb (c unused), each sum rounded to nearest even)
+ * = A[z] B[z]^T from the tensor maps of A and B, T = __nv_bfloat16 or float (TF32). Each operand's map is K-major ((k,
  * row, product): one box of a k-step's 128 bytes by 128 rows of A or 256 of B per stage) or, for bfloat16 when kAMn /
  * kBMn, MN-major ((row, k, product): boxes of 64 rows by the k-step's 64 k, two for A and four for B per stage, each 8
  * KiB; read through the transpose immediates). Persistent: each block walks the output tiles blockIdx.x, blockIdx.x +
@@ -311,8 +311,7 @@ __global__ void __launch_bounds__(384, 1)
     // the accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w..16w+15; in each 8-column group
     // j, lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1
     const int64_t row = at.m * kWgBM + cw * 64 + warp * 16 + lane / 4;
-    float* cz = c + at.z * M * N;
-    __nv_bfloat16* bz = cb ? cb + at.z * M * N : nullptr;
+    const int64_t cz = at.z * M * N;  // product z's C (an offset: c is null when C is bfloat16)
 #pragma unroll
     for (int j = 0; j < kWgBN / 8; ++j) {
       const int64_t col = at.n * kWgBN + j * 8 + 2 * (lane % 4);
@@ -324,10 +323,10 @@ __global__ void __launch_bounds__(384, 1)
         for (int e = 0; e < 2; ++e) {
           if (col + e >= N) continue;
           const float v = d[4 * j + 2 * h + e];
-          if (bz)
-            bz[r * N + col + e] = __float2bfloat16_rn(v);
+          if (cb)
+            cb[cz + r * N + col + e] = __float2bfloat16_rn(v);
           else
-            cz[r * N + col + e] = v;
+            c[cz + r * N + col + e] = v;
         }
       }
     }

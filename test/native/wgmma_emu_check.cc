@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <random>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -36,13 +35,6 @@ static T from_float(float x) {
     return x;
   else
     return __float2bfloat16_rn(x);
-}
-template <class T>
-static float to_float(T x) {
-  if constexpr (std::is_same<T, float>::value)
-    return x;
-  else
-    return __bfloat162float(x);
 }
 
 struct Case {
@@ -109,7 +101,8 @@ static void check(const Case& cs, bool late) {
       for (int64_t n = 0; n < o.N; ++n) {
         double s = 0;
         for (int64_t k = 0; k < o.K; ++k)
-          s += double(to_float(a[z * o.bsA + m * o.rsA + k * o.csA])) * to_float(b[z * o.bsB + k * o.rsB + n * o.csB]);
+          s += double(nvcuda::wmma::elem(a[z * o.bsA + m * o.rsA + k * o.csA])) *
+               nvcuda::wmma::elem(b[z * o.bsB + k * o.rsB + n * o.csB]);
         const int64_t at = (z * o.M + m) * o.N + n;
         const bool right = cs.bf16_out ? cb[at] == float_to_bf16(static_cast<float>(s)) && std::isnan(c[at])
                                        : c[at] == static_cast<float>(s);

@@ -94,6 +94,11 @@ export function mergeDims(
   return { shape: sh, strides: st };
 }
 
+/** A view of a whole contiguous buffer (scratch that one kernel wrote and the next reads). */
+export function denseView(handle: number, dtype: DType, shape: readonly number[]): KernelView {
+  return { handle, dtype, shape, strides: contiguousStrides(shape), offset: 0 };
+}
+
 /**
  * Wraps a kernel that indexes its inputs from element 0 of contiguous buffers: inputs that are offset or
  * strided views (a batch sliced from a dataset, say) are first copied to fresh buffers with `copy`.
@@ -107,7 +112,7 @@ export function denseInputs(k: GpuKernel, copy: (g: Gpu, v: KernelView, dst: num
         const h = g.scratch(v.dtype, numelOf(v.shape));
         temps.push(h);
         copy(g, v, h);
-        return { handle: h, dtype: v.dtype, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
+        return denseView(h, v.dtype, v.shape);
       });
       k(g, dense, out, attrs);
     } finally {

@@ -3,9 +3,8 @@
 import { BackendError } from '../../errors.js';
 import { attrsOf } from '../../ops/table.js';
 import { checkAttention, hash32 } from '../checks.js';
-import { contiguousStrides } from '../../tensor/shape.js';
 import { copyView, map } from './elementwise.js';
-import { Params, code, denseInputs, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
+import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
 import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
@@ -61,14 +60,7 @@ const matmulBf16: GpuKernel = (g, ins, out, attrs) => {
   const acc = g.scratch('float32', numelOf(out.shape));
   try {
     matmul(g, ins, { handle: acc, dtype: 'float32', shape: out.shape }, attrs);
-    const view = {
-      handle: acc,
-      dtype: 'float32' as const,
-      shape: out.shape,
-      strides: contiguousStrides(out.shape),
-      offset: 0,
-    };
-    map(g, 'cast', [view], out);
+    map(g, 'cast', [denseView(acc, 'float32', out.shape)], out);
   } finally {
     g.release(acc);
   }

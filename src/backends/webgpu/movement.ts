@@ -3,10 +3,20 @@
 // narrowed back, bit for bit).
 import { BackendError } from '../../errors.js';
 import { DTYPE_SIZE, type DType } from '../../tensor/dtype.js';
-import { contiguousStrides } from '../../tensor/shape.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { map } from './elementwise.js';
-import { MAX_DIMS, Params, denseInputs, id, mergeDims, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
+import {
+  MAX_DIMS,
+  Params,
+  denseInputs,
+  denseView,
+  id,
+  mergeDims,
+  numelOf,
+  withFlags,
+  type Gpu,
+  type GpuKernel,
+} from './gpu.js';
 import { attrsOf } from '../../ops/table.js';
 import { PARAMS } from './params.js';
 
@@ -16,7 +26,7 @@ function words(g: Gpu, v: KernelView, temps: number[]): KernelView {
   const w = g.scratch('int32', numelOf(v.shape));
   temps.push(w);
   map(g, 'copy', [v], { handle: w, dtype: 'int32', shape: v.shape });
-  return { handle: w, dtype: 'int32', shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
+  return denseView(w, 'int32', v.shape);
 }
 
 /** Runs `body` into a word-per-element output, then narrows it into `out` when out's dtype is narrower. */
@@ -28,12 +38,7 @@ function intoWords(g: Gpu, out: KernelOut, temps: number[], body: (dst: number) 
   const w = g.scratch('int32', numelOf(out.shape));
   temps.push(w);
   body(w);
-  map(
-    g,
-    'copy',
-    [{ handle: w, dtype: 'int32', shape: out.shape, strides: contiguousStrides(out.shape), offset: 0 }],
-    out,
-  );
+  map(g, 'copy', [denseView(w, 'int32', out.shape)], out);
 }
 
 function withTemps(g: Gpu, f: (temps: number[]) => void): void {

@@ -67,26 +67,54 @@ test('GEMM plans: strided products map onto column-major BLAS calls and K-major 
   }
 });
 
+// kernels/cuda/matmul_sm90.cu's Hopper path, from its packing kernel to run_gemm, as the emulations copy it
+const SM90_PARTS =
+  'kPackTile pack_kmajor kWgBM kTileGroup kAcc kWgBK kTileABytes kStageBytes kWgSmem smem_u32 smem_desc ' +
+  'gemm_sm90 sm90_kernel operand_map run_gemm';
+// kernel<<<grid, block, smem, stream>>>(args); becomes a call of the emulation's launcher, which logs the name
+const LAUNCH = /([\w:]+(?:<[\w:]+>)?)<<<([^>]*)>>>\(([\s\S]*?)\);/g;
+
+/** The definitions named in `parts` ([file, space-separated names]), in that order, with launches emulated. */
+function emulatedSource(parts: [string, string][]): string {
+  return parts
+    .flatMap(([file, names]) => names.split(' ').map((n) => sourceDefinition(file, n)))
+    .join('\n')
+    .replace(LAUNCH, 'emu_kernel($2, [&] { $1($3); }, "$1");');
+}
+
 test('the Hopper GEMM runs on a CPU emulation of TMA, mbarriers and wgmma and gives exact products', () => {
   // test/native/sm90_emu.h: shared memory as addresses, mbarrier phases and transaction bytes, TMA copies into
   // 128-byte-swizzled shared memory (landing at once, or late from another thread), wgmma reading descriptors
   // when a wait retires it. The kernel, its packing and its tensor maps are copied verbatim; the emulation stands
   // in for the inline PTX (ptxas checks that text when the CUDA library builds) and for the CUDA runtime.
-  const file = 'kernels/cuda/matmul_sm90.cu';
-  const names =
-    'kPackTile pack_kmajor kWgBM kTileGroup kAcc kWgBK kTileABytes kStageBytes kWgSmem smem_u32 smem_desc ' +
-    'gemm_sm90 sm90_kernel operand_map run_gemm';
-  const launch = /([\w:]+(?:<[\w:]+>)?)<<<([^>]*)>>>\(([\s\S]*?)\);/g; // kernel<<<grid, block, smem, stream>>>(args);
-  const kernels = names
-    .split(' ')
-    .map((n) => sourceDefinition(file, n))
-    .join('\n')
-    .replace(launch, 'emu_kernel($2, [&] { $1($3); });');
+  const kernels = emulatedSource([['kernels/cuda/matmul_sm90.cu', SM90_PARTS]]);
   assert.is(kernels.match(/emu_kernel\(/g)?.length, 2, 'run_gemm launches the packing kernel and the GEMM');
   const out = runCheck('wgmma_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
     writeFileSync(join(dir, 'sm90_emu_kernels.inc'), kernels),
   );
   if (out !== null) assert.match(out, /sm90 emulation: 20 checks, 0 failures/, out);
+});
+
+test('the CUDA matmul ops run end to end on the emulation: dispatch, tiles, split-K, bfloat16 C', () => {
+  // matmul.cu's host path (k_matmul, k_matmul_bf16: validation, batch merging, the Hopper attempt first for a
+  // bfloat16 C, float32 scratch only when another kernel must write C, the SIMT tile sizes and split-K, WMMA)
+  // with every kernel it launches, over matmul_sm90.cu's wgmma_gemm; test/native/matmul_emu_check.cc sets the SM
+  // count and whether the device is a Hopper, and checks exact products, the scratch taken and the refusals
+  const kernels = emulatedSource([
+    ['kernels/cuda/common.cuh', 'tile_step_4x4 FmaStep kViewDims View view_index kThreads blocks_for'],
+    ['kernels/cuda/elementwise.cu', 'merge_views'],
+    ['kernels/cuda/matmul_sm90.cu', `${SM90_PARTS} Readiness wgmma_gemm`],
+    [
+      'kernels/cuda/matmul.cu',
+      'MmArgs batch_offset ld tile_pos a_rows_fast b_rows_fast matmul_simt pipelined_k kBig matmul_simt128 ' +
+        'matmul_wmma matmul_wmma128 launch_wmma use_tf32 sum_splits kSplitTiles launch_simt round_bf16 MmOut ' +
+        'matmul_into matmul k_matmul k_matmul_bf16',
+    ],
+  ]);
+  const out = runCheck('matmul_emu_check.cc', ['-std=c++20', '-pthread', '-Wno-unknown-pragmas'], (dir) =>
+    writeFileSync(join(dir, 'matmul_emu_kernels.inc'), kernels),
+  );
+  if (out !== null) assert.match(out, /matmul host path: 18 checks, 0 failures/, out);
 });
 
 // The text of one definition in a C++ or CUDA source (a path from the repository's root): the kernel, function,
@@ -96,10 +124,13 @@ function sourceDefinition(file: string, name: string): string {
   const text = readFileSync(join(import.meta.dirname, '..', file), 'utf8');
   const line = new RegExp(`^(?:template <[^\\n]*>\\n)?constexpr [^\\n]*\\b${name}\\b[^\\n]*\\n`, 'm').exec(text);
   if (line) return line[0];
-  const m = new RegExp(
+  // the first match that is a definition: a declaration (`...);` before any `{`) is skipped
+  const re = new RegExp(
     `^(?:template <[^\\n]*>\\n)?(?:__global__|__host__|__device__|inline|static|struct|enum|bool|Status)[^;{]*?\\b${name}\\b(?:\\(| \\{)`,
-    'm',
-  ).exec(text);
+    'gm',
+  );
+  let m = re.exec(text);
+  while (m && /^[^{]*\)\s*;/.test(text.slice(m.index, text.indexOf('{', m.index)))) m = re.exec(text);
   assert.ok(m, `${name} not found in ${file}`);
   let depth = 0,
     i = text.indexOf('{', m.index);

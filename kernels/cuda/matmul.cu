@@ -435,13 +435,12 @@ __global__ void round_bf16(const float* src, __nv_bfloat16* dst, int64_t n) {
 
 /**
  * Where matmul_into puts C: float32 at c; or, for a bfloat16 C at c_bf16 (c null), straight from the Hopper
- * kernel's epilogue when it takes the product (wrote_bf16), else as float32 into scratch (acc, taken only then),
- * which the caller rounds and releases.
+ * kernel's epilogue when it takes the product, else as float32 into scratch (acc, taken only then), which the
+ * caller rounds and releases.
  */
 struct MmOut {
   float* c = nullptr;
   uint16_t* c_bf16 = nullptr;
-  bool wrote_bf16 = false;
   void* acc = nullptr;
   uint64_t acc_bytes = 0;
 };
@@ -528,10 +527,7 @@ static Status matmul_into(const TensorView* in, const TensorView& out, const cha
   if (one_batch && o->c_bf16) {  // bfloat16 straight from the Hopper kernel's epilogue, when it takes the product
     LtGemm direct = lg;
     direct.c_bf16 = o->c_bf16;
-    if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) {
-      o->wrote_bf16 = ran;
-      return s;
-    }
+    if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) return s;
   }
   if (!g.c) {  // the others write float32: into scratch, which the caller rounds
     o->acc_bytes = static_cast<uint64_t>(batch * M * N) * sizeof(float);

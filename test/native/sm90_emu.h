@@ -11,11 +11,12 @@
 // test/native.test.ts copies the kernel and its host side (run_gemm: plan, pack, tensor maps, launch) verbatim from
 // kernels/cuda/matmul_sm90.cu into sm90_emu_kernels.inc, which wgmma_emu_check.cc includes; the functions below
 // stand in for the file's inline PTX and for the CUDA runtime it calls, and each `kernel<<<grid, block, smem,
-// stream>>>(args);` becomes `emu_kernel(grid, block, smem, stream, [&] { kernel(args); });`.
+// stream>>>(args);` becomes `emu_kernel(grid, block, smem, stream, [&] { kernel(args); }, "kernel");`.
 // What this cannot check is the PTX text itself (ptxas does) and the hardware's own reading of the layouts, which
 // here is the documentation's, written once more.
 #pragma once
 #include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -38,6 +39,14 @@ inline void emu_fault(const std::string& what) {
   if (emu_faults++ != 0) return;
   std::lock_guard<std::mutex> g(emu_fault_mu);
   emu_first_fault = what;
+}
+
+// ---- the checks' report: one line each, "ok" or "FAIL" and what was checked
+inline int emu_checks = 0, emu_failures = 0;
+inline void expect(bool ok, const std::string& what) {
+  ++emu_checks;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+  if (!ok) ++emu_failures;
 }
 
 // ---- shared memory: the window's offsets are the shared-space addresses
@@ -343,19 +352,22 @@ inline int stream() { return 0; }
 inline int emu_sm_count = 1;
 inline int sm_count() { return emu_sm_count; }
 inline kiln::Status launched(const char*) { return kiln::Status::ok(); }
-inline int64_t emu_scratch_live = 0;  // scratch buffers handed out and not yet released
+inline int64_t emu_scratch_live = 0;   // scratch buffers handed out and not yet released
+inline int64_t emu_scratch_taken = 0;  // scratch buffers handed out since the check last cleared it
 /** Device scratch: fresh memory full of NaNs (0xFF bytes), 256-byte aligned as cudaMalloc's. */
 inline kiln::Status scratch(uint64_t bytes, void** p) {
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   std::memset(*p, 0xFF, bytes);
   ++emu_scratch_live;
+  ++emu_scratch_taken;
   return kiln::Status::ok();
 }
 inline void release_scratch(void* p, uint64_t) {
   std::free(p);
   --emu_scratch_live;
 }
-inline std::vector<uint64_t> emu_traces;  // per block and thread of the last launch with dynamic shared memory
+inline std::vector<uint64_t> emu_traces;       // per block and thread of the last launch with dynamic shared memory
+inline std::vector<std::string> emu_launched;  // the kernels launched, by name, since the check last cleared it
 /**
  * A launch: body() as every thread of every block, one block at a time. A kernel with dynamic shared memory (the
  * Hopper GEMM) gets a window of that size, full of NaNs and with no mbarrier at each block's start; each thread's
@@ -363,7 +375,8 @@ inline std::vector<uint64_t> emu_traces;  // per block and thread of the last la
  * thread runs for the launch.
  */
 template <class F>
-void emu_kernel(dim3 grid, dim3 block, size_t smem, int, F body) {
+void emu_kernel(dim3 grid, dim3 block, size_t smem, int, F body, const char* name) {
+  emu_launched.push_back(name);
   if (smem == 0) return emu_launch({grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, body);
   const unsigned threads = block.x * block.y * block.z;
   emu_smem.assign(kEmuSmemSkew + smem, 0xFF);

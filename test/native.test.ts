@@ -10,6 +10,7 @@ import { addonOrigin, loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
 import { runKernel } from '../src/engine/dispatch.js';
 import { allclose, assertClose, childJson, onBackend, rng, randomArray } from './helpers.js';
+import { emulateLaunches } from './emulate.js';
 
 test('the addon loads and agrees with the op table', () => {
   const { addon, reason } = loadAddon();
@@ -71,15 +72,11 @@ test('GEMM plans: strided products map onto column-major BLAS calls and K-major 
 const SM90_PARTS =
   'kPackTile pack_kmajor kWgBM kTileGroup kAcc kWgBK kTileABytes kStageBytes kWgSmem smem_u32 smem_desc ' +
   'gemm_sm90 sm90_kernel operand_map run_gemm';
-// kernel<<<grid, block, smem, stream>>>(args); becomes a call of the emulation's launcher, which logs the name
-const LAUNCH = /([\w:]+(?:<[\w:]+>)?)<<<([^>]*)>>>\(([\s\S]*?)\);/g;
-
 /** The definitions named in `parts` ([file, space-separated names]), in that order, with launches emulated. */
 function emulatedSource(parts: [string, string][]): string {
-  return parts
-    .flatMap(([file, names]) => names.split(' ').map((n) => sourceDefinition(file, n)))
-    .join('\n')
-    .replace(LAUNCH, 'emu_kernel($2, [&] { $1($3); }, "$1");');
+  return emulateLaunches(
+    parts.flatMap(([file, names]) => names.split(' ').map((n) => sourceDefinition(file, n))).join('\n'),
+  );
 }
 
 test('the Hopper GEMM runs on a CPU emulation of TMA, mbarriers and wgmma and gives exact products', () => {

@@ -5,7 +5,9 @@
 // are function statics (blocks run one at a time), and atomics are std::atomic_ref.
 // test/native.test.ts copies the kernels' text verbatim from kernels/cuda/ into cuda_emu_kernels.inc, which
 // cuda_emu_check.cc includes: CI has no GPU, and this runs the kernels' index maths, tiling and barriers on real
-// numbers against plain references.
+// numbers against plain references. With KILN_EMU_FIBERS defined (cuda_emu_runtime.h, which builds the whole
+// CUDA library on this emulation), a block's threads are fibers instead (see below). std::threads are kept from
+// launch to launch either way.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -15,11 +17,18 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <semaphore>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "kiln/tensor_view.h"
+#ifdef KILN_EMU_FIBERS
+#include <ucontext.h>
+
+#include <cstdio>
+#endif
 
 struct EmuDim {
   unsigned x = 0, y = 0, z = 0;
@@ -64,7 +73,9 @@ struct __half {
 inline float __half2float(__half h) { return kiln::half_to_float(h.bits); }
 inline __half __float2half_rn(float x) { return {kiln::float_to_half(x)}; }
 
-inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
+inline void emu_block_sync();         // every live thread of the block has arrived
+inline void emu_warp_sync(unsigned);  // every live thread of warp w has arrived
+inline void __syncthreads() { emu_block_sync(); }
 using std::max;
 using std::min;
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
@@ -89,10 +100,10 @@ T emu_exchange(T v, Src src) {
   static_assert(sizeof(T) <= 8, "a warp exchange moves up to 8 bytes");
   const unsigned t = emu_thread(), warp = t / 32, lane = t % 32;
   std::memcpy(&emu_slots[t], &v, sizeof(T));
-  emu_warps[warp]->arrive_and_wait();
+  emu_warp_sync(warp);
   T r;
   std::memcpy(&r, &emu_slots[warp * 32 + src(lane)], sizeof(T));
-  emu_warps[warp]->arrive_and_wait();
+  emu_warp_sync(warp);
   return r;
 }
 template <class T>
@@ -106,7 +117,7 @@ inline int __any_sync(unsigned, int pred) {
   for (unsigned s = 0; s < 32; ++s) any |= emu_exchange(pred, [&](unsigned) { return s; }) != 0;
   return any;
 }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu_warps[emu_thread() / 32]->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_warp_sync(emu_thread() / 32); }
 
 /** dp4a: the four byte products of a and b (signed bytes) added to c; dp4a_us takes a's bytes unsigned (the PTX
  * instruction kernels/cuda/quant.cu writes as inline asm). */
@@ -177,42 +188,182 @@ inline float __float_to_tf32(float v) {
 }  // namespace wmma
 }  // namespace nvcuda
 
+#ifdef KILN_EMU_FIBERS
+// ---- fibers (KILN_EMU_FIBERS): a block's threads as ucontext fibers on the launching thread, each running until
+// it waits at a barrier or returns, then the next; a barrier releases its waiters once every live thread of the
+// block (or warp) has arrived. Far cheaper than a std::thread per thread where kernels sync often, but one order
+// of threads per block where std::threads interleave at will (so the kernel checks keep threads); a wait that can
+// never complete (threads at different barriers) is a hang on a GPU, and aborts here with a message.
+struct EmuSync {
+  unsigned live = 0, arrived = 0;
+  uint64_t gen = 0;  // completed phases
+};
+struct EmuFiber {
+  ucontext_t ctx;
+  std::unique_ptr<char[]> stack;
+  bool done = false;
+  const EmuSync* wait = nullptr;  // the barrier it waits at, in phase wait_gen
+  uint64_t wait_gen = 0;
+};
+constexpr size_t kEmuFiberStack = size_t{256} << 10;
+inline std::vector<EmuFiber> emu_fibers;  // one per thread of the largest block so far (stacks kept)
+inline ucontext_t emu_scheduler;
+inline EmuSync emu_block_barrier;
+inline std::vector<EmuSync> emu_warp_barriers;
+inline unsigned emu_running = 0;
+inline const std::function<void()>* emu_body = nullptr;
+
+inline void emu_arrive(EmuSync& s) {
+  if (++s.arrived == s.live) {  // the last to arrive: the phase completes and this thread goes on
+    s.arrived = 0;
+    ++s.gen;
+    return;
+  }
+  EmuFiber& f = emu_fibers[emu_running];
+  f.wait = &s;
+  f.wait_gen = s.gen;
+  swapcontext(&f.ctx, &emu_scheduler);
+}
+inline void emu_leave(EmuSync& s) {  // a thread that has returned no longer counts
+  if (--s.live > 0 && s.arrived == s.live) {
+    s.arrived = 0;
+    ++s.gen;
+  }
+}
+inline void emu_block_sync() { emu_arrive(emu_block_barrier); }
+inline void emu_warp_sync(unsigned w) { emu_arrive(emu_warp_barriers[w]); }
+inline void emu_fiber_main() {
+  (*emu_body)();
+  const unsigned t = emu_running;
+  emu_leave(emu_block_barrier);
+  emu_leave(emu_warp_barriers[t / 32]);
+  emu_fibers[t].done = true;
+}  // returns to uc_link: the scheduler
+
+/** Runs body() as every thread of every block of `grid` (blocks of `block_dim`), one block at a time. */
+inline void emu_launch(EmuDim grid, EmuDim block_dim, const std::function<void()>& body) {
+  gridDim = grid;
+  blockDim = block_dim;
+  emu_body = &body;
+  const unsigned threads = block_dim.x * block_dim.y * block_dim.z;
+  const unsigned blocks = grid.x * grid.y * grid.z;
+  if (emu_fibers.size() < threads) emu_fibers.resize(threads);
+  for (unsigned b = 0; b < blocks; ++b) {
+    blockIdx = {b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
+    emu_block_barrier = {threads, 0, 0};
+    emu_warp_barriers.assign((threads + 31) / 32, {});
+    for (unsigned w = 0; w * 32 < threads; ++w) emu_warp_barriers[w].live = std::min(32u, threads - w * 32);
+    emu_slots.assign(threads, 0);
+    for (unsigned t = 0; t < threads; ++t) {
+      EmuFiber& f = emu_fibers[t];
+      if (!f.stack) f.stack.reset(new char[kEmuFiberStack]);
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = f.stack.get();
+      f.ctx.uc_stack.ss_size = kEmuFiberStack;
+      f.ctx.uc_link = &emu_scheduler;
+      makecontext(&f.ctx, emu_fiber_main, 0);
+      f.done = false;
+      f.wait = nullptr;
+    }
+    for (unsigned left = threads; left > 0;) {
+      bool ran = false;
+      // threads in order in even blocks, in reverse in odd ones: a read of what another thread writes before a
+      // barrier, with no barrier between, sees nothing written in one of the two
+      for (unsigned i = 0; i < threads; ++i) {
+        const unsigned t = b % 2 ? threads - 1 - i : i;
+        EmuFiber& f = emu_fibers[t];
+        if (f.done || (f.wait && f.wait->gen == f.wait_gen)) continue;
+        f.wait = nullptr;
+        emu_running = t;
+        threadIdx = {t % block_dim.x, t / block_dim.x % block_dim.y, t / (block_dim.x * block_dim.y)};
+        swapcontext(&emu_scheduler, &f.ctx);
+        ran = true;
+        if (f.done) --left;
+      }
+      if (!ran) {
+        std::fprintf(stderr, "CUDA emulation: the threads of block %u wait at barriers that cannot complete (a hang)\n",
+                     b);
+        std::abort();
+      }
+    }
+  }
+}
+#else
+inline void emu_block_sync() { emu_barrier->arrive_and_wait(); }
+inline void emu_warp_sync(unsigned w) { emu_warps[w]->arrive_and_wait(); }
+
+/**
+ * The threads that run blocks, kept from launch to launch (a launch of 256-thread blocks would otherwise start and
+ * join 256 threads): worker i waits on its own semaphore, runs the launch's job(i), and reports it done. Never
+ * destroyed: parked workers may outlive main.
+ */
+struct EmuWorkers {
+  std::mutex mu;  // one launch at a time
+  std::vector<std::binary_semaphore*> go;
+  std::function<void(unsigned)> job;
+  std::counting_semaphore<> finished{0};
+};
+inline EmuWorkers& emu_workers() {
+  static EmuWorkers* w = new EmuWorkers();
+  return *w;
+}
+/** Runs job(0) .. job(n - 1) on n workers (started as needed) and waits for all of them. */
+inline void emu_run_workers(unsigned n, std::function<void(unsigned)> job) {
+  EmuWorkers& w = emu_workers();
+  std::lock_guard<std::mutex> lock(w.mu);
+  w.job = std::move(job);
+  while (w.go.size() < n) {
+    auto* go = new std::binary_semaphore(0);
+    const unsigned i = static_cast<unsigned>(w.go.size());
+    w.go.push_back(go);
+    std::thread([&w, go, i] {
+      for (;;) {
+        go->acquire();
+        w.job(i);
+        w.finished.release();
+      }
+    }).detach();
+  }
+  for (unsigned i = 0; i < n; ++i) w.go[i]->release();
+  for (unsigned i = 0; i < n; ++i) w.finished.acquire();
+}
+
 /** Runs body() as every thread of every block of `grid` (blocks of `block_dim`), one block at a time. */
 inline void emu_launch(EmuDim grid, EmuDim block_dim, const std::function<void()>& body) {
   gridDim = grid;
   blockDim = block_dim;
   const unsigned threads = block_dim.x * block_dim.y * block_dim.z;
   const unsigned blocks = grid.x * grid.y * grid.z;
-  std::barrier<> start(threads + 1), done(threads + 1);  // the workers and this thread
+  std::barrier<> start(threads + 1), done(threads + 1);  // the workers and the block loop
   unsigned block = 0;
   bool stop = false;
-  std::vector<std::thread> ts;
-  ts.reserve(threads);
-  for (unsigned t = 0; t < threads; ++t)
-    ts.emplace_back([&, t] {
-      threadIdx = {t % block_dim.x, t / block_dim.x % block_dim.y, t / (block_dim.x * block_dim.y)};
-      for (;;) {
-        start.arrive_and_wait();
-        if (stop) return;
-        blockIdx = {block % grid.x, block / grid.x % grid.y, block / (grid.x * grid.y)};
-        body();
-        emu_barrier->arrive_and_drop();  // a thread that has returned no longer counts at __syncthreads
-        emu_warps[t / 32]->arrive_and_drop();
-        done.arrive_and_wait();
-      }
-    });
-  for (unsigned b = 0; b < blocks; ++b) {
-    std::barrier<> bar(threads);
-    emu_barrier = &bar;
-    emu_warps.clear();
-    for (unsigned w = 0; w * 32 < threads; ++w)
-      emu_warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
-    emu_slots.assign(threads, 0);
-    block = b;
+  std::thread blocks_loop([&] {
+    for (unsigned b = 0; b < blocks; ++b) {
+      std::barrier<> bar(threads);
+      emu_barrier = &bar;
+      emu_warps.clear();
+      for (unsigned w = 0; w * 32 < threads; ++w)
+        emu_warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
+      emu_slots.assign(threads, 0);
+      block = b;
+      start.arrive_and_wait();
+      done.arrive_and_wait();
+    }
+    stop = true;
     start.arrive_and_wait();
-    done.arrive_and_wait();
-  }
-  stop = true;
-  start.arrive_and_wait();
-  for (auto& t : ts) t.join();
+  });
+  emu_run_workers(threads, [&](unsigned t) {
+    threadIdx = {t % block_dim.x, t / block_dim.x % block_dim.y, t / (block_dim.x * block_dim.y)};
+    for (;;) {
+      start.arrive_and_wait();
+      if (stop) return;
+      blockIdx = {block % grid.x, block / grid.x % grid.y, block / (grid.x * grid.y)};
+      body();
+      emu_barrier->arrive_and_drop();  // a thread that has returned no longer counts at __syncthreads
+      emu_warps[t / 32]->arrive_and_drop();
+      done.arrive_and_wait();
+    }
+  });
+  blocks_loop.join();
 }
+#endif

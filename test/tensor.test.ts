@@ -119,8 +119,9 @@ test('backend selection', () => {
   assert.is(kn.getBackend(), nativeBackends().includes('cpu') ? 'cpu' : 'js');
   const info = kn.info();
   const cuda = info.backends.find((x) => x.name === 'cuda')!;
-  assert.is(cuda.available, false);
-  assert.ok(cuda.reason && cuda.reason.length > 10, 'cuda says why it is missing');
+  // listed either way: available where there is a device (or the CPU emulation), else with the reason
+  assert.is(kn.backends().includes('cuda'), cuda.available);
+  if (!cuda.available) assert.ok(cuda.reason && cuda.reason.length > 10, 'cuda says why it is missing');
   const webgpu = info.backends.find((x) => x.name === 'webgpu')!;
   assert.ok(webgpu.available || webgpu.reason, 'webgpu is available or says why not');
 });

@@ -93,12 +93,15 @@ __global__ void step_multi(MultiArgs<Args> a) {
   if (i < a.t[k].n) Elem(a.t[k], i);
 }
 
-// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape.
+// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape; each refusal
+// with the cpu backend's error and message (native/cpu/optim.cc)
 static Status same_params(const TensorView* in, int first, int count, const char* name) {
-  for (int k = first; k < first + count; ++k)
-    KILN_REQUIRE(in[k].dtype == DT_FLOAT32 && in[k].contiguous() && same_shape(in[k], in[first]), ST_SHAPE, name,
-                 ": input ", k, " is ", shape_str(in[k]), " but the parameter is ", shape_str(in[first]),
-                 " (all contiguous float32)");
+  for (int k = first; k < first + count; ++k) {
+    KILN_REQUIRE(in[k].dtype == DT_FLOAT32, ST_DTYPE, name, ": input ", k, " must be float32");
+    KILN_REQUIRE(in[k].contiguous(), ST_ARG, name, ": input ", k, " must be contiguous");
+    KILN_REQUIRE(same_shape(in[k], in[first]), ST_SHAPE, name, ": input ", k, " has shape ", shape_str(in[k]),
+                 " but the parameter has shape ", shape_str(in[first]));
+  }
   return Status::ok();
 }
 

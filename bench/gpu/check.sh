@@ -4,7 +4,8 @@
 # CUDA kernels, the Vulkan loaders), then run there, carrying .gpu-carry:
 #   bash bench/gpu/check.sh
 # Steps, each timed, the run failing if any fails: nvidia-smi; unpack; `kiln info`, failing unless the cuda
-# backend and a Vulkan WebGPU adapter are available; conformance, gradcheck, errors and nn with
+# backend and a Vulkan WebGPU adapter are available; the suites that test every backend (conformance, gradcheck,
+# errors, nn, optim, attention, quant, recurrent, higher-order, memory, tensor) with
 # KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 (a backend that is missing fails instead of skipping its cases);
 # kiln's GEMM (1024-4096: exact float32, then TF32, and bfloat16) and MLP step on cuda beside cuBLAS and PyTorch
 # eager (bench/gpu/torch_ref.py); the same suites' products and the GEMM bench again with KILN_CUDA_CUBLASLT set to
@@ -80,8 +81,9 @@ info() {
 
 suite() {
   local f rc=0
-  # each file takes 2-25 s on a 2-core cpu-only machine
-  for f in conformance gradcheck errors nn.test; do
+  # each file takes 2-25 s on a 2-core cpu-only machine; the ones after nn.test take a few seconds each, and all
+  # of them pass on the CPU emulation of the cuda backend (test/cuda-emu.test.ts)
+  for f in conformance gradcheck errors nn.test optim attention quant recurrent higher-order memory tensor.test; do
     KILN_REQUIRE_CUDA=1 KILN_REQUIRE_WEBGPU=1 timeout "$(limit 150)" node scripts/run-tests.mjs "$f" \
       > "/tmp/kiln-gpu-$f.log" 2>&1
     local r=$?

@@ -93,18 +93,6 @@ __global__ void step_multi(MultiArgs<Args> a) {
   if (i < a.t[k].n) Elem(a.t[k], i);
 }
 
-// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape; each refusal
-// with the cpu backend's error and message (native/cpu/optim.cc)
-static Status same_params(const TensorView* in, int first, int count, const char* name) {
-  for (int k = first; k < first + count; ++k) {
-    KILN_REQUIRE(in[k].dtype == DT_FLOAT32, ST_DTYPE, name, ": input ", k, " must be float32");
-    KILN_REQUIRE(in[k].contiguous(), ST_ARG, name, ": input ", k, " must be contiguous");
-    KILN_REQUIRE(same_shape(in[k], in[first]), ST_SHAPE, name, ": input ", k, " has shape ", shape_str(in[k]),
-                 " but the parameter has shape ", shape_str(in[first]));
-  }
-  return Status::ok();
-}
-
 static Status adam_check(const double* at, const char* name) {
   KILN_REQUIRE(at[ATTR_ADAM_STEP_BIAS1] > 0 && at[ATTR_ADAM_STEP_BIAS1] <= 1 && at[ATTR_ADAM_STEP_BIAS2] > 0 &&
                    at[ATTR_ADAM_STEP_BIAS2] <= 1,
@@ -159,7 +147,7 @@ static void multi_launch(MultiArgs<Args>& m, void (*one)(Args)) {
 
 static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes 4 or 5 inputs, got ", nin);
-  if (Status s = same_params(in, 0, nin, "adamStep"); !s.good()) return s;
+  if (Status s = check_same_params(in, 0, nin, "adamStep"); !s.good()) return s;
   if (Status s = adam_check(at, "adamStep"); !s.good()) return s;
   const AdamArgs a = adam_args(in, nin == 5, at);
   if (a.n > 0) adam_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
@@ -171,7 +159,7 @@ static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&
   KILN_REQUIRE(nin >= 4 && nin <= 32 && nin % 4 == 0, ST_ARG,
                "adamStepMulti takes 1 to 8 groups of (param, grad, m, v), got ", nin, " inputs");
   for (int q = 0; q < nin; q += 4)
-    if (Status s = same_params(in, q, 4, "adamStepMulti"); !s.good()) return s;
+    if (Status s = check_same_params(in, q, 4, "adamStepMulti"); !s.good()) return s;
   if (Status s = adam_check(at, "adamStepMulti"); !s.good()) return s;
   MultiArgs<AdamArgs> m{};
   m.count = nin / 4;
@@ -196,7 +184,7 @@ static SgdArgs sgd_args(const TensorView* in, bool has_buffer, const double* at)
 
 static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* at) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes 2 or 3 inputs, got ", nin);
-  if (Status s = same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
+  if (Status s = check_same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
   KILN_REQUIRE(!(at[ATTR_SGD_STEP_NESTEROV] != 0 && nin < 3), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
   const SgdArgs a = sgd_args(in, nin == 3, at);
   if (a.n > 0) sgd_step<<<blocks_for(a.n), kThreads, 0, stream()>>>(a);
@@ -208,7 +196,7 @@ static Status k_sgd_step_multi(const TensorView* in, int nin, const TensorView&,
   KILN_REQUIRE(nin >= 3 && nin <= 24 && nin % 3 == 0, ST_ARG,
                "sgdStepMulti takes 1 to 8 groups of (param, grad, momentum buffer), got ", nin, " inputs");
   for (int q = 0; q < nin; q += 3)
-    if (Status s = same_params(in, q, 3, "sgdStepMulti"); !s.good()) return s;
+    if (Status s = check_same_params(in, q, 3, "sgdStepMulti"); !s.good()) return s;
   MultiArgs<SgdArgs> m{};
   m.count = nin / 3;
   for (int k = 0; k < m.count; ++k) m.t[k] = sgd_args(in + 3 * k, true, at);

@@ -14,17 +14,6 @@ namespace optim {
 
 constexpr int64_t kGrain = 1 << 14;
 
-// Inputs [first, first + count) are contiguous float32 of the parameter's (input first's) shape.
-static Status check_same(const TensorView* in, int first, int count, const char* op) {
-  for (int i = first; i < first + count; ++i) {
-    KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, ": input ", i, " must be float32");
-    KILN_REQUIRE(in[i].contiguous(), ST_ARG, op, ": input ", i, " must be contiguous");
-    KILN_REQUIRE(same_shape(in[i], in[first]), ST_SHAPE, op, ": input ", i, " has shape ", shape_str(in[i]),
-                 " but the parameter has shape ", shape_str(in[first]));
-  }
-  return Status::ok();
-}
-
 // One contiguous range. The pointers arrive as restrict parameters (not captured through a closure, whose
 // loads GCC cannot hoist past the stores), so the loop vectorizes.
 template <bool Ams>
@@ -87,7 +76,7 @@ static Status adam_constants(const double* a, const char* op, AdamK& k) {
 static Status k_adam_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 4 || nin == 5, ST_ARG, "adamStep takes param, grad, m, v and optionally vmax, got ", nin,
                " inputs");
-  if (Status s = check_same(in, 0, nin, "adamStep"); !s.good()) return s;
+  if (Status s = check_same_params(in, 0, nin, "adamStep"); !s.good()) return s;
   AdamK k;
   if (Status s = adam_constants(a, "adamStep", k); !s.good()) return s;
   float* __restrict p = in[0].ptr<float>();
@@ -117,7 +106,7 @@ static Status over_groups(const TensorView* in, int nin, int width, const char* 
   const int groups = nin / width;
   int64_t start[kMaxGroups + 1] = {0};
   for (int q = 0; q < groups; ++q) {
-    if (Status s = check_same(in, width * q, width, op); !s.good()) return s;
+    if (Status s = check_same_params(in, width * q, width, op); !s.good()) return s;
     start[q + 1] = start[q] + in[width * q].numel();
   }
   parallel_for(start[groups], kGrain, [&](int64_t lo, int64_t hi) {
@@ -158,7 +147,7 @@ static SgdK sgd_constants(const double* a) {
 static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const double* a) {
   KILN_REQUIRE(nin == 2 || nin == 3, ST_ARG, "sgdStep takes param, grad and optionally a momentum buffer, got ", nin,
                " inputs");
-  if (Status s = check_same(in, 0, nin, "sgdStep"); !s.good()) return s;
+  if (Status s = check_same_params(in, 0, nin, "sgdStep"); !s.good()) return s;
   float* __restrict p = in[0].ptr<float>();
   const float* __restrict g = in[1].ptr<float>();
   float* __restrict buf = nin == 3 ? in[2].ptr<float>() : nullptr;

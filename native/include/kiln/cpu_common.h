@@ -36,6 +36,18 @@ inline bool same_shape(const TensorView& a, const TensorView& b) {
   return true;
 }
 
+// The optimizer steps' inputs [first, first + count): contiguous float32 of the parameter's (input first's) shape.
+// One check for the cpu and cuda backends, so both refuse with the same error and message.
+inline Status check_same_params(const TensorView* in, int first, int count, const char* op) {
+  for (int i = first; i < first + count; ++i) {
+    KILN_REQUIRE(in[i].dtype == DT_FLOAT32, ST_DTYPE, op, ": input ", i, " must be float32");
+    KILN_REQUIRE(in[i].contiguous(), ST_ARG, op, ": input ", i, " must be contiguous");
+    KILN_REQUIRE(same_shape(in[i], in[first]), ST_SHAPE, op, ": input ", i, " has shape ", shape_str(in[i]),
+                 " but the parameter has shape ", shape_str(in[first]));
+  }
+  return Status::ok();
+}
+
 // Kernel tables, one per instruction set. Each family file fills its ops in each pass.
 // fma_loop(iters): `iters` rounds of independent FMA chains in this ISA's widest vectors; returns the float
 // operations done (the peak measurement behind addon.peakFlops, which profiles compare achieved GFLOP/s to).

@@ -231,11 +231,14 @@ export class DistributedDataParallel extends Module {
   /** Starts a bucket's allreduce (mean). A parameter whose gradient never became ready counts as zero. */
   private launch(b: Bucket): void {
     if (this.nccl) {
-      // concatenate on the device and reduce there, ordered on kiln's stream after the kernels that made the grads
-      b.device = noGrad(() =>
-        concat(
-          b.params.map((p) => (p.grad ?? zeros(p.shape, { dtype: p.dtype, backend: 'cuda' })).reshape([p.size])),
-          0,
+      // concatenate on the device and reduce there, ordered on kiln's stream after the kernels that made the grads;
+      // kept: this runs inside backward (and the caller's tidy), whose scopes would free it before finish() reads it
+      b.device = keep(
+        noGrad(() =>
+          concat(
+            b.params.map((p) => (p.grad ?? zeros(p.shape, { dtype: p.dtype, backend: 'cuda' })).reshape([p.size])),
+            0,
+          ),
         ),
       );
       const addon = loadAddon().addon!;

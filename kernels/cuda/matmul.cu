@@ -434,9 +434,9 @@ __global__ void round_bf16(const float* src, __nv_bfloat16* dst, int64_t n) {
 }
 
 /**
- * Where matmul_into puts C: float32 at c; or, for a bfloat16 C at c_bf16 (c null), straight from the Hopper
- * kernel's epilogue when it takes the product, else as float32 into scratch (acc, taken only then), which the
- * caller rounds and releases.
+ * Where matmul_into puts C: float32 at c; or, for a bfloat16 C at c_bf16 (c null), straight from cuBLASLt or the
+ * Hopper kernel's epilogue when one takes the product, else as float32 into scratch (acc, taken only then), which
+ * the caller rounds and releases.
  */
 struct MmOut {
   float* c = nullptr;
@@ -448,8 +448,8 @@ static Status matmul_into(const TensorView* in, const TensorView& out, const cha
 
 /**
  * C = A B over float32 (matmul) or bfloat16 operands (matmulBf16, which writes float32 or bfloat16). A bfloat16
- * C comes straight from the Hopper kernel's epilogue where it takes the product, else from a float32 product in
- * scratch rounded by round_bf16: the same bits either way.
+ * C comes straight from cuBLASLt or the Hopper kernel's epilogue where one takes the product, else from a float32
+ * product in scratch rounded by round_bf16: each float32 sum rounded to nearest even either way.
  */
 static Status matmul(const TensorView* in, int nin, const TensorView& out, const char* name, bool bf16) {
   KILN_REQUIRE(nin == 2, ST_ARG, name, " takes 2 inputs");
@@ -524,9 +524,10 @@ static Status matmul_into(const TensorView* in, const TensorView& out, const cha
             bf16,
             use_tf32()};
   bool ran = false;
-  if (one_batch && o->c_bf16) {  // bfloat16 straight from the Hopper kernel's epilogue, when it takes the product
+  if (one_batch && o->c_bf16) {  // bfloat16 straight from cuBLASLt or the Hopper kernel, when one takes it
     LtGemm direct = lg;
     direct.c_bf16 = o->c_bf16;
+    if (Status s = cublaslt_gemm(direct, &ran); !s.good() || ran) return s;
     if (Status s = wgmma_gemm(direct, &ran); !s.good() || ran) return s;
   }
   if (!g.c) {  // the others write float32: into scratch, which the caller rounds

@@ -4,7 +4,8 @@
 // strided-batch call runs there, the rest on kiln's own kernels (kernels/cuda/matmul.cu). The few entry points
 // used are declared below from cuBLASLt's stable C ABI (cublasLt.h, 11.0 and newer) rather than taken from a
 // header at build time. Exact float32 runs with CUBLAS_COMPUTE_32F (no TF32, like kiln's default); KILN_CUDA_GEMM=
-// tf32 selects CUBLAS_COMPUTE_32F_FAST_TF32; bfloat16 inputs accumulate and write float32.
+// tf32 selects CUBLAS_COMPUTE_32F_FAST_TF32; bfloat16 inputs accumulate in float32 and write float32, or bfloat16
+// (each sum rounded to nearest even) where kiln's output is bfloat16.
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
@@ -172,13 +173,13 @@ bool layout(Lt& l, const BlasMatrix& m, int type, int64_t batch, LtLayout* out) 
 }
 
 /** Descriptors and the heuristic's first algorithm for one plan; usable = false when cuBLASLt offers none. */
-Plan make_plan(Lt& l, const BlasGemm& p, int in_type, bool tf32, const uint32_t align[4]) {
+Plan make_plan(Lt& l, const BlasGemm& p, int in_type, int out_type, bool tf32, const uint32_t align[4]) {
   Plan r;
   const int compute = in_type == kR32F && tf32 ? kCompute32FFastTF32 : kCompute32F;
   const int32_t ta = p.first.trans ? kOpT : kOpN, tb = p.second.trans ? kOpT : kOpN;
   if (l.DescCreate(&r.desc, compute, kR32F) != 0 || l.DescSet(r.desc, kDescTransA, &ta, sizeof ta) != 0 ||
       l.DescSet(r.desc, kDescTransB, &tb, sizeof tb) != 0 || !layout(l, p.first, in_type, p.batch, &r.first) ||
-      !layout(l, p.second, in_type, p.batch, &r.second) || !layout(l, p.d, kR32F, p.batch, &r.d)) {
+      !layout(l, p.second, in_type, p.batch, &r.second) || !layout(l, p.d, out_type, p.batch, &r.d)) {
     destroy(l, &r);
     return r;
   }
@@ -214,7 +215,7 @@ void cublaslt_info(std::string* in_use, std::string* reason) {
 Status cublaslt_gemm(const LtGemm& g, bool* ran) {
   *ran = false;
   Lt& l = lt();
-  if (!l.lib || !ready() || g.c_bf16) return Status::ok();
+  if (!l.lib || !ready()) return Status::ok();
   BlasGemm p{};
   if (!plan_gemm(g.operands, &p)) return Status::ok();
   std::lock_guard<std::mutex> lock(l.mu);
@@ -232,10 +233,12 @@ Status cublaslt_gemm(const LtGemm& g, bool* ran) {
     }
   }
   if (!l.handle) return Status::ok();
-  const int in_type = g.bf16 ? kR16BF : kR32F;
+  const int in_type = g.bf16 ? kR16BF : kR32F, out_type = g.c_bf16 ? kR16BF : kR32F;
+  void* d = g.c_bf16 ? static_cast<void*>(g.c_bf16) : static_cast<void*>(g.c);
   // the second BLAS operand is kiln's A, the first kiln's B (see kiln/gemm_plan.h)
-  const uint32_t align[4] = {alignment(g.b), alignment(g.a), alignment(g.c), alignment(g.c)};
+  const uint32_t align[4] = {alignment(g.b), alignment(g.a), alignment(d), alignment(d)};
   std::vector<int64_t> key = {in_type,
+                              out_type,
                               g.tf32,
                               p.m,
                               p.n,
@@ -260,12 +263,12 @@ Status cublaslt_gemm(const LtGemm& g, bool* ran) {
       for (auto& kv : l.plans) destroy(l, &kv.second);
       l.plans.clear();
     }
-    it = l.plans.emplace(key, make_plan(l, p, in_type, g.tf32, align)).first;
+    it = l.plans.emplace(key, make_plan(l, p, in_type, out_type, g.tf32, align)).first;
   }
   const Plan& plan = it->second;
   if (!plan.usable) return Status::ok();
   const float one = 1.f, zero = 0.f;
-  const int rc = l.Matmul(l.handle, plan.desc, &one, g.b, plan.first, g.a, plan.second, &zero, g.c, plan.d, g.c, plan.d,
+  const int rc = l.Matmul(l.handle, plan.desc, &one, g.b, plan.first, g.a, plan.second, &zero, d, plan.d, d, plan.d,
                           &plan.algo, l.workspace, l.workspace_bytes, static_cast<cudaStream_t>(stream_handle()));
   if (rc != 0) {  // kiln's kernel takes this shape from now on; the reason says what happened
     destroy(l, &it->second);

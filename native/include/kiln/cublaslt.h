@@ -11,7 +11,7 @@
 
 namespace kiln {
 namespace cuda {
-/** One product for cuBLASLt: data pointers at each operand's first element, C contiguous float32. */
+/** One product for cuBLASLt: data pointers at each operand's first element, C contiguous. */
 struct LtGemm {
   const void* a;
   const void* b;
@@ -20,7 +20,7 @@ struct LtGemm {
   bool bf16;  // A and B are bfloat16 (else float32)
   bool tf32;  // float32 inputs may round to TF32 (KILN_CUDA_GEMM=tf32)
   // when set, C goes here as bfloat16 (the bits of each float32 sum rounded to nearest even) instead of to c:
-  // only the Hopper kernel writes it (its epilogue), cuBLASLt leaves such a product to the others
+  // cuBLASLt (a bfloat16 D) and the Hopper kernel (its epilogue) write it; matmul.cu's own kernels write float32
   uint16_t* c_bf16 = nullptr;
 };
 

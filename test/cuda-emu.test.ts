@@ -3,15 +3,17 @@
 // by kiln.node as the real library is (KILN_CUDA_ADDON_PATH). The suites that run every backend (conformance,
 // gradcheck, errors, nn, optim, attention, quant, recurrent, higher-order, memory, tensor) run on it as on a
 // GPU: the TypeScript backend, the N-API layer, the plugin table, the runtime's caching allocator and error
-// flags, every launcher's choice of kernel and grid, and every kernel, against the float64 reference.
+// flags, every launcher's choice of kernel and grid, and every kernel, against the float64 reference. Then the
+// suites with GEMMs run again with cuBLASLt in use (the emulated one, test/native/cublaslt_emu.cc), and a 2-rank
+// job trains DistributedDataParallel on cuda with its gradients reduced by NCCL (test/native/nccl_emu.cc).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addonOrigin } from '../src/backends/native/binding.js';
-import { buildCudaEmulation } from './emulate.js';
+import { buildCudaEmulation, type CudaEmulation } from './emulate.js';
 
 const root = join(import.meta.dirname, '..');
 // the suites that run each case on every available backend (test/*.test.ts by file name)
@@ -28,48 +30,170 @@ const SUITES = [
   'memory',
   'tensor.test',
 ];
+// of those, the ones whose GEMMs cuBLASLt takes when in use: matmul and matmulBf16 (float32 and bfloat16 C, views
+// and batches), Linear and the layers over it, qlinearInt4 (its dequantized weight), and their gradients
+const GEMM_SUITES = ['conformance', 'gradcheck', 'nn.test', 'quant'];
+
+const cxx = process.env.CXX ?? 'g++';
+const hasCompiler = spawnSync(cxx, ['--version']).status === 0;
+const dir = mkdtempSync(join(tmpdir(), 'kiln-cuda-emu-'));
+let built: CudaEmulation | null = null;
+const libs = (): CudaEmulation => {
+  // the sanitizer run (scripts/sanitize.sh) builds them with ASan + UBSan, so every kernel's reads and writes are
+  // checked against the tensors' own bytes (native/cuda/device.cc poisons the rest of each block)
+  built ??= buildCudaEmulation(dir, cxx, (process.env.KILN_EMU_CXXFLAGS ?? '').split(/\s+/).filter(Boolean));
+  return built;
+};
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** `kiln info` under env: its output. */
+function info(env: NodeJS.ProcessEnv): string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'info'], {
+    cwd: root,
+    env,
+    encoding: 'utf8',
+  });
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+/** Runs the suites under env and asserts they all pass, more than `atLeast` tests, and no sanitizer spoke. */
+function runSuites(env: NodeJS.ProcessEnv, suites: string[], atLeast: number): void {
+  const run = spawnSync(process.execPath, ['scripts/run-tests.mjs', ...suites], {
+    cwd: root,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    timeout: 900_000,
+  });
+  const out = (run.stdout ?? '') + (run.stderr ?? '');
+  const at = out.search(/ERROR: AddressSanitizer|runtime error:/);
+  const sanitizer = at < 0 ? '' : out.slice(out.lastIndexOf('\n', at) + 1, at + 3000);
+  const failures = out
+    .split('\n')
+    .filter((l) => /FAIL|!!!/.test(l))
+    .slice(0, 40)
+    .join('\n');
+  const summary = /^(\d+) passed, (\d+) failed/m.exec(out.split('\n').slice(-3).join('\n'));
+  assert.is(sanitizer, '', 'a sanitizer stopped a suite on the emulated cuda backend');
+  assert.ok(summary, `no summary from the suites on the emulated cuda backend:\n${out.slice(-4000)}`);
+  assert.is(Number(summary![2]), 0, `suites on the emulated cuda backend:\n${failures}`);
+  assert.ok(Number(summary![1]) > atLeast, `only ${summary![1]} tests ran`);
+  assert.is(run.status, 0, out.slice(-4000));
+}
+
+// webgpu's cases run in their own suites: left out here; cuda must be there (a skip would look green)
+const cudaEnv = (): NodeJS.ProcessEnv => ({
+  ...process.env,
+  KILN_CUDA_ADDON_PATH: libs().cuda,
+  KILN_REQUIRE_CUDA: '1',
+  KILN_WEBGPU: '0',
+  KILN_CUDA_CUBLASLT: '0',
+});
 
 test('kiln_cuda.so on the CPU emulation is the cuda backend and passes the suites that run every backend', () => {
-  const cxx = process.env.CXX ?? 'g++';
-  if (spawnSync(cxx, ['--version']).status !== 0) {
+  if (!hasCompiler) {
     assert.is(addonOrigin().from, 'prebuild', `${cxx} is missing, yet the addon was built from source`);
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cuda-emu-'));
-  try {
-    const lib = buildCudaEmulation(dir, cxx);
-    // webgpu's cases run in their own suites: left out here; cuda must be there (a skip would look green)
-    const env = { ...process.env, KILN_CUDA_ADDON_PATH: lib, KILN_REQUIRE_CUDA: '1', KILN_WEBGPU: '0' };
-    const info = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'info'], {
-      cwd: root,
-      env,
-      encoding: 'utf8',
-    });
-    assert.is(info.status, 0, info.stderr);
-    assert.match(info.stdout, /^cuda: CPU emulation of an sm_80 GPU, float32 GEMM fp32/m, info.stdout);
-    assert.match(info.stdout, /^ +cuda +available/m, info.stdout);
+  const env = cudaEnv();
+  const out = info(env);
+  assert.match(out, /^cuda: CPU emulation of an sm_80 GPU, float32 GEMM fp32, kiln's GEMM kernels/m, out);
+  assert.match(out, /^ +cuda +available/m, out);
+  runSuites(env, SUITES, 1600);
+});
 
-    const run = spawnSync(process.execPath, ['scripts/run-tests.mjs', ...SUITES], {
-      cwd: root,
-      env,
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      timeout: 900_000,
-    });
-    const out = (run.stdout ?? '') + (run.stderr ?? '');
-    const failures = out
-      .split('\n')
-      .filter((l) => /FAIL|!!!/.test(l))
-      .slice(0, 40)
-      .join('\n');
-    const summary = /^(\d+) passed, (\d+) failed/m.exec(out.split('\n').slice(-3).join('\n'));
-    assert.ok(summary, `no summary from the suites on the emulated cuda backend:\n${out.slice(-4000)}`);
-    assert.is(Number(summary![2]), 0, `suites on the emulated cuda backend:\n${failures}`);
-    assert.ok(Number(summary![1]) > 1600, `only ${summary![1]} tests ran`);
-    assert.is(run.status, 0, out.slice(-4000));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+test('with cuBLASLt in use (KILN_CUDA_CUBLASLT), it takes the GEMMs it can and the suites still pass', () => {
+  if (!hasCompiler) return;
+  const log = join(dir, 'cublaslt.log');
+  const env = { ...cudaEnv(), KILN_CUDA_CUBLASLT: libs().cublasLt, KILN_EMU_CUBLASLT_LOG: log };
+  const out = info(env);
+  assert.match(out, /^cuda: .*GEMMs on cuBLASLt 13\.1\.0 \(.*libcublasLt_emu\.so\)/m, out);
+  runSuites(env, GEMM_SUITES, 1000);
+  // each process that opened it wrote what it ran and what it refused: kiln must only ask for what it can do
+  assert.ok(existsSync(log), 'the emulated cuBLASLt wrote no log: it never ran');
+  const lines = readFileSync(log, 'utf8').trim().split('\n');
+  const count = (what: string): number =>
+    lines.reduce((n, l) => n + Number(new RegExp(`^${what} (\\d+)$`).exec(l)?.[1] ?? 0), 0);
+  assert.equal(
+    lines.filter((l) => l.startsWith('refused')),
+    [],
+    'cuBLASLt refused calls kiln made',
+  );
+  // float32 and bfloat16 inputs, a bfloat16 D (matmulBf16 to bfloat16), strided batches: all of them went there
+  assert.ok(count('products') > 80, `cuBLASLt ran only ${count('products')} products`);
+  for (const what of ['bf16-inputs', 'bf16-d', 'batched'])
+    assert.ok(count(what) > 0, `cuBLASLt ran no product with ${what}:\n${lines.join('\n')}`);
+});
+
+test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cuda equals one process', () => {
+  if (!hasCompiler) return;
+  const log = join(dir, 'nccl.log');
+  // KILN_* variables reach every rank through kiln launch
+  const launch = (tag: string, np: number, nccl: string): void => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'launch', '-np', String(np), 'test/dist/nccl.ts', dir, tag],
+      {
+        cwd: root,
+        env: { ...cudaEnv(), KILN_NCCL_PATH: nccl, KILN_EMU_NCCL_LOG: log },
+        encoding: 'utf8',
+        timeout: 300_000,
+        killSignal: 'SIGKILL',
+      },
+    );
+    assert.is(r.status, 0, `${tag}: ${r.stdout}${r.stderr}`);
+  };
+  launch('nccl', 2, libs().nccl);
+  launch('host', 2, join(dir, 'no-such-libnccl.so')); // no NCCL: through host memory and MPI
+  launch('one', 1, libs().nccl); // one process on the global batch: no collective at all
+  interface Out {
+    nccl: string;
+    ncclReason: string;
+    buckets: string;
+    backend: string;
+    collectives?: Record<string, number[]>;
+    losses: number[];
+    weights: Record<string, number[]>;
   }
+  const read = (f: string): Out => JSON.parse(readFileSync(join(dir, `nccl-${f}.json`), 'utf8')) as Out;
+  const [n0, n1, h0, one] = [read('nccl-2-0'), read('nccl-2-1'), read('host-2-0'), read('one-1-0')];
+  const maxDiff = (a: Out, b: Out): number =>
+    Math.max(...Object.keys(a.weights).flatMap((k) => a.weights[k]!.map((v, i) => Math.abs(v - b.weights[k]![i]!))));
+  for (const r of [n0, n1]) {
+    assert.is(r.nccl, '', 'NCCL is usable');
+    assert.is(r.ncclReason, '', 'DDP reduces the cuda gradients with NCCL');
+    assert.is(r.backend, 'cuda');
+    // rank r puts [r + 1, 10 r, -r, 7]
+    assert.equal(r.collectives, {
+      sum: [3, 10, -1, 14],
+      mean: [1.5, 5, -0.5, 7],
+      max: [2, 10, 0, 7],
+      min: [1, 0, -1, 7],
+      sumInt32: [3, 10, -1, 14],
+      broadcastFrom1: [2, 10, -1, 7],
+    });
+  }
+  assert.match(n0.buckets, /rank 0 of 2, 2 buckets/);
+  assert.match(h0.ncclReason, /NCCL not found .*no-such-libnccl\.so.*through host memory and MPI/);
+  assert.is(maxDiff(n0, n1), 0, 'replicas are bit-identical');
+  assert.is(maxDiff(n0, h0), 0, 'NCCL on the device and MPI through the host give the same bits');
+  const d = maxDiff(n0, one);
+  assert.ok(d < 1e-5, `2 ranks vs 1 process: max |dw| = ${d}`);
+  n0.losses.forEach((l, i) => assert.ok(Math.abs(l - one.losses[i]!) < 1e-5, `losses ${n0.losses} vs ${one.losses}`));
+  assert.ok(n0.losses[3]! < n0.losses[0]!, `the loss falls: ${n0.losses}`);
+  // every rank's every collective matched the others' and ran: 6 direct ones and 2 buckets in each of 4 steps (the
+  // one-process job opens NCCL, to ask ncclStatus, and runs none)
+  const lines = readFileSync(log, 'utf8').trim().split('\n');
+  assert.equal(
+    lines.filter((l) => l.startsWith('refused')),
+    [],
+    'NCCL refused calls kiln made',
+  );
+  assert.equal(
+    lines.filter((l) => l.startsWith('collectives')),
+    ['collectives 14', 'collectives 14', 'collectives 0'],
+  );
 });
 
 test.run();

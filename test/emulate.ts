@@ -54,12 +54,22 @@ const CUB_SORT = 'cub/device/device_radix_sort.cuh';
 // quant.cu's one line of inline PTX, the mixed-sign dp4a, as the emulation's function of the same meaning
 const DP4A_PTX = 'asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));';
 
+/** What buildCudaEmulation makes: the paths of the two libraries. */
+export interface CudaEmulation {
+  /** kiln_cuda.so on the emulated runtime, for KILN_CUDA_ADDON_PATH */
+  cuda: string;
+  /** cuBLASLt's entry points on the emulation (test/native/cublaslt_emu.cc), for KILN_CUDA_CUBLASLT */
+  cublasLt: string;
+  /** NCCL's between processes on one machine (test/native/nccl_emu.cc), for KILN_NCCL_PATH */
+  nccl: string;
+}
+
 /**
- * Builds kiln_cuda.so from kernels/cuda/*.cu and native/cuda/*.cc on test/native/cuda_emu_runtime.h into `dir`
- * (launches rewritten, compiled as C++ with `cxx`, `flags` added) and returns its path, or throws with the
- * compiler's output.
+ * Builds kiln_cuda.so from kernels/cuda/*.cu and native/cuda/*.cc on test/native/cuda_emu_runtime.h, and the
+ * emulated cuBLASLt and NCCL, into `dir` (launches rewritten, compiled as C++ with `cxx`, `flags` added) and returns their
+ * paths, or throws with the compiler's output.
  */
-export function buildCudaEmulation(dir: string, cxx: string, flags: string[] = []): string {
+export function buildCudaEmulation(dir: string, cxx: string, flags: string[] = []): CudaEmulation {
   mkdirSync(join(dir, 'cub', 'device'), { recursive: true });
   for (const h of [...HEADERS, CUB_SORT]) writeFileSync(join(dir, h), '#pragma once\n#include "cuda_emu_runtime.h"\n');
   const sources: string[] = [];
@@ -73,6 +83,7 @@ export function buildCudaEmulation(dir: string, cxx: string, flags: string[] = [
     sources.push(join(dir, `${f}.cc`));
   }
   for (const f of RUNTIME) sources.push(join(root, 'native', 'cuda', `${f}.cc`));
+  const standIns = ['cublaslt_emu', 'nccl_emu'].map((f) => join(root, 'test', 'native', `${f}.cc`));
   const args = [
     '-O1',
     '-fPIC',
@@ -87,18 +98,24 @@ export function buildCudaEmulation(dir: string, cxx: string, flags: string[] = [
     `-I${join(root, 'native', 'include')}`,
   ];
   // the compiles in parallel (xargs -P), then the link
-  const jobs = sources.map((s) => [cxx, ...args, '-c', s, '-o', join(dir, `${s.replace(/.*\//, '')}.o`)].join(' '));
+  const jobs = [...sources, ...standIns].map((s) =>
+    [cxx, ...args, '-c', s, '-o', join(dir, `${s.replace(/.*\//, '')}.o`)].join(' '),
+  );
   writeFileSync(join(dir, 'compile.txt'), jobs.join('\n') + '\n');
   const lib = join(dir, 'kiln_cuda_emu.so');
+  const lt = join(dir, 'libcublasLt_emu.so'),
+    nccl = join(dir, 'libnccl_emu.so');
   const r = spawnSync(
     'bash',
     [
       '-c',
       `xargs -P ${Math.max(2, cpus().length)} -d '\\n' -I{} bash -c '{}' < compile.txt && ` +
-        `${cxx} -shared -pthread ${flags.join(' ')} -o ${lib} ${sources.map((s) => `${s.replace(/.*\//, '')}.o`).join(' ')}`,
+        `${cxx} -shared -pthread ${flags.join(' ')} -o ${lib} ${sources.map((s) => `${s.replace(/.*\//, '')}.o`).join(' ')} && ` +
+        `${cxx} -shared -pthread ${flags.join(' ')} -o ${lt} cublaslt_emu.cc.o && ` +
+        `${cxx} -shared -pthread ${flags.join(' ')} -o ${nccl} nccl_emu.cc.o -lrt`,
     ],
     { cwd: dir, encoding: 'utf8', maxBuffer: 64 << 20 },
   );
   if (r.status !== 0) throw new Error(`buildCudaEmulation: the build failed:\n${r.stdout}${r.stderr}`);
-  return lib;
+  return { cuda: lib, cublasLt: lt, nccl };
 }

@@ -1,7 +1,7 @@
 // NCCL through kiln's addon on a lent GPU (bench/gpu/check.sh runs it): dlopen of libnccl.so.2 (KILN_NCCL_PATH,
 // e.g. the one PyTorch's wheel ships), a one-rank communicator, and in-place allreduce / broadcast of a CUDA
-// buffer on kiln's stream. Two ranks need two GPUs (NCCL refuses two ranks on one device), so the 2-rank DDP
-// path over NCCL is left for a machine with two GPUs and MPI. Prints one JSON line.
+// buffer on kiln's stream. Two ranks need two GPUs (NCCL refuses two ranks on one device): the 2-rank DDP path
+// over NCCL runs in test/cuda-emu.test.ts on the CPU emulation instead. Prints one JSON line.
 import * as kn from '../../src/index.js';
 import { loadAddon } from '../../src/backends/native/binding.js';
 

@@ -18,6 +18,18 @@
 #include "kiln/cuda_runtime.h"
 #include "kiln/op_ids.h"
 
+// Under AddressSanitizer (only the CPU emulation's sanitizer run builds this file so: test/cuda-emu.test.ts) a
+// block holds ASan's poison past the bytes asked for and all of it while cached, so a kernel that reads past its
+// tensor or a released buffer stops the run, though the block's size class has room
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define KILN_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define KILN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define KILN_POISON(p, n) static_cast<void>(0)
+#define KILN_UNPOISON(p, n) static_cast<void>(0)
+#endif
+
 namespace kiln {
 namespace cuda {
 #define KILN_CUDA_REGISTER_CALL(family) register_##family(*x);
@@ -185,6 +197,7 @@ Status alloc(uint64_t bytes, void** p) {
       *p = it->second.back();
       it->second.pop_back();
       r.cached -= cls;
+      KILN_UNPOISON(*p, bytes);
       return Status::ok();
     }
   }
@@ -195,6 +208,7 @@ Status alloc(uint64_t bytes, void** p) {
     empty_cache();
     e = get();
   }
+  if (e == cudaSuccess) KILN_POISON(static_cast<char*>(*p) + bytes, cls - bytes);
   return status(e, "allocate device memory");
 }
 
@@ -212,9 +226,11 @@ void release(void* p, uint64_t bytes) {
   const uint64_t cls = size_class(bytes);
   std::lock_guard<std::mutex> lock(r.mu);
   if (r.cached + cls > r.limit) {
+    KILN_UNPOISON(p, cls);
     give_back(r, p);
     return;
   }
+  KILN_POISON(p, cls);
   r.free_lists[cls].push_back(p);  // reuse is stream-ordered too: one stream runs everything in order
   r.cached += cls;
 }
@@ -230,7 +246,10 @@ void empty_cache() {
   if (!r.ok) return;
   std::lock_guard<std::mutex> lock(r.mu);
   for (auto& kv : r.free_lists)
-    for (void* p : kv.second) give_back(r, p);
+    for (void* p : kv.second) {
+      KILN_UNPOISON(p, kv.first);
+      give_back(r, p);
+    }
   r.free_lists.clear();
   r.cached = 0;
   if (r.pools && cudaStreamSynchronize(r.stream) == cudaSuccess)  // and the pool's memory to the driver

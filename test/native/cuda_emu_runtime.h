@@ -1,6 +1,6 @@
 // The CUDA runtime as kiln's CUDA library uses it, on the CPU: with cuda_emu.h's thread blocks, this builds
 // kiln_cuda.so's own sources (native/cuda/*.cc and kernels/cuda/*.cu, each `kernel<<<grid, block, smem,
-// stream>>>(args);` rewritten by test/native.test.ts as `emu_kernel(grid, block, smem, stream, [&] { kernel(args);
+// stream>>>(args);` rewritten by test/emulate.ts as `emu_kernel(grid, block, smem, stream, [&] { kernel(args);
 // }, "kernel");`) into a library kiln.node opens like the real one (KILN_CUDA_ADDON_PATH), so the cuda backend's
 // whole path (the TypeScript backend, the N-API layer, the plugin table, the runtime's allocator and error flags,
 // every launcher and kernel) runs the test suites without a GPU.
@@ -102,10 +102,9 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }  // every launch has finished
 
-// ---- memory: host memory, 256-byte aligned as cudaMalloc's, full of 0xFF bytes until written
+// ---- memory: host memory of the size asked for, 256-byte aligned as cudaMalloc's, full of 0xFF bytes until written
 inline cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
-  if (!*p) return cudaErrorMemoryAllocation;
+  if (posix_memalign(p, 256, std::max<size_t>(bytes, 1)) != 0) return cudaErrorMemoryAllocation;
   std::memset(*p, 0xFF, bytes);
   return cudaSuccess;
 }

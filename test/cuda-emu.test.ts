@@ -14,6 +14,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addonOrigin } from '../src/backends/native/binding.js';
 import { buildCudaEmulation, type CudaEmulation } from './emulate.js';
+import { maxWeightDiff } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 // the suites that run each case on every available backend (test/*.test.ts by file name)
@@ -82,6 +83,20 @@ function runSuites(env: NodeJS.ProcessEnv, suites: string[], atLeast: number): v
   assert.is(run.status, 0, out.slice(-4000));
 }
 
+/**
+ * What the emulated libraries wrote at exit (test/native/emu_log.h), one block per process that opened one: each
+ * count's values in the order written, and the refusals.
+ */
+function readEmuLog(path: string): { values: (name: string) => number[]; refused: string[]; text: string } {
+  assert.ok(existsSync(path), `${path} was never written: the emulated library never ran`);
+  const lines = readFileSync(path, 'utf8').trim().split('\n');
+  return {
+    values: (name) => lines.filter((l) => l.startsWith(`${name} `)).map((l) => Number(l.slice(name.length + 1))),
+    refused: lines.filter((l) => l.startsWith('refused ')),
+    text: lines.join('\n'),
+  };
+}
+
 // webgpu's cases run in their own suites: left out here; cuda must be there (a skip would look green)
 const cudaEnv = (): NodeJS.ProcessEnv => ({
   ...process.env,
@@ -111,19 +126,13 @@ test('with cuBLASLt in use (KILN_CUDA_CUBLASLT), it takes the GEMMs it can and t
   assert.match(out, /^cuda: .*GEMMs on cuBLASLt 13\.1\.0 \(.*libcublasLt_emu\.so\)/m, out);
   runSuites(env, GEMM_SUITES, 1000);
   // each process that opened it wrote what it ran and what it refused: kiln must only ask for what it can do
-  assert.ok(existsSync(log), 'the emulated cuBLASLt wrote no log: it never ran');
-  const lines = readFileSync(log, 'utf8').trim().split('\n');
-  const count = (what: string): number =>
-    lines.reduce((n, l) => n + Number(new RegExp(`^${what} (\\d+)$`).exec(l)?.[1] ?? 0), 0);
-  assert.equal(
-    lines.filter((l) => l.startsWith('refused')),
-    [],
-    'cuBLASLt refused calls kiln made',
-  );
+  const lt = readEmuLog(log);
+  const count = (what: string): number => lt.values(what).reduce((n, v) => n + v, 0);
+  assert.equal(lt.refused, [], 'cuBLASLt refused calls kiln made');
   // float32 and bfloat16 inputs, a bfloat16 D (matmulBf16 to bfloat16), strided batches: all of them went there
   assert.ok(count('products') > 80, `cuBLASLt ran only ${count('products')} products`);
   for (const what of ['bf16-inputs', 'bf16-d', 'batched'])
-    assert.ok(count(what) > 0, `cuBLASLt ran no product with ${what}:\n${lines.join('\n')}`);
+    assert.ok(count(what) > 0, `cuBLASLt ran no product with ${what}:\n${lt.text}`);
 });
 
 test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cuda equals one process', () => {
@@ -158,8 +167,6 @@ test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cu
   }
   const read = (f: string): Out => JSON.parse(readFileSync(join(dir, `nccl-${f}.json`), 'utf8')) as Out;
   const [n0, n1, h0, one] = [read('nccl-2-0'), read('nccl-2-1'), read('host-2-0'), read('one-1-0')];
-  const maxDiff = (a: Out, b: Out): number =>
-    Math.max(...Object.keys(a.weights).flatMap((k) => a.weights[k]!.map((v, i) => Math.abs(v - b.weights[k]![i]!))));
   for (const r of [n0, n1]) {
     assert.is(r.nccl, '', 'NCCL is usable');
     assert.is(r.ncclReason, '', 'DDP reduces the cuda gradients with NCCL');
@@ -176,24 +183,17 @@ test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cu
   }
   assert.match(n0.buckets, /rank 0 of 2, 2 buckets/);
   assert.match(h0.ncclReason, /NCCL not found .*no-such-libnccl\.so.*through host memory and MPI/);
-  assert.is(maxDiff(n0, n1), 0, 'replicas are bit-identical');
-  assert.is(maxDiff(n0, h0), 0, 'NCCL on the device and MPI through the host give the same bits');
-  const d = maxDiff(n0, one);
+  assert.is(maxWeightDiff(n0.weights, n1.weights), 0, 'replicas are bit-identical');
+  assert.is(maxWeightDiff(n0.weights, h0.weights), 0, 'NCCL on the device and MPI through the host give the same bits');
+  const d = maxWeightDiff(n0.weights, one.weights);
   assert.ok(d < 1e-5, `2 ranks vs 1 process: max |dw| = ${d}`);
   n0.losses.forEach((l, i) => assert.ok(Math.abs(l - one.losses[i]!) < 1e-5, `losses ${n0.losses} vs ${one.losses}`));
   assert.ok(n0.losses[3]! < n0.losses[0]!, `the loss falls: ${n0.losses}`);
   // every rank's every collective matched the others' and ran: 6 direct ones and 2 buckets in each of 4 steps (the
   // one-process job opens NCCL, to ask ncclStatus, and runs none)
-  const lines = readFileSync(log, 'utf8').trim().split('\n');
-  assert.equal(
-    lines.filter((l) => l.startsWith('refused')),
-    [],
-    'NCCL refused calls kiln made',
-  );
-  assert.equal(
-    lines.filter((l) => l.startsWith('collectives')),
-    ['collectives 14', 'collectives 14', 'collectives 0'],
-  );
+  const nl = readEmuLog(log);
+  assert.equal(nl.refused, [], 'NCCL refused calls kiln made');
+  assert.equal(nl.values('collectives'), [14, 14, 0]);
 });
 
 test.run();

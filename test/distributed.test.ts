@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { onBackwardEnd, onGradReady } from '../src/autograd/backward.js';
 import { launchCommand, launcherFlavor } from '../src/cli/launch.js';
+import { maxWeightDiff } from './helpers.js';
 
 const d = kn.distributed;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-dist-'));
@@ -35,11 +36,6 @@ function child(code: string, env: NodeJS.ProcessEnv = {}): { code: number | null
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 const readJson = <T>(f: string): T => JSON.parse(readFileSync(join(tmp, f), 'utf8')) as T;
-const maxDiff = (a: Record<string, number[]>, b: Record<string, number[]>): number => {
-  let m = 0;
-  for (const k of Object.keys(a)) a[k]!.forEach((v, i) => (m = Math.max(m, Math.abs(v - b[k]![i]!))));
-  return m;
-};
 
 // ---- samplers ----
 
@@ -381,15 +377,15 @@ test('2 ranks: DDP equals one process on the same global batch; replicas stay bi
   ];
   // by hand: the ranks start from different seeds; DDP broadcasts rank 0's weights, then averages gradients
   assert.match(r0.manual.buckets, /rank 0 of 2, 2 buckets/);
-  const dm = maxDiff(r0.manual.weights, s.manual.weights);
+  const dm = maxWeightDiff(r0.manual.weights, s.manual.weights);
   assert.ok(dm < 1e-5, `2 ranks vs 1 process (hand-written loop): max |dw| = ${dm}`);
-  assert.is(maxDiff(r0.manual.weights, r1.manual.weights), 0, 'replicas are bit-identical');
+  assert.is(maxWeightDiff(r0.manual.weights, r1.manual.weights), 0, 'replicas are bit-identical');
   r0.manual.losses.forEach((l, i) => assert.ok(Math.abs(l - s.manual.losses[i]!) < 1e-5));
   assert.ok(r0.manual.losses[2]! < r0.manual.losses[0]! * 0.6, `the loss falls: ${r0.manual.losses}`);
   // fit(): the same weights, the same (reduced) losses and validation metrics on every rank
-  const df = maxDiff(r0.fit.weights, s.fit.weights);
+  const df = maxWeightDiff(r0.fit.weights, s.fit.weights);
   assert.ok(df < 1e-5, `2 ranks vs 1 process (fit with accumulation): max |dw| = ${df}`);
-  assert.is(maxDiff(r0.fit.weights, r1.fit.weights), 0);
+  assert.is(maxWeightDiff(r0.fit.weights, r1.fit.weights), 0);
   assert.equal(r0.fit.history, r1.fit.history, 'every rank has the same history');
   r0.fit.history.forEach((h, i) => {
     const o = s.fit.history[i]!;
@@ -423,8 +419,8 @@ test('2 ranks: a DDP checkpoint resumes in a new job, on every rank, as if never
     readJson<TrainOut>('train-resume-2-1.json'),
   ];
   assert.is(q0.resumed.from, 2);
-  assert.is(maxDiff(q0.resumed.weights, full.fit.weights), 0, 'resumed after epoch 2 = uninterrupted 4 epochs');
-  assert.is(maxDiff(q0.resumed.weights, q1.resumed.weights), 0);
+  assert.is(maxWeightDiff(q0.resumed.weights, full.fit.weights), 0, 'resumed after epoch 2 = uninterrupted 4 epochs');
+  assert.is(maxWeightDiff(q0.resumed.weights, q1.resumed.weights), 0);
   assert.equal(q0.resumed.history, full.fit.history);
 });
 
@@ -486,7 +482,7 @@ test('2 ranks: a StreamingDataset shards row groups by rank and fit() trains DDP
   assert.is(b.ids.length, b.length * 32);
   const both = new Set([...a.ids, ...b.ids]);
   assert.is(both.size, a.ids.length + b.ids.length, 'no row on both ranks');
-  assert.is(maxDiff(a.weights, b.weights), 0, 'DDP keeps the replicas identical');
+  assert.is(maxWeightDiff(a.weights, b.weights), 0, 'DDP keeps the replicas identical');
   assert.equal(a.losses, b.losses, 'fit reduces the loss over ranks');
   assert.ok(a.losses[2]! < a.losses[0]!, `losses ${a.losses}`);
 });

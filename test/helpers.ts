@@ -211,3 +211,10 @@ export function childJson<T>(script: string, env: Record<string, string>, esm = 
   );
   return { value: JSON.parse(out.trim().split('\n').pop()!) as T, out };
 }
+
+/** The largest |a - b| over named weight arrays (a model's parameters as plain numbers, keyed by name). */
+export function maxWeightDiff(a: Record<string, number[]>, b: Record<string, number[]>): number {
+  let m = 0;
+  for (const k of Object.keys(a)) a[k]!.forEach((v, i) => (m = Math.max(m, Math.abs(v - b[k]![i]!))));
+  return m;
+}

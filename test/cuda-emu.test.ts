@@ -4,7 +4,8 @@
 // gradcheck, errors, nn, optim, attention, quant, recurrent, higher-order, memory, tensor) run on it as on a
 // GPU: the TypeScript backend, the N-API layer, the plugin table, the runtime's caching allocator and error
 // flags, every launcher's choice of kernel and grid, and every kernel, against the float64 reference. Then the
-// suites with GEMMs run again with cuBLASLt in use (the emulated one, test/native/cublaslt_emu.cc), and a 2-rank
+// suites with GEMMs run again with cuBLASLt in use (the emulated one, test/native/cublaslt_emu.cc), float32
+// products run with KILN_CUDA_GEMM=tf32 (test/emu/tf32.ts) on kiln's TF32 kernels and on cuBLASLt, and a 2-rank
 // job trains DistributedDataParallel on cuda with its gradients reduced by NCCL (test/native/nccl_emu.cc).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -133,6 +134,51 @@ test('with cuBLASLt in use (KILN_CUDA_CUBLASLT), it takes the GEMMs it can and t
   assert.ok(count('products') > 80, `cuBLASLt ran only ${count('products')} products`);
   for (const what of ['bf16-inputs', 'bf16-d', 'batched'])
     assert.ok(count(what) > 0, `cuBLASLt ran no product with ${what}:\n${lt.text}`);
+});
+
+test("KILN_CUDA_GEMM=tf32 runs float32 products on TF32, on kiln's kernels and cuBLASLt; exact float32 otherwise", () => {
+  if (!hasCompiler) return;
+  const log = join(dir, 'cublaslt-tf32.log');
+  interface Run {
+    matmul: string;
+    cublasLt: string;
+    products: { what: string; exact: number; tf32: number }[];
+  }
+  const run = (env: NodeJS.ProcessEnv): Run => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/emu/tf32.ts'], {
+      cwd: root,
+      env,
+      encoding: 'utf8',
+    });
+    assert.is(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Run;
+  };
+  // errors as fractions of sum |a||b| (test/emu/tf32.ts): float32 accumulation over k <= 90 stays under 1e-6;
+  // inputs rounded to TF32's 10 mantissa bits move some output by more than 2e-5
+  const sums = 1e-6,
+    rounding = 2e-5;
+  const exact = run(cudaEnv());
+  assert.is(exact.matmul, 'fp32');
+  for (const p of exact.products) {
+    assert.ok(p.exact < sums, `default: ${p.what} is ${p.exact} off exact float32`);
+    assert.ok(p.tf32 > rounding, `default: ${p.what} is only ${p.tf32} off the product of its inputs rounded to TF32`);
+  }
+  for (const lt of [false, true]) {
+    const env = { ...cudaEnv(), KILN_CUDA_GEMM: 'tf32' };
+    if (lt) Object.assign(env, { KILN_CUDA_CUBLASLT: libs().cublasLt, KILN_EMU_CUBLASLT_LOG: log });
+    const r = run(env);
+    const where = lt ? 'tf32 on cuBLASLt' : 'tf32';
+    assert.is(r.matmul, 'tf32');
+    assert.is(r.cublasLt !== '', lt, r.cublasLt);
+    for (const p of r.products) {
+      assert.ok(p.tf32 < sums, `${where}: ${p.what} is ${p.tf32} off the product of its TF32 inputs`);
+      assert.ok(p.exact > rounding, `${where}: ${p.what} is exact float32 (${p.exact}): TF32 not in use`);
+    }
+  }
+  // all four products went to cuBLASLt, each with COMPUTE_32F_FAST_TF32
+  const lt = readEmuLog(log);
+  assert.equal(lt.refused, []);
+  assert.equal([lt.values('products'), lt.values('tf32')], [[4], [4]], lt.text);
 });
 
 test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cuda equals one process', () => {

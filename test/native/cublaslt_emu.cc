@@ -53,7 +53,7 @@ constexpr uint32_t kMagic = 0x6b696c6e;
 static_assert(sizeof(Algo) <= 64, "cublasLtMatmulAlgo_t is 64 bytes");
 
 // calls run: all, bfloat16 A and B, bfloat16 D, more than one batch, A transposed, B transposed
-EmuLog state("KILN_EMU_CUBLASLT_LOG", {"products", "bf16-inputs", "bf16-d", "batched", "trans-a", "trans-b"});
+EmuLog state("KILN_EMU_CUBLASLT_LOG", {"products", "bf16-inputs", "bf16-d", "batched", "trans-a", "trans-b", "tf32"});
 int refuse(int code, const std::string& what) { return state.refuse(code, what); }
 
 uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull; }
@@ -244,7 +244,7 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
         else
           static_cast<float*>(Dp)[id] = v;
       }
-  state.count({true, a.type == kR16BF, o.type == kR16BF, o.batch > 1, d.trans_a != 0, d.trans_b != 0});
+  state.count({true, a.type == kR16BF, o.type == kR16BF, o.batch > 1, d.trans_a != 0, d.trans_b != 0, round_tf32});
   return kOk;
 }
 }  // extern "C"

@@ -15,7 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addonOrigin } from '../src/backends/native/binding.js';
 import { buildCudaEmulation, type CudaEmulation } from './emulate.js';
-import { maxWeightDiff } from './helpers.js';
+import { childJson, maxWeightDiff } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 // the suites that run each case on every available backend (test/*.test.ts by file name)
@@ -144,15 +144,8 @@ test("KILN_CUDA_GEMM=tf32 runs float32 products on TF32, on kiln's kernels and c
     cublasLt: string;
     products: { what: string; exact: number; tf32: number }[];
   }
-  const run = (env: NodeJS.ProcessEnv): Run => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/emu/tf32.ts'], {
-      cwd: root,
-      env,
-      encoding: 'utf8',
-    });
-    assert.is(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Run;
-  };
+  const script = `import ${JSON.stringify(join(root, 'test', 'emu', 'tf32.ts'))};`;
+  const run = (env: NodeJS.ProcessEnv): Run => childJson<Run>(script, env as Record<string, string>).value;
   // errors as fractions of sum |a||b| (test/emu/tf32.ts): float32 accumulation over k <= 90 stays under 1e-6;
   // inputs rounded to TF32's 10 mantissa bits move some output by more than 2e-5
   const sums = 1e-6,

@@ -6,16 +6,10 @@
 // `exact` with the float32 inputs as they are, `tf32` with every input first rounded as TF32 tensor cores read it
 // (10 mantissa bits, to nearest, ties away from zero: cvt.rna.tf32.f32).
 import * as kn from '../../src/index.js';
+import { randomArray, rng } from '../helpers.js';
 
 kn.setBackend('cuda');
-let state = 0x2545f491;
-/** A float32 in [-1, 1) with all of its mantissa bits in use (xorshift32, fixed seed). */
-const next = (): number => {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return Math.fround(((state >>> 0) / 2 ** 32) * 2 - 1);
-};
+const r = rng(24);
 const bits = new DataView(new ArrayBuffer(4));
 /** v as TF32 keeps it: the top 19 bits, rounded to nearest with ties away from zero. */
 const tf32 = (v: number): number => {
@@ -24,7 +18,8 @@ const tf32 = (v: number): number => {
   if ((b & 0x7f800000) !== 0x7f800000) bits.setUint32(0, ((b + 0x1000) & ~0x1fff) >>> 0);
   return bits.getFloat32(0);
 };
-const fill = (n: number): Float32Array => Float32Array.from({ length: n }, next);
+// float32 operands in [-1, 1) with all of their mantissa bits in use
+const fill = (n: number): Float32Array => randomArray(r, n, -1, 1);
 
 interface Product {
   what: string;
@@ -70,4 +65,5 @@ const products = [
   product('3 x [33, 40] x [40, 21]', 3, 33, 40, 21, false),
   product('[256, 44] x [44, 256], 128x128 blocks', 1, 256, 44, 256, false),
 ];
-console.log(JSON.stringify({ matmul: kn.info().cuda!.matmul, cublasLt: kn.info().cuda!.cublasLt, products }));
+const { matmul, cublasLt } = kn.info().cuda!;
+console.log(JSON.stringify({ matmul, cublasLt, products }));

@@ -52,7 +52,7 @@ struct Algo {
 constexpr uint32_t kMagic = 0x6b696c6e;
 static_assert(sizeof(Algo) <= 64, "cublasLtMatmulAlgo_t is 64 bytes");
 
-// calls run: all, bfloat16 A and B, bfloat16 D, more than one batch, A transposed, B transposed
+// calls run: all, bfloat16 A and B, bfloat16 D, more than one batch, A transposed, B transposed, inputs read as TF32
 EmuLog state("KILN_EMU_CUBLASLT_LOG", {"products", "bf16-inputs", "bf16-d", "batched", "trans-a", "trans-b", "tf32"});
 int refuse(int code, const std::string& what) { return state.refuse(code, what); }
 

@@ -194,15 +194,20 @@ int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, 
   auto* c = static_cast<Comm*>(comm);
   if (op < kSum || op > kAvg) return refuse(kInvalidArgument, "reduction " + std::to_string(op));
   if (op == kAvg && type == kInt32) return refuse(kInvalidArgument, "ncclAvg of int32");
+  // ncclAvg of floating types is NCCL's pre-multiplied sum: each rank's value times 1/n in the element type, summed
+  const double scale = type == kFloat32 ? static_cast<float>(1.0 / c->size) : 1.0 / c->size;
+  const auto term = [&](double x) {
+    if (op != kAvg) return x;
+    return type == kFloat32 ? double(static_cast<float>(x) * static_cast<float>(scale)) : x * scale;
+  };
   return collective(c, {0, type, op, 0, count, 0}, send, [&] {
     for (uint64_t i = 0; i < count; ++i) {
-      double v = load(type, c->slots, i);
+      double v = term(load(type, c->slots, i));
       for (int r = 1; r < c->size; ++r) {
-        const double x = load(type, c->slots + r * kSlotBytes, i);
+        const double x = term(load(type, c->slots + r * kSlotBytes, i));
         v = op == kMax ? std::max(v, x) : op == kMin ? std::min(v, x) : op == kProd ? v * x : v + x;
         if (type == kFloat32) v = static_cast<float>(v);  // the sum as float32 adds it, rank by rank
       }
-      if (op == kAvg) v /= c->size;
       store(type, static_cast<char*>(recv), i, v);
     }
   });

@@ -5,8 +5,9 @@
 // GPU: the TypeScript backend, the N-API layer, the plugin table, the runtime's caching allocator and error
 // flags, every launcher's choice of kernel and grid, and every kernel, against the float64 reference. Then the
 // suites with GEMMs run again with cuBLASLt in use (the emulated one, test/native/cublaslt_emu.cc), float32
-// products run with KILN_CUDA_GEMM=tf32 (test/emu/tf32.ts) on kiln's TF32 kernels and on cuBLASLt, and a 2-rank
-// job trains DistributedDataParallel on cuda with its gradients reduced by NCCL (test/native/nccl_emu.cc).
+// products run with KILN_CUDA_GEMM=tf32 (test/emu/tf32.ts) on kiln's TF32 kernels and on cuBLASLt, a training
+// step's calls into the runtime are counted (test/emu/steps.ts), and a 2-rank job trains DistributedDataParallel
+// on cuda with its gradients reduced by NCCL (test/native/nccl_emu.cc).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -172,6 +173,45 @@ test("KILN_CUDA_GEMM=tf32 runs float32 products on TF32, on kiln's kernels and c
   const lt = readEmuLog(log);
   assert.equal(lt.refused, []);
   assert.equal([lt.values('products'), lt.values('tf32')], [[4], [4]], lt.text);
+});
+
+test('a training step on cuda: no allocation, upload or host wait but the loss read; one launch per 8 parameters', () => {
+  if (!hasCompiler) return;
+  type Counts = Record<'launch' | 'sync' | 'malloc' | 'free' | 'memset' | 'h2d' | 'd2h' | 'd2d', number> & {
+    kernels: string[];
+  };
+  interface Model {
+    params: number;
+    losses: number[];
+    phases: Record<'forward' | 'backward' | 'step' | 'item', Counts>;
+  }
+  const trace = join(dir, 'steps.trace');
+  const script = `import ${JSON.stringify(join(root, 'test', 'emu', 'steps.ts'))};`;
+  const out = childJson<Record<'mlp' | 'cnn', Model>>(script, {
+    ...(cudaEnv() as Record<string, string>),
+    KILN_EMU_TRACE: trace,
+  }).value;
+  for (const [name, m] of Object.entries(out)) {
+    const [l0, , l2] = m.losses as [number, number, number];
+    assert.ok(l2 < l0, `${name}: the loss went from ${l0} to ${l2} in two steps`);
+    for (const [phase, c] of Object.entries(m.phases)) {
+      const at = `${name}, ${phase}: ${JSON.stringify(c)}`;
+      // the caching allocator serves a step like the ones before it; inputs, labels and hyperparameters are
+      // already on the device or are kernel arguments
+      assert.equal([c.malloc, c.free, c.h2d], [0, 0, 0], at);
+      // the host waits for the device once, to read the loss
+      if (phase === 'item') assert.equal([c.launch, c.sync, c.d2h > 0], [0, 1, true], at);
+      else assert.equal([c.sync, c.d2h], [0, 0], at);
+      if (phase === 'forward' || phase === 'backward') assert.ok(c.launch > 0, at);
+    }
+    // Adam and SGD update up to 8 parameters a launch (adamStepMulti, sgdStepMulti)
+    const step = m.phases.step;
+    assert.is(step.launch, Math.ceil(m.params / 8), `${name}: ${step.kernels.join(', ')}`);
+    assert.ok(
+      step.kernels.every((k) => k.startsWith('step_multi')),
+      step.kernels.join(', '),
+    );
+  }
 });
 
 test('2 ranks with NCCL (emulated): collectives on device buffers, and DDP on cuda equals one process', () => {

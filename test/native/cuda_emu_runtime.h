@@ -10,7 +10,8 @@
 // shows it. A launch is checked as the hardware checks it (an empty grid, y or z past 65535, x past 2^31 - 1, more
 // than 1024 threads a block, or more than 48 KiB of dynamic shared memory fail, and the next cudaGetLastError
 // reports it), then runs every block, one at a time, before the call returns. cub's radix sort is a stable sort on
-// the chosen key bits, as cub's is. The Hopper kernel (matmul_sm90.cu) is not part of this build: it is
+// the chosen key bits, as cub's is. With KILN_EMU_TRACE set, each launch, synchronization, allocation, copy and
+// memset is traced to that file (below). The Hopper kernel (matmul_sm90.cu) is not part of this build: it is
 // native/cuda/no_sm90.cc's, and its own check is wgmma_emu_check.cc.
 #pragma once
 #include <algorithm>
@@ -21,7 +22,31 @@
 #include <vector>
 
 #define KILN_EMU_FIBERS 1  // a block's threads as fibers: the suites launch thousands of kernels
+#include <cstdarg>
+#include <cstdio>
+
 #include "cuda_emu.h"
+
+// ---- a trace of what the library asks of the device, for test/emu/steps.ts: with KILN_EMU_TRACE naming a file,
+// one line per call, appended and flushed as it happens ("launch <kernel>", "sync", "malloc <bytes>", "free",
+// "memset <bytes>", "copy <h2h|h2d|d2h|d2d> <bytes>"), so lines a script appends between calls fall in order.
+inline FILE* emu_trace_file() {
+  static FILE* f = [] {
+    const char* path = std::getenv("KILN_EMU_TRACE");
+    return path ? std::fopen(path, "a") : nullptr;
+  }();
+  return f;
+}
+__attribute__((format(printf, 1, 2))) inline void emu_trace(const char* format, ...) {
+  FILE* f = emu_trace_file();
+  if (!f) return;
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(f, format, args);
+  va_end(args);
+  std::fputc('\n', f);
+  std::fflush(f);
+}
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -100,25 +125,34 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   *s = &stream;
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }  // every launch has finished
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {  // every launch has finished already
+  emu_trace("sync");
+  return cudaSuccess;
+}
 
 // ---- memory: host memory of the size asked for, 256-byte aligned as cudaMalloc's, full of 0xFF bytes until written
 inline cudaError_t cudaMalloc(void** p, size_t bytes) {
+  emu_trace("malloc %zu", bytes);
   if (posix_memalign(p, 256, std::max<size_t>(bytes, 1)) != 0) return cudaErrorMemoryAllocation;
   std::memset(*p, 0xFF, bytes);
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) {
+  emu_trace("free");
   std::free(p);
   return cudaSuccess;
 }
 inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return cudaMalloc(p, bytes); }
 inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t = nullptr) {
+  emu_trace("memset %zu", bytes);
   std::memset(p, v, bytes);
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t = nullptr) {
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                                   cudaStream_t = nullptr) {
+  static const char* const kinds[] = {"h2h", "h2d", "d2h", "d2d"};
+  emu_trace("copy %s %zu", kinds[kind], bytes);
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -129,13 +163,14 @@ struct dim3 {
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 template <class F>
-void emu_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t, F body, const char*) {
+void emu_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t, F body, const char* name) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535 ||
       threads == 0 || threads > 1024 || block.z > 64 || smem > 48 * 1024) {
     emu_last_error = cudaErrorInvalidConfiguration;
     return;
   }
+  emu_trace("launch %s", name);
   emu_launch({grid.x, grid.y, grid.z}, {block.x, block.y, block.z}, body);
 }
 
@@ -149,6 +184,7 @@ struct DeviceRadixSort {
       temp_bytes = 16;
       return cudaSuccess;
     }
+    emu_trace("launch cub::DeviceRadixSort::SortPairs");
     const K mask = end_bit - begin_bit >= int(8 * sizeof(K)) ? ~K{0} : K((K{1} << (end_bit - begin_bit)) - 1);
     std::vector<int> order(n);
     std::iota(order.begin(), order.end(), 0);

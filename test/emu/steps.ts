@@ -1,0 +1,116 @@
+// Run by test/cuda-emu.test.ts on the emulated cuda backend with KILN_EMU_TRACE naming a file the emulated runtime
+// appends a line to for each call kiln makes of it (test/native/cuda_emu_runtime.h: launches, synchronizations,
+// allocations, copies, memsets). Trains two models as users write the loop: an MLP of 5 Linear layers (10
+// parameters) with Adam, and a small CNN (Conv2d, ReLU, MaxPool2d, Linear) with SGD and momentum, each: forward
+// and loss, zeroGrad and backward, the optimizer's step, the loss read with item(). After two steps to warm the
+// caching allocator, one more step runs with a marker line appended to the trace before each of those phases.
+// Prints one JSON line: per model, its parameter count and per phase the runtime calls counted by kind, with the
+// kernels launched.
+import { appendFileSync, readFileSync } from 'node:fs';
+import * as kn from '../../src/index.js';
+import { randomArray, rng } from '../helpers.js';
+
+const trace = process.env.KILN_EMU_TRACE;
+if (!trace) throw new Error('steps.ts: set KILN_EMU_TRACE to the file the emulated runtime traces to');
+kn.setBackend('cuda');
+kn.seed(7);
+const r = rng(7);
+const PHASES = ['forward', 'backward', 'step', 'item'] as const;
+type Phase = (typeof PHASES)[number];
+
+interface Counts {
+  launch: number;
+  sync: number;
+  malloc: number;
+  free: number;
+  memset: number;
+  h2d: number;
+  d2h: number;
+  d2d: number;
+  kernels: string[];
+}
+const empty = (): Counts => ({
+  launch: 0,
+  sync: 0,
+  malloc: 0,
+  free: 0,
+  memset: 0,
+  h2d: 0,
+  d2h: 0,
+  d2d: 0,
+  kernels: [],
+});
+
+/** Trains `model` on (x, y) for three steps and returns the third step's runtime calls by phase. */
+function steps(name: string, model: kn.nn.Module, opt: kn.optim.Optimizer, x: kn.Tensor, y: kn.Tensor) {
+  const mark = (what: string): void => appendFileSync(trace!, `mark ${name} ${what}\n`);
+  const losses: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const traced = i === 2;
+    kn.tidy(() => {
+      if (traced) mark('forward');
+      const loss = kn.nn.loss.crossEntropy(model.call(x), y);
+      if (traced) mark('backward');
+      opt.zeroGrad();
+      loss.backward();
+      if (traced) mark('step');
+      opt.step();
+      if (traced) mark('item');
+      losses.push(loss.item());
+      if (traced) mark('end');
+    });
+  }
+  const phases = Object.fromEntries(PHASES.map((p) => [p, empty()])) as Record<Phase, Counts>;
+  let at: Phase | null = null;
+  for (const line of readFileSync(trace!, 'utf8').split('\n')) {
+    const [kind, a, b] = line.split(' ');
+    if (kind === 'mark') {
+      if (a === name) at = b === 'end' ? null : (b as Phase);
+      continue;
+    }
+    if (!at || !kind) continue;
+    const c = phases[at];
+    if (kind === 'launch') {
+      c.launch++;
+      c.kernels.push(line.slice('launch '.length));
+    } else if (kind === 'copy') c[a as 'h2d' | 'd2h' | 'd2d']++;
+    else if (kind === 'sync' || kind === 'malloc' || kind === 'free' || kind === 'memset') c[kind]++;
+  }
+  return { params: model.parameters().length, losses, phases };
+}
+
+const mlp = new kn.nn.Sequential(
+  new kn.nn.Linear(48, 64),
+  new kn.nn.ReLU(),
+  new kn.nn.Linear(64, 64),
+  new kn.nn.ReLU(),
+  new kn.nn.Linear(64, 64),
+  new kn.nn.ReLU(),
+  new kn.nn.Linear(64, 32),
+  new kn.nn.ReLU(),
+  new kn.nn.Linear(32, 10),
+);
+const cnn = new kn.nn.Sequential(
+  new kn.nn.Conv2d(1, 4, 3, { padding: 1 }),
+  new kn.nn.ReLU(),
+  new kn.nn.MaxPool2d(2),
+  new kn.nn.Flatten(),
+  new kn.nn.Linear(4 * 6 * 6, 10),
+);
+const labels = (n: number): kn.Tensor =>
+  kn.tensor(
+    Array.from({ length: n }, () => Math.floor(r() * 10)),
+    [n],
+    { dtype: 'int32' },
+  );
+const out = {
+  mlp: steps('mlp', mlp, new kn.optim.Adam(mlp.parameters()), kn.tensor(randomArray(r, 32 * 48), [32, 48]), labels(32)),
+  cnn: steps(
+    'cnn',
+    cnn,
+    new kn.optim.SGD(cnn.parameters(), { lr: 0.05, momentum: 0.9 }),
+    kn.tensor(randomArray(r, 8 * 144), [8, 1, 12, 12]),
+    labels(8),
+  ),
+};
+console.log(JSON.stringify(out));

@@ -2,6 +2,8 @@ import type { Backend, BackendName, KernelView } from '../backends/backend.js';
 import { getBackendInstance } from '../backends/registry.js';
 import { noGrad, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
+import type { OpName } from '../ops/table.js';
+import { activeRecorder } from '../profile/recorder.js';
 import {
   allocStorage,
   forget,
@@ -300,6 +302,7 @@ export class Tensor {
       b.writeFloat64(this.res.storage.handle, src.toFloat64Array(), this.offset);
       return;
     }
+    if (copyOnDevice(this, src)) return; // the same backend: a kernel, no round trip through the host
     const c = src.dtype === this.dtype ? src : noGrad(() => src.cast(this.dtype));
     try {
       b.write(this.res.storage.handle, this.dtype, c.readStorage(), this.offset);
@@ -378,4 +381,36 @@ export function assertTensor(x: unknown, what: string): Tensor {
   if (!(x instanceof Tensor)) throw new ArgumentError(`${what} must be a kiln Tensor, got ${describe(x)}`);
   x.assertAlive(what);
   return x;
+}
+
+/**
+ * Overwrites `dst` with `src`'s values on the device, by the copy kernel (or cast, when the dtypes differ) writing
+ * straight into `dst`'s buffer: no host round trip, so no wait for the device. Returns false, doing nothing, where
+ * that cannot be done (another backend, `dst` not contiguous from the start of its buffer, `src` in the same
+ * buffer, or no kernel), for the caller's host copy. Shapes must already match. Nothing is recorded for autograd.
+ */
+function copyOnDevice(dst: Tensor, src: Tensor): boolean {
+  const backend = dst.backendInstance;
+  const op: OpName = src.dtype === dst.dtype ? 'copy' : 'cast';
+  const target = dst.kernelView(),
+    from = src.kernelView();
+  if (src.backendInstance !== backend || !backend.has(op) || target.offset !== 0 || !dst.isContiguous()) return false;
+  if (from.handle === target.handle) return false;
+  if (dst.size === 0) return true;
+  const rec = activeRecorder;
+  if (rec === null) {
+    backend.run(op, [from], { handle: target.handle, dtype: dst.dtype, shape: dst.shape }, []);
+    return true;
+  }
+  rec.enterKernel();
+  let ok = false;
+  try {
+    rec.beforeRun();
+    backend.run(op, [from], { handle: target.handle, dtype: dst.dtype, shape: dst.shape }, []);
+    rec.afterRun(backend);
+    ok = true;
+  } finally {
+    rec.exitKernel(ok, op, backend, [src], [], dst.shape, dst.dtype, 0);
+  }
+  return true;
 }

@@ -175,7 +175,7 @@ test("KILN_CUDA_GEMM=tf32 runs float32 products on TF32, on kiln's kernels and c
   assert.equal([lt.values('products'), lt.values('tf32')], [[4], [4]], lt.text);
 });
 
-test('a training step on cuda: no allocation, upload or host wait but the loss read; one launch per 8 parameters', () => {
+test('cuda training steps (a loop, fit): no allocation or upload, one wait for the loss, 8 parameters a launch', () => {
   if (!hasCompiler) return;
   type Counts = Record<'launch' | 'sync' | 'malloc' | 'free' | 'memset' | 'h2d' | 'd2h' | 'd2d', number> & {
     kernels: string[];
@@ -187,11 +187,21 @@ test('a training step on cuda: no allocation, upload or host wait but the loss r
   }
   const trace = join(dir, 'steps.trace');
   const script = `import ${JSON.stringify(join(root, 'test', 'emu', 'steps.ts'))};`;
-  const out = childJson<Record<'mlp' | 'cnn', Model>>(script, {
+  interface Fit {
+    batches: number;
+    trainLoss: number;
+    sync: number;
+    steps: number;
+    gemmsAfterWait: number;
+  }
+  const { fit, ...models } = childJson<Record<'mlp' | 'cnn', Model> & { fit: Fit }>(script, {
     ...(cudaEnv() as Record<string, string>),
     KILN_EMU_TRACE: trace,
   }).value;
-  for (const [name, m] of Object.entries(out)) {
+  // kn.train.fit with clipping: one wait a batch (the loss read, after backward is queued), none for the clipping
+  assert.ok(Number.isFinite(fit.trainLoss), JSON.stringify(fit));
+  assert.equal([fit.sync, fit.steps, fit.gemmsAfterWait], [fit.batches, fit.batches, 0], JSON.stringify(fit));
+  for (const [name, m] of Object.entries(models)) {
     const [l0, , l2] = m.losses as [number, number, number];
     assert.ok(l2 < l0, `${name}: the loss went from ${l0} to ${l2} in two steps`);
     for (const [phase, c] of Object.entries(m.phases)) {

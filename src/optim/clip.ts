@@ -1,7 +1,7 @@
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError, describe } from '../errors.js';
-import { mul } from '../ops/elementwise.js';
+import { add, div, lt, minimum, mul, sqrt, where } from '../ops/elementwise.js';
 import { stack } from '../ops/movement.js';
 import { max, sum } from '../ops/reduce.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -13,13 +13,34 @@ function withGrad(params: Iterable<Tensor>, what: string): Tensor[] {
   });
 }
 
+/** The global norm of the gradients of `ps` (at least one), a float32 scalar computed on their backend. */
+function normOf(ps: readonly Tensor[], normType: number): Tensor {
+  const parts = ps.map((p) => (normType === 2 ? sum(mul(p.grad!, p.grad!)) : max(p.grad!.abs())).cast('float32'));
+  const all = stack(parts);
+  return normType === 2 ? sqrt(sum(all)) : max(all);
+}
+
 function norm(ps: readonly Tensor[], normType: number): number {
   if (ps.length === 0) return 0;
+  return noGrad(() => tidy(() => normOf(ps, normType).item()));
+}
+
+/**
+ * Clips on the gradients' backend, without waiting for it: scales every gradient by min(1, maxNorm / (norm +
+ * 1e-6)) where the norm is finite (by 1, which changes no bit, otherwise) and returns the norm before clipping as a
+ * float32 scalar tensor the caller owns, or null when no parameter has a gradient. kn.train.fit clips with this and
+ * reads the norm only on the steps it logs.
+ * @internal
+ */
+export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number, normType = 2): Tensor | null {
+  const ps = withGrad(params, 'clipGradNorm');
+  if (ps.length === 0) return null;
   return noGrad(() =>
     tidy(() => {
-      const parts = ps.map((p) => (normType === 2 ? sum(mul(p.grad!, p.grad!)) : max(p.grad!.abs())).cast('float32'));
-      const all = stack(parts);
-      return normType === 2 ? Math.sqrt(sum(all).item()) : max(all).item();
+      const total = normOf(ps, normType);
+      const coef = where(lt(total, Infinity), minimum(div(maxNorm, add(total, 1e-6)), 1), 1);
+      for (const p of ps) p.grad!.assign(mul(p.grad!, coef.cast(p.grad!.dtype)));
+      return total;
     }),
   );
 }
@@ -59,22 +80,15 @@ export function clipGradNorm(
   const normType = opts.normType ?? 2;
   if (normType !== 2 && normType !== Infinity)
     throw new ArgumentError(`clipGradNorm normType must be 2 or Infinity, got ${describe(normType)}`);
-  const ps = withGrad(params, 'clipGradNorm');
-  const total = norm(ps, normType);
-  if (!Number.isFinite(total)) {
-    if (opts.errorIfNonfinite)
-      throw new ValidationError(`the total gradient norm is ${total}; a gradient holds NaN or Inf`);
-    return total;
+  const t = clipGradNormTensor(params, maxNorm, normType);
+  if (t === null) return 0;
+  let total: number;
+  try {
+    total = t.item();
+  } finally {
+    t.dispose();
   }
-  const coef = maxNorm / (total + 1e-6);
-  if (coef < 1) {
-    noGrad(() => {
-      for (const p of ps) {
-        const scaled = mul(p.grad!, coef);
-        p.grad!.assign(scaled);
-        scaled.dispose();
-      }
-    });
-  }
+  if (!Number.isFinite(total) && opts.errorIfNonfinite)
+    throw new ValidationError(`the total gradient norm is ${total}; a gradient holds NaN or Inf`);
   return total;
 }

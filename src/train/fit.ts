@@ -15,7 +15,7 @@ import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
 import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { lossFn, type LossFn } from './losses.js';
-import { clipGradNorm, gradNorm } from '../optim/clip.js';
+import { clipGradNormTensor, gradNorm } from '../optim/clip.js';
 import { Run } from '../track/index.js';
 import {
   ReportRecorder,
@@ -480,9 +480,14 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
       opt.zeroGrad();
       const doStep = (): void => {
         if (clip !== null) {
-          const norm = clipGradNorm(opt.params, clip);
-          if (tracker && optSteps % trackEvery === 0) tracker.logMetric('train/grad_norm', norm, optSteps);
-          if (recorder && optSteps % trackEvery === 0) gradNorms.push([optSteps, norm]);
+          // clipped on the device; the norm is read (a wait for the device) only on the steps that log it
+          const t = clipGradNormTensor(opt.params, clip);
+          if ((tracker || recorder) && optSteps % trackEvery === 0) {
+            const norm = t === null ? 0 : t.item();
+            tracker?.logMetric('train/grad_norm', norm, optSteps);
+            if (recorder) gradNorms.push([optSteps, norm]);
+          }
+          t?.dispose();
         } else if ((tracker || recorder) && optSteps % trackEvery === 0) {
           const norm = gradNorm(opt.params);
           tracker?.logMetric('train/grad_norm', norm, optSteps);
@@ -510,6 +515,9 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
               const loss = lf(out, y);
               if (!isTensor(loss) || loss.size !== 1)
                 throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
+              // backward is queued before the loss is read, so a GPU runs it while the host waits for the value;
+              // a non-finite loss still stops the run before the optimizer step applies anything
+              (accumulate > 1 ? loss.div(accumulate) : loss).backward();
               const v = loss.item();
               if (!Number.isFinite(v)) {
                 throw new ValidationError(
@@ -517,7 +525,6 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
                     'check the data for NaN/Inf, lower the learning rate, or clip gradients',
                 );
               }
-              (accumulate > 1 ? loss.div(accumulate) : loss).backward();
               return v;
             } finally {
               for (const t of Object.values(batch)) t.dispose();

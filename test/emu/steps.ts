@@ -4,8 +4,9 @@
 // parameters) with Adam, and a small CNN (Conv2d, ReLU, MaxPool2d, Linear) with SGD and momentum, each: forward
 // and loss, zeroGrad and backward, the optimizer's step, the loss read with item(). After two steps to warm the
 // caching allocator, one more step runs with a marker line appended to the trace before each of those phases.
-// Prints one JSON line: per model, its parameter count and per phase the runtime calls counted by kind, with the
-// kernels launched.
+// Then kn.train.fit trains a third model on 4 batches with gradient clipping. Prints one JSON line: per model, its
+// parameter count and per phase the runtime calls counted by kind, with the kernels launched; for fit, its host
+// waits, optimizer steps, and the GEMMs launched after a wait but before the step that follows it.
 import { appendFileSync, readFileSync } from 'node:fs';
 import * as kn from '../../src/index.js';
 import { randomArray, rng } from '../helpers.js';
@@ -97,9 +98,9 @@ const cnn = new kn.nn.Sequential(
   new kn.nn.Flatten(),
   new kn.nn.Linear(4 * 6 * 6, 10),
 );
-const labels = (n: number): kn.Tensor =>
+const labels = (n: number, classes = 10): kn.Tensor =>
   kn.tensor(
-    Array.from({ length: n }, () => Math.floor(r() * 10)),
+    Array.from({ length: n }, () => Math.floor(r() * classes)),
     [n],
     { dtype: 'int32' },
   );
@@ -113,4 +114,33 @@ const out = {
     labels(8),
   ),
 };
-console.log(JSON.stringify(out));
+
+// kn.train.fit on 4 batches with clipping: its host waits, and the GEMMs queued after each wait but before the
+// optimizer's step (a backward queued only after the loss was read would put its GEMMs there)
+appendFileSync(trace, 'mark fit begin\n');
+const fitModel = new kn.nn.Sequential(new kn.nn.Linear(12, 16), new kn.nn.ReLU(), new kn.nn.Linear(16, 3));
+const data = new kn.data.Dataset({ x: kn.tensor(randomArray(r, 64 * 12), [64, 12]), y: labels(64, 3) });
+const fitted = await kn.train.fit(fitModel, {
+  train: new kn.data.DataLoader(data, { batchSize: 16 }),
+  loss: 'crossEntropy',
+  optimizer: new kn.optim.Adam(fitModel.parameters()),
+  epochs: 1,
+  clipGradNorm: 0.5,
+  verbose: 'silent',
+});
+appendFileSync(trace, 'mark fit end\n');
+let inFit = false,
+  waited = false;
+const fit = { batches: 4, trainLoss: fitted.history[0]!.trainLoss, sync: 0, steps: 0, gemmsAfterWait: 0 };
+for (const line of readFileSync(trace, 'utf8').split('\n')) {
+  if (line.startsWith('mark fit ')) inFit = line === 'mark fit begin';
+  else if (!inFit) continue;
+  else if (line === 'sync') {
+    fit.sync++;
+    waited = true;
+  } else if (line.startsWith('launch step_multi')) {
+    fit.steps++;
+    waited = false;
+  } else if (waited && line.startsWith('launch matmul')) fit.gemmsAfterWait++;
+}
+console.log(JSON.stringify({ ...out, fit }));

@@ -347,6 +347,12 @@ for (const b of BACKENDS) {
           kn.ValidationError,
           /probabilities in \[0, 1\].*bceWithLogits/,
         );
+        // empty inputs: no range to check; the mean of nothing is NaN and the sum 0, as for mse and bceWithLogits
+        const none = kn.zeros([0]);
+        for (const f of [kn.nn.loss.bce, kn.nn.loss.bceWithLogits, kn.nn.loss.mse] as const) {
+          assert.ok(Number.isNaN(f(none, none).item()), `${f.name} of nothing`);
+          assert.is(f(none, none, { reduction: 'sum' }).item(), 0, `${f.name} summed over nothing`);
+        }
         close(f64(kn.nn.loss.mse(kn.tensor([1, 2, 3]), kn.tensor([1, 4, 0]))), [13 / 3]);
         gc((a, c) => kn.nn.loss.mse(a, c), [kn.tensor([1, 2, 3]), kn.tensor([0, 2, 5])]);
         throwsKiln(() => kn.nn.loss.mse(kn.ones([3]), kn.ones([3, 1])), kn.ShapeError, /must match exactly/);

@@ -6,7 +6,7 @@ import { noGrad, record } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
 import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
-import { gather } from '../ops/movement.js';
+import { gather, stack } from '../ops/movement.js';
 import { logSoftmax, mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -149,8 +149,9 @@ export function bce(
   sameShapeAs(probs, target, 'bce');
   const red = reduction(opts.reduction, 'bce');
   const w = opts.weight ?? null;
-  const [lo, hi] = quiet(() => [probs.min().item(), probs.max().item()]);
-  if (probs.size > 0 && !(lo! >= 0 && hi! <= 1)) {
+  // the range in one read (one wait for an asynchronous device); an empty input has none and gives what mse does
+  const [lo, hi] = probs.size > 0 ? quiet(() => stack([probs.min(), probs.max()]).toArray()) : [0, 1];
+  if (!(lo! >= 0 && hi! <= 1)) {
     throw new ValidationError(
       `bce expects probabilities in [0, 1], got values in [${lo}, ${hi}]; use bceWithLogits for raw scores`,
     );

@@ -145,6 +145,35 @@ test('a profile records nothing outside it and costs one null check when off', (
   dispose();
 });
 
+test('assign within a backend and optimizer steps are recorded as the kernels they run', () => {
+  const dst = kn.zeros([2, 3]),
+    f16 = kn.zeros([2, 3], { dtype: 'float16' });
+  const src = kn.arange(6).reshape([2, 3]).cast('float32');
+  const p = kn.profile(() => {
+    dst.assign(src); // the same dtype: a copy into dst's buffer
+    f16.assign(src); // another dtype: a cast into it
+  });
+  assert.equal(
+    p.events.map((e) => [e.op, e.outShape, e.outDtype, e.bytes, e.depth]),
+    [
+      ['copy', [2, 3], 'float32', 0, 0],
+      ['cast', [2, 3], 'float16', 0, 0],
+    ],
+  );
+  assert.equal(p.events[1]!.inputDtypes, ['float32']);
+  assert.equal(Array.from(f16.toArray()), [0, 1, 2, 3, 4, 5]);
+  // an in-place optimizer kernel is recorded once, with the shape of what it updates
+  const w = kn.ones([4], { requiresGrad: true });
+  w.sum().backward();
+  const opt = new kn.optim.SGD([w], { lr: 0.5 });
+  const q = kn.profile(() => opt.step());
+  const steps = q.events.filter((e) => e.phase === 'optimizer');
+  assert.ok(steps.length >= 1);
+  assert.ok(steps.every((e) => e.bytes === 0));
+  assert.equal(Array.from(w.toArray()), [0.5, 0.5, 0.5, 0.5]);
+  for (const t of [dst, f16, src, w]) t.dispose();
+});
+
 test('Chrome trace is valid trace-event JSON whose events nest per thread', () => {
   const { step, dispose } = mlpStep();
   step();

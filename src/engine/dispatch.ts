@@ -4,7 +4,7 @@ import type { Backend, KernelView } from '../backends/backend.js';
 import { currentBackend } from '../backends/registry.js';
 import { ArgumentError, BackendError, DTypeError } from '../errors.js';
 import { OP_BY_NAME, type OpName, type OpSpec } from '../ops/table.js';
-import { activeRecorder } from '../profile/recorder.js';
+import { activeRecorder, recordKernel, runBackend } from '../profile/recorder.js';
 import type { DType } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -56,20 +56,16 @@ export function runKernel(
   outDtype: DType,
   on?: Backend,
 ): Tensor {
-  const rec = activeRecorder;
-  if (rec === null) return kernelCall(op, inputs, attrs, outShape, outDtype, on);
+  if (activeRecorder === null) return kernelCall(op, inputs, attrs, outShape, outDtype, on);
   // profiled: the same call between two clock reads, recorded with its shapes, bytes and FLOPs
-  rec.enterKernel();
-  let ok = false,
-    out: Tensor | undefined;
-  try {
-    out = kernelCall(op, inputs, attrs, outShape, outDtype, on);
-    ok = true;
-    return out;
-  } finally {
-    const b = out?.backendInstance ?? on ?? currentBackend();
-    rec.exitKernel(ok, op, b, inputs, attrs, outShape, outDtype, out ? b.bytes(out.dtype, numel(outShape)) : 0);
-  }
+  return recordKernel(
+    () => kernelCall(op, inputs, attrs, outShape, outDtype, on),
+    (out) => {
+      const backend = out?.backendInstance ?? on ?? currentBackend();
+      const bytes = out ? backend.bytes(out.dtype, numel(outShape)) : 0;
+      return { op, backend, inputs, attrs, outShape, outDtype, bytes };
+    },
+  );
 }
 
 function kernelCall(
@@ -97,11 +93,8 @@ function kernelCall(
             : computeDType(spec.dtypes, outDtype);
     const views: KernelView[] = prepared.map((t) => t.kernelView());
     const storage = allocStorage(backend, kernelOut, numel(outShape));
-    const rec = activeRecorder;
     try {
-      if (rec !== null) rec.beforeRun();
-      backend.run(op, views, { handle: storage.handle, dtype: kernelOut, shape: outShape }, attrs);
-      if (rec !== null) rec.afterRun(backend);
+      runBackend(backend, op, views, { handle: storage.handle, dtype: kernelOut, shape: outShape }, attrs);
     } catch (e) {
       storage.release();
       throw e;
@@ -124,17 +117,14 @@ function kernelCall(
  * like any kernel input. Nothing is recorded for autograd.
  */
 export function runInPlace(op: OpName, inputs: readonly Tensor[], attrs: readonly number[]): void {
-  const rec = activeRecorder;
-  if (rec === null) return inPlaceCall(op, inputs, attrs);
-  rec.enterKernel();
-  let ok = false;
-  try {
-    inPlaceCall(op, inputs, attrs);
-    ok = true;
-  } finally {
-    const b = inputs[0]?.backendInstance ?? currentBackend();
-    rec.exitKernel(ok, op, b, inputs, attrs, inputs[0]?.shape ?? [], 'float32', 0);
-  }
+  if (activeRecorder === null) return inPlaceCall(op, inputs, attrs);
+  recordKernel(
+    () => inPlaceCall(op, inputs, attrs),
+    () => {
+      const backend = inputs[0]?.backendInstance ?? currentBackend();
+      return { op, backend, inputs, attrs, outShape: inputs[0]?.shape ?? [], outDtype: 'float32', bytes: 0 };
+    },
+  );
 }
 
 function inPlaceCall(op: OpName, inputs: readonly Tensor[], attrs: readonly number[]): void {
@@ -162,11 +152,8 @@ function inPlaceCall(op: OpName, inputs: readonly Tensor[], attrs: readonly numb
       }
     }
     const storage = allocStorage(backend, 'float32', 0);
-    const rec = activeRecorder;
     try {
-      if (rec !== null) rec.beforeRun();
-      backend.run(op, views, { handle: storage.handle, dtype: 'float32', shape: [0] }, attrs);
-      if (rec !== null) rec.afterRun(backend);
+      runBackend(backend, op, views, { handle: storage.handle, dtype: 'float32', shape: [0] }, attrs);
     } finally {
       storage.release();
     }

@@ -99,7 +99,15 @@ function timeRecords(n: number): number {
     r.enterKernel();
     r.beforeRun();
     r.afterRun(fake);
-    r.exitKernel(true, 'add', fake, inputs, [], shape, 'float32', 64);
+    r.exitKernel(true, {
+      op: 'add',
+      backend: fake,
+      inputs,
+      attrs: [],
+      outShape: shape,
+      outDtype: 'float32',
+      bytes: 64,
+    });
   }
   return ((performance.now() - t0) * 1000) / n;
 }

@@ -2,7 +2,7 @@
 // optimizers call while a profile runs. While none runs, `activeRecorder` is null and each of those places pays
 // one null check: no clock is read and nothing is allocated.
 import { threadId } from 'node:worker_threads';
-import type { Backend, BackendName } from '../backends/backend.js';
+import type { Backend, BackendName, KernelOut, KernelView } from '../backends/backend.js';
 import type { OpName } from '../ops/table.js';
 import type { DType } from '../tensor/dtype.js';
 import { estimateFlops } from './flops.js';
@@ -113,22 +113,14 @@ export class Recorder {
     f.kernelUs = (performance.now() - f.kernelStart) * 1000;
   }
   /** Leaves a dispatcher call; `ok` false when it threw (nothing is recorded then). */
-  exitKernel(
-    ok: boolean,
-    op: OpName,
-    backend: Backend,
-    inputs: readonly { shape: readonly number[]; dtype: DType }[],
-    attrs: readonly number[],
-    outShape: readonly number[],
-    outDtype: DType,
-    bytes: number,
-  ): void {
+  exitKernel(ok: boolean, call: KernelCall): void {
     const f = this.frames.pop()!;
     const end = performance.now();
     const durUs = (end - f.start) * 1000;
     const parent = this.frames[this.frames.length - 1];
     if (parent) parent.childUs += durUs;
     if (!ok) return;
+    const { op, backend, inputs, outShape, outDtype } = call;
     let kernel = this.kernelNames.get(backend);
     if (kernel === undefined) this.kernelNames.set(backend, (kernel = this.kernelName(backend)));
     const inputShapes = inputs.map((t) => [...t.shape]);
@@ -145,8 +137,8 @@ export class Recorder {
       durUs,
       kernelUs: f.kernelUs,
       dispatchUs: Math.max(0, durUs - f.kernelUs - f.childUs),
-      bytes,
-      flops: estimateFlops(op, inputShapes, outShape, attrs),
+      bytes: call.bytes,
+      flops: estimateFlops(op, inputShapes, outShape, call.attrs),
       module: s.path,
       moduleType: s.type,
       phase: this.phase,
@@ -227,6 +219,52 @@ export class Recorder {
       this.backwardScope = prevScope;
     }
   }
+}
+
+/** What the recorder keeps of one dispatcher call, known once the call has returned. */
+export interface KernelCall {
+  op: OpName;
+  backend: Backend;
+  inputs: readonly { shape: readonly number[]; dtype: DType }[];
+  attrs: readonly number[];
+  outShape: readonly number[];
+  outDtype: DType;
+  /** bytes of the result the call allocated; 0 when it wrote into existing storage */
+  bytes: number;
+}
+
+/**
+ * Runs `call` as one dispatcher call: inside a recorder frame when a profile runs (with `describe` telling the
+ * recorder what ran, from the call's result; undefined when it threw), bare otherwise. Callers on the hot path
+ * test `activeRecorder` themselves first, so that no closure is made while nothing is profiled.
+ */
+export function recordKernel<T>(call: () => T, describe: (out: T | undefined) => KernelCall): T {
+  const rec = activeRecorder;
+  if (rec === null) return call();
+  rec.enterKernel();
+  let ok = false,
+    out: T | undefined;
+  try {
+    out = call();
+    ok = true;
+    return out;
+  } finally {
+    rec.exitKernel(ok, describe(out));
+  }
+}
+
+/** `backend.run`, with the kernel's own time measured when a profile runs (the part of a call not dispatch). */
+export function runBackend(
+  backend: Backend,
+  op: OpName,
+  inputs: readonly KernelView[],
+  out: KernelOut,
+  attrs: readonly number[],
+): void {
+  const rec = activeRecorder;
+  if (rec !== null) rec.beforeRun();
+  backend.run(op, inputs, out, attrs);
+  if (rec !== null) rec.afterRun(backend);
 }
 
 /** The recorder of the profile now running, or null. Read by the hooks; set only by kn.profile. */

@@ -3,7 +3,7 @@ import { getBackendInstance } from '../backends/registry.js';
 import { noGrad, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import type { OpName } from '../ops/table.js';
-import { activeRecorder } from '../profile/recorder.js';
+import { recordKernel, runBackend } from '../profile/recorder.js';
 import {
   allocStorage,
   forget,
@@ -397,20 +397,10 @@ function copyOnDevice(dst: Tensor, src: Tensor): boolean {
   if (src.backendInstance !== backend || !backend.has(op) || target.offset !== 0 || !dst.isContiguous()) return false;
   if (from.handle === target.handle) return false;
   if (dst.size === 0) return true;
-  const rec = activeRecorder;
-  if (rec === null) {
-    backend.run(op, [from], { handle: target.handle, dtype: dst.dtype, shape: dst.shape }, []);
-    return true;
-  }
-  rec.enterKernel();
-  let ok = false;
-  try {
-    rec.beforeRun();
-    backend.run(op, [from], { handle: target.handle, dtype: dst.dtype, shape: dst.shape }, []);
-    rec.afterRun(backend);
-    ok = true;
-  } finally {
-    rec.exitKernel(ok, op, backend, [src], [], dst.shape, dst.dtype, 0);
-  }
+  const out = { handle: target.handle, dtype: dst.dtype, shape: dst.shape };
+  recordKernel(
+    () => runBackend(backend, op, [from], out, []),
+    () => ({ op, backend, inputs: [src], attrs: [], outShape: dst.shape, outDtype: dst.dtype, bytes: 0 }),
+  );
   return true;
 }

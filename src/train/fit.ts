@@ -482,12 +482,15 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
         if (clip !== null) {
           // clipped on the device; the norm is read (a wait for the device) only on the steps that log it
           const t = clipGradNormTensor(opt.params, clip);
-          if ((tracker || recorder) && optSteps % trackEvery === 0) {
-            const norm = t === null ? 0 : t.item();
-            tracker?.logMetric('train/grad_norm', norm, optSteps);
-            if (recorder) gradNorms.push([optSteps, norm]);
+          try {
+            if ((tracker || recorder) && optSteps % trackEvery === 0) {
+              const norm = t === null ? 0 : t.item();
+              tracker?.logMetric('train/grad_norm', norm, optSteps);
+              if (recorder) gradNorms.push([optSteps, norm]);
+            }
+          } finally {
+            t?.dispose();
           }
-          t?.dispose();
         } else if ((tracker || recorder) && optSteps % trackEvery === 0) {
           const norm = gradNorm(opt.params);
           tracker?.logMetric('train/grad_norm', norm, optSteps);

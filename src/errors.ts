@@ -41,3 +41,26 @@ export function describe(v: unknown): string {
   const name = (v as object).constructor?.name;
   return name && name !== 'Object' ? `a ${name}` : 'an object';
 }
+
+/**
+ * Checks an options argument: an object (not an array) whose own keys are all among `known`, so that a typo
+ * (`{ dtyp: 'float64' }`) or a bare value (`kn.zeros([2], 'float64')`) fails instead of being ignored.
+ */
+export function checkOptions(opts: unknown, where: string, known: readonly string[]): void {
+  if (opts === undefined) return; // an optional argument left out
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(`${where} options must be an object, got ${describe(opts)}`);
+  for (const k of Object.keys(opts)) {
+    if (!known.includes(k))
+      throw new ArgumentError(`${where}: unknown option ${describe(k)} (the options are ${known.join(', ')})`);
+  }
+}
+
+/**
+ * The names of an options interface, from a record the compiler checks against it both ways: a missing key or
+ * one the interface lacks is a type error, so the list cannot drift from the interface. For instance
+ * `optionKeys<{ a?: number; b: string }>({ a: true, b: true })` is `['a', 'b']`.
+ */
+export function optionKeys<T>(keys: { readonly [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.freeze(Object.keys(keys));
+}

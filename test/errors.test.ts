@@ -88,6 +88,17 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
         throwsKiln(() => kn.ones([3]).item(), kn.ArgumentError, /one element/);
         throwsKiln(() => kn.randint([2], 5, 5), kn.ArgumentError, /low < high/);
         throwsKiln(() => kn.seed(1.5), kn.ArgumentError, /safe integer/);
+        // options: a bare value or a misspelt key fails rather than being ignored
+        const bare = 'float16' as unknown as kn.TensorOptions;
+        throwsKiln(() => kn.zeros([2], bare), kn.ArgumentError, /zeros options must be an object, got "float16"/);
+        throwsKiln(() => kn.tensor([1], [1], bare), kn.ArgumentError, /tensor options must be an object/);
+        const typo = { dtyp: 'float16' } as kn.TensorOptions;
+        throwsKiln(() => kn.ones([2], typo), kn.ArgumentError, /ones: unknown option "dtyp" \(the options are dtype,/);
+        throwsKiln(() => kn.full([2], 3, [] as kn.TensorOptions), kn.ArgumentError, /full options must be an object/);
+        throwsKiln(() => kn.arange(0, 4, 1, 'int32' as never), kn.ArgumentError, /arange options must be an object/);
+        throwsKiln(() => kn.randn([2], 0.1 as never), kn.ArgumentError, /randn options must be an object, got 0.1/);
+        throwsKiln(() => kn.rand([2], { hi: 2 } as never), kn.ArgumentError, /rand: unknown option "hi"/);
+        assert.is(kn.full([2], 3, { dtype: 'int32', backend: b }).dtype, 'int32');
         throwsKiln(() => kn.setBackend('tpu' as kn.BackendName), kn.ArgumentError, /backend must be one of/);
       }),
     ));
@@ -191,5 +202,132 @@ test('errors from the addon become KilnError subclasses', () => {
     );
   });
 });
+
+test('options objects: a bare value or an unknown key fails, naming the options there are', async () => {
+  const params = new kn.nn.Linear(2, 1).parameters();
+  // PyTorch's positional lr: Adam(params, 1e-3) would otherwise train at the default 3e-4
+  throwsKiln(
+    () => new kn.optim.Adam(params, 1e-3 as never),
+    kn.ArgumentError,
+    /Adam options must be an object, got 0.001/,
+  );
+  throwsKiln(
+    () => new kn.optim.AdamW(params, null as never),
+    kn.ArgumentError,
+    /AdamW options must be an object, got null/,
+  );
+  throwsKiln(
+    () => new kn.optim.Adam(params, { learningRate: 1e-3 } as never),
+    kn.ArgumentError,
+    /Adam: unknown option "learningRate" \(the options are lr, betas, eps, weightDecay, amsgrad\)/,
+  );
+  throwsKiln(
+    () => new kn.optim.SGD(params, { momentun: 0.9 } as never),
+    kn.ArgumentError,
+    /SGD: unknown option "momentun"/,
+  );
+  const opt = new kn.optim.SGD(params, { lr: 0.1 });
+  throwsKiln(
+    () => new kn.optim.StepLR(opt, { stepSize: 2, gama: 0.5 } as never),
+    kn.ArgumentError,
+    /StepLR: unknown option "gama"/,
+  );
+  throwsKiln(() => new kn.optim.CosineLR(opt, [10] as never), kn.ArgumentError, /CosineLR options must be an object/);
+  throwsKiln(
+    () => new kn.optim.WarmupLR(opt, { warmup: 3 } as never),
+    kn.ArgumentError,
+    /WarmupLR: unknown option "warmup"/,
+  );
+  // layers
+  throwsKiln(
+    () => new kn.nn.Linear(2, 3, { biases: false } as never),
+    kn.ArgumentError,
+    /Linear: unknown option "biases"/,
+  );
+  throwsKiln(() => new kn.nn.Conv2d(1, 2, 3, { pad: 1 } as never), kn.ArgumentError, /Conv2d: unknown option "pad"/);
+  throwsKiln(
+    () => new kn.nn.Conv1d(1, 2, 3, { strides: 2 } as never),
+    kn.ArgumentError,
+    /Conv1d: unknown option "strides"/,
+  );
+  throwsKiln(() => new kn.nn.MaxPool2d(2, 2 as never), kn.ArgumentError, /MaxPool2d options must be an object, got 2/);
+  throwsKiln(
+    () => new kn.nn.AvgPool2d(2, { count: true } as never),
+    kn.ArgumentError,
+    /AvgPool2d: unknown option "count"/,
+  );
+  throwsKiln(
+    () => new kn.nn.BatchNorm2d(3, { epsilon: 1e-3 } as never),
+    kn.ArgumentError,
+    /BatchNorm2d: unknown option "epsilon"/,
+  );
+  throwsKiln(
+    () => new kn.nn.LayerNorm(3, { momentum: 0.1 } as never),
+    kn.ArgumentError,
+    /LayerNorm: unknown option "momentum"/,
+  );
+  throwsKiln(() => new kn.nn.LSTM(3, 4, { layers: 2 } as never), kn.ArgumentError, /LSTM: unknown option "layers"/);
+  throwsKiln(
+    () => new kn.nn.MultiheadAttention(4, 2, { heads: 2 } as never),
+    kn.ArgumentError,
+    /MultiheadAttention: unknown option "heads"/,
+  );
+  throwsKiln(
+    () => new kn.nn.TransformerEncoderLayer(4, 2, { dimFeedForward: 8 } as never),
+    kn.ArgumentError,
+    /TransformerEncoderLayer: unknown option "dimFeedForward"/,
+  );
+  throwsKiln(
+    () =>
+      kn.nn.loss.crossEntropy(kn.zeros([2, 3]), kn.tensor([0, 1], undefined, { dtype: 'int32' }), {
+        smoothing: 0.1,
+      } as never),
+    kn.ArgumentError,
+    /crossEntropy: unknown option "smoothing"/,
+  );
+  // the data loader, in both of its call shapes, and fit with its nested options
+  const ds = new kn.data.Dataset({ x: kn.randn([4, 2]), y: kn.randn([4, 1]) });
+  throwsKiln(
+    () => new kn.data.DataLoader(ds, { batch_size: 2 } as never),
+    kn.ArgumentError,
+    /DataLoader: unknown option "batch_size"/,
+  );
+  throwsKiln(
+    () => new kn.data.DataLoader({ dataset: ds, suffle: true } as never),
+    kn.ArgumentError,
+    /DataLoader: unknown option "suffle"/,
+  );
+  assert.is(new kn.data.DataLoader({ dataset: ds, batchSize: 3 }).batchSize, 3);
+  const model = new kn.nn.Linear(2, 1);
+  const base = {
+    train: new kn.data.DataLoader(ds),
+    loss: 'mse' as const,
+    optimizer: new kn.optim.Adam(model.parameters()),
+    epochs: 1,
+    verbose: 'silent' as const,
+  };
+  await rejectsKiln(kn.train.fit(model, { ...base, epoch: 2 } as never), /fit: unknown option "epoch"/);
+  await rejectsKiln(
+    kn.train.fit(model, { ...base, earlyStopping: { patients: 2 } } as never),
+    /fit earlyStopping: unknown option "patients"/,
+  );
+  await rejectsKiln(
+    kn.train.fit(model, { ...base, profile: { step: 2 } } as never),
+    /fit profile: unknown option "step"/,
+  );
+  const r = await kn.train.fit(model, base);
+  assert.is(r.history.length, 1);
+});
+
+async function rejectsKiln(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, kn.ArgumentError);
+    assert.match((e as Error).message, re);
+    return;
+  }
+  assert.unreachable(`expected an ArgumentError matching ${re}`);
+}
 
 test.run();

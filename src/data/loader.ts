@@ -2,7 +2,7 @@
 // optional weighted sampling). The order of epoch e depends only on (seed, e), never on kiln's global
 // generator, so a resumed run sees exactly the batches the uninterrupted one would have.
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { gather } from '../ops/movement.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -146,6 +146,16 @@ export interface Sampler {
 }
 
 /** DataLoader options. */
+const LOADER_OPTIONS = optionKeys<DataLoaderOptions>({
+  batchSize: true,
+  shuffle: true,
+  seed: true,
+  dropLast: true,
+  sampleWeights: true,
+  sampler: true,
+  transform: true,
+});
+
 export interface DataLoaderOptions {
   batchSize?: number;
   shuffle?: boolean;
@@ -183,8 +193,10 @@ export class DataLoader {
   private epoch = 0;
 
   constructor(dataset: Dataset | (DataLoaderOptions & { dataset: Dataset }), opts: DataLoaderOptions = {}) {
+    let known = LOADER_OPTIONS;
     if (!(dataset instanceof Dataset)) {
       if (dataset && typeof dataset === 'object' && (dataset as { dataset?: unknown }).dataset instanceof Dataset) {
+        known = [...LOADER_OPTIONS, 'dataset']; // new DataLoader({ dataset, ...options })
         opts = dataset;
         dataset = (dataset as { dataset: Dataset }).dataset;
       } else {
@@ -192,6 +204,7 @@ export class DataLoader {
       }
     }
     this.dataset = dataset as Dataset;
+    checkOptions(opts, 'DataLoader', known);
     const bs = opts.batchSize ?? 32;
     if (!Number.isInteger(bs) || bs < 1)
       throw new ArgumentError(`batchSize must be a positive integer, got ${describe(opts.batchSize)}`);

@@ -3,7 +3,7 @@
 // Layouts, parameter names and mask conventions follow PyTorch, so models and state dicts port across
 // (MultiheadAttention keeps its projections as four Linear children, `q_proj`/`k_proj`/`v_proj`/`out_proj`,
 // which quantization and pruning treat like any Linear). Each layer describes itself in nn/registry.ts.
-import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
 import { causalMask, fusedAttention, matmul } from '../ops/matmul.js';
@@ -180,6 +180,13 @@ export interface MultiheadAttentionOptions {
   /** Rotary position embedding on queries and keys (head dim must be even). Default false. */
   rotary?: boolean;
 }
+const MHA_OPTIONS = optionKeys<MultiheadAttentionOptions>({
+  dropout: true,
+  batchFirst: true,
+  bias: true,
+  causal: true,
+  rotary: true,
+});
 
 /** Masks for {@link MultiheadAttention.attend}, in PyTorch's nn.MultiheadAttention conventions. */
 export interface MultiheadMasks {
@@ -211,6 +218,7 @@ export class MultiheadAttention extends Module {
     opts: MultiheadAttentionOptions = {},
   ) {
     super();
+    checkOptions(opts, 'MultiheadAttention', MHA_OPTIONS);
     posInt(embedDim, 'MultiheadAttention embedDim');
     posInt(numHeads, 'MultiheadAttention numHeads');
     if (embedDim % numHeads !== 0)
@@ -346,6 +354,16 @@ export interface TransformerLayerOptions {
   /** Rotary position embedding in self-attention. Default false. */
   rotary?: boolean;
 }
+const TRANSFORMER_OPTIONS = optionKeys<TransformerLayerOptions>({
+  dimFeedforward: true,
+  dropout: true,
+  activation: true,
+  layerNormEps: true,
+  normFirst: true,
+  batchFirst: true,
+  causal: true,
+  rotary: true,
+});
 
 /** What the encoder and decoder layers share: their settings, the feed-forward block and the norms. */
 abstract class TransformerLayer extends Module {
@@ -364,8 +382,7 @@ abstract class TransformerLayer extends Module {
     o: TransformerLayerOptions,
   ) {
     super();
-    if (o === null || typeof o !== 'object')
-      throw new ArgumentError(`${layer} options must be an object, got ${describe(o)}`);
+    checkOptions(o, layer, TRANSFORMER_OPTIONS);
     posInt(dModel, `${layer} dModel`);
     posInt(nHead, `${layer} nHead`);
     const activation = o.activation ?? 'relu';

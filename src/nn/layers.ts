@@ -1,7 +1,7 @@
 // The standard layers. Each forward is written in kiln ops, so every backend runs it and autograd gives the
 // backward pass.
 import { activeRecorder } from '../profile/recorder.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
 import { conv2d, maxPool2d, type Pair } from '../ops/conv.js';
 import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedActivation } from '../ops/elementwise.js';
@@ -50,6 +50,7 @@ export class Linear extends Module {
     opts: LayerOptions = {},
   ) {
     super();
+    checkOptions(opts, 'Linear', ['bias', 'init']);
     posInt(inFeatures, 'Linear inFeatures');
     posInt(outFeatures, 'Linear outFeatures');
     this.weight = this.registerParameter('weight', initWeight([outFeatures, inFeatures], opts.init));
@@ -102,6 +103,7 @@ export class Conv2d extends Module {
     readonly opts: Conv2dLayerOptions = {},
   ) {
     super();
+    checkOptions(opts, 'Conv2d', ['bias', 'init', 'stride', 'padding', 'dilation', 'groups']);
     posInt(inChannels, 'Conv2d inChannels');
     posInt(outChannels, 'Conv2d outChannels');
     const groups = posInt(opts.groups ?? 1, 'Conv2d groups');
@@ -134,6 +136,7 @@ export class MaxPool2d extends Module {
     readonly opts: { stride?: Pair; padding?: Pair } = {},
   ) {
     super();
+    checkOptions(opts, 'MaxPool2d', ['stride', 'padding']);
   }
   forward(x: Tensor): Tensor {
     return maxPool2d(x, this.kernelSize, this.opts);
@@ -267,6 +270,7 @@ abstract class BatchNorm extends Module {
     opts: { eps?: number; momentum?: number; affine?: boolean },
   ) {
     super();
+    checkOptions(opts, new.target.name, ['eps', 'momentum', 'affine']);
     posInt(numFeatures, `${new.target.name} numFeatures`);
     this.eps = opts.eps ?? 1e-5;
     this.momentum = opts.momentum ?? 0.1;
@@ -360,6 +364,7 @@ export class LayerNorm extends Module {
     readonly opts: { eps?: number; affine?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'LayerNorm', ['eps', 'affine']);
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     if (this.normalizedShape.length === 0) throw new ArgumentError('LayerNorm needs at least one normalized dimension');
     this.normalizedShape.forEach((d) => posInt(d, 'LayerNorm dimension'));

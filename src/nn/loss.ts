@@ -4,7 +4,15 @@
 // not (|x| at 0, log(0)).
 import { noGrad, record } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, BackendError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import {
+  ArgumentError,
+  BackendError,
+  DTypeError,
+  ShapeError,
+  ValidationError,
+  checkOptions,
+  describe,
+} from '../errors.js';
 import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
 import { gather, stack } from '../ops/movement.js';
 import { logSoftmax, mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
@@ -56,6 +64,7 @@ export interface CrossEntropyOptions {
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   floatInput(logits, 'crossEntropy logits');
   assertTensor(labels, 'crossEntropy labels');
+  checkOptions(opts, 'crossEntropy', ['weight', 'labelSmoothing', 'reduction']);
   if (logits.ndim !== 2) throw new ShapeError(`crossEntropy logits must be [N, C], got ${shapeStr(logits.shape)}`);
   const [N, C] = logits.shape as [number, number];
   const soft = labels.ndim === 2 && labels.dtype === 'float32';

@@ -1,7 +1,7 @@
 // Sequence convolution, pooling and composition layers: Conv1d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d,
 // SequencePool and Residual (the skip connection of ResNets and Transformers). Each describes itself in
 // nn/registry.ts at the end of this file.
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { avgPool2d, conv2d, type Pair } from '../ops/conv.js';
 import { add } from '../ops/elementwise.js';
 import { reshape, slice, stack } from '../ops/movement.js';
@@ -41,6 +41,7 @@ export class Conv1d extends Module {
     opts: Conv1dLayerOptions = {},
   ) {
     super();
+    checkOptions(opts, 'Conv1d', ['bias', 'init', 'stride', 'padding', 'dilation', 'groups']);
     posInt(inChannels, 'Conv1d inChannels');
     posInt(outChannels, 'Conv1d outChannels');
     posInt(kernelSize, 'Conv1d kernelSize');
@@ -90,6 +91,7 @@ export class AvgPool2d extends Module {
     readonly opts: { stride?: Pair; padding?: Pair; countIncludePad?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'AvgPool2d', ['stride', 'padding', 'countIncludePad']);
   }
   forward(x: Tensor): Tensor {
     return avgPool2d(x, this.kernelSize, this.opts);

@@ -6,7 +6,7 @@
 // step's gradient the size of the whole sequence); each step does the input and the recurrent matmul and the
 // elementwise gates. A training LSTM direction is one autograd node (lstmSequence) whose backward is
 // backpropagation through time in ops, with one matmul over all steps for each weight gradient.
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { add, mul, sigmoid, sub, tanh } from '../ops/elementwise.js';
 import { concat, reshape, slice, stack, transpose } from '../ops/movement.js';
@@ -34,6 +34,13 @@ export interface RecurrentOptions {
   /** A second direction reads the sequence backwards; outputs concatenate both (default false). */
   bidirectional?: boolean;
 }
+const RECURRENT_OPTIONS = optionKeys<RecurrentOptions>({
+  numLayers: true,
+  bias: true,
+  batchFirst: true,
+  dropout: true,
+  bidirectional: true,
+});
 
 /** Initial state and sequence lengths for {@link LSTM.run} / {@link GRU.run}. */
 export interface RecurrentInput {
@@ -75,8 +82,7 @@ abstract class Recurrent extends Module {
     opts: RecurrentOptions,
   ) {
     super();
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(`${kind} options must be an object, got ${describe(opts)}`);
+    checkOptions(opts, kind, RECURRENT_OPTIONS);
     posInt(inputSize, `${kind} inputSize`);
     posInt(hiddenSize, `${kind} hiddenSize`);
     this.numLayers = posInt(opts.numLayers ?? 1, `${kind} numLayers`);

@@ -1,7 +1,7 @@
 import type { Backend, BackendName } from '../backends/backend.js';
 import { currentBackend, getBackendInstance } from '../backends/registry.js';
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { assertDType, dtypeOfTypedArray, encodeStorage, type DType } from '../tensor/dtype.js';
 import { numel, shapeStr, validateShape } from '../tensor/shape.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';
@@ -12,6 +12,8 @@ export interface TensorOptions {
   /** where to create it (default: the current backend, see kn.setBackend) */
   backend?: BackendName;
 }
+
+const TENSOR_OPTIONS = optionKeys<TensorOptions>({ dtype: true, requiresGrad: true, backend: true });
 
 function target(opts: TensorOptions): Backend | undefined {
   return opts.backend === undefined ? undefined : getBackendInstance(opts.backend);
@@ -56,8 +58,7 @@ function flatten(data: Nested, shape: readonly number[], out: number[], depth: n
  * @example kn.tensor(new Int32Array([1, 2, 3]), [3]) // int32
  */
 export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[], opts: TensorOptions = {}): Tensor {
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`tensor options must be an object, got ${describe(opts)}`);
+  checkOptions(opts, 'tensor', TENSOR_OPTIONS);
   let values: ArrayLike<number>;
   let inferred: number[];
   let dtype: DType | undefined = opts.dtype === undefined ? undefined : assertDType(opts.dtype);
@@ -105,26 +106,31 @@ export function tensor(data: Nested | ArrayBufferView, shape?: readonly number[]
  * @example kn.full([2], 7) // [7, 7]
  */
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
-  const s = validateShape(shape);
-  if (typeof value !== 'number' && typeof value !== 'boolean')
-    throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
-  const t = runKernel('fill', [], [+value], s, assertDType(opts.dtype ?? 'float32'), target(opts));
-  if (opts.requiresGrad) t.requiresGrad = true;
-  return t;
+  return filled('full', shape, value, opts);
 }
 /**
  * A tensor of zeros.
  * @example kn.zeros([2]) // [0, 0]
  */
 export function zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return full(shape, 0, opts);
+  return filled('zeros', shape, 0, opts);
 }
 /**
  * A tensor of ones.
  * @example kn.ones([2, 2]) // [[1, 1], [1, 1]]
  */
 export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  return full(shape, 1, opts);
+  return filled('ones', shape, 1, opts);
+}
+
+function filled(fn: string, shape: readonly number[], value: number, opts: TensorOptions): Tensor {
+  const s = validateShape(shape);
+  checkOptions(opts, fn, TENSOR_OPTIONS);
+  if (typeof value !== 'number' && typeof value !== 'boolean')
+    throw new ArgumentError(`full: value must be a number, got ${describe(value)}`);
+  const t = runKernel('fill', [], [+value], s, assertDType(opts.dtype ?? 'float32'), target(opts));
+  if (opts.requiresGrad) t.requiresGrad = true;
+  return t;
 }
 
 function like(x: Tensor, value: number): Tensor {
@@ -151,6 +157,7 @@ export function onesLike(x: Tensor): Tensor {
  * @example kn.arange(5) // [0, 1, 2, 3, 4]
  */
 export function arange(start: number, stop?: number, step = 1, opts: { dtype?: DType } = {}): Tensor {
+  checkOptions(opts, 'arange', ['dtype']);
   let a = start,
     b = stop;
   if (b === undefined) {

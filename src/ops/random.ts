@@ -1,7 +1,7 @@
 // Random tensors from one counter-based generator (Philox4x32-10): kn.seed(n) gives the same numbers on
 // every backend, and each call advances a shared 64-bit counter by ceil(n / 4).
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe } from '../errors.js';
 import { assertDType, type DType } from '../tensor/dtype.js';
 import { numel, validateShape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -76,6 +76,7 @@ function num(v: unknown, what: string): number {
  */
 export function rand(shape: readonly number[], opts: { low?: number; high?: number; dtype?: DType } = {}): Tensor {
   const s = validateShape(shape);
+  checkOptions(opts, 'rand', ['low', 'high', 'dtype']);
   const low = num(opts.low ?? 0, 'rand low'),
     high = num(opts.high ?? 1, 'rand high');
   if (!(low <= high)) throw new ArgumentError(`rand: low (${low}) must not exceed high (${high})`);
@@ -88,6 +89,7 @@ export function rand(shape: readonly number[], opts: { low?: number; high?: numb
  */
 export function randn(shape: readonly number[], opts: { mean?: number; std?: number; dtype?: DType } = {}): Tensor {
   const s = validateShape(shape);
+  checkOptions(opts, 'randn', ['mean', 'std', 'dtype']);
   const mean = num(opts.mean ?? 0, 'randn mean'),
     std = num(opts.std ?? 1, 'randn std');
   if (std < 0) throw new ArgumentError(`randn: std must be >= 0, got ${std}`);

@@ -1,5 +1,5 @@
 import { runInPlace } from '../engine/dispatch.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkNumber, Optimizer, type StepItem } from './optimizer.js';
 
@@ -13,6 +13,8 @@ export interface AdamOptions {
   weightDecay?: number;
   amsgrad?: boolean;
 }
+
+const ADAM_OPTIONS = optionKeys<AdamOptions>({ lr: true, betas: true, eps: true, weightDecay: true, amsgrad: true });
 
 /**
  * Adam (Kingma & Ba): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
@@ -32,6 +34,7 @@ export class Adam extends Optimizer {
   readonly amsgrad: boolean;
   protected readonly decoupled: boolean = false;
   constructor(params: Iterable<Tensor>, opts: AdamOptions = {}) {
+    checkOptions(opts, new.target.name, ADAM_OPTIONS);
     super(params, opts.lr ?? 3e-4);
     const betas = opts.betas ?? [0.9, 0.999];
     if (!Array.isArray(betas) || betas.length !== 2)

@@ -1,6 +1,6 @@
 // Learning-rate schedules. Each computes the lr in closed form from the optimizer's base lr and its own step
 // count, so saving that count is enough to resume exactly.
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { checkNumber, type Optimizer } from './optimizer.js';
 
 /** A schedule; call `step()` once per epoch (or per batch, as you choose) after `optimizer.step()`. */
@@ -42,6 +42,7 @@ export class StepLR extends LRScheduler {
   readonly stepSize: number;
   readonly gamma: number;
   constructor(opt: Optimizer, opts: { stepSize: number; gamma?: number }) {
+    checkOptions(opts, 'StepLR', ['stepSize', 'gamma']);
     const stepSize = opts?.stepSize;
     if (!Number.isInteger(stepSize) || stepSize < 1)
       throw new ArgumentError(`StepLR stepSize must be a positive integer, got ${describe(stepSize)}`);
@@ -66,6 +67,7 @@ export class CosineLR extends LRScheduler {
   readonly tMax: number;
   readonly etaMin: number;
   constructor(opt: Optimizer, opts: { tMax: number; etaMin?: number }) {
+    checkOptions(opts, 'CosineLR', ['tMax', 'etaMin']);
     const tMax = opts?.tMax;
     if (!Number.isInteger(tMax) || tMax < 1)
       throw new ArgumentError(`CosineLR tMax must be a positive integer, got ${describe(tMax)}`);
@@ -92,6 +94,7 @@ export class WarmupLR extends LRScheduler {
   readonly startFactor: number;
   readonly after: LRScheduler | null;
   constructor(opt: Optimizer, opts: { warmupSteps: number; startFactor?: number; after?: LRScheduler | null }) {
+    checkOptions(opts, 'WarmupLR', ['warmupSteps', 'startFactor', 'after']);
     const w = opts?.warmupSteps;
     if (!Number.isInteger(w) || w < 1)
       throw new ArgumentError(`WarmupLR warmupSteps must be a positive integer, got ${describe(w)}`);

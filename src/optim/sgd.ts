@@ -1,5 +1,5 @@
 import { runInPlace } from '../engine/dispatch.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, checkOptions, optionKeys } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkNumber, Optimizer, type StepItem } from './optimizer.js';
 
@@ -11,6 +11,14 @@ export interface SGDOptions {
   weightDecay?: number;
   nesterov?: boolean;
 }
+
+const SGD_OPTIONS = optionKeys<SGDOptions>({
+  lr: true,
+  momentum: true,
+  dampening: true,
+  weightDecay: true,
+  nesterov: true,
+});
 
 /**
  * Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay. Each step is
@@ -26,6 +34,7 @@ export class SGD extends Optimizer {
   readonly weightDecay: number;
   readonly nesterov: boolean;
   constructor(params: Iterable<Tensor>, opts: SGDOptions = {}) {
+    checkOptions(opts, 'SGD', SGD_OPTIONS);
     super(params, opts.lr ?? 1e-2);
     this.momentum = checkNumber(opts.momentum ?? 0, 'SGD momentum', 0, 1);
     this.dampening = checkNumber(opts.dampening ?? 0, 'SGD dampening', 0, 1);

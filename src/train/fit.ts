@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { noGrad } from '../autograd/tape.js';
 import { keep, tidy } from '../engine/memory.js';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import { StreamingDataset } from '../data/stream.js';
 import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
@@ -167,6 +167,40 @@ interface RunState {
 }
 
 /** True when `model` is a DistributedDataParallel in a job of more than one process. */
+const FIT_OPTIONS = optionKeys<FitOptions>({
+  train: true,
+  val: true,
+  loss: true,
+  optimizer: true,
+  epochs: true,
+  classWeights: true,
+  scheduler: true,
+  schedulerStep: true,
+  metrics: true,
+  average: true,
+  earlyStopping: true,
+  checkpointDir: true,
+  resume: true,
+  accumulate: true,
+  clipGradNorm: true,
+  inputKey: true,
+  targetKey: true,
+  verbose: true,
+  logStream: true,
+  onEpoch: true,
+  profile: true,
+  tracker: true,
+  trackEvery: true,
+  report: true,
+});
+const EARLY_STOPPING_OPTIONS = optionKeys<EarlyStopping>({
+  monitor: true,
+  mode: true,
+  patience: true,
+  minDelta: true,
+  restoreBest: true,
+});
+
 function isDdp(model: Module): model is DistributedDataParallel {
   return model instanceof DistributedDataParallel && isDistributed();
 }
@@ -347,6 +381,8 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
     throw new ArgumentError(`fit takes a kn.nn.Module, got ${describe(model)}`);
   if (!opts || typeof opts !== 'object')
     throw new ArgumentError(`fit needs options { train, loss, optimizer, epochs }, got ${describe(opts)}`);
+  checkOptions(opts, 'fit', FIT_OPTIONS);
+  if (opts.earlyStopping != null) checkOptions(opts.earlyStopping, 'fit earlyStopping', EARLY_STOPPING_OPTIONS);
   if (!(opts.train instanceof DataLoader) && !(opts.train instanceof StreamingDataset))
     throw new ArgumentError(
       `fit: train must be a kn.data.DataLoader or kn.data.StreamingDataset, got ${describe(opts.train)}`,
@@ -668,6 +704,7 @@ function profileOptions(
   const o: FitProfileOptions = p === true ? {} : p;
   if (o === null || typeof o !== 'object')
     throw new ArgumentError(`fit: profile must be true or { steps?, skip?, trace?, top? }, got ${describe(p)}`);
+  checkOptions(o, 'fit profile', ['steps', 'skip', 'trace', 'top']);
   const steps = posInt(o.steps ?? 5, 'fit profile.steps');
   const skip = o.skip ?? 1;
   if (!Number.isInteger(skip) || skip < 0)

@@ -317,6 +317,49 @@ test('options objects: a bare value or an unknown key fails, naming the options 
   );
   const r = await kn.train.fit(model, base);
   assert.is(r.history.length, 1);
+  // autograd, gradient checks, clipping, models, state dicts, reductions, metrics and files
+  const x = kn.ones([2], { requiresGrad: true });
+  const sq = (t: kn.Tensor): kn.Tensor => t.mul(t).sum();
+  const bad = { creatGraph: true } as never;
+  const cases: [string, () => unknown][] = [
+    ['backward', () => kn.backward(sq(x), undefined, bad)],
+    ['grad(f, opts)', () => kn.grad(sq, bad)],
+    ['vjp', () => kn.vjp(sq, x, kn.ones([]), bad)],
+    ['jvp', () => kn.jvp(sq, x, kn.ones([2]), bad)],
+    ['jacobian', () => kn.jacobian(sq, x, bad)],
+    ['hvp', () => kn.hvp(sq, x, kn.ones([2]), bad)],
+    ['hessian', () => kn.hessian(sq, x, bad)],
+    ['gradcheck', () => kn.gradcheck(sq, [x], bad)],
+    ['gradgradcheck', () => kn.gradgradcheck(sq, [x], bad)],
+    ['gradNorm', () => kn.optim.gradNorm([x], bad)],
+    ['clipGradNorm', () => kn.optim.clipGradNorm([x], 1, bad)],
+    ['mlp', () => kn.models.mlp(2, [3], 1, bad)],
+    ['lenet5', () => kn.models.lenet5(bad)],
+    ['resnet', () => kn.models.resnet(bad)],
+    ['generate', () => kn.models.generate(model, [0], bad)],
+    ['loadStateDict', () => model.loadStateDict(model.stateDict(), bad)],
+    ['var', () => x.var(0, bad)],
+    ['confusionMatrix', () => kn.metrics.confusionMatrix([0, 1], [1, 1], bad)],
+    ['precision', () => kn.metrics.precision([0, 1], [1, 1], bad)],
+    ['recall', () => kn.metrics.recall([0, 1], [1, 1], bad)],
+    ['f1', () => kn.metrics.f1([0, 1], [1, 1], bad)],
+    ['classificationReport', () => kn.metrics.classificationReport([0, 1], [1, 1], bad)],
+    ['rocAuc', () => kn.metrics.rocAuc([0, 1], [0.2, 0.7], bad)],
+    ['modelFromBytes', () => kn.io.modelFromBytes(new Uint8Array(8), bad)],
+  ];
+  for (const [fn, call] of cases)
+    throwsKiln(
+      call,
+      kn.ArgumentError,
+      new RegExp(`^${fn.replace(/[()]/g, '\\$&')}: unknown option "creatGraph" \\(the options are `),
+    );
+  for (const fn of ['save', 'load', 'loadWithMetadata', 'loadModel'] as const) {
+    const call = (
+      fn === 'save' ? kn.io.save('/tmp/kiln-never-written', model, bad) : kn.io[fn]('/tmp/kiln-never', bad)
+    ) as Promise<unknown>;
+    await rejectsKiln(call, new RegExp(`^${fn}: unknown option "creatGraph"`));
+  }
+  assert.equal(Array.from((kn.grad(sq, { createGraph: false })(x) as kn.Tensor).toArray()), [2, 2]);
 });
 
 async function rejectsKiln(p: Promise<unknown>, re: RegExp): Promise<void> {

@@ -1,4 +1,4 @@
-import { ArgumentError, ShapeError } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions } from '../errors.js';
 import { keep, tidy } from '../engine/memory.js';
 import { onesLike, zerosLike } from '../ops/creation.js';
 import { add, cast } from '../ops/elementwise.js';
@@ -70,6 +70,7 @@ export interface BackwardOptions {
  * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
  */
 export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+  checkOptions(opts, 'backward', ['retainGraph', 'createGraph']);
   const rec = activeRecorder;
   if (rec === null) backwardPass([root], grad, opts, null);
   else rec.phaseSpan('backward', 'backward', () => backwardPass([root], grad, opts, null));
@@ -282,7 +283,7 @@ export function grad(
   opts: { createGraph?: boolean } = {},
 ): (...args: Tensor[]) => Tensor | Tensor[] {
   if (typeof f !== 'function') throw new ArgumentError('grad(f) takes a function');
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError('grad(f, opts): opts must be an object');
+  checkOptions(opts, 'grad(f, opts)', ['createGraph']);
   const createGraph = opts.createGraph === true;
   return (...args: Tensor[]) => {
     const owned: Tensor[] = [];

@@ -3,7 +3,7 @@
 // Forward mode (jvp) is the double-vjp construction: u -> vjp(f, x, u) is linear in u, so its vjp with
 // cotangent v is J v. Everything nests: with { createGraph: true } the results are differentiable again.
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
 import * as ops from '../ops/index.js';
 import { sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';
@@ -67,6 +67,7 @@ function checkLike(v: Tensor, like: readonly number[], what: string): void {
  */
 export function vjp(f: Fn, x: Tensor | readonly Tensor[], v: Tensor, opts: FunctionalOptions = {}): Tensor | Tensor[] {
   checkFn(f, 'vjp');
+  checkOptions(opts, 'vjp', ['createGraph']);
   const r = run(x, 'vjp', (xs) => {
     const out = f(...xs);
     assertTensor(out, 'vjp: the value f returns');
@@ -88,6 +89,7 @@ export function jvp(
   opts: FunctionalOptions = {},
 ): Tensor {
   checkFn(f, 'jvp');
+  checkOptions(opts, 'jvp', ['createGraph']);
   const vs = listOf(v, 'jvp tangents');
   return run(x, 'jvp', (xs) => {
     if (vs.length !== xs.length)
@@ -116,6 +118,7 @@ export function jvp(
  */
 export function jacobian(f: Fn, x: Tensor | readonly Tensor[], opts: FunctionalOptions = {}): Tensor | Tensor[] {
   checkFn(f, 'jacobian');
+  checkOptions(opts, 'jacobian', ['createGraph']);
   const r = run(x, 'jacobian', (xs) => {
     const out = f(...xs);
     assertTensor(out, 'jacobian: the value f returns');
@@ -147,6 +150,7 @@ export function hvp(
   opts: FunctionalOptions = {},
 ): Tensor | Tensor[] {
   checkFn(f, 'hvp');
+  checkOptions(opts, 'hvp', ['createGraph']);
   const vs = listOf(v, 'hvp vectors');
   const r = run(x, 'hvp', (xs) => {
     if (vs.length !== xs.length)
@@ -173,6 +177,7 @@ export function hvp(
  */
 export function hessian(f: Fn, x: Tensor | readonly Tensor[], opts: FunctionalOptions = {}): Tensor | Tensor[][] {
   checkFn(f, 'hessian');
+  checkOptions(opts, 'hessian', ['createGraph']);
   const r = run(x, 'hessian', (xs) => {
     const out = f(...xs);
     assertTensor(out, 'hessian: the value f returns');

@@ -1,7 +1,7 @@
 // Finite-difference gradient check. The analytic gradient comes from the inputs' own backend; the numeric
 // one from central differences of f evaluated in float64 on the `js` reference backend.
 import { getBackend, setBackend } from '../backends/registry.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, describe, checkOptions } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import * as ops from '../ops/index.js';
 import { isFloat } from '../tensor/dtype.js';
@@ -43,6 +43,7 @@ export function gradcheck(
   if (typeof f !== 'function') throw new ArgumentError(`gradcheck: f must be a function, got ${describe(f)}`);
   if (!Array.isArray(inputs) || inputs.length === 0)
     throw new ArgumentError('gradcheck: inputs must be a non-empty array of tensors');
+  checkOptions(opts, 'gradcheck', ['eps', 'atol', 'rtol']);
   inputs.forEach((t, i) => {
     assertTensor(t, `gradcheck input ${i}`);
     if (!isFloat(t.dtype)) throw new ArgumentError(`gradcheck input ${i} must be floating point, got ${t.dtype}`);
@@ -139,6 +140,7 @@ export function gradgradcheck(
   if (typeof f !== 'function') throw new ArgumentError(`gradgradcheck: f must be a function, got ${describe(f)}`);
   if (!Array.isArray(inputs) || inputs.length === 0)
     throw new ArgumentError('gradgradcheck: inputs must be a non-empty array of tensors');
+  checkOptions(opts, 'gradgradcheck', ['eps', 'atol', 'rtol']);
   inputs.forEach((t, i) => assertTensor(t, `gradgradcheck input ${i}`));
   const n = inputs.length;
   const outShape = tidy(() => [...f(...inputs).shape]);

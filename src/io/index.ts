@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend, setBackend } from '../backends/registry.js';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { SPEC_METADATA_KEY, fromSpec, toSpec } from '../nn/spec.js';
 import { transformerFromJSON, type Transformer, type TransformerJSON } from '../data/scalers.js';
@@ -49,6 +49,7 @@ export async function save(
   opts: { metadata?: Record<string, string> } = {},
 ): Promise<void> {
   checkPath(path, 'save');
+  checkOptions(opts, 'save', ['metadata']);
   const { tensors, owned } = tensorsOf(what);
   try {
     // the module's own spec wins over a stale one carried in opts.metadata (e.g. from the file it was loaded from)
@@ -67,6 +68,7 @@ export async function save(
  */
 export async function load(path: string, opts: { backend?: BackendName } = {}): Promise<Record<string, Tensor>> {
   checkPath(path, 'load');
+  checkOptions(opts, 'load', ['backend']);
   return decodeSafetensors(await readFile(path), path, opts.backend).tensors;
 }
 
@@ -76,6 +78,7 @@ export async function loadWithMetadata(
   opts: { backend?: BackendName } = {},
 ): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
   checkPath(path, 'loadWithMetadata');
+  checkOptions(opts, 'loadWithMetadata', ['backend']);
   return decodeSafetensors(await readFile(path), path, opts.backend);
 }
 
@@ -89,6 +92,7 @@ export async function loadModel(
   opts: { backend?: BackendName } = {},
 ): Promise<{ model: Module; metadata: Record<string, string> }> {
   checkPath(path, 'loadModel');
+  checkOptions(opts, 'loadModel', ['backend']);
   return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path, opts.backend);
 }
 
@@ -97,6 +101,7 @@ export function modelFromBytes(
   bytes: Uint8Array,
   opts: { backend?: BackendName; where?: string } = {},
 ): { model: Module; metadata: Record<string, string> } {
+  checkOptions(opts, 'modelFromBytes', ['backend', 'where']);
   const where = opts.where ?? 'model bytes';
   return modelFromDecoded(decodeSafetensors(bytes, where, opts.backend), where, opts.backend);
 }

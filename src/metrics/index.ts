@@ -1,6 +1,6 @@
 // Classification metrics on host arrays (labels are small next to the model). Inputs may be tensors or
 // arrays; a 2-D float tensor/array of scores is turned into labels with argmax.
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { classIndices } from './labels.js';
 
@@ -63,6 +63,7 @@ export function accuracy(yTrue: Labels, yPred: Labels): number {
  * @example kn.metrics.confusionMatrix([0, 1, 1], [0, 0, 1]) // [[1, 0], [1, 1]]
  */
 export function confusionMatrix(yTrue: Labels, yPred: Labels, opts: { numClasses?: number } = {}): number[][] {
+  checkOptions(opts, 'confusionMatrix', ['numClasses']);
   const [t, p] = pair(yTrue, yPred);
   const n = classCount(t, p, opts.numClasses);
   const m = Array.from({ length: n }, () => new Array<number>(n).fill(0));
@@ -116,6 +117,7 @@ export interface AverageOptions {
  * @example kn.metrics.precision([0, 1, 1, 1], [0, 1, 0, 1]) // (0.5 + 1) / 2 = 0.75
  */
 export function precision(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}): number {
+  checkOptions(opts, 'precision', ['average', 'numClasses']);
   const c = counts(yTrue, yPred, opts.numClasses);
   const per = c.tp.map((tp, i) => safe(tp, tp + c.fp[i]!));
   return average(per, c, avgOpt(opts.average), () => safe(sum(c.tp), sum(c.tp) + sum(c.fp)));
@@ -126,6 +128,7 @@ export function precision(yTrue: Labels, yPred: Labels, opts: AverageOptions = {
  * @example kn.metrics.recall([0, 1, 1, 1], [0, 1, 0, 1]) // (1 + 2/3) / 2 = 0.8333...
  */
 export function recall(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}): number {
+  checkOptions(opts, 'recall', ['average', 'numClasses']);
   const c = counts(yTrue, yPred, opts.numClasses);
   const per = c.tp.map((tp, i) => safe(tp, tp + c.fn[i]!));
   return average(per, c, avgOpt(opts.average), () => safe(sum(c.tp), sum(c.tp) + sum(c.fn)));
@@ -136,6 +139,7 @@ export function recall(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}):
  * @example kn.metrics.f1([0, 1, 1, 1], [0, 1, 0, 1], { average: 'micro' }) // 0.75
  */
 export function f1(yTrue: Labels, yPred: Labels, opts: AverageOptions = {}): number {
+  checkOptions(opts, 'f1', ['average', 'numClasses']);
   const c = counts(yTrue, yPred, opts.numClasses);
   const per = c.tp.map((tp, i) => safe(2 * tp, 2 * tp + c.fp[i]! + c.fn[i]!));
   const tp = sum(c.tp);
@@ -158,6 +162,7 @@ export interface ClassReport {
  * @example kn.metrics.classificationReport([0, 1, 1, 1], [0, 1, 0, 1])[1].recall // 2/3 = 0.6666...
  */
 export function classificationReport(yTrue: Labels, yPred: Labels, opts: { numClasses?: number } = {}): ClassReport[] {
+  checkOptions(opts, 'classificationReport', ['numClasses']);
   const c = counts(yTrue, yPred, opts.numClasses);
   return c.tp.map((tp, i) => ({
     class: i,
@@ -213,6 +218,7 @@ function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
  * @example kn.metrics.rocAuc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) // 0.75
  */
 export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: 'macro' | 'weighted' } = {}): number {
+  checkOptions(opts, 'rocAuc', ['average']);
   const t = toLabels(yTrue, 'yTrue');
   const { values, shape } = scoresOf(scores);
   if (shape[0] !== t.length) throw new ShapeError(`yTrue has ${t.length} labels but scores has ${shape[0]} rows`);

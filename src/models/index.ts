@@ -2,7 +2,7 @@
 // tree of standard layers, so it saves with its architecture (kn.io.save / loadModel), serves, quantizes,
 // prunes and (where ONNX has the ops) exports like any other.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, describe, checkOptions, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
 import { LearnedPositionalEmbedding, TransformerEncoderLayer, dropoutRate } from '../nn/attention.js';
@@ -49,6 +49,7 @@ export function mlp(
   outFeatures: number,
   opts: MlpOptions = {},
 ): Sequential {
+  checkOptions(opts, 'mlp', ['activation', 'dropout', 'batchNorm']);
   posInt(inFeatures, 'mlp inFeatures');
   posInt(outFeatures, 'mlp outFeatures');
   if (!Array.isArray(hidden)) throw new ArgumentError(`mlp hidden sizes must be a list, got ${describe(hidden)}`);
@@ -87,6 +88,11 @@ export interface LeNetOptions {
  * @example kn.models.lenet5().call(kn.zeros([2, 1, 28, 28])).shape // [2, 10]
  */
 export function lenet5(opts: LeNetOptions = {}): Sequential {
+  checkOptions(
+    opts,
+    'lenet5',
+    optionKeys<LeNetOptions>({ inChannels: true, numClasses: true, imageSize: true, activation: true }),
+  );
   const C = posInt(opts.inChannels ?? 1, 'lenet5 inChannels');
   const K = posInt(opts.numClasses ?? 10, 'lenet5 numClasses');
   const S = posInt(opts.imageSize ?? 28, 'lenet5 imageSize');
@@ -149,6 +155,11 @@ function basicBlock(cin: number, cout: number, stride: number): Module[] {
  * @example kn.models.resnet({ blocks: 1 }).call(kn.zeros([2, 3, 16, 16])).shape // [2, 10]
  */
 export function resnet(opts: ResNetOptions = {}): Sequential {
+  checkOptions(
+    opts,
+    'resnet',
+    optionKeys<ResNetOptions>({ inChannels: true, numClasses: true, widths: true, blocks: true }),
+  );
   const C = posInt(opts.inChannels ?? 3, 'resnet inChannels');
   const K = posInt(opts.numClasses ?? 10, 'resnet numClasses');
   const widths = opts.widths ?? [16, 32, 64];
@@ -295,6 +306,17 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
   if (!(model instanceof Module)) throw new ArgumentError(`generate takes a kn.nn.Module, got ${describe(model)}`);
   if (!Array.isArray(prompt) || prompt.length === 0 || prompt.some((t) => !Number.isInteger(t) || t < 0))
     throw new ArgumentError(`generate needs a non-empty list of token ids, got ${describe(prompt)}`);
+  checkOptions(
+    opts,
+    'generate',
+    optionKeys<GenerateOptions>({
+      maxNewTokens: true,
+      temperature: true,
+      topK: true,
+      stopToken: true,
+      blockSize: true,
+    }),
+  );
   const n = opts.maxNewTokens ?? 32;
   if (!Number.isInteger(n) || n < 0)
     throw new ArgumentError(`maxNewTokens must be an integer >= 0, got ${describe(n)}`);

@@ -3,7 +3,7 @@
 // of the same architecture line up across libraries.
 import { activeRecorder } from '../profile/recorder.js';
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, DTypeError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import { nameRecord, own } from '../records.js';
@@ -184,6 +184,7 @@ export abstract class Module {
   ): { missing: string[]; unexpected: string[] } {
     if (sd === null || typeof sd !== 'object')
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
+    checkOptions(opts, 'loadStateDict', ['strict']);
     const strict = opts.strict ?? true;
     const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
     const missing = [...mine.keys()].filter((k) => own(sd, k) === undefined);

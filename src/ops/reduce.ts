@@ -2,7 +2,7 @@
 // reduced one after another.
 import { isGradEnabled, record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, describe, checkOptions } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
 import { normalizeAxes, normalizeAxis, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';
@@ -159,6 +159,7 @@ export function argmin(x: Tensor, axis?: number, keepdims = false): Tensor {
  */
 export function variance(x: Tensor, axis?: AxisArg, opts: { correction?: number; keepdims?: boolean } = {}): Tensor {
   assertTensor(x, 'var');
+  checkOptions(opts, 'var', ['correction', 'keepdims']);
   const correction = opts.correction ?? 1;
   if (typeof correction !== 'number' || !(correction >= 0))
     throw new ArgumentError(`var: correction must be a number >= 0, got ${describe(opts.correction)}`);

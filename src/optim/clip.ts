@@ -1,6 +1,6 @@
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
 import { add, div, lt, minimum, mul, sqrt, where } from '../ops/elementwise.js';
 import { stack } from '../ops/movement.js';
 import { max, sum } from '../ops/reduce.js';
@@ -54,6 +54,7 @@ export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number, no
  * kn.optim.gradNorm([w]) // 5
  */
 export function gradNorm(params: Iterable<Tensor>, opts: { normType?: number } = {}): number {
+  checkOptions(opts, 'gradNorm', ['normType']);
   const normType = opts.normType ?? 2;
   if (normType !== 2 && normType !== Infinity)
     throw new ArgumentError(`gradNorm normType must be 2 or Infinity, got ${describe(normType)}`);
@@ -74,6 +75,7 @@ export function clipGradNorm(
   maxNorm: number,
   opts: { normType?: number; errorIfNonfinite?: boolean } = {},
 ): number {
+  checkOptions(opts, 'clipGradNorm', ['normType', 'errorIfNonfinite']);
   if (typeof maxNorm !== 'number' || !(maxNorm >= 0) || !Number.isFinite(maxNorm)) {
     throw new ArgumentError(`clipGradNorm maxNorm must be a finite number >= 0, got ${describe(maxNorm)}`);
   }

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, FormatError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -153,6 +153,7 @@ export function fromArrowWithVocab(
   table: A.Table,
   opts: { columns?: readonly string[]; backend?: BackendName } = {},
 ): ArrowTensors {
+  checkOptions(opts, 'fromArrowWithVocab', ['columns', 'backend']);
   const t = assertTableArg(table);
   const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new ValidationError(`fromArrow: ${bad}`);
@@ -199,6 +200,7 @@ export function fromArrow(
   table: A.Table,
   opts: { columns?: readonly string[]; backend?: BackendName } = {},
 ): Record<string, Tensor> {
+  checkOptions(opts, 'fromArrow', ['columns', 'backend']);
   return fromArrowWithVocab(table, opts).tensors;
 }
 
@@ -210,6 +212,7 @@ export function arrowToMatrix(
   table: A.Table,
   opts: { columns?: readonly string[]; backend?: BackendName } = {},
 ): Tensor {
+  checkOptions(opts, 'arrowToMatrix', ['columns', 'backend']);
   const t = assertTableArg(table);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
   const n = t.numRows,
@@ -234,6 +237,7 @@ export function toArrow(
   map: Record<string, Tensor>,
   opts: { vocab?: Record<string, readonly string[]> } = {},
 ): A.Table {
+  checkOptions(opts, 'toArrow', ['vocab']);
   if (map === null || typeof map !== 'object')
     throw new ArgumentError(`toArrow takes named tensors, got ${describe(map)}`);
   const cols = nameRecord<A.Vector>();
@@ -370,6 +374,7 @@ export function writeArrow(
   table: A.Table | Record<string, Tensor>,
   opts: { vocab?: Record<string, readonly string[]> } = {},
 ): void {
+  checkOptions(opts, 'writeArrow', ['vocab']);
   const t = table instanceof A.Table ? table : toArrow(table, opts);
   writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
 }

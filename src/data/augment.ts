@@ -3,7 +3,7 @@
 // epoch's augmented batches are the same on every run and after a resume, and kiln's global generator is never
 // touched. compose() moves each batch tensor to host memory once, runs the steps there (flips, noise and cutout in
 // place; crops and rotations into one new buffer each) and makes one tensor of each at the end.
-import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, describe, checkOptions } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { nameRecord } from '../records.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -83,6 +83,7 @@ function gamma(a: number, rng: () => number): number {
  * @example kn.data.augment.randomFlip({ horizontal: 1 }).name // "randomFlip"
  */
 export function randomFlip(opts: { horizontal?: number; vertical?: number; key?: string } = {}): Augmentation {
+  checkOptions(opts, 'randomFlip', ['horizontal', 'vertical', 'key']);
   const ph = prob(opts.horizontal ?? 0.5, 'randomFlip horizontal'),
     pv = prob(opts.vertical ?? 0, 'randomFlip vertical');
   const key = opts.key ?? 'x';
@@ -119,6 +120,7 @@ export function randomCrop(
   size: number | readonly [number, number],
   opts: { padding?: number; key?: string } = {},
 ): Augmentation {
+  checkOptions(opts, 'randomCrop', ['padding', 'key']);
   const [ch, cw] = typeof size === 'number' ? [size, size] : size;
   if (!Number.isInteger(ch) || !Number.isInteger(cw) || ch < 1 || cw < 1)
     throw new ArgumentError(`randomCrop size must be a positive integer or [h, w], got ${describe(size)}`);
@@ -160,6 +162,7 @@ export function randomCrop(
  * @example kn.data.augment.randomRotation(15).name // "randomRotation"
  */
 export function randomRotation(degrees: number, opts: { fill?: number; key?: string } = {}): Augmentation {
+  checkOptions(opts, 'randomRotation', ['fill', 'key']);
   const deg = nonNeg(degrees, 'randomRotation degrees');
   const fill = opts.fill ?? 0;
   const key = opts.key ?? 'x';
@@ -206,6 +209,7 @@ export function randomRotation(degrees: number, opts: { fill?: number; key?: str
  * @example kn.data.augment.cutout(8).name // "cutout"
  */
 export function cutout(size: number, opts: { p?: number; fill?: number; key?: string } = {}): Augmentation {
+  checkOptions(opts, 'cutout', ['p', 'fill', 'key']);
   if (!Number.isInteger(size) || size < 1)
     throw new ArgumentError(`cutout size must be a positive integer, got ${describe(size)}`);
   const p = prob(opts.p ?? 1, 'cutout p');
@@ -239,6 +243,7 @@ export function cutout(size: number, opts: { p?: number; fill?: number; key?: st
  * @example kn.data.augment.gaussianNoise(0.1).name // "gaussianNoise"
  */
 export function gaussianNoise(std: number | readonly number[], opts: { key?: string; p?: number } = {}): Augmentation {
+  checkOptions(opts, 'gaussianNoise', ['key', 'p']);
   const stds =
     typeof std === 'number'
       ? [nonNeg(std, 'gaussianNoise std')]

@@ -3,7 +3,7 @@
 // and missing categories, and saved as JSON to ship next to a model. Category values come from data, so they
 // live in Maps and arrays, never as keys of ordinary objects.
 import { readFileSync } from 'node:fs';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -108,6 +108,7 @@ export class OneHotEncoder extends CategoricalEncoder {
   readonly minFrequency: number;
   constructor(opts: { handleUnknown?: UnknownPolicy; minFrequency?: number } = {}) {
     super();
+    checkOptions(opts, 'OneHotEncoder', ['handleUnknown', 'minFrequency']);
     this.handleUnknown = policy(opts.handleUnknown ?? 'ignore', 'handleUnknown');
     this.minFrequency = opts.minFrequency ?? 1;
     if (!Number.isInteger(this.minFrequency) || this.minFrequency < 1)
@@ -159,6 +160,7 @@ export class OrdinalEncoder extends CategoricalEncoder {
   readonly unknownValue: number;
   constructor(opts: { unknownValue?: number } = {}) {
     super();
+    checkOptions(opts, 'OrdinalEncoder', ['unknownValue']);
     this.unknownValue = opts.unknownValue ?? -1;
     if (typeof this.unknownValue !== 'number')
       throw new ArgumentError(`unknownValue must be a number, got ${describe(opts.unknownValue)}`);
@@ -209,6 +211,7 @@ export class TargetEncoder extends CategoricalEncoder {
   prior = NaN;
   constructor(opts: { smoothing?: number; folds?: number; seed?: number } = {}) {
     super();
+    checkOptions(opts, 'TargetEncoder', ['smoothing', 'folds', 'seed']);
     this.smoothing = opts.smoothing ?? 10;
     this.folds = opts.folds ?? 5;
     this.seed = opts.seed ?? 0;
@@ -348,6 +351,7 @@ export class HashingEncoder extends CategoricalEncoder {
   readonly alternateSign: boolean;
   constructor(opts: { nFeatures?: number; alternateSign?: boolean } = {}) {
     super();
+    checkOptions(opts, 'HashingEncoder', ['nFeatures', 'alternateSign']);
     this.nFeatures = opts.nFeatures ?? 1024;
     if (!Number.isInteger(this.nFeatures) || this.nFeatures < 1 || this.nFeatures > 1 << 24)
       throw new ArgumentError(`nFeatures must be an integer in [1, 2^24], got ${describe(opts.nFeatures)}`);

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { arrowFileInfo } from './arrow.js';
 import { parquetInfo } from './parquet.js';
@@ -99,6 +99,7 @@ export async function datasetManifest(
   source: string | readonly string[],
   opts: { root?: string } = {},
 ): Promise<DatasetManifest> {
+  checkOptions(opts, 'datasetManifest', ['root']);
   const paths = datasetFiles(source);
   const root = resolve(
     opts.root ?? (typeof source === 'string' && statSync(source).isDirectory() ? source : process.cwd()),
@@ -201,6 +202,7 @@ export interface ManifestCheck {
  * new data files.
  */
 export async function verifyManifest(m: DatasetManifest, opts: { root?: string } = {}): Promise<ManifestCheck> {
+  checkOptions(opts, 'verifyManifest', ['root']);
   const root = opts.root ?? m.root;
   const changed: string[] = [],
     missing: string[] = [];

@@ -5,7 +5,7 @@
 // records fingerprints of the raw rows it was fitted on, for kn.data.leakageReport.
 import { readFileSync } from 'node:fs';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, FormatError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { concat } from '../ops/movement.js';
 import { tensor } from '../ops/creation.js';
@@ -37,6 +37,7 @@ export class CalendarStep {
   readonly cyclical: boolean;
   readonly timeZone: string;
   constructor(opts: { parts?: readonly CalendarPart[]; cyclical?: boolean; timeZone?: string } = {}) {
+    checkOptions(opts, 'CalendarStep', ['parts', 'cyclical', 'timeZone']);
     this.parts = opts.parts ? [...opts.parts] : undefined;
     this.cyclical = opts.cyclical ?? false;
     this.timeZone = opts.timeZone ?? 'UTC';

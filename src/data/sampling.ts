@@ -1,7 +1,7 @@
 // Sampling for large and imbalanced data: stratified samples that keep class proportions, reservoir samples over
 // a stream of unknown length (uniform, or weighted by Efraimidis-Spirakis keys), random under- and over-sampling
 // to balance classes, and SMOTE's synthetic minority rows. Seeded: the same seed gives the same rows.
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { hostRng, permutation } from './loader.js';
@@ -102,6 +102,7 @@ export class Reservoir<T> {
   private weighted: boolean | null = null;
   private n = 0;
   constructor(k: number, opts: { seed?: number } = {}) {
+    checkOptions(opts, 'Reservoir', ['seed']);
     if (!Number.isInteger(k) || k < 1) throw new ArgumentError(`a reservoir holds k >= 1 items, got ${describe(k)}`);
     this.k = k;
     this.rnd = hostRng(seedOf(opts.seed) ^ 0x3c6ef372);
@@ -172,6 +173,7 @@ export function undersample(
   labels: Tensor | ArrayLike<number>,
   opts: { seed?: number; ratio?: number } = {},
 ): Int32Array {
+  checkOptions(opts, 'undersample', ['seed', 'ratio']);
   const y = finiteLabels(labels, 'undersample');
   const ratio = opts.ratio ?? 1;
   if (!(ratio >= 1) || !Number.isFinite(ratio))
@@ -194,6 +196,7 @@ export function undersample(
  * @example kn.data.oversample([0, 0, 0, 1], { seed: 1 }).length // 6
  */
 export function oversample(labels: Tensor | ArrayLike<number>, opts: { seed?: number } = {}): Int32Array {
+  checkOptions(opts, 'oversample', ['seed']);
   const y = finiteLabels(labels, 'oversample');
   const groups = classes(y);
   const target = Math.max(0, ...groups.map(([, r]) => r.length));
@@ -215,6 +218,7 @@ export function smote(
   labels: Tensor | ArrayLike<number>,
   opts: { k?: number; seed?: number; perClass?: number } = {},
 ): { x: Tensor; y: Tensor } {
+  checkOptions(opts, 'smote', ['k', 'seed', 'perClass']);
   if (!isTensor(x) || x.ndim !== 2) throw new ShapeError(`smote takes features [rows, F], got ${describe(x)}`);
   const y = finiteLabels(labels, 'smote');
   const [n, F] = x.shape as [number, number];

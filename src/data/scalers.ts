@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
 import { add, div, maximum, minimum, mul, sub, where } from '../ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
@@ -125,6 +125,7 @@ export class StandardScaler extends AffineScaler {
   readonly kind = 'StandardScaler';
   constructor(readonly opts: { withMean?: boolean; withStd?: boolean } = {}) {
     super();
+    checkOptions(opts, 'StandardScaler', ['withMean', 'withStd']);
   }
   protected override options(): Record<string, unknown> {
     return { ...this.opts };
@@ -150,6 +151,7 @@ export class MinMaxScaler extends AffineScaler {
   readonly range: [number, number];
   constructor(opts: { featureRange?: readonly [number, number] } = {}) {
     super();
+    checkOptions(opts, 'MinMaxScaler', ['featureRange']);
     const r = opts.featureRange ?? [0, 1];
     if (!Array.isArray(r) || r.length !== 2 || !r.every(Number.isFinite) || !(r[0] < r[1])) {
       throw new ArgumentError(`featureRange must be [low, high] with low < high, got ${describe(opts.featureRange)}`);
@@ -188,6 +190,7 @@ export class RobustScaler extends AffineScaler {
   readonly quantileRange: [number, number];
   constructor(opts: { quantileRange?: readonly [number, number] } = {}) {
     super();
+    checkOptions(opts, 'RobustScaler', ['quantileRange']);
     const r = opts.quantileRange ?? [25, 75];
     if (!Array.isArray(r) || r.length !== 2 || !(r[0] >= 0 && r[0] < r[1] && r[1] <= 100)) {
       throw new ArgumentError(
@@ -233,6 +236,7 @@ export class SimpleImputer extends Transformer {
   readonly fillValue: number;
   constructor(opts: { strategy?: ImputeStrategy; fillValue?: number } = {}) {
     super();
+    checkOptions(opts, 'SimpleImputer', ['strategy', 'fillValue']);
     this.strategy = opts.strategy ?? 'mean';
     if (!['mean', 'median', 'mostFrequent', 'constant'].includes(this.strategy)) {
       throw new ArgumentError(
@@ -298,6 +302,7 @@ export class OutlierClipper extends Transformer {
   readonly upper: number;
   constructor(opts: { lower?: number; upper?: number } = {}) {
     super();
+    checkOptions(opts, 'OutlierClipper', ['lower', 'upper']);
     this.lower = opts.lower ?? 0.01;
     this.upper = opts.upper ?? 0.99;
     if (!(this.lower >= 0 && this.lower < this.upper && this.upper <= 1)) {

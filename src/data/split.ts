@@ -1,6 +1,6 @@
 // Splits without leakage: seeded train/test splits (optionally stratified), k-fold, stratified k-fold and
 // group k-fold, and a report of rows shared between splits or seen by a fitted scaler.
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { Dataset, hostRng, permutation } from './loader.js';
 import { assertTable, rowFingerprints } from './stats.js';
@@ -66,6 +66,7 @@ export function trainTestSplit(
   nOrDs: number | Dataset,
   opts: TrainTestOptions = {},
 ): Split | { train: Dataset; test: Dataset } {
+  checkOptions(opts, 'trainTestSplit', ['testSize', 'seed', 'shuffle', 'stratify']);
   const n = countOf(nOrDs);
   const ts = opts.testSize ?? 0.25;
   const nTest = ts > 0 && ts < 1 ? Math.ceil(ts * n) : ts;
@@ -128,6 +129,7 @@ function folds(assign: Int32Array, k: number): Split[] {
  * @example kn.data.kFold(10, 3).map((f) => f.test.length) // [4, 3, 3]
  */
 export function kFold(n: number, k: number, opts: { shuffle?: boolean; seed?: number } = {}): Split[] {
+  checkOptions(opts, 'kFold', ['shuffle', 'seed']);
   const N = countOf(n);
   checkK(k, N);
   const order = opts.shuffle
@@ -151,6 +153,7 @@ export function stratifiedKFold(
   k: number,
   opts: { shuffle?: boolean; seed?: number } = {},
 ): Split[] {
+  checkOptions(opts, 'stratifiedKFold', ['shuffle', 'seed']);
   const y = labelsOf(labels, 'labels');
   checkK(k, y.length);
   const rnd = hostRng(opts.seed ?? 0);

@@ -2,7 +2,7 @@
 // zone), lags and rolling-window statistics that only see earlier rows of the same series, and time-series
 // splits (expanding or sliding training windows, with a gap before each test window).
 import * as A from 'apache-arrow';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import type { Split } from './split.js';
@@ -102,6 +102,7 @@ export function calendarFeatures(
   timestamps: Timestamps,
   opts: { parts?: readonly CalendarPart[]; cyclical?: boolean; timeZone?: string } = {},
 ): { x: Tensor; names: string[] } {
+  checkOptions(opts, 'calendarFeatures', ['parts', 'cyclical', 'timeZone']);
   const ms = millis(timestamps, 'calendarFeatures');
   const parts: readonly CalendarPart[] = opts.parts ?? PARTS;
   const given: unknown = parts;
@@ -243,6 +244,7 @@ export function lagFeatures(
   lags: readonly number[],
   opts: { groups?: ArrayLike<number | string> | Tensor; time?: Timestamps } = {},
 ): { x: Tensor; names: string[] } {
+  checkOptions(opts, 'lagFeatures', ['groups', 'time']);
   const v = valuesOf(values, 'lagFeatures');
   if (!Array.isArray(lags) || lags.length === 0 || lags.some((l) => !Number.isInteger(l) || l < 1))
     throw new ArgumentError(`lags must be a non-empty list of positive integers, got ${describe(lags)}`);
@@ -331,6 +333,7 @@ export function timeSeriesSplit(
   n: number | Timestamps,
   opts: { nSplits?: number; testSize?: number; gap?: number; maxTrainSize?: number } = {},
 ): Split[] {
+  checkOptions(opts, 'timeSeriesSplit', ['nSplits', 'testSize', 'gap', 'maxTrainSize']);
   let order: number[];
   if (typeof n === 'number') {
     if (!Number.isInteger(n) || n < 0) throw new ArgumentError(`expected a row count, got ${describe(n)}`);

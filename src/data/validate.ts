@@ -1,5 +1,5 @@
 // Schema validation of tabular data: every violation is reported with its row, column, value and rule.
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
 import { columnsOf, type Column, type TableLike } from './columns.js';
 import { own } from '../records.js';
 
@@ -65,6 +65,7 @@ export function validate(
   table: TableLike,
   opts: { throw?: boolean; maxViolations?: number } = {},
 ): ValidationReport {
+  checkOptions(opts, 'validate', ['throw', 'maxViolations']);
   if (!schema || typeof schema !== 'object' || !schema.columns || typeof schema.columns !== 'object') {
     throw new ArgumentError(`validate takes a schema { columns: { name: rule } }, got ${describe(schema)}`);
   }

@@ -3,7 +3,7 @@
 // attacks within an L-infinity budget, and metamorphic relations (transformations that must not, or must, change
 // the prediction) with the examples that violate them.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { integratedGradients } from '../explain/index.js';
 import { inputGrad, inputOf, outputsOf, positiveInt, rowArgmax } from '../explain/core.js';
 import { crossEntropy } from '../nn/loss.js';
@@ -68,6 +68,7 @@ export function errorAnalysis(
   y: Values,
   opts: { top?: number; pairs?: number; attributions?: boolean; steps?: number } = {},
 ): { accuracy: number; confusedPairs: ConfusedPair[]; hardest: HardExample[] } {
+  checkOptions(opts, 'errorAnalysis', ['top', 'pairs', 'attributions', 'steps']);
   const { v, n, shape } = inputOf(x, 'x');
   const t = labels(y, n, 'y');
   const { pred, loss } = scored(model, v, shape, t);

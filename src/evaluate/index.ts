@@ -3,7 +3,7 @@
 // fairness metrics with a pass/fail report. Everything here works on host arrays: predictions are small next to
 // the model. Slice and group names come from data, so they are values in the results, never object keys.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import * as metrics from '../metrics/index.js';
 import { classIndices } from '../metrics/labels.js';
 import { hostValues, runPredictor, type Predictor, type Values } from './host.js';
@@ -83,6 +83,7 @@ export function calibration(
   yTrue: Values,
   opts: { bins?: number; strategy?: 'uniform' | 'quantile' } = {},
 ): CalibrationResult {
+  checkOptions(opts, 'calibration', ['bins', 'strategy']);
   const nb = opts.bins ?? 15;
   if (!Number.isInteger(nb) || nb < 1 || nb > 10000)
     throw new ArgumentError(`bins must be an integer in [1, 10000], got ${describe(opts.bins)}`);
@@ -189,6 +190,7 @@ export function temperatureScale(
   yTrue: Values,
   opts: { minT?: number; maxT?: number } = {},
 ): TemperatureScaling {
+  checkOptions(opts, 'temperatureScale', ['minT', 'maxT']);
   const { z, n, c } = logits2d(logits, 'logits');
   if (n === 0) throw new ValidationError('temperatureScale needs at least one example');
   const y = labelsOf(yTrue, n, 'yTrue');
@@ -253,6 +255,7 @@ export function predictProba(
   x: Tensor,
   opts: { temperature?: number } = {},
 ): { probs: number[][]; classes: number; confidence: Float64Array; predicted: Int32Array } {
+  checkOptions(opts, 'predictProba', ['temperature']);
   const t = opts.temperature ?? 1;
   if (!(t > 0) || !Number.isFinite(t))
     throw new ArgumentError(`temperature must be a positive number, got ${describe(t)}`);
@@ -337,6 +340,7 @@ export function bySlice(
   slices: ArrayLike<string | number> | readonly { name: string; where: (i: number) => boolean }[],
   opts: { metrics?: SliceMetric[]; bootstrap?: number; confidence?: number; seed?: number } = {},
 ): SliceRow[] {
+  checkOptions(opts, 'bySlice', ['metrics', 'bootstrap', 'confidence', 'seed']);
   const pred = isTensor(yPred) && yPred.ndim === 2 ? yPred.argmax(1) : null;
   let t: Int32Array, p: Int32Array;
   try {

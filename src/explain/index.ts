@@ -3,7 +3,7 @@
 // batched: all interpolation steps (or noisy copies, or masked coalitions) of a chunk of examples go through one
 // forward and one backward. Inputs are built on the host in float32; the model runs on kiln's default backend.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import { hostValues, type Predictor, type Values } from '../evaluate/host.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -107,6 +107,7 @@ export function integratedGradients(
   x: Tensor,
   opts: { baseline?: Tensor; steps?: number; target?: Target; method?: IgMethod; maxRows?: number } = {},
 ): IntegratedGradientsResult {
+  checkOptions(opts, 'integratedGradients', ['baseline', 'steps', 'target', 'method', 'maxRows']);
   const { v, n, shape, per } = inputOf(x, 'x');
   const steps = positiveInt(opts.steps ?? 50, 'steps', 10000);
   const { alphas, weights } = igRule(steps, opts.method ?? 'gaussLegendre');
@@ -169,6 +170,7 @@ export function integratedGradients(
  * @example kn.explain.gradientXInput(new kn.nn.Linear(3, 2), kn.ones([1, 3]), { target: 1 }).shape // [1, 3]
  */
 export function gradientXInput(model: Predictor, x: Tensor, opts: { target?: Target } = {}): Tensor {
+  checkOptions(opts, 'gradientXInput', ['target']);
   const { v, n, shape } = inputOf(x, 'x');
   const t = targetsOf(opts.target, n, () => predictedClasses(model, v, shape));
   const g = gradRows(model, v, shape, t);
@@ -470,6 +472,7 @@ export function kernelShap(
   background: Tensor | readonly (readonly number[])[],
   opts: { samples?: number; target?: number; seed?: number; maxRows?: number } = {},
 ): KernelShapResult {
+  checkOptions(opts, 'kernelShap', ['samples', 'target', 'seed', 'maxRows']);
   const X = tabular(x, 'x');
   const B = tabular(background, 'background');
   if (B.f !== X.f) throw new ShapeError(`background has ${B.f} features but x has ${X.f}`);

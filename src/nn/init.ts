@@ -1,5 +1,5 @@
 // Weight initialisers, drawn from kiln's seeded generator (kn.seed makes them reproducible).
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, describe, checkOptions } from '../errors.js';
 import { rand, randn } from '../ops/random.js';
 import { zeros } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -22,6 +22,7 @@ function positive(x: number, what: string): number {
  * @example kn.nn.init.kaimingUniform([64, 32]).shape // [64, 32]
  */
 export function kaimingUniform(shape: readonly number[], opts: { gain?: number; fanIn?: number } = {}): Tensor {
+  checkOptions(opts, 'kaimingUniform', ['gain', 'fanIn']);
   const fanIn = positive(opts.fanIn ?? fans(shape).fanIn, 'fanIn');
   const b = positive(opts.gain ?? Math.SQRT2, 'gain') * Math.sqrt(3 / fanIn);
   return rand(shape, { low: -b, high: b });
@@ -32,6 +33,7 @@ export function kaimingUniform(shape: readonly number[], opts: { gain?: number; 
  * @example kn.nn.init.kaimingNormal([8, 4]).shape // [8, 4]
  */
 export function kaimingNormal(shape: readonly number[], opts: { gain?: number; fanIn?: number } = {}): Tensor {
+  checkOptions(opts, 'kaimingNormal', ['gain', 'fanIn']);
   const fanIn = positive(opts.fanIn ?? fans(shape).fanIn, 'fanIn');
   return randn(shape, { std: positive(opts.gain ?? Math.SQRT2, 'gain') / Math.sqrt(fanIn) });
 }
@@ -41,6 +43,7 @@ export function kaimingNormal(shape: readonly number[], opts: { gain?: number; f
  * @example kn.nn.init.xavierUniform([8, 4]).shape // [8, 4]
  */
 export function xavierUniform(shape: readonly number[], opts: { gain?: number } = {}): Tensor {
+  checkOptions(opts, 'xavierUniform', ['gain']);
   const { fanIn, fanOut } = fans(shape);
   const b = positive(opts.gain ?? 1, 'gain') * Math.sqrt(6 / (fanIn + fanOut));
   return rand(shape, { low: -b, high: b });
@@ -51,6 +54,7 @@ export function xavierUniform(shape: readonly number[], opts: { gain?: number } 
  * @example kn.nn.init.xavierNormal([8, 4]).shape // [8, 4]
  */
 export function xavierNormal(shape: readonly number[], opts: { gain?: number } = {}): Tensor {
+  checkOptions(opts, 'xavierNormal', ['gain']);
   const { fanIn, fanOut } = fans(shape);
   return randn(shape, { std: positive(opts.gain ?? 1, 'gain') * Math.sqrt(2 / (fanIn + fanOut)) });
 }

@@ -126,6 +126,7 @@ function softCrossEntropy(logits: Tensor, target: Tensor, w: Tensor | null, eps:
  * @example kn.nn.loss.mse(kn.tensor([1, 2]), kn.tensor([1, 4])).item() // 2
  */
 export function mse(pred: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  checkOptions(opts, 'mse', ['reduction']);
   floatInput(pred, 'mse prediction');
   floatInput(target, 'mse target');
   sameShapeAs(pred, target, 'mse');
@@ -153,6 +154,7 @@ export function bce(
   target: Tensor,
   opts: { weight?: Tensor | null; reduction?: Reduction } = {},
 ): Tensor {
+  checkOptions(opts, 'bce', ['weight', 'reduction']);
   floatInput(probs, 'bce input');
   floatInput(target, 'bce target');
   sameShapeAs(probs, target, 'bce');
@@ -191,6 +193,7 @@ export function bceWithLogits(
   target: Tensor,
   opts: { weight?: Tensor | null; posWeight?: Tensor | number | null; reduction?: Reduction } = {},
 ): Tensor {
+  checkOptions(opts, 'bceWithLogits', ['weight', 'posWeight', 'reduction']);
   floatInput(logits, 'bceWithLogits input');
   floatInput(target, 'bceWithLogits target');
   sameShapeAs(logits, target, 'bceWithLogits');

@@ -2,7 +2,7 @@
 // schedule (Zhu & Gupta's cubic ramp), and structured pruning that removes whole neurons / channels and
 // shrinks the layers that consume them, so the model really gets smaller and faster.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { layerOf } from '../nn/registry.js';
@@ -165,6 +165,7 @@ export class Pruner {
 export function magnitude(model: Module, opts: MagnitudeOptions): Pruner {
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`magnitude options must be an object, got ${describe(opts)}`);
+  checkOptions(opts, 'magnitude', ['amount', 'scope']);
   return new Pruner(model, opts.scope ?? 'layer').prune(checkAmount(opts.amount));
 }
 
@@ -203,6 +204,7 @@ export class GradualSchedule {
 
 /** A Pruner driven by a GradualSchedule; attach it to the optimizer used for fine-tuning. */
 export function gradual(model: Module, schedule: GradualSchedule, opts: { scope?: 'layer' | 'global' } = {}): Pruner {
+  checkOptions(opts, 'gradual', ['scope']);
   if (!(schedule instanceof GradualSchedule))
     throw new ArgumentError(`gradual needs a kn.prune.GradualSchedule, got ${describe(schedule)}`);
   const p = new Pruner(model, opts.scope ?? 'layer', schedule);
@@ -245,6 +247,7 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
     throw new ArgumentError(`structured pruning works on a kn.nn.Sequential, got ${describe(model)}`);
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`structured options must be an object, got ${describe(opts)}`);
+  checkOptions(opts, 'structured', ['amount', 'norm', 'layers']);
   const amount = checkAmount(opts.amount);
   const norm = opts.norm ?? 'l2';
   if (norm !== 'l1' && norm !== 'l2') throw new ArgumentError(`norm must be 'l1' or 'l2', got ${describe(norm)}`);

@@ -4,7 +4,7 @@
 // with a few rows of x directly and otherwise dequantizes its weights for each call and runs the float GEMM
 // (int4 saves storage and bandwidth; there is no int4 product kernel).
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { registerLayer, type SpecFields } from '../nn/registry.js';
 import type { SpecReader } from '../nn/spec_reader.js';
@@ -87,6 +87,7 @@ export class QuantLinear extends Module {
     opts: { bias?: boolean; act?: ActivationQuant } = {},
   ) {
     super();
+    checkOptions(opts, 'QuantLinear', ['bias', 'act']);
     this.weightQ = this.registerBuffer('weightQ', zeros([outFeatures, inFeatures], { dtype: 'int8' }));
     this.weightScale = this.registerBuffer('weightScale', ones([outFeatures]));
     this.bias = opts.bias === false ? null : this.registerBuffer('bias', zeros([outFeatures]));
@@ -203,6 +204,7 @@ export class Int4Linear extends Module {
     opts: { bias?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'Int4Linear', ['bias']);
     if (!(INT4_LAYOUT.groupSizes as readonly number[]).includes(groupSize)) {
       throw new ArgumentError(
         `Int4Linear groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,

@@ -30,7 +30,7 @@ import { userInfo } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { memory } from '../engine/memory.js';
@@ -594,6 +594,7 @@ export function readRun(dir: string, experiment = ''): RunRecord {
  * @example kn.track.listRuns('.kiln-tmp-no-such-store').length // 0
  */
 export function listRuns(dir = 'mlruns', opts: { experiment?: string } = {}): RunRecord[] {
+  checkOptions(opts, 'listRuns', ['experiment']);
   const root = resolve(dir);
   const out: RunRecord[] = [];
   for (const e of experiments(root)) {
@@ -620,6 +621,7 @@ export async function syncRuns(
   dir = 'mlruns',
   opts: { uri?: string; remote?: Omit<RemoteOptions, 'uri'> } = {},
 ): Promise<SyncResult[]> {
+  checkOptions(opts, 'syncRuns', ['uri', 'remote']);
   const out: SyncResult[] = [];
   for (const r of listRuns(dir)) {
     const ops = readOutbox(r.dir);

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { SliceRow } from '../evaluate/index.js';
@@ -90,6 +90,7 @@ function writeVersion(root: string, m: ModelVersion): void {
  * @example kn.registry.list(undefined, { dir: '.kiln-tmp-empty-registry' }).length // 0
  */
 export function list(name?: string, opts: { dir?: string } = {}): ModelVersion[] {
+  checkOptions(opts, 'registry.list', ['dir']);
   const root = rootOf(opts.dir);
   if (!existsSync(root)) return [];
   const names = name === undefined ? readdirSync(root).filter((n) => MODEL_NAME.test(n)) : [checkModelName(name)];
@@ -250,6 +251,7 @@ function setStage(root: string, all: readonly ModelVersion[], m: ModelVersion, s
  * version per model).
  */
 export function promote(name: string, version: string, stage: Stage, opts: { dir?: string } = {}): ModelVersion {
+  checkOptions(opts, 'registry.promote', ['dir']);
   const root = rootOf(opts.dir);
   checkModelName(name);
   checkVersion(version);
@@ -266,6 +268,7 @@ export function promote(name: string, version: string, stage: Stage, opts: { dir
 
 /** The production version of a model, or null. */
 export function production(name: string, opts: { dir?: string } = {}): ModelVersion | null {
+  checkOptions(opts, 'registry.production', ['dir']);
   return list(name, opts).find((m) => m.stage === 'production') ?? null;
 }
 
@@ -274,6 +277,7 @@ export function production(name: string, opts: { dir?: string } = {}): ModelVers
  * current one is archived.
  */
 export function rollback(name: string, opts: { dir?: string } = {}): ModelVersion {
+  checkOptions(opts, 'registry.rollback', ['dir']);
   const root = rootOf(opts.dir);
   const all = list(name, { dir: root });
   const current = all.find((m) => m.stage === 'production');
@@ -301,6 +305,7 @@ export function compare(
   b: string,
   opts: { dir?: string } = {},
 ): { metric: string; a: number | null; b: number | null; diff: number | null }[] {
+  checkOptions(opts, 'registry.compare', ['dir']);
   const root = rootOf(opts.dir);
   const ma = readVersion(root, checkModelName(name), checkVersion(a));
   const mb = readVersion(root, name, checkVersion(b));

@@ -4,7 +4,7 @@
 // gradients and kiln's RNG state exactly as it found them.
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
 import type { Batch } from '../data/loader.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { Adam } from '../optim/adam.js';
@@ -89,6 +89,7 @@ export function initialLoss(
   batch: XY | Batch,
   opts: { loss?: LossFn; expected?: number; tolerance?: number } = {},
 ): InitialLossResult {
+  checkOptions(opts, 'initialLoss', ['loss', 'expected', 'tolerance']);
   const b = xy(batch, 'initialLoss');
   const lf = resolveLoss(opts.loss);
   const tol = opts.tolerance ?? 0.15;
@@ -141,6 +142,7 @@ export function overfitOneBatch(
   batch: XY | Batch,
   opts: { loss?: LossFn; steps?: number; lr?: number; target?: number } = {},
 ): OverfitResult {
+  checkOptions(opts, 'overfitOneBatch', ['loss', 'steps', 'lr', 'target']);
   const b = xy(batch, 'overfitOneBatch');
   const lf = resolveLoss(opts.loss);
   const steps = opts.steps ?? 200,
@@ -184,6 +186,7 @@ export function zeroInputBaseline(
   batches: XY | Batch | readonly (XY | Batch)[],
   opts: { loss?: LossFn; steps?: number; lr?: number; margin?: number } = {},
 ): BaselineResult {
+  checkOptions(opts, 'zeroInputBaseline', ['loss', 'steps', 'lr', 'margin']);
   const bs = (Array.isArray(batches) ? batches : [batches]).map((b) => xy(b, 'zeroInputBaseline'));
   if (bs.length === 0) throw new ArgumentError('zeroInputBaseline needs at least one batch');
   const lf = resolveLoss(opts.loss);
@@ -235,6 +238,7 @@ export interface GradientFlowResult {
  * parameters with no or an all-zero gradient (dead layers, detached branches) and non-finite ones.
  */
 export function gradientFlow(model: Module, batch: XY | Batch, opts: { loss?: LossFn } = {}): GradientFlowResult {
+  checkOptions(opts, 'gradientFlow', ['loss']);
   const b = xy(batch, 'gradientFlow');
   const lf = resolveLoss(opts.loss);
   return trial(model, () => {
@@ -288,6 +292,7 @@ export function batchIndependence(
   batch: XY | Batch | Tensor,
   opts: { index?: number; mode?: 'eval' | 'train' } = {},
 ): BatchIndependenceResult {
+  checkOptions(opts, 'batchIndependence', ['index', 'mode']);
   const x = isTensor(batch) ? batch : xy(batch, 'batchIndependence').x;
   if (x.ndim < 1 || x.shape[0]! < 2)
     throw new ArgumentError(`batchIndependence needs a batch of at least 2 examples, got shape [${x.shape}]`);
@@ -359,6 +364,7 @@ export function capacity(
   batches: XY | Batch | readonly (XY | Batch)[],
   opts: { widths?: readonly number[]; loss?: LossFn; steps?: number; lr?: number; margin?: number; seed?: number } = {},
 ): CapacityResult {
+  checkOptions(opts, 'capacity', ['widths', 'loss', 'steps', 'lr', 'margin', 'seed']);
   if (typeof build !== 'function')
     throw new ArgumentError(`capacity needs build(width) => Module, got ${describe(build)}`);
   const bs = (Array.isArray(batches) ? batches : [batches]).map((b) => xy(b, 'capacity'));

@@ -3,7 +3,7 @@
 // (1 - alpha) * crossEntropy(student, labels). The T^2 keeps the soft term's gradients on the scale of the hard
 // term's as T changes.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
 import { crossEntropy } from '../nn/loss.js';
 import { Module, inEvalMode } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -22,6 +22,7 @@ export class Distiller extends Module {
 
   constructor(teacher: Module, student: Module, opts: { temperature?: number; alpha?: number } = {}) {
     super();
+    checkOptions(opts, 'Distiller', ['temperature', 'alpha']);
     for (const [m, what] of [
       [teacher, 'teacher'],
       [student, 'student'],
@@ -75,5 +76,6 @@ export function distill(
   student: Module,
   opts: { temperature?: number; alpha?: number } = {},
 ): Distiller {
+  checkOptions(opts, 'distill', ['temperature', 'alpha']);
   return new Distiller(teacher, student, opts);
 }

@@ -404,6 +404,13 @@ test('options objects: a bare value or an unknown key fails, naming the options 
     ['integratedGradients', () => kn.explain.integratedGradients(u, u, bad)],
     ['gradientXInput', () => kn.explain.gradientXInput(u, u, bad)],
     ['kernelShap', () => kn.explain.kernelShap(u, u, u, bad)],
+    ['conv2d', () => kn.conv2d(kn.ones([1, 1, 3, 3]), kn.ones([1, 1, 2, 2]), null, bad)],
+    ['maxPool2d', () => kn.maxPool2d(u, u, bad)],
+    ['avgPool2d', () => kn.avgPool2d(u, u, bad)],
+    ['readParquet', () => kn.data.readParquet('/tmp/kiln-never.parquet', bad)],
+    ['writeParquet', () => kn.data.writeParquet('/tmp/kiln-never.parquet', u, bad)],
+    ['startRun', () => kn.track.startRun(bad)],
+    ['Batcher', () => new kn.serve.Batcher((rows: number[]) => rows, bad)],
     ['kaimingUniform', () => kn.nn.init.kaimingUniform(u, bad)],
     ['kaimingNormal', () => kn.nn.init.kaimingNormal(u, bad)],
     ['xavierUniform', () => kn.nn.init.xavierUniform(u, bad)],
@@ -435,7 +442,18 @@ test('options objects: a bare value or an unknown key fails, naming the options 
     ['datasetManifest', () => kn.data.datasetManifest(u, bad)],
     ['verifyManifest', () => kn.data.verifyManifest(u, bad)],
     ['syncRuns', () => kn.track.syncRuns(u, bad)],
+    [
+      'StreamingDataset.open',
+      () => kn.data.StreamingDataset.open(u, { columns: { x: 'a' }, creatGraph: true } as never),
+    ],
+    ['submit', () => new kn.serve.Batcher((rows: number[]) => rows).submit(1, bad)],
   ];
+  // countIncludePad is avgPool2d's alone
+  throwsKiln(
+    () => kn.maxPool2d(u, u, { countIncludePad: true } as never),
+    kn.ArgumentError,
+    /maxPool2d: unknown option "countIncludePad"/,
+  );
   for (const [fn, call] of sweep) throwsKiln(call, kn.ArgumentError, new RegExp(`^${fn}: unknown option "creatGraph"`));
   for (const [fn, call] of sweepAsync) await rejectsKiln(call(), new RegExp(`^${fn}: unknown option "creatGraph"`));
 });

@@ -5,7 +5,7 @@
 import { openAsBlob, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as A from 'apache-arrow';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, toArrow } from './arrow.js';
@@ -96,8 +96,7 @@ function readBytes(path: string): Uint8Array {
 }
 
 function readerOptions(o: ReadParquetOptions, what: string): Record<string, unknown> {
-  if (o === null || typeof o !== 'object')
-    throw new ArgumentError(`${what} options must be an object, got ${describe(o)}`);
+  checkOptions(o, what, optionKeys<ReadParquetOptions>({ columns: true, rowGroups: true, limit: true, offset: true }));
   const out: Record<string, unknown> = {};
   if (o.columns !== undefined) {
     if (!Array.isArray(o.columns) || o.columns.some((c) => typeof c !== 'string'))
@@ -271,8 +270,17 @@ export function writeParquet(
   opts: WriteParquetOptions = {},
 ): { bytes: number; rows: number; rowGroups: number } {
   checkPath(path, 'writeParquet');
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`writeParquet options must be an object, got ${describe(opts)}`);
+  checkOptions(
+    opts,
+    'writeParquet',
+    optionKeys<WriteParquetOptions>({
+      compression: true,
+      rowGroupSize: true,
+      dictionary: true,
+      vocab: true,
+      metadata: true,
+    }),
+  );
   const table = data instanceof A.Table ? data : toArrow(data, { vocab: opts.vocab });
   const bad = columnNameProblem(table.schema.fields);
   if (bad) throw new ValidationError(`writeParquet: ${bad}`);

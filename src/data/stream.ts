@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../backends/backend.js';
 import { isInitialized, rank as worldRank, size as worldSize } from '../distributed/comm.js';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { nameRecord } from '../records.js';
@@ -379,6 +379,25 @@ export class StreamingDataset {
       throw new ArgumentError(
         `StreamingDataset.open needs options { columns: { x: [...], y: 'label' } }, got ${describe(opts)}`,
       );
+    checkOptions(
+      opts,
+      'StreamingDataset.open',
+      optionKeys<StreamingOptions>({
+        columns: true,
+        dtypes: true,
+        batchSize: true,
+        shuffle: true,
+        seed: true,
+        shuffleBuffer: true,
+        maxMemoryBytes: true,
+        workers: true,
+        rank: true,
+        worldSize: true,
+        dropLast: true,
+        backend: true,
+        transform: true,
+      }),
+    );
     const files = datasetFiles(source);
     const infos: Awaited<ReturnType<typeof fileInfo>>[] = [];
     for (const f of files) infos.push(await fileInfo(f));

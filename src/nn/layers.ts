@@ -3,7 +3,7 @@
 import { activeRecorder } from '../profile/recorder.js';
 import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
-import { conv2d, maxPool2d, type Pair } from '../ops/conv.js';
+import { conv2d, maxPool2d, type Conv2dOptions, type Pair } from '../ops/conv.js';
 import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedActivation } from '../ops/elementwise.js';
 import { flatten, gather, reshape } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
@@ -89,6 +89,16 @@ export interface Conv2dLayerOptions extends LayerOptions {
   groups?: number;
 }
 
+/** The convolution's own options out of a Conv2d layer's, which also hold `bias` and `init`. */
+export function convOptions(o: Conv2dLayerOptions): Conv2dOptions {
+  const c: Conv2dOptions = {};
+  if (o.stride !== undefined) c.stride = o.stride;
+  if (o.padding !== undefined) c.padding = o.padding;
+  if (o.dilation !== undefined) c.dilation = o.dilation;
+  if (o.groups !== undefined) c.groups = o.groups;
+  return c;
+}
+
 /**
  * 2-D convolution over NCHW input; weight [out, in/groups, kH, kW].
  * @example new kn.nn.Conv2d(1, 4, 3, { padding: 1 }).call(kn.ones([2, 1, 8, 8])).shape // [2, 4, 8, 8]
@@ -96,6 +106,7 @@ export interface Conv2dLayerOptions extends LayerOptions {
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  private readonly conv: Conv2dOptions;
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
@@ -104,6 +115,7 @@ export class Conv2d extends Module {
   ) {
     super();
     checkOptions(opts, 'Conv2d', ['bias', 'init', 'stride', 'padding', 'dilation', 'groups']);
+    this.conv = convOptions(opts);
     posInt(inChannels, 'Conv2d inChannels');
     posInt(outChannels, 'Conv2d outChannels');
     const groups = posInt(opts.groups ?? 1, 'Conv2d groups');
@@ -119,7 +131,7 @@ export class Conv2d extends Module {
         : this.registerParameter('bias', initBias(outChannels, (inChannels / groups) * kh! * kw!, opts.init));
   }
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, this.opts);
+    return conv2d(x, this.weight, this.bias, this.conv);
   }
   protected override extraRepr(): string {
     return `${this.inChannels}, ${this.outChannels}, kernel=${String(this.kernelSize)}`;

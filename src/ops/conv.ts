@@ -1,7 +1,7 @@
 // conv2d and pooling (NCHW) with backward kernels.
 import { record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { convOutSize, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
@@ -37,6 +37,7 @@ export interface Conv2dOptions {
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   assertTensor(x, 'conv2d input');
   assertTensor(weight, 'conv2d weight');
+  checkOptions(opts, 'conv2d', ['stride', 'padding', 'dilation', 'groups']);
   if (x.ndim !== 4) throw new ShapeError(`conv2d input must be [N, C, H, W], got ${shapeStr(x.shape)}`);
   if (weight.ndim !== 4)
     throw new ShapeError(`conv2d weight must be [O, C/groups, kH, kW], got ${shapeStr(weight.shape)}`);
@@ -151,6 +152,7 @@ function poolSetup(
  * @example kn.maxPool2d(kn.arange(16).reshape([1, 1, 4, 4]), 2).reshape([4]) // [5, 7, 13, 15]
  */
 export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
+  checkOptions(opts, 'maxPool2d', ['stride', 'padding']);
   const { attrs, OH, OW } = poolSetup(x, kernel, opts, 'maxPool2d');
   const [N, C] = x.shape as [number, number];
   const y = runKernel('maxPool2d', [x], attrs, [N, C, OH, OW], isFloat(x.dtype) ? x.dtype : 'float32');
@@ -197,6 +199,7 @@ function maxPoolSelect(x: Tensor, u: Tensor, attrs: readonly number[], outShape:
  * @example kn.avgPool2d(kn.arange(16).reshape([1, 1, 4, 4]), 2).reshape([4]) // [2.5, 4.5, 10.5, 12.5]
  */
 export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
+  checkOptions(opts, 'avgPool2d', ['stride', 'padding', 'countIncludePad']);
   const { attrs, OH, OW } = poolSetup(x, kernel, opts, 'avgPool2d');
   const inc = (opts.countIncludePad ?? true) ? 1 : 0;
   const [N, C, H, W] = x.shape as [number, number, number, number];

@@ -4,7 +4,7 @@
 // are tracked as running min/max while training. convertQat then produces the real int8 model.
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, describe } from '../errors.js';
-import { Conv2d, Linear, type Conv2dLayerOptions } from '../nn/layers.js';
+import { Conv2d, Linear, convOptions, type Conv2dLayerOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
@@ -136,13 +136,7 @@ export class QatConv2d extends QatBase {
   forward(x: Tensor): Tensor {
     const xq = this.quantInput(x);
     const wq = this.quantWeight(this.weight);
-    const { stride, padding, dilation, groups } = this.opts;
-    const y = conv2d(xq, wq, this.bias, {
-      ...(stride !== undefined ? { stride } : {}),
-      ...(padding !== undefined ? { padding } : {}),
-      ...(dilation !== undefined ? { dilation } : {}),
-      ...(groups !== undefined ? { groups } : {}),
-    });
+    const y = conv2d(xq, wq, this.bias, convOptions(this.opts));
     if (xq !== x) xq.dispose();
     wq.dispose();
     return y;

@@ -3,7 +3,7 @@
 // oldest request has waited maxDelayMs, whichever comes first. Every submitted request settles exactly once:
 // with its own output row, or with a KilnError that says why (queue full, timed out, aborted, model failed,
 // batcher closed).
-import { ArgumentError, KilnError, describe } from '../errors.js';
+import { ArgumentError, KilnError, checkOptions, describe, optionKeys } from '../errors.js';
 
 /** Base class of the errors a Batcher or model server rejects a request with. */
 export class ServeError extends KilnError {}
@@ -124,8 +124,18 @@ export class Batcher<I, O> {
   ) {
     if (typeof fn !== 'function')
       throw new ArgumentError(`Batcher needs a function (inputs[]) => outputs[], got ${describe(fn)}`);
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(`Batcher options must be an object, got ${describe(opts)}`);
+    checkOptions(
+      opts,
+      'Batcher',
+      optionKeys<BatcherOptions>({
+        maxBatchSize: true,
+        maxDelayMs: true,
+        timeoutMs: true,
+        maxQueue: true,
+        concurrency: true,
+        onBatch: true,
+      }),
+    );
     this.maxBatch = checkCount(opts.maxBatchSize ?? 32, 'maxBatchSize', 1);
     this.maxDelayMs = checkMs(opts.maxDelayMs ?? 2, 'maxDelayMs');
     this.timeoutMs = opts.timeoutMs === undefined ? undefined : checkMs(opts.timeoutMs, 'timeoutMs');
@@ -160,8 +170,11 @@ export class Batcher<I, O> {
 
   /** Queues one input; resolves with its output row, or rejects with a ServeError. */
   submit(input: I, opts: SubmitOptions = {}): Promise<O> {
-    if (opts === null || typeof opts !== 'object')
-      return Promise.reject(new ArgumentError(`submit options must be an object, got ${describe(opts)}`));
+    try {
+      checkOptions(opts, 'submit', ['signal', 'timeoutMs']);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     if (this.closing) {
       this.stats.rejected++;
       return Promise.reject(new BatcherClosedError('the batcher is closed and takes no new requests'));

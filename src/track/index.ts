@@ -30,7 +30,7 @@ import { userInfo } from 'node:os';
 import { basename, delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { memory } from '../engine/memory.js';
@@ -521,8 +521,20 @@ function safeUser(): string {
  * @example kn.track.startRun({ dir: '.kiln-tmp-mlruns' }).id.length // 32
  */
 export function startRun(opts: StartRunOptions = {}): Run {
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`startRun takes options, got ${describe(opts)}`);
+  checkOptions(
+    opts,
+    'startRun',
+    optionKeys<StartRunOptions>({
+      experiment: true,
+      runName: true,
+      tags: true,
+      dir: true,
+      trackingUri: true,
+      remote: true,
+      tensorboard: true,
+      systemMetrics: true,
+    }),
+  );
   return new Run(opts);
 }
 

@@ -224,6 +224,14 @@ function encoderStack(
 }
 
 /** Options of {@link transformerClassifier}. */
+const TRANSFORMER_KEYS = optionKeys<TransformerModelOptions>({
+  dModel: true,
+  nHead: true,
+  numLayers: true,
+  dimFeedforward: true,
+  dropout: true,
+});
+
 export interface TransformerClassifierOptions extends TransformerModelOptions {
   /** Token ids are in [0, vocabSize). */
   vocabSize: number;
@@ -243,6 +251,7 @@ export interface TransformerClassifierOptions extends TransformerModelOptions {
 export function transformerClassifier(opts: TransformerClassifierOptions): Sequential {
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`transformerClassifier needs {vocabSize, numClasses}, got ${describe(opts)}`);
+  checkOptions(opts, 'transformerClassifier', [...TRANSFORMER_KEYS, 'vocabSize', 'numClasses', 'maxLen', 'pool']);
   const V = posInt(opts.vocabSize, 'transformerClassifier vocabSize');
   const K = posInt(opts.numClasses, 'transformerClassifier numClasses');
   const d = opts.dModel ?? 128;
@@ -272,6 +281,7 @@ export interface CharLMOptions extends TransformerModelOptions {
 export function charLM(opts: CharLMOptions): Sequential {
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`charLM needs {vocabSize}, got ${describe(opts)}`);
+  checkOptions(opts, 'charLM', [...TRANSFORMER_KEYS, 'vocabSize', 'blockSize']);
   const V = posInt(opts.vocabSize, 'charLM vocabSize');
   const d = opts.dModel ?? 128;
   const layers: Module[] = [

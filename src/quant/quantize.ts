@@ -5,7 +5,7 @@
 //   int8-dynamic  weights as above; activations quantized at run time (per row for Linear, per image for Conv2d)
 //   int4          weight-only, groups of 32/64/128 inputs per scale (Linear layers)
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import { Conv2d, Linear, type Conv2dLayerOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -220,6 +220,19 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
   if (!(model instanceof Module)) throw new ArgumentError(`quantize takes a kn.nn.Module, got ${describe(model)}`);
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(`quantize options must be an object, got ${describe(opts)}`);
+  checkOptions(
+    opts,
+    'quantize',
+    optionKeys<QuantizeOptions>({
+      scheme: true,
+      calibration: true,
+      method: true,
+      percentile: true,
+      groupSize: true,
+      keepFloat: true,
+      minSqnrDb: true,
+    }),
+  );
   const scheme = opts.scheme;
   if (scheme !== 'int8' && scheme !== 'int8-dynamic' && scheme !== 'int4')
     throw new ArgumentError(`scheme must be 'int8', 'int8-dynamic' or 'int4', got ${describe(scheme)}`);

@@ -445,6 +445,7 @@ test('options objects: a bare value or an unknown key fails, naming the options 
     ['datasetManifest', () => kn.data.datasetManifest(u, bad)],
     ['verifyManifest', () => kn.data.verifyManifest(u, bad)],
     ['syncRuns', () => kn.track.syncRuns(u, bad)],
+    ['server', () => kn.serve.createServer(u, bad)],
     [
       'StreamingDataset.open',
       () => kn.data.StreamingDataset.open(u, { columns: { x: 'a' }, creatGraph: true } as never),

@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import { ColumnPipeline } from '../data/pipeline.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
@@ -221,9 +221,38 @@ async function loadSource(
   }
 }
 
+const SERVER_OPTIONS = optionKeys<ServerOptions>({
+  port: true,
+  host: true,
+  inputShape: true,
+  backend: true,
+  transform: true,
+  pipeline: true,
+  version: true,
+  maxBatchSize: true,
+  maxAutoBatch: true,
+  maxDelayMs: true,
+  timeoutMs: true,
+  maxQueue: true,
+  maxRowsPerRequest: true,
+  bodyLimit: true,
+  cache: true,
+  requestLog: true,
+  warmup: true,
+  probationBatches: true,
+  batching: true,
+  logger: true,
+  auth: true,
+  tls: true,
+  auditLog: true,
+  monitor: true,
+  onAlert: true,
+  autoRollback: true,
+  modelDir: true,
+});
+
 function checkOpts(o: ServerOptions): void {
-  if (o === null || typeof o !== 'object')
-    throw new ArgumentError(`server options must be an object, got ${describe(o)}`);
+  checkOptions(o, 'server', SERVER_OPTIONS);
   const int = (k: keyof ServerOptions, min: number, max = Number.MAX_SAFE_INTEGER): void => {
     const v = o[k];
     if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {

@@ -3,7 +3,7 @@
 // Forward mode (jvp) is the double-vjp construction: u -> vjp(f, x, u) is linear in u, so its vjp with
 // cotangent v is J v. Everything nests: with { createGraph: true } the results are differentiable again.
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import * as ops from '../ops/index.js';
 import { sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, Tensor } from '../tensor/tensor.js';

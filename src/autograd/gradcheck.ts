@@ -1,7 +1,7 @@
 // Finite-difference gradient check. The analytic gradient comes from the inputs' own backend; the numeric
 // one from central differences of f evaluated in float64 on the `js` reference backend.
 import { getBackend, setBackend } from '../backends/registry.js';
-import { ArgumentError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, checkOptions, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import * as ops from '../ops/index.js';
 import { isFloat } from '../tensor/dtype.js';

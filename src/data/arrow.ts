@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, FormatError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';

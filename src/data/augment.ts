@@ -3,7 +3,7 @@
 // epoch's augmented batches are the same on every run and after a resume, and kiln's global generator is never
 // touched. compose() moves each batch tensor to host memory once, runs the steps there (flips, noise and cutout in
 // place; crops and rotations into one new buffer each) and makes one tensor of each at the end.
-import { ArgumentError, DTypeError, ShapeError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { nameRecord } from '../records.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';

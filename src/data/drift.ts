@@ -1,7 +1,7 @@
 // Data drift between a reference sample (training data) and a current one (production inputs), per feature:
 // the population stability index over reference-quantile bins, and the two-sample Kolmogorov-Smirnov
 // statistic with its asymptotic p-value.
-import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { columnsOf, type TableLike } from './columns.js';
 
 /** Drift numbers for one feature. */

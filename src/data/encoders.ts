@@ -3,7 +3,7 @@
 // and missing categories, and saved as JSON to ship next to a model. Category values come from data, so they
 // live in Maps and arrays, never as keys of ordinary objects.
 import { readFileSync } from 'node:fs';
-import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';

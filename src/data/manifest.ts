@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { arrowFileInfo } from './arrow.js';
 import { parquetInfo } from './parquet.js';

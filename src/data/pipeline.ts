@@ -5,7 +5,7 @@
 // records fingerprints of the raw rows it was fitted on, for kn.data.leakageReport.
 import { readFileSync } from 'node:fs';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, FormatError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { concat } from '../ops/movement.js';
 import { tensor } from '../ops/creation.js';

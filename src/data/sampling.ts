@@ -1,7 +1,7 @@
 // Sampling for large and imbalanced data: stratified samples that keep class proportions, reservoir samples over
 // a stream of unknown length (uniform, or weighted by Efraimidis-Spirakis keys), random under- and over-sampling
 // to balance classes, and SMOTE's synthetic minority rows. Seeded: the same seed gives the same rows.
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { hostRng, permutation } from './loader.js';

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { add, div, maximum, minimum, mul, sub, where } from '../ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomicSync } from '../io/atomic.js';

@@ -1,6 +1,6 @@
 // Splits without leakage: seeded train/test splits (optionally stratified), k-fold, stratified k-fold and
 // group k-fold, and a report of rows shared between splits or seen by a fitted scaler.
-import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { Dataset, hostRng, permutation } from './loader.js';
 import { assertTable, rowFingerprints } from './stats.js';

@@ -2,7 +2,7 @@
 // zone), lags and rolling-window statistics that only see earlier rows of the same series, and time-series
 // splits (expanding or sliding training windows, with a gap before each test window).
 import * as A from 'apache-arrow';
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import type { Split } from './split.js';

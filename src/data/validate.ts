@@ -1,5 +1,5 @@
 // Schema validation of tabular data: every violation is reported with its row, column, value and rule.
-import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { columnsOf, type Column, type TableLike } from './columns.js';
 import { own } from '../records.js';
 

@@ -3,7 +3,7 @@
 // attacks within an L-infinity budget, and metamorphic relations (transformations that must not, or must, change
 // the prediction) with the examples that violate them.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { integratedGradients } from '../explain/index.js';
 import { inputGrad, inputOf, outputsOf, positiveInt, rowArgmax } from '../explain/core.js';
 import { crossEntropy } from '../nn/loss.js';

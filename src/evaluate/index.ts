@@ -3,7 +3,7 @@
 // fairness metrics with a pass/fail report. Everything here works on host arrays: predictions are small next to
 // the model. Slice and group names come from data, so they are values in the results, never object keys.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import * as metrics from '../metrics/index.js';
 import { classIndices } from '../metrics/labels.js';
 import { hostValues, runPredictor, type Predictor, type Values } from './host.js';

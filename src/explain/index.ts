@@ -3,7 +3,7 @@
 // batched: all interpolation steps (or noisy copies, or masked coalitions) of a chunk of examples go through one
 // forward and one backward. Inputs are built on the host in float32; the model runs on kiln's default backend.
 import { hostRng } from '../data/loader.js';
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { hostValues, type Predictor, type Values } from '../evaluate/host.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -2,7 +2,7 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}} and the raw
 // little-endian tensor bytes. Reading validates everything before a byte of data is used: header size and
 // JSON, dtypes, shapes, offsets in bounds, sizes matching shapes, and no overlapping or missing bytes.
-import { FormatError, ArgumentError, describe } from '../errors.js';
+import { ArgumentError, FormatError, describe } from '../errors.js';
 import {
   encodeStorage,
   DTYPE_SHORT_NAMES,

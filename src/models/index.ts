@@ -2,7 +2,7 @@
 // tree of standard layers, so it saves with its architecture (kn.io.save / loadModel), serves, quantizes,
 // prunes and (where ONNX has the ops) exports like any other.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe, checkOptions, optionKeys } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
 import { LearnedPositionalEmbedding, TransformerEncoderLayer, dropoutRate } from '../nn/attention.js';

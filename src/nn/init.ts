@@ -1,5 +1,5 @@
 // Weight initialisers, drawn from kiln's seeded generator (kn.seed makes them reproducible).
-import { ArgumentError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, checkOptions, describe } from '../errors.js';
 import { rand, randn } from '../ops/random.js';
 import { zeros } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -3,7 +3,7 @@
 // of the same architecture line up across libraries.
 import { activeRecorder } from '../profile/recorder.js';
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, DTypeError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 import { nameRecord, own } from '../records.js';

@@ -2,7 +2,7 @@
 // reduced one after another.
 import { isGradEnabled, record } from '../autograd/tape.js';
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, DTypeError, ShapeError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe } from '../errors.js';
 import { isFloat, type DType } from '../tensor/dtype.js';
 import { normalizeAxes, normalizeAxis, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type AxisArg, type Tensor } from '../tensor/tensor.js';

@@ -1,6 +1,6 @@
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { add, div, lt, minimum, mul, sqrt, where } from '../ops/elementwise.js';
 import { stack } from '../ops/movement.js';
 import { max, sum } from '../ops/reduce.js';

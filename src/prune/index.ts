@@ -2,7 +2,7 @@
 // schedule (Zhu & Gupta's cubic ramp), and structured pruning that removes whole neurons / channels and
 // shrinks the layers that consume them, so the model really gets smaller and faster.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { layerOf } from '../nn/registry.js';

@@ -4,7 +4,7 @@
 // with a few rows of x directly and otherwise dequantizes its weights for each call and runs the float GEMM
 // (int4 saves storage and bandwidth; there is no int4 product kernel).
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { registerLayer, type SpecFields } from '../nn/registry.js';
 import type { SpecReader } from '../nn/spec_reader.js';

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { ArgumentError, FormatError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { SliceRow } from '../evaluate/index.js';

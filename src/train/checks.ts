@@ -4,7 +4,7 @@
 // gradients and kiln's RNG state exactly as it found them.
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, ShapeError, ValidationError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import type { Batch } from '../data/loader.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { Adam } from '../optim/adam.js';

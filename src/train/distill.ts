@@ -3,7 +3,7 @@
 // (1 - alpha) * crossEntropy(student, labels). The T^2 keeps the soft term's gradients on the scale of the hard
 // term's as T changes.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, describe, checkOptions } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { crossEntropy } from '../nn/loss.js';
 import { Module, inEvalMode } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';

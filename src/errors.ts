@@ -44,16 +44,26 @@ export function describe(v: unknown): string {
 
 /**
  * Checks an options argument: an object (not an array) whose own keys are all among `known`, so that a typo
- * (`{ dtyp: 'float64' }`) or a bare value (`kn.zeros([2], 'float64')`) fails instead of being ignored.
+ * (`{ dtyp: 'float64' }`) or a bare value (`kn.zeros([2], 'float64')`) fails instead of being ignored. An omitted
+ * argument (`undefined`) passes unless `presence` is `'required'`, for the entry points that cannot run without one.
  */
-export function checkOptions(opts: unknown, where: string, known: readonly string[]): void {
-  if (opts === undefined) return; // an optional argument left out
+export function checkOptions(
+  opts: unknown,
+  where: string,
+  known: readonly string[],
+  presence: 'optional' | 'required' = 'optional',
+): void {
+  if (opts === undefined && presence === 'optional') return; // an optional argument left out
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
     throw new ArgumentError(`${where} options must be an object, got ${describe(opts)}`);
-  for (const k of Object.keys(opts)) {
-    if (!known.includes(k))
-      throw new ArgumentError(`${where}: unknown option ${describe(k)} (the options are ${known.join(', ')})`);
-  }
+  const k = unknownKey(opts, known);
+  if (k !== undefined)
+    throw new ArgumentError(`${where}: unknown option ${describe(k)} (the options are ${known.join(', ')})`);
+}
+
+/** The first own key of `o` that is not among `known`, or undefined when there is none. */
+export function unknownKey(o: object, known: readonly string[]): string | undefined {
+  return Object.keys(o).find((k) => !known.includes(k));
 }
 
 /**

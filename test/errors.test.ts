@@ -462,6 +462,112 @@ test('options objects: a bare value or an unknown key fails, naming the options 
   for (const [fn, call] of sweepAsync) await rejectsKiln(call(), new RegExp(`^${fn}: unknown option "creatGraph"`));
 });
 
+test('options objects: the rest of the API, nested options, and options a call cannot do without', async () => {
+  const bad = { creatGraph: true } as never;
+  const u = undefined as never;
+  const lin = new kn.nn.Linear(2, 2);
+  const rm = kn.serve.rowModel((x: kn.Tensor) => x.mul(2), { inputShape: [2] });
+  const sweep: [string, () => unknown][] = [
+    ['scaledDotProductAttention', () => kn.nn.scaledDotProductAttention(u, u, u, bad)],
+    ['applyRotary', () => kn.nn.applyRotary(u, bad)],
+    ['SinusoidalPositionalEncoding', () => new kn.nn.SinusoidalPositionalEncoding(8, 16, bad)],
+    ['LearnedPositionalEmbedding', () => new kn.nn.LearnedPositionalEmbedding(16, 8, bad)],
+    ['SequencePool', () => new kn.nn.SequencePool('mean', bad)],
+    ['MultiheadAttention.attend masks', () => new kn.nn.MultiheadAttention(4, 2).attend(u, u, u, bad)],
+    ['TransformerEncoderLayer.encode masks', () => new kn.nn.TransformerEncoderLayer(4, 2).encode(u, bad)],
+    ['TransformerDecoderLayer.decode masks', () => new kn.nn.TransformerDecoderLayer(4, 2).decode(u, u, bad)],
+    [
+      'TransformerDecoderLayer.decode masks.memory',
+      () => new kn.nn.TransformerDecoderLayer(4, 2).decode(u, u, { memory: bad }),
+    ],
+    ['qconv2dInt8', () => kn.qconv2dInt8(u, u, u, null, bad)],
+    ['profile', () => kn.profile(() => 1, bad)],
+    ['Profile.table', () => kn.profile(() => 1).table(bad)],
+    ['init', () => kn.distributed.init(bad)],
+    ['allreduce', () => kn.distributed.allreduce(u, bad)],
+    ['DistributedDataParallel', () => new kn.distributed.DistributedDataParallel(lin, bad)],
+    ['DistributedSampler', () => new kn.distributed.DistributedSampler(4, bad)],
+    ['toOnnx', () => kn.io.toOnnx(u, bad)],
+    ['rowModel', () => kn.serve.rowModel(u, bad)],
+    ['monitor', () => new kn.serve.Monitor(bad, 1)],
+    ['mixup', () => kn.data.augment.mixup(0.2, bad)],
+    ['stratifiedSample', () => kn.data.stratifiedSample([0, 1], bad)],
+    ['register', () => kn.registry.register(u, bad)],
+    ['adversarial', () => kn.evaluate.adversarial(u, u, u, bad)],
+    ['fromSpec', () => kn.nn.fromSpec(u, bad)],
+    ['GradualSchedule', () => new kn.prune.GradualSchedule(bad)],
+    ['startRun remote', () => kn.track.startRun({ remote: bad })],
+  ];
+  const sweepAsync: [string, () => Promise<unknown>][] = [
+    ['bench', () => kn.bench(() => 1, bad)],
+    ['allreduceAsync', () => kn.distributed.allreduceAsync(u, bad)],
+    ['exportOnnx', () => kn.io.exportOnnx(u, u, bad)],
+    ['Batcher.close', () => new kn.serve.Batcher((rows: number[]) => rows).close(bad)],
+    ['readRequestLog', () => kn.serve.readRequestLog(u, bad)],
+    ['tuneBatchSize', () => kn.serve.tuneBatchSize(u, u, bad)],
+    ['runPipeline', () => kn.serve.runPipeline(u, bad)],
+    ['watchPipeline', () => kn.serve.watchPipeline(u, bad)],
+    ['syncRuns remote', () => kn.track.syncRuns(u, { remote: bad })],
+    ['server tls', () => kn.serve.createServer(u, { tls: { cert: 'x', creatGraph: true } as never })],
+    ['autoRollback', () => kn.serve.createServer(u, { autoRollback: bad })],
+  ];
+  for (const [fn, call] of sweep)
+    throwsKiln(call, kn.ArgumentError, new RegExp(`^${fn}: unknown option "creatGraph" \\(the options are `));
+  for (const [fn, call] of sweepAsync) await rejectsKiln(call(), new RegExp(`^${fn}: unknown option "creatGraph"`));
+  // the options a call cannot run without: an omitted argument is an error, not a crash
+  const required: [string, () => unknown][] = [
+    ['magnitude', () => kn.prune.magnitude(lin, u)],
+    ['structured', () => kn.prune.structured(new kn.nn.Sequential(lin), u)],
+    ['quantize', () => kn.quant.quantize(lin, u)],
+    ['GradualSchedule', () => new kn.prune.GradualSchedule(u)],
+    ['mixup', () => kn.data.augment.mixup(0.2, u)],
+    ['rowModel', () => kn.serve.rowModel((x: kn.Tensor) => x, u)],
+  ];
+  for (const [fn, call] of required)
+    throwsKiln(call, kn.ArgumentError, new RegExp(`^${fn} options must be an object, got undefined`));
+  // values the key check lets through are still checked
+  throwsKiln(() => kn.nn.fromSpec(u, { maxParams: NaN }), kn.ArgumentError, /maxParams must be an integer >= 0/);
+  throwsKiln(() => kn.io.toOnnx(lin, { inputDtype: 'int8' } as never), kn.ArgumentError, /inputDtype must be/);
+  await rejectsKiln(kn.serve.tuneBatchSize(rm, []), /tuneBatchSize sizes must be a non-empty list/);
+  await rejectsKiln(kn.serve.tuneBatchSize(rm, [1], { repeats: 0 }), /repeats must be an integer >= 1/);
+  await rejectsKiln(kn.serve.tuneBatchSize(rm, [1], { share: 2 }), /share must be in \(0, 1\]/);
+  const tuned = await kn.serve.tuneBatchSize(rm, [1, 2], { repeats: 1 });
+  assert.ok([1, 2].includes(tuned.size));
+  rm.dispose();
+  // and the nested options of fit, of a server's keys and of a monitor's rules
+  await rejectsKiln(
+    kn.train.fit(lin, {
+      train: new kn.data.DataLoader(new kn.data.Dataset({ x: kn.randn([4, 2]), y: kn.randn([4, 2]) })),
+      loss: 'mse',
+      optimizer: new kn.optim.SGD(lin.parameters(), { lr: 0.1 }),
+      epochs: 1,
+      verbose: 'silent',
+      report: { path: '/tmp/kiln-never.html', titel: 'x' } as never,
+    }),
+    /^fit report: unknown option "titel" \(the options are path, title, classes, examples\)/,
+  );
+  const key = 'kiln_key_for_the_options_test';
+  await rejectsKiln(
+    kn.serve.createServer((x: kn.Tensor) => x, {
+      inputShape: [2],
+      auth: { keys: { [key]: { scopes: ['predict'], ratelimit: 5 } as never } },
+    }),
+    /^auth key kiln_key_for\.\.\.: unknown option "ratelimit" \(the options are scopes, rateLimit, burst, maxRows\)/,
+  );
+  throwsKiln(
+    () =>
+      new kn.serve.Monitor(
+        {
+          reference: Array.from({ length: 10 }, (_, i) => [i]),
+          rules: [{ name: 'A', metric: 'feature_psi_max', op: '>', treshold: 1 } as never],
+        },
+        1,
+      ),
+    kn.ArgumentError,
+    /^alert rule 0 \("A"\): unknown option "treshold"/,
+  );
+});
+
 async function rejectsKiln(p: Promise<unknown>, re: RegExp): Promise<void> {
   try {
     await p;

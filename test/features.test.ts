@@ -181,6 +181,24 @@ test('bad views and requests: clear errors', async () => {
       /view name must be an identifier/,
     );
     throwsKiln(
+      () =>
+        st.register({
+          name: 'v',
+          source: srcDir,
+          entity: 'user_id',
+          timestamp: 'ts',
+          features: ['amount'],
+          ttl: 5,
+        } as never),
+      kn.ArgumentError,
+      /^feature view: unknown option "ttl" \(the options are name, source, entity, timestamp, features, ttlMs\)/,
+    );
+    await rejectsKiln(
+      st.trainingSet(eventTable, { entity: 'user_id', timestamp: 'ts', views: ['v'], asOf: 1 } as never),
+      kn.ArgumentError,
+      /^trainingSet: unknown option "asOf"/,
+    );
+    throwsKiln(
       () => st.register({ name: 'v', source: srcDir, entity: 'user_id', timestamp: 'ts', features: [] }),
       kn.ArgumentError,
       /needs at least one feature/,

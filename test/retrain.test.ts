@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { throwsKiln } from './helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const W = [
@@ -156,6 +157,18 @@ test('bad data stops the run at validation with the reason; the spec is checked 
       }),
     /canary.weight must be in \(0, 1\]/,
   );
+  // a misspelt setting fails the spec instead of leaving its default in place
+  const base = { name: 'm', data: { train: 'a', holdout: 'b', label: 'y' } };
+  const unknown: [object, RegExp][] = [
+    [{ ...base, minImprovment: 0.1 }, /^pipeline: unknown key "minImprovment" \(the keys are name, workdir,/],
+    [{ ...base, data: { ...base.data, minrows: 5 } }, /^pipeline: data: unknown key "minrows"/],
+    [{ ...base, train: { epoch: 3 } }, /^pipeline: train: unknown key "epoch" \(the keys are epochs, batchSize,/],
+    [{ ...base, canary: { url: 'http://x', wieght: 0.5 } }, /^pipeline: canary: unknown key "wieght"/],
+    [{ ...base, train: 5 }, /^pipeline: train must be an object, got 5/],
+  ];
+  for (const [sp, re] of unknown)
+    throwsKiln(() => kn.serve.loadPipelineSpec(sp as kn.serve.PipelineSpec), kn.ValidationError, re);
+  assert.is(kn.serve.loadPipelineSpec({ ...base, train: { epochs: 3 } }).spec.train!.epochs, 3);
 });
 
 test('canary on a live server: a run killed mid-canary resumes there, then promotes on the server and registry', async () => {

@@ -124,6 +124,16 @@ test('canary weights are honoured within binomial bounds, and each answer names 
     );
     await rejectsKiln(srv.deploy(model(5), { version: 'x' }), kn.ArgumentError, /needs one of weight/);
     await rejectsKiln(
+      srv.deploy(model(5), { version: 'x', wieght: 0.1 } as never),
+      kn.ArgumentError,
+      /^deploy: unknown option "wieght" \(the options are version, weight, shadow, stickyKey, autoRollback, transform\)/,
+    );
+    await rejectsKiln(
+      srv.deploy(model(5), { version: 'x', weight: 0.1, autoRollback: { maxErrorRte: 0.1 } as never }),
+      kn.ArgumentError,
+      /^autoRollback: unknown option "maxErrorRte"/,
+    );
+    await rejectsKiln(
       srv.deploy(model(5), { version: 'x', shadow: true, weight: 0.1 }),
       kn.ArgumentError,
       /shadow alone/,

@@ -279,9 +279,10 @@ export function gaussianNoise(std: number | readonly number[], opts: { key?: str
  * @example kn.data.augment.mixup(0.2, { numClasses: 10 }).name // "mixup"
  */
 export function mixup(alpha: number, opts: { numClasses: number; key?: string; targetKey?: string }): Augmentation {
+  checkOptions(opts, 'mixup', ['numClasses', 'key', 'targetKey'], 'required');
   if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha))
     throw new ArgumentError(`mixup alpha must be a positive number, got ${describe(alpha)}`);
-  const C = opts?.numClasses;
+  const C = opts.numClasses;
   if (!Number.isInteger(C) || C < 2) throw new ArgumentError(`mixup needs numClasses >= 2, got ${describe(C)}`);
   const key = opts.key ?? 'x',
     tk = opts.targetKey ?? 'y';

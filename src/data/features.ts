@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as A from 'apache-arrow';
-import { ArgumentError, FormatError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { nameRecord } from '../records.js';
 import { datasetManifest, parquetFiles } from './manifest.js';
@@ -141,6 +141,18 @@ export class FeatureStore {
   private check(spec: FeatureViewSpec): void {
     if (spec === null || typeof spec !== 'object')
       throw new ArgumentError(`a feature view spec must be an object, got ${describe(spec)}`);
+    checkOptions(
+      spec,
+      'feature view',
+      optionKeys<FeatureViewSpec>({
+        name: true,
+        source: true,
+        entity: true,
+        timestamp: true,
+        features: true,
+        ttlMs: true,
+      }),
+    );
     ident(spec.name, 'view name');
     ident(spec.entity, `view '${spec.name}' entity`);
     ident(spec.timestamp, `view '${spec.name}' timestamp`);
@@ -277,6 +289,7 @@ export class FeatureStore {
     this.live();
     if (opts === null || typeof opts !== 'object')
       throw new ArgumentError('trainingSet needs { entity, timestamp, views }');
+    checkOptions(opts, 'trainingSet', ['entity', 'timestamp', 'views']);
     const ent = ident(opts.entity, 'trainingSet entity');
     const tcol = ident(opts.timestamp, 'trainingSet timestamp');
     if (!Array.isArray(opts.views) || opts.views.length === 0)

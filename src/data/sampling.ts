@@ -45,6 +45,7 @@ export function stratifiedSample(
   const n = y.length;
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError('stratifiedSample needs { size } or { fraction }');
+  checkOptions(opts, 'stratifiedSample', ['size', 'fraction', 'seed']);
   let size: number;
   if (opts.size !== undefined) {
     if (!Number.isInteger(opts.size) || opts.size < 0 || opts.size > n)

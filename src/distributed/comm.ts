@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { loadAddon } from '../backends/native/binding.js';
 import { locate } from '../backends/native/locate.js';
-import { ArgumentError, DistributedError, KilnError, describe } from '../errors.js';
+import { ArgumentError, DistributedError, KilnError, checkOptions, describe, optionKeys } from '../errors.js';
 import { isTensor, Tensor } from '../tensor/tensor.js';
 
 /** Reductions of allreduce: 'mean' is the sum divided by the world size. */
@@ -143,7 +143,7 @@ function mapError(e: unknown): KilnError {
  * @example kn.distributed.init().size // 1
  */
 export function init(opts: InitOptions = {}): DistInfo {
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`init takes options, got ${describe(opts)}`);
+  checkOptions(opts, 'init', optionKeys<InitOptions>({ poll: true, chunkMB: true }));
   const poll = opts.poll ?? 'spin';
   if (poll !== 'spin' && poll !== 'backoff')
     throw new ArgumentError(`init poll must be 'spin' or 'backoff', got ${describe(opts.poll)}`);
@@ -319,6 +319,7 @@ function hostArray(x: Target, what: string): CommArray {
 }
 
 function reduceArgs(x: Target, opts: { op?: ReduceOp }, what: string): { op: number; a: CommArray } {
+  checkOptions(opts, what, ['op']);
   const op = checkOp(opts.op ?? 'sum');
   const a = hostArray(x, what);
   if (op === 'mean' && !(a instanceof Float32Array || a instanceof Float64Array))
@@ -332,8 +333,8 @@ function reduceArgs(x: Target, opts: { op?: ReduceOp }, what: string): { op: num
  * @example kn.distributed.init(); kn.distributed.allreduce(kn.tensor([1, 2]), { op: 'sum' }) // [1, 2]
  */
 export function allreduce<T extends Target>(x: T, opts: { op?: ReduceOp } = {}): T {
-  const m = mpi();
   const { op, a } = reduceArgs(x, opts, 'allreduce');
+  const m = mpi();
   if (!m) return x;
   call(() => m.allreduce(a, op, 0));
   if (isTensor(x)) writeBack(x, a);
@@ -345,8 +346,8 @@ export function allreduce<T extends Target>(x: T, opts: { op?: ReduceOp } = {}):
  * Resolves to `x` once every rank's values are in.
  */
 export async function allreduceAsync<T extends Target>(x: T, opts: { op?: ReduceOp } = {}): Promise<T> {
-  const m = mpi();
   const { op, a } = reduceArgs(x, opts, 'allreduceAsync');
+  const m = mpi();
   if (!m) return x;
   await callAsync(() => m.allreduce(a, op, 2));
   if (isTensor(x)) writeBack(x, a);

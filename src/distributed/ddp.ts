@@ -9,7 +9,7 @@
 // order on every rank, so the collectives always line up.
 import { noGrad, isGradEnabled } from '../autograd/tape.js';
 import { onBackwardEnd, onGradReady } from '../autograd/backward.js';
-import { ArgumentError, DistributedError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, DistributedError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { shapeStr } from '../tensor/shape.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -98,8 +98,11 @@ export class DistributedDataParallel extends Module {
       throw new ArgumentError(`DistributedDataParallel wraps a kn.nn.Module, got ${describe(module)}`);
     if (module instanceof DistributedDataParallel)
       throw new ArgumentError('this module is already wrapped in DistributedDataParallel');
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(`DistributedDataParallel options must be an object, got ${describe(opts)}`);
+    checkOptions(
+      opts,
+      'DistributedDataParallel',
+      optionKeys<DDPOptions>({ bucketCapMB: true, firstBucketMB: true, broadcastBuffers: true, overlap: true }),
+    );
     this.module = module;
     this.bucketCapMB = positive(opts.bucketCapMB ?? 25, 'bucketCapMB');
     this.firstBucketMB = positive(opts.firstBucketMB ?? 1, 'firstBucketMB');

@@ -2,7 +2,7 @@
 // one order of the whole dataset per epoch, the same on every rank (seed + epoch), padded with its head to a
 // multiple of the world size (or cut, with dropLast), of which rank r takes positions r, r + size, r + 2 size...
 // Its shuffled order is DataLoader's, so the union of the ranks' batch b is the one-process run's batch b.
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { epochPermutation, type Sampler } from '../data/loader.js';
 import { rank as worldRank, size as worldSize } from './comm.js';
 
@@ -53,8 +53,19 @@ export class DistributedSampler implements Sampler {
 
   constructor(n: number, opts: DistributedSamplerOptions = {}) {
     this.n = nonNegInt(n, 'n');
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(`DistributedSampler options must be an object, got ${describe(opts)}`);
+    checkOptions(
+      opts,
+      'DistributedSampler',
+      optionKeys<DistributedSamplerOptions>({
+        rank: true,
+        size: true,
+        shuffle: true,
+        seed: true,
+        dropLast: true,
+        pad: true,
+        order: true,
+      }),
+    );
     this.size = opts.size === undefined ? worldSize() : nonNegInt(opts.size, 'size');
     if (this.size < 1) throw new ArgumentError('DistributedSampler size must be at least 1');
     this.rank = opts.rank === undefined ? worldRank() : nonNegInt(opts.rank, 'rank');

@@ -193,6 +193,7 @@ export function adversarial(
   },
 ): AdversarialResult {
   if (opts === null || typeof opts !== 'object') throw new ArgumentError('adversarial needs options { epsilon }');
+  checkOptions(opts, 'adversarial', ['epsilon', 'method', 'steps', 'stepSize', 'clip', 'seed', 'randomStart']);
   const eps = opts.epsilon;
   if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps))
     throw new ArgumentError(`epsilon must be a non-negative number, got ${describe(eps)}`);

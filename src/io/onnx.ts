@@ -4,7 +4,7 @@
 // integer kernels. The batch dimension is symbolic ('batch').
 import { createRequire } from 'node:module';
 import type { onnx as OnnxNs } from 'onnx-proto';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import {
   BatchNorm1d,
   BatchNorm2d,
@@ -463,8 +463,19 @@ function emit(g: GraphBuilder, m: Module, x: string, path: string): string {
   return EMITTERS[type](g, m, x, path);
 }
 
+const ONNX_OPTIONS = optionKeys<OnnxExportOptions>({ inputShape: true, inputDtype: true, name: true });
+
+function checkOnnxOptions(opts: OnnxExportOptions, where: string): void {
+  checkOptions(opts, where, ONNX_OPTIONS);
+  if (opts.inputDtype !== undefined && opts.inputDtype !== 'float32' && opts.inputDtype !== 'int32')
+    throw new ArgumentError(`${where}: inputDtype must be 'float32' or 'int32', got ${describe(opts.inputDtype)}`);
+  if (opts.name !== undefined && (typeof opts.name !== 'string' || opts.name === ''))
+    throw new ArgumentError(`${where}: name must be a non-empty string, got ${describe(opts.name)}`);
+}
+
 /** The ONNX model (bytes) for a kiln model. */
 export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array {
+  checkOnnxOptions(opts, 'toOnnx');
   if (!(model instanceof Module)) throw new ArgumentError(`exportOnnx takes a kn.nn.Module, got ${describe(model)}`);
   const inputShape = opts.inputShape ?? inferInputShape(model);
   if (!inputShape || !Array.isArray(inputShape) || inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
@@ -477,7 +488,7 @@ export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array 
     const out = emit(g, model, 'input', 'model');
     g.nodes.push({ opType: 'Identity', input: [out], output: ['output'], name: 'n_output' });
     const T = g.onnx.TensorProto.DataType;
-    const elem = (opts.inputDtype ?? 'float32') === 'int32' ? T.INT32 : T.FLOAT;
+    const elem = opts.inputDtype === 'int32' ? T.INT32 : T.FLOAT;
     const m = g.onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'kiln',
@@ -511,6 +522,7 @@ export function toOnnx(model: Module, opts: OnnxExportOptions = {}): Uint8Array 
  * Writes `model` as an ONNX file (atomically). Float layers export as their ONNX ops, int8 layers in QDQ form.
  */
 export async function exportOnnx(model: Module, path: string, opts: OnnxExportOptions = {}): Promise<void> {
+  checkOnnxOptions(opts, 'exportOnnx');
   if (typeof path !== 'string' || path === '')
     throw new ArgumentError(`exportOnnx needs a file path, got ${describe(path)}`);
   await writeFileAtomic(path, [toOnnx(model, opts)]);

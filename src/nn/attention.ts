@@ -95,6 +95,11 @@ function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out:
  * @example kn.nn.scaledDotProductAttention(kn.ones([2, 3, 4]), kn.ones([2, 5, 4]), kn.ones([2, 5, 6])).shape // [2, 3, 6]
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  checkOptions(
+    opts,
+    'scaledDotProductAttention',
+    optionKeys<AttentionOptions>({ attnMask: true, isCausal: true, dropoutP: true, scale: true }),
+  );
   checkAttentionInputs(q, k, v);
   const { scale, p, mask } = attentionSettings(q, opts);
   // the ops path for other dtypes and for a learned additive mask (the fused kernel gives no mask gradient)
@@ -139,6 +144,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
  * @example kn.nn.applyRotary(kn.ones([1, 3, 4])).shape // [1, 3, 4]
  */
 export function applyRotary(x: Tensor, opts: { base?: number; offset?: number } = {}): Tensor {
+  checkOptions(opts, 'applyRotary', ['base', 'offset']);
   if (!isTensor(x)) throw new ArgumentError(`applyRotary: x must be a Tensor, got ${describe(x)}`);
   const D = x.shape[x.ndim - 1]!,
     L = x.shape[x.ndim - 2]!;
@@ -199,6 +205,14 @@ export interface MultiheadMasks {
   /** Also return the attention weights averaged over heads, [N, L, S]. */
   needWeights?: boolean;
 }
+const MASK_KEYS = optionKeys<MultiheadMasks>({
+  keyPaddingMask: true,
+  attnMask: true,
+  isCausal: true,
+  needWeights: true,
+});
+/** A layer's masks: the weights are the attention module's own business. */
+const LAYER_MASK_KEYS = MASK_KEYS.filter((k) => k !== 'needWeights');
 
 /**
  * Multi-head attention (Vaswani et al. 2017) with PyTorch's layout: four Linear projections named q_proj,
@@ -242,6 +256,7 @@ export class MultiheadAttention extends Module {
    * Returns the output in the query's layout and, with needWeights, the head-averaged weights [N, L, S].
    */
   attend(query: Tensor, key: Tensor, value: Tensor, masks: MultiheadMasks = {}): { output: Tensor; weights?: Tensor } {
+    checkOptions(masks, 'MultiheadAttention.attend masks', MASK_KEYS);
     const E = this.embedDim,
       H = this.numHeads,
       D = this.headDim;
@@ -450,6 +465,7 @@ export class TransformerEncoderLayer extends TransformerLayer {
   }
   /** forward with masks for the self-attention (see MultiheadAttention.attend). */
   encode(x: Tensor, masks: Omit<MultiheadMasks, 'needWeights'> = {}): Tensor {
+    checkOptions(masks, 'TransformerEncoderLayer.encode masks', LAYER_MASK_KEYS);
     const sa = (h: Tensor): Tensor =>
       this.child('dropout1').call(this.child<MultiheadAttention>('self_attn').attend(h, h, h, masks).output);
     const ff = (h: Tensor): Tensor => this.child('dropout2').call(this.feedForward(h));
@@ -490,6 +506,9 @@ export class TransformerDecoderLayer extends TransformerLayer {
     memory: Tensor,
     masks: { tgt?: Omit<MultiheadMasks, 'needWeights'>; memory?: Omit<MultiheadMasks, 'needWeights'> } = {},
   ): Tensor {
+    checkOptions(masks, 'TransformerDecoderLayer.decode masks', ['tgt', 'memory']);
+    checkOptions(masks.tgt, 'TransformerDecoderLayer.decode masks.tgt', LAYER_MASK_KEYS);
+    checkOptions(masks.memory, 'TransformerDecoderLayer.decode masks.memory', LAYER_MASK_KEYS);
     const sa = (h: Tensor): Tensor =>
       this.child('dropout1').call(this.child<MultiheadAttention>('self_attn').attend(h, h, h, masks.tgt).output);
     const ca = (h: Tensor): Tensor =>
@@ -544,6 +563,7 @@ export class SinusoidalPositionalEncoding extends Module {
     opts: { batchFirst?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'SinusoidalPositionalEncoding', ['batchFirst']);
     posInt(dModel, 'SinusoidalPositionalEncoding dModel');
     posInt(maxLen, 'SinusoidalPositionalEncoding maxLen');
     this.batchFirst = opts.batchFirst ?? true;
@@ -575,6 +595,7 @@ export class LearnedPositionalEmbedding extends Module {
     opts: { batchFirst?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'LearnedPositionalEmbedding', ['batchFirst']);
     posInt(maxLen, 'LearnedPositionalEmbedding maxLen');
     posInt(dModel, 'LearnedPositionalEmbedding dModel');
     this.batchFirst = opts.batchFirst ?? true;

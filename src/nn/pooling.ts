@@ -164,6 +164,7 @@ export class SequencePool extends Module {
     opts: { batchFirst?: boolean } = {},
   ) {
     super();
+    checkOptions(opts, 'SequencePool', ['batchFirst']);
     if (!['mean', 'max', 'first', 'last'].includes(mode))
       throw new ArgumentError(`SequencePool mode must be 'mean', 'max', 'first' or 'last', got ${describe(mode)}`);
     this.batchFirst = opts.batchFirst ?? true;

@@ -3,7 +3,7 @@
 // `kiln quantize` and kn.io.loadModel can rebuild the model without the code that defined it.
 // Specs read from files are untrusted: fromSpec checks every field and the total size before allocating.
 // Every layer describes its own spec in the layer registry (nn/registry.ts); this module walks model trees.
-import { ArgumentError, FormatError, describe } from '../errors.js';
+import { ArgumentError, FormatError, checkOptions, describe } from '../errors.js';
 import { Sequential } from './layers.js';
 import type { Module } from './module.js';
 import { layerByType, layerOf, layerTypes } from './registry.js';
@@ -194,6 +194,11 @@ export function compositeChildren(o: Record<string, unknown>, r: SpecReader, pat
  * @example kn.nn.fromSpec({ type: 'Linear', inFeatures: 2, outFeatures: 3, bias: true }).call(kn.ones([1, 2])).shape // [1, 3]
  */
 export function fromSpec(spec: unknown, opts: { where?: string; maxParams?: number } = {}): Module {
+  checkOptions(opts, 'fromSpec', ['where', 'maxParams']);
+  if (opts.where !== undefined && (typeof opts.where !== 'string' || opts.where === ''))
+    throw new ArgumentError(`fromSpec: where must be a non-empty string, got ${describe(opts.where)}`);
+  if (opts.maxParams !== undefined && !(Number.isSafeInteger(opts.maxParams) && opts.maxParams >= 0))
+    throw new ArgumentError(`fromSpec: maxParams must be an integer >= 0, got ${describe(opts.maxParams)}`);
   const where = opts.where ?? 'architecture spec';
   let v = spec;
   if (typeof spec === 'string') {

@@ -1,6 +1,6 @@
 // User-level quantized ops (inference only: they record no gradient).
 import { runKernel } from '../engine/dispatch.js';
-import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { convOutSize, shapeStr } from '../tensor/shape.js';
 import { pair, type Pair } from './conv.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
@@ -157,6 +157,11 @@ export function qconv2dInt8(
   bias: Tensor | null = null,
   opts: QConv2dOptions = {},
 ): Tensor {
+  checkOptions(
+    opts,
+    'qconv2dInt8',
+    optionKeys<QConv2dOptions>({ stride: true, padding: true, dilation: true, act: true, relu: true, pool: true }),
+  );
   assertTensor(x, 'qconv2dInt8: x');
   assertTensor(wq, 'qconv2dInt8: wq');
   assertTensor(wscale, 'qconv2dInt8: wscale');

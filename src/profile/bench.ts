@@ -4,7 +4,7 @@
 // left out of mean and spread. An optional comparison function runs interleaved with the measured one, so both
 // see the same machine noise, and the result carries the ratio of their medians.
 import { currentBackend } from '../backends/registry.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 
 /** kn.bench options. */
 export interface BenchOptions {
@@ -94,7 +94,19 @@ function count(v: number | undefined, name: string, def: number, min: number): n
  */
 export async function bench(fn: () => unknown, opts: BenchOptions = {}): Promise<BenchResult> {
   if (typeof fn !== 'function') throw new ArgumentError(`bench(fn) takes a function, got ${describe(fn)}`);
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError('bench options must be an object');
+  checkOptions(
+    opts,
+    'bench',
+    optionKeys<BenchOptions>({
+      warmup: true,
+      minTimeMs: true,
+      minRepeats: true,
+      maxRepeats: true,
+      outliers: true,
+      sync: true,
+      compare: true,
+    }),
+  );
   const warmup = count(opts.warmup, 'warmup', 3, 0);
   const minRepeats = count(opts.minRepeats, 'minRepeats', 5, 1);
   const maxRepeats = count(opts.maxRepeats, 'maxRepeats', 1000, 1);

@@ -3,7 +3,7 @@
 import { threadId } from 'node:worker_threads';
 import type { Backend, BackendName } from '../backends/backend.js';
 import { loadAddon } from '../backends/native/binding.js';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { OpName } from '../ops/table.js';
 import { activeRecorder, Recorder, setActiveRecorder, type OpEvent, type SpanEvent } from './recorder.js';
@@ -230,6 +230,7 @@ export class Profile<T = unknown> {
    * achieved GFLOP/s against the peak, and the profiler's own overhead.
    */
   table(opts: { top?: number } = {}): string {
+    checkOptions(opts, 'Profile.table', ['top']);
     const top = opts.top ?? 15;
     const ms = (v: number): string => v.toFixed(3).padStart(10);
     const lines: string[] = [];
@@ -365,8 +366,8 @@ export interface ChromeTrace {
   otherData: Record<string, number | null>;
 }
 
-function checkOptions(opts: ProfileOptions): void {
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(`profile options must be an object`);
+function checkProfileOptions(opts: ProfileOptions): void {
+  checkOptions(opts, 'profile', optionKeys<ProfileOptions>({ trace: true, sync: true, peakGflops: true }));
   if (opts.trace !== undefined && (typeof opts.trace !== 'string' || opts.trace === ''))
     throw new ArgumentError(`profile: trace must be a file path, got ${describe(opts.trace)}`);
   if (opts.sync !== undefined && typeof opts.sync !== 'boolean')
@@ -377,7 +378,7 @@ function checkOptions(opts: ProfileOptions): void {
 
 /** @internal Starts recording; returns the function that stops it and builds the Profile. */
 export function startProfile(opts: ProfileOptions = {}): (result: unknown) => Profile {
-  checkOptions(opts);
+  checkProfileOptions(opts);
   if (activeRecorder !== null)
     throw new ArgumentError('kn.profile: a profile is already running (profiles do not nest)');
   const perOpUs = calibrateOverheadUs();

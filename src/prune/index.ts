@@ -163,9 +163,7 @@ export class Pruner {
  * holds the masks (attach it to the fine-tuning optimizer).
  */
 export function magnitude(model: Module, opts: MagnitudeOptions): Pruner {
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`magnitude options must be an object, got ${describe(opts)}`);
-  checkOptions(opts, 'magnitude', ['amount', 'scope']);
+  checkOptions(opts, 'magnitude', ['amount', 'scope'], 'required');
   return new Pruner(model, opts.scope ?? 'layer').prune(checkAmount(opts.amount));
 }
 
@@ -180,6 +178,7 @@ export class GradualSchedule {
   readonly endStep: number;
   readonly frequency: number;
   constructor(opts: { final: number; initial?: number; startStep?: number; endStep: number; frequency?: number }) {
+    checkOptions(opts, 'GradualSchedule', ['final', 'initial', 'startStep', 'endStep', 'frequency'], 'required');
     this.initial = checkAmount(opts.initial ?? 0);
     this.final = checkAmount(opts.final);
     this.startStep = opts.startStep ?? 0;
@@ -245,9 +244,7 @@ function take(t: Tensor, idx: number[], axis: number): Tensor {
 export function structured(model: Module, opts: StructuredOptions): StructuredResult {
   if (!(model instanceof Sequential))
     throw new ArgumentError(`structured pruning works on a kn.nn.Sequential, got ${describe(model)}`);
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`structured options must be an object, got ${describe(opts)}`);
-  checkOptions(opts, 'structured', ['amount', 'norm', 'layers']);
+  checkOptions(opts, 'structured', ['amount', 'norm', 'layers'], 'required');
   const amount = checkAmount(opts.amount);
   const norm = opts.norm ?? 'l2';
   if (norm !== 'l1' && norm !== 'l2') throw new ArgumentError(`norm must be 'l1' or 'l2', got ${describe(norm)}`);

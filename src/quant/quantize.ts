@@ -218,8 +218,6 @@ function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQ
  */
 export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
   if (!(model instanceof Module)) throw new ArgumentError(`quantize takes a kn.nn.Module, got ${describe(model)}`);
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(`quantize options must be an object, got ${describe(opts)}`);
   checkOptions(
     opts,
     'quantize',
@@ -232,6 +230,7 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
       keepFloat: true,
       minSqnrDb: true,
     }),
+    'required',
   );
   const scheme = opts.scheme;
   if (scheme !== 'int8' && scheme !== 'int8-dynamic' && scheme !== 'int4')

@@ -4,7 +4,7 @@
 // A key is identified in logs by the first 12 hex digits of its hash, never by the token.
 // No HTTP here: http.ts turns the answers into 401/403/429.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 
 /** What a key may do: call /predict, or the admin routes (deploy, promote, rollback, /alerts, /metrics). */
 export type Scope = 'predict' | 'admin';
@@ -71,6 +71,11 @@ function specOf(token: string, v: unknown): StoredKey['spec'] {
   const spec: StoredKey['spec'] = { scopes: [...(scopes as Scope[])] };
   if (!Array.isArray(v) && v && typeof v === 'object') {
     const o = v as KeySpec;
+    checkOptions(
+      o,
+      `auth key ${token.slice(0, 12)}...`,
+      optionKeys<KeySpec>({ scopes: true, rateLimit: true, burst: true, maxRows: true }),
+    );
     const num = (k: 'rateLimit' | 'burst' | 'maxRows', int: boolean): void => {
       const x = o[k];
       if (x === undefined) return;
@@ -94,6 +99,7 @@ export class ApiKeys {
   constructor(opts: AuthOptions) {
     if (opts === null || typeof opts !== 'object' || opts.keys === null || typeof opts.keys !== 'object')
       throw new ArgumentError(`auth must be {keys: {[token]: scopes[]}}, got ${describe(opts)}`);
+    checkOptions(opts, 'auth', optionKeys<AuthOptions>({ keys: true }));
     const entries = Object.entries(opts.keys);
     if (entries.length === 0) throw new ArgumentError('auth.keys holds no key: give at least one token');
     for (const [token, v] of entries) {

@@ -235,6 +235,9 @@ export class Batcher<I, O> {
    * with BatcherClosedError. Resolves when no batch is running.
    */
   async close(opts: { drain?: boolean } = {}): Promise<void> {
+    checkOptions(opts, 'Batcher.close', ['drain']);
+    if (opts.drain !== undefined && typeof opts.drain !== 'boolean')
+      throw new ArgumentError(`Batcher.close: drain must be true or false, got ${describe(opts.drain)}`);
     this.closing = true;
     if (opts.drain === false) {
       for (const p of [...this.queue])

@@ -4,7 +4,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, FormatError, describe } from '../errors.js';
+import { ArgumentError, FormatError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -82,8 +82,11 @@ export async function readRequestLog(
   path: string,
   opts: { version?: string; backend?: BackendName } = {},
 ): Promise<RequestLogData> {
+  checkOptions(opts, 'readRequestLog', ['version', 'backend']);
   if (typeof path !== 'string' || path === '')
     throw new ArgumentError(`readRequestLog needs a file path, got ${describe(path)}`);
+  if (opts.version !== undefined && typeof opts.version !== 'string')
+    throw new ArgumentError(`readRequestLog: version must be a string, got ${describe(opts.version)}`);
   const text = await readFile(path, 'utf8');
   const lines = text.split('\n');
   const ins: number[][] = [],

@@ -2,7 +2,7 @@
 // tensor [B, ...inputShape] and one forward pass, under noGrad and tidy so nothing leaks between requests.
 import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import { Module } from '../nn/module.js';
 import { inferInputShape, takesIds } from '../nn/spec.js';
@@ -68,6 +68,7 @@ export function rowModel(
   model: ServableModel,
   opts: { inputShape: readonly number[]; backend?: BackendName; transform?: BatchTransform; dispose?: boolean },
 ): RowModel {
+  checkOptions(opts, 'rowModel', ['inputShape', 'backend', 'transform', 'dispose'], 'required');
   if (!(model instanceof Module) && typeof model !== 'function') {
     throw new ArgumentError(
       `a servable model is a kn.nn.Module or a function (x: Tensor) => Tensor, got ${describe(model)}`,
@@ -165,8 +166,19 @@ export async function tuneBatchSize(
   sizes: readonly number[],
   opts: { repeats?: number; share?: number } = {},
 ): Promise<{ size: number; timings: BatchTiming[] }> {
+  checkOptions(opts, 'tuneBatchSize', ['repeats', 'share']);
+  if (rm === null || typeof rm !== 'object' || typeof rm.run !== 'function' || !Array.isArray(rm.inputShape))
+    throw new ArgumentError(`tuneBatchSize takes a RowModel (kn.serve.rowModel), got ${describe(rm)}`);
+  if (!Array.isArray(sizes) || sizes.length === 0 || sizes.some((n) => !Number.isInteger(n) || n < 1))
+    throw new ArgumentError(
+      `tuneBatchSize sizes must be a non-empty list of positive integers, got ${describe(sizes)}`,
+    );
   const repeats = opts.repeats ?? 3,
     share = opts.share ?? 0.9;
+  if (!Number.isInteger(repeats) || repeats < 1)
+    throw new ArgumentError(`tuneBatchSize: repeats must be an integer >= 1, got ${describe(opts.repeats)}`);
+  if (typeof share !== 'number' || !(share > 0 && share <= 1))
+    throw new ArgumentError(`tuneBatchSize: share must be in (0, 1], got ${describe(opts.share)}`);
   const per = rm.inputShape.reduce((a, b) => a * b, 1);
   const timings: BatchTiming[] = [];
   for (const size of sizes) {

@@ -7,7 +7,7 @@
 // No HTTP server here: server.ts feeds it and http.ts serves GET /alerts.
 import { Gauge, type Registry } from 'prom-client';
 import { stringify } from 'yaml';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { ksSorted, psi, psiFromBins, quantileBins, type QuantileBins } from '../data/drift.js';
 import { Tensor } from '../tensor/tensor.js';
 import { hostRng, permutation } from '../data/loader.js';
@@ -163,7 +163,20 @@ export interface Notification {
 
 function checkRule(r: AlertRule, i: number): Required<AlertRule> {
   const where = `alert rule ${i} (${describe(r?.name)})`;
-  if (r === null || typeof r !== 'object') throw new ArgumentError(`${where} must be an object`);
+  checkOptions(
+    r,
+    where,
+    optionKeys<AlertRule>({
+      name: true,
+      metric: true,
+      op: true,
+      threshold: true,
+      for: true,
+      severity: true,
+      summary: true,
+    }),
+    'required',
+  );
   if (typeof r.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(r.name))
     throw new ArgumentError(`${where}: name must be an identifier (letters, digits, _), got ${describe(r.name)}`);
   if (!METRICS.includes(r.metric))
@@ -273,8 +286,23 @@ export class Monitor {
     per: number,
     private readonly onChange?: (n: Notification) => void,
   ) {
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(`monitor must be an object with a reference, got ${describe(opts)}`);
+    checkOptions(
+      opts,
+      'monitor',
+      optionKeys<MonitorOptions>({
+        reference: true,
+        featureNames: true,
+        window: true,
+        minSamples: true,
+        maxReference: true,
+        bins: true,
+        outlierQuantile: true,
+        rules: true,
+        webhook: true,
+        evaluateEveryMs: true,
+      }),
+      'required',
+    );
     const int = (k: 'window' | 'minSamples' | 'maxReference' | 'bins', dflt: number, min: number): number => {
       const v = opts[k] ?? dflt;
       if (!Number.isInteger(v) || v < min)

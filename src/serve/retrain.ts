@@ -15,7 +15,15 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import type * as A from 'apache-arrow';
-import { ArgumentError, KilnError, ValidationError, describe } from '../errors.js';
+import {
+  ArgumentError,
+  KilnError,
+  ValidationError,
+  checkOptions,
+  describe,
+  optionKeys,
+  unknownKey,
+} from '../errors.js';
 import { arrowToMatrix, readArrow } from '../data/arrow.js';
 import { DataLoader, Dataset } from '../data/loader.js';
 import { readParquet } from '../data/parquet.js';
@@ -122,6 +130,46 @@ function fail(msg: string): never {
   throw new ValidationError(`pipeline: ${msg}`);
 }
 
+/** Fails on a key the spec does not have, so that a misspelt setting is not quietly left at its default. */
+function knownKeys(o: object, where: string, known: readonly string[]): void {
+  const k = unknownKey(o, known);
+  if (k !== undefined) fail(`${where}unknown key ${describe(k)} (the keys are ${known.join(', ')})`);
+}
+const SPEC_KEYS = optionKeys<PipelineSpec>({
+  name: true,
+  workdir: true,
+  registry: true,
+  champion: true,
+  task: true,
+  data: true,
+  train: true,
+  minImprovement: true,
+  canary: true,
+});
+const DATA_KEYS = optionKeys<PipelineSpec['data']>({
+  train: true,
+  holdout: true,
+  label: true,
+  features: true,
+  minRows: true,
+});
+const TRAIN_KEYS = optionKeys<NonNullable<PipelineSpec['train']>>({
+  epochs: true,
+  batchSize: true,
+  lr: true,
+  seed: true,
+  init: true,
+});
+const CANARY_KEYS = optionKeys<NonNullable<PipelineSpec['canary']>>({
+  url: true,
+  tokenEnv: true,
+  ca: true,
+  weight: true,
+  minRequests: true,
+  maxErrorRate: true,
+  timeoutMs: true,
+});
+
 /** Reads and checks a pipeline file (or takes a spec object with a base directory). */
 export function loadPipelineSpec(source: string | PipelineSpec, base = process.cwd()): LoadedPipeline {
   let raw: unknown = source;
@@ -135,10 +183,12 @@ export function loadPipelineSpec(source: string | PipelineSpec, base = process.c
   }
   const s = raw as PipelineSpec;
   if (s === null || typeof s !== 'object' || Array.isArray(s)) fail(`the spec must be an object, got ${describe(s)}`);
+  knownKeys(s, '', SPEC_KEYS);
   if (typeof s.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(s.name))
     fail(`name must be a model name (letters, digits, _ . -), got ${describe(s.name)}`);
   const d = s.data;
   if (d === null || typeof d !== 'object') fail('data must be {train, holdout, label}');
+  knownKeys(d, 'data: ', DATA_KEYS);
   for (const k of ['train', 'holdout', 'label'] as const)
     if (typeof d[k] !== 'string' || d[k] === '') fail(`data.${k} must be a non-empty string, got ${describe(d[k])}`);
   if (d.features !== undefined && (!Array.isArray(d.features) || !d.features.every((f) => typeof f === 'string')))
@@ -146,6 +196,8 @@ export function loadPipelineSpec(source: string | PipelineSpec, base = process.c
   if (s.task !== undefined && s.task !== 'classification' && s.task !== 'regression')
     fail(`task must be 'classification' or 'regression', got ${describe(s.task)}`);
   const t = s.train ?? {};
+  if (t === null || typeof t !== 'object' || Array.isArray(t)) fail(`train must be an object, got ${describe(t)}`);
+  knownKeys(t, 'train: ', TRAIN_KEYS);
   const pos = (v: unknown, what: string, int: boolean): void => {
     if (v !== undefined && (typeof v !== 'number' || !(v > 0) || (int && !Number.isInteger(v))))
       fail(`${what} must be a positive ${int ? 'integer' : 'number'}, got ${describe(v)}`);
@@ -161,6 +213,7 @@ export function loadPipelineSpec(source: string | PipelineSpec, base = process.c
   if (s.canary !== undefined) {
     const c = s.canary;
     if (c === null || typeof c !== 'object' || typeof c.url !== 'string') fail('canary must be {url, ...}');
+    knownKeys(c, 'canary: ', CANARY_KEYS);
     try {
       new URL(c.url);
     } catch {
@@ -259,6 +312,13 @@ export interface RunOptions {
  * the champion, or rolled back in the canary) or 'failed' (an error; the run resumes from that step next time).
  */
 export async function runPipeline(source: string | PipelineSpec, opts: RunOptions = {}): Promise<PipelineState> {
+  checkOptions(opts, 'runPipeline', optionKeys<RunOptions>({ trigger: true, resume: true, onLog: true }));
+  if (opts.trigger !== undefined && (typeof opts.trigger !== 'string' || opts.trigger === ''))
+    throw new ArgumentError(`runPipeline: trigger must be a non-empty string, got ${describe(opts.trigger)}`);
+  if (opts.resume !== undefined && typeof opts.resume !== 'boolean')
+    throw new ArgumentError(`runPipeline: resume must be true or false, got ${describe(opts.resume)}`);
+  if (opts.onLog !== undefined && typeof opts.onLog !== 'function')
+    throw new ArgumentError(`runPipeline: onLog must be a function, got ${describe(opts.onLog)}`);
   const p = loadPipelineSpec(source);
   const s = p.spec;
   const task = s.task ?? 'classification';
@@ -569,6 +629,19 @@ export interface PipelineWatcher {
  * `url`). Runs never overlap: a trigger during a run queues one more run.
  */
 export async function watchPipeline(source: string, opts: WatchOptions = {}): Promise<PipelineWatcher> {
+  checkOptions(
+    opts,
+    'watchPipeline',
+    optionKeys<WatchOptions>({ everyMs: true, port: true, host: true, alerts: true, onRun: true }),
+  );
+  if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535))
+    throw new ArgumentError(`watchPipeline: port must be an integer in [0, 65535], got ${describe(opts.port)}`);
+  if (opts.host !== undefined && (typeof opts.host !== 'string' || opts.host === ''))
+    throw new ArgumentError(`watchPipeline: host must be a host name, got ${describe(opts.host)}`);
+  if (opts.alerts !== undefined && (!Array.isArray(opts.alerts) || opts.alerts.some((a) => typeof a !== 'string')))
+    throw new ArgumentError(`watchPipeline: alerts must be a list of alert names, got ${describe(opts.alerts)}`);
+  if (opts.onRun !== undefined && typeof opts.onRun !== 'function')
+    throw new ArgumentError(`watchPipeline: onRun must be a function, got ${describe(opts.onRun)}`);
   loadPipelineSpec(source); // fail now on a bad spec
   if (opts.everyMs !== undefined && !(Number.isInteger(opts.everyMs) && opts.everyMs >= 100))
     throw new ArgumentError(`everyMs must be an integer >= 100, got ${describe(opts.everyMs)}`);

@@ -276,7 +276,8 @@ function checkOpts(o: ServerOptions): void {
     throw new ArgumentError(`server option modelDir must be a directory, got ${describe(o.modelDir)}`);
   if (o.tls !== undefined) {
     const pem = (v: unknown): boolean => (typeof v === 'string' && v.includes('-----BEGIN')) || Buffer.isBuffer(v);
-    if (o.tls === null || typeof o.tls !== 'object' || !pem(o.tls.cert) || !pem(o.tls.key))
+    checkOptions(o.tls, 'server tls', ['cert', 'key']);
+    if (!pem(o.tls.cert) || !pem(o.tls.key))
       throw new ArgumentError(
         'server option tls must be {cert, key}, each a PEM string or Buffer (file contents, not paths)',
       );
@@ -633,7 +634,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     o: DeployOptions & { transform?: BatchTransform },
   ): Promise<VersionInfo> => {
     if (closed) throw new ReloadError('the server is closed');
-    checkDeploy(o);
+    checkDeploy(o, ['transform']);
     if (o.autoRollback !== undefined && o.autoRollback !== false) checkRule(o.autoRollback, 'autoRollback');
     if (o.version === versions.current.version || traffic.get(o.version))
       throw new ArgumentError(`version ${o.version} is already deployed`);

@@ -7,7 +7,7 @@
 // rollback rule reads (error rate or p99 latency over a threshold during the canary). The primary version
 // stays in versions.ts (reload, probation); server.ts moves a candidate there on promote.
 import { createHash } from 'node:crypto';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
 import type { ModelVersion } from './versions.js';
 
@@ -102,7 +102,11 @@ export interface VersionInfo {
 
 export function checkRule(r: AutoRollbackRule | undefined, where: string): Deployed['rule'] {
   const o = r ?? {};
-  if (o === null || typeof o !== 'object') throw new ArgumentError(`${where} must be an object, got ${describe(r)}`);
+  checkOptions(
+    o,
+    where,
+    optionKeys<AutoRollbackRule>({ maxErrorRate: true, maxP99Ms: true, minRequests: true, window: true }),
+  );
   const rate = o.maxErrorRate ?? 0.05;
   if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1))
     throw new ArgumentError(`${where}.maxErrorRate must be in [0, 1], got ${describe(o.maxErrorRate)}`);
@@ -123,10 +127,23 @@ export function checkRule(r: AutoRollbackRule | undefined, where: string): Deplo
   };
 }
 
-/** Checks deploy options; returns the role and weight. */
-export function checkDeploy(o: DeployOptions): { role: Deployed['role']; weight: number; stickyKey: string | null } {
-  if (o === null || typeof o !== 'object')
-    throw new ArgumentError(`deploy options must be {version, weight? | shadow? | stickyKey?}, got ${describe(o)}`);
+const DEPLOY_OPTIONS = optionKeys<DeployOptions>({
+  version: true,
+  weight: true,
+  shadow: true,
+  stickyKey: true,
+  autoRollback: true,
+});
+
+/**
+ * Checks deploy options; returns the role and weight. `extra` names the keys a caller takes beside these (the
+ * programmatic deploy's `transform`).
+ */
+export function checkDeploy(
+  o: DeployOptions,
+  extra: readonly string[] = [],
+): { role: Deployed['role']; weight: number; stickyKey: string | null } {
+  checkOptions(o, 'deploy', [...DEPLOY_OPTIONS, ...extra], 'required');
   if (typeof o.version !== 'string' || !/^[\w.@:+-]{1,128}$/.test(o.version))
     throw new ArgumentError(
       `deploy needs a version label of 1 to 128 letters, digits or . _ @ : + -, got ${describe(o.version)}`,

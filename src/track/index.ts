@@ -40,6 +40,7 @@ import { io, ioError } from './io.js';
 import { EventWriter } from './tensorboard.js';
 import {
   MlflowMirror,
+  REMOTE_OPTIONS,
   isHttpUri,
   readOutbox,
   readRemoteState,
@@ -535,6 +536,7 @@ export function startRun(opts: StartRunOptions = {}): Run {
       systemMetrics: true,
     }),
   );
+  checkOptions(opts.remote, 'startRun remote', REMOTE_OPTIONS);
   return new Run(opts);
 }
 
@@ -634,6 +636,7 @@ export async function syncRuns(
   opts: { uri?: string; remote?: Omit<RemoteOptions, 'uri'> } = {},
 ): Promise<SyncResult[]> {
   checkOptions(opts, 'syncRuns', ['uri', 'remote']);
+  checkOptions(opts.remote, 'syncRuns remote', REMOTE_OPTIONS);
   const out: SyncResult[] = [];
   for (const r of listRuns(dir)) {
     const ops = readOutbox(r.dir);

@@ -13,7 +13,7 @@
 // carry the server's error code and message.
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ArgumentError, TrackingError, describe } from '../errors.js';
+import { ArgumentError, TrackingError, describe, optionKeys } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { ioError } from './io.js';
 
@@ -52,6 +52,15 @@ export interface RemoteOptions {
   /** bearer token (default MLFLOW_TRACKING_TOKEN); or basic auth from MLFLOW_TRACKING_USERNAME/PASSWORD */
   token?: string;
 }
+
+/** The keys of a `remote` option (the URI comes from its own option). */
+export const REMOTE_OPTIONS = optionKeys<Omit<RemoteOptions, 'uri'>>({
+  retries: true,
+  backoffMs: true,
+  timeoutMs: true,
+  flushEvery: true,
+  token: true,
+});
 
 export interface RemoteState {
   uri: string;

@@ -181,6 +181,7 @@ export function register(
   opts: { name: string; version?: string; run?: string; parent?: string; card?: ModelCardInput; dir?: string },
 ): ModelVersion {
   if (opts === null || typeof opts !== 'object') throw new ArgumentError('register needs options { name }');
+  checkOptions(opts, 'register', ['name', 'version', 'run', 'parent', 'card', 'dir']);
   const name = checkModelName(opts.name);
   if (typeof modelPath !== 'string' || !existsSync(modelPath))
     throw new ArgumentError(`register: ${describe(modelPath)} is not a model file`);

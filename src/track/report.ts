@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { PNG } from 'pngjs';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
-import { ArgumentError, FormatError, describe } from '../errors.js';
+import { ArgumentError, FormatError, checkOptions, describe, optionKeys } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { classificationReport, confusionMatrix } from '../metrics/index.js';
@@ -164,6 +164,9 @@ export function reportOptions(r: unknown): ReportOptions | null {
     throw new ArgumentError(
       `fit: report must be a file path or { path, title?, classes?, examples? }, got ${describe(r)}`,
     );
+  checkOptions(o, 'fit report', optionKeys<ReportOptions>({ path: true, title: true, classes: true, examples: true }));
+  if (o.title !== undefined && typeof o.title !== 'string')
+    throw new ArgumentError(`fit: report.title must be a string, got ${describe(o.title)}`);
   const n = o.examples ?? 16;
   if (!Number.isInteger(n) || n < 0 || n > 64)
     throw new ArgumentError(`fit: report.examples must be an integer in [0, 64], got ${describe(o.examples)}`);

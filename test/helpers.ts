@@ -198,17 +198,23 @@ export async function startKilnServe(args: readonly string[]): Promise<{
 /**
  * Runs a script (TypeScript through tsx; an ES module when `esm`, which also applies to workers it starts from
  * eval'd code) in a child node process with extra environment variables, and returns the last line it printed,
- * parsed as JSON, with the whole output for messages.
+ * parsed as JSON, with the whole output for messages. The child's stderr is kept out of the test log; when the
+ * child fails, its tail is in the error.
  */
 export function childJson<T>(script: string, env: Record<string, string>, esm = true): { value: T; out: string } {
-  const out = execFileSync(
-    process.execPath,
-    ['--import', 'tsx', ...(esm ? ['--input-type=module'] : []), '-e', script],
-    {
+  let out: string;
+  try {
+    out = execFileSync(process.execPath, ['--import', 'tsx', ...(esm ? ['--input-type=module'] : []), '-e', script], {
       env: { ...process.env, ...env },
       encoding: 'utf8',
-    },
-  );
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    const err = e as { status?: number | null; stderr?: string };
+    throw new Error(`child script failed (exit ${err.status ?? '?'}): ${(err.stderr ?? '').slice(-2000)}`, {
+      cause: e,
+    });
+  }
   return { value: JSON.parse(out.trim().split('\n').pop()!) as T, out };
 }
 

@@ -42,7 +42,7 @@ const empty = (): Counts => ({
   kernels: [],
 });
 
-/** Trains `model` on (x, y) for three steps and returns the third step's runtime calls by phase. */
+/** Trains `model` on (x, y) for three steps, marking the third step's phases in the trace. */
 function steps(name: string, model: kn.nn.Module, opt: kn.optim.Optimizer, x: kn.Tensor, y: kn.Tensor) {
   const mark = (what: string): void => appendFileSync(trace!, `mark ${name} ${what}\n`);
   const losses: number[] = [];
@@ -61,23 +61,7 @@ function steps(name: string, model: kn.nn.Module, opt: kn.optim.Optimizer, x: kn
       if (traced) mark('end');
     });
   }
-  const phases = Object.fromEntries(PHASES.map((p) => [p, empty()])) as Record<Phase, Counts>;
-  let at: Phase | null = null;
-  for (const line of readFileSync(trace!, 'utf8').split('\n')) {
-    const [kind, a, b] = line.split(' ');
-    if (kind === 'mark') {
-      if (a === name) at = b === 'end' ? null : (b as Phase);
-      continue;
-    }
-    if (!at || !kind) continue;
-    const c = phases[at];
-    if (kind === 'launch') {
-      c.launch++;
-      c.kernels.push(line.slice('launch '.length));
-    } else if (kind === 'copy') c[a as 'h2d' | 'd2h' | 'd2d']++;
-    else if (kind === 'sync' || kind === 'malloc' || kind === 'free' || kind === 'memset') c[kind]++;
-  }
-  return { params: model.parameters().length, losses, phases };
+  return { params: model.parameters().length, losses };
 }
 
 const mlp = new kn.nn.Sequential(
@@ -104,7 +88,7 @@ const labels = (n: number, classes = 10): kn.Tensor =>
     [n],
     { dtype: 'int32' },
   );
-const out = {
+const runs = {
   mlp: steps('mlp', mlp, new kn.optim.Adam(mlp.parameters()), kn.tensor(randomArray(r, 32 * 48), [32, 48]), labels(32)),
   cnn: steps(
     'cnn',
@@ -129,18 +113,40 @@ const fitted = await kn.train.fit(fitModel, {
   verbose: 'silent',
 });
 appendFileSync(trace, 'mark fit end\n');
-let inFit = false,
-  waited = false;
+
+// one pass over the trace: a mark line `mark <name> <phase>` opens a section (`end` closes it), and every runtime
+// call is counted in the section it falls in
+const phases = {
+  mlp: Object.fromEntries(PHASES.map((p) => [p, empty()])) as Record<Phase, Counts>,
+  cnn: Object.fromEntries(PHASES.map((p) => [p, empty()])) as Record<Phase, Counts>,
+};
 const fit = { batches: 4, trainLoss: fitted.history[0]!.trainLoss, sync: 0, steps: 0, gemmsAfterWait: 0 };
+let at: Counts | 'fit' | null = null,
+  waited = false;
 for (const line of readFileSync(trace, 'utf8').split('\n')) {
-  if (line.startsWith('mark fit ')) inFit = line === 'mark fit begin';
-  else if (!inFit) continue;
-  else if (line === 'sync') {
-    fit.sync++;
-    waited = true;
-  } else if (line.startsWith('launch step_multi')) {
-    fit.steps++;
-    waited = false;
-  } else if (waited && line.startsWith('launch matmul')) fit.gemmsAfterWait++;
+  const [kind, a, b] = line.split(' ');
+  if (kind === 'mark') {
+    if (a === 'fit') at = b === 'begin' ? 'fit' : null;
+    else if (a === 'mlp' || a === 'cnn') at = b === 'end' ? null : phases[a][b as Phase];
+    continue;
+  }
+  if (!at || !kind) continue;
+  if (at === 'fit') {
+    if (kind === 'sync') {
+      fit.sync++;
+      waited = true;
+    } else if (line.startsWith('launch step_multi')) {
+      fit.steps++;
+      waited = false;
+    } else if (waited && line.startsWith('launch matmul')) fit.gemmsAfterWait++;
+  } else if (kind === 'launch') {
+    at.launch++;
+    at.kernels.push(line.slice('launch '.length));
+  } else if (kind === 'copy') at[a as 'h2d' | 'd2h' | 'd2d']++;
+  else if (kind === 'sync' || kind === 'malloc' || kind === 'free' || kind === 'memset') at[kind]++;
 }
+const out = {
+  mlp: { ...runs.mlp, phases: phases.mlp },
+  cnn: { ...runs.cnn, phases: phases.cnn },
+};
 console.log(JSON.stringify({ ...out, fit }));

@@ -144,9 +144,11 @@ inline int32_t dp4a_us(uint32_t a, int32_t b, int32_t c) {
 }
 using std::isfinite;
 
-// WMMA: a fragment holds its whole tile in every lane (the collective operations are done once per lane, with
-// the same result), as float; mma_sync adds each product in k order with one FMA (tensor cores add in an order of
-// their own), and store_matrix_sync writes from lane 0 (the kernels __syncwarp before reading the stores back).
+// WMMA: a warp's fragment is held whole by its lane 0, as float; the collective operations run on lane 0 alone
+// (once per warp, as the hardware does them) and the other lanes' copies are left as they are, so a kernel must
+// reach a fragment's values only through the wmma calls (kiln's do). mma_sync adds each product in k order with
+// one FMA (tensor cores add in an order of their own), and store_matrix_sync writes from lane 0 (the kernels
+// __syncwarp before reading the stores back).
 namespace nvcuda {
 namespace wmma {
 struct matrix_a {};
@@ -168,17 +170,20 @@ inline float elem(float v) { return v; }
 inline float elem(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <class Use, int M, int N, int K, class T, class L>
 void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v) {
+  if (emu_thread() % 32 != 0) return;
   for (float& e : f.x) e = v;
 }
 template <class Use, int M, int N, int K, class T, class L, class P>
 void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ldm) {
   using F = fragment<Use, M, N, K, T, L>;
+  if (emu_thread() % 32 != 0) return;
   for (int r = 0; r < F::rows; ++r)
     for (int c = 0; c < F::cols; ++c) f.x[r * F::cols + c] = elem(p[r * ldm + c]);
 }
 template <int M, int N, int K, class T, class LA, class LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  if (emu_thread() % 32 != 0) return;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       float s = c.x[i * N + j];

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -49,6 +49,30 @@ test('unknown commands and options fail with a usage message', () => {
   assert.is(o.code, 2);
   assert.match(o.err, /^kiln: .*'--nope'/);
   assert.not.match(o.err, / {4}at /, 'no stack trace');
+});
+
+test('files named by flags: a missing or malformed one names the flag and the path', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-files-'));
+  const bad = join(dir, 'rules.yaml');
+  writeFileSync(bad, 'rules: [unclosed\n');
+  const cases: [string[], RegExp][] = [
+    [['--alert-rules', join(dir, 'none.yaml')], /^kiln: --alert-rules \S+none\.yaml: cannot read it \(ENOENT/],
+    [['--alert-rules', bad], /^kiln: --alert-rules \S+rules\.yaml: not valid YAML \(/],
+    [['--auth', join(dir, 'keys.json')], /^kiln: --auth \S+keys\.json: cannot read it \(ENOENT/],
+    [
+      ['--tls-cert', join(dir, 'c.pem'), '--tls-key', join(dir, 'k.pem')],
+      /^kiln: --tls-cert \S+c\.pem: cannot read it/,
+    ],
+  ];
+  for (const [flags, re] of cases) {
+    const r = cli('serve', join(dir, 'model.safetensors'), ...flags);
+    assert.is(r.code, 2, r.err);
+    assert.match(r.err, re);
+  }
+  const a = cli('admin', 'versions', '--url', 'http://127.0.0.1:9', '--ca', join(dir, 'ca.pem'));
+  assert.is(a.code, 2, a.err);
+  assert.match(a.err, /^kiln: --ca \S+ca\.pem: cannot read it \(ENOENT/);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 with a message', () => {

@@ -1,10 +1,10 @@
 // `kiln admin ...`: rollout on a running model server through its admin routes (deploy a canary, A/B or shadow
 // version, promote, roll back, list versions), and `kiln apikey`, which makes a key and its hashed form.
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ArgumentError } from '../errors.js';
 import { newApiKey } from '../serve/auth.js';
 import { adminRequest } from '../serve/client.js';
+import { readFlagFile } from './files.js';
 
 export async function adminCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -30,7 +30,7 @@ export async function adminCommand(argv: string[]): Promise<number> {
     throw new ArgumentError(`--url ${values.url} is not a URL`);
   }
   const token = values.token ?? process.env.KILN_API_KEY;
-  const ca = values.ca ? readFileSync(values.ca) : undefined;
+  const ca = values.ca ? readFlagFile(values.ca, 'ca') : undefined;
   const at = (p: string): URL => new URL(p, base);
   let res: { status: number; body: unknown };
   if (action === 'versions') res = await adminRequest(at('/admin/versions'), 'GET', token, undefined, ca);

@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import type { BackendName } from '../backends/backend.js';
 import { setBackend } from '../backends/registry.js';
 import { ArgumentError } from '../errors.js';
+import { readFlagFile } from './files.js';
 import { loadPipeline } from '../data/pipeline.js';
 import { loadTransformer } from '../data/scalers.js';
-import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { arrowToMatrix } from '../data/arrow.js';
 import { readParquet } from '../data/parquet.js';
@@ -33,9 +33,10 @@ export const SERVE_HELP = `  serve MODEL.safetensors [--port 8080] [--host 127.0
 
 /** Reads a keys file: {"<token or sha256:hex>": ["predict", "admin"] | {scopes, rateLimit, burst, maxRows}}. */
 function readKeys(path: string): AuthOptions {
+  const text = readFlagFile(path, 'auth').toString('utf8');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new ArgumentError(`--auth ${path}: not a readable JSON file (${(e as Error).message})`);
   }
@@ -46,8 +47,14 @@ function readKeys(path: string): AuthOptions {
 
 /** Reads alert rules from a JSON or YAML file holding a list of rules. */
 function readRules(path: string): AlertRule[] {
-  const text = readFileSync(path, 'utf8');
-  const v: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  const text = readFlagFile(path, 'alert-rules').toString('utf8');
+  const yaml = /\.ya?ml$/i.test(path);
+  let v: unknown;
+  try {
+    v = yaml ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ArgumentError(`--alert-rules ${path}: not valid ${yaml ? 'YAML' : 'JSON'} (${(e as Error).message})`);
+  }
   if (!Array.isArray(v)) throw new ArgumentError(`--alert-rules ${path}: expected a list of rules`);
   return v as AlertRule[];
 }
@@ -119,7 +126,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.auth) opts.auth = readKeys(values.auth);
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new ArgumentError('--tls-cert and --tls-key go together');
   if (values['tls-cert'] && values['tls-key'])
-    opts.tls = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) };
+    opts.tls = { cert: readFlagFile(values['tls-cert'], 'tls-cert'), key: readFlagFile(values['tls-key'], 'tls-key') };
   set('auditLog', values['audit-log']);
   set('modelDir', values['model-dir']);
   const rules = values['alert-rules'] ? readRules(values['alert-rules']) : undefined;

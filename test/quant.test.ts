@@ -257,7 +257,11 @@ test('int8 per-channel weight quantization: scale = max|w| / 127, error within h
   assert.equal(Array.from(q.toArray() as Int8Array), [64, -127, 32, 0, 0, 0, 127, 85, -42]);
   const sc = Array.from(scale.toArray() as Float32Array);
   assert.ok(Math.abs(sc[0]! - 1 / 127) < 1e-9 && sc[1]! > 0 && Math.abs(sc[2]! - 3 / 127) < 1e-8);
-  [w, q, scale].forEach((t) => t.dispose());
+  // per tensor: every channel takes the largest |w| of the whole tensor (3), so the first row loses precision
+  const t = kn.quant.quantizeWeightsInt8(w, false);
+  assert.equal(Array.from(t.scale.toArray() as Float32Array), [3 / 127, 3 / 127, 3 / 127].map(Math.fround));
+  assert.equal(Array.from(t.q.toArray() as Int8Array), [21, -42, 11, 0, 0, 0, 127, 85, -42]);
+  [w, q, scale, t.q, t.scale].forEach((x) => x.dispose());
 });
 
 test('int4 groups: the layout of the nibbles, the scales, and the round trip', () => {
@@ -479,6 +483,39 @@ test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves
     const { model: back } = await kn.io.loadModel(join(dir, f));
     assert.equal(Array.from(back.call(calib[0]!).toArray()), Array.from(m.call(calib[0]!).toArray()));
   }
+  // the pinned call shape: calibrate is calibration under another name; perChannel false gives one weight scale
+  // per tensor, a coarser grid (lower SQNR than per channel, still a working model)
+  const pinned = kn.quant.quantize(model, { scheme: 'int8', perChannel: true, calibrate: calib });
+  assert.equal(Array.from(pinned.model.call(calib[0]!).toArray()), Array.from(s8.model.call(calib[0]!).toArray()));
+  // with one output channel of the last layer 30x the others, a per-tensor grid is too coarse for the rest
+  const skewed = kn.nn.cloneModule(model) as kn.nn.Sequential;
+  kn.noGrad(() => {
+    const w = (skewed.layers[4] as kn.nn.Linear).weight;
+    const f = kn.tensor(
+      Float32Array.from({ length: 10 }, (_, i) => (i === 0 ? 30 : 1)),
+      [10, 1],
+    );
+    const w2 = w.mul(f);
+    w.assign(w2);
+    [f, w2].forEach((t) => t.dispose());
+  });
+  const perTensor = kn.quant.quantize(skewed, { scheme: 'int8', perChannel: false, calibrate: calib });
+  const perChan = kn.quant.quantize(skewed, { scheme: 'int8', calibrate: calib });
+  const scales = (perTensor.model as kn.nn.Sequential).layers
+    .filter((l): l is kn.quant.QuantLinear => l instanceof kn.quant.QuantLinear)
+    .map((l) => new Set(l.weightScale.toArray() as Float32Array).size);
+  assert.equal(scales, [1, 1, 1]);
+  const last = (r: kn.quant.QuantizeResult): number => r.layers[2]!.sqnrDb!;
+  assert.ok(
+    last(perTensor) > 15 && last(perTensor) < last(perChan) - 6,
+    `per tensor ${last(perTensor)} dB, per channel ${last(perChan)} dB`,
+  );
+  assert.throws(
+    () => kn.quant.quantize(model, { scheme: 'int8', calibration: calib, calibrate: calib }),
+    /calibration or calibrate .*not both/,
+  );
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int4', perChannel: false }), /perChannel false is for int8/);
+  assert.throws(() => kn.quant.quantize(model, { scheme: 'int8', perChannel: 1 as never }), /perChannel must be true/);
   // errors
   assert.throws(() => kn.quant.quantize(model, { scheme: 'int8' }), /calibration data/);
   assert.throws(() => kn.quant.quantize(model, { scheme: 'int2' as never }), /scheme must be/);

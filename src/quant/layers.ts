@@ -28,14 +28,18 @@ function actTensor(act: ActivationQuant): Tensor {
   return tensor(act === 'dynamic' ? [0, 0] : [act.scale, act.zeroPoint]);
 }
 
-/** Symmetric per-output-channel int8 weights: w [N, ...] -> q int8 [N, ...] and scale [N] (max|w| / 127). */
-export function quantizeWeightsInt8(w: Tensor): { q: Tensor; scale: Tensor } {
+/**
+ * Symmetric int8 weights: w [N, ...] -> q int8 [N, ...] and scale [N], max|w| / 127 per output channel (or, with
+ * `perChannel` false, the whole tensor's max|w| / 127 in every channel).
+ */
+export function quantizeWeightsInt8(w: Tensor, perChannel = true): { q: Tensor; scale: Tensor } {
   // tidy: every intermediate is freed now, not when the garbage collector gets to it
   return tidy(() =>
     noGrad(() => {
       const N = w.shape[0]!;
       const flat = reshape(w, [N, w.size / N]);
-      const amax = flat.abs().max(1, true);
+      // per tensor: every channel gets the scale of the largest |w| anywhere
+      const amax = perChannel ? flat.abs().max(1, true) : flat.abs().max(1, true).max(0, true).expand([N, 1]);
       const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
       const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
       const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };

@@ -24,6 +24,13 @@ export interface QuantizeOptions {
   scheme: Scheme;
   /** Model inputs: required for 'int8' (activation ranges) and for the sensitivity report. */
   calibration?: Tensor | readonly Tensor[];
+  /** The same as `calibration` (the name kn.quant's pinned call shape uses); give one of the two. */
+  calibrate?: Tensor | readonly Tensor[];
+  /**
+   * int8 weights: one scale per output channel (default true), or false for one scale for the whole tensor.
+   * int4 always has a scale per group of `groupSize` inputs and takes no false here.
+   */
+  perChannel?: boolean;
   /** How activation ranges are taken from calibration data (default 'minmax'). */
   method?: 'minmax' | 'percentile';
   /** For 'percentile': the upper percentile kept (default 99.99; the lower one is 100 - p). */
@@ -153,16 +160,17 @@ export function affineParams(range: readonly [number, number]): { scale: number;
 
 /**
  * An int8 layer standing for a float Linear ([out, in] weight) or Conv2d ([out, in, kh, kw] weight, groups 1):
- * the weight quantized per output channel, the bias, and how the input is quantized.
+ * the weight quantized per output channel (or per tensor), the bias, and how the input is quantized.
  */
 export function int8Layer(
   weight: Tensor,
   bias: Tensor | null,
   act: ActivationQuant,
   conv: Conv2dLayerOptions = {},
+  perChannel = true,
 ): QuantLinear | QuantConv2d {
   return noGrad(() => {
-    const { q, scale } = quantizeWeightsInt8(weight);
+    const { q, scale } = quantizeWeightsInt8(weight, perChannel);
     const [out, inp, kh, kw] = weight.shape as [number, number, number?, number?];
     const p2 = (v: Pair | undefined, d: number): [number, number] =>
       v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
@@ -197,8 +205,15 @@ export function childSlots(model: Module): Map<string, { parent: Module; key: st
   return out;
 }
 
-function quantizedLayer(layer: Linear | Conv2d, scheme: Scheme, act: ActivationQuant, groupSize: number): Module {
-  if (scheme !== 'int4') return int8Layer(layer.weight, layer.bias, act, layer instanceof Conv2d ? layer.opts : {});
+function quantizedLayer(
+  layer: Linear | Conv2d,
+  scheme: Scheme,
+  act: ActivationQuant,
+  groupSize: number,
+  perChannel: boolean,
+): Module {
+  if (scheme !== 'int4')
+    return int8Layer(layer.weight, layer.bias, act, layer instanceof Conv2d ? layer.opts : {}, perChannel);
   return noGrad(() => {
     const l = layer as Linear;
     const q = new Int4Linear(l.inFeatures, l.outFeatures, groupSize, { bias: l.bias !== null });
@@ -224,6 +239,8 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
     optionKeys<QuantizeOptions>({
       scheme: true,
       calibration: true,
+      calibrate: true,
+      perChannel: true,
       method: true,
       percentile: true,
       groupSize: true,
@@ -246,7 +263,14 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
       `groupSize must be one of ${INT4_LAYOUT.groupSizes.join(', ')}, got ${describe(groupSize)}`,
     );
   }
-  const batches = batchesOf(opts.calibration);
+  if (opts.calibration !== undefined && opts.calibrate !== undefined)
+    throw new ArgumentError('quantize takes calibration or calibrate (the same inputs), not both');
+  const perChannel = opts.perChannel ?? true;
+  if (typeof perChannel !== 'boolean')
+    throw new ArgumentError(`perChannel must be true or false, got ${describe(opts.perChannel)}`);
+  if (scheme === 'int4' && !perChannel)
+    throw new ArgumentError(`scheme 'int4' has a scale per group of groupSize inputs: perChannel false is for int8`);
+  const batches = batchesOf(opts.calibration ?? opts.calibrate);
   if (scheme === 'int8' && batches.length === 0) {
     throw new ArgumentError(
       "scheme 'int8' quantizes activations with ranges from calibration data: pass calibration inputs, or use 'int8-dynamic'",
@@ -297,7 +321,7 @@ export function quantize(model: Module, opts: QuantizeOptions): QuantizeResult {
     const range = ranges.get(t.name);
     const act: ActivationQuant = scheme === 'int8' ? affineParams(range!) : 'dynamic';
     if (range) reports.get(t.name)!.inputRange = [Math.min(0, range[0]), Math.max(0, range[1])];
-    replacement.set(t.name, quantizedLayer(t.layer, scheme, act, groupSize));
+    replacement.set(t.name, quantizedLayer(t.layer, scheme, act, groupSize, perChannel));
   }
 
   // sensitivity: each layer quantized alone, the model output compared with the float model's

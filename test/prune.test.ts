@@ -111,6 +111,67 @@ test('gradual schedule: the cubic ramp, applied every `frequency` steps', () => 
   p.dispose();
 });
 
+/** The indices of the `n` largest values, in increasing order. */
+function topIndices(v: ArrayLike<number>, n: number): number[] {
+  return Array.from(v)
+    .map((x, i) => [x, i] as const)
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, n)
+    .map(([, i]) => i)
+    .sort((a, b) => a - b);
+}
+
+/** A copy of `m` whose Linear layers named in `kept` output zero for every unit not kept. */
+function maskedCopy(m: kn.nn.Sequential, kept: kn.prune.StructuredResult['kept']): kn.nn.Sequential {
+  const masked = kn.prune.structured(m, { amount: 0 }).model as kn.nn.Sequential;
+  kn.noGrad(() => {
+    for (const k of kept) {
+      const lin = masked.layers[Number(k.name)] as kn.nn.Linear;
+      const keep = new Float32Array(k.before);
+      k.indices.forEach((i) => (keep[i] = 1));
+      const mk = kn.tensor(keep, [k.before, 1]);
+      const w = lin.weight.mul(mk),
+        b = lin.bias!.mul(mk.reshape([k.before]));
+      lin.weight.assign(w);
+      lin.bias!.assign(b);
+      [mk, w, b].forEach((t) => t.dispose());
+    }
+  });
+  return masked;
+}
+
+test('magnitude takes the fraction as sparsity (the pinned name) or amount, exactly one', () => {
+  const a = mlp(3),
+    b = mlp(3);
+  kn.prune.magnitude(a, { sparsity: 0.6 }).dispose();
+  kn.prune.magnitude(b, { amount: 0.6, scope: 'layer' }).dispose();
+  assert.ok(Math.abs(kn.prune.sparsity(a) - 0.6) < 0.01, `sparsity ${kn.prune.sparsity(a)}`);
+  assert.equal(
+    a.parameters().map((p) => Array.from(p.toArray())),
+    b.parameters().map((p) => Array.from(p.toArray())),
+  );
+  assert.throws(() => kn.prune.magnitude(a, {}), /sparsity or as amount \(the same thing\), got neither/);
+  assert.throws(() => kn.prune.magnitude(a, { sparsity: 0.5, amount: 0.5 }), /got both/);
+});
+
+test('structured pruning by dim 1 ranks units by the weights that read them', () => {
+  const m = mlp(8);
+  const r0 = kn.prune.structured(m, { amount: 0.5, norm: 'l1', dim: 0 });
+  const r1 = kn.prune.structured(m, { amount: 0.5, norm: 'l1', dim: 1 });
+  // the units of layer 0 kept by dim 1: the largest L1 norms of layer 2's input columns
+  const cols = m.layers[2]!.parameters()[0]!.abs().sum(0).toArray();
+  assert.equal(r1.kept[0]!.indices, topIndices(cols, 15));
+  assert.not.equal(r1.kept[0]!.indices, r0.kept[0]!.indices, 'the two dims rank these units differently');
+  assert.equal(
+    r1.model.parameters().map((t) => t.shape),
+    [[15, 20], [15], [8, 15], [8], [4, 8], [4]],
+  );
+  // the same structure leaves: the pruned model equals the original with those units' outputs zeroed
+  const x = kn.randn([5, 20]);
+  close(r1.model.call(x), maskedCopy(m, r1.kept).call(x));
+  assert.throws(() => kn.prune.structured(m, { amount: 0.5, dim: 2 as never }), /dim must be 0 or 1/);
+});
+
 test('structured pruning removes neurons and equals the original with those neurons masked', () => {
   const m = mlp(6);
   const x = kn.randn([5, 20]);
@@ -130,30 +191,9 @@ test('structured pruning removes neurons and equals the original with those neur
   assert.ok(pm.numParameters() < m.numParameters() / 2);
   // the kept units are the ones with the largest L1 norms
   const w0 = m.layers[0]!.parameters()[0]!.abs().sum(1).toArray();
-  const best = Array.from(w0)
-    .map((v, i) => [v, i] as const)
-    .sort((a, b) => b[0] - a[0])
-    .slice(0, 15)
-    .map(([, i]) => i)
-    .sort((a, b) => a - b);
-  assert.equal(r.kept[0]!.indices, best);
+  assert.equal(r.kept[0]!.indices, topIndices(w0, 15));
   // equivalence: zero the dropped rows (and biases) of the original
-  const masked = kn.prune.structured(m, { amount: 0 }).model as kn.nn.Sequential;
-  kn.noGrad(() => {
-    for (const k of r.kept) {
-      const lin = masked.layers[Number(k.name)] as kn.nn.Linear;
-      const keep = new Float32Array(k.before);
-      k.indices.forEach((i) => {
-        keep[i] = 1;
-      });
-      const mk = kn.tensor(keep, [k.before, 1]);
-      const w = lin.weight.mul(mk),
-        b = lin.bias!.mul(mk.reshape([k.before]));
-      lin.weight.assign(w);
-      lin.bias!.assign(b);
-      [mk, w, b].forEach((t) => t.dispose());
-    }
-  });
+  const masked = maskedCopy(m, r.kept);
   close(pm.call(x), masked.call(x));
   close(m.call(x), kn.prune.structured(m, { amount: 0 }).model.call(x), 0);
 });

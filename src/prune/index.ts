@@ -2,7 +2,7 @@
 // schedule (Zhu & Gupta's cubic ramp), and structured pruning that removes whole neurons / channels and
 // shrinks the layers that consume them, so the model really gets smaller and faster.
 import { noGrad } from '../autograd/tape.js';
-import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { layerOf } from '../nn/registry.js';
@@ -60,8 +60,10 @@ function threshold(arrays: Float32Array[], k: number): number {
 
 /** Options for magnitude pruning. */
 export interface MagnitudeOptions {
-  /** fraction of the weights to prune */
-  amount: number;
+  /** the fraction of the weights to prune (the layers' sparsity afterwards); give this or `amount` */
+  sparsity?: number;
+  /** the same fraction under PyTorch's name (torch.nn.utils.prune's `amount`) */
+  amount?: number;
   /** 'layer': the same fraction in every layer; 'global': one threshold across all layers (default 'layer') */
   scope?: 'layer' | 'global';
 }
@@ -163,8 +165,17 @@ export class Pruner {
  * holds the masks (attach it to the fine-tuning optimizer).
  */
 export function magnitude(model: Module, opts: MagnitudeOptions): Pruner {
-  checkOptions(opts, 'magnitude', ['amount', 'scope'], 'required');
-  return new Pruner(model, opts.scope ?? 'layer').prune(checkAmount(opts.amount));
+  checkOptions(
+    opts,
+    'magnitude',
+    optionKeys<MagnitudeOptions>({ sparsity: true, amount: true, scope: true }),
+    'required',
+  );
+  if ((opts.sparsity === undefined) === (opts.amount === undefined))
+    throw new ArgumentError(
+      `magnitude needs the fraction to prune as sparsity or as amount (the same thing), got ${opts.sparsity === undefined ? 'neither' : 'both'}`,
+    );
+  return new Pruner(model, opts.scope ?? 'layer').prune(checkAmount(opts.sparsity ?? opts.amount));
 }
 
 /**
@@ -220,6 +231,12 @@ export interface StructuredOptions {
   norm?: 'l1' | 'l2';
   /** names of the layers to prune (default: every Linear/Conv2d whose outputs feed another one) */
   layers?: readonly string[];
+  /**
+   * which weights measure a unit: 0 (default) its own, the pruned layer's output row or filter (PyTorch's
+   * ln_structured on that layer with dim 0); 1 the weights that read it, the next layer's input columns or
+   * channels (ln_structured on the consumer with dim 1). Either way the unit leaves both layers.
+   */
+  dim?: 0 | 1;
 }
 
 /** What structured returns. */
@@ -227,6 +244,23 @@ export interface StructuredResult {
   model: Module;
   /** per pruned layer: its name and the indices of the units kept */
   kept: { name: string; before: number; after: number; indices: number[] }[];
+}
+
+/**
+ * The norm of each of `units` slices of a weight read as [outer, units, inner] (dim 1: a consumer's input
+ * columns or channels; outer 1 reads it as [units, inner], a layer's own rows or filters).
+ */
+function unitScores(w: Tensor, outer: number, units: number, norm: 'l1' | 'l2'): number[] {
+  const a = w.toArray() as Float32Array,
+    inner = a.length / (outer * units);
+  const s = new Array<number>(units).fill(0);
+  for (let o = 0; o < outer; o++)
+    for (let u = 0; u < units; u++)
+      for (let k = 0, base = (o * units + u) * inner; k < inner; k++) {
+        const v = a[base + k]!;
+        s[u] = s[u]! + (norm === 'l1' ? Math.abs(v) : v * v);
+      }
+  return s;
 }
 
 function take(t: Tensor, idx: number[], axis: number): Tensor {
@@ -244,10 +278,17 @@ function take(t: Tensor, idx: number[], axis: number): Tensor {
 export function structured(model: Module, opts: StructuredOptions): StructuredResult {
   if (!(model instanceof Sequential))
     throw new ArgumentError(`structured pruning works on a kn.nn.Sequential, got ${describe(model)}`);
-  checkOptions(opts, 'structured', ['amount', 'norm', 'layers'], 'required');
+  checkOptions(
+    opts,
+    'structured',
+    optionKeys<StructuredOptions>({ amount: true, norm: true, layers: true, dim: true }),
+    'required',
+  );
   const amount = checkAmount(opts.amount);
   const norm = opts.norm ?? 'l2';
   if (norm !== 'l1' && norm !== 'l2') throw new ArgumentError(`norm must be 'l1' or 'l2', got ${describe(norm)}`);
+  const dim = opts.dim ?? 0;
+  if (dim !== 0 && dim !== 1) throw new ArgumentError(`structured dim must be 0 or 1, got ${describe(opts.dim)}`);
   const copy = cloneModule(model);
   const layers = [...copy.layers];
   const kept: StructuredResult['kept'] = [];
@@ -285,17 +326,9 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
       if (next instanceof Linear && flatten && next.inFeatures % units !== 0) continue;
       const keepN = Math.max(1, units - Math.round(amount * units));
       if (keepN === units) continue;
-      // unit importance: norm of its weights
-      const w = l.weight.toArray() as Float32Array,
-        per = w.length / units;
-      const score = Array.from({ length: units }, (_, u) => {
-        let s = 0;
-        for (let k = 0; k < per; k++) {
-          const v = w[u * per + k]!;
-          s += norm === 'l1' ? Math.abs(v) : v * v;
-        }
-        return s;
-      });
+      // unit importance: the norm of its own weights (dim 0) or of the consumer's weights that read it (dim 1)
+      const score =
+        dim === 0 ? unitScores(l.weight, 1, units, norm) : unitScores(next.weight, next.weight.shape[0]!, units, norm);
       const idx = Array.from({ length: units }, (_, u) => u)
         .sort((a, b) => score[b]! - score[a]! || a - b)
         .slice(0, keepN)

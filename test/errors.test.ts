@@ -497,6 +497,16 @@ test('options objects: the rest of the API, nested options, and options a call c
     ['fromSpec', () => kn.nn.fromSpec(u, bad)],
     ['GradualSchedule', () => new kn.prune.GradualSchedule(bad)],
     ['startRun remote', () => kn.track.startRun({ remote: bad })],
+    ['leakageReport', () => kn.data.leakageReport({ splits: {}, creatGraph: true } as never)],
+    ['rollingFeatures', () => kn.data.rollingFeatures(u, u, bad)],
+    ['counterfactual', () => kn.explain.counterfactual(u, u, bad)],
+    ['smoothGrad', () => kn.explain.smoothGrad(u, u, bad)],
+    ['permutationImportance', () => kn.explain.permutationImportance(u, u, u, bad)],
+    ['lime', () => kn.explain.lime(u, u, bad)],
+    ['fairness', () => kn.evaluate.fairness(bad)],
+    ['fairness thresholds', () => kn.evaluate.fairness({ yTrue: [0], yPred: [0], sensitive: ['a'], thresholds: bad })],
+    ['evaluate', () => kn.train.evaluate(u, u, bad)],
+    ['QuantConv2d', () => new kn.quant.QuantConv2d(1, 1, 1, bad)],
   ];
   const sweepAsync: [string, () => Promise<unknown>][] = [
     ['bench', () => kn.bench(() => 1, bad)],
@@ -510,12 +520,15 @@ test('options objects: the rest of the API, nested options, and options a call c
     ['syncRuns remote', () => kn.track.syncRuns(u, { remote: bad })],
     ['server tls', () => kn.serve.createServer(u, { tls: { cert: 'x', creatGraph: true } as never })],
     ['autoRollback', () => kn.serve.createServer(u, { autoRollback: bad })],
+    ['reservoirSample', () => kn.data.reservoirSample(u, u, bad)],
+    ['dropColumnImportance', () => kn.explain.dropColumnImportance(u, u, bad)],
   ];
   for (const [fn, call] of sweep)
     throwsKiln(call, kn.ArgumentError, new RegExp(`^${fn}: unknown option "creatGraph" \\(the options are `));
   for (const [fn, call] of sweepAsync) await rejectsKiln(call(), new RegExp(`^${fn}: unknown option "creatGraph"`));
   // the options a call cannot run without: an omitted argument is an error, not a crash
   const required: [string, () => unknown][] = [
+    ['evaluate', () => kn.train.evaluate(u, u, u)],
     ['magnitude', () => kn.prune.magnitude(lin, u)],
     ['structured', () => kn.prune.structured(new kn.nn.Sequential(lin), u)],
     ['quantize', () => kn.quant.quantize(lin, u)],

@@ -158,6 +158,9 @@ export async function reservoirSample<T>(
   k: number,
   opts: { seed?: number; weight?: (item: T) => number } = {},
 ): Promise<T[]> {
+  checkOptions(opts, 'reservoirSample', ['seed', 'weight']);
+  if (opts.weight !== undefined && typeof opts.weight !== 'function')
+    throw new ArgumentError(`reservoirSample: weight must be a function of an item, got ${describe(opts.weight)}`);
   const r = new Reservoir<T>(k, opts);
   if (source === null || typeof source !== 'object')
     throw new ArgumentError(`reservoirSample takes an iterable, got ${describe(source)}`);

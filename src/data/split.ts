@@ -227,6 +227,7 @@ export function leakageReport(opts: {
 }): { ok: boolean; leaks: Leak[] } {
   if (!opts || typeof opts.splits !== 'object')
     throw new ArgumentError('leakageReport takes { splits: { name: table } }');
+  checkOptions(opts, 'leakageReport', ['splits', 'transformers', 'fitSplit']);
   const names = Object.keys(opts.splits);
   const prints = new Map(names.map((n) => [n, splitPrints(opts.splits[n]!, n)]));
   const leaks: Leak[] = [];

@@ -279,6 +279,7 @@ export function rollingFeatures(
     time?: Timestamps;
   } = {},
 ): { x: Tensor; names: string[] } {
+  checkOptions(opts, 'rollingFeatures', ['stats', 'minPeriods', 'groups', 'time']);
   const v = valuesOf(values, 'rollingFeatures');
   if (!Number.isInteger(window) || window < 1)
     throw new ArgumentError(`window must be a positive integer, got ${describe(window)}`);

@@ -480,6 +480,13 @@ export function fairness(args: {
 }): FairnessReport {
   if (args === null || typeof args !== 'object')
     throw new ArgumentError(`fairness takes {yTrue, yPred, sensitive}, got ${describe(args)}`);
+  checkOptions(args, 'fairness', ['yTrue', 'yPred', 'sensitive', 'favorable', 'privileged', 'thresholds']);
+  checkOptions(args.thresholds, 'fairness thresholds', [
+    'demographicParity',
+    'equalizedOdds',
+    'equalOpportunity',
+    'disparateImpact',
+  ]);
   const n = hostValues(args.yTrue, 'yTrue').v.length;
   const t = labelsOf(args.yTrue, n, 'yTrue');
   const p = labelsOf(args.yPred, n, 'yPred');

@@ -3,7 +3,7 @@
 // change to an example that makes the model predict another class. Distances are measured per feature in units
 // of its scale (the background's median absolute deviation, or 1), immutable features never move, and every
 // feature stays inside its range.
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import type { Predictor, Values } from '../evaluate/host.js';
 import { gradMaskRows, outputsOf, positiveInt, rowArgmax, tabular } from './core.js';
 
@@ -53,6 +53,16 @@ export function counterfactual(
     margin?: number;
   } = {},
 ): CounterfactualResult {
+  checkOptions(opts, 'counterfactual', [
+    'target',
+    'immutable',
+    'bounds',
+    'background',
+    'featureNames',
+    'maxIter',
+    'stepSize',
+    'margin',
+  ]);
   const X = tabular(x as Values, 'x');
   if (X.n !== 1) throw new ShapeError(`counterfactual explains one example [F] or [1, F], got ${X.n} rows`);
   const f = X.f;

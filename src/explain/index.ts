@@ -197,6 +197,7 @@ export function smoothGrad(
     maxRows?: number;
   } = {},
 ): Tensor {
+  checkOptions(opts, 'smoothGrad', ['samples', 'noise', 'target', 'seed', 'squared', 'timesInput', 'maxRows']);
   const { v, n, shape, per } = inputOf(x, 'x');
   const samples = positiveInt(opts.samples ?? 25, 'samples', 100000);
   const noise = opts.noise ?? 0.15;
@@ -344,6 +345,7 @@ export function permutationImportance(
     groups?: readonly { name: string; columns: readonly number[] }[];
   } = {},
 ): { metric: string; baseline: number; importances: FeatureImportance[] } {
+  checkOptions(opts, 'permutationImportance', ['metric', 'repeats', 'seed', 'featureNames', 'groups']);
   const { v, n, shape } = inputOf(x, 'x');
   if (shape.length !== 2) throw new ShapeError(`permutationImportance needs tabular x [N, F], got shape [${shape}]`);
   const f = shape[1]!;
@@ -408,6 +410,7 @@ export async function dropColumnImportance(
     groups?: readonly { name: string; columns: readonly number[] }[];
   } = {},
 ): Promise<{ baseline: number; importances: FeatureImportance[] }> {
+  checkOptions(opts, 'dropColumnImportance', ['greaterIsBetter', 'featureNames', 'groups']);
   if (typeof fitAndScore !== 'function')
     throw new ArgumentError(`fitAndScore must be a function (columns) => score, got ${describe(fitAndScore)}`);
   const f = positiveInt(nFeatures, 'nFeatures', 1 << 20);
@@ -606,6 +609,7 @@ export function lime(
     ridge?: number;
   } = {},
 ): LimeResult {
+  checkOptions(opts, 'lime', ['background', 'samples', 'kernelWidth', 'target', 'seed', 'ridge']);
   const X = tabular(x as Values, 'x');
   if (X.n !== 1) throw new ShapeError(`lime explains one example [F] or [1, F], got ${X.n} rows`);
   const f = X.f;

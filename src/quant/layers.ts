@@ -141,6 +141,7 @@ export class QuantConv2d extends Module {
     } = {},
   ) {
     super();
+    checkOptions(opts, 'QuantConv2d', ['stride', 'padding', 'dilation', 'bias', 'act']);
     const p = (v: number | Pair2 | undefined, d: number): Pair2 =>
       v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
     this.kernelSize = p(kernelSize, 1);

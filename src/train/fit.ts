@@ -273,6 +273,12 @@ export function evaluate(
   metrics: Partial<Record<MetricName, number>>;
   labels?: { target: number[]; pred: number[]; numClasses: number | null };
 } {
+  checkOptions(
+    opts,
+    'evaluate',
+    ['loss', 'classWeights', 'metrics', 'average', 'inputKey', 'targetKey', 'collect'],
+    'required',
+  );
   if (!(loader instanceof DataLoader)) throw new ArgumentError(`evaluate takes a DataLoader, got ${describe(loader)}`);
   // under DDP each rank evaluates its shard, and the sums and predictions are gathered: every rank gets the
   // numbers of the whole set

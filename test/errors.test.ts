@@ -2,6 +2,9 @@
 // sizes, and hostile descriptors sent straight to the addon.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import ts from 'typescript';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 import { nativeBackends, onBackend, throwsKiln } from './helpers.js';
@@ -579,6 +582,75 @@ test('options objects: the rest of the API, nested options, and options a call c
     kn.ArgumentError,
     /^alert rule 0 \("A"\): unknown option "treshold"/,
   );
+});
+
+// functions that take an options object and hand it to one that checks it (or that only kiln calls)
+const OPTIONS_CHECKED_ELSEWHERE = new Set([
+  'src/data/features.ts register', // FeatureStore.check
+  'src/data/parquet.ts read', // checkSelection
+  'src/data/parquet.ts readParquet',
+  'src/distributed/comm.ts allreduce', // reduceArgs
+  'src/distributed/comm.ts allreduceAsync',
+  'src/nn/attention.ts constructor', // TransformerLayer's constructor
+  'src/nn/layers.ts constructor', // BatchNorm's constructor
+  'src/nn/recurrent.ts constructor', // the recurrent base's constructor
+  'src/ops/creation.ts full', // target()
+  'src/ops/creation.ts zeros',
+  'src/ops/creation.ts ones',
+  'src/profile/profile.ts profile', // startProfile
+  'src/errors.ts checkOptions',
+  'src/nn/layers.ts convOptions', // internal: picks conv2d's keys out of a layer's
+  'src/ops/matmul.ts fusedAttention', // internal
+  'src/quant/quantize.ts int8Layer', // internal
+  'src/serve/http.ts httpApp', // internal: the server's routes
+  'src/serve/traffic.ts constructor', // internal
+  'src/serve/versions.ts constructor', // internal
+  'src/track/mlflow.ts remoteOptions', // internal: startRun and syncRuns check first
+  'src/track/mlflow.ts constructor',
+  'src/track/report.ts constructor', // internal: fit checks its report option
+]);
+
+test('every public function that takes an options object checks it (a scan of src/)', () => {
+  const missing: string[] = [];
+  const walk = (d: string): string[] =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [join(d, e.name)] : [],
+    );
+  const root = join(import.meta.dirname, '..');
+  let seen = 0;
+  for (const file of walk(join(root, 'src'))) {
+    const rel = relative(root, file);
+    if (rel.startsWith('src/backends/') || rel.startsWith('src/cli/')) continue;
+    const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+    const visit = (n: ts.Node, inExportedClass: boolean): void => {
+      if (
+        (ts.isFunctionDeclaration(n) || ts.isMethodDeclaration(n) || ts.isConstructorDeclaration(n)) &&
+        n.body !== undefined
+      ) {
+        const flags = ts.getCombinedModifierFlags(n);
+        const isPublic = ts.isFunctionDeclaration(n)
+          ? (flags & ts.ModifierFlags.Export) !== 0
+          : inExportedClass && (flags & (ts.ModifierFlags.Private | ts.ModifierFlags.Protected)) === 0;
+        const name = n.name ? n.name.getText() : 'constructor';
+        const internal = /@internal/.test(n.getFullText().slice(0, n.getStart() - n.getFullStart()));
+        const takesOptions = n.parameters.some(
+          (p) => /^(opts|options|masks)$/.test(p.name.getText()) || /Options\b/.test(p.type?.getText() ?? ''),
+        );
+        if (isPublic && !internal && takesOptions) {
+          seen++;
+          if (!/checkOptions|checkDeploy|checkProfileOptions|checkOnnxOptions/.test(n.body.getText()))
+            if (!OPTIONS_CHECKED_ELSEWHERE.has(`${rel} ${name}`)) missing.push(`${rel} ${name}`);
+        }
+      }
+      const exported = ts.isClassDeclaration(n)
+        ? (ts.getCombinedModifierFlags(n) & ts.ModifierFlags.Export) !== 0
+        : inExportedClass;
+      ts.forEachChild(n, (c) => visit(c, exported));
+    };
+    visit(sf, false);
+  }
+  assert.ok(seen > 150, `the scan found ${seen} entry points`);
+  assert.equal(missing, [], `these take options and check none: ${missing.join('; ')}`);
 });
 
 async function rejectsKiln(p: Promise<unknown>, re: RegExp): Promise<void> {

@@ -218,6 +218,70 @@ test('checkpoints restore model, optimizer, scheduler and state; bad files are r
   assert.match((err as Error).message, /not a kiln checkpoint/);
 });
 
+test('a checkpoint that does not fit leaves the model, optimizer and scheduler as they were', async () => {
+  /** A Linear(3, 2) and an Adam that has taken one step on it. */
+  const trained = (seed: number, lr: number): [kn.nn.Linear, kn.optim.Adam] => {
+    kn.seed(seed);
+    const m = new kn.nn.Linear(3, 2);
+    const opt = new kn.optim.Adam(m.parameters(), { lr });
+    kn.tidy(() => {
+      m.call(kn.randn([4, 3]))
+        .sum()
+        .backward();
+      opt.step();
+    });
+    return [m, opt];
+  };
+  const [m, opt] = trained(21, 0.2);
+  const p = join(dir, 'fit.ckpt');
+  await kn.io.saveCheckpoint(p, { model: m, optimizer: opt });
+
+  const [m2, adam] = trained(22, 0.01);
+  const sgd = new kn.optim.SGD(m2.parameters(), { lr: 0.3 });
+  const sch = new kn.optim.StepLR(adam, { stepSize: 1, gamma: 0.5 });
+  sch.step();
+  const snap = (): unknown => ({
+    model: Object.fromEntries(Object.entries(m2.stateDict()).map(([k, t]) => [k, Array.from(t.toArray())])),
+    adam: (() => {
+      const sd = adam.stateDict();
+      const out = {
+        lr: sd.hyper.lr,
+        steps: sd.steps,
+        t: Object.keys(sd.tensors).map((k) => [k, Array.from(sd.tensors[k]!.toArray())]),
+      };
+      for (const t of Object.values(sd.tensors)) t.dispose();
+      return out;
+    })(),
+    sgdLr: sgd.lr,
+    sch: sch.stateDict(),
+  });
+  const other = new kn.nn.Linear(3, 4);
+  const wider = new kn.optim.Adam([...m2.parameters(), kn.zeros([2], { requiresGrad: true })]);
+  const before = snap();
+  const fails = async (parts: Parameters<typeof kn.io.loadCheckpoint>[1], cls: typeof kn.KilnError, re: RegExp) => {
+    const live = kn.memory().numTensors;
+    try {
+      await kn.io.loadCheckpoint(p, parts);
+      assert.unreachable('the checkpoint loaded');
+    } catch (e) {
+      assert.instance(e, cls, String(e));
+      assert.match((e as Error).message, re);
+    }
+    assert.is(kn.memory().numTensors, live, 'no tensor is left behind');
+    assert.equal(snap(), before, 'nothing changed');
+  };
+  // the model fits in each case: the optimizer or the scheduler does not
+  await fails({ model: m2, optimizer: sgd }, kn.ValidationError, /optimizer state is for Adam, this optimizer is SGD/);
+  await fails({ model: m2, optimizer: adam, scheduler: sch }, kn.ValidationError, /holds no scheduler state/);
+  await fails({ model: m2, optimizer: wider }, kn.ValidationError, /2 step counts, this optimizer has 3 parameters/);
+  // and a model that does not fit leaves a fitting optimizer alone
+  await fails({ model: other, optimizer: adam }, kn.ShapeError, /has shape \[2, 3\], expected \[4, 3\]/);
+
+  await kn.io.loadCheckpoint(p, { model: m2, optimizer: adam });
+  assert.equal(Array.from(m2.weight.toArray()), Array.from(m.weight.toArray()));
+  assert.is(adam.lr, 0.2);
+});
+
 test('a checkpoint write that runs out of space (ENOSPC, a 1 MiB tmpfs) leaves the previous checkpoint intact', async () => {
   const mnt = mkdtempSync(join(tmpdir(), 'kiln-enospc-'));
   // mount and umount run without the sanitizer run's LD_PRELOAD

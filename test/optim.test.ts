@@ -153,6 +153,26 @@ for (const b of BACKENDS) {
           kn.ValidationError,
           /state is for Adam, this optimizer is SGD/,
         );
+        // a bad entry after good ones, or a bad lr: an error, the optimizer unchanged, nothing allocated
+        const w2 = kn.tensor([1, 1, 1], undefined, { requiresGrad: true });
+        const c = new kn.optim.Adam([w, w2], { lr: 0.05, amsgrad: true });
+        const sd2 = c.stateDict();
+        sd2.steps = [2, 0];
+        const keep = (): string => JSON.stringify([c.lr, c.stateDict().steps]);
+        const was = keep();
+        for (const [bad, cls, re] of [
+          [
+            { ...sd2, tensors: { ...sd.tensors, '1.m': kn.zeros([2]) } },
+            kn.ShapeError,
+            /'1\.m' has shape \[2\] but parameter 1 is \[3\]/,
+          ],
+          [{ ...sd2, tensors: sd.tensors, hyper: { lr: -1 } }, kn.ArgumentError, /lr must be/],
+        ] as const) {
+          const live = kn.memory().numTensors;
+          throwsKiln(() => c.loadStateDict(bad), cls, re);
+          assert.is(kn.memory().numTensors, live);
+          assert.is(keep(), was);
+        }
       }),
     ));
 }

@@ -230,15 +230,20 @@ function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unkno
       else if (k.startsWith('optim.')) optim[k.slice(6)] = t;
       else throw new FormatError(`${path}: unexpected tensor '${k}' in a checkpoint`);
     }
-    parts.model.loadStateDict(model);
-    if (parts.optimizer) {
-      if (!meta.optimizer) throw new ValidationError(`${path} holds no optimizer state`);
-      parts.optimizer.loadStateDict({ ...meta.optimizer, tensors: optim });
+    // every part is checked before any changes: a checkpoint that does not fit leaves all of them as they were
+    if (parts.optimizer && !meta.optimizer) throw new ValidationError(`${path} holds no optimizer state`);
+    if (parts.scheduler && !meta.scheduler) throw new ValidationError(`${path} holds no scheduler state`);
+    const applyModel = parts.model.planLoad(model).apply;
+    const applyScheduler = parts.scheduler?.planLoad(meta.scheduler!);
+    const optimizer = parts.optimizer?.planLoad({ ...meta.optimizer!, tensors: optim });
+    try {
+      applyModel();
+    } catch (e) {
+      optimizer?.discard();
+      throw e;
     }
-    if (parts.scheduler) {
-      if (!meta.scheduler) throw new ValidationError(`${path} holds no scheduler state`);
-      parts.scheduler.loadStateDict(meta.scheduler);
-    }
+    optimizer?.apply();
+    applyScheduler?.();
     return meta.state ?? null;
   } finally {
     for (const t of Object.values(tensors)) t.dispose();
@@ -246,7 +251,8 @@ function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unkno
 }
 
 /**
- * Restores a checkpoint into `model` (and `optimizer` / `scheduler` when given) and returns its JSON state.
+ * Restores a checkpoint into `model` (and `optimizer` / `scheduler` when given) and returns its JSON state. All or
+ * nothing: when the checkpoint does not fit one of the parts, it throws and none of them has changed.
  */
 export async function loadCheckpoint(path: string, parts: CheckpointParts): Promise<unknown> {
   checkPath(path, 'loadCheckpoint');

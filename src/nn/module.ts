@@ -182,10 +182,19 @@ export abstract class Module {
     sd: Record<string, Tensor>,
     opts: { strict?: boolean } = {},
   ): { missing: string[]; unexpected: string[] } {
+    checkOptions(opts, 'loadStateDict', ['strict']);
+    const plan = this.planLoad(sd, opts.strict ?? true);
+    plan.apply();
+    return { missing: plan.missing, unexpected: plan.unexpected };
+  }
+
+  /**
+   * @internal Checks `sd` as loadStateDict does and returns the copy it would make, without making it: a caller
+   * restoring several parts (kn.io.loadCheckpoint) checks every part before it changes any.
+   */
+  planLoad(sd: Record<string, Tensor>, strict = true): { missing: string[]; unexpected: string[]; apply: () => void } {
     if (sd === null || typeof sd !== 'object')
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
-    checkOptions(opts, 'loadStateDict', ['strict']);
-    const strict = opts.strict ?? true;
     const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
     const missing = [...mine.keys()].filter((k) => own(sd, k) === undefined);
     const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
@@ -199,19 +208,22 @@ export abstract class Module {
       const src = own(sd, k);
       if (src === undefined) continue;
       if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
+      src.assertAlive('loadStateDict');
+      dst.assertAlive('loadStateDict');
       if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
         throw new ShapeError(
           `state dict entry '${k}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(dst.shape)}`,
         );
       }
     }
-    noGrad(() => {
-      for (const [k, dst] of mine) {
-        const src = own(sd, k);
-        if (src !== undefined) dst.assign(src);
-      }
-    });
-    return { missing, unexpected };
+    const apply = (): void =>
+      noGrad(() => {
+        for (const [k, dst] of mine) {
+          const src = own(sd, k);
+          if (src !== undefined) dst.assign(src);
+        }
+      });
+    return { missing, unexpected, apply };
   }
 
   /** Clears the gradients of every parameter. */

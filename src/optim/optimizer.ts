@@ -229,6 +229,15 @@ export abstract class Optimizer {
 
   /** Restores a state dict saved from an optimizer of the same kind over parameters of the same shapes. */
   loadStateDict(sd: OptimizerState): void {
+    this.planLoad(sd).apply();
+  }
+
+  /**
+   * @internal Checks `sd` as loadStateDict does and copies its tensors, without changing this optimizer: `apply`
+   * puts the copies in place, `discard` frees them. A caller restoring several parts (kn.io.loadCheckpoint) checks
+   * every part before it changes any.
+   */
+  planLoad(sd: OptimizerState): { apply: () => void; discard: () => void } {
     if (sd === null || typeof sd !== 'object' || typeof sd.kind !== 'string')
       throw new ArgumentError(`loadStateDict takes an optimizer state dict, got ${describe(sd)}`);
     if (sd.kind !== this.kind)
@@ -242,26 +251,53 @@ export abstract class Optimizer {
         `optimizer state has ${Array.isArray(sd.steps) ? sd.steps.length : 'no'} step counts, this optimizer has ${this.params.length} parameters`,
       );
     }
-    const next: Map<string, Tensor>[] = this.params.map(() => new Map());
-    for (const [key, t] of Object.entries(sd.tensors ?? {})) {
+    const lr = typeof sd.hyper?.lr === 'number' ? checkNumber(sd.hyper.lr, 'lr', 0, Infinity) : this.lr;
+    const entries = Object.entries(sd.tensors ?? {});
+    for (const [key, t] of entries) {
       const m = /^(\d+)\.(\w+)$/.exec(key);
       const i = m ? Number(m[1]) : -1;
       if (!m || i >= this.params.length) throw new ValidationError(`optimizer state has an unexpected entry '${key}'`);
       if (!isTensor(t)) throw new ArgumentError(`optimizer state entry '${key}' is not a Tensor`);
+      t.assertAlive('loadStateDict');
       const p = this.params[i]!;
       if (t.shape.length !== p.shape.length || t.shape.some((d, k) => d !== p.shape[k])) {
         throw new ShapeError(
           `optimizer state '${key}' has shape ${shapeStr(t.shape)} but parameter ${i} is ${shapeStr(p.shape)}`,
         );
       }
-      const c = keep(noGrad(() => zerosLike(p)));
-      c.assign(t);
-      next[i]!.set(m[2]!, c);
     }
-    for (const m of this.state) for (const t of m.values()) t.dispose();
-    this.state = next;
-    this.steps = [...sd.steps];
-    if (typeof sd.hyper?.lr === 'number') this.lr = checkNumber(sd.hyper.lr, 'lr', 0, Infinity);
+    // every entry checked: the copies (what is kept must not alias the caller's tensors)
+    const next: Map<string, Tensor>[] = this.params.map(() => new Map());
+    const free = (): void => {
+      for (const m of next) for (const t of m.values()) t.dispose();
+    };
+    try {
+      for (const [key, t] of entries) {
+        const [, i, name] = /^(\d+)\.(\w+)$/.exec(key)!;
+        const c = keep(noGrad(() => zerosLike(this.params[Number(i)]!)));
+        next[Number(i)]!.set(name!, c);
+        c.assign(t);
+      }
+    } catch (e) {
+      free();
+      throw e;
+    }
+    let done = false;
+    return {
+      apply: () => {
+        if (done) return;
+        done = true;
+        for (const m of this.state) for (const t of m.values()) t.dispose();
+        this.state = next;
+        this.steps = [...sd.steps];
+        this.lr = lr;
+      },
+      discard: () => {
+        if (done) return;
+        done = true;
+        free();
+      },
+    };
   }
 
   /** Frees the state tensors. */

@@ -27,10 +27,17 @@ export abstract class LRScheduler {
     return { stepCount: this.stepCount };
   }
   loadStateDict(s: { stepCount: number }): void {
+    this.planLoad(s)();
+  }
+  /** @internal Checks `s` as loadStateDict does and returns the change it would make, without making it. */
+  planLoad(s: { stepCount: number }): () => void {
     if (!s || !Number.isInteger(s.stepCount) || s.stepCount < 0)
       throw new ValidationError(`scheduler state must have a step count, got ${describe(s)}`);
-    this.stepCount = s.stepCount;
-    this.optimizer.lr = this.lrAt(this.stepCount);
+    const { stepCount } = s;
+    return () => {
+      this.stepCount = stepCount;
+      this.optimizer.lr = this.lrAt(stepCount);
+    };
   }
 }
 

@@ -510,6 +510,9 @@ test('options objects: the rest of the API, nested options, and options a call c
     ['fairness thresholds', () => kn.evaluate.fairness({ yTrue: [0], yPred: [0], sensitive: ['a'], thresholds: bad })],
     ['evaluate', () => kn.train.evaluate(u, u, bad)],
     ['QuantConv2d', () => new kn.quant.QuantConv2d(1, 1, 1, bad)],
+    ['saveCheckpointSync', () => kn.io.saveCheckpointSync('x', bad)],
+    ['loadCheckpointSync', () => kn.io.loadCheckpointSync('x', bad)],
+    ['modelCard', () => kn.registry.modelCard(u, bad)],
   ];
   const sweepAsync: [string, () => Promise<unknown>][] = [
     ['bench', () => kn.bench(() => 1, bad)],
@@ -525,6 +528,8 @@ test('options objects: the rest of the API, nested options, and options a call c
     ['autoRollback', () => kn.serve.createServer(u, { autoRollback: bad })],
     ['reservoirSample', () => kn.data.reservoirSample(u, u, bad)],
     ['dropColumnImportance', () => kn.explain.dropColumnImportance(u, u, bad)],
+    ['saveCheckpoint', () => kn.io.saveCheckpoint('x', bad)],
+    ['loadCheckpoint', () => kn.io.loadCheckpoint('x', bad)],
   ];
   for (const [fn, call] of sweep)
     throwsKiln(call, kn.ArgumentError, new RegExp(`^${fn}: unknown option "creatGraph" \\(the options are `));
@@ -617,11 +622,28 @@ test('every public function that takes an options object checks it (a scan of sr
       e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [join(d, e.name)] : [],
     );
   const root = join(import.meta.dirname, '..');
+  const files = walk(join(root, 'src')).map((file) => ({
+    rel: relative(root, file),
+    sf: ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true),
+  }));
+  // an options bag under any name: a parameter typed as an object type (inline, or an interface or type alias
+  // declared in src/) that has an optional property holding data rather than a function
+  const optionalData = (members: ts.NodeArray<ts.TypeElement>): boolean =>
+    members.some((m) => ts.isPropertySignature(m) && m.questionToken && !(m.type && ts.isFunctionTypeNode(m.type)));
+  const bags = new Set<string>();
+  for (const { sf } of files)
+    ts.forEachChild(sf, (n) => {
+      if (ts.isInterfaceDeclaration(n) && optionalData(n.members)) bags.add(n.name.text);
+      if (ts.isTypeAliasDeclaration(n) && ts.isTypeLiteralNode(n.type) && optionalData(n.type.members))
+        bags.add(n.name.text);
+    });
+  const isBag = (t: ts.TypeNode | undefined): boolean =>
+    t !== undefined &&
+    ((ts.isTypeLiteralNode(t) && optionalData(t.members)) ||
+      (ts.isTypeReferenceNode(t) && bags.has(t.typeName.getText())));
   let seen = 0;
-  for (const file of walk(join(root, 'src'))) {
-    const rel = relative(root, file);
+  for (const { rel, sf } of files) {
     if (rel.startsWith('src/backends/') || rel.startsWith('src/cli/')) continue;
-    const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
     const visit = (n: ts.Node, inExportedClass: boolean): void => {
       if (
         (ts.isFunctionDeclaration(n) || ts.isMethodDeclaration(n) || ts.isConstructorDeclaration(n)) &&
@@ -634,11 +656,16 @@ test('every public function that takes an options object checks it (a scan of sr
         const name = n.name ? n.name.getText() : 'constructor';
         const internal = /@internal/.test(n.getFullText().slice(0, n.getStart() - n.getFullStart()));
         const takesOptions = n.parameters.some(
-          (p) => /^(opts|options|masks)$/.test(p.name.getText()) || /Options\b/.test(p.type?.getText() ?? ''),
+          (p) =>
+            /^(opts|options|masks)$/.test(p.name.getText()) ||
+            /Options\b/.test(p.type?.getText() ?? '') ||
+            isBag(p.type),
         );
         if (isPublic && !internal && takesOptions) {
           seen++;
-          if (!/checkOptions|checkDeploy|checkProfileOptions|checkOnnxOptions/.test(n.body.getText()))
+          if (
+            !/checkOptions|checkDeploy|checkProfileOptions|checkOnnxOptions|checkParts|checkCard/.test(n.body.getText())
+          )
             if (!OPTIONS_CHECKED_ELSEWHERE.has(`${rel} ${name}`)) missing.push(`${rel} ${name}`);
         }
       }

@@ -218,6 +218,18 @@ test('checkpoints restore model, optimizer, scheduler and state; bad files are r
   assert.match((err as Error).message, /not a kiln checkpoint/);
 });
 
+/** Awaits `p` and checks that it rejects with an ArgumentError whose message matches `re`. */
+async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, kn.ArgumentError, String(e));
+    assert.match((e as Error).message, re);
+    return;
+  }
+  assert.unreachable(`expected an ArgumentError matching ${re}`);
+}
+
 test('a checkpoint that does not fit leaves the model, optimizer and scheduler as they were', async () => {
   /** A Linear(3, 2) and an Adam that has taken one step on it. */
   const trained = (seed: number, lr: number): [kn.nn.Linear, kn.optim.Adam] => {
@@ -280,6 +292,28 @@ test('a checkpoint that does not fit leaves the model, optimizer and scheduler a
   await kn.io.loadCheckpoint(p, { model: m2, optimizer: adam });
   assert.equal(Array.from(m2.weight.toArray()), Array.from(m.weight.toArray()));
   assert.is(adam.lr, 0.2);
+
+  // the parts themselves: a misspelt one would silently save or restore nothing; checked before the file is touched
+  const saved = readFileSync(p);
+  for (const [parts, re] of [
+    [{ model: m, optimiser: opt }, /^saveCheckpoint: unknown option "optimiser" \(the options are model, optimizer, /],
+    [{ model: m, optimizer: m }, /^saveCheckpoint: optimizer must be a kn\.optim optimizer, got a Linear/],
+    [{ model: m, scheduler: opt }, /^saveCheckpoint: scheduler must be a kn\.optim scheduler/],
+    [{ model: m, scaler: {} }, /^saveCheckpoint: scaler must be a fitted kn\.data transformer/],
+    [{ optimizer: opt }, /^saveCheckpoint needs \{ model: Module \}, got undefined/],
+  ] as const) {
+    await rejects(kn.io.saveCheckpoint(p, parts as never), re);
+    assert.ok(Buffer.compare(readFileSync(p), saved) === 0, 'the checkpoint on disk is unchanged');
+  }
+  await rejects(
+    kn.io.loadCheckpoint(p, { model: m2, scaler: {} } as never),
+    /does not restore a scaler in place: read it with kn\.io\.checkpointScaler/,
+  );
+  await rejects(kn.io.loadCheckpoint(p, { model: m2, state: {} } as never), /takes no state: it returns the state/);
+  await rejects(
+    kn.io.loadCheckpoint(join(dir, 'no-such.ckpt'), { model: m2, optimiser: adam } as never),
+    /unknown option "optimiser"/,
+  );
 });
 
 test('a checkpoint write that runs out of space (ENOSPC, a 1 MiB tmpfs) leaves the previous checkpoint intact', async () => {

@@ -566,6 +566,22 @@ test('registry: register with lineage and a model card, promote, compare, roll b
     );
     assert.throws(() => kn.registry.register(b.file, { name: '../x', dir: reg }), /model name must be/);
     assert.throws(() => kn.registry.register(b.file, { name: 'clf', version: 'v2', dir: reg }), /semantic version/);
+    // a card field misspelt or malformed is refused before anything is written, not dropped from the card
+    for (const [card, re] of [
+      [{ intendedUse: 'x', limitation: 'y' }, /register card: unknown option "limitation"/],
+      [{ intendedUse: 3 }, /register card: intendedUse must be a string, got 3/],
+      [{ segments: [{ slice: 'a', count: 2 }] }, /register card: segments must be kn\.evaluate\.bySlice rows/],
+    ] as const) {
+      assert.throws(
+        () => kn.registry.register(b.file, { name: 'clf', version: '9.0.0', dir: reg, card: card as never }),
+        re,
+      );
+      assert.not.ok(existsSync(join(reg, 'clf', '9.0.0')), 'no version folder is left behind');
+    }
+    assert.throws(
+      () => kn.registry.modelCard(v2, { intendedUse: 'x', segmets: [] } as never),
+      /modelCard: unknown option "segmets"/,
+    );
     kn.registry.promote('clf', '1.0.0', 'production', { dir: reg });
     kn.registry.promote('clf', '1.1.0', 'production', { dir: reg });
     assert.equal(

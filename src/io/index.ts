@@ -3,12 +3,12 @@ import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend, setBackend } from '../backends/registry.js';
-import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { SPEC_METADATA_KEY, fromSpec, toSpec } from '../nn/spec.js';
 import { transformerFromJSON, type Transformer, type TransformerJSON } from '../data/scalers.js';
-import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
-import type { LRScheduler } from '../optim/schedulers.js';
+import { Optimizer, type OptimizerState } from '../optim/optimizer.js';
+import { LRScheduler } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
@@ -153,11 +153,42 @@ export interface CheckpointParts {
   state?: unknown;
 }
 
+/** What loadCheckpoint restores in place (the scaler is read with checkpointScaler; the state is returned). */
+export type RestoreParts = Pick<CheckpointParts, 'model' | 'optimizer' | 'scheduler'>;
+
 const META_KEY = 'kiln.checkpoint';
+const PART_KEYS = optionKeys<CheckpointParts>({
+  model: true,
+  optimizer: true,
+  scheduler: true,
+  scaler: true,
+  state: true,
+});
+
+/**
+ * Checks the parts of a checkpoint call (`where` names it): known keys only, a Module, and an Optimizer, an
+ * LRScheduler and a scaler where given. Loading restores the model, optimizer and scheduler: the scaler is read
+ * with checkpointScaler and the state is what it returns.
+ */
+function checkParts(parts: Partial<CheckpointParts>, where: string, load: boolean): void {
+  if (load && parts !== null && typeof parts === 'object') {
+    if (parts.scaler !== undefined)
+      throw new ArgumentError(`${where} does not restore a scaler in place: read it with kn.io.checkpointScaler(path)`);
+    if (parts.state !== undefined)
+      throw new ArgumentError(`${where} takes no state: it returns the state the checkpoint holds`);
+  }
+  checkOptions(parts, where, PART_KEYS, 'required');
+  if (!(parts.model instanceof Module))
+    throw new ArgumentError(`${where} needs { model: Module }, got ${describe(parts.model)}`);
+  if (parts.optimizer != null && !(parts.optimizer instanceof Optimizer))
+    throw new ArgumentError(`${where}: optimizer must be a kn.optim optimizer, got ${describe(parts.optimizer)}`);
+  if (parts.scheduler != null && !(parts.scheduler instanceof LRScheduler))
+    throw new ArgumentError(`${where}: scheduler must be a kn.optim scheduler, got ${describe(parts.scheduler)}`);
+  if (parts.scaler != null && typeof (parts.scaler as { toJSON?: unknown }).toJSON !== 'function')
+    throw new ArgumentError(`${where}: scaler must be a fitted kn.data transformer, got ${describe(parts.scaler)}`);
+}
 
 function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
-  if (!(parts?.model instanceof Module))
-    throw new ArgumentError(`a checkpoint needs { model: Module }, got ${describe(parts?.model)}`);
   const tensors = nameRecord<Tensor>();
   const owned: Tensor[] = [];
   for (const [k, t] of Object.entries(parts.model.stateDict())) {
@@ -193,17 +224,17 @@ function checkpointChunks(parts: CheckpointParts): Uint8Array[] {
  */
 export async function saveCheckpoint(path: string, parts: CheckpointParts): Promise<void> {
   checkPath(path, 'saveCheckpoint');
+  checkParts(parts, 'saveCheckpoint', false);
   await writeFileAtomic(path, checkpointChunks(parts));
 }
 /** Synchronous saveCheckpoint. */
 export function saveCheckpointSync(path: string, parts: CheckpointParts): void {
   checkPath(path, 'saveCheckpointSync');
+  checkParts(parts, 'saveCheckpointSync', false);
   writeFileAtomicSync(path, checkpointChunks(parts));
 }
 
-function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unknown {
-  if (!(parts?.model instanceof Module))
-    throw new ArgumentError(`loadCheckpoint needs { model: Module }, got ${describe(parts?.model)}`);
+function restore(bytes: Uint8Array, path: string, parts: RestoreParts): unknown {
   const backend = parts.model.parameters()[0]?.backend;
   const { tensors, metadata } = decodeSafetensors(bytes, path, backend);
   try {
@@ -254,8 +285,9 @@ function restore(bytes: Uint8Array, path: string, parts: CheckpointParts): unkno
  * Restores a checkpoint into `model` (and `optimizer` / `scheduler` when given) and returns its JSON state. All or
  * nothing: when the checkpoint does not fit one of the parts, it throws and none of them has changed.
  */
-export async function loadCheckpoint(path: string, parts: CheckpointParts): Promise<unknown> {
+export async function loadCheckpoint(path: string, parts: RestoreParts): Promise<unknown> {
   checkPath(path, 'loadCheckpoint');
+  checkParts(parts, 'loadCheckpoint', true);
   return restore(await readFile(path), path, parts);
 }
 /**
@@ -277,8 +309,9 @@ export async function checkpointScaler(path: string): Promise<Transformer | null
 }
 
 /** Synchronous loadCheckpoint. */
-export function loadCheckpointSync(path: string, parts: CheckpointParts): unknown {
+export function loadCheckpointSync(path: string, parts: RestoreParts): unknown {
   checkPath(path, 'loadCheckpointSync');
+  checkParts(parts, 'loadCheckpointSync', true);
   return restore(readFileSync(path), path, parts);
 }
 export { exportOnnx, toOnnx, type OnnxExportOptions } from './onnx.js';

@@ -3,6 +3,7 @@
 // and the facts model transforms need. nn/spec.ts (toSpec/fromSpec, inferInputShape), structured pruning
 // and ONNX export read it; none of them keeps a list of layers. Types from files are looked up in a Map,
 // never used as keys of ordinary objects.
+import { ArgumentError } from '../errors.js';
 import type { Module } from './module.js';
 import type { LayerSpec } from './spec.js';
 import type { SpecReader } from './spec_reader.js';
@@ -35,9 +36,9 @@ export interface LayerDescription<M extends Module = Module> {
 const byClass = new Map<abstract new (...a: never[]) => Module, LayerDescription>();
 const byType = new Map<string, LayerDescription>();
 
-/** Registers a layer class and its description (once per class and type). */
+/** @internal Registers a layer class and its description (once per class and type), as kiln's layers do. */
 export function registerLayer<M extends Module>(cls: abstract new (...a: never[]) => M, d: LayerDescription<M>): void {
-  if (byClass.has(cls) || byType.has(d.type)) throw new Error(`layer ${d.type} is registered twice`);
+  if (byClass.has(cls) || byType.has(d.type)) throw new ArgumentError(`layer ${d.type} is registered twice`);
   byClass.set(cls, d as unknown as LayerDescription);
   byType.set(d.type, d as unknown as LayerDescription);
 }

@@ -37,7 +37,7 @@ export interface ApiShape {
   outputShape: readonly number[] | null;
 }
 
-/** The JSON schema of a POST /predict body. */
+/** @internal The JSON schema of a POST /predict body (the server builds it from the model). */
 export function predictBodySchema(a: ApiShape): object {
   return {
     type: 'object',
@@ -74,7 +74,7 @@ const errorSchema = {
   properties: { error: { type: 'string' }, message: { type: 'string' } },
 };
 
-/** The OpenAPI 3.1 document of a server. */
+/** @internal The OpenAPI 3.1 document of a server (served at GET /openapi.json). */
 export function openApiSpec(a: ApiShape & { title: string; version: string; auth: boolean }): object {
   const answer = {
     type: 'object',

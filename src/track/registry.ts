@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { info } from '../info.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { SliceRow } from '../evaluate/index.js';
@@ -116,8 +116,46 @@ function finalMetrics(r: RunRecord | null): { name: string; value: number }[] {
 /** A finite number (values read back from JSON may be null where NaN was written). */
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-/** The Markdown model card of a registered version. */
+const CARD_KEYS = optionKeys<ModelCardInput>({ intendedUse: true, limitations: true, segments: true });
+
+/** Checks a model card's fields (`where` names the call), so that a misspelt one is an error, not a lost text. */
+function checkCard(card: ModelCardInput | undefined, where: string): void {
+  checkOptions(card, where, CARD_KEYS);
+  if (card === undefined) return;
+  for (const k of ['intendedUse', 'limitations'] as const)
+    if (card[k] !== undefined && typeof card[k] !== 'string')
+      throw new ArgumentError(`${where}: ${k} must be a string, got ${describe(card[k])}`);
+  const rows: unknown = card.segments;
+  if (rows === undefined) return;
+  type Row = { slice?: unknown; count?: unknown; metrics?: unknown };
+  const metricNames = (r: Row): unknown[] | null =>
+    Array.isArray(r.metrics) ? r.metrics.map((x: { metric?: unknown } | null) => x?.metric) : null;
+  const first = Array.isArray(rows) && rows.length ? metricNames((rows[0] ?? {}) as Row) : [];
+  const ok =
+    Array.isArray(rows) &&
+    first !== null &&
+    rows.every((r: Row | null) => {
+      const names = r === null || typeof r !== 'object' ? null : metricNames(r);
+      return (
+        names !== null &&
+        typeof r!.slice === 'string' &&
+        Number.isInteger(r!.count) &&
+        names.length === first.length &&
+        names.every((n, i) => typeof n === 'string' && n === first[i])
+      );
+    });
+  if (!ok)
+    throw new ArgumentError(
+      `${where}: segments must be kn.evaluate.bySlice rows ({ slice, count, metrics }, the same metrics in each), got ${describe(rows)}`,
+    );
+}
+
+/**
+ * The Markdown model card of a registered version.
+ * @example kn.registry.modelCard({ name: 'm', version: '1.0.0', stage: 'none', created: 0, sha256: '0', lineage: { run: null, datasets: [], parent: null, kiln: '0' }, metrics: [], history: [], path: 'm' }, { intendedUse: 'demo' }).includes('demo') // true
+ */
 export function modelCard(m: ModelVersion, card: ModelCardInput = {}): string {
+  checkCard(card, 'modelCard');
   const lines = [
     `# Model card: ${m.name} ${m.version}`,
     '',
@@ -182,6 +220,7 @@ export function register(
 ): ModelVersion {
   if (opts === null || typeof opts !== 'object') throw new ArgumentError('register needs options { name }');
   checkOptions(opts, 'register', ['name', 'version', 'run', 'parent', 'card', 'dir']);
+  checkCard(opts.card, 'register card');
   const name = checkModelName(opts.name);
   if (typeof modelPath !== 'string' || !existsSync(modelPath))
     throw new ArgumentError(`register: ${describe(modelPath)} is not a model file`);
@@ -243,7 +282,14 @@ function setStage(root: string, all: readonly ModelVersion[], m: ModelVersion, s
   m.history.push({ stage, at: Math.max(Date.now(), last + 1) });
   writeVersion(root, m);
   const cardFile = join(root, m.name, m.version, 'card.json');
-  const card = existsSync(cardFile) ? (JSON.parse(readFileSync(cardFile, 'utf8')) as ModelCardInput) : {};
+  let card: ModelCardInput = {};
+  if (existsSync(cardFile))
+    try {
+      card = JSON.parse(readFileSync(cardFile, 'utf8')) as ModelCardInput;
+      checkCard(card, cardFile);
+    } catch (e) {
+      throw new FormatError(`${cardFile} is not a model card written by register: ${(e as Error).message}`);
+    }
   writeFileAtomicSync(join(root, m.name, m.version, 'MODEL_CARD.md'), [enc(modelCard(m, card))]);
 }
 

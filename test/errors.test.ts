@@ -513,6 +513,7 @@ test('options objects: the rest of the API, nested options, and options a call c
     ['saveCheckpointSync', () => kn.io.saveCheckpointSync('x', bad)],
     ['loadCheckpointSync', () => kn.io.loadCheckpointSync('x', bad)],
     ['modelCard', () => kn.registry.modelCard(u, bad)],
+    ['quantizeTensor', () => kn.quant.quantizeTensor(u, bad)],
   ];
   const sweepAsync: [string, () => Promise<unknown>][] = [
     ['bench', () => kn.bench(() => 1, bad)],

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
-import { onBackend, throwsKiln, trainedMnistMlp } from './helpers.js';
+import { nativeBackends, onBackend, throwsKiln, trainedMnistMlp } from './helpers.js';
 import { rng } from './rng.js';
 
 const { addon } = loadAddon();
@@ -296,6 +296,219 @@ test('int4 groups: the layout of the nibbles, the scales, and the round trip', (
   assert.match(h, new RegExp(`kInt4GroupSizes\\[3\\] = \\{${kn.quant.INT4_LAYOUT.groupSizes.join(', ')}\\}`));
   assert.throws(() => kn.quant.quantizeWeightsInt4(w, 48), /groupSize must be one of 32, 64, 128/);
   [w, packed, scale].forEach((t) => t.dispose());
+});
+
+/** Round half to even on a float64 (as nearbyint). */
+const rhe = (v: number): number => {
+  const f = Math.floor(v);
+  return v - f !== 0.5 ? Math.round(v) : f % 2 === 0 ? f : f + 1;
+};
+
+/**
+ * The float64 reference of symmetric int8 quantization along `axis` (null: per tensor), in float32 steps as the
+ * kernels take them (one rounding per division): the integer values and the scales.
+ */
+function int8Reference(x: Float32Array, shape: number[], axis: number | null): { q: number[]; scale: number[] } {
+  const C = axis === null ? 1 : shape[axis]!;
+  const inner = axis === null ? x.length : shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const ch = (i: number): number => (axis === null ? 0 : Math.floor(i / inner) % C);
+  const amax = new Array<number>(C).fill(0);
+  x.forEach((v, i) => (amax[ch(i)] = Math.max(amax[ch(i)]!, Math.abs(v))));
+  const scale = amax.map((a) => Math.max(Math.fround(a / 127), Math.fround(1e-12)));
+  const q = Array.from(x, (v, i) => Math.min(127, Math.max(-127, rhe(Math.fround(v / scale[ch(i)]!)))));
+  return { q, scale };
+}
+
+test('quantizeTensor / dequantize: int8 per channel on any axis and per tensor, exact against the reference on every backend', () => {
+  const r = rng(41);
+  const shape = [3, 4, 5];
+  const data = Float32Array.from({ length: 60 }, (_, i) => (r() * 2 - 1) * (1 + (i % 5) * 3)); // columns of different size
+  data[7] = 0.5 * Math.fround(2 / 127); // a tie: 0.5 of a step exactly, rounds to even (0)
+  for (const b of ['js', ...nativeBackends()] as kn.BackendName[])
+    onBackend(b, () => {
+      const x = kn.tensor(data, shape);
+      for (const [opts, axis] of [
+        [{}, 0],
+        [{ axis: 2 }, 2],
+        [{ axis: -2 }, 1],
+        [{ perChannel: false }, null],
+      ] as const) {
+        const q = kn.quant.quantizeTensor(x, opts);
+        const ref = int8Reference(data, shape, axis);
+        const at = `${b} ${JSON.stringify(opts)}`;
+        assert.is(q.scheme, 'int8');
+        assert.is(q.values.dtype, 'int8', at);
+        assert.equal(q.values.shape, shape, at);
+        assert.equal(q.scale.shape, axis === null ? [] : [shape[axis]!], at);
+        assert.is(q.axis, axis, at);
+        assert.is(q.zeroPoint, null);
+        assert.equal(Array.from(q.scale.toArray() as Float32Array), ref.scale, `${at}: scales`);
+        const got = Array.from(q.values.toArray() as Int8Array);
+        // js and cpu divide exactly; WGSL's division may be off by an ulp, which can move a tie by one step
+        const off = got.filter((v, i) => v !== ref.q[i]);
+        if (b === 'js' || b === 'cpu') assert.equal(got, ref.q, `${at}: values`);
+        else assert.ok(off.length <= 2 && got.every((v, i) => Math.abs(v - ref.q[i]!) <= 1), `${at}: values`);
+        // back within half a step (plus the float32 rounding of the product)
+        const back = q.dequantize().toArray() as Float32Array;
+        const inner = axis === null ? 60 : shape.slice(axis + 1).reduce((a, c) => a * c, 1);
+        back.forEach((v, i) => {
+          const s = ref.scale[axis === null ? 0 : Math.floor(i / inner) % shape[axis]!]!;
+          assert.ok(Math.abs(v - data[i]!) <= s * (b === 'js' || b === 'cpu' ? 0.5 : 1) + 1e-6, `${at} element ${i}`);
+        });
+        q.dispose();
+      }
+      x.dispose();
+    });
+});
+
+test('quantizeTensor: per channel keeps a small channel that per tensor crushes; float16 input; exact values stay exact', () => {
+  kn.seed(5);
+  const w = kn.tidy(() => kn.concat([kn.randn([1, 64]).mul(30), kn.randn([7, 64])], 0));
+  const perChannel = kn.quant.quantizeTensor(w);
+  const perTensor = kn.quant.quantizeTensor(w, { perChannel: false });
+  const small = (t: kn.Tensor): kn.Tensor => t.slice([1, 0], [8, 64]);
+  const sqnrs = [perChannel, perTensor].map((q) => kn.tidy(() => kn.quant.sqnr(small(w), small(q.dequantize()))));
+  assert.ok(
+    sqnrs[0]! > 38 && sqnrs[1]! < 20,
+    `small channels: ${sqnrs[0]!.toFixed(1)} dB per channel, ${sqnrs[1]!.toFixed(1)} per tensor`,
+  );
+  assert.is(perChannel.nbytes, 8 * 64 + 8 * 4);
+  assert.is(perTensor.nbytes, 8 * 64 + 4);
+  // the same integers quantize() stores for a layer's weight
+  const ref = kn.quant.quantizeWeightsInt8(w);
+  assert.equal(Array.from(perChannel.values.toArray()), Array.from(ref.q.toArray()));
+  // a vector quantizes per tensor by default; integers up to 127 come back exactly (scale 1)
+  const ints = kn.tensor(
+    Float32Array.from({ length: 255 }, (_, i) => i - 127),
+    [255],
+    { dtype: 'float16' },
+  );
+  const qi = kn.quant.quantizeTensor(ints);
+  assert.equal(qi.scale.shape, []);
+  assert.equal(
+    Array.from(kn.quant.dequantize(qi).toArray() as Float32Array),
+    Array.from({ length: 255 }, (_, i) => i - 127),
+  );
+  [w, ref.q, ref.scale, ints].forEach((t) => t.dispose());
+  [perChannel, perTensor, qi].forEach((q) => q.dispose());
+});
+
+test('quantizeTensor symmetric: false: uint8 with a zero point, 0 exact, the activation rule per tensor or channel', () => {
+  const data = [-1, 0, 3, 0.5, 1, 2, 0.25, 0, 4, 2, 0, 1];
+  const x = kn.tensor(data, [4, 3]);
+  for (const [opts, rows] of [
+    [{ symmetric: false, perChannel: false }, [data]],
+    [{ symmetric: false, axis: 1 }, [0, 1, 2].map((c) => [0, 1, 2, 3].map((r) => data[r * 3 + c]!))],
+  ] as const) {
+    const q = kn.quant.quantizeTensor(x, opts);
+    assert.is(q.values.dtype, 'uint8');
+    const params = rows.map((row) => kn.quant.affineParams([Math.min(...row), Math.max(...row)]));
+    assert.equal(
+      Array.from(q.scale.toArray() as Float32Array),
+      params.map((p) => p.scale),
+    );
+    assert.equal(
+      Array.from(q.zeroPoint!.toArray() as Int32Array),
+      params.map((p) => p.zeroPoint),
+    );
+    const back = Array.from(q.dequantize().toArray() as Float32Array);
+    back.forEach((v, i) => {
+      const p = params[q.axis === null ? 0 : i % 3]!;
+      if (data[i] === 0) assert.is(v, 0, 'zero is exact');
+      assert.ok(Math.abs(v - data[i]!) <= p.scale / 2 + 1e-6, `element ${i}: ${v} vs ${data[i]}`);
+    });
+    q.dispose();
+  }
+  // a range that does not hold 0 is widened to it, so a ReLU's output gets zero point 0
+  const relu = kn.quant.quantizeTensor(kn.tensor([0.5, 1, 2]), { symmetric: false });
+  assert.equal(Array.from(relu.zeroPoint!.toArray()), [0]);
+  assert.equal(Array.from(relu.values.toArray()), [64, 127, 255]); // 1 / fround(2 / 255) is just under 127.5
+  relu.dispose();
+  x.dispose();
+});
+
+test('quantizeTensor int4: the groups of quantizeWeightsInt4 along the last axis, any rank, and back', () => {
+  kn.seed(6);
+  const w = kn.randn([4, 3, 70]);
+  for (const g of [32, 64, 128]) {
+    const q = kn.quant.quantizeTensor(w, { scheme: 'int4', groupSize: g });
+    const G = Math.ceil(70 / g);
+    assert.equal(
+      [q.values.dtype, q.values.shape, q.scale.shape, q.groupSize],
+      ['uint8', [12, (G * g) / 2], [12, G], g],
+    );
+    const ref = kn.tidy(() => kn.quant.quantizeWeightsInt4(w.reshape([12, 70]), g));
+    assert.equal(Array.from(q.values.toArray()), Array.from(ref.packed.toArray()));
+    const back = q.dequantize();
+    assert.equal(back.shape, [4, 3, 70]);
+    const scale = q.scale.toArray() as Float32Array;
+    const bv = back.toArray() as Float32Array,
+      wv = w.toArray() as Float32Array;
+    wv.forEach((v, i) => {
+      const row = Math.floor(i / 70),
+        k = i % 70;
+      assert.ok(Math.abs(bv[i]! - v) <= scale[row * G + Math.floor(k / g)]! / 2 + 1e-6, `g ${g} element ${i}`);
+    });
+    assert.is(q.nbytes, (12 * (G * g)) / 2 + 12 * G * 4);
+    [back, ref.packed, ref.scale].forEach((t) => t.dispose());
+    q.dispose();
+  }
+  w.dispose();
+});
+
+test('quantizeTensor refuses what it cannot quantize, and frees all it made', () => {
+  const x = kn.ones([2, 3]);
+  const live = kn.memory().numTensors;
+  throwsKiln(() => kn.quant.quantizeTensor(kn.tensor([1, NaN, 2])), kn.ValidationError, /holds NaN or Infinity/);
+  throwsKiln(() => kn.quant.quantizeTensor(kn.tensor([1, Infinity])), kn.ValidationError, /holds NaN or Infinity/);
+  throwsKiln(
+    () => kn.quant.quantizeTensor(kn.tensor(new Int32Array([1, 2]), [2])),
+    kn.DTypeError,
+    /float32, float16 or bfloat16 tensor, got int32/,
+  );
+  throwsKiln(() => kn.quant.quantizeTensor(kn.zeros([0, 3])), kn.ShapeError, /non-empty tensor, got shape \[0, 3\]/);
+  throwsKiln(() => kn.quant.quantizeTensor([1, 2] as never), kn.ArgumentError, /takes a Tensor, got \[1, 2\]/);
+  throwsKiln(
+    () => kn.quant.quantizeTensor(x, { scheme: 'int2' as never }),
+    kn.ArgumentError,
+    /scheme must be 'int8' or 'int4'/,
+  );
+  throwsKiln(
+    () => kn.quant.quantizeTensor(x, { axis: 2 }),
+    kn.ArgumentError,
+    /axis must be an integer in \[-2, 1\], got 2/,
+  );
+  throwsKiln(
+    () => kn.quant.quantizeTensor(x, { perChannel: false, axis: 1 }),
+    kn.ArgumentError,
+    /axis is the channel axis of perChannel/,
+  );
+  throwsKiln(() => kn.quant.quantizeTensor(x, { groupSize: 32 }), kn.ArgumentError, /groupSize is for int4/);
+  throwsKiln(
+    () => kn.quant.quantizeTensor(x, { scheme: 'int4', perChannel: true }),
+    kn.ArgumentError,
+    /int4 takes no perChannel/,
+  );
+  throwsKiln(
+    () => kn.quant.quantizeTensor(x, { scheme: 'int4', groupSize: 16 }),
+    kn.ArgumentError,
+    /groupSize must be one of 32, 64, 128, got 16/,
+  );
+  throwsKiln(() => kn.quant.quantizeTensor(kn.tensor(1), { scheme: 'int4' }), kn.ShapeError, /a scalar has none/);
+  throwsKiln(
+    () => kn.quant.quantizeTensor(kn.tensor(1), { perChannel: true }),
+    kn.ShapeError,
+    /a scalar has no channels/,
+  );
+  throwsKiln(() => kn.quant.dequantize({ values: x } as never), kn.ArgumentError, /dequantize takes a QuantizedTensor/);
+  const q = kn.quant.quantizeTensor(x, { symmetric: false });
+  assert.is(kn.memory().numTensors - live, 6 + 3, 'the six refused inputs above, then values, scale and zero point');
+  q.dispose();
+  const q4 = kn.quant.quantizeTensor(x, { scheme: 'int4' });
+  kn.quant.dequantize(q4).dispose();
+  q4.dispose();
+  assert.is(kn.memory().numTensors - live, 6, 'nothing else stays live');
+  x.dispose();
 });
 
 test('QuantConv2d matches the float convolution (stride, padding, dilation)', () => {

@@ -17,4 +17,5 @@ export {
   roundHalfEven,
 } from './layers.js';
 export { INT4_LAYOUT } from './layout.js';
+export { QuantizedTensor, quantizeTensor, dequantize, type QuantizeTensorOptions } from './tensor.js';
 export { fakeQuant, prepareQat, convertQat, QatLinear, QatConv2d } from './qat.js';

@@ -225,21 +225,7 @@ export class Int4Linear extends Module {
   }
   /** The float32 weight [out, in] these int4 values stand for. */
   dequantized(): Tensor {
-    return noGrad(() => {
-      const N = this.outFeatures,
-        G = this.weightScale.shape[1]!,
-        g = this.groupSize;
-      const p = cast(this.weightPacked, 'int32');
-      const hi = cast(cast(div(p, 16), 'int32'), 'float32'); // p >= 0: truncation is floor
-      const lo = sub(cast(p, 'float32'), mul(hi, 16));
-      // byte b of a row holds element 2b in its low nibble and 2b + 1 in its high nibble, stored with +8
-      const vals = sub(reshape(stack([lo, hi], 2), [N, G, g]), INT4_LAYOUT.offset);
-      const w = mul(vals, reshape(this.weightScale, [N, G, 1]));
-      const full = reshape(w, [N, G * g]);
-      const out = G * g === this.inFeatures ? full.clone() : slice(full, [0, 0], [N, this.inFeatures]).contiguous();
-      [p, hi, lo, vals, w, full].forEach((t) => t.dispose());
-      return out;
-    });
+    return dequantizeWeightsInt4(this.weightPacked, this.weightScale, this.groupSize, this.inFeatures);
   }
   forward(x: Tensor): Tensor {
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
@@ -261,6 +247,28 @@ export class Int4Linear extends Module {
   protected override extraRepr(): string {
     return `${this.inFeatures}, ${this.outFeatures}, int4 groups of ${this.groupSize}`;
   }
+}
+
+/**
+ * The float32 weight [N, K] of int4 groups (INT4_LAYOUT): packed uint8 [N, G*g/2] and scales [N, G] as
+ * quantizeWeightsInt4 makes them.
+ */
+export function dequantizeWeightsInt4(packed: Tensor, scale: Tensor, groupSize: number, K: number): Tensor {
+  return noGrad(() => {
+    const N = scale.shape[0]!,
+      G = scale.shape[1]!,
+      g = groupSize;
+    const p = cast(packed, 'int32');
+    const hi = cast(cast(div(p, 16), 'int32'), 'float32'); // p >= 0: truncation is floor
+    const lo = sub(cast(p, 'float32'), mul(hi, 16));
+    // byte b of a row holds element 2b in its low nibble and 2b + 1 in its high nibble, stored with +8
+    const vals = sub(reshape(stack([lo, hi], 2), [N, G, g]), INT4_LAYOUT.offset);
+    const w = mul(vals, reshape(scale, [N, G, 1]));
+    const full = reshape(w, [N, G * g]);
+    const out = G * g === K ? full.clone() : slice(full, [0, 0], [N, K]).contiguous();
+    [p, hi, lo, vals, w, full].forEach((t) => t.dispose());
+    return out;
+  });
 }
 
 /** Quantizes w [N, K] to int4 groups: packed uint8 [N, G*g/2] and scales [N, G] (max|w| of the group / 7). */

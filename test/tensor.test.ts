@@ -126,4 +126,45 @@ test('backend selection', () => {
   assert.ok(webgpu.available || webgpu.reason, 'webgpu is available or says why not');
 });
 
+test('op methods: where, concat, stack and the conv / pool ops as methods give what the functions give', () => {
+  kn.seed(3);
+  const x = kn.randn([2, 3, 6, 6]),
+    w = kn.randn([4, 3, 3, 3]),
+    b = kn.randn([4]);
+  const same = (a: kn.Tensor, e: kn.Tensor, what: string): void => {
+    assert.equal(a.shape, e.shape, what);
+    assert.equal(Array.from(a.toArray() as Float32Array), Array.from(e.toArray() as Float32Array), what);
+  };
+  kn.tidy(() => {
+    const cond = x.gt(0);
+    same(x.where(cond, -1), kn.where(cond, x, -1), 'where with a number');
+    same(x.where(cond, x.mul(2)), kn.where(cond, x, x.mul(2)), 'where with a tensor');
+    assert.equal(
+      Array.from(
+        kn
+          .tensor([1, -2, 3])
+          .where(kn.tensor([1, -2, 3]).gt(0), 0)
+          .toArray(),
+      ),
+      [1, 0, 3],
+    );
+    same(x.concat(x, 1), kn.concat([x, x], 1), 'concat one');
+    same(x.concat([x, x], 3), kn.concat([x, x, x], 3), 'concat a list');
+    same(x.stack(x), kn.stack([x, x]), 'stack');
+    same(x.stack([x, x], -1), kn.stack([x, x, x], -1), 'stack a list on the last axis');
+    same(x.conv2d(w, b, { padding: 1, stride: 2 }), kn.conv2d(x, w, b, { padding: 1, stride: 2 }), 'conv2d');
+    same(x.conv2d(w), kn.conv2d(x, w), 'conv2d without bias');
+    same(x.maxPool2d(2), kn.maxPool2d(x, 2), 'maxPool2d');
+    same(x.avgPool2d(3, { stride: 1, padding: 1 }), kn.avgPool2d(x, 3, { stride: 1, padding: 1 }), 'avgPool2d');
+    // gradients flow through the method forms
+    const v = x.clone();
+    v.requiresGrad = true;
+    const g = kn.grad((t: kn.Tensor) =>
+      t.conv2d(w, null, { padding: 1 }).maxPool2d(2).concat(t.avgPool2d(2).sum(1, true), 1).sum(),
+    )(v) as kn.Tensor;
+    assert.equal(g.shape, [2, 3, 6, 6]);
+  });
+  [x, w, b].forEach((t) => t.dispose());
+});
+
 test.run();

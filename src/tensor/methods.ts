@@ -32,10 +32,13 @@ import {
   sqrt,
   sub,
   tanh,
+  where,
 } from '../ops/elementwise.js';
+import { avgPool2d, conv2d, maxPool2d, type Conv2dOptions, type Pair, type Pool2dOptions } from '../ops/conv.js';
 import { matmul } from '../ops/matmul.js';
 import {
   clone,
+  concat,
   contiguous,
   expand,
   flatten,
@@ -44,6 +47,7 @@ import {
   reshape,
   slice,
   squeeze,
+  stack,
   transpose,
   unsqueeze,
 } from '../ops/movement.js';
@@ -102,6 +106,15 @@ declare module './tensor.js' {
     unsqueeze(axis: number): Tensor;
     flatten(startAxis?: number, endAxis?: number): Tensor;
     gather(indices: Tensor, axis?: number): Tensor;
+    /** This tensor where `cond` is true, else `other` (PyTorch's `x.where(cond, y)`; kn.where(cond, x, y)). */
+    where(cond: Tensor, other: Tensor | number): Tensor;
+    /** kn.concat([this, ...others], axis): `others` one tensor or a list. */
+    concat(others: Tensor | readonly Tensor[], axis?: number): Tensor;
+    /** kn.stack([this, ...others], axis): `others` one tensor or a list. */
+    stack(others: Tensor | readonly Tensor[], axis?: number): Tensor;
+    conv2d(weight: Tensor, bias?: Tensor | null, opts?: Conv2dOptions): Tensor;
+    maxPool2d(kernel: Pair, opts?: Pool2dOptions): Tensor;
+    avgPool2d(kernel: Pair, opts?: Pool2dOptions): Tensor;
     contiguous(): Tensor;
     clone(): Tensor;
   }
@@ -253,6 +266,24 @@ export const TENSOR_METHODS = {
   },
   gather(indices, axis = 0) {
     return gather(this, indices, axis);
+  },
+  where(cond, other) {
+    return where(cond, this, other);
+  },
+  concat(others, axis = 0) {
+    return concat([this, ...(Array.isArray(others) ? others : [others as Tensor])], axis);
+  },
+  stack(others, axis = 0) {
+    return stack([this, ...(Array.isArray(others) ? others : [others as Tensor])], axis);
+  },
+  conv2d(weight, bias, opts) {
+    return conv2d(this, weight, bias, opts);
+  },
+  maxPool2d(kernel, opts) {
+    return maxPool2d(this, kernel, opts);
+  },
+  avgPool2d(kernel, opts) {
+    return avgPool2d(this, kernel, opts);
   },
   contiguous() {
     return contiguous(this);

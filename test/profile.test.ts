@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -259,7 +259,25 @@ test('profile: async functions, errors, nesting and bad options', async () => {
   assert.is(activeRecorder, null);
   throwsKiln(() => kn.profile(42 as never), kn.ArgumentError, /takes a function/);
   throwsKiln(() => kn.profile(() => 1, { peakGflops: -1 }), kn.ArgumentError, /peakGflops/);
-  throwsKiln(() => kn.profile(() => 1, { trace: '' }), kn.ArgumentError, /trace must be a file path/);
+  throwsKiln(() => kn.profile(() => 1, { trace: '' }), kn.ArgumentError, /trace must be a file path or a boolean/);
+  throwsKiln(
+    () => kn.profile(() => 1, { trace: 3 as never }),
+    kn.ArgumentError,
+    /trace must be a file path or a boolean/,
+  );
+  // trace: true writes no file; the trace is in the profile either way
+  const cwd = readdirSync('.');
+  const traced = kn.profile(
+    () =>
+      kn
+        .ones([4, 4])
+        .matmul(kn.ones([4, 4]))
+        .sum()
+        .item(),
+    { trace: true },
+  );
+  assert.ok(traced.toChromeTrace().traceEvents.some((e) => e.name === 'matmul'));
+  assert.equal(readdirSync('.'), cwd, 'no file was written');
   // a failing kernel inside a profile is not recorded, and the profile goes on
   const q = kn.profile(() => {
     try {

@@ -12,8 +12,11 @@ export type { OpEvent, SpanEvent, Phase } from './recorder.js';
 
 /** kn.profile options. */
 export interface ProfileOptions {
-  /** write the Chrome trace-event JSON here when the function returns (atomically) */
-  trace?: string;
+  /**
+   * A path: write the Chrome trace-event JSON there when the function returns (atomically). `true` or `false`:
+   * write no file (the profile's toChromeTrace() has the trace either way).
+   */
+  trace?: string | boolean;
   /**
    * On backends that run kernels asynchronously (webgpu, cuda), wait for each kernel to finish before reading
    * the clock, so each op's time is its device time (default true). False measures submission only.
@@ -368,8 +371,12 @@ export interface ChromeTrace {
 
 function checkProfileOptions(opts: ProfileOptions): void {
   checkOptions(opts, 'profile', optionKeys<ProfileOptions>({ trace: true, sync: true, peakGflops: true }));
-  if (opts.trace !== undefined && (typeof opts.trace !== 'string' || opts.trace === ''))
-    throw new ArgumentError(`profile: trace must be a file path, got ${describe(opts.trace)}`);
+  if (
+    opts.trace !== undefined &&
+    typeof opts.trace !== 'boolean' &&
+    (typeof opts.trace !== 'string' || opts.trace === '')
+  )
+    throw new ArgumentError(`profile: trace must be a file path or a boolean, got ${describe(opts.trace)}`);
   if (opts.sync !== undefined && typeof opts.sync !== 'boolean')
     throw new ArgumentError(`profile: sync must be true or false, got ${describe(opts.sync)}`);
   if (opts.peakGflops !== undefined && !(typeof opts.peakGflops === 'number' && opts.peakGflops > 0))
@@ -390,7 +397,7 @@ export function startProfile(opts: ProfileOptions = {}): (result: unknown) => Pr
     const onCpu = rec.ops.some((e) => e.backend === 'cpu');
     const peak = opts.peakGflops ?? (onCpu ? measuredCpuPeak() : null);
     const p = new Profile(rec, wallMs, result, peak, perOpUs);
-    if (opts.trace) p.writeChromeTrace(opts.trace);
+    if (typeof opts.trace === 'string') p.writeChromeTrace(opts.trace);
     return p;
   };
 }

@@ -231,4 +231,102 @@ test('CLI options named after Object.prototype members are unknown options (exit
   assert.ok(readFileSync('package.json', 'utf8').length > 0);
 });
 
+test('the public API takes hostile arguments with a KilnError, never a TypeError or RangeError', () => {
+  // each entry point with one argument replaced by each hostile value; the rest valid
+  const hostile: unknown[] = [
+    undefined,
+    null,
+    NaN,
+    -1,
+    0,
+    2 ** 40,
+    'x',
+    {},
+    [],
+    [1],
+    [1, 2, 3],
+    ['a', 'b'],
+    1.5,
+    true,
+    () => 1,
+  ];
+  const x4 = kn.randn([1, 2, 6, 6]),
+    w4 = kn.randn([3, 2, 3, 3]),
+    t = kn.randn([2, 3]),
+    seq = kn.randn([2, 4, 8]);
+  hostile.push(kn.ones([2, 3]));
+  const N = kn.nn as unknown as Record<string, new (...a: unknown[]) => { call: (x: unknown) => unknown }>;
+  const T = t as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const K = kn as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const calls: [string, (v: unknown) => unknown][] = [
+    ['Conv2d kernelSize', (v) => new N.Conv2d!(2, 3, v)],
+    ['Conv1d kernelSize', (v) => new N.Conv1d!(2, 3, v)],
+    ['MaxPool2d', (v) => new N.MaxPool2d!(v).call(x4)],
+    ['AvgPool2d', (v) => new N.AvgPool2d!(v).call(x4)],
+    ['AdaptiveAvgPool2d', (v) => new N.AdaptiveAvgPool2d!(v).call(x4)],
+    ['LayerNorm', (v) => new N.LayerNorm!(v)],
+    ['Embedding', (v) => new N.Embedding!(v, 4)],
+    ['Linear', (v) => new N.Linear!(2, v)],
+    ['Dropout', (v) => new N.Dropout!(v)],
+    ['MultiheadAttention', (v) => new N.MultiheadAttention!(8, v)],
+    ['LSTM', (v) => new N.LSTM!(8, v)],
+    ['Flatten', (v) => new N.Flatten!(v).call(x4)],
+    ['randomCrop', (v) => kn.data.augment.randomCrop(v as never)],
+    ['QuantConv2d kernelSize', (v) => new kn.quant.QuantConv2d(2, 3, v as never)],
+    ['conv2d stride', (v) => kn.conv2d(x4, w4, null, { stride: v as never })],
+    ['conv2d padding', (v) => kn.conv2d(x4, w4, null, { padding: v as never })],
+    ['maxPool2d', (v) => kn.maxPool2d(x4, v as never)],
+    ['reshape', (v) => T.reshape!(v)],
+    ['permute', (v) => T.permute!(v)],
+    ['slice', (v) => T.slice!(v)],
+    ['sum', (v) => T.sum!(v)],
+    ['expand', (v) => T.expand!(v)],
+    ['gather', (v) => T.gather!(v, 0)],
+    ['cast', (v) => T.cast!(v)],
+    ['pow', (v) => T.pow!(v)],
+    ['where', (v) => T.where!(v, 0)],
+    ['concat', (v) => K.concat!(v)],
+    ['concat axis', (v) => K.concat!([t, t], v)],
+    ['zeros', (v) => K.zeros!(v)],
+    ['full', (v) => K.full!([2], v)],
+    ['arange', (v) => K.arange!(v)],
+    ['tensor', (v) => K.tensor!(v)],
+    ['tensor shape', (v) => K.tensor!([1, 2], v)],
+    ['randint', (v) => K.randint!(v, 0, 3)],
+    ['crossEntropy', (v) => kn.nn.loss.crossEntropy(t, v as never)],
+    ['accuracy', (v) => kn.metrics.accuracy(v as never, [0, 1])],
+    ['rocAuc', (v) => kn.metrics.rocAuc(v as never, [0, 1])],
+    ['DataLoader', (v) => new kn.data.DataLoader(v as never)],
+    ['Dataset', (v) => new kn.data.Dataset(v as never)],
+    ['StandardScaler.fit', (v) => new kn.data.StandardScaler().fit(v as never)],
+    ['trainTestSplit', (v) => kn.data.trainTestSplit(v as never)],
+    ['kFold', (v) => kn.data.kFold(v as never, 2)],
+    ['Adam', (v) => new kn.optim.Adam(v as never)],
+    ['clipGradNorm', (v) => kn.optim.clipGradNorm(v as never, 1)],
+    ['StepLR', (v) => new kn.optim.StepLR(v as never, { stepSize: 1 })],
+    ['gradcheck', (v) => kn.gradcheck(v as never, [t])],
+    ['quantizeTensor', (v) => kn.quant.quantizeTensor(v as never)],
+    ['setBackend', (v) => kn.setBackend(v as never)],
+    ['mlp', (v) => kn.models.mlp(v as never, [4], 2)],
+    ['scaledDotProductAttention', (v) => kn.nn.scaledDotProductAttention(seq, seq, v as never)],
+    ['calibration', (v) => kn.evaluate.calibration(v as never, [0, 1])],
+  ];
+  const wrong: string[] = [];
+  for (const [name, call] of calls)
+    for (const v of hostile) {
+      try {
+        kn.tidy(() => {
+          call(v);
+        });
+      } catch (e) {
+        if (!(e instanceof kn.KilnError))
+          wrong.push(
+            `${name}(${kn.isTensor(v) ? 'a Tensor' : String(v)}): ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`,
+          );
+      }
+    }
+  assert.equal(wrong, [], wrong.join('\n'));
+  [x4, w4, t, seq].forEach((a) => a.dispose());
+});
+
 test.run();

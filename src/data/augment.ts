@@ -5,6 +5,7 @@
 // place; crops and rotations into one new buffer each) and makes one tensor of each at the end.
 import { ArgumentError, DTypeError, ShapeError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
+import { pair } from '../ops/conv.js';
 import { nameRecord } from '../records.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { permutation, type BatchTransform } from './loader.js';
@@ -121,9 +122,7 @@ export function randomCrop(
   opts: { padding?: number; key?: string } = {},
 ): Augmentation {
   checkOptions(opts, 'randomCrop', ['padding', 'key']);
-  const [ch, cw] = typeof size === 'number' ? [size, size] : size;
-  if (!Number.isInteger(ch) || !Number.isInteger(cw) || ch < 1 || cw < 1)
-    throw new ArgumentError(`randomCrop size must be a positive integer or [h, w], got ${describe(size)}`);
+  const [ch, cw] = pair(size ?? NaN, NaN, 'randomCrop size', 1);
   const pad = opts.padding ?? 0;
   if (!Number.isInteger(pad) || pad < 0)
     throw new ArgumentError(`randomCrop padding must be an integer >= 0, got ${describe(opts.padding)}`);

@@ -25,8 +25,8 @@ export function labelsOf(y: Tensor | ArrayLike<number>, what: string): ArrayLike
 
 function countOf(n: unknown): number {
   if (n instanceof Dataset) return n.length;
-  if (!Number.isInteger(n) || (n as number) < 0)
-    throw new ArgumentError(`expected a row count or a Dataset, got ${describe(n)}`);
+  if (!Number.isInteger(n) || (n as number) < 0 || (n as number) > 2 ** 31 - 1)
+    throw new ArgumentError(`expected a row count (an integer in [0, 2^31 - 1]) or a Dataset, got ${describe(n)}`);
   return n as number;
 }
 

@@ -3,7 +3,7 @@
 import { activeRecorder } from '../profile/recorder.js';
 import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
-import { conv2d, maxPool2d, type Conv2dOptions, type Pair } from '../ops/conv.js';
+import { conv2d, maxPool2d, pair as checkPair, type Conv2dOptions, type Pair } from '../ops/conv.js';
 import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedActivation } from '../ops/elementwise.js';
 import { flatten, gather, reshape } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
@@ -121,9 +121,7 @@ export class Conv2d extends Module {
     const groups = posInt(opts.groups ?? 1, 'Conv2d groups');
     if (inChannels % groups || outChannels % groups)
       throw new ShapeError(`Conv2d: channels ${inChannels} and ${outChannels} must be divisible by groups ${groups}`);
-    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
-    posInt(kh, 'Conv2d kernel height');
-    posInt(kw, 'Conv2d kernel width');
+    const [kh, kw] = checkPair(kernelSize ?? NaN, NaN, 'Conv2d kernelSize', 1); // no default: left out is an error
     this.weight = this.registerParameter('weight', initWeight([outChannels, inChannels / groups, kh!, kw!], opts.init));
     this.bias =
       opts.bias === false
@@ -377,6 +375,10 @@ export class LayerNorm extends Module {
   ) {
     super();
     checkOptions(opts, 'LayerNorm', ['eps', 'affine']);
+    if (typeof normalizedShape !== 'number' && !Array.isArray(normalizedShape))
+      throw new ArgumentError(
+        `LayerNorm normalizedShape must be a size or a list of sizes, got ${describe(normalizedShape)}`,
+      );
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     if (this.normalizedShape.length === 0) throw new ArgumentError('LayerNorm needs at least one normalized dimension');
     this.normalizedShape.forEach((d) => posInt(d, 'LayerNorm dimension'));

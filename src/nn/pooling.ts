@@ -2,7 +2,7 @@
 // SequencePool and Residual (the skip connection of ResNets and Transformers). Each describes itself in
 // nn/registry.ts at the end of this file.
 import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
-import { avgPool2d, conv2d, type Pair } from '../ops/conv.js';
+import { avgPool2d, conv2d, pair, type Pair } from '../ops/conv.js';
 import { add } from '../ops/elementwise.js';
 import { reshape, slice, stack } from '../ops/movement.js';
 import { max, mean } from '../ops/reduce.js';
@@ -112,8 +112,9 @@ export class AdaptiveAvgPool2d extends Module {
   readonly outputSize: [number, number];
   constructor(outputSize: number | readonly [number, number]) {
     super();
-    const [oh, ow] = typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize;
-    this.outputSize = [posInt(oh, 'AdaptiveAvgPool2d output height'), posInt(ow, 'AdaptiveAvgPool2d output width')];
+    this.outputSize = pair(outputSize ?? NaN, NaN, 'AdaptiveAvgPool2d outputSize', 1);
+    if (this.outputSize.some((d) => d > 2 ** 31 - 1))
+      throw new ArgumentError(`AdaptiveAvgPool2d outputSize must be at most 2^31 - 1, got ${describe(outputSize)}`);
   }
   forward(x: Tensor): Tensor {
     if (x.ndim !== 4) throw new ShapeError(`AdaptiveAvgPool2d expects [N, C, H, W], got ${shapeStr(x.shape)}`);

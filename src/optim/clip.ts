@@ -7,6 +7,8 @@ import { max, sum } from '../ops/reduce.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 
 function withGrad(params: Iterable<Tensor>, what: string): Tensor[] {
+  if (params === null || typeof (params as Partial<Iterable<Tensor>>)?.[Symbol.iterator] !== 'function')
+    throw new ArgumentError(`${what} takes an iterable of tensors (model.parameters()), got ${describe(params)}`);
   return [...params].filter((p) => {
     if (!isTensor(p)) throw new ArgumentError(`${what} takes tensors, got ${describe(p)}`);
     return p.grad !== null;

@@ -54,11 +54,10 @@ export class StepLR extends LRScheduler {
     if (!Number.isInteger(stepSize) || stepSize < 1)
       throw new ArgumentError(`StepLR stepSize must be a positive integer, got ${describe(stepSize)}`);
     const gamma = checkNumber(opts.gamma ?? 0.1, 'StepLR gamma', 0, Infinity);
-    const base = opt.baseLr;
     super(opt);
     this.stepSize = stepSize;
     this.gamma = gamma;
-    this.optimizer.lr = base;
+    this.optimizer.lr = this.lrAt(0);
   }
   lrAt(t: number): number {
     if (this.stepSize === undefined) return this.optimizer.baseLr;

@@ -6,13 +6,14 @@
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { Module } from '../nn/module.js';
+import { posInt } from '../nn/layers.js';
 import { registerLayer, type SpecFields } from '../nn/registry.js';
 import type { SpecReader } from '../nn/spec_reader.js';
 import { ones, tensor, zeros } from '../ops/creation.js';
 import { tidy } from '../engine/memory.js';
 import { add, cast, clamp, div, mul, sub, type FusedActivation } from '../ops/elementwise.js';
 import { concat, reshape, slice, stack } from '../ops/movement.js';
-import { maxPool2d } from '../ops/conv.js';
+import { maxPool2d, pair as checkPair } from '../ops/conv.js';
 import { qconv2dInt8, qlinearInt4, qlinearInt8, type ActivationQuant } from '../ops/quant.js';
 import { convOutSize, shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -142,12 +143,12 @@ export class QuantConv2d extends Module {
   ) {
     super();
     checkOptions(opts, 'QuantConv2d', ['stride', 'padding', 'dilation', 'bias', 'act']);
-    const p = (v: number | Pair2 | undefined, d: number): Pair2 =>
-      v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
-    this.kernelSize = p(kernelSize, 1);
-    this.stride = p(opts.stride, 1);
-    this.padding = p(opts.padding, 0);
-    this.dilation = p(opts.dilation, 1);
+    posInt(inChannels, 'QuantConv2d inChannels');
+    posInt(outChannels, 'QuantConv2d outChannels');
+    this.kernelSize = checkPair(kernelSize ?? NaN, NaN, 'QuantConv2d kernelSize', 1);
+    this.stride = checkPair(opts.stride, 1, 'QuantConv2d stride', 1);
+    this.padding = checkPair(opts.padding, 0, 'QuantConv2d padding', 0);
+    this.dilation = checkPair(opts.dilation, 1, 'QuantConv2d dilation', 1);
     const [kh, kw] = this.kernelSize;
     this.weightQ = this.registerBuffer('weightQ', zeros([outChannels, inChannels, kh, kw], { dtype: 'int8' }));
     this.weightScale = this.registerBuffer('weightScale', ones([outChannels]));

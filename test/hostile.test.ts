@@ -249,7 +249,12 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
     1.5,
     true,
     () => 1,
+    [[1, 2], [3]],
+    Symbol('s'),
+    10n,
+    JSON.parse('{"__proto__": {"x": 1}}'),
   ];
+  const lin = new kn.nn.Linear(3, 2);
   const x4 = kn.randn([1, 2, 6, 6]),
     w4 = kn.randn([3, 2, 3, 3]),
     t = kn.randn([2, 3]),
@@ -310,6 +315,29 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
     ['mlp', (v) => kn.models.mlp(v as never, [4], 2)],
     ['scaledDotProductAttention', (v) => kn.nn.scaledDotProductAttention(seq, seq, v as never)],
     ['calibration', (v) => kn.evaluate.calibration(v as never, [0, 1])],
+    ['noGrad', (v) => kn.noGrad(v as never)],
+    ['keep', (v) => kn.keep(v as never)],
+    ['toSpec', (v) => kn.nn.toSpec(v as never)],
+    ['fromSpec', (v) => kn.nn.fromSpec(v as never)],
+    ['Module.call', (v) => lin.call(v as never)],
+    ['loadStateDict', (v) => lin.loadStateDict(v as never)],
+    ['SGD params', (v) => new kn.optim.SGD(v as never, { lr: 0.1 })],
+    ['Adam.loadStateDict', (v) => new kn.optim.Adam(lin.parameters()).loadStateDict(v as never)],
+    ['setRngState', (v) => kn.setRngState(v as never)],
+    ['quantize', (v) => kn.quant.quantize(v as never, { scheme: 'int8-dynamic' })],
+    ['magnitude', (v) => kn.prune.magnitude(lin, { sparsity: v as never })],
+    ['DataLoader batchSize', (v) => new kn.data.DataLoader(new kn.data.Dataset({ x: t }), { batchSize: v as never })],
+    ['precision', (v) => kn.metrics.precision([0, 1], v as never)],
+    ['transformerFromJSON', (v) => kn.data.transformerFromJSON(v as never)],
+    [
+      'backward',
+      (v) => {
+        const a = kn.randn([2]);
+        a.requiresGrad = true;
+        a.mul(2).backward(v as never);
+      },
+    ],
+    ['hvp', (v) => kn.hvp((a: kn.Tensor) => a.pow(2).sum(), kn.ones([3]), v as never)],
   ];
   const wrong: string[] = [];
   for (const [name, call] of calls)
@@ -327,6 +355,7 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
     }
   assert.equal(wrong, [], wrong.join('\n'));
   [x4, w4, t, seq].forEach((a) => a.dispose());
+  lin.dispose();
 });
 
 test.run();

@@ -2,6 +2,7 @@
 // the tensors its vjp needs, saved as private aliases so user disposal cannot break backward. Nodes are
 // reference counted by the tensors and nodes that point at them; when the last goes, saved tensors are freed.
 import { untrack } from '../engine/memory.js';
+import { ArgumentError, describe } from '../errors.js';
 import { activeRecorder } from '../profile/recorder.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -20,6 +21,7 @@ export function isGradEnabled(): boolean {
  * @example const w = kn.ones([2], { requiresGrad: true }); kn.noGrad(() => w.mul(2)).requiresGrad // false
  */
 export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new ArgumentError(`noGrad(fn) takes a function, got ${describe(fn)}`);
   return withGrad(false, fn);
 }
 

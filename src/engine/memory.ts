@@ -1,6 +1,6 @@
 // Deterministic memory: reference-counted storage, tidy() scopes, kn.memory() accounting.
 import type { Backend, BackendName, Handle } from '../backends/backend.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, describe } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -185,6 +185,7 @@ export function tidy<T>(fn: () => T): T {
  * @example let k; kn.tidy(() => { k = kn.keep(kn.ones([2])); kn.zeros([2]); }); k.toList() // [1, 1]
  */
 export function keep<T extends Tensor>(t: T): T {
+  if (!tensorCheck?.(t)) throw new ArgumentError(`keep takes a Tensor, got ${describe(t)}`);
   untrack(t);
   return t;
 }

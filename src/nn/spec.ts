@@ -114,6 +114,8 @@ export const SPEC_METADATA_KEY = 'kiln.spec';
  * @example kn.nn.toSpec(new kn.nn.Linear(2, 3)) // {"type": "Linear", "inFeatures": 2, "outFeatures": 3, "bias": true}
  */
 export function toSpec(m: Module): LayerSpec {
+  if (m === null || typeof m !== 'object' || typeof (m as Partial<Module>).namedParameters !== 'function')
+    throw new ArgumentError(`toSpec takes a kn.nn Module, got ${describe(m)}`);
   return specOf(m, 'model');
 }
 

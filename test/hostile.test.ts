@@ -138,6 +138,75 @@ test('Arrow: hostile column names become plain keys; duplicates and unstorable n
   throwsKiln(() => kn.data.fromArrow(twice), kn.ValidationError, /column name "a" appears twice/);
 });
 
+test('Arrow: lengths the buffers cannot hold are refused before anything is decoded (was an out-of-memory abort)', () => {
+  // scripts/fuzz.ts found files whose dictionary claims 2.8e9 strings over three offsets: decoding it took the
+  // process down (V8 heap exhausted). The same claim, built with apache-arrow, in memory and in a file
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-arrow-huge-'));
+  const utf8 = (length: number, offsets: number[], text: string): A.Data<A.Utf8> =>
+    A.makeData({
+      type: new A.Utf8(),
+      length,
+      nullCount: 0,
+      valueOffsets: Int32Array.from(offsets),
+      data: new TextEncoder().encode(text),
+    });
+  const type = new A.Dictionary(new A.Utf8(), new A.Int32());
+  const dictionary = A.makeVector(utf8(2_000_000_000, [0, 4, 9, 9], 'romeparis'));
+  const dictTable = new A.Table({
+    c: A.makeVector(A.makeData({ type, length: 3, nullCount: 0, data: Int32Array.of(0, 1, 0), dictionary })),
+  });
+  const strTable = new A.Table({ s: A.makeVector(utf8(1_500_000_000, [0, 4], 'rome')) });
+  const numTable = new A.Table({
+    f: A.makeVector(
+      A.makeData({ type: new A.Float32(), length: 1_000_000, nullCount: 0, data: Float32Array.of(1, 2) }),
+    ),
+  });
+  throwsKiln(
+    () => kn.data.fromArrow(dictTable),
+    kn.ValidationError,
+    /column "c"'s dictionary claims 2000000000 values but holds offsets for 3/,
+  );
+  throwsKiln(
+    () => kn.data.fromArrow(numTable),
+    kn.ValidationError,
+    /column "f" claims 1000000 values but its data holds 2/,
+  );
+  for (const [t, re] of [
+    [dictTable, /column "c"'s dictionary claims 2000000000 values but holds offsets for 3/],
+    [strTable, /column "s" claims 1500000000 values but holds offsets for 1/],
+  ] as const) {
+    const file = join(dir, 'huge.arrow');
+    writeFileSync(file, A.tableToIPC(t, 'file'));
+    throwsKiln(
+      () => kn.data.readArrow(file),
+      kn.FormatError,
+      new RegExp(`huge\\.arrow is not a readable Arrow IPC file: ${re.source}`),
+    );
+  }
+  // a sound table still reads
+  const ok = kn.data.fromArrowWithVocab(
+    new A.Table({
+      c: A.makeVector(
+        A.makeData({
+          type,
+          length: 3,
+          nullCount: 0,
+          data: Int32Array.of(0, 1, 0),
+          dictionary: A.makeVector(utf8(2, [0, 4, 9], 'romeparis')),
+        }),
+      ),
+    }),
+  );
+  assert.equal(
+    [Array.from(ok.tensors.c!.toArray()), ok.vocab.c],
+    [
+      [0, 1, 0],
+      ['rome', 'paris'],
+    ],
+  );
+  ok.tensors.c!.dispose();
+});
+
 test('validate: a column named after an Object.prototype member is still an unexpected column', () => {
   const report = kn.data.validate({ columns: { age: { type: 'int', min: 0 } } }, { age: [1, 2], constructor: [3, 4] });
   assert.ok(

@@ -24,6 +24,54 @@ function assertTableArg(t: unknown): A.Table {
   return t;
 }
 
+/**
+ * Why a chunk's buffers cannot hold the values its length claims, or null. apache-arrow trusts the lengths in a
+ * file: a damaged one can claim billions of values over a few bytes (a dictionary of 2.8e9 strings with 3
+ * offsets, found by scripts/fuzz.ts), and reading them would exhaust memory. Dictionaries and child arrays are
+ * checked the same way.
+ */
+export function bufferProblem(d: A.Data, where: string, depth = 0): string | null {
+  if (depth > 64) return `${where} nests more than 64 levels`;
+  const n = d.offset + d.length;
+  if (!Number.isSafeInteger(n) || d.offset < 0 || d.length < 0) return `${where} claims ${d.length} values`;
+  const claims = `${where} claims ${d.length} values`;
+  if (d.nullCount > 0 && d.nullBitmap && d.nullBitmap.length * 8 < n)
+    return `${claims} but its validity bitmap covers ${d.nullBitmap.length * 8}`;
+  // offsets and fixed-width values start at the chunk (a slice slices them); boolean bits start at bit `offset`
+  if (d.valueOffsets) {
+    if (d.valueOffsets.length < d.length + 1)
+      return `${claims} but holds offsets for ${Math.max(0, d.valueOffsets.length - 1)}`;
+  } else if (d.values && !A.DataType.isNull(d.type)) {
+    const bits = A.DataType.isBool(d.type);
+    const held = bits ? d.values.length * 8 - d.offset : Math.floor(d.values.length / Math.max(1, d.stride));
+    if (held < d.length) return `${claims} but its data holds ${Math.max(0, held)}`;
+  }
+  if (d.dictionary)
+    for (const c of d.dictionary.data) {
+      const p = bufferProblem(c, `${where}'s dictionary`, depth + 1);
+      if (p) return p;
+    }
+  for (const c of d.children ?? []) {
+    const p = bufferProblem(c, `${where}'s child`, depth + 1);
+    if (p) return p;
+  }
+  return null;
+}
+
+/** The first bufferProblem of a table's columns, or null. */
+function tableBufferProblem(t: A.Table, names: readonly string[] = t.schema.fields.map((f) => f.name)): string | null {
+  for (const name of names)
+    for (const d of t.getChild(name)?.data ?? []) {
+      const p = bufferProblem(d, `column ${JSON.stringify(name)}`);
+      if (p) return p;
+    }
+  return null;
+}
+
+// apache-arrow's Data convention, which every reader here follows: a slice of a table slices the value and offset
+// buffers (value i of a chunk is values[i]) but keeps `offset` for the bits, so validity bits and boolean values
+// are at bit `offset + i`.
+
 /** Marks rows whose validity bit is clear with `fill` (only bytes that have a clear bit are looked at). */
 function fillNulls(out: Float32Array, d: A.Data, pos: number, fill: number): void {
   const bm = d.nullBitmap;
@@ -42,14 +90,14 @@ function fillNulls(out: Float32Array, d: A.Data, pos: number, fill: number): voi
 /** 64-bit integers of a chunk into `out` (float32 or int32), checking the int32 range when `out` is int32. */
 function copyInt64(out: Float32Array | Int32Array, d: A.Data, pos: number, name: string): void {
   const v = d.values as BigInt64Array | BigUint64Array;
-  const words = new Int32Array(v.buffer, v.byteOffset + d.offset * 8, d.length * 2);
+  const words = new Int32Array(v.buffer, v.byteOffset, d.length * 2);
   const unsigned = v instanceof BigUint64Array;
   for (let i = 0; i < d.length; i++) {
     const lo = words[2 * i]!,
       hi = words[2 * i + 1]!;
     if (out instanceof Int32Array) {
       if (!(hi === lo >> 31 && !(unsigned && hi !== 0)))
-        throw new ValidationError(`column '${name}' row ${pos + i}: ${v[d.offset + i]} does not fit in int32`);
+        throw new ValidationError(`column '${name}' row ${pos + i}: ${v[i]} does not fit in int32`);
       out[pos + i] = lo;
     } else out[pos + i] = (unsigned ? hi >>> 0 : hi) * 4294967296 + (lo >>> 0);
   }
@@ -72,12 +120,12 @@ function numericColumn(
   if (single) {
     const d = v.data[0]!;
     if (isFloat && t.precision === A.Precision.SINGLE)
-      return { data: (d.values as Float32Array).subarray(d.offset, d.offset + d.length), dtype: 'float32' };
+      return { data: (d.values as Float32Array).subarray(0, d.length), dtype: 'float32' };
     if (!isFloat && t.bitWidth === 32 && t.isSigned)
-      return { data: (d.values as Int32Array).subarray(d.offset, d.offset + d.length), dtype: 'int32' };
+      return { data: (d.values as Int32Array).subarray(0, d.length), dtype: 'int32' };
     if (!isFloat && t.bitWidth === 8) {
       const vals = d.values as Int8Array | Uint8Array;
-      return { data: vals.subarray(d.offset, d.offset + d.length), dtype: t.isSigned ? 'int8' : 'uint8' };
+      return { data: vals.subarray(0, d.length), dtype: t.isSigned ? 'int8' : 'uint8' };
     }
   }
   const asFloat = isFloat || v.nullCount > 0;
@@ -86,12 +134,9 @@ function numericColumn(
   for (const d of v.data) {
     if (!isFloat && t.bitWidth === 64) copyInt64(out, d, pos, name);
     else if (isFloat && t.precision === A.Precision.HALF) {
-      for (let i = 0; i < d.length; i++) out[pos + i] = Number(A.util.uint16ToFloat64(d.values[d.offset + i]));
+      for (let i = 0; i < d.length; i++) out[pos + i] = Number(A.util.uint16ToFloat64(d.values[i]));
     } else {
-      const src = (d.values as Float64Array | Float32Array | Int32Array | Uint32Array).subarray(
-        d.offset,
-        d.offset + d.length,
-      );
+      const src = (d.values as Float64Array | Float32Array | Int32Array | Uint32Array).subarray(0, d.length);
       if (out instanceof Int32Array && src instanceof Uint32Array)
         for (let i = 0; i < src.length; i++)
           if (src[i]! > 2147483647)
@@ -128,7 +173,7 @@ function categoricalCodes(v: A.Vector): { codes: Int32Array; words: string[] } {
       const remap = new Int32Array(dict.length);
       for (let j = 0; j < dict.length; j++) remap[j] = dict.isValid(j) ? codeOf(String(dict.get(j))) : -1;
       const raw = d.values as Int32Array | Int8Array | Int16Array | Uint8Array | Uint16Array | Uint32Array;
-      for (let i = 0; i < d.length; i++) codes[pos + i] = remap[raw[d.offset + i]!] ?? -1;
+      for (let i = 0; i < d.length; i++) codes[pos + i] = remap[raw[i]!] ?? -1;
       const bm = d.nullBitmap;
       if (bm && d.nullCount > 0)
         for (let i = 0; i < d.length; i++) {
@@ -158,6 +203,11 @@ export function fromArrowWithVocab(
   const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new ValidationError(`fromArrow: ${bad}`);
   const names = opts.columns ?? t.schema.fields.map((f) => f.name);
+  const broken = tableBufferProblem(
+    t,
+    names.filter((n) => t.getChild(n)),
+  );
+  if (broken) throw new ValidationError(`fromArrow: ${broken}`);
   const tensors = nameRecord<Tensor>(),
     vocab = nameRecord<string[]>();
   try {
@@ -303,7 +353,7 @@ export function readArrow(path: string): A.Table {
   } catch (e) {
     throw new FormatError(`${path} is not a readable Arrow IPC file: ${(e as Error).message}`);
   }
-  const bad = columnNameProblem(t.schema.fields);
+  const bad = columnNameProblem(t.schema.fields) ?? tableBufferProblem(t);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   return t;
 }
@@ -311,16 +361,25 @@ export function readArrow(path: string): A.Table {
 // apache-arrow's reader loops forever on some malformed files (found by scripts/fuzz.ts: a flipped byte in
 // the schema flatbuffer). A file from outside is therefore parsed once in a worker thread with a deadline
 // first; the caller waits synchronously (Atomics.wait) and the worker is terminated if it runs out of time.
+// The worker runs bufferProblem (its source, so there is one definition) before it decodes anything: a worker
+// that exhausts V8's heap takes the whole process with it, resource limits or not.
 const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
 const PARSE_PROBE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
+${bufferProblem.toString()}
 parentPort.on('message', ({ bytes, sab }) => {
   const state = new Int32Array(sab, 0, 2);
   const text = new Uint8Array(sab, 8);
   let msg = '';
   try {
     const t = A.tableFromIPC(bytes);
+    // lengths the buffers cannot hold are refused before anything is decoded (decoding them exhausts memory)
+    for (const f of t.schema.fields)
+      for (const d of t.getChild(f.name).data) {
+        const p = bufferProblem(d, 'column ' + JSON.stringify(f.name));
+        if (p) throw new Error(p);
+      }
     // every column decoded once: a length or offset that points outside the file throws here, not later
     for (const f of t.schema.fields) t.getChild(f.name).toArray();
   } catch (e) {

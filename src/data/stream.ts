@@ -114,7 +114,7 @@ function fill(out, v, j, w, dtype, name, path) {
     const big = vals instanceof BigInt64Array || vals instanceof BigUint64Array;
     if (!bm && !isBool && !big && (dtype === 'float32' || vals instanceof Int32Array || vals instanceof Int16Array || vals instanceof Int8Array || vals instanceof Uint8Array || vals instanceof Uint16Array)) {
       // the common case: no nulls, values that fit as they are
-      for (let i = 0, o = pos * w + j; i < d.length; i++, o += w) out[o] = vals[off + i];
+      for (let i = 0, o = pos * w + j; i < d.length; i++, o += w) out[o] = vals[i];
       pos += d.length;
       continue;
     }
@@ -125,7 +125,7 @@ function fill(out, v, j, w, dtype, name, path) {
         if (dtype === 'int32') throw new Error('V:' + path + ': column \\'' + name + '\\' has a null in an int32 field; ask for float32 (nulls become NaN) or impute it');
         x = NaN;
       } else if (isBool) x = (vals[b >> 3] >> (b & 7)) & 1;
-      else x = big ? Number(vals[b]) : vals[b];
+      else x = big ? Number(vals[i]) : vals[i]; // values start at the chunk; bits at bit off
       if (dtype === 'int32' && !(Number.isInteger(x) && x >= -2147483648 && x <= 2147483647))
         throw new Error('V:' + path + ': column \\'' + name + '\\' has ' + x + ', which is not an int32');
       out[(pos + i) * w + j] = x;

@@ -2,7 +2,7 @@
 // Object.prototype members (`__proto__`, `constructor`, `toString`, ...) must be ordinary keys, lookups must
 // never find inherited members, and names a file cannot store are refused with a FormatError naming the file.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -424,6 +424,51 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
     }
   assert.equal(wrong, [], wrong.join('\n'));
   [x4, w4, t, seq].forEach((a) => a.dispose());
+  lin.dispose();
+});
+
+test('file paths: a directory, a NUL byte or a missing file is an ArgumentError naming the path', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-paths-'));
+  const missing = join(dir, 'missing.safetensors');
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, 'not a directory');
+  const lin = new kn.nn.Linear(3, 2);
+  const calls: [string, (p: string) => unknown][] = [
+    ['save', (p) => kn.io.save(p, lin)],
+    ['saveCheckpointSync', (p) => kn.io.saveCheckpointSync(p, { model: lin })],
+    ['load', (p) => kn.io.load(p)],
+    ['loadModel', (p) => kn.io.loadModel(p)],
+    ['loadWithMetadata', (p) => kn.io.loadWithMetadata(p)],
+    ['saveCheckpoint', (p) => kn.io.saveCheckpoint(p, { model: lin })],
+    ['loadCheckpoint', (p) => kn.io.loadCheckpoint(p, { model: lin })],
+    ['loadCheckpointSync', (p) => kn.io.loadCheckpointSync(p, { model: lin })],
+    ['checkpointScaler', (p) => kn.io.checkpointScaler(p)],
+    ['exportOnnx', (p) => kn.io.exportOnnx(lin, p, { inputShape: [3] })],
+    ['readArrow', (p) => kn.data.readArrow(p)],
+    ['writeArrow', (p) => kn.data.writeArrow(p, { a: kn.ones([2]) })],
+    ['readParquet', (p) => kn.data.readParquet(p)],
+    ['readRequestLog', (p) => kn.serve.readRequestLog(p)],
+    ['createServer', (p) => kn.serve.createServer(p, { inputShape: [3] })],
+    ['register', (p) => kn.registry.register(p, { name: 'm', dir: join(dir, 'registry') })],
+  ];
+  const writes = new Set(['save', 'saveCheckpoint', 'saveCheckpointSync', 'exportOnnx', 'writeArrow']);
+  const wrong: string[] = [];
+  for (const [name, call] of calls)
+    for (const p of [dir, `${dir}/a\0b`, ...(writes.has(name) ? [] : [missing])]) {
+      try {
+        await call(p);
+        wrong.push(`${name}(${JSON.stringify(p)}) did not throw`);
+      } catch (e) {
+        const m = (e as Error).message;
+        if (!(e instanceof kn.ArgumentError))
+          wrong.push(`${name}(${JSON.stringify(p)}): ${(e as Error).constructor.name}: ${m}`);
+        else if (!m.includes(p.includes('\0') ? 'NUL byte' : p))
+          wrong.push(`${name}: the message does not name the path: ${m}`);
+      }
+    }
+  assert.equal(wrong, [], wrong.join('\n'));
+  assert.equal(readdirSync(dir).sort(), ['notes.txt'], 'nothing was written');
+  throwsKiln(() => kn.track.listRuns(notes), kn.ArgumentError, /notes\.txt is a file, not a tracking directory/);
   lin.dispose();
 });
 

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -339,6 +339,7 @@ export function toArrow(
 
 /** Reads an Arrow IPC file (file or stream format). */
 export function readArrow(path: string): A.Table {
+  checkFilePath(path, 'readArrow');
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);

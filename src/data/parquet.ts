@@ -6,7 +6,7 @@ import { openAsBlob, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, toArrow } from './arrow.js';
 
@@ -73,11 +73,7 @@ export interface ParquetInfo {
   metadata: Record<string, string>;
 }
 
-function checkPath(path: unknown, what: string): string {
-  if (typeof path !== 'string' || path === '')
-    throw new ArgumentError(`${what} takes a file path, got ${describe(path)}`);
-  return path;
-}
+const checkPath = checkFilePath;
 
 function readBytes(path: string): Uint8Array {
   let bytes: Uint8Array;

@@ -1,9 +1,51 @@
 // Atomic file writes: write a temp file next to the target, fsync it, rename it over the target, fsync the
 // directory. A crash leaves either the old file or the new one, never a torn one.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { ArgumentError, describe } from '../errors.js';
+
+/** A file path for `what` to read or write: a non-empty string without NUL bytes (else an ArgumentError). */
+export function checkFilePath(p: unknown, what: string): string {
+  if (typeof p !== 'string' || p === '') throw new ArgumentError(`${what} needs a file path, got ${describe(p)}`);
+  if (p.includes('\0')) throw new ArgumentError(`${what}: the file path ${describe(p)} holds a NUL byte`);
+  return p;
+}
+
+/** The message of a file-system failure without Node's "ENOENT: " style prefix repeated by callers. */
+const reason = (e: unknown): string => (e as Error)?.message ?? String(e);
+
+/** The bytes of a file; a missing file, a directory or one without permission is an ArgumentError naming it. */
+export async function readFileFor(path: unknown, what: string): Promise<Buffer> {
+  const p = checkFilePath(path, what);
+  try {
+    return await readFile(p);
+  } catch (e) {
+    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+  }
+}
+/** Synchronous readFileFor. */
+export function readFileForSync(path: unknown, what: string): Buffer {
+  const p = checkFilePath(path, what);
+  try {
+    return readFileSync(p);
+  } catch (e) {
+    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+  }
+}
+
+/** Refuses a target the rename could not replace: a directory (or a path holding a NUL byte). */
+function checkTarget(path: string): void {
+  checkFilePath(path, 'writing a file');
+  let dir = false;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch {
+    // no such file yet: the usual case
+  }
+  if (dir) throw new ArgumentError(`cannot write ${path}: it is a directory, expected a file path`);
+}
 
 function tempName(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -23,6 +65,7 @@ function syncDir(dir: string): void {
 
 /** Writes `chunks` to `path` atomically (synchronous). */
 export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[]): void {
+  checkTarget(path);
   const tmp = tempName(path);
   let fd = -1;
   try {
@@ -45,6 +88,7 @@ export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[])
 
 /** Writes `chunks` to `path` atomically. */
 export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  checkTarget(path);
   const tmp = tempName(path);
   const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => {
     throw e;

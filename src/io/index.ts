@@ -1,6 +1,4 @@
 // kn.io: safetensors files and training checkpoints, always written atomically.
-import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend, setBackend } from '../backends/registry.js';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
@@ -10,16 +8,13 @@ import { transformerFromJSON, type Transformer, type TransformerJSON } from '../
 import { Optimizer, type OptimizerState } from '../optim/optimizer.js';
 import { LRScheduler } from '../optim/schedulers.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
+import { checkFilePath, readFileFor, readFileForSync, writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
 import { nameRecord, own } from '../records.js';
 
 export { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 
-function checkPath(p: unknown, what: string): string {
-  if (typeof p !== 'string' || p === '') throw new ArgumentError(`${what} needs a file path, got ${describe(p)}`);
-  return p;
-}
+const checkPath = checkFilePath;
 
 /** The architecture spec of a module made of standard layers, or null for custom modules. */
 function specMetadata(x: Module | Record<string, Tensor>): Record<string, string> {
@@ -69,7 +64,7 @@ export async function save(
 export async function load(path: string, opts: { backend?: BackendName } = {}): Promise<Record<string, Tensor>> {
   checkPath(path, 'load');
   checkOptions(opts, 'load', ['backend']);
-  return decodeSafetensors(await readFile(path), path, opts.backend).tensors;
+  return decodeSafetensors(await readFileFor(path, 'load'), path, opts.backend).tensors;
 }
 
 /** Like load, returning the file's metadata strings too. */
@@ -79,7 +74,7 @@ export async function loadWithMetadata(
 ): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> {
   checkPath(path, 'loadWithMetadata');
   checkOptions(opts, 'loadWithMetadata', ['backend']);
-  return decodeSafetensors(await readFile(path), path, opts.backend);
+  return decodeSafetensors(await readFileFor(path, 'loadWithMetadata'), path, opts.backend);
 }
 
 /**
@@ -93,7 +88,11 @@ export async function loadModel(
 ): Promise<{ model: Module; metadata: Record<string, string> }> {
   checkPath(path, 'loadModel');
   checkOptions(opts, 'loadModel', ['backend']);
-  return modelFromDecoded(decodeSafetensors(await readFile(path), path, opts.backend), path, opts.backend);
+  return modelFromDecoded(
+    decodeSafetensors(await readFileFor(path, 'loadModel'), path, opts.backend),
+    path,
+    opts.backend,
+  );
 }
 
 /** loadModel for bytes already in memory (a model received over the wire, or a file read elsewhere). */
@@ -288,14 +287,14 @@ function restore(bytes: Uint8Array, path: string, parts: RestoreParts): unknown 
 export async function loadCheckpoint(path: string, parts: RestoreParts): Promise<unknown> {
   checkPath(path, 'loadCheckpoint');
   checkParts(parts, 'loadCheckpoint', true);
-  return restore(await readFile(path), path, parts);
+  return restore(await readFileFor(path, 'loadCheckpoint'), path, parts);
 }
 /**
  * The scaler saved in a checkpoint (null when it has none), rebuilt with kn.data.transformerFromJSON.
  */
 export async function checkpointScaler(path: string): Promise<Transformer | null> {
   checkPath(path, 'checkpointScaler');
-  const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+  const { tensors, metadata } = decodeSafetensors(await readFileFor(path, 'checkpointScaler'), path);
   Object.values(tensors).forEach((t) => t.dispose());
   const raw = own(metadata, META_KEY);
   if (raw === undefined) throw new FormatError(`${path} is not a kiln checkpoint (no '${META_KEY}' metadata)`);
@@ -312,6 +311,6 @@ export async function checkpointScaler(path: string): Promise<Transformer | null
 export function loadCheckpointSync(path: string, parts: RestoreParts): unknown {
   checkPath(path, 'loadCheckpointSync');
   checkParts(parts, 'loadCheckpointSync', true);
-  return restore(readFileSync(path), path, parts);
+  return restore(readFileForSync(path, 'loadCheckpointSync'), path, parts);
 }
 export { exportOnnx, toOnnx, type OnnxExportOptions } from './onnx.js';

@@ -2,7 +2,7 @@
 // drift monitoring. Appends through a write stream; a failing log disk never stops serving (the error is
 // counted and logging stops). readRequestLog reads it back as tensors, ready for kn.data.driftReport.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { checkFilePath, readFileFor } from '../io/atomic.js';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
@@ -83,11 +83,10 @@ export async function readRequestLog(
   opts: { version?: string; backend?: BackendName } = {},
 ): Promise<RequestLogData> {
   checkOptions(opts, 'readRequestLog', ['version', 'backend']);
-  if (typeof path !== 'string' || path === '')
-    throw new ArgumentError(`readRequestLog needs a file path, got ${describe(path)}`);
+  checkFilePath(path, 'readRequestLog');
   if (opts.version !== undefined && typeof opts.version !== 'string')
     throw new ArgumentError(`readRequestLog: version must be a string, got ${describe(opts.version)}`);
-  const text = await readFile(path, 'utf8');
+  const text = (await readFileFor(path, 'readRequestLog')).toString('utf8');
   const lines = text.split('\n');
   const ins: number[][] = [],
     outs: number[][] = [],

@@ -6,7 +6,7 @@
 // batch rolls the server back to the previous version and is retried there.
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFileFor } from '../io/atomic.js';
 import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { LRUCache } from 'lru-cache';
@@ -179,7 +179,7 @@ async function loadSource(
     metadata: Record<string, string> = {},
     v = version;
   if (typeof source === 'string') {
-    const bytes = await readFile(source);
+    const bytes = await readFileFor(source, 'serve');
     ({ model, metadata } = modelFromBytes(bytes, {
       where: source,
       ...(opts.backend ? { backend: opts.backend } : {}),

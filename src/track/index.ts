@@ -32,7 +32,7 @@ import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { info } from '../info.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
 import { memory } from '../engine/memory.js';
 import { lastSeed } from '../ops/random.js';
 import { fingerprint, type Fingerprint } from './lineage.js';
@@ -139,6 +139,8 @@ function readMeta(file: string): Record<string, unknown> {
 
 function experiments(root: string): ExperimentMeta[] {
   if (!existsSync(root)) return [];
+  if (!statSync(root).isDirectory())
+    throw new ArgumentError(`${root} is a file, not a tracking directory (an mlruns folder)`);
   const out: ExperimentMeta[] = [];
   for (const d of readdirSync(root)) {
     const meta = join(root, d, 'meta.yaml');
@@ -609,7 +611,7 @@ export function readRun(dir: string, experiment = ''): RunRecord {
  */
 export function listRuns(dir = 'mlruns', opts: { experiment?: string } = {}): RunRecord[] {
   checkOptions(opts, 'listRuns', ['experiment']);
-  const root = resolve(dir);
+  const root = resolve(checkFilePath(dir, 'listRuns'));
   const out: RunRecord[] = [];
   for (const e of experiments(root)) {
     if (opts.experiment !== undefined && e.name !== opts.experiment) continue;

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { info } from '../info.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import type { SliceRow } from '../evaluate/index.js';
 import { readRun, type RunRecord } from './index.js';
 
@@ -222,8 +222,8 @@ export function register(
   checkOptions(opts, 'register', ['name', 'version', 'run', 'parent', 'card', 'dir']);
   checkCard(opts.card, 'register card');
   const name = checkModelName(opts.name);
-  if (typeof modelPath !== 'string' || !existsSync(modelPath))
-    throw new ArgumentError(`register: ${describe(modelPath)} is not a model file`);
+  if (!existsSync(checkFilePath(modelPath, 'register')))
+    throw new ArgumentError(`register: ${modelPath} is not a model file (no such file)`);
   const root = rootOf(opts.dir);
   const existing = list(name, { dir: root });
   let version = opts.version;
@@ -239,7 +239,7 @@ export function register(
     readVersion(root, checkModelName(pn), checkVersion(pv));
   }
   const run = opts.run === undefined ? null : readRun(resolve(opts.run));
-  const bytes = readFileSync(modelPath);
+  const bytes = readFileForSync(modelPath, 'register');
   const dir = join(root, name, version);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, basename(modelPath).endsWith('.safetensors') ? 'model.safetensors' : basename(modelPath));

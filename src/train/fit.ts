@@ -400,6 +400,8 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
   const epochs = posInt(opts.epochs, 'fit epochs');
   const accumulate = posInt(opts.accumulate ?? 1, 'fit accumulate');
   const lf = lossFn(opts.loss, opts.classWeights ?? null);
+  if (opts.metrics !== undefined && !Array.isArray(opts.metrics))
+    throw new ArgumentError(`fit: metrics must be a list of metric names, got ${describe(opts.metrics)}`);
   const metrics = [...(opts.metrics ?? [])];
   const es = opts.earlyStopping ?? null;
   const monitor = es?.monitor ?? 'valLoss';

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { rng } from './rng.js';
 
 const cli = (...args: string[]): { code: number | null; out: string; err: string } => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8' });
@@ -108,6 +109,116 @@ test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 wi
   const bad2 = cli('bench', 'matmul', '--sizes', 'x');
   assert.is(bad2.code, 2);
   assert.match(bad2.err, /--sizes takes positive integers/);
+});
+
+test('kiln train: a table in, a model out (classes or values), with the scaler, tracking and early stopping', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-train-'));
+  const r = rng(12);
+  const gauss = (): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  // three classes around three centres in (f1, f2), a noise column f3 on another scale
+  const N = 300;
+  const centres = [
+    [0, 0],
+    [4, 0],
+    [0, 4],
+  ];
+  const y = Int32Array.from({ length: N }, (_, i) => i % 3);
+  const f1 = Float32Array.from(y, (c) => centres[c]![0]! + gauss());
+  const f2 = Float32Array.from(y, (c) => centres[c]![1]! + gauss());
+  const f3 = Float32Array.from(y, () => 100 + 50 * gauss());
+  const data = join(dir, 'train.parquet');
+  await kn.data.writeParquet(data, {
+    f1: kn.tensor(f1),
+    f2: kn.tensor(f2),
+    f3: kn.tensor(f3),
+    y: kn.tensor(y, [N], { dtype: 'int32' }),
+  });
+  const model = join(dir, 'clf.safetensors');
+  const scaler = join(dir, 'scaler.json');
+  const c = cli(
+    'train',
+    data,
+    '--label',
+    'y',
+    '-o',
+    model,
+    '--epochs',
+    '40',
+    '--lr',
+    '0.01',
+    '--hidden',
+    '16',
+    '--scaler',
+    scaler,
+    '--metrics',
+    'accuracy,f1',
+    '--track',
+    join(dir, 'mlruns'),
+    '--json',
+  );
+  assert.is(c.code, 0, c.err);
+  const sum = JSON.parse(c.out.trim().split('\n').at(-1)!);
+  assert.equal([sum.task, sum.classes, sum.features, sum.rows], ['classification', 3, 3, { train: 240, val: 60 }]);
+  assert.ok(sum.metrics.accuracy >= 0.9 && sum.metrics.f1 >= 0.9, JSON.stringify(sum));
+  assert.match(sum.run, /^[0-9a-f]{32}$/);
+  // the file and the scaler predict every row on their own
+  const { model: m, metadata } = await kn.io.loadModel(model);
+  assert.equal(JSON.parse(metadata['kiln.features']!), ['f1', 'f2', 'f3']);
+  const sc = kn.data.transformerFromJSON(readFileSync(scaler, 'utf8'));
+  const x = kn.tensor(
+    Float32Array.from({ length: N * 3 }, (_, i) => [f1, f2, f3][i % 3]![Math.floor(i / 3)]!),
+    [N, 3],
+  );
+  const pred = Array.from(m.call(sc.transform(x)).argmax(1).toArray() as Int32Array);
+  const acc = pred.filter((p, i) => p === y[i]).length / N;
+  assert.ok(acc >= 0.9, `the saved model and scaler: accuracy ${acc}`);
+  assert.equal(kn.track.listRuns(join(dir, 'mlruns')).length, 1, 'one tracked run');
+
+  // a float label is a regression; early stopping and checkpoints
+  const t = Float32Array.from(f1, (v, i) => 2 * v - f2[i]! + 0.1 * gauss());
+  const reg = join(dir, 'reg.parquet');
+  await kn.data.writeParquet(reg, { f1: kn.tensor(f1), f2: kn.tensor(f2), t: kn.tensor(t) });
+  const rr = cli(
+    'train',
+    reg,
+    '--label',
+    't',
+    '-o',
+    join(dir, 'reg.safetensors'),
+    '--epochs',
+    '60',
+    '--lr',
+    '0.02',
+    '--hidden',
+    '',
+    '--patience',
+    '5',
+    '--checkpoint-dir',
+    join(dir, 'ckpt'),
+    '--json',
+  );
+  assert.is(rr.code, 0, rr.err);
+  const rs = JSON.parse(rr.out.trim().split('\n').at(-1)!);
+  const mean = t.reduce((a, b) => a + b, 0) / N;
+  const variance = t.reduce((a, b) => a + (b - mean) ** 2, 0) / N;
+  assert.is(rs.task, 'regression');
+  assert.ok(rs.valLoss < 0.05 * variance, `val MSE ${rs.valLoss} against a variance of ${variance}`);
+  assert.ok(readdirSync(join(dir, 'ckpt')).length > 0, 'checkpoints were written');
+
+  // what is wrong is said, with exit 2
+  for (const [args, re] of [
+    [[data, '-o', model], /train needs --label COLUMN/],
+    [[data, '--label', 'nope', '-o', model], /no label column 'nope'/],
+    [[data, '--label', 'y', '--features', 'f1,zz', '-o', model], /no feature column 'zz'/],
+    [[data, '--label', 'y', '--val', '1.5', '-o', model], /--val must be a fraction in \[0, 1\), got '1\.5'/],
+    [[data, '--label', 'y', '--metrics', 'auc', '-o', model], /--metrics takes accuracy, precision/],
+    [[join(dir, 'missing.parquet'), '--label', 'y', '-o', model], /missing\.parquet/],
+  ] as const) {
+    const e = cli('train', ...args);
+    assert.is(e.code, 2, `${args.join(' ')}: ${e.out}`);
+    assert.match(e.err, re);
+  }
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('kiln quantize and kiln prune: files in, smaller files out, reports; bad arguments exit 2', async () => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `kiln` command line: info, build, bench, serve, admin, apikey, pipeline, quantize, prune, launch, runs, report, registry (`train` is still to come).
+// `kiln` command line: info, build, bench, train, serve, admin, apikey, pipeline, quantize, prune, launch, runs, report,
+// registry.
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -13,6 +14,7 @@ import { PIPELINE_HELP, pipelineCommand } from './pipeline.js';
 import { QUANTIZE_HELP, pruneCommand, quantizeCommand } from './quantize.js';
 import { LAUNCH_HELP, launchCommandLine } from './launch.js';
 import { REGISTRY_HELP, registryCommand } from './registry.js';
+import { TRAIN_HELP, trainCommand } from './train.js';
 import { RUNS_HELP, reportCommand, runsCommand } from './runs.js';
 
 const HELP = `usage: kiln <command> [options]
@@ -24,7 +26,7 @@ commands:
                   built here: --cuda needs nvcc and CMake, --mpi an MPI such as libopenmpi-dev)
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${BENCH_MODEL_HELP}${SERVE_HELP}${PIPELINE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}${REGISTRY_HELP}`;
+${BENCH_MODEL_HELP}${TRAIN_HELP}${SERVE_HELP}${PIPELINE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}${REGISTRY_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -73,6 +75,7 @@ export function main(argv: string[]): number | Promise<number> {
   }
   if (cmd === 'build') return buildCommand(rest);
   if (cmd === 'bench') return benchCommand(rest);
+  if (cmd === 'train') return trainCommand(rest);
   if (cmd === 'serve') return serveCommand(rest);
   if (cmd === 'admin') return adminCommand(rest);
   if (cmd === 'pipeline') return pipelineCommand(rest);

@@ -24,9 +24,8 @@ import {
   optionKeys,
   unknownKey,
 } from '../errors.js';
-import { arrowToMatrix, readArrow } from '../data/arrow.js';
 import { DataLoader, Dataset } from '../data/loader.js';
-import { readParquet } from '../data/parquet.js';
+import { readTable, tableXY } from '../data/table.js';
 import { loadModel, save } from '../io/index.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import type { Module } from '../nn/module.js';
@@ -233,44 +232,6 @@ export function loadPipelineSpec(source: string | PipelineSpec, base = process.c
   };
 }
 
-function readTable(path: string): A.Table {
-  if (!existsSync(path)) fail(`data file ${path} does not exist`);
-  return /\.(arrow|feather|ipc)$/i.test(path) ? readArrow(path) : readParquet(path);
-}
-
-/** Features [N, F] and labels [N] of a table. */
-function xy(
-  t: A.Table,
-  features: readonly string[],
-  label: string,
-  task: 'classification' | 'regression',
-  where: string,
-): { x: Float32Array; y: Float32Array | Int32Array; n: number } {
-  const lab = t.getChild(label);
-  if (!lab) fail(`${where} has no label column '${label}'`);
-  for (const f of features) if (!t.getChild(f)) fail(`${where} has no feature column '${f}'`);
-  const x = arrowToMatrix(t, { columns: features });
-  const xa = x.toArray() as Float32Array;
-  x.dispose();
-  const bad = xa.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0)
-    fail(
-      `${where}: feature '${features[bad % features.length]}' of row ${Math.floor(bad / features.length)} is missing or not finite`,
-    );
-  const n = t.numRows;
-  const y = task === 'classification' ? new Int32Array(n) : new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = lab.get(i) as unknown;
-    const num = typeof v === 'bigint' ? Number(v) : (v as number);
-    if (typeof num !== 'number' || !Number.isFinite(num) || (task === 'classification' && !Number.isInteger(num)))
-      fail(
-        `${where}: label of row ${i} is ${describe(v)}; expected ${task === 'classification' ? 'a class index' : 'a number'}`,
-      );
-    y[i] = num;
-  }
-  return { x: xa, y, n };
-}
-
 /** The champion: the registry's production version, else the spec's file; null for a first model. */
 function championOf(p: LoadedPipeline, root: string): { path: string; version: string } | null {
   const prod = registry.production(p.spec.name, { dir: root });
@@ -371,12 +332,12 @@ export async function runPipeline(source: string | PipelineSpec, opts: RunOption
     Object.create(null) as Record<StepName, () => Promise<Record<string, unknown> | 'stop'>>,
     {
       validate: async () => {
-        const t = readTable(trainPath);
-        const h = readTable(holdPath);
+        const t = readTable(trainPath, 'pipeline');
+        const h = readTable(holdPath, 'pipeline');
         const features = featuresOf(t);
         if (features.length === 0) fail(`${d.train} has no feature columns besides the label '${d.label}'`);
-        const a = xy(t, features, d.label, task, d.train);
-        const b = xy(h, features, d.label, task, d.holdout);
+        const a = tableXY(t, features, d.label, task, d.train, 'pipeline');
+        const b = tableXY(h, features, d.label, task, d.holdout, 'pipeline');
         if (a.n < (d.minRows ?? 100)) fail(`${d.train} has ${a.n} rows; at least ${d.minRows ?? 100} are needed`);
         const res: Record<string, unknown> = { rows: a.n, holdoutRows: b.n, features };
         if (task === 'classification') {
@@ -389,9 +350,9 @@ export async function runPipeline(source: string | PipelineSpec, opts: RunOption
       },
       train: async () => {
         if (!champion) fail('there is no champion to take the architecture from: set "champion" to a model file');
-        const t = readTable(trainPath);
+        const t = readTable(trainPath, 'pipeline');
         const features = out('validate').features as string[];
-        const { x, y, n } = xy(t, features, d.label, task, d.train);
+        const { x, y, n } = tableXY(t, features, d.label, task, d.train, 'pipeline');
         const tr = s.train ?? {};
         setSeed(tr.seed ?? 0);
         const { model: base, metadata } = await loadModel(champion.path);
@@ -431,9 +392,9 @@ export async function runPipeline(source: string | PipelineSpec, opts: RunOption
         }
       },
       evaluate: async () => {
-        const h = readTable(holdPath);
+        const h = readTable(holdPath, 'pipeline');
         const features = out('validate').features as string[];
-        const { x, y, n } = xy(h, features, d.label, task, d.holdout);
+        const { x, y, n } = tableXY(h, features, d.label, task, d.holdout, 'pipeline');
         const metric = task === 'classification' ? 'accuracy' : 'rmse';
         const cand = (await loadModel(out('train').file as string)).model;
         const champ = (await loadModel(champion!.path)).model;

@@ -1,0 +1,52 @@
+// A table file as training data: a Parquet or Arrow file by its extension, and its feature matrix and labels,
+// checked row by row (kiln train and the retraining pipeline read their data through here).
+import { existsSync } from 'node:fs';
+import type * as A from 'apache-arrow';
+import { ValidationError, describe } from '../errors.js';
+import { arrowToMatrix, readArrow } from './arrow.js';
+import { readParquet } from './parquet.js';
+
+/** A Parquet file, or an Arrow one (.arrow, .feather, .ipc); `who` starts the message of a missing file. */
+export function readTable(path: string, who: string): A.Table {
+  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
+  return /\.(arrow|feather|ipc)$/i.test(path) ? readArrow(path) : readParquet(path);
+}
+
+/**
+ * Features [N, F] (row-major float32, every value finite) and labels [N] (class indices for classification,
+ * finite numbers for regression) of a table; `where` names the file and `who` the caller in messages.
+ */
+export function tableXY(
+  t: A.Table,
+  features: readonly string[],
+  label: string,
+  task: 'classification' | 'regression',
+  where: string,
+  who: string,
+): { x: Float32Array; y: Float32Array | Int32Array; n: number } {
+  const fail = (msg: string): never => {
+    throw new ValidationError(`${who}: ${msg}`);
+  };
+  const lab = t.getChild(label) ?? fail(`${where} has no label column '${label}'`);
+  for (const f of features) if (!t.getChild(f)) fail(`${where} has no feature column '${f}'`);
+  const x = arrowToMatrix(t, { columns: features });
+  const xa = x.toArray() as Float32Array;
+  x.dispose();
+  const bad = xa.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    fail(
+      `${where}: feature '${features[bad % features.length]}' of row ${Math.floor(bad / features.length)} is missing or not finite`,
+    );
+  const n = t.numRows;
+  const y = task === 'classification' ? new Int32Array(n) : new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = lab.get(i) as unknown;
+    const num = typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : (v as number);
+    if (typeof num !== 'number' || !Number.isFinite(num) || (task === 'classification' && !Number.isInteger(num)))
+      fail(
+        `${where}: label of row ${i} is ${describe(v)}; expected ${task === 'classification' ? 'a class index' : 'a number'}`,
+      );
+    y[i] = num;
+  }
+  return { x: xa, y, n };
+}

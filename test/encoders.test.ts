@@ -114,6 +114,13 @@ test('encoders save as JSON and load; names from data stay out of object keys; b
     assert.is(back.kind, e.kind);
     assert.equal(back.columns, ['__proto__', 'constructor']);
     assert.equal(back.transform(data).toList(), e.transform(data).toList());
+    // each class's own fromJSON, as the scalers have, takes its kind (object or text) and refuses the others
+    const cls = kn.data[e.kind];
+    const own = cls.fromJSON(JSON.stringify(e.toJSON()));
+    assert.ok(own instanceof cls);
+    assert.equal(own.transform(data).toList(), e.transform(data).toList());
+    const other = e.kind === 'OneHotEncoder' ? kn.data.OrdinalEncoder : kn.data.OneHotEncoder;
+    throwsKiln(() => other.fromJSON(e.toJSON()), kn.FormatError, new RegExp(`the JSON holds a ${e.kind}, not a`));
   }
   assert.equal(({} as Record<string, unknown>).x, undefined, 'no prototype was polluted');
   throwsKiln(() => kn.data.encoderFromJSON('{'), kn.FormatError, /not valid JSON/);

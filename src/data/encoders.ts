@@ -143,6 +143,10 @@ export class OneHotEncoder extends CategoricalEncoder {
     });
     return tensor(out, [n, W]);
   }
+  /** Rebuilds a fitted OneHotEncoder from its JSON (encoderFromJSON, refusing another kind). */
+  static fromJSON(j: EncoderJSON | string): OneHotEncoder {
+    return ofKind(encoderFromJSON(j), OneHotEncoder, 'OneHotEncoder');
+  }
   toJSON(): EncoderJSON {
     return this.baseJSON({ handleUnknown: this.handleUnknown, minFrequency: this.minFrequency });
   }
@@ -188,6 +192,10 @@ export class OrdinalEncoder extends CategoricalEncoder {
   /** numEmbeddings for each column's Embedding (categories + 1 for unseen/missing). */
   cardinalities(): number[] {
     return this.columns.map((c) => this.cats.get(c)!.length + 1);
+  }
+  /** Rebuilds a fitted OrdinalEncoder from its JSON (encoderFromJSON, refusing another kind). */
+  static fromJSON(j: EncoderJSON | string): OrdinalEncoder {
+    return ofKind(encoderFromJSON(j), OrdinalEncoder, 'OrdinalEncoder');
   }
   toJSON(): EncoderJSON {
     return this.baseJSON({ unknownValue: this.unknownValue });
@@ -311,6 +319,10 @@ export class TargetEncoder extends CategoricalEncoder {
     }
     return { values, prior };
   }
+  /** Rebuilds a fitted TargetEncoder from its JSON (encoderFromJSON, refusing another kind). */
+  static fromJSON(j: EncoderJSON | string): TargetEncoder {
+    return ofKind(encoderFromJSON(j), TargetEncoder, 'TargetEncoder');
+  }
   toJSON(): EncoderJSON {
     return {
       ...this.baseJSON({ smoothing: this.smoothing, folds: this.folds, seed: this.seed }),
@@ -389,9 +401,20 @@ export class HashingEncoder extends CategoricalEncoder {
     }
     return tensor(out, [n, F]);
   }
+  /** Rebuilds a fitted HashingEncoder from its JSON (encoderFromJSON, refusing another kind). */
+  static fromJSON(j: EncoderJSON | string): HashingEncoder {
+    return ofKind(encoderFromJSON(j), HashingEncoder, 'HashingEncoder');
+  }
   toJSON(): EncoderJSON {
     return this.baseJSON({ nFeatures: this.nFeatures, alternateSign: this.alternateSign });
   }
+}
+
+/** `e` as an encoder of class `cls`, or a FormatError saying which kind the JSON held. */
+function ofKind<T>(e: object, cls: abstract new (...a: never[]) => T, kind: string): T {
+  if (!(e instanceof cls))
+    throw new FormatError(`${kind}.fromJSON: the JSON holds a ${(e as { kind?: string }).kind}, not a ${kind}`);
+  return e;
 }
 
 /**

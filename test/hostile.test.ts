@@ -407,6 +407,18 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
       },
     ],
     ['hvp', (v) => kn.hvp((a: kn.Tensor) => a.pow(2).sum(), kn.ones([3]), v as never)],
+    [
+      'Tensor.grad',
+      (v) => {
+        const a = kn.ones([2]);
+        a.grad = v as never;
+        a.requiresGrad = true;
+        a.mul(2).sum().backward();
+      },
+    ],
+    ['LSTM.run', (v) => new kn.nn.LSTM(3, 4).run(kn.randn([2, 1, 3]), v as never)],
+    ['Dataset.subset', (v) => new kn.data.Dataset({ x: t }).subset(v as never)],
+    ['confusionMatrix numClasses', (v) => kn.metrics.confusionMatrix([0, 1], [1, 0], { numClasses: v as never })],
   ];
   const wrong: string[] = [];
   for (const [name, call] of calls)

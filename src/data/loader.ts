@@ -41,6 +41,8 @@ export class Dataset {
   }
   /** The samples at `indices`, as new tensors. */
   take(indices: ArrayLike<number>): Batch {
+    if (indices === null || typeof indices !== 'object' || typeof (indices as { length?: unknown }).length !== 'number')
+      throw new ArgumentError(`take needs a list of sample indices, got ${describe(indices)}`);
     const idx = Int32Array.from(indices as ArrayLike<number>);
     for (let i = 0; i < idx.length; i++) {
       if (!(idx[i]! >= 0 && idx[i]! < this.length))

@@ -41,8 +41,8 @@ function classCount(t: Int32Array, p: Int32Array, n?: number): number {
   let m = 0;
   for (let i = 0; i < t.length; i++) m = Math.max(m, t[i]! + 1, p[i]! + 1);
   if (n === undefined) return m;
-  if (!Number.isInteger(n) || n < 1)
-    throw new ArgumentError(`numClasses must be a positive integer, got ${describe(n)}`);
+  if (!Number.isInteger(n) || n < 1 || n > 65536)
+    throw new ArgumentError(`numClasses must be an integer in [1, 65536], got ${describe(n)}`);
   if (m > n) throw new ValidationError(`a label is ${m - 1} but numClasses is ${n}`);
   return n;
 }

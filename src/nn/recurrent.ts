@@ -119,6 +119,7 @@ abstract class Recurrent extends Module {
   /** The layer over a whole sequence, with optional initial state and per-sequence lengths. */
   run(x: Tensor, input: RecurrentInput = {}): RecurrentOutput {
     const kind = this.constructor.name;
+    checkOptions(input, `${kind}.run`, optionKeys<RecurrentInput>({ h0: true, c0: true, lengths: true }));
     if (!isTensor(x)) throw new ArgumentError(`${kind}: input must be a Tensor, got ${describe(x)}`);
     if (x.ndim !== 3 || x.shape[2] !== this.inputSize)
       throw new ShapeError(

@@ -51,8 +51,16 @@ export class Tensor {
   readonly offset: number;
   private readonly res: Resources;
   private _requiresGrad = false;
-  /** Gradient accumulated by `backward()` (leaf tensors only). */
-  grad: Tensor | null = null;
+  private _grad: Tensor | null = null;
+  /** Gradient accumulated by `backward()` (leaf tensors only). Settable to a Tensor or null. */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+  set grad(g: Tensor | null) {
+    if (g !== null && g !== undefined && !(g instanceof Tensor))
+      throw new ArgumentError(`a gradient must be a Tensor or null, got ${describe(g)}`);
+    this._grad = g ?? null;
+  }
 
   private constructor(
     storage: Storage,

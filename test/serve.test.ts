@@ -809,10 +809,35 @@ test('server options and models are checked', async () => {
     /kn.nn.Module or a function/,
   );
   await rejects(kn.serve.createServer(m, { inputShape: [0] }), kn.ArgumentError, /inputShape/);
-  await rejects(kn.serve.createServer(join(dir, 'nope.safetensors')), Error, /ENOENT/);
+  await rejects(
+    kn.serve.createServer(join(dir, 'nope.safetensors')),
+    kn.ArgumentError,
+    /cannot read .*nope\.safetensors: ENOENT/,
+  );
+  await rejects(
+    kn.serve.createServer(m, { inputShape: 4 as never }),
+    kn.ArgumentError,
+    /inputShape must be a list of positive sizes, got 4/,
+  );
+  await rejects(
+    kn.serve.createServer(m, { backend: 'tpu' as never }),
+    kn.ArgumentError,
+    /backend must be cpu, js, webgpu or cuda, got "tpu"/,
+  );
+  await rejects(
+    kn.serve.createServer(m, { cache: 2 ** 40 }),
+    kn.ArgumentError,
+    /cache must be an integer in \[0, 16777216\]/,
+  );
   const s = await kn.serve.createServer(m, { port: 0, warmup: false });
   try {
     await rejects(s.predict([1, 2]), kn.ArgumentError, /an example has 4 values/);
+    // a port in use: an ArgumentError that says where it tried, and nothing is left running
+    await rejects(
+      kn.serve.createServer(m, { port: s.port, warmup: false }),
+      kn.ArgumentError,
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${s.port}: .*EADDRINUSE`),
+    );
   } finally {
     await s.close();
   }

@@ -264,8 +264,18 @@ function checkOpts(o: ServerOptions): void {
   int('maxAutoBatch', 1, 65536);
   if (o.maxBatchSize !== undefined && o.maxBatchSize !== 'auto') int('maxBatchSize', 1);
   int('bodyLimit', 64);
-  int('cache', 0);
+  int('cache', 0, 2 ** 24);
   int('probationBatches', 0);
+  if (
+    o.inputShape !== undefined &&
+    !(Array.isArray(o.inputShape) && o.inputShape.length > 0 && o.inputShape.every((d) => Number.isInteger(d) && d > 0))
+  )
+    throw new ArgumentError(`server option inputShape must be a list of positive sizes, got ${describe(o.inputShape)}`);
+  if (
+    o.backend !== undefined &&
+    !(typeof o.backend === 'string' && (['cpu', 'js', 'webgpu', 'cuda'] as readonly string[]).includes(o.backend))
+  )
+    throw new ArgumentError(`server option backend must be cpu, js, webgpu or cuda, got ${describe(o.backend)}`);
   if (o.host !== undefined && (typeof o.host !== 'string' || o.host === ''))
     throw new ArgumentError(`server option host must be a host name, got ${describe(o.host)}`);
   if (o.requestLog !== undefined && (typeof o.requestLog !== 'string' || o.requestLog === ''))
@@ -733,7 +743,20 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       `kiln serve listens on ${host} without auth: anyone who reaches it can call /predict (admin routes answer loopback callers only). Give auth keys.`,
       { code: 'KILN_NO_AUTH' },
     );
-  await app.listen({ port: opts.port ?? 8080, host });
+  try {
+    await app.listen({ port: opts.port ?? 8080, host });
+  } catch (e) {
+    // a host that does not resolve, a port in use or not allowed: release what was set up, say where it tried
+    closed = true;
+    await app.close().catch(() => {});
+    await batcher.close().catch(() => {});
+    await traffic.clear().catch(() => {});
+    await monitor?.close().catch(() => {});
+    await log?.close().catch(() => {});
+    await auditLog?.close().catch(() => {});
+    versions.dispose();
+    throw new ArgumentError(`cannot listen on ${host}:${opts.port ?? 8080}: ${(e as Error).message}`);
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 8080);
   warming =

@@ -33,8 +33,8 @@ function assertTableArg(t: unknown): A.Table {
 export function bufferProblem(d: A.Data, where: string, depth = 0): string | null {
   if (depth > 64) return `${where} nests more than 64 levels`;
   const n = d.offset + d.length;
-  if (!Number.isSafeInteger(n) || d.offset < 0 || d.length < 0) return `${where} claims ${d.length} values`;
   const claims = `${where} claims ${d.length} values`;
+  if (!Number.isSafeInteger(n) || d.offset < 0 || d.length < 0) return claims;
   if (d.nullCount > 0 && d.nullBitmap && d.nullBitmap.length * 8 < n)
     return `${claims} but its validity bitmap covers ${d.nullBitmap.length * 8}`;
   // offsets and fixed-width values start at the chunk (a slice slices them); boolean bits start at bit `offset`

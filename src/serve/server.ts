@@ -743,18 +743,22 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       `kiln serve listens on ${host} without auth: anyone who reaches it can call /predict (admin routes answer loopback callers only). Give auth keys.`,
       { code: 'KILN_NO_AUTH' },
     );
+  /** Closes what the server holds besides its HTTP listener: the batcher, traffic, monitor, logs and versions. */
+  const release = async (): Promise<void> => {
+    await batcher.close();
+    await traffic.clear();
+    await monitor?.close();
+    await log?.close();
+    await auditLog?.close();
+    versions.dispose();
+  };
   try {
     await app.listen({ port: opts.port ?? 8080, host });
   } catch (e) {
     // a host that does not resolve, a port in use or not allowed: release what was set up, say where it tried
     closed = true;
     await app.close().catch(() => {});
-    await batcher.close().catch(() => {});
-    await traffic.clear().catch(() => {});
-    await monitor?.close().catch(() => {});
-    await log?.close().catch(() => {});
-    await auditLog?.close().catch(() => {});
-    versions.dispose();
+    await release().catch(() => {});
     throw new ArgumentError(`cannot listen on ${host}:${opts.port ?? 8080}: ${(e as Error).message}`);
   }
   const addr = app.server.address();
@@ -849,12 +853,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       await idle();
       app.server.closeAllConnections();
       await stopped;
-      await batcher.close();
-      await traffic.clear();
-      await monitor?.close();
-      await log?.close();
-      await auditLog?.close();
-      versions.dispose();
+      await release();
     },
   };
   return server;

@@ -211,6 +211,59 @@ test('checkpoints: resume after a stop gives bit-identical weights (dropout + sh
   assert.ok(existsSync(join(dirB, 'last.ckpt.safetensors')) && existsSync(join(dirB, 'best.safetensors')));
 });
 
+test('resume refuses a checkpoint whose training state is not one fit saved, and leaves the model as it was', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-fit-bad-'));
+  const train = new kn.data.DataLoader(blobs(32, 8), { batchSize: 16 });
+  kn.seed(3);
+  const saved = mlp();
+  const savedOpt = new kn.optim.Adam(saved.parameters());
+  kn.seed(4);
+  const model = mlp();
+  const optimizer = new kn.optim.Adam(model.parameters());
+  const before = weights(model);
+  const good = { epoch: 1, history: [], best: null, bestEpoch: null, wait: 0, rng: kn.getRngState() };
+  const bad: [unknown, RegExp][] = [
+    [null, /the state is null/],
+    [{ ...good, epoch: -1 }, /epoch is -1/],
+    [{ ...good, epoch: 1.5 }, /epoch is 1.5/],
+    [{ ...good, history: 'x' }, /history is "x"/],
+    [{ ...good, wait: 'soon' }, /wait is "soon"/],
+    [{ ...good, rng: { key0: 1, key1: -2, counter: 0 } }, /rng\.key1 is -2/],
+    [{ ...good, rngs: [good.rng, null] }, /rngs\[1\]\.key0 is null/],
+  ];
+  const live = kn.memory().numTensors;
+  for (const [state, re] of bad) {
+    await kn.io.saveCheckpoint(join(dir, 'last.ckpt.safetensors'), { model: saved, optimizer: savedOpt, state });
+    const err = await kn.train
+      .fit(model, { train, loss: 'crossEntropy', optimizer, epochs: 2, checkpointDir: dir, resume: true })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.instance(err, kn.ValidationError, `state ${JSON.stringify(state)}`);
+    assert.match((err as Error).message, /holds no training state fit can resume from/);
+    assert.match((err as Error).message, re);
+    assert.equal(weights(model), before, 'the weights were not touched');
+    const sd = optimizer.stateDict();
+    Object.values(sd.tensors).forEach((t) => t.dispose());
+    assert.equal([sd.steps, Object.keys(sd.tensors).length], [[0, 0, 0, 0], 0], 'nor the optimizer');
+  }
+  assert.is(kn.memory().numTensors, live, 'no tensor left behind');
+  // the same file with a good state resumes
+  await kn.io.saveCheckpoint(join(dir, 'last.ckpt.safetensors'), { model: saved, optimizer: savedOpt, state: good });
+  const res = await kn.train.fit(model, {
+    train,
+    loss: 'crossEntropy',
+    optimizer,
+    epochs: 2,
+    checkpointDir: dir,
+    resume: true,
+    verbose: 'silent',
+  });
+  assert.is(res.resumedFrom, 1);
+  assert.is(res.history.length, 1);
+});
+
 test('no leaks: more epochs, evaluation and the checks leave the live tensor count where it was', async () => {
   const ds = blobs(96, 12);
   kn.seed(1);

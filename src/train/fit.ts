@@ -11,7 +11,8 @@ import { keep, tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { DataLoader, type Batch } from '../data/loader.js';
 import { StreamingDataset } from '../data/stream.js';
-import { loadCheckpoint, saveCheckpoint, save, load } from '../io/index.js';
+import { saveCheckpoint, save, load } from '../io/index.js';
+import { restoreCheckpoint } from '../io/checkpoint.js';
 import * as M from '../metrics/index.js';
 import { cloneStateDict, type Module } from '../nn/module.js';
 import { lossFn, type LossFn } from './losses.js';
@@ -164,6 +165,31 @@ interface RunState {
   rng: { key0: number; key1: number; counter: number };
   /** every rank's RNG state, by rank (distributed runs) */
   rngs?: { key0: number; key1: number; counter: number }[];
+}
+
+/** Throws ValidationError unless `s` is the training state fit saves (its epoch, history, early-stopping and RNG state). */
+function checkRunState(s: unknown, path: string): asserts s is RunState {
+  const bad = (what: string): never => {
+    throw new ValidationError(`${path} holds no training state fit can resume from: ${what}`);
+  };
+  if (s === null || typeof s !== 'object' || Array.isArray(s)) bad(`the state is ${describe(s)}`);
+  const r = s as Record<string, unknown>;
+  if (!Number.isSafeInteger(r.epoch) || (r.epoch as number) < 0) bad(`epoch is ${describe(r.epoch)}`);
+  if (!Array.isArray(r.history)) bad(`history is ${describe(r.history)}`);
+  if (r.best !== null && typeof r.best !== 'number') bad(`best is ${describe(r.best)}`);
+  if (r.bestEpoch !== null && !Number.isSafeInteger(r.bestEpoch)) bad(`bestEpoch is ${describe(r.bestEpoch)}`);
+  if (!Number.isSafeInteger(r.wait) || (r.wait as number) < 0) bad(`wait is ${describe(r.wait)}`);
+  const rng = (v: unknown, what: string): void => {
+    const o = v as Record<string, unknown> | null;
+    for (const k of ['key0', 'key1', 'counter'])
+      if (o === null || typeof o !== 'object' || !Number.isSafeInteger(o[k]) || (o[k] as number) < 0)
+        bad(`${what}.${k} is ${describe(o !== null && typeof o === 'object' ? o[k] : o)}`);
+  };
+  rng(r.rng, 'rng');
+  if (r.rngs !== undefined) {
+    if (!Array.isArray(r.rngs)) bad(`rngs is ${describe(r.rngs)}`);
+    (r.rngs as unknown[]).forEach((v, i) => rng(v, `rngs[${i}]`));
+  }
 }
 
 /** True when `model` is a DistributedDataParallel in a job of more than one process. */
@@ -490,9 +516,10 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
           'under DDP the checkpointDir must be on a filesystem every rank sees',
       );
     if (have) {
-      st = (await loadCheckpoint(last, { model, optimizer: opt, scheduler: sched })) as RunState;
-      if (!st || typeof st.epoch !== 'number' || !Array.isArray(st.history))
-        throw new ValidationError(`${last} holds no training state`);
+      // the state is checked before the checkpoint touches the model: one fit cannot resume from leaves all as it was
+      st = (await restoreCheckpoint(last, { model, optimizer: opt, scheduler: sched }, (s) =>
+        checkRunState(s, last),
+      )) as RunState;
       const mine = dist && st.rngs?.length === worldSize() ? st.rngs[worldRank()] : undefined;
       setRngState(mine ?? st.rng);
       resumedFrom = st.epoch;

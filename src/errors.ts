@@ -3,8 +3,9 @@
  * what was expected and what was found.
  */
 export class KilnError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** `options.cause`: the underlying error (a file-system error with its `code`, say), as Error's own option. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = new.target.name;
   }
 }

@@ -2,7 +2,7 @@
 // Object.prototype members (`__proto__`, `constructor`, `toString`, ...) must be ordinary keys, lookups must
 // never find inherited members, and names a file cannot store are refused with a FormatError naming the file.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -439,6 +439,24 @@ test('the public API takes hostile arguments with a KilnError, never a TypeError
   lin.dispose();
 });
 
+/** Every call that writes a file the caller names, other than kn.io's. */
+function writers(lin: kn.nn.Module): [string, (p: string) => unknown][] {
+  const scaler = new kn.data.StandardScaler().fit(kn.tensor([[1], [2]]));
+  const encoder = new kn.data.OrdinalEncoder().fit({ c: ['a', 'b'] });
+  const pipeline = new kn.data.ColumnPipeline([{ name: 'a', columns: ['a'], steps: [new kn.data.StandardScaler()] }]);
+  pipeline.fit({ a: [1, 2, 4] });
+  const prof = kn.profile(() => lin.forward(kn.ones([1, 3])).dispose());
+  return [
+    ['writeParquet', (p) => kn.data.writeParquet(p, { a: kn.ones([2]) })],
+    ['StandardScaler.save', (p) => scaler.save(p)],
+    ['OrdinalEncoder.save', (p) => encoder.save(p)],
+    ['ColumnPipeline.save', (p) => pipeline.save(p)],
+    ['writeChromeTrace', (p) => prof.writeChromeTrace(p)],
+    ['writeFileAtomic', (p) => kn.io.writeFileAtomic(p, [new Uint8Array(3)])],
+    ['writeFileAtomicSync', (p) => kn.io.writeFileAtomicSync(p, [new Uint8Array(3)])],
+  ];
+}
+
 test('file paths: a directory, a NUL byte or a missing file is an ArgumentError naming the path', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-paths-'));
   const missing = join(dir, 'missing.safetensors');
@@ -462,8 +480,23 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
     ['readRequestLog', (p) => kn.serve.readRequestLog(p)],
     ['createServer', (p) => kn.serve.createServer(p, { inputShape: [3] })],
     ['register', (p) => kn.registry.register(p, { name: 'm', dir: join(dir, 'registry') })],
+    ['loadEncoder', (p) => kn.data.loadEncoder(p)],
+    ['loadTransformer', (p) => kn.data.loadTransformer(p)],
+    ['loadPipeline', (p) => kn.data.loadPipeline(p)],
+    ['readManifest', (p) => kn.data.readManifest(p)],
+    ['parquetInfo', (p) => kn.data.parquetInfo(p)],
+    ['ParquetSource.open', (p) => kn.data.ParquetSource.open(p)],
+    ['arrowFileInfo', (p) => kn.data.arrowFileInfo(p)],
+    ...writers(lin),
   ];
-  const writes = new Set(['save', 'saveCheckpoint', 'saveCheckpointSync', 'exportOnnx', 'writeArrow']);
+  const writes = new Set([
+    'save',
+    'saveCheckpoint',
+    'saveCheckpointSync',
+    'exportOnnx',
+    'writeArrow',
+    ...writers(lin).map(([n]) => n),
+  ]);
   const wrong: string[] = [];
   for (const [name, call] of calls)
     for (const p of [dir, `${dir}/a\0b`, ...(writes.has(name) ? [] : [missing])]) {
@@ -481,6 +514,47 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
   assert.equal(wrong, [], wrong.join('\n'));
   assert.equal(readdirSync(dir).sort(), ['notes.txt'], 'nothing was written');
   throwsKiln(() => kn.track.listRuns(notes), kn.ArgumentError, /notes\.txt is a file, not a tracking directory/);
+  throwsKiln(() => kn.track.readRun(notes), kn.ArgumentError, /notes\.txt is a file, expected a run directory/);
+  throwsKiln(() => kn.track.readRun(missing), kn.ArgumentError, /there is no run directory at \S+missing/);
+  lin.dispose();
+});
+
+test('a write into a directory that does not exist is an ArgumentError naming the file, not the temp file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-nodir-'));
+  const target = join(dir, 'gone', 'out.bin');
+  const lin = new kn.nn.Linear(3, 2);
+  const calls: [string, (p: string) => unknown][] = [
+    ['save', (p) => kn.io.save(p, lin)],
+    ['saveCheckpoint', (p) => kn.io.saveCheckpoint(p, { model: lin })],
+    ['saveCheckpointSync', (p) => kn.io.saveCheckpointSync(p, { model: lin })],
+    ['exportOnnx', (p) => kn.io.exportOnnx(lin, p, { inputShape: [3] })],
+    ['writeArrow', (p) => kn.data.writeArrow(p, { a: kn.ones([2]) })],
+    ...writers(lin),
+  ];
+  const wrong: string[] = [];
+  for (const [name, call] of calls) {
+    try {
+      await call(target);
+      wrong.push(`${name} did not throw`);
+    } catch (e) {
+      const m = (e as Error).message;
+      if (!(e instanceof kn.ArgumentError)) wrong.push(`${name}: ${(e as Error).constructor.name}: ${m}`);
+      else if (m !== `cannot write ${target}: its directory ${join(dir, 'gone')} does not exist`)
+        wrong.push(`${name}: ${m}`);
+    }
+  }
+  assert.equal(wrong, [], wrong.join('\n'));
+  // a read-only directory: the same, said as a permission problem (root ignores modes: skip the check there)
+  if (process.getuid?.() !== 0) {
+    const ro = join(dir, 'ro');
+    mkdirSync(ro, { mode: 0o555 });
+    throwsKiln(
+      () => kn.io.saveCheckpointSync(join(ro, 'c'), { model: lin }),
+      kn.ArgumentError,
+      /no permission to write in/,
+    );
+  }
+  assert.equal(readdirSync(dir), process.getuid?.() !== 0 ? ['ro'] : [], 'no temp file is left');
   lin.dispose();
 });
 

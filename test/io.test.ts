@@ -337,7 +337,9 @@ test('a checkpoint write that runs out of space (ENOSPC, a 1 MiB tmpfs) leaves t
         await save();
         assert.unreachable('a 2 MiB checkpoint fit on a 1 MiB tmpfs');
       } catch (e) {
-        assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC', String(e));
+        assert.instance(e, kn.ValidationError, String(e));
+        assert.match((e as Error).message, `cannot write ${file}: ENOSPC: no space left on device`);
+        assert.is(((e as Error).cause as NodeJS.ErrnoException).code, 'ENOSPC', 'the file-system error is its cause');
       }
       assert.ok(Buffer.compare(readFileSync(file), before) === 0, 'the previous checkpoint is unchanged');
       assert.equal(readdirSync(mnt), ['ckpt.safetensors'], 'no temp file is left behind');

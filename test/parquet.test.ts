@@ -1,7 +1,7 @@
 // Parquet: every primitive type, strings, dictionary pages and nulls round-trip through every codec; files kiln
 // writes read back in DuckDB with the same values and types, and files DuckDB writes read in kiln; row-group
 // and column selection; footers; corrupt files get FormatErrors (and the reader keeps working after one).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -309,8 +309,72 @@ test('bad files and arguments: clear errors, and the reader still works after a 
   throwsKiln(
     () => kn.data.writeParquet(join(dir, 'no', 'such', 'dir.parquet'), { a: kn.tensor([3]) }),
     kn.ArgumentError,
-    /cannot write .*dir\.parquet: ENOENT/,
+    /cannot write .*dir\.parquet: its directory \S+such does not exist/,
   );
+});
+
+test('ParquetSource: a damaged page is a FormatError, not the end of the process; the next read still works', async () => {
+  const path = join(dir, 'damage-me.parquet');
+  kn.seed(2);
+  kn.data.writeParquet(path, { x: kn.randn([5000, 4]), y: kn.arange(0, 5000) }, { rowGroupSize: 1000 });
+  const bytes = readFileSync(path);
+  const seen = new Map<string, number>();
+  let r = 12345;
+  for (let copy = 0; copy < 30; copy++) {
+    const b = Buffer.from(bytes);
+    for (let i = 0; i < 20; i++) {
+      r = (Math.imul(r, 1103515245) + 12345) >>> 0;
+      const at = 4 + (r % (b.length - 2000));
+      b[at] = b[at]! ^ ((r >>> 8) & 0xff || 1);
+    }
+    const p = join(dir, `damaged-${copy}.parquet`);
+    writeFileSync(p, b);
+    let src: kn.data.ParquetSource;
+    try {
+      src = await kn.data.ParquetSource.open(p);
+    } catch (e) {
+      assert.instance(e, kn.FormatError, (e as Error).message);
+      seen.set('footer', (seen.get('footer') ?? 0) + 1);
+      continue;
+    }
+    for (let g = 0; g < src.info.rowGroups.length; g++)
+      await src.read({ rowGroups: [g] }).then(
+        () => seen.set('read', (seen.get('read') ?? 0) + 1),
+        (e: unknown) => {
+          assert.instance(e, kn.FormatError, (e as Error).message);
+          const died = /the Parquet decoder failed on it/.test((e as Error).message);
+          seen.set(died ? 'decoder died' : 'error', (seen.get(died ? 'decoder died' : 'error') ?? 0) + 1);
+        },
+      );
+    src.close();
+  }
+  // parquet-wasm panics on some of these pages; each panic ended only the reader thread
+  assert.ok((seen.get('decoder died') ?? 0) > 0, `no read took the reader thread down: ${[...seen]}`);
+  const src = await kn.data.ParquetSource.open(path);
+  const t = await src.read({ rowGroups: [4], columns: ['y'] });
+  assert.equal(Array.from(t.getChild('y')!.toArray() as Float32Array).slice(0, 3), [4000, 4001, 4002]);
+  src.close();
+  await rejectsKiln(src.read(), kn.ArgumentError, /damage-me\.parquet was closed/);
+});
+
+test('ParquetSource reads the file it opened: a file renamed over it is not seen, one changed in place is refused', async () => {
+  const path = join(dir, 'moving.parquet');
+  kn.data.writeParquet(path, { a: kn.arange(0, 100) }, { rowGroupSize: 10 });
+  const src = await kn.data.ParquetSource.open(path);
+  kn.data.writeParquet(path, { a: kn.arange(500, 600) }, { rowGroupSize: 10 }); // atomic: a new file
+  assert.equal((await src.read({ rowGroups: [1] })).getChild('a')!.get(0), 10, 'the source still reads the old file');
+  src.close();
+  const again = await kn.data.ParquetSource.open(path);
+  assert.equal((await again.read({ rowGroups: [1] })).getChild('a')!.get(0), 510);
+  appendFileSync(path, 'more');
+  await rejectsKiln(
+    again.read({ rowGroups: [2] }),
+    kn.ValidationError,
+    /moving\.parquet: it changed after it was opened \(\d+ bytes then, \d+ now\): open it again/,
+  );
+  again.close();
+  await rejectsKiln(kn.data.ParquetSource.open(dir), kn.ArgumentError, /cannot read \S+: it is a directory/);
+  await rejectsKiln(kn.data.parquetInfo(join(dir, 'nope.parquet')), kn.ArgumentError, /cannot read \S+nope\.parquet/);
 });
 
 test.after(() => {

@@ -2,7 +2,7 @@
 // whatever the number of reader threads, shards per rank, fit() on a stream, and dataset manifests (versions that
 // change when a byte changes).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -270,6 +270,21 @@ test('bad streams: clear errors before any thread starts, and from the readers',
   for await (const b of asFloat.batches(0)) assert.equal(b.v!.toList(), [1, NaN]);
   await asFloat.close();
   await rejectsKiln(epochIds(asFloat, 0), kn.ArgumentError, /the StreamingDataset is closed/);
+  // a file changed in place under an open stream: a ValidationError naming it, not a crashed reader thread
+  const moving = await kn.data.StreamingDataset.open(d4, {
+    columns: { v: 'v' },
+    dtypes: { v: 'float32' },
+    batchSize: 2,
+    workers: 1,
+  });
+  for await (const b of moving.batches(0)) b.v!.dispose();
+  appendFileSync(join(d4, 'n.parquet'), 'appended');
+  await rejectsKiln(
+    epochIds(moving, 1),
+    kn.ValidationError,
+    /n\.parquet changed while a StreamingDataset was reading it/,
+  );
+  await moving.close();
   rmSync(d4, { recursive: true, force: true });
 });
 

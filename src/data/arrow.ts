@@ -1,13 +1,12 @@
 // Apache Arrow in and out. Numeric columns become tensors straight from Arrow's value buffers (one copy, into
 // the backend's memory; no intermediate JS arrays); nulls become NaN; dictionary-encoded and string columns
 // become int32 codes plus a vocabulary. Arrow IPC files are read and written (atomically).
-import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
-import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
+import { checkReadableFile, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -339,13 +338,7 @@ export function toArrow(
 
 /** Reads an Arrow IPC file (file or stream format). */
 export function readArrow(path: string): A.Table {
-  checkFilePath(path, 'readArrow');
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+  const bytes = readFileForSync(path, 'readArrow');
   const problem = arrowParseProblem(bytes);
   if (problem) throw new FormatError(`${path} is not a readable Arrow IPC file: ${problem}`);
   let t: A.Table;
@@ -490,13 +483,7 @@ const A = require(workerData.arrow);
  * gets a FormatError.
  */
 export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
-  if (typeof path !== 'string' || path === '')
-    throw new ArgumentError(`arrowFileInfo takes a file path, got ${describe(path)}`);
-  try {
-    statSync(path);
-  } catch (e) {
-    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+  checkReadableFile(path, 'arrowFileInfo');
   const w = new Worker(INDEX_WORKER, { eval: true, workerData: { arrow: ARROW_PATH, path }, execArgv: [] });
   const deadlineMs = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
   type Reply = { stream?: true; error?: string; batches?: number[]; columns?: ArrowFileInfo['columns'] };

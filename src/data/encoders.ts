@@ -2,10 +2,9 @@
 // training rows of named columns (any TableLike), then applied to new rows with explicit handling of unseen
 // and missing categories, and saved as JSON to ship next to a model. Category values come from data, so they
 // live in Maps and arrays, never as keys of ordinary objects.
-import { readFileSync } from 'node:fs';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { tensor } from '../ops/creation.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { columnsOf, type Column, type TableLike } from './columns.js';
 import { murmur3 } from './hash.js';
@@ -89,6 +88,7 @@ abstract class CategoricalEncoder {
   abstract toJSON(): EncoderJSON;
   /** Writes the fitted encoder as JSON (atomically). */
   save(path: string): void {
+    checkFilePath(path, `${this.constructor.name}.save`);
     writeFileAtomicSync(path, [new TextEncoder().encode(JSON.stringify(this.toJSON()))]);
   }
 }
@@ -472,11 +472,5 @@ export function encoderFromJSON(
 
 /** Reads an encoder saved with `save`. */
 export function loadEncoder(path: string): OneHotEncoder | OrdinalEncoder | TargetEncoder | HashingEncoder {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ValidationError(`cannot read encoder file ${path}: ${(e as Error).message}`);
-  }
-  return encoderFromJSON(text);
+  return encoderFromJSON(readFileForSync(path, 'loadEncoder').toString('utf8'));
 }

@@ -2,10 +2,10 @@
 // the hash of that list is the dataset's version. Equal files give an equal version, one changed byte, an added
 // or a removed file gives another. kn.track logs it as the lineage of a run trained on streamed data.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { arrowFileInfo } from './arrow.js';
 import { parquetInfo } from './parquet.js';
 
@@ -152,14 +152,16 @@ export async function datasetManifest(
 
 /** Writes a manifest as JSON, atomically. */
 export function writeManifest(path: string, m: DatasetManifest): void {
+  checkFilePath(path, 'writeManifest');
   writeFileAtomicSync(path, [new TextEncoder().encode(JSON.stringify(m, null, 2) + '\n')]);
 }
 
 /** Reads a manifest written by writeManifest, checking its fields and that its version matches its contents. */
 export function readManifest(path: string): DatasetManifest {
+  const text = readFileForSync(path, 'readManifest').toString('utf8');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new FormatError(`${path} is not a dataset manifest: ${(e as Error).message}`);
   }

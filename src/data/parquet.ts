@@ -2,17 +2,15 @@
 // file decodes straight to Arrow IPC in wasm memory and from there to an apache-arrow Table, so no value passes
 // through a JavaScript loop on the way in. Chosen over hyparquet and DuckDB's node API by the bench in
 // bench/data/parquet.bench.ts (bench/RESULTS.md). Writes are atomic.
-import { openAsBlob, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
-import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, toArrow } from './arrow.js';
+import { readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
-type WasmParquetFile = import('parquet-wasm').ParquetFile;
-type WasmMeta = import('parquet-wasm').ParquetMetaData;
 
 const require = createRequire(import.meta.url);
 let wasm: ParquetWasm | null = null;
@@ -73,15 +71,7 @@ export interface ParquetInfo {
   metadata: Record<string, string>;
 }
 
-const checkPath = checkFilePath;
-
-function readBytes(path: string): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+function checkMagic(bytes: Uint8Array, path: string): Uint8Array {
   const magic = (off: number): boolean =>
     bytes[off] === 0x50 && bytes[off + 1] === 0x41 && bytes[off + 2] === 0x52 && bytes[off + 3] === 0x31;
   if (bytes.byteLength < 12 || !magic(0) || !magic(bytes.byteLength - 4))
@@ -143,70 +133,70 @@ function wasmError(path: string, e: unknown, what: string): never {
   throw new FormatError(`${path}: cannot ${what}: ${msg}`);
 }
 
-/** The footer of a Parquet bytes buffer (parsed in wasm). */
-function footerOf(meta: WasmMeta, schema: A.Schema): ParquetInfo {
-  const groups = meta.rowGroups().map((g) => ({
-    rows: g.numRows(),
-    bytes: g.totalByteSize(),
-    compressedBytes: g.compressedSize(),
-  }));
-  const fm = meta.fileMetadata();
+/** ParquetInfo from the footer the reader thread sends. */
+function footerOf(f: FooterReply): ParquetInfo {
+  const schema = A.tableFromIPC(f.schema).schema;
   const metadata = Object.create(null) as Record<string, string>;
-  for (const [k, v] of fm.keyValueMetadata()) metadata[String(k)] = String(v);
+  for (const [k, v] of f.metadata) metadata[k] = v;
   return {
-    rows: fm.numRows(),
-    rowGroups: groups,
-    columns: schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable })),
-    createdBy: fm.createdBy() ?? null,
+    rows: f.rows,
+    rowGroups: f.rowGroups,
+    columns: schema.fields.map((x) => ({ name: x.name, type: String(x.type), nullable: x.nullable })),
+    createdBy: f.createdBy,
     metadata,
   };
 }
 
-/** The Arrow schema of a Parquet file, from its footer. */
-function schemaOf(file: { schema(): { intoIPCStream(): Uint8Array } }): A.Schema {
-  return A.tableFromIPC(file.schema().intoIPCStream()).schema;
-}
+let nextKey = 1;
+/** Tells the reader thread to drop a source nobody closed. */
+const unclosed = new FinalizationRegistry<number>((key) => readerThread().close(key));
 
-/** An open Parquet file that reads its footer once and row groups on demand (only their bytes are read). */
+/**
+ * An open Parquet file that reads its footer once and row groups on demand (only their bytes are read). The
+ * reading runs on a thread of its own, so a damaged file is a FormatError and never takes the process down.
+ */
 export class ParquetSource {
+  private closed = false;
   private constructor(
     readonly path: string,
     readonly info: ParquetInfo,
-    private readonly file: WasmParquetFile,
-  ) {}
+    private readonly key: number,
+    private readonly stamp: FileStamp,
+  ) {
+    unclosed.register(this, key, this);
+  }
 
-  /** Opens `path` (reads the footer, not the data). */
+  /**
+   * Opens `path` (reads the footer, not the data). The source keeps reading the file it opened: a file written
+   * over the path since (an atomic rename) is not seen, and one changed in place makes `read` throw.
+   */
   static async open(path: string): Promise<ParquetSource> {
-    checkPath(path, 'ParquetSource.open');
-    let size: number;
-    try {
-      size = statSync(path).size;
-    } catch (e) {
-      throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
-    }
-    if (size < 12) throw new FormatError(`${path} is not a Parquet file: it has ${size} bytes`);
-    try {
-      const file = await pq().ParquetFile.fromFile(await openAsBlob(path));
-      return new ParquetSource(path, footerOf(file.metadata(), schemaOf(file)), file);
-    } catch (e) {
-      return wasmError(path, e, 'read its footer');
-    }
+    checkFilePath(path, 'ParquetSource.open');
+    const key = nextKey++;
+    const f = await readerThread().request<FooterReply>({ op: 'footer', key, path }, path, 'read its footer');
+    return new ParquetSource(path, footerOf(f), key, f.stamp);
   }
 
   /** One or more row groups (and optionally only some columns) as an Arrow table. */
   async read(opts: ReadParquetOptions = {}): Promise<A.Table> {
-    const ro = readerOptions(opts, 'ParquetSource.read');
+    if (this.closed) throw new ArgumentError(`ParquetSource.read: ${this.path} was closed`);
+    const options = readerOptions(opts, 'ParquetSource.read');
     checkSelection(this.path, this.info, opts);
-    try {
-      return toJsTable(await this.file.read(ro), this.path);
-    } catch (e) {
-      return wasmError(this.path, e, 'read it');
-    }
+    // after a reader thread died, the next one opens the file again, provided it has not changed since
+    const ipc = await readerThread().request<Uint8Array>(
+      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, options },
+      this.path,
+      'read it',
+    );
+    return toJsTable({ intoIPCStream: () => ipc }, this.path);
   }
 
-  /** Frees the wasm-side handle. */
+  /** Closes the file. */
   close(): void {
-    this.file.free();
+    if (this.closed) return;
+    this.closed = true;
+    unclosed.unregister(this);
+    readerThread().close(this.key);
   }
 }
 
@@ -216,9 +206,8 @@ export class ParquetSource {
  * @example kn.data.writeParquet('.kiln-tmp-a.parquet', { x: kn.ones([3]) }); kn.data.readParquet('.kiln-tmp-a.parquet', { columns: ['x'] }).numRows // 3
  */
 export function readParquet(path: string, opts: ReadParquetOptions = {}): A.Table {
-  checkPath(path, 'readParquet');
   const ro = readerOptions(opts, 'readParquet');
-  const bytes = readBytes(path);
+  const bytes = checkMagic(readFileForSync(path, 'readParquet'), path);
   if (opts.columns || opts.rowGroups) {
     let file;
     try {
@@ -265,7 +254,7 @@ export function writeParquet(
   data: A.Table | Record<string, Tensor>,
   opts: WriteParquetOptions = {},
 ): { bytes: number; rows: number; rowGroups: number } {
-  checkPath(path, 'writeParquet');
+  checkFilePath(path, 'writeParquet');
   checkOptions(
     opts,
     'writeParquet',
@@ -316,10 +305,6 @@ export function writeParquet(
     dropInstanceAfterTrap(e);
     throw new ValidationError(`writeParquet ${path}: the table cannot be written: ${(e as Error).message}`);
   }
-  try {
-    writeFileAtomicSync(path, [bytes]);
-  } catch (e) {
-    throw new ArgumentError(`cannot write ${path}: ${(e as Error).message}`);
-  }
+  writeFileAtomicSync(path, [bytes]);
   return { bytes: bytes.byteLength, rows: table.numRows, rowGroups: Math.ceil(table.numRows / rg) };
 }

@@ -3,10 +3,9 @@
 // rows only and concatenated into one float32 feature matrix. It saves as one JSON file; `kiln serve --pipeline`
 // applies it to the raw fields of each request, so serving takes the same records as the training data. It
 // records fingerprints of the raw rows it was fitted on, for kn.data.leakageReport.
-import { readFileSync } from 'node:fs';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { concat } from '../ops/movement.js';
 import { tensor } from '../ops/creation.js';
 import { nameRecord } from '../records.js';
@@ -320,6 +319,7 @@ export class ColumnPipeline {
 
   /** Writes the fitted pipeline as one JSON file, atomically. */
   save(path: string): void {
+    checkFilePath(path, 'ColumnPipeline.save');
     writeFileAtomicSync(path, [new TextEncoder().encode(JSON.stringify(this.toJSON()))]);
   }
 
@@ -388,11 +388,5 @@ export class ColumnPipeline {
 
 /** Reads a pipeline saved with ColumnPipeline.save. */
 export function loadPipeline(path: string): ColumnPipeline {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ArgumentError(`cannot read pipeline file ${path}: ${(e as Error).message}`);
-  }
-  return ColumnPipeline.fromJSON(text);
+  return ColumnPipeline.fromJSON(readFileForSync(path, 'loadPipeline').toString('utf8'));
 }

@@ -1,13 +1,12 @@
 // Feature scaling and imputation, fitted per feature on a table [rows, features] with NaN as "missing".
 // Statistics come from native kernels (masked sums, min/max, column quantiles); transforms are broadcast
 // kiln ops. Every transformer serialises to JSON (toJSON / fromJSON / save / load) to ship next to a model.
-import { readFileSync } from 'node:fs';
 import { noGrad } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { add, div, maximum, minimum, mul, sub, where } from '../ops/elementwise.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { asRow, assertTable, nanMinMax, nanMoments, nanQuantiles, rowFingerprints } from './stats.js';
 import { own } from '../records.js';
 
@@ -82,6 +81,7 @@ export abstract class Transformer {
   }
   /** Writes toJSON() to a file, atomically. */
   save(path: string): void {
+    checkFilePath(path, `${this.constructor.name}.save`);
     writeFileAtomicSync(path, [new TextEncoder().encode(JSON.stringify(this.toJSON(), null, 1))]);
   }
   /** @internal */
@@ -359,12 +359,7 @@ function jsonOptions(j: TransformerJSON, kind: string): Record<string, unknown> 
 
 /** Loads a transformer saved with `save(path)`. */
 export function loadTransformer(path: string): Transformer {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ArgumentError(`cannot read ${path}: ${(e as Error).message}`);
-  }
+  const text = readFileForSync(path, 'loadTransformer').toString('utf8');
   let obj: TransformerJSON;
   try {
     obj = JSON.parse(text);

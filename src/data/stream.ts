@@ -22,6 +22,7 @@ import {
   type BatchTransform,
 } from './loader.js';
 import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
+import { FILE_RANGE_JS } from './parquet_reader.js';
 
 /** Options of StreamingDataset.open. */
 export interface StreamingOptions {
@@ -83,6 +84,7 @@ const fs = require('node:fs');
 const A = require(workerData.arrow);
 const P = require(workerData.parquet);
 const files = new Map();
+${FILE_RANGE_JS}
 const isArrow = (p) => p.endsWith('.arrow') || p.endsWith('.feather');
 async function open(path) {
   let f = files.get(path);
@@ -91,10 +93,20 @@ async function open(path) {
       const fh = await fs.promises.open(path);
       f = await A.RecordBatchReader.from(fh);
       await f.open();
-    } else f = await P.ParquetFile.fromFile(await fs.openAsBlob(path));
+    } else {
+      const handle = await fs.promises.open(path);
+      const st = await handle.stat();
+      const range = { handle, size: st.size, mtimeMs: st.mtimeMs, failure: null };
+      f = { range, file: await P.ParquetFile.fromFile(new FileRange(range, 0, range.size)) };
+      unchanged(path, range);
+    }
     files.set(path, f);
   }
   return f;
+}
+function unchanged(path, range) {
+  if (range.failure !== null)
+    throw new Error('V:' + path + ' could not be read as it was when opened (' + range.failure + '); a file must not change while a StreamingDataset reads it');
 }
 async function readUnit(path, group, columns) {
   const f = await open(path);
@@ -103,7 +115,16 @@ async function readUnit(path, group, columns) {
     if (!b) throw new Error('record batch ' + group + ' is missing');
     return new A.Table(b).select(columns);
   }
-  const wt = await f.read({ rowGroups: [group], columns });
+  const st = await f.range.handle.stat();
+  if (st.size !== f.range.size || st.mtimeMs !== f.range.mtimeMs)
+    throw new Error('V:' + path + ' changed while a StreamingDataset was reading it (' + f.range.size + ' bytes then, ' + st.size + ' now)');
+  f.range.failure = null;
+  let wt;
+  try {
+    wt = await f.file.read({ rowGroups: [group], columns });
+  } finally {
+    unchanged(path, f.range);
+  }
   return A.tableFromIPC(wt.intoIPCStream());
 }
 function fill(out, v, j, w, dtype, name, path) {

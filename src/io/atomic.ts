@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe } from '../errors.js';
 
 /** A file path for `what` to read or write: a non-empty string without NUL bytes (else an ArgumentError). */
 export function checkFilePath(p: unknown, what: string): string {
@@ -35,6 +35,19 @@ export function readFileForSync(path: unknown, what: string): Buffer {
   }
 }
 
+/** Checks that `path` names a file `what` can open for reading (not a directory), without reading it. */
+export function checkReadableFile(path: unknown, what: string): string {
+  const p = checkFilePath(path, what);
+  let file: boolean;
+  try {
+    file = statSync(p).isFile();
+  } catch (e) {
+    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+  }
+  if (!file) throw new ArgumentError(`${what}: cannot read ${p}: it is not a file`);
+  return p;
+}
+
 /** Refuses a target the rename could not replace: a directory (or a path holding a NUL byte). */
 function checkTarget(path: string): void {
   checkFilePath(path, 'writing a file');
@@ -45,6 +58,26 @@ function checkTarget(path: string): void {
     // no such file yet: the usual case
   }
   if (dir) throw new ArgumentError(`cannot write ${path}: it is a directory, expected a file path`);
+}
+
+/** Why a path cannot be written, said of the target: the temp file's name in Node's message means nothing to a caller. */
+const PATH_ERRORS: Readonly<Record<string, (path: string) => string>> = {
+  ENOENT: (p) => `its directory ${dirname(p)} does not exist`,
+  ENOTDIR: (p) => `a part of ${dirname(p)} is not a directory`,
+  EACCES: (p) => `no permission to write in ${dirname(p)}`,
+  EPERM: (p) => `no permission to write in ${dirname(p)}`,
+  EROFS: () => 'the file system is read-only',
+  ENAMETOOLONG: () => 'the name is too long',
+  EISDIR: () => 'it is a directory, expected a file path',
+};
+
+/** A failed write as a KilnError naming `path`: ArgumentError for a path that cannot be written, else ValidationError. */
+function writeError(path: string, e: unknown): Error {
+  if (e instanceof ArgumentError) return e;
+  const code = (e as NodeJS.ErrnoException)?.code ?? '';
+  const why = Object.hasOwn(PATH_ERRORS, code) ? PATH_ERRORS[code]!(path) : null;
+  if (why !== null) return new ArgumentError(`cannot write ${path}: ${why}`, { cause: e });
+  return new ValidationError(`cannot write ${path}: ${reason(e)}`, { cause: e });
 }
 
 function tempName(path: string): string {
@@ -81,7 +114,7 @@ export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[])
   } catch (e) {
     if (fd >= 0) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    throw writeError(path, e);
   }
   syncDir(dirname(path));
 }
@@ -91,7 +124,7 @@ export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[
   checkTarget(path);
   const tmp = tempName(path);
   const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => {
-    throw e;
+    throw writeError(path, e);
   });
   try {
     for (const c of chunks) {
@@ -104,7 +137,7 @@ export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[
   } catch (e) {
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
-    throw e;
+    throw writeError(path, e);
   }
   syncDir(dirname(path));
 }

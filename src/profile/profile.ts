@@ -4,7 +4,7 @@ import { threadId } from 'node:worker_threads';
 import type { Backend, BackendName } from '../backends/backend.js';
 import { loadAddon } from '../backends/native/binding.js';
 import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, writeFileAtomicSync } from '../io/atomic.js';
 import type { OpName } from '../ops/table.js';
 import { activeRecorder, Recorder, setActiveRecorder, type OpEvent, type SpanEvent } from './recorder.js';
 
@@ -346,8 +346,7 @@ export class Profile<T = unknown> {
 
   /** Writes toChromeTrace() to `path` (atomically). */
   writeChromeTrace(path: string): void {
-    if (typeof path !== 'string' || path === '')
-      throw new ArgumentError(`writeChromeTrace takes a file path, got ${describe(path)}`);
+    checkFilePath(path, 'writeChromeTrace');
     writeFileAtomicSync(path, [new TextEncoder().encode(JSON.stringify(this.toChromeTrace()))]);
   }
 }

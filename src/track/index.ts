@@ -577,6 +577,14 @@ function readTree(dir: string, prefix = ''): [string, string][] {
 
 /** Reads one run directory; torn trailing metric lines (a killed writer) are skipped. */
 export function readRun(dir: string, experiment = ''): RunRecord {
+  checkFilePath(dir, 'readRun');
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new ArgumentError(`readRun: there is no run directory at ${dir}`);
+  }
+  if (!isDir) throw new ArgumentError(`readRun: ${dir} is a file, expected a run directory (mlruns/EXPERIMENT/RUN)`);
   const m = readMeta(join(dir, 'meta.yaml'));
   const statusName = Object.entries(STATUS).find(([, v]) => v === m.status)?.[0] ?? String(m.status);
   const metrics = new Map<string, MetricPoint[]>();

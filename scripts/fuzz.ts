@@ -1,5 +1,5 @@
 // Structure-aware fuzzing of every reader of outside data: safetensors, checkpoints, architecture specs,
-// transformer JSON, Arrow IPC, request logs, and the ONNX writer's inputs. Each case starts from a valid input
+// transformer JSON, Arrow IPC, Parquet, request logs, and the ONNX writer's inputs. Each case starts from a valid input
 // and mutates what the format is made of (header fields, lengths, offsets, dtypes, names, nesting, bytes).
 // A reader must accept the input or refuse it with a KilnError: any other exception, a crash or a hang fails.
 //
@@ -16,7 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rng } from '../test/rng.js';
 
-export const READERS = ['safetensors', 'checkpoint', 'spec', 'transformer', 'arrow', 'requestlog', 'onnx'] as const;
+export const READERS = [
+  'safetensors',
+  'checkpoint',
+  'spec',
+  'transformer',
+  'arrow',
+  'parquet',
+  'requestlog',
+  'onnx',
+] as const;
 export type Reader = (typeof READERS)[number];
 
 export interface FuzzResult {
@@ -366,6 +375,64 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
       const { tensors } = kn.data.fromArrowWithVocab(table);
       for (const t of Object.values(tensors)) t.dispose();
       kn.data.validate({ columns: { f: { type: 'float' } }, allowExtra: true }, table);
+    },
+  },
+  parquet: {
+    async seeds(kn, dir) {
+      const { readFileSync } = await import('node:fs');
+      const A = await import('apache-arrow');
+      const n = 300;
+      const table = new A.Table({
+        f: A.vectorFromArray(
+          Array.from({ length: n }, (_, i) => (i % 7 === 3 ? null : i / 4)),
+          new A.Float64(),
+        ),
+        i: A.vectorFromArray(
+          Array.from({ length: n }, (_, i) => i - 150),
+          new A.Int32(),
+        ),
+        s: A.vectorFromArray(Array.from({ length: n }, (_, i) => ['rome', 'paris', 'oslo'][i % 3]!)),
+        b: A.vectorFromArray(Array.from({ length: n }, (_, i) => i % 2 === 0)),
+      });
+      return (['snappy', 'zstd', 'none'] as const).map((compression) => {
+        const file = join(dir, `seed-${compression}.parquet`);
+        kn.data.writeParquet(file, table, { compression, rowGroupSize: 100 });
+        return readFileSync(file);
+      });
+    },
+    mutate(r, s) {
+      const b = s as Uint8Array;
+      // half the cases aim at the footer (the Thrift metadata at the end), where lengths and offsets live
+      if (r() < 0.5) return mutateBytes(r, b);
+      const out = Uint8Array.from(b);
+      const footer = new DataView(out.buffer).getUint32(out.length - 8, true);
+      for (let k = int(r, 1, 3); k > 0; k--) {
+        const i = out.length - 8 - int(r, 1, Math.min(footer, out.length - 8));
+        out[i] = r() < 0.5 ? out[i]! ^ (1 << int(r, 0, 7)) : pick(r, [0, 0xff, 0x7f, 0x80, int(r, 0, 255)]);
+      }
+      return out;
+    },
+    async read(kn, input, dir) {
+      const file = join(dir, 'case.parquet');
+      writeFileSync(file, input as Uint8Array);
+      const use = (t: import('apache-arrow').Table): void => {
+        const { tensors } = kn.data.fromArrowWithVocab(t);
+        for (const x of Object.values(tensors)) x.dispose();
+      };
+      let refused: unknown = null;
+      try {
+        use(kn.data.readParquet(file));
+      } catch (e) {
+        refused = e;
+      }
+      // the footer and row groups through the reader thread, whatever the synchronous reader said
+      const src = await kn.data.ParquetSource.open(file);
+      try {
+        for (let g = 0; g < src.info.rowGroups.length; g++) use(await src.read({ rowGroups: [g] }));
+      } finally {
+        src.close();
+      }
+      if (refused) throw refused;
     },
   },
   requestlog: {

@@ -1,7 +1,9 @@
 // Parquet: every primitive type, strings, dictionary pages and nulls round-trip through every codec; files kiln
 // writes read back in DuckDB with the same values and types, and files DuckDB writes read in kiln; row-group
 // and column selection; footers; corrupt files get FormatErrors (and the reader keeps working after one).
+import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -375,6 +377,51 @@ test('ParquetSource reads the file it opened: a file renamed over it is not seen
   again.close();
   await rejectsKiln(kn.data.ParquetSource.open(dir), kn.ArgumentError, /cannot read \S+: it is a directory/);
   await rejectsKiln(kn.data.parquetInfo(join(dir, 'nope.parquet')), kn.ArgumentError, /cannot read \S+nope\.parquet/);
+});
+
+test("a Table from apache-arrow's other build (ESM or CommonJS) is written right, or refused clearly", async () => {
+  const esm = await import('apache-arrow');
+  const cjs = createRequire(import.meta.url)('apache-arrow') as typeof A;
+  const kilnIsEsm = Object.getPrototypeOf(kn.data.toArrow({ a: kn.ones([1]) })) === esm.Table.prototype;
+  const other = kilnIsEsm ? cjs : esm;
+  const foreign = new other.Table({
+    x: other.vectorFromArray(Float32Array.from([1.5, 2.5])),
+    s: other.vectorFromArray(['a', 'b']),
+  });
+  const path = join(dir, 'foreign.parquet');
+  if (kilnIsEsm) {
+    kn.data.writeParquet(path, foreign);
+    assert.equal(kn.data.readParquet(path).getChild('x')!.toArray(), Float32Array.from([1.5, 2.5]));
+  } else {
+    for (const write of [() => kn.data.writeParquet(path, foreign), () => kn.data.writeArrow(path, foreign)])
+      throwsKiln(write, kn.ArgumentError, /the Table was made by another copy of apache-arrow than the one kiln uses/);
+  }
+  // kiln as an ES module (as the package is used), handed a Table of the CommonJS build: converted and written
+  const script = `
+    import { createRequire } from 'node:module';
+    import * as kn from ${JSON.stringify(join(import.meta.dirname, '..', 'src', 'index.ts'))};
+    const A = createRequire(import.meta.url)('apache-arrow');
+    const t = new A.Table({ x: A.vectorFromArray(Float32Array.from([1.5, 2.5])), s: A.vectorFromArray(['a', 'b']) });
+    kn.data.writeParquet(${JSON.stringify(path)}, t);
+    kn.data.writeArrow(${JSON.stringify(path + '.arrow')}, t);
+    const back = [kn.data.readParquet(${JSON.stringify(path)}), kn.data.readArrow(${JSON.stringify(path + '.arrow')})];
+    console.log(JSON.stringify(back.map((b) => [Array.from(b.getChild('x').toArray()), b.getChild('s').toArray()])));
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+  });
+  assert.is(r.status, 0, r.stderr);
+  const rows = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.equal(rows, [
+    [
+      [1.5, 2.5],
+      ['a', 'b'],
+    ],
+    [
+      [1.5, 2.5],
+      ['a', 'b'],
+    ],
+  ]);
 });
 
 test.after(() => {

@@ -18,6 +18,29 @@ export interface ArrowTensors {
   vocab: Record<string, string[]>;
 }
 
+/**
+ * `t` as a Table of the apache-arrow copy kiln uses, for the IPC writer. apache-arrow's `instanceof Table` accepts
+ * a Table of any copy (its ESM and CommonJS builds are two, as are two installed versions), but the writer only
+ * handles its own classes: a Table from the other build is converted through that build's IPC writer; one from
+ * a copy kiln cannot reach gets an ArgumentError that says what to do.
+ */
+export function ownTable(t: A.Table, who: string): A.Table {
+  if (Object.getPrototypeOf(t) === A.Table.prototype) return t;
+  let sibling: typeof A | null = null;
+  try {
+    sibling = createRequire(import.meta.url)('apache-arrow') as typeof A;
+  } catch {
+    // no CommonJS build to load: nothing to convert with
+  }
+  if (sibling && sibling.Table !== A.Table && Object.getPrototypeOf(t) === sibling.Table.prototype)
+    return A.tableFromIPC(sibling.tableToIPC(t, 'stream'));
+  throw new ArgumentError(
+    `${who}: the Table was made by another copy of apache-arrow than the one kiln uses, and kiln cannot write ` +
+      "it; make it with kiln's copy (import apache-arrow where kiln resolves it), or pass its bytes from that " +
+      "copy's tableToIPC through kiln's tableFromIPC",
+  );
+}
+
 function assertTableArg(t: unknown): A.Table {
   if (!(t instanceof A.Table)) throw new ArgumentError(`expected an apache-arrow Table, got ${describe(t)}`);
   return t;
@@ -428,7 +451,7 @@ export function writeArrow(
   opts: { vocab?: Record<string, readonly string[]> } = {},
 ): void {
   checkOptions(opts, 'writeArrow', ['vocab']);
-  const t = table instanceof A.Table ? table : toArrow(table, opts);
+  const t = table instanceof A.Table ? ownTable(table, 'writeArrow') : toArrow(table, opts);
   writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
 }
 

@@ -7,7 +7,7 @@ import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { columnNameProblem, toArrow } from './arrow.js';
+import { columnNameProblem, ownTable, toArrow } from './arrow.js';
 import { readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
@@ -266,7 +266,7 @@ export function writeParquet(
       metadata: true,
     }),
   );
-  const table = data instanceof A.Table ? data : toArrow(data, { vocab: opts.vocab });
+  const table = data instanceof A.Table ? ownTable(data, 'writeParquet') : toArrow(data, { vocab: opts.vocab });
   const bad = columnNameProblem(table.schema.fields);
   if (bad) throw new ValidationError(`writeParquet: ${bad}`);
   const codec = opts.compression ?? 'snappy';

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
@@ -218,6 +219,91 @@ test('kiln train: a table in, a model out (classes or values), with the scaler, 
     assert.is(e.code, 2, `${args.join(' ')}: ${e.out}`);
     assert.match(e.err, re);
   }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('kiln train: string labels are classes, saved by name; fine-tuning keeps their order; --backend', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-names-'));
+  const r = rng(21);
+  const gauss = (): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const names = ['versicolor', 'setosa', 'virginica']; // written unsorted: classes are sorted by name
+  const centres: Record<string, [number, number]> = { setosa: [0, 0], versicolor: [4, 0], virginica: [0, 4] };
+  const table = (n: number, pickName: (i: number) => string): A.Table => {
+    const lab = Array.from({ length: n }, (_, i) => pickName(i));
+    return new A.Table({
+      a: A.vectorFromArray(Float32Array.from(lab, (s) => centres[s]![0] + 0.7 * gauss())),
+      b: A.vectorFromArray(Float32Array.from(lab, (s) => centres[s]![1] + 0.7 * gauss())),
+      species: A.vectorFromArray(lab),
+    });
+  };
+  const data = join(dir, 'iris.parquet'); // strings in Parquet come back as a dictionary column
+  kn.data.writeParquet(
+    data,
+    table(240, (i) => names[i % 3]!),
+  );
+  const model = join(dir, 'm.safetensors');
+  const c = cli('train', data, '--label', 'species', '-o', model, '--epochs', '30', '--lr', '0.02', '--json');
+  assert.is(c.code, 0, c.err);
+  const sum = JSON.parse(c.out.trim().split('\n').at(-1)!);
+  assert.equal([sum.task, sum.classes, sum.classNames], ['classification', 3, ['setosa', 'versicolor', 'virginica']]);
+  assert.ok(sum.metrics.accuracy >= 0.9, JSON.stringify(sum));
+  const { model: m, metadata } = await kn.io.loadModel(model);
+  assert.equal(JSON.parse(metadata['kiln.classes']!), ['setosa', 'versicolor', 'virginica']);
+  const probe = kn.tensor([
+    [0, 0],
+    [4, 0],
+    [0, 4],
+  ]);
+  assert.equal(Array.from(m.call(probe).argmax(1).toArray()), [0, 1, 2], 'class i is kiln.classes[i]');
+
+  // fine-tuning on an Arrow file (plain strings) that holds two of the classes, on the js backend: the saved
+  // order stands, so virginica stays class 2
+  const more = join(dir, 'more.arrow');
+  writeFileSync(
+    more,
+    A.tableToIPC(
+      table(60, (i) => (i % 2 ? 'virginica' : 'setosa')),
+      'file',
+    ),
+  );
+  const tuned = join(dir, 'tuned.safetensors');
+  const f = cli('train', more, '--label', 'species', '--model', model, '-o', tuned, '--epochs', '2', '--backend', 'js');
+  assert.is(f.code, 0, f.err);
+  assert.match(
+    f.out,
+    /saved \S+tuned\.safetensors \(fine-tuning \S+m\.safetensors, classification, 2 features, 3 classes\)/,
+  );
+  const t2 = await kn.io.loadModel(tuned);
+  assert.equal(JSON.parse(t2.metadata['kiln.classes']!), ['setosa', 'versicolor', 'virginica']);
+  assert.equal(Array.from(t2.model.call(probe).argmax(1).toArray()), [0, 1, 2]);
+
+  // a class the model does not know, a model trained on indices, a backend that does not exist
+  const odd = join(dir, 'odd.arrow');
+  centres.rosa = [9, 9];
+  writeFileSync(
+    odd,
+    A.tableToIPC(
+      table(6, (i) => (i === 4 ? 'rosa' : 'setosa')),
+      'file',
+    ),
+  );
+  const u = cli('train', odd, '--label', 'species', '--model', model, '-o', tuned);
+  assert.is(u.code, 2, u.out);
+  assert.match(
+    u.err,
+    /odd\.arrow: label of row 4 is "rosa", which is not one of the classes "setosa", "versicolor", "virginica"/,
+  );
+  const ints = join(dir, 'ints.safetensors');
+  await kn.io.save(ints, new kn.nn.Linear(2, 3));
+  const i2 = cli('train', data, '--label', 'species', '--model', ints, '-o', tuned);
+  assert.is(i2.code, 2, i2.out);
+  assert.match(
+    i2.err,
+    /ints\.safetensors was trained on class indices \(it has no kiln\.classes\); the label 'species' holds strings/,
+  );
+  const b = cli('train', data, '--label', 'species', '-o', tuned, '--backend', 'tpu');
+  assert.is(b.code, 2, b.out);
+  assert.match(b.err, /tpu/);
   rmSync(dir, { recursive: true, force: true });
 });
 

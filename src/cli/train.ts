@@ -5,15 +5,18 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as A from 'apache-arrow';
+import type { BackendName } from '../backends/backend.js';
+import { setBackend } from '../backends/registry.js';
 import { DataLoader, Dataset } from '../data/loader.js';
 import { StandardScaler } from '../data/scalers.js';
 import { trainTestSplit } from '../data/split.js';
-import { readTable, tableXY } from '../data/table.js';
+import { readTable, stringClasses, tableXY } from '../data/table.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { loadModel, save } from '../io/index.js';
 import { mlp } from '../models/index.js';
 import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { fromSpec } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { seed as setSeed } from '../ops/random.js';
@@ -25,9 +28,11 @@ import { fit, type MetricName } from '../train/fit.js';
 export const TRAIN_HELP = `  train DATA.parquet|.arrow --label COL -o MODEL.safetensors [--features a,b,...]
         [--task classification|regression] [--model mlp|SPEC.json|MODEL.safetensors] [--hidden 64,32]
         [--epochs 20] [--batch-size 64] [--lr 3e-4] [--val 0.2] [--seed 0] [--patience N] [--metrics accuracy,f1]
-        [--scaler scaler.json] [--checkpoint-dir DIR [--resume]] [--track mlruns] [--report report.html] [--json]
+        [--scaler scaler.json] [--checkpoint-dir DIR [--resume]] [--track mlruns] [--report report.html]
+        [--backend cpu|js|webgpu|cuda] [--json]
                   train on a table: every column but the label is a feature unless --features names them; an MLP
-                  by default (classification when the label column holds integers, else regression), Adam, a
+                  by default (classification when the label column holds integers, booleans or strings, else
+                  regression; string classes are sorted and saved in the model as kiln.classes), Adam, a
                   stratified validation split, early stopping on it; --scaler standardizes the features and
                   writes the scaler kiln serve --scaler takes
 `;
@@ -43,11 +48,13 @@ function positive(v: string, what: string, int: boolean): number {
   return n;
 }
 
-/** The label column's task when --task does not say: integers (and booleans) are classes, the rest values. */
+/** The label column's task when --task does not say: integers, booleans and strings are classes, the rest values. */
 function taskOf(t: A.Table, label: string): 'classification' | 'regression' {
   const col = t.getChild(label);
   if (!col) throw new ValidationError(`the table has no label column '${label}'`);
-  return A.DataType.isInt(col.type) || A.DataType.isBool(col.type) ? 'classification' : 'regression';
+  const { type } = col;
+  const text = A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isDictionary(type);
+  return A.DataType.isInt(type) || A.DataType.isBool(type) || text ? 'classification' : 'regression';
 }
 
 /** The model to train: a fresh MLP, a model from an architecture spec (JSON), or a saved model to fine-tune. */
@@ -56,18 +63,31 @@ async function modelFor(
   hidden: number[],
   F: number,
   out: number,
+  tuned: Module | null,
 ): Promise<{ model: Module; from: string }> {
+  if (tuned) return { model: tuned, from: `fine-tuning ${choice}` };
   if (choice === 'mlp') return { model: mlp(F, hidden, out), from: `mlp ${[F, ...hidden, out].join('-')}` };
-  if (/\.json$/i.test(choice)) {
-    let spec: unknown;
-    try {
-      spec = JSON.parse(readFileSync(choice, 'utf8'));
-    } catch (e) {
-      throw new ArgumentError(`--model ${choice}: cannot read it as JSON (${(e as Error).message})`);
-    }
-    return { model: fromSpec(spec), from: `spec ${choice}` };
+  let spec: unknown;
+  try {
+    spec = JSON.parse(readFileSync(choice, 'utf8'));
+  } catch (e) {
+    throw new ArgumentError(`--model ${choice}: cannot read it as JSON (${(e as Error).message})`);
   }
-  return { model: (await loadModel(choice)).model, from: `fine-tuning ${choice}` };
+  return { model: fromSpec(spec), from: `spec ${choice}` };
+}
+
+/** The class names a fine-tuned model was saved with (kiln.classes), or null when it has none. */
+function savedClasses(metadata: Record<string, string>, path: string): string[] | null {
+  if (!Object.hasOwn(metadata, 'kiln.classes')) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(metadata['kiln.classes']!);
+  } catch {
+    v = null;
+  }
+  if (!Array.isArray(v) || v.some((c) => typeof c !== 'string'))
+    throw new ValidationError(`--model ${path}: its kiln.classes metadata is not a JSON array of class names`);
+  return v as string[];
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -94,6 +114,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       resume: { type: 'boolean', default: false },
       track: { type: 'string' },
       report: { type: 'string' },
+      backend: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -119,6 +140,13 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (values.task !== undefined && values.task !== 'classification' && values.task !== 'regression')
     throw new ArgumentError(`--task must be classification or regression, got '${values.task}'`);
 
+  if (values.backend) setBackend(values.backend as BackendName); // validates the name and that the backend loads
+  const backend = values.backend as BackendName | undefined;
+  // a saved model to fine-tune is read first: its class names fix the class indices of string labels
+  const choice = values.model!;
+  const tuned =
+    choice !== 'mlp' && !/\.json$/i.test(choice) ? await loadModel(choice, backend ? { backend } : {}) : null;
+
   const table = readTable(data, 'train');
   const features =
     values.features?.split(',').map((f) => f.trim()) ??
@@ -126,13 +154,23 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (features.length === 0) throw new ValidationError(`${data} has no feature columns besides the label '${label}'`);
   if (features.includes(label)) throw new ArgumentError(`--features includes the label '${label}'`);
   const task = (values.task as 'classification' | 'regression' | undefined) ?? taskOf(table, label);
-  const { x, y, n } = tableXY(table, features, label, task, data, 'train');
+  // string labels name classes: sorted, or in the order the fine-tuned model was saved with
+  let names = task === 'classification' ? stringClasses(table, label) : [];
+  if (names.length > 0 && tuned) {
+    const saved = savedClasses(tuned.metadata, choice);
+    if (saved === null)
+      throw new ValidationError(
+        `--model ${choice} was trained on class indices (it has no kiln.classes); the label '${label}' holds strings`,
+      );
+    names = saved;
+  }
+  const { x, y, n } = tableXY(table, features, label, task, data, 'train', names);
   const F = features.length;
   let classes = 1;
   if (task === 'classification') {
     const ys = y as Int32Array;
     for (const c of ys) if (c < 0) throw new ValidationError(`${data}: class labels must be >= 0, got ${c}`);
-    classes = ys.reduce((a, b) => Math.max(a, b), 0) + 1;
+    classes = Math.max(names.length, ys.reduce((a, b) => Math.max(a, b), 0) + 1);
     if (classes < 2) throw new ValidationError(`${data}: the label '${label}' has one class; nothing to learn`);
   }
 
@@ -142,40 +180,40 @@ export async function trainCommand(argv: string[]): Promise<number> {
     val > 0
       ? trainTestSplit(n, { testSize: val, seed, ...(task === 'classification' ? { stratify: y } : {}) })
       : { train: Int32Array.from({ length: n }, (_, i) => i), test: new Int32Array(0) };
-  const rows = (idx: Int32Array): { x: Float32Array; y: Float32Array | Int32Array } => {
+  // the rows of one part as tensors: features [n, F], labels [n] (class indices) or [n, 1] (values)
+  const tensorsOf = (idx: Int32Array): { x: Tensor; y: Tensor } => {
     const rx = new Float32Array(idx.length * F);
     const ry = task === 'classification' ? new Int32Array(idx.length) : new Float32Array(idx.length);
     idx.forEach((r, i) => {
       rx.set(x.subarray(r * F, (r + 1) * F), i * F);
       ry[i] = y[r]!;
     });
-    return { x: rx, y: ry };
+    return {
+      x: tensor(rx, [idx.length, F]),
+      y: ry instanceof Int32Array ? tensor(ry, [idx.length], { dtype: 'int32' }) : tensor(ry, [idx.length, 1]),
+    };
   };
-  const part = (idx: Int32Array, scaler: StandardScaler | null): Dataset => {
-    const p = rows(idx);
-    let xt = tensor(p.x, [idx.length, F]);
-    if (scaler) {
-      const s = scaler.transform(xt);
-      xt.dispose();
-      xt = s;
-    }
-    const yt =
-      task === 'classification'
-        ? tensor(p.y as Int32Array, [idx.length], { dtype: 'int32' })
-        : tensor(p.y, [idx.length, 1]);
-    return new Dataset({ x: xt, y: yt });
+  const train = tensorsOf(split.train);
+  // --scaler: fitted on the training rows only, then applied to both parts
+  const scaler = values.scaler ? new StandardScaler().fit(train.x) : null;
+  const dataset = (p: { x: Tensor; y: Tensor }): Dataset => {
+    if (!scaler) return new Dataset(p);
+    const xs = scaler.transform(p.x);
+    p.x.dispose();
+    return new Dataset({ x: xs, y: p.y });
   };
-  let scaler: StandardScaler | null = null;
-  if (values.scaler) {
-    const raw = tensor(rows(split.train).x, [split.train.length, F]);
-    scaler = new StandardScaler().fit(raw);
-    raw.dispose();
+  const trainSet = dataset(train);
+  const valSet = split.test.length ? dataset(tensorsOf(split.test)) : null;
+  if (values.scaler && scaler)
     writeFileAtomicSync(values.scaler, [new TextEncoder().encode(JSON.stringify(scaler.toJSON(), null, 2))]);
-  }
-  const trainSet = part(split.train, scaler);
-  const valSet = split.test.length ? part(split.test, scaler) : null;
 
-  const { model, from } = await modelFor(values.model!, hidden, F, task === 'classification' ? classes : 1);
+  const { model, from } = await modelFor(
+    choice,
+    hidden,
+    F,
+    task === 'classification' ? classes : 1,
+    tuned?.model ?? null,
+  );
   const optimizer = new Adam(model.parameters(), { lr });
   const run = values.track ? startRun({ dir: values.track, tags: { 'kiln.command': 'train' } }) : null;
   run?.logParams({ data, label, task, model: from, epochs, batchSize, lr, val, seed, features: F });
@@ -207,6 +245,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       'kiln.features': JSON.stringify(features),
       'kiln.label': label,
       'kiln.task': task,
+      ...(names.length > 0 ? { 'kiln.classes': JSON.stringify(names) } : {}),
     },
   });
   const last = result.history.at(-1);
@@ -216,6 +255,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     task,
     features: F,
     ...(task === 'classification' ? { classes } : {}),
+    ...(names.length > 0 ? { classNames: names } : {}),
     rows: { train: split.train.length, val: split.test.length },
     epochs: result.history.length,
     stoppedEarly: result.stoppedEarly,

@@ -14,7 +14,8 @@ export function readTable(path: string, who: string): A.Table {
 
 /**
  * Features [N, F] (row-major float32, every value finite) and labels [N] (class indices for classification,
- * finite numbers for regression) of a table; `where` names the file and `who` the caller in messages.
+ * finite numbers for regression) of a table; `where` names the file and `who` the caller in messages. String
+ * labels are classes named by `classes`: a label's index there is its class index.
  */
 export function tableXY(
   t: A.Table,
@@ -23,6 +24,7 @@ export function tableXY(
   task: 'classification' | 'regression',
   where: string,
   who: string,
+  classes: readonly string[] = [],
 ): { x: Float32Array; y: Float32Array | Int32Array; n: number } {
   const fail = (msg: string): never => {
     throw new ValidationError(`${who}: ${msg}`);
@@ -39,8 +41,20 @@ export function tableXY(
     );
   const n = t.numRows;
   const y = task === 'classification' ? new Int32Array(n) : new Float32Array(n);
+  const index = new Map(classes.map((c, i) => [c, i]));
   for (let i = 0; i < n; i++) {
     const v = lab.get(i) as unknown;
+    if (typeof v === 'string' && task === 'classification') {
+      const c = index.get(v);
+      if (c === undefined)
+        fail(
+          classes.length === 0
+            ? `${where}: label of row ${i} is ${describe(v)}; expected a class index`
+            : `${where}: label of row ${i} is ${describe(v)}, which is not one of the classes ${classes.map((x) => describe(x)).join(', ')}`,
+        );
+      y[i] = c!;
+      continue;
+    }
     const num = typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : (v as number);
     if (typeof num !== 'number' || !Number.isFinite(num) || (task === 'classification' && !Number.isInteger(num)))
       fail(
@@ -49,4 +63,16 @@ export function tableXY(
     y[i] = num;
   }
   return { x: xa, y, n };
+}
+
+/** The distinct string labels of a column, sorted (by code unit): the class names of a string label column. */
+export function stringClasses(t: A.Table, label: string): string[] {
+  const col = t.getChild(label);
+  const seen = new Set<string>();
+  if (col)
+    for (let i = 0; i < col.length; i++) {
+      const v = col.get(i) as unknown;
+      if (typeof v === 'string') seen.add(v);
+    }
+  return [...seen].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }

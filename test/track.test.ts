@@ -421,6 +421,26 @@ test('fingerprints: equal data, equal hash; a changed value, name or type change
   const t2 = kn.track.fingerprint(tableFromArrays({ a: new Float32Array([1, 2]), b: ['x', 'z'] }));
   assert.is(t1.rows, 2);
   assert.is.not(t1.hash, t2.hash, 'a changed string');
+  // the rows a reader sees, whatever the slicing, chunking or bytes under null slots
+  const A = await import('apache-arrow');
+  const fp = (t: import('apache-arrow').Table): string => kn.track.fingerprint(t).hash;
+  const whole = A.tableFromArrays({ a: new Float32Array([0, 1, 2, 3, 4, 5]), b: ['p', 'q', 'r', 's', 't', 'u'] });
+  const fresh = A.tableFromArrays({ a: new Float32Array([2, 3, 4]), b: ['r', 's', 't'] });
+  assert.is(fp(whole.slice(2, 5)), fp(fresh), 'a slice hashes as the same rows built afresh');
+  assert.is.not(fp(whole.slice(3, 6)), fp(fresh), 'another slice does not');
+  assert.is(fp(whole.slice(0, 2).concat(whole.slice(2, 6))), fp(whole), 'two chunks hash as one');
+  const withNull = (under: number): import('apache-arrow').Table => {
+    const data = A.makeData({
+      type: new A.Float32(),
+      length: 3,
+      nullCount: 1,
+      data: Float32Array.from([1, under, 3]),
+      nullBitmap: Uint8Array.of(0b101),
+    });
+    return new A.Table({ a: A.makeVector(data) });
+  };
+  assert.is(fp(withNull(99)), fp(withNull(-7)), 'what lies under a null does not count');
+  assert.is.not(fp(withNull(99)), fp(A.tableFromArrays({ a: new Float32Array([1, 99, 3]) })), 'a null counts');
   assert.throws(() => kn.track.fingerprint({ x: kn.ones([2]), y: kn.ones([3]) }), /has 3 rows, not 2/);
 });
 

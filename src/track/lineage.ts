@@ -1,7 +1,7 @@
 // Lineage: a dataset's fingerprint (a SHA-256 over the bytes actually used, with its schema and row count), so a
 // run and every model registered from it name the exact data that made them.
 import { createHash } from 'node:crypto';
-import { Table } from 'apache-arrow';
+import { Table, type Vector } from 'apache-arrow';
 import { Dataset } from '../data/loader.js';
 import type { DatasetManifest } from '../data/manifest.js';
 import { ArgumentError, describe } from '../errors.js';
@@ -9,29 +9,60 @@ import { isTensor, type Tensor } from '../tensor/tensor.js';
 
 /** What identifies a dataset. */
 export interface Fingerprint {
-  /** SHA-256 (hex) over every column's name, type, shape and bytes, columns in name order. */
+  /** SHA-256 (hex) over every column's name, type, shape and values, columns in name order (an Arrow column's
+   * values as read: its chunking, slicing and the bytes under null slots do not count). */
   hash: string;
   rows: number;
   /** column -> type and shape (a tensor's dtype and per-row shape, an Arrow column's type) */
   schema: { name: string; type: string; shape: number[] }[];
 }
 
-interface ArrowData {
-  values?: ArrayBufferView;
-  valueOffsets?: ArrayBufferView;
-  nullBitmap?: ArrayBufferView;
-  typeIds?: ArrayBufferView;
-  children?: ArrowData[];
-  dictionary?: { data: ArrowData[] };
-}
-
-/** An Arrow column chunk's buffers, its children's and its dictionary's (strings may be dictionary-encoded). */
-function hashData(h: ReturnType<typeof createHash>, d: ArrowData): void {
-  for (const buf of [d.values, d.valueOffsets, d.nullBitmap, d.typeIds])
-    if (buf && buf.byteLength) h.update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+/**
+ * An Arrow column's values as a reader sees them, so equal data hashes equal whatever its chunking, slicing,
+ * dictionary encoding or the bytes under its null slots: which rows are null, then the values (numbers as their
+ * typed-array bytes with null slots zeroed, everything else row by row in a length-prefixed text form).
+ */
+function hashColumn(h: ReturnType<typeof createHash>, col: Vector): void {
+  const n = col.length;
+  let valid: Uint8Array | null = null;
+  if (col.nullCount > 0) {
+    valid = new Uint8Array(n);
+    for (let i = 0; i < n; i++) valid[i] = col.isValid(i) ? 1 : 0;
+    h.update(valid);
+  }
   h.update('\u0001');
-  for (const c of d.children ?? []) hashData(h, c);
-  for (const c of d.dictionary?.data ?? []) hashData(h, c);
+  const arr = col.toArray() as unknown;
+  if (ArrayBuffer.isView(arr) && !(arr instanceof DataView) && (arr as unknown as ArrayLike<unknown>).length === n) {
+    let view = arr as Uint8Array;
+    if (valid) {
+      view = view.slice(); // a copy with the null slots zeroed
+      const width = view.BYTES_PER_ELEMENT;
+      const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      for (let i = 0; i < n; i++) if (!valid[i]) bytes.fill(0, i * width, (i + 1) * width);
+    }
+    h.update(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  } else {
+    let text = '';
+    for (let i = 0; i < n; i++) {
+      const v = valid && !valid[i] ? null : (col.get(i) as unknown);
+      const s =
+        v === null || v === undefined
+          ? '_'
+          : typeof v === 'string'
+            ? `s${v}`
+            : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
+              ? `${typeof v}${String(v)}`
+              : v instanceof Date
+                ? `d${v.getTime()}`
+                : `j${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x))}`;
+      text += `${s.length}:${s}`;
+      if (text.length > 1 << 16) {
+        h.update(text);
+        text = '';
+      }
+    }
+    h.update(text);
+  }
   h.update('\u0002');
 }
 
@@ -75,9 +106,8 @@ export function fingerprint(data: Dataset | Readonly<Record<string, Tensor>> | T
   if (data instanceof Table) {
     rows = data.numRows;
     for (const f of [...data.schema.fields].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      const col = data.getChild(f.name)!;
       field(f.name, String(f.type), []);
-      for (const chunk of col.data) hashData(h, chunk as unknown as ArrowData);
+      hashColumn(h, data.getChild(f.name)!);
     }
     return { hash: h.digest('hex'), rows, schema };
   }

@@ -244,6 +244,7 @@ test('ModelVersions: promote warms up, probation failures roll back and retry, r
     const rm = kn.serve.rowModel(fn, { inputShape: [2] });
     return {
       version: name,
+      classes: null,
       rm: {
         get inputShape() {
           return rm.inputShape;
@@ -716,6 +717,55 @@ test('serving a saved file: version from its hash; reload swaps, refuses bad can
     await s.close();
   }
   [a, b, c].forEach((m) => m.dispose());
+});
+
+test("a model saved with class names answers with its argmax class's name, per version", async () => {
+  const named = join(dir, 'named.safetensors'),
+    plain = join(dir, 'plain.safetensors'),
+    broken = join(dir, 'broken-classes.safetensors');
+  const a = mlp(20),
+    b = mlp(21);
+  const names = ['cat', 'dog', 'eel'];
+  await kn.io.save(named, a, { metadata: { [kn.serve.CLASSES_METADATA_KEY]: JSON.stringify(names) } });
+  await kn.io.save(plain, b);
+  await kn.io.save(broken, b, { metadata: { 'kiln.classes': '{"not": "a list"}' } });
+  const rows = [
+    [0.1, 0.2, 0.3, 0.4],
+    [-2, 1, 0.5, 3],
+    [4, -1, 2, 0],
+  ];
+  const best = (m: kn.nn.Module, r: number[]): number => {
+    const out = reference(m, r);
+    return out.indexOf(Math.max(...out));
+  };
+  const s = await kn.serve.createServer(named, { port: 0 });
+  try {
+    await untilReady(s);
+    const one = await post(s, { input: rows[1] });
+    assert.is(one.json.argmax, best(a, rows[1]!));
+    assert.is(one.json.label, names[best(a, rows[1]!)]);
+    const many = await post(s, { inputs: rows });
+    assert.equal(
+      (many.json.outputs as { label: string }[]).map((o) => o.label),
+      rows.map((r) => names[best(a, r)]),
+    );
+    // a version without class names answers without labels; rolled back, the labels return
+    await s.reload(plain);
+    const p = await post(s, { input: rows[1] });
+    assert.is(p.json.argmax, best(b, rows[1]!));
+    assert.not.ok('label' in p.json, JSON.stringify(p.json));
+    await s.rollback();
+    assert.is((await post(s, { input: rows[2] })).json.label, names[best(a, rows[2]!)]);
+    await rejects(
+      s.reload(broken),
+      kn.serve.ReloadError,
+      /metadata 'kiln\.classes' must be a JSON array of class names/,
+    );
+  } finally {
+    await s.close();
+  }
+  await rejects(kn.serve.createServer(broken, { port: 0 }), kn.FormatError, /broken-classes\.safetensors: metadata/);
+  [a, b].forEach((m) => m.dispose());
 });
 
 test('a new version that fails in production during probation is rolled back and the batch retried', async () => {

@@ -21,7 +21,7 @@ import { fromSpec } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { seed as setSeed } from '../ops/random.js';
 import { Adam } from '../optim/adam.js';
-import { INPUT_SHAPE_METADATA_KEY } from '../serve/model.js';
+import { CLASSES_METADATA_KEY, INPUT_SHAPE_METADATA_KEY } from '../serve/model.js';
 import { startRun } from '../track/index.js';
 import { fit, type MetricName } from '../train/fit.js';
 
@@ -78,10 +78,10 @@ async function modelFor(
 
 /** The class names a fine-tuned model was saved with (kiln.classes), or null when it has none. */
 function savedClasses(metadata: Record<string, string>, path: string): string[] | null {
-  if (!Object.hasOwn(metadata, 'kiln.classes')) return null;
+  if (!Object.hasOwn(metadata, CLASSES_METADATA_KEY)) return null;
   let v: unknown;
   try {
-    v = JSON.parse(metadata['kiln.classes']!);
+    v = JSON.parse(metadata[CLASSES_METADATA_KEY]!);
   } catch {
     v = null;
   }
@@ -245,7 +245,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       'kiln.features': JSON.stringify(features),
       'kiln.label': label,
       'kiln.task': task,
-      ...(names.length > 0 ? { 'kiln.classes': JSON.stringify(names) } : {}),
+      ...(names.length > 0 ? { [CLASSES_METADATA_KEY]: JSON.stringify(names) } : {}),
     },
   });
   const last = result.history.at(-1);

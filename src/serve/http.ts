@@ -121,6 +121,8 @@ export interface HttpOptions {
   ready(): boolean;
   version(): string;
   outputShape(): readonly number[] | null;
+  /** the class names of a version's outputs, or null */
+  classes(version: string): readonly string[] | null;
   /** raw records -> model rows (a fitted kn.data.ColumnPipeline); enables 'record' / 'records' in requests */
   records?: (records: readonly unknown[]) => Float32Array[];
   /** API keys: every route but /health, /ready, /openapi.json and /docs then needs one */
@@ -400,12 +402,17 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
     }
     const outShape = o.outputShape() ?? [];
     const res = (settled as PromiseFulfilledResult<{ output: Float32Array; version: string; cached: boolean }>[]).map(
-      ({ value }) => ({
-        output: Array.from(value.output),
-        ...(outShape.length === 1 && value.output.length > 1 ? { argmax: argmax(value.output) } : {}),
-        version: value.version,
-        cached: value.cached,
-      }),
+      ({ value }) => {
+        const best = outShape.length === 1 && value.output.length > 1 ? argmax(value.output) : null;
+        const names = best === null ? null : o.classes(value.version);
+        return {
+          output: Array.from(value.output),
+          ...(best !== null ? { argmax: best } : {}),
+          ...(names && names.length === value.output.length ? { label: names[best!] } : {}),
+          version: value.version,
+          cached: value.cached,
+        };
+      },
     );
     return single ? { id, shape: outShape, ...res[0] } : { id, shape: outShape, outputs: res };
   });

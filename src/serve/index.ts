@@ -26,6 +26,7 @@ export {
   createServer,
   ReloadError,
   INPUT_SHAPE_METADATA_KEY,
+  CLASSES_METADATA_KEY,
   type ServerOptions,
   type ModelServer,
   type Served,

@@ -82,6 +82,10 @@ export function openApiSpec(a: ApiShape & { title: string; version: string; auth
     properties: {
       output: outputSchema(a.outputShape),
       argmax: { type: 'integer', description: 'index of the largest output (models with one output axis)' },
+      label: {
+        type: 'string',
+        description: "the argmax class's name (models saved with kiln.classes, as kiln train saves for string labels)",
+      },
       version: { type: 'string', description: 'the model version that answered' },
       cached: { type: 'boolean' },
     },

@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import { ColumnPipeline } from '../data/pipeline.js';
-import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
+import { ArgumentError, FormatError, checkOptions, describe, optionKeys } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
@@ -42,6 +42,7 @@ import {
 import { batchSizes, serverMetrics } from './metrics.js';
 import {
   INPUT_SHAPE_METADATA_KEY,
+  CLASSES_METADATA_KEY,
   resolveInputShape,
   rowModel,
   tuneBatchSize,
@@ -52,7 +53,7 @@ import {
 import { ModelVersions, ReloadError, type ModelVersion, type Served } from './versions.js';
 import { own } from '../records.js';
 
-export { INPUT_SHAPE_METADATA_KEY, ReloadError, type Served };
+export { INPUT_SHAPE_METADATA_KEY, CLASSES_METADATA_KEY, ReloadError, type Served };
 
 /** createServer options. */
 export interface ServerOptions {
@@ -167,6 +168,23 @@ export interface ModelServer {
   close(): Promise<void>;
 }
 
+/** A model file's class names (kiln.classes: a JSON array of strings), null when it has none. */
+function classesOf(metadata: Record<string, string>, where: string): string[] | null {
+  const raw = own(metadata, CLASSES_METADATA_KEY);
+  if (raw === undefined) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    v = raw;
+  }
+  if (!Array.isArray(v) || v.length === 0 || v.some((c) => typeof c !== 'string'))
+    throw new FormatError(
+      `${where}: metadata '${CLASSES_METADATA_KEY}' must be a JSON array of class names, got ${describe(v)}`,
+    );
+  return v as string[];
+}
+
 async function loadSource(
   source: ServableModel | string,
   opts: ServerOptions,
@@ -197,6 +215,7 @@ async function loadSource(
           `serve its file (the server loads it there) or load it with kn.io.loadModel(path, {backend: '${opts.backend}'})`,
       );
   }
+  const classes = classesOf(metadata, typeof source === 'string' ? source : 'the model');
   const inputShape = resolveInputShape(model, metadata, opts.inputShape);
   if (!inputShape) {
     if (owned) (model as Module).dispose();
@@ -214,6 +233,7 @@ async function loadSource(
         dispose: owned,
       }),
       version: v ?? `v${counter}`,
+      classes,
     };
   } catch (e) {
     if (owned) (model as Module).dispose();
@@ -336,7 +356,14 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
   let loads = 0;
   let ready = false;
   let batcher!: Batcher<Float32Array, Served>;
-  const first = await loadSource(model, opts, ++loads, opts.transform, opts.version);
+  // the class names of every version loaded, by version (a response names its argmax class with them)
+  const classNames = new Map<string, readonly string[]>();
+  const remember = (v: ModelVersion): ModelVersion => {
+    if (v.classes) classNames.set(v.version, v.classes);
+    else classNames.delete(v.version);
+    return v;
+  };
+  const first = remember(await loadSource(model, opts, ++loads, opts.transform, opts.version));
   const inputShape = first.rm.inputShape;
   const per = inputShape.reduce((a, b) => a * b, 1);
   const pipe = opts.pipeline ?? null;
@@ -651,7 +678,9 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     await warming;
     let cand: ModelVersion;
     try {
-      cand = await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version);
+      cand = remember(
+        await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version),
+      );
     } catch (e) {
       throw new ReloadError(`deploy of ${o.version} refused: ${(e as Error).message}`);
     }
@@ -730,6 +759,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     ready: () => ready,
     version: () => versions.current.version,
     outputShape: () => versions.current.rm.outputShape,
+    classes: (version) => classNames.get(version) ?? null,
     auth: keys,
     audit,
     admin,
@@ -807,7 +837,9 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       await warming;
       let cand: ModelVersion;
       try {
-        cand = await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version);
+        cand = remember(
+          await loadSource(source, { ...opts, inputShape }, ++loads, o.transform ?? opts.transform, o.version),
+        );
       } catch (e) {
         m.reloads.inc({ result: 'failed' });
         throw new ReloadError(`reload refused, still serving ${versions.current.version}: ${(e as Error).message}`);

@@ -19,6 +19,8 @@ export interface Served {
 export interface ModelVersion {
   readonly rm: RowModel;
   readonly version: string;
+  /** the class names of its outputs (a model file's kiln.classes, as kiln train saves for string labels) */
+  readonly classes: readonly string[] | null;
 }
 
 interface Held extends ModelVersion {

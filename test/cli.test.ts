@@ -206,6 +206,32 @@ test('kiln train: a table in, a model out (classes or values), with the scaler, 
   assert.ok(rs.valLoss < 0.05 * variance, `val MSE ${rs.valLoss} against a variance of ${variance}`);
   assert.ok(readdirSync(join(dir, 'ckpt')).length > 0, 'checkpoints were written');
 
+  // kiln predict: the saved models score tables; the scaler goes with the classifier
+  const pc = cli('predict', model, data, '--scaler', scaler, '-o', join(dir, 'p.parquet'), '--keep', 'y', '--json');
+  assert.is(pc.code, 0, pc.err);
+  assert.equal(JSON.parse(pc.out.trim()).columns, ['y', 'prediction', 'probability']);
+  const pt = kn.data.readParquet(join(dir, 'p.parquet'));
+  const got = Array.from(pt.getChild('prediction')!.toArray() as Int32Array);
+  const truth = Array.from(pt.getChild('y')!.toArray() as Int32Array);
+  assert.ok(got.filter((p, i) => p === truth[i]).length / N >= 0.9, 'kiln predict agrees with the labels');
+  assert.ok((pt.getChild('probability')!.toArray() as Float32Array).every((p) => p > 0.3 && p <= 1));
+  const pr = cli('predict', join(dir, 'reg.safetensors'), reg, '-o', join(dir, 'p.arrow'));
+  assert.is(pr.code, 0, pr.err);
+  assert.match(pr.out, /wrote 300 regression predictions to \S+p\.arrow \(prediction\)/);
+  const pv = kn.data.readArrow(join(dir, 'p.arrow')).getChild('prediction')!.toArray() as Float32Array;
+  const mse = pv.reduce((a, v, i) => a + (v - t[i]!) ** 2, 0) / N;
+  assert.ok(mse < 0.05 * variance, `kiln predict's regression MSE ${mse}`);
+  for (const [args, re] of [
+    [[model, data, '-o', join(dir, 'q.parquet'), '--keep', 'nope'], /has no column 'nope' to keep/],
+    [[model, reg, '-o', join(dir, 'q.parquet')], /reg\.parquet has no feature column 'f3'/],
+    [[model, data], /predict needs -o/],
+    [[model, data, '-o', join(dir, 'q.parquet'), '--batch-size', '0'], /--batch-size must be a positive integer/],
+  ] as const) {
+    const e = cli('predict', ...args);
+    assert.is(e.code, 2, `${args.join(' ')}: ${e.out}`);
+    assert.match(e.err, re);
+  }
+
   // what is wrong is said, with exit 2
   for (const [args, re] of [
     [[data, '-o', model], /train needs --label COLUMN/],
@@ -256,6 +282,15 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   ]);
   assert.equal(Array.from(m.call(probe).argmax(1).toArray()), [0, 1, 2], 'class i is kiln.classes[i]');
 
+  const pn = cli('predict', model, data, '-o', join(dir, 'named.arrow'), '--keep', 'species', '--batch-size', '7');
+  assert.is(pn.code, 0, pn.err);
+  const named = kn.data.readArrow(join(dir, 'named.arrow'));
+  const want = named.getChild('species')!.toArray() as string[];
+  const said = named.getChild('label')!.toArray() as string[];
+  assert.ok(said.filter((l, i) => l === want[i]).length / 240 >= 0.9, 'the labels are the class names');
+  const idx = named.getChild('prediction')!.toArray() as Int32Array;
+  assert.ok(Array.from(idx).every((c, i) => ['setosa', 'versicolor', 'virginica'][c] === said[i]));
+
   // fine-tuning on an Arrow file (plain strings) that holds two of the classes, on the js backend: the saved
   // order stands, so virginica stays class 2
   const more = join(dir, 'more.arrow');
@@ -295,6 +330,9 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   );
   const ints = join(dir, 'ints.safetensors');
   await kn.io.save(ints, new kn.nn.Linear(2, 3));
+  const nf = cli('predict', ints, data, '-o', join(dir, 'x.parquet'));
+  assert.is(nf.code, 2, nf.out);
+  assert.match(nf.err, /ints\.safetensors does not name its feature columns .*pass --features/);
   const i2 = cli('train', data, '--label', 'species', '--model', ints, '-o', tuned);
   assert.is(i2.code, 2, i2.out);
   assert.match(

@@ -21,7 +21,7 @@ import { fromSpec } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { seed as setSeed } from '../ops/random.js';
 import { Adam } from '../optim/adam.js';
-import { CLASSES_METADATA_KEY, INPUT_SHAPE_METADATA_KEY } from '../serve/model.js';
+import { CLASSES_METADATA_KEY, INPUT_SHAPE_METADATA_KEY, metadataNames } from '../serve/model.js';
 import { startRun } from '../track/index.js';
 import { fit, type MetricName } from '../train/fit.js';
 
@@ -74,20 +74,6 @@ async function modelFor(
     throw new ArgumentError(`--model ${choice}: cannot read it as JSON (${(e as Error).message})`);
   }
   return { model: fromSpec(spec), from: `spec ${choice}` };
-}
-
-/** The class names a fine-tuned model was saved with (kiln.classes), or null when it has none. */
-function savedClasses(metadata: Record<string, string>, path: string): string[] | null {
-  if (!Object.hasOwn(metadata, CLASSES_METADATA_KEY)) return null;
-  let v: unknown;
-  try {
-    v = JSON.parse(metadata[CLASSES_METADATA_KEY]!);
-  } catch {
-    v = null;
-  }
-  if (!Array.isArray(v) || v.some((c) => typeof c !== 'string'))
-    throw new ValidationError(`--model ${path}: its kiln.classes metadata is not a JSON array of class names`);
-  return v as string[];
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -157,7 +143,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   // string labels name classes: sorted, or in the order the fine-tuned model was saved with
   let names = task === 'classification' ? stringClasses(table, label) : [];
   if (names.length > 0 && tuned) {
-    const saved = savedClasses(tuned.metadata, choice);
+    const saved = metadataNames(tuned.metadata, CLASSES_METADATA_KEY, choice);
     if (saved === null)
       throw new ValidationError(
         `--model ${choice} was trained on class indices (it has no kiln.classes); the label '${label}' holds strings`,

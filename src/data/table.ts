@@ -12,6 +12,21 @@ export function readTable(path: string, who: string): A.Table {
   return /\.(arrow|feather|ipc)$/i.test(path) ? readArrow(path) : readParquet(path);
 }
 
+/** Features [N, F] of a table: row-major float32, every value finite (a missing one is a ValidationError). */
+export function tableX(t: A.Table, features: readonly string[], where: string, who: string): Float32Array {
+  for (const f of features)
+    if (!t.getChild(f)) throw new ValidationError(`${who}: ${where} has no feature column '${f}'`);
+  const x = arrowToMatrix(t, { columns: features });
+  const xa = x.toArray() as Float32Array;
+  x.dispose();
+  const bad = xa.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new ValidationError(
+      `${who}: ${where}: feature '${features[bad % features.length]}' of row ${Math.floor(bad / features.length)} is missing or not finite`,
+    );
+  return xa;
+}
+
 /**
  * Features [N, F] (row-major float32, every value finite) and labels [N] (class indices for classification,
  * finite numbers for regression) of a table; `where` names the file and `who` the caller in messages. String
@@ -30,15 +45,7 @@ export function tableXY(
     throw new ValidationError(`${who}: ${msg}`);
   };
   const lab = t.getChild(label) ?? fail(`${where} has no label column '${label}'`);
-  for (const f of features) if (!t.getChild(f)) fail(`${where} has no feature column '${f}'`);
-  const x = arrowToMatrix(t, { columns: features });
-  const xa = x.toArray() as Float32Array;
-  x.dispose();
-  const bad = xa.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0)
-    fail(
-      `${where}: feature '${features[bad % features.length]}' of row ${Math.floor(bad / features.length)} is missing or not finite`,
-    );
+  const xa = tableX(t, features, where, who);
   const n = t.numRows;
   const y = task === 'classification' ? new Int32Array(n) : new Float32Array(n);
   const index = new Map(classes.map((c, i) => [c, i]));

@@ -2,7 +2,7 @@
 // tensor [B, ...inputShape] and one forward pass, under noGrad and tidy so nothing leaks between requests.
 import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, FormatError, ShapeError, checkOptions, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import { Module } from '../nn/module.js';
 import { inferInputShape, takesIds } from '../nn/spec.js';
@@ -39,6 +39,24 @@ export { inferInputShape };
 export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
 /** Metadata key for the class names of a classifier's outputs (JSON list; class i is the i-th), as kiln train saves. */
 export const CLASSES_METADATA_KEY = 'kiln.classes';
+
+/**
+ * A list of names a model file's metadata holds under `key` (kiln.classes, kiln.features: a JSON array of
+ * strings), or null when it has no such key; anything else there is a FormatError naming `where`.
+ */
+export function metadataNames(metadata: Record<string, string>, key: string, where: string): string[] | null {
+  const raw = own(metadata, key);
+  if (raw === undefined) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    v = raw;
+  }
+  if (!Array.isArray(v) || v.some((c) => typeof c !== 'string'))
+    throw new FormatError(`${where}: metadata '${key}' must be a JSON array of names, got ${describe(v)}`);
+  return v as string[];
+}
 
 /**
  * A model's per-example input shape: the one given, else the file metadata's (INPUT_SHAPE_METADATA_KEY; a

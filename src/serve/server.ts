@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import { ColumnPipeline } from '../data/pipeline.js';
-import { ArgumentError, FormatError, checkOptions, describe, optionKeys } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
@@ -43,6 +43,7 @@ import { batchSizes, serverMetrics } from './metrics.js';
 import {
   INPUT_SHAPE_METADATA_KEY,
   CLASSES_METADATA_KEY,
+  metadataNames,
   resolveInputShape,
   rowModel,
   tuneBatchSize,
@@ -168,23 +169,6 @@ export interface ModelServer {
   close(): Promise<void>;
 }
 
-/** A model file's class names (kiln.classes: a JSON array of strings), null when it has none. */
-function classesOf(metadata: Record<string, string>, where: string): string[] | null {
-  const raw = own(metadata, CLASSES_METADATA_KEY);
-  if (raw === undefined) return null;
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    v = raw;
-  }
-  if (!Array.isArray(v) || v.length === 0 || v.some((c) => typeof c !== 'string'))
-    throw new FormatError(
-      `${where}: metadata '${CLASSES_METADATA_KEY}' must be a JSON array of class names, got ${describe(v)}`,
-    );
-  return v as string[];
-}
-
 async function loadSource(
   source: ServableModel | string,
   opts: ServerOptions,
@@ -215,7 +199,7 @@ async function loadSource(
           `serve its file (the server loads it there) or load it with kn.io.loadModel(path, {backend: '${opts.backend}'})`,
       );
   }
-  const classes = classesOf(metadata, typeof source === 'string' ? source : 'the model');
+  const classes = metadataNames(metadata, CLASSES_METADATA_KEY, typeof source === 'string' ? source : 'the model');
   const inputShape = resolveInputShape(model, metadata, opts.inputShape);
   if (!inputShape) {
     if (owned) (model as Module).dispose();

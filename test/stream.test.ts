@@ -2,7 +2,7 @@
 // whatever the number of reader threads, shards per rank, fit() on a stream, and dataset manifests (versions that
 // change when a byte changes).
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -341,6 +341,46 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
     /is an Arrow IPC stream, which has no index/,
   );
   rmSync(d5, { recursive: true, force: true });
+});
+
+test('a page that makes the decoder panic fails the stream with a FormatError naming the file and row group', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-panic-'));
+  kn.seed(6);
+  const good = join(d, 'good.parquet');
+  kn.data.writeParquet(good, { a: kn.randn([4000]), b: kn.randn([4000]) }, { rowGroupSize: 1000 });
+  const bytes = readFileSync(good);
+  // damaged copies until one makes parquet-wasm panic on a row group (its footer intact: the stream opens it)
+  let r = 777,
+    found: string | null = null;
+  for (let copy = 0; copy < 60 && found === null; copy++) {
+    const b = Buffer.from(bytes);
+    for (let i = 0; i < 12; i++) {
+      r = (Math.imul(r, 1103515245) + 12345) >>> 0;
+      const at = 4 + (r % (b.length - 1500));
+      b[at] = b[at]! ^ ((r >>> 8) & 0xff || 1);
+    }
+    const p = join(d, `copy-${copy}.parquet`);
+    writeFileSync(p, b);
+    const src = await kn.data.ParquetSource.open(p).catch(() => null);
+    if (!src) continue;
+    for (let g = 0; g < src.info.rowGroups.length && found === null; g++)
+      await src.read({ rowGroups: [g] }).catch((e: Error) => {
+        if (/the Parquet decoder failed on it/.test(e.message)) found = p;
+      });
+    src.close();
+  }
+  assert.ok(found !== null, 'some damaged copy makes the decoder panic');
+  const ds = await kn.data.StreamingDataset.open(found!, { columns: { a: 'a', b: 'b' }, batchSize: 500, workers: 1 });
+  const drain = async (): Promise<void> => {
+    for await (const b of ds.batches(0)) Object.values(b).forEach((t) => t.dispose());
+  };
+  await rejectsKiln(
+    drain(),
+    kn.FormatError,
+    /a Parquet reader thread failed reading row group \d+ of \S+copy-\d+\.parquet/,
+  );
+  await ds.close();
+  rmSync(d, { recursive: true, force: true });
 });
 
 test('an open stream never keeps the process alive', () => {

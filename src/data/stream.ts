@@ -180,7 +180,12 @@ class Readers {
   private readonly busy: number[] = [];
   private readonly pending = new Map<
     number,
-    { resolve: (r: { rows: number; arrays: Arrays }) => void; reject: (e: Error) => void; w: number }
+    {
+      resolve: (r: { rows: number; arrays: Arrays }) => void;
+      reject: (e: Error) => void;
+      w: number;
+      what: string;
+    }
   >();
   private nextId = 0;
   private failed: Error | null = null;
@@ -199,7 +204,12 @@ class Readers {
           p.reject(v ? new ValidationError(m.error.slice(2)) : new FormatError(`cannot read a row group: ${m.error}`));
         } else p.resolve({ rows: m.rows!, arrays: m.arrays! });
       });
-      w.on('error', (e) => this.fail(new FormatError(`a Parquet reader thread failed: ${e.message}`)));
+      w.on('error', (e) => {
+        // what the thread had in hand: the file and row group that made the decoder fail are among them
+        const reading = [...this.pending.values()].filter((p) => p.w === i).map((p) => p.what);
+        const on = reading.length ? ` reading ${reading.join(', ')}` : '';
+        this.fail(new FormatError(`a Parquet reader thread failed${on}: ${e.message}`));
+      });
       // after the listeners (adding a 'message' listener refs the worker again): idle threads never keep the
       // process alive
       w.unref();
@@ -229,7 +239,7 @@ class Readers {
     // does not
     if (this.busy[w]!++ === 0) this.workers[w]!.ref();
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, w });
+      this.pending.set(id, { resolve, reject, w, what: `row group ${group} of ${path}` });
       this.workers[w]!.postMessage({
         id,
         path,

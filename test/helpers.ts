@@ -224,3 +224,18 @@ export function maxWeightDiff(a: Record<string, number[]>, b: Record<string, num
   for (const k of Object.keys(a)) a[k]!.forEach((v, i) => (m = Math.max(m, Math.abs(v - b[k]![i]!))));
   return m;
 }
+
+/**
+ * A damaged copy of a file's bytes: `flips` bytes XORed with a nonzero value, at offsets from 4 up to `keep` bytes
+ * before the end (so a Parquet footer can stay intact), drawn from an LCG whose state `seed.r` carries over from
+ * copy to copy.
+ */
+export function damagedCopy(bytes: Uint8Array, seed: { r: number }, flips: number, keep: number): Buffer {
+  const b = Buffer.from(bytes);
+  for (let i = 0; i < flips; i++) {
+    seed.r = (Math.imul(seed.r, 1103515245) + 12345) >>> 0;
+    const at = 4 + (seed.r % (b.length - keep));
+    b[at] = b[at]! ^ ((seed.r >>> 8) & 0xff || 1);
+  }
+  return b;
+}

@@ -11,7 +11,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { rejectsKiln, throwsKiln } from './helpers.js';
+import { damagedCopy, rejectsKiln, throwsKiln } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-parquet-'));
 const N = 1000;
@@ -321,16 +321,10 @@ test('ParquetSource: a damaged page is a FormatError, not the end of the process
   kn.data.writeParquet(path, { x: kn.randn([5000, 4]), y: kn.arange(0, 5000) }, { rowGroupSize: 1000 });
   const bytes = readFileSync(path);
   const seen = new Map<string, number>();
-  let r = 12345;
+  const seed = { r: 12345 };
   for (let copy = 0; copy < 30; copy++) {
-    const b = Buffer.from(bytes);
-    for (let i = 0; i < 20; i++) {
-      r = (Math.imul(r, 1103515245) + 12345) >>> 0;
-      const at = 4 + (r % (b.length - 2000));
-      b[at] = b[at]! ^ ((r >>> 8) & 0xff || 1);
-    }
     const p = join(dir, `damaged-${copy}.parquet`);
-    writeFileSync(p, b);
+    writeFileSync(p, damagedCopy(bytes, seed, 20, 2000));
     let src: kn.data.ParquetSource;
     try {
       src = await kn.data.ParquetSource.open(p);

@@ -373,6 +373,24 @@ test('ParquetSource reads the file it opened: a file renamed over it is not seen
   await rejectsKiln(kn.data.parquetInfo(join(dir, 'nope.parquet')), kn.ArgumentError, /cannot read \S+nope\.parquet/);
 });
 
+test('the reader thread never keeps the process alive: a script that leaves a source open exits', () => {
+  const path = join(dir, 'left-open.parquet');
+  kn.data.writeParquet(path, { a: kn.arange(0, 50) }, { rowGroupSize: 10 });
+  const script = `
+    import * as kn from ${JSON.stringify(join(import.meta.dirname, '..', 'src', 'index.ts'))};
+    const src = await kn.data.ParquetSource.open(${JSON.stringify(path)});
+    const t = await src.read({ rowGroups: [3] });
+    console.log(\`read \${t.numRows} \${(await kn.data.parquetInfo(${JSON.stringify(path)})).rows}\`);
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.is(r.signal, null, 'it exited by itself');
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /read 10 50/, r.stdout);
+});
+
 test("a Table from apache-arrow's other build (ESM or CommonJS) is written right, or refused clearly", async () => {
   const esm = await import('apache-arrow');
   const cjs = createRequire(import.meta.url)('apache-arrow') as typeof A;

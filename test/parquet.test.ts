@@ -267,6 +267,56 @@ test('selection: columns, row groups, limit and offset; ParquetSource reads one 
   assert.is(info.createdBy, 'kiln');
 });
 
+test('row groups read one by one and joined are written as one file (one dictionary per column)', async () => {
+  // each row group brings its own dictionary; the Arrow file format cannot replace one between batches
+  const words = (g: number, n: number): (string | null)[] =>
+    Array.from({ length: n }, (_, i) => (i % 7 === 3 ? null : `g${g}w${i % (60 + 40 * g)}`));
+  const vals = [...words(0, 150), ...words(1, 150), ...words(2, 150)];
+  const path = join(dir, 'groups-strings.parquet');
+  kn.data.writeParquet(
+    path,
+    new A.Table({ s: A.vectorFromArray(vals), i: A.makeVector(Int32Array.from(vals, (_, i) => i)) }),
+    { rowGroupSize: 150 },
+  );
+  const src = await kn.data.ParquetSource.open(path);
+  let joined: A.Table;
+  try {
+    const parts = [];
+    for (let g = 0; g < src.info.rowGroups.length; g++) parts.push(await src.read({ rowGroups: [g] }));
+    joined = parts[0]!.slice(5).concat(...parts.slice(1));
+  } finally {
+    src.close();
+  }
+  assert.ok(A.DataType.isDictionary(joined.getChild('s')!.type), 'Parquet strings come back as a dictionary');
+  assert.is(new Set(joined.getChild('s')!.data.map((d) => d.dictionary!.data[0])).size, 3, 'three dictionaries');
+  for (const [name, write, read] of [
+    ['arrow', kn.data.writeArrow, kn.data.readArrow],
+    ['parquet', kn.data.writeParquet, kn.data.readParquet],
+  ] as const) {
+    const out = join(dir, `joined.${name}`);
+    write(out, joined);
+    const back = read(out);
+    assert.is(back.numRows, 445, name);
+    assert.equal([...back.getChild('s')!], vals.slice(5), `${name}: every string and null in order`);
+    assert.equal(
+      Array.from(back.getChild('i')!.toArray() as Int32Array),
+      Array.from({ length: 445 }, (_, i) => i + 5),
+    );
+  }
+  // one dictionary per column left alone; a union beyond the index type's range widens it to Int32
+  const int8 = (xs: string[]): A.Table =>
+    new A.Table({ s: A.vectorFromArray(xs, new A.Dictionary(new A.Utf8(), new A.Int8())) });
+  const a = Array.from({ length: 100 }, (_, i) => `a${i}`),
+    b = Array.from({ length: 100 }, (_, i) => `b${i}`);
+  kn.data.writeArrow(join(dir, 'int8.arrow'), int8(a).concat(int8(b)));
+  const wide = kn.data.readArrow(join(dir, 'int8.arrow'));
+  assert.is(String(wide.getChild('s')!.type), 'Dictionary<Int32, Utf8>');
+  assert.equal([...wide.getChild('s')!], [...a, ...b]);
+  const same = int8(a);
+  kn.data.writeArrow(join(dir, 'int8-one.arrow'), same.concat(same));
+  assert.is(String(kn.data.readArrow(join(dir, 'int8-one.arrow')).getChild('s')!.type), 'Dictionary<Int8, Utf8>');
+});
+
 test('bad files and arguments: clear errors, and the reader still works after a corrupt file', async () => {
   const good = join(dir, 'duck-snappy.parquet');
   const notPq = join(dir, 'not.parquet');

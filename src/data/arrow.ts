@@ -451,8 +451,89 @@ export function writeArrow(
   opts: { vocab?: Record<string, readonly string[]> } = {},
 ): void {
   checkOptions(opts, 'writeArrow', ['vocab']);
-  const t = table instanceof A.Table ? ownTable(table, 'writeArrow') : toArrow(table, opts);
+  const t = table instanceof A.Table ? oneDictionaryPerColumn(ownTable(table, 'writeArrow')) : toArrow(table, opts);
   writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
+}
+
+/** The index type that holds `n` dictionary entries: `type`'s own when it does (and is 32 bits or less), else Int32. */
+function indexTypeFor(type: A.Int, n: number): A.Dictionary['indices'] {
+  if (type.bitWidth > 32) return new A.Int32();
+  const max = type.bitWidth === 32 ? Infinity : 2 ** (type.bitWidth - (type.isSigned ? 1 : 0)) - 1;
+  return n - 1 <= max ? (type as A.Dictionary['indices']) : new A.Int32();
+}
+
+/**
+ * `t` with each dictionary column's record batches sharing one dictionary. The IPC file format cannot replace a
+ * dictionary between batches (apache-arrow throws), yet batches read one by one (ParquetSource row groups, a
+ * stream's batches) each bring their own: such a column gets the union of its dictionaries (equal values once,
+ * in order of first appearance) and its indices are remapped to it, widened to Int32 when the union needs it
+ * (64-bit indices become Int32 too).
+ */
+export function oneDictionaryPerColumn(t: A.Table): A.Table {
+  const fields = t.schema.fields;
+  const merge = fields.map((f, i) => {
+    if (!A.DataType.isDictionary(f.type)) return false;
+    const chunks = t.getChildAt(i)!.data;
+    const first = chunks[0]?.dictionary?.data[0];
+    return chunks.some((d) => d.dictionary?.data[0] !== first);
+  });
+  if (!merge.includes(true)) return t;
+  const columns = new Map<number, A.Data[]>();
+  const newFields = fields.map((f, i) => {
+    if (!merge[i]) return f;
+    const type = f.type as A.Dictionary;
+    const chunks = t.getChildAt(i)!.data as A.Data<A.Dictionary>[];
+    // the union of the chunks' dictionaries, and where each chunk's entries went in it
+    const at = new Map<unknown, number>();
+    const values: unknown[] = [];
+    const maps = chunks.map((d) => {
+      const dict = d.dictionary;
+      const m = new Int32Array(dict ? dict.length : 0);
+      for (let j = 0; j < m.length; j++) {
+        const v = dict!.get(j) as unknown;
+        let k = at.get(v);
+        if (k === undefined) {
+          k = values.length;
+          values.push(v);
+          at.set(v, k);
+        }
+        m[j] = k;
+      }
+      return m;
+    });
+    const indices = indexTypeFor(type.indices, values.length);
+    const newType = new A.Dictionary(type.dictionary, indices, type.id, type.isOrdered);
+    const dictionary = A.vectorFromArray(values, type.dictionary);
+    columns.set(
+      i,
+      chunks.map((d, c) => {
+        // a slice's values start at its first row; its offset counts only into the validity bitmap
+        const old = d.values as ArrayLike<number | bigint>;
+        const out = new indices.ArrayType(d.length) as unknown as { [k: number]: number };
+        const m = maps[c]!;
+        for (let r = 0; r < d.length; r++) if (d.getValid(r)) out[r] = m[Number(old[r])]!;
+        return A.makeData({
+          type: newType,
+          offset: d.offset,
+          length: d.length,
+          nullCount: d.nullCount,
+          nullBitmap: d.nullBitmap,
+          data: out as unknown as A.Dictionary['TArray'],
+          dictionary,
+        });
+      }),
+    );
+    return new A.Field(f.name, newType, f.nullable, f.metadata);
+  });
+  const schema = new A.Schema(newFields, t.schema.metadata);
+  const batches = t.batches.map((b, k) => {
+    const children = b.data.children.map((d, i) => columns.get(i)?.[k] ?? d);
+    return new A.RecordBatch(
+      schema,
+      A.makeData({ type: new A.Struct(newFields), length: b.numRows, nullCount: 0, children }),
+    );
+  });
+  return new A.Table(schema, batches);
 }
 
 /** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */

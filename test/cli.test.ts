@@ -291,6 +291,29 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const idx = named.getChild('prediction')!.toArray() as Int32Array;
   assert.ok(Array.from(idx).every((c, i) => ['setosa', 'versicolor', 'virginica'][c] === said[i]));
 
+  // a Parquet file is read a row group at a time: the same rows in five row groups (each with its own string
+  // dictionary) give the same answers, and a bad value names its row in the file, not in its row group
+  const grouped = join(dir, 'grouped.parquet');
+  const rowsOf = kn.data.readParquet(data);
+  kn.data.writeParquet(grouped, rowsOf, { rowGroupSize: 50 });
+  const pg = cli('predict', model, grouped, '-o', join(dir, 'grouped.arrow'), '--keep', 'species', '--json');
+  assert.is(pg.code, 0, pg.err);
+  assert.is(JSON.parse(pg.out.trim()).chunks, 5);
+  const g = kn.data.readArrow(join(dir, 'grouped.arrow'));
+  for (const c of ['species', 'label', 'prediction'])
+    assert.equal([...g.getChild(c)!], [...named.getChild(c)!], `${c} of the row-grouped file`);
+  const [pg1, pn1] = [g, named].map((t) => t.getChild('probability')!.toArray() as Float32Array);
+  assert.ok(
+    pg1!.every((p, i) => Math.abs(p - pn1![i]!) < 1e-5),
+    'the same probabilities (other batch sizes round apart)',
+  );
+  const a = Float32Array.from(rowsOf.getChild('a')!.toArray() as Float32Array);
+  a[173] = NaN;
+  kn.data.writeParquet(grouped, new A.Table({ a: A.makeVector(a), b: rowsOf.getChild('b')! }), { rowGroupSize: 50 });
+  const pb = cli('predict', model, grouped, '-o', join(dir, 'grouped.arrow'));
+  assert.is(pb.code, 2, pb.out);
+  assert.match(pb.err, /grouped\.parquet: feature 'a' of row 173 is missing or not finite/);
+
   // fine-tuning on an Arrow file (plain strings) that holds two of the classes, on the js backend: the saved
   // order stands, so virginica stays class 2
   const more = join(dir, 'more.arrow');

@@ -1,21 +1,20 @@
 // `kiln predict`: a saved model scores a table (Parquet or Arrow) in batches and writes the predictions as a
 // table: the class index, its name and probability for a classifier (kiln.task, kiln.classes), the value(s)
-// for a regression, with any input columns asked to be kept beside them.
+// for a regression, with any input columns asked to be kept beside them. A Parquet file is read a row group at
+// a time, so the input's size is bounded by a row group, not by memory.
 import { parseArgs } from 'node:util';
 import * as A from 'apache-arrow';
 import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
 import { setBackend } from '../backends/registry.js';
-import { writeArrow } from '../data/arrow.js';
-import { writeParquet } from '../data/parquet.js';
 import { loadTransformer } from '../data/scalers.js';
-import { readTable, tableX } from '../data/table.js';
+import { openTable, tableX, writeTable } from '../data/table.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 import { loadModel } from '../io/index.js';
 import { tensor } from '../ops/creation.js';
-import { softmax } from '../ops/reduce.js';
-import { CLASSES_METADATA_KEY, metadataNames } from '../serve/model.js';
+import { argmax, softmax } from '../ops/reduce.js';
+import { CLASSES_METADATA_KEY, FEATURES_METADATA_KEY, metadataNames } from '../serve/model.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { nameRecord } from '../records.js';
 
@@ -58,79 +57,103 @@ export async function predictCommand(argv: string[]): Promise<number> {
 
   const { model, metadata } = await loadModel(modelPath, backend ? { backend } : {});
   const features =
-    values.features?.split(',').map((f) => f.trim()) ?? metadataNames(metadata, 'kiln.features', modelPath);
+    values.features?.split(',').map((f) => f.trim()) ?? metadataNames(metadata, FEATURES_METADATA_KEY, modelPath);
   if (!features || features.length === 0)
     throw new ArgumentError(
-      `${modelPath} does not name its feature columns (kiln train saves them as kiln.features): pass --features a,b,...`,
+      `${modelPath} does not name its feature columns (kiln train saves them as ${FEATURES_METADATA_KEY}): pass --features a,b,...`,
     );
   const classes = metadataNames(metadata, CLASSES_METADATA_KEY, modelPath);
-  const table = readTable(data, 'predict');
+  const saved = metadata['kiln.task'];
   const keep = values.keep?.split(',').map((c) => c.trim()) ?? [];
-  for (const c of keep)
-    if (!table.getChild(c)) throw new ValidationError(`predict: ${data} has no column '${c}' to keep`);
   for (const c of keep)
     if (c === 'prediction' || c === 'label' || c === 'probability' || /^prediction_\d+$/.test(c))
       throw new ArgumentError(`--keep ${c}: the predictions use that column name`);
-  if (table.numRows === 0) throw new ValidationError(`predict: ${data} has no rows`);
-  const x = tableX(table, features, data, 'predict');
   const scaler = values.scaler ? loadTransformer(values.scaler) : null;
 
-  // the model's outputs, batch by batch, without a tape
-  const n = table.numRows,
-    F = features.length;
-  const outputs: Float32Array[] = [];
-  let width = 0;
-  model.eval();
-  noGrad(() => {
-    for (let s = 0; s < n; s += batch) {
-      const rows = Math.min(batch, n - s);
-      const y = tidy(() => {
-        let xt: Tensor = tensor(x.subarray(s * F, (s + rows) * F), [rows, F]);
-        if (scaler) xt = scaler.transform(xt);
-        const o = model.call(xt);
-        if (o.ndim > 2 || o.shape[0] !== rows)
-          throw new ValidationError(
-            `predict: the model answers ${rows} rows with a [${o.shape.join(', ')}] tensor; expected [${rows}] or [${rows}, K]`,
-          );
-        return o.toArray() as Float32Array;
-      });
-      width = rows > 0 ? y.length / rows : width;
-      outputs.push(y);
-    }
+  const src = await openTable(data, 'predict').catch((e: unknown) => {
+    model.dispose();
+    throw e;
   });
-  model.dispose();
-  const all = new Float32Array(n * width);
-  let at = 0;
-  for (const o of outputs) {
-    all.set(o, at);
-    at += o.length;
+  const F = features.length;
+  const n = src.rows;
+  let task: 'classification' | 'regression' | undefined;
+  let width = 0;
+  // the answers, filled batch by batch: class and probability, or the regression values row-major
+  let idx = new Int32Array(0),
+    prob = new Float32Array(0),
+    regValues = new Float32Array(0);
+  const kept: A.Vector[][] = keep.map(() => []);
+  let at = 0,
+    chunks = 0;
+  try {
+    for (const f of features)
+      if (!src.columns.includes(f)) throw new ValidationError(`predict: ${data} has no feature column '${f}'`);
+    for (const c of keep)
+      if (!src.columns.includes(c)) throw new ValidationError(`predict: ${data} has no column '${c}' to keep`);
+    if (n === 0) throw new ValidationError(`predict: ${data} has no rows`);
+    model.eval();
+    for await (const chunk of src.chunks([...new Set([...features, ...keep])])) {
+      chunks++;
+      const x = tableX(chunk, features, data, 'predict', at);
+      keep.forEach((c, k) => kept[k]!.push(chunk.getChild(c)!));
+      for (let s = 0; s < chunk.numRows; s += batch) {
+        const rows = Math.min(batch, chunk.numRows - s),
+          r0 = at + s;
+        noGrad(() =>
+          tidy(() => {
+            let xt: Tensor = tensor(x.subarray(s * F, (s + rows) * F), [rows, F]);
+            if (scaler) xt = scaler.transform(xt);
+            const o = model.call(xt);
+            if (o.ndim > 2 || o.shape[0] !== rows)
+              throw new ValidationError(
+                `predict: the model answers ${rows} rows with a [${o.shape.join(', ')}] tensor; expected [${rows}] or [${rows}, K]`,
+              );
+            if (task === undefined) {
+              // the first batch says how wide an answer is, and so the task when the file does not
+              width = o.ndim === 2 ? o.shape[1]! : 1;
+              task =
+                (values.task as 'classification' | 'regression' | undefined) ??
+                (saved === 'classification' || saved === 'regression'
+                  ? saved
+                  : width > 1
+                    ? 'classification'
+                    : 'regression');
+              if (task === 'classification' && width < 2)
+                throw new ValidationError(
+                  `predict: a classifier needs two or more outputs per row; ${modelPath} gives ${width}`,
+                );
+              if (classes && task === 'classification' && classes.length !== width)
+                throw new ValidationError(
+                  `${modelPath} names ${classes.length} classes but gives ${width} outputs per row; expected one per class`,
+                );
+              if (task === 'classification') {
+                idx = new Int32Array(n);
+                prob = new Float32Array(n);
+              } else regValues = new Float32Array(n * width);
+            }
+            if (task === 'classification') {
+              const best = argmax(o, 1).toArray() as Int32Array;
+              const pv = softmax(o, 1).toArray() as Float32Array;
+              idx.set(best, r0);
+              for (let i = 0; i < rows; i++) prob[r0 + i] = pv[i * width + best[i]!]!;
+            } else regValues.set(o.toArray() as Float32Array, r0 * width);
+          }),
+        );
+      }
+      at += chunk.numRows;
+    }
+  } finally {
+    src.close();
+    model.dispose();
   }
-  const task =
-    (values.task as 'classification' | 'regression' | undefined) ??
-    (metadata['kiln.task'] === 'classification' || metadata['kiln.task'] === 'regression'
-      ? (metadata['kiln.task'] as 'classification' | 'regression')
-      : width > 1
-        ? 'classification'
-        : 'regression');
-  if (task === 'classification' && width < 2)
-    throw new ValidationError(`predict: a classifier needs two or more outputs per row; ${modelPath} gives ${width}`);
-  if (classes && task === 'classification' && classes.length !== width)
-    throw new ValidationError(
-      `${modelPath} names ${classes.length} classes but gives ${width} outputs per row; expected one per class`,
-    );
+  if (at !== n) throw new ValidationError(`predict: ${data} gave ${at} rows; its footer says ${n}`);
 
   const cols = nameRecord<A.Vector>();
-  for (const c of keep) cols[c] = table.getChild(c)!;
+  keep.forEach((c, k) => {
+    const [first, ...more] = kept[k]!;
+    cols[c] = first!.concat(...more);
+  });
   if (task === 'classification') {
-    const idx = new Int32Array(n);
-    const prob = new Float32Array(n);
-    const p = tidy(() => softmax(tensor(all, [n, width]), 1).toArray() as Float32Array);
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let k = 1; k < width; k++) if (all[i * width + k]! > all[i * width + best]!) best = k;
-      idx[i] = best;
-      prob[i] = p[i * width + best]!;
-    }
     cols.prediction = A.makeVector(idx);
     if (classes)
       cols.label = A.vectorFromArray(
@@ -138,15 +161,13 @@ export async function predictCommand(argv: string[]): Promise<number> {
         new A.Utf8(),
       );
     cols.probability = A.makeVector(prob);
-  } else if (width === 1) cols.prediction = A.makeVector(all);
+  } else if (width === 1) cols.prediction = A.makeVector(regValues);
   else
     for (let k = 0; k < width; k++)
-      cols[`prediction_${k}`] = A.makeVector(Float32Array.from({ length: n }, (_, i) => all[i * width + k]!));
-  const result = new A.Table(cols);
-  if (/\.(arrow|feather|ipc)$/i.test(out)) writeArrow(out, result);
-  else writeParquet(out, result);
+      cols[`prediction_${k}`] = A.makeVector(Float32Array.from({ length: n }, (_, i) => regValues[i * width + k]!));
+  writeTable(out, new A.Table(cols));
 
-  const summary = { model: modelPath, data, out, rows: n, task, outputs: width, columns: Object.keys(cols) };
+  const summary = { model: modelPath, data, out, rows: n, chunks, task, outputs: width, columns: Object.keys(cols) };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(`wrote ${n} ${task} predictions to ${out} (${summary.columns.join(', ')})\n`);
   return 0;

@@ -21,7 +21,12 @@ import { fromSpec } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
 import { seed as setSeed } from '../ops/random.js';
 import { Adam } from '../optim/adam.js';
-import { CLASSES_METADATA_KEY, INPUT_SHAPE_METADATA_KEY, metadataNames } from '../serve/model.js';
+import {
+  CLASSES_METADATA_KEY,
+  FEATURES_METADATA_KEY,
+  INPUT_SHAPE_METADATA_KEY,
+  metadataNames,
+} from '../serve/model.js';
 import { startRun } from '../track/index.js';
 import { fit, type MetricName } from '../train/fit.js';
 
@@ -228,7 +233,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   await save(values.out, model, {
     metadata: {
       [INPUT_SHAPE_METADATA_KEY]: JSON.stringify([F]),
-      'kiln.features': JSON.stringify(features),
+      [FEATURES_METADATA_KEY]: JSON.stringify(features),
       'kiln.label': label,
       'kiln.task': task,
       ...(names.length > 0 ? { [CLASSES_METADATA_KEY]: JSON.stringify(names) } : {}),

@@ -1,19 +1,87 @@
 // A table file as training data: a Parquet or Arrow file by its extension, and its feature matrix and labels,
-// checked row by row (kiln train and the retraining pipeline read their data through here).
+// checked row by row (kiln train and the retraining pipeline read their data through here; kiln predict reads
+// it in chunks through openTable and writes its answers with writeTable).
 import { existsSync } from 'node:fs';
-import type * as A from 'apache-arrow';
+import * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
-import { arrowToMatrix, readArrow } from './arrow.js';
-import { readParquet } from './parquet.js';
+import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
+import { ParquetSource, readParquet, writeParquet } from './parquet.js';
+
+/** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
+export function isArrowPath(path: string): boolean {
+  return /\.(arrow|feather|ipc)$/i.test(path);
+}
 
 /** A Parquet file, or an Arrow one (.arrow, .feather, .ipc); `who` starts the message of a missing file. */
 export function readTable(path: string, who: string): A.Table {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
-  return /\.(arrow|feather|ipc)$/i.test(path) ? readArrow(path) : readParquet(path);
+  return isArrowPath(path) ? readArrow(path) : readParquet(path);
+}
+
+/** Writes a table as an Arrow IPC file (.arrow, .feather, .ipc) or else as a Parquet file, atomically. */
+export function writeTable(path: string, t: A.Table): void {
+  if (isArrowPath(path)) writeArrow(path, t);
+  else writeParquet(path, t);
+}
+
+/** A table file opened for reading in chunks: its row count and column names, known before any data is read. */
+export interface TableChunks {
+  rows: number;
+  columns: string[];
+  /** The rows in file order, a chunk at a time (a Parquet row group, an Arrow record batch), only `columns`. */
+  chunks(columns: readonly string[]): AsyncGenerator<A.Table>;
+  close(): void;
+}
+
+/**
+ * Opens a table file to read in chunks. A Parquet file is read a row group at a time (the next one read ahead on
+ * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; an
+ * Arrow file is read whole (its record batches are the chunks).
+ */
+export async function openTable(path: string, who: string): Promise<TableChunks> {
+  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
+  if (isArrowPath(path)) {
+    const t = readArrow(path);
+    return {
+      rows: t.numRows,
+      columns: t.schema.fields.map((f) => f.name),
+      async *chunks(columns) {
+        for (const b of t.select([...columns]).batches) if (b.numRows > 0) yield new A.Table(b);
+      },
+      close() {},
+    };
+  }
+  const src = await ParquetSource.open(path);
+  return {
+    rows: src.info.rows,
+    columns: src.info.columns.map((c) => c.name),
+    async *chunks(columns) {
+      const groups = src.info.rowGroups.length;
+      const read = (g: number): Promise<A.Table> => src.read({ rowGroups: [g], columns });
+      let next = groups > 0 ? read(0) : null;
+      for (let g = 0; g < groups; g++) {
+        const t = await next!;
+        next = g + 1 < groups ? read(g + 1) : null;
+        // a read ahead that the caller never awaits (it stopped early) is not an unhandled rejection
+        next?.catch(() => undefined);
+        if (t.numRows > 0) yield t;
+      }
+    },
+    close() {
+      src.close();
+    },
+  };
 }
 
 /** Features [N, F] of a table: row-major float32, every value finite (a missing one is a ValidationError). */
-export function tableX(t: A.Table, features: readonly string[], where: string, who: string): Float32Array {
+export function tableX(
+  t: A.Table,
+  features: readonly string[],
+  where: string,
+  who: string,
+  /** the file row of the table's first row, for messages about a chunk of a file */
+  firstRow = 0,
+): Float32Array {
   for (const f of features)
     if (!t.getChild(f)) throw new ValidationError(`${who}: ${where} has no feature column '${f}'`);
   const x = arrowToMatrix(t, { columns: features });
@@ -22,7 +90,7 @@ export function tableX(t: A.Table, features: readonly string[], where: string, w
   const bad = xa.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0)
     throw new ValidationError(
-      `${who}: ${where}: feature '${features[bad % features.length]}' of row ${Math.floor(bad / features.length)} is missing or not finite`,
+      `${who}: ${where}: feature '${features[bad % features.length]}' of row ${firstRow + Math.floor(bad / features.length)} is missing or not finite`,
     );
   return xa;
 }

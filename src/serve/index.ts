@@ -18,6 +18,7 @@ export {
   type BatchTiming,
   inferInputShape,
   resolveInputShape,
+  FEATURES_METADATA_KEY,
   type ServableModel,
   type BatchTransform,
   type RowModel,

@@ -37,6 +37,8 @@ export { inferInputShape };
 
 /** Metadata key for a model's per-example input shape (JSON list), written by the demo and `kiln quantize`. */
 export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
+/** Metadata key for the input columns a model reads, in order (JSON list of names), as kiln train saves. */
+export const FEATURES_METADATA_KEY = 'kiln.features';
 /** Metadata key for the class names of a classifier's outputs (JSON list; class i is the i-th), as kiln train saves. */
 export const CLASSES_METADATA_KEY = 'kiln.classes';
 

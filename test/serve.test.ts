@@ -749,11 +749,16 @@ test("a model saved with class names answers with its argmax class's name, per v
       (many.json.outputs as { label: string }[]).map((o) => o.label),
       rows.map((r) => names[best(a, r)]),
     );
+    // the programmatic predict answers the same way
+    const direct = await s.predict(rows[0]!);
+    assert.equal([direct.argmax, direct.label], [best(a, rows[0]!), names[best(a, rows[0]!)]]);
     // a version without class names answers without labels; rolled back, the labels return
     await s.reload(plain);
     const p = await post(s, { input: rows[1] });
     assert.is(p.json.argmax, best(b, rows[1]!));
     assert.not.ok('label' in p.json, JSON.stringify(p.json));
+    const unnamed = await s.predict(rows[1]!);
+    assert.equal([unnamed.argmax, 'label' in unnamed], [best(b, rows[1]!), false]);
     await s.rollback();
     assert.is((await post(s, { input: rows[2] })).json.label, names[best(a, rows[2]!)]);
     await rejects(s.reload(broken), kn.serve.ReloadError, /metadata 'kiln\.classes' must be a JSON array of names/);

@@ -34,12 +34,6 @@ function toRow(r: unknown[], per: number): Float32Array {
   return out;
 }
 
-function argmax(v: Float32Array): number {
-  let k = 0;
-  for (let i = 1; i < v.length; i++) if (v[i]! > v[k]!) k = i;
-  return k;
-}
-
 /** The HTTP status and the error kind (for kiln_errors_total) of a failed prediction. */
 function statusOf(e: unknown): { code: number; kind: string } {
   if (e instanceof QueueFullError) return { code: 503, kind: 'queue_full' };
@@ -57,10 +51,19 @@ export interface Route {
 }
 
 /** One prediction as the server makes it (routing, cache, batcher, version). */
-export type Predict = (
-  input: Float32Array,
-  opts: SubmitOptions & Route,
-) => Promise<{ output: Float32Array; version: string; cached: boolean }>;
+/**
+ * One example's answer: the output, and for a model whose output is a vector of two or more scores the index of
+ * the largest (`argmax`) and, when the version has class names, its name (`label`).
+ */
+export interface Answer {
+  output: Float32Array;
+  version: string;
+  cached: boolean;
+  argmax?: number;
+  label?: string;
+}
+
+export type Predict = (input: Float32Array, opts: SubmitOptions & Route) => Promise<Answer>;
 
 /** One line of the audit log: an admin action, a refused request, or a model access. */
 export interface AuditRecord {
@@ -121,8 +124,6 @@ export interface HttpOptions {
   ready(): boolean;
   version(): string;
   outputShape(): readonly number[] | null;
-  /** the class names of a version's outputs, or null */
-  classes(version: string): readonly string[] | null;
   /** raw records -> model rows (a fitted kn.data.ColumnPipeline); enables 'record' / 'records' in requests */
   records?: (records: readonly unknown[]) => Float32Array[];
   /** API keys: every route but /health, /ready, /openapi.json and /docs then needs one */
@@ -401,19 +402,13 @@ export function httpApp(o: HttpOptions): { app: FastifyInstance; idle(): Promise
       return fail(reply, code, kind, bad.reason instanceof KilnError ? bad.reason.message : 'internal error');
     }
     const outShape = o.outputShape() ?? [];
-    const res = (settled as PromiseFulfilledResult<{ output: Float32Array; version: string; cached: boolean }>[]).map(
-      ({ value }) => {
-        const best = outShape.length === 1 && value.output.length > 1 ? argmax(value.output) : null;
-        const names = best === null ? null : o.classes(value.version);
-        return {
-          output: Array.from(value.output),
-          ...(best !== null ? { argmax: best } : {}),
-          ...(names && names.length === value.output.length ? { label: names[best!] } : {}),
-          version: value.version,
-          cached: value.cached,
-        };
-      },
-    );
+    const res = (settled as PromiseFulfilledResult<Answer>[]).map(({ value }) => ({
+      output: Array.from(value.output),
+      ...(value.argmax !== undefined ? { argmax: value.argmax } : {}),
+      ...(value.label !== undefined ? { label: value.label } : {}),
+      version: value.version,
+      cached: value.cached,
+    }));
     return single ? { id, shape: outShape, ...res[0] } : { id, shape: outShape, outputs: res };
   });
 

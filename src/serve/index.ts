@@ -52,7 +52,7 @@ export {
   type VersionInfo,
   type Role,
 } from './traffic.js';
-export { type AuditRecord } from './http.js';
+export { type Answer, type AuditRecord } from './http.js';
 export {
   runPipeline,
   watchPipeline,

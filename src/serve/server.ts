@@ -25,7 +25,7 @@ import {
   type BatchInfo,
   type BatcherOptions,
 } from './batcher.js';
-import { audited, httpApp, type Admin, type AuditRecord, type Route } from './http.js';
+import { audited, httpApp, type Admin, type Answer, type AuditRecord, type Route } from './http.js';
 import { JsonLines, RequestLog } from './log.js';
 import { Monitor, type MonitorOptions, type MonitorReport, type Notification } from './monitor.js';
 import { openApiSpec } from './openapi.js';
@@ -132,11 +132,11 @@ export interface ModelServer {
   readonly batchTiming: BatchTiming[] | null;
   /** The batcher behind /predict (queue depth, stats). */
   readonly batcher: Batcher<Float32Array, Served>;
-  /** Runs one example through the same path as /predict (cache, batcher, log). */
-  predict(
-    input: ArrayLike<number>,
-    opts?: { signal?: AbortSignal; timeoutMs?: number } & Route,
-  ): Promise<{ output: Float32Array; version: string; cached: boolean }>;
+  /**
+   * Runs one example through the same path as /predict (cache, batcher, log). For an output vector of two or
+   * more scores the answer also holds `argmax` and, for a version with class names (kiln.classes), `label`.
+   */
+  predict(input: ArrayLike<number>, opts?: { signal?: AbortSignal; timeoutMs?: number } & Route): Promise<Answer>;
   /**
    * Loads a model beside the primary one: a canary (`weight`: that share of requests), an A/B variant
    * (`stickyKey`: a header name; requests are split by a hash of its value, or of the body's `key`), or a shadow
@@ -590,6 +590,15 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     );
   };
   const noHeader = (): undefined => undefined;
+  // the largest score's index of a vector output, and its class name when the answering version has names
+  const named = (r: Answer): Answer => {
+    const out = r.output;
+    if ((versions.current.rm.outputShape ?? []).length !== 1 || out.length < 2) return r;
+    let best = 0;
+    for (let i = 1; i < out.length; i++) if (out[i]! > out[best]!) best = i;
+    const names = classNames.get(r.version);
+    return { ...r, argmax: best, ...(names && names.length === out.length ? { label: names[best]! } : {}) };
+  };
 
   const predict: ModelServer['predict'] = async (input, o = {}) => {
     const row = input instanceof Float32Array ? input : Float32Array.from(input);
@@ -615,7 +624,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       const r = await answer;
       monitor?.observe(row, r.output);
       monitor?.outcome(true, performance.now() - t0);
-      return r;
+      return named(r);
     } catch (e) {
       if (!(e instanceof RequestAbortedError)) monitor?.outcome(false, performance.now() - t0);
       throw e;
@@ -743,7 +752,6 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
     ready: () => ready,
     version: () => versions.current.version,
     outputShape: () => versions.current.rm.outputShape,
-    classes: (version) => classNames.get(version) ?? null,
     auth: keys,
     audit,
     admin,

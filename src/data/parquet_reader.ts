@@ -25,10 +25,12 @@ export interface FooterReply {
 }
 
 // A FileRange (script text, for this reader thread and StreamingDataset's) is a byte range of an open file with
-// the three things parquet-wasm asks of a Blob (size, slice, arrayBuffer); `f` is { handle, size, failure }. Its reads never reject: parquet-wasm panics when a Blob read rejects (as
-// Node's openAsBlob does once a file changed), so a failed or short read records why and hands back zeros,
-// and the request throws once parquet-wasm returns. Reading through one handle keeps reading the file that was
-// opened, so a new file renamed over the path (an atomic write) does not disturb an open source.
+// the three things parquet-wasm asks of a Blob (size, slice, arrayBuffer); `f` is { handle, size, mtimeMs,
+// failure }, and changedSince(f) says how the file differs from when it was opened. A FileRange's reads never
+// reject: parquet-wasm panics when a Blob read rejects (as Node's openAsBlob does once a file changed), so a
+// failed or short read records why and hands back zeros, and the request throws once parquet-wasm returns.
+// Reading through one handle keeps reading the file that was opened, so a new file renamed over the path (an
+// atomic write) does not disturb an open source.
 export const FILE_RANGE_JS = `
 class FileRange {
   constructor(f, start, size) { this.f = f; this.start = start; this.size = size; }
@@ -50,6 +52,11 @@ class FileRange {
     }
     return buf.buffer;
   }
+}
+// how a file differs in size or modification time from when it was opened ('N bytes then, M now'), or null
+async function changedSince(f) {
+  const st = await f.handle.stat();
+  return st.size !== f.size || st.mtimeMs !== f.mtimeMs ? f.size + ' bytes then, ' + st.size + ' now' : null;
 }
 `;
 
@@ -115,14 +122,13 @@ async function run(m) {
   }
   if (m.op === 'read') {
     const o = open.get(m.key) ?? (await openFile(m.key, m.path, m.stamp));
-    let st;
+    let why;
     try {
-      st = await o.f.handle.stat();
+      why = await changedSince(o.f);
     } catch (e) {
       throw new Fail('changed', 'it could not be read as it was when opened (' + message(e) + ')');
     }
-    if (st.size !== o.f.size || st.mtimeMs !== o.f.mtimeMs)
-      throw new Fail('changed', 'it changed after it was opened (' + o.f.size + ' bytes then, ' + st.size + ' now)');
+    if (why !== null) throw new Fail('changed', 'it changed after it was opened (' + why + ')');
     o.f.failure = null;
     let ipc;
     try {

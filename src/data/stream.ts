@@ -115,9 +115,8 @@ async function readUnit(path, group, columns) {
     if (!b) throw new Error('record batch ' + group + ' is missing');
     return new A.Table(b).select(columns);
   }
-  const st = await f.range.handle.stat();
-  if (st.size !== f.range.size || st.mtimeMs !== f.range.mtimeMs)
-    throw new Error('V:' + path + ' changed while a StreamingDataset was reading it (' + f.range.size + ' bytes then, ' + st.size + ' now)');
+  const why = await changedSince(f.range);
+  if (why !== null) throw new Error('V:' + path + ' changed while a StreamingDataset was reading it (' + why + ')');
   f.range.failure = null;
   let wt;
   try {

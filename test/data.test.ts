@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -359,6 +359,52 @@ test('Arrow: a sliced table reads the rows of its slice (apache-arrow slices val
     }
     for (const x of Object.values(got.tensors)) x.dispose();
   }
+});
+
+test('Arrow: string offsets and dictionary indices must stay in range (files and tables refused clearly)', () => {
+  const bytes = new TextEncoder().encode('abcd');
+  const utf8 = (offsets: number[]): A.Table =>
+    new A.Table({
+      s: A.makeVector(
+        A.makeData({ type: new A.Utf8(), length: 3, valueOffsets: Int32Array.from(offsets), data: bytes }),
+      ),
+    });
+  const xy = A.vectorFromArray(['x', 'y'], new A.Dictionary(new A.Utf8(), new A.Int32())).data[0]!;
+  const dict = (codes: number[], nulls?: Uint8Array): A.Table =>
+    new A.Table({
+      c: A.makeVector(
+        A.makeData({
+          type: xy.type,
+          length: 3,
+          data: Int32Array.from(codes),
+          dictionary: xy.dictionary!,
+          ...(nulls ? { nullBitmap: nulls, nullCount: 1 } : {}),
+        }),
+      ),
+    });
+  const bad: [string, A.Table, RegExp][] = [
+    ['decreasing offsets', utf8([0, 2, 1, 4]), /column "s"'s offsets decrease at value 1 \(2 then 1\)/],
+    // 4 bytes in memory, 8 in the file (its buffers are padded)
+    ['offsets past the bytes', utf8([0, 2, 3, 20]), /column "s"'s offsets run from 0 to 20, outside its [48] bytes/],
+    [
+      'an index past the dictionary',
+      dict([0, 5, 1]),
+      /column "c" holds dictionary index 5 at value 1; its dictionary has 2 entries/,
+    ],
+    ['a negative index', dict([0, 1, -1]), /holds dictionary index -1 at value 2/],
+  ];
+  for (const [, t, re] of bad) {
+    const path = join(dir, 'bad-offsets.arrow');
+    writeFileSync(path, A.tableToIPC(t, 'file'));
+    throwsKiln(() => kn.data.readArrow(path), kn.FormatError, re);
+    throwsKiln(() => kn.data.fromArrowWithVocab(t), kn.ValidationError, re);
+  }
+  // a null's index slot may hold anything; good offsets read as written
+  const ok = join(dir, 'ok-offsets.arrow');
+  writeFileSync(ok, A.tableToIPC(dict([1, 99, 0], Uint8Array.of(0b101)), 'file'));
+  assert.equal([...kn.data.readArrow(ok).getChild('c')!], ['y', null, 'x']);
+  writeFileSync(ok, A.tableToIPC(utf8([0, 1, 1, 4]), 'file'));
+  assert.equal([...kn.data.readArrow(ok).getChild('s')!], ['a', '', 'bcd']);
 });
 
 test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, matrices', () =>

@@ -2,7 +2,7 @@
 // the backend's memory; no intermediate JS arrays); nulls become NaN; dictionary-encoded and string columns
 // become int32 codes plus a vocabulary. Arrow IPC files are read and written (atomically).
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
 import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
@@ -61,18 +61,35 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
     return `${claims} but its validity bitmap covers ${d.nullBitmap.length * 8}`;
   // offsets and fixed-width values start at the chunk (a slice slices them); boolean bits start at bit `offset`
   if (d.valueOffsets) {
-    if (d.valueOffsets.length < d.length + 1)
-      return `${claims} but holds offsets for ${Math.max(0, d.valueOffsets.length - 1)}`;
+    const o = d.valueOffsets as ArrayLike<number | bigint>;
+    if (o.length < d.length + 1) return `${claims} but holds offsets for ${Math.max(0, o.length - 1)}`;
+    // offsets must not decrease, and must stay within what they index: the bytes of a string or binary column
+    // (a slice keeps them whole), the child values of a list or map (a dense union's are per child: not here)
+    if (!A.DataType.isUnion(d.type)) {
+      const child = d.children?.[0];
+      const limit = child ? child.length : d.values ? d.values.length : 0;
+      if (o[0]! < 0 || o[d.length]! > limit)
+        return `${where}'s offsets run from ${o[0]} to ${o[d.length]}, outside its ${limit} ${child ? 'child values' : 'bytes'}`;
+      for (let i = 0; i < d.length; i++)
+        if (o[i + 1]! < o[i]!) return `${where}'s offsets decrease at value ${i} (${o[i]} then ${o[i + 1]})`;
+    }
   } else if (d.values && !A.DataType.isNull(d.type)) {
     const bits = A.DataType.isBool(d.type);
     const held = bits ? d.values.length * 8 - d.offset : Math.floor(d.values.length / Math.max(1, d.stride));
     if (held < d.length) return `${claims} but its data holds ${Math.max(0, held)}`;
   }
-  if (d.dictionary)
+  if (d.dictionary) {
     for (const c of d.dictionary.data) {
       const p = bufferProblem(c, `${where}'s dictionary`, depth + 1);
       if (p) return p;
     }
+    // every index of a valid value names an entry of the dictionary (a null's slot may hold anything)
+    const idx = d.values as ArrayLike<number | bigint>,
+      size = d.dictionary.length;
+    for (let i = 0; i < d.length; i++)
+      if ((idx[i]! < 0 || idx[i]! >= size) && d.getValid(i))
+        return `${where} holds dictionary index ${idx[i]} at value ${i}; its dictionary has ${size} entries`;
+  }
   for (const c of d.children ?? []) {
     const p = bufferProblem(c, `${where}'s child`, depth + 1);
     if (p) return p;
@@ -361,16 +378,16 @@ export function toArrow(
 
 /** Reads an Arrow IPC file (file or stream format). */
 export function readArrow(path: string): A.Table {
-  const bytes = readFileForSync(path, 'readArrow');
-  const problem = arrowParseProblem(bytes);
-  if (problem) throw new FormatError(`${path} is not a readable Arrow IPC file: ${problem}`);
+  const probed = probeArrow(readFileForSync(path, 'readArrow'));
+  if ('problem' in probed) throw new FormatError(`${path} is not a readable Arrow IPC file: ${probed.problem}`);
   let t: A.Table;
   try {
-    t = A.tableFromIPC(bytes);
+    t = A.tableFromIPC(probed.bytes);
   } catch (e) {
     throw new FormatError(`${path} is not a readable Arrow IPC file: ${(e as Error).message}`);
   }
-  const bad = columnNameProblem(t.schema.fields) ?? tableBufferProblem(t);
+  // the probe ran bufferProblem on these bytes; apache-arrow reads them the same way here
+  const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new FormatError(`${path}: ${bad}`);
   return t;
 }
@@ -378,13 +395,20 @@ export function readArrow(path: string): A.Table {
 // apache-arrow's reader loops forever on some malformed files (found by scripts/fuzz.ts: a flipped byte in
 // the schema flatbuffer). A file from outside is therefore parsed once in a worker thread with a deadline
 // first; the caller waits synchronously (Atomics.wait) and the worker is terminated if it runs out of time.
-// The worker runs bufferProblem (its source, so there is one definition) before it decodes anything: a worker
-// that exhausts V8's heap takes the whole process with it, resource limits or not.
+// The bytes move to the worker and back (transferred, not copied; the reply comes through a port the caller
+// reads synchronously). The worker runs bufferProblem (its source, so there is one definition) before it decodes
+// anything: a worker that exhausts V8's heap takes the whole process with it, resource limits or not. Then it
+// decodes the columns bufferProblem does not cover whole (strings, binaries and dictionaries of them it does:
+// offsets in order and in range, indices in range, so those are not decoded value by value).
 const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
 const PARSE_PROBE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
+const back = workerData.port;
 ${bufferProblem.toString()}
+const covered = (type) =>
+  A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
+  (A.DataType.isDictionary(type) && covered(type.dictionary));
 parentPort.on('message', ({ bytes, sab }) => {
   const state = new Int32Array(sab, 0, 2);
   const text = new Uint8Array(sab, 8);
@@ -397,11 +421,12 @@ parentPort.on('message', ({ bytes, sab }) => {
         const p = bufferProblem(d, 'column ' + JSON.stringify(f.name));
         if (p) throw new Error(p);
       }
-    // every column decoded once: a length or offset that points outside the file throws here, not later
-    for (const f of t.schema.fields) t.getChild(f.name).toArray();
+    // the other columns decoded once: a length or offset that points outside the file throws here, not later
+    for (const f of t.schema.fields) if (!covered(f.type)) t.getChild(f.name).toArray();
   } catch (e) {
     msg = String((e && e.message) || e) || 'unreadable';
   }
+  if (!msg) back.postMessage(bytes, [bytes.buffer]);
   const enc = new TextEncoder().encode(msg).subarray(0, text.length);
   text.set(enc);
   state[1] = enc.length;
@@ -409,27 +434,43 @@ parentPort.on('message', ({ bytes, sab }) => {
   Atomics.notify(state, 0);
 });
 `;
-/** The probe worker, kept between reads (started on first use, replaced after a timeout); never holds the process. */
-let probe: Worker | null = null;
+/** The probe worker and the port its checked bytes come back on (started on first use, replaced after a timeout). */
+let probe: { worker: Worker; port: MessagePort } | null = null;
 
-/** Null when apache-arrow parses `bytes` in time, else why not (its error, or the deadline it ran past). */
-function arrowParseProblem(bytes: Uint8Array): string | null {
+/**
+ * The bytes back when apache-arrow parses them in time and their buffers hold what they claim, else why not (its
+ * error, a bufferProblem, or the deadline it ran past). `bytes` is moved to the worker: use the ones returned.
+ */
+function probeArrow(bytes: Uint8Array): { bytes: Uint8Array } | { problem: string } {
   const sab = new SharedArrayBuffer(8 + 4096);
   const state = new Int32Array(sab, 0, 2);
   const base = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
   const deadlineMs = base + bytes.byteLength / 1e5; // plus 10 ms per MB
   if (!probe) {
-    probe = new Worker(PARSE_PROBE, { eval: true, workerData: { arrow: ARROW_PATH }, execArgv: [] });
-    probe.unref();
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(PARSE_PROBE, {
+      eval: true,
+      workerData: { arrow: ARROW_PATH, port: port2 },
+      transferList: [port2],
+      execArgv: [],
+    });
+    worker.unref();
+    probe = { worker, port: port1 };
   }
-  probe.postMessage({ bytes, sab });
+  // a small file's Buffer is a view of Node's shared pool, which must not move: those bytes go as a copy
+  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  probe.worker.postMessage({ bytes: own, sab }, [own.buffer as ArrayBuffer]);
   if (Atomics.wait(state, 0, 0, deadlineMs + 2000) === 'timed-out' && Atomics.load(state, 0) === 0) {
-    void probe.terminate();
+    void probe.worker.terminate();
+    probe.port.close();
     probe = null;
-    return `the Arrow reader did not finish within ${(deadlineMs / 1000).toFixed(1)} s (a malformed file)`;
+    return { problem: `the Arrow reader did not finish within ${(deadlineMs / 1000).toFixed(1)} s (a malformed file)` };
   }
-  if (Atomics.load(state, 0) === 1) return null;
-  return new TextDecoder().decode(new Uint8Array(sab, 8, Atomics.load(state, 1)));
+  if (Atomics.load(state, 0) !== 1)
+    return { problem: new TextDecoder().decode(new Uint8Array(sab, 8, Atomics.load(state, 1))) };
+  const reply = receiveMessageOnPort(probe.port);
+  if (!reply) return { problem: 'the Arrow reader thread did not hand the file back' };
+  return { bytes: reply.message as Uint8Array };
 }
 
 /** Why a table's column names cannot key a record of columns (a duplicate, or a name UTF-8 cannot store). */

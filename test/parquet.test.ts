@@ -423,6 +423,26 @@ test('ParquetSource reads the file it opened: a file renamed over it is not seen
   await rejectsKiln(kn.data.parquetInfo(join(dir, 'nope.parquet')), kn.ArgumentError, /cannot read \S+nope\.parquet/);
 });
 
+test('a read that runs past its deadline is a FormatError; the next read starts a fresh thread', async () => {
+  const path = join(dir, 'deadline.parquet');
+  kn.seed(9);
+  kn.data.writeParquet(path, { a: kn.randn([300_000]) }, { rowGroupSize: 300_000, compression: 'zstd' });
+  const src = await kn.data.ParquetSource.open(path);
+  process.env.KILN_DATA_READ_TIMEOUT_MS = '1';
+  try {
+    await rejectsKiln(
+      src.read({ rowGroups: [0] }),
+      kn.FormatError,
+      /deadline\.parquet: cannot read it: the Parquet decoder did not finish within 0\.\d s \(a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit\)/,
+    );
+  } finally {
+    delete process.env.KILN_DATA_READ_TIMEOUT_MS;
+  }
+  // the source opens its file again on the new thread
+  assert.is((await src.read({ rowGroups: [0] })).numRows, 300_000);
+  src.close();
+});
+
 test('the reader thread never keeps the process alive: a script that leaves a source open exits', () => {
   const path = join(dir, 'left-open.parquet');
   kn.data.writeParquet(path, { a: kn.arange(0, 50) }, { rowGroupSize: 10 });

@@ -377,6 +377,43 @@ test('a page that makes the decoder panic fails the stream with a FormatError na
   rmSync(d, { recursive: true, force: true });
 });
 
+test('a row group read that runs past its deadline fails the stream (KILN_DATA_READ_TIMEOUT_MS)', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-deadline-'));
+  const path = join(d, 'deadline.parquet');
+  kn.seed(8);
+  kn.data.writeParquet(path, { a: kn.randn([200_000]), b: kn.randn([200_000]) }, { rowGroupSize: 100_000 });
+  const ds = await kn.data.StreamingDataset.open(path, { columns: { a: 'a', b: 'b' }, batchSize: 1000, workers: 1 });
+  const drain = async (): Promise<number> => {
+    let n = 0;
+    for await (const b of ds.batches(0)) {
+      n += b.a!.shape[0]!;
+      Object.values(b).forEach((t) => t.dispose());
+    }
+    return n;
+  };
+  process.env.KILN_DATA_READ_TIMEOUT_MS = '1';
+  try {
+    await rejectsKiln(
+      drain(),
+      kn.FormatError,
+      /reading row group \d of \S+deadline\.parquet did not finish within 0\.\d s \(a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit\)/,
+    );
+  } finally {
+    delete process.env.KILN_DATA_READ_TIMEOUT_MS;
+  }
+  await ds.close();
+  // with the default limit the same file streams whole
+  const again = await kn.data.StreamingDataset.open(path, { columns: { a: 'a', b: 'b' }, batchSize: 1000 });
+  let rows = 0;
+  for await (const b of again.batches(0)) {
+    rows += b.a!.shape[0]!;
+    Object.values(b).forEach((t) => t.dispose());
+  }
+  assert.is(rows, 200_000);
+  await again.close();
+  rmSync(d, { recursive: true, force: true });
+});
+
 test('an open stream never keeps the process alive', () => {
   const code = `import * as kn from './src/index.js';
 const ds = await kn.data.StreamingDataset.open(${JSON.stringify(dir)}, { columns: { y: 'label' }, batchSize: 8 });

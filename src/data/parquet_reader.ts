@@ -1,12 +1,32 @@
 // The thread that reads Parquet files for ParquetSource and parquetInfo. parquet-wasm's asynchronous reader runs
 // its Rust future from promise jobs: a panic there (a damaged page, a file that changed under a read) is a trap
 // that no caller can catch, and on the main thread it ended the process. Here it ends this thread: the request
-// that was running gets a FormatError and the next request starts a fresh thread.
+// that was running gets a FormatError and the next request starts a fresh thread. A request that runs past its
+// deadline (a decoder that never returns) is ended the same way.
+import { statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { ArgumentError, FormatError, ValidationError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
+
+/**
+ * How long a reader thread may work on one request for the file at `path` before the file is called malformed:
+ * KILN_DATA_READ_TIMEOUT_MS when set, else 120 s plus 10 ms per MB of the file. Shared with StreamingDataset's
+ * threads.
+ */
+export function readDeadlineMs(path: string): number {
+  const env = Number(process.env.KILN_DATA_READ_TIMEOUT_MS);
+  if (Number.isFinite(env) && env > 0) return env;
+  const base = 120_000;
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // the thread reports a file it cannot read; the deadline needs no size for that
+  }
+  return base + size / 1e5;
+}
 
 /** What a file was when a source opened it: a read finds it changed when either differs. */
 export interface FileStamp {
@@ -168,6 +188,10 @@ interface Job {
   what: string;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** when the request fails for running too long, and the timer that says so */
+  deadlineMs: number;
+  timer?: NodeJS.Timeout;
+  late?: boolean;
 }
 
 /**
@@ -183,7 +207,17 @@ class ReaderThread {
 
   request<T>(message: Record<string, unknown>, path: string, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, message, path, what, resolve: resolve as (v: unknown) => void, reject });
+      const deadlineMs = readDeadlineMs(path);
+      const job = {
+        id: this.nextId++,
+        message,
+        path,
+        what,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        deadlineMs,
+      };
+      this.queue.push(job);
       this.pump();
     });
   }
@@ -203,6 +237,7 @@ class ReaderThread {
       const job = this.current;
       if (job === null || job.id !== m.id) return;
       this.current = null;
+      clearTimeout(job.timer);
       if (m.error) job.reject(failure(job.path, m.error.kind, m.error.message));
       else job.resolve(m.value);
       this.pump();
@@ -212,7 +247,14 @@ class ReaderThread {
       this.worker = null;
       const job = this.current;
       this.current = null;
-      job?.reject(new FormatError(`${job.path}: cannot ${job.what}: the Parquet decoder failed on it (${why})`));
+      if (job) clearTimeout(job.timer);
+      job?.reject(
+        new FormatError(
+          job.late
+            ? `${job.path}: cannot ${job.what}: the Parquet decoder did not finish within ${(job.deadlineMs / 1000).toFixed(1)} s (a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit)`
+            : `${job.path}: cannot ${job.what}: the Parquet decoder failed on it (${why})`,
+        ),
+      );
       this.pump();
     };
     w.on('error', (e) => died(e.message));
@@ -227,10 +269,15 @@ class ReaderThread {
       this.worker?.unref();
       return;
     }
-    this.worker ??= this.start();
-    this.worker.ref();
+    const w = (this.worker ??= this.start());
+    w.ref();
     this.current = job;
-    this.worker.postMessage({ ...job.message, id: job.id });
+    job.timer = setTimeout(() => {
+      // the thread's exit fails the request (as late) and starts the next one on a fresh thread
+      job.late = true;
+      void w.terminate();
+    }, job.deadlineMs);
+    w.postMessage({ ...job.message, id: job.id });
   }
 }
 

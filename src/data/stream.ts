@@ -22,7 +22,7 @@ import {
   type BatchTransform,
 } from './loader.js';
 import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
-import { FILE_RANGE_JS } from './parquet_reader.js';
+import { FILE_RANGE_JS, readDeadlineMs } from './parquet_reader.js';
 
 /** Options of StreamingDataset.open. */
 export interface StreamingOptions {
@@ -184,6 +184,7 @@ class Readers {
       reject: (e: Error) => void;
       w: number;
       what: string;
+      timer: NodeJS.Timeout;
     }
   >();
   private nextId = 0;
@@ -197,6 +198,7 @@ class Readers {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
+        clearTimeout(p.timer);
         if (--this.busy[p.w]! === 0) this.workers[p.w]!.unref();
         if (m.error !== undefined) {
           const v = m.error.startsWith('V:');
@@ -219,7 +221,10 @@ class Readers {
 
   private fail(e: Error): void {
     this.failed = e;
-    for (const p of this.pending.values()) p.reject(e);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
     this.pending.clear();
   }
 
@@ -237,8 +242,19 @@ class Readers {
     // a thread with work keeps the process alive (a script that only awaits batches must not exit); an idle one
     // does not
     if (this.busy[w]!++ === 0) this.workers[w]!.ref();
+    const what = `row group ${group} of ${path}`;
+    const ms = readDeadlineMs(path);
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, w, what: `row group ${group} of ${path}` });
+      // a decoder that never returns (a malformed file) ends the stream instead of hanging it
+      const timer = setTimeout(() => {
+        this.fail(
+          new FormatError(
+            `reading ${what} did not finish within ${(ms / 1000).toFixed(1)} s (a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit)`,
+          ),
+        );
+        void this.workers[w]!.terminate();
+      }, ms);
+      this.pending.set(id, { resolve, reject, w, what, timer });
       this.workers[w]!.postMessage({
         id,
         path,

@@ -23,6 +23,7 @@ export const READERS = [
   'transformer',
   'arrow',
   'parquet',
+  'csv',
   'requestlog',
   'onnx',
 ] as const;
@@ -433,6 +434,37 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
         src.close();
       }
       if (refused) throw refused;
+    },
+  },
+  csv: {
+    async seeds(kn, dir) {
+      const { readFileSync } = await import('node:fs');
+      const A = await import('apache-arrow');
+      const file = join(dir, 'seed.csv');
+      kn.data.writeCsv(
+        file,
+        new A.Table({
+          id: A.vectorFromArray([1, 2, 3, 4], new A.Int32()),
+          x: A.vectorFromArray([1.5, null, -2e-3, 7], new A.Float64()),
+          s: A.vectorFromArray(['plain', 'a, "b"', 'two\nlines', null], new A.Utf8()),
+        }),
+      );
+      return [readFileSync(file)];
+    },
+    mutate(r, s) {
+      const b = s as Uint8Array;
+      // half the cases put the characters CSV is made of (quote, separator, line ends) somewhere new
+      if (r() < 0.5) return mutateBytes(r, b);
+      const out = Array.from(b);
+      for (let k = int(r, 1, 4); k > 0; k--)
+        out.splice(int(r, 0, out.length), int(r, 0, 1), pick(r, [34, 44, 10, 13, 9]));
+      return Uint8Array.from(out);
+    },
+    async read(kn, input, dir) {
+      const file = join(dir, 'case.csv');
+      writeFileSync(file, input as Uint8Array);
+      const { tensors } = kn.data.fromArrowWithVocab(kn.data.readCsv(file));
+      for (const t of Object.values(tensors)) t.dispose();
     },
   },
   requestlog: {

@@ -307,6 +307,17 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
     pg1!.every((p, i) => Math.abs(p - pn1![i]!) < 1e-5),
     'the same probabilities (other batch sizes round apart)',
   );
+  // CSV in and out: the same answers; kiln train reads CSV too
+  const csv = join(dir, 'iris.csv');
+  kn.data.writeCsv(csv, rowsOf);
+  const pcsv = cli('predict', model, csv, '-o', join(dir, 'named.csv'), '--keep', 'species');
+  assert.is(pcsv.code, 0, pcsv.err);
+  const fromCsv = kn.data.readCsv(join(dir, 'named.csv'));
+  for (const c of ['species', 'label', 'prediction'])
+    assert.equal([...fromCsv.getChild(c)!], [...named.getChild(c)!], `${c} from the CSV file`);
+  const tc = cli('train', csv, '--label', 'species', '-o', join(dir, 'csv.safetensors'), '--epochs', '1', '--json');
+  assert.is(tc.code, 0, tc.err);
+  assert.equal(JSON.parse(tc.out.trim().split('\n').at(-1)!).classNames, ['setosa', 'versicolor', 'virginica']);
   const a = Float32Array.from(rowsOf.getChild('a')!.toArray() as Float32Array);
   a[173] = NaN;
   kn.data.writeParquet(grouped, new A.Table({ a: A.makeVector(a), b: rowsOf.getChild('b')! }), { rowGroupSize: 50 });

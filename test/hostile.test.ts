@@ -448,6 +448,7 @@ function writers(lin: kn.nn.Module): [string, (p: string) => unknown][] {
   const prof = kn.profile(() => lin.forward(kn.ones([1, 3])).dispose());
   return [
     ['writeParquet', (p) => kn.data.writeParquet(p, { a: kn.ones([2]) })],
+    ['writeCsv', (p) => kn.data.writeCsv(p, kn.data.toArrow({ a: kn.ones([2]) }))],
     ['StandardScaler.save', (p) => scaler.save(p)],
     ['OrdinalEncoder.save', (p) => encoder.save(p)],
     ['ColumnPipeline.save', (p) => pipeline.save(p)],
@@ -477,6 +478,7 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
     ['readArrow', (p) => kn.data.readArrow(p)],
     ['writeArrow', (p) => kn.data.writeArrow(p, { a: kn.ones([2]) })],
     ['readParquet', (p) => kn.data.readParquet(p)],
+    ['readCsv', (p) => kn.data.readCsv(p)],
     ['readRequestLog', (p) => kn.serve.readRequestLog(p)],
     ['createServer', (p) => kn.serve.createServer(p, { inputShape: [3] })],
     ['register', (p) => kn.registry.register(p, { name: 'm', dir: join(dir, 'registry') })],

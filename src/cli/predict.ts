@@ -18,7 +18,7 @@ import { CLASSES_METADATA_KEY, FEATURES_METADATA_KEY, metadataNames } from '../s
 import type { Tensor } from '../tensor/tensor.js';
 import { nameRecord } from '../records.js';
 
-export const PREDICT_HELP = `  predict MODEL.safetensors DATA.parquet|.arrow -o OUT.parquet|.arrow [--features a,b,...] [--scaler s.json]
+export const PREDICT_HELP = `  predict MODEL.safetensors DATA.parquet|.arrow|.csv -o OUT.parquet|.arrow|.csv [--features a,b,...] [--scaler s.json]
         [--keep id,...] [--batch-size 1024] [--task classification|regression] [--backend cpu|js|webgpu|cuda] [--json]
                   score a table with a saved model: the features are the ones kiln train saved with it (or
                   --features); a classifier writes prediction (class index), label (its name, when the model
@@ -46,7 +46,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
     throw new ArgumentError(`predict takes a model file and a data file, got ${positionals.length} arguments`);
   const [modelPath, data] = positionals as [string, string];
   const out = values.out;
-  if (!out) throw new ArgumentError('predict needs -o OUT.parquet (or .arrow)');
+  if (!out) throw new ArgumentError('predict needs -o OUT.parquet (or .arrow, .csv)');
   const batch = Number(values['batch-size']);
   if (!Number.isInteger(batch) || batch < 1)
     throw new ArgumentError(`--batch-size must be a positive integer, got '${values['batch-size']}'`);

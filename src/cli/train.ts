@@ -30,7 +30,7 @@ import {
 import { startRun } from '../track/index.js';
 import { fit, type MetricName } from '../train/fit.js';
 
-export const TRAIN_HELP = `  train DATA.parquet|.arrow --label COL -o MODEL.safetensors [--features a,b,...]
+export const TRAIN_HELP = `  train DATA.parquet|.arrow|.csv --label COL -o MODEL.safetensors [--features a,b,...]
         [--task classification|regression] [--model mlp|SPEC.json|MODEL.safetensors] [--hidden 64,32]
         [--epochs 20] [--batch-size 64] [--lr 3e-4] [--val 0.2] [--seed 0] [--patience N] [--metrics accuracy,f1]
         [--scaler scaler.json] [--checkpoint-dir DIR [--resume]] [--track mlruns] [--report report.html]

@@ -56,6 +56,7 @@ export {
   type EncoderJSON,
   type UnknownPolicy,
 } from './encoders.js';
+export { readCsv, writeCsv, type ReadCsvOptions, type WriteCsvOptions } from './csv.js';
 export {
   readParquet,
   writeParquet,

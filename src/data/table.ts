@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
+import { readCsv, writeCsv } from './csv.js';
 import { ParquetSource, readParquet, writeParquet } from './parquet.js';
 
 /** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
@@ -12,15 +13,24 @@ export function isArrowPath(path: string): boolean {
   return /\.(arrow|feather|ipc)$/i.test(path);
 }
 
-/** A Parquet file, or an Arrow one (.arrow, .feather, .ipc); `who` starts the message of a missing file. */
-export function readTable(path: string, who: string): A.Table {
-  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
-  return isArrowPath(path) ? readArrow(path) : readParquet(path);
+/** Whether a path names a CSV or TSV file (.csv, .tsv). */
+export function isCsvPath(path: string): boolean {
+  return /\.(csv|tsv)$/i.test(path);
 }
 
-/** Writes a table as an Arrow IPC file (.arrow, .feather, .ipc) or else as a Parquet file, atomically. */
+/**
+ * A Parquet file, an Arrow one (.arrow, .feather, .ipc) or a CSV/TSV one (.csv, .tsv); `who` starts the message
+ * of a missing file.
+ */
+export function readTable(path: string, who: string): A.Table {
+  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
+  return isArrowPath(path) ? readArrow(path) : isCsvPath(path) ? readCsv(path) : readParquet(path);
+}
+
+/** Writes a table as an Arrow IPC file (.arrow, .feather, .ipc), a CSV/TSV file or else Parquet, atomically. */
 export function writeTable(path: string, t: A.Table): void {
   if (isArrowPath(path)) writeArrow(path, t);
+  else if (isCsvPath(path)) writeCsv(path, t);
   else writeParquet(path, t);
 }
 
@@ -36,12 +46,12 @@ export interface TableChunks {
 /**
  * Opens a table file to read in chunks. A Parquet file is read a row group at a time (the next one read ahead on
  * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; an
- * Arrow file is read whole (its record batches are the chunks).
+ * Arrow or CSV file is read whole (an Arrow file's record batches are the chunks, a CSV file is one).
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
-  if (isArrowPath(path)) {
-    const t = readArrow(path);
+  if (isArrowPath(path) || isCsvPath(path)) {
+    const t = isCsvPath(path) ? readCsv(path) : readArrow(path);
     return {
       rows: t.numRows,
       columns: t.schema.fields.map((f) => f.name),

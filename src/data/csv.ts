@@ -1,0 +1,148 @@
+// CSV and TSV files in and out as Arrow tables (csv-parse reads, csv-stringify writes). A column whose values all
+// read as numbers becomes Int32 (integers in range) or Float64, any other a Utf8 string column; the null spellings
+// become nulls. kiln train, kiln predict and the retraining pipeline read .csv/.tsv files through data/table.ts.
+import { CsvError, parse } from 'csv-parse/sync';
+import { stringify } from 'csv-stringify/sync';
+import * as A from 'apache-arrow';
+import { ArgumentError, FormatError, checkOptions, describe, optionKeys } from '../errors.js';
+import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
+import { nameRecord } from '../records.js';
+import { columnNameProblem, ownTable } from './arrow.js';
+
+/** Options of readCsv. */
+export interface ReadCsvOptions {
+  /** the field separator: one character (default ',', or a tab for a .tsv file) */
+  delimiter?: string;
+  /** the first row names the columns (default true); without one they are named c0, c1, ... */
+  header?: boolean;
+  /** spellings read as null (default '', 'NA', 'N/A', 'null', 'NULL', 'NaN') */
+  nullValues?: readonly string[];
+  /** columns to keep as strings even when every value reads as a number (ids, zip codes) */
+  strings?: readonly string[];
+}
+
+/** Options of writeCsv. */
+export interface WriteCsvOptions {
+  /** the field separator: one character (default ',', or a tab for a .tsv file) */
+  delimiter?: string;
+  /** write the column names as the first row (default true) */
+  header?: boolean;
+}
+
+const NULLS = ['', 'NA', 'N/A', 'null', 'NULL', 'NaN'];
+// a decimal number as people write them: no hex, no underscores, no bare dots (Number() accepts more)
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+function delimiterOf(path: string, given: unknown, who: string): string {
+  if (given === undefined) return /\.tsv$/i.test(path) ? '\t' : ',';
+  if (typeof given !== 'string' || given.length !== 1 || given === '"' || given === '\n' || given === '\r')
+    throw new ArgumentError(
+      `${who} delimiter must be one character other than a quote or a line break, got ${describe(given)}`,
+    );
+  return given;
+}
+
+/** One column of strings as an Arrow vector: Int32, Float64 or Utf8 by what every non-null value reads as. */
+function column(values: (string | null)[], asString: boolean): A.Vector {
+  if (!asString) {
+    let numeric = true,
+      integer = true;
+    for (const v of values) {
+      if (v === null) continue;
+      const t = v.trim();
+      if (!NUMBER.test(t)) {
+        numeric = false;
+        break;
+      }
+      if (integer) {
+        const x = Number(t);
+        integer = Number.isInteger(x) && x >= -(2 ** 31) && x < 2 ** 31 && !/[.eE]/.test(t);
+      }
+    }
+    if (numeric && values.some((v) => v !== null)) {
+      const nums = values.map((v) => (v === null ? null : Number(v.trim())));
+      return A.vectorFromArray(nums, integer ? new A.Int32() : new A.Float64());
+    }
+  }
+  return A.vectorFromArray(values, new A.Utf8());
+}
+
+/**
+ * Reads a CSV (or TSV) file into an Arrow Table: RFC 4180 quoting (quoted separators, quotes and line breaks),
+ * a byte-order mark, CRLF or LF line ends. A column whose every value reads as a decimal number is Int32 (all
+ * integers in range) or Float64; others are strings (`strings` keeps named columns as strings). The null
+ * spellings (`nullValues`) are nulls. A row with another number of fields than the header, an unclosed quote or
+ * bytes that are not UTF-8 is a FormatError naming the line.
+ * @example kn.data.writeCsv('.kiln-tmp-d.csv', kn.data.toArrow({ price: kn.tensor([1.5, 2]) })); [...kn.data.readCsv('.kiln-tmp-d.csv').getChild('price')] // [1.5, 2]
+ */
+export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
+  checkOptions(
+    opts,
+    'readCsv',
+    optionKeys<ReadCsvOptions>({ delimiter: true, header: true, nullValues: true, strings: true }),
+  );
+  const delimiter = delimiterOf(path, opts.delimiter, 'readCsv');
+  const nulls = new Set(opts.nullValues ?? NULLS);
+  if (
+    opts.nullValues !== undefined &&
+    (!Array.isArray(opts.nullValues) || opts.nullValues.some((v) => typeof v !== 'string'))
+  )
+    throw new ArgumentError(`readCsv nullValues must be an array of strings, got ${describe(opts.nullValues)}`);
+  if (opts.strings !== undefined && (!Array.isArray(opts.strings) || opts.strings.some((v) => typeof v !== 'string')))
+    throw new ArgumentError(`readCsv strings must be an array of column names, got ${describe(opts.strings)}`);
+  const bytes = readFileForSync(path, 'readCsv');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new FormatError(`${path} is not a CSV file: it is not UTF-8 text`);
+  }
+  let rows: string[][];
+  try {
+    rows = parse(text, { delimiter, bom: true, skip_empty_lines: true, relax_column_count: false }) as string[][];
+  } catch (e) {
+    if (e instanceof CsvError) throw new FormatError(`${path}: ${e.message}`);
+    throw e;
+  }
+  const header = opts.header ?? true;
+  if (rows.length === 0) throw new FormatError(`${path} has no rows${header ? ' (not even a header)' : ''}`);
+  const width = rows[0]!.length;
+  const names = header ? rows[0]! : Array.from({ length: width }, (_, j) => `c${j}`);
+  const empty = names.findIndex((n) => n.trim() === '');
+  if (empty >= 0) throw new FormatError(`${path}: column ${empty + 1} of the header has no name`);
+  const bad = columnNameProblem(names.map((name) => ({ name })));
+  if (bad) throw new FormatError(`${path}: ${bad}`);
+  for (const s of opts.strings ?? [])
+    if (!names.includes(s))
+      throw new ArgumentError(`readCsv strings: ${path} has no column '${s}'; it has ${names.join(', ')}`);
+  const keep = new Set(opts.strings ?? []);
+  const body = header ? rows.slice(1) : rows;
+  const cols = nameRecord<A.Vector>();
+  names.forEach((name, j) => {
+    cols[name] = column(
+      body.map((r) => (nulls.has(r[j]!) ? null : r[j]!)),
+      keep.has(name),
+    );
+  });
+  return new A.Table(cols);
+}
+
+/**
+ * Writes a table as a CSV (or, for a .tsv path, TSV) file, atomically: a header row, then every row, quoted where
+ * a value holds the separator, a quote or a line break; nulls as empty fields, numbers as JavaScript prints them.
+ */
+export function writeCsv(path: string, table: A.Table, opts: WriteCsvOptions = {}): void {
+  checkFilePath(path, 'writeCsv');
+  checkOptions(opts, 'writeCsv', optionKeys<WriteCsvOptions>({ delimiter: true, header: true }));
+  if (!(table instanceof A.Table))
+    throw new ArgumentError(`writeCsv takes an apache-arrow Table, got ${describe(table)}`);
+  const t = ownTable(table, 'writeCsv');
+  const delimiter = delimiterOf(path, opts.delimiter, 'writeCsv');
+  const names = t.schema.fields.map((f) => f.name);
+  const cols = names.map((n) => t.getChild(n)!);
+  const cell = (v: unknown): string =>
+    v === null || v === undefined ? '' : typeof v === 'number' && Number.isNaN(v) ? 'NaN' : String(v);
+  const rows: string[][] = opts.header === false ? [] : [names];
+  for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c) => cell(c.get(i))));
+  writeFileAtomicSync(path, [Buffer.from(stringify(rows, { delimiter, record_delimiter: 'unix' }), 'utf8')]);
+}

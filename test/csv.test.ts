@@ -1,0 +1,163 @@
+// kn.data.readCsv / writeCsv: checked against DuckDB's CSV reader and writer on the same files (quotes, separators
+// and line breaks inside values, nulls, a byte-order mark, CRLF), type inference, TSV, and clear errors.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import * as A from 'apache-arrow';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as kn from '../src/index.js';
+import { throwsKiln } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-csv-'));
+const N = 500;
+let duck: DuckDBConnection | null = null;
+async function sql(q: string): Promise<Record<string, unknown>[]> {
+  duck ??= await (await DuckDBInstance.create(':memory:')).connect();
+  return (await duck.runAndReadAll(q)).getRowObjectsJS() as Record<string, unknown>[];
+}
+
+const NAMES = ['plain', 'a, b', 'say "hi"', 'two\nlines', 'café', ' padded ', '007', 'x;y\tz'];
+
+function table(): A.Table {
+  return new A.Table({
+    id: A.makeVector(Int32Array.from({ length: N }, (_, i) => i * 7 - 1000)),
+    x: A.vectorFromArray(
+      Array.from({ length: N }, (_, i) => (i % 5 === 2 ? null : Math.sin(i) * 1000)),
+      new A.Float64(),
+    ),
+    name: A.vectorFromArray(
+      Array.from({ length: N }, (_, i) => (i % 9 === 4 ? null : NAMES[i % NAMES.length]!)),
+      new A.Utf8(),
+    ),
+  });
+}
+
+test('kiln writes, DuckDB reads the same values; kiln reads back the same table', async () => {
+  const t = table();
+  const path = join(dir, 'kiln.csv');
+  kn.data.writeCsv(path, t);
+  const rows = await sql(`SELECT id, x, name FROM read_csv('${path}', header = true) ORDER BY id`);
+  assert.is(rows.length, N);
+  rows.forEach((r, i) => {
+    assert.is(Number(r.id), t.getChild('id')!.get(i), `id ${i}`);
+    assert.is(r.x, t.getChild('x')!.get(i), `x ${i}: a double prints and parses back exactly`);
+    assert.is(r.name, t.getChild('name')!.get(i), `name ${i}`);
+  });
+  const back = kn.data.readCsv(path, { strings: ['name'] });
+  assert.equal(
+    back.schema.fields.map((f) => `${f.name}:${String(f.type)}`),
+    ['id:Int32', 'x:Float64', 'name:Utf8'],
+  );
+  for (const c of ['id', 'x', 'name']) assert.equal([...back.getChild(c)!], [...t.getChild(c)!], c);
+});
+
+test('DuckDB writes (quotes, line breaks, nulls), kiln reads the same values', async () => {
+  const path = join(dir, 'duck.csv');
+  const q = `SELECT i AS id, CASE WHEN i % 4 = 1 THEN NULL ELSE i / 8 END AS ratio,
+               CASE i % 3 WHEN 0 THEN 'comma, here' WHEN 1 THEN 'quote "q"' ELSE 'line' || chr(10) || 'break' END AS s,
+               i % 2 = 0 AS even
+             FROM range(300) t(i)`;
+  await sql(`COPY (${q}) TO '${path}' (HEADER, DELIMITER ',')`);
+  const want = await sql(`${q} ORDER BY id`);
+  const t = kn.data.readCsv(path);
+  assert.equal(
+    t.schema.fields.map((f) => `${f.name}:${String(f.type)}`),
+    ['id:Int32', 'ratio:Float64', 's:Utf8', 'even:Utf8'],
+  );
+  want.forEach((r, i) => {
+    assert.is(t.getChild('id')!.get(i), Number(r.id));
+    assert.is(t.getChild('ratio')!.get(i), r.ratio === null ? null : Number(r.ratio));
+    assert.is(t.getChild('s')!.get(i), r.s);
+    assert.is(t.getChild('even')!.get(i), String(r.even));
+  });
+});
+
+test('a byte-order mark, CRLF, TSV by extension, no header, other null spellings', () => {
+  const bom = join(dir, 'bom.csv');
+  writeFileSync(bom, '\ufeffa,b\r\n1,x\r\n2,NA\r\n\r\n3,\r\n');
+  const t = kn.data.readCsv(bom);
+  assert.equal([...t.getChild('a')!], [1, 2, 3]);
+  assert.equal([...t.getChild('b')!], ['x', null, null]);
+  const tsv = join(dir, 'data.tsv');
+  writeFileSync(tsv, 'f\tg\n1.5\ta,b\n-2e-3\t?\n');
+  const u = kn.data.readCsv(tsv, { nullValues: ['?'] });
+  assert.equal([...u.getChild('f')!], [1.5, -0.002]);
+  assert.equal([...u.getChild('g')!], ['a,b', null]);
+  const bare = join(dir, 'bare.csv');
+  writeFileSync(bare, '1,2\n3,4\n');
+  const v = kn.data.readCsv(bare, { header: false });
+  assert.equal(
+    v.schema.fields.map((f) => f.name),
+    ['c0', 'c1'],
+  );
+  assert.equal([...v.getChild('c1')!], [2, 4]);
+  // numbers people write, and what is not one (hex, a bare dot): strings
+  const nums = join(dir, 'nums.csv');
+  writeFileSync(nums, 'a,b,c\n+1,0x10,3000000000\n-2,.,4\n');
+  const w = kn.data.readCsv(nums);
+  assert.equal(
+    w.schema.fields.map((f) => String(f.type)),
+    ['Int32', 'Utf8', 'Float64'],
+  );
+  kn.data.writeCsv(join(dir, 'out.tsv'), w);
+  assert.equal([...kn.data.readCsv(join(dir, 'out.tsv')).getChild('b')!], ['0x10', '.']);
+});
+
+test('bad files and options: a FormatError naming the file and line, or an ArgumentError', () => {
+  const file = (name: string, text: string | Uint8Array): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  throwsKiln(
+    () => kn.data.readCsv(file('ragged.csv', 'a,b\n1,2\n3\n')),
+    kn.FormatError,
+    /ragged\.csv: Invalid Record Length: expect 2, got 1 on line 3/,
+  );
+  throwsKiln(
+    () => kn.data.readCsv(file('open.csv', 'a,b\n1,"2\n')),
+    kn.FormatError,
+    /open\.csv: Quote Not Closed: .* at line 2/,
+  );
+  throwsKiln(
+    () => kn.data.readCsv(file('latin1.csv', Uint8Array.of(0x61, 0x0a, 0xe9, 0x0a))),
+    kn.FormatError,
+    /latin1\.csv is not a CSV file: it is not UTF-8 text/,
+  );
+  throwsKiln(
+    () => kn.data.readCsv(file('empty.csv', '')),
+    kn.FormatError,
+    /empty\.csv has no rows \(not even a header\)/,
+  );
+  throwsKiln(
+    () => kn.data.readCsv(file('noname.csv', 'a,,c\n1,2,3\n')),
+    kn.FormatError,
+    /noname\.csv: column 2 of the header has no name/,
+  );
+  throwsKiln(
+    () => kn.data.readCsv(file('dup.csv', 'a,b,a\n1,2,3\n')),
+    kn.FormatError,
+    /dup\.csv: column name "a" appears twice/,
+  );
+  const ok = file('ok.csv', 'a\n1\n');
+  throwsKiln(() => kn.data.readCsv(ok, { delimiter: '""' }), kn.ArgumentError, /delimiter must be one character/);
+  throwsKiln(() => kn.data.readCsv(ok, { strings: ['zz'] }), kn.ArgumentError, /ok\.csv has no column 'zz'; it has a/);
+  throwsKiln(() => kn.data.readCsv(ok, { nullValues: 'NA' as never }), kn.ArgumentError, /nullValues must be an array/);
+  throwsKiln(() => kn.data.readCsv(ok, { header: true, sep: ';' } as never), kn.ArgumentError, /sep/);
+  throwsKiln(
+    () => kn.data.writeCsv(join(dir, 'x.csv'), { a: 1 } as never),
+    kn.ArgumentError,
+    /takes an apache-arrow Table/,
+  );
+  // a column named like an Object.prototype member is an ordinary column
+  const proto = kn.data.readCsv(file('proto.csv', '__proto__,constructor\n1,2\n'));
+  assert.equal([...proto.getChild('__proto__')!], [1]);
+});
+
+test.after(() => {
+  duck?.closeSync();
+});
+
+test.run();

@@ -1,6 +1,6 @@
 // kn.data.readCsv / writeCsv: checked against DuckDB's CSV reader and writer on the same files (quotes, separators
 // and line breaks inside values, nulls, a byte-order mark, CRLF), type inference, TSV, and clear errors.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -103,6 +103,27 @@ test('a byte-order mark, CRLF, TSV by extension, no header, other null spellings
   );
   kn.data.writeCsv(join(dir, 'out.tsv'), w);
   assert.equal([...kn.data.readCsv(join(dir, 'out.tsv')).getChild('b')!], ['0x10', '.']);
+});
+
+test('float32 values are written in the fewest digits that read back as the same float32', () => {
+  const f32 = Float32Array.of(0.1, 1 / 3, 1e-8, 3.4e38, -2.5, 16777217, Number.NaN);
+  const path = join(dir, 'f32.csv');
+  kn.data.writeCsv(path, new A.Table({ v: A.makeVector(f32) }));
+  assert.equal(readFileSync(path, 'utf8').split('\n').slice(1, -1), [
+    '0.1',
+    '0.33333334',
+    '1e-8',
+    '3.4e+38',
+    '-2.5',
+    '16777216',
+    'NaN',
+  ]);
+  const back = [...kn.data.readCsv(path).getChild('v')!] as (number | null)[];
+  assert.ok(
+    Array.from(f32.subarray(0, 6)).every((v, i) => Math.fround(back[i]!) === v),
+    `${back}`,
+  );
+  assert.is(back[6], null, 'NaN is one of the null spellings');
 });
 
 test('bad files and options: a FormatError naming the file and line, or an ArgumentError', () => {

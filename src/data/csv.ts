@@ -129,7 +129,8 @@ export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
 
 /**
  * Writes a table as a CSV (or, for a .tsv path, TSV) file, atomically: a header row, then every row, quoted where
- * a value holds the separator, a quote or a line break; nulls as empty fields, numbers as JavaScript prints them.
+ * a value holds the separator, a quote or a line break; nulls as empty fields; numbers in the fewest digits that
+ * read back as the same value (a float32 one as the same float32).
  */
 export function writeCsv(path: string, table: A.Table, opts: WriteCsvOptions = {}): void {
   checkFilePath(path, 'writeCsv');
@@ -140,9 +141,18 @@ export function writeCsv(path: string, table: A.Table, opts: WriteCsvOptions = {
   const delimiter = delimiterOf(path, opts.delimiter, 'writeCsv');
   const names = t.schema.fields.map((f) => f.name);
   const cols = names.map((n) => t.getChild(n)!);
-  const cell = (v: unknown): string =>
-    v === null || v === undefined ? '' : typeof v === 'number' && Number.isNaN(v) ? 'NaN' : String(v);
+  // a float32 value as the shortest decimal that reads back as the same float32 (0.1, not 0.10000000149011612)
+  const single = cols.map((c) => A.DataType.isFloat(c.type) && c.type.precision === A.Precision.SINGLE);
+  const cell = (v: unknown, f32: boolean): string => {
+    if (v === null || v === undefined) return '';
+    if (typeof v !== 'number' || !f32 || !Number.isFinite(v)) return String(v);
+    for (let p = 1; p < 9; p++) {
+      const s = String(Number(v.toPrecision(p)));
+      if (Math.fround(Number(s)) === v) return s;
+    }
+    return String(Number(v.toPrecision(9)));
+  };
   const rows: string[][] = opts.header === false ? [] : [names];
-  for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c) => cell(c.get(i))));
+  for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c, j) => cell(c.get(i), single[j]!)));
   writeFileAtomicSync(path, [Buffer.from(stringify(rows, { delimiter, record_delimiter: 'unix' }), 'utf8')]);
 }

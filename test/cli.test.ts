@@ -315,6 +315,30 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const fromCsv = kn.data.readCsv(join(dir, 'named.csv'));
   for (const c of ['species', 'label', 'prediction'])
     assert.equal([...fromCsv.getChild(c)!], [...named.getChild(c)!], `${c} from the CSV file`);
+  // kiln convert: the CSV file to Parquet in row groups (for a stream), columns picked; and back to Arrow
+  const conv = join(dir, 'converted.parquet');
+  const cv = cli('convert', csv, conv, '--row-group-size', '64', '--compression', 'zstd', '--columns', 'species,a');
+  assert.is(cv.code, 0, cv.err);
+  assert.match(cv.out, /wrote 240 rows to \S+converted\.parquet \(species: Utf8, a: Float64\)/);
+  const info = await kn.data.parquetInfo(conv);
+  assert.equal([info.rows, info.rowGroups.length], [240, 4]);
+  const ct = kn.data.readParquet(conv);
+  assert.equal([...ct.getChild('species')!], [...rowsOf.getChild('species')!]);
+  const ca = ct.getChild('a')!.toArray() as Float64Array;
+  assert.ok((rowsOf.getChild('a')!.toArray() as Float32Array).every((v, i) => Math.fround(ca[i]!) === v));
+  for (const [args, re] of [
+    [
+      [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],
+      /--row-group-size and --compression apply to a Parquet output/,
+    ],
+    [[csv, join(dir, 'x.parquet'), '--columns', 'nope'], /iris\.csv has no column 'nope'; it has a, b, species/],
+    [[csv, join(dir, 'x.parquet'), '--compression', 'rar'], /compression must be one of none, snappy/],
+    [[csv], /convert takes an input and an output file, got 1/],
+  ] as const) {
+    const e = cli('convert', ...args);
+    assert.is(e.code, 2, `${args.join(' ')}: ${e.out}`);
+    assert.match(e.err, re);
+  }
   const tc = cli('train', csv, '--label', 'species', '-o', join(dir, 'csv.safetensors'), '--epochs', '1', '--json');
   assert.is(tc.code, 0, tc.err);
   assert.equal(JSON.parse(tc.out.trim().split('\n').at(-1)!).classNames, ['setosa', 'versicolor', 'virginica']);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `kiln` command line: info, build, bench, train, serve, admin, apikey, pipeline, quantize, prune, launch, runs, report,
-// registry.
+// `kiln` command line: info, build, bench, train, predict, convert, serve, admin, apikey, pipeline, quantize, prune,
+// launch, runs, report, registry.
 import { parseArgs } from 'node:util';
 // an entry point: attach the Tensor op methods before any command runs (src/index.ts does the same)
 import '../tensor/methods.js';
@@ -16,6 +16,7 @@ import { LAUNCH_HELP, launchCommandLine } from './launch.js';
 import { REGISTRY_HELP, registryCommand } from './registry.js';
 import { TRAIN_HELP, trainCommand } from './train.js';
 import { PREDICT_HELP, predictCommand } from './predict.js';
+import { CONVERT_HELP, convertCommand } from './convert.js';
 import { RUNS_HELP, reportCommand, runsCommand } from './runs.js';
 
 const HELP = `usage: kiln <command> [options]
@@ -27,7 +28,7 @@ commands:
                   built here: --cuda needs nvcc and CMake, --mpi an MPI such as libopenmpi-dev)
   bench [matmul|int8|conv|mlp ...] [--sizes 256,512] [--threads 1,2] [--backend cpu|js] [--json]
                   time kiln's kernels (median, min-max; GFLOP/s or steps/s)
-${BENCH_MODEL_HELP}${TRAIN_HELP}${PREDICT_HELP}${SERVE_HELP}${PIPELINE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}${REGISTRY_HELP}`;
+${BENCH_MODEL_HELP}${TRAIN_HELP}${PREDICT_HELP}${CONVERT_HELP}${SERVE_HELP}${PIPELINE_HELP}${QUANTIZE_HELP}${LAUNCH_HELP}${RUNS_HELP}${REGISTRY_HELP}`;
 
 export function main(argv: string[]): number | Promise<number> {
   const [cmd, ...rest] = argv;
@@ -78,6 +79,7 @@ export function main(argv: string[]): number | Promise<number> {
   if (cmd === 'bench') return benchCommand(rest);
   if (cmd === 'train') return trainCommand(rest);
   if (cmd === 'predict') return predictCommand(rest);
+  if (cmd === 'convert') return convertCommand(rest);
   if (cmd === 'serve') return serveCommand(rest);
   if (cmd === 'admin') return adminCommand(rest);
   if (cmd === 'pipeline') return pipelineCommand(rest);

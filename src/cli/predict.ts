@@ -1,4 +1,4 @@
-// `kiln predict`: a saved model scores a table (Parquet or Arrow) in batches and writes the predictions as a
+// `kiln predict`: a saved model scores a table (Parquet, Arrow or CSV) in batches and writes the predictions as a
 // table: the class index, its name and probability for a classifier (kiln.task, kiln.classes), the value(s)
 // for a regression, with any input columns asked to be kept beside them. A Parquet file is read a row group at
 // a time, so the input's size is bounded by a row group, not by memory.

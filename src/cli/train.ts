@@ -1,4 +1,4 @@
-// `kiln train`: a model trained on a table (Parquet or Arrow) from the command line: the features and label of
+// `kiln train`: a model trained on a table (Parquet, Arrow or CSV) from the command line: the features and label of
 // each row, an MLP (or an architecture spec, or a saved model to fine-tune), Adam and kn.train.fit with a
 // validation split, early stopping, checkpoints and tracking; the file it saves is what kiln serve, quantize and
 // prune take.

@@ -6,7 +6,7 @@ import * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
 import { readCsv, writeCsv } from './csv.js';
-import { ParquetSource, readParquet, writeParquet } from './parquet.js';
+import { ParquetSource, readParquet, writeParquet, type WriteParquetOptions } from './parquet.js';
 
 /** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
 export function isArrowPath(path: string): boolean {
@@ -27,11 +27,14 @@ export function readTable(path: string, who: string): A.Table {
   return isArrowPath(path) ? readArrow(path) : isCsvPath(path) ? readCsv(path) : readParquet(path);
 }
 
-/** Writes a table as an Arrow IPC file (.arrow, .feather, .ipc), a CSV/TSV file or else Parquet, atomically. */
-export function writeTable(path: string, t: A.Table): void {
+/**
+ * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc), a CSV/TSV file or else Parquet (with `parquet`'s
+ * options), atomically.
+ */
+export function writeTable(path: string, t: A.Table, parquet: WriteParquetOptions = {}): void {
   if (isArrowPath(path)) writeArrow(path, t);
   else if (isCsvPath(path)) writeCsv(path, t);
-  else writeParquet(path, t);
+  else writeParquet(path, t, parquet);
 }
 
 /** A table file opened for reading in chunks: its row count and column names, known before any data is read. */

@@ -298,7 +298,11 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   kn.data.writeParquet(grouped, rowsOf, { rowGroupSize: 50 });
   const pg = cli('predict', model, grouped, '-o', join(dir, 'grouped.arrow'), '--keep', 'species', '--json');
   assert.is(pg.code, 0, pg.err);
-  assert.is(JSON.parse(pg.out.trim()).chunks, 5);
+  assert.equal([JSON.parse(pg.out.trim()).chunks, JSON.parse(pg.out.trim()).batches], [5, 1]);
+  // row groups smaller than a batch are joined: 5 x 50 rows in batches of 100, 100 and 40
+  const p100 = cli('predict', model, grouped, '-o', join(dir, 'g100.arrow'), '--batch-size', '100', '--json');
+  assert.is(p100.code, 0, p100.err);
+  assert.is(JSON.parse(p100.out.trim()).batches, 3);
   const g = kn.data.readArrow(join(dir, 'grouped.arrow'));
   for (const c of ['species', 'label', 'prediction'])
     assert.equal([...g.getChild(c)!], [...named.getChild(c)!], `${c} of the row-grouped file`);

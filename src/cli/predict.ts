@@ -84,7 +84,8 @@ export async function predictCommand(argv: string[]): Promise<number> {
     regValues = new Float32Array(0);
   const kept: A.Vector[][] = keep.map(() => []);
   let at = 0,
-    chunks = 0;
+    chunks = 0,
+    batches = 0;
   try {
     for (const f of features)
       if (!src.columns.includes(f)) throw new ValidationError(`predict: ${data} has no feature column '${f}'`);
@@ -92,13 +93,15 @@ export async function predictCommand(argv: string[]): Promise<number> {
       if (!src.columns.includes(c)) throw new ValidationError(`predict: ${data} has no column '${c}' to keep`);
     if (n === 0) throw new ValidationError(`predict: ${data} has no rows`);
     model.eval();
-    for await (const chunk of src.chunks([...new Set([...features, ...keep])])) {
-      chunks++;
+    // rows in the order of the file, a batch at a time; row groups smaller than a batch are joined first, so
+    // batches stay full
+    const score = (chunk: A.Table): void => {
       const x = tableX(chunk, features, data, 'predict', at);
       keep.forEach((c, k) => kept[k]!.push(chunk.getChild(c)!));
       for (let s = 0; s < chunk.numRows; s += batch) {
         const rows = Math.min(batch, chunk.numRows - s),
           r0 = at + s;
+        batches++;
         noGrad(() =>
           tidy(() => {
             let xt: Tensor = tensor(x.subarray(s * F, (s + rows) * F), [rows, F]);
@@ -141,7 +144,19 @@ export async function predictCommand(argv: string[]): Promise<number> {
         );
       }
       at += chunk.numRows;
+    };
+    let pending: A.Table[] = [],
+      pendingRows = 0;
+    for await (const chunk of src.chunks([...new Set([...features, ...keep])])) {
+      chunks++;
+      pending.push(chunk);
+      pendingRows += chunk.numRows;
+      if (pendingRows < batch) continue;
+      score(pending.length === 1 ? chunk : pending[0]!.concat(...pending.slice(1)));
+      pending = [];
+      pendingRows = 0;
     }
+    if (pending.length > 0) score(pending[0]!.concat(...pending.slice(1)));
   } finally {
     src.close();
     model.dispose();
@@ -167,7 +182,17 @@ export async function predictCommand(argv: string[]): Promise<number> {
       cols[`prediction_${k}`] = A.makeVector(Float32Array.from({ length: n }, (_, i) => regValues[i * width + k]!));
   writeTable(out, new A.Table(cols));
 
-  const summary = { model: modelPath, data, out, rows: n, chunks, task, outputs: width, columns: Object.keys(cols) };
+  const summary = {
+    model: modelPath,
+    data,
+    out,
+    rows: n,
+    chunks,
+    batches,
+    task,
+    outputs: width,
+    columns: Object.keys(cols),
+  };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(`wrote ${n} ${task} predictions to ${out} (${summary.columns.join(', ')})\n`);
   return 0;

@@ -41,7 +41,7 @@ export function writeTable(path: string, t: A.Table, parquet: WriteParquetOption
 export interface TableChunks {
   rows: number;
   columns: string[];
-  /** The rows in file order, a chunk at a time (a Parquet row group, an Arrow record batch), only `columns`. */
+  /** The rows in file order, a chunk at a time (a Parquet row group; all of an Arrow or CSV file), only `columns`. */
   chunks(columns: readonly string[]): AsyncGenerator<A.Table>;
   close(): void;
 }
@@ -49,7 +49,7 @@ export interface TableChunks {
 /**
  * Opens a table file to read in chunks. A Parquet file is read a row group at a time (the next one read ahead on
  * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; an
- * Arrow or CSV file is read whole (an Arrow file's record batches are the chunks, a CSV file is one).
+ * Arrow or CSV file is read whole, as one chunk.
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
@@ -59,7 +59,7 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       rows: t.numRows,
       columns: t.schema.fields.map((f) => f.name),
       async *chunks(columns) {
-        for (const b of t.select([...columns]).batches) if (b.numRows > 0) yield new A.Table(b);
+        yield t.select([...columns]);
       },
       close() {},
     };

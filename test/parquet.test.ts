@@ -315,6 +315,16 @@ test('row groups read one by one and joined are written as one file (one diction
   const same = int8(a);
   kn.data.writeArrow(join(dir, 'int8-one.arrow'), same.concat(same));
   assert.is(String(kn.data.readArrow(join(dir, 'int8-one.arrow')).getChild('s')!.type), 'Dictionary<Int8, Utf8>');
+  // dictionaries inside a list are not joined: a ValidationError, not apache-arrow's own Error
+  const list = (xs: string[][]): A.Table =>
+    new A.Table({
+      l: A.vectorFromArray(xs, new A.List(new A.Field('item', new A.Dictionary(new A.Utf8(), new A.Int32()), true))),
+    });
+  throwsKiln(
+    () => kn.data.writeArrow(join(dir, 'nested.arrow'), list([['a'], ['b']]).concat(list([['c']]))),
+    kn.ValidationError,
+    /writeArrow: the table cannot be written as an Arrow IPC file: .*replacement dictionaries/,
+  );
 });
 
 test('bad files and arguments: clear errors, and the reader still works after a corrupt file', async () => {

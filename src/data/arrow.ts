@@ -493,7 +493,14 @@ export function writeArrow(
 ): void {
   checkOptions(opts, 'writeArrow', ['vocab']);
   const t = table instanceof A.Table ? oneDictionaryPerColumn(ownTable(table, 'writeArrow')) : toArrow(table, opts);
-  writeFileAtomicSync(path, [A.tableToIPC(t, 'file')]);
+  let bytes: Uint8Array;
+  try {
+    bytes = A.tableToIPC(t, 'file');
+  } catch (e) {
+    // what oneDictionaryPerColumn does not reach (a dictionary inside a list or struct replaced between batches)
+    throw new ValidationError(`writeArrow: the table cannot be written as an Arrow IPC file: ${(e as Error).message}`);
+  }
+  writeFileAtomicSync(path, [bytes]);
 }
 
 /** The index type that holds `n` dictionary entries: `type`'s own when it does (and is 32 bits or less), else Int32. */

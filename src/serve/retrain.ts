@@ -51,7 +51,7 @@ export interface PipelineSpec {
   champion?: string;
   task?: 'classification' | 'regression';
   data: {
-    /** New training data: a Parquet or Arrow file. */
+    /** New training data: a Parquet, Arrow or CSV file (by extension). */
     train: string;
     /** The fixed holdout both models are compared on. */
     holdout: string;

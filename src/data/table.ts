@@ -1,8 +1,8 @@
-// A table file as training data: a Parquet or Arrow file by its extension, and its feature matrix and labels,
+// A table file as training data: a Parquet, Arrow or CSV file by its extension, and its feature matrix and labels,
 // checked row by row (kiln train and the retraining pipeline read their data through here; kiln predict reads
 // it in chunks through openTable and writes its answers with writeTable).
 import { existsSync } from 'node:fs';
-import * as A from 'apache-arrow';
+import type * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
 import { readCsv, writeCsv } from './csv.js';
@@ -52,9 +52,8 @@ export interface TableChunks {
  * Arrow or CSV file is read whole, as one chunk.
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
-  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
   if (isArrowPath(path) || isCsvPath(path)) {
-    const t = isCsvPath(path) ? readCsv(path) : readArrow(path);
+    const t = readTable(path, who);
     return {
       rows: t.numRows,
       columns: t.schema.fields.map((f) => f.name),
@@ -64,6 +63,7 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       close() {},
     };
   }
+  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
   const src = await ParquetSource.open(path);
   return {
     rows: src.info.rows,

@@ -126,6 +126,18 @@ test('float32 values are written in the fewest digits that read back as the same
   assert.is(back[6], null, 'NaN is one of the null spellings');
 });
 
+test('one column with nulls: no row is lost to an empty line', async () => {
+  const path = join(dir, 'one.csv');
+  kn.data.writeCsv(path, new A.Table({ v: A.vectorFromArray([1, null, 3, null], new A.Float64()) }));
+  assert.equal([...kn.data.readCsv(path).getChild('v')!], [1, null, 3, null]);
+  const duckRows = await sql(`SELECT v FROM read_csv('${path}', header = true, all_varchar = true)`);
+  assert.equal(
+    duckRows.map((r) => r.v),
+    ['1', null, '3', null],
+    'DuckDB reads the same four rows',
+  );
+});
+
 test('bad files and options: a FormatError naming the file and line, or an ArgumentError', () => {
   const file = (name: string, text: string | Uint8Array): string => {
     const p = join(dir, name);

@@ -154,5 +154,7 @@ export function writeCsv(path: string, table: A.Table, opts: WriteCsvOptions = {
   };
   const rows: string[][] = opts.header === false ? [] : [names];
   for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c, j) => cell(c.get(i), single[j]!)));
-  writeFileAtomicSync(path, [Buffer.from(stringify(rows, { delimiter, record_delimiter: 'unix' }), 'utf8')]);
+  // with one column a null would be an empty line, which readers skip: it is written as "" there
+  const text = stringify(rows, { delimiter, record_delimiter: 'unix', quoted_empty: names.length === 1 });
+  writeFileAtomicSync(path, [Buffer.from(text, 'utf8')]);
 }

@@ -95,12 +95,13 @@ test('a byte-order mark, CRLF, TSV by extension, no header, other null spellings
   assert.equal([...v.getChild('c1')!], [2, 4]);
   // numbers people write, and what is not one (hex, a bare dot): strings
   const nums = join(dir, 'nums.csv');
-  writeFileSync(nums, 'a,b,c\n+1,0x10,3000000000\n-2,.,4\n');
+  writeFileSync(nums, 'a,b,c,id\n+1,0x10,3000000000,12345678901234567891\n-2,.,4,7\n');
   const w = kn.data.readCsv(nums);
   assert.equal(
     w.schema.fields.map((f) => String(f.type)),
-    ['Int32', 'Utf8', 'Float64'],
+    ['Int32', 'Utf8', 'Float64', 'Utf8'],
   );
+  assert.equal([...w.getChild('id')!], ['12345678901234567891', '7'], 'an id a double would round stays text');
   kn.data.writeCsv(join(dir, 'out.tsv'), w);
   assert.equal([...kn.data.readCsv(join(dir, 'out.tsv')).getChild('b')!], ['0x10', '.']);
 });

@@ -50,7 +50,8 @@ function column(values: (string | null)[], asString: boolean): A.Vector {
     for (const v of values) {
       if (v === null) continue;
       const t = v.trim();
-      if (!NUMBER.test(t)) {
+      // an integer a double cannot hold exactly (an id of 19 digits) stays text rather than change its value
+      if (!NUMBER.test(t) || (!/[.eE]/.test(t) && !Number.isSafeInteger(Number(t)))) {
         numeric = false;
         break;
       }
@@ -70,7 +71,8 @@ function column(values: (string | null)[], asString: boolean): A.Vector {
 /**
  * Reads a CSV (or TSV) file into an Arrow Table: RFC 4180 quoting (quoted separators, quotes and line breaks),
  * a byte-order mark, CRLF or LF line ends. A column whose every value reads as a decimal number is Int32 (all
- * integers in range) or Float64; others are strings (`strings` keeps named columns as strings). The null
+ * integers in range) or Float64; others are strings (`strings` keeps named columns as strings), as is a column
+ * holding an integer beyond 2^53, which a double would round. The null
  * spellings (`nullValues`) are nulls. A row with another number of fields than the header, an unclosed quote or
  * bytes that are not UTF-8 is a FormatError naming the line.
  * @example kn.data.writeCsv('.kiln-tmp-d.csv', kn.data.toArrow({ price: kn.tensor([1.5, 2]) })); [...kn.data.readCsv('.kiln-tmp-d.csv').getChild('price')] // [1.5, 2]

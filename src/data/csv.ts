@@ -45,25 +45,22 @@ function delimiterOf(path: string, given: unknown, who: string): string {
 /** One column of strings as an Arrow vector: Int32, Float64 or Utf8 by what every non-null value reads as. */
 function column(values: (string | null)[], asString: boolean): A.Vector {
   if (!asString) {
-    let numeric = true,
-      integer = true;
-    for (const v of values) {
+    const nums: (number | null)[] = new Array(values.length).fill(null);
+    let integer = true,
+      any = false;
+    for (const [i, v] of values.entries()) {
       if (v === null) continue;
       const t = v.trim();
+      if (!NUMBER.test(t)) return A.vectorFromArray(values, new A.Utf8());
+      const x = Number(t);
+      const decimal = /[.eE]/.test(t);
       // an integer a double cannot hold exactly (an id of 19 digits) stays text rather than change its value
-      if (!NUMBER.test(t) || (!/[.eE]/.test(t) && !Number.isSafeInteger(Number(t)))) {
-        numeric = false;
-        break;
-      }
-      if (integer) {
-        const x = Number(t);
-        integer = Number.isInteger(x) && x >= -(2 ** 31) && x < 2 ** 31 && !/[.eE]/.test(t);
-      }
+      if (!decimal && !Number.isSafeInteger(x)) return A.vectorFromArray(values, new A.Utf8());
+      integer &&= !decimal && x >= -(2 ** 31) && x < 2 ** 31;
+      nums[i] = x;
+      any = true;
     }
-    if (numeric && values.some((v) => v !== null)) {
-      const nums = values.map((v) => (v === null ? null : Number(v.trim())));
-      return A.vectorFromArray(nums, integer ? new A.Int32() : new A.Float64());
-    }
+    if (any) return A.vectorFromArray(nums, integer ? new A.Int32() : new A.Float64());
   }
   return A.vectorFromArray(values, new A.Utf8());
 }
@@ -84,12 +81,12 @@ export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
     optionKeys<ReadCsvOptions>({ delimiter: true, header: true, nullValues: true, strings: true }),
   );
   const delimiter = delimiterOf(path, opts.delimiter, 'readCsv');
-  const nulls = new Set(opts.nullValues ?? NULLS);
   if (
     opts.nullValues !== undefined &&
     (!Array.isArray(opts.nullValues) || opts.nullValues.some((v) => typeof v !== 'string'))
   )
     throw new ArgumentError(`readCsv nullValues must be an array of strings, got ${describe(opts.nullValues)}`);
+  const nulls = new Set(opts.nullValues ?? NULLS);
   if (opts.strings !== undefined && (!Array.isArray(opts.strings) || opts.strings.some((v) => typeof v !== 'string')))
     throw new ArgumentError(`readCsv strings must be an array of column names, got ${describe(opts.strings)}`);
   const bytes = readFileForSync(path, 'readCsv');

@@ -8,7 +8,7 @@ import { ArgumentError, FormatError, ValidationError, checkOptions, describe, op
 import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, ownTable, toArrow } from './arrow.js';
-import { readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
+import { fileBytes, readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
 
@@ -173,7 +173,12 @@ export class ParquetSource {
   static async open(path: string): Promise<ParquetSource> {
     checkFilePath(path, 'ParquetSource.open');
     const key = nextKey++;
-    const f = await readerThread().request<FooterReply>({ op: 'footer', key, path }, path, 'read its footer');
+    const f = await readerThread().request<FooterReply>(
+      { op: 'footer', key, path },
+      path,
+      fileBytes(path),
+      'read its footer',
+    );
     return new ParquetSource(path, footerOf(f), key, f.stamp);
   }
 
@@ -186,6 +191,7 @@ export class ParquetSource {
     const ipc = await readerThread().request<Uint8Array>(
       { op: 'read', key: this.key, path: this.path, stamp: this.stamp, options },
       this.path,
+      this.stamp.size,
       'read it',
     );
     return toJsTable({ intoIPCStream: () => ipc }, this.path);

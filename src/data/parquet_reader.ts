@@ -11,21 +11,23 @@ import { ArgumentError, FormatError, ValidationError } from '../errors.js';
 const require = createRequire(import.meta.url);
 
 /**
- * How long a reader thread may work on one request for the file at `path` before the file is called malformed:
- * KILN_DATA_READ_TIMEOUT_MS when set, else 120 s plus 10 ms per MB of the file. Shared with StreamingDataset's
- * threads.
+ * How long a reader thread may work on one request for a file of `bytes` bytes before the file is called
+ * malformed: KILN_DATA_READ_TIMEOUT_MS when set, else 120 s plus 10 ms per MB of the file. Shared with
+ * StreamingDataset's threads.
  */
-export function readDeadlineMs(path: string): number {
+export function readDeadlineMs(bytes: number): number {
   const env = Number(process.env.KILN_DATA_READ_TIMEOUT_MS);
   if (Number.isFinite(env) && env > 0) return env;
-  const base = 120_000;
-  let size = 0;
+  return 120_000 + bytes / 1e5;
+}
+
+/** The size of the file at `path`, 0 when it cannot be read (its reader reports that, the deadline need not). */
+export function fileBytes(path: string): number {
   try {
-    size = statSync(path).size;
+    return statSync(path).size;
   } catch {
-    // the thread reports a file it cannot read; the deadline needs no size for that
+    return 0;
   }
-  return base + size / 1e5;
 }
 
 /** What a file was when a source opened it: a read finds it changed when either differs. */
@@ -205,9 +207,10 @@ class ReaderThread {
   private current: Job | null = null;
   private nextId = 1;
 
-  request<T>(message: Record<string, unknown>, path: string, what: string): Promise<T> {
+  /** Runs one request about the file at `path` (`bytes` long, which sets the request's deadline). */
+  request<T>(message: Record<string, unknown>, path: string, bytes: number, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const deadlineMs = readDeadlineMs(path);
+      const deadlineMs = readDeadlineMs(bytes);
       const job = {
         id: this.nextId++,
         message,

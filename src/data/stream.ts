@@ -22,7 +22,7 @@ import {
   type BatchTransform,
 } from './loader.js';
 import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
-import { FILE_RANGE_JS, readDeadlineMs } from './parquet_reader.js';
+import { FILE_RANGE_JS, fileBytes, readDeadlineMs } from './parquet_reader.js';
 
 /** Options of StreamingDataset.open. */
 export interface StreamingOptions {
@@ -189,6 +189,8 @@ class Readers {
   >();
   private nextId = 0;
   private failed: Error | null = null;
+  /** each file's size when first read, for its read deadline */
+  private readonly bytes = new Map<string, number>();
 
   constructor(n: number) {
     const wd = { arrow: require.resolve('apache-arrow'), parquet: require.resolve('parquet-wasm') };
@@ -243,7 +245,9 @@ class Readers {
     // does not
     if (this.busy[w]!++ === 0) this.workers[w]!.ref();
     const what = `row group ${group} of ${path}`;
-    const ms = readDeadlineMs(path);
+    let bytes = this.bytes.get(path);
+    if (bytes === undefined) this.bytes.set(path, (bytes = fileBytes(path)));
+    const ms = readDeadlineMs(bytes);
     return new Promise((resolve, reject) => {
       // a decoder that never returns (a malformed file) ends the stream instead of hanging it
       const timer = setTimeout(() => {

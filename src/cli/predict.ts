@@ -14,9 +14,9 @@ import { ArgumentError, ValidationError } from '../errors.js';
 import { loadModel } from '../io/index.js';
 import { tensor } from '../ops/creation.js';
 import { argmax, softmax } from '../ops/reduce.js';
-import { CLASSES_METADATA_KEY, FEATURES_METADATA_KEY, metadataNames } from '../serve/model.js';
+import { CLASSES_METADATA_KEY, FEATURES_METADATA_KEY, metadataNames, TASK_METADATA_KEY } from '../serve/model.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { nameRecord } from '../records.js';
+import { nameRecord, own } from '../records.js';
 
 export const PREDICT_HELP = `  predict MODEL.safetensors DATA.parquet|.arrow|.csv -o OUT.parquet|.arrow|.csv [--features a,b,...] [--scaler s.json]
         [--keep id,...] [--batch-size 1024] [--task classification|regression] [--backend cpu|js|webgpu|cuda] [--json]
@@ -63,7 +63,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
       `${modelPath} does not name its feature columns (kiln train saves them as ${FEATURES_METADATA_KEY}): pass --features a,b,...`,
     );
   const classes = metadataNames(metadata, CLASSES_METADATA_KEY, modelPath);
-  const saved = metadata['kiln.task'];
+  const saved = own(metadata, TASK_METADATA_KEY);
   const keep = values.keep?.split(',').map((c) => c.trim()) ?? [];
   for (const c of keep)
     if (c === 'prediction' || c === 'label' || c === 'probability' || /^prediction_\d+$/.test(c))
@@ -93,6 +93,26 @@ export async function predictCommand(argv: string[]): Promise<number> {
       if (!src.columns.includes(c)) throw new ValidationError(`predict: ${data} has no column '${c}' to keep`);
     if (n === 0) throw new ValidationError(`predict: ${data} has no rows`);
     model.eval();
+    // the first batch says how wide an answer is, and so the task when the file does not; the answer arrays
+    // are sized from it
+    const firstAnswer = (o: Tensor): void => {
+      width = o.ndim === 2 ? o.shape[1]! : 1;
+      task =
+        (values.task as 'classification' | 'regression' | undefined) ??
+        (saved === 'classification' || saved === 'regression' ? saved : width > 1 ? 'classification' : 'regression');
+      if (task === 'classification' && width < 2)
+        throw new ValidationError(
+          `predict: a classifier needs two or more outputs per row; ${modelPath} gives ${width}`,
+        );
+      if (classes && task === 'classification' && classes.length !== width)
+        throw new ValidationError(
+          `${modelPath} names ${classes.length} classes but gives ${width} outputs per row; expected one per class`,
+        );
+      if (task === 'classification') {
+        idx = new Int32Array(n);
+        prob = new Float32Array(n);
+      } else regValues = new Float32Array(n * width);
+    };
     // rows in the order of the file, a batch at a time; row groups smaller than a batch are joined first, so
     // batches stay full
     const score = (chunk: A.Table): void => {
@@ -111,29 +131,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
               throw new ValidationError(
                 `predict: the model answers ${rows} rows with a [${o.shape.join(', ')}] tensor; expected [${rows}] or [${rows}, K]`,
               );
-            if (task === undefined) {
-              // the first batch says how wide an answer is, and so the task when the file does not
-              width = o.ndim === 2 ? o.shape[1]! : 1;
-              task =
-                (values.task as 'classification' | 'regression' | undefined) ??
-                (saved === 'classification' || saved === 'regression'
-                  ? saved
-                  : width > 1
-                    ? 'classification'
-                    : 'regression');
-              if (task === 'classification' && width < 2)
-                throw new ValidationError(
-                  `predict: a classifier needs two or more outputs per row; ${modelPath} gives ${width}`,
-                );
-              if (classes && task === 'classification' && classes.length !== width)
-                throw new ValidationError(
-                  `${modelPath} names ${classes.length} classes but gives ${width} outputs per row; expected one per class`,
-                );
-              if (task === 'classification') {
-                idx = new Int32Array(n);
-                prob = new Float32Array(n);
-              } else regValues = new Float32Array(n * width);
-            }
+            if (task === undefined) firstAnswer(o);
             if (task === 'classification') {
               const best = argmax(o, 1).toArray() as Int32Array;
               const pv = softmax(o, 1).toArray() as Float32Array;

@@ -25,7 +25,9 @@ import {
   CLASSES_METADATA_KEY,
   FEATURES_METADATA_KEY,
   INPUT_SHAPE_METADATA_KEY,
+  LABEL_METADATA_KEY,
   metadataNames,
+  TASK_METADATA_KEY,
 } from '../serve/model.js';
 import { startRun } from '../track/index.js';
 import { fit, type MetricName } from '../train/fit.js';
@@ -234,8 +236,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     metadata: {
       [INPUT_SHAPE_METADATA_KEY]: JSON.stringify([F]),
       [FEATURES_METADATA_KEY]: JSON.stringify(features),
-      'kiln.label': label,
-      'kiln.task': task,
+      [LABEL_METADATA_KEY]: label,
+      [TASK_METADATA_KEY]: task,
       ...(names.length > 0 ? { [CLASSES_METADATA_KEY]: JSON.stringify(names) } : {}),
     },
   });

@@ -19,6 +19,8 @@ export {
   inferInputShape,
   resolveInputShape,
   FEATURES_METADATA_KEY,
+  TASK_METADATA_KEY,
+  LABEL_METADATA_KEY,
   type ServableModel,
   type BatchTransform,
   type RowModel,

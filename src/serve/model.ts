@@ -41,6 +41,10 @@ export const INPUT_SHAPE_METADATA_KEY = 'kiln.input_shape';
 export const FEATURES_METADATA_KEY = 'kiln.features';
 /** Metadata key for the class names of a classifier's outputs (JSON list; class i is the i-th), as kiln train saves. */
 export const CLASSES_METADATA_KEY = 'kiln.classes';
+/** Metadata key for what a model predicts, 'classification' or 'regression', as kiln train saves. */
+export const TASK_METADATA_KEY = 'kiln.task';
+/** Metadata key for the name of the column a model was trained to predict, as kiln train saves. */
+export const LABEL_METADATA_KEY = 'kiln.label';
 
 /**
  * A list of names a model file's metadata holds under `key` (kiln.classes, kiln.features: a JSON array of

@@ -463,7 +463,31 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
     async read(kn, input, dir) {
       const file = join(dir, 'case.csv');
       writeFileSync(file, input as Uint8Array);
-      const { tensors } = kn.data.fromArrowWithVocab(kn.data.readCsv(file));
+      const A = await import('apache-arrow');
+      let whole: InstanceType<typeof A.Table> | Error;
+      try {
+        whole = kn.data.readCsv(file);
+      } catch (e) {
+        whole = e as Error;
+      }
+      // openCsv streams the same file in chunks: the same table, or the same error
+      let streamed: InstanceType<typeof A.Table> | Error;
+      try {
+        const src = await kn.data.openCsv(file);
+        const parts: InstanceType<typeof A.Table>[] = [];
+        for await (const t of src.chunks({ rowsPerChunk: 2 })) parts.push(t);
+        streamed = parts.length === 0 ? new A.Table(src.schema) : parts[0]!.concat(...parts.slice(1));
+      } catch (e) {
+        streamed = e as Error;
+      }
+      const said = (x: InstanceType<typeof A.Table> | Error): string =>
+        x instanceof Error
+          ? `${x.constructor.name}: ${x.message}`
+          : `${String(x.schema)} ${JSON.stringify(x.toArray())}`;
+      if (said(whole) !== said(streamed))
+        throw new Error(`openCsv and readCsv differ:\n  readCsv: ${said(whole)}\n  openCsv: ${said(streamed)}`);
+      if (whole instanceof Error) throw whole;
+      const { tensors } = kn.data.fromArrowWithVocab(whole);
       for (const t of Object.values(tensors)) t.dispose();
     },
   },

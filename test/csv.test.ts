@@ -190,6 +190,121 @@ test('bad files and options: a FormatError naming the file and line, or an Argum
   assert.equal([...proto.getChild('__proto__')!], [1]);
 });
 
+test('openCsv: the same table as readCsv, a chunk of rows at a time, types settled over the whole file', async () => {
+  // DuckDB's file (quoted separators and line breaks, nulls), and one whose column only turns Float64 and then
+  // text after the first chunks: every chunk carries the type of the whole column
+  const duck = join(dir, 'duck.csv');
+  const late = join(dir, 'late.csv');
+  const lines = ['n,v,s'];
+  for (let i = 0; i < 250; i++) lines.push(`${i},${i === 230 ? '2.5' : i},${i === 240 ? 'x' : i % 7 === 0 ? 'NA' : i}`);
+  writeFileSync(late, `${lines.join('\n')}\n`);
+  for (const path of [duck, late]) {
+    const whole = kn.data.readCsv(path);
+    const src = await kn.data.openCsv(path);
+    assert.is(src.rows, whole.numRows);
+    assert.equal(String(src.schema), String(whole.schema));
+    const sizes: number[] = [];
+    const parts: A.Table[] = [];
+    for await (const t of src.chunks({ rowsPerChunk: 64 })) {
+      sizes.push(t.numRows);
+      parts.push(t);
+      assert.equal(String(t.schema), String(whole.schema), `a chunk of ${path} has the file's types`);
+    }
+    const full = Math.floor(whole.numRows / 64);
+    assert.equal(sizes, [...Array<number>(full).fill(64), whole.numRows - 64 * full]);
+    const joined = parts[0]!.concat(...parts.slice(1));
+    for (const f of whole.schema.fields)
+      assert.equal([...joined.getChild(f.name)!], [...whole.getChild(f.name)!], `${path} column ${f.name}`);
+  }
+  const lt = await kn.data.openCsv(late, { strings: ['n'] });
+  assert.equal(
+    lt.schema.fields.map((f) => `${f.name}:${String(f.type)}`),
+    ['n:Utf8', 'v:Float64', 's:Utf8'],
+  );
+  // without a header the columns are c0, c1, ...; strings names them so
+  const bare = await kn.data.openCsv(late, { header: false, strings: ['c1'] });
+  assert.equal(
+    [bare.rows, ...bare.schema.fields.map((f) => `${f.name}:${String(f.type)}`)],
+    [251, 'c0:Utf8', 'c1:Utf8', 'c2:Utf8'],
+  );
+  const bareNums = await kn.data.openCsv(join(dir, 'bare.csv'), { header: false, strings: ['c1'] });
+  assert.equal(
+    bareNums.schema.fields.map((f) => String(f.type)),
+    ['Int32', 'Utf8'],
+  );
+  // some columns, in the order asked; every chunk the same as the file's rows
+  const picked: unknown[] = [];
+  for await (const t of lt.chunks({ columns: ['v', 'n'], rowsPerChunk: 100 })) {
+    assert.equal(
+      t.schema.fields.map((f) => f.name),
+      ['v', 'n'],
+    );
+    picked.push(...t.getChild('v')!);
+  }
+  assert.equal(picked, [...kn.data.readCsv(late).getChild('v')!]);
+});
+
+test('openCsv: bad files and options as readCsv words them; a file changed since it was opened', async () => {
+  const file = (name: string, text: string | Uint8Array): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const refuses = async (f: () => Promise<unknown>, kind: typeof kn.KilnError, re: RegExp): Promise<void> => {
+    try {
+      await f();
+    } catch (e) {
+      assert.instance(e, kind);
+      assert.match((e as Error).message, re);
+      return;
+    }
+    assert.unreachable(`expected ${kind.name} ${re}`);
+  };
+  const all = async (path: string, opts?: kn.data.CsvChunkOptions): Promise<number> => {
+    let n = 0;
+    for await (const t of (await kn.data.openCsv(path)).chunks(opts)) n += t.numRows;
+    return n;
+  };
+  await refuses(
+    () => kn.data.openCsv(file('ragged2.csv', 'a,b\n1,2\n3\n')),
+    kn.FormatError,
+    /ragged2\.csv: Invalid Record Length: expect 2, got 1 on line 3/,
+  );
+  await refuses(
+    () => kn.data.openCsv(file('latin2.csv', Uint8Array.of(0x61, 0x0a, 0xe9, 0x0a))),
+    kn.FormatError,
+    /latin2\.csv is not a CSV file: it is not UTF-8 text/,
+  );
+  await refuses(() => kn.data.openCsv(file('empty2.csv', '')), kn.FormatError, /empty2\.csv has no rows/);
+  await refuses(() => kn.data.openCsv(join(dir, 'absent.csv')), kn.ArgumentError, /openCsv: cannot read .*absent\.csv/);
+  await refuses(() => kn.data.openCsv(dir), kn.ArgumentError, /it is not a file/);
+  const ok = file('ok2.csv', 'a,b\n1,2\n3,4\n5,6\n');
+  await refuses(
+    () => kn.data.openCsv(ok, { header: 'yes' as never }),
+    kn.ArgumentError,
+    /header must be true or false/,
+  );
+  await refuses(
+    () => kn.data.openCsv(ok, { strings: ['zz'] }),
+    kn.ArgumentError,
+    /openCsv strings: .*has no column 'zz'/,
+  );
+  await refuses(() => all(ok, { columns: ['a', 'q'] }), kn.ArgumentError, /ok2\.csv has no column 'q'; it has a, b/);
+  await refuses(() => all(ok, { rowsPerChunk: 0 }), kn.ArgumentError, /rowsPerChunk must be a positive integer/);
+  await refuses(() => all(ok, { rows: 2 } as never), kn.ArgumentError, /rows/);
+  assert.is(await all(ok, { rowsPerChunk: 2 }), 3);
+  // written again after it was opened: the next read says so instead of mixing two files
+  const src = await kn.data.openCsv(ok);
+  writeFileSync(ok, 'a,b\n1,2\n3,4\n5,6\n7,8.5\n');
+  await refuses(
+    async () => {
+      for await (const t of src.chunks()) void t;
+    },
+    kn.ValidationError,
+    /ok2\.csv changed since openCsv read it/,
+  );
+});
+
 test.after(() => {
   duck?.closeSync();
 });

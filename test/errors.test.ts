@@ -596,6 +596,8 @@ const OPTIONS_CHECKED_ELSEWHERE = new Set([
   'src/data/parquet.ts read', // checkSelection
   'src/errors.ts constructor', // Error's own { cause }, handed to Error as it is
   'src/data/parquet.ts readParquet',
+  'src/data/csv.ts readCsv', // csvSettings, shared with openCsv
+  'src/data/csv.ts openCsv',
   'src/data/table.ts writeTable', // hands its Parquet options to writeParquet
   'src/distributed/comm.ts allreduce', // reduceArgs
   'src/distributed/comm.ts allreduceAsync',

@@ -479,6 +479,7 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
     ['writeArrow', (p) => kn.data.writeArrow(p, { a: kn.ones([2]) })],
     ['readParquet', (p) => kn.data.readParquet(p)],
     ['readCsv', (p) => kn.data.readCsv(p)],
+    ['openCsv', (p) => kn.data.openCsv(p)],
     ['readRequestLog', (p) => kn.serve.readRequestLog(p)],
     ['createServer', (p) => kn.serve.createServer(p, { inputShape: [3] })],
     ['register', (p) => kn.registry.register(p, { name: 'm', dir: join(dir, 'registry') })],

@@ -1,11 +1,14 @@
 // CSV and TSV files in and out as Arrow tables (csv-parse reads, csv-stringify writes). A column whose values all
 // read as numbers becomes Int32 (integers in range) or Float64, any other a Utf8 string column; the null spellings
 // become nulls. kiln train, kiln predict and the retraining pipeline read .csv/.tsv files through data/table.ts.
-import { CsvError, parse } from 'csv-parse/sync';
+import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { CsvError, parse as parseStream } from 'csv-parse';
+import { CsvError as CsvSyncError, parse as parseSync } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import * as A from 'apache-arrow';
-import { ArgumentError, FormatError, checkOptions, describe, optionKeys } from '../errors.js';
-import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
+import { checkFilePath, checkReadableFile, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { nameRecord } from '../records.js';
 import { columnNameProblem, ownTable } from './arrow.js';
 
@@ -42,28 +45,102 @@ function delimiterOf(path: string, given: unknown, who: string): string {
   return given;
 }
 
-/** One column of strings as an Arrow vector: Int32, Float64 or Utf8 by what every non-null value reads as. */
-function column(values: (string | null)[], asString: boolean): A.Vector {
-  if (!asString) {
-    const nums: (number | null)[] = new Array(values.length).fill(null);
-    let integer = true,
-      any = false;
-    for (const [i, v] of values.entries()) {
-      if (v === null) continue;
-      const t = v.trim();
-      if (!NUMBER.test(t)) return A.vectorFromArray(values, new A.Utf8());
-      const x = Number(t);
-      const decimal = /[.eE]/.test(t);
-      // an integer a double cannot hold exactly (an id of 19 digits) stays text rather than change its value
-      if (!decimal && !Number.isSafeInteger(x)) return A.vectorFromArray(values, new A.Utf8());
-      integer &&= !decimal && x >= -(2 ** 31) && x < 2 ** 31;
-      nums[i] = x;
-      any = true;
-    }
-    if (any) return A.vectorFromArray(nums, integer ? new A.Int32() : new A.Float64());
+/** What a column's values read as: no value yet, Int32, Float64 or text. A column only ever widens. */
+type Kind = 'none' | 'int' | 'float' | 'text';
+const RANK: Record<Kind, number> = { none: 0, int: 1, float: 2, text: 3 };
+
+/** What one value (trimmed, not a null spelling) reads as. */
+function valueKind(t: string): Kind {
+  if (!NUMBER.test(t)) return 'text';
+  if (/[.eE]/.test(t)) return 'float';
+  if (t.length < 10) return 'int'; // at most 9 digits: well inside int32
+  const x = Number(t);
+  // an integer a double cannot hold exactly (an id of 19 digits) stays text rather than change its value
+  if (!Number.isSafeInteger(x)) return 'text';
+  return x >= -(2 ** 31) && x < 2 ** 31 ? 'int' : 'float';
+}
+
+/** The kind of a column holding `values` (nulls are null), given what it read as before (`from`). */
+function widen(from: Kind, values: readonly (string | null)[]): Kind {
+  let k = from;
+  for (const v of values) {
+    if (k === 'text') break;
+    if (v === null) continue;
+    const w = valueKind(v.trim());
+    if (RANK[w] > RANK[k]) k = w;
   }
+  return k;
+}
+
+/** One column of strings as an Arrow vector of its kind: Int32, Float64, or Utf8 (text, or nothing but nulls). */
+function column(values: (string | null)[], kind: Kind): A.Vector {
+  if (kind === 'int' || kind === 'float')
+    return A.vectorFromArray(
+      values.map((v) => (v === null ? null : Number(v.trim()))),
+      kind === 'int' ? new A.Int32() : new A.Float64(),
+    );
   return A.vectorFromArray(values, new A.Utf8());
 }
+
+/** readCsv's and openCsv's options, checked. */
+interface CsvSettings {
+  delimiter: string;
+  header: boolean;
+  nulls: ReadonlySet<string>;
+  strings: ReadonlySet<string>;
+}
+
+function csvSettings(path: string, opts: ReadCsvOptions, who: string): CsvSettings {
+  checkOptions(
+    opts,
+    who,
+    optionKeys<ReadCsvOptions>({ delimiter: true, header: true, nullValues: true, strings: true }),
+  );
+  const delimiter = delimiterOf(path, opts.delimiter, who);
+  if (
+    opts.nullValues !== undefined &&
+    (!Array.isArray(opts.nullValues) || opts.nullValues.some((v) => typeof v !== 'string'))
+  )
+    throw new ArgumentError(`${who} nullValues must be an array of strings, got ${describe(opts.nullValues)}`);
+  if (opts.strings !== undefined && (!Array.isArray(opts.strings) || opts.strings.some((v) => typeof v !== 'string')))
+    throw new ArgumentError(`${who} strings must be an array of column names, got ${describe(opts.strings)}`);
+  if (opts.header !== undefined && typeof opts.header !== 'boolean')
+    throw new ArgumentError(`${who} header must be true or false, got ${describe(opts.header)}`);
+  return {
+    delimiter,
+    header: opts.header ?? true,
+    nulls: new Set(opts.nullValues ?? NULLS),
+    strings: new Set(opts.strings ?? []),
+  };
+}
+
+/** The column names from the first row (the header, or c0, c1, ... for as many fields), checked. */
+function columnNames(path: string, first: readonly string[] | undefined, s: CsvSettings, who: string): string[] {
+  if (first === undefined) throw new FormatError(`${path} has no rows${s.header ? ' (not even a header)' : ''}`);
+  const names = s.header ? [...first] : first.map((_, j) => `c${j}`);
+  const empty = names.findIndex((n) => n.trim() === '');
+  if (empty >= 0) throw new FormatError(`${path}: column ${empty + 1} of the header has no name`);
+  const bad = columnNameProblem(names.map((name) => ({ name })));
+  if (bad) throw new FormatError(`${path}: ${bad}`);
+  for (const c of s.strings)
+    if (!names.includes(c))
+      throw new ArgumentError(`${who} strings: ${path} has no column '${c}'; it has ${names.join(', ')}`);
+  return names;
+}
+
+/** Field `j` of each row, null for a null spelling. */
+function fieldValues(rows: readonly string[][], j: number, nulls: ReadonlySet<string>): (string | null)[] {
+  return rows.map((r) => (nulls.has(r[j]!) ? null : r[j]!));
+}
+
+/** A table of named columns (names from a file never become keys of an ordinary object). */
+function tableOf(columns: readonly (readonly [string, A.Vector])[]): A.Table {
+  const r = nameRecord<A.Vector>();
+  for (const [name, v] of columns) r[name] = v;
+  return new A.Table(r);
+}
+
+const PARSE = { bom: true, skip_empty_lines: true, relax_column_count: false } as const;
 
 /**
  * Reads a CSV (or TSV) file into an Arrow Table: RFC 4180 quoting (quoted separators, quotes and line breaks),
@@ -75,20 +152,7 @@ function column(values: (string | null)[], asString: boolean): A.Vector {
  * @example kn.data.writeCsv('.kiln-tmp-d.csv', kn.data.toArrow({ price: kn.tensor([1.5, 2]) })); [...kn.data.readCsv('.kiln-tmp-d.csv').getChild('price')] // [1.5, 2]
  */
 export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
-  checkOptions(
-    opts,
-    'readCsv',
-    optionKeys<ReadCsvOptions>({ delimiter: true, header: true, nullValues: true, strings: true }),
-  );
-  const delimiter = delimiterOf(path, opts.delimiter, 'readCsv');
-  if (
-    opts.nullValues !== undefined &&
-    (!Array.isArray(opts.nullValues) || opts.nullValues.some((v) => typeof v !== 'string'))
-  )
-    throw new ArgumentError(`readCsv nullValues must be an array of strings, got ${describe(opts.nullValues)}`);
-  const nulls = new Set(opts.nullValues ?? NULLS);
-  if (opts.strings !== undefined && (!Array.isArray(opts.strings) || opts.strings.some((v) => typeof v !== 'string')))
-    throw new ArgumentError(`readCsv strings must be an array of column names, got ${describe(opts.strings)}`);
+  const s = csvSettings(path, opts, 'readCsv');
   const bytes = readFileForSync(path, 'readCsv');
   let text: string;
   try {
@@ -98,32 +162,153 @@ export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
   }
   let rows: string[][];
   try {
-    rows = parse(text, { delimiter, bom: true, skip_empty_lines: true, relax_column_count: false }) as string[][];
+    rows = parseSync(text, { ...PARSE, delimiter: s.delimiter }) as string[][];
+  } catch (e) {
+    if (e instanceof CsvSyncError) throw new FormatError(`${path}: ${e.message}`);
+    throw e;
+  }
+  const names = columnNames(path, rows[0], s, 'readCsv');
+  const body = s.header ? rows.slice(1) : rows;
+  return tableOf(
+    names.map((name, j) => {
+      const values = fieldValues(body, j, s.nulls);
+      return [name, column(values, s.strings.has(name) ? 'text' : widen('none', values))];
+    }),
+  );
+}
+
+/** The text of a file as UTF-8, a piece at a time; bytes that are not UTF-8 are a FormatError. */
+async function* utf8Pieces(path: string): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const stream = createReadStream(path);
+  let piece: string;
+  try {
+    for await (const bytes of stream) {
+      piece = decoder.decode(bytes as Buffer, { stream: true });
+      if (piece) yield piece;
+    }
+    piece = decoder.decode();
+  } catch (e) {
+    if (e instanceof TypeError) throw new FormatError(`${path} is not a CSV file: it is not UTF-8 text`);
+    throw new ArgumentError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  } finally {
+    stream.destroy();
+  }
+  if (piece) yield piece;
+}
+
+/** The records of a CSV file in order, parsed as the file streams in (the header is the first). */
+async function* csvRecords(path: string, delimiter: string): AsyncGenerator<string[]> {
+  const parser = parseStream({ ...PARSE, delimiter });
+  const source = Readable.from(utf8Pieces(path));
+  source.on('error', (e) => parser.destroy(e));
+  source.pipe(parser);
+  try {
+    for await (const r of parser) yield r as string[];
   } catch (e) {
     if (e instanceof CsvError) throw new FormatError(`${path}: ${e.message}`);
     throw e;
+  } finally {
+    source.destroy();
+    parser.destroy();
   }
-  const header = opts.header ?? true;
-  if (rows.length === 0) throw new FormatError(`${path} has no rows${header ? ' (not even a header)' : ''}`);
-  const width = rows[0]!.length;
-  const names = header ? rows[0]! : Array.from({ length: width }, (_, j) => `c${j}`);
-  const empty = names.findIndex((n) => n.trim() === '');
-  if (empty >= 0) throw new FormatError(`${path}: column ${empty + 1} of the header has no name`);
-  const bad = columnNameProblem(names.map((name) => ({ name })));
-  if (bad) throw new FormatError(`${path}: ${bad}`);
-  for (const s of opts.strings ?? [])
-    if (!names.includes(s))
-      throw new ArgumentError(`readCsv strings: ${path} has no column '${s}'; it has ${names.join(', ')}`);
-  const keep = new Set(opts.strings ?? []);
-  const body = header ? rows.slice(1) : rows;
-  const cols = nameRecord<A.Vector>();
-  names.forEach((name, j) => {
-    cols[name] = column(
-      body.map((r) => (nulls.has(r[j]!) ? null : r[j]!)),
-      keep.has(name),
-    );
-  });
-  return new A.Table(cols);
+}
+
+/** Options of CsvSource.chunks. */
+export interface CsvChunkOptions {
+  /** the columns to read, in this order (default: all) */
+  columns?: readonly string[];
+  /** rows in each chunk but the last (default 65,536) */
+  rowsPerChunk?: number;
+}
+
+/** A CSV file opened by openCsv: its rows and schema known, its rows read on demand a chunk at a time. */
+export interface CsvSource {
+  readonly path: string;
+  /** rows, not counting the header */
+  readonly rows: number;
+  /** the columns and their types, the same as readCsv gives for the whole file */
+  readonly schema: A.Schema;
+  /**
+   * The rows in file order, `rowsPerChunk` at a time, as tables of `schema`'s types. A file that changed since
+   * openCsv read it is a ValidationError.
+   */
+  chunks(opts?: CsvChunkOptions): AsyncGenerator<A.Table>;
+}
+
+/**
+ * Opens a CSV (or TSV) file to read in chunks, so a file larger than memory can be scored or converted: one pass
+ * over the file counts its rows and settles each column's type (the types readCsv would give, with the same
+ * options and errors), then `chunks()` reads it again, a chunk of rows at a time. Only a chunk's rows are held.
+ * @example kn.data.writeCsv('.kiln-tmp-o.csv', kn.data.toArrow({ v: kn.arange(0, 5) })); const src = await kn.data.openCsv('.kiln-tmp-o.csv'); const sizes = []; for await (const t of src.chunks({ rowsPerChunk: 2 })) sizes.push(t.numRows); sizes // [2, 2, 1]
+ */
+export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<CsvSource> {
+  const s = csvSettings(path, opts, 'openCsv');
+  checkReadableFile(path, 'openCsv');
+  const stamp = (): string => {
+    const st = statSync(path);
+    return `${st.size}:${st.mtimeMs}`;
+  };
+  const opened = stamp();
+  // the header is checked after the pass, as readCsv checks it after parsing: a file with a bad header and a
+  // ragged row is refused for the same one of them by both
+  let first: string[] | undefined;
+  let kinds: Kind[] = [];
+  let rows = 0;
+  for await (const r of csvRecords(path, s.delimiter)) {
+    if (first === undefined) {
+      first = r;
+      kinds = r.map((n, j) => (s.strings.has(s.header ? n : `c${j}`) ? 'text' : 'none'));
+      if (s.header) continue;
+    }
+    rows++;
+    for (let j = 0; j < kinds.length; j++)
+      if (kinds[j] !== 'text' && !s.nulls.has(r[j]!)) kinds[j] = widen(kinds[j]!, [r[j]!]);
+  }
+  const cols = columnNames(path, first, s, 'openCsv');
+  const schema = tableOf(cols.map((c, j) => [c, column([], kinds[j]!)])).schema;
+  const changed = (): ValidationError =>
+    new ValidationError(`${path} changed since openCsv read it (its size or time differs): open it again`);
+  return {
+    path,
+    rows,
+    schema,
+    async *chunks(chunkOpts: CsvChunkOptions = {}) {
+      checkOptions(chunkOpts, 'CsvSource.chunks', optionKeys<CsvChunkOptions>({ columns: true, rowsPerChunk: true }));
+      const want = chunkOpts.columns ?? cols;
+      if (!Array.isArray(want) || want.some((c) => typeof c !== 'string'))
+        throw new ArgumentError(`CsvSource.chunks columns must be an array of column names, got ${describe(want)}`);
+      const at = want.map((c) => {
+        const j = cols.indexOf(c);
+        if (j < 0) throw new ArgumentError(`CsvSource.chunks: ${path} has no column '${c}'; it has ${cols.join(', ')}`);
+        return j;
+      });
+      const per = chunkOpts.rowsPerChunk ?? 65_536;
+      if (!Number.isInteger(per) || per < 1)
+        throw new ArgumentError(`CsvSource.chunks rowsPerChunk must be a positive integer, got ${describe(per)}`);
+      if (stamp() !== opened) throw changed();
+      let held: string[][] = [];
+      let seen = 0;
+      let skip = s.header;
+      const chunk = (): A.Table => {
+        if (stamp() !== opened) throw changed();
+        const t = tableOf(want.map((c, k) => [c, column(fieldValues(held, at[k]!, s.nulls), kinds[at[k]!]!)]));
+        held = [];
+        return t;
+      };
+      for await (const r of csvRecords(path, s.delimiter)) {
+        if (skip) {
+          skip = false;
+          continue;
+        }
+        held.push(r);
+        seen++;
+        if (held.length === per) yield chunk();
+      }
+      if (seen !== rows) throw changed();
+      if (held.length > 0) yield chunk();
+    },
+  };
 }
 
 /**

@@ -56,7 +56,15 @@ export {
   type EncoderJSON,
   type UnknownPolicy,
 } from './encoders.js';
-export { readCsv, writeCsv, type ReadCsvOptions, type WriteCsvOptions } from './csv.js';
+export {
+  readCsv,
+  writeCsv,
+  openCsv,
+  type ReadCsvOptions,
+  type WriteCsvOptions,
+  type CsvSource,
+  type CsvChunkOptions,
+} from './csv.js';
 export {
   readParquet,
   writeParquet,

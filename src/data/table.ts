@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import type * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
-import { readCsv, writeCsv } from './csv.js';
+import { openCsv, readCsv, writeCsv } from './csv.js';
 import { ParquetSource, readParquet, writeParquet, type WriteParquetOptions } from './parquet.js';
 
 /** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
@@ -41,18 +41,32 @@ export function writeTable(path: string, t: A.Table, parquet: WriteParquetOption
 export interface TableChunks {
   rows: number;
   columns: string[];
-  /** The rows in file order, a chunk at a time (a Parquet row group; all of an Arrow or CSV file), only `columns`. */
+  /**
+   * The rows in file order, a chunk at a time (a Parquet row group, 65,536 rows of a CSV file, all of an Arrow
+   * file), only `columns`.
+   */
   chunks(columns: readonly string[]): AsyncGenerator<A.Table>;
   close(): void;
 }
 
 /**
  * Opens a table file to read in chunks. A Parquet file is read a row group at a time (the next one read ahead on
- * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; an
- * Arrow or CSV file is read whole, as one chunk.
+ * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; a CSV
+ * file is read twice (once for its row count and column types, then in chunks of 65,536 rows), an Arrow file
+ * whole, as one chunk.
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
-  if (isArrowPath(path) || isCsvPath(path)) {
+  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
+  if (isCsvPath(path)) {
+    const csv = await openCsv(path);
+    return {
+      rows: csv.rows,
+      columns: csv.schema.fields.map((f) => f.name),
+      chunks: (columns) => csv.chunks({ columns }),
+      close() {},
+    };
+  }
+  if (isArrowPath(path)) {
     const t = readTable(path, who);
     return {
       rows: t.numRows,
@@ -63,7 +77,6 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       close() {},
     };
   }
-  if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
   const src = await ParquetSource.open(path);
   return {
     rows: src.info.rows,

@@ -330,6 +330,18 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   assert.equal([...ct.getChild('species')!], [...rowsOf.getChild('species')!]);
   const ca = ct.getChild('a')!.toArray() as Float64Array;
   assert.ok((rowsOf.getChild('a')!.toArray() as Float32Array).every((v, i) => Math.fround(ca[i]!) === v));
+  // a Parquet file of five row groups streams into one of 64-row groups, chunk by chunk, the values unchanged
+  const regrouped = join(dir, 'regrouped.parquet');
+  const rg = cli('convert', grouped, regrouped, '--row-group-size', '64', '--json');
+  assert.is(rg.code, 0, rg.err);
+  assert.is(JSON.parse(rg.out.trim()).rows, 240);
+  assert.equal(
+    (await kn.data.parquetInfo(regrouped)).rowGroups.map((r) => r.rows),
+    [64, 64, 64, 48],
+  );
+  const rgt = kn.data.readParquet(regrouped);
+  for (const c of ['a', 'b', 'species'])
+    assert.equal([...rgt.getChild(c)!], [...rowsOf.getChild(c)!], `${c} after the regrouping`);
   for (const [args, re] of [
     [
       [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],

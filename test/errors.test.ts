@@ -598,6 +598,8 @@ const OPTIONS_CHECKED_ELSEWHERE = new Set([
   'src/data/parquet.ts readParquet',
   'src/data/csv.ts readCsv', // csvSettings, shared with openCsv
   'src/data/csv.ts openCsv',
+  'src/data/parquet.ts writeParquet', // writerProperties, shared with writeParquetStream
+  'src/data/parquet.ts writeParquetStream',
   'src/data/table.ts writeTable', // hands its Parquet options to writeParquet
   'src/distributed/comm.ts allreduce', // reduceArgs
   'src/distributed/comm.ts allreduceAsync',

@@ -197,6 +197,93 @@ test('kiln writes, DuckDB reads the same values and types', async () => {
   assert.is(row.s, 'w1');
 });
 
+test('writeParquetStream: chunks of any size become row groups of rowGroupSize; DuckDB reads the same rows', async () => {
+  const t = mixedTable();
+  const path = join(dir, 'streamed.parquet');
+  const cuts = [0, 137, 137, 600, N];
+  async function* chunks(): AsyncGenerator<A.Table> {
+    for (let k = 0; k + 1 < cuts.length; k++) yield t.slice(cuts[k], cuts[k + 1]);
+  }
+  const w = await kn.data.writeParquetStream(path, chunks(), { rowGroupSize: 300, compression: 'zstd' });
+  assert.equal([w.rows, w.rowGroups], [N, 4]);
+  const info = await kn.data.parquetInfo(path);
+  assert.equal(
+    info.rowGroups.map((g) => g.rows),
+    [300, 300, 300, 100],
+  );
+  assert.is(info.createdBy, 'kiln');
+  const back = kn.data.readParquet(path);
+  for (const f of t.schema.fields) {
+    for (const i of [0, 136, 137, 138, 299, 300, 599, 600, 999])
+      assert.equal(plain(back.getChild(f.name), i), plain(t.getChild(f.name), i), `${f.name}[${i}]`);
+    assert.is(back.getChild(f.name)!.nullCount, t.getChild(f.name)!.nullCount, `${f.name} nulls`);
+  }
+  // DuckDB: the same rows as writeParquet's file of the same table, none more, none less
+  const whole = join(dir, 'mixed-snappy.parquet');
+  const diff = await sql(
+    `SELECT (SELECT count(*) FROM (SELECT * FROM read_parquet('${path}') EXCEPT ALL SELECT * FROM read_parquet('${whole}'))) AS extra,
+            (SELECT count(*) FROM (SELECT * FROM read_parquet('${whole}') EXCEPT ALL SELECT * FROM read_parquet('${path}'))) AS missing`,
+  );
+  assert.equal([Number(diff[0]!.extra), Number(diff[0]!.missing)], [0, 0]);
+  // row groups read one by one (each with its own dictionary) stream into one file; metadata is kept
+  const src = await kn.data.ParquetSource.open(whole);
+  async function* groups(): AsyncGenerator<A.Table> {
+    for (let g = 0; g < src.info.rowGroups.length; g++)
+      yield await src.read({ rowGroups: [g], columns: ['cat', 'i32'] });
+  }
+  const again = join(dir, 'regrouped.parquet');
+  await kn.data.writeParquetStream(again, groups(), { rowGroupSize: 1000, metadata: { origin: 'test' } });
+  src.close();
+  const r = kn.data.readParquet(again);
+  assert.equal([...r.getChild('cat')!], [...t.getChild('cat')!]);
+  assert.equal([...r.getChild('i32')!], [...t.getChild('i32')!]);
+  assert.equal((await kn.data.parquetInfo(again)).metadata.origin, 'test');
+});
+
+test('writeParquetStream: a bad chunk or a failing source writes nothing and says why', async () => {
+  const path = join(dir, 'kept.parquet');
+  kn.data.writeParquet(path, { x: kn.ones([3]) });
+  const before = readFileSync(path);
+  const x = (n: number): A.Table => new A.Table({ x: A.makeVector(new Float32Array(n)) });
+  const cases: [string, () => unknown, typeof kn.KilnError, RegExp][] = [
+    ['no tables', () => [], kn.ArgumentError, /the iterable gave no tables/],
+    ['not iterable', () => 7, kn.ArgumentError, /takes an iterable of apache-arrow Tables, got 7/],
+    ['not a table', () => [x(2), { x: 1 }], kn.ArgumentError, /chunk 1 is .*expected an apache-arrow Table/],
+    [
+      'other columns',
+      () => [x(2), new A.Table({ x: A.makeVector(Int32Array.of(1)) })],
+      kn.ValidationError,
+      /chunk 1 has columns x: Int32; the first had x: Float32/,
+    ],
+    [
+      'nulls the first chunk did not allow',
+      () => [x(2), new A.Table({ x: A.vectorFromArray([1, null], new A.Float32()) })],
+      kn.ValidationError,
+      /chunk 1 has nulls in column 'x', which the first chunk declared non-nullable/,
+    ],
+    [
+      'a source that fails part way',
+      function* () {
+        yield x(5);
+        throw new kn.FormatError('the source broke');
+      },
+      kn.FormatError,
+      /the source broke/,
+    ],
+  ];
+  for (const [what, make, kind, re] of cases)
+    await rejectsKiln(kn.data.writeParquetStream(path, make() as never), kind, re).catch((e: unknown) => {
+      throw new Error(`${what}: ${(e as Error).message}`);
+    });
+  assert.equal(readFileSync(path), before, 'the file written before is still there, unchanged');
+  await rejectsKiln(
+    kn.data.writeParquetStream(path, [x(1)], { compression: 'rar' as never }),
+    kn.ArgumentError,
+    /writeParquetStream compression must be one of/,
+  );
+  await rejectsKiln(kn.data.writeParquetStream(path, [x(1)], { level: 3 } as never), kn.ArgumentError, /level/);
+});
+
 test('DuckDB writes (dictionary, nulls, zstd and gzip, row groups), kiln reads', async () => {
   for (const codec of ['zstd', 'gzip', 'snappy']) {
     const path = join(dir, `duck-${codec}.parquet`);

@@ -2,8 +2,9 @@
 // some columns, with the Parquet writer's row groups and codec: a CSV file becomes a Parquet file that
 // StreamingDataset and kiln predict read a row group at a time.
 import { parseArgs } from 'node:util';
-import type { ParquetCompression } from '../data/parquet.js';
-import { isArrowPath, isCsvPath, readTable, writeTable } from '../data/table.js';
+import type * as A from 'apache-arrow';
+import { PARQUET_CODECS, writeParquetStream, type ParquetCompression } from '../data/parquet.js';
+import { isArrowPath, isCsvPath, openTable, readTable, writeTable } from '../data/table.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.csv|.tsv [--columns a,b,...] [--row-group-size N]
@@ -12,7 +13,7 @@ export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.
                   the row group size and codec apply to a Parquet output
 `;
 
-export function convertCommand(argv: string[]): number {
+export async function convertCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -33,25 +34,46 @@ export function convertCommand(argv: string[]): number {
     throw new ArgumentError(`--row-group-size must be a positive integer, got '${rowGroup}'`);
   if ((isArrowPath(to) || isCsvPath(to)) && (rowGroup !== undefined || values.compression !== undefined))
     throw new ArgumentError(`--row-group-size and --compression apply to a Parquet output, not ${to}`);
-  let table = readTable(from, 'convert');
-  if (values.columns !== undefined) {
-    const cols = values.columns.split(',').map((c) => c.trim());
-    const have = table.schema.fields.map((f) => f.name);
-    for (const c of cols)
-      if (!have.includes(c))
-        throw new ValidationError(`convert: ${from} has no column '${c}'; it has ${have.join(', ')}`);
-    table = table.select(cols);
-  }
-  // writeParquet checks the codec's name and the row group size
-  writeTable(to, table, {
+  // checked before a large input is read
+  if (values.compression !== undefined && !(PARQUET_CODECS as readonly string[]).includes(values.compression))
+    throw new ArgumentError(`compression must be one of ${PARQUET_CODECS.join(', ')}, got '${values.compression}'`);
+  const parquetOpts = {
     ...(rowGroupSize !== undefined ? { rowGroupSize } : {}),
     ...(values.compression !== undefined ? { compression: values.compression as ParquetCompression } : {}),
-  });
-  const columns = table.schema.fields.map((f) => ({ name: f.name, type: String(f.type) }));
-  if (values.json) process.stdout.write(JSON.stringify({ from, to, rows: table.numRows, columns }) + '\n');
-  else
-    process.stdout.write(
-      `wrote ${table.numRows} rows to ${to} (${columns.map((c) => `${c.name}: ${c.type}`).join(', ')})\n`,
-    );
+  };
+  const src = await openTable(from, 'convert');
+  let schema: A.Schema;
+  let rows: number;
+  try {
+    const cols = values.columns?.split(',').map((c) => c.trim()) ?? src.columns;
+    for (const c of cols)
+      if (!src.columns.includes(c))
+        throw new ValidationError(`convert: ${from} has no column '${c}'; it has ${src.columns.join(', ')}`);
+    if (src.rows > 0 && !isArrowPath(to) && !isCsvPath(to)) {
+      // to Parquet a chunk at a time (a CSV file 65,536 rows, a Parquet one a row group): memory holds a chunk
+      // and the row group being written, however large the file
+      const seen: A.Schema[] = [];
+      const chunks = async function* (): AsyncGenerator<A.Table> {
+        for await (const t of src.chunks(cols)) {
+          if (seen.length === 0) seen.push(t.schema);
+          yield t;
+        }
+      };
+      rows = (await writeParquetStream(to, chunks(), parquetOpts)).rows;
+      schema = seen[0]!;
+    } else {
+      const parts: A.Table[] = [];
+      for await (const t of src.chunks(cols)) parts.push(t);
+      const table = parts.length > 0 ? parts[0]!.concat(...parts.slice(1)) : readTable(from, 'convert').select(cols);
+      writeTable(to, table, parquetOpts);
+      rows = table.numRows;
+      schema = table.schema;
+    }
+  } finally {
+    src.close();
+  }
+  const columns = schema.fields.map((f) => ({ name: f.name, type: String(f.type) }));
+  if (values.json) process.stdout.write(JSON.stringify({ from, to, rows, columns }) + '\n');
+  else process.stdout.write(`wrote ${rows} rows to ${to} (${columns.map((c) => `${c.name}: ${c.type}`).join(', ')})\n`);
   return 0;
 }

@@ -68,6 +68,7 @@ export {
 export {
   readParquet,
   writeParquet,
+  writeParquetStream,
   parquetInfo,
   ParquetSource,
   type ParquetInfo,

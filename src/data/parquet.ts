@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
-import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
+import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, ownTable, toArrow } from './arrow.js';
 import { fileBytes, readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
@@ -34,7 +34,8 @@ function dropInstanceAfterTrap(e: unknown): void {
 
 /** The codecs writeParquet offers. */
 export type ParquetCompression = 'none' | 'snappy' | 'gzip' | 'zstd' | 'brotli' | 'lz4';
-const CODECS: readonly ParquetCompression[] = ['none', 'snappy', 'gzip', 'zstd', 'brotli', 'lz4'];
+/** The codecs writeParquet offers, by name. */
+export const PARQUET_CODECS: readonly ParquetCompression[] = ['none', 'snappy', 'gzip', 'zstd', 'brotli', 'lz4'];
 
 /** Options of readParquet. */
 export interface ReadParquetOptions {
@@ -250,6 +251,67 @@ export async function parquetInfo(path: string): Promise<ParquetInfo> {
   return src.info;
 }
 
+/** writeParquet's options, checked, as the writer's properties (a fresh object each call: the writer consumes it). */
+function writerProperties(
+  opts: WriteParquetOptions,
+  who: string,
+): { rowGroupSize: number; build: () => import('parquet-wasm').WriterProperties } {
+  checkOptions(
+    opts,
+    who,
+    optionKeys<WriteParquetOptions>({
+      compression: true,
+      rowGroupSize: true,
+      dictionary: true,
+      vocab: true,
+      metadata: true,
+    }),
+  );
+  const codec = opts.compression ?? 'snappy';
+  if (!PARQUET_CODECS.includes(codec))
+    throw new ArgumentError(`${who} compression must be one of ${PARQUET_CODECS.join(', ')}, got ${describe(codec)}`);
+  const rg = opts.rowGroupSize ?? 131072;
+  if (!Number.isInteger(rg) || rg < 1)
+    throw new ArgumentError(`${who} rowGroupSize must be a positive integer, got ${describe(rg)}`);
+  const meta = new Map<string, string>();
+  for (const [k, v] of Object.entries(opts.metadata ?? {})) {
+    if (typeof v !== 'string') throw new ArgumentError(`${who} metadata '${k}' must be a string, got ${describe(v)}`);
+    meta.set(k, v);
+  }
+  return {
+    rowGroupSize: rg,
+    build: () => {
+      const P = pq();
+      const C = P.Compression;
+      const codecs: Record<ParquetCompression, number> = {
+        none: C.UNCOMPRESSED,
+        snappy: C.SNAPPY,
+        gzip: C.GZIP,
+        zstd: C.ZSTD,
+        brotli: C.BROTLI,
+        lz4: C.LZ4_RAW,
+      };
+      let b = new P.WriterPropertiesBuilder()
+        .setCompression(codecs[codec])
+        .setMaxRowGroupSize(rg)
+        .setDictionaryEnabled(opts.dictionary ?? true)
+        .setCreatedBy('kiln');
+      if (meta.size) b = b.setKeyValueMetadata(meta);
+      return b.build();
+    },
+  };
+}
+
+/** An Arrow table as parquet-wasm record batches (its wasm copy of the table freed once they are taken). */
+function wasmBatches(table: A.Table): unknown[] {
+  const wt = pq().Table.fromIPCStream(A.tableToIPC(table, 'stream'));
+  try {
+    return wt.recordBatches();
+  } finally {
+    wt.free();
+  }
+}
+
 /**
  * Writes an Arrow Table (or named tensors, as kn.data.toArrow lays them out) as a Parquet file, atomically.
  * Returns the bytes written and the row groups.
@@ -261,56 +323,121 @@ export function writeParquet(
   opts: WriteParquetOptions = {},
 ): { bytes: number; rows: number; rowGroups: number } {
   checkFilePath(path, 'writeParquet');
-  checkOptions(
-    opts,
-    'writeParquet',
-    optionKeys<WriteParquetOptions>({
-      compression: true,
-      rowGroupSize: true,
-      dictionary: true,
-      vocab: true,
-      metadata: true,
-    }),
-  );
+  const props = writerProperties(opts, 'writeParquet');
   const table = data instanceof A.Table ? ownTable(data, 'writeParquet') : toArrow(data, { vocab: opts.vocab });
   const bad = columnNameProblem(table.schema.fields);
   if (bad) throw new ValidationError(`writeParquet: ${bad}`);
-  const codec = opts.compression ?? 'snappy';
-  if (!CODECS.includes(codec))
-    throw new ArgumentError(`writeParquet compression must be one of ${CODECS.join(', ')}, got ${describe(codec)}`);
-  const rg = opts.rowGroupSize ?? 131072;
-  if (!Number.isInteger(rg) || rg < 1)
-    throw new ArgumentError(`writeParquet rowGroupSize must be a positive integer, got ${describe(rg)}`);
-  const meta = new Map<string, string>();
-  for (const [k, v] of Object.entries(opts.metadata ?? {})) {
-    if (typeof v !== 'string')
-      throw new ArgumentError(`writeParquet metadata '${k}' must be a string, got ${describe(v)}`);
-    meta.set(k, v);
-  }
-  const P = pq();
-  const C = P.Compression;
-  const codecs: Record<ParquetCompression, number> = {
-    none: C.UNCOMPRESSED,
-    snappy: C.SNAPPY,
-    gzip: C.GZIP,
-    zstd: C.ZSTD,
-    brotli: C.BROTLI,
-    lz4: C.LZ4_RAW,
-  };
   let bytes: Uint8Array;
   try {
-    let b = new P.WriterPropertiesBuilder()
-      .setCompression(codecs[codec])
-      .setMaxRowGroupSize(rg)
-      .setDictionaryEnabled(opts.dictionary ?? true)
-      .setCreatedBy('kiln');
-    if (meta.size) b = b.setKeyValueMetadata(meta);
+    const P = pq();
     const wt = P.Table.fromIPCStream(A.tableToIPC(table, 'stream'));
-    bytes = P.writeParquet(wt, b.build());
+    bytes = P.writeParquet(wt, props.build());
   } catch (e) {
     dropInstanceAfterTrap(e);
     throw new ValidationError(`writeParquet ${path}: the table cannot be written: ${(e as Error).message}`);
   }
   writeFileAtomicSync(path, [bytes]);
-  return { bytes: bytes.byteLength, rows: table.numRows, rowGroups: Math.ceil(table.numRows / rg) };
+  return { bytes: bytes.byteLength, rows: table.numRows, rowGroups: Math.ceil(table.numRows / props.rowGroupSize) };
+}
+
+/**
+ * Writes tables that arrive one after another (the chunks of one schema that `openCsv`, `ParquetSource` or a
+ * generator of your own gives) as one Parquet file, atomically, holding only about a row group at a time: the
+ * way to write a file larger than memory. Row groups are `rowGroupSize` rows whatever the chunks' sizes. A chunk
+ * whose columns or types differ from the first's is a ValidationError, and an error from `tables` is thrown as
+ * it is; either way nothing is written.
+ * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([4], i) }); }; (await kn.data.writeParquetStream('.kiln-tmp-s.parquet', gen(), { rowGroupSize: 5 })).rowGroups // 3
+ */
+export async function writeParquetStream(
+  path: string,
+  tables: AsyncIterable<A.Table> | Iterable<A.Table>,
+  opts: WriteParquetOptions = {},
+): Promise<{ bytes: number; rows: number; rowGroups: number }> {
+  checkFilePath(path, 'writeParquetStream');
+  const props = writerProperties(opts, 'writeParquetStream');
+  if (opts.vocab !== undefined) throw new ArgumentError('writeParquetStream takes tables; vocab is for tensors');
+  const source =
+    tables !== null && typeof tables === 'object' && Symbol.asyncIterator in tables
+      ? tables[Symbol.asyncIterator]()
+      : tables !== null && typeof tables === 'object' && Symbol.iterator in tables
+        ? tables[Symbol.iterator]()
+        : null;
+  if (source === null)
+    throw new ArgumentError(`writeParquetStream takes an iterable of apache-arrow Tables, got ${describe(tables)}`);
+  let first: A.Schema | null = null;
+  let rows = 0,
+    chunk = 0;
+  // parquet-wasm ends its output quietly when the input stream fails: the failure is kept here and thrown
+  let failure: unknown = null;
+  const batches = new ReadableStream({
+    pull: async (controller) => {
+      try {
+        const next = await source.next();
+        if (next.done) return controller.close();
+        const t: unknown = next.value;
+        if (!(t instanceof A.Table))
+          throw new ArgumentError(
+            `writeParquetStream: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`,
+          );
+        const table = ownTable(t, 'writeParquetStream');
+        if (first === null) {
+          const bad = columnNameProblem(table.schema.fields);
+          if (bad) throw new ValidationError(`writeParquetStream: ${bad}`);
+          first = table.schema;
+        } else if (schemaText(table.schema) !== schemaText(first))
+          throw new ValidationError(
+            `writeParquetStream: chunk ${chunk} has columns ${schemaText(table.schema)}; the first had ${schemaText(first)}`,
+          );
+        // the file's columns are as nullable as the first chunk's: a null where it had none would be written as 0
+        const held = first;
+        const nulls = held.fields.find((f, j) => !f.nullable && (table.getChildAt(j)?.nullCount ?? 0) > 0);
+        if (nulls)
+          throw new ValidationError(
+            `writeParquetStream: chunk ${chunk} has nulls in column '${nulls.name}', which the first chunk declared non-nullable; make that column nullable in the first chunk`,
+          );
+        chunk++;
+        rows += table.numRows;
+        for (const b of wasmBatches(table)) controller.enqueue(b);
+      } catch (e) {
+        failure = e;
+        controller.close();
+        // the source stops here too (a file it streams from is closed)
+        await Promise.resolve(source.return?.()).catch(() => undefined);
+      }
+    },
+  });
+  const noTables = (): ArgumentError =>
+    new ArgumentError('writeParquetStream: the iterable gave no tables (nothing to write, not even the columns)');
+  let bytes = 0;
+  let tail: Uint8Array = new Uint8Array(0);
+  const written = async function* (): AsyncGenerator<Uint8Array> {
+    let out: ReadableStream<Uint8Array>;
+    try {
+      out = (await pq().transformParquetStream(batches, props.build())) as ReadableStream<Uint8Array>;
+    } catch (e) {
+      dropInstanceAfterTrap(e);
+      if (failure !== null) throw failure;
+      if (first === null) throw noTables();
+      throw new ValidationError(`writeParquetStream ${path}: the tables cannot be written: ${describeError(e)}`);
+    }
+    for await (const part of out) {
+      bytes += part.byteLength;
+      tail = part.byteLength >= 4 ? part.subarray(part.byteLength - 4) : Uint8Array.from([...tail, ...part].slice(-4));
+      yield part;
+    }
+    if (failure !== null) throw failure;
+    if (first === null) throw noTables();
+    if (String.fromCharCode(...tail) !== 'PAR1')
+      throw new ValidationError(`writeParquetStream ${path}: the Parquet writer stopped before the file's end`);
+  };
+  await writeFileAtomic(path, written());
+  return { bytes, rows, rowGroups: Math.ceil(rows / props.rowGroupSize) };
+}
+
+function schemaText(schema: A.Schema): string {
+  return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');
+}
+
+function describeError(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, KilnError, ValidationError, describe } from '../errors.js';
 
 /** A file path for `what` to read or write: a non-empty string without NUL bytes (else an ArgumentError). */
 export function checkFilePath(p: unknown, what: string): string {
@@ -73,7 +73,7 @@ const PATH_ERRORS: Readonly<Record<string, (path: string) => string>> = {
 
 /** A failed write as a KilnError naming `path`: ArgumentError for a path that cannot be written, else ValidationError. */
 function writeError(path: string, e: unknown): Error {
-  if (e instanceof ArgumentError) return e;
+  if (e instanceof KilnError) return e;
   const code = (e as NodeJS.ErrnoException)?.code ?? '';
   const why = Object.hasOwn(PATH_ERRORS, code) ? PATH_ERRORS[code]!(path) : null;
   if (why !== null) return new ArgumentError(`cannot write ${path}: ${why}`, { cause: e });
@@ -119,15 +119,21 @@ export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[])
   syncDir(dirname(path));
 }
 
-/** Writes `chunks` to `path` atomically. */
-export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+/**
+ * Writes `chunks` to `path` atomically; they may arrive one by one (an async iterable). When one fails to arrive
+ * (the iterable throws), nothing is written and its error is thrown (a KilnError as it is).
+ */
+export async function writeFileAtomic(
+  path: string,
+  chunks: readonly Uint8Array[] | AsyncIterable<Uint8Array>,
+): Promise<void> {
   checkTarget(path);
   const tmp = tempName(path);
   const fh = await open(tmp, 'wx', 0o644).catch((e: unknown) => {
     throw writeError(path, e);
   });
   try {
-    for (const c of chunks) {
+    for await (const c of chunks) {
       let off = 0;
       while (off < c.byteLength) off += (await fh.write(c, off, c.byteLength - off)).bytesWritten;
     }

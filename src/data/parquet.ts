@@ -343,9 +343,10 @@ export function writeParquet(
 /**
  * Writes tables that arrive one after another (the chunks of one schema that `openCsv`, `ParquetSource` or a
  * generator of your own gives) as one Parquet file, atomically, holding only about a row group at a time: the
- * way to write a file larger than memory. Row groups are `rowGroupSize` rows whatever the chunks' sizes. A chunk
- * whose columns or types differ from the first's is a ValidationError, and an error from `tables` is thrown as
- * it is; either way nothing is written.
+ * way to write a file larger than memory. Row groups are `rowGroupSize` rows whatever the chunks' sizes; every
+ * column is written nullable (a later chunk may hold nulls where the first had none). A chunk whose columns or
+ * types differ from the first's is a ValidationError, and an error from `tables` is thrown as it is; either way
+ * nothing is written.
  * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([4], i) }); }; (await kn.data.writeParquetStream('.kiln-tmp-s.parquet', gen(), { rowGroupSize: 5 })).rowGroups // 3
  */
 export async function writeParquetStream(
@@ -388,16 +389,11 @@ export async function writeParquetStream(
           throw new ValidationError(
             `writeParquetStream: chunk ${chunk} has columns ${schemaText(table.schema)}; the first had ${schemaText(first)}`,
           );
-        // the file's columns are as nullable as the first chunk's: a null where it had none would be written as 0
-        const held = first;
-        const nulls = held.fields.find((f, j) => !f.nullable && (table.getChildAt(j)?.nullCount ?? 0) > 0);
-        if (nulls)
-          throw new ValidationError(
-            `writeParquetStream: chunk ${chunk} has nulls in column '${nulls.name}', which the first chunk declared non-nullable; make that column nullable in the first chunk`,
-          );
         chunk++;
         rows += table.numRows;
-        for (const b of wasmBatches(table)) controller.enqueue(b);
+        // every column is written nullable: apache-arrow calls a column non-nullable when a chunk has no nulls,
+        // and parquet-wasm writes a later chunk's null in such a column as 0
+        for (const b of wasmBatches(nullable(table))) controller.enqueue(b);
       } catch (e) {
         failure = e;
         controller.close();
@@ -432,6 +428,19 @@ export async function writeParquetStream(
   };
   await writeFileAtomic(path, written());
   return { bytes, rows, rowGroups: Math.ceil(rows / props.rowGroupSize) };
+}
+
+/** The table with every field nullable (the same data). */
+function nullable(t: A.Table): A.Table {
+  if (t.schema.fields.every((f) => f.nullable)) return t;
+  const schema = new A.Schema(
+    t.schema.fields.map((f) => f.clone({ nullable: true })),
+    t.schema.metadata,
+  );
+  return new A.Table(
+    schema,
+    t.batches.map((b) => new A.RecordBatch(schema, b.data)),
+  );
 }
 
 function schemaText(schema: A.Schema): string {

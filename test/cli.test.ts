@@ -306,6 +306,17 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const g = kn.data.readArrow(join(dir, 'grouped.arrow'));
   for (const c of ['species', 'label', 'prediction'])
     assert.equal([...g.getChild(c)!], [...named.getChild(c)!], `${c} of the row-grouped file`);
+  // a Parquet output is written a chunk's answers at a time: the same table
+  const pq = join(dir, 'grouped-out.parquet');
+  const ppq = cli('predict', model, grouped, '-o', pq, '--keep', 'species', '--json');
+  assert.is(ppq.code, 0, ppq.err);
+  const gq = kn.data.readParquet(pq);
+  assert.equal(
+    gq.schema.fields.map((f) => f.name),
+    ['species', 'prediction', 'label', 'probability'],
+  );
+  for (const c of ['species', 'label', 'prediction', 'probability'])
+    assert.equal([...gq.getChild(c)!], [...g.getChild(c)!], `${c} of the Parquet output`);
   const [pg1, pn1] = [g, named].map((t) => t.getChild('probability')!.toArray() as Float32Array);
   assert.ok(
     pg1!.every((p, i) => Math.abs(p - pn1![i]!) < 1e-5),
@@ -361,9 +372,18 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const a = Float32Array.from(rowsOf.getChild('a')!.toArray() as Float32Array);
   a[173] = NaN;
   kn.data.writeParquet(grouped, new A.Table({ a: A.makeVector(a), b: rowsOf.getChild('b')! }), { rowGroupSize: 50 });
-  const pb = cli('predict', model, grouped, '-o', join(dir, 'grouped.arrow'));
+  // row 173 is in the fourth row group: with batches of 50 three row groups' answers have gone to the Parquet
+  // writer when it fails, and still nothing is written (the old output stays)
+  const before = readFileSync(pq);
+  const pb = cli('predict', model, grouped, '-o', pq, '--batch-size', '50');
   assert.is(pb.code, 2, pb.out);
   assert.match(pb.err, /grouped\.parquet: feature 'a' of row 173 is missing or not finite/);
+  assert.equal(readFileSync(pq), before, 'the earlier output is still there');
+  assert.equal(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+    'no temp file is left',
+  );
 
   // fine-tuning on an Arrow file (plain strings) that holds two of the classes, on the js backend: the saved
   // order stands, so virginica stays class 2

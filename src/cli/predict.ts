@@ -1,14 +1,15 @@
 // `kiln predict`: a saved model scores a table (Parquet, Arrow or CSV) in batches and writes the predictions as a
 // table: the class index, its name and probability for a classifier (kiln.task, kiln.classes), the value(s)
-// for a regression, with any input columns asked to be kept beside them. A Parquet file is read a row group at
-// a time, so the input's size is bounded by a row group, not by memory.
+// for a regression, with any input columns asked to be kept beside them. A Parquet or CSV input is read a chunk
+// at a time and a Parquet output written a chunk's answers at a time, so neither is bounded by memory.
 import { parseArgs } from 'node:util';
 import * as A from 'apache-arrow';
 import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
 import { setBackend } from '../backends/registry.js';
 import { loadTransformer } from '../data/scalers.js';
-import { openTable, tableX, writeTable } from '../data/table.js';
+import { writeParquetStream } from '../data/parquet.js';
+import { isArrowPath, isCsvPath, openTable, tableX, writeTable } from '../data/table.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 import { loadModel } from '../io/index.js';
@@ -78,14 +79,10 @@ export async function predictCommand(argv: string[]): Promise<number> {
   const n = src.rows;
   let task: 'classification' | 'regression' | undefined;
   let width = 0;
-  // the answers, filled batch by batch: class and probability, or the regression values row-major
-  let idx = new Int32Array(0),
-    prob = new Float32Array(0),
-    regValues = new Float32Array(0);
-  const kept: A.Vector[][] = keep.map(() => []);
   let at = 0,
     chunks = 0,
     batches = 0;
+  let columns: string[] = [];
   try {
     for (const f of features)
       if (!src.columns.includes(f)) throw new ValidationError(`predict: ${data} has no feature column '${f}'`);
@@ -93,8 +90,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
       if (!src.columns.includes(c)) throw new ValidationError(`predict: ${data} has no column '${c}' to keep`);
     if (n === 0) throw new ValidationError(`predict: ${data} has no rows`);
     model.eval();
-    // the first batch says how wide an answer is, and so the task when the file does not; the answer arrays
-    // are sized from it
+    // the first batch says how wide an answer is, and so the task when the file does not
     const firstAnswer = (o: Tensor): void => {
       width = o.ndim === 2 ? o.shape[1]! : 1;
       task =
@@ -108,19 +104,17 @@ export async function predictCommand(argv: string[]): Promise<number> {
         throw new ValidationError(
           `${modelPath} names ${classes.length} classes but gives ${width} outputs per row; expected one per class`,
         );
-      if (task === 'classification') {
-        idx = new Int32Array(n);
-        prob = new Float32Array(n);
-      } else regValues = new Float32Array(n * width);
     };
-    // rows in the order of the file, a batch at a time; row groups smaller than a batch are joined first, so
-    // batches stay full
-    const score = (chunk: A.Table): void => {
+    // one chunk of rows scored a batch at a time: the kept columns and the answers, as a table
+    const score = (chunk: A.Table): A.Table => {
+      const m = chunk.numRows;
       const x = tableX(chunk, features, data, 'predict', at);
-      keep.forEach((c, k) => kept[k]!.push(chunk.getChild(c)!));
-      for (let s = 0; s < chunk.numRows; s += batch) {
-        const rows = Math.min(batch, chunk.numRows - s),
-          r0 = at + s;
+      // class and probability, or the regression values row-major; sized once the first batch gives the width
+      let idx = new Int32Array(0),
+        prob = new Float32Array(0),
+        regValues = new Float32Array(0);
+      for (let s = 0; s < m; s += batch) {
+        const rows = Math.min(batch, m - s);
         batches++;
         noGrad(() =>
           tidy(() => {
@@ -132,53 +126,64 @@ export async function predictCommand(argv: string[]): Promise<number> {
                 `predict: the model answers ${rows} rows with a [${o.shape.join(', ')}] tensor; expected [${rows}] or [${rows}, K]`,
               );
             if (task === undefined) firstAnswer(o);
+            if (s === 0) {
+              if (task === 'classification') {
+                idx = new Int32Array(m);
+                prob = new Float32Array(m);
+              } else regValues = new Float32Array(m * width);
+            }
             if (task === 'classification') {
               const best = argmax(o, 1).toArray() as Int32Array;
               const pv = softmax(o, 1).toArray() as Float32Array;
-              idx.set(best, r0);
-              for (let i = 0; i < rows; i++) prob[r0 + i] = pv[i * width + best[i]!]!;
-            } else regValues.set(o.toArray() as Float32Array, r0 * width);
+              idx.set(best, s);
+              for (let i = 0; i < rows; i++) prob[s + i] = pv[i * width + best[i]!]!;
+            } else regValues.set(o.toArray() as Float32Array, s * width);
           }),
         );
       }
-      at += chunk.numRows;
+      at += m;
+      const cols = nameRecord<A.Vector>();
+      for (const c of keep) cols[c] = chunk.getChild(c)!;
+      if (task === 'classification') {
+        cols.prediction = A.makeVector(idx);
+        if (classes)
+          cols.label = A.vectorFromArray(
+            Array.from(idx, (c) => classes[c]!),
+            new A.Utf8(),
+          );
+        cols.probability = A.makeVector(prob);
+      } else if (width === 1) cols.prediction = A.makeVector(regValues);
+      else
+        for (let k = 0; k < width; k++)
+          cols[`prediction_${k}`] = A.makeVector(Float32Array.from({ length: m }, (_, i) => regValues[i * width + k]!));
+      columns = Object.keys(cols);
+      return new A.Table(cols);
     };
-    let pending: A.Table[] = [],
-      pendingRows = 0;
-    for await (const chunk of src.chunks([...new Set([...features, ...keep])])) {
-      chunks++;
-      pending.push(chunk);
-      pendingRows += chunk.numRows;
-      if (pendingRows < batch) continue;
-      score(pending.length === 1 ? chunk : pending[0]!.concat(...pending.slice(1)));
-      pending = [];
-      pendingRows = 0;
-    }
-    if (pending.length > 0) score(pending[0]!.concat(...pending.slice(1)));
+    // rows in the order of the file; row groups smaller than a batch are joined first, so batches stay full
+    const answers = async function* (): AsyncGenerator<A.Table> {
+      let pending: A.Table[] = [],
+        pendingRows = 0;
+      for await (const chunk of src.chunks([...new Set([...features, ...keep])])) {
+        chunks++;
+        pending.push(chunk);
+        pendingRows += chunk.numRows;
+        if (pendingRows < batch) continue;
+        yield score(pending.length === 1 ? chunk : pending[0]!.concat(...pending.slice(1)));
+        pending = [];
+        pendingRows = 0;
+      }
+      if (pending.length > 0) yield score(pending[0]!.concat(...pending.slice(1)));
+      if (at !== n) throw new ValidationError(`predict: ${data} gave ${at} rows; its footer says ${n}`);
+    };
+    if (isArrowPath(out) || isCsvPath(out)) {
+      const parts: A.Table[] = [];
+      for await (const t of answers()) parts.push(t);
+      writeTable(out, parts[0]!.concat(...parts.slice(1)));
+    } else await writeParquetStream(out, answers()); // a chunk's answers at a time: memory holds a chunk
   } finally {
     src.close();
     model.dispose();
   }
-  if (at !== n) throw new ValidationError(`predict: ${data} gave ${at} rows; its footer says ${n}`);
-
-  const cols = nameRecord<A.Vector>();
-  keep.forEach((c, k) => {
-    const [first, ...more] = kept[k]!;
-    cols[c] = first!.concat(...more);
-  });
-  if (task === 'classification') {
-    cols.prediction = A.makeVector(idx);
-    if (classes)
-      cols.label = A.vectorFromArray(
-        Array.from(idx, (c) => classes[c]!),
-        new A.Utf8(),
-      );
-    cols.probability = A.makeVector(prob);
-  } else if (width === 1) cols.prediction = A.makeVector(regValues);
-  else
-    for (let k = 0; k < width; k++)
-      cols[`prediction_${k}`] = A.makeVector(Float32Array.from({ length: n }, (_, i) => regValues[i * width + k]!));
-  writeTable(out, new A.Table(cols));
 
   const summary = {
     model: modelPath,
@@ -189,7 +194,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
     batches,
     task,
     outputs: width,
-    columns: Object.keys(cols),
+    columns,
   };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(`wrote ${n} ${task} predictions to ${out} (${summary.columns.join(', ')})\n`);

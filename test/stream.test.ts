@@ -325,6 +325,17 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
   );
   assert.is(ds.stats().rowGroupsRead, 3 + 3);
   await ds.close();
+  // messages name an Arrow file's units as record batches
+  await rejectsKiln(
+    kn.data.StreamingDataset.open(join(d5, 'a.arrow'), { columns: { id: 'id' }, worldSize: 4, rank: 0 }),
+    kn.ValidationError,
+    /the dataset has 3 record batches for 4 ranks; each rank reads whole record batches/,
+  );
+  await rejectsKiln(
+    kn.data.StreamingDataset.open(d5, { columns: { id: 'id' }, worldSize: 7, rank: 0 }),
+    kn.ValidationError,
+    /the dataset has 6 row groups and record batches for 7 ranks/,
+  );
   const m = await kn.data.datasetManifest(d5);
   assert.equal(
     m.files.map((f) => [f.path, f.rows, f.rowGroups]),

@@ -21,7 +21,7 @@ import {
   type Batch,
   type BatchTransform,
 } from './loader.js';
-import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
+import { datasetFiles, datasetManifest, fileInfo, isArrowFile, type DatasetManifest } from './manifest.js';
 import { FILE_RANGE_JS, fileBytes, readDeadlineMs } from './parquet_reader.js';
 
 /** Options of StreamingDataset.open. */
@@ -204,7 +204,7 @@ class Readers {
         if (--this.busy[p.w]! === 0) this.workers[p.w]!.unref();
         if (m.error !== undefined) {
           const v = m.error.startsWith('V:');
-          p.reject(v ? new ValidationError(m.error.slice(2)) : new FormatError(`cannot read a row group: ${m.error}`));
+          p.reject(v ? new ValidationError(m.error.slice(2)) : new FormatError(`cannot read ${p.what}: ${m.error}`));
         } else p.resolve({ rows: m.rows!, arrays: m.arrays! });
       });
       w.on('error', (e) => {
@@ -244,7 +244,7 @@ class Readers {
     // a thread with work keeps the process alive (a script that only awaits batches must not exit); an idle one
     // does not
     if (this.busy[w]!++ === 0) this.workers[w]!.ref();
-    const what = `row group ${group} of ${path}`;
+    const what = `${isArrowFile(path) ? 'record batch' : 'row group'} ${group} of ${path}`;
     let bytes = this.bytes.get(path);
     if (bytes === undefined) this.bytes.set(path, (bytes = fileBytes(path)));
     const ms = readDeadlineMs(bytes);
@@ -505,9 +505,13 @@ export class StreamingDataset {
       throw new ArgumentError(`worldSize must be a positive integer, got ${describe(size)}`);
     if (!Number.isInteger(rank) || rank < 0 || rank >= size)
       throw new ArgumentError(`rank must be an integer in [0, ${size}), got ${describe(rank)}`);
+    // what a unit is called in messages: a Parquet file's row group, an Arrow file's record batch
+    const arrow = files.filter(isArrowFile).length;
+    const unitsWord =
+      arrow === 0 ? 'row groups' : arrow === files.length ? 'record batches' : 'row groups and record batches';
     if (units.length < size)
       throw new ValidationError(
-        `the dataset has ${units.length} row groups for ${size} ranks; each rank reads whole row groups, so write at least ${size} (kn.data.writeParquet's rowGroupSize)`,
+        `the dataset has ${units.length} ${unitsWord} for ${size} ranks; each rank reads whole ${unitsWord}, so write at least ${size} (kn.data.writeParquet's rowGroupSize)`,
       );
     const shards = assign(units, size);
     const shardRows = shards.map((s) => s.reduce((n, u) => n + u.rows, 0));
@@ -535,8 +539,8 @@ export class StreamingDataset {
     const need = (bufferRows + maxUnit) * rowBytes + maxUnit * rowBytes;
     if (need > maxMemoryBytes)
       throw new ValidationError(
-        `maxMemoryBytes ${maxMemoryBytes} cannot hold a shuffle buffer of ${bufferRows} rows plus row groups of up to ` +
-          `${maxUnit} rows (${rowBytes} bytes a row): it needs ${need}; raise it, lower shuffleBuffer, or write smaller row groups`,
+        `maxMemoryBytes ${maxMemoryBytes} cannot hold a shuffle buffer of ${bufferRows} rows plus ${unitsWord} of up to ` +
+          `${maxUnit} rows (${rowBytes} bytes a row): it needs ${need}; raise it, lower shuffleBuffer, or write smaller ${unitsWord}`,
       );
     const nWorkers = opts.workers ?? Math.min(2, availableParallelism());
     if (!Number.isInteger(nWorkers) || nWorkers < 1)

@@ -353,6 +353,16 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const rgt = kn.data.readParquet(regrouped);
   for (const c of ['a', 'b', 'species'])
     assert.equal([...rgt.getChild(c)!], [...rowsOf.getChild(c)!], `${c} after the regrouping`);
+  // and into a TSV file, row group by row group, and from there back to Parquet: the same values
+  const tsv = join(dir, 'grouped.tsv');
+  assert.is(cli('convert', grouped, tsv).code, 0);
+  assert.is(readFileSync(tsv, 'utf8').split('\n')[0], 'a\tb\tspecies', 'one header');
+  const fromTsv = join(dir, 'from-tsv.parquet');
+  assert.is(cli('convert', tsv, fromTsv).code, 0);
+  const ft = kn.data.readParquet(fromTsv);
+  assert.equal([...ft.getChild('species')!], [...rowsOf.getChild('species')!]);
+  const fa = ft.getChild('a')!.toArray() as Float64Array;
+  assert.ok((rowsOf.getChild('a')!.toArray() as Float32Array).every((v, i) => Math.fround(fa[i]!) === v));
   for (const [args, re] of [
     [
       [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],

@@ -244,6 +244,60 @@ test('openCsv: the same table as readCsv, a chunk of rows at a time, types settl
   assert.equal(picked, [...kn.data.readCsv(late).getChild('v')!]);
 });
 
+test('writeCsvStream: the same bytes as writeCsv of the joined chunks; refusals write nothing', async () => {
+  const t = table();
+  const whole = join(dir, 'whole.csv');
+  kn.data.writeCsv(whole, t);
+  const streamed = join(dir, 'streamed.csv');
+  async function* chunks(): AsyncGenerator<A.Table> {
+    for (const [lo, hi] of [
+      [0, 100],
+      [100, 100],
+      [100, 377],
+      [377, N],
+    ] as const)
+      yield t.slice(lo, hi);
+  }
+  assert.equal(await kn.data.writeCsvStream(streamed, chunks()), {
+    bytes: readFileSync(whole).byteLength,
+    rows: N,
+  });
+  assert.equal(readFileSync(streamed), readFileSync(whole), 'byte for byte');
+  // a TSV without a header, one chunk at a time from openCsv
+  const src = await kn.data.openCsv(whole, { strings: ['name'] });
+  const tsv = join(dir, 'streamed.tsv');
+  await kn.data.writeCsvStream(tsv, src.chunks({ rowsPerChunk: 64 }), { header: false });
+  const back = kn.data.readCsv(tsv, { header: false, strings: ['c2'] });
+  assert.equal([...back.getChild('c2')!], [...t.getChild('name')!]);
+  assert.equal([...back.getChild('c1')!], [...t.getChild('x')!]);
+  const before = readFileSync(streamed);
+  const x = (name: string): A.Table => new A.Table({ [name]: A.makeVector(Float32Array.of(1, 2)) });
+  const refusals: [() => unknown, typeof kn.KilnError, RegExp][] = [
+    [() => [x('a'), x('b')], kn.ValidationError, /chunk 1 has columns b; the first had a/],
+    [() => [x('a'), 3], kn.ArgumentError, /chunk 1 is 3, expected an apache-arrow Table/],
+    [() => [], kn.ArgumentError, /the iterable gave no tables/],
+    [() => 'a,b', kn.ArgumentError, /takes an iterable of apache-arrow Tables/],
+    [
+      function* () {
+        yield x('a');
+        throw new kn.FormatError('upstream failed');
+      },
+      kn.FormatError,
+      /upstream failed/,
+    ],
+  ];
+  for (const [make, kind, re] of refusals) {
+    try {
+      await kn.data.writeCsvStream(streamed, make() as never);
+      assert.unreachable(`expected ${re}`);
+    } catch (e) {
+      assert.instance(e, kind);
+      assert.match((e as Error).message, re);
+    }
+  }
+  assert.equal(readFileSync(streamed), before, 'the file is as it was');
+});
+
 test('openCsv: bad files and options as readCsv words them; a file changed since it was opened', async () => {
   const file = (name: string, text: string | Uint8Array): string => {
     const p = join(dir, name);

@@ -601,6 +601,7 @@ const OPTIONS_CHECKED_ELSEWHERE = new Set([
   'src/data/parquet.ts writeParquet', // writerProperties, shared with writeParquetStream
   'src/data/parquet.ts writeParquetStream',
   'src/data/table.ts writeTable', // hands its Parquet options to writeParquet
+  'src/data/table.ts writeTableStream', // to writeParquetStream
   'src/distributed/comm.ts allreduce', // reduceArgs
   'src/distributed/comm.ts allreduceAsync',
   'src/nn/attention.ts constructor', // TransformerLayer's constructor

@@ -3,8 +3,8 @@
 // StreamingDataset and kiln predict read a row group at a time.
 import { parseArgs } from 'node:util';
 import type * as A from 'apache-arrow';
-import { PARQUET_CODECS, writeParquetStream, type ParquetCompression } from '../data/parquet.js';
-import { isArrowPath, isCsvPath, openTable, readTable, writeTable } from '../data/table.js';
+import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';
+import { isArrowPath, isCsvPath, openTable, readTable, writeTable, writeTableStream } from '../data/table.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.csv|.tsv [--columns a,b,...] [--row-group-size N]
@@ -43,30 +43,28 @@ export async function convertCommand(argv: string[]): Promise<number> {
   };
   const src = await openTable(from, 'convert');
   let schema: A.Schema;
-  let rows: number;
+  let rows = 0;
   try {
     const cols = values.columns?.split(',').map((c) => c.trim()) ?? src.columns;
     for (const c of cols)
       if (!src.columns.includes(c))
         throw new ValidationError(`convert: ${from} has no column '${c}'; it has ${src.columns.join(', ')}`);
-    if (src.rows > 0 && !isArrowPath(to) && !isCsvPath(to)) {
-      // to Parquet a chunk at a time (a CSV file 65,536 rows, a Parquet one a row group): memory holds a chunk
-      // and the row group being written, however large the file
+    if (src.rows > 0) {
+      // a chunk at a time (a CSV file 65,536 rows, a Parquet one a row group): to Parquet or CSV, memory holds a
+      // chunk and what is being written, however large the file
       const seen: A.Schema[] = [];
       const chunks = async function* (): AsyncGenerator<A.Table> {
         for await (const t of src.chunks(cols)) {
           if (seen.length === 0) seen.push(t.schema);
+          rows += t.numRows;
           yield t;
         }
       };
-      rows = (await writeParquetStream(to, chunks(), parquetOpts)).rows;
+      await writeTableStream(to, chunks(), parquetOpts);
       schema = seen[0]!;
     } else {
-      const parts: A.Table[] = [];
-      for await (const t of src.chunks(cols)) parts.push(t);
-      const table = parts.length > 0 ? parts[0]!.concat(...parts.slice(1)) : readTable(from, 'convert').select(cols);
+      const table = readTable(from, 'convert').select(cols);
       writeTable(to, table, parquetOpts);
-      rows = table.numRows;
       schema = table.schema;
     }
   } finally {

@@ -1,15 +1,14 @@
 // `kiln predict`: a saved model scores a table (Parquet, Arrow or CSV) in batches and writes the predictions as a
 // table: the class index, its name and probability for a classifier (kiln.task, kiln.classes), the value(s)
 // for a regression, with any input columns asked to be kept beside them. A Parquet or CSV input is read a chunk
-// at a time and a Parquet output written a chunk's answers at a time, so neither is bounded by memory.
+// at a time and a Parquet or CSV output written a chunk's answers at a time, so neither is bounded by memory.
 import { parseArgs } from 'node:util';
 import * as A from 'apache-arrow';
 import { noGrad } from '../autograd/tape.js';
 import type { BackendName } from '../backends/backend.js';
 import { setBackend } from '../backends/registry.js';
 import { loadTransformer } from '../data/scalers.js';
-import { writeParquetStream } from '../data/parquet.js';
-import { isArrowPath, isCsvPath, openTable, tableX, writeTable } from '../data/table.js';
+import { openTable, tableX, writeTableStream } from '../data/table.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 import { loadModel } from '../io/index.js';
@@ -175,11 +174,8 @@ export async function predictCommand(argv: string[]): Promise<number> {
       if (pending.length > 0) yield score(pending[0]!.concat(...pending.slice(1)));
       if (at !== n) throw new ValidationError(`predict: ${data} gave ${at} rows; its footer says ${n}`);
     };
-    if (isArrowPath(out) || isCsvPath(out)) {
-      const parts: A.Table[] = [];
-      for await (const t of answers()) parts.push(t);
-      writeTable(out, parts[0]!.concat(...parts.slice(1)));
-    } else await writeParquetStream(out, answers()); // a chunk's answers at a time: memory holds a chunk
+    // Parquet and CSV a chunk's answers at a time: memory holds a chunk
+    await writeTableStream(out, answers());
   } finally {
     src.close();
     model.dispose();

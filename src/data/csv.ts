@@ -8,7 +8,13 @@ import { CsvError as CsvSyncError, parse as parseSync } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
-import { checkFilePath, checkReadableFile, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
+import {
+  checkFilePath,
+  checkReadableFile,
+  readFileForSync,
+  writeFileAtomic,
+  writeFileAtomicSync,
+} from '../io/atomic.js';
 import { nameRecord } from '../records.js';
 import { columnNameProblem, ownTable } from './arrow.js';
 
@@ -311,6 +317,28 @@ export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<
   };
 }
 
+/** A float32 value as the shortest decimal that reads back as the same float32 (0.1, not 0.10000000149011612). */
+function cell(v: unknown, f32: boolean): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v !== 'number' || !f32 || !Number.isFinite(v)) return String(v);
+  for (let p = 1; p < 9; p++) {
+    const s = String(Number(v.toPrecision(p)));
+    if (Math.fround(Number(s)) === v) return s;
+  }
+  return String(Number(v.toPrecision(9)));
+}
+
+/** A table's rows as CSV text (with the header row first when `header`). */
+function csvText(t: A.Table, delimiter: string, header: boolean): string {
+  const names = t.schema.fields.map((f) => f.name);
+  const cols = names.map((n) => t.getChild(n)!);
+  const single = cols.map((c) => A.DataType.isFloat(c.type) && c.type.precision === A.Precision.SINGLE);
+  const rows: string[][] = header ? [names] : [];
+  for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c, j) => cell(c.get(i), single[j]!)));
+  // with one column a null would be an empty line, which readers skip: it is written as "" there
+  return stringify(rows, { delimiter, record_delimiter: 'unix', quoted_empty: names.length === 1 });
+}
+
 /**
  * Writes a table as a CSV (or, for a .tsv path, TSV) file, atomically: a header row, then every row, quoted where
  * a value holds the separator, a quote or a line break; nulls as empty fields; numbers in the fewest digits that
@@ -323,22 +351,48 @@ export function writeCsv(path: string, table: A.Table, opts: WriteCsvOptions = {
     throw new ArgumentError(`writeCsv takes an apache-arrow Table, got ${describe(table)}`);
   const t = ownTable(table, 'writeCsv');
   const delimiter = delimiterOf(path, opts.delimiter, 'writeCsv');
-  const names = t.schema.fields.map((f) => f.name);
-  const cols = names.map((n) => t.getChild(n)!);
-  // a float32 value as the shortest decimal that reads back as the same float32 (0.1, not 0.10000000149011612)
-  const single = cols.map((c) => A.DataType.isFloat(c.type) && c.type.precision === A.Precision.SINGLE);
-  const cell = (v: unknown, f32: boolean): string => {
-    if (v === null || v === undefined) return '';
-    if (typeof v !== 'number' || !f32 || !Number.isFinite(v)) return String(v);
-    for (let p = 1; p < 9; p++) {
-      const s = String(Number(v.toPrecision(p)));
-      if (Math.fround(Number(s)) === v) return s;
+  writeFileAtomicSync(path, [Buffer.from(csvText(t, delimiter, opts.header !== false), 'utf8')]);
+}
+
+/**
+ * Writes the tables an (async) iterable gives, chunks with the same column names such as `openCsv` or a
+ * `ParquetSource` reads, as one CSV file, atomically, as writeCsv would write them joined: the header once, then
+ * each chunk's rows as it comes, so only a chunk is held. A chunk with other column names is a ValidationError and
+ * an error from `tables` is thrown as it is; either way nothing is written.
+ * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([2], i) }); }; await kn.data.writeCsvStream('.kiln-tmp-s.csv', gen()); [...kn.data.readCsv('.kiln-tmp-s.csv').getChild('x')] // [0, 0, 1, 1, 2, 2]
+ */
+export async function writeCsvStream(
+  path: string,
+  tables: AsyncIterable<A.Table> | Iterable<A.Table>,
+  opts: WriteCsvOptions = {},
+): Promise<{ bytes: number; rows: number }> {
+  checkFilePath(path, 'writeCsvStream');
+  checkOptions(opts, 'writeCsvStream', optionKeys<WriteCsvOptions>({ delimiter: true, header: true }));
+  const delimiter = delimiterOf(path, opts.delimiter, 'writeCsvStream');
+  if (tables === null || typeof tables !== 'object' || !(Symbol.asyncIterator in tables || Symbol.iterator in tables))
+    throw new ArgumentError(`writeCsvStream takes an iterable of apache-arrow Tables, got ${describe(tables)}`);
+  let bytes = 0,
+    rows = 0;
+  let names: string | null = null;
+  const parts = async function* (): AsyncGenerator<Uint8Array> {
+    let chunk = 0;
+    for await (const t of tables) {
+      if (!(t instanceof A.Table))
+        throw new ArgumentError(`writeCsvStream: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`);
+      const table = ownTable(t, 'writeCsvStream');
+      const these = table.schema.fields.map((f) => f.name).join(', ');
+      if (names !== null && these !== names)
+        throw new ValidationError(`writeCsvStream: chunk ${chunk} has columns ${these}; the first had ${names}`);
+      const part = Buffer.from(csvText(table, delimiter, names === null && opts.header !== false), 'utf8');
+      names ??= these;
+      chunk++;
+      rows += table.numRows;
+      bytes += part.byteLength;
+      yield part;
     }
-    return String(Number(v.toPrecision(9)));
+    if (names === null)
+      throw new ArgumentError('writeCsvStream: the iterable gave no tables (nothing to write, not even the columns)');
   };
-  const rows: string[][] = opts.header === false ? [] : [names];
-  for (let i = 0; i < t.numRows; i++) rows.push(cols.map((c, j) => cell(c.get(i), single[j]!)));
-  // with one column a null would be an empty line, which readers skip: it is written as "" there
-  const text = stringify(rows, { delimiter, record_delimiter: 'unix', quoted_empty: names.length === 1 });
-  writeFileAtomicSync(path, [Buffer.from(text, 'utf8')]);
+  await writeFileAtomic(path, parts());
+  return { bytes, rows };
 }

@@ -59,6 +59,7 @@ export {
 export {
   readCsv,
   writeCsv,
+  writeCsvStream,
   openCsv,
   type ReadCsvOptions,
   type WriteCsvOptions,

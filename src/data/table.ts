@@ -3,10 +3,10 @@
 // it in chunks through openTable and writes its answers with writeTable).
 import { existsSync } from 'node:fs';
 import type * as A from 'apache-arrow';
-import { ValidationError, describe } from '../errors.js';
+import { ArgumentError, ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
-import { openCsv, readCsv, writeCsv } from './csv.js';
-import { ParquetSource, readParquet, writeParquet, type WriteParquetOptions } from './parquet.js';
+import { openCsv, readCsv, writeCsv, writeCsvStream } from './csv.js';
+import { ParquetSource, readParquet, writeParquet, writeParquetStream, type WriteParquetOptions } from './parquet.js';
 
 /** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
 export function isArrowPath(path: string): boolean {
@@ -35,6 +35,25 @@ export function writeTable(path: string, t: A.Table, parquet: WriteParquetOption
   if (isArrowPath(path)) writeArrow(path, t);
   else if (isCsvPath(path)) writeCsv(path, t);
   else writeParquet(path, t, parquet);
+}
+
+/**
+ * Writes the tables an (async) iterable gives as one file by extension, atomically: Parquet and CSV/TSV a chunk at
+ * a time as they come (writeParquetStream, writeCsvStream), an Arrow IPC file joined at the end.
+ */
+export async function writeTableStream(
+  path: string,
+  tables: AsyncIterable<A.Table>,
+  parquet: WriteParquetOptions = {},
+): Promise<void> {
+  if (isCsvPath(path)) await writeCsvStream(path, tables);
+  else if (!isArrowPath(path)) await writeParquetStream(path, tables, parquet);
+  else {
+    const parts: A.Table[] = [];
+    for await (const t of tables) parts.push(t);
+    if (parts.length === 0) throw new ArgumentError(`no tables to write to ${path}`);
+    writeArrow(path, parts[0]!.concat(...parts.slice(1)));
+  }
 }
 
 /** A table file opened for reading in chunks: its row count and column names, known before any data is read. */

@@ -66,14 +66,18 @@ function valueKind(t: string): Kind {
   return x >= -(2 ** 31) && x < 2 ** 31 ? 'int' : 'float';
 }
 
-/** The kind of a column holding `values` (nulls are null), given what it read as before (`from`). */
-function widen(from: Kind, values: readonly (string | null)[]): Kind {
-  let k = from;
+/** The kind of a column that read as `k` so far and holds `v` too (not a null spelling). */
+function wider(k: Kind, v: string): Kind {
+  const w = valueKind(v.trim());
+  return RANK[w] > RANK[k] ? w : k;
+}
+
+/** The kind of a column holding `values` (nulls are null). */
+function kindOf(values: readonly (string | null)[]): Kind {
+  let k: Kind = 'none';
   for (const v of values) {
     if (k === 'text') break;
-    if (v === null) continue;
-    const w = valueKind(v.trim());
-    if (RANK[w] > RANK[k]) k = w;
+    if (v !== null) k = wider(k, v);
   }
   return k;
 }
@@ -178,7 +182,7 @@ export function readCsv(path: string, opts: ReadCsvOptions = {}): A.Table {
   return tableOf(
     names.map((name, j) => {
       const values = fieldValues(body, j, s.nulls);
-      return [name, column(values, s.strings.has(name) ? 'text' : widen('none', values))];
+      return [name, column(values, s.strings.has(name) ? 'text' : kindOf(values))];
     }),
   );
 }
@@ -269,7 +273,7 @@ export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<
     }
     rows++;
     for (let j = 0; j < kinds.length; j++)
-      if (kinds[j] !== 'text' && !s.nulls.has(r[j]!)) kinds[j] = widen(kinds[j]!, [r[j]!]);
+      if (kinds[j] !== 'text' && !s.nulls.has(r[j]!)) kinds[j] = wider(kinds[j]!, r[j]!);
   }
   const cols = columnNames(path, first, s, 'openCsv');
   const schema = tableOf(cols.map((c, j) => [c, column([], kinds[j]!)])).schema;
@@ -298,7 +302,7 @@ export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<
       let skip = s.header;
       const chunk = (): A.Table => {
         if (stamp() !== opened) throw changed();
-        const t = tableOf(want.map((c, k) => [c, column(fieldValues(held, at[k]!, s.nulls), kinds[at[k]!]!)]));
+        const t = tableOf(want.map((c, k) => [c, column(fieldValues(held, k, s.nulls), kinds[at[k]!]!)]));
         held = [];
         return t;
       };
@@ -307,7 +311,7 @@ export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<
           skip = false;
           continue;
         }
-        held.push(r);
+        held.push(at.map((j) => r[j]!)); // only the columns asked for
         seen++;
         if (held.length === per) yield chunk();
       }

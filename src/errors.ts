@@ -28,6 +28,11 @@ export class DistributedError extends KilnError {}
 /** A tracking server that refused or could not take what was logged (the local copy keeps everything). */
 export class TrackingError extends KilnError {}
 
+/** What a caught value says: an Error's message, else the value as text. */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Short, readable description of any value for error messages. */
 export function describe(v: unknown): string {
   if (v === null) return 'null';

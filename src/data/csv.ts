@@ -7,7 +7,15 @@ import { CsvError, parse as parseStream } from 'csv-parse';
 import { CsvError as CsvSyncError, parse as parseSync } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import * as A from 'apache-arrow';
-import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
+import {
+  ArgumentError,
+  FormatError,
+  ValidationError,
+  checkOptions,
+  describe,
+  messageOf,
+  optionKeys,
+} from '../errors.js';
 import {
   checkFilePath,
   checkReadableFile,
@@ -200,7 +208,7 @@ async function* utf8Pieces(path: string): AsyncGenerator<string> {
     piece = decoder.decode();
   } catch (e) {
     if (e instanceof TypeError) throw new FormatError(`${path} is not a CSV file: it is not UTF-8 text`);
-    throw new ArgumentError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ArgumentError(`cannot read ${path}: ${messageOf(e)}`);
   } finally {
     stream.destroy();
   }

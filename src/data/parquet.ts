@@ -4,7 +4,15 @@
 // bench/data/parquet.bench.ts (bench/RESULTS.md). Writes are atomic.
 import { createRequire } from 'node:module';
 import * as A from 'apache-arrow';
-import { ArgumentError, FormatError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
+import {
+  ArgumentError,
+  FormatError,
+  ValidationError,
+  checkOptions,
+  describe,
+  messageOf,
+  optionKeys,
+} from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, ownTable, toArrow } from './arrow.js';
@@ -130,7 +138,7 @@ function toJsTable(t: { intoIPCStream(): Uint8Array }, path: string): A.Table {
 function wasmError(path: string, e: unknown, what: string): never {
   dropInstanceAfterTrap(e);
   if (e instanceof ValidationError || e instanceof FormatError) throw e;
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = messageOf(e);
   throw new FormatError(`${path}: cannot ${what}: ${msg}`);
 }
 
@@ -414,7 +422,7 @@ export async function writeParquetStream(
       dropInstanceAfterTrap(e);
       if (failure !== null) throw failure;
       if (first === null) throw noTables();
-      throw new ValidationError(`writeParquetStream ${path}: the tables cannot be written: ${describeError(e)}`);
+      throw new ValidationError(`writeParquetStream ${path}: the tables cannot be written: ${messageOf(e)}`);
     }
     for await (const part of out) {
       bytes += part.byteLength;
@@ -445,8 +453,4 @@ function nullable(t: A.Table): A.Table {
 
 function schemaText(schema: A.Schema): string {
   return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');
-}
-
-function describeError(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ArgumentError, KilnError, ValidationError, describe } from '../errors.js';
+import { ArgumentError, KilnError, ValidationError, describe, messageOf } from '../errors.js';
 
 /** A file path for `what` to read or write: a non-empty string without NUL bytes (else an ArgumentError). */
 export function checkFilePath(p: unknown, what: string): string {
@@ -14,7 +14,6 @@ export function checkFilePath(p: unknown, what: string): string {
 }
 
 /** The message of a file-system failure without Node's "ENOENT: " style prefix repeated by callers. */
-const reason = (e: unknown): string => (e as Error)?.message ?? String(e);
 
 /** The bytes of a file; a missing file, a directory or one without permission is an ArgumentError naming it. */
 export async function readFileFor(path: unknown, what: string): Promise<Buffer> {
@@ -22,7 +21,7 @@ export async function readFileFor(path: unknown, what: string): Promise<Buffer> 
   try {
     return await readFile(p);
   } catch (e) {
-    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+    throw new ArgumentError(`${what}: cannot read ${p}: ${messageOf(e)}`);
   }
 }
 /** Synchronous readFileFor. */
@@ -31,7 +30,7 @@ export function readFileForSync(path: unknown, what: string): Buffer {
   try {
     return readFileSync(p);
   } catch (e) {
-    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+    throw new ArgumentError(`${what}: cannot read ${p}: ${messageOf(e)}`);
   }
 }
 
@@ -42,7 +41,7 @@ export function checkReadableFile(path: unknown, what: string): string {
   try {
     file = statSync(p).isFile();
   } catch (e) {
-    throw new ArgumentError(`${what}: cannot read ${p}: ${reason(e)}`);
+    throw new ArgumentError(`${what}: cannot read ${p}: ${messageOf(e)}`);
   }
   if (!file) throw new ArgumentError(`${what}: cannot read ${p}: it is not a file`);
   return p;
@@ -77,7 +76,7 @@ function writeError(path: string, e: unknown): Error {
   const code = (e as NodeJS.ErrnoException)?.code ?? '';
   const why = Object.hasOwn(PATH_ERRORS, code) ? PATH_ERRORS[code]!(path) : null;
   if (why !== null) return new ArgumentError(`cannot write ${path}: ${why}`, { cause: e });
-  return new ValidationError(`cannot write ${path}: ${reason(e)}`, { cause: e });
+  return new ValidationError(`cannot write ${path}: ${messageOf(e)}`, { cause: e });
 }
 
 function tempName(path: string): string {

@@ -3,7 +3,7 @@
 // oldest request has waited maxDelayMs, whichever comes first. Every submitted request settles exactly once:
 // with its own output row, or with a KilnError that says why (queue full, timed out, aborted, model failed,
 // batcher closed).
-import { ArgumentError, KilnError, checkOptions, describe, optionKeys } from '../errors.js';
+import { ArgumentError, KilnError, checkOptions, describe, messageOf, optionKeys } from '../errors.js';
 
 /** Base class of the errors a Batcher or model server rejects a request with. */
 export class ServeError extends KilnError {}
@@ -301,10 +301,7 @@ export class Batcher<I, O> {
       try {
         outs = await this.fn(batch.map((p) => p.input));
       } catch (e) {
-        throw new ModelError(
-          `the model failed on a batch of ${batch.length}: ${e instanceof Error ? e.message : String(e)}`,
-          e,
-        );
+        throw new ModelError(`the model failed on a batch of ${batch.length}: ${messageOf(e)}`, e);
       }
       if (!Array.isArray(outs) || outs.length !== batch.length) {
         throw new ModelError(

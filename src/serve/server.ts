@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import type { BackendName } from '../backends/backend.js';
 import { getBackend } from '../backends/registry.js';
 import { ColumnPipeline } from '../data/pipeline.js';
-import { ArgumentError, checkOptions, describe, optionKeys } from '../errors.js';
+import { ArgumentError, checkOptions, describe, messageOf, optionKeys } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { Module } from '../nn/module.js';
 import { ApiKeys, isLoopback, type AuthOptions } from './auth.js';
@@ -482,7 +482,7 @@ export async function createServer(model: ServableModel | string, opts: ServerOp
       return (await versions.run([row]))[0]!;
     } catch (e) {
       m.errors.inc({ kind: 'model' });
-      throw new ModelError(`the model failed: ${e instanceof Error ? e.message : String(e)}`, e);
+      throw new ModelError(`the model failed: ${messageOf(e)}`, e);
     } finally {
       m.batchSize.observe(1);
       m.batchSeconds.observe((performance.now() - t0) / 1000);

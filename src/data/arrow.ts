@@ -41,6 +41,25 @@ export function ownTable(t: A.Table, who: string): A.Table {
   );
 }
 
+/**
+ * The tables an (async) iterable gives, each checked to be an apache-arrow Table and taken as ownTable takes it
+ * (the chunks writeParquetStream and writeCsvStream write). Not an iterable: an ArgumentError at once; a chunk
+ * that is not a Table: an ArgumentError naming it, when it comes.
+ */
+export function tableStream(tables: unknown, who: string): AsyncGenerator<A.Table> {
+  if (tables === null || typeof tables !== 'object' || !(Symbol.asyncIterator in tables || Symbol.iterator in tables))
+    throw new ArgumentError(`${who} takes an iterable of apache-arrow Tables, got ${describe(tables)}`);
+  return (async function* (): AsyncGenerator<A.Table> {
+    let chunk = 0;
+    for await (const t of tables as AsyncIterable<unknown>) {
+      if (!(t instanceof A.Table))
+        throw new ArgumentError(`${who}: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`);
+      yield ownTable(t, who);
+      chunk++;
+    }
+  })();
+}
+
 function assertTableArg(t: unknown): A.Table {
   if (!(t instanceof A.Table)) throw new ArgumentError(`expected an apache-arrow Table, got ${describe(t)}`);
   return t;

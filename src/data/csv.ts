@@ -24,7 +24,7 @@ import {
   writeFileAtomicSync,
 } from '../io/atomic.js';
 import { nameRecord } from '../records.js';
-import { columnNameProblem, ownTable } from './arrow.js';
+import { columnNameProblem, ownTable, tableStream } from './arrow.js';
 
 /** Options of readCsv. */
 export interface ReadCsvOptions {
@@ -381,17 +381,13 @@ export async function writeCsvStream(
   checkFilePath(path, 'writeCsvStream');
   checkOptions(opts, 'writeCsvStream', optionKeys<WriteCsvOptions>({ delimiter: true, header: true }));
   const delimiter = delimiterOf(path, opts.delimiter, 'writeCsvStream');
-  if (tables === null || typeof tables !== 'object' || !(Symbol.asyncIterator in tables || Symbol.iterator in tables))
-    throw new ArgumentError(`writeCsvStream takes an iterable of apache-arrow Tables, got ${describe(tables)}`);
+  const source = tableStream(tables, 'writeCsvStream');
   let bytes = 0,
     rows = 0;
   let names: string | null = null;
   const parts = async function* (): AsyncGenerator<Uint8Array> {
     let chunk = 0;
-    for await (const t of tables) {
-      if (!(t instanceof A.Table))
-        throw new ArgumentError(`writeCsvStream: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`);
-      const table = ownTable(t, 'writeCsvStream');
+    for await (const table of source) {
       const these = table.schema.fields.map((f) => f.name).join(', ');
       if (names !== null && these !== names)
         throw new ValidationError(`writeCsvStream: chunk ${chunk} has columns ${these}; the first had ${names}`);

@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { columnNameProblem, ownTable, toArrow } from './arrow.js';
+import { columnNameProblem, ownTable, tableStream, toArrow } from './arrow.js';
 import { fileBytes, readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
@@ -365,14 +365,7 @@ export async function writeParquetStream(
   checkFilePath(path, 'writeParquetStream');
   const props = writerProperties(opts, 'writeParquetStream');
   if (opts.vocab !== undefined) throw new ArgumentError('writeParquetStream takes tables; vocab is for tensors');
-  const source =
-    tables !== null && typeof tables === 'object' && Symbol.asyncIterator in tables
-      ? tables[Symbol.asyncIterator]()
-      : tables !== null && typeof tables === 'object' && Symbol.iterator in tables
-        ? tables[Symbol.iterator]()
-        : null;
-  if (source === null)
-    throw new ArgumentError(`writeParquetStream takes an iterable of apache-arrow Tables, got ${describe(tables)}`);
+  const source = tableStream(tables, 'writeParquetStream');
   let first: A.Schema | null = null;
   let rows = 0,
     chunk = 0;
@@ -383,12 +376,7 @@ export async function writeParquetStream(
       try {
         const next = await source.next();
         if (next.done) return controller.close();
-        const t: unknown = next.value;
-        if (!(t instanceof A.Table))
-          throw new ArgumentError(
-            `writeParquetStream: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`,
-          );
-        const table = ownTable(t, 'writeParquetStream');
+        const table = next.value;
         if (first === null) {
           const bad = columnNameProblem(table.schema.fields);
           if (bad) throw new ValidationError(`writeParquetStream: ${bad}`);
@@ -406,7 +394,7 @@ export async function writeParquetStream(
         failure = e;
         controller.close();
         // the source stops here too (a file it streams from is closed)
-        await Promise.resolve(source.return?.()).catch(() => undefined);
+        await source.return(undefined).catch(() => undefined);
       }
     },
   });

@@ -1,6 +1,6 @@
 // `kiln convert`: a table file into another format (Parquet, Arrow IPC, CSV/TSV by extension), optionally only
 // some columns, with the Parquet writer's row groups and codec: a CSV file becomes a Parquet file that
-// StreamingDataset and kiln predict read a row group at a time.
+// StreamingDataset and kiln predict read a row group at a time. CSV and Parquet stream through, a chunk at a time.
 import { parseArgs } from 'node:util';
 import type * as A from 'apache-arrow';
 import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';
@@ -10,7 +10,8 @@ import { ArgumentError, ValidationError } from '../errors.js';
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.csv|.tsv [--columns a,b,...] [--row-group-size N]
         [--compression snappy|zstd|gzip|brotli|lz4|none] [--json]
                   write a table in another format (by extension); --columns keeps only those, in that order;
-                  the row group size and codec apply to a Parquet output
+                  the row group size and codec apply to a Parquet output; CSV or Parquet to CSV or Parquet
+                  streams a chunk at a time, so a file larger than memory converts
 `;
 
 export async function convertCommand(argv: string[]): Promise<number> {

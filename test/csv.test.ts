@@ -1,6 +1,6 @@
 // kn.data.readCsv / writeCsv: checked against DuckDB's CSV reader and writer on the same files (quotes, separators
 // and line breaks inside values, nulls, a byte-order mark, CRLF), type inference, TSV, and clear errors.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -356,6 +356,17 @@ test('openCsv: bad files and options as readCsv words them; a file changed since
     },
     kn.ValidationError,
     /ok2\.csv changed since openCsv read it/,
+  );
+  // removed after it was opened: the same, not a raw ENOENT
+  const gone = file('gone.csv', 'a\n1\n');
+  const goneSrc = await kn.data.openCsv(gone);
+  rmSync(gone);
+  await refuses(
+    async () => {
+      for await (const t of goneSrc.chunks()) void t;
+    },
+    kn.ValidationError,
+    /gone\.csv changed since openCsv read it \(its size or time differs, or it is gone\)/,
   );
 });
 

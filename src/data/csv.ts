@@ -263,9 +263,14 @@ export interface CsvSource {
 export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<CsvSource> {
   const s = csvSettings(path, opts, 'openCsv');
   checkReadableFile(path, 'openCsv');
+  // the file's size and time; a file that has gone since is 'gone', which no stamp equals
   const stamp = (): string => {
-    const st = statSync(path);
-    return `${st.size}:${st.mtimeMs}`;
+    try {
+      const st = statSync(path);
+      return `${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'gone';
+    }
   };
   const opened = stamp();
   // the header is checked after the pass, as readCsv checks it after parsing: a file with a bad header and a
@@ -286,7 +291,9 @@ export async function openCsv(path: string, opts: ReadCsvOptions = {}): Promise<
   const cols = columnNames(path, first, s, 'openCsv');
   const schema = tableOf(cols.map((c, j) => [c, column([], kinds[j]!)])).schema;
   const changed = (): ValidationError =>
-    new ValidationError(`${path} changed since openCsv read it (its size or time differs): open it again`);
+    new ValidationError(
+      `${path} changed since openCsv read it (its size or time differs, or it is gone): open it again`,
+    );
   return {
     path,
     rows,

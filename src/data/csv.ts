@@ -90,14 +90,48 @@ function kindOf(values: readonly (string | null)[]): Kind {
   return k;
 }
 
-/** One column of strings as an Arrow vector of its kind: Int32, Float64, or Utf8 (text, or nothing but nulls). */
-function column(values: (string | null)[], kind: Kind): A.Vector {
-  if (kind === 'int' || kind === 'float')
-    return A.vectorFromArray(
-      values.map((v) => (v === null ? null : Number(v.trim()))),
-      kind === 'int' ? new A.Int32() : new A.Float64(),
-    );
-  return A.vectorFromArray(values, new A.Utf8());
+/**
+ * One column of strings as an Arrow vector of its kind: Int32, Float64, or Utf8 (text, or nothing but nulls). Built
+ * straight into its buffers (apache-arrow's vectorFromArray goes value by value through a builder: 2x slower for
+ * numbers, 3x for strings).
+ */
+function column(values: readonly (string | null)[], kind: Kind): A.Vector {
+  const n = values.length;
+  const valid = new Uint8Array((n + 7) >> 3);
+  let nulls = 0;
+  for (let i = 0; i < n; i++)
+    if (values[i] === null) nulls++;
+    else valid[i >> 3]! |= 1 << (i & 7);
+  const base = { length: n, nullCount: nulls, nullBitmap: valid };
+  if (kind === 'int' || kind === 'float') {
+    const data = kind === 'int' ? new Int32Array(n) : new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (v !== null && v !== undefined) data[i] = Number(v.trim());
+    }
+    return kind === 'int'
+      ? A.makeVector(A.makeData({ ...base, type: new A.Int32(), data: data as Int32Array }))
+      : A.makeVector(A.makeData({ ...base, type: new A.Float64(), data: data as Float64Array }));
+  }
+  const offsets = new Int32Array(n + 1);
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v !== null && v !== undefined) bytes += Buffer.byteLength(v, 'utf8');
+    if (bytes > 0x7fffffff)
+      throw new ValidationError(
+        `a text column holds over 2 GiB in one table; read the file in chunks (kn.data.openCsv) instead`,
+      );
+    offsets[i + 1] = bytes;
+  }
+  // its own memory (not Buffer's shared pool): a vector's buffers may be transferred to a thread
+  const data = new Uint8Array(bytes);
+  const writer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v) writer.write(v, offsets[i]!, 'utf8');
+  }
+  return A.makeVector(A.makeData({ ...base, type: new A.Utf8(), valueOffsets: offsets, data }));
 }
 
 /** readCsv's and openCsv's options, checked. */

@@ -365,17 +365,42 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
         },
         { vocab: { c: ['rome', 'paris'] } },
       );
+      // three record batches, the string column's dictionary grown by deltas
+      const A = await import('apache-arrow');
+      const chunk = (k: number): import('apache-arrow').Table =>
+        new A.Table({
+          f: A.vectorFromArray([k, null, k / 3], new A.Float64()),
+          s: A.vectorFromArray(['a', ['b', 'c', 'd'][k]!, null], new A.Dictionary(new A.Utf8(), new A.Int32())),
+        });
+      const streamed = join(dir, 'seed-batches.arrow');
+      await kn.data.writeArrowStream(streamed, [chunk(0), chunk(1), chunk(2)]);
       const { readFileSync } = await import('node:fs');
-      return [readFileSync(file)];
+      return [readFileSync(file), readFileSync(streamed)];
     },
     mutate: (r, s) => mutateBytes(r, s as Uint8Array),
     async read(kn, input, dir) {
       const file = join(dir, 'case.arrow');
       writeFileSync(file, input as Uint8Array);
-      const table = kn.data.readArrow(file);
-      const { tensors } = kn.data.fromArrowWithVocab(table);
-      for (const t of Object.values(tensors)) t.dispose();
-      kn.data.validate({ columns: { f: { type: 'float' } }, allowExtra: true }, table);
+      const use = (table: import('apache-arrow').Table): void => {
+        const { tensors } = kn.data.fromArrowWithVocab(table);
+        for (const t of Object.values(tensors)) t.dispose();
+      };
+      let refused: unknown = null;
+      try {
+        const table = kn.data.readArrow(file);
+        use(table);
+        kn.data.validate({ columns: { f: { type: 'float' } }, allowExtra: true }, table);
+      } catch (e) {
+        refused = e;
+      }
+      // the footer and record batches through ArrowSource's reader thread, whatever readArrow said
+      const src = await kn.data.ArrowSource.open(file);
+      try {
+        for (let b = 0; b < src.info.batches.length; b++) use(await src.read(b));
+      } finally {
+        src.close();
+      }
+      if (refused) throw refused;
     },
   },
   parquet: {
@@ -610,7 +635,13 @@ function runChunk(
       ['--import', 'tsx', here, '--child', reader, '--from', String(from), '--to', String(to), '--seed', String(seed)],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, KILN_WEBGPU: '0', KILN_NUM_THREADS: '1', KILN_ARROW_PARSE_TIMEOUT_MS: '1000' },
+        env: {
+          ...process.env,
+          KILN_WEBGPU: '0',
+          KILN_NUM_THREADS: '1',
+          KILN_ARROW_PARSE_TIMEOUT_MS: '1000',
+          KILN_DATA_READ_TIMEOUT_MS: '2000',
+        },
       },
     );
     let buf = '';

@@ -306,6 +306,20 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const g = kn.data.readArrow(join(dir, 'grouped.arrow'));
   for (const c of ['species', 'label', 'prediction'])
     assert.equal([...g.getChild(c)!], [...named.getChild(c)!], `${c} of the row-grouped file`);
+  // the Arrow output was written a chunk's answers at a time: a record batch per row group, and the kept string
+  // column's five row-group dictionaries joined into one
+  assert.equal((await kn.data.arrowFileInfo(join(dir, 'grouped.arrow'))).batches, [50, 50, 50, 50, 40]);
+  // an Arrow input is read a record batch at a time: converted from the row groups, it scores in five chunks too
+  const groupedArrow = join(dir, 'grouped-in.arrow');
+  const ca5 = cli('convert', grouped, groupedArrow, '--json');
+  assert.is(ca5.code, 0, ca5.err);
+  assert.equal((await kn.data.arrowFileInfo(groupedArrow)).batches, [50, 50, 50, 50, 40]);
+  const pa = cli('predict', model, groupedArrow, '-o', join(dir, 'from-arrow.csv'), '--keep', 'species', '--json');
+  assert.is(pa.code, 0, pa.err);
+  assert.is(JSON.parse(pa.out.trim()).chunks, 5);
+  const fa5 = kn.data.readCsv(join(dir, 'from-arrow.csv'));
+  for (const c of ['species', 'label', 'prediction'])
+    assert.equal([...fa5.getChild(c)!], [...g.getChild(c)!], `${c} from the Arrow input`);
   // a Parquet output is written a chunk's answers at a time: the same table
   const pq = join(dir, 'grouped-out.parquet');
   const ppq = cli('predict', model, grouped, '-o', pq, '--keep', 'species', '--json');

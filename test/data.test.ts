@@ -1,11 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { allclose, nativeBackends, onBackend, rng, throwsKiln } from './helpers.js';
+import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-5): void => {
@@ -467,5 +467,224 @@ test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, m
     );
     throwsKiln(() => kn.data.fromArrow({} as A.Table), kn.ArgumentError, /apache-arrow Table/);
   }));
+
+/** Three record batches of 4, 0 and 3 rows: floats with a null, strings with a null, a dictionary column. */
+function threeBatches(): A.Table {
+  const batch = (f: (number | null)[], s: (string | null)[], d: string[]): A.RecordBatch =>
+    new A.Table({
+      f: A.vectorFromArray(f, new A.Float64()),
+      s: A.vectorFromArray(s, new A.Utf8()),
+      d: A.vectorFromArray(d, new A.Dictionary(new A.Utf8(), new A.Int32())),
+    }).batches[0]!;
+  const first = batch([1.5, null, 3, 4], ['a', 'bé', null, ''], ['x', 'y', 'x', 'x']);
+  const parts = [first, first.slice(0, 0), batch([7, 8, 9], ['g', 'h', 'i'], ['y', 'y', 'x'])];
+  return joinBatches(parts);
+}
+
+/** Record batches made apart as one table: one schema (every column nullable) over their data. */
+function joinBatches(parts: A.RecordBatch[]): A.Table {
+  const schema = new A.Schema(parts[0]!.schema.fields.map((f) => f.clone({ nullable: true })));
+  return new A.Table(
+    schema,
+    parts.map((b) => new A.RecordBatch(schema, b.data)),
+  );
+}
+
+test('ArrowSource: record batches read one at a time, the values readArrow reads; bad requests refused', async () => {
+  const path = join(dir, 'batches.arrow');
+  kn.data.writeArrow(path, threeBatches());
+  const whole = kn.data.readArrow(path);
+  const src = await kn.data.ArrowSource.open(path);
+  assert.equal(src.info, {
+    rows: 7,
+    batches: [4, 0, 3],
+    columns: [
+      { name: 'f', type: 'Float64', nullable: true },
+      { name: 's', type: 'Utf8', nullable: true },
+      { name: 'd', type: 'Dictionary<Int32, Utf8>', nullable: true },
+    ],
+  });
+  assert.equal(
+    src.schema.fields.map((f) => f.name),
+    ['f', 's', 'd'],
+  );
+  assert.equal(await kn.data.arrowFileInfo(path), src.info);
+  const last = await src.read(2, { columns: ['d', 'f'] });
+  assert.equal(
+    last.schema.fields.map((f) => f.name),
+    ['d', 'f'],
+  );
+  assert.equal([...last.getChild('d')!], ['y', 'y', 'x']);
+  assert.equal([...last.getChild('f')!], [7, 8, 9]);
+  const sizes: number[] = [];
+  const got: Record<string, unknown[]> = { f: [], s: [], d: [] };
+  for await (const t of src.chunks()) {
+    sizes.push(t.numRows);
+    for (const c of ['f', 's', 'd']) got[c]!.push(...t.getChild(c)!);
+  }
+  assert.equal(sizes, [4, 0, 3]);
+  for (const c of ['f', 's', 'd']) assert.equal(got[c], [...whole.getChild(c)!], `column ${c}`);
+  await rejectsKiln(src.read(3), kn.ValidationError, /has 3 record batches; record batch 3 does not exist/);
+  await rejectsKiln(src.read(-1), kn.ArgumentError, /batch must be a record batch index, got -1/);
+  await rejectsKiln(src.read(0, { columns: ['f', 'zz'] }), kn.ValidationError, /has no column 'zz'; it has f, s, d/);
+  await rejectsKiln(src.read(0, { columns: ['f', 'f'] }), kn.ArgumentError, /column 'f' is asked for twice/);
+  await rejectsKiln(src.read(0, { columns: 'f' as never }), kn.ArgumentError, /columns must be an array/);
+  await rejectsKiln(src.read(0, { colums: ['f'] } as never), kn.ArgumentError, /colums/);
+  // a batch the caller stops early on leaves no read ahead behind that fails later
+  for await (const t of src.chunks({ columns: ['s'] })) {
+    assert.equal([...t.getChild('s')!], ['a', 'bé', null, '']);
+    break;
+  }
+  src.close();
+  await rejectsKiln(src.read(0), kn.ArgumentError, /batches\.arrow was closed/);
+
+  // a source keeps reading the file it opened: a new file renamed over the path is not seen; one changed in place
+  // is a ValidationError
+  const moving = join(dir, 'moving.arrow');
+  kn.data.writeArrow(moving, threeBatches());
+  const open = await kn.data.ArrowSource.open(moving);
+  kn.data.writeArrow(join(dir, 'other.arrow'), { f: kn.zeros([2]) });
+  renameSync(join(dir, 'other.arrow'), moving);
+  assert.equal([...(await open.read(0, { columns: ['f'] })).getChild('f')!], [1.5, null, 3, 4]);
+  open.close();
+  const again = await kn.data.ArrowSource.open(moving);
+  writeFileSync(moving, Buffer.concat([readFileSync(moving), Buffer.alloc(8)]));
+  await rejectsKiln(
+    again.read(0),
+    kn.ValidationError,
+    /moving\.arrow: it changed after it was opened \(\d+ bytes then, \d+ now\): open it again/,
+  );
+  again.close();
+});
+
+test('ArrowSource: damaged files, streams and deadlines are FormatErrors; paths are checked', async () => {
+  // a batch whose string offsets run past its bytes: refused when that batch is read, the others still read
+  const bytes = new TextEncoder().encode('abcd');
+  const bad = new A.Table({
+    s: A.makeVector(
+      A.makeData({ type: new A.Utf8(), length: 3, valueOffsets: Int32Array.from([0, 2, 3, 20]), data: bytes }),
+    ),
+  });
+  const good = new A.Table({ s: A.vectorFromArray(['p', 'q'], new A.Utf8()) });
+  const path = join(dir, 'bad-batch.arrow');
+  writeFileSync(path, A.tableToIPC(joinBatches([...good.batches, ...bad.batches]), 'file'));
+  const src = await kn.data.ArrowSource.open(path);
+  assert.equal(src.info.batches, [2, 3]);
+  assert.equal([...(await src.read(0)).getChild('s')!], ['p', 'q']);
+  await rejectsKiln(
+    src.read(1),
+    kn.FormatError,
+    /bad-batch\.arrow is not a readable Arrow IPC file: cannot read record batch 1: column "s"'s offsets run from 0 to 20/,
+  );
+  src.close();
+  // a stream-format file has no index; a file that is not Arrow at all, or cut short, is refused at open
+  const stream = join(dir, 'stream.arrow');
+  writeFileSync(stream, A.tableToIPC(good, 'stream'));
+  await rejectsKiln(kn.data.ArrowSource.open(stream), kn.FormatError, /is an Arrow IPC stream, which has no index/);
+  const junk = join(dir, 'junk.arrow');
+  writeFileSync(junk, 'not an arrow file at all');
+  await rejectsKiln(kn.data.ArrowSource.open(junk), kn.FormatError, /junk\.arrow is not a readable Arrow IPC file/);
+  const file = A.tableToIPC(good, 'file');
+  writeFileSync(junk, file.subarray(0, file.byteLength - 20));
+  await rejectsKiln(kn.data.ArrowSource.open(junk), kn.FormatError, /junk\.arrow is not a readable Arrow IPC file/);
+  await rejectsKiln(kn.data.ArrowSource.open(dir), kn.ArgumentError, /it is not a file/);
+  await rejectsKiln(kn.data.arrowFileInfo(join(dir, 'nope.arrow')), kn.ArgumentError, /nope\.arrow/);
+  // a read past its deadline ends the thread; the next read starts a fresh one that opens the file again
+  const big = join(dir, 'deadline.arrow');
+  kn.seed(3);
+  kn.data.writeArrow(big, { a: kn.randn([400_000]), b: kn.randn([400_000]) });
+  const slow = await kn.data.ArrowSource.open(big);
+  process.env.KILN_DATA_READ_TIMEOUT_MS = '1';
+  try {
+    await rejectsKiln(
+      slow.read(0),
+      kn.FormatError,
+      /deadline\.arrow: cannot read record batch 0: the Arrow reader did not finish within 0\.0 s \(a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit\)/,
+    );
+  } finally {
+    delete process.env.KILN_DATA_READ_TIMEOUT_MS;
+  }
+  assert.is((await slow.read(0)).numRows, 400_000);
+  slow.close();
+});
+
+test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refusals write nothing', async () => {
+  const dict = (vals: (string | null)[]): A.Vector =>
+    A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), new A.Int32()));
+  // each chunk with a dictionary of its own (as row groups read one by one have), one chunk without nulls
+  const chunks = [
+    new A.Table({ d: dict(['b', 'a', 'b']), x: A.vectorFromArray([1, 2, 3], new A.Int32()) }),
+    new A.Table({ d: dict(['c', null]), x: A.vectorFromArray([4, null], new A.Int32()) }),
+    new A.Table({ d: dict(['a', 'd', 'c']), x: A.vectorFromArray([6, 7, 8], new A.Int32()) }),
+  ];
+  const path = join(dir, 'streamed.arrow');
+  async function* slowly(): AsyncGenerator<A.Table> {
+    for (const c of chunks) {
+      await new Promise((r) => setTimeout(r, 1));
+      yield c;
+    }
+  }
+  const r = await kn.data.writeArrowStream(path, slowly());
+  assert.equal(r, { bytes: statSync(path).size, rows: 8, batches: 3 });
+  const t = kn.data.readArrow(path);
+  assert.equal([...t.getChild('d')!], ['b', 'a', 'b', 'c', null, 'a', 'd', 'c']);
+  assert.equal([...t.getChild('x')!], [1, 2, 3, 4, null, 6, 7, 8]);
+  assert.equal(
+    t.schema.fields.map((f) => [String(f.type), f.nullable]),
+    [
+      ['Dictionary<Int32, Utf8>', true],
+      ['Int32', true],
+    ],
+  );
+  // one dictionary, the union in order of first appearance
+  assert.equal([...t.getChild('d')!.data[0]!.dictionary!], ['b', 'a', 'c', 'd']);
+  // the batches as written, read back one at a time
+  const src = await kn.data.ArrowSource.open(path);
+  assert.equal(src.info.batches, [3, 2, 3]);
+  assert.equal([...(await src.read(2)).getChild('d')!], ['a', 'd', 'c']);
+  src.close();
+  // the same values as writeArrow of the joined table; tensors too
+  const joined = join(dir, 'joined.arrow');
+  kn.data.writeArrow(joined, chunks[0]!.concat(...chunks.slice(1)));
+  assert.equal([...kn.data.readArrow(joined).getChild('d')!], [...t.getChild('d')!]);
+  await kn.data.writeArrowStream(path, [
+    kn.data.toArrow({ v: kn.arange(0, 3) }),
+    kn.data.toArrow({ v: kn.arange(3, 5) }),
+  ]);
+  assert.equal([...kn.data.readArrow(path).getChild('v')!], [0, 1, 2, 3, 4]);
+
+  const before = readFileSync(path);
+  const fails: [() => Promise<unknown>, new (...a: never[]) => Error, RegExp][] = [
+    [
+      () => kn.data.writeArrowStream(path, [chunks[0]!, new A.Table({ x: A.vectorFromArray([1], new A.Int32()) })]),
+      kn.ValidationError,
+      /writeArrowStream: chunk 1 has columns x: Int32; the first had d: Dictionary<Int32, Utf8>, x: Int32/,
+    ],
+    [
+      () => kn.data.writeArrowStream(path, [chunks[0]!, { rows: 1 } as never]),
+      kn.ArgumentError,
+      /writeArrowStream: chunk 1 is an object, expected an apache-arrow Table/,
+    ],
+    [() => kn.data.writeArrowStream(path, []), kn.ArgumentError, /the iterable gave no tables/],
+    [() => kn.data.writeArrowStream(path, 5 as never), kn.ArgumentError, /takes an iterable of apache-arrow Tables/],
+    [
+      () =>
+        kn.data.writeArrowStream(
+          path,
+          (function* () {
+            yield chunks[0]!;
+            throw new kn.ValidationError('the source broke');
+          })(),
+        ),
+      kn.ValidationError,
+      /the source broke/,
+    ],
+  ];
+  for (const [call, cls, re] of fails) await rejectsKiln(call(), cls, re);
+  assert.equal(readFileSync(path), before, 'the file written before is still there');
+  const never = join(dir, 'never.arrow');
+  await rejectsKiln(kn.data.writeArrowStream(never, []), kn.ArgumentError, /no tables/);
+  assert.not.ok(existsSync(never));
+});
 
 test.run();

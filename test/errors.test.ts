@@ -594,6 +594,8 @@ test('options objects: the rest of the API, nested options, and options a call c
 const OPTIONS_CHECKED_ELSEWHERE = new Set([
   'src/data/features.ts register', // FeatureStore.check
   'src/data/parquet.ts read', // checkSelection
+  'src/data/arrow_reader.ts read', // columnsOf
+  'src/data/arrow_reader.ts chunks',
   'src/errors.ts constructor', // Error's own { cause }, handed to Error as it is
   'src/data/parquet.ts readParquet',
   'src/data/csv.ts readCsv', // csvSettings, shared with openCsv

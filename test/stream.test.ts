@@ -351,6 +351,27 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
     kn.FormatError,
     /is an Arrow IPC stream, which has no index/,
   );
+  rmSync(join(d5, 'c.arrow'));
+  // a record batch whose length its buffer cannot hold is refused, not read as 99,996 made-up rows
+  const short = join(d5, 'short.arrow');
+  writeFileSync(
+    short,
+    A.tableToIPC(
+      new A.Table({
+        a: A.makeVector(A.makeData({ type: new A.Float32(), length: 100_000, data: new Float32Array(4) })),
+      }),
+      'file',
+    ),
+  );
+  const sd = await kn.data.StreamingDataset.open(short, { columns: { x: ['a'] }, batchSize: 64 });
+  await rejectsKiln(
+    (async () => {
+      for await (const b of sd.batches(0)) for (const t of Object.values(b)) t.dispose();
+    })(),
+    kn.FormatError,
+    /cannot read record batch 0 of \S+short\.arrow: column "a" claims 100000 values but its data holds 4/,
+  );
+  await sd.close();
   rmSync(d5, { recursive: true, force: true });
 });
 

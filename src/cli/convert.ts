@@ -1,6 +1,7 @@
 // `kiln convert`: a table file into another format (Parquet, Arrow IPC, CSV/TSV by extension), optionally only
 // some columns, with the Parquet writer's row groups and codec: a CSV file becomes a Parquet file that
-// StreamingDataset and kiln predict read a row group at a time. CSV and Parquet stream through, a chunk at a time.
+// StreamingDataset and kiln predict read a row group at a time. Every format streams through, a chunk at a time
+// (an Arrow IPC stream-format input is read whole).
 import { parseArgs } from 'node:util';
 import type * as A from 'apache-arrow';
 import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';
@@ -10,8 +11,8 @@ import { ArgumentError, ValidationError } from '../errors.js';
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.csv|.tsv [--columns a,b,...] [--row-group-size N]
         [--compression snappy|zstd|gzip|brotli|lz4|none] [--json]
                   write a table in another format (by extension); --columns keeps only those, in that order;
-                  the row group size and codec apply to a Parquet output; CSV or Parquet to CSV or Parquet
-                  streams a chunk at a time, so a file larger than memory converts
+                  the row group size and codec apply to a Parquet output; the rows stream through a chunk at a
+                  time (a row group, a record batch, 65,536 CSV rows), so a file larger than memory converts
 `;
 
 export async function convertCommand(argv: string[]): Promise<number> {
@@ -51,8 +52,8 @@ export async function convertCommand(argv: string[]): Promise<number> {
       if (!src.columns.includes(c))
         throw new ValidationError(`convert: ${from} has no column '${c}'; it has ${src.columns.join(', ')}`);
     if (src.rows > 0) {
-      // a chunk at a time (a CSV file 65,536 rows, a Parquet one a row group): to Parquet or CSV, memory holds a
-      // chunk and what is being written, however large the file
+      // a chunk at a time (a CSV file 65,536 rows, a Parquet one a row group, an Arrow one a record batch): memory
+      // holds a chunk and what is being written, however large the file
       const seen: A.Schema[] = [];
       const chunks = async function* (): AsyncGenerator<A.Table> {
         for await (const t of src.chunks(cols)) {

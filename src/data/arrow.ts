@@ -5,8 +5,16 @@ import { createRequire } from 'node:module';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import type { BackendName } from '../backends/backend.js';
-import { ArgumentError, FormatError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
-import { checkReadableFile, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
+import {
+  ArgumentError,
+  FormatError,
+  ShapeError,
+  ValidationError,
+  checkOptions,
+  describe,
+  messageOf,
+} from '../errors.js';
+import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } from '../io/atomic.js';
 import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -415,33 +423,44 @@ export function readArrow(path: string): A.Table {
 // the schema flatbuffer). A file from outside is therefore parsed once in a worker thread with a deadline
 // first; the caller waits synchronously (Atomics.wait) and the worker is terminated if it runs out of time.
 // The bytes move to the worker and back (transferred, not copied; the reply comes through a port the caller
-// reads synchronously). The worker runs bufferProblem (its source, so there is one definition) before it decodes
-// anything: a worker that exhausts V8's heap takes the whole process with it, resource limits or not. Then it
-// decodes the columns bufferProblem does not cover whole (strings, binaries and dictionaries of them it does:
-// offsets in order and in range, indices in range, so those are not decoded value by value).
-const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
+// reads synchronously). The worker checks the table with TABLE_CHECK_JS before the bytes come back.
+export const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
+/**
+ * Script text for a worker that reads Arrow data from outside (the probe here, ArrowSource's reader thread):
+ * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem, its source, so there
+ * is one definition), or else decodes once every column bufferProblem does not cover whole (so a length or offset
+ * that points outside the file throws there, not later) and returns null. Strings, binaries and dictionaries of
+ * them bufferProblem does cover (offsets in order and in range, indices in range): those are not decoded value by
+ * value. A worker that exhausts V8's heap takes the whole process with it, resource limits or not, so the lengths
+ * are checked before anything is decoded.
+ */
+export const TABLE_CHECK_JS = `
+${bufferProblem.toString()}
+function tableProblem(A, t) {
+  const covered = (type) =>
+    A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
+    (A.DataType.isDictionary(type) && covered(type.dictionary));
+  for (const f of t.schema.fields)
+    for (const d of t.getChild(f.name).data) {
+      const p = bufferProblem(d, 'column ' + JSON.stringify(f.name));
+      if (p) return p;
+    }
+  for (const f of t.schema.fields) if (!covered(f.type)) t.getChild(f.name).toArray();
+  return null;
+}
+`;
 const PARSE_PROBE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
 const back = workerData.port;
-${bufferProblem.toString()}
-const covered = (type) =>
-  A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
-  (A.DataType.isDictionary(type) && covered(type.dictionary));
+${TABLE_CHECK_JS}
 parentPort.on('message', ({ bytes, sab }) => {
   const state = new Int32Array(sab, 0, 2);
   const text = new Uint8Array(sab, 8);
   let msg = '';
   try {
-    const t = A.tableFromIPC(bytes);
-    // lengths the buffers cannot hold are refused before anything is decoded (decoding them exhausts memory)
-    for (const f of t.schema.fields)
-      for (const d of t.getChild(f.name).data) {
-        const p = bufferProblem(d, 'column ' + JSON.stringify(f.name));
-        if (p) throw new Error(p);
-      }
-    // the other columns decoded once: a length or offset that points outside the file throws here, not later
-    for (const f of t.schema.fields) if (!covered(f.type)) t.getChild(f.name).toArray();
+    const p = tableProblem(A, A.tableFromIPC(bytes));
+    if (p) throw new Error(p);
   } catch (e) {
     msg = String((e && e.message) || e) || 'unreadable';
   }
@@ -573,22 +592,7 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
     const dictionary = A.vectorFromArray(values, type.dictionary);
     columns.set(
       i,
-      chunks.map((d, c) => {
-        // a slice's values start at its first row; its offset counts only into the validity bitmap
-        const old = d.values as ArrayLike<number | bigint>;
-        const out = new indices.ArrayType(d.length) as unknown as { [k: number]: number };
-        const m = maps[c]!;
-        for (let r = 0; r < d.length; r++) if (d.getValid(r)) out[r] = m[Number(old[r])]!;
-        return A.makeData({
-          type: newType,
-          offset: d.offset,
-          length: d.length,
-          nullCount: d.nullCount,
-          nullBitmap: d.nullBitmap,
-          data: out as unknown as A.Dictionary['TArray'],
-          dictionary,
-        });
-      }),
+      chunks.map((d, c) => remapped(d, maps[c]!, newType, dictionary)),
     );
     return new A.Field(f.name, newType, f.nullable, f.metadata);
   });
@@ -603,81 +607,161 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
   return new A.Table(schema, batches);
 }
 
-/** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */
-export interface ArrowFileInfo {
-  rows: number;
-  batches: number[];
-  columns: { name: string; type: string; nullable: boolean }[];
+/** A dictionary chunk `d` with its indices mapped through `m` (old index -> new) onto `dictionary`, of `type`. */
+function remapped(
+  d: A.Data<A.Dictionary>,
+  m: Int32Array,
+  type: A.Dictionary,
+  dictionary: A.Vector,
+): A.Data<A.Dictionary> {
+  // a slice's values start at its first row; its offset counts only into the validity bitmap
+  const old = d.values as ArrayLike<number | bigint>;
+  const out = new type.indices.ArrayType(d.length) as unknown as { [k: number]: number };
+  for (let r = 0; r < d.length; r++) if (d.getValid(r)) out[r] = m[Number(old[r])]!;
+  return A.makeData({
+    type,
+    offset: d.offset,
+    length: d.length,
+    nullCount: d.nullCount,
+    nullBitmap: d.nullBitmap,
+    data: out as unknown as A.Dictionary['TArray'],
+    dictionary,
+  });
 }
 
-// Indexing an Arrow file runs apache-arrow on the file's footer and batch headers; a damaged footer can send it
-// into a long loop (a fuzzed file took 19 s), so it runs in a worker thread with a deadline.
-const INDEX_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const A = require(workerData.arrow);
-(async () => {
-  const path = workerData.path;
-  const fh = await fs.promises.open(path);
-  try {
-    const size = (await fh.stat()).size;
-    const reader = await A.RecordBatchReader.from(fh);
-    await reader.open();
-    if (!reader.isFile() || !reader.footer) return parentPort.postMessage({ stream: true });
-    const footer = reader.footer;
-    const batches = [];
-    for (let i = 0; i < footer.numRecordBatches; i++) {
-      const b = footer.getRecordBatch(i);
-      if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= 1 << 26 && b.offset >= 0 && b.offset + b.metaDataLength <= size))
-        throw new Error('record batch ' + i + ' points outside the file');
-      const buf = Buffer.alloc(b.metaDataLength);
-      await fh.read(buf, 0, b.metaDataLength, b.offset);
-      const start = buf.readInt32LE(0) === -1 ? 8 : 4;
-      const m = A.Message.decode(buf.subarray(start));
-      if (m.headerType !== A.MessageHeader.RecordBatch) throw new Error('block ' + i + ' is not a record batch');
-      const n = Number(m.header().length);
-      if (!(Number.isSafeInteger(n) && n >= 0)) throw new Error('record batch ' + i + ' has ' + n + ' rows');
-      batches.push(n);
-    }
-    const columns = reader.schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable }));
-    parentPort.postMessage({ batches, columns });
-  } finally {
-    await fh.close();
-  }
-})().catch((e) => parentPort.postMessage({ error: String((e && e.message) || e) }));
-`;
+/** A schema as text, `name: type` by column, to compare the chunks of a stream and say how they differ. */
+export function schemaText(schema: A.Schema): string {
+  return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');
+}
 
 /**
- * The layout of an Arrow IPC file (file format, as kn.data.writeArrow writes it): its schema and the row count of
- * every record batch, read from the footer and each batch's header without reading the data (in a worker thread,
- * with a deadline: a damaged file is a FormatError, never a hang). A stream-format file has no footer to index and
- * gets a FormatError.
+ * One dictionary column of a file written a chunk at a time: the union of the dictionaries its chunks bring
+ * (equal values once, in order of first appearance), grown by appending, so that the IPC writer sends each new
+ * part as a delta dictionary batch (the file format allows deltas, not replacements). Indices are Int32.
  */
-export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
-  checkReadableFile(path, 'arrowFileInfo');
-  const w = new Worker(INDEX_WORKER, { eval: true, workerData: { arrow: ARROW_PATH, path }, execArgv: [] });
-  const deadlineMs = Number(process.env.KILN_ARROW_PARSE_TIMEOUT_MS ?? 10_000);
-  type Reply = { stream?: true; error?: string; batches?: number[]; columns?: ArrowFileInfo['columns'] };
-  let timer: NodeJS.Timeout | undefined;
-  const reply = await new Promise<Reply>((ok) => {
-    timer = setTimeout(
-      () => ok({ error: `indexing did not finish within ${(deadlineMs / 1000).toFixed(1)} s (a malformed file)` }),
-      deadlineMs,
-    );
-    w.once('message', (m: Reply) => ok(m));
-    w.once('error', (e) => ok({ error: e.message }));
-  }).finally(() => {
-    clearTimeout(timer);
-    void w.terminate();
-  });
-  if (reply.stream)
-    throw new FormatError(
-      `${path} is an Arrow IPC stream, which has no index of its record batches; write it in the file format (kn.data.writeArrow)`,
-    );
-  if (reply.error !== undefined) throw new FormatError(`${path} is not a readable Arrow IPC file: ${reply.error}`);
-  const columns = reply.columns!;
-  const bad = columnNameProblem(columns);
-  if (bad) throw new FormatError(`${path}: ${bad}`);
-  const batches = reply.batches!;
-  return { rows: batches.reduce((a, b) => a + b, 0), batches, columns };
+class GrowingDictionary {
+  readonly type: A.Dictionary;
+  private readonly at = new Map<unknown, number>();
+  private dictionary: A.Vector | null = null;
+  /** the last source dictionary seen, and where its entries went */
+  private last: { from: A.Vector; map: Int32Array } | null = null;
+
+  constructor(type: A.Dictionary) {
+    this.type = new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered);
+  }
+
+  /** `d` on the union of the dictionaries seen so far (this one's new values added at its end). */
+  add(d: A.Data<A.Dictionary>): A.Data<A.Dictionary> {
+    const from = d.dictionary;
+    if (!from) throw new ValidationError('a dictionary column chunk has no dictionary');
+    if (this.last?.from !== from) {
+      const map = new Int32Array(from.length);
+      const fresh: unknown[] = [];
+      for (let j = 0; j < map.length; j++) {
+        const v = from.get(j) as unknown;
+        let k = this.at.get(v);
+        if (k === undefined) {
+          k = this.at.size;
+          this.at.set(v, k);
+          fresh.push(v);
+        }
+        map[j] = k;
+      }
+      if (fresh.length > 0 || this.dictionary === null) {
+        const part = A.vectorFromArray(fresh, this.type.dictionary);
+        this.dictionary = this.dictionary === null ? part : this.dictionary.concat(part);
+      }
+      if (this.at.size > 2 ** 31 - 1) throw new ValidationError('a dictionary column has more than 2^31 - 1 values');
+      this.last = { from, map };
+    }
+    return remapped(d, this.last.map, this.type, this.dictionary!);
+  }
+}
+
+/**
+ * Writes the tables an (async) iterable gives as one Arrow IPC file (file format), atomically, each chunk's
+ * record batches as it comes: memory holds a chunk, not the file. Every chunk must have the first one's columns
+ * and types, and every column is written nullable. A dictionary column's chunks may each bring their own
+ * dictionary (ParquetSource's row groups and ArrowSource's batches of different files do): the file holds their
+ * union, sent as delta dictionary batches as new values come, with Int32 indices. Returns what was written.
+ * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([2], i) }); }; await kn.data.writeArrowStream('.kiln-tmp-s.arrow', gen()); [...kn.data.readArrow('.kiln-tmp-s.arrow').getChild('x')] // [0, 0, 1, 1, 2, 2]
+ */
+export async function writeArrowStream(
+  path: string,
+  tables: AsyncIterable<A.Table> | Iterable<A.Table>,
+): Promise<{ bytes: number; rows: number; batches: number }> {
+  checkFilePath(path, 'writeArrowStream');
+  const source = tableStream(tables, 'writeArrowStream');
+  // what apache-arrow's writer writes, collected as it writes it (it writes synchronously)
+  class Collect extends A.AsyncByteQueue {
+    parts: Uint8Array[] = [];
+    override write(v: Parameters<A.AsyncByteQueue['write']>[0]): void {
+      if (ArrayBuffer.isView(v)) this.parts.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+      else throw new Error('the Arrow writer wrote something that is not bytes');
+    }
+    take(): Uint8Array {
+      const joined = Buffer.concat(this.parts);
+      this.parts = [];
+      return joined;
+    }
+  }
+  const sink = new Collect();
+  const writer = new A.RecordBatchFileWriter();
+  let bytes = 0,
+    rows = 0,
+    batches = 0;
+  const parts = async function* (): AsyncGenerator<Uint8Array> {
+    let schema: A.Schema | null = null;
+    let given = '';
+    let dictionaries: (GrowingDictionary | null)[] = [];
+    let chunk = 0;
+    for await (const table of source) {
+      const these = schemaText(table.schema);
+      if (schema === null) {
+        const bad = columnNameProblem(table.schema.fields);
+        if (bad) throw new ValidationError(`writeArrowStream: ${bad}`);
+        given = these;
+        dictionaries = table.schema.fields.map((f) =>
+          A.DataType.isDictionary(f.type) ? new GrowingDictionary(f.type) : null,
+        );
+        schema = new A.Schema(
+          table.schema.fields.map((f, i) =>
+            f.clone({ nullable: true, ...(dictionaries[i] ? { type: dictionaries[i].type } : {}) }),
+          ),
+          table.schema.metadata,
+        );
+        writer.reset(sink, schema);
+      } else if (these !== given)
+        throw new ValidationError(`writeArrowStream: chunk ${chunk} has columns ${these}; the first had ${given}`);
+      const type = new A.Struct(schema.fields);
+      try {
+        for (const b of table.batches) {
+          const children = b.data.children.map(
+            (d, i) => dictionaries[i]?.add(d as A.Data<A.Dictionary>) ?? (d as A.Data),
+          );
+          writer.write(new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children })));
+          batches++;
+        }
+      } catch (e) {
+        if (e instanceof ValidationError) throw e;
+        // a dictionary inside a list or struct that changes between chunks: the file format cannot replace it
+        throw new ValidationError(
+          `writeArrowStream: chunk ${chunk} cannot be written as an Arrow IPC file: ${messageOf(e)}`,
+        );
+      }
+      rows += table.numRows;
+      chunk++;
+      const part = sink.take();
+      bytes += part.byteLength;
+      yield part;
+    }
+    if (schema === null)
+      throw new ArgumentError('writeArrowStream: the iterable gave no tables (nothing to write, not even the columns)');
+    writer.close();
+    const tail = sink.take();
+    bytes += tail.byteLength;
+    yield tail;
+  };
+  await writeFileAtomic(path, parts());
+  return { bytes, rows, batches };
 }

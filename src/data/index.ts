@@ -17,10 +17,10 @@ export {
   arrowToMatrix,
   readArrow,
   writeArrow,
-  arrowFileInfo,
-  type ArrowFileInfo,
+  writeArrowStream,
   type ArrowTensors,
 } from './arrow.js';
+export { ArrowSource, arrowFileInfo, type ArrowFileInfo, type ArrowReadOptions } from './arrow_reader.js';
 export {
   Transformer,
   StandardScaler,

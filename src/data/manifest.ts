@@ -6,7 +6,7 @@ import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
-import { arrowFileInfo } from './arrow.js';
+import { arrowFileInfo } from './arrow_reader.js';
 import { parquetInfo } from './parquet.js';
 
 /** One file of a dataset. */

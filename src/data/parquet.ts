@@ -15,8 +15,9 @@ import {
 } from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } from '../io/atomic.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { columnNameProblem, ownTable, tableStream, toArrow } from './arrow.js';
-import { fileBytes, readerThread, type FileStamp, type FooterReply } from './parquet_reader.js';
+import { columnNameProblem, ownTable, schemaText, tableStream, toArrow } from './arrow.js';
+import { readerThread, type FooterReply } from './parquet_reader.js';
+import { fileBytes, type FileStamp } from './reader_thread.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
 
@@ -437,8 +438,4 @@ function nullable(t: A.Table): A.Table {
     schema,
     t.batches.map((b) => new A.RecordBatch(schema, b.data)),
   );
-}
-
-function schemaText(schema: A.Schema): string {
-  return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');
 }

@@ -2,39 +2,12 @@
 // its Rust future from promise jobs: a panic there (a damaged page, a file that changed under a read) is a trap
 // that no caller can catch, and on the main thread it ended the process. Here it ends this thread: the request
 // that was running gets a FormatError and the next request starts a fresh thread. A request that runs past its
-// deadline (a decoder that never returns) is ended the same way.
-import { statSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+// deadline (a decoder that never returns) is ended the same way (reader_thread.ts).
 import { createRequire } from 'node:module';
 import { ArgumentError, FormatError, ValidationError } from '../errors.js';
+import { READER_LOOP_JS, ReaderThread, type FileStamp } from './reader_thread.js';
 
 const require = createRequire(import.meta.url);
-
-/**
- * How long a reader thread may work on one request for a file of `bytes` bytes before the file is called
- * malformed: KILN_DATA_READ_TIMEOUT_MS when set, else 120 s plus 10 ms per MB of the file. Shared with
- * StreamingDataset's threads.
- */
-export function readDeadlineMs(bytes: number): number {
-  const env = Number(process.env.KILN_DATA_READ_TIMEOUT_MS);
-  if (Number.isFinite(env) && env > 0) return env;
-  return 120_000 + bytes / 1e5;
-}
-
-/** The size of the file at `path`, 0 when it cannot be read (its reader reports that, the deadline need not). */
-export function fileBytes(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** What a file was when a source opened it: a read finds it changed when either differs. */
-export interface FileStamp {
-  size: number;
-  mtimeMs: number;
-}
 
 /** The footer as the thread sends it (the schema as Arrow IPC, turned into an A.Schema by the caller). */
 export interface FooterReply {
@@ -85,25 +58,13 @@ async function changedSince(f) {
 /** The reader thread's script. */
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const fsp = require('node:fs/promises');
 const P = require(workerData.parquet);
 const open = new Map();
-const message = (e) => String((e && e.message) || e);
-class Fail extends Error { constructor(kind, msg) { super(msg); this.kind = kind; } }
 ${FILE_RANGE_JS}
 const changed = (f) => new Fail('changed', 'it could not be read as it was when opened (' + f.failure + ')');
 async function openFile(key, path, expect) {
-  let handle;
+  const { handle, st } = await openHandle(path, expect);
   try {
-    handle = await fsp.open(path);
-  } catch (e) {
-    throw new Fail('argument', 'cannot read ' + path + ': ' + message(e));
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new Fail('argument', 'cannot read ' + path + ': it is ' + (st.isDirectory() ? 'a directory' : 'not a regular file'));
-    if (expect && (st.size !== expect.size || st.mtimeMs !== expect.mtimeMs))
-      throw new Fail('changed', 'it changed after it was opened (' + expect.size + ' bytes then, ' + st.size + ' now)');
     if (st.size < 12) throw new Fail('format', 'is not a Parquet file: it has ' + st.size + ' bytes');
     const f = { handle, size: st.size, mtimeMs: st.mtimeMs, failure: null };
     let file;
@@ -164,125 +125,12 @@ async function run(m) {
   }
   throw new Error('unknown request ' + m.op);
 }
-parentPort.on('message', async (m) => {
-  if (m.op === 'close') {
-    const o = open.get(m.key);
-    open.delete(m.key);
-    if (o) {
-      o.file.free();
-      await o.f.handle.close().catch(() => undefined);
-    }
-    return;
-  }
-  try {
-    const [value, transfer] = await run(m);
-    parentPort.postMessage({ id: m.id, value }, transfer);
-  } catch (e) {
-    parentPort.postMessage({ id: m.id, error: { kind: e instanceof Fail ? e.kind : 'format', message: message(e) } });
-  }
-});
+async function drop(o) {
+  o.file.free();
+  await o.f.handle.close().catch(() => undefined);
+}
+${READER_LOOP_JS}
 `;
-
-interface Job {
-  id: number;
-  message: Record<string, unknown>;
-  path: string;
-  what: string;
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  /** when the request fails for running too long, and the timer that says so */
-  deadlineMs: number;
-  timer?: NodeJS.Timeout;
-  late?: boolean;
-}
-
-/**
- * One reader thread for the process, started on first use and restarted after it dies. Requests run one at a
- * time, so a thread that dies is the fault of the one request it was running; only that request fails. The
- * thread keeps the process alive only while a request is waiting.
- */
-class ReaderThread {
-  private worker: Worker | null = null;
-  private readonly queue: Job[] = [];
-  private current: Job | null = null;
-  private nextId = 1;
-
-  /** Runs one request about the file at `path` (`bytes` long, which sets the request's deadline). */
-  request<T>(message: Record<string, unknown>, path: string, bytes: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const deadlineMs = readDeadlineMs(bytes);
-      const job = {
-        id: this.nextId++,
-        message,
-        path,
-        what,
-        resolve: resolve as (v: unknown) => void,
-        reject,
-        deadlineMs,
-      };
-      this.queue.push(job);
-      this.pump();
-    });
-  }
-
-  /** Lets the thread drop an open file; nothing to do when the thread that opened it has gone. */
-  close(key: number): void {
-    this.worker?.postMessage({ op: 'close', key });
-  }
-
-  private start(): Worker {
-    const w = new Worker(WORKER, {
-      eval: true,
-      workerData: { parquet: require.resolve('parquet-wasm') },
-      execArgv: [],
-    });
-    w.on('message', (m: { id: number; value?: unknown; error?: { kind: string; message: string } }) => {
-      const job = this.current;
-      if (job === null || job.id !== m.id) return;
-      this.current = null;
-      clearTimeout(job.timer);
-      if (m.error) job.reject(failure(job.path, m.error.kind, m.error.message));
-      else job.resolve(m.value);
-      this.pump();
-    });
-    const died = (why: string): void => {
-      if (this.worker !== w) return;
-      this.worker = null;
-      const job = this.current;
-      this.current = null;
-      if (job) clearTimeout(job.timer);
-      job?.reject(
-        new FormatError(
-          job.late
-            ? `${job.path}: cannot ${job.what}: the Parquet decoder did not finish within ${(job.deadlineMs / 1000).toFixed(1)} s (a malformed file; KILN_DATA_READ_TIMEOUT_MS sets the limit)`
-            : `${job.path}: cannot ${job.what}: the Parquet decoder failed on it (${why})`,
-        ),
-      );
-      this.pump();
-    };
-    w.on('error', (e) => died(e.message));
-    w.on('exit', (code) => died(`its thread exited with code ${code}`));
-    return w;
-  }
-
-  private pump(): void {
-    if (this.current !== null) return;
-    const job = this.queue.shift();
-    if (!job) {
-      this.worker?.unref();
-      return;
-    }
-    const w = (this.worker ??= this.start());
-    w.ref();
-    this.current = job;
-    job.timer = setTimeout(() => {
-      // the thread's exit fails the request (as late) and starts the next one on a fresh thread
-      job.late = true;
-      void w.terminate();
-    }, job.deadlineMs);
-    w.postMessage({ ...job.message, id: job.id });
-  }
-}
 
 function failure(path: string, kind: string, message: string): Error {
   if (kind === 'argument') return new ArgumentError(`ParquetSource.open: ${message}`);
@@ -294,6 +142,11 @@ let thread: ReaderThread | null = null;
 
 /** The process's Parquet reader thread. */
 export function readerThread(): ReaderThread {
-  thread ??= new ReaderThread();
+  thread ??= new ReaderThread({
+    script: WORKER,
+    workerData: { parquet: require.resolve('parquet-wasm') },
+    decoder: 'the Parquet decoder',
+    failure,
+  });
   return thread;
 }

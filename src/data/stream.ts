@@ -22,7 +22,9 @@ import {
   type BatchTransform,
 } from './loader.js';
 import { datasetFiles, datasetManifest, fileInfo, isArrowFile, type DatasetManifest } from './manifest.js';
-import { FILE_RANGE_JS, fileBytes, readDeadlineMs } from './parquet_reader.js';
+import { TABLE_CHECK_JS } from './arrow.js';
+import { FILE_RANGE_JS } from './parquet_reader.js';
+import { fileBytes, readDeadlineMs } from './reader_thread.js';
 
 /** Options of StreamingDataset.open. */
 export interface StreamingOptions {
@@ -85,6 +87,7 @@ const A = require(workerData.arrow);
 const P = require(workerData.parquet);
 const files = new Map();
 ${FILE_RANGE_JS}
+${TABLE_CHECK_JS}
 const isArrow = (p) => p.endsWith('.arrow') || p.endsWith('.feather');
 async function open(path) {
   let f = files.get(path);
@@ -113,7 +116,11 @@ async function readUnit(path, group, columns) {
   if (isArrow(path)) {
     const b = await f.readRecordBatch(group);
     if (!b) throw new Error('record batch ' + group + ' is missing');
-    return new A.Table(b).select(columns);
+    const t = new A.Table(b).select(columns);
+    // lengths the buffers cannot hold are refused before the values are copied out
+    const p = tableProblem(A, t);
+    if (p) throw new Error(p);
+    return t;
   }
   const why = await changedSince(f.range);
   if (why !== null) throw new Error('V:' + path + ' changed while a StreamingDataset was reading it (' + why + ')');

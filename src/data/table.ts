@@ -1,10 +1,11 @@
 // A table file as training data: a Parquet, Arrow or CSV file by its extension, and its feature matrix and labels,
-// checked row by row (kiln train and the retraining pipeline read their data through here; kiln predict reads
-// it in chunks through openTable and writes its answers with writeTable).
-import { existsSync } from 'node:fs';
+// checked row by row (kiln train and the retraining pipeline read their data through here; kiln predict and kiln
+// convert read it in chunks through openTable and write with writeTableStream).
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import type * as A from 'apache-arrow';
-import { ArgumentError, ValidationError, describe } from '../errors.js';
-import { arrowToMatrix, readArrow, writeArrow } from './arrow.js';
+import { ValidationError, describe } from '../errors.js';
+import { arrowToMatrix, readArrow, writeArrow, writeArrowStream } from './arrow.js';
+import { ArrowSource } from './arrow_reader.js';
 import { openCsv, readCsv, writeCsv, writeCsvStream } from './csv.js';
 import { ParquetSource, readParquet, writeParquet, writeParquetStream, type WriteParquetOptions } from './parquet.js';
 
@@ -38,8 +39,8 @@ export function writeTable(path: string, t: A.Table, parquet: WriteParquetOption
 }
 
 /**
- * Writes the tables an (async) iterable gives as one file by extension, atomically: Parquet and CSV/TSV a chunk at
- * a time as they come (writeParquetStream, writeCsvStream), an Arrow IPC file joined at the end.
+ * Writes the tables an (async) iterable gives as one file by extension, atomically, a chunk at a time as they come
+ * (writeParquetStream, writeArrowStream, writeCsvStream).
  */
 export async function writeTableStream(
   path: string,
@@ -47,12 +48,21 @@ export async function writeTableStream(
   parquet: WriteParquetOptions = {},
 ): Promise<void> {
   if (isCsvPath(path)) await writeCsvStream(path, tables);
-  else if (!isArrowPath(path)) await writeParquetStream(path, tables, parquet);
-  else {
-    const parts: A.Table[] = [];
-    for await (const t of tables) parts.push(t);
-    if (parts.length === 0) throw new ArgumentError(`no tables to write to ${path}`);
-    writeArrow(path, parts[0]!.concat(...parts.slice(1)));
+  else if (isArrowPath(path)) await writeArrowStream(path, tables);
+  else await writeParquetStream(path, tables, parquet);
+}
+
+/** Whether an Arrow IPC file is in the file format (it starts with the magic ARROW1), which has an index. */
+function isArrowFileFormat(path: string): boolean {
+  const head = Buffer.alloc(6);
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, 'r');
+    return readSync(fd, head, 0, 6, 0) === 6 && head.toString('latin1') === 'ARROW1';
+  } catch {
+    return false; // not a readable file: the whole-file reader says so
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
 }
 
@@ -61,18 +71,18 @@ export interface TableChunks {
   rows: number;
   columns: string[];
   /**
-   * The rows in file order, a chunk at a time (a Parquet row group, 65,536 rows of a CSV file, all of an Arrow
-   * file), only `columns`.
+   * The rows in file order, a chunk at a time (a Parquet row group, an Arrow file's record batch, 65,536 rows of a
+   * CSV file; all of an Arrow IPC stream), only `columns`.
    */
   chunks(columns: readonly string[]): AsyncGenerator<A.Table>;
   close(): void;
 }
 
 /**
- * Opens a table file to read in chunks. A Parquet file is read a row group at a time (the next one read ahead on
- * the reader thread while the caller works on this one), so only a row group's rows are in memory at once; a CSV
- * file is read twice (once for its row count and column types, then in chunks of 65,536 rows), an Arrow file
- * whole, as one chunk.
+ * Opens a table file to read in chunks. A Parquet file is read a row group at a time and an Arrow IPC file a record
+ * batch at a time (the next one read ahead on a reader thread while the caller works on this one), so only a
+ * chunk's rows are in memory at once; a CSV file is read twice (once for its row count and column types, then in
+ * chunks of 65,536 rows). An Arrow IPC stream (no index of its batches) is read whole, as one chunk.
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
@@ -85,7 +95,7 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       close() {},
     };
   }
-  if (isArrowPath(path)) {
+  if (isArrowPath(path) && !isArrowFileFormat(path)) {
     const t = readTable(path, who);
     return {
       rows: t.numRows,
@@ -94,6 +104,19 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
         yield t.select([...columns]);
       },
       close() {},
+    };
+  }
+  if (isArrowPath(path)) {
+    const src = await ArrowSource.open(path);
+    return {
+      rows: src.info.rows,
+      columns: src.info.columns.map((c) => c.name),
+      async *chunks(columns) {
+        for await (const t of src.chunks({ columns })) if (t.numRows > 0) yield t;
+      },
+      close() {
+        src.close();
+      },
     };
   }
   const src = await ParquetSource.open(path);

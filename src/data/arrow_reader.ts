@@ -1,0 +1,290 @@
+// ArrowSource: an Arrow IPC file (file format) read a record batch at a time, so a file larger than memory can be
+// scored, converted or indexed. The reading runs on a reader thread of its own (reader_thread.ts): apache-arrow
+// loops forever or exhausts its heap on some damaged files, and there that is a FormatError after a deadline,
+// never a hang or a dead process. The thread checks every batch it reads (TABLE_CHECK_JS) before the batch
+// crosses to the caller as Arrow IPC.
+import * as A from 'apache-arrow';
+import { ArgumentError, FormatError, ValidationError, checkOptions, describe, messageOf } from '../errors.js';
+import { checkReadableFile } from '../io/atomic.js';
+import { ARROW_PATH, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
+import { READER_LOOP_JS, ReaderThread, fileBytes, type FileStamp } from './reader_thread.js';
+
+/** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */
+export interface ArrowFileInfo {
+  rows: number;
+  batches: number[];
+  columns: { name: string; type: string; nullable: boolean }[];
+}
+
+/** Options of ArrowSource.read and ArrowSource.chunks. */
+export interface ArrowReadOptions {
+  /** only these columns, in this order (default all) */
+  columns?: readonly string[];
+}
+
+/** What the thread sends back when it opens a file. */
+interface OpenReply {
+  stamp: FileStamp;
+  batches: number[];
+  /** the schema, as the Arrow IPC stream of an empty table */
+  schema: Uint8Array;
+}
+
+// The thread keeps each open file's handle and apache-arrow reader (which read the footer and the dictionaries
+// once). A batch is read through the handle it opened, so a new file renamed over the path (an atomic write) is
+// not seen; one changed in place is refused. Row counts come from each batch's header, read without its body.
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const A = require(workerData.arrow);
+const open = new Map();
+${TABLE_CHECK_JS}
+const whole = (u8) => (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : u8.slice());
+async function batchRows(handle, size, footer, i) {
+  const b = footer.getRecordBatch(i);
+  if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= 1 << 26 && b.offset >= 0 && b.offset + b.metaDataLength <= size))
+    throw new Fail('format', 'record batch ' + i + ' points outside the file');
+  const buf = Buffer.alloc(b.metaDataLength);
+  await handle.read(buf, 0, b.metaDataLength, b.offset);
+  const start = buf.readInt32LE(0) === -1 ? 8 : 4;
+  const m = A.Message.decode(buf.subarray(start));
+  if (m.headerType !== A.MessageHeader.RecordBatch) throw new Fail('format', 'block ' + i + ' is not a record batch');
+  const n = Number(m.header().length);
+  if (!(Number.isSafeInteger(n) && n >= 0)) throw new Fail('format', 'record batch ' + i + ' has ' + n + ' rows');
+  return n;
+}
+async function openFile(key, path, expect) {
+  const { handle, st } = await openHandle(path, expect);
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    if (bytesRead < 8 || head.toString('latin1', 0, 6) !== 'ARROW1') {
+      // an IPC stream starts with a message: the continuation marker, then its length
+      const stream = bytesRead >= 4 && head.readInt32LE(0) === -1;
+      throw new Fail(stream ? 'stream' : 'format', stream ? '' : 'it does not start with the Arrow file magic ARROW1');
+    }
+    let reader, batches;
+    try {
+      reader = await A.RecordBatchReader.from(handle);
+      await reader.open();
+      if (!reader.isFile() || !reader.footer) throw new Fail('format', 'it has no footer');
+      batches = [];
+      for (let i = 0; i < reader.footer.numRecordBatches; i++) batches.push(await batchRows(handle, st.size, reader.footer, i));
+    } catch (e) {
+      if (e instanceof Fail) throw e;
+      throw new Fail('format', message(e));
+    }
+    const o = { handle, size: st.size, mtimeMs: st.mtimeMs, reader };
+    open.set(key, o);
+    return { o, batches };
+  } catch (e) {
+    await handle.close().catch(() => undefined);
+    throw e;
+  }
+}
+async function run(m) {
+  if (m.op === 'open') {
+    const { o, batches } = await openFile(m.key, m.path, null);
+    let schema;
+    try {
+      schema = whole(A.tableToIPC(new A.Table(o.reader.schema), 'stream'));
+      A.tableFromIPC(schema); // what the caller will decode decodes here first (a bad type throws here)
+    } catch (e) {
+      open.delete(m.key);
+      await o.handle.close().catch(() => undefined);
+      throw new Fail('format', 'its schema cannot be read: ' + message(e));
+    }
+    return [{ stamp: { size: o.size, mtimeMs: o.mtimeMs }, batches, schema }, [schema.buffer]];
+  }
+  if (m.op === 'read') {
+    const o = open.get(m.key) ?? (await openFile(m.key, m.path, m.stamp)).o;
+    const st = await o.handle.stat().catch((e) => {
+      throw new Fail('changed', 'it could not be read as it was when opened (' + message(e) + ')');
+    });
+    if (st.size !== o.size || st.mtimeMs !== o.mtimeMs)
+      throw new Fail('changed', 'it changed after it was opened (' + o.size + ' bytes then, ' + st.size + ' now)');
+    let ipc;
+    try {
+      const b = await o.reader.readRecordBatch(m.batch);
+      if (!b) throw new Error('it cannot be found');
+      let t = new A.Table(b);
+      if (m.columns) t = t.select(m.columns);
+      const p = tableProblem(A, t);
+      if (p) throw new Error(p);
+      ipc = whole(A.tableToIPC(t, 'stream'));
+      // the batch as the caller will decode it: buffers shorter than the lengths they were written with throw here
+      if (A.tableFromIPC(ipc).numRows !== t.numRows) throw new Error('its rows do not survive a copy');
+    } catch (e) {
+      throw new Fail('format', 'cannot read record batch ' + m.batch + ': ' + message(e));
+    }
+    return [ipc, [ipc.buffer]];
+  }
+  throw new Error('unknown request ' + m.op);
+}
+async function drop(o) {
+  await o.handle.close().catch(() => undefined);
+}
+${READER_LOOP_JS}
+`;
+
+function failure(path: string, kind: string, message: string): Error {
+  if (kind === 'argument') return new ArgumentError(`ArrowSource.open: ${message}`);
+  if (kind === 'changed') return new ValidationError(`${path}: ${message}: open it again`);
+  if (kind === 'stream')
+    return new FormatError(
+      `${path} is an Arrow IPC stream, which has no index of its record batches; write it in the file format (kn.data.writeArrow)`,
+    );
+  return new FormatError(`${path} is not a readable Arrow IPC file: ${message}`);
+}
+
+/**
+ * What the reader thread sent, decoded (it decoded the same bytes first, so this throws only if the two differ:
+ * a FormatError all the same).
+ */
+function decoded(ipc: Uint8Array, path: string, what: string): A.Table {
+  try {
+    return A.tableFromIPC(ipc);
+  } catch (e) {
+    throw new FormatError(`${path} is not a readable Arrow IPC file: cannot read ${what}: ${messageOf(e)}`);
+  }
+}
+
+let thread: ReaderThread | null = null;
+/** The process's Arrow reader thread. */
+function arrowThread(): ReaderThread {
+  thread ??= new ReaderThread({
+    script: WORKER,
+    workerData: { arrow: ARROW_PATH },
+    decoder: 'the Arrow reader',
+    failure,
+  });
+  return thread;
+}
+
+let nextKey = 1;
+/** Tells the reader thread to drop a source nobody closed. */
+const unclosed = new FinalizationRegistry<number>((key) => arrowThread().close(key));
+
+/**
+ * An open Arrow IPC file (file format, as kn.data.writeArrow and writeArrowStream write it) whose footer is read
+ * once and whose record batches are read on demand (only their bytes). A stream-format file has no footer to index
+ * and gets a FormatError (kn.data.readArrow reads it whole).
+ * @example kn.data.writeArrow('.kiln-tmp-as.arrow', { v: kn.arange(0, 5) }); const src = await kn.data.ArrowSource.open('.kiln-tmp-as.arrow'); const n = (await src.read(0)).numRows; src.close(); n // 5
+ */
+export class ArrowSource {
+  private closed = false;
+  private constructor(
+    readonly path: string,
+    readonly info: ArrowFileInfo,
+    /** the columns and their types (and the file's schema metadata) */
+    readonly schema: A.Schema,
+    private readonly key: number,
+    private readonly stamp: FileStamp,
+  ) {
+    unclosed.register(this, key, this);
+  }
+
+  /**
+   * Opens `path`: reads the footer, the dictionaries and each record batch's header (its row count), not the
+   * data. The source keeps reading the file it opened: a file written over the path since (an atomic rename) is
+   * not seen, and one changed in place makes `read` throw a ValidationError.
+   */
+  static async open(path: string): Promise<ArrowSource> {
+    checkReadableFile(path, 'ArrowSource.open');
+    const key = nextKey++;
+    const r = await arrowThread().request<OpenReply>(
+      { op: 'open', key, path },
+      path,
+      fileBytes(path),
+      'read its footer',
+    );
+    const schema = decoded(r.schema, path, 'its schema').schema;
+    const bad = columnNameProblem(schema.fields);
+    if (bad) {
+      arrowThread().close(key);
+      throw new FormatError(`${path}: ${bad}`);
+    }
+    const info = {
+      rows: r.batches.reduce((a, b) => a + b, 0),
+      batches: r.batches,
+      columns: schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable })),
+    };
+    return new ArrowSource(path, info, schema, key, r.stamp);
+  }
+
+  /** Record batch `batch` (optionally only some columns) as a table. */
+  async read(batch: number, opts: ArrowReadOptions = {}): Promise<A.Table> {
+    if (this.closed) throw new ArgumentError(`ArrowSource.read: ${this.path} was closed`);
+    if (!Number.isInteger(batch) || batch < 0)
+      throw new ArgumentError(`ArrowSource.read: batch must be a record batch index, got ${describe(batch)}`);
+    if (batch >= this.info.batches.length)
+      throw new ValidationError(
+        `${this.path} has ${this.info.batches.length} record batches; record batch ${batch} does not exist`,
+      );
+    const columns = this.columnsOf(opts, 'ArrowSource.read');
+    // after the reader thread died, the next one opens the file again, provided it has not changed since
+    const ipc = await arrowThread().request<Uint8Array>(
+      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, batch, columns },
+      this.path,
+      this.stamp.size,
+      `read record batch ${batch}`,
+    );
+    return decoded(ipc, this.path, `record batch ${batch}`);
+  }
+
+  /**
+   * Every record batch in file order (empty ones too), optionally only some columns; the next batch is read
+   * ahead on the reader thread while the caller works on this one, so memory holds two batches at most.
+   * @example kn.data.writeArrow('.kiln-tmp-ac.arrow', { v: kn.arange(0, 5) }); const src = await kn.data.ArrowSource.open('.kiln-tmp-ac.arrow'); let n = 0; for await (const t of src.chunks({ columns: ['v'] })) n += t.numRows; src.close(); n // 5
+   */
+  async *chunks(opts: ArrowReadOptions = {}): AsyncGenerator<A.Table> {
+    const columns = this.columnsOf(opts, 'ArrowSource.chunks');
+    const n = this.info.batches.length;
+    const read = (b: number): Promise<A.Table> => this.read(b, columns ? { columns } : {});
+    let next = n > 0 ? read(0) : null;
+    for (let b = 0; b < n; b++) {
+      const t = await next!;
+      next = b + 1 < n ? read(b + 1) : null;
+      // a read ahead that the caller never awaits (it stopped early) is not an unhandled rejection
+      next?.catch(() => undefined);
+      yield t;
+    }
+  }
+
+  /** Closes the file. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    unclosed.unregister(this);
+    arrowThread().close(this.key);
+  }
+
+  /** The checked `columns` option: names of this file's columns, each once. */
+  private columnsOf(opts: ArrowReadOptions, who: string): string[] | undefined {
+    checkOptions(opts, who, ['columns']);
+    const cols: unknown = opts.columns;
+    if (cols === undefined) return undefined;
+    if (!Array.isArray(cols) || cols.some((c) => typeof c !== 'string'))
+      throw new ArgumentError(`${who}: columns must be an array of column names, got ${describe(cols)}`);
+    const names = this.info.columns.map((c) => c.name);
+    const seen = new Set<string>();
+    for (const c of cols as string[]) {
+      if (!names.includes(c))
+        throw new ValidationError(`${this.path} has no column '${c}'; it has ${names.join(', ')}`);
+      if (seen.has(c)) throw new ArgumentError(`${who}: column '${c}' is asked for twice`);
+      seen.add(c);
+    }
+    return [...seen];
+  }
+}
+
+/**
+ * The layout of an Arrow IPC file (file format): its columns and the row count of every record batch, read from
+ * the footer and each batch's header without reading the data (on the reader thread, with a deadline: a damaged
+ * file is a FormatError, never a hang). A stream-format file has no footer to index and gets a FormatError.
+ * @example kn.data.writeArrow('.kiln-tmp-ai.arrow', { v: kn.arange(0, 5) }); (await kn.data.arrowFileInfo('.kiln-tmp-ai.arrow')).batches // [5]
+ */
+export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {
+  const src = await ArrowSource.open(path);
+  src.close();
+  return src.info;
+}

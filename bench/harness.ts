@@ -1,5 +1,7 @@
 // Benchmark harness: timing is kn.bench (src/profile/bench.ts, a public API), shared with `kiln bench`.
+import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
 export { measure, measureAsync, type Timing, type MeasureOptions } from '../src/cli/timing.js';
@@ -92,4 +94,24 @@ export function lenet(): kn.nn.Module {
     new kn.nn.ReLU(),
     new kn.nn.Linear(84, 10),
   );
+}
+
+/**
+ * Peak RSS (MB) of a child that runs `code` (an ESM body with kn imported): its VmHWM, which starts afresh at exec
+ * (getrusage's maxRSS carries this process's peak into the child on Linux).
+ */
+export function peakMb(code: string): number {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import * as kn from './src/index.ts';\n${code}\nconsole.log(/VmHWM:\\s*(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/status', 'utf8'))[1]);`,
+    ],
+    { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  return Number(r.stdout.trim().split('\n').at(-1)) / 1024;
 }

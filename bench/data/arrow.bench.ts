@@ -1,27 +1,31 @@
 // Reading an Arrow IPC file: kn.data.readArrow (a file from outside is parsed first on a probe thread with a
-// deadline, every buffer checked against the lengths it claims) against apache-arrow's own tableFromIPC on the
-// same bytes (no checks), so the price of the checks is one ratio.
+// deadline, every buffer checked against the lengths it claims) and kn.data.ArrowSource (a record batch at a
+// time on a reader thread, each checked there) against apache-arrow's own tableFromIPC on the same bytes (no
+// checks), so the price of the checks is one ratio. Then the peak memory of converting to and from Parquet whole
+// against a chunk at a time (ArrowSource / ParquetSource into writeParquetStream / writeArrowStream, as kiln
+// convert does), each in a child process of its own at two file sizes, so what grows with the file shows.
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import * as kn from '../../src/index.js';
-import { fmt, measureAsync } from '../harness.js';
+import { fmt, measureAsync, peakMb } from '../harness.js';
 
 const N = 2_000_000;
 
-function table(): A.Table {
+/** `n` rows (N by default): 8 float32, a 16-category dictionary string and a unique string. */
+function table(n = N): A.Table {
   const cols: Record<string, A.Vector> = {};
   let x = 1;
   const next = (): number => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
-  for (let c = 0; c < 8; c++) cols[`f${c}`] = A.makeVector(Float32Array.from({ length: N }, () => next() / 2 ** 32));
+  for (let c = 0; c < 8; c++) cols[`f${c}`] = A.makeVector(Float32Array.from({ length: n }, () => next() / 2 ** 32));
   const cats = Array.from({ length: 16 }, (_, k) => `category-${k}`);
   cols.dict = A.vectorFromArray(
-    Array.from({ length: N }, () => cats[next() & 15]!),
+    Array.from({ length: n }, () => cats[next() & 15]!),
     new A.Dictionary(new A.Utf8(), new A.Int32()),
   );
   cols.text = A.vectorFromArray(
-    Array.from({ length: N }, () => `id-${next()}`),
+    Array.from({ length: n }, () => `id-${next()}`),
     new A.Utf8(),
   );
   return new A.Table(cols);
@@ -31,10 +35,15 @@ export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-arrow-'));
   try {
     const file = join(dir, 't.arrow');
-    kn.data.writeArrow(file, table());
+    // record batches of 65,536 rows, as a stream of chunks writes them
+    const whole = table();
+    const slices = function* (t: A.Table): Generator<A.Table> {
+      for (let r = 0; r < t.numRows; r += 65_536) yield t.slice(r, r + 65_536);
+    };
+    await kn.data.writeArrowStream(file, slices(whole));
     const mb = statSync(file).size / 1e6;
     console.log(
-      `## Arrow IPC file, ${N / 1e6}M rows: 8 float32, a 16-category dictionary string, a unique string (${fmt(mb).trim()} MB): ms (median of 5)`,
+      `## Arrow IPC file, ${N / 1e6}M rows in batches of 65,536: 8 float32, a 16-category dictionary string, a unique string (${fmt(mb).trim()} MB): ms (median of 5)`,
     );
     const opts = { warmup: 1, repeats: 5, minTimeMs: 0 };
     const raw = await measureAsync(async () => {
@@ -43,13 +52,71 @@ export async function run(): Promise<void> {
     const kiln = await measureAsync(async () => {
       kn.data.readArrow(file);
     }, opts);
+    const batches = await measureAsync(async () => {
+      const src = await kn.data.ArrowSource.open(file);
+      for await (const t of src.chunks()) void t;
+      src.close();
+    }, opts);
     for (const [name, ms] of [
       ['apache-arrow tableFromIPC (no checks)', raw.medianMs],
       ['kn.data.readArrow (probe thread, checked)', kiln.medianMs],
+      ['kn.data.ArrowSource chunks (reader thread)', batches.medianMs],
     ] as const)
       console.log(
-        `${name.padEnd(44)} ${fmt(ms).padStart(8)} ms  ${fmt(mb / ms, 2).padStart(6)} GB/s  ${fmt(ms / raw.medianMs, 2)}x unchecked`,
+        `${name.padEnd(48)} ${fmt(ms).padStart(8)} ms  ${fmt(mb / ms, 2).padStart(6)} GB/s  ${fmt(ms / raw.medianMs, 2)}x unchecked`,
       );
+
+    console.log('## Parquet <-> Arrow, peak RSS of a child process (MB); importing kiln alone is the floor');
+    console.log(`${'import kiln, nothing else'.padEnd(48)} ${fmt(peakMb('void kn;')).padStart(8)} MB`);
+    const part = table(N / 4);
+    for (const k of [1, 4]) {
+      const pq = join(dir, `x${k}.parquet`);
+      const arrow = join(dir, `x${k}.arrow`);
+      await kn.data.writeParquetStream(
+        pq,
+        (function* () {
+          for (let i = 0; i < k; i++) yield* slices(part);
+        })(),
+        { rowGroupSize: 65_536 },
+      );
+      await kn.data.writeArrowStream(
+        arrow,
+        (function* () {
+          for (let i = 0; i < k; i++) yield* slices(part);
+        })(),
+      );
+      const pqMb = fmt(statSync(pq).size / 1e6).trim();
+      const arMb = fmt(statSync(arrow).size / 1e6).trim();
+      const out = join(dir, 'out');
+      const rows: [string, number][] = [
+        [
+          `${pqMb} MB Parquet: readParquet + writeArrow`,
+          peakMb(`kn.data.writeArrow('${out}.arrow', kn.data.readParquet('${pq}'));`),
+        ],
+        [
+          `${pqMb} MB Parquet: row groups + writeArrowStream`,
+          peakMb(
+            `const src = await kn.data.ParquetSource.open('${pq}');\n` +
+              `await kn.data.writeArrowStream('${out}.arrow', (async function* () { for (let g = 0; g < src.info.rowGroups.length; g++) yield await src.read({ rowGroups: [g] }); })());\nsrc.close();`,
+          ),
+        ],
+        [
+          `${arMb} MB Arrow: readArrow + writeParquet`,
+          peakMb(`kn.data.writeParquet('${out}.parquet', kn.data.readArrow('${arrow}'));`),
+        ],
+        [
+          `${arMb} MB Arrow: ArrowSource + writeParquetStream`,
+          peakMb(
+            `const src = await kn.data.ArrowSource.open('${arrow}');\n` +
+              `await kn.data.writeParquetStream('${out}.parquet', src.chunks());\nsrc.close();`,
+          ),
+        ],
+      ];
+      for (const [i, [name, peak]] of rows.entries())
+        console.log(
+          `${name.padEnd(48)} ${fmt(peak).padStart(8)} MB${i % 2 === 1 ? `  ${fmt(rows[i - 1]![1] / peak, 2)}x less` : ''}`,
+        );
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

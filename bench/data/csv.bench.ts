@@ -3,19 +3,16 @@
 // DuckDB's read_csv (native, multi-threaded) on the same file, in one run. Time is the median of 3 in this
 // process; the peak memory of a conversion is each way's peak RSS in a child process of its own, at two file
 // sizes, so what grows with the file shows.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as A from 'apache-arrow';
 import { parse } from 'csv-parse/sync';
 import * as kn from '../../src/index.js';
-import { fmt, measureAsync } from '../harness.js';
+import { fmt, measureAsync, peakMb } from '../harness.js';
 
 const N = 300_000;
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** N rows: 8 float64, an int32 id and a 16-category string. */
 function table(n: number): A.Table {
@@ -29,26 +26,6 @@ function table(n: number): A.Table {
     new A.Utf8(),
   );
   return new A.Table(cols);
-}
-
-/**
- * Peak RSS (MB) of a child that runs `code` (an ESM body with kn imported): its VmHWM, which starts afresh at exec
- * (getrusage's maxRSS carries this process's peak into the child on Linux).
- */
-function peakMb(code: string): number {
-  const r = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `import * as kn from './src/index.ts';\n${code}\nconsole.log(/VmHWM:\\s*(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/status', 'utf8'))[1]);`,
-    ],
-    { cwd: ROOT, encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
-  return Number(r.stdout.trim().split('\n').at(-1)) / 1024;
 }
 
 export async function run(): Promise<void> {

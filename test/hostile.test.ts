@@ -449,6 +449,9 @@ function writers(lin: kn.nn.Module): [string, (p: string) => unknown][] {
   return [
     ['writeParquet', (p) => kn.data.writeParquet(p, { a: kn.ones([2]) })],
     ['writeCsv', (p) => kn.data.writeCsv(p, kn.data.toArrow({ a: kn.ones([2]) }))],
+    ['writeParquetStream', (p) => kn.data.writeParquetStream(p, [kn.data.toArrow({ a: kn.ones([2]) })])],
+    ['writeArrowStream', (p) => kn.data.writeArrowStream(p, [kn.data.toArrow({ a: kn.ones([2]) })])],
+    ['writeCsvStream', (p) => kn.data.writeCsvStream(p, [kn.data.toArrow({ a: kn.ones([2]) })])],
     ['StandardScaler.save', (p) => scaler.save(p)],
     ['OrdinalEncoder.save', (p) => encoder.save(p)],
     ['ColumnPipeline.save', (p) => pipeline.save(p)],
@@ -490,6 +493,7 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
     ['parquetInfo', (p) => kn.data.parquetInfo(p)],
     ['ParquetSource.open', (p) => kn.data.ParquetSource.open(p)],
     ['arrowFileInfo', (p) => kn.data.arrowFileInfo(p)],
+    ['ArrowSource.open', (p) => kn.data.ArrowSource.open(p)],
     ...writers(lin),
   ];
   const writes = new Set([

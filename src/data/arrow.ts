@@ -87,7 +87,8 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
   if (d.nullCount > 0 && d.nullBitmap && d.nullBitmap.length * 8 < n)
     return `${claims} but its validity bitmap covers ${d.nullBitmap.length * 8}`;
   // offsets and fixed-width values start at the chunk (a slice slices them); boolean bits start at bit `offset`
-  if (d.valueOffsets) {
+  // an empty chunk may have no offsets at all (the format allows it; apache-arrow reads a file with no batches so)
+  if (d.valueOffsets && (d.length > 0 || d.valueOffsets.length > 0)) {
     const o = d.valueOffsets as ArrayLike<number | bigint>;
     if (o.length < d.length + 1) return `${claims} but holds offsets for ${Math.max(0, o.length - 1)}`;
     // offsets must not decrease, and must stay within what they index: the bytes of a string or binary column

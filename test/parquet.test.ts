@@ -253,6 +253,12 @@ test('writeParquetStream: a bad chunk or a failing source writes nothing and say
   kn.data.writeParquet(path, { x: kn.ones([3]) });
   const before = readFileSync(path);
   const x = (n: number): A.Table => new A.Table({ x: A.makeVector(new Float32Array(n)) });
+  const utf8 = (v: string | Uint8Array): A.Table => {
+    const data = typeof v === 'string' ? new TextEncoder().encode(v) : v;
+    return new A.Table({
+      x: A.makeVector(A.makeData({ type: new A.Utf8(), length: 1, valueOffsets: Int32Array.of(0, data.length), data })),
+    });
+  };
   const cases: [string, () => unknown, typeof kn.KilnError, RegExp][] = [
     ['no tables', () => [], kn.ArgumentError, /the iterable gave no tables/],
     ['not iterable', () => 7, kn.ArgumentError, /takes an iterable of apache-arrow Tables, got 7/],
@@ -263,6 +269,14 @@ test('writeParquetStream: a bad chunk or a failing source writes nothing and say
       kn.ValidationError,
       /chunk 1 has columns x: Int32; the first had x: Float32/,
     ],
+    // bytes that are not UTF-8 in a string column: parquet-wasm refuses the chunk on the writer thread, first or
+    // later, and says why
+    ...[[], [utf8('ok')]].map((before): [string, () => unknown, typeof kn.KilnError, RegExp] => [
+      `a string that is not UTF-8 after ${before.length} chunks`,
+      () => [...before, utf8(Uint8Array.of(0xff, 0xfe))],
+      kn.ValidationError,
+      /kept\.parquet: the tables cannot be written: Invalid argument error: Invalid UTF8 sequence/,
+    ]),
     [
       'a source that fails part way',
       function* () {
@@ -284,6 +298,11 @@ test('writeParquetStream: a bad chunk or a failing source writes nothing and say
     /writeParquetStream compression must be one of/,
   );
   await rejectsKiln(kn.data.writeParquetStream(path, [x(1)], { level: 3 } as never), kn.ArgumentError, /level/);
+  await rejectsKiln(
+    kn.data.writeParquetStream(path, [x(1)], { dictionary: 'yes' as never }),
+    kn.ArgumentError,
+    /writeParquetStream dictionary must be true or false, got "yes"/,
+  );
 });
 
 test('DuckDB writes (dictionary, nulls, zstd and gzip, row groups), kiln reads', async () => {

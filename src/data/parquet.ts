@@ -3,6 +3,7 @@
 // through a JavaScript loop on the way in. Chosen over hyparquet and DuckDB's node API by the bench in
 // bench/data/parquet.bench.ts (bench/RESULTS.md). Writes are atomic.
 import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import * as A from 'apache-arrow';
 import {
   ArgumentError,
@@ -261,10 +262,38 @@ export async function parquetInfo(path: string): Promise<ParquetInfo> {
 }
 
 /** writeParquet's options, checked, as the writer's properties (a fresh object each call: the writer consumes it). */
-function writerProperties(
-  opts: WriteParquetOptions,
-  who: string,
-): { rowGroupSize: number; build: () => import('parquet-wasm').WriterProperties } {
+/** Checked writer settings, plain data (they cross to the writer thread). */
+interface WriterSettings {
+  codec: ParquetCompression;
+  rowGroupSize: number;
+  dictionary: boolean;
+  metadata: [string, string][];
+}
+
+/**
+ * parquet-wasm's WriterProperties for `s`, from the module `P`. Self-contained: its source runs on the writer
+ * thread too.
+ */
+function buildWriterProperties(P: ParquetWasm, s: WriterSettings): import('parquet-wasm').WriterProperties {
+  const C = P.Compression;
+  const codecs = {
+    none: C.UNCOMPRESSED,
+    snappy: C.SNAPPY,
+    gzip: C.GZIP,
+    zstd: C.ZSTD,
+    brotli: C.BROTLI,
+    lz4: C.LZ4_RAW,
+  };
+  let b = new P.WriterPropertiesBuilder()
+    .setCompression(codecs[s.codec])
+    .setMaxRowGroupSize(s.rowGroupSize)
+    .setDictionaryEnabled(s.dictionary)
+    .setCreatedBy('kiln');
+  if (s.metadata.length) b = b.setKeyValueMetadata(new Map(s.metadata));
+  return b.build();
+}
+
+function writerProperties(opts: WriteParquetOptions, who: string): WriterSettings {
   checkOptions(
     opts,
     who,
@@ -282,43 +311,15 @@ function writerProperties(
   const rg = opts.rowGroupSize ?? 131072;
   if (!Number.isInteger(rg) || rg < 1)
     throw new ArgumentError(`${who} rowGroupSize must be a positive integer, got ${describe(rg)}`);
-  const meta = new Map<string, string>();
+  const metadata: [string, string][] = [];
   for (const [k, v] of Object.entries(opts.metadata ?? {})) {
     if (typeof v !== 'string') throw new ArgumentError(`${who} metadata '${k}' must be a string, got ${describe(v)}`);
-    meta.set(k, v);
+    metadata.push([k, v]);
   }
-  return {
-    rowGroupSize: rg,
-    build: () => {
-      const P = pq();
-      const C = P.Compression;
-      const codecs: Record<ParquetCompression, number> = {
-        none: C.UNCOMPRESSED,
-        snappy: C.SNAPPY,
-        gzip: C.GZIP,
-        zstd: C.ZSTD,
-        brotli: C.BROTLI,
-        lz4: C.LZ4_RAW,
-      };
-      let b = new P.WriterPropertiesBuilder()
-        .setCompression(codecs[codec])
-        .setMaxRowGroupSize(rg)
-        .setDictionaryEnabled(opts.dictionary ?? true)
-        .setCreatedBy('kiln');
-      if (meta.size) b = b.setKeyValueMetadata(meta);
-      return b.build();
-    },
-  };
-}
-
-/** An Arrow table as parquet-wasm record batches (its wasm copy of the table freed once they are taken). */
-function wasmBatches(table: A.Table): unknown[] {
-  const wt = pq().Table.fromIPCStream(A.tableToIPC(table, 'stream'));
-  try {
-    return wt.recordBatches();
-  } finally {
-    wt.free();
-  }
+  const dictionary = opts.dictionary ?? true;
+  if (typeof dictionary !== 'boolean')
+    throw new ArgumentError(`${who} dictionary must be true or false, got ${describe(dictionary)}`);
+  return { codec, rowGroupSize: rg, dictionary, metadata };
 }
 
 /**
@@ -340,7 +341,7 @@ export function writeParquet(
   try {
     const P = pq();
     const wt = P.Table.fromIPCStream(A.tableToIPC(table, 'stream'));
-    bytes = P.writeParquet(wt, props.build());
+    bytes = P.writeParquet(wt, buildWriterProperties(P, props));
   } catch (e) {
     dropInstanceAfterTrap(e);
     throw new ValidationError(`writeParquet ${path}: the table cannot be written: ${(e as Error).message}`);
@@ -364,68 +365,132 @@ export async function writeParquetStream(
   opts: WriteParquetOptions = {},
 ): Promise<{ bytes: number; rows: number; rowGroups: number }> {
   checkFilePath(path, 'writeParquetStream');
-  const props = writerProperties(opts, 'writeParquetStream');
+  const settings = writerProperties(opts, 'writeParquetStream');
   if (opts.vocab !== undefined) throw new ArgumentError('writeParquetStream takes tables; vocab is for tensors');
   const source = tableStream(tables, 'writeParquetStream');
   let first: A.Schema | null = null;
   let rows = 0,
-    chunk = 0;
-  // parquet-wasm ends its output quietly when the input stream fails: the failure is kept here and thrown
-  let failure: unknown = null;
-  const batches = new ReadableStream({
-    pull: async (controller) => {
-      try {
-        const next = await source.next();
-        if (next.done) return controller.close();
-        const table = next.value;
-        if (first === null) {
-          const bad = columnNameProblem(table.schema.fields);
-          if (bad) throw new ValidationError(`writeParquetStream: ${bad}`);
-          first = table.schema;
-        } else if (schemaText(table.schema) !== schemaText(first))
-          throw new ValidationError(
-            `writeParquetStream: chunk ${chunk} has columns ${schemaText(table.schema)}; the first had ${schemaText(first)}`,
-          );
-        chunk++;
-        rows += table.numRows;
-        // every column is written nullable: apache-arrow calls a column non-nullable when a chunk has no nulls,
-        // and parquet-wasm writes a later chunk's null in such a column as 0
-        for (const b of wasmBatches(nullable(table))) controller.enqueue(b);
-      } catch (e) {
-        failure = e;
-        controller.close();
-        // the source stops here too (a file it streams from is closed)
-        await source.return(undefined).catch(() => undefined);
-      }
-    },
-  });
-  const noTables = (): ArgumentError =>
-    new ArgumentError('writeParquetStream: the iterable gave no tables (nothing to write, not even the columns)');
-  let bytes = 0;
-  let tail: Uint8Array = new Uint8Array(0);
+    chunk = 0,
+    bytes = 0;
+  /** the next chunk as Arrow IPC for the writer thread, or null at the end */
+  const next = async (): Promise<Uint8Array | null> => {
+    const n = await source.next();
+    if (n.done) {
+      if (first === null)
+        throw new ArgumentError(
+          'writeParquetStream: the iterable gave no tables (nothing to write, not even the columns)',
+        );
+      return null;
+    }
+    const table = n.value;
+    if (first === null) {
+      const bad = columnNameProblem(table.schema.fields);
+      if (bad) throw new ValidationError(`writeParquetStream: ${bad}`);
+      first = table.schema;
+    } else if (schemaText(table.schema) !== schemaText(first))
+      throw new ValidationError(
+        `writeParquetStream: chunk ${chunk} has columns ${schemaText(table.schema)}; the first had ${schemaText(first)}`,
+      );
+    chunk++;
+    rows += table.numRows;
+    // every column is written nullable: apache-arrow calls a column non-nullable when a chunk has no nulls, and
+    // parquet-wasm writes a later chunk's null in such a column as 0
+    return A.tableToIPC(nullable(table), 'stream');
+  };
   const written = async function* (): AsyncGenerator<Uint8Array> {
-    let out: ReadableStream<Uint8Array>;
+    const w = new Worker(PARQUET_WRITER, {
+      eval: true,
+      workerData: { parquet: require.resolve('parquet-wasm'), settings },
+      execArgv: [],
+    });
+    // the thread's messages, and its end, in order
+    type Note = { want: true } | { bytes: Uint8Array } | { done: true } | { error: string } | { died: string };
+    const notes: Note[] = [];
+    let wake: (() => void) | null = null;
+    const note = (n: Note): void => {
+      notes.push(n);
+      wake?.();
+    };
+    w.on('message', (m: Note) => note(m));
+    w.on('error', (e) => note({ died: e.message }));
+    w.on('exit', (code) => note({ died: `its thread exited with code ${code}` }));
+    let tail: Uint8Array = new Uint8Array(0);
     try {
-      out = (await pq().transformParquetStream(batches, props.build())) as ReadableStream<Uint8Array>;
-    } catch (e) {
-      dropInstanceAfterTrap(e);
-      if (failure !== null) throw failure;
-      if (first === null) throw noTables();
-      throw new ValidationError(`writeParquetStream ${path}: the tables cannot be written: ${messageOf(e)}`);
+      for (;;) {
+        while (notes.length === 0) await new Promise<void>((r) => (wake = r));
+        wake = null;
+        const m = notes.shift()!;
+        if ('want' in m) {
+          const ipc = await next();
+          if (ipc === null) w.postMessage({ end: true });
+          else {
+            const own = ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice();
+            w.postMessage({ ipc: own }, [own.buffer as ArrayBuffer]);
+          }
+        } else if ('bytes' in m) {
+          bytes += m.bytes.byteLength;
+          const b = m.bytes;
+          tail = b.byteLength >= 4 ? b.subarray(b.byteLength - 4) : Uint8Array.from([...tail, ...b].slice(-4));
+          yield b;
+        } else if ('done' in m) break;
+        else if ('error' in m)
+          throw new ValidationError(`writeParquetStream ${path}: the tables cannot be written: ${m.error}`);
+        else throw new FormatError(`writeParquetStream ${path}: the Parquet writer failed (${m.died})`);
+      }
+    } finally {
+      // the source stops too (a file it streams from is closed)
+      await source.return(undefined).catch(() => undefined);
+      await w.terminate();
     }
-    for await (const part of out) {
-      bytes += part.byteLength;
-      tail = part.byteLength >= 4 ? part.subarray(part.byteLength - 4) : Uint8Array.from([...tail, ...part].slice(-4));
-      yield part;
-    }
-    if (failure !== null) throw failure;
-    if (first === null) throw noTables();
     if (String.fromCharCode(...tail) !== 'PAR1')
       throw new ValidationError(`writeParquetStream ${path}: the Parquet writer stopped before the file's end`);
   };
   await writeFileAtomic(path, written());
-  return { bytes, rows, rowGroups: Math.ceil(rows / props.rowGroupSize) };
+  return { bytes, rows, rowGroups: Math.ceil(rows / settings.rowGroupSize) };
 }
+
+// The thread writeParquetStream writes on: parquet-wasm's streaming writer runs its Rust future from promise
+// jobs, where a panic is a trap no caller can catch; here it ends this thread, and the write fails with a
+// FormatError. The thread asks for each chunk when the writer wants one ({want}), is given Arrow IPC ({ipc}) or
+// the end ({end}), and sends the file's bytes as they come ({bytes}), then {done}; a writer error is {error}.
+// It also takes the encoding off the caller's thread, which reads and scores the next chunk meanwhile.
+const PARQUET_WRITER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const P = require(workerData.parquet);
+${buildWriterProperties.toString()}
+const message = (e) => String((e && e.message) || e);
+let give = null;
+parentPort.on('message', (m) => give && give(m));
+const ask = () => new Promise((r) => { give = r; parentPort.postMessage({ want: true }); });
+// a chunk parquet-wasm refuses ends its input stream quietly: the refusal is kept and said, not what follows
+let failure = null;
+(async () => {
+  const batches = new ReadableStream({
+    pull: async (controller) => {
+      try {
+        const m = await ask();
+        if (m.end) return controller.close();
+        const wt = P.Table.fromIPCStream(m.ipc);
+        try {
+          for (const b of wt.recordBatches()) controller.enqueue(b);
+        } finally {
+          wt.free();
+        }
+      } catch (e) {
+        failure = e;
+        controller.close();
+      }
+    },
+  });
+  const out = await P.transformParquetStream(batches, buildWriterProperties(P, workerData.settings));
+  for await (const part of out) {
+    const u8 = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength ? part : part.slice();
+    parentPort.postMessage({ bytes: u8 }, [u8.buffer]);
+  }
+  if (failure) throw failure;
+  parentPort.postMessage({ done: true });
+})().catch((e) => parentPort.postMessage({ error: message(failure ?? e) }));
+`;
 
 /** The table with every field nullable (the same data). */
 function nullable(t: A.Table): A.Table {

@@ -363,9 +363,40 @@ test('selection: columns, row groups, limit and offset; ParquetSource reads one 
       /has \d+ row groups; row group 99 does not exist/,
     );
     await rejectsKiln(src.read({ columns: ['nope'] }), kn.ValidationError, /has no column 'nope'; it has id, x/);
+    // chunks: every row group in order (the next read ahead), only the columns asked for
+    const ids: number[] = [];
+    const sizes: number[] = [];
+    for await (const g of src.chunks({ columns: ['id'] })) {
+      assert.equal(
+        g.schema.fields.map((f) => f.name),
+        ['id'],
+      );
+      sizes.push(g.numRows);
+      ids.push(...Array.from(g.getChild('id')!.toArray() as Int32Array));
+    }
+    assert.equal(
+      sizes,
+      src.info.rowGroups.map((r) => r.rows),
+    );
+    assert.equal(
+      ids,
+      Array.from({ length: src.info.rows }, (_, i) => i),
+    );
+    // a caller that stops after the first row group leaves no stray read behind
+    for await (const g of src.chunks()) {
+      assert.is(g.numCols, src.info.columns.length);
+      break;
+    }
+    await rejectsKiln(src.chunks({ columns: ['nope'] }).next(), kn.ValidationError, /has no column 'nope'/);
+    await rejectsKiln(
+      src.chunks({ rowGroups: [0] } as never).next(),
+      kn.ArgumentError,
+      /ParquetSource\.chunks.*rowGroups/,
+    );
   } finally {
     src.close();
   }
+  await rejectsKiln(src.chunks().next(), kn.ArgumentError, /was closed/);
   const wrote = kn.data.writeParquet(join(dir, 'meta.parquet'), kn.data.readParquet(path, { limit: 10 }), {
     metadata: { owner: 'kiln-tests' },
   });

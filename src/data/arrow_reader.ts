@@ -7,7 +7,7 @@ import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, messageOf } from '../errors.js';
 import { checkReadableFile } from '../io/atomic.js';
 import { ARROW_PATH, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
-import { READER_LOOP_JS, ReaderThread, fileBytes, type FileStamp } from './reader_thread.js';
+import { READER_LOOP_JS, ReaderThread, fileBytes, readAhead, type FileStamp } from './reader_thread.js';
 
 /** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */
 export interface ArrowFileInfo {
@@ -238,16 +238,7 @@ export class ArrowSource {
    */
   async *chunks(opts: ArrowReadOptions = {}): AsyncGenerator<A.Table> {
     const columns = this.columnsOf(opts, 'ArrowSource.chunks');
-    const n = this.info.batches.length;
-    const read = (b: number): Promise<A.Table> => this.read(b, columns ? { columns } : {});
-    let next = n > 0 ? read(0) : null;
-    for (let b = 0; b < n; b++) {
-      const t = await next!;
-      next = b + 1 < n ? read(b + 1) : null;
-      // a read ahead that the caller never awaits (it stopped early) is not an unhandled rejection
-      next?.catch(() => undefined);
-      yield t;
-    }
+    yield* readAhead(this.info.batches.length, (b) => this.read(b, columns ? { columns } : {}));
   }
 
   /** Closes the file. */

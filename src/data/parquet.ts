@@ -18,7 +18,7 @@ import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } 
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, ownTable, schemaText, tableStream, toArrow } from './arrow.js';
 import { readerThread, type FooterReply } from './parquet_reader.js';
-import { fileBytes, type FileStamp } from './reader_thread.js';
+import { fileBytes, readAhead, type FileStamp } from './reader_thread.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
 
@@ -206,6 +206,20 @@ export class ParquetSource {
       'read it',
     );
     return toJsTable({ intoIPCStream: () => ipc }, this.path);
+  }
+
+  /**
+   * Every row group in file order (empty ones too), optionally only some columns; the next row group is read
+   * ahead on the reader thread while the caller works on this one, so memory holds two row groups at most.
+   * @example kn.data.writeParquet('.kiln-tmp-pc.parquet', { v: kn.arange(0, 5) }, { rowGroupSize: 2 }); const src = await kn.data.ParquetSource.open('.kiln-tmp-pc.parquet'); const sizes = []; for await (const t of src.chunks({ columns: ['v'] })) sizes.push(t.numRows); src.close(); sizes // [2, 2, 1]
+   */
+  async *chunks(opts: Pick<ReadParquetOptions, 'columns'> = {}): AsyncGenerator<A.Table> {
+    checkOptions(opts, 'ParquetSource.chunks', ['columns']);
+    const columns = readerOptions(opts, 'ParquetSource.chunks').columns as string[] | undefined;
+    checkSelection(this.path, this.info, opts);
+    yield* readAhead(this.info.rowGroups.length, (g) =>
+      this.read(columns ? { rowGroups: [g], columns } : { rowGroups: [g] }),
+    );
   }
 
   /** Closes the file. */

@@ -26,6 +26,21 @@ export function fileBytes(path: string): number {
   }
 }
 
+/**
+ * Reads parts 0..n-1 of a source in order with the next part's read started while the caller works on this one,
+ * so at most two parts are in memory. A read the caller never awaits (it stopped early) is not an unhandled
+ * rejection.
+ */
+export async function* readAhead<T>(n: number, read: (i: number) => Promise<T>): AsyncGenerator<T> {
+  let next = n > 0 ? read(0) : null;
+  for (let i = 0; i < n; i++) {
+    const part = await next!;
+    next = i + 1 < n ? read(i + 1) : null;
+    next?.catch(() => undefined);
+    yield part;
+  }
+}
+
 /** What a file was when a source opened it: a read finds it changed when either differs. */
 export interface FileStamp {
   size: number;

@@ -106,34 +106,13 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       close() {},
     };
   }
-  if (isArrowPath(path)) {
-    const src = await ArrowSource.open(path);
-    return {
-      rows: src.info.rows,
-      columns: src.info.columns.map((c) => c.name),
-      async *chunks(columns) {
-        for await (const t of src.chunks({ columns })) if (t.numRows > 0) yield t;
-      },
-      close() {
-        src.close();
-      },
-    };
-  }
-  const src = await ParquetSource.open(path);
+  // a file-format Arrow file a record batch at a time, a Parquet file a row group at a time
+  const src = isArrowPath(path) ? await ArrowSource.open(path) : await ParquetSource.open(path);
   return {
     rows: src.info.rows,
     columns: src.info.columns.map((c) => c.name),
     async *chunks(columns) {
-      const groups = src.info.rowGroups.length;
-      const read = (g: number): Promise<A.Table> => src.read({ rowGroups: [g], columns });
-      let next = groups > 0 ? read(0) : null;
-      for (let g = 0; g < groups; g++) {
-        const t = await next!;
-        next = g + 1 < groups ? read(g + 1) : null;
-        // a read ahead that the caller never awaits (it stopped early) is not an unhandled rejection
-        next?.catch(() => undefined);
-        if (t.numRows > 0) yield t;
-      }
+      for await (const t of src.chunks({ columns })) if (t.numRows > 0) yield t;
     },
     close() {
       src.close();

@@ -703,4 +703,56 @@ test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refu
   assert.not.ok(existsSync(never));
 });
 
+test('every writer checks a table from memory as a file is checked: no made-up values, no unreadable file', async () => {
+  const type = new A.Dictionary(new A.Utf8(), new A.Int32());
+  const good = new A.Table({ d: A.vectorFromArray(['a', 'b'], type) });
+  // index 5 over a dictionary of two entries, and string offsets past the bytes they index
+  const badIndex = new A.Table({
+    d: A.makeVector(
+      A.makeData({
+        type,
+        length: 2,
+        nullCount: 0,
+        data: Int32Array.from([0, 5]),
+        dictionary: A.vectorFromArray(['x', 'y'], new A.Utf8()),
+      }),
+    ),
+  });
+  const badOffsets = new A.Table({
+    d: A.makeVector(
+      A.makeData({
+        type: new A.Utf8(),
+        length: 2,
+        nullCount: 0,
+        valueOffsets: Int32Array.from([0, 1, 40]),
+        data: new Uint8Array([97, 98]),
+      }),
+    ),
+  });
+  const index = /column "d" holds dictionary index 5 at value 1; its dictionary has 2 entries/;
+  const offsets = /column "d"'s offsets run from 0 to 40, outside its 2 bytes/;
+  const writers: [string, string, (p: string, t: A.Table) => unknown][] = [
+    ['writeArrow', 'arrow', (p, t) => kn.data.writeArrow(p, t)],
+    ['writeParquet', 'parquet', (p, t) => kn.data.writeParquet(p, t)],
+    ['writeCsv', 'csv', (p, t) => kn.data.writeCsv(p, t)],
+    ['writeArrowStream: chunk 1', 'arrow', (p, t) => kn.data.writeArrowStream(p, [good, t])],
+    ['writeParquetStream: chunk 1', 'parquet', (p, t) => kn.data.writeParquetStream(p, [good, t])],
+    ['writeCsvStream: chunk 1', 'csv', (p, t) => kn.data.writeCsvStream(p, [good, t])],
+  ];
+  for (const [who, ext, write] of writers) {
+    const path = join(dir, `checked.${ext}`);
+    writeFileSync(path, 'kept');
+    for (const [t, re] of [
+      [badIndex, index],
+      [badOffsets, offsets],
+    ] as const) {
+      const call = (): unknown => write(path, t);
+      const message = new RegExp(`^${who.replace(/[.*]/g, '\\$&')}: ${re.source}`);
+      if (who.includes('Stream')) await rejectsKiln(call() as Promise<unknown>, kn.ValidationError, message);
+      else throwsKiln(call, kn.ValidationError, message);
+      assert.is(readFileSync(path, 'utf8'), 'kept', `${who} left the file as it was`);
+    }
+  }
+});
+
 test.run();

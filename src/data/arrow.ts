@@ -30,9 +30,18 @@ export interface ArrowTensors {
  * `t` as a Table of the apache-arrow copy kiln uses, for the IPC writer. apache-arrow's `instanceof Table` accepts
  * a Table of any copy (its ESM and CommonJS builds are two, as are two installed versions), but the writer only
  * handles its own classes: a Table from the other build is converted through that build's IPC writer; one from
- * a copy kiln cannot reach gets an ArgumentError that says what to do.
+ * a copy kiln cannot reach gets an ArgumentError that says what to do. Its buffers are checked as a file's are
+ * (bufferProblem): a table whose lengths, offsets or dictionary indices do not fit its buffers is a
+ * ValidationError, never a file written with made-up values or one that no reader accepts.
  */
 export function ownTable(t: A.Table, who: string): A.Table {
+  const own = sameCopy(t, who);
+  const broken = tableBufferProblem(own);
+  if (broken) throw new ValidationError(`${who}: ${broken}`);
+  return own;
+}
+
+function sameCopy(t: A.Table, who: string): A.Table {
   if (Object.getPrototypeOf(t) === A.Table.prototype) return t;
   let sibling: typeof A | null = null;
   try {
@@ -62,7 +71,7 @@ export function tableStream(tables: unknown, who: string): AsyncGenerator<A.Tabl
     for await (const t of tables as AsyncIterable<unknown>) {
       if (!(t instanceof A.Table))
         throw new ArgumentError(`${who}: chunk ${chunk} is ${describe(t)}, expected an apache-arrow Table`);
-      yield ownTable(t, who);
+      yield ownTable(t, `${who}: chunk ${chunk}`);
       chunk++;
     }
   })();

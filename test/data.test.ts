@@ -652,6 +652,13 @@ test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refu
     kn.data.toArrow({ v: kn.arange(3, 5) }),
   ]);
   assert.equal([...kn.data.readArrow(path).getChild('v')!], [0, 1, 2, 3, 4]);
+  // chunks whose dictionary indices differ only in width (Int8, then Uint16) are one Int32 column
+  const narrow = (vals: string[], idx: A.Dictionary['indices']): A.Table =>
+    new A.Table({ d: A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), idx)) });
+  await kn.data.writeArrowStream(path, [narrow(['p', 'q'], new A.Int8()), narrow(['q', 'r', 'p'], new A.Uint16())]);
+  const widths = kn.data.readArrow(path);
+  assert.equal([...widths.getChild('d')!], ['p', 'q', 'q', 'r', 'p']);
+  assert.is(String(widths.schema.fields[0]!.type), 'Dictionary<Int32, Utf8>');
 
   // chunks of no rows: a file of no batches that keeps the columns; so does writeArrow of an empty table (an empty
   // string column read back has no offsets at all, which the checks accept)

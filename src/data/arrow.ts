@@ -580,23 +580,9 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
     const type = f.type as A.Dictionary;
     const chunks = t.getChildAt(i)!.data as A.Data<A.Dictionary>[];
     // the union of the chunks' dictionaries, and where each chunk's entries went in it
-    const at = new Map<unknown, number>();
-    const values: unknown[] = [];
-    const maps = chunks.map((d) => {
-      const dict = d.dictionary;
-      const m = new Int32Array(dict ? dict.length : 0);
-      for (let j = 0; j < m.length; j++) {
-        const v = dict!.get(j) as unknown;
-        let k = at.get(v);
-        if (k === undefined) {
-          k = values.length;
-          values.push(v);
-          at.set(v, k);
-        }
-        m[j] = k;
-      }
-      return m;
-    });
+    const union = new DictionaryUnion();
+    const maps = chunks.map((d) => (d.dictionary ? union.add(d.dictionary) : new Int32Array(0)));
+    const values = union.values;
     const indices = indexTypeFor(type.indices, values.length);
     const newType = new A.Dictionary(type.dictionary, indices, type.id, type.isOrdered);
     const dictionary = A.vectorFromArray(values, type.dictionary);
@@ -644,44 +630,63 @@ export function schemaText(schema: A.Schema): string {
   return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');
 }
 
+/** The union of dictionaries: equal values once, in order of first appearance. */
+class DictionaryUnion {
+  readonly values: unknown[] = [];
+  private readonly at = new Map<unknown, number>();
+
+  /** Where each entry of `dict` is in the union (old index -> new), its values not yet there added at the end. */
+  add(dict: A.Vector): Int32Array {
+    const map = new Int32Array(dict.length);
+    for (let j = 0; j < map.length; j++) {
+      const v = dict.get(j) as unknown;
+      let k = this.at.get(v);
+      if (k === undefined) {
+        k = this.values.length;
+        this.values.push(v);
+        this.at.set(v, k);
+      }
+      map[j] = k;
+    }
+    return map;
+  }
+}
+
 /**
- * One dictionary column of a file written a chunk at a time: the union of the dictionaries its chunks bring
- * (equal values once, in order of first appearance), grown by appending, so that the IPC writer sends each new
- * part as a delta dictionary batch (the file format allows deltas, not replacements). Indices are Int32.
+ * One dictionary column of a file written a chunk at a time: the union of the dictionaries its chunks bring,
+ * grown by appending, so that the IPC writer sends each new part as a delta dictionary batch (the file format
+ * allows deltas, not replacements). Indices are Int32.
  */
 class GrowingDictionary {
   readonly type: A.Dictionary;
-  private readonly at = new Map<unknown, number>();
+  private readonly union = new DictionaryUnion();
   private dictionary: A.Vector | null = null;
   /** the last source dictionary seen, and where its entries went */
   private last: { from: A.Vector; map: Int32Array } | null = null;
 
-  constructor(type: A.Dictionary) {
+  constructor(
+    type: A.Dictionary,
+    private readonly name: string,
+  ) {
     this.type = new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered);
   }
 
   /** `d` on the union of the dictionaries seen so far (this one's new values added at its end). */
   add(d: A.Data<A.Dictionary>): A.Data<A.Dictionary> {
     const from = d.dictionary;
-    if (!from) throw new ValidationError('a dictionary column chunk has no dictionary');
+    if (!from) throw new ValidationError(`dictionary column '${this.name}' has a batch with no dictionary`);
     if (this.last?.from !== from) {
-      const map = new Int32Array(from.length);
-      const fresh: unknown[] = [];
-      for (let j = 0; j < map.length; j++) {
-        const v = from.get(j) as unknown;
-        let k = this.at.get(v);
-        if (k === undefined) {
-          k = this.at.size;
-          this.at.set(v, k);
-          fresh.push(v);
-        }
-        map[j] = k;
-      }
-      if (fresh.length > 0 || this.dictionary === null) {
-        const part = A.vectorFromArray(fresh, this.type.dictionary);
+      const before = this.union.values.length;
+      const map = this.union.add(from);
+      const size = this.union.values.length;
+      if (size > 2 ** 31 - 1)
+        throw new ValidationError(
+          `dictionary column '${this.name}' has ${size} distinct values; Int32 indices hold 2^31 - 1`,
+        );
+      if (size > before || this.dictionary === null) {
+        const part = A.vectorFromArray(this.union.values.slice(before), this.type.dictionary);
         this.dictionary = this.dictionary === null ? part : this.dictionary.concat(part);
       }
-      if (this.at.size > 2 ** 31 - 1) throw new ValidationError('a dictionary column has more than 2^31 - 1 values');
       this.last = { from, map };
     }
     return remapped(d, this.last.map, this.type, this.dictionary!);
@@ -693,7 +698,8 @@ class GrowingDictionary {
  * record batches as it comes: memory holds a chunk, not the file. Every chunk must have the first one's columns
  * and types, and every column is written nullable. A dictionary column's chunks may each bring their own
  * dictionary (ParquetSource's row groups and ArrowSource's batches of different files do): the file holds their
- * union, sent as delta dictionary batches as new values come, with Int32 indices. Returns what was written.
+ * union, sent as delta dictionary batches as new values come, with Int32 indices (so chunks whose indices differ
+ * only in width are one column). Returns what was written.
  * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([2], i) }); }; await kn.data.writeArrowStream('.kiln-tmp-s.arrow', gen()); [...kn.data.readArrow('.kiln-tmp-s.arrow').getChild('x')] // [0, 0, 1, 1, 2, 2]
  */
 export async function writeArrowStream(
@@ -726,13 +732,22 @@ export async function writeArrowStream(
     let dictionaries: (GrowingDictionary | null)[] = [];
     let chunk = 0;
     for await (const table of source) {
-      const these = schemaText(table.schema);
+      // the columns as written: dictionary indices are Int32 whatever width a chunk brings
+      const these = schemaText(
+        new A.Schema(
+          table.schema.fields.map((f) =>
+            A.DataType.isDictionary(f.type)
+              ? f.clone({ type: new A.Dictionary(f.type.dictionary, new A.Int32(), f.type.id, f.type.isOrdered) })
+              : f,
+          ),
+        ),
+      );
       if (schema === null) {
         const bad = columnNameProblem(table.schema.fields);
         if (bad) throw new ValidationError(`writeArrowStream: ${bad}`);
         given = these;
         dictionaries = table.schema.fields.map((f) =>
-          A.DataType.isDictionary(f.type) ? new GrowingDictionary(f.type) : null,
+          A.DataType.isDictionary(f.type) ? new GrowingDictionary(f.type, f.name) : null,
         );
         schema = new A.Schema(
           table.schema.fields.map((f, i) =>
@@ -753,7 +768,7 @@ export async function writeArrowStream(
           batches++;
         }
       } catch (e) {
-        if (e instanceof ValidationError) throw e;
+        if (e instanceof ValidationError) throw new ValidationError(`writeArrowStream: chunk ${chunk}: ${e.message}`);
         // a dictionary inside a list or struct that changes between chunks: the file format cannot replace it
         throw new ValidationError(
           `writeArrowStream: chunk ${chunk} cannot be written as an Arrow IPC file: ${messageOf(e)}`,

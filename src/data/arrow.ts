@@ -19,6 +19,7 @@ import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { nameRecord, own, unrepresentable } from '../records.js';
+import { transferable } from './reader_thread.js';
 
 /** Tensors by column name, and the vocabulary of every categorical column (code -> string). */
 export interface ArrowTensors {
@@ -506,7 +507,7 @@ function probeArrow(bytes: Uint8Array): { bytes: Uint8Array } | { problem: strin
     probe = { worker, port: port1 };
   }
   // a small file's Buffer is a view of Node's shared pool, which must not move: those bytes go as a copy
-  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  const own = transferable(bytes);
   probe.worker.postMessage({ bytes: own, sab }, [own.buffer as ArrayBuffer]);
   if (Atomics.wait(state, 0, 0, deadlineMs + 2000) === 'timed-out' && Atomics.load(state, 0) === 0) {
     void probe.worker.terminate();

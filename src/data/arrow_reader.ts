@@ -38,7 +38,6 @@ const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
 const open = new Map();
 ${TABLE_CHECK_JS}
-const whole = (u8) => (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : u8.slice());
 async function batchRows(handle, size, footer, i) {
   const b = footer.getRecordBatch(i);
   if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= 1 << 26 && b.offset >= 0 && b.offset + b.metaDataLength <= size))
@@ -86,7 +85,7 @@ async function run(m) {
     const { o, batches } = await openFile(m.key, m.path, null);
     let schema;
     try {
-      schema = whole(A.tableToIPC(new A.Table(o.reader.schema), 'stream'));
+      schema = transferable(A.tableToIPC(new A.Table(o.reader.schema), 'stream'));
       A.tableFromIPC(schema); // what the caller will decode decodes here first (a bad type throws here)
     } catch (e) {
       open.delete(m.key);
@@ -110,7 +109,7 @@ async function run(m) {
       if (m.columns) t = t.select(m.columns);
       const p = tableProblem(A, t);
       if (p) throw new Error(p);
-      ipc = whole(A.tableToIPC(t, 'stream'));
+      ipc = transferable(A.tableToIPC(t, 'stream'));
       // the batch as the caller will decode it: buffers shorter than the lengths they were written with throw here
       if (A.tableFromIPC(ipc).numRows !== t.numRows) throw new Error('its rows do not survive a copy');
     } catch (e) {

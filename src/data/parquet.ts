@@ -18,7 +18,7 @@ import { checkFilePath, readFileForSync, writeFileAtomic, writeFileAtomicSync } 
 import type { Tensor } from '../tensor/tensor.js';
 import { columnNameProblem, ownTable, schemaText, tableStream, toArrow } from './arrow.js';
 import { readerThread, type FooterReply } from './parquet_reader.js';
-import { fileBytes, readAhead, type FileStamp } from './reader_thread.js';
+import { fileBytes, readAhead, transferable, type FileStamp } from './reader_thread.js';
 
 type ParquetWasm = typeof import('parquet-wasm');
 
@@ -438,7 +438,7 @@ export async function writeParquetStream(
           const ipc = await next();
           if (ipc === null) w.postMessage({ end: true });
           else {
-            const own = ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice();
+            const own = transferable(ipc);
             w.postMessage({ ipc: own }, [own.buffer as ArrayBuffer]);
           }
         } else if ('bytes' in m) {
@@ -472,6 +472,7 @@ const PARQUET_WRITER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const P = require(workerData.parquet);
 ${buildWriterProperties.toString()}
+${transferable.toString()}
 const message = (e) => String((e && e.message) || e);
 let give = null;
 parentPort.on('message', (m) => give && give(m));
@@ -498,7 +499,7 @@ let failure = null;
   });
   const out = await P.transformParquetStream(batches, buildWriterProperties(P, workerData.settings));
   for await (const part of out) {
-    const u8 = part.byteOffset === 0 && part.byteLength === part.buffer.byteLength ? part : part.slice();
+    const u8 = transferable(part);
     parentPort.postMessage({ bytes: u8 }, [u8.buffer]);
   }
   if (failure) throw failure;

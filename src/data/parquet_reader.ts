@@ -83,13 +83,12 @@ async function openFile(key, path, expect) {
     throw e;
   }
 }
-const whole = (u8) => (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : u8.slice());
 async function run(m) {
   if (m.op === 'footer') {
     const { f, file } = await openFile(m.key, m.path, null);
     try {
       const meta = file.metadata(), fm = meta.fileMetadata();
-      const schema = whole(file.schema().intoIPCStream());
+      const schema = transferable(file.schema().intoIPCStream());
       return [{
         stamp: { size: f.size, mtimeMs: f.mtimeMs },
         rows: fm.numRows(),
@@ -115,7 +114,7 @@ async function run(m) {
     o.f.failure = null;
     let ipc;
     try {
-      ipc = whole((await o.file.read(m.options)).intoIPCStream());
+      ipc = transferable((await o.file.read(m.options)).intoIPCStream());
     } catch (e) {
       if (o.f.failure !== null) throw changed(o.f);
       throw new Fail('format', 'cannot read it: ' + message(e));

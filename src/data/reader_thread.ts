@@ -48,13 +48,23 @@ export interface FileStamp {
 }
 
 /**
- * Script text both reader threads end with: `message(e)`, `Fail` (a refusal of a kind: 'argument', 'changed',
+ * `u8` itself when it spans its whole buffer, else a copy that does: bytes that can be moved to another thread (a
+ * transfer list moves the whole buffer, and a small Buffer is a view of Node's shared pool, which must not move).
+ * The reader and writer threads' scripts carry the same function (its text).
+ */
+export function transferable(u8: Uint8Array): Uint8Array {
+  return u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : u8.slice();
+}
+
+/**
+ * Script text both reader threads end with: `message(e)`, `transferable(u8)`, `Fail` (a refusal of a kind: 'argument', 'changed',
  * 'format', ...), `openHandle(path, expect)` (a file opened and checked) and the loop that answers requests one at
  * a time. The script before it defines `open` (a Map of the files it opened by key), `run(m)`, which resolves to
  * [value, transfer list], and `drop(o)`, which closes an entry of `open`.
  */
 export const READER_LOOP_JS = `
 const message = (e) => String((e && e.message) || e);
+${transferable.toString()}
 class Fail extends Error { constructor(kind, msg) { super(msg); this.kind = kind; } }
 // the file at path opened: a regular file, unchanged since expect (a FileStamp) when that is given
 async function openHandle(path, expect) {

@@ -375,7 +375,10 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
       const streamed = join(dir, 'seed-batches.arrow');
       await kn.data.writeArrowStream(streamed, [chunk(0), chunk(1), chunk(2)]);
       const { readFileSync } = await import('node:fs');
-      return [readFileSync(file), readFileSync(streamed)];
+      // the same tables in the IPC stream format (ArrowSource indexes it by its message headers), the second with
+      // its dictionary grown by delta batches
+      const asStream = (p: string): Uint8Array => A.tableToIPC(kn.data.readArrow(p), 'stream');
+      return [readFileSync(file), readFileSync(streamed), asStream(file), asStream(streamed)];
     },
     mutate: (r, s) => mutateBytes(r, s as Uint8Array),
     async read(kn, input, dir) {

@@ -377,6 +377,15 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   assert.equal([...ft.getChild('species')!], [...rowsOf.getChild('species')!]);
   const fa = ft.getChild('a')!.toArray() as Float64Array;
   assert.ok((rowsOf.getChild('a')!.toArray() as Float32Array).every((v, i) => Math.fround(fa[i]!) === v));
+  // an Arrow IPC stream-format input (one record batch per row group) streams through by its message headers
+  const streamIn = join(dir, 'grouped-stream.arrow');
+  writeFileSync(streamIn, A.tableToIPC(kn.data.readParquet(grouped), 'stream'));
+  assert.equal((await kn.data.arrowFileInfo(streamIn)).format, 'stream');
+  const fromStream = join(dir, 'from-stream.parquet');
+  assert.is(cli('convert', streamIn, fromStream, '--row-group-size', '100').code, 0);
+  const fs2 = kn.data.readParquet(fromStream);
+  for (const c of ['a', 'b', 'species'])
+    assert.equal([...fs2.getChild(c)!], [...rowsOf.getChild(c)!], `${c} from the Arrow stream`);
   for (const [args, re] of [
     [
       [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],

@@ -498,6 +498,7 @@ test('ArrowSource: record batches read one at a time, the values readArrow reads
   assert.equal(src.info, {
     rows: 7,
     batches: [4, 0, 3],
+    format: 'file',
     columns: [
       { name: 'f', type: 'Float64', nullable: true },
       { name: 's', type: 'Utf8', nullable: true },
@@ -557,6 +558,144 @@ test('ArrowSource: record batches read one at a time, the values readArrow reads
   again.close();
 });
 
+/** The messages of an Arrow IPC stream (each with its prefix and body), without its end marker. */
+function ipcMessages(bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let pos = 0; pos + 8 <= bytes.byteLength;) {
+    const len = view.getInt32(pos + 4, true);
+    if (len === 0) break;
+    const m = A.Message.decode(bytes.subarray(pos + 8, pos + 8 + len));
+    const end = pos + 8 + len + Number(m.bodyLength);
+    out.push(bytes.subarray(pos, end));
+    pos = end;
+  }
+  return out;
+}
+
+test('ArrowSource reads an IPC stream a batch at a time: dictionary replacements and deltas, any order', async () => {
+  // schema, dictionary, batch, a replacement dictionary, batch, an empty batch (one dictionary type: one id)
+  const type = new A.Dictionary(new A.Utf8(), new A.Int32());
+  const part = (d: (string | null)[], x: number[]): Uint8Array[] =>
+    ipcMessages(
+      A.tableToIPC(new A.Table({ d: A.vectorFromArray(d, type), x: A.vectorFromArray(x, new A.Int32()) }), 'stream'),
+    );
+  const one = part(['a', 'b', 'a'], [1, 2, 3]);
+  const two = part(['c', null], [4, 5]);
+  const path = join(dir, 'replaced.arrow');
+  const end = Buffer.from([255, 255, 255, 255, 0, 0, 0, 0]);
+  const batchesOf = (src: kn.data.ArrowSource) => src.info.batches;
+  // with and without the end-of-stream marker
+  for (const tail of [[end], []]) {
+    writeFileSync(path, Buffer.concat([...one, ...two.slice(1), ...tail]));
+    const src = await kn.data.ArrowSource.open(path);
+    assert.equal(src.info, {
+      rows: 5,
+      batches: [3, 2],
+      format: 'stream',
+      columns: [
+        { name: 'd', type: 'Dictionary<Int32, Utf8>', nullable: true },
+        { name: 'x', type: 'Int32', nullable: true },
+      ],
+    });
+    // out of order, then in order: each batch with the dictionary it was written with
+    assert.equal([...(await src.read(1)).getChild('d')!], ['c', null]);
+    assert.equal([...(await src.read(0, { columns: ['d'] })).getChild('d')!], ['a', 'b', 'a']);
+    const got: unknown[] = [];
+    for await (const t of src.chunks({ columns: ['x', 'd'] })) got.push(...[...t].map((r) => [r.x, r.d]));
+    assert.equal(got, [
+      [1, 'a'],
+      [2, 'b'],
+      [3, 'a'],
+      [4, 'c'],
+      [5, null],
+    ]);
+    assert.equal([...kn.data.readArrow(path).getChild('d')!], ['a', 'b', 'a', 'c', null]);
+    assert.equal(batchesOf(src), (await kn.data.arrowFileInfo(path)).batches);
+    src.close();
+  }
+
+  // delta dictionaries: the messages of a file writeArrowStream wrote (between its magic and its footer; an
+  // empty chunk has no dictionary), after its schema's message
+  const deltas = join(dir, 'deltas.arrow');
+  const chunk = (d: string[]): A.Table =>
+    new A.Table({ d: A.vectorFromArray(d, new A.Dictionary(new A.Utf8(), new A.Int32())) });
+  await kn.data.writeArrowStream(deltas, [chunk(['p', 'q']), chunk(['r', 'p']), chunk([]), chunk(['s', 'q', 'r'])]);
+  const inner = ipcMessages(readFileSync(deltas).subarray(8));
+  const header = ipcMessages(A.tableToIPC(new A.Table(kn.data.readArrow(deltas).schema), 'stream'));
+  assert.equal(
+    inner.map((m) => A.MessageHeader[A.Message.decode(m.subarray(8)).headerType]),
+    [
+      'DictionaryBatch',
+      'RecordBatch',
+      'DictionaryBatch',
+      'RecordBatch',
+      'RecordBatch',
+      'DictionaryBatch',
+      'RecordBatch',
+    ],
+  );
+  assert.ok(
+    inner.slice(2).some((m) => {
+      const h = A.Message.decode(m.subarray(8));
+      return h.isDictionaryBatch() && h.header().isDelta;
+    }),
+    'the later dictionaries are deltas',
+  );
+  writeFileSync(path, Buffer.concat([header[0]!, ...inner, end]));
+  const src = await kn.data.ArrowSource.open(path);
+  assert.equal([src.info.format, src.info.batches], ['stream', [2, 2, 0, 3]]);
+  assert.equal([...(await src.read(3)).getChild('d')!], ['s', 'q', 'r']);
+  assert.equal([...(await src.read(1)).getChild('d')!], ['r', 'p']);
+  const all: unknown[] = [];
+  for await (const t of src.chunks()) all.push(...t.getChild('d')!);
+  assert.equal(all, ['p', 'q', 'r', 'p', 's', 'q', 'r']);
+  src.close();
+
+  // damaged streams are refused at open with where they went wrong
+  const good = Buffer.concat([...one, end]);
+  const cases: [Uint8Array, RegExp][] = [
+    // cut inside the record batch's body
+    [
+      good.subarray(0, good.byteLength - 20),
+      /the message at byte \d+ claims a body of \d+ bytes \(the file has \d+ left\)/,
+    ],
+    // a metadata length past the end of the file
+    [
+      Buffer.concat([good.subarray(0, 4), Buffer.from([0, 0, 0, 1]), good.subarray(8)]),
+      /the message at byte 0 claims 16777216 bytes of metadata/,
+    ],
+    // a record batch before any schema
+    [Buffer.concat([one[2]!, end]), /it does not start with a schema/],
+    // two schemas
+    [Buffer.concat([one[0]!, one[0]!, end]), /it has a second schema at byte \d+/],
+    // nothing but the end marker
+    [end, /it holds no schema/],
+  ];
+  for (const [bytes, re] of cases) {
+    writeFileSync(path, bytes);
+    await rejectsKiln(
+      kn.data.ArrowSource.open(path),
+      kn.FormatError,
+      new RegExp(`replaced\\.arrow is not a readable Arrow IPC file: ${re.source}`),
+    );
+  }
+  // a dictionary batch for an id the schema does not have: that batch fails when read, the stream still opens
+  const stranger = new A.Table({
+    d: A.vectorFromArray(['z'], new A.Dictionary(new A.Utf8(), new A.Int32())),
+    x: A.vectorFromArray([9], new A.Int32()),
+  });
+  writeFileSync(path, Buffer.concat([one[0]!, ...ipcMessages(A.tableToIPC(stranger, 'stream')).slice(1), end]));
+  const odd = await kn.data.ArrowSource.open(path);
+  assert.equal(odd.info.batches, [1]);
+  await rejectsKiln(
+    odd.read(0),
+    kn.FormatError,
+    /replaced\.arrow is not a readable Arrow IPC file: cannot read record batch 0/,
+  );
+  odd.close();
+});
+
 test('ArrowSource: damaged files, streams and deadlines are FormatErrors; paths are checked', async () => {
   // a batch whose string offsets run past its bytes: refused when that batch is read, the others still read
   const bytes = new TextEncoder().encode('abcd');
@@ -577,13 +716,14 @@ test('ArrowSource: damaged files, streams and deadlines are FormatErrors; paths 
     /bad-batch\.arrow is not a readable Arrow IPC file: cannot read record batch 1: column "s"'s offsets run from 0 to 20/,
   );
   src.close();
-  // a stream-format file has no index; a file that is not Arrow at all, or cut short, is refused at open
-  const stream = join(dir, 'stream.arrow');
-  writeFileSync(stream, A.tableToIPC(good, 'stream'));
-  await rejectsKiln(kn.data.ArrowSource.open(stream), kn.FormatError, /is an Arrow IPC stream, which has no index/);
+  // a file that is not Arrow at all, or cut short, is refused at open
   const junk = join(dir, 'junk.arrow');
   writeFileSync(junk, 'not an arrow file at all');
-  await rejectsKiln(kn.data.ArrowSource.open(junk), kn.FormatError, /junk\.arrow is not a readable Arrow IPC file/);
+  await rejectsKiln(
+    kn.data.ArrowSource.open(junk),
+    kn.FormatError,
+    /junk\.arrow is not a readable Arrow IPC file: it is neither an Arrow IPC file \(it does not start with ARROW1\) nor an IPC stream/,
+  );
   const file = A.tableToIPC(good, 'file');
   writeFileSync(junk, file.subarray(0, file.byteLength - 20));
   await rejectsKiln(kn.data.ArrowSource.open(junk), kn.FormatError, /junk\.arrow is not a readable Arrow IPC file/);

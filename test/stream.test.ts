@@ -344,14 +344,34 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
       ['b.parquet', 250, 3],
     ],
   );
-  // a stream-format Arrow file cannot be indexed
-  writeFileSync(join(d5, 'c.arrow'), A.tableToIPC(new A.Table([batch(0, 3)]), 'stream'));
-  await rejectsKiln(
-    kn.data.arrowFileInfo(join(d5, 'c.arrow')),
-    kn.FormatError,
-    /is an Arrow IPC stream, which has no index/,
+  // a stream-format Arrow file is indexed by its message headers and streams by record batch too
+  const streamed = join(d5, 'c.arrow');
+  writeFileSync(streamed, A.tableToIPC(new A.Table([batch(0, 30), batch(30, 20), batch(50, 7)]), 'stream'));
+  assert.equal(await kn.data.arrowFileInfo(streamed), {
+    rows: 57,
+    batches: [30, 20, 7],
+    format: 'stream',
+    columns: [
+      { name: 'id', type: 'Int32', nullable: true },
+      { name: 'a', type: 'Float32', nullable: true },
+    ],
+  });
+  const sc = await kn.data.StreamingDataset.open(streamed, { columns: { id: 'id', x: ['a'] }, batchSize: 8, seed: 2 });
+  const seen: number[] = [];
+  for await (const b of sc.batches(0)) {
+    const id = b.id!.toArray() as Int32Array,
+      x = b.x!.toArray() as Float32Array;
+    id.forEach((v, k) => assert.is(x[k], v / 2));
+    seen.push(...id);
+    for (const t of Object.values(b)) t.dispose();
+  }
+  assert.equal(
+    seen.sort((p, q) => p - q),
+    Array.from({ length: 57 }, (_, i) => i),
   );
-  rmSync(join(d5, 'c.arrow'));
+  assert.is(sc.stats().rowGroupsRead, 3);
+  await sc.close();
+  rmSync(streamed);
   // a record batch whose length its buffer cannot hold is refused, not read as 99,996 made-up rows
   const short = join(d5, 'short.arrow');
   writeFileSync(

@@ -1,7 +1,6 @@
 // `kiln convert`: a table file into another format (Parquet, Arrow IPC, CSV/TSV by extension), optionally only
 // some columns, with the Parquet writer's row groups and codec: a CSV file becomes a Parquet file that
-// StreamingDataset and kiln predict read a row group at a time. Every format streams through, a chunk at a time
-// (an Arrow IPC stream-format input is read whole).
+// StreamingDataset and kiln predict read a row group at a time. Every format streams through, a chunk at a time.
 import { parseArgs } from 'node:util';
 import type * as A from 'apache-arrow';
 import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';

@@ -2,7 +2,7 @@
 // table: the class index, its name and probability for a classifier (kiln.task, kiln.classes), the value(s)
 // for a regression, with any input columns asked to be kept beside them. The input is read a chunk at a time (a
 // row group, a record batch, 65,536 CSV rows) and the output written a chunk's answers at a time, so neither is
-// bounded by memory (only an Arrow IPC stream-format input is read whole).
+// bounded by memory.
 import { parseArgs } from 'node:util';
 import * as A from 'apache-arrow';
 import { noGrad } from '../autograd/tape.js';

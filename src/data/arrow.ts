@@ -116,14 +116,15 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
     const held = bits ? d.values.length * 8 - d.offset : Math.floor(d.values.length / Math.max(1, d.stride));
     if (held < d.length) return `${claims} but its data holds ${Math.max(0, held)}`;
   }
-  if (d.dictionary) {
-    for (const c of d.dictionary.data) {
+  if (A.DataType.isDictionary(d.type)) {
+    for (const c of d.dictionary?.data ?? []) {
       const p = bufferProblem(c, `${where}'s dictionary`, depth + 1);
       if (p) return p;
     }
-    // every index of a valid value names an entry of the dictionary (a null's slot may hold anything)
+    // every index of a valid value names an entry of the dictionary (a null's slot may hold anything); a chunk
+    // with no dictionary (apache-arrow makes an empty one so) may hold only nulls
     const idx = d.values as ArrayLike<number | bigint>,
-      size = d.dictionary.length;
+      size = d.dictionary ? d.dictionary.length : 0;
     for (let i = 0; i < d.length; i++)
       if ((idx[i]! < 0 || idx[i]! >= size) && d.getValid(i))
         return `${where} holds dictionary index ${idx[i]} at value ${i}; its dictionary has ${size} entries`;
@@ -675,7 +676,11 @@ class GrowingDictionary {
   /** `d` on the union of the dictionaries seen so far (this one's new values added at its end). */
   add(d: A.Data<A.Dictionary>): A.Data<A.Dictionary> {
     const from = d.dictionary;
-    if (!from) throw new ValidationError(`dictionary column '${this.name}' has a batch with no dictionary`);
+    if (!from) {
+      // a chunk of no rows or only nulls (ownTable refused a value with no dictionary to name it): nothing to map
+      this.dictionary ??= A.vectorFromArray([], this.type.dictionary);
+      return remapped(d, new Int32Array(0), this.type, this.dictionary);
+    }
     if (this.last?.from !== from) {
       const before = this.union.values.length;
       const map = this.union.add(from);

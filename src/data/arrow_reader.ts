@@ -1,5 +1,5 @@
-// ArrowSource: an Arrow IPC file (file format) read a record batch at a time, so a file larger than memory can be
-// scored, converted or indexed. The reading runs on a reader thread of its own (reader_thread.ts): apache-arrow
+// ArrowSource: an Arrow IPC file (file or stream format) read a record batch at a time, so a file larger than
+// memory can be scored, converted or indexed. The reading runs on a reader thread of its own (reader_thread.ts): apache-arrow
 // loops forever or exhausts its heap on some damaged files, and there that is a FormatError after a deadline,
 // never a hang or a dead process. The thread checks every batch it reads (TABLE_CHECK_JS) before the batch
 // crosses to the caller as Arrow IPC.
@@ -9,10 +9,15 @@ import { checkReadableFile } from '../io/atomic.js';
 import { ARROW_PATH, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
 import { READER_LOOP_JS, ReaderThread, fileBytes, readAhead, type FileStamp } from './reader_thread.js';
 
-/** Rows of each record batch and the columns of an Arrow IPC file, from its footer and the batches' headers. */
+/**
+ * Rows of each record batch and the columns of an Arrow IPC file, from its footer (a stream's message headers)
+ * and the batches' headers.
+ */
 export interface ArrowFileInfo {
   rows: number;
   batches: number[];
+  /** 'file' (the IPC file format, with a footer) or 'stream' (the IPC stream format, indexed at open) */
+  format: 'file' | 'stream';
   columns: { name: string; type: string; nullable: boolean }[];
 }
 
@@ -26,24 +31,126 @@ export interface ArrowReadOptions {
 interface OpenReply {
   stamp: FileStamp;
   batches: number[];
+  format: 'file' | 'stream';
   /** the schema, as the Arrow IPC stream of an empty table */
   schema: Uint8Array;
 }
 
-// The thread keeps each open file's handle and apache-arrow reader (which read the footer and the dictionaries
-// once). A batch is read through the handle it opened, so a new file renamed over the path (an atomic write) is
-// not seen; one changed in place is refused. Row counts come from each batch's header, read without its body.
+/**
+ * Script text that reads an Arrow IPC stream a record batch at a time, shared by ArrowSource's thread and
+ * StreamingDataset's: `openStream(handle, size)` indexes it (every message's place, kind and size from its header
+ * alone; bodies are skipped) and `readStreamBatch(o, i)` reads batch i with the schema and the dictionary messages
+ * it depends on (for each dictionary, its last replacement and the deltas since), as a stream of its own. Refusals
+ * are Errors that say what is wrong and where. Needs `A` (apache-arrow) in scope.
+ */
+export const ARROW_STREAM_JS = `
+const END_OF_STREAM = Buffer.from([255, 255, 255, 255, 0, 0, 0, 0]);
+const MAX_META = 1 << 26;
+async function readAt(handle, pos, n) {
+  const buf = Buffer.alloc(n);
+  const { bytesRead } = await handle.read(buf, 0, n, pos);
+  if (bytesRead < n) throw new Error('it ends inside the message at byte ' + pos);
+  return buf;
+}
+// every message of an IPC stream: { pos, end, kind ('schema', 'dictionary', 'batch'), id, delta, rows }
+async function indexStream(handle, size) {
+  const messages = [];
+  let pos = 0;
+  while (pos < size) {
+    const head = await readAt(handle, pos, Math.min(8, size - pos));
+    if (head.length < 4) throw new Error('it ends inside the message at byte ' + pos);
+    let skip = 4, len = head.readInt32LE(0);
+    if (len === -1) {
+      if (head.length < 8) throw new Error('it ends inside the message at byte ' + pos);
+      skip = 8;
+      len = head.readInt32LE(4);
+    }
+    if (len === 0) break; // the end-of-stream marker
+    if (len < 0 || len > MAX_META || pos + skip + len > size)
+      throw new Error('the message at byte ' + pos + ' claims ' + len + ' bytes of metadata (the file has ' + (size - pos - skip) + ' left)');
+    let m;
+    try {
+      m = A.Message.decode(await readAt(handle, pos + skip, len));
+    } catch (e) {
+      throw new Error('the message at byte ' + pos + ' cannot be read: ' + String((e && e.message) || e));
+    }
+    const body = Number(m.bodyLength);
+    const end = pos + skip + len + body;
+    if (!(Number.isSafeInteger(body) && body >= 0 && end <= size))
+      throw new Error('the message at byte ' + pos + ' claims a body of ' + m.bodyLength + ' bytes (the file has ' + (size - pos - skip - len) + ' left)');
+    const first = messages.length === 0;
+    if (m.headerType === A.MessageHeader.Schema) {
+      if (!first) throw new Error('it has a second schema at byte ' + pos);
+      messages.push({ pos, end, kind: 'schema' });
+    } else if (first) throw new Error('it does not start with a schema');
+    else if (m.headerType === A.MessageHeader.DictionaryBatch) {
+      const h = m.header();
+      messages.push({ pos, end, kind: 'dictionary', id: Number(h.id), delta: !!h.isDelta });
+    } else if (m.headerType === A.MessageHeader.RecordBatch) {
+      const rows = Number(m.header().length);
+      if (!(Number.isSafeInteger(rows) && rows >= 0))
+        throw new Error('the record batch at byte ' + pos + ' has ' + m.header().length + ' rows');
+      messages.push({ pos, end, kind: 'batch', rows });
+    } else throw new Error('the message at byte ' + pos + ' is a ' + A.MessageHeader[m.headerType] + ', not a schema, dictionary or record batch');
+    pos = end;
+  }
+  if (messages.length === 0) throw new Error('it holds no schema');
+  return messages;
+}
+// the dictionary messages record batch message j depends on, in order: for each dictionary, its last replacement
+// and the deltas after it. The walk goes on from the last batch read, so reading in order reads each header once.
+function dictionariesFor(o, j) {
+  if (o.walk.upTo > j) o.walk = { upTo: 0, byId: new Map() };
+  for (let k = o.walk.upTo; k < j; k++) {
+    const d = o.messages[k];
+    if (d.kind !== 'dictionary') continue;
+    if (d.delta && o.walk.byId.has(d.id)) o.walk.byId.get(d.id).push(k);
+    else o.walk.byId.set(d.id, [k]);
+  }
+  o.walk.upTo = j;
+  return [...o.walk.byId.values()].flat().sort((a, b) => a - b);
+}
+// an IPC stream indexed: its messages, where its record batches are, their row counts, and the dictionary walk
+async function openStream(handle, size) {
+  const messages = await indexStream(handle, size);
+  const batchAt = [];
+  messages.forEach((m, k) => m.kind === 'batch' && batchAt.push(k));
+  const schemaBytes = await readAt(handle, messages[0].pos, messages[0].end - messages[0].pos);
+  return { messages, batchAt, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes };
+}
+// record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table
+async function readStreamBatch(o, batch) {
+  const j = o.batchAt[batch];
+  const parts = [];
+  for (const k of [0, ...dictionariesFor(o, j), j]) {
+    const { pos, end } = o.messages[k];
+    parts.push(await readAt(o.handle, pos, end - pos));
+  }
+  parts.push(END_OF_STREAM);
+  const t = A.tableFromIPC(Buffer.concat(parts));
+  if (t.batches.length !== 1) throw new Error('it decodes to ' + t.batches.length + ' record batches');
+  return t;
+}
+`;
+
+// The thread keeps each open file's handle and what it learned at open. A file-format file keeps apache-arrow's
+// reader (which read the footer and the dictionaries once), and row counts come from each batch's header, read
+// without its body. A stream-format file has no footer, so the thread indexes it at open: every message's place,
+// kind and size from its header alone (bodies are skipped). A batch is then read with the schema and the
+// dictionary messages it depends on (those since each dictionary's last replacement), as a stream of its own. A
+// batch is read through the handle opened, so a new file renamed over the path (an atomic write) is not seen; one
+// changed in place is refused.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
 const open = new Map();
 ${TABLE_CHECK_JS}
+${ARROW_STREAM_JS}
 async function batchRows(handle, size, footer, i) {
   const b = footer.getRecordBatch(i);
-  if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= 1 << 26 && b.offset >= 0 && b.offset + b.metaDataLength <= size))
+  if (!b || !(b.metaDataLength > 8 && b.metaDataLength <= MAX_META && b.offset >= 0 && b.offset + b.metaDataLength <= size))
     throw new Fail('format', 'record batch ' + i + ' points outside the file');
-  const buf = Buffer.alloc(b.metaDataLength);
-  await handle.read(buf, 0, b.metaDataLength, b.offset);
+  const buf = await readAt(handle, b.offset, b.metaDataLength);
   const start = buf.readInt32LE(0) === -1 ? 8 : 4;
   const m = A.Message.decode(buf.subarray(start));
   if (m.headerType !== A.MessageHeader.RecordBatch) throw new Fail('format', 'block ' + i + ' is not a record batch');
@@ -56,25 +163,39 @@ async function openFile(key, path, expect) {
   try {
     const head = Buffer.alloc(8);
     const { bytesRead } = await handle.read(head, 0, 8, 0);
-    if (bytesRead < 8 || head.toString('latin1', 0, 6) !== 'ARROW1') {
-      // an IPC stream starts with a message: the continuation marker, then its length
-      const stream = bytesRead >= 4 && head.readInt32LE(0) === -1;
-      throw new Fail(stream ? 'stream' : 'format', stream ? '' : 'it does not start with the Arrow file magic ARROW1');
+    const o = { handle, size: st.size, mtimeMs: st.mtimeMs };
+    if (bytesRead >= 6 && head.toString('latin1', 0, 6) === 'ARROW1') {
+      try {
+        o.reader = await A.RecordBatchReader.from(handle);
+        await o.reader.open();
+        if (!o.reader.isFile() || !o.reader.footer) throw new Fail('format', 'it has no footer');
+        o.batches = [];
+        for (let i = 0; i < o.reader.footer.numRecordBatches; i++) o.batches.push(await batchRows(handle, st.size, o.reader.footer, i));
+      } catch (e) {
+        if (e instanceof Fail) throw e;
+        throw new Fail('format', message(e));
+      }
+      o.schema = o.reader.schema;
+    } else {
+      // an IPC stream starts with its schema message (the continuation marker, then its length)
+      let stream;
+      try {
+        stream = await openStream(handle, st.size);
+      } catch (e) {
+        const why = message(e);
+        if (bytesRead >= 4 && head.readInt32LE(0) !== -1)
+          throw new Fail('format', 'it is neither an Arrow IPC file (it does not start with ARROW1) nor an IPC stream (' + why + ')');
+        throw new Fail('format', why);
+      }
+      Object.assign(o, stream);
+      try {
+        o.schema = A.tableFromIPC(Buffer.concat([stream.schemaBytes, END_OF_STREAM])).schema;
+      } catch (e) {
+        throw new Fail('format', 'its schema cannot be read: ' + message(e));
+      }
     }
-    let reader, batches;
-    try {
-      reader = await A.RecordBatchReader.from(handle);
-      await reader.open();
-      if (!reader.isFile() || !reader.footer) throw new Fail('format', 'it has no footer');
-      batches = [];
-      for (let i = 0; i < reader.footer.numRecordBatches; i++) batches.push(await batchRows(handle, st.size, reader.footer, i));
-    } catch (e) {
-      if (e instanceof Fail) throw e;
-      throw new Fail('format', message(e));
-    }
-    const o = { handle, size: st.size, mtimeMs: st.mtimeMs, reader };
     open.set(key, o);
-    return { o, batches };
+    return o;
   } catch (e) {
     await handle.close().catch(() => undefined);
     throw e;
@@ -82,20 +203,21 @@ async function openFile(key, path, expect) {
 }
 async function run(m) {
   if (m.op === 'open') {
-    const { o, batches } = await openFile(m.key, m.path, null);
+    const o = await openFile(m.key, m.path, null);
     let schema;
     try {
-      schema = transferable(A.tableToIPC(new A.Table(o.reader.schema), 'stream'));
+      schema = transferable(A.tableToIPC(new A.Table(o.schema), 'stream'));
       A.tableFromIPC(schema); // what the caller will decode decodes here first (a bad type throws here)
     } catch (e) {
       open.delete(m.key);
       await o.handle.close().catch(() => undefined);
       throw new Fail('format', 'its schema cannot be read: ' + message(e));
     }
-    return [{ stamp: { size: o.size, mtimeMs: o.mtimeMs }, batches, schema }, [schema.buffer]];
+    const format = o.reader ? 'file' : 'stream';
+    return [{ stamp: { size: o.size, mtimeMs: o.mtimeMs }, batches: o.batches, format, schema }, [schema.buffer]];
   }
   if (m.op === 'read') {
-    const o = open.get(m.key) ?? (await openFile(m.key, m.path, m.stamp)).o;
+    const o = open.get(m.key) ?? (await openFile(m.key, m.path, m.stamp));
     const st = await o.handle.stat().catch((e) => {
       throw new Fail('changed', 'it could not be read as it was when opened (' + message(e) + ')');
     });
@@ -103,9 +225,12 @@ async function run(m) {
       throw new Fail('changed', 'it changed after it was opened (' + o.size + ' bytes then, ' + st.size + ' now)');
     let ipc;
     try {
-      const b = await o.reader.readRecordBatch(m.batch);
-      if (!b) throw new Error('it cannot be found');
-      let t = new A.Table(b);
+      let t;
+      if (o.reader) {
+        const b = await o.reader.readRecordBatch(m.batch);
+        if (!b) throw new Error('it cannot be found');
+        t = new A.Table(b);
+      } else t = await readStreamBatch(o, m.batch);
       if (m.columns) t = t.select(m.columns);
       const p = tableProblem(A, t);
       if (p) throw new Error(p);
@@ -128,10 +253,6 @@ ${READER_LOOP_JS}
 function failure(path: string, kind: string, message: string): Error {
   if (kind === 'argument') return new ArgumentError(`ArrowSource.open: ${message}`);
   if (kind === 'changed') return new ValidationError(`${path}: ${message}: open it again`);
-  if (kind === 'stream')
-    return new FormatError(
-      `${path} is an Arrow IPC stream, which has no index of its record batches; write it in the file format (kn.data.writeArrow)`,
-    );
   return new FormatError(`${path} is not a readable Arrow IPC file: ${message}`);
 }
 
@@ -164,9 +285,10 @@ let nextKey = 1;
 const unclosed = new FinalizationRegistry<number>((key) => arrowThread().close(key));
 
 /**
- * An open Arrow IPC file (file format, as kn.data.writeArrow and writeArrowStream write it) whose footer is read
- * once and whose record batches are read on demand (only their bytes). A stream-format file has no footer to index
- * and gets a FormatError (kn.data.readArrow reads it whole).
+ * An open Arrow IPC file whose layout is read once and whose record batches are read on demand (only their bytes
+ * and the dictionaries they use). A file-format file (as kn.data.writeArrow and writeArrowStream write it) is laid
+ * out by its footer; a stream-format file, which has none, by a pass over its message headers at open (the bodies
+ * are skipped), so it too is read a batch at a time, in any order.
  * @example kn.data.writeArrow('.kiln-tmp-as.arrow', { v: kn.arange(0, 5) }); const src = await kn.data.ArrowSource.open('.kiln-tmp-as.arrow'); const n = (await src.read(0)).numRows; src.close(); n // 5
  */
 export class ArrowSource {
@@ -183,8 +305,8 @@ export class ArrowSource {
   }
 
   /**
-   * Opens `path`: reads the footer, the dictionaries and each record batch's header (its row count), not the
-   * data. The source keeps reading the file it opened: a file written over the path since (an atomic rename) is
+   * Opens `path`: reads the footer (a stream's message headers), the dictionaries and each record batch's
+   * header (its row count), not the data. The source keeps reading the file it opened: a file written over the path since (an atomic rename) is
    * not seen, and one changed in place makes `read` throw a ValidationError.
    */
   static async open(path: string): Promise<ArrowSource> {
@@ -194,7 +316,7 @@ export class ArrowSource {
       { op: 'open', key, path },
       path,
       fileBytes(path),
-      'read its footer',
+      'read its layout',
     );
     const schema = decoded(r.schema, path, 'its schema').schema;
     const bad = columnNameProblem(schema.fields);
@@ -205,6 +327,7 @@ export class ArrowSource {
     const info = {
       rows: r.batches.reduce((a, b) => a + b, 0),
       batches: r.batches,
+      format: r.format,
       columns: schema.fields.map((f) => ({ name: f.name, type: String(f.type), nullable: f.nullable })),
     };
     return new ArrowSource(path, info, schema, key, r.stamp);
@@ -268,9 +391,9 @@ export class ArrowSource {
 }
 
 /**
- * The layout of an Arrow IPC file (file format): its columns and the row count of every record batch, read from
- * the footer and each batch's header without reading the data (on the reader thread, with a deadline: a damaged
- * file is a FormatError, never a hang). A stream-format file has no footer to index and gets a FormatError.
+ * The layout of an Arrow IPC file (file or stream format): its columns and the row count of every record batch,
+ * read from the footer (a stream's message headers) and each batch's header without reading the data (on the
+ * reader thread, with a deadline: a damaged file is a FormatError, never a hang).
  * @example kn.data.writeArrow('.kiln-tmp-ai.arrow', { v: kn.arange(0, 5) }); (await kn.data.arrowFileInfo('.kiln-tmp-ai.arrow')).batches // [5]
  */
 export async function arrowFileInfo(path: string): Promise<ArrowFileInfo> {

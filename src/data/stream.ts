@@ -23,6 +23,7 @@ import {
 } from './loader.js';
 import { datasetFiles, datasetManifest, fileInfo, isArrowFile, type DatasetManifest } from './manifest.js';
 import { TABLE_CHECK_JS } from './arrow.js';
+import { ARROW_STREAM_JS } from './arrow_reader.js';
 import { FILE_RANGE_JS } from './parquet_reader.js';
 import { fileBytes, readDeadlineMs } from './reader_thread.js';
 
@@ -88,14 +89,22 @@ const P = require(workerData.parquet);
 const files = new Map();
 ${FILE_RANGE_JS}
 ${TABLE_CHECK_JS}
+${ARROW_STREAM_JS}
 const isArrow = (p) => p.endsWith('.arrow') || p.endsWith('.feather');
 async function open(path) {
   let f = files.get(path);
   if (!f) {
     if (isArrow(path)) {
       const fh = await fs.promises.open(path);
-      f = await A.RecordBatchReader.from(fh);
-      await f.open();
+      const head = Buffer.alloc(6);
+      await fh.read(head, 0, 6, 0);
+      if (head.toString('latin1') === 'ARROW1') {
+        f = await A.RecordBatchReader.from(fh);
+        await f.open();
+      } else {
+        // an IPC stream: indexed as ArrowSource indexes it (the manifest counted its batches the same way)
+        f = { handle: fh, ...(await openStream(fh, (await fh.stat()).size)) };
+      }
     } else {
       const handle = await fs.promises.open(path);
       const st = await handle.stat();
@@ -114,9 +123,16 @@ function unchanged(path, range) {
 async function readUnit(path, group, columns) {
   const f = await open(path);
   if (isArrow(path)) {
-    const b = await f.readRecordBatch(group);
-    if (!b) throw new Error('record batch ' + group + ' is missing');
-    const t = new A.Table(b).select(columns);
+    let whole;
+    if (f.messages) {
+      if (group >= f.batchAt.length) throw new Error('record batch ' + group + ' is missing');
+      whole = await readStreamBatch(f, group);
+    } else {
+      const b = await f.readRecordBatch(group);
+      if (!b) throw new Error('record batch ' + group + ' is missing');
+      whole = new A.Table(b);
+    }
+    const t = whole.select(columns);
     // lengths the buffers cannot hold are refused before the values are copied out
     const p = tableProblem(A, t);
     if (p) throw new Error(p);

@@ -1,7 +1,7 @@
 // A table file as training data: a Parquet, Arrow or CSV file by its extension, and its feature matrix and labels,
 // checked row by row (kiln train and the retraining pipeline read their data through here; kiln predict and kiln
 // convert read it in chunks through openTable and write with writeTableStream).
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow, writeArrowStream } from './arrow.js';
@@ -52,27 +52,13 @@ export async function writeTableStream(
   else await writeParquetStream(path, tables, parquet);
 }
 
-/** Whether an Arrow IPC file is in the file format (it starts with the magic ARROW1), which has an index. */
-function isArrowFileFormat(path: string): boolean {
-  const head = Buffer.alloc(6);
-  let fd: number | null = null;
-  try {
-    fd = openSync(path, 'r');
-    return readSync(fd, head, 0, 6, 0) === 6 && head.toString('latin1') === 'ARROW1';
-  } catch {
-    return false; // not a readable file: the whole-file reader says so
-  } finally {
-    if (fd !== null) closeSync(fd);
-  }
-}
-
 /** A table file opened for reading in chunks: its row count and column names, known before any data is read. */
 export interface TableChunks {
   rows: number;
   columns: string[];
   /**
    * The rows in file order, a chunk at a time (a Parquet row group, an Arrow file's record batch, 65,536 rows of a
-   * CSV file; all of an Arrow IPC stream), only `columns`.
+   * CSV file), only `columns`.
    */
   chunks(columns: readonly string[]): AsyncGenerator<A.Table>;
   close(): void;
@@ -82,7 +68,8 @@ export interface TableChunks {
  * Opens a table file to read in chunks. A Parquet file is read a row group at a time and an Arrow IPC file a record
  * batch at a time (the next one read ahead on a reader thread while the caller works on this one), so only a
  * chunk's rows are in memory at once; a CSV file is read twice (once for its row count and column types, then in
- * chunks of 65,536 rows). An Arrow IPC stream (no index of its batches) is read whole, as one chunk.
+ * chunks of 65,536 rows). An Arrow IPC stream is indexed first (a pass over its message headers), then read the
+ * same way.
  */
 export async function openTable(path: string, who: string): Promise<TableChunks> {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
@@ -95,18 +82,7 @@ export async function openTable(path: string, who: string): Promise<TableChunks>
       close() {},
     };
   }
-  if (isArrowPath(path) && !isArrowFileFormat(path)) {
-    const t = readTable(path, who);
-    return {
-      rows: t.numRows,
-      columns: t.schema.fields.map((f) => f.name),
-      async *chunks(columns) {
-        yield t.select([...columns]);
-      },
-      close() {},
-    };
-  }
-  // a file-format Arrow file a record batch at a time, a Parquet file a row group at a time
+  // an Arrow file a record batch at a time, a Parquet file a row group at a time
   const src = isArrowPath(path) ? await ArrowSource.open(path) : await ParquetSource.open(path);
   return {
     rows: src.info.rows,

@@ -165,7 +165,8 @@ export class ReaderThread {
     const w = new Worker(this.spec.script, { eval: true, workerData: this.spec.workerData, execArgv: [] });
     w.on('message', (m: { id: number; value?: unknown; error?: { kind: string; message: string } }) => {
       const job = this.current;
-      if (job === null || job.id !== m.id) return;
+      // a reply that comes after the deadline fired is dropped: the thread is ending, and its exit fails the job
+      if (job === null || job.id !== m.id || job.late) return;
       this.current = null;
       clearTimeout(job.timer);
       if (m.error) job.reject(this.spec.failure(job.path, m.error.kind, m.error.message));

@@ -650,7 +650,24 @@ test('ArrowSource reads an IPC stream a batch at a time: dictionary replacements
   const all: unknown[] = [];
   for await (const t of src.chunks()) all.push(...t.getChild('d')!);
   assert.equal(all, ['p', 'q', 'r', 'p', 's', 'q', 'r']);
+  // out of order after in order, and the same batch twice: each read starts where it must
+  assert.equal([...(await src.read(0)).getChild('d')!], ['p', 'q']);
+  assert.equal([...(await src.read(0)).getChild('d')!], ['p', 'q']);
+  assert.equal([...(await src.read(3)).getChild('d')!], ['s', 'q', 'r']);
   src.close();
+  // a batch carries only the dictionary entries it uses, one chunk, in the file's dictionary order: in either
+  // format (the file's dictionary is p q r s, grown by deltas)
+  for (const f of [deltas, path]) {
+    const s2 = await kn.data.ArrowSource.open(f);
+    const dicts: unknown[][] = [];
+    for await (const t of s2.chunks()) {
+      const d = t.getChild('d')!.data[0]!.dictionary!;
+      assert.is(d.data.length, 1, 'one dictionary chunk');
+      dicts.push([...d]);
+    }
+    assert.equal(dicts, [['p', 'q'], ['p', 'r'], [], ['q', 'r', 's']], f);
+    s2.close();
+  }
 
   // damaged streams are refused at open with where they went wrong
   const good = Buffer.concat([...one, end]);

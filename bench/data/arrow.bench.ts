@@ -82,6 +82,35 @@ export async function run(): Promise<void> {
         `${name.padEnd(48)} ${fmt(ms).padStart(8)} ms  ${fmt(mb / ms, 2).padStart(6)} GB/s  ${fmt(ms / raw.medianMs, 2)}x unchecked`,
       );
 
+    // a dictionary that grows with the file: 400 batches of 100 rows, each bringing 50 new strings (written as
+    // delta dictionary batches), in both formats; a batch read alone carries only the entries it uses
+    const growing = join(dir, 'growing.arrow');
+    const growingStream = join(dir, 'growing-stream.arrow');
+    const words = (k: number): A.Table =>
+      new A.Table({
+        d: A.vectorFromArray(
+          Array.from({ length: 100 }, (_, i) => `w${k}-${i % 50}`),
+          new A.Dictionary(new A.Utf8(), new A.Int32()),
+        ),
+        x: A.makeVector(Float32Array.from({ length: 100 }, (_, i) => i)),
+      });
+    await kn.data.writeArrowStream(
+      growing,
+      (function* () {
+        for (let k = 0; k < 400; k++) yield words(k);
+      })(),
+    );
+    writeFileSync(growingStream, A.tableToIPC(A.tableFromIPC(readFileSync(growing)), 'stream'));
+    console.log(
+      '## a growing dictionary: 400 batches of 100 rows, 50 new strings each (delta dictionaries): ms (median of 3)',
+    );
+    const few = { warmup: 1, repeats: 3, minTimeMs: 0 };
+    for (const [name, path] of [
+      ['kn.data.ArrowSource chunks, file format', growing],
+      ['kn.data.ArrowSource chunks, stream format', growingStream],
+    ] as const)
+      console.log(`${name.padEnd(48)} ${fmt((await measureAsync(chunked(path), few)).medianMs).padStart(8)} ms`);
+
     console.log('## Parquet <-> Arrow, peak RSS of a child process (MB); importing kiln alone is the floor');
     console.log(`${'import kiln, nothing else'.padEnd(48)} ${fmt(peakMb('void kn;')).padStart(8)} MB`);
     const part = table(N / 4);

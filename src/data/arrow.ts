@@ -627,6 +627,52 @@ function remapped(
   });
 }
 
+/**
+ * A dictionary chunk whose dictionary holds only the entries its valid values use, in the dictionary's order (so
+ * an ordered dictionary stays ordered), or `d` itself when its dictionary is one chunk no longer than it. Its
+ * indices must be in range (bufferProblem). A record batch read from a file otherwise carries the file's whole
+ * dictionary, and with delta dictionaries that is every batch's values, in as many chunks, on every batch.
+ */
+export function compactDictionary(d: A.Data<A.Dictionary>): A.Data<A.Dictionary> {
+  const dict = d.dictionary;
+  if (!dict || (dict.data.length === 1 && dict.length <= d.length)) return d;
+  const idx = d.values as ArrayLike<number | bigint>;
+  const map = new Int32Array(dict.length).fill(-1);
+  for (let r = 0; r < d.length; r++) if (d.getValid(r)) map[Number(idx[r])] = 0;
+  const values: unknown[] = [];
+  for (let j = 0; j < map.length; j++)
+    if (map[j] === 0) {
+      map[j] = values.length;
+      values.push(dict.get(j));
+    }
+  return remapped(d, map, d.type, A.vectorFromArray(values, d.type.dictionary));
+}
+
+/** `t` with every dictionary column's chunks compacted (compactDictionary); its other columns as they are. */
+export function compactDictionaries(t: A.Table): A.Table {
+  const fields = t.schema.fields;
+  if (!fields.some((f) => A.DataType.isDictionary(f.type))) return t;
+  const type = new A.Struct(fields);
+  return new A.Table(
+    t.schema,
+    t.batches.map((b) => {
+      const children = b.data.children.map((c, i) =>
+        A.DataType.isDictionary(fields[i]!.type) ? compactDictionary(c as A.Data<A.Dictionary>) : c,
+      );
+      return new A.RecordBatch(t.schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
+    }),
+  );
+}
+
+/**
+ * Script text of compactDictionaries and what it calls, for the reader threads (apache-arrow as `A` in scope).
+ */
+export const COMPACT_JS = `
+${remapped.toString()}
+${compactDictionary.toString()}
+${compactDictionaries.toString()}
+`;
+
 /** A schema as text, `name: type` by column, to compare the chunks of a stream and say how they differ. */
 export function schemaText(schema: A.Schema): string {
   return schema.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ');

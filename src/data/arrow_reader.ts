@@ -6,7 +6,7 @@
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, messageOf } from '../errors.js';
 import { checkReadableFile } from '../io/atomic.js';
-import { ARROW_PATH, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
+import { ARROW_PATH, COMPACT_JS, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
 import { READER_LOOP_JS, ReaderThread, fileBytes, readAhead, type FileStamp } from './reader_thread.js';
 
 /**
@@ -39,9 +39,10 @@ interface OpenReply {
 /**
  * Script text that reads an Arrow IPC stream a record batch at a time, shared by ArrowSource's thread and
  * StreamingDataset's: `openStream(handle, size)` indexes it (every message's place, kind and size from its header
- * alone; bodies are skipped) and `readStreamBatch(o, i)` reads batch i with the schema and the dictionary messages
- * it depends on (for each dictionary, its last replacement and the deltas since), as a stream of its own. Refusals
- * are Errors that say what is wrong and where. Needs `A` (apache-arrow) in scope.
+ * alone; bodies are skipped) and `readStreamBatch(o, i)` reads batch i. Batches read in order come from one
+ * apache-arrow stream reader, which keeps the dictionaries decoded; any other batch starts a reader there, fed the
+ * schema and the dictionary messages it depends on (for each dictionary, its last replacement and the deltas
+ * since). Refusals are Errors that say what is wrong and where. Needs `A` (apache-arrow) in scope.
  */
 export const ARROW_STREAM_JS = `
 const END_OF_STREAM = Buffer.from([255, 255, 255, 255, 0, 0, 0, 0]);
@@ -116,35 +117,59 @@ async function openStream(handle, size) {
   const batchAt = [];
   messages.forEach((m, k) => m.kind === 'batch' && batchAt.push(k));
   const schemaBytes = await readAt(handle, messages[0].pos, messages[0].end - messages[0].pos);
-  return { messages, batchAt, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes };
+  return { messages, batchAt, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes, size, seq: null };
 }
-// record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table
-async function readStreamBatch(o, batch) {
-  const j = o.batchAt[batch];
-  const parts = [];
-  for (const k of [0, ...dictionariesFor(o, j), j]) {
-    const { pos, end } = o.messages[k];
-    parts.push(await readAt(o.handle, pos, end - pos));
+// the file's bytes from pos to its end, a MiB at a time, through the handle
+async function* fileFrom(handle, pos, size) {
+  while (pos < size) {
+    const n = Math.min(1 << 20, size - pos);
+    const buf = await readAt(handle, pos, n);
+    pos += n;
+    yield buf;
   }
-  parts.push(END_OF_STREAM);
-  const t = A.tableFromIPC(Buffer.concat(parts));
-  if (t.batches.length !== 1) throw new Error('it decodes to ' + t.batches.length + ' record batches');
-  return t;
+}
+async function* joined(first, rest) {
+  yield first;
+  yield* rest;
+}
+// record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table.
+// Batches read in order come from one apache-arrow stream reader, which keeps the dictionaries decoded (each delta
+// appended once); any other batch starts a new reader there, fed the schema and the dictionary messages that
+// batch depends on, then the file from the batch on.
+async function readStreamBatch(o, batch) {
+  if (!o.seq || o.seq.next !== batch) {
+    o.seq = null;
+    const j = o.batchAt[batch];
+    const parts = [];
+    for (const k of [0, ...dictionariesFor(o, j)]) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
+    const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
+    await reader.open();
+    o.seq = { reader, next: batch };
+  }
+  const seq = o.seq;
+  o.seq = null; // until this read succeeds
+  const r = await seq.reader.next();
+  if (r.done) throw new Error('the stream ends before it');
+  if (r.value.numRows !== o.batches[batch]) throw new Error('it has ' + r.value.numRows + ' rows; its header said ' + o.batches[batch]);
+  seq.next++;
+  o.seq = seq;
+  return new A.Table(r.value);
 }
 `;
 
 // The thread keeps each open file's handle and what it learned at open. A file-format file keeps apache-arrow's
 // reader (which read the footer and the dictionaries once), and row counts come from each batch's header, read
-// without its body. A stream-format file has no footer, so the thread indexes it at open: every message's place,
-// kind and size from its header alone (bodies are skipped). A batch is then read with the schema and the
-// dictionary messages it depends on (those since each dictionary's last replacement), as a stream of its own. A
+// without its body. A stream-format file has no footer, so the thread indexes it at open (ARROW_STREAM_JS). A
 // batch is read through the handle opened, so a new file renamed over the path (an atomic write) is not seen; one
-// changed in place is refused.
+// changed in place is refused. A batch goes back with each dictionary column holding only the entries it uses
+// (compactDictionaries): a file's dictionary grown by deltas would otherwise ride along, whole and in as many
+// chunks, on every batch.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const A = require(workerData.arrow);
 const open = new Map();
 ${TABLE_CHECK_JS}
+${COMPACT_JS}
 ${ARROW_STREAM_JS}
 async function batchRows(handle, size, footer, i) {
   const b = footer.getRecordBatch(i);
@@ -234,6 +259,8 @@ async function run(m) {
       if (m.columns) t = t.select(m.columns);
       const p = tableProblem(A, t);
       if (p) throw new Error(p);
+      // each dictionary column with the entries this batch uses, not the file's whole dictionary
+      t = compactDictionaries(t);
       ipc = transferable(A.tableToIPC(t, 'stream'));
       // the batch as the caller will decode it: buffers shorter than the lengths they were written with throw here
       if (A.tableFromIPC(ipc).numRows !== t.numRows) throw new Error('its rows do not survive a copy');
@@ -333,7 +360,10 @@ export class ArrowSource {
     return new ArrowSource(path, info, schema, key, r.stamp);
   }
 
-  /** Record batch `batch` (optionally only some columns) as a table. */
+  /**
+   * Record batch `batch` (optionally only some columns) as a table; a dictionary column's dictionary holds the
+   * entries this batch uses, in the file's dictionary order.
+   */
   async read(batch: number, opts: ArrowReadOptions = {}): Promise<A.Table> {
     if (this.closed) throw new ArgumentError(`ArrowSource.read: ${this.path} was closed`);
     if (!Number.isInteger(batch) || batch < 0)

@@ -538,6 +538,21 @@ test('ArrowSource: record batches read one at a time, the values readArrow reads
   }
   src.close();
   await rejectsKiln(src.read(0), kn.ArgumentError, /batches\.arrow was closed/);
+  {
+    // closed while chunks runs: the batch already read ahead comes (its file not closed under the read), the next
+    // read is refused
+    const again = await kn.data.ArrowSource.open(src.path);
+    const it = again.chunks();
+    assert.equal((await it.next()).value?.numRows, 4);
+    again.close();
+    await rejectsKiln(
+      (async () => {
+        while (!(await it.next()).done);
+      })(),
+      kn.ArgumentError,
+      /ArrowSource\.chunks: .*batches\.arrow was closed/,
+    );
+  }
 
   // a source keeps reading the file it opened: a new file renamed over the path is not seen; one changed in place
   // is a ValidationError

@@ -397,6 +397,21 @@ test('selection: columns, row groups, limit and offset; ParquetSource reads one 
     src.close();
   }
   await rejectsKiln(src.chunks().next(), kn.ArgumentError, /was closed/);
+  {
+    // closed while chunks runs: the row group already read ahead comes, the next read is refused
+    const again = await kn.data.ParquetSource.open(path);
+    assert.ok(again.info.rowGroups.length >= 3);
+    const it = again.chunks();
+    assert.is((await it.next()).done, false);
+    again.close();
+    await rejectsKiln(
+      (async () => {
+        while (!(await it.next()).done);
+      })(),
+      kn.ArgumentError,
+      /ParquetSource\.chunks: .* was closed/,
+    );
+  }
   const wrote = kn.data.writeParquet(join(dir, 'meta.parquet'), kn.data.readParquet(path, { limit: 10 }), {
     metadata: { owner: 'kiln-tests' },
   });

@@ -372,15 +372,7 @@ export class ArrowSource {
       throw new ValidationError(
         `${this.path} has ${this.info.batches.length} record batches; record batch ${batch} does not exist`,
       );
-    const columns = this.columnsOf(opts, 'ArrowSource.read');
-    // after the reader thread died, the next one opens the file again, provided it has not changed since
-    const ipc = await arrowThread().request<Uint8Array>(
-      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, batch, columns },
-      this.path,
-      this.stamp.size,
-      `read record batch ${batch}`,
-    );
-    return decoded(ipc, this.path, `record batch ${batch}`);
+    return this.readChecked(batch, this.columnsOf(opts, 'ArrowSource.read'));
   }
 
   /**
@@ -390,7 +382,22 @@ export class ArrowSource {
    */
   async *chunks(opts: ArrowReadOptions = {}): AsyncGenerator<A.Table> {
     const columns = this.columnsOf(opts, 'ArrowSource.chunks');
-    yield* readAhead(this.info.batches.length, (b) => this.read(b, columns ? { columns } : {}));
+    yield* readAhead(this.info.batches.length, (b) => {
+      if (this.closed) throw new ArgumentError(`ArrowSource.chunks: ${this.path} was closed`);
+      return this.readChecked(b, columns);
+    });
+  }
+
+  /** Record batch `batch` (an index in range) with the checked columns, read on the reader thread. */
+  private async readChecked(batch: number, columns: string[] | undefined): Promise<A.Table> {
+    // after the reader thread died, the next one opens the file again, provided it has not changed since
+    const ipc = await arrowThread().request<Uint8Array>(
+      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, batch, columns },
+      this.path,
+      this.stamp.size,
+      `read record batch ${batch}`,
+    );
+    return decoded(ipc, this.path, `record batch ${batch}`);
   }
 
   /** Closes the file. */

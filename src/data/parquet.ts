@@ -198,14 +198,7 @@ export class ParquetSource {
     if (this.closed) throw new ArgumentError(`ParquetSource.read: ${this.path} was closed`);
     const options = readerOptions(opts, 'ParquetSource.read');
     checkSelection(this.path, this.info, opts);
-    // after a reader thread died, the next one opens the file again, provided it has not changed since
-    const ipc = await readerThread().request<Uint8Array>(
-      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, options },
-      this.path,
-      this.stamp.size,
-      'read it',
-    );
-    return toJsTable({ intoIPCStream: () => ipc }, this.path);
+    return this.readChecked(options);
   }
 
   /**
@@ -215,11 +208,24 @@ export class ParquetSource {
    */
   async *chunks(opts: Pick<ReadParquetOptions, 'columns'> = {}): AsyncGenerator<A.Table> {
     checkOptions(opts, 'ParquetSource.chunks', ['columns']);
-    const columns = readerOptions(opts, 'ParquetSource.chunks').columns as string[] | undefined;
+    const { columns } = readerOptions(opts, 'ParquetSource.chunks');
     checkSelection(this.path, this.info, opts);
-    yield* readAhead(this.info.rowGroups.length, (g) =>
-      this.read(columns ? { rowGroups: [g], columns } : { rowGroups: [g] }),
+    yield* readAhead(this.info.rowGroups.length, (g) => {
+      if (this.closed) throw new ArgumentError(`ParquetSource.chunks: ${this.path} was closed`);
+      return this.readChecked(columns ? { rowGroups: [g], columns } : { rowGroups: [g] });
+    });
+  }
+
+  /** Reads what options (checked against the footer already) select, on the reader thread. */
+  private async readChecked(options: Record<string, unknown>): Promise<A.Table> {
+    // after a reader thread died, the next one opens the file again, provided it has not changed since
+    const ipc = await readerThread().request<Uint8Array>(
+      { op: 'read', key: this.key, path: this.path, stamp: this.stamp, options },
+      this.path,
+      this.stamp.size,
+      'read it',
     );
+    return toJsTable({ intoIPCStream: () => ipc }, this.path);
   }
 
   /** Closes the file. */

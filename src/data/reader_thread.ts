@@ -85,18 +85,36 @@ async function openHandle(path, expect) {
     throw e;
   }
 }
+// Requests run concurrently. A file closed while requests on it run (a read ahead in flight) is dropped when the
+// last of them ends, so none is cut off with its file freed under it, and one that opened the file anew does not
+// leave it open.
+const running = new Map(); // key -> requests on it not yet answered
+const closing = new Set();
+async function closeKey(key) {
+  closing.delete(key);
+  const o = open.get(key);
+  open.delete(key);
+  if (o) await drop(o);
+}
 parentPort.on('message', async (m) => {
   if (m.op === 'close') {
-    const o = open.get(m.key);
-    open.delete(m.key);
-    if (o) await drop(o);
+    if (running.has(m.key)) closing.add(m.key);
+    else await closeKey(m.key);
     return;
   }
+  running.set(m.key, (running.get(m.key) || 0) + 1);
   try {
     const [value, transfer] = await run(m);
     parentPort.postMessage({ id: m.id, value }, transfer);
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: { kind: e instanceof Fail ? e.kind : 'format', message: message(e) } });
+  } finally {
+    const left = running.get(m.key) - 1;
+    if (left > 0) running.set(m.key, left);
+    else {
+      running.delete(m.key);
+      if (closing.has(m.key)) await closeKey(m.key);
+    }
   }
 });
 `;

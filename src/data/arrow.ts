@@ -700,6 +700,11 @@ class DictionaryUnion {
   }
 }
 
+/** The dictionary type with Int32 indices, as writeArrowStream writes every dictionary column. */
+function withInt32Indices(type: A.Dictionary): A.Dictionary {
+  return new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered);
+}
+
 /**
  * One dictionary column of a file written a chunk at a time: the union of the dictionaries its chunks bring,
  * grown by appending, so that the IPC writer sends each new part as a delta dictionary batch (the file format
@@ -716,7 +721,7 @@ class GrowingDictionary {
     type: A.Dictionary,
     private readonly name: string,
   ) {
-    this.type = new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered);
+    this.type = withInt32Indices(type);
   }
 
   /** `d` on the union of the dictionaries seen so far (this one's new values added at its end). */
@@ -788,9 +793,7 @@ export async function writeArrowStream(
       const these = schemaText(
         new A.Schema(
           table.schema.fields.map((f) =>
-            A.DataType.isDictionary(f.type)
-              ? f.clone({ type: new A.Dictionary(f.type.dictionary, new A.Int32(), f.type.id, f.type.isOrdered) })
-              : f,
+            A.DataType.isDictionary(f.type) ? f.clone({ type: withInt32Indices(f.type) }) : f,
           ),
         ),
       );

@@ -99,7 +99,8 @@ async function indexStream(handle, size) {
   return messages;
 }
 // the dictionary messages record batch message j depends on, in order: for each dictionary, its last replacement
-// and the deltas after it. The walk goes on from the last batch read, so reading in order reads each header once.
+// and the deltas after it. Only a restart needs them; the walk goes on from the last restart when that was earlier
+// in the file, so restarts in file order (a shuffle's sorted units) walk the index once.
 function dictionariesFor(o, j) {
   if (o.walk.upTo > j) o.walk = { upTo: 0, byId: new Map() };
   for (let k = o.walk.upTo; k < j; k++) {
@@ -118,6 +119,26 @@ async function openStream(handle, size) {
   messages.forEach((m, k) => m.kind === 'batch' && batchAt.push(k));
   const schemaBytes = await readAt(handle, messages[0].pos, messages[0].end - messages[0].pos);
   return { messages, batchAt, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes, size, seq: null };
+}
+// an Arrow IPC file or stream opened through handle, told apart by the file format's ARROW1 magic: a file gives
+// { reader } (apache-arrow's reader, its footer and dictionaries read), a stream what openStream gives
+async function openArrow(handle, size) {
+  const head = Buffer.alloc(6);
+  const { bytesRead } = await handle.read(head, 0, 6, 0);
+  if (bytesRead === 6 && head.toString('latin1') === 'ARROW1') {
+    const reader = await A.RecordBatchReader.from(handle);
+    await reader.open();
+    if (!reader.isFile() || !reader.footer) throw new Error('it has no footer');
+    return { reader };
+  }
+  try {
+    return await openStream(handle, size);
+  } catch (e) {
+    // a stream starts with the continuation marker (or, written by old writers, its schema's length)
+    if (bytesRead >= 4 && head.readInt32LE(0) !== -1)
+      throw new Error('it is neither an Arrow IPC file (it does not start with ARROW1) nor an IPC stream (' + String((e && e.message) || e) + ')');
+    throw e;
+  }
 }
 // the file's bytes from pos to its end, a MiB at a time, through the handle
 async function* fileFrom(handle, pos, size) {
@@ -140,8 +161,8 @@ async function readStreamBatch(o, batch) {
   if (!o.seq || o.seq.next !== batch) {
     o.seq = null;
     const j = o.batchAt[batch];
-    const parts = [];
-    for (const k of [0, ...dictionariesFor(o, j)]) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
+    const parts = [o.schemaBytes];
+    for (const k of dictionariesFor(o, j)) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
     const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
     await reader.open();
     o.seq = { reader, next: batch };
@@ -186,35 +207,19 @@ async function batchRows(handle, size, footer, i) {
 async function openFile(key, path, expect) {
   const { handle, st } = await openHandle(path, expect);
   try {
-    const head = Buffer.alloc(8);
-    const { bytesRead } = await handle.read(head, 0, 8, 0);
     const o = { handle, size: st.size, mtimeMs: st.mtimeMs };
-    if (bytesRead >= 6 && head.toString('latin1', 0, 6) === 'ARROW1') {
-      try {
-        o.reader = await A.RecordBatchReader.from(handle);
-        await o.reader.open();
-        if (!o.reader.isFile() || !o.reader.footer) throw new Fail('format', 'it has no footer');
-        o.batches = [];
-        for (let i = 0; i < o.reader.footer.numRecordBatches; i++) o.batches.push(await batchRows(handle, st.size, o.reader.footer, i));
-      } catch (e) {
-        if (e instanceof Fail) throw e;
-        throw new Fail('format', message(e));
-      }
+    try {
+      Object.assign(o, await openArrow(handle, st.size));
+    } catch (e) {
+      throw new Fail('format', message(e));
+    }
+    if (o.reader) {
+      o.batches = [];
+      for (let i = 0; i < o.reader.footer.numRecordBatches; i++) o.batches.push(await batchRows(handle, st.size, o.reader.footer, i));
       o.schema = o.reader.schema;
     } else {
-      // an IPC stream starts with its schema message (the continuation marker, then its length)
-      let stream;
       try {
-        stream = await openStream(handle, st.size);
-      } catch (e) {
-        const why = message(e);
-        if (bytesRead >= 4 && head.readInt32LE(0) !== -1)
-          throw new Fail('format', 'it is neither an Arrow IPC file (it does not start with ARROW1) nor an IPC stream (' + why + ')');
-        throw new Fail('format', why);
-      }
-      Object.assign(o, stream);
-      try {
-        o.schema = A.tableFromIPC(Buffer.concat([stream.schemaBytes, END_OF_STREAM])).schema;
+        o.schema = A.tableFromIPC(Buffer.concat([o.schemaBytes, END_OF_STREAM])).schema;
       } catch (e) {
         throw new Fail('format', 'its schema cannot be read: ' + message(e));
       }

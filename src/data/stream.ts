@@ -95,15 +95,13 @@ async function open(path) {
   let f = files.get(path);
   if (!f) {
     if (isArrow(path)) {
-      const fh = await fs.promises.open(path);
-      const head = Buffer.alloc(6);
-      await fh.read(head, 0, 6, 0);
-      if (head.toString('latin1') === 'ARROW1') {
-        f = await A.RecordBatchReader.from(fh);
-        await f.open();
-      } else {
-        // an IPC stream: indexed as ArrowSource indexes it (the manifest counted its batches the same way)
-        f = { handle: fh, ...(await openStream(fh, (await fh.stat()).size)) };
+      // opened as ArrowSource opens it (the manifest counted its batches the same way)
+      const handle = await fs.promises.open(path);
+      try {
+        f = { handle, ...(await openArrow(handle, (await handle.stat()).size)) };
+      } catch (e) {
+        await handle.close().catch(() => undefined);
+        throw e;
       }
     } else {
       const handle = await fs.promises.open(path);
@@ -128,7 +126,7 @@ async function readUnit(path, group, columns) {
       if (group >= f.batchAt.length) throw new Error('record batch ' + group + ' is missing');
       whole = await readStreamBatch(f, group);
     } else {
-      const b = await f.readRecordBatch(group);
+      const b = await f.reader.readRecordBatch(group);
       if (!b) throw new Error('record batch ' + group + ' is missing');
       whole = new A.Table(b);
     }

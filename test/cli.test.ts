@@ -386,6 +386,14 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const fs2 = kn.data.readParquet(fromStream);
   for (const c of ['a', 'b', 'species'])
     assert.equal([...fs2.getChild(c)!], [...rowsOf.getChild(c)!], `${c} from the Arrow stream`);
+  // and a .arrows output is written in the stream format, a record batch per row group as it comes
+  const toStream = join(dir, 'to-stream.arrows');
+  assert.is(cli('convert', grouped, toStream).code, 0);
+  const ts = await kn.data.arrowFileInfo(toStream);
+  assert.equal([ts.format, ts.batches], ['stream', (await kn.data.parquetInfo(grouped)).rowGroups.map((r) => r.rows)]);
+  const tst = kn.data.readArrow(toStream);
+  for (const c of ['a', 'b', 'species'])
+    assert.equal([...tst.getChild(c)!], [...rowsOf.getChild(c)!], `${c} into the Arrow stream`);
   for (const [args, re] of [
     [
       [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
@@ -880,6 +880,119 @@ test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refu
   const never = join(dir, 'never.arrow');
   await rejectsKiln(kn.data.writeArrowStream(never, []), kn.ArgumentError, /no tables/);
   assert.not.ok(existsSync(never));
+});
+
+test('Arrow stream-format output: .arrows or format: stream, read back by every reader, any batch order', async () => {
+  const end = Buffer.from([255, 255, 255, 255, 0, 0, 0, 0]);
+  const isStream = (p: string): boolean => {
+    const b = readFileSync(p);
+    // the stream format: the schema message first (continuation marker), the end-of-stream marker last; no magic
+    return b.readInt32LE(0) === -1 && b.subarray(b.length - 8).equals(end) && b.toString('latin1', 0, 6) !== 'ARROW1';
+  };
+  const isFile = (p: string): boolean => readFileSync(p).toString('latin1', 0, 6) === 'ARROW1';
+  // writeArrow: by extension, or as asked
+  const tensors = join(dir, 'tensors.arrows');
+  kn.data.writeArrow(
+    tensors,
+    { x: kn.tensor([1.5, -2, 3]), k: kn.tensor(Int32Array.from([2, 0, 1])) },
+    {
+      vocab: { k: ['p', 'q', 'r'] },
+    },
+  );
+  assert.ok(isStream(tensors));
+  const back = kn.data.readArrow(tensors);
+  assert.equal([...back.getChild('x')!], [1.5, -2, 3]);
+  assert.equal([...back.getChild('k')!], ['r', 'p', 'q']);
+  const asFile = join(dir, 'as-file.arrows');
+  kn.data.writeArrow(asFile, back, { format: 'file' });
+  assert.ok(isFile(asFile));
+  const asStream = join(dir, 'as-stream.arrow');
+  kn.data.writeArrow(asStream, back, { format: 'stream' });
+  assert.ok(isStream(asStream));
+  assert.equal([...kn.data.readArrow(asStream).getChild('k')!], ['r', 'p', 'q']);
+
+  // writeArrowStream: chunks with dictionaries of their own, joined by deltas in the stream
+  const dict = (vals: (string | null)[]): A.Vector =>
+    A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), new A.Int8()));
+  const chunks = [
+    new A.Table({ d: dict(['b', 'a', 'b']), x: A.vectorFromArray([1, 2, 3], new A.Int32()) }),
+    new A.Table({ d: dict(['c', null]), x: A.vectorFromArray([4, null], new A.Int32()) }),
+    new A.Table({ d: dict(['a', 'd', 'c']), x: A.vectorFromArray([6, 7, 8], new A.Int32()) }),
+  ];
+  const path = join(dir, 'streamed.arrows');
+  const r = await kn.data.writeArrowStream(path, chunks);
+  assert.equal(r, { bytes: statSync(path).size, rows: 8, batches: 3 });
+  assert.ok(isStream(path));
+  const src = await kn.data.ArrowSource.open(path);
+  assert.equal([src.info.format, src.info.batches], ['stream', [3, 2, 3]]);
+  // last batch first (a restart fed the schema and both dictionary messages), then in order
+  assert.equal([...(await src.read(2)).getChild('d')!], ['a', 'd', 'c']);
+  const rows: unknown[] = [];
+  for await (const t of src.chunks()) rows.push(...[...t].map((row) => [row.d, row.x]));
+  src.close();
+  const want = [
+    ['b', 1],
+    ['a', 2],
+    ['b', 3],
+    ['c', 4],
+    [null, null],
+    ['a', 6],
+    ['d', 7],
+    ['c', 8],
+  ];
+  assert.equal(rows, want);
+  assert.equal(
+    [...kn.data.readArrow(path)].map((row) => [row.d, row.x]),
+    want,
+  );
+  // the same rows as the file format; a .arrow path written as a stream on request
+  const file = join(dir, 'streamed-file.arrow');
+  await kn.data.writeArrowStream(file, chunks);
+  assert.ok(isFile(file));
+  assert.equal(
+    [...kn.data.readArrow(file)].map((row) => [row.d, row.x]),
+    want,
+  );
+  await kn.data.writeArrowStream(file, chunks, { format: 'stream' });
+  assert.ok(isStream(file));
+  assert.equal((await kn.data.arrowFileInfo(file)).format, 'stream');
+
+  // a StreamingDataset finds .arrows files in a directory and reads every row once
+  const dsDir = join(dir, 'arrows-dataset');
+  mkdirSync(dsDir, { recursive: true });
+  await kn.data.writeArrowStream(join(dsDir, 'part-0.arrows'), [
+    kn.data.toArrow({ v: kn.arange(0, 4) }),
+    kn.data.toArrow({ v: kn.arange(4, 7) }),
+  ]);
+  kn.data.writeArrow(join(dsDir, 'part-1.arrow'), { v: kn.arange(7, 10) });
+  const ds = await kn.data.StreamingDataset.open(dsDir, { columns: { x: 'v' }, batchSize: 4, shuffle: false });
+  const seen: number[] = [];
+  for await (const b of ds.batches(0)) {
+    seen.push(...(b.x!.toArray() as Float32Array));
+    for (const t of Object.values(b)) t.dispose();
+  }
+  assert.equal(
+    seen.sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+
+  // a format neither names is refused, and nothing is written
+  await rejectsKiln(
+    kn.data.writeArrowStream(join(dir, 'bad.arrows'), chunks, { format: 'ipc' as never }),
+    kn.ArgumentError,
+    /writeArrowStream: format must be 'file' or 'stream', got "ipc"/,
+  );
+  throwsKiln(
+    () => kn.data.writeArrow(join(dir, 'bad.arrows'), back, { format: 'feather' as never }),
+    kn.ArgumentError,
+    /writeArrow: format must be 'file' or 'stream'/,
+  );
+  await rejectsKiln(
+    kn.data.writeArrowStream(join(dir, 'bad.arrows'), chunks, { formats: 'stream' } as never),
+    kn.ArgumentError,
+    /formats/,
+  );
+  assert.not.ok(existsSync(join(dir, 'bad.arrows')));
 });
 
 test('every writer checks a table from memory as a file is checked: no made-up values, no unreadable file', async () => {

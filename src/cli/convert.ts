@@ -7,9 +7,10 @@ import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';
 import { isArrowPath, isCsvPath, openTable, readTable, writeTable, writeTableStream } from '../data/table.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 
-export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.csv|.tsv [--columns a,b,...] [--row-group-size N]
-        [--compression snappy|zstd|gzip|brotli|lz4|none] [--json]
-                  write a table in another format (by extension); --columns keeps only those, in that order;
+export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.arrows|.csv|.tsv [--columns a,b,...]
+        [--row-group-size N] [--compression snappy|zstd|gzip|brotli|lz4|none] [--json]
+                  write a table in another format (by extension: .arrows is the Arrow IPC stream format);
+                  --columns keeps only those, in that order;
                   the row group size and codec apply to a Parquet output; the rows stream through a chunk at a
                   time (a row group, a record batch, 65,536 CSV rows), so a file larger than memory converts
 `;

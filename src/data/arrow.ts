@@ -535,20 +535,54 @@ export function columnNameProblem(fields: readonly { name: string }[]): string |
   return null;
 }
 
-/** Writes a table (or named tensors) as an Arrow IPC file, atomically. */
-export function writeArrow(
-  path: string,
-  table: A.Table | Record<string, Tensor>,
-  opts: { vocab?: Record<string, readonly string[]> } = {},
-): void {
-  checkOptions(opts, 'writeArrow', ['vocab']);
-  const t = table instanceof A.Table ? oneDictionaryPerColumn(ownTable(table, 'writeArrow')) : toArrow(table, opts);
+/**
+ * The two layouts of Arrow IPC: the file format (a footer indexes the record batches: .arrow, .feather, .ipc) and
+ * the stream format (messages one after another, what a pipe or socket carries and what pyarrow's
+ * `ipc.new_stream` writes: .arrows).
+ */
+export type ArrowFormat = 'file' | 'stream';
+
+/** Whether a path names an Arrow IPC stream-format file (.arrows). */
+export function isArrowStreamPath(path: string): boolean {
+  return /\.arrows$/i.test(path);
+}
+
+/** The checked `format` option; by default the stream format for a .arrows path, else the file format. */
+function arrowFormat(path: string, format: unknown, who: string): ArrowFormat {
+  if (format === undefined) return isArrowStreamPath(path) ? 'stream' : 'file';
+  if (format !== 'file' && format !== 'stream')
+    throw new ArgumentError(`${who}: format must be 'file' or 'stream', got ${describe(format)}`);
+  return format;
+}
+
+/** Options of writeArrow. */
+export interface WriteArrowOptions {
+  /** for tensors: each int32 column's strings (the column is written as a dictionary column) */
+  vocab?: Record<string, readonly string[]>;
+  /** the IPC layout; by default 'stream' for a path ending in .arrows, else 'file' */
+  format?: ArrowFormat;
+}
+
+/**
+ * Writes a table (or named tensors) as an Arrow IPC file, atomically: the file format, or the stream format with
+ * `format: 'stream'` (the default for a .arrows path).
+ * @example kn.data.writeArrow('.kiln-tmp-w.arrows', { x: kn.arange(0, 3) }); [(await kn.data.arrowFileInfo('.kiln-tmp-w.arrows')).format, [...kn.data.readArrow('.kiln-tmp-w.arrows').getChild('x')]] // ['stream', [0, 1, 2]]
+ */
+export function writeArrow(path: string, table: A.Table | Record<string, Tensor>, opts: WriteArrowOptions = {}): void {
+  checkOptions(opts, 'writeArrow', ['vocab', 'format']);
+  const format = arrowFormat(path, opts.format, 'writeArrow');
+  const t =
+    table instanceof A.Table
+      ? oneDictionaryPerColumn(ownTable(table, 'writeArrow'))
+      : toArrow(table, opts.vocab ? { vocab: opts.vocab } : {});
   let bytes: Uint8Array;
   try {
-    bytes = A.tableToIPC(t, 'file');
+    bytes = A.tableToIPC(t, format);
   } catch (e) {
     // what oneDictionaryPerColumn does not reach (a dictionary inside a list or struct replaced between batches)
-    throw new ValidationError(`writeArrow: the table cannot be written as an Arrow IPC file: ${(e as Error).message}`);
+    throw new ValidationError(
+      `writeArrow: the table cannot be written as an Arrow IPC ${format}: ${(e as Error).message}`,
+    );
   }
   writeFileAtomicSync(path, [bytes]);
 }
@@ -751,8 +785,9 @@ class GrowingDictionary {
 }
 
 /**
- * Writes the tables an (async) iterable gives as one Arrow IPC file (file format), atomically, each chunk's
- * record batches as it comes: memory holds a chunk, not the file. Every chunk must have the first one's columns
+ * Writes the tables an (async) iterable gives as one Arrow IPC file, atomically, each chunk's record batches as it
+ * comes: memory holds a chunk, not the file. The file format, or the stream format with `format: 'stream'` (the
+ * default for a .arrows path). Every chunk must have the first one's columns
  * and types, and every column is written nullable. A dictionary column's chunks may each bring their own
  * dictionary (ParquetSource's row groups and ArrowSource's batches of different files do): the file holds their
  * union, sent as delta dictionary batches as new values come, with Int32 indices (so chunks whose indices differ
@@ -762,8 +797,11 @@ class GrowingDictionary {
 export async function writeArrowStream(
   path: string,
   tables: AsyncIterable<A.Table> | Iterable<A.Table>,
+  opts: { format?: ArrowFormat } = {},
 ): Promise<{ bytes: number; rows: number; batches: number }> {
   checkFilePath(path, 'writeArrowStream');
+  checkOptions(opts, 'writeArrowStream', ['format']);
+  const format = arrowFormat(path, opts.format, 'writeArrowStream');
   const source = tableStream(tables, 'writeArrowStream');
   // what apache-arrow's writer writes, collected as it writes it (it writes synchronously)
   class Collect extends A.AsyncByteQueue {
@@ -779,7 +817,7 @@ export async function writeArrowStream(
     }
   }
   const sink = new Collect();
-  const writer = new A.RecordBatchFileWriter();
+  const writer = format === 'file' ? new A.RecordBatchFileWriter() : new A.RecordBatchStreamWriter();
   let bytes = 0,
     rows = 0,
     batches = 0;
@@ -826,7 +864,7 @@ export async function writeArrowStream(
         if (e instanceof ValidationError) throw new ValidationError(`writeArrowStream: chunk ${chunk}: ${e.message}`);
         // a dictionary inside a list or struct that changes between chunks: the file format cannot replace it
         throw new ValidationError(
-          `writeArrowStream: chunk ${chunk} cannot be written as an Arrow IPC file: ${messageOf(e)}`,
+          `writeArrowStream: chunk ${chunk} cannot be written as an Arrow IPC ${format}: ${messageOf(e)}`,
         );
       }
       rows += table.numRows;

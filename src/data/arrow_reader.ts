@@ -1,12 +1,12 @@
 // ArrowSource: an Arrow IPC file (file or stream format) read a record batch at a time, so a file larger than
-// memory can be scored, converted or indexed. The reading runs on a reader thread of its own (reader_thread.ts): apache-arrow
-// loops forever or exhausts its heap on some damaged files, and there that is a FormatError after a deadline,
-// never a hang or a dead process. The thread checks every batch it reads (TABLE_CHECK_JS) before the batch
+// memory can be scored, converted or indexed. The reading runs on a reader thread of its own (reader_thread.ts):
+// apache-arrow loops forever or exhausts its heap on some damaged files, and there that is a FormatError after a
+// deadline, never a hang or a dead process. The thread checks every batch it reads (TABLE_CHECK_JS) before the batch
 // crosses to the caller as Arrow IPC.
 import * as A from 'apache-arrow';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe, messageOf } from '../errors.js';
 import { checkReadableFile } from '../io/atomic.js';
-import { ARROW_PATH, COMPACT_JS, TABLE_CHECK_JS, columnNameProblem } from './arrow.js';
+import { ARROW_PATH, COMPACT_JS, TABLE_CHECK_JS, columnNameProblem, type ArrowFormat } from './arrow.js';
 import { READER_LOOP_JS, ReaderThread, fileBytes, readAhead, type FileStamp } from './reader_thread.js';
 
 /**
@@ -17,7 +17,7 @@ export interface ArrowFileInfo {
   rows: number;
   batches: number[];
   /** 'file' (the IPC file format, with a footer) or 'stream' (the IPC stream format, indexed at open) */
-  format: 'file' | 'stream';
+  format: ArrowFormat;
   columns: { name: string; type: string; nullable: boolean }[];
 }
 
@@ -31,7 +31,7 @@ export interface ArrowReadOptions {
 interface OpenReply {
   stamp: FileStamp;
   batches: number[];
-  format: 'file' | 'stream';
+  format: ArrowFormat;
   /** the schema, as the Arrow IPC stream of an empty table */
   schema: Uint8Array;
 }

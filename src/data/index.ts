@@ -19,6 +19,8 @@ export {
   writeArrow,
   writeArrowStream,
   type ArrowTensors,
+  type ArrowFormat,
+  type WriteArrowOptions,
 } from './arrow.js';
 export { ArrowSource, arrowFileInfo, type ArrowFileInfo, type ArrowReadOptions } from './arrow_reader.js';
 export {

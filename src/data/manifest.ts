@@ -29,9 +29,11 @@ export interface DatasetManifest {
   createdAt: string;
 }
 
-/** Extensions of the files a dataset directory holds: Parquet, and Arrow IPC in the file format. */
+/** Extensions of the files a dataset directory holds: Parquet, and Arrow IPC (.arrows: the stream format). */
 const PARQUET = ['.parquet'];
-const DATA = ['.parquet', '.arrow', '.feather'];
+/** The extensions read as Arrow IPC in a dataset (the file format or the stream format, told apart by content). */
+export const ARROW_EXTENSIONS = ['.arrow', '.arrows', '.feather'];
+const DATA = [...PARQUET, ...ARROW_EXTENSIONS];
 
 /** The data files that `source` names: one file, a directory (searched recursively, sorted) or a list. */
 export function datasetFiles(source: string | readonly string[], exts: readonly string[] = DATA): string[] {
@@ -62,7 +64,7 @@ export function parquetFiles(source: string | readonly string[]): string[] {
 }
 
 /** Whether a path is an Arrow IPC file (by extension); everything else is read as Parquet. */
-export const isArrowFile = (p: string): boolean => p.endsWith('.arrow') || p.endsWith('.feather');
+export const isArrowFile = (p: string): boolean => ARROW_EXTENSIONS.some((x) => p.endsWith(x));
 
 /** Rows, row groups (or record batches) and columns of a Parquet or Arrow IPC file. */
 export async function fileInfo(

@@ -21,7 +21,14 @@ import {
   type Batch,
   type BatchTransform,
 } from './loader.js';
-import { datasetFiles, datasetManifest, fileInfo, isArrowFile, type DatasetManifest } from './manifest.js';
+import {
+  ARROW_EXTENSIONS,
+  datasetFiles,
+  datasetManifest,
+  fileInfo,
+  isArrowFile,
+  type DatasetManifest,
+} from './manifest.js';
 import { TABLE_CHECK_JS } from './arrow.js';
 import { ARROW_STREAM_JS } from './arrow_reader.js';
 import { FILE_RANGE_JS } from './parquet_reader.js';
@@ -90,7 +97,7 @@ const files = new Map();
 ${FILE_RANGE_JS}
 ${TABLE_CHECK_JS}
 ${ARROW_STREAM_JS}
-const isArrow = (p) => p.endsWith('.arrow') || p.endsWith('.feather');
+const isArrow = (p) => ${JSON.stringify(ARROW_EXTENSIONS)}.some((x) => p.endsWith(x));
 async function open(path) {
   let f = files.get(path);
   if (!f) {

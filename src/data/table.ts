@@ -9,9 +9,12 @@ import { ArrowSource } from './arrow_reader.js';
 import { openCsv, readCsv, writeCsv, writeCsvStream } from './csv.js';
 import { ParquetSource, readParquet, writeParquet, writeParquetStream, type WriteParquetOptions } from './parquet.js';
 
-/** Whether a path names an Arrow IPC file (.arrow, .feather, .ipc) rather than a Parquet one. */
+/**
+ * Whether a path names an Arrow IPC file (.arrow, .feather, .ipc, or .arrows for the stream format) rather than a
+ * Parquet one.
+ */
 export function isArrowPath(path: string): boolean {
-  return /\.(arrow|feather|ipc)$/i.test(path);
+  return /\.(arrows?|feather|ipc)$/i.test(path);
 }
 
 /** Whether a path names a CSV or TSV file (.csv, .tsv). */
@@ -20,7 +23,7 @@ export function isCsvPath(path: string): boolean {
 }
 
 /**
- * A Parquet file, an Arrow one (.arrow, .feather, .ipc) or a CSV/TSV one (.csv, .tsv); `who` starts the message
+ * A Parquet file, an Arrow one (.arrow, .arrows, .feather, .ipc) or a CSV/TSV one (.csv, .tsv); `who` starts the message
  * of a missing file.
  */
 export function readTable(path: string, who: string): A.Table {
@@ -29,7 +32,7 @@ export function readTable(path: string, who: string): A.Table {
 }
 
 /**
- * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc), a CSV/TSV file or else Parquet (with `parquet`'s
+ * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc; .arrows in the stream format), a CSV/TSV file or else Parquet (with `parquet`'s
  * options), atomically.
  */
 export function writeTable(path: string, t: A.Table, parquet: WriteParquetOptions = {}): void {

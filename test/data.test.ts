@@ -405,6 +405,70 @@ test('Arrow: string offsets and dictionary indices must stay in range (files and
   assert.equal([...kn.data.readArrow(ok).getChild('c')!], ['y', null, 'x']);
   writeFileSync(ok, A.tableToIPC(utf8([0, 1, 1, 4]), 'file'));
   assert.equal([...kn.data.readArrow(ok).getChild('s')!], ['a', '', 'bcd']);
+
+  // unions: a dense union's offsets are one per value (not a running total) into the member its type id names; a
+  // sparse union's members are as long as it. Good ones read and write as they are; bad ids and offsets are refused
+  const ints = A.makeData({ type: new A.Int32(), length: 2, nullCount: 0, data: Int32Array.of(7, 8) });
+  const strs = A.makeData({
+    type: new A.Utf8(),
+    length: 2,
+    nullCount: 0,
+    valueOffsets: Int32Array.of(0, 2, 3),
+    data: new TextEncoder().encode('hiz'),
+  });
+  const members = [new A.Field('i', new A.Int32()), new A.Field('s', new A.Utf8())];
+  const union = (mode: 'dense' | 'sparse', ids: number[], offsets?: number[]): A.Table =>
+    new A.Table({
+      u: A.makeVector(
+        A.makeData({
+          type: mode === 'dense' ? new A.DenseUnion([3, 5], members) : new A.SparseUnion([3, 5], members),
+          length: ids.length,
+          nullCount: 0,
+          typeIds: Int8Array.from(ids),
+          ...(offsets ? { valueOffsets: Int32Array.from(offsets) } : {}),
+          children: [ints, strs],
+        } as never),
+      ),
+    });
+  const goodUnions: [A.Table, unknown[]][] = [
+    [union('dense', [5, 3, 5, 3], [1, 0, 0, 1]), ['z', 7, 'hi', 8]],
+    [union('sparse', [3, 5], undefined), [7, 'z']],
+  ];
+  for (const [t, want] of goodUnions) {
+    assert.equal([...t.getChild('u')!], want);
+    kn.data.writeArrow(ok, t);
+    assert.equal([...kn.data.readArrow(ok).getChild('u')!], want);
+    writeFileSync(ok, A.tableToIPC(t, 'stream'));
+    assert.equal([...kn.data.readArrow(ok).getChild('u')!], want);
+  }
+  const badUnions: [string, A.Table, RegExp][] = [
+    [
+      'a type id no member has',
+      union('dense', [5, 4], [0, 0]),
+      /column "u" holds type id 4 at value 1; its members have ids 3, 5/,
+    ],
+    [
+      'a dense offset past its member',
+      union('dense', [3, 5, 3], [0, 1, 2]),
+      /column "u"'s value 2 is value 2 of its member 0, which holds 2/,
+    ],
+    ['a negative dense offset', union('dense', [3], [-1]), /column "u"'s value 0 is value -1 of its member 0/],
+    [
+      'a sparse union longer than its members',
+      union('sparse', [3, 5, 5], undefined),
+      /column "u"'s value 2 is value 2 of its member 1, which holds 2/,
+    ],
+  ];
+  for (const [what, t, re] of badUnions) {
+    const path = join(dir, 'bad-union.arrow');
+    writeFileSync(path, A.tableToIPC(t, 'file'));
+    try {
+      throwsKiln(() => kn.data.readArrow(path), kn.FormatError, re);
+      throwsKiln(() => kn.data.writeArrow(path, t), kn.ValidationError, re);
+    } catch (e) {
+      throw new Error(`${what}: ${(e as Error).message}`, { cause: e });
+    }
+  }
 });
 
 test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, matrices', () =>

@@ -84,6 +84,31 @@ function assertTableArg(t: unknown): A.Table {
 }
 
 /**
+ * Why a union chunk's buffers cannot hold what they claim: every value's type id must name one of the type's
+ * members, and the member value it reads must exist (a dense union's offsets, one per value and not a running
+ * total, index the member's values; a sparse union's members are as long as the union, sliced with it).
+ */
+function unionProblem(d: A.Data<A.Union>, where: string, claims: string): string | null {
+  const ids = d.typeIds as Int8Array | undefined;
+  if (d.length === 0) return null;
+  if (!ids || ids.length < d.length) return `${claims} but holds type ids for ${ids ? ids.length : 0}`;
+  const dense = d.type.mode === A.UnionMode.Dense;
+  const o = d.valueOffsets as Int32Array | undefined;
+  if (dense && (!o || o.length < d.length)) return `${claims} but holds offsets for ${o ? o.length : 0}`;
+  const member = d.type.typeIdToChildIndex;
+  for (let i = 0; i < d.length; i++) {
+    const k = Object.hasOwn(member, ids[i]!) ? member[ids[i]!] : undefined;
+    const child = k === undefined ? undefined : d.children[k];
+    if (!child)
+      return `${where} holds type id ${ids[i]} at value ${i}; its members have ids ${d.type.typeIds.join(', ')}`;
+    const at = dense ? o![i]! : i;
+    if (at < 0 || at >= child.length)
+      return `${where}'s value ${i} is value ${at} of its member ${k}, which holds ${child.length}`;
+  }
+  return null;
+}
+
+/**
  * Why a chunk's buffers cannot hold the values its length claims, or null. apache-arrow trusts the lengths in a
  * file: a damaged one can claim billions of values over a few bytes (a dictionary of 2.8e9 strings with 3
  * offsets, found by scripts/fuzz.ts), and reading them would exhaust memory. Dictionaries and child arrays are
@@ -98,19 +123,20 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
     return `${claims} but its validity bitmap covers ${d.nullBitmap.length * 8}`;
   // offsets and fixed-width values start at the chunk (a slice slices them); boolean bits start at bit `offset`
   // an empty chunk may have no offsets at all (the format allows it; apache-arrow reads a file with no batches so)
-  if (d.valueOffsets && (d.length > 0 || d.valueOffsets.length > 0)) {
+  if (A.DataType.isUnion(d.type)) {
+    const p = unionProblem(d as A.Data<A.Union>, where, claims);
+    if (p) return p;
+  } else if (d.valueOffsets && (d.length > 0 || d.valueOffsets.length > 0)) {
     const o = d.valueOffsets as ArrayLike<number | bigint>;
     if (o.length < d.length + 1) return `${claims} but holds offsets for ${Math.max(0, o.length - 1)}`;
     // offsets must not decrease, and must stay within what they index: the bytes of a string or binary column
-    // (a slice keeps them whole), the child values of a list or map (a dense union's are per child: not here)
-    if (!A.DataType.isUnion(d.type)) {
-      const child = d.children?.[0];
-      const limit = child ? child.length : d.values ? d.values.length : 0;
-      if (o[0]! < 0 || o[d.length]! > limit)
-        return `${where}'s offsets run from ${o[0]} to ${o[d.length]}, outside its ${limit} ${child ? 'child values' : 'bytes'}`;
-      for (let i = 0; i < d.length; i++)
-        if (o[i + 1]! < o[i]!) return `${where}'s offsets decrease at value ${i} (${o[i]} then ${o[i + 1]})`;
-    }
+    // (a slice keeps them whole), the child values of a list or map
+    const child = d.children?.[0];
+    const limit = child ? child.length : d.values ? d.values.length : 0;
+    if (o[0]! < 0 || o[d.length]! > limit)
+      return `${where}'s offsets run from ${o[0]} to ${o[d.length]}, outside its ${limit} ${child ? 'child values' : 'bytes'}`;
+    for (let i = 0; i < d.length; i++)
+      if (o[i + 1]! < o[i]!) return `${where}'s offsets decrease at value ${i} (${o[i]} then ${o[i + 1]})`;
   } else if (d.values && !A.DataType.isNull(d.type)) {
     const bits = A.DataType.isBool(d.type);
     const held = bits ? d.values.length * 8 - d.offset : Math.floor(d.values.length / Math.max(1, d.stride));
@@ -439,14 +465,15 @@ export function readArrow(path: string): A.Table {
 export const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
 /**
  * Script text for a worker that reads Arrow data from outside (the probe here, ArrowSource's reader thread):
- * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem, its source, so there
- * is one definition), or else decodes once every column bufferProblem does not cover whole (so a length or offset
+ * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem and unionProblem, their
+ * source, so there is one definition), or else decodes once every column bufferProblem does not cover whole (so a length or offset
  * that points outside the file throws there, not later) and returns null. Strings, binaries and dictionaries of
  * them bufferProblem does cover (offsets in order and in range, indices in range): those are not decoded value by
  * value. A worker that exhausts V8's heap takes the whole process with it, resource limits or not, so the lengths
  * are checked before anything is decoded.
  */
 export const TABLE_CHECK_JS = `
+${unionProblem.toString()}
 ${bufferProblem.toString()}
 function tableProblem(A, t) {
   const covered = (type) =>

@@ -343,6 +343,28 @@ function writerProperties(opts: WriteParquetOptions, who: string): WriterSetting
 }
 
 /**
+ * Why a table with these columns cannot be written as Parquet, or null: a column name a record cannot key, or a
+ * union anywhere in a column (Parquet has no union type, and parquet-wasm's writer traps on one rather than say so).
+ */
+function parquetSchemaProblem(fields: readonly A.Field[]): string | null {
+  const union = (type: A.DataType, name: string): string | null => {
+    if (A.DataType.isUnion(type))
+      return `column '${name}' is a ${String(type)}; Parquet has no union type (write it as Arrow IPC, or as a column per member)`;
+    if (A.DataType.isDictionary(type)) return union(type.dictionary, name);
+    for (const c of (type.children as A.Field[] | null | undefined) ?? []) {
+      const p = union(c.type, `${name}.${c.name}`);
+      if (p) return p;
+    }
+    return null;
+  };
+  for (const f of fields) {
+    const p = union(f.type, f.name);
+    if (p) return p;
+  }
+  return columnNameProblem(fields);
+}
+
+/**
  * Writes an Arrow Table (or named tensors, as kn.data.toArrow lays them out) as a Parquet file, atomically.
  * Returns the bytes written and the row groups.
  * @example kn.data.writeParquet('.kiln-tmp-c.parquet', { x: kn.randn([100, 4]) }, { compression: 'zstd' }).rows // 100
@@ -355,7 +377,7 @@ export function writeParquet(
   checkFilePath(path, 'writeParquet');
   const props = writerProperties(opts, 'writeParquet');
   const table = data instanceof A.Table ? ownTable(data, 'writeParquet') : toArrow(data, { vocab: opts.vocab });
-  const bad = columnNameProblem(table.schema.fields);
+  const bad = parquetSchemaProblem(table.schema.fields);
   if (bad) throw new ValidationError(`writeParquet: ${bad}`);
   let bytes: Uint8Array;
   try {
@@ -404,7 +426,7 @@ export async function writeParquetStream(
     }
     const table = n.value;
     if (first === null) {
-      const bad = columnNameProblem(table.schema.fields);
+      const bad = parquetSchemaProblem(table.schema.fields);
       if (bad) throw new ValidationError(`writeParquetStream: ${bad}`);
       first = table.schema;
     } else if (schemaText(table.schema) !== schemaText(first))

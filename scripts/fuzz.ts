@@ -378,7 +378,28 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
       // the same tables in the IPC stream format (ArrowSource indexes it by its message headers), the second with
       // its dictionary grown by delta batches
       const asStream = (p: string): Uint8Array => A.tableToIPC(kn.data.readArrow(p), 'stream');
-      return [readFileSync(file), readFileSync(streamed), asStream(file), asStream(streamed)];
+      // string views (lengths, data buffers and offsets in each value's view) and a dense union (type ids, and
+      // offsets one per value into the member)
+      const members = [new A.Field('i', new A.Int32()), new A.Field('s', new A.Utf8())];
+      const union = A.makeData({
+        type: new A.DenseUnion([0, 1], members),
+        length: 3,
+        nullCount: 0,
+        typeIds: Int8Array.of(1, 0, 1),
+        valueOffsets: Int32Array.of(0, 0, 1),
+        children: [
+          A.vectorFromArray([4], new A.Int32()).data[0]!,
+          A.vectorFromArray(['x', 'yz'], new A.Utf8()).data[0]!,
+        ],
+      } as never);
+      const odd = A.tableToIPC(
+        new A.Table({
+          v: A.vectorFromArray(['short', 'a string longer than twelve bytes', null], new A.Utf8View()),
+          u: A.makeVector(union),
+        }),
+        'file',
+      );
+      return [readFileSync(file), readFileSync(streamed), asStream(file), asStream(streamed), odd];
     },
     mutate: (r, s) => mutateBytes(r, s as Uint8Array),
     async read(kn, input, dir) {

@@ -406,6 +406,51 @@ test('Arrow: string offsets and dictionary indices must stay in range (files and
   writeFileSync(ok, A.tableToIPC(utf8([0, 1, 1, 4]), 'file'));
   assert.equal([...kn.data.readArrow(ok).getChild('s')!], ['a', '', 'bcd']);
 
+  // each case as a file, refused by readArrow (FormatError), and as a table, refused by writeArrow (ValidationError)
+  const refusedAsFileAndTable = (cases: [string, A.Table, RegExp][]): void => {
+    const path = join(dir, 'bad-buffers.arrow');
+    for (const [what, t, re] of cases) {
+      writeFileSync(path, A.tableToIPC(t, 'file'));
+      try {
+        throwsKiln(() => kn.data.readArrow(path), kn.FormatError, re);
+        throwsKiln(() => kn.data.writeArrow(path, t), kn.ValidationError, re);
+      } catch (e) {
+        throw new Error(`${what}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+  };
+  // string views: a value past 12 bytes names a data buffer and an offset, which must hold it
+  const views = A.vectorFromArray(['a', 'a string longer than twelve', null, 'and another long one'], new A.Utf8View());
+  kn.data.writeArrow(ok, new A.Table({ v: views }));
+  assert.equal(
+    [...kn.data.readArrow(ok).getChild('v')!],
+    ['a', 'a string longer than twelve', null, 'and another long one'],
+  );
+  const vd = views.data[0]!;
+  const damaged = (at: number, value: number): A.Table => {
+    const copy = Uint8Array.from(vd.values as Uint8Array);
+    new DataView(copy.buffer).setInt32(at, value, true);
+    const data = A.makeData({ ...vd, type: vd.type, views: copy, variadicBuffers: vd.variadicBuffers } as never);
+    return new A.Table({ v: A.makeVector(data) });
+  };
+  const badViews: [string, A.Table, RegExp][] = [
+    ['a missing data buffer', damaged(16 + 8, 3), /column "v"'s value 1 is in data buffer 3; it has 1/],
+    [
+      'an offset past the buffer',
+      damaged(16 + 12, 1000),
+      /column "v"'s value 1 runs from byte 1000 to 1027 of data buffer 0/,
+    ],
+    [
+      'a length past the buffer',
+      damaged(3 * 16, 99999),
+      /column "v"'s value 3 runs from byte \d+ to \d+ of data buffer 0/,
+    ],
+    ['a negative length', damaged(0, -5), /column "v"'s value 0 claims -5 bytes/],
+  ];
+  // a null's view may hold anything
+  assert.equal([...kn.data.readArrow((kn.data.writeArrow(ok, damaged(2 * 16, 99999)), ok)).getChild('v')!][2], null);
+  refusedAsFileAndTable(badViews);
+
   // unions: a dense union's offsets are one per value (not a running total) into the member its type id names; a
   // sparse union's members are as long as it. Good ones read and write as they are; bad ids and offsets are refused
   const ints = A.makeData({ type: new A.Int32(), length: 2, nullCount: 0, data: Int32Array.of(7, 8) });
@@ -459,16 +504,7 @@ test('Arrow: string offsets and dictionary indices must stay in range (files and
       /column "u"'s value 2 is value 2 of its member 1, which holds 2/,
     ],
   ];
-  for (const [what, t, re] of badUnions) {
-    const path = join(dir, 'bad-union.arrow');
-    writeFileSync(path, A.tableToIPC(t, 'file'));
-    try {
-      throwsKiln(() => kn.data.readArrow(path), kn.FormatError, re);
-      throwsKiln(() => kn.data.writeArrow(path, t), kn.ValidationError, re);
-    } catch (e) {
-      throw new Error(`${what}: ${(e as Error).message}`, { cause: e });
-    }
-  }
+  refusedAsFileAndTable(badUnions);
 });
 
 test('Arrow: columns in and out (nulls, ints, bools, dictionaries), IPC files, matrices', () =>

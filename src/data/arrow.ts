@@ -109,6 +109,28 @@ function unionProblem(d: A.Data<A.Union>, where: string, claims: string): string
 }
 
 /**
+ * Why a string or binary view chunk's views point outside its buffers: each value's 16-byte view holds its length
+ * and, past 12 bytes, which data buffer its bytes are in and where.
+ */
+function viewProblem(d: A.Data, where: string): string | null {
+  const v = d.values as Uint8Array;
+  const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  const buffers = d.variadicBuffers ?? [];
+  for (let i = 0; i < d.length; i++) {
+    if (!d.getValid(i)) continue;
+    const len = view.getInt32(16 * i, true);
+    if (len < 0) return `${where}'s value ${i} claims ${len} bytes`;
+    if (len <= 12) continue;
+    const b = view.getInt32(16 * i + 8, true),
+      at = view.getInt32(16 * i + 12, true);
+    if (b < 0 || b >= buffers.length) return `${where}'s value ${i} is in data buffer ${b}; it has ${buffers.length}`;
+    if (at < 0 || at + len > buffers[b]!.length)
+      return `${where}'s value ${i} runs from byte ${at} to ${at + len} of data buffer ${b}, which holds ${buffers[b]!.length}`;
+  }
+  return null;
+}
+
+/**
  * Why a chunk's buffers cannot hold the values its length claims, or null. apache-arrow trusts the lengths in a
  * file: a damaged one can claim billions of values over a few bytes (a dictionary of 2.8e9 strings with 3
  * offsets, found by scripts/fuzz.ts), and reading them would exhaust memory. Dictionaries and child arrays are
@@ -141,6 +163,10 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
     const bits = A.DataType.isBool(d.type);
     const held = bits ? d.values.length * 8 - d.offset : Math.floor(d.values.length / Math.max(1, d.stride));
     if (held < d.length) return `${claims} but its data holds ${Math.max(0, held)}`;
+  }
+  if (A.DataType.isUtf8View(d.type) || A.DataType.isBinaryView(d.type)) {
+    const p = viewProblem(d, where);
+    if (p) return p;
   }
   if (A.DataType.isDictionary(d.type)) {
     for (const c of d.dictionary?.data ?? []) {
@@ -465,19 +491,22 @@ export function readArrow(path: string): A.Table {
 export const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow');
 /**
  * Script text for a worker that reads Arrow data from outside (the probe here, ArrowSource's reader thread):
- * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem and unionProblem, their
- * source, so there is one definition), or else decodes once every column bufferProblem does not cover whole (so a length or offset
- * that points outside the file throws there, not later) and returns null. Strings, binaries and dictionaries of
- * them bufferProblem does cover (offsets in order and in range, indices in range): those are not decoded value by
- * value. A worker that exhausts V8's heap takes the whole process with it, resource limits or not, so the lengths
- * are checked before anything is decoded.
+ * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem, unionProblem and
+ * viewProblem, their source, so there is one definition), or else decodes once every column bufferProblem does not
+ * cover whole (so a length or offset that points outside the file throws there, not later) and returns null.
+ * Strings, binaries, their views and dictionaries of them bufferProblem does cover (offsets in order and in range,
+ * views inside their data buffers, indices in range): those are not decoded value by value. A worker that exhausts
+ * V8's heap takes the whole process with it, resource limits or not, so the lengths are checked before anything is
+ * decoded.
  */
 export const TABLE_CHECK_JS = `
 ${unionProblem.toString()}
+${viewProblem.toString()}
 ${bufferProblem.toString()}
 function tableProblem(A, t) {
   const covered = (type) =>
     A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
+    A.DataType.isUtf8View(type) || A.DataType.isBinaryView(type) ||
     (A.DataType.isDictionary(type) && covered(type.dictionary));
   for (const f of t.schema.fields)
     for (const d of t.getChild(f.name).data) {

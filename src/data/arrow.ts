@@ -843,8 +843,8 @@ class GrowingDictionary {
 /**
  * Writes the tables an (async) iterable gives as one Arrow IPC file, atomically, each chunk's record batches as it
  * comes: memory holds a chunk, not the file. The file format, or the stream format with `format: 'stream'` (the
- * default for a .arrows path). Every chunk must have the first one's columns
- * and types, and every column is written nullable. A dictionary column's chunks may each bring their own
+ * default for a .arrows path). Every chunk must have the first one's columns and types, and every column is
+ * written nullable. A dictionary column's chunks may each bring their own
  * dictionary (ParquetSource's row groups and ArrowSource's batches of different files do): the file holds their
  * union, sent as delta dictionary batches as new values come, with Int32 indices (so chunks whose indices differ
  * only in width are one column). Returns what was written.

@@ -372,6 +372,46 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
   assert.is(sc.stats().rowGroupsRead, 3);
   await sc.close();
   rmSync(streamed);
+  // many small batches, several read at once by one thread (apache-arrow's file reader seeks a shared position:
+  // reads of one file run one at a time), in both formats, with a dictionary column grown by deltas
+  const many = mkdtempSync(join(tmpdir(), 'kiln-stream-many-'));
+  const chunks = Array.from({ length: 60 }, (_, c) => {
+    const ids = Int32Array.from({ length: 10 }, (_, i) => c * 10 + i);
+    return new A.Table({
+      id: A.makeVector(ids),
+      a: A.makeVector(Float32Array.from(ids, (i) => i / 2)),
+      s: A.vectorFromArray(
+        Array.from(ids, (i) => `s${i % 37}`),
+        new A.Dictionary(new A.Utf8(), new A.Int32()),
+      ),
+    });
+  });
+  for (const name of ['many.arrow', 'many.arrows']) {
+    await kn.data.writeArrowStream(join(many, name), chunks);
+    for (const workers of [1, 2]) {
+      const md = await kn.data.StreamingDataset.open(join(many, name), {
+        columns: { id: 'id', x: ['a'] },
+        batchSize: 32,
+        seed: 3,
+        workers,
+      });
+      const got: number[] = [];
+      for await (const b of md.batches(0)) {
+        const id = b.id!.toArray() as Int32Array,
+          x = b.x!.toArray() as Float32Array;
+        id.forEach((v, k) => assert.is(x[k], v / 2));
+        got.push(...id);
+        for (const t of Object.values(b)) t.dispose();
+      }
+      await md.close();
+      assert.equal(
+        got.sort((p, q) => p - q),
+        Array.from({ length: 600 }, (_, i) => i),
+        `${name}, ${workers} workers`,
+      );
+    }
+  }
+  rmSync(many, { recursive: true });
   // a record batch whose length its buffer cannot hold is refused, not read as 99,996 made-up rows
   const short = join(d5, 'short.arrow');
   writeFileSync(

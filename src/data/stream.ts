@@ -98,28 +98,44 @@ ${FILE_RANGE_JS}
 ${TABLE_CHECK_JS}
 ${ARROW_STREAM_JS}
 const isArrow = (p) => ${JSON.stringify(ARROW_EXTENSIONS)}.some((x) => p.endsWith(x));
-async function open(path) {
-  let f = files.get(path);
-  if (!f) {
-    if (isArrow(path)) {
-      // opened as ArrowSource opens it (the manifest counted its batches the same way)
-      const handle = await fs.promises.open(path);
-      try {
-        f = { handle, ...(await openArrow(handle, (await handle.stat()).size)) };
-      } catch (e) {
-        await handle.close().catch(() => undefined);
-        throw e;
-      }
-    } else {
-      const handle = await fs.promises.open(path);
-      const st = await handle.stat();
-      const range = { handle, size: st.size, mtimeMs: st.mtimeMs, failure: null };
-      f = { range, file: await P.ParquetFile.fromFile(new FileRange(range, 0, range.size)) };
-      unchanged(path, range);
-    }
-    files.set(path, f);
+// a file opened once however many reads ask for it at the same time (a failed open is tried again next time)
+function open(path) {
+  let p = files.get(path);
+  if (!p) {
+    p = openNew(path);
+    files.set(path, p);
+    p.catch(() => files.delete(path));
   }
+  return p;
+}
+async function openNew(path) {
+  let f;
+  if (isArrow(path)) {
+    // opened as ArrowSource opens it (the manifest counted its batches the same way)
+    const handle = await fs.promises.open(path);
+    try {
+      f = { handle, ...(await openArrow(handle, (await handle.stat()).size)) };
+    } catch (e) {
+      await handle.close().catch(() => undefined);
+      throw e;
+    }
+  } else {
+    const handle = await fs.promises.open(path);
+    const st = await handle.stat();
+    const range = { handle, size: st.size, mtimeMs: st.mtimeMs, failure: null };
+    f = { range, file: await P.ParquetFile.fromFile(new FileRange(range, 0, range.size)) };
+    unchanged(path, range);
+  }
+  f.queue = Promise.resolve();
   return f;
+}
+// One read at a time per file (the thread's reads of different files overlap): apache-arrow's file reader seeks
+// and then reads through one shared position, so two reads of one file at once read each other's bytes ("Expected
+// RecordBatch Message in stream"), and a Parquet file's change check spans a whole read.
+function serial(f, read) {
+  const run = f.queue.then(read, read);
+  f.queue = run.catch(() => undefined);
+  return run;
 }
 function unchanged(path, range) {
   if (range.failure !== null)
@@ -127,6 +143,9 @@ function unchanged(path, range) {
 }
 async function readUnit(path, group, columns) {
   const f = await open(path);
+  return serial(f, () => readOpened(f, path, group, columns));
+}
+async function readOpened(f, path, group, columns) {
   if (isArrow(path)) {
     let whole;
     if (f.messages) {

@@ -288,6 +288,19 @@ test('bad streams: clear errors before any thread starts, and from the readers',
   rmSync(d4, { recursive: true, force: true });
 });
 
+/** The ids of epoch 0's rows, each row's x checked to be its id / 2. */
+async function halvedIds(ds: kn.data.StreamingDataset): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const b of ds.batches(0)) {
+    const id = b.id!.toArray() as Int32Array,
+      x = b.x!.toArray() as Float32Array;
+    id.forEach((v, k) => assert.is(x[k], v / 2));
+    ids.push(...id);
+    for (const t of Object.values(b)) t.dispose();
+  }
+  return ids;
+}
+
 test('Arrow IPC files stream by record batch, alongside Parquet files, with the same rows and manifest', async () => {
   const d5 = mkdtempSync(join(tmpdir(), 'kiln-stream-arrow-'));
   // one Arrow file of three record batches and one Parquet file
@@ -311,14 +324,7 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
   assert.equal(info.batches, [300, 250, 200]);
   const ds = await kn.data.StreamingDataset.open(d5, { columns: { id: 'id', x: ['a'] }, batchSize: 64, seed: 5 });
   assert.is(ds.rows, 1000);
-  const ids: number[] = [];
-  for await (const b of ds.batches(0)) {
-    const id = b.id!.toArray() as Int32Array,
-      x = b.x!.toArray() as Float32Array;
-    id.forEach((v, k) => assert.is(x[k], v / 2));
-    ids.push(...id);
-    for (const t of Object.values(b)) t.dispose();
-  }
+  const ids = await halvedIds(ds);
   assert.equal(
     [...ids].sort((p, q) => p - q),
     Array.from({ length: 1000 }, (_, i) => i),
@@ -357,14 +363,7 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
     ],
   });
   const sc = await kn.data.StreamingDataset.open(streamed, { columns: { id: 'id', x: ['a'] }, batchSize: 8, seed: 2 });
-  const seen: number[] = [];
-  for await (const b of sc.batches(0)) {
-    const id = b.id!.toArray() as Int32Array,
-      x = b.x!.toArray() as Float32Array;
-    id.forEach((v, k) => assert.is(x[k], v / 2));
-    seen.push(...id);
-    for (const t of Object.values(b)) t.dispose();
-  }
+  const seen = await halvedIds(sc);
   assert.equal(
     seen.sort((p, q) => p - q),
     Array.from({ length: 57 }, (_, i) => i),
@@ -395,14 +394,7 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
         seed: 3,
         workers,
       });
-      const got: number[] = [];
-      for await (const b of md.batches(0)) {
-        const id = b.id!.toArray() as Int32Array,
-          x = b.x!.toArray() as Float32Array;
-        id.forEach((v, k) => assert.is(x[k], v / 2));
-        got.push(...id);
-        for (const t of Object.values(b)) t.dispose();
-      }
+      const got = await halvedIds(md);
       await md.close();
       assert.equal(
         got.sort((p, q) => p - q),

@@ -1025,8 +1025,12 @@ test('Arrow stream-format output: .arrows or format: stream, read back by every 
   assert.ok(isStream(path));
   const src = await kn.data.ArrowSource.open(path);
   assert.equal([src.info.format, src.info.batches], ['stream', [3, 2, 3]]);
-  // last batch first (a restart fed the schema and both dictionary messages), then in order
+  // last batch first (a restart fed the schema and both dictionary messages), then in order; then the first batch
+  // (a restart) and the last (read on to past the second, whose dictionary delta the last one needs)
   assert.equal([...(await src.read(2)).getChild('d')!], ['a', 'd', 'c']);
+  assert.equal([...(await src.read(0)).getChild('d')!], ['b', 'a', 'b']);
+  assert.equal([...(await src.read(2)).getChild('d')!], ['a', 'd', 'c']);
+  assert.equal([...(await src.read(1)).getChild('d')!], ['c', null]);
   const rows: unknown[] = [];
   for await (const t of src.chunks()) rows.push(...[...t].map((row) => [row.d, row.x]));
   src.close();

@@ -110,6 +110,23 @@ export async function run(): Promise<void> {
       ['kn.data.ArrowSource chunks, stream format', growingStream],
     ] as const)
       console.log(`${name.padEnd(48)} ${fmt((await measureAsync(chunked(path), few)).medianMs).padStart(8)} ms`);
+    // the same files through a StreamingDataset (2 reader threads, column x only), in order and shuffled: a thread
+    // takes every other batch or so in order, any batch shuffled
+    const epoch = (path: string, shuffle: boolean) => async (): Promise<void> => {
+      const ds = await kn.data.StreamingDataset.open(path, { columns: { x: 'x' }, batchSize: 256, shuffle, seed: 1 });
+      for await (const b of ds.batches(0)) for (const t of Object.values(b)) t.dispose();
+      await ds.close();
+    };
+    for (const [name, path] of [
+      ['file format', growing],
+      ['stream format', growingStream],
+    ] as const)
+      for (const shuffle of [false, true]) {
+        const label = `kn.data.StreamingDataset epoch, ${name}${shuffle ? ', shuffled' : ''}`;
+        console.log(
+          `${label.padEnd(56)} ${fmt((await measureAsync(epoch(path, shuffle), few)).medianMs).padStart(8)} ms`,
+        );
+      }
 
     console.log('## Parquet <-> Arrow, peak RSS of a child process (MB); importing kiln alone is the floor');
     console.log(`${'import kiln, nothing else'.padEnd(48)} ${fmt(peakMb('void kn;')).padStart(8)} MB`);

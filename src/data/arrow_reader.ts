@@ -155,26 +155,32 @@ async function* joined(first, rest) {
 }
 // record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table.
 // Batches read in order come from one apache-arrow stream reader, which keeps the dictionaries decoded (each delta
-// appended once); any other batch starts a new reader there, fed the schema and the dictionary messages that
-// batch depends on, then the file from the batch on.
+// appended once). A batch a little ahead of that reader is read on to (the batches between decoded and dropped:
+// StreamingDataset's threads take every other batch or so), when that skips no more batches than a restart would
+// feed dictionary messages; any other batch starts a new reader there, fed the schema and the dictionary messages
+// that batch depends on, then the file from the batch on.
 async function readStreamBatch(o, batch) {
-  if (!o.seq || o.seq.next !== batch) {
-    o.seq = null;
+  let seq = o.seq;
+  o.seq = null; // until this read succeeds
+  if (seq && !(batch >= seq.next && batch - seq.next <= Math.max(8, dictionariesFor(o, o.batchAt[batch]).length))) seq = null;
+  if (!seq) {
     const j = o.batchAt[batch];
     const parts = [o.schemaBytes];
     for (const k of dictionariesFor(o, j)) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
     const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
     await reader.open();
-    o.seq = { reader, next: batch };
+    seq = { reader, next: batch };
   }
-  const seq = o.seq;
-  o.seq = null; // until this read succeeds
-  const r = await seq.reader.next();
-  if (r.done) throw new Error('the stream ends before it');
-  if (r.value.numRows !== o.batches[batch]) throw new Error('it has ' + r.value.numRows + ' rows; its header said ' + o.batches[batch]);
-  seq.next++;
-  o.seq = seq;
-  return new A.Table(r.value);
+  for (;;) {
+    const r = await seq.reader.next();
+    if (r.done) throw new Error('the stream ends before record batch ' + seq.next);
+    if (r.value.numRows !== o.batches[seq.next])
+      throw new Error('record batch ' + seq.next + ' has ' + r.value.numRows + ' rows; its header said ' + o.batches[seq.next]);
+    if (seq.next++ === batch) {
+      o.seq = seq;
+      return new A.Table(r.value);
+    }
+  }
 }
 `;
 

@@ -1031,6 +1031,23 @@ test('Arrow stream-format output: .arrows or format: stream, read back by every 
   assert.equal([...(await src.read(0)).getChild('d')!], ['b', 'a', 'b']);
   assert.equal([...(await src.read(2)).getChild('d')!], ['a', 'd', 'c']);
   assert.equal([...(await src.read(1)).getChild('d')!], ['c', null]);
+  // a longer stream whose dictionary only grows, read in a scattered order: restarts start from the dictionaries
+  // decoded so far (a later state names every earlier entry where it was), fed the deltas after them when behind
+  const long = join(dir, 'long.arrows');
+  const words = (b: number): string[] => Array.from({ length: 5 }, (_, i) => `w${(b * 3 + i) % 41}-${b % 4}`);
+  await kn.data.writeArrowStream(
+    long,
+    Array.from(
+      { length: 30 },
+      (_, b) => new A.Table({ d: dict(words(b)), x: A.vectorFromArray(Array(5).fill(b), new A.Int32()) }),
+    ),
+  );
+  const ls = await kn.data.ArrowSource.open(long);
+  for (const b of [0, 29, 3, 17, 16, 28, 1, 2, 12, 25, 5, 29, 0, 14]) {
+    const t = await ls.read(b);
+    assert.equal([[...t.getChild('d')!], [...t.getChild('x')!]], [words(b), Array(5).fill(b)], `batch ${b}`);
+  }
+  ls.close();
   const rows: unknown[] = [];
   for await (const t of src.chunks()) rows.push(...[...t].map((row) => [row.d, row.x]));
   src.close();

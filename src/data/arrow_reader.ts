@@ -153,22 +153,48 @@ async function* joined(first, rest) {
   yield first;
   yield* rest;
 }
+// Whether the stream's dictionaries only grow: each id's first message, then deltas (no replacement). Then the
+// entries a batch's indices name are where any later state of the dictionaries has them, as the file format's
+// reader reads every batch with the final dictionaries.
+function onlyGrows(o) {
+  if (o.grows === undefined) {
+    const seen = new Set();
+    o.grows = true;
+    for (const m of o.messages) {
+      if (m.kind !== 'dictionary') continue;
+      if (seen.has(m.id) && !m.delta) {
+        o.grows = false;
+        break;
+      }
+      seen.add(m.id);
+    }
+  }
+  return o.grows;
+}
 // record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table.
 // Batches read in order come from one apache-arrow stream reader, which keeps the dictionaries decoded (each delta
 // appended once). A batch a little ahead of that reader is read on to (the batches between decoded and dropped:
-// StreamingDataset's threads take every other batch or so), when that skips no more batches than a restart would
-// feed dictionary messages; any other batch starts a new reader there, fed the schema and the dictionary messages
-// that batch depends on, then the file from the batch on.
+// StreamingDataset's threads take every other batch or so), when that skips at most 8 batches or no more than a
+// restart would feed dictionary messages; any other batch starts a new reader there, fed the schema and the dictionary messages
+// that batch depends on, then the file from the batch on. Where the dictionaries only grow, a restart instead
+// starts from the furthest dictionaries any reader decoded (o.dicts: apache-arrow's reader keeps them in the Map
+// its dictionaries getter gives, whose vectors are never changed in place), fed only the deltas after those.
 async function readStreamBatch(o, batch) {
   let seq = o.seq;
   o.seq = null; // until this read succeeds
-  if (seq && !(batch >= seq.next && batch - seq.next <= Math.max(8, dictionariesFor(o, o.batchAt[batch]).length))) seq = null;
+  // how far ahead reading on beats a restart: a few batches, or as many as the dictionary messages a restart would
+  // decode when it cannot start from decoded dictionaries
+  const ahead = () => (onlyGrows(o) && o.dicts ? 8 : Math.max(8, dictionariesFor(o, o.batchAt[batch]).length));
+  if (seq && !(batch >= seq.next && batch - seq.next <= ahead())) seq = null;
   if (!seq) {
     const j = o.batchAt[batch];
     const parts = [o.schemaBytes];
-    for (const k of dictionariesFor(o, j)) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
+    const grown = onlyGrows(o) && o.dicts ? o.dicts : null;
+    const deps = grown ? o.messages.flatMap((m, k) => (m.kind === 'dictionary' && k > grown.upTo && k < j ? [k] : [])) : dictionariesFor(o, j);
+    for (const k of deps) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
     const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
     await reader.open();
+    if (grown) for (const [id, v] of grown.map) reader.dictionaries.set(id, v);
     seq = { reader, next: batch };
   }
   for (;;) {
@@ -177,6 +203,9 @@ async function readStreamBatch(o, batch) {
     if (r.value.numRows !== o.batches[seq.next])
       throw new Error('record batch ' + seq.next + ' has ' + r.value.numRows + ' rows; its header said ' + o.batches[seq.next]);
     if (seq.next++ === batch) {
+      // the dictionaries as of this batch: every dictionary message before it applied
+      const at = o.batchAt[batch];
+      if (onlyGrows(o) && (!o.dicts || o.dicts.upTo < at)) o.dicts = { upTo: at, map: new Map(seq.reader.dictionaries) };
       o.seq = seq;
       return new A.Table(r.value);
     }

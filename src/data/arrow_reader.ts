@@ -178,14 +178,15 @@ function onlyGrows(o) {
 // restart would feed dictionary messages; any other batch starts a new reader there, fed the schema and the dictionary messages
 // that batch depends on, then the file from the batch on. Where the dictionaries only grow, a restart instead
 // starts from the furthest dictionaries any reader decoded (o.dicts: apache-arrow's reader keeps them in the Map
-// its dictionaries getter gives, whose vectors are never changed in place), fed only the deltas after those.
+// its dictionaries getter gives, whose vectors are never changed in place), fed only the deltas after those; such
+// a reader serves batches up to where those dictionaries were taken (seq.goodTo), and no further.
 async function readStreamBatch(o, batch) {
   let seq = o.seq;
   o.seq = null; // until this read succeeds
   // how far ahead reading on beats a restart: a few batches, or as many as the dictionary messages a restart would
   // decode when it cannot start from decoded dictionaries
   const ahead = () => (onlyGrows(o) && o.dicts ? 8 : Math.max(8, dictionariesFor(o, o.batchAt[batch]).length));
-  if (seq && !(batch >= seq.next && batch - seq.next <= ahead())) seq = null;
+  if (seq && !(batch >= seq.next && batch - seq.next <= ahead() && o.batchAt[batch] <= seq.goodTo)) seq = null;
   if (!seq) {
     const j = o.batchAt[batch];
     const parts = [o.schemaBytes];
@@ -195,7 +196,11 @@ async function readStreamBatch(o, batch) {
     const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
     await reader.open();
     if (grown) for (const [id, v] of grown.map) reader.dictionaries.set(id, v);
-    seq = { reader, next: batch };
+    // Given dictionaries from further on than the batch, the reader appends the deltas after the batch again, after
+    // entries it already has: the batches up to where those dictionaries were taken read right (their indices name
+    // entries before the repeats), later ones would not, and its dictionaries are no state of the stream's.
+    const beyond = grown !== null && grown.upTo > j;
+    seq = { reader, next: batch, goodTo: beyond ? grown.upTo : Infinity, exact: !beyond };
   }
   for (;;) {
     const r = await seq.reader.next();
@@ -205,7 +210,7 @@ async function readStreamBatch(o, batch) {
     if (seq.next++ === batch) {
       // the dictionaries as of this batch: every dictionary message before it applied
       const at = o.batchAt[batch];
-      if (onlyGrows(o) && (!o.dicts || o.dicts.upTo < at)) o.dicts = { upTo: at, map: new Map(seq.reader.dictionaries) };
+      if (seq.exact && onlyGrows(o) && (!o.dicts || o.dicts.upTo < at)) o.dicts = { upTo: at, map: new Map(seq.reader.dictionaries) };
       o.seq = seq;
       return new A.Table(r.value);
     }

@@ -9,6 +9,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { readTable } from '../src/data/table.js';
 import { damagedCopy, rejectsKiln, rng } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-stream-'));
@@ -425,6 +426,52 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
   );
   await sd.close();
   rmSync(d5, { recursive: true, force: true });
+});
+
+test('every data extension counts whatever its case: a dataset of .IPC, .Feather, .ARROWS and .PARQUET files', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-ext-'));
+  const part = (lo: number, n: number): A.Table => {
+    const ids = Int32Array.from({ length: n }, (_, i) => lo + i);
+    return new A.Table({ id: A.makeVector(ids), a: A.makeVector(Float32Array.from(ids, (i) => i / 2)) });
+  };
+  kn.data.writeArrow(join(d, 'a.IPC'), part(0, 40));
+  kn.data.writeArrow(join(d, 'b.Feather'), part(40, 30));
+  // .ARROWS is the stream format, as .arrows is
+  await kn.data.writeArrowStream(join(d, 'c.ARROWS'), [part(70, 20), part(90, 10)]);
+  kn.data.writeParquet(join(d, 'd.PARQUET'), part(100, 25));
+  writeFileSync(join(d, 'notes.txt'), 'not data');
+  assert.equal(
+    kn.data.datasetFiles(d).map((f) => f.slice(d.length + 1)),
+    ['a.IPC', 'b.Feather', 'c.ARROWS', 'd.PARQUET'],
+  );
+  assert.equal(
+    await Promise.all(['a.IPC', 'c.ARROWS'].map(async (f) => (await kn.data.arrowFileInfo(join(d, f))).format)),
+    ['file', 'stream'],
+  );
+  const m = await kn.data.datasetManifest(d);
+  assert.equal(
+    m.files.map((f) => [f.path, f.rows, f.rowGroups]),
+    [
+      ['a.IPC', 40, 1],
+      ['b.Feather', 30, 1],
+      ['c.ARROWS', 30, 2],
+      ['d.PARQUET', 25, 1],
+    ],
+  );
+  const ds = await kn.data.StreamingDataset.open(d, { columns: { id: 'id', x: ['a'] }, batchSize: 16, seed: 4 });
+  const ids = await halvedIds(ds);
+  await ds.close();
+  assert.equal(
+    ids.sort((p, q) => p - q),
+    Array.from({ length: 125 }, (_, i) => i),
+  );
+  // the table readers decide the same way
+  assert.equal(
+    [...readTable(join(d, 'b.Feather'), 'test').getChild('id')!],
+    Array.from({ length: 30 }, (_, i) => 40 + i),
+  );
+  assert.equal([...readTable(join(d, 'd.PARQUET'), 'test').getChild('id')!].slice(0, 2), [100, 101]);
+  rmSync(d, { recursive: true, force: true });
 });
 
 test('a page that makes the decoder panic fails the stream with a FormatError naming the file and row group', async () => {

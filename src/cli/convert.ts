@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util';
 import type * as A from 'apache-arrow';
 import { PARQUET_CODECS, type ParquetCompression } from '../data/parquet.js';
-import { isArrowPath, isCsvPath, openTable, readTable, writeTable, writeTableStream } from '../data/table.js';
+import { isArrowPath, isCsvPath } from '../data/extensions.js';
+import { openTable, readTable, writeTable, writeTableStream } from '../data/table.js';
 import { ArgumentError, ValidationError } from '../errors.js';
 
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.arrows|.csv|.tsv [--columns a,b,...]

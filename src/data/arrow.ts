@@ -19,6 +19,7 @@ import { tensor } from '../ops/creation.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { nameRecord, own, unrepresentable } from '../records.js';
+import { isArrowStreamPath } from './extensions.js';
 import { transferable } from './reader_thread.js';
 
 /** Tensors by column name, and the vocabulary of every categorical column (code -> string). */
@@ -597,11 +598,6 @@ export function columnNameProblem(fields: readonly { name: string }[]): string |
  * `ipc.new_stream` writes: .arrows).
  */
 export type ArrowFormat = 'file' | 'stream';
-
-/** Whether a path names an Arrow IPC stream-format file (.arrows). */
-export function isArrowStreamPath(path: string): boolean {
-  return /\.arrows$/i.test(path);
-}
 
 /** The checked `format` option; by default the stream format for a .arrows path, else the file format. */
 function arrowFormat(path: string, format: unknown, who: string): ArrowFormat {

@@ -7,6 +7,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { ArgumentError, FormatError, ValidationError, checkOptions, describe } from '../errors.js';
 import { checkFilePath, readFileForSync, writeFileAtomicSync } from '../io/atomic.js';
 import { arrowFileInfo } from './arrow_reader.js';
+import { ARROW_EXTENSIONS, PARQUET_EXTENSIONS, hasExtension, isArrowPath } from './extensions.js';
 import { parquetInfo } from './parquet.js';
 
 /** One file of a dataset. */
@@ -29,11 +30,8 @@ export interface DatasetManifest {
   createdAt: string;
 }
 
-/** Extensions of the files a dataset directory holds: Parquet, and Arrow IPC (.arrows: the stream format). */
-const PARQUET = ['.parquet'];
-/** The extensions read as Arrow IPC in a dataset (the file format or the stream format, told apart by content). */
-export const ARROW_EXTENSIONS = ['.arrow', '.arrows', '.feather'];
-const DATA = [...PARQUET, ...ARROW_EXTENSIONS];
+/** Extensions of the files a dataset directory holds: Parquet, and Arrow IPC in either format. */
+const DATA = [...PARQUET_EXTENSIONS, ...ARROW_EXTENSIONS];
 
 /** The data files that `source` names: one file, a directory (searched recursively, sorted) or a list. */
 export function datasetFiles(source: string | readonly string[], exts: readonly string[] = DATA): string[] {
@@ -48,7 +46,7 @@ export function datasetFiles(source: string | readonly string[], exts: readonly 
     }
     if (!st.isDirectory()) return [p];
     return readdirSync(p, { recursive: true, encoding: 'utf8' })
-      .filter((f) => exts.some((x) => f.endsWith(x)) && !basename(f).startsWith('.'))
+      .filter((f) => hasExtension(f, exts) && !basename(f).startsWith('.'))
       .sort()
       .map((f) => join(p, f));
   };
@@ -60,17 +58,14 @@ export function datasetFiles(source: string | readonly string[], exts: readonly 
 
 /** The Parquet files that `source` names. */
 export function parquetFiles(source: string | readonly string[]): string[] {
-  return datasetFiles(source, PARQUET);
+  return datasetFiles(source, PARQUET_EXTENSIONS);
 }
-
-/** Whether a path is an Arrow IPC file (by extension); everything else is read as Parquet. */
-export const isArrowFile = (p: string): boolean => ARROW_EXTENSIONS.some((x) => p.endsWith(x));
 
 /** Rows, row groups (or record batches) and columns of a Parquet or Arrow IPC file. */
 export async function fileInfo(
   p: string,
 ): Promise<{ rows: number; units: number[]; columns: { name: string; type: string; nullable: boolean }[] }> {
-  if (isArrowFile(p)) {
+  if (isArrowPath(p)) {
     const a = await arrowFileInfo(p);
     return { rows: a.rows, units: a.batches, columns: a.columns };
   }

@@ -21,14 +21,8 @@ import {
   type Batch,
   type BatchTransform,
 } from './loader.js';
-import {
-  ARROW_EXTENSIONS,
-  datasetFiles,
-  datasetManifest,
-  fileInfo,
-  isArrowFile,
-  type DatasetManifest,
-} from './manifest.js';
+import { isArrowPath } from './extensions.js';
+import { datasetFiles, datasetManifest, fileInfo, type DatasetManifest } from './manifest.js';
 import { TABLE_CHECK_JS } from './arrow.js';
 import { ARROW_STREAM_JS } from './arrow_reader.js';
 import { FILE_RANGE_JS } from './parquet_reader.js';
@@ -97,20 +91,19 @@ const files = new Map();
 ${FILE_RANGE_JS}
 ${TABLE_CHECK_JS}
 ${ARROW_STREAM_JS}
-const isArrow = (p) => ${JSON.stringify(ARROW_EXTENSIONS)}.some((x) => p.endsWith(x));
 // a file opened once however many reads ask for it at the same time (a failed open is tried again next time)
-function open(path) {
+function open(path, arrow) {
   let p = files.get(path);
   if (!p) {
-    p = openNew(path);
+    p = openNew(path, arrow);
     files.set(path, p);
     p.catch(() => files.delete(path));
   }
   return p;
 }
-async function openNew(path) {
+async function openNew(path, arrow) {
   let f;
-  if (isArrow(path)) {
+  if (arrow) {
     // opened as ArrowSource opens it (the manifest counted its batches the same way)
     const handle = await fs.promises.open(path);
     try {
@@ -141,12 +134,12 @@ function unchanged(path, range) {
   if (range.failure !== null)
     throw new Error('V:' + path + ' could not be read as it was when opened (' + range.failure + '); a file must not change while a StreamingDataset reads it');
 }
-async function readUnit(path, group, columns) {
-  const f = await open(path);
-  return serial(f, () => readOpened(f, path, group, columns));
+async function readUnit(path, arrow, group, columns) {
+  const f = await open(path, arrow);
+  return serial(f, () => readOpened(f, path, arrow, group, columns));
 }
-async function readOpened(f, path, group, columns) {
-  if (isArrow(path)) {
+async function readOpened(f, path, arrow, group, columns) {
+  if (arrow) {
     let whole;
     if (f.messages) {
       if (group >= f.batchAt.length) throw new Error('record batch ' + group + ' is missing');
@@ -202,7 +195,7 @@ function fill(out, v, j, w, dtype, name, path) {
 }
 parentPort.on('message', async (job) => {
   try {
-    const t = await readUnit(job.path, job.group, job.read);
+    const t = await readUnit(job.path, job.arrow, job.group, job.read);
     const n = Math.min(t.numRows, job.limit);
     const arrays = [];
     for (const fld of job.fields) {
@@ -291,7 +284,7 @@ class Readers {
     // a thread with work keeps the process alive (a script that only awaits batches must not exit); an idle one
     // does not
     if (this.busy[w]!++ === 0) this.workers[w]!.ref();
-    const what = `${isArrowFile(path) ? 'record batch' : 'row group'} ${group} of ${path}`;
+    const what = `${isArrowPath(path) ? 'record batch' : 'row group'} ${group} of ${path}`;
     let bytes = this.bytes.get(path);
     if (bytes === undefined) this.bytes.set(path, (bytes = fileBytes(path)));
     const ms = readDeadlineMs(bytes);
@@ -309,6 +302,8 @@ class Readers {
       this.workers[w]!.postMessage({
         id,
         path,
+        // the main thread decides the format (by extension, as the manifest did) so the thread never decides again
+        arrow: isArrowPath(path),
         group,
         read,
         limit,
@@ -553,7 +548,7 @@ export class StreamingDataset {
     if (!Number.isInteger(rank) || rank < 0 || rank >= size)
       throw new ArgumentError(`rank must be an integer in [0, ${size}), got ${describe(rank)}`);
     // what a unit is called in messages: a Parquet file's row group, an Arrow file's record batch
-    const arrow = files.filter(isArrowFile).length;
+    const arrow = files.filter(isArrowPath).length;
     const unitsWord =
       arrow === 0 ? 'row groups' : arrow === files.length ? 'record batches' : 'row groups and record batches';
     if (units.length < size)

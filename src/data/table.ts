@@ -7,24 +7,12 @@ import { ValidationError, describe } from '../errors.js';
 import { arrowToMatrix, readArrow, writeArrow, writeArrowStream } from './arrow.js';
 import { ArrowSource } from './arrow_reader.js';
 import { openCsv, readCsv, writeCsv, writeCsvStream } from './csv.js';
+import { isArrowPath, isCsvPath } from './extensions.js';
 import { ParquetSource, readParquet, writeParquet, writeParquetStream, type WriteParquetOptions } from './parquet.js';
 
 /**
- * Whether a path names an Arrow IPC file (.arrow, .feather, .ipc, or .arrows for the stream format) rather than a
- * Parquet one.
- */
-export function isArrowPath(path: string): boolean {
-  return /\.(arrows?|feather|ipc)$/i.test(path);
-}
-
-/** Whether a path names a CSV or TSV file (.csv, .tsv). */
-export function isCsvPath(path: string): boolean {
-  return /\.(csv|tsv)$/i.test(path);
-}
-
-/**
- * A Parquet file, an Arrow one (.arrow, .arrows, .feather, .ipc) or a CSV/TSV one (.csv, .tsv); `who` starts the message
- * of a missing file.
+ * A Parquet file, an Arrow one (.arrow, .arrows, .feather, .ipc) or a CSV/TSV one (.csv, .tsv); `who` starts the
+ * message of a missing file.
  */
 export function readTable(path: string, who: string): A.Table {
   if (!existsSync(path)) throw new ValidationError(`${who}: data file ${path} does not exist`);
@@ -32,8 +20,8 @@ export function readTable(path: string, who: string): A.Table {
 }
 
 /**
- * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc; .arrows in the stream format), a CSV/TSV file or else Parquet (with `parquet`'s
- * options), atomically.
+ * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc; .arrows in the stream format), a CSV/TSV file or
+ * else Parquet (with `parquet`'s options), atomically.
  */
 export function writeTable(path: string, t: A.Table, parquet: WriteParquetOptions = {}): void {
   if (isArrowPath(path)) writeArrow(path, t);

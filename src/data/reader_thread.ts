@@ -85,9 +85,10 @@ async function openHandle(path, expect) {
     throw e;
   }
 }
-// Requests run concurrently. A file closed while requests on it run (a read ahead in flight) is dropped when the
-// last of them ends, so none is cut off with its file freed under it, and one that opened the file anew does not
-// leave it open.
+// ReaderThread sends one request at a time (the next when this one answers), so a file is never opened twice at
+// once nor read by two requests; a close is sent at once, though, and can come while a request on that file runs
+// (a read ahead in flight). Such a file is dropped when its request ends, so none is cut off with its file freed
+// under it, and one that opened the file anew does not leave it open.
 const running = new Map(); // key -> requests on it not yet answered
 const closing = new Set();
 async function closeKey(key) {

@@ -574,7 +574,7 @@ function threeBatches(): A.Table {
     new A.Table({
       f: A.vectorFromArray(f, new A.Float64()),
       s: A.vectorFromArray(s, new A.Utf8()),
-      d: A.vectorFromArray(d, new A.Dictionary(new A.Utf8(), new A.Int32())),
+      d: dictOf(d, new A.Int32()),
     }).batches[0]!;
   const first = batch([1.5, null, 3, 4], ['a', 'bé', null, ''], ['x', 'y', 'x', 'x']);
   const parts = [first, first.slice(0, 0), batch([7, 8, 9], ['g', 'h', 'i'], ['y', 'y', 'x'])];
@@ -733,8 +733,7 @@ test('ArrowSource reads an IPC stream a batch at a time: dictionary replacements
   // delta dictionaries: the messages of a file writeArrowStream wrote (between its magic and its footer; an
   // empty chunk has no dictionary), after its schema's message
   const deltas = join(dir, 'deltas.arrow');
-  const chunk = (d: string[]): A.Table =>
-    new A.Table({ d: A.vectorFromArray(d, new A.Dictionary(new A.Utf8(), new A.Int32())) });
+  const chunk = (d: string[]): A.Table => new A.Table({ d: dictOf(d, new A.Int32()) });
   await kn.data.writeArrowStream(deltas, [chunk(['p', 'q']), chunk(['r', 'p']), chunk([]), chunk(['s', 'q', 'r'])]);
   const inner = ipcMessages(readFileSync(deltas).subarray(8));
   const header = ipcMessages(A.tableToIPC(new A.Table(kn.data.readArrow(deltas).schema), 'stream'));
@@ -814,7 +813,7 @@ test('ArrowSource reads an IPC stream a batch at a time: dictionary replacements
   }
   // a dictionary batch for an id the schema does not have: that batch fails when read, the stream still opens
   const stranger = new A.Table({
-    d: A.vectorFromArray(['z'], new A.Dictionary(new A.Utf8(), new A.Int32())),
+    d: dictOf(['z'], new A.Int32()),
     x: A.vectorFromArray([9], new A.Int32()),
   });
   writeFileSync(path, Buffer.concat([one[0]!, ...ipcMessages(A.tableToIPC(stranger, 'stream')).slice(1), end]));
@@ -880,15 +879,26 @@ test('ArrowSource: damaged files, streams and deadlines are FormatErrors; paths 
   slow.close();
 });
 
-test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refusals write nothing', async () => {
-  const dict = (vals: (string | null)[]): A.Vector =>
-    A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), new A.Int32()));
-  // each chunk with a dictionary of its own (as row groups read one by one have), one chunk without nulls
-  const chunks = [
+/** A dictionary-encoded string vector of `vals` with indices of `indexType`. */
+const dictOf = (vals: (string | null)[], indexType: A.Int8 | A.Int32): A.Vector =>
+  A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), indexType));
+
+/**
+ * Three chunks whose dictionary column `d` (indices of `indexType`) brings a dictionary of its own in each (as row
+ * groups read one by one do), one chunk without nulls: d = b a b | c null | a d c, x = 1 2 3 | 4 null | 6 7 8.
+ */
+function dictChunks(indexType: A.Int8 | A.Int32): A.Table[] {
+  const dict = (vals: (string | null)[]): A.Vector => dictOf(vals, indexType);
+  return [
     new A.Table({ d: dict(['b', 'a', 'b']), x: A.vectorFromArray([1, 2, 3], new A.Int32()) }),
     new A.Table({ d: dict(['c', null]), x: A.vectorFromArray([4, null], new A.Int32()) }),
     new A.Table({ d: dict(['a', 'd', 'c']), x: A.vectorFromArray([6, 7, 8], new A.Int32()) }),
   ];
+}
+
+test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refusals write nothing', async () => {
+  // each chunk with a dictionary of its own (as row groups read one by one have), one chunk without nulls
+  const chunks = dictChunks(new A.Int32());
   const path = join(dir, 'streamed.arrow');
   async function* slowly(): AsyncGenerator<A.Table> {
     for (const c of chunks) {
@@ -1012,13 +1022,7 @@ test('Arrow stream-format output: .arrows or format: stream, read back by every 
   assert.equal([...kn.data.readArrow(asStream).getChild('k')!], ['r', 'p', 'q']);
 
   // writeArrowStream: chunks with dictionaries of their own, joined by deltas in the stream
-  const dict = (vals: (string | null)[]): A.Vector =>
-    A.vectorFromArray(vals, new A.Dictionary(new A.Utf8(), new A.Int8()));
-  const chunks = [
-    new A.Table({ d: dict(['b', 'a', 'b']), x: A.vectorFromArray([1, 2, 3], new A.Int32()) }),
-    new A.Table({ d: dict(['c', null]), x: A.vectorFromArray([4, null], new A.Int32()) }),
-    new A.Table({ d: dict(['a', 'd', 'c']), x: A.vectorFromArray([6, 7, 8], new A.Int32()) }),
-  ];
+  const chunks = dictChunks(new A.Int8());
   const path = join(dir, 'streamed.arrows');
   const r = await kn.data.writeArrowStream(path, chunks);
   assert.equal(r, { bytes: statSync(path).size, rows: 8, batches: 3 });
@@ -1039,7 +1043,8 @@ test('Arrow stream-format output: .arrows or format: stream, read back by every 
     long,
     Array.from(
       { length: 30 },
-      (_, b) => new A.Table({ d: dict(words(b)), x: A.vectorFromArray(Array(5).fill(b), new A.Int32()) }),
+      (_, b) =>
+        new A.Table({ d: dictOf(words(b), new A.Int8()), x: A.vectorFromArray(Array(5).fill(b), new A.Int32()) }),
     ),
   );
   const ls = await kn.data.ArrowSource.open(long);

@@ -115,10 +115,20 @@ function dictionariesFor(o, j) {
 // an IPC stream indexed: its messages, where its record batches are, their row counts, and the dictionary walk
 async function openStream(handle, size) {
   const messages = await indexStream(handle, size);
-  const batchAt = [];
-  messages.forEach((m, k) => m.kind === 'batch' && batchAt.push(k));
+  const batchAt = [], dictAt = [], seen = new Set();
+  // whether the dictionaries only grow: each id's first message, then deltas (no replacement). Then the entries a
+  // batch's indices name are where any later state of the dictionaries has them, as the file format's reader reads
+  // every batch with the final dictionaries.
+  let grows = true;
+  messages.forEach((m, k) => {
+    if (m.kind === 'batch') batchAt.push(k);
+    if (m.kind !== 'dictionary') return;
+    dictAt.push(k);
+    if (seen.has(m.id) && !m.delta) grows = false;
+    seen.add(m.id);
+  });
   const schemaBytes = await readAt(handle, messages[0].pos, messages[0].end - messages[0].pos);
-  return { messages, batchAt, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes, size, seq: null };
+  return { messages, batchAt, dictAt, grows, batches: batchAt.map((k) => messages[k].rows), walk: { upTo: 0, byId: new Map() }, schemaBytes, size, seq: null };
 }
 // an Arrow IPC file or stream opened through handle, told apart by the file format's ARROW1 magic: a file gives
 // { reader } (apache-arrow's reader, its footer and dictionaries read), a stream what openStream gives
@@ -153,45 +163,28 @@ async function* joined(first, rest) {
   yield first;
   yield* rest;
 }
-// Whether the stream's dictionaries only grow: each id's first message, then deltas (no replacement). Then the
-// entries a batch's indices name are where any later state of the dictionaries has them, as the file format's
-// reader reads every batch with the final dictionaries.
-function onlyGrows(o) {
-  if (o.grows === undefined) {
-    const seen = new Set();
-    o.grows = true;
-    for (const m of o.messages) {
-      if (m.kind !== 'dictionary') continue;
-      if (seen.has(m.id) && !m.delta) {
-        o.grows = false;
-        break;
-      }
-      seen.add(m.id);
-    }
-  }
-  return o.grows;
-}
 // record batch number batch of an opened stream (o holds what openStream returned, and its handle) as a table.
 // Batches read in order come from one apache-arrow stream reader, which keeps the dictionaries decoded (each delta
 // appended once). A batch a little ahead of that reader is read on to (the batches between decoded and dropped:
 // StreamingDataset's threads take every other batch or so), when that skips at most 8 batches or no more than a
-// restart would feed dictionary messages; any other batch starts a new reader there, fed the schema and the dictionary messages
-// that batch depends on, then the file from the batch on. Where the dictionaries only grow, a restart instead
-// starts from the furthest dictionaries any reader decoded (o.dicts: apache-arrow's reader keeps them in the Map
-// its dictionaries getter gives, whose vectors are never changed in place), fed only the deltas after those; such
-// a reader serves batches up to where those dictionaries were taken (seq.goodTo), and no further.
+// restart would feed dictionary messages; any other batch starts a new reader there, fed the schema and the
+// dictionary messages that batch depends on, then the file from the batch on. Where the dictionaries only grow
+// (o.grows, found at open), a restart instead starts from the furthest dictionaries any reader decoded (o.dicts:
+// apache-arrow's reader keeps them in the Map its dictionaries getter gives, whose vectors are never changed in
+// place), fed only the deltas after those; such a reader serves batches up to where those dictionaries were taken
+// (seq.goodTo), and no further.
 async function readStreamBatch(o, batch) {
   let seq = o.seq;
   o.seq = null; // until this read succeeds
   // how far ahead reading on beats a restart: a few batches, or as many as the dictionary messages a restart would
   // decode when it cannot start from decoded dictionaries
-  const ahead = () => (onlyGrows(o) && o.dicts ? 8 : Math.max(8, dictionariesFor(o, o.batchAt[batch]).length));
+  const ahead = () => (o.grows && o.dicts ? 8 : Math.max(8, dictionariesFor(o, o.batchAt[batch]).length));
   if (seq && !(batch >= seq.next && batch - seq.next <= ahead() && o.batchAt[batch] <= seq.goodTo)) seq = null;
   if (!seq) {
     const j = o.batchAt[batch];
     const parts = [o.schemaBytes];
-    const grown = onlyGrows(o) && o.dicts ? o.dicts : null;
-    const deps = grown ? o.messages.flatMap((m, k) => (m.kind === 'dictionary' && k > grown.upTo && k < j ? [k] : [])) : dictionariesFor(o, j);
+    const grown = o.grows && o.dicts ? o.dicts : null;
+    const deps = grown ? o.dictAt.filter((k) => k > grown.upTo && k < j) : dictionariesFor(o, j);
     for (const k of deps) parts.push(await readAt(o.handle, o.messages[k].pos, o.messages[k].end - o.messages[k].pos));
     const reader = await A.RecordBatchReader.from(joined(Buffer.concat(parts), fileFrom(o.handle, o.messages[j].pos, o.size)));
     await reader.open();
@@ -210,7 +203,7 @@ async function readStreamBatch(o, batch) {
     if (seq.next++ === batch) {
       // the dictionaries as of this batch: every dictionary message before it applied
       const at = o.batchAt[batch];
-      if (seq.exact && onlyGrows(o) && (!o.dicts || o.dicts.upTo < at)) o.dicts = { upTo: at, map: new Map(seq.reader.dictionaries) };
+      if (seq.exact && o.grows && (!o.dicts || o.dicts.upTo < at)) o.dicts = { upTo: at, map: new Map(seq.reader.dictionaries) };
       o.seq = seq;
       return new A.Table(r.value);
     }

@@ -8,6 +8,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { column } from '../src/data/csv.js';
 import { throwsKiln } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-csv-'));
@@ -375,3 +376,20 @@ test.after(() => {
 });
 
 test.run();
+
+test('a text column of 2 GiB or more is refused before it is copied (int32 offsets), not wrapped', () => {
+  // eight references to one 256 MiB string and a null: exactly 2 GiB of text, one byte past what int32 offsets
+  // can end at; 256 MiB in memory
+  const big = 'x'.repeat(2 ** 28);
+  const values = Array<string | null>(9).fill(big);
+  values[3] = null;
+  throwsKiln(
+    () => column(values, 'text'),
+    kn.ValidationError,
+    /a text column holds 2 GiB or more in one table \(Arrow's Utf8 offsets are int32: at most 2,147,483,647 bytes\); read the file in chunks \(kn\.data\.openCsv\)/,
+  );
+  // a small one: offsets over multi-byte text, a null taking no bytes
+  const v = column(['ab', null, 'é€'], 'text');
+  assert.equal([...v.data[0]!.valueOffsets], [0, 2, 2, 7]);
+  assert.equal([...v], ['ab', null, 'é€']);
+});

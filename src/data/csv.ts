@@ -60,7 +60,7 @@ function delimiterOf(path: string, given: unknown, who: string): string {
 }
 
 /** What a column's values read as: no value yet, Int32, Float64 or text. A column only ever widens. */
-type Kind = 'none' | 'int' | 'float' | 'text';
+export type Kind = 'none' | 'int' | 'float' | 'text';
 const RANK: Record<Kind, number> = { none: 0, int: 1, float: 2, text: 3 };
 
 /** What one value (trimmed, not a null spelling) reads as. */
@@ -93,9 +93,10 @@ function kindOf(values: readonly (string | null)[]): Kind {
 /**
  * One column of strings as an Arrow vector of its kind: Int32, Float64, or Utf8 (text, or nothing but nulls). Built
  * straight into its buffers (apache-arrow's vectorFromArray goes value by value through a builder: 2x slower for
- * numbers, 3x for strings).
+ * numbers, 3x for strings). A Utf8 column's offsets are int32: a column of 2 GiB or more is refused before any copy.
+ * Exported for its test.
  */
-function column(values: readonly (string | null)[], kind: Kind): A.Vector {
+export function column(values: readonly (string | null)[], kind: Kind): A.Vector {
   const n = values.length;
   const valid = new Uint8Array((n + 7) >> 3);
   let nulls = 0;
@@ -120,7 +121,7 @@ function column(values: readonly (string | null)[], kind: Kind): A.Vector {
     if (v !== null && v !== undefined) bytes += Buffer.byteLength(v, 'utf8');
     if (bytes > 0x7fffffff)
       throw new ValidationError(
-        `a text column holds over 2 GiB in one table; read the file in chunks (kn.data.openCsv) instead`,
+        `a text column holds 2 GiB or more in one table (Arrow's Utf8 offsets are int32: at most 2,147,483,647 bytes); read the file in chunks (kn.data.openCsv) instead`,
       );
     offsets[i + 1] = bytes;
   }

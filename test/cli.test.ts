@@ -394,7 +394,14 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
   const tst = kn.data.readArrow(toStream);
   for (const c of ['a', 'b', 'species'])
     assert.equal([...tst.getChild(c)!], [...rowsOf.getChild(c)!], `${c} into the Arrow stream`);
+  // --max-batch-rows splits the CSV's one 240-row chunk into record batches of at most 100 (units for a stream)
+  const split = join(dir, 'split.arrow');
+  assert.is(cli('convert', csv, split, '--max-batch-rows', '100').code, 0);
+  assert.equal((await kn.data.arrowFileInfo(split)).batches, [100, 100, 40]);
+  assert.equal([...kn.data.readArrow(split).getChild('species')!], [...rowsOf.getChild('species')!]);
   for (const [args, re] of [
+    [[csv, join(dir, 'x.parquet'), '--max-batch-rows', '10'], /--max-batch-rows applies to an Arrow output/],
+    [[csv, join(dir, 'x.arrow'), '--max-batch-rows', '0'], /--max-batch-rows must be a positive integer, got '0'/],
     [
       [csv, join(dir, 'x.arrow'), '--compression', 'zstd'],
       /--row-group-size and --compression apply to a Parquet output/,

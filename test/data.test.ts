@@ -896,6 +896,66 @@ function dictChunks(indexType: A.Int8 | A.Int32): A.Table[] {
   ];
 }
 
+test('maxBatchRows: longer record batches are split, values (nulls, strings, dictionaries) unchanged', async () => {
+  // chunks of 3, 2 and 3 rows with dictionaries of their own, each repeated to 9, 6 and 9 rows (three batches each)
+  const chunks = dictChunks(new A.Int32()).map((t) => new A.Table([...t.batches, ...t.batches, ...t.batches]));
+  const words = chunks.flatMap((t) => [...t.getChild('d')!]);
+  const xs = chunks.flatMap((t) => [...t.getChild('x')!]);
+  // the same rows as one table of 9 batches (of 3, 2 and 3 rows), one dictionary
+  const plain = join(dir, 'split-plain.arrow');
+  await kn.data.writeArrowStream(plain, chunks);
+  const joined = kn.data.readArrow(plain);
+  assert.equal(
+    joined.batches.map((b) => b.numRows),
+    [3, 3, 3, 2, 2, 2, 3, 3, 3],
+  );
+  for (const format of ['file', 'stream'] as const) {
+    const path = join(dir, `split-${format}.arrow`);
+    // each 3-row batch as 2 + 1, each 2-row batch as it is
+    const r = await kn.data.writeArrowStream(path, chunks, { format, maxBatchRows: 2 });
+    assert.is(r.rows, 24);
+    const info = await kn.data.arrowFileInfo(path);
+    assert.equal([info.format, info.batches], [format, [2, 1, 2, 1, 2, 1, 2, 2, 2, 2, 1, 2, 1, 2, 1]]);
+    assert.is(r.batches, 15);
+    const back = kn.data.readArrow(path);
+    assert.equal([[...back.getChild('d')!], [...back.getChild('x')!]], [words, xs], format);
+    // and through ArrowSource, batch by batch
+    const src = await kn.data.ArrowSource.open(path);
+    assert.equal([...(await src.read(7)).getChild('d')!], ['c', null]);
+    assert.equal([...(await src.read(14)).getChild('x')!], [8]);
+    src.close();
+    // writeArrow of the whole table: its 9 batches each split into at most 2
+    const whole = join(dir, `split-whole-${format}.arrow`);
+    kn.data.writeArrow(whole, joined, { format, maxBatchRows: 2 });
+    assert.equal((await kn.data.arrowFileInfo(whole)).batches, [2, 1, 2, 1, 2, 1, 2, 2, 2, 2, 1, 2, 1, 2, 1]);
+    const wb = kn.data.readArrow(whole);
+    assert.equal([[...wb.getChild('d')!], [...wb.getChild('x')!]], [words, xs], `${format}, writeArrow`);
+  }
+  // named tensors: one batch of 10 split into 4, 4, 2; a bound at or over the length leaves it whole
+  const tpath = join(dir, 'split-tensors.arrow');
+  kn.data.writeArrow(tpath, { v: kn.arange(0, 10) }, { maxBatchRows: 4 });
+  assert.equal((await kn.data.arrowFileInfo(tpath)).batches, [4, 4, 2]);
+  assert.equal(
+    [...kn.data.readArrow(tpath).getChild('v')!],
+    Array.from({ length: 10 }, (_, i) => i),
+  );
+  kn.data.writeArrow(tpath, { v: kn.arange(0, 10) }, { maxBatchRows: 10 });
+  assert.equal((await kn.data.arrowFileInfo(tpath)).batches, [10]);
+  for (const bad of [0, -1, 2.5, Infinity, '3', null])
+    throwsKiln(
+      () => kn.data.writeArrow(tpath, { v: kn.arange(0, 3) }, { maxBatchRows: bad as number }),
+      kn.ArgumentError,
+      /writeArrow: maxBatchRows must be a positive integer, got/,
+    );
+  await rejectsKiln(
+    kn.data.writeArrowStream(tpath, chunks, { maxBatchRows: 0 }),
+    kn.ArgumentError,
+    /writeArrowStream: maxBatchRows must be a positive integer, got 0/,
+  );
+  // refusals wrote nothing: the file is still the 10-row one
+  assert.equal((await kn.data.arrowFileInfo(tpath)).batches, [10]);
+});
+
 test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refusals write nothing', async () => {
   // each chunk with a dictionary of its own (as row groups read one by one have), one chunk without nulls
   const chunks = dictChunks(new A.Int32());

@@ -9,11 +9,12 @@ import { openTable, readTable, writeTable, writeTableStream } from '../data/tabl
 import { ArgumentError, ValidationError } from '../errors.js';
 
 export const CONVERT_HELP = `  convert IN.csv|.tsv|.parquet|.arrow OUT.parquet|.arrow|.arrows|.csv|.tsv [--columns a,b,...]
-        [--row-group-size N] [--compression snappy|zstd|gzip|brotli|lz4|none] [--json]
+        [--row-group-size N] [--compression snappy|zstd|gzip|brotli|lz4|none] [--max-batch-rows N] [--json]
                   write a table in another format (by extension: .arrows is the Arrow IPC stream format);
                   --columns keeps only those, in that order;
-                  the row group size and codec apply to a Parquet output; the rows stream through a chunk at a
-                  time (a row group, a record batch, 65,536 CSV rows), so a file larger than memory converts
+                  the row group size and codec apply to a Parquet output, --max-batch-rows (split longer
+                  record batches) to an Arrow one; the rows stream through a chunk at a time (a row group, a
+                  record batch, 65,536 CSV rows), so a file larger than memory converts
 `;
 
 export async function convertCommand(argv: string[]): Promise<number> {
@@ -25,6 +26,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
       columns: { type: 'string' },
       'row-group-size': { type: 'string' },
       compression: { type: 'string' },
+      'max-batch-rows': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -37,12 +39,21 @@ export async function convertCommand(argv: string[]): Promise<number> {
     throw new ArgumentError(`--row-group-size must be a positive integer, got '${rowGroup}'`);
   if ((isArrowPath(to) || isCsvPath(to)) && (rowGroup !== undefined || values.compression !== undefined))
     throw new ArgumentError(`--row-group-size and --compression apply to a Parquet output, not ${to}`);
+  const maxRows = values['max-batch-rows'];
+  const maxBatchRows = maxRows === undefined ? undefined : Number(maxRows);
+  if (maxRows !== undefined && !isArrowPath(to))
+    throw new ArgumentError(`--max-batch-rows applies to an Arrow output (.arrow, .arrows, .feather, .ipc), not ${to}`);
+  if (maxBatchRows !== undefined && !(Number.isSafeInteger(maxBatchRows) && maxBatchRows >= 1))
+    throw new ArgumentError(`--max-batch-rows must be a positive integer, got '${maxRows}'`);
   // checked before a large input is read
   if (values.compression !== undefined && !(PARQUET_CODECS as readonly string[]).includes(values.compression))
     throw new ArgumentError(`compression must be one of ${PARQUET_CODECS.join(', ')}, got '${values.compression}'`);
-  const parquetOpts = {
-    ...(rowGroupSize !== undefined ? { rowGroupSize } : {}),
-    ...(values.compression !== undefined ? { compression: values.compression as ParquetCompression } : {}),
+  const writeOpts = {
+    parquet: {
+      ...(rowGroupSize !== undefined ? { rowGroupSize } : {}),
+      ...(values.compression !== undefined ? { compression: values.compression as ParquetCompression } : {}),
+    },
+    arrow: maxBatchRows !== undefined ? { maxBatchRows } : {},
   };
   const src = await openTable(from, 'convert');
   let schema: A.Schema;
@@ -63,11 +74,11 @@ export async function convertCommand(argv: string[]): Promise<number> {
           yield t;
         }
       };
-      await writeTableStream(to, chunks(), parquetOpts);
+      await writeTableStream(to, chunks(), writeOpts);
       schema = seen[0]!;
     } else {
       const table = readTable(from, 'convert').select(cols);
-      writeTable(to, table, parquetOpts);
+      writeTable(to, table, writeOpts);
       schema = table.schema;
     }
   } finally {

@@ -607,26 +607,62 @@ function arrowFormat(path: string, format: unknown, who: string): ArrowFormat {
   return format;
 }
 
-/** Options of writeArrow. */
-export interface WriteArrowOptions {
-  /** for tensors: each int32 column's strings (the column is written as a dictionary column) */
-  vocab?: Record<string, readonly string[]>;
+/** The checked `maxBatchRows` option: a positive integer, or undefined (batches as they are). */
+function maxBatchRowsOf(max: unknown, who: string): number | undefined {
+  if (max === undefined) return undefined;
+  if (!(typeof max === 'number' && Number.isSafeInteger(max) && max >= 1))
+    throw new ArgumentError(`${who}: maxBatchRows must be a positive integer, got ${describe(max)}`);
+  return max;
+}
+
+/**
+ * `b` as record batches of at most `max` rows, in order (slices of it, no copy); `b` itself when it is no longer
+ * (an empty batch stays one empty batch).
+ */
+function splitBatch(b: A.RecordBatch, max: number | undefined): A.RecordBatch[] {
+  if (max === undefined || b.numRows <= max) return [b];
+  const out: A.RecordBatch[] = [];
+  for (let at = 0; at < b.numRows; at += max) out.push(b.slice(at, Math.min(at + max, b.numRows)));
+  return out;
+}
+
+/** Options of writeArrowStream. */
+export interface WriteArrowStreamOptions {
   /** the IPC layout; by default 'stream' for a path ending in .arrows, else 'file' */
   format?: ArrowFormat;
+  /**
+   * at most this many rows in a record batch: a longer batch is written as several (a StreamingDataset reads an
+   * Arrow file a record batch at a time, so this sets its unit); by default each batch as it comes
+   */
+  maxBatchRows?: number;
+}
+
+/** Options of writeArrow. */
+export interface WriteArrowOptions extends WriteArrowStreamOptions {
+  /** for tensors: each int32 column's strings (the column is written as a dictionary column) */
+  vocab?: Record<string, readonly string[]>;
 }
 
 /**
  * Writes a table (or named tensors) as an Arrow IPC file, atomically: the file format, or the stream format with
- * `format: 'stream'` (the default for a .arrows path).
+ * `format: 'stream'` (the default for a .arrows path). `maxBatchRows` splits longer record batches.
  * @example kn.data.writeArrow('.kiln-tmp-w.arrows', { x: kn.arange(0, 3) }); [(await kn.data.arrowFileInfo('.kiln-tmp-w.arrows')).format, [...kn.data.readArrow('.kiln-tmp-w.arrows').getChild('x')]] // ['stream', [0, 1, 2]]
  */
 export function writeArrow(path: string, table: A.Table | Record<string, Tensor>, opts: WriteArrowOptions = {}): void {
-  checkOptions(opts, 'writeArrow', ['vocab', 'format']);
+  checkOptions(opts, 'writeArrow', ['vocab', 'format', 'maxBatchRows']);
   const format = arrowFormat(path, opts.format, 'writeArrow');
-  const t =
+  const max = maxBatchRowsOf(opts.maxBatchRows, 'writeArrow');
+  const whole =
     table instanceof A.Table
       ? oneDictionaryPerColumn(ownTable(table, 'writeArrow'))
       : toArrow(table, opts.vocab ? { vocab: opts.vocab } : {});
+  const t =
+    max === undefined || whole.batches.every((b) => b.numRows <= max)
+      ? whole
+      : new A.Table(
+          whole.schema,
+          whole.batches.flatMap((b) => splitBatch(b, max)),
+        );
   let bytes: Uint8Array;
   try {
     bytes = A.tableToIPC(t, format);
@@ -839,21 +875,24 @@ class GrowingDictionary {
 /**
  * Writes the tables an (async) iterable gives as one Arrow IPC file, atomically, each chunk's record batches as it
  * comes: memory holds a chunk, not the file. The file format, or the stream format with `format: 'stream'` (the
- * default for a .arrows path). Every chunk must have the first one's columns and types, and every column is
+ * default for a .arrows path). A chunk's record batches are written as they are, or split into batches of at
+ * most `maxBatchRows` rows. Every chunk must have the first one's columns and types, and every column is
  * written nullable. A dictionary column's chunks may each bring their own
  * dictionary (ParquetSource's row groups and ArrowSource's batches of different files do): the file holds their
  * union, sent as delta dictionary batches as new values come, with Int32 indices (so chunks whose indices differ
  * only in width are one column). Returns what was written.
  * @example const gen = function* () { for (let i = 0; i < 3; i++) yield kn.data.toArrow({ x: kn.full([2], i) }); }; await kn.data.writeArrowStream('.kiln-tmp-s.arrow', gen()); [...kn.data.readArrow('.kiln-tmp-s.arrow').getChild('x')] // [0, 0, 1, 1, 2, 2]
+ * @example await kn.data.writeArrowStream('.kiln-tmp-mb.arrow', [kn.data.toArrow({ x: kn.arange(0, 10) })], { maxBatchRows: 4 }); (await kn.data.arrowFileInfo('.kiln-tmp-mb.arrow')).batches // [4, 4, 2]
  */
 export async function writeArrowStream(
   path: string,
   tables: AsyncIterable<A.Table> | Iterable<A.Table>,
-  opts: { format?: ArrowFormat } = {},
+  opts: WriteArrowStreamOptions = {},
 ): Promise<{ bytes: number; rows: number; batches: number }> {
   checkFilePath(path, 'writeArrowStream');
-  checkOptions(opts, 'writeArrowStream', ['format']);
+  checkOptions(opts, 'writeArrowStream', ['format', 'maxBatchRows']);
   const format = arrowFormat(path, opts.format, 'writeArrowStream');
+  const max = maxBatchRowsOf(opts.maxBatchRows, 'writeArrowStream');
   const source = tableStream(tables, 'writeArrowStream');
   // what apache-arrow's writer writes, collected as it writes it (it writes synchronously)
   class Collect extends A.AsyncByteQueue {
@@ -905,7 +944,7 @@ export async function writeArrowStream(
         throw new ValidationError(`writeArrowStream: chunk ${chunk} has columns ${these}; the first had ${given}`);
       const type = new A.Struct(schema.fields);
       try {
-        for (const b of table.batches) {
+        for (const b of table.batches.flatMap((whole) => splitBatch(whole, max))) {
           const children = b.data.children.map(
             (d, i) => dictionaries[i]?.add(d as A.Data<A.Dictionary>) ?? (d as A.Data),
           );

@@ -21,6 +21,7 @@ export {
   type ArrowTensors,
   type ArrowFormat,
   type WriteArrowOptions,
+  type WriteArrowStreamOptions,
 } from './arrow.js';
 export { ArrowSource, arrowFileInfo, type ArrowFileInfo, type ArrowReadOptions } from './arrow_reader.js';
 export {

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import type * as A from 'apache-arrow';
 import { ValidationError, describe } from '../errors.js';
-import { arrowToMatrix, readArrow, writeArrow, writeArrowStream } from './arrow.js';
+import { arrowToMatrix, readArrow, writeArrow, writeArrowStream, type WriteArrowStreamOptions } from './arrow.js';
 import { ArrowSource } from './arrow_reader.js';
 import { openCsv, readCsv, writeCsv, writeCsvStream } from './csv.js';
 import { isArrowPath, isCsvPath } from './extensions.js';
@@ -19,28 +19,34 @@ export function readTable(path: string, who: string): A.Table {
   return isArrowPath(path) ? readArrow(path) : isCsvPath(path) ? readCsv(path) : readParquet(path);
 }
 
+/** How writeTable and writeTableStream write each format: the Parquet writer's options, the Arrow writer's. */
+export interface WriteTableOptions {
+  parquet?: WriteParquetOptions;
+  arrow?: WriteArrowStreamOptions;
+}
+
 /**
  * Writes a table as an Arrow IPC file (.arrow, .feather, .ipc; .arrows in the stream format), a CSV/TSV file or
- * else Parquet (with `parquet`'s options), atomically.
+ * else Parquet, atomically, with the options for its format.
  */
-export function writeTable(path: string, t: A.Table, parquet: WriteParquetOptions = {}): void {
-  if (isArrowPath(path)) writeArrow(path, t);
+export function writeTable(path: string, t: A.Table, opts: WriteTableOptions = {}): void {
+  if (isArrowPath(path)) writeArrow(path, t, opts.arrow);
   else if (isCsvPath(path)) writeCsv(path, t);
-  else writeParquet(path, t, parquet);
+  else writeParquet(path, t, opts.parquet);
 }
 
 /**
  * Writes the tables an (async) iterable gives as one file by extension, atomically, a chunk at a time as they come
- * (writeParquetStream, writeArrowStream, writeCsvStream).
+ * (writeParquetStream, writeArrowStream, writeCsvStream), with the options for its format.
  */
 export async function writeTableStream(
   path: string,
   tables: AsyncIterable<A.Table>,
-  parquet: WriteParquetOptions = {},
+  opts: WriteTableOptions = {},
 ): Promise<void> {
   if (isCsvPath(path)) await writeCsvStream(path, tables);
-  else if (isArrowPath(path)) await writeArrowStream(path, tables);
-  else await writeParquetStream(path, tables, parquet);
+  else if (isArrowPath(path)) await writeArrowStream(path, tables, opts.arrow);
+  else await writeParquetStream(path, tables, opts.parquet);
 }
 
 /** A table file opened for reading in chunks: its row count and column names, known before any data is read. */

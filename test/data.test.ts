@@ -5,6 +5,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { bufferProblem, compactDictionary } from '../src/data/arrow.js';
 import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
@@ -954,6 +955,167 @@ test('maxBatchRows: longer record batches are split, values (nulls, strings, dic
   );
   // refusals wrote nothing: the file is still the 10-row one
   assert.equal((await kn.data.arrowFileInfo(tpath)).batches, [10]);
+});
+
+test('compactDictionary: the entries a chunk uses, in dictionary order, however large the dictionary', () => {
+  const words = Array.from({ length: 100 }, (_, i) => `w${i}`);
+  const dictionary = A.vectorFromArray(words, new A.Utf8());
+  const chunk = (indices: number[], type: A.Int = new A.Int32(), dict: A.Vector = dictionary): A.Data<A.Dictionary> => {
+    const valid = Uint8Array.from({ length: (indices.length + 7) >> 3 }, () => 0);
+    indices.forEach((v, i) => v >= 0 && (valid[i >> 3]! |= 1 << (i & 7)));
+    const data =
+      type instanceof A.Int64
+        ? BigInt64Array.from(indices, (v) => BigInt(Math.max(v, 0)))
+        : Int32Array.from(indices, (v) => Math.max(v, 0));
+    return A.makeData({
+      type: new A.Dictionary(dict.type, type as never),
+      length: indices.length,
+      nullCount: indices.filter((v) => v < 0).length,
+      nullBitmap: valid,
+      data,
+      dictionary: dict,
+    } as never) as unknown as A.Data<A.Dictionary>;
+  };
+  // 6 rows over 100 entries (the sparse path: sorted indices); -1 is a null
+  // (64-bit indices come back as Int32: apache-arrow cannot look values up through them)
+  for (const type of [new A.Int32(), new A.Int64()]) {
+    const c = compactDictionary(chunk([50, 3, -1, 50, 99, 3], type));
+    assert.equal([...c.dictionary!], ['w3', 'w50', 'w99'], String(type));
+    assert.equal([...A.makeVector(c)], ['w50', 'w3', null, 'w50', 'w99', 'w3'], String(type));
+    assert.is(c.type.indices.bitWidth, 32);
+  }
+  // a slice (offset 40) of a longer chunk: the same as compacting its rows alone
+  const long = chunk(Array.from({ length: 60 }, (_, i) => (i % 7 === 0 ? -1 : (i * 37) % 100)));
+  const sliced = compactDictionary(long.slice(40, 10));
+  const alone = compactDictionary(
+    chunk(Array.from({ length: 10 }, (_, i) => ((40 + i) % 7 === 0 ? -1 : ((40 + i) * 37) % 100))),
+  );
+  assert.equal([...sliced.dictionary!], [...alone.dictionary!]);
+  assert.equal([...A.makeVector(sliced)], [...A.makeVector(alone)]);
+  // the dense path (a chunk as long as a quarter of its dictionary or more) gives what the sparse one gives
+  const rows = Array.from({ length: 40 }, (_, i) => (i % 5 === 0 ? -1 : (i * 13) % 100));
+  const dense = compactDictionary(chunk(rows));
+  const expect = [...new Set(rows.filter((v) => v >= 0))].sort((a, b) => a - b).map((v) => words[v]);
+  assert.equal([...dense.dictionary!], expect);
+  assert.equal(
+    [...A.makeVector(dense)],
+    rows.map((v) => (v < 0 ? null : words[v])),
+  );
+  const sparse = compactDictionary(chunk(rows.slice(0, 20)));
+  assert.equal([...A.makeVector(sparse)], [...A.makeVector(dense)].slice(0, 20));
+  // dictionaries of other kinds, both paths: in three chunks (grown by deltas) of multi-byte strings, of bytes,
+  // with a null entry, of numbers; what comes back is what the rows named
+  const texts = Array.from({ length: 30 }, (_, i) => (i % 4 === 0 ? `é${i}€` : i % 4 === 1 ? '' : `t${i}`));
+  const kinds: [string, A.Vector, (j: number) => unknown][] = [
+    [
+      'chunked utf8',
+      A.vectorFromArray(texts.slice(0, 7), new A.Utf8())
+        .concat(A.vectorFromArray(texts.slice(7, 8), new A.Utf8()))
+        .concat(A.vectorFromArray(texts.slice(8), new A.Utf8())),
+      (j) => texts[j],
+    ],
+    [
+      'binary',
+      A.vectorFromArray(
+        texts.map((t) => new TextEncoder().encode(t)),
+        new A.Binary(),
+      ),
+      (j) => [...new TextEncoder().encode(texts[j]!)],
+    ],
+    [
+      'utf8 with a null entry',
+      A.vectorFromArray(
+        texts.map((t, i) => (i === 9 ? null : t)),
+        new A.Utf8(),
+      ),
+      (j) => (j === 9 ? null : texts[j]),
+    ],
+    [
+      'float64',
+      A.vectorFromArray(
+        Array.from({ length: 30 }, (_, i) => i / 4),
+        new A.Float64(),
+      ),
+      (j) => j / 4,
+    ],
+  ];
+  for (const [kind, dict, value] of kinds)
+    for (const idx of [[29, 9, -1, 0, 7, 9], Array.from({ length: 12 }, (_, i) => (i * 7) % 30)]) {
+      const c = compactDictionary(chunk(idx, new A.Int32(), dict));
+      assert.is(c.dictionary!.data.length, 1, kind);
+      const got = [...A.makeVector(c)].map((v) => (v instanceof Uint8Array ? [...v] : v));
+      assert.equal(
+        got,
+        idx.map((j) => (j < 0 ? null : value(j))),
+        `${kind}: ${idx.join(' ')}`,
+      );
+    }
+});
+
+test('a dictionary column with 64-bit indices reads as Int32 indices, its values intact, in both formats', async () => {
+  const dictionary = A.vectorFromArray(['a', 'b', 'c'], new A.Utf8());
+  const type = new A.Dictionary(new A.Utf8(), new A.Int64() as never);
+  const int64 = (idx: bigint[], nulls = 0): A.Data =>
+    A.makeData({
+      type,
+      length: idx.length,
+      nullCount: nulls,
+      ...(nulls ? { nullBitmap: Uint8Array.from([0b1011]) } : {}),
+      data: BigInt64Array.from(idx),
+      dictionary,
+    } as never) as unknown as A.Data;
+  const batch = (d: A.Data, x: number[]): A.RecordBatch =>
+    new A.RecordBatch({ d: A.makeVector(d as never).data[0]!, x: A.makeVector(Float32Array.from(x)).data[0]! });
+  // before: iterating such a column threw "Cannot mix BigInt and other types" from apache-arrow
+  const t = new A.Table([
+    batch(int64([2n, 0n, 1n, 2n]), [1, 2, 3, 4]),
+    batch(int64([1n, 0n, 7n, 0n], 1), [5, 6, 7, 8]),
+  ]);
+  for (const format of ['file', 'stream'] as const) {
+    const f = join(dir, `int64-indices-${format}.arrow`);
+    writeFileSync(f, A.tableToIPC(t, format));
+    const whole = kn.data.readArrow(f);
+    assert.equal([...whole.getChild('d')!], ['c', 'a', 'b', 'c', 'b', 'a', null, 'a'], format);
+    assert.is(String(whole.schema.fields[0]!.type), 'Dictionary<Int32, Utf8>');
+    const src = await kn.data.ArrowSource.open(f);
+    assert.is(String(src.schema.fields[0]!.type), 'Dictionary<Int32, Utf8>');
+    assert.equal([...(await src.read(1)).getChild('d')!], ['b', 'a', null, 'a'], format);
+    assert.equal([...(await src.read(0)).getChild('d')!], ['c', 'a', 'b', 'c'], format);
+    assert.equal((await kn.data.arrowFileInfo(f)).columns[0]!.type, 'Dictionary<Int32, Utf8>');
+    src.close();
+  }
+});
+
+test('bufferProblem: a dictionary chunk found sound before is not checked again; a new one is', () => {
+  // a dictionary whose offsets decrease, as a damaged file's could
+  const bad = A.makeData({
+    type: new A.Utf8(),
+    length: 2,
+    valueOffsets: Int32Array.from([0, 3, 1]),
+    data: new TextEncoder().encode('abc'),
+  });
+  const d = A.makeData({
+    type: new A.Dictionary(new A.Utf8(), new A.Int32()),
+    length: 1,
+    nullCount: 0,
+    data: Int32Array.from([0]),
+    dictionary: A.makeVector(bad),
+  });
+  const checked = new WeakSet<A.Data>();
+  assert.match(bufferProblem(d, 'column "d"', 0, checked)!, /column "d"'s dictionary's offsets decrease at value 1/);
+  // a sound one is remembered; one in the set is skipped (what the set is for: data never changes in place)
+  const good = A.makeData({
+    type: new A.Dictionary(new A.Utf8(), new A.Int32()),
+    length: 1,
+    nullCount: 0,
+    data: Int32Array.from([0]),
+    dictionary: A.vectorFromArray(['x'], new A.Utf8()),
+  });
+  assert.is(bufferProblem(good, 'g', 0, checked), null);
+  assert.ok(checked.has(good.dictionary!.data[0]!));
+  checked.add(bad);
+  assert.is(bufferProblem(d, 'column "d"', 0, checked), null);
+  assert.match(bufferProblem(d, 'column "d"')!, /offsets decrease/);
 });
 
 test('writeArrowStream: chunks as they come, dictionaries joined by deltas; refusals write nothing', async () => {

@@ -128,6 +128,39 @@ export async function run(): Promise<void> {
         );
       }
 
+    // a high-cardinality column (a user id): one dictionary of 1M distinct strings that every batch carries, 200
+    // batches of 5,000 rows. A batch's check and compaction work in its rows, not the dictionary's size
+    const many = join(dir, 'high-cardinality.arrow');
+    {
+      const entries = 1_000_000,
+        rows = 5_000;
+      const type = new A.Dictionary(new A.Utf8(), new A.Int32(), 901);
+      const dictionary = A.vectorFromArray(
+        Array.from({ length: entries }, (_, i) => `user-${i}`),
+        new A.Utf8(),
+      );
+      let state = 1;
+      const next = (): number => (state = (state * 1103515245 + 12345) >>> 0) % entries;
+      const batches = Array.from(
+        { length: 200 },
+        (_, b) =>
+          new A.RecordBatch({
+            u: A.makeData({ type, length: rows, data: Int32Array.from({ length: rows }, next), dictionary }),
+            x: A.makeData({ type: new A.Float32(), length: rows, data: new Float32Array(rows).fill(b) }),
+          }),
+      );
+      writeFileSync(many, A.tableToIPC(new A.Table(batches), 'file'));
+    }
+    console.log(
+      `## a high-cardinality dictionary: 1M distinct strings, 200 batches of 5,000 rows (${(statSync(many).size / 1e6).toFixed(1)} MB): ms (median of 3)`,
+    );
+    const wholeMany = await measureAsync(async () => void A.tableFromIPC(readFileSync(many)), few);
+    const srcMany = await measureAsync(chunked(many), few);
+    console.log(`${'apache-arrow tableFromIPC, whole file'.padEnd(48)} ${fmt(wholeMany.medianMs).padStart(8)} ms`);
+    console.log(
+      `${'kn.data.ArrowSource chunks'.padEnd(48)} ${fmt(srcMany.medianMs).padStart(8)} ms   ${(srcMany.medianMs / wholeMany.medianMs).toFixed(2)}x whole`,
+    );
+
     console.log('## Parquet <-> Arrow, peak RSS of a child process (MB); importing kiln alone is the floor');
     console.log(`${'import kiln, nothing else'.padEnd(48)} ${fmt(peakMb('void kn;')).padStart(8)} MB`);
     const part = table(N / 4);

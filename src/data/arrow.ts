@@ -137,7 +137,7 @@ function viewProblem(d: A.Data, where: string): string | null {
  * offsets, found by scripts/fuzz.ts), and reading them would exhaust memory. Dictionaries and child arrays are
  * checked the same way.
  */
-export function bufferProblem(d: A.Data, where: string, depth = 0): string | null {
+export function bufferProblem(d: A.Data, where: string, depth = 0, checked?: WeakSet<A.Data>): string | null {
   if (depth > 64) return `${where} nests more than 64 levels`;
   const n = d.offset + d.length;
   const claims = `${where} claims ${d.length} values`;
@@ -170,9 +170,13 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
     if (p) return p;
   }
   if (A.DataType.isDictionary(d.type)) {
+    // a dictionary chunk found sound before (`checked`: batches of one file share their dictionary's chunks) is
+    // not checked again
     for (const c of d.dictionary?.data ?? []) {
-      const p = bufferProblem(c, `${where}'s dictionary`, depth + 1);
+      if (checked?.has(c)) continue;
+      const p = bufferProblem(c, `${where}'s dictionary`, depth + 1, checked);
       if (p) return p;
+      checked?.add(c);
     }
     // every index of a valid value names an entry of the dictionary (a null's slot may hold anything); a chunk
     // with no dictionary (apache-arrow makes an empty one so) may hold only nulls
@@ -183,7 +187,7 @@ export function bufferProblem(d: A.Data, where: string, depth = 0): string | nul
         return `${where} holds dictionary index ${idx[i]} at value ${i}; its dictionary has ${size} entries`;
   }
   for (const c of d.children ?? []) {
-    const p = bufferProblem(c, `${where}'s child`, depth + 1);
+    const p = bufferProblem(c, `${where}'s child`, depth + 1, checked);
     if (p) return p;
   }
   return null;
@@ -481,7 +485,7 @@ export function readArrow(path: string): A.Table {
   // the probe ran bufferProblem on these bytes; apache-arrow reads them the same way here
   const bad = columnNameProblem(t.schema.fields);
   if (bad) throw new FormatError(`${path}: ${bad}`);
-  return t;
+  return narrowTable(t);
 }
 
 // apache-arrow's reader loops forever on some malformed files (found by scripts/fuzz.ts: a flipped byte in
@@ -504,6 +508,8 @@ export const TABLE_CHECK_JS = `
 ${unionProblem.toString()}
 ${viewProblem.toString()}
 ${bufferProblem.toString()}
+// the dictionary chunks this thread found sound (apache-arrow data is never changed in place)
+const checkedDictionaries = new WeakSet();
 function tableProblem(A, t) {
   const covered = (type) =>
     A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
@@ -511,7 +517,7 @@ function tableProblem(A, t) {
     (A.DataType.isDictionary(type) && covered(type.dictionary));
   for (const f of t.schema.fields)
     for (const d of t.getChild(f.name).data) {
-      const p = bufferProblem(d, 'column ' + JSON.stringify(f.name));
+      const p = bufferProblem(d, 'column ' + JSON.stringify(f.name), 0, checkedDictionaries);
       if (p) return p;
     }
   for (const f of t.schema.fields) if (!covered(f.type)) t.getChild(f.name).toArray();
@@ -712,7 +718,7 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
     const dictionary = A.vectorFromArray(values, type.dictionary);
     columns.set(
       i,
-      chunks.map((d, c) => remapped(d, maps[c]!, newType, dictionary)),
+      chunks.map((d, c) => remapped(d, (j) => maps[c]![j]!, newType, dictionary)),
     );
     return new A.Field(f.name, newType, f.nullable, f.metadata);
   });
@@ -730,14 +736,15 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
 /** A dictionary chunk `d` with its indices mapped through `m` (old index -> new) onto `dictionary`, of `type`. */
 function remapped(
   d: A.Data<A.Dictionary>,
-  m: Int32Array,
+  m: (old: number) => number,
   type: A.Dictionary,
   dictionary: A.Vector,
 ): A.Data<A.Dictionary> {
-  // a slice's values start at its first row; its offset counts only into the validity bitmap
+  // a slice's values start at its first row; its offset counts only into the validity bitmap. Old indices may be
+  // 64-bit (bigints); new ones are as wide as `type` says
   const old = d.values as ArrayLike<number | bigint>;
   const out = new type.indices.ArrayType(d.length) as unknown as { [k: number]: number };
-  for (let r = 0; r < d.length; r++) if (d.getValid(r)) out[r] = m[Number(old[r])]!;
+  for (let r = 0; r < d.length; r++) if (d.getValid(r)) out[r] = m(Number(old[r]));
   return A.makeData({
     type,
     offset: d.offset,
@@ -750,38 +757,140 @@ function remapped(
 }
 
 /**
+ * Entries `at` (ascending) of a string or binary dictionary with no null entries, their bytes copied into one
+ * chunk (no decoding to strings and back); null for any other dictionary.
+ */
+function bytesTaken(dict: A.Vector, at: readonly number[]): A.Vector | null {
+  const type = dict.type as A.DataType;
+  if (!(A.DataType.isUtf8(type) || A.DataType.isBinary(type)) || dict.data.some((c) => c.nullCount > 0)) return null;
+  const offsets = new Int32Array(at.length + 1);
+  const where: [Uint8Array, number, number][] = [];
+  let c = 0,
+    base = 0,
+    bytes = 0;
+  for (let i = 0; i < at.length; i++) {
+    // the chunk holding entry at[i] (entries ascend, so the chunks are walked once)
+    while (at[i]! >= base + dict.data[c]!.length) base += dict.data[c++]!.length;
+    const chunk = dict.data[c]!;
+    const o = chunk.valueOffsets as Int32Array;
+    const r = at[i]! - base;
+    where.push([chunk.values as Uint8Array, o[r]!, o[r + 1]!]);
+    bytes += o[r + 1]! - o[r]!;
+    offsets[i + 1] = bytes;
+  }
+  const data = new Uint8Array(bytes);
+  where.forEach(([v, from, to], i) => data.set(v.subarray(from, to), offsets[i]!));
+  return A.makeVector(
+    A.makeData({ type: type as A.Utf8, length: at.length, nullCount: 0, valueOffsets: offsets, data }),
+  );
+}
+
+/** Entries `at` (ascending) of `dict` as one chunk: bytes copied where bytesTaken can, else value by value. */
+function taken(dict: A.Vector, at: readonly number[], type: A.Dictionary): A.Vector {
+  return (
+    bytesTaken(dict, at) ??
+    A.vectorFromArray(
+      at.map((j) => dict.get(j)),
+      type.dictionary,
+    )
+  );
+}
+
+/**
  * A dictionary chunk whose dictionary holds only the entries its valid values use, in the dictionary's order (so
  * an ordered dictionary stays ordered), or `d` itself when its dictionary is one chunk no longer than it. Its
  * indices must be in range (bufferProblem). A record batch read from a file otherwise carries the file's whole
  * dictionary, and with delta dictionaries that is every batch's values, in as many chunks, on every batch.
+ * 64-bit indices come back as Int32 (narrowIndices).
  */
 export function compactDictionary(d: A.Data<A.Dictionary>): A.Data<A.Dictionary> {
   const dict = d.dictionary;
-  if (!dict || (dict.data.length === 1 && dict.length <= d.length)) return d;
+  const type = narrowIndices(d.type);
+  if (!dict || (dict.data.length === 1 && dict.length <= d.length))
+    return type === d.type ? d : remapped(d, (j) => j, type, dict ?? A.vectorFromArray([], type.dictionary));
   const idx = d.values as ArrayLike<number | bigint>;
+  if (dict.length > 4 * d.length) {
+    // a dictionary much larger than the chunk (a high-cardinality column, or one grown by deltas): the work is the
+    // chunk's size, not the dictionary's (its indices sorted, each distinct one looked up once)
+    const used = new Float64Array(d.length);
+    let k = 0;
+    for (let r = 0; r < d.length; r++) if (d.getValid(r)) used[k++] = Number(idx[r]);
+    const sorted = used.subarray(0, k).sort();
+    const at = new Map<number, number>();
+    const distinct: number[] = [];
+    for (let i = 0; i < k; i++)
+      if (i === 0 || sorted[i] !== sorted[i - 1]) {
+        at.set(sorted[i]!, distinct.length);
+        distinct.push(sorted[i]!);
+      }
+    return remapped(d, (j) => at.get(j)!, type, taken(dict, distinct, type));
+  }
   const map = new Int32Array(dict.length).fill(-1);
   for (let r = 0; r < d.length; r++) if (d.getValid(r)) map[Number(idx[r])] = 0;
-  const values: unknown[] = [];
+  const distinct: number[] = [];
   for (let j = 0; j < map.length; j++)
     if (map[j] === 0) {
-      map[j] = values.length;
-      values.push(dict.get(j));
+      map[j] = distinct.length;
+      distinct.push(j);
     }
-  return remapped(d, map, d.type, A.vectorFromArray(values, d.type.dictionary));
+  return remapped(d, (j) => map[j]!, type, taken(dict, distinct, type));
 }
 
-/** `t` with every dictionary column's chunks compacted (compactDictionary); its other columns as they are. */
+/**
+ * A dictionary type with Int32 indices in place of 64-bit ones, or `type` itself. apache-arrow cannot look a value
+ * up through 64-bit indices (iterating such a column throws a TypeError), and a dictionary of 2^31 entries or more
+ * cannot be held anyway, so the readers narrow them.
+ */
+export function narrowIndices(type: A.Dictionary): A.Dictionary {
+  return (type.indices.bitWidth as number) === 64
+    ? new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered)
+    : type;
+}
+
+/** `schema` with each dictionary column's 64-bit indices narrowed to Int32 (narrowIndices), or `schema` itself. */
+export function narrowSchema(schema: A.Schema): A.Schema {
+  if (!schema.fields.some((f) => A.DataType.isDictionary(f.type) && narrowIndices(f.type) !== f.type)) return schema;
+  return new A.Schema(
+    schema.fields.map((f) => (A.DataType.isDictionary(f.type) ? f.clone({ type: narrowIndices(f.type) }) : f)),
+    schema.metadata,
+  );
+}
+
+/** `t` with each dictionary column's 64-bit indices narrowed to Int32 (the same dictionaries), or `t` itself. */
+export function narrowTable(t: A.Table): A.Table {
+  const schema = narrowSchema(t.schema);
+  if (schema === t.schema) return t;
+  const type = new A.Struct(schema.fields);
+  return new A.Table(
+    schema,
+    t.batches.map((b) => {
+      const children = b.data.children.map((c, i) => {
+        const f = schema.fields[i]!;
+        return A.DataType.isDictionary(f.type) && f.type !== t.schema.fields[i]!.type
+          ? remapped(c as A.Data<A.Dictionary>, (j) => j, f.type, (c as A.Data<A.Dictionary>).dictionary!)
+          : c;
+      });
+      return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
+    }),
+  );
+}
+
+/**
+ * `t` with every dictionary column's chunks compacted (compactDictionary, 64-bit indices narrowed); its other
+ * columns as they are.
+ */
 export function compactDictionaries(t: A.Table): A.Table {
   const fields = t.schema.fields;
   if (!fields.some((f) => A.DataType.isDictionary(f.type))) return t;
-  const type = new A.Struct(fields);
+  const schema = narrowSchema(t.schema);
+  const type = new A.Struct(schema.fields);
   return new A.Table(
-    t.schema,
+    schema,
     t.batches.map((b) => {
       const children = b.data.children.map((c, i) =>
         A.DataType.isDictionary(fields[i]!.type) ? compactDictionary(c as A.Data<A.Dictionary>) : c,
       );
-      return new A.RecordBatch(t.schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
+      return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
     }),
   );
 }
@@ -791,6 +900,10 @@ export function compactDictionaries(t: A.Table): A.Table {
  */
 export const COMPACT_JS = `
 ${remapped.toString()}
+${bytesTaken.toString()}
+${taken.toString()}
+${narrowIndices.toString()}
+${narrowSchema.toString()}
 ${compactDictionary.toString()}
 ${compactDictionaries.toString()}
 `;
@@ -852,7 +965,7 @@ class GrowingDictionary {
     if (!from) {
       // a chunk of no rows or only nulls (ownTable refused a value with no dictionary to name it): nothing to map
       this.dictionary ??= A.vectorFromArray([], this.type.dictionary);
-      return remapped(d, new Int32Array(0), this.type, this.dictionary);
+      return remapped(d, () => 0, this.type, this.dictionary);
     }
     if (this.last?.from !== from) {
       const before = this.union.values.length;
@@ -868,7 +981,8 @@ class GrowingDictionary {
       }
       this.last = { from, map };
     }
-    return remapped(d, this.last.map, this.type, this.dictionary!);
+    const map = this.last.map;
+    return remapped(d, (j) => map[j]!, this.type, this.dictionary!);
   }
 }
 

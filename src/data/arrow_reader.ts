@@ -249,10 +249,10 @@ async function openFile(key, path, expect) {
     if (o.reader) {
       o.batches = [];
       for (let i = 0; i < o.reader.footer.numRecordBatches; i++) o.batches.push(await batchRows(handle, st.size, o.reader.footer, i));
-      o.schema = o.reader.schema;
+      o.schema = narrowSchema(o.reader.schema);
     } else {
       try {
-        o.schema = A.tableFromIPC(Buffer.concat([o.schemaBytes, END_OF_STREAM])).schema;
+        o.schema = narrowSchema(A.tableFromIPC(Buffer.concat([o.schemaBytes, END_OF_STREAM])).schema);
       } catch (e) {
         throw new Fail('format', 'its schema cannot be read: ' + message(e));
       }

@@ -866,9 +866,9 @@ export function narrowTable(t: A.Table): A.Table {
     t.batches.map((b) => {
       const children = b.data.children.map((c, i) => {
         const f = schema.fields[i]!;
-        return A.DataType.isDictionary(f.type) && f.type !== t.schema.fields[i]!.type
-          ? remapped(c as A.Data<A.Dictionary>, (j) => j, f.type, (c as A.Data<A.Dictionary>).dictionary!)
-          : c;
+        if (!A.DataType.isDictionary(f.type) || f.type === t.schema.fields[i]!.type) return c;
+        const d = c as A.Data<A.Dictionary>;
+        return remapped(d, (j) => j, f.type, d.dictionary ?? A.vectorFromArray([], f.type.dictionary));
       });
       return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
     }),

@@ -518,6 +518,17 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
           wrong.push(`${name}: the message does not name the path: ${m}`);
       }
     }
+  // a path that is not a string at all
+  for (const [name, call] of calls)
+    for (const p of [42, undefined, null, {}, Symbol('p'), ['a.arrow']]) {
+      try {
+        await call(p as unknown as string);
+        wrong.push(`${name}(${String(p)}) did not throw`);
+      } catch (e) {
+        if (!(e instanceof kn.ArgumentError))
+          wrong.push(`${name}(${String(p)}): ${(e as Error).constructor.name}: ${(e as Error).message}`);
+      }
+    }
   assert.equal(wrong, [], wrong.join('\n'));
   assert.equal(readdirSync(dir).sort(), ['notes.txt'], 'nothing was written');
   throwsKiln(() => kn.track.listRuns(notes), kn.ArgumentError, /notes\.txt is a file, not a tracking directory/);

@@ -144,6 +144,8 @@ interface CsvSettings {
 }
 
 function csvSettings(path: string, opts: ReadCsvOptions, who: string): CsvSettings {
+  // the path first: the delimiter is decided by its extension
+  checkFilePath(path, who);
   checkOptions(
     opts,
     who,

@@ -12,8 +12,9 @@ export const ARROW_EXTENSIONS: readonly string[] = ['.arrow', '.arrows', '.feath
 /** CSV files (.tsv: tab-separated). */
 export const CSV_EXTENSIONS: readonly string[] = ['.csv', '.tsv'];
 
-/** Whether `path` ends in one of `exts`, whatever its case. */
+/** Whether `path` ends in one of `exts`, whatever its case (false for what is not a string). */
 export function hasExtension(path: string, exts: readonly string[]): boolean {
+  if (typeof path !== 'string') return false;
   const p = path.toLowerCase();
   return exts.some((x) => p.endsWith(x));
 }

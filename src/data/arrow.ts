@@ -655,8 +655,8 @@ export interface WriteArrowOptions extends WriteArrowStreamOptions {
  * @example kn.data.writeArrow('.kiln-tmp-w.arrows', { x: kn.arange(0, 3) }); [(await kn.data.arrowFileInfo('.kiln-tmp-w.arrows')).format, [...kn.data.readArrow('.kiln-tmp-w.arrows').getChild('x')]] // ['stream', [0, 1, 2]]
  */
 export function writeArrow(path: string, table: A.Table | Record<string, Tensor>, opts: WriteArrowOptions = {}): void {
-  checkFilePath(path, 'writeArrow');
   checkOptions(opts, 'writeArrow', ['vocab', 'format', 'maxBatchRows']);
+  checkFilePath(path, 'writeArrow');
   const format = arrowFormat(path, opts.format, 'writeArrow');
   const max = maxBatchRowsOf(opts.maxBatchRows, 'writeArrow');
   const whole =

@@ -144,13 +144,13 @@ interface CsvSettings {
 }
 
 function csvSettings(path: string, opts: ReadCsvOptions, who: string): CsvSettings {
-  // the path first: the delimiter is decided by its extension
-  checkFilePath(path, who);
   checkOptions(
     opts,
     who,
     optionKeys<ReadCsvOptions>({ delimiter: true, header: true, nullValues: true, strings: true }),
   );
+  // the path before the delimiter, which its extension decides
+  checkFilePath(path, who);
   const delimiter = delimiterOf(path, opts.delimiter, who);
   if (
     opts.nullValues !== undefined &&

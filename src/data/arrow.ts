@@ -664,7 +664,7 @@ export function writeArrow(path: string, table: A.Table | Record<string, Tensor>
       ? oneDictionaryPerColumn(ownTable(table, 'writeArrow'))
       : toArrow(table, opts.vocab ? { vocab: opts.vocab } : {});
   const t =
-    max === undefined || whole.batches.every((b) => b.numRows <= max)
+    max === undefined
       ? whole
       : new A.Table(
           whole.schema,
@@ -723,15 +723,22 @@ export function oneDictionaryPerColumn(t: A.Table): A.Table {
     );
     return new A.Field(f.name, newType, f.nullable, f.metadata);
   });
-  const schema = new A.Schema(newFields, t.schema.metadata);
-  const batches = t.batches.map((b, k) => {
-    const children = b.data.children.map((d, i) => columns.get(i)?.[k] ?? d);
-    return new A.RecordBatch(
-      schema,
-      A.makeData({ type: new A.Struct(newFields), length: b.numRows, nullCount: 0, children }),
-    );
-  });
-  return new A.Table(schema, batches);
+  return withChildren(t, new A.Schema(newFields, t.schema.metadata), (c, i, k) => columns.get(i)?.[k] ?? c);
+}
+
+/**
+ * `t`'s record batches rebuilt under `schema` (as many columns), each batch's column `i` replaced by what
+ * `child(column, i, batch)` gives.
+ */
+function withChildren(t: A.Table, schema: A.Schema, child: (c: A.Data, i: number, batch: number) => A.Data): A.Table {
+  const type = new A.Struct(schema.fields);
+  return new A.Table(
+    schema,
+    t.batches.map((b, k) => {
+      const children = b.data.children.map((c, i) => child(c, i, k));
+      return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
+    }),
+  );
 }
 
 /** A dictionary chunk `d` with its indices mapped through `m` (old index -> new) onto `dictionary`, of `type`. */
@@ -843,9 +850,7 @@ export function compactDictionary(d: A.Data<A.Dictionary>): A.Data<A.Dictionary>
  * cannot be held anyway, so the readers narrow them.
  */
 export function narrowIndices(type: A.Dictionary): A.Dictionary {
-  return (type.indices.bitWidth as number) === 64
-    ? new A.Dictionary(type.dictionary, new A.Int32(), type.id, type.isOrdered)
-    : type;
+  return (type.indices.bitWidth as number) === 64 ? withInt32Indices(type) : type;
 }
 
 /** `schema` with each dictionary column's 64-bit indices narrowed to Int32 (narrowIndices), or `schema` itself. */
@@ -861,19 +866,12 @@ export function narrowSchema(schema: A.Schema): A.Schema {
 export function narrowTable(t: A.Table): A.Table {
   const schema = narrowSchema(t.schema);
   if (schema === t.schema) return t;
-  const type = new A.Struct(schema.fields);
-  return new A.Table(
-    schema,
-    t.batches.map((b) => {
-      const children = b.data.children.map((c, i) => {
-        const f = schema.fields[i]!;
-        if (!A.DataType.isDictionary(f.type) || f.type === t.schema.fields[i]!.type) return c;
-        const d = c as A.Data<A.Dictionary>;
-        return remapped(d, (j) => j, f.type, d.dictionary ?? A.vectorFromArray([], f.type.dictionary));
-      });
-      return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
-    }),
-  );
+  return withChildren(t, schema, (c, i) => {
+    const f = schema.fields[i]!;
+    if (!A.DataType.isDictionary(f.type) || f.type === t.schema.fields[i]!.type) return c;
+    const d = c as A.Data<A.Dictionary>;
+    return remapped(d, (j) => j, f.type, d.dictionary ?? A.vectorFromArray([], f.type.dictionary));
+  });
 }
 
 /**
@@ -883,16 +881,8 @@ export function narrowTable(t: A.Table): A.Table {
 export function compactDictionaries(t: A.Table): A.Table {
   const fields = t.schema.fields;
   if (!fields.some((f) => A.DataType.isDictionary(f.type))) return t;
-  const schema = narrowSchema(t.schema);
-  const type = new A.Struct(schema.fields);
-  return new A.Table(
-    schema,
-    t.batches.map((b) => {
-      const children = b.data.children.map((c, i) =>
-        A.DataType.isDictionary(fields[i]!.type) ? compactDictionary(c as A.Data<A.Dictionary>) : c,
-      );
-      return new A.RecordBatch(schema, A.makeData({ type, length: b.numRows, nullCount: 0, children }));
-    }),
+  return withChildren(t, narrowSchema(t.schema), (c, i) =>
+    A.DataType.isDictionary(fields[i]!.type) ? compactDictionary(c as A.Data<A.Dictionary>) : c,
   );
 }
 
@@ -900,7 +890,9 @@ export function compactDictionaries(t: A.Table): A.Table {
  * Script text of compactDictionaries and what it calls, for the reader threads (apache-arrow as `A` in scope).
  */
 export const COMPACT_JS = `
+${withChildren.toString()}
 ${remapped.toString()}
+${withInt32Indices.toString()}
 ${bytesTaken.toString()}
 ${taken.toString()}
 ${narrowIndices.toString()}
@@ -1004,8 +996,8 @@ export async function writeArrowStream(
   tables: AsyncIterable<A.Table> | Iterable<A.Table>,
   opts: WriteArrowStreamOptions = {},
 ): Promise<{ bytes: number; rows: number; batches: number }> {
-  checkFilePath(path, 'writeArrowStream');
   checkOptions(opts, 'writeArrowStream', ['format', 'maxBatchRows']);
+  checkFilePath(path, 'writeArrowStream');
   const format = arrowFormat(path, opts.format, 'writeArrowStream');
   const max = maxBatchRowsOf(opts.maxBatchRows, 'writeArrowStream');
   const source = tableStream(tables, 'writeArrowStream');

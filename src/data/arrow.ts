@@ -498,7 +498,8 @@ export const ARROW_PATH = createRequire(import.meta.url).resolve('apache-arrow')
  * Script text for a worker that reads Arrow data from outside (the probe here, ArrowSource's reader thread):
  * `tableProblem(A, t)` says why a table's buffers cannot hold what they claim (bufferProblem, unionProblem and
  * viewProblem, their source, so there is one definition), or else decodes once every column bufferProblem does not
- * cover whole (so a length or offset that points outside the file throws there, not later) and returns null.
+ * cover whole (so a length or offset that points outside the file throws there, not later; a dictionary column's
+ * dictionaries, each once) and returns null.
  * Strings, binaries, their views and dictionaries of them bufferProblem does cover (offsets in order and in range,
  * views inside their data buffers, indices in range): those are not decoded value by value. A worker that exhausts
  * V8's heap takes the whole process with it, resource limits or not, so the lengths are checked before anything is
@@ -510,6 +511,8 @@ ${viewProblem.toString()}
 ${bufferProblem.toString()}
 // the dictionary chunks this thread found sound (apache-arrow data is never changed in place)
 const checkedDictionaries = new WeakSet();
+// and the dictionaries (vectors) it decoded whole
+const decodedDictionaries = new WeakSet();
 function tableProblem(A, t) {
   const covered = (type) =>
     A.DataType.isUtf8(type) || A.DataType.isLargeUtf8(type) || A.DataType.isBinary(type) || A.DataType.isLargeBinary(type) ||
@@ -520,7 +523,20 @@ function tableProblem(A, t) {
       const p = bufferProblem(d, 'column ' + JSON.stringify(f.name), 0, checkedDictionaries);
       if (p) return p;
     }
-  for (const f of t.schema.fields) if (!covered(f.type)) t.getChild(f.name).toArray();
+  for (const f of t.schema.fields) {
+    if (covered(f.type)) continue;
+    if (!A.DataType.isDictionary(f.type)) {
+      t.getChild(f.name).toArray();
+      continue;
+    }
+    // a dictionary column's indices are in range (bufferProblem), so decoding its dictionaries covers it, each
+    // once: not value by value through its indices (64-bit ones make apache-arrow throw on a boolean dictionary)
+    for (const d of t.getChild(f.name).data)
+      if (d.dictionary && !decodedDictionaries.has(d.dictionary)) {
+        d.dictionary.toArray();
+        decodedDictionaries.add(d.dictionary);
+      }
+  }
   return null;
 }
 `;

@@ -600,10 +600,18 @@ const TARGETS: Record<Reader | SelfTest, Target> = {
 
 // ---------------- child: run a chunk ----------------
 
-async function child(reader: Reader | SelfTest, from: number, to: number, seed: number, dump?: string): Promise<void> {
+async function child(
+  reader: Reader | SelfTest,
+  from: number,
+  to: number,
+  seed: number,
+  given?: string,
+  dump?: string,
+): Promise<void> {
   const kn = (await import('../src/index.js')) as Kn;
   kn.setBackend('cpu');
-  const dir = mkdtempSync(join(tmpdir(), `kiln-fuzz-${reader}-`));
+  // the parent's directory (it removes it when a crash or hang kills this process before the `finally` below)
+  const dir = given ?? mkdtempSync(join(tmpdir(), `kiln-fuzz-${reader}-`));
   const out: string[] = [];
   const flush = (): void => {
     if (out.length) process.stdout.write(out.splice(0).join('\n') + '\n');
@@ -653,10 +661,15 @@ function runChunk(
   seed: number,
   timeoutMs: number,
 ): Promise<{ lines: string[]; code: number | null; signal: string | null; timedOut: boolean }> {
+  // the child's scratch directory, made and removed here: a child that crashes or hangs leaves it behind
+  const dir = mkdtempSync(join(tmpdir(), `kiln-fuzz-${reader}-`));
   return new Promise((resolve) => {
     const p = spawn(
       process.execPath,
-      ['--import', 'tsx', here, '--child', reader, '--from', String(from), '--to', String(to), '--seed', String(seed)],
+      [
+        ...['--import', 'tsx', here, '--child', reader, '--from', String(from), '--to', String(to)],
+        ...['--seed', String(seed), '--dir', dir],
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {
@@ -690,6 +703,7 @@ function runChunk(
     p.stderr.on('data', () => {});
     p.on('close', (code, signal) => {
       clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
       resolve({ lines: buf.split('\n').filter(Boolean), code, signal, timedOut });
     });
   });
@@ -742,6 +756,7 @@ async function main(): Promise<void> {
       readers: { type: 'string', default: READERS.join(',') },
       json: { type: 'boolean', default: false },
       dump: { type: 'string' },
+      dir: { type: 'string' },
     },
     strict: true,
   });
@@ -751,6 +766,7 @@ async function main(): Promise<void> {
       Number(values.from),
       Number(values.to),
       Number(values.seed),
+      values.dir,
       values.dump,
     );
   } else {

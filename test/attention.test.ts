@@ -2,13 +2,12 @@
 // (test/ref/attention_torch.py, float64) on every backend, finite-difference gradients, masks and dropout,
 // architecture specs both ways (including hostile ones), quantization and pruning of the Linear layers
 // inside attention, and the model zoo's shapes, saving and sampling.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln } from './helpers.js';
+import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-4, what = ''): void => {
@@ -378,7 +377,7 @@ test('specs: every new layer round-trips, hostile specs are refused before alloc
       kn.randn([1, 2, 6, 6]),
     ],
   ];
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-attn-'));
+  const dir = tempDir('kiln-attn-');
   for (const [i, [m, x]] of models.entries()) {
     m.eval();
     const spec = kn.nn.toSpec(m);
@@ -444,7 +443,7 @@ test('quantization and pruning reach the Linear layers inside attention; the qua
   }
   const sqnr = 10 * Math.log10(s / n);
   assert.ok(sqnr > 20, `int8 transformer vs float SQNR ${sqnr.toFixed(1)} dB`);
-  const file = join(mkdtempSync(join(tmpdir(), 'kiln-attnq-')), 'q.safetensors');
+  const file = join(tempDir('kiln-attnq-'), 'q.safetensors');
   await kn.io.save(file, q);
   const { model: back } = await kn.io.loadModel(file);
   close(f64(back.call(x)), got, 1e-6, 1e-6, 'quantized model from its file');
@@ -503,7 +502,7 @@ test('a Transformer classifier serves token ids from its file; non-integer ids g
   kn.seed(8);
   const m = kn.models.transformerClassifier({ vocabSize: 30, numClasses: 3, dModel: 16, nHead: 2, maxLen: 16 });
   m.eval();
-  const file = join(mkdtempSync(join(tmpdir(), 'kiln-attn-serve-')), 'clf.safetensors');
+  const file = join(tempDir('kiln-attn-serve-'), 'clf.safetensors');
   await kn.io.save(file, m);
   assert.ok(kn.nn.takesIds(m) && !kn.nn.takesIds(kn.models.mlp(2, [], 2)));
   const srv = await kn.serve.createServer(file, { port: 0, inputShape: [6] });
@@ -569,7 +568,7 @@ test('Graph: branching models run, save with their architecture, quantize, expor
     rtol: 2e-3,
   });
   assert.ok(r.ok, `graph gradcheck ${r.maxAbsErr}`);
-  const file = join(mkdtempSync(join(tmpdir(), 'kiln-graph-')), 'g.safetensors');
+  const file = join(tempDir('kiln-graph-'), 'g.safetensors');
   await kn.io.save(file, g);
   const { model } = await kn.io.loadModel(file);
   assert.equal(kn.nn.toSpec(model), kn.nn.toSpec(g));

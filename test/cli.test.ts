@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { rng } from './rng.js';
+import { tempDir } from './helpers.js';
 
 const cli = (...args: string[]): { code: number | null; out: string; err: string } => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8' });
@@ -54,7 +54,7 @@ test('unknown commands and options fail with a usage message', () => {
 });
 
 test('files named by flags: a missing or malformed one names the flag and the path', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-files-'));
+  const dir = tempDir('kiln-cli-files-');
   const bad = join(dir, 'rules.yaml');
   writeFileSync(bad, 'rules: [unclosed\n');
   const cases: [string[], RegExp][] = [
@@ -113,7 +113,7 @@ test('kiln bench times the kernels and prints JSON rows; bad arguments exit 2 wi
 });
 
 test('kiln train: a table in, a model out (classes or values), with the scaler, tracking and early stopping', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-train-'));
+  const dir = tempDir('kiln-cli-train-');
   const r = rng(12);
   const gauss = (): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   // three classes around three centres in (f1, f2), a noise column f3 on another scale
@@ -249,7 +249,7 @@ test('kiln train: a table in, a model out (classes or values), with the scaler, 
 });
 
 test('kiln train: string labels are classes, saved by name; fine-tuning keeps their order; --backend', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-names-'));
+  const dir = tempDir('kiln-cli-names-');
   const r = rng(21);
   const gauss = (): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const names = ['versicolor', 'setosa', 'virginica']; // written unsorted: classes are sorted by name
@@ -489,7 +489,7 @@ test('kiln train: string labels are classes, saved by name; fine-tuning keeps th
 
 test('kiln quantize and kiln prune: files in, smaller files out, reports; bad arguments exit 2', async () => {
   const kn = await import('../src/index.js');
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-q-'));
+  const dir = tempDir('kiln-cli-q-');
   kn.seed(3);
   const model = new kn.nn.Sequential(new kn.nn.Linear(64, 128), new kn.nn.ReLU(), new kn.nn.Linear(128, 4));
   const file = join(dir, 'm.safetensors');
@@ -551,7 +551,7 @@ test('kiln quantize and kiln prune: files in, smaller files out, reports; bad ar
 
 test('kiln bench MODEL runs every configuration this machine has, with onnxruntime as a peer', async () => {
   const kn = await import('../src/index.js');
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-model-'));
+  const dir = tempDir('kiln-bench-model-');
   kn.seed(2);
   // the demo's two models: an MLP (input shape from its first Linear) and a small CNN (shape in the metadata)
   const mlp = new kn.nn.Sequential(new kn.nn.Linear(64, 32), new kn.nn.ReLU(), new kn.nn.Linear(32, 10));

@@ -1,6 +1,8 @@
 // The shape of the codebase: generated cross-language tables are fresh, kernels read attributes by name, every
 // family has its file in every backend folder, and src/ has no runtime import cycle.
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generatedFiles, snake, staleFiles } from '../scripts/gen-tables.js';
@@ -277,6 +279,31 @@ test('the cycle finder finds a planted cycle', () => {
       .sort(),
     ['a,b,c', 'e'],
   );
+});
+
+test('tests and benches make temporary directories with tempDir, which removes them when the process exits', () => {
+  // every npm test used to leave its directories under /tmp (hundreds of MB after a few dozen runs)
+  for (const dir of ['test', 'bench/soak', 'bench/dist', 'bench/serve'])
+    for (const f of list(dir).filter((n) => n.endsWith('.ts') && !['helpers.ts', 'codebase.test.ts'].includes(n)))
+      assert.not.match(read(`${dir}/${f}`), /mkdtemp/, `${dir}/${f}: use tempDir from test/helpers.ts`);
+  // a process that makes two (one holding a file and a subdirectory) and exits leaves neither behind
+  const code = `import { tempDir } from './test/helpers.ts';
+import { mkdirSync, writeFileSync } from 'node:fs';
+const a = tempDir('kiln-tempdir-a-'), b = tempDir('kiln-tempdir-b-');
+mkdirSync(a + '/sub'); writeFileSync(a + '/sub/f.txt', 'x');
+console.log(JSON.stringify([a, b]));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    encoding: 'utf8',
+    env: { ...process.env, KILN_WEBGPU: '0' },
+  });
+  assert.is(r.status, 0, r.stderr);
+  const made = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as string[];
+  assert.is(made.length, 2);
+  for (const d of made) {
+    assert.match(d, /kiln-tempdir-[ab]-/);
+    assert.not.ok(existsSync(d), `${d} is left behind`);
+  }
 });
 
 test.run();

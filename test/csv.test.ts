@@ -1,7 +1,6 @@
 // kn.data.readCsv / writeCsv: checked against DuckDB's CSV reader and writer on the same files (quotes, separators
 // and line breaks inside values, nulls, a byte-order mark, CRLF), type inference, TSV, and clear errors.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import * as A from 'apache-arrow';
@@ -9,9 +8,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { column } from '../src/data/csv.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-csv-'));
+const dir = tempDir('kiln-csv-');
 const N = 500;
 let duck: DuckDBConnection | null = null;
 async function sql(q: string): Promise<Record<string, unknown>[]> {

@@ -9,14 +9,13 @@
 // step's calls into the runtime are counted (test/emu/steps.ts), and a 2-rank job trains DistributedDataParallel
 // on cuda with its gradients reduced by NCCL (test/native/nccl_emu.cc).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addonOrigin } from '../src/backends/native/binding.js';
 import { buildCudaEmulation, type CudaEmulation } from './emulate.js';
-import { childJson, maxWeightDiff } from './helpers.js';
+import { childJson, maxWeightDiff, tempDir } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 // the suites that run each case on every available backend (test/*.test.ts by file name)
@@ -39,7 +38,7 @@ const GEMM_SUITES = ['conformance', 'gradcheck', 'nn.test', 'quant'];
 
 const cxx = process.env.CXX ?? 'g++';
 const hasCompiler = spawnSync(cxx, ['--version']).status === 0;
-const dir = mkdtempSync(join(tmpdir(), 'kiln-cuda-emu-'));
+const dir = tempDir('kiln-cuda-emu-');
 let built: CudaEmulation | null = null;
 const libs = (): CudaEmulation => {
   // the sanitizer run (scripts/sanitize.sh) builds them with ASan + UBSan, so every kernel's reads and writes are

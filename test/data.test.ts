@@ -1,19 +1,18 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { bufferProblem, compactDictionary } from '../src/data/arrow.js';
-import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln } from './helpers.js';
+import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-5): void => {
   const r = allclose(a, e, atol, rtol, true);
   assert.ok(r.ok, r.message);
 };
-const dir = mkdtempSync(join(tmpdir(), 'kiln-data-'));
+const dir = tempDir('kiln-data-');
 
 // 5 rows x 3 features, with NaN as missing; column 2 is constant
 const ROWS = [

@@ -2,16 +2,16 @@
 // package, the four checks pass, training and test evaluation run, the model file is written, loads, and
 // serves raw digits over HTTP.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { tempDir } from './helpers.js';
 
 test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test split and saves', async () => {
-  const out = mkdtempSync(join(tmpdir(), 'kiln-demo-'));
+  const out = tempDir('kiln-demo-');
   const text = execFileSync(
     process.execPath,
     ['--import', 'tsx', 'examples/mnist.ts', '--model', 'mlp', '--epochs', '1', '--out', out],
@@ -110,7 +110,7 @@ test('npm run demo (MLP, 1 epoch) runs the checks, trains, evaluates on the test
 });
 
 test('npm run demo:lm (300 steps) beats the bigram baseline on held-out names, samples and saves', async () => {
-  const out = mkdtempSync(join(tmpdir(), 'kiln-demo-lm-'));
+  const out = tempDir('kiln-demo-lm-');
   const text = execFileSync(
     process.execPath,
     ['--import', 'tsx', 'examples/charlm.ts', '--steps', '300', '--samples', '4', '--out', out],

@@ -3,18 +3,17 @@
 // it): every collective, DDP equal to one process on the same global batch, fit() with checkpoints resumed in a
 // new job, a failing rank, and ranks that build different models. Scripts in test/dist/.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { onBackwardEnd, onGradReady } from '../src/autograd/backward.js';
 import { launchCommand, launcherFlavor } from '../src/cli/launch.js';
-import { maxWeightDiff } from './helpers.js';
+import { maxWeightDiff, tempDir } from './helpers.js';
 
 const d = kn.distributed;
-const tmp = mkdtempSync(join(tmpdir(), 'kiln-dist-'));
+const tmp = tempDir('kiln-dist-');
 
 /** Runs `kiln launch ARGS` (the CLI through tsx), with a deadline: a hung job fails the test instead of CI. */
 function launch(args: string[], timeoutMs = 120_000): { code: number | null; out: string; err: string } {

@@ -1,14 +1,12 @@
 // Categorical encoders: one-hot, ordinal (and its Embedding codes), target encoding fitted out of fold, unseen
 // and missing categories, JSON round trips, names from data kept out of object keys, bad input.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { murmur3 } from '../src/data/hash.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
 const rows = (t: kn.Tensor): number[][] => t.toList() as number[][];
 
@@ -98,7 +96,7 @@ test('TargetEncoder: smoothed means by hand, out-of-fold training encodings do n
 });
 
 test('encoders save as JSON and load; names from data stay out of object keys; bad JSON is a FormatError', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-enc-'));
+  const dir = tempDir('kiln-enc-');
   const data = { ['__proto__']: ['x', 'y', 'x'], constructor: ['p', 'q', 'q'] } as Record<string, string[]>;
   Object.defineProperty(data, '__proto__', { value: ['x', 'y', 'x'], enumerable: true });
   const y = [1, 0, 1];

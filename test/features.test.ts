@@ -1,17 +1,16 @@
 // The feature store on DuckDB: views over Parquet sources, versioned materializations, training sets joined as
 // of each event's time (checked row by row against a brute-force scan: never a later value, ttl respected), online
 // lookups of the latest features (keys bound as parameters), and a catalog that survives reopening.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { rejectsKiln, rng, throwsKiln } from './helpers.js';
+import { rejectsKiln, rng, throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-fs-'));
+const dir = tempDir('kiln-fs-');
 const r = rng(17);
 const DAY = 86_400_000;
 const T0 = Date.UTC(2024, 0, 1);

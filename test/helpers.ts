@@ -1,7 +1,26 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as kn from '../src/index.js';
 
 export { rng } from './rng.js';
+
+/** The directories tempDir made, removed when the process exits. */
+const tempDirs: string[] = [];
+process.on('exit', () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+});
+
+/**
+ * A new directory under the OS temp directory whose name starts with `prefix`, removed with all it holds when the
+ * test process exits (a test's files are there to read after a failure, until then).
+ */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
 
 export function randomArray(r: () => number, n: number, lo = -2, hi = 2): Float32Array {
   const a = new Float32Array(n);

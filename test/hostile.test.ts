@@ -2,8 +2,7 @@
 // Object.prototype members (`__proto__`, `constructor`, `toString`, ...) must be ordinary keys, lookups must
 // never find inherited members, and names a file cannot store are refused with a FormatError naming the file.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
@@ -11,9 +10,9 @@ import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { decodeSafetensors } from '../src/io/safetensors.js';
 import { own } from '../src/records.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-hostile-'));
+const dir = tempDir('kiln-hostile-');
 const EVIL = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
 
 /** A safetensors file from a header object (data: the bytes after it). */
@@ -141,7 +140,7 @@ test('Arrow: hostile column names become plain keys; duplicates and unstorable n
 test('Arrow: lengths the buffers cannot hold are refused before anything is decoded (was an out-of-memory abort)', () => {
   // scripts/fuzz.ts found files whose dictionary claims 2.8e9 strings over three offsets: decoding it took the
   // process down (V8 heap exhausted). The same claim, built with apache-arrow, in memory and in a file
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-arrow-huge-'));
+  const dir = tempDir('kiln-arrow-huge-');
   const utf8 = (length: number, offsets: number[], text: string): A.Data<A.Utf8> =>
     A.makeData({
       type: new A.Utf8(),
@@ -462,7 +461,7 @@ function writers(lin: kn.nn.Module): [string, (p: string) => unknown][] {
 }
 
 test('file paths: a directory, a NUL byte or a missing file is an ArgumentError naming the path', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-paths-'));
+  const dir = tempDir('kiln-paths-');
   const missing = join(dir, 'missing.safetensors');
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, 'not a directory');
@@ -538,7 +537,7 @@ test('file paths: a directory, a NUL byte or a missing file is an ArgumentError 
 });
 
 test('a write into a directory that does not exist is an ArgumentError naming the file, not the temp file', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-nodir-'));
+  const dir = tempDir('kiln-nodir-');
   const target = join(dir, 'gone', 'out.bin');
   const lin = new kn.nn.Linear(3, 2);
   const calls: [string, (p: string) => unknown][] = [

@@ -3,7 +3,7 @@
 // arguments, and what `npm pack` ships. (.ci/run installs the packed tarball into a fresh package with no
 // compiler on PATH and runs a smoke test; it also builds kiln.node with node-gyp and runs the cpu suites on it.)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { addonPath, loadAddon } from '../src/backends/native/binding.js';
 import { libc, locate, packageRoot, prebuildName } from '../src/backends/native/locate.js';
 import { renderBindingGyp } from '../scripts/gen-tables.js';
+import { tempDir } from './helpers.js';
 
 const root = packageRoot();
 const withEnv = <T>(vars: Record<string, string | undefined>, fn: () => T): T => {
@@ -28,7 +29,7 @@ const withEnv = <T>(vars: Record<string, string | undefined>, fn: () => T): T =>
     }
   }
 };
-const tmp = (): string => mkdtempSync(join(tmpdir(), 'kiln-install-'));
+const tmp = (): string => tempDir('kiln-install-');
 
 test('prebuild names follow platform-arch/name.libc.node', () => {
   assert.is(libc(), process.platform === 'linux' ? 'glibc' : '', 'this machine runs glibc');

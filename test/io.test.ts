@@ -1,15 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { writeFileAtomicSync } from '../src/io/atomic.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-io-'));
+const dir = tempDir('kiln-io-');
 const bytesOf = (chunks: Uint8Array[]): Uint8Array => Buffer.concat(chunks);
 
 /** A safetensors file from a header object and a data section. */
@@ -160,7 +159,7 @@ test('atomic writes: no temp files left, a failed write keeps the old file', asy
 });
 
 test('checkpoints carry a fitted scaler and the RNG state with the model', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-ckpt-scaler-'));
+  const dir = tempDir('kiln-ckpt-scaler-');
   const p = join(dir, 'c.safetensors');
   const scaler = new kn.data.StandardScaler().fit(
     kn.tensor([
@@ -317,7 +316,7 @@ test('a checkpoint that does not fit leaves the model, optimizer and scheduler a
 });
 
 test('a checkpoint write that runs out of space (ENOSPC, a 1 MiB tmpfs) leaves the previous checkpoint intact', async () => {
-  const mnt = mkdtempSync(join(tmpdir(), 'kiln-enospc-'));
+  const mnt = tempDir('kiln-enospc-');
   // mount and umount run without the sanitizer run's LD_PRELOAD
   const env = { ...process.env, LD_PRELOAD: '' };
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8', env });

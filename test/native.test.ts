@@ -1,7 +1,6 @@
 // The native build: the generated op table, each ISA's kernels against the js reference, and CUDA reporting.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +8,7 @@ import * as kn from '../src/index.js';
 import { addonOrigin, loadAddon } from '../src/backends/native/binding.js';
 import { OP_IDS } from '../src/ops/table.js';
 import { runKernel } from '../src/engine/dispatch.js';
-import { allclose, assertClose, childJson, onBackend, rng, randomArray } from './helpers.js';
+import { allclose, assertClose, childJson, onBackend, rng, randomArray, tempDir } from './helpers.js';
 import { emulateLaunches } from './emulate.js';
 
 test('the addon loads and agrees with the op table', () => {
@@ -39,7 +38,7 @@ function runCheck(
     assert.is(addonOrigin().from, 'prebuild', `${cxx} is missing, yet the addon was built from source`);
     return null;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-check-'));
+  const dir = tempDir('kiln-check-');
   try {
     prepare(dir);
     const exe = join(dir, 'check');

@@ -1,11 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { layerTypes } from '../src/nn/registry.js';
-import { allclose, nativeBackends, onBackend, rng, randomArray, throwsKiln } from './helpers.js';
+import { allclose, nativeBackends, onBackend, rng, randomArray, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-4): void => {
@@ -362,7 +360,7 @@ for (const b of BACKENDS) {
 
 // ---------------- architecture specs and the layer registry ----------------
 
-const specDir = mkdtempSync(join(tmpdir(), 'kiln-spec-'));
+const specDir = tempDir('kiln-spec-');
 
 const specModel = (): kn.nn.Module =>
   new kn.nn.Sequential(

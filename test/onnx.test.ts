@@ -1,16 +1,16 @@
 // ONNX export, checked by running the exported file in onnxruntime-node (CPU) and comparing its outputs with
 // kiln's on the same inputs: float models with every supported layer, and QDQ-quantized models.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type * as Ort from 'onnxruntime-node';
 import * as kn from '../src/index.js';
+import { tempDir } from './helpers.js';
 
 const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
-const dir = mkdtempSync(join(tmpdir(), 'kiln-onnx-'));
+const dir = tempDir('kiln-onnx-');
 
 async function compare(
   model: kn.nn.Module,

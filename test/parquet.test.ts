@@ -2,18 +2,17 @@
 // writes read back in DuckDB with the same values and types, and files DuckDB writes read in kiln; row-group
 // and column selection; footers; corrupt files get FormatErrors (and the reader keeps working after one).
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { damagedCopy, rejectsKiln, throwsKiln } from './helpers.js';
+import { damagedCopy, rejectsKiln, throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-parquet-'));
+const dir = tempDir('kiln-parquet-');
 const N = 1000;
 let duck: DuckDBConnection | null = null;
 async function db(): Promise<DuckDBConnection> {

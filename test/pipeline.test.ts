@@ -2,13 +2,12 @@
 // the same steps give by hand; target encoding out of fold at fitTransform; one JSON file round-trips; raw
 // records (as requests send them) give the same features; the leakage report sees rows the pipeline was fitted
 // on; and the model server takes raw records through it over HTTP.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { rng, startKilnServe, throwsKiln } from './helpers.js';
+import { rng, startKilnServe, throwsKiln, tempDir } from './helpers.js';
 
 const r = rng(21);
 const cities = ['paris', 'rome', 'oslo', 'lima'];
@@ -130,7 +129,7 @@ test('a pipeline gives exactly what its steps give by hand, with names per group
 });
 
 test('one JSON file: save, load, same features; malformed files are FormatErrors', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-pipe-'));
+  const dir = tempDir('kiln-pipe-');
   const p = build().fit(train, y);
   p.save(join(dir, 'p.json'));
   const q = kn.data.loadPipeline(join(dir, 'p.json'));
@@ -270,7 +269,7 @@ test('the server takes raw records through the pipeline (same outputs as the mod
 });
 
 test('kiln serve MODEL --pipeline p.json takes raw records', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-pipe-cli-'));
+  const dir = tempDir('kiln-pipe-cli-');
   const p = build().fit(train, y);
   p.save(join(dir, 'p.json'));
   kn.seed(4);

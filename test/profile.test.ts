@@ -1,14 +1,13 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { activeRecorder } from '../src/profile/recorder.js';
-import { onBackend, throwsKiln } from './helpers.js';
+import { onBackend, throwsKiln, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-profile-'));
+const dir = tempDir('kiln-profile-');
 
 async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
   try {

@@ -1,14 +1,13 @@
 // Quantized kernels: the int8 linear kernel against the float64 reference and across instruction sets
 // (integer accumulation makes every ISA bit-identical), its argument checks, and its accuracy against the
 // float product it approximates.
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { loadAddon } from '../src/backends/native/binding.js';
-import { nativeBackends, onBackend, throwsKiln, trainedMnistMlp } from './helpers.js';
+import { nativeBackends, onBackend, throwsKiln, trainedMnistMlp, tempDir } from './helpers.js';
 import { rng } from './rng.js';
 
 const { addon } = loadAddon();
@@ -680,7 +679,7 @@ test('quantize: schemes, the report, keepFloat, minSqnrDb, and a file that saves
   const i4b = kn.quant.quantize(model, { scheme: 'int4', calibration: calib });
   assert.ok(i4b.sqnrDb! > 15 && i4b.sqnrDb! < s8.sqnrDb!, `int4 SQNR ${i4b.sqnrDb} vs int8 ${s8.sqnrDb}`);
   // files: int8 weights are a quarter of float32 (plus scales), int4 about an eighth; reload is exact
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-quant-'));
+  const dir = tempDir('kiln-quant-');
   const size = async (m: kn.nn.Module, f: string): Promise<number> => {
     await kn.io.save(join(dir, f), m);
     return statSync(join(dir, f)).size;

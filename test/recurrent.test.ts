@@ -1,12 +1,11 @@
 // LSTM and GRU: PyTorch's numbers (test/ref/rnn_torch.py, float64) for two bidirectional layers with an initial
 // state, full and packed by lengths, on every backend; finite-difference gradients; specs; bad input.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln } from './helpers.js';
+import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, what: string, atol = 2e-5): void => {
@@ -140,7 +139,7 @@ test('recurrent layers: defaults, dropout, specs and files, bad input', async ()
   assert.not.equal(f64(gru.call(x)), f64(gru.call(x)), 'dropout between layers in training');
   gru.eval();
   const seq = new kn.nn.Sequential(gru, new kn.nn.SequencePool('last'), new kn.nn.Linear(3, 2));
-  const file = join(mkdtempSync(join(tmpdir(), 'kiln-rnn-')), 'rnn.safetensors');
+  const file = join(tempDir('kiln-rnn-'), 'rnn.safetensors');
   await kn.io.save(file, seq);
   const { model } = await kn.io.loadModel(file);
   model.eval();

@@ -3,8 +3,7 @@
 // Chromium (Debian's `chromium`, driven by playwright-core): no console errors, no network request, every chart
 // drawn (canvases with ink, a screenshot unlike a blank page's), the tables and example images present.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
@@ -13,8 +12,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import type { ReportData } from '../src/track/index.js';
+import { tempDir } from './helpers.js';
 
-const tmp = (): string => mkdtempSync(join(tmpdir(), 'kiln-report-'));
+const tmp = (): string => tempDir('kiln-report-');
 const CHROMIUM = process.env.KILN_CHROMIUM ?? '/usr/bin/chromium';
 
 /** A two-class problem on 8x8 "images": the label is the sign of (left half - right half). */

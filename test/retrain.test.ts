@@ -3,13 +3,12 @@
 // requests and promoted there; a run killed mid-way resumes at the step it was in; runs start on a schedule and
 // on a drift alert's webhook.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const W = [
@@ -34,7 +33,7 @@ function write(path: string, n: number, seed: number, noisy = false): void {
 
 /** A directory with train/holdout data, a weak champion registered in production, and a pipeline spec. */
 async function setup(extra: Partial<kn.serve.PipelineSpec> = {}): Promise<{ dir: string; spec: string; reg: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-retrain-'));
+  const dir = tempDir('kiln-retrain-');
   write(join(dir, 'train.parquet'), 600, 1);
   write(join(dir, 'holdout.parquet'), 300, 2);
   kn.seed(7);

@@ -5,8 +5,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,9 +13,9 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import * as kn from '../src/index.js';
-import { rejectsKiln, startKilnServe } from './helpers.js';
+import { rejectsKiln, startKilnServe, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-rollout-'));
+const dir = tempDir('kiln-rollout-');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const ROW = [0.5, -1, 2, 0.25];
 function model(seed: number, outputs = 3): kn.nn.Module {

@@ -2,15 +2,15 @@
 // HTTP server (validation, batching, cache, metrics, request log, warm-up, reload and rollback) and
 // `kiln serve`. Architecture specs are tested in nn.test.ts.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { ModelVersions, ReloadError, type ModelVersion } from '../src/serve/versions.js';
+import { tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-serve-'));
+const dir = tempDir('kiln-serve-');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const deferred = (): { promise: Promise<void>; resolve: () => void } => {
   let resolve!: () => void;

@@ -2,17 +2,16 @@
 // whatever the number of reader threads, shards per rank, fit() on a stream, and dataset manifests (versions that
 // change when a byte changes).
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { readTable } from '../src/data/table.js';
-import { damagedCopy, rejectsKiln, rng } from './helpers.js';
+import { damagedCopy, rejectsKiln, rng, tempDir } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kiln-stream-'));
+const dir = tempDir('kiln-stream-');
 const FILES = 6,
   PER = 8000,
   GROUP = 1000;
@@ -142,7 +141,7 @@ test('shards per rank: disjoint row groups, the same number of batches on every 
 
 test('fit trains on a stream: reproducible losses, and the run logs the dataset version', async () => {
   // a separable problem: y = 1 when a - c/7 > 0.5 (rescaled features)
-  const d2 = mkdtempSync(join(tmpdir(), 'kiln-stream-fit-'));
+  const d2 = tempDir('kiln-stream-fit-');
   const r = rng(5);
   for (let f = 0; f < 3; f++) {
     const n = 1200;
@@ -157,7 +156,7 @@ test('fit trains on a stream: reproducible losses, and the run logs the dataset 
       },
     );
   }
-  const runDir = mkdtempSync(join(tmpdir(), 'kiln-stream-runs-'));
+  const runDir = tempDir('kiln-stream-runs-');
   const train = async (): Promise<{ losses: number[]; run: kn.track.Run; model: kn.nn.Module }> => {
     kn.seed(11);
     const ds = await kn.data.StreamingDataset.open(d2, { columns: { x: ['a', 'c'], y: 'y' }, batchSize: 32, seed: 4 });
@@ -188,7 +187,7 @@ test('fit trains on a stream: reproducible losses, and the run logs the dataset 
 });
 
 test('manifest: a version per content; verify finds changed, missing and added files; schema mismatches', async () => {
-  const d3 = mkdtempSync(join(tmpdir(), 'kiln-manifest-'));
+  const d3 = tempDir('kiln-manifest-');
   kn.data.writeParquet(join(d3, 'a.parquet'), { x: kn.tensor([1, 2, 3]) });
   kn.data.writeParquet(join(d3, 'b.parquet'), { x: kn.tensor([4, 5]) });
   const m = await kn.data.datasetManifest(d3);
@@ -249,7 +248,7 @@ test('bad streams: clear errors before any thread starts, and from the readers',
     kn.ArgumentError,
     /cannot read/,
   );
-  const d4 = mkdtempSync(join(tmpdir(), 'kiln-stream-bad-'));
+  const d4 = tempDir('kiln-stream-bad-');
   kn.data.writeParquet(
     join(d4, 'n.parquet'),
     new A.Table({ s: A.vectorFromArray(['a', 'b']), v: A.vectorFromArray([1, null], new A.Int32()) }),
@@ -303,7 +302,7 @@ async function halvedIds(ds: kn.data.StreamingDataset): Promise<number[]> {
 }
 
 test('Arrow IPC files stream by record batch, alongside Parquet files, with the same rows and manifest', async () => {
-  const d5 = mkdtempSync(join(tmpdir(), 'kiln-stream-arrow-'));
+  const d5 = tempDir('kiln-stream-arrow-');
   // one Arrow file of three record batches and one Parquet file
   const batch = (lo: number, n: number): A.RecordBatch => {
     const ids = Int32Array.from({ length: n }, (_, i) => lo + i);
@@ -374,7 +373,7 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
   rmSync(streamed);
   // many small batches, several read at once by one thread (apache-arrow's file reader seeks a shared position:
   // reads of one file run one at a time), in both formats, with a dictionary column grown by deltas
-  const many = mkdtempSync(join(tmpdir(), 'kiln-stream-many-'));
+  const many = tempDir('kiln-stream-many-');
   const chunks = Array.from({ length: 60 }, (_, c) => {
     const ids = Int32Array.from({ length: 10 }, (_, i) => c * 10 + i);
     return new A.Table({
@@ -429,7 +428,7 @@ test('Arrow IPC files stream by record batch, alongside Parquet files, with the 
 });
 
 test('every data extension counts whatever its case: a dataset of .IPC, .Feather, .ARROWS and .PARQUET files', async () => {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-ext-'));
+  const d = tempDir('kiln-stream-ext-');
   const part = (lo: number, n: number): A.Table => {
     const ids = Int32Array.from({ length: n }, (_, i) => lo + i);
     return new A.Table({ id: A.makeVector(ids), a: A.makeVector(Float32Array.from(ids, (i) => i / 2)) });
@@ -475,7 +474,7 @@ test('every data extension counts whatever its case: a dataset of .IPC, .Feather
 });
 
 test('a page that makes the decoder panic fails the stream with a FormatError naming the file and row group', async () => {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-panic-'));
+  const d = tempDir('kiln-stream-panic-');
   kn.seed(6);
   const good = join(d, 'good.parquet');
   kn.data.writeParquet(good, { a: kn.randn([4000]), b: kn.randn([4000]) }, { rowGroupSize: 1000 });
@@ -509,7 +508,7 @@ test('a page that makes the decoder panic fails the stream with a FormatError na
 });
 
 test('a row group read that runs past its deadline fails the stream (KILN_DATA_READ_TIMEOUT_MS)', async () => {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-stream-deadline-'));
+  const d = tempDir('kiln-stream-deadline-');
   const path = join(d, 'deadline.parquet');
   kn.seed(8);
   kn.data.writeParquet(path, { a: kn.randn([200_000]), b: kn.randn([200_000]) }, { rowGroupSize: 100_000 });

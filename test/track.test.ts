@@ -7,22 +7,21 @@ import {
   appendFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
 import * as kn from '../src/index.js';
 import { MlflowTestServer } from './mlflow-server.js';
+import { tempDir } from './helpers.js';
 
-const tmp = (): string => mkdtempSync(join(tmpdir(), 'kiln-track-'));
+const tmp = (): string => tempDir('kiln-track-');
 
 test('a run in MLflow file-store layout: meta.yaml, params, metrics lines, tags, artifacts, end', () => {
   const dir = tmp();

@@ -1,11 +1,10 @@
-import { mkdtempSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { throwsKiln } from './helpers.js';
+import { throwsKiln, tempDir } from './helpers.js';
 
 /** Three separable 2-D blobs; `noise` controls overlap. */
 function blobs(n: number, seed: number, noise = 0.5): kn.data.Dataset {
@@ -177,8 +176,8 @@ test('early stopping: patience, minDelta, restores the best weights', async () =
 });
 
 test('checkpoints: resume after a stop gives bit-identical weights (dropout + shuffling + Adam + scheduler)', async () => {
-  const dirA = mkdtempSync(join(tmpdir(), 'kiln-fit-a-')),
-    dirB = mkdtempSync(join(tmpdir(), 'kiln-fit-b-'));
+  const dirA = tempDir('kiln-fit-a-'),
+    dirB = tempDir('kiln-fit-b-');
   const run = async (dir: string, epochs: number, resume: boolean, init: number): Promise<kn.nn.Module> => {
     const train = new kn.data.DataLoader(blobs(96, 6), { batchSize: 16, shuffle: true, seed: 5 });
     const val = new kn.data.DataLoader(blobs(40, 7), { batchSize: 40 });
@@ -212,7 +211,7 @@ test('checkpoints: resume after a stop gives bit-identical weights (dropout + sh
 });
 
 test('resume refuses a checkpoint whose training state is not one fit saved, and leaves the model as it was', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-fit-bad-'));
+  const dir = tempDir('kiln-fit-bad-');
   const train = new kn.data.DataLoader(blobs(32, 8), { batchSize: 16 });
   kn.seed(3);
   const saved = mlp();
@@ -277,7 +276,7 @@ test('no leaks: more epochs, evaluation and the checks leave the live tensor cou
   const optimizer = new kn.optim.Adam(model.parameters(), { amsgrad: true });
   const train = new kn.data.DataLoader(ds, { batchSize: 16, shuffle: true, seed: 1 }),
     val = new kn.data.DataLoader(ds, { batchSize: 40 });
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-leak-'));
+  const dir = tempDir('kiln-leak-');
   const go = (epochs: number): Promise<kn.train.FitResult> =>
     kn.train.fit(model, {
       train,

@@ -4,11 +4,11 @@
 //  - DDP training throughput (MLP 784-1024-1024-10 and a small CNN, global batch 256) on 1 and 2 ranks,
 //    with overlap of communication and backward on and off.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import * as kn from '../../src/index.js';
 import { fmt } from '../harness.js';
+import { tempDir } from '../../test/helpers.js';
 
 function launch(args: string[]): Record<string, unknown> | null {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'launch', ...args], {
@@ -27,7 +27,7 @@ function launch(args: string[]): Record<string, unknown> | null {
 }
 
 function cPeer(): { bytes: number; ms: number }[] | null {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-mpi-peer-'));
+  const dir = tempDir('kiln-mpi-peer-');
   const exe = join(dir, 'mpi_allreduce');
   const cc = spawnSync('mpicc', ['-O2', '-o', exe, 'bench/peers/mpi_allreduce.c'], { encoding: 'utf8' });
   if (cc.status !== 0) return null;

@@ -4,14 +4,13 @@
 // number of seconds per configuration, 127.0.0.1 only.
 //   npm run bench serve        or        npx tsx bench/serve/loadtest.bench.ts [--seconds 5] [--connections 64]
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import * as kn from '../../src/index.js';
 import { mlp } from '../harness.js';
+import { tempDir } from '../../test/helpers.js';
 
 interface Row {
   config: string;
@@ -79,7 +78,7 @@ export async function run(argv: string[] = []): Promise<Row[]> {
   });
   const seconds = Number(values.seconds),
     connections = Number(values.connections);
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-loadtest-'));
+  const dir = tempDir('kiln-loadtest-');
   const file = join(dir, 'mlp.safetensors');
   kn.seed(1);
   const model = mlp([784, 512, 256, 10]);

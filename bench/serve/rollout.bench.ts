@@ -3,8 +3,7 @@
 // MNIST MLP 784-512-256-10 (random weights), `kiln serve` in its own process with batching (max batch 32), the
 // second version deployed through POST /admin/deploy; autocannon drives it from this process.
 //   npm run bench rollout   or   npx tsx bench/serve/rollout.bench.ts [--seconds 5] [--connections 64] [--rounds 3]
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,6 +12,7 @@ import * as kn from '../../src/index.js';
 import { ApiKeys } from '../../src/serve/auth.js';
 import { startServer } from './loadtest.bench.js';
 import { mlp } from '../harness.js';
+import { tempDir } from '../../test/helpers.js';
 
 interface Row {
   config: string;
@@ -49,7 +49,7 @@ export async function run(argv: string[] = []): Promise<Row[]> {
   const seconds = Number(values.seconds),
     connections = Number(values.connections),
     rounds = Number(values.rounds);
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-rollout-bench-'));
+  const dir = tempDir('kiln-rollout-bench-');
   const a = join(dir, 'a.safetensors');
   for (const [f, seed] of [
     [a, 1],

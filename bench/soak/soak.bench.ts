@@ -7,8 +7,7 @@
 // counts do not grow at all. The training process is sampled after a full GC (V8 collects lazily otherwise). Bounded in count and time; 127.0.0.1 only.
 //   npm run bench soak    or    npx tsx bench/soak/soak.bench.ts [--steps 10000] [--requests 100000]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -16,6 +15,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import autocannon from 'autocannon';
 import * as kn from '../../src/index.js';
+import { tempDir } from '../../test/helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 // a full GC before each sample of this process, so a sample is what is still reachable, not what V8 has not
@@ -78,7 +78,7 @@ function trainingSoak(steps: number): boolean {
 
 async function serveSoak(requests: number): Promise<boolean> {
   kn.seed(2);
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-soak-'));
+  const dir = tempDir('kiln-soak-');
   const file = join(dir, 'mlp.safetensors');
   await kn.io.save(file, new kn.nn.Sequential(new kn.nn.Linear(64, 128), new kn.nn.ReLU(), new kn.nn.Linear(128, 10)));
   const child = spawn(

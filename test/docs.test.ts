@@ -1,15 +1,14 @@
 // Every `@example` in the source is run on every backend. A trailing `// <JSON>` is the expected value of the
 // example's last expression (a tensor is compared through toList(), numbers with a 1e-6 relative tolerance).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { nativeBackends } from './helpers.js';
+import { nativeBackends, tempDir } from './helpers.js';
 
 interface Example {
   file: string;
@@ -99,6 +98,9 @@ function close(a: unknown, e: unknown): boolean {
 }
 
 const examples = collect();
+// the examples write their files (.kiln-tmp-*) into a directory of their own, removed when the tests end
+const root = process.cwd();
+const scratch = tempDir('kiln-examples-');
 
 test('the source has runnable examples', () => {
   assert.ok(examples.length >= 80, `only ${examples.length} @example lines`);
@@ -110,12 +112,14 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
       const fn = new Function(`${compile(ex.code)}\nreturn __ex;`)() as (k: typeof kn) => Promise<unknown>;
       const prev = kn.getBackend();
       kn.setBackend(b);
+      process.chdir(scratch);
       try {
         let value = await fn(kn);
         if (value instanceof kn.Tensor) value = value.toList();
         if (ex.expected !== undefined)
           assert.ok(close(value, ex.expected), `got ${JSON.stringify(value)}, expected ${JSON.stringify(ex.expected)}`);
       } finally {
+        process.chdir(root);
         kn.setBackend(prev);
       }
     });
@@ -126,7 +130,7 @@ test("the README's first example runs and learns its weights", () => {
   const readme = readFileSync('README.md', 'utf8');
   const m = /## First steps\n\n```ts\n([\s\S]*?)```/.exec(readme);
   assert.ok(m, 'README has a First steps example');
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-readme-'));
+  const dir = tempDir('kiln-readme-');
   try {
     const file = join(dir, 'first.ts');
     writeFileSync(

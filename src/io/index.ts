@@ -31,7 +31,7 @@ function tensorsOf(x: Module | Record<string, Tensor>): { tensors: Record<string
  * Saves a module's state dict or named tensors to a safetensors file (atomically). A module built from
  * kiln's standard layers also gets its architecture spec in the metadata (key 'kiln.spec'), so
  * kn.io.loadModel and `kiln serve` can rebuild it.
- * @example await kn.io.save('/tmp/kiln-doc.safetensors', { w: kn.ones([2]) }) // undefined
+ * @example await kn.io.save('.kiln-tmp-doc.safetensors', { w: kn.ones([2]) }) // undefined
  */
 export async function save(
   path: string,
@@ -54,7 +54,7 @@ export async function save(
 /**
  * Loads a safetensors file into tensors (on `backend`, default the current one). Truncated or malformed
  * files throw FormatError.
- * @example (await kn.io.load('/tmp/kiln-doc.safetensors')).w.toList() // [1, 1]
+ * @example (await kn.io.load('.kiln-tmp-doc.safetensors')).w.toList() // [1, 1]
  */
 export async function load(path: string, opts: { backend?: BackendName } = {}): Promise<Record<string, Tensor>> {
   checkFilePath(path, 'load');
@@ -75,7 +75,7 @@ export async function loadWithMetadata(
 /**
  * Rebuilds a model saved by kn.io.save from its architecture spec and loads its weights (strict), in eval
  * mode. Files without a spec, with a malformed one, or whose tensors do not fit it throw FormatError.
- * @example await kn.io.save('/tmp/kiln-doc-model.safetensors', new kn.nn.Sequential(new kn.nn.Linear(2, 2))); (await kn.io.loadModel('/tmp/kiln-doc-model.safetensors')).model.constructor.name // "Sequential"
+ * @example await kn.io.save('.kiln-tmp-doc-model.safetensors', new kn.nn.Sequential(new kn.nn.Linear(2, 2))); (await kn.io.loadModel('.kiln-tmp-doc-model.safetensors')).model.constructor.name // "Sequential"
  */
 export async function loadModel(
   path: string,

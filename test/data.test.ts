@@ -4,7 +4,7 @@ import * as A from 'apache-arrow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { bufferProblem, compactDictionary } from '../src/data/arrow.js';
+import { bufferProblem, compactDictionary, narrowType } from '../src/data/arrow.js';
 import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
@@ -1104,6 +1104,75 @@ test('a dictionary column with 64-bit indices reads as Int32 indices, its values
       assert.equal([...kn.data.readArrow(f).getChild('d')!], expect, `${String(valueType)} ${format}`);
       const src = await kn.data.ArrowSource.open(f);
       assert.equal([...(await src.read(0)).getChild('d')!], expect, `${String(valueType)} ${format}`);
+      src.close();
+    }
+  }
+  // every nested type narrows, and a type without 64-bit indices is itself
+  const wide = new A.Dictionary(new A.Utf8(), new A.Int64() as never);
+  const entries = new A.Struct([new A.Field('key', new A.Utf8(), false), new A.Field('value', wide, true)]);
+  for (const [type, narrowed] of [
+    [new A.Map_(new A.Field('entries', entries)), 'Map<{key:Utf8, value:Dictionary<Int32, Utf8>}>'],
+    [new A.FixedSizeList(2, new A.Field('item', wide)), 'FixedSizeList[2]<Dictionary<Int32, Utf8>>'],
+    [new A.LargeList(new A.Field('item', wide)), 'LargeList<Dictionary<Int32, Utf8>>'],
+    [
+      new A.Union(A.UnionMode.Dense, [0, 1], [new A.Field('a', new A.Int32()), new A.Field('b', wide)]),
+      'Union<Int32 | Dictionary<Int32, Utf8>>',
+    ],
+    [
+      new A.Dictionary(new A.Struct([new A.Field('x', wide)]), new A.Int16()),
+      'Dictionary<Int16, Struct<{x:Dictionary<Int32, Utf8>}>>',
+    ],
+  ] as const)
+    assert.is(String(narrowType(type)), narrowed);
+  const plain = new A.Struct([new A.Field('x', new A.Dictionary(new A.Utf8(), new A.Int32()))]);
+  assert.is(narrowType(plain), plain);
+  // inside a struct and a list (iterating them threw the same TypeError): narrowed at any depth
+  const utf8: [A.DataType, unknown[], unknown[]] = [new A.Utf8(), ['a', 'b', 'c'], ['c', 'a', 'b', 'c']];
+  for (const [valueType, values, expect] of [utf8, ...kinds]) {
+    const inner = new A.Dictionary(valueType, new A.Int64() as never);
+    const d = A.makeData({
+      type: inner,
+      length: 4,
+      nullCount: 0,
+      data: BigInt64Array.from([2n, 0n, 1n, 2n]),
+      dictionary: A.vectorFromArray(values as never, valueType as never),
+    } as never) as unknown as A.Data;
+    const s = A.makeData({
+      type: new A.Struct([new A.Field('k', inner, true)]),
+      length: 4,
+      nullCount: 0,
+      children: [d],
+    });
+    const l = A.makeData({
+      type: new A.List(new A.Field('item', inner, true)),
+      length: 4,
+      nullCount: 0,
+      valueOffsets: Int32Array.from([0, 1, 1, 3, 4]),
+      child: d,
+    } as never) as unknown as A.Data;
+    const nested = new A.Table([
+      new A.RecordBatch({ s: A.makeVector(s).data[0]!, l: A.makeVector(l as never).data[0]! }),
+    ]);
+    const lists = [[expect[0]], [], [expect[1], expect[2]], [expect[3]]];
+    for (const format of ['file', 'stream'] as const) {
+      const f = join(dir, `int64-nested-${String(valueType)}-${format}.arrow`);
+      writeFileSync(f, A.tableToIPC(nested, format));
+      const what = `nested ${String(valueType)} ${format}`;
+      const src = await kn.data.ArrowSource.open(f);
+      for (const t of [kn.data.readArrow(f), await src.read(0)]) {
+        assert.equal(
+          [...t.getChild('s')!].map((r) => r!.k),
+          expect,
+          what,
+        );
+        assert.equal(
+          [...t.getChild('l')!].map((v) => [...v!]),
+          lists,
+          what,
+        );
+        assert.is(String(t.schema.fields[0]!.type), `Struct<{k:Dictionary<Int32, ${String(valueType)}>}>`, what);
+        assert.is(String(t.schema.fields[1]!.type), `List<Dictionary<Int32, ${String(valueType)}>>`, what);
+      }
       src.close();
     }
   }

@@ -869,37 +869,86 @@ export function narrowIndices(type: A.Dictionary): A.Dictionary {
   return (type.indices.bitWidth as number) === 64 ? withInt32Indices(type) : type;
 }
 
-/** `schema` with each dictionary column's 64-bit indices narrowed to Int32 (narrowIndices), or `schema` itself. */
-export function narrowSchema(schema: A.Schema): A.Schema {
-  if (!schema.fields.some((f) => A.DataType.isDictionary(f.type) && narrowIndices(f.type) !== f.type)) return schema;
-  return new A.Schema(
-    schema.fields.map((f) => (A.DataType.isDictionary(f.type) ? f.clone({ type: narrowIndices(f.type) }) : f)),
-    schema.metadata,
+/**
+ * `type` with every dictionary's 64-bit indices narrowed to Int32 (narrowIndices), at any depth (a dictionary
+ * inside a struct, a list, a map, a union or another dictionary's values), or `type` itself when it has none.
+ */
+export function narrowType(type: A.DataType): A.DataType {
+  if (A.DataType.isDictionary(type)) {
+    const values = narrowType(type.dictionary);
+    const t = narrowIndices(type);
+    return values === type.dictionary ? t : new A.Dictionary(values, t.indices, type.id, type.isOrdered);
+  }
+  const kids = (type.children ?? []) as A.Field[];
+  const fields = kids.map((f) => {
+    const n = narrowType(f.type);
+    return n === f.type ? f : f.clone({ type: n });
+  });
+  if (fields.every((f, i) => f === kids[i])) return type;
+  if (A.DataType.isStruct(type)) return new A.Struct(fields);
+  if (A.DataType.isList(type)) return new A.List(fields[0]!);
+  if (A.DataType.isLargeList(type)) return new A.LargeList(fields[0]!);
+  if (A.DataType.isFixedSizeList(type)) return new A.FixedSizeList(type.listSize, fields[0]!);
+  if (A.DataType.isMap(type)) return new A.Map_(fields[0] as A.Field<A.Struct>, type.keysSorted);
+  if (A.DataType.isUnion(type)) return new A.Union(type.mode, type.typeIds, fields);
+  return type;
+}
+
+/** A chunk `d` as `type` (narrowType of its own): the same buffers, 64-bit dictionary indices copied to Int32. */
+function narrowData(d: A.Data, type: A.DataType): A.Data {
+  if (type === d.type) return d;
+  if (A.DataType.isDictionary(type)) {
+    const from = d.dictionary;
+    const dictionary = !from
+      ? A.vectorFromArray([], type.dictionary)
+      : type.dictionary === (d.type as A.Dictionary).dictionary
+        ? from
+        : new A.Vector(from.data.map((c) => narrowData(c, type.dictionary)));
+    return remapped(d as A.Data<A.Dictionary>, (j) => j, type, dictionary);
+  }
+  const kids = (type.children ?? []) as A.Field[];
+  return d.clone(
+    type,
+    d.offset,
+    d.length,
+    d.nullCount,
+    undefined,
+    d.children.map((c, i) => narrowData(c, kids[i]!.type)),
   );
 }
 
-/** `t` with each dictionary column's 64-bit indices narrowed to Int32 (the same dictionaries), or `t` itself. */
+/** `schema` with its columns' 64-bit dictionary indices, at any depth, narrowed to Int32 (narrowType). */
+export function narrowSchema(schema: A.Schema): A.Schema {
+  const fields = schema.fields.map((f) => {
+    const n = narrowType(f.type);
+    return n === f.type ? f : f.clone({ type: n });
+  });
+  return fields.every((f, i) => f === schema.fields[i]) ? schema : new A.Schema(fields, schema.metadata);
+}
+
+/** `t` with its 64-bit dictionary indices, at any depth, narrowed to Int32 (the same dictionaries), or `t`. */
 export function narrowTable(t: A.Table): A.Table {
   const schema = narrowSchema(t.schema);
   if (schema === t.schema) return t;
-  return withChildren(t, schema, (c, i) => {
-    const f = schema.fields[i]!;
-    if (!A.DataType.isDictionary(f.type) || f.type === t.schema.fields[i]!.type) return c;
-    const d = c as A.Data<A.Dictionary>;
-    return remapped(d, (j) => j, f.type, d.dictionary ?? A.vectorFromArray([], f.type.dictionary));
-  });
+  return withChildren(t, schema, (c, i) => narrowData(c, schema.fields[i]!.type));
 }
 
 /**
- * `t` with every dictionary column's chunks compacted (compactDictionary, 64-bit indices narrowed); its other
- * columns as they are.
+ * `t` with every dictionary column's chunks compacted (compactDictionary); its other columns as they are. 64-bit
+ * dictionary indices, at any depth, come back as Int32 (narrowType).
  */
 export function compactDictionaries(t: A.Table): A.Table {
   const fields = t.schema.fields;
-  if (!fields.some((f) => A.DataType.isDictionary(f.type))) return t;
-  return withChildren(t, narrowSchema(t.schema), (c, i) =>
-    A.DataType.isDictionary(fields[i]!.type) ? compactDictionary(c as A.Data<A.Dictionary>) : c,
-  );
+  if (!fields.some((f) => A.DataType.isDictionary(f.type))) return narrowTable(t);
+  const schema = narrowSchema(t.schema);
+  return withChildren(t, schema, (c, i) => {
+    const was = fields[i]!.type,
+      type = schema.fields[i]!.type;
+    // a dictionary whose values hold dictionaries with 64-bit indices is narrowed, not compacted
+    return A.DataType.isDictionary(was) && (type as A.Dictionary).dictionary === was.dictionary
+      ? compactDictionary(c as A.Data<A.Dictionary>)
+      : narrowData(c, type);
+  });
 }
 
 /**
@@ -912,7 +961,10 @@ ${withInt32Indices.toString()}
 ${bytesTaken.toString()}
 ${taken.toString()}
 ${narrowIndices.toString()}
+${narrowType.toString()}
+${narrowData.toString()}
 ${narrowSchema.toString()}
+${narrowTable.toString()}
 ${compactDictionary.toString()}
 ${compactDictionaries.toString()}
 `;

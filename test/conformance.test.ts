@@ -1,4 +1,5 @@
 // Every op case on every available backend against the float64 js reference.
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
@@ -111,5 +112,146 @@ test('matmulBf16 writes float32 (against the reference) or bfloat16 (that result
     assert.equal(Array.from(bf), Array.from(rounded as Float32Array), `${be}: bfloat16 out is not the float32 rounded`);
   }
 });
+
+// ---- PyTorch's results on special values (test/ref/special_torch.py): signed zeros, infinities, NaN, subnormals
+// and huge values through the elementwise ops, reductions, (log-)softmax, cross-entropy and casts, with gradients
+// at ties, zeros and bounds, on every backend. Where kiln chose otherwise on purpose, DIVERGES says so and why.
+type Num = number | 'nan' | 'inf' | '-inf' | '-0';
+interface SpecialCase {
+  name: string;
+  op: string;
+  inputs: { values: Num[]; shape: number[] }[];
+  out: Num[];
+  axis?: number;
+  lo?: number | null;
+  hi?: number | null;
+  to?: kn.DType;
+  grad?: true | Num[];
+  gradB?: Num[];
+  labels?: number[];
+  smoothing?: number;
+  weight?: Num[] | null;
+  rowGrad?: number[];
+}
+const special = JSON.parse(readFileSync(new URL('./ref/special_torch.json', import.meta.url), 'utf8')) as {
+  cases: SpecialCase[];
+};
+const num = (v: Num): number =>
+  v === 'nan' ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v === '-0' ? -0 : v;
+const nums = (vs: Num[]): number[] => vs.map(num);
+
+/** Deliberate differences from PyTorch: (backend, case, the inputs of entry i) -> the reason, or null. */
+const DIVERGES: ((b: kn.BackendName, c: SpecialCase, xs: number[][], i: number) => string | null)[] = [
+  // NumPy's answer; PyTorch's 0 is its open issue 41245
+  (_, c, xs, i) => (c.op === 'sign' && !c.grad && Number.isNaN(xs[0]![i]!) ? 'sign(NaN) is NaN' : null),
+  // kn.pow documents the exponent's gradient as y log(a) where a > 0 and 0 elsewhere; PyTorch gives NaN (a < 0),
+  // or +-inf at a = 0 with b < 0
+  (_, c, xs, i) =>
+    c.op === 'pow' && c.gradB && xs[0]![i]! <= 0 && !(xs[0]![i] === 0 && xs[1]![i]! >= 0) ? 'pow d/db' : null,
+  // WGSL lets an implementation flush subnormal operands and results to zero (Mesa's llvmpipe does)
+  (b, c, xs, i) =>
+    b === 'webgpu' && c.op === 'pow' && xs.some((x) => Math.abs(x[i]!) < 1.2e-38 && x[i] !== 0) ? 'subnormal' : null,
+];
+
+function runSpecial(c: SpecialCase): { out: number[]; grad?: number[]; gradB?: number[] } {
+  return kn.tidy(() => {
+    const xs = c.inputs.map((t) => kn.tensor(nums(t.values), t.shape, { requiresGrad: !!c.grad && c.op !== 'cast' }));
+    const [a, b] = xs as [kn.Tensor, kn.Tensor];
+    const call = kn as unknown as Record<string, (...args: unknown[]) => kn.Tensor>;
+    let y: kn.Tensor;
+    if (c.op === 'clamp') y = kn.clamp(a, c.lo, c.hi);
+    else if (c.op === 'cast') y = kn.cast(a, c.to!);
+    else if (c.op === 'var') y = kn.var(a, c.axis);
+    else if (c.op === 'crossEntropy') {
+      const weight = c.weight ? kn.tensor(nums(c.weight)) : undefined;
+      const labels = kn.tensor(c.labels!, undefined, { dtype: 'int32' });
+      y = kn.nn.loss.crossEntropy(a, labels, { weight, labelSmoothing: c.smoothing, reduction: 'none' });
+      kn.backward(y, kn.tensor(c.rowGrad!));
+    } else if (c.axis !== undefined) y = call[c.op]!(a, c.axis);
+    else y = call[c.op]!(...xs);
+    if (c.grad === true) y.sum().backward();
+    // as float32 (the js reference holds float64; every result here is float32 or fits one exactly)
+    const vals = (t: kn.Tensor | null): number[] => Array.from(t!.toFloat64Array(), Math.fround);
+    if (c.op === 'crossEntropy') return { out: vals(y), grad: vals(a.grad) };
+    if (c.grad) return { out: vals(a.grad), ...(b ? { gradB: vals(b.grad) } : {}) };
+    return { out: vals(y) };
+  });
+}
+
+/** The entries of got that differ from want: bits (signed zeros too) where rtol and atol are 0, else within
+ * rtol |want| + atol. */
+function specialDiffs(
+  b: kn.BackendName,
+  c: SpecialCase,
+  got: number[],
+  want: number[],
+  rtol: number,
+  atol: number,
+): string[] {
+  const xs = c.inputs.map((t) => nums(t.values));
+  const out: string[] = [];
+  if (got.length !== want.length) return [`${got.length} values, expected ${want.length}`];
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!,
+      w = want[i]!;
+    const ok = Number.isNaN(w)
+      ? Number.isNaN(g)
+      : Object.is(g, w) ||
+        (g === w && rtol > 0) ||
+        (Number.isFinite(w) && Math.abs(g - w) <= rtol * Math.abs(w) + atol);
+    if (ok || DIVERGES.some((d) => d(b, c, xs, i) !== null)) continue;
+    const at =
+      c.inputs.length > 1 || c.inputs[0]!.values.length === want.length ? xs.map((x) => x[i]).join(', ') : `#${i}`;
+    out.push(`at (${at}): ${g}, PyTorch ${w}`);
+  }
+  return out;
+}
+
+const EXACT = new Set([
+  'neg',
+  'abs',
+  'sign',
+  'relu',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'maximum',
+  'minimum',
+  'clamp',
+  'cast',
+  'eq',
+  'ne',
+  'lt',
+  'le',
+  'gt',
+  'ge',
+  'max',
+  'min',
+  'argmax',
+  'argmin',
+]);
+
+for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
+  test(`special values: ${b} matches PyTorch (${special.cases.length} cases)`, () => {
+    const bad: string[] = [];
+    for (const c of special.cases) {
+      const r = onBackend(b, () => runSpecial(c));
+      // Exact ops match bit for bit. Rounded math within a few float32 ulps and 2.5e-7 (PyTorch sums a softmax row
+      // in float32, kiln in double; webgpu's exp/log/tanh are WGSL builtins).
+      const exact = EXACT.has(c.op) && !c.grad;
+      const [rtol, atol] = exact ? [0, 0] : [b === 'webgpu' ? 4e-6 : 2e-6, 2.5e-7];
+      const d = [
+        ...specialDiffs(b, c, r.out, nums(c.out), rtol, atol),
+        ...(c.op === 'crossEntropy'
+          ? specialDiffs(b, c, r.grad!, nums(c.grad as Num[]), rtol, atol).map((m) => `d/dx ${m}`)
+          : []),
+        ...(c.gradB ? specialDiffs(b, c, r.gradB!, nums(c.gradB), rtol, atol).map((m) => `d/db ${m}`) : []),
+      ];
+      if (d.length) bad.push(`${c.name}: ${d.slice(0, 6).join('; ')}${d.length > 6 ? ` (${d.length} in all)` : ''}`);
+    }
+    assert.equal(bad, [], bad.join('\n'));
+  });
+}
 
 test.run();

@@ -300,8 +300,8 @@ __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64
     if (r >= outer) return;  // a whole warp leaves together
     const float* xr = x + r * n;
     const RowExp e = warp_row_exp(xr, n, lane);
-    const float ls = logf(e.s) + e.m;
-    for (int64_t k = lane; k < n; k += 32) y[r * n + k] = log ? xr[k] - ls : expf(xr[k] - e.m) / e.s;
+    const float ls = logf(e.s);  // log-softmax (x - m) - log s: x - (m + log s) rounds log s away at large |m|
+    for (int64_t k = lane; k < n; k += 32) y[r * n + k] = log ? (xr[k] - e.m) - ls : expf(xr[k] - e.m) / e.s;
     return;
   }
   const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -315,10 +315,10 @@ __global__ void softmax(const float* x, float* y, bool log, int64_t outer, int64
   if (m == -INFINITY) m = 0.f;
   float s = 0.f;
   for (int64_t k = 0; k < n; ++k) s += expf(x[base + k * inner] - m);
-  const float ls = logf(s) + m;
+  const float ls = logf(s);
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = base + k * inner;
-    y[i] = log ? x[i] - ls : expf(x[i] - m) / s;
+    y[i] = log ? (x[i] - m) - ls : expf(x[i] - m) / s;
   }
 }
 
@@ -352,10 +352,10 @@ __global__ void softmax_cols(const float* x, float* y, bool log, int64_t n, int6
   s = part[1][0][lane];
   for (int p = 1; p < kColPhases; ++p) s += part[1][p][lane];
   if (!live) return;
-  const float ls = logf(s) + m;
+  const float ls = logf(s);
   for (int64_t k = ph; k < n; k += kColPhases) {
     const int64_t i = base + k * inner;
-    y[i] = log ? x[i] - ls : expf(x[i] - m) / s;
+    y[i] = log ? (x[i] - m) - ls : expf(x[i] - m) / s;
   }
 }
 
@@ -414,18 +414,18 @@ __global__ void softmax_cross_entropy(CeArgs a, bool backward) {
       a.out[r] = 0.f;
     return;
   }
-  // log-sum-exp of the row (NaN if any logit is)
+  // the row's log-softmax is (x - m) - ls (NaN if any logit is)
   const RowExp e = warp_row_exp(x, a.c, lane);
-  const float lse = e.nan ? nanf("") : logf(e.s) + e.m;
+  const float m = e.m, ls = e.nan ? nanf("") : logf(e.s);
   auto wt = [&](int64_t k) { return a.w ? a.w[k] : 1.f; };
   if (!backward) {
     float acc = 0.f;
     if (a.s != 0.f) {
-      for (int64_t k = lane; k < a.c; k += 32) acc += wt(k) * (x[k] - lse);
+      for (int64_t k = lane; k < a.c; k += 32) acc += wt(k) * ((x[k] - m) - ls);
       acc = warp_sum_all(acc);
     }
     if (lane == 0) {
-      float loss = -(1.f - a.s) * wt(y) * (x[y] - lse);
+      float loss = -(1.f - a.s) * wt(y) * ((x[y] - m) - ls);
       if (a.s != 0.f) loss -= (a.s / a.c) * acc;
       a.out[r] = loss;
     }
@@ -439,7 +439,7 @@ __global__ void softmax_cross_entropy(CeArgs a, bool backward) {
   }
   const float g = a.g[r], hard = (1.f - a.s) * wt(y);
   for (int64_t k = lane; k < a.c; k += 32) {
-    const float p = expf(x[k] - lse);
+    const float p = expf((x[k] - m) - ls);
     float v = g * (hard * p + (a.s / a.c) * (p * W - wt(k)));
     if (k == y) v -= g * hard;
     a.out[r * a.c + k] = v;

@@ -37,9 +37,10 @@ fn pow_pos(x: f32, y: f32) -> f32 {
   return exp2(y * log2(x));
 }
 
-// Math.pow's special cases: negative bases need an integer exponent, signed zeros and infinities
+// C's pow (IEEE 754, PyTorch's): 1^y = x^0 = 1 for any x and y, NaN included, (-1)^(+-inf) = 1; negative bases
+// need an integer exponent; signed zeros and infinities
 fn k_pow(x: f32, y: f32) -> f32 {
-  if (y == 0.0) { return 1.0; }
+  if (y == 0.0 || x == 1.0) { return 1.0; }
   if (is_nan(x) || is_nan(y)) { return f_nan(); }
   let yi = trunc(y) == y && !is_inf(y);
   let odd = yi && abs(y) < 16777216.0 && (i32(abs(y)) & 1) == 1;
@@ -50,10 +51,10 @@ fn k_pow(x: f32, y: f32) -> f32 {
   }
   if (x < 0.0) {
     if (is_inf(y)) {
-      if (x == -1.0) { return f_nan(); }
+      if (x == -1.0) { return 1.0; }
       return pow_pos(-x, y);
     }
-    if (!yi) { return f_nan(); }
+    if (!yi && !is_inf(x)) { return f_nan(); }  // (-inf)^y is +inf or +0 for y not an odd integer
     let r = pow_pos(-x, y);
     return select(r, -r, odd);
   }

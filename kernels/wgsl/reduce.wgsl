@@ -224,10 +224,10 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   if (m == -f_inf()) { m = 0.0; }
   var s = 0.0;
   for (var k = 0u; k < n; k++) { s += k_exp(xf(base + k * inner) - m); }
-  let ls = k_log(s) + m;
+  let ls = k_log(s);  // log-softmax (x - m) - log s: x - (m + log s) rounds log s away at large |m|
   for (var k = 0u; k < n; k++) {
     let i = base + k * inner;
-    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+    if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
 }
 
@@ -270,15 +270,16 @@ fn softmax_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   s = col_part[lane];
   for (var p = 1u; p < 8u; p++) { s += col_part[p * 32u + lane]; }
   if (!live) { return; }
-  let ls = k_log(s) + m;
+  let ls = k_log(s);
   for (var k = ph; k < n; k += 8u) {
     let i = base + k * inner;
-    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+    if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
 }
 
-// log-sum-exp of logits row r (in0 is [N, C])
-fn row_lse(off: u32, c: u32) -> f32 {
+// (m, ls) of the logits row at off (in0 is [N, C]): its max and log sum exp(x - m), the row's log-softmax being
+// (x - m) - ls; ls is NaN if any logit is
+fn row_shift(off: u32, c: u32) -> vec2<f32> {
   var m = -f_inf();
   var nan = false;
   for (var k = 0u; k < c; k++) {
@@ -286,11 +287,11 @@ fn row_lse(off: u32, c: u32) -> f32 {
     if (is_nan(v)) { nan = true; }
     if (v > m) { m = v; }
   }
-  if (nan) { return f_nan(); }
+  if (nan) { return vec2(0.0, f_nan()); }
   if (m == -f_inf()) { m = 0.0; }
   var s = 0.0;
   for (var k = 0u; k < c; k++) { s += k_exp(xf(off + k) - m); }
-  return k_log(s) + m;
+  return vec2(m, k_log(s));
 }
 
 fn weight(k: u32) -> f32 {
@@ -319,11 +320,11 @@ fn softmax_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
   let y = label(r, c);
   if (y == c) { dst[r] = 0u; return; }
   let off = r * c;
-  let lse = row_lse(off, c);
-  var loss = -(1.0 - s) * weight(y) * (xf(off + y) - lse);
+  let ms = row_shift(off, c);
+  var loss = -(1.0 - s) * weight(y) * ((xf(off + y) - ms.x) - ms.y);
   if (s != 0.0) {
     var acc = 0.0;
-    for (var k = 0u; k < c; k++) { acc += weight(k) * (xf(off + k) - lse); }
+    for (var k = 0u; k < c; k++) { acc += weight(k) * ((xf(off + k) - ms.x) - ms.y); }
     loss -= (s / f32(c)) * acc;
   }
   dst[r] = bitcast<u32>(loss);
@@ -348,11 +349,11 @@ fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     W = 0.0;
     for (var k = 0u; k < c; k++) { W += weight(k); }
   }
-  let lse = row_lse(off, c);
+  let ms = row_shift(off, c);
   let g = bitcast<f32>(in2[r]);
   let hard = (1.0 - s) * weight(y);
   for (var k = 0u; k < c; k++) {
-    let p = k_exp(xf(off + k) - lse);
+    let p = k_exp((xf(off + k) - ms.x) - ms.y);
     var v = g * (hard * p + (s / f32(c)) * (p * W - weight(k)));
     if (k == y) { v -= g * hard; }
     dst[off + k] = bitcast<u32>(v);
@@ -421,10 +422,10 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
   let s = sv[lid - lane].x;
   if (!live) { return; }
-  let ls = k_log(s) + m;
+  let ls = k_log(s);
   for (var k = lane; k < n; k += SEG) {
     let i = base + k;
-    if (LOG) { dst[i] = bitcast<u32>(xf(i) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
+    if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
 }
 
@@ -452,19 +453,19 @@ fn softmax_cross_entropy_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
   sv[lid] = vec2(lane_exp(off, c, lane, live, m), 0.0);
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
-  var lse = k_log(sv[lid - lane].x) + m;
+  var ls = k_log(sv[lid - lane].x);
   workgroupBarrier();
-  if (mn.y > 0.0) { lse = f_nan(); }
+  if (mn.y > 0.0) { ls = f_nan(); }
   var acc = 0.0;
   if (live && sm != 0.0) {
-    for (var k = lane; k < c; k += SEG) { acc += weight(k) * (xf(off + k) - lse); }
+    for (var k = lane; k < c; k += SEG) { acc += weight(k) * ((xf(off + k) - m) - ls); }
   }
   sv[lid] = vec2(acc, 0.0);
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
   if (lane != 0u || !exists) { return; }
   if (!live) { dst[row] = 0u; return; }
-  var loss = -(1.0 - sm) * weight(y) * (xf(off + y) - lse);
+  var loss = -(1.0 - sm) * weight(y) * ((xf(off + y) - m) - ls);
   if (sm != 0.0) { loss -= (sm / f32(c)) * sv[lid].x; }
   dst[row] = bitcast<u32>(loss);
 }
@@ -502,13 +503,13 @@ fn softmax_cross_entropy_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @b
     for (var k = lane; k < c; k += SEG) { dst[off + k] = 0u; }
     return;
   }
-  var lse = k_log(sw.x) + m;
-  if (mn.y > 0.0) { lse = f_nan(); }
+  var ls = k_log(sw.x);
+  if (mn.y > 0.0) { ls = f_nan(); }
   let W = select(f32(c), sw.y, HASW);
   let g = bitcast<f32>(in2[row]);
   let hard = (1.0 - sm) * weight(y);
   for (var k = lane; k < c; k += SEG) {
-    let p = k_exp(xf(off + k) - lse);
+    let p = k_exp((xf(off + k) - m) - ls);
     var v = g * (hard * p + (sm / f32(c)) * (p * W - weight(k)));
     if (k == y) { v -= g * hard; }
     dst[off + k] = bitcast<u32>(v);

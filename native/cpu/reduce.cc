@@ -231,9 +231,9 @@ static Status softmax_rows(const TensorView* in, int, const TensorView& out, con
         const float mm = m;
         vmap1(po, px, 1, n, [mm](vfloat v) { return vexp(v - mm); });
         const double s = sum_run(po, n);
-        if (Log) {
-          const float ls = static_cast<float>(std::log(s)) + m;
-          for (int64_t i = 0; i < n; ++i) po[i] = px[i] - ls;
+        if (Log) {  // (x - m) - log s: x - (m + log s) rounds log s away when |m| is large
+          const float ls = static_cast<float>(std::log(s));
+          for (int64_t i = 0; i < n; ++i) po[i] = (px[i] - m) - ls;
         } else {
           const float inv = static_cast<float>(1.0 / s);
           for (int64_t i = 0; i < n; ++i) po[i] *= inv;
@@ -256,8 +256,8 @@ static Status softmax_rows(const TensorView* in, int, const TensorView& out, con
           s += e;
         }
         if (Log) {
-          const float ls = static_cast<float>(std::log(s)) + m;
-          for (int64_t i = 0; i < n; ++i) po[i * inner] = px[i * inner] - ls;
+          const float ls = static_cast<float>(std::log(s));
+          for (int64_t i = 0; i < n; ++i) po[i * inner] = (px[i * inner] - m) - ls;
         } else {
           const float inv = static_cast<float>(1.0 / s);
           for (int64_t i = 0; i < n; ++i) po[i * inner] *= inv;
@@ -305,14 +305,19 @@ static Status ce_check(const TensorView* in, int nin, int want, const char* op, 
   return Status::ok();
 }
 
-// Writes exp(x - max) of one row to e and returns log-sum-exp.
-static inline float row_lse(const float* px, float* e, int64_t c) {
+// One row's max m and s = sum exp(x - m), writing exp(x - m) to e. Its log-softmax is (x - m) - log s: the
+// log-sum-exp m + log s would round log s away when |m| is large (1e8 + log 2 is 1e8 in float32).
+struct RowExp {
+  float m;
+  double s;
+};
+static inline RowExp row_exp(const float* px, float* e, int64_t c) {
   float m = -__builtin_inff();
   for (int64_t i = 0; i < c; ++i) m = px[i] > m ? px[i] : m;
   if (m == -__builtin_inff()) m = 0.f;
   const float mm = m;
   vmap1(e, px, 1, c, [mm](vfloat v) { return vexp(v - mm); });
-  return static_cast<float>(std::log(sum_run(e, c))) + m;
+  return {m, sum_run(e, c)};
 }
 
 // ---- fused layer normalisation over the rows of x [R, C]: two-pass statistics in double per row, then
@@ -413,13 +418,14 @@ static Status k_softmax_cross_entropy(const TensorView* in, int nin, const Tenso
     std::vector<float> e(static_cast<size_t>(a.c));
     for (int64_t r = lo; r < hi; ++r) {
       const float* px = a.x + r * a.c;
-      const float lse = row_lse(px, e.data(), a.c);
+      const RowExp re = row_exp(px, e.data(), a.c);
+      const float m = re.m, ls = static_cast<float>(std::log(re.s));
       const int32_t y = a.y[r];
       const float wy = a.w ? a.w[y] : 1.f;
-      float loss = -(1.f - a.smooth) * wy * (px[y] - lse);
+      float loss = -(1.f - a.smooth) * wy * ((px[y] - m) - ls);
       if (a.smooth != 0.f) {
         double acc = 0;
-        for (int64_t k = 0; k < a.c; ++k) acc += static_cast<double>(a.w ? a.w[k] : 1.f) * (px[k] - lse);
+        for (int64_t k = 0; k < a.c; ++k) acc += static_cast<double>(a.w ? a.w[k] : 1.f) * ((px[k] - m) - ls);
         loss -= a.smooth / static_cast<float>(a.c) * static_cast<float>(acc);
       }
       o[r] = loss;
@@ -450,8 +456,8 @@ static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, co
     for (int64_t r = lo; r < hi; ++r) {
       const float* px = a.x + r * a.c;
       float* po = o + r * a.c;
-      const float lse = row_lse(px, po, a.c);                            // po is scratch here; overwritten below
-      vmap1(po, px, 1, a.c, [lse](vfloat v) { return vexp(v - lse); });  // the probabilities, a vector at a time
+      const float inv = static_cast<float>(1.0 / row_exp(px, po, a.c).s);  // po: exp(x - m), then the gradient
+      vmap1(po, po, 1, a.c, [inv](vfloat v) { return v * inv; });          // the probabilities
       const int32_t y = a.y[r];
       const float gr = pg[r];
       const float hard = (1.f - a.smooth) * (a.w ? a.w[y] : 1.f);

@@ -345,13 +345,14 @@ export const div: BinaryOp = floatBinary(
   true,
 );
 /**
- * a ** b. The gradient for b uses log(a) where a > 0 and 0 elsewhere.
+ * a ** b, with C's special cases (1 ** b = a ** 0 = 1, NaN included). The gradient for a is b a^(b-1), and 0 where
+ * b is 0 (as PyTorch: 0 * 0^-1 would be NaN at a = 0); for b it uses log(a) where a > 0 and 0 elsewhere.
  * @example kn.tensor([2, 3]).pow(2) // [4, 9]
  */
 export const pow: BinaryOp = floatBinary(
   'pow',
   perOperand(
-    (g, [a, b]) => sumTo(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
+    (g, [a, b]) => sumTo(mul(g, where(eq(b!, 0), 0, mul(b!, pow(a!, sub(b!, 1))))), a!.shape),
     (g, [a, b, y]) => sumTo(mul(g, mul(y!, where(gt(a!, 0), log(where(gt(a!, 0), a!, 1)), 0))), b!.shape),
   ),
   true,

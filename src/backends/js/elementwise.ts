@@ -40,6 +40,10 @@ function binary(f: (x: number, y: number) => number, intF?: (x: number, y: numbe
   };
 }
 
+/** C's pow (IEEE 754, as the native kernels and PyTorch): Math.pow differs in 1^y (1 for any y, NaN and +-inf
+ * included) and (-1)^(+-inf) (1), where it gives NaN. */
+const powC = (x: number, y: number): number =>
+  x === 1 || (x === -1 && (y === Infinity || y === -Infinity)) ? 1 : Math.pow(x, y);
 const maxNaN = (x: number, y: number): number => (Number.isNaN(x) || x > y ? x : y);
 const minNaN = (x: number, y: number): number => (Number.isNaN(x) || x < y ? x : y);
 
@@ -98,7 +102,7 @@ export const elementwiseKernels: Record<string, KernelFn> = {
     (x, y) => Math.imul(x, y),
   ),
   div: binary((x, y) => x / y),
-  pow: binary((x, y) => Math.pow(x, y)),
+  pow: binary(powC),
   maximum: binary(maxNaN),
   minimum: binary(minNaN),
   eq: binary((x, y) => +(x === y)),

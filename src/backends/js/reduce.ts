@@ -90,8 +90,9 @@ function softmaxKernel(log: boolean): KernelFn {
         let s = 0;
         for (let k = 0; k < n; k++) s += Math.exp(x[base + k * inner]! - m);
         if (log) {
-          const ls = Math.log(s) + m;
-          for (let k = 0; k < n; k++) o[base + k * inner] = x[base + k * inner]! - ls;
+          // (x - m) - log s, not x - (m + log s): m + log s rounds away log s when |m| is large
+          const ls = Math.log(s);
+          for (let k = 0; k < n; k++) o[base + k * inner] = x[base + k * inner]! - m - ls;
         } else {
           for (let k = 0; k < n; k++) o[base + k * inner] = Math.exp(x[base + k * inner]! - m) / s;
         }
@@ -186,12 +187,12 @@ export const reduceKernels: Record<string, KernelFn> = {
     const s = attrsOf('softmaxCrossEntropy', at).labelSmoothing,
       o = outBuf(out);
     for (let r = 0; r < n; r++) {
-      const lse = rowLse(x, r * c, c);
+      const { m, ls } = rowShift(x, r * c, c);
       const wy = w ? w[y[r]!]! : 1;
-      let loss = -(1 - s) * wy * (x[r * c + y[r]!]! - lse);
+      let loss = -(1 - s) * wy * (x[r * c + y[r]!]! - m - ls);
       if (s !== 0) {
         let acc = 0;
-        for (let k = 0; k < c; k++) acc += (w ? w[k]! : 1) * (x[r * c + k]! - lse);
+        for (let k = 0; k < c; k++) acc += (w ? w[k]! : 1) * (x[r * c + k]! - m - ls);
         loss -= (s / c) * acc;
       }
       o[r] = loss;
@@ -204,10 +205,10 @@ export const reduceKernels: Record<string, KernelFn> = {
       o = outBuf(out);
     const W = w ? w.reduce((a, v) => a + v, 0) : c;
     for (let r = 0; r < n; r++) {
-      const lse = rowLse(x, r * c, c);
+      const { m, ls } = rowShift(x, r * c, c);
       const hard = (1 - s) * (w ? w[y[r]!]! : 1);
       for (let k = 0; k < c; k++) {
-        const p = Math.exp(x[r * c + k]! - lse);
+        const p = Math.exp(x[r * c + k]! - m - ls);
         o[r * c + k] = g[r]! * (hard * p + (s / c) * (p * W - (w ? w[k]! : 1)));
       }
       o[r * c + y[r]!]! -= g[r]! * hard;
@@ -291,11 +292,13 @@ function ceArgs(
   return { x: gatherView(ins[0]!), y, w, n, c };
 }
 
-function rowLse(x: Float64Array, off: number, c: number): number {
+/** A row's max m and ls = log sum exp(x - m): its log-softmax is (x - m) - ls, which keeps ls when |m| is large
+ * (x - (m + ls) would round it away). */
+function rowShift(x: Float64Array, off: number, c: number): { m: number; ls: number } {
   let m = -Infinity;
   for (let k = 0; k < c; k++) m = Math.max(m, x[off + k]!);
   if (m === -Infinity) m = 0;
   let s = 0;
   for (let k = 0; k < c; k++) s += Math.exp(x[off + k]! - m);
-  return Math.log(s) + m;
+  return { m, ls: Math.log(s) };
 }

@@ -879,12 +879,8 @@ export function narrowType(type: A.DataType): A.DataType {
     const t = narrowIndices(type);
     return values === type.dictionary ? t : new A.Dictionary(values, t.indices, type.id, type.isOrdered);
   }
-  const kids = (type.children ?? []) as A.Field[];
-  const fields = kids.map((f) => {
-    const n = narrowType(f.type);
-    return n === f.type ? f : f.clone({ type: n });
-  });
-  if (fields.every((f, i) => f === kids[i])) return type;
+  const fields = narrowFields((type.children ?? []) as A.Field[]);
+  if (!fields) return type;
   if (A.DataType.isStruct(type)) return new A.Struct(fields);
   if (A.DataType.isList(type)) return new A.List(fields[0]!);
   if (A.DataType.isLargeList(type)) return new A.LargeList(fields[0]!);
@@ -892,6 +888,15 @@ export function narrowType(type: A.DataType): A.DataType {
   if (A.DataType.isMap(type)) return new A.Map_(fields[0] as A.Field<A.Struct>, type.keysSorted);
   if (A.DataType.isUnion(type)) return new A.Union(type.mode, type.typeIds, fields);
   return type;
+}
+
+/** `fields` with their types narrowed (narrowType), a field cloned only where its type changed; null if none did. */
+function narrowFields(fields: readonly A.Field[]): A.Field[] | null {
+  const out = fields.map((f) => {
+    const n = narrowType(f.type);
+    return n === f.type ? f : f.clone({ type: n });
+  });
+  return out.some((f, i) => f !== fields[i]) ? out : null;
 }
 
 /** A chunk `d` as `type` (narrowType of its own): the same buffers, 64-bit dictionary indices copied to Int32. */
@@ -919,11 +924,8 @@ function narrowData(d: A.Data, type: A.DataType): A.Data {
 
 /** `schema` with its columns' 64-bit dictionary indices, at any depth, narrowed to Int32 (narrowType). */
 export function narrowSchema(schema: A.Schema): A.Schema {
-  const fields = schema.fields.map((f) => {
-    const n = narrowType(f.type);
-    return n === f.type ? f : f.clone({ type: n });
-  });
-  return fields.every((f, i) => f === schema.fields[i]) ? schema : new A.Schema(fields, schema.metadata);
+  const fields = narrowFields(schema.fields);
+  return fields ? new A.Schema(fields, schema.metadata) : schema;
 }
 
 /** `t` with its 64-bit dictionary indices, at any depth, narrowed to Int32 (the same dictionaries), or `t`. */
@@ -962,6 +964,7 @@ ${bytesTaken.toString()}
 ${taken.toString()}
 ${narrowIndices.toString()}
 ${narrowType.toString()}
+${narrowFields.toString()}
 ${narrowData.toString()}
 ${narrowSchema.toString()}
 ${narrowTable.toString()}

@@ -89,6 +89,30 @@ test('NaN propagates through reductions and max on every backend', () => {
   }
 });
 
+test('long float32 sums stay within a few ulps of exact on every backend', () => {
+  // 2^22 copies of 0.1f, whole and down a column of 2^18 rows: float lanes that each added thousands of values
+  // were 2.4e-6 (cpu) and 1.5e-4 / 2.6e-4 (webgpu) off; PyTorch is 3e-7 off on the first
+  const tenth = Math.fround(0.1);
+  for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const whole = kn
+          .full([1 << 22], 0.1)
+          .sum()
+          .item();
+        assert.ok(Math.abs(whole - tenth * 2 ** 22) <= 1e-6 * tenth * 2 ** 22, `${b}: whole sum ${whole}`);
+        const cols = Array.from(
+          kn
+            .full([1 << 18, 4], 0.1)
+            .sum(0)
+            .toArray() as Float32Array,
+        );
+        for (const c of cols) assert.ok(Math.abs(c - tenth * 2 ** 18) <= 1e-6 * tenth * 2 ** 18, `${b}: column ${c}`);
+      }),
+    );
+  }
+});
+
 test('matmulBf16 writes float32 (against the reference) or bfloat16 (that result rounded) on every backend', () => {
   // matmul of two bfloat16 tensors asks for bfloat16; the float32 output stays part of the op and is checked here
   const r = rng(29);

@@ -162,7 +162,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     ],
     [
       'kernels/cuda/reduce.cu',
-      'RedOp combine Combine reduce_rows reduce_cols arg_reduce arg_wins arg_take kColPhases arg_rows arg_cols ' +
+      'RedOp combine Combine fold_strided reduce_rows reduce_cols arg_reduce arg_wins arg_take kColPhases arg_rows arg_cols ' +
         'RowExp warp_row_exp kRowsPerBlock softmax softmax_cols CeArgs ' +
         'softmax_cross_entropy row_hash ' +
         'nan_column_stats order_key key_value nan_quantile kLnWarps ln_row_stats layer_norm layer_norm_backward ' +

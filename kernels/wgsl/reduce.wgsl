@@ -76,6 +76,22 @@ fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 var<workgroup> sf: array<f32, 256>;
 var<workgroup> si: array<i32, 256>;
 
+// Long axes reduce in two passes (src/backends/webgpu/reduce.ts): the first cuts each slice's R values into chunks
+// of P_REDUCE_CHUNK (sum, max and min only) and writes [outer, chunks, inner] partials, which the second reduces.
+// (chunk length, chunks): (R, 1) when P_REDUCE_CHUNK is 0
+fn chunking() -> vec2<u32> {
+  let r = pu(P_REDUCE_R);
+  let ch = pu(P_REDUCE_CHUNK);
+  if (ch == 0u || r == 0u) { return vec2(r, 1u); }
+  return vec2(ch, (r + ch - 1u) / ch);
+}
+// chunk c's (first value, count) of a slice's R values
+fn chunk_span(c: u32, ch: u32) -> vec2<u32> {
+  let k0 = c * ch;
+  let r = pu(P_REDUCE_R);
+  return vec2(k0, select(0u, min(ch, r - k0), k0 < r));
+}
+
 // one workgroup per output row when inner == 1 (long rows; argmax/argmin fold (value, index) pairs, see
 // arg_wins_f): strided partials, then a tree
 @compute @workgroup_size(256)
@@ -83,9 +99,11 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
   let outer = pu(P_REDUCE_OUTER);
-  let r = pu(P_REDUCE_R);
-  let live = row < outer;
-  let base = row * r;
+  let cs = chunking();
+  let live = row < outer * cs.y;
+  let span = chunk_span(row % cs.y, cs.x);  // this row's part of its slice: (first value, count)
+  let r = span.y;
+  let base = row / cs.y * pu(P_REDUCE_R) + span.x;
   var best = 0u;
   if (INT) {
     var acc = 0;
@@ -97,7 +115,9 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   } else {
     var acc = 0.0;
     if (OP != 0u && live) { acc = xf(base); }
-    if (live) {
+    if (live && OP == 0u) {
+      acc = sum_strided(base, lid, WG, r, 1u);
+    } else if (live) {
       for (var k = lid; k < r; k += WG) { fold_f(&acc, &best, xf(base + k), k); }
     }
     sf[lid] = acc;
@@ -154,6 +174,28 @@ fn fold_i(acc: ptr<function, i32>, best: ptr<function, u32>, v: i32, k: u32) {
     *best = k;
   }
 }
+// The sum of x[base + k * stride] for k = k0, k0 + step, ... below r, in three levels of at most 64 terms (32
+// values, 64 of those, then the rest): one running float sum over a lane's values lost 1.5e-4 of a sum of 2^22 of
+// them. (Nesting does not lift Mesa's llvmpipe's cap of 65535 loop turns per invocation: reduce.ts cuts long axes
+// into chunks, and refuses what it cannot cut.)
+fn sum_strided(base: u32, k0: u32, step: u32, r: u32, stride: u32) -> f32 {
+  var acc = 0.0;
+  var k = k0;
+  while (k < r) {
+    var mid = 0.0;
+    for (var j = 0u; j < 64u && k < r; j++) {
+      var part = 0.0;
+      for (var i = 0u; i < 32u && k < r; i++) {
+        part += xf(base + k * stride);
+        k += step;
+      }
+      mid += part;
+    }
+    acc += mid;
+  }
+  return acc;
+}
+
 fn fold_f(acc: ptr<function, f32>, best: ptr<function, u32>, v: f32, k: u32) {
   if (OP < 3u) {
     *acc = combine_f(*acc, v);
@@ -168,12 +210,15 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
                      @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = wid.x + wid.y * nwg.x;
   let lane = lid % 32u;
-  let r = pu(P_REDUCE_R);
   let inner = pu(P_REDUCE_INNER);
   let tiles = (inner + 31u) / 32u;
+  let cs = chunking();
+  let line = t / tiles;  // slice * chunks + chunk
   let j = t % tiles * 32u + lane;
-  let live = t < pu(P_REDUCE_OUTER) * tiles && j < inner;
-  let base = t / tiles * r * inner + j;
+  let live = t < pu(P_REDUCE_OUTER) * cs.y * tiles && j < inner;
+  let span = chunk_span(line % cs.y, cs.x);
+  let r = span.y;
+  let base = (line / cs.y * pu(P_REDUCE_R) + span.x) * inner + j;
   var best = 0u;  // (x[base], 0) is a candidate every group may start from
   if (INT) {
     var acc = 0;
@@ -185,7 +230,9 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   } else {
     var acc = 0.0;
     if (OP != 0u && live) { acc = xf(base); }
-    if (live) {
+    if (live && OP == 0u) {
+      acc = sum_strided(base, lid / 32u, 8u, r, inner);
+    } else if (live) {
       for (var k = lid / 32u; k < r; k += 8u) { fold_f(&acc, &best, xf(base + k * inner), k); }
     }
     sf[lid] = acc;
@@ -193,7 +240,7 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   sidx[lid] = best;
   workgroupBarrier();
   if (!live || lid >= 32u) { return; }
-  let o = t / tiles * inner + j;
+  let o = line * inner + j;
   if (INT) {
     var acc = si[lid];
     best = sidx[lid];

@@ -157,6 +157,7 @@ const P_REDUCE_N: u32 = 0u;
 const P_REDUCE_F: u32 = 1u;
 const P_REDUCE_C: u32 = 1u;
 const P_REDUCE_ATTR: u32 = 3u;
+const P_REDUCE_CHUNK: u32 = 4u;
 
 // attribute indices (the op table), for kernels that get an op's attribute array in their Params
 const ATTR_FILL_VALUE: u32 = 0u;

@@ -39,6 +39,20 @@ export interface Gpu {
   /** Buffer id of the error-flag words (atomic) kernels set on bad data; see withFlags. */
   readonly flags: number;
   readonly limits: Readonly<Record<string, number>>;
+  /** The most loop turns one shader invocation may make: 65535 on Mesa's llvmpipe, which ends a loop there (its
+   * loop limiter, over all the loops of an invocation), else Infinity. */
+  readonly loopCap: number;
+}
+
+/** Throws a BackendError when one invocation of `what` would loop `turns` times, and a kernel's short loops 64 more,
+ * past the adapter's loopCap. */
+export function checkLoopTurns(g: Gpu, turns: number, what: string): void {
+  if (turns + 64 > g.loopCap)
+    throw new BackendError(
+      `webgpu: ${what} needs ${turns} loop turns in one shader invocation; this adapter (Mesa's llvmpipe) ends a ` +
+        `shader's loops after ${g.loopCap}, which would give a wrong result. Run it on the cpu backend ` +
+        `(kn.setBackend('cpu')), or reduce the axis in parts`,
+    );
 }
 
 /** Binding list with the error-flag buffer at binding 15 (where common.wgsl declares it). */

@@ -176,6 +176,7 @@ export class WebGpuBackend implements Backend, Gpu {
   readonly dummy = -1;
   readonly flags = FLAGS_ID;
   readonly limits: Readonly<Record<string, number>>;
+  readonly loopCap: number;
   readonly adapter: AdapterSummary;
   private readonly worker: Worker;
   private nextId = 1;
@@ -188,6 +189,9 @@ export class WebGpuBackend implements Backend, Gpu {
     this.worker = s.worker;
     this.adapter = s.adapter;
     this.limits = s.adapter.limits;
+    this.loopCap = /llvmpipe/i.test(`${s.adapter.description} ${s.adapter.device} ${s.adapter.architecture}`)
+      ? 65535
+      : Infinity;
     this.maxBuffer = Math.min(this.limits.maxStorageBufferBindingSize ?? 2 ** 27, this.limits.maxBufferSize ?? 2 ** 28);
     this.send({ t: 'alloc', id: this.dummy, bytes: 256 });
   }

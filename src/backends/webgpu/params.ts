@@ -95,7 +95,7 @@ export const PARAMS = {
     dstOffset: 13,
   },
   /** reductions over [outer, R, inner], and row kernels over [N, F] or [N, C] */
-  reduce: { outer: 0, R: 1, inner: 2, N: 0, F: 1, C: 1, attr: 3 },
+  reduce: { outer: 0, R: 1, inner: 2, N: 0, F: 1, C: 1, attr: 3, chunk: 4 },
 } as const;
 
 export type ParamLayout = keyof typeof PARAMS;

@@ -3,7 +3,7 @@ import { ShapeError } from '../../errors.js';
 import { checkColumns, checkCrossEntropy, checkLayerNorm, checkQuantile } from '../checks.js';
 import type { KernelOut, KernelView } from '../backend.js';
 import { copyView } from './elementwise.js';
-import { Params, denseInputs, grid, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
+import { Params, checkLoopTurns, denseInputs, grid, id, numelOf, withFlags, type Gpu, type GpuKernel } from './gpu.js';
 import { attrsOf, groupAttrs } from '../../ops/table.js';
 import { PARAMS } from './params.js';
 
@@ -16,8 +16,69 @@ function dims3(shape: readonly number[], a0: number, a1: number): [number, numbe
 const FEW_LINES = 65536;
 
 const REDUCE_OP = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 } as const;
+type ReduceName = keyof typeof REDUCE_OP;
 
-function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
+// Sums, maxima and minima of few rows longer than 2 ROW_CHUNK values, or down an axis longer than 2 COL_CHUNK with
+// few outputs, run in two passes: chunks of the axis to [outer, chunks, inner] partials, then those reduced. One
+// workgroup per row or per 32 outputs left the GPU idle, a float lane summing r / 8 values lost precision, and Mesa's
+// llvmpipe ends an invocation's loops after 65535 turns (a column sum over 2^20 rows came out half its value).
+const ROW_CHUNK = 65536; // 256 values a lane
+const COL_CHUNK = 4096; // 512 values a lane
+const FEW_ROWS = 1024;
+
+/** Loop turns of one invocation taking every `step`-th of r values (a sum adds sum_strided's outer levels). */
+function reduceTurns(r: number, step: number, sum: boolean): number {
+  const n = Math.ceil(r / step);
+  return sum ? n + Math.ceil(n / 32) + Math.ceil(n / 2048) : n;
+}
+
+/** Reduces buffer `src` ([outer, r, inner] of `dtype`) into `dst` ([outer, inner]). */
+function reduceInto(
+  g: Gpu,
+  name: ReduceName,
+  src: number,
+  dtype: KernelView['dtype'],
+  dst: number,
+  [outer, r, inner]: [number, number, number],
+  what: string,
+): void {
+  const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, r).set(PARAMS.reduce.inner, inner);
+  const consts = { OP: REDUCE_OP[name], INT: dtype === 'int32' ? 1 : 0 };
+  const sum = name === 'sum' && dtype !== 'int32';
+  const chunkable = name === 'sum' || name === 'max' || name === 'min';
+  const rows = inner === 1 && r >= 512;
+  const tiled = !rows && inner > 1 && r >= 64 && outer * inner < FEW_LINES;
+  const chunk = rows && r > 2 * ROW_CHUNK && outer < FEW_ROWS ? ROW_CHUNK : tiled && r > 2 * COL_CHUNK ? COL_CHUNK : 0;
+  const tiles = Math.ceil(inner / 32);
+  const maxGroups = g.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+  if (chunkable && chunk > 0) {
+    const chunks = Math.ceil(r / chunk);
+    const part = g.scratch(dtype, outer * chunks * inner);
+    try {
+      p.set(PARAMS.reduce.chunk, chunk);
+      checkLoopTurns(g, reduceTurns(chunk, rows ? 256 : 8, sum), what);
+      g.dispatch('reduce', rows ? 'reduce_rows' : 'reduce_cols_tiled', consts, p, [part, src], {
+        groups: grid(outer * chunks * (rows ? 1 : tiles), maxGroups),
+      });
+      reduceInto(g, name, part, dtype, dst, [outer, chunks, inner], what);
+    } finally {
+      g.release(part);
+    }
+  } else if (rows) {
+    checkLoopTurns(g, reduceTurns(r, 256, sum), what);
+    g.dispatch('reduce', 'reduce_rows', consts, p, [dst, src], { groups: grid(outer, maxGroups) });
+  } else if (tiled) {
+    // few outputs over a long axis (a bias gradient's sum down the batch): 32 outputs a workgroup, 8 groups
+    // of 32 down the axis
+    checkLoopTurns(g, reduceTurns(r, 8, sum), what);
+    g.dispatch('reduce', 'reduce_cols_tiled', consts, p, [dst, src], { groups: grid(outer * tiles, maxGroups) });
+  } else {
+    checkLoopTurns(g, r, what);
+    g.dispatch('reduce', 'reduce_cols', consts, p, [dst, src], { threads: outer * inner });
+  }
+}
+
+function reduce(name: ReduceName): GpuKernel {
   return (g, ins, out, attrs) => {
     const v = ins[0]!;
     // argmax/argmin reduce one axis; sum/max/min an axis range (the `axes` attribute group)
@@ -32,21 +93,15 @@ function reduce(name: keyof typeof REDUCE_OP): GpuKernel {
       );
     }
     if (outer * inner === 0) return;
-    const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, r).set(PARAMS.reduce.inner, inner);
-    const consts = { OP: REDUCE_OP[name], INT: v.dtype === 'int32' ? 1 : 0 };
-    if (inner === 1 && r >= 512) {
-      g.dispatch('reduce', 'reduce_rows', consts, p, [id(out), id(v)], {
-        groups: [Math.min(outer, 65535), Math.ceil(outer / 65535), 1],
-      });
-    } else if (inner > 1 && r >= 64 && outer * inner < FEW_LINES) {
-      // few outputs over a long axis (a bias gradient's sum down the batch): 32 outputs a workgroup, 8 groups
-      // of 32 down the axis
-      g.dispatch('reduce', 'reduce_cols_tiled', consts, p, [id(out), id(v)], {
-        groups: grid(outer * Math.ceil(inner / 32), g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
-      });
-    } else {
-      g.dispatch('reduce', 'reduce_cols', consts, p, [id(out), id(v)], { threads: outer * inner });
-    }
+    reduceInto(
+      g,
+      name,
+      id(v),
+      v.dtype,
+      id(out),
+      [outer, r, inner],
+      `${name} over ${r} values of [${v.shape.join(', ')}]`,
+    );
   };
 }
 
@@ -63,15 +118,19 @@ function softmax(log: boolean): GpuKernel {
     const [outer, n, inner] = dims3(v.shape, axis, axis + 1);
     if (outer * n * inner === 0) return;
     const p = new Params().set(PARAMS.reduce.outer, outer).set(PARAMS.reduce.R, n).set(PARAMS.reduce.inner, inner);
+    const what = `${log ? 'logSoftmax' : 'softmax'} over ${n} values of [${v.shape.join(', ')}]`;
     if (inner === 1 && n >= ROW_LANES) {
+      checkLoopTurns(g, 3 * Math.ceil(n / ROW_LANES), what); // max, sum, write
       g.dispatch('reduce', 'softmax_rows', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { groups: rowGroups(g, outer) });
     } else if (inner > 1 && (inner >= 32 || outer * inner < FEW_LINES)) {
       // 32 adjacent columns a workgroup, its 8 groups of 32 taking every 8th row
+      checkLoopTurns(g, 3 * Math.ceil(n / 8), what);
       g.dispatch('reduce', 'softmax_cols', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], {
         groups: grid(outer * Math.ceil(inner / 32), g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
       });
     } else {
       // short rows, or many lines of fewer than 32 columns: an invocation a line
+      checkLoopTurns(g, 3 * n, what);
       g.dispatch('reduce', 'softmax', { LOG: log ? 1 : 0 }, p, [id(out), id(v)], { threads: outer * inner });
     }
   };
@@ -99,6 +158,8 @@ function ce(
   p.f[PARAMS.reduce.attr] = s;
   const rowGrad = entry === 'softmax_cross_entropy_backward' ? id(ins[2]!) : null;
   const rows = c >= ROW_LANES;
+  // max, sum, the smoothing term and the gradient (and the weights' sum)
+  checkLoopTurns(g, 5 * (rows ? Math.ceil(c / ROW_LANES) : c), `crossEntropy over ${c} classes`);
   g.dispatch(
     'reduce',
     rows ? `${entry}_rows` : entry,
@@ -137,6 +198,7 @@ const kernels: Record<string, GpuKernel> = {
   nanColumnStats: (g, ins, out) => {
     const [n, f] = checkColumns(ins[0]!, 'nanColumnStats');
     if (f === 0) return;
+    checkLoopTurns(g, 3 * Math.ceil(n / 256), `nanColumnStats over ${n} rows`);
     g.dispatch(
       'reduce',
       'nan_column_stats',
@@ -153,6 +215,7 @@ const kernels: Record<string, GpuKernel> = {
     if (f === 0) return;
     const p = new Params().set(PARAMS.reduce.N, n).set(PARAMS.reduce.F, f);
     p.f[PARAMS.reduce.attr] = q;
+    checkLoopTurns(g, 8 * Math.ceil(n / 256), `nanQuantile over ${n} rows`); // a count, 4 radix passes, the next
     g.dispatch('reduce', 'nan_quantile', {}, p, [id(out), id(ins[0]!)], {
       groups: grid(f, g.limits.maxComputeWorkgroupsPerDimension ?? 65535),
     });

@@ -320,6 +320,15 @@ export const CASES: OpCase[] = [
     grad: true,
   },
   { name: 'sum long row', ops: ['sum'], inputs: [f([3, 5000])], run: (x) => x.sum(-1), rtol: 1e-4, atol: 1e-3 },
+  {
+    // column sums down 2100 rows (cpu: blocks of 1024 rows and a tail, for two slices and for one)
+    name: 'sum down a long axis, few outputs',
+    ops: ['sum'],
+    inputs: [f([2, 2100, 7])],
+    run: (x) => kn.concat([x.sum(1).reshape([-1]), x.sum(0).reshape([-1]), x.sum([0, 1])]),
+    rtol: 1e-4,
+    atol: 1e-3,
+  },
   // long enough to be cut into chunks: the cpu's 16384-value blocks, CUDA's 32768-value row chunks (a whole-tensor
   // sum, max and min) and 512-value column chunks (few outputs over a long axis 0), float and int32
   { name: 'sum of a long tensor', ops: ['sum'], inputs: [f([70013])], run: (x) => x.sum(), rtol: 1e-4, atol: 1e-2 },

@@ -4,9 +4,29 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export interface TorchRow {
-  work: 'gemm' | 'conv' | 'mlp' | 'cnn' | 'adam' | 'sgd' | 'encoder' | 'lstm' | 'attention';
+  work:
+    | 'gemm'
+    | 'conv'
+    | 'mlp'
+    | 'cnn'
+    | 'adam'
+    | 'sgd'
+    | 'encoder'
+    | 'lstm'
+    | 'attention'
+    | 'sum'
+    | 'rowsum'
+    | 'colsum'
+    | 'softmax'
+    | 'logsoftmax'
+    | 'ce'
+    | 'err-sum'
+    | 'err-colsum'
+    | 'err-logsoftmax';
   size: number;
   medianMs: number;
+  /** an accuracy probe's result (torch_reduce.py), in place of a time */
+  value?: number;
 }
 
 /** A python3 that imports torch (Debian's /usr/bin/python3 first: a pyenv shim may hide the system packages). */

@@ -181,9 +181,10 @@ test('kernels follow one naming scheme on every backend', () => {
     'layer_norm_backward_rows',
     // adamStepMulti and sgdStepMulti on cuda: several parameters' updates in one grid
     'step_multi',
-    // scatterAdd's passes: positions grouped by row (webgpu: one workgroup; cuda: keys, CUB's sort, row starts),
-    // then a sum per output element
+    // scatterAdd's passes: positions grouped by row (webgpu: one workgroup counts, then places them; cuda: keys,
+    // CUB's sort, row starts), then a sum per output element
     'scatter_group',
+    'scatter_place',
     'scatter_keys',
     'scatter_starts',
     'scatter_sum',

@@ -119,6 +119,127 @@ test("long reductions are exact on webgpu; an argmax past llvmpipe's loop cap is
   );
 });
 
+// llvmpipe's loop budget is per invocation and shared by all of its loops, so any kernel whose loops follow the
+// data (a matmul's K, a conv's channels, a pooling window, a quantized row) can run out of it.
+// Every such entry point ends with check_loops() (common.wgsl), which reports a cut loop; these are all past it.
+test('kernels whose loops llvmpipe would cut short are a BackendError naming the kernel there, never wrong', () => {
+  const llvmpipe = /llvmpipe/i.test(`${status.adapter!.description} ${status.adapter!.device}`);
+  const K = 70000;
+  const cases: [string, () => kn.Tensor, number][] = [
+    ['matmul.matmul', () => kn.matmul(kn.ones([2, K]), kn.ones([K, 2])), K],
+    ['conv.conv2d', () => kn.conv2d(kn.ones([1, 12000, 1, 1]), kn.ones([2, 12000, 1, 1])), 12000],
+    ['conv.pool2d', () => kn.avgPool2d(kn.full([1, 1, 300, 300], 2), [300, 300]), 2],
+    [
+      'quant.quantize_rows',
+      () => kn.qlinearInt8(kn.ones([1, 40000]), kn.full([1, 40000], 1, { dtype: 'int8' }), kn.tensor([1])),
+      40000,
+    ],
+  ];
+  onBackend('webgpu', () =>
+    kn.tidy(() => {
+      for (const [kernel, run, want] of cases) {
+        const first = (): number => (run().toArray() as Float32Array)[0]!;
+        if (llvmpipe)
+          throwsKiln(first, kn.BackendError, new RegExp(`kernel ${kernel.replace('.', '\\.')} .*65535.*cpu backend`));
+        else assert.ok(Math.abs(first() - want) <= 1e-3 * want, kernel);
+        assert.is(kn.ones([5]).sum().item(), 5, `a read after ${kernel} is clean`);
+      }
+    }),
+  );
+});
+
+// scatterAdd (gather's and embedding's backward) orders and sums positions in parts under a loop cap: 100000
+// positions, most into one row (a padding token), still add one by one in position order, cpu's bits
+test('a scatterAdd of 100000 positions, 85% into one row, has the cpu bits on webgpu', () => {
+  const k = 100000;
+  const idx = new Int32Array(k).map((_, i) => (i % 7 === 0 ? (i * 31) % 5 : 2));
+  const r = rng(11);
+  const g = Float32Array.from({ length: k * 3 }, () => r() * 20 - 10);
+  const grads = (['cpu', 'webgpu'] as const).map((b) =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.zeros([5, 3], { requiresGrad: true });
+        kn.gather(x, kn.tensor(idx, [k], { dtype: 'int32' }), 0).backward(kn.tensor(g, [k, 3]));
+        return Array.from(x.grad!.toArray());
+      }),
+    ),
+  );
+  assert.equal(grads[1], grads[0]);
+});
+
+// attention's kernels loop over every key (forward, dq) or query (dk, dv) of a row: under a loop cap they run
+// in windows, each merged into the rows so far by its log-sum-exp (forward) or added on (backward)
+test('attention over 700 keys of 64 (5 windows on llvmpipe) matches cpu, masked, causal and with dropout', () => {
+  const S = 700,
+    L = 4,
+    D = 64;
+  const mask = new Float32Array(L * S).map((_, t) => {
+    const [i, j] = [Math.floor(t / S), t % S];
+    return i === 0
+      ? j < 600
+        ? -Infinity
+        : 0
+      : i === 1
+        ? j % 3
+          ? 0
+          : -Infinity
+        : i === 2 && j !== 650
+          ? -Infinity
+          : 0;
+  });
+  for (const opts of [{ mask: true }, { isCausal: true }, { dropoutP: 0.3 }]) {
+    const [want, got] = (['cpu', 'webgpu'] as const).map((b) =>
+      onBackend(b, () =>
+        kn.tidy(() => {
+          kn.seed(5);
+          const [q, k, v] = [kn.randn([1, L, D]).mul(0.5), kn.randn([1, S, D]).mul(0.5), kn.randn([1, S, D])];
+          for (const t of [q, k, v]) t.requiresGrad = true;
+          const o = kn.nn.scaledDotProductAttention(q, k, v, {
+            attnMask: opts.mask ? kn.tensor(mask, [L, S]) : null,
+            isCausal: !!opts.isCausal,
+            dropoutP: opts.dropoutP ?? 0,
+          });
+          o.mul(kn.randn(o.shape)).sum().backward();
+          return [o, q.grad!, k.grad!, v.grad!].map((t) => Array.from(t.toArray() as Float32Array));
+        }),
+      ),
+    );
+    want!.forEach((w, i) => {
+      const r = allclose(got![i]!, w, 1e-4, 1e-3);
+      assert.ok(r.ok, `${JSON.stringify(opts)} ${['out', 'dq', 'dk', 'dv'][i]}: ${r.message}`);
+    });
+  }
+});
+
+test('every WGSL entry point whose loops follow the data checks for a cut loop before it ends or returns', () => {
+  const dir = join(dirname(new URL(import.meta.url).pathname), '..', 'kernels', 'wgsl');
+  // loops of a fixed or tiny length: a word's 2-4 narrow elements, a view's at most 8 dims, Philox's 10 rounds
+  const exempt = new Set(['elementwise.map', 'movement.place', 'random.random']);
+  let checked = 0;
+  for (const f of ['conv', 'elementwise', 'matmul', 'movement', 'optim', 'quant', 'random', 'reduce']) {
+    const text = readFileSync(join(dir, `${f}.wgsl`), 'utf8');
+    for (const m of text.matchAll(/@compute[^\n]*\n\s*fn (\w+)\(/g)) {
+      const start = text.indexOf('{', m.index + m[0].length);
+      let depth = 0,
+        end = start;
+      for (; end < text.length; end++) {
+        if (text[end] === '{') depth++;
+        else if (text[end] === '}' && --depth === 0) break;
+      }
+      const body = text.slice(start, end + 1);
+      const loop = body.search(/\b(for \(|loop \{|while \()/);
+      if (loop < 0 || exempt.has(`${f}.${m[1]}`)) continue;
+      const after = body.slice(loop);
+      const returns = (after.match(/\breturn;/g) ?? []).length;
+      const checkedReturns = (after.match(/check_loops\(\);\s*return;/g) ?? []).length;
+      assert.ok(/check_loops\(\);\s*\}$/.test(body), `${f}.${m[1]} ends with check_loops()`);
+      assert.is(checkedReturns, returns, `${f}.${m[1]}: every return after a loop checks first`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 30, `${checked} entry points checked`);
+});
+
 // nanQuantile selects each column's order statistics by radix (8 key bits a pass, a workgroup per column); the
 // columns here have long runs of ties, signed zeros, infinities, NaN, a single value, none, and a wide range
 test('nanQuantile on the GPU selects what cpu sorts: ties, signed zeros, infinities, NaN, one value, none', () => {

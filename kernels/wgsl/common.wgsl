@@ -27,6 +27,24 @@ fn report(kind: u32, pos: u32, value: i32, bound: u32, extra: u32) {
   }
 }
 
+// Mesa's llvmpipe (the adapter of machines without a GPU) ends an invocation's loops after 65535 turns, one budget
+// for all of its loops, and the invocation goes on with what they had computed: a long loop gives a wrong result and
+// no error. On that adapter the worker writes the entry point's code (1-based) to P_COMMON_LOOP_CHECK, 0 elsewhere.
+// Every entry point whose loops run a data-dependent number of turns ends with check_loops() (and calls it before
+// any return that follows its loops): a loop of two turns, cut short only when the budget is spent, which puts the
+// code in the flag words after the kinds'; the host throws a BackendError naming the kernel when it next reads.
+// Only entry points call it (the worker binds the flag buffer for those whose text does).
+fn check_loops() {
+  let code = pu(P_COMMON_LOOP_CHECK);
+  if (code == 0u) { return; }
+  var t = 0u;
+  loop {
+    t += 1u;
+    if (t >= 2u + (code >> 31u)) { break; }  // a bound the compiler cannot see, so the loop is not unrolled
+  }
+  if (t < 2u) { atomicStore(&flags[FLAG_COUNT * 8u], code); }
+}
+
 // 1-D kernels use 256 invocations per workgroup and a 2-D grid of workgroups when one row is not enough.
 const WG: u32 = 256u;
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }

@@ -41,6 +41,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
   }
   dst[t] = acc;
+  check_loops();
 }
 
 // dx[n, c, ih, iw] = sum over the outputs this input feeds of gy * w; in0 = gy [N, O, OH, OW], in1 = w
@@ -75,6 +76,7 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     }
   }
   dst[t] = acc;
+  check_loops();
 }
 
 var<workgroup> wsum: array<f32, 256>;
@@ -128,6 +130,7 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     workgroupBarrier();
   }
   if (lid == 0u && live) { dst[t] = wsum[0]; }
+  check_loops();
 }
 
 // pooling: planes = N*C (param 0 holds N*C, 1 unused), windows kh x kw with stride and padding, no dilation
@@ -205,10 +208,12 @@ fn pool2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let ow = t % q.OW;
   if (MAXP) {
     dst[t] = window_max(plane, oh, ow, q);
+    check_loops();
     return;
   }
   let div = window_div(oh, ow, q);
   dst[t] = select(0.0, window_sum(plane, oh, ow, q) / f32(div), div > 0);
+  check_loops();
 }
 
 // the output windows (oh, ow) whose span covers input row ih / column iw
@@ -237,4 +242,5 @@ fn pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     }
   }
   dst[t] = acc;
+  check_loops();
 }

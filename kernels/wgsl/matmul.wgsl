@@ -109,6 +109,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       }
     }
   }
+  check_loops();
 }
 
 // ---- fused attention: one invocation per query row (forward, dq) or key row (dk, dv), an online softmax over
@@ -146,7 +147,11 @@ fn att_score(bb: u32, i: u32, j: u32) -> f32 {
   return s;
 }
 
-// forward: dst [B, L, Dv + 1] (output row, then its log-sum-exp); v in `scales`
+// forward: dst [B, L, Dv + 1] (output row, then its log-sum-exp); v in `scales`. The keys [j0, j1) of one dispatch
+// (P_ATTENTION_WIN_LO/HI) are all of them unless a loop cap splits them into windows: a window's max m and sum l of
+// exp(s - m), then its weights added onto the rows, which hold between windows the output so far normalised by
+// its own log-sum-exp `prev` (dst[row + Dv]): the rows are first scaled by exp(prev - lse), the window's weights
+// are exp(s - m) * exp(m - lse). With one window (prev = -inf) that is exp(s - m) / l, as without windows.
 @compute @workgroup_size(256)
 fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg);
@@ -157,9 +162,14 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   if (t >= B * L) { return; }
   let bb = t / L;
   let i = t % L;
+  let j0 = pu(P_ATTENTION_WIN_LO);
+  let j1 = min(S, pu(P_ATTENTION_WIN_HI));
+  let row = t * (Dv + 1u);
+  var prev = -f_inf();
+  if (j0 > 0u) { prev = dst[row + Dv]; }
   var m = -f_inf();
   var l = 0.0;
-  for (var j = 0u; j < S; j++) {
+  for (var j = j0; j < j1; j++) {
     let s = att_score(bb, i, j);
     if (s == -f_inf()) { continue; }
     if (m == -f_inf()) {
@@ -171,21 +181,37 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
       m = mn;
     }
   }
-  let row = t * (Dv + 1u);
-  if (m == -f_inf()) {
+  var lse = prev;
+  if (m != -f_inf()) {
+    lse = m + log(l);
+    if (prev != -f_inf()) {
+      let hi = max(prev, lse);
+      lse = hi + log(exp(prev - hi) + exp(lse - hi));
+    }
+  }
+  if (j0 == 0u) {
+    for (var e = 0u; e < Dv; e++) { dst[row + e] = 0.0; }
+  } else if (m != -f_inf()) {
+    let a = exp(prev - lse);
+    for (var e = 0u; e < Dv; e++) { dst[row + e] *= a; }
+  }
+  if (m != -f_inf()) {
+    let c = exp(m - lse);
+    for (var j = j0; j < j1; j++) {
+      let s = att_score(bb, i, j);
+      if (s == -f_inf()) { continue; }
+      var w = exp(s - m) * c;
+      if (prev == -f_inf()) { w = exp(s - m) / l; }
+      w *= att_keep(bb, i, j);
+      if (w == 0.0) { continue; }
+      for (var e = 0u; e < Dv; e++) { dst[row + e] += w * scales[(bb * S + j) * Dv + e]; }
+    }
+  }
+  dst[row + Dv] = lse;
+  if (j1 >= S && lse == -f_inf()) {  // every key masked: NaN, as in PyTorch
     for (var e = 0u; e < Dv; e++) { dst[row + e] = f_nan(); }
-    dst[row + Dv] = -f_inf();
-    return;
   }
-  for (var e = 0u; e < Dv; e++) { dst[row + e] = 0.0; }
-  for (var j = 0u; j < S; j++) {
-    let s = att_score(bb, i, j);
-    if (s == -f_inf()) { continue; }
-    let w = exp(s - m) / l * att_keep(bb, i, j);
-    if (w == 0.0) { continue; }
-    for (var e = 0u; e < Dv; e++) { dst[row + e] += w * scales[(bb * S + j) * Dv + e]; }
-  }
-  dst[row + Dv] = m + log(l);
+  check_loops();
 }
 
 // copies a (as f32 bits) into dst at P_ATTENTION_DST_OFFSET: packs the backward's inputs into shared buffers
@@ -207,6 +233,7 @@ fn attention_backward_stats(@builtin(global_invocation_id) gid: vec3<u32>, @buil
   for (var e = 0u; e < Dv; e++) { d += dst[t * Dv + e] * bitcast<f32>(a[t * (Dv + 1u) + e]); }
   dst[BL * Dv + 2u * t] = bitcast<f32>(a[t * (Dv + 1u) + Dv]);
   dst[BL * Dv + 2u * t + 1u] = d;
+  check_loops();
 }
 
 // dS of (b, i, j) and P * keep; dO and the row stats in `scales`, v after k in `b`
@@ -228,7 +255,8 @@ fn att_ds(bb: u32, i: u32, j: u32, pk: ptr<function, f32>) -> f32 {
   return p * (dpd * kf - scales[BL * Dv + 2u * r + 1u]) * pf(P_ATTENTION_SCALE);
 }
 
-// backward pass 2: dq rows (dst[0 .. B L D))
+// backward pass 2: dq rows (dst[0 .. B L D)), over the keys [P_ATTENTION_WIN_LO, P_ATTENTION_WIN_HI), added onto
+// the window before's
 @compute @workgroup_size(256)
 fn attention_backward_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg);
@@ -238,16 +266,21 @@ fn attention_backward_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
   if (t >= pu(P_ATTENTION_B) * L) { return; }
   let bb = t / L;
   let i = t % L;
-  for (var d = 0u; d < D; d++) { dst[t * D + d] = 0.0; }
+  let j0 = pu(P_ATTENTION_WIN_LO);
+  if (j0 == 0u) {
+    for (var d = 0u; d < D; d++) { dst[t * D + d] = 0.0; }
+  }
   var pk = 0.0;
-  for (var j = 0u; j < S; j++) {
+  for (var j = j0; j < min(S, pu(P_ATTENTION_WIN_HI)); j++) {
     let ds = att_ds(bb, i, j, &pk);
     if (ds == 0.0) { continue; }
     for (var d = 0u; d < D; d++) { dst[t * D + d] += ds * bitcast<f32>(b[(bb * S + j) * D + d]); }
   }
+  check_loops();
 }
 
-// backward pass 3: dk and dv rows (dst[B L D ..) and dst[B L D + B S D ..))
+// backward pass 3: dk and dv rows (dst[B L D ..) and dst[B L D + B S D ..)), over the query rows [P_ATTENTION_WIN_LO,
+// P_ATTENTION_WIN_HI), added onto the window before's
 @compute @workgroup_size(256)
 fn attention_backward_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg);
@@ -261,10 +294,13 @@ fn attention_backward_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
   let j = t % S;
   let ko = B * L * D + t * D;
   let vo = B * L * D + B * S * D + t * Dv;
-  for (var d = 0u; d < D; d++) { dst[ko + d] = 0.0; }
-  for (var e = 0u; e < Dv; e++) { dst[vo + e] = 0.0; }
+  let i0 = pu(P_ATTENTION_WIN_LO);
+  if (i0 == 0u) {
+    for (var d = 0u; d < D; d++) { dst[ko + d] = 0.0; }
+    for (var e = 0u; e < Dv; e++) { dst[vo + e] = 0.0; }
+  }
   var pk = 0.0;
-  for (var i = 0u; i < L; i++) {
+  for (var i = i0; i < min(L, pu(P_ATTENTION_WIN_HI)); i++) {
     let ds = att_ds(bb, i, j, &pk);
     let r = bb * L + i;
     if (pk != 0.0) {
@@ -274,4 +310,5 @@ fn attention_backward_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
       for (var d = 0u; d < D; d++) { dst[ko + d] += ds * bitcast<f32>(a[r * D + d]); }
     }
   }
+  check_loops();
 }

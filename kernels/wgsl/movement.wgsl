@@ -53,7 +53,11 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // increasing j within a row, and ends[d] is where row d's run ends (row d's run starts at ends[d - 1], or 0).
 // scatter_sum then gives each output element an invocation that adds its row's values in increasing j, the
 // order the cpu backend adds them in, so sums are deterministic, never race, and match cpu's bits.
-// Params: P_INDEX_* (pre, D, post, k)
+// They run in parts a loop budget allows (Mesa's llvmpipe cuts an invocation's loops after 65535 turns):
+// scatter_group counts and finds the runs' starts, scatter_place orders the positions of blocks [blockLo,
+// blockHi) of WG positions (a dispatch per part), and scatter_sum adds the window [runLo, runHi) of each run onto
+// what the window before wrote, so the values are still added one by one in increasing j.
+// Params: P_INDEX_* (pre, D, post, k, blockLo, blockHi, runLo, runHi)
 @group(0) @binding(4) var<storage, read_write> ends: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read_write> order: array<u32>;
 
@@ -99,10 +103,17 @@ fn scatter_group(@builtin(local_invocation_index) t: u32) {
     atomicStore(&ends[d], run);
     run += c;
   }
-  storageBarrier();
-  // 3. place the positions 256 at a time: a position goes after its row's earlier ones in this block, and the
-  // block's last position of a row moves that row's cursor; after the last block, ends[d] is the run's end
-  for (var b = 0u; b < k; b += WG) {
+  check_loops();
+}
+
+// 3. place the positions 256 at a time: a position goes after its row's earlier ones in this block, and the
+// block's last position of a row moves that row's cursor; after the last block, ends[d] is the run's end. Its own
+// entry point, barriers in the entry itself (a barrier in a called function misorders on llvmpipe, ARCHITECTURE.md)
+@compute @workgroup_size(256)
+fn scatter_place(@builtin(local_invocation_index) t: u32) {
+  let D = pu(P_INDEX_D);
+  let k = pu(P_INDEX_K);
+  for (var b = pu(P_INDEX_BLOCK_LO) * WG; b < min(k, pu(P_INDEX_BLOCK_HI) * WG); b += WG) {
     let j = b + t;
     var d = NO_ROW;
     if (j < k) { d = scatter_row(j, D); }
@@ -125,6 +136,7 @@ fn scatter_group(@builtin(local_invocation_index) t: u32) {
     storageBarrier();
     workgroupBarrier(); // every read of wg_row is done before the next block writes it
   }
+  check_loops();
 }
 
 @compute @workgroup_size(256)
@@ -137,16 +149,23 @@ fn scatter_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   let q = o % post;
   let d = (o / post) % D;
   let base = (o / (post * D)) * k;
-  var lo = 0u;
-  if (d > 0u) { lo = atomicLoad(&ends[d - 1u]); }
-  let hi = atomicLoad(&ends[d]);
+  var r0 = 0u;
+  if (d > 0u) { r0 = atomicLoad(&ends[d - 1u]); }
+  let len = atomicLoad(&ends[d]) - r0;
+  let w0 = pu(P_INDEX_RUN_LO);
+  if (w0 > 0u && w0 >= len) { return; }  // an earlier window summed this run
+  let lo = r0 + w0;
+  let hi = r0 + min(len, pu(P_INDEX_RUN_HI));
   if (INT) {
     var acc = 0i;
+    if (w0 > 0u) { acc = bitcast<i32>(dst[o]); }
     for (var s = lo; s < hi; s++) { acc += bitcast<i32>(in0[(base + order[s]) * post + q]); }
     dst[o] = bitcast<u32>(acc);
   } else {
     var acc = 0.0;
+    if (w0 > 0u) { acc = bitcast<f32>(dst[o]); }
     for (var s = lo; s < hi; s++) { acc += bitcast<f32>(in0[(base + order[s]) * post + q]); }
     dst[o] = bitcast<u32>(acc);
   }
+  check_loops();
 }

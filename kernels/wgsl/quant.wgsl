@@ -62,6 +62,7 @@ fn quantize_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   }
   codes[M * K + i] = bitcast<u32>(s);
   codes[M * K + M + i] = bitcast<u32>(z);
+  check_loops();
 }
 
 @compute @workgroup_size(256)
@@ -87,6 +88,7 @@ fn qlinear_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   var y = f32(acc - z * wsum) * s * wsc[pu(P_QLINEAR_WS_OFFSET) + j];
   if (HASB) { y += bias[pu(P_QLINEAR_BIAS_OFFSET) + j]; }
   dst[t] = y;
+  check_loops();
 }
 
 @compute @workgroup_size(256)
@@ -145,4 +147,5 @@ fn qconv2d_int8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
   }
   dst[t] = m;
+  check_loops();
 }

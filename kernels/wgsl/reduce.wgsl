@@ -56,6 +56,7 @@ fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
       }
     }
     dst[o] = best;
+    check_loops();
     return;
   }
   if (INT) {
@@ -71,6 +72,7 @@ fn reduce_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     for (var k = k0; k < r; k++) { acc = combine_f(acc, xf(base + k * inner)); }
     dst[o] = bitcast<u32>(acc);
   }
+  check_loops();
 }
 
 var<workgroup> sf: array<f32, 256>;
@@ -144,6 +146,7 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let v = select(bitcast<u32>(sf[0]), bitcast<u32>(si[0]), INT);
     dst[row] = select(v, sidx[0], OP >= 3u);
   }
+  check_loops();
 }
 
 // The reductions along R with inner > 1 and few outputs: 32 adjacent outputs of one outer slice a workgroup
@@ -239,7 +242,7 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
   }
   sidx[lid] = best;
   workgroupBarrier();
-  if (!live || lid >= 32u) { return; }
+  if (!live || lid >= 32u) { check_loops(); return; }
   let o = line * inner + j;
   if (INT) {
     var acc = si[lid];
@@ -252,6 +255,7 @@ fn reduce_cols_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     for (var p = 1u; p < 8u; p++) { fold_f(&acc, &best, sf[p * 32u + lid], sidx[p * 32u + lid]); }
     dst[o] = select(bitcast<u32>(acc), best, OP >= 3u);
   }
+  check_loops();
 }
 
 // softmax / logSoftmax along R, one invocation per (outer, inner) line
@@ -276,6 +280,7 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let i = base + k * inner;
     if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
+  check_loops();
 }
 
 // softmax / logSoftmax down the R rows of 32 adjacent columns of one outer slice (inner > 1): lane = column (reads
@@ -316,12 +321,13 @@ fn softmax_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   workgroupBarrier();
   s = col_part[lane];
   for (var p = 1u; p < 8u; p++) { s += col_part[p * 32u + lane]; }
-  if (!live) { return; }
+  if (!live) { check_loops(); return; }
   let ls = k_log(s);
   for (var k = ph; k < n; k += 8u) {
     let i = base + k * inner;
     if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
+  check_loops();
 }
 
 // (m, ls) of the logits row at off (in0 is [N, C]): its max and log sum exp(x - m), the row's log-softmax being
@@ -375,6 +381,7 @@ fn softmax_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     loss -= (s / f32(c)) * acc;
   }
   dst[r] = bitcast<u32>(loss);
+  check_loops();
 }
 
 // in0 logits [N, C], in1 labels [N], in2 row gradient [N], in3 weight [C] -> dlogits [N, C]
@@ -389,6 +396,7 @@ fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>,
   let off = r * c;
   if (y == c) {
     for (var k = 0u; k < c; k++) { dst[off + k] = 0u; }
+    check_loops();
     return;
   }
   var W = f32(c);
@@ -405,6 +413,7 @@ fn softmax_cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     if (k == y) { v -= g * hard; }
     dst[off + k] = bitcast<u32>(v);
   }
+  check_loops();
 }
 
 // ---- Row kernels (softmax with inner == 1, cross-entropy) for rows of SEG values or more: SEG invocations per row
@@ -468,12 +477,13 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
   let s = sv[lid - lane].x;
-  if (!live) { return; }
+  if (!live) { check_loops(); return; }
   let ls = k_log(s);
   for (var k = lane; k < n; k += SEG) {
     let i = base + k;
     if (LOG) { dst[i] = bitcast<u32>((xf(i) - m) - ls); } else { dst[i] = bitcast<u32>(k_exp(xf(i) - m) / s); }
   }
+  check_loops();
 }
 
 // softmax_cross_entropy for rows of C >= SEG classes. The forward and backward share their first two trees but stay
@@ -510,11 +520,12 @@ fn softmax_cross_entropy_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
   sv[lid] = vec2(acc, 0.0);
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
-  if (lane != 0u || !exists) { return; }
-  if (!live) { dst[row] = 0u; return; }
+  if (lane != 0u || !exists) { check_loops(); return; }
+  if (!live) { dst[row] = 0u; check_loops(); return; }
   var loss = -(1.0 - sm) * weight(y) * ((xf(off + y) - m) - ls);
   if (sm != 0.0) { loss -= (sm / f32(c)) * sv[lid].x; }
   dst[row] = bitcast<u32>(loss);
+  check_loops();
 }
 
 // softmax_cross_entropy_backward for rows of C >= SEG classes
@@ -545,9 +556,10 @@ fn softmax_cross_entropy_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @b
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
   let sw = sv[lid - lane];
-  if (!exists) { return; }
+  if (!exists) { check_loops(); return; }
   if (!live) {
     for (var k = lane; k < c; k += SEG) { dst[off + k] = 0u; }
+    check_loops();
     return;
   }
   var ls = k_log(sw.x);
@@ -561,6 +573,7 @@ fn softmax_cross_entropy_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @b
     if (k == y) { v -= g * hard; }
     dst[off + k] = bitcast<u32>(v);
   }
+  check_loops();
 }
 
 // ---- NaN-ignoring column kernels over x [N, F] (in0): a workgroup per column, its invocations striding over
@@ -617,16 +630,18 @@ fn nan_column_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     if (lid < s) { sf[lid] += sf[lid + s]; }
     workgroupBarrier();
   }
-  if (lid != 0u || !live) { return; }
+  if (lid != 0u || !live) { check_loops(); return; }
   dst[j] = bitcast<u32>(f32(total));
   if (total == 0u) {
     for (var k = 1u; k < 5u; k++) { dst[k * f + j] = NAN_BITS; }
+    check_loops();
     return;
   }
   dst[f + j] = bitcast<u32>(mean);
   dst[2u * f + j] = bitcast<u32>(sf[0] / f32(total));
   dst[3u * f + j] = bitcast<u32>(col_lo[0]);
   dst[4u * f + j] = bitcast<u32>(col_hi[0]);
+  check_loops();
 }
 
 // A float's bits as an unsigned key in the float order (-0 just before +0); NaN never gets here.
@@ -720,9 +735,10 @@ fn nan_quantile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     atomicMin(&qmin, m);
   }
   workgroupBarrier();
-  if (lid != 0u || !live) { return; }
+  if (lid != 0u || !live) { check_loops(); return; }
   if (len == 0u) {
     dst[j] = NAN_BITS;
+    check_loops();
     return;
   }
   var v = key_value(prefix);
@@ -732,6 +748,7 @@ fn nan_quantile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     v = v + (w - v) * frac;
   }
   dst[j] = bitcast<u32>(v);
+  check_loops();
 }
 
 // two 32-bit hashes of each row of [N, F] (float32 bits, every NaN alike) -> int32 [N, 2]. Params: P_REDUCE_N, _F
@@ -752,6 +769,7 @@ fn row_hash(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   }
   dst[2u * i] = h1;
   dst[2u * i + 1u] = h2;
+  check_loops();
 }
 
 // ---- fused layer normalisation over rows of x [R, C] (in0); P_REDUCE_N = R, _C = C, _ATTR = eps (f32 bits).
@@ -779,6 +797,7 @@ fn layer_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (HASW) { y = y * bitcast<f32>(in1[k]) + bitcast<f32>(in2[k]); }
     dst[r * c + k] = bitcast<u32>(y);
   }
+  check_loops();
 }
 
 // dx per row; each row's mean and 1/std go to work[2 r], work[2 r + 1] for the column pass
@@ -806,6 +825,7 @@ fn layer_norm_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     let xh = (xf(r * c + k) - st.x) * st.y;
     dst[r * c + k] = bitcast<u32>(st.y * (dxh - m1 - xh * m2));
   }
+  check_loops();
 }
 
 // ---- layer_norm and its backward for rows of C >= SEG values. layer_norm_stats_rows gives each row SEG lanes
@@ -846,6 +866,7 @@ fn layer_norm_stats_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     work[2u * row] = mu;
     work[2u * row + 1u] = inverseSqrt(sv[lid].x / f32(c) + pf(P_REDUCE_ATTR));
   }
+  check_loops();
 }
 
 // y = (x - mean) / std [* weight + bias], an invocation per element, from the statistics in work
@@ -885,13 +906,14 @@ fn layer_norm_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
   workgroupBarrier();
   for (var h = SEG / 2u; h > 0u; h = h >> 1u) { seg_step(lid, h, false); workgroupBarrier(); }
   let mm = sv[lid - lane] / f32(c);
-  if (!live) { return; }
+  if (!live) { check_loops(); return; }
   for (var k = lane; k < c; k += SEG) {
     var dxh = bitcast<f32>(in1[off + k]);
     if (HASW) { dxh *= bitcast<f32>(in2[k]); }
     let xh = (xf(off + k) - mu) * rs;
     dst[off + k] = bitcast<u32>(rs * (dxh - mm.x - xh * mm.y));
   }
+  check_loops();
 }
 
 // dweight and dbias, after the dx pass filled work with the row statistics: 32 adjacent columns a workgroup
@@ -912,9 +934,10 @@ fn layer_norm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
   }
   sv[lid] = acc;
   workgroupBarrier();
-  if (!live || lid >= 32u) { return; }
+  if (!live || lid >= 32u) { check_loops(); return; }
   var t = sv[lid];
   for (var p = 1u; p < 8u; p++) { t += sv[p * 32u + lid]; }
   dst[n * c + k] = bitcast<u32>(t.x);
   dst[n * c + c + k] = bitcast<u32>(t.y);
+  check_loops();
 }

@@ -108,6 +108,10 @@ const P_INDEX_D: u32 = 1u;
 const P_INDEX_POST: u32 = 2u;
 const P_INDEX_K: u32 = 3u;
 const P_INDEX_AXIS: u32 = 4u;
+const P_INDEX_BLOCK_LO: u32 = 5u;
+const P_INDEX_BLOCK_HI: u32 = 6u;
+const P_INDEX_RUN_LO: u32 = 7u;
+const P_INDEX_RUN_HI: u32 = 8u;
 const P_OPTIM_N: u32 = 0u;
 const P_OPTIM_OFFSETS: u32 = 1u;
 const P_OPTIM_ATTRS: u32 = 8u;
@@ -150,6 +154,8 @@ const P_ATTENTION_SCALE: u32 = 10u;
 const P_ATTENTION_KEEP_SCALE: u32 = 11u;
 const P_ATTENTION_N: u32 = 12u;
 const P_ATTENTION_DST_OFFSET: u32 = 13u;
+const P_ATTENTION_WIN_LO: u32 = 14u;
+const P_ATTENTION_WIN_HI: u32 = 15u;
 const P_REDUCE_OUTER: u32 = 0u;
 const P_REDUCE_R: u32 = 1u;
 const P_REDUCE_INNER: u32 = 2u;
@@ -158,6 +164,7 @@ const P_REDUCE_F: u32 = 1u;
 const P_REDUCE_C: u32 = 1u;
 const P_REDUCE_ATTR: u32 = 3u;
 const P_REDUCE_CHUNK: u32 = 4u;
+const P_COMMON_LOOP_CHECK: u32 = 127u;
 
 // attribute indices (the op table), for kernels that get an op's attribute array in their Params
 const ATTR_FILL_VALUE: u32 = 0u;

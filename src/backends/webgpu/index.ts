@@ -23,6 +23,7 @@ import { movementKernels } from './movement.js';
 import { optimKernels } from './optim.js';
 import {
   ARG_ERROR,
+  adapterLoopCap,
   FLAGS_ID,
   REPLY_HEADER,
   STATE_ERROR,
@@ -189,9 +190,7 @@ export class WebGpuBackend implements Backend, Gpu {
     this.worker = s.worker;
     this.adapter = s.adapter;
     this.limits = s.adapter.limits;
-    this.loopCap = /llvmpipe/i.test(`${s.adapter.description} ${s.adapter.device} ${s.adapter.architecture}`)
-      ? 65535
-      : Infinity;
+    this.loopCap = adapterLoopCap(s.adapter);
     this.maxBuffer = Math.min(this.limits.maxStorageBufferBindingSize ?? 2 ** 27, this.limits.maxBufferSize ?? 2 ** 28);
     this.send({ t: 'alloc', id: this.dummy, bytes: 256 });
   }

@@ -4,7 +4,7 @@ import { BackendError } from '../../errors.js';
 import { attrsOf } from '../../ops/table.js';
 import { checkAttention, hash32 } from '../checks.js';
 import { copyView, map } from './elementwise.js';
-import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type GpuKernel } from './gpu.js';
+import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
 import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
@@ -92,12 +92,28 @@ function attentionParams(
   return { p, ...geo, mask: geo.mask ? id(geo.mask) : null };
 }
 
+/** Loop turns one attention invocation may take a dispatch where the adapter caps them: half llvmpipe's cap. */
+const ATTENTION_TURNS = 32768;
+
+/**
+ * Dispatches `run(lo, hi)` over windows of `n` rows (keys or queries) that each loop at most ATTENTION_TURNS
+ * turns at `perRow` a row where the adapter caps loops (llvmpipe), else once over all n; each window adds onto the
+ * one before in the kernels (matmul.wgsl, P_ATTENTION_WIN_LO/HI).
+ */
+function attentionWindows(g: Gpu, p: Params, n: number, perRow: number, run: () => void): void {
+  const w = Number.isFinite(g.loopCap) ? Math.max(1, Math.floor(ATTENTION_TURNS / perRow)) : Math.max(1, n);
+  for (let lo = 0; lo === 0 || lo < n; lo += w) {
+    p.set(PARAMS.attention.winLo, lo).set(PARAMS.attention.winHi, Math.min(n, lo + w));
+    run();
+  }
+}
+
 const attention: GpuKernel = (g, ins, out, at) => {
-  const { p, B, L, mask } = attentionParams(ins, 3, 'attention', at);
+  const { p, B, L, S, D, Dv, mask } = attentionParams(ins, 3, 'attention', at);
   if (B * L === 0) return;
-  g.dispatch('matmul', 'attention', {}, p, [id(out), id(ins[0]!), id(ins[1]!), id(ins[2]!), mask ?? g.dummy], {
-    threads: B * L,
-  });
+  const bufs = [id(out), id(ins[0]!), id(ins[1]!), id(ins[2]!), mask ?? g.dummy];
+  // a key's score (D), its weight and value row (D + Dv)
+  attentionWindows(g, p, S, 2 * D + Dv + 16, () => g.dispatch('matmul', 'attention', {}, p, bufs, { threads: B * L }));
 };
 
 /**
@@ -124,10 +140,16 @@ const attentionBackward: GpuKernel = (g, ins, out, at) => {
       g.dispatch('matmul', 'attention_backward_stats', {}, p, [gst, id(ins[3]!), null, null, null], {
         threads: B * L,
       });
-      g.dispatch('matmul', 'attention_backward_q', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * L });
+      // a key's score (D), dP (Dv) and dq row (D)
+      attentionWindows(g, p, S, 2 * D + Dv + 16, () =>
+        g.dispatch('matmul', 'attention_backward_q', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * L }),
+      );
     }
     if (B * S > 0)
-      g.dispatch('matmul', 'attention_backward_kv', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * S });
+      // a query's score (D), dP (Dv), dv row (Dv) and dk row (D)
+      attentionWindows(g, p, L, 2 * (D + Dv) + 16, () =>
+        g.dispatch('matmul', 'attention_backward_kv', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * S }),
+      );
   } finally {
     g.release(kv);
     g.release(gst);

@@ -55,6 +55,9 @@ const indexParams = (pre: number, D: number, post: number, k: number): Params =>
 
 const dtypeOk = (d: DType): boolean => d in DTYPE_SIZE;
 
+/** Loop turns a scatterAdd dispatch may take where the adapter caps them (gpu.ts loopCap): well under llvmpipe's. */
+const SCATTER_TURNS = 32768;
+
 export const movementKernels: Record<string, GpuKernel> = {
   copy: (g, ins, out) => map(g, 'copy', ins, out),
   concat: (g, ins, out, attrs) => {
@@ -127,26 +130,35 @@ export const movementKernels: Record<string, GpuKernel> = {
         post = numelOf(out.shape.slice(axis + 1)),
         k = numelOf(iv.shape);
       if (numelOf(out.shape) === 0) return;
-      // positions grouped by target row (one workgroup), then an invocation per output element sums its row's
-      // values in position order (kernels/wgsl/movement.wgsl)
+      // positions grouped by target row (one workgroup: counts and run starts, then the positions placed), then an
+      // invocation per output element sums its row's values in position order (kernels/wgsl/movement.wgsl)
       withTemps(g, (temps) => {
         const ends = g.scratch('int32', D),
           order = g.scratch('int32', Math.max(1, k));
         temps.push(ends, order);
-        const p = indexParams(pre, D, post, k);
-        g.dispatch('movement', 'scatter_group', {}, p, withFlags(g, [null, null, id(iv), ends, order]), {
-          groups: [1, 1, 1],
-        });
-        g.dispatch(
-          'movement',
-          'scatter_sum',
-          { INT: gv.dtype === 'int32' ? 1 : 0 },
-          p,
-          [id(out), id(gv), null, ends, order],
-          {
+        const bufs = withFlags(g, [null, null, id(iv), ends]);
+        g.dispatch('movement', 'scatter_group', {}, indexParams(pre, D, post, k), bufs, { groups: [1, 1, 1] });
+        // ordering the positions loops about WG + 4 turns a block of WG, summing a run one turn a value: under a
+        // loop cap (llvmpipe) both go in parts of SCATTER_TURNS, each part a dispatch
+        const part = Number.isFinite(g.loopCap) ? SCATTER_TURNS : Infinity;
+        const blocks = Math.ceil(k / 256),
+          perPart = Number.isFinite(part) ? Math.floor(part / 260) : blocks;
+        for (let b = 0; b < blocks; b += perPart) {
+          const p = indexParams(pre, D, post, k)
+            .set(PARAMS.index.blockLo, b)
+            .set(PARAMS.index.blockHi, Math.min(blocks, b + perPart));
+          g.dispatch('movement', 'scatter_place', {}, p, [null, null, id(iv), ends, order], { groups: [1, 1, 1] });
+        }
+        const window = Number.isFinite(part) ? part : Math.max(1, k);
+        for (let w = 0; w === 0 || w < k; w += window) {
+          const p = indexParams(pre, D, post, k)
+            .set(PARAMS.index.runLo, w)
+            .set(PARAMS.index.runHi, Math.min(k, w + window));
+          const consts = { INT: gv.dtype === 'int32' ? 1 : 0 };
+          g.dispatch('movement', 'scatter_sum', consts, p, [id(out), id(gv), null, ends, order], {
             threads: pre * D * post,
-          },
-        );
+          });
+        }
       });
     },
     (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape }),

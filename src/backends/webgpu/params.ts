@@ -49,7 +49,19 @@ export const PARAMS = {
   /** movement `place` (concat): copies a strided input into rows of the output */
   place: { n: 0, ndim: 1, dstBase: 2, dstRowStride: 3, rowLen: 4, srcOffset: 5, shape: 8, strides: 8 + D },
   /** gather and scatter_add over [pre, D, post] with k indices */
-  index: { pre: 0, D: 1, post: 2, k: 3, axis: 4 },
+  index: {
+    pre: 0,
+    D: 1,
+    post: 2,
+    k: 3,
+    axis: 4,
+    /** scatter_place orders the positions of blocks [blockLo, blockHi) of 256 */
+    blockLo: 5,
+    blockHi: 6,
+    /** scatter_sum adds the positions [runLo, runHi) of each row's run onto what an earlier window wrote */
+    runLo: 7,
+    runHi: 8,
+  },
   /** adam_step / sgd_step: element offsets of each input, then the op's attribute array (ATTR_ADAM_STEP_*) */
   optim: { n: 0, offsets: 1, attrs: 8 },
   /** qlinear_int8, quantize_rows and qconv2d_int8 (which adds the conv geometry and attribute group) */
@@ -93,9 +105,14 @@ export const PARAMS = {
     /** copy_f32: elements to copy and where they go in dst */
     n: 12,
     dstOffset: 13,
+    /** the window of keys (forward, dq) or query rows (dk, dv) one dispatch takes: all, unless a loop cap splits */
+    winLo: 14,
+    winHi: 15,
   },
   /** reductions over [outer, R, inner], and row kernels over [N, F] or [N, C] */
   reduce: { outer: 0, R: 1, inner: 2, N: 0, F: 1, C: 1, attr: 3, chunk: 4 },
+  /** every dispatch: the last word, written by the worker, not the kernels' hosts (common.wgsl check_loops) */
+  common: { loopCheck: 127 },
 } as const;
 
 export type ParamLayout = keyof typeof PARAMS;

@@ -10,7 +10,26 @@ export const PARAMS_BYTES = PARAMS_WORDS * 4;
 export const FLAGS_ID = 0;
 /** Error-flag words: 8 per kind (kernels/wgsl/common.wgsl `report`), one kind per DEVICE_FLAGS entry. */
 export const FLAG_KINDS = DEVICE_FLAGS.length;
-export const FLAG_BYTES = FLAG_KINDS * 8 * 4;
+/** The flag word after the kinds' where common.wgsl `check_loops` puts the code of a kernel whose loops were cut. */
+export const LOOP_FLAG_WORD = FLAG_KINDS * 8;
+export const FLAG_BYTES = (FLAG_KINDS + 1) * 8 * 4;
+
+/** Mesa's llvmpipe ends a shader invocation's loops after this many turns, one budget for all of its loops. */
+export const LLVMPIPE_LOOP_CAP = 65535;
+
+/** The most loop turns one invocation may make on this adapter: LLVMPIPE_LOOP_CAP on llvmpipe, else Infinity. */
+export function adapterLoopCap(a: { description: string; device: string; architecture: string }): number {
+  return /llvmpipe/i.test(`${a.description} ${a.device} ${a.architecture}`) ? LLVMPIPE_LOOP_CAP : Infinity;
+}
+
+/** The error for a kernel (`shader.entry`) whose loops the adapter cut short. */
+export function loopCutMessage(kernel: string): string {
+  return (
+    `kernel ${kernel} needed more loop turns in one shader invocation than this adapter allows (Mesa's ` +
+    `llvmpipe ends an invocation's loops after ${LLVMPIPE_LOOP_CAP}), so what it wrote is wrong. Run this on ` +
+    `the cpu backend (kn.setBackend('cpu')), or in smaller parts (a shorter axis, fewer channels)`
+  );
+}
 /** Marks an error message as the user's bad data (an ArgumentError on the main thread). */
 export const ARG_ERROR = 'ARG:';
 

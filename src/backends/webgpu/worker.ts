@@ -8,11 +8,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { missingLimits } from './limits.js';
+import { PARAMS } from './params.js';
 import {
   ARG_ERROR,
   FLAG_BYTES,
   FLAG_KINDS,
   FLAGS_ID,
+  LOOP_FLAG_WORD,
+  adapterLoopCap,
+  loopCutMessage,
   PARAMS_BYTES,
   flagMessage,
   REPLY_HEADER,
@@ -47,9 +51,15 @@ const pool = new Map<number, GPUBuffer[]>();
 let pooledBytes = 0;
 const POOL_LIMIT = 512 * 1024 * 1024;
 const modules = new Map<string, GPUShaderModule>();
+const sources = new Map<string, string>();
 const pipelines = new Map<string, GPUComputePipeline>();
 const errors: string[] = [];
 let common = '';
+// On an adapter that cuts long loops (llvmpipe), each dispatch tells its kernel its code (common.wgsl check_loops)
+let loopCheck = false;
+const kernelCodes = new Map<string, number>();
+const kernelNames: string[] = [];
+const checksLoops = new Map<string, boolean>();
 
 // the open batch: one command encoder with one compute pass, and the ring of uniform blocks it uses
 let enc: GPUCommandEncoder | null = null;
@@ -57,6 +67,7 @@ let pass: GPUComputePassEncoder | null = null;
 let uniform: GPUBuffer;
 const UNIFORM_SLOTS = 512;
 const uniformStage = new Uint8Array(UNIFORM_SLOTS * PARAMS_BYTES);
+const uniformWords = new Uint32Array(uniformStage.buffer);
 let slot = 0;
 
 /** Pool size class: powers of two up to 1 MiB, then whole MiB. */
@@ -92,8 +103,9 @@ function releaseBuffer(buf: GPUBuffer): void {
 function module(shader: string): GPUShaderModule {
   let m = modules.get(shader);
   if (!m) {
-    const code = `${common}\n${readFileSync(join(init.wgslDir, `${shader}.wgsl`), 'utf8')}`;
-    m = device.createShaderModule({ code, label: shader });
+    const text = readFileSync(join(init.wgslDir, `${shader}.wgsl`), 'utf8');
+    sources.set(shader, text);
+    m = device.createShaderModule({ code: `${common}\n${text}`, label: shader });
     modules.set(shader, m);
   }
   return m;
@@ -111,6 +123,33 @@ function pipeline(shader: string, entry: string, consts: Record<string, number>)
     pipelines.set(key, p);
   }
   return p;
+}
+
+/** Whether entry point `entry` of `shader` calls check_loops, so binds the flag buffer: its text, from its
+ * `fn` to the next entry point, names it (common.wgsl: only entry points call it). */
+function entryChecksLoops(shader: string, entry: string): boolean {
+  const key = `${shader}.${entry}`;
+  let v = checksLoops.get(key);
+  if (v === undefined) {
+    const text = sources.get(shader) ?? '';
+    const at = text.indexOf(`fn ${entry}(`);
+    const end = text.indexOf('@compute', at + 1);
+    v = at >= 0 && text.slice(at, end < 0 ? undefined : end).includes('check_loops()');
+    checksLoops.set(key, v);
+  }
+  return v;
+}
+
+/** The 1-based code of kernel `shader.entry` for check_loops' flag. */
+function kernelCode(shader: string, entry: string): number {
+  const key = `${shader}.${entry}`;
+  let c = kernelCodes.get(key);
+  if (c === undefined) {
+    kernelNames.push(key);
+    c = kernelNames.length;
+    kernelCodes.set(key, c);
+  }
+  return c;
 }
 
 function buffer(id: number): GPUBuffer {
@@ -149,12 +188,15 @@ function dispatch(c: Extract<Command, { t: 'dispatch' }>): void {
     new Uint8Array(c.params.buffer, c.params.byteOffset, Math.min(c.params.byteLength, PARAMS_BYTES)),
     s * PARAMS_BYTES,
   );
+  uniformWords[s * (PARAMS_BYTES / 4) + PARAMS.common.loopCheck] = loopCheck ? kernelCode(c.shader, c.entry) : 0;
   const entries: GPUBindGroupEntry[] = [
     { binding: 0, resource: { buffer: uniform, offset: s * PARAMS_BYTES, size: PARAMS_BYTES } },
   ];
   c.bufs.forEach((id, i) => {
     if (id !== null) entries.push({ binding: i + 1, resource: { buffer: buffer(id) } });
   });
+  if ((c.bufs[14] ?? null) === null && entryChecksLoops(c.shader, c.entry))
+    entries.push({ binding: 15, resource: { buffer: buffer(FLAGS_ID) } });
   const group = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
   if (!pass) pass = encoderOpen().beginComputePass();
   pass.setPipeline(p);
@@ -182,6 +224,8 @@ async function readRange(buf: GPUBuffer, offset: number, bytes: number): Promise
     const w = new Uint32Array(all.buffer, size + k * 32, 8);
     if (w[0]) errors.push(ARG_ERROR + flagMessage(k, w));
   }
+  const cut = new Uint32Array(all.buffer, size + LOOP_FLAG_WORD * 4, 1)[0]!;
+  if (cut) errors.unshift(loopCutMessage(kernelNames[cut - 1] ?? `#${cut}`)); // first: a BackendError, not the user's
   return all.subarray(offset - a0, offset - a0 + bytes);
 }
 
@@ -305,6 +349,7 @@ async function start(): Promise<AdapterSummary> {
     }
   }
   if (!adapter) throw new Error(`no WebGPU adapter (tried ${order.join(', ')})`);
+  loopCheck = adapterLoopCap(adapter.info) < Infinity;
   const lacking = missingLimits(init.wgslDir, adapter.limits);
   if (lacking) throw new Error(`the WebGPU adapter (${chosen}) is too small for kiln's shaders: ${lacking}`);
   const limits: Record<string, number> = {};

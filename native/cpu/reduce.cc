@@ -523,12 +523,11 @@ static Status k_softmax_cross_entropy_backward(const TensorView* in, int nin, co
       const float* px = a.x + r * a.c;
       float* po = o + r * a.c;
       const float inv = static_cast<float>(1.0 / row_exp(px, po, a.c).s);  // po: exp(x - m), then the gradient
-      vmap1(po, po, 1, a.c, [inv](vfloat v) { return v * inv; });          // the probabilities
       const int32_t y = a.y[r];
       const float gr = pg[r];
       const float hard = (1.f - a.smooth) * (a.w ? a.w[y] : 1.f);
       for (int64_t k = 0; k < a.c; ++k) {
-        const float p = po[k];
+        const float p = po[k] * inv;  // the probability
         const float wk = a.w ? a.w[k] : 1.f;
         po[k] = gr * (hard * p + sc * (p * W - wk));
       }

@@ -120,14 +120,11 @@ test("long reductions are exact on webgpu; an argmax past llvmpipe's loop cap is
 });
 
 // llvmpipe's loop budget is per invocation and shared by all of its loops, so any kernel whose loops follow the
-// data (a matmul's K, a conv's channels, a pooling window, a quantized row) can run out of it.
-// Every such entry point ends with check_loops() (common.wgsl), which reports a cut loop; these are all past it.
+// data can run out of it. Matmul, conv, attention and scatterAdd split their loops into windows there (below);
+// the rest end with check_loops() (common.wgsl), which reports a cut loop: pooling windows and int8 rows here.
 test('kernels whose loops llvmpipe would cut short are a BackendError naming the kernel there, never wrong', () => {
   const llvmpipe = /llvmpipe/i.test(`${status.adapter!.description} ${status.adapter!.device}`);
-  const K = 70000;
   const cases: [string, () => kn.Tensor, number][] = [
-    ['matmul.matmul', () => kn.matmul(kn.ones([2, K]), kn.ones([K, 2])), K],
-    ['conv.conv2d', () => kn.conv2d(kn.ones([1, 12000, 1, 1]), kn.ones([2, 12000, 1, 1])), 12000],
     ['conv.pool2d', () => kn.avgPool2d(kn.full([1, 1, 300, 300], 2), [300, 300]), 2],
     [
       'quant.quantize_rows',
@@ -146,6 +143,59 @@ test('kernels whose loops llvmpipe would cut short are a BackendError naming the
       }
     }),
   );
+});
+
+// matmul over K, conv2d over a group's input channels, its input gradient over output channels and its weight
+// gradient over batch items run in windows under a loop cap, each adding onto the one before
+test('matmul and conv2d past the loop cap (windows on llvmpipe) match cpu, forward and gradients', () => {
+  const cases: [string, () => kn.Tensor[]][] = [
+    ['matmul K=70000', () => [kn.matmul(kn.randn([3, 70000]), kn.randn([70000, 5]))]],
+    [
+      'qlinearInt4 K=70016 with bias',
+      () => [
+        kn.qlinearInt4(
+          kn.randn([2, 70016]),
+          kn.full([3, 35008], 0x9a, { dtype: 'uint8' }),
+          kn.full([3, 547], 0.01),
+          kn.tensor([1, 2, 3]),
+          128,
+        ),
+      ],
+    ],
+    ...(
+      [
+        ['conv 3x3 over 4000 channels', [1, 4000, 5, 5], [3, 4000, 3, 3], { padding: 1 }],
+        ['conv 3x2, 2 groups of 3000 channels', [1, 6000, 4, 3], [4, 3000, 3, 2], { groups: 2 }],
+        ['conv 3x2, 2 groups of 3000 outputs', [1, 4, 4, 3], [6000, 2, 3, 2], { groups: 2 }],
+        ['conv weight gradient over 120 maps of 200x200', [120, 1, 200, 200], [1, 1, 1, 1], {}],
+      ] as const
+    ).map(([name, xs, ws, opts]): [string, () => kn.Tensor[]] => [
+      name,
+      () => {
+        const [x, w] = [kn.randn([...xs]), kn.randn([...ws])];
+        x.requiresGrad = true;
+        w.requiresGrad = true;
+        const y = kn.conv2d(x, w, null, opts);
+        y.mul(kn.randn(y.shape)).sum().backward();
+        return [y, x.grad!, w.grad!];
+      },
+    ]),
+  ];
+  for (const [name, run] of cases) {
+    const [want, got] = (['cpu', 'webgpu'] as const).map((b) =>
+      onBackend(b, () =>
+        kn.tidy(() => {
+          kn.seed(7);
+          return run().map((t) => Array.from(t.toArray() as Float32Array));
+        }),
+      ),
+    );
+    want!.forEach((w, i) => {
+      const scale = w.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const r = allclose(got![i]!, w, 2e-5 * scale, 2e-3);
+      assert.ok(r.ok, `${name} output ${i}: ${r.message}`);
+    });
+  }
 });
 
 // scatterAdd (gather's and embedding's backward) orders and sums positions in parts under a loop cap: 100000

@@ -28,8 +28,10 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let n = t / (q.OW * q.OH * q.O);
   let Cg = q.C / q.g;
   let grp = o / (q.O / q.g);
+  // the channels of this dispatch: all of them unless a loop cap cut them into windows that add onto dst in turn
+  let c0 = pi(P_CONV_WIN_LO);
   var acc = 0.0;
-  for (var c = 0; c < Cg; c++) {
+  for (var c = c0; c < min(Cg, pi(P_CONV_WIN_HI)); c++) {
     for (var i = 0; i < q.kh; i++) {
       let ih = oh * q.sh - q.ph + i * q.dh;
       if (ih < 0 || ih >= q.H) { continue; }
@@ -40,6 +42,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
       }
     }
   }
+  if (c0 > 0) { acc = dst[t] + acc; }
   dst[t] = acc;
   check_loops();
 }
@@ -58,8 +61,9 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
   let Og = q.O / q.g;
   let grp = c / Cg;
   let cl = c % Cg;
+  let o0 = pi(P_CONV_WIN_LO);  // the output channels of this dispatch, as conv2d's input channels
   var acc = 0.0;
-  for (var ol = 0; ol < Og; ol++) {
+  for (var ol = o0; ol < min(Og, pi(P_CONV_WIN_HI)); ol++) {
     let o = grp * Og + ol;
     for (var i = 0; i < q.kh; i++) {
       let a = ih + q.ph - i * q.dh;
@@ -75,6 +79,7 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
       }
     }
   }
+  if (o0 > 0) { acc = dst[t] + acc; }
   dst[t] = acc;
   check_loops();
 }
@@ -106,11 +111,13 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     let dn = w / plane;
     let doh = (w % plane) / q.OW;
     let dow = w % q.OW;
-    var n = q.N;  // no positions (an empty batch or map): every weight's gradient is 0
-    if (plane > 0) { n = i32(lid) / plane; }
+    // the batch items of this dispatch: all of them unless a loop cap cut them into windows added in turn
+    let n1 = min(q.N, pi(P_CONV_WIN_HI));
+    var n = n1;  // no positions (an empty batch or map): every weight's gradient is 0
+    if (plane > 0) { n = pi(P_CONV_WIN_LO) + i32(lid) / plane; }
     var oh = (i32(lid) % plane) / q.OW;
     var ow = i32(lid) % q.OW;
-    while (n < q.N) {
+    while (n < n1) {
       let ih = oh * q.sh - q.ph + i * q.dh;
       let iw = ow * q.sw - q.pw + j * q.dw;
       if (ih >= 0 && ih < q.H && iw >= 0 && iw < q.W) {
@@ -129,7 +136,11 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     if (lid < s) { wsum[lid] = wsum[lid] + wsum[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u && live) { dst[t] = wsum[0]; }
+  if (lid == 0u && live) {
+    var y = wsum[0];
+    if (pi(P_CONV_WIN_LO) > 0) { y = dst[t] + y; }
+    dst[t] = y;
+  }
   check_loops();
 }
 

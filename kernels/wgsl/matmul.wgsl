@@ -66,7 +66,10 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   let m0 = wid.y * TM;
   let n0 = wid.x * TN;
   var acc: array<array<f32, 4>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += TK) {
+  // the K range of this dispatch: all of K, unless a loop cap cut it into windows that add onto dst in turn
+  let kLo = pu(P_MATMUL_K_LO);
+  let kHi = min(K, pu(P_MATMUL_K_HI));
+  for (var k0 = kLo; k0 < kHi; k0 += TK) {
     // 1024 values of each tile, 4 per invocation
     for (var r = 0u; r < 4u; r++) {
       let e = li + r * 256u;
@@ -74,10 +77,10 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       let mn = e % 64u;
       let gk = k0 + kk;
       var va = 0.0;
-      if (m0 + mn < M && gk < K) { va = load_a(offA + (m0 + mn) * rsA + gk * csA); }
+      if (m0 + mn < M && gk < kHi) { va = load_a(offA + (m0 + mn) * rsA + gk * csA); }
       sa[kk][mn] = va;
       var vb = 0.0;
-      if (n0 + mn < N && gk < K) {
+      if (n0 + mn < N && gk < kHi) {
         if (QB4) { vb = load_b4(offB, gk, n0 + mn); } else { vb = load_b(offB + gk * rsB + (n0 + mn) * csB); }
       }
       sb[kk][mn] = vb;
@@ -104,7 +107,11 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       let n = n0 + lid.x + j * 16u;
       if (n < N) {
         var y = acc[i][j];
-        if (HASB) { y += bias[pu(P_MATMUL_BIAS_OFFSET) + n]; }
+        if (kLo > 0u) {
+          y += dst[base + m * N + n];
+        } else if (HASB) {
+          y += bias[pu(P_MATMUL_BIAS_OFFSET) + n];
+        }
         dst[base + m * N + n] = y;
       }
     }

@@ -55,6 +55,19 @@ export function checkLoopTurns(g: Gpu, turns: number, what: string): void {
     );
 }
 
+/** Loop turns one invocation may take in a dispatch where the adapter caps loops (llvmpipe): half of its cap. */
+export const WINDOW_TURNS = 32768;
+
+/**
+ * Calls `run(lo, hi)` over windows of [0, n) that each take at most WINDOW_TURNS loop turns, at `perItem` turns an
+ * item, where the adapter caps loops (gpu.loopCap), else once over all of [0, n); at least once, for n = 0. Each
+ * window's dispatch adds onto what the window before wrote (the kernel reads its window from its params).
+ */
+export function windows(g: Gpu, n: number, perItem: number, run: (lo: number, hi: number) => void): void {
+  const w = Number.isFinite(g.loopCap) ? Math.max(1, Math.floor(WINDOW_TURNS / perItem)) : Math.max(1, n);
+  for (let lo = 0; lo === 0 || lo < n; lo += w) run(lo, Math.min(n, lo + w));
+}
+
 /** Binding list with the error-flag buffer at binding 15 (where common.wgsl declares it). */
 export function withFlags(g: Gpu, bufs: readonly (number | null)[]): (number | null)[] {
   const out = [...bufs];

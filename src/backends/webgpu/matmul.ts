@@ -4,7 +4,7 @@ import { BackendError } from '../../errors.js';
 import { attrsOf } from '../../ops/table.js';
 import { checkAttention, hash32 } from '../checks.js';
 import { copyView, map } from './elementwise.js';
-import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type Gpu, type GpuKernel } from './gpu.js';
+import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type GpuKernel, windows } from './gpu.js';
 import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
@@ -41,13 +41,16 @@ const matmul: GpuKernel = (g, ins, out) => {
     p.set(P.batchStrideA + d, merged.strides[0]![d]!);
     p.set(P.batchStrideB + d, merged.strides[1]![d]!);
   });
-  g.dispatch(
-    'matmul',
-    'matmul',
-    { DTA: code(a.dtype), DTB: code(b.dtype) },
-    p,
-    [id(out), id(a), id(b), g.dummy, g.dummy],
-    { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] },
+  // about 18 loop turns a 16-deep K tile: windows of K under a loop cap, each adding onto the last
+  windows(g, K, 2, (lo, hi) =>
+    g.dispatch(
+      'matmul',
+      'matmul',
+      { DTA: code(a.dtype), DTB: code(b.dtype) },
+      p.set(P.kLo, lo).set(P.kHi, hi),
+      [id(out), id(a), id(b), g.dummy, g.dummy],
+      { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] },
+    ),
   );
 };
 
@@ -92,28 +95,18 @@ function attentionParams(
   return { p, ...geo, mask: geo.mask ? id(geo.mask) : null };
 }
 
-/** Loop turns one attention invocation may take a dispatch where the adapter caps them: half llvmpipe's cap. */
-const ATTENTION_TURNS = 32768;
-
-/**
- * Dispatches `run(lo, hi)` over windows of `n` rows (keys or queries) that each loop at most ATTENTION_TURNS
- * turns at `perRow` a row where the adapter caps loops (llvmpipe), else once over all n; each window adds onto the
- * one before in the kernels (matmul.wgsl, P_ATTENTION_WIN_LO/HI).
- */
-function attentionWindows(g: Gpu, p: Params, n: number, perRow: number, run: () => void): void {
-  const w = Number.isFinite(g.loopCap) ? Math.max(1, Math.floor(ATTENTION_TURNS / perRow)) : Math.max(1, n);
-  for (let lo = 0; lo === 0 || lo < n; lo += w) {
-    p.set(PARAMS.attention.winLo, lo).set(PARAMS.attention.winHi, Math.min(n, lo + w));
-    run();
-  }
-}
+/** The window of keys or query rows an attention dispatch takes (matmul.wgsl P_ATTENTION_WIN_LO/HI). */
+const winParams = (p: Params, lo: number, hi: number): Params =>
+  p.set(PARAMS.attention.winLo, lo).set(PARAMS.attention.winHi, hi);
 
 const attention: GpuKernel = (g, ins, out, at) => {
   const { p, B, L, S, D, Dv, mask } = attentionParams(ins, 3, 'attention', at);
   if (B * L === 0) return;
   const bufs = [id(out), id(ins[0]!), id(ins[1]!), id(ins[2]!), mask ?? g.dummy];
   // a key's score (D), its weight and value row (D + Dv)
-  attentionWindows(g, p, S, 2 * D + Dv + 16, () => g.dispatch('matmul', 'attention', {}, p, bufs, { threads: B * L }));
+  windows(g, S, 2 * D + Dv + 16, (lo, hi) =>
+    g.dispatch('matmul', 'attention', {}, winParams(p, lo, hi), bufs, { threads: B * L }),
+  );
 };
 
 /**
@@ -141,14 +134,18 @@ const attentionBackward: GpuKernel = (g, ins, out, at) => {
         threads: B * L,
       });
       // a key's score (D), dP (Dv) and dq row (D)
-      attentionWindows(g, p, S, 2 * D + Dv + 16, () =>
-        g.dispatch('matmul', 'attention_backward_q', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * L }),
+      windows(g, S, 2 * D + Dv + 16, (lo, hi) =>
+        g.dispatch('matmul', 'attention_backward_q', {}, winParams(p, lo, hi), [id(out), id(ins[0]!), kv, gst, m], {
+          threads: B * L,
+        }),
       );
     }
     if (B * S > 0)
       // a query's score (D), dP (Dv), dv row (Dv) and dk row (D)
-      attentionWindows(g, p, L, 2 * (D + Dv) + 16, () =>
-        g.dispatch('matmul', 'attention_backward_kv', {}, p, [id(out), id(ins[0]!), kv, gst, m], { threads: B * S }),
+      windows(g, L, 2 * (D + Dv) + 16, (lo, hi) =>
+        g.dispatch('matmul', 'attention_backward_kv', {}, winParams(p, lo, hi), [id(out), id(ins[0]!), kv, gst, m], {
+          threads: B * S,
+        }),
       );
   } finally {
     g.release(kv);

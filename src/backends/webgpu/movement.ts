@@ -13,6 +13,7 @@ import {
   id,
   mergeDims,
   numelOf,
+  windows,
   withFlags,
   type Gpu,
   type GpuKernel,
@@ -54,9 +55,6 @@ const indexParams = (pre: number, D: number, post: number, k: number): Params =>
   new Params().set(PARAMS.index.pre, pre).set(PARAMS.index.D, D).set(PARAMS.index.post, post).set(PARAMS.index.k, k);
 
 const dtypeOk = (d: DType): boolean => d in DTYPE_SIZE;
-
-/** Loop turns a scatterAdd dispatch may take where the adapter caps them (gpu.ts loopCap): well under llvmpipe's. */
-const SCATTER_TURNS = 32768;
 
 export const movementKernels: Record<string, GpuKernel> = {
   copy: (g, ins, out) => map(g, 'copy', ins, out),
@@ -139,26 +137,18 @@ export const movementKernels: Record<string, GpuKernel> = {
         const bufs = withFlags(g, [null, null, id(iv), ends]);
         g.dispatch('movement', 'scatter_group', {}, indexParams(pre, D, post, k), bufs, { groups: [1, 1, 1] });
         // ordering the positions loops about WG + 4 turns a block of WG, summing a run one turn a value: under a
-        // loop cap (llvmpipe) both go in parts of SCATTER_TURNS, each part a dispatch
-        const part = Number.isFinite(g.loopCap) ? SCATTER_TURNS : Infinity;
-        const blocks = Math.ceil(k / 256),
-          perPart = Number.isFinite(part) ? Math.floor(part / 260) : blocks;
-        for (let b = 0; b < blocks; b += perPart) {
-          const p = indexParams(pre, D, post, k)
-            .set(PARAMS.index.blockLo, b)
-            .set(PARAMS.index.blockHi, Math.min(blocks, b + perPart));
+        // loop cap (llvmpipe) both go in windows, a dispatch each
+        windows(g, Math.ceil(k / 256), 260, (lo, hi) => {
+          const p = indexParams(pre, D, post, k).set(PARAMS.index.blockLo, lo).set(PARAMS.index.blockHi, hi);
           g.dispatch('movement', 'scatter_place', {}, p, [null, null, id(iv), ends, order], { groups: [1, 1, 1] });
-        }
-        const window = Number.isFinite(part) ? part : Math.max(1, k);
-        for (let w = 0; w === 0 || w < k; w += window) {
-          const p = indexParams(pre, D, post, k)
-            .set(PARAMS.index.runLo, w)
-            .set(PARAMS.index.runHi, Math.min(k, w + window));
+        });
+        windows(g, k, 1, (lo, hi) => {
+          const p = indexParams(pre, D, post, k).set(PARAMS.index.runLo, lo).set(PARAMS.index.runHi, hi);
           const consts = { INT: gv.dtype === 'int32' ? 1 : 0 };
           g.dispatch('movement', 'scatter_sum', consts, p, [id(out), id(gv), null, ends, order], {
             threads: pre * D * post,
           });
-        }
+        });
       });
     },
     (g, v, dst) => map(g, 'copy', [v], { handle: dst, dtype: v.dtype, shape: v.shape }),

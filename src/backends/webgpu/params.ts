@@ -24,7 +24,23 @@ export const PARAMS = {
     strides2: 7 + 3 * D,
   },
   /** conv2d (+ backward) and pool2d (+ backward): geometry, then the conv attribute group (ATTR_CONV_*) */
-  conv: { N: 0, C: 1, H: 2, W: 3, O: 4, kh: 5, kw: 6, OH: 7, OW: 8, attrs: 9, includePad: 16 },
+  conv: {
+    N: 0,
+    C: 1,
+    H: 2,
+    W: 3,
+    O: 4,
+    kh: 5,
+    kw: 6,
+    OH: 7,
+    OW: 8,
+    attrs: 9,
+    includePad: 16,
+    /** conv2d's input channels of a group, its input gradient's output channels of a group, or its weight
+     * gradient's batch items [winLo, winHi) one dispatch adds (all unless a loop cap splits them) */
+    winLo: 17,
+    winHi: 18,
+  },
   /** matmul (and the int4 linear, which adds the packed-weight fields) */
   matmul: {
     M: 0,
@@ -45,6 +61,9 @@ export const PARAMS = {
     rowBytes: 24,
     scaleOffset: 25,
     biasOffset: 26,
+    /** the K range [kLo, kHi) one dispatch adds (all of K unless a loop cap splits it; later ones add onto dst) */
+    kLo: 27,
+    kHi: 28,
   },
   /** movement `place` (concat): copies a strided input into rows of the output */
   place: { n: 0, ndim: 1, dstBase: 2, dstRowStride: 3, rowLen: 4, srcOffset: 5, shape: 8, strides: 8 + D },

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { webgpuStatus } from '../src/backends/webgpu/index.js';
-import { missingLimits } from '../src/backends/webgpu/limits.js';
+import { entryPoints, missingLimits } from '../src/backends/webgpu/limits.js';
 import { runKernel } from '../src/engine/dispatch.js';
 import { allclose, onBackend, rng, throwsKiln } from './helpers.js';
 
@@ -268,22 +268,16 @@ test('every WGSL entry point whose loops follow the data checks for a cut loop b
   let checked = 0;
   for (const f of ['conv', 'elementwise', 'matmul', 'movement', 'optim', 'quant', 'random', 'reduce']) {
     const text = readFileSync(join(dir, `${f}.wgsl`), 'utf8');
-    for (const m of text.matchAll(/@compute[^\n]*\n\s*fn (\w+)\(/g)) {
-      const start = text.indexOf('{', m.index + m[0].length);
-      let depth = 0,
-        end = start;
-      for (; end < text.length; end++) {
-        if (text[end] === '{') depth++;
-        else if (text[end] === '}' && --depth === 0) break;
-      }
-      const body = text.slice(start, end + 1);
+    const entries = entryPoints(text);
+    assert.is(entries.length, (text.match(/@compute/g) ?? []).length, `${f}: every entry point parsed`);
+    for (const { name, body } of entries) {
       const loop = body.search(/\b(for \(|loop \{|while \()/);
-      if (loop < 0 || exempt.has(`${f}.${m[1]}`)) continue;
+      if (loop < 0 || exempt.has(`${f}.${name}`)) continue;
       const after = body.slice(loop);
       const returns = (after.match(/\breturn;/g) ?? []).length;
       const checkedReturns = (after.match(/check_loops\(\);\s*return;/g) ?? []).length;
-      assert.ok(/check_loops\(\);\s*\}$/.test(body), `${f}.${m[1]} ends with check_loops()`);
-      assert.is(checkedReturns, returns, `${f}.${m[1]}: every return after a loop checks first`);
+      assert.ok(/check_loops\(\);\s*\}$/.test(body), `${f}.${name} ends with check_loops()`);
+      assert.is(checkedReturns, returns, `${f}.${name}: every return after a loop checks first`);
       checked++;
     }
   }

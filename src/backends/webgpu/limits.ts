@@ -44,3 +44,23 @@ export function missingLimits(
   if (l.maxComputeWorkgroupSizeY < y) short.push(`workgroups ${y} high (it allows ${l.maxComputeWorkgroupSizeY})`);
   return short.length ? `kiln needs ${short.join(', ')}` : '';
 }
+
+/**
+ * The entry points of a WGSL source, each with its body from its opening `{` to the matching `}`. The worker
+ * binds check_loops' flag buffer to the entry points whose body calls it, and webgpu.test checks with the same
+ * bodies that every entry point with a data-dependent loop calls it, so the two cannot read the WGSL differently.
+ */
+export function entryPoints(text: string): { name: string; body: string }[] {
+  const out: { name: string; body: string }[] = [];
+  for (const m of text.matchAll(/@compute[^\n]*\n\s*fn (\w+)\(/g)) {
+    const start = text.indexOf('{', m.index + m[0].length);
+    let depth = 0,
+      end = start;
+    for (; end < text.length; end++) {
+      if (text[end] === '{') depth++;
+      else if (text[end] === '}' && --depth === 0) break;
+    }
+    out.push({ name: m[1]!, body: text.slice(start, end + 1) });
+  }
+  return out;
+}

@@ -4,7 +4,18 @@ import { BackendError } from '../../errors.js';
 import { attrsOf } from '../../ops/table.js';
 import { checkAttention, hash32 } from '../checks.js';
 import { copyView, map } from './elementwise.js';
-import { Params, code, denseInputs, denseView, id, mergeDims, numelOf, type GpuKernel, windows } from './gpu.js';
+import {
+  Params,
+  code,
+  denseInputs,
+  denseView,
+  id,
+  mergeDims,
+  numelOf,
+  windows,
+  type Gpu,
+  type GpuKernel,
+} from './gpu.js';
 import { PARAMS } from './params.js';
 
 const matmul: GpuKernel = (g, ins, out) => {
@@ -41,18 +52,34 @@ const matmul: GpuKernel = (g, ins, out) => {
     p.set(P.batchStrideA + d, merged.strides[0]![d]!);
     p.set(P.batchStrideB + d, merged.strides[1]![d]!);
   });
-  // about 18 loop turns a 16-deep K tile: windows of K under a loop cap, each adding onto the last
-  windows(g, K, 2, (lo, hi) =>
-    g.dispatch(
-      'matmul',
-      'matmul',
-      { DTA: code(a.dtype), DTB: code(b.dtype) },
-      p.set(P.kLo, lo).set(P.kHi, hi),
-      [id(out), id(a), id(b), g.dummy, g.dummy],
-      { groups: [Math.ceil(N / 64), Math.ceil(M / 64), batch] },
-    ),
+  dispatchMatmul(
+    g,
+    { DTA: code(a.dtype), DTB: code(b.dtype) },
+    p,
+    K,
+    [id(out), id(a), id(b), g.dummy, g.dummy],
+    [Math.ceil(N / 64), Math.ceil(M / 64), batch],
   );
 };
+
+/**
+ * Dispatches the tiled `matmul` entry point (float32/bfloat16 operands, or the int4 linear's packed B) over
+ * K = `K`: about 18 loop turns a 16-deep K tile, so in windows of K under a loop cap, each adding onto what the
+ * last wrote (the bias joins the first).
+ */
+export function dispatchMatmul(
+  g: Gpu,
+  consts: Record<string, number>,
+  p: Params,
+  K: number,
+  bufs: readonly (number | null)[],
+  groups: [number, number, number],
+): void {
+  const P = PARAMS.matmul;
+  windows(g, K, 2, (lo, hi) =>
+    g.dispatch('matmul', 'matmul', consts, p.set(P.kLo, lo).set(P.kHi, hi), bufs, { groups }),
+  );
+}
 
 /**
  * bfloat16 operands: float32 out as matmul writes it, or bfloat16 out through a float32 scratch product and the

@@ -3,7 +3,8 @@
 // float32 epilogue.
 import type { KernelView } from '../backend.js';
 import { checkQconv, checkQlinear, checkQlinearInt4 } from '../checks.js';
-import { Params, code, id, windows, withFlags, type GpuKernel } from './gpu.js';
+import { Params, code, id, withFlags, type GpuKernel } from './gpu.js';
+import { dispatchMatmul } from './matmul.js';
 import { PARAMS } from './params.js';
 
 export const quantKernels: Record<string, GpuKernel> = {
@@ -27,15 +28,13 @@ export const quantKernels: Record<string, GpuKernel> = {
       .set(P.rowBytes, (G * group) / 2)
       .set(P.scaleOffset, s.offset)
       .set(P.biasOffset, b ? b.offset : 0);
-    windows(g, K, 2, (lo, hi) =>
-      g.dispatch(
-        'matmul',
-        'matmul',
-        { DTA: code('float32'), DTB: code('uint8'), QB4: 1, HASB: b ? 1 : 0 },
-        p.set(P.kLo, lo).set(P.kHi, hi),
-        [id(out), id(x), id(w), id(s), b ? id(b) : g.dummy],
-        { groups: [Math.ceil(N / 64), Math.ceil(M / 64), 1] },
-      ),
+    dispatchMatmul(
+      g,
+      { DTA: code('float32'), DTB: code('uint8'), QB4: 1, HASB: b ? 1 : 0 },
+      p,
+      K,
+      [id(out), id(x), id(w), id(s), b ? id(b) : g.dummy],
+      [Math.ceil(N / 64), Math.ceil(M / 64), 1],
     );
   },
   qlinearInt8: (g, ins, out, at) => {

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { missingLimits } from './limits.js';
+import { entryPoints, missingLimits } from './limits.js';
 import { PARAMS } from './params.js';
 import {
   ARG_ERROR,
@@ -51,15 +51,16 @@ const pool = new Map<number, GPUBuffer[]>();
 let pooledBytes = 0;
 const POOL_LIMIT = 512 * 1024 * 1024;
 const modules = new Map<string, GPUShaderModule>();
-const sources = new Map<string, string>();
 const pipelines = new Map<string, GPUComputePipeline>();
 const errors: string[] = [];
 let common = '';
 // On an adapter that cuts long loops (llvmpipe), each dispatch tells its kernel its code (common.wgsl check_loops)
 let loopCheck = false;
-const kernelCodes = new Map<string, number>();
+// each kernel `shader.entry` once dispatched: its 1-based code for check_loops' flag (kernelNames[code - 1]) and
+// whether its entry point calls check_loops, so binds the flag buffer (common.wgsl: only entry points call it)
+const kernels = new Map<string, { code: number; checksLoops: boolean }>();
 const kernelNames: string[] = [];
-const checksLoops = new Map<string, boolean>();
+const loopChecking = new Map<string, Set<string>>(); // shader -> its entry points that call check_loops
 
 // the open batch: one command encoder with one compute pass, and the ring of uniform blocks it uses
 let enc: GPUCommandEncoder | null = null;
@@ -104,7 +105,14 @@ function module(shader: string): GPUShaderModule {
   let m = modules.get(shader);
   if (!m) {
     const text = readFileSync(join(init.wgslDir, `${shader}.wgsl`), 'utf8');
-    sources.set(shader, text);
+    loopChecking.set(
+      shader,
+      new Set(
+        entryPoints(text)
+          .filter((e) => e.body.includes('check_loops()'))
+          .map((e) => e.name),
+      ),
+    );
     m = device.createShaderModule({ code: `${common}\n${text}`, label: shader });
     modules.set(shader, m);
   }
@@ -125,31 +133,16 @@ function pipeline(shader: string, entry: string, consts: Record<string, number>)
   return p;
 }
 
-/** Whether entry point `entry` of `shader` calls check_loops, so binds the flag buffer: its text, from its
- * `fn` to the next entry point, names it (common.wgsl: only entry points call it). */
-function entryChecksLoops(shader: string, entry: string): boolean {
+/** The record of kernel `shader.entry`, made the first time it is dispatched (after its module is loaded). */
+function kernel(shader: string, entry: string): { code: number; checksLoops: boolean } {
   const key = `${shader}.${entry}`;
-  let v = checksLoops.get(key);
-  if (v === undefined) {
-    const text = sources.get(shader) ?? '';
-    const at = text.indexOf(`fn ${entry}(`);
-    const end = text.indexOf('@compute', at + 1);
-    v = at >= 0 && text.slice(at, end < 0 ? undefined : end).includes('check_loops()');
-    checksLoops.set(key, v);
-  }
-  return v;
-}
-
-/** The 1-based code of kernel `shader.entry` for check_loops' flag. */
-function kernelCode(shader: string, entry: string): number {
-  const key = `${shader}.${entry}`;
-  let c = kernelCodes.get(key);
-  if (c === undefined) {
+  let k = kernels.get(key);
+  if (k === undefined) {
     kernelNames.push(key);
-    c = kernelNames.length;
-    kernelCodes.set(key, c);
+    k = { code: kernelNames.length, checksLoops: loopChecking.get(shader)?.has(entry) ?? false };
+    kernels.set(key, k);
   }
-  return c;
+  return k;
 }
 
 function buffer(id: number): GPUBuffer {
@@ -183,19 +176,20 @@ function flush(): void {
 function dispatch(c: Extract<Command, { t: 'dispatch' }>): void {
   if (slot === UNIFORM_SLOTS) flush();
   const p = pipeline(c.shader, c.entry, c.consts);
+  const k = kernel(c.shader, c.entry);
   const s = slot++;
   uniformStage.set(
     new Uint8Array(c.params.buffer, c.params.byteOffset, Math.min(c.params.byteLength, PARAMS_BYTES)),
     s * PARAMS_BYTES,
   );
-  uniformWords[s * (PARAMS_BYTES / 4) + PARAMS.common.loopCheck] = loopCheck ? kernelCode(c.shader, c.entry) : 0;
+  uniformWords[s * (PARAMS_BYTES / 4) + PARAMS.common.loopCheck] = loopCheck ? k.code : 0;
   const entries: GPUBindGroupEntry[] = [
     { binding: 0, resource: { buffer: uniform, offset: s * PARAMS_BYTES, size: PARAMS_BYTES } },
   ];
   c.bufs.forEach((id, i) => {
     if (id !== null) entries.push({ binding: i + 1, resource: { buffer: buffer(id) } });
   });
-  if ((c.bufs[14] ?? null) === null && entryChecksLoops(c.shader, c.entry))
+  if ((c.bufs[14] ?? null) === null && k.checksLoops)
     entries.push({ binding: 15, resource: { buffer: buffer(FLAGS_ID) } });
   const group = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
   if (!pass) pass = encoderOpen().beginComputePass();

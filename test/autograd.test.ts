@@ -84,6 +84,21 @@ for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
       }),
     ));
 
+  // a cast to the dtype a tensor has is a view, and it used to leave the graph: the gradient silently stopped
+  test(`a cast to the same dtype stays in the graph (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const x = kn.tensor([0.5, -2], undefined, { requiresGrad: true });
+        const y = x.cast('float32');
+        assert.ok(y.requiresGrad);
+        y.mul(y).sum().backward();
+        assert.equal(Array.from(x.grad!.toArray()), [1, -4]);
+        const z = x.detach().cast('float32');
+        assert.not.ok(z.requiresGrad);
+        assert.equal(Array.from(z.toArray()), [0.5, -2]);
+      }),
+    ));
+
   test(`an MLP step: loss decreases with plain gradient descent (${b})`, () =>
     onBackend(b, () => {
       kn.seed(7);

@@ -17,13 +17,14 @@ function floatOut(d: DType): DType {
 }
 
 /**
- * Casts to dtype (a copy; differentiable for float -> float).
+ * Casts to dtype: a copy, or, when x already has that dtype, a view of x's storage (as PyTorch's `.to`), which
+ * stays in the graph. Differentiable for float -> float.
  * @example kn.tensor([1.7, -1.7]).cast('int32') // [1, -1]
  */
 export function cast(x: Tensor, dtype: DType): Tensor {
   assertTensor(x, 'cast');
   const d = assertDType(dtype);
-  if (d === x.dtype) return x.view(x.shape, x.strides, x.offset);
+  if (d === x.dtype) return record('cast', x.view(x.shape, x.strides, x.offset), [x], [], (g) => [g]);
   const y = runKernel('cast', [x], [], x.shape, d);
   if (!isFloat(d) || !isFloat(x.dtype)) return y;
   return record('cast', y, [x], [], (g) => [cast(g, x.dtype)]);

@@ -245,6 +245,97 @@ test("the fused attention kernel gives the ops path's outputs and gradients, in 
     assert.ok(opsPeak > 4 * L * L, `ops path peak ${opsPeak} bytes`);
   }));
 
+// A query row whose keys are all masked (a padded query with padded keys, a prefix mask): PyTorch's SDPA gives
+// zeros since 2.5 (its _safe_softmax) where softmax over -inf gives NaN, and the row passes no gradient back. The
+// fused kernel of every backend and the ops path (a float mask that requires grad) must agree with that, and the
+// gradients must be those of the same attention without the dead rows.
+test('a query row with every key masked gives zeros and passes no gradient, fused and in ops', () =>
+  kn.tidy(() => {
+    for (const b of BACKENDS)
+      onBackend(b, () => {
+        const [B, Lq, Sk, D, Dv] = [2, 5, 7, 6, 3];
+        const q = rnd([B, Lq, D], 21),
+          k = rnd([B, Sk, D], 22),
+          v = rnd([B, Sk, Dv], 23),
+          g = rnd([B, Lq, Dv], 24);
+        const dead = (bb: number, i: number): boolean => (bb === 0 && i === 1) || (bb === 1 && (i === 0 || i === 4));
+        const bits = Uint8Array.from({ length: B * Lq * Sk }, (_, n) => {
+          const bb = Math.floor(n / (Lq * Sk)),
+            i = Math.floor(n / Sk) % Lq;
+          return dead(bb, i) ? 0 : n % 3 === 0 ? 0 : 1;
+        });
+        const allowed = kn.tensor(bits, [B, Lq, Sk], { dtype: 'bool' });
+        const grads = (mask: kn.Tensor, qs: kn.Tensor, gs: kn.Tensor): number[][] => {
+          const [qq, kk, vv] = [qs, k, v].map((t) => {
+            const c = t.clone();
+            c.requiresGrad = true;
+            return c;
+          }) as [kn.Tensor, kn.Tensor, kn.Tensor];
+          const o = kn.nn.scaledDotProductAttention(qq, kk, vv, { attnMask: mask, scale: 0.4 });
+          o.mul(gs).sum().backward();
+          return [o, qq.grad!, kk.grad!, vv.grad!].map(f64);
+        };
+        const additive = kn.where(allowed, 0, -Infinity);
+        additive.requiresGrad = true;
+        const fused = grads(allowed, q, g),
+          ops = grads(additive, q, g);
+        // the live rows alone: batch 0 without row 1, batch 1 without rows 0 and 4 (padded back to 4 rows with a
+        // copy of a live row whose output gradient is 0, so it adds nothing)
+        const live = [
+          [0, 2, 3, 4, 0],
+          [1, 2, 3, 1, 1],
+        ];
+        const pick = (t: kn.Tensor, zeroPad: boolean): kn.Tensor =>
+          kn.stack(
+            live.map((rows, bb) =>
+              kn.stack(
+                rows.map((i, r) => {
+                  const row = t.slice([bb, i, 0], [bb + 1, i + 1, t.shape[2]!]).reshape([t.shape[2]!]);
+                  return zeroPad && r >= (bb === 0 ? 4 : 3) ? row.mul(0) : row;
+                }),
+              ),
+            ),
+          );
+        const liveMask = pick(allowed.cast('int32'), false).cast('bool');
+        const want = grads(liveMask, pick(q, false), pick(g, true));
+        for (const [name, got] of [
+          ['fused', fused],
+          ['ops', ops],
+        ] as const) {
+          const [o, dq, dk, dv] = got as [number[], number[], number[], number[]];
+          assert.ok([...o, ...dq, ...dk, ...dv].every(Number.isFinite), `${b} ${name}: all finite`);
+          for (let bb = 0; bb < B; bb++)
+            for (let i = 0; i < Lq; i++) {
+              const out = o.slice((bb * Lq + i) * Dv, (bb * Lq + i + 1) * Dv);
+              const gq = dq.slice((bb * Lq + i) * D, (bb * Lq + i + 1) * D);
+              if (dead(bb, i)) {
+                assert.equal(out, [0, 0, 0], `${b} ${name}: output of dead row [${bb}, ${i}]`);
+                assert.ok(
+                  gq.every((x) => x === 0),
+                  `${b} ${name}: dq of dead row [${bb}, ${i}]`,
+                );
+              } else {
+                const r = live[bb]!.indexOf(i);
+                close(out, want[0]!.slice((bb * 5 + r) * Dv, (bb * 5 + r + 1) * Dv), 1e-6, 1e-5, `${b} ${name} out`);
+                close(gq, want[1]!.slice((bb * 5 + r) * D, (bb * 5 + r + 1) * D), 1e-6, 1e-5, `${b} ${name} dq`);
+              }
+            }
+          close(dk, want[2]!, 1e-6, 1e-5, `${b} ${name} dk`);
+          close(dv, want[3]!, 1e-6, 1e-5, `${b} ${name} dv`);
+        }
+        // gradcheck evaluates on the float64 reference backend; the inputs move there, the mask and g follow
+        const at = (t: kn.Tensor, like: kn.Tensor): kn.Tensor => t.to(like.backend);
+        gc(
+          (qq, kk, vv) =>
+            kn.nn
+              .scaledDotProductAttention(qq, kk, vv, { attnMask: at(allowed, qq) })
+              .mul(at(g, qq))
+              .sum(),
+          [q.clone(), k.clone(), v.clone()],
+        );
+      });
+  }));
+
 test('Conv1d and the pooling layers compute their definitions', () =>
   kn.tidy(() => {
     kn.seed(2);

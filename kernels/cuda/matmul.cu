@@ -612,8 +612,7 @@ __global__ void attention(AttArgs a, float* out) {
     const float* vj = a.v + (b * a.S + j) * a.Dv;
     for (int64_t e = lane; e < a.Dv; e += 32) o[e] = o[e] * alpha + w * vj[e];
   }
-  if (m == -INFINITY) {
-    for (int64_t e = lane; e < a.Dv; e += 32) o[e] = NAN;
+  if (m == -INFINITY) {  // every key masked: zeros (left above), log-sum-exp -inf, as PyTorch's SDPA since 2.5
     if (lane == 0) o[a.Dv] = -INFINITY;
     return;
   }

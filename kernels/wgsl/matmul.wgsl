@@ -214,10 +214,7 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
       for (var e = 0u; e < Dv; e++) { dst[row + e] += w * scales[(bb * S + j) * Dv + e]; }
     }
   }
-  dst[row + Dv] = lse;
-  if (j1 >= S && lse == -f_inf()) {  // every key masked: NaN, as in PyTorch
-    for (var e = 0u; e < Dv; e++) { dst[row + e] = f_nan(); }
-  }
+  dst[row + Dv] = lse;  // every key masked: the zeros written above, lse -inf (PyTorch's SDPA since 2.5)
   check_loops();
 }
 

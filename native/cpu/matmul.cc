@@ -962,8 +962,8 @@ static Status k_attention(const TensorView* in, int nin, const TensorView& out, 
       for (int64_t r = 0; r < br; ++r) {
         float* orow = po + (b * a.L + i0 + r) * (a.Dv + 1);
         const float* ar = acc.data() + r * a.Dv;
-        if (m[r] == -inf) {
-          for (int64_t e = 0; e < a.Dv; ++e) orow[e] = std::numeric_limits<float>::quiet_NaN();
+        if (m[r] == -inf) {  // every key masked: zeros and log-sum-exp -inf, as PyTorch's SDPA since 2.5
+          std::fill(orow, orow + a.Dv, 0.f);
           orow[a.Dv] = -inf;
           continue;
         }
@@ -986,6 +986,7 @@ static Status k_attention_backward(const TensorView* in, int nin, const TensorVi
   float* dq = out.ptr<float>();
   float* dk = dq + nq;
   float* dv = dk + nk;
+  const float inf = std::numeric_limits<float>::infinity();
   parallel_for(a.B, 1, [&](int64_t lo, int64_t hi) {
     std::vector<float> p(kAttBr * kAttBc), pd(kAttBr * kAttBc), t(kAttBr * kAttBc), Di(a.L);
     for (int64_t b = lo; b < hi; ++b) {
@@ -1010,6 +1011,11 @@ static Status k_attention_backward(const TensorView* in, int nin, const TensorVi
             float* pr = p.data() + r * kAttBc;
             float* pdr = pd.data() + r * kAttBc;
             int64_t c = 0;
+            if (lse == -inf) {  // every key of the row masked: no weights, so no gradient (exp(-inf + inf) is NaN)
+              std::fill(pr, pr + bc, 0.f);
+              std::fill(pdr, pdr + bc, 0.f);
+              continue;
+            }
             for (; c + kVL <= bc; c += kVL) vstore(pr + c, vexp(vload(pr + c) - lse));
             for (; c < bc; ++c) pr[c] = fexp(pr[c] - lse);
             for (c = 0; c < bc; ++c) pdr[c] = pr[c] * a.keep(b, i0 + r, j0 + c);

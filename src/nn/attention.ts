@@ -6,7 +6,7 @@
 import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
-import { causalMask, fusedAttention, matmul } from '../ops/matmul.js';
+import { attentionWeights, causalMask, fusedAttention, matmul } from '../ops/matmul.js';
 import { concat, expand, permute, reshape, slice, transpose } from '../ops/movement.js';
 import { randn } from '../ops/random.js';
 import { softmax } from '../ops/reduce.js';
@@ -78,7 +78,8 @@ function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out:
   let s = mul(matmul(q, transpose(k, -2, -1)), scale);
   if (opts.isCausal) s = where(causalMask(L, S, s.backendInstance.name), s, -Infinity);
   if (m) s = m.dtype === 'bool' ? where(m, s, -Infinity) : add(s, m);
-  let w = softmax(s, -1);
+  // causal alone always leaves key 0 (top-left aligned); a mask may remove a whole row
+  let w = m ? attentionWeights(s) : softmax(s, -1);
   if (p > 0) {
     w = mul(w, keepMask(w.shape, p));
   }
@@ -91,7 +92,7 @@ function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out:
  * broadcast) -> [..., L, Ev]. float32 inputs run the fused kernel: blockwise with an online softmax, so memory
  * grows linearly with the sequence lengths, not with L * S (other dtypes, and a float mask that requires grad,
  * run the same maths in ops). A query
- * row whose keys are all masked gives NaN, as in PyTorch.
+ * row whose keys are all masked gives zeros and passes no gradient back, as PyTorch's since 2.5 (not NaN).
  * @example kn.nn.scaledDotProductAttention(kn.ones([2, 3, 4]), kn.ones([2, 5, 4]), kn.ones([2, 5, 6])).shape // [2, 3, 6]
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {

@@ -8,10 +8,10 @@ import { broadcastShapes, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { operandAs } from './define.js';
 import { tensor } from './creation.js';
-import { where } from './elementwise.js';
+import { eq, where } from './elementwise.js';
 import { reshape, slice, transpose } from './movement.js';
 import { randint } from './random.js';
-import { softmax, sumTo } from './reduce.js';
+import { max, softmax, sumTo } from './reduce.js';
 
 /**
  * Matrix product with NumPy semantics: 1-D operands are promoted (and the added dim removed after),
@@ -103,10 +103,15 @@ export interface FusedAttentionOptions {
 }
 
 /**
- * @internal Fused scaled dot-product attention on [B, L, D] / [B, S, D] / [B, S, Dv] float32 operands, computed
- * blockwise with an online softmax (memory linear in the sequence lengths) by the `attention` kernel; its
- * gradient by `attentionBackward`, or, when a gradient of the gradient is recorded, by the same formulas in ops.
+ * The attention weights softmax(s) over the last axis, except that a row whose scores are all -Infinity (every
+ * key masked) gives zeros, not softmax's NaN, and passes no gradient back: PyTorch's scaled_dot_product_attention
+ * since 2.5 (its `_safe_softmax`), and the fused kernels of every backend.
  */
+export function attentionWeights(s: Tensor): Tensor {
+  const dead = noGrad(() => eq(max(s, -1, true), -Infinity));
+  return where(dead, 0, softmax(where(dead, 0, s), -1));
+}
+
 /** bool [L, S]: true where query i may attend to key j (j <= i); the causal mask of attention in ops. */
 export function causalMask(L: number, S: number, backend: BackendName): Tensor {
   const m = new Uint8Array(L * S);
@@ -114,6 +119,12 @@ export function causalMask(L: number, S: number, backend: BackendName): Tensor {
   return tensor(m, [L, S], { dtype: 'bool', backend });
 }
 
+/**
+ * @internal Fused scaled dot-product attention on [B, L, D] / [B, S, D] / [B, S, Dv] float32 operands, computed
+ * blockwise with an online softmax (memory linear in the sequence lengths) by the `attention` kernel; its
+ * gradient by `attentionBackward`, or, when a gradient of the gradient is recorded, by the same formulas in ops.
+ * A query row whose keys are all masked gives zeros and no gradient, as {@link attentionWeights}.
+ */
 export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, o: FusedAttentionOptions): Tensor {
   const [B, L, D] = q.shape as [number, number, number];
   const [, S, Dv] = v.shape as [number, number, number];
@@ -159,7 +170,7 @@ function attentionGradOps(
   let s = matmul(q, transpose(k, -2, -1)).mul(o.scale);
   if (o.causal) s = where(causalMask(L, S, be.backend), s, -Infinity);
   if (mask) s = s.add(mask);
-  const p = softmax(s, -1);
+  const p = mask ? attentionWeights(s) : softmax(s, -1);
   let keep: Tensor | null = null;
   if (thr) {
     const ks = 1 / (1 - thr / 2 ** 32);

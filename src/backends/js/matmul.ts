@@ -82,8 +82,8 @@ const attention: KernelFn = (ins, out, at) => {
       for (let j = 0; j < S; j++) m = Math.max(m, (s[j] = score(b, i, j)));
       const row = (b * L + i) * (Dv + 1);
       if (m === -Infinity) {
-        // every key masked: NaN outputs (as softmax over -inf), log-sum-exp -inf
-        o.fill(NaN, row, row + Dv);
+        // every key masked: zero outputs and log-sum-exp -inf (PyTorch's SDPA since 2.5; the backward skips the row)
+        o.fill(0, row, row + Dv);
         o[row + Dv] = -Infinity;
         continue;
       }

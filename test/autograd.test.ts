@@ -196,4 +196,28 @@ test('cpu and js compute the same gradients for a small conv net', () => {
   }
 });
 
+// t.to(backend) used to copy the values and drop the graph: a model split over two backends (the error for mixed
+// backends says to move one with .to) silently stopped its gradient at the move
+test('a graph spans backends: .to() passes the gradient back to the tensor on its own backend', () => {
+  for (const other of nativeBackends()) {
+    const [w, y] = onBackend('js', () => {
+      const w = kn.tensor([0.5, -1, 2], undefined, { requiresGrad: true });
+      return [w, w.mul(3)] as const;
+    });
+    const z = onBackend(other, () => {
+      const m = y.to(other).exp();
+      assert.ok(m.requiresGrad, `${other}: the moved tensor is in the graph`);
+      return m.to('js').mul(w).sum();
+    });
+    z.backward();
+    assert.is(w.grad!.backend, 'js');
+    // d/dw sum(exp(3w) * w) = 3 exp(3w) w + exp(3w)
+    const want = [0.5, -1, 2].map((v) => Math.exp(3 * v) * (3 * v + 1));
+    const r = allclose(w.grad!.toFloat64Array(), want, 1e-5, 1e-5);
+    assert.ok(r.ok, `${other}: ${r.message}`);
+    const d = onBackend(other, () => kn.tensor([1, 2], undefined, { requiresGrad: true }));
+    assert.not.ok(d.detach().to('js').requiresGrad);
+  }
+});
+
 test.run();

@@ -1,6 +1,6 @@
 import type { Backend, BackendName, KernelView } from '../backends/backend.js';
 import { getBackendInstance } from '../backends/registry.js';
-import { noGrad, type Node } from '../autograd/tape.js';
+import { noGrad, record, type Node } from '../autograd/tape.js';
 import { ArgumentError, DTypeError, ShapeError, describe } from '../errors.js';
 import type { OpName } from '../ops/table.js';
 import { recordKernel, runBackend } from '../profile/recorder.js';
@@ -359,12 +359,17 @@ export class Tensor {
     }
   }
 
-  /** Copies this tensor to another backend. */
+  /**
+   * Copies this tensor to another backend (a clone on its own). Differentiable: the gradient goes back to this
+   * tensor's backend, so one graph may span backends.
+   */
   to(backend: BackendName): Tensor {
     this.assertAlive('to');
     const target = getBackendInstance(backend);
     if (target === this.backendInstance) return this.clone();
-    return Tensor.fromHost(this.readStorage(), this.shape, this.dtype, target);
+    const from = this.backend;
+    const y = Tensor.fromHost(this.readStorage(), this.shape, this.dtype, target);
+    return record('to', y, [this], [], (g) => [g.to(from)]);
   }
 
   // ---- autograd ----

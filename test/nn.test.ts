@@ -267,6 +267,62 @@ for (const b of BACKENDS) {
             );
           }
         }
+        // ignoreIndex: the rows labelled -100 are left out (0 in 'none', no gradient), the mean is over the rest
+        const yi = [0, -100, 1, -100, 2],
+          kept = [0, 2, 4];
+        const labelsI = kn.tensor(new Int32Array(yi), [5]);
+        for (const [ww, eps] of [
+          [null, 0],
+          [w, 0.2],
+        ] as [number[] | null, number][]) {
+          for (const red of ['mean', 'sum', 'none'] as const) {
+            const opts = { weight: ww ? wt : null, labelSmoothing: eps, reduction: red, ignoreIndex: -100 };
+            const got = kn.nn.loss.crossEntropy(logits, labelsI, opts);
+            const part = ceRef(
+              kept.map((i) => L[i]!),
+              kept.map((i) => yi[i]!),
+              ww,
+              eps,
+              red,
+            );
+            const want = Array.isArray(part) ? yi.map((c, i) => (c < 0 ? 0 : part[kept.indexOf(i)]!)) : [part];
+            close(f64(got), want);
+            gc(
+              (lg) => {
+                const l = kn.nn.loss.crossEntropy(lg, labelsI.to(lg.backend), {
+                  ...opts,
+                  weight: ww ? wt.to(lg.backend) : null,
+                });
+                return red === 'none'
+                  ? l.mul(kn.tensor([1, -1, 2, 0.5, 3], undefined, { backend: lg.backend })).sum()
+                  : l;
+              },
+              [logits],
+            );
+          }
+        }
+        const lg = logits.clone();
+        lg.requiresGrad = true;
+        kn.nn.loss.crossEntropy(lg, labelsI, { ignoreIndex: -100 }).backward();
+        const grad = f64(lg.grad!);
+        assert.ok(
+          [4, 5, 6, 7, 12, 13, 14, 15].every((i) => grad[i] === 0),
+          'ignored rows get no gradient',
+        );
+        const none = kn.tensor(new Int32Array([7, 7, 7, 7, 7]), [5]);
+        assert.ok(Number.isNaN(kn.nn.loss.crossEntropy(logits, none, { ignoreIndex: 7 }).item()), 'all ignored: NaN');
+        assert.is(kn.nn.loss.crossEntropy(logits, none, { ignoreIndex: 7, reduction: 'sum' }).item(), 0);
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, labelsI, { ignoreIndex: 1.5 }),
+          kn.ArgumentError,
+          /ignoreIndex must be an integer/,
+        );
+        throwsKiln(
+          () => kn.nn.loss.crossEntropy(logits, kn.softmax(logits, 1), { ignoreIndex: -100 }),
+          kn.ArgumentError,
+          /class-index labels, not to class probabilities/,
+        );
+        throwsKiln(() => kn.nn.loss.crossEntropy(logits, labelsI).item(), kn.ValidationError, /label -100 at index 1/);
         // stable for huge logits
         const big = kn.nn.loss.crossEntropy(
           kn.tensor([

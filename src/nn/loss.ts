@@ -13,7 +13,22 @@ import {
   checkOptions,
   describe,
 } from '../errors.js';
-import { abs, add, clamp, div, exp, log, maximum, mul, relu, sigmoid, sub } from '../ops/elementwise.js';
+import {
+  abs,
+  add,
+  cast,
+  clamp,
+  div,
+  exp,
+  log,
+  maximum,
+  mul,
+  ne,
+  relu,
+  sigmoid,
+  sub,
+  where,
+} from '../ops/elementwise.js';
 import { gather, stack } from '../ops/movement.js';
 import { logSoftmax, mean, softmaxCrossEntropy, sum } from '../ops/reduce.js';
 import { isFloat } from '../tensor/dtype.js';
@@ -53,6 +68,13 @@ export interface CrossEntropyOptions {
   weight?: Tensor | null;
   /** in [0, 1): the target puts 1 - s on the label and s/C on every class */
   labelSmoothing?: number;
+  /**
+   * A label value whose rows are left out (padding tokens): they lose 0 and get no gradient, and the mean is over
+   * the other rows (their summed weights), as PyTorch's `ignore_index` (which defaults to -100; kiln has no
+   * default, so a -100 label is an error unless this is set). Class indices only. All rows ignored: the mean is
+   * NaN, the sum 0.
+   */
+  ignoreIndex?: number | null;
   reduction?: Reduction;
 }
 
@@ -64,7 +86,7 @@ export interface CrossEntropyOptions {
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   floatInput(logits, 'crossEntropy logits');
   assertTensor(labels, 'crossEntropy labels');
-  checkOptions(opts, 'crossEntropy', ['weight', 'labelSmoothing', 'reduction']);
+  checkOptions(opts, 'crossEntropy', ['weight', 'labelSmoothing', 'ignoreIndex', 'reduction']);
   if (logits.ndim !== 2) throw new ShapeError(`crossEntropy logits must be [N, C], got ${shapeStr(logits.shape)}`);
   const [N, C] = logits.shape as [number, number];
   const soft = labels.ndim === 2 && labels.dtype === 'float32';
@@ -91,7 +113,13 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
     throw new BackendError(`crossEntropy labels are on '${labels.backend}' but logits on '${logits.backend}'`);
   if (w && w.backend !== logits.backend)
     throw new BackendError(`crossEntropy weight is on '${w.backend}' but logits on '${logits.backend}'`);
+  const ignore = opts.ignoreIndex ?? null;
+  if (ignore !== null && !Number.isSafeInteger(ignore))
+    throw new ArgumentError(`crossEntropy ignoreIndex must be an integer, got ${describe(opts.ignoreIndex)}`);
+  if (soft && ignore !== null)
+    throw new ArgumentError('crossEntropy ignoreIndex applies to class-index labels, not to class probabilities');
   if (soft) return softCrossEntropy(logits, labels, w, eps, red);
+  if (ignore !== null) return ignoringCrossEntropy(logits, labels, w, eps, red, ignore);
   // one fused kernel per direction: per-row losses (labels range-checked in the kernel), then the reduction
   const rows = softmaxCrossEntropy(logits, labels, w, eps);
   if (red === 'none') return rows;
@@ -104,6 +132,32 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   total.dispose();
   if (typeof denom !== 'number') denom.dispose();
   return out;
+}
+
+/**
+ * crossEntropy with the rows labelled `ignore` left out: the kernel runs on every row with those labels set to
+ * class 0, and the rows' losses (so their gradients) are masked to 0; the mean divides by the kept rows' weights.
+ */
+function ignoringCrossEntropy(
+  logits: Tensor,
+  labels: Tensor,
+  w: Tensor | null,
+  eps: number,
+  red: Reduction,
+  ignore: number,
+): Tensor {
+  return tidy(() => {
+    const keep = ne(labels, ignore);
+    const safe = where(keep, labels, 0);
+    const rows = where(keep, softmaxCrossEntropy(logits, safe, w, eps), 0);
+    if (red === 'none') return rows;
+    const total = sum(rows);
+    if (red === 'sum') return total;
+    return div(
+      total,
+      noGrad(() => sum(w ? where(keep, gather(w, safe, 0), 0) : cast(keep, 'float32'))),
+    );
+  });
 }
 
 /**

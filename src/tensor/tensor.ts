@@ -361,7 +361,8 @@ export class Tensor {
 
   /**
    * Copies this tensor to another backend (a clone on its own). Differentiable: the gradient goes back to this
-   * tensor's backend, so one graph may span backends.
+   * tensor's backend, so one graph may span backends. The copy of a tensor that requires grad is not a leaf (as
+   * in PyTorch): for a new parameter on the other backend, move `t.detach()` and set `requiresGrad` on it.
    */
   to(backend: BackendName): Tensor {
     this.assertAlive('to');

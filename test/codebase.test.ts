@@ -133,6 +133,7 @@ test('kernels follow one naming scheme on every backend', () => {
     'map_dense', // map's float32 path over contiguous runs
     'pool2d',
     'pool2d_backward',
+    'pool2d_argmax', // max pooling's window argmax, which its backward reads (webgpu)
     'reduce_rows',
     'reduce_cols',
     // sums, maxima and minima down a long axis with few outputs: 32 outputs a workgroup, 8 groups down (webgpu)

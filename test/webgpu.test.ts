@@ -121,11 +121,12 @@ test("long reductions are exact on webgpu; an argmax past llvmpipe's loop cap is
 
 // llvmpipe's loop budget is per invocation and shared by all of its loops, so any kernel whose loops follow the
 // data can run out of it. Matmul, conv, attention and scatterAdd split their loops into windows there (below);
-// the rest end with check_loops() (common.wgsl), which reports a cut loop: pooling windows and int8 rows here.
+// the rest end with check_loops() (common.wgsl), which reports a cut loop: a pooling window row of 100000 cells
+// (pooling splits its windows by rows) and int8 rows here.
 test('kernels whose loops llvmpipe would cut short are a BackendError naming the kernel there, never wrong', () => {
   const llvmpipe = /llvmpipe/i.test(`${status.adapter!.description} ${status.adapter!.device}`);
   const cases: [string, () => kn.Tensor, number][] = [
-    ['conv.pool2d', () => kn.avgPool2d(kn.full([1, 1, 300, 300], 2), [300, 300]), 2],
+    ['conv.pool2d', () => kn.avgPool2d(kn.full([1, 1, 1, 100000], 2), [1, 100000]), 2],
     [
       'quant.quantize_rows',
       () => kn.qlinearInt8(kn.ones([1, 40000]), kn.full([1, 40000], 1, { dtype: 'int8' }), kn.tensor([1])),
@@ -146,8 +147,9 @@ test('kernels whose loops llvmpipe would cut short are a BackendError naming the
 });
 
 // matmul over K, conv2d over a group's input channels, its input gradient over output channels and its weight
-// gradient over batch items run in windows under a loop cap, each adding onto the one before
-test('matmul and conv2d past the loop cap (windows on llvmpipe) match cpu, forward and gradients', () => {
+// gradient over batch items, and pooling (and max pooling's argmax) over window rows run in windows under a loop
+// cap, each carrying on from the one before
+test('matmul, conv2d and pooling past the loop cap (windows on llvmpipe) match cpu, forward and gradients', () => {
   const cases: [string, () => kn.Tensor[]][] = [
     ['matmul K=70000', () => [kn.matmul(kn.randn([3, 70000]), kn.randn([70000, 5]))]],
     [
@@ -178,6 +180,35 @@ test('matmul and conv2d past the loop cap (windows on llvmpipe) match cpu, forwa
         const y = kn.conv2d(x, w, null, opts);
         y.mul(kn.randn(y.shape)).sum().backward();
         return [y, x.grad!, w.grad!];
+      },
+    ]),
+    ...(
+      [
+        ['pooling over 300x300 windows', [2, 2, 300, 300], [300, 300], {}],
+        [
+          'pooling 257x255 windows, strided and padded',
+          [1, 2, 260, 260],
+          [257, 255],
+          { stride: [2, 3], padding: [1, 2] },
+        ],
+      ] as const
+    ).map(([name, xs, k, opts]): [string, () => kn.Tensor[]] => [
+      name,
+      () => {
+        // whole numbers: many ties, where the first maximum in row-major order takes the gradient
+        const x = kn
+          .randn([...xs])
+          .mul(3)
+          .cast('int32')
+          .cast('float32');
+        x.requiresGrad = true;
+        const ys = [
+          kn.maxPool2d(x, [...k], opts),
+          kn.avgPool2d(x, [...k], opts),
+          kn.avgPool2d(x, [...k], { ...opts, countIncludePad: false }),
+        ];
+        ys.reduce((s, y) => s.add(y.mul(kn.randn(y.shape)).sum()), kn.zeros([])).backward();
+        return [...ys, x.grad!];
       },
     ]),
   ];

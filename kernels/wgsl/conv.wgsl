@@ -8,6 +8,8 @@
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
+// max pooling's window argmax: written by pool2d_argmax, read by pool2d_backward
+@group(0) @binding(4) var<storage, read_write> arg: array<i32>;
 
 struct Geo { N: i32, C: i32, H: i32, W: i32, O: i32, kh: i32, kw: i32, OH: i32, OW: i32, sh: i32, sw: i32, ph: i32, pw: i32, dh: i32, dw: i32, g: i32 }
 fn geo() -> Geo {
@@ -144,11 +146,16 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
   check_loops();
 }
 
-// pooling: planes = N*C (param 0 holds N*C, 1 unused), windows kh x kw with stride and padding, no dilation
+// pooling: planes = N*C (param 0 holds N*C, 1 unused), windows kh x kw with stride and padding, no dilation.
+// The forward and the argmax take the window's rows [P_CONV_WIN_LO, P_CONV_WIN_HI) (all of them unless a loop cap
+// cut them into dispatches that carry on from what the last one wrote into dst).
 
-fn window_max(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
+/** The first and the last (exclusive) window row of this dispatch. */
+fn win_rows(q: Geo) -> vec2<i32> { return vec2<i32>(pi(P_CONV_WIN_LO), min(q.kh, pi(P_CONV_WIN_HI))); }
+
+fn window_max(plane: i32, oh: i32, ow: i32, q: Geo, r: vec2<i32>) -> f32 {
   var m = -f_inf();
-  for (var i = 0; i < q.kh; i++) {
+  for (var i = r.x; i < r.y; i++) {
     let ih = oh * q.sh - q.ph + i;
     if (ih < 0 || ih >= q.H) { continue; }
     for (var j = 0; j < q.kw; j++) {
@@ -161,24 +168,6 @@ fn window_max(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
   return m;
 }
 
-/** Flat input index of a window's max (the first, or the first NaN), or -1 for an empty window. */
-fn window_argmax(plane: i32, oh: i32, ow: i32, q: Geo) -> i32 {
-  var best = -1;
-  var m = -f_inf();
-  for (var i = 0; i < q.kh; i++) {
-    let ih = oh * q.sh - q.ph + i;
-    if (ih < 0 || ih >= q.H) { continue; }
-    for (var j = 0; j < q.kw; j++) {
-      let iw = ow * q.sw - q.pw + j;
-      if (iw < 0 || iw >= q.W) { continue; }
-      let t = (plane * q.H + ih) * q.W + iw;
-      let v = in0[t];
-      if (best < 0 || (!is_nan(m) && (v > m || is_nan(v)))) { m = v; best = t; }
-    }
-  }
-  return best;
-}
-
 fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
   let h0 = max(oh * q.sh - q.ph, 0);
   let h1 = min(oh * q.sh - q.ph + q.kh, q.H);
@@ -189,9 +178,9 @@ fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
 
 override MAXP: bool = true;  // pooling kernels: max (true) or average (false)
 
-fn window_sum(plane: i32, oh: i32, ow: i32, q: Geo) -> f32 {
+fn window_sum(plane: i32, oh: i32, ow: i32, q: Geo, r: vec2<i32>) -> f32 {
   var s = 0.0;
-  for (var i = 0; i < q.kh; i++) {
+  for (var i = r.x; i < r.y; i++) {
     let ih = oh * q.sh - q.ph + i;
     if (ih < 0 || ih >= q.H) { continue; }
     for (var j = 0; j < q.kw; j++) {
@@ -209,6 +198,8 @@ fn window_div(oh: i32, ow: i32, q: Geo) -> i32 {
   return window_count(oh, ow, q);
 }
 
+// max: the NaN-sticky max of the window (-inf for one wholly in the padding); average: the sum over the window's
+// rows, divided by window_div in the dispatch that takes its last rows
 @compute @workgroup_size(256)
 fn pool2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
@@ -217,21 +208,65 @@ fn pool2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let plane = t / (q.OH * q.OW);
   let oh = (t / q.OW) % q.OH;
   let ow = t % q.OW;
+  let r = win_rows(q);
   if (MAXP) {
-    dst[t] = window_max(plane, oh, ow, q);
+    var m = window_max(plane, oh, ow, q, r);
+    if (r.x > 0) {
+      let prev = dst[t];
+      if (is_nan(prev) || is_nan(m)) { m = f_nan(); } else { m = max(m, prev); }
+    }
+    dst[t] = m;
     check_loops();
     return;
   }
-  let div = window_div(oh, ow, q);
-  dst[t] = select(0.0, window_sum(plane, oh, ow, q) / f32(div), div > 0);
+  var s = window_sum(plane, oh, ow, q, r);
+  if (r.x > 0) { s = dst[t] + s; }
+  if (r.y >= q.kh) {
+    let div = window_div(oh, ow, q);
+    s = select(0.0, s / f32(div), div > 0);
+  }
+  dst[t] = s;
+  check_loops();
+}
+
+// the flat input index of each max pooling window's max (the first in row-major order, or the first NaN) into
+// arg, or -1 for a window wholly in the padding: max pooling's backward reads it instead of searching every
+// window each input is in (kh*kw loop turns per window)
+@compute @workgroup_size(256)
+fn pool2d_argmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.OH * q.OW) { return; }
+  let plane = t / (q.OH * q.OW);
+  let oh = (t / q.OW) % q.OH;
+  let ow = t % q.OW;
+  let r = win_rows(q);
+  var best = -1;
+  var m = -f_inf();
+  if (r.x > 0) {
+    best = arg[t];
+    if (best >= 0) { m = in0[best]; }
+  }
+  for (var i = r.x; i < r.y; i++) {
+    let ih = oh * q.sh - q.ph + i;
+    if (ih < 0 || ih >= q.H) { continue; }
+    for (var j = 0; j < q.kw; j++) {
+      let iw = ow * q.sw - q.pw + j;
+      if (iw < 0 || iw >= q.W) { continue; }
+      let x = (plane * q.H + ih) * q.W + iw;
+      let v = in0[x];
+      if (best < 0 || (!is_nan(m) && (v > m || is_nan(v)))) { m = v; best = x; }
+    }
+  }
+  arg[t] = best;
   check_loops();
 }
 
 // the output windows (oh, ow) whose span covers input row ih / column iw
 fn first_out(x: i32, p: i32, k: i32, s: i32) -> i32 { return max(0, (x + p - k + s) / s); }
 
-// dx of pooling: each input sums the gradients of the windows it is the max of (max: in0 = x, in1 = gy) or
-// that it is in, divided like the forward (average: in0 = gy)
+// dx of pooling: each input sums the gradients (in0) of the windows whose argmax (arg, from pool2d_argmax) it is
+// (max), or of the windows it is in, divided like the forward (average)
 @compute @workgroup_size(256)
 fn pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
@@ -245,7 +280,7 @@ fn pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
       let o = (plane * q.OH + oh) * q.OW + ow;
       if (MAXP) {
-        if (window_argmax(plane, oh, ow, q) == t) { acc += in1[o]; }
+        if (arg[o] == t) { acc += in0[o]; }
       } else {
         let div = window_div(oh, ow, q);
         if (div > 0) { acc += in0[o] / f32(div); }

@@ -32,11 +32,10 @@ function run(
   out: KernelOut,
   ins: readonly KernelView[],
   consts: Record<string, number> = {},
-  extra: number[] = [],
 ): void {
   const n = numelOf(out.shape);
   if (n === 0) return;
-  g.dispatch('conv', entry, consts, p, [id(out), ...ins.map(id), ...extra], { threads: n });
+  g.dispatch('conv', entry, consts, p, [id(out), ...ins.map(id)], { threads: n });
 }
 
 const s4 = (v: KernelView | KernelOut): Shape4 => v.shape as Shape4;
@@ -47,6 +46,22 @@ const window = (p: Params, lo: number, hi: number): Params => p.set(PARAMS.conv.
 /** Loop turns of one channel of a conv or its input gradient: 2 each of the channel's, the kernel rows' and their
  * cells' loop turns (measured on llvmpipe: 11000 channels of 1x1 and 4000 of 3x3 ran out, 10000 and 2500 did not). */
 const cellTurns = (kh: number, kw: number): number => 2 * (1 + kh + kh * kw) + 4;
+
+/** Loop turns of one window row of pooling: 2 each of the row's and its cells' turns (as cellTurns). */
+const rowTurns = (kw: number): number => 2 * (1 + kw) + 4;
+
+/** Pooling forward (pool2d) over the window's rows, in windows of rows under a loop cap. */
+function poolForward(
+  g: Gpu,
+  p: Params,
+  kh: number,
+  kw: number,
+  out: KernelOut,
+  ins: readonly KernelView[],
+  max: boolean,
+) {
+  windows(g, kh, rowTurns(kw), (lo, hi) => run(g, 'pool2d', window(p, lo, hi), out, ins, { MAXP: max ? 1 : 0 }));
+}
 
 /** Pooling attrs (kernel, stride, pad) as the window size and conv-style attrs (no dilation, one group). */
 function pool(a: readonly number[]): { k: [number, number]; rest: number[] } {
@@ -84,21 +99,32 @@ const kernels: Record<string, GpuKernel> = {
   maxPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(g, 'pool2d', geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest), out, ins, {
-      MAXP: 1,
-    });
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], out.shape[2]!, out.shape[3]!, rest);
+    poolForward(g, p, k[0], k[1], out, ins, true);
   },
+  // each window's argmax first (pool2d_argmax, in windows of rows like the forward), then each input sums the
+  // gradients of the windows whose argmax it is
   maxPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
     const { k, rest } = pool(a);
-    run(
-      g,
-      'pool2d_backward',
-      geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], ins[1]!.shape[2]!, ins[1]!.shape[3]!, rest),
-      out,
-      ins,
-      { MAXP: 1 },
-    );
+    const [OH, OW] = [ins[1]!.shape[2]!, ins[1]!.shape[3]!];
+    const windowsOut = N * C * OH * OW;
+    if (numelOf(out.shape) === 0) return;
+    const p = geo(new Params(), [N * C, 1, H, W], 1, k[0], k[1], OH, OW, rest);
+    const arg = g.scratch('int32', Math.max(1, windowsOut));
+    try {
+      if (windowsOut > 0)
+        windows(g, k[0], rowTurns(k[1]), (lo, hi) =>
+          g.dispatch('conv', 'pool2d_argmax', {}, window(p, lo, hi), [null, id(ins[0]!), null, arg], {
+            threads: windowsOut,
+          }),
+        );
+      g.dispatch('conv', 'pool2d_backward', { MAXP: 1 }, p, [id(out), id(ins[1]!), null, arg], {
+        threads: numelOf(out.shape),
+      });
+    } finally {
+      g.release(arg);
+    }
   },
   avgPool2d: (g, ins, out, a) => {
     const [N, C, H, W] = s4(ins[0]!);
@@ -107,7 +133,7 @@ const kernels: Record<string, GpuKernel> = {
       PARAMS.conv.includePad,
       attrsOf('avgPool2d', a).countIncludePad ? 1 : 0,
     );
-    run(g, 'pool2d', p, out, ins, { MAXP: 0 });
+    poolForward(g, p, k[0], k[1], out, ins, false);
   },
   avgPool2dBackward: (g, ins, out, a) => {
     const [N, C, H, W] = s4(out);
@@ -116,7 +142,16 @@ const kernels: Record<string, GpuKernel> = {
       PARAMS.conv.includePad,
       attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0,
     );
-    run(g, 'pool2d_backward', p, out, ins, { MAXP: 0 }, [g.dummy]); // pool2d_backward also declares max pooling's second input
+    // the entry point also declares max pooling's argmax, read-write: a buffer of its own (a dispatch may not bind
+    // one buffer as read-only and as writable storage)
+    const arg = g.scratch('int32', 1);
+    try {
+      g.dispatch('conv', 'pool2d_backward', { MAXP: 0 }, p, [id(out), id(ins[0]!), null, arg], {
+        threads: numelOf(out.shape),
+      });
+    } finally {
+      g.release(arg);
+    }
   },
 };
 

@@ -158,7 +158,7 @@ test('CUDA kernels run on a CPU emulation of a thread block and match plain refe
     [
       'kernels/cuda/conv.cu',
       'kConvTile conv_gemm conv2d_backward_weight kConvWBlocks conv_wgrad_chunks window_count window_div ' +
-        'window_max pool2d first_out pool2d_backward',
+        'window_max pool2d pool2d_argmax first_out pool2d_backward',
     ],
     [
       'kernels/cuda/reduce.cu',

@@ -208,8 +208,16 @@ __device__ inline int64_t first_out(int64_t x, int64_t p, int64_t k, int64_t s) 
   return a <= 0 ? 0 : a / s;
 }
 
-// max: x = input, gy = output gradient; avg: gy only
-__global__ void pool2d_backward(const float* x, const float* gy, float* dx, Geo q, bool maxp) {
+// each max pooling window's argmax (window_max's flat index; -1 for a window wholly in the padding): the backward
+// compares it instead of searching every window an input is in (kh*kw reads a window)
+__global__ void pool2d_argmax(const float* x, int64_t* arg, Geo q) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= q.N * q.OH * q.OW) return;
+  window_max(x, t / (q.OH * q.OW), (t / q.OW) % q.OH, t % q.OW, q, arg + t);
+}
+
+// max: arg = the windows' argmax (pool2d_argmax), gy = output gradient; avg: gy only
+__global__ void pool2d_backward(const int64_t* arg, const float* gy, float* dx, Geo q, bool maxp) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= q.N * q.H * q.W) return;
   const int64_t plane = t / (q.H * q.W), ih = (t / q.W) % q.H, iw = t % q.W;
@@ -218,9 +226,7 @@ __global__ void pool2d_backward(const float* x, const float* gy, float* dx, Geo 
     for (int64_t ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ++ow) {
       const int64_t o = (plane * q.OH + oh) * q.OW + ow;
       if (maxp) {
-        int64_t arg;
-        window_max(x, plane, oh, ow, q, &arg);
-        if (arg == t) acc += gy[o];
+        if (arg[o] == t) acc += gy[o];
       } else {
         const int64_t div = window_div(oh, ow, q);
         if (div > 0) acc += gy[o] / static_cast<float>(div);
@@ -363,9 +369,22 @@ static Status k_max_pool2d_backward(const TensorView* in, int nin, const TensorV
   Geo q;
   if (Status s = pool_geo(in[0], in[1], a, false, q, "maxPool2dBackward"); !s.good()) return s;
   if (out.numel() == 0) return Status::ok();
-  pool2d_backward<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(in[0].ptr<float>(), in[1].ptr<float>(),
-                                                                      out.ptr<float>(), q, true);
-  return launched("maxPool2dBackward");
+  const int64_t windows = in[1].numel();
+  const uint64_t bytes = static_cast<uint64_t>(std::max<int64_t>(windows, 1)) * sizeof(int64_t);
+  void* arg = nullptr;
+  if (Status s = scratch(bytes, &arg); !s.good()) return s;
+  Status st = Status::ok();
+  if (windows > 0) {
+    pool2d_argmax<<<blocks_for(windows), kThreads, 0, stream()>>>(in[0].ptr<float>(), static_cast<int64_t*>(arg), q);
+    st = launched("maxPool2dBackward");
+  }
+  if (st.good()) {
+    pool2d_backward<<<blocks_for(out.numel()), kThreads, 0, stream()>>>(static_cast<const int64_t*>(arg),
+                                                                        in[1].ptr<float>(), out.ptr<float>(), q, true);
+    st = launched("maxPool2dBackward");
+  }
+  release_scratch(arg, bytes);
+  return st;
 }
 static Status k_avg_pool2d(const TensorView* in, int nin, const TensorView& out, const double* a) {
   KILN_REQUIRE(nin == 1, ST_ARG, "avgPool2d takes x");

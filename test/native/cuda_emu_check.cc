@@ -986,11 +986,13 @@ static void write_misc(const char* dir) {
     Geo q;  // x as [2, 2, 10, 25]: 4 planes; 3x3 windows, stride 2, padding 1 -> 5 x 13
     q.N = 4, q.H = 10, q.W = 25, q.kh = q.kw = 3, q.sh = q.sw = 2, q.ph = q.pw = 1, q.OH = 5, q.OW = 13;
     std::vector<float> mx(4 * 5 * 13), av(mx.size()), dmx(n), dav(n);
+    std::vector<int64_t> arg(mx.size());  // max pooling's backward reads each window's argmax
     emu_launch(blocks(int64_t(mx.size())), block, [&] { pool2d(x.data(), mx.data(), q, true); });
-    emu_launch(blocks(n), block, [&] { pool2d_backward(x.data(), gy.data(), dmx.data(), q, true); });
+    emu_launch(blocks(int64_t(mx.size())), block, [&] { pool2d_argmax(x.data(), arg.data(), q); });
+    emu_launch(blocks(n), block, [&] { pool2d_backward(arg.data(), gy.data(), dmx.data(), q, true); });
     q.include_pad = false;
     emu_launch(blocks(int64_t(av.size())), block, [&] { pool2d(x.data(), av.data(), q, false); });
-    emu_launch(blocks(n), block, [&] { pool2d_backward(x.data(), gy.data(), dav.data(), q, false); });
+    emu_launch(blocks(n), block, [&] { pool2d_backward(nullptr, gy.data(), dav.data(), q, false); });
     save("maxpool", mx.data(), mx.size());
     save("maxpool_grad", dmx.data(), n);
     save("avgpool", av.data(), av.size());

@@ -132,8 +132,8 @@ test('kernels follow one naming scheme on every backend', () => {
     'map',
     'map_dense', // map's float32 path over contiguous runs
     'pool2d',
-    'pool2d_backward',
-    'pool2d_argmax', // max pooling's window argmax, which its backward reads (webgpu)
+    'pool2d_backward', // max and average pooling's dx (cuda)
+    'pool2d_argmax', // max pooling's window argmax, which its backward reads
     'reduce_rows',
     'reduce_cols',
     // sums, maxima and minima down a long axis with few outputs: 32 outputs a workgroup, 8 groups down (webgpu)

@@ -8,7 +8,7 @@
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
-// max pooling's window argmax: written by pool2d_argmax, read by pool2d_backward
+// max pooling's window argmax: written by pool2d_argmax, read by max_pool2d_backward
 @group(0) @binding(4) var<storage, read_write> arg: array<i32>;
 
 struct Geo { N: i32, C: i32, H: i32, W: i32, O: i32, kh: i32, kw: i32, OH: i32, OW: i32, sh: i32, sw: i32, ph: i32, pw: i32, dh: i32, dw: i32, g: i32 }
@@ -153,19 +153,32 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
 /** The first and the last (exclusive) window row of this dispatch. */
 fn win_rows(q: Geo) -> vec2<i32> { return vec2<i32>(pi(P_CONV_WIN_LO), min(q.kh, pi(P_CONV_WIN_HI))); }
 
-fn window_max(plane: i32, oh: i32, ow: i32, q: Geo, r: vec2<i32>) -> f32 {
-  var m = -f_inf();
+/** A max pooling window's scan so far: its NaN-sticky max and the flat input index where it is (-1 for none yet). */
+struct Best {
+  m: f32,
+  at: i32,
+}
+
+/**
+ * Scans the window's rows r on from b: the max is the first largest value in row-major order or the first NaN, so
+ * the forward's value and the argmax the backward reads come from the one rule. A window wholly in the padding
+ * keeps b (-inf and -1 from the start).
+ */
+fn window_best(plane: i32, oh: i32, ow: i32, q: Geo, r: vec2<i32>, b: Best) -> Best {
+  var m = b.m;
+  var at = b.at;
   for (var i = r.x; i < r.y; i++) {
     let ih = oh * q.sh - q.ph + i;
     if (ih < 0 || ih >= q.H) { continue; }
     for (var j = 0; j < q.kw; j++) {
       let iw = ow * q.sw - q.pw + j;
       if (iw < 0 || iw >= q.W) { continue; }
-      let v = in0[(plane * q.H + ih) * q.W + iw];
-      if (is_nan(v) || is_nan(m)) { m = f_nan(); } else { m = max(m, v); }
+      let x = (plane * q.H + ih) * q.W + iw;
+      let v = in0[x];
+      if (at < 0 || (!is_nan(m) && (v > m || is_nan(v)))) { m = v; at = x; }
     }
   }
-  return m;
+  return Best(m, at);
 }
 
 fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
@@ -176,7 +189,7 @@ fn window_count(oh: i32, ow: i32, q: Geo) -> i32 {
   return max(h1 - h0, 0) * max(w1 - w0, 0);
 }
 
-override MAXP: bool = true;  // pooling kernels: max (true) or average (false)
+override MAXP: bool = true;  // pool2d: max (true) or average (false)
 
 fn window_sum(plane: i32, oh: i32, ow: i32, q: Geo, r: vec2<i32>) -> f32 {
   var s = 0.0;
@@ -210,7 +223,7 @@ fn pool2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let ow = t % q.OW;
   let r = win_rows(q);
   if (MAXP) {
-    var m = window_max(plane, oh, ow, q, r);
+    var m = window_best(plane, oh, ow, q, r, Best(-f_inf(), -1)).m;
     if (r.x > 0) {
       let prev = dst[t];
       if (is_nan(prev) || is_nan(m)) { m = f_nan(); } else { m = max(m, prev); }
@@ -241,50 +254,60 @@ fn pool2d_argmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let oh = (t / q.OW) % q.OH;
   let ow = t % q.OW;
   let r = win_rows(q);
-  var best = -1;
-  var m = -f_inf();
-  if (r.x > 0) {
-    best = arg[t];
-    if (best >= 0) { m = in0[best]; }
-  }
-  for (var i = r.x; i < r.y; i++) {
-    let ih = oh * q.sh - q.ph + i;
-    if (ih < 0 || ih >= q.H) { continue; }
-    for (var j = 0; j < q.kw; j++) {
-      let iw = ow * q.sw - q.pw + j;
-      if (iw < 0 || iw >= q.W) { continue; }
-      let x = (plane * q.H + ih) * q.W + iw;
-      let v = in0[x];
-      if (best < 0 || (!is_nan(m) && (v > m || is_nan(v)))) { m = v; best = x; }
-    }
-  }
-  arg[t] = best;
+  var b = Best(-f_inf(), -1);
+  if (r.x > 0 && arg[t] >= 0) { b = Best(in0[arg[t]], arg[t]); }
+  arg[t] = window_best(plane, oh, ow, q, r, b).at;
   check_loops();
 }
 
 // the output windows (oh, ow) whose span covers input row ih / column iw
 fn first_out(x: i32, p: i32, k: i32, s: i32) -> i32 { return max(0, (x + p - k + s) / s); }
 
-// dx of pooling: each input sums the gradients (in0) of the windows whose argmax (arg, from pool2d_argmax) it is
-// (max), or of the windows it is in, divided like the forward (average)
+/** The output windows that cover input t of a plane: rows [x, y) and columns [z, w). */
+fn covering(t: i32, q: Geo) -> vec4<i32> {
+  let ih = (t / q.W) % q.H;
+  let iw = t % q.W;
+  return vec4<i32>(
+    first_out(ih, q.ph, q.kh, q.sh),
+    min(q.OH, (ih + q.ph) / q.sh + 1),
+    first_out(iw, q.pw, q.kw, q.sw),
+    min(q.OW, (iw + q.pw) / q.sw + 1),
+  );
+}
+
+// dx of max pooling: each input sums the gradients (in0) of the windows whose argmax (arg, from pool2d_argmax)
+// it is
 @compute @workgroup_size(256)
-fn pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn max_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let q = geo();
   let t = i32(linear_id(gid, nwg));
   if (t >= q.N * q.H * q.W) { return; }
   let plane = t / (q.H * q.W);
-  let ih = (t / q.W) % q.H;
-  let iw = t % q.W;
+  let c = covering(t, q);
   var acc = 0.0;
-  for (var oh = first_out(ih, q.ph, q.kh, q.sh); oh < q.OH && oh * q.sh - q.ph <= ih; oh++) {
-    for (var ow = first_out(iw, q.pw, q.kw, q.sw); ow < q.OW && ow * q.sw - q.pw <= iw; ow++) {
+  for (var oh = c.x; oh < c.y; oh++) {
+    for (var ow = c.z; ow < c.w; ow++) {
       let o = (plane * q.OH + oh) * q.OW + ow;
-      if (MAXP) {
-        if (arg[o] == t) { acc += in0[o]; }
-      } else {
-        let div = window_div(oh, ow, q);
-        if (div > 0) { acc += in0[o] / f32(div); }
-      }
+      if (arg[o] == t) { acc += in0[o]; }
+    }
+  }
+  dst[t] = acc;
+  check_loops();
+}
+
+// dx of average pooling: each input sums the gradients (in0) of the windows it is in, divided like the forward
+@compute @workgroup_size(256)
+fn avg_pool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = geo();
+  let t = i32(linear_id(gid, nwg));
+  if (t >= q.N * q.H * q.W) { return; }
+  let plane = t / (q.H * q.W);
+  let c = covering(t, q);
+  var acc = 0.0;
+  for (var oh = c.x; oh < c.y; oh++) {
+    for (var ow = c.z; ow < c.w; ow++) {
+      let div = window_div(oh, ow, q);
+      if (div > 0) { acc += in0[(plane * q.OH + oh) * q.OW + ow] / f32(div); }
     }
   }
   dst[t] = acc;

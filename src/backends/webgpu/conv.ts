@@ -119,7 +119,7 @@ const kernels: Record<string, GpuKernel> = {
             threads: windowsOut,
           }),
         );
-      g.dispatch('conv', 'pool2d_backward', { MAXP: 1 }, p, [id(out), id(ins[1]!), null, arg], {
+      g.dispatch('conv', 'max_pool2d_backward', {}, p, [id(out), id(ins[1]!), null, arg], {
         threads: numelOf(out.shape),
       });
     } finally {
@@ -142,16 +142,7 @@ const kernels: Record<string, GpuKernel> = {
       PARAMS.conv.includePad,
       attrsOf('avgPool2dBackward', a).countIncludePad ? 1 : 0,
     );
-    // the entry point also declares max pooling's argmax, read-write: a buffer of its own (a dispatch may not bind
-    // one buffer as read-only and as writable storage)
-    const arg = g.scratch('int32', 1);
-    try {
-      g.dispatch('conv', 'pool2d_backward', { MAXP: 0 }, p, [id(out), id(ins[0]!), null, arg], {
-        threads: numelOf(out.shape),
-      });
-    } finally {
-      g.release(arg);
-    }
+    run(g, 'avg_pool2d_backward', p, out, [ins[0]!]);
   },
 };
 

@@ -382,7 +382,7 @@ static Status ce_check(const TensorView* in, int nin, int want, const char* op, 
   }
   for (int64_t i = 0; i < a.n; ++i)
     KILN_REQUIRE(a.y[i] >= 0 && a.y[i] < a.c, ST_ARG, "crossEntropy label ", a.y[i], " at index ", i,
-                 " is out of range; expected a class in [0, ", a.c, ")");
+                 " is out of range; expected a class in [0, ", a.c, ") (set ignoreIndex to leave padding rows out)");
   KILN_REQUIRE(a.c > 0 || a.n == 0, ST_SHAPE, op, ": logits need at least one class");
   return Status::ok();
 }

@@ -119,44 +119,36 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   if (soft && ignore !== null)
     throw new ArgumentError('crossEntropy ignoreIndex applies to class-index labels, not to class probabilities');
   if (soft) return softCrossEntropy(logits, labels, w, eps, red);
-  if (ignore !== null) return ignoringCrossEntropy(logits, labels, w, eps, red, ignore);
-  // one fused kernel per direction: per-row losses (labels range-checked in the kernel), then the reduction
-  const rows = softmaxCrossEntropy(logits, labels, w, eps);
-  if (red === 'none') return rows;
-  const total = sum(rows);
-  rows.dispose();
-  if (red === 'sum') return total;
-  // the mean divides by the summed weights of the targets (N without weights), as PyTorch does
-  const denom = w ? quiet(() => sum(gather(w, labels, 0))) : N;
-  const out = div(total, denom);
-  total.dispose();
-  if (typeof denom !== 'number') denom.dispose();
-  return out;
+  return hardCrossEntropy(logits, labels, w, eps, red, ignore);
 }
 
 /**
- * crossEntropy with the rows labelled `ignore` left out: the kernel runs on every row with those labels set to
- * class 0, and the rows' losses (so their gradients) are masked to 0; the mean divides by the kept rows' weights.
+ * crossEntropy against class indices: one fused kernel per direction gives the per-row losses (labels
+ * range-checked in the kernel), then the reduction. Rows labelled `ignore` run the kernel as class 0 and their
+ * losses (so their gradients) are masked to 0. The mean divides by the summed weights of the kept rows' targets
+ * (their count without weights), as PyTorch does.
  */
-function ignoringCrossEntropy(
+function hardCrossEntropy(
   logits: Tensor,
   labels: Tensor,
   w: Tensor | null,
   eps: number,
   red: Reduction,
-  ignore: number,
+  ignore: number | null,
 ): Tensor {
   return tidy(() => {
-    const keep = ne(labels, ignore);
-    const safe = where(keep, labels, 0);
-    const rows = where(keep, softmaxCrossEntropy(logits, safe, w, eps), 0);
+    const keep = ignore === null ? null : ne(labels, ignore);
+    const safe = keep ? where(keep, labels, 0) : labels;
+    const losses = softmaxCrossEntropy(logits, safe, w, eps);
+    const rows = keep ? where(keep, losses, 0) : losses;
     if (red === 'none') return rows;
     const total = sum(rows);
     if (red === 'sum') return total;
-    return div(
-      total,
-      noGrad(() => sum(w ? where(keep, gather(w, safe, 0), 0) : cast(keep, 'float32'))),
-    );
+    const denom = noGrad(() => {
+      if (!keep) return w ? sum(gather(w, labels, 0)) : labels.shape[0]!;
+      return sum(w ? where(keep, gather(w, safe, 0), 0) : cast(keep, 'float32'));
+    });
+    return div(total, denom);
   });
 }
 

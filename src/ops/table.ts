@@ -339,8 +339,9 @@ export const DEVICE_FLAGS = [
   },
   {
     name: 'label',
-    message: 'crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})',
-    unknown: 'crossEntropy: a label is out of range',
+    message:
+      'crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound}) (set ignoreIndex to leave padding rows out)',
+    unknown: 'crossEntropy: a label is out of range (set ignoreIndex to leave padding rows out)',
   },
   {
     name: 'quantNan',

@@ -69,7 +69,7 @@ enum FlagKind : int32_t {
 inline constexpr const char* kFlagMessages[FLAG_COUNT] = {
   "gather index {value} at position {pos} is out of range for axis {extra} of size {bound}",
   "scatterAdd index {value} at position {pos} is out of range for size {bound}",
-  "crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound})",
+  "crossEntropy label {value} at index {pos} is out of range; expected a class in [0, {bound}) (set ignoreIndex to leave padding rows out)",
   "int8 kernel: x has NaN or infinite values (cannot be quantized) at element {pos}",
 };
 

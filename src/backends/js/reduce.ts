@@ -286,7 +286,7 @@ function ceArgs(
   for (let i = 0; i < n; i++) {
     if (!(y[i]! >= 0 && y[i]! < c))
       throw new ArgumentError(
-        `crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c})`,
+        `crossEntropy label ${y[i]} at index ${i} is out of range; expected a class in [0, ${c}) (set ignoreIndex to leave padding rows out)`,
       );
   }
   return { x: gatherView(ins[0]!), y, w, n, c };

@@ -6,10 +6,9 @@
 import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
-import { attentionWeights, causalMask, fusedAttention, matmul } from '../ops/matmul.js';
+import { attentionProbs, fusedAttention, matmul } from '../ops/matmul.js';
 import { concat, expand, permute, reshape, slice, transpose } from '../ops/movement.js';
 import { randn } from '../ops/random.js';
-import { softmax } from '../ops/reduce.js';
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
@@ -72,14 +71,8 @@ function attentionSettings(q: Tensor, opts: AttentionOptions): { scale: number; 
 /** The attention weights softmax(q k^T * scale + masks) with dropout, and their product with v. */
 function attend(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): { out: Tensor; weights: Tensor } {
   checkAttentionInputs(q, k, v);
-  const L = q.shape[q.ndim - 2]!,
-    S = k.shape[k.ndim - 2]!;
   const { scale, p, mask: m } = attentionSettings(q, opts);
-  let s = mul(matmul(q, transpose(k, -2, -1)), scale);
-  if (opts.isCausal) s = where(causalMask(L, S, s.backendInstance.name), s, -Infinity);
-  if (m) s = m.dtype === 'bool' ? where(m, s, -Infinity) : add(s, m);
-  // causal alone always leaves key 0 (top-left aligned); a mask may remove a whole row
-  let w = m ? attentionWeights(s) : softmax(s, -1);
+  let w = attentionProbs(q, k, scale, opts.isCausal ?? false, m);
   if (p > 0) {
     w = mul(w, keepMask(w.shape, p));
   }

@@ -8,7 +8,7 @@ import { broadcastShapes, sameShape, shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 import { operandAs } from './define.js';
 import { tensor } from './creation.js';
-import { eq, where } from './elementwise.js';
+import { add, eq, mul, where } from './elementwise.js';
 import { reshape, slice, transpose } from './movement.js';
 import { randint } from './random.js';
 import { max, softmax, sumTo } from './reduce.js';
@@ -107,9 +107,23 @@ export interface FusedAttentionOptions {
  * key masked) gives zeros, not softmax's NaN, and passes no gradient back: PyTorch's scaled_dot_product_attention
  * since 2.5 (its `_safe_softmax`), and the fused kernels of every backend.
  */
-export function attentionWeights(s: Tensor): Tensor {
+function attentionWeights(s: Tensor): Tensor {
   const dead = noGrad(() => eq(max(s, -1, true), -Infinity));
   return where(dead, 0, softmax(where(dead, 0, s), -1));
+}
+
+/**
+ * Attention's weights in ops: softmax(q k^T * scale) over the keys, with the causal mask and a boolean (true =
+ * attend) or additive mask. Causal alone always leaves key 0 (top-left aligned), so plain softmax; a mask may
+ * remove a whole row, which {@link attentionWeights} turns into zeros.
+ */
+export function attentionProbs(q: Tensor, k: Tensor, scale: number, causal: boolean, mask: Tensor | null): Tensor {
+  const L = q.shape[q.ndim - 2]!;
+  const S = k.shape[k.ndim - 2]!;
+  let s = mul(matmul(q, transpose(k, -2, -1)), scale);
+  if (causal) s = where(causalMask(L, S, s.backendInstance.name), s, -Infinity);
+  if (!mask) return softmax(s, -1);
+  return attentionWeights(mask.dtype === 'bool' ? where(mask, s, -Infinity) : add(s, mask));
 }
 
 /** bool [L, S]: true where query i may attend to key j (j <= i); the causal mask of attention in ops. */
@@ -123,7 +137,7 @@ export function causalMask(L: number, S: number, backend: BackendName): Tensor {
  * @internal Fused scaled dot-product attention on [B, L, D] / [B, S, D] / [B, S, Dv] float32 operands, computed
  * blockwise with an online softmax (memory linear in the sequence lengths) by the `attention` kernel; its
  * gradient by `attentionBackward`, or, when a gradient of the gradient is recorded, by the same formulas in ops.
- * A query row whose keys are all masked gives zeros and no gradient, as {@link attentionWeights}.
+ * A query row whose keys are all masked gives zeros and no gradient, as {@link attentionProbs}.
  */
 export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, o: FusedAttentionOptions): Tensor {
   const [B, L, D] = q.shape as [number, number, number];
@@ -167,10 +181,7 @@ function attentionGradOps(
   const [B, L] = q.shape as [number, number];
   const S = k.shape[1]!;
   const be = { backend: q.backendInstance.name };
-  let s = matmul(q, transpose(k, -2, -1)).mul(o.scale);
-  if (o.causal) s = where(causalMask(L, S, be.backend), s, -Infinity);
-  if (mask) s = s.add(mask);
-  const p = mask ? attentionWeights(s) : softmax(s, -1);
+  const p = attentionProbs(q, k, o.scale, o.causal, mask);
   let keep: Tensor | null = null;
   if (thr) {
     const ks = 1 / (1 - thr / 2 ** 32);

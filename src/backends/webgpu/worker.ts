@@ -56,11 +56,10 @@ const errors: string[] = [];
 let common = '';
 // On an adapter that cuts long loops (llvmpipe), each dispatch tells its kernel its code (common.wgsl check_loops)
 let loopCheck = false;
-// each kernel `shader.entry` once dispatched: its 1-based code for check_loops' flag (kernelNames[code - 1]) and
-// whether its entry point calls check_loops, so binds the flag buffer (common.wgsl: only entry points call it)
+// each kernel `shader.entry` of a loaded shader: its 1-based code for check_loops' flag (kernelNames[code - 1])
+// and whether its entry point calls check_loops, so binds the flag buffer (common.wgsl: only entry points call it)
 const kernels = new Map<string, { code: number; checksLoops: boolean }>();
 const kernelNames: string[] = [];
-const loopChecking = new Map<string, Set<string>>(); // shader -> its entry points that call check_loops
 
 // the open batch: one command encoder with one compute pass, and the ring of uniform blocks it uses
 let enc: GPUCommandEncoder | null = null;
@@ -105,14 +104,10 @@ function module(shader: string): GPUShaderModule {
   let m = modules.get(shader);
   if (!m) {
     const text = readFileSync(join(init.wgslDir, `${shader}.wgsl`), 'utf8');
-    loopChecking.set(
-      shader,
-      new Set(
-        entryPoints(text)
-          .filter((e) => e.body.includes('check_loops()'))
-          .map((e) => e.name),
-      ),
-    );
+    for (const e of entryPoints(text)) {
+      kernelNames.push(`${shader}.${e.name}`);
+      kernels.set(`${shader}.${e.name}`, { code: kernelNames.length, checksLoops: e.body.includes('check_loops()') });
+    }
     m = device.createShaderModule({ code: `${common}\n${text}`, label: shader });
     modules.set(shader, m);
   }
@@ -133,15 +128,10 @@ function pipeline(shader: string, entry: string, consts: Record<string, number>)
   return p;
 }
 
-/** The record of kernel `shader.entry`, made the first time it is dispatched (after its module is loaded). */
+/** The record of kernel `shader.entry` (its module loaded: the pipeline was made). */
 function kernel(shader: string, entry: string): { code: number; checksLoops: boolean } {
-  const key = `${shader}.${entry}`;
-  let k = kernels.get(key);
-  if (k === undefined) {
-    kernelNames.push(key);
-    k = { code: kernelNames.length, checksLoops: loopChecking.get(shader)?.has(entry) ?? false };
-    kernels.set(key, k);
-  }
+  const k = kernels.get(`${shader}.${entry}`);
+  if (!k) throw new Error(`webgpu worker: ${shader}.wgsl has no entry point ${entry}`);
   return k;
 }
 

@@ -70,6 +70,42 @@ test('rocAuc: binary with ties, multi-class one-vs-rest', () => {
     ),
   );
   near(kn.metrics.rocAuc(y, s), cols.reduce((a, b) => a + b, 0) / 3, 1e-9);
+  // the same scores as rows of arrays
+  const rows = [0, 1, 2, 3, 4, 5].map((i) => [0, 1, 2].map((c) => s.toArray()[i * 3 + c]!));
+  near(kn.metrics.rocAuc(y, rows), cols.reduce((a, b) => a + b, 0) / 3, 1e-9);
+  near(kn.metrics.rocAuc(y, rows, { average: 'weighted' }), (2 * cols[0]! + 2 * cols[1]! + 2 * cols[2]!) / 6, 1e-9);
+  // micro: one AUC over every (sample, class) pair. Positives 0.6, 0.5, 0.3 against negatives 0.3 0.1 0.2 0.3
+  // 0.3 0.4: 6 + 6 + (2 wins + 3 ties / 2) of 18 pairs
+  const r3 = [
+    [0.6, 0.3, 0.1],
+    [0.2, 0.5, 0.3],
+    [0.3, 0.4, 0.3],
+  ];
+  near(kn.metrics.rocAuc([0, 1, 2], r3, { average: 'micro' }), 15.5 / 18, 1e-12);
+  near(kn.metrics.rocAuc([0, 1, 2], kn.tensor(r3), { average: 'micro' }), 15.5 / 18, 1e-6);
+  // weighted by support: class 0 has 3 samples, class 1 one
+  const yw = [0, 0, 0, 1];
+  const sw = [
+    [0.9, 0.1],
+    [0.4, 0.6],
+    [0.7, 0.3],
+    [0.2, 0.8],
+  ];
+  near(kn.metrics.rocAuc(yw, sw, { average: 'weighted' }), kn.metrics.rocAuc([1, 1, 1, 0], [0.9, 0.4, 0.7, 0.2]));
+});
+
+test('scores as rows of arrays are argmaxed to labels like a 2-D tensor', () => {
+  const rows = [
+    [0.1, 0.7, 0.2],
+    [0.5, 0.5, 0.0],
+    [0.0, NaN, 1.0],
+    [-1, -2, -0.5],
+  ];
+  assert.equal(
+    kn.metrics.confusionMatrix([1, 0, 1, 2], rows),
+    kn.metrics.confusionMatrix([1, 0, 1, 2], kn.tensor(rows)),
+  );
+  near(kn.metrics.accuracy([1, 0, 1, 2], rows), 1);
 });
 
 test('edge cases: a class never predicted, a single class, perfect and all-wrong predictions', () => {
@@ -106,6 +142,24 @@ test('metrics reject bad input clearly', () => {
   );
   throwsKiln(() => kn.metrics.rocAuc([1, 1], [0.2, 0.3]), kn.ValidationError, /only one class/);
   throwsKiln(() => kn.metrics.rocAuc([0, 1], [0.2, NaN]), kn.ValidationError, /NaN/);
+  // a label with no column of scores: its class would silently count as a negative of every other class
+  const two = [
+    [0.6, 0.4],
+    [0.3, 0.7],
+    [0.5, 0.5],
+  ];
+  throwsKiln(() => kn.metrics.rocAuc([0, 1, 2], two), kn.ValidationError, /yTrue\[2\] = 2 but scores have 2 classes/);
+  throwsKiln(() => kn.metrics.rocAuc([0, 1, 2], kn.tensor(two)), kn.ValidationError, /2 classes \(columns\)/);
+  throwsKiln(() => kn.metrics.rocAuc([0, 1], [[0.5, 0.5], [0.5]]), kn.ShapeError, /row 1 has 1/);
+  throwsKiln(
+    () =>
+      kn.metrics.accuracy([0, 1], [
+        [0.5, 0.5],
+        ['a', 0.1],
+      ] as never),
+    kn.ValidationError,
+    /yPred\[1\]\[0\]/,
+  );
   throwsKiln(
     () => kn.metrics.confusionMatrix([0, 3], [0, 1], { numClasses: 3 }),
     kn.ValidationError,

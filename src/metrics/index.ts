@@ -4,12 +4,50 @@ import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } fr
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { classIndices } from './labels.js';
 
-/** Labels or scores: a Tensor, a typed array or a number array. */
-export type Labels = Tensor | ArrayLike<number>;
+/** Labels or scores: a Tensor, a typed array, a number array, or rows of scores [N, C] as arrays. */
+export type Labels = Tensor | ArrayLike<number> | readonly ArrayLike<number>[];
 /** How per-class scores are combined. */
 export type Average = 'macro' | 'micro' | 'weighted';
 
+/** Rows of scores given as arrays (number[][]): their values row by row and [N, C]; null for anything else. */
+function nestedRows(x: unknown, what: string): { values: Float64Array; shape: [number, number] } | null {
+  if (!Array.isArray(x) || x.length === 0 || !x.every((r) => r !== null && typeof r === 'object')) return null;
+  const rows = x as ArrayLike<number>[];
+  const C = rows[0]!.length;
+  if (typeof C !== 'number') throw new ArgumentError(`${what}[0] must be an array of scores, got ${describe(rows[0])}`);
+  const values = new Float64Array(rows.length * C);
+  rows.forEach((r, i) => {
+    if (r.length !== C)
+      throw new ShapeError(`${what} rows must all have ${C} scores (as row 0), but row ${i} has ${describe(r.length)}`);
+    for (let j = 0; j < C; j++) {
+      const v = r[j];
+      if (typeof v !== 'number') throw new ValidationError(`${what}[${i}][${j}] = ${describe(v)} is not a number`);
+      values[i * C + j] = v;
+    }
+  });
+  return { values, shape: [rows.length, C] };
+}
+
+/** Each row's first largest score (the first NaN, as Tensor.argmax). */
+function argmaxRows(values: Float64Array, [N, C]: [number, number]): Int32Array {
+  const out = new Int32Array(N);
+  for (let i = 0; i < N; i++) {
+    let best = 0;
+    for (let j = 1; j < C && !Number.isNaN(values[i * C + best]); j++) {
+      const v = values[i * C + j]!;
+      if (v > values[i * C + best]! || Number.isNaN(v)) best = j;
+    }
+    out[i] = best;
+  }
+  return out;
+}
+
 function toLabels(x: Labels, what: string): Int32Array {
+  const rows = nestedRows(x, what);
+  if (rows) {
+    if (rows.shape[1] === 0) throw new ShapeError(`${what} scores [N, C] need at least one class, got [${rows.shape}]`);
+    return argmaxRows(rows.values, rows.shape);
+  }
   if (isTensor(x)) {
     x.assertAlive(what);
     if (x.ndim === 2) {
@@ -26,7 +64,7 @@ function toLabels(x: Labels, what: string): Int32Array {
   if (x === null || typeof x !== 'object' || typeof (x as ArrayLike<number>).length !== 'number') {
     throw new ArgumentError(`${what} must be a Tensor or an array of labels, got ${describe(x)}`);
   }
-  return classIndices(x, what);
+  return classIndices(x as ArrayLike<number>, what);
 }
 
 function pair(yTrue: Labels, yPred: Labels): [Int32Array, Int32Array] {
@@ -203,21 +241,25 @@ function binaryAuc(pos: ArrayLike<boolean>, score: ArrayLike<number>): number {
 }
 
 function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
+  const rows = nestedRows(x, 'rocAuc scores');
+  if (rows) return rows;
   if (isTensor(x)) {
     x.assertAlive('rocAuc scores');
     return { values: Float64Array.from(x.toArray() as ArrayLike<number>), shape: [...x.shape] };
   }
   if (x === null || typeof x !== 'object' || typeof x.length !== 'number')
     throw new ArgumentError(`rocAuc scores must be a Tensor or an array, got ${describe(x)}`);
-  return { values: Float64Array.from(x), shape: [x.length] };
+  return { values: Float64Array.from(x as ArrayLike<number>), shape: [x.length] };
 }
 
 /**
  * Area under the ROC curve. Binary: `scores` [N] for the positive class (labels 0/1). Multi-class: scores
- * [N, C] (probabilities or logits), one-vs-rest per class, averaged 'macro' (default) or 'weighted'.
+ * [N, C] (a tensor or rows of arrays; probabilities or logits) with labels in [0, C), one-vs-rest: each class's
+ * AUC averaged 'macro' (default) or 'weighted' by support, or 'micro': one AUC over every (sample, class) pair
+ * (scikit-learn's `roc_auc_score(multi_class='ovr')`).
  * @example kn.metrics.rocAuc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) // 0.75
  */
-export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: 'macro' | 'weighted' } = {}): number {
+export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: Average } = {}): number {
   checkOptions(opts, 'rocAuc', ['average']);
   const t = toLabels(yTrue, 'yTrue');
   const { values, shape } = scoresOf(scores);
@@ -237,9 +279,17 @@ export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: 'macro' 
   }
   if (shape.length !== 2) throw new ShapeError(`rocAuc scores must be [N] or [N, C], got [${shape}]`);
   const C = shape[1]!;
-  const avg = opts.average ?? 'macro';
-  if (avg !== 'macro' && avg !== 'weighted')
-    throw new ArgumentError(`rocAuc average must be 'macro' or 'weighted', got ${describe(avg)}`);
+  const avg = avgOpt(opts.average);
+  for (let i = 0; i < t.length; i++)
+    if (t[i]! >= C)
+      throw new ValidationError(
+        `rocAuc: yTrue[${i}] = ${t[i]} but scores have ${C} classes (columns); expected [0, ${C})`,
+      );
+  if (avg === 'micro')
+    return binaryAuc(
+      Array.from({ length: t.length * C }, (_, k) => t[(k / C) | 0] === k % C),
+      values,
+    );
   let total = 0,
     weight = 0;
   for (let c = 0; c < C; c++) {

@@ -329,6 +329,41 @@ test('gradient accumulation over k batches equals one k-times larger batch (SGD)
   );
 });
 
+test('gradient accumulation: the last, shorter group of an epoch takes its own mean', async () => {
+  // 6 batches of 8 with accumulate 4: a step over batches 1-4, then one over batches 5-6, each the gradient of
+  // one batch of 32 and one of 16 (the short group was divided by 4: half the step)
+  const ds = blobs(48, 4);
+  const x = ds.tensors.x!,
+    y = ds.tensors.y!;
+  const make = (): kn.nn.Module => {
+    kn.seed(1);
+    return new kn.nn.Sequential(new kn.nn.Linear(2, 8), new kn.nn.Tanh(), new kn.nn.Linear(8, 3));
+  };
+  const a = make();
+  await kn.train.fit(a, {
+    train: new kn.data.DataLoader(ds, { batchSize: 8 }),
+    loss: 'crossEntropy',
+    optimizer: new kn.optim.SGD(a.parameters(), { lr: 0.5 }),
+    epochs: 1,
+    accumulate: 4,
+    verbose: 'silent',
+  });
+  const b = make();
+  const opt = new kn.optim.SGD(b.parameters(), { lr: 0.5 });
+  for (const [lo, hi] of [
+    [0, 32],
+    [32, 48],
+  ] as const) {
+    opt.zeroGrad();
+    kn.nn.loss.crossEntropy(b.call(x.slice([lo], [hi])), y.slice([lo], [hi])).backward();
+    opt.step();
+  }
+  const wa = weights(a).flat(),
+    wb = weights(b).flat();
+  const worst = Math.max(...wa.map((v, i) => Math.abs(v - wb[i]!)));
+  assert.ok(worst < 1e-5, `largest difference ${worst}`);
+});
+
 test('fit: class weights, divergence and bad options are reported clearly', async () => {
   const ds = blobs(40, 9);
   kn.seed(1);

@@ -91,7 +91,10 @@ export interface FitOptions {
   /** write checkpoints here each epoch (atomically); with `resume`, continue from the last one */
   checkpointDir?: string | null;
   resume?: boolean;
-  /** accumulate gradients over this many batches per optimizer step (default 1) */
+  /**
+   * accumulate gradients over this many batches per optimizer step (default 1): each step takes the mean of its
+   * batches' gradients (of the fewer batches left when an epoch's count does not divide evenly)
+   */
   accumulate?: number;
   /** clip the global gradient norm before each step */
   clipGradNorm?: number | null;
@@ -579,6 +582,9 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
           profiling = startProfile(prof.trace ? { trace: prof.trace } : {});
         // DDP: micro-batches before the last of an accumulation group skip the gradient allreduce
         const local = ddp !== null && pending + 1 < accumulate && step + 1 < nBatches;
+        // each step takes the mean of its group's micro-batch gradients: accumulate of them, or the fewer left at
+        // the end of the epoch
+        const group = Math.max(1, Math.min(accumulate, nBatches - (step - pending)));
         const run = <T>(f: () => T): T => (local ? ddp.noSync(f) : f());
         const l = run(() =>
           tidy(() => {
@@ -591,7 +597,7 @@ export async function fit(model: Module, opts: FitOptions): Promise<FitResult> {
                 throw new ArgumentError(`the loss function must return a scalar tensor, got ${describe(loss)}`);
               // backward is queued before the loss is read, so a GPU runs it while the host waits for the value;
               // a non-finite loss still stops the run before the optimizer step applies anything
-              (accumulate > 1 ? loss.div(accumulate) : loss).backward();
+              (group > 1 ? loss.div(group) : loss).backward();
               const v = loss.item();
               if (!Number.isFinite(v)) {
                 throw new ValidationError(

@@ -219,6 +219,23 @@ test('clipGradNorm: global L2 and max norms, scaling, non-finite', () =>
     throwsKiln(() => kn.optim.clipGradNorm([a], -1), kn.ArgumentError, /maxNorm/);
   }));
 
+test('clipGradNorm and gradNorm on half-precision gradients square in float32', () => {
+  for (const b of BACKENDS)
+    for (const dtype of ['float16', 'bfloat16'] as const)
+      onBackend(b, () =>
+        kn.tidy(() => {
+          // float16 squares of 300 and 400 are past its range: the norm was Infinity and nothing was clipped
+          const w = kn.tensor([300, 0, -400], undefined, { dtype, requiresGrad: true });
+          w.mul(w).mul(0.5).sum().backward();
+          assert.is(kn.optim.gradNorm([w]), 500, `${b} ${dtype}`);
+          assert.is(kn.optim.gradNorm([w], { normType: Infinity }), 400, `${b} ${dtype}`);
+          assert.is(kn.optim.clipGradNorm([w], 1), 500, `${b} ${dtype}`);
+          assert.is(w.grad!.dtype, dtype);
+          close(w.grad!.toArray(), [0.6, 0, -0.8], 4e-3, 0);
+        }),
+      );
+});
+
 test('schedulers: StepLR, CosineLR, WarmupLR (+ hand-over) and their state', () => {
   const opt = (): kn.optim.SGD => new kn.optim.SGD(new kn.nn.Linear(1, 1).parameters(), { lr: 0.8 });
   const s = new kn.optim.StepLR(opt(), { stepSize: 2, gamma: 0.5 });

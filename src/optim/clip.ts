@@ -15,9 +15,16 @@ function withGrad(params: Iterable<Tensor>, what: string): Tensor[] {
   });
 }
 
-/** The global norm of the gradients of `ps` (at least one), a float32 scalar computed on their backend. */
+/**
+ * The global norm of the gradients of `ps` (at least one), a float32 scalar computed on their backend. Squares
+ * are taken in float32: a float16 gradient over 256 squares past float16's range (the norm was Infinity, so
+ * clipping skipped exactly the gradients it is for), and bfloat16 squares lose bits.
+ */
 function normOf(ps: readonly Tensor[], normType: number): Tensor {
-  const parts = ps.map((p) => (normType === 2 ? sum(mul(p.grad!, p.grad!)) : max(p.grad!.abs())).cast('float32'));
+  const parts = ps.map((p) => {
+    const g = p.grad!.cast('float32');
+    return normType === 2 ? sum(mul(g, g)) : max(g.abs());
+  });
   const all = stack(parts);
   return normType === 2 ? sqrt(sum(all)) : max(all);
 }

@@ -278,6 +278,27 @@ test('drift: Kolmogorov tail, KS and PSI on known numbers, per-feature report wi
   // critical values of the Kolmogorov distribution: Q(1.358) = 0.05, Q(1.628) = 0.01
   assert.ok(Math.abs(kn.data.kolmogorovQ(1.3581) - 0.05) < 1e-3);
   assert.ok(Math.abs(kn.data.kolmogorovQ(1.6276) - 0.01) < 5e-4);
+  // both series (the CDF's below 1, the tail's above) against values summed to convergence in float64
+  for (const [l, q] of [
+    [0.002, 1],
+    [0.01, 1],
+    [0.1, 1],
+    [0.3, 0.9999906941986655],
+    [0.5, 0.9639452436648751],
+    [0.8, 0.5441424115741981],
+    [1.0, 0.26999967167735456],
+    [1.2, 0.11224966667072496],
+    [2.0, 0.0006709252557796953],
+  ])
+    assert.ok(Math.abs(kn.data.kolmogorovQ(l!) - q!) < 1e-12, `Q(${l}) = ${kn.data.kolmogorovQ(l!)}, not ${q}`);
+  // two large samples a hair apart are not a drift (D = 1/20000: the p-value was 0.40)
+  const big = Array.from({ length: 20000 }, (_, i) => i);
+  assert.ok(
+    kn.data.ksTest(
+      big,
+      big.map((v) => v + 0.5),
+    ).pValue > 0.999,
+  );
   const ks = kn.data.ksTest([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]);
   assert.is(ks.statistic, 1);
   const ne = Math.sqrt(25 / 10),

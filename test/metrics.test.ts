@@ -98,7 +98,7 @@ test('scores as rows of arrays are argmaxed to labels like a 2-D tensor', () => 
   const rows = [
     [0.1, 0.7, 0.2],
     [0.5, 0.5, 0.0],
-    [0.0, NaN, 1.0],
+    [0.0, 2.0, 1.0],
     [-1, -2, -0.5],
   ];
   assert.equal(
@@ -106,6 +106,29 @@ test('scores as rows of arrays are argmaxed to labels like a 2-D tensor', () => 
     kn.metrics.confusionMatrix([1, 0, 1, 2], kn.tensor(rows)),
   );
   near(kn.metrics.accuracy([1, 0, 1, 2], rows), 1);
+  near(kn.metrics.accuracy([1, 0, 1, 2], [new Float32Array([0, 1]), [1, 0], [0, 1], [0, 0.5]]), 0.75);
+  throwsKiln(
+    () =>
+      kn.metrics.accuracy(
+        [1, 0],
+        [
+          [0.5, NaN],
+          [1, 0],
+        ],
+      ),
+    kn.ValidationError,
+    /yPred\[0\]\[1\] must be a number/,
+  );
+  // kn.evaluate.bySlice takes the same rows
+  const r = kn.evaluate.bySlice([1, 0, 1, 2], rows, ['a', 'b', 'a', 'b'], { bootstrap: 0 });
+  assert.equal(
+    r.map((s) => [s.slice, s.count, s.metrics[0]!.value]),
+    [
+      ['all', 4, 1],
+      ['a', 2, 1],
+      ['b', 2, 1],
+    ],
+  );
 });
 
 test('edge cases: a class never predicted, a single class, perfect and all-wrong predictions', () => {

@@ -5,7 +5,7 @@
 import { hostRng } from '../data/loader.js';
 import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import * as metrics from '../metrics/index.js';
-import { classIndices } from '../metrics/labels.js';
+import { classIndices, labelsFrom } from '../metrics/labels.js';
 import { hostValues, runPredictor, type Predictor, type Values } from './host.js';
 
 export type { Predictor, Values } from './host.js';
@@ -336,20 +336,15 @@ export interface SliceRow {
  */
 export function bySlice(
   yTrue: Values,
-  yPred: Values,
+  yPred: Values | readonly (readonly number[])[],
   slices: ArrayLike<string | number> | readonly { name: string; where: (i: number) => boolean }[],
   opts: { metrics?: SliceMetric[]; bootstrap?: number; confidence?: number; seed?: number } = {},
 ): SliceRow[] {
   checkOptions(opts, 'bySlice', ['metrics', 'bootstrap', 'confidence', 'seed']);
-  const pred = isTensor(yPred) && yPred.ndim === 2 ? yPred.argmax(1) : null;
-  let t: Int32Array, p: Int32Array;
-  try {
-    const tt = hostValues(yTrue, 'yTrue');
-    t = labelsOf(yTrue, tt.v.length, 'yTrue');
-    p = labelsOf(pred ?? yPred, t.length, 'yPred');
-  } finally {
-    pred?.dispose();
-  }
+  const t = labelsOf(yTrue, hostValues(yTrue, 'yTrue').v.length, 'yTrue');
+  const p = labelsFrom(yPred, 'yPred');
+  if (p.length !== t.length)
+    throw new ShapeError(`yPred must hold ${t.length} labels or score rows (one per sample), got ${p.length}`);
   const n = t.length;
   const ms = (opts.metrics ?? ['accuracy']).map(metricFn);
   const reps = opts.bootstrap ?? 200;

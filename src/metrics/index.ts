@@ -1,75 +1,17 @@
 // Classification metrics on host arrays (labels are small next to the model). Inputs may be tensors or
 // arrays; a 2-D float tensor/array of scores is turned into labels with argmax.
 import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
-import { isTensor, type Tensor } from '../tensor/tensor.js';
-import { classIndices } from './labels.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { hostValues, labelsFrom } from './labels.js';
 
 /** Labels or scores: a Tensor, a typed array, a number array, or rows of scores [N, C] as arrays. */
 export type Labels = Tensor | ArrayLike<number> | readonly ArrayLike<number>[];
 /** How per-class scores are combined. */
 export type Average = 'macro' | 'micro' | 'weighted';
 
-/** Rows of scores given as arrays (number[][]): their values row by row and [N, C]; null for anything else. */
-function nestedRows(x: unknown, what: string): { values: Float64Array; shape: [number, number] } | null {
-  if (!Array.isArray(x) || x.length === 0 || !x.every((r) => r !== null && typeof r === 'object')) return null;
-  const rows = x as ArrayLike<number>[];
-  const C = rows[0]!.length;
-  if (typeof C !== 'number') throw new ArgumentError(`${what}[0] must be an array of scores, got ${describe(rows[0])}`);
-  const values = new Float64Array(rows.length * C);
-  rows.forEach((r, i) => {
-    if (r.length !== C)
-      throw new ShapeError(`${what} rows must all have ${C} scores (as row 0), but row ${i} has ${describe(r.length)}`);
-    for (let j = 0; j < C; j++) {
-      const v = r[j];
-      if (typeof v !== 'number') throw new ValidationError(`${what}[${i}][${j}] = ${describe(v)} is not a number`);
-      values[i * C + j] = v;
-    }
-  });
-  return { values, shape: [rows.length, C] };
-}
-
-/** Each row's first largest score (the first NaN, as Tensor.argmax). */
-function argmaxRows(values: Float64Array, [N, C]: [number, number]): Int32Array {
-  const out = new Int32Array(N);
-  for (let i = 0; i < N; i++) {
-    let best = 0;
-    for (let j = 1; j < C && !Number.isNaN(values[i * C + best]); j++) {
-      const v = values[i * C + j]!;
-      if (v > values[i * C + best]! || Number.isNaN(v)) best = j;
-    }
-    out[i] = best;
-  }
-  return out;
-}
-
-function toLabels(x: Labels, what: string): Int32Array {
-  const rows = nestedRows(x, what);
-  if (rows) {
-    if (rows.shape[1] === 0) throw new ShapeError(`${what} scores [N, C] need at least one class, got [${rows.shape}]`);
-    return argmaxRows(rows.values, rows.shape);
-  }
-  if (isTensor(x)) {
-    x.assertAlive(what);
-    if (x.ndim === 2) {
-      const a = x.argmax(1);
-      try {
-        return Int32Array.from(a.toArray() as ArrayLike<number>);
-      } finally {
-        a.dispose();
-      }
-    }
-    if (x.ndim !== 1) throw new ShapeError(`${what} must be 1-D labels or 2-D scores [N, C], got shape [${x.shape}]`);
-    x = x.toArray() as ArrayLike<number>;
-  }
-  if (x === null || typeof x !== 'object' || typeof (x as ArrayLike<number>).length !== 'number') {
-    throw new ArgumentError(`${what} must be a Tensor or an array of labels, got ${describe(x)}`);
-  }
-  return classIndices(x as ArrayLike<number>, what);
-}
-
 function pair(yTrue: Labels, yPred: Labels): [Int32Array, Int32Array] {
-  const t = toLabels(yTrue, 'yTrue'),
-    p = toLabels(yPred, 'yPred');
+  const t = labelsFrom(yTrue, 'yTrue'),
+    p = labelsFrom(yPred, 'yPred');
   if (t.length !== p.length) throw new ShapeError(`yTrue has ${t.length} labels but yPred has ${p.length}`);
   if (t.length === 0) throw new ValidationError('metrics need at least one sample');
   return [t, p];
@@ -241,15 +183,8 @@ function binaryAuc(pos: ArrayLike<boolean>, score: ArrayLike<number>): number {
 }
 
 function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
-  const rows = nestedRows(x, 'rocAuc scores');
-  if (rows) return rows;
-  if (isTensor(x)) {
-    x.assertAlive('rocAuc scores');
-    return { values: Float64Array.from(x.toArray() as ArrayLike<number>), shape: [...x.shape] };
-  }
-  if (x === null || typeof x !== 'object' || typeof x.length !== 'number')
-    throw new ArgumentError(`rocAuc scores must be a Tensor or an array, got ${describe(x)}`);
-  return { values: Float64Array.from(x as ArrayLike<number>), shape: [x.length] };
+  const { v, shape } = hostValues(x, 'rocAuc scores');
+  return { values: v, shape };
 }
 
 /**
@@ -261,7 +196,7 @@ function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
  */
 export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: Average } = {}): number {
   checkOptions(opts, 'rocAuc', ['average']);
-  const t = toLabels(yTrue, 'yTrue');
+  const t = labelsFrom(yTrue, 'yTrue');
   const { values, shape } = scoresOf(scores);
   if (shape[0] !== t.length) throw new ShapeError(`yTrue has ${t.length} labels but scores has ${shape[0]} rows`);
   for (let i = 0; i < values.length; i++)

@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { bufferProblem, compactDictionary, narrowType } from '../src/data/arrow.js';
+import { ksSorted } from '../src/data/drift.js';
 import { allclose, nativeBackends, onBackend, rejectsKiln, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
@@ -336,6 +337,24 @@ test('drift: Kolmogorov tail, KS and PSI on known numbers, per-feature report wi
     kn.ValidationError,
     /'a' is in the reference but not in the current/,
   );
+});
+
+test('drift: NaN is a missing value, never a hang', () => {
+  // ksTest's merge waited forever on NaN in both samples (a pandas float column's missing values)
+  throwsKiln(() => kn.data.ksTest([1, NaN], [1, NaN]), kn.ValidationError, /first sample has NaN at index 1/);
+  throwsKiln(() => kn.data.psi([1, 2, 3], [2, NaN]), kn.ValidationError, /current sample has NaN at index 1/);
+  // the serving monitor's merge on sorted samples: NaN sorts last and counts above every value
+  const sorted = (a: number[]): Float64Array => Float64Array.from(a).sort();
+  assert.is(ksSorted(sorted([1, NaN]), sorted([1, NaN])).statistic, 0);
+  assert.is(ksSorted(sorted([1, 2, NaN, NaN]), sorted([1, 2, 3, 4])).statistic, 0.5);
+  assert.is(ksSorted(sorted([NaN]), sorted([5])).statistic, 1);
+  // driftReport counts NaN with null as missing and compares the observed values
+  const report = kn.data.driftReport({ x: [1, 2, NaN, 3, 4, null, 5, 6] }, { x: [1, NaN, 2, 3, 4, 5, 6, NaN] });
+  const f = report.features[0]!;
+  assert.equal(f.missing, { reference: 0.25, current: 0.25 });
+  assert.is(f.ks, 0);
+  assert.is(f.pValue, 1);
+  assert.equal(report.drifted, []);
 });
 
 test('Arrow: a sliced table reads the rows of its slice (apache-arrow slices values, keeps the bit offset)', () => {

@@ -56,21 +56,37 @@ export function kolmogorovQ(lambda: number): number {
  * @example kn.data.ksTest([1, 2, 3, 4], [1, 2, 3, 4]).statistic // 0
  */
 export function ksTest(a: ArrayLike<number>, b: ArrayLike<number>): { statistic: number; pValue: number } {
-  const x = Float64Array.from(a).sort(),
-    y = Float64Array.from(b).sort();
+  const x = observed(a, 'ksTest first sample'),
+    y = observed(b, 'ksTest second sample');
   if (!x.length || !y.length) throw new ValidationError('ksTest needs two non-empty samples');
   return ksSorted(x, y);
 }
 
-/** ksTest of two samples already sorted ascending (non-empty): a merge, no sorting. */
+/** A sample as float64, sorted ascending; NaN (a missing value: it has no place in a distribution) is refused. */
+function observed(a: ArrayLike<number>, what: string): Float64Array {
+  const x = Float64Array.from(a);
+  const at = x.findIndex(Number.isNaN);
+  if (at >= 0) throw new ValidationError(`${what} has NaN at index ${at}; leave missing values out`);
+  return x.sort();
+}
+
+/** Same place in ascending sort order, where NaN comes last (Float64Array's sort). */
+const same = (a: number, b: number): boolean => a === b || (a !== a && b !== b);
+
+/**
+ * ksTest of two samples already sorted ascending (non-empty): a merge, no sorting. NaN, sorted last, counts as
+ * a value above all others (the merge once waited forever on NaN in both samples).
+ */
 export function ksSorted(x: Float64Array, y: Float64Array): { statistic: number; pValue: number } {
   let i = 0,
     j = 0,
     d = 0;
   while (i < x.length && j < y.length) {
-    const v = Math.min(x[i]!, y[j]!);
-    while (i < x.length && x[i] === v) i++;
-    while (j < y.length && y[j] === v) j++;
+    const a = x[i]!,
+      b = y[j]!;
+    const v = a < b || b !== b ? a : b;
+    while (i < x.length && same(x[i]!, v)) i++;
+    while (j < y.length && same(y[j]!, v)) j++;
     d = Math.max(d, Math.abs(i / x.length - j / y.length));
   }
   const ne = Math.sqrt((x.length * y.length) / (x.length + y.length));
@@ -95,9 +111,10 @@ function psiOf(ref: number[], cur: number[]): number {
 export function psi(reference: ArrayLike<number>, current: ArrayLike<number>, bins = 10): number {
   if (!Number.isInteger(bins) || bins < 2)
     throw new ArgumentError(`bins must be an integer >= 2, got ${describe(bins)}`);
-  const r = Float64Array.from(reference).sort();
-  if (!r.length || !current.length) throw new ValidationError('psi needs two non-empty samples');
-  return psiFromBins(quantileBins(r, bins), current);
+  const r = observed(reference, 'psi reference');
+  const c = observed(current, 'psi current sample');
+  if (!r.length || !c.length) throw new ValidationError('psi needs two non-empty samples');
+  return psiFromBins(quantileBins(r, bins), c);
 }
 
 /** PSI bins of a reference: the edges of its quantiles and its share of values in each bin. */
@@ -160,7 +177,9 @@ export function driftReport(
   for (const rc of ref) {
     const cc = cur.get(rc.name);
     if (!cc) throw new ValidationError(`feature '${rc.name}' is in the reference but not in the current data`);
-    const present = <T>(vals: ArrayLike<T | null>): T[] => Array.from(vals).filter((v): v is T => v !== null);
+    // null and NaN (pandas' missing float) are missing values, counted in `missing`
+    const present = <T>(vals: ArrayLike<T | null>): T[] =>
+      Array.from(vals).filter((v): v is T => v !== null && !(typeof v === 'number' && Number.isNaN(v)));
     const rv = present(rc.values),
       cv = present(cc.values);
     if (!rv.length || !cv.length)

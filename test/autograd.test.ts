@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { allclose, nativeBackends, onBackend } from './helpers.js';
+import { allclose, nativeBackends, onBackend, throwsKiln } from './helpers.js';
 
 for (const b of ['js', ...nativeBackends()] as kn.BackendName[]) {
   test(`known gradients (${b})`, () =>
@@ -218,6 +218,52 @@ test('a graph spans backends: .to() passes the gradient back to the tensor on it
     const d = onBackend(other, () => kn.tensor([1, 2], undefined, { requiresGrad: true }));
     assert.not.ok(d.detach().to('js').requiresGrad);
   }
+});
+
+// A saved tensor overwritten in place between forward and backward used to give a silently wrong gradient (an
+// optimizer step, a loaded state); backward now refuses, as PyTorch's version counter does
+test('backward refuses a saved tensor changed in place since it was saved', () => {
+  for (const b of ['js', ...nativeBackends()] as kn.BackendName[])
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const w = kn.tensor(
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          undefined,
+          { requiresGrad: true },
+        );
+        const x = kn.tensor([[1, -1]]);
+        const h = x.matmul(w);
+        const loss = h.mul(h).sum();
+        const opt = new kn.optim.SGD([w], { lr: 0.1 });
+        loss.backward({ retainGraph: true });
+        opt.step(); // matmul saved w
+        throwsKiln(() => loss.backward(), kn.ArgumentError, /'matmul' saved its input 1 \[2, 2\].*modified in place/);
+        // a view shares the count: the step changed the storage under w.reshape
+        opt.zeroGrad();
+        x.matmul(w).sum().backward(); // a gradient for the next step
+        const viaView = w
+          .reshape([4])
+          .mul(w.reshape([4]))
+          .sum();
+        opt.step();
+        throwsKiln(() => viaView.backward(), kn.ArgumentError, /version 2, saved at 1/);
+        // a saved output: exp keeps its result, here overwritten by a loaded state
+        const v = kn.tensor([0.5, 1], undefined, { requiresGrad: true });
+        const y = v.exp();
+        const z = y.sum();
+        y.assign(kn.zeros([2]));
+        throwsKiln(() => z.backward(), kn.ArgumentError, /'exp' saved its output \[2\]/);
+        // forward after the step, then backward, is the normal order: allowed, and the gradient is right
+        opt.zeroGrad();
+        const fresh = x.matmul(w).sum();
+        fresh.backward();
+        const r = allclose(w.grad!.toFloat64Array(), [1, 1, -1, -1], 1e-6, 1e-6);
+        assert.ok(r.ok, `${b}: ${r.message}`);
+      }),
+    );
 });
 
 test.run();

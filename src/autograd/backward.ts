@@ -4,7 +4,7 @@ import { onesLike, zerosLike } from '../ops/creation.js';
 import { add, cast } from '../ops/elementwise.js';
 import { clone } from '../ops/movement.js';
 import { shapeStr, sameShape } from '../tensor/shape.js';
-import { assertTensor, type Tensor } from '../tensor/tensor.js';
+import { assertTensor, isTensor, type Tensor } from '../tensor/tensor.js';
 import { activeRecorder } from '../profile/recorder.js';
 import { SAVED_CONSTANT, SAVED_OUTPUT, isGradEnabled, withGrad, type Node } from './tape.js';
 
@@ -66,10 +66,15 @@ export interface BackwardOptions {
 /**
  * Reverse-mode differentiation from `root` into the `.grad` of every leaf that requires a gradient.
  * Frees the graph afterwards unless `retainGraph` is set. With `createGraph`, the gradients carry their own
- * graph (they require gradients), so they can be differentiated again to any order.
+ * graph (they require gradients), so they can be differentiated again to any order. The options may also come
+ * second, without a gradient: `backward(root, { retainGraph: true })` (PyTorch's keyword form).
  * @example const x = kn.tensor([3], undefined, { requiresGrad: true }); kn.backward(x.mul(x).sum()); x.grad!.toList() // [6]
  */
-export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+export function backward(root: Tensor, gradOrOpts?: Tensor | BackwardOptions, options?: BackwardOptions): void {
+  const keyword =
+    gradOrOpts !== null && typeof gradOrOpts === 'object' && !isTensor(gradOrOpts) && options === undefined;
+  const grad = keyword ? undefined : (gradOrOpts as Tensor | undefined);
+  const opts = (keyword ? (gradOrOpts as BackwardOptions) : options) ?? {};
   checkOptions(opts, 'backward', ['retainGraph', 'createGraph']);
   const rec = activeRecorder;
   if (rec === null) backwardPass([root], grad, opts, null);
@@ -111,6 +116,29 @@ function checkRoot(root: Tensor, grad: Tensor | undefined): void {
         `backward(grad): gradient shape ${shapeStr(grad.shape)} must match the output ${shapeStr(root.shape)}`,
       );
   }
+}
+
+/**
+ * Refuses a backward through a node whose saved tensors were overwritten in place since it saved them (an
+ * optimizer step or a loaded state between forward and backward): its gradient would use the new values and be
+ * silently wrong. PyTorch raises the same way.
+ */
+function checkSavedVersions(n: Node): void {
+  n.saved.forEach((t, i) => {
+    const was = n.savedVersions[i];
+    if (was === undefined || t.version === was) return;
+    const what =
+      n.savedFrom[i] === SAVED_OUTPUT
+        ? 'its output'
+        : (n.savedFrom[i] ?? -1) >= 0
+          ? `its input ${n.savedFrom[i]}`
+          : 'a value';
+    throw new ArgumentError(
+      `backward(): '${n.op}' saved ${what} ${shapeStr(t.shape)} for its gradient, and it was modified in place ` +
+        `since (version ${t.version}, saved at ${was}), e.g. by optimizer.step() or loadStateDict() before ` +
+        'backward(); call backward() before updating it, or compute from a clone() of it',
+    );
+  });
 }
 
 /** The tensors a node saved, reconnected to their autograd history (for createGraph): a saved input gets the
@@ -219,6 +247,7 @@ function backwardPass(
                 'pass { retainGraph: true } to the first call to backpropagate twice',
             );
           }
+          checkSavedVersions(n);
           const needs = n.edges.map((e) => e !== null);
           const saved = createGraph ? liveSaved(n) : n.saved;
           const rec = activeRecorder;

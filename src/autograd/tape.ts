@@ -70,6 +70,8 @@ export class Node {
     readonly vjp: Vjp,
     readonly outShape: readonly number[],
     readonly savedFrom: readonly number[] = [],
+    /** each saved tensor's storage version when it was saved (Tensor.version) */
+    readonly savedVersions: readonly number[] = [],
   ) {
     for (const e of edges) if (e && 'node' in e) e.node.retain();
   }
@@ -114,7 +116,15 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], saved
     const i = inputs.indexOf(t);
     return i >= 0 ? i : SAVED_CONSTANT;
   });
-  const node = new Node(op, edges, aliases, vjp, out.shape, savedFrom);
+  const node = new Node(
+    op,
+    edges,
+    aliases,
+    vjp,
+    out.shape,
+    savedFrom,
+    saved.map((t) => t.version),
+  );
   const rec = activeRecorder;
   if (rec !== null) rec.tagNode(node);
   out.setNode(node);

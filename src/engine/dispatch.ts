@@ -156,6 +156,7 @@ function inPlaceCall(op: OpName, inputs: readonly Tensor[], attrs: readonly numb
       runBackend(backend, op, views, { handle: storage.handle, dtype: 'float32', shape: [0] }, attrs);
     } finally {
       storage.release();
+      for (const i of spec.inplace) inputs[i]?.bumpVersion();
     }
   } finally {
     for (const t of temps) t.dispose();

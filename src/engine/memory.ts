@@ -27,6 +27,11 @@ function counts(b: BackendName): Counts {
 export class Storage {
   private refs = 1;
   readonly bytes: number;
+  /**
+   * How many times the buffer was overwritten in place (assign, optimizer steps). Autograd notes it when it saves
+   * a tensor and refuses a backward through values changed since (PyTorch's version counter).
+   */
+  version = 0;
   constructor(
     readonly backend: Backend,
     readonly handle: Handle,

@@ -4,7 +4,7 @@
 // Tensor class for the type checker; the implementations below attach them. Each method is the function of
 // the same name in `kn` (see there for docs and examples). Imported for its effect by src/index.ts and
 // src/ops/index.ts, so any entry into the ops has them.
-import { backward } from '../autograd/backward.js';
+import { backward, type BackwardOptions } from '../autograd/backward.js';
 import {
   abs,
   add,
@@ -57,8 +57,11 @@ import { Tensor } from './tensor.js';
 
 declare module './tensor.js' {
   interface Tensor {
-    /** Backpropagates from this tensor (a scalar unless `grad` is given) into the `.grad` of the leaves. */
-    backward(grad?: Tensor, opts?: { retainGraph?: boolean }): void;
+    /**
+     * Backpropagates from this tensor (a scalar unless `grad` is given) into the `.grad` of the leaves. Options
+     * come after the gradient, or alone: `loss.backward({ retainGraph: true })`.
+     */
+    backward(grad?: Tensor | BackwardOptions, opts?: BackwardOptions): void;
     add(b: Tensor | number): Tensor;
     sub(b: Tensor | number): Tensor;
     mul(b: Tensor | number): Tensor;

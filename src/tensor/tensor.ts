@@ -305,6 +305,7 @@ export class Tensor {
       );
     }
     if (!this.isContiguous()) throw new ArgumentError('assign: the target tensor must be contiguous');
+    this.res.storage.version++;
     const b = this.backendInstance;
     if (b.writeFloat64 && src.backendInstance === b && this.dtype === 'float32' && src.dtype === 'float32') {
       b.writeFloat64(this.res.storage.handle, src.toFloat64Array(), this.offset);
@@ -335,6 +336,19 @@ export class Tensor {
     dst.set(this.toArray() as ArrayLike<number>);
   }
 
+  /**
+   * @internal How many times this tensor's storage (shared by its views) was overwritten in place; autograd
+   * compares it at backward with the count when an op saved the tensor.
+   */
+  get version(): number {
+    return this.res.storage.version;
+  }
+
+  /** @internal Counts an in-place write into this tensor's storage by a kernel (optimizer steps). */
+  bumpVersion(): void {
+    this.res.storage.version++;
+  }
+
   /** @internal The backend's handle of this tensor's storage (a native buffer id on cpu and cuda). */
   storageHandle(): unknown {
     this.assertAlive('storageHandle');
@@ -347,6 +361,7 @@ export class Tensor {
     if (src.length !== this.size)
       throw new ShapeError(`copyFromFloat32: source holds ${src.length} values, the tensor ${this.size}`);
     if (!this.isContiguous()) throw new ArgumentError('copyFromFloat32: the target tensor must be contiguous');
+    this.res.storage.version++;
     if (this.dtype === 'float32') {
       this.backendInstance.write(this.res.storage.handle, this.dtype, src, this.offset);
       return;

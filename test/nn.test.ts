@@ -192,6 +192,46 @@ test('Module: state dicts round-trip in place, strict keys, shapes checked', () 
     throwsKiln(() => new kn.nn.Linear(0, 2), kn.ArgumentError, /positive integer/);
   }));
 
+test('Embedding paddingIdx: a zero row that gets no gradient, as PyTorch padding_idx', () => {
+  for (const b of BACKENDS)
+    onBackend(b, () =>
+      kn.tidy(() => {
+        kn.seed(3);
+        const e = new kn.nn.Embedding(5, 3, { paddingIdx: -1 }); // the last row, as PyTorch counts it
+        assert.is(e.paddingIdx, 4);
+        const w = e.weight.toArray();
+        assert.equal(Array.from(w.slice(12, 15)), [0, 0, 0], `${b}: the padding row starts at zeros`);
+        const ids = kn.tensor(new Int32Array([1, 4, 1, 4, 0, 2]), [2, 3]);
+        const y = e.call(ids);
+        assert.equal(y.shape, [2, 3, 3]);
+        // values: the rows looked up, padding included (a user may set the padding row)
+        const yv = y.toArray();
+        [1, 4, 1, 4, 0, 2].forEach((r, i) =>
+          assert.equal(Array.from(yv.slice(3 * i, 3 * i + 3)), Array.from(w.slice(3 * r, 3 * r + 3))),
+        );
+        // d/dweight of sum(y * c): each used row sums the c of its places; the padding row gets nothing
+        const c = kn.arange(18).reshape([2, 3, 3]);
+        y.mul(c).sum().backward();
+        const g = e.weight.grad!.toArray();
+        const want = new Float32Array(15);
+        [1, 4, 1, 4, 0, 2].forEach((r, i) => {
+          if (r !== 4) for (let j = 0; j < 3; j++) want[3 * r + j]! += 3 * i + j;
+        });
+        assert.equal(Array.from(g), Array.from(want), `${b}: gradient`);
+        // the spec keeps it; without paddingIdx the spec is unchanged
+        assert.equal(kn.nn.toSpec(e), { type: 'Embedding', numEmbeddings: 5, embeddingDim: 3, paddingIdx: 4 });
+        assert.is((kn.nn.fromSpec(JSON.stringify(kn.nn.toSpec(e))) as kn.nn.Embedding).paddingIdx, 4);
+        throwsKiln(() => new kn.nn.Embedding(5, 3, { paddingIdx: 5 }), kn.ArgumentError, /\[-5, 5\), got 5/);
+        throwsKiln(
+          () => kn.nn.fromSpec(JSON.stringify({ type: 'Embedding', numEmbeddings: 5, embeddingDim: 3, paddingIdx: 7 })),
+          kn.FormatError,
+          /paddingIdx' must be below numEmbeddings \(5\)/,
+        );
+        throwsKiln(() => e.call(kn.tensor([1, 2])), kn.DTypeError, /integer indices/);
+      }),
+    );
+});
+
 test('init: same seed, same weights; Kaiming/Xavier scales', () =>
   kn.tidy(() => {
     kn.seed(3);

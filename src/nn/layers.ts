@@ -1,10 +1,22 @@
 // The standard layers. Each forward is written in kiln ops, so every backend runs it and autograd gives the
 // backward pass.
 import { activeRecorder } from '../profile/recorder.js';
-import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
 import { conv2d, maxPool2d, pair as checkPair, type Conv2dOptions, type Pair } from '../ops/conv.js';
-import { add, biasAct, gelu, mul, relu, sigmoid, sub, tanh, where, type FusedActivation } from '../ops/elementwise.js';
+import {
+  add,
+  biasAct,
+  gelu,
+  mul,
+  ne,
+  relu,
+  sigmoid,
+  sub,
+  tanh,
+  where,
+  type FusedActivation,
+} from '../ops/elementwise.js';
 import { flatten, gather, reshape } from '../ops/movement.js';
 import { rand, randn } from '../ops/random.js';
 import { noGrad } from '../autograd/tape.js';
@@ -240,26 +252,51 @@ export function keepMask(shape: readonly number[], p: number): Tensor {
 }
 
 /**
- * Lookup table: int32 indices of any shape -> [...shape, dim]. Weight N(0, 1) like PyTorch.
+ * Lookup table: int32 indices of any shape -> [...shape, dim]. Weight N(0, 1) like PyTorch. With `paddingIdx`
+ * (the padding token; negative counts from the end, as in PyTorch), that row starts at zeros and gets no
+ * gradient, so padding stays a zero vector through training.
  * @example new kn.nn.Embedding(10, 4).call(kn.tensor(new Int32Array([1, 2]), [2])).shape // [2, 4]
  */
 export class Embedding extends Module {
   readonly weight: Tensor;
+  /** The padding row (non-negative), or null. */
+  readonly paddingIdx: number | null;
   constructor(
     readonly numEmbeddings: number,
     readonly embeddingDim: number,
+    opts: { paddingIdx?: number | null } = {},
   ) {
     super();
+    checkOptions(opts, 'Embedding', ['paddingIdx']);
     posInt(numEmbeddings, 'Embedding numEmbeddings');
     posInt(embeddingDim, 'Embedding embeddingDim');
-    this.weight = this.registerParameter('weight', randn([numEmbeddings, embeddingDim]));
+    const p = opts.paddingIdx ?? null;
+    if (p !== null && !(Number.isInteger(p) && p >= -numEmbeddings && p < numEmbeddings))
+      throw new ArgumentError(
+        `Embedding paddingIdx must be an integer in [-${numEmbeddings}, ${numEmbeddings}), got ${describe(p)}`,
+      );
+    this.paddingIdx = p === null ? null : p < 0 ? p + numEmbeddings : p;
+    const w = randn([numEmbeddings, embeddingDim]);
+    if (this.paddingIdx !== null) {
+      const row = zeros([1, embeddingDim]);
+      noGrad(() => w.slice([this.paddingIdx!], [this.paddingIdx! + 1]).assign(row));
+      row.dispose();
+    }
+    this.weight = this.registerParameter('weight', w);
   }
   forward(idx: Tensor): Tensor {
     if (idx.dtype !== 'int32' && idx.dtype !== 'int8' && idx.dtype !== 'uint8') {
-      throw new ShapeError(`Embedding takes integer indices, got ${idx.dtype}`);
+      throw new DTypeError(`Embedding takes integer indices (int32, int8 or uint8), got ${idx.dtype}`);
     }
     const flat = reshape(idx, [idx.size]);
-    const rows = gather(this.weight, flat, 0);
+    let rows = gather(this.weight, flat, 0);
+    if (this.paddingIdx !== null && rows.requiresGrad) {
+      // the padding row's value as it is, its gradient stopped
+      const keep = reshape(ne(flat, this.paddingIdx), [idx.size, 1]);
+      const kept = where(keep, rows, rows.detach());
+      [keep, rows].forEach((t) => t.dispose());
+      rows = kept;
+    }
     const y = reshape(rows, [...idx.shape, this.embeddingDim]);
     flat.dispose();
     rows.dispose();
@@ -643,9 +680,20 @@ registerLayer(Dropout, {
 
 registerLayer(Embedding, {
   type: 'Embedding',
-  toSpec: (e) => ({ type: 'Embedding', numEmbeddings: e.numEmbeddings, embeddingDim: e.embeddingDim }),
+  toSpec: (e) => ({
+    type: 'Embedding',
+    numEmbeddings: e.numEmbeddings,
+    embeddingDim: e.embeddingDim,
+    ...(e.paddingIdx === null ? {} : { paddingIdx: e.paddingIdx }),
+  }),
   params: (o, r, path) => r.int(o, 'numEmbeddings', path, 1) * r.int(o, 'embeddingDim', path, 1),
-  fromSpec: (o, r, path) => new Embedding(r.int(o, 'numEmbeddings', path, 1), r.int(o, 'embeddingDim', path, 1)),
+  fromSpec: (o, r, path) => {
+    const n = r.int(o, 'numEmbeddings', path, 1);
+    const padding = Object.hasOwn(o, 'paddingIdx') ? r.int(o, 'paddingIdx', path, 0) : null;
+    if (padding !== null && padding >= n)
+      r.fail(path, `'paddingIdx' must be below numEmbeddings (${n}), got ${padding}`);
+    return new Embedding(n, r.int(o, 'embeddingDim', path, 1), { paddingIdx: padding });
+  },
   takesIds: true,
 });
 

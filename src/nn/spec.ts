@@ -30,7 +30,7 @@ export type LayerSpec =
   | { type: 'Tanh' }
   | { type: 'Sigmoid' }
   | { type: 'Dropout'; p: number }
-  | { type: 'Embedding'; numEmbeddings: number; embeddingDim: number }
+  | { type: 'Embedding'; numEmbeddings: number; embeddingDim: number; paddingIdx?: number }
   | { type: 'BatchNorm1d' | 'BatchNorm2d'; numFeatures: number; eps: number; momentum: number; affine: boolean }
   | { type: 'LayerNorm'; normalizedShape: number[]; eps: number; affine: boolean }
   | { type: 'Sequential'; layers: LayerSpec[] }

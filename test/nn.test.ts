@@ -232,6 +232,41 @@ test('Embedding paddingIdx: a zero row that gets no gradient, as PyTorch padding
     );
 });
 
+// A layer used twice listed its parameters twice, so new SGD(model.parameters()) threw 'the same parameter
+// appears twice'; PyTorch's parameters() lists each once (and its state_dict keeps every name)
+test('a shared layer: parameters once, its gradient from every use, state dict under every name', () =>
+  kn.tidy(() => {
+    kn.seed(2);
+    const lin = new kn.nn.Linear(2, 2);
+    const net = new kn.nn.Sequential(lin, new kn.nn.ReLU(), lin);
+    assert.equal(
+      net.namedParameters().map(([n]) => n),
+      ['0.weight', '0.bias'],
+    );
+    assert.is(net.numParameters(), 6);
+    assert.equal(Object.keys(net.stateDict()), ['0.weight', '0.bias', '2.weight', '2.bias']);
+    const x = kn.tensor([
+      [1, -2],
+      [0.5, 3],
+    ]);
+    // the same function with the tensors written out twice
+    const [W, b] = [lin.weight, lin.bias!].map((t) => t.detach().clone());
+    W!.requiresGrad = true;
+    b!.requiresGrad = true;
+    const once = (v: kn.Tensor): kn.Tensor => v.matmul(W!.transpose(0, 1)).add(b!);
+    once(once(x).relu()).sum().backward();
+    const opt = new kn.optim.SGD(net.parameters(), { lr: 0.5 });
+    net.call(x).sum().backward();
+    const r = allclose(lin.weight.grad!.toFloat64Array(), W!.grad!.toFloat64Array(), 1e-6, 1e-6);
+    assert.ok(r.ok, r.message);
+    const before = lin.bias!.toFloat64Array();
+    opt.step();
+    const want = Array.from(before, (v, i) => v - 0.5 * b!.grad!.toFloat64Array()[i]!);
+    const s = allclose(lin.bias!.toFloat64Array(), want, 1e-6, 1e-6);
+    assert.ok(s.ok, `one step, not two: ${s.message}`);
+    net.loadStateDict(net.stateDict());
+  }));
+
 test('init: same seed, same weights; Kaiming/Xavier scales', () =>
   kn.tidy(() => {
     kn.seed(3);

@@ -358,6 +358,9 @@ export class DistributedDataParallel extends Module {
   override namedBuffers(prefix = ''): [string, Tensor][] {
     return this.module.namedBuffers(prefix);
   }
+  override stateEntries(): [string, Tensor][] {
+    return this.module.stateEntries();
+  }
   override namedModules(prefix = ''): [string, Module][] {
     return this.module.namedModules(prefix);
   }

@@ -122,26 +122,33 @@ export abstract class Module {
     return [...this._children.entries()];
   }
 
-  /** [dotted name, parameter] for this module and every descendant. */
-  namedParameters(prefix = ''): [string, Tensor][] {
+  /**
+   * [dotted name, tensor] of every parameter (or buffer) in the tree; one shared by several modules (a layer used
+   * twice, tied weights) under each of its names, as state dicts keep them.
+   */
+  private allNamed(buffers: boolean, prefix: string): [string, Tensor][] {
     const out: [string, Tensor][] = [];
-    for (const [n, t] of this._params) out.push([prefix + n, t]);
-    for (const [n, c] of this._children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    for (const [n, t] of buffers ? this._buffers : this._params) out.push([prefix + n, t]);
+    for (const [n, c] of this._children) out.push(...c.allNamed(buffers, `${prefix}${n}.`));
     return out;
   }
   /**
-   * Every trainable tensor in the tree.
+   * [dotted name, parameter] for this module and every descendant; a parameter shared by several modules comes
+   * once, under its first name (PyTorch's named_parameters), so an optimizer steps it once.
+   */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    return firstNames(this.allNamed(false, prefix));
+  }
+  /**
+   * Every trainable tensor in the tree, each once.
    * @example new kn.nn.Linear(3, 2).parameters().length // 2
    */
   parameters(): Tensor[] {
     return this.namedParameters().map(([, t]) => t);
   }
-  /** [dotted name, buffer] for this module and every descendant. */
+  /** [dotted name, buffer] for this module and every descendant (a shared buffer once, under its first name). */
   namedBuffers(prefix = ''): [string, Tensor][] {
-    const out: [string, Tensor][] = [];
-    for (const [n, t] of this._buffers) out.push([prefix + n, t]);
-    for (const [n, c] of this._children) out.push(...c.namedBuffers(`${prefix}${n}.`));
-    return out;
+    return firstNames(this.allNamed(true, prefix));
   }
   /** Total number of trainable values. */
   numParameters(): number {
@@ -164,14 +171,20 @@ export abstract class Module {
   }
 
   /**
-   * Parameters and buffers by dotted name. The tensors are views that share storage with the module (a snapshot
-   * needs `.clone()`); disposing them does not affect the module.
+   * Parameters and buffers by dotted name (a shared one under each of its names, as PyTorch's state_dict). The
+   * tensors are views that share storage with the module (a snapshot needs `.clone()`); disposing them does not
+   * affect the module.
    * @example Object.keys(new kn.nn.Linear(3, 2).stateDict()) // ['weight', 'bias']
    */
   stateDict(): StateDict {
     const sd = nameRecord<Tensor>();
-    for (const [n, t] of [...this.namedParameters(), ...this.namedBuffers()]) sd[n] = t.detach();
+    for (const [n, t] of this.stateEntries()) sd[n] = t.detach();
     return sd;
+  }
+
+  /** @internal Parameters, then buffers, each under every name it has: what state dicts hold. */
+  stateEntries(): [string, Tensor][] {
+    return [...this.allNamed(false, ''), ...this.allNamed(true, '')];
   }
 
   /**
@@ -195,7 +208,7 @@ export abstract class Module {
   planLoad(sd: Record<string, Tensor>, strict = true): { missing: string[]; unexpected: string[]; apply: () => void } {
     if (sd === null || typeof sd !== 'object')
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
-    const mine = new Map([...this.namedParameters(), ...this.namedBuffers()]);
+    const mine = new Map(this.stateEntries());
     const missing = [...mine.keys()].filter((k) => own(sd, k) === undefined);
     const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
     if (strict && (missing.length || unexpected.length)) {
@@ -236,7 +249,7 @@ export abstract class Module {
 
   /** Frees every parameter and buffer. */
   dispose(): void {
-    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.dispose();
+    for (const [, t] of this.stateEntries()) t.dispose();
   }
 
   toString(): string {
@@ -249,6 +262,12 @@ export abstract class Module {
   protected extraRepr(): string {
     return '';
   }
+}
+
+/** The pairs with each tensor once, under the first name it has. */
+function firstNames(pairs: [string, Tensor][]): [string, Tensor][] {
+  const seen = new Set<Tensor>();
+  return pairs.filter(([, t]) => !seen.has(t) && seen.add(t) !== undefined);
 }
 
 /** Independent copies of a module's parameters and buffers (a snapshot to restore later with loadStateDict). */

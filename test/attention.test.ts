@@ -576,7 +576,10 @@ test('kn.models: shapes, parameter counts, training step and seeded sampling', (
   }
   assert.ok(last < 0.1 * first, `loss ${first} -> ${last}`);
   kn.seed(11);
+  // every step's tensors are freed as it ends (42 a step were left to the garbage collector)
+  const live = kn.memory().numTensors;
   const a = kn.models.generate(lm, [2], { maxNewTokens: 6, temperature: 0.5, blockSize: 8 });
+  assert.is(kn.memory().numTensors, live, 'generate leaves no tensors behind');
   kn.seed(11);
   assert.equal(kn.models.generate(lm, [2], { maxNewTokens: 6, temperature: 0.5, blockSize: 8 }), a);
   assert.equal(a, [2, 3, 4, 5, 0, 1, 2], 'samples the learned pattern');

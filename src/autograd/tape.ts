@@ -1,7 +1,7 @@
 // The tape: each recorded op output holds a Node with edges to its inputs' nodes (or to leaf tensors) and
 // the tensors its vjp needs, saved as private aliases so user disposal cannot break backward. Nodes are
 // reference counted by the tensors and nodes that point at them; when the last goes, saved tensors are freed.
-import { untrack } from '../engine/memory.js';
+import { tidy, untrack } from '../engine/memory.js';
 import { ArgumentError, describe } from '../errors.js';
 import { activeRecorder } from '../profile/recorder.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -23,6 +23,14 @@ export function isGradEnabled(): boolean {
 export function noGrad<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new ArgumentError(`noGrad(fn) takes a function, got ${describe(fn)}`);
   return withGrad(false, fn);
+}
+
+/**
+ * @internal Runs `fn` without recording and frees every tensor it made except those it returns: for work whose
+ * result is host data (a number read with item(), an array) or a few tensors kept on purpose.
+ */
+export function quiet<T>(fn: () => T): T {
+  return tidy(() => withGrad(false, fn));
 }
 
 /** @internal Runs `fn` with gradient recording on or off (backward with createGraph turns it on). */

@@ -9,13 +9,13 @@ import type * as Ort from 'onnxruntime-node';
 import type { BackendName } from '../backends/backend.js';
 import { loadAddon } from '../backends/native/binding.js';
 import { backends, getBackend, setBackend } from '../backends/registry.js';
-import { memory, resetPeakMemory, tidy } from '../engine/memory.js';
+import { memory, resetPeakMemory } from '../engine/memory.js';
 import { ArgumentError, KilnError } from '../errors.js';
 import { modelFromBytes } from '../io/index.js';
 import { toOnnx } from '../io/onnx.js';
 import { Embedding, Sequential } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { noGrad } from '../autograd/tape.js';
+import { quiet } from '../autograd/tape.js';
 import { randint, randn, seed } from '../ops/random.js';
 import { bench } from '../profile/bench.js';
 import { quantize } from '../quant/quantize.js';
@@ -149,7 +149,7 @@ export async function benchModel(
     : randn([maxBatch, ...shape]);
   const xValues = Float64Array.from(xHost.toArray() as ArrayLike<number>);
   const per = xValues.length / maxBatch;
-  const refOut = tidy(() => noGrad(() => refModel.call(xHost).toFloat64Array()));
+  const refOut = quiet(() => refModel.call(xHost).toFloat64Array());
   const outPer = refOut.length / maxBatch;
   xHost.dispose();
   const inputOn = (backend: BackendName, b: number): Tensor =>
@@ -195,13 +195,13 @@ export async function benchModel(
             for (const b of batches) {
               const x = inputOn(bname, b);
               try {
-                const out = tidy(() => noGrad(() => m.call(x).toFloat64Array()));
+                const out = quiet(() => m.call(x).toFloat64Array());
                 const sq = sqnrOf(refOut.subarray(0, b * outPer), out);
                 const baseline = memory().backends[bname]?.bytes ?? 0;
                 resetPeakMemory();
-                tidy(() => noGrad(() => m.call(x).toArray()));
+                quiet(() => m.call(x).toArray());
                 const peak = memory().backends[bname]?.peakBytes ?? baseline;
-                const t = await timed(() => tidy(() => noGrad(() => void m.call(x).toArray())), b, true);
+                const t = await timed(() => quiet(() => void m.call(x).toArray()), b, true);
                 emit({ engine: 'kiln', backend: bname, quant: q, threads: th, ...t, peakBytes: peak, sqnrDb: sq });
               } finally {
                 x.dispose();

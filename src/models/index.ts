@@ -1,7 +1,7 @@
 // kn.models: proven architectures from the literature as constructors with sensible defaults. Every model is a
 // tree of standard layers, so it saves with its architecture (kn.io.save / loadModel), serves, quantizes,
 // prunes and (where ONNX has the ops) exports like any other.
-import { noGrad } from '../autograd/tape.js';
+import { quiet } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
@@ -343,7 +343,8 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
   try {
     for (let step = 0; step < n; step++) {
       const ctx = block ? out.slice(-block) : out;
-      const logits = noGrad(() => {
+      // each step's tensors (the ids, every activation, the logits) are freed when it ends, not left to the GC
+      const logits = quiet(() => {
         const y = model.call(tensor(Int32Array.from(ctx), [1, ctx.length]));
         if (y.ndim !== 3 || y.shape[0] !== 1 || y.shape[1] !== ctx.length)
           throw new ShapeError(
@@ -357,10 +358,10 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
         const cut = [...last].sort((a, b) => b - a)[topK - 1]!;
         for (let i = 0; i < V; i++) if (last[i]! < cut) last[i] = -Infinity;
       }
-      const m = Math.max(...last);
+      const m = last.reduce((a, v) => Math.max(a, v), -Infinity);
       const p = last.map((v) => Math.exp(v - m));
       const total = p.reduce((a, b) => a + b, 0);
-      let u = noGrad(() => rand([1]).item()) * total;
+      let u = quiet(() => rand([1]).item()) * total;
       let next = V - 1;
       for (let i = 0; i < V; i++) {
         u -= p[i]!;

@@ -2,7 +2,7 @@
 // for the gradient). The BCE losses run their forward without recording and carry a closed-form gradient
 // (sigmoid - target), which is cheaper than differentiating the composite and exact where the composite is
 // not (|x| at 0, log(0)).
-import { noGrad, record } from '../autograd/tape.js';
+import { noGrad, quiet, record } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import {
   ArgumentError,
@@ -36,7 +36,6 @@ import { shapeStr } from '../tensor/shape.js';
 import { assertTensor, type Tensor } from '../tensor/tensor.js';
 
 /** Runs without recording and frees every temporary the result does not hold. */
-const quiet = <T>(fn: () => T): T => noGrad(() => tidy(fn));
 
 /** How per-sample losses are combined. */
 export type Reduction = 'mean' | 'sum' | 'none';

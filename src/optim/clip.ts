@@ -1,5 +1,4 @@
-import { noGrad } from '../autograd/tape.js';
-import { tidy } from '../engine/memory.js';
+import { quiet } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, checkOptions, describe } from '../errors.js';
 import { add, div, lt, minimum, mul, sqrt, where } from '../ops/elementwise.js';
 import { stack } from '../ops/movement.js';
@@ -31,7 +30,7 @@ function normOf(ps: readonly Tensor[], normType: number): Tensor {
 
 function norm(ps: readonly Tensor[], normType: number): number {
   if (ps.length === 0) return 0;
-  return noGrad(() => tidy(() => normOf(ps, normType).item()));
+  return quiet(() => normOf(ps, normType).item());
 }
 
 /**
@@ -44,14 +43,12 @@ function norm(ps: readonly Tensor[], normType: number): number {
 export function clipGradNormTensor(params: Iterable<Tensor>, maxNorm: number, normType = 2): Tensor | null {
   const ps = withGrad(params, 'clipGradNorm');
   if (ps.length === 0) return null;
-  return noGrad(() =>
-    tidy(() => {
-      const total = normOf(ps, normType);
-      const coef = where(lt(total, Infinity), minimum(div(maxNorm, add(total, 1e-6)), 1), 1);
-      for (const p of ps) p.grad!.assign(mul(p.grad!, coef.cast(p.grad!.dtype)));
-      return total;
-    }),
-  );
+  return quiet(() => {
+    const total = normOf(ps, normType);
+    const coef = where(lt(total, Infinity), minimum(div(maxNorm, add(total, 1e-6)), 1), 1);
+    for (const p of ps) p.grad!.assign(mul(p.grad!, coef.cast(p.grad!.dtype)));
+    return total;
+  });
 }
 
 /**

@@ -2,7 +2,7 @@
 // initialisation, overfitting one batch, an input-independent baseline, gradient flow, batch independence and
 // capacity (the loss falls as the model widens). Every check on a given model leaves its weights, buffers,
 // gradients and kiln's RNG state exactly as it found them.
-import { noGrad } from '../autograd/tape.js';
+import { quiet } from '../autograd/tape.js';
 import { tidy } from '../engine/memory.js';
 import { ArgumentError, ShapeError, ValidationError, checkOptions, describe } from '../errors.js';
 import type { Batch } from '../data/loader.js';
@@ -45,7 +45,7 @@ function trial<T>(model: Module, fn: () => T): T {
 }
 
 function lossOn(model: Module, b: XY, lf: (o: Tensor, t: Tensor) => Tensor): number {
-  return tidy(() => noGrad(() => lf(model.call(b.x), b.y).item()));
+  return quiet(() => lf(model.call(b.x), b.y).item());
 }
 
 function trainSteps(
@@ -96,21 +96,19 @@ export function initialLoss(
   return trial(model, () => {
     model.eval();
     let expected = opts.expected;
-    const measured = tidy(() =>
-      noGrad(() => {
-        const out = model.call(b.x);
-        if (expected === undefined) {
-          const name = typeof opts.loss === 'string' ? opts.loss : opts.loss === undefined ? 'crossEntropy' : null;
-          if (name === 'crossEntropy') {
-            if (out.ndim !== 2)
-              throw new ShapeError(`initialLoss: a classifier's output must be [N, C], got [${out.shape}]`);
-            expected = Math.log(out.shape[1]!);
-          } else if (name === 'bce' || name === 'bceWithLogits') expected = Math.LN2;
-          else throw new ArgumentError('initialLoss: pass { expected } for this loss');
-        }
-        return lf(out, b.y).item();
-      }),
-    );
+    const measured = quiet(() => {
+      const out = model.call(b.x);
+      if (expected === undefined) {
+        const name = typeof opts.loss === 'string' ? opts.loss : opts.loss === undefined ? 'crossEntropy' : null;
+        if (name === 'crossEntropy') {
+          if (out.ndim !== 2)
+            throw new ShapeError(`initialLoss: a classifier's output must be [N, C], got [${out.shape}]`);
+          expected = Math.log(out.shape[1]!);
+        } else if (name === 'bce' || name === 'bceWithLogits') expected = Math.LN2;
+        else throw new ArgumentError('initialLoss: pass { expected } for this loss');
+      }
+      return lf(out, b.y).item();
+    });
     const e = expected!;
     const ok = Number.isFinite(measured) && Math.abs(measured - e) <= tol * Math.abs(e);
     return {
@@ -195,7 +193,7 @@ export function zeroInputBaseline(
     margin = opts.margin ?? 0.1;
   const evalAll = (map: (x: Tensor) => Tensor): number => {
     model.eval();
-    return bs.reduce((s, b) => s + tidy(() => noGrad(() => lf(model.call(map(b.x)), b.y).item())), 0) / bs.length;
+    return bs.reduce((s, b) => s + quiet(() => lf(model.call(map(b.x)), b.y).item()), 0) / bs.length;
   };
   const zero = (x: Tensor): Tensor => zerosLike(x);
   const realLoss = trial(model, () => {
@@ -247,7 +245,7 @@ export function gradientFlow(model: Module, batch: XY | Batch, opts: { loss?: Lo
     tidy(() => lf(model.call(b.x), b.y).backward());
     const params = model.namedParameters().map(([name, p]) => {
       if (!p.grad) return { name, norm: 0, finite: true, zero: true };
-      const norm = tidy(() => noGrad(() => Math.sqrt(p.grad!.mul(p.grad!).sum().item())));
+      const norm = quiet(() => Math.sqrt(p.grad!.mul(p.grad!).sum().item()));
       return { name, norm, finite: Number.isFinite(norm), zero: norm === 0 };
     });
     const dead = params.filter((p) => p.zero).map((p) => p.name);

@@ -76,6 +76,20 @@ for (const b of BACKENDS) {
       );
     }));
 
+  test(`Adam and SGD constants round once from float64, as PyTorch (${b})`, () =>
+    onBackend(b, () => {
+      // Adam's first step is lr * g / (|g| + eps) whatever g: 1 - 0.999 rounded in float32 (0.00099998713) made
+      // it 6.5e-6 too large, 6.5e-7 here; float32 allows about an ulp of 0.1 (7.5e-9)
+      const one = runSteps((w) => new kn.optim.Adam([w], { lr: 0.1 }), [0, 0, 0], [[0.3, -7, 1e-3]]);
+      for (const [i, e] of [-0.1, 0.1, -0.1 * (1e-3 / (1e-3 + 1e-8))].entries())
+        assert.ok(Math.abs(one[i]! - e) < 1.5e-8, `Adam first step ${i}: ${one[i]} vs ${e}`);
+      const amsW = runSteps((w) => new kn.optim.AdamW([w], { lr: 0.1, amsgrad: true, betas: [0.7, 0.99] }), [0], [[2]]);
+      assert.ok(Math.abs(amsW[0]! + 0.1) < 1.5e-8, `AdamW first step: ${amsW[0]}`);
+      // SGD's 1 - dampening: 1 - 0.8 from float64 is 0.2f (0.20000000298), from float32 0.19999998808
+      const sgd = runSteps((w) => new kn.optim.SGD([w], { lr: 1, momentum: 0.5, dampening: 0.8 }), [0], [[1], [1]]);
+      assert.is(sgd[0], Math.fround(-1 - Math.fround(0.5 + Math.fround(0.2))));
+    }));
+
   test(`AMSGrad keeps the running max of v (${b})`, () =>
     onBackend(b, () => {
       // a large gradient then small ones: v decays but vmax does not, so AMSGrad moves less

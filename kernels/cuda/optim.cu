@@ -45,7 +45,7 @@ struct SgdArgs {
   const float* g;
   float* b;
   int64_t n;
-  float lr, mom, damp, wd;
+  float lr, mom, keep, wd;  // keep: 1 - dampening, from double as cpu
   bool nesterov, first;
 };
 
@@ -55,7 +55,7 @@ __device__ inline void sgd_elem(const SgdArgs& a, int64_t i) {
     a.p[i] = p - a.lr * g;
     return;
   }
-  const float b = a.first ? g : a.mom * a.b[i] + (1.f - a.damp) * g;
+  const float b = a.first ? g : a.mom * a.b[i] + a.keep * g;
   a.b[i] = b;
   a.p[i] = p - a.lr * (a.nesterov ? g + a.mom * b : b);
 }
@@ -103,8 +103,7 @@ static Status adam_check(const double* at, const char* name) {
 
 // One parameter's operands: in = param, grad, m, v[, vmax] (checked by the caller).
 static AdamArgs adam_args(const TensorView* in, bool ams, const double* at) {
-  const float lr = static_cast<float>(at[ATTR_ADAM_STEP_LR]), b1 = static_cast<float>(at[ATTR_ADAM_STEP_BETA1]),
-              b2 = static_cast<float>(at[ATTR_ADAM_STEP_BETA2]);
+  const float b1 = static_cast<float>(at[ATTR_ADAM_STEP_BETA1]), b2 = static_cast<float>(at[ATTR_ADAM_STEP_BETA2]);
   const float wd = static_cast<float>(at[ATTR_ADAM_STEP_WEIGHT_DECAY]);
   const bool decoupled = at[ATTR_ADAM_STEP_DECOUPLED] != 0;
   AdamArgs a{in[0].ptr<float>(),
@@ -115,10 +114,10 @@ static AdamArgs adam_args(const TensorView* in, bool ams, const double* at) {
              in[0].numel(),
              b1,
              b2,
-             1.0f - b1,
-             1.0f - b2,
+             static_cast<float>(1.0 - at[ATTR_ADAM_STEP_BETA1]),
+             static_cast<float>(1.0 - at[ATTR_ADAM_STEP_BETA2]),
              decoupled ? 0.0f : wd,
-             decoupled ? 1.0f - lr * wd : 1.0f,
+             decoupled ? static_cast<float>(1.0 - at[ATTR_ADAM_STEP_LR] * at[ATTR_ADAM_STEP_WEIGHT_DECAY]) : 1.0f,
              static_cast<float>(at[ATTR_ADAM_STEP_LR] / at[ATTR_ADAM_STEP_BIAS1]),
              static_cast<float>(1.0 / std::sqrt(at[ATTR_ADAM_STEP_BIAS2])),
              static_cast<float>(at[ATTR_ADAM_STEP_EPS])};
@@ -176,7 +175,7 @@ static SgdArgs sgd_args(const TensorView* in, bool has_buffer, const double* at)
                  in[0].numel(),
                  static_cast<float>(at[ATTR_SGD_STEP_LR]),
                  static_cast<float>(at[ATTR_SGD_STEP_MOMENTUM]),
-                 static_cast<float>(at[ATTR_SGD_STEP_DAMPENING]),
+                 static_cast<float>(1.0 - at[ATTR_SGD_STEP_DAMPENING]),
                  static_cast<float>(at[ATTR_SGD_STEP_WEIGHT_DECAY]),
                  at[ATTR_SGD_STEP_NESTEROV] != 0,
                  at[ATTR_SGD_STEP_FIRST_STEP] != 0};

@@ -119,6 +119,7 @@ const P_INDEX_RUN_HI: u32 = 8u;
 const P_OPTIM_N: u32 = 0u;
 const P_OPTIM_OFFSETS: u32 = 1u;
 const P_OPTIM_ATTRS: u32 = 8u;
+const P_OPTIM_DERIVED: u32 = 16u;
 const P_QLINEAR_M: u32 = 0u;
 const P_QLINEAR_K: u32 = 1u;
 const P_QLINEAR_N: u32 = 2u;

@@ -36,14 +36,14 @@ static void adam_range(float* __restrict p, const float* __restrict g, float* __
 }
 
 static void sgd_range(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n, float lr,
-                      float mom, float damp, float wd, bool nesterov, bool first) {
+                      float mom, float keep, float wd, bool nesterov, bool first) {
   if (!buf) {
     for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
     return;
   }
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] + wd * p[i];
-    const float b = first ? gi : mom * buf[i] + damp * gi;
+    const float b = first ? gi : mom * buf[i] + keep * gi;
     buf[i] = b;
     p[i] -= lr * (nesterov ? gi + mom * b : b);
   }
@@ -59,14 +59,16 @@ static Status adam_constants(const double* a, const char* op, AdamK& k) {
                    a[ATTR_ADAM_STEP_BIAS2] <= 1,
                ST_ARG, op, ": bias corrections must be in (0, 1], got ", a[ATTR_ADAM_STEP_BIAS1], " and ",
                a[ATTR_ADAM_STEP_BIAS2]);
-  const float lr = static_cast<float>(a[ATTR_ADAM_STEP_LR]), wd = static_cast<float>(a[ATTR_ADAM_STEP_WEIGHT_DECAY]);
+  const double wd = a[ATTR_ADAM_STEP_WEIGHT_DECAY];
   const bool decoupled = a[ATTR_ADAM_STEP_DECOUPLED] != 0;
   k.b1 = static_cast<float>(a[ATTR_ADAM_STEP_BETA1]);
   k.b2 = static_cast<float>(a[ATTR_ADAM_STEP_BETA2]);
-  k.c1 = 1.0f - k.b1;
-  k.c2 = 1.0f - k.b2;
-  k.l2 = decoupled ? 0.0f : wd;
-  k.shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+  // 1 - beta in double, rounded once (as PyTorch): 1.0f - 0.999f is 0.00099998713, which scaled every v by
+  // 1.3e-5 and so every step by 6.5e-6 too much
+  k.c1 = static_cast<float>(1.0 - a[ATTR_ADAM_STEP_BETA1]);
+  k.c2 = static_cast<float>(1.0 - a[ATTR_ADAM_STEP_BETA2]);
+  k.l2 = decoupled ? 0.0f : static_cast<float>(wd);
+  k.shrink = decoupled ? static_cast<float>(1.0 - a[ATTR_ADAM_STEP_LR] * wd) : 1.0f;
   k.step = static_cast<float>(a[ATTR_ADAM_STEP_LR] / a[ATTR_ADAM_STEP_BIAS1]);  // lr / (1 - beta1^t)
   k.inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(a[ATTR_ADAM_STEP_BIAS2]));
   k.eps = static_cast<float>(a[ATTR_ADAM_STEP_EPS]);
@@ -132,13 +134,13 @@ static Status k_adam_step_multi(const TensorView* in, int nin, const TensorView&
 // sgdStep's and sgdStepMulti's attributes (lr, momentum, dampening, weightDecay, nesterov, firstStep) as the
 // float operands of sgd_range
 struct SgdK {
-  float lr, mom, damp, wd;
+  float lr, mom, keep, wd;  // keep: 1 - dampening
   bool nesterov, first;
 };
 static SgdK sgd_constants(const double* a) {
   return SgdK{static_cast<float>(a[ATTR_SGD_STEP_LR]),
               static_cast<float>(a[ATTR_SGD_STEP_MOMENTUM]),
-              1.0f - static_cast<float>(a[ATTR_SGD_STEP_DAMPENING]),
+              static_cast<float>(1.0 - a[ATTR_SGD_STEP_DAMPENING]),
               static_cast<float>(a[ATTR_SGD_STEP_WEIGHT_DECAY]),
               a[ATTR_SGD_STEP_NESTEROV] != 0,
               a[ATTR_SGD_STEP_FIRST_STEP] != 0};
@@ -154,7 +156,7 @@ static Status k_sgd_step(const TensorView* in, int nin, const TensorView&, const
   const SgdK k = sgd_constants(a);
   KILN_REQUIRE(!(k.nesterov && !buf), ST_ARG, "sgdStep: nesterov needs a momentum buffer");
   parallel_for(in[0].numel(), kGrain, [=](int64_t lo, int64_t hi) {
-    sgd_range(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, k.lr, k.mom, k.damp, k.wd, k.nesterov, k.first);
+    sgd_range(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, k.lr, k.mom, k.keep, k.wd, k.nesterov, k.first);
   });
   return Status::ok();
 }
@@ -165,7 +167,7 @@ static Status k_sgd_step_multi(const TensorView* in, int nin, const TensorView&,
   return over_groups(in, nin, 3, "sgdStepMulti", "(param, grad, momentum buffer)",
                      [&](const TensorView* g, int64_t o, int64_t n) {
                        sgd_range(g[0].ptr<float>() + o, g[1].ptr<float>() + o, g[2].ptr<float>() + o, n, k.lr, k.mom,
-                                 k.damp, k.wd, k.nesterov, k.first);
+                                 k.keep, k.wd, k.nesterov, k.first);
                      });
 }
 

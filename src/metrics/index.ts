@@ -182,11 +182,6 @@ function binaryAuc(pos: ArrayLike<boolean>, score: ArrayLike<number>): number {
   return (rankSum - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
 }
 
-function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
-  const { v, shape } = hostValues(x, 'rocAuc scores');
-  return { values: v, shape };
-}
-
 /**
  * Area under the ROC curve. Binary: `scores` [N] for the positive class (labels 0/1). Multi-class: scores
  * [N, C] (a tensor or rows of arrays; probabilities or logits) with labels in [0, C), one-vs-rest: each class's
@@ -197,7 +192,7 @@ function scoresOf(x: Labels): { values: Float64Array; shape: number[] } {
 export function rocAuc(yTrue: Labels, scores: Labels, opts: { average?: Average } = {}): number {
   checkOptions(opts, 'rocAuc', ['average']);
   const t = labelsFrom(yTrue, 'yTrue');
-  const { values, shape } = scoresOf(scores);
+  const { v: values, shape } = hostValues(scores, 'rocAuc scores');
   if (shape[0] !== t.length) throw new ShapeError(`yTrue has ${t.length} labels but scores has ${shape[0]} rows`);
   for (let i = 0; i < values.length; i++)
     if (Number.isNaN(values[i])) throw new ValidationError(`rocAuc score ${i} is NaN`);

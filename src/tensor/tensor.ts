@@ -305,7 +305,7 @@ export class Tensor {
       );
     }
     if (!this.isContiguous()) throw new ArgumentError('assign: the target tensor must be contiguous');
-    this.res.storage.version++;
+    this.bumpVersion();
     const b = this.backendInstance;
     if (b.writeFloat64 && src.backendInstance === b && this.dtype === 'float32' && src.dtype === 'float32') {
       b.writeFloat64(this.res.storage.handle, src.toFloat64Array(), this.offset);
@@ -361,7 +361,7 @@ export class Tensor {
     if (src.length !== this.size)
       throw new ShapeError(`copyFromFloat32: source holds ${src.length} values, the tensor ${this.size}`);
     if (!this.isContiguous()) throw new ArgumentError('copyFromFloat32: the target tensor must be contiguous');
-    this.res.storage.version++;
+    this.bumpVersion();
     if (this.dtype === 'float32') {
       this.backendInstance.write(this.res.storage.handle, this.dtype, src, this.offset);
       return;

@@ -730,9 +730,9 @@ static void check_optim() {
   for (int mode = 0; mode < 3; ++mode) {  // plain, momentum with dampening, Nesterov on a first step
     auto p = p0, b = m0, cp = p0, cb = m0;
     const bool mom = mode > 0, nesterov = mode == 2, first = mode == 2;
-    SgdArgs a{p.data(), g.data(), mom ? b.data() : nullptr, n, 0.01f, 0.9f, 0.25f, 1e-4f, nesterov, first};
+    SgdArgs a{p.data(), g.data(), mom ? b.data() : nullptr, n, 0.01f, 0.9f, 0.75f, 1e-4f, nesterov, first};
     emu_launch({unsigned((n + 255) / 256), 1, 1}, {256, 1, 1}, [&] { sgd_step(a); });
-    sgd_range(cp.data(), g.data(), mom ? cb.data() : nullptr, n, 0.01f, 0.9f, 1.0f - 0.25f, 1e-4f, nesterov, first);
+    sgd_range(cp.data(), g.data(), mom ? cb.data() : nullptr, n, 0.01f, 0.9f, 0.75f, 1e-4f, nesterov, first);
     const bool same = std::memcmp(p.data(), cp.data(), n * 4) == 0 && std::memcmp(b.data(), cb.data(), n * 4) == 0;
     expect(same,
            mode == 0   ? "sgdStep: cpu's bits"
@@ -758,7 +758,7 @@ static void check_optim() {
     for (int k = 0; k < 4; ++k) {
       am.t[k] = AdamArgs{P[k].data(), g.data(), M[k].data(), V[k].data(), nullptr, sizes[k], b1,   b2,
                          0.1f,        0.001f,   0.f,         0.9999f,     step,    isb,      1e-8f};
-      sm.t[k] = SgdArgs{P[k].data(), g.data(), M[k].data(), sizes[k], 0.01f, 0.9f, 0.f, 1e-4f, true, false};
+      sm.t[k] = SgdArgs{P[k].data(), g.data(), M[k].data(), sizes[k], 0.01f, 0.9f, 1.f, 1e-4f, true, false};
     }
     const int64_t total = pass == 0 ? multi_blocks(am) : multi_blocks(sm);
     if (pass == 0)

@@ -1,5 +1,6 @@
 // Reference optimizer updates in float64, in place on the parameter and state buffers (the same rules as
 // native/cpu/optim.cc; the dispatcher has checked shapes, contiguity and that no buffer is shared).
+import { attrsOf } from '../../ops/table.js';
 import { checkAdam, checkAdamMulti, checkOptim, checkSgd, checkSgdMulti } from '../checks.js';
 import type { KernelView } from '../backend.js';
 import type { KernelFn } from './kernels.js';
@@ -14,16 +15,7 @@ function slots(ins: readonly KernelView[], op: string, counts: readonly number[]
 
 /** One parameter's Adam update over n elements (attributes as adamStep's). */
 function adam(p: Slot, g: Slot, m: Slot, v: Slot, vmax: Slot | undefined, n: number, at: readonly number[]): void {
-  const [lr, b1, b2, eps, wd, decoupled, bias1, bias2] = at as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, decoupled, bias1, bias2 } = attrsOf('adamStep', at);
   const shrink = decoupled ? 1 - lr * wd : 1;
   for (let i = 0; i < n; i++) {
     const pi = p.a[p.o + i]!;
@@ -43,7 +35,7 @@ function adam(p: Slot, g: Slot, m: Slot, v: Slot, vmax: Slot | undefined, n: num
 
 /** One parameter's SGD update over n elements, b its momentum buffer if any (attributes as sgdStep's). */
 function sgd(p: Slot, g: Slot, b: Slot | undefined, n: number, at: readonly number[]): void {
-  const [lr, mom, damp, wd, nesterov, first] = at as [number, number, number, number, number, number];
+  const { lr, momentum: mom, dampening: damp, weightDecay: wd, nesterov, firstStep: first } = attrsOf('sgdStep', at);
   for (let i = 0; i < n; i++) {
     const pi = p.a[p.o + i]!;
     const gi = g.a[g.o + i]! + wd * pi;

@@ -81,8 +81,12 @@ export const PARAMS = {
     runLo: 7,
     runHi: 8,
   },
-  /** adam_step / sgd_step: element offsets of each input, then the op's attribute array (ATTR_ADAM_STEP_*) */
-  optim: { n: 0, offsets: 1, attrs: 8 },
+  /**
+   * adam_step / sgd_step: element offsets of each input, the op's attribute array (ATTR_ADAM_STEP_*), then
+   * constants the host derives in float64 and rounds once, as cpu does: adam 1 - beta1, 1 - beta2, the
+   * decoupled decay's factor, lr / bias1, 1 / sqrt(bias2); sgd 1 - dampening
+   */
+  optim: { n: 0, offsets: 1, attrs: 8, derived: 16 },
   /** qlinear_int8, quantize_rows and qconv2d_int8 (which adds the conv geometry and attribute group) */
   qlinear: {
     M: 0,

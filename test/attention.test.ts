@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
+import { KVDecoder } from '../src/models/decode.js';
 import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
@@ -590,6 +591,133 @@ test('kn.models: shapes, parameter counts, training step and seeded sampling', (
     kn.ArgumentError,
     /divisible/,
   );
+});
+
+/** The whole model's output for `ids` against the KV-cached decoder's, fed in the given chunks. */
+function cachedMatchesFull(m: kn.nn.Module, ids: number[], chunks: number[], what: string): void {
+  kn.tidy(() => {
+    const full = m.call(kn.tensor(Int32Array.from(ids), [1, ids.length])).toArray() as Float32Array;
+    const dec = KVDecoder.for(m);
+    assert.ok(dec, `${what}: decodes with a cache`);
+    try {
+      const parts: number[] = [];
+      let at = 0;
+      for (const c of chunks) {
+        const before = kn.memory().numTensors;
+        parts.push(...(kn.tidy(() => dec.step(ids.slice(at, at + c)).toArray()) as Float32Array));
+        // the cache replaces its two tensors per layer: what a step leaves behind is only what it kept
+        assert.is(
+          kn.memory().numTensors,
+          before + (at === 0 ? 2 * KV_LAYERS : 0),
+          `${what}: step ${at} keeps its cache only`,
+        );
+        at += c;
+      }
+      close(parts, full, 1e-5, 1e-4, what);
+    } finally {
+      dec.dispose();
+    }
+  });
+}
+const KV_LAYERS = 2;
+
+for (const b of BACKENDS)
+  test(`generate's KV cache gives the whole-context outputs and tokens (${b})`, () =>
+    onBackend(b, () => {
+      kn.seed(21);
+      const lm = kn.models.charLM({ vocabSize: 11, blockSize: 12, dModel: 16, nHead: 2, numLayers: KV_LAYERS });
+      lm.eval();
+      const ids = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 3];
+      // the prompt, then single tokens; then several new positions at once over a filled cache (a bottom-right
+      // causal mask)
+      cachedMatchesFull(lm, ids, [5, 1, 1, 1, 1, 1, 1, 1], 'charLM');
+      cachedMatchesFull(lm, ids, [4, 3, 5], 'charLM, chunks');
+      // rotary attention, sinusoidal positions, post-norm layers, ReLU, a quantized head
+      const rot = new kn.nn.Sequential(
+        new kn.nn.Embedding(11, 16),
+        new kn.nn.SinusoidalPositionalEncoding(16, 32),
+        ...[0, 1].map(
+          () =>
+            new kn.nn.TransformerEncoderLayer(16, 4, {
+              dimFeedforward: 24,
+              batchFirst: true,
+              causal: true,
+              rotary: true,
+            }),
+        ),
+        new kn.nn.Linear(16, 11),
+      );
+      rot.eval();
+      cachedMatchesFull(rot, ids, [3, 1, 4, 1, 3], 'rotary, sinusoidal, post-norm');
+      for (const scheme of ['int8-dynamic', 'int4'] as const)
+        cachedMatchesFull(kn.quant.quantize(rot, { scheme }).model.eval(), ids, [6, 1, 5], scheme);
+      // generate: the same tokens with and without the cache, past blockSize (the window slides and the cache is
+      // dropped), nothing left behind
+      for (const o of [{ blockSize: 12 }, { blockSize: 6, topK: 3 }, { temperature: 0.7 }] as const) {
+        const live = kn.memory().numTensors;
+        kn.seed(4);
+        const a = kn.models.generate(lm, [3, 1], { maxNewTokens: 10, ...o });
+        assert.is(kn.memory().numTensors, live, 'generate frees its cache');
+        kn.seed(4);
+        assert.equal(kn.models.generate(lm, [3, 1], { maxNewTokens: 10, ...o, kvCache: false }), a, JSON.stringify(o));
+      }
+      // past the position table: the cache's error is the whole model's
+      throwsKiln(
+        () => kn.models.generate(lm, [1], { maxNewTokens: 13 }),
+        kn.ShapeError,
+        /LearnedPositionalEmbedding: sequence length 13 exceeds maxLen 12/,
+      );
+      throwsKiln(
+        () => kn.models.generate(lm, [1], { maxNewTokens: 13, kvCache: false }),
+        kn.ShapeError,
+        /LearnedPositionalEmbedding: sequence length 13 exceeds maxLen 12/,
+      );
+    }));
+
+test('the KV cache is used only where a position at a time gives the same result', () => {
+  kn.seed(22);
+  const enc = (causal: boolean, batchFirst = true): kn.nn.Module =>
+    new kn.nn.Sequential(
+      new kn.nn.Embedding(7, 8),
+      new kn.nn.TransformerEncoderLayer(8, 2, { dimFeedforward: 8, batchFirst, causal }),
+      new kn.nn.Linear(8, 7),
+    ).eval();
+  assert.ok(KVDecoder.for(enc(true)));
+  assert.is(KVDecoder.for(enc(false)), null, 'bidirectional attention sees later positions');
+  assert.is(KVDecoder.for(enc(true, false)), null, 'sequence-first layers');
+  assert.is(KVDecoder.for(enc(true).train()), null, 'training mode (dropout)');
+  const lstm = new kn.nn.Sequential(new kn.nn.Embedding(7, 8), new kn.nn.LSTM(8, 8, { batchFirst: true }));
+  assert.is(KVDecoder.for(lstm.eval()), null, 'a recurrent layer');
+  class Scaled extends kn.nn.Linear {
+    override forward(x: kn.Tensor): kn.Tensor {
+      return super.forward(x.mul(2)); // an override could do anything: only the exact classes are trusted
+    }
+  }
+  assert.is(KVDecoder.for(new kn.nn.Sequential(new kn.nn.Embedding(7, 8), new Scaled(8, 7)).eval()), null);
+  // a model the cache cannot run still generates, a step over the whole context
+  const bi = enc(false);
+  kn.seed(1);
+  const a = kn.models.generate(bi, [1, 2], { maxNewTokens: 4 });
+  kn.seed(1);
+  assert.equal(kn.models.generate(bi, [1, 2], { maxNewTokens: 4, kvCache: false }), a);
+  throwsKiln(
+    () => kn.models.generate(bi, [1], { kvCache: 1 as unknown as boolean }),
+    kn.ArgumentError,
+    /kvCache must be a boolean, got 1/,
+  );
+  // logits the sampler cannot use are an error, not a silent last token
+  const head = new kn.nn.Linear(8, 7);
+  const lm = new kn.nn.Sequential(new kn.nn.Embedding(7, 8), head).eval();
+  kn.noGrad(() => head.bias!.assign(kn.tensor([0, 0, Number.NaN, 0, 0, 0, 0])));
+  throwsKiln(() => kn.models.generate(lm, [1]), kn.ValidationError, /logit for token 2 is NaN at step 0/);
+  kn.noGrad(() => {
+    head.weight.assign(kn.zeros([7, 8]));
+    head.bias!.assign(kn.full([7], -Infinity));
+  });
+  throwsKiln(() => kn.models.generate(lm, [1]), kn.ValidationError, /every logit is -Infinity at step 0/);
+  // a temperature far below 1 is greedy, not an overflow: 1e-300 divides the shifted logits
+  kn.noGrad(() => head.bias!.assign(kn.tensor([0, 1, 3, 2, 0, 0, 0])));
+  assert.equal(kn.models.generate(lm, [1], { maxNewTokens: 3, temperature: 1e-300 }), [1, 2, 2, 2]);
 });
 
 test('a Transformer classifier serves token ids from its file; non-integer ids get 400', async () => {

@@ -4,7 +4,10 @@
 //   tokens, loss mean(y^2), Adam;
 // - an LSTM training step: 128 -> 256, batch 32 x 64 steps, the same loss, Adam (tfjs-wasm: tf.layers.lstm);
 // - causal attention forward + backward, 4 heads of 64, L = 512 and 2048: kiln's fused kernel, kiln's ops path
-//   and PyTorch (1.13 has no fused attention on CPU), with kiln's peak memory above the inputs for both paths.
+//   and PyTorch (1.13 has no fused attention on CPU), with kiln's peak memory above the inputs for both paths;
+// - greedy generation of 128 tokens after a 128-token prompt from charLM (d 256, 4 heads, 4 layers, vocabulary
+//   96): kn.models.generate with its KV cache and without (the whole context each step), against the same
+//   model in PyTorch with a hand-written KV cache (GPT-2 style; 1.13 has none built in) and without.
 // ratio = peer time / kiln time (> 1: kiln is faster).
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
@@ -115,6 +118,18 @@ export async function run(): Promise<void> {
       line(`attention fwd+bwd L=${L}, ops path`, (await bench(ops.run, { minTimeMs: MIN_MS })).medianMs, p);
       console.log(`  kiln peak memory above the inputs: fused ${fm.toFixed(1)} MiB, ops path ${om.toFixed(1)} MiB`);
     }
+    kn.seed(2);
+    const lm = kn.models.charLM({ vocabSize: 96, blockSize: 256, dModel: 256, nHead: 4, numLayers: 4 });
+    const prompt = Array.from({ length: 128 }, (_, i) => i % 96);
+    for (const kvCache of [true, false]) {
+      const gen = (): void => void kn.models.generate(lm, prompt, { maxNewTokens: 128, topK: 1, kvCache });
+      line(
+        `generate 128+128 tokens, ${kvCache ? 'KV cache' : 'whole context'}`,
+        (await bench(gen, { minTimeMs: MIN_MS, warmup: 1 })).medianMs,
+        peer(kvCache ? 'generate' : 'generate-full', 128),
+      );
+    }
+    lm.dispose();
   }
   addon.setThreads(info.threads);
   restorePacking();

@@ -14,6 +14,8 @@ export interface TorchRow {
     | 'encoder'
     | 'lstm'
     | 'attention'
+    | 'generate'
+    | 'generate-full'
     | 'sum'
     | 'rowsum'
     | 'colsum'

@@ -2,7 +2,7 @@
 // tree of standard layers, so it saves with its architecture (kn.io.save / loadModel), serves, quantizes,
 // prunes and (where ONNX has the ops) exports like any other.
 import { quiet } from '../autograd/tape.js';
-import { ArgumentError, ShapeError, checkOptions, describe, optionKeys } from '../errors.js';
+import { ArgumentError, ShapeError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
 import { LearnedPositionalEmbedding, TransformerEncoderLayer, dropoutRate } from '../nn/attention.js';
@@ -25,6 +25,7 @@ import {
 import { Module } from '../nn/module.js';
 import { AvgPool2d, GlobalAvgPool2d, Residual, SequencePool, type SequencePoolMode } from '../nn/pooling.js';
 import { shapeStr } from '../tensor/shape.js';
+import { KVDecoder } from './decode.js';
 
 const rate = dropoutRate;
 
@@ -305,6 +306,12 @@ export interface GenerateOptions {
   stopToken?: number;
   /** The model's context length: only the last `blockSize` tokens are fed (default: all). */
   blockSize?: number;
+  /**
+   * Keep each attention layer's keys and values between steps so a step runs one new position, not the whole
+   * context (default true). Used while the context has not slid past blockSize and every layer is one that
+   * decodes a position at a time (charLM's are); otherwise each step runs the whole context.
+   */
+  kvCache?: boolean;
 }
 
 /**
@@ -325,6 +332,7 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
       topK: true,
       stopToken: true,
       blockSize: true,
+      kvCache: true,
     }),
   );
   const n = opts.maxNewTokens ?? 32;
@@ -337,32 +345,48 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
   if (topK !== undefined) posInt(topK, 'topK');
   const block = opts.blockSize;
   if (block !== undefined) posInt(block, 'blockSize');
+  const useCache = opts.kvCache ?? true;
+  if (typeof useCache !== 'boolean')
+    throw new ArgumentError(`kvCache must be a boolean, got ${describe(opts.kvCache)}`);
   const out = [...prompt];
   const was = model.training;
   model.eval();
+  let dec = useCache ? KVDecoder.for(model) : null;
   try {
     for (let step = 0; step < n; step++) {
-      const ctx = block ? out.slice(-block) : out;
+      if (dec && block !== undefined && out.length > block) {
+        dec.dispose(); // the window slides: positions shift, so the cached keys no longer apply
+        dec = null;
+      }
+      // the tokens the model runs this step: the cache's new ones, or the whole (windowed) context
+      const feed = dec ? out.slice(dec.length) : block ? out.slice(-block) : out;
       // each step's tensors (the ids, every activation, the logits) are freed when it ends, not left to the GC
       const logits = quiet(() => {
-        const y = model.call(tensor(Int32Array.from(ctx), [1, ctx.length]));
-        if (y.ndim !== 3 || y.shape[0] !== 1 || y.shape[1] !== ctx.length)
+        const y = dec ? dec.step(feed) : model.call(tensor(Int32Array.from(feed), [1, feed.length]));
+        if (y.ndim !== 3 || y.shape[0] !== 1 || y.shape[1] !== feed.length)
           throw new ShapeError(
             `generate needs a model that maps [1, L] ids to [1, L, V] logits, got ${shapeStr(y.shape)}`,
           );
         return y.toArray();
       });
-      const V = logits.length / ctx.length;
-      const last = Array.from(logits.subarray((ctx.length - 1) * V), (v) => Number(v) / temp);
+      const V = logits.length / feed.length;
+      const last = Array.from(logits.subarray((feed.length - 1) * V), Number);
+      const bad = last.findIndex((v) => Number.isNaN(v) || v === Infinity);
+      if (bad >= 0)
+        throw new ValidationError(
+          `generate: the model's logit for token ${bad} is ${last[bad]} at step ${step}; logits must be finite or -Infinity`,
+        );
       if (topK !== undefined && topK < V) {
         const cut = [...last].sort((a, b) => b - a)[topK - 1]!;
         for (let i = 0; i < V; i++) if (last[i]! < cut) last[i] = -Infinity;
       }
       const m = last.reduce((a, v) => Math.max(a, v), -Infinity);
-      const p = last.map((v) => Math.exp(v - m));
+      if (m === -Infinity) throw new ValidationError(`generate: every logit is -Infinity at step ${step}`);
+      // softmax(logits / temperature), shifted before the division so a small temperature cannot overflow
+      const p = last.map((v) => Math.exp((v - m) / temp));
       const total = p.reduce((a, b) => a + b, 0);
       let u = quiet(() => rand([1]).item()) * total;
-      let next = V - 1;
+      let next = -1;
       for (let i = 0; i < V; i++) {
         u -= p[i]!;
         if (u < 0) {
@@ -370,10 +394,13 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
           break;
         }
       }
+      // rounding left u >= 0 after the last term: the last token with any probability (never a masked one)
+      if (next < 0) next = p.reduce((k, x, i) => (x > 0 ? i : k), 0);
       out.push(next);
       if (next === opts.stopToken) break;
     }
   } finally {
+    dec?.dispose();
     model.train(was);
   }
   return out;

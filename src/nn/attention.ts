@@ -7,6 +7,7 @@ import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, optionKe
 import { tensor } from '../ops/creation.js';
 import { add, eq, mul, neg, relu, gelu, where } from '../ops/elementwise.js';
 import { attentionProbs, fusedAttention, matmul } from '../ops/matmul.js';
+import { keep } from '../engine/memory.js';
 import { concat, expand, permute, reshape, slice, transpose } from '../ops/movement.js';
 import { randn } from '../ops/random.js';
 import { isGradEnabled, noGrad } from '../autograd/tape.js';
@@ -209,6 +210,16 @@ const MASK_KEYS = optionKeys<MultiheadMasks>({
 const LAYER_MASK_KEYS = MASK_KEYS.filter((k) => k !== 'needWeights');
 
 /**
+ * @internal What incremental decoding keeps of one self-attention: the keys and values [N, H, length, D] of
+ * every position decoded so far (rotary already applied), kept out of tidy scopes; null before the first step.
+ */
+export interface KVCache {
+  k: Tensor | null;
+  v: Tensor | null;
+  length: number;
+}
+
+/**
  * Multi-head attention (Vaswani et al. 2017) with PyTorch's layout: four Linear projections named q_proj,
  * k_proj, v_proj and out_proj. `forward(x)` is self-attention; `attend(q, k, v, masks)` takes separate
  * query/key/value inputs (cross-attention) and masks.
@@ -300,6 +311,47 @@ export class MultiheadAttention extends Module {
     if (!masks.needWeights) return { output };
     return { output, weights: reshape(weights!, [N, H, L, S]).mean(1) };
   }
+  /**
+   * @internal Causal self-attention of the newest positions `x` ([N, L, E], batchFirst) over themselves and the
+   * keys and values of the `cache.length` positions before them, which `cache` keeps (and this extends): one
+   * step of incremental decoding. Evaluation only (no dropout, no masks); the cached tensors are kept out of
+   * any tidy scope, and the ones they replace disposed.
+   */
+  attendCached(x: Tensor, cache: KVCache): Tensor {
+    if (!this.batchFirst || !this.causal || this.training)
+      throw new ArgumentError('MultiheadAttention.attendCached needs a causal, batchFirst layer in eval mode');
+    if (!isTensor(x) || x.ndim !== 3)
+      throw new ShapeError(`MultiheadAttention.attendCached expects [N, L, E], got ${describe(x)}`);
+    lastDim(x, this.embedDim, 'MultiheadAttention');
+    const [N, L] = x.shape as [number, number, number];
+    const T = cache.length,
+      H = this.numHeads,
+      D = this.headDim;
+    const heads = (t: Tensor): Tensor => permute(reshape(t, [N, L, H, D]), [0, 2, 1, 3]);
+    let q = heads(this.child('q_proj').call(x));
+    let k = heads(this.child('k_proj').call(x));
+    const v = heads(this.child('v_proj').call(x));
+    if (this.rotary) {
+      q = applyRotary(q, { offset: T });
+      k = applyRotary(k, { offset: T });
+    }
+    const kAll = keep(cache.k ? concat([cache.k, k], 2) : k.clone());
+    const vAll = keep(cache.v ? concat([cache.v, v], 2) : v.clone());
+    cache.k?.dispose();
+    cache.v?.dispose();
+    [cache.k, cache.v, cache.length] = [kAll, vAll, T + L];
+    // query i sits at position T + i and sees keys 0..T + i: PyTorch's top-left causal mask when T is 0, none
+    // for one new position, else a bool mask aligned bottom-right
+    let mask: Tensor | null = null;
+    if (L > 1 && T > 0) {
+      const allowed = new Uint8Array(L * (T + L));
+      for (let i = 0; i < L; i++) allowed.fill(1, i * (T + L), i * (T + L) + T + i + 1);
+      mask = tensor(allowed, [L, T + L], { dtype: 'bool', backend: x.backendInstance.name });
+    }
+    const out = scaledDotProductAttention(q, kAll, vAll, { attnMask: mask, isCausal: T === 0 && L > 1 });
+    return this.child('out_proj').call(reshape(permute(out, [0, 2, 1, 3]), [N, L, this.embedDim]));
+  }
+
   /** One additive or bool-allowed mask broadcastable to [N, H, L, S] from the PyTorch-style masks, or null. */
   private combinedMask(masks: MultiheadMasks, N: number, L: number, S: number): Tensor | null {
     let allowed: Tensor | null = null;
@@ -460,8 +512,25 @@ export class TransformerEncoderLayer extends TransformerLayer {
   /** forward with masks for the self-attention (see MultiheadAttention.attend). */
   encode(x: Tensor, masks: Omit<MultiheadMasks, 'needWeights'> = {}): Tensor {
     checkOptions(masks, 'TransformerEncoderLayer.encode masks', LAYER_MASK_KEYS);
-    const sa = (h: Tensor): Tensor =>
-      this.child('dropout1').call(this.child<MultiheadAttention>('self_attn').attend(h, h, h, masks).output);
+    return this.residuals(x, (h) => this.child<MultiheadAttention>('self_attn').attend(h, h, h, masks).output);
+  }
+  /**
+   * @internal encode() of the newest positions of a causal, batchFirst layer in eval mode, their self-attention
+   * reading and extending `cache` (MultiheadAttention.attendCached): one step of incremental decoding.
+   */
+  encodeCached(x: Tensor, cache: KVCache): Tensor {
+    if (!this.cacheable)
+      throw new ArgumentError('TransformerEncoderLayer.encodeCached needs a causal, batchFirst layer');
+    return this.residuals(x, (h) => this.child<MultiheadAttention>('self_attn').attendCached(h, cache));
+  }
+  /** @internal Whether encodeCached can run this layer: batchFirst, its self_attn a causal MultiheadAttention. */
+  get cacheable(): boolean {
+    const sa = this.child('self_attn');
+    return this.batchFirst && sa.constructor === MultiheadAttention && (sa as MultiheadAttention).causal;
+  }
+  /** The layer around its self-attention `attn`: dropouts, feed-forward, residuals and norms (pre or post). */
+  private residuals(x: Tensor, attn: (h: Tensor) => Tensor): Tensor {
+    const sa = (h: Tensor): Tensor => this.child('dropout1').call(attn(h));
     const ff = (h: Tensor): Tensor => this.child('dropout2').call(this.feedForward(h));
     const n1 = this.child('norm1'),
       n2 = this.child('norm2');
@@ -522,12 +591,12 @@ export class TransformerDecoderLayer extends TransformerLayer {
   }
 }
 
-/** The sinusoidal table of Vaswani et al.: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...). */
-function sinusoidTable(L: number, d: number): Float32Array {
+/** Rows from..from+L-1 of the sinusoidal table of Vaswani et al.: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...). */
+function sinusoidTable(L: number, d: number, from = 0): Float32Array {
   const pe = new Float32Array(L * d);
   for (let p = 0; p < L; p++) {
     for (let i = 0; i < d; i += 2) {
-      const a = p / Math.pow(10000, i / d);
+      const a = (from + p) / Math.pow(10000, i / d);
       pe[p * d + i] = Math.sin(a);
       if (i + 1 < d) pe[p * d + i + 1] = Math.cos(a);
     }
@@ -535,12 +604,12 @@ function sinusoidTable(L: number, d: number): Float32Array {
   return pe;
 }
 
-/** Checks a [N, L, d] / [L, N, d] input against the table length and returns L. */
-function seqLen(x: Tensor, d: number, maxLen: number, batchFirst: boolean, layer: string): number {
+/** Checks a [N, L, d] / [L, N, d] input at positions from..from+L-1 against the table length and returns L. */
+function seqLen(x: Tensor, d: number, maxLen: number, batchFirst: boolean, layer: string, from: number): number {
   if (x.ndim !== 3 || x.shape[2] !== d)
     throw new ShapeError(`${layer} expects ${batchFirst ? '[N, L, ' : '[L, N, '}${d}], got ${shapeStr(x.shape)}`);
   const L = x.shape[batchFirst ? 1 : 0]!;
-  if (L > maxLen) throw new ShapeError(`${layer}: sequence length ${L} exceeds maxLen ${maxLen}`);
+  if (from + L > maxLen) throw new ShapeError(`${layer}: sequence length ${from + L} exceeds maxLen ${maxLen}`);
   return L;
 }
 
@@ -567,8 +636,12 @@ export class SinusoidalPositionalEncoding extends Module {
     return sinusoidTable(L, this.dModel);
   }
   forward(x: Tensor): Tensor {
-    const L = seqLen(x, this.dModel, this.maxLen, this.batchFirst, 'SinusoidalPositionalEncoding');
-    const pe = tensor(sinusoidTable(L, this.dModel), this.batchFirst ? [L, this.dModel] : [L, 1, this.dModel], {
+    return this.forwardAt(x, 0);
+  }
+  /** @internal forward for the positions from..from+L-1 (incremental decoding). */
+  forwardAt(x: Tensor, from: number): Tensor {
+    const L = seqLen(x, this.dModel, this.maxLen, this.batchFirst, 'SinusoidalPositionalEncoding', from);
+    const pe = tensor(sinusoidTable(L, this.dModel, from), this.batchFirst ? [L, this.dModel] : [L, 1, this.dModel], {
       backend: x.backendInstance.name,
     });
     return add(x, pe);
@@ -599,8 +672,12 @@ export class LearnedPositionalEmbedding extends Module {
     );
   }
   forward(x: Tensor): Tensor {
-    const L = seqLen(x, this.dModel, this.maxLen, this.batchFirst, 'LearnedPositionalEmbedding');
-    const w = slice(this.weight, [0, 0], [L, this.dModel]);
+    return this.forwardAt(x, 0);
+  }
+  /** @internal forward for the positions from..from+L-1 (incremental decoding). */
+  forwardAt(x: Tensor, from: number): Tensor {
+    const L = seqLen(x, this.dModel, this.maxLen, this.batchFirst, 'LearnedPositionalEmbedding', from);
+    const w = slice(this.weight, [from, 0], [from + L, this.dModel]);
     return add(x, this.batchFirst ? w : reshape(w, [L, 1, this.dModel]));
   }
 }

@@ -783,6 +783,42 @@ test('fakeQuant: the quant-dequant value and the straight-through gradient', () 
   assert.throws(() => kn.quant.fakeQuant(kn.ones([2]), 0, 0, -1, 1), /scale must be > 0/);
 });
 
+test("fakeQuant rounds as the kernels and PyTorch: ties of x * (1 / scale), PyTorch's gradient mask", () => {
+  // torch.fake_quantize_per_tensor_affine(x, 0.1, 3, -10, 10) and fake_quantize_per_channel_affine(w, [0.5, 0.1],
+  // [0, 0], 0, -2, 2) in PyTorch 1.13: 0.05 * 10 is exactly 0.5 in float32 (0.05 / 0.1 is 0.49999997) and rounds
+  // to 0, where x / s + z rounded 3.5 up to 4; 0.725 quantizes to 10 + 0.25, inside the range, so it passes a
+  // gradient (the old clamp to [(qmin - z) s, (qmax - z) s] gave it none)
+  for (const b of kn.backends().filter((n) => n === 'js' || n === 'cpu' || n === 'webgpu')) {
+    const x = kn.tensor([0.05, 0.35, -0.25, 0.65, -1.3375, 0.725, 0.73, -1.355, -0.85], [9], { backend: b });
+    x.requiresGrad = true;
+    const y = kn.quant.fakeQuant(x, 0.1, 3, -10, 10);
+    const want = [0, 0.4, -0.2, 0.6, -1.3, 0.7, 0.7, -1.3, -0.8];
+    // js multiplies in float64, where x * (1 / s) is not a tie: the rounding may go the other way by one step
+    const tol = b === 'js' ? 0.1 + 1e-6 : 1e-6;
+    Array.from(y.toArray() as Float32Array).forEach((v, i) =>
+      assert.ok(Math.abs(v - want[i]!) < tol, `${b} value ${i}: ${v} vs ${want[i]}`),
+    );
+    y.sum().backward();
+    assert.equal(Array.from(x.grad!.toArray() as Float32Array), [1, 1, 1, 1, 1, 1, 1, 0, 1], `${b} gradient`);
+    const w = kn.tensor([0.5, -0.25, 0.75, 0.3, 1.5, -0.45], [2, 3], { backend: b });
+    w.requiresGrad = true;
+    const yw = kn.quant.fakeQuant(w, kn.tensor([[0.5], [0.1]], undefined, { backend: b }), 0, -2, 2);
+    const ww = [0.5, 0, 1, 0.2, 0.2, -0.2];
+    Array.from(yw.toArray() as Float32Array).forEach((v, i) =>
+      assert.ok(Math.abs(v - ww[i]!) < 1e-6, `${b} per channel ${i}: ${v} vs ${ww[i]}`),
+    );
+    yw.mul(kn.tensor([1, 2, 3, 4, 5, 6], [2, 3], { backend: b }))
+      .sum()
+      .backward();
+    assert.equal(Array.from(w.grad!.toArray() as Float32Array), [1, 2, 3, 0, 0, 0], `${b} per-channel gradient`);
+    // no graph, nothing left behind
+    const live = kn.memory().numTensors;
+    kn.noGrad(() => kn.quant.fakeQuant(w, 0.1, 0, -2, 2)).dispose();
+    assert.is(kn.memory().numTensors, live);
+  }
+  throwsKiln(() => kn.quant.fakeQuant(kn.ones([2]), 0.1, 0.5, -1, 1), kn.ArgumentError, /zeroPoint must be an integer/);
+});
+
 test('QAT: prepare, fine-tune with fake quantization, convert to int8 (MNIST)', async () => {
   const { model, train, acc } = await trainedMnistMlp(2);
   const base = acc(model);

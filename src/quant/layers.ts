@@ -42,7 +42,7 @@ export function quantizeWeightsInt8(w: Tensor, perChannel = true): { q: Tensor; 
       // per tensor: every channel gets the scale of the largest |w| anywhere
       const amax = perChannel ? flat.abs().max(1, true) : flat.abs().max(1, true).max(0, true).expand([N, 1]);
       const scale = div(amax, 127).maximum(1e-12); // an all-zero row keeps a tiny positive scale
-      const q = cast(clamp(roundHalfEven(div(flat, scale)), -127, 127), 'int8');
+      const q = cast(clamp(quantCodes(flat, scale), -127, 127), 'int8');
       const out = { q: reshape(q, w.shape), scale: reshape(scale, [N]) };
       [flat, amax, scale, q].forEach((t) => {
         if (t !== out.q && t !== out.scale) t.dispose();
@@ -50,6 +50,15 @@ export function quantizeWeightsInt8(w: Tensor, perChannel = true): { q: Tensor; 
       return out;
     }),
   );
+}
+
+/**
+ * The integer codes of x at `scale` before the zero point: nearbyint(x * (1 / scale)) with the reciprocal
+ * rounded to float32 first, the rule of every quantize kernel (cpu, CUDA, WGSL) and of PyTorch. x / scale
+ * rounds differently at ties (0.05 / 0.1 is 0.49999997, 0.05 * 10 is 0.5).
+ */
+export function quantCodes(x: Tensor, scale: Tensor): Tensor {
+  return tidy(() => noGrad(() => roundHalfEven(mul(x, div(1, scale)))));
 }
 
 /** Rounds to the nearest integer, ties to even (as the kernels' nearbyint), with tensor ops. */
@@ -290,7 +299,7 @@ export function quantizeWeightsInt4(w: Tensor, groupSize: number): { packed: Ten
       const grouped = reshape(padded, [N, G, g]);
       const amax = grouped.abs().max(2, true);
       const scale = div(amax, 7).maximum(1e-12);
-      const q = clamp(roundHalfEven(div(grouped, scale)), -8, 7).add(INT4_LAYOUT.offset); // 0..15
+      const q = clamp(quantCodes(grouped, scale), -8, 7).add(INT4_LAYOUT.offset); // 0..15
       const pairs = reshape(q, [N, (G * g) / 2, 2]);
       const lo = slice(pairs, [0, 0, 0], [N, (G * g) / 2, 1]),
         hi = slice(pairs, [0, 0, 1], [N, (G * g) / 2, 2]);

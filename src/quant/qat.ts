@@ -1,48 +1,44 @@
 // Quantization-aware training: Linear/Conv2d layers that train in float but see their weights and inputs
 // through fake quantization (quantize then dequantize, exactly the int8 scheme of the quantized layers), with
-// the straight-through estimator for gradients (1 inside the representable range, 0 outside). Input ranges
+// the straight-through estimator for gradients (1 where the code needed no clamping, 0 elsewhere, as PyTorch). Input ranges
 // are tracked as running min/max while training. convertQat then produces the real int8 model.
-import { noGrad } from '../autograd/tape.js';
+import { noGrad, quiet, record } from '../autograd/tape.js';
 import { ArgumentError, describe } from '../errors.js';
 import { Conv2d, Linear, convOptions, type Conv2dLayerOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
-import { add, clamp, div, maximum, minimum, mul, sub } from '../ops/elementwise.js';
+import { add, cast, clamp, eq, mul, sub } from '../ops/elementwise.js';
 import { conv2d } from '../ops/conv.js';
 import { reshape } from '../ops/movement.js';
-import type { Tensor } from '../tensor/tensor.js';
-import { quantizeWeightsInt8, roundHalfEven } from './layers.js';
+import { assertTensor, type Tensor } from '../tensor/tensor.js';
+import { quantCodes, quantizeWeightsInt8 } from './layers.js';
 import { affineParams, childSlots, int8Layer } from './quantize.js';
 
 /**
  * Fake quantization: the value of dequant(quant(x)) with scale (a number, or a tensor that broadcasts, e.g.
- * per channel) and zero point, and the straight-through gradient (passed where x is inside the range that
- * quantizes without clamping, zero elsewhere).
+ * per channel) and zero point, by the kernels' rule (nearbyint(x * (1 / scale)) + zeroPoint, clamped to
+ * [qmin, qmax]), and the straight-through gradient: 1 where that code is inside [qmin, qmax] before clamping, 0
+ * elsewhere, as PyTorch's fake_quantize_per_tensor_affine / per_channel_affine (no gradient to the scale).
  * @example kn.quant.fakeQuant(kn.tensor([0.26, 5]), 0.1, 0, -127, 127).toList() // [0.30000001192092896, 5]
  */
 export function fakeQuant(x: Tensor, scale: number | Tensor, zeroPoint: number, qmin: number, qmax: number): Tensor {
+  assertTensor(x, 'fakeQuant x');
   if (typeof scale === 'number' && !(scale > 0))
     throw new ArgumentError(`fakeQuant scale must be > 0, got ${describe(scale)}`);
   if (!Number.isInteger(qmin) || !Number.isInteger(qmax) || qmin >= qmax)
     throw new ArgumentError(`fakeQuant needs integers qmin < qmax, got ${qmin} and ${qmax}`);
-  const st = typeof scale === 'number' ? tensor(scale, [], { backend: x.backend }) : scale;
-  // the representable interval [(qmin - z) s, (qmax - z) s]; clamping into it carries the STE mask
-  const lo = mul(st, qmin - zeroPoint),
-    hi = mul(st, qmax - zeroPoint);
-  const xc = minimum(maximum(x, lo), hi);
-  const q = noGrad(() => {
-    const r = roundHalfEven(div(xc, st).add(zeroPoint));
-    const c = clamp(r, qmin, qmax);
-    const d = mul(sub(c, zeroPoint), st);
-    const delta = sub(d, xc);
-    [r, c, d].forEach((t) => t.dispose());
-    return delta;
+  if (!Number.isInteger(zeroPoint))
+    throw new ArgumentError(`fakeQuant zeroPoint must be an integer, got ${describe(zeroPoint)}`);
+  const [y, pass] = quiet(() => {
+    const st = typeof scale === 'number' ? tensor(scale, [], { backend: x.backend }) : scale;
+    const code = quantCodes(x, st).add(zeroPoint);
+    const kept = clamp(code, qmin, qmax);
+    return [mul(sub(kept, zeroPoint), st), cast(eq(kept, code), x.dtype)] as const; // 1 where nothing clamped
   });
-  const y = add(xc, q); // value dequant(quant(x)); gradient that of xc
-  [lo, hi, xc, q].forEach((t) => t.dispose());
-  if (st !== scale) st.dispose();
-  return y;
+  const out = record('fakeQuant', y, [x], [pass], (g, [m]) => [mul(g, m!)]);
+  pass.dispose(); // the graph keeps its own view of the mask
+  return out;
 }
 
 /** Running input range of a QAT layer (buffers, so checkpoints keep them). */

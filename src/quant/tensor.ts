@@ -5,12 +5,12 @@ import { noGrad } from '../autograd/tape.js';
 import { DTypeError, ShapeError, ValidationError, ArgumentError, checkOptions, describe } from '../errors.js';
 import { tidy } from '../engine/memory.js';
 import { tensor } from '../ops/creation.js';
-import { add, cast, clamp, div, mul, sub } from '../ops/elementwise.js';
+import { add, cast, clamp, mul, sub } from '../ops/elementwise.js';
 import { permute, reshape } from '../ops/movement.js';
 import { shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { INT4_LAYOUT } from './layout.js';
-import { dequantizeWeightsInt4, quantizeWeightsInt4, quantizeWeightsInt8, roundHalfEven } from './layers.js';
+import { dequantizeWeightsInt4, quantCodes, quantizeWeightsInt4, quantizeWeightsInt8 } from './layers.js';
 import { affineParams } from './quantize.js';
 
 /** How quantizeTensor stores a tensor. */
@@ -197,7 +197,7 @@ function int8(x: Tensor, opts: QuantizeTensorOptions): Parts {
     Float32Array.from(params, (p) => p.zeroPoint),
     [params.length, 1],
   );
-  const q = cast(clamp(add(roundHalfEven(div(flat, scale)), zp), 0, 255), 'uint8');
+  const q = cast(clamp(add(quantCodes(flat, scale), zp), 0, 255), 'uint8');
   return {
     values: back(q),
     scale: reshape(scale, scaleShape),

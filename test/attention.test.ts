@@ -661,17 +661,19 @@ for (const b of BACKENDS)
         kn.seed(4);
         assert.equal(kn.models.generate(lm, [3, 1], { maxNewTokens: 10, ...o, kvCache: false }), a, JSON.stringify(o));
       }
-      // past the position table: the cache's error is the whole model's
-      throwsKiln(
-        () => kn.models.generate(lm, [1], { maxNewTokens: 13 }),
-        kn.ShapeError,
-        /LearnedPositionalEmbedding: sequence length 13 exceeds maxLen 12/,
-      );
-      throwsKiln(
-        () => kn.models.generate(lm, [1], { maxNewTokens: 13, kvCache: false }),
-        kn.ShapeError,
-        /LearnedPositionalEmbedding: sequence length 13 exceeds maxLen 12/,
-      );
+      // past the position table: without blockSize the window is the table's length (12), with or without
+      // the cache; a blockSize beyond the table is the model's error
+      kn.seed(6);
+      const long = kn.models.generate(lm, [1], { maxNewTokens: 20 });
+      assert.is(long.length, 21);
+      kn.seed(6);
+      assert.equal(kn.models.generate(lm, [1], { maxNewTokens: 20, blockSize: 12, kvCache: false }), long);
+      for (const kvCache of [true, false])
+        throwsKiln(
+          () => kn.models.generate(lm, [1], { maxNewTokens: 13, blockSize: 20, kvCache }),
+          kn.ShapeError,
+          /LearnedPositionalEmbedding: sequence length 13 exceeds maxLen 12/,
+        );
     }));
 
 test('the KV cache is used only where a position at a time gives the same result', () => {

@@ -5,7 +5,12 @@ import { quiet } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
-import { LearnedPositionalEmbedding, TransformerEncoderLayer, dropoutRate } from '../nn/attention.js';
+import {
+  LearnedPositionalEmbedding,
+  SinusoidalPositionalEncoding,
+  TransformerEncoderLayer,
+  dropoutRate,
+} from '../nn/attention.js';
 import {
   BatchNorm1d,
   BatchNorm2d,
@@ -304,7 +309,10 @@ export interface GenerateOptions {
   topK?: number;
   /** Stop after this token is generated (it is included). */
   stopToken?: number;
-  /** The model's context length: only the last `blockSize` tokens are fed (default: all). */
+  /**
+   * The model's context length: only the last `blockSize` tokens are fed. Default: the length of the model's
+   * position table (charLM's blockSize), or the whole sequence for a model without one.
+   */
   blockSize?: number;
   /**
    * Keep each attention layer's keys and values between steps so a step runs one new position, not the whole
@@ -312,6 +320,15 @@ export interface GenerateOptions {
    * decodes a position at a time (charLM's are); otherwise each step runs the whole context.
    */
   kvCache?: boolean;
+}
+
+/** The longest context the model's position tables hold (the smallest maxLen), or undefined without one. */
+function contextOf(model: Module): number | undefined {
+  let n: number | undefined;
+  for (const [, m] of model.namedModules())
+    if (m instanceof LearnedPositionalEmbedding || m instanceof SinusoidalPositionalEncoding)
+      n = Math.min(n ?? Infinity, m.maxLen);
+  return n;
 }
 
 /**
@@ -343,8 +360,8 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
     throw new ArgumentError(`temperature must be a finite number > 0, got ${describe(opts.temperature)}`);
   const topK = opts.topK;
   if (topK !== undefined) posInt(topK, 'topK');
-  const block = opts.blockSize;
-  if (block !== undefined) posInt(block, 'blockSize');
+  if (opts.blockSize !== undefined) posInt(opts.blockSize, 'blockSize');
+  const block = opts.blockSize ?? contextOf(model);
   const useCache = opts.kvCache ?? true;
   if (typeof useCache !== 'boolean')
     throw new ArgumentError(`kvCache must be a boolean, got ${describe(opts.kvCache)}`);

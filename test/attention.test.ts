@@ -722,6 +722,40 @@ test('the KV cache is used only where a position at a time gives the same result
   assert.equal(kn.models.generate(lm, [1], { maxNewTokens: 3, temperature: 1e-300 }), [1, 2, 2, 2]);
 });
 
+test('generate: topP samples from the smallest set of likely tokens, after temperature and topK', () => {
+  // every position's logits are log [0.5, 0.3, 0.15, 0.05]
+  const head = new kn.nn.Linear(4, 4);
+  kn.noGrad(() => {
+    head.weight.assign(kn.zeros([4, 4]));
+    head.bias!.assign(kn.tensor([0.5, 0.3, 0.15, 0.05].map(Math.log)));
+  });
+  const lm = new kn.nn.Sequential(new kn.nn.Embedding(4, 4), head).eval();
+  const counts = (o: kn.models.GenerateOptions): number[] => {
+    kn.seed(9);
+    const c = [0, 0, 0, 0];
+    for (const t of kn.models.generate(lm, [0], { maxNewTokens: 800, ...o }).slice(1)) c[t]!++;
+    return c.map((v) => v / 800);
+  };
+  // 0.5 + 0.3 reaches 0.7: tokens 0 and 1 in proportion 5:3
+  let f = counts({ topP: 0.7 });
+  assert.equal([f[2], f[3]], [0, 0], `topP 0.7: ${f}`);
+  assert.ok(Math.abs(f[0]! - 0.625) < 0.07, `topP 0.7: ${f}`);
+  f = counts({ topP: 0.9 });
+  assert.ok(f[3] === 0 && f[2]! > 0.08 && Math.abs(f[0]! - 0.5 / 0.95) < 0.07, `topP 0.9: ${f}`);
+  assert.equal(counts({ topP: 0.4 }), [1, 0, 0, 0], 'the most likely token alone reaches 0.4');
+  // temperature 2 flattens to [0.38, 0.29, 0.21, 0.12]: 0.6 needs two tokens; topK 1 leaves one whatever topP
+  f = counts({ topP: 0.6, temperature: 2 });
+  assert.ok(f[2] === 0 && f[3] === 0 && f[1]! > 0.3, `temperature 2, topP 0.6: ${f}`);
+  assert.equal(counts({ topP: 0.99, topK: 1 }), [1, 0, 0, 0]);
+  assert.ok(counts({})[3]! > 0.02, 'no topP: every token');
+  for (const bad of [0, 1.5, Number.NaN, '0.5'])
+    throwsKiln(
+      () => kn.models.generate(lm, [0], { topP: bad as number }),
+      kn.ArgumentError,
+      /topP must be a number in \(0, 1\]/,
+    );
+});
+
 test('a Transformer classifier serves token ids from its file; non-integer ids get 400', async () => {
   kn.seed(8);
   const m = kn.models.transformerClassifier({ vocabSize: 30, numClasses: 3, dModel: 16, nHead: 2, maxLen: 16 });

@@ -307,6 +307,11 @@ export interface GenerateOptions {
   temperature?: number;
   /** Sample among the k most likely tokens only (default: all). */
   topK?: number;
+  /**
+   * Nucleus sampling: among the fewest most likely tokens whose probabilities (after temperature and topK) sum
+   * to at least topP, in (0, 1] (default 1: all).
+   */
+  topP?: number;
   /** Stop after this token is generated (it is included). */
   stopToken?: number;
   /**
@@ -332,6 +337,44 @@ function contextOf(model: Module): number | undefined {
 }
 
 /**
+ * Draws a token from one row of logits: softmax(logits / temperature) over the topK most likely tokens, then
+ * over the fewest most likely whose probabilities sum to topP or more (nucleus sampling, Holtzman et al. 2020).
+ */
+function sampleToken(last: number[], temp: number, topK: number | undefined, topP: number, step: number): number {
+  const V = last.length;
+  const bad = last.findIndex((v) => Number.isNaN(v) || v === Infinity);
+  if (bad >= 0)
+    throw new ValidationError(
+      `generate: the model's logit for token ${bad} is ${last[bad]} at step ${step}; logits must be finite or -Infinity`,
+    );
+  if (topK !== undefined && topK < V) {
+    const cut = [...last].sort((a, b) => b - a)[topK - 1]!;
+    for (let i = 0; i < V; i++) if (last[i]! < cut) last[i] = -Infinity;
+  }
+  const m = last.reduce((a, v) => Math.max(a, v), -Infinity);
+  if (m === -Infinity) throw new ValidationError(`generate: every logit is -Infinity at step ${step}`);
+  // softmax(logits / temperature), shifted before the division so a small temperature cannot overflow
+  const p = last.map((v) => Math.exp((v - m) / temp));
+  let total = p.reduce((a, b) => a + b, 0);
+  if (topP < 1) {
+    // most likely first (ties by index); the token that brings the sum to topP is kept, every later one dropped
+    const order = p.map((_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
+    let acc = 0,
+      k = 0;
+    while (k < V && acc < topP * total) acc += p[order[k++]!]!;
+    for (const i of order.slice(k)) p[i] = 0;
+    total = acc;
+  }
+  let u = quiet(() => rand([1]).item()) * total;
+  for (let i = 0; i < V; i++) {
+    u -= p[i]!;
+    if (u < 0) return i;
+  }
+  // rounding left u >= 0 after the last term: the last token with any probability (never a masked one)
+  return p.reduce((k, x, i) => (x > 0 ? i : k), 0);
+}
+
+/**
  * Samples a continuation from a language model whose output is next-token logits [1, L, V] (such as charLM),
  * in eval mode without gradients. Draws come from kiln's RNG, so kn.seed makes them reproducible.
  * @example kn.models.generate(kn.models.charLM({ vocabSize: 5, blockSize: 8, dModel: 8, nHead: 2, numLayers: 1 }), [0], { maxNewTokens: 3 }).length // 4
@@ -347,6 +390,7 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
       maxNewTokens: true,
       temperature: true,
       topK: true,
+      topP: true,
       stopToken: true,
       blockSize: true,
       kvCache: true,
@@ -360,6 +404,9 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
     throw new ArgumentError(`temperature must be a finite number > 0, got ${describe(opts.temperature)}`);
   const topK = opts.topK;
   if (topK !== undefined) posInt(topK, 'topK');
+  const topP = opts.topP ?? 1;
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
+    throw new ArgumentError(`topP must be a number in (0, 1], got ${describe(opts.topP)}`);
   if (opts.blockSize !== undefined) posInt(opts.blockSize, 'blockSize');
   const block = opts.blockSize ?? contextOf(model);
   const useCache = opts.kvCache ?? true;
@@ -387,32 +434,7 @@ export function generate(model: Module, prompt: readonly number[], opts: Generat
         return y.toArray();
       });
       const V = logits.length / feed.length;
-      const last = Array.from(logits.subarray((feed.length - 1) * V), Number);
-      const bad = last.findIndex((v) => Number.isNaN(v) || v === Infinity);
-      if (bad >= 0)
-        throw new ValidationError(
-          `generate: the model's logit for token ${bad} is ${last[bad]} at step ${step}; logits must be finite or -Infinity`,
-        );
-      if (topK !== undefined && topK < V) {
-        const cut = [...last].sort((a, b) => b - a)[topK - 1]!;
-        for (let i = 0; i < V; i++) if (last[i]! < cut) last[i] = -Infinity;
-      }
-      const m = last.reduce((a, v) => Math.max(a, v), -Infinity);
-      if (m === -Infinity) throw new ValidationError(`generate: every logit is -Infinity at step ${step}`);
-      // softmax(logits / temperature), shifted before the division so a small temperature cannot overflow
-      const p = last.map((v) => Math.exp((v - m) / temp));
-      const total = p.reduce((a, b) => a + b, 0);
-      let u = quiet(() => rand([1]).item()) * total;
-      let next = -1;
-      for (let i = 0; i < V; i++) {
-        u -= p[i]!;
-        if (u < 0) {
-          next = i;
-          break;
-        }
-      }
-      // rounding left u >= 0 after the last term: the last token with any probability (never a masked one)
-      if (next < 0) next = p.reduce((k, x, i) => (x > 0 ? i : k), 0);
+      const next = sampleToken(Array.from(logits.subarray((feed.length - 1) * V), Number), temp, topK, topP, step);
       out.push(next);
       if (next === opts.stopToken) break;
     }

@@ -53,6 +53,7 @@ export class KVDecoder {
     const stages: Stage[] = [];
     const walk = (m: Module): boolean => {
       const c = m.constructor;
+      if (Object.prototype.hasOwnProperty.call(m, 'forward')) return false; // a forward replaced on the instance
       if (c === Sequential) return m.children().every(walk);
       if (POINTWISE.has(c)) stages.push({ kind: 'pointwise', m });
       else if (m instanceof LearnedPositionalEmbedding || m instanceof SinusoidalPositionalEncoding) {

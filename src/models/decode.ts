@@ -17,9 +17,10 @@ import type { Module } from '../nn/module.js';
 import { Int4Linear, QuantLinear } from '../quant/layers.js';
 import type { Tensor } from '../tensor/tensor.js';
 
+type PositionTable = LearnedPositionalEmbedding | SinusoidalPositionalEncoding;
 type Stage =
   | { kind: 'pointwise'; m: Module }
-  | { kind: 'position'; m: LearnedPositionalEmbedding | SinusoidalPositionalEncoding }
+  | { kind: 'position'; m: PositionTable }
   | { kind: 'attention'; m: TransformerEncoderLayer; cache: KVCache };
 
 /**
@@ -39,6 +40,14 @@ const POINTWISE: ReadonlySet<unknown> = new Set([
   Sigmoid,
 ]);
 
+/** Layers indexed by absolute position: they bound a model's context and take forwardAt(x, from). */
+const POSITION_TABLES = [LearnedPositionalEmbedding, SinusoidalPositionalEncoding] as const;
+
+/** @internal Whether `m` is a position table or a subclass of one (then its maxLen bounds the context). */
+export function isPositionTable(m: Module): m is PositionTable {
+  return POSITION_TABLES.some((C) => m instanceof C);
+}
+
 /** @internal A KV-cached decoder over one model (see the file comment). Call dispose() when done. */
 export class KVDecoder {
   /** Positions decoded so far. */
@@ -56,10 +65,10 @@ export class KVDecoder {
       if (Object.prototype.hasOwnProperty.call(m, 'forward')) return false; // a forward replaced on the instance
       if (c === Sequential) return m.children().every(walk);
       if (POINTWISE.has(c)) stages.push({ kind: 'pointwise', m });
-      else if (m instanceof LearnedPositionalEmbedding || m instanceof SinusoidalPositionalEncoding) {
-        if (c !== LearnedPositionalEmbedding && c !== SinusoidalPositionalEncoding) return false;
-        if (!m.batchFirst) return false;
-        stages.push({ kind: 'position', m });
+      else if (POSITION_TABLES.some((C) => c === C)) {
+        const p = m as PositionTable;
+        if (!p.batchFirst) return false;
+        stages.push({ kind: 'position', m: p });
       } else if (c === TransformerEncoderLayer) {
         const t = m as TransformerEncoderLayer;
         if (!t.cacheable) return false;

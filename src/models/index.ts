@@ -5,12 +5,7 @@ import { quiet } from '../autograd/tape.js';
 import { ArgumentError, ShapeError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tensor } from '../ops/creation.js';
 import { rand } from '../ops/random.js';
-import {
-  LearnedPositionalEmbedding,
-  SinusoidalPositionalEncoding,
-  TransformerEncoderLayer,
-  dropoutRate,
-} from '../nn/attention.js';
+import { LearnedPositionalEmbedding, TransformerEncoderLayer, dropoutRate } from '../nn/attention.js';
 import {
   BatchNorm1d,
   BatchNorm2d,
@@ -30,7 +25,7 @@ import {
 import { Module } from '../nn/module.js';
 import { AvgPool2d, GlobalAvgPool2d, Residual, SequencePool, type SequencePoolMode } from '../nn/pooling.js';
 import { shapeStr } from '../tensor/shape.js';
-import { KVDecoder } from './decode.js';
+import { KVDecoder, isPositionTable } from './decode.js';
 
 const rate = dropoutRate;
 
@@ -330,9 +325,7 @@ export interface GenerateOptions {
 /** The longest context the model's position tables hold (the smallest maxLen), or undefined without one. */
 function contextOf(model: Module): number | undefined {
   let n: number | undefined;
-  for (const [, m] of model.namedModules())
-    if (m instanceof LearnedPositionalEmbedding || m instanceof SinusoidalPositionalEncoding)
-      n = Math.min(n ?? Infinity, m.maxLen);
+  for (const [, m] of model.namedModules()) if (isPositionTable(m)) n = Math.min(n ?? Infinity, m.maxLen);
   return n;
 }
 

@@ -263,8 +263,7 @@ export class MultiheadAttention extends Module {
   attend(query: Tensor, key: Tensor, value: Tensor, masks: MultiheadMasks = {}): { output: Tensor; weights?: Tensor } {
     checkOptions(masks, 'MultiheadAttention.attend masks', MASK_KEYS);
     const E = this.embedDim,
-      H = this.numHeads,
-      D = this.headDim;
+      H = this.numHeads;
     for (const [t, n] of [
       [query, 'query'],
       [key, 'key'],
@@ -287,15 +286,7 @@ export class MultiheadAttention extends Module {
         `MultiheadAttention: query, key and value disagree on batch or key length: ${shapeStr(query.shape)}, ` +
           `${shapeStr(key.shape)}, ${shapeStr(value.shape)}`,
       );
-    // [N, T, E] -> [N, H, T, D]
-    const heads = (t: Tensor, T: number): Tensor => permute(reshape(t, [N, T, H, D]), [0, 2, 1, 3]);
-    let q = heads(this.child('q_proj').call(q0), L);
-    let k = heads(this.child('k_proj').call(k0), S);
-    const v = heads(this.child('v_proj').call(v0), S);
-    if (this.rotary) {
-      q = applyRotary(q);
-      k = applyRotary(k);
-    }
+    const { q, k, v } = this.project(q0, k0, v0, 0);
     const o: AttentionOptions = {
       attnMask: this.combinedMask(masks, N, L, S),
       isCausal: this.causal || masks.isCausal === true,
@@ -305,8 +296,7 @@ export class MultiheadAttention extends Module {
     const { out, weights } = masks.needWeights
       ? attend(q, k, v, o)
       : { out: scaledDotProductAttention(q, k, v, o), weights: null };
-    const merged = reshape(permute(out, [0, 2, 1, 3]), [N, L, E]);
-    const y = this.child('out_proj').call(merged);
+    const y = this.merge(out);
     const output = this.batchFirst ? y : transpose(y, 0, 1);
     if (!masks.needWeights) return { output };
     return { output, weights: reshape(weights!, [N, H, L, S]).mean(1) };
@@ -323,18 +313,9 @@ export class MultiheadAttention extends Module {
     if (!isTensor(x) || x.ndim !== 3)
       throw new ShapeError(`MultiheadAttention.attendCached expects [N, L, E], got ${describe(x)}`);
     lastDim(x, this.embedDim, 'MultiheadAttention');
-    const [N, L] = x.shape as [number, number, number];
-    const T = cache.length,
-      H = this.numHeads,
-      D = this.headDim;
-    const heads = (t: Tensor): Tensor => permute(reshape(t, [N, L, H, D]), [0, 2, 1, 3]);
-    let q = heads(this.child('q_proj').call(x));
-    let k = heads(this.child('k_proj').call(x));
-    const v = heads(this.child('v_proj').call(x));
-    if (this.rotary) {
-      q = applyRotary(q, { offset: T });
-      k = applyRotary(k, { offset: T });
-    }
+    const L = x.shape[1]!;
+    const T = cache.length;
+    const { q, k, v } = this.project(x, x, x, T);
     const kAll = keep(cache.k ? concat([cache.k, k], 2) : k.clone());
     const vAll = keep(cache.v ? concat([cache.v, v], 2) : v.clone());
     cache.k?.dispose();
@@ -348,7 +329,27 @@ export class MultiheadAttention extends Module {
       for (let i = 0; i < L; i++) allowed.fill(1, i * (T + L), i * (T + L) + T + i + 1);
       mask = tensor(allowed, [L, T + L], { dtype: 'bool', backend: x.backendInstance.name });
     }
-    const out = scaledDotProductAttention(q, kAll, vAll, { attnMask: mask, isCausal: T === 0 && L > 1 });
+    return this.merge(scaledDotProductAttention(q, kAll, vAll, { attnMask: mask, isCausal: T === 0 && L > 1 }));
+  }
+  /**
+   * q_proj, k_proj and v_proj of batch-first inputs ([N, L, E], [N, S, E]) split into heads ([N, H, T, D]),
+   * rotated from position `offset` when the layer is rotary.
+   */
+  private project(query: Tensor, key: Tensor, value: Tensor, offset: number): { q: Tensor; k: Tensor; v: Tensor } {
+    const heads = (t: Tensor): Tensor =>
+      permute(reshape(t, [t.shape[0]!, t.shape[1]!, this.numHeads, this.headDim]), [0, 2, 1, 3]);
+    let q = heads(this.child('q_proj').call(query));
+    let k = heads(this.child('k_proj').call(key));
+    const v = heads(this.child('v_proj').call(value));
+    if (this.rotary) {
+      q = applyRotary(q, { offset });
+      k = applyRotary(k, { offset });
+    }
+    return { q, k, v };
+  }
+  /** Heads [N, H, L, D] merged back to [N, L, E] and through out_proj. */
+  private merge(out: Tensor): Tensor {
+    const [N, , L] = out.shape as [number, number, number, number];
     return this.child('out_proj').call(reshape(permute(out, [0, 2, 1, 3]), [N, L, this.embedDim]));
   }
 

@@ -1,7 +1,7 @@
 // Quantization-aware training: Linear/Conv2d layers that train in float but see their weights and inputs
 // through fake quantization (quantize then dequantize, exactly the int8 scheme of the quantized layers), with
-// the straight-through estimator for gradients (1 where the code needed no clamping, 0 elsewhere, as PyTorch). Input ranges
-// are tracked as running min/max while training. convertQat then produces the real int8 model.
+// the straight-through estimator for gradients (1 where the code needed no clamping, 0 elsewhere, as PyTorch).
+// Input ranges are tracked as running min/max while training. convertQat then produces the real int8 model.
 import { noGrad, quiet, record } from '../autograd/tape.js';
 import { ArgumentError, describe } from '../errors.js';
 import { Conv2d, Linear, convOptions, type Conv2dLayerOptions } from '../nn/layers.js';

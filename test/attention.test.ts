@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { KVDecoder } from '../src/models/decode.js';
-import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln, tempDir } from './helpers.js';
+import { allclose, nativeBackends, onBackend, randomArray, rng, sinFill, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-4, what = ''): void => {
@@ -41,12 +41,7 @@ interface Ref {
 }
 const ref = JSON.parse(readFileSync(new URL('./ref/attention_torch.json', import.meta.url), 'utf8')) as Ref;
 const { N, L, S, E, H, F } = ref;
-/** w[i] = sin(0.37 i + seed) / 2, the values the reference script fills every tensor with. */
-const fill = (shape: number[], seed: number): kn.Tensor =>
-  kn.tensor(
-    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(0.37 * i + seed) * 0.5),
-    shape,
-  );
+const fill = sinFill;
 function mhaState(prefix: string, seed: number): Record<string, kn.Tensor> {
   const sd: Record<string, kn.Tensor> = {};
   ['q_proj', 'k_proj', 'v_proj'].forEach((n, j) => {

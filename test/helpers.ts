@@ -258,3 +258,14 @@ export function damagedCopy(bytes: Uint8Array, seed: { r: number }, flips: numbe
   }
   return b;
 }
+
+/**
+ * w[i] = sin(0.37 i + seed) / 2 in row-major order: the values the PyTorch reference scripts (test/ref,
+ * common.py's fill) put in every tensor, so a test builds the same weights and inputs.
+ */
+export function sinFill(shape: readonly number[], seed: number): kn.Tensor {
+  return kn.tensor(
+    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(0.37 * i + seed) * 0.5),
+    [...shape],
+  );
+}

@@ -58,6 +58,34 @@ test('safetensors: every dtype round-trips bit-exactly, metadata kept, names sor
   new kn.nn.Linear(3, 2).loadStateDict(back);
 });
 
+test('safetensors: int64 (as PyTorch writes) reads as int32 when it fits, else FormatError', () => {
+  const i64 = (vals: bigint[]): Uint8Array => new Uint8Array(BigInt64Array.from(vals).buffer);
+  const { tensors } = decodeSafetensors(
+    file(
+      {
+        n: { dtype: 'I64', shape: [], data_offsets: [0, 8] },
+        ids: { dtype: 'I64', shape: [3], data_offsets: [8, 32] },
+      },
+      bytesOf([i64([3n]), i64([-2147483648n, 0n, 2147483647n])]),
+    ),
+  );
+  assert.is(tensors.n!.dtype, 'int32');
+  assert.equal(tensors.n!.shape, []);
+  assert.equal(Array.from(tensors.n!.toArray()), [3]);
+  assert.equal(Array.from(tensors.ids!.toArray()), [-2147483648, 0, 2147483647]);
+  Object.values(tensors).forEach((t) => t.dispose());
+  throwsKiln(
+    () => decodeSafetensors(file({ ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, i64([1n, 2n ** 31n]))),
+    kn.FormatError,
+    /tensor 'ids' is int64 and holds 2147483648 at index 1; kiln reads int64 as int32/,
+  );
+  throwsKiln(
+    () => decodeSafetensors(file({ ids: { dtype: 'I64', shape: [2], data_offsets: [0, 12] } }, new Uint8Array(12))),
+    kn.FormatError,
+    /needs 16 bytes, its offsets span 12/,
+  );
+});
+
 test('safetensors: truncated and hostile files are refused with FormatError', () => {
   const good = bytesOf(encodeSafetensors({ a: kn.tensor([1, 2, 3]), b: kn.tensor(new Int32Array([4]), [1]) }));
   throwsKiln(() => decodeSafetensors(good.subarray(0, 5)), kn.FormatError, /too short/);

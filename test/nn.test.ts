@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
 import { layerTypes } from '../src/nn/registry.js';
-import { allclose, nativeBackends, onBackend, rng, randomArray, throwsKiln, tempDir } from './helpers.js';
+import { allclose, nativeBackends, onBackend, rng, randomArray, sinFill, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, atol = 1e-5, rtol = 1e-4): void => {
@@ -15,6 +16,27 @@ const gc = (f: (...x: kn.Tensor[]) => kn.Tensor, xs: kn.Tensor[], tol = 1e-3): v
   const r = kn.gradcheck(f, xs, { atol: tol, rtol: tol });
   assert.ok(r.ok, `gradcheck: max abs err ${r.maxAbsErr} at ${JSON.stringify(r.worst)}`);
 };
+
+/** PyTorch's BatchNorm reference (test/ref/batchnorm_torch.py): outputs, final state, its keys in order. */
+const bnRef = JSON.parse(readFileSync(new URL('./ref/batchnorm_torch.json', import.meta.url), 'utf8')) as {
+  train: number[][];
+  eval: number[];
+  state: Record<string, number[]>;
+  keys: string[];
+};
+/** The reference script's net: Conv2d, BatchNorm2d (momentum 0.1), Tanh, Flatten, Linear, BatchNorm1d (null). */
+const torchBnNet = (): kn.nn.Sequential =>
+  new kn.nn.Sequential(
+    new kn.nn.Conv2d(2, 3, 3, { padding: 1 }),
+    new kn.nn.BatchNorm2d(3),
+    new kn.nn.Tanh(),
+    new kn.nn.Flatten(),
+    new kn.nn.Linear(48, 5),
+    new kn.nn.BatchNorm1d(5, { momentum: null }),
+  );
+const torchFill = (m: kn.nn.Module): void =>
+  m.namedParameters().forEach(([, p], i) => p.assign(sinFill(p.shape, 1 + i)));
+const torchInput = (seed: number): kn.Tensor => sinFill([4, 2, 4, 4], seed);
 
 for (const b of BACKENDS) {
   test(`Linear, Conv2d, MaxPool2d, Flatten compute what the ops compute (${b})`, () =>
@@ -84,7 +106,14 @@ for (const b of BACKENDS) {
         bn.eval();
         const e = bn.call(x).toFloat64Array();
         close([e[0]!], [(vals[0]! - 0.1 * mean[0]!) / Math.sqrt(0.9 + 0.1 * uvar[0]! + 1e-5)]);
-        assert.equal(Object.keys(bn.stateDict()).sort(), ['bias', 'runningMean', 'runningVar', 'weight']);
+        assert.equal(Object.keys(bn.stateDict()).sort(), [
+          'bias',
+          'num_batches_tracked',
+          'running_mean',
+          'running_var',
+          'weight',
+        ]);
+        assert.equal(Array.from(bn.numBatchesTracked.toArray()), [1]);
         const bn2 = new kn.nn.BatchNorm2d(2);
         const z = bn2.call(kn.tensor(randomArray(rng(4), 2 * 2 * 3 * 3), [2, 2, 3, 3]));
         close(f64(z.mean([0, 2, 3])), [0, 0]);
@@ -96,6 +125,49 @@ for (const b of BACKENDS) {
         );
       }),
     ));
+
+  test(`BatchNorm (momentum 0.1 and null) trains, evaluates and loads state as PyTorch (${b})`, async () => {
+    const file = new URL('./ref/batchnorm_torch.safetensors', import.meta.url).pathname;
+    const theirs = await kn.io.load(file, { backend: b });
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const net = torchBnNet();
+        torchFill(net);
+        for (const [i, seed] of [11, 12, 13].entries())
+          close(f64(net.call(torchInput(seed))), bnRef.train[i]!, 1e-5, 1e-4);
+        // the same state under the same names: running statistics, and int32 batch counts of 3
+        const mine = net.stateDict();
+        assert.equal(Object.keys(mine), bnRef.keys);
+        for (const k of bnRef.keys) close(f64(mine[k]!), bnRef.state[k]!, 1e-5, 1e-4);
+        assert.is(mine['5.num_batches_tracked']!.dtype, 'int32');
+        net.eval();
+        close(f64(net.call(torchInput(20))), bnRef.eval, 1e-5, 1e-4);
+        // PyTorch's own file (num_batches_tracked int64) loads strictly into a fresh net
+        assert.is(theirs['1.num_batches_tracked']!.dtype, 'int32');
+        const fresh = torchBnNet().eval();
+        assert.equal(fresh.loadStateDict(theirs), { missing: [], unexpected: [] });
+        assert.equal(Array.from(fresh.stateDict()['5.num_batches_tracked']!.toArray()), [3]);
+        close(f64(fresh.call(torchInput(20))), bnRef.eval, 1e-5, 1e-4);
+        // momentum null keeps averaging cumulatively past the loaded count: batch 4 weighs 1/4
+        const bn = fresh.layers[5] as kn.nn.BatchNorm1d;
+        bn.train();
+        const before = f64(bn.runningMean);
+        const x = kn.tensor(
+          Float32Array.from({ length: 20 }, (_, i) => Math.sin(i) * 2),
+          [4, 5],
+        );
+        bn.call(x);
+        const X = f64(x);
+        const batchMean = [0, 1, 2, 3, 4].map((c) => (X[c]! + X[5 + c]! + X[10 + c]! + X[15 + c]!) / 4);
+        close(
+          f64(bn.runningMean),
+          before.map((m, c) => m * 0.75 + batchMean[c]! * 0.25),
+        );
+        assert.equal(Array.from(bn.numBatchesTracked.toArray()), [4]);
+        Object.values(theirs).forEach((t) => t.dispose());
+      }),
+    );
+  });
 
   test(`layers are differentiable: gradcheck through BatchNorm, LayerNorm, Embedding, Linear (${b})`, () =>
     onBackend(b, () =>
@@ -150,6 +222,38 @@ for (const b of BACKENDS) {
     ));
 }
 
+test('BatchNorm state saved under its former names (runningMean, runningVar) still loads', async () => {
+  const path = join(tempDir('kiln-bn-'), 'old.safetensors');
+  const old = {
+    '0.weight': kn.tensor([1, 2]),
+    '0.bias': kn.tensor([0.5, -0.5]),
+    '0.runningMean': kn.tensor([3, 4]),
+    '0.runningVar': kn.tensor([5, 6]),
+  };
+  await kn.io.save(path, old);
+  const net = new kn.nn.Sequential(new kn.nn.BatchNorm1d(2));
+  assert.equal(net.loadStateDict(await kn.io.load(path)), { missing: [], unexpected: [] });
+  const bn = net.layers[0] as kn.nn.BatchNorm1d;
+  assert.equal(f64(bn.runningMean), [3, 4]);
+  assert.equal(f64(bn.runningVar), [5, 6]);
+  assert.equal(Array.from(bn.numBatchesTracked.toArray()), [0], 'a count the file never had stays 0');
+  // the current names win over the former ones, which are then unexpected
+  const both = { ...old, '0.running_mean': kn.tensor([7, 8]) };
+  assert.equal(net.loadStateDict(both, { strict: false }), { missing: [], unexpected: ['0.runningMean'] });
+  assert.equal(f64(bn.runningMean), [7, 8]);
+  assert.equal(f64(bn.runningVar), [5, 6]);
+  // num_batches_tracked may be absent only from a state dict in the former names
+  const current = net.stateDict();
+  delete current['0.num_batches_tracked'];
+  throwsKiln(() => net.loadStateDict(current), kn.ValidationError, /missing \[0\.num_batches_tracked\]/);
+  const none = { '0.weight': old['0.weight'], '0.bias': old['0.bias'] };
+  throwsKiln(
+    () => net.loadStateDict(none),
+    kn.ValidationError,
+    /missing \[0\.running_mean, 0\.running_var, 0\.num_batches_tracked\]/,
+  );
+});
+
 test('Module: state dicts round-trip in place, strict keys, shapes checked', () =>
   kn.tidy(() => {
     kn.seed(1);
@@ -166,10 +270,11 @@ test('Module: state dicts round-trip in place, strict keys, shapes checked', () 
       '0.bias',
       '1.weight',
       '1.bias',
+      '1.running_mean',
+      '1.running_var',
+      '1.num_batches_tracked',
       '3.weight',
       '3.bias',
-      '1.runningMean',
-      '1.runningVar',
     ]);
     assert.is(a.numParameters(), 3 * 4 + 4 + 4 + 4 + 4 * 2 + 2);
     const sd = a.stateDict();

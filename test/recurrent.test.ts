@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as kn from '../src/index.js';
-import { allclose, nativeBackends, onBackend, randomArray, rng, throwsKiln, tempDir } from './helpers.js';
+import { allclose, nativeBackends, onBackend, randomArray, rng, sinFill, throwsKiln, tempDir } from './helpers.js';
 
 const BACKENDS = ['js', ...nativeBackends()] as kn.BackendName[];
 const close = (a: ArrayLike<number>, e: ArrayLike<number>, what: string, atol = 2e-5): void => {
@@ -28,11 +28,7 @@ const ref = JSON.parse(readFileSync(new URL('./ref/rnn_torch.json', import.meta.
   cases: Record<'LSTM' | 'GRU', { full: Case; packed: Case; names: string[] }>;
 };
 const { N, L, F, H } = ref;
-const fill = (shape: number[], seed: number): kn.Tensor =>
-  kn.tensor(
-    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(0.37 * i + seed) * 0.5),
-    shape,
-  );
+const fill = sinFill;
 
 for (const b of BACKENDS) {
   test(`LSTM and GRU give PyTorch's numbers: 2 layers, bidirectional, initial state, packed (${b})`, () =>

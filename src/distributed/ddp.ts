@@ -358,8 +358,8 @@ export class DistributedDataParallel extends Module {
   override namedBuffers(prefix = ''): [string, Tensor][] {
     return this.module.namedBuffers(prefix);
   }
-  override stateEntries(): [string, Tensor][] {
-    return this.module.stateEntries();
+  override stateEntries(prefix = ''): [string, Tensor][] {
+    return this.module.stateEntries(prefix);
   }
   override namedModules(prefix = ''): [string, Module][] {
     return this.module.namedModules(prefix);

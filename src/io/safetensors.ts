@@ -21,6 +21,11 @@ const TO_ST = DTYPE_SHORT_NAMES;
 const FROM_ST: Readonly<Record<string, DType>> = Object.fromEntries(
   Object.entries(TO_ST).map(([k, v]) => [v, k as DType]),
 );
+/**
+ * 64-bit integers (PyTorch's int64: BatchNorm's num_batches_tracked, token ids) are read as int32 when every
+ * value fits, and refused otherwise; kiln writes int32.
+ */
+const WIDE_INT = 'I64';
 /** Header larger than this is refused (the format's reference reader uses 100 MB). */
 const MAX_HEADER = 100_000_000;
 
@@ -96,7 +101,7 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
   if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header must be a JSON object');
   const data = bytes.subarray(8 + h);
   const metadata = nameRecord<string>();
-  const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
+  const entries: { name: string; dtype: DType; wide: boolean; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     const bad = unrepresentable(name);
     if (bad) fail(`name ${JSON.stringify(name)} cannot be kept: ${bad}`);
@@ -113,8 +118,13 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (e === null || typeof e !== 'object') fail(`entry '${name}' must be an object`);
-    const dtype = typeof e.dtype === 'string' ? own(FROM_ST, e.dtype) : undefined;
-    if (!dtype) fail(`tensor '${name}' has dtype ${describe(e.dtype)}; supported: ${Object.keys(FROM_ST).join(', ')}`);
+    const wide = e.dtype === WIDE_INT;
+    const dtype = wide ? 'int32' : typeof e.dtype === 'string' ? own(FROM_ST, e.dtype) : undefined;
+    if (!dtype)
+      fail(
+        `tensor '${name}' has dtype ${describe(e.dtype)}; supported: ${[...Object.keys(FROM_ST), WIDE_INT].join(', ')}`,
+      );
+    const elemBytes = wide ? 8 : DTYPE_SIZE[dtype!];
     const shape = e.shape;
     if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor '${name}' has shape ${describe(shape)}; expected up to 8 non-negative integers`);
@@ -132,12 +142,12 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
     if (end > data.byteLength)
       fail(`tensor '${name}' ends at byte ${end} but the data section has ${data.byteLength} bytes: truncated?`);
     const n = numel(shape as number[]);
-    if (n * DTYPE_SIZE[dtype!] !== end - begin) {
+    if (n * elemBytes !== end - begin) {
       fail(
-        `tensor '${name}' ${shapeStr(shape as number[])} ${e.dtype} needs ${n * DTYPE_SIZE[dtype!]} bytes, its offsets span ${end - begin}`,
+        `tensor '${name}' ${shapeStr(shape as number[])} ${e.dtype} needs ${n * elemBytes} bytes, its offsets span ${end - begin}`,
       );
     }
-    entries.push({ name, dtype: dtype!, shape: shape as number[], begin, end });
+    entries.push({ name, dtype: dtype!, wide, shape: shape as number[], begin, end });
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
@@ -156,8 +166,8 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
   try {
     for (const e of entries) {
       const n = numel(e.shape);
-      const arr = storageArray(e.dtype, n);
-      new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(data.subarray(e.begin, e.end));
+      const arr = e.wide ? narrowInt64(e.name, data.subarray(e.begin, e.end), n, fail) : storageArray(e.dtype, n);
+      if (!e.wide) new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength).set(data.subarray(e.begin, e.end));
       if (e.dtype === 'bool')
         for (let i = 0; i < n; i++)
           if (arr[i]! > 1) fail(`bool tensor '${e.name}' holds the byte ${arr[i]} (expected 0 or 1)`);
@@ -168,4 +178,20 @@ export function decodeSafetensors(bytes: Uint8Array, what = 'safetensors data', 
     throw err;
   }
   return { tensors, metadata };
+}
+
+/** The little-endian int64 values in `bytes` as int32; `fail` names the tensor when one does not fit. */
+function narrowInt64(name: string, bytes: Uint8Array, n: number, fail: (msg: string) => never): Int32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = view.getBigInt64(i * 8, true);
+    if (v < -2147483648n || v > 2147483647n)
+      fail(
+        `tensor '${name}' is int64 and holds ${v} at index ${i}; kiln reads int64 as int32, whose range is ` +
+          '-2147483648..2147483647',
+      );
+    out[i] = Number(v);
+  }
+  return out;
 }

@@ -7,6 +7,8 @@ import { conv2d, maxPool2d, pair as checkPair, type Conv2dOptions, type Pair } f
 import {
   add,
   biasAct,
+  cast,
+  div,
   gelu,
   mul,
   ne,
@@ -24,7 +26,8 @@ import { layerNorm, mean, variance } from '../ops/reduce.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight, type InitName } from './init.js';
-import { Module } from './module.js';
+import { Module, type FormerState } from './module.js';
+import { own } from '../records.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import type { Pair2, SpecReader } from './spec_reader.js';
 
@@ -304,31 +307,57 @@ export class Embedding extends Module {
   }
 }
 
-/** Shared by BatchNorm1d/2d: normalises over every axis except the channel axis (1). */
+/** BatchNorm's state names before they followed PyTorch's (num_batches_tracked came with the rename). */
+const BN_FORMER: FormerState = {
+  renamed: [
+    ['running_mean', 'runningMean'],
+    ['running_var', 'runningVar'],
+  ],
+  added: ['num_batches_tracked'],
+};
+
+/** BatchNorm's constructor options. */
+export interface BatchNormOptions {
+  eps?: number;
+  /** Weight of each batch in the running averages (default 0.1); null for their cumulative average (PyTorch's None). */
+  momentum?: number | null;
+  affine?: boolean;
+}
+
+/**
+ * Shared by BatchNorm1d/2d: normalises over every axis except the channel axis (1). State as PyTorch's:
+ * `weight`, `bias`, buffers `running_mean`, `running_var` and `num_batches_tracked` (int32).
+ */
 abstract class BatchNorm extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
+  /** Training batches seen (PyTorch's num_batches_tracked); with momentum null each weighs 1 / this. */
+  readonly numBatchesTracked: Tensor;
   readonly eps: number;
-  readonly momentum: number;
+  readonly momentum: number | null;
   constructor(
     readonly numFeatures: number,
-    opts: { eps?: number; momentum?: number; affine?: boolean },
+    opts: BatchNormOptions,
   ) {
     super();
     checkOptions(opts, new.target.name, ['eps', 'momentum', 'affine']);
     posInt(numFeatures, `${new.target.name} numFeatures`);
     this.eps = opts.eps ?? 1e-5;
-    this.momentum = opts.momentum ?? 0.1;
+    this.momentum = opts.momentum === undefined ? 0.1 : opts.momentum;
     if (!(this.eps > 0)) throw new ArgumentError(`BatchNorm eps must be > 0, got ${describe(opts.eps)}`);
-    if (!(this.momentum >= 0 && this.momentum <= 1))
-      throw new ArgumentError(`BatchNorm momentum must be in [0, 1], got ${describe(opts.momentum)}`);
+    if (this.momentum !== null && !(this.momentum >= 0 && this.momentum <= 1))
+      throw new ArgumentError(`BatchNorm momentum must be in [0, 1] or null, got ${describe(opts.momentum)}`);
     const affine = opts.affine ?? true;
     this.weight = affine ? this.registerParameter('weight', ones([numFeatures])) : null;
     this.bias = affine ? this.registerParameter('bias', zeros([numFeatures])) : null;
-    this.runningMean = this.registerBuffer('runningMean', zeros([numFeatures]));
-    this.runningVar = this.registerBuffer('runningVar', ones([numFeatures]));
+    this.runningMean = this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.runningVar = this.registerBuffer('running_var', ones([numFeatures]));
+    this.numBatchesTracked = this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32' }));
+  }
+  override formerState(): FormerState {
+    return BN_FORMER;
   }
   protected abstract checkInput(x: Tensor): void;
   forward(x: Tensor): Tensor {
@@ -345,15 +374,7 @@ abstract class BatchNorm extends Module {
         );
       mu = mean(x, axes, true);
       v = variance(x, axes, { correction: 0, keepdims: true });
-      noGrad(() => {
-        const m = this.momentum;
-        const newMean = this.runningMean.mul(1 - m).add(reshape(mu, [C]).mul(m));
-        const newVar = this.runningVar.mul(1 - m).add(reshape(v, [C]).mul((m * count) / (count - 1)));
-        this.runningMean.assign(newMean);
-        this.runningVar.assign(newVar);
-        newMean.dispose();
-        newVar.dispose();
-      });
+      noGrad(() => this.track(reshape(mu, [C]), reshape(v, [C]).mul(count / (count - 1))));
     } else {
       mu = reshape(this.runningMean, bshape);
       v = reshape(this.runningVar, bshape);
@@ -362,6 +383,25 @@ abstract class BatchNorm extends Module {
     if (this.weight && this.bias) y = add(mul(y, reshape(this.weight, bshape)), reshape(this.bias, bshape));
     return y;
   }
+  /**
+   * Counts the batch and moves the running averages toward its mean and unbiased variance, as PyTorch:
+   * run = f * stat + (1 - f) * run with f = momentum, or 1 / batches seen when momentum is null.
+   */
+  private track(batchMean: Tensor, unbiasedVar: Tensor): void {
+    const n = this.numBatchesTracked.add(1);
+    this.numBatchesTracked.assign(n);
+    const f = this.momentum ?? div(1, cast(n, 'float32'));
+    const keep = typeof f === 'number' ? 1 - f : sub(1, f);
+    for (const [run, stat] of [
+      [this.runningMean, batchMean],
+      [this.runningVar, unbiasedVar],
+    ] as const) {
+      const next = mul(stat, f).add(mul(run, keep));
+      run.assign(next);
+      next.dispose();
+    }
+    n.dispose();
+  }
 }
 
 /**
@@ -369,7 +409,7 @@ abstract class BatchNorm extends Module {
  * @example new kn.nn.BatchNorm1d(3).call(kn.randn([8, 3])).shape // [8, 3]
  */
 export class BatchNorm1d extends BatchNorm {
-  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+  constructor(numFeatures: number, opts: BatchNormOptions = {}) {
     super(numFeatures, opts);
   }
   protected checkInput(x: Tensor): void {
@@ -386,7 +426,7 @@ export class BatchNorm1d extends BatchNorm {
  * @example new kn.nn.BatchNorm2d(2).call(kn.randn([2, 2, 3, 3])).shape // [2, 2, 3, 3]
  */
 export class BatchNorm2d extends BatchNorm {
-  constructor(numFeatures: number, opts: { eps?: number; momentum?: number; affine?: boolean } = {}) {
+  constructor(numFeatures: number, opts: BatchNormOptions = {}) {
     super(numFeatures, opts);
   }
   protected checkInput(x: Tensor): void {
@@ -697,9 +737,10 @@ registerLayer(Embedding, {
   takesIds: true,
 });
 
-const bnOpts = (o: SpecFields, r: SpecReader, path: string): { eps: number; momentum: number; affine: boolean } => ({
+const bnOpts = (o: SpecFields, r: SpecReader, path: string): Required<BatchNormOptions> => ({
   eps: r.num(o, 'eps', path, finitePos, 'a finite number > 0', 1e-5),
-  momentum: r.num(o, 'momentum', path, (x) => x >= 0 && x <= 1, 'in [0, 1]', 0.1),
+  momentum:
+    own(o, 'momentum') === null ? null : r.num(o, 'momentum', path, (x) => x >= 0 && x <= 1, 'in [0, 1] or null', 0.1),
   affine: r.bool(o, 'affine', path, true),
 });
 for (const [cls, type] of [
@@ -709,7 +750,7 @@ for (const [cls, type] of [
   registerLayer<BatchNorm>(cls, {
     type,
     toSpec: (b) => ({ type, numFeatures: b.numFeatures, eps: b.eps, momentum: b.momentum, affine: b.weight !== null }),
-    params: (o, r, path) => r.int(o, 'numFeatures', path, 1) * (bnOpts(o, r, path).affine ? 4 : 2),
+    params: (o, r, path) => r.int(o, 'numFeatures', path, 1) * (bnOpts(o, r, path).affine ? 4 : 2) + 1,
     fromSpec: (o, r, path) => new cls(r.int(o, 'numFeatures', path, 1), bnOpts(o, r, path)),
   });
 }

@@ -12,6 +12,15 @@ import { nameRecord, own } from '../records.js';
 export type StateDict = Record<string, Tensor>;
 
 /**
+ * @internal State a layer once saved under other names: `renamed` pairs [current, former] local names, and
+ * `added` lists entries that did not exist then, which a state dict using a former name may lack.
+ */
+export interface FormerState {
+  readonly renamed: readonly (readonly [string, string])[];
+  readonly added: readonly string[];
+}
+
+/**
  * Base class of every layer. Subclasses register parameters, buffers and children in their constructor and
  * implement `forward`.
  * @example
@@ -182,9 +191,15 @@ export abstract class Module {
     return sd;
   }
 
-  /** @internal Parameters, then buffers, each under every name it has: what state dicts hold. */
-  stateEntries(): [string, Tensor][] {
-    return [...this.allNamed(false, ''), ...this.allNamed(true, '')];
+  /**
+   * @internal What state dicts hold, in PyTorch's order: a module's parameters, then its buffers, then each
+   * child's entries; a shared tensor under every name it has.
+   */
+  stateEntries(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const m of [this._params, this._buffers]) for (const [n, t] of m) out.push([prefix + n, t]);
+    for (const [n, c] of this._children) out.push(...c.stateEntries(`${prefix}${n}.`));
+    return out;
   }
 
   /**
@@ -209,8 +224,34 @@ export abstract class Module {
     if (sd === null || typeof sd !== 'object')
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
     const mine = new Map(this.stateEntries());
-    const missing = [...mine.keys()].filter((k) => own(sd, k) === undefined);
-    const unexpected = Object.keys(sd).filter((k) => !mine.has(k));
+    // files written before a rename: an entry missing under its name is read under its former one, and the
+    // entries added since may be missing from a state dict that uses a former name
+    const former = new Map<string, string>();
+    const added = new Map<string, string[]>();
+    for (const [path, m] of this.namedModules()) {
+      const f = m.formerState();
+      if (f === null) continue;
+      const pre = path ? `${path}.` : '';
+      for (const [now, was] of f.renamed) former.set(pre + now, pre + was);
+      for (const a of f.added)
+        added.set(
+          pre + a,
+          f.renamed.map(([, was]) => pre + was),
+        );
+    }
+    const usedFormer = new Set<string>();
+    const source = (k: string): unknown => {
+      const v = own(sd, k);
+      const was = former.get(k);
+      if (v !== undefined || was === undefined || own(sd, was) === undefined) return v;
+      usedFormer.add(was);
+      return own(sd, was);
+    };
+    const sources = new Map([...mine.keys()].map((k) => [k, source(k)]));
+    const missing = [...mine.keys()].filter(
+      (k) => sources.get(k) === undefined && !added.get(k)?.some((was) => usedFormer.has(was)),
+    );
+    const unexpected = Object.keys(sd).filter((k) => !mine.has(k) && !usedFormer.has(k));
     if (strict && (missing.length || unexpected.length)) {
       throw new ValidationError(
         `state dict does not match ${this.constructor.name}: ` +
@@ -218,7 +259,7 @@ export abstract class Module {
       );
     }
     for (const [k, dst] of mine) {
-      const src = own(sd, k);
+      const src = sources.get(k);
       if (src === undefined) continue;
       if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
       src.assertAlive('loadStateDict');
@@ -232,11 +273,16 @@ export abstract class Module {
     const apply = (): void =>
       noGrad(() => {
         for (const [k, dst] of mine) {
-          const src = own(sd, k);
+          const src = sources.get(k) as Tensor | undefined;
           if (src !== undefined) dst.assign(src);
         }
       });
     return { missing, unexpected, apply };
+  }
+
+  /** @internal Names this class's state had in files written by earlier versions; none by default. */
+  formerState(): FormerState | null {
+    return null;
   }
 
   /** Clears the gradients of every parameter. */

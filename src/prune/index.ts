@@ -363,6 +363,7 @@ export function structured(model: Module, opts: StructuredOptions): StructuredRe
             t.dispose();
           }
         }
+        nb.numBatchesTracked.assign(bn.numBatchesTracked);
         copy.replaceChild(String(k), nb).dispose();
         layers[k] = nb;
       }

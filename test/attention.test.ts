@@ -111,6 +111,39 @@ for (const b of BACKENDS) {
       }),
     ));
 
+  test(`PyTorch's own Transformer state dict (fused in_proj) loads strictly (${b})`, async () => {
+    const file = new URL('./ref/attention_torch.safetensors', import.meta.url).pathname;
+    const theirs = await kn.io.load(file, { backend: b });
+    onBackend(b, () =>
+      kn.tidy(() => {
+        assert.equal(theirs['self_attn.in_proj_weight']!.shape, [3 * E, E]);
+        const dec = new kn.nn.TransformerDecoderLayer(E, H, { dimFeedforward: F, dropout: 0, batchFirst: true });
+        assert.equal(dec.loadStateDict(theirs), { missing: [], unexpected: [] });
+        dec.eval();
+        const x = fill([N, L, E], 0.5),
+          mem = fill([N, S, E], 0.9);
+        close(f64(dec.decode(x, mem)), ref.cases.dec_post!.y, 5e-5, 1e-4, 'decoder from PyTorch state');
+        // k_proj's rows are in_proj_weight's second third
+        const k = f64(dec.stateDict()['self_attn.k_proj.weight']!);
+        assert.equal(k, Array.from(theirs['self_attn.in_proj_weight']!.toFloat64Array()).slice(E * E, 2 * E * E));
+        const bad = { ...theirs, 'self_attn.in_proj_weight': kn.zeros([2 * E, E]) };
+        throwsKiln(
+          () => dec.loadStateDict(bad),
+          kn.ShapeError,
+          new RegExp(`'self_attn.in_proj_weight' has shape \\[${2 * E}, ${E}\\], expected \\[${3 * E}, ${E}\\]`),
+        );
+        const none: Record<string, kn.Tensor> = { ...theirs };
+        delete none['multihead_attn.in_proj_bias'];
+        throwsKiln(
+          () => dec.loadStateDict(none),
+          kn.ValidationError,
+          /missing \[multihead_attn\.q_proj\.bias, multihead_attn\.k_proj\.bias, multihead_attn\.v_proj\.bias\]/,
+        );
+        Object.values(theirs).forEach((t) => t.dispose());
+      }),
+    );
+  });
+
   test(`attention, rotary, Conv1d, pooling and residual layers pass gradient checks (${b})`, () =>
     onBackend(b, () =>
       kn.tidy(() => {

@@ -14,7 +14,7 @@ import { isGradEnabled, noGrad } from '../autograd/tape.js';
 import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
 import { Dropout, LayerNorm, Linear, keepMask, lastDim, posInt } from './layers.js';
-import { Module } from './module.js';
+import { Module, type StateAliases } from './module.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import { adoptChildren, compositeChildren } from './spec.js';
 import type { SpecReader } from './spec_reader.js';
@@ -252,6 +252,21 @@ export class MultiheadAttention extends Module {
     const bias = opts.bias ?? true;
     for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj'])
       this.registerModule(n, new Linear(embedDim, embedDim, { bias }));
+  }
+  /** PyTorch's fused input projection: in_proj_weight [3E, E] and in_proj_bias [3E] stack q, k and v's rows. */
+  override stateAliases(): StateAliases {
+    const E = this.embedDim;
+    return {
+      aliases: ['q_proj', 'k_proj', 'v_proj'].flatMap((n, j) =>
+        (['weight', 'bias'] as const).map((leaf) => ({
+          name: `${n}.${leaf}`,
+          from: `in_proj_${leaf}`,
+          rows: [j * E, (j + 1) * E] as const,
+          fusedRows: 3 * E,
+        })),
+      ),
+      optionalWithAlias: [],
+    };
   }
   forward(x: Tensor): Tensor {
     return this.attend(x, x, x).output;

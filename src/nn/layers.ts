@@ -26,7 +26,7 @@ import { layerNorm, mean, variance } from '../ops/reduce.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight, type InitName } from './init.js';
-import { Module, type FormerState } from './module.js';
+import { Module, type StateAliases } from './module.js';
 import { own } from '../records.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import type { Pair2, SpecReader } from './spec_reader.js';
@@ -308,12 +308,12 @@ export class Embedding extends Module {
 }
 
 /** BatchNorm's state names before they followed PyTorch's (num_batches_tracked came with the rename). */
-const BN_FORMER: FormerState = {
-  renamed: [
-    ['running_mean', 'runningMean'],
-    ['running_var', 'runningVar'],
+const BN_FORMER: StateAliases = {
+  aliases: [
+    { name: 'running_mean', from: 'runningMean' },
+    { name: 'running_var', from: 'runningVar' },
   ],
-  added: ['num_batches_tracked'],
+  optionalWithAlias: ['num_batches_tracked'],
 };
 
 /** BatchNorm's constructor options. */
@@ -356,7 +356,7 @@ abstract class BatchNorm extends Module {
     this.runningVar = this.registerBuffer('running_var', ones([numFeatures]));
     this.numBatchesTracked = this.registerBuffer('num_batches_tracked', zeros([], { dtype: 'int32' }));
   }
-  override formerState(): FormerState {
+  override stateAliases(): StateAliases {
     return BN_FORMER;
   }
   protected abstract checkInput(x: Tensor): void;

@@ -12,12 +12,24 @@ import { nameRecord, own } from '../records.js';
 export type StateDict = Record<string, Tensor>;
 
 /**
- * @internal State a layer once saved under other names: `renamed` pairs [current, former] local names, and
- * `added` lists entries that did not exist then, which a state dict using a former name may lack.
+ * @internal Another name a state entry may be found under when its own is absent from a state dict: its name
+ * in files kiln wrote before a rename, or another library's (PyTorch's). With `rows`, the entry is rows
+ * [start, end) along the first axis of the other tensor, which holds `fusedRows` rows in all (PyTorch's
+ * in_proj_weight stacks q, k and v).
  */
-export interface FormerState {
-  readonly renamed: readonly (readonly [string, string])[];
-  readonly added: readonly string[];
+export interface StateAlias {
+  readonly name: string;
+  readonly from: string;
+  readonly rows?: readonly [number, number];
+  readonly fusedRows?: number;
+}
+/**
+ * @internal A layer's aliases (local names), and the entries that state dicts using an alias may lack, which
+ * then keep their values (ones added since a rename: BatchNorm's num_batches_tracked).
+ */
+export interface StateAliases {
+  readonly aliases: readonly StateAlias[];
+  readonly optionalWithAlias: readonly string[];
 }
 
 /**
@@ -224,34 +236,34 @@ export abstract class Module {
     if (sd === null || typeof sd !== 'object')
       throw new ArgumentError(`loadStateDict takes a Record<string, Tensor>, got ${describe(sd)}`);
     const mine = new Map(this.stateEntries());
-    // files written before a rename: an entry missing under its name is read under its former one, and the
-    // entries added since may be missing from a state dict that uses a former name
-    const former = new Map<string, string>();
-    const added = new Map<string, string[]>();
+    // an entry missing under its name is read under an alias (a former name, PyTorch's fused in_proj); entries
+    // added since a rename may be missing from a state dict that uses the former names
+    const aliases = new Map<string, StateAlias>();
+    const optional = new Map<string, string[]>();
     for (const [path, m] of this.namedModules()) {
-      const f = m.formerState();
-      if (f === null) continue;
+      const a = m.stateAliases();
+      if (a === null) continue;
       const pre = path ? `${path}.` : '';
-      for (const [now, was] of f.renamed) former.set(pre + now, pre + was);
-      for (const a of f.added)
-        added.set(
-          pre + a,
-          f.renamed.map(([, was]) => pre + was),
+      for (const al of a.aliases) aliases.set(pre + al.name, { ...al, from: pre + al.from });
+      for (const o of a.optionalWithAlias)
+        optional.set(
+          pre + o,
+          a.aliases.map((al) => pre + al.from),
         );
     }
-    const usedFormer = new Set<string>();
-    const source = (k: string): unknown => {
+    const used = new Set<string>();
+    const sources = new Map<string, { src: unknown; key: string; alias?: StateAlias }>();
+    for (const k of mine.keys()) {
       const v = own(sd, k);
-      const was = former.get(k);
-      if (v !== undefined || was === undefined || own(sd, was) === undefined) return v;
-      usedFormer.add(was);
-      return own(sd, was);
-    };
-    const sources = new Map([...mine.keys()].map((k) => [k, source(k)]));
-    const missing = [...mine.keys()].filter(
-      (k) => sources.get(k) === undefined && !added.get(k)?.some((was) => usedFormer.has(was)),
-    );
-    const unexpected = Object.keys(sd).filter((k) => !mine.has(k) && !usedFormer.has(k));
+      const alias = aliases.get(k);
+      if (v !== undefined) sources.set(k, { src: v, key: k });
+      else if (alias !== undefined && own(sd, alias.from) !== undefined) {
+        used.add(alias.from);
+        sources.set(k, { src: own(sd, alias.from), key: alias.from, alias });
+      }
+    }
+    const missing = [...mine.keys()].filter((k) => !sources.has(k) && !optional.get(k)?.some((from) => used.has(from)));
+    const unexpected = Object.keys(sd).filter((k) => !mine.has(k) && !used.has(k));
     if (strict && (missing.length || unexpected.length)) {
       throw new ValidationError(
         `state dict does not match ${this.constructor.name}: ` +
@@ -259,29 +271,41 @@ export abstract class Module {
       );
     }
     for (const [k, dst] of mine) {
-      const src = sources.get(k);
-      if (src === undefined) continue;
-      if (!isTensor(src)) throw new ArgumentError(`state dict entry '${k}' must be a Tensor, got ${describe(src)}`);
+      const s = sources.get(k);
+      if (s === undefined) continue;
+      const { src, key, alias } = s;
+      if (!isTensor(src)) throw new ArgumentError(`state dict entry '${key}' must be a Tensor, got ${describe(src)}`);
       src.assertAlive('loadStateDict');
       dst.assertAlive('loadStateDict');
-      if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i])) {
-        throw new ShapeError(
-          `state dict entry '${k}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(dst.shape)}`,
-        );
+      const want = alias?.rows ? [alias.fusedRows!, ...dst.shape.slice(1)] : dst.shape;
+      if (src.shape.length !== want.length || src.shape.some((d, i) => d !== want[i])) {
+        throw new ShapeError(`state dict entry '${key}' has shape ${shapeStr(src.shape)}, expected ${shapeStr(want)}`);
       }
     }
     const apply = (): void =>
       noGrad(() => {
         for (const [k, dst] of mine) {
-          const src = sources.get(k) as Tensor | undefined;
-          if (src !== undefined) dst.assign(src);
+          const s = sources.get(k);
+          if (s === undefined) continue;
+          const src = s.src as Tensor,
+            rows = s.alias?.rows;
+          if (!rows) {
+            dst.assign(src);
+            continue;
+          }
+          const part = src.slice([rows[0]], [rows[1]]);
+          try {
+            dst.assign(part);
+          } finally {
+            part.dispose();
+          }
         }
       });
     return { missing, unexpected, apply };
   }
 
-  /** @internal Names this class's state had in files written by earlier versions; none by default. */
-  formerState(): FormerState | null {
+  /** @internal Other names this class's state may be found under (see StateAlias); none by default. */
+  stateAliases(): StateAliases | null {
     return null;
   }
 

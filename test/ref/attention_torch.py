@@ -1,11 +1,13 @@
 # Reference values for test/attention.test.ts: PyTorch's nn.MultiheadAttention and nn.TransformerEncoderLayer /
 # nn.TransformerDecoderLayer (post- and pre-norm) in float64 on fixed weights and inputs, written as JSON.
 # Weights and inputs are w[i] = sin(0.37 i + seed) * 0.5 in each tensor's row-major order, so the test builds the
-# same numbers. Run with Debian's python3-torch:  /usr/bin/python3 test/ref/attention_torch.py > test/ref/attention_torch.json
+# same numbers. Also writes the post-norm decoder layer's state dict as attention_torch.safetensors (PyTorch's
+# names, in_proj_weight fused). Run with Debian's python3-torch:  /usr/bin/python3 test/ref/attention_torch.py > test/ref/attention_torch.json
 import json
+from pathlib import Path
 
 import torch
-from common import fill, flat
+from common import fill, flat, save_safetensors
 
 torch.set_default_dtype(torch.float64)
 
@@ -67,6 +69,9 @@ for norm_first in (False, True):
     layer_params(dec, 3.0, True)
     dec.eval()
     out["dec_" + ("pre" if norm_first else "post")] = {"y": flat(dec(x, mem, tgt_mask=causal))}
+    if not norm_first:  # PyTorch's own state dict (fused in_proj), in float32 as models are saved
+        sd = {k: v.float() for k, v in dec.state_dict().items()}
+        save_safetensors(sd, Path(__file__).with_name("attention_torch.safetensors"))
 enc = torch.nn.TransformerEncoderLayer(E, H, F, dropout=0.0, batch_first=True, activation="gelu")
 layer_params(enc, 2.0, False)
 enc.eval()

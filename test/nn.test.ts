@@ -24,6 +24,11 @@ const bnRef = JSON.parse(readFileSync(new URL('./ref/batchnorm_torch.json', impo
   state: Record<string, number[]>;
   keys: string[];
 };
+/** PyTorch's GroupNorm (test/ref/groupnorm_torch.py): outputs and gradients for three cases. */
+const gnRef = JSON.parse(readFileSync(new URL('./ref/groupnorm_torch.json', import.meta.url), 'utf8')) as Record<
+  string,
+  { y: number[]; dx: number[]; dweight?: number[]; dbias?: number[] }
+>;
 /** The reference script's net: Conv2d, BatchNorm2d (momentum 0.1), Tanh, Flatten, Linear, BatchNorm1d (null). */
 const torchBnNet = (): kn.nn.Sequential =>
   new kn.nn.Sequential(
@@ -168,6 +173,60 @@ for (const b of BACKENDS) {
       }),
     );
   });
+
+  test(`GroupNorm gives PyTorch's outputs and gradients, and passes gradcheck (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        for (const [name, G, C, shape, affine] of [
+          ['affine4d', 3, 6, [2, 6, 3, 4], true],
+          ['plain3d', 2, 4, [3, 4, 5], false],
+          ['one2d', 1, 4, [2, 4], true],
+        ] as const) {
+          const want = gnRef[name]!;
+          const gn = new kn.nn.GroupNorm(G, C, { affine });
+          if (affine) {
+            gn.weight!.assign(sinFill([C], 1));
+            gn.bias!.assign(sinFill([C], 2));
+          }
+          const x = sinFill(shape, 0.3).mul(3).add(1).detach();
+          x.requiresGrad = true;
+          const y = gn.call(x);
+          close(f64(y), want.y, 1e-5, 1e-4);
+          y.backward(sinFill(shape, 5));
+          close(f64(x.grad!), want.dx, 1e-4, 1e-3);
+          if (affine) {
+            close(f64(gn.weight!.grad!), want.dweight!, 1e-4, 1e-3);
+            close(f64(gn.bias!.grad!), want.dbias!, 1e-4, 1e-3);
+          }
+        }
+        const gn = new kn.nn.GroupNorm(2, 4);
+        gn.weight!.assign(kn.tensor([0.5, -1, 2, 1.5]));
+        gc(
+          (xx, w, bb) => {
+            const l = new kn.nn.GroupNorm(2, 4);
+            return kn.add(kn.mul(l.call(xx), w.reshape([1, 4, 1])), bb.reshape([1, 4, 1]));
+          },
+          [
+            kn.tensor(randomArray(rng(7), 2 * 4 * 3), [2, 4, 3]),
+            kn.tensor([0.5, -1, 2, 1.5]),
+            kn.tensor([0.1, 0, -0.2, 0.3]),
+          ],
+        );
+        throwsKiln(
+          () => gn.call(kn.ones([2, 3, 2])),
+          kn.ShapeError,
+          /GroupNorm\(2, 4\) expects \[N, 4, \.\.\.\], got \[2, 3, 2\]/,
+        );
+        throwsKiln(() => gn.call(kn.ones([4])), kn.ShapeError, /expects \[N, 4/);
+        throwsKiln(() => new kn.nn.GroupNorm(3, 4), kn.ArgumentError, /numChannels 4 must be divisible by numGroups 3/);
+        throwsKiln(() => new kn.nn.GroupNorm(2, 4, { eps: 0 }), kn.ArgumentError, /eps must be a finite number > 0/);
+        // statistics per example: the same output in eval and for each example alone
+        const xs = kn.tensor(randomArray(rng(8), 3 * 4 * 2), [3, 4, 2]);
+        const all = f64(gn.call(xs));
+        gn.eval();
+        close(f64(gn.call(xs.slice([1], [2]))), all.slice(8, 16));
+      }),
+    ));
 
   test(`layers are differentiable: gradcheck through BatchNorm, LayerNorm, Embedding, Linear (${b})`, () =>
     onBackend(b, () =>
@@ -606,6 +665,7 @@ const specModel = (): kn.nn.Module =>
   new kn.nn.Sequential(
     new kn.nn.Conv2d(1, 4, 3, { padding: 1, stride: [1, 1] }),
     new kn.nn.BatchNorm2d(4, { momentum: 0.2 }),
+    new kn.nn.GroupNorm(2, 4, { eps: 1e-4 }),
     new kn.nn.GELU(),
     new kn.nn.MaxPool2d(2),
     new kn.nn.Flatten(),
@@ -741,6 +801,8 @@ test('every standard and quantized layer class is registered, and each spec roun
     new kn.nn.MaxPool2d(2, { stride: 1 }),
     new kn.nn.Flatten(1, 2),
     new kn.nn.Conv2d(4, 4, [3, 1], { groups: 2, padding: [1, 0], bias: false }),
+    new kn.nn.GroupNorm(3, 6, { affine: false }),
+    new kn.nn.BatchNorm1d(2, { momentum: null }),
   ];
   for (const m of samples) {
     const spec = kn.nn.toSpec(m);

@@ -124,8 +124,12 @@ test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxrunti
   const rn = kn.models.resnet({ blocks: 1, widths: [4, 8], numClasses: 3 });
   rn.eval();
   await compare(rn, kn.randn([2, 3, 8, 8]), { inputShape: [3, 8, 8] }, 'resnet.onnx', 80);
+  const gn1 = new kn.nn.GroupNorm(2, 4);
+  gn1.weight!.assign(kn.randn([4]));
+  gn1.bias!.assign(kn.randn([4]));
   const seq = new kn.nn.Sequential(
     new kn.nn.Conv1d(3, 4, 3, { padding: 1, stride: 2 }),
+    gn1,
     new kn.nn.ReLU(),
     new kn.nn.Flatten(),
   );
@@ -135,6 +139,16 @@ test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxrunti
     new kn.nn.AdaptiveAvgPool2d(1),
   );
   await compare(pool, kn.randn([2, 2, 5, 5]), { inputShape: [2, 5, 5] }, 'pool.onnx', 80);
+  const gn = new kn.nn.GroupNorm(3, 6, { eps: 1e-3 });
+  gn.weight!.assign(kn.randn([6]));
+  gn.bias!.assign(kn.randn([6]));
+  const grouped = new kn.nn.Sequential(
+    new kn.nn.Conv2d(2, 6, 3, { padding: 1 }),
+    gn,
+    new kn.nn.ReLU(),
+    new kn.nn.GroupNorm(6, 6, { affine: false }),
+  );
+  await compare(grouped, kn.randn([2, 2, 5, 5]), { inputShape: [2, 5, 5] }, 'groupnorm.onnx', 80);
   const g = new kn.nn.Graph();
   const x = g.input();
   const lin = new kn.nn.Linear(6, 4);

@@ -12,6 +12,7 @@ import {
   Embedding,
   Flatten,
   LayerNorm,
+  GroupNorm,
   Linear,
   MaxPool2d,
   Sequential,
@@ -366,6 +367,36 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
       'LayerNormalization',
       [x, scale, bias],
       [g.int('axis', -shape.length), g.float('epsilon', l.opts.eps ?? 1e-5)],
+    );
+  },
+  GroupNorm: (g, m, x) => {
+    // [N, G, rest] through InstanceNormalization (per example and group), back to x's shape, then the
+    // per-channel affine as a BatchNormalization with mean 0, variance 1 and epsilon 0 (any rank, channel axis 1)
+    const l = m as GroupNorm;
+    const G = l.numGroups,
+      C = l.numChannels;
+    const grouped = g.node('Reshape', [x, g.init('shape', [3], [0, G, -1], 'int64')]);
+    const normed = g.node(
+      'InstanceNormalization',
+      [
+        grouped,
+        g.init('gn_ones', [G], new Array<number>(G).fill(1), 'float32'),
+        g.init('gn_zeros', [G], new Array<number>(G).fill(0), 'float32'),
+      ],
+      [g.float('epsilon', l.eps)],
+    );
+    const y = g.node('Reshape', [normed, g.node('Shape', [x])]);
+    if (!l.weight || !l.bias) return y;
+    return g.node(
+      'BatchNormalization',
+      [
+        y,
+        g.tensor('gn_scale', l.weight),
+        g.tensor('gn_bias', l.bias),
+        g.init('gn_mean', [C], new Array<number>(C).fill(0), 'float32'),
+        g.init('gn_var', [C], new Array<number>(C).fill(1), 'float32'),
+      ],
+      [g.float('epsilon', 0)],
     );
   },
   Conv1d: (g, m, x) => {

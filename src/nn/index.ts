@@ -14,9 +14,11 @@ export {
   BatchNorm1d,
   BatchNorm2d,
   LayerNorm,
+  GroupNorm,
   Sequential,
   layerNormFn as layerNorm,
   type LayerOptions,
+  type BatchNormOptions,
   type Conv2dLayerOptions,
 } from './layers.js';
 export {

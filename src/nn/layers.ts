@@ -469,6 +469,53 @@ export class LayerNorm extends Module {
 }
 
 /**
+ * Group normalisation (Wu and He 2018): the channels of [N, C, ...] split into `numGroups` groups of
+ * C / numGroups, each normalised over its channels and every position (statistics per example, so the same
+ * in training and eval, and any batch size), then a per-channel affine weight and bias. numGroups 1 normalises
+ * over all of C and the positions, numGroups C each channel alone (instance normalisation). PyTorch's
+ * nn.GroupNorm, with the same state names; the normalisation runs layerNorm's fused kernel on [N, G, rest].
+ * @example new kn.nn.GroupNorm(2, 4).call(kn.randn([3, 4, 5, 5])).shape // [3, 4, 5, 5]
+ */
+export class GroupNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly eps: number;
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    opts: { eps?: number; affine?: boolean } = {},
+  ) {
+    super();
+    checkOptions(opts, 'GroupNorm', ['eps', 'affine']);
+    posInt(numGroups, 'GroupNorm numGroups');
+    posInt(numChannels, 'GroupNorm numChannels');
+    if (numChannels % numGroups !== 0)
+      throw new ArgumentError(`GroupNorm: numChannels ${numChannels} must be divisible by numGroups ${numGroups}`);
+    this.eps = opts.eps ?? 1e-5;
+    if (!(this.eps > 0) || !Number.isFinite(this.eps))
+      throw new ArgumentError(`GroupNorm eps must be a finite number > 0, got ${describe(opts.eps)}`);
+    const affine = opts.affine ?? true;
+    this.weight = affine ? this.registerParameter('weight', ones([numChannels])) : null;
+    this.bias = affine ? this.registerParameter('bias', zeros([numChannels])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    const C = this.numChannels,
+      G = this.numGroups;
+    if (x.ndim < 2 || x.shape[1] !== C)
+      throw new ShapeError(`GroupNorm(${G}, ${C}) expects [N, ${C}, ...], got ${shapeStr(x.shape)}`);
+    const N = x.shape[0]!;
+    const rest = (C / G) * x.shape.slice(2).reduce((a, d) => a * d, 1);
+    const y = reshape(layerNormFn(reshape(x, [N, G, rest]), [rest], null, null, this.eps), x.shape);
+    if (!this.weight || !this.bias) return y;
+    const per = [1, C, ...x.shape.slice(2).map(() => 1)];
+    return add(mul(y, reshape(this.weight, per)), reshape(this.bias, per));
+  }
+  protected override extraRepr(): string {
+    return `${this.numGroups}, ${this.numChannels}, eps=${this.eps}, affine=${this.weight !== null}`;
+  }
+}
+
+/**
  * Layer normalisation of x over its trailing `normalizedShape` dims (PyTorch's F.layer_norm); weight and bias
  * (both or neither) are shaped like normalizedShape. float32 runs one fused kernel each way.
  * @example kn.nn.layerNorm(kn.tensor([[1, 2, 3]]), [3]).toList() // [[-1.2247357, 0, 1.2247357]]
@@ -778,6 +825,25 @@ registerLayer(LayerNorm, {
     return lnOpts(o, r, path).affine ? 2 * n : 0;
   },
   fromSpec: (o, r, path) => new LayerNorm(lnShape(o, r, path), lnOpts(o, r, path)),
+});
+
+registerLayer(GroupNorm, {
+  type: 'GroupNorm',
+  toSpec: (l) => ({
+    type: 'GroupNorm',
+    numGroups: l.numGroups,
+    numChannels: l.numChannels,
+    eps: l.eps,
+    affine: l.weight !== null,
+  }),
+  params: (o, r, path) => {
+    const G = r.int(o, 'numGroups', path, 1),
+      C = r.int(o, 'numChannels', path, 1);
+    if (C % G !== 0) r.fail(path, `'numChannels' (${C}) must be divisible by 'numGroups' (${G})`);
+    return lnOpts(o, r, path).affine ? 2 * C : 0;
+  },
+  fromSpec: (o, r, path) =>
+    new GroupNorm(r.int(o, 'numGroups', path, 1), r.int(o, 'numChannels', path, 1), lnOpts(o, r, path)),
 });
 
 registerLayer(Sequential, {

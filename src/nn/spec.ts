@@ -33,6 +33,7 @@ export type LayerSpec =
   | { type: 'Embedding'; numEmbeddings: number; embeddingDim: number; paddingIdx?: number }
   | { type: 'BatchNorm1d' | 'BatchNorm2d'; numFeatures: number; eps: number; momentum: number | null; affine: boolean }
   | { type: 'LayerNorm'; normalizedShape: number[]; eps: number; affine: boolean }
+  | { type: 'GroupNorm'; numGroups: number; numChannels: number; eps: number; affine: boolean }
   | { type: 'Sequential'; layers: LayerSpec[] }
   | { type: 'QuantLinear'; inFeatures: number; outFeatures: number; bias: boolean }
   | {

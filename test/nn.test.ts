@@ -24,6 +24,11 @@ const bnRef = JSON.parse(readFileSync(new URL('./ref/batchnorm_torch.json', impo
   state: Record<string, number[]>;
   keys: string[];
 };
+/** PyTorch's padding='same' convolutions (test/ref/conv_same_torch.py). */
+const convSameRef = JSON.parse(readFileSync(new URL('./ref/conv_same_torch.json', import.meta.url), 'utf8')) as Record<
+  string,
+  { y: number[]; dx?: number[]; dw?: number[]; shape: number[] }
+>;
 /** PyTorch's GroupNorm (test/ref/groupnorm_torch.py): outputs and gradients for three cases. */
 const gnRef = JSON.parse(readFileSync(new URL('./ref/groupnorm_torch.json', import.meta.url), 'utf8')) as Record<
   string,
@@ -173,6 +178,62 @@ for (const b of BACKENDS) {
       }),
     );
   });
+
+  test(`padding 'same' and 'valid' convolve as PyTorch's, the odd zero at the end (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        for (const [name, kernel, dilation] of [
+          ['k3', [3, 3], [1, 1]],
+          ['k4x3d2', [4, 3], [1, 2]],
+          ['k2d3', [2, 2], [3, 1]],
+        ] as const) {
+          const want = convSameRef[name]!;
+          const x = sinFill([2, 3, 6, 7], 0.1);
+          const w = sinFill([4, 3, ...kernel], 0.2);
+          x.requiresGrad = true;
+          w.requiresGrad = true;
+          const y = kn.conv2d(x, w, null, { padding: 'same', dilation: [...dilation] });
+          assert.equal(y.shape, want.shape);
+          close(f64(y), want.y);
+          y.backward(sinFill(y.shape, 0.3));
+          close(f64(x.grad!), want.dx!, 1e-4, 1e-4);
+          close(f64(w.grad!), want.dw!, 1e-4, 1e-4);
+        }
+        // layers resolve 'same' to numbers when it is symmetric, and refuse it when it is not
+        const c = new kn.nn.Conv2d(3, 4, [5, 3], { padding: 'same', dilation: [1, 2] });
+        assert.equal(c.opts.padding, [2, 2]);
+        assert.equal((kn.nn.toSpec(c) as { padding?: unknown }).padding, [2, 2]);
+        assert.equal(c.call(kn.ones([1, 3, 6, 7])).shape, [1, 4, 6, 7]);
+        assert.equal(new kn.nn.Conv2d(3, 4, 3, { padding: 'valid' }).call(kn.ones([1, 3, 6, 7])).shape, [1, 4, 4, 5]);
+        const c1 = new kn.nn.Conv1d(3, 5, 5, { padding: 'same', dilation: 2 });
+        assert.is(c1.padding, 4);
+        assert.equal(c1.call(kn.ones([2, 3, 9])).shape, [2, 5, 9]);
+        throwsKiln(
+          () => new kn.nn.Conv1d(3, 5, 4, { padding: 'same' }),
+          kn.ArgumentError,
+          /Conv1d: padding 'same' with kernel .* needs one more zero at the end/,
+        );
+        throwsKiln(
+          () => new kn.nn.Conv2d(3, 4, 2, { padding: 'same' }),
+          kn.ArgumentError,
+          /Conv2d: padding 'same' with kernel 2/,
+        );
+        throwsKiln(
+          () => kn.conv2d(kn.ones([1, 3, 6, 7]), kn.ones([4, 3, 3, 3]), null, { padding: 'same', stride: 2 }),
+          kn.ArgumentError,
+          /padding 'same' needs stride 1/,
+        );
+        throwsKiln(
+          () => kn.conv2d(kn.ones([1, 3, 6, 7]), kn.ones([4, 3, 3, 3]), null, { padding: 'full' as never }),
+          kn.ArgumentError,
+          /conv2d padding must be a number or \[h, w\]/,
+        );
+        // the even kernel through kn.conv2d on a [N, C, 1, L] view is PyTorch's conv1d
+        const x1 = sinFill([2, 3, 9], 0.4).reshape([2, 3, 1, 9]);
+        const w1 = sinFill([5, 3, 4], 0.5).reshape([5, 3, 1, 4]);
+        close(f64(kn.conv2d(x1, w1, null, { padding: 'same' })), convSameRef.conv1d_k4!.y);
+      }),
+    ));
 
   test(`GroupNorm gives PyTorch's outputs and gradients, and passes gradcheck (${b})`, () =>
     onBackend(b, () =>

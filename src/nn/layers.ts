@@ -3,7 +3,15 @@
 import { activeRecorder } from '../profile/recorder.js';
 import { ArgumentError, DTypeError, ShapeError, checkOptions, describe } from '../errors.js';
 import { ones, zeros } from '../ops/creation.js';
-import { conv2d, maxPool2d, pair as checkPair, type Conv2dOptions, type Pair } from '../ops/conv.js';
+import {
+  conv2d,
+  maxPool2d,
+  pair as checkPair,
+  resolvePadding,
+  type Conv2dOptions,
+  type ConvPadding,
+  type Pair,
+} from '../ops/conv.js';
 import {
   add,
   biasAct,
@@ -99,7 +107,8 @@ export class Linear extends Module {
 /** Conv2d options: stride, padding, dilation, groups, bias, init. */
 export interface Conv2dLayerOptions extends LayerOptions {
   stride?: Pair;
-  padding?: Pair;
+  /** Zeros on each side, or 'valid' (none) or 'same' (stride 1: the output keeps the input's size). */
+  padding?: ConvPadding;
   dilation?: Pair;
   groups?: number;
 }
@@ -115,22 +124,51 @@ export function convOptions(o: Conv2dLayerOptions): Conv2dOptions {
 }
 
 /**
- * 2-D convolution over NCHW input; weight [out, in/groups, kH, kW].
+ * @internal A layer's padding 'same' or 'valid' as the [h, w] zeros on each side (its options were checked). 'same' whose total per axis is odd
+ * (an even kernel) would need one more zero at the end than at the start, which a layer's symmetric padding
+ * cannot say: ArgumentError (the functional kn.conv2d pads that case).
+ */
+export function layerPadding(
+  opts: { stride?: Pair; padding?: ConvPadding; dilation?: Pair },
+  kernel: Pair,
+  what: string,
+): [number, number] {
+  const k = checkPair(kernel ?? NaN, NaN, `${what} kernelSize`, 1);
+  const stride = checkPair(opts.stride, 1, `${what} stride`, 1),
+    dilation = checkPair(opts.dilation, 1, `${what} dilation`, 1);
+  const [[ph, ph1], [pw, pw1]] = resolvePadding(opts.padding, k, stride, dilation, what);
+  if (ph !== ph1 || pw !== pw1)
+    throw new ArgumentError(
+      `${what}: padding 'same' with kernel ${describe(kernel)} and dilation ${describe(opts.dilation ?? 1)} needs ` +
+        `one more zero at the end than at the start, which the layer cannot hold; use an odd kernel or kn.conv2d`,
+    );
+  return [ph, pw];
+}
+
+/**
+ * 2-D convolution over NCHW input; weight [out, in/groups, kH, kW]. Padding 'same' and 'valid' are resolved to
+ * numbers when the layer is built.
  * @example new kn.nn.Conv2d(1, 4, 3, { padding: 1 }).call(kn.ones([2, 1, 8, 8])).shape // [2, 4, 8, 8]
  */
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** The options given, with padding 'same' or 'valid' resolved to numbers. */
+  readonly opts: Conv2dLayerOptions & { padding?: Pair };
   private readonly conv: Conv2dOptions;
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernelSize: Pair,
-    readonly opts: Conv2dLayerOptions = {},
+    opts: Conv2dLayerOptions = {},
   ) {
     super();
     checkOptions(opts, 'Conv2d', ['bias', 'init', 'stride', 'padding', 'dilation', 'groups']);
-    this.conv = convOptions(opts);
+    this.opts =
+      typeof opts.padding === 'string'
+        ? { ...opts, padding: layerPadding(opts, kernelSize, 'Conv2d') }
+        : (opts as Conv2dLayerOptions & { padding?: Pair });
+    this.conv = convOptions(this.opts);
     posInt(inChannels, 'Conv2d inChannels');
     posInt(outChannels, 'Conv2d outChannels');
     const groups = posInt(opts.groups ?? 1, 'Conv2d groups');

@@ -9,7 +9,7 @@ import { max, mean } from '../ops/reduce.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { initBias, initWeight } from './init.js';
-import { poolFields, poolSpec, posInt, type LayerOptions } from './layers.js';
+import { layerPadding, poolFields, poolSpec, posInt, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
 import { registerLayer, type SpecFields } from './registry.js';
 import type { SpecReader } from './spec_reader.js';
@@ -17,7 +17,8 @@ import type { SpecReader } from './spec_reader.js';
 /** Conv1d options: stride, padding, dilation, groups, bias, init. */
 export interface Conv1dLayerOptions extends LayerOptions {
   stride?: number;
-  padding?: number;
+  /** Zeros on each side, or 'valid' (none) or 'same' (stride 1: the output keeps the input's length). */
+  padding?: number | 'same' | 'valid';
   dilation?: number;
   groups?: number;
 }
@@ -48,7 +49,14 @@ export class Conv1d extends Module {
     this.stride = posInt(opts.stride ?? 1, 'Conv1d stride');
     this.dilation = posInt(opts.dilation ?? 1, 'Conv1d dilation');
     this.groups = posInt(opts.groups ?? 1, 'Conv1d groups');
-    const pad = opts.padding ?? 0;
+    const pad =
+      typeof opts.padding === 'string'
+        ? layerPadding(
+            { stride: [1, this.stride], padding: opts.padding, dilation: [1, this.dilation] },
+            [1, kernelSize],
+            'Conv1d',
+          )[1]
+        : (opts.padding ?? 0);
     if (!Number.isInteger(pad) || pad < 0)
       throw new ArgumentError(`Conv1d padding must be an integer >= 0, got ${describe(opts.padding)}`);
     this.padding = pad;

@@ -23,11 +23,49 @@ export function pair(v: Pair | undefined, def: number, what: string, min: number
   return [p[0]!, p[1]!];
 }
 
+/**
+ * A convolution's padding: zeros on each side ([h, w] or one number), or PyTorch's strings: 'valid' is none,
+ * 'same' (stride 1 only) keeps the size, padding dilation * (kernel - 1) in all per axis, the odd one at the end.
+ */
+export type ConvPadding = Pair | 'same' | 'valid';
+
 export interface Conv2dOptions {
   stride?: Pair;
-  padding?: Pair;
+  padding?: ConvPadding;
   dilation?: Pair;
   groups?: number;
+}
+
+/**
+ * Padding 'same' or 'valid' as zeros [before, after] per axis (h, w) for a kernel, stride and dilation; a
+ * number or pair as both sides. 'same' needs stride 1, as PyTorch.
+ */
+export function resolvePadding(
+  padding: ConvPadding | undefined,
+  kernel: readonly [number, number],
+  stride: readonly [number, number],
+  dilation: readonly [number, number],
+  what: string,
+): [[number, number], [number, number]] {
+  if (padding === 'valid')
+    return [
+      [0, 0],
+      [0, 0],
+    ];
+  if (padding !== 'same') {
+    const [ph, pw] = pair(padding as Pair | undefined, 0, `${what} padding`, 0);
+    return [
+      [ph, ph],
+      [pw, pw],
+    ];
+  }
+  if (stride[0] !== 1 || stride[1] !== 1)
+    throw new ArgumentError(`${what}: padding 'same' needs stride 1 (as PyTorch), got stride ${describe(stride)}`);
+  const side = (i: 0 | 1): [number, number] => {
+    const total = dilation[i] * (kernel[i] - 1);
+    return [Math.floor(total / 2), total - Math.floor(total / 2)];
+  };
+  return [side(0), side(1)];
 }
 
 /**
@@ -42,13 +80,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   if (weight.ndim !== 4)
     throw new ShapeError(`conv2d weight must be [O, C/groups, kH, kW], got ${shapeStr(weight.shape)}`);
   const [sh, sw] = pair(opts.stride, 1, 'conv2d stride', 1);
-  const [ph, pw] = pair(opts.padding, 0, 'conv2d padding', 0);
   const [dh, dw] = pair(opts.dilation, 1, 'conv2d dilation', 1);
   const groups = opts.groups ?? 1;
   if (!Number.isInteger(groups) || groups < 1)
     throw new ArgumentError(`conv2d groups must be a positive integer, got ${describe(opts.groups)}`);
-  const [, C, H, W] = x.shape as [number, number, number, number];
   const [O, Cg, kh, kw] = weight.shape as [number, number, number, number];
+  const [[ph, ph1], [pw, pw1]] = resolvePadding(opts.padding, [kh, kw], [sh, sw], [dh, dw], 'conv2d');
+  // 'same' with an even total: the extra row and column of zeros at the end, then symmetric padding
+  if (ph1 !== ph || pw1 !== pw) x = padEnd(x, ph1 - ph, pw1 - pw);
+  const [, C, H, W] = x.shape as [number, number, number, number];
   if (C % groups !== 0 || O % groups !== 0)
     throw new ShapeError(`conv2d: channels ${C} and filters ${O} must both be divisible by groups ${groups}`);
   if (Cg * groups !== C)
@@ -117,6 +157,25 @@ function convWeightGrad(x: Tensor, g: Tensor, attrs: readonly number[], kh: numb
     needs[0] ? convInputGrad(gg!, u, attrs, H, W) : null,
     needs[1] ? convCore(xx!, u, attrs) : null,
   ]);
+}
+
+/** x [N, C, H, W] with `rows` rows and `cols` columns of zeros appended (differentiable: a concat). */
+function padEnd(x: Tensor, rows: number, cols: number): Tensor {
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const o = { dtype: x.dtype, backend: x.backendInstance.name };
+  let y = x;
+  for (const [axis, shape] of [
+    [2, [N, C, rows, W]],
+    [3, [N, C, H + rows, cols]],
+  ] as const) {
+    if (shape[axis] === 0) continue;
+    const zeros = full(shape, 0, o);
+    const next = concat([y, zeros], axis);
+    zeros.dispose();
+    if (y !== x) y.dispose();
+    y = next;
+  }
+  return y;
 }
 
 export interface Pool2dOptions {

@@ -4,7 +4,7 @@
 // Input ranges are tracked as running min/max while training. convertQat then produces the real int8 model.
 import { noGrad, quiet, record } from '../autograd/tape.js';
 import { ArgumentError, describe } from '../errors.js';
-import { Conv2d, Linear, convOptions, type Conv2dLayerOptions } from '../nn/layers.js';
+import { Conv2d, Linear, convOptions } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { cloneModule } from '../nn/spec.js';
 import { tensor } from '../ops/creation.js';
@@ -116,7 +116,7 @@ export class QatLinear extends QatBase {
 export class QatConv2d extends QatBase {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  readonly opts: Conv2dLayerOptions;
+  readonly opts: Conv2d['opts'];
   readonly inChannels: number;
   readonly outChannels: number;
   readonly kernelSize: [number, number];

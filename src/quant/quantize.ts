@@ -7,7 +7,7 @@
 import { noGrad } from '../autograd/tape.js';
 import { ArgumentError, ValidationError, checkOptions, describe, optionKeys } from '../errors.js';
 import { tidy } from '../engine/memory.js';
-import { Conv2d, Linear, type Conv2dLayerOptions } from '../nn/layers.js';
+import { Conv2d, Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { cloneModule } from '../nn/spec.js';
 import type { Pair } from '../ops/conv.js';
@@ -166,7 +166,7 @@ export function int8Layer(
   weight: Tensor,
   bias: Tensor | null,
   act: ActivationQuant,
-  conv: Conv2dLayerOptions = {},
+  conv: { stride?: Pair; padding?: Pair; dilation?: Pair } = {},
   perChannel = true,
 ): QuantLinear | QuantConv2d {
   return noGrad(() => {

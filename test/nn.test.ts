@@ -29,6 +29,11 @@ const convSameRef = JSON.parse(readFileSync(new URL('./ref/conv_same_torch.json'
   string,
   { y: number[]; dx?: number[]; dw?: number[]; shape: number[] }
 >;
+/** PyTorch's F.interpolate (test/ref/upsample_torch.py). */
+const upRef = JSON.parse(readFileSync(new URL('./ref/upsample_torch.json', import.meta.url), 'utf8')) as Record<
+  string,
+  { y: number[]; dx: number[]; shape: number[] }
+>;
 /** PyTorch's GroupNorm (test/ref/groupnorm_torch.py): outputs and gradients for three cases. */
 const gnRef = JSON.parse(readFileSync(new URL('./ref/groupnorm_torch.json', import.meta.url), 'utf8')) as Record<
   string,
@@ -232,6 +237,64 @@ for (const b of BACKENDS) {
         const x1 = sinFill([2, 3, 9], 0.4).reshape([2, 3, 1, 9]);
         const w1 = sinFill([5, 3, 4], 0.5).reshape([5, 3, 1, 4]);
         close(f64(kn.conv2d(x1, w1, null, { padding: 'same' })), convSameRef.conv1d_k4!.y);
+      }),
+    ));
+
+  test(`interpolate and Upsample give PyTorch's outputs and gradients (${b})`, () =>
+    onBackend(b, () =>
+      kn.tidy(() => {
+        const cases: Record<string, kn.nn.InterpolateOptions> = {
+          nearest_x2: { scaleFactor: 2 },
+          nearest_size: { size: [5, 11] },
+          nearest_down: { size: [2, 3] },
+          bilinear_x2: { scaleFactor: 2, mode: 'bilinear' },
+          bilinear_size: { size: [5, 11], mode: 'bilinear' },
+          bilinear_corners: { size: [5, 11], mode: 'bilinear', alignCorners: true },
+          bilinear_down: { size: [2, 3], mode: 'bilinear' },
+          bilinear_x1_5: { scaleFactor: [1.5, 2.5], mode: 'bilinear' },
+        };
+        for (const [name, opts] of Object.entries(cases)) {
+          const want = upRef[name]!;
+          const x = sinFill([2, 3, 4, 6], 0.7);
+          x.requiresGrad = true;
+          const y = kn.nn.interpolate(x, opts);
+          assert.equal(y.shape, want.shape, name);
+          close(f64(y), want.y);
+          y.backward(sinFill(y.shape, 0.9));
+          close(f64(x.grad!), want.dx, 1e-4, 1e-4);
+          const layer = new kn.nn.Upsample(opts);
+          assert.equal(f64(layer.call(x.detach())), f64(y), `${name}: the layer is the function`);
+          const spec = kn.nn.toSpec(layer);
+          assert.equal(kn.nn.toSpec(kn.nn.fromSpec(JSON.parse(JSON.stringify(spec)))), spec);
+        }
+        gc(
+          (xx) => kn.nn.interpolate(xx, { size: [3, 5], mode: 'bilinear' }),
+          [kn.tensor(randomArray(rng(9), 2 * 2 * 3), [1, 2, 2, 3])],
+        );
+        const x = kn.ones([1, 2, 3, 4]);
+        throwsKiln(
+          () => kn.nn.interpolate(x, { size: 4, scaleFactor: 2 }),
+          kn.ArgumentError,
+          /one of size and scaleFactor/,
+        );
+        throwsKiln(() => kn.nn.interpolate(x, {}), kn.ArgumentError, /one of size and scaleFactor/);
+        throwsKiln(
+          () => kn.nn.interpolate(x, { scaleFactor: 2, mode: 'bicubic' as never }),
+          kn.ArgumentError,
+          /mode must be 'nearest' or 'bilinear', got "bicubic"/,
+        );
+        throwsKiln(
+          () => new kn.nn.Upsample({ scaleFactor: 2, alignCorners: true }),
+          kn.ArgumentError,
+          /alignCorners applies to mode 'bilinear' only/,
+        );
+        throwsKiln(
+          () => kn.nn.interpolate(x, { scaleFactor: -1 }),
+          kn.ArgumentError,
+          /scaleFactor must be a number > 0/,
+        );
+        throwsKiln(() => kn.nn.interpolate(x, { scaleFactor: 0.1 }), kn.ShapeError, /output would be 0x0/);
+        throwsKiln(() => kn.nn.interpolate(kn.ones([2, 3, 4]), { scaleFactor: 2 }), kn.ShapeError, /\[N, C, H, W\]/);
       }),
     ));
 

@@ -149,6 +149,15 @@ test('attention, Transformer models, ResNet, Conv1d and pooling run in onnxrunti
     new kn.nn.GroupNorm(6, 6, { affine: false }),
   );
   await compare(grouped, kn.randn([2, 2, 5, 5]), { inputShape: [2, 5, 5] }, 'groupnorm.onnx', 80);
+  const ups = new kn.nn.Sequential(
+    new kn.nn.Conv2d(2, 3, 3, { padding: 'same' }),
+    new kn.nn.Upsample({ scaleFactor: 2, mode: 'bilinear' }),
+    new kn.nn.Upsample({ size: [13, 7] }),
+    new kn.nn.Upsample({ scaleFactor: [0.5, 1.5] }),
+    new kn.nn.Upsample({ size: [9, 9], mode: 'bilinear', alignCorners: true }),
+    new kn.nn.Upsample({ size: [4, 3], mode: 'bilinear' }),
+  );
+  await compare(ups, kn.randn([2, 2, 5, 6]), { inputShape: [2, 5, 6] }, 'upsample.onnx', 80);
   const g = new kn.nn.Graph();
   const x = g.input();
   const lin = new kn.nn.Linear(6, 4);

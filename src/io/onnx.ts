@@ -25,7 +25,7 @@ import {
 } from '../nn/attention.js';
 import { Graph } from '../nn/graph.js';
 import { Module } from '../nn/module.js';
-import { AdaptiveAvgPool2d, AvgPool2d, Conv1d, Residual, SequencePool } from '../nn/pooling.js';
+import { AdaptiveAvgPool2d, AvgPool2d, Conv1d, Residual, SequencePool, Upsample } from '../nn/pooling.js';
 import { GRU, LSTM } from '../nn/recurrent.js';
 import { layerOf } from '../nn/registry.js';
 import { inferInputShape, type LayerSpec } from '../nn/spec.js';
@@ -424,6 +424,27 @@ const EMITTERS: { readonly [T in LayerSpec['type']]: Emitter } = {
         g.int('count_include_pad', (p.opts.countIncludePad ?? true) ? 1 : 0),
       ],
     );
+  },
+  Upsample: (g, m, x) => {
+    // PyTorch's mapping: nearest is 'asymmetric' with floor, bilinear 'pytorch_half_pixel' (or 'align_corners');
+    // a scale factor goes as Resize's scales, a size as its sizes (batch and channels read from x)
+    const u = m as Upsample;
+    const attrs =
+      u.mode === 'nearest'
+        ? [
+            g.str('mode', 'nearest'),
+            g.str('coordinate_transformation_mode', 'asymmetric'),
+            g.str('nearest_mode', 'floor'),
+          ]
+        : [
+            g.str('mode', 'linear'),
+            g.str('coordinate_transformation_mode', u.alignCorners ? 'align_corners' : 'pytorch_half_pixel'),
+          ];
+    if (u.scaleFactor !== null)
+      return g.node('Resize', [x, '', g.init('scales', [4], [1, 1, ...u.scaleFactor], 'float32')], attrs);
+    const nc = g.node('Slice', [g.node('Shape', [x]), i64(g, 0), i64(g, 2)]);
+    const sizes = g.node('Concat', [nc, g.init('hw', [2], [...u.size!], 'int64')], [g.int('axis', 0)]);
+    return g.node('Resize', [x, '', '', sizes], attrs);
   },
   AdaptiveAvgPool2d: (g, m, x, path) => {
     const [oh, ow] = (m as AdaptiveAvgPool2d).outputSize;

@@ -41,8 +41,12 @@ export {
   GlobalAvgPool2d,
   SequencePool,
   Residual,
+  Upsample,
+  interpolate,
   type Conv1dLayerOptions,
   type SequencePoolMode,
+  type InterpolateMode,
+  type InterpolateOptions,
 } from './pooling.js';
 export { LSTM, GRU, type RecurrentOptions, type RecurrentInput, type RecurrentOutput } from './recurrent.js';
 export { Graph, GraphValue, type GraphNode } from './graph.js';

@@ -1,13 +1,15 @@
-// Sequence convolution, pooling and composition layers: Conv1d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d,
-// SequencePool and Residual (the skip connection of ResNets and Transformers). Each describes itself in
-// nn/registry.ts at the end of this file.
+// Sequence convolution, pooling, resizing and composition layers: Conv1d, AvgPool2d, AdaptiveAvgPool2d,
+// GlobalAvgPool2d, SequencePool, Residual (the skip connection of ResNets and Transformers) and Upsample
+// (kn.nn.interpolate). Each describes itself in nn/registry.ts after its class.
 import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { avgPool2d, conv2d, pair, type Pair } from '../ops/conv.js';
-import { add } from '../ops/elementwise.js';
-import { reshape, slice, stack } from '../ops/movement.js';
+import { tensor } from '../ops/creation.js';
+import { add, mul, sub } from '../ops/elementwise.js';
+import { gather, reshape, slice, stack } from '../ops/movement.js';
 import { max, mean } from '../ops/reduce.js';
 import { shapeStr } from '../tensor/shape.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { own } from '../records.js';
 import { initBias, initWeight } from './init.js';
 import { layerPadding, poolFields, poolSpec, posInt, type LayerOptions } from './layers.js';
 import { Module } from './module.js';
@@ -327,4 +329,178 @@ registerLayer(Residual, {
     return ls as unknown[];
   },
   fromSpec: (o, _r, _path, child) => new Residual(child(0), (o.layers as unknown[]).length > 1 ? child(1) : null),
+});
+
+/** How interpolate resizes: the nearest input pixel (PyTorch's 'nearest') or bilinear weights. */
+export type InterpolateMode = 'nearest' | 'bilinear';
+
+/** interpolate's options: the output `size` [h, w] or a `scaleFactor` (one of the two), the mode and alignment. */
+export interface InterpolateOptions {
+  size?: number | readonly [number, number];
+  scaleFactor?: number | readonly [number, number];
+  /** 'nearest' (default) or 'bilinear'. */
+  mode?: InterpolateMode;
+  /** bilinear: map the corner pixels' centres onto each other (PyTorch's align_corners; default false). */
+  alignCorners?: boolean;
+}
+const INTERPOLATE_KEYS = ['size', 'scaleFactor', 'mode', 'alignCorners'];
+
+/**
+ * Resizes the H and W of x [N, C, H, W] as PyTorch's F.interpolate: 'nearest' takes input index
+ * floor(out * scale) (float32 arithmetic, as PyTorch), 'bilinear' blends the two nearest rows and columns at
+ * source (out + 0.5) * scale - 0.5 (clamped at 0), or out * (in - 1) / (out - 1) with alignCorners. The scale is
+ * in / out for a `size`, and 1 / scaleFactor for a `scaleFactor` (output floor(in * scaleFactor)). Gathers and
+ * weighted sums, so it is differentiable on every backend.
+ * @example kn.nn.interpolate(kn.ones([1, 2, 3, 4]), { scaleFactor: 2 }).shape // [1, 2, 6, 8]
+ */
+export function interpolate(x: Tensor, opts: InterpolateOptions = {}): Tensor {
+  checkOptions(opts, 'interpolate', INTERPOLATE_KEYS);
+  const plan = interpolatePlan(opts, 'interpolate');
+  if (!isTensor(x) || x.ndim !== 4)
+    throw new ShapeError(`interpolate expects [N, C, H, W], got ${isTensor(x) ? shapeStr(x.shape) : describe(x)}`);
+  return resize(x, plan);
+}
+
+interface InterpolatePlan {
+  size: [number, number] | null;
+  scale: [number, number] | null;
+  mode: InterpolateMode;
+  alignCorners: boolean;
+}
+
+/** Checks interpolate's options once (a layer checks them when built). */
+function interpolatePlan(opts: InterpolateOptions, what: string): InterpolatePlan {
+  const mode = opts.mode ?? 'nearest';
+  if (mode !== 'nearest' && mode !== 'bilinear')
+    throw new ArgumentError(`${what} mode must be 'nearest' or 'bilinear', got ${describe(opts.mode)}`);
+  const alignCorners = opts.alignCorners ?? false;
+  if (typeof alignCorners !== 'boolean')
+    throw new ArgumentError(`${what} alignCorners must be a boolean, got ${describe(opts.alignCorners)}`);
+  if (alignCorners && mode === 'nearest')
+    throw new ArgumentError(`${what}: alignCorners applies to mode 'bilinear' only (as PyTorch)`);
+  if ((opts.size === undefined) === (opts.scaleFactor === undefined))
+    throw new ArgumentError(`${what} takes one of size and scaleFactor, got ${describe(opts)}`);
+  if (opts.size !== undefined) {
+    const size = pair(opts.size, NaN, `${what} size`, 1);
+    return { size, scale: null, mode, alignCorners };
+  }
+  const f = opts.scaleFactor!;
+  const scale: [number, number] =
+    typeof f === 'number' ? [f, f] : Array.isArray(f) && f.length === 2 ? [f[0]!, f[1]!] : [NaN, NaN];
+  if (!scale.every((s) => typeof s === 'number' && Number.isFinite(s) && s > 0))
+    throw new ArgumentError(`${what} scaleFactor must be a number > 0 or a pair of them, got ${describe(f)}`);
+  return { size: null, scale, mode, alignCorners };
+}
+
+/** Index and weight of the input rows each output row reads along one axis (in -> out). */
+function axisTaps(
+  n: number,
+  out: number,
+  factor: number | null,
+  mode: InterpolateMode,
+  alignCorners: boolean,
+): { i0: Int32Array; i1: Int32Array; w1: Float32Array } {
+  const i0 = new Int32Array(out),
+    i1 = new Int32Array(out),
+    w1 = new Float32Array(out);
+  if (mode === 'nearest') {
+    const s = Math.fround(factor !== null ? 1 / factor : n / out);
+    for (let o = 0; o < out; o++) i0[o] = i1[o] = Math.min(Math.floor(Math.fround(o * s)), n - 1);
+    return { i0, i1, w1 };
+  }
+  const s = alignCorners ? (out > 1 ? (n - 1) / (out - 1) : 0) : factor !== null ? 1 / factor : n / out;
+  for (let o = 0; o < out; o++) {
+    const src = alignCorners ? o * s : Math.max((o + 0.5) * s - 0.5, 0);
+    const a = Math.min(Math.floor(src), n - 1);
+    i0[o] = a;
+    i1[o] = a < n - 1 ? a + 1 : a;
+    w1[o] = src - a;
+  }
+  return { i0, i1, w1 };
+}
+
+function resize(x: Tensor, p: InterpolatePlan): Tensor {
+  const [, , H, W] = x.shape as [number, number, number, number];
+  const [OH, OW] = p.size ?? [Math.floor(H * p.scale![0]), Math.floor(W * p.scale![1])];
+  if (OH < 1 || OW < 1)
+    throw new ShapeError(`interpolate: the output would be ${OH}x${OW} for input ${H}x${W}; it must be at least 1x1`);
+  const backend = x.backendInstance.name;
+  const along = (t: Tensor, axis: 2 | 3, n: number, out: number, factor: number | null): Tensor => {
+    const { i0, i1, w1 } = axisTaps(n, out, factor, p.mode, p.alignCorners);
+    const ix0 = tensor(i0, [out], { dtype: 'int32', backend });
+    const a = gather(t, ix0, axis);
+    if (p.mode === 'nearest') return a;
+    const shape = axis === 2 ? [out, 1] : [out];
+    const wt = tensor(w1, shape, { backend });
+    const b = gather(t, tensor(i1, [out], { dtype: 'int32', backend }), axis);
+    // a + (b - a) * w, PyTorch's lambda0 * a + lambda1 * b up to rounding
+    return add(mul(a, sub(1, wt)), mul(b, wt));
+  };
+  return along(along(x, 2, H, OH, p.scale?.[0] ?? null), 3, W, OW, p.scale?.[1] ?? null);
+}
+
+/**
+ * Resizes [N, C, H, W] inputs (PyTorch's nn.Upsample): see interpolate.
+ * @example new kn.nn.Upsample({ scaleFactor: 2, mode: 'bilinear' }).call(kn.ones([1, 1, 2, 2])).shape // [1, 1, 4, 4]
+ */
+export class Upsample extends Module {
+  /** The output size [h, w], or null when a scale factor sets it. */
+  readonly size: [number, number] | null;
+  /** The scale factor [h, w], or null when a size is given. */
+  readonly scaleFactor: [number, number] | null;
+  readonly mode: InterpolateMode;
+  readonly alignCorners: boolean;
+  constructor(opts: InterpolateOptions) {
+    super();
+    checkOptions(opts, 'Upsample', INTERPOLATE_KEYS);
+    const p = interpolatePlan(opts, 'Upsample');
+    this.size = p.size;
+    this.scaleFactor = p.scale;
+    this.mode = p.mode;
+    this.alignCorners = p.alignCorners;
+  }
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== 4) throw new ShapeError(`Upsample expects [N, C, H, W], got ${shapeStr(x.shape)}`);
+    return resize(x, { size: this.size, scale: this.scaleFactor, mode: this.mode, alignCorners: this.alignCorners });
+  }
+  protected override extraRepr(): string {
+    const by = this.size ? `size=${this.size.join('x')}` : `scaleFactor=${this.scaleFactor!.join('x')}`;
+    return `${by}, mode=${this.mode}${this.alignCorners ? ', alignCorners' : ''}`;
+  }
+}
+
+const upsampleFields = (o: SpecFields, r: SpecReader, path: string): InterpolateOptions => {
+  const out: InterpolateOptions = {};
+  const size = own(o, 'size'),
+    factor = own(o, 'scaleFactor');
+  if (size !== undefined) out.size = r.pair(o, 'size', path, 1) as [number, number];
+  if (factor !== undefined) {
+    if (
+      !Array.isArray(factor) ||
+      factor.length !== 2 ||
+      !factor.every((f) => typeof f === 'number' && Number.isFinite(f) && f > 0)
+    )
+      r.fail(path, `'scaleFactor' must be a pair of numbers > 0, got ${describe(factor)}`);
+    out.scaleFactor = [factor[0] as number, factor[1] as number];
+  }
+  if ((size === undefined) === (factor === undefined)) r.fail(path, "needs one of 'size' and 'scaleFactor'");
+  const mode = own(o, 'mode') ?? 'nearest';
+  if (mode !== 'nearest' && mode !== 'bilinear')
+    r.fail(path, `'mode' must be 'nearest' or 'bilinear', got ${describe(mode)}`);
+  out.mode = mode;
+  out.alignCorners = r.bool(o, 'alignCorners', path, false);
+  if (out.alignCorners && mode === 'nearest') r.fail(path, "'alignCorners' applies to mode 'bilinear' only");
+  return out;
+};
+registerLayer(Upsample, {
+  type: 'Upsample',
+  toSpec: (u) => ({
+    type: 'Upsample',
+    ...(u.size ? { size: [...u.size] as [number, number] } : { scaleFactor: [...u.scaleFactor!] as [number, number] }),
+    mode: u.mode,
+    alignCorners: u.alignCorners,
+  }),
+  params: (o, r, path) => (upsampleFields(o, r, path), 0),
+  fromSpec: (o, r, path) => new Upsample(upsampleFields(o, r, path)),
+  keepsFeatures: true,
 });

@@ -60,6 +60,13 @@ export type LayerSpec =
     }
   | { type: 'AvgPool2d'; kernelSize: Pair2; stride?: Pair2; padding: Pair2; countIncludePad: boolean }
   | { type: 'AdaptiveAvgPool2d'; outputSize: [number, number] }
+  | {
+      type: 'Upsample';
+      size?: [number, number];
+      scaleFactor?: [number, number];
+      mode: 'nearest' | 'bilinear';
+      alignCorners: boolean;
+    }
   | { type: 'GlobalAvgPool2d' }
   | { type: 'SequencePool'; mode: 'mean' | 'max' | 'first' | 'last'; batchFirst: boolean }
   | { type: 'Residual'; layers: LayerSpec[] }
